@@ -1,0 +1,175 @@
+/* config.h - the cachesvc configuration: one table of keys drives parsing,
+ * validation, reload and "show config" (config.c).
+ *
+ * Ownership: a cs_config is built by cs_config_load() and owns every string and
+ * array in it; cs_config_free() releases all of it. Nothing here does I/O except
+ * cs_config_load() reading the file, and cs_config_show() writing to a FILE.
+ * Checks that need a database (SQL prepares, replica identity) live elsewhere. */
+#ifndef CS_CONFIG_H
+#define CS_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define CS_MAX_PARAMS 16        /* parameters per named query */
+#define CS_MAX_NAME 64          /* query/replica name length, excluding NUL */
+#define CS_MAX_KEYCOLS 8        /* key columns in one invalidate_on clause */
+#define CS_MAX_INVALIDATE 8     /* invalidate_on clauses per query */
+#define CS_CONFIG_ERRLEN 512
+
+/* Priority tiers of the read path; requests carry one, replicas serve a set. */
+typedef enum cs_tier {
+	CS_TIER_CRITICAL = 0, /* user-facing, latency-critical reads */
+	CS_TIER_DEFAULT = 1,  /* ordinary reads */
+	CS_TIER_BATCH = 2,    /* warm-up and background work */
+	CS_TIER_COUNT
+} cs_tier;
+
+/* What a named query returns; picks the policy defaults (config reference). */
+typedef enum cs_query_kind {
+	CS_KIND_ROW = 0,       /* one row by key (default) */
+	CS_KIND_LIST = 1,      /* a bounded list of rows by key */
+	CS_KIND_AGGREGATE = 2, /* counts/sums/top-N: TTL policies, table invalidation */
+} cs_query_kind;
+
+/* Parameter types a named query may declare ("params = id:int8,name:text"). */
+typedef enum cs_param_type {
+	CS_PT_BOOL = 0,
+	CS_PT_INT2,
+	CS_PT_INT4,
+	CS_PT_INT8,
+	CS_PT_FLOAT4,
+	CS_PT_FLOAT8,
+	CS_PT_TEXT,
+	CS_PT_BYTEA,
+	CS_PT_UUID,
+	CS_PT_NUMERIC,
+	CS_PT_DATE,
+	CS_PT_TIMESTAMPTZ,
+	CS_PT__COUNT
+} cs_param_type;
+
+typedef struct cs_param_def {
+	char name[CS_MAX_NAME + 1];
+	cs_param_type type;
+} cs_param_def;
+
+/* One clause of invalidate_on: "messages(conv_id = $1, user_id = $2)", or a
+ * whole table "messages" (ncols == 0: any change invalidates the whole query,
+ * debounced by min_lifetime). */
+typedef struct cs_inval_rule {
+	char *schema;                     /* "public" when not written */
+	char *table;
+	int ncols;
+	char *cols[CS_MAX_KEYCOLS];       /* table column names */
+	int param_index[CS_MAX_KEYCOLS];  /* 0-based index of the query parameter */
+} cs_inval_rule;
+
+typedef struct cs_query_def {
+	char name[CS_MAX_NAME + 1];
+	char *sql;
+	int nparams;
+	cs_param_def params[CS_MAX_PARAMS];
+	cs_query_kind kind;
+	int64_t ttl_ms;
+	int ttl_jitter_pct;               /* 0..100 */
+	int64_t stale_while_revalidate_ms;
+	int64_t max_stale_ms;
+	int64_t min_lifetime_ms;
+	int64_t negative_ttl_ms;          /* 0 = do not cache empty results */
+	double xfetch_beta;               /* 0 = early refresh off */
+	int ninval;
+	cs_inval_rule inval[CS_MAX_INVALIDATE];
+} cs_query_def;
+
+typedef struct cs_replica_def {
+	char name[CS_MAX_NAME + 1];
+	char *conninfo;
+	unsigned tiers;                   /* bit (1u << cs_tier) per tier served */
+	int pool_size;
+} cs_replica_def;
+
+typedef struct cs_config {
+	char *path;                       /* file it was loaded from */
+
+	/* [cachesvc] */
+	char *listen;                     /* "host:port" or NULL */
+	char *unix_socket;                /* path or NULL */
+	char *admin_listen;               /* "host:port" or NULL */
+	int max_clients;
+	int max_inflight;                 /* per client connection */
+	int64_t idle_timeout_ms;          /* 0 = none */
+	int64_t request_timeout_ms;
+	uint32_t max_frame;               /* bytes, request frames */
+	uint32_t max_result;              /* bytes; larger results are served, not cached */
+	int queue_max;                    /* waiting requests per pool */
+	int64_t queue_timeout_ms;
+	int64_t max_replica_lag_ms;       /* replay lag bound for routing */
+	uint64_t max_replica_lag_bytes;   /* 0 = no byte bound */
+	bool primary_fallback;
+	int64_t health_interval_ms;
+	int64_t ryw_wait_ms;              /* read-your-writes wait bound on replicas */
+	char *auth_token;                 /* HELLO token, NULL = no auth; never shown */
+	char *log_level;                  /* "debug" | "info" | "warning" | "error" */
+
+	/* [redis] */
+	char *redis_url;                  /* redis://[:password@]host:port/db or unix:///path */
+	int64_t redis_timeout_ms;
+	int64_t lease_ms;                 /* cross-process miss lease, 0 = off */
+
+	/* [primary] */
+	char *primary_conninfo;
+	int primary_pool_size;
+
+	/* [invalidator] */
+	bool inval_enabled;
+	char *inval_slot;
+	char *inval_publication;
+	bool inval_create_publication;
+	int64_t fence_ttl_ms;
+	int64_t status_interval_ms;
+
+	int nreplicas;
+	cs_replica_def *replicas;
+	int nqueries;
+	cs_query_def *queries;
+} cs_config;
+
+/* Loads and validates `path`. Returns a new config (caller frees with
+ * cs_config_free) or NULL with a message naming file, section and key in errbuf,
+ * e.g. "cachesvc.ini: [query user_profile] ttl: bad duration "1x"". */
+cs_config *cs_config_load(const char *path, char errbuf[CS_CONFIG_ERRLEN])
+	__attribute__((warn_unused_result));
+
+void cs_config_free(cs_config *cfg);
+
+/* Writes every key with its value (defaults included, secrets masked: auth_token,
+ * passwords inside conninfo and redis_url) as an INI document to `out`. */
+void cs_config_show(const cs_config *cfg, FILE *out);
+
+/* For SIGHUP: true when `next` differs from `cur` only in reloadable keys (query
+ * definitions and the keys marked reloadable). Otherwise false and a message in
+ * errbuf naming the first non-reloadable key that changed. */
+bool cs_config_reloadable(const cs_config *cur, const cs_config *next,
+	char errbuf[CS_CONFIG_ERRLEN]);
+
+const cs_query_def *cs_config_query(const cs_config *cfg, const char *name, size_t len);
+
+/* Copies `conninfo` into buf with any password value replaced by "***". */
+void cs_config_mask_conninfo(const char *conninfo, char *buf, size_t buflen);
+
+/* Parses durations "250ms", "30s", "10m", "1h", "2d" (a bare number = seconds).
+ * Returns false on anything else. */
+bool cs_parse_duration(const char *s, int64_t *ms);
+/* Parses sizes "512", "64kB", "1MB", "1GB" (binary multiples). */
+bool cs_parse_size(const char *s, uint64_t *bytes);
+
+const char *cs_param_type_name(cs_param_type t);
+/* The PostgreSQL type OID bound to the prepared statement for `t`. */
+unsigned cs_param_type_oid(cs_param_type t);
+const char *cs_tier_name(cs_tier t);
+bool cs_tier_parse(const char *s, cs_tier *out);
+
+#endif

@@ -1,0 +1,52 @@
+/* lsn.c - PostgreSQL WAL positions (LSNs): parse and format "X/Y" text. */
+#include "lsn.h"
+
+#include <stdio.h>
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Reads 1-8 hex digits ending at `stop`; returns the position after them or NULL. */
+static const char *hex32(const char *s, char stop, uint32_t *out)
+{
+	uint32_t v = 0;
+	int n = 0;
+	for (; *s != stop; s++, n++) {
+		int d = hexval(*s);
+		if (d < 0 || n == 8)
+			return NULL;
+		v = (v << 4) | (uint32_t)d;
+	}
+	if (n == 0)
+		return NULL;
+	*out = v;
+	return s;
+}
+
+bool cs_lsn_parse(const char *s, cs_lsn_t *out)
+{
+	uint32_t hi, lo;
+	if (s == NULL)
+		return false;
+	s = hex32(s, '/', &hi);
+	if (s == NULL)
+		return false;
+	if (hex32(s + 1, '\0', &lo) == NULL)
+		return false;
+	*out = ((cs_lsn_t)hi << 32) | lo;
+	return true;
+}
+
+char *cs_lsn_format(cs_lsn_t lsn, char buf[CS_LSN_STRLEN])
+{
+	snprintf(buf, CS_LSN_STRLEN, "%X/%X", (unsigned)(lsn >> 32), (unsigned)lsn);
+	return buf;
+}
