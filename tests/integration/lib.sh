@@ -1,0 +1,40 @@
+# lib.sh - shared helpers for shell integration tests (sourced, not run).
+# The sandbox's variables come from the environment (scripts/test exports them) or
+# from $CS_SANDBOX_ENV / $CS_SANDBOX_DIR/env.sh. Without a sandbox the test is skipped.
+set -euo pipefail
+
+if [ -z "${CS_PG_PRIMARY_PORT:-}" ]; then
+  envfile=${CS_SANDBOX_ENV:-${CS_SANDBOX_DIR:-}/env.sh}
+  if [ -f "$envfile" ]; then
+    # shellcheck disable=SC1090
+    . "$envfile"
+  else
+    echo "SKIP: no sandbox (set CS_SANDBOX_DIR or run scripts/test)"
+    exit 77
+  fi
+fi
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+ok() { echo "ok - $*"; }
+
+# psql against a port on the sandbox's unix socket; -At output, errors are fatal.
+pg() { # PORT DB SQL...
+  local port=$1 db=$2
+  shift 2
+  "$CS_PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$CS_PG_SOCKET_DIR" -p "$port" -U postgres -d "$db" "$@"
+}
+primary() { local db=$1; shift; pg "$CS_PG_PRIMARY_PORT" "$db" "$@"; }
+replica() { local i=$1 db=$2 v="CS_PG_REPLICA${1}_PORT"; shift 2; pg "${!v}" "$db" "$@"; }
+
+# until_true SECONDS COMMAND...: polls COMMAND every 0.1 s; false once SECONDS pass.
+until_true() {
+  local deadline=$((SECONDS + $1))
+  shift
+  until "$@"; do
+    [ $SECONDS -lt "$deadline" ] || return 1
+    sleep 0.1
+  done
+}
+
+# A name unique to this test run, for databases, slots and key prefixes.
+unique_name() { echo "t_$1_$$_$RANDOM"; }
