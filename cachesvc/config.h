@@ -19,13 +19,19 @@
 #define CS_MAX_INVALIDATE 8     /* invalidate_on clauses per query */
 #define CS_CONFIG_ERRLEN 512
 
-/* Priority tiers of the read path; requests carry one, replicas serve a set. */
-typedef enum cs_tier {
+/* Priority tiers of the read path; requests carry one, replicas serve a set.
+ * (protocol/cs_proto.h declares the same enum for the wire; whichever header comes first
+ * defines it.) */
+#ifndef CS_TIER_ENUM
+#define CS_TIER_ENUM
+enum cs_tier {
 	CS_TIER_CRITICAL = 0, /* user-facing, latency-critical reads */
 	CS_TIER_DEFAULT = 1,  /* ordinary reads */
 	CS_TIER_BATCH = 2,    /* warm-up and background work */
-	CS_TIER_COUNT
-} cs_tier;
+};
+#endif
+typedef enum cs_tier cs_tier;
+#define CS_TIER_COUNT 3
 
 /* What a named query returns; picks the policy defaults (config reference). */
 typedef enum cs_query_kind {
@@ -104,6 +110,7 @@ typedef struct cs_config {
 	int64_t request_timeout_ms;
 	uint32_t max_frame;               /* bytes, request frames */
 	uint32_t max_result;              /* bytes; larger results are served, not cached */
+	uint32_t max_reply;               /* bytes; larger results are not served (TOO_LARGE) */
 	int queue_max;                    /* waiting requests per pool */
 	int64_t queue_timeout_ms;
 	int64_t max_replica_lag_ms;       /* replay lag bound for routing */
@@ -112,6 +119,8 @@ typedef struct cs_config {
 	int64_t health_interval_ms;
 	int64_t ryw_wait_ms;              /* read-your-writes wait bound on replicas */
 	char *auth_token;                 /* HELLO token, NULL = no auth; never shown */
+	bool fence;                       /* LSN-fenced fills (needs a running invalidator);
+	                                   * off = TTL-only caching (fence.c) */
 	char *log_level;                  /* "debug" | "info" | "warning" | "error" */
 
 	/* [redis] */
@@ -171,5 +180,20 @@ const char *cs_param_type_name(cs_param_type t);
 unsigned cs_param_type_oid(cs_param_type t);
 const char *cs_tier_name(cs_tier t);
 bool cs_tier_parse(const char *s, cs_tier *out);
+
+/* Added by config.c: the [redis] url, parsed (cs_config_load already checked it). */
+typedef struct cs_redis_url {
+	char host[256];                   /* "" for unix:// */
+	int port;                         /* 6379 unless given */
+	char unix_path[108];              /* "" for redis:// */
+	int db;                           /* 0 unless given */
+	char username[128];               /* "" = none (AUTH <password>) */
+	char password[256];               /* "" = none; percent-decoded. Secret: never log */
+} cs_redis_url;
+
+/* Parses redis://[[user]:password@]host[:port][/db] or
+ * unix://[[user]:password@]/path[?db=N] (a bare "secret@" is a password). Returns false
+ * with a reason (never containing the password) in why. Pure; no I/O. */
+bool cs_redis_url_parse(const char *url, cs_redis_url *out, char *why, size_t whylen);
 
 #endif

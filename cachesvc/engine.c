@@ -1,0 +1,1504 @@
+/* engine.c - the read-through engine: cache lookups, single-flight misses, routing,
+ * LSN-fenced fills, generations, read-your-writes (see engine.h for the Redis layout). */
+#include "engine.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+
+#include "encode.h"
+#include "entry.h"
+#include "fence.h"
+#include "log.h"
+#include "params.h"
+#include "pgpool.h"
+#include "redis.h"
+#include "util.h"
+
+#define TICK_MS		 5	/* housekeeping: read-your-writes deadlines */
+#define GEN_POLL_MS	 1000	/* generations re-read even when pub/sub is quiet */
+#define MAX_ATTEMPTS	 3	/* a miss tries at most this many servers */
+#define MAX_REPLY	 (64u << 20) /* largest result served at all */
+#define FLIGHT_BUCKETS	 4096
+#define GEN_CHANNEL	 "cs:gen"
+#define KEY_MAX		 (5 + CS_MAX_NAME + 1 + 20 + 1 + CS_CANON_MAX + 1)
+
+/* ---- Types ------------------------------------------------------------------------------ */
+
+typedef struct qstate {
+	const cs_query_def *def;
+	int index;
+	uint64_t gen;
+	bool gen_known;
+	bool pending_bump; /* a reload changed it and the bump is not in Redis yet */
+	uint64_t hits, stale_hits, misses, fills, refresh_early, refresh_expired,
+		refresh_revalidate;
+} qstate;
+
+/* Query definitions of one config generation; in-flight work keeps a reference so a
+ * SIGHUP reload never frees a definition under a running query. */
+typedef struct qtable {
+	int refs;
+	cs_config *cfg;
+	qstate *qs;
+	int nq;
+	int *slots; /* open addressing by name: slot -> index + 1 */
+	int nslots;
+} qtable;
+
+typedef struct flight flight;
+
+/* One client request (GET or REFRESH) until its callback has run. */
+typedef struct greq {
+	cs_engine *e;
+	cs_engine_cb *cb;
+	void *priv;
+	uint8_t op, tier;
+	bool bypass;
+	uint64_t min_lsn;
+	uint64_t start_us;
+	struct greq *next; /* waiter chain of a flight */
+} greq;
+
+/* A miss in progress: one database query shared by every request for the same key. */
+struct flight {
+	flight *hnext;
+	cs_engine *e;
+	qtable *qt;
+	qstate *qs;
+	uint64_t hash;
+	uint64_t min_lsn;
+	uint64_t gen;
+	uint8_t tier;
+	bool store;	   /* fill Redis with the result */
+	bool background;   /* refresh with nobody waiting */
+	int refresh_cause; /* for stats: 0 miss, 1 early, 2 revalidate */
+	int attempts;
+	unsigned tried;	   /* bit per server index already tried */
+	bool overloaded;   /* an eligible replica refused for a full queue */
+	uint64_t start_us, deadline_us, ryw_deadline_us;
+	bool in_ryw;
+	flight *rnext; /* read-your-writes wait list */
+	greq *waiters;
+	cs_pgjob job;
+	cs_pg_params *pgp;
+	size_t keylen, canon_off;
+	char key[]; /* "cs:e:<q>:<g>:<p>" */
+};
+
+/* The primary's LSN over time, sampled at each health round: a replica whose replay LSN
+ * is R lags by (now - the time the primary first went past R). Accurate to one health
+ * interval, and unlike pg_last_xact_replay_timestamp() it is not fooled by an idle primary
+ * or by WAL without commits. */
+#define LSN_HISTORY 1024
+typedef struct lsn_sample {
+	uint64_t us;
+	cs_lsn_t lsn;
+} lsn_sample;
+
+struct cs_engine {
+	struct event_base *base;
+	lsn_sample hist[LSN_HISTORY];
+	int hist_head, hist_len;
+	qtable *qt;
+	cs_redis *redis, *pubsub;
+	cs_pgserver **servers; /* replicas first, then the primary (if any) */
+	int nservers;
+	cs_pgserver *primary;
+	struct event *tick, *gen_timer;
+	flight *buckets[FLIGHT_BUCKETS];
+	flight *ryw_head;
+	bool fence_on;
+	bool gens_loading;
+	cs_engine_stats stats;
+	cs_buf scratch;
+};
+
+/* ---- Query table ------------------------------------------------------------------------ */
+
+static uint64_t hash_bytes(const void *p, size_t n)
+{
+	/* FNV-1a */
+	const uint8_t *b = p;
+	uint64_t h = 1469598103934665603ull;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 1099511628211ull;
+	return h;
+}
+
+static qtable *qtable_new(cs_config *cfg)
+{
+	qtable *t = calloc(1, sizeof *t);
+	if (t == NULL)
+		return NULL;
+	t->refs = 1;
+	t->cfg = cfg;
+	t->nq = cfg->nqueries;
+	t->qs = calloc((size_t)(t->nq ? t->nq : 1), sizeof *t->qs);
+	t->nslots = 16;
+	while (t->nslots < t->nq * 2)
+		t->nslots *= 2;
+	t->slots = calloc((size_t)t->nslots, sizeof *t->slots);
+	if (t->qs == NULL || t->slots == NULL) {
+		free(t->qs);
+		free(t->slots);
+		free(t);
+		return NULL;
+	}
+	for (int i = 0; i < t->nq; i++) {
+		qstate *q = &t->qs[i];
+		q->def = &cfg->queries[i];
+		q->index = i;
+		const char *name = q->def->name;
+		size_t s = hash_bytes(name, strlen(name)) & (size_t)(t->nslots - 1);
+		while (t->slots[s])
+			s = (s + 1) & (size_t)(t->nslots - 1);
+		t->slots[s] = i + 1;
+	}
+	return t;
+}
+
+static void qtable_unref(qtable *t)
+{
+	if (t == NULL || --t->refs > 0)
+		return;
+	cs_config_free(t->cfg);
+	free(t->qs);
+	free(t->slots);
+	free(t);
+}
+
+static qstate *qtable_find(qtable *t, const char *name, size_t len)
+{
+	size_t s = hash_bytes(name, len) & (size_t)(t->nslots - 1);
+	while (t->slots[s]) {
+		qstate *q = &t->qs[t->slots[s] - 1];
+		if (strlen(q->def->name) == len && memcmp(q->def->name, name, len) == 0)
+			return q;
+		s = (s + 1) & (size_t)(t->nslots - 1);
+	}
+	return NULL;
+}
+
+/* ---- Replies ---------------------------------------------------------------------------- */
+
+static void reply_error(cs_engine *e, cs_engine_cb *cb, void *priv, int err, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+static void reply_error(cs_engine *e, cs_engine_cb *cb, void *priv, int err, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	int code = err < 0 ? -err : err;
+	if (code > 0 && code <= CS_ERR_MAX)
+		e->stats.errors[code]++;
+	cb(priv, -code, msg, NULL, NULL, 0);
+}
+
+static void greq_error(greq *r, int err, const char *msg)
+{
+	reply_error(r->e, r->cb, r->priv, err, "%s", msg);
+	free(r);
+}
+
+/* ---- Routing ---------------------------------------------------------------------------- */
+
+/* Picks the least-loaded healthy replica serving `tier`, within the lag bounds, that has
+ * replayed min_lsn, not yet tried. NULL when none fits. */
+static cs_pgserver *route_replica(cs_engine *e, int tier, uint64_t min_lsn, unsigned tried)
+{
+	const cs_config *cfg = e->qt->cfg;
+	cs_pgserver *best = NULL;
+	double best_load = 0;
+	int ties = 0;
+	for (int i = 0; i < e->nservers; i++) {
+		cs_pgserver *s = e->servers[i];
+		if (s == e->primary || (tried & (1u << i)))
+			continue;
+		cs_pgserver_info in;
+		cs_pgserver_info_get(s, &in);
+		if (!(in.tiers & (1u << tier)) || in.state != CS_SRV_UP)
+			continue;
+		if (in.lag_ms > cfg->max_replica_lag_ms)
+			continue;
+		if (cfg->max_replica_lag_bytes && in.lag_bytes > cfg->max_replica_lag_bytes)
+			continue;
+		if (min_lsn && in.lsn < min_lsn)
+			continue;
+		double load = cs_pgserver_load(s);
+		if (best == NULL || load < best_load) {
+			best = s;
+			best_load = load;
+			ties = 1;
+		} else if (load == best_load && cs_rand64() % (uint64_t)++ties == 0) {
+			best = s; /* reservoir choice among equals spreads an idle fleet */
+		}
+	}
+	return best;
+}
+
+static int server_index(cs_engine *e, cs_pgserver *s)
+{
+	for (int i = 0; i < e->nservers; i++)
+		if (e->servers[i] == s)
+			return i;
+	return 0;
+}
+
+/* ---- Flights ---------------------------------------------------------------------------- */
+
+static flight *flight_find(cs_engine *e, const char *key, size_t keylen, uint64_t hash,
+	uint64_t min_lsn)
+{
+	for (flight *f = e->buckets[hash % FLIGHT_BUCKETS]; f; f = f->hnext)
+		if (f->hash == hash && f->min_lsn == min_lsn && f->keylen == keylen &&
+			memcmp(f->key, key, keylen) == 0)
+			return f;
+	return NULL;
+}
+
+static void flight_unlink(flight *f)
+{
+	flight **pp = &f->e->buckets[f->hash % FLIGHT_BUCKETS];
+	while (*pp && *pp != f)
+		pp = &(*pp)->hnext;
+	if (*pp)
+		*pp = f->hnext;
+	f->e->stats.flights--;
+}
+
+static void flight_free(flight *f)
+{
+	flight_unlink(f);
+	if (f->in_ryw) {
+		flight **pp = &f->e->ryw_head;
+		while (*pp && *pp != f)
+			pp = &(*pp)->rnext;
+		if (*pp)
+			*pp = f->rnext;
+	}
+	free(f->pgp);
+	qtable_unref(f->qt);
+	free(f);
+}
+
+static void flight_fail(flight *f, int err, const char *msg)
+{
+	greq *w = f->waiters;
+	f->waiters = NULL;
+	flight_free(f);
+	while (w) {
+		greq *next = w->next;
+		greq_error(w, err, msg);
+		w = next;
+	}
+}
+
+static void flight_job_done(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int err,
+	const char *msg, bool retryable);
+
+/* Submits the flight's job: to the least-loaded eligible replica; if its queue is full, to
+ * the next one; if every eligible replica is full, OVERLOADED (saturated replicas never
+ * spill onto the primary). Only when no replica is eligible at all (down, lagging, wrong
+ * tier) does it wait for one (read-your-writes, bounded) or go to the primary (when
+ * primary_fallback allows, or for read-your-writes). */
+static void flight_dispatch(flight *f)
+{
+	cs_engine *e = f->e;
+	const cs_config *cfg = f->qt->cfg;
+	for (;;) {
+		cs_pgserver *s = route_replica(e, f->tier, f->min_lsn, f->tried);
+		bool to_primary = false;
+		if (s == NULL && f->overloaded) {
+			flight_fail(f, -CS_ERR_OVERLOADED, "every fitting replica's queue is full");
+			return;
+		}
+		if (s == NULL && f->min_lsn && cs_now_us() < f->ryw_deadline_us) {
+			/* Read-your-writes: wait (bounded) for a replica to replay the token. */
+			if (!f->in_ryw) {
+				f->in_ryw = true;
+				f->rnext = e->ryw_head;
+				e->ryw_head = f;
+				e->stats.ryw_waits++;
+				for (int i = 0; i < e->nservers; i++)
+					if (e->servers[i] != e->primary)
+						cs_pgserver_fast_monitor(e->servers[i], f->ryw_deadline_us);
+			}
+			return;
+		}
+		if (s == NULL && e->primary && !(f->tried & (1u << (e->nservers - 1))) &&
+			(cfg->primary_fallback || f->min_lsn) &&
+			cs_pgserver_state_get(e->primary) != CS_SRV_DOWN) {
+			s = e->primary;
+			to_primary = true;
+		}
+		if (s == NULL) {
+			flight_fail(f, -CS_ERR_UNAVAILABLE,
+				f->attempts ? "no server left to retry on"
+					    : "no replica fits (health, tier, lag) and the primary is not allowed");
+			return;
+		}
+		if (f->in_ryw) {
+			flight **pp = &e->ryw_head;
+			while (*pp && *pp != f)
+				pp = &(*pp)->rnext;
+			if (*pp)
+				*pp = f->rnext;
+			f->in_ryw = false;
+		}
+		f->tried |= 1u << server_index(e, s);
+		f->attempts++;
+		f->job.cb = flight_job_done;
+		f->job.priv = f;
+		f->job.q = f->qs->def;
+		f->job.qindex = f->qs->index;
+		f->job.params = f->pgp;
+		f->job.deadline_us = f->deadline_us;
+		int rc = cs_pgserver_submit(s, &f->job);
+		if (rc == 0) {
+			if (to_primary) {
+				e->stats.primary_fallbacks++;
+				if (f->min_lsn)
+					e->stats.ryw_primary++;
+			} else if (f->min_lsn) {
+				e->stats.ryw_replica++;
+			}
+			return;
+		}
+		if (rc == -CS_ERR_OVERLOADED) {
+			f->overloaded = true;
+			if (to_primary) {
+				flight_fail(f, rc, "the primary's queue is full");
+				return;
+			}
+		}
+		/* that server refused (full or down): the loop tries the next one */
+	}
+}
+
+/* ---- Fill ------------------------------------------------------------------------------- */
+
+typedef struct fillctx {
+	cs_engine *e;
+	qtable *qt;
+	qstate *qs;
+} fillctx;
+
+static void on_fill_reply(cs_redis *r, redisReply *reply, void *priv)
+{
+	fillctx *c = priv;
+	cs_engine *e = c->e;
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+		reply->element[0]->type != REDIS_REPLY_INTEGER) {
+		e->stats.fill_errors++;
+		if (reply && reply->type == REDIS_REPLY_ERROR)
+			cs_debug("fill failed: %s", reply->str);
+	} else {
+		long long st = reply->element[0]->integer;
+		if (st == 1) {
+			e->stats.fills++;
+			c->qs->fills++;
+		} else if (st == 0) {
+			e->stats.fill_refused_gen++;
+			redisReply *g = reply->element[1];
+			if (g->type == REDIS_REPLY_STRING) {
+				uint64_t gen = strtoull(g->str, NULL, 10);
+				if (gen > c->qs->gen)
+					c->qs->gen = gen;
+			}
+		} else if (st == -3) {
+			e->stats.fill_refused_fence++;
+		} else {
+			e->stats.fill_refused_horizon++;
+		}
+	}
+	qtable_unref(c->qt);
+	free(c);
+}
+
+static void fill(flight *f, const uint8_t *value, size_t len, int64_t px, uint64_t lsn)
+{
+	cs_engine *e = f->e;
+	const cs_query_def *q = f->qs->def;
+	char fence[KEY_MAX], genkey[8 + CS_MAX_NAME], lsnhex[17], pxs[24], gens[24];
+	const char *canon = f->key + f->canon_off;
+	size_t canon_len = f->keylen - f->canon_off;
+	int fl = snprintf(fence, sizeof fence, "cs:f:%s:%.*s", q->name, (int)canon_len, canon);
+	int gl = snprintf(genkey, sizeof genkey, "cs:g:%s", q->name);
+	cs_lsn_hex(lsn, lsnhex);
+	int pl = snprintf(pxs, sizeof pxs, "%lld", (long long)px);
+	int nl = snprintf(gens, sizeof gens, "%llu", (unsigned long long)f->gen);
+	const char *argv[] = { f->key, fence, genkey, "cs:horizon", (const char *)value, pxs, lsnhex,
+		gens, e->fence_on ? "1" : "0" };
+	size_t lens[] = { f->keylen, (size_t)fl, (size_t)gl, 10, len, (size_t)pl, 16, (size_t)nl, 1 };
+	fillctx *c = malloc(sizeof *c);
+	if (c == NULL) {
+		e->stats.fill_errors++;
+		return;
+	}
+	c->e = e;
+	c->qt = f->qt;
+	c->qs = f->qs;
+	f->qt->refs++;
+	if (cs_redis_script(e->redis, CS_SCRIPT_FILL, on_fill_reply, c, 4, 9, argv, lens) != 0) {
+		e->stats.fill_errors++;
+		qtable_unref(c->qt);
+		free(c);
+	}
+}
+
+/* The database answered a flight: encode, answer every waiter, then fill. */
+static void flight_job_done(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int err,
+	const char *msg, bool retryable)
+{
+	flight *f = job->priv;
+	cs_engine *e = f->e;
+	if (err != 0) {
+		if (err == -CS_ERR_OVERLOADED)
+			f->overloaded = true;
+		if (retryable && f->attempts < MAX_ATTEMPTS && cs_now_us() < f->deadline_us) {
+			e->stats.retries++;
+			cs_debug("retrying %s on another server: %s", f->qs->def->name, msg);
+			flight_dispatch(f);
+			return;
+		}
+		flight_fail(f, err, msg);
+		return;
+	}
+	const cs_query_def *q = f->qs->def;
+	bool primary = cs_pgserver_is_primary(job->srv);
+	uint64_t now_us = cs_now_us();
+	int64_t now_ms = cs_wall_ms();
+	cs_buf *b = &e->scratch;
+	cs_buf_reset(b);
+	uint32_t cap = f->qt->cfg->max_reply ? f->qt->cfg->max_reply : MAX_REPLY;
+	b->max = CS_ENTRY_HDR + (size_t)CS_MIN(cap, MAX_REPLY);
+	char emsg[256] = "";
+	int rc = cs_buf_reserve(b, CS_ENTRY_HDR);
+	if (rc == 0) {
+		b->len = CS_ENTRY_HDR;
+		rc = cs_encode_result(res, b, emsg, sizeof emsg);
+	}
+	if (rc != 0) {
+		flight_fail(f, rc, rc == -CS_ERR_TOO_LARGE ? "result too large to serve" : emsg);
+		return;
+	}
+	bool negative = PQntuples(res) == 0;
+	int64_t ttl = negative ? q->negative_ttl_ms : q->ttl_ms;
+	if (q->ttl_jitter_pct > 0 && ttl > 0) {
+		double j = (double)q->ttl_jitter_pct / 100.0;
+		ttl = (int64_t)((double)ttl * (1.0 - j + 2.0 * j * cs_rand_unit()));
+		if (ttl < 1)
+			ttl = 1;
+	}
+	cs_entry ent = {
+		.flags = negative ? CS_ENTRY_NEGATIVE : 0,
+		.lsn = primary ? 0 : lsn,
+		.filled_ms = now_ms,
+		.expires_ms = now_ms + ttl,
+		.delta_ms = (uint32_t)CS_MIN((now_us - f->start_us) / 1000u, UINT32_MAX),
+	};
+	cs_entry_write_header(&ent, b->data);
+
+	/* Answer everyone first: the fill is off the latency path. */
+	cs_meta meta = { .src = primary ? CS_SRC_PRIMARY : CS_SRC_REPLICA, .lsn = lsn };
+	const uint8_t *result = b->data + CS_ENTRY_HDR;
+	size_t rlen = b->len - CS_ENTRY_HDR;
+	greq *w = f->waiters;
+	f->waiters = NULL;
+	while (w) {
+		greq *next = w->next;
+		cs_hist_record(&e->stats.miss_us, cs_now_us() - w->start_us);
+		w->cb(w->priv, 0, NULL, &meta, result, rlen);
+		free(w);
+		w = next;
+	}
+
+	if (f->store) {
+		if (rlen > e->qt->cfg->max_result) {
+			e->stats.not_cached_large++;
+		} else if (ttl <= 0) {
+			/* negative result with negative caching off */
+		} else if (primary && e->fence_on) {
+			e->stats.not_cached_primary++;
+		} else {
+			if (negative)
+				e->stats.negative_fills++;
+			int64_t px = ttl + (negative ? 0 : q->stale_while_revalidate_ms);
+			fill(f, b->data, b->len, px, ent.lsn);
+		}
+	}
+	flight_free(f);
+}
+
+/* Starts (or joins) the flight for key; r may be NULL for a background refresh. */
+static void miss(cs_engine *e, qstate *qs, const char *key, size_t keylen, size_t canon_off,
+	uint64_t gen, bool store, greq *r, uint8_t tier, uint64_t min_lsn, const cs_value *params,
+	uint32_t nparams, int cause)
+{
+	uint64_t h = hash_bytes(key, keylen);
+	flight *f = flight_find(e, key, keylen, h, min_lsn);
+	if (f) {
+		if (r) {
+			e->stats.coalesced++;
+			r->next = f->waiters;
+			f->waiters = r;
+		}
+		return;
+	}
+	f = calloc(1, sizeof *f + keylen + 1);
+	if (f == NULL) {
+		if (r)
+			greq_error(r, -CS_ERR_INTERNAL, "out of memory");
+		return;
+	}
+	char err[256];
+	f->pgp = cs_params_pg(qs->def, params, nparams, err, sizeof err);
+	if (f->pgp == NULL) {
+		free(f);
+		if (r)
+			greq_error(r, -CS_ERR_BAD_PARAMS, err);
+		return;
+	}
+	const cs_config *cfg = e->qt->cfg;
+	f->e = e;
+	f->qt = e->qt;
+	e->qt->refs++;
+	f->qs = qs;
+	f->hash = h;
+	f->min_lsn = min_lsn;
+	f->gen = gen;
+	f->tier = tier;
+	f->store = store;
+	f->background = r == NULL;
+	f->refresh_cause = cause;
+	f->start_us = cs_now_us();
+	f->deadline_us = f->start_us + (uint64_t)cfg->request_timeout_ms * 1000u;
+	f->ryw_deadline_us = f->start_us + (uint64_t)cfg->ryw_wait_ms * 1000u;
+	f->keylen = keylen;
+	f->canon_off = canon_off;
+	memcpy(f->key, key, keylen);
+	f->waiters = r;
+	if (r)
+		r->next = NULL;
+	f->hnext = e->buckets[h % FLIGHT_BUCKETS];
+	e->buckets[h % FLIGHT_BUCKETS] = f;
+	e->stats.flights++;
+	flight_dispatch(f);
+}
+
+/* ---- Cache lookups ---------------------------------------------------------------------- */
+
+/* A request's parameters, copied out of the frame so they outlive it. */
+typedef struct lookup {
+	cs_engine *e;
+	greq *r; /* NULL for a background refresh */
+	int cause;
+	qtable *qt;
+	qstate *qs;
+	uint64_t gen;
+	size_t keylen, canon_off;
+	uint32_t nparams;
+	cs_value params[CS_PROTO_MAX_PARAMS];
+	char *strs;
+	char key[KEY_MAX];
+} lookup;
+
+static void lookup_free(lookup *l)
+{
+	qtable_unref(l->qt);
+	free(l->strs);
+	free(l);
+}
+
+/* Copies params into l, strings into one private block. Returns 0 or -1 (OOM). */
+static int lookup_set_params(lookup *l, const cs_value *in, uint32_t n)
+{
+	size_t total = 0;
+	for (uint32_t i = 0; i < n; i++)
+		if (in[i].type == CS_V_STR || in[i].type == CS_V_BIN)
+			total += in[i].u.s.len;
+	l->nparams = n;
+	memcpy(l->params, in, n * sizeof *in);
+	if (total == 0)
+		return 0;
+	l->strs = malloc(total);
+	if (l->strs == NULL)
+		return -1;
+	size_t off = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		if (in[i].type != CS_V_STR && in[i].type != CS_V_BIN)
+			continue;
+		memcpy(l->strs + off, in[i].u.s.p, in[i].u.s.len);
+		l->params[i].u.s.p = l->strs + off;
+		off += in[i].u.s.len;
+	}
+	return 0;
+}
+
+static lookup *lookup_clone(const lookup *l, int cause)
+{
+	lookup *c = malloc(sizeof *c);
+	if (c == NULL)
+		return NULL;
+	*c = *l;
+	c->r = NULL;
+	c->cause = cause;
+	c->strs = NULL;
+	if (lookup_set_params(c, l->params, l->nparams) != 0) {
+		free(c);
+		return NULL;
+	}
+	c->qt->refs++;
+	return c;
+}
+
+static void lookup_miss(lookup *l, bool store)
+{
+	miss(l->e, l->qs, l->key, l->keylen, l->canon_off, l->gen, store, l->r,
+		l->r ? l->r->tier : CS_TIER_BATCH, l->r ? l->r->min_lsn : 0, l->params, l->nparams,
+		l->cause);
+	lookup_free(l);
+}
+
+static void on_lease_reply(cs_redis *rd, redisReply *reply, void *priv)
+{
+	lookup *l = priv;
+	if (reply && reply->type == REDIS_REPLY_STATUS) {
+		/* we hold the lease: refresh */
+		cs_engine *e = l->e;
+		if (l->cause == 1) {
+			e->stats.refresh_early++;
+			l->qs->refresh_early++;
+		} else {
+			e->stats.refresh_revalidate++;
+			l->qs->refresh_revalidate++;
+		}
+		lookup_miss(l, true);
+		return;
+	}
+	lookup_free(l); /* nil: another process refreshes; NULL: Redis trouble, skip */
+}
+
+/* Refreshes an entry off the request path, once across processes (a Redis lease). */
+static void refresh_in_background(const lookup *l, int cause)
+{
+	cs_engine *e = l->e;
+	if (flight_find(e, l->key, l->keylen, hash_bytes(l->key, l->keylen), 0))
+		return; /* already refreshing in this process */
+	char lease[KEY_MAX], px[24];
+	int n = snprintf(lease, sizeof lease, "cs:l:%s:%.*s", l->qs->def->name,
+		(int)(l->keylen - l->canon_off), l->key + l->canon_off);
+	int pl = snprintf(px, sizeof px, "%lld", (long long)e->qt->cfg->request_timeout_ms);
+	const char *argv[] = { "SET", lease, "1", "NX", "PX", px };
+	size_t lens[] = { 3, (size_t)n, 1, 2, 2, (size_t)pl };
+	lookup *c = lookup_clone(l, cause);
+	if (c == NULL)
+		return;
+	if (cs_redis_cmd(e->redis, on_lease_reply, c, 6, argv, lens) != 0)
+		lookup_free(c);
+}
+
+static void serve_hit(lookup *l, const cs_entry *ent, int64_t now_ms, bool stale)
+{
+	greq *r = l->r;
+	cs_engine *e = l->e;
+	cs_meta meta = {
+		.src = CS_SRC_CACHE,
+		.lsn = ent->lsn,
+		.age_ms = now_ms > ent->filled_ms ? (uint64_t)(now_ms - ent->filled_ms) : 0,
+		.stale = stale,
+	};
+	if (stale) {
+		e->stats.stale_hits++;
+		l->qs->stale_hits++;
+	} else {
+		e->stats.hits++;
+		l->qs->hits++;
+	}
+	cs_hist_record(&e->stats.hit_us, cs_now_us() - r->start_us);
+	r->cb(r->priv, 0, NULL, &meta, ent->result, ent->result_len);
+	free(r);
+	l->r = NULL;
+}
+
+/* The Redis lookup answered: serve a fresh (or stale-while-revalidate) hit, or miss. */
+static void on_cache_reply(cs_redis *rd, redisReply *reply, void *priv)
+{
+	lookup *l = priv;
+	cs_engine *e = l->e;
+	greq *r = l->r;
+	const cs_query_def *q = l->qs->def;
+	if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+		/* Redis trouble: answer from the database, do not fill. */
+		e->stats.bypass_redis++;
+		lookup_miss(l, false);
+		return;
+	}
+	redisReply *val = reply;
+	if (reply->type == REDIS_REPLY_ARRAY) {
+		/* MGET entry, position (read-your-writes) */
+		if (reply->elements != 2) {
+			e->stats.bypass_redis++;
+			lookup_miss(l, false);
+			return;
+		}
+		val = reply->element[0];
+	}
+	cs_entry ent;
+	if (val->type != REDIS_REPLY_STRING ||
+		!cs_entry_parse((const uint8_t *)val->str, (size_t)val->len, &ent)) {
+		e->stats.misses++;
+		l->qs->misses++;
+		lookup_miss(l, true);
+		return;
+	}
+	if (r->min_lsn && ent.lsn < r->min_lsn) {
+		/* Read-your-writes: the entry is good for the token only if the invalidator has
+		 * applied everything up to it (then no change between ent.lsn and the token
+		 * touched this key, or the entry would be gone). */
+		uint64_t pos = 0;
+		redisReply *p = reply->type == REDIS_REPLY_ARRAY ? reply->element[1] : NULL;
+		if (p == NULL || p->type != REDIS_REPLY_STRING || !cs_lsn_unhex(p->str, (size_t)p->len, &pos) ||
+			pos < r->min_lsn) {
+			e->stats.misses++;
+			l->qs->misses++;
+			lookup_miss(l, true);
+			return;
+		}
+	}
+	if (r->min_lsn)
+		e->stats.ryw_cache++;
+	int64_t now = cs_wall_ms();
+	if (now < ent.expires_ms) {
+		/* XFetch (Vattani et al.): refresh early with a probability that rises as expiry
+		 * nears, scaled by how long a recompute takes. */
+		if (q->xfetch_beta > 0 && ent.delta_ms > 0 &&
+			(double)now - (double)ent.delta_ms * q->xfetch_beta * log(cs_rand_unit()) >=
+				(double)ent.expires_ms)
+			refresh_in_background(l, 1);
+		serve_hit(l, &ent, now, false);
+		lookup_free(l);
+		return;
+	}
+	/* Past the soft expiry: serve stale while one refresh runs, within the bounds. */
+	int64_t age = now - ent.filled_ms;
+	if (q->stale_while_revalidate_ms > 0 && now < ent.expires_ms + q->stale_while_revalidate_ms &&
+		(q->max_stale_ms <= 0 || age <= q->max_stale_ms)) {
+		refresh_in_background(l, 2);
+		serve_hit(l, &ent, now, true);
+		lookup_free(l);
+		return;
+	}
+	e->stats.misses++;
+	l->qs->misses++;
+	e->stats.refresh_expired++;
+	l->qs->refresh_expired++;
+	lookup_miss(l, true);
+}
+
+void cs_engine_get(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine_cb *cb, void *priv)
+{
+	e->stats.requests++;
+	qstate *qs = qtable_find(e->qt, req->query, req->query_len);
+	if (qs == NULL) {
+		reply_error(e, cb, priv, -CS_ERR_UNKNOWN_QUERY, "unknown query \"%.*s\"",
+			(int)CS_MIN(req->query_len, 64u), req->query);
+		return;
+	}
+	const cs_query_def *q = qs->def;
+	char canon[CS_CANON_MAX + 1], err[256];
+	size_t clen = 0;
+	int rc = cs_params_canon(q, req->params, req->nparams, canon, sizeof canon, &clen, err,
+		sizeof err);
+	if (rc < 0) {
+		reply_error(e, cb, priv, rc, "%s", err);
+		return;
+	}
+	greq *r = malloc(sizeof *r);
+	lookup *l = calloc(1, sizeof *l);
+	if (r == NULL || l == NULL || lookup_set_params(l, req->params, req->nparams) != 0) {
+		free(r);
+		if (l)
+			free(l->strs);
+		free(l);
+		reply_error(e, cb, priv, -CS_ERR_INTERNAL, "out of memory");
+		return;
+	}
+	*r = (greq){ .e = e, .cb = cb, .priv = priv, .op = op,
+		.tier = req->tier < CS_TIER_COUNT ? req->tier : CS_TIER_DEFAULT,
+		.bypass = req->bypass, .min_lsn = req->min_lsn, .start_us = cs_now_us() };
+	l->e = e;
+	l->r = r;
+	l->qt = e->qt;
+	e->qt->refs++;
+	l->qs = qs;
+	l->gen = qs->gen;
+	int kl = snprintf(l->key, sizeof l->key, "cs:e:%s:%llu:", q->name, (unsigned long long)qs->gen);
+	l->canon_off = (size_t)kl;
+	bool cacheable = rc == 0 && (size_t)kl + clen < sizeof l->key;
+	if (cacheable) {
+		memcpy(l->key + kl, canon, clen);
+		l->keylen = (size_t)kl + clen;
+	} else {
+		e->stats.not_cached_key++;
+		l->keylen = (size_t)kl; /* never stored: still a distinct flight key per request */
+	}
+
+	if (!cacheable || req->bypass) {
+		if (req->bypass)
+			e->stats.bypass_requested++;
+		/* Uncacheable requests do not coalesce: give each its own flight key. */
+		if (!cacheable) {
+			int n = snprintf(l->key + l->keylen, sizeof l->key - l->keylen, "#%p", (void *)r);
+			l->keylen += (size_t)n;
+		}
+		lookup_miss(l, false);
+		return;
+	}
+	if (!cs_redis_ready(e->redis) || !qs->gen_known) {
+		e->stats.bypass_redis++;
+		lookup_miss(l, false);
+		return;
+	}
+	if (op == CS_OP_REFRESH) {
+		e->stats.refresh_forced++;
+		lookup_miss(l, true);
+		return;
+	}
+	int sent;
+	if (req->min_lsn) {
+		const char *argv[] = { "MGET", l->key, "cs:inv:pos" };
+		size_t lens[] = { 4, l->keylen, 10 };
+		sent = cs_redis_cmd(e->redis, on_cache_reply, l, 3, argv, lens);
+	} else {
+		const char *argv[] = { "GET", l->key };
+		size_t lens[] = { 3, l->keylen };
+		sent = cs_redis_cmd(e->redis, on_cache_reply, l, 2, argv, lens);
+	}
+	if (sent != 0) {
+		e->stats.bypass_redis++;
+		lookup_miss(l, false);
+	}
+}
+
+/* ---- Admin INVALIDATE ------------------------------------------------------------------- */
+
+typedef struct invctx {
+	cs_engine *e;
+	qtable *qt;
+	qstate *qs;
+	bool whole;
+	cs_engine_inval_cb *cb;
+	void *priv;
+} invctx;
+
+static void on_inval_reply(cs_redis *rd, redisReply *reply, void *priv)
+{
+	invctx *c = priv;
+	if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+		c->e->stats.errors[CS_ERR_UNAVAILABLE]++;
+		c->cb(c->priv, -CS_ERR_UNAVAILABLE,
+			reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "redis unavailable", 0);
+	} else {
+		uint64_t n = (uint64_t)reply->integer;
+		if (c->whole) {
+			c->e->stats.gen_bumps++;
+			if (n > c->qs->gen)
+				c->qs->gen = n;
+		} else {
+			c->e->stats.invalidations += n;
+		}
+		c->cb(c->priv, 0, NULL, n);
+	}
+	qtable_unref(c->qt);
+	free(c);
+}
+
+void cs_engine_invalidate(cs_engine *e, const cs_inval_req *req, cs_engine_inval_cb *cb, void *priv)
+{
+	qstate *qs = qtable_find(e->qt, req->query, req->query_len);
+	if (qs == NULL) {
+		e->stats.errors[CS_ERR_UNKNOWN_QUERY]++;
+		cb(priv, -CS_ERR_UNKNOWN_QUERY, "unknown query", 0);
+		return;
+	}
+	const cs_query_def *q = qs->def;
+	char canon[CS_CANON_MAX + 1], err[256];
+	size_t clen = 0;
+	if (req->has_params) {
+		int rc = cs_params_canon(q, req->params, req->nparams, canon, sizeof canon, &clen, err,
+			sizeof err);
+		if (rc != 0) {
+			e->stats.errors[CS_ERR_BAD_PARAMS]++;
+			cb(priv, -CS_ERR_BAD_PARAMS, rc < 0 ? err : "parameters too long to be cached", 0);
+			return;
+		}
+	}
+	invctx *c = malloc(sizeof *c);
+	if (c == NULL) {
+		cb(priv, -CS_ERR_INTERNAL, "out of memory", 0);
+		return;
+	}
+	*c = (invctx){ .e = e, .qt = e->qt, .qs = qs, .whole = !req->has_params, .cb = cb, .priv = priv };
+	e->qt->refs++;
+	char genkey[8 + CS_MAX_NAME];
+	int gl = snprintf(genkey, sizeof genkey, "cs:g:%s", q->name);
+	int rc;
+	if (c->whole) {
+		const char *argv[] = { genkey, GEN_CHANNEL, q->name };
+		size_t lens[] = { (size_t)gl, strlen(GEN_CHANNEL), strlen(q->name) };
+		rc = cs_redis_script(e->redis, CS_SCRIPT_GEN_BUMP, on_inval_reply, c, 1, 3, argv, lens);
+	} else {
+		/* Fence at the primary's last known LSN: fills of data read before it are refused. */
+		char fence[KEY_MAX], lsnhex[17], px[24];
+		int fl = snprintf(fence, sizeof fence, "cs:f:%s:%.*s", q->name, (int)clen, canon);
+		cs_lsn_hex(e->primary ? cs_pgserver_lsn(e->primary) : 0, lsnhex);
+		int pl = snprintf(px, sizeof px, "%lld", (long long)e->qt->cfg->fence_ttl_ms);
+		const char *argv[] = { fence, genkey, lsnhex, px, q->name, canon };
+		size_t lens[] = { (size_t)fl, (size_t)gl, 16, (size_t)pl, strlen(q->name), clen };
+		rc = cs_redis_script(e->redis, CS_SCRIPT_INVAL, on_inval_reply, c, 2, 6, argv, lens);
+	}
+	if (rc != 0) {
+		qtable_unref(c->qt);
+		free(c);
+		e->stats.errors[CS_ERR_UNAVAILABLE]++;
+		cb(priv, -CS_ERR_UNAVAILABLE, "redis unavailable", 0);
+	}
+}
+
+/* ---- Generations ------------------------------------------------------------------------ */
+
+static void on_gens_reply(cs_redis *rd, redisReply *reply, void *priv)
+{
+	qtable *t = priv;
+	if (reply && reply->type == REDIS_REPLY_ARRAY && (int)reply->elements == t->nq) {
+		for (int i = 0; i < t->nq; i++) {
+			redisReply *g = reply->element[i];
+			uint64_t gen = g->type == REDIS_REPLY_STRING ? strtoull(g->str, NULL, 10) : 0;
+			if (!t->qs[i].gen_known || gen > t->qs[i].gen)
+				t->qs[i].gen = gen;
+			if (!t->qs[i].pending_bump)
+				t->qs[i].gen_known = true;
+		}
+	}
+	qtable_unref(t);
+}
+
+static void load_gens(cs_engine *e)
+{
+	qtable *t = e->qt;
+	if (t->nq == 0 || !cs_redis_ready(e->redis))
+		return;
+	const char **argv = calloc((size_t)t->nq + 1, sizeof *argv);
+	char **keys = calloc((size_t)t->nq, sizeof *keys);
+	if (argv && keys) {
+		argv[0] = "MGET";
+		int ok = 1;
+		for (int i = 0; i < t->nq && ok; i++) {
+			if (asprintf(&keys[i], "cs:g:%s", t->qs[i].def->name) < 0) {
+				keys[i] = NULL;
+				ok = 0;
+			}
+			argv[i + 1] = keys[i];
+		}
+		t->refs++;
+		if (!ok || cs_redis_cmd(e->redis, on_gens_reply, t, t->nq + 1, argv, NULL) != 0)
+			t->refs--;
+	}
+	if (keys)
+		for (int i = 0; i < t->nq; i++)
+			free(keys[i]);
+	free(keys);
+	free(argv);
+}
+
+static void on_gen_message(cs_redis *rd, redisReply *reply, void *priv)
+{
+	cs_engine *e = priv;
+	if (reply == NULL)
+		return;
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+		reply->element[0]->type != REDIS_REPLY_STRING)
+		return;
+	if (strcmp(reply->element[0]->str, "subscribe") == 0) {
+		load_gens(e); /* (re)subscribed: catch up on what pub/sub may have missed */
+		return;
+	}
+	redisReply *m = reply->element[2];
+	if (strcmp(reply->element[0]->str, "message") != 0 || m->type != REDIS_REPLY_STRING)
+		return;
+	const char *sp = memchr(m->str, ' ', (size_t)m->len);
+	if (sp == NULL)
+		return;
+	qstate *qs = qtable_find(e->qt, m->str, (size_t)(sp - m->str));
+	if (qs) {
+		uint64_t g = strtoull(sp + 1, NULL, 10);
+		if (g > qs->gen)
+			qs->gen = g;
+	}
+}
+
+static void on_pubsub_state(cs_redis *rd, bool up, void *priv)
+{
+	cs_engine *e = priv;
+	if (!up) {
+		/* A bump published while we were away would be missed: stop trusting our
+		 * generations (requests bypass the cache) until re-subscribed and re-read. */
+		for (int i = 0; i < e->qt->nq; i++)
+			e->qt->qs[i].gen_known = false;
+	}
+}
+
+static void on_cache_state(cs_redis *rd, bool up, void *priv)
+{
+	if (up)
+		load_gens(priv);
+}
+
+static void bump_generation(cs_engine *e, qstate *qs);
+
+static void on_gen_timer(evutil_socket_t fd, short what, void *arg)
+{
+	cs_engine *e = arg;
+	for (int i = 0; i < e->qt->nq; i++)
+		if (e->qt->qs[i].pending_bump && cs_redis_ready(e->redis))
+			bump_generation(e, &e->qt->qs[i]);
+	load_gens(e);
+}
+
+/* ---- Housekeeping ----------------------------------------------------------------------- */
+
+static void history_add(cs_engine *e, cs_lsn_t lsn)
+{
+	if (e->hist_len > 0 && e->hist[(e->hist_head + LSN_HISTORY - 1) % LSN_HISTORY].lsn >= lsn)
+		return; /* only the first time the primary is seen past a position matters */
+	e->hist[e->hist_head] = (lsn_sample){ .us = cs_now_us(), .lsn = lsn };
+	e->hist_head = (e->hist_head + 1) % LSN_HISTORY;
+	if (e->hist_len < LSN_HISTORY)
+		e->hist_len++;
+}
+
+/* Milliseconds since the primary first had WAL beyond `replay`; 0 when caught up. */
+static int64_t lag_behind(const cs_engine *e, cs_lsn_t replay)
+{
+	uint64_t first = 0;
+	for (int i = 1; i <= e->hist_len; i++) {
+		const lsn_sample *smp = &e->hist[(e->hist_head + LSN_HISTORY - i) % LSN_HISTORY];
+		if (smp->lsn <= replay)
+			break;
+		first = smp->us;
+	}
+	return first ? (int64_t)((cs_now_us() - first) / 1000u) : 0;
+}
+
+static void on_server_notify(cs_pgserver *s, void *priv)
+{
+	cs_engine *e = priv;
+	if (s == e->primary) {
+		if (cs_pgserver_state_get(s) == CS_SRV_UP)
+			history_add(e, cs_pgserver_lsn(s));
+		cs_lsn_t lsn = cs_pgserver_lsn(s);
+		for (int i = 0; i < e->nservers; i++)
+			if (e->servers[i] != s) {
+				cs_pgserver_set_primary_lsn(e->servers[i], lsn);
+				cs_pgserver_set_lag(e->servers[i], lag_behind(e, cs_pgserver_lsn(e->servers[i])));
+			}
+	} else if (e->primary && e->hist_len > 0) {
+		cs_pgserver_set_lag(s, lag_behind(e, cs_pgserver_lsn(s)));
+	}
+	/* Read-your-writes waiters: a replica may have replayed their token now. */
+	flight *f = e->ryw_head;
+	while (f) {
+		flight *next = f->rnext;
+		if (route_replica(e, f->tier, f->min_lsn, f->tried))
+			flight_dispatch(f);
+		f = next;
+	}
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	cs_engine *e = arg;
+	uint64_t now = cs_now_us();
+	flight *f = e->ryw_head;
+	while (f) {
+		flight *next = f->rnext;
+		if (now >= f->ryw_deadline_us)
+			flight_dispatch(f); /* past the wait: the primary */
+		f = next;
+	}
+}
+
+/* ---- Lifecycle -------------------------------------------------------------------------- */
+
+cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, size_t errlen)
+{
+	cs_engine *e = calloc(1, sizeof *e);
+	if (e == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	e->base = base;
+	e->fence_on = cfg->fence;
+	cs_hist_init(&e->stats.hit_us);
+	cs_hist_init(&e->stats.miss_us);
+	cs_buf_init(&e->scratch, MAX_REPLY + CS_ENTRY_HDR);
+	e->qt = qtable_new(cfg);
+	if (e->qt == NULL) {
+		snprintf(err, errlen, "out of memory");
+		cs_config_free(cfg);
+		free(e);
+		return NULL;
+	}
+	cs_redis_opts ro = { .name = "cache", .url = cfg->redis_url, .timeout_ms = cfg->redis_timeout_ms,
+		.max_pending = 65536, .scripts = cs_scripts, .nscripts = CS_SCRIPT_COUNT,
+		.on_state = on_cache_state, .state_priv = e };
+	e->redis = cs_redis_new(base, &ro, err, errlen);
+	cs_redis_opts po = { .name = "pubsub", .url = cfg->redis_url, .timeout_ms = cfg->redis_timeout_ms,
+		.max_pending = 16, .on_state = on_pubsub_state, .state_priv = e };
+	if (e->redis)
+		e->pubsub = cs_redis_new(base, &po, err, errlen);
+	if (e->redis == NULL || e->pubsub == NULL ||
+		cs_redis_subscribe(e->pubsub, GEN_CHANNEL, on_gen_message, e) != 0) {
+		cs_engine_free(e);
+		return NULL;
+	}
+
+	cs_pgpool_opts po2 = {
+		.connect_timeout_ms = CS_MAX(cfg->request_timeout_ms, 1000),
+		.queue_timeout_ms = cfg->queue_timeout_ms,
+		.health_interval_ms = cfg->health_interval_ms,
+		.statement_timeout_ms = cfg->request_timeout_ms,
+		.queue_max = cfg->queue_max,
+	};
+	e->servers = calloc((size_t)cfg->nreplicas + 1, sizeof *e->servers);
+	if (e->servers == NULL) {
+		snprintf(err, errlen, "out of memory");
+		cs_engine_free(e);
+		return NULL;
+	}
+	for (int i = 0; i < cfg->nreplicas; i++) {
+		const cs_replica_def *r = &cfg->replicas[i];
+		e->servers[e->nservers++] = cs_pgserver_new(base, r->name, r->conninfo, false, r->tiers,
+			r->pool_size, &po2);
+	}
+	if (cfg->primary_conninfo) {
+		e->primary = cs_pgserver_new(base, "primary", cfg->primary_conninfo, true,
+			(1u << CS_TIER_COUNT) - 1, cfg->primary_pool_size, &po2);
+		e->servers[e->nservers++] = e->primary;
+	}
+	for (int i = 0; i < e->nservers; i++) {
+		if (e->servers[i] == NULL) {
+			snprintf(err, errlen, "out of memory");
+			cs_engine_free(e);
+			return NULL;
+		}
+		cs_pgserver_set_notify(e->servers[i], on_server_notify, e);
+		cs_pgserver_start(e->servers[i]);
+	}
+	e->tick = event_new(base, -1, EV_PERSIST, on_tick, e);
+	e->gen_timer = event_new(base, -1, EV_PERSIST, on_gen_timer, e);
+	struct timeval t1 = cs_tv_ms(TICK_MS), t2 = cs_tv_ms(GEN_POLL_MS);
+	if (e->tick == NULL || e->gen_timer == NULL || event_add(e->tick, &t1) != 0 ||
+		event_add(e->gen_timer, &t2) != 0) {
+		snprintf(err, errlen, "out of memory");
+		cs_engine_free(e);
+		return NULL;
+	}
+	return e;
+}
+
+void cs_engine_free(cs_engine *e)
+{
+	if (e == NULL)
+		return;
+	/* Servers first: their jobs fail, which answers every waiting request. */
+	for (int i = 0; i < e->nservers; i++)
+		cs_pgserver_free(e->servers[i]);
+	e->nservers = 0;
+	/* Flights waiting for read-your-writes never reached a server. */
+	while (e->ryw_head)
+		flight_fail(e->ryw_head, -CS_ERR_SHUTTING_DOWN, "shutting down");
+	cs_redis_free(e->pubsub);
+	cs_redis_free(e->redis);
+	if (e->tick)
+		event_free(e->tick);
+	if (e->gen_timer)
+		event_free(e->gen_timer);
+	free(e->servers);
+	cs_buf_free(&e->scratch);
+	qtable_unref(e->qt);
+	free(e);
+}
+
+static bool query_same(const cs_query_def *a, const cs_query_def *b)
+{
+	if (strcmp(a->sql, b->sql) != 0 || a->nparams != b->nparams)
+		return false;
+	for (int i = 0; i < a->nparams; i++)
+		if (a->params[i].type != b->params[i].type)
+			return false;
+	return true;
+}
+
+static void on_reload_bump(cs_redis *rd, redisReply *reply, void *priv)
+{
+	fillctx *c = priv;
+	if (reply && reply->type == REDIS_REPLY_INTEGER) {
+		c->e->stats.gen_bumps++;
+		if ((uint64_t)reply->integer > c->qs->gen)
+			c->qs->gen = (uint64_t)reply->integer;
+		c->qs->gen_known = true;
+	} else {
+		cs_warn("query %s changed but its generation could not be bumped; it bypasses the "
+			"cache until it is", c->qs->def->name);
+		c->qs->pending_bump = true;
+	}
+	qtable_unref(c->qt);
+	free(c);
+}
+
+/* INCR the query's generation and announce it: every process stops using old entries. */
+static void bump_generation(cs_engine *e, qstate *qs)
+{
+	char genkey[8 + CS_MAX_NAME];
+	int gl = snprintf(genkey, sizeof genkey, "cs:g:%s", qs->def->name);
+	const char *argv[] = { genkey, GEN_CHANNEL, qs->def->name };
+	size_t lens[] = { (size_t)gl, strlen(GEN_CHANNEL), strlen(qs->def->name) };
+	fillctx *c = malloc(sizeof *c);
+	if (c == NULL) {
+		qs->pending_bump = true;
+		return;
+	}
+	*c = (fillctx){ .e = e, .qt = e->qt, .qs = qs };
+	e->qt->refs++;
+	qs->pending_bump = false;
+	if (cs_redis_script(e->redis, CS_SCRIPT_GEN_BUMP, on_reload_bump, c, 1, 3, argv, lens) != 0) {
+		qtable_unref(c->qt);
+		free(c);
+		qs->pending_bump = true; /* retried by the generation timer */
+	}
+}
+
+int cs_engine_reload(cs_engine *e, cs_config *cfg, char *err, size_t errlen)
+{
+	if (!cs_config_reloadable(e->qt->cfg, cfg, err))
+		return -1;
+	qtable *t = qtable_new(cfg);
+	if (t == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	/* Generations and per-query counters carry over by name. A query whose SQL or
+	 * parameters changed gets a new generation: its entries answer the old definition.
+	 * Until Redis confirms the bump, its requests bypass the cache. */
+	for (int i = 0; i < t->nq; i++) {
+		const cs_query_def *nd = t->qs[i].def;
+		qstate *old = qtable_find(e->qt, nd->name, strlen(nd->name));
+		if (old == NULL)
+			continue;
+		qstate keep = *old;
+		keep.def = nd;
+		keep.index = i;
+		t->qs[i] = keep;
+		t->qs[i].pending_bump = !query_same(old->def, nd);
+		if (t->qs[i].pending_bump)
+			t->qs[i].gen_known = false;
+	}
+	qtable *old = e->qt;
+	e->qt = t;
+	qtable_unref(old);
+	for (int i = 0; i < e->nservers; i++)
+		cs_pgserver_reset_statements(e->servers[i]);
+	for (int i = 0; i < t->nq; i++)
+		if (t->qs[i].pending_bump)
+			bump_generation(e, &t->qs[i]);
+	load_gens(e);
+	return 0;
+}
+
+const cs_config *cs_engine_config(const cs_engine *e)
+{
+	return e->qt->cfg;
+}
+
+const cs_engine_stats *cs_engine_get_stats(const cs_engine *e)
+{
+	return &e->stats;
+}
+
+void cs_engine_set_fence(cs_engine *e, bool on)
+{
+	e->fence_on = on;
+}
+
+bool cs_engine_healthy(const cs_engine *e, char *why, size_t whylen)
+{
+	bool any = false;
+	for (int i = 0; i < e->nservers; i++)
+		any = any || cs_pgserver_state_get(e->servers[i]) == CS_SRV_UP;
+	if (!any) {
+		snprintf(why, whylen, "no PostgreSQL server is up");
+		return false;
+	}
+	if (!cs_redis_ready(e->redis)) {
+		snprintf(why, whylen, "redis is not connected (serving from PostgreSQL)");
+		return false;
+	}
+	snprintf(why, whylen, "ok");
+	return true;
+}
+
+/* ---- Metrics ---------------------------------------------------------------------------- */
+
+uint32_t cs_engine_stats_list(const cs_engine *e, cs_stat *out, uint32_t max)
+{
+	const cs_engine_stats *s = &e->stats;
+	struct {
+		const char *name;
+		uint64_t v;
+	} items[] = {
+		{ "requests", s->requests }, { "hits", s->hits }, { "stale_hits", s->stale_hits },
+		{ "misses", s->misses }, { "coalesced", s->coalesced }, { "fills", s->fills },
+		{ "fill_refused_fence", s->fill_refused_fence },
+		{ "fill_refused_horizon", s->fill_refused_horizon },
+		{ "fill_refused_generation", s->fill_refused_gen }, { "fill_errors", s->fill_errors },
+		{ "not_cached_large", s->not_cached_large }, { "not_cached_primary", s->not_cached_primary },
+		{ "bypass_redis", s->bypass_redis }, { "bypass_requested", s->bypass_requested },
+		{ "retries", s->retries }, { "primary_fallbacks", s->primary_fallbacks },
+		{ "ryw_cache", s->ryw_cache }, { "ryw_replica", s->ryw_replica },
+		{ "ryw_primary", s->ryw_primary }, { "flights", s->flights },
+		{ "hit_p50_us", cs_hist_quantile(&s->hit_us, 0.5) },
+		{ "hit_p99_us", cs_hist_quantile(&s->hit_us, 0.99) },
+		{ "miss_p50_us", cs_hist_quantile(&s->miss_us, 0.5) },
+		{ "miss_p99_us", cs_hist_quantile(&s->miss_us, 0.99) },
+	};
+	uint32_t n = 0;
+	for (size_t i = 0; i < CS_ARRAY_LEN(items) && n < max; i++, n++) {
+		out[n] = (cs_stat){ .name = items[i].name, .name_len = (uint32_t)strlen(items[i].name),
+			.i = (int64_t)items[i].v };
+	}
+	return n;
+}
+
+static void hist_out(FILE *f, const cs_hist *h, const char *name, const char *labels)
+{
+	char buf[4096];
+	size_t n = cs_hist_prometheus(h, name, labels, buf, sizeof buf);
+	if (n < sizeof buf)
+		fputs(buf, f);
+}
+
+long cs_engine_metrics(const cs_engine *e, char **out)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	if (f == NULL)
+		return -1;
+	const cs_engine_stats *s = &e->stats;
+#define C(name, help, v)                                                                   \
+	fprintf(f, "# HELP cachesvc_" name " " help "\n# TYPE cachesvc_" name " counter\ncachesvc_" name " %llu\n", \
+		(unsigned long long)(v))
+	C("requests_total", "GET/REFRESH requests", s->requests);
+	C("cache_hits_total", "Fresh cache hits", s->hits);
+	C("cache_stale_hits_total", "Stale hits served while revalidating", s->stale_hits);
+	C("cache_misses_total", "Cache misses", s->misses);
+	C("coalesced_total", "Misses that joined a query already in flight", s->coalesced);
+	C("fills_total", "Entries stored in Redis", s->fills);
+	C("fill_refused_fence_total", "Fills refused by a newer invalidation fence", s->fill_refused_fence);
+	C("fill_refused_horizon_total", "Fills refused: data older than the fence horizon", s->fill_refused_horizon);
+	C("fill_refused_generation_total", "Fills refused: the query generation moved", s->fill_refused_gen);
+	C("fill_errors_total", "Fills that failed in Redis", s->fill_errors);
+	C("not_cached_large_total", "Results served but too large to cache", s->not_cached_large);
+	C("not_cached_primary_total", "Results read on the primary (no LSN bound), not cached", s->not_cached_primary);
+	C("not_cached_key_total", "Requests whose parameters are too long for a key", s->not_cached_key);
+	C("negative_fills_total", "Empty results cached (negative caching)", s->negative_fills);
+	C("bypass_redis_total", "Requests served from PostgreSQL because Redis was unavailable", s->bypass_redis);
+	C("bypass_requested_total", "Requests that asked to bypass the cache", s->bypass_requested);
+	C("retries_total", "Queries retried on another server", s->retries);
+	C("primary_fallbacks_total", "Queries sent to the primary", s->primary_fallbacks);
+	C("ryw_cache_total", "Read-your-writes requests answered from cache", s->ryw_cache);
+	C("ryw_replica_total", "Read-your-writes requests answered by a replica", s->ryw_replica);
+	C("ryw_primary_total", "Read-your-writes requests answered by the primary", s->ryw_primary);
+	C("ryw_waits_total", "Read-your-writes requests that waited for a replica", s->ryw_waits);
+	C("invalidations_total", "Keys deleted by admin INVALIDATE", s->invalidations);
+	C("generation_bumps_total", "Whole-query invalidations", s->gen_bumps);
+	C("refresh_early_total", "Early (XFetch) refreshes", s->refresh_early);
+	C("refresh_expired_total", "Refreshes of expired entries", s->refresh_expired);
+	C("refresh_revalidate_total", "Stale-while-revalidate refreshes", s->refresh_revalidate);
+	C("refresh_forced_total", "REFRESH requests", s->refresh_forced);
+#undef C
+	fprintf(f, "# HELP cachesvc_errors_total Errors answered, by code\n# TYPE cachesvc_errors_total counter\n");
+	for (int i = 1; i <= CS_ERR_MAX; i++)
+		fprintf(f, "cachesvc_errors_total{code=\"%s\"} %llu\n", cs_err_name(i),
+			(unsigned long long)s->errors[i]);
+	fprintf(f, "# HELP cachesvc_flights Misses in flight\n# TYPE cachesvc_flights gauge\ncachesvc_flights %llu\n",
+		(unsigned long long)s->flights);
+	fprintf(f, "# HELP cachesvc_hit_seconds Latency of cache hits\n# TYPE cachesvc_hit_seconds histogram\n");
+	hist_out(f, &s->hit_us, "cachesvc_hit_seconds", "");
+	fprintf(f, "# HELP cachesvc_miss_seconds Latency of misses\n# TYPE cachesvc_miss_seconds histogram\n");
+	hist_out(f, &s->miss_us, "cachesvc_miss_seconds", "");
+
+	fprintf(f, "# HELP cachesvc_query_requests_total Per query outcomes\n# TYPE cachesvc_query_requests_total counter\n");
+	for (int i = 0; i < e->qt->nq; i++) {
+		const qstate *q = &e->qt->qs[i];
+		const char *n = q->def->name;
+		fprintf(f, "cachesvc_query_requests_total{query=\"%s\",outcome=\"hit\"} %llu\n", n, (unsigned long long)q->hits);
+		fprintf(f, "cachesvc_query_requests_total{query=\"%s\",outcome=\"stale_hit\"} %llu\n", n, (unsigned long long)q->stale_hits);
+		fprintf(f, "cachesvc_query_requests_total{query=\"%s\",outcome=\"miss\"} %llu\n", n, (unsigned long long)q->misses);
+	}
+	fprintf(f, "# HELP cachesvc_query_refreshes_total Per query refreshes by cause\n# TYPE cachesvc_query_refreshes_total counter\n");
+	for (int i = 0; i < e->qt->nq; i++) {
+		const qstate *q = &e->qt->qs[i];
+		const char *n = q->def->name;
+		fprintf(f, "cachesvc_query_refreshes_total{query=\"%s\",cause=\"early\"} %llu\n", n, (unsigned long long)q->refresh_early);
+		fprintf(f, "cachesvc_query_refreshes_total{query=\"%s\",cause=\"expired\"} %llu\n", n, (unsigned long long)q->refresh_expired);
+		fprintf(f, "cachesvc_query_refreshes_total{query=\"%s\",cause=\"revalidate\"} %llu\n", n, (unsigned long long)q->refresh_revalidate);
+		fprintf(f, "cachesvc_query_fills_total{query=\"%s\"} %llu\n", n, (unsigned long long)q->fills);
+	}
+
+	fprintf(f, "# HELP cachesvc_pg_up Server health (1 up)\n# TYPE cachesvc_pg_up gauge\n");
+	for (int i = 0; i < e->nservers; i++) {
+		cs_pgserver_info in;
+		cs_pgserver_info_get(e->servers[i], &in);
+		const char *role = in.primary ? "primary" : "replica";
+		fprintf(f, "cachesvc_pg_up{server=\"%s\",role=\"%s\"} %d\n", in.name, role, in.state == CS_SRV_UP);
+		fprintf(f, "cachesvc_pg_lag_seconds{server=\"%s\"} %.3f\n", in.name, (double)in.lag_ms / 1000.0);
+		fprintf(f, "cachesvc_pg_lag_bytes{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.lag_bytes);
+		fprintf(f, "cachesvc_pg_pool_connections{server=\"%s\"} %d\n", in.name, in.conns);
+		fprintf(f, "cachesvc_pg_pool_busy{server=\"%s\"} %d\n", in.name, in.busy);
+		fprintf(f, "cachesvc_pg_pool_size{server=\"%s\"} %d\n", in.name, in.pool_size);
+		fprintf(f, "cachesvc_pg_queue_waiting{server=\"%s\"} %d\n", in.name, in.queued);
+		fprintf(f, "cachesvc_pg_queries_total{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.queries);
+		fprintf(f, "cachesvc_pg_errors_total{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.errors);
+		fprintf(f, "cachesvc_pg_timeouts_total{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.timeouts);
+		fprintf(f, "cachesvc_pg_overloaded_total{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.overloaded);
+		fprintf(f, "cachesvc_pg_bans_total{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.bans);
+		fprintf(f, "cachesvc_pg_queue_wait_seconds_sum{server=\"%s\"} %.6f\n", in.name, (double)in.queue_wait_us_sum / 1e6);
+		fprintf(f, "cachesvc_pg_queue_wait_seconds_count{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.queue_waits);
+	}
+	const cs_redis_stats *rs = cs_redis_get_stats(e->redis);
+	fprintf(f, "# HELP cachesvc_redis_up Redis connection ready\n# TYPE cachesvc_redis_up gauge\ncachesvc_redis_up %d\n",
+		cs_redis_ready(e->redis));
+	fprintf(f, "cachesvc_redis_connects_total %llu\ncachesvc_redis_disconnects_total %llu\n"
+		   "cachesvc_redis_timeouts_total %llu\ncachesvc_redis_refused_total %llu\ncachesvc_redis_pending %llu\n",
+		(unsigned long long)rs->connects, (unsigned long long)rs->disconnects,
+		(unsigned long long)rs->timeouts, (unsigned long long)rs->refused,
+		(unsigned long long)rs->pending);
+	if (fclose(f) != 0) {
+		free(buf);
+		return -1;
+	}
+	*out = buf;
+	return (long)len;
+}

@@ -1,0 +1,93 @@
+/* engine.h - the read-through engine: cache lookups, single-flight misses, routing to
+ * replicas, LSN-fenced fills, generations, read-your-writes. One event loop, no blocking.
+ *
+ * The daemon's client connections (server.c) and library mode both drive the engine
+ * through cs_engine_get. The engine owns the Redis connections and the PostgreSQL servers;
+ * it never owns a client.
+ *
+ * Redis keys (all under the "cs:" prefix; <q> is the query name, <p> the canonical
+ * parameters of params.h, <g> the query's generation):
+ *   cs:e:<q>:<g>:<p>  entry: a 32-byte header (entry.h) + the result object, as on the wire
+ *   cs:f:<q>:<p>      fence: the end LSN of the last invalidation of that key (16 hex)
+ *   cs:g:<q>          generation: INCR'd to drop every entry of a query in O(1)
+ *   cs:l:<q>:<p>      lease: one refresh of an expired entry across all processes
+ *   cs:horizon        the LSN below which a fence may have expired (16 hex, with a TTL)
+ *   cs:inv:pos        the invalidator's confirmed position (16 hex), for read-your-writes
+ *   channel cs:gen    "<q> <g>" published on every generation bump */
+#ifndef CS_ENGINE_H
+#define CS_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "cs_proto.h"
+#include "hist.h"
+
+struct event_base;
+
+typedef struct cs_engine cs_engine;
+
+/* Result of a request. err == 0: meta and result (the pre-encoded result object) are valid
+ * during the call only. err < 0: a CS_ERR_* code and a message. */
+typedef void cs_engine_cb(void *priv, int err, const char *msg, const cs_meta *meta,
+	const uint8_t *result, size_t len);
+
+typedef struct cs_engine_stats {
+	uint64_t requests;
+	uint64_t errors[CS_ERR_MAX + 1];
+	uint64_t hits, stale_hits, misses, coalesced;
+	uint64_t fills, fill_refused_gen, fill_refused_fence, fill_refused_horizon, fill_errors;
+	uint64_t not_cached_large, not_cached_primary, not_cached_key, negative_fills;
+	uint64_t bypass_redis, bypass_requested;
+	uint64_t refresh_early, refresh_expired, refresh_revalidate, refresh_forced;
+	uint64_t retries, primary_fallbacks;
+	uint64_t ryw_cache, ryw_replica, ryw_primary, ryw_waits;
+	uint64_t invalidations, gen_bumps;
+	uint64_t flights; /* gauge: misses in flight */
+	cs_hist hit_us, miss_us;
+} cs_engine_stats;
+
+/* Creates the engine on `base` from a loaded config (ownership of cfg passes to the engine)
+ * and starts connecting to Redis and PostgreSQL. NULL with a message in err. */
+cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/* Stops everything; pending requests are answered SHUTTING_DOWN first. Not from inside an
+ * engine callback. */
+void cs_engine_free(cs_engine *e);
+
+/* Runs a GET or REFRESH (op) for a decoded request. Strings in req are copied as needed
+ * before this returns. cb runs exactly once, possibly before cs_engine_get returns (for
+ * errors found at once). */
+void cs_engine_get(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine_cb *cb, void *priv);
+
+/* Admin INVALIDATE: one key (with params) or the whole query (generation bump).
+ * cb(priv, err, msg, n): n = keys deleted or the new generation. */
+typedef void cs_engine_inval_cb(void *priv, int err, const char *msg, uint64_t n);
+void cs_engine_invalidate(cs_engine *e, const cs_inval_req *req, cs_engine_inval_cb *cb,
+	void *priv);
+
+/* Swaps in new query definitions (SIGHUP). Fails, keeping the old ones, when a
+ * non-reloadable key changed (message in err). Ownership of cfg passes on success only. */
+int cs_engine_reload(cs_engine *e, cs_config *cfg, char *err, size_t errlen);
+
+const cs_config *cs_engine_config(const cs_engine *e);
+const cs_engine_stats *cs_engine_get_stats(const cs_engine *e);
+
+/* Ready to serve: Redis connected (or bypassing) and some PostgreSQL server up.
+ * Writes a reason into why when not. */
+bool cs_engine_healthy(const cs_engine *e, char *why, size_t whylen);
+
+/* Writes the Prometheus text of every engine metric into a malloc'd string (*out, caller
+ * frees). Returns its length, or -1 on OOM. */
+long cs_engine_metrics(const cs_engine *e, char **out);
+
+/* Fills up to max STATS entries (static names). Returns the count. */
+uint32_t cs_engine_stats_list(const cs_engine *e, cs_stat *out, uint32_t max);
+
+/* Test-only switch (config "fence = off" does the same for a whole deployment): fills
+ * stop checking fences and the horizon. Exists so the race test can prove it can fail. */
+void cs_engine_set_fence(cs_engine *e, bool on);
+
+#endif

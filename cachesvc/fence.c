@@ -1,0 +1,120 @@
+/* fence.c - the Lua scripts for fenced fills and invalidations, and why they keep I1.
+ *
+ * ---- Why no stale entry survives (DESIGN.md I1) ------------------------------------------
+ *
+ * Notation. Every committed change C has an end LSN X(C) (pgoutput Commit.end_lsn). A fill
+ * reads R = pg_last_wal_replay_lsn() on a replica, then, as a separate READ COMMITTED
+ * statement, the query; the snapshot is taken after R was read, so it sees every commit
+ * whose record ends at or before R (REFERENCE.md 6): the data reflects at least state R.
+ * The invalidator, for each commit C it decodes, runs CS_SCRIPT_INVAL for every key C
+ * affects: DEL the entry and raise the key's fence to X(C) with TTL F (fence_ttl). Only
+ * after Redis acknowledged it does it confirm X(C) to PostgreSQL (I4).
+ *
+ * Claim. If an entry for key K holding data at state R is stored, and some commit C that
+ * affects K has X(C) > R, then the entry is deleted no later than C's invalidation is
+ * applied; i.e. an entry older than an applied invalidation never survives it.
+ *
+ * The fill is CS_SCRIPT_FILL: atomic in Redis (scripts run alone), so relative to C's
+ * invalidation script it runs either before or after.
+ *  (a) Fill runs after C's invalidation ("stale set": the fill read the replica before
+ *      the write and stores after its invalidation; or "lagging replica": the replica had
+ *      not replayed C when read). Then the fence of K holds some f >= X(C) > R, unless it
+ *      expired. The script refuses when f > R. Expiry is covered by the horizon:
+ *  (b) Fence expiry. The invalidator publishes cs:horizon = H with a TTL V, where H is an
+ *      LSN such that every fence with LSN > H was written less than F - V ago (it tracks
+ *      when it sent each commit's fences; see invalidation/). While the key lives (at most
+ *      V after it was written), any fence with LSN > H is therefore still alive. The fill
+ *      refuses when R < H. So if it stores, R >= H, and C's fence (X(C) > R >= H) is
+ *      alive and refuses it: contradiction. If the horizon key is missing (no invalidator
+ *      has run for V), the fill refuses: with nobody publishing a horizon nobody can vouch
+ *      for expired fences. H never decreases (CS_SCRIPT_RAISE), so a restarted or second
+ *      invalidator cannot open a hole: it starts from H >= the primary's LSN at its start
+ *      (every fence an older incarnation wrote is at or below that).
+ *  (c) Fill runs before C's invalidation: the entry is stored, then C's invalidation
+ *      deletes it. The stale window is the invalidation lag (I2).
+ *  (d) A restarted invalidator replays from the slot's confirmed position; replaying an
+ *      invalidation deletes and re-fences again: idempotent, fences only rise.
+ *  (e) Generations: a fill carries the generation its key was built with and the script
+ *      refuses when the generation moved (TRUNCATE, admin INVALIDATE of a query, lost
+ *      slot), so no fill from before a bump lands in the new generation.
+ *  (f) Eviction. If Redis evicted a live fence, (a) would break. cachesvc needs
+ *      maxmemory-policy noeviction (fills then fail with OOM and are simply not stored) or
+ *      a volatile-* policy while fences... are volatile too: so only noeviction is safe,
+ *      and the engine refuses to start with anything else unless fence = off.
+ *  (g) The primary. Visibility order on the primary differs from WAL order (a commit whose
+ *      record ends before an LSN read may not be visible yet), so no LSN read there bounds
+ *      a snapshot from below. Data read on the primary is tagged LSN 0: with fences on it
+ *      is served but never stored.
+ * Entry eviction (not fence eviction) is harmless: a missing entry is a miss.
+ *
+ * Together: every entry older than an applied invalidation is either refused at fill time
+ * (a, b, e) or deleted by it (c, d). I1 follows: once the invalidator has applied every
+ * change up to X and replicas replayed past X, no entry reflects a state older than X. */
+#include "fence.h"
+
+#include <stddef.h>
+#include <stdio.h>
+
+const char *const cs_scripts[CS_SCRIPT_COUNT] = {
+	[CS_SCRIPT_FILL] =
+		"local g = redis.call('GET', KEYS[3]) or '0'\n"
+		"if g ~= ARGV[4] then return {0, g} end\n"
+		"if ARGV[5] == '1' then\n"
+		"  local h = redis.call('GET', KEYS[4])\n"
+		"  if not h then return {-1, g} end\n"
+		"  if ARGV[3] < h then return {-2, g} end\n"
+		"  local f = redis.call('GET', KEYS[2])\n"
+		"  if f and f > ARGV[3] then return {-3, g} end\n"
+		"end\n"
+		"redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
+		"return {1, g}\n",
+	[CS_SCRIPT_INVAL] =
+		"local n = 0\n"
+		"for i = 1, #KEYS, 2 do\n"
+		"  local g = redis.call('GET', KEYS[i + 1]) or '0'\n"
+		"  local q = ARGV[2 + i]\n"
+		"  local p = ARGV[3 + i]\n"
+		"  n = n + redis.call('DEL', 'cs:e:' .. q .. ':' .. g .. ':' .. p)\n"
+		"  local f = redis.call('GET', KEYS[i])\n"
+		"  if not f or f < ARGV[1] then f = ARGV[1] end\n"
+		"  redis.call('SET', KEYS[i], f, 'PX', ARGV[2])\n"
+		"end\n"
+		"return n\n",
+	[CS_SCRIPT_GEN_BUMP] =
+		"local g = redis.call('INCR', KEYS[1])\n"
+		"redis.call('PUBLISH', ARGV[1], ARGV[2] .. ' ' .. g)\n"
+		"return g\n",
+	[CS_SCRIPT_RAISE] =
+		"local v = redis.call('GET', KEYS[1])\n"
+		"if not v or v < ARGV[1] then v = ARGV[1] end\n"
+		"if ARGV[2] == '0' then redis.call('SET', KEYS[1], v)\n"
+		"else redis.call('SET', KEYS[1], v, 'PX', ARGV[2]) end\n"
+		"return v\n",
+};
+
+void cs_lsn_hex(uint64_t lsn, char out[17])
+{
+	snprintf(out, 17, "%016llX", (unsigned long long)lsn);
+}
+
+int cs_lsn_unhex(const char *s, size_t len, uint64_t *out)
+{
+	if (len != 16)
+		return 0;
+	uint64_t v = 0;
+	for (size_t i = 0; i < 16; i++) {
+		char c = s[i];
+		int d;
+		if (c >= '0' && c <= '9')
+			d = c - '0';
+		else if (c >= 'A' && c <= 'F')
+			d = c - 'A' + 10;
+		else if (c >= 'a' && c <= 'f')
+			d = c - 'a' + 10;
+		else
+			return 0;
+		v = v << 4 | (uint64_t)d;
+	}
+	*out = v;
+	return 1;
+}

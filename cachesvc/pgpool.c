@@ -1,0 +1,839 @@
+/* pgpool.c - PostgreSQL servers and their pools of non-blocking libpq connections. */
+#include "pgpool.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+
+#include "cs_proto.h"
+#include "log.h"
+#include "util.h"
+
+#define SWEEP_MS	   5	 /* deadline check period */
+#define FAST_MONITOR_MS	   5	 /* monitor period while read-your-writes requests wait */
+#define BAN_BASE_MS	   250	 /* first ban after a failure; doubles up to BAN_MAX_MS */
+#define BAN_MAX_MS	   30000
+#define TIMEOUT_GRACE_US   200000 /* past the job deadline before the connection is dropped */
+
+/* Connection states, in the order a connection walks through them. */
+typedef enum pc_state {
+	PC_EMPTY = 0,  /* no PGconn */
+	PC_CONNECTING, /* PQconnectPoll in progress */
+	PC_IDLE,       /* connected, nothing in flight */
+	PC_BUSY,       /* a pipeline (job) or the monitor query is in flight */
+} pc_state;
+
+/* What each result group of a job's pipeline answers, in order. */
+typedef enum step_kind {
+	ST_DEALLOC, /* DEALLOCATE ALL after a reload */
+	ST_PREPARE, /* PREPARE of the job's statement */
+	ST_LSN,	    /* SELECT pg_last_wal_replay_lsn() / pg_current_wal_lsn() */
+	ST_DATA,    /* EXECUTE of the statement */
+	ST_SYNC,    /* the pipeline's sync point */
+} step_kind;
+
+typedef struct pgconn {
+	cs_pgserver *srv;
+	PGconn *conn;
+	pc_state state;
+	bool monitor;	     /* the server's health/lag connection, not in pipeline mode */
+	struct event ev;
+	bool ev_added;
+	uint64_t deadline_us; /* connecting, or the job/monitor query in flight */
+
+	cs_pgjob *job;
+	step_kind steps[5];
+	int nsteps, step;
+	int preparing; /* qindex whose PREPARE is in this pipeline, or -1 */
+	PGresult *data;
+	cs_lsn_t lsn;
+	int err;
+	bool retryable;
+	char errmsg[256];
+
+	uint32_t epoch;	    /* statement epoch the prepared set belongs to */
+	uint8_t *prepared;  /* one byte per qindex */
+	int nprepared;
+} pgconn;
+
+struct cs_pgserver {
+	struct event_base *base;
+	char *name;
+	char *conninfo;
+	bool primary;
+	unsigned tiers;
+	int pool_size;
+	cs_pgpool_opts opts;
+	char options[256];
+
+	pgconn *conns;
+	pgconn mon;
+	struct event *sweep;
+	struct event *mon_timer;
+	uint64_t fast_until_us;
+
+	cs_pgjob *qhead, *qtail;
+	int queued;
+
+	cs_pgserver_state state;
+	int fail_attempt;
+	uint64_t banned_until_us;
+	bool in_recovery;
+	cs_lsn_t lsn;
+	cs_lsn_t primary_lsn;
+	int64_t lag_ms;
+	uint32_t epoch;
+
+	cs_pgserver_notify_cb *notify;
+	void *notify_priv;
+
+	cs_pgserver_info stats;
+};
+
+static void conn_event(evutil_socket_t fd, short what, void *arg);
+static void dispatch(cs_pgserver *s);
+static void monitor_round(cs_pgserver *s);
+
+/* ---- Small helpers --------------------------------------------------------------------- */
+
+static void conn_unwait(pgconn *c)
+{
+	if (c->ev_added) {
+		event_del(&c->ev);
+		c->ev_added = false;
+	}
+}
+
+/* Waits for `what` on the connection's current socket (which may change between
+ * PQconnectPoll calls: re-registered at every step). */
+static void conn_wait(pgconn *c, short what)
+{
+	conn_unwait(c);
+	event_assign(&c->ev, c->srv->base, PQsocket(c->conn), what, conn_event, c);
+	event_add(&c->ev, NULL);
+	c->ev_added = true;
+}
+
+/* Copies a libpq message without its trailing newline. */
+static void set_msg(char *dst, size_t len, const char *src)
+{
+	snprintf(dst, len, "%s", src ? src : "unknown error");
+	size_t n = strlen(dst);
+	while (n > 0 && (dst[n - 1] == '\n' || dst[n - 1] == ' '))
+		dst[--n] = '\0';
+}
+
+static void server_notify(cs_pgserver *s)
+{
+	if (s->notify)
+		s->notify(s, s->notify_priv);
+}
+
+static void server_up(cs_pgserver *s)
+{
+	if (s->state != CS_SRV_UP)
+		cs_info("postgres %s: up", s->name);
+	s->state = CS_SRV_UP;
+	s->fail_attempt = 0;
+}
+
+static void fail_queue(cs_pgserver *s, int err, const char *msg);
+
+/* A connection-level failure bans the server for a backoff period. */
+static void server_down(cs_pgserver *s, const char *why)
+{
+	int64_t ban = cs_backoff_ms(s->fail_attempt++, BAN_BASE_MS, BAN_MAX_MS);
+	s->banned_until_us = cs_now_us() + (uint64_t)ban * 1000u;
+	if (s->state != CS_SRV_DOWN) {
+		cs_warn("postgres %s: down, banned for %lld ms: %s", s->name, (long long)ban, why);
+		s->stats.bans++;
+	}
+	s->state = CS_SRV_DOWN;
+	fail_queue(s, -CS_ERR_UNAVAILABLE, why);
+	server_notify(s);
+}
+
+/* ---- Connections ----------------------------------------------------------------------- */
+
+static void conn_close(pgconn *c)
+{
+	conn_unwait(c);
+	if (c->conn) {
+		PQfinish(c->conn);
+		c->conn = NULL;
+	}
+	if (c->data) {
+		PQclear(c->data);
+		c->data = NULL;
+	}
+	c->state = PC_EMPTY;
+	c->nprepared = 0;
+	free(c->prepared);
+	c->prepared = NULL;
+}
+
+static void job_finish(pgconn *c);
+
+/* The connection broke (or timed out): fail its job, close it, ban the server. */
+static void conn_fail(pgconn *c, int err, const char *why)
+{
+	cs_pgserver *s = c->srv;
+	char msg[256];
+	set_msg(msg, sizeof msg, why);
+	if (c->job) {
+		c->err = err;
+		c->retryable = true;
+		snprintf(c->errmsg, sizeof c->errmsg, "%s: %s", s->name, msg);
+		if (c->data) {
+			PQclear(c->data);
+			c->data = NULL;
+		}
+		conn_close(c);
+		job_finish(c);
+	} else {
+		conn_close(c);
+	}
+	if (err != -CS_ERR_TIMEOUT)
+		server_down(s, msg);
+}
+
+static int conn_start(pgconn *c)
+{
+	cs_pgserver *s = c->srv;
+	const char *kw[] = { "dbname", "options", "application_name", NULL };
+	const char *val[] = { s->conninfo, s->options, c->monitor ? "cachesvc-monitor" : "cachesvc",
+		NULL };
+	c->conn = PQconnectStartParams(kw, val, 1);
+	if (c->conn == NULL || PQstatus(c->conn) == CONNECTION_BAD) {
+		char msg[256];
+		set_msg(msg, sizeof msg, c->conn ? PQerrorMessage(c->conn) : "out of memory");
+		conn_close(c);
+		server_down(s, msg);
+		return -1;
+	}
+	c->state = PC_CONNECTING;
+	c->deadline_us = cs_now_us() + (uint64_t)s->opts.connect_timeout_ms * 1000u;
+	c->epoch = s->epoch;
+	conn_wait(c, EV_WRITE);
+	return 0;
+}
+
+static void conn_connected(pgconn *c)
+{
+	cs_pgserver *s = c->srv;
+	if (PQsetnonblocking(c->conn, 1) != 0 || (!c->monitor && PQenterPipelineMode(c->conn) != 1)) {
+		conn_fail(c, -CS_ERR_UNAVAILABLE, PQerrorMessage(c->conn));
+		return;
+	}
+	c->state = PC_IDLE;
+	conn_unwait(c);
+	/* Watch for the server closing an idle connection. */
+	conn_wait(c, EV_READ);
+	if (c->monitor) {
+		monitor_round(s);
+	} else {
+		dispatch(s);
+	}
+}
+
+/* Pushes pending output; waits for write-readiness while libpq still has bytes to send. */
+static int conn_flush(pgconn *c)
+{
+	int rc = PQflush(c->conn);
+	if (rc < 0)
+		return -1;
+	conn_wait(c, rc == 1 ? EV_READ | EV_WRITE : EV_READ);
+	return 0;
+}
+
+/* ---- Jobs ------------------------------------------------------------------------------ */
+
+static void stmt_name(char *buf, size_t len, int qindex)
+{
+	snprintf(buf, len, "cs_q%d", qindex);
+}
+
+static bool is_prepared(const pgconn *c, int qindex)
+{
+	return c->epoch == c->srv->epoch && qindex < c->nprepared && c->prepared[qindex];
+}
+
+static void mark_prepared(pgconn *c, int qindex)
+{
+	if (qindex >= c->nprepared) {
+		int n = qindex + 16;
+		uint8_t *p = realloc(c->prepared, (size_t)n);
+		if (p == NULL)
+			return; /* prepared again next time: harmless */
+		memset(p + c->nprepared, 0, (size_t)(n - c->nprepared));
+		c->prepared = p;
+		c->nprepared = n;
+	}
+	c->prepared[qindex] = 1;
+}
+
+/* Sends a job's pipeline on an idle connection. */
+static void job_run(pgconn *c, cs_pgjob *job)
+{
+	cs_pgserver *s = c->srv;
+	char name[32];
+	stmt_name(name, sizeof name, job->qindex);
+	c->job = job;
+	c->state = PC_BUSY;
+	c->nsteps = c->step = 0;
+	c->preparing = -1;
+	c->lsn = 0;
+	c->err = 0;
+	c->retryable = false;
+	c->errmsg[0] = '\0';
+	c->deadline_us = job->deadline_us;
+	s->stats.queries++;
+	uint64_t waited = cs_now_us() - job->enqueued_us;
+	s->stats.queue_wait_us_sum += waited;
+	s->stats.queue_waits++;
+
+	bool ok = true;
+	if (c->epoch != s->epoch) {
+		/* Query definitions were reloaded: statement slots mean other queries now. */
+		ok = ok && PQsendQueryParams(c->conn, "DEALLOCATE ALL", 0, NULL, NULL, NULL, NULL, 0);
+		c->steps[c->nsteps++] = ST_DEALLOC;
+		c->nprepared = 0;
+		free(c->prepared);
+		c->prepared = NULL;
+		c->epoch = s->epoch;
+	}
+	if (!is_prepared(c, job->qindex)) {
+		Oid types[CS_MAX_PARAMS];
+		for (int i = 0; i < job->q->nparams; i++)
+			types[i] = cs_param_type_oid(job->q->params[i].type);
+		ok = ok && PQsendPrepare(c->conn, name, job->q->sql, job->q->nparams, types);
+		c->steps[c->nsteps++] = ST_PREPARE;
+		c->preparing = job->qindex;
+	}
+	ok = ok && PQsendQueryParams(c->conn, s->primary ? "SELECT pg_current_wal_lsn()::text"
+						       : "SELECT pg_last_wal_replay_lsn()::text",
+			   0, NULL, NULL, NULL, NULL, 0);
+	c->steps[c->nsteps++] = ST_LSN;
+	ok = ok && PQsendQueryPrepared(c->conn, name, job->params->n, job->params->values,
+			   job->params->lengths, job->params->formats, 0);
+	c->steps[c->nsteps++] = ST_DATA;
+	ok = ok && PQpipelineSync(c->conn);
+	c->steps[c->nsteps++] = ST_SYNC;
+	if (!ok || conn_flush(c) != 0)
+		conn_fail(c, -CS_ERR_UNAVAILABLE, PQerrorMessage(c->conn));
+}
+
+/* Maps a failed statement to an error code, and says whether another server might do
+ * better. SQLSTATE: 57014 statement timeout; a few class-22 codes mean a parameter value
+ * the column refused; 40 (conflict with recovery on a standby), 57, 08 and 53 are the
+ * server's trouble, worth another server; anything else is the query's: INTERNAL. */
+static void record_error(pgconn *c, const PGresult *res)
+{
+	if (c->err != 0)
+		return; /* keep the first error; later ones are PIPELINE_ABORTED echoes */
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	const char *msg = PQresultErrorMessage(res);
+	snprintf(c->errmsg, sizeof c->errmsg, "%s: ", c->srv->name);
+	set_msg(c->errmsg + strlen(c->errmsg), sizeof c->errmsg - strlen(c->errmsg), msg);
+	c->err = -CS_ERR_INTERNAL;
+	if (state == NULL)
+		return;
+	if (strcmp(state, "57014") == 0) {
+		c->err = -CS_ERR_TIMEOUT;
+	} else if (strcmp(state, "22P02") == 0 || strcmp(state, "22003") == 0 ||
+		   strcmp(state, "22007") == 0 || strcmp(state, "22008") == 0 ||
+		   strcmp(state, "22023") == 0) {
+		/* a parameter value the column type refused (out of range, bad syntax) */
+		c->err = -CS_ERR_BAD_PARAMS;
+	} else if (strncmp(state, "40", 2) == 0 || strncmp(state, "57", 2) == 0 ||
+		   strncmp(state, "08", 2) == 0 || strncmp(state, "53", 2) == 0) {
+		c->err = -CS_ERR_UNAVAILABLE;
+		c->retryable = true;
+	} else if (strcmp(state, "26000") == 0) {
+		/* prepared statement vanished (DISCARD ALL by a pooler?): prepare again */
+		c->nprepared = 0;
+		c->retryable = true;
+		c->err = -CS_ERR_UNAVAILABLE;
+	}
+}
+
+static void job_finish(pgconn *c)
+{
+	cs_pgserver *s = c->srv;
+	cs_pgjob *job = c->job;
+	PGresult *data = c->data;
+	c->job = NULL;
+	c->data = NULL;
+	if (c->state == PC_BUSY)
+		c->state = PC_IDLE;
+	if (c->err != 0) {
+		s->stats.errors++;
+		if (c->err == -CS_ERR_TIMEOUT)
+			s->stats.timeouts++;
+		if (data) {
+			PQclear(data);
+			data = NULL;
+		}
+	} else if (data == NULL) {
+		c->err = -CS_ERR_INTERNAL;
+		snprintf(c->errmsg, sizeof c->errmsg, "%s: the query returned no rows result", s->name);
+	}
+	job->cb(job, data, c->lsn, c->err, c->errmsg, c->retryable);
+	if (data)
+		PQclear(data);
+}
+
+/* Consumes every result available without blocking. */
+static void job_results(pgconn *c)
+{
+	while (c->job && !PQisBusy(c->conn)) {
+		PGresult *res = PQgetResult(c->conn);
+		if (res == NULL) {
+			/* end of one statement's results */
+			if (c->step < c->nsteps - 1)
+				c->step++;
+			continue;
+		}
+		ExecStatusType st = PQresultStatus(res);
+		step_kind kind = c->steps[c->step];
+		if (st == PGRES_PIPELINE_SYNC) {
+			PQclear(res);
+			job_finish(c);
+			return;
+		}
+		switch (kind) {
+		case ST_DEALLOC:
+		case ST_PREPARE:
+			if (st == PGRES_COMMAND_OK && kind == ST_PREPARE)
+				mark_prepared(c, c->preparing);
+			else if (st != PGRES_COMMAND_OK && st != PGRES_PIPELINE_ABORTED)
+				record_error(c, res);
+			PQclear(res);
+			break;
+		case ST_LSN:
+			if (st == PGRES_TUPLES_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+				(void)cs_lsn_parse(PQgetvalue(res, 0, 0), &c->lsn);
+			else if (st != PGRES_TUPLES_OK && st != PGRES_PIPELINE_ABORTED)
+				record_error(c, res);
+			PQclear(res);
+			break;
+		case ST_DATA:
+			if (st == PGRES_TUPLES_OK && c->data == NULL) {
+				c->data = res;
+			} else {
+				if (st != PGRES_PIPELINE_ABORTED && st != PGRES_TUPLES_OK)
+					record_error(c, res);
+				PQclear(res);
+			}
+			break;
+		case ST_SYNC:
+			/* Only PIPELINE_SYNC belongs here (handled above). */
+			PQclear(res);
+			break;
+		}
+	}
+}
+
+/* ---- Monitor --------------------------------------------------------------------------- */
+
+static const char monitor_sql[] =
+	"SELECT pg_is_in_recovery(),"
+	" (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()"
+	"  ELSE pg_current_wal_lsn() END)::text,"
+	" COALESCE(extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())"
+	"  * 1000, 0)::int8";
+
+static void schedule_monitor(cs_pgserver *s)
+{
+	int64_t ms = s->opts.health_interval_ms;
+	uint64_t now = cs_now_us();
+	if (s->fast_until_us > now)
+		ms = FAST_MONITOR_MS;
+	if (s->state == CS_SRV_DOWN && s->banned_until_us > now)
+		ms = (int64_t)((s->banned_until_us - now) / 1000u) + 1;
+	struct timeval tv = cs_tv_ms(ms);
+	evtimer_add(s->mon_timer, &tv);
+}
+
+static void monitor_round(cs_pgserver *s)
+{
+	pgconn *m = &s->mon;
+	if (m->state == PC_EMPTY) {
+		(void)conn_start(m); /* on failure: server banned, timer rescheduled below */
+		if (m->state == PC_EMPTY)
+			schedule_monitor(s);
+		return;
+	}
+	if (m->state != PC_IDLE)
+		return; /* connecting or a round in flight */
+	if (!PQsendQuery(m->conn, monitor_sql) || conn_flush(m) != 0) {
+		conn_fail(m, -CS_ERR_UNAVAILABLE, PQerrorMessage(m->conn));
+		schedule_monitor(s);
+		return;
+	}
+	m->state = PC_BUSY;
+	m->deadline_us = cs_now_us() + (uint64_t)s->opts.connect_timeout_ms * 1000u;
+}
+
+static void monitor_results(pgconn *m)
+{
+	cs_pgserver *s = m->srv;
+	while (m->state == PC_BUSY && !PQisBusy(m->conn)) {
+		PGresult *res = PQgetResult(m->conn);
+		if (res == NULL) {
+			m->state = PC_IDLE;
+			schedule_monitor(s);
+			server_notify(s);
+			return;
+		}
+		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+			bool rec = PQgetvalue(res, 0, 0)[0] == 't';
+			cs_lsn_t lsn = 0;
+			if (!PQgetisnull(res, 0, 1))
+				(void)cs_lsn_parse(PQgetvalue(res, 0, 1), &lsn);
+			int64_t replay_age = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+			if (!s->primary && !rec && s->in_recovery)
+				cs_warn("postgres %s: no longer in recovery (promoted?)", s->name);
+			s->in_recovery = rec;
+			s->lsn = lsn;
+			/* Caught up with the primary's last known position: no lag, however old
+			 * the last replayed transaction is (an idle primary writes nothing). */
+			if (s->primary || !rec || (s->primary_lsn != 0 && lsn >= s->primary_lsn))
+				s->lag_ms = 0;
+			else
+				s->lag_ms = replay_age < 0 ? 0 : replay_age;
+			server_up(s);
+		} else {
+			char msg[256];
+			set_msg(msg, sizeof msg, PQresultErrorMessage(res));
+			server_down(s, msg);
+		}
+		PQclear(res);
+	}
+}
+
+static void on_monitor_timer(evutil_socket_t fd, short what, void *arg)
+{
+	monitor_round(arg);
+}
+
+/* ---- Event handling -------------------------------------------------------------------- */
+
+static void conn_event(evutil_socket_t fd, short what, void *arg)
+{
+	pgconn *c = arg;
+	c->ev_added = false; /* non-persistent: fired means removed */
+	if (c->state == PC_CONNECTING) {
+		switch (PQconnectPoll(c->conn)) {
+		case PGRES_POLLING_READING:
+			conn_wait(c, EV_READ);
+			return;
+		case PGRES_POLLING_WRITING:
+			conn_wait(c, EV_WRITE);
+			return;
+		case PGRES_POLLING_OK:
+			conn_connected(c);
+			return;
+		default:
+			conn_fail(c, -CS_ERR_UNAVAILABLE, PQerrorMessage(c->conn));
+			if (c->monitor)
+				schedule_monitor(c->srv);
+			return;
+		}
+	}
+	if (what & EV_READ) {
+		if (!PQconsumeInput(c->conn)) {
+			conn_fail(c, -CS_ERR_UNAVAILABLE, PQerrorMessage(c->conn));
+			if (c->monitor)
+				schedule_monitor(c->srv);
+			return;
+		}
+	}
+	if (c->state == PC_IDLE) {
+		/* Input on an idle connection: a notice, or the server going away. */
+		if (PQstatus(c->conn) == CONNECTION_BAD) {
+			conn_fail(c, -CS_ERR_UNAVAILABLE, PQerrorMessage(c->conn));
+			return;
+		}
+		conn_wait(c, EV_READ);
+		return;
+	}
+	/* PQflush again: the server may have stopped reading until we read. */
+	int rc = PQflush(c->conn);
+	if (rc < 0) {
+		conn_fail(c, -CS_ERR_UNAVAILABLE, PQerrorMessage(c->conn));
+		return;
+	}
+	if (c->monitor)
+		monitor_results(c);
+	else
+		job_results(c);
+	if (c->conn == NULL)
+		return; /* failed while reading */
+	if (c->state == PC_BUSY)
+		conn_wait(c, rc == 1 ? EV_READ | EV_WRITE : EV_READ);
+	else if (c->state == PC_IDLE) {
+		conn_wait(c, EV_READ);
+		if (!c->monitor)
+			dispatch(c->srv);
+	}
+}
+
+/* ---- Queue and dispatch ---------------------------------------------------------------- */
+
+static cs_pgjob *queue_pop(cs_pgserver *s)
+{
+	cs_pgjob *j = s->qhead;
+	if (j) {
+		s->qhead = j->next;
+		if (s->qhead == NULL)
+			s->qtail = NULL;
+		s->queued--;
+		j->next = NULL;
+	}
+	return j;
+}
+
+static void fail_queue(cs_pgserver *s, int err, const char *msg)
+{
+	cs_pgjob *j;
+	while ((j = queue_pop(s)) != NULL) {
+		char m[300];
+		snprintf(m, sizeof m, "%s: %s", s->name, msg);
+		j->cb(j, NULL, 0, err, m, true);
+	}
+}
+
+static void dispatch(cs_pgserver *s)
+{
+	int connecting = 0, live = 0;
+	for (int i = 0; i < s->pool_size && s->qhead; i++) {
+		pgconn *c = &s->conns[i];
+		if (c->state == PC_IDLE)
+			job_run(c, queue_pop(s));
+	}
+	if (s->qhead == NULL)
+		return;
+	for (int i = 0; i < s->pool_size; i++) {
+		connecting += s->conns[i].state == PC_CONNECTING;
+		live += s->conns[i].state != PC_EMPTY;
+	}
+	/* Open one more connection per waiting job not already covered by a connect. */
+	for (int i = 0; i < s->pool_size && connecting < s->queued && live < s->pool_size; i++) {
+		pgconn *c = &s->conns[i];
+		if (c->state != PC_EMPTY)
+			continue;
+		if (conn_start(c) != 0)
+			return; /* the server is down now; its queue was failed */
+		connecting++;
+		live++;
+	}
+}
+
+int cs_pgserver_submit(cs_pgserver *s, cs_pgjob *job)
+{
+	if (s->state == CS_SRV_DOWN)
+		return -CS_ERR_UNAVAILABLE;
+	if (s->queued >= s->opts.queue_max) {
+		s->stats.overloaded++;
+		return -CS_ERR_OVERLOADED;
+	}
+	job->srv = s;
+	job->next = NULL;
+	job->enqueued_us = cs_now_us();
+	if (s->qtail)
+		s->qtail->next = job;
+	else
+		s->qhead = job;
+	s->qtail = job;
+	s->queued++;
+	dispatch(s);
+	return 0;
+}
+
+/* Deadlines: jobs waiting too long in the queue, queries running too long, connects that
+ * hang, a monitor query that hangs. */
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+	cs_pgserver *s = arg;
+	uint64_t now = cs_now_us();
+	uint64_t qt = (uint64_t)s->opts.queue_timeout_ms * 1000u;
+	while (s->qhead && (now > s->qhead->deadline_us || now - s->qhead->enqueued_us > qt)) {
+		cs_pgjob *j = queue_pop(s);
+		s->stats.overloaded++;
+		char m[160];
+		snprintf(m, sizeof m, "%s: waited %llu ms for a connection", s->name,
+			(unsigned long long)((now - j->enqueued_us) / 1000u));
+		/* not retryable: it already waited its share; other replicas are as busy */
+		j->cb(j, NULL, 0, -CS_ERR_OVERLOADED, m, false);
+	}
+	for (int i = 0; i < s->pool_size; i++) {
+		pgconn *c = &s->conns[i];
+		if (c->state == PC_CONNECTING && now > c->deadline_us)
+			conn_fail(c, -CS_ERR_UNAVAILABLE, "connect timed out");
+		else if (c->state == PC_BUSY && now > c->deadline_us + TIMEOUT_GRACE_US)
+			conn_fail(c, -CS_ERR_TIMEOUT, "query timed out");
+	}
+	pgconn *m = &s->mon;
+	if ((m->state == PC_CONNECTING || m->state == PC_BUSY) && now > m->deadline_us) {
+		conn_fail(m, -CS_ERR_UNAVAILABLE,
+			m->state == PC_CONNECTING ? "monitor connect timed out" : "monitor query timed out");
+		schedule_monitor(s);
+	}
+}
+
+/* ---- Public API ------------------------------------------------------------------------ */
+
+cs_pgserver *cs_pgserver_new(struct event_base *base, const char *name, const char *conninfo,
+	bool primary, unsigned tiers, int pool_size, const cs_pgpool_opts *opts)
+{
+	cs_pgserver *s = calloc(1, sizeof *s);
+	if (s == NULL)
+		return NULL;
+	s->base = base;
+	s->name = strdup(name);
+	s->conninfo = strdup(conninfo);
+	s->primary = primary;
+	s->tiers = tiers;
+	s->pool_size = pool_size > 0 ? pool_size : 1;
+	s->opts = *opts;
+	s->conns = calloc((size_t)s->pool_size, sizeof *s->conns);
+	s->sweep = event_new(base, -1, EV_PERSIST, on_sweep, s);
+	s->mon_timer = evtimer_new(base, on_monitor_timer, s);
+	if (!s->name || !s->conninfo || !s->conns || !s->sweep || !s->mon_timer) {
+		cs_pgserver_free(s);
+		return NULL;
+	}
+	/* Session settings the result encoder and the fence rely on: ISO dates in UTC,
+	 * exact floats, hex bytea; a server-side statement timeout so a runaway query
+	 * is stopped by PostgreSQL itself (libpq 15 has no non-blocking cancel). */
+	snprintf(s->options, sizeof s->options,
+		"-c DateStyle=ISO -c TimeZone=UTC -c extra_float_digits=3 -c bytea_output=hex "
+		"-c statement_timeout=%lld -c default_transaction_isolation=read\\ committed",
+		(long long)opts->statement_timeout_ms);
+	for (int i = 0; i < s->pool_size; i++)
+		s->conns[i].srv = s;
+	s->mon.srv = s;
+	s->mon.monitor = true;
+	s->stats.name = s->name;
+	s->stats.primary = primary;
+	s->stats.tiers = tiers;
+	s->stats.pool_size = s->pool_size;
+	return s;
+}
+
+void cs_pgserver_start(cs_pgserver *s)
+{
+	struct timeval tv = cs_tv_ms(SWEEP_MS);
+	event_add(s->sweep, &tv);
+	monitor_round(s);
+}
+
+void cs_pgserver_free(cs_pgserver *s)
+{
+	if (s == NULL)
+		return;
+	fail_queue(s, -CS_ERR_SHUTTING_DOWN, "shutting down");
+	if (s->conns) {
+		for (int i = 0; i < s->pool_size; i++) {
+			pgconn *c = &s->conns[i];
+			if (c->job) {
+				c->err = -CS_ERR_SHUTTING_DOWN;
+				snprintf(c->errmsg, sizeof c->errmsg, "shutting down");
+				conn_close(c);
+				job_finish(c);
+			}
+			conn_close(c);
+		}
+	}
+	conn_close(&s->mon);
+	if (s->sweep)
+		event_free(s->sweep);
+	if (s->mon_timer)
+		event_free(s->mon_timer);
+	free(s->conns);
+	free(s->name);
+	free(s->conninfo);
+	free(s);
+}
+
+void cs_pgserver_reset_statements(cs_pgserver *s)
+{
+	s->epoch++;
+}
+
+void cs_pgserver_fast_monitor(cs_pgserver *s, uint64_t until_us)
+{
+	if (until_us <= s->fast_until_us)
+		return;
+	s->fast_until_us = until_us;
+	if (s->mon.state == PC_IDLE && s->state != CS_SRV_DOWN) {
+		evtimer_del(s->mon_timer);
+		monitor_round(s);
+	}
+}
+
+void cs_pgserver_set_primary_lsn(cs_pgserver *s, cs_lsn_t lsn)
+{
+	s->primary_lsn = lsn;
+}
+
+void cs_pgserver_set_lag(cs_pgserver *s, int64_t lag_ms)
+{
+	s->lag_ms = lag_ms;
+}
+
+void cs_pgserver_set_notify(cs_pgserver *s, cs_pgserver_notify_cb *cb, void *priv)
+{
+	s->notify = cb;
+	s->notify_priv = priv;
+}
+
+void cs_pgserver_info_get(const cs_pgserver *s, cs_pgserver_info *out)
+{
+	*out = s->stats;
+	out->state = s->state;
+	out->in_recovery = s->in_recovery;
+	out->lsn = s->lsn;
+	out->lag_ms = s->lag_ms;
+	out->lag_bytes = (!s->primary && s->primary_lsn > s->lsn) ? s->primary_lsn - s->lsn : 0;
+	out->queued = s->queued;
+	out->conns = out->busy = 0;
+	for (int i = 0; i < s->pool_size; i++) {
+		out->conns += s->conns[i].state == PC_IDLE || s->conns[i].state == PC_BUSY;
+		out->busy += s->conns[i].state == PC_BUSY;
+	}
+}
+
+const char *cs_pgserver_name(const cs_pgserver *s)
+{
+	return s->name;
+}
+
+bool cs_pgserver_is_primary(const cs_pgserver *s)
+{
+	return s->primary;
+}
+
+cs_pgserver_state cs_pgserver_state_get(const cs_pgserver *s)
+{
+	if (s->state == CS_SRV_DOWN && cs_now_us() >= s->banned_until_us)
+		return CS_SRV_DOWN; /* still down until the monitor says otherwise */
+	return s->state;
+}
+
+cs_lsn_t cs_pgserver_lsn(const cs_pgserver *s)
+{
+	return s->lsn;
+}
+
+double cs_pgserver_load(const cs_pgserver *s)
+{
+	int busy = 0;
+	for (int i = 0; i < s->pool_size; i++)
+		busy += s->conns[i].state == PC_BUSY;
+	return (double)(busy + s->queued) / (double)s->pool_size;
+}

@@ -1,0 +1,125 @@
+/* pgpool.h - PostgreSQL servers (replicas and the primary) and their pools of non-blocking
+ * libpq connections, driven by the event loop.
+ *
+ * Each server has up to pool_size query connections, opened lazily with
+ * PQconnectStartParams/PQconnectPoll and kept in pipeline mode, a bounded FIFO of waiting
+ * jobs, and one monitor connection that checks health and measures replication lag every
+ * health interval (faster while read-your-writes requests wait for a replay LSN). A server
+ * whose connections fail is banned and retried with exponential backoff.
+ *
+ * A job runs one named query: prepared once per connection, then in one pipeline
+ * [SELECT <replay or current LSN>], EXECUTE, SYNC. The LSN read is a separate statement
+ * before the query, so on a replica the data is at least as new as it (REFERENCE.md 6).
+ *
+ * Nothing here blocks. Server objects live as long as the pool set; jobs are owned by the
+ * caller and must stay allocated until their callback has run. */
+#ifndef CS_PGPOOL_H
+#define CS_PGPOOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "config.h"
+#include "lsn.h"
+#include "params.h"
+
+struct event_base;
+
+typedef struct cs_pgserver cs_pgserver;
+typedef struct cs_pgjob cs_pgjob;
+
+/* Runs exactly once per submitted job. On success err == 0 and `res` is the data result
+ * (PGRES_TUPLES_OK; owned by the pool, valid only during the call) and `lsn` the LSN read
+ * before the query (replica: pg_last_wal_replay_lsn; primary: pg_current_wal_lsn; 0 when
+ * unknown). On failure res == NULL, err is a negative CS_ERR_* code and msg says why
+ * (never a password). `retryable` is true when the failure was the server's or the
+ * connection's, not the query's (another server may succeed). */
+typedef void cs_pgjob_cb(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int err,
+	const char *msg, bool retryable);
+
+struct cs_pgjob {
+	/* set by the caller */
+	int qindex;		    /* statement slot: index of the query in the current table */
+	const cs_query_def *q;	    /* must outlive the job */
+	const cs_pg_params *params; /* must outlive the job */
+	uint64_t deadline_us;	    /* monotonic; queue wait + execution must end by then */
+	cs_pgjob_cb *cb;
+	void *priv;
+	/* private to the pool */
+	cs_pgjob *next;
+	cs_pgserver *srv;
+	uint64_t enqueued_us;
+};
+
+/* Health of a server, as routing sees it. */
+typedef enum cs_pgserver_state {
+	CS_SRV_UNKNOWN = 0, /* not checked yet: not routed to */
+	CS_SRV_UP,	    /* monitor answered within the last interval */
+	CS_SRV_DOWN,	    /* failing: banned until the backoff expires */
+} cs_pgserver_state;
+
+typedef struct cs_pgserver_info {
+	const char *name;
+	bool primary;
+	unsigned tiers;
+	cs_pgserver_state state;
+	bool in_recovery;     /* a "replica" that is not in recovery was promoted */
+	cs_lsn_t lsn;	      /* replay LSN (replica) or current LSN (primary), last seen */
+	int64_t lag_ms;	      /* replay delay behind the primary; 0 when caught up */
+	uint64_t lag_bytes;   /* primary LSN - replay LSN; 0 for the primary */
+	int pool_size, conns, busy, queued;
+	uint64_t queries, errors, timeouts, overloaded, bans;
+	uint64_t queue_wait_us_sum, queue_waits;
+} cs_pgserver_info;
+
+typedef struct cs_pgpool_opts {
+	int64_t connect_timeout_ms;
+	int64_t queue_timeout_ms;	/* longest wait in the queue before OVERLOADED */
+	int64_t health_interval_ms;
+	int64_t statement_timeout_ms;
+	int queue_max;
+} cs_pgpool_opts;
+
+/* Creates a server; does not connect yet (cs_pgserver_start does). name/conninfo copied. */
+cs_pgserver *cs_pgserver_new(struct event_base *base, const char *name, const char *conninfo,
+	bool primary, unsigned tiers, int pool_size, const cs_pgpool_opts *opts);
+/* Starts the monitor. */
+void cs_pgserver_start(cs_pgserver *s);
+/* Fails every queued and running job (UNAVAILABLE), closes all connections, frees. Not from
+ * inside one of this server's callbacks. */
+void cs_pgserver_free(cs_pgserver *s);
+
+/* Queues a job. Returns 0 (the callback will run), -CS_ERR_OVERLOADED when the queue is
+ * full or -CS_ERR_UNAVAILABLE when the server is down (the callback will not run). */
+int cs_pgserver_submit(cs_pgserver *s, cs_pgjob *job) __attribute__((warn_unused_result));
+
+/* Drops prepared statements on every connection before its next job (query definitions
+ * were reloaded: statement slots now mean other queries). */
+void cs_pgserver_reset_statements(cs_pgserver *s);
+
+/* Polls the monitor every few milliseconds (read-your-writes waiters need a fresh replay
+ * LSN) until `until_us`, then back to the health interval. */
+void cs_pgserver_fast_monitor(cs_pgserver *s, uint64_t until_us);
+
+/* Tells a replica the primary's current LSN, to compute byte lag. */
+void cs_pgserver_set_primary_lsn(cs_pgserver *s, cs_lsn_t lsn);
+
+/* Sets a replica's time lag as measured against the primary's LSN history (engine.c);
+ * without it the lag is estimated from pg_last_xact_replay_timestamp(). */
+void cs_pgserver_set_lag(cs_pgserver *s, int64_t lag_ms);
+
+/* Called after every monitor round (and state change) of any server. */
+typedef void cs_pgserver_notify_cb(cs_pgserver *s, void *priv);
+void cs_pgserver_set_notify(cs_pgserver *s, cs_pgserver_notify_cb *cb, void *priv);
+
+void cs_pgserver_info_get(const cs_pgserver *s, cs_pgserver_info *out);
+const char *cs_pgserver_name(const cs_pgserver *s);
+bool cs_pgserver_is_primary(const cs_pgserver *s);
+cs_pgserver_state cs_pgserver_state_get(const cs_pgserver *s);
+cs_lsn_t cs_pgserver_lsn(const cs_pgserver *s);
+/* Load: (busy + queued) / pool_size, for least-loaded routing. */
+double cs_pgserver_load(const cs_pgserver *s);
+
+#endif

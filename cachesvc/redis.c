@@ -1,0 +1,626 @@
+/* redis.c - one Redis connection on the event loop, with timeouts, backoff and scripts. */
+#include "redis.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <event2/event.h>
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+
+#include "log.h"
+#include "util.h"
+
+#define MAX_SUBS     8
+#define BACKOFF_BASE 100  /* ms */
+#define BACKOFF_MAX  5000 /* ms */
+
+/* Connection states, in the order a connection walks through them. */
+typedef enum conn_state {
+	RS_IDLE,	/* no socket; a reconnect timer may be armed */
+	RS_CONNECTING,	/* TCP/unix connect in progress */
+	RS_HANDSHAKE,	/* AUTH / SELECT / SCRIPT LOAD in flight */
+	RS_READY,	/* serving commands */
+} conn_state;
+
+/* One command in flight, linked in send order so the oldest deadline is at the head. */
+typedef struct pcmd {
+	struct pcmd *prev, *next;
+	cs_redis *r;
+	cs_redis_cb *cb;
+	void *priv;
+	uint64_t deadline_us; /* 0: no deadline (subscriptions) */
+	bool persistent;      /* subscription: lives until the connection drops */
+	bool internal;	      /* handshake step: cb is an internal function */
+} pcmd;
+
+typedef struct sub {
+	char *channel;
+	cs_redis_cb *cb;
+	void *priv;
+} sub;
+
+struct cs_redis {
+	struct event_base *base;
+	char *name;
+	char *host; /* numeric address, or NULL for unix sockets */
+	int port;
+	char *unix_path;
+	char *user, *password;
+	int db;
+	char *url_masked;
+	int64_t timeout_ms;
+	int max_pending;
+
+	char **scripts;
+	char (*shas)[41];
+	int nscripts;
+	int hs_step;	    /* next handshake step, see handshake_next */
+	bool hs_failed;	    /* a handshake step failed: the timer drops the connection */
+
+	cs_redis_state_cb *on_state;
+	void *state_priv;
+
+	redisAsyncContext *ac;
+	conn_state state;
+	int attempt; /* consecutive failed connects, for backoff */
+	uint64_t connect_deadline_us;
+	struct event *timer;	 /* periodic: command and connect deadlines */
+	struct event *reconnect; /* one-shot backoff */
+	bool reload_scripts;	 /* NOSCRIPT seen: reload in the background */
+
+	pcmd head; /* sentinel of the in-flight list */
+	int npending;
+
+	sub subs[MAX_SUBS];
+	int nsubs;
+
+	cs_redis_stats stats;
+};
+
+static void start_connect(cs_redis *r);
+static void handshake_next(cs_redis *r);
+
+/* ---- In-flight list ------------------------------------------------------------------ */
+
+static pcmd *rcmd_new(cs_redis *r, cs_redis_cb *cb, void *priv)
+{
+	pcmd *c = calloc(1, sizeof *c);
+	if (c == NULL)
+		return NULL;
+	c->r = r;
+	c->cb = cb;
+	c->priv = priv;
+	c->deadline_us = cs_now_us() + (uint64_t)r->timeout_ms * 1000u;
+	c->prev = r->head.prev;
+	c->next = &r->head;
+	r->head.prev->next = c;
+	r->head.prev = c;
+	r->npending++;
+	r->stats.pending = (uint64_t)r->npending;
+	return c;
+}
+
+static void rcmd_unlink(pcmd *c)
+{
+	c->prev->next = c->next;
+	c->next->prev = c->prev;
+	c->r->npending--;
+	c->r->stats.pending = (uint64_t)c->r->npending;
+	free(c);
+}
+
+/* hiredis callback for every command: forwards, then forgets the record. */
+static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	pcmd *c = privdata;
+	cs_redis *r = c->r;
+	redisReply *rep = reply;
+	if (rep != NULL && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
+		r->stats.noscript++;
+		r->reload_scripts = true;
+	}
+	if (c->persistent) {
+		if (c->cb)
+			c->cb(r, rep, c->priv);
+		if (rep == NULL)
+			rcmd_unlink(c);
+		return;
+	}
+	cs_redis_cb *cb = c->cb;
+	void *priv = c->priv;
+	rcmd_unlink(c);
+	if (cb)
+		cb(r, rep, priv);
+}
+
+/* ---- Connection lifecycle ------------------------------------------------------------ */
+
+static void set_state(cs_redis *r, conn_state st)
+{
+	bool was_ready = r->state == RS_READY;
+	r->state = st;
+	if (st == RS_READY) {
+		r->attempt = 0;
+		r->stats.connects++;
+		cs_info("redis %s: ready (%s)", r->name, r->url_masked);
+		for (int i = 0; i < r->nsubs; i++) {
+			pcmd *c = rcmd_new(r, r->subs[i].cb, r->subs[i].priv);
+			if (c == NULL)
+				continue;
+			c->persistent = true;
+			c->deadline_us = 0;
+			const char *argv[] = { "SUBSCRIBE", r->subs[i].channel };
+			if (redisAsyncCommandArgv(r->ac, on_reply, c, 2, argv, NULL) != REDIS_OK)
+				rcmd_unlink(c);
+		}
+		if (r->on_state)
+			r->on_state(r, true, r->state_priv);
+	} else if (was_ready) {
+		r->stats.disconnects++;
+		if (r->on_state)
+			r->on_state(r, false, r->state_priv);
+	}
+}
+
+static void schedule_reconnect(cs_redis *r)
+{
+	int64_t delay = cs_backoff_ms(r->attempt++, BACKOFF_BASE, BACKOFF_MAX);
+	struct timeval tv = cs_tv_ms(delay);
+	evtimer_add(r->reconnect, &tv);
+}
+
+/* Drops the connection from outside hiredis callbacks: pending callbacks get NULL. */
+static void drop_connection(cs_redis *r, const char *why)
+{
+	if (r->ac == NULL)
+		return;
+	cs_warn("redis %s: dropping connection: %s", r->name, why);
+	redisAsyncContext *ac = r->ac;
+	r->ac = NULL;
+	ac->data = NULL; /* our disconnect callback must not touch r */
+	set_state(r, RS_IDLE);
+	redisAsyncFree(ac); /* runs every pending on_reply with NULL */
+	schedule_reconnect(r);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+	cs_redis *r = ac->data;
+	if (r == NULL)
+		return;
+	if (status != REDIS_OK) {
+		/* hiredis frees the context after this callback. */
+		cs_warn("redis %s: connect failed: %s", r->name, ac->errstr);
+		r->ac = NULL;
+		set_state(r, RS_IDLE);
+		schedule_reconnect(r);
+		return;
+	}
+	r->state = RS_HANDSHAKE;
+	r->hs_step = 0;
+	r->hs_failed = false;
+	r->connect_deadline_us = cs_now_us() + (uint64_t)r->timeout_ms * 1000u * 2;
+	handshake_next(r);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+	cs_redis *r = ac->data;
+	if (r == NULL)
+		return;
+	/* hiredis frees the context after this callback. */
+	cs_warn("redis %s: disconnected%s%s", r->name, status == REDIS_OK ? "" : ": ",
+		status == REDIS_OK ? "" : ac->errstr);
+	r->ac = NULL;
+	set_state(r, RS_IDLE);
+	schedule_reconnect(r);
+}
+
+static void on_reconnect_timer(evutil_socket_t fd, short what, void *arg)
+{
+	start_connect(arg);
+}
+
+static void start_connect(cs_redis *r)
+{
+	redisAsyncContext *ac = r->unix_path ? redisAsyncConnectUnix(r->unix_path)
+					     : redisAsyncConnect(r->host, r->port);
+	if (ac == NULL || ac->err) {
+		cs_warn("redis %s: connect failed: %s", r->name, ac ? ac->errstr : "out of memory");
+		if (ac)
+			redisAsyncFree(ac);
+		schedule_reconnect(r);
+		return;
+	}
+	ac->data = r;
+	if (redisLibeventAttach(ac, r->base) != REDIS_OK) {
+		redisAsyncFree(ac);
+		schedule_reconnect(r);
+		return;
+	}
+	redisAsyncSetConnectCallback(ac, on_connect);
+	redisAsyncSetDisconnectCallback(ac, on_disconnect);
+	r->ac = ac;
+	r->state = RS_CONNECTING;
+	r->connect_deadline_us = cs_now_us() + (uint64_t)r->timeout_ms * 1000u;
+}
+
+/* Handshake: AUTH, SELECT, then SCRIPT LOAD of every script, one reply at a time.
+ * hs_step is the next step to send: 0 AUTH, 1 SELECT, 2+i SCRIPT LOAD of script i. */
+static void on_handshake_reply(cs_redis *r, redisReply *reply, void *priv)
+{
+	int step = (int)(intptr_t)priv;
+	if (reply == NULL)
+		return; /* the connection is already going down */
+	if (reply->type == REDIS_REPLY_ERROR) {
+		cs_error("redis %s: handshake step %d failed: %s", r->name, step, reply->str);
+		/* We are inside a hiredis callback: let the timer drop the connection. */
+		r->hs_failed = true;
+		return;
+	}
+	if (step >= 2) {
+		int i = step - 2;
+		if (reply->type != REDIS_REPLY_STRING || reply->len != 40) {
+			cs_error("redis %s: SCRIPT LOAD gave no SHA1", r->name);
+			r->hs_failed = true;
+			return;
+		}
+		memcpy(r->shas[i], reply->str, 40);
+		r->shas[i][40] = '\0';
+	}
+	handshake_next(r);
+}
+
+static int send_internal(cs_redis *r, int step, int argc, const char **argv)
+{
+	pcmd *c = rcmd_new(r, on_handshake_reply, (void *)(intptr_t)step);
+	if (c == NULL)
+		return -1;
+	c->internal = true;
+	if (redisAsyncCommandArgv(r->ac, on_reply, c, argc, argv, NULL) != REDIS_OK) {
+		rcmd_unlink(c);
+		return -1;
+	}
+	return 0;
+}
+
+static void handshake_next(cs_redis *r)
+{
+	char dbbuf[16];
+	for (;;) {
+		int step = r->hs_step++;
+		int rc;
+		if (step == 0) {
+			if (r->password == NULL)
+				continue;
+			const char *argv[] = { "AUTH", r->user ? r->user : r->password, r->password };
+			rc = send_internal(r, step, r->user ? 3 : 2, argv);
+		} else if (step == 1) {
+			if (r->db == 0)
+				continue;
+			snprintf(dbbuf, sizeof dbbuf, "%d", r->db);
+			const char *argv[] = { "SELECT", dbbuf };
+			rc = send_internal(r, step, 2, argv);
+		} else if (step - 2 < r->nscripts) {
+			const char *argv[] = { "SCRIPT", "LOAD", r->scripts[step - 2] };
+			rc = send_internal(r, step, 3, argv);
+		} else {
+			if (r->state == RS_HANDSHAKE)
+				set_state(r, RS_READY);
+			return;
+		}
+		if (rc != 0)
+			r->hs_failed = true;
+		return;
+	}
+}
+
+/* ---- Periodic deadlines -------------------------------------------------------------- */
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	cs_redis *r = arg;
+	uint64_t now = cs_now_us();
+	if (r->ac != NULL && r->hs_failed) {
+		drop_connection(r, "handshake failed");
+		return;
+	}
+	if ((r->state == RS_CONNECTING || r->state == RS_HANDSHAKE) && now > r->connect_deadline_us) {
+		drop_connection(r, r->state == RS_CONNECTING ? "connect timed out" : "handshake timed out");
+		return;
+	}
+	pcmd *oldest = r->head.next;
+	while (oldest != &r->head && oldest->deadline_us == 0)
+		oldest = oldest->next;
+	if (oldest != &r->head && now > oldest->deadline_us) {
+		r->stats.timeouts++;
+		drop_connection(r, "command timed out");
+		return;
+	}
+	if (r->state == RS_READY && r->reload_scripts) {
+		/* NOSCRIPT: Redis lost its script cache. Reload; commands meanwhile get the
+		 * NOSCRIPT error and their callers retry or skip the fill. */
+		r->reload_scripts = false;
+		r->hs_step = 2;
+		handshake_next(r);
+	}
+}
+
+/* ---- URL ----------------------------------------------------------------------------- */
+
+static char *dupn(const char *s, size_t n)
+{
+	char *d = malloc(n + 1);
+	if (d) {
+		memcpy(d, s, n);
+		d[n] = '\0';
+	}
+	return d;
+}
+
+/* Resolves host to a numeric address once, at startup (getaddrinfo may block). */
+static char *resolve_host(const char *host, char *err, size_t errlen)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+	struct addrinfo *res = NULL;
+	if (strcmp(host, "localhost") == 0)
+		return strdup("127.0.0.1");
+	int rc = getaddrinfo(host, NULL, &hints, &res);
+	if (rc != 0 || res == NULL) {
+		snprintf(err, errlen, "cannot resolve redis host \"%s\": %s", host, gai_strerror(rc));
+		return NULL;
+	}
+	char buf[INET6_ADDRSTRLEN];
+	const void *addr = res->ai_family == AF_INET6
+		? (const void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr
+		: (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr;
+	inet_ntop(res->ai_family, addr, buf, sizeof buf);
+	freeaddrinfo(res);
+	return strdup(buf);
+}
+
+static int parse_url(cs_redis *r, const char *url, char *err, size_t errlen)
+{
+	const char *p;
+	if (strncmp(url, "unix://", 7) == 0) {
+		p = url + 7;
+		const char *q = strchr(p, '?');
+		r->unix_path = q ? dupn(p, (size_t)(q - p)) : strdup(p);
+		if (q && strncmp(q, "?db=", 4) == 0)
+			r->db = atoi(q + 4);
+		r->url_masked = strdup(url);
+		return r->unix_path && *r->unix_path == '/' ? 0 : (snprintf(err, errlen, "redis url: unix socket path must be absolute"), -1);
+	}
+	if (strncmp(url, "redis://", 8) != 0) {
+		snprintf(err, errlen, "redis url must start with redis:// or unix://");
+		return -1;
+	}
+	p = url + 8;
+	const char *at = strrchr(p, '@');
+	const char *hoststart = p;
+	if (at) {
+		const char *colon = memchr(p, ':', (size_t)(at - p));
+		if (colon) {
+			if (colon > p)
+				r->user = dupn(p, (size_t)(colon - p));
+			r->password = dupn(colon + 1, (size_t)(at - colon - 1));
+		} else {
+			r->password = dupn(p, (size_t)(at - p));
+		}
+		hoststart = at + 1;
+	}
+	const char *slash = strchr(hoststart, '/');
+	const char *hostend = slash ? slash : hoststart + strlen(hoststart);
+	char host[256];
+	int port = 6379;
+	if (*hoststart == '[') {
+		const char *rb = memchr(hoststart, ']', (size_t)(hostend - hoststart));
+		if (rb == NULL || (size_t)(rb - hoststart - 1) >= sizeof host) {
+			snprintf(err, errlen, "redis url: bad IPv6 address");
+			return -1;
+		}
+		memcpy(host, hoststart + 1, (size_t)(rb - hoststart - 1));
+		host[rb - hoststart - 1] = '\0';
+		if (rb[1] == ':')
+			port = atoi(rb + 2);
+	} else {
+		const char *colon = memchr(hoststart, ':', (size_t)(hostend - hoststart));
+		const char *he = colon ? colon : hostend;
+		if ((size_t)(he - hoststart) >= sizeof host || he == hoststart) {
+			snprintf(err, errlen, "redis url: bad host");
+			return -1;
+		}
+		memcpy(host, hoststart, (size_t)(he - hoststart));
+		host[he - hoststart] = '\0';
+		if (colon)
+			port = atoi(colon + 1);
+	}
+	if (port <= 0 || port > 65535) {
+		snprintf(err, errlen, "redis url: bad port");
+		return -1;
+	}
+	if (slash && slash[1]) {
+		char *end;
+		long db = strtol(slash + 1, &end, 10);
+		if (*end || db < 0 || db > 100000) {
+			snprintf(err, errlen, "redis url: bad database number");
+			return -1;
+		}
+		r->db = (int)db;
+	}
+	r->port = port;
+	r->host = resolve_host(host, err, errlen);
+	if (r->host == NULL)
+		return -1;
+	char masked[512];
+	snprintf(masked, sizeof masked, "redis://%s%s%s%s:%d/%d", r->user ? r->user : "",
+		r->password ? ":***" : "", r->password ? "@" : "", host, port, r->db);
+	r->url_masked = strdup(masked);
+	return 0;
+}
+
+/* ---- Public API ---------------------------------------------------------------------- */
+
+cs_redis *cs_redis_new(struct event_base *base, const cs_redis_opts *o, char *err, size_t errlen)
+{
+	cs_redis *r = calloc(1, sizeof *r);
+	if (r == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	r->base = base;
+	r->name = strdup(o->name ? o->name : "redis");
+	r->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 1000;
+	r->max_pending = o->max_pending > 0 ? o->max_pending : 65536;
+	r->on_state = o->on_state;
+	r->state_priv = o->state_priv;
+	r->head.next = r->head.prev = &r->head;
+	if (parse_url(r, o->url, err, errlen) != 0) {
+		cs_redis_free(r);
+		return NULL;
+	}
+	if (o->nscripts > 0) {
+		r->scripts = calloc((size_t)o->nscripts, sizeof *r->scripts);
+		r->shas = calloc((size_t)o->nscripts, sizeof *r->shas);
+		if (r->scripts == NULL || r->shas == NULL) {
+			snprintf(err, errlen, "out of memory");
+			cs_redis_free(r);
+			return NULL;
+		}
+		r->nscripts = o->nscripts;
+		for (int i = 0; i < o->nscripts; i++)
+			r->scripts[i] = strdup(o->scripts[i]);
+	}
+	r->timer = event_new(base, -1, EV_PERSIST, on_timer, r);
+	r->reconnect = evtimer_new(base, on_reconnect_timer, r);
+	int64_t period = CS_MAX(5, CS_MIN(100, r->timeout_ms / 10));
+	struct timeval tv = cs_tv_ms(period);
+	if (r->timer == NULL || r->reconnect == NULL || event_add(r->timer, &tv) != 0) {
+		snprintf(err, errlen, "out of memory");
+		cs_redis_free(r);
+		return NULL;
+	}
+	start_connect(r);
+	return r;
+}
+
+void cs_redis_free(cs_redis *r)
+{
+	if (r == NULL)
+		return;
+	if (r->ac) {
+		redisAsyncContext *ac = r->ac;
+		r->ac = NULL;
+		ac->data = NULL;
+		r->on_state = NULL; /* no state callbacks while tearing down */
+		redisAsyncFree(ac);
+	}
+	if (r->timer)
+		event_free(r->timer);
+	if (r->reconnect)
+		event_free(r->reconnect);
+	for (int i = 0; i < r->nscripts; i++)
+		free(r->scripts[i]);
+	for (int i = 0; i < r->nsubs; i++)
+		free(r->subs[i].channel);
+	free(r->scripts);
+	free(r->shas);
+	free(r->name);
+	free(r->host);
+	free(r->unix_path);
+	free(r->user);
+	free(r->password);
+	free(r->url_masked);
+	free(r);
+}
+
+bool cs_redis_ready(const cs_redis *r)
+{
+	return r->state == RS_READY;
+}
+
+int cs_redis_cmd(cs_redis *r, cs_redis_cb *cb, void *priv, int argc, const char **argv,
+	const size_t *lens)
+{
+	if (r->state != RS_READY || r->npending >= r->max_pending) {
+		r->stats.refused++;
+		return -1;
+	}
+	pcmd *c = rcmd_new(r, cb, priv);
+	if (c == NULL) {
+		r->stats.refused++;
+		return -1;
+	}
+	if (redisAsyncCommandArgv(r->ac, on_reply, c, argc, argv, lens) != REDIS_OK) {
+		rcmd_unlink(c);
+		r->stats.refused++;
+		return -1;
+	}
+	return 0;
+}
+
+int cs_redis_script(cs_redis *r, int script, cs_redis_cb *cb, void *priv, int nkeys, int argc,
+	const char **argv, const size_t *lens)
+{
+	enum { MAX_ARGS = 64 };
+	const char *av[MAX_ARGS + 3];
+	size_t al[MAX_ARGS + 3];
+	char nk[16];
+	if (script < 0 || script >= r->nscripts || argc > MAX_ARGS || nkeys > argc) {
+		r->stats.refused++;
+		return -1;
+	}
+	int n = snprintf(nk, sizeof nk, "%d", nkeys);
+	av[0] = "EVALSHA";
+	al[0] = 7;
+	av[1] = r->shas[script];
+	al[1] = 40;
+	av[2] = nk;
+	al[2] = (size_t)n;
+	for (int i = 0; i < argc; i++) {
+		av[3 + i] = argv[i];
+		al[3 + i] = lens ? lens[i] : strlen(argv[i]);
+	}
+	return cs_redis_cmd(r, cb, priv, argc + 3, av, al);
+}
+
+int cs_redis_subscribe(cs_redis *r, const char *channel, cs_redis_cb *cb, void *priv)
+{
+	if (r->nsubs == MAX_SUBS)
+		return -1;
+	sub *s = &r->subs[r->nsubs];
+	s->channel = strdup(channel);
+	if (s->channel == NULL)
+		return -1;
+	s->cb = cb;
+	s->priv = priv;
+	r->nsubs++;
+	if (r->state == RS_READY) {
+		pcmd *c = rcmd_new(r, cb, priv);
+		if (c == NULL)
+			return -1;
+		c->persistent = true;
+		c->deadline_us = 0;
+		const char *argv[] = { "SUBSCRIBE", s->channel };
+		if (redisAsyncCommandArgv(r->ac, on_reply, c, 2, argv, NULL) != REDIS_OK)
+			rcmd_unlink(c);
+	}
+	return 0;
+}
+
+const cs_redis_stats *cs_redis_get_stats(const cs_redis *r)
+{
+	return &r->stats;
+}
+
+const char *cs_redis_url_masked(const cs_redis *r)
+{
+	return r->url_masked;
+}

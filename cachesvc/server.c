@@ -1,0 +1,780 @@
+/* server.c - the binary-protocol listener and client connections of the daemon. */
+#include "server.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+
+#include "log.h"
+#include "util.h"
+
+#define OUT_HIGH (4u << 20) /* stop reading a client whose unread replies pass this */
+#define OUT_LOW	 (1u << 20) /* ... and resume below this */
+#define SERVER_NAME "cachesvc/0.1.0"
+
+/* One client connection. It outlives its socket while requests are in flight: callbacks
+ * find bev == NULL and only drop their count; the last one frees the struct. */
+typedef struct client {
+	cs_server *srv;
+	struct bufferevent *bev;
+	struct client *prev, *next;
+	int inflight;
+	bool authed;
+	bool paused;	     /* reading stopped: in-flight bound or output backlog */
+	bool close_on_flush; /* protocol error: close once the error frame is out */
+} client;
+
+/* One GET/REFRESH/INVALIDATE in flight. */
+typedef struct creq {
+	client *c;
+	uint32_t reqid;
+	uint8_t op;
+} creq;
+
+/* One MGET in flight: items are answered as they complete and written in order at the end. */
+typedef struct mitem {
+	int err;
+	char *msg;
+	cs_meta meta;
+	uint8_t *result;
+	size_t len;
+} mitem;
+
+typedef struct mget mget;
+typedef struct mslot {
+	mget *m;
+	uint32_t index;
+} mslot;
+
+struct mget {
+	client *c;
+	uint32_t reqid;
+	uint32_t n, pending;
+	mitem *items;
+	mslot *slots;
+};
+
+struct cs_server {
+	struct event_base *base;
+	cs_engine *engine;
+	struct evconnlistener *tcp, *unix_l;
+	char *unix_path;
+	client head; /* sentinel of the connection list */
+	cs_server_stats stats;
+	cs_buf out; /* scratch for one reply frame */
+	bool draining;
+	void (*drain_done)(void *);
+	void *drain_priv;
+	struct event *drain_timer;
+	struct event *flush_timer;
+	cs_get_req mget_scratch[CS_PROTO_MAX_MGET];
+};
+
+static void client_read(struct bufferevent *bev, void *arg);
+
+static const cs_config *cfg_of(const cs_server *s)
+{
+	return cs_engine_config(s->engine);
+}
+
+/* ---- Connection lifecycle --------------------------------------------------------------- */
+
+static bool output_flushed(const cs_server *s)
+{
+	for (const client *c = s->head.next; c != &s->head; c = c->next)
+		if (c->bev && evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
+			return false;
+	return true;
+}
+
+static void on_flush_check(evutil_socket_t fd, short what, void *arg);
+
+/* Drained = nothing in flight and every reply written out (not just queued). */
+static void maybe_drained(cs_server *s)
+{
+	if (!s->draining || s->stats.inflight != 0 || s->drain_done == NULL)
+		return;
+	if (!output_flushed(s)) {
+		if (s->flush_timer == NULL)
+			s->flush_timer = evtimer_new(s->base, on_flush_check, s);
+		struct timeval tv = cs_tv_ms(5);
+		if (s->flush_timer)
+			evtimer_add(s->flush_timer, &tv);
+		return; /* the drain timeout still bounds this */
+	}
+	void (*done)(void *) = s->drain_done;
+	s->drain_done = NULL;
+	done(s->drain_priv);
+}
+
+static void on_flush_check(evutil_socket_t fd, short what, void *arg)
+{
+	maybe_drained(arg);
+}
+
+static void client_free_if_done(client *c)
+{
+	if (c->bev == NULL && c->inflight == 0)
+		free(c);
+}
+
+static void client_close(client *c)
+{
+	if (c->bev == NULL)
+		return;
+	bufferevent_free(c->bev);
+	c->bev = NULL;
+	c->prev->next = c->next;
+	c->next->prev = c->prev;
+	c->srv->stats.clients--;
+	client_free_if_done(c);
+}
+
+static void client_pause(client *c, bool pause)
+{
+	if (c->bev == NULL || c->paused == pause)
+		return;
+	c->paused = pause;
+	if (pause)
+		bufferevent_disable(c->bev, EV_READ);
+	else
+		bufferevent_enable(c->bev, EV_READ);
+}
+
+/* Writes the scratch frame to the client and applies output backpressure. */
+static void client_send(client *c, cs_buf *b)
+{
+	if (c->bev == NULL)
+		return;
+	if (bufferevent_write(c->bev, b->data, b->len) != 0) {
+		client_close(c);
+		return;
+	}
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > OUT_HIGH)
+		client_pause(c, true);
+}
+
+/* A request finished: the connection may read again, or be freed. */
+static void request_done(client *c)
+{
+	cs_server *s = c->srv;
+	c->inflight--;
+	s->stats.inflight--;
+	if (c->bev == NULL) {
+		client_free_if_done(c);
+	} else if (c->paused && c->inflight < cfg_of(s)->max_inflight &&
+		   evbuffer_get_length(bufferevent_get_output(c->bev)) <= OUT_HIGH) {
+		client_pause(c, false);
+		client_read(c->bev, c); /* frames may already be buffered */
+	}
+	maybe_drained(s);
+}
+
+static void protocol_error(client *c, uint32_t reqid, const char *fmt, const char *detail)
+{
+	cs_server *s = c->srv;
+	s->stats.protocol_errors++;
+	cs_buf_reset(&s->out);
+	(void)cs_proto_write_error(&s->out, reqid, CS_ERR_PROTOCOL, fmt, detail);
+	client_send(c, &s->out);
+	if (c->bev == NULL)
+		return;
+	cs_debug("closing client: protocol error: %s", detail);
+	c->close_on_flush = true;
+	bufferevent_disable(c->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		client_close(c);
+}
+
+static void send_error(client *c, uint32_t reqid, int code, const char *msg)
+{
+	cs_server *s = c->srv;
+	cs_buf_reset(&s->out);
+	if (cs_proto_write_error(&s->out, reqid, code, "%s", msg) == 0)
+		client_send(c, &s->out);
+}
+
+/* ---- Engine callbacks ------------------------------------------------------------------- */
+
+static void on_get_done(void *priv, int err, const char *msg, const cs_meta *meta,
+	const uint8_t *result, size_t len)
+{
+	creq *r = priv;
+	client *c = r->c;
+	cs_server *s = c->srv;
+	if (c->bev) {
+		cs_buf_reset(&s->out);
+		int rc = err ? cs_proto_write_error(&s->out, r->reqid, err, "%s", msg)
+			     : cs_proto_write_result(&s->out, r->reqid, r->op, meta, result, len);
+		if (rc != 0) {
+			cs_buf_reset(&s->out);
+			(void)cs_proto_write_error(&s->out, r->reqid, CS_ERR_TOO_LARGE,
+				"result of %zu bytes is over the reply limit", len);
+		}
+		client_send(c, &s->out);
+	}
+	free(r);
+	request_done(c);
+}
+
+static void on_inval_done(void *priv, int err, const char *msg, uint64_t n)
+{
+	creq *r = priv;
+	client *c = r->c;
+	cs_server *s = c->srv;
+	if (c->bev) {
+		cs_buf_reset(&s->out);
+		if (err)
+			(void)cs_proto_write_error(&s->out, r->reqid, err, "%s", msg);
+		else
+			(void)cs_proto_write_inval_reply(&s->out, r->reqid, r->op == 1, n);
+		client_send(c, &s->out);
+	}
+	free(r);
+	request_done(c);
+}
+
+static void mget_free(mget *m)
+{
+	for (uint32_t i = 0; i < m->n; i++) {
+		free(m->items[i].msg);
+		free(m->items[i].result);
+	}
+	free(m->items);
+	free(m->slots);
+	free(m);
+}
+
+/* Writes the whole MGET reply, items in request order. */
+static void mget_finish(mget *m)
+{
+	client *c = m->c;
+	cs_server *s = c->srv;
+	if (c->bev) {
+		cs_buf_reset(&s->out);
+		size_t off = cs_proto_mget_begin(&s->out, m->reqid, m->n);
+		int rc = 0;
+		for (uint32_t i = 0; i < m->n && rc == 0; i++) {
+			mitem *x = &m->items[i];
+			rc = x->err ? cs_proto_mget_item_err(&s->out, x->err, x->msg ? x->msg : "")
+				    : cs_proto_mget_item_ok(&s->out, &x->meta, x->result, x->len);
+		}
+		cs_proto_mget_end(&s->out, off);
+		if (rc != 0 || s->out.failed) {
+			cs_buf_reset(&s->out);
+			(void)cs_proto_write_error(&s->out, m->reqid, CS_ERR_TOO_LARGE,
+				"MGET reply is over the reply limit");
+		}
+		client_send(c, &s->out);
+	}
+	mget_free(m);
+	request_done(c);
+}
+
+/* pending counts unanswered items plus one guard held while items are being issued, so
+ * items answered at once cannot finish the MGET before the last one is issued. */
+static void mget_release(mget *m)
+{
+	if (--m->pending == 0)
+		mget_finish(m);
+}
+
+static void on_mget_item(void *priv, int err, const char *msg, const cs_meta *meta,
+	const uint8_t *result, size_t len)
+{
+	mslot *slot = priv;
+	mget *m = slot->m;
+	mitem *it = &m->items[slot->index];
+	it->err = err;
+	if (err) {
+		it->msg = strdup(msg ? msg : "");
+	} else {
+		it->meta = *meta;
+		it->result = malloc(len ? len : 1);
+		if (it->result == NULL) {
+			it->err = -CS_ERR_INTERNAL;
+			it->msg = strdup("out of memory");
+		} else {
+			memcpy(it->result, result, len);
+			it->len = len;
+		}
+	}
+	mget_release(m);
+}
+
+/* ---- Requests --------------------------------------------------------------------------- */
+
+static bool token_ok(const cs_config *cfg, const cs_hello_req *h)
+{
+	if (cfg->auth_token == NULL)
+		return true;
+	size_t n = strlen(cfg->auth_token);
+	if (h->token == NULL || h->token_len != n)
+		return false;
+	unsigned char diff = 0; /* constant time: no early exit on the first mismatch */
+	for (size_t i = 0; i < n; i++)
+		diff |= (unsigned char)(cfg->auth_token[i] ^ h->token[i]);
+	return diff == 0;
+}
+
+static creq *creq_new(client *c, uint32_t reqid, uint8_t op)
+{
+	creq *r = malloc(sizeof *r);
+	if (r == NULL)
+		return NULL;
+	r->c = c;
+	r->reqid = reqid;
+	r->op = op;
+	c->inflight++;
+	c->srv->stats.inflight++;
+	return r;
+}
+
+static void handle_frame(client *c, const cs_frame *f)
+{
+	cs_server *s = c->srv;
+	const cs_config *cfg = cfg_of(s);
+	char err[256];
+	int rc;
+	if (f->opcode < CS_ARRAY_LEN(s->stats.frames))
+		s->stats.frames[f->opcode]++;
+	if (!cs_op_is_request(f->opcode)) {
+		char d[32];
+		snprintf(d, sizeof d, "opcode 0x%02x", f->opcode);
+		protocol_error(c, f->reqid, "unknown opcode: %s", d);
+		return;
+	}
+	if (f->opcode == CS_OP_HELLO) {
+		cs_hello_req h;
+		rc = cs_proto_decode_hello(f->body, f->body_len, &h, err, sizeof err);
+		if (rc == -CS_ERR_PROTOCOL) {
+			protocol_error(c, f->reqid, "%s", err);
+		} else if (rc != 0) {
+			send_error(c, f->reqid, rc, err);
+		} else if (h.version != CS_PROTO_VERSION) {
+			snprintf(err, sizeof err, "protocol version %u not supported (server speaks %d)",
+				h.version, CS_PROTO_VERSION);
+			protocol_error(c, f->reqid, "%s", err);
+		} else if (!token_ok(cfg, &h)) {
+			send_error(c, f->reqid, CS_ERR_AUTH, "bad or missing auth token");
+		} else {
+			c->authed = true;
+			cs_buf_reset(&s->out);
+			(void)cs_proto_write_hello_reply(&s->out, f->reqid, CS_PROTO_VERSION, SERVER_NAME,
+				cfg->max_frame);
+			client_send(c, &s->out);
+		}
+		return;
+	}
+	if (!c->authed && cfg->auth_token != NULL) {
+		send_error(c, f->reqid, CS_ERR_AUTH, "HELLO with the auth token first");
+		return;
+	}
+	if (s->draining) {
+		send_error(c, f->reqid, CS_ERR_SHUTTING_DOWN, "shutting down");
+		return;
+	}
+	switch (f->opcode) {
+	case CS_OP_PING:
+	case CS_OP_STATS:
+		if (cs_proto_decode_empty(f->body, f->body_len) != 0) {
+			protocol_error(c, f->reqid, "%s", "PING/STATS body must be nil or an empty map");
+			return;
+		}
+		cs_buf_reset(&s->out);
+		if (f->opcode == CS_OP_PING) {
+			(void)cs_proto_write_nil_reply(&s->out, f->reqid, CS_OP_PING);
+		} else {
+			cs_stat st[64];
+			uint32_t n = cs_engine_stats_list(s->engine, st, 60);
+			st[n++] = (cs_stat){ .name = "clients", .name_len = 7, .i = (int64_t)s->stats.clients };
+			st[n++] = (cs_stat){ .name = "connections", .name_len = 11,
+				.i = (int64_t)s->stats.connections };
+			(void)cs_proto_write_stats(&s->out, f->reqid, st, n);
+		}
+		client_send(c, &s->out);
+		return;
+	case CS_OP_GET:
+	case CS_OP_REFRESH: {
+		cs_get_req *g = &s->mget_scratch[0];
+		rc = cs_proto_decode_get(f->body, f->body_len, g, err, sizeof err);
+		if (rc == -CS_ERR_PROTOCOL) {
+			protocol_error(c, f->reqid, "%s", err);
+			return;
+		}
+		if (rc != 0) {
+			send_error(c, f->reqid, rc, err);
+			return;
+		}
+		creq *r = creq_new(c, f->reqid, f->opcode);
+		if (r == NULL) {
+			send_error(c, f->reqid, CS_ERR_INTERNAL, "out of memory");
+			return;
+		}
+		cs_engine_get(s->engine, f->opcode, g, on_get_done, r);
+		return;
+	}
+	case CS_OP_MGET: {
+		uint32_t n = 0;
+		rc = cs_proto_decode_mget(f->body, f->body_len, s->mget_scratch, CS_PROTO_MAX_MGET, &n,
+			err, sizeof err);
+		if (rc == -CS_ERR_PROTOCOL) {
+			protocol_error(c, f->reqid, "%s", err);
+			return;
+		}
+		if (rc != 0) {
+			send_error(c, f->reqid, rc, err);
+			return;
+		}
+		mget *m = calloc(1, sizeof *m);
+		if (m)
+			m->items = calloc(n ? n : 1, sizeof *m->items);
+		if (m)
+			m->slots = calloc(n ? n : 1, sizeof *m->slots);
+		if (m == NULL || m->items == NULL || m->slots == NULL) {
+			if (m) {
+				free(m->items);
+				free(m->slots);
+				free(m);
+			}
+			send_error(c, f->reqid, CS_ERR_INTERNAL, "out of memory");
+			return;
+		}
+		m->c = c;
+		m->reqid = f->reqid;
+		m->n = n;
+		m->pending = n + 1;
+		c->inflight++;
+		s->stats.inflight++;
+		for (uint32_t i = 0; i < n; i++) {
+			m->slots[i] = (mslot){ .m = m, .index = i };
+			cs_engine_get(s->engine, CS_OP_GET, &s->mget_scratch[i], on_mget_item, &m->slots[i]);
+		}
+		mget_release(m); /* the guard */
+		return;
+	}
+	case CS_OP_INVALIDATE: {
+		cs_inval_req iv;
+		rc = cs_proto_decode_inval(f->body, f->body_len, &iv, err, sizeof err);
+		if (rc == -CS_ERR_PROTOCOL) {
+			protocol_error(c, f->reqid, "%s", err);
+			return;
+		}
+		if (rc != 0) {
+			send_error(c, f->reqid, rc, err);
+			return;
+		}
+		creq *r = creq_new(c, f->reqid, iv.has_params ? 0 : 1);
+		if (r == NULL) {
+			send_error(c, f->reqid, CS_ERR_INTERNAL, "out of memory");
+			return;
+		}
+		cs_engine_invalidate(s->engine, &iv, on_inval_done, r);
+		return;
+	}
+	default:
+		protocol_error(c, f->reqid, "%s", "unexpected opcode");
+	}
+}
+
+/* ---- Socket events ---------------------------------------------------------------------- */
+
+static void client_read(struct bufferevent *bev, void *arg)
+{
+	client *c = arg;
+	cs_server *s = c->srv;
+	const cs_config *cfg = cfg_of(s);
+	struct evbuffer *in = bufferevent_get_input(bev);
+	while (c->bev && !c->close_on_flush) {
+		if (c->inflight >= cfg->max_inflight ||
+			evbuffer_get_length(bufferevent_get_output(bev)) > OUT_HIGH) {
+			client_pause(c, true); /* resumed by request_done / the write watermark */
+			return;
+		}
+		size_t avail = evbuffer_get_length(in);
+		if (avail < CS_PROTO_HDR)
+			return;
+		uint8_t hdr[CS_PROTO_HDR];
+		evbuffer_copyout(in, hdr, CS_PROTO_HDR);
+		cs_frame f;
+		if (cs_proto_parse_header(hdr, cfg->max_frame, &f) != 0) {
+			char d[96];
+			snprintf(d, sizeof d, "bad frame header (version %u, flags %u, length %u; max %u)",
+				hdr[4], (unsigned)(hdr[6] << 8 | hdr[7]),
+				(unsigned)((uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 |
+					(uint32_t)hdr[2] << 8 | hdr[3]),
+				cfg->max_frame);
+			protocol_error(c, f.reqid, "%s", d);
+			return;
+		}
+		size_t need = CS_PROTO_HDR + (size_t)f.body_len;
+		if (avail < need)
+			return; /* length checked against max_frame above: bounded wait */
+		const uint8_t *p = evbuffer_pullup(in, (ssize_t)need);
+		if (p == NULL) {
+			client_close(c);
+			return;
+		}
+		f.body = p + CS_PROTO_HDR;
+		handle_frame(c, &f);
+		/* handle_frame may have closed the connection; the engine copied what it kept. */
+		if (c->bev == NULL)
+			return;
+		evbuffer_drain(in, need);
+	}
+}
+
+static void client_write(struct bufferevent *bev, void *arg)
+{
+	client *c = arg;
+	if (c->close_on_flush) {
+		client_close(c);
+		return;
+	}
+	/* The output fell below the low watermark: read again if that was the brake. */
+	if (c->paused && c->inflight < cfg_of(c->srv)->max_inflight) {
+		client_pause(c, false);
+		client_read(bev, c);
+	}
+}
+
+static void client_event(struct bufferevent *bev, short what, void *arg)
+{
+	client *c = arg;
+	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {
+		if (c->inflight == 0) {
+			c->srv->stats.idle_closed++;
+			client_close(c);
+		} else if (!c->paused) {
+			bufferevent_enable(bev, EV_READ); /* busy, not idle */
+		}
+		return;
+	}
+	/* EOF or error: in-flight requests finish into the void. */
+	client_close(c);
+}
+
+static void reject(evutil_socket_t fd, uint32_t code, const char *msg)
+{
+	cs_buf b;
+	cs_buf_init(&b, 4096);
+	if (cs_proto_write_error(&b, 0, (int)code, "%s", msg) == 0)
+		(void)!send(fd, b.data, b.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	cs_buf_free(&b);
+	evutil_closesocket(fd);
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
+	void *arg)
+{
+	cs_server *s = arg;
+	const cs_config *cfg = cfg_of(s);
+	if (s->draining) {
+		reject(fd, CS_ERR_SHUTTING_DOWN, "shutting down");
+		return;
+	}
+	if ((int)s->stats.clients >= cfg->max_clients) {
+		s->stats.rejected++;
+		reject(fd, CS_ERR_OVERLOADED, "too many clients");
+		return;
+	}
+	client *c = calloc(1, sizeof *c);
+	struct bufferevent *bev = c ? bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
+	if (bev == NULL) {
+		free(c);
+		evutil_closesocket(fd);
+		return;
+	}
+	if (sa->sa_family != AF_UNIX) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	}
+	c->srv = s;
+	c->bev = bev;
+	c->authed = cfg->auth_token == NULL;
+	c->next = s->head.next;
+	c->prev = &s->head;
+	s->head.next->prev = c;
+	s->head.next = c;
+	s->stats.clients++;
+	s->stats.connections++;
+	bufferevent_setcb(bev, client_read, client_write, client_event, c);
+	bufferevent_setwatermark(bev, EV_WRITE, OUT_LOW, 0);
+	if (cfg->idle_timeout_ms > 0) {
+		struct timeval tv = cs_tv_ms(cfg->idle_timeout_ms);
+		bufferevent_set_timeouts(bev, &tv, NULL);
+	}
+	bufferevent_enable(bev, EV_READ);
+}
+
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+	int err = EVUTIL_SOCKET_ERROR();
+	/* EMFILE and friends: the listener keeps going; clients retry. */
+	cs_warn("accept: %s", evutil_socket_error_to_string(err));
+}
+
+/* ---- Server ----------------------------------------------------------------------------- */
+
+static struct evconnlistener *listen_tcp(cs_server *s, const char *addr, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	int sl = sizeof ss;
+	if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sl) != 0) {
+		snprintf(err, errlen, "[cachesvc] listen: bad address \"%s\" (want host:port)", addr);
+		return NULL;
+	}
+	struct evconnlistener *l = evconnlistener_new_bind(s->base, on_accept, s,
+		LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_EXEC,
+		1024, (struct sockaddr *)&ss, sl);
+	if (l == NULL) {
+		snprintf(err, errlen, "[cachesvc] listen: cannot listen on %s: %s", addr, strerror(errno));
+		return NULL;
+	}
+	evconnlistener_set_error_cb(l, on_accept_error);
+	return l;
+}
+
+static struct evconnlistener *listen_unix(cs_server *s, const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof sun.sun_path) {
+		snprintf(err, errlen, "[cachesvc] unix_socket: path too long");
+		return NULL;
+	}
+	strcpy(sun.sun_path, path);
+	struct stat st;
+	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+		unlink(path); /* a stale socket from an earlier run */
+	struct evconnlistener *l = evconnlistener_new_bind(s->base, on_accept, s,
+		LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 1024, (struct sockaddr *)&sun, sizeof sun);
+	if (l == NULL) {
+		snprintf(err, errlen, "[cachesvc] unix_socket: cannot listen on %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	evconnlistener_set_error_cb(l, on_accept_error);
+	return l;
+}
+
+cs_server *cs_server_new(struct event_base *base, cs_engine *engine, char *err, size_t errlen)
+{
+	cs_server *s = calloc(1, sizeof *s);
+	if (s == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	const cs_config *cfg = cs_engine_config(engine);
+	s->base = base;
+	s->engine = engine;
+	s->head.next = s->head.prev = &s->head;
+	cs_buf_init(&s->out, (64u << 20) + 4096);
+	if (cfg->listen && (s->tcp = listen_tcp(s, cfg->listen, err, errlen)) == NULL) {
+		cs_server_free(s);
+		return NULL;
+	}
+	if (cfg->unix_socket) {
+		if ((s->unix_l = listen_unix(s, cfg->unix_socket, err, errlen)) == NULL) {
+			cs_server_free(s);
+			return NULL;
+		}
+		s->unix_path = strdup(cfg->unix_socket);
+	}
+	return s;
+}
+
+void cs_server_accept(cs_server *s, bool on)
+{
+	if (s->tcp)
+		on ? evconnlistener_enable(s->tcp) : evconnlistener_disable(s->tcp);
+	if (s->unix_l)
+		on ? evconnlistener_enable(s->unix_l) : evconnlistener_disable(s->unix_l);
+}
+
+static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	cs_server *s = arg;
+	if (s->drain_done) {
+		cs_warn("shutdown: %llu requests still in flight after the drain timeout",
+			(unsigned long long)s->stats.inflight);
+		void (*done)(void *) = s->drain_done;
+		s->drain_done = NULL;
+		done(s->drain_priv);
+	}
+}
+
+void cs_server_drain(cs_server *s, int64_t timeout_ms, void (*done)(void *), void *priv)
+{
+	s->draining = true;
+	s->drain_done = done;
+	s->drain_priv = priv;
+	if (s->tcp) {
+		evconnlistener_free(s->tcp);
+		s->tcp = NULL;
+	}
+	if (s->unix_l) {
+		evconnlistener_free(s->unix_l);
+		s->unix_l = NULL;
+	}
+	s->drain_timer = evtimer_new(s->base, on_drain_timeout, s);
+	struct timeval tv = cs_tv_ms(timeout_ms);
+	if (s->drain_timer)
+		evtimer_add(s->drain_timer, &tv);
+	maybe_drained(s);
+}
+
+void cs_server_free(cs_server *s)
+{
+	if (s == NULL)
+		return;
+	while (s->head.next != &s->head)
+		client_close(s->head.next);
+	if (s->tcp)
+		evconnlistener_free(s->tcp);
+	if (s->unix_l)
+		evconnlistener_free(s->unix_l);
+	if (s->unix_path) {
+		unlink(s->unix_path);
+		free(s->unix_path);
+	}
+	if (s->drain_timer)
+		event_free(s->drain_timer);
+	if (s->flush_timer)
+		event_free(s->flush_timer);
+	cs_buf_free(&s->out);
+	free(s);
+}
+
+const cs_server_stats *cs_server_get_stats(const cs_server *s)
+{
+	return &s->stats;
+}
+
+void cs_server_metrics(const cs_server *s, FILE *f)
+{
+	const cs_server_stats *st = &s->stats;
+	fprintf(f, "# HELP cachesvc_clients Connected clients\n# TYPE cachesvc_clients gauge\n"
+		   "cachesvc_clients %llu\n", (unsigned long long)st->clients);
+	fprintf(f, "# HELP cachesvc_connections_total Accepted connections\n# TYPE cachesvc_connections_total counter\n"
+		   "cachesvc_connections_total %llu\n", (unsigned long long)st->connections);
+	fprintf(f, "cachesvc_connections_rejected_total %llu\n", (unsigned long long)st->rejected);
+	fprintf(f, "cachesvc_protocol_errors_total %llu\n", (unsigned long long)st->protocol_errors);
+	fprintf(f, "cachesvc_idle_closed_total %llu\n", (unsigned long long)st->idle_closed);
+	fprintf(f, "cachesvc_inflight %llu\n", (unsigned long long)st->inflight);
+	fprintf(f, "# HELP cachesvc_frames_total Requests by opcode\n# TYPE cachesvc_frames_total counter\n");
+	for (uint8_t op = CS_OP_HELLO; op <= CS_OP_STATS; op++)
+		fprintf(f, "cachesvc_frames_total{op=\"%s\"} %llu\n", cs_op_name(op),
+			(unsigned long long)st->frames[op]);
+}

@@ -1,0 +1,50 @@
+/* server.h - the binary-protocol listener and client connections of the daemon.
+ *
+ * Accepts on TCP (SO_REUSEPORT, so several processes share a port) and on a unix socket,
+ * reads frames (protocol/PROTOCOL.md), hands requests to the engine and writes replies as
+ * they complete, in any order, tagged with the request id. Per connection: at most
+ * max_inflight requests in flight (beyond that the connection is simply not read until
+ * some complete), a bounded output backlog, an idle timeout. Protocol errors get an error
+ * frame and close that connection only. Nothing blocks. */
+#ifndef CS_SERVER_H
+#define CS_SERVER_H
+
+#include <stdint.h>
+
+#include "engine.h"
+
+struct event_base;
+
+typedef struct cs_server cs_server;
+
+typedef struct cs_server_stats {
+	uint64_t clients;	   /* gauge: connected now */
+	uint64_t connections;	   /* accepted since start */
+	uint64_t rejected;	   /* refused at max_clients */
+	uint64_t protocol_errors;  /* connections closed for a protocol error */
+	uint64_t idle_closed;	   /* connections closed by the idle timeout */
+	uint64_t frames[8];	   /* requests by opcode (index = opcode) */
+	uint64_t inflight;	   /* gauge: requests being answered */
+} cs_server_stats;
+
+/* Creates the server for `engine` (not owned). Listens on cfg->listen and cfg->unix_socket.
+ * NULL with a message in err (bad address, bind failure). */
+cs_server *cs_server_new(struct event_base *base, cs_engine *engine, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/* Starts or stops accepting new connections (existing ones are unaffected). */
+void cs_server_accept(cs_server *s, bool on);
+
+/* Graceful shutdown: stops accepting, answers new requests SHUTTING_DOWN, and calls done()
+ * once every in-flight request has been answered (or after the timeout). */
+void cs_server_drain(cs_server *s, int64_t timeout_ms, void (*done)(void *), void *priv);
+
+/* Closes every connection (in-flight callbacks still complete safely) and frees. */
+void cs_server_free(cs_server *s);
+
+const cs_server_stats *cs_server_get_stats(const cs_server *s);
+
+/* Appends the server's Prometheus metrics to f. */
+void cs_server_metrics(const cs_server *s, FILE *f);
+
+#endif

@@ -1,0 +1,27 @@
+/* util.h - clocks, a fast PRNG and small helpers shared by the engine. */
+#ifndef CS_UTIL_H
+#define CS_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/time.h>
+
+/* Monotonic clock, microseconds. For timeouts and latencies. */
+uint64_t cs_now_us(void);
+/* Wall clock, milliseconds since the Unix epoch. For data ages stored in Redis. */
+int64_t cs_wall_ms(void);
+/* xoshiro-style PRNG seeded from getrandom(2) once per process; not for secrets. */
+uint64_t cs_rand64(void);
+/* Uniform double in (0, 1]: never 0, so log() of it is finite. */
+double cs_rand_unit(void);
+/* A timeval for libevent from milliseconds. */
+struct timeval cs_tv_ms(int64_t ms);
+/* Exponential backoff with +-25% jitter: base * 2^attempt, capped at max. */
+int64_t cs_backoff_ms(int attempt, int64_t base_ms, int64_t max_ms);
+
+#define CS_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define CS_MIN(a, b)	((a) < (b) ? (a) : (b))
+#define CS_MAX(a, b)	((a) > (b) ? (a) : (b))
+
+#endif

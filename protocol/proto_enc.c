@@ -1,0 +1,422 @@
+/* proto_enc.c - frame encoders: requests (client side) and replies (server side). */
+#include "cs_proto.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ---- Frame plumbing ---------------------------------------------------------------------- */
+
+/* Appends; a failure is sticky in b->failed and checked once when the frame is closed. */
+static void put(cs_buf *b, const void *p, size_t n)
+{
+	if (cs_buf_append(b, p, n) != 0)
+		return;
+}
+
+size_t cs_proto_begin(cs_buf *b, uint8_t opcode, uint32_t reqid)
+{
+	size_t off = b->len;
+	uint8_t hdr[CS_PROTO_HDR] = {0, 0, 0, 0, CS_PROTO_VERSION, opcode, 0, 0,
+	        (uint8_t)(reqid >> 24), (uint8_t)(reqid >> 16), (uint8_t)(reqid >> 8),
+	        (uint8_t)reqid};
+	put(b, hdr, sizeof hdr);
+	return off;
+}
+
+void cs_proto_end(cs_buf *b, size_t hdr_off)
+{
+	if (b->failed || hdr_off + CS_PROTO_HDR > b->len)
+		return;
+	size_t body = b->len - hdr_off - CS_PROTO_HDR;
+	if (body > UINT32_MAX) {
+		b->failed = true;
+		return;
+	}
+	uint8_t *p = b->data + hdr_off;
+	p[0] = (uint8_t)(body >> 24);
+	p[1] = (uint8_t)(body >> 16);
+	p[2] = (uint8_t)(body >> 8);
+	p[3] = (uint8_t)body;
+}
+
+/* Closes the frame begun at hdr_off; on failure rolls back to `start`. */
+static int frame_done(cs_buf *b, size_t start, size_t hdr_off)
+{
+	cs_proto_end(b, hdr_off);
+	if (b->failed) {
+		cs_buf_truncate(b, start);
+		return -CS_ERR_TOO_LARGE;
+	}
+	return 0;
+}
+
+static void packer(msgpack_packer *pk, cs_buf *b)
+{
+	msgpack_packer_init(pk, b, cs_buf_msgpack_write);
+}
+
+static int pack_cstr(msgpack_packer *pk, const char *s)
+{
+	return msgpack_pack_str_with_body(pk, s, strlen(s));
+}
+
+/* ---- Values and pieces ------------------------------------------------------------------- */
+
+int cs_proto_pack_value(msgpack_packer *pk, const cs_value *v)
+{
+	switch (v->type) {
+	case CS_V_NIL:
+		return msgpack_pack_nil(pk);
+	case CS_V_BOOL:
+		return v->u.b ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+	case CS_V_INT:
+		return msgpack_pack_int64(pk, v->u.i);
+	case CS_V_FLOAT:
+		return msgpack_pack_double(pk, v->u.f);
+	case CS_V_STR:
+		return msgpack_pack_str_with_body(pk, v->u.s.p, v->u.s.len);
+	case CS_V_BIN:
+		return msgpack_pack_bin_with_body(pk, v->u.s.p, v->u.s.len);
+	case CS_V_TS: {
+		if (v->u.ts.nsec > 999999999u)
+			return -1;
+		msgpack_timestamp ts = {v->u.ts.sec, v->u.ts.nsec};
+		return msgpack_pack_timestamp(pk, &ts);
+	}
+	default:
+		return -1;
+	}
+}
+
+int cs_proto_pack_meta(msgpack_packer *pk, const cs_meta *meta)
+{
+	int rc = msgpack_pack_map(pk, 4);
+	rc |= pack_cstr(pk, "src");
+	rc |= msgpack_pack_uint8(pk, meta->src);
+	rc |= pack_cstr(pk, "lsn");
+	rc |= msgpack_pack_uint64(pk, meta->lsn);
+	rc |= pack_cstr(pk, "age");
+	rc |= msgpack_pack_uint64(pk, meta->age_ms);
+	rc |= pack_cstr(pk, "stale");
+	rc |= meta->stale ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+	return rc;
+}
+
+int cs_proto_pack_result_begin(msgpack_packer *pk, uint32_t ncols)
+{
+	int rc = msgpack_pack_array(pk, 2);
+	return rc | msgpack_pack_array(pk, ncols);
+}
+
+int cs_proto_pack_col(msgpack_packer *pk, const char *name, uint8_t type)
+{
+	int rc = msgpack_pack_array(pk, 2);
+	rc |= pack_cstr(pk, name);
+	return rc | msgpack_pack_uint8(pk, type);
+}
+
+/* ---- Replies ----------------------------------------------------------------------------- */
+
+static int wire_code(int code)
+{
+	return code < 0 ? -code : code;
+}
+
+/* Error message truncated to CS_PROTO_MAX_MSG bytes, not inside a UTF-8 sequence. */
+static size_t msg_len(const char *msg)
+{
+	size_t n = strlen(msg);
+	if (n <= CS_PROTO_MAX_MSG)
+		return n;
+	n = CS_PROTO_MAX_MSG;
+	while (n > 0 && ((uint8_t)msg[n] & 0xc0) == 0x80)
+		n--;
+	return n;
+}
+
+static int pack_error_map(msgpack_packer *pk, int code, const char *msg)
+{
+	int rc = msgpack_pack_map(pk, 2);
+	rc |= pack_cstr(pk, "code");
+	rc |= msgpack_pack_uint32(pk, (uint32_t)wire_code(code));
+	rc |= pack_cstr(pk, "msg");
+	rc |= msgpack_pack_str_with_body(pk, msg, msg_len(msg));
+	return rc;
+}
+
+int cs_proto_write_error(cs_buf *b, uint32_t reqid, int code, const char *fmt, ...)
+{
+	if (b->failed)
+		return -CS_ERR_TOO_LARGE;
+	char msg[CS_PROTO_MAX_MSG + 8];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	size_t start = b->len;
+	size_t off = cs_proto_begin(b, CS_OP_ERROR, reqid);
+	msgpack_packer pk;
+	packer(&pk, b);
+	(void)pack_error_map(&pk, code, msg);
+	return frame_done(b, start, off);
+}
+
+int cs_proto_write_result(cs_buf *b, uint32_t reqid, uint8_t op, const cs_meta *meta,
+        const uint8_t *result, size_t len)
+{
+	if (b->failed)
+		return -CS_ERR_TOO_LARGE;
+	size_t start = b->len;
+	size_t off = cs_proto_begin(b, (uint8_t)(CS_OP_REPLY_FLAG | op), reqid);
+	msgpack_packer pk;
+	packer(&pk, b);
+	(void)msgpack_pack_array(&pk, 2);
+	(void)cs_proto_pack_meta(&pk, meta);
+	put(b, result, len);
+	return frame_done(b, start, off);
+}
+
+size_t cs_proto_mget_begin(cs_buf *b, uint32_t reqid, uint32_t n)
+{
+	size_t off = cs_proto_begin(b, CS_OP_REPLY_FLAG | CS_OP_MGET, reqid);
+	msgpack_packer pk;
+	packer(&pk, b);
+	(void)msgpack_pack_array(&pk, n);
+	return off;
+}
+
+int cs_proto_mget_item_ok(cs_buf *b, const cs_meta *meta, const uint8_t *result, size_t len)
+{
+	msgpack_packer pk;
+	packer(&pk, b);
+	(void)msgpack_pack_array(&pk, 2);
+	(void)cs_proto_pack_meta(&pk, meta);
+	put(b, result, len);
+	return b->failed ? -CS_ERR_TOO_LARGE : 0;
+}
+
+int cs_proto_mget_item_err(cs_buf *b, int code, const char *msg)
+{
+	msgpack_packer pk;
+	packer(&pk, b);
+	int rc = msgpack_pack_map(&pk, 2);
+	rc |= pack_cstr(&pk, "err");
+	rc |= msgpack_pack_uint32(&pk, (uint32_t)wire_code(code));
+	rc |= pack_cstr(&pk, "msg");
+	rc |= msgpack_pack_str_with_body(&pk, msg, msg_len(msg));
+	return rc != 0 || b->failed ? -CS_ERR_TOO_LARGE : 0;
+}
+
+void cs_proto_mget_end(cs_buf *b, size_t off)
+{
+	cs_proto_end(b, off);
+}
+
+int cs_proto_write_hello_reply(
+        cs_buf *b, uint32_t reqid, uint32_t version, const char *server, uint32_t max_frame)
+{
+	if (b->failed)
+		return -CS_ERR_TOO_LARGE;
+	size_t start = b->len;
+	size_t off = cs_proto_begin(b, CS_OP_REPLY_FLAG | CS_OP_HELLO, reqid);
+	msgpack_packer pk;
+	packer(&pk, b);
+	(void)msgpack_pack_map(&pk, 3);
+	(void)pack_cstr(&pk, "v");
+	(void)msgpack_pack_uint32(&pk, version);
+	(void)pack_cstr(&pk, "server");
+	(void)pack_cstr(&pk, server);
+	(void)pack_cstr(&pk, "max_frame");
+	(void)msgpack_pack_uint32(&pk, max_frame);
+	return frame_done(b, start, off);
+}
+
+int cs_proto_write_nil_reply(cs_buf *b, uint32_t reqid, uint8_t op)
+{
+	if (b->failed)
+		return -CS_ERR_TOO_LARGE;
+	size_t start = b->len;
+	size_t off = cs_proto_begin(b, (uint8_t)(CS_OP_REPLY_FLAG | op), reqid);
+	put(b, "\xc0", 1);
+	return frame_done(b, start, off);
+}
+
+int cs_proto_write_inval_reply(cs_buf *b, uint32_t reqid, bool whole_query, uint64_t n)
+{
+	if (b->failed)
+		return -CS_ERR_TOO_LARGE;
+	size_t start = b->len;
+	size_t off = cs_proto_begin(b, CS_OP_REPLY_FLAG | CS_OP_INVALIDATE, reqid);
+	msgpack_packer pk;
+	packer(&pk, b);
+	(void)msgpack_pack_map(&pk, 1);
+	(void)pack_cstr(&pk, whole_query ? "generation" : "deleted");
+	(void)msgpack_pack_uint64(&pk, n);
+	return frame_done(b, start, off);
+}
+
+int cs_proto_write_stats(cs_buf *b, uint32_t reqid, const cs_stat *stats, uint32_t n)
+{
+	if (b->failed)
+		return -CS_ERR_TOO_LARGE;
+	size_t start = b->len;
+	size_t off = cs_proto_begin(b, CS_OP_REPLY_FLAG | CS_OP_STATS, reqid);
+	msgpack_packer pk;
+	packer(&pk, b);
+	(void)msgpack_pack_map(&pk, n);
+	for (uint32_t i = 0; i < n && !b->failed; i++) {
+		(void)msgpack_pack_str_with_body(&pk, stats[i].name, stats[i].name_len);
+		if (stats[i].is_float)
+			(void)msgpack_pack_double(&pk, stats[i].f);
+		else
+			(void)msgpack_pack_int64(&pk, stats[i].i);
+	}
+	return frame_done(b, start, off);
+}
+
+/* ---- Requests ---------------------------------------------------------------------------- */
+
+static bool value_ok(const cs_value *v)
+{
+	if (v->type > CS_V_TS)
+		return false;
+	return v->type != CS_V_TS || v->u.ts.nsec <= 999999999u;
+}
+
+static int check_get(const cs_get_req *req)
+{
+	if (req->query == NULL || req->query_len == 0 || req->query_len > CS_PROTO_MAX_NAME)
+		return -CS_ERR_BAD_PARAMS;
+	if (req->nparams > CS_PROTO_MAX_PARAMS || req->tier > CS_TIER_BATCH)
+		return -CS_ERR_BAD_PARAMS;
+	for (uint32_t i = 0; i < req->nparams; i++)
+		if (!value_ok(&req->params[i]))
+			return -CS_ERR_BAD_PARAMS;
+	return 0;
+}
+
+static void pack_params(msgpack_packer *pk, const cs_value *params, uint32_t n)
+{
+	(void)pack_cstr(pk, "p");
+	(void)msgpack_pack_array(pk, n);
+	for (uint32_t i = 0; i < n; i++)
+		(void)cs_proto_pack_value(pk, &params[i]);
+}
+
+/* The GET map, omitting optional keys that hold their default. */
+static void pack_get(msgpack_packer *pk, const cs_get_req *req)
+{
+	uint32_t n = 2 + (req->tier != CS_TIER_DEFAULT) + (req->min_lsn != 0) + req->bypass;
+	(void)msgpack_pack_map(pk, n);
+	(void)pack_cstr(pk, "q");
+	(void)msgpack_pack_str_with_body(pk, req->query, req->query_len);
+	pack_params(pk, req->params, req->nparams);
+	if (req->tier != CS_TIER_DEFAULT) {
+		(void)pack_cstr(pk, "tier");
+		(void)msgpack_pack_uint8(pk, req->tier);
+	}
+	if (req->min_lsn != 0) {
+		(void)pack_cstr(pk, "lsn");
+		(void)msgpack_pack_uint64(pk, req->min_lsn);
+	}
+	if (req->bypass) {
+		(void)pack_cstr(pk, "bypass");
+		(void)msgpack_pack_true(pk);
+	}
+}
+
+int cs_proto_write_get(cs_buf *b, uint32_t reqid, uint8_t op, const cs_get_req *req)
+{
+	if (op != CS_OP_GET && op != CS_OP_REFRESH)
+		return -CS_ERR_BAD_PARAMS;
+	int rc = check_get(req);
+	if (rc != 0)
+		return rc;
+	if (b->failed)
+		return -CS_ERR_TOO_LARGE;
+	size_t start = b->len;
+	size_t off = cs_proto_begin(b, op, reqid);
+	msgpack_packer pk;
+	packer(&pk, b);
+	pack_get(&pk, req);
+	return frame_done(b, start, off);
+}
+
+int cs_proto_write_mget(cs_buf *b, uint32_t reqid, const cs_get_req *items, uint32_t n)
+{
+	if (n > CS_PROTO_MAX_MGET)
+		return -CS_ERR_BAD_PARAMS;
+	for (uint32_t i = 0; i < n; i++) {
+		int rc = check_get(&items[i]);
+		if (rc != 0)
+			return rc;
+	}
+	if (b->failed)
+		return -CS_ERR_TOO_LARGE;
+	size_t start = b->len;
+	size_t off = cs_proto_begin(b, CS_OP_MGET, reqid);
+	msgpack_packer pk;
+	packer(&pk, b);
+	(void)msgpack_pack_array(&pk, n);
+	for (uint32_t i = 0; i < n && !b->failed; i++)
+		pack_get(&pk, &items[i]);
+	return frame_done(b, start, off);
+}
+
+int cs_proto_write_hello(cs_buf *b, uint32_t reqid, const cs_hello_req *req)
+{
+	if (req->client_len > CS_PROTO_MAX_NAME || (req->client == NULL && req->client_len) ||
+	        req->token_len > CS_PROTO_MAX_TOKEN)
+		return -CS_ERR_BAD_PARAMS;
+	if (b->failed)
+		return -CS_ERR_TOO_LARGE;
+	size_t start = b->len;
+	size_t off = cs_proto_begin(b, CS_OP_HELLO, reqid);
+	msgpack_packer pk;
+	packer(&pk, b);
+	(void)msgpack_pack_map(&pk, req->token ? 3 : 2);
+	(void)pack_cstr(&pk, "v");
+	(void)msgpack_pack_uint32(&pk, req->version);
+	(void)pack_cstr(&pk, "client");
+	(void)msgpack_pack_str_with_body(&pk, req->client ? req->client : "", req->client_len);
+	if (req->token) {
+		(void)pack_cstr(&pk, "token");
+		(void)msgpack_pack_str_with_body(&pk, req->token, req->token_len);
+	}
+	return frame_done(b, start, off);
+}
+
+int cs_proto_write_inval(cs_buf *b, uint32_t reqid, const cs_inval_req *req)
+{
+	if (req->query == NULL || req->query_len == 0 || req->query_len > CS_PROTO_MAX_NAME ||
+	        req->nparams > CS_PROTO_MAX_PARAMS)
+		return -CS_ERR_BAD_PARAMS;
+	for (uint32_t i = 0; req->has_params && i < req->nparams; i++)
+		if (!value_ok(&req->params[i]))
+			return -CS_ERR_BAD_PARAMS;
+	if (b->failed)
+		return -CS_ERR_TOO_LARGE;
+	size_t start = b->len;
+	size_t off = cs_proto_begin(b, CS_OP_INVALIDATE, reqid);
+	msgpack_packer pk;
+	packer(&pk, b);
+	(void)msgpack_pack_map(&pk, req->has_params ? 2 : 1);
+	(void)pack_cstr(&pk, "q");
+	(void)msgpack_pack_str_with_body(&pk, req->query, req->query_len);
+	if (req->has_params)
+		pack_params(&pk, req->params, req->nparams);
+	return frame_done(b, start, off);
+}
+
+int cs_proto_write_empty(cs_buf *b, uint32_t reqid, uint8_t op)
+{
+	if (op != CS_OP_PING && op != CS_OP_STATS)
+		return -CS_ERR_BAD_PARAMS;
+	if (b->failed)
+		return -CS_ERR_TOO_LARGE;
+	size_t start = b->len;
+	size_t off = cs_proto_begin(b, op, reqid);
+	put(b, "\xc0", 1);
+	return frame_done(b, start, off);
+}

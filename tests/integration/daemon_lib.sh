@@ -1,0 +1,178 @@
+# daemon_lib.sh - helpers for tests that run a cachesvc daemon on the sandbox (sourced).
+# Each test gets its own database, Redis database index, ports and unix socket, so tests
+# run side by side on one sandbox.
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+: "${CS_BUILD:?CS_BUILD (the meson build dir) must be set; meson test sets it}"
+CACHESVC=$CS_BUILD/cachesvc/cachesvc
+CLI=$CS_BUILD/protocol/cachesvc-cli
+BURST=$CS_BUILD/tests/integration/cs_burst
+TEST_NAME=$(basename "$0" .sh)
+WORK=$(mktemp -d "/tmp/cs-$TEST_NAME.XXXXXX")
+DB=t_${TEST_NAME}_$$
+DAEMON_PIDS=()
+CLEANUPS=()
+
+cleanup_all() {
+  local rc=$?
+  for pid in "${DAEMON_PIDS[@]}"; do
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  for c in "${CLEANUPS[@]}"; do
+    eval "$c" >/dev/null 2>&1 || true
+  done
+  primary postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+  if [ $rc -ne 0 ]; then
+    for f in "$WORK"/*.log; do
+      [ -f "$f" ] || continue
+      echo "---- $f (last 40 lines)"
+      tail -40 "$f"
+    done
+  fi
+  [ -n "${CS_KEEP_WORK:-}" ] || rm -rf "$WORK"
+}
+trap cleanup_all EXIT
+
+# A free loopback port (same method as the sandbox).
+free_port() {
+  local p
+  while :; do
+    p=$((33000 + RANDOM % 27000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
+}
+
+# A Redis database index of its own (1..63; 0 is the demo's), derived from the test name.
+REDIS_DB=$(( $(printf '%s' "$TEST_NAME" | cksum | cut -d' ' -f1) % 63 + 1 ))
+redis() { redis-cli -p "$CS_REDIS_PORT" -n "$REDIS_DB" "$@"; }
+redis flushdb >/dev/null
+
+# make_db < SQL: creates the test database from the SQL on stdin and waits until every
+# replica (also the delayed one) has it.
+make_db() {
+  primary postgres -c "CREATE DATABASE $DB"
+  primary "$DB" >/dev/null
+  local lsn
+  lsn=$(primary "$DB" -c "SELECT pg_current_wal_lsn()")
+  for i in $(seq 1 "$CS_PG_REPLICAS"); do
+    until_true 60 replica_caught_up "$i" "$lsn" || fail "replica$i did not replay $lsn"
+  done
+}
+replica_caught_up() {
+  [ "$(replica "$1" postgres -c "SELECT pg_last_wal_replay_lsn() >= '$2'::pg_lsn")" = t ]
+}
+wait_replicas() { # waits for every replica to replay the primary's current position
+  local lsn
+  lsn=$(primary "$DB" -c "SELECT pg_current_wal_lsn()")
+  for i in $(seq 1 "$CS_PG_REPLICAS"); do
+    until_true 60 replica_caught_up "$i" "$lsn" || fail "replica$i did not replay $lsn"
+  done
+}
+
+conninfo_of() { # primary | replicaN -> conninfo for the test database
+  case $1 in
+    primary) echo "host=127.0.0.1 port=$CS_PG_PRIMARY_PORT user=postgres dbname=$DB" ;;
+    replica*) local v="CS_PG_REPLICA${1#replica}_PORT"; echo "host=127.0.0.1 port=${!v} user=postgres dbname=$DB" ;;
+  esac
+}
+
+# write_config FILE [REPLICAS...]: the service, Redis and server sections (replica names
+# r1.. pointing at the given sandbox replicas, default replica1); append [query] sections.
+PORT=$(free_port)
+APORT=$(free_port)
+SOCK=$WORK/cs.sock
+write_config() {
+  local f=$1
+  shift
+  local reps=("$@")
+  [ ${#reps[@]} -gt 0 ] || reps=(replica1)
+  cat >"$f" <<INI
+[cachesvc]
+listen = 127.0.0.1:$PORT
+unix_socket = $SOCK
+admin_listen = 127.0.0.1:$APORT
+request_timeout = ${REQUEST_TIMEOUT:-5s}
+health_interval = 200ms
+fence = ${FENCE:-off}
+${EXTRA_SERVICE:-}
+
+[redis]
+url = redis://127.0.0.1:$CS_REDIS_PORT/$REDIS_DB
+${EXTRA_REDIS:-}
+
+[primary]
+conninfo = $(conninfo_of primary)
+INI
+  local n=1
+  for r in "${reps[@]}"; do
+    if [ "${r#down}" != "$r" ]; then
+      # a replica that is never up: nothing listens on that port
+      printf '\n[replica r%d]\nconninfo = host=127.0.0.1 port=%d user=postgres dbname=%s connect_timeout=1\n' "$n" "$(free_port)" "$DB" >>"$f"
+    else
+      printf '\n[replica r%d]\nconninfo = %s\n%s\n' "$n" "$(conninfo_of "$r")" "${EXTRA_REPLICA:-}" >>"$f"
+    fi
+    n=$((n + 1))
+  done
+}
+
+# start_daemon CONF [NAME]: starts cachesvc in the background; waits until it answers PING.
+start_daemon() {
+  local conf=$1 name=${2:-cachesvc}
+  "$CACHESVC" -c "$conf" >"$WORK/$name.log" 2>&1 &
+  DAEMON_PID=$!
+  DAEMON_PIDS+=("$DAEMON_PID")
+  until_true 30 daemon_answers || { cat "$WORK/$name.log" >&2; fail "cachesvc did not come up"; }
+}
+daemon_answers() {
+  kill -0 "$DAEMON_PID" 2>/dev/null || fail "cachesvc exited: $(tail -5 "$WORK"/*.log)"
+  "$CLI" -p "$PORT" -t 500 ping >/dev/null 2>&1
+}
+# stop_daemon [PID]: SIGTERM, then waits (bounded) for the exit; returns its status.
+stop_daemon() {
+  local pid=${1:-$DAEMON_PID} rc=0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -KILL "$pid"
+    fail "cachesvc did not exit within 10 s of SIGTERM"
+  fi
+  wait "$pid" || rc=$?
+  return $rc
+}
+
+cli() { "$CLI" -p "$PORT" "$@"; }
+# json FIELD < one JSON object: prints a top-level field (python3 is a meson dependency).
+json() { python3 -c 'import json,sys; v=json.load(sys.stdin); print(json.dumps(v.get(sys.argv[1])) if not isinstance(v.get(sys.argv[1]), str) else v[sys.argv[1]])' "$1"; }
+
+# http PATH: GET from the admin endpoint; prints the body, fails on no answer.
+http() {
+  exec 3<>"/dev/tcp/127.0.0.1/$APORT" || fail "admin endpoint not reachable"
+  printf 'GET %s HTTP/1.0\r\nHost: x\r\n\r\n' "$1" >&3
+  cat <&3 | sed '1,/^\r$/d'
+  exec 3<&-
+}
+http_status() {
+  exec 3<>"/dev/tcp/127.0.0.1/$APORT" || fail "admin endpoint not reachable"
+  printf 'GET %s HTTP/1.0\r\nHost: x\r\n\r\n' "$1" >&3
+  head -1 <&3 | awk '{print $2}'
+  exec 3<&-
+}
+# metric NAME_WITH_LABELS: the value of one /metrics sample (0 when absent).
+metric() {
+  local v
+  v=$(http /metrics | awk -v m="$1" '$1 == m {print $2}')
+  echo "${v:-0}"
+}
+
+# metric_is NAME VALUE / metric_ge NAME VALUE: for until_true (re-read on every try).
+metric_is() { [ "$(metric "$1")" = "$2" ]; }
+metric_ge() { awk -v v="$(metric "$1")" -v w="$2" 'BEGIN { exit !(v >= w) }'; }
+
+# stmt_calls PORT PATTERN: executions of statements matching PATTERN on a server
+# (pg_stat_statements; counted on the server itself, not by cachesvc).
+stmt_calls() {
+  local v
+  v=$(pg "$1" "$DB" -c "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database() AND query LIKE '$2'")
+  # (pg_stat_statements shows constants as $n: match on the statement's shape)
+  echo "${v:-0}"
+}

@@ -1,0 +1,1052 @@
+/* test_proto.c - unit tests for the wire codec (protocol/: frames, reader, decoders, encoders). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cs_proto.h"
+
+/* ---- Helpers ----------------------------------------------------------------------------- */
+
+static char err[256];
+
+/* Returns the body of the single frame in b after checking the header. */
+static const uint8_t *body_of(const cs_buf *b, uint8_t op, uint32_t reqid, uint32_t *len)
+{
+	cs_frame f;
+	assert_true(b->len >= CS_PROTO_HDR);
+	assert_int_equal(cs_proto_parse_header(b->data, CS_PROTO_MAX_REPLY_FRAME, &f), 0);
+	assert_int_equal(f.opcode, op);
+	assert_int_equal(f.reqid, reqid);
+	assert_int_equal(f.body_len, b->len - CS_PROTO_HDR);
+	*len = f.body_len;
+	return b->data + CS_PROTO_HDR;
+}
+
+static cs_value v_int(int64_t i)
+{
+	cs_value v = {.type = CS_V_INT, .u.i = i};
+	return v;
+}
+
+static cs_value v_str(const char *s)
+{
+	cs_value v = {.type = CS_V_STR, .u.s = {s, (uint32_t)strlen(s)}};
+	return v;
+}
+
+static void assert_value_eq(const cs_value *a, const cs_value *b)
+{
+	assert_int_equal(a->type, b->type);
+	switch (a->type) {
+	case CS_V_BOOL:
+		assert_int_equal(a->u.b, b->u.b);
+		break;
+	case CS_V_INT:
+		assert_int_equal(a->u.i, b->u.i);
+		break;
+	case CS_V_FLOAT:
+		assert_true(a->u.f == b->u.f);
+		break;
+	case CS_V_STR:
+	case CS_V_BIN:
+		assert_int_equal(a->u.s.len, b->u.s.len);
+		assert_memory_equal(a->u.s.p, b->u.s.p, a->u.s.len);
+		break;
+	case CS_V_TS:
+		assert_int_equal(a->u.ts.sec, b->u.ts.sec);
+		assert_int_equal(a->u.ts.nsec, b->u.ts.nsec);
+		break;
+	default:
+		break;
+	}
+}
+
+/* Every value type, including all three timestamp encodings and int edge cases. */
+static const cs_value *all_values(uint32_t *n)
+{
+	static cs_value vals[16];
+	int i = 0;
+	vals[i++] = (cs_value){.type = CS_V_NIL};
+	vals[i++] = (cs_value){.type = CS_V_BOOL, .u.b = true};
+	vals[i++] = (cs_value){.type = CS_V_BOOL, .u.b = false};
+	vals[i++] = v_int(0);
+	vals[i++] = v_int(-1);
+	vals[i++] = v_int(INT64_MAX);
+	vals[i++] = v_int(INT64_MIN);
+	vals[i++] = (cs_value){.type = CS_V_FLOAT, .u.f = -2.25};
+	vals[i++] = v_str("héllo");
+	vals[i++] = (cs_value){.type = CS_V_STR, .u.s = {"", 0}};
+	vals[i++] = (cs_value){.type = CS_V_BIN, .u.s = {"\x00\x01\xff", 3}};
+	vals[i++] = (cs_value){.type = CS_V_TS, .u.ts = {1700000000, 0}};         /* ts32 */
+	vals[i++] = (cs_value){.type = CS_V_TS, .u.ts = {1700000000, 123456789}}; /* ts64 */
+	vals[i++] = (cs_value){.type = CS_V_TS, .u.ts = {-86400, 5}};             /* ts96 */
+	vals[i++] = (cs_value){.type = CS_V_TS, .u.ts = {INT64_MAX, 999999999}};
+	vals[i++] = v_str("42");
+	*n = (uint32_t)i;
+	return vals;
+}
+
+static cs_get_req sample_get(void)
+{
+	cs_get_req g;
+	memset(&g, 0, sizeof g);
+	g.query = "user_profile";
+	g.query_len = 12;
+	g.tier = CS_TIER_DEFAULT;
+	const cs_value *v = all_values(&g.nparams);
+	memcpy(g.params, v, g.nparams * sizeof *v);
+	return g;
+}
+
+static void assert_get_eq(const cs_get_req *a, const cs_get_req *b)
+{
+	assert_int_equal(a->query_len, b->query_len);
+	assert_memory_equal(a->query, b->query, a->query_len);
+	assert_int_equal(a->nparams, b->nparams);
+	for (uint32_t i = 0; i < a->nparams; i++)
+		assert_value_eq(&a->params[i], &b->params[i]);
+	assert_int_equal(a->tier, b->tier);
+	assert_int_equal(a->min_lsn, b->min_lsn);
+	assert_int_equal(a->bypass, b->bypass);
+}
+
+/* A packer over a fresh buffer, for hand-built bodies. */
+typedef struct mp {
+	cs_buf b;
+	msgpack_packer pk;
+} mp;
+
+static void mp_open(mp *m)
+{
+	cs_buf_init(&m->b, 1u << 22);
+	msgpack_packer_init(&m->pk, &m->b, cs_buf_msgpack_write);
+}
+
+static void mp_s(mp *m, const char *s)
+{
+	assert_int_equal(msgpack_pack_str_with_body(&m->pk, s, strlen(s)), 0);
+}
+
+/* A result: cols (id int, name text, at timestamptz) and two rows. */
+static void build_result(cs_buf *out)
+{
+	msgpack_packer pk;
+	cs_buf_init(out, 0);
+	msgpack_packer_init(&pk, out, cs_buf_msgpack_write);
+	assert_int_equal(cs_proto_pack_result_begin(&pk, 3), 0);
+	assert_int_equal(cs_proto_pack_col(&pk, "id", CS_COL_INT), 0);
+	assert_int_equal(cs_proto_pack_col(&pk, "name", CS_COL_TEXT), 0);
+	assert_int_equal(cs_proto_pack_col(&pk, "at", CS_COL_TIMESTAMPTZ), 0);
+	assert_int_equal(msgpack_pack_array(&pk, 2), 0);
+	cs_value row1[3] = {v_int(1), v_str("ann"), {.type = CS_V_TS, .u.ts = {1700000000, 5000}}};
+	cs_value row2[3] = {v_int(2), {.type = CS_V_NIL}, {.type = CS_V_NIL}};
+	assert_int_equal(msgpack_pack_array(&pk, 3), 0);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(cs_proto_pack_value(&pk, &row1[i]), 0);
+	assert_int_equal(msgpack_pack_array(&pk, 3), 0);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(cs_proto_pack_value(&pk, &row2[i]), 0);
+	assert_false(out->failed);
+}
+
+/* ---- Round trips ------------------------------------------------------------------------- */
+
+static void roundtrip_get_and_refresh(void **state)
+{
+	uint8_t ops[2] = {CS_OP_GET, CS_OP_REFRESH};
+	for (int k = 0; k < 2; k++) {
+		cs_buf b;
+		cs_get_req g = sample_get(), back;
+		uint32_t len;
+		if (k == 1) {
+			g.tier = CS_TIER_BATCH;
+			g.min_lsn = ((uint64_t)0x16 << 32) | 0xB374D848u;
+			g.bypass = true;
+		}
+		cs_buf_init(&b, 0);
+		assert_int_equal(cs_proto_write_get(&b, 77, ops[k], &g), 0);
+		const uint8_t *body = body_of(&b, ops[k], 77, &len);
+		assert_int_equal(cs_proto_decode_get(body, len, &back, err, sizeof err), 0);
+		assert_get_eq(&g, &back);
+		/* Decoded strings are borrowed from the body. */
+		assert_true((const uint8_t *)back.query > body &&
+		            (const uint8_t *)back.query < body + len);
+		cs_buf_free(&b);
+	}
+}
+
+static void roundtrip_mget(void **state)
+{
+	static cs_get_req items[3], back[CS_PROTO_MAX_MGET];
+	uint32_t n = 0, len;
+	cs_buf b;
+	for (int i = 0; i < 3; i++)
+		items[i] = sample_get();
+	items[1].nparams = 0;
+	items[2].tier = CS_TIER_CRITICAL;
+	cs_buf_init(&b, 0);
+	assert_int_equal(cs_proto_write_mget(&b, 5, items, 3), 0);
+	const uint8_t *body = body_of(&b, CS_OP_MGET, 5, &len);
+	assert_int_equal(
+	        cs_proto_decode_mget(body, len, back, CS_PROTO_MAX_MGET, &n, err, sizeof err), 0);
+	assert_int_equal(n, 3);
+	for (int i = 0; i < 3; i++)
+		assert_get_eq(&items[i], &back[i]);
+	cs_buf_free(&b);
+}
+
+static void roundtrip_hello(void **state)
+{
+	cs_hello_req h = {1, "app-7", 5, NULL, 0}, back;
+	cs_buf b;
+	uint32_t len;
+	cs_buf_init(&b, 0);
+	for (int k = 0; k < 2; k++) {
+		if (k == 1) {
+			h.token = "s3cret";
+			h.token_len = 6;
+		}
+		cs_buf_reset(&b);
+		assert_int_equal(cs_proto_write_hello(&b, 1, &h), 0);
+		const uint8_t *body = body_of(&b, CS_OP_HELLO, 1, &len);
+		assert_int_equal(cs_proto_decode_hello(body, len, &back, err, sizeof err), 0);
+		assert_int_equal(back.version, 1);
+		assert_int_equal(back.client_len, 5);
+		assert_memory_equal(back.client, "app-7", 5);
+		if (k == 0) {
+			assert_null(back.token);
+		} else {
+			assert_int_equal(back.token_len, 6);
+			assert_memory_equal(back.token, "s3cret", 6);
+		}
+	}
+	/* Reply. */
+	uint32_t v, sl, mf;
+	const char *s;
+	cs_buf_reset(&b);
+	assert_int_equal(cs_proto_write_hello_reply(&b, 1, 1, "cachesvc/0.1", 1u << 20), 0);
+	const uint8_t *body = body_of(&b, CS_OP_REPLY_FLAG | CS_OP_HELLO, 1, &len);
+	assert_int_equal(cs_proto_decode_hello_reply(body, len, &v, &s, &sl, &mf), 0);
+	assert_int_equal(v, 1);
+	assert_int_equal(mf, 1u << 20);
+	assert_int_equal(sl, 12);
+	assert_memory_equal(s, "cachesvc/0.1", 12);
+	cs_buf_free(&b);
+}
+
+static void roundtrip_invalidate(void **state)
+{
+	cs_inval_req q = {"conv_messages", 13, true, 1, {{.type = CS_V_INT, .u.i = 42}}};
+	cs_inval_req back;
+	cs_buf b;
+	uint32_t len;
+	cs_buf_init(&b, 0);
+	assert_int_equal(cs_proto_write_inval(&b, 3, &q), 0);
+	const uint8_t *body = body_of(&b, CS_OP_INVALIDATE, 3, &len);
+	assert_int_equal(cs_proto_decode_inval(body, len, &back, err, sizeof err), 0);
+	assert_true(back.has_params);
+	assert_int_equal(back.nparams, 1);
+	assert_value_eq(&back.params[0], &q.params[0]);
+	/* Without p: the whole query. An empty p is still "one key" (zero-parameter query). */
+	q.has_params = false;
+	q.nparams = 0;
+	cs_buf_reset(&b);
+	assert_int_equal(cs_proto_write_inval(&b, 4, &q), 0);
+	body = body_of(&b, CS_OP_INVALIDATE, 4, &len);
+	assert_int_equal(cs_proto_decode_inval(body, len, &back, err, sizeof err), 0);
+	assert_false(back.has_params);
+	q.has_params = true;
+	cs_buf_reset(&b);
+	assert_int_equal(cs_proto_write_inval(&b, 4, &q), 0);
+	body = body_of(&b, CS_OP_INVALIDATE, 4, &len);
+	assert_int_equal(cs_proto_decode_inval(body, len, &back, err, sizeof err), 0);
+	assert_true(back.has_params);
+	assert_int_equal(back.nparams, 0);
+	/* Replies. */
+	bool whole;
+	uint64_t n;
+	for (int k = 0; k < 2; k++) {
+		cs_buf_reset(&b);
+		assert_int_equal(cs_proto_write_inval_reply(&b, 9, k == 1, 1234567890123ull), 0);
+		body = body_of(&b, CS_OP_REPLY_FLAG | CS_OP_INVALIDATE, 9, &len);
+		assert_int_equal(cs_proto_decode_inval_reply(body, len, &whole, &n), 0);
+		assert_int_equal(whole, k == 1);
+		assert_int_equal(n, 1234567890123ull);
+	}
+	cs_buf_free(&b);
+}
+
+static void roundtrip_ping_stats(void **state)
+{
+	cs_buf b;
+	uint32_t len;
+	cs_buf_init(&b, 0);
+	assert_int_equal(cs_proto_write_empty(&b, 1, CS_OP_PING), 0);
+	const uint8_t *body = body_of(&b, CS_OP_PING, 1, &len);
+	assert_int_equal(cs_proto_decode_empty(body, len), 0);
+	assert_int_equal(cs_proto_decode_empty((const uint8_t *)"\x80", 1), 0);
+	assert_int_equal(
+	        cs_proto_decode_empty((const uint8_t *)"\x81\xa1q\xc0", 4), -CS_ERR_PROTOCOL);
+	assert_int_equal(cs_proto_decode_empty((const uint8_t *)"", 0), -CS_ERR_PROTOCOL);
+	assert_int_equal(cs_proto_decode_empty((const uint8_t *)"\xc0\xc0", 2), -CS_ERR_PROTOCOL);
+	assert_int_equal(cs_proto_write_empty(&b, 1, CS_OP_GET), -CS_ERR_BAD_PARAMS);
+	cs_buf_reset(&b);
+	assert_int_equal(cs_proto_write_empty(&b, 2, CS_OP_STATS), 0);
+	body_of(&b, CS_OP_STATS, 2, &len);
+	cs_buf_reset(&b);
+	assert_int_equal(cs_proto_write_nil_reply(&b, 2, CS_OP_PING), 0);
+	body = body_of(&b, CS_OP_REPLY_FLAG | CS_OP_PING, 2, &len);
+	assert_int_equal(cs_proto_decode_nil(body, len), 0);
+
+	cs_stat st[3] = {{"hits", 4, false, 10, 0}, {"hit_ratio", 9, true, 0, 0.25},
+	        {"neg", 3, false, -5, 0}},
+	        out[3];
+	uint32_t n;
+	cs_buf_reset(&b);
+	assert_int_equal(cs_proto_write_stats(&b, 3, st, 3), 0);
+	body = body_of(&b, CS_OP_REPLY_FLAG | CS_OP_STATS, 3, &len);
+	assert_int_equal(cs_proto_decode_stats(body, len, out, 3, &n), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(out[0].i, 10);
+	assert_true(out[1].is_float && out[1].f == 0.25);
+	assert_int_equal(out[2].i, -5);
+	assert_memory_equal(out[1].name, "hit_ratio", 9);
+	assert_int_equal(cs_proto_decode_stats(body, len, out, 2, &n), -CS_ERR_TOO_LARGE);
+	cs_buf_free(&b);
+}
+
+static void roundtrip_result(void **state)
+{
+	cs_buf res, b;
+	cs_meta m = {CS_SRC_REPLICA, 0xABCDEF0123ull, 1500, true};
+	uint32_t len;
+	build_result(&res);
+	assert_int_equal(cs_proto_check_result(res.data, res.len, err, sizeof err), 0);
+	cs_buf_init(&b, 0);
+	assert_int_equal(cs_proto_write_result(&b, 8, CS_OP_GET, &m, res.data, res.len), 0);
+	const uint8_t *body = body_of(&b, CS_OP_REPLY_FLAG | CS_OP_GET, 8, &len);
+	/* The result bytes are copied verbatim at the end of the body. */
+	assert_memory_equal(body + len - res.len, res.data, res.len);
+
+	cs_result *r = NULL;
+	assert_int_equal(cs_result_decode(body, len, &r, err, sizeof err), 0);
+	assert_int_equal(cs_result_error(r, NULL), 0);
+	const cs_meta *rm = cs_result_meta(r);
+	assert_int_equal(rm->src, CS_SRC_REPLICA);
+	assert_int_equal(rm->lsn, 0xABCDEF0123ull);
+	assert_int_equal(rm->age_ms, 1500);
+	assert_true(rm->stale);
+	assert_int_equal(cs_result_ncols(r), 3);
+	assert_int_equal(cs_result_nrows(r), 2);
+	assert_string_equal(cs_result_col_name(r, 1), "name");
+	assert_int_equal(cs_result_col_type(r, 2), CS_COL_TIMESTAMPTZ);
+	assert_null(cs_result_col_name(r, 3));
+	cs_value v;
+	assert_int_equal(cs_result_value(r, 0, 1, &v), 0);
+	assert_int_equal(v.type, CS_V_STR);
+	assert_int_equal(v.u.s.len, 3);
+	assert_memory_equal(v.u.s.p, "ann", 3);
+	assert_int_equal(cs_result_value(r, 0, 2, &v), 0);
+	assert_int_equal(v.type, CS_V_TS);
+	assert_int_equal(v.u.ts.sec, 1700000000);
+	assert_int_equal(v.u.ts.nsec, 5000);
+	assert_int_equal(cs_result_value(r, 1, 1, &v), 0);
+	assert_int_equal(v.type, CS_V_NIL);
+	assert_int_equal(cs_result_value(r, 2, 0, &v), -CS_ERR_BAD_PARAMS);
+	cs_result_free(r);
+
+	/* Every value type survives a trip through a one-row result. */
+	uint32_t nv;
+	const cs_value *vals = all_values(&nv);
+	mp p;
+	mp_open(&p);
+	assert_int_equal(cs_proto_pack_result_begin(&p.pk, nv), 0);
+	for (uint32_t i = 0; i < nv; i++)
+		assert_int_equal(cs_proto_pack_col(&p.pk, "c", CS_COL_OTHER), 0);
+	assert_int_equal(msgpack_pack_array(&p.pk, 1), 0);
+	assert_int_equal(msgpack_pack_array(&p.pk, nv), 0);
+	for (uint32_t i = 0; i < nv; i++)
+		assert_int_equal(cs_proto_pack_value(&p.pk, &vals[i]), 0);
+	cs_buf_reset(&b);
+	assert_int_equal(cs_proto_write_result(&b, 9, CS_OP_REFRESH, &m, p.b.data, p.b.len), 0);
+	body = body_of(&b, CS_OP_REPLY_FLAG | CS_OP_REFRESH, 9, &len);
+	assert_int_equal(cs_result_decode(body, len, &r, err, sizeof err), 0);
+	for (uint32_t i = 0; i < nv; i++) {
+		assert_int_equal(cs_result_value(r, 0, i, &v), 0);
+		assert_value_eq(&v, &vals[i]);
+	}
+	cs_result_free(r);
+	cs_buf_free(&p.b);
+	cs_buf_free(&b);
+	cs_buf_free(&res);
+}
+
+static void roundtrip_mget_reply(void **state)
+{
+	cs_buf res, b;
+	cs_meta m = {CS_SRC_CACHE, 7, 0, false};
+	uint32_t len, n;
+	build_result(&res);
+	cs_buf_init(&b, 0);
+	size_t off = cs_proto_mget_begin(&b, 4, 3);
+	assert_int_equal(cs_proto_mget_item_ok(&b, &m, res.data, res.len), 0);
+	assert_int_equal(cs_proto_mget_item_err(&b, -CS_ERR_UNKNOWN_QUERY, "no query \"x\""), 0);
+	assert_int_equal(cs_proto_mget_item_ok(&b, &m, res.data, res.len), 0);
+	cs_proto_mget_end(&b, off);
+	assert_false(b.failed);
+	const uint8_t *body = body_of(&b, CS_OP_REPLY_FLAG | CS_OP_MGET, 4, &len);
+	cs_result *items[4];
+	assert_int_equal(cs_result_decode_mget(body, len, items, 4, &n, err, sizeof err), 0);
+	assert_int_equal(n, 3);
+	const char *msg;
+	assert_int_equal(cs_result_error(items[0], NULL), 0);
+	assert_int_equal(cs_result_nrows(items[0]), 2);
+	assert_int_equal(cs_result_error(items[1], &msg), -CS_ERR_UNKNOWN_QUERY);
+	assert_string_equal(msg, "no query \"x\"");
+	assert_int_equal(cs_result_meta(items[2])->lsn, 7);
+	for (uint32_t i = 0; i < n; i++)
+		cs_result_free(items[i]);
+	/* More items than the caller has room for. */
+	assert_int_equal(
+	        cs_result_decode_mget(body, len, items, 2, &n, err, sizeof err), -CS_ERR_PROTOCOL);
+	cs_buf_free(&b);
+	cs_buf_free(&res);
+}
+
+static void every_error_code(void **state)
+{
+	static const char *names[] = {NULL, "unknown_query", "bad_params", "overloaded",
+	        "unavailable", "too_large", "auth", "protocol", "internal", "timeout",
+	        "shutting_down"};
+	cs_buf b;
+	cs_buf_init(&b, 0);
+	for (int code = 1; code <= CS_ERR_MAX; code++) {
+		assert_string_equal(cs_err_name(code), names[code]);
+		assert_string_equal(cs_err_name(-code), names[code]);
+		cs_buf_reset(&b);
+		/* Negative and positive codes encode the same. */
+		assert_int_equal(cs_proto_write_error(&b, (uint32_t)code, code % 2 ? -code : code,
+		                         "%s happened %d", names[code], code),
+		        0);
+		uint32_t len, ml;
+		const char *msg;
+		int got;
+		const uint8_t *body = body_of(&b, CS_OP_ERROR, (uint32_t)code, &len);
+		assert_int_equal(cs_proto_decode_error(body, len, &got, &msg, &ml), 0);
+		assert_int_equal(got, code);
+		char want[64];
+		snprintf(want, sizeof want, "%s happened %d", names[code], code);
+		assert_int_equal(ml, strlen(want));
+		assert_memory_equal(msg, want, ml);
+	}
+	assert_string_equal(cs_err_name(0), "unknown_error");
+	assert_string_equal(cs_err_name(99), "unknown_error");
+	assert_string_equal(cs_op_name(CS_OP_GET), "get");
+	assert_string_equal(cs_op_name(CS_OP_REPLY_FLAG | CS_OP_MGET), "mget_reply");
+	assert_string_equal(cs_op_name(CS_OP_ERROR), "error");
+	assert_string_equal(cs_op_name(0x42), "unknown");
+
+	/* Long messages are truncated to CS_PROTO_MAX_MSG bytes. */
+	char big[4000];
+	memset(big, 'x', sizeof big - 1);
+	big[sizeof big - 1] = '\0';
+	cs_buf_reset(&b);
+	assert_int_equal(cs_proto_write_error(&b, 1, CS_ERR_INTERNAL, "%s", big), 0);
+	uint32_t len, ml;
+	const char *msg;
+	int got;
+	const uint8_t *body = body_of(&b, CS_OP_ERROR, 1, &len);
+	assert_int_equal(cs_proto_decode_error(body, len, &got, &msg, &ml), 0);
+	assert_int_equal(ml, CS_PROTO_MAX_MSG);
+	/* Malformed error bodies. */
+	assert_int_equal(cs_proto_decode_error((const uint8_t *)"\x81\xa4"
+	                                                        "code\x00",
+	                         7, &got, &msg, &ml),
+	        -CS_ERR_PROTOCOL);
+	assert_int_equal(cs_proto_decode_error((const uint8_t *)"\xc0", 1, &got, &msg, &ml),
+	        -CS_ERR_PROTOCOL);
+	cs_buf_free(&b);
+}
+
+/* ---- Frames and the reader --------------------------------------------------------------- */
+
+static void header_checks(void **state)
+{
+	uint8_t h[CS_PROTO_HDR] = {0, 0, 0, 5, 1, 3, 0, 0, 0xde, 0xad, 0xbe, 0xef};
+	cs_frame f;
+	assert_int_equal(cs_proto_parse_header(h, 5, &f), 0);
+	assert_int_equal(f.body_len, 5);
+	assert_int_equal(f.opcode, CS_OP_GET);
+	assert_int_equal(f.reqid, 0xdeadbeefu);
+	assert_int_equal(cs_proto_parse_header(h, 4, &f), -CS_ERR_PROTOCOL); /* oversized */
+	h[4] = 2;
+	assert_int_equal(cs_proto_parse_header(h, 5, &f), -CS_ERR_PROTOCOL); /* version */
+	h[4] = 1;
+	h[7] = 1;
+	assert_int_equal(cs_proto_parse_header(h, 5, &f), -CS_ERR_PROTOCOL); /* flags */
+	h[7] = 0;
+	h[6] = 0x80;
+	assert_int_equal(cs_proto_parse_header(h, 5, &f), -CS_ERR_PROTOCOL);
+}
+
+/* Three frames of different shapes back to back. */
+static void build_stream(cs_buf *b)
+{
+	cs_get_req g = sample_get();
+	cs_buf_init(b, 0);
+	assert_int_equal(cs_proto_write_get(b, 1, CS_OP_GET, &g), 0);
+	assert_int_equal(cs_proto_write_empty(b, 2, CS_OP_PING), 0);
+	assert_int_equal(cs_proto_write_error(b, 3, CS_ERR_TIMEOUT, "slow"), 0);
+}
+
+static int drain(cs_proto_reader *r, cs_frame *frames, int *n)
+{
+	int rc;
+	cs_frame f;
+	while ((rc = cs_proto_reader_next(r, &f)) == 1) {
+		/* Bodies are only valid until the next call: compare now. */
+		frames[*n] = f;
+		(*n)++;
+	}
+	return rc;
+}
+
+static void reader_every_split(void **state)
+{
+	cs_buf s;
+	build_stream(&s);
+	uint8_t *copy = malloc(s.len);
+	for (size_t split = 0; split <= s.len; split++) {
+		for (size_t split2 = split; split2 <= s.len; split2 += 7) {
+			cs_proto_reader *r = cs_proto_reader_new(CS_PROTO_MAX_FRAME);
+			cs_frame frames[3];
+			int n = 0;
+			size_t cuts[4] = {0, split, split2, s.len};
+			size_t got_off = 0;
+			for (int c = 0; c < 3; c++) {
+				assert_int_equal(cs_proto_reader_feed(r, s.data + cuts[c],
+				                         cuts[c + 1] - cuts[c]),
+				        0);
+				int before = n;
+				assert_int_equal(drain(r, frames, &n), 0);
+				for (int i = before; i < n; i++) {
+					memcpy(copy + got_off, s.data + got_off, CS_PROTO_HDR);
+					assert_memory_equal(frames[i].body,
+					        s.data + got_off + CS_PROTO_HDR,
+					        frames[i].body_len);
+					got_off += CS_PROTO_HDR + frames[i].body_len;
+				}
+			}
+			assert_int_equal(n, 3);
+			assert_int_equal(frames[0].reqid, 1);
+			assert_int_equal(frames[1].opcode, CS_OP_PING);
+			assert_int_equal(frames[2].opcode, CS_OP_ERROR);
+			assert_int_equal(got_off, s.len);
+			assert_int_equal(cs_proto_reader_pending(r), 0);
+			cs_proto_reader_free(r);
+		}
+	}
+	/* Byte by byte. */
+	cs_proto_reader *r = cs_proto_reader_new(CS_PROTO_MAX_FRAME);
+	cs_frame frames[3];
+	int n = 0;
+	for (size_t i = 0; i < s.len; i++) {
+		assert_int_equal(cs_proto_reader_feed(r, s.data + i, 1), 0);
+		assert_int_equal(drain(r, frames, &n), 0);
+	}
+	assert_int_equal(n, 3);
+	cs_proto_reader_free(r);
+	free(copy);
+	cs_buf_free(&s);
+}
+
+static void reader_errors(void **state)
+{
+	/* Oversized frame: detected from the header alone, before the body arrives. */
+	cs_proto_reader *r = cs_proto_reader_new(16);
+	cs_frame f;
+	uint8_t h[CS_PROTO_HDR] = {0, 0, 0, 17, 1, 3, 0, 0, 0, 0, 0, 1};
+	assert_int_equal(cs_proto_reader_feed(r, h, sizeof h), 0);
+	assert_int_equal(cs_proto_reader_next(r, &f), -CS_ERR_PROTOCOL);
+	assert_non_null(strstr(cs_proto_reader_errstr(r), "exceeds"));
+	/* Sticky. */
+	assert_int_equal(cs_proto_reader_feed(r, h, 1), -CS_ERR_PROTOCOL);
+	assert_int_equal(cs_proto_reader_next(r, &f), -CS_ERR_PROTOCOL);
+	cs_proto_reader_free(r);
+
+	r = cs_proto_reader_new(16);
+	h[3] = 1;
+	h[6] = 1;
+	assert_int_equal(cs_proto_reader_feed(r, h, sizeof h), 0);
+	assert_int_equal(cs_proto_reader_next(r, &f), -CS_ERR_PROTOCOL);
+	assert_non_null(strstr(cs_proto_reader_errstr(r), "flags"));
+	cs_proto_reader_free(r);
+
+	/* The buffer cap: HDR + max_body + slack unconsumed bytes. */
+	r = cs_proto_reader_new(16);
+	size_t lim = CS_PROTO_HDR + 16 + CS_PROTO_READER_SLACK;
+	uint8_t *junk = calloc(1, lim + 1);
+	assert_int_equal(cs_proto_reader_feed(r, junk, lim + 1), -CS_ERR_TOO_LARGE);
+	cs_proto_reader_free(r);
+	r = cs_proto_reader_new(16);
+	assert_int_equal(cs_proto_reader_feed(r, junk, lim), 0);
+	cs_proto_reader_free(r);
+	free(junk);
+
+	/* Not enough bytes: 0, not an error. */
+	r = cs_proto_reader_new(16);
+	assert_int_equal(cs_proto_reader_next(r, &f), 0);
+	assert_int_equal(cs_proto_reader_feed(r, h, 11), 0);
+	assert_int_equal(cs_proto_reader_next(r, &f), 0);
+	cs_proto_reader_free(r);
+}
+
+/* ---- Limits ------------------------------------------------------------------------------ */
+
+/* Packs a GET map {"q": q, "p": [nparams ints]}. */
+static void pack_get_body(mp *m, const char *q, uint32_t nparams)
+{
+	assert_int_equal(msgpack_pack_map(&m->pk, 2), 0);
+	mp_s(m, "q");
+	mp_s(m, q);
+	mp_s(m, "p");
+	assert_int_equal(msgpack_pack_array(&m->pk, nparams), 0);
+	for (uint32_t i = 0; i < nparams; i++)
+		assert_int_equal(msgpack_pack_int64(&m->pk, i), 0);
+}
+
+static int decode_get_mp(mp *m)
+{
+	cs_get_req g;
+	return cs_proto_decode_get(m->b.data, (uint32_t)m->b.len, &g, err, sizeof err);
+}
+
+static void limit_param_count(void **state)
+{
+	mp m;
+	mp_open(&m);
+	pack_get_body(&m, "q1", CS_PROTO_MAX_PARAMS);
+	assert_int_equal(decode_get_mp(&m), 0);
+	cs_buf_reset(&m.b);
+	pack_get_body(&m, "q1", CS_PROTO_MAX_PARAMS + 1);
+	assert_int_equal(decode_get_mp(&m), -CS_ERR_PROTOCOL);
+	assert_non_null(strstr(err, "parameters"));
+	cs_buf_free(&m.b);
+	/* The encoder refuses too. */
+	cs_get_req g = sample_get();
+	cs_buf b;
+	cs_buf_init(&b, 0);
+	g.nparams = CS_PROTO_MAX_PARAMS + 1;
+	assert_int_equal(cs_proto_write_get(&b, 1, CS_OP_GET, &g), -CS_ERR_BAD_PARAMS);
+	assert_int_equal(b.len, 0);
+	cs_buf_free(&b);
+}
+
+static void limit_name_length(void **state)
+{
+	char name[CS_PROTO_MAX_NAME + 2];
+	memset(name, 'n', sizeof name);
+	mp m;
+	mp_open(&m);
+	name[CS_PROTO_MAX_NAME] = '\0';
+	pack_get_body(&m, name, 0);
+	assert_int_equal(decode_get_mp(&m), 0);
+	cs_buf_reset(&m.b);
+	name[CS_PROTO_MAX_NAME] = 'n';
+	name[CS_PROTO_MAX_NAME + 1] = '\0';
+	pack_get_body(&m, name, 0);
+	assert_int_equal(decode_get_mp(&m), -CS_ERR_PROTOCOL);
+	cs_buf_reset(&m.b);
+	pack_get_body(&m, "", 0);
+	assert_int_equal(decode_get_mp(&m), -CS_ERR_PROTOCOL);
+	/* HELLO client name and token. */
+	char tok[CS_PROTO_MAX_TOKEN + 2];
+	memset(tok, 't', sizeof tok);
+	for (int k = 0; k < 4; k++) {
+		cs_hello_req h;
+		cs_buf_reset(&m.b);
+		assert_int_equal(msgpack_pack_map(&m.pk, 3), 0);
+		mp_s(&m, "v");
+		assert_int_equal(msgpack_pack_uint8(&m.pk, 1), 0);
+		mp_s(&m, "client");
+		assert_int_equal(
+		        msgpack_pack_str_with_body(&m.pk, name, CS_PROTO_MAX_NAME + (k == 1)), 0);
+		mp_s(&m, "token");
+		assert_int_equal(
+		        msgpack_pack_str_with_body(&m.pk, tok, CS_PROTO_MAX_TOKEN + (k == 2)), 0);
+		int rc = cs_proto_decode_hello(m.b.data, (uint32_t)m.b.len, &h, err, sizeof err);
+		assert_int_equal(rc, k == 1 || k == 2 ? -CS_ERR_PROTOCOL : 0);
+	}
+	cs_buf_free(&m.b);
+}
+
+static void limit_mget_count(void **state)
+{
+	static cs_get_req items[CS_PROTO_MAX_MGET + 1];
+	uint32_t n;
+	mp m;
+	mp_open(&m);
+	for (int k = 0; k < 2; k++) {
+		uint32_t count = CS_PROTO_MAX_MGET + (uint32_t)k;
+		cs_buf_reset(&m.b);
+		assert_int_equal(msgpack_pack_array(&m.pk, count), 0);
+		for (uint32_t i = 0; i < count; i++)
+			pack_get_body(&m, "q", 1);
+		int rc = cs_proto_decode_mget(m.b.data, (uint32_t)m.b.len, items,
+		        CS_PROTO_MAX_MGET + 1, &n, err, sizeof err);
+		assert_int_equal(rc, k == 0 ? 0 : -CS_ERR_PROTOCOL);
+		if (k == 0)
+			assert_int_equal(n, CS_PROTO_MAX_MGET);
+	}
+	/* The caller's array bounds the count as well. */
+	cs_buf_reset(&m.b);
+	assert_int_equal(msgpack_pack_array(&m.pk, 3), 0);
+	for (int i = 0; i < 3; i++)
+		pack_get_body(&m, "q", 0);
+	assert_int_equal(
+	        cs_proto_decode_mget(m.b.data, (uint32_t)m.b.len, items, 2, &n, err, sizeof err),
+	        -CS_ERR_PROTOCOL);
+	/* An error in one item names it and fails the MGET. */
+	cs_buf_reset(&m.b);
+	assert_int_equal(msgpack_pack_array(&m.pk, 2), 0);
+	pack_get_body(&m, "q", 0);
+	assert_int_equal(msgpack_pack_map(&m.pk, 1), 0);
+	mp_s(&m, "x");
+	assert_int_equal(
+	        cs_proto_decode_mget(m.b.data, (uint32_t)m.b.len, items, 2, &n, err, sizeof err),
+	        -CS_ERR_PROTOCOL);
+	assert_non_null(strstr(err, "item 1"));
+	cs_buf_free(&m.b);
+}
+
+static void limit_depth(void **state)
+{
+	cs_get_req g;
+	/* {"q":"x","p":[[[...]]]}: the body is depth 1, "p" depth 2, its elements depth 3. */
+	for (int extra = 0; extra <= 7; extra++) {
+		uint8_t body[64];
+		size_t n = 0;
+		memcpy(body, "\x82\xa1q\xa1x\xa1p\x91", 8);
+		n = 8;
+		for (int i = 0; i < extra; i++)
+			body[n++] = 0x91; /* array of 1 */
+		body[n++] = 0xc0;
+		int rc = cs_proto_decode_get(body, (uint32_t)n, &g, err, sizeof err);
+		/* Innermost nil at depth 3 + extra. */
+		if (extra == 0)
+			assert_int_equal(rc, 0);
+		else if (3 + extra <= CS_PROTO_MAX_DEPTH)
+			assert_int_equal(rc, -CS_ERR_BAD_PARAMS); /* arrays are not values */
+		else
+			assert_int_equal(rc, -CS_ERR_PROTOCOL);
+	}
+	/* A result nested deeper than the limit. */
+	assert_int_equal(cs_proto_check_result(
+	                         (const uint8_t *)"\x92\x90\x91\x91\x91\xc0", 6, err, sizeof err),
+	        -CS_ERR_PROTOCOL);
+}
+
+static void limit_counts_vs_remaining(void **state)
+{
+	cs_get_req g;
+	static const struct {
+		const char *bytes;
+		uint32_t len;
+	} cases[] = {
+	        {"\xdd\xff\x00\x00\x00", 5},                     /* array32 of ~4e9 */
+	        {"\xdf\x7f\xff\xff\xff\xc0", 6},                 /* map32 */
+	        {"\x81\xa1q\xdb\xff\xff\xff\xff", 8},            /* str32 longer than the body */
+	        {"\x82\xa1q\xa1x\xa1p\xdc\x00\x03\xc0\xc0", 12}, /* array16 of 3 with 2 left */
+	        {"\x81\xa1q\xc4\x05\x01", 6},                    /* bin8 */
+	        {"\x82\xa1q\xa1x\xa1p\x91\xc7\x10\xff\x00", 12}, /* ext8 */
+	        {"\x83\xa1q\xa1x", 5}, /* map of 3 with 2 bytes left for 6 */
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		assert_int_equal(cs_proto_decode_get((const uint8_t *)cases[i].bytes, cases[i].len,
+		                         &g, err, sizeof err),
+		        -CS_ERR_PROTOCOL);
+		cs_result *r;
+		assert_int_equal(cs_result_decode((const uint8_t *)cases[i].bytes, cases[i].len, &r,
+		                         err, sizeof err),
+		        -CS_ERR_PROTOCOL);
+	}
+	/* The exact message for counts. */
+	assert_int_equal(cs_proto_decode_get(
+	                         (const uint8_t *)"\xdd\xff\x00\x00\x00", 5, &g, err, sizeof err),
+	        -CS_ERR_PROTOCOL);
+	assert_non_null(strstr(err, "remaining"));
+}
+
+/* ---- Malformed and soft errors ----------------------------------------------------------- */
+
+static void malformed_truncated(void **state)
+{
+	cs_get_req g = sample_get(), back;
+	cs_buf b;
+	uint32_t len;
+	cs_buf_init(&b, 0);
+	assert_int_equal(cs_proto_write_get(&b, 1, CS_OP_GET, &g), 0);
+	const uint8_t *body = body_of(&b, CS_OP_GET, 1, &len);
+	for (uint32_t cut = 0; cut < len; cut++) {
+		uint8_t *exact = malloc(cut ? cut : 1); /* ASan catches over-reads */
+		memcpy(exact, body, cut);
+		assert_int_equal(
+		        cs_proto_decode_get(exact, cut, &back, err, sizeof err), -CS_ERR_PROTOCOL);
+		free(exact);
+	}
+	cs_buf_free(&b);
+	/* Reply truncated at every byte. */
+	cs_buf res;
+	cs_meta m = {0, 1, 2, false};
+	build_result(&res);
+	cs_buf_init(&b, 0);
+	assert_int_equal(cs_proto_write_result(&b, 1, CS_OP_GET, &m, res.data, res.len), 0);
+	body = body_of(&b, CS_OP_REPLY_FLAG | CS_OP_GET, 1, &len);
+	for (uint32_t cut = 0; cut < len; cut++) {
+		cs_result *r = NULL;
+		assert_int_equal(
+		        cs_result_decode(body, cut, &r, err, sizeof err), -CS_ERR_PROTOCOL);
+		assert_null(r);
+	}
+	cs_buf_free(&b);
+	cs_buf_free(&res);
+}
+
+static void malformed_shapes(void **state)
+{
+	static const struct {
+		const char *bytes;
+		uint32_t len;
+		int want;
+		const char *msg;
+	} cases[] = {
+	        {"\xc0", 1, -CS_ERR_PROTOCOL, "map"},
+	        {"\x90", 1, -CS_ERR_PROTOCOL, "map"},
+	        {"", 0, -CS_ERR_PROTOCOL, "truncated"},
+	        {"\x80", 1, -CS_ERR_PROTOCOL, "missing"},
+	        {"\x81\xa1q\x01", 4, -CS_ERR_PROTOCOL, "string"},
+	        {"\x81\x01\xa1x", 4, -CS_ERR_PROTOCOL, "keys"},
+	        {"\x82\xa1q\xa1x\xa3zzz\xc0", 10, -CS_ERR_PROTOCOL, "unknown key"},
+	        {"\x82\xa1q\xa1x\xa1q\xa1y", 9, -CS_ERR_PROTOCOL, "duplicate"},
+	        {"\x82\xa1q\xa1x\xa1p\xc0", 8, -CS_ERR_PROTOCOL, "array"},
+	        {"\x82\xa1q\xa1x\xa4tier\xa1"
+	         "a",
+	                12, -CS_ERR_PROTOCOL, "tier"},
+	        {"\x82\xa1q\xa1x\xa4tier\xff", 11, -CS_ERR_PROTOCOL, "tier"},
+	        {"\x82\xa1q\xa1x\xa3lsn\xcb\x00\x00\x00\x00\x00\x00\x00\x00", 18, -CS_ERR_PROTOCOL,
+	                "lsn"},
+	        {"\x82\xa1q\xa1x\xa6"
+	         "bypass\x01",
+	                13, -CS_ERR_PROTOCOL, "bypass"},
+	        {"\x81\xa1q\xa1x\xc0", 6, -CS_ERR_PROTOCOL, "trailing"},
+	        {"\x81\xa1q\xc1", 4, -CS_ERR_PROTOCOL, "0xc1"},
+	        /* Soft: well-formed but unusable values. */
+	        {"\x82\xa1q\xa1x\xa4tier\x03", 11, -CS_ERR_BAD_PARAMS, "tier"},
+	        {"\x82\xa1q\xa1x\xa1p\x91\xcf\xff\xff\xff\xff\xff\xff\xff\xff", 17,
+	                -CS_ERR_BAD_PARAMS, "INT64_MAX"},
+	        {"\x82\xa1q\xa1x\xa1p\x91\xd4\x05\x00", 11, -CS_ERR_BAD_PARAMS, "ext"},
+	        {"\x82\xa1q\xa1x\xa1p\x91\xd6\xff\x00\x00", 11, -CS_ERR_PROTOCOL, "truncated"},
+	        {"\x82\xa1q\xa1x\xa1p\x91\xd7\xff\xff\xff\xff\xff\x00\x00\x00\x00", 18,
+	                -CS_ERR_BAD_PARAMS, "timestamp"}, /* nsec > 999999999 */
+	        {"\x82\xa1q\xa1x\xa1p\x91\x80", 9, -CS_ERR_BAD_PARAMS, "maps"},
+	        /* A soft error followed by a hard one is hard. */
+	        {"\x83\xa1q\xa1x\xa4tier\x03\xa3zzz\xc0", 15, -CS_ERR_PROTOCOL, "unknown"},
+	        {"\x82\xa4tier\x03\xa1q\xa1x", 11, -CS_ERR_BAD_PARAMS, "tier"},
+	        {"\x82\xa4tier\x03\xa1q\xa1x\xc0", 12, -CS_ERR_PROTOCOL, "trailing"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		cs_get_req g;
+		err[0] = '\0';
+		int rc = cs_proto_decode_get(
+		        (const uint8_t *)cases[i].bytes, cases[i].len, &g, err, sizeof err);
+		if (rc != cases[i].want || strstr(err, cases[i].msg) == NULL)
+			fail_msg("case %zu: rc %d want %d, err \"%s\" want \"%s\"", i, rc,
+			        cases[i].want, err, cases[i].msg);
+	}
+	/* Optional keys default. */
+	cs_get_req g;
+	assert_int_equal(
+	        cs_proto_decode_get((const uint8_t *)"\x81\xa1q\xa1x", 5, &g, err, sizeof err), 0);
+	assert_int_equal(g.tier, CS_TIER_DEFAULT);
+	assert_int_equal(g.nparams, 0);
+	assert_int_equal(g.min_lsn, 0);
+	assert_false(g.bypass);
+	assert_string_equal(err, "");
+
+	/* HELLO and INVALIDATE. */
+	cs_hello_req h;
+	assert_int_equal(
+	        cs_proto_decode_hello((const uint8_t *)"\x81\xa1v\x01", 4, &h, err, sizeof err),
+	        -CS_ERR_PROTOCOL); /* no client */
+	assert_int_equal(cs_proto_decode_hello((const uint8_t *)"\x82\xa1v\xff\xa6"
+	                                                        "client\xa0",
+	                         12, &h, err, sizeof err),
+	        -CS_ERR_PROTOCOL); /* negative v */
+	assert_int_equal(cs_proto_decode_hello((const uint8_t *)"\x82\xa1v\x01\xa6"
+	                                                        "client\xa1z",
+	                         13, &h, err, sizeof err),
+	        0);
+	cs_inval_req q;
+	assert_int_equal(cs_proto_decode_inval((const uint8_t *)"\x82\xa1q\xa1x\xa4tier\x01", 11,
+	                         &q, err, sizeof err),
+	        -CS_ERR_PROTOCOL);
+	assert_int_equal(
+	        cs_proto_decode_inval((const uint8_t *)"\x81\xa1p\x90", 4, &q, err, sizeof err),
+	        -CS_ERR_PROTOCOL); /* no q */
+	assert_int_equal(
+	        cs_proto_decode_inval((const uint8_t *)"\x82\xa1q\xa1x\xa1p\x91\xcf\xff\xff"
+	                                               "\xff\xff\xff\xff\xff\xff",
+	                17, &q, err, sizeof err),
+	        -CS_ERR_BAD_PARAMS);
+	/* NULL err buffers are fine. */
+	assert_int_equal(
+	        cs_proto_decode_get((const uint8_t *)"\xc0", 1, &g, NULL, 0), -CS_ERR_PROTOCOL);
+}
+
+static void malformed_results(void **state)
+{
+	static const struct {
+		const char *bytes;
+		uint32_t len;
+	} bad[] = {
+	        {"\x91\x90", 2}, /* array of 1 */
+	        {"\x92\x91\x92\xa1"
+	         "a\x00\x90",
+	                7}, /* column type 0 */
+	        {"\x92\x91\x92\xa1"
+	         "a\x02\x91\x92\x01\x02",
+	                10}, /* row of 2, 1 column */
+	        {"\x92\x91\x92\xa1"
+	         "a\x02\x91\x91\x90",
+	                9}, /* array as a value */
+	        {"\x92\x91\x92\xa1"
+	         "a\x02\x91\x91\xcf\xff\xff\xff\xff\xff\xff\xff\xff",
+	                17},
+	        {"\x92\x91\x92\xa1"
+	         "a\x02\x91\x91\xd4\x01\x00",
+	                11},                     /* non-timestamp ext */
+	        {"\x92\x90\x90\xc0", 4},         /* trailing */
+	        {"\x92\x91\x92\x01\x02\x90", 6}, /* name not a string */
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		if (cs_proto_check_result((const uint8_t *)bad[i].bytes, bad[i].len, err,
+		            sizeof err) != -CS_ERR_PROTOCOL)
+			fail_msg("bad result %zu accepted", i);
+	assert_int_equal(
+	        cs_proto_check_result((const uint8_t *)"\x92\x90\x90", 3, err, sizeof err), 0);
+	assert_int_equal(cs_proto_check_result((const uint8_t *)"\x92\x91\x92\xa1"
+	                                                        "a\x02\x92\x91\x01"
+	                                                        "\x91\xc0",
+	                         11, err, sizeof err),
+	        0);
+	/* Replies: meta problems. */
+	cs_result *r;
+	static const struct {
+		const char *bytes;
+		uint32_t len;
+	} badreply[] = {
+	        {"\x92\x80\x92\x90\x90", 5}, /* empty meta */
+	        {"\x92\x84\xa3src\x03\xa3lsn\x00\xa3"
+	         "age\x00\xa5stale\xc2\x92\x90\x90",
+	                27},
+	        {"\x92\x84\xa3src\x00\xa3lsn\x00\xa3"
+	         "age\x00\xa5stale\x00\x92\x90\x90",
+	                27},
+	        {"\x92\x84\xa3src\x00\xa3lsn\x00\xa3"
+	         "age\x00\xa5stalf\xc2\x92\x90\x90",
+	                27},
+	};
+	for (size_t i = 0; i < sizeof badreply / sizeof badreply[0]; i++)
+		if (cs_result_decode((const uint8_t *)badreply[i].bytes, badreply[i].len, &r, err,
+		            sizeof err) != -CS_ERR_PROTOCOL)
+			fail_msg("bad reply %zu accepted", i);
+	assert_int_equal(cs_result_decode((const uint8_t *)"\x92\x84\xa3src\x00\xa3lsn\x00\xa3"
+	                                                   "age\x00\xa5stale\xc2\x92\x90\x90",
+	                         27, &r, err, sizeof err),
+	        0);
+	assert_int_equal(cs_result_ncols(r), 0);
+	cs_result_free(r);
+	/* MGET replies: bad error items. */
+	uint32_t n;
+	cs_result *items[4];
+	assert_int_equal(cs_result_decode_mget((const uint8_t *)"\x91\x81\xa3"
+	                                                        "err\x01",
+	                         6, items, 4, &n, err, sizeof err),
+	        -CS_ERR_PROTOCOL);
+	assert_int_equal(cs_result_decode_mget(
+	                         (const uint8_t *)"\x91\xc0", 2, items, 4, &n, err, sizeof err),
+	        -CS_ERR_PROTOCOL);
+}
+
+/* ---- Buffers ----------------------------------------------------------------------------- */
+
+static void buffer_cap_and_rollback(void **state)
+{
+	cs_buf b, res;
+	cs_meta m = {0, 0, 0, false};
+	build_result(&res);
+	cs_buf_init(&b, CS_PROTO_HDR + 20);
+	assert_int_equal(cs_proto_write_empty(&b, 1, CS_OP_PING), 0);
+	size_t before = b.len;
+	/* Too large: rolled back, and the buffer is usable for an error frame. */
+	assert_int_equal(
+	        cs_proto_write_result(&b, 2, CS_OP_GET, &m, res.data, res.len), -CS_ERR_TOO_LARGE);
+	assert_int_equal(b.len, before);
+	assert_false(b.failed);
+	cs_buf_truncate(&b, 0);
+	assert_int_equal(cs_proto_write_error(&b, 2, CS_ERR_TOO_LARGE, "big"), 0);
+	/* Raw appends: sticky failure. */
+	cs_buf_reset(&b);
+	uint8_t junk[64] = {0};
+	assert_int_equal(cs_buf_append(&b, junk, 40), -CS_ERR_TOO_LARGE);
+	assert_true(b.failed);
+	assert_int_equal(cs_buf_append(&b, junk, 1), -CS_ERR_TOO_LARGE);
+	assert_int_equal(cs_proto_write_empty(&b, 1, CS_OP_PING), -CS_ERR_TOO_LARGE);
+	cs_buf_reset(&b);
+	assert_int_equal(cs_buf_append(&b, junk, 32), 0);
+	assert_int_equal(b.len, 32);
+	/* MGET items past the cap. */
+	cs_buf_reset(&b);
+	size_t off = cs_proto_mget_begin(&b, 1, 1);
+	assert_int_equal(cs_proto_mget_item_ok(&b, &m, res.data, res.len), -CS_ERR_TOO_LARGE);
+	cs_proto_mget_end(&b, off);
+	assert_true(b.failed);
+	cs_buf_truncate(&b, off);
+	assert_int_equal(b.len, 0);
+	cs_buf_free(&b);
+	cs_buf_free(&b); /* idempotent */
+	cs_buf_free(&res);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(roundtrip_get_and_refresh),
+	        cmocka_unit_test(roundtrip_mget),
+	        cmocka_unit_test(roundtrip_hello),
+	        cmocka_unit_test(roundtrip_invalidate),
+	        cmocka_unit_test(roundtrip_ping_stats),
+	        cmocka_unit_test(roundtrip_result),
+	        cmocka_unit_test(roundtrip_mget_reply),
+	        cmocka_unit_test(every_error_code),
+	        cmocka_unit_test(header_checks),
+	        cmocka_unit_test(reader_every_split),
+	        cmocka_unit_test(reader_errors),
+	        cmocka_unit_test(limit_param_count),
+	        cmocka_unit_test(limit_name_length),
+	        cmocka_unit_test(limit_mget_count),
+	        cmocka_unit_test(limit_depth),
+	        cmocka_unit_test(limit_counts_vs_remaining),
+	        cmocka_unit_test(malformed_truncated),
+	        cmocka_unit_test(malformed_shapes),
+	        cmocka_unit_test(malformed_results),
+	        cmocka_unit_test(buffer_cap_and_rollback),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
