@@ -165,3 +165,138 @@ int cs_check_redis(const cs_config *cfg, char *err, size_t errlen)
 	redisFree(rc);
 	return result;
 }
+
+/* Quotes an identifier for SQL (doubling embedded quotes). */
+static void quote_ident(char *out, size_t len, const char *id)
+{
+	size_t j = 0;
+	if (len < 3) {
+		out[0] = '\0';
+		return;
+	}
+	out[j++] = '"';
+	for (; *id && j + 3 < len; id++) {
+		if (*id == '"')
+			out[j++] = '"';
+		out[j++] = *id;
+	}
+	out[j++] = '"';
+	out[j] = '\0';
+}
+
+int cs_check_invalidation(const cs_config *cfg, char *err, size_t errlen)
+{
+	err[0] = '\0';
+	if (!cfg->inval_enabled)
+		return CS_CHECK_OK;
+	PGconn *c = cfg->primary_conninfo ? connect_blocking(cfg->primary_conninfo) : NULL;
+	if (c == NULL) {
+		append(err, errlen, "[invalidator] cannot reach the primary to check the publication");
+		return CS_CHECK_UNREACHABLE;
+	}
+	int rc = CS_CHECK_OK;
+	const char *pub = cfg->inval_publication;
+	const char *pv[1] = { pub };
+	PGresult *r = PQexecParams(c, "SELECT 1 FROM pg_publication WHERE pubname = $1", 1, NULL, pv, NULL, NULL, 0);
+	bool exists = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+	PQclear(r);
+	if (!exists) {
+		if (!cfg->inval_create_publication) {
+			append(err, errlen, "[invalidator] publication: \"%s\" does not exist (create it, or set "
+				"create_publication = true)", pub);
+			PQfinish(c);
+			return CS_CHECK_INVALID;
+		}
+		/* CREATE PUBLICATION name FOR TABLE every distinct invalidate_on table */
+		char sql[8192], q1[300], q2[300];
+		quote_ident(q1, sizeof q1, pub);
+		size_t n = (size_t)snprintf(sql, sizeof sql, "CREATE PUBLICATION %s FOR TABLE ", q1);
+		int ntables = 0;
+		for (int i = 0; i < cfg->nqueries; i++) {
+			for (int k = 0; k < cfg->queries[i].ninval; k++) {
+				const cs_inval_rule *ru = &cfg->queries[i].inval[k];
+				quote_ident(q1, sizeof q1, ru->schema);
+				quote_ident(q2, sizeof q2, ru->table);
+				char one[700];
+				snprintf(one, sizeof one, "%s.%s", q1, q2);
+				if (strstr(sql, one)) /* already listed */
+					continue;
+				n += (size_t)snprintf(sql + n, n < sizeof sql ? sizeof sql - n : 0, "%s%s",
+					ntables++ ? ", " : "", one);
+			}
+		}
+		if (ntables == 0 || n >= sizeof sql) {
+			append(err, errlen, "[invalidator] publication: no invalidate_on table to publish");
+			PQfinish(c);
+			return CS_CHECK_INVALID;
+		}
+		r = PQexec(c, sql);
+		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			char msg[400];
+			snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
+			chomp(msg);
+			append(err, errlen, "[invalidator] publication: cannot create \"%s\": %s", pub, msg);
+			rc = CS_CHECK_INVALID;
+		} else {
+			cs_info("created publication \"%s\" for %d tables", pub, ntables);
+		}
+		PQclear(r);
+	}
+	for (int i = 0; i < cfg->nqueries && rc != CS_CHECK_INVALID; i++) {
+		const cs_query_def *q = &cfg->queries[i];
+		for (int k = 0; k < q->ninval; k++) {
+			const cs_inval_rule *ru = &q->inval[k];
+			const char *tv[3] = { pub, ru->schema, ru->table };
+			r = PQexecParams(c,
+				"SELECT c.relreplident, "
+				" EXISTS (SELECT 1 FROM pg_publication_tables p WHERE p.pubname = $1 "
+				"   AND p.schemaname = $2 AND p.tablename = $3) "
+				"FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+				"WHERE n.nspname = $2 AND c.relname = $3",
+				3, NULL, tv, NULL, NULL, 0);
+			if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+				append(err, errlen, "[query %s] invalidate_on: table %s.%s does not exist", q->name,
+					ru->schema, ru->table);
+				rc = CS_CHECK_INVALID;
+				PQclear(r);
+				continue;
+			}
+			char ident = PQgetvalue(r, 0, 0)[0];
+			bool published = PQgetvalue(r, 0, 1)[0] == 't';
+			PQclear(r);
+			if (!published) {
+				append(err, errlen, "[query %s] invalidate_on: table %s.%s is not in publication \"%s\"; "
+					"fix: ALTER PUBLICATION %s ADD TABLE %s.%s;", q->name, ru->schema, ru->table,
+					pub, pub, ru->schema, ru->table);
+				rc = CS_CHECK_INVALID;
+			}
+			if (ru->ncols == 0 || ident == 'f')
+				continue; /* whole-table rule, or FULL: every old value is sent */
+			/* The identity columns: the primary key (d) or the replica identity index (i). */
+			r = PQexecParams(c,
+				"SELECT a.attname FROM pg_index i "
+				"JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+				"JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY (i.indkey) "
+				"WHERE n.nspname = $1 AND c.relname = $2 AND "
+				" (CASE c.relreplident WHEN 'd' THEN i.indisprimary WHEN 'i' THEN i.indisreplident "
+				"  ELSE false END)",
+				2, NULL, tv + 1, NULL, NULL, 0);
+			for (int col = 0; col < ru->ncols; col++) {
+				bool covered = false;
+				for (int row = 0; PQresultStatus(r) == PGRES_TUPLES_OK && row < PQntuples(r); row++)
+					covered = covered || strcmp(PQgetvalue(r, row, 0), ru->cols[col]) == 0;
+				if (!covered) {
+					append(err, errlen,
+						"[query %s] invalidate_on: column %s of %s.%s is not in the table's "
+						"replica identity, so an UPDATE or DELETE would not send its old value; "
+						"fix: ALTER TABLE %s.%s REPLICA IDENTITY FULL;",
+						q->name, ru->cols[col], ru->schema, ru->table, ru->schema, ru->table);
+					rc = CS_CHECK_INVALID;
+				}
+			}
+			PQclear(r);
+		}
+	}
+	PQfinish(c);
+	return rc;
+}

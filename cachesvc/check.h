@@ -19,6 +19,13 @@ enum {
  * Appends one line per problem to err ("[query x] params: ..."). */
 int cs_check_queries(const cs_config *cfg, char *err, size_t errlen);
 
+/* With [invalidator] enabled, on the primary: the publication exists (created when missing
+ * and create_publication is on) and holds every invalidate_on table, and every key column
+ * of a keyed rule is covered by the table's replica identity (a column outside the
+ * identity needs REPLICA IDENTITY FULL, or its old value is never sent). Each problem is
+ * one line naming the table, the column and the statement that fixes it. */
+int cs_check_invalidation(const cs_config *cfg, char *err, size_t errlen);
+
 /* With fence on, Redis must not evict keys (fence.c (f)): maxmemory-policy noeviction. */
 int cs_check_redis(const cs_config *cfg, char *err, size_t errlen);
 

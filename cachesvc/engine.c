@@ -14,6 +14,7 @@
 #include "encode.h"
 #include "entry.h"
 #include "fence.h"
+#include "invalidator.h"
 #include "log.h"
 #include "params.h"
 #include "pgpool.h"
@@ -110,6 +111,7 @@ struct cs_engine {
 	cs_pgserver **servers; /* replicas first, then the primary (if any) */
 	int nservers;
 	cs_pgserver *primary;
+	cs_inv *inv; /* the invalidator, when this process runs one */
 	struct event *tick, *gen_timer;
 	flight *buckets[FLIGHT_BUCKETS];
 	flight *ryw_head;
@@ -1205,6 +1207,13 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 		cs_pgserver_set_notify(e->servers[i], on_server_notify, e);
 		cs_pgserver_start(e->servers[i]);
 	}
+	if (cfg->inval_enabled) {
+		e->inv = cs_inv_new(base, cfg, e->primary, err, errlen);
+		if (e->inv == NULL) {
+			cs_engine_free(e);
+			return NULL;
+		}
+	}
 	e->tick = event_new(base, -1, EV_PERSIST, on_tick, e);
 	e->gen_timer = event_new(base, -1, EV_PERSIST, on_gen_timer, e);
 	struct timeval t1 = cs_tv_ms(TICK_MS), t2 = cs_tv_ms(GEN_POLL_MS);
@@ -1221,6 +1230,7 @@ void cs_engine_free(cs_engine *e)
 {
 	if (e == NULL)
 		return;
+	cs_inv_free(e->inv);
 	/* Servers first: their jobs fail, which answers every waiting request. */
 	for (int i = 0; i < e->nservers; i++)
 		cs_pgserver_free(e->servers[i]);
@@ -1319,6 +1329,8 @@ int cs_engine_reload(cs_engine *e, cs_config *cfg, char *err, size_t errlen)
 	qtable_unref(old);
 	for (int i = 0; i < e->nservers; i++)
 		cs_pgserver_reset_statements(e->servers[i]);
+	if (e->inv && cs_inv_reload(e->inv, cfg) != 0)
+		cs_warn("reload: the invalidator keeps its old key mapping (out of memory)");
 	for (int i = 0; i < t->nq; i++)
 		if (t->qs[i].pending_bump)
 			bump_generation(e, &t->qs[i]);
@@ -1487,6 +1499,8 @@ long cs_engine_metrics(const cs_engine *e, char **out)
 		fprintf(f, "cachesvc_pg_queue_wait_seconds_sum{server=\"%s\"} %.6f\n", in.name, (double)in.queue_wait_us_sum / 1e6);
 		fprintf(f, "cachesvc_pg_queue_wait_seconds_count{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.queue_waits);
 	}
+	if (e->inv)
+		cs_inv_metrics(e->inv, f);
 	const cs_redis_stats *rs = cs_redis_get_stats(e->redis);
 	fprintf(f, "# HELP cachesvc_redis_up Redis connection ready\n# TYPE cachesvc_redis_up gauge\ncachesvc_redis_up %d\n",
 		cs_redis_ready(e->redis));

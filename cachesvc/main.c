@@ -158,6 +158,14 @@ int main(int argc, char **argv)
 	}
 	if (qrc == CS_CHECK_UNREACHABLE)
 		cs_warn("queries not checked against a server: %s", err);
+	int irc = cs_check_invalidation(cfg, err, sizeof err);
+	if (irc == CS_CHECK_INVALID) {
+		fprintf(stderr, "cachesvc: %s: %s\n", d.config_path, err);
+		cs_config_free(cfg);
+		return 1;
+	}
+	if (irc == CS_CHECK_UNREACHABLE)
+		cs_warn("invalidation not checked: %s", err);
 	int rrc = cs_check_redis(cfg, err, sizeof err);
 	if (rrc == CS_CHECK_INVALID) {
 		fprintf(stderr, "cachesvc: %s: %s\n", d.config_path, err);

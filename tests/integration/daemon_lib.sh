@@ -176,3 +176,44 @@ stmt_calls() {
   # (pg_stat_statements shows constants as $n: match on the statement's shape)
   echo "${v:-0}"
 }
+
+# ---- invalidator helpers ---------------------------------------------------------------------
+SLOT=t_${TEST_NAME}_$$
+# invalidator_section: the [invalidator] section for this test's slot (publication cs_pub in
+# the test database, created by the daemon at startup).
+invalidator_section() {
+  cat <<INI
+
+[invalidator]
+enabled = true
+slot = $SLOT
+publication = cs_pub
+status_interval = 100ms
+INI
+}
+drop_slot() {
+  primary postgres -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '$SLOT'" >/dev/null 2>&1 || true
+}
+CLEANUPS+=("drop_slot")
+
+# commit_lsn SQL...: runs SQL on the primary and prints the WAL position right after it
+# (every commit of SQL ends at or before it).
+commit_lsn() {
+  primary "$DB" -c "$1" >/dev/null
+  primary "$DB" -c "SELECT pg_current_wal_lsn()"
+}
+lsn_num() { primary postgres -c "SELECT '$1'::pg_lsn - '0/0'"; }
+# wait_invalidated LSN: until the invalidator has confirmed (Redis acknowledged) LSN.
+invalidated_past() { awk -v a="$(metric cachesvc_invalidator_confirmed_lsn)" -v b="$1" 'BEGIN { exit !(a >= b) }'; }
+wait_invalidated() {
+  local n
+  n=$(lsn_num "$1")
+  until_true 30 invalidated_past "$n" || fail "the invalidator never confirmed $1 (at $(metric cachesvc_invalidator_confirmed_lsn))"
+}
+# cached QUERY CANON: is there an entry for that key (current generation)?
+cached() {
+  local g
+  g=$(redis get "cs:g:$1")
+  [ "$(redis exists "cs:e:$1:${g:-0}:$2")" = 1 ]
+}
+streaming() { metric_is cachesvc_invalidator_state 3; }

@@ -1,0 +1,1284 @@
+/* invalidator.c - the logical replication consumer that invalidates cache entries.
+ *
+ * Per transaction: row changes are mapped to keys (mapping.c) and collected; at Commit
+ * the keys go to Redis in pipelined CS_SCRIPT_INVAL calls (DEL + fence at the commit's
+ * end LSN) and whole-query invalidations as generation bumps. Commits wait in a FIFO in
+ * stream order; when Redis has acknowledged every command of the commit at the head, its
+ * end LSN becomes the confirmed position. Only that position is ever sent to PostgreSQL
+ * as flushed (I4). Any Redis failure drops the replication connection: the slot then
+ * replays from the confirmed position, and invalidation is idempotent.
+ *
+ * The horizon (fence.c, argument (b)): every commit's fences are sent at a known time,
+ * recorded in a ring of (time, LSN) samples. A fence with LSN > H is alive while
+ * cs:horizon = H lives, if H covers every fence sent more than F - V ago (F = fence TTL,
+ * V = the horizon's own TTL): H = max(H_start, max{lsn : sent <= now + V - F}). Samples
+ * are merged per 10 ms by keeping the earliest time and the highest LSN, which only makes
+ * H larger (safer). H_start is the primary's WAL position when this leader identified the
+ * system: fences written by earlier leaders are all at or below it. */
+#include "invalidator.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <hiredis/hiredis.h>
+#include <libpq-fe.h>
+
+#include "cs_proto.h"
+#include "fence.h"
+#include "log.h"
+#include "mapping.h"
+#include "pgoutput.h"
+#include "pgpool.h"
+#include "redis.h"
+#include "util.h"
+
+#define FIFO_MAX	   65536  /* commits waiting for Redis; beyond: stop reading */
+#define BATCH_KEYS	   128	  /* keys per INVAL script call */
+#define QUERY_KEYS_MAX	   10000  /* keys of one query in one transaction; beyond: drop the query */
+#define TXN_ARENA_MAX	   (64u << 20)
+#define SAMPLES		   16384  /* horizon ring */
+#define SAMPLE_MERGE_US	   10000
+#define TICK_MS		   10
+#define RETRY_BASE_MS	   200
+#define RETRY_MAX_MS	   5000
+#define STANDBY_RETRY_MS   1000
+#define GEN_CHANNEL	   "cs:gen"
+
+/* Replication connection steps, in order. */
+typedef enum step {
+	ST_NONE = 0,
+	ST_CONNECTING,	/* PQconnectPoll */
+	ST_IDENTIFY,	/* IDENTIFY_SYSTEM */
+	ST_SLOT_QUERY,	/* does the slot exist, is it lost? */
+	ST_SLOT_DROP,	/* DROP_REPLICATION_SLOT of a lost slot */
+	ST_SLOT_CREATE, /* CREATE_REPLICATION_SLOT */
+	ST_GAP_FLUSH,	/* generation bumps after a gap, waiting for Redis */
+	ST_START,	/* START_REPLICATION */
+	ST_STREAMING,	/* CopyBoth */
+} step;
+
+typedef struct pending {
+	uint64_t seq;
+	cs_lsn_t end_lsn;
+	int64_t commit_unix_us;
+	int remaining; /* Redis commands not yet acknowledged */
+} pending;
+
+typedef struct sample {
+	uint64_t us;
+	cs_lsn_t lsn;
+} sample;
+
+typedef struct debounce {
+	uint64_t last_us;   /* last table-level bump sent */
+	uint64_t due_us;    /* scheduled bump, 0 = none */
+	uint64_t *waiters;  /* FIFO seqs whose confirmation waits for the scheduled bump */
+	int nwait, capwait;
+} debounce;
+
+struct cs_inv {
+	struct event_base *base;
+	char *conninfo;
+	char *slot, *publication;
+	int64_t fence_ttl_ms, status_interval_ms, horizon_ttl_ms;
+	struct cs_pgserver *primary;
+
+	cs_inv_map *map;
+	cs_redis *redis;
+	cs_inv_state state;
+
+	/* replication connection */
+	PGconn *conn;
+	step st;
+	struct event ev;
+	bool ev_added;
+	uint64_t step_deadline_us;
+	int attempt;
+	struct event *retry, *tick;
+	uint64_t epoch; /* bumped on every restart: late Redis replies are ignored */
+	cs_pgo_decoder *dec;
+	bool slot_missing, slot_lost;
+	bool slot_was_lost; /* this setup found the slot lost (not merely missing) */
+	int gap_waiting;
+	uint64_t last_status_us, last_horizon_us;
+	bool status_pending; /* could not queue a status message: retry */
+	bool paused;	     /* FIFO full: not reading the stream */
+
+	/* positions */
+	cs_lsn_t received;   /* highest LSN seen in the stream */
+	cs_lsn_t confirmed;  /* see I4 */
+	cs_lsn_t h_start, horizon;
+	cs_lsn_t pos_sent;   /* cs:inv:pos last raised to */
+	bool pos_in_flight;
+
+	/* the transaction being decoded */
+	bool in_txn;
+	int64_t txn_commit_unix_us;
+	char *arena;
+	size_t arena_len, arena_cap;
+	uint32_t *kset; /* open addressing: arena offset + 1 */
+	size_t kset_cap, kset_n;
+	int *qkeys;	 /* keys per query in this transaction */
+	uint8_t *qbump;	 /* bit per cs_inv_reason: whole query to drop */
+	int nq;
+
+	/* commits waiting for Redis */
+	pending fifo[FIFO_MAX];
+	uint64_t fifo_head, fifo_tail; /* seq numbers; entry = fifo[seq % FIFO_MAX] */
+
+	sample samples[SAMPLES];
+	int s_head, s_len;
+
+	debounce *deb;
+
+	cs_inv_stats stats;
+	uint64_t last_reconnect_log_us;
+};
+
+static void conn_event(evutil_socket_t fd, short what, void *arg);
+static void restart(cs_inv *inv, const char *why, bool standby);
+static void send_status(cs_inv *inv, bool reply);
+
+/* ---- Small helpers ---------------------------------------------------------------------- */
+
+static void chomp(char *s)
+{
+	size_t n = strlen(s);
+	while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' '))
+		s[--n] = '\0';
+}
+
+static void conn_wait(cs_inv *inv, short what)
+{
+	if (inv->ev_added)
+		event_del(&inv->ev);
+	event_assign(&inv->ev, inv->base, PQsocket(inv->conn), what, conn_event, inv);
+	event_add(&inv->ev, NULL);
+	inv->ev_added = true;
+}
+
+static bool valid_name(const char *s, bool slot)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 63)
+		return false;
+	for (; *s; s++) {
+		bool ok = (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_';
+		if (!slot)
+			ok = ok || (*s >= 'A' && *s <= 'Z') || *s == '-' || *s == '.';
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
+/* ---- Transaction key set ---------------------------------------------------------------- */
+
+typedef struct keyrec {
+	int query;
+	uint32_t len;
+	char canon[]; /* len bytes */
+} keyrec;
+
+static keyrec *rec_at(cs_inv *inv, uint32_t off)
+{
+	return (keyrec *)(void *)(inv->arena + off);
+}
+
+static uint64_t key_hash(int q, const char *p, size_t n)
+{
+	uint64_t h = 1469598103934665603ull ^ (uint64_t)q;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (uint8_t)p[i]) * 1099511628211ull;
+	return h;
+}
+
+static void txn_reset(cs_inv *inv)
+{
+	inv->in_txn = false;
+	inv->arena_len = 0;
+	if (inv->kset_n) {
+		memset(inv->kset, 0, inv->kset_cap * sizeof *inv->kset);
+		inv->kset_n = 0;
+	}
+	if (inv->nq) {
+		memset(inv->qkeys, 0, (size_t)inv->nq * sizeof *inv->qkeys);
+		memset(inv->qbump, 0, (size_t)inv->nq);
+	}
+}
+
+static void sink_query(void *priv, int q, cs_inv_reason reason)
+{
+	cs_inv *inv = priv;
+	if (q >= 0 && q < inv->nq)
+		inv->qbump[q] |= (uint8_t)(1u << reason);
+}
+
+static int kset_grow(cs_inv *inv)
+{
+	size_t cap = inv->kset_cap ? inv->kset_cap * 2 : 1024;
+	uint32_t *t = calloc(cap, sizeof *t);
+	if (t == NULL)
+		return -1;
+	for (size_t i = 0; i < inv->kset_cap; i++) {
+		if (!inv->kset[i])
+			continue;
+		keyrec *r = rec_at(inv, inv->kset[i] - 1);
+		size_t s = key_hash(r->query, r->canon, r->len) & (cap - 1);
+		while (t[s])
+			s = (s + 1) & (cap - 1);
+		t[s] = inv->kset[i];
+	}
+	free(inv->kset);
+	inv->kset = t;
+	inv->kset_cap = cap;
+	return 0;
+}
+
+static void sink_key(void *priv, int q, const char *canon, size_t len)
+{
+	cs_inv *inv = priv;
+	if (q < 0 || q >= inv->nq || inv->qbump[q])
+		return; /* the whole query goes anyway */
+	if (inv->qkeys[q] >= QUERY_KEYS_MAX) {
+		/* A bulk change: dropping the query's generation is O(1) and, at this size,
+		 * loses little that was not going anyway. */
+		inv->qbump[q] |= 1u << CS_INV_UNKNOWN_KEY;
+		return;
+	}
+	if ((inv->kset_n + 1) * 2 > inv->kset_cap && kset_grow(inv) != 0) {
+		inv->qbump[q] |= 1u << CS_INV_UNKNOWN_KEY;
+		return;
+	}
+	uint64_t h = key_hash(q, canon, len);
+	size_t s = h & (inv->kset_cap - 1);
+	while (inv->kset[s]) {
+		keyrec *r = rec_at(inv, inv->kset[s] - 1);
+		if (r->query == q && r->len == len && memcmp(r->canon, canon, len) == 0)
+			return; /* already collected */
+		s = (s + 1) & (inv->kset_cap - 1);
+	}
+	size_t need = (sizeof(keyrec) + len + 7) & ~(size_t)7;
+	if (inv->arena_len + need > inv->arena_cap) {
+		size_t cap = inv->arena_cap ? inv->arena_cap * 2 : 65536;
+		while (cap < inv->arena_len + need)
+			cap *= 2;
+		char *a = cap <= TXN_ARENA_MAX ? realloc(inv->arena, cap) : NULL;
+		if (a == NULL) {
+			inv->qbump[q] |= 1u << CS_INV_UNKNOWN_KEY;
+			return;
+		}
+		inv->arena = a;
+		inv->arena_cap = cap;
+	}
+	keyrec *r = rec_at(inv, (uint32_t)inv->arena_len);
+	r->query = q;
+	r->len = (uint32_t)len;
+	memcpy(r->canon, canon, len);
+	inv->kset[s] = (uint32_t)inv->arena_len + 1;
+	inv->arena_len += need;
+	inv->kset_n++;
+	inv->qkeys[q]++;
+}
+
+/* ---- Confirmation ----------------------------------------------------------------------- */
+
+static pending *fifo_get(cs_inv *inv, uint64_t seq)
+{
+	if (seq < inv->fifo_head || seq >= inv->fifo_tail)
+		return NULL;
+	return &inv->fifo[seq % FIFO_MAX];
+}
+
+static void on_pos_reply(cs_redis *r, redisReply *reply, void *priv);
+
+/* Publishes the confirmed position (read-your-writes) if it moved; one write in flight. */
+static void publish_pos(cs_inv *inv)
+{
+	if (inv->pos_in_flight || inv->confirmed <= inv->pos_sent || !cs_redis_ready(inv->redis))
+		return;
+	char hex[17];
+	cs_lsn_hex(inv->confirmed, hex);
+	const char *argv[] = { "cs:inv:pos", hex, "0" };
+	size_t lens[] = { 10, 16, 1 };
+	uint64_t *ctx = malloc(2 * sizeof *ctx);
+	if (ctx == NULL)
+		return;
+	ctx[0] = inv->epoch;
+	ctx[1] = inv->confirmed;
+	/* priv carries the invalidator through a small header allocation */
+	void **box = malloc(2 * sizeof *box);
+	if (box == NULL) {
+		free(ctx);
+		return;
+	}
+	box[0] = inv;
+	box[1] = ctx;
+	if (cs_redis_script(inv->redis, CS_SCRIPT_RAISE, on_pos_reply, box, 1, 3, argv, lens) == 0) {
+		inv->pos_in_flight = true;
+	} else {
+		free(ctx);
+		free(box);
+	}
+}
+
+static void on_pos_reply(cs_redis *r, redisReply *reply, void *priv)
+{
+	void **box = priv;
+	cs_inv *inv = box[0];
+	uint64_t *ctx = box[1];
+	inv->pos_in_flight = false;
+	if (reply && reply->type == REDIS_REPLY_STRING && ctx[1] > inv->pos_sent)
+		inv->pos_sent = ctx[1];
+	free(ctx);
+	free(box);
+	publish_pos(inv);
+}
+
+static void advance(cs_inv *inv)
+{
+	bool moved = false;
+	int64_t now_unix = cs_wall_ms() * 1000;
+	while (inv->fifo_head < inv->fifo_tail) {
+		pending *p = &inv->fifo[inv->fifo_head % FIFO_MAX];
+		if (p->remaining > 0)
+			break;
+		if (p->end_lsn > inv->confirmed)
+			inv->confirmed = p->end_lsn;
+		if (now_unix > p->commit_unix_us)
+			cs_hist_record(&inv->stats.lag_us, (uint64_t)(now_unix - p->commit_unix_us));
+		inv->fifo_head++;
+		moved = true;
+	}
+	if (!moved)
+		return;
+	inv->stats.confirmed = inv->confirmed;
+	publish_pos(inv);
+	if (inv->paused && inv->fifo_tail - inv->fifo_head < FIFO_MAX / 2) {
+		inv->paused = false;
+		conn_wait(inv, EV_READ); /* read the stream again */
+	}
+}
+
+typedef struct cmdctx {
+	cs_inv *inv;
+	uint64_t epoch;
+	uint64_t seq;	  /* FIFO entry, or UINT64_MAX for none */
+	int query;	  /* generation bumps: which query */
+	uint64_t *seqs;	  /* debounced bump: every entry that waits for it */
+	int nseqs;
+	bool gap;	  /* a gap-flush bump */
+} cmdctx;
+
+static void release(cs_inv *inv, uint64_t seq)
+{
+	pending *p = fifo_get(inv, seq);
+	if (p && p->remaining > 0)
+		p->remaining--;
+}
+
+static void on_cmd_reply(cs_redis *r, redisReply *reply, void *priv)
+{
+	cmdctx *c = priv;
+	cs_inv *inv = c->inv;
+	bool ok = reply != NULL && reply->type != REDIS_REPLY_ERROR;
+	if (c->epoch == inv->epoch) {
+		if (!ok) {
+			inv->stats.redis_failures++;
+			restart(inv, reply ? reply->str : "redis did not acknowledge an invalidation", false);
+		} else if (c->gap) {
+			if (--inv->gap_waiting == 0 && inv->st == ST_GAP_FLUSH) {
+				cs_info("invalidator: gap flushed; starting replication");
+				inv->st = ST_START;
+				conn_event(-1, EV_WRITE, inv); /* drive the next step */
+			}
+		} else {
+			if (c->seq != UINT64_MAX)
+				release(inv, c->seq);
+			for (int i = 0; i < c->nseqs; i++)
+				release(inv, c->seqs[i]);
+			advance(inv);
+		}
+	}
+	free(c->seqs);
+	free(c);
+}
+
+static cmdctx *cmd_new(cs_inv *inv, uint64_t seq)
+{
+	cmdctx *c = calloc(1, sizeof *c);
+	if (c) {
+		c->inv = inv;
+		c->epoch = inv->epoch;
+		c->seq = seq;
+		c->query = -1;
+	}
+	return c;
+}
+
+/* Sends a generation bump for query q. Returns 0 when sent (c owned by the callback). */
+static int send_bump(cs_inv *inv, int q, cmdctx *c)
+{
+	const char *name = cs_inv_map_query_name(inv->map, q);
+	char genkey[8 + CS_MAX_NAME];
+	int gl = snprintf(genkey, sizeof genkey, "cs:g:%s", name);
+	const char *argv[] = { genkey, GEN_CHANNEL, name };
+	size_t lens[] = { (size_t)gl, strlen(GEN_CHANNEL), strlen(name) };
+	c->query = q;
+	if (cs_redis_script(inv->redis, CS_SCRIPT_GEN_BUMP, on_cmd_reply, c, 1, 3, argv, lens) != 0)
+		return -1;
+	return 0;
+}
+
+/* Records that fences up to lsn were sent now (for the horizon). */
+static void sample_add(cs_inv *inv, cs_lsn_t lsn)
+{
+	uint64_t now = cs_now_us();
+	if (inv->s_len > 0) {
+		sample *last = &inv->samples[(inv->s_head + SAMPLES - 1) % SAMPLES];
+		if (now - last->us < SAMPLE_MERGE_US) {
+			if (lsn > last->lsn)
+				last->lsn = lsn; /* earliest time, highest LSN: H only grows */
+			return;
+		}
+	}
+	if (inv->s_len == SAMPLES) {
+		/* Full: fold the oldest into the next (keep its earlier time, higher LSN). */
+		sample *oldest = &inv->samples[(inv->s_head + SAMPLES - inv->s_len) % SAMPLES];
+		sample *next = &inv->samples[(inv->s_head + SAMPLES - inv->s_len + 1) % SAMPLES];
+		next->us = oldest->us;
+		inv->s_len--;
+	}
+	inv->samples[inv->s_head] = (sample){ .us = now, .lsn = lsn };
+	inv->s_head = (inv->s_head + 1) % SAMPLES;
+	inv->s_len++;
+}
+
+/* Queues the finished transaction's invalidations and its FIFO entry. */
+static void commit_txn(cs_inv *inv, cs_lsn_t end_lsn)
+{
+	uint64_t seq = inv->fifo_tail++;
+	pending *p = &inv->fifo[seq % FIFO_MAX];
+	*p = (pending){ .seq = seq, .end_lsn = end_lsn, .commit_unix_us = inv->txn_commit_unix_us };
+	inv->stats.transactions++;
+	bool sent_fences = false;
+	uint64_t now = cs_now_us();
+
+	/* Whole-query invalidations. */
+	for (int q = 0; q < inv->nq; q++) {
+		uint8_t b = inv->qbump[q];
+		if (!b)
+			continue;
+		for (int reason = 0; reason < 3; reason++)
+			if (b & (1u << reason))
+				inv->stats.query_bumps[reason]++;
+		bool table_only = b == (1u << CS_INV_TABLE);
+		int64_t min_life = cs_inv_map_min_lifetime(inv->map, q);
+		debounce *d = &inv->deb[q];
+		if (table_only && min_life > 0 && (d->due_us || now - d->last_us < (uint64_t)min_life * 1000u)) {
+			/* Debounced: one bump at the end of the window covers this commit too;
+			 * the commit is not confirmed before it lands (the last change is never
+			 * lost, also across a crash). */
+			inv->stats.debounced++;
+			if (d->due_us == 0)
+				d->due_us = d->last_us + (uint64_t)min_life * 1000u;
+			if (d->nwait == d->capwait) {
+				int cap = d->capwait ? d->capwait * 2 : 16;
+				uint64_t *w = realloc(d->waiters, (size_t)cap * sizeof *w);
+				if (w == NULL) {
+					restart(inv, "out of memory", false);
+					return;
+				}
+				d->waiters = w;
+				d->capwait = cap;
+			}
+			d->waiters[d->nwait++] = seq;
+			p->remaining++;
+			continue;
+		}
+		cmdctx *c = cmd_new(inv, seq);
+		if (c == NULL || send_bump(inv, q, c) != 0) {
+			free(c);
+			restart(inv, "redis refused a generation bump", false);
+			return;
+		}
+		d->last_us = now;
+		p->remaining++;
+	}
+
+	/* Keys, in batches: DEL the entry, raise its fence to end_lsn. */
+	char lsnhex[17], px[24];
+	cs_lsn_hex(end_lsn, lsnhex);
+	int pl = snprintf(px, sizeof px, "%lld", (long long)inv->fence_ttl_ms);
+	size_t off = 0;
+	while (off < inv->arena_len) {
+		const char *argv[4 * BATCH_KEYS + 2];
+		size_t lens[4 * BATCH_KEYS + 2];
+		char keybuf[BATCH_KEYS][5 + CS_MAX_NAME + 1 + CS_CANON_MAX + 1];
+		char genbuf[BATCH_KEYS][8 + CS_MAX_NAME];
+		int n = 0;
+		const char *args_q[BATCH_KEYS], *args_p[BATCH_KEYS];
+		size_t len_q[BATCH_KEYS], len_p[BATCH_KEYS];
+		while (off < inv->arena_len && n < BATCH_KEYS) {
+			keyrec *r = rec_at(inv, (uint32_t)off);
+			off += (sizeof(keyrec) + r->len + 7) & ~(size_t)7;
+			if (inv->qbump[r->query])
+				continue;
+			const char *name = cs_inv_map_query_name(inv->map, r->query);
+			int fl = snprintf(keybuf[n], sizeof keybuf[n], "cs:f:%s:%.*s", name, (int)r->len, r->canon);
+			int gl = snprintf(genbuf[n], sizeof genbuf[n], "cs:g:%s", name);
+			argv[2 * n] = keybuf[n];
+			lens[2 * n] = (size_t)fl;
+			argv[2 * n + 1] = genbuf[n];
+			lens[2 * n + 1] = (size_t)gl;
+			args_q[n] = name;
+			len_q[n] = strlen(name);
+			args_p[n] = r->canon;
+			len_p[n] = r->len;
+			n++;
+		}
+		if (n == 0)
+			break;
+		int k = 2 * n;
+		argv[k] = lsnhex;
+		lens[k++] = 16;
+		argv[k] = px;
+		lens[k++] = (size_t)pl;
+		for (int i = 0; i < n; i++) {
+			argv[k] = args_q[i];
+			lens[k++] = len_q[i];
+			argv[k] = args_p[i];
+			lens[k++] = len_p[i];
+		}
+		cmdctx *c = cmd_new(inv, seq);
+		if (c == NULL ||
+			cs_redis_script(inv->redis, CS_SCRIPT_INVAL, on_cmd_reply, c, 2 * n, k, argv, lens) != 0) {
+			free(c);
+			restart(inv, "redis refused an invalidation", false);
+			return;
+		}
+		inv->stats.keys += (uint64_t)n;
+		p->remaining++;
+		sent_fences = true;
+	}
+	if (sent_fences)
+		sample_add(inv, end_lsn);
+	txn_reset(inv);
+	advance(inv);
+	if (inv->fifo_tail - inv->fifo_head >= FIFO_MAX - 1 && !inv->paused) {
+		/* Redis is far behind: stop reading the stream (the walsender waits). */
+		inv->paused = true;
+		if (inv->ev_added) {
+			event_del(&inv->ev);
+			inv->ev_added = false;
+		}
+	}
+}
+
+/* Due debounced bumps: one generation bump releases every commit that waited for it. */
+static void run_debounced(cs_inv *inv)
+{
+	uint64_t now = cs_now_us();
+	for (int q = 0; q < inv->nq; q++) {
+		debounce *d = &inv->deb[q];
+		if (d->due_us == 0 || now < d->due_us || !cs_redis_ready(inv->redis))
+			continue;
+		cmdctx *c = cmd_new(inv, UINT64_MAX);
+		if (c == NULL)
+			continue;
+		c->seqs = d->waiters;
+		c->nseqs = d->nwait;
+		if (send_bump(inv, q, c) != 0) {
+			c->seqs = NULL;
+			free(c);
+			continue; /* retried next tick */
+		}
+		d->waiters = NULL;
+		d->nwait = d->capwait = 0;
+		d->due_us = 0;
+		d->last_us = now;
+	}
+}
+
+/* ---- Stream messages -------------------------------------------------------------------- */
+
+static void handle_xlogdata(cs_inv *inv, const cs_pgo_xlogdata *w)
+{
+	cs_pgo_msg m;
+	if (w->wal_end > inv->received)
+		inv->received = w->wal_end;
+	if (cs_pgo_decode(inv->dec, w->payload, w->len, &m) != 0) {
+		char why[300];
+		snprintf(why, sizeof why, "undecodable pgoutput message: %s", cs_pgo_errstr(inv->dec));
+		restart(inv, why, false);
+		return;
+	}
+	static const cs_inv_sink sink_tmpl = { sink_key, sink_query, NULL };
+	cs_inv_sink sink = sink_tmpl;
+	sink.priv = inv;
+	switch (m.type) {
+	case 'B':
+		txn_reset(inv);
+		inv->in_txn = true;
+		inv->txn_commit_unix_us = cs_pgo_time_to_unix_us(m.begin.commit_ts);
+		break;
+	case 'I':
+	case 'U':
+	case 'D':
+	case 'T':
+		inv->stats.rows++;
+		cs_inv_map_change(inv->map, inv->dec, &m, &sink);
+		break;
+	case 'C':
+		inv->txn_commit_unix_us = cs_pgo_time_to_unix_us(m.commit.commit_ts);
+		commit_txn(inv, m.commit.end_lsn);
+		break;
+	case 'S':
+	case 'E':
+	case 'c':
+	case 'A':
+		restart(inv, "streamed transaction message without streaming requested", false);
+		break;
+	default:
+		break; /* R (cached by the decoder), Y, O, M: nothing to invalidate */
+	}
+}
+
+static void handle_copydata(cs_inv *inv, const uint8_t *buf, size_t len)
+{
+	char kind;
+	cs_pgo_xlogdata w;
+	cs_pgo_keepalive k;
+	if (cs_pgo_parse_copydata(buf, len, &kind, &w, &k) != 0) {
+		restart(inv, "malformed CopyData from the walsender", false);
+		return;
+	}
+	if (kind == 'w') {
+		handle_xlogdata(inv, &w);
+		return;
+	}
+	if (k.wal_end > inv->received)
+		inv->received = k.wal_end;
+	/* Idle (nothing decoded and not yet acknowledged, not inside a transaction): every
+	 * commit before wal_end has been sent and applied, so the position may follow it. */
+	if (!inv->in_txn && inv->fifo_head == inv->fifo_tail && k.wal_end > inv->confirmed) {
+		inv->confirmed = k.wal_end;
+		inv->stats.confirmed = inv->confirmed;
+		publish_pos(inv);
+	}
+	if (k.reply_requested)
+		send_status(inv, false);
+}
+
+static void send_status(cs_inv *inv, bool reply)
+{
+	if (inv->st != ST_STREAMING || inv->conn == NULL)
+		return;
+	uint8_t msg[CS_PGO_STATUS_LEN];
+	int64_t now = cs_pgo_time_from_unix_us(cs_wall_ms() * 1000);
+	/* write = what we received; flush = what Redis acknowledged (the slot's
+	 * confirmed_flush_lsn); apply unused for logical slots. */
+	cs_pgo_build_status(msg, inv->received, inv->confirmed, 0, now, reply);
+	int rc = PQputCopyData(inv->conn, (const char *)msg, (int)sizeof msg);
+	if (rc < 0) {
+		restart(inv, PQerrorMessage(inv->conn), false);
+		return;
+	}
+	inv->status_pending = rc == 0;
+	inv->last_status_us = cs_now_us();
+	if (PQflush(inv->conn) < 0)
+		restart(inv, PQerrorMessage(inv->conn), false);
+}
+
+static void stream_read(cs_inv *inv)
+{
+	while (inv->conn && inv->st == ST_STREAMING && !inv->paused) {
+		char *buf = NULL;
+		int n = PQgetCopyData(inv->conn, &buf, 1);
+		if (n > 0) {
+			handle_copydata(inv, (const uint8_t *)buf, (size_t)n);
+			PQfreemem(buf);
+			continue;
+		}
+		if (n == 0)
+			return;
+		char why[300];
+		if (n == -1) {
+			PGresult *r = PQgetResult(inv->conn);
+			snprintf(why, sizeof why, "replication stream ended: %s",
+				r ? PQresultErrorMessage(r) : "");
+			PQclear(r);
+		} else {
+			snprintf(why, sizeof why, "%s", PQerrorMessage(inv->conn));
+		}
+		chomp(why);
+		restart(inv, why, false);
+		return;
+	}
+}
+
+/* ---- Setup steps ------------------------------------------------------------------------ */
+
+static void send_cmd(cs_inv *inv, step next, const char *sql)
+{
+	inv->st = next;
+	inv->step_deadline_us = cs_now_us() + 10u * 1000000u;
+	if (!PQsendQuery(inv->conn, sql)) {
+		restart(inv, PQerrorMessage(inv->conn), false);
+		return;
+	}
+	int rc = PQflush(inv->conn);
+	if (rc < 0) {
+		restart(inv, PQerrorMessage(inv->conn), false);
+		return;
+	}
+	conn_wait(inv, rc == 1 ? EV_READ | EV_WRITE : EV_READ);
+}
+
+static void start_gap_flush(cs_inv *inv)
+{
+	/* A new slot only sees changes from now on: whatever was cached before may be older
+	 * than changes nobody decoded. Drop every dependent query's entries. */
+	if (inv->slot_was_lost) {
+		inv->stats.slot_lost++;
+		cs_error("invalidator: slot \"%s\" was LOST (invalidated, e.g. past "
+			 "max_slot_wal_keep_size): changes were missed; recreated it and dropped every "
+			 "dependent query's cache entries (generation bump)", inv->slot);
+	} else {
+		inv->stats.slot_created++;
+		cs_warn("invalidator: slot \"%s\" did not exist (first start, or dropped): created it "
+			"and dropped every dependent query's cache entries (generation bump)", inv->slot);
+	}
+	inv->st = ST_GAP_FLUSH;
+	inv->gap_waiting = 1; /* guard while sending */
+	for (int q = 0; q < inv->nq; q++) {
+		if (!cs_inv_map_depends(inv->map, q))
+			continue;
+		cmdctx *c = cmd_new(inv, UINT64_MAX);
+		if (c == NULL) {
+			restart(inv, "out of memory", false);
+			return;
+		}
+		c->gap = true;
+		if (send_bump(inv, q, c) != 0) {
+			free(c);
+			restart(inv, "redis is not ready for the gap flush", false);
+			return;
+		}
+		inv->gap_waiting++;
+	}
+	if (--inv->gap_waiting == 0) {
+		inv->st = ST_START;
+		conn_event(-1, EV_WRITE, inv);
+	}
+}
+
+static void start_replication(cs_inv *inv)
+{
+	char sql[512];
+	snprintf(sql, sizeof sql,
+		"START_REPLICATION SLOT \"%s\" LOGICAL 0/0 (\"proto_version\" '1', "
+		"\"publication_names\" '\"%s\"', \"messages\" 'true')",
+		inv->slot, inv->publication);
+	send_cmd(inv, ST_START, sql);
+}
+
+/* One setup command's result has arrived: record what it says. Returns false when the
+ * connection was restarted (stop handling it). */
+static bool setup_result(cs_inv *inv, PGresult *res)
+{
+	ExecStatusType st = PQresultStatus(res);
+	const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	char msg[400];
+	snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(res));
+	chomp(msg);
+	switch (inv->st) {
+	case ST_IDENTIFY:
+		if (st != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) < 4 ||
+			PQgetisnull(res, 0, 3)) {
+			restart(inv, st == PGRES_TUPLES_OK ? "IDENTIFY_SYSTEM: not a database connection" : msg,
+				false);
+			return false;
+		}
+		(void)cs_lsn_parse(PQgetvalue(res, 0, 2), &inv->h_start);
+		return true;
+	case ST_SLOT_QUERY:
+		if (st != PGRES_TUPLES_OK) {
+			restart(inv, msg, false);
+			return false;
+		}
+		inv->slot_missing = PQntuples(res) == 0;
+		inv->slot_lost = PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) &&
+			strcmp(PQgetvalue(res, 0, 0), "lost") == 0;
+		return true;
+	case ST_SLOT_DROP:
+	case ST_SLOT_CREATE:
+		if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+			restart(inv, msg, false);
+			return false;
+		}
+		return true;
+	case ST_START:
+		if (sqlstate && strcmp(sqlstate, "55006") == 0) {
+			/* the slot is active elsewhere: another invalidator leads */
+			restart(inv, msg, true);
+			return false;
+		}
+		if (sqlstate && strcmp(sqlstate, "55000") == 0 && strstr(msg, "can no longer get changes")) {
+			inv->slot_lost = true; /* invalidated: drop, recreate, flush */
+			return true;
+		}
+		restart(inv, msg, false);
+		return false;
+	default:
+		return true;
+	}
+}
+
+/* The command of step `done` completed: send the next one. */
+static void setup_next(cs_inv *inv, step done)
+{
+	char sql[512];
+	switch (done) {
+	case ST_IDENTIFY:
+		snprintf(sql, sizeof sql,
+			"SELECT wal_status FROM pg_replication_slots WHERE slot_name = '%s'", inv->slot);
+		send_cmd(inv, ST_SLOT_QUERY, sql);
+		return;
+	case ST_SLOT_QUERY:
+	case ST_START: /* START_REPLICATION failed on a lost slot */
+		if (inv->slot_lost) {
+			snprintf(sql, sizeof sql, "DROP_REPLICATION_SLOT \"%s\"", inv->slot);
+			send_cmd(inv, ST_SLOT_DROP, sql);
+		} else if (inv->slot_missing) {
+			snprintf(sql, sizeof sql,
+				"CREATE_REPLICATION_SLOT \"%s\" LOGICAL pgoutput (SNAPSHOT 'nothing')", inv->slot);
+			send_cmd(inv, ST_SLOT_CREATE, sql);
+		} else if (done == ST_SLOT_QUERY) {
+			start_replication(inv);
+		} else {
+			restart(inv, "START_REPLICATION failed", false);
+		}
+		return;
+	case ST_SLOT_DROP:
+		inv->slot_lost = false;
+		inv->slot_missing = true;
+		inv->slot_was_lost = true;
+		setup_next(inv, ST_SLOT_QUERY);
+		return;
+	case ST_SLOT_CREATE:
+		inv->slot_missing = false;
+		start_gap_flush(inv);
+		inv->slot_was_lost = false;
+		return;
+	default:
+		return;
+	}
+}
+
+static void streaming_begins(cs_inv *inv)
+{
+	char a[CS_LSN_STRLEN];
+	inv->st = ST_STREAMING;
+	inv->state = CS_INV_STREAMING;
+	inv->stats.state = inv->state;
+	inv->attempt = 0;
+	if (inv->h_start > inv->horizon)
+		inv->horizon = inv->h_start;
+	cs_info("invalidator: streaming from slot \"%s\" (publication \"%s\"), horizon %s", inv->slot,
+		inv->publication, cs_lsn_format(inv->h_start, a));
+	inv->last_horizon_us = 0; /* publish at the next tick */
+	conn_wait(inv, EV_READ);
+	stream_read(inv);
+}
+
+/* ---- Connection events ------------------------------------------------------------------ */
+
+static void conn_event(evutil_socket_t fd, short what, void *arg)
+{
+	cs_inv *inv = arg;
+	if (fd >= 0)
+		inv->ev_added = false;
+	if (inv->conn == NULL)
+		return;
+	if (inv->st == ST_CONNECTING) {
+		switch (PQconnectPoll(inv->conn)) {
+		case PGRES_POLLING_READING:
+			conn_wait(inv, EV_READ);
+			return;
+		case PGRES_POLLING_WRITING:
+			conn_wait(inv, EV_WRITE);
+			return;
+		case PGRES_POLLING_OK:
+			if (PQsetnonblocking(inv->conn, 1) != 0) {
+				restart(inv, PQerrorMessage(inv->conn), false);
+				return;
+			}
+			inv->state = CS_INV_SETUP;
+			inv->stats.state = inv->state;
+			send_cmd(inv, ST_IDENTIFY, "IDENTIFY_SYSTEM");
+			return;
+		default:
+			restart(inv, PQerrorMessage(inv->conn), false);
+			return;
+		}
+	}
+	if (inv->st == ST_GAP_FLUSH)
+		return; /* waiting for Redis */
+	if (inv->st == ST_START && fd < 0) {
+		start_replication(inv); /* the gap flush finished */
+		return;
+	}
+	if ((what & EV_READ) && !PQconsumeInput(inv->conn)) {
+		restart(inv, PQerrorMessage(inv->conn), false);
+		return;
+	}
+	int frc = PQflush(inv->conn);
+	if (frc < 0) {
+		restart(inv, PQerrorMessage(inv->conn), false);
+		return;
+	}
+	if (inv->st == ST_STREAMING) {
+		stream_read(inv);
+		if (inv->conn && inv->st == ST_STREAMING && !inv->paused)
+			conn_wait(inv, frc == 1 || inv->status_pending ? EV_READ | EV_WRITE : EV_READ);
+		if (inv->status_pending && inv->conn)
+			send_status(inv, false);
+		return;
+	}
+	/* setup: collect the command's results */
+	while (!PQisBusy(inv->conn)) {
+		PGresult *res = PQgetResult(inv->conn);
+		if (res == NULL) {
+			setup_next(inv, inv->st);
+			return;
+		}
+		if (inv->st == ST_START && PQresultStatus(res) == PGRES_COPY_BOTH) {
+			PQclear(res);
+			streaming_begins(inv);
+			return;
+		}
+		bool go_on = setup_result(inv, res);
+		PQclear(res);
+		if (!go_on)
+			return;
+	}
+	conn_wait(inv, frc == 1 ? EV_READ | EV_WRITE : EV_READ);
+}
+
+static void connect_start(cs_inv *inv)
+{
+	const char *kw[] = { "dbname", "replication", "options", "application_name", NULL };
+	const char *val[] = { inv->conninfo, "database",
+		"-c DateStyle=ISO -c TimeZone=UTC -c extra_float_digits=3 -c bytea_output=hex",
+		"cachesvc-invalidator", NULL };
+	inv->epoch++;
+	inv->stats.reconnects++;
+	inv->conn = PQconnectStartParams(kw, val, 1);
+	if (inv->conn == NULL || PQstatus(inv->conn) == CONNECTION_BAD) {
+		restart(inv, inv->conn ? PQerrorMessage(inv->conn) : "out of memory", false);
+		return;
+	}
+	inv->dec = cs_pgo_decoder_new();
+	if (inv->dec == NULL) {
+		restart(inv, "out of memory", false);
+		return;
+	}
+	inv->st = ST_CONNECTING;
+	inv->step_deadline_us = cs_now_us() + 10u * 1000000u;
+	conn_wait(inv, EV_WRITE);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	connect_start(arg);
+}
+
+/* Drops the replication connection and everything in flight; reconnects later. Commits
+ * not yet confirmed are replayed by the slot, so nothing is lost. */
+static void restart(cs_inv *inv, const char *why, bool standby)
+{
+	char reason[400];
+	snprintf(reason, sizeof reason, "%s", why ? why : "unknown");
+	chomp(reason);
+	if (inv->ev_added) {
+		event_del(&inv->ev);
+		inv->ev_added = false;
+	}
+	if (inv->conn) {
+		PQfinish(inv->conn);
+		inv->conn = NULL;
+	}
+	cs_pgo_decoder_free(inv->dec);
+	inv->dec = NULL;
+	inv->st = ST_NONE;
+	inv->epoch++; /* late Redis replies for this connection are ignored */
+	inv->fifo_head = inv->fifo_tail = 0;
+	inv->paused = false;
+	inv->pos_in_flight = false;
+	inv->status_pending = false;
+	txn_reset(inv);
+	for (int q = 0; q < inv->nq; q++) {
+		free(inv->deb[q].waiters);
+		inv->deb[q].waiters = NULL;
+		inv->deb[q].nwait = inv->deb[q].capwait = 0;
+		inv->deb[q].due_us = 0;
+	}
+	int64_t delay;
+	if (standby) {
+		if (inv->state != CS_INV_STANDBY)
+			cs_info("invalidator: standing by: %s", reason);
+		inv->state = CS_INV_STANDBY;
+		delay = cs_backoff_ms(0, STANDBY_RETRY_MS, STANDBY_RETRY_MS);
+	} else {
+		uint64_t now = cs_now_us();
+		if (inv->state == CS_INV_STREAMING || now - inv->last_reconnect_log_us > 10000000u) {
+			cs_warn("invalidator: restarting the replication connection: %s", reason);
+			inv->last_reconnect_log_us = now;
+		}
+		inv->state = CS_INV_IDLE;
+		delay = cs_backoff_ms(inv->attempt++, RETRY_BASE_MS, RETRY_MAX_MS);
+	}
+	inv->stats.state = inv->state;
+	struct timeval tv = cs_tv_ms(delay);
+	evtimer_add(inv->retry, &tv);
+}
+
+/* ---- Periodic work ---------------------------------------------------------------------- */
+
+static void on_horizon_reply(cs_redis *r, redisReply *reply, void *priv)
+{
+	cs_inv *inv = priv;
+	uint64_t h;
+	if (reply && reply->type == REDIS_REPLY_STRING && cs_lsn_unhex(reply->str, (size_t)reply->len, &h))
+		inv->stats.horizon = h;
+}
+
+static void publish_horizon(cs_inv *inv)
+{
+	uint64_t now = cs_now_us();
+	uint64_t window = (uint64_t)(inv->fence_ttl_ms - inv->horizon_ttl_ms) * 1000u;
+	/* every fence sent at or before now + V - F may be gone within V */
+	uint64_t cutoff = now > window ? now - window : 0;
+	cs_lsn_t h = inv->h_start;
+	while (inv->s_len > 0) {
+		int oldest = (inv->s_head + SAMPLES - inv->s_len) % SAMPLES;
+		if (inv->samples[oldest].us > cutoff)
+			break;
+		if (inv->samples[oldest].lsn > inv->horizon)
+			inv->horizon = inv->samples[oldest].lsn;
+		inv->s_len--;
+	}
+	if (h > inv->horizon)
+		inv->horizon = h;
+	char hex[17], px[24];
+	cs_lsn_hex(inv->horizon, hex);
+	int pl = snprintf(px, sizeof px, "%lld", (long long)inv->horizon_ttl_ms);
+	const char *argv[] = { "cs:horizon", hex, px };
+	size_t lens[] = { 10, 16, (size_t)pl };
+	if (cs_redis_script(inv->redis, CS_SCRIPT_RAISE, on_horizon_reply, inv, 1, 3, argv, lens) == 0)
+		inv->last_horizon_us = now;
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	cs_inv *inv = arg;
+	uint64_t now = cs_now_us();
+	if (inv->conn && inv->st != ST_STREAMING && inv->st != ST_GAP_FLUSH && now > inv->step_deadline_us) {
+		restart(inv, "replication setup timed out", false);
+		return;
+	}
+	if (inv->st != ST_STREAMING)
+		return;
+	run_debounced(inv);
+	uint64_t interval = (uint64_t)inv->status_interval_ms * 1000u;
+	if (now - inv->last_status_us >= interval || inv->status_pending)
+		send_status(inv, true); /* reply requested: an idle stream answers with its position */
+	if (inv->st == ST_STREAMING && now - inv->last_horizon_us >= interval && cs_redis_ready(inv->redis))
+		publish_horizon(inv);
+	publish_pos(inv);
+}
+
+/* ---- Public API ------------------------------------------------------------------------- */
+
+static int alloc_query_state(cs_inv *inv, int nq)
+{
+	int *qkeys = calloc((size_t)(nq ? nq : 1), sizeof *qkeys);
+	uint8_t *qbump = calloc((size_t)(nq ? nq : 1), 1);
+	debounce *deb = calloc((size_t)(nq ? nq : 1), sizeof *deb);
+	if (!qkeys || !qbump || !deb) {
+		free(qkeys);
+		free(qbump);
+		free(deb);
+		return -1;
+	}
+	if (inv->deb)
+		for (int q = 0; q < inv->nq; q++)
+			free(inv->deb[q].waiters);
+	free(inv->qkeys);
+	free(inv->qbump);
+	free(inv->deb);
+	inv->qkeys = qkeys;
+	inv->qbump = qbump;
+	inv->deb = deb;
+	inv->nq = nq;
+	return 0;
+}
+
+cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, struct cs_pgserver *primary,
+	char *err, size_t errlen)
+{
+	if (cfg->primary_conninfo == NULL) {
+		snprintf(err, errlen, "[invalidator] enabled needs [primary] conninfo");
+		return NULL;
+	}
+	if (!valid_name(cfg->inval_slot, true)) {
+		snprintf(err, errlen, "[invalidator] slot: \"%s\" is not a valid slot name ([a-z0-9_], 1-63)",
+			cfg->inval_slot);
+		return NULL;
+	}
+	if (!valid_name(cfg->inval_publication, false)) {
+		snprintf(err, errlen, "[invalidator] publication: \"%s\" is not a plain identifier",
+			cfg->inval_publication);
+		return NULL;
+	}
+	cs_inv *inv = calloc(1, sizeof *inv);
+	if (inv == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	inv->base = base;
+	inv->primary = primary;
+	inv->conninfo = strdup(cfg->primary_conninfo);
+	inv->slot = strdup(cfg->inval_slot);
+	inv->publication = strdup(cfg->inval_publication);
+	inv->fence_ttl_ms = cfg->fence_ttl_ms;
+	inv->status_interval_ms = cfg->status_interval_ms > 0 ? cfg->status_interval_ms : 1000;
+	/* The horizon must outlive several publications, and stay well inside the fence TTL. */
+	inv->horizon_ttl_ms = CS_MIN(inv->fence_ttl_ms / 2, CS_MAX(10 * inv->status_interval_ms, 5000));
+	cs_hist_init(&inv->stats.lag_us);
+	inv->map = cs_inv_map_new(cfg);
+	inv->retry = evtimer_new(base, on_retry, inv);
+	inv->tick = event_new(base, -1, EV_PERSIST, on_tick, inv);
+	if (!inv->conninfo || !inv->slot || !inv->publication || !inv->map || !inv->retry ||
+		!inv->tick || alloc_query_state(inv, cfg->nqueries) != 0) {
+		snprintf(err, errlen, "out of memory");
+		cs_inv_free(inv);
+		return NULL;
+	}
+	cs_redis_opts ro = { .name = "invalidator", .url = cfg->redis_url,
+		.timeout_ms = cfg->redis_timeout_ms, .max_pending = 1 << 20, .scripts = cs_scripts,
+		.nscripts = CS_SCRIPT_COUNT };
+	inv->redis = cs_redis_new(base, &ro, err, errlen);
+	if (inv->redis == NULL) {
+		cs_inv_free(inv);
+		return NULL;
+	}
+	struct timeval tv = cs_tv_ms(TICK_MS);
+	event_add(inv->tick, &tv);
+	connect_start(inv);
+	return inv;
+}
+
+void cs_inv_free(cs_inv *inv)
+{
+	if (inv == NULL)
+		return;
+	if (inv->ev_added)
+		event_del(&inv->ev);
+	if (inv->conn)
+		PQfinish(inv->conn);
+	inv->conn = NULL;
+	inv->epoch++;
+	cs_redis_free(inv->redis); /* pending callbacks see a stale epoch */
+	cs_pgo_decoder_free(inv->dec);
+	if (inv->retry)
+		event_free(inv->retry);
+	if (inv->tick)
+		event_free(inv->tick);
+	if (inv->deb)
+		for (int q = 0; q < inv->nq; q++)
+			free(inv->deb[q].waiters);
+	free(inv->deb);
+	free(inv->qkeys);
+	free(inv->qbump);
+	free(inv->kset);
+	free(inv->arena);
+	cs_inv_map_free(inv->map);
+	free(inv->conninfo);
+	free(inv->slot);
+	free(inv->publication);
+	free(inv);
+}
+
+int cs_inv_reload(cs_inv *inv, const cs_config *cfg)
+{
+	cs_inv_map *m = cs_inv_map_new(cfg);
+	if (m == NULL)
+		return -1;
+	/* Query indexes change: restart the stream so no transaction straddles two maps;
+	 * the slot replays anything unconfirmed with the new definitions. */
+	restart(inv, "query definitions reloaded", false);
+	inv->attempt = 0;
+	if (alloc_query_state(inv, cfg->nqueries) != 0) {
+		cs_inv_map_free(m);
+		return -1;
+	}
+	if (inv->kset_n || inv->kset_cap) {
+		free(inv->kset);
+		inv->kset = NULL;
+		inv->kset_cap = inv->kset_n = 0;
+	}
+	cs_inv_map_free(inv->map);
+	inv->map = m;
+	return 0;
+}
+
+const cs_inv_stats *cs_inv_get_stats(const cs_inv *inv)
+{
+	return &inv->stats;
+}
+
+void cs_inv_metrics(const cs_inv *inv, FILE *f)
+{
+	const cs_inv_stats *s = &inv->stats;
+	cs_lsn_t primary_lsn = inv->primary ? cs_pgserver_lsn(inv->primary) : 0;
+	fprintf(f, "# HELP cachesvc_invalidator_state 0 idle, 1 standby, 2 setup, 3 streaming (leader)\n"
+		   "# TYPE cachesvc_invalidator_state gauge\ncachesvc_invalidator_state %d\n",
+		(int)s->state);
+	fprintf(f, "# TYPE cachesvc_invalidator_confirmed_lsn gauge\ncachesvc_invalidator_confirmed_lsn %llu\n",
+		(unsigned long long)s->confirmed);
+	fprintf(f, "# TYPE cachesvc_invalidator_horizon_lsn gauge\ncachesvc_invalidator_horizon_lsn %llu\n",
+		(unsigned long long)s->horizon);
+	fprintf(f, "# HELP cachesvc_invalidator_bytes_behind Primary WAL position minus the confirmed position\n"
+		   "# TYPE cachesvc_invalidator_bytes_behind gauge\ncachesvc_invalidator_bytes_behind %llu\n",
+		(unsigned long long)(primary_lsn > s->confirmed ? primary_lsn - s->confirmed : 0));
+	fprintf(f, "# TYPE cachesvc_invalidator_transactions_total counter\ncachesvc_invalidator_transactions_total %llu\n",
+		(unsigned long long)s->transactions);
+	fprintf(f, "# TYPE cachesvc_invalidator_rows_total counter\ncachesvc_invalidator_rows_total %llu\n",
+		(unsigned long long)s->rows);
+	fprintf(f, "# TYPE cachesvc_invalidator_keys_total counter\ncachesvc_invalidator_keys_total %llu\n",
+		(unsigned long long)s->keys);
+	static const char *const reasons[] = { "truncate", "table", "unknown_key" };
+	fprintf(f, "# TYPE cachesvc_invalidator_query_drops_total counter\n");
+	for (int i = 0; i < 3; i++)
+		fprintf(f, "cachesvc_invalidator_query_drops_total{reason=\"%s\"} %llu\n", reasons[i],
+			(unsigned long long)s->query_bumps[i]);
+	fprintf(f, "# TYPE cachesvc_invalidator_debounced_total counter\ncachesvc_invalidator_debounced_total %llu\n",
+		(unsigned long long)s->debounced);
+	fprintf(f, "# TYPE cachesvc_invalidator_reconnects_total counter\ncachesvc_invalidator_reconnects_total %llu\n",
+		(unsigned long long)s->reconnects);
+	fprintf(f, "# TYPE cachesvc_invalidator_slot_lost_total counter\ncachesvc_invalidator_slot_lost_total %llu\n",
+		(unsigned long long)s->slot_lost);
+	fprintf(f, "# TYPE cachesvc_invalidator_slot_created_total counter\ncachesvc_invalidator_slot_created_total %llu\n",
+		(unsigned long long)s->slot_created);
+	fprintf(f, "# TYPE cachesvc_invalidator_redis_failures_total counter\ncachesvc_invalidator_redis_failures_total %llu\n",
+		(unsigned long long)s->redis_failures);
+	fprintf(f, "# HELP cachesvc_invalidator_lag_seconds Commit on the primary to invalidation acknowledged by Redis\n"
+		   "# TYPE cachesvc_invalidator_lag_seconds histogram\n");
+	char buf[4096];
+	if (cs_hist_prometheus(&s->lag_us, "cachesvc_invalidator_lag_seconds", "", buf, sizeof buf) < sizeof buf)
+		fputs(buf, f);
+}

@@ -1,0 +1,62 @@
+/* invalidator.h - consumes the primary's logical replication stream (pgoutput) on the event
+ * loop and deletes exactly the cache entries each committed change affects.
+ *
+ * One process holds the slot at a time (PostgreSQL allows one walsender per slot: the
+ * slot is the leader lock); others configured as invalidators stand by and retry.
+ * Invariant I4: the LSN confirmed to PostgreSQL is the end LSN of the last commit whose
+ * invalidations Redis has acknowledged, never more; after any crash the slot replays what
+ * was not confirmed (at-least-once; invalidation is idempotent). The leader also publishes
+ * cs:inv:pos (its confirmed position, for read-your-writes) and cs:horizon (fence.c).
+ *
+ * Nothing here blocks. */
+#ifndef CS_INVALIDATOR_H
+#define CS_INVALIDATOR_H
+
+#include <stdio.h>
+
+#include "config.h"
+#include "hist.h"
+#include "lsn.h"
+
+struct event_base;
+struct cs_pgserver;
+
+typedef struct cs_inv cs_inv;
+
+/* Leadership state. */
+typedef enum cs_inv_state {
+	CS_INV_IDLE = 0,   /* not connected (starting, or reconnecting after a failure) */
+	CS_INV_STANDBY,	   /* another process holds the slot: retrying on a timer */
+	CS_INV_SETUP,	   /* connected: slot checks, creation, gap flush */
+	CS_INV_STREAMING,  /* the leader: consuming the stream */
+} cs_inv_state;
+
+typedef struct cs_inv_stats {
+	cs_inv_state state;
+	cs_lsn_t confirmed;	  /* last LSN confirmed to PostgreSQL */
+	cs_lsn_t horizon;	  /* last horizon published */
+	uint64_t transactions;	  /* commits decoded */
+	uint64_t rows;		  /* row changes decoded */
+	uint64_t keys;		  /* keys invalidated (sent to Redis) */
+	uint64_t query_bumps[3];  /* whole-query invalidations by cs_inv_reason */
+	uint64_t debounced;	  /* whole-table invalidations absorbed by min_lifetime */
+	uint64_t reconnects;	  /* replication connections (re)started */
+	uint64_t slot_lost;	  /* slots found lost (invalidated) and recreated: a loud event */
+	uint64_t slot_created;	  /* slots created because missing (first start, or dropped) */
+	uint64_t redis_failures;  /* invalidations Redis did not acknowledge (stream replayed) */
+	cs_hist lag_us;		  /* commit timestamp -> Redis acknowledged */
+} cs_inv_stats;
+
+/* Creates the invalidator and starts connecting. `primary` (may be NULL) is the engine's
+ * primary server, used for the primary's LSN (bytes behind). NULL with a message. */
+cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, struct cs_pgserver *primary,
+	char *err, size_t errlen) __attribute__((warn_unused_result));
+void cs_inv_free(cs_inv *inv);
+
+/* Rebuilds the key mapping from reloaded query definitions. 0, or -1 on OOM (old kept). */
+int cs_inv_reload(cs_inv *inv, const cs_config *cfg);
+
+const cs_inv_stats *cs_inv_get_stats(const cs_inv *inv);
+void cs_inv_metrics(const cs_inv *inv, FILE *f);
+
+#endif

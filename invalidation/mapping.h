@@ -1,0 +1,57 @@
+/* mapping.h - from decoded row changes to the cache keys they affect (pure).
+ *
+ * Built from the invalidate_on declarations of the query definitions. For a change to a
+ * table some query depends on, the mapping reports through a sink:
+ *   - key(q, canon): the entry of query q with canonical parameters canon must go
+ *     (INSERT: the new row's keys; DELETE: the old row's; UPDATE: the new row's, and
+ *     the old row's when a key column changed);
+ *   - query(q, reason): every entry of q must go (TRUNCATE; a whole-table rule, which the
+ *     caller debounces with min_lifetime; or a key that cannot be computed from what the
+ *     stream carries, e.g. an unchanged-TOAST key column: dropping the whole query is the
+ *     only safe answer).
+ * A change to a table no query depends on costs one hash lookup. The canonical text is
+ * exactly the one the read path builds (params.h), so the keys match. Nothing here does
+ * I/O; the mapping copies what it needs from the config (it outlives reloads). */
+#ifndef CS_INV_MAPPING_H
+#define CS_INV_MAPPING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+#include "pgoutput.h"
+
+typedef struct cs_inv_map cs_inv_map;
+
+/* Why a whole query is invalidated. */
+typedef enum cs_inv_reason {
+	CS_INV_TRUNCATE = 0, /* TRUNCATE of a table it depends on */
+	CS_INV_TABLE,	     /* whole-table rule: any change (debounced by min_lifetime) */
+	CS_INV_UNKNOWN_KEY,  /* a key column's value is not in the stream */
+} cs_inv_reason;
+
+typedef struct cs_inv_sink {
+	void (*key)(void *priv, int query, const char *canon, size_t len);
+	void (*query)(void *priv, int query, cs_inv_reason reason);
+	void *priv;
+} cs_inv_sink;
+
+/* Builds the mapping. NULL on OOM. */
+cs_inv_map *cs_inv_map_new(const cs_config *cfg);
+void cs_inv_map_free(cs_inv_map *m);
+
+int cs_inv_map_nqueries(const cs_inv_map *m);
+const char *cs_inv_map_query_name(const cs_inv_map *m, int query);
+/* min_lifetime of the query (ms), for debouncing whole-table invalidations. */
+int64_t cs_inv_map_min_lifetime(const cs_inv_map *m, int query);
+/* True when the query has any invalidate_on rule (it depends on the stream). */
+bool cs_inv_map_depends(const cs_inv_map *m, int query);
+/* True when some query depends on schema.table. */
+bool cs_inv_map_has_table(const cs_inv_map *m, const char *schema, const char *name);
+
+/* Reports the keys/queries affected by an 'I', 'U', 'D' or 'T' message decoded by d
+ * (other types: nothing). Returns the number of sink calls made. */
+int cs_inv_map_change(const cs_inv_map *m, const cs_pgo_decoder *d, const cs_pgo_msg *msg,
+	const cs_inv_sink *sink);
+
+#endif

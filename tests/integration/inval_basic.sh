@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# inval_basic.sh - the invalidator removes exactly the keys each committed change affects:
+# UPDATE, INSERT, DELETE, an UPDATE moving a row between keys, multi-row and multi-table
+# transactions, a rollback (nothing), TRUNCATE (generation bump), ALTER TABLE mid-stream,
+# NULL keys, TOASTed rows, and a change to a table no query depends on (nothing).
+. "$(dirname "$0")/daemon_lib.sh"
+
+make_db <<'SQL'
+CREATE TABLE users (id bigint PRIMARY KEY, name text, email text);
+ALTER TABLE users REPLICA IDENTITY FULL;
+CREATE TABLE messages (id bigserial PRIMARY KEY, conv_id bigint NOT NULL, user_id bigint NOT NULL,
+                       content text NOT NULL);
+ALTER TABLE messages REPLICA IDENTITY FULL;
+CREATE TABLE unrelated (id int PRIMARY KEY, v text);
+-- the unrelated table is published too: its changes reach the invalidator and cost a lookup
+CREATE PUBLICATION cs_pub FOR TABLE users, messages, unrelated;
+INSERT INTO users SELECT i, 'user ' || i, 'u' || i || '@x' FROM generate_series(1, 10) i;
+INSERT INTO messages (conv_id, user_id, content)
+  SELECT 10 * (1 + i % 3), 1 + i % 5, 'm' || i FROM generate_series(1, 30) i;
+SQL
+
+FENCE=on
+write_config "$WORK/cs.ini"
+cat >>"$WORK/cs.ini" <<'INI'
+
+[query iv_user]
+sql = SELECT id, name, email FROM users WHERE id = $1
+params = id:int8
+invalidate_on = users(id = $1)
+
+[query iv_email]
+sql = SELECT id FROM users WHERE email = $1
+params = email:text
+invalidate_on = users(email = $1)
+
+[query iv_conv]
+sql = SELECT id, user_id, content FROM messages WHERE conv_id = $1 ORDER BY id
+params = conv_id:int8
+kind = list
+invalidate_on = messages(conv_id = $1)
+
+[query iv_count]
+sql = SELECT count(*) AS n FROM messages WHERE user_id = $1
+params = user_id:int8
+kind = aggregate
+stale_while_revalidate = 0
+min_lifetime = 0
+invalidate_on = messages(user_id = $1)
+
+[query iv_all]
+sql = SELECT count(*) AS n FROM messages
+kind = aggregate
+stale_while_revalidate = 0
+min_lifetime = 0
+invalidate_on = messages
+INI
+invalidator_section >>"$WORK/cs.ini"
+start_daemon "$WORK/cs.ini"
+until_true 30 streaming || fail "the invalidator never started streaming"
+ok "invalidator streaming"
+
+# fill: read each key twice so it is cached (the first read also proves the horizon allows
+# fills once replicas pass it)
+fill() { # QUERY PARAM
+  until_true 20 filled_now "$@" || fail "could not get $1 $2 cached: $(cli --json get "$@")"
+}
+filled_now() { cli --json get "$@" >/dev/null && [ "$(cli --json get "$@" | json source)" = cache ]; }
+for i in 1 2 3; do fill iv_user $i; done
+fill iv_email 'u3@x'
+for c in 10 20 30; do fill iv_conv $c; done
+for u in 1 2; do fill iv_count $u; done
+fill iv_all
+ok "entries cached"
+
+lsn=$(commit_lsn "UPDATE users SET name = 'changed' WHERE id = 2")
+wait_invalidated "$lsn"
+cached iv_user 2 && fail "UPDATE users 2 left its entry"
+cached iv_user 1 && cached iv_user 3 || fail "UPDATE users 2 removed other users' entries"
+for c in 10 20 30; do cached iv_conv $c || fail "UPDATE users removed iv_conv $c"; done
+[ "$(cli --json get iv_user 2 | json rows)" = '[[2, "changed", "u2@x"]]' ] || fail "refill: $(cli --json get iv_user 2)"
+ok "UPDATE: exactly the affected key is invalidated"
+
+lsn=$(commit_lsn "INSERT INTO messages (conv_id, user_id, content) VALUES (10, 1, 'new')")
+wait_invalidated "$lsn"
+cached iv_conv 10 && fail "INSERT conv 10 left iv_conv 10"
+cached iv_count 1 && fail "INSERT user 1 left iv_count 1"
+cached iv_conv 20 && cached iv_count 2 || fail "INSERT removed unrelated keys"
+ok "INSERT: the new row's keys (list and keyed aggregate) are invalidated"
+fill iv_conv 10; fill iv_count 1; fill iv_all
+
+id=$(primary "$DB" -c "SELECT min(id) FROM messages WHERE conv_id = 10")
+lsn=$(commit_lsn "UPDATE messages SET conv_id = 20 WHERE id = $id")
+wait_invalidated "$lsn"
+cached iv_conv 10 && fail "moving a row left the old key"
+cached iv_conv 20 && fail "moving a row left the new key"
+cached iv_conv 30 || fail "moving a row removed an unrelated key"
+ok "UPDATE moving a row from key 10 to key 20 invalidates both"
+fill iv_conv 10; fill iv_conv 20; fill iv_count 2
+
+id=$(primary "$DB" -c "SELECT min(id) FROM messages WHERE conv_id = 30")
+uid=$(primary "$DB" -c "SELECT user_id FROM messages WHERE id = $id")
+fill iv_count "$uid"
+lsn=$(commit_lsn "DELETE FROM messages WHERE id = $id")
+wait_invalidated "$lsn"
+cached iv_conv 30 && fail "DELETE left the old row's key"
+cached iv_count "$uid" && fail "DELETE left the old row's aggregate key"
+ok "DELETE: the old row's keys are invalidated"
+fill iv_conv 30
+
+for i in 1 3; do fill iv_user $i; done
+lsn=$(commit_lsn "BEGIN; UPDATE users SET name = name || '!' WHERE id IN (1, 3); UPDATE messages SET content = 'x' WHERE conv_id = 30; COMMIT")
+wait_invalidated "$lsn"
+cached iv_user 1 || cached iv_user 3 || cached iv_conv 30 && fail "multi-row/multi-table transaction missed a key"
+ok "multi-row, multi-table transaction: every key invalidated"
+fill iv_user 1; fill iv_conv 30
+
+primary "$DB" -c "BEGIN; UPDATE users SET name = 'never' WHERE id = 1; ROLLBACK" >/dev/null
+lsn=$(commit_lsn "UPDATE unrelated SET v = v WHERE false")
+wait_invalidated "$lsn"
+cached iv_user 1 || fail "a rolled-back transaction invalidated a key"
+ok "a rolled-back transaction invalidates nothing"
+
+keys_before=$(metric cachesvc_invalidator_keys_total)
+rows_before=$(metric cachesvc_invalidator_rows_total)
+primary "$DB" -c "INSERT INTO unrelated VALUES (1, 'a')" >/dev/null
+lsn=$(commit_lsn "UPDATE unrelated SET v = 'b' WHERE id = 1")
+wait_invalidated "$lsn"
+[ "$(metric cachesvc_invalidator_rows_total)" -ge $((rows_before + 2)) ] || fail "the unrelated table's changes were not decoded"
+[ "$(metric cachesvc_invalidator_keys_total)" = "$keys_before" ] || fail "a table nobody depends on invalidated keys"
+cached iv_user 1 || fail "a change to an unrelated table removed an entry"
+ok "a change to a table no query depends on invalidates nothing"
+
+# NULL keys: the old email's entry goes when the email becomes NULL
+lsn=$(commit_lsn "UPDATE users SET email = NULL WHERE id = 3")
+wait_invalidated "$lsn"
+cached iv_email 'u3%40x' && fail "email u3@x entry left after the email became NULL"
+ok "an UPDATE to a NULL key invalidates the old key"
+
+# ALTER TABLE mid-stream: the relation is re-described and followed
+fill iv_user 5
+primary "$DB" -c "ALTER TABLE users ADD COLUMN age int" >/dev/null
+lsn=$(commit_lsn "UPDATE users SET age = 30, name = 'five' WHERE id = 5")
+wait_invalidated "$lsn"
+cached iv_user 5 && fail "after ADD COLUMN the UPDATE did not invalidate"
+primary "$DB" -c "ALTER TABLE users DROP COLUMN age" >/dev/null
+fill iv_user 5
+lsn=$(commit_lsn "UPDATE users SET name = 'five again' WHERE id = 5")
+wait_invalidated "$lsn"
+cached iv_user 5 && fail "after DROP COLUMN the UPDATE did not invalidate"
+ok "ALTER TABLE ADD/DROP COLUMN mid-stream: invalidation follows the new shape"
+
+# TOASTed rows: a large content, then an UPDATE that leaves it untouched
+primary "$DB" -c "INSERT INTO messages (conv_id, user_id, content) SELECT 40, 4, string_agg(md5(i::text), '') FROM generate_series(1, 4000) i" >/dev/null
+fill iv_conv 40; fill iv_count 4
+lsn=$(commit_lsn "UPDATE messages SET user_id = 5 WHERE conv_id = 40")
+wait_invalidated "$lsn"
+cached iv_conv 40 && fail "UPDATE of a TOASTed row left iv_conv 40"
+cached iv_count 4 && fail "UPDATE of a TOASTed row left the old user's count"
+ok "rows with large TOASTed values: keys still computed and invalidated"
+
+# TRUNCATE: every dependent query's generation moves
+fill iv_conv 20; fill iv_all
+g_conv=$(redis get cs:g:iv_conv); g_all=$(redis get cs:g:iv_all); g_user=$(redis get cs:g:iv_user)
+lsn=$(commit_lsn "TRUNCATE messages")
+wait_invalidated "$lsn"
+[ "$(redis get cs:g:iv_conv)" -gt "${g_conv:-0}" ] || fail "TRUNCATE did not bump iv_conv"
+[ "$(redis get cs:g:iv_all)" -gt "${g_all:-0}" ] || fail "TRUNCATE did not bump iv_all"
+[ "$(redis get cs:g:iv_user)" = "$g_user" ] || fail "TRUNCATE messages bumped iv_user"
+[ "$(cli --json get iv_all | json rows)" = '[[0]]' ] || fail "after TRUNCATE: $(cli --json get iv_all)"
+ok "TRUNCATE bumps the generation of every dependent query (and only those)"
+
+h=$(metric cachesvc_invalidator_lag_seconds_count)
+[ "$h" -ge 8 ] || fail "invalidation lag histogram has $h samples"
+ok "invalidation lag histogram populated ($h commits)"
