@@ -63,8 +63,17 @@ typedef struct greq {
 	bool bypass;
 	uint64_t min_lsn;
 	uint64_t start_us;
+	uint8_t *stale;	   /* an expired entry to serve if the refresh fails (stale-if-error) */
+	size_t stale_len;
+	int64_t stale_until_ms; /* filled + max_stale: never served past it */
 	struct greq *next; /* waiter chain of a flight */
 } greq;
+
+static void greq_free(greq *r)
+{
+	free(r->stale);
+	free(r);
+}
 
 /* A miss in progress: one database query shared by every request for the same key. */
 struct flight {
@@ -116,7 +125,7 @@ struct cs_engine {
 	flight *buckets[FLIGHT_BUCKETS];
 	flight *ryw_head;
 	bool fence_on;
-	bool gens_loading;
+	bool stopping; /* cs_engine_free runs: no retries, everything answers SHUTTING_DOWN */
 	cs_engine_stats stats;
 	cs_buf scratch;
 };
@@ -205,10 +214,18 @@ static void reply_error(cs_engine *e, cs_engine_cb *cb, void *priv, int err, con
 	cb(priv, -code, msg, NULL, NULL, 0);
 }
 
+static void serve_stale_copy(greq *r, int err, const char *msg);
+
 static void greq_error(greq *r, int err, const char *msg)
 {
+	if (r->stale) {
+		/* stale-if-error: the database failed, but an entry younger than max_stale is
+		 * there: better stale (flagged) than nothing */
+		serve_stale_copy(r, err, msg);
+		return;
+	}
 	reply_error(r->e, r->cb, r->priv, err, "%s", msg);
-	free(r);
+	greq_free(r);
 }
 
 /* ---- Routing ---------------------------------------------------------------------------- */
@@ -316,6 +333,10 @@ static void flight_dispatch(flight *f)
 {
 	cs_engine *e = f->e;
 	const cs_config *cfg = f->qt->cfg;
+	if (e->stopping) {
+		flight_fail(f, -CS_ERR_SHUTTING_DOWN, "shutting down");
+		return;
+	}
 	for (;;) {
 		cs_pgserver *s = route_replica(e, f->tier, f->min_lsn, f->tried);
 		bool to_primary = false;
@@ -464,6 +485,8 @@ static void flight_job_done(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, in
 	flight *f = job->priv;
 	cs_engine *e = f->e;
 	if (err != 0) {
+		if (e->stopping)
+			err = -CS_ERR_SHUTTING_DOWN;
 		if (err == -CS_ERR_OVERLOADED)
 			f->overloaded = true;
 		if (retryable && f->attempts < MAX_ATTEMPTS && cs_now_us() < f->deadline_us) {
@@ -520,7 +543,7 @@ static void flight_job_done(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, in
 		greq *next = w->next;
 		cs_hist_record(&e->stats.miss_us, cs_now_us() - w->start_us);
 		w->cb(w->priv, 0, NULL, &meta, result, rlen);
-		free(w);
+		greq_free(w);
 		w = next;
 	}
 
@@ -534,7 +557,11 @@ static void flight_job_done(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, in
 		} else {
 			if (negative)
 				e->stats.negative_fills++;
-			int64_t px = ttl + (negative ? 0 : q->stale_while_revalidate_ms);
+			/* Redis keeps the entry until max_stale (the hard bound on its age): past
+			 * the soft expiry it serves stale while revalidating, and stale-if-error
+			 * up to max_stale. */
+			int64_t stale_window = CS_MAX(0, q->max_stale_ms - q->ttl_ms);
+			int64_t px = negative ? ttl : ttl + stale_window; /* jitter moves both */
 			fill(f, b->data, b->len, px, ent.lsn);
 		}
 	}
@@ -728,8 +755,26 @@ static void serve_hit(lookup *l, const cs_entry *ent, int64_t now_ms, bool stale
 	}
 	cs_hist_record(&e->stats.hit_us, cs_now_us() - r->start_us);
 	r->cb(r->priv, 0, NULL, &meta, ent->result, ent->result_len);
-	free(r);
+	greq_free(r);
 	l->r = NULL;
+}
+
+static void serve_stale_copy(greq *r, int err, const char *msg)
+{
+	cs_entry ent;
+	cs_engine *e = r->e;
+	int64_t now = cs_wall_ms();
+	if (!cs_entry_parse(r->stale, r->stale_len, &ent) || now > r->stale_until_ms) {
+		/* past max_stale while the refresh failed: the error, not older data */
+		reply_error(e, r->cb, r->priv, err, "%s", msg);
+		greq_free(r);
+		return;
+	}
+	cs_meta meta = { .src = CS_SRC_CACHE, .lsn = ent.lsn, .stale = true,
+		.age_ms = now > ent.filled_ms ? (uint64_t)(now - ent.filled_ms) : 0 };
+	e->stats.stale_if_error++;
+	r->cb(r->priv, 0, NULL, &meta, ent.result, ent.result_len);
+	greq_free(r);
 }
 
 /* The Redis lookup answered: serve a fresh (or stale-while-revalidate) hit, or miss. */
@@ -804,6 +849,15 @@ static void on_cache_reply(cs_redis *rd, redisReply *reply, void *priv)
 	l->qs->misses++;
 	e->stats.refresh_expired++;
 	l->qs->refresh_expired++;
+	if (q->max_stale_ms > 0 && age <= q->max_stale_ms) {
+		/* keep the expired value in case the refresh fails (stale-if-error) */
+		r->stale = malloc((size_t)val->len);
+		if (r->stale) {
+			memcpy(r->stale, val->str, (size_t)val->len);
+			r->stale_len = (size_t)val->len;
+			r->stale_until_ms = ent.filled_ms + q->max_stale_ms;
+		}
+	}
 	lookup_miss(l, true);
 }
 
@@ -835,7 +889,7 @@ void cs_engine_get(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine_cb
 		reply_error(e, cb, priv, -CS_ERR_INTERNAL, "out of memory");
 		return;
 	}
-	*r = (greq){ .e = e, .cb = cb, .priv = priv, .op = op,
+	*r = (greq){ .e = e, .cb = cb, .priv = priv, .op = op, .stale = NULL,
 		.tier = req->tier < CS_TIER_COUNT ? req->tier : CS_TIER_DEFAULT,
 		.bypass = req->bypass, .min_lsn = req->min_lsn, .start_us = cs_now_us() };
 	l->e = e;
@@ -1230,6 +1284,7 @@ void cs_engine_free(cs_engine *e)
 {
 	if (e == NULL)
 		return;
+	e->stopping = true;
 	cs_inv_free(e->inv);
 	/* Servers first: their jobs fail, which answers every waiting request. */
 	for (int i = 0; i < e->nservers; i++)
@@ -1366,6 +1421,12 @@ bool cs_engine_healthy(const cs_engine *e, char *why, size_t whylen)
 		snprintf(why, whylen, "redis is not connected (serving from PostgreSQL)");
 		return false;
 	}
+	for (int i = 0; i < e->qt->nq; i++) {
+		if (!e->qt->qs[i].gen_known) {
+			snprintf(why, whylen, "loading query generations from redis (bypassing the cache)");
+			return false;
+		}
+	}
 	snprintf(why, whylen, "ok");
 	return true;
 }
@@ -1449,6 +1510,7 @@ long cs_engine_metrics(const cs_engine *e, char **out)
 	C("refresh_expired_total", "Refreshes of expired entries", s->refresh_expired);
 	C("refresh_revalidate_total", "Stale-while-revalidate refreshes", s->refresh_revalidate);
 	C("refresh_forced_total", "REFRESH requests", s->refresh_forced);
+	C("stale_if_error_total", "Stale values served because the refresh failed (within max_stale)", s->stale_if_error);
 #undef C
 	fprintf(f, "# HELP cachesvc_errors_total Errors answered, by code\n# TYPE cachesvc_errors_total counter\n");
 	for (int i = 1; i <= CS_ERR_MAX; i++)

@@ -41,6 +41,7 @@ typedef struct cs_engine_stats {
 	uint64_t not_cached_large, not_cached_primary, not_cached_key, negative_fills;
 	uint64_t bypass_redis, bypass_requested;
 	uint64_t refresh_early, refresh_expired, refresh_revalidate, refresh_forced;
+	uint64_t stale_if_error; /* stale served because the refresh failed (within max_stale) */
 	uint64_t retries, primary_fallbacks;
 	uint64_t ryw_cache, ryw_replica, ryw_primary, ryw_waits;
 	uint64_t invalidations, gen_bumps;
@@ -75,7 +76,8 @@ int cs_engine_reload(cs_engine *e, cs_config *cfg, char *err, size_t errlen);
 const cs_config *cs_engine_config(const cs_engine *e);
 const cs_engine_stats *cs_engine_get_stats(const cs_engine *e);
 
-/* Ready to serve: Redis connected (or bypassing) and some PostgreSQL server up.
+/* Ready to serve: some PostgreSQL server up, Redis connected and every query's generation
+ * known (until then requests bypass the cache).
  * Writes a reason into why when not. */
 bool cs_engine_healthy(const cs_engine *e, char *why, size_t whylen);
 

@@ -17,10 +17,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#ifndef CS_EXPORT
-#define CS_EXPORT __attribute__((visibility("default")))
-#endif
-
 #define CS_HIST_SUB_BITS  7                        /* log2 of sub-buckets per octave */
 #define CS_HIST_SUB_COUNT (1u << CS_HIST_SUB_BITS) /* 128 sub-buckets per octave */
 #define CS_HIST_MAX_BITS  40                       /* values below 2^40 (~12.7 days in µs) */
@@ -40,52 +36,52 @@ typedef struct cs_hist {
 } cs_hist;
 
 /* Makes *h an empty histogram. Must be called before any other use. */
-CS_EXPORT void cs_hist_init(cs_hist *h);
+void cs_hist_init(cs_hist *h);
 
 /* Empties *h (same as cs_hist_init). */
-CS_EXPORT void cs_hist_reset(cs_hist *h);
+void cs_hist_reset(cs_hist *h);
 
 /* Records one value. O(1): a clz, a shift and a few adds, no data-dependent branch.
  * Values above CS_HIST_HIGHEST go to the top bucket and are counted in `overflow`;
  * sum, min and max still see the value as given. */
-CS_EXPORT void cs_hist_record(cs_hist *h, uint64_t v);
+void cs_hist_record(cs_hist *h, uint64_t v);
 
 /* Records the value v n times (n == 0 records nothing). */
-CS_EXPORT void cs_hist_record_n(cs_hist *h, uint64_t v, uint64_t n);
+void cs_hist_record_n(cs_hist *h, uint64_t v, uint64_t n);
 
 /* Adds every value of *src into *dst, as if each had been recorded into *dst.
  * *src is only read; dst == src doubles every count. */
-CS_EXPORT void cs_hist_merge(cs_hist *dst, const cs_hist *src);
+void cs_hist_merge(cs_hist *dst, const cs_hist *src);
 
 /* Totals: number of values, their sum, smallest and largest value (min and max return 0
  * when the histogram is empty), and the mean (sum / count, 0.0 when empty). */
-CS_EXPORT uint64_t cs_hist_count(const cs_hist *h);
-CS_EXPORT uint64_t cs_hist_sum(const cs_hist *h);
-CS_EXPORT uint64_t cs_hist_min(const cs_hist *h);
-CS_EXPORT uint64_t cs_hist_max(const cs_hist *h);
-CS_EXPORT double cs_hist_mean(const cs_hist *h);
+uint64_t cs_hist_count(const cs_hist *h);
+uint64_t cs_hist_sum(const cs_hist *h);
+uint64_t cs_hist_min(const cs_hist *h);
+uint64_t cs_hist_max(const cs_hist *h);
+double cs_hist_mean(const cs_hist *h);
 
 /* Number of values recorded above CS_HIST_HIGHEST. */
-CS_EXPORT uint64_t cs_hist_overflow(const cs_hist *h);
+uint64_t cs_hist_overflow(const cs_hist *h);
 
 /* The value at quantile q (clamped to [0,1]; NaN counts as 0), by nearest rank: the
  * bucket holding the ceil(q * count)-th smallest value (at least the first), reported as
  * that bucket's highest equivalent value, as HdrHistogram does. So the result is never
  * below the exact quantile and exceeds it by less than 1% (exact below 256). Returns 0 when
  * the histogram is empty; overflowed values report CS_HIST_HIGHEST. */
-CS_EXPORT uint64_t cs_hist_quantile(const cs_hist *h, double q);
+uint64_t cs_hist_quantile(const cs_hist *h, double q);
 
 /* Cumulative count of values <= bound, at bucket granularity: counts every bucket whose
  * lowest value is <= bound. Exact when bound is the highest value of a bucket (every bound
  * below 256 is) and when bound < min or bound >= max; otherwise it may also count values
  * of bound's own bucket that lie above bound, by less than 1%. Overflowed values count
  * only once bound >= max. Non-decreasing in bound. */
-CS_EXPORT uint64_t cs_hist_count_le(const cs_hist *h, uint64_t bound);
+uint64_t cs_hist_count_le(const cs_hist *h, uint64_t bound);
 
 /* The lowest and highest value sharing v's bucket (v above CS_HIST_HIGHEST: the top
  * bucket's). lowest <= v <= highest for every v in range. */
-CS_EXPORT uint64_t cs_hist_bucket_lowest(uint64_t v);
-CS_EXPORT uint64_t cs_hist_bucket_highest(uint64_t v);
+uint64_t cs_hist_bucket_lowest(uint64_t v);
+uint64_t cs_hist_bucket_highest(uint64_t v);
 
 /* Writes *h as the sample lines of a Prometheus text-format histogram, values in seconds
  * (recorded values are taken as microseconds):
@@ -101,7 +97,7 @@ CS_EXPORT uint64_t cs_hist_bucket_highest(uint64_t v);
  * >= buflen the text was cut (still NUL-terminated if buflen > 0) and the caller should
  * retry with a buffer of at least the returned length + 1. buf may be NULL if buflen is 0.
  * The caller owns buf; nothing is kept. */
-CS_EXPORT size_t cs_hist_prometheus(
+size_t cs_hist_prometheus(
         const cs_hist *h, const char *name, const char *labels, char *buf, size_t buflen);
 
 #endif

@@ -182,38 +182,41 @@ int main(int argc, char **argv)
 	}
 
 	signal(SIGPIPE, SIG_IGN);
+	int rc = 1;
+	struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
+	char *admin_listen = cfg->admin_listen ? strdup(cfg->admin_listen) : NULL;
 	d.base = event_base_new();
 	if (d.base == NULL) {
 		fprintf(stderr, "cachesvc: cannot create the event loop\n");
-		return 1;
+		cs_config_free(cfg);
+		goto out;
 	}
-	char *admin_listen = cfg->admin_listen ? strdup(cfg->admin_listen) : NULL;
 	d.engine = cs_engine_new(d.base, cfg, err, sizeof err); /* owns cfg from here */
 	if (d.engine == NULL) {
 		fprintf(stderr, "cachesvc: %s\n", err);
-		return 1;
+		goto out;
 	}
 	d.server = cs_server_new(d.base, d.engine, err, sizeof err);
 	if (d.server == NULL) {
 		fprintf(stderr, "cachesvc: %s\n", err);
-		cs_engine_free(d.engine);
-		return 1;
+		goto out;
 	}
 	cs_server_accept(d.server, false); /* until healthy: see on_ready_check */
 	if (admin_listen) {
 		d.admin = cs_admin_new(d.base, admin_listen, d.engine, d.server, err, sizeof err);
-		free(admin_listen);
 		if (d.admin == NULL) {
 			fprintf(stderr, "cachesvc: %s\n", err);
-			cs_server_free(d.server);
-			cs_engine_free(d.engine);
-			return 1;
+			goto out;
 		}
 	}
-	struct event *sigterm = evsignal_new(d.base, SIGTERM, on_stop, &d);
-	struct event *sigint = evsignal_new(d.base, SIGINT, on_stop, &d);
-	struct event *sighup = evsignal_new(d.base, SIGHUP, on_reload, &d);
+	sigterm = evsignal_new(d.base, SIGTERM, on_stop, &d);
+	sigint = evsignal_new(d.base, SIGINT, on_stop, &d);
+	sighup = evsignal_new(d.base, SIGHUP, on_reload, &d);
 	d.ready_timer = evtimer_new(d.base, on_ready_check, &d);
+	if (!sigterm || !sigint || !sighup || !d.ready_timer) {
+		fprintf(stderr, "cachesvc: out of memory\n");
+		goto out;
+	}
 	d.started_us = cs_now_us();
 	struct timeval now = { 0, 0 };
 	evsignal_add(sigterm, NULL);
@@ -223,15 +226,23 @@ int main(int argc, char **argv)
 	cs_info("cachesvc 0.1.0 starting (config %s)", d.config_path);
 
 	event_base_dispatch(d.base);
-
-	event_free(sigterm);
-	event_free(sigint);
-	event_free(sighup);
-	event_free(d.ready_timer);
+	rc = 0;
+out:
+	if (sigterm)
+		event_free(sigterm);
+	if (sigint)
+		event_free(sigint);
+	if (sighup)
+		event_free(sighup);
+	if (d.ready_timer)
+		event_free(d.ready_timer);
 	cs_admin_free(d.admin);
 	cs_server_free(d.server);
 	cs_engine_free(d.engine);
-	event_base_free(d.base);
-	cs_info("stopped");
-	return 0;
+	if (d.base)
+		event_base_free(d.base);
+	free(admin_listen);
+	if (rc == 0)
+		cs_info("stopped");
+	return rc;
 }

@@ -18,8 +18,16 @@ int64_t cs_wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static uint64_t rng_state[2];
-static bool rng_seeded;
+int64_t cs_wall_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Per thread: library mode may run engines on several threads. */
+static _Thread_local uint64_t rng_state[2];
+static _Thread_local bool rng_seeded;
 
 static uint64_t rotl(uint64_t x, int k)
 {

@@ -11,6 +11,8 @@
 uint64_t cs_now_us(void);
 /* Wall clock, milliseconds since the Unix epoch. For data ages stored in Redis. */
 int64_t cs_wall_ms(void);
+/* Wall clock, microseconds since the Unix epoch. For commit-to-invalidation lag. */
+int64_t cs_wall_us(void);
 /* xoshiro-style PRNG seeded from getrandom(2) once per process; not for secrets. */
 uint64_t cs_rand64(void);
 /* Uniform double in (0, 1]: never 0, so log() of it is finite. */

@@ -72,6 +72,7 @@ typedef struct sample {
 } sample;
 
 typedef struct debounce {
+	uint64_t absorbed;  /* table-level invalidations folded into a later bump */
 	uint64_t last_us;   /* last table-level bump sent */
 	uint64_t due_us;    /* scheduled bump, 0 = none */
 	uint64_t *waiters;  /* FIFO seqs whose confirmation waits for the scheduled bump */
@@ -340,15 +341,16 @@ static void on_pos_reply(cs_redis *r, redisReply *reply, void *priv)
 static void advance(cs_inv *inv)
 {
 	bool moved = false;
-	int64_t now_unix = cs_wall_ms() * 1000;
+	int64_t now_unix = cs_wall_us();
 	while (inv->fifo_head < inv->fifo_tail) {
 		pending *p = &inv->fifo[inv->fifo_head % FIFO_MAX];
 		if (p->remaining > 0)
 			break;
 		if (p->end_lsn > inv->confirmed)
 			inv->confirmed = p->end_lsn;
-		if (now_unix > p->commit_unix_us)
-			cs_hist_record(&inv->stats.lag_us, (uint64_t)(now_unix - p->commit_unix_us));
+		/* one sample per commit; a clock step backwards counts as 0 */
+		cs_hist_record(&inv->stats.lag_us,
+			now_unix > p->commit_unix_us ? (uint64_t)(now_unix - p->commit_unix_us) : 0);
 		inv->fifo_head++;
 		moved = true;
 	}
@@ -482,6 +484,7 @@ static void commit_txn(cs_inv *inv, cs_lsn_t end_lsn)
 			 * the commit is not confirmed before it lands (the last change is never
 			 * lost, also across a crash). */
 			inv->stats.debounced++;
+			d->absorbed++;
 			if (d->due_us == 0)
 				d->due_us = d->last_us + (uint64_t)min_life * 1000u;
 			if (d->nwait == d->capwait) {
@@ -677,7 +680,7 @@ static void send_status(cs_inv *inv, bool reply)
 	if (inv->st != ST_STREAMING || inv->conn == NULL)
 		return;
 	uint8_t msg[CS_PGO_STATUS_LEN];
-	int64_t now = cs_pgo_time_from_unix_us(cs_wall_ms() * 1000);
+	int64_t now = cs_pgo_time_from_unix_us(cs_wall_us());
 	/* write = what we received; flush = what Redis acknowledged (the slot's
 	 * confirmed_flush_lsn); apply unused for logical slots. */
 	cs_pgo_build_status(msg, inv->received, inv->confirmed, 0, now, reply);
@@ -1255,6 +1258,17 @@ void cs_inv_metrics(const cs_inv *inv, FILE *f)
 	fprintf(f, "# HELP cachesvc_invalidator_bytes_behind Primary WAL position minus the confirmed position\n"
 		   "# TYPE cachesvc_invalidator_bytes_behind gauge\ncachesvc_invalidator_bytes_behind %llu\n",
 		(unsigned long long)(primary_lsn > s->confirmed ? primary_lsn - s->confirmed : 0));
+	/* Seconds behind: age of the oldest commit decoded but not yet acknowledged. */
+	double behind = 0;
+	if (inv->fifo_head < inv->fifo_tail) {
+		int64_t now_unix = cs_wall_us();
+		int64_t ts = inv->fifo[inv->fifo_head % FIFO_MAX].commit_unix_us;
+		if (now_unix > ts)
+			behind = (double)(now_unix - ts) / 1e6;
+	}
+	fprintf(f, "# HELP cachesvc_invalidator_seconds_behind Age of the oldest commit not yet invalidated\n"
+		   "# TYPE cachesvc_invalidator_seconds_behind gauge\ncachesvc_invalidator_seconds_behind %.6f\n",
+		behind);
 	fprintf(f, "# TYPE cachesvc_invalidator_transactions_total counter\ncachesvc_invalidator_transactions_total %llu\n",
 		(unsigned long long)s->transactions);
 	fprintf(f, "# TYPE cachesvc_invalidator_rows_total counter\ncachesvc_invalidator_rows_total %llu\n",
@@ -1268,6 +1282,12 @@ void cs_inv_metrics(const cs_inv *inv, FILE *f)
 			(unsigned long long)s->query_bumps[i]);
 	fprintf(f, "# TYPE cachesvc_invalidator_debounced_total counter\ncachesvc_invalidator_debounced_total %llu\n",
 		(unsigned long long)s->debounced);
+	fprintf(f, "# HELP cachesvc_query_debounced_total Table-level invalidations absorbed by min_lifetime\n"
+		   "# TYPE cachesvc_query_debounced_total counter\n");
+	for (int q = 0; q < inv->nq; q++)
+		if (cs_inv_map_depends(inv->map, q))
+			fprintf(f, "cachesvc_query_debounced_total{query=\"%s\"} %llu\n",
+				cs_inv_map_query_name(inv->map, q), (unsigned long long)inv->deb[q].absorbed);
 	fprintf(f, "# TYPE cachesvc_invalidator_reconnects_total counter\ncachesvc_invalidator_reconnects_total %llu\n",
 		(unsigned long long)s->reconnects);
 	fprintf(f, "# TYPE cachesvc_invalidator_slot_lost_total counter\ncachesvc_invalidator_slot_lost_total %llu\n",

@@ -33,17 +33,59 @@ cleanup_all() {
 }
 trap cleanup_all EXIT
 
-# A free loopback port (same method as the sandbox).
+# A free loopback port of this test's own: claimed with mkdir in the sandbox directory so
+# tests starting side by side never pick the same one, and below the kernel's ephemeral
+# range (32768+) so no outgoing connection can hold it. The sandbox uses 15000-32000.
+PORT_LOCKS=${CS_SANDBOX_DIR:-/tmp}/port-locks
+mkdir -p "$PORT_LOCKS" 2>/dev/null || true
 free_port() {
   local p
-  while :; do
-    p=$((33000 + RANDOM % 27000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  for _ in $(seq 2000); do
+    p=$((10000 + RANDOM % 5000))
+    mkdir "$PORT_LOCKS/$p" 2>/dev/null || continue
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      continue # in use by something else: keep the lock, it is not ours to free
+    fi
+    echo "$$" >"$PORT_LOCKS/$p/owner"
+    echo "$p"
+    return 0
   done
+  fail "no free port"
+}
+release_ports() {
+  local d
+  for d in "$PORT_LOCKS"/*; do
+    [ "$(cat "$d/owner" 2>/dev/null)" = "$$" ] && rm -rf "$d"
+  done
+  return 0
 }
 
-# A Redis database index of its own (1..63; 0 is the demo's), derived from the test name.
-REDIS_DB=$(( $(printf '%s' "$TEST_NAME" | cksum | cut -d' ' -f1) % 63 + 1 ))
+# A Redis database index of its own (1..63; 0 is the demo's), claimed atomically with mkdir
+# in the sandbox directory so tests running side by side never share (and flush) one.
+claim_redis_db() {
+  local lockdir=${CS_SANDBOX_DIR:-/tmp}/redis-db-locks i
+  mkdir -p "$lockdir" 2>/dev/null || true
+  for _ in $(seq 300); do
+    for i in $(seq 1 63); do
+      if mkdir "$lockdir/$i" 2>/dev/null; then
+        echo "$$" >"$lockdir/$i/owner"
+        REDIS_DB=$i
+        REDIS_DB_LOCK=$lockdir/$i
+        return 0
+      fi
+      # a lock left by a test that died: its owner process is gone
+      local owner
+      owner=$(cat "$lockdir/$i/owner" 2>/dev/null || true)
+      if [ -n "$owner" ] && ! kill -0 "$owner" 2>/dev/null; then
+        rm -rf "$lockdir/$i"
+      fi
+    done
+    sleep 0.1
+  done
+  fail "no free Redis database index"
+}
+claim_redis_db
+CLEANUPS+=('rm -rf "$REDIS_DB_LOCK"' release_ports)
 redis() { redis-cli -p "$CS_REDIS_PORT" -n "$REDIS_DB" "$@"; }
 redis flushdb >/dev/null
 

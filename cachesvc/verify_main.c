@@ -1,0 +1,810 @@
+/* verify_main.c - cachesvc-verify: re-runs cached queries on the primary once the
+ * invalidator has caught up, and reports the entries that are stale (DESIGN.md section 5,
+ * "A verifier"). A blocking command-line tool: every network wait has a timeout.
+ *
+ * Why an entry that compares different is stale, not merely racing (the check protocol):
+ *   a. GET the entry E1.
+ *   b. Run the query on the primary (read committed, its own statement), then read
+ *      L = pg_current_wal_lsn(). Every commit the query saw ends at or before L.
+ *   c. Wait until the invalidator's confirmed position cs:inv:pos >= L: every change
+ *      committed before L has by then been applied to Redis (deleted its entries).
+ *   d. GET the entry E2. If E2 != E1 the entry was invalidated or refilled while we looked:
+ *      skip it. If E2 == E1, the entry survived every invalidation up to L, so by I1 it
+ *      must reflect a state at least as new as any commit before L; it then has to equal
+ *      what the primary returned in (b), which saw exactly those commits. A difference is
+ *      a stale entry. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+#include <libpq-fe.h>
+
+#include "config.h"
+#include "cs_proto.h"
+#include "decanon.h"
+#include "encode.h"
+#include "entry.h"
+#include "fence.h"
+#include "lsn.h"
+#include "params.h"
+#include "util.h"
+#include "verify.h"
+
+/* Exit statuses. */
+enum {
+	EXIT_CLEAN = 0,       /* nothing stale */
+	EXIT_STALE = 1,       /* at least one stale entry */
+	EXIT_USAGE = 2,       /* bad arguments or config */
+	EXIT_UNREACHABLE = 3, /* Redis or the primary cannot be reached (or went away) */
+};
+
+#define SCAN_COUNT        "1000"
+#define STALE_KEEP        1000 /* stale entries remembered for the final report */
+#define POLL_MS           50   /* cs:inv:pos polling interval */
+#define STATEMENT_TIMEOUT "60s"
+#define CONNECT_TIMEOUT   "5"
+#define DIFF_LEN          512
+
+/* Why an entry was not checked. */
+enum skip_reason {
+	SKIP_GONE = 0,   /* deleted (or expired) before the first read */
+	SKIP_NOT_ENTRY,  /* the value is not a cache entry of this format */
+	SKIP_BAD_KEY,    /* the key's parameters do not decode to canonical values */
+	SKIP_QUERY,      /* the query failed on the primary, or its result cannot be encoded */
+	SKIP_INV_BEHIND, /* the invalidator did not pass the primary's LSN within --wait */
+	SKIP_CHANGED,    /* invalidated or refilled while being checked */
+	SKIP__COUNT
+};
+
+static const char *const skip_names[SKIP__COUNT] = {
+        "gone",
+        "not_an_entry",
+        "bad_key",
+        "query_failed",
+        "invalidator_behind",
+        "changed",
+};
+static const char *const skip_text[SKIP__COUNT] = {
+        "gone before the first read",
+        "not a cache entry",
+        "key not canonical",
+        "query failed on the primary",
+        "invalidator behind",
+        "changed while checking",
+};
+
+typedef struct tally {
+	uint64_t checked, ok, stale;
+	uint64_t skipped[SKIP__COUNT];
+} tally;
+
+typedef struct stale_rec {
+	char *query, *key, *diff;
+	uint64_t lsn;
+	int64_t age_ms;
+} stale_rec;
+
+typedef struct opts {
+	const char *config;
+	long sample;       /* 0 = every entry */
+	const char *query; /* NULL = every query */
+	int64_t wait_ms;
+	bool json, verbose;
+} opts;
+
+typedef struct verifier {
+	const cs_config *cfg;
+	opts o;
+	redisContext *redis;
+	PGconn *pg;
+	cs_buf fresh;         /* the primary's result, re-used per entry */
+	uint64_t inv_stalled; /* cs:inv:pos when a wait last timed out (0: none) */
+	bool fatal;           /* a server went away: stop, exit EXIT_UNREACHABLE */
+	tally total;
+	stale_rec stale[STALE_KEEP];
+	int nstale;
+} verifier;
+
+/* One query being verified. */
+typedef struct qrun {
+	const cs_query_def *q;
+	bool ordered;
+	uint64_t gen;
+	char prefix[5 + CS_MAX_NAME + 1 + 20 + 2]; /* "cs:e:<q>:<gen>:" */
+	size_t prefix_len;
+	tally t;
+} qrun;
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+	        "usage: cachesvc-verify -c FILE [--sample N] [--query NAME] [--wait SECS] [--json] "
+	        "[-v]\n"
+	        "  -c, --config FILE  the daemon's configuration\n"
+	        "      --sample N     check a random sample of N entries per query (default: all)\n"
+	        "      --query NAME   check only this query\n"
+	        "      --wait SECS    how long to wait for the invalidator per entry (default 10)\n"
+	        "      --json         print one JSON object instead of text\n"
+	        "  -v, --verbose      report every skipped entry on stderr\n"
+	        "Exit status: 0 nothing stale, 1 stale entries found, 2 usage or config error,\n"
+	        "3 Redis or the primary unreachable.\n");
+}
+
+static void note(const verifier *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(const verifier *v, const char *fmt, ...)
+{
+	if (!v->o.verbose)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static void chomp(char *s)
+{
+	size_t n = strlen(s);
+	while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' '))
+		s[--n] = '\0';
+}
+
+static void sleep_ms(int64_t ms)
+{
+	struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* ---- Connections ------------------------------------------------------------------------ */
+
+static redisContext *redis_connect(const cs_config *cfg)
+{
+	cs_redis_url u;
+	char why[256];
+	if (!cs_redis_url_parse(cfg->redis_url, &u, why, sizeof why)) {
+		fprintf(stderr, "cachesvc-verify: [redis] url: %s\n", why);
+		return NULL;
+	}
+	int64_t ms = cfg->redis_timeout_ms > 0 ? cfg->redis_timeout_ms : 2000;
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+	redisContext *c = u.unix_path[0] ? redisConnectUnixWithTimeout(u.unix_path, tv)
+	                                 : redisConnectWithTimeout(u.host, u.port, tv);
+	if (c == NULL || c->err) {
+		if (u.unix_path[0])
+			fprintf(stderr, "cachesvc-verify: cannot connect to Redis at %s: %s\n",
+			        u.unix_path, c ? c->errstr : "out of memory");
+		else
+			fprintf(stderr, "cachesvc-verify: cannot connect to Redis at %s:%d: %s\n",
+			        u.host, u.port, c ? c->errstr : "out of memory");
+		redisFree(c);
+		return NULL;
+	}
+	redisSetTimeout(c, tv);
+	redisReply *r = NULL;
+	const char *what = NULL;
+	if (u.password[0]) {
+		r = u.username[0] ? redisCommand(c, "AUTH %s %s", u.username, u.password)
+		                  : redisCommand(c, "AUTH %s", u.password);
+		what = "AUTH";
+	}
+	if ((r == NULL || r->type != REDIS_REPLY_ERROR) && u.db != 0) {
+		freeReplyObject(r);
+		r = redisCommand(c, "SELECT %d", u.db);
+		what = "SELECT";
+	}
+	if (what && (r == NULL || r->type == REDIS_REPLY_ERROR)) {
+		fprintf(stderr, "cachesvc-verify: Redis %s failed: %s\n", what,
+		        r ? r->str : c->errstr);
+		freeReplyObject(r);
+		redisFree(c);
+		return NULL;
+	}
+	freeReplyObject(r);
+	return c;
+}
+
+static PGconn *pg_connect(const char *conninfo)
+{
+	/* Keywords before dbname are defaults the conninfo may override. */
+	const char *kw[] = {"connect_timeout", "application_name", "dbname", NULL};
+	const char *val[] = {CONNECT_TIMEOUT, "cachesvc-verify", conninfo, NULL};
+	PGconn *c = PQconnectdbParams(kw, val, 1);
+	char masked[512], msg[512];
+	if (c == NULL || PQstatus(c) != CONNECTION_OK) {
+		cs_config_mask_conninfo(conninfo, masked, sizeof masked);
+		snprintf(msg, sizeof msg, "%s", c ? PQerrorMessage(c) : "out of memory");
+		chomp(msg);
+		fprintf(stderr, "cachesvc-verify: cannot connect to the primary (%s): %s\n", masked,
+		        msg);
+		PQfinish(c);
+		return NULL;
+	}
+	/* The daemon's session settings (pgpool.c): the encoder relies on them, and equal
+	 * settings give byte-equal text. */
+	PGresult *r = PQexec(c, "SET DateStyle = ISO; SET TimeZone = 'UTC'; "
+	                        "SET extra_float_digits = 3; SET bytea_output = hex; "
+	                        "SET default_transaction_isolation = 'read committed'; "
+	                        "SET statement_timeout = '" STATEMENT_TIMEOUT "'");
+	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
+		chomp(msg);
+		fprintf(stderr, "cachesvc-verify: cannot set the session up on the primary: %s\n",
+		        msg);
+		PQclear(r);
+		PQfinish(c);
+		return NULL;
+	}
+	PQclear(r);
+	return c;
+}
+
+/* A Redis command that failed at the connection level ends the run. */
+static redisReply *cmd_ok(verifier *v, redisReply *r)
+{
+	if (r == NULL) {
+		fprintf(stderr, "cachesvc-verify: Redis: %s\n", v->redis->errstr);
+		v->fatal = true;
+	}
+	return r;
+}
+
+/* ---- The check of one entry -------------------------------------------------------------- */
+
+/* Reads cs:inv:pos (missing or malformed: 0). False on a connection error. */
+static bool inv_pos(verifier *v, uint64_t *pos)
+{
+	redisReply *r = cmd_ok(v, redisCommand(v->redis, "GET cs:inv:pos"));
+	if (r == NULL)
+		return false;
+	*pos = 0;
+	if (r->type == REDIS_REPLY_STRING && !cs_lsn_unhex(r->str, r->len, pos))
+		*pos = 0;
+	freeReplyObject(r);
+	return true;
+}
+
+/* Waits (bounded by --wait) until the invalidator has passed lsn. Once a wait timed out,
+ * later entries do not wait again until the position moves: one stalled invalidator must
+ * not cost --wait per entry. */
+static bool wait_invalidator(verifier *v, uint64_t lsn)
+{
+	uint64_t pos = 0, deadline = cs_now_us() + (uint64_t)v->o.wait_ms * 1000u;
+	bool said = false;
+	for (;;) {
+		if (!inv_pos(v, &pos))
+			return false;
+		if (pos >= lsn)
+			return true;
+		if (v->inv_stalled != 0 && pos <= v->inv_stalled)
+			return false;
+		if (cs_now_us() >= deadline) {
+			v->inv_stalled = pos > 0 ? pos : 1;
+			return false;
+		}
+		if (!said) {
+			char a[CS_LSN_STRLEN], b[CS_LSN_STRLEN];
+			note(v, "waiting for the invalidator to pass %s (at %s)",
+			        cs_lsn_format(lsn, a), cs_lsn_format(pos, b));
+			said = true;
+		}
+		sleep_ms(POLL_MS);
+	}
+}
+
+static void skip(verifier *v, qrun *qr, const char *key, enum skip_reason why, const char *detail)
+{
+	qr->t.skipped[why]++;
+	note(v, "skipped %s: %s%s%s", key, skip_text[why], detail ? ": " : "",
+	        detail ? detail : "");
+}
+
+static void record_stale(
+        verifier *v, qrun *qr, const char *key, const cs_entry *e, const char *diff)
+{
+	qr->t.stale++;
+	int64_t age = cs_wall_ms() - e->filled_ms;
+	if (!v->o.json) {
+		char l[CS_LSN_STRLEN];
+		printf("STALE %s lsn %s age %.1fs: %s\n", key, cs_lsn_format(e->lsn, l),
+		        (double)age / 1000.0, diff);
+		fflush(stdout);
+	}
+	if (v->nstale == STALE_KEEP)
+		return;
+	stale_rec *s = &v->stale[v->nstale];
+	s->query = strdup(qr->q->name);
+	s->key = strdup(key);
+	s->diff = strdup(diff);
+	s->lsn = e->lsn;
+	s->age_ms = age;
+	if (s->query && s->key && s->diff) {
+		v->nstale++;
+	} else {
+		free(s->query);
+		free(s->key);
+		free(s->diff);
+	}
+}
+
+/* Runs the query with the parameters of the key's canonical text on the primary into
+ * v->fresh; then reads the primary's WAL position into *lsn. Returns 0, or a skip reason
+ * (message in err), or -1 when the connection is gone. */
+static int run_on_primary(verifier *v, const qrun *qr, const char *canon, size_t clen,
+        uint64_t *lsn, char *err, size_t errlen)
+{
+	const cs_query_def *q = qr->q;
+	cs_value vals[CS_MAX_PARAMS];
+	char buf[2 * (CS_CANON_MAX + 1) + CS_MAX_PARAMS];
+	if (clen > CS_CANON_MAX) {
+		snprintf(err, errlen, "canonical parameters longer than %d bytes", CS_CANON_MAX);
+		return SKIP_BAD_KEY;
+	}
+	if (cs_params_decanon(q, canon, clen, vals, buf, sizeof buf, err, errlen) != 0)
+		return SKIP_BAD_KEY;
+	/* Trust the key only when it is exactly what the daemon would have written. */
+	char again[CS_CANON_MAX + 1];
+	size_t alen = 0;
+	int rc = cs_params_canon(
+	        q, vals, (uint32_t)q->nparams, again, sizeof again, &alen, err, errlen);
+	if (rc != 0 || alen != clen || memcmp(again, canon, clen) != 0) {
+		if (rc == 0)
+			snprintf(err, errlen, "parameters re-encode as \"%.*s\"", (int)alen, again);
+		return SKIP_BAD_KEY;
+	}
+	cs_pg_params *p = cs_params_pg(q, vals, (uint32_t)q->nparams, err, errlen);
+	if (p == NULL)
+		return SKIP_BAD_KEY;
+	Oid types[CS_MAX_PARAMS];
+	for (int i = 0; i < q->nparams; i++)
+		types[i] = cs_param_type_oid(q->params[i].type);
+	PGresult *res =
+	        PQexecParams(v->pg, q->sql, p->n, types, p->values, p->lengths, p->formats, 0);
+	free(p);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		snprintf(err, errlen, "%s", PQresultErrorMessage(res));
+		chomp(err);
+		PQclear(res);
+		return PQstatus(v->pg) == CONNECTION_OK ? SKIP_QUERY : -1;
+	}
+	cs_buf_reset(&v->fresh);
+	rc = cs_encode_result(res, &v->fresh, err, errlen);
+	PQclear(res);
+	if (rc != 0) {
+		if (rc == -CS_ERR_TOO_LARGE)
+			snprintf(err, errlen, "result too large to compare");
+		return SKIP_QUERY;
+	}
+	res = PQexec(v->pg, "SELECT pg_current_wal_lsn()::text");
+	bool ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+	          cs_lsn_parse(PQgetvalue(res, 0, 0), lsn);
+	if (!ok) {
+		snprintf(err, errlen, "pg_current_wal_lsn(): %s", PQresultErrorMessage(res));
+		chomp(err);
+	}
+	PQclear(res);
+	if (!ok)
+		return PQstatus(v->pg) == CONNECTION_OK ? SKIP_QUERY : -1;
+	return 0;
+}
+
+static void check_key(verifier *v, qrun *qr, const char *key, size_t keylen)
+{
+	char err[512];
+	if (keylen < qr->prefix_len || memcmp(key, qr->prefix, qr->prefix_len) != 0)
+		return; /* not this query's generation (SCAN MATCH already filters) */
+	qr->t.checked++;
+	redisReply *r1 = cmd_ok(v, redisCommand(v->redis, "GET %b", key, keylen));
+	if (r1 == NULL)
+		return;
+	cs_entry e;
+	if (r1->type == REDIS_REPLY_NIL) {
+		skip(v, qr, key, SKIP_GONE, NULL);
+	} else if (r1->type != REDIS_REPLY_STRING ||
+	           !cs_entry_parse((const uint8_t *)r1->str, r1->len, &e)) {
+		skip(v, qr, key, SKIP_NOT_ENTRY, NULL);
+	} else {
+		uint64_t lsn = 0;
+		int rc = run_on_primary(v, qr, key + qr->prefix_len, keylen - qr->prefix_len, &lsn,
+		        err, sizeof err);
+		if (rc < 0) {
+			fprintf(stderr, "cachesvc-verify: lost the primary: %s\n", err);
+			v->fatal = true;
+		} else if (rc > 0) {
+			skip(v, qr, key, (enum skip_reason)rc, err);
+		} else if (!wait_invalidator(v, lsn)) {
+			if (!v->fatal) {
+				char l[CS_LSN_STRLEN];
+				snprintf(err, sizeof err, "cs:inv:pos below %s",
+				        cs_lsn_format(lsn, l));
+				skip(v, qr, key, SKIP_INV_BEHIND, err);
+			}
+		} else {
+			redisReply *r2 = cmd_ok(v, redisCommand(v->redis, "GET %b", key, keylen));
+			if (r2 == NULL) {
+				/* fatal: reported */
+			} else if (r2->type != REDIS_REPLY_STRING || r2->len != r1->len ||
+			           memcmp(r2->str, r1->str, r1->len) != 0) {
+				skip(v, qr, key, SKIP_CHANGED,
+				        r2->type == REDIS_REPLY_NIL ? "deleted" : "rewritten");
+			} else {
+				char diff[DIFF_LEN];
+				rc = cs_verify_compare(e.result, e.result_len, v->fresh.data,
+				        v->fresh.len, qr->ordered, diff, sizeof diff);
+				if (rc == 0)
+					qr->t.ok++;
+				else if (rc == 1)
+					record_stale(v, qr, key, &e, diff);
+				else
+					skip(v, qr, key, SKIP_NOT_ENTRY, diff);
+			}
+			freeReplyObject(r2);
+		}
+	}
+	freeReplyObject(r1);
+	if (v->fatal)
+		qr->t.checked--; /* not checked after all */
+}
+
+/* ---- Scanning ------------------------------------------------------------------------------ */
+
+/* Bounded reservoir of keys (Algorithm R): every key scanned has the same chance n/seen. */
+typedef struct reservoir {
+	char **keys;
+	size_t *lens;
+	long n, cap;
+	uint64_t seen;
+} reservoir;
+
+static uint64_t rand64(void)
+{
+	return (uint64_t)random() << 33 ^ (uint64_t)random() << 2 ^ (uint64_t)random();
+}
+
+static bool reservoir_add(reservoir *rs, const char *key, size_t len)
+{
+	rs->seen++;
+	long slot;
+	if (rs->n < rs->cap) {
+		slot = rs->n;
+	} else {
+		uint64_t j = rand64() % rs->seen;
+		if (j >= (uint64_t)rs->cap)
+			return true;
+		slot = (long)j;
+	}
+	char *copy = malloc(len + 1);
+	if (copy == NULL)
+		return false;
+	memcpy(copy, key, len);
+	copy[len] = '\0';
+	if (slot < rs->n)
+		free(rs->keys[slot]);
+	else
+		rs->n++;
+	rs->keys[slot] = copy;
+	rs->lens[slot] = len;
+	return true;
+}
+
+/* Reads the query's current generation (missing: 0, as the engine assumes). */
+static bool read_gen(verifier *v, const cs_query_def *q, uint64_t *gen)
+{
+	redisReply *r = cmd_ok(v, redisCommand(v->redis, "GET cs:g:%s", q->name));
+	if (r == NULL)
+		return false;
+	*gen = r->type == REDIS_REPLY_STRING ? strtoull(r->str, NULL, 10) : 0;
+	freeReplyObject(r);
+	return true;
+}
+
+static void verify_query(verifier *v, qrun *qr)
+{
+	if (!read_gen(v, qr->q, &qr->gen))
+		return;
+	qr->ordered = cs_verify_sql_ordered(qr->q->sql);
+	qr->prefix_len = (size_t)snprintf(
+	        qr->prefix, sizeof qr->prefix, "cs:e:%s:%" PRIu64 ":", qr->q->name, qr->gen);
+	char pattern[sizeof qr->prefix + 1];
+	snprintf(pattern, sizeof pattern, "%s*", qr->prefix); /* names are [A-Za-z0-9_.-] */
+
+	reservoir rs = {0};
+	if (v->o.sample > 0) {
+		rs.cap = v->o.sample;
+		rs.keys = calloc((size_t)rs.cap, sizeof *rs.keys);
+		rs.lens = calloc((size_t)rs.cap, sizeof *rs.lens);
+		if (rs.keys == NULL || rs.lens == NULL) {
+			fprintf(stderr, "cachesvc-verify: out of memory for a sample of %ld\n",
+			        rs.cap);
+			v->fatal = true;
+		}
+	}
+	char cursor[32] = "0";
+	do {
+		if (v->fatal)
+			break;
+		redisReply *r =
+		        cmd_ok(v, redisCommand(v->redis, "SCAN %s MATCH %s COUNT " SCAN_COUNT,
+		                          cursor, pattern));
+		if (r == NULL)
+			break;
+		if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+		        r->element[0]->type != REDIS_REPLY_STRING ||
+		        r->element[1]->type != REDIS_REPLY_ARRAY ||
+		        r->element[0]->len >= sizeof cursor) {
+			fprintf(stderr, "cachesvc-verify: unexpected SCAN reply%s%s\n",
+			        r->type == REDIS_REPLY_ERROR ? ": " : "",
+			        r->type == REDIS_REPLY_ERROR ? r->str : "");
+			v->fatal = true;
+			freeReplyObject(r);
+			break;
+		}
+		memcpy(cursor, r->element[0]->str, r->element[0]->len + 1);
+		redisReply *keys = r->element[1];
+		for (size_t i = 0; i < keys->elements && !v->fatal; i++) {
+			redisReply *k = keys->element[i];
+			if (k->type != REDIS_REPLY_STRING)
+				continue;
+			if (rs.cap == 0) {
+				check_key(v, qr, k->str, k->len);
+			} else if (!reservoir_add(&rs, k->str, k->len)) {
+				fprintf(stderr, "cachesvc-verify: out of memory\n");
+				v->fatal = true;
+			}
+		}
+		freeReplyObject(r);
+	} while (strcmp(cursor, "0") != 0);
+
+	for (long i = 0; i < rs.n; i++) {
+		if (!v->fatal)
+			check_key(v, qr, rs.keys[i], rs.lens[i]);
+		free(rs.keys[i]);
+	}
+	free(rs.keys);
+	free(rs.lens);
+}
+
+/* ---- Report --------------------------------------------------------------------------------- */
+
+static uint64_t skipped_sum(const tally *t)
+{
+	uint64_t n = 0;
+	for (int i = 0; i < SKIP__COUNT; i++)
+		n += t->skipped[i];
+	return n;
+}
+
+static void add_tally(tally *to, const tally *t)
+{
+	to->checked += t->checked;
+	to->ok += t->ok;
+	to->stale += t->stale;
+	for (int i = 0; i < SKIP__COUNT; i++)
+		to->skipped[i] += t->skipped[i];
+}
+
+static void print_tally_text(const char *label, const tally *t)
+{
+	printf("%s: checked %" PRIu64 ", ok %" PRIu64 ", stale %" PRIu64 ", skipped %" PRIu64,
+	        label, t->checked, t->ok, t->stale, skipped_sum(t));
+	const char *sep = " (";
+	for (int i = 0; i < SKIP__COUNT; i++) {
+		if (t->skipped[i] == 0)
+			continue;
+		printf("%s%" PRIu64 " %s", sep, t->skipped[i], skip_text[i]);
+		sep = ", ";
+	}
+	printf("%s\n", sep[0] == ',' ? ")" : "");
+}
+
+/* A JSON string; bytes outside printable ASCII are written as \u00XX, so the output is
+ * valid JSON whatever a key or value holds. */
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c < 0x20 || c >= 0x7f)
+			printf("\\u%04x", c);
+		else
+			putchar(c);
+	}
+	putchar('"');
+}
+
+static void json_tally(const tally *t)
+{
+	printf("\"checked\":%" PRIu64 ",\"ok\":%" PRIu64 ",\"stale\":%" PRIu64
+	       ",\"skipped\":%" PRIu64 ",\"skipped_reasons\":{",
+	        t->checked, t->ok, t->stale, skipped_sum(t));
+	for (int i = 0; i < SKIP__COUNT; i++)
+		printf("%s\"%s\":%" PRIu64, i ? "," : "", skip_names[i], t->skipped[i]);
+	printf("}");
+}
+
+static void report_json(const verifier *v, const qrun *runs, int nruns)
+{
+	printf("{");
+	json_tally(&v->total);
+	printf(",\"queries\":{");
+	for (int i = 0; i < nruns; i++) {
+		printf("%s", i ? "," : "");
+		json_str(runs[i].q->name);
+		printf(":{\"generation\":%" PRIu64 ",\"ordered\":%s,", runs[i].gen,
+		        runs[i].ordered ? "true" : "false");
+		json_tally(&runs[i].t);
+		printf("}");
+	}
+	printf("},\"stale_keys\":[");
+	for (int i = 0; i < v->nstale; i++) {
+		const stale_rec *s = &v->stale[i];
+		char l[CS_LSN_STRLEN];
+		printf("%s{\"query\":", i ? "," : "");
+		json_str(s->query);
+		printf(",\"key\":");
+		json_str(s->key);
+		printf(",\"lsn\":\"%s\",\"age_ms\":%" PRId64 ",\"diff\":", cs_lsn_format(s->lsn, l),
+		        s->age_ms);
+		json_str(s->diff);
+		printf("}");
+	}
+	printf("],\"stale_keys_truncated\":%s,\"complete\":%s}\n",
+	        v->total.stale > (uint64_t)v->nstale ? "true" : "false",
+	        v->fatal ? "false" : "true");
+}
+
+/* ---- Main ----------------------------------------------------------------------------------- */
+
+static bool parse_opts(int argc, char **argv, opts *o)
+{
+	static const struct option longopts[] = {
+	        {"config", required_argument, NULL, 'c'},
+	        {"sample", required_argument, NULL, 's'},
+	        {"query", required_argument, NULL, 'q'},
+	        {"wait", required_argument, NULL, 'w'},
+	        {"json", no_argument, NULL, 'j'},
+	        {"verbose", no_argument, NULL, 'v'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
+	};
+	*o = (opts){.wait_ms = 10000};
+	int ch;
+	char *end;
+	while ((ch = getopt_long(argc, argv, "c:vh", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			o->config = optarg;
+			break;
+		case 's':
+			errno = 0;
+			o->sample = strtol(optarg, &end, 10);
+			if (errno || *end || end == optarg || o->sample < 1 ||
+			        o->sample > 10000000) {
+				fprintf(stderr,
+				        "cachesvc-verify: --sample wants 1..10000000, got \"%s\"\n",
+				        optarg);
+				return false;
+			}
+			break;
+		case 'q':
+			o->query = optarg;
+			break;
+		case 'w': {
+			double s = strtod(optarg, &end);
+			if (*end || end == optarg || !(s >= 0 && s <= 86400)) {
+				fprintf(stderr,
+				        "cachesvc-verify: --wait wants seconds (0..86400), got "
+				        "\"%s\"\n",
+				        optarg);
+				return false;
+			}
+			o->wait_ms = (int64_t)llround(s * 1000);
+			break;
+		}
+		case 'j':
+			o->json = true;
+			break;
+		case 'v':
+			o->verbose = true;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(EXIT_CLEAN);
+		default:
+			usage(stderr);
+			return false;
+		}
+	}
+	if (optind != argc || o->config == NULL) {
+		usage(stderr);
+		return false;
+	}
+	return true;
+}
+
+int main(int argc, char **argv)
+{
+	static verifier v; /* large (the stale list): not on the stack */
+	if (!parse_opts(argc, argv, &v.o))
+		return EXIT_USAGE;
+	char errbuf[CS_CONFIG_ERRLEN];
+	cs_config *cfg = cs_config_load(v.o.config, errbuf);
+	if (cfg == NULL) {
+		fprintf(stderr, "cachesvc-verify: %s\n", errbuf);
+		return EXIT_USAGE;
+	}
+	v.cfg = cfg;
+	int status = EXIT_USAGE;
+	qrun *runs = NULL;
+	int nruns = 0;
+	const cs_query_def *only = NULL;
+	if (v.o.query && (only = cs_config_query(cfg, v.o.query, strlen(v.o.query))) == NULL) {
+		fprintf(stderr, "cachesvc-verify: no [query %s] in %s\n", v.o.query, v.o.config);
+		goto out;
+	}
+	if (cfg->primary_conninfo == NULL || cfg->redis_url == NULL) {
+		fprintf(stderr, "cachesvc-verify: %s needs [primary] conninfo and [redis] url\n",
+		        v.o.config);
+		goto out;
+	}
+	runs = calloc(only ? 1 : (size_t)(cfg->nqueries > 0 ? cfg->nqueries : 1), sizeof *runs);
+	if (runs == NULL) {
+		fprintf(stderr, "cachesvc-verify: out of memory\n");
+		goto out;
+	}
+	status = EXIT_UNREACHABLE;
+	if ((v.redis = redis_connect(cfg)) == NULL ||
+	        (v.pg = pg_connect(cfg->primary_conninfo)) == NULL)
+		goto out;
+	srandom((unsigned)(cs_now_us() ^ (uint64_t)getpid()));
+	cs_buf_init(&v.fresh, CS_PROTO_MAX_REPLY_FRAME);
+
+	for (int i = 0; i < cfg->nqueries && !v.fatal; i++) {
+		if (only && only != &cfg->queries[i])
+			continue;
+		qrun *qr = &runs[nruns++];
+		qr->q = &cfg->queries[i];
+		verify_query(&v, qr);
+		add_tally(&v.total, &qr->t);
+		if (!v.o.json) {
+			char label[CS_MAX_NAME + 48];
+			snprintf(label, sizeof label, "query %s (generation %" PRIu64 ")",
+			        qr->q->name, qr->gen);
+			print_tally_text(label, &qr->t);
+		}
+	}
+	if (v.o.json) {
+		report_json(&v, runs, nruns);
+	} else {
+		print_tally_text("total", &v.total);
+		if (v.fatal)
+			printf("incomplete: a server went away during the run\n");
+	}
+	/* A stale entry is the finding: it outranks a run cut short. */
+	status = v.total.stale > 0 ? EXIT_STALE : v.fatal ? EXIT_UNREACHABLE : EXIT_CLEAN;
+out:
+	for (int i = 0; i < v.nstale; i++) {
+		free(v.stale[i].query);
+		free(v.stale[i].key);
+		free(v.stale[i].diff);
+	}
+	cs_buf_free(&v.fresh);
+	free(runs);
+	if (v.pg)
+		PQfinish(v.pg);
+	if (v.redis)
+		redisFree(v.redis);
+	cs_config_free(cfg);
+	return status;
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# inval_primary_restart.sh - the primary restarts: the invalidator reconnects with backoff
+# and resumes from its slot; changes made right after the restart are invalidated. Restarts
+# the sandbox primary: runs alone.
+. "$(dirname "$0")/daemon_lib.sh"
+
+make_db <<'SQL'
+CREATE TABLE users (id bigint PRIMARY KEY, name text);
+INSERT INTO users SELECT i, 'user ' || i FROM generate_series(1, 20) i;
+SQL
+FENCE=on
+write_config "$WORK/cs.ini"
+cat >>"$WORK/cs.ini" <<'INI'
+
+[query pr_user]
+sql = SELECT id, name FROM users WHERE id = $1
+params = id:int8
+invalidate_on = users(id = $1)
+INI
+invalidator_section >>"$WORK/cs.ini"
+start_daemon "$WORK/cs.ini"
+until_true 30 streaming || fail "never streamed"
+filled_now() { cli --json get "$@" >/dev/null && [ "$(cli --json get "$@" | json source)" = cache ]; }
+until_true 20 filled_now pr_user 4 || fail "could not cache pr_user 4"
+reconnects=$(metric cachesvc_invalidator_reconnects_total)
+
+pgctl() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$CS_PG_BIN/pg_ctl" "$@"; else "$CS_PG_BIN/pg_ctl" "$@"; fi
+}
+pgctl -D "$CS_SANDBOX_DIR/primary" -m fast -w -t 60 restart -l "$CS_SANDBOX_DIR/log/primary.log" >/dev/null ||
+  fail "primary restart failed"
+until_true 30 primary postgres -c "SELECT 1" >/dev/null || fail "primary not back"
+lsn=$(commit_lsn "UPDATE users SET name = 'four' WHERE id = 4")
+until_true 40 metric_ge cachesvc_invalidator_reconnects_total $((reconnects + 1)) || fail "no reconnect"
+until_true 40 streaming || fail "not streaming again after the primary restart"
+wait_invalidated "$lsn"
+cached pr_user 4 && fail "the change after the primary restart was not invalidated"
+fresh() { [ "$(cli --json get pr_user 4 | json rows)" = '[[4, "four"]]' ]; }
+until_true 20 fresh || fail "stale after restart: $(cli --json get pr_user 4)"
+ok "primary restarted: reconnected with backoff, resumed from the slot, invalidated"

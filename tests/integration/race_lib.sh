@@ -1,0 +1,80 @@
+# race_lib.sh - the race scenario shared by race_fenced.sh and race_unfenced.sh (sourced).
+# Writers update a few hot rows on the primary as fast as they can (pgbench); readers
+# hammer the same keys through cachesvc; two replicas, one applying WAL late; fills race
+# invalidations. Readers go on a little after the writers stop, inside the delayed
+# replica's window: the classic stale-set race. Then everything catches up and the
+# verifier inspects every cached entry against the primary.
+. "$(dirname "$0")/daemon_lib.sh"
+
+[ "${CS_PG_DELAYED_REPLICA:-0}" != 0 ] || { echo "SKIP: needs a sandbox with a delayed replica"; exit 77; }
+VERIFY=$CS_BUILD/cachesvc/cachesvc-verify
+[ -x "$VERIFY" ] || fail "no $VERIFY"
+
+HOT=${HOT:-12}
+make_db <<SQL
+CREATE TABLE hot (id bigint PRIMARY KEY, v bigint NOT NULL, pad text);
+INSERT INTO hot SELECT i, 0, repeat('p', 100) FROM generate_series(1, $HOT) i;
+SQL
+
+race_config() { # FENCE
+  FENCE=$1
+  EXTRA_SERVICE="max_replica_lag = 1h
+primary_fallback = true"
+  write_config "$WORK/cs.ini" replica1 "replica$CS_PG_DELAYED_REPLICA"
+  cat >>"$WORK/cs.ini" <<'INI'
+
+[query rc_hot]
+sql = SELECT id, v FROM hot WHERE id = $1
+params = id:int8
+ttl = 10m
+invalidate_on = hot(id = $1)
+INI
+  invalidator_section >>"$WORK/cs.ini"
+}
+
+cat >"$WORK/update.sql" <<SQL
+\set id random(1, $HOT)
+UPDATE hot SET v = v + 1 WHERE id = :id;
+SQL
+
+# race_round SECONDS SEED: writers for SECONDS, readers for SECONDS + 1.5.
+race_round() {
+  local secs=$1 seed=$2
+  "$CS_PG_BIN/pgbench" -n -h "$CS_PG_SOCKET_DIR" -p "$CS_PG_PRIMARY_PORT" -U postgres \
+    -c 4 -j 2 -T "$secs" --random-seed="$seed" -f "$WORK/update.sql" "$DB" >"$WORK/pgbench.$seed.log" 2>&1 &
+  local writers=$!
+  local stop=$((SECONDS + secs + 2))
+  local readers=()
+  for r in 1 2 3; do
+    (
+      while [ $SECONDS -lt $stop ]; do
+        for id in $(seq 1 "$HOT" | shuf --random-source=<(yes "$seed$r")); do
+          "$BURST" -p "$PORT" -c 2 -n 5 rc_hot "$id" >/dev/null || exit 1
+        done
+      done
+    ) &
+    readers+=($!)
+  done
+  wait "$writers" || fail "pgbench failed: $(tail -5 "$WORK/pgbench.$seed.log")"
+  for p in "${readers[@]}"; do wait "$p" || fail "a reader failed"; done
+  grep -E "^number of transactions actually processed" "$WORK/pgbench.$seed.log" | awk '{print $NF}' | cut -d/ -f1
+}
+
+# settle: replicas (also the delayed one) and the invalidator catch up with the primary.
+settle() {
+  wait_replicas
+  local lsn
+  lsn=$(primary "$DB" -c "SELECT pg_current_wal_lsn()")
+  wait_invalidated "$lsn"
+}
+
+# verify_stale: runs the verifier; prints the number of stale entries.
+verify_stale() {
+  local out
+  out=$("$VERIFY" -c "$WORK/cs.ini" --json --wait 30 2>"$WORK/verify.err") || true
+  echo "$out" >"$WORK/verify.json"
+  python3 -c 'import json,sys; v=json.load(open(sys.argv[1])); print(v["total"]["stale"] if "total" in v else v["stale"])' "$WORK/verify.json"
+}
+verified_count() {
+  python3 -c 'import json,sys; v=json.load(open(sys.argv[1])); t=v.get("total", v); print(t["checked"])' "$WORK/verify.json"
+}

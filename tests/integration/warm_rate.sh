@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# warm_rate.sh - cachesvc-warm's --rate holds however wide the window: N requests take at
+# least N / rate seconds (a lower bound only: no speed is asserted), and the daemon saw
+# them all on the batch tier.
+. "$(dirname "$0")/daemon_lib.sh"
+WARM=$CS_BUILD/cachesvc/cachesvc-warm
+N=2000
+RATE=400
+
+make_db <<SQL
+CREATE TABLE items (id bigint PRIMARY KEY, v text);
+INSERT INTO items SELECT i, 'v' || i FROM generate_series(1, $N) i;
+SQL
+wait_replicas
+write_config "$WORK/cs.ini" replica1
+cat >>"$WORK/cs.ini" <<'INI'
+
+[query w_item]
+sql = SELECT v FROM items WHERE id = $1
+params = id:int8
+INI
+start_daemon "$WORK/cs.ini"
+seq 1 $N | sed 's/^/w_item /' >"$WORK/keys.txt"
+
+for spec in "-c 1" "-c 64 --connections 8" "-c 256 --burst 50"; do
+  redis flushdb >/dev/null
+  t0=$(date +%s.%N)
+  # shellcheck disable=SC2086
+  "$WARM" -p "$PORT" $spec --rate $RATE --json --quiet "$WORK/keys.txt" >"$WORK/r.json" ||
+    fail "warm $spec: $(cat "$WORK/r.json")"
+  t1=$(date +%s.%N)
+  r=$(cat "$WORK/r.json")
+  [ "$(json filled <<<"$r")" = $N ] || fail "warm $spec: $r"
+  elapsed=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+  awk -v e="$elapsed" -v n=$N -v r=$RATE 'BEGIN { exit !(e >= n / r) }' ||
+    fail "warm $spec: $N requests at --rate $RATE took $elapsed s < $(awk -v n=$N -v r=$RATE 'BEGIN { print n / r }') s"
+  ok "warm $spec: $N requests at --rate $RATE took $elapsed s (>= $((N / RATE)) s; tool says $(json rate <<<"$r")/s)"
+done
