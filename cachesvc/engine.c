@@ -14,12 +14,14 @@
 #include "encode.h"
 #include "entry.h"
 #include "fence.h"
+#include "decanon.h"
 #include "invalidator.h"
 #include "log.h"
 #include "params.h"
 #include "pgpool.h"
 #include "redis.h"
 #include "util.h"
+#include "verify.h"
 
 #define TICK_MS		 5	/* housekeeping: read-your-writes deadlines */
 #define GEN_POLL_MS	 1000	/* generations re-read even when pub/sub is quiet */
@@ -37,6 +39,7 @@ typedef struct qstate {
 	uint64_t gen;
 	bool gen_known;
 	bool pending_bump; /* a reload changed it and the bump is not in Redis yet */
+	unsigned long long scan_cursor; /* the verifier sampler walks the query's entries */
 	uint64_t hits, stale_hits, misses, fills, refresh_early, refresh_expired,
 		refresh_revalidate;
 } qstate;
@@ -111,8 +114,31 @@ typedef struct lsn_sample {
 	cs_lsn_t lsn;
 } lsn_sample;
 
+/* The verifier sampler (fence.c's claim, checked live): one entry per verify_interval. */
+typedef struct sampler {
+	struct event *timer, *poll;
+	bool busy;
+	int qnext;
+	qtable *qt;
+	qstate *qs;
+	char key[KEY_MAX];
+	size_t keylen;
+	uint8_t *entry;
+	size_t entry_len;
+	uint8_t *fresh; /* the primary's result */
+	size_t fresh_len;
+	cs_pg_params *pgp;
+	cs_pgjob job, lsn_job;
+	cs_query_def lsn_q;
+	cs_pg_params no_params;
+	cs_lsn_t lsn_after;
+	uint64_t wait_until_us;
+	uint64_t checked, ok, stale, skipped;
+} sampler;
+
 struct cs_engine {
 	struct event_base *base;
+	sampler smp;
 	lsn_sample hist[LSN_HISTORY];
 	int hist_head, hist_len;
 	qtable *qt;
@@ -1194,6 +1220,252 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* ---- Verifier sampler ------------------------------------------------------------------- *
+ * The protocol of cachesvc-verify, one entry at a time, off the request path:
+ *   1. SCAN a query's current-generation entries (a cursor kept per query walks them all
+ *      over time) and GET one: E.
+ *   2. Run its query on the primary, then read the primary's LSN L (after: every commit the
+ *      query saw ends at or before L).
+ *   3. Wait (bounded) until cs:inv:pos >= L: the invalidator has applied every change the
+ *      primary's answer includes.
+ *   4. GET the entry again: gone or changed means it was invalidated or refilled meanwhile
+ *      (skipped). Unchanged and different from the primary's answer: stale, counted in
+ *      cachesvc_verify_stale_total and logged. */
+
+static void sample_end(cs_engine *e, int outcome) /* 0 ok, 1 stale, 2 skipped */
+{
+	sampler *sm = &e->smp;
+	if (outcome == 0)
+		sm->ok++;
+	else if (outcome == 1)
+		sm->stale++;
+	else
+		sm->skipped++;
+	if (outcome != 2)
+		sm->checked++;
+	free(sm->entry);
+	free(sm->fresh);
+	free(sm->pgp);
+	sm->entry = sm->fresh = NULL;
+	sm->pgp = NULL;
+	qtable_unref(sm->qt);
+	sm->qt = NULL;
+	sm->busy = false;
+}
+
+static void on_sample_recheck(cs_redis *rd, redisReply *reply, void *priv)
+{
+	cs_engine *e = priv;
+	sampler *sm = &e->smp;
+	if (reply == NULL || reply->type != REDIS_REPLY_STRING || (size_t)reply->len != sm->entry_len ||
+		memcmp(reply->str, sm->entry, sm->entry_len) != 0) {
+		sample_end(e, 2); /* invalidated or refilled while we checked */
+		return;
+	}
+	cs_entry ent;
+	char diff[256] = "";
+	if (!cs_entry_parse(sm->entry, sm->entry_len, &ent)) {
+		sample_end(e, 2);
+		return;
+	}
+	int rc = cs_verify_compare(ent.result, ent.result_len, sm->fresh, sm->fresh_len,
+		cs_verify_sql_ordered(sm->qs->def->sql), diff, sizeof diff);
+	if (rc == 1) {
+		char a[CS_LSN_STRLEN];
+		cs_warn("verifier: STALE entry %.*s (data LSN %s, %lld ms old): %s", (int)sm->keylen,
+			sm->key, cs_lsn_format(ent.lsn, a), (long long)(cs_wall_ms() - ent.filled_ms), diff);
+	}
+	sample_end(e, rc == 0 ? 0 : rc == 1 ? 1 : 2);
+}
+
+static void on_sample_pos(cs_redis *rd, redisReply *reply, void *priv)
+{
+	cs_engine *e = priv;
+	sampler *sm = &e->smp;
+	uint64_t pos = 0;
+	if (reply && reply->type == REDIS_REPLY_STRING)
+		(void)cs_lsn_unhex(reply->str, (size_t)reply->len, &pos);
+	if (reply != NULL && pos >= sm->lsn_after) {
+		const char *argv[] = { "GET", sm->key };
+		size_t lens[] = { 3, sm->keylen };
+		if (cs_redis_cmd(e->redis, on_sample_recheck, e, 2, argv, lens) != 0)
+			sample_end(e, 2);
+		return;
+	}
+	if (reply == NULL || cs_now_us() > sm->wait_until_us) {
+		sample_end(e, 2); /* the invalidator is behind (or absent) */
+		return;
+	}
+	struct timeval tv = cs_tv_ms(50);
+	evtimer_add(sm->poll, &tv);
+}
+
+static void on_sample_poll(evutil_socket_t fd, short what, void *arg)
+{
+	cs_engine *e = arg;
+	const char *argv[] = { "GET", "cs:inv:pos" };
+	if (cs_redis_cmd(e->redis, on_sample_pos, e, 2, argv, NULL) != 0)
+		sample_end(e, 2);
+}
+
+static void on_sample_lsn(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int err, const char *msg,
+	bool retryable)
+{
+	cs_engine *e = job->priv;
+	sampler *sm = &e->smp;
+	if (err != 0 || res == NULL || PQntuples(res) != 1 ||
+		!cs_lsn_parse(PQgetvalue(res, 0, 0), &sm->lsn_after)) {
+		sample_end(e, 2);
+		return;
+	}
+	sm->wait_until_us = cs_now_us() + 5000000u;
+	on_sample_poll(-1, 0, e);
+}
+
+static void on_sample_query(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int err, const char *msg,
+	bool retryable)
+{
+	cs_engine *e = job->priv;
+	sampler *sm = &e->smp;
+	cs_buf b;
+	cs_buf_init(&b, MAX_REPLY);
+	char emsg[128];
+	if (err != 0 || res == NULL || cs_encode_result(res, &b, emsg, sizeof emsg) != 0) {
+		cs_buf_free(&b);
+		sample_end(e, 2);
+		return;
+	}
+	sm->fresh = b.data; /* ownership moves to the sampler */
+	sm->fresh_len = b.len;
+	sm->lsn_job = (cs_pgjob){ .qindex = -1, .q = &sm->lsn_q, .params = &sm->no_params,
+		.deadline_us = cs_now_us() + 5000000u, .cb = on_sample_lsn, .priv = e };
+	if (e->primary == NULL || cs_pgserver_submit(e->primary, &sm->lsn_job) != 0)
+		sample_end(e, 2);
+}
+
+static void on_sample_get(cs_redis *rd, redisReply *reply, void *priv)
+{
+	cs_engine *e = priv;
+	sampler *sm = &e->smp;
+	cs_entry ent;
+	if (reply == NULL || reply->type != REDIS_REPLY_STRING ||
+		!cs_entry_parse((const uint8_t *)reply->str, (size_t)reply->len, &ent)) {
+		sample_end(e, 2);
+		return;
+	}
+	sm->entry = malloc((size_t)reply->len);
+	if (sm->entry == NULL) {
+		sample_end(e, 2);
+		return;
+	}
+	memcpy(sm->entry, reply->str, (size_t)reply->len);
+	sm->entry_len = (size_t)reply->len;
+	/* the key's canonical parameters, back to values, to PostgreSQL parameters */
+	const char *canon = sm->key;
+	for (int colons = 0; colons < 4 && canon < sm->key + sm->keylen; canon++)
+		colons += *canon == ':';
+	cs_value vals[CS_PROTO_MAX_PARAMS];
+	char buf[CS_CANON_MAX + CS_PROTO_MAX_PARAMS + 1], err[256];
+	const cs_query_def *q = sm->qs->def;
+	if (cs_params_decanon(q, canon, (size_t)(sm->key + sm->keylen - canon), vals, buf, sizeof buf,
+		    err, sizeof err) != 0 ||
+		(sm->pgp = cs_params_pg(q, vals, (uint32_t)q->nparams, err, sizeof err)) == NULL) {
+		sample_end(e, 2);
+		return;
+	}
+	sm->job = (cs_pgjob){ .qindex = sm->qs->index, .q = q, .params = sm->pgp,
+		.deadline_us = cs_now_us() + 5000000u, .cb = on_sample_query, .priv = e };
+	if (e->primary == NULL || cs_pgserver_submit(e->primary, &sm->job) != 0)
+		sample_end(e, 2);
+}
+
+static void on_sample_scan(cs_redis *rd, redisReply *reply, void *priv)
+{
+	cs_engine *e = priv;
+	sampler *sm = &e->smp;
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+		reply->element[0]->type != REDIS_REPLY_STRING || reply->element[1]->type != REDIS_REPLY_ARRAY) {
+		sample_end(e, 2);
+		return;
+	}
+	sm->qs->scan_cursor = strtoull(reply->element[0]->str, NULL, 10);
+	redisReply *keys = reply->element[1];
+	if (keys->elements == 0) {
+		/* nothing in this stretch of the keyspace: not a check */
+		free(sm->entry);
+		qtable_unref(sm->qt);
+		sm->qt = NULL;
+		sm->busy = false;
+		return;
+	}
+	redisReply *k = keys->element[cs_rand64() % keys->elements];
+	if (k->type != REDIS_REPLY_STRING || (size_t)k->len >= sizeof sm->key) {
+		sample_end(e, 2);
+		return;
+	}
+	memcpy(sm->key, k->str, (size_t)k->len);
+	sm->keylen = (size_t)k->len;
+	const char *argv[] = { "GET", sm->key };
+	size_t lens[] = { 3, sm->keylen };
+	if (cs_redis_cmd(e->redis, on_sample_get, e, 2, argv, lens) != 0)
+		sample_end(e, 2);
+}
+
+static void on_sample_timer(evutil_socket_t fd, short what, void *arg)
+{
+	cs_engine *e = arg;
+	sampler *sm = &e->smp;
+	qtable *t = e->qt;
+	if (sm->busy || t->nq == 0 || e->primary == NULL || !cs_redis_ready(e->redis))
+		return;
+	qstate *qs = &t->qs[sm->qnext++ % t->nq];
+	if (!qs->gen_known)
+		return;
+	char pattern[8 + CS_MAX_NAME + 24], cursor[24];
+	int pl = snprintf(pattern, sizeof pattern, "cs:e:%s:%llu:*", qs->def->name,
+		(unsigned long long)qs->gen);
+	int cl = snprintf(cursor, sizeof cursor, "%llu", qs->scan_cursor);
+	const char *argv[] = { "SCAN", cursor, "MATCH", pattern, "COUNT", "50" };
+	size_t lens[] = { 4, (size_t)cl, 5, (size_t)pl, 5, 2 };
+	sm->busy = true;
+	sm->qt = t;
+	t->refs++;
+	sm->qs = qs;
+	if (cs_redis_cmd(e->redis, on_sample_scan, e, 6, argv, lens) != 0) {
+		qtable_unref(sm->qt);
+		sm->qt = NULL;
+		sm->busy = false;
+	}
+}
+
+static int sampler_start(cs_engine *e, int64_t interval_ms)
+{
+	sampler *sm = &e->smp;
+	sm->lsn_q.sql = (char *)"SELECT pg_current_wal_lsn()::text";
+	sm->no_params = (cs_pg_params){ .n = 0 };
+	sm->timer = event_new(e->base, -1, EV_PERSIST, on_sample_timer, e);
+	sm->poll = evtimer_new(e->base, on_sample_poll, e);
+	if (sm->timer == NULL || sm->poll == NULL)
+		return -1;
+	struct timeval tv = cs_tv_ms(interval_ms);
+	return event_add(sm->timer, &tv);
+}
+
+static void sampler_stop(cs_engine *e)
+{
+	sampler *sm = &e->smp;
+	if (sm->timer)
+		event_free(sm->timer);
+	if (sm->poll)
+		event_free(sm->poll);
+	sm->timer = sm->poll = NULL;
+	free(sm->entry);
+	free(sm->fresh);
+	free(sm->pgp);
+	qtable_unref(sm->qt);
+	sm->qt = NULL;
+}
+
 /* ---- Lifecycle -------------------------------------------------------------------------- */
 
 cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, size_t errlen)
@@ -1268,6 +1540,11 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 			return NULL;
 		}
 	}
+	if (cfg->verify_interval_ms > 0 && e->primary && sampler_start(e, cfg->verify_interval_ms) != 0) {
+		snprintf(err, errlen, "out of memory");
+		cs_engine_free(e);
+		return NULL;
+	}
 	e->tick = event_new(base, -1, EV_PERSIST, on_tick, e);
 	e->gen_timer = event_new(base, -1, EV_PERSIST, on_gen_timer, e);
 	struct timeval t1 = cs_tv_ms(TICK_MS), t2 = cs_tv_ms(GEN_POLL_MS);
@@ -1285,11 +1562,15 @@ void cs_engine_free(cs_engine *e)
 	if (e == NULL)
 		return;
 	e->stopping = true;
-	cs_inv_free(e->inv);
-	/* Servers first: their jobs fail, which answers every waiting request. */
+	/* Servers first: their jobs fail, which answers every waiting request (and the
+	 * invalidator's slot-health job, so the invalidator goes after them). */
 	for (int i = 0; i < e->nservers; i++)
 		cs_pgserver_free(e->servers[i]);
 	e->nservers = 0;
+	e->primary = NULL;
+	cs_inv_free(e->inv);
+	e->inv = NULL;
+	sampler_stop(e);
 	/* Flights waiting for read-your-writes never reached a server. */
 	while (e->ryw_head)
 		flight_fail(e->ryw_head, -CS_ERR_SHUTTING_DOWN, "shutting down");
@@ -1510,6 +1791,9 @@ long cs_engine_metrics(const cs_engine *e, char **out)
 	C("refresh_expired_total", "Refreshes of expired entries", s->refresh_expired);
 	C("refresh_revalidate_total", "Stale-while-revalidate refreshes", s->refresh_revalidate);
 	C("refresh_forced_total", "REFRESH requests", s->refresh_forced);
+	C("verify_checked_total", "Cached entries the sampler compared with the primary", e->smp.checked);
+	C("verify_stale_total", "Cached entries the sampler found stale (mismatch with the primary)", e->smp.stale);
+	C("verify_skipped_total", "Samples skipped (changed meanwhile, invalidator behind)", e->smp.skipped);
 	C("stale_if_error_total", "Stale values served because the refresh failed (within max_stale)", s->stale_if_error);
 #undef C
 	fprintf(f, "# HELP cachesvc_errors_total Errors answered, by code\n# TYPE cachesvc_errors_total counter\n");

@@ -258,11 +258,14 @@ static void stmt_name(char *buf, size_t len, int qindex)
 
 static bool is_prepared(const pgconn *c, int qindex)
 {
-	return c->epoch == c->srv->epoch && qindex < c->nprepared && c->prepared[qindex];
+	/* qindex < 0: a one-off statement, prepared unnamed every time */
+	return qindex >= 0 && c->epoch == c->srv->epoch && qindex < c->nprepared && c->prepared[qindex];
 }
 
 static void mark_prepared(pgconn *c, int qindex)
 {
+	if (qindex < 0)
+		return;
 	if (qindex >= c->nprepared) {
 		int n = qindex + 16;
 		uint8_t *p = realloc(c->prepared, (size_t)n);
@@ -280,7 +283,10 @@ static void job_run(pgconn *c, cs_pgjob *job)
 {
 	cs_pgserver *s = c->srv;
 	char name[32];
-	stmt_name(name, sizeof name, job->qindex);
+	if (job->qindex >= 0)
+		stmt_name(name, sizeof name, job->qindex);
+	else
+		name[0] = '\0';
 	c->job = job;
 	c->state = PC_BUSY;
 	c->nsteps = c->step = 0;
@@ -295,7 +301,12 @@ static void job_run(pgconn *c, cs_pgjob *job)
 	s->stats.queue_wait_us_sum += waited;
 	s->stats.queue_waits++;
 
-	bool ok = true;
+	/* The LSN first: the data query's snapshot comes after it (REFERENCE.md 6). It also
+	 * must precede an unnamed PREPARE, since it uses (and replaces) the unnamed statement. */
+	bool ok = PQsendQueryParams(c->conn, s->primary ? "SELECT pg_current_wal_lsn()::text"
+						      : "SELECT pg_last_wal_replay_lsn()::text",
+		0, NULL, NULL, NULL, NULL, 0);
+	c->steps[c->nsteps++] = ST_LSN;
 	if (c->epoch != s->epoch) {
 		/* Query definitions were reloaded: statement slots mean other queries now. */
 		ok = ok && PQsendQueryParams(c->conn, "DEALLOCATE ALL", 0, NULL, NULL, NULL, NULL, 0);
@@ -313,10 +324,6 @@ static void job_run(pgconn *c, cs_pgjob *job)
 		c->steps[c->nsteps++] = ST_PREPARE;
 		c->preparing = job->qindex;
 	}
-	ok = ok && PQsendQueryParams(c->conn, s->primary ? "SELECT pg_current_wal_lsn()::text"
-						       : "SELECT pg_last_wal_replay_lsn()::text",
-			   0, NULL, NULL, NULL, NULL, 0);
-	c->steps[c->nsteps++] = ST_LSN;
 	ok = ok && PQsendQueryPrepared(c->conn, name, job->params->n, job->params->values,
 			   job->params->lengths, job->params->formats, 0);
 	c->steps[c->nsteps++] = ST_DATA;

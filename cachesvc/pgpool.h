@@ -41,7 +41,8 @@ typedef void cs_pgjob_cb(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int e
 
 struct cs_pgjob {
 	/* set by the caller */
-	int qindex;		    /* statement slot: index of the query in the current table */
+	int qindex;		    /* statement slot: index of the query in the current table;
+				     * < 0: a one-off statement (prepared unnamed each time) */
 	const cs_query_def *q;	    /* must outlive the job */
 	const cs_pg_params *params; /* must outlive the job */
 	uint64_t deadline_us;	    /* monotonic; queue wait + execution must end by then */

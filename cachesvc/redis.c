@@ -14,6 +14,7 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
+#include "config.h"
 #include "log.h"
 #include "util.h"
 
@@ -355,16 +356,6 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ---- URL ----------------------------------------------------------------------------- */
 
-static char *dupn(const char *s, size_t n)
-{
-	char *d = malloc(n + 1);
-	if (d) {
-		memcpy(d, s, n);
-		d[n] = '\0';
-	}
-	return d;
-}
-
 /* Resolves host to a numeric address once, at startup (getaddrinfo may block). */
 static char *resolve_host(const char *host, char *err, size_t errlen)
 {
@@ -386,84 +377,39 @@ static char *resolve_host(const char *host, char *err, size_t errlen)
 	return strdup(buf);
 }
 
+/* The URL's parts, through the config module's parser (the one that validated it). */
 static int parse_url(cs_redis *r, const char *url, char *err, size_t errlen)
 {
-	const char *p;
-	if (strncmp(url, "unix://", 7) == 0) {
-		p = url + 7;
-		const char *q = strchr(p, '?');
-		r->unix_path = q ? dupn(p, (size_t)(q - p)) : strdup(p);
-		if (q && strncmp(q, "?db=", 4) == 0)
-			r->db = atoi(q + 4);
-		r->url_masked = strdup(url);
-		return r->unix_path && *r->unix_path == '/' ? 0 : (snprintf(err, errlen, "redis url: unix socket path must be absolute"), -1);
-	}
-	if (strncmp(url, "redis://", 8) != 0) {
-		snprintf(err, errlen, "redis url must start with redis:// or unix://");
+	cs_redis_url u;
+	char why[256];
+	if (!cs_redis_url_parse(url, &u, why, sizeof why)) {
+		snprintf(err, errlen, "redis url: %s", why);
 		return -1;
 	}
-	p = url + 8;
-	const char *at = strrchr(p, '@');
-	const char *hoststart = p;
-	if (at) {
-		const char *colon = memchr(p, ':', (size_t)(at - p));
-		if (colon) {
-			if (colon > p)
-				r->user = dupn(p, (size_t)(colon - p));
-			r->password = dupn(colon + 1, (size_t)(at - colon - 1));
-		} else {
-			r->password = dupn(p, (size_t)(at - p));
-		}
-		hoststart = at + 1;
-	}
-	const char *slash = strchr(hoststart, '/');
-	const char *hostend = slash ? slash : hoststart + strlen(hoststart);
-	char host[256];
-	int port = 6379;
-	if (*hoststart == '[') {
-		const char *rb = memchr(hoststart, ']', (size_t)(hostend - hoststart));
-		if (rb == NULL || (size_t)(rb - hoststart - 1) >= sizeof host) {
-			snprintf(err, errlen, "redis url: bad IPv6 address");
-			return -1;
-		}
-		memcpy(host, hoststart + 1, (size_t)(rb - hoststart - 1));
-		host[rb - hoststart - 1] = '\0';
-		if (rb[1] == ':')
-			port = atoi(rb + 2);
-	} else {
-		const char *colon = memchr(hoststart, ':', (size_t)(hostend - hoststart));
-		const char *he = colon ? colon : hostend;
-		if ((size_t)(he - hoststart) >= sizeof host || he == hoststart) {
-			snprintf(err, errlen, "redis url: bad host");
-			return -1;
-		}
-		memcpy(host, hoststart, (size_t)(he - hoststart));
-		host[he - hoststart] = '\0';
-		if (colon)
-			port = atoi(colon + 1);
-	}
-	if (port <= 0 || port > 65535) {
-		snprintf(err, errlen, "redis url: bad port");
-		return -1;
-	}
-	if (slash && slash[1]) {
-		char *end;
-		long db = strtol(slash + 1, &end, 10);
-		if (*end || db < 0 || db > 100000) {
-			snprintf(err, errlen, "redis url: bad database number");
-			return -1;
-		}
-		r->db = (int)db;
-	}
-	r->port = port;
-	r->host = resolve_host(host, err, errlen);
-	if (r->host == NULL)
-		return -1;
+	r->db = u.db;
+	r->port = u.port;
+	if (u.username[0])
+		r->user = strdup(u.username);
+	if (u.password[0])
+		r->password = strdup(u.password);
 	char masked[512];
-	snprintf(masked, sizeof masked, "redis://%s%s%s%s:%d/%d", r->user ? r->user : "",
-		r->password ? ":***" : "", r->password ? "@" : "", host, port, r->db);
+	if (u.unix_path[0]) {
+		r->unix_path = strdup(u.unix_path);
+		snprintf(masked, sizeof masked, "unix://%s%s%s%s?db=%d", u.username,
+			u.password[0] ? ":***" : "", u.password[0] || u.username[0] ? "@" : "", u.unix_path,
+			u.db);
+	} else {
+		r->host = resolve_host(u.host, err, errlen);
+		if (r->host == NULL)
+			return -1;
+		snprintf(masked, sizeof masked, "redis://%s%s%s%s:%d/%d", u.username,
+			u.password[0] ? ":***" : "", u.password[0] || u.username[0] ? "@" : "", u.host, u.port,
+			u.db);
+	}
+	/* wipe the copy of the secret on the stack */
+	memset(u.password, 0, sizeof u.password);
 	r->url_masked = strdup(masked);
-	return 0;
+	return r->url_masked ? 0 : (snprintf(err, errlen, "out of memory"), -1);
 }
 
 /* ---- Public API ---------------------------------------------------------------------- */
@@ -569,7 +515,8 @@ int cs_redis_cmd(cs_redis *r, cs_redis_cb *cb, void *priv, int argc, const char 
 int cs_redis_script(cs_redis *r, int script, cs_redis_cb *cb, void *priv, int nkeys, int argc,
 	const char **argv, const size_t *lens)
 {
-	enum { MAX_ARGS = 64 };
+	/* The invalidator batches 128 keys per call: 4 arguments each, plus 2. */
+	enum { MAX_ARGS = 1024 };
 	const char *av[MAX_ARGS + 3];
 	size_t al[MAX_ARGS + 3];
 	char nk[16];

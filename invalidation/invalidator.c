@@ -35,7 +35,7 @@
 #include "util.h"
 
 #define FIFO_MAX	   65536  /* commits waiting for Redis; beyond: stop reading */
-#define BATCH_KEYS	   128	  /* keys per INVAL script call */
+#define BATCH_KEYS	   128	  /* keys per INVAL script call (4 arguments each, see redis.c) */
 #define QUERY_KEYS_MAX	   10000  /* keys of one query in one transaction; beyond: drop the query */
 #define TXN_ARENA_MAX	   (64u << 20)
 #define SAMPLES		   16384  /* horizon ring */
@@ -136,6 +136,17 @@ struct cs_inv {
 
 	cs_inv_stats stats;
 	uint64_t last_reconnect_log_us;
+
+	/* slot health, checked through the engine's primary pool */
+	cs_pgjob health_job;
+	bool health_busy;
+	uint64_t last_health_us;
+	char wal_status[16];	 /* reserved / extended / unreserved / lost / "" unknown */
+	int64_t safe_wal_size;	 /* bytes until the slot is lost; -1 unknown or unlimited */
+	cs_query_def health_q;
+	const char *health_vals[1];
+	int health_lens[1], health_fmts[1];
+	cs_pg_params health_params;
 };
 
 static void conn_event(evutil_socket_t fd, short what, void *arg);
@@ -1085,6 +1096,46 @@ static void publish_horizon(cs_inv *inv)
 		inv->last_horizon_us = now;
 }
 
+/* ---- Slot health ------------------------------------------------------------------------ */
+
+#define HEALTH_EVERY_US 10000000u
+
+static void on_health(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int err, const char *msg,
+	bool retryable)
+{
+	cs_inv *inv = job->priv;
+	inv->health_busy = false;
+	if (err != 0 || res == NULL || PQntuples(res) != 1) {
+		cs_debug("invalidator: slot health check: %s", err ? msg : "no such slot");
+		return; /* primary busy or down; the stream itself says more */
+	}
+	const char *st = PQgetisnull(res, 0, 0) ? "" : PQgetvalue(res, 0, 0);
+	if (strcmp(st, inv->wal_status) != 0) {
+		if (strcmp(st, "unreserved") == 0)
+			cs_warn("invalidator: slot \"%s\" wal_status is unreserved: it is about to pass "
+				"max_slot_wal_keep_size and be lost (%s bytes left); the invalidator is "
+				"too far behind", inv->slot, PQgetisnull(res, 0, 1) ? "?" : PQgetvalue(res, 0, 1));
+		else if (strcmp(st, "lost") == 0)
+			cs_error("invalidator: slot \"%s\" wal_status is lost", inv->slot);
+		else if (inv->wal_status[0])
+			cs_info("invalidator: slot \"%s\" wal_status is %s", inv->slot, st);
+		snprintf(inv->wal_status, sizeof inv->wal_status, "%s", st);
+	}
+	inv->safe_wal_size = PQgetisnull(res, 0, 1) ? -1 : strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+}
+
+static void check_slot_health(cs_inv *inv)
+{
+	uint64_t now = cs_now_us();
+	if (inv->primary == NULL || inv->health_busy || now - inv->last_health_us < HEALTH_EVERY_US)
+		return;
+	inv->last_health_us = now;
+	inv->health_job = (cs_pgjob){ .qindex = -1, .q = &inv->health_q, .params = &inv->health_params,
+		.deadline_us = now + 5000000u, .cb = on_health, .priv = inv };
+	if (cs_pgserver_submit(inv->primary, &inv->health_job) == 0)
+		inv->health_busy = true;
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	cs_inv *inv = arg;
@@ -1093,6 +1144,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		restart(inv, "replication setup timed out", false);
 		return;
 	}
+	check_slot_health(inv);
 	if (inv->st != ST_STREAMING)
 		return;
 	run_debounced(inv);
@@ -1179,6 +1231,17 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, struct cs_pgse
 		cs_inv_free(inv);
 		return NULL;
 	}
+	/* The slot health query, a one-off statement on the primary's pool. */
+	inv->health_q.sql = (char *)"SELECT wal_status, safe_wal_size FROM pg_replication_slots "
+				    "WHERE slot_name = $1";
+	inv->health_q.nparams = 1;
+	inv->health_q.params[0].type = CS_PT_TEXT;
+	inv->health_vals[0] = inv->slot;
+	inv->health_lens[0] = (int)strlen(inv->slot);
+	inv->health_fmts[0] = 1; /* text parameters travel in binary: no escaping */
+	inv->health_params = (cs_pg_params){ .n = 1, .values = inv->health_vals,
+		.lengths = inv->health_lens, .formats = inv->health_fmts };
+	inv->safe_wal_size = -1;
 	struct timeval tv = cs_tv_ms(TICK_MS);
 	event_add(inv->tick, &tv);
 	connect_start(inv);
@@ -1195,6 +1258,8 @@ void cs_inv_free(cs_inv *inv)
 		PQfinish(inv->conn);
 	inv->conn = NULL;
 	inv->epoch++;
+	/* The engine frees its servers (answering our slot-health job) before us. */
+	inv->primary = NULL;
 	cs_redis_free(inv->redis); /* pending callbacks see a stale epoch */
 	cs_pgo_decoder_free(inv->dec);
 	if (inv->retry)
@@ -1251,6 +1316,14 @@ void cs_inv_metrics(const cs_inv *inv, FILE *f)
 	fprintf(f, "# HELP cachesvc_invalidator_state 0 idle, 1 standby, 2 setup, 3 streaming (leader)\n"
 		   "# TYPE cachesvc_invalidator_state gauge\ncachesvc_invalidator_state %d\n",
 		(int)s->state);
+	static const char *const statuses[] = { "reserved", "extended", "unreserved", "lost" };
+	fprintf(f, "# HELP cachesvc_invalidator_slot_wal_status The slot's wal_status (1 = current)\n"
+		   "# TYPE cachesvc_invalidator_slot_wal_status gauge\n");
+	for (int i = 0; i < 4; i++)
+		fprintf(f, "cachesvc_invalidator_slot_wal_status{status=\"%s\"} %d\n", statuses[i],
+			strcmp(inv->wal_status, statuses[i]) == 0);
+	fprintf(f, "# TYPE cachesvc_invalidator_slot_safe_wal_bytes gauge\ncachesvc_invalidator_slot_safe_wal_bytes %lld\n",
+		(long long)inv->safe_wal_size);
 	fprintf(f, "# TYPE cachesvc_invalidator_confirmed_lsn gauge\ncachesvc_invalidator_confirmed_lsn %llu\n",
 		(unsigned long long)s->confirmed);
 	fprintf(f, "# TYPE cachesvc_invalidator_horizon_lsn gauge\ncachesvc_invalidator_horizon_lsn %llu\n",

@@ -169,6 +169,15 @@ wait_invalidated "$lsn"
 [ "$(cli --json get iv_all | json rows)" = '[[0]]' ] || fail "after TRUNCATE: $(cli --json get iv_all)"
 ok "TRUNCATE bumps the generation of every dependent query (and only those)"
 
+# a transaction touching many keys (several INVAL batches) is applied whole
+fill iv_user 1
+lsn=$(commit_lsn "INSERT INTO users SELECT i, 'bulk ' || i, 'b' || i || '@x' FROM generate_series(1000, 1700) i")
+wait_invalidated "$lsn"
+lsn=$(commit_lsn "UPDATE users SET name = 'after bulk' WHERE id = 1")
+wait_invalidated "$lsn"
+cached iv_user 1 && fail "after a 701-row transaction the next change was not invalidated"
+ok "a 701-row transaction (1402 keys, 11 batches) is applied and the stream goes on"
+
 h=$(metric cachesvc_invalidator_lag_seconds_count)
 [ "$h" -ge 8 ] || fail "invalidation lag histogram has $h samples"
 ok "invalidation lag histogram populated ($h commits)"
