@@ -212,6 +212,17 @@ def cmd_table(d, out):
         rows[-1]["target"] = "<= 1.2x"
         if failed:
             rows[-1]["met"] = False
+    for q in ("p99", "p999"):
+        row(f"hot W3 expiring under load (ttl 2 s), {q} (us): with vs without stale-while-revalidate",
+            lat("cs_w3_swr", q), lat("cs_w3_noswr", q), None,
+            note="stale hits %s vs %s" % (fmt_num(get(load(d, "cs_w3_swr"), "stale")),
+                                         fmt_num(get(load(d, "cs_w3_noswr"), "stale"))))
+    lib = load(d, "lib_w1") or {}
+    if lib:
+        row("library mode W1 hits (ops/s, %s threads) vs the daemon (%s conns)" %
+            (lib.get("threads"), lib.get("threads")), lib.get("ops_per_sec"), tp("cs_w1_lib_peer"))
+        row("library mode W1 hit p99 (us) vs the daemon", lib.get("p99_us"),
+            lat("cs_w1_lib_peer", "p99"))
     mem = load(d, "memory") or {}
     row("RSS per idle client connection (bytes), %s conns" % mem.get("connections"),
         mem.get("per_conn_bytes"), None, None,

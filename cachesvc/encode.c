@@ -129,17 +129,6 @@ static bool parse_f64(const char *s, size_t n, double *out)
 	return true;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static bool is_odigit(char c)
 {
 	return c >= '0' && c <= '7';
@@ -201,15 +190,15 @@ static int pack_bytea(msgpack_packer *pk, const char *s, size_t n)
 		if (n % 2 != 0 || n / 2 > UINT32_MAX)
 			return 1;
 		for (size_t i = 0; i < n; i++)
-			if (hexval(s[i]) < 0)
+			if (cs_hex_digit(s[i]) < 0)
 				return 1;
 		if (msgpack_pack_bin(pk, n / 2) != 0)
 			return -1;
 		for (size_t pos = 0; pos < n;) {
 			size_t k = (n - pos) / 2 < sizeof chunk ? (n - pos) / 2 : sizeof chunk;
 			for (size_t j = 0; j < k; j++)
-				chunk[j] = (uint8_t)(hexval(s[pos + 2 * j]) << 4 |
-						     hexval(s[pos + 2 * j + 1]));
+				chunk[j] = (uint8_t)(cs_hex_digit(s[pos + 2 * j]) << 4 |
+						     cs_hex_digit(s[pos + 2 * j + 1]));
 			if (msgpack_pack_bin_body(pk, chunk, k) != 0)
 				return -1;
 			pos += 2 * k;

@@ -90,6 +90,7 @@ struct flight {
 	uint8_t tier;
 	bool store;	   /* fill Redis with the result */
 	bool background;   /* refresh with nobody waiting */
+	bool leased;	   /* holds the key's cross-process refresh lease: released when done */
 	int refresh_cause; /* for stats: 0 miss, 1 early, 2 revalidate */
 	int attempts;
 	unsigned tried;	   /* bit per server index already tried */
@@ -323,6 +324,15 @@ static void flight_unlink(flight *f)
 static void flight_free(flight *f)
 {
 	flight_unlink(f);
+	if (f->leased && cs_redis_ready(f->e->redis)) {
+		/* Done refreshing: let the next expiry's refresh (here or elsewhere) take it. */
+		char lease[KEY_MAX];
+		int n = snprintf(lease, sizeof lease, "cs:l:%s:%.*s", f->qs->def->name,
+			(int)(f->keylen - f->canon_off), f->key + f->canon_off);
+		const char *argv[] = { "DEL", lease };
+		size_t lens[] = { 3, (size_t)n };
+		(void)!cs_redis_cmd(f->e->redis, NULL, NULL, 2, argv, lens);
+	}
 	if (f->in_ryw) {
 		flight **pp = &f->e->ryw_head;
 		while (*pp && *pp != f)
@@ -634,6 +644,7 @@ static void miss(cs_engine *e, qstate *qs, const char *key, size_t keylen, size_
 	f->tier = tier;
 	f->store = store;
 	f->background = r == NULL;
+	f->leased = r == NULL && cause != 0; /* started by refresh_in_background's lease */
 	f->refresh_cause = cause;
 	f->start_us = cs_now_us();
 	f->deadline_us = f->start_us + (uint64_t)cfg->request_timeout_ms * 1000u;

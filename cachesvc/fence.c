@@ -37,10 +37,15 @@
  *  (e) Generations: a fill carries the generation its key was built with and the script
  *      refuses when the generation moved (TRUNCATE, admin INVALIDATE of a query, lost
  *      slot), so no fill from before a bump lands in the new generation.
- *  (f) Eviction. If Redis evicted a live fence, (a) would break. cachesvc needs
- *      maxmemory-policy noeviction (fills then fail with OOM and are simply not stored) or
- *      a volatile-* policy while fences... are volatile too: so only noeviction is safe,
- *      and the engine refuses to start with anything else unless fence = off.
+ *  (f) Eviction. If Redis evicted a live fence, (a) would break. Fences carry a TTL, so
+ *      every volatile-* policy may evict them, and every allkeys-* policy may evict
+ *      anything: the only safe policy is noeviction. At maxmemory Redis then refuses
+ *      every write script with OOM: fills are simply not stored, and the invalidator's
+ *      scripts fail too, so it confirms nothing and retries (I4 holds; entries may stay
+ *      stale until memory is freed or they expire: size Redis so it stays below
+ *      maxmemory, and watch cachesvc_invalidator_redis_failures_total). cachesvc checks
+ *      maxmemory-policy at startup (check.c) and refuses any other policy unless
+ *      fence = off.
  *  (g) The primary. Visibility order on the primary differs from WAL order (a commit whose
  *      record ends before an LSN read may not be visible yet), so no LSN read there bounds
  *      a snapshot from below. Data read on the primary is tagged LSN 0: with fences on it
@@ -54,6 +59,8 @@
 
 #include <stddef.h>
 #include <stdio.h>
+
+#include "params.h"
 
 const char *const cs_scripts[CS_SCRIPT_COUNT] = {
 	[CS_SCRIPT_FILL] =
@@ -103,15 +110,8 @@ int cs_lsn_unhex(const char *s, size_t len, uint64_t *out)
 		return 0;
 	uint64_t v = 0;
 	for (size_t i = 0; i < 16; i++) {
-		char c = s[i];
-		int d;
-		if (c >= '0' && c <= '9')
-			d = c - '0';
-		else if (c >= 'A' && c <= 'F')
-			d = c - 'A' + 10;
-		else if (c >= 'a' && c <= 'f')
-			d = c - 'a' + 10;
-		else
+		int d = cs_hex_digit(s[i]);
+		if (d < 0)
 			return 0;
 		v = v << 4 | (uint64_t)d;
 	}

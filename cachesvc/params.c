@@ -115,7 +115,7 @@ static bool is_digit(char c)
 	return c >= '0' && c <= '9';
 }
 
-static int hexval(char c)
+int cs_hex_digit(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -683,7 +683,7 @@ static bool parse_uuid(const char *s, size_t n, uint8_t out[16])
 	for (int b = 0; b < 16; b++) {
 		if (n - i < 2)
 			return false;
-		int hi = hexval(s[i]), lo = hexval(s[i + 1]);
+		int hi = cs_hex_digit(s[i]), lo = cs_hex_digit(s[i + 1]);
 		if (hi < 0 || lo < 0)
 			return false;
 		out[b] = (uint8_t)(hi << 4 | lo);
@@ -705,7 +705,7 @@ static bool parse_bytea_hex(const char *s, size_t n, pval *pv)
 	if (n < 2 || s[0] != '\\' || (s[1] != 'x' && s[1] != 'X') || (n - 2) % 2 != 0)
 		return false;
 	for (size_t i = 2; i < n; i++)
-		if (hexval(s[i]) < 0)
+		if (cs_hex_digit(s[i]) < 0)
 			return false;
 	pv->u.bytes.p = s + 2;
 	pv->u.bytes.len = n - 2;
@@ -1026,8 +1026,8 @@ static void emit_pg(const pval *pv, wbuf *w)
 			return;
 		}
 		for (size_t i = 0; i + 1 < pv->u.bytes.len; i += 2) {
-			char c = (char)(hexval(pv->u.bytes.p[i]) << 4 |
-					hexval(pv->u.bytes.p[i + 1]));
+			char c = (char)(cs_hex_digit(pv->u.bytes.p[i]) << 4 |
+					cs_hex_digit(pv->u.bytes.p[i + 1]));
 			w_ch(w, c);
 		}
 		return;

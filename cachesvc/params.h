@@ -105,6 +105,9 @@ typedef struct cs_pg_params {
 cs_pg_params *cs_params_pg(const cs_query_def *q, const cs_value *in, uint32_t n, char *err,
 	size_t errlen) __attribute__((warn_unused_result));
 
+/* The value of a hexadecimal digit (either case), or -1. Shared with encode.c, fence.c. */
+int cs_hex_digit(char c);
+
 /* ---- Date/time text, shared with encode.c ------------------------------------------------ */
 
 /* A PostgreSQL timestamp: seconds since the Unix epoch (floor) and the microseconds within

@@ -330,6 +330,19 @@ static bool token_ok(const cs_config *cfg, const cs_hello_req *h)
 	return diff == 0;
 }
 
+/* A request body the decoder refused: a protocol error closes the connection, any other
+ * code is answered and the connection stays. Returns true when rc was an error. */
+static bool decode_failed(client *c, uint32_t reqid, int rc, const char *err)
+{
+	if (rc == 0)
+		return false;
+	if (rc == -CS_ERR_PROTOCOL)
+		protocol_error(c, reqid, "%s", err);
+	else
+		send_error(c, reqid, rc, err);
+	return true;
+}
+
 static creq *creq_new(client *c, uint32_t reqid, uint8_t op)
 {
 	creq *r = malloc(sizeof *r);
@@ -360,10 +373,8 @@ static void handle_frame(client *c, const cs_frame *f)
 	if (f->opcode == CS_OP_HELLO) {
 		cs_hello_req h;
 		rc = cs_proto_decode_hello(f->body, f->body_len, &h, err, sizeof err);
-		if (rc == -CS_ERR_PROTOCOL) {
-			protocol_error(c, f->reqid, "%s", err);
-		} else if (rc != 0) {
-			send_error(c, f->reqid, rc, err);
+		if (decode_failed(c, f->reqid, rc, err)) {
+			/* answered */
 		} else if (h.version != CS_PROTO_VERSION) {
 			snprintf(err, sizeof err, "protocol version %u not supported (server speaks %d)",
 				h.version, CS_PROTO_VERSION);
@@ -411,14 +422,8 @@ static void handle_frame(client *c, const cs_frame *f)
 	case CS_OP_REFRESH: {
 		cs_get_req *g = &s->mget_scratch[0];
 		rc = cs_proto_decode_get(f->body, f->body_len, g, err, sizeof err);
-		if (rc == -CS_ERR_PROTOCOL) {
-			protocol_error(c, f->reqid, "%s", err);
+		if (decode_failed(c, f->reqid, rc, err))
 			return;
-		}
-		if (rc != 0) {
-			send_error(c, f->reqid, rc, err);
-			return;
-		}
 		creq *r = creq_new(c, f->reqid, f->opcode);
 		if (r == NULL) {
 			send_error(c, f->reqid, CS_ERR_INTERNAL, "out of memory");
@@ -431,14 +436,8 @@ static void handle_frame(client *c, const cs_frame *f)
 		uint32_t n = 0;
 		rc = cs_proto_decode_mget(f->body, f->body_len, s->mget_scratch, CS_PROTO_MAX_MGET, &n,
 			err, sizeof err);
-		if (rc == -CS_ERR_PROTOCOL) {
-			protocol_error(c, f->reqid, "%s", err);
+		if (decode_failed(c, f->reqid, rc, err))
 			return;
-		}
-		if (rc != 0) {
-			send_error(c, f->reqid, rc, err);
-			return;
-		}
 		mget *m = calloc(1, sizeof *m);
 		if (m)
 			m->items = calloc(n ? n : 1, sizeof *m->items);
@@ -469,14 +468,8 @@ static void handle_frame(client *c, const cs_frame *f)
 	case CS_OP_INVALIDATE: {
 		cs_inval_req iv;
 		rc = cs_proto_decode_inval(f->body, f->body_len, &iv, err, sizeof err);
-		if (rc == -CS_ERR_PROTOCOL) {
-			protocol_error(c, f->reqid, "%s", err);
+		if (decode_failed(c, f->reqid, rc, err))
 			return;
-		}
-		if (rc != 0) {
-			send_error(c, f->reqid, rc, err);
-			return;
-		}
 		creq *r = creq_new(c, f->reqid, iv.has_params ? 0 : 1);
 		if (r == NULL) {
 			send_error(c, f->reqid, CS_ERR_INTERNAL, "out of memory");

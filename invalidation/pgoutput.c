@@ -332,11 +332,13 @@ static int rd_relref(reader *r, const cs_pgo_relation **rel)
 static int decode_relation(reader *r, cs_pgo_msg *out)
 {
 	cs_pgo_decoder *d = r->d;
-	uint32_t oid;
-	const char *nsp, *relname;
-	size_t nsplen, rellen;
-	uint8_t replident;
-	uint16_t ncols;
+	/* Initialised only to quiet -O3 -Wmaybe-uninitialized: each is read after its rd_*
+	 * call succeeded (TRY returns otherwise). */
+	uint32_t oid = 0;
+	const char *nsp = NULL, *relname = NULL;
+	size_t nsplen = 0, rellen = 0;
+	uint8_t replident = 0;
+	uint16_t ncols = 0;
 
 	TRY(rd_stream_xid(r, out));
 	TRY(rd_u32(r, &oid, "relation OID"));
@@ -356,10 +358,10 @@ static int decode_relation(reader *r, cs_pgo_msg *out)
 	reader cols = *r;
 	size_t names = 0;
 	for (uint16_t i = 0; i < ncols; i++) {
-		uint8_t flags;
-		const char *name;
-		size_t namelen;
-		uint64_t skip;
+		uint8_t flags = 0;
+		const char *name = NULL;
+		size_t namelen = 0;
+		uint64_t skip = 0;
 		TRY(rd_u8(r, &flags, "column flags"));
 		TRY(rd_str(r, &name, &namelen, "column name"));
 		TRY(rd_be(r, 8, &skip, "column type"));
@@ -391,10 +393,10 @@ static int decode_relation(reader *r, cs_pgo_msg *out)
 	n->rel.relname = memcpy(str, relname, rellen + 1);
 	str += rellen + 1;
 	for (uint16_t i = 0; i < ncols; i++) {
-		uint8_t flags;
-		const char *name;
-		size_t namelen;
-		uint32_t typoid, typmod;
+		uint8_t flags = 0;
+		const char *name = "";
+		size_t namelen = 0;
+		uint32_t typoid = 0, typmod = 0;
 		/* Already validated: these cannot fail. */
 		(void)rd_u8(&cols, &flags, "column flags");
 		(void)rd_str(&cols, &name, &namelen, "column name");

@@ -109,6 +109,16 @@ sleep 1 # the refresh (0.4 s) lands
 ran=$(( $(calls 'pg_sleep(%items WHERE id%') - before ))
 [ "$ran" = 1 ] || fail "SWR: $ran refreshes ran on the replica for one key across two processes"
 ok "stale-while-revalidate: $stale of 40 requests served stale, exactly $ran refresh across two processes"
+# the refresh released its lease: the next expiry is refreshed again, once
+sleep 1.3
+"$BURST" -p "$PORT_A" -c 5 -n 4 tp_swr 5 >/dev/null &
+burst_a=$!
+"$BURST" -p "$PORT_B" -c 5 -n 4 tp_swr 5 >/dev/null
+wait "$burst_a"
+sleep 1
+ran=$(( $(calls 'pg_sleep(%items WHERE id%') - before ))
+[ "$ran" = 2 ] || fail "SWR: the second expiry gave $((ran - 1)) refreshes (want 1: the lease must be released)"
+ok "stale-while-revalidate: the next expiry is refreshed once more (the lease was released)"
 PORT=$PORT_B stop_daemon "$(pgrep -f "$WORK/b.ini" | head -1)" || true
 
 # --- XFetch: early refresh under steady load, none when idle ----------------------------------
