@@ -157,30 +157,13 @@ static void client_pause(client *c, bool pause)
 		bufferevent_enable(c->bev, EV_READ);
 }
 
-/* Writes the scratch frame to the client and applies output backpressure. When nothing is
- * queued, the frame goes straight to the socket: no write event to register and remove
- * (two epoll_ctl calls) and no wait for the next loop turn; the bufferevent only takes
- * what the socket did not accept. */
+/* Writes the scratch frame to the client and applies output backpressure. */
 static void client_send(client *c, cs_buf *b)
 {
 	if (c->bev == NULL)
 		return;
-	const uint8_t *p = b->data;
-	size_t len = b->len;
-	struct evbuffer *out = bufferevent_get_output(c->bev);
-	if (evbuffer_get_length(out) == 0) {
-		ssize_t n = send(bufferevent_getfd(c->bev), p, len, MSG_DONTWAIT | MSG_NOSIGNAL);
-		if (n == (ssize_t)len)
-			return;
-		/* On an error (the peer is gone) the bufferevent gets the frame below and its
-		 * event callback closes the connection at a safe point. */
-		if (n > 0) {
-			p += n;
-			len -= (size_t)n;
-		}
-	}
-	if (bufferevent_write(c->bev, p, len) != 0) {
-		client_close(c);
+	if (bufferevent_write(c->bev, b->data, b->len) != 0) {
+		client_close(c); /* freed later: never inside client_read (see in_read) */
 		return;
 	}
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > OUT_HIGH)
