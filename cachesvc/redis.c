@@ -466,6 +466,9 @@ void cs_redis_free(cs_redis *r)
 		r->ac = NULL;
 		ac->data = NULL;
 		r->on_state = NULL; /* no state callbacks while tearing down */
+		/* Pending callbacks run (reply NULL) inside redisAsyncFree: anything they send
+		 * now must be refused, not written to the context being freed. */
+		r->state = RS_IDLE;
 		redisAsyncFree(ac);
 	}
 	if (r->timer)

@@ -304,6 +304,11 @@ static pending *fifo_get(cs_inv *inv, uint64_t seq)
 	return &inv->fifo[seq % FIFO_MAX];
 }
 
+typedef struct posctx {
+	cs_inv *inv;
+	cs_lsn_t lsn;
+} posctx;
+
 static void on_pos_reply(cs_redis *r, redisReply *reply, void *priv);
 
 /* Publishes the confirmed position (read-your-writes) if it moved; one write in flight. */
@@ -315,37 +320,24 @@ static void publish_pos(cs_inv *inv)
 	cs_lsn_hex(inv->confirmed, hex);
 	const char *argv[] = { "cs:inv:pos", hex, "0" };
 	size_t lens[] = { 10, 16, 1 };
-	uint64_t *ctx = malloc(2 * sizeof *ctx);
-	if (ctx == NULL)
+	posctx *c = malloc(sizeof *c);
+	if (c == NULL)
 		return;
-	ctx[0] = inv->epoch;
-	ctx[1] = inv->confirmed;
-	/* priv carries the invalidator through a small header allocation */
-	void **box = malloc(2 * sizeof *box);
-	if (box == NULL) {
-		free(ctx);
-		return;
-	}
-	box[0] = inv;
-	box[1] = ctx;
-	if (cs_redis_script(inv->redis, CS_SCRIPT_RAISE, on_pos_reply, box, 1, 3, argv, lens) == 0) {
+	*c = (posctx){ .inv = inv, .lsn = inv->confirmed };
+	if (cs_redis_script(inv->redis, CS_SCRIPT_RAISE, on_pos_reply, c, 1, 3, argv, lens) == 0)
 		inv->pos_in_flight = true;
-	} else {
-		free(ctx);
-		free(box);
-	}
+	else
+		free(c);
 }
 
 static void on_pos_reply(cs_redis *r, redisReply *reply, void *priv)
 {
-	void **box = priv;
-	cs_inv *inv = box[0];
-	uint64_t *ctx = box[1];
+	posctx *c = priv;
+	cs_inv *inv = c->inv;
 	inv->pos_in_flight = false;
-	if (reply && reply->type == REDIS_REPLY_STRING && ctx[1] > inv->pos_sent)
-		inv->pos_sent = ctx[1];
-	free(ctx);
-	free(box);
+	if (reply && reply->type == REDIS_REPLY_STRING && c->lsn > inv->pos_sent)
+		inv->pos_sent = c->lsn;
+	free(c);
 	publish_pos(inv);
 }
 

@@ -149,8 +149,9 @@ printf '\x00\x00\x00\x01\x09\x02\x00\x00\x00\x00\x00\x01\xc0' >&4
 reply=$(timeout 5 cat <&4 | od -An -tx1 | tr -d ' \n')
 exec 4<&-
 [ "${reply:8:4}" = 01ff ] || fail "no error frame for a bad version: $reply"
-echo "$reply" | grep -q "$(printf protocol | od -An -tx1 | tr -d ' \n')" || true
-ok "a malformed frame gets an ERROR frame and the connection is closed (timeout 5 s not hit)"
+# the body is {"code": 7 (protocol), ...}: fixstr "code" followed by 0x07
+echo "$reply" | grep -q 'a4636f646507' || fail "the error frame's code is not protocol (7): $reply"
+ok "a malformed frame gets an ERROR frame with code protocol and the connection is closed"
 
 # the daemon is still fine
 cli --json get rp_user 7 | json source | grep -qx cache || fail "daemon unhealthy after the errors"

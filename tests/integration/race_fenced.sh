@@ -27,5 +27,5 @@ ok "fences refused $refused fills, the horizon $horizon (the races the fence won
 lag=$(( $(metric cachesvc_invalidator_lag_seconds_count) - lag_before ))
 [ "$lag" -ge "$total" ] || fail "lag histogram has $lag samples for $total commits"
 [ "$(metric cachesvc_invalidator_bytes_behind)" = 0 ] || fail "bytes behind not 0 after settling"
-p99=$(http /metrics | awk '/^cachesvc_invalidator_lag_seconds_sum/ {s=$2} /^cachesvc_invalidator_lag_seconds_count/ {c=$2} END {print (c ? s / c : 0)}')
-ok "I2: lag histogram has $lag samples for $total commits (mean ${p99}s), 0 bytes behind"
+mean=$(http /metrics | awk '/^cachesvc_invalidator_lag_seconds_sum/ {s=$2} /^cachesvc_invalidator_lag_seconds_count/ {c=$2} END {print (c ? s / c : 0)}')
+ok "I2: lag histogram has $lag samples for $total commits (mean ${mean}s), 0 bytes behind"
