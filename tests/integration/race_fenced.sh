@@ -26,6 +26,9 @@ ok "fences refused $refused fills, the horizon $horizon (the races the fence won
 # I2: one lag sample per commit (every commit touched the published table)
 lag=$(( $(metric cachesvc_invalidator_lag_seconds_count) - lag_before ))
 [ "$lag" -ge "$total" ] || fail "lag histogram has $lag samples for $total commits"
-[ "$(metric cachesvc_invalidator_bytes_behind)" = 0 ] || fail "bytes behind not 0 after settling"
+# The bytes-behind gauge comes back down once the stream is caught up. Other tests keep the
+# primary writing WAL, so it is polled against a bound rather than read once for an exact 0.
+caught_up() { awk -v b="$(metric cachesvc_invalidator_bytes_behind)" 'BEGIN { exit !(b < 1048576) }'; }
+until_true 20 caught_up || fail "bytes behind stays at $(metric cachesvc_invalidator_bytes_behind) after settling"
 mean=$(http /metrics | awk '/^cachesvc_invalidator_lag_seconds_sum/ {s=$2} /^cachesvc_invalidator_lag_seconds_count/ {c=$2} END {print (c ? s / c : 0)}')
-ok "I2: lag histogram has $lag samples for $total commits (mean ${mean}s), 0 bytes behind"
+ok "I2: lag histogram has $lag samples for $total commits (mean ${mean}s); caught up ($(metric cachesvc_invalidator_bytes_behind) bytes behind)"
