@@ -1702,11 +1702,23 @@ void cs_engine_set_fence(cs_engine *e, bool on)
 
 bool cs_engine_healthy(const cs_engine *e, char *why, size_t whylen)
 {
-	bool any = false;
-	for (int i = 0; i < e->nservers; i++)
-		any = any || cs_pgserver_state_get(e->servers[i]) == CS_SRV_UP;
-	if (!any) {
-		snprintf(why, whylen, "no PostgreSQL server is up");
+	/* Every server checked once, and a replica up (the primary when none is configured):
+	 * otherwise startup traffic would land on the primary before the replicas answer. */
+	bool replica_up = false, primary_up = false;
+	for (int i = 0; i < e->nservers; i++) {
+		cs_pgserver_state st = cs_pgserver_state_get(e->servers[i]);
+		if (st == CS_SRV_UNKNOWN) {
+			snprintf(why, whylen, "postgres %s not checked yet", cs_pgserver_name(e->servers[i]));
+			return false;
+		}
+		if (e->servers[i] == e->primary)
+			primary_up = st == CS_SRV_UP;
+		else
+			replica_up = replica_up || st == CS_SRV_UP;
+	}
+	bool has_replicas = e->nservers > (e->primary ? 1 : 0);
+	if (has_replicas ? !replica_up : !primary_up) {
+		snprintf(why, whylen, has_replicas ? "no replica is up" : "the primary is not up");
 		return false;
 	}
 	if (!cs_redis_ready(e->redis)) {

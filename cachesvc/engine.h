@@ -76,7 +76,8 @@ int cs_engine_reload(cs_engine *e, cs_config *cfg, char *err, size_t errlen);
 const cs_config *cs_engine_config(const cs_engine *e);
 const cs_engine_stats *cs_engine_get_stats(const cs_engine *e);
 
-/* Ready to serve: some PostgreSQL server up, Redis connected and every query's generation
+/* Ready to serve: every PostgreSQL server checked at least once and a replica up (the
+ * primary when no replica is configured), Redis connected, and every query's generation
  * known (until then requests bypass the cache).
  * Writes a reason into why when not. */
 bool cs_engine_healthy(const cs_engine *e, char *why, size_t whylen);

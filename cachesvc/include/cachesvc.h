@@ -314,7 +314,8 @@ CACHESVC_API int cachesvc_invalidate_key(cachesvc *h, const char *query,
 CACHESVC_API int cachesvc_invalidate_query(cachesvc *h, const char *query,
 	cachesvc_invalidate_cb *cb, void *priv) CACHESVC_MUST_CHECK;
 
-/* Ready to serve: Redis connected and some PostgreSQL server up. When not, writes the
+/* Ready to serve: every PostgreSQL server checked once and a replica up (the primary when
+ * none is configured), Redis connected, query generations loaded. When not, writes the
  * reason into why (may be NULL). Never blocks. */
 CACHESVC_API bool cachesvc_healthy(const cachesvc *h, char *why, size_t whylen);
 
