@@ -54,7 +54,7 @@ class Pending:
     and in any order. ``result()`` waits for it (reading and dispatching every reply that
     arrives meanwhile) and returns the value or raises the error."""
 
-    __slots__ = ("request", "id", "_conn", "_done", "_value", "_exc")
+    __slots__ = ("request", "id", "_conn", "_done", "_value", "_exc", "_seq")
 
     def __init__(self, conn: "Connection", request: Request, reqid: int):
         self.request = request
@@ -63,6 +63,7 @@ class Pending:
         self._done = False
         self._value: Any = None
         self._exc: Optional[BaseException] = None
+        self._seq = 0  # completion order on the connection
 
     def done(self) -> bool:
         return self._done
@@ -84,9 +85,11 @@ class Pending:
 
     def _set(self, value: Any) -> None:
         self._value, self._done = value, True
+        self._seq = self._conn._completion()
 
     def _fail(self, exc: BaseException) -> None:
         self._exc, self._done = exc, True
+        self._seq = self._conn._completion()
 
     def __repr__(self) -> str:
         state = "done" if self._done else "pending"
@@ -132,6 +135,11 @@ class Connection:
         self._next_id = 0
         self._max_frame = codec.MAX_REQUEST_BODY
         self._closed_exc: Optional[BaseException] = None
+        self._completed = 0
+
+    def _completion(self) -> int:
+        self._completed += 1
+        return self._completed
 
     # ---- state ----------------------------------------------------------------------------
 
@@ -291,10 +299,11 @@ class Connection:
     # ---- waiting --------------------------------------------------------------------------
 
     def as_completed(self, pendings: Iterable[Pending], timeout: Optional[float] = None) -> Iterator[Pending]:
-        """Yields the given Pendings in the order their replies arrive."""
+        """Yields the given Pendings in the order their replies arrive (replies read in
+        one go keep their order in the stream)."""
         left = list(pendings)
         while left:
-            ready = [p for p in left if p._done]
+            ready = sorted((p for p in left if p._done), key=lambda p: p._seq)
             if not ready:
                 self._pump(lambda: any(p._done for p in left), timeout)
                 continue
