@@ -355,6 +355,7 @@ class Client:
         self._lock: Optional[asyncio.Lock] = None
         self._closed = False
         self._rand = random.Random()
+        # connections lost and replaced, plus connects retried (for monitoring)
         self.reconnects = 0
 
     async def _acquire(self) -> AsyncConnection:
@@ -362,14 +363,14 @@ class Client:
             raise ConnectionClosedError("the client is closed")
         if self._lock is None:
             self._lock = asyncio.Lock()
-        self._conns = [c for c in self._conns if not c.closed]
+        self._drop_closed()
         idle = [c for c in self._conns if c.in_flight == 0]
         if idle or len(self._conns) + self._connecting >= self.pool_size:
             if self._conns:
                 return min(self._conns, key=lambda c: c.in_flight)
         # open one (serialised, so a burst of calls does not open pool_size at once for nothing)
         async with self._lock:
-            self._conns = [c for c in self._conns if not c.closed]
+            self._drop_closed()
             if self._conns and (len(self._conns) >= self.pool_size or any(c.in_flight == 0 for c in self._conns)):
                 return min(self._conns, key=lambda c: c.in_flight)
             self._connecting += 1
@@ -382,6 +383,11 @@ class Client:
                 raise ConnectionClosedError("the client is closed")
             self._conns.append(conn)
             return conn
+
+    def _drop_closed(self) -> None:
+        alive = [c for c in self._conns if not c.closed]
+        self.reconnects += len(self._conns) - len(alive)  # lost: replaced on demand
+        self._conns = alive
 
     async def _run(self, request: Request) -> Any:
         attempt = 0
@@ -398,7 +404,8 @@ class Client:
                     raise
                 delay = codec.backoff_delay(attempt, self.backoff_base, self.backoff_cap, self._rand.random)
                 attempt += 1
-                self.reconnects += 1
+                if isinstance(e, ConnectError):
+                    self.reconnects += 1  # (a lost connection is counted when dropped)
                 await asyncio.sleep(delay)
 
     async def execute(self, request: Request) -> Any:

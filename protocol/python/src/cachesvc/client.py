@@ -483,7 +483,7 @@ class Client:
         self._cond = threading.Condition()
         self._closed = False
         self._rand = random.Random()
-        self.reconnects = 0  # connections opened after the first one failed (for monitoring)
+        self.reconnects = 0  # retries after a lost connection or a failed connect (monitoring)
 
     # ---- the pool -----------------------------------------------------------------------
 
