@@ -149,8 +149,8 @@ static json_t *get_defaults(json_t *m)
 
 /* Decodes a request body. Returns 0 and the decoded meaning in *out (and the expected
  * meaning, normalised, in *want), or the negated error code. */
-static int decode_request(uint8_t op, const uint8_t *body, uint32_t len, json_t *expect,
-        json_t **out, json_t **want)
+static int decode_request(
+        uint8_t op, const uint8_t *body, uint32_t len, json_t *expect, json_t **out, json_t **want)
 {
 	char err[256] = "";
 	int rc;
@@ -203,7 +203,9 @@ static int decode_request(uint8_t op, const uint8_t *body, uint32_t len, json_t 
 			size_t i;
 			json_t *it;
 			json_array_foreach(expect, i, it)
-			json_array_append_new(*want, get_defaults(it));
+			{
+				json_array_append_new(*want, get_defaults(it));
+			}
 		}
 		break;
 	}
@@ -232,8 +234,8 @@ static int decode_request(uint8_t op, const uint8_t *body, uint32_t len, json_t 
 
 static json_t *j_meta(const cs_meta *m)
 {
-	return json_pack("{s:I,s:o,s:o,s:b}", "src", (json_int_t)m->src, "lsn", j_u64(m->lsn), "age",
-	        j_u64(m->age_ms), "stale", m->stale);
+	return json_pack("{s:I,s:o,s:o,s:b}", "src", (json_int_t)m->src, "lsn", j_u64(m->lsn),
+	        "age", j_u64(m->age_ms), "stale", m->stale);
 }
 
 /* [meta, [cols, rows]] of a decoded result, or {"code", "msg"} of an MGET error item. */
@@ -247,8 +249,8 @@ static json_t *j_result(const cs_result *r)
 	uint32_t nc = cs_result_ncols(r), nr = cs_result_nrows(r);
 	for (uint32_t c = 0; c < nc; c++) {
 		const char *name = cs_result_col_name(r, c);
-		json_array_append_new(cols, json_pack("[o,i]", j_strn(name, strlen(name)),
-		                                    cs_result_col_type(r, c)));
+		json_array_append_new(cols,
+		        json_pack("[o,i]", j_strn(name, strlen(name)), cs_result_col_type(r, c)));
 	}
 	for (uint32_t i = 0; i < nr; i++) {
 		json_t *row = json_array();
@@ -287,8 +289,8 @@ static json_t *reply_item_want(json_t *it)
 	return o;
 }
 
-static int decode_reply(uint8_t op, const uint8_t *body, uint32_t len, json_t *expect,
-        json_t **out, json_t **want)
+static int decode_reply(
+        uint8_t op, const uint8_t *body, uint32_t len, json_t *expect, json_t **out, json_t **want)
 {
 	char err[256] = "";
 	int rc;
@@ -325,7 +327,8 @@ static int decode_reply(uint8_t op, const uint8_t *body, uint32_t len, json_t *e
 		cs_result **items = calloc(CS_PROTO_MAX_MGET, sizeof *items);
 		uint32_t n = 0;
 		assert_non_null(items);
-		rc = cs_result_decode_mget(body, len, items, CS_PROTO_MAX_MGET, &n, err, sizeof err);
+		rc = cs_result_decode_mget(
+		        body, len, items, CS_PROTO_MAX_MGET, &n, err, sizeof err);
 		if (rc == 0) {
 			*out = json_array();
 			for (uint32_t i = 0; i < n; i++) {
@@ -340,7 +343,9 @@ static int decode_reply(uint8_t op, const uint8_t *body, uint32_t len, json_t *e
 			size_t i;
 			json_t *it;
 			json_array_foreach(expect, i, it)
-			json_array_append_new(*want, reply_item_want(it));
+			{
+				json_array_append_new(*want, reply_item_want(it));
+			}
 		}
 		break;
 	}
@@ -451,7 +456,8 @@ static char *run_case(json_t *c)
 		/* Need more bytes: only a truncated case may stop here. The bytes after the
 		 * header, taken as a whole body, must then be refused. */
 		if (!truncated) {
-			if (asprintf(&why, "the reader wants more bytes, case not marked truncated") < 0)
+			if (asprintf(&why,
+			            "the reader wants more bytes, case not marked truncated") < 0)
 				why = NULL;
 			goto done;
 		}
@@ -517,7 +523,8 @@ static void test_case(void **state)
 	char *why = run_case(t->c);
 	if (t->known_disagreement) {
 		if (why == NULL)
-			fail_msg("\"%s\" is listed as a known disagreement but the codec now agrees: "
+			fail_msg("\"%s\" is listed as a known disagreement but the codec now "
+			         "agrees: "
 			         "remove it from known_disagreements",
 			        t->name);
 		print_message("    known disagreement: %s\n", why);
