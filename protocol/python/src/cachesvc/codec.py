@@ -801,11 +801,14 @@ def _error_of(m: dict, what: str, code_key: str) -> ServerError:
     return server_error(code, msg)
 
 
-def decode_mget(v: Any, nitems: int, opts: DecodeOptions = DEFAULT_OPTIONS) -> list:
-    """An MGET reply (already unpacked) -> one Result or ServerError per item."""
+def decode_mget(v: Any, nitems: Optional[int], opts: DecodeOptions = DEFAULT_OPTIONS) -> list:
+    """An MGET reply (already unpacked) -> one Result or ServerError per item. ``nitems``:
+    the number of GETs requested (None: not checked)."""
     if type(v) is not list:
         raise ProtocolError("an MGET reply must be an array")
-    if len(v) != nitems:
+    if len(v) > MAX_MGET:
+        raise ProtocolError(f"MGET reply of {len(v)} items, the limit is {MAX_MGET}")
+    if nitems is not None and len(v) != nitems:
         raise ProtocolError(f"MGET reply of {len(v)} items for {nitems} requested")
     out = []
     for i, item in enumerate(v):
@@ -844,12 +847,41 @@ def decode_stats(v: Any) -> dict:
     return m
 
 
-def decode_invalidate(v: Any, whole_query: bool) -> int:
+def decode_invalidate(v: Any, whole_query: Optional[bool]) -> int:
+    """{"deleted": n} (a key) or {"generation": n} (a whole query; whole_query None: either)."""
     m = _map(v, "INVALIDATE reply")
-    key = "generation" if whole_query else "deleted"
+    if whole_query is None:
+        key = "generation" if "generation" in m else "deleted"
+    else:
+        key = "generation" if whole_query else "deleted"
     if set(m) != {key}:
         raise ProtocolError(f"INVALIDATE reply must be {{{key!r}}}, got keys {sorted(m)}")
     return _uint(m[key], f"INVALIDATE {key}")
+
+
+def decode_body(opcode: int, body: bytes, opts: DecodeOptions = DEFAULT_OPTIONS) -> Any:
+    """Decodes a reply body by its opcode alone (no request to check it against; MGET item
+    counts and the INVALIDATE reply's kind are not checked). An error body is returned as
+    its ServerError. Raises ProtocolError."""
+    if opcode == Op.ERROR:
+        return decode_error(body)
+    if opcode not in _REPLY_OPCODES:
+        raise ProtocolError(f"opcode 0x{opcode:02x} is not a reply")
+    v = unpack_body(body)
+    op = opcode & ~REPLY_FLAG
+    if op in (Op.GET, Op.REFRESH):
+        return decode_result(v, opts)
+    if op == Op.MGET:
+        return decode_mget(v, None, opts)
+    if op == Op.PING:
+        if v is not None:
+            raise ProtocolError("PING reply body must be nil")
+        return None
+    if op == Op.STATS:
+        return decode_stats(v)
+    if op == Op.INVALIDATE:
+        return decode_invalidate(v, None)
+    return decode_hello(v)
 
 
 def decode_reply(req: Request, opcode: int, body: bytes, opts: DecodeOptions = DEFAULT_OPTIONS) -> Any:
