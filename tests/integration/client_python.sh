@@ -36,6 +36,11 @@ sql = SELECT id, name, price, born, seen, at, avatar, tags, meta, ok, score, big
 params = id:int8
 ttl = 5m
 
+[query user_profile]
+sql = SELECT id, name, price, seen FROM items WHERE id = $1
+params = id:int8
+ttl = 5m
+
 [query py_names]
 sql = SELECT id, name FROM items WHERE id <= $1 ORDER BY id
 params = upto:int8

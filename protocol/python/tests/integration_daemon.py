@@ -339,7 +339,20 @@ async def async_checks():
     ok("asyncio: the pool reconnects after a daemon restart")
 
 
+def test_readme_example():
+    readme = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "README.md")
+    with open(readme, encoding="utf-8") as f:
+        text = f.read()
+    start = text.index("```python\n") + len("```python\n")
+    block = text[start : text.index("```", start)]
+    os.environ["CACHESVC_ADDR"] = TCP
+    os.environ["CACHESVC_TOKEN"] = TOKEN
+    exec(compile(block, "README.md example", "exec"), {"__name__": "readme"})  # noqa: S102
+    ok("the README's example runs as written")
+
+
 def main():
+    test_readme_example()
     test_connect_and_auth()
     test_hit_miss_and_types()
     test_bypass_tiers_and_lsn()
