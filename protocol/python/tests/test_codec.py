@@ -302,6 +302,17 @@ class TypedValues(unittest.TestCase):
         self.assertEqual(r.rows[1][0], decimal.Decimal("-Infinity"))
         self.assertEqual(r.rows[1][1], cachesvc.RawTimestamp(300000000000, 0))
 
+    def test_cached_columns_still_checked(self):
+        # a column list seen before is looked up, not re-validated: equal-comparing values
+        # of other types (2.0 == 2, True == 1) must not pass for it
+        decode(Get("q"), typed_reply([("a", 2), ("b", 1)], [[1, True]]))
+        for cols in ([("a", 2.0), ("b", 1)], [("a", 2), ("b", True)]):
+            with self.subTest(cols=cols), self.assertRaises(cachesvc.ProtocolError):
+                decode(Get("q"), typed_reply(cols, [[1, True]]))
+        r1 = decode(Get("q"), typed_reply([("j", 9)], [['{"a": 1}']]))
+        r2 = decode(Get("q"), typed_reply([("j", 9)], [['{"a": 1}']]), json="raw")
+        self.assertEqual((r1.rows[0][0], r2.rows[0][0]), ({"a": 1}, '{"a": 1}'))
+
     def test_meta(self):
         r = decode(Get("q"), typed_reply([("a", 2)], [[1]], m=meta(src=1, stale=True, stored=True, later="x")))
         self.assertEqual((r.meta.source, r.meta.stale, r.meta.stored), (Source.REPLICA, True, True))

@@ -204,34 +204,37 @@ class AsyncConnection:
             raise self._closed_exc
         reqid = self._alloc_id()
         frame = codec.encode_request(request, reqid, self._max_frame)
-        fut = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
         self._pending[reqid] = (request, fut)
-        rx_before = self._rx_count
         self._transport.write(frame)
         if timeout is None:
             timeout = self.timeout
+        timer = loop.call_later(timeout, self._timed_out, reqid, fut, self._rx_count, timeout)
         try:
             if self._paused:
                 await self._drain()
-            return await asyncio.wait_for(asyncio.shield(fut), timeout)
-        except asyncio.TimeoutError:
-            exc = ClientTimeoutError(f"no reply within {timeout:g} s")
-            self._abandon(reqid, fut, rx_before, exc)
-            raise exc from None
+            return await fut
         except asyncio.CancelledError:
-            self._abandon(reqid, fut, rx_before, None)
+            if reqid in self._pending:
+                self._abandon(reqid)
             raise
+        finally:
+            timer.cancel()
 
-    def _abandon(self, reqid: int, fut: asyncio.Future, rx_before: int, exc) -> None:
-        if fut.done() or reqid not in self._pending:
-            if fut.done() and not fut.cancelled():
-                fut.exception()  # retrieved: no "never retrieved" warning
+    def _timed_out(self, reqid: int, fut: asyncio.Future, rx_before: int, timeout: float) -> None:
+        if fut.done() or self._pending.get(reqid, (None, None))[1] is not fut:
             return
-        fut.cancel()
+        fut.set_exception(ClientTimeoutError(f"no reply within {timeout:g} s"))
+        self._abandon(reqid)
+        if self._rx_count == rx_before:
+            # not one frame since the request went out: the server or the path is dead
+            self._fail(ClientTimeoutError(f"no reply within {timeout:g} s: connection presumed dead"))
+
+    def _abandon(self, reqid: int) -> None:
+        """The caller gave up on reqid: its id stays reserved, its reply will be dropped."""
         self._abandoned.add(reqid)
-        if exc is not None and self._rx_count == rx_before:
-            self._fail(exc)  # not one frame since we sent: the server or the path is dead
-        elif len(self._abandoned) > _MAX_ABANDONED:
+        if len(self._abandoned) > _MAX_ABANDONED:
             self._fail(ConnectionClosedError(f"{len(self._abandoned)} requests never answered"))
 
     async def _drain(self) -> None:

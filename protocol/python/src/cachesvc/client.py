@@ -223,6 +223,10 @@ class Connection:
         while not done():
             if self._closed_exc is not None:
                 raise self._closed_exc
+            if self._out:
+                self._write()  # optimistic: the socket buffer usually has room
+                if self._closed_exc is not None:
+                    continue
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 exc = ClientTimeoutError(f"no reply within {timeout:g} s")

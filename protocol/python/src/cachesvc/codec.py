@@ -604,18 +604,33 @@ class Column(NamedTuple):
     type_name: str
 
 
-@dataclass(frozen=True)
 class Meta:
     """What the server says about an answer: ``source`` (Source.CACHE/REPLICA/PRIMARY),
     ``lsn`` (the data is at least this new; an LSN, prints as X/Y), ``age_ms`` (since it was
     read from the database), ``stale`` (served past its TTL), ``stored`` (for answers read
     from the database: whether the server stored it in the cache; None when not sent)."""
 
-    source: Source
-    lsn: LSN
-    age_ms: int
-    stale: bool
-    stored: Optional[bool] = None
+    __slots__ = ("source", "lsn", "age_ms", "stale", "stored")
+
+    def __init__(self, source: Source, lsn: LSN, age_ms: int, stale: bool, stored: Optional[bool] = None):
+        self.source = source
+        self.lsn = lsn
+        self.age_ms = age_ms
+        self.stale = stale
+        self.stored = stored
+
+    def _tuple(self) -> tuple:
+        return (self.source, self.lsn, self.age_ms, self.stale, self.stored)
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, Meta) and self._tuple() == other._tuple()
+
+    def __hash__(self) -> int:
+        return hash(self._tuple())
+
+    def __repr__(self) -> str:
+        return (f"Meta(source={self.source!r}, lsn={self.lsn!r}, age_ms={self.age_ms}, "
+                f"stale={self.stale}, stored={self.stored})")
 
 
 class Result:
@@ -626,7 +641,7 @@ class Result:
 
     def __init__(self, meta: Meta, columns: list, rows: list):
         self.meta = meta
-        self.columns = columns
+        self.columns = list(columns)
         self.rows = rows
 
     @property
@@ -734,6 +749,9 @@ def _converter(code: int, opts: DecodeOptions) -> Callable[[Any], Any]:
     return _cell_generic
 
 
+_SOURCES = (Source.CACHE, Source.REPLICA, Source.PRIMARY)
+
+
 def decode_meta(v: Any) -> Meta:
     m = _map(v, "meta")
     for k in ("src", "lsn", "age", "stale"):
@@ -746,20 +764,27 @@ def decode_meta(v: Any) -> Meta:
     stored = m.get("stored")
     if stored is not None and type(stored) is not bool:
         raise ProtocolError("meta stored must be a boolean")
-    return Meta(Source(src), LSN(_uint(m["lsn"], "meta lsn")), _uint(m["age"], "meta age"), stale, stored)
+    lsn = int.__new__(LSN, _uint(m["lsn"], "meta lsn"))
+    return Meta(_SOURCES[src], lsn, _uint(m["age"], "meta age"), stale, stored)
 
 
-def decode_result(v: Any, opts: DecodeOptions = DEFAULT_OPTIONS) -> Result:
-    """[meta, result] (already unpacked) -> Result. Raises ProtocolError."""
-    if type(v) is not list or len(v) != 2:
-        raise ProtocolError("a result reply must be [meta, result]")
-    meta = decode_meta(v[0])
-    res = v[1]
-    if type(res) is not list or len(res) != 2:
-        raise ProtocolError("result must be [cols, rows]")
-    cols, rows = res
+# Column lists seen before (most replies repeat a query's columns): validated once, then
+# looked up. Keyed by the json option and the (name, code) pairs; bounded.
+_COLUMNS_CACHE: dict = {}
+_COLUMNS_CACHE_MAX = 512
+
+
+def _columns(cols: Any, opts: DecodeOptions) -> tuple:
+    """Validated columns -> (list of Column, tuple of cell converters). Raises ProtocolError."""
     if type(cols) is not list:
         raise ProtocolError("result columns must be an array")
+    try:
+        key = (opts.json, *map(tuple, cols))
+        hit = _COLUMNS_CACHE.get(key)
+    except TypeError:  # not arrays, or unhashable parts: the slow path says what is wrong
+        key, hit = None, None
+    if hit is not None and all(type(c) is list and type(c[1]) is int for c in cols):
+        return hit  # (the type check: 2.0 and True compare equal to the codes 2 and 1)
     if len(cols) > MAX_COLUMNS:
         raise ProtocolError(f"{len(cols)} columns, the limit is {MAX_COLUMNS}")
     columns = []
@@ -774,6 +799,24 @@ def decode_result(v: Any, opts: DecodeOptions = DEFAULT_OPTIONS) -> Result:
         known = code in _TYPE_NAMES
         columns.append(Column(name, ColumnType(code) if known else code, _TYPE_NAMES[code] if known else "other"))
         convs.append(_converter(code, opts))
+    hit = (tuple(columns), tuple(convs))
+    if key is not None:
+        if len(_COLUMNS_CACHE) >= _COLUMNS_CACHE_MAX:
+            _COLUMNS_CACHE.clear()
+        _COLUMNS_CACHE[key] = hit
+    return hit
+
+
+def decode_result(v: Any, opts: DecodeOptions = DEFAULT_OPTIONS) -> Result:
+    """[meta, result] (already unpacked) -> Result. Raises ProtocolError."""
+    if type(v) is not list or len(v) != 2:
+        raise ProtocolError("a result reply must be [meta, result]")
+    meta = decode_meta(v[0])
+    res = v[1]
+    if type(res) is not list or len(res) != 2:
+        raise ProtocolError("result must be [cols, rows]")
+    cols, rows = res
+    columns, convs = _columns(cols, opts)
     if type(rows) is not list:
         raise ProtocolError("result rows must be an array")
     ncols = len(columns)
