@@ -247,7 +247,12 @@ class SyncPool(unittest.TestCase):
                 with self.assertRaises(cachesvc.TooLargeError):
                     c.get("q", ["x" * 5000])  # over the announced max_frame: not sent
                 self.assertFalse(c.closed)
+                with self.assertRaises(cachesvc.InvalidRequestError):
+                    c.get("q", "42")  # a bare string is not a parameter list
+                with self.assertRaises(ValueError):  # InvalidRequestError is a ValueError
+                    c.get("q", [1] * 17)
                 c.ping()
+                self.assertEqual(c.in_flight, 0)
             with self.assertRaises(cachesvc.AuthError):
                 cachesvc.connect(("127.0.0.1", srv.port), token="wrong")
         finally:

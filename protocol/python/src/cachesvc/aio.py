@@ -172,8 +172,7 @@ class AsyncConnection:
                 return
             raise ProtocolError(f"reply for request id {f.reqid}, which is not in flight")
         req, fut = entry
-        abandoned = f.reqid in self._abandoned
-        self._abandoned.discard(f.reqid)
+        self._abandoned.discard(f.reqid)  # an abandoned request's future is done: dropped below
         try:
             v = codec.decode_reply(req, f.opcode, f.body, self._opts)
         except ProtocolError as e:
@@ -183,8 +182,6 @@ class AsyncConnection:
         if isinstance(v, ServerError):
             if not fut.done():
                 fut.set_exception(v)
-            elif abandoned:
-                pass  # nobody waits for it any more
             if v.fatal:
                 self._fail(v)
         elif not fut.done():
@@ -258,17 +255,17 @@ class AsyncConnection:
 
     async def get(self, query: str, params: Sequence[Any] = (), *, tier: Optional[int] = None,
                   lsn: Any = None, bypass: bool = False) -> codec.Result:
-        return await self.execute(Get(query, tuple(params), tier, lsn, bypass))
+        return await self.execute(Get(query, params, tier, lsn, bypass))
 
     async def refresh(self, query: str, params: Sequence[Any] = (), *, tier: Optional[int] = None,
                       lsn: Any = None, bypass: bool = False) -> codec.Result:
-        return await self.execute(Refresh(query, tuple(params), tier, lsn, bypass))
+        return await self.execute(Refresh(query, params, tier, lsn, bypass))
 
     async def mget(self, items: Sequence[Any]) -> list:
         return await self.execute(MGet(list(items)))
 
     async def invalidate(self, query: str, params: Sequence[Any]) -> int:
-        return await self.execute(Invalidate(query, tuple(params)))
+        return await self.execute(Invalidate(query, params))
 
     async def invalidate_query(self, query: str) -> int:
         return await self.execute(InvalidateQuery(query))
@@ -426,17 +423,17 @@ class Client:
 
     async def get(self, query: str, params: Sequence[Any] = (), *, tier: Optional[int] = None,
                   lsn: Any = None, bypass: bool = False) -> codec.Result:
-        return await self._run(Get(query, tuple(params), tier, lsn, bypass))
+        return await self._run(Get(query, params, tier, lsn, bypass))
 
     async def refresh(self, query: str, params: Sequence[Any] = (), *, tier: Optional[int] = None,
                       lsn: Any = None, bypass: bool = False) -> codec.Result:
-        return await self._run(Refresh(query, tuple(params), tier, lsn, bypass))
+        return await self._run(Refresh(query, params, tier, lsn, bypass))
 
     async def mget(self, items: Sequence[Any]) -> list:
         return await self._run(MGet(list(items)))
 
     async def invalidate(self, query: str, params: Sequence[Any]) -> int:
-        return await self._run(Invalidate(query, tuple(params)))
+        return await self._run(Invalidate(query, params))
 
     async def invalidate_query(self, query: str) -> int:
         return await self._run(InvalidateQuery(query))

@@ -31,7 +31,6 @@ from .codec import (
     Stats,
 )
 from .errors import (
-    CachesvcError,
     ClientTimeoutError,
     ConnectError,
     ConnectionClosedError,
@@ -340,12 +339,12 @@ class Connection:
     def get(self, query: str, params: Sequence[Any] = (), *, tier: Optional[int] = None,
             lsn: Any = None, bypass: bool = False) -> codec.Result:
         """Runs a configured query through the cache: a Result (rows, columns, meta)."""
-        return self.execute(Get(query, tuple(params), tier, lsn, bypass))
+        return self.execute(Get(query, params, tier, lsn, bypass))
 
     def refresh(self, query: str, params: Sequence[Any] = (), *, tier: Optional[int] = None,
                 lsn: Any = None, bypass: bool = False) -> codec.Result:
         """Re-runs the query and refills its cache entry (cache warming)."""
-        return self.execute(Refresh(query, tuple(params), tier, lsn, bypass))
+        return self.execute(Refresh(query, params, tier, lsn, bypass))
 
     def mget(self, items: Sequence[Any]) -> list:
         """Several GETs in one frame: a list with a Result or a ServerError per item."""
@@ -353,7 +352,7 @@ class Connection:
 
     def invalidate(self, query: str, params: Sequence[Any]) -> int:
         """Deletes the cache key of (query, params); returns how many were deleted (0/1)."""
-        return self.execute(Invalidate(query, tuple(params)))
+        return self.execute(Invalidate(query, params))
 
     def invalidate_query(self, query: str) -> int:
         """Invalidates every key of a query; returns its new generation number."""
@@ -601,17 +600,17 @@ class Client:
 
     def get(self, query: str, params: Sequence[Any] = (), *, tier: Optional[int] = None,
             lsn: Any = None, bypass: bool = False) -> codec.Result:
-        return self.execute(Get(query, tuple(params), tier, lsn, bypass))
+        return self.execute(Get(query, params, tier, lsn, bypass))
 
     def refresh(self, query: str, params: Sequence[Any] = (), *, tier: Optional[int] = None,
                 lsn: Any = None, bypass: bool = False) -> codec.Result:
-        return self.execute(Refresh(query, tuple(params), tier, lsn, bypass))
+        return self.execute(Refresh(query, params, tier, lsn, bypass))
 
     def mget(self, items: Sequence[Any]) -> list:
         return self.execute(MGet(list(items)))
 
     def invalidate(self, query: str, params: Sequence[Any]) -> int:
-        return self.execute(Invalidate(query, tuple(params)))
+        return self.execute(Invalidate(query, params))
 
     def invalidate_query(self, query: str) -> int:
         return self.execute(InvalidateQuery(query))

@@ -436,7 +436,8 @@ class FrameReader:
         end = HEADER_SIZE + length
         if len(buf) < end:
             return None
-        body = bytes(buf[HEADER_SIZE:end])
+        with memoryview(buf) as view:  # one copy, and the view is gone before the del
+            body = bytes(view[HEADER_SIZE:end])
         del buf[:end]
         self._need = None
         return Frame(opcode, reqid, body)
