@@ -274,6 +274,39 @@ class SyncPool(unittest.TestCase):
         finally:
             srv.close()
 
+    def test_draining_server_is_retried(self):
+        def handler(s, n):
+            n %= 3  # the sync client's connections are 0..2, the asyncio client's 3..5
+            if n == 0:  # draining: refuses HELLO
+                _, rid, _ = read_request(s)
+                s.sendall(error_reply(rid, 10, "shutting down"))
+                return
+            if n == 1:  # draining after HELLO: refuses the request
+                _, rid, _ = read_request(s)
+                s.sendall(hello_reply(rid))
+                _, rid, _ = read_request(s)
+                s.sendall(error_reply(rid, 10, "shutting down"))
+                read_request(s)
+                return
+            hello_then(serve_pings)(s, n)
+
+        srv = FakeTCPServer(handler)
+        try:
+            with cachesvc.Client(f"127.0.0.1:{srv.port}", token="tok", backoff_base=0.001) as cs:
+                cs.ping()
+                self.assertEqual(cs.reconnects, 2)
+                self.assertEqual(srv.accepted, 3)
+
+            async def main():
+                async with aio.Client(f"127.0.0.1:{srv.port}", token="tok", backoff_base=0.001) as acs:
+                    await acs.ping()
+                    self.assertEqual(acs.reconnects, 2)
+                    self.assertEqual(srv.accepted, 6)
+
+            asyncio.run(asyncio.wait_for(main(), 30))
+        finally:
+            srv.close()
+
     def test_connect_errors_retry_then_raise(self):
         s = socket.socket()
         s.bind(("127.0.0.1", 0))

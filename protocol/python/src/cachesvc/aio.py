@@ -392,20 +392,21 @@ class Client:
     async def _run(self, request: Request) -> Any:
         attempt = 0
         while True:
+            conn = None
             try:
                 conn = await self._acquire()
                 return await conn.execute(request)
             except (ConnectError, ConnectionClosedError, ShuttingDownError) as e:
                 if self._closed:
                     raise
-                if isinstance(e, ShuttingDownError):
-                    conn.close()
+                if conn is not None and isinstance(e, ShuttingDownError):
+                    conn.close()  # draining: the next try opens a new connection
                 if attempt >= self.retries:
                     raise
                 delay = codec.backoff_delay(attempt, self.backoff_base, self.backoff_cap, self._rand.random)
                 attempt += 1
-                if isinstance(e, ConnectError):
-                    self.reconnects += 1  # (a lost connection is counted when dropped)
+                if conn is None:
+                    self.reconnects += 1  # a failed connect (a lost connection is counted when dropped)
                 await asyncio.sleep(delay)
 
     async def execute(self, request: Request) -> Any:

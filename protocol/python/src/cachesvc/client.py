@@ -535,7 +535,7 @@ class Client:
         while True:
             try:
                 conn = self._acquire()
-            except ConnectError:
+            except (ConnectError, ShuttingDownError):  # (a draining server answers HELLO so)
                 if attempt >= self.retries:
                     raise
                 self._backoff(attempt)
@@ -563,7 +563,7 @@ class Client:
             try:
                 conn = self._acquire()
                 break
-            except ConnectError:
+            except (ConnectError, ShuttingDownError):
                 if attempt >= self.retries:
                     raise
                 self._backoff(attempt)
