@@ -370,11 +370,13 @@ static void print_table(const cs_client_result *r)
 	printf("(%u row%s)\n", nr, nr == 1 ? "" : "s");
 	char lsn[CS_CLIENT_LSN_STRLEN];
 	int stored = cs_client_result_stored(r);
+	const char *stored_note = ""; /* only when the server said */
+	if (stored >= 0)
+		stored_note = stored ? "  stored: yes" : "  stored: no";
 	printf("source: %s  lsn: %s  age: %" PRIu64 " ms%s%s\n",
 	        source_name(cs_client_result_source(r)),
 	        cs_client_lsn_format(cs_client_result_lsn(r), lsn), cs_client_result_age_ms(r),
-	        cs_client_result_stale(r) ? "  (stale)" : "",
-	        stored < 0 ? "" : stored ? "  stored: yes" : "  stored: no");
+	        cs_client_result_stale(r) ? "  (stale)" : "", stored_note);
 	for (size_t k = 0; k < ncells; k++)
 		free(cells[k]);
 	free(cells);

@@ -105,7 +105,8 @@ int cs_proto_pack_meta(msgpack_packer *pk, const cs_meta *meta)
 	rc |= meta->stale ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
 	if (stored) {
 		rc |= pack_cstr(pk, "stored");
-		rc |= meta->stored == CS_STORED_YES ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+		rc |= meta->stored == CS_STORED_YES ? msgpack_pack_true(pk)
+		                                    : msgpack_pack_false(pk);
 	}
 	return rc;
 }

@@ -454,7 +454,8 @@ static void meta_stored(void **state)
 		cs_buf b;
 		uint32_t len, n;
 		cs_buf_init(&b, 0);
-		assert_int_equal(cs_proto_write_result(&b, 3, CS_OP_REFRESH, &m, res.data, res.len), 0);
+		assert_int_equal(
+		        cs_proto_write_result(&b, 3, CS_OP_REFRESH, &m, res.data, res.len), 0);
 		const uint8_t *body = body_of(&b, CS_OP_REPLY_FLAG | CS_OP_REFRESH, 3, &len);
 		assert_int_equal(len, 1 + wn + res.len);
 		assert_int_equal(body[0], 0x92);
@@ -478,7 +479,8 @@ static void meta_stored(void **state)
 		body = body_of(&b, CS_OP_REPLY_FLAG | CS_OP_MGET, 4, &len);
 		assert_memory_equal(body + 2, want, wn);
 		cs_result *items[1];
-		assert_int_equal(cs_result_decode_mget(body, len, items, 1, &n, err, sizeof err), 0);
+		assert_int_equal(
+		        cs_result_decode_mget(body, len, items, 1, &n, err, sizeof err), 0);
 		assert_int_equal(n, 1);
 		assert_int_equal(cs_result_meta(items[0])->stored, cases[i].want);
 		cs_result_free(items[0]);
@@ -512,7 +514,8 @@ static int decode_meta_bytes(const uint8_t *meta, size_t n, cs_meta *out, int *m
 		assert_null(r);
 	}
 	char err2[256];
-	*mget_rc = cs_result_decode_mget(body, (uint32_t)(n + 5), items, 1, &cnt, err2, sizeof err2);
+	*mget_rc =
+	        cs_result_decode_mget(body, (uint32_t)(n + 5), items, 1, &cnt, err2, sizeof err2);
 	if (*mget_rc == 0) {
 		assert_int_equal(cnt, 1);
 		if (rc == 0)
@@ -636,14 +639,12 @@ static void meta_unknown_keys(void **state)
 		size_t val_len;
 		const char *msg;
 	} bad[] = {
-	        {"src", "\x00", 1, "duplicate"},
-	        {"stale", "\xc2", 1, "duplicate"},
-	        {"stored", "\x01", 1, "boolean"},
-	        {"stored", "\xc0", 1, "boolean"},
+	        {"src", "\x00", 1, "duplicate"}, {"stale", "\xc2", 1, "duplicate"},
+	        {"stored", "\x01", 1, "boolean"}, {"stored", "\xc0", 1, "boolean"},
 	        {"stored", "\xa4true", 5, "boolean"},
-	        {NULL, "\x01", 1, "strings"},                 /* a non-str key */
-	        {"x", "\xc1", 1, "0xc1"},                     /* a reserved byte */
-	        {"x", "\xdd\xff\xff\xff\xff", 5, "count"},    /* count beyond the body */
+	        {NULL, "\x01", 1, "strings"},                  /* a non-str key */
+	        {"x", "\xc1", 1, "0xc1"},                      /* a reserved byte */
+	        {"x", "\xdd\xff\xff\xff\xff", 5, "count"},     /* count beyond the body */
 	        {"x", "\xdb\x00\x00\x01\x00", 5, "truncated"}, /* str length beyond the body */
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -741,8 +742,8 @@ static void item_error_forms(void **state)
 	assert_int_equal(cs_proto_pack_meta(&p.pk, &m), 0);
 	assert_int_equal(cs_buf_append(&p.b, res.data, res.len), 0);
 	cs_result *items[5];
-	assert_int_equal(cs_result_decode_mget(p.b.data, (uint32_t)p.b.len, items, 5, &n, err,
-	                         sizeof err),
+	assert_int_equal(
+	        cs_result_decode_mget(p.b.data, (uint32_t)p.b.len, items, 5, &n, err, sizeof err),
 	        0);
 	assert_int_equal(n, 5);
 	static const struct {
