@@ -317,6 +317,9 @@ class TypedValues(unittest.TestCase):
         r = decode(Get("q"), typed_reply([("a", 2)], [[1]], m=meta(src=1, stale=True, stored=True, later="x")))
         self.assertEqual((r.meta.source, r.meta.stale, r.meta.stored), (Source.REPLICA, True, True))
         r = decode(Get("q"), typed_reply([("a", 2)], [[1]], m=meta(src=2, stored=False)))
+        dup_unknown = frame(0x83, 1, raw=b"\x92\x86\xa3src\x00\xa3lsn\x00\xa3age\x00\xa5stale\xc2"
+                                         b"\xa1z\x01\xa1z\x91\x02\x92\x90\x90")
+        self.assertEqual(decode(Get("q"), dup_unknown).meta.source, Source.CACHE)  # ignored
         self.assertEqual((r.meta.source, r.meta.stored), (Source.PRIMARY, False))
         self.assertEqual(r.meta.source.name, "PRIMARY")
 

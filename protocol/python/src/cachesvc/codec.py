@@ -753,8 +753,23 @@ def _converter(code: int, opts: DecodeOptions) -> Callable[[Any], Any]:
 _SOURCES = (Source.CACHE, Source.REPLICA, Source.PRIMARY)
 
 
+_KNOWN_META = frozenset({"src", "lsn", "age", "stale", "stored"})
+
+
 def decode_meta(v: Any) -> Meta:
-    m = _map(v, "meta")
+    """The meta map. Keys are str; src, lsn, age, stale are required, stored optional; a
+    known key twice or of the wrong type is a protocol error; unknown keys are ignored
+    whatever their value (PROTOCOL.md section 4)."""
+    if not isinstance(v, _Pairs):
+        raise ProtocolError("meta must be a map")
+    m = {}
+    for k, x in v:
+        if type(k) is not str:
+            raise ProtocolError("meta: keys must be strings")
+        if k in _KNOWN_META:
+            if k in m:
+                raise ProtocolError(f"meta: duplicate key {k!r}")
+            m[k] = x
     for k in ("src", "lsn", "age", "stale"):
         if k not in m:
             raise ProtocolError(f"meta has no {k!r}")
