@@ -48,15 +48,25 @@ __all__ = ["AsyncConnection", "Client", "connect"]
 _MAX_ABANDONED = 1024
 
 
-class _Protocol(asyncio.Protocol):
+_RECV_SIZE = 256 * 1024
+
+
+class _Protocol(asyncio.BufferedProtocol):
+    """Reads into one preallocated buffer (a plain Protocol gets a fresh 256 KiB bytes object
+    per read: an mmap, mremap and munmap per reply)."""
+
     def __init__(self, conn: "AsyncConnection"):
         self.conn = conn
+        self.buf = memoryview(bytearray(_RECV_SIZE))
 
     def connection_made(self, transport):
         self.conn._transport = transport
 
-    def data_received(self, data: bytes) -> None:
-        self.conn._data(data)
+    def get_buffer(self, sizehint: int):
+        return self.buf
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.conn._data(self.buf[:nbytes])
 
     def eof_received(self):
         self.conn._fail(ConnectionClosedError("the server closed the connection"))
@@ -103,6 +113,9 @@ class AsyncConnection:
         self._paused = False
         self._drain_waiters: list = []
         self._rx_count = 0  # frames received, to tell a slow server from a dead one
+        self._loop: Optional[asyncio.AbstractEventLoop] = None  # the loop it was opened on
+        self._wbuf: list = []  # frames queued this turn of the loop
+        self._flush_scheduled = False
 
     @property
     def closed(self) -> bool:
@@ -147,7 +160,7 @@ class AsyncConnection:
 
     # ---- receiving ----------------------------------------------------------------------
 
-    def _data(self, data: bytes) -> None:
+    def _data(self, data) -> None:
         if self._closed_exc is not None:
             return
         try:
@@ -201,10 +214,12 @@ class AsyncConnection:
             raise self._closed_exc
         reqid = self._alloc_id()
         frame = codec.encode_request(request, reqid, self._max_frame)
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         fut = loop.create_future()
         self._pending[reqid] = (request, fut)
-        self._transport.write(frame)
+        self._queue(frame)
         if timeout is None:
             timeout = self.timeout
         timer = loop.call_later(timeout, self._timed_out, reqid, fut, self._rx_count, timeout)
@@ -218,6 +233,23 @@ class AsyncConnection:
             raise
         finally:
             timer.cancel()
+
+    def _queue(self, frame: bytes) -> None:
+        """Frames queued in one turn of the event loop leave in one write (requests issued
+        together, e.g. by gather(), are pipelined in one segment, as cs_load -P does)."""
+        self._wbuf.append(frame)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._closed_exc is not None or not self._wbuf:
+            self._wbuf.clear()
+            return
+        data = self._wbuf[0] if len(self._wbuf) == 1 else b"".join(self._wbuf)
+        self._wbuf.clear()
+        self._transport.write(data)
 
     def _timed_out(self, reqid: int, fut: asyncio.Future, rx_before: int, timeout: float) -> None:
         if fut.done() or self._pending.get(reqid, (None, None))[1] is not fut:
