@@ -3,6 +3,7 @@ out-of-order replies, request errors vs protocol errors, the reply limit checked
 header, timeouts, connection-level errors, and the pools' reconnect with backoff."""
 
 import asyncio
+import os
 import socket
 import threading
 import unittest
@@ -304,6 +305,25 @@ class SyncPool(unittest.TestCase):
                     self.assertEqual(srv.accepted, 6)
 
             asyncio.run(asyncio.wait_for(main(), 30))
+        finally:
+            srv.close()
+
+    def test_a_forked_child_opens_its_own_connections(self):
+        srv = FakeTCPServer(hello_then(serve_pings))
+        try:
+            cs = cachesvc.Client(f"127.0.0.1:{srv.port}", token="tok", pool_size=1)
+            self.assertEqual(cs.get("q").rows, [("conn0",)])
+            pid = os.fork()
+            if pid == 0:  # the child: must not use the parent's connection 0
+                code = 1
+                try:
+                    code = 0 if cs.get("q").rows == [("conn1",)] else 2
+                finally:
+                    os._exit(code)
+            _, status = os.waitpid(pid, 0)
+            self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+            self.assertEqual(cs.get("q").rows, [("conn0",)])  # the parent's is intact
+            cs.close()
         finally:
             srv.close()
 

@@ -7,6 +7,7 @@ every wait is a poll() with a deadline. A Connection is used by one thread at a 
 
 from __future__ import annotations
 
+import os
 import random
 import select
 import socket
@@ -458,6 +459,8 @@ class Client:
     tries. Every cachesvc operation is safe to retry (reads; INVALIDATE is idempotent).
     Request errors, protocol errors and timeouts are raised at once.
 
+    After fork(), a child process does not reuse the parent's connections: it opens its own.
+
     Other keyword arguments go to :func:`connect` (token, client_name, connect_timeout,
     timeout, max_reply_body, json)."""
 
@@ -486,11 +489,23 @@ class Client:
         self._cond = threading.Condition()
         self._closed = False
         self._rand = random.Random()
+        self._pid = os.getpid()
         self.reconnects = 0  # retries after a lost connection or a failed connect (monitoring)
 
     # ---- the pool -----------------------------------------------------------------------
 
+    def _after_fork(self) -> None:
+        # A pool inherited through fork() (pre-forking servers): the parent's connections
+        # are not ours to use; forget them (not closed: that would not touch the parent's
+        # socket anyway, but their state is the parent's) and start over.
+        self._pid = os.getpid()
+        self._idle = []
+        self._total = 0
+        self._cond = threading.Condition()
+
     def _acquire(self) -> Connection:
+        if self._pid != os.getpid():
+            self._after_fork()
         deadline = time.monotonic() + self.pool_timeout
         with self._cond:
             while True:
@@ -517,6 +532,8 @@ class Client:
             raise
 
     def _release(self, conn: Connection) -> None:
+        if self._pid != os.getpid():  # released in a child that inherited it mid-call
+            return
         if not conn.closed and (conn.in_flight or conn._out):
             conn.close()  # left with requests in flight: their replies would confuse the next user
         with self._cond:
