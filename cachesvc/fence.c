@@ -62,41 +62,132 @@
 
 #include "params.h"
 
+/* The epoch check every invalidator write makes: the namespace's epoch must be the one the
+ * writer synchronised with (a FLUSHALL removed it, another leader's resync changed it). */
+#define EPOCH_GUARD(key, want)                                                                   \
+	"if " want " ~= '' and redis.call('GET', " key ") ~= " want " then\n"                    \
+	"  return redis.error_reply('EPOCH the cache state was lost or resynchronised')\n"       \
+	"end\n"
+
+/* Redis's run_id, for the epoch: a restart or failover changes it. */
+#define RUN_ID "local rid = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or '?'\n"
+
 const char *const cs_scripts[CS_SCRIPT_COUNT] = {
 	[CS_SCRIPT_FILL] =
 		"local g = redis.call('GET', KEYS[3]) or '0'\n"
 		"if g ~= ARGV[4] then return {0, g} end\n"
 		"if ARGV[5] == '1' then\n"
+		"  if redis.call('GET', KEYS[6]) ~= ARGV[7] then return {-4, g} end\n"
 		"  local h = redis.call('GET', KEYS[4])\n"
 		"  if not h then return {-1, g} end\n"
 		"  if ARGV[3] < h then return {-2, g} end\n"
+		"  if ARGV[6] == '1' then\n"
+		"    local qf = redis.call('GET', KEYS[5])\n"
+		"    if qf and ARGV[3] < qf then return {-5, g} end\n"
+		"  end\n"
 		"  local f = redis.call('GET', KEYS[2])\n"
 		"  if f and f > ARGV[3] then return {-3, g} end\n"
 		"end\n"
 		"redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
 		"return {1, g}\n",
 	[CS_SCRIPT_INVAL] =
+		EPOCH_GUARD("KEYS[#KEYS]", "ARGV[4]")
 		"local n = 0\n"
-		"for i = 1, #KEYS, 2 do\n"
+		"for i = 1, #KEYS - 1, 2 do\n"
 		"  local g = redis.call('GET', KEYS[i + 1]) or '0'\n"
-		"  local q = ARGV[2 + i]\n"
-		"  local p = ARGV[3 + i]\n"
-		"  n = n + redis.call('DEL', 'cs:e:' .. q .. ':' .. g .. ':' .. p)\n"
+		"  local q = ARGV[4 + i]\n"
+		"  local p = ARGV[5 + i]\n"
+		"  n = n + redis.call('DEL', ARGV[3] .. ':e:' .. q .. ':' .. g .. ':' .. p)\n"
 		"  local f = redis.call('GET', KEYS[i])\n"
 		"  if not f or f < ARGV[1] then f = ARGV[1] end\n"
 		"  redis.call('SET', KEYS[i], f, 'PX', ARGV[2])\n"
 		"end\n"
 		"return n\n",
 	[CS_SCRIPT_GEN_BUMP] =
+		EPOCH_GUARD("KEYS[3]", "ARGV[4]")
 		"local g = redis.call('INCR', KEYS[1])\n"
+		"local f = redis.call('GET', KEYS[2])\n"
+		"if not f or f < ARGV[3] then redis.call('SET', KEYS[2], ARGV[3]) end\n"
+		"if KEYS[4] then\n"
+		"  local d = redis.call('HGET', KEYS[4], ARGV[2])\n"
+		"  if d and d <= ARGV[3] then redis.call('HDEL', KEYS[4], ARGV[2]) end\n"
+		"end\n"
 		"redis.call('PUBLISH', ARGV[1], ARGV[2] .. ' ' .. g)\n"
 		"return g\n",
 	[CS_SCRIPT_RAISE] =
+		"if KEYS[2] then\n"
+		"  local e = redis.call('GET', KEYS[2])\n"
+		"  if e ~= ARGV[3] then\n"
+		"    return redis.error_reply('EPOCH the cache state was lost or resynchronised')\n"
+		"  end\n"
+		"  if ARGV[4] == '1' then\n"
+		RUN_ID
+		"    if string.sub(e, 1, #rid + 1) ~= rid .. ':' then\n"
+		"      return redis.error_reply('EPOCH redis restarted or failed over')\n"
+		"    end\n"
+		"  end\n"
+		"end\n"
 		"local v = redis.call('GET', KEYS[1])\n"
 		"if not v or v < ARGV[1] then v = ARGV[1] end\n"
 		"if ARGV[2] == '0' then redis.call('SET', KEYS[1], v)\n"
 		"else redis.call('SET', KEYS[1], v, 'PX', ARGV[2]) end\n"
 		"return v\n",
+	[CS_SCRIPT_DEB_RECORD] =
+		EPOCH_GUARD("KEYS[2]", "ARGV[3]")
+		"local v = redis.call('HGET', KEYS[1], ARGV[1])\n"
+		"if not v or v < ARGV[2] then v = ARGV[2]; redis.call('HSET', KEYS[1], ARGV[1], v) end\n"
+		"return v\n",
+	[CS_SCRIPT_PRE_CREATE] =
+		"redis.call('SET', KEYS[1], '1')\n"
+		"return redis.call('EXISTS', KEYS[2])\n",
+	[CS_SCRIPT_SYNC] =
+		RUN_ID
+		"local e = redis.call('GET', KEYS[1])\n"
+		"local foreign = e and string.sub(e, 1, #rid + 1) ~= rid .. ':'\n"
+		"local status_kept = false\n"
+		"local lost = foreign or not e\n"
+		"local gap = ARGV[6] == '1' or redis.call('EXISTS', KEYS[3]) == 1\n"
+		"if foreign and ARGV[2] ~= '' then\n"
+		/* a restart or failover that kept every invalidation up to the slot's confirmed
+		 * position (writes reach the AOF and replicas in order: the position written after
+		 * them survived) lost nothing confirmed; what came later is replayed */
+		"  local pos = redis.call('GET', KEYS[6])\n"
+		"  if pos and pos >= ARGV[2] then foreign = false; status_kept = true end\n"
+		"end\n"
+		"local status = 0\n"
+		"if foreign then status = 2 elseif gap then status = 1 elseif status_kept then status = 4\n"
+		"elseif lost then status = 3 end\n"
+		"if status > 0 and status ~= 4 then\n"
+		"  local k = 7\n"
+		"  for i = 7, #ARGV, 2 do\n"
+		"    if foreign or (gap and ARGV[i + 1] == '1') then\n"
+		"      local g = redis.call('INCR', KEYS[k])\n"
+		"      local f = redis.call('GET', KEYS[k + 1])\n"
+		"      if not f or f < ARGV[4] then redis.call('SET', KEYS[k + 1], ARGV[4]) end\n"
+		"      redis.call('PUBLISH', ARGV[1], ARGV[i] .. ' ' .. g)\n"
+		"    end\n"
+		"    k = k + 2\n"
+		"  end\n"
+		"  local h = redis.call('GET', KEYS[2])\n"
+		"  if not h or h < ARGV[4] then h = ARGV[4] end\n"
+		"  redis.call('SET', KEYS[2], h, 'PX', ARGV[5])\n"
+		"end\n"
+		"if lost then\n"
+		"  e = rid .. ':' .. ARGV[3]\n"
+		"  redis.call('SET', KEYS[1], e)\n"
+		"  redis.call('PUBLISH', ARGV[1], '* ' .. e)\n"
+		"end\n"
+		"redis.call('DEL', KEYS[3])\n"
+		"local had = redis.call('EXISTS', KEYS[4])\n"
+		"redis.call('SET', KEYS[4], '1')\n"
+		"return {status, e, had, redis.call('HGETALL', KEYS[5])}\n",
+	[CS_SCRIPT_GENS] =
+		RUN_ID
+		"local e = redis.call('GET', KEYS[1])\n"
+		"local r = {0, ''}\n"
+		"if e and string.sub(e, 1, #rid + 1) == rid .. ':' then r = {1, e} end\n"
+		"for i = 2, #KEYS do r[#r + 1] = redis.call('GET', KEYS[i]) or '0' end\n"
+		"return r\n",
 };
 
 void cs_lsn_hex(uint64_t lsn, char out[17])
