@@ -140,7 +140,7 @@ class Client {
 
   /** PING: resolves undefined. */
   ping(opts = {}) {
-    return this._call(OP.PING, () => null, () => undefined, opts.timeout);
+    return this._call(OP.PING, () => null, (b) => codec.decodeReply(0x80 | OP.PING, b), opts.timeout);
   }
 
   /** Closes the connection; requests in flight and later calls fail with `closed`. */

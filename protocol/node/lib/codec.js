@@ -328,6 +328,16 @@ function checkQuery(q) {
   checkName('query name', q, 1, LIMITS.queryName);
 }
 
+/**
+ * An integer in the form @msgpack/msgpack encodes shortest: a Number inside
+ * [-2^31, 2^32), else a BigInt. (With useBigInt64 the encoder writes Numbers outside that
+ * range as float64, and BigInts always as 64-bit formats.)
+ */
+function wireInt(v) {
+  if (typeof v === 'bigint') return v >= -2147483648n && v < 4294967296n ? Number(v) : v;
+  return v >= -2147483648 && v < 4294967296 ? v : BigInt(v);
+}
+
 /** A JS parameter value as a msgpack-encodable wire value (PROTOCOL.md section 4). */
 function paramValue(v, i) {
   if (v === null || v === undefined) return null;
@@ -336,10 +346,10 @@ function paramValue(v, i) {
     case 'string':
       return v;
     case 'number':
-      return v;
+      return Number.isSafeInteger(v) ? wireInt(v) : v; // other numbers go out as float64
     case 'bigint':
       if (v < INT64_MIN || v > INT64_MAX) throw badArgument(`parameter ${i + 1}: ${v} does not fit int64`);
-      return v >= -9007199254740991n && v <= 9007199254740991n ? Number(v) : v;
+      return wireInt(v);
     case 'object':
       if (v instanceof Decimal) return v.value;
       if (v instanceof Date) {
@@ -381,7 +391,7 @@ function getBody(query, p, opts = {}) {
   }
   if (opts.lsn !== undefined && opts.lsn !== null) {
     const l = toLsn(opts.lsn);
-    if (l !== 0n) body.lsn = l <= 9007199254740991n ? Number(l) : l;
+    if (l !== 0n) body.lsn = wireInt(l);
   }
   if (opts.bypass !== undefined && opts.bypass !== null) {
     if (typeof opts.bypass !== 'boolean') throw badArgument('bypass must be a boolean');
@@ -441,8 +451,8 @@ function errorFromBody(body) {
   if (!isMap(body) || !has(body, 'code') || !isUint(body.code)) throw badReply('error frame without a code');
   const code = Number(body.code);
   if (code < 1 || code > 255) throw badReply(`error code ${code} outside 1..255`);
-  let msg = has(body, 'msg') ? body.msg : '';
-  if (typeof msg !== 'string') throw badReply('error msg is not a string');
+  if (!has(body, 'msg') || typeof body.msg !== 'string') throw badReply('error frame without a msg string');
+  const msg = body.msg;
   if (utf8Len(msg) > LIMITS.errorMessage) throw badReply(`error message over ${LIMITS.errorMessage} bytes`);
   return serverError(code, msg);
 }
@@ -457,13 +467,11 @@ function decodeHello(b) {
   if (!isMap(b) || !isUint(b.v)) throw badReply('HELLO reply is not {v, server, max_frame}');
   const v = Number(b.v);
   if (v !== VERSION) throw badReply(`server speaks protocol version ${v}, not ${VERSION}`);
-  const server = has(b, 'server') && typeof b.server === 'string' ? b.server : '';
-  let maxFrame = LIMITS.requestBody;
-  if (has(b, 'max_frame')) {
-    if (!isUint(b.max_frame) || b.max_frame > LIMITS.u32) throw badReply('HELLO max_frame is not a u32');
-    maxFrame = Number(b.max_frame);
-  }
-  return { version: v, server, maxFrame };
+  if (!has(b, 'server') || typeof b.server !== 'string' || utf8Len(b.server) > 64)
+    throw badReply('HELLO reply server is not a str of at most 64 bytes');
+  if (!has(b, 'max_frame') || !isUint(b.max_frame) || b.max_frame > LIMITS.u32)
+    throw badReply('HELLO reply max_frame is not a u32');
+  return { version: v, server: b.server, maxFrame: Number(b.max_frame) };
 }
 
 function decodeMeta(m) {
@@ -471,8 +479,9 @@ function decodeMeta(m) {
   if (!isUint(m.src) || !isUint(m.lsn) || !isUint(m.age) || typeof m.stale !== 'boolean')
     throw badReply('meta lacks src/lsn/age/stale');
   const src = Number(m.src);
+  if (src > 2) throw badReply(`meta src ${src} (want 0, 1 or 2)`);
   const meta = {
-    source: SOURCES[src] || 'unknown',
+    source: SOURCES[src],
     src,
     lsn: BigInt(m.lsn),
     age: autoInt(m.age),
@@ -491,6 +500,7 @@ function convertCell(v, type, opt) {
   switch (type) {
     case 2:
       if (typeof v === 'bigint' || typeof v === 'number') {
+        if (typeof v === 'bigint' && v > INT64_MAX) throw badReply('an integer cell above INT64_MAX');
         if (opt.int64 === 'bigint') return Number.isInteger(v) ? BigInt(v) : v;
         return autoInt(v);
       }
@@ -540,11 +550,12 @@ function genericValue(v, opt) {
     case 'number':
       return v;
     case 'bigint':
+      if (v > INT64_MAX) throw badReply('an integer cell above INT64_MAX');
       return opt.int64 === 'bigint' ? v : autoInt(v);
     default:
       if (v instanceof Uint8Array) return Buffer.from(v); // a copy: never a view of the frame
       if (v instanceof RawTimestamp) return timestampValue(v);
-      if (v instanceof ExtData) return v;
+      if (v instanceof ExtData) throw badReply(`a result cell is an ext of type ${v.type}`);
       throw badReply('a result cell is not a scalar');
   }
 }
@@ -605,18 +616,20 @@ function decodeResult(reply, opt) {
 
 function decodeMget(b, n, opt) {
   if (!Array.isArray(b)) throw badReply('MGET reply is not an array');
-  if (b.length !== n) throw badReply(`MGET reply has ${b.length} items for ${n} requests`);
+  if (b.length > LIMITS.mgetItems) throw badReply(`MGET reply of ${b.length} items (at most ${LIMITS.mgetItems})`);
+  if (n !== undefined && b.length !== n) throw badReply(`MGET reply has ${b.length} items for ${n} requests`);
   return b.map((it) => (isMap(it) ? itemError(it) : decodeResult(it, opt)));
 }
 
+/** INVALIDATE reply: {deleted} (byKey) or {generation}, exactly that one key. */
 function decodeInvalidate(b, byKey) {
   const k = byKey ? 'deleted' : 'generation';
-  if (!isMap(b) || !has(b, k) || !isUint(b[k])) throw badReply(`INVALIDATE reply has no ${k}`);
+  if (!isMap(b) || !has(b, k) || !isUint(b[k]) || Object.keys(b).length !== 1)
+    throw badReply(`INVALIDATE reply is not {${k}: uint}`);
   return autoInt(b[k]);
 }
 
 function decodeStats(b) {
-  if (b === null) return {};
   if (!isMap(b)) throw badReply('STATS reply is not a map');
   const out = {};
   for (const k of Object.keys(b)) {
@@ -627,8 +640,41 @@ function decodeStats(b) {
   return out;
 }
 
+/**
+ * Decodes a reply body by its frame opcode alone, without the request (tools and the
+ * conformance test; the client decodes by the request it sent). Returns the typed value:
+ * HELLO {version, server, maxFrame}; PING undefined; GET/REFRESH a Result; MGET an array of
+ * Result | CacheError; INVALIDATE {deleted} or {generation}; STATS an object; an error frame
+ * a CacheError (returned, not thrown). Throws a CacheError (bad_reply) for anything else.
+ */
+function decodeReply(opcode, b, opt = {}) {
+  switch (opcode) {
+    case 0x80 | OP.HELLO:
+      return decodeHello(b);
+    case 0x80 | OP.PING:
+      if (b !== null && !(isMap(b) && Object.keys(b).length === 0)) throw badReply('PING reply is not nil');
+      return undefined;
+    case 0x80 | OP.GET:
+    case 0x80 | OP.REFRESH:
+      return decodeResult(b, opt);
+    case 0x80 | OP.MGET:
+      return decodeMget(b, undefined, opt);
+    case 0x80 | OP.INVALIDATE: {
+      const byKey = isMap(b) && has(b, 'deleted');
+      return { [byKey ? 'deleted' : 'generation']: decodeInvalidate(b, byKey) };
+    }
+    case 0x80 | OP.STATS:
+      return decodeStats(b);
+    case OP.ERROR:
+      return errorFromBody(b);
+    default:
+      throw badReply(`opcode 0x${opcode.toString(16)} is not a reply opcode`);
+  }
+}
+
 module.exports = {
   VERSION,
+  decodeReply,
   HEADER,
   OP,
   OP_NAMES,

@@ -257,7 +257,10 @@ test('HELLO, INVALIDATE and STATS replies', () => {
 
 test('request bodies: defaults left out, tiers, LSN, bypass, parameter types', () => {
   assert.deepEqual(codec.getBody('q', undefined), { q: 'q', p: [] });
-  assert.deepEqual(codec.getBody('q', [1], { tier: 'batch', lsn: '16/B374D848', bypass: true }), { q: 'q', p: [1], tier: 2, lsn: 0x16b374d848, bypass: true });
+  assert.deepEqual(codec.getBody('q', [1], { tier: 'batch', lsn: '16/B374D848', bypass: true }), { q: 'q', p: [1], tier: 2, lsn: 0x16b374d848n, bypass: true });
+  // integers outside [-2^31, 2^32) go out as 64-bit ints, never as floats
+  const wide = codec.encodeFrame(codec.OP.GET, 1, codec.getBody('q', [2 ** 40, -(2 ** 40), 2 ** 32 - 1, -(2 ** 31)])).subarray(12);
+  assert.equal(wide.toString('hex'), '82a171a171a17094cf0000010000000000d3ffffff0000000000ceffffffffd280000000');
   assert.deepEqual(codec.getBody('q', [], { tier: 1, lsn: 0n, bypass: false }), { q: 'q', p: [] });
   assert.equal(codec.getBody('q', [], { lsn: 2n ** 63n }).lsn, 2n ** 63n);
   const d = new Date(Date.UTC(2024, 0, 2, 3, 4, 5, 123));
