@@ -6,8 +6,9 @@
 # the daemon restarts. The assertions are in protocol/node/test/integration.test.js.
 . "$(dirname "$0")/daemon_lib.sh"
 
+# CS_NODE_BIN: the node binary to run the tests with (default: node on PATH).
 NODE_DIR=$(cd "$(dirname "$0")/../../protocol/node" && pwd)
-command -v node >/dev/null || { echo "SKIP: node is not installed"; exit 77; }
+command -v "${CS_NODE_BIN:-node}" >/dev/null || { echo "SKIP: node is not installed"; exit 77; }
 "$NODE_DIR/scripts/deps.sh" || fail "npm ci failed"
 
 make_db <<'SQL'
@@ -68,6 +69,6 @@ write_lsn=$(commit_lsn "UPDATE names SET name = 'renamed' WHERE id = 50")
 CS_NODE_PORT=$PORT CS_NODE_SOCK=$SOCK CS_NODE_TOKEN=sesame CS_NODE_CACHESVC=$CACHESVC \
   CS_NODE_CONF=$WORK/cs.ini CS_NODE_DAEMON_PID=$DAEMON_PID CS_NODE_WORK=$WORK \
   CS_NODE_WRITE_LSN=$write_lsn \
-  timeout 150 node --test "$NODE_DIR/test/integration.test.js" ||
+  timeout 150 "${CS_NODE_BIN:-node}" --test "$NODE_DIR/test/integration.test.js" ||
   fail "node integration tests failed"
 ok "Node.js client integration tests passed"
