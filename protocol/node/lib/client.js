@@ -195,9 +195,12 @@ class Client {
     }
   }
 
+  // The request's time ran out while connecting: `connect` with the last attempt's error,
+  // or client_timeout when no attempt has failed yet (one is still under way).
   _gaveUp() {
-    const why = this._lastError ? `: ${this._lastError.message}` : '';
-    return new CacheError(Codes.CLIENT_TIMEOUT, `no connection within the request's timeout${why}`);
+    const last = this._lastError;
+    if (last) return new CacheError(Codes.CONNECT, `no connection within the request's timeout: ${last.message}`, { cause: last });
+    return new CacheError(Codes.CLIENT_TIMEOUT, "no connection within the request's timeout");
   }
 
   async _attempt() {

@@ -203,8 +203,9 @@ class Connection {
     try {
       value = f.opcode === OP.ERROR ? codec.errorFromBody(body) : p.decode(body);
     } catch (e) {
-      if (!(e instanceof CacheError)) throw e; // a bug of this client: let it surface
-      this._fail(e);
+      // A decoder failure that is not a CacheError would be a bug of this client: it still
+      // only fails this connection (as bad_reply, the cause attached), never the process.
+      this._fail(e instanceof CacheError ? e : new CacheError(Codes.BAD_REPLY, `bad reply: ${e && e.message}`, { cause: e }));
       return;
     }
     this.pending.delete(f.id);
