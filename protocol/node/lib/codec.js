@@ -572,13 +572,11 @@ class Result {
   get source() {
     return this.meta.source;
   }
-  /** Rows as objects keyed by column name (a later duplicate name wins). */
+  /** Rows as objects keyed by column name (a later duplicate name wins; any name, even
+   * "__proto__", is an own property). */
   records() {
-    return this.rows.map((r) => {
-      const o = {};
-      for (let i = 0; i < this.columns.length; i++) o[this.columns[i].name] = r[i];
-      return o;
-    });
+    const names = this.columns.map((c) => c.name);
+    return this.rows.map((r) => Object.fromEntries(names.map((n, i) => [n, r[i]])));
   }
 }
 

@@ -158,17 +158,18 @@ test('a client timeout fails one request, not the connection; the late reply is 
 });
 
 test('auth failure at HELLO is reported as auth, not retried until the timeout', async () => {
+  let hellos = 0;
   const srv = await fakeServer(DIR, (f, conn) => {
     if (f.opcode === 1) {
+      hellos++;
       conn.reply(0xff, f.id, { code: 6, msg: 'bad token' });
       return true;
     }
     return false;
   });
-  const c = new Client(opts(srv, { token: 'wrong', timeout: 10000 }));
-  const t0 = Date.now();
+  const c = new Client(opts(srv, { token: 'wrong', timeout: 60000 }));
   await rejectsCode(c.get('q', []), Codes.AUTH);
-  assert.ok(Date.now() - t0 < 9000);
+  assert.equal(hellos, 1); // one attempt, no retries within the request's timeout
   await c.close();
   await srv.close();
 });
@@ -206,8 +207,7 @@ test('reconnect: after the server drops, and while it is down (backoff), then ba
   const c = new Client({ path: p, timeout: 2000, reconnect: { initialDelay: 10, maxDelay: 50 } });
   assert.equal((await c.get('q', [])).rows[0][0], 'up');
   srv.dropAll();
-  await new Promise((r) => setTimeout(r, 50));
-  assert.equal(c.connected, false);
+  while (c.connected) await new Promise((r) => setTimeout(r, 10));
   assert.equal((await c.get('q', [])).rows[0][0], 'up');
   assert.equal(srv.accepted, 2);
   await srv.close();
@@ -235,7 +235,7 @@ test('reconnect: false: a lost connection stays lost', async () => {
   const c = new Client(opts(srv, { reconnect: false }));
   await c.ping();
   srv.dropAll();
-  await new Promise((r) => setTimeout(r, 50));
+  while (c.connected) await new Promise((r) => setTimeout(r, 10));
   await rejectsCode(c.ping(), Codes.CLOSED);
   assert.equal(srv.accepted, 1);
   await c.close();

@@ -180,6 +180,15 @@ test('typed results: every column type, NULLs, meta', () => {
   assert.ok(nulls.every((x) => x === null));
 });
 
+test('records(): any column name is an own property', () => {
+  const r = codec.decodeResult(body(mp([meta(), [[['__proto__', 2], ['a', 4], ['a', 4]], [[1, 'x', 'y']]]])), {});
+  const [o] = r.records();
+  assert.ok(Object.prototype.hasOwnProperty.call(o, '__proto__'));
+  assert.equal(Object.getOwnPropertyDescriptor(o, '__proto__').value, 1);
+  assert.equal(Object.getPrototypeOf(o), Object.prototype);
+  assert.equal(o.a, 'y');
+});
+
 test('typed results: int64 "bigint" mode, json "raw" mode', () => {
   const r = codec.decodeResult(body(typedReply()), { json: 'raw', int64: 'bigint' });
   assert.equal(r.rows[0][1], 7n);
