@@ -61,6 +61,7 @@ const TIERS = Object.freeze({ critical: 0, default: 1, batch: 2 });
  */
 function checkBody(buf, start, end) {
   if (end <= start) throw badReply('empty body');
+  if (!Buffer.isBuffer(buf)) buf = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
   const p = skip(buf, start, end, 1);
   if (p !== end) throw badReply(`${end - p} bytes after the body's object`);
 }
@@ -90,7 +91,7 @@ function skip(b, p, end, depth) {
   if (p >= end) throw badReply('truncated body');
   const c = b[p++];
   if (c <= 0x7f || c >= 0xe0) return p;
-  if (c <= 0x8f) return children(b, p, end, depth, 2 * (c & 0x0f));
+  if (c <= 0x8f) return entries(b, p, end, depth, c & 0x0f);
   if (c <= 0x9f) return children(b, p, end, depth, c & 0x0f);
   if (c <= 0xbf) return payload(p, end, c & 0x1f);
   if (c === 0xc0 || c === 0xc2 || c === 0xc3) return p;
@@ -109,7 +110,7 @@ function skip(b, p, end, depth) {
     case 0xdc: case 0xdd:
       return children(b, p, end, depth, len);
     case 0xde: case 0xdf:
-      return children(b, p, end, depth, 2 * len);
+      return entries(b, p, end, depth, len);
     default: // numbers: the argument was the value
       return p;
   }
@@ -118,6 +119,32 @@ function skip(b, p, end, depth) {
 function payload(p, end, len) {
   if (len > end - p) throw badReply(`length ${len} over the ${end - p} bytes left`);
   return p + len;
+}
+
+// A map of n entries: keys are str (every map of the protocol has str keys) and appear at
+// most once (a JS object could not tell duplicates apart).
+function entries(b, p, end, depth, n) {
+  if (2 * n > end - p) throw badReply(`count ${2 * n} over the ${end - p} bytes left`);
+  const seen = n > 1 ? new Set() : null;
+  for (let i = 0; i < n; i++) {
+    const k = p;
+    if (k >= end) throw badReply('truncated body');
+    const c = b[k];
+    let start;
+    if (c >= 0xa0 && c <= 0xbf) start = k + 1;
+    else if (c === 0xd9) start = k + 2;
+    else if (c === 0xda) start = k + 3;
+    else if (c === 0xdb) start = k + 5;
+    else throw badReply('a map key that is not a str');
+    p = skip(b, p, end, depth + 1);
+    if (seen) {
+      const key = b.toString('latin1', start, p);
+      if (seen.has(key)) throw badReply(`duplicate map key ${JSON.stringify(b.toString('utf8', start, p).slice(0, 64))}`);
+      seen.add(key);
+    }
+    p = skip(b, p, end, depth + 1);
+  }
+  return p;
 }
 
 function children(b, p, end, depth, n) {
@@ -446,9 +473,10 @@ function autoInt(v) {
   return v;
 }
 
-/** Error frame body {code, msg} -> CacheError. */
+/** Error frame body {code, msg} (exactly these keys) -> CacheError. */
 function errorFromBody(body) {
   if (!isMap(body) || !has(body, 'code') || !isUint(body.code)) throw badReply('error frame without a code');
+  for (const k of Object.keys(body)) if (k !== 'code' && k !== 'msg') throw badReply(`error map with the key ${JSON.stringify(k)}`);
   const code = Number(body.code);
   if (code < 1 || code > 255) throw badReply(`error code ${code} outside 1..255`);
   if (!has(body, 'msg') || typeof body.msg !== 'string') throw badReply('error frame without a msg string');
@@ -457,9 +485,13 @@ function errorFromBody(body) {
   return serverError(code, msg);
 }
 
-/** MGET item error: {"code"|"err": code, "msg": str} (both spellings accepted). */
+/** MGET item error: {"code": code, "msg": str}, or the older {"err": code, "msg": str}. */
 function itemError(v) {
-  if (!has(v, 'code') && has(v, 'err')) return errorFromBody({ code: v.err, msg: v.msg });
+  if (has(v, 'err')) {
+    if (has(v, 'code')) throw badReply('an MGET item error with both "code" and "err"');
+    const { err, ...rest } = v;
+    return errorFromBody({ code: err, ...rest });
+  }
   return errorFromBody(v);
 }
 
@@ -487,7 +519,10 @@ function decodeMeta(m) {
     age: autoInt(m.age),
     stale: m.stale,
   };
-  if (has(m, 'stored') && typeof m.stored === 'boolean') meta.stored = m.stored;
+  if (has(m, 'stored')) {
+    if (typeof m.stored !== 'boolean') throw badReply('meta stored is not a bool');
+    meta.stored = m.stored;
+  }
   return meta;
 }
 

@@ -79,6 +79,8 @@ test('error codes: every known code keeps its name; unknown ones are internal', 
   throwsCode(() => codec.errorFromBody({ code: 0, msg: '' }), Codes.BAD_REPLY);
   throwsCode(() => codec.errorFromBody({ code: 256, msg: '' }), Codes.BAD_REPLY);
   throwsCode(() => codec.errorFromBody({ msg: 'no code' }), Codes.BAD_REPLY);
+  throwsCode(() => codec.errorFromBody({ code: 1 }), Codes.BAD_REPLY, /msg/);
+  throwsCode(() => codec.errorFromBody({ code: 1, msg: 'm', extra: 1 }), Codes.BAD_REPLY, /extra/);
   throwsCode(() => codec.errorFromBody({ code: 1, msg: 'x'.repeat(1025) }), Codes.BAD_REPLY, /1024/);
   assert.equal(codec.errorFromBody({ code: 1, msg: 'é'.repeat(512) }).code, 1); // 1024 bytes exactly
 });
@@ -109,7 +111,7 @@ test('FrameReader: header checks before the body is read', () => {
 test('checkBody: counts and lengths bounded by the bytes left (section 7)', () => {
   throwsCode(() => codec.checkBody(hex('dd ff 00 00 00'), 0, 5), Codes.BAD_REPLY, /count/);
   throwsCode(() => codec.checkBody(hex('df 00 00 00 02 01 02 03'), 0, 8), Codes.BAD_REPLY, /count 4/);
-  codec.checkBody(hex('df 00 00 00 02 01 02 03 04'), 0, 9);
+  codec.checkBody(hex('df 00 00 00 02 a161 01 a162 02'), 0, 11);
   throwsCode(() => codec.checkBody(hex('db ff ff ff ff 41'), 0, 6), Codes.BAD_REPLY, /length/);
   throwsCode(() => codec.checkBody(hex('c6 00 00 00 02 41'), 0, 6), Codes.BAD_REPLY, /length/);
   throwsCode(() => codec.checkBody(hex('c9 00 00 00 04 ff 00 00 00'), 0, 9), Codes.BAD_REPLY, /length/);
@@ -131,9 +133,15 @@ test('checkBody: nesting depth 8 accepted, 9 refused (the body is depth 1)', () 
   throwsCode(() => codec.checkBody(Buffer.alloc(1 << 20, 0x91), 0, 1 << 20), Codes.BAD_REPLY, /nesting/);
 });
 
-test('decodeBody refuses __proto__ keys and non-string keys as bad_reply', () => {
+test('decodeBody refuses __proto__ keys, keys that are not str, duplicate keys', () => {
   throwsCode(() => body(hex('81 a9 5f5f70726f746f5f5f 01')), Codes.BAD_REPLY);
-  throwsCode(() => body(hex('81 c0 01')), Codes.BAD_REPLY);
+  throwsCode(() => body(hex('81 c0 01')), Codes.BAD_REPLY, /not a str/);
+  throwsCode(() => body(hex('81 01 01')), Codes.BAD_REPLY, /not a str/);
+  throwsCode(() => body(hex('82 a161 01 a161 02')), Codes.BAD_REPLY, /duplicate/);
+  // the same key in two encodings (fixstr, str8) is still a duplicate
+  throwsCode(() => body(hex('82 a161 01 d90161 02')), Codes.BAD_REPLY, /duplicate/);
+  assert.deepEqual(body(hex('82 a161 01 a162 02')), { a: 1, b: 2 });
+  assert.deepEqual(body(new Uint8Array(hex('82 a161 01 a162 02'))), { a: 1, b: 2 });
 });
 
 function typedReply(extraMeta = {}) {
@@ -252,6 +260,8 @@ test('MGET: results and item errors in both spellings', () => {
   assert.equal(out[2].code, 2);
   assert.equal(out[3].source, 'cache');
   throwsCode(() => codec.decodeMget(body(b), 3, {}), Codes.BAD_REPLY, /4 items for 3/);
+  throwsCode(() => codec.decodeMget([{ err: 1, code: 1, msg: 'm' }], 1, {}), Codes.BAD_REPLY, /both/);
+  throwsCode(() => codec.decodeMget([{ err: 1, msg: 'm', x: 1 }], 1, {}), Codes.BAD_REPLY);
 });
 
 test('HELLO, INVALIDATE and STATS replies', () => {

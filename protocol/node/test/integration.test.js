@@ -94,6 +94,11 @@ test('a miss reads a replica and fills; the hit comes from the cache with the sa
   if (miss.meta.stored !== undefined) assert.equal(miss.meta.stored, true);
   const hit = await c.get('nc_name', [1]);
   assert.equal(hit.source, 'cache');
+  assert.equal(hit.meta.stored, undefined); // cache hits do not carry it
+  // a batch-tier miss waits for the fill and says it was stored
+  const batch = await c.get('nc_name', [11], { tier: 'batch' });
+  assert.equal(batch.source, 'replica');
+  if (batch.meta.stored !== undefined) assert.equal(batch.meta.stored, true); // (see REFRESH below)
   assert.deepEqual(hit.rows, [[1, 'name 1']]);
   assert.deepEqual(hit.rows, miss.rows);
   assert.equal(hit.meta.lsn, miss.meta.lsn);
@@ -140,7 +145,11 @@ test('MGET answers item by item', { skip: SKIP }, async () => {
 test('REFRESH re-reads the database; INVALIDATE a key and a whole query', { skip: SKIP }, async () => {
   await c.get('nc_name', [7]);
   assert.equal((await c.get('nc_name', [7])).source, 'cache');
-  assert.equal((await c.refresh('nc_name', [7], { tier: 'batch' })).source, 'replica');
+  const rf = await c.refresh('nc_name', [7], { tier: 'batch' });
+  assert.equal(rf.source, 'replica');
+  // REFRESH waits for the fill's outcome and carries it (PROTOCOL.md 4); the daemon does
+  // not encode "stored" yet (cs_meta.stored, "encoding follows"): when present it is true.
+  if (rf.meta.stored !== undefined) assert.equal(rf.meta.stored, true);
   assert.equal((await c.get('nc_name', [7])).source, 'cache');
 
   assert.equal(await c.invalidate('nc_name', [7]), 1);
