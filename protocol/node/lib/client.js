@@ -22,6 +22,11 @@ const DEFAULTS = Object.freeze({
   reconnect: { initialDelay: 50, maxDelay: 2000 },
 });
 
+const MAX_MS = 2147483647; // setTimeout's limit
+function validMs(v) {
+  return typeof v === 'number' && v > 0 && v <= MAX_MS;
+}
+
 function resolveOptions(opts = {}) {
   if (opts === null || typeof opts !== 'object') throw badArgument('options must be an object');
   const o = { ...DEFAULTS, ...opts };
@@ -31,7 +36,7 @@ function resolveOptions(opts = {}) {
     if (!Number.isInteger(o.port) || o.port < 1 || o.port > 65535) throw badArgument(`port must be 1..65535: ${o.port}`);
   }
   for (const k of ['connectTimeout', 'timeout']) {
-    if (typeof o[k] !== 'number' || !(o[k] > 0)) throw badArgument(`${k} must be a positive number of milliseconds`);
+    if (!validMs(o[k])) throw badArgument(`${k} must be 1..${MAX_MS} milliseconds`);
   }
   if (!Number.isInteger(o.maxReply) || o.maxReply < 1 || o.maxReply > codec.LIMITS.u32)
     throw badArgument('maxReply must be 1..4294967295 bytes');
@@ -39,8 +44,8 @@ function resolveOptions(opts = {}) {
   if (o.int64 !== 'auto' && o.int64 !== 'bigint') throw badArgument('int64 must be "auto" or "bigint"');
   if (o.reconnect !== false) {
     const r = { ...DEFAULTS.reconnect, ...(o.reconnect === true ? {} : o.reconnect) };
-    if (!(r.initialDelay > 0) || !(r.maxDelay >= r.initialDelay))
-      throw badArgument('reconnect needs 0 < initialDelay <= maxDelay');
+    if (!validMs(r.initialDelay) || !validMs(r.maxDelay) || !(r.maxDelay >= r.initialDelay))
+      throw badArgument('reconnect needs 0 < initialDelay <= maxDelay (milliseconds)');
     o.reconnect = r;
   }
   // validates the name and the token now rather than at the first connect
@@ -155,7 +160,7 @@ class Client {
 
   async _call(opcode, makeBody, decode, timeout) {
     const ms = timeout === undefined ? this.o.timeout : timeout;
-    if (typeof ms !== 'number' || !(ms > 0)) throw badArgument('timeout must be a positive number of milliseconds');
+    if (!validMs(ms)) throw badArgument(`timeout must be 1..${MAX_MS} milliseconds`);
     const body = makeBody(); // argument errors: nothing is sent
     const c = this._conn;
     if (c && !c.dead) return c.request(opcode, body, decode, ms);

@@ -301,3 +301,13 @@ test('fuzz through a socket: mutated replies only ever reject with CacheError', 
   await c.close();
   await srv.close();
 });
+
+test('options are checked when the client is made', () => {
+  const bad = [{ port: 0 }, { port: 70000 }, { host: '' }, { timeout: 0 }, { timeout: 2 ** 31 }, { connectTimeout: -1 },
+    { maxReply: 0 }, { json: 'x' }, { int64: 'number' }, { reconnect: { initialDelay: 100, maxDelay: 10 } },
+    { clientName: 'x'.repeat(65) }, { token: 't'.repeat(257) }, { path: 5 }];
+  for (const o of bad) assert.throws(() => new Client(o), (e) => e instanceof CacheError && e.code === Codes.BAD_ARGUMENT, JSON.stringify(o));
+  assert.throws(() => new Pool({ size: 0 }), CacheError);
+  new Client({ path: '/tmp/x.sock', reconnect: false, json: 'raw', int64: 'bigint' }); // valid: no I/O until used
+});
+
