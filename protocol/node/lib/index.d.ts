@@ -4,8 +4,11 @@
  * parameter's declared type (PROTOCOL.md section 5). */
 export type Param = null | undefined | boolean | number | bigint | string | Date | Timestamp | Decimal | Uint8Array;
 
+/** A parsed json/jsonb cell. */
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+
 /** A result cell: see README.md "Values" for the type of each column type. */
-export type Value = null | boolean | number | bigint | string | Buffer | Timestamp | Decimal | unknown;
+export type Value = null | boolean | number | bigint | string | Buffer | Timestamp | Decimal | JsonValue;
 
 export type TierName = 'critical' | 'default' | 'batch';
 export type LsnLike = bigint | number | string;
