@@ -299,11 +299,15 @@ test('reconnect after the daemon restarts', { skip: SKIP }, async (t) => {
   await sleep(400); // at least one connect attempt fails while the daemon is down
   const log = fs.openSync(path.join(env.CS_NODE_WORK, 'cachesvc-restarted.log'), 'a');
   const child = spawn(env.CS_NODE_CACHESVC, ['-c', env.CS_NODE_CONF], { stdio: ['ignore', log, log] });
-  fs.writeFileSync(path.join(env.CS_NODE_WORK, 'node-daemon.pid'), String(child.pid));
+  const pidFile = path.join(env.CS_NODE_WORK, 'node-daemon.pid'); // for client_node.sh's cleanup
+  fs.writeFileSync(pidFile, String(child.pid));
+  const exited = new Promise((resolve) => child.once('exit', resolve));
   t.after(async () => {
     child.kill('SIGTERM');
-    for (let i = 0; i < 100 && alive(child.pid); i++) await sleep(50);
-    if (alive(child.pid)) child.kill('SIGKILL');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10000);
+    await exited;
+    clearTimeout(timer);
+    fs.rmSync(pidFile, { force: true }); // exited and reaped: its pid is no longer ours
   });
   const r = await pending;
   assert.deepEqual(r.rows, [[10, 'name 10']]);
