@@ -75,6 +75,7 @@ class Client {
   constructor(opts) {
     this.o = resolveOptions(opts);
     this._conn = null;
+    this._retired = new Set(); // connections to a draining server, finishing their requests
     this._connecting = null;
     this._failures = 0; // consecutive failed connect attempts
     this._nextAttemptAt = 0;
@@ -89,12 +90,17 @@ class Client {
 
   /** Server identity from the last HELLO: {version, server, maxFrame}, or null. */
   get serverInfo() {
-    return this._conn && !this._conn.dead ? this._conn.server : null;
+    return this._usable() ? this._conn.server : null;
   }
 
-  /** True while a connection is up. */
+  /** True while a connection is up (and its server is not shutting down). */
   get connected() {
-    return !!(this._conn && !this._conn.dead);
+    return this._usable();
+  }
+
+  _usable() {
+    const c = this._conn;
+    return !!(c && !c.dead && !c.draining);
   }
 
   /** Requests in flight on the current connection. */
@@ -155,15 +161,15 @@ class Client {
       clearTimeout(this._sleep.timer);
       this._sleep.resolve();
     }
-    if (this._conn) await this._conn.close(new CacheError(Codes.CLOSED, 'client closed'));
+    const err = new CacheError(Codes.CLOSED, 'client closed');
+    await Promise.all([this._conn, ...this._retired].filter(Boolean).map((c) => c.close(err)));
   }
 
   async _call(opcode, makeBody, decode, timeout) {
     const ms = timeout === undefined ? this.o.timeout : timeout;
     if (!validMs(ms)) throw badArgument(`timeout must be 1..${MAX_MS} milliseconds`);
     const body = makeBody(); // argument errors: nothing is sent
-    const c = this._conn;
-    if (c && !c.dead) return c.request(opcode, body, decode, ms);
+    if (this._usable()) return this._conn.request(opcode, body, decode, ms);
     const deadline = Date.now() + ms;
     const conn = await this._acquire(deadline);
     return conn.request(opcode, body, decode, deadline - Date.now());
@@ -173,9 +179,9 @@ class Client {
   async _acquire(deadline) {
     for (;;) {
       if (this._closed) throw new CacheError(Codes.CLOSED, 'client closed');
-      if (this._conn && !this._conn.dead) return this._conn;
+      if (this._usable()) return this._conn;
       if (this._everConnected && this.o.reconnect === false)
-        throw new CacheError(Codes.CLOSED, `connection lost and reconnect is off (${this._conn && this._conn.dead.message})`);
+        throw new CacheError(Codes.CLOSED, 'the connection was lost and reconnect is off');
       if (!this._connecting)
         this._connecting = this._attempt().finally(() => {
           this._connecting = null;
@@ -219,6 +225,7 @@ class Client {
     }
     const conn = new Connection(this.o, () => {
       if (this._conn === conn) this._conn = null;
+      this._retired.delete(conn);
     });
     try {
       await conn.open(this.o.connectTimeout);
@@ -235,6 +242,7 @@ class Client {
     this._failures = 0;
     this._lastError = null;
     this._everConnected = true;
+    if (this._conn && !this._conn.dead) this._retired.add(this._conn); // draining: it closes itself
     this._conn = conn;
     return conn;
   }

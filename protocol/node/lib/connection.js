@@ -30,6 +30,7 @@ class Connection {
     this.maxFrame = codec.LIMITS.requestBody;
     this.server = null;
     this.socket = null;
+    this.draining = false; // the server said shutting_down: the client uses another connection
     this.closed = new Promise((resolve) => (this._closedResolve = resolve));
   }
 
@@ -214,11 +215,17 @@ class Connection {
       err = value;
       p.reject(err);
       // The server closes the connection after a protocol error.
-      if (err.code === Codes.PROTOCOL)
+      if (err.code === Codes.PROTOCOL) {
         this._fail(new CacheError(Codes.CLOSED, `the server closed the connection after a protocol error: ${err.serverMessage}`));
-      return;
+        return;
+      }
+      // A draining server: no new requests here; close once the ones in flight are answered.
+      if (err.code === Codes.SHUTTING_DOWN) this.draining = true;
+    } else {
+      p.resolve(value);
     }
-    p.resolve(value);
+    if (this.draining && this.pending.size === 0)
+      this._fail(new CacheError(Codes.CLOSED, `the server is shutting down (${this.address})`));
   }
 
   _fail(err) {

@@ -311,3 +311,29 @@ test('options are checked when the client is made', () => {
   new Client({ path: '/tmp/x.sock', reconnect: false, json: 'raw', int64: 'bigint' }); // valid: no I/O until used
 });
 
+test('shutting_down: the connection takes no new requests, closes when idle; calls go to a new one', async () => {
+  let slow = null;
+  const srv = await fakeServer(DIR, (f, conn) => {
+    if (f.opcode !== 3) return;
+    if (f.body.q === 'slow') slow = [conn, f.id];
+    else if (f.body.q === 'drain') conn.reply(0xff, f.id, { code: 10, msg: 'draining' });
+    else conn.reply(0x83, f.id, result('new'));
+  });
+  const c = new Client(opts(srv));
+  await c.connect();
+  const first = c._conn;
+  const pending = c.get('slow', []);
+  while (!slow) await new Promise((r) => setTimeout(r, 5));
+  await rejectsCode(c.get('drain', []), Codes.SHUTTING_DOWN);
+  assert.equal(c.connected, false);
+  assert.equal(first.dead, null); // still open: a request is in flight on it
+  assert.equal((await c.get('q', [])).rows[0][0], 'new');
+  assert.notEqual(c._conn, first);
+  assert.equal(srv.accepted, 2);
+  slow[0].reply(0x83, slow[1], result('old'));
+  assert.equal((await pending).rows[0][0], 'old'); // answered on the draining connection
+  assert.ok(first.dead && first.dead.code === Codes.CLOSED); // then closed by the client
+  await c.close();
+  await srv.close();
+});
+
