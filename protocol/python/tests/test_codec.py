@@ -131,7 +131,7 @@ class Requests(unittest.TestCase):
             Get("q", [[1]]), Get("q", [{"a": 1}]), Get("q", [object()]),
             Get("q", tier=3), Get("q", tier=-1), Get("q", tier=True),
             Get("q", lsn="zz"), Get("q", lsn=-1), Get("q", lsn=2**64),
-            codec.MGet([Get("q")] * 257), codec.MGet([5]),
+            codec.MGet([Get("q")] * 257), codec.MGet([5]), codec.MGet([codec.Refresh("q")]),
             codec.Hello("c" * 65), codec.Hello("c", "t" * 257),
             Get("q", ["\udcff"]),
         ]

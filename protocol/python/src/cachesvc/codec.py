@@ -325,6 +325,8 @@ def _body_of(req: Request) -> Any:
         items = list(req.items)
         if len(items) > MAX_MGET:
             raise InvalidRequestError(f"{len(items)} MGET items, the limit is {MAX_MGET}")
+        if any(isinstance(g, Refresh) for g in items):
+            raise InvalidRequestError("MGET items are GETs; a Refresh cannot be one")
         return [_get_map(g) for g in items]
     if isinstance(req, Invalidate):
         if req.params is None:
