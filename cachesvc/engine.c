@@ -57,6 +57,25 @@ typedef struct qtable {
 
 typedef struct flight flight;
 
+/* A set of server indices (replicas first, then the primary): the servers a miss has tried.
+ * Sized for every server a config can have (CS_MAX_REPLICAS + the primary). */
+#define MAX_SERVERS 256
+_Static_assert(MAX_SERVERS >= CS_MAX_REPLICAS + 1, "the tried set must hold every server");
+typedef struct srvset {
+	uint64_t w[MAX_SERVERS / 64];
+} srvset;
+
+static bool srvset_has(const srvset *s, int i)
+{
+	return i >= 0 && i < MAX_SERVERS && (s->w[i / 64] >> (i % 64) & 1u) != 0;
+}
+
+static void srvset_add(srvset *s, int i)
+{
+	if (i >= 0 && i < MAX_SERVERS)
+		s->w[i / 64] |= (uint64_t)1 << (i % 64);
+}
+
 /* One client request (GET or REFRESH) until its callback has run. */
 typedef struct greq {
 	cs_engine *e;
@@ -93,7 +112,7 @@ struct flight {
 	bool leased;	   /* holds the key's cross-process refresh lease: released when done */
 	int refresh_cause; /* for stats: 0 miss, 1 early, 2 revalidate */
 	int attempts;
-	unsigned tried;	   /* bit per server index already tried */
+	srvset tried;	   /* server indices already tried */
 	bool overloaded;   /* an eligible replica refused for a full queue */
 	uint64_t start_us, deadline_us, ryw_deadline_us;
 	bool in_ryw;
@@ -259,7 +278,7 @@ static void greq_error(greq *r, int err, const char *msg)
 
 /* Picks the least-loaded healthy replica serving `tier`, within the lag bounds, that has
  * replayed min_lsn, not yet tried. NULL when none fits. */
-static cs_pgserver *route_replica(cs_engine *e, int tier, uint64_t min_lsn, unsigned tried)
+static cs_pgserver *route_replica(cs_engine *e, int tier, uint64_t min_lsn, const srvset *tried)
 {
 	const cs_config *cfg = e->qt->cfg;
 	cs_pgserver *best = NULL;
@@ -267,7 +286,7 @@ static cs_pgserver *route_replica(cs_engine *e, int tier, uint64_t min_lsn, unsi
 	int ties = 0;
 	for (int i = 0; i < e->nservers; i++) {
 		cs_pgserver *s = e->servers[i];
-		if (s == e->primary || (tried & (1u << i)))
+		if (s == e->primary || srvset_has(tried, i))
 			continue;
 		cs_pgserver_info in;
 		cs_pgserver_info_get(s, &in);
@@ -296,7 +315,7 @@ static int server_index(cs_engine *e, cs_pgserver *s)
 	for (int i = 0; i < e->nservers; i++)
 		if (e->servers[i] == s)
 			return i;
-	return 0;
+	return -1; /* not one of ours: marks nothing */
 }
 
 /* ---- Flights ---------------------------------------------------------------------------- */
@@ -374,7 +393,7 @@ static void flight_dispatch(flight *f)
 		return;
 	}
 	for (;;) {
-		cs_pgserver *s = route_replica(e, f->tier, f->min_lsn, f->tried);
+		cs_pgserver *s = route_replica(e, f->tier, f->min_lsn, &f->tried);
 		bool to_primary = false;
 		if (s == NULL && f->overloaded) {
 			flight_fail(f, -CS_ERR_OVERLOADED, "every fitting replica's queue is full");
@@ -393,7 +412,7 @@ static void flight_dispatch(flight *f)
 			}
 			return;
 		}
-		if (s == NULL && e->primary && !(f->tried & (1u << (e->nservers - 1))) &&
+		if (s == NULL && e->primary && !srvset_has(&f->tried, e->nservers - 1) &&
 			(cfg->primary_fallback || f->min_lsn) &&
 			cs_pgserver_state_get(e->primary) != CS_SRV_DOWN) {
 			s = e->primary;
@@ -413,7 +432,7 @@ static void flight_dispatch(flight *f)
 				*pp = f->rnext;
 			f->in_ryw = false;
 		}
-		f->tried |= 1u << server_index(e, s);
+		srvset_add(&f->tried, server_index(e, s));
 		f->attempts++;
 		f->job.cb = flight_job_done;
 		f->job.priv = f;
@@ -1212,7 +1231,7 @@ static void on_server_notify(cs_pgserver *s, void *priv)
 	flight *f = e->ryw_head;
 	while (f) {
 		flight *next = f->rnext;
-		if (route_replica(e, f->tier, f->min_lsn, f->tried))
+		if (route_replica(e, f->tier, f->min_lsn, &f->tried))
 			flight_dispatch(f);
 		f = next;
 	}
