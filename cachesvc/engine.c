@@ -170,6 +170,7 @@ struct cs_engine {
 	struct event *tick, *gen_timer;
 	flight *buckets[FLIGHT_BUCKETS];
 	flight *ryw_head;
+	struct ryw_cursor *ryw_cursors; /* walks of the ryw list in progress (see ryw_unlink) */
 	bool fence_on;
 	bool stopping; /* cs_engine_free runs: no retries, everything answers SHUTTING_DOWN */
 	cs_engine_stats stats;
@@ -330,6 +331,45 @@ static flight *flight_find(cs_engine *e, const char *key, size_t keylen, uint64_
 	return NULL;
 }
 
+/* A walk over the read-your-writes list that survives re-entry. Dispatching a waiter
+ * can run any engine callback synchronously (a submit whose connect fails at once bans
+ * the server, fails its queue and notifies - which walks this list again), so the walk's
+ * next flight may be dispatched, re-queued or freed under it. Every walk in progress
+ * registers its cursor; ryw_unlink moves a cursor off a flight it removes. A flight
+ * (re-)added during a walk goes to the head: not visited by that walk. */
+typedef struct ryw_cursor {
+	flight *next;
+	struct ryw_cursor *up;
+} ryw_cursor;
+
+static void ryw_unlink(cs_engine *e, flight *f)
+{
+	flight **pp = &e->ryw_head;
+	while (*pp && *pp != f)
+		pp = &(*pp)->rnext;
+	if (*pp)
+		*pp = f->rnext;
+	for (ryw_cursor *c = e->ryw_cursors; c; c = c->up)
+		if (c->next == f)
+			c->next = f->rnext;
+	f->in_ryw = false;
+	f->rnext = NULL;
+}
+
+/* Calls fn on every flight of the read-your-writes list once (the list as it is when each
+ * is reached). fn may dispatch, free or re-queue any flight. */
+static void ryw_walk(cs_engine *e, void (*fn)(cs_engine *e, flight *f, uint64_t now), uint64_t now)
+{
+	ryw_cursor cur = { .next = e->ryw_head, .up = e->ryw_cursors };
+	e->ryw_cursors = &cur;
+	while (cur.next) {
+		flight *f = cur.next;
+		cur.next = f->rnext;
+		fn(e, f, now);
+	}
+	e->ryw_cursors = cur.up;
+}
+
 static void flight_unlink(flight *f)
 {
 	flight **pp = &f->e->buckets[f->hash % FLIGHT_BUCKETS];
@@ -352,13 +392,8 @@ static void flight_free(flight *f)
 		size_t lens[] = { 3, (size_t)n };
 		(void)!cs_redis_cmd(f->e->redis, NULL, NULL, 2, argv, lens);
 	}
-	if (f->in_ryw) {
-		flight **pp = &f->e->ryw_head;
-		while (*pp && *pp != f)
-			pp = &(*pp)->rnext;
-		if (*pp)
-			*pp = f->rnext;
-	}
+	if (f->in_ryw)
+		ryw_unlink(f->e, f);
 	free(f->pgp);
 	qtable_unref(f->qt);
 	free(f);
@@ -424,14 +459,8 @@ static void flight_dispatch(flight *f)
 					    : "no replica fits (health, tier, lag) and the primary is not allowed");
 			return;
 		}
-		if (f->in_ryw) {
-			flight **pp = &e->ryw_head;
-			while (*pp && *pp != f)
-				pp = &(*pp)->rnext;
-			if (*pp)
-				*pp = f->rnext;
-			f->in_ryw = false;
-		}
+		if (f->in_ryw)
+			ryw_unlink(e, f);
 		srvset_add(&f->tried, server_index(e, s));
 		f->attempts++;
 		f->job.cb = flight_job_done;
@@ -440,13 +469,17 @@ static void flight_dispatch(flight *f)
 		f->job.qindex = f->qs->index;
 		f->job.params = f->pgp;
 		f->job.deadline_us = f->deadline_us;
+		/* The job's callback may run inside the submit (a connect that fails at once
+		 * bans the server and fails its queue): f may be retried elsewhere or freed
+		 * by the time it returns 0. Nothing of f is touched after a successful one. */
+		bool ryw = f->min_lsn != 0;
 		int rc = cs_pgserver_submit(s, &f->job);
 		if (rc == 0) {
 			if (to_primary) {
 				e->stats.primary_fallbacks++;
-				if (f->min_lsn)
+				if (ryw)
 					e->stats.ryw_primary++;
-			} else if (f->min_lsn) {
+			} else if (ryw) {
 				e->stats.ryw_replica++;
 			}
 			return;
@@ -1212,6 +1245,18 @@ static int64_t lag_behind(const cs_engine *e, cs_lsn_t replay)
 	return first ? (int64_t)((cs_now_us() - first) / 1000u) : 0;
 }
 
+static void ryw_try_replica(cs_engine *e, flight *f, uint64_t now)
+{
+	if (route_replica(e, f->tier, f->min_lsn, &f->tried))
+		flight_dispatch(f);
+}
+
+static void ryw_expire(cs_engine *e, flight *f, uint64_t now)
+{
+	if (now >= f->ryw_deadline_us)
+		flight_dispatch(f); /* past the wait: the primary */
+}
+
 static void on_server_notify(cs_pgserver *s, void *priv)
 {
 	cs_engine *e = priv;
@@ -1228,26 +1273,13 @@ static void on_server_notify(cs_pgserver *s, void *priv)
 		cs_pgserver_set_lag(s, lag_behind(e, cs_pgserver_lsn(s)));
 	}
 	/* Read-your-writes waiters: a replica may have replayed their token now. */
-	flight *f = e->ryw_head;
-	while (f) {
-		flight *next = f->rnext;
-		if (route_replica(e, f->tier, f->min_lsn, &f->tried))
-			flight_dispatch(f);
-		f = next;
-	}
+	ryw_walk(e, ryw_try_replica, 0);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	cs_engine *e = arg;
-	uint64_t now = cs_now_us();
-	flight *f = e->ryw_head;
-	while (f) {
-		flight *next = f->rnext;
-		if (now >= f->ryw_deadline_us)
-			flight_dispatch(f); /* past the wait: the primary */
-		f = next;
-	}
+	ryw_walk(e, ryw_expire, cs_now_us());
 }
 
 /* ---- Verifier sampler ------------------------------------------------------------------- *
@@ -1600,12 +1632,17 @@ void cs_engine_free(cs_engine *e)
 	e->primary = NULL;
 	cs_inv_free(e->inv);
 	e->inv = NULL;
-	sampler_stop(e);
 	/* Flights waiting for read-your-writes never reached a server. */
 	while (e->ryw_head)
 		flight_fail(e->ryw_head, -CS_ERR_SHUTTING_DOWN, "shutting down");
+	/* Redis next: its pending callbacks run now (reply NULL) - lookups answer (their
+	 * flights fail: stopping), the sampler ends its sample - so the sampler is stopped
+	 * only after them (it frees what a pending callback would free again). */
 	cs_redis_free(e->pubsub);
+	e->pubsub = NULL;
 	cs_redis_free(e->redis);
+	e->redis = NULL;
+	sampler_stop(e);
 	if (e->tick)
 		event_free(e->tick);
 	if (e->gen_timer)
