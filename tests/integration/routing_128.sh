@@ -33,7 +33,7 @@ CLEANUPS+=("primary postgres -c 'DROP DATABASE IF EXISTS $DB WITH (FORCE)'; prim
 
 EXTRA_SERVICE='queue_max = 2
 queue_timeout = 10s
-health_interval = 500ms' REQUEST_TIMEOUT=20s EXTRA_REPLICA='pool_size = 1' write_config "$WORK/base.ini" replica1
+health_interval = 1s' REQUEST_TIMEOUT=20s EXTRA_REPLICA='pool_size = 1' write_config "$WORK/base.ini" replica1
 sed -i '/^health_interval = 200ms$/d' "$WORK/base.ini"
 FLAKY_INDEX=100 # server index 100 (r101): far past bit 31
 {
