@@ -755,10 +755,12 @@ static void flush_all(cs_server *s)
 		evutil_socket_t fd = bufferevent_getfd(c->bev);
 		evbuffer_unfreeze(out, 1); /* a socket bufferevent drains it only from its loop */
 		while (fd >= 0 && evbuffer_get_length(out) > 0) {
-			if (evbuffer_write(out, fd) >= 0)
+			int n = evbuffer_write(out, fd);
+			if (n > 0)
 				continue;
 			uint64_t now = cs_now_us();
-			if ((errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) || now >= deadline)
+			if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ||
+				now >= deadline)
 				break;
 			struct pollfd p = { .fd = fd, .events = POLLOUT };
 			(void)poll(&p, 1, (int)((deadline - now) / 1000u) + 1);
