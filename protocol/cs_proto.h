@@ -171,7 +171,11 @@ typedef struct cs_meta {
 	uint64_t lsn;    /* the data is at least as new as this LSN */
 	uint64_t age_ms; /* time since the data was read from the database */
 	bool stale;      /* served past its TTL (stale-while-revalidate) */
+	uint8_t stored;  /* enum cs_stored: whether an answer read from the database was stored */
 } cs_meta;
+
+/* cs_meta.stored: sent as the optional meta key "stored" (bool) unless CS_STORED_UNSAID. */
+enum cs_stored { CS_STORED_UNSAID = 0, CS_STORED_YES = 1, CS_STORED_NO = 2 };
 
 /* One STATS entry (encoder input, decoder output; decoded names borrowed). */
 typedef struct cs_stat {
