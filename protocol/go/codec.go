@@ -139,7 +139,8 @@ func appendParams(b []byte, params []any) ([]byte, error) {
 	return b, nil
 }
 
-// appendQuery appends one GET map, leaving out keys that hold their default.
+// appendQuery appends one GET map, leaving out keys that hold their default (the canonical
+// encoding of protocol/conformance/README.md).
 func appendQuery(b []byte, q *Query) ([]byte, error) {
 	if err := checkName(q.Name); err != nil {
 		return b, err
@@ -148,7 +149,10 @@ func appendQuery(b []byte, q *Query) ([]byte, error) {
 	if !ok {
 		return b, argErr("tier %d out of range", q.Tier)
 	}
-	n := 2
+	n := 1 // "q"; "p" is left out when empty (its default)
+	if len(q.Params) > 0 {
+		n++
+	}
 	if q.Tier != TierDefault {
 		n++
 	}
@@ -159,9 +163,11 @@ func appendQuery(b []byte, q *Query) ([]byte, error) {
 		n++
 	}
 	b = appendStr(appendStr(appendMapHeader(b, n), "q"), q.Name)
-	b, err := appendParams(b, q.Params)
-	if err != nil {
-		return b, err
+	if len(q.Params) > 0 {
+		var err error
+		if b, err = appendParams(b, q.Params); err != nil {
+			return b, err
+		}
 	}
 	if q.Tier != TierDefault {
 		b = appendUint(appendStr(b, "tier"), tier)
@@ -341,7 +347,7 @@ func ratText(r *big.Rat) (string, bool) {
 
 // ---- Replies ---------------------------------------------------------------------------
 
-// decodeError decodes an error reply or an MGET item error map whose header m was read:
+// decodeErrorMap decodes an error reply or an MGET item error map whose header m was read:
 // {"code": uint 1..255, "msg": str <= 1024 bytes}; item errors may say "err" for "code".
 // Unknown keys are skipped.
 func decodeErrorMap(r *reader, m *obj, depth int, item bool) (*Error, error) {
@@ -388,8 +394,8 @@ func decodeErrorMap(r *reader, m *obj, depth int, item bool) (*Error, error) {
 			}
 		}
 	}
-	if seen&1 == 0 {
-		return nil, protoErr("error map without a code")
+	if seen != 3 {
+		return nil, protoErr("an error map needs code and msg")
 	}
 	if !utf8.ValidString(msg) {
 		msg = string([]rune(msg)) // keep it printable: invalid bytes become U+FFFD
@@ -581,7 +587,7 @@ func DecodeResult(body []byte) (*Result, error) {
 }
 
 // DecodeMGet decodes an MGET reply body: an array of [meta, result] or error maps. want is
-// the number of items requested (the reply must have exactly that many).
+// the number of items requested (the reply must have exactly that many), or -1 for any.
 func DecodeMGet(body []byte, want int) ([]Item, error) {
 	r := reader{b: body}
 	a, err := r.next()
@@ -591,7 +597,7 @@ func DecodeMGet(body []byte, want int) ([]Item, error) {
 	if a.kind != kArray {
 		return nil, protoErr("MGET reply must be an array")
 	}
-	if a.n > MaxMGet || int(a.n) != want {
+	if a.n > MaxMGet || (want >= 0 && int(a.n) != want) {
 		return nil, protoErr("MGET reply of %d items, expected %d", a.n, want)
 	}
 	items := make([]Item, a.n)
@@ -846,4 +852,37 @@ func cellValue(o *obj, t ColumnType) (any, error) {
 		return timeOf(sec, nsec), nil
 	}
 	return nil, protoErr("%s is not a scalar value", o.kind)
+}
+
+// DecodeReply decodes the body of any reply frame by its opcode: *HelloInfo, nil (PING),
+// *Result (GET, REFRESH), []Item (MGET, any count), InvalidateReply, Stats, or *Error (an
+// error reply, returned as the value, not as the error). The error is a *Error with
+// CodeProtocol when the frame must be refused.
+func DecodeReply(op byte, body []byte) (any, error) {
+	switch op {
+	case OpReplyFlag | OpHello:
+		h, err := DecodeHello(body)
+		return &h, err
+	case OpReplyFlag | OpPing:
+		return nil, DecodeNil(body)
+	case OpReplyFlag | OpGet, OpReplyFlag | OpRefresh:
+		return DecodeResult(body)
+	case OpReplyFlag | OpMGet:
+		return DecodeMGet(body, -1)
+	case OpReplyFlag | OpInvalidate:
+		n, whole, err := DecodeInvalidate(body)
+		return InvalidateReply{N: n, WholeQuery: whole}, err
+	case OpReplyFlag | OpStats:
+		return DecodeStats(body)
+	case OpError:
+		return DecodeError(body)
+	}
+	return nil, protoErr("opcode 0x%02x is not a reply opcode", op)
+}
+
+// InvalidateReply is a decoded INVALIDATE reply: N entries deleted (0 or 1) or, for a
+// whole query, N is its new generation.
+type InvalidateReply struct {
+	N          uint64
+	WholeQuery bool
 }
