@@ -2,6 +2,7 @@ package cachesvc
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 )
@@ -17,6 +18,9 @@ type Pending[T any] struct {
 	cancel context.CancelFunc
 	decode func([]byte) (T, error)
 	err    error // the send failed
+	// again re-sends the request on another connection (Client only): every request of
+	// the protocol may safely run twice, so one lost with its connection is retried.
+	again func() *Pending[T]
 
 	once     sync.Once
 	finished atomic.Bool
@@ -28,21 +32,31 @@ type Pending[T any] struct {
 func (p *Pending[T]) Wait() (T, error) {
 	p.once.Do(func() {
 		defer p.finished.Store(true)
-		if p.err != nil {
-			p.werr = p.err
-			return
+		if p.cancel != nil {
+			defer p.cancel()
 		}
-		defer p.cancel()
-		body, err := p.c.wait(p.ctx, p.cl, p.id)
-		if err != nil {
-			p.werr = err
-			return
-		}
-		if p.val, p.werr = p.decode(body); p.werr != nil {
-			p.c.decodeFailed(p.werr)
+		p.val, p.werr = p.wait1()
+		if p.werr != nil && p.again != nil && errors.Is(p.werr, ErrClosed) && !errors.Is(p.werr, ErrProtocol) {
+			p.val, p.werr = p.again().Wait()
 		}
 	})
 	return p.val, p.werr
+}
+
+func (p *Pending[T]) wait1() (T, error) {
+	var zero T
+	if p.err != nil {
+		return zero, p.err
+	}
+	body, err := p.c.wait(p.ctx, p.cl, p.id)
+	if err != nil {
+		return zero, err
+	}
+	v, err := p.decode(body)
+	if err != nil {
+		p.c.decodeFailed(err)
+	}
+	return v, err
 }
 
 // Ready reports whether the reply (or the request's failure) is there: Wait would return

@@ -16,9 +16,9 @@ import (
 // protocol error) is replaced on demand; dials that fail are retried with capped
 // exponential backoff with jitter, within each request's context.
 //
-// A request whose frame was never written is retried on another connection; one that was
-// in flight when its connection died fails with an error wrapping ErrClosed (it may or
-// may not have run), and the caller decides.
+// A request whose connection is lost (a restart, a network error) is retried on another
+// connection, up to PoolSize times within its context (every request of the protocol is
+// safe to run twice); after that it fails with an error wrapping ErrClosed.
 type Client struct {
 	opts  Options
 	slots []*slot
@@ -212,26 +212,36 @@ func (cl *Client) requestCtx(ctx context.Context) (context.Context, context.Canc
 	return context.WithTimeout(ctx, cl.opts.RequestTimeout)
 }
 
-// do runs one request on a pool connection, retrying on another connection while the
-// request was never written.
+// do runs one request on a pool connection. A request whose connection was lost (before
+// or after it was written) is retried on another connection, up to PoolSize times, within
+// the request's context: every request of the protocol is safe to run twice. A protocol
+// error is not retried.
 func do[T any](cl *Client, ctx context.Context, f func(c *Conn, ctx context.Context) *Pending[T]) *Pending[T] {
 	rctx, cancel := cl.requestCtx(ctx)
+	p := doOnce(cl, rctx, f, len(cl.slots))
+	if p.cancel == nil {
+		p.cancel = cancel
+	} else {
+		inner := p.cancel
+		p.cancel = func() { inner(); cancel() }
+	}
+	return p
+}
+
+func doOnce[T any](cl *Client, rctx context.Context, f func(c *Conn, ctx context.Context) *Pending[T], retries int) *Pending[T] {
 	for tries := 0; ; tries++ {
 		c, err := cl.Conn(rctx)
 		if err != nil {
-			cancel()
 			return &Pending[T]{err: err}
 		}
 		p := f(c, rctx)
-		if p.notSent() && tries <= len(cl.slots) {
+		if p.notSent() && tries < retries {
 			continue
 		}
-		if p.err != nil {
-			cancel()
-			return p
+		if p.err == nil && tries < retries {
+			left := retries - tries - 1
+			p.again = func() *Pending[T] { return doOnce(cl, rctx, f, left) }
 		}
-		inner := p.cancel
-		p.cancel = func() { inner(); cancel() }
 		return p
 	}
 }
