@@ -328,9 +328,18 @@ func (c *Conn) dispatch(h Header, body []byte) error {
 		}
 		rep.err = e
 		if e.Code == CodeProtocol {
-			// The server closes after a protocol error: fail the request it names (if
-			// any; the id is 0 when the server could not read it), then everything.
-			c.deliver(h.ID, rep, false)
+			// The server closes after a protocol error: close the connection (failing
+			// every other request), then hand the error to the request it names, if any
+			// (the id is 0 when the server could not read it).
+			c.mu.Lock()
+			cl := c.pending[h.ID]
+			delete(c.pending, h.ID)
+			c.mu.Unlock()
+			c.fail(e)
+			if cl != nil && !cl.abandoned {
+				c.inflight.Add(-1)
+				cl.ch <- rep
+			}
 			return e
 		}
 	} else {
@@ -361,6 +370,7 @@ func (c *Conn) deliver(id uint32, rep reply, strict bool) error {
 	c.inflight.Add(-1)
 	if rep.err == nil && rep.op != OpReplyFlag|cl.op {
 		e := protoErr("request opcode 0x%02x answered with opcode 0x%02x", cl.op, rep.op)
+		c.fail(e) // before the caller hears of it: the connection is dead when it does
 		cl.ch <- reply{err: e}
 		return e
 	}
