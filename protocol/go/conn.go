@@ -422,7 +422,7 @@ func (c *Conn) send(ctx context.Context, op byte, build func(b []byte, id uint32
 		return nil, 0, &Error{Code: CodeOverloaded, Msg: "over a million requests in flight on one connection", Local: true}
 	}
 	id := c.nextID
-	for c.pending[id] != nil {
+	for id == 0 || c.pending[id] != nil { // (0 is HELLO's, and a protocol error's "unknown")
 		id++
 	}
 	c.nextID = id + 1

@@ -80,7 +80,8 @@ export CS_ADDR=127.0.0.1:$PORT CS_SOCK=$SOCK CS_TOKEN=sesame
 export CS_CACHESVC=$CACHESVC CS_CONF2=$WORK/cs2.ini CS_ADDR2=127.0.0.1:$PORT2 CS_PIDFILE=$PIDFILE
 export CS_PSQL=$CS_PG_BIN/psql CS_PG_HOST=$CS_PG_SOCKET_DIR CS_PG_PORT=$CS_PG_PRIMARY_PORT CS_PG_DB=$DB
 cd "$GO_SRC"
-go test -count=1 -timeout 200s -run '^TestIntegration' -v . 2>&1 | tee "$WORK/go-test.log"
+# CS_GO_TESTFLAGS: extra flags, e.g. -race (not in CI: it rebuilds the standard library)
+go test ${CS_GO_TESTFLAGS:-} -count=1 -timeout 200s -run '^TestIntegration' -v . 2>&1 | tee "$WORK/go-test.log"
 rc=${PIPESTATUS[0]}
 [ "$rc" = 0 ] || fail "go test failed ($rc)"
 # Every integration test ran (none skipped, none missing).
