@@ -411,6 +411,9 @@ func (c *Conn) writeLoop() {
 // send registers a request, encodes it with build (given the request id) and queues it.
 // The error wraps ErrNotSent when the connection was closed before the frame was queued.
 func (c *Conn) send(ctx context.Context, op byte, build func(b []byte, id uint32) ([]byte, error)) (*call, uint32, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err
+	}
 	c.mu.Lock()
 	if c.err != nil {
 		err := c.err
