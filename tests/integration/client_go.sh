@@ -89,3 +89,14 @@ n=$(grep -c '^--- PASS: TestIntegration' "$WORK/go-test.log" || true)
 [ "$n" -ge 7 ] || fail "only $n Go integration tests passed"
 ! grep -q '^--- SKIP' "$WORK/go-test.log" || fail "Go integration tests were skipped"
 ok "$n Go client integration tests passed"
+
+# The Go load generator (protocol/go/cmd/cs-load-go) runs, pipelined and not, without errors.
+go build -o "$WORK/cs-load-go" ./cmd/cs-load-go
+for P in 1 8; do
+  out=$("$WORK/cs-load-go" -addr "127.0.0.1:$PORT" -c 2 -d 1s -P "$P" -k 1:40 go_types)
+  [ "$(echo "$out" | json errors)" = 0 ] || fail "cs-load-go -P $P: errors: $out"
+  [ "$(echo "$out" | json requests)" -gt 0 ] || fail "cs-load-go -P $P: no requests: $out"
+done
+out=$("$WORK/cs-load-go" -addr "unix:$SOCK" -c 2 -unique -k 1:40 go_types)
+[ "$(echo "$out" | json requests)" = 40 ] || fail "cs-load-go -unique: want 40 keys: $out"
+ok "cs-load-go runs (pipelined and not, TCP and unix socket)"
