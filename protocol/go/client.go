@@ -51,6 +51,8 @@ func New(opts Options) *Client {
 }
 
 // Open is New plus one connection made at once, so a wrong address or token shows here.
+// It retries a failing dial with backoff within ctx (or Options.RequestTimeout if ctx has
+// no deadline).
 func Open(ctx context.Context, opts Options) (*Client, error) {
 	cl := New(opts)
 	if _, err := cl.Conn(ctx); err != nil {
@@ -94,9 +96,16 @@ func permanent(err error) bool {
 	return errors.As(err, &e) && !e.Temporary()
 }
 
-// Conn returns a live connection of the pool (dialing one if needed, with backoff), for
-// callers that want to pipeline on one connection. Do not Close it: the pool owns it.
+// Conn returns a live connection of the pool (dialing one if needed, with backoff, within
+// ctx or, if ctx has no deadline, Options.RequestTimeout), for callers that want to
+// pipeline on one connection. Do not Close it: the pool owns it.
 func (cl *Client) Conn(ctx context.Context) (*Conn, error) {
+	ctx, cancel := cl.requestCtx(ctx)
+	defer cancel()
+	return cl.conn(ctx)
+}
+
+func (cl *Client) conn(ctx context.Context) (*Conn, error) {
 	n := len(cl.slots)
 	for {
 		cl.mu.Lock()
@@ -230,7 +239,7 @@ func do[T any](cl *Client, ctx context.Context, f func(c *Conn, ctx context.Cont
 
 func doOnce[T any](cl *Client, rctx context.Context, f func(c *Conn, ctx context.Context) *Pending[T], retries int) *Pending[T] {
 	for tries := 0; ; tries++ {
-		c, err := cl.Conn(rctx)
+		c, err := cl.conn(rctx)
 		if err != nil {
 			return &Pending[T]{err: err}
 		}

@@ -10,6 +10,7 @@ import (
 	"math/rand"
 	"net"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -419,6 +420,13 @@ func TestClientReconnect(t *testing.T) {
 	r, err := cl.Get(ctxT(t, 10*time.Second), Q("q", 3))
 	if err != nil || r.Rows[0][0] != int64(3) {
 		t.Fatalf("after the server came back: %v %v", r, err)
+	}
+	// Open with no deadline of its own gives up after RequestTimeout, with the dial error.
+	start := time.Now()
+	_, err = Open(context.Background(), Options{Addr: filepath.Join(t.TempDir(), "nobody"),
+		RequestTimeout: 300 * time.Millisecond, BackoffMin: 10 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "nobody") || time.Since(start) > 20*time.Second {
+		t.Fatalf("Open of a missing socket: %v after %v", err, time.Since(start))
 	}
 	// Permanent errors are not retried: a wrong token fails at once.
 	s.token = "t"
