@@ -369,10 +369,14 @@ static void print_table(const cs_client_result *r)
 	}
 	printf("(%u row%s)\n", nr, nr == 1 ? "" : "s");
 	char lsn[CS_CLIENT_LSN_STRLEN];
-	printf("source: %s  lsn: %s  age: %" PRIu64 " ms%s\n",
+	int stored = cs_client_result_stored(r);
+	const char *stored_note = ""; /* only when the server said */
+	if (stored >= 0)
+		stored_note = stored ? "  stored: yes" : "  stored: no";
+	printf("source: %s  lsn: %s  age: %" PRIu64 " ms%s%s\n",
 	        source_name(cs_client_result_source(r)),
 	        cs_client_lsn_format(cs_client_result_lsn(r), lsn), cs_client_result_age_ms(r),
-	        cs_client_result_stale(r) ? "  (stale)" : "");
+	        cs_client_result_stale(r) ? "  (stale)" : "", stored_note);
 	for (size_t k = 0; k < ncells; k++)
 		free(cells[k]);
 	free(cells);
@@ -388,6 +392,9 @@ static void print_json(const cs_client_result *r)
 	        source_name(cs_client_result_source(r)),
 	        cs_client_lsn_format(cs_client_result_lsn(r), lsn), cs_client_result_age_ms(r),
 	        cs_client_result_stale(r) ? "true" : "false");
+	int stored = cs_client_result_stored(r);
+	if (stored >= 0) /* only when the server said */
+		sb_printf(&s, "\"stored\":%s,", stored ? "true" : "false");
 	sb_put(&s, "\"columns\":[", 11);
 	for (uint32_t c = 0; c < nc; c++) {
 		const char *name = cs_client_result_col_name(r, c);

@@ -959,6 +959,18 @@ bool cs_client_result_stale(const cs_client_result *r)
 	return cs_result_meta(r)->stale;
 }
 
+int cs_client_result_stored(const cs_client_result *r)
+{
+	switch (cs_result_meta(r)->stored) {
+	case CS_STORED_YES:
+		return 1;
+	case CS_STORED_NO:
+		return 0;
+	default:
+		return -1;
+	}
+}
+
 void cs_client_result_free(cs_client_result *r)
 {
 	cs_result_free(r);

@@ -275,7 +275,8 @@ void cs_proto_end(cs_buf *b, size_t hdr_off);
 
 /* Packs a value (timestamps as msgpack ext type -1). Returns the packer's result. */
 int cs_proto_pack_value(msgpack_packer *pk, const cs_value *v);
-/* Packs the meta map {"src","lsn","age","stale"}. Returns the packer's result. */
+/* Packs the meta map {"src","lsn","age","stale"}, plus "stored" (bool) when meta->stored is
+ * CS_STORED_YES or CS_STORED_NO (the map then has 5 entries). Returns the packer's result. */
 int cs_proto_pack_meta(msgpack_packer *pk, const cs_meta *meta);
 
 /* Error reply {"code","msg"}; code may be given positive or negative; the message is
@@ -289,6 +290,7 @@ int cs_proto_write_result(cs_buf *b, uint32_t reqid, uint8_t op, const cs_meta *
  * 0 or -CS_ERR_TOO_LARGE (then roll back the whole frame: cs_buf_truncate(b, off)). */
 size_t cs_proto_mget_begin(cs_buf *b, uint32_t reqid, uint32_t n);
 int cs_proto_mget_item_ok(cs_buf *b, const cs_meta *meta, const uint8_t *result, size_t len);
+/* An item error {"code", "msg"} (the error frame's shape; servers before it sent "err"). */
 int cs_proto_mget_item_err(cs_buf *b, int code, const char *msg);
 void cs_proto_mget_end(cs_buf *b, size_t off);
 /* HELLO reply {"v","server","max_frame"}. */

@@ -89,9 +89,12 @@ int cs_proto_pack_value(msgpack_packer *pk, const cs_value *v)
 	}
 }
 
+/* The meta map: src, lsn, age, stale, then "stored" only when the server knows it (a value
+ * other than CS_STORED_YES/NO is sent as unsaid: the frame stays well formed). */
 int cs_proto_pack_meta(msgpack_packer *pk, const cs_meta *meta)
 {
-	int rc = msgpack_pack_map(pk, 4);
+	bool stored = meta->stored == CS_STORED_YES || meta->stored == CS_STORED_NO;
+	int rc = msgpack_pack_map(pk, stored ? 5 : 4);
 	rc |= pack_cstr(pk, "src");
 	rc |= msgpack_pack_uint8(pk, meta->src);
 	rc |= pack_cstr(pk, "lsn");
@@ -100,6 +103,11 @@ int cs_proto_pack_meta(msgpack_packer *pk, const cs_meta *meta)
 	rc |= msgpack_pack_uint64(pk, meta->age_ms);
 	rc |= pack_cstr(pk, "stale");
 	rc |= meta->stale ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+	if (stored) {
+		rc |= pack_cstr(pk, "stored");
+		rc |= meta->stored == CS_STORED_YES ? msgpack_pack_true(pk)
+		                                    : msgpack_pack_false(pk);
+	}
 	return rc;
 }
 
@@ -200,11 +208,7 @@ int cs_proto_mget_item_err(cs_buf *b, int code, const char *msg)
 {
 	msgpack_packer pk;
 	packer(&pk, b);
-	int rc = msgpack_pack_map(&pk, 2);
-	rc |= pack_cstr(&pk, "err");
-	rc |= msgpack_pack_uint32(&pk, (uint32_t)wire_code(code));
-	rc |= pack_cstr(&pk, "msg");
-	rc |= msgpack_pack_str_with_body(&pk, msg, msg_len(msg));
+	int rc = pack_error_map(&pk, code, msg); /* {"code", "msg"}, as an error frame */
 	return rc != 0 || b->failed ? -CS_ERR_TOO_LARGE : 0;
 }
 

@@ -124,45 +124,64 @@ int cs_proto_check_result(const uint8_t *p, size_t len, char *err, size_t errlen
 	return 0;
 }
 
-/* The meta map. */
-static int read_meta(mp_reader *r, cs_meta *m, char *err, size_t errlen)
+/* The meta map, sitting at nesting depth `depth`: src, lsn, age and stale are required;
+ * "stored" (bool) is optional; any other str key is skipped with its value (within the
+ * depth and length limits), so servers can add meta keys. A duplicate known key, a key
+ * that is not a str, or a known key of the wrong type is a protocol error. */
+static int read_meta(mp_reader *r, int depth, cs_meta *m, char *err, size_t errlen)
 {
-	static const char *const keys[] = {"src", "lsn", "age", "stale", NULL};
+	enum { K_SRC, K_LSN, K_AGE, K_STALE, K_STORED };
+	static const char *const keys[] = {"src", "lsn", "age", "stale", "stored", NULL};
+	const unsigned required = (1u << K_SRC) | (1u << K_LSN) | (1u << K_AGE) | (1u << K_STALE);
 	mp_obj o, k, v;
+	if (!depth_ok(depth + 1))
+		return BAD("%s", mp_strerror(MP_EDEPTH));
 	NEXT(r, &o);
 	if (o.kind != MP_MAP)
 		return BAD("meta must be a map");
 	unsigned seen = 0;
+	m->stored = CS_STORED_UNSAID;
 	for (uint32_t i = 0; i < o.len; i++) {
 		NEXT(r, &k);
+		if (k.kind != MP_STR)
+			return BAD("meta: keys must be strings");
 		int key = -1;
 		for (int j = 0; keys[j]; j++)
 			if (mp_str_eq(&k, keys[j]))
 				key = j;
-		if (key < 0 || (seen & (1u << key)))
-			return BAD("meta: unknown or duplicate key");
-		seen |= 1u << key;
 		NEXT(r, &v);
+		if (key < 0) { /* unknown: skip the value and anything inside it */
+			int rc = mp_skip_children(r, &v, depth + 1);
+			if (rc != 0)
+				return perr(err, errlen, rc);
+			continue;
+		}
+		if (seen & (1u << key))
+			return BAD("meta: duplicate key \"%s\"", keys[key]);
+		seen |= 1u << key;
 		uint64_t u = 0;
-		if (key == 3) {
+		if (key == K_STALE || key == K_STORED) {
 			if (v.kind != MP_BOOL)
-				return BAD("meta: \"stale\" must be a boolean");
-			m->stale = v.v.b;
+				return BAD("meta: \"%s\" must be a boolean", keys[key]);
+			if (key == K_STALE)
+				m->stale = v.v.b;
+			else
+				m->stored = v.v.b ? CS_STORED_YES : CS_STORED_NO;
 			continue;
 		}
 		if (!mp_as_u64(&v, &u))
 			return BAD("meta: \"%s\" must be an unsigned integer", keys[key]);
-		if (key == 0) {
+		if (key == K_SRC) {
 			if (u > CS_SRC_PRIMARY)
 				return BAD("meta: src %llu out of range", (unsigned long long)u);
 			m->src = (uint8_t)u;
-		} else if (key == 1) {
+		} else if (key == K_LSN) {
 			m->lsn = u;
 		} else {
 			m->age_ms = u;
 		}
 	}
-	if (seen != 0xfu)
+	if ((seen & required) != required)
 		return BAD("meta needs src, lsn, age and stale");
 	return 0;
 }
@@ -228,7 +247,7 @@ static int decode_item(
 		rc = BAD("reply must be [meta, result]");
 		goto fail;
 	}
-	if ((rc = read_meta(&r, &res->meta, err, errlen)) != 0)
+	if ((rc = read_meta(&r, depth + 1, &res->meta, err, errlen)) != 0)
 		goto fail;
 	const uint8_t *result_at = r.p;
 	if ((rc = walk_result(&r, depth + 1, &res->ncols, &res->nrows, NULL, err, errlen)) != 0)
@@ -265,7 +284,9 @@ int cs_result_decode(const uint8_t *body, uint32_t len, cs_result **out, char *e
 	return decode_item(body, len, 1, out, err, errlen);
 }
 
-/* An MGET error item {"err": code, "msg": str}, whose map header `m` was just read. */
+/* An MGET error item {"code": code, "msg": str}, whose map header `m` was just read.
+ * Servers before the error frame's shape was adopted sent the code as "err": either name is
+ * accepted, but only one of them (a second code is a duplicate key). */
 static int read_item_error(mp_reader *r, const mp_obj *m, cs_result **out, char *err, size_t errlen)
 {
 	uint64_t code = 0;
@@ -276,7 +297,7 @@ static int read_item_error(mp_reader *r, const mp_obj *m, cs_result **out, char 
 	for (uint32_t i = 0; i < m->len; i++) {
 		NEXT(r, &k);
 		NEXT(r, &v);
-		if (mp_str_eq(&k, "err") && !(seen & 1u)) {
+		if ((mp_str_eq(&k, "code") || mp_str_eq(&k, "err")) && !(seen & 1u)) {
 			if (!mp_as_u64(&v, &code) || code < 1 || code > 255)
 				return BAD("item error code must be 1..255");
 			seen |= 1u;
@@ -293,7 +314,7 @@ static int read_item_error(mp_reader *r, const mp_obj *m, cs_result **out, char 
 		}
 	}
 	if (seen != 3u)
-		return BAD("item error needs err and msg");
+		return BAD("item error needs code and msg");
 	*out = cs_result_new_error(-(int)code, msg, msg_len);
 	return *out ? 0 : mp_fail(err, errlen, -CS_ERR_INTERNAL, "out of memory");
 }

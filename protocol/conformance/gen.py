@@ -313,6 +313,18 @@ valid("GET reply meta with unknown key stored", "reply", REPLY | GET, 12,
 valid("GET reply meta keys in another order plus unknown keys", "reply", REPLY | GET, 13,
       [{"stale": False, "zz": [1, {"k": None}], "age": 4, "lsn": 9, "src": 0, "stored": False},
        [[["id", 2]], [[2]]]])
+valid("GET reply meta stored false", "reply", REPLY | GET, 22,
+      [{"src": 2, "lsn": 0x16B374D848, "age": 0, "stale": False, "stored": False},
+       [[["id", 2]], [[3]]]])
+valid("REFRESH reply meta stored true", "reply", REPLY | REFRESH, 23,
+      [{"src": 1, "lsn": 78, "age": 0, "stale": False, "stored": True}, [[["id", 2]], [[4]]]])
+valid("GET reply meta unknown key nesting depth 8 (the limit)", "reply", REPLY | GET, 24,
+      [{"src": 0, "lsn": 1, "age": 0, "stale": False, "x": [[[[[1]]]]]}, [[["n", 2]], []]])
+valid("MGET reply items with stored true, false and absent", "reply", REPLY | MGET, 25,
+      [[{"src": 1, "lsn": 5, "age": 0, "stale": False, "stored": True}, [[["n", 2]], [[1]]]],
+       [{"src": 2, "lsn": 6, "age": 0, "stale": False, "stored": False}, [[["n", 2]], [[2]]]],
+       [{"src": 0, "lsn": 6, "age": 10, "stale": False}, [[["n", 2]], [[3]]]],
+       {"code": 4, "msg": "no replica is fit"}])
 valid("MGET reply results and item errors", "reply", REPLY | MGET, 14,
       [[META_CACHE, [[["id", 2], ["name", 4]], [[42, "ann"]]]],
        {"err": 1, "msg": 'no query "nope"'},
@@ -373,6 +385,21 @@ p_rep("GET reply meta without stale", REPLY | GET,
 p_rep("GET reply meta src 3", REPLY | GET,
       pack([{"src": 3, "lsn": 1, "age": 0, "stale": False}, [[["n", 2]], []]]),
       "src is 0, 1 or 2")
+p_rep("GET reply meta stored is not a bool", REPLY | GET,
+      pack([{"src": 1, "lsn": 1, "age": 0, "stale": False, "stored": 1}, [[["n", 2]], []]]),
+      "\"stored\", when present, is a bool")
+p_rep("GET reply meta duplicate key stored", REPLY | GET,
+      hexbytes("92 86 a3 73 72 63 01 a3 6c 73 6e 01 a3 61 67 65 00 a5 73 74 61 6c 65 c2"
+               " a6 73 74 6f 72 65 64 c3 a6 73 74 6f 72 65 64 c3 92 91 92 a1 6e 02 90"),
+      "a duplicate known meta key is a protocol error")
+p_rep("GET reply meta duplicate key src", REPLY | GET,
+      hexbytes("92 85 a3 73 72 63 00 a3 6c 73 6e 01 a3 61 67 65 00 a5 73 74 61 6c 65 c2"
+               " a3 73 72 63 00 92 91 92 a1 6e 02 90"),
+      "a duplicate known meta key is a protocol error")
+p_rep("GET reply meta unknown key nesting depth 9", REPLY | GET,
+      pack([{"src": 0, "lsn": 1, "age": 0, "stale": False, "x": [[[[[[1]]]]]]},
+            [[["n", 2]], []]]),
+      "the depth limit holds inside an ignored meta value: the innermost 1 is at depth 9")
 p_rep("GET reply column type 0", REPLY | GET, pack([META_CACHE, [[["n", 0]], []]]),
       "type 0 is invalid (section 4)")
 p_rep("GET reply column name 65 bytes", REPLY | GET, pack([META_CACHE, [[["n" * 65, 2]], []]]),

@@ -272,6 +272,10 @@ CS_CLIENT_API int cs_client_result_source(const cs_client_result *r); /* cs_clie
 CS_CLIENT_API uint64_t cs_client_result_lsn(const cs_client_result *r);
 CS_CLIENT_API uint64_t cs_client_result_age_ms(const cs_client_result *r);
 CS_CLIENT_API bool cs_client_result_stale(const cs_client_result *r);
+/* Whether an answer read from the database (source replica or primary) was stored in the
+ * cache: 1 stored, 0 not stored, -1 when the server did not say (meta key "stored" absent:
+ * cache hits, error items, servers that predate it). */
+CS_CLIENT_API int cs_client_result_stored(const cs_client_result *r);
 CS_CLIENT_API void cs_client_result_free(cs_client_result *r);
 
 /* ---- LSN tokens (read-your-writes): PostgreSQL's "X/Y" text form ------------------------ */

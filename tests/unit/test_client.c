@@ -103,16 +103,23 @@ static void users_result(cs_buf *res, const cs_get_req *g)
 	msgpack_pack_nil(&pk);
 }
 
-static cs_meta meta_for(const cs_get_req *g)
-{
-	cs_meta m = {g->bypass ? CS_SRC_PRIMARY : CS_SRC_CACHE,
-	        g->min_lsn ? g->min_lsn : (((uint64_t)0x16 << 32) | 0xB374D848u), g->tier, false};
-	return m;
-}
-
 static bool query_is(const cs_get_req *g, const char *name)
 {
 	return g->query_len == strlen(name) && memcmp(g->query, name, g->query_len) == 0;
+}
+
+/* Cache hits say nothing about "stored"; a bypass read from the primary was not stored;
+ * the query "fill" is answered from a replica and stored. */
+static cs_meta meta_for(const cs_get_req *g)
+{
+	cs_meta m = {g->bypass ? CS_SRC_PRIMARY : CS_SRC_CACHE,
+	        g->min_lsn ? g->min_lsn : (((uint64_t)0x16 << 32) | 0xB374D848u), g->tier, false,
+	        g->bypass ? CS_STORED_NO : CS_STORED_UNSAID};
+	if (!g->bypass && query_is(g, "fill")) {
+		m.src = CS_SRC_REPLICA;
+		m.stored = CS_STORED_YES;
+	}
+	return m;
 }
 
 /* Answers one GET/REFRESH into out. Returns -1 to close, 1 to hold, 0 otherwise. */
@@ -388,7 +395,17 @@ static void sync_calls(server *s)
 	assert_int_equal(cs_client_result_lsn(r), ((uint64_t)0x16 << 32) | 0xB374D848u);
 	assert_int_equal(cs_client_result_age_ms(r), 1); /* the server echoes the tier */
 	assert_false(cs_client_result_stale(r));
+	assert_int_equal(cs_client_result_stored(r), -1); /* meta without "stored" */
 	cs_client_result_free(r);
+
+	/* An answer read from the database, stored in the cache: meta "stored": true. */
+	req.query = "fill";
+	assert_int_equal(cs_client_get(c, &req, &r), 0);
+	check_users(r, "42");
+	assert_int_equal(cs_client_result_source(r), CS_CLIENT_SRC_REPLICA);
+	assert_int_equal(cs_client_result_stored(r), 1);
+	cs_client_result_free(r);
+	req.query = "users";
 
 	/* Options reach the server: REFRESH, tier, LSN, bypass. */
 	req.tier = CS_CLIENT_TIER_BATCH;
@@ -398,6 +415,7 @@ static void sync_calls(server *s)
 	assert_int_equal(cs_client_result_source(r), CS_CLIENT_SRC_PRIMARY);
 	assert_int_equal(cs_client_result_lsn(r), ((uint64_t)1 << 32) | 2);
 	assert_int_equal(cs_client_result_age_ms(r), 2);
+	assert_int_equal(cs_client_result_stored(r), 0); /* "stored": false */
 	cs_client_result_free(r);
 
 	/* Server errors leave the connection usable. */
@@ -421,17 +439,25 @@ static void sync_calls(server *s)
 	req.nparams = 1;
 	assert_int_equal(cs_client_ping(c), 0);
 
-	/* MGET with a per-item error. */
+	/* MGET with a per-item error (sent as {"code", "msg"}) and a stored item. */
 	cs_client_request reqs[3] = {req, req, req};
 	cs_client_result *items[3];
 	reqs[1].query = "missing";
 	reqs[2].params = &p[1];
+	reqs[2].query = "fill";
+	reqs[2].bypass = false;
+	assert_true(reqs[0].bypass);
 	assert_int_equal(cs_client_mget(c, reqs, 3, items), 0);
 	check_users(items[0], "42");
+	assert_int_equal(cs_client_result_source(items[0]), CS_CLIENT_SRC_PRIMARY);
+	assert_int_equal(cs_client_result_stored(items[0]), 0); /* bypass: not stored */
 	const char *msg;
 	assert_int_equal(cs_client_result_err(items[1], &msg), CS_CLIENT_E_UNKNOWN_QUERY);
 	assert_string_equal(msg, "no such query");
+	assert_int_equal(cs_client_result_stored(items[1]), -1);
 	check_users(items[2], "(null)");
+	assert_int_equal(cs_client_result_source(items[2]), CS_CLIENT_SRC_REPLICA);
+	assert_int_equal(cs_client_result_stored(items[2]), 1);
 	for (int i = 0; i < 3; i++)
 		cs_client_result_free(items[i]);
 
@@ -716,14 +742,27 @@ static void cli_binary(void **state)
 	const char *get_opts[] = {"-h", "127.0.0.1", "-p", port, "--json", "--tier", "batch",
 	        "--lsn", "A/B", "--bypass", "get", "users", "null", NULL};
 	assert_int_equal(run_cli(out, sizeof out, get_opts), 0);
-	assert_non_null(strstr(out, "\"source\":\"primary\",\"lsn\":\"A/B\",\"age_ms\":2"));
+	assert_non_null(strstr(out, "\"source\":\"primary\",\"lsn\":\"A/B\",\"age_ms\":2,"
+	                            "\"stale\":false,\"stored\":false,\"columns\":["));
 	assert_non_null(strstr(out, "[2,\"(null)\""));
+	const char *get_stored[] = {"-p", port, "--json", "get", "fill", "1", NULL};
+	assert_int_equal(run_cli(out, sizeof out, get_stored), 0);
+	assert_non_null(strstr(out, "{\"source\":\"replica\",\"lsn\":\"16/B374D848\",\"age_ms\":1,"
+	                            "\"stale\":false,\"stored\":true,\"columns\":["));
 
 	const char *table[] = {"-p", port, "get", "users", "ann", NULL};
 	assert_int_equal(run_cli(out, sizeof out, table), 0);
 	assert_non_null(strstr(out, " id |   name    |"));
 	assert_non_null(strstr(out, "(2 rows)\nsource: cache  lsn: 16/B374D848  age: 1 ms\n"));
 	assert_non_null(strstr(out, "  2 | ann "));
+	const char *table_stored[] = {"-p", port, "get", "fill", "ann", NULL};
+	assert_int_equal(run_cli(out, sizeof out, table_stored), 0);
+	assert_non_null(strstr(
+	        out, "(2 rows)\nsource: replica  lsn: 16/B374D848  age: 1 ms  stored: yes\n"));
+	const char *table_unstored[] = {"-p", port, "--bypass", "get", "users", "ann", NULL};
+	assert_int_equal(run_cli(out, sizeof out, table_unstored), 0);
+	assert_non_null(strstr(
+	        out, "(2 rows)\nsource: primary  lsn: 16/B374D848  age: 1 ms  stored: no\n"));
 	assert_non_null(
 	        strstr(out, "  1 | a\"b\\n\\x01 | 2023-11-14 22:13:20.000005+00 | \\x00ff |"));
 

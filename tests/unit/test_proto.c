@@ -324,7 +324,7 @@ static void roundtrip_ping_stats(void **state)
 static void roundtrip_result(void **state)
 {
 	cs_buf res, b;
-	cs_meta m = {CS_SRC_REPLICA, 0xABCDEF0123ull, 1500, true};
+	cs_meta m = {CS_SRC_REPLICA, 0xABCDEF0123ull, 1500, true, CS_STORED_UNSAID};
 	uint32_t len;
 	build_result(&res);
 	assert_int_equal(cs_proto_check_result(res.data, res.len, err, sizeof err), 0);
@@ -390,7 +390,7 @@ static void roundtrip_result(void **state)
 static void roundtrip_mget_reply(void **state)
 {
 	cs_buf res, b;
-	cs_meta m = {CS_SRC_CACHE, 7, 0, false};
+	cs_meta m = {CS_SRC_CACHE, 7, 0, false, CS_STORED_UNSAID};
 	uint32_t len, n;
 	build_result(&res);
 	cs_buf_init(&b, 0);
@@ -417,6 +417,387 @@ static void roundtrip_mget_reply(void **state)
 	        cs_result_decode_mget(body, len, items, 2, &n, err, sizeof err), -CS_ERR_PROTOCOL);
 	cs_buf_free(&b);
 	cs_buf_free(&res);
+}
+
+/* The meta map on the wire: exactly the four keys while "stored" is unsaid (byte-identical
+ * to servers that predate it), else "stored" as a fifth key. */
+static void meta_stored(void **state)
+{
+	static const uint8_t four[] = {0x84, 0xa3, 's', 'r', 'c', 0x02, 0xa3, 'l', 's', 'n', 0xcf,
+	        0x00, 0x00, 0x00, 0x16, 0xb3, 0x74, 0xd8, 0x48, 0xa3, 'a', 'g', 'e', 0xcd, 0x05,
+	        0xdc, 0xa5, 's', 't', 'a', 'l', 'e', 0xc2};
+	static const struct {
+		uint8_t stored, want;
+	} cases[] = {{CS_STORED_UNSAID, CS_STORED_UNSAID}, {CS_STORED_YES, CS_STORED_YES},
+	        {CS_STORED_NO, CS_STORED_NO}, {7, CS_STORED_UNSAID} /* out of range: unsaid */};
+	cs_buf res;
+	build_result(&res);
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		uint8_t want[64];
+		size_t wn = sizeof four;
+		memcpy(want, four, sizeof four);
+		if (cases[i].want != CS_STORED_UNSAID) {
+			want[0] = 0x85;
+			memcpy(want + wn, "\xa6stored", 7);
+			wn += 7;
+			want[wn++] = cases[i].want == CS_STORED_YES ? 0xc3 : 0xc2;
+		}
+		cs_meta m = {CS_SRC_PRIMARY, 0x16B374D848ull, 1500, false, cases[i].stored};
+		mp p;
+		mp_open(&p);
+		assert_int_equal(cs_proto_pack_meta(&p.pk, &m), 0);
+		assert_int_equal(p.b.len, wn);
+		assert_memory_equal(p.b.data, want, wn);
+		cs_buf_free(&p.b);
+
+		/* The whole reply [meta, result] carries it, and the decoder reads it back. */
+		cs_buf b;
+		uint32_t len, n;
+		cs_buf_init(&b, 0);
+		assert_int_equal(
+		        cs_proto_write_result(&b, 3, CS_OP_REFRESH, &m, res.data, res.len), 0);
+		const uint8_t *body = body_of(&b, CS_OP_REPLY_FLAG | CS_OP_REFRESH, 3, &len);
+		assert_int_equal(len, 1 + wn + res.len);
+		assert_int_equal(body[0], 0x92);
+		assert_memory_equal(body + 1, want, wn);
+		cs_result *r = NULL;
+		assert_int_equal(cs_result_decode(body, len, &r, err, sizeof err), 0);
+		const cs_meta *rm = cs_result_meta(r);
+		assert_int_equal(rm->src, CS_SRC_PRIMARY);
+		assert_int_equal(rm->lsn, 0x16B374D848ull);
+		assert_int_equal(rm->age_ms, 1500);
+		assert_false(rm->stale);
+		assert_int_equal(rm->stored, cases[i].want);
+		assert_int_equal(cs_result_nrows(r), 2);
+		cs_result_free(r);
+
+		/* And so does an MGET item. */
+		cs_buf_reset(&b);
+		size_t off = cs_proto_mget_begin(&b, 4, 1);
+		assert_int_equal(cs_proto_mget_item_ok(&b, &m, res.data, res.len), 0);
+		cs_proto_mget_end(&b, off);
+		body = body_of(&b, CS_OP_REPLY_FLAG | CS_OP_MGET, 4, &len);
+		assert_memory_equal(body + 2, want, wn);
+		cs_result *items[1];
+		assert_int_equal(
+		        cs_result_decode_mget(body, len, items, 1, &n, err, sizeof err), 0);
+		assert_int_equal(n, 1);
+		assert_int_equal(cs_result_meta(items[0])->stored, cases[i].want);
+		cs_result_free(items[0]);
+		cs_buf_free(&b);
+	}
+	cs_buf_free(&res);
+}
+
+/* Decodes [meta, [[], []]] with the meta map given as bytes, as a GET reply (meta at depth
+ * 2) into *out, and as the one item of an MGET reply (meta at depth 3). Both copies are
+ * exact-size allocations (ASan catches over-reads). Returns the GET decoder's code. */
+static int decode_meta_bytes(const uint8_t *meta, size_t n, cs_meta *out, int *mget_rc)
+{
+	uint8_t *body = malloc(n + 5);
+	assert_non_null(body);
+	body[0] = 0x91; /* the MGET array */
+	body[1] = 0x92;
+	memcpy(body + 2, meta, n);
+	memcpy(body + 2 + n, "\x92\x90\x90", 3);
+	uint8_t *get = malloc(n + 4);
+	assert_non_null(get);
+	memcpy(get, body + 1, n + 4);
+	cs_result *r = NULL, *items[1];
+	uint32_t cnt = 0;
+	err[0] = '\0';
+	int rc = cs_result_decode(get, (uint32_t)(n + 4), &r, err, sizeof err);
+	if (rc == 0) {
+		*out = *cs_result_meta(r);
+		cs_result_free(r);
+	} else {
+		assert_null(r);
+	}
+	char err2[256];
+	*mget_rc =
+	        cs_result_decode_mget(body, (uint32_t)(n + 5), items, 1, &cnt, err2, sizeof err2);
+	if (*mget_rc == 0) {
+		assert_int_equal(cnt, 1);
+		if (rc == 0)
+			assert_memory_equal(cs_result_meta(items[0]), out, sizeof *out);
+		cs_result_free(items[0]);
+	}
+	free(get);
+	free(body);
+	return rc;
+}
+
+/* Packs the four required meta keys (src 1, lsn 9, age 4, stale true) into p. */
+static void pack_required_meta(mp *p)
+{
+	mp_s(p, "src");
+	msgpack_pack_uint8(&p->pk, 1);
+	mp_s(p, "lsn");
+	msgpack_pack_uint8(&p->pk, 9);
+	mp_s(p, "age");
+	msgpack_pack_uint8(&p->pk, 4);
+	mp_s(p, "stale");
+	msgpack_pack_true(&p->pk);
+}
+
+/* Nested arrays [[...[1]...]], `levels` deep. */
+static void pack_nested(mp *p, int levels)
+{
+	for (int i = 0; i < levels; i++)
+		msgpack_pack_array(&p->pk, 1);
+	msgpack_pack_uint8(&p->pk, 1);
+}
+
+/* Clients ignore meta keys they do not know, whatever their value and position; known keys
+ * are still checked. */
+static void meta_unknown_keys(void **state)
+{
+	cs_meta m;
+	int mrc;
+	mp p;
+
+	/* Unknown keys of every kind, before, between and after the known ones, one twice. */
+	mp_open(&p);
+	msgpack_pack_map(&p.pk, 13);
+	mp_s(&p, "stale");
+	msgpack_pack_false(&p.pk);
+	mp_s(&p, "zz");
+	msgpack_pack_array(&p.pk, 2);
+	msgpack_pack_uint8(&p.pk, 1);
+	msgpack_pack_map(&p.pk, 1);
+	mp_s(&p, "k");
+	msgpack_pack_nil(&p.pk);
+	mp_s(&p, "age");
+	msgpack_pack_uint16(&p.pk, 300);
+	mp_s(&p, "bin");
+	msgpack_pack_bin_with_body(&p.pk, "\x00\xff", 2);
+	mp_s(&p, "lsn");
+	msgpack_pack_uint64(&p.pk, UINT64_MAX);
+	mp_s(&p, "ext");
+	msgpack_pack_ext_with_body(&p.pk, "\x01\x02\x03", 3, 5);
+	mp_s(&p, "src");
+	msgpack_pack_uint8(&p.pk, 2);
+	mp_s(&p, "stored");
+	msgpack_pack_false(&p.pk);
+	mp_s(&p, "f");
+	msgpack_pack_double(&p.pk, 1.5);
+	mp_s(&p, "zz"); /* an unknown key twice is still ignored */
+	mp_s(&p, "again");
+	mp_s(&p, "");
+	msgpack_pack_int64(&p.pk, INT64_MIN);
+	mp_s(&p, "ts");
+	cs_value ts = {.type = CS_V_TS, .u.ts = {-1, 5}};
+	cs_proto_pack_value(&p.pk, &ts);
+	mp_s(&p, "m");
+	msgpack_pack_map(&p.pk, 0);
+	memset(&m, 0xee, sizeof m);
+	assert_int_equal(decode_meta_bytes(p.b.data, p.b.len, &m, &mrc), 0);
+	assert_int_equal(mrc, 0);
+	assert_int_equal(m.src, CS_SRC_PRIMARY);
+	assert_int_equal(m.lsn, UINT64_MAX);
+	assert_int_equal(m.age_ms, 300);
+	assert_false(m.stale);
+	assert_int_equal(m.stored, CS_STORED_NO);
+	cs_buf_free(&p.b);
+
+	/* Without "stored": unsaid. */
+	mp_open(&p);
+	msgpack_pack_map(&p.pk, 5);
+	mp_s(&p, "future");
+	mp_s(&p, "key");
+	pack_required_meta(&p);
+	memset(&m, 0xee, sizeof m);
+	assert_int_equal(decode_meta_bytes(p.b.data, p.b.len, &m, &mrc), 0);
+	assert_int_equal(mrc, 0);
+	assert_int_equal(m.src, CS_SRC_REPLICA);
+	assert_int_equal(m.lsn, 9);
+	assert_int_equal(m.age_ms, 4);
+	assert_true(m.stale);
+	assert_int_equal(m.stored, CS_STORED_UNSAID);
+	cs_buf_free(&p.b);
+
+	/* The depth limit holds inside a skipped value: meta is at depth 2 in a GET reply (so
+	 * the value at 3, its innermost element at 3 + levels) and one deeper in an MGET. */
+	for (int levels = 4; levels <= 6; levels++) {
+		mp_open(&p);
+		msgpack_pack_map(&p.pk, 5);
+		pack_required_meta(&p);
+		mp_s(&p, "deep");
+		pack_nested(&p, levels);
+		int rc = decode_meta_bytes(p.b.data, p.b.len, &m, &mrc);
+		assert_int_equal(rc, 3 + levels <= CS_PROTO_MAX_DEPTH ? 0 : -CS_ERR_PROTOCOL);
+		assert_int_equal(mrc, 4 + levels <= CS_PROTO_MAX_DEPTH ? 0 : -CS_ERR_PROTOCOL);
+		if (rc != 0)
+			assert_non_null(strstr(err, "nesting deeper than 8"));
+		cs_buf_free(&p.b);
+	}
+
+	/* Known keys stay strict; unknown values must still be whole objects. */
+	static const struct {
+		const char *extra_key;
+		const char *extra_val; /* raw msgpack, NULL: no extra pair */
+		size_t val_len;
+		const char *msg;
+	} bad[] = {
+	        {"src", "\x00", 1, "duplicate"}, {"stale", "\xc2", 1, "duplicate"},
+	        {"stored", "\x01", 1, "boolean"}, {"stored", "\xc0", 1, "boolean"},
+	        {"stored", "\xa4true", 5, "boolean"},
+	        {NULL, "\x01", 1, "strings"},                  /* a non-str key */
+	        {"x", "\xc1", 1, "0xc1"},                      /* a reserved byte */
+	        {"x", "\xdd\xff\xff\xff\xff", 5, "count"},     /* count beyond the body */
+	        {"x", "\xdb\x00\x00\x01\x00", 5, "truncated"}, /* str length beyond the body */
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		mp_open(&p);
+		msgpack_pack_map(&p.pk, 5);
+		pack_required_meta(&p);
+		if (bad[i].extra_key)
+			mp_s(&p, bad[i].extra_key);
+		else
+			msgpack_pack_uint8(&p.pk, 1);
+		assert_int_equal(cs_buf_append(&p.b, bad[i].extra_val, bad[i].val_len), 0);
+		int rc = decode_meta_bytes(p.b.data, p.b.len, &m, &mrc);
+		if (rc != -CS_ERR_PROTOCOL || mrc != -CS_ERR_PROTOCOL || !strstr(err, bad[i].msg))
+			fail_msg("bad meta %zu: rc %d, mget %d, err \"%s\" want \"%s\"", i, rc, mrc,
+			        err, bad[i].msg);
+		cs_buf_free(&p.b);
+	}
+	/* A duplicate "stored" (its first value is valid). */
+	mp_open(&p);
+	msgpack_pack_map(&p.pk, 6);
+	pack_required_meta(&p);
+	mp_s(&p, "stored");
+	msgpack_pack_true(&p.pk);
+	mp_s(&p, "stored");
+	msgpack_pack_true(&p.pk);
+	assert_int_equal(decode_meta_bytes(p.b.data, p.b.len, &m, &mrc), -CS_ERR_PROTOCOL);
+	assert_int_equal(mrc, -CS_ERR_PROTOCOL);
+	assert_non_null(strstr(err, "duplicate key \"stored\""));
+	cs_buf_free(&p.b);
+	/* Unknown keys and "stored" do not stand in for a required key. */
+	mp_open(&p);
+	msgpack_pack_map(&p.pk, 5);
+	mp_s(&p, "src");
+	msgpack_pack_uint8(&p.pk, 0);
+	mp_s(&p, "lsn");
+	msgpack_pack_uint8(&p.pk, 0);
+	mp_s(&p, "age");
+	msgpack_pack_uint8(&p.pk, 0);
+	mp_s(&p, "stored");
+	msgpack_pack_true(&p.pk);
+	mp_s(&p, "stalf");
+	msgpack_pack_false(&p.pk);
+	assert_int_equal(decode_meta_bytes(p.b.data, p.b.len, &m, &mrc), -CS_ERR_PROTOCOL);
+	assert_int_equal(mrc, -CS_ERR_PROTOCOL);
+	assert_non_null(strstr(err, "meta needs"));
+	cs_buf_free(&p.b);
+}
+
+/* MGET item errors are written {"code", "msg"} (an error frame's shape); "err", what older
+ * servers wrote, is still read. */
+static void item_error_forms(void **state)
+{
+	cs_buf b;
+	uint32_t len, n;
+	cs_buf_init(&b, 0);
+	size_t off = cs_proto_mget_begin(&b, 6, 1);
+	assert_int_equal(cs_proto_mget_item_err(&b, -CS_ERR_OVERLOADED, "queue full"), 0);
+	cs_proto_mget_end(&b, off);
+	const uint8_t *body = body_of(&b, CS_OP_REPLY_FLAG | CS_OP_MGET, 6, &len);
+	static const uint8_t want[] = "\x91\x82\xa4"
+	                              "code\x03\xa3msg\xaa"
+	                              "queue full";
+	assert_int_equal(len, sizeof want - 1);
+	assert_memory_equal(body, want, len);
+	cs_buf_free(&b);
+
+	/* Both names, in either order, next to a result. */
+	mp p;
+	mp_open(&p);
+	msgpack_pack_array(&p.pk, 5);
+	msgpack_pack_map(&p.pk, 2);
+	mp_s(&p, "code");
+	msgpack_pack_uint8(&p.pk, 3);
+	mp_s(&p, "msg");
+	mp_s(&p, "a");
+	msgpack_pack_map(&p.pk, 2);
+	mp_s(&p, "err");
+	msgpack_pack_uint8(&p.pk, 4);
+	mp_s(&p, "msg");
+	mp_s(&p, "b");
+	msgpack_pack_map(&p.pk, 2);
+	mp_s(&p, "msg");
+	mp_s(&p, "c");
+	mp_s(&p, "code");
+	msgpack_pack_uint8(&p.pk, 200); /* unknown codes are kept */
+	msgpack_pack_map(&p.pk, 2);
+	mp_s(&p, "msg");
+	mp_s(&p, "");
+	mp_s(&p, "err");
+	msgpack_pack_uint8(&p.pk, 1);
+	cs_buf res;
+	build_result(&res);
+	cs_meta m = {CS_SRC_CACHE, 5, 0, false, CS_STORED_UNSAID};
+	msgpack_pack_array(&p.pk, 2);
+	assert_int_equal(cs_proto_pack_meta(&p.pk, &m), 0);
+	assert_int_equal(cs_buf_append(&p.b, res.data, res.len), 0);
+	cs_result *items[5];
+	assert_int_equal(
+	        cs_result_decode_mget(p.b.data, (uint32_t)p.b.len, items, 5, &n, err, sizeof err),
+	        0);
+	assert_int_equal(n, 5);
+	static const struct {
+		int code;
+		const char *msg;
+	} got[] = {{-3, "a"}, {-4, "b"}, {-200, "c"}, {-1, ""}, {0, ""}};
+	for (int i = 0; i < 5; i++) {
+		const char *msg;
+		assert_int_equal(cs_result_error(items[i], &msg), got[i].code);
+		assert_string_equal(msg, got[i].msg);
+		if (got[i].code != 0)
+			assert_int_equal(cs_result_meta(items[i])->stored, CS_STORED_UNSAID);
+		cs_result_free(items[i]);
+	}
+	cs_buf_free(&p.b);
+	cs_buf_free(&res);
+
+	/* One code only, under either name; both keys present; no unknown keys. */
+	static const struct {
+		const char *bytes;
+		uint32_t len;
+	} bad[] = {
+	        {"\x91\x83\xa4"
+	         "code\x01\xa3"
+	         "err\x01\xa3msg\xa0",
+	                16},
+	        {"\x91\x83\xa3"
+	         "err\x01\xa4"
+	         "code\x02\xa3msg\xa0",
+	                16},
+	        {"\x91\x83\xa4"
+	         "code\x01\xa4"
+	         "code\x01\xa3msg\xa0",
+	                17},
+	        {"\x91\x81\xa4"
+	         "code\x01",
+	                7},
+	        {"\x91\x81\xa3msg\xa0", 6},
+	        {"\x91\x82\xa4"
+	         "code\x00\xa3msg\xa0",
+	                12},
+	        {"\x91\x82\xa4"
+	         "code\xcd\x01\x00\xa3msg\xa0",
+	                14},
+	        {"\x91\x83\xa4"
+	         "code\x01\xa3msg\xa0\xa1x\x01",
+	                15},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		cs_result *it[1];
+		if (cs_result_decode_mget((const uint8_t *)bad[i].bytes, bad[i].len, it, 1, &n, err,
+		            sizeof err) != -CS_ERR_PROTOCOL)
+			fail_msg("bad item error %zu accepted", i);
+	}
 }
 
 static void every_error_code(void **state)
@@ -803,7 +1184,7 @@ static void malformed_truncated(void **state)
 	cs_buf_free(&b);
 	/* Reply truncated at every byte. */
 	cs_buf res;
-	cs_meta m = {0, 1, 2, false};
+	cs_meta m = {0, 1, 2, false, CS_STORED_UNSAID};
 	build_result(&res);
 	cs_buf_init(&b, 0);
 	assert_int_equal(cs_proto_write_result(&b, 1, CS_OP_GET, &m, res.data, res.len), 0);
@@ -989,7 +1370,7 @@ static void malformed_results(void **state)
 static void buffer_cap_and_rollback(void **state)
 {
 	cs_buf b, res;
-	cs_meta m = {0, 0, 0, false};
+	cs_meta m = {0, 0, 0, false, CS_STORED_UNSAID};
 	build_result(&res);
 	cs_buf_init(&b, CS_PROTO_HDR + 20);
 	assert_int_equal(cs_proto_write_empty(&b, 1, CS_OP_PING), 0);
@@ -1034,6 +1415,9 @@ int main(void)
 	        cmocka_unit_test(roundtrip_ping_stats),
 	        cmocka_unit_test(roundtrip_result),
 	        cmocka_unit_test(roundtrip_mget_reply),
+	        cmocka_unit_test(meta_stored),
+	        cmocka_unit_test(meta_unknown_keys),
+	        cmocka_unit_test(item_error_forms),
 	        cmocka_unit_test(every_error_code),
 	        cmocka_unit_test(header_checks),
 	        cmocka_unit_test(reader_every_split),
