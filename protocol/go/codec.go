@@ -348,9 +348,10 @@ func ratText(r *big.Rat) (string, bool) {
 // ---- Replies ---------------------------------------------------------------------------
 
 // decodeErrorMap decodes an error reply or an MGET item error map whose header m was read:
-// {"code": uint 1..255, "msg": str <= 1024 bytes}; item errors may say "err" for "code".
-// Unknown keys are skipped.
-func decodeErrorMap(r *reader, m *obj, depth int, item bool) (*Error, error) {
+// {"code": uint 1..255, "msg": str <= 1024 bytes}; item errors may say "err" for "code"
+// (servers before the item errors took the error reply's shape), not both. Any other key
+// is a protocol error (PROTOCOL.md 3.4).
+func decodeErrorMap(r *reader, m *obj, item bool) (*Error, error) {
 	var code uint64
 	var msg string
 	seen := 0
@@ -386,12 +387,7 @@ func decodeErrorMap(r *reader, m *obj, depth int, item bool) (*Error, error) {
 			}
 			msg, seen = string(v.data), seen|2
 		default:
-			if k.kind != kStr {
-				return nil, protoErr("error map key must be a string")
-			}
-			if err := r.skip(depth + 1); err != nil {
-				return nil, err
-			}
+			return nil, protoErr("error map: unknown key (only code and msg)")
 		}
 	}
 	if seen != 3 {
@@ -413,7 +409,7 @@ func DecodeError(body []byte) (*Error, error) {
 	if m.kind != kMap {
 		return nil, protoErr("error reply must be a map")
 	}
-	e, err := decodeErrorMap(&r, &m, 1, false)
+	e, err := decodeErrorMap(&r, &m, false)
 	if err != nil {
 		return nil, err
 	}
@@ -608,7 +604,7 @@ func DecodeMGet(body []byte, want int) ([]Item, error) {
 			return nil, err
 		}
 		if o.kind == kMap {
-			e, err := decodeErrorMap(&r, &o, 2, true)
+			e, err := decodeErrorMap(&r, &o, true)
 			if err != nil {
 				return nil, err
 			}

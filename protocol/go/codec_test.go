@@ -231,11 +231,21 @@ func TestDecoderLimits(t *testing.T) {
 	if _, err := DecodeMGet(body(items[:3]), 2); !isLocalProtocol(err) {
 		t.Errorf("3 MGET items for 2 queries: %v", err)
 	}
+	for name, it := range map[string]omap{
+		"both err and code": {{"err", 1}, {"code", 1}, {"msg", ""}},
+		"unknown key":       {{"code", 1}, {"msg", ""}, {"x", 1}},
+		"no code":           {{"msg", ""}},
+	} {
+		if _, err := DecodeMGet(body([]any{it}), 1); !isLocalProtocol(err) {
+			t.Errorf("MGET item error %s: %v", name, err)
+		}
+	}
 	for name, b := range map[string][]byte{
 		"msg 1025 bytes": errBody(8, strings.Repeat("m", 1025)),
 		"code 0":         errBody(0, "x"),
 		"code 256":       errBody(256, "x"),
 		"no msg":         body(omap{{"code", 1}}),
+		"unknown key":    body(omap{{"code", 1}, {"msg", "m"}, {"x", 1}}),
 		"not a map":      body([]any{1, "x"}),
 	} {
 		if _, err := DecodeError(b); !isLocalProtocol(err) {

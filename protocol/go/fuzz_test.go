@@ -285,11 +285,12 @@ func TestConnHostileReplies(t *testing.T) {
 		opts := Options{Addr: "pipe", MaxReply: 1 << 20, Dial: func(context.Context, string, string) (net.Conn, error) {
 			return client, nil
 		}}
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		c, err := Dial(ctx, opts)
+		c, err := Dial(ctxT(t, 30*time.Second), opts)
 		if err != nil {
 			t.Fatal(err)
 		}
+		// (a reply announcing more bytes than it has waits for this deadline)
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		res, err := c.Get(ctx, Q("q", 1))
 		cancel()
 		switch {
