@@ -159,6 +159,11 @@ func TestIntegrationOpcodes(t *testing.T) {
 	if err != nil || r.Meta.Source == SourceCache {
 		t.Fatalf("REFRESH: %v %v", r, err)
 	}
+	// A REFRESH answer waits for its fill, so it may say whether it was stored (the
+	// engine does not set "stored" yet: when it does, this small result must say true).
+	if r.Meta.Stored != nil && !*r.Meta.Stored {
+		t.Errorf("REFRESH of a small result: meta stored false")
+	}
 	// INVALIDATE one key: deleted once, then nothing to delete; the next GET misses.
 	if del, err := cl.InvalidateKey(ctx, "go_types", 5); err != nil || !del {
 		t.Fatalf("InvalidateKey: %v %v", del, err)
