@@ -55,6 +55,17 @@ EXTRA_SERVICE="auth_token = sesame"
 EXTRA_REPLICA="pool_size = 4"
 write_config "$WORK/cs.ini"
 queries >>"$WORK/cs.ini"
+cat >>"$WORK/cs.ini" <<'INI'
+
+# the queries of protocol/go/README.md's example
+[query user_profile]
+sql = SELECT id, txt AS name, tz AS seen FROM t WHERE id = $1
+params = id:int8
+
+[query user_orders]
+sql = SELECT id, n AS total FROM t WHERE id = $1
+params = id:int8
+INI
 # A second daemon on ports of its own, which the Go test itself stops and starts again.
 MAIN_PORT=$PORT MAIN_APORT=$APORT MAIN_SOCK=$SOCK
 PORT=$(free_port) APORT=$(free_port) SOCK=$WORK/cs2.sock
@@ -100,3 +111,26 @@ done
 out=$("$WORK/cs-load-go" -addr "unix:$SOCK" -c 2 -unique -k 1:40 go_types)
 [ "$(echo "$out" | json requests)" = 40 ] || fail "cs-load-go -unique: want 40 keys: $out"
 ok "cs-load-go runs (pipelined and not, TCP and unix socket)"
+
+# The README's copy-paste example builds (as a module of its own, with a replace directive)
+# and runs against this daemon, with its address swapped in.
+mkdir -p "$WORK/example"
+awk '/^```go$/ {on = 1; next} on && /^```$/ {exit} on' README.md |
+  sed "s/127.0.0.1:6380/127.0.0.1:$PORT/" >"$WORK/example/main.go"
+grep -q 'cachesvc.Open' "$WORK/example/main.go" || fail "no example found in README.md"
+cat >"$WORK/example/go.mod" <<MOD
+module example.com/app
+
+go 1.19
+
+require cachesvc.dev/client v0.0.0
+
+replace cachesvc.dev/client => $GO_SRC
+MOD
+(cd "$WORK/example" && go build -o app . && ./app) >"$WORK/example.out" 2>&1 || {
+  cat "$WORK/example.out"
+  fail "the README example failed"
+}
+grep -q '^from replica, .* old, data at LSN [0-9A-F]*/[0-9A-F]*$' "$WORK/example.out" ||
+  fail "the README example printed: $(cat "$WORK/example.out")"
+ok "the README example builds and runs: $(head -1 "$WORK/example.out")"
