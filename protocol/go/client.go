@@ -116,7 +116,7 @@ func (cl *Client) conn(ctx context.Context) (*Conn, error) {
 		}
 		s := cl.slots[int(cl.rr.Add(1)-1)%n]
 		s.mu.Lock()
-		if s.conn != nil && s.conn.Alive() {
+		if s.conn != nil && s.conn.Alive() && !s.conn.Draining() {
 			c := s.conn
 			s.mu.Unlock()
 			return c, nil
@@ -136,7 +136,7 @@ func (cl *Client) conn(ctx context.Context) (*Conn, error) {
 			o.mu.Lock()
 			c := o.conn
 			o.mu.Unlock()
-			if c != nil && c.Alive() {
+			if c != nil && c.Alive() && !c.Draining() {
 				return c, nil
 			}
 		}
@@ -155,10 +155,14 @@ func (cl *Client) dial(ctx context.Context, s *slot) (*Conn, error) {
 	s.mu.Lock()
 	s.dialing = nil
 	close(ch)
+	var old *Conn
 	if err == nil {
-		s.conn = c
+		old, s.conn = s.conn, c
 	}
 	s.mu.Unlock()
+	if old != nil && old.Draining() {
+		go closeWhenIdle(old)
+	}
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	if err != nil {
@@ -174,6 +178,16 @@ func (cl *Client) dial(ctx context.Context, s *slot) (*Conn, error) {
 		return nil, ErrClientClosed
 	}
 	return c, nil
+}
+
+// closeWhenIdle closes a draining connection once its requests are answered (or after a
+// minute: the server closes it anyway when it is done draining).
+func closeWhenIdle(c *Conn) {
+	deadline := time.Now().Add(time.Minute)
+	for c.Alive() && c.InFlight() > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.Close()
 }
 
 // waitRetry waits for a dial in progress to end or for the backoff to pass. If the

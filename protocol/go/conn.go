@@ -108,6 +108,7 @@ type Conn struct {
 	err       error // why the connection closed (nil while alive)
 
 	inflight atomic.Int32
+	draining atomic.Bool // the server answered shutting_down: a pool dials a replacement
 }
 
 // call is one request awaiting its reply.
@@ -262,6 +263,11 @@ func (c *Conn) Alive() bool {
 	}
 }
 
+// Draining reports whether the server answered shutting_down on this connection: it still
+// answers what is in flight, but new requests belong on a new connection (a Client
+// replaces it).
+func (c *Conn) Draining() bool { return c.draining.Load() }
+
 // Err returns why the connection closed (nil while it is alive).
 func (c *Conn) Err() error {
 	c.mu.Lock()
@@ -327,6 +333,9 @@ func (c *Conn) dispatch(h Header, body []byte) error {
 			return err
 		}
 		rep.err = e
+		if e.Code == CodeShuttingDown {
+			c.draining.Store(true)
+		}
 		if e.Code == CodeProtocol {
 			// The server closes after a protocol error: close the connection (failing
 			// every other request), then hand the error to the request it names, if any

@@ -441,6 +441,34 @@ func TestClientReconnect(t *testing.T) {
 	}
 }
 
+func TestClientReplacesDrainingConnection(t *testing.T) {
+	var first atomic.Bool
+	s := newFakeServer(t, false, func(fc *fakeConn) {
+		drain := !first.Swap(true) // the first connection is draining
+		for {
+			r, err := fc.read()
+			if err != nil {
+				return
+			}
+			if drain {
+				fc.write(frame(OpError, r.h.ID, errBody(int(CodeShuttingDown), "draining")))
+			} else {
+				fc.write(echoResult(r))
+			}
+		}
+	})
+	cl := New(Options{Addr: s.addr, PoolSize: 1})
+	defer cl.Close()
+	ctx := ctxT(t, 10*time.Second)
+	if _, err := cl.Get(ctx, Q("q", 1)); !errors.Is(err, ErrShuttingDown) || !err.(*Error).Temporary() {
+		t.Fatalf("want shutting_down, got %v", err)
+	}
+	r, err := cl.Get(ctx, Q("q", 2))
+	if err != nil || r.Rows[0][0] != int64(2) || s.accepted.Load() != 2 {
+		t.Fatalf("after shutting_down: %v %v, %d connections", r, err, s.accepted.Load())
+	}
+}
+
 func TestClientConcurrent(t *testing.T) {
 	s := newFakeServer(t, false, echoHandler)
 	cl := New(Options{Addr: s.addr, PoolSize: 3})
