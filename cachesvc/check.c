@@ -300,3 +300,117 @@ int cs_check_invalidation(const cs_config *cfg, char *err, size_t errlen)
 	PQfinish(c);
 	return rc;
 }
+
+/* Writes sql into out with every $N outside literals, quoted identifiers and comments
+ * replaced by (NULL::<declared type>). False when it cannot be done safely (dollar
+ * quoting, an unknown parameter, no room). */
+static bool nullify_params(const cs_query_def *q, char *out, size_t cap)
+{
+	const char *s = q->sql;
+	size_t n = 0;
+	while (*s) {
+		char ch = *s;
+		const char *start = s;
+		if (ch == '\'' || ch == '"') {
+			for (s++; *s && *s != ch; s++)
+				;
+			if (*s)
+				s++;
+		} else if (ch == '-' && s[1] == '-') {
+			while (*s && *s != '\n')
+				s++;
+		} else if (ch == '/' && s[1] == '*') {
+			const char *e = strstr(s + 2, "*/");
+			s = e ? e + 2 : s + strlen(s);
+		} else if (ch == '$' && s[1] >= '0' && s[1] <= '9') {
+			int idx = 0;
+			for (s++; *s >= '0' && *s <= '9' && idx < 1000; s++)
+				idx = idx * 10 + (*s - '0');
+			if (idx < 1 || idx > q->nparams)
+				return false;
+			int w = snprintf(out + n, cap - n, "(NULL::%s)",
+				cs_param_type_name(q->params[idx - 1].type));
+			if (w < 0 || (size_t)w >= cap - n)
+				return false;
+			n += (size_t)w;
+			continue;
+		} else if (ch == '$') {
+			return false; /* dollar quoting: not worth parsing here */
+		} else {
+			s++;
+		}
+		size_t len = (size_t)(s - start);
+		if (n + len + 1 > cap)
+			return false;
+		memcpy(out + n, start, len);
+		n += len;
+	}
+	out[n] = '\0';
+	return true;
+}
+
+int cs_check_ryw(cs_config *cfg)
+{
+	PGconn *c = NULL;
+	for (int i = 0; i < cfg->nqueries; i++)
+		cfg->queries[i].reads_covered = false;
+	bool any = false;
+	for (int i = 0; i < cfg->nqueries; i++)
+		any = any || cfg->queries[i].ninval > 0;
+	if (!any)
+		return CS_CHECK_OK;
+	c = cfg->primary_conninfo ? connect_blocking(cfg->primary_conninfo) : NULL;
+	if (c == NULL)
+		return CS_CHECK_UNREACHABLE;
+	for (int i = 0; i < cfg->nqueries; i++) {
+		cs_query_def *q = &cfg->queries[i];
+		if (q->ninval == 0)
+			continue;
+		size_t cap = strlen(q->sql) * 2 + 64 * (size_t)(q->nparams + 1) + 64;
+		char *sql = malloc(cap + 64);
+		if (sql == NULL)
+			break;
+		strcpy(sql, "CREATE TEMP VIEW cs_check_reads AS ");
+		size_t off = strlen(sql);
+		bool ok = nullify_params(q, sql + off, cap + 64 - off);
+		PGresult *r = PQexec(c, "BEGIN");
+		PQclear(r);
+		if (ok) {
+			r = PQexec(c, sql);
+			ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+			PQclear(r);
+		}
+		if (ok) {
+			/* every relation the view's rule depends on */
+			r = PQexec(c,
+				"SELECT n.nspname, c.relname, c.relkind FROM pg_depend d "
+				"JOIN pg_rewrite w ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid "
+				"JOIN pg_class c ON c.oid = d.refobjid "
+				"JOIN pg_namespace n ON n.oid = c.relnamespace "
+				"WHERE w.ev_class = 'cs_check_reads'::regclass "
+				" AND d.refclassid = 'pg_class'::regclass AND c.oid <> 'cs_check_reads'::regclass "
+				"GROUP BY 1, 2, 3");
+			bool covered = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0;
+			for (int row = 0; covered && row < PQntuples(r); row++) {
+				const char *kind = PQgetvalue(r, row, 2);
+				bool named = false;
+				for (int k = 0; k < q->ninval; k++)
+					named = named || (strcmp(q->inval[k].schema, PQgetvalue(r, row, 0)) == 0 &&
+								 strcmp(q->inval[k].table, PQgetvalue(r, row, 1)) == 0);
+				covered = named && (kind[0] == 'r' || kind[0] == 'p');
+			}
+			PQclear(r);
+			q->reads_covered = covered;
+		}
+		r = PQexec(c, "ROLLBACK");
+		PQclear(r);
+		free(sql);
+		if (!q->reads_covered)
+			cs_info("[query %s] read-your-writes tokens are answered from the database, not the "
+				"cache: %s", q->name,
+				ok ? "its SQL reads a table outside invalidate_on (or a view)"
+				   : "its SQL could not be analysed");
+	}
+	PQfinish(c);
+	return CS_CHECK_OK;
+}

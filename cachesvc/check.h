@@ -29,4 +29,9 @@ int cs_check_invalidation(const cs_config *cfg, char *err, size_t errlen);
 /* With fence on, Redis must not evict keys (fence.c (f)): maxmemory-policy noeviction. */
 int cs_check_redis(const cs_config *cfg, char *err, size_t errlen);
 
+/* Sets each query's reads_covered (config.h): the tables its SQL reads, found through a
+ * temporary view's dependencies in a rolled-back transaction on the primary, are all named
+ * in invalidate_on. Blocking (startup only). CS_CHECK_UNREACHABLE leaves them false. */
+int cs_check_ryw(cs_config *cfg);
+
 #endif

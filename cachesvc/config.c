@@ -96,6 +96,7 @@ static bool check_host_port(const char *v, char *why, size_t whylen);
 static bool check_unix_path(const char *v, char *why, size_t whylen);
 static bool check_log_level(const char *v, char *why, size_t whylen);
 static bool check_redis_url(const char *v, char *why, size_t whylen);
+static bool check_namespace(const char *v, char *why, size_t whylen);
 static bool check_conninfo(const char *v, char *why, size_t whylen);
 static bool check_slot_name(const char *v, char *why, size_t whylen);
 static bool check_publication(const char *v, char *why, size_t whylen);
@@ -161,6 +162,10 @@ static const struct key_def key_table[] = {
                 "token clients must send in HELLO; empty = no authentication"},
         {SEC_SERVICE, "fence", KT_BOOL, CFG(fence), "true", NO_KIND_DEF, 0, 0, 0, NULL,
                 "LSN-fenced fills (invariant I1); off = TTL-only caching"},
+        {SEC_SERVICE, "query_fence", KT_BOOL, CFG(query_fence), "true", NO_KIND_DEF, 0, 0, 0,
+                NULL,
+                "refuse fills older than the query's last generation bump; off only as a test's "
+                "negative control"},
         {SEC_SERVICE, "log_level", KT_STRING, CFG(log_level), "info", NO_KIND_DEF, KF_RELOAD, 0, 0,
                 check_log_level, "debug, info, warning or error"},
 
@@ -171,6 +176,10 @@ static const struct key_def key_table[] = {
                 "unix://[[user]:password@]/path[?db=N]"},
         {SEC_REDIS, "timeout", KT_DURATION, CFG(redis_timeout_ms), "1s", NO_KIND_DEF, 0, 1, MIN_MS,
                 NULL, "connect and command timeout"},
+        {SEC_REDIS, "namespace", KT_STRING, CFG(redis_namespace), NULL, NO_KIND_DEF, KF_NULLABLE,
+                0, 0, check_namespace,
+                "prefix of every key, channel and script's key; empty = \"cs\" for db 0, "
+                "\"cs<db>\" otherwise"},
         {SEC_REDIS, "lease", KT_DURATION, CFG(lease_ms), "0", NO_KIND_DEF, KF_RELOAD, 0, MIN_MS,
                 NULL, "cross-process miss lease; 0 = off"},
 
@@ -213,7 +222,7 @@ static const struct key_def key_table[] = {
                 "hard bound on an entry's age (Redis expiry); >= ttl + stale_while_revalidate"},
         {SEC_QUERY, "min_lifetime", KT_DURATION, QRY(min_lifetime_ms), NULL, {"0", "0", "5s"},
                 KF_RELOAD, 0, DAY_MS, NULL,
-                "whole-table invalidation spares entries younger than this"},
+                "at most one table-level invalidation per this period (debounce)"},
         {SEC_QUERY, "negative_ttl", KT_DURATION, QRY(negative_ttl_ms), NULL, {"60s", "60s", "0"},
                 KF_RELOAD, 0, 365 * DAY_MS, NULL, "TTL of empty results; 0 = do not cache them"},
         {SEC_QUERY, "xfetch_beta", KT_DOUBLE, QRY(xfetch_beta), NULL, {"0", "0", "1"}, KF_RELOAD, 0,
@@ -1293,6 +1302,37 @@ bool cs_redis_url_parse(const char *url, cs_redis_url *out, char *why, size_t wh
 	return true;
 }
 
+static bool check_namespace(const char *v, char *why, size_t whylen)
+{
+	size_t n = strlen(v);
+	if (n == 0 || n > 32) {
+		snprintf(why, whylen, "must be 1..32 bytes");
+		return false;
+	}
+	for (; *v; v++)
+		if (!isalnum((unsigned char)*v) && !strchr("_.-{}", *v)) {
+			snprintf(why, whylen, "may hold only letters, digits and _ . - { }");
+			return false;
+		}
+	return true;
+}
+
+void cs_config_namespace(const cs_config *cfg, char out[33])
+{
+	if (cfg->redis_namespace && cfg->redis_namespace[0]) {
+		snprintf(out, 33, "%s", cfg->redis_namespace);
+		return;
+	}
+	cs_redis_url u;
+	char why[128];
+	int db = cs_redis_url_parse(cfg->redis_url, &u, why, sizeof why) ? u.db : 0;
+	memset(&u, 0, sizeof u);
+	if (db == 0)
+		snprintf(out, 33, "cs");
+	else
+		snprintf(out, 33, "cs%d", db);
+}
+
 static bool check_redis_url(const char *v, char *why, size_t whylen)
 {
 	cs_redis_url u;
@@ -2035,7 +2075,8 @@ static bool apply_kind_defaults(cs_query_def *q, uint64_t set, char *why, size_t
 		if (strcmp(def, "$ttl") == 0)
 			*(int64_t *)field_at(q, kd) = q->ttl_ms;
 		else if (strcmp(def, "$ttl+swr") == 0)
-			*(int64_t *)field_at(q, kd) = q->ttl_ms + q->stale_while_revalidate_ms;
+			*(int64_t *)field_at(q, kd) = q->ttl_ms + q->ttl_ms * q->ttl_jitter_pct / 100 +
+				q->stale_while_revalidate_ms; /* room for the jitter's extension */
 		else if (!parse_key_value(kd, def, q, why, whylen))
 			return false;
 	}

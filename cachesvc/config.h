@@ -88,7 +88,21 @@ typedef struct cs_query_def {
 	double xfetch_beta;               /* 0 = early refresh off */
 	int ninval;
 	cs_inval_rule inval[CS_MAX_INVALIDATE];
+	bool reads_covered;               /* every table the SQL reads is in invalidate_on
+	                                   * (cs_check_ryw, on the primary); false = unknown */
 } cs_query_def;
+
+/* Whether the cache may answer a read-your-writes token with an entry older than the token
+ * (engine.c ryw_cache_ok): per-key invalidation of every table the query reads. */
+static inline bool cs_query_token_safe(const cs_query_def *q)
+{
+	if (!q->reads_covered || q->ninval == 0 || q->min_lifetime_ms > 0)
+		return false;
+	for (int i = 0; i < q->ninval; i++)
+		if (q->inval[i].ncols == 0)
+			return false;
+	return true;
+}
 
 typedef struct cs_replica_def {
 	char name[CS_MAX_NAME + 1];
@@ -122,11 +136,13 @@ typedef struct cs_config {
 	char *auth_token;                 /* HELLO token, NULL = no auth; never shown */
 	bool fence;                       /* LSN-fenced fills (needs a running invalidator);
 	                                   * off = TTL-only caching (fence.c) */
+	bool query_fence;                 /* query-level fences (fence.c); off: negative control */
 	char *log_level;                  /* "debug" | "info" | "warning" | "error" */
 
 	/* [redis] */
 	char *redis_url;                  /* redis://[:password@]host:port/db or unix:///path */
 	int64_t redis_timeout_ms;
+	char *redis_namespace;            /* NULL = derived from the db (cs_config_namespace) */
 	int64_t lease_ms;                 /* cross-process miss lease, 0 = off */
 
 	/* [primary] */
@@ -181,6 +197,10 @@ const char *cs_param_type_name(cs_param_type t);
 unsigned cs_param_type_oid(cs_param_type t);
 const char *cs_tier_name(cs_tier t);
 bool cs_tier_parse(const char *s, cs_tier *out);
+
+/* The Redis namespace in force (keyspace.h): [redis] namespace, or "cs" for db 0 and
+ * "cs<db>" otherwise. */
+void cs_config_namespace(const cs_config *cfg, char out[33]);
 
 /* Added by config.c: the [redis] url, parsed (cs_config_load already checked it). */
 typedef struct cs_redis_url {

@@ -16,6 +16,7 @@
 #include "fence.h"
 #include "decanon.h"
 #include "invalidator.h"
+#include "keyspace.h"
 #include "log.h"
 #include "params.h"
 #include "pgpool.h"
@@ -28,8 +29,7 @@
 #define MAX_ATTEMPTS	 3	/* a miss tries at most this many servers */
 #define MAX_REPLY	 (64u << 20) /* largest result served at all */
 #define FLIGHT_BUCKETS	 4096
-#define GEN_CHANNEL	 "cs:gen"
-#define KEY_MAX		 (5 + CS_MAX_NAME + 1 + 20 + 1 + CS_CANON_MAX + 1)
+#define KEY_MAX		 CS_KEY_MAX
 
 /* ---- Types ------------------------------------------------------------------------------ */
 
@@ -102,7 +102,14 @@ struct flight {
 	cs_pgjob job;
 	cs_pg_params *pgp;
 	size_t keylen, canon_off;
-	char key[]; /* "cs:e:<q>:<g>:<p>" */
+	/* After the database answered: the result, kept (with the flight findable) until the
+	 * fill is acknowledged, so requests arriving meanwhile share it instead of missing. */
+	bool answered, filling;
+	cs_meta meta;
+	uint8_t *result;
+	size_t result_len;
+	greq *held; /* waiters that asked for the fill's outcome (REFRESH, batch tier) */
+	char key[]; /* "<ns>:e:<q>:<g>:<p>" */
 };
 
 /* The primary's LSN over time, sampled at each health round: a replica whose replay LSN
@@ -155,6 +162,12 @@ struct cs_engine {
 	bool stopping; /* cs_engine_free runs: no retries, everything answers SHUTTING_DOWN */
 	cs_engine_stats stats;
 	cs_buf scratch;
+	cs_keyspace ks;
+	/* The namespace's epoch (keyspace.h) this process has synchronised its generations
+	 * with; "" while unknown or Redis lost data (then, with fences on, the cache is
+	 * bypassed: nothing is served from it or stored). */
+	char epoch[96];
+	size_t epoch_len;
 };
 
 /* ---- Query table ------------------------------------------------------------------------ */
@@ -327,10 +340,10 @@ static void flight_free(flight *f)
 	if (f->leased && cs_redis_ready(f->e->redis)) {
 		/* Done refreshing: let the next expiry's refresh (here or elsewhere) take it. */
 		char lease[KEY_MAX];
-		int n = snprintf(lease, sizeof lease, "cs:l:%s:%.*s", f->qs->def->name,
-			(int)(f->keylen - f->canon_off), f->key + f->canon_off);
+		size_t n = cs_ks_lease(&f->e->ks, lease, sizeof lease, f->qs->def->name,
+			f->key + f->canon_off, f->keylen - f->canon_off);
 		const char *argv[] = { "DEL", lease };
-		size_t lens[] = { 3, (size_t)n };
+		size_t lens[] = { 3, n };
 		(void)!cs_redis_cmd(f->e->redis, NULL, NULL, 2, argv, lens);
 	}
 	if (f->in_ryw) {
@@ -341,6 +354,7 @@ static void flight_free(flight *f)
 			*pp = f->rnext;
 	}
 	free(f->pgp);
+	free(f->result);
 	qtable_unref(f->qt);
 	free(f);
 }
@@ -451,10 +465,47 @@ typedef struct fillctx {
 	qstate *qs;
 } fillctx;
 
+static void load_gens(cs_engine *e);
+
+static bool wants_stored(const greq *r)
+{
+	return r->op == CS_OP_REFRESH || r->tier == CS_TIER_BATCH;
+}
+
+/* Answers one waiter of an answered flight. */
+static void flight_answer(flight *f, greq *w, uint8_t stored)
+{
+	cs_meta meta = f->meta;
+	meta.stored = stored;
+	cs_hist_record(&f->e->stats.miss_us, cs_now_us() - w->start_us);
+	w->cb(w->priv, 0, NULL, &meta, f->result, f->result_len);
+	greq_free(w);
+}
+
+/* Answers every waiter, including any that joins from inside a callback (a daemon client
+ * whose reply frees room and reads its next request, library callbacks): callbacks run
+ * exactly once, always. While the fill is in flight, waiters that asked for its outcome
+ * are held. */
+static void flight_answer_all(flight *f, uint8_t stored)
+{
+	while (f->waiters) {
+		greq *w = f->waiters;
+		f->waiters = w->next;
+		if (f->filling && wants_stored(w)) {
+			w->next = f->held;
+			f->held = w;
+			continue;
+		}
+		flight_answer(f, w, f->filling ? CS_STORED_UNSAID : stored);
+	}
+}
+
 static void on_fill_reply(cs_redis *r, redisReply *reply, void *priv)
 {
-	fillctx *c = priv;
-	cs_engine *e = c->e;
+	flight *f = priv;
+	cs_engine *e = f->e;
+	qstate *qs = f->qs;
+	bool stored = false;
 	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
 		reply->element[0]->type != REDIS_REPLY_INTEGER) {
 		e->stats.fill_errors++;
@@ -462,56 +513,69 @@ static void on_fill_reply(cs_redis *r, redisReply *reply, void *priv)
 			cs_debug("fill failed: %s", reply->str);
 	} else {
 		long long st = reply->element[0]->integer;
+		redisReply *g = reply->element[1];
+		uint64_t gen = g->type == REDIS_REPLY_STRING ? strtoull(g->str, NULL, 10) : 0;
 		if (st == 1) {
+			stored = true;
 			e->stats.fills++;
-			c->qs->fills++;
+			qs->fills++;
 		} else if (st == 0) {
 			e->stats.fill_refused_gen++;
-			redisReply *g = reply->element[1];
-			if (g->type == REDIS_REPLY_STRING) {
-				uint64_t gen = strtoull(g->str, NULL, 10);
-				if (gen > c->qs->gen)
-					c->qs->gen = gen;
-			}
+			/* Generations only rise, unless Redis lost them: with fences on the epoch
+			 * check handles that; without, follow Redis down too. */
+			if (f->qt == e->qt && (gen > qs->gen || !e->fence_on))
+				qs->gen = gen;
 		} else if (st == -3) {
 			e->stats.fill_refused_fence++;
+		} else if (st == -4) {
+			e->stats.fill_refused_epoch++;
+			load_gens(e); /* Redis lost data, or was resynchronised: catch up */
+		} else if (st == -5) {
+			e->stats.fill_refused_qfence++;
 		} else {
 			e->stats.fill_refused_horizon++;
 		}
 	}
-	qtable_unref(c->qt);
-	free(c);
+	f->filling = false;
+	greq *held = f->held;
+	f->held = NULL;
+	uint8_t outcome = stored ? CS_STORED_YES : CS_STORED_NO;
+	while (held) {
+		greq *next = held->next;
+		flight_answer(f, held, outcome);
+		held = next;
+	}
+	flight_answer_all(f, outcome);
+	flight_free(f);
 }
 
-static void fill(flight *f, const uint8_t *value, size_t len, int64_t px, uint64_t lsn)
+/* Sends the fill script; the flight stays findable until it is acknowledged. Returns
+ * false when it could not be sent. */
+static bool fill(flight *f, const uint8_t *value, size_t len, int64_t px, uint64_t lsn)
 {
 	cs_engine *e = f->e;
 	const cs_query_def *q = f->qs->def;
-	char fence[KEY_MAX], genkey[8 + CS_MAX_NAME], lsnhex[17], pxs[24], gens[24];
+	char fence[KEY_MAX], genkey[CS_NAME_MAX + CS_MAX_NAME], qfkey[CS_NAME_MAX + CS_MAX_NAME];
+	char lsnhex[17], pxs[24], gens[24];
 	const char *canon = f->key + f->canon_off;
 	size_t canon_len = f->keylen - f->canon_off;
-	int fl = snprintf(fence, sizeof fence, "cs:f:%s:%.*s", q->name, (int)canon_len, canon);
-	int gl = snprintf(genkey, sizeof genkey, "cs:g:%s", q->name);
+	size_t fl = cs_ks_fence(&e->ks, fence, sizeof fence, q->name, canon, canon_len);
+	size_t gl = cs_ks_gen(&e->ks, genkey, sizeof genkey, q->name);
+	size_t ql = cs_ks_qfence(&e->ks, qfkey, sizeof qfkey, q->name);
 	cs_lsn_hex(lsn, lsnhex);
 	int pl = snprintf(pxs, sizeof pxs, "%lld", (long long)px);
 	int nl = snprintf(gens, sizeof gens, "%llu", (unsigned long long)f->gen);
-	const char *argv[] = { f->key, fence, genkey, "cs:horizon", (const char *)value, pxs, lsnhex,
-		gens, e->fence_on ? "1" : "0" };
-	size_t lens[] = { f->keylen, (size_t)fl, (size_t)gl, 10, len, (size_t)pl, 16, (size_t)nl, 1 };
-	fillctx *c = malloc(sizeof *c);
-	if (c == NULL) {
+	const char *qfence_on = f->qt->cfg->query_fence ? "1" : "0";
+	const char *argv[] = { f->key, fence, genkey, e->ks.horizon, qfkey, e->ks.epoch,
+		(const char *)value, pxs, lsnhex, gens, e->fence_on ? "1" : "0", qfence_on, e->epoch };
+	size_t lens[] = { f->keylen, fl, gl, e->ks.horizon_len, ql, e->ks.epoch_len, len, (size_t)pl,
+		16, (size_t)nl, 1, 1, e->epoch_len };
+	if (fl == 0 || gl == 0 || ql == 0 ||
+		cs_redis_script(e->redis, CS_SCRIPT_FILL, on_fill_reply, f, 6, 13, argv, lens) != 0) {
 		e->stats.fill_errors++;
-		return;
+		return false;
 	}
-	c->e = e;
-	c->qt = f->qt;
-	c->qs = f->qs;
-	f->qt->refs++;
-	if (cs_redis_script(e->redis, CS_SCRIPT_FILL, on_fill_reply, c, 4, 9, argv, lens) != 0) {
-		e->stats.fill_errors++;
-		qtable_unref(c->qt);
-		free(c);
-	}
+	return true;
 }
 
 /* The database answered a flight: encode, answer every waiter, then fill. */
@@ -555,10 +619,14 @@ static void flight_job_done(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, in
 	bool negative = PQntuples(res) == 0;
 	int64_t ttl = negative ? q->negative_ttl_ms : q->ttl_ms;
 	if (q->ttl_jitter_pct > 0 && ttl > 0) {
+		/* ttl_jitter extends the TTL by a random share up to the percentage (CONFIG.md):
+		 * never shorter than ttl */
 		double j = (double)q->ttl_jitter_pct / 100.0;
-		ttl = (int64_t)((double)ttl * (1.0 - j + 2.0 * j * cs_rand_unit()));
-		if (ttl < 1)
-			ttl = 1;
+		ttl = (int64_t)((double)ttl * (1.0 + j * cs_rand_unit()));
+		/* ...within max_stale, the hard bound on an entry's age */
+		if (!negative && q->max_stale_ms > 0 &&
+			ttl > q->max_stale_ms - q->stale_while_revalidate_ms)
+			ttl = CS_MAX(q->ttl_ms, q->max_stale_ms - q->stale_while_revalidate_ms);
 	}
 	cs_entry ent = {
 		.flags = negative ? CS_ENTRY_NEGATIVE : 0,
@@ -569,20 +637,20 @@ static void flight_job_done(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, in
 	};
 	cs_entry_write_header(&ent, b->data);
 
-	/* Answer everyone first: the fill is off the latency path. */
-	cs_meta meta = { .src = primary ? CS_SRC_PRIMARY : CS_SRC_REPLICA, .lsn = lsn };
-	const uint8_t *result = b->data + CS_ENTRY_HDR;
+	/* The result outlives this call (the flight stays findable until the fill is
+	 * acknowledged; callbacks may re-enter the engine and reuse the scratch buffer). */
 	size_t rlen = b->len - CS_ENTRY_HDR;
-	greq *w = f->waiters;
-	f->waiters = NULL;
-	while (w) {
-		greq *next = w->next;
-		cs_hist_record(&e->stats.miss_us, cs_now_us() - w->start_us);
-		w->cb(w->priv, 0, NULL, &meta, result, rlen);
-		greq_free(w);
-		w = next;
+	f->result = malloc(rlen ? rlen : 1);
+	if (f->result == NULL) {
+		flight_fail(f, -CS_ERR_INTERNAL, "out of memory");
+		return;
 	}
+	memcpy(f->result, b->data + CS_ENTRY_HDR, rlen);
+	f->result_len = rlen;
+	f->meta = (cs_meta){ .src = primary ? CS_SRC_PRIMARY : CS_SRC_REPLICA, .lsn = lsn };
+	f->answered = true;
 
+	bool store = false;
 	if (f->store) {
 		if (rlen > e->qt->cfg->max_result) {
 			e->stats.not_cached_large++;
@@ -591,17 +659,23 @@ static void flight_job_done(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, in
 		} else if (primary && e->fence_on) {
 			e->stats.not_cached_primary++;
 		} else {
-			if (negative)
-				e->stats.negative_fills++;
-			/* Redis keeps the entry until max_stale (the hard bound on its age): past
-			 * the soft expiry it serves stale while revalidating, and stale-if-error
-			 * up to max_stale. */
-			int64_t stale_window = CS_MAX(0, q->max_stale_ms - q->ttl_ms);
-			int64_t px = negative ? ttl : ttl + stale_window; /* jitter moves both */
-			fill(f, b->data, b->len, px, ent.lsn);
+			store = true;
 		}
 	}
-	flight_free(f);
+	if (store) {
+		if (negative)
+			e->stats.negative_fills++;
+		/* Redis keeps the entry until max_stale (the hard bound on its age): past the
+		 * soft expiry it serves stale while revalidating, and stale-if-error up to
+		 * max_stale. */
+		int64_t px = negative ? ttl : CS_MAX(ttl, q->max_stale_ms);
+		f->filling = fill(f, b->data, b->len, px, ent.lsn);
+	}
+	/* Answer everyone now (the fill is off the latency path), except those who asked
+	 * for its outcome; on_fill_reply answers them and frees the flight. */
+	flight_answer_all(f, CS_STORED_NO);
+	if (!f->filling)
+		flight_free(f);
 }
 
 /* Starts (or joins) the flight for key; r may be NULL for a background refresh. */
@@ -612,11 +686,19 @@ static void miss(cs_engine *e, qstate *qs, const char *key, size_t keylen, size_
 	uint64_t h = hash_bytes(key, keylen);
 	flight *f = flight_find(e, key, keylen, h, min_lsn);
 	if (f) {
-		if (r) {
-			e->stats.coalesced++;
-			r->next = f->waiters;
-			f->waiters = r;
+		if (r == NULL)
+			return;
+		e->stats.coalesced++;
+		if (f->answered && !(f->filling && wants_stored(r))) {
+			/* answered, fill in flight: share the result (src and LSN say what it is) */
+			flight_answer(f, r, CS_STORED_UNSAID);
+			return;
 		}
+		r->next = f->answered ? f->held : f->waiters;
+		if (f->answered)
+			f->held = r;
+		else
+			f->waiters = r;
 		return;
 	}
 	f = calloc(1, sizeof *f + keylen + 1);
@@ -761,11 +843,11 @@ static void refresh_in_background(const lookup *l, int cause)
 	if (flight_find(e, l->key, l->keylen, hash_bytes(l->key, l->keylen), 0))
 		return; /* already refreshing in this process */
 	char lease[KEY_MAX], px[24];
-	int n = snprintf(lease, sizeof lease, "cs:l:%s:%.*s", l->qs->def->name,
-		(int)(l->keylen - l->canon_off), l->key + l->canon_off);
+	size_t n = cs_ks_lease(&e->ks, lease, sizeof lease, l->qs->def->name, l->key + l->canon_off,
+		l->keylen - l->canon_off);
 	int pl = snprintf(px, sizeof px, "%lld", (long long)e->qt->cfg->request_timeout_ms);
 	const char *argv[] = { "SET", lease, "1", "NX", "PX", px };
-	size_t lens[] = { 3, (size_t)n, 1, 2, 2, (size_t)pl };
+	size_t lens[] = { 3, n, 1, 2, 2, (size_t)pl };
 	lookup *c = lookup_clone(l, cause);
 	if (c == NULL)
 		return;
@@ -814,6 +896,36 @@ static void serve_stale_copy(greq *r, int err, const char *msg)
 	greq_free(r);
 }
 
+/* Read-your-writes (I3): may an entry with data older than the token answer it? Only if
+ * every change between the entry's data and the token that could affect it would have
+ * deleted it, and the deletion is known to have happened:
+ *  - the query is token-safe: its invalidation is per key (no whole-table rule, no
+ *    min_lifetime debounce, not TTL-only), and every table its SQL reads is named in
+ *    invalidate_on (checked on the primary at startup, cs_check_ryw);
+ *  - the invalidator's confirmed position (<ns>:inv:pos) has passed the token;
+ *  - the entry belongs to the query's current generation in Redis (a bump this process
+ *    has not yet heard of is not ignored) and the epoch is the one this process knows
+ *    (Redis did not lose the invalidations).
+ * Otherwise the token is served from a replica that replayed it, or the primary. */
+static bool ryw_cache_ok(cs_engine *e, const lookup *l, const redisReply *reply)
+{
+	const cs_query_def *q = l->qs->def;
+	if (!cs_query_token_safe(q) || reply->type != REDIS_REPLY_ARRAY || reply->elements != 4)
+		return false;
+	const redisReply *p = reply->element[1], *g = reply->element[2], *ep = reply->element[3];
+	uint64_t pos = 0;
+	if (p->type != REDIS_REPLY_STRING || !cs_lsn_unhex(p->str, (size_t)p->len, &pos) ||
+		pos < l->r->min_lsn)
+		return false;
+	uint64_t gen = g->type == REDIS_REPLY_STRING ? strtoull(g->str, NULL, 10) : 0;
+	if (gen != l->gen)
+		return false;
+	if (e->fence_on && (ep->type != REDIS_REPLY_STRING || (size_t)ep->len != e->epoch_len ||
+				   memcmp(ep->str, e->epoch, e->epoch_len) != 0))
+		return false;
+	return true;
+}
+
 /* The Redis lookup answered: serve a fresh (or stale-while-revalidate) hit, or miss. */
 static void on_cache_reply(cs_redis *rd, redisReply *reply, void *priv)
 {
@@ -829,8 +941,8 @@ static void on_cache_reply(cs_redis *rd, redisReply *reply, void *priv)
 	}
 	redisReply *val = reply;
 	if (reply->type == REDIS_REPLY_ARRAY) {
-		/* MGET entry, position (read-your-writes) */
-		if (reply->elements != 2) {
+		/* MGET entry, position, generation, epoch (read-your-writes) */
+		if (reply->elements != 4) {
 			e->stats.bypass_redis++;
 			lookup_miss(l, false);
 			return;
@@ -845,19 +957,11 @@ static void on_cache_reply(cs_redis *rd, redisReply *reply, void *priv)
 		lookup_miss(l, true);
 		return;
 	}
-	if (r->min_lsn && ent.lsn < r->min_lsn) {
-		/* Read-your-writes: the entry is good for the token only if the invalidator has
-		 * applied everything up to it (then no change between ent.lsn and the token
-		 * touched this key, or the entry would be gone). */
-		uint64_t pos = 0;
-		redisReply *p = reply->type == REDIS_REPLY_ARRAY ? reply->element[1] : NULL;
-		if (p == NULL || p->type != REDIS_REPLY_STRING || !cs_lsn_unhex(p->str, (size_t)p->len, &pos) ||
-			pos < r->min_lsn) {
-			e->stats.misses++;
-			l->qs->misses++;
-			lookup_miss(l, true);
-			return;
-		}
+	if (r->min_lsn && ent.lsn < r->min_lsn && !ryw_cache_ok(e, l, reply)) {
+		e->stats.misses++;
+		l->qs->misses++;
+		lookup_miss(l, true);
+		return;
 	}
 	if (r->min_lsn)
 		e->stats.ryw_cache++;
@@ -935,9 +1039,9 @@ void cs_engine_get(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine_cb
 	e->qt->refs++;
 	l->qs = qs;
 	l->gen = qs->gen;
-	int kl = snprintf(l->key, sizeof l->key, "cs:e:%s:%llu:", q->name, (unsigned long long)qs->gen);
-	l->canon_off = (size_t)kl;
-	bool cacheable = rc == 0 && (size_t)kl + clen < sizeof l->key;
+	size_t kl = cs_ks_entry_prefix(&e->ks, l->key, sizeof l->key, q->name, qs->gen);
+	l->canon_off = kl;
+	bool cacheable = rc == 0 && kl > 0 && kl + clen < sizeof l->key;
 	if (cacheable) {
 		memcpy(l->key + kl, canon, clen);
 		l->keylen = (size_t)kl + clen;
@@ -957,7 +1061,7 @@ void cs_engine_get(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine_cb
 		lookup_miss(l, false);
 		return;
 	}
-	if (!cs_redis_ready(e->redis) || !qs->gen_known) {
+	if (!cs_redis_ready(e->redis) || !qs->gen_known || (e->fence_on && e->epoch_len == 0)) {
 		e->stats.bypass_redis++;
 		lookup_miss(l, false);
 		return;
@@ -969,9 +1073,13 @@ void cs_engine_get(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine_cb
 	}
 	int sent;
 	if (req->min_lsn) {
-		const char *argv[] = { "MGET", l->key, "cs:inv:pos" };
-		size_t lens[] = { 4, l->keylen, 10 };
-		sent = cs_redis_cmd(e->redis, on_cache_reply, l, 3, argv, lens);
+		/* the entry, the invalidator's position, the query's generation and the epoch
+		 * in one round trip: when the cache may answer a token (see on_cache_reply) */
+		char genkey[CS_NAME_MAX + CS_MAX_NAME];
+		size_t gl = cs_ks_gen(&e->ks, genkey, sizeof genkey, q->name);
+		const char *argv[] = { "MGET", l->key, e->ks.pos, genkey, e->ks.epoch };
+		size_t lens[] = { 4, l->keylen, e->ks.pos_len, gl, e->ks.epoch_len };
+		sent = cs_redis_cmd(e->redis, on_cache_reply, l, 5, argv, lens);
 	} else {
 		const char *argv[] = { "GET", l->key };
 		size_t lens[] = { 3, l->keylen };
@@ -1043,22 +1151,28 @@ void cs_engine_invalidate(cs_engine *e, const cs_inval_req *req, cs_engine_inval
 	}
 	*c = (invctx){ .e = e, .qt = e->qt, .qs = qs, .whole = !req->has_params, .cb = cb, .priv = priv };
 	e->qt->refs++;
-	char genkey[8 + CS_MAX_NAME];
-	int gl = snprintf(genkey, sizeof genkey, "cs:g:%s", q->name);
+	char genkey[CS_NAME_MAX + CS_MAX_NAME], lsnhex[17];
+	size_t gl = cs_ks_gen(&e->ks, genkey, sizeof genkey, q->name);
+	/* Fence at the primary's last known LSN: fills of data read before it are refused. */
+	cs_lsn_hex(e->primary ? cs_pgserver_lsn(e->primary) : 0, lsnhex);
 	int rc;
 	if (c->whole) {
-		const char *argv[] = { genkey, GEN_CHANNEL, q->name };
-		size_t lens[] = { (size_t)gl, strlen(GEN_CHANNEL), strlen(q->name) };
-		rc = cs_redis_script(e->redis, CS_SCRIPT_GEN_BUMP, on_inval_reply, c, 1, 3, argv, lens);
+		char qfkey[CS_NAME_MAX + CS_MAX_NAME];
+		size_t ql = cs_ks_qfence(&e->ks, qfkey, sizeof qfkey, q->name);
+		const char *argv[] = { genkey, qfkey, e->ks.epoch, e->ks.channel, q->name, lsnhex, "" };
+		size_t lens[] = { gl, ql, e->ks.epoch_len, e->ks.channel_len, strlen(q->name), 16, 0 };
+		rc = cs_redis_script(e->redis, CS_SCRIPT_GEN_BUMP, on_inval_reply, c, 3, 7, argv, lens);
 	} else {
-		/* Fence at the primary's last known LSN: fills of data read before it are refused. */
-		char fence[KEY_MAX], lsnhex[17], px[24];
-		int fl = snprintf(fence, sizeof fence, "cs:f:%s:%.*s", q->name, (int)clen, canon);
-		cs_lsn_hex(e->primary ? cs_pgserver_lsn(e->primary) : 0, lsnhex);
+		char fence[KEY_MAX], px[24];
+		size_t fl = cs_ks_fence(&e->ks, fence, sizeof fence, q->name, canon, clen);
 		int pl = snprintf(px, sizeof px, "%lld", (long long)e->qt->cfg->fence_ttl_ms);
-		const char *argv[] = { fence, genkey, lsnhex, px, q->name, canon };
-		size_t lens[] = { (size_t)fl, (size_t)gl, 16, (size_t)pl, strlen(q->name), clen };
-		rc = cs_redis_script(e->redis, CS_SCRIPT_INVAL, on_inval_reply, c, 2, 6, argv, lens);
+		/* the epoch guard needs the current epoch: use it as read by this process */
+		const char *argv[] = { fence, genkey, e->ks.epoch, lsnhex, px, e->ks.ns, e->epoch,
+			q->name, canon };
+		size_t lens[] = { fl, gl, e->ks.epoch_len, 16, (size_t)pl, e->ks.nslen, e->epoch_len,
+			strlen(q->name), clen };
+		rc = e->epoch_len == 0 && e->fence_on ? -1
+			: cs_redis_script(e->redis, CS_SCRIPT_INVAL, on_inval_reply, c, 3, 9, argv, lens);
 	}
 	if (rc != 0) {
 		qtable_unref(c->qt);
@@ -1070,17 +1184,51 @@ void cs_engine_invalidate(cs_engine *e, const cs_inval_req *req, cs_engine_inval
 
 /* ---- Generations ------------------------------------------------------------------------ */
 
+typedef struct gensctx {
+	cs_engine *e;
+	qtable *t;
+} gensctx;
+
+/* The generations poll: the epoch (is it this Redis run's, and the one we know?) and every
+ * query's generation, read in one script. */
 static void on_gens_reply(cs_redis *rd, redisReply *reply, void *priv)
 {
-	qtable *t = priv;
-	if (reply && reply->type == REDIS_REPLY_ARRAY && (int)reply->elements == t->nq) {
-		for (int i = 0; i < t->nq; i++) {
-			redisReply *g = reply->element[i];
-			uint64_t gen = g->type == REDIS_REPLY_STRING ? strtoull(g->str, NULL, 10) : 0;
-			if (!t->qs[i].gen_known || gen > t->qs[i].gen)
-				t->qs[i].gen = gen;
-			if (!t->qs[i].pending_bump)
-				t->qs[i].gen_known = true;
+	gensctx *c = priv;
+	cs_engine *e = c->e;
+	qtable *t = c->t;
+	free(c);
+	if (reply && reply->type == REDIS_REPLY_ARRAY && (int)reply->elements == t->nq + 2 &&
+		reply->element[0]->type == REDIS_REPLY_INTEGER &&
+		reply->element[1]->type == REDIS_REPLY_STRING &&
+		(size_t)reply->element[1]->len < sizeof e->epoch) {
+		bool valid = reply->element[0]->integer == 1;
+		const redisReply *ep = reply->element[1];
+		bool changed = (size_t)ep->len != e->epoch_len || memcmp(ep->str, e->epoch, e->epoch_len) != 0;
+		if (e->fence_on && !valid) {
+			/* Redis lost data (or no invalidator has synchronised it yet): neither
+			 * serve nor store until the invalidator has resynchronised. */
+			if (e->epoch_len)
+				cs_warn("redis: the namespace's epoch is gone or from another Redis run (data "
+					"lost?): bypassing the cache until the invalidator resynchronises");
+			e->epoch_len = 0;
+			e->epoch[0] = '\0';
+			e->stats.epoch_invalid++;
+		} else if (t == e->qt) {
+			if (changed) {
+				memcpy(e->epoch, ep->str, (size_t)ep->len);
+				e->epoch[ep->len] = '\0';
+				e->epoch_len = (size_t)ep->len;
+				e->stats.epoch_changes++;
+			}
+			for (int i = 0; i < t->nq; i++) {
+				redisReply *g = reply->element[i + 2];
+				uint64_t gen = g->type == REDIS_REPLY_STRING ? strtoull(g->str, NULL, 10) : 0;
+				/* a new epoch: Redis's generations are the truth, even lower ones */
+				if (!t->qs[i].gen_known || gen > t->qs[i].gen || changed || !e->fence_on)
+					t->qs[i].gen = gen;
+				if (!t->qs[i].pending_bump)
+					t->qs[i].gen_known = true;
+			}
 		}
 	}
 	qtable_unref(t);
@@ -1089,28 +1237,30 @@ static void on_gens_reply(cs_redis *rd, redisReply *reply, void *priv)
 static void load_gens(cs_engine *e)
 {
 	qtable *t = e->qt;
-	if (t->nq == 0 || !cs_redis_ready(e->redis))
+	if (!cs_redis_ready(e->redis))
 		return;
-	const char **argv = calloc((size_t)t->nq + 1, sizeof *argv);
-	char **keys = calloc((size_t)t->nq, sizeof *keys);
-	if (argv && keys) {
-		argv[0] = "MGET";
-		int ok = 1;
-		for (int i = 0; i < t->nq && ok; i++) {
-			if (asprintf(&keys[i], "cs:g:%s", t->qs[i].def->name) < 0) {
-				keys[i] = NULL;
-				ok = 0;
-			}
+	size_t n = (size_t)t->nq + 1;
+	const char **argv = calloc(n, sizeof *argv);
+	size_t *lens = calloc(n, sizeof *lens);
+	char (*keys)[CS_NAME_MAX + CS_MAX_NAME] = calloc(n, sizeof *keys);
+	gensctx *c = malloc(sizeof *c);
+	if (argv && lens && keys && c) {
+		argv[0] = e->ks.epoch;
+		lens[0] = e->ks.epoch_len;
+		for (int i = 0; i < t->nq; i++) {
 			argv[i + 1] = keys[i];
+			lens[i + 1] = cs_ks_gen(&e->ks, keys[i], sizeof keys[i], t->qs[i].def->name);
 		}
+		*c = (gensctx){ .e = e, .t = t };
 		t->refs++;
-		if (!ok || cs_redis_cmd(e->redis, on_gens_reply, t, t->nq + 1, argv, NULL) != 0)
+		if (cs_redis_script(e->redis, CS_SCRIPT_GENS, on_gens_reply, c, (int)n, (int)n, argv, lens) == 0)
+			c = NULL;
+		else
 			t->refs--;
 	}
-	if (keys)
-		for (int i = 0; i < t->nq; i++)
-			free(keys[i]);
+	free(c);
 	free(keys);
+	free(lens);
 	free(argv);
 }
 
@@ -1132,6 +1282,10 @@ static void on_gen_message(cs_redis *rd, redisReply *reply, void *priv)
 	const char *sp = memchr(m->str, ' ', (size_t)m->len);
 	if (sp == NULL)
 		return;
+	if (sp == m->str + 1 && m->str[0] == '*') {
+		load_gens(e); /* "* <epoch>": the invalidator (re)synchronised the namespace */
+		return;
+	}
 	qstate *qs = qtable_find(e->qt, m->str, (size_t)(sp - m->str));
 	if (qs) {
 		uint64_t g = strtoull(sp + 1, NULL, 10);
@@ -1153,8 +1307,17 @@ static void on_pubsub_state(cs_redis *rd, bool up, void *priv)
 
 static void on_cache_state(cs_redis *rd, bool up, void *priv)
 {
-	if (up)
-		load_gens(priv);
+	cs_engine *e = priv;
+	if (up) {
+		load_gens(e);
+		return;
+	}
+	/* The connection dropped: Redis may have restarted from an older state. Use nothing
+	 * of it until the epoch is checked again. */
+	e->epoch_len = 0;
+	e->epoch[0] = '\0';
+	for (int i = 0; i < e->qt->nq; i++)
+		e->qt->qs[i].gen_known = false;
 }
 
 static void bump_generation(cs_engine *e, qstate *qs);
@@ -1314,7 +1477,7 @@ static void on_sample_pos(cs_redis *rd, redisReply *reply, void *priv)
 static void on_sample_poll(evutil_socket_t fd, short what, void *arg)
 {
 	cs_engine *e = arg;
-	const char *argv[] = { "GET", "cs:inv:pos" };
+	const char *argv[] = { "GET", e->ks.pos };
 	if (cs_redis_cmd(e->redis, on_sample_pos, e, 2, argv, NULL) != 0)
 		sample_end(e, 2);
 }
@@ -1432,9 +1595,10 @@ static void on_sample_timer(evutil_socket_t fd, short what, void *arg)
 	qstate *qs = &t->qs[sm->qnext++ % t->nq];
 	if (!qs->gen_known)
 		return;
-	char pattern[8 + CS_MAX_NAME + 24], cursor[24];
-	int pl = snprintf(pattern, sizeof pattern, "cs:e:%s:%llu:*", qs->def->name,
-		(unsigned long long)qs->gen);
+	char pattern[CS_NAME_MAX + CS_MAX_NAME + 24], cursor[24];
+	int pl = (int)cs_ks_entry_prefix(&e->ks, pattern, sizeof pattern - 1, qs->def->name, qs->gen);
+	pattern[pl++] = '*';
+	pattern[pl] = '\0';
 	int cl = snprintf(cursor, sizeof cursor, "%llu", qs->scan_cursor);
 	const char *argv[] = { "SCAN", cursor, "MATCH", pattern, "COUNT", "50" };
 	size_t lens[] = { 4, (size_t)cl, 5, (size_t)pl, 5, 2 };
@@ -1488,6 +1652,9 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 	}
 	e->base = base;
 	e->fence_on = cfg->fence;
+	char ns[CS_NS_MAX + 1];
+	cs_config_namespace(cfg, ns);
+	cs_ks_init(&e->ks, ns);
 	cs_hist_init(&e->stats.hit_us);
 	cs_hist_init(&e->stats.miss_us);
 	cs_buf_init(&e->scratch, MAX_REPLY + CS_ENTRY_HDR);
@@ -1507,7 +1674,7 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 	if (e->redis)
 		e->pubsub = cs_redis_new(base, &po, err, errlen);
 	if (e->redis == NULL || e->pubsub == NULL ||
-		cs_redis_subscribe(e->pubsub, GEN_CHANNEL, on_gen_message, e) != 0) {
+		cs_redis_subscribe(e->pubsub, e->ks.channel, on_gen_message, e) != 0) {
 		cs_engine_free(e);
 		return NULL;
 	}
@@ -1607,6 +1774,22 @@ static bool query_same(const cs_query_def *a, const cs_query_def *b)
 	return true;
 }
 
+static bool inval_same(const cs_query_def *a, const cs_query_def *b)
+{
+	if (a->ninval != b->ninval)
+		return false;
+	for (int i = 0; i < a->ninval; i++) {
+		const cs_inval_rule *x = &a->inval[i], *y = &b->inval[i];
+		if (strcmp(x->schema, y->schema) != 0 || strcmp(x->table, y->table) != 0 ||
+			x->ncols != y->ncols)
+			return false;
+		for (int k = 0; k < x->ncols; k++)
+			if (strcmp(x->cols[k], y->cols[k]) != 0 || x->param_index[k] != y->param_index[k])
+				return false;
+	}
+	return true;
+}
+
 static void on_reload_bump(cs_redis *rd, redisReply *reply, void *priv)
 {
 	fillctx *c = priv;
@@ -1627,10 +1810,14 @@ static void on_reload_bump(cs_redis *rd, redisReply *reply, void *priv)
 /* INCR the query's generation and announce it: every process stops using old entries. */
 static void bump_generation(cs_engine *e, qstate *qs)
 {
-	char genkey[8 + CS_MAX_NAME];
-	int gl = snprintf(genkey, sizeof genkey, "cs:g:%s", qs->def->name);
-	const char *argv[] = { genkey, GEN_CHANNEL, qs->def->name };
-	size_t lens[] = { (size_t)gl, strlen(GEN_CHANNEL), strlen(qs->def->name) };
+	/* The query-level fence: the primary's last known position. Data older than it was
+	 * read under the old definition's generation at best; refuse it in the new one. */
+	char genkey[CS_NAME_MAX + CS_MAX_NAME], qfkey[CS_NAME_MAX + CS_MAX_NAME], lsnhex[17];
+	size_t gl = cs_ks_gen(&e->ks, genkey, sizeof genkey, qs->def->name);
+	size_t ql = cs_ks_qfence(&e->ks, qfkey, sizeof qfkey, qs->def->name);
+	cs_lsn_hex(e->primary ? cs_pgserver_lsn(e->primary) : 0, lsnhex);
+	const char *argv[] = { genkey, qfkey, e->ks.epoch, e->ks.channel, qs->def->name, lsnhex, "" };
+	size_t lens[] = { gl, ql, e->ks.epoch_len, e->ks.channel_len, strlen(qs->def->name), 16, 0 };
 	fillctx *c = malloc(sizeof *c);
 	if (c == NULL) {
 		qs->pending_bump = true;
@@ -1639,7 +1826,7 @@ static void bump_generation(cs_engine *e, qstate *qs)
 	*c = (fillctx){ .e = e, .qt = e->qt, .qs = qs };
 	e->qt->refs++;
 	qs->pending_bump = false;
-	if (cs_redis_script(e->redis, CS_SCRIPT_GEN_BUMP, on_reload_bump, c, 1, 3, argv, lens) != 0) {
+	if (cs_redis_script(e->redis, CS_SCRIPT_GEN_BUMP, on_reload_bump, c, 3, 7, argv, lens) != 0) {
 		qtable_unref(c->qt);
 		free(c);
 		qs->pending_bump = true; /* retried by the generation timer */
@@ -1655,19 +1842,22 @@ int cs_engine_reload(cs_engine *e, cs_config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	/* Generations and per-query counters carry over by name. A query whose SQL or
-	 * parameters changed gets a new generation: its entries answer the old definition.
+	/* Generations and per-query counters carry over by name. A query whose SQL,
+	 * parameters or invalidate_on changed gets a new generation: its entries answer the old definition.
 	 * Until Redis confirms the bump, its requests bypass the cache. */
 	for (int i = 0; i < t->nq; i++) {
 		const cs_query_def *nd = t->qs[i].def;
 		qstate *old = qtable_find(e->qt, nd->name, strlen(nd->name));
 		if (old == NULL)
 			continue;
+		/* read-your-writes coverage was checked at startup for the old definition */
+		cfg->queries[i].reads_covered = old->def->reads_covered && query_same(old->def, nd) &&
+			inval_same(old->def, nd);
 		qstate keep = *old;
 		keep.def = nd;
 		keep.index = i;
 		t->qs[i] = keep;
-		t->qs[i].pending_bump = !query_same(old->def, nd);
+		t->qs[i].pending_bump = !query_same(old->def, nd) || !inval_same(old->def, nd);
 		if (t->qs[i].pending_bump)
 			t->qs[i].gen_known = false;
 	}
@@ -1748,6 +1938,8 @@ uint32_t cs_engine_stats_list(const cs_engine *e, cs_stat *out, uint32_t max)
 		{ "misses", s->misses }, { "coalesced", s->coalesced }, { "fills", s->fills },
 		{ "fill_refused_fence", s->fill_refused_fence },
 		{ "fill_refused_horizon", s->fill_refused_horizon },
+		{ "fill_refused_query_fence", s->fill_refused_qfence },
+		{ "fill_refused_epoch", s->fill_refused_epoch },
 		{ "fill_refused_generation", s->fill_refused_gen }, { "fill_errors", s->fill_errors },
 		{ "not_cached_large", s->not_cached_large }, { "not_cached_primary", s->not_cached_primary },
 		{ "bypass_redis", s->bypass_redis }, { "bypass_requested", s->bypass_requested },
@@ -1795,6 +1987,10 @@ long cs_engine_metrics(const cs_engine *e, char **out)
 	C("fill_refused_fence_total", "Fills refused by a newer invalidation fence", s->fill_refused_fence);
 	C("fill_refused_horizon_total", "Fills refused: data older than the fence horizon", s->fill_refused_horizon);
 	C("fill_refused_generation_total", "Fills refused: the query generation moved", s->fill_refused_gen);
+	C("fill_refused_query_fence_total", "Fills refused: data older than the query's last generation bump", s->fill_refused_qfence);
+	C("fill_refused_epoch_total", "Fills refused: Redis lost data or was resynchronised since the generations were read", s->fill_refused_epoch);
+	C("redis_epoch_invalid_total", "Generation polls that found the namespace's epoch missing or from another Redis run", s->epoch_invalid);
+	C("redis_epoch_changes_total", "New epochs adopted (after a resynchronisation)", s->epoch_changes);
 	C("fill_errors_total", "Fills that failed in Redis", s->fill_errors);
 	C("not_cached_large_total", "Results served but too large to cache", s->not_cached_large);
 	C("not_cached_primary_total", "Results read on the primary (no LSN bound), not cached", s->not_cached_primary);

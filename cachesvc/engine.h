@@ -5,15 +5,7 @@
  * through cs_engine_get. The engine owns the Redis connections and the PostgreSQL servers;
  * it never owns a client.
  *
- * Redis keys (all under the "cs:" prefix; <q> is the query name, <p> the canonical
- * parameters of params.h, <g> the query's generation):
- *   cs:e:<q>:<g>:<p>  entry: a 32-byte header (entry.h) + the result object, as on the wire
- *   cs:f:<q>:<p>      fence: the end LSN of the last invalidation of that key (16 hex)
- *   cs:g:<q>          generation: INCR'd to drop every entry of a query in O(1)
- *   cs:l:<q>:<p>      lease: one refresh of an expired entry across all processes
- *   cs:horizon        the LSN below which a fence may have expired (16 hex, with a TTL)
- *   cs:inv:pos        the invalidator's confirmed position (16 hex), for read-your-writes
- *   channel cs:gen    "<q> <g>" published on every generation bump */
+ * Redis keys and channels: keyspace.h. */
 #ifndef CS_ENGINE_H
 #define CS_ENGINE_H
 
@@ -38,6 +30,7 @@ typedef struct cs_engine_stats {
 	uint64_t errors[CS_ERR_MAX + 1];
 	uint64_t hits, stale_hits, misses, coalesced;
 	uint64_t fills, fill_refused_gen, fill_refused_fence, fill_refused_horizon, fill_errors;
+	uint64_t fill_refused_qfence, fill_refused_epoch, epoch_invalid, epoch_changes;
 	uint64_t not_cached_large, not_cached_primary, not_cached_key, negative_fills;
 	uint64_t bypass_redis, bypass_requested;
 	uint64_t refresh_early, refresh_expired, refresh_revalidate, refresh_forced;

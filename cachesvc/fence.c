@@ -27,17 +27,59 @@
  *      refuses when R < H. So if it stores, R >= H, and C's fence (X(C) > R >= H) is
  *      alive and refuses it: contradiction. If the horizon key is missing (no invalidator
  *      has run for V), the fill refuses: with nobody publishing a horizon nobody can vouch
- *      for expired fences. H never decreases (CS_SCRIPT_RAISE), so a restarted or second
- *      invalidator cannot open a hole: it starts from H >= the primary's LSN at its start
- *      (every fence an older incarnation wrote is at or below that).
+ *      for expired fences. H never decreases (CS_SCRIPT_RAISE); a restarted or second
+ *      invalidator starts from the slot's confirmed position (f).
  *  (c) Fill runs before C's invalidation: the entry is stored, then C's invalidation
  *      deletes it. The stale window is the invalidation lag (I2).
  *  (d) A restarted invalidator replays from the slot's confirmed position; replaying an
  *      invalidation deletes and re-fences again: idempotent, fences only rise.
- *  (e) Generations: a fill carries the generation its key was built with and the script
- *      refuses when the generation moved (TRUNCATE, admin INVALIDATE of a query, lost
- *      slot), so no fill from before a bump lands in the new generation.
- *  (f) Eviction. If Redis evicted a live fence, (a) would break. Fences carry a TTL, so
+ *  (e) Generations and query-level fences. A whole-query invalidation (TRUNCATE, a
+ *      transaction over the per-query key limit, a table rule, an unknown key, a gap, a
+ *      reload that changed the query, admin INVALIDATE) is CS_SCRIPT_GEN_BUMP: it INCRs
+ *      <ns>:g:<q> and, in the same script, raises the query-level fence <ns>:qf:<q> to the
+ *      bump's LSN B (the commit's end LSN; for a reload or an admin bump the primary's last
+ *      known position; for a gap the resync LSN, below). A fill carries the generation its
+ *      key was built with and the script refuses it when the generation moved: no fill of
+ *      data read for the old generation lands in the new one. A fill of the new generation
+ *      is refused when its data is older than B (R < qf), in the same atomic check as the
+ *      per-key fence: the generation alone is not enough, because a miss of the new
+ *      generation read on a replica that has not replayed the bump's change (still within
+ *      max_replica_lag) would otherwise store pre-change data until TTL. The query-level
+ *      fence has no TTL: it only rises, and data at or past it includes every change the
+ *      bump stood for. Debounced bumps (min_lifetime) carry the highest LSN they fold.
+ *  (f) The horizon's start. A leader starts streaming at the slot's confirmed position W:
+ *      every commit after W is replayed and its fences rewritten. A fence an earlier leader
+ *      wrote for X > W may have expired; a fill with W <= R < X passing meanwhile is older
+ *      than X, whose replayed invalidation then deletes it (case (c)). So H_start = W is
+ *      enough, and replicas that caught up fill at once after a restart.
+ *  (g) Gaps. A slot that is created (first start, dropped, lost, a failover to a server
+ *      without it) sees no change committed before its consistent point C: nothing ever
+ *      fences those. Before CREATE_REPLICATION_SLOT the leader records a gap flush as owed
+ *      (<ns>:inv:gap:<slot>, acknowledged by Redis first); after it, CS_SCRIPT_SYNC bumps
+ *      every dependent query with qf = S >= C and raises the horizon to S, then clears the
+ *      mark. A crash in between leaves the mark, and the next leader's SYNC flushes. Old
+ *      entries die with the generation; new fills need R >= S, and every change after S is
+ *      decoded and fenced.
+ *  (h) Redis losing data. Fences, generations, entries and the horizon live in Redis; if it
+ *      loses acknowledged writes (FLUSHALL, a restart from RDB or AOF everysec, a failover to
+ *      a replica that missed writes) the argument above loses its premises. Every
+ *      namespace has an epoch <ns>:epoch = "<run_id>:<random>", written by SYNC: a flush
+ *      removes it, a restart or failover changes the run_id. Every invalidator write checks
+ *      the epoch (an "EPOCH" error restarts the stream and SYNC runs again); the horizon
+ *      publication also checks the run_id once per status interval; daemons read it with
+ *      their generations and, with fences on, serve nothing from Redis and store nothing
+ *      while it is missing or foreign, and every fill carries the epoch the daemon read
+ *      (refused on mismatch: no fill from before a loss lands after the resync). SYNC:
+ *       - no epoch (first start, or everything flushed): nothing survived to be stale; the
+ *         horizon rises to S (every fence that may be missing is at or below S);
+ *       - a foreign epoch with <ns>:inv:pos >= W: Redis applies writes (AOF, replication)
+ *         in order and kept the position written after every confirmed invalidation, so
+ *         nothing confirmed was lost; later ones are replayed from W;
+ *       - otherwise confirmed invalidations may be gone while older entries survived: every
+ *         query is bumped with qf = S and the horizon rises to S.
+ *      S = max(IDENTIFY_SYSTEM's position, C, everything received or confirmed) is at or
+ *      past every change whose invalidation may have been lost.
+ *  (i) Eviction. If Redis evicted a live fence, (a) would break. Fences carry a TTL, so
  *      every volatile-* policy may evict them, and every allkeys-* policy may evict
  *      anything: the only safe policy is noeviction. At maxmemory Redis then refuses
  *      every write script with OOM: fills are simply not stored, and the invalidator's
@@ -45,15 +87,16 @@
  *      stale until memory is freed or they expire: size Redis so it stays below
  *      maxmemory, and watch cachesvc_invalidator_redis_failures_total). cachesvc checks
  *      maxmemory-policy at startup (check.c) and refuses any other policy unless
- *      fence = off.
- *  (g) The primary. Visibility order on the primary differs from WAL order (a commit whose
+ *      fence = off. Evicting the epoch, a generation or a query-level fence is detected
+ *      or harmless the same way (a missing epoch is a loss).
+ *  (j) The primary. Visibility order on the primary differs from WAL order (a commit whose
  *      record ends before an LSN read may not be visible yet), so no LSN read there bounds
  *      a snapshot from below. Data read on the primary is tagged LSN 0: with fences on it
  *      is served but never stored.
  * Entry eviction (not fence eviction) is harmless: a missing entry is a miss.
  *
  * Together: every entry older than an applied invalidation is either refused at fill time
- * (a, b, e) or deleted by it (c, d). I1 follows: once the invalidator has applied every
+ * (a, b, e, g, h) or deleted by it (c, d, f). I1 follows: once the invalidator has applied every
  * change up to X and replicas replayed past X, no entry reflects a state older than X. */
 #include "fence.h"
 
@@ -62,41 +105,132 @@
 
 #include "params.h"
 
+/* The epoch check every invalidator write makes: the namespace's epoch must be the one the
+ * writer synchronised with (a FLUSHALL removed it, another leader's resync changed it). */
+#define EPOCH_GUARD(key, want)                                                                   \
+	"if " want " ~= '' and redis.call('GET', " key ") ~= " want " then\n"                    \
+	"  return redis.error_reply('EPOCH the cache state was lost or resynchronised')\n"       \
+	"end\n"
+
+/* Redis's run_id, for the epoch: a restart or failover changes it. */
+#define RUN_ID "local rid = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or '?'\n"
+
 const char *const cs_scripts[CS_SCRIPT_COUNT] = {
 	[CS_SCRIPT_FILL] =
 		"local g = redis.call('GET', KEYS[3]) or '0'\n"
 		"if g ~= ARGV[4] then return {0, g} end\n"
 		"if ARGV[5] == '1' then\n"
+		"  if redis.call('GET', KEYS[6]) ~= ARGV[7] then return {-4, g} end\n"
 		"  local h = redis.call('GET', KEYS[4])\n"
 		"  if not h then return {-1, g} end\n"
 		"  if ARGV[3] < h then return {-2, g} end\n"
+		"  if ARGV[6] == '1' then\n"
+		"    local qf = redis.call('GET', KEYS[5])\n"
+		"    if qf and ARGV[3] < qf then return {-5, g} end\n"
+		"  end\n"
 		"  local f = redis.call('GET', KEYS[2])\n"
 		"  if f and f > ARGV[3] then return {-3, g} end\n"
 		"end\n"
 		"redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
 		"return {1, g}\n",
 	[CS_SCRIPT_INVAL] =
+		EPOCH_GUARD("KEYS[#KEYS]", "ARGV[4]")
 		"local n = 0\n"
-		"for i = 1, #KEYS, 2 do\n"
+		"for i = 1, #KEYS - 1, 2 do\n"
 		"  local g = redis.call('GET', KEYS[i + 1]) or '0'\n"
-		"  local q = ARGV[2 + i]\n"
-		"  local p = ARGV[3 + i]\n"
-		"  n = n + redis.call('DEL', 'cs:e:' .. q .. ':' .. g .. ':' .. p)\n"
+		"  local q = ARGV[4 + i]\n"
+		"  local p = ARGV[5 + i]\n"
+		"  n = n + redis.call('DEL', ARGV[3] .. ':e:' .. q .. ':' .. g .. ':' .. p)\n"
 		"  local f = redis.call('GET', KEYS[i])\n"
 		"  if not f or f < ARGV[1] then f = ARGV[1] end\n"
 		"  redis.call('SET', KEYS[i], f, 'PX', ARGV[2])\n"
 		"end\n"
 		"return n\n",
 	[CS_SCRIPT_GEN_BUMP] =
+		EPOCH_GUARD("KEYS[3]", "ARGV[4]")
 		"local g = redis.call('INCR', KEYS[1])\n"
+		"local f = redis.call('GET', KEYS[2])\n"
+		"if not f or f < ARGV[3] then redis.call('SET', KEYS[2], ARGV[3]) end\n"
+		"if KEYS[4] then\n"
+		"  local d = redis.call('HGET', KEYS[4], ARGV[2])\n"
+		"  if d and d <= ARGV[3] then redis.call('HDEL', KEYS[4], ARGV[2]) end\n"
+		"end\n"
 		"redis.call('PUBLISH', ARGV[1], ARGV[2] .. ' ' .. g)\n"
 		"return g\n",
 	[CS_SCRIPT_RAISE] =
+		"if KEYS[2] then\n"
+		"  local e = redis.call('GET', KEYS[2])\n"
+		"  if e ~= ARGV[3] then\n"
+		"    return redis.error_reply('EPOCH the cache state was lost or resynchronised')\n"
+		"  end\n"
+		"  if ARGV[4] == '1' then\n"
+		RUN_ID
+		"    if string.sub(e, 1, #rid + 1) ~= rid .. ':' then\n"
+		"      return redis.error_reply('EPOCH redis restarted or failed over')\n"
+		"    end\n"
+		"  end\n"
+		"end\n"
 		"local v = redis.call('GET', KEYS[1])\n"
 		"if not v or v < ARGV[1] then v = ARGV[1] end\n"
 		"if ARGV[2] == '0' then redis.call('SET', KEYS[1], v)\n"
 		"else redis.call('SET', KEYS[1], v, 'PX', ARGV[2]) end\n"
 		"return v\n",
+	[CS_SCRIPT_DEB_RECORD] =
+		EPOCH_GUARD("KEYS[2]", "ARGV[3]")
+		"local v = redis.call('HGET', KEYS[1], ARGV[1])\n"
+		"if not v or v < ARGV[2] then v = ARGV[2]; redis.call('HSET', KEYS[1], ARGV[1], v) end\n"
+		"return v\n",
+	[CS_SCRIPT_PRE_CREATE] =
+		"redis.call('SET', KEYS[1], '1')\n"
+		"return redis.call('EXISTS', KEYS[2])\n",
+	[CS_SCRIPT_SYNC] =
+		RUN_ID
+		"local e = redis.call('GET', KEYS[1])\n"
+		"local foreign = e and string.sub(e, 1, #rid + 1) ~= rid .. ':'\n"
+		"local status_kept = false\n"
+		"local lost = foreign or not e\n"
+		"local gap = ARGV[6] == '1' or redis.call('EXISTS', KEYS[3]) == 1\n"
+		"if foreign and ARGV[2] ~= '' then\n"
+		/* a restart or failover that kept every invalidation up to the slot's confirmed
+		 * position (writes reach the AOF and replicas in order: the position written after
+		 * them survived) lost nothing confirmed; what came later is replayed */
+		"  local pos = redis.call('GET', KEYS[6])\n"
+		"  if pos and pos >= ARGV[2] then foreign = false; status_kept = true end\n"
+		"end\n"
+		"local status = 0\n"
+		"if foreign then status = 2 elseif gap then status = 1 elseif status_kept then status = 4\n"
+		"elseif lost then status = 3 end\n"
+		"if status > 0 and status ~= 4 then\n"
+		"  local k = 7\n"
+		"  for i = 7, #ARGV, 2 do\n"
+		"    if foreign or (gap and ARGV[i + 1] == '1') then\n"
+		"      local g = redis.call('INCR', KEYS[k])\n"
+		"      local f = redis.call('GET', KEYS[k + 1])\n"
+		"      if not f or f < ARGV[4] then redis.call('SET', KEYS[k + 1], ARGV[4]) end\n"
+		"      redis.call('PUBLISH', ARGV[1], ARGV[i] .. ' ' .. g)\n"
+		"    end\n"
+		"    k = k + 2\n"
+		"  end\n"
+		"  local h = redis.call('GET', KEYS[2])\n"
+		"  if not h or h < ARGV[4] then h = ARGV[4] end\n"
+		"  redis.call('SET', KEYS[2], h, 'PX', ARGV[5])\n"
+		"end\n"
+		"if lost then\n"
+		"  e = rid .. ':' .. ARGV[3]\n"
+		"  redis.call('SET', KEYS[1], e)\n"
+		"  redis.call('PUBLISH', ARGV[1], '* ' .. e)\n"
+		"end\n"
+		"redis.call('DEL', KEYS[3])\n"
+		"local had = redis.call('EXISTS', KEYS[4])\n"
+		"redis.call('SET', KEYS[4], '1')\n"
+		"return {status, e, had, redis.call('HGETALL', KEYS[5])}\n",
+	[CS_SCRIPT_GENS] =
+		RUN_ID
+		"local e = redis.call('GET', KEYS[1])\n"
+		"local r = {0, ''}\n"
+		"if e and string.sub(e, 1, #rid + 1) == rid .. ':' then r = {1, e} end\n"
+		"for i = 2, #KEYS do r[#r + 1] = redis.call('GET', KEYS[i]) or '0' end\n"
+		"return r\n",
 };
 
 void cs_lsn_hex(uint64_t lsn, char out[17])

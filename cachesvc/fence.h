@@ -10,19 +10,53 @@
 #include <stdint.h>
 
 enum cs_script {
-	/* KEYS entry, fence, gen, horizon; ARGV value, px, data_lsn, gen, fence_on
+	/* KEYS entry, fence, gen, horizon, qfence, epoch;
+	 * ARGV value, px, data_lsn, gen, fence_on, query_fence_on, epoch
 	 * -> {status, current_gen}: 1 stored, 0 generation moved, -1 no live horizon,
-	 *    -2 data older than the horizon, -3 a newer fence */
+	 *    -2 data older than the horizon, -3 a newer per-key fence, -4 the epoch is not the
+	 *    caller's (Redis lost data, or the state was resynchronised), -5 data older than
+	 *    the query-level fence */
 	CS_SCRIPT_FILL = 0,
-	/* KEYS fence_1, gen_1, ..., fence_n, gen_n; ARGV lsn, fence_px, q_1, p_1, ..., q_n, p_n
-	 * -> number of entries deleted. Deletes cs:e:<q>:<current gen>:<p> and raises each
-	 * fence to lsn (never lowers it), refreshing its TTL. */
+	/* KEYS fence_1, gen_1, ..., fence_n, gen_n, epoch; ARGV lsn, fence_px, ns, epoch,
+	 * q_1, p_1, ..., q_n, p_n -> number of entries deleted. Deletes <ns>:e:<q>:<gen>:<p>
+	 * and raises each fence to lsn (never lowers it), refreshing its TTL. An error
+	 * "EPOCH ..." when the epoch is not ARGV epoch. */
 	CS_SCRIPT_INVAL,
-	/* KEYS gen; ARGV channel, query -> the new generation (INCR + PUBLISH "<q> <g>") */
+	/* KEYS gen, qfence, epoch[, debounce hash]; ARGV channel, query, lsn, epoch ('' = no
+	 * check) -> the new generation. INCR, raises the query-level fence to lsn, clears
+	 * the query's owed debounced bump when it is covered, PUBLISH "<q> <g>". */
 	CS_SCRIPT_GEN_BUMP,
-	/* KEYS key; ARGV lsn, px: raises a monotonic LSN key (horizon, position) to lsn (never
-	 * lowers it) and sets its TTL (px = 0: no TTL). -> the value now stored */
+	/* KEYS key[, epoch]; ARGV lsn, px[, epoch, check_run_id]: raises a monotonic LSN key
+	 * (horizon, position) to lsn (never lowers it) and sets its TTL (px = 0: none). With
+	 * an epoch key: an "EPOCH" error unless the epoch is ARGV epoch (and, with
+	 * check_run_id = 1, was written by this Redis run). -> the value now stored */
 	CS_SCRIPT_RAISE,
+	/* KEYS debounce hash, epoch; ARGV query, lsn, epoch: records a debounced bump owed
+	 * for query up to lsn (durable: a restarted invalidator performs it). */
+	CS_SCRIPT_DEB_RECORD,
+	/* KEYS gap mark, slot mark: owes a gap flush (before CREATE_REPLICATION_SLOT) -> 1
+	 * when the slot had streamed before (a loss, not a first start). */
+	CS_SCRIPT_PRE_CREATE,
+	/* The invalidator's resynchronisation before it streams.
+	 * KEYS epoch, horizon, gap mark, slot mark, debounce hash, position, gen_1, qf_1, ...,
+	 * gen_n, qf_n; ARGV channel, slot_confirmed ('' unknown), random, lsn, horizon_px, gap,
+	 * q_1, dep_1, ..., q_n, dep_n.
+	 * An epoch of another Redis run (a restart or failover) whose position is still at or
+	 * past the slot's confirmed LSN lost no confirmed invalidation: status 4, the epoch is
+	 * rewritten. Otherwise (writes lost, and older entries kept): bumps every query with
+	 * its query-level fence at lsn. A gap
+	 * (ARGV gap = 1 or a gap mark owed): bumps the dependent queries (dep = 1). No epoch
+	 * at all (a first start, or a FLUSHALL: no entry survived): no bump. In each case the
+	 * horizon rises to lsn (every fence that may be missing is at or below it) and a new
+	 * epoch "<run_id>:<random>" is written when there was none valid. Clears the gap
+	 * mark, sets the slot mark.
+	 * -> {status (0 in sync, 1 gap flushed, 2 foreign epoch: resynchronised, 3 no epoch:
+	 *     horizon raised, 4 restarted without loss), epoch, slot mark existed, HGETALL of
+	 *     the debounce hash} */
+	CS_SCRIPT_SYNC,
+	/* KEYS epoch, gen_1, ..., gen_n -> {1 when the epoch is this Redis run's, epoch (''
+	 * when not), gen_1, ..., gen_n} */
+	CS_SCRIPT_GENS,
 	CS_SCRIPT_COUNT
 };
 

@@ -97,6 +97,8 @@ cs_config *cs_lib_config_load(const char *config_path, const cachesvc_options *o
 		if (rc == CS_CHECK_UNREACHABLE)
 			cs_warn("invalidation not checked: %s", msg);
 	}
+	if (rc != CS_CHECK_INVALID && cs_check_ryw(cfg) == CS_CHECK_UNREACHABLE)
+		cs_warn("read-your-writes coverage not checked (primary unreachable): tokens go to the database");
 	if (rc != CS_CHECK_INVALID) {
 		rc = cs_check_redis(cfg, msg, sizeof msg);
 		if (rc == CS_CHECK_UNREACHABLE)

@@ -166,6 +166,8 @@ int main(int argc, char **argv)
 	}
 	if (irc == CS_CHECK_UNREACHABLE)
 		cs_warn("invalidation not checked: %s", err);
+	if (cs_check_ryw(cfg) == CS_CHECK_UNREACHABLE)
+		cs_warn("read-your-writes coverage not checked (primary unreachable): tokens go to the database");
 	int rrc = cs_check_redis(cfg, err, sizeof err);
 	if (rrc == CS_CHECK_INVALID) {
 		fprintf(stderr, "cachesvc: %s: %s\n", d.config_path, err);

@@ -518,14 +518,27 @@ int cs_redis_cmd(cs_redis *r, cs_redis_cb *cb, void *priv, int argc, const char 
 int cs_redis_script(cs_redis *r, int script, cs_redis_cb *cb, void *priv, int nkeys, int argc,
 	const char **argv, const size_t *lens)
 {
-	/* The invalidator batches 128 keys per call: 4 arguments each, plus 2. */
-	enum { MAX_ARGS = 1024 };
-	const char *av[MAX_ARGS + 3];
-	size_t al[MAX_ARGS + 3];
+	/* The invalidator batches 128 keys per call (4 arguments each, plus 4); the
+	 * resynchronisation and the generation poll take 2-4 per query: on the heap. */
+	enum { STACK_ARGS = 1024, MAX_ARGS = 1 << 20 };
+	const char *avs[STACK_ARGS + 3];
+	size_t als[STACK_ARGS + 3];
 	char nk[16];
 	if (script < 0 || script >= r->nscripts || argc > MAX_ARGS || nkeys > argc) {
 		r->stats.refused++;
 		return -1;
+	}
+	const char **av = avs;
+	size_t *al = als;
+	if (argc > STACK_ARGS) {
+		av = malloc((size_t)(argc + 3) * sizeof *av);
+		al = malloc((size_t)(argc + 3) * sizeof *al);
+		if (av == NULL || al == NULL) {
+			free(av);
+			free(al);
+			r->stats.refused++;
+			return -1;
+		}
 	}
 	int n = snprintf(nk, sizeof nk, "%d", nkeys);
 	av[0] = "EVALSHA";
@@ -538,7 +551,12 @@ int cs_redis_script(cs_redis *r, int script, cs_redis_cb *cb, void *priv, int nk
 		av[3 + i] = argv[i];
 		al[3 + i] = lens ? lens[i] : strlen(argv[i]);
 	}
-	return cs_redis_cmd(r, cb, priv, argc + 3, av, al);
+	int rc = cs_redis_cmd(r, cb, priv, argc + 3, av, al);
+	if (av != avs) {
+		free(av);
+		free(al);
+	}
+	return rc;
 }
 
 int cs_redis_subscribe(cs_redis *r, const char *channel, cs_redis_cb *cb, void *priv)

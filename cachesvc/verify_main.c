@@ -37,6 +37,7 @@
 #include "lsn.h"
 #include "params.h"
 #include "util.h"
+#include "keyspace.h"
 #include "verify.h"
 
 /* Exit statuses. */
@@ -103,6 +104,7 @@ typedef struct opts {
 
 typedef struct verifier {
 	const cs_config *cfg;
+	cs_keyspace ks;
 	opts o;
 	redisContext *redis;
 	PGconn *pg;
@@ -119,7 +121,7 @@ typedef struct qrun {
 	const cs_query_def *q;
 	bool ordered;
 	uint64_t gen;
-	char prefix[5 + CS_MAX_NAME + 1 + 20 + 2]; /* "cs:e:<q>:<gen>:" */
+	char prefix[CS_NAME_MAX + CS_MAX_NAME + 24]; /* "<ns>:e:<q>:<gen>:" */
 	size_t prefix_len;
 	tally t;
 } qrun;
@@ -263,7 +265,7 @@ static redisReply *cmd_ok(verifier *v, redisReply *r)
 /* Reads cs:inv:pos (missing or malformed: 0). False on a connection error. */
 static bool inv_pos(verifier *v, uint64_t *pos)
 {
-	redisReply *r = cmd_ok(v, redisCommand(v->redis, "GET cs:inv:pos"));
+	redisReply *r = cmd_ok(v, redisCommand(v->redis, "GET %s", v->ks.pos));
 	if (r == NULL)
 		return false;
 	*pos = 0;
@@ -499,7 +501,7 @@ static bool reservoir_add(reservoir *rs, const char *key, size_t len)
 /* Reads the query's current generation (missing: 0, as the engine assumes). */
 static bool read_gen(verifier *v, const cs_query_def *q, uint64_t *gen)
 {
-	redisReply *r = cmd_ok(v, redisCommand(v->redis, "GET cs:g:%s", q->name));
+	redisReply *r = cmd_ok(v, redisCommand(v->redis, "GET %s:g:%s", v->ks.ns, q->name));
 	if (r == NULL)
 		return false;
 	*gen = r->type == REDIS_REPLY_STRING ? strtoull(r->str, NULL, 10) : 0;
@@ -512,8 +514,7 @@ static void verify_query(verifier *v, qrun *qr)
 	if (!read_gen(v, qr->q, &qr->gen))
 		return;
 	qr->ordered = cs_verify_sql_ordered(qr->q->sql);
-	qr->prefix_len = (size_t)snprintf(
-	        qr->prefix, sizeof qr->prefix, "cs:e:%s:%" PRIu64 ":", qr->q->name, qr->gen);
+	qr->prefix_len = cs_ks_entry_prefix(&v->ks, qr->prefix, sizeof qr->prefix, qr->q->name, qr->gen);
 	char pattern[sizeof qr->prefix + 1];
 	snprintf(pattern, sizeof pattern, "%s*", qr->prefix); /* names are [A-Za-z0-9_.-] */
 
@@ -745,6 +746,9 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	v.cfg = cfg;
+	char ns[CS_NS_MAX + 1];
+	cs_config_namespace(cfg, ns);
+	cs_ks_init(&v.ks, ns);
 	int status = EXIT_USAGE;
 	qrun *runs = NULL;
 	int nruns = 0;

@@ -27,6 +27,7 @@
 
 #include "cs_proto.h"
 #include "fence.h"
+#include "keyspace.h"
 #include "log.h"
 #include "mapping.h"
 #include "pgoutput.h"
@@ -44,7 +45,7 @@
 #define RETRY_BASE_MS	   200
 #define RETRY_MAX_MS	   5000
 #define STANDBY_RETRY_MS   1000
-#define GEN_CHANNEL	   "cs:gen"
+#define STABLE_US	   30000000u /* streaming this long resets the reconnect backoff */
 
 /* Replication connection steps, in order. */
 typedef enum step {
@@ -53,8 +54,9 @@ typedef enum step {
 	ST_IDENTIFY,	/* IDENTIFY_SYSTEM */
 	ST_SLOT_QUERY,	/* does the slot exist, is it lost? */
 	ST_SLOT_DROP,	/* DROP_REPLICATION_SLOT of a lost slot */
+	ST_PRE_CREATE,	/* Redis: a gap flush is owed (durably) before the slot is created */
 	ST_SLOT_CREATE, /* CREATE_REPLICATION_SLOT */
-	ST_GAP_FLUSH,	/* generation bumps after a gap, waiting for Redis */
+	ST_SYNC,	/* Redis: epoch check, gap flush or data-loss resync, owed bumps */
 	ST_START,	/* START_REPLICATION */
 	ST_STREAMING,	/* CopyBoth */
 } step;
@@ -71,12 +73,14 @@ typedef struct sample {
 	cs_lsn_t lsn;
 } sample;
 
+/* min_lifetime: at most one table-level bump per query per min_lifetime. A bump that has
+ * to wait is recorded in Redis (<ns>:inv:deb) before its commit is confirmed, so it
+ * survives a crash and never holds back the confirmed position. */
 typedef struct debounce {
 	uint64_t absorbed;  /* table-level invalidations folded into a later bump */
 	uint64_t last_us;   /* last table-level bump sent */
 	uint64_t due_us;    /* scheduled bump, 0 = none */
-	uint64_t *waiters;  /* FIFO seqs whose confirmation waits for the scheduled bump */
-	int nwait, capwait;
+	cs_lsn_t lsn;	    /* the scheduled bump's query-level fence: the last change it covers */
 } debounce;
 
 struct cs_inv {
@@ -88,6 +92,9 @@ struct cs_inv {
 
 	cs_inv_map *map;
 	cs_redis *redis;
+	cs_keyspace ks;
+	char epoch_str[96];	 /* the epoch this leader synchronised with (keyspace.h) */
+	size_t epoch_len;
 	cs_inv_state state;
 
 	/* replication connection */
@@ -102,7 +109,13 @@ struct cs_inv {
 	cs_pgo_decoder *dec;
 	bool slot_missing, slot_lost;
 	bool slot_was_lost; /* this setup found the slot lost (not merely missing) */
-	int gap_waiting;
+	bool gap_owed;	    /* this setup created the slot: the sync flushes */
+	cs_lsn_t slot_confirmed; /* the existing slot's confirmed_flush_lsn */
+	cs_lsn_t xlogpos;	 /* IDENTIFY_SYSTEM's WAL position */
+	cs_lsn_t consistent;	 /* CREATE_REPLICATION_SLOT's consistent point */
+	cs_lsn_t sync_lsn;	 /* the resynchronisation's fence LSN */
+	uint64_t streaming_since_us;
+	bool ever_synced;	 /* this process has synchronised with an epoch before */
 	uint64_t last_status_us, last_horizon_us;
 	bool status_pending; /* could not queue a status message: retry */
 	bool paused;	     /* FIFO full: not reading the stream */
@@ -306,25 +319,32 @@ static pending *fifo_get(cs_inv *inv, uint64_t seq)
 
 typedef struct posctx {
 	cs_inv *inv;
+	uint64_t epoch;
 	cs_lsn_t lsn;
 } posctx;
+
+static bool epoch_error(const redisReply *reply)
+{
+	return reply && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "EPOCH", 5) == 0;
+}
 
 static void on_pos_reply(cs_redis *r, redisReply *reply, void *priv);
 
 /* Publishes the confirmed position (read-your-writes) if it moved; one write in flight. */
 static void publish_pos(cs_inv *inv)
 {
-	if (inv->pos_in_flight || inv->confirmed <= inv->pos_sent || !cs_redis_ready(inv->redis))
+	if (inv->pos_in_flight || inv->confirmed <= inv->pos_sent || !cs_redis_ready(inv->redis) ||
+		inv->st != ST_STREAMING)
 		return;
 	char hex[17];
 	cs_lsn_hex(inv->confirmed, hex);
-	const char *argv[] = { "cs:inv:pos", hex, "0" };
-	size_t lens[] = { 10, 16, 1 };
+	const char *argv[] = { inv->ks.pos, inv->ks.epoch, hex, "0", inv->epoch_str, "0" };
+	size_t lens[] = { inv->ks.pos_len, inv->ks.epoch_len, 16, 1, inv->epoch_len, 1 };
 	posctx *c = malloc(sizeof *c);
 	if (c == NULL)
 		return;
-	*c = (posctx){ .inv = inv, .lsn = inv->confirmed };
-	if (cs_redis_script(inv->redis, CS_SCRIPT_RAISE, on_pos_reply, c, 1, 3, argv, lens) == 0)
+	*c = (posctx){ .inv = inv, .epoch = inv->epoch, .lsn = inv->confirmed };
+	if (cs_redis_script(inv->redis, CS_SCRIPT_RAISE, on_pos_reply, c, 2, 6, argv, lens) == 0)
 		inv->pos_in_flight = true;
 	else
 		free(c);
@@ -334,11 +354,18 @@ static void on_pos_reply(cs_redis *r, redisReply *reply, void *priv)
 {
 	posctx *c = priv;
 	cs_inv *inv = c->inv;
-	inv->pos_in_flight = false;
-	if (reply && reply->type == REDIS_REPLY_STRING && c->lsn > inv->pos_sent)
+	bool current = c->epoch == inv->epoch;
+	if (current)
+		inv->pos_in_flight = false;
+	if (current && reply && reply->type == REDIS_REPLY_STRING && c->lsn > inv->pos_sent)
 		inv->pos_sent = c->lsn;
 	free(c);
-	publish_pos(inv);
+	if (current && epoch_error(reply)) {
+		restart(inv, reply->str, false);
+		return;
+	}
+	if (current)
+		publish_pos(inv);
 }
 
 static void advance(cs_inv *inv)
@@ -372,9 +399,6 @@ typedef struct cmdctx {
 	uint64_t epoch;
 	uint64_t seq;	  /* FIFO entry, or UINT64_MAX for none */
 	int query;	  /* generation bumps: which query */
-	uint64_t *seqs;	  /* debounced bump: every entry that waits for it */
-	int nseqs;
-	bool gap;	  /* a gap-flush bump */
 } cmdctx;
 
 static void release(cs_inv *inv, uint64_t seq)
@@ -393,21 +417,11 @@ static void on_cmd_reply(cs_redis *r, redisReply *reply, void *priv)
 		if (!ok) {
 			inv->stats.redis_failures++;
 			restart(inv, reply ? reply->str : "redis did not acknowledge an invalidation", false);
-		} else if (c->gap) {
-			if (--inv->gap_waiting == 0 && inv->st == ST_GAP_FLUSH) {
-				cs_info("invalidator: gap flushed; starting replication");
-				inv->st = ST_START;
-				conn_event(-1, EV_WRITE, inv); /* drive the next step */
-			}
-		} else {
-			if (c->seq != UINT64_MAX)
-				release(inv, c->seq);
-			for (int i = 0; i < c->nseqs; i++)
-				release(inv, c->seqs[i]);
+		} else if (c->seq != UINT64_MAX) {
+			release(inv, c->seq);
 			advance(inv);
 		}
 	}
-	free(c->seqs);
 	free(c);
 }
 
@@ -423,18 +437,28 @@ static cmdctx *cmd_new(cs_inv *inv, uint64_t seq)
 	return c;
 }
 
-/* Sends a generation bump for query q. Returns 0 when sent (c owned by the callback). */
-static int send_bump(cs_inv *inv, int q, cmdctx *c)
+/* Sends a generation bump for query q with its query-level fence at lsn (fence.c (e));
+ * debounced: it also clears the owed bump it performs. Returns 0 when sent (c owned by the
+ * callback). */
+static int send_bump(cs_inv *inv, int q, cmdctx *c, cs_lsn_t lsn, bool debounced)
 {
 	const char *name = cs_inv_map_query_name(inv->map, q);
-	char genkey[8 + CS_MAX_NAME];
-	int gl = snprintf(genkey, sizeof genkey, "cs:g:%s", name);
-	const char *argv[] = { genkey, GEN_CHANNEL, name };
-	size_t lens[] = { (size_t)gl, strlen(GEN_CHANNEL), strlen(name) };
+	char genkey[CS_NAME_MAX + CS_MAX_NAME], qfkey[CS_NAME_MAX + CS_MAX_NAME], hex[17];
+	size_t gl = cs_ks_gen(&inv->ks, genkey, sizeof genkey, name);
+	size_t fl = cs_ks_qfence(&inv->ks, qfkey, sizeof qfkey, name);
+	cs_lsn_hex(lsn, hex);
+	const char *argv[] = { genkey, qfkey, inv->ks.epoch, inv->ks.deb, inv->ks.channel, name, hex,
+		inv->epoch_str };
+	size_t lens[] = { gl, fl, inv->ks.epoch_len, inv->ks.deb_len, inv->ks.channel_len,
+		strlen(name), 16, inv->epoch_len };
+	int nkeys = debounced ? 4 : 3;
 	c->query = q;
-	if (cs_redis_script(inv->redis, CS_SCRIPT_GEN_BUMP, on_cmd_reply, c, 1, 3, argv, lens) != 0)
-		return -1;
-	return 0;
+	if (debounced)
+		return cs_redis_script(inv->redis, CS_SCRIPT_GEN_BUMP, on_cmd_reply, c, 4, 8, argv, lens);
+	/* without the debounce hash: shift the arguments over its slot */
+	const char *av[] = { argv[0], argv[1], argv[2], argv[4], argv[5], argv[6], argv[7] };
+	size_t al[] = { lens[0], lens[1], lens[2], lens[4], lens[5], lens[6], lens[7] };
+	return cs_redis_script(inv->redis, CS_SCRIPT_GEN_BUMP, on_cmd_reply, c, nkeys, 7, av, al);
 }
 
 /* Records that fences up to lsn were sent now (for the horizon). */
@@ -483,29 +507,34 @@ static void commit_txn(cs_inv *inv, cs_lsn_t end_lsn)
 		int64_t min_life = cs_inv_map_min_lifetime(inv->map, q);
 		debounce *d = &inv->deb[q];
 		if (table_only && min_life > 0 && (d->due_us || now - d->last_us < (uint64_t)min_life * 1000u)) {
-			/* Debounced: one bump at the end of the window covers this commit too;
-			 * the commit is not confirmed before it lands (the last change is never
-			 * lost, also across a crash). */
+			/* Debounced: one bump at the end of the window covers this commit too.
+			 * The owed bump is recorded in Redis before the commit is confirmed, so
+			 * the last change is never lost (a restarted leader performs it), and
+			 * the confirmed position never waits for the window. */
 			inv->stats.debounced++;
 			d->absorbed++;
 			if (d->due_us == 0)
 				d->due_us = d->last_us + (uint64_t)min_life * 1000u;
-			if (d->nwait == d->capwait) {
-				int cap = d->capwait ? d->capwait * 2 : 16;
-				uint64_t *w = realloc(d->waiters, (size_t)cap * sizeof *w);
-				if (w == NULL) {
-					restart(inv, "out of memory", false);
-					return;
-				}
-				d->waiters = w;
-				d->capwait = cap;
+			if (end_lsn > d->lsn)
+				d->lsn = end_lsn;
+			char hex[17];
+			cs_lsn_hex(end_lsn, hex);
+			const char *name = cs_inv_map_query_name(inv->map, q);
+			const char *argv[] = { inv->ks.deb, inv->ks.epoch, name, hex, inv->epoch_str };
+			size_t lens[] = { inv->ks.deb_len, inv->ks.epoch_len, strlen(name), 16,
+				inv->epoch_len };
+			cmdctx *c = cmd_new(inv, seq);
+			if (c == NULL || cs_redis_script(inv->redis, CS_SCRIPT_DEB_RECORD, on_cmd_reply, c,
+						 2, 5, argv, lens) != 0) {
+				free(c);
+				restart(inv, "redis refused a debounce record", false);
+				return;
 			}
-			d->waiters[d->nwait++] = seq;
 			p->remaining++;
 			continue;
 		}
 		cmdctx *c = cmd_new(inv, seq);
-		if (c == NULL || send_bump(inv, q, c) != 0) {
+		if (c == NULL || send_bump(inv, q, c, end_lsn, false) != 0) {
 			free(c);
 			restart(inv, "redis refused a generation bump", false);
 			return;
@@ -520,10 +549,10 @@ static void commit_txn(cs_inv *inv, cs_lsn_t end_lsn)
 	int pl = snprintf(px, sizeof px, "%lld", (long long)inv->fence_ttl_ms);
 	size_t off = 0;
 	while (off < inv->arena_len) {
-		const char *argv[4 * BATCH_KEYS + 2];
-		size_t lens[4 * BATCH_KEYS + 2];
-		char keybuf[BATCH_KEYS][5 + CS_MAX_NAME + 1 + CS_CANON_MAX + 1];
-		char genbuf[BATCH_KEYS][8 + CS_MAX_NAME];
+		const char *argv[4 * BATCH_KEYS + 5];
+		size_t lens[4 * BATCH_KEYS + 5];
+		char keybuf[BATCH_KEYS][CS_KEY_MAX];
+		char genbuf[BATCH_KEYS][CS_NAME_MAX + CS_MAX_NAME];
 		int n = 0;
 		const char *args_q[BATCH_KEYS], *args_p[BATCH_KEYS];
 		size_t len_q[BATCH_KEYS], len_p[BATCH_KEYS];
@@ -533,8 +562,10 @@ static void commit_txn(cs_inv *inv, cs_lsn_t end_lsn)
 			if (inv->qbump[r->query])
 				continue;
 			const char *name = cs_inv_map_query_name(inv->map, r->query);
-			int fl = snprintf(keybuf[n], sizeof keybuf[n], "cs:f:%s:%.*s", name, (int)r->len, r->canon);
-			int gl = snprintf(genbuf[n], sizeof genbuf[n], "cs:g:%s", name);
+			size_t fl = cs_ks_fence(&inv->ks, keybuf[n], sizeof keybuf[n], name, r->canon, r->len);
+			size_t gl = cs_ks_gen(&inv->ks, genbuf[n], sizeof genbuf[n], name);
+			if (fl == 0 || gl == 0)
+				continue; /* cannot happen: mapping bounds canon to CS_CANON_MAX */
 			argv[2 * n] = keybuf[n];
 			lens[2 * n] = (size_t)fl;
 			argv[2 * n + 1] = genbuf[n];
@@ -548,10 +579,17 @@ static void commit_txn(cs_inv *inv, cs_lsn_t end_lsn)
 		if (n == 0)
 			break;
 		int k = 2 * n;
+		argv[k] = inv->ks.epoch;
+		lens[k++] = inv->ks.epoch_len;
+		int nkeys = k;
 		argv[k] = lsnhex;
 		lens[k++] = 16;
 		argv[k] = px;
 		lens[k++] = (size_t)pl;
+		argv[k] = inv->ks.ns;
+		lens[k++] = inv->ks.nslen;
+		argv[k] = inv->epoch_str;
+		lens[k++] = inv->epoch_len;
 		for (int i = 0; i < n; i++) {
 			argv[k] = args_q[i];
 			lens[k++] = len_q[i];
@@ -560,7 +598,7 @@ static void commit_txn(cs_inv *inv, cs_lsn_t end_lsn)
 		}
 		cmdctx *c = cmd_new(inv, seq);
 		if (c == NULL ||
-			cs_redis_script(inv->redis, CS_SCRIPT_INVAL, on_cmd_reply, c, 2 * n, k, argv, lens) != 0) {
+			cs_redis_script(inv->redis, CS_SCRIPT_INVAL, on_cmd_reply, c, nkeys, k, argv, lens) != 0) {
 			free(c);
 			restart(inv, "redis refused an invalidation", false);
 			return;
@@ -594,16 +632,12 @@ static void run_debounced(cs_inv *inv)
 		cmdctx *c = cmd_new(inv, UINT64_MAX);
 		if (c == NULL)
 			continue;
-		c->seqs = d->waiters;
-		c->nseqs = d->nwait;
-		if (send_bump(inv, q, c) != 0) {
-			c->seqs = NULL;
+		if (send_bump(inv, q, c, d->lsn, true) != 0) {
 			free(c);
-			continue; /* retried next tick */
+			continue; /* retried next tick; the owed bump is in Redis meanwhile */
 		}
-		d->waiters = NULL;
-		d->nwait = d->capwait = 0;
 		d->due_us = 0;
+		d->lsn = 0;
 		d->last_us = now;
 	}
 }
@@ -743,42 +777,216 @@ static void send_cmd(cs_inv *inv, step next, const char *sql)
 	conn_wait(inv, rc == 1 ? EV_READ | EV_WRITE : EV_READ);
 }
 
-static void start_gap_flush(cs_inv *inv)
+/* ---- Redis steps of the setup ---------------------------------------------------------- */
+
+typedef struct setupctx {
+	cs_inv *inv;
+	uint64_t epoch;
+} setupctx;
+
+static void on_setup_reply(cs_redis *r, redisReply *reply, void *priv);
+static void start_replication(cs_inv *inv);
+
+static void redis_step(cs_inv *inv, step st, int script, int nkeys, int argc, const char **argv,
+	const size_t *lens)
 {
-	/* A new slot only sees changes from now on: whatever was cached before may be older
-	 * than changes nobody decoded. Drop every dependent query's entries. */
-	if (inv->slot_was_lost) {
-		inv->stats.slot_lost++;
-		cs_error("invalidator: slot \"%s\" was LOST (invalidated, e.g. past "
-			 "max_slot_wal_keep_size): changes were missed; recreated it and dropped every "
-			 "dependent query's cache entries (generation bump)", inv->slot);
-	} else {
-		inv->stats.slot_created++;
-		cs_warn("invalidator: slot \"%s\" did not exist (first start, or dropped): created it "
-			"and dropped every dependent query's cache entries (generation bump)", inv->slot);
+	inv->st = st;
+	inv->step_deadline_us = cs_now_us() + 10u * 1000000u;
+	setupctx *c = malloc(sizeof *c);
+	if (c == NULL) {
+		restart(inv, "out of memory", false);
+		return;
 	}
-	inv->st = ST_GAP_FLUSH;
-	inv->gap_waiting = 1; /* guard while sending */
-	for (int q = 0; q < inv->nq; q++) {
-		if (!cs_inv_map_depends(inv->map, q))
+	*c = (setupctx){ .inv = inv, .epoch = inv->epoch };
+	if (cs_redis_script(inv->redis, script, on_setup_reply, c, nkeys, argc, argv, lens) != 0) {
+		free(c);
+		restart(inv, "redis is not ready for the invalidator's setup", false);
+	}
+}
+
+/* The slot is missing: owe a gap flush durably first, so a crash between CREATE and the
+ * flush still flushes at the next start. */
+static void pre_create(cs_inv *inv)
+{
+	char gap[CS_NAME_MAX], mark[CS_NAME_MAX];
+	size_t gl = cs_ks_gap(&inv->ks, gap, sizeof gap, inv->slot);
+	size_t ml = cs_ks_slotmark(&inv->ks, mark, sizeof mark, inv->slot);
+	const char *argv[] = { gap, mark };
+	size_t lens[] = { gl, ml };
+	redis_step(inv, ST_PRE_CREATE, CS_SCRIPT_PRE_CREATE, 2, 2, argv, lens);
+}
+
+/* Before streaming: check the epoch (Redis lost data?), perform an owed gap flush, learn the
+ * owed debounced bumps (CS_SCRIPT_SYNC). */
+static void sync_state(cs_inv *inv)
+{
+	cs_lsn_t lsn = inv->xlogpos;
+	if (inv->consistent > lsn)
+		lsn = inv->consistent;
+	if (inv->received > lsn)
+		lsn = inv->received;
+	if (inv->confirmed > lsn)
+		lsn = inv->confirmed;
+	inv->sync_lsn = lsn;
+	int n = inv->nq;
+	size_t argc = 6 + 2 * (size_t)n + 6 + 2 * (size_t)n;
+	const char **argv = calloc(argc, sizeof *argv);
+	size_t *lens = calloc(argc, sizeof *lens);
+	char (*keys)[CS_NAME_MAX + CS_MAX_NAME] = calloc(2 * (size_t)n + 1, sizeof *keys);
+	char gap[CS_NAME_MAX], mark[CS_NAME_MAX], hex[17], px[24], rnd[17], whex[17] = "";
+	if (argv == NULL || lens == NULL || keys == NULL) {
+		free(argv);
+		free(lens);
+		free(keys);
+		restart(inv, "out of memory", false);
+		return;
+	}
+	size_t k = 0;
+	argv[k] = inv->ks.epoch;
+	lens[k++] = inv->ks.epoch_len;
+	argv[k] = inv->ks.horizon;
+	lens[k++] = inv->ks.horizon_len;
+	argv[k] = gap;
+	lens[k++] = cs_ks_gap(&inv->ks, gap, sizeof gap, inv->slot);
+	argv[k] = mark;
+	lens[k++] = cs_ks_slotmark(&inv->ks, mark, sizeof mark, inv->slot);
+	argv[k] = inv->ks.deb;
+	lens[k++] = inv->ks.deb_len;
+	argv[k] = inv->ks.pos;
+	lens[k++] = inv->ks.pos_len;
+	for (int q = 0; q < n; q++) {
+		const char *name = cs_inv_map_query_name(inv->map, q);
+		argv[k] = keys[2 * q];
+		lens[k++] = cs_ks_gen(&inv->ks, keys[2 * q], sizeof keys[0], name);
+		argv[k] = keys[2 * q + 1];
+		lens[k++] = cs_ks_qfence(&inv->ks, keys[2 * q + 1], sizeof keys[0], name);
+	}
+	int nkeys = (int)k;
+	cs_lsn_hex(lsn, hex);
+	snprintf(px, sizeof px, "%lld", (long long)inv->horizon_ttl_ms);
+	snprintf(rnd, sizeof rnd, "%016llx", (unsigned long long)cs_rand64());
+	if (inv->slot_confirmed)
+		cs_lsn_hex(inv->slot_confirmed, whex);
+	const char *fixed[] = { inv->ks.channel, whex, rnd, hex, px, inv->gap_owed ? "1" : "0" };
+	for (int i = 0; i < 6; i++) {
+		argv[k] = fixed[i];
+		lens[k++] = strlen(fixed[i]);
+	}
+	for (int q = 0; q < n; q++) {
+		argv[k] = cs_inv_map_query_name(inv->map, q);
+		lens[k] = strlen(argv[k]);
+		k++;
+		argv[k] = cs_inv_map_depends(inv->map, q) ? "1" : "0";
+		lens[k++] = 1;
+	}
+	redis_step(inv, ST_SYNC, CS_SCRIPT_SYNC, nkeys, (int)k, argv, lens);
+	free(argv);
+	free(lens);
+	free(keys);
+}
+
+static void sync_done(cs_inv *inv, const redisReply *reply)
+{
+	char a[CS_LSN_STRLEN];
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 4 ||
+		reply->element[0]->type != REDIS_REPLY_INTEGER ||
+		reply->element[1]->type != REDIS_REPLY_STRING ||
+		reply->element[1]->len >= (long)sizeof inv->epoch_str ||
+		reply->element[3]->type != REDIS_REPLY_ARRAY) {
+		restart(inv, "unexpected reply to the resynchronisation script", false);
+		return;
+	}
+	long long status = reply->element[0]->integer;
+	memcpy(inv->epoch_str, reply->element[1]->str, (size_t)reply->element[1]->len);
+	inv->epoch_str[reply->element[1]->len] = '\0';
+	inv->epoch_len = (size_t)reply->element[1]->len;
+	cs_lsn_format(inv->sync_lsn, a);
+	bool had_mark = reply->element[2]->type == REDIS_REPLY_INTEGER && reply->element[2]->integer == 1;
+	if (status == 2) {
+		inv->stats.redis_data_loss++;
+		cs_error("invalidator: Redis LOST DATA (the namespace's epoch was written by another "
+			 "Redis run: a restart without the last writes, or a failover): bumped every "
+			 "query's generation with a query-level fence at %s and raised the horizon to "
+			 "it; caching resumes with data at least that new", a);
+	} else if (status == 3 && (inv->ever_synced || had_mark)) {
+		inv->stats.redis_data_loss++;
+		cs_error("invalidator: Redis LOST DATA (the namespace's epoch is gone: FLUSHALL/FLUSHDB "
+			 "or a restart without persistence): raised the horizon to %s; caching resumes "
+			 "with data at least that new", a);
+	} else if (status == 4) {
+		cs_warn("invalidator: Redis restarted or failed over, and kept every invalidation up to "
+			"the slot's confirmed position: nothing lost; new epoch");
+	} else if (status == 3) {
+		cs_info("invalidator: no cache state in Redis for namespace \"%s\" (first start): "
+			"horizon %s", inv->ks.ns, a);
+	}
+	if (status == 1) {
+		inv->stats.gap_flushes++;
+		cs_warn("invalidator: gap flushed: every dependent query's generation bumped with a "
+			"query-level fence at %s", a);
+	}
+	/* The horizon: fences of earlier leaders above the slot's confirmed position are
+	 * rewritten by the replay; after a flush or a loss, nothing below sync_lsn may fill. */
+	inv->h_start = (status > 0 && status != 4) || inv->slot_confirmed == 0 ? inv->sync_lsn : inv->slot_confirmed;
+	inv->gap_owed = false;
+	inv->ever_synced = true;
+	const redisReply *deb = reply->element[3];
+	uint64_t now = cs_now_us();
+	for (size_t i = 0; i + 1 < deb->elements; i += 2) {
+		const redisReply *nm = deb->element[i], *lv = deb->element[i + 1];
+		uint64_t lsn;
+		if (nm->type != REDIS_REPLY_STRING || lv->type != REDIS_REPLY_STRING ||
+			!cs_lsn_unhex(lv->str, (size_t)lv->len, &lsn))
 			continue;
-		cmdctx *c = cmd_new(inv, UINT64_MAX);
-		if (c == NULL) {
-			restart(inv, "out of memory", false);
-			return;
+		for (int q = 0; q < inv->nq; q++) {
+			const char *name = cs_inv_map_query_name(inv->map, q);
+			if (strlen(name) == (size_t)nm->len && memcmp(name, nm->str, (size_t)nm->len) == 0) {
+				debounce *d = &inv->deb[q];
+				if (lsn > d->lsn)
+					d->lsn = lsn;
+				d->due_us = now; /* owed by an earlier leader: perform it at once */
+			}
 		}
-		c->gap = true;
-		if (send_bump(inv, q, c) != 0) {
-			free(c);
-			restart(inv, "redis is not ready for the gap flush", false);
-			return;
+	}
+	start_replication(inv);
+}
+
+static void on_setup_reply(cs_redis *r, redisReply *reply, void *priv)
+{
+	setupctx *c = priv;
+	cs_inv *inv = c->inv;
+	bool current = c->epoch == inv->epoch;
+	free(c);
+	if (!current)
+		return;
+	if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+		inv->stats.redis_failures++;
+		restart(inv, reply ? reply->str : "redis did not answer the invalidator's setup", false);
+		return;
+	}
+	if (inv->st == ST_PRE_CREATE) {
+		bool had = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
+		if (inv->slot_was_lost || had) {
+			inv->stats.slot_lost++;
+			cs_error("invalidator: slot \"%s\" was LOST (%s): changes may have been missed; "
+				 "recreating it and dropping every dependent query's cache entries (generation "
+				 "bump with a query-level fence)", inv->slot,
+				inv->slot_was_lost ? "invalidated, e.g. past max_slot_wal_keep_size"
+						   : "it streamed before and is gone: dropped, or a failover to a "
+						     "server without it");
+		} else {
+			inv->stats.slot_created++;
+			cs_warn("invalidator: slot \"%s\" does not exist and never streamed for this "
+				"namespace (first start): creating it", inv->slot);
 		}
-		inv->gap_waiting++;
+		char sql[512];
+		snprintf(sql, sizeof sql,
+			"CREATE_REPLICATION_SLOT \"%s\" LOGICAL pgoutput (SNAPSHOT 'nothing')", inv->slot);
+		send_cmd(inv, ST_SLOT_CREATE, sql);
+		return;
 	}
-	if (--inv->gap_waiting == 0) {
-		inv->st = ST_START;
-		conn_event(-1, EV_WRITE, inv);
-	}
+	if (inv->st == ST_SYNC)
+		sync_done(inv, reply);
 }
 
 static void start_replication(cs_inv *inv)
@@ -808,7 +1016,7 @@ static bool setup_result(cs_inv *inv, PGresult *res)
 				false);
 			return false;
 		}
-		(void)cs_lsn_parse(PQgetvalue(res, 0, 2), &inv->h_start);
+		(void)cs_lsn_parse(PQgetvalue(res, 0, 2), &inv->xlogpos);
 		return true;
 	case ST_SLOT_QUERY:
 		if (st != PGRES_TUPLES_OK) {
@@ -818,11 +1026,29 @@ static bool setup_result(cs_inv *inv, PGresult *res)
 		inv->slot_missing = PQntuples(res) == 0;
 		inv->slot_lost = PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) &&
 			strcmp(PQgetvalue(res, 0, 0), "lost") == 0;
+		inv->slot_confirmed = 0;
+		if (PQntuples(res) == 1 && PQnfields(res) > 1 && !PQgetisnull(res, 0, 1))
+			(void)cs_lsn_parse(PQgetvalue(res, 0, 1), &inv->slot_confirmed);
 		return true;
 	case ST_SLOT_DROP:
+		if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+			restart(inv, msg, false);
+			return false;
+		}
+		return true;
 	case ST_SLOT_CREATE:
 		if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
 			restart(inv, msg, false);
+			return false;
+		}
+		/* slot_name, consistent_point, snapshot_name, output_plugin: changes committed
+		 * before the consistent point are never decoded (fence.c, the gap) */
+		inv->consistent = 0;
+		if (st == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQnfields(res) > 1 &&
+			!PQgetisnull(res, 0, 1))
+			(void)cs_lsn_parse(PQgetvalue(res, 0, 1), &inv->consistent);
+		if (inv->consistent == 0) {
+			restart(inv, "CREATE_REPLICATION_SLOT returned no consistent point", false);
 			return false;
 		}
 		return true;
@@ -850,7 +1076,8 @@ static void setup_next(cs_inv *inv, step done)
 	switch (done) {
 	case ST_IDENTIFY:
 		snprintf(sql, sizeof sql,
-			"SELECT wal_status FROM pg_replication_slots WHERE slot_name = '%s'", inv->slot);
+			"SELECT wal_status, confirmed_flush_lsn FROM pg_replication_slots "
+			"WHERE slot_name = '%s'", inv->slot);
 		send_cmd(inv, ST_SLOT_QUERY, sql);
 		return;
 	case ST_SLOT_QUERY:
@@ -859,11 +1086,9 @@ static void setup_next(cs_inv *inv, step done)
 			snprintf(sql, sizeof sql, "DROP_REPLICATION_SLOT \"%s\"", inv->slot);
 			send_cmd(inv, ST_SLOT_DROP, sql);
 		} else if (inv->slot_missing) {
-			snprintf(sql, sizeof sql,
-				"CREATE_REPLICATION_SLOT \"%s\" LOGICAL pgoutput (SNAPSHOT 'nothing')", inv->slot);
-			send_cmd(inv, ST_SLOT_CREATE, sql);
+			pre_create(inv);
 		} else if (done == ST_SLOT_QUERY) {
-			start_replication(inv);
+			sync_state(inv);
 		} else {
 			restart(inv, "START_REPLICATION failed", false);
 		}
@@ -876,8 +1101,10 @@ static void setup_next(cs_inv *inv, step done)
 		return;
 	case ST_SLOT_CREATE:
 		inv->slot_missing = false;
-		start_gap_flush(inv);
 		inv->slot_was_lost = false;
+		inv->slot_confirmed = 0;
+		inv->gap_owed = true;
+		sync_state(inv);
 		return;
 	default:
 		return;
@@ -890,7 +1117,7 @@ static void streaming_begins(cs_inv *inv)
 	inv->st = ST_STREAMING;
 	inv->state = CS_INV_STREAMING;
 	inv->stats.state = inv->state;
-	inv->attempt = 0;
+	inv->streaming_since_us = cs_now_us(); /* the backoff resets once this lasts */
 	if (inv->h_start > inv->horizon)
 		inv->horizon = inv->h_start;
 	cs_info("invalidator: streaming from slot \"%s\" (publication \"%s\"), horizon %s", inv->slot,
@@ -931,12 +1158,8 @@ static void conn_event(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 	}
-	if (inv->st == ST_GAP_FLUSH)
-		return; /* waiting for Redis */
-	if (inv->st == ST_START && fd < 0) {
-		start_replication(inv); /* the gap flush finished */
-		return;
-	}
+	if (inv->st == ST_PRE_CREATE || inv->st == ST_SYNC)
+		return; /* waiting for Redis (the step deadline bounds it) */
 	if ((what & EV_READ) && !PQconsumeInput(inv->conn)) {
 		restart(inv, PQerrorMessage(inv->conn), false);
 		return;
@@ -1027,11 +1250,11 @@ static void restart(cs_inv *inv, const char *why, bool standby)
 	inv->status_pending = false;
 	txn_reset(inv);
 	for (int q = 0; q < inv->nq; q++) {
-		free(inv->deb[q].waiters);
-		inv->deb[q].waiters = NULL;
-		inv->deb[q].nwait = inv->deb[q].capwait = 0;
-		inv->deb[q].due_us = 0;
+		inv->deb[q].due_us = 0; /* owed bumps are in Redis: the next sync reloads them */
+		inv->deb[q].lsn = 0;
 	}
+	inv->epoch_str[0] = '\0';
+	inv->epoch_len = 0;
 	int64_t delay;
 	if (standby) {
 		if (inv->state != CS_INV_STANDBY)
@@ -1056,10 +1279,17 @@ static void restart(cs_inv *inv, const char *why, bool standby)
 
 static void on_horizon_reply(cs_redis *r, redisReply *reply, void *priv)
 {
-	cs_inv *inv = priv;
+	posctx *c = priv;
+	cs_inv *inv = c->inv;
+	bool current = c->epoch == inv->epoch;
+	free(c);
 	uint64_t h;
+	if (!current)
+		return;
 	if (reply && reply->type == REDIS_REPLY_STRING && cs_lsn_unhex(reply->str, (size_t)reply->len, &h))
 		inv->stats.horizon = h;
+	else if (epoch_error(reply))
+		restart(inv, reply->str, false);
 }
 
 static void publish_horizon(cs_inv *inv)
@@ -1082,10 +1312,18 @@ static void publish_horizon(cs_inv *inv)
 	char hex[17], px[24];
 	cs_lsn_hex(inv->horizon, hex);
 	int pl = snprintf(px, sizeof px, "%lld", (long long)inv->horizon_ttl_ms);
-	const char *argv[] = { "cs:horizon", hex, px };
-	size_t lens[] = { 10, 16, (size_t)pl };
-	if (cs_redis_script(inv->redis, CS_SCRIPT_RAISE, on_horizon_reply, inv, 1, 3, argv, lens) == 0)
+	/* with the epoch and run_id check: a FLUSHALL or a Redis restart is noticed here
+	 * within a status interval even when nothing is written */
+	const char *argv[] = { inv->ks.horizon, inv->ks.epoch, hex, px, inv->epoch_str, "1" };
+	size_t lens[] = { inv->ks.horizon_len, inv->ks.epoch_len, 16, (size_t)pl, inv->epoch_len, 1 };
+	posctx *c = malloc(sizeof *c);
+	if (c == NULL)
+		return;
+	*c = (posctx){ .inv = inv, .epoch = inv->epoch, .lsn = inv->horizon };
+	if (cs_redis_script(inv->redis, CS_SCRIPT_RAISE, on_horizon_reply, c, 2, 6, argv, lens) == 0)
 		inv->last_horizon_us = now;
+	else
+		free(c);
 }
 
 /* ---- Slot health ------------------------------------------------------------------------ */
@@ -1132,13 +1370,15 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	cs_inv *inv = arg;
 	uint64_t now = cs_now_us();
-	if (inv->conn && inv->st != ST_STREAMING && inv->st != ST_GAP_FLUSH && now > inv->step_deadline_us) {
+	if (inv->conn && inv->st != ST_STREAMING && now > inv->step_deadline_us) {
 		restart(inv, "replication setup timed out", false);
 		return;
 	}
 	check_slot_health(inv);
 	if (inv->st != ST_STREAMING)
 		return;
+	if (inv->attempt && now - inv->streaming_since_us >= STABLE_US)
+		inv->attempt = 0; /* a stream that fails right after START keeps backing off */
 	run_debounced(inv);
 	uint64_t interval = (uint64_t)inv->status_interval_ms * 1000u;
 	if (now - inv->last_status_us >= interval || inv->status_pending)
@@ -1161,9 +1401,6 @@ static int alloc_query_state(cs_inv *inv, int nq)
 		free(deb);
 		return -1;
 	}
-	if (inv->deb)
-		for (int q = 0; q < inv->nq; q++)
-			free(inv->deb[q].waiters);
 	free(inv->qkeys);
 	free(inv->qbump);
 	free(inv->deb);
@@ -1198,6 +1435,9 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, struct cs_pgse
 	}
 	inv->base = base;
 	inv->primary = primary;
+	char ns[CS_NS_MAX + 1];
+	cs_config_namespace(cfg, ns);
+	cs_ks_init(&inv->ks, ns);
 	inv->conninfo = strdup(cfg->primary_conninfo);
 	inv->slot = strdup(cfg->inval_slot);
 	inv->publication = strdup(cfg->inval_publication);
@@ -1258,9 +1498,6 @@ void cs_inv_free(cs_inv *inv)
 		event_free(inv->retry);
 	if (inv->tick)
 		event_free(inv->tick);
-	if (inv->deb)
-		for (int q = 0; q < inv->nq; q++)
-			free(inv->deb[q].waiters);
 	free(inv->deb);
 	free(inv->qkeys);
 	free(inv->qbump);
@@ -1359,6 +1596,12 @@ void cs_inv_metrics(const cs_inv *inv, FILE *f)
 		(unsigned long long)s->slot_lost);
 	fprintf(f, "# TYPE cachesvc_invalidator_slot_created_total counter\ncachesvc_invalidator_slot_created_total %llu\n",
 		(unsigned long long)s->slot_created);
+	fprintf(f, "# HELP cachesvc_invalidator_redis_data_loss_total Redis lost data (flush, restart, failover) and was resynchronised\n"
+		   "# TYPE cachesvc_invalidator_redis_data_loss_total counter\ncachesvc_invalidator_redis_data_loss_total %llu\n",
+		(unsigned long long)s->redis_data_loss);
+	fprintf(f, "# HELP cachesvc_invalidator_gap_flushes_total Gap flushes (new or lost slot, or owed by a crash)\n"
+		   "# TYPE cachesvc_invalidator_gap_flushes_total counter\ncachesvc_invalidator_gap_flushes_total %llu\n",
+		(unsigned long long)s->gap_flushes);
 	fprintf(f, "# TYPE cachesvc_invalidator_redis_failures_total counter\ncachesvc_invalidator_redis_failures_total %llu\n",
 		(unsigned long long)s->redis_failures);
 	fprintf(f, "# HELP cachesvc_invalidator_lag_seconds Commit on the primary to invalidation acknowledged by Redis\n"

@@ -85,6 +85,7 @@ claim_redis_db() {
   fail "no free Redis database index"
 }
 claim_redis_db
+NS=cs$REDIS_DB # the default namespace of db N (keyspace.h)
 CLEANUPS+=('rm -rf "$REDIS_DB_LOCK"' release_ports)
 redis() { redis-cli -p "$CS_REDIS_PORT" -n "$REDIS_DB" "$@"; }
 redis flushdb >/dev/null
@@ -255,7 +256,7 @@ wait_invalidated() {
 # cached QUERY CANON: is there an entry for that key (current generation)?
 cached() {
   local g
-  g=$(redis get "cs:g:$1")
-  [ "$(redis exists "cs:e:$1:${g:-0}:$2")" = 1 ]
+  g=$(redis get "$NS:g:$1")
+  [ "$(redis exists "$NS:e:$1:${g:-0}:$2")" = 1 ]
 }
 streaming() { metric_is cachesvc_invalidator_state 3; }

@@ -61,7 +61,7 @@ out2=$(cli --json get rp_user 7)
 [ "$(echo "$out" | json lsn)" = "$(echo "$out2" | json lsn)" ] || fail "cache lost the data's LSN"
 ok "miss from replica, then the same rows from cache"
 
-key=$(redis --scan --pattern 'cs:e:rp_user:*:7')
+key=$(redis --scan --pattern "$NS:e:rp_user:*:7")
 [ -n "$key" ] || fail "no Redis entry for rp_user 7"
 pttl=$(redis pttl "$key")
 [ "$pttl" -gt 80000 ] && [ "$pttl" -le 90000 ] || fail "entry TTL $pttl ms, want (80 s, 90 s]"
@@ -89,14 +89,14 @@ ok "REFRESH re-reads the database"
 
 # --- INVALIDATE ---------------------------------------------------------------------------------
 cli invalidate rp_user 7 >/dev/null || fail "INVALIDATE key failed"
-[ -z "$(redis --scan --pattern 'cs:e:rp_user:*:7')" ] || fail "INVALIDATE left the entry"
+[ -z "$(redis --scan --pattern "$NS:e:rp_user:*:7")" ] || fail "INVALIDATE left the entry"
 cli --json get rp_user 7 | json source | grep -qx replica || fail "after INVALIDATE: not a miss"
 ok "INVALIDATE of one key deletes it"
 cli --json get rp_names 3 | json source | grep -qx replica || fail "rp_names miss"
 cli --json get rp_names 3 | json source | grep -qx cache || fail "rp_names hit"
-gen_before=$(redis get cs:g:rp_names)
+gen_before=$(redis get $NS:g:rp_names)
 cli invalidate rp_names >/dev/null || fail "INVALIDATE query failed"
-gen_after=$(redis get cs:g:rp_names)
+gen_after=$(redis get $NS:g:rp_names)
 [ "$gen_after" = $(( ${gen_before:-0} + 1 )) ] || fail "generation $gen_before -> $gen_after"
 cli --json get rp_names 3 | json source | grep -qx replica || fail "after a generation bump: not a miss"
 ok "INVALIDATE of a query bumps its generation (O(1)) and drops every entry"

@@ -160,12 +160,12 @@ ok "rows with large TOASTed values: keys still computed and invalidated"
 
 # TRUNCATE: every dependent query's generation moves
 fill iv_conv 20; fill iv_all
-g_conv=$(redis get cs:g:iv_conv); g_all=$(redis get cs:g:iv_all); g_user=$(redis get cs:g:iv_user)
+g_conv=$(redis get $NS:g:iv_conv); g_all=$(redis get $NS:g:iv_all); g_user=$(redis get $NS:g:iv_user)
 lsn=$(commit_lsn "TRUNCATE messages")
 wait_invalidated "$lsn"
-[ "$(redis get cs:g:iv_conv)" -gt "${g_conv:-0}" ] || fail "TRUNCATE did not bump iv_conv"
-[ "$(redis get cs:g:iv_all)" -gt "${g_all:-0}" ] || fail "TRUNCATE did not bump iv_all"
-[ "$(redis get cs:g:iv_user)" = "$g_user" ] || fail "TRUNCATE messages bumped iv_user"
+[ "$(redis get $NS:g:iv_conv)" -gt "${g_conv:-0}" ] || fail "TRUNCATE did not bump iv_conv"
+[ "$(redis get $NS:g:iv_all)" -gt "${g_all:-0}" ] || fail "TRUNCATE did not bump iv_all"
+[ "$(redis get $NS:g:iv_user)" = "$g_user" ] || fail "TRUNCATE messages bumped iv_user"
 [ "$(cli --json get iv_all | json rows)" = '[[0]]' ] || fail "after TRUNCATE: $(cli --json get iv_all)"
 ok "TRUNCATE bumps the generation of every dependent query (and only those)"
 

@@ -19,6 +19,7 @@ start_redis() {
 CLEANUPS+=("redis-cli -p $RPORT shutdown nosave")
 start_redis
 redis() { redis-cli -p "$RPORT" "$@"; }
+NS=cs # db 0 of the private Redis
 
 FENCE=on
 write_config "$WORK/cs.ini"
@@ -68,8 +69,8 @@ until_true 10 bash -c "! redis-cli -p $RPORT ping >/dev/null 2>&1" || fail "redi
 lsn=$(commit_lsn "UPDATE users SET name = 'eight' WHERE id = 8")
 sleep 1 # the invalidator fails to apply it and retries with backoff
 start_redis
-[ "$(redis exists "cs:e:fx_user:$(redis get cs:g:fx_user || echo 0):8")" = 1 ] ||
-  [ "$(redis --scan --pattern 'cs:e:fx_user:*:8' | wc -l)" -ge 1 ] || fail "AOF did not restore the entry: the test would prove nothing"
+[ "$(redis exists "$NS:e:fx_user:$(redis get $NS:g:fx_user || echo 0):8")" = 1 ] ||
+  [ "$(redis --scan --pattern "$NS:e:fx_user:*:8" | wc -l)" -ge 1 ] || fail "AOF did not restore the entry: the test would prove nothing"
 wait_invalidated "$lsn"
 cached fx_user 8 && fail "after the Redis restart the restored stale entry survived"
 [ "$(cli --json get fx_user 8 | json rows)" = '[[8, "eight"]]' ] || fail "stale data served after the Redis restart"

@@ -50,6 +50,6 @@ run overload "$WORK/lib.ini"
 run close "$WORK/lib.ini"
 run async "$WORK/lib.ini"
 
-# The library used the same Redis layout as the daemon: entries under cs:e:<query>:...
-[ -n "$(redis --scan --pattern 'cs:e:lp_user:*')" ] || fail "no cs:e:lp_user:* entries in Redis"
+# The library used the same Redis layout as the daemon: entries under $NS:e:<query>:...
+[ -n "$(redis --scan --pattern "$NS:e:lp_user:*")" ] || fail "no $NS:e:lp_user:* entries in Redis"
 ok "entries are stored under the daemon's key layout"

@@ -78,13 +78,15 @@ fill_ok() { cli --json get "$@" >/dev/null && [ "$(cli --json get "$@" | json so
 
 # --- jitter: 60 keys filled together expire across the window ------------------------------
 "$BURST" -p "$PORT" -c 6 -n 10 tp_jitter %i >/dev/null
-pttls=$(for k in $(redis --scan --pattern 'cs:e:tp_jitter:*'); do redis pttl "$k"; done | sort -n)
+pttls=$(for k in $(redis --scan --pattern "$NS:e:tp_jitter:*"); do redis pttl "$k"; done | sort -n)
 n=$(echo "$pttls" | wc -l)
 lo=$(echo "$pttls" | head -1); hi=$(echo "$pttls" | tail -1)
 [ "$n" -ge 55 ] || fail "only $n jitter entries"
-[ "$lo" -ge 9000 ] && [ "$hi" -le 30000 ] || fail "TTLs outside 20s +-50%: $lo..$hi"
-[ $((hi - lo)) -ge 8000 ] || fail "60 keys filled together expire within $((hi - lo)) ms of each other"
-ok "jitter: $n keys filled together expire across $((hi - lo)) ms of the 20 s +-50% window"
+# ttl_jitter extends (CONFIG.md): every TTL in [20 s, 30 s], never shorter than ttl (the
+# Redis PTTL is read a moment after the fill: allow 2 s for that)
+[ "$lo" -ge 18000 ] && [ "$hi" -le 30000 ] || fail "TTLs outside 20 s .. 20 s + 50%: $lo..$hi"
+[ $((hi - lo)) -ge 4000 ] || fail "60 keys filled together expire within $((hi - lo)) ms of each other"
+ok "jitter: $n keys filled together expire across $((hi - lo)) ms, all in 20 s .. 30 s (extends, never shortens)"
 
 # --- stale-while-revalidate: exactly one refresh across two processes ------------------------
 PORT=$(free_port); APORT_B=$(free_port); APORT_A=$APORT
@@ -140,7 +142,7 @@ ok "XFetch: no refresh while idle"
 
 # --- min_lifetime: 1000 changes -> at most 2 invalidations, final state served ----------------
 until_true 20 fill_ok tp_count || fail "could not cache tp_count"
-g0=$(redis get cs:g:tp_count); g0=${g0:-0}
+g0=$(redis get $NS:g:tp_count); g0=${g0:-0}
 cat >"$WORK/ins.sql" <<'SQL'
 INSERT INTO events (kind) VALUES (1);
 SQL
@@ -150,7 +152,7 @@ lsn=$(primary "$DB" -c "SELECT pg_current_wal_lsn()")
 want=$(primary "$DB" -c "SELECT count(*) FROM events")
 wait_invalidated "$lsn" # waits past the debounce window too: the commits are confirmed only then
 wait_replicas
-bumps=$(( $(redis get cs:g:tp_count) - g0 ))
+bumps=$(( $(redis get $NS:g:tp_count) - g0 ))
 [ "$bumps" -ge 1 ] && [ "$bumps" -le 2 ] || fail "1000 changes gave $bumps invalidations (want 1..2)"
 final() { [ "$(cli --json get tp_count | json rows)" = "[[$want]]" ]; }
 until_true 20 final || fail "after the window tp_count serves $(cli --json get tp_count | json rows), want $want"

@@ -46,12 +46,12 @@ done
 cli get vb_items 1 >/dev/null || fail "get vb_items 1"
 cli get vb_items 2 >/dev/null || fail "get vb_items 2"
 cli get vb_named 'user 5' 2000-01-01 >/dev/null || fail "get vb_named"
-entries() { redis --scan --pattern 'cs:e:*' | wc -l; }
+entries() { redis --scan --pattern "$NS:e:*" | wc -l; }
 until_true 10 test "$(entries)" -eq 10 || fail "want 10 cache entries, have $(entries)"
 ok "10 entries filled through the daemon (one negative)"
 
 # No invalidator runs here: stand in for one that has caught up.
-redis set cs:inv:pos FFFFFFFFFFFFFFFF >/dev/null
+redis set $NS:inv:pos FFFFFFFFFFFFFFFF >/dev/null
 
 # jget EXPR < JSON: a Python expression over the parsed object `v`.
 jget() { python3 -c 'import json,sys; v=json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"; }
@@ -82,15 +82,15 @@ out=$("$VERIFY" -c "$WORK/cs.ini" --json) || rc=$?
 [ $rc -eq 1 ] || fail "stale cache: exit $rc, want 1: $out"
 [ "$(echo "$out" | jget 'v["stale"]')" = 1 ] || fail "stale count: $out"
 [ "$(echo "$out" | jget 'v["ok"]')" = 9 ] || fail "ok count: $out"
-[ "$(echo "$out" | jget 'v["stale_keys"][0]["key"]')" = "cs:e:vb_user:0:3" ] || fail "stale key: $out"
+[ "$(echo "$out" | jget 'v["stale_keys"][0]["key"]')" = "$NS:e:vb_user:0:3" ] || fail "stale key: $out"
 echo "$out" | jget 'v["stale_keys"][0]["diff"]' | grep -q '"user 3".*"changed"' ||
   fail "diff does not show the change: $out"
-ok "a write left unseen by the cache: exactly cs:e:vb_user:0:3 reported stale, exit 1"
+ok "a write left unseen by the cache: exactly $NS:e:vb_user:0:3 reported stale, exit 1"
 
 rc=0
 text=$("$VERIFY" -c "$WORK/cs.ini") || rc=$?
 [ $rc -eq 1 ] || fail "text mode: exit $rc"
-echo "$text" | grep -q '^STALE cs:e:vb_user:0:3 lsn [0-9A-F]*/[0-9A-F]* age ' || fail "text: $text"
+echo "$text" | grep -q "^STALE $NS:e:vb_user:0:3 lsn [0-9A-F]*/[0-9A-F]* age " || fail "text: $text"
 echo "$text" | grep -q '^total: checked 10, ok 9, stale 1, skipped 0$' || fail "text total: $text"
 ok "text report names the key, its LSN and age"
 
@@ -106,9 +106,9 @@ done
 ok "--sample 3 checks at most 3 entries per query"
 
 # --- skipped, not stale ----------------------------------------------------------------------------
-# The invalidator is behind (cs:inv:pos far below the primary): skipped, and only the
+# The invalidator is behind ($NS:inv:pos far below the primary): skipped, and only the
 # first entry waits for it.
-redis set cs:inv:pos 0000000000000001 >/dev/null
+redis set $NS:inv:pos 0000000000000001 >/dev/null
 rc=0
 start=$SECONDS
 out=$("$VERIFY" -c "$WORK/cs.ini" --query vb_user --wait 2 --json) || rc=$?
@@ -123,19 +123,19 @@ rc=0
 "$VERIFY" -c "$WORK/cs.ini" --query vb_named --wait 30 --json -v >"$WORK/mid.json" 2>"$WORK/mid.err" &
 vpid=$!
 until_true 20 grep -q 'waiting for the invalidator' "$WORK/mid.err" || fail "verifier never waited"
-redis del "$(redis --scan --pattern 'cs:e:vb_named:*')" >/dev/null
-redis set cs:inv:pos FFFFFFFFFFFFFFFF >/dev/null
+redis del "$(redis --scan --pattern "$NS:e:vb_named:*")" >/dev/null
+redis set $NS:inv:pos FFFFFFFFFFFFFFFF >/dev/null
 wait $vpid || rc=$?
 out=$(cat "$WORK/mid.json")
 [ $rc -eq 0 ] || fail "deleted mid-check: exit $rc: $out"
 [ "$(echo "$out" | jget 'v["checked"]')" = 1 ] || fail "deleted mid-check: $out"
 [ "$(echo "$out" | jget 'v["skipped_reasons"]["changed"]')" = 1 ] || fail "deleted mid-check: $out"
-grep -q 'skipped cs:e:vb_named:0:user%205:2000-01-01: changed while checking: deleted' "$WORK/mid.err" ||
+grep -q "skipped $NS:e:vb_named:0:user%205:2000-01-01: changed while checking: deleted" "$WORK/mid.err" ||
   fail "no skip note: $(cat "$WORK/mid.err")"
 ok "an entry deleted between the two reads is skipped (changed while checking)"
 
 # A generation bump hides the old entries: nothing of vb_user is checked.
-redis incr cs:g:vb_user >/dev/null
+redis incr $NS:g:vb_user >/dev/null
 rc=0
 out=$("$VERIFY" -c "$WORK/cs.ini" --query vb_user --json) || rc=$?
 [ $rc -eq 0 ] && [ "$(echo "$out" | jget 'v["checked"]')" = 0 ] || fail "after a bump: $out"

@@ -30,9 +30,9 @@ until_true 30 metric_ge cachesvc_verify_checked_total 5 || fail "the sampler che
 [ "$(metric cachesvc_verify_stale_total)" = 0 ] || fail "the sampler found stale entries in a consistent cache"
 ok "sampler: $(metric cachesvc_verify_checked_total) entries checked against the primary, 0 stale"
 
-g=$(redis get cs:g:vs_user); g=${g:-0}
+g=$(redis get $NS:g:vs_user); g=${g:-0}
 redis eval "redis.call('SET', KEYS[2], redis.call('GET', KEYS[1]), 'PX', 600000) return 1" 2 \
-  "cs:e:vs_user:$g:1" "cs:e:vs_user:$g:2" >/dev/null
+  "$NS:e:vs_user:$g:1" "$NS:e:vs_user:$g:2" >/dev/null
 until_true 30 metric_ge cachesvc_verify_stale_total 1 || fail "the planted stale entry was never found"
-grep -q "verifier: STALE entry cs:e:vs_user:$g:2" "$WORK/cachesvc.log" || fail "no log line names the stale key"
+grep -q "verifier: STALE entry $NS:e:vs_user:$g:2" "$WORK/cachesvc.log" || fail "no log line names the stale key"
 ok "sampler: the planted stale entry was found ($(metric cachesvc_verify_stale_total) in /metrics) and logged"
