@@ -235,7 +235,16 @@ func readFrame(br *bufio.Reader, max uint32) (Header, []byte, error) {
 		if k > bodyChunk {
 			k = bodyChunk
 		}
-		body = append(body, make([]byte, k)...)
+		if cap(body)-len(body) < k { // grow by doubling, never past n
+			c := 2 * cap(body)
+			if c > n {
+				c = n
+			}
+			nb := make([]byte, len(body), c)
+			copy(nb, body)
+			body = nb
+		}
+		body = body[:len(body)+k]
 		if _, err := io.ReadFull(br, body[len(body)-k:]); err != nil {
 			return h, nil, unexpectedEOF(err)
 		}

@@ -379,6 +379,31 @@ func TestConnRequestOverServerLimit(t *testing.T) {
 	}
 }
 
+// A reply of several MiB arrives whole (its body grows chunk by chunk); one a byte over
+// MaxReply is refused from its header.
+func TestConnLargeReply(t *testing.T) {
+	big := strings.Repeat("0123456789abcdef", 3<<20/16+5) // a bit over 3 MiB
+	s := scripted(t, func(n int, r req) [][]byte {
+		return [][]byte{frame(OpReplyFlag|OpGet, r.h.ID, resultBody(meta(0, 1, 0, false),
+			[][2]any{{"t", 4}}, [][]any{{big}}))}
+	})
+	size := len(resultBody(meta(0, 1, 0, false), [][2]any{{"t", 4}}, [][]any{{big}}))
+	for _, max := range []int{size, size - 1} {
+		c, err := Dial(ctxT(t, 10*time.Second), Options{Addr: s.addr, MaxReply: uint32(max)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := c.Get(ctxT(t, 30*time.Second), Q("q", 1))
+		if max == size && (err != nil || r.Rows[0][0] != big) {
+			t.Errorf("MaxReply = reply size: %v", err)
+		}
+		if max < size && (!isLocalProtocol(err) || c.Alive()) {
+			t.Errorf("MaxReply one byte short: %v (alive %v)", err, c.Alive())
+		}
+		c.Close()
+	}
+}
+
 func TestBackoff(t *testing.T) {
 	cl := New(Options{Addr: "x", BackoffMin: 10 * time.Millisecond, BackoffMax: 100 * time.Millisecond})
 	for n := 1; n <= 10; n++ {
