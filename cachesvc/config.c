@@ -2164,6 +2164,11 @@ static bool apply_section(struct loader *ld, cs_config *cfg, const struct raw_se
 
 	void *base = cfg;
 	if (sec->kind == SEC_REPLICA) {
+		if (cfg->nreplicas >= CS_MAX_REPLICAS) {
+			fail_at(ld, sec->lineno, "[replica %s]: too many replicas (at most %d)", sec->name,
+			        CS_MAX_REPLICAS);
+			return false;
+		}
 		if (!grow_array((void **)&cfg->replicas, &ld->replicas_cap, cfg->nreplicas + 1,
 		            sizeof(*cfg->replicas))) {
 			fail_at(ld, sec->lineno, "out of memory");

@@ -17,6 +17,7 @@
 #define CS_MAX_NAME 64          /* query/replica name length, excluding NUL */
 #define CS_MAX_KEYCOLS 8        /* key columns in one invalidate_on clause */
 #define CS_MAX_INVALIDATE 8     /* invalidate_on clauses per query */
+#define CS_MAX_REPLICAS 255     /* [replica NAME] sections: with the primary, 256 servers */
 #define CS_CONFIG_ERRLEN 512
 
 /* Priority tiers of the read path; requests carry one, replicas serve a set.

@@ -57,6 +57,25 @@ typedef struct qtable {
 
 typedef struct flight flight;
 
+/* A set of server indices (replicas first, then the primary): the servers a miss has tried.
+ * Sized for every server a config can have (CS_MAX_REPLICAS + the primary). */
+#define MAX_SERVERS 256
+_Static_assert(MAX_SERVERS >= CS_MAX_REPLICAS + 1, "the tried set must hold every server");
+typedef struct srvset {
+	uint64_t w[MAX_SERVERS / 64];
+} srvset;
+
+static bool srvset_has(const srvset *s, int i)
+{
+	return i >= 0 && i < MAX_SERVERS && (s->w[i / 64] >> (i % 64) & 1u) != 0;
+}
+
+static void srvset_add(srvset *s, int i)
+{
+	if (i >= 0 && i < MAX_SERVERS)
+		s->w[i / 64] |= (uint64_t)1 << (i % 64);
+}
+
 /* One client request (GET or REFRESH) until its callback has run. */
 typedef struct greq {
 	cs_engine *e;
@@ -93,7 +112,7 @@ struct flight {
 	bool leased;	   /* holds the key's cross-process refresh lease: released when done */
 	int refresh_cause; /* for stats: 0 miss, 1 early, 2 revalidate */
 	int attempts;
-	unsigned tried;	   /* bit per server index already tried */
+	srvset tried;	   /* server indices already tried */
 	bool overloaded;   /* an eligible replica refused for a full queue */
 	uint64_t start_us, deadline_us, ryw_deadline_us;
 	bool in_ryw;
@@ -158,6 +177,7 @@ struct cs_engine {
 	struct event *tick, *gen_timer;
 	flight *buckets[FLIGHT_BUCKETS];
 	flight *ryw_head;
+	struct ryw_cursor *ryw_cursors; /* walks of the ryw list in progress (see ryw_unlink) */
 	bool fence_on;
 	bool stopping; /* cs_engine_free runs: no retries, everything answers SHUTTING_DOWN */
 	cs_engine_stats stats;
@@ -272,7 +292,7 @@ static void greq_error(greq *r, int err, const char *msg)
 
 /* Picks the least-loaded healthy replica serving `tier`, within the lag bounds, that has
  * replayed min_lsn, not yet tried. NULL when none fits. */
-static cs_pgserver *route_replica(cs_engine *e, int tier, uint64_t min_lsn, unsigned tried)
+static cs_pgserver *route_replica(cs_engine *e, int tier, uint64_t min_lsn, const srvset *tried)
 {
 	const cs_config *cfg = e->qt->cfg;
 	cs_pgserver *best = NULL;
@@ -280,7 +300,7 @@ static cs_pgserver *route_replica(cs_engine *e, int tier, uint64_t min_lsn, unsi
 	int ties = 0;
 	for (int i = 0; i < e->nservers; i++) {
 		cs_pgserver *s = e->servers[i];
-		if (s == e->primary || (tried & (1u << i)))
+		if (s == e->primary || srvset_has(tried, i))
 			continue;
 		cs_pgserver_info in;
 		cs_pgserver_info_get(s, &in);
@@ -309,7 +329,7 @@ static int server_index(cs_engine *e, cs_pgserver *s)
 	for (int i = 0; i < e->nservers; i++)
 		if (e->servers[i] == s)
 			return i;
-	return 0;
+	return -1; /* not one of ours: marks nothing */
 }
 
 /* ---- Flights ---------------------------------------------------------------------------- */
@@ -322,6 +342,45 @@ static flight *flight_find(cs_engine *e, const char *key, size_t keylen, uint64_
 			memcmp(f->key, key, keylen) == 0)
 			return f;
 	return NULL;
+}
+
+/* A walk over the read-your-writes list that survives re-entry. Dispatching a waiter
+ * can run any engine callback synchronously (a submit whose connect fails at once bans
+ * the server, fails its queue and notifies - which walks this list again), so the walk's
+ * next flight may be dispatched, re-queued or freed under it. Every walk in progress
+ * registers its cursor; ryw_unlink moves a cursor off a flight it removes. A flight
+ * (re-)added during a walk goes to the head: not visited by that walk. */
+typedef struct ryw_cursor {
+	flight *next;
+	struct ryw_cursor *up;
+} ryw_cursor;
+
+static void ryw_unlink(cs_engine *e, flight *f)
+{
+	flight **pp = &e->ryw_head;
+	while (*pp && *pp != f)
+		pp = &(*pp)->rnext;
+	if (*pp)
+		*pp = f->rnext;
+	for (ryw_cursor *c = e->ryw_cursors; c; c = c->up)
+		if (c->next == f)
+			c->next = f->rnext;
+	f->in_ryw = false;
+	f->rnext = NULL;
+}
+
+/* Calls fn on every flight of the read-your-writes list once (the list as it is when each
+ * is reached). fn may dispatch, free or re-queue any flight. */
+static void ryw_walk(cs_engine *e, void (*fn)(cs_engine *e, flight *f, uint64_t now), uint64_t now)
+{
+	ryw_cursor cur = { .next = e->ryw_head, .up = e->ryw_cursors };
+	e->ryw_cursors = &cur;
+	while (cur.next) {
+		flight *f = cur.next;
+		cur.next = f->rnext;
+		fn(e, f, now);
+	}
+	e->ryw_cursors = cur.up;
 }
 
 static void flight_unlink(flight *f)
@@ -346,13 +405,8 @@ static void flight_free(flight *f)
 		size_t lens[] = { 3, n };
 		(void)!cs_redis_cmd(f->e->redis, NULL, NULL, 2, argv, lens);
 	}
-	if (f->in_ryw) {
-		flight **pp = &f->e->ryw_head;
-		while (*pp && *pp != f)
-			pp = &(*pp)->rnext;
-		if (*pp)
-			*pp = f->rnext;
-	}
+	if (f->in_ryw)
+		ryw_unlink(f->e, f);
 	free(f->pgp);
 	free(f->result);
 	qtable_unref(f->qt);
@@ -388,7 +442,7 @@ static void flight_dispatch(flight *f)
 		return;
 	}
 	for (;;) {
-		cs_pgserver *s = route_replica(e, f->tier, f->min_lsn, f->tried);
+		cs_pgserver *s = route_replica(e, f->tier, f->min_lsn, &f->tried);
 		bool to_primary = false;
 		if (s == NULL && f->overloaded) {
 			flight_fail(f, -CS_ERR_OVERLOADED, "every fitting replica's queue is full");
@@ -407,7 +461,7 @@ static void flight_dispatch(flight *f)
 			}
 			return;
 		}
-		if (s == NULL && e->primary && !(f->tried & (1u << (e->nservers - 1))) &&
+		if (s == NULL && e->primary && !srvset_has(&f->tried, e->nservers - 1) &&
 			(cfg->primary_fallback || f->min_lsn) &&
 			cs_pgserver_state_get(e->primary) != CS_SRV_DOWN) {
 			s = e->primary;
@@ -419,15 +473,9 @@ static void flight_dispatch(flight *f)
 					    : "no replica fits (health, tier, lag) and the primary is not allowed");
 			return;
 		}
-		if (f->in_ryw) {
-			flight **pp = &e->ryw_head;
-			while (*pp && *pp != f)
-				pp = &(*pp)->rnext;
-			if (*pp)
-				*pp = f->rnext;
-			f->in_ryw = false;
-		}
-		f->tried |= 1u << server_index(e, s);
+		if (f->in_ryw)
+			ryw_unlink(e, f);
+		srvset_add(&f->tried, server_index(e, s));
 		f->attempts++;
 		f->job.cb = flight_job_done;
 		f->job.priv = f;
@@ -435,13 +483,17 @@ static void flight_dispatch(flight *f)
 		f->job.qindex = f->qs->index;
 		f->job.params = f->pgp;
 		f->job.deadline_us = f->deadline_us;
+		/* The job's callback may run inside the submit (a connect that fails at once
+		 * bans the server and fails its queue): f may be retried elsewhere or freed
+		 * by the time it returns 0. Nothing of f is touched after a successful one. */
+		bool ryw = f->min_lsn != 0;
 		int rc = cs_pgserver_submit(s, &f->job);
 		if (rc == 0) {
 			if (to_primary) {
 				e->stats.primary_fallbacks++;
-				if (f->min_lsn)
+				if (ryw)
 					e->stats.ryw_primary++;
-			} else if (f->min_lsn) {
+			} else if (ryw) {
 				e->stats.ryw_replica++;
 			}
 			return;
@@ -1356,6 +1408,18 @@ static int64_t lag_behind(const cs_engine *e, cs_lsn_t replay)
 	return first ? (int64_t)((cs_now_us() - first) / 1000u) : 0;
 }
 
+static void ryw_try_replica(cs_engine *e, flight *f, uint64_t now)
+{
+	if (route_replica(e, f->tier, f->min_lsn, &f->tried))
+		flight_dispatch(f);
+}
+
+static void ryw_expire(cs_engine *e, flight *f, uint64_t now)
+{
+	if (now >= f->ryw_deadline_us)
+		flight_dispatch(f); /* past the wait: the primary */
+}
+
 static void on_server_notify(cs_pgserver *s, void *priv)
 {
 	cs_engine *e = priv;
@@ -1372,26 +1436,13 @@ static void on_server_notify(cs_pgserver *s, void *priv)
 		cs_pgserver_set_lag(s, lag_behind(e, cs_pgserver_lsn(s)));
 	}
 	/* Read-your-writes waiters: a replica may have replayed their token now. */
-	flight *f = e->ryw_head;
-	while (f) {
-		flight *next = f->rnext;
-		if (route_replica(e, f->tier, f->min_lsn, f->tried))
-			flight_dispatch(f);
-		f = next;
-	}
+	ryw_walk(e, ryw_try_replica, 0);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	cs_engine *e = arg;
-	uint64_t now = cs_now_us();
-	flight *f = e->ryw_head;
-	while (f) {
-		flight *next = f->rnext;
-		if (now >= f->ryw_deadline_us)
-			flight_dispatch(f); /* past the wait: the primary */
-		f = next;
-	}
+	ryw_walk(e, ryw_expire, cs_now_us());
 }
 
 /* ---- Verifier sampler ------------------------------------------------------------------- *
@@ -1748,12 +1799,17 @@ void cs_engine_free(cs_engine *e)
 	e->primary = NULL;
 	cs_inv_free(e->inv);
 	e->inv = NULL;
-	sampler_stop(e);
 	/* Flights waiting for read-your-writes never reached a server. */
 	while (e->ryw_head)
 		flight_fail(e->ryw_head, -CS_ERR_SHUTTING_DOWN, "shutting down");
+	/* Redis next: its pending callbacks run now (reply NULL) - lookups answer (their
+	 * flights fail: stopping), the sampler ends its sample - so the sampler is stopped
+	 * only after them (it frees what a pending callback would free again). */
 	cs_redis_free(e->pubsub);
+	e->pubsub = NULL;
 	cs_redis_free(e->redis);
+	e->redis = NULL;
+	sampler_stop(e);
 	if (e->tick)
 		event_free(e->tick);
 	if (e->gen_timer)

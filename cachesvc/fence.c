@@ -27,17 +27,59 @@
  *      refuses when R < H. So if it stores, R >= H, and C's fence (X(C) > R >= H) is
  *      alive and refuses it: contradiction. If the horizon key is missing (no invalidator
  *      has run for V), the fill refuses: with nobody publishing a horizon nobody can vouch
- *      for expired fences. H never decreases (CS_SCRIPT_RAISE), so a restarted or second
- *      invalidator cannot open a hole: it starts from H >= the primary's LSN at its start
- *      (every fence an older incarnation wrote is at or below that).
+ *      for expired fences. H never decreases (CS_SCRIPT_RAISE); a restarted or second
+ *      invalidator starts from the slot's confirmed position (f).
  *  (c) Fill runs before C's invalidation: the entry is stored, then C's invalidation
  *      deletes it. The stale window is the invalidation lag (I2).
  *  (d) A restarted invalidator replays from the slot's confirmed position; replaying an
  *      invalidation deletes and re-fences again: idempotent, fences only rise.
- *  (e) Generations: a fill carries the generation its key was built with and the script
- *      refuses when the generation moved (TRUNCATE, admin INVALIDATE of a query, lost
- *      slot), so no fill from before a bump lands in the new generation.
- *  (f) Eviction. If Redis evicted a live fence, (a) would break. Fences carry a TTL, so
+ *  (e) Generations and query-level fences. A whole-query invalidation (TRUNCATE, a
+ *      transaction over the per-query key limit, a table rule, an unknown key, a gap, a
+ *      reload that changed the query, admin INVALIDATE) is CS_SCRIPT_GEN_BUMP: it INCRs
+ *      <ns>:g:<q> and, in the same script, raises the query-level fence <ns>:qf:<q> to the
+ *      bump's LSN B (the commit's end LSN; for a reload or an admin bump the primary's last
+ *      known position; for a gap the resync LSN, below). A fill carries the generation its
+ *      key was built with and the script refuses it when the generation moved: no fill of
+ *      data read for the old generation lands in the new one. A fill of the new generation
+ *      is refused when its data is older than B (R < qf), in the same atomic check as the
+ *      per-key fence: the generation alone is not enough, because a miss of the new
+ *      generation read on a replica that has not replayed the bump's change (still within
+ *      max_replica_lag) would otherwise store pre-change data until TTL. The query-level
+ *      fence has no TTL: it only rises, and data at or past it includes every change the
+ *      bump stood for. Debounced bumps (min_lifetime) carry the highest LSN they fold.
+ *  (f) The horizon's start. A leader starts streaming at the slot's confirmed position W:
+ *      every commit after W is replayed and its fences rewritten. A fence an earlier leader
+ *      wrote for X > W may have expired; a fill with W <= R < X passing meanwhile is older
+ *      than X, whose replayed invalidation then deletes it (case (c)). So H_start = W is
+ *      enough, and replicas that caught up fill at once after a restart.
+ *  (g) Gaps. A slot that is created (first start, dropped, lost, a failover to a server
+ *      without it) sees no change committed before its consistent point C: nothing ever
+ *      fences those. Before CREATE_REPLICATION_SLOT the leader records a gap flush as owed
+ *      (<ns>:inv:gap:<slot>, acknowledged by Redis first); after it, CS_SCRIPT_SYNC bumps
+ *      every dependent query with qf = S >= C and raises the horizon to S, then clears the
+ *      mark. A crash in between leaves the mark, and the next leader's SYNC flushes. Old
+ *      entries die with the generation; new fills need R >= S, and every change after S is
+ *      decoded and fenced.
+ *  (h) Redis losing data. Fences, generations, entries and the horizon live in Redis; if it
+ *      loses acknowledged writes (FLUSHALL, a restart from RDB or AOF everysec, a failover to
+ *      a replica that missed writes) the argument above loses its premises. Every
+ *      namespace has an epoch <ns>:epoch = "<run_id>:<random>", written by SYNC: a flush
+ *      removes it, a restart or failover changes the run_id. Every invalidator write checks
+ *      the epoch (an "EPOCH" error restarts the stream and SYNC runs again); the horizon
+ *      publication also checks the run_id once per status interval; daemons read it with
+ *      their generations and, with fences on, serve nothing from Redis and store nothing
+ *      while it is missing or foreign, and every fill carries the epoch the daemon read
+ *      (refused on mismatch: no fill from before a loss lands after the resync). SYNC:
+ *       - no epoch (first start, or everything flushed): nothing survived to be stale; the
+ *         horizon rises to S (every fence that may be missing is at or below S);
+ *       - a foreign epoch with <ns>:inv:pos >= W: Redis applies writes (AOF, replication)
+ *         in order and kept the position written after every confirmed invalidation, so
+ *         nothing confirmed was lost; later ones are replayed from W;
+ *       - otherwise confirmed invalidations may be gone while older entries survived: every
+ *         query is bumped with qf = S and the horizon rises to S.
+ *      S = max(IDENTIFY_SYSTEM's position, C, everything received or confirmed) is at or
+ *      past every change whose invalidation may have been lost.
+ *  (i) Eviction. If Redis evicted a live fence, (a) would break. Fences carry a TTL, so
  *      every volatile-* policy may evict them, and every allkeys-* policy may evict
  *      anything: the only safe policy is noeviction. At maxmemory Redis then refuses
  *      every write script with OOM: fills are simply not stored, and the invalidator's
@@ -45,15 +87,16 @@
  *      stale until memory is freed or they expire: size Redis so it stays below
  *      maxmemory, and watch cachesvc_invalidator_redis_failures_total). cachesvc checks
  *      maxmemory-policy at startup (check.c) and refuses any other policy unless
- *      fence = off.
- *  (g) The primary. Visibility order on the primary differs from WAL order (a commit whose
+ *      fence = off. Evicting the epoch, a generation or a query-level fence is detected
+ *      or harmless the same way (a missing epoch is a loss).
+ *  (j) The primary. Visibility order on the primary differs from WAL order (a commit whose
  *      record ends before an LSN read may not be visible yet), so no LSN read there bounds
  *      a snapshot from below. Data read on the primary is tagged LSN 0: with fences on it
  *      is served but never stored.
  * Entry eviction (not fence eviction) is harmless: a missing entry is a miss.
  *
  * Together: every entry older than an applied invalidation is either refused at fill time
- * (a, b, e) or deleted by it (c, d). I1 follows: once the invalidator has applied every
+ * (a, b, e, g, h) or deleted by it (c, d, f). I1 follows: once the invalidator has applied every
  * change up to X and replicas replayed past X, no entry reflects a state older than X. */
 #include "fence.h"
 

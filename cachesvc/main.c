@@ -239,8 +239,12 @@ out:
 	if (d.ready_timer)
 		event_free(d.ready_timer);
 	cs_admin_free(d.admin);
-	cs_server_free(d.server);
+	/* The engine first: freeing it answers every request still in flight (SHUTTING_DOWN)
+	 * through the server's callbacks, which need the server and its clients alive; the
+	 * server is draining (SIGTERM), so nothing they read reaches the engine again. Then
+	 * the server writes those answers out and closes the clients. */
 	cs_engine_free(d.engine);
+	cs_server_free(d.server);
 	if (d.base)
 		event_base_free(d.base);
 	free(admin_listen);

@@ -17,6 +17,8 @@
 #define BAN_BASE_MS	   250	 /* first ban after a failure; doubles up to BAN_MAX_MS */
 #define BAN_MAX_MS	   30000
 #define TIMEOUT_GRACE_US   200000 /* past the job deadline before the connection is dropped */
+#define PREPARED_MAX	   1	  /* named statements kept per connection (least recently used
+				   * one DEALLOCATEd past it) */
 
 /* Connection states, in the order a connection walks through them. */
 typedef enum pc_state {
@@ -28,12 +30,27 @@ typedef enum pc_state {
 
 /* What each result group of a job's pipeline answers, in order. */
 typedef enum step_kind {
-	ST_DEALLOC, /* DEALLOCATE ALL after a reload */
+	ST_DEALLOC, /* DEALLOCATE ALL after a reload, or DEALLOCATE of an evicted statement */
 	ST_PREPARE, /* PREPARE of the job's statement */
 	ST_LSN,	    /* SELECT pg_last_wal_replay_lsn() / pg_current_wal_lsn() */
 	ST_DATA,    /* EXECUTE of the statement */
 	ST_SYNC,    /* the pipeline's sync point */
 } step_kind;
+
+/* A named statement prepared on a connection. Its name is derived from the definition
+ * (a 128-bit hash of the SQL text and parameter types, see stmt_id), never from a query's
+ * position in the config, so a job always runs the SQL of the definition it carries, across
+ * reloads that reorder, add or change queries. The SQL and types are kept too: a job
+ * whose hash matches an entry with another definition (a collision) uses the unnamed
+ * statement instead, so correctness never rests on the hash. */
+typedef struct stmt {
+	bool valid;
+	uint64_t id[2];
+	uint64_t used; /* last use (the connection's clock), for LRU eviction */
+	char *sql;
+	int nparams;
+	Oid types[CS_MAX_PARAMS];
+} stmt;
 
 typedef struct pgconn {
 	cs_pgserver *srv;
@@ -47,16 +64,20 @@ typedef struct pgconn {
 	cs_pgjob *job;
 	step_kind steps[5];
 	int nsteps, step;
-	int preparing; /* qindex whose PREPARE is in this pipeline, or -1 */
+	int preparing;	 /* stmts[] slot whose PREPARE is in this pipeline, or -1 */
+	int dealloc;	 /* stmts[] slot whose DEALLOCATE is in this pipeline; -2: ALL; -1 none */
+	uint32_t dealloc_epoch; /* the server epoch a DEALLOCATE ALL in flight catches up to */
+	uint64_t prep_id[2];	 /* hash of the statement being prepared */
 	PGresult *data;
 	cs_lsn_t lsn;
 	int err;
 	bool retryable;
 	char errmsg[256];
 
-	uint32_t epoch;	    /* statement epoch the prepared set belongs to */
-	uint8_t *prepared;  /* one byte per qindex */
-	int nprepared;
+	uint32_t epoch;	    /* server epoch when the prepared set was last cleared */
+	bool stmts_unknown; /* the server's prepared set may differ from stmts[]: DEALLOCATE ALL */
+	stmt *stmts;	    /* PREPARED_MAX slots, allocated on first PREPARE */
+	uint64_t clock;	    /* LRU clock */
 } pgconn;
 
 struct cs_pgserver {
@@ -156,6 +177,107 @@ static void server_down(cs_pgserver *s, const char *why)
 	server_notify(s);
 }
 
+/* ---- Prepared statements --------------------------------------------------------------- */
+
+/* SipHash-2-4 (Aumasson and Bernstein) of a byte string under a 128-bit key. */
+#define ROTL64(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                                                   \
+	do {                                                                                       \
+		v0 += v1;                                                                          \
+		v1 = ROTL64(v1, 13);                                                               \
+		v1 ^= v0;                                                                          \
+		v0 = ROTL64(v0, 32);                                                               \
+		v2 += v3;                                                                          \
+		v3 = ROTL64(v3, 16);                                                               \
+		v3 ^= v2;                                                                          \
+		v0 += v3;                                                                          \
+		v3 = ROTL64(v3, 21);                                                               \
+		v3 ^= v0;                                                                          \
+		v2 += v1;                                                                          \
+		v1 = ROTL64(v1, 17);                                                               \
+		v1 ^= v2;                                                                          \
+		v2 = ROTL64(v2, 32);                                                               \
+	} while (0)
+
+static uint64_t siphash24(uint64_t k0, uint64_t k1, const uint8_t *in, size_t len)
+{
+	uint64_t v0 = 0x736f6d6570736575ull ^ k0, v1 = 0x646f72616e646f6dull ^ k1;
+	uint64_t v2 = 0x6c7967656e657261ull ^ k0, v3 = 0x7465646279746573ull ^ k1;
+	uint64_t b = (uint64_t)len << 56;
+	size_t i = 0;
+	for (; i + 8 <= len; i += 8) {
+		uint64_t m = 0;
+		for (int j = 0; j < 8; j++)
+			m |= (uint64_t)in[i + (size_t)j] << (8 * j);
+		v3 ^= m;
+		SIPROUND;
+		SIPROUND;
+		v0 ^= m;
+	}
+	for (int j = 0; i + (size_t)j < len; j++)
+		b |= (uint64_t)in[i + (size_t)j] << (8 * j);
+	v3 ^= b;
+	SIPROUND;
+	SIPROUND;
+	v0 ^= b;
+	v2 ^= 0xff;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* The identity of a statement: 128 bits (SipHash-2-4 under two keys) over the parameter
+ * count, the parameter type OIDs and the SQL text. False when out of memory. */
+static bool stmt_id(const cs_query_def *q, const Oid *types, uint64_t id[2])
+{
+	size_t sl = strlen(q->sql);
+	size_t n = 4 + 4 * (size_t)q->nparams + sl;
+	uint8_t stackbuf[2048];
+	uint8_t *buf = n <= sizeof stackbuf ? stackbuf : malloc(n);
+	if (buf == NULL)
+		return false;
+	uint32_t np = (uint32_t)q->nparams;
+	memcpy(buf, &np, 4);
+	for (int i = 0; i < q->nparams; i++) {
+		uint32_t t = (uint32_t)types[i];
+		memcpy(buf + 4 + 4 * (size_t)i, &t, 4);
+	}
+	memcpy(buf + 4 + 4 * (size_t)q->nparams, q->sql, sl);
+	id[0] = siphash24(0x0706050403020100ull, 0x0f0e0d0c0b0a0908ull, buf, n);
+	id[1] = siphash24(0x1716151413121110ull, 0x1f1e1d1c1b1a1918ull, buf, n);
+	if (buf != stackbuf)
+		free(buf);
+	return true;
+}
+
+static void stmt_name(char *buf, size_t len, const uint64_t id[2])
+{
+	snprintf(buf, len, "cs_%016llx%016llx", (unsigned long long)id[0], (unsigned long long)id[1]);
+}
+
+static void stmt_forget(stmt *st)
+{
+	free(st->sql);
+	st->sql = NULL;
+	st->valid = false;
+}
+
+static void stmts_clear(pgconn *c)
+{
+	if (c->stmts == NULL)
+		return;
+	for (int i = 0; i < PREPARED_MAX; i++)
+		stmt_forget(&c->stmts[i]);
+}
+
+static bool stmt_is(const stmt *st, const cs_query_def *q, const Oid *types)
+{
+	return st->nparams == q->nparams && strcmp(st->sql, q->sql) == 0 &&
+	       memcmp(st->types, types, sizeof *types * (size_t)q->nparams) == 0;
+}
+
 /* ---- Connections ----------------------------------------------------------------------- */
 
 static void conn_close(pgconn *c)
@@ -170,9 +292,10 @@ static void conn_close(pgconn *c)
 		c->data = NULL;
 	}
 	c->state = PC_EMPTY;
-	c->nprepared = 0;
-	free(c->prepared);
-	c->prepared = NULL;
+	stmts_clear(c);
+	free(c->stmts);
+	c->stmts = NULL;
+	c->stmts_unknown = false;
 }
 
 static void job_finish(pgconn *c);
@@ -251,46 +374,41 @@ static int conn_flush(pgconn *c)
 
 /* ---- Jobs ------------------------------------------------------------------------------ */
 
-static void stmt_name(char *buf, size_t len, int qindex)
+/* Records the statement c->prep_id as prepared in slot c->preparing (its PREPARE
+ * succeeded). */
+static void mark_prepared(pgconn *c)
 {
-	snprintf(buf, len, "cs_q%d", qindex);
-}
-
-static bool is_prepared(const pgconn *c, int qindex)
-{
-	/* qindex < 0: a one-off statement, prepared unnamed every time */
-	return qindex >= 0 && c->epoch == c->srv->epoch && qindex < c->nprepared && c->prepared[qindex];
-}
-
-static void mark_prepared(pgconn *c, int qindex)
-{
-	if (qindex < 0)
+	const cs_query_def *q = c->job->q;
+	if (c->preparing < 0 || c->stmts == NULL)
 		return;
-	if (qindex >= c->nprepared) {
-		int n = qindex + 16;
-		uint8_t *p = realloc(c->prepared, (size_t)n);
-		if (p == NULL)
-			return; /* prepared again next time: harmless */
-		memset(p + c->nprepared, 0, (size_t)(n - c->nprepared));
-		c->prepared = p;
-		c->nprepared = n;
+	stmt *st = &c->stmts[c->preparing];
+	stmt_forget(st);
+	st->sql = strdup(q->sql);
+	if (st->sql == NULL) {
+		/* cannot remember it: the server has it, so DEALLOCATE ALL before the next job */
+		c->stmts_unknown = true;
+		return;
 	}
-	c->prepared[qindex] = 1;
+	st->valid = true;
+	st->id[0] = c->prep_id[0];
+	st->id[1] = c->prep_id[1];
+	st->used = ++c->clock;
+	st->nparams = q->nparams;
+	for (int i = 0; i < q->nparams; i++)
+		st->types[i] = cs_param_type_oid(q->params[i].type);
 }
 
 /* Sends a job's pipeline on an idle connection. */
 static void job_run(pgconn *c, cs_pgjob *job)
 {
 	cs_pgserver *s = c->srv;
-	char name[32];
-	if (job->qindex >= 0)
-		stmt_name(name, sizeof name, job->qindex);
-	else
-		name[0] = '\0';
+	char name[40], dname[64];
+	name[0] = '\0';
 	c->job = job;
 	c->state = PC_BUSY;
 	c->nsteps = c->step = 0;
 	c->preparing = -1;
+	c->dealloc = -1;
 	c->lsn = 0;
 	c->err = 0;
 	c->retryable = false;
@@ -307,22 +425,69 @@ static void job_run(pgconn *c, cs_pgjob *job)
 						      : "SELECT pg_last_wal_replay_lsn()::text",
 		0, NULL, NULL, NULL, NULL, 0);
 	c->steps[c->nsteps++] = ST_LSN;
-	if (c->epoch != s->epoch) {
-		/* Query definitions were reloaded: statement slots mean other queries now. */
+
+	Oid types[CS_MAX_PARAMS];
+	for (int i = 0; i < job->q->nparams; i++)
+		types[i] = cs_param_type_oid(job->q->params[i].type);
+	bool reset = c->epoch != s->epoch || c->stmts_unknown;
+	bool prepare = true; /* named statements: unless this connection has it already */
+	if (job->qindex >= 0) {
+		if (c->stmts == NULL)
+			c->stmts = calloc(PREPARED_MAX, sizeof *c->stmts);
+		uint64_t id[2];
+		bool have_id = stmt_id(job->q, types, id);
+		int found = -1, free_slot = -1, lru = -1;
+		for (int i = 0; have_id && c->stmts && i < PREPARED_MAX; i++) {
+			stmt *st = &c->stmts[i];
+			if (!st->valid) {
+				if (free_slot < 0)
+					free_slot = i;
+			} else if (st->id[0] == id[0] && st->id[1] == id[1]) {
+				found = i;
+			} else if (lru < 0 || st->used < c->stmts[lru].used) {
+				lru = i;
+			}
+		}
+		if (c->stmts == NULL || !have_id) {
+			/* out of memory: the unnamed statement, prepared now */
+		} else if (found >= 0 && !stmt_is(&c->stmts[found], job->q, types)) {
+			/* another definition with the same 128-bit hash: never run it; this job
+			 * uses the unnamed statement */
+		} else {
+			stmt_name(name, sizeof name, id);
+			c->prep_id[0] = id[0];
+			c->prep_id[1] = id[1];
+			if (found >= 0 && !reset) {
+				c->stmts[found].used = ++c->clock;
+				prepare = false;
+			} else if (reset) {
+				c->preparing = found >= 0 ? found : free_slot >= 0 ? free_slot : 0;
+			} else if (free_slot >= 0) {
+				c->preparing = free_slot;
+			} else {
+				/* full: DEALLOCATE the least recently used statement first */
+				c->preparing = lru;
+				char lname[40];
+				stmt_name(lname, sizeof lname, c->stmts[lru].id);
+				snprintf(dname, sizeof dname, "DEALLOCATE %s", lname);
+				ok = ok && PQsendQueryParams(c->conn, dname, 0, NULL, NULL, NULL, NULL, 0);
+				c->steps[c->nsteps++] = ST_DEALLOC;
+				c->dealloc = lru;
+			}
+		}
+	}
+	if (reset) {
+		/* Query definitions were reloaded (statements of old definitions are garbage
+		 * now), or the set is out of step with the server: start from nothing. The set
+		 * is cleared when the server confirms. */
 		ok = ok && PQsendQueryParams(c->conn, "DEALLOCATE ALL", 0, NULL, NULL, NULL, NULL, 0);
 		c->steps[c->nsteps++] = ST_DEALLOC;
-		c->nprepared = 0;
-		free(c->prepared);
-		c->prepared = NULL;
-		c->epoch = s->epoch;
+		c->dealloc = -2;
+		c->dealloc_epoch = s->epoch;
 	}
-	if (!is_prepared(c, job->qindex)) {
-		Oid types[CS_MAX_PARAMS];
-		for (int i = 0; i < job->q->nparams; i++)
-			types[i] = cs_param_type_oid(job->q->params[i].type);
+	if (prepare) {
 		ok = ok && PQsendPrepare(c->conn, name, job->q->sql, job->q->nparams, types);
 		c->steps[c->nsteps++] = ST_PREPARE;
-		c->preparing = job->qindex;
 	}
 	ok = ok && PQsendQueryPrepared(c->conn, name, job->params->n, job->params->values,
 			   job->params->lengths, job->params->formats, 0);
@@ -359,9 +524,10 @@ static void record_error(pgconn *c, const PGresult *res)
 		   strncmp(state, "08", 2) == 0 || strncmp(state, "53", 2) == 0) {
 		c->err = -CS_ERR_UNAVAILABLE;
 		c->retryable = true;
-	} else if (strcmp(state, "26000") == 0) {
-		/* prepared statement vanished (DISCARD ALL by a pooler?): prepare again */
-		c->nprepared = 0;
+	} else if (strcmp(state, "26000") == 0 || strcmp(state, "42P05") == 0) {
+		/* a prepared statement vanished (DISCARD ALL by a pooler?) or one we did not
+		 * know of exists: our set is out of step; start again from DEALLOCATE ALL */
+		c->stmts_unknown = true;
 		c->retryable = true;
 		c->err = -CS_ERR_UNAVAILABLE;
 	}
@@ -414,10 +580,17 @@ static void job_results(pgconn *c)
 		switch (kind) {
 		case ST_DEALLOC:
 		case ST_PREPARE:
-			if (st == PGRES_COMMAND_OK && kind == ST_PREPARE)
-				mark_prepared(c, c->preparing);
-			else if (st != PGRES_COMMAND_OK && st != PGRES_PIPELINE_ABORTED)
+			if (st == PGRES_COMMAND_OK && kind == ST_PREPARE) {
+				mark_prepared(c);
+			} else if (st == PGRES_COMMAND_OK && c->dealloc == -2) {
+				stmts_clear(c);
+				c->stmts_unknown = false;
+				c->epoch = c->dealloc_epoch;
+			} else if (st == PGRES_COMMAND_OK && c->dealloc >= 0 && c->stmts) {
+				stmt_forget(&c->stmts[c->dealloc]);
+			} else if (st != PGRES_COMMAND_OK && st != PGRES_PIPELINE_ABORTED) {
 				record_error(c, res);
+			}
 			PQclear(res);
 			break;
 		case ST_LSN:

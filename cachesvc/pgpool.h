@@ -7,7 +7,10 @@
  * health interval (faster while read-your-writes requests wait for a replay LSN). A server
  * whose connections fail is banned and retried with exponential backoff.
  *
- * A job runs one named query: prepared once per connection, then in one pipeline
+ * A job runs one named query: prepared once per connection under a name derived from its
+ * definition (a 128-bit hash of the SQL text and parameter types, never its position in
+ * the config, so a job queued across a reload still runs exactly the SQL it carries; at
+ * most 256 per connection, the least recently used DEALLOCATEd), then in one pipeline
  * [SELECT <replay or current LSN>], EXECUTE, SYNC. The LSN read is a separate statement
  * before the query, so on a replica the data is at least as new as it (REFERENCE.md 6).
  *
@@ -41,7 +44,8 @@ typedef void cs_pgjob_cb(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int e
 
 struct cs_pgjob {
 	/* set by the caller */
-	int qindex;		    /* statement slot: index of the query in the current table;
+	int qindex;		    /* >= 0: a named statement, prepared once per connection
+				     * (named after q's SQL and types, not after qindex);
 				     * < 0: a one-off statement (prepared unnamed each time) */
 	const cs_query_def *q;	    /* must outlive the job */
 	const cs_pg_params *params; /* must outlive the job */
@@ -97,7 +101,8 @@ void cs_pgserver_free(cs_pgserver *s);
 int cs_pgserver_submit(cs_pgserver *s, cs_pgjob *job) __attribute__((warn_unused_result));
 
 /* Drops prepared statements on every connection before its next job (query definitions
- * were reloaded: statement slots now mean other queries). */
+ * were reloaded: statements of definitions no longer in use are garbage). Correctness
+ * does not depend on it: statement names are bound to definitions. */
 void cs_pgserver_reset_statements(cs_pgserver *s);
 
 /* Polls the monitor every few milliseconds (read-your-writes waiters need a fresh replay

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -24,6 +25,7 @@
 #define OUT_HIGH (4u << 20) /* stop reading a client whose unread replies pass this */
 #define OUT_LOW	 (1u << 20) /* ... and resume below this */
 #define SERVER_NAME "cachesvc/0.1.0"
+#define FINAL_FLUSH_MS 1000 /* cs_server_free: longest wait for clients to take their answers */
 
 /* One client connection. It outlives its socket while requests are in flight: callbacks
  * find bev == NULL and only drop their count; the last one frees the struct. */
@@ -742,10 +744,35 @@ void cs_server_drain(cs_server *s, int64_t timeout_ms, void (*done)(void *), voi
 	maybe_drained(s);
 }
 
+/* The event loop has stopped: writes what each client's output holds (the answers of
+ * requests the engine failed at shutdown) straight to its socket, waiting for a slow
+ * reader at most FINAL_FLUSH_MS in all. */
+static void flush_all(cs_server *s)
+{
+	uint64_t deadline = cs_now_us() + FINAL_FLUSH_MS * 1000u;
+	for (client *c = s->head.next; c != &s->head; c = c->next) {
+		struct evbuffer *out = bufferevent_get_output(c->bev);
+		evutil_socket_t fd = bufferevent_getfd(c->bev);
+		evbuffer_unfreeze(out, 1); /* a socket bufferevent drains it only from its loop */
+		while (fd >= 0 && evbuffer_get_length(out) > 0) {
+			int n = evbuffer_write(out, fd);
+			if (n > 0)
+				continue;
+			uint64_t now = cs_now_us();
+			if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ||
+				now >= deadline)
+				break;
+			struct pollfd p = { .fd = fd, .events = POLLOUT };
+			(void)poll(&p, 1, (int)((deadline - now) / 1000u) + 1);
+		}
+	}
+}
+
 void cs_server_free(cs_server *s)
 {
 	if (s == NULL)
 		return;
+	flush_all(s);
 	while (s->head.next != &s->head)
 		client_close(s->head.next);
 	if (s->tcp)

@@ -6,8 +6,6 @@
 
 #include "params.h"
 
-#define TEXT_MAX (CS_CANON_MAX + 1) /* a key column longer than this cannot be in a key */
-
 /* One invalidate_on clause of one query, copied out of the config. */
 typedef struct rule {
 	int query;
@@ -166,7 +164,7 @@ bool cs_inv_map_has_table(const cs_inv_map *m, const char *schema, const char *n
 
 /* ---- Keys from tuples ------------------------------------------------------------------- */
 
-enum key_status { KEY_OK, KEY_NONE, KEY_UNKNOWN };
+enum key_status { KEY_OK, KEY_UNKNOWN };
 
 /* Where a tuple's column values come from: the tuple itself, with a fallback tuple for
  * unchanged-TOAST columns ('u' in the new row of an UPDATE: the value is in the old
@@ -178,13 +176,13 @@ typedef struct row_view {
 	const cs_pgo_tuple *fallback; /* old 'O' row for 'u' columns, or NULL */
 } row_view;
 
-/* Builds the canonical parameters of rule r from a row. KEY_NONE: no key can exist for
- * this row (a value too long or not of the parameter's type); KEY_UNKNOWN: a key column's
- * value is not in the stream. */
+/* Builds the canonical parameters of rule r from a row. KEY_UNKNOWN: the key cannot be
+ * built - a key column's value is not in the stream, is not text, does not parse as the
+ * parameter's type, or gives a key longer than CS_CANON_MAX. The caller then drops the
+ * whole query: an entry under a key we cannot name would otherwise keep stale data. */
 static enum key_status row_key(const rule *r, const row_view *v, char *out, size_t outlen,
 	size_t *len)
 {
-	char text[TEXT_MAX];
 	*len = 0;
 	out[0] = '\0';
 	for (int p = 0; p < r->nparams; p++) {
@@ -201,19 +199,20 @@ static enum key_status row_key(const rule *r, const row_view *v, char *out, size
 			dt = &v->fallback->cols[c];
 		}
 		bool is_null = dt->kind == 'n';
+		const char *text = NULL;
 		size_t tlen = 0;
 		if (!is_null) {
 			if (dt->kind != 't')
 				return KEY_UNKNOWN; /* binary: we ask for text; treat as unknown */
-			if (dt->len >= sizeof text)
-				return KEY_NONE;
-			memcpy(text, dt->data, dt->len);
+			/* parsed in place: the row text (a bytea's "\x" + 2 digits per byte) may be
+			 * longer than its canonical form, so no copy into a key-sized buffer */
+			text = (const char *)dt->data;
 			tlen = dt->len;
 		}
 		int rc = cs_params_canon_append_text(r->param_type[p], is_null, text, tlen, p, out,
 			outlen, len);
 		if (rc != 0)
-			return KEY_NONE;
+			return KEY_UNKNOWN; /* too long, or not of the type: never "no key" */
 	}
 	return KEY_OK;
 }
@@ -229,8 +228,6 @@ static int emit_row(const rule *r, const row_view *v, const cs_inv_sink *sink, c
 			return 0; /* same key as the new row: already reported */
 		sink->key(sink->priv, r->query, canon, len);
 		return 1;
-	case KEY_NONE:
-		return 0;
 	case KEY_UNKNOWN:
 	default:
 		sink->query(sink->priv, r->query, CS_INV_UNKNOWN_KEY);

@@ -6,9 +6,10 @@
  *     (INSERT: the new row's keys; DELETE: the old row's; UPDATE: the new row's, and
  *     the old row's when a key column changed);
  *   - query(q, reason): every entry of q must go (TRUNCATE; a whole-table rule, which the
- *     caller debounces with min_lifetime; or a key that cannot be computed from what the
- *     stream carries, e.g. an unchanged-TOAST key column: dropping the whole query is the
- *     only safe answer).
+ *     caller debounces with min_lifetime; or a key that cannot be built from what the
+ *     stream carries - an unchanged-TOAST key column, a value that is not text, does not
+ *     parse as the parameter's type or makes a key longer than CS_CANON_MAX: dropping the
+ *     whole query is the only safe answer, never nothing).
  * A change to a table no query depends on costs one hash lookup. The canonical text is
  * exactly the one the read path builds (params.h), so the keys match. Nothing here does
  * I/O; the mapping copies what it needs from the config (it outlives reloads). */
@@ -27,7 +28,7 @@ typedef struct cs_inv_map cs_inv_map;
 typedef enum cs_inv_reason {
 	CS_INV_TRUNCATE = 0, /* TRUNCATE of a table it depends on */
 	CS_INV_TABLE,	     /* whole-table rule: any change (debounced by min_lifetime) */
-	CS_INV_UNKNOWN_KEY,  /* a key column's value is not in the stream */
+	CS_INV_UNKNOWN_KEY,  /* a key cannot be built from the row (see above) */
 } cs_inv_reason;
 
 typedef struct cs_inv_sink {

@@ -26,7 +26,17 @@ ensure_packages() {
   as_root apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
 }
 
-ensure_deps() { ensure_packages "${CS_PACKAGES[@]}"; }
+# Node.js and npm for the Node client's tests (protocol/node): Debian's, unless node and npm
+# are already on PATH (e.g. nodesource's nodejs, which Debian's npm package conflicts with).
+ensure_node() {
+  command -v node >/dev/null && command -v npm >/dev/null && return 0
+  ensure_packages nodejs npm
+}
+
+ensure_deps() {
+  ensure_packages "${CS_PACKAGES[@]}"
+  ensure_node
+}
 
 # build DIR [meson options...]: configures DIR once (reconfigures when options change), builds.
 build() {
