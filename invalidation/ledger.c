@@ -181,10 +181,13 @@ void cs_ledger_sample(cs_ledger *l, uint64_t now_us, cs_lsn_t lsn)
 		}
 	}
 	if (l->s_len == cap) {
-		/* Full: fold the oldest into the next (keep its earlier time). */
+		/* Full: fold the oldest into the next (its earlier time, the higher LSN: after a
+		 * replay a lower sample can follow a higher one, and H must only grow). */
 		sample *oldest = &l->samples[(l->s_head + cap - l->s_len) % cap];
 		sample *next = &l->samples[(l->s_head + cap - l->s_len + 1) % cap];
 		next->us = oldest->us;
+		if (oldest->lsn > next->lsn)
+			next->lsn = oldest->lsn;
 		l->s_len--;
 	}
 	l->samples[l->s_head] = (sample){ .us = now_us, .lsn = lsn };
