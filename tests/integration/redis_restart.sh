@@ -22,7 +22,7 @@ VERIFY=$CS_BUILD/cachesvc/cachesvc-verify
 HOT=12
 make_db <<SQL
 CREATE TABLE hot (id bigint PRIMARY KEY, v bigint NOT NULL);
-INSERT INTO hot SELECT i, 0 FROM generate_series(1, $HOT) i;
+INSERT INTO hot SELECT i, 0 FROM generate_series(0, $HOT - 1) i;
 SQL
 
 RPORT=$(free_port)
@@ -68,6 +68,12 @@ until_true 30 streaming || fail "the invalidator never streamed"
 filled_now() { cli get "$@" >/dev/null 2>&1 && [ "$(src "$@")" = cache ]; }
 fill() { until_true 20 filled_now "$@" || fail "could not get $* cached"; }
 gen() { local g; g=$(redis get "$NS:g:$1"); echo "${g:-0}"; }
+# fill_all: every key (ids 0..HOT-1) cached in the current generation
+all_cached() {
+  "$BURST" -p "$PORT" -c 3 -n $((HOT / 3)) rr_hot %i >/dev/null 2>&1 || true
+  [ "$(redis --scan --pattern "$NS:e:rr_hot:$(gen rr_hot):*" | wc -l)" = $HOT ]
+}
+fill_all() { until_true 30 all_cached || fail "could not cache every key"; }
 settle() {
   wait_replicas
   wait_invalidated "$(primary "$DB" -c "SELECT pg_current_wal_lsn()")"
@@ -87,9 +93,9 @@ resynced() { # LOSS0 CHANGES0: the invalidator counted a loss and the daemon ado
 }
 
 # ---- b. no persistence, restarted while writes run ------------------------------------------
-for k in $(seq 1 $HOT); do fill rr_hot "$k"; done
+fill_all
 cat >"$WORK/update.sql" <<SQL
-\set id random(1, $HOT)
+\set id random(0, $HOT - 1)
 UPDATE hot SET v = v + 1 WHERE id = :id;
 SQL
 loss0=$(metric cachesvc_invalidator_redis_data_loss_total)
@@ -102,14 +108,16 @@ rm -f "$WORK/stop"
   done
 ) &
 READERS=$!
+CLEANUPS+=('kill $READERS')
 "$CS_PG_BIN/pgbench" -n -h "$CS_PG_SOCKET_DIR" -p "$CS_PG_PRIMARY_PORT" -U postgres \
   -c 2 -j 2 -T 6 -f "$WORK/update.sql" "$DB" >"$WORK/pgbench.log" 2>&1 &
 WRITERS=$!
 sleep 2
+redis set sentinel 1 >/dev/null
 stop_redis
 sleep 1
 start_redis
-[ "$(redis dbsize)" = 0 ] || fail "the restarted Redis kept data: the test would prove nothing"
+[ "$(redis exists sentinel)" = 0 ] || fail "the restarted Redis kept data: the test would prove nothing"
 wait "$WRITERS" || fail "pgbench failed: $(tail -5 "$WORK/pgbench.log")"
 sleep 2.5 # readers go on while the late replica replays the last writes
 touch "$WORK/stop"
@@ -117,7 +125,7 @@ wait "$READERS" 2>/dev/null || true
 until_true 30 resynced "$loss0" "$changes0" ||
   fail "b: no resynchronisation after the restart (loss $(metric cachesvc_invalidator_redis_data_loss_total), epoch changes $(metric cachesvc_redis_epoch_changes_total))"
 settle
-for k in $(seq 1 $HOT); do cli get rr_hot "$k" >/dev/null 2>&1 || true; done
+"$BURST" -p "$PORT" -c 3 -n $((HOT / 3)) rr_hot %i >/dev/null 2>&1 || true
 checked=$(verify b)
 for k in 1 2 3; do fill rr_hot "$k"; done
 ok "b: Redis restarted without persistence during writes: loss counted, verifier $checked checked, 0 stale; caching resumed"
@@ -129,21 +137,24 @@ rm -f "$WORK/redis/"*.rdb
 start_redis
 until_true 30 resynced "$(metric cachesvc_invalidator_redis_data_loss_total)" "$(metric cachesvc_redis_epoch_changes_total)" ||
   fail "c: no resynchronisation on the fresh AOF Redis"
-for k in $(seq 1 $HOT); do fill rr_hot "$k"; done
+fill_all
 settle
 loss0=$(metric cachesvc_invalidator_redis_data_loss_total)
 flush0=$(metric cachesvc_invalidator_gap_flushes_total)
 changes0=$(metric cachesvc_redis_epoch_changes_total)
 g0=$(gen rr_hot)
+pos0=$(redis get "$NS:inv:pos")
 redis-cli -p "$RPORT" shutdown >/dev/null 2>&1 || true # AOF (fsync always) keeps everything
 until_true 10 bash -c "! redis-cli -p $RPORT ping >/dev/null 2>&1" || fail "redis did not stop"
 lsn=$(commit_lsn "UPDATE hot SET v = v + 1000 WHERE id = 5")
 sleep 1
+# what the slot says was confirmed while Redis (and so its inv:pos) was down
+conf_down=$(primary postgres -c "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '$SLOT'")
 start_redis
 [ "$(redis --scan --pattern "$NS:e:rr_hot:*" | wc -l)" = $HOT ] || fail "c: AOF did not restore the entries: the test would prove nothing"
 until_true 30 metric_ge cachesvc_redis_epoch_changes_total $((changes0 + 1)) || fail "c: the daemon never adopted the new epoch"
 wait_invalidated "$lsn"
-grep -q 'kept every invalidation' "$WORK/cachesvc.log" || fail "c: the restart without loss was not recognised: $(grep -i 'redis' "$WORK/cachesvc.log" | tail -5)"
+grep -q 'kept every invalidation' "$WORK/cachesvc.log" || fail "c: the restart without loss was not recognised (inv:pos at the shutdown $pos0, slot confirmed while Redis was down $conf_down): $(grep -i 'redis' "$WORK/cachesvc.log" | tail -5)"
 [ "$(metric cachesvc_invalidator_redis_data_loss_total)" = "$loss0" ] || fail "c: a restart that lost nothing counted a data loss"
 [ "$(metric cachesvc_invalidator_gap_flushes_total)" = "$flush0" ] || fail "c: a restart that lost nothing flushed"
 [ "$(gen rr_hot)" = "$g0" ] || fail "c: the generation moved from $g0 to $(gen rr_hot): the entries were dropped"
@@ -164,7 +175,7 @@ rm -rf "$WORK/redis" && mkdir -p "$WORK/redis"
 start_redis
 until_true 30 resynced "$(metric cachesvc_invalidator_redis_data_loss_total)" "$(metric cachesvc_redis_epoch_changes_total)" ||
   fail "d: no resynchronisation on the fresh Redis"
-for k in $(seq 1 $HOT); do fill rr_hot "$k"; done
+fill_all
 settle
 redis save >/dev/null || fail "d: SAVE failed"
 cp "$WORK/redis/dump.rdb" "$WORK/old.rdb"
@@ -190,7 +201,7 @@ for k in 1 2 3 4; do
   [ "$(src rr_hot "$k")" != cache ] || fail "d: rr_hot $k was served from the restored snapshot"
   [ "$(rows rr_hot "$k")" = "[[$k,$want]]" ] || fail "d: stale rr_hot $k: $(cli --json get rr_hot "$k")"
 done
-for k in $(seq 1 $HOT); do cli get rr_hot "$k" >/dev/null 2>&1 || true; done
+"$BURST" -p "$PORT" -c 3 -n $((HOT / 3)) rr_hot %i >/dev/null 2>&1 || true
 settle
 checked=$(verify d)
 [ "$checked" -ge $((HOT / 2)) ] || fail "d: the verifier checked only $checked entries"
