@@ -650,7 +650,11 @@ static void send_status(cs_inv *inv, bool reply)
 	int64_t now = cs_pgo_time_from_unix_us(cs_wall_us());
 	/* write = what we received; flush = what Redis acknowledged (the slot's
 	 * confirmed_flush_lsn); apply unused for logical slots. */
-	cs_pgo_build_status(msg, inv->received, cs_ledger_confirmed(inv->ledger), 0, now, reply);
+	/* flush never passes the position Redis acknowledged (<ns>:inv:pos): the sync tells a
+	 * restart that kept everything (inv:pos >= the slot's confirmed) from a loss by it */
+	cs_lsn_t confirmed = cs_ledger_confirmed(inv->ledger);
+	cs_lsn_t flush = confirmed < inv->pos_sent ? confirmed : inv->pos_sent;
+	cs_pgo_build_status(msg, inv->received, flush, 0, now, reply);
 	int rc = PQputCopyData(inv->conn, (const char *)msg, (int)sizeof msg);
 	if (rc < 0) {
 		restart(inv, PQerrorMessage(inv->conn), false);
@@ -860,6 +864,7 @@ static void sync_done(cs_inv *inv, const redisReply *reply)
 	inv->h_start = (status > 0 && status != 4) || inv->slot_confirmed == 0 ? inv->sync_lsn : inv->slot_confirmed;
 	inv->gap_owed = false;
 	inv->ever_synced = true;
+	inv->pos_sent = 0; /* Redis may have lost inv:pos: publish it again (it never lowers) */
 	const redisReply *deb = reply->element[3];
 	uint64_t now = cs_now_us();
 	for (size_t i = 0; i + 1 < deb->elements; i += 2) {
