@@ -1024,8 +1024,9 @@ static void report(warm_run *run, const cs_warm_counts *c, const outcome *oc)
 		else
 			fputs("null", f);
 		fprintf(f,
-		        ",\"filled\":%" PRIu64 ",\"refused\":%" PRIu64 ",\"already_cached\":%" PRIu64
-		        ",\"skipped\":%" PRIu64 ",\"failed\":%" PRIu64 ",\"done_before\":%" PRIu64
+		        ",\"filled\":%" PRIu64 ",\"refused\":%" PRIu64
+		        ",\"already_cached\":%" PRIu64 ",\"skipped\":%" PRIu64
+		        ",\"failed\":%" PRIu64 ",\"done_before\":%" PRIu64
 		        ",\"elapsed_s\":%.3f,\"rate\":%.1f,\"reasons\":{",
 		        c->filled, c->refused, c->cached, c->skipped, c->failed, run->done_at_start,
 		        oc->elapsed, rate);
@@ -1064,9 +1065,8 @@ static void report(warm_run *run, const cs_warm_counts *c, const outcome *oc)
 	printf(" in %s, %.0f/s\n", d, rate);
 	printf("  filled          %" PRIu64 "\n  refused         %" PRIu64
 	       "  (read from the database, not stored: see --help)"
-	       "\n  already cached  %" PRIu64
-	       "\n  skipped         %" PRIu64 "  (malformed lines)\n  failed          %" PRIu64
-	       "\n",
+	       "\n  already cached  %" PRIu64 "\n  skipped         %" PRIu64
+	       "  (malformed lines)\n  failed          %" PRIu64 "\n",
 	        c->filled, c->refused, c->cached, c->skipped, c->failed);
 	bool any = false;
 	for (int r = 0; r < CS_WARM_NREASONS; r++) {

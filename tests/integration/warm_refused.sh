@@ -67,7 +67,7 @@ while :; do
   cached=$(json already_cached <<<"$r")
   failed=$(json failed <<<"$r")
   skipped=$(json skipped <<<"$r")
-  [ "$(json total <<<"$r")" = $N ] && [ "$(json done <<<"$r")" = $N ] || fail "round $round: total/done: $r"
+  [ "$(json total <<<"$r")" = $N ] && [ "$(json "done" <<<"$r")" = $N ] || fail "round $round: total/done: $r"
   [ $((filled + refused + cached + failed + skipped)) = $N ] ||
     fail "round $round: filled + refused + already cached + failed + skipped != $N: $r"
   [ "$failed" = 0 ] && [ "$skipped" = 0 ] || fail "round $round: failures: $r"
