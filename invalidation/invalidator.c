@@ -309,7 +309,9 @@ static void publish_pos(cs_inv *inv)
 		return;
 	char hex[17];
 	cs_lsn_hex(confirmed, hex);
-	const char *argv[] = { inv->ks.pos, inv->ks.epoch, hex, "0", inv->epoch_str, "0" };
+	/* with the run_id check: a position written to another Redis run (a failover the
+	 * connection survived) would let SYNC take a loss for a clean restart */
+	const char *argv[] = { inv->ks.pos, inv->ks.epoch, hex, "0", inv->epoch_str, "1" };
 	size_t lens[] = { inv->ks.pos_len, inv->ks.epoch_len, 16, 1, inv->epoch_len, 1 };
 	posctx *c = malloc(sizeof *c);
 	if (c == NULL)
@@ -761,6 +763,8 @@ static void sync_state(cs_inv *inv)
 		lsn = inv->received;
 	if (cs_ledger_confirmed(inv->ledger) > lsn)
 		lsn = cs_ledger_confirmed(inv->ledger);
+	if (inv->slot_confirmed > lsn)
+		lsn = inv->slot_confirmed; /* a standby may see a new slot past its IDENTIFY */
 	inv->sync_lsn = lsn;
 	int n = inv->nq;
 	size_t argc = 6 + 2 * (size_t)n + 6 + 2 * (size_t)n;
@@ -880,6 +884,10 @@ static void sync_done(cs_inv *inv, const redisReply *reply)
 				cs_ledger_owe(inv->ledger, q, lsn, now);
 		}
 	}
+	/* The stream restarts at the slot's confirmed position: confirm nothing past it that
+	 * this stream has not had acknowledged itself. */
+	cs_ledger_start_at(inv->ledger, inv->slot_confirmed ? inv->slot_confirmed : inv->consistent);
+	inv->stats.confirmed = cs_ledger_confirmed(inv->ledger);
 	start_replication(inv);
 }
 

@@ -78,6 +78,11 @@ void cs_ledger_reset(cs_ledger *l)
 	}
 }
 
+void cs_ledger_start_at(cs_ledger *l, cs_lsn_t lsn)
+{
+	l->confirmed = lsn;
+}
+
 /* ---- Commit FIFO ---------------------------------------------------------------------------- */
 
 static pending *fifo_get(cs_ledger *l, uint64_t seq)

@@ -52,6 +52,12 @@ void cs_ledger_free(cs_ledger *l);
  * late acknowledgement for a forgotten commit (cs_ledger_release) changes nothing. */
 void cs_ledger_reset(cs_ledger *l);
 
+/* A new stream starts at the slot's confirmed position: the confirmed position becomes lsn,
+ * even when lower than the one kept across the restart (what a previous stream confirmed
+ * in memory may not have reached PostgreSQL or may have been lost by Redis: only the slot
+ * knows). Call with the FIFO empty (after cs_ledger_reset). */
+void cs_ledger_start_at(cs_ledger *l, cs_lsn_t lsn);
+
 /* ---- Commit FIFO and confirmation (I4) ---------------------------------------------------- */
 
 /* A transaction began (pgoutput Begin): keepalives confirm nothing until it commits. */

@@ -8,6 +8,7 @@
 #   (c) rr_join    joins rr_cats, which is not in invalidate_on         -> not cache
 #   (d) rr_table   whole-table rule                                     -> not cache
 #       rr_minlife keyed rule but min_lifetime                          -> not cache
+#   (f) rr_func    calls a function that reads rr_cats (not in invalidate_on) -> not cache
 #   (e) rr_bumped  its generation INCR'd in Redis directly (no pub/sub message: the daemon
 #                  has not heard of it) right before the GET            -> not cache
 # Each "not cache" answer must carry the write-era data of a replica or the primary.
@@ -20,6 +21,8 @@ CREATE TABLE rr_other (id bigint PRIMARY KEY, v bigint NOT NULL);
 INSERT INTO rr_cats VALUES (1, 'one'), (2, 'two');
 INSERT INTO rr_items SELECT i, 1 + i % 2, i * 10 FROM generate_series(1, 10) i;
 INSERT INTO rr_other SELECT i, 0 FROM generate_series(1, 10) i;
+CREATE FUNCTION rr_cat_name(bigint) RETURNS text LANGUAGE sql STABLE
+  AS 'SELECT name FROM rr_cats WHERE id = $1';
 SQL
 
 FENCE=on
@@ -41,6 +44,12 @@ ttl = 1h
 
 [query rr_join]
 sql = SELECT i.id, i.v, c.name FROM rr_items i JOIN rr_cats c ON c.id = i.cat WHERE i.id = $1
+params = id:int8
+ttl = 1h
+invalidate_on = rr_items(id = $1)
+
+[query rr_func]
+sql = SELECT id, v, rr_cat_name(cat) AS name FROM rr_items WHERE id = $1
 params = id:int8
 ttl = 1h
 invalidate_on = rr_items(id = $1)
@@ -76,7 +85,7 @@ start_daemon "$WORK/cs.ini"
 until_true 30 streaming || fail "the invalidator never streamed"
 
 filled_now() { cli get "$1" "$2" >/dev/null 2>&1 && [ "$(cli --json get "$1" "$2" | json source)" = cache ]; }
-keys=("rr_safe 1" "rr_ttl 2" "rr_join 3" "rr_table 1" "rr_minlife 4" "rr_bumped 5")
+keys=("rr_safe 1" "rr_ttl 2" "rr_join 3" "rr_func 7" "rr_table 1" "rr_minlife 4" "rr_bumped 5")
 for k in "${keys[@]}"; do
   # shellcheck disable=SC2086
   until_true 20 filled_now $k || fail "could not cache $k"
@@ -109,6 +118,7 @@ answer() { cli -t 10000 --json --lsn "$token" get "$@"; }
 out_a=$(answer rr_safe 1)
 out_b=$(answer rr_ttl 2)
 out_c=$(answer rr_join 3)
+out_f=$(answer rr_func 7)
 out_d1=$(answer rr_table 1)
 out_d2=$(answer rr_minlife 4)
 src() { echo "$1" | json source; }
@@ -127,6 +137,7 @@ not_cache() { # LABEL OUT ROWS
 }
 not_cache "(b) TTL-only query" "$out_b" '[[2, 20]]'
 not_cache "(c) SQL joins a table outside invalidate_on" "$out_c" '[[3, 30, "two"]]'
+not_cache "(f) SQL calls a function reading a table outside invalidate_on" "$out_f" '[[7, 70, "two"]]'
 not_cache "(d) whole-table rule" "$out_d1" '[[5]]'
 not_cache "(d) min_lifetime" "$out_d2" '[[4, 40]]'
 not_cache "(e) entry of a generation bumped in Redis, unheard of by the daemon" "$out_e" '[[5, 50]]'
