@@ -2075,8 +2075,7 @@ static bool apply_kind_defaults(cs_query_def *q, uint64_t set, char *why, size_t
 		if (strcmp(def, "$ttl") == 0)
 			*(int64_t *)field_at(q, kd) = q->ttl_ms;
 		else if (strcmp(def, "$ttl+swr") == 0)
-			*(int64_t *)field_at(q, kd) = q->ttl_ms + q->ttl_ms * q->ttl_jitter_pct / 100 +
-				q->stale_while_revalidate_ms; /* room for the jitter's extension */
+			*(int64_t *)field_at(q, kd) = q->ttl_ms + q->stale_while_revalidate_ms;
 		else if (!parse_key_value(kd, def, q, why, whylen))
 			return false;
 	}

@@ -681,10 +681,6 @@ static void flight_job_done(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, in
 		 * never shorter than ttl */
 		double j = (double)q->ttl_jitter_pct / 100.0;
 		ttl = (int64_t)((double)ttl * (1.0 + j * cs_rand_unit()));
-		/* ...within max_stale, the hard bound on an entry's age */
-		if (!negative && q->max_stale_ms > 0 &&
-			ttl > q->max_stale_ms - q->stale_while_revalidate_ms)
-			ttl = CS_MAX(q->ttl_ms, q->max_stale_ms - q->stale_while_revalidate_ms);
 	}
 	cs_entry ent = {
 		.flags = negative ? CS_ENTRY_NEGATIVE : 0,
@@ -726,7 +722,9 @@ static void flight_job_done(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, in
 		/* Redis keeps the entry until max_stale (the hard bound on its age): past the
 		 * soft expiry it serves stale while revalidating, and stale-if-error up to
 		 * max_stale. */
-		int64_t px = negative ? ttl : CS_MAX(ttl, q->max_stale_ms);
+		/* The jitter moves both expiries: Redis keeps the entry max_stale - ttl past
+		 * its (jittered) soft expiry (CONFIG.md max_stale). */
+		int64_t px = negative ? ttl : ttl + CS_MAX(0, q->max_stale_ms - q->ttl_ms);
 		f->filling = fill(f, b->data, b->len, px, ent.lsn);
 	}
 	/* Answer everyone now (the fill is off the latency path), except those who asked

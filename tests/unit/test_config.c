@@ -194,7 +194,7 @@ static void test_design_example(void **state)
 	assert_int_equal(q->ttl_ms, 30000);
 	assert_int_equal(q->ttl_jitter_pct, 10);
 	assert_int_equal(q->stale_while_revalidate_ms, 60000);
-	assert_int_equal(q->max_stale_ms, 93000); /* ttl + 10% jitter room + swr */
+	assert_int_equal(q->max_stale_ms, 90000);
 	assert_int_equal(q->min_lifetime_ms, 5000);
 	assert_int_equal(q->negative_ttl_ms, 0);
 	assert_true(q->xfetch_beta == 1.0);
@@ -287,7 +287,7 @@ static void test_kind_defaults(void **state)
 	assert_int_equal(l->ttl_ms, 600000);
 	assert_int_equal(l->ttl_jitter_pct, 5);
 	assert_int_equal(l->stale_while_revalidate_ms, 0);
-	assert_int_equal(l->max_stale_ms, 630000); /* ttl + 5% jitter room */
+	assert_int_equal(l->max_stale_ms, 600000);
 	assert_int_equal(l->negative_ttl_ms, 60000);
 	assert_true(l->xfetch_beta == 0.0);
 
@@ -295,7 +295,7 @@ static void test_kind_defaults(void **state)
 	assert_int_equal(a->ttl_ms, 30000);
 	assert_int_equal(a->ttl_jitter_pct, 10);
 	assert_int_equal(a->stale_while_revalidate_ms, 30000);
-	assert_int_equal(a->max_stale_ms, 63000); /* ttl + 10% jitter room + swr */
+	assert_int_equal(a->max_stale_ms, 60000);
 	assert_int_equal(a->min_lifetime_ms, 5000);
 	assert_int_equal(a->negative_ttl_ms, 0);
 	assert_true(a->xfetch_beta == 1.0);
@@ -307,7 +307,7 @@ static void test_kind_defaults(void **state)
 	a = cs_config_query(cfg, "a", 1);
 	assert_int_equal(a->ttl_ms, 120000);
 	assert_int_equal(a->stale_while_revalidate_ms, 120000);
-	assert_int_equal(a->max_stale_ms, 243600); /* ttl + 3% jitter room + swr */
+	assert_int_equal(a->max_stale_ms, 240000);
 	assert_int_equal(a->ttl_jitter_pct, 3);
 	assert_int_equal(a->negative_ttl_ms, 7000);
 	cs_config_free(cfg);
