@@ -75,7 +75,8 @@ grep -q 'reload: postgres r1 removed or changed' "$WORK/cs.log" || fail "r1 not 
 until_true 20 metric_is 'cachesvc_pg_up{server="r1",role="replica"}' 1 || fail "the re-pointed r1 never up"
 until_true 20 grep -q 'postgres r1: drained, freed\|postgres r1: still busy' "$WORK/cs.log" || fail "the old r1 was never freed"
 until_true 20 metric_ge 'cachesvc_pg_queries_total{server="r1"}' 10 || fail "the new r1 takes no reads"
-until_true 20 test "$(item_calls "$(port_of "$target")")" -gt "$target_before" || fail "no read reached $target after re-pointing r1"
+target_gained() { [ "$(item_calls "$(port_of "$target")")" -gt "$target_before" ]; }
+until_true 20 target_gained || fail "no read reached $target after re-pointing r1"
 ok "r1 re-pointed to $target: the old pool drained and freed, the new one serves"
 
 # --- 3. remove r2 -----------------------------------------------------------------------------
