@@ -166,7 +166,7 @@ until_true 20 is_cached_now 150 || fail "caching did not resume: $(cli --json ge
 ok "caching resumed without a restart (a fill from replica2, then src cache)"
 
 # ---- the old primary comes back as a stale primary ----------------------------------------------
-runpg "$CS_PG_BIN/pg_ctl" -D "$SB/primary" -l "$SB/log/primary.log" -w -t 60 start >/dev/null || fail "restarting the old primary"
+runpg "$CS_PG_BIN/pg_ctl" -D "$SB/primary" -l "$SB/log/primary.log" -w -t 60 start >/dev/null 2>&1 || fail "restarting the old primary"
 [ "$(pg "$P_OLD" postgres -c "SELECT pg_is_in_recovery()")" = f ] || fail "the old primary came back in recovery"
 pg "$P_OLD" "$DB" -c "UPDATE items SET v = -999 WHERE id BETWEEN 1 AND 40" >/dev/null # stale data
 stale_before=$(metric cachesvc_invalidator_stale_primary_total)
