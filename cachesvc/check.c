@@ -400,6 +400,23 @@ int cs_check_ryw(cs_config *cfg)
 				covered = named && (kind[0] == 'r' || kind[0] == 'p');
 			}
 			PQclear(r);
+			if (covered) {
+				/* A function the SQL calls may read any table; a table with children
+				 * (inheritance, partitions) changes under its children's names. */
+				r = PQexec(c,
+					"SELECT EXISTS (SELECT 1 FROM pg_depend d "
+					"  JOIN pg_rewrite w ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid "
+					"  WHERE w.ev_class = 'cs_check_reads'::regclass "
+					"   AND d.refclassid = 'pg_proc'::regclass AND d.refobjid >= 16384) "
+					"OR EXISTS (SELECT 1 FROM pg_depend d "
+					"  JOIN pg_rewrite w ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid "
+					"  JOIN pg_inherits i ON i.inhparent = d.refobjid "
+					"  WHERE w.ev_class = 'cs_check_reads'::regclass "
+					"   AND d.refclassid = 'pg_class'::regclass)");
+				covered = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+					PQgetvalue(r, 0, 0)[0] == 'f';
+				PQclear(r);
+			}
 			q->reads_covered = covered;
 		}
 		r = PQexec(c, "ROLLBACK");
@@ -408,7 +425,8 @@ int cs_check_ryw(cs_config *cfg)
 		if (!q->reads_covered)
 			cs_info("[query %s] read-your-writes tokens are answered from the database, not the "
 				"cache: %s", q->name,
-				ok ? "its SQL reads a table outside invalidate_on (or a view)"
+				ok ? "its SQL reads a table outside invalidate_on, a view, a table with "
+				     "children, or calls a user function"
 				   : "its SQL could not be analysed");
 	}
 	PQfinish(c);

@@ -198,6 +198,7 @@ struct cs_engine {
 	 * bypassed: nothing is served from it or stored). */
 	char epoch[96];
 	size_t epoch_len;
+	bool gens_busy; /* a generations poll is in flight: at most one */
 };
 
 /* ---- Query table ------------------------------------------------------------------------ */
@@ -346,12 +347,17 @@ static int server_index(cs_engine *e, cs_pgserver *s)
 
 /* ---- Flights ---------------------------------------------------------------------------- */
 
+static bool query_same(const cs_query_def *a, const cs_query_def *b);
+
+/* The flight of key for min_lsn running definition def: across a reload, a request never
+ * joins a flight of another definition of its query (other SQL, other columns). */
 static flight *flight_find(cs_engine *e, const char *key, size_t keylen, uint64_t hash,
-	uint64_t min_lsn)
+	uint64_t min_lsn, const cs_query_def *def)
 {
 	for (flight *f = e->buckets[hash % FLIGHT_BUCKETS]; f; f = f->hnext)
 		if (f->hash == hash && f->min_lsn == min_lsn && f->keylen == keylen &&
-			memcmp(f->key, key, keylen) == 0)
+			memcmp(f->key, key, keylen) == 0 &&
+			(f->qs->def == def || query_same(f->qs->def, def)))
 			return f;
 	return NULL;
 }
@@ -752,7 +758,10 @@ static void miss(cs_engine *e, qstate *qs, const char *key, size_t keylen, size_
 	uint32_t nparams, int cause)
 {
 	uint64_t h = hash_bytes(key, keylen);
-	flight *f = flight_find(e, key, keylen, h, min_lsn);
+	flight *f = flight_find(e, key, keylen, h, min_lsn, qs->def);
+	if (f && f->answered && r && (r->op == CS_OP_REFRESH || r->bypass))
+		f = NULL; /* REFRESH and bypass want a read made after they were sent: a flight of
+			   * their own (flight_find returns the newest of equal keys) */
 	if (f) {
 		if (r == NULL)
 			return;
@@ -908,7 +917,7 @@ static void on_lease_reply(cs_redis *rd, redisReply *reply, void *priv)
 static void refresh_in_background(const lookup *l, int cause)
 {
 	cs_engine *e = l->e;
-	if (flight_find(e, l->key, l->keylen, hash_bytes(l->key, l->keylen), 0))
+	if (flight_find(e, l->key, l->keylen, hash_bytes(l->key, l->keylen), 0, l->qs->def))
 		return; /* already refreshing in this process */
 	char lease[KEY_MAX], px[24];
 	size_t n = cs_ks_lease(&e->ks, lease, sizeof lease, l->qs->def->name, l->key + l->canon_off,
@@ -978,8 +987,9 @@ static void serve_stale_copy(greq *r, int err, const char *msg)
 static bool ryw_cache_ok(cs_engine *e, const lookup *l, const redisReply *reply)
 {
 	const cs_query_def *q = l->qs->def;
-	if (!cs_query_token_safe(q) || reply->type != REDIS_REPLY_ARRAY || reply->elements != 4)
-		return false;
+	if (!e->fence_on || !cs_query_token_safe(q) || reply->type != REDIS_REPLY_ARRAY ||
+		reply->elements != 4)
+		return false; /* without fences an entry may be a stale set's */
 	const redisReply *p = reply->element[1], *g = reply->element[2], *ep = reply->element[3];
 	uint64_t pos = 0;
 	if (p->type != REDIS_REPLY_STRING || !cs_lsn_unhex(p->str, (size_t)p->len, &pos) ||
@@ -1265,6 +1275,7 @@ static void on_gens_reply(cs_redis *rd, redisReply *reply, void *priv)
 	cs_engine *e = c->e;
 	qtable *t = c->t;
 	free(c);
+	e->gens_busy = false;
 	if (reply && reply->type == REDIS_REPLY_ARRAY && (int)reply->elements == t->nq + 2 &&
 		reply->element[0]->type == REDIS_REPLY_INTEGER &&
 		reply->element[1]->type == REDIS_REPLY_STRING &&
@@ -1305,7 +1316,7 @@ static void on_gens_reply(cs_redis *rd, redisReply *reply, void *priv)
 static void load_gens(cs_engine *e)
 {
 	qtable *t = e->qt;
-	if (!cs_redis_ready(e->redis))
+	if (!cs_redis_ready(e->redis) || e->gens_busy)
 		return;
 	size_t n = (size_t)t->nq + 1;
 	const char **argv = calloc(n, sizeof *argv);
@@ -1321,9 +1332,10 @@ static void load_gens(cs_engine *e)
 		}
 		*c = (gensctx){ .e = e, .t = t };
 		t->refs++;
-		if (cs_redis_script(e->redis, CS_SCRIPT_GENS, on_gens_reply, c, (int)n, (int)n, argv, lens) == 0)
+		if (cs_redis_script(e->redis, CS_SCRIPT_GENS, on_gens_reply, c, (int)n, (int)n, argv, lens) == 0) {
 			c = NULL;
-		else
+			e->gens_busy = true;
+		} else
 			t->refs--;
 	}
 	free(c);
@@ -2340,6 +2352,7 @@ long cs_engine_metrics(const cs_engine *e, char **out)
 		fprintf(f, "cachesvc_pg_timeouts_total{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.timeouts);
 		fprintf(f, "cachesvc_pg_overloaded_total{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.overloaded);
 		fprintf(f, "cachesvc_pg_bans_total{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.bans);
+		fprintf(f, "cachesvc_pg_prepares_total{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.prepares);
 		fprintf(f, "cachesvc_pg_queue_wait_seconds_sum{server=\"%s\"} %.6f\n", in.name, (double)in.queue_wait_us_sum / 1e6);
 		fprintf(f, "cachesvc_pg_queue_wait_seconds_count{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.queue_waits);
 	}

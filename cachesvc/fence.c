@@ -69,12 +69,18 @@
  *      publication also checks the run_id once per status interval; daemons read it with
  *      their generations and, with fences on, serve nothing from Redis and store nothing
  *      while it is missing or foreign, and every fill carries the epoch the daemon read
- *      (refused on mismatch: no fill from before a loss lands after the resync). SYNC:
- *       - no epoch (first start, or everything flushed): nothing survived to be stale; the
- *         horizon rises to S (every fence that may be missing is at or below S);
+ *      (the epoch the daemon knows when it sends the fill; refused on mismatch: no fill sent
+ *      before the daemon learned of a resync lands after it). SYNC:
+ *       - no epoch (first start, everything flushed, or the epoch key lost alone): every
+ *         query is bumped with qf = S and the horizon rises to S (every fence that may be
+ *         missing is at or below S);
  *       - a foreign epoch with <ns>:inv:pos >= W: Redis applies writes (AOF, replication)
  *         in order and kept the position written after every confirmed invalidation, so
- *         nothing confirmed was lost; later ones are replayed from W;
+ *         nothing confirmed was lost; later ones are replayed from W. This needs the
+ *         position to be written only after its invalidations were acknowledged, only to
+ *         the Redis run the epoch names (the position write checks the run_id), and never
+ *         past what the slot will replay: a new stream confirms from W again, and the
+ *         flush sent to PostgreSQL never passes the position Redis acknowledged;
  *       - otherwise confirmed invalidations may be gone while older entries survived: every
  *         query is bumped with qf = S and the horizon rises to S.
  *      S = max(IDENTIFY_SYSTEM's position, C, everything received or confirmed) is at or
@@ -221,7 +227,7 @@ const char *const cs_scripts[CS_SCRIPT_COUNT] = {
 		"if status > 0 and status ~= 4 then\n"
 		"  local k = 7\n"
 		"  for i = 7, #ARGV, 2 do\n"
-		"    if foreign or (gap and ARGV[i + 1] == '1') then\n"
+		"    if lost or (gap and ARGV[i + 1] == '1') then\n"
 		"      local g = redis.call('INCR', KEYS[k])\n"
 		"      local f = redis.call('GET', KEYS[k + 1])\n"
 		"      if not f or f < ARGV[4] then redis.call('SET', KEYS[k + 1], ARGV[4]) end\n"

@@ -46,7 +46,9 @@ enum cs_script {
 	 * rewritten. Otherwise (writes lost, and older entries kept): bumps every query with
 	 * its query-level fence at lsn. A gap
 	 * (ARGV gap = 1 or a gap mark owed): bumps the dependent queries (dep = 1). No epoch
-	 * at all (a first start, or a FLUSHALL: no entry survived): no bump. In each case the
+	 * at all (a first start, a FLUSHALL, the epoch key deleted alone, entries written by a
+	 * version without epochs): every query bumped too (cheap, and nothing is assumed about
+	 * what survived). In each case the
 	 * horizon rises to lsn (every fence that may be missing is at or below it) and a new
 	 * epoch "<run_id>:<random>" is written when there was none valid. Clears the gap
 	 * mark, sets the slot mark.

@@ -317,6 +317,14 @@ bool cachesvc_result_stale(const cachesvc_result *r)
 	return r ? cs_result_meta(cs_lib_res(r))->stale : false;
 }
 
+int cachesvc_result_stored(const cachesvc_result *r)
+{
+	if (r == NULL)
+		return -1;
+	uint8_t st = cs_result_meta(cs_lib_res(r))->stored;
+	return st == CS_STORED_YES ? 1 : st == CS_STORED_NO ? 0 : -1;
+}
+
 void cachesvc_result_free(cachesvc_result *r)
 {
 	cs_result_free((cs_result *)(void *)r);

@@ -17,7 +17,7 @@
 #define BAN_BASE_MS	   250	 /* first ban after a failure; doubles up to BAN_MAX_MS */
 #define BAN_MAX_MS	   30000
 #define TIMEOUT_GRACE_US   200000 /* past the job deadline before the connection is dropped */
-#define PREPARED_MAX	   1	  /* named statements kept per connection (least recently used
+#define PREPARED_MAX	   256	  /* named statements kept per connection (least recently used
 				   * one DEALLOCATEd past it) */
 
 /* Connection states, in the order a connection walks through them. */
@@ -483,6 +483,8 @@ static void job_run(pgconn *c, cs_pgjob *job)
 				c->dealloc = lru;
 			}
 		}
+		if (prepare)
+			s->stats.prepares++;
 	}
 	if (reset) {
 		/* Query definitions were reloaded (statements of old definitions are garbage

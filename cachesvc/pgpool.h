@@ -80,6 +80,7 @@ typedef struct cs_pgserver_info {
 	uint64_t lag_bytes;   /* primary LSN - replay LSN; 0 for the primary */
 	int pool_size, conns, busy, queued;
 	uint64_t queries, errors, timeouts, overloaded, bans, promotions;
+	uint64_t prepares;                /* statements prepared (a kept one is not prepared again) */
 	uint64_t queue_wait_us_sum, queue_waits;
 } cs_pgserver_info;
 

@@ -130,6 +130,14 @@ static void usage(FILE *f)
 	        "                       terminal, default 5 (a terminal gets one redrawn line)\n"
 	        "  --help               this text\n"
 	        "\n"
+	        "Report: every line is filled (read from the database and stored), refused (read\n"
+	        "from the database, but the daemon's answer said stored=false: a fence, the\n"
+	        "horizon or the epoch refused the fill, e.g. right after a write or while\n"
+	        "replicas lag, or the result is not cached at all: too large, empty without\n"
+	        "negative caching, read on the primary with fences on), already cached, skipped\n"
+	        "(malformed) or failed. A refusal is not a failure: it does not count towards\n"
+	        "--max-failures; a refused key fills on a later read.\n"
+	        "\n"
 	        "Exit status: 0 done, 1 more failures than --max-failures, 2 usage error or the\n"
 	        "run could not start / had to stop (message on stderr), 3 interrupted by\n"
 	        "SIGINT/SIGTERM (progress saved in the checkpoint, if any).\n");
@@ -446,8 +454,9 @@ static void set_fatal(warm_run *run, const char *fmt, ...)
 	atomic_store(&run->abort, true);
 }
 
-/* Marks a line done with its outcome. outcome: 'f' filled, 'c' cached, 's' skipped
- * (malformed), 'x' failed, 'e' nothing to do (blank or comment). */
+/* Marks a line done with its outcome. outcome: 'f' filled, 'r' refused (answered by the
+ * database, not stored), 'c' cached, 's' skipped (malformed), 'x' failed, 'e' nothing to do
+ * (blank or comment). */
 static void line_done(warm_run *run, uint64_t line, char outcome, int reason, const char *text)
 {
 	pthread_mutex_lock(&run->state_lock);
@@ -458,6 +467,9 @@ static void line_done(warm_run *run, uint64_t line, char outcome, int reason, co
 		switch (outcome) {
 		case 'f':
 			c->filled++;
+			break;
+		case 'r':
+			c->refused++;
 			break;
 		case 'c':
 			c->cached++;
@@ -785,8 +797,14 @@ static void on_reply(worker *w, uint32_t reqid, cs_client_result *res)
 	const char *msg = NULL;
 	int err = cs_client_result_err(res, &msg);
 	if (err == 0) {
-		bool cached = cs_client_result_source(res) == CS_CLIENT_SRC_CACHE;
-		line_done(w->run, sl->line, cached ? 'c' : 'f', 0, NULL);
+		/* From the database: the daemon says whether it stored the result (batch-tier
+		 * answers and REFRESH wait for the fill). stored=false is a refusal (a fence,
+		 * the horizon or the epoch refused the fill; or nothing to cache): counted as
+		 * refused, not filled, and not a failure. Unsaid (an older daemon): filled. */
+		char outcome = 'c';
+		if (cs_client_result_source(res) != CS_CLIENT_SRC_CACHE)
+			outcome = cs_client_result_stored(res) == 0 ? 'r' : 'f';
+		line_done(w->run, sl->line, outcome, 0, NULL);
 		sl->state = SLOT_FREE;
 	} else if (transient(err)) {
 		slot_retry_or_fail(w, sl, err, msg ? msg : "");
@@ -958,10 +976,11 @@ static void show_progress(warm_run *run, double elapsed)
 	}
 	pthread_mutex_lock(&run->print_lock);
 	fprintf(stderr,
-	        "%s%s%" PRIu64 "%s  %.0f/s%s  filled %" PRIu64 " cached %" PRIu64
-	        " skipped %" PRIu64 " failed %" PRIu64 "%s",
+	        "%s%s%" PRIu64 "%s  %.0f/s%s  filled %" PRIu64 " refused %" PRIu64
+	        " cached %" PRIu64 " skipped %" PRIu64 " failed %" PRIu64 "%s",
 	        run->tty ? "\r\033[K" : "", run->tty ? "warm " : "cachesvc-warm: ", done, total,
-	        rate, eta, c.filled, c.cached, c.skipped, c.failed, run->tty ? "" : "\n");
+	        rate, eta, c.filled, c.refused, c.cached, c.skipped, c.failed,
+	        run->tty ? "" : "\n");
 	fflush(stderr);
 	run->progress_shown = true;
 	pthread_mutex_unlock(&run->print_lock);
@@ -1005,10 +1024,11 @@ static void report(warm_run *run, const cs_warm_counts *c, const outcome *oc)
 		else
 			fputs("null", f);
 		fprintf(f,
-		        ",\"filled\":%" PRIu64 ",\"already_cached\":%" PRIu64
-		        ",\"skipped\":%" PRIu64 ",\"failed\":%" PRIu64 ",\"done_before\":%" PRIu64
+		        ",\"filled\":%" PRIu64 ",\"refused\":%" PRIu64
+		        ",\"already_cached\":%" PRIu64 ",\"skipped\":%" PRIu64
+		        ",\"failed\":%" PRIu64 ",\"done_before\":%" PRIu64
 		        ",\"elapsed_s\":%.3f,\"rate\":%.1f,\"reasons\":{",
-		        c->filled, c->cached, c->skipped, c->failed, run->done_at_start,
+		        c->filled, c->refused, c->cached, c->skipped, c->failed, run->done_at_start,
 		        oc->elapsed, rate);
 		bool first = true;
 		for (int r = 0; r < CS_WARM_NREASONS; r++) {
@@ -1043,10 +1063,11 @@ static void report(warm_run *run, const cs_warm_counts *c, const outcome *oc)
 	if (run->done_at_start > 0)
 		printf(" (%" PRIu64 " by earlier runs)", run->done_at_start);
 	printf(" in %s, %.0f/s\n", d, rate);
-	printf("  filled          %" PRIu64 "\n  already cached  %" PRIu64
-	       "\n  skipped         %" PRIu64 "  (malformed lines)\n  failed          %" PRIu64
-	       "\n",
-	        c->filled, c->cached, c->skipped, c->failed);
+	printf("  filled          %" PRIu64 "\n  refused         %" PRIu64
+	       "  (read from the database, not stored: see --help)"
+	       "\n  already cached  %" PRIu64 "\n  skipped         %" PRIu64
+	       "  (malformed lines)\n  failed          %" PRIu64 "\n",
+	        c->filled, c->refused, c->cached, c->skipped, c->failed);
 	bool any = false;
 	for (int r = 0; r < CS_WARM_NREASONS; r++) {
 		if (c->reasons[r] == 0)

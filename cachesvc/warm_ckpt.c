@@ -136,7 +136,7 @@ void cs_warm_counts_fail(
 
 uint64_t cs_warm_counts_done(const cs_warm_counts *c)
 {
-	return c->filled + c->cached + c->skipped + c->failed;
+	return c->filled + c->refused + c->cached + c->skipped + c->failed;
 }
 
 /* ---- Checkpoint text --------------------------------------------------------------------- */
@@ -179,9 +179,9 @@ int cs_warm_ckpt_write(const cs_warm_ckpt *ck, FILE *f)
 		fputc('\n', f);
 	}
 	fprintf(f,
-	        "count filled %" PRIu64 "\ncount cached %" PRIu64 "\ncount skipped %" PRIu64
-	        "\ncount failed %" PRIu64 "\n",
-	        c->filled, c->cached, c->skipped, c->failed);
+	        "count filled %" PRIu64 "\ncount refused %" PRIu64 "\ncount cached %" PRIu64
+	        "\ncount skipped %" PRIu64 "\ncount failed %" PRIu64 "\n",
+	        c->filled, c->refused, c->cached, c->skipped, c->failed);
 	for (int r = 0; r < CS_WARM_NREASONS; r++)
 		if (c->reasons[r] > 0)
 			fprintf(f, "reason %s %" PRIu64 "\n", reason_names[r], c->reasons[r]);
@@ -293,6 +293,8 @@ int cs_warm_ckpt_read(cs_warm_ckpt *ck, FILE *f, char *err, size_t errlen)
 				BAD("bad count");
 			if (strcmp(name, "filled") == 0)
 				ck->counts.filled = v;
+			else if (strcmp(name, "refused") == 0) /* absent before: 0 */
+				ck->counts.refused = v;
 			else if (strcmp(name, "cached") == 0)
 				ck->counts.cached = v;
 			else if (strcmp(name, "skipped") == 0)

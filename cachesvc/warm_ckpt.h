@@ -81,6 +81,9 @@ typedef struct cs_warm_failure {
 /* The outcome counters (cumulative over resumed runs). */
 typedef struct cs_warm_counts {
 	uint64_t filled;  /* answered by the database: the daemon filled the cache */
+	uint64_t refused; /* answered by the database, but the daemon did not store it
+	                   * (stored=false: a fence, the horizon or the epoch refused the
+	                   * fill, or nothing was to be cached); not a failure */
 	uint64_t cached;  /* answered from the cache: already warm */
 	uint64_t skipped; /* malformed lines */
 	uint64_t failed;  /* requests that failed (after retries) */
@@ -116,7 +119,7 @@ int cs_warm_done_mark(cs_warm_done *d, uint64_t line) __attribute__((warn_unused
  * CS_WARM_FAILURES_KEPT with their text (reason is copied, cut to fit). */
 void cs_warm_counts_fail(
         cs_warm_counts *c, bool skipped, int reason, uint64_t line, const char *text);
-/* filled + cached + skipped + failed. */
+/* filled + refused + cached + skipped + failed. */
 uint64_t cs_warm_counts_done(const cs_warm_counts *c);
 
 /* ---- Checkpoint -------------------------------------------------------------------------- */

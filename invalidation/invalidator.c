@@ -14,7 +14,11 @@
  * V = the horizon's own TTL): H = max(H_start, max{lsn : sent <= now + V - F}). Samples
  * are merged per 10 ms by keeping the earliest time and the highest LSN, which only makes
  * H larger (safer). H_start is the primary's WAL position when this leader identified the
- * system: fences written by earlier leaders are all at or below it. */
+ * system: fences written by earlier leaders are all at or below it.
+ *
+ * The bookkeeping itself (the commit FIFO and the confirmed position, the keepalive rule, the
+ * horizon samples, the min_lifetime debounce) is ledger.c, pure and unit-tested; this file
+ * drives it with the stream, Redis's replies and the clocks. */
 #include "invalidator.h"
 
 #include <stdlib.h>
@@ -28,6 +32,7 @@
 #include "cs_proto.h"
 #include "fence.h"
 #include "keyspace.h"
+#include "ledger.h"
 #include "log.h"
 #include "mapping.h"
 #include "pgoutput.h"
@@ -40,7 +45,6 @@
 #define QUERY_KEYS_MAX	   10000  /* keys of one query in one transaction; beyond: drop the query */
 #define TXN_ARENA_MAX	   (64u << 20)
 #define SAMPLES		   16384  /* horizon ring */
-#define SAMPLE_MERGE_US	   10000
 #define TICK_MS		   10
 #define RETRY_BASE_MS	   200
 #define RETRY_MAX_MS	   5000
@@ -61,28 +65,6 @@ typedef enum step {
 	ST_START,	/* START_REPLICATION */
 	ST_STREAMING,	/* CopyBoth */
 } step;
-
-typedef struct pending {
-	uint64_t seq;
-	cs_lsn_t end_lsn;
-	int64_t commit_unix_us;
-	int remaining; /* Redis commands not yet acknowledged */
-} pending;
-
-typedef struct sample {
-	uint64_t us;
-	cs_lsn_t lsn;
-} sample;
-
-/* min_lifetime: at most one table-level bump per query per min_lifetime. A bump that has
- * to wait is recorded in Redis (<ns>:inv:deb) before its commit is confirmed, so it
- * survives a crash and never holds back the confirmed position. */
-typedef struct debounce {
-	uint64_t absorbed;  /* table-level invalidations folded into a later bump */
-	uint64_t last_us;   /* last table-level bump sent */
-	uint64_t due_us;    /* scheduled bump, 0 = none */
-	cs_lsn_t lsn;	    /* the scheduled bump's query-level fence: the last change it covers */
-} debounce;
 
 struct cs_inv {
 	struct event_base *base;
@@ -132,15 +114,20 @@ struct cs_inv {
 	bool status_pending; /* could not queue a status message: retry */
 	bool paused;	     /* FIFO full: not reading the stream */
 
+	/* Commits waiting for Redis and the confirmed position (I4), horizon samples, the
+	 * min_lifetime debounce (ledger.h). min_lifetime: at most one table-level bump per
+	 * query per min_lifetime. A bump that has to wait is recorded in Redis (<ns>:inv:deb)
+	 * before its commit is confirmed, so it survives a crash and never holds back the
+	 * confirmed position. */
+	cs_ledger *ledger;
+
 	/* positions */
 	cs_lsn_t received;   /* highest LSN seen in the stream */
-	cs_lsn_t confirmed;  /* see I4 */
-	cs_lsn_t h_start, horizon;
+	cs_lsn_t h_start;    /* the horizon's floor from the last sync (cs_ledger_set_floor) */
 	cs_lsn_t pos_sent;   /* cs:inv:pos last raised to */
 	bool pos_in_flight;
 
 	/* the transaction being decoded */
-	bool in_txn;
 	int64_t txn_commit_unix_us;
 	char *arena;
 	size_t arena_len, arena_cap;
@@ -149,15 +136,6 @@ struct cs_inv {
 	int *qkeys;	 /* keys per query in this transaction */
 	uint8_t *qbump;	 /* bit per cs_inv_reason: whole query to drop */
 	int nq;
-
-	/* commits waiting for Redis */
-	pending fifo[FIFO_MAX];
-	uint64_t fifo_head, fifo_tail; /* seq numbers; entry = fifo[seq % FIFO_MAX] */
-
-	sample samples[SAMPLES];
-	int s_head, s_len;
-
-	debounce *deb;
 
 	cs_inv_stats stats;
 	uint64_t last_reconnect_log_us;
@@ -234,7 +212,6 @@ static uint64_t key_hash(int q, const char *p, size_t n)
 
 static void txn_reset(cs_inv *inv)
 {
-	inv->in_txn = false;
 	inv->arena_len = 0;
 	if (inv->kset_n) {
 		memset(inv->kset, 0, inv->kset_cap * sizeof *inv->kset);
@@ -322,13 +299,6 @@ static void sink_key(void *priv, int q, const char *canon, size_t len)
 
 /* ---- Confirmation ----------------------------------------------------------------------- */
 
-static pending *fifo_get(cs_inv *inv, uint64_t seq)
-{
-	if (seq < inv->fifo_head || seq >= inv->fifo_tail)
-		return NULL;
-	return &inv->fifo[seq % FIFO_MAX];
-}
-
 typedef struct posctx {
 	cs_inv *inv;
 	uint64_t epoch;
@@ -345,17 +315,20 @@ static void on_pos_reply(cs_redis *r, redisReply *reply, void *priv);
 /* Publishes the confirmed position (read-your-writes) if it moved; one write in flight. */
 static void publish_pos(cs_inv *inv)
 {
-	if (inv->pos_in_flight || inv->confirmed <= inv->pos_sent || !cs_redis_ready(inv->redis) ||
+	cs_lsn_t confirmed = cs_ledger_confirmed(inv->ledger);
+	if (inv->pos_in_flight || confirmed <= inv->pos_sent || !cs_redis_ready(inv->redis) ||
 		inv->st != ST_STREAMING)
 		return;
 	char hex[17];
-	cs_lsn_hex(inv->confirmed, hex);
-	const char *argv[] = { inv->ks.pos, inv->ks.epoch, hex, "0", inv->epoch_str, "0" };
+	cs_lsn_hex(confirmed, hex);
+	/* with the run_id check: a position written to another Redis run (a failover the
+	 * connection survived) would let SYNC take a loss for a clean restart */
+	const char *argv[] = { inv->ks.pos, inv->ks.epoch, hex, "0", inv->epoch_str, "1" };
 	size_t lens[] = { inv->ks.pos_len, inv->ks.epoch_len, 16, 1, inv->epoch_len, 1 };
 	posctx *c = malloc(sizeof *c);
 	if (c == NULL)
 		return;
-	*c = (posctx){ .inv = inv, .epoch = inv->epoch, .lsn = inv->confirmed };
+	*c = (posctx){ .inv = inv, .epoch = inv->epoch, .lsn = confirmed };
 	if (cs_redis_script(inv->redis, CS_SCRIPT_RAISE, on_pos_reply, c, 2, 6, argv, lens) == 0)
 		inv->pos_in_flight = true;
 	else
@@ -383,24 +356,18 @@ static void on_pos_reply(cs_redis *r, redisReply *reply, void *priv)
 static void advance(cs_inv *inv)
 {
 	bool moved = false;
-	int64_t now_unix = cs_wall_us();
-	while (inv->fifo_head < inv->fifo_tail) {
-		pending *p = &inv->fifo[inv->fifo_head % FIFO_MAX];
-		if (p->remaining > 0)
-			break;
-		if (p->end_lsn > inv->confirmed)
-			inv->confirmed = p->end_lsn;
+	int64_t now_unix = cs_wall_us(), commit_unix;
+	while (cs_ledger_advance(inv->ledger, &commit_unix)) {
 		/* one sample per commit; a clock step backwards counts as 0 */
 		cs_hist_record(&inv->stats.lag_us,
-			now_unix > p->commit_unix_us ? (uint64_t)(now_unix - p->commit_unix_us) : 0);
-		inv->fifo_head++;
+			now_unix > commit_unix ? (uint64_t)(now_unix - commit_unix) : 0);
 		moved = true;
 	}
 	if (!moved)
 		return;
-	inv->stats.confirmed = inv->confirmed;
+	inv->stats.confirmed = cs_ledger_confirmed(inv->ledger);
 	publish_pos(inv);
-	if (inv->paused && inv->fifo_tail - inv->fifo_head < FIFO_MAX / 2) {
+	if (inv->paused && cs_ledger_may_resume(inv->ledger)) {
 		inv->paused = false;
 		conn_wait(inv, EV_READ); /* read the stream again */
 	}
@@ -413,13 +380,6 @@ typedef struct cmdctx {
 	int query;	  /* generation bumps: which query */
 } cmdctx;
 
-static void release(cs_inv *inv, uint64_t seq)
-{
-	pending *p = fifo_get(inv, seq);
-	if (p && p->remaining > 0)
-		p->remaining--;
-}
-
 static void on_cmd_reply(cs_redis *r, redisReply *reply, void *priv)
 {
 	cmdctx *c = priv;
@@ -430,7 +390,7 @@ static void on_cmd_reply(cs_redis *r, redisReply *reply, void *priv)
 			inv->stats.redis_failures++;
 			restart(inv, reply ? reply->str : "redis did not acknowledge an invalidation", false);
 		} else if (c->seq != UINT64_MAX) {
-			release(inv, c->seq);
+			cs_ledger_release(inv->ledger, c->seq);
 			advance(inv);
 		}
 	}
@@ -473,36 +433,15 @@ static int send_bump(cs_inv *inv, int q, cmdctx *c, cs_lsn_t lsn, bool debounced
 	return cs_redis_script(inv->redis, CS_SCRIPT_GEN_BUMP, on_cmd_reply, c, nkeys, 7, av, al);
 }
 
-/* Records that fences up to lsn were sent now (for the horizon). */
-static void sample_add(cs_inv *inv, cs_lsn_t lsn)
-{
-	uint64_t now = cs_now_us();
-	if (inv->s_len > 0) {
-		sample *last = &inv->samples[(inv->s_head + SAMPLES - 1) % SAMPLES];
-		if (now - last->us < SAMPLE_MERGE_US) {
-			if (lsn > last->lsn)
-				last->lsn = lsn; /* earliest time, highest LSN: H only grows */
-			return;
-		}
-	}
-	if (inv->s_len == SAMPLES) {
-		/* Full: fold the oldest into the next (keep its earlier time, higher LSN). */
-		sample *oldest = &inv->samples[(inv->s_head + SAMPLES - inv->s_len) % SAMPLES];
-		sample *next = &inv->samples[(inv->s_head + SAMPLES - inv->s_len + 1) % SAMPLES];
-		next->us = oldest->us;
-		inv->s_len--;
-	}
-	inv->samples[inv->s_head] = (sample){ .us = now, .lsn = lsn };
-	inv->s_head = (inv->s_head + 1) % SAMPLES;
-	inv->s_len++;
-}
-
 /* Queues the finished transaction's invalidations and its FIFO entry. */
 static void commit_txn(cs_inv *inv, cs_lsn_t end_lsn)
 {
-	uint64_t seq = inv->fifo_tail++;
-	pending *p = &inv->fifo[seq % FIFO_MAX];
-	*p = (pending){ .seq = seq, .end_lsn = end_lsn, .commit_unix_us = inv->txn_commit_unix_us };
+	uint64_t seq;
+	if (cs_ledger_commit(inv->ledger, end_lsn, inv->txn_commit_unix_us, &seq) != 0) {
+		/* not reached: reading pauses while cs_ledger_should_pause */
+		restart(inv, "commit FIFO full", false);
+		return;
+	}
 	inv->stats.transactions++;
 	bool sent_fences = false;
 	uint64_t now = cs_now_us();
@@ -517,18 +456,13 @@ static void commit_txn(cs_inv *inv, cs_lsn_t end_lsn)
 				inv->stats.query_bumps[reason]++;
 		bool table_only = b == (1u << CS_INV_TABLE);
 		int64_t min_life = cs_inv_map_min_lifetime(inv->map, q);
-		debounce *d = &inv->deb[q];
-		if (table_only && min_life > 0 && (d->due_us || now - d->last_us < (uint64_t)min_life * 1000u)) {
+		uint64_t window = table_only && min_life > 0 ? (uint64_t)min_life * 1000u : 0, due;
+		if (cs_ledger_debounce(inv->ledger, q, now, window, end_lsn, &due)) {
 			/* Debounced: one bump at the end of the window covers this commit too.
 			 * The owed bump is recorded in Redis before the commit is confirmed, so
 			 * the last change is never lost (a restarted leader performs it), and
 			 * the confirmed position never waits for the window. */
 			inv->stats.debounced++;
-			d->absorbed++;
-			if (d->due_us == 0)
-				d->due_us = d->last_us + (uint64_t)min_life * 1000u;
-			if (end_lsn > d->lsn)
-				d->lsn = end_lsn;
 			char hex[17];
 			cs_lsn_hex(end_lsn, hex);
 			const char *name = cs_inv_map_query_name(inv->map, q);
@@ -542,7 +476,7 @@ static void commit_txn(cs_inv *inv, cs_lsn_t end_lsn)
 				restart(inv, "redis refused a debounce record", false);
 				return;
 			}
-			p->remaining++;
+			cs_ledger_hold(inv->ledger, seq);
 			continue;
 		}
 		cmdctx *c = cmd_new(inv, seq);
@@ -551,8 +485,8 @@ static void commit_txn(cs_inv *inv, cs_lsn_t end_lsn)
 			restart(inv, "redis refused a generation bump", false);
 			return;
 		}
-		d->last_us = now;
-		p->remaining++;
+		cs_ledger_bump_sent(inv->ledger, q, now);
+		cs_ledger_hold(inv->ledger, seq);
 	}
 
 	/* Keys, in batches: DEL the entry, raise its fence to end_lsn. */
@@ -616,14 +550,14 @@ static void commit_txn(cs_inv *inv, cs_lsn_t end_lsn)
 			return;
 		}
 		inv->stats.keys += (uint64_t)n;
-		p->remaining++;
+		cs_ledger_hold(inv->ledger, seq);
 		sent_fences = true;
 	}
 	if (sent_fences)
-		sample_add(inv, end_lsn);
+		cs_ledger_sample(inv->ledger, cs_now_us(), end_lsn); /* for the horizon */
 	txn_reset(inv);
 	advance(inv);
-	if (inv->fifo_tail - inv->fifo_head >= FIFO_MAX - 1 && !inv->paused) {
+	if (cs_ledger_should_pause(inv->ledger) && !inv->paused) {
 		/* Redis is far behind: stop reading the stream (the walsender waits). */
 		inv->paused = true;
 		if (inv->ev_added) {
@@ -637,20 +571,19 @@ static void commit_txn(cs_inv *inv, cs_lsn_t end_lsn)
 static void run_debounced(cs_inv *inv)
 {
 	uint64_t now = cs_now_us();
-	for (int q = 0; q < inv->nq; q++) {
-		debounce *d = &inv->deb[q];
-		if (d->due_us == 0 || now < d->due_us || !cs_redis_ready(inv->redis))
+	cs_lsn_t lsn;
+	for (int q = cs_ledger_next_due(inv->ledger, 0, now, &lsn); q >= 0;
+		q = cs_ledger_next_due(inv->ledger, q + 1, now, &lsn)) {
+		if (!cs_redis_ready(inv->redis))
 			continue;
 		cmdctx *c = cmd_new(inv, UINT64_MAX);
 		if (c == NULL)
 			continue;
-		if (send_bump(inv, q, c, d->lsn, true) != 0) {
+		if (send_bump(inv, q, c, lsn, true) != 0) {
 			free(c);
 			continue; /* retried next tick; the owed bump is in Redis meanwhile */
 		}
-		d->due_us = 0;
-		d->lsn = 0;
-		d->last_us = now;
+		cs_ledger_due_sent(inv->ledger, q, now);
 	}
 }
 
@@ -673,7 +606,7 @@ static void handle_xlogdata(cs_inv *inv, const cs_pgo_xlogdata *w)
 	switch (m.type) {
 	case 'B':
 		txn_reset(inv);
-		inv->in_txn = true;
+		cs_ledger_begin(inv->ledger);
 		inv->txn_commit_unix_us = cs_pgo_time_to_unix_us(m.begin.commit_ts);
 		break;
 	case 'I':
@@ -713,11 +646,10 @@ static void handle_copydata(cs_inv *inv, const uint8_t *buf, size_t len)
 	}
 	if (k.wal_end > inv->received)
 		inv->received = k.wal_end;
-	/* Idle (nothing decoded and not yet acknowledged, not inside a transaction): every
-	 * commit before wal_end has been sent and applied, so the position may follow it. */
-	if (!inv->in_txn && inv->fifo_head == inv->fifo_tail && k.wal_end > inv->confirmed) {
-		inv->confirmed = k.wal_end;
-		inv->stats.confirmed = inv->confirmed;
+	/* Idle (nothing decoded and not yet acknowledged, not inside a transaction): the
+	 * position may follow wal_end (ledger.h). */
+	if (cs_ledger_keepalive(inv->ledger, k.wal_end)) {
+		inv->stats.confirmed = cs_ledger_confirmed(inv->ledger);
 		publish_pos(inv);
 	}
 	if (k.reply_requested)
@@ -732,7 +664,11 @@ static void send_status(cs_inv *inv, bool reply)
 	int64_t now = cs_pgo_time_from_unix_us(cs_wall_us());
 	/* write = what we received; flush = what Redis acknowledged (the slot's
 	 * confirmed_flush_lsn); apply unused for logical slots. */
-	cs_pgo_build_status(msg, inv->received, inv->confirmed, 0, now, reply);
+	/* flush never passes the position Redis acknowledged (<ns>:inv:pos): the sync tells a
+	 * restart that kept everything (inv:pos >= the slot's confirmed) from a loss by it */
+	cs_lsn_t confirmed = cs_ledger_confirmed(inv->ledger);
+	cs_lsn_t flush = confirmed < inv->pos_sent ? confirmed : inv->pos_sent;
+	cs_pgo_build_status(msg, inv->received, flush, 0, now, reply);
 	int rc = PQputCopyData(inv->conn, (const char *)msg, (int)sizeof msg);
 	if (rc < 0) {
 		restart(inv, PQerrorMessage(inv->conn), false);
@@ -987,8 +923,10 @@ static void sync_state(cs_inv *inv)
 		lsn = inv->consistent;
 	if (inv->received > lsn)
 		lsn = inv->received;
-	if (inv->confirmed > lsn)
-		lsn = inv->confirmed;
+	if (cs_ledger_confirmed(inv->ledger) > lsn)
+		lsn = cs_ledger_confirmed(inv->ledger);
+	if (inv->slot_confirmed > lsn)
+		lsn = inv->slot_confirmed; /* a standby may see a new slot past its IDENTIFY */
 	inv->sync_lsn = lsn;
 	int n = inv->nq;
 	size_t argc = 6 + 2 * (size_t)n + 6 + 2 * (size_t)n;
@@ -1092,6 +1030,7 @@ static void sync_done(cs_inv *inv, const redisReply *reply)
 	inv->h_start = (status > 0 && status != 4) || inv->slot_confirmed == 0 ? inv->sync_lsn : inv->slot_confirmed;
 	inv->gap_owed = false;
 	inv->ever_synced = true;
+	inv->pos_sent = 0; /* Redis may have lost inv:pos: publish it again (it never lowers) */
 	const redisReply *deb = reply->element[3];
 	uint64_t now = cs_now_us();
 	for (size_t i = 0; i + 1 < deb->elements; i += 2) {
@@ -1102,14 +1041,15 @@ static void sync_done(cs_inv *inv, const redisReply *reply)
 			continue;
 		for (int q = 0; q < inv->nq; q++) {
 			const char *name = cs_inv_map_query_name(inv->map, q);
-			if (strlen(name) == (size_t)nm->len && memcmp(name, nm->str, (size_t)nm->len) == 0) {
-				debounce *d = &inv->deb[q];
-				if (lsn > d->lsn)
-					d->lsn = lsn;
-				d->due_us = now; /* owed by an earlier leader: perform it at once */
-			}
+			/* owed by an earlier leader: perform it at once */
+			if (strlen(name) == (size_t)nm->len && memcmp(name, nm->str, (size_t)nm->len) == 0)
+				cs_ledger_owe(inv->ledger, q, lsn, now);
 		}
 	}
+	/* The stream restarts at the slot's confirmed position: confirm nothing past it that
+	 * this stream has not had acknowledged itself. */
+	cs_ledger_start_at(inv->ledger, inv->slot_confirmed ? inv->slot_confirmed : inv->consistent);
+	inv->stats.confirmed = cs_ledger_confirmed(inv->ledger);
 	start_replication(inv);
 }
 
@@ -1296,8 +1236,7 @@ static void streaming_begins(cs_inv *inv)
 	inv->state = CS_INV_STREAMING;
 	inv->stats.state = inv->state;
 	inv->streaming_since_us = cs_now_us(); /* the backoff resets once this lasts */
-	if (inv->h_start > inv->horizon)
-		inv->horizon = inv->h_start;
+	cs_ledger_set_floor(inv->ledger, inv->h_start);
 	cs_info("invalidator: streaming from slot \"%s\" (publication \"%s\"), horizon %s", inv->slot,
 		inv->publication, cs_lsn_format(inv->h_start, a));
 	inv->last_horizon_us = 0; /* publish at the next tick */
@@ -1442,15 +1381,11 @@ static void restart(cs_inv *inv, const char *why, bool standby)
 	inv->dec = NULL;
 	inv->st = ST_NONE;
 	inv->epoch++; /* late Redis replies for this connection are ignored */
-	inv->fifo_head = inv->fifo_tail = 0;
+	cs_ledger_reset(inv->ledger); /* owed bumps are in Redis: the next sync reloads them */
 	inv->paused = false;
 	inv->pos_in_flight = false;
 	inv->status_pending = false;
 	txn_reset(inv);
-	for (int q = 0; q < inv->nq; q++) {
-		inv->deb[q].due_us = 0; /* owed bumps are in Redis: the next sync reloads them */
-		inv->deb[q].lsn = 0;
-	}
 	inv->epoch_str[0] = '\0';
 	inv->epoch_len = 0;
 	int64_t delay;
@@ -1493,22 +1428,11 @@ static void on_horizon_reply(cs_redis *r, redisReply *reply, void *priv)
 static void publish_horizon(cs_inv *inv)
 {
 	uint64_t now = cs_now_us();
-	uint64_t window = (uint64_t)(inv->fence_ttl_ms - inv->horizon_ttl_ms) * 1000u;
 	/* every fence sent at or before now + V - F may be gone within V */
-	uint64_t cutoff = now > window ? now - window : 0;
-	cs_lsn_t h = inv->h_start;
-	while (inv->s_len > 0) {
-		int oldest = (inv->s_head + SAMPLES - inv->s_len) % SAMPLES;
-		if (inv->samples[oldest].us > cutoff)
-			break;
-		if (inv->samples[oldest].lsn > inv->horizon)
-			inv->horizon = inv->samples[oldest].lsn;
-		inv->s_len--;
-	}
-	if (h > inv->horizon)
-		inv->horizon = h;
+	cs_lsn_t horizon = cs_ledger_horizon(inv->ledger, now, (uint64_t)inv->fence_ttl_ms * 1000u,
+		(uint64_t)inv->horizon_ttl_ms * 1000u);
 	char hex[17], px[24];
-	cs_lsn_hex(inv->horizon, hex);
+	cs_lsn_hex(horizon, hex);
 	int pl = snprintf(px, sizeof px, "%lld", (long long)inv->horizon_ttl_ms);
 	/* with the epoch and run_id check: a FLUSHALL or a Redis restart is noticed here
 	 * within a status interval even when nothing is written */
@@ -1517,7 +1441,7 @@ static void publish_horizon(cs_inv *inv)
 	posctx *c = malloc(sizeof *c);
 	if (c == NULL)
 		return;
-	*c = (posctx){ .inv = inv, .epoch = inv->epoch, .lsn = inv->horizon };
+	*c = (posctx){ .inv = inv, .epoch = inv->epoch, .lsn = horizon };
 	if (cs_redis_script(inv->redis, CS_SCRIPT_RAISE, on_horizon_reply, c, 2, 6, argv, lens) == 0)
 		inv->last_horizon_us = now;
 	else
@@ -1592,19 +1516,15 @@ static int alloc_query_state(cs_inv *inv, int nq)
 {
 	int *qkeys = calloc((size_t)(nq ? nq : 1), sizeof *qkeys);
 	uint8_t *qbump = calloc((size_t)(nq ? nq : 1), 1);
-	debounce *deb = calloc((size_t)(nq ? nq : 1), sizeof *deb);
-	if (!qkeys || !qbump || !deb) {
+	if (!qkeys || !qbump || cs_ledger_set_queries(inv->ledger, nq) != 0) {
 		free(qkeys);
 		free(qbump);
-		free(deb);
 		return -1;
 	}
 	free(inv->qkeys);
 	free(inv->qbump);
-	free(inv->deb);
 	inv->qkeys = qkeys;
 	inv->qbump = qbump;
-	inv->deb = deb;
 	inv->nq = nq;
 	return 0;
 }
@@ -1647,8 +1567,9 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, struct cs_pgse
 	inv->map = cs_inv_map_new(cfg);
 	inv->retry = evtimer_new(base, on_retry, inv);
 	inv->tick = event_new(base, -1, EV_PERSIST, on_tick, inv);
+	inv->ledger = cs_ledger_new(FIFO_MAX, SAMPLES, 0);
 	if (!inv->conninfo || !inv->slot || !inv->publication || !inv->map || !inv->retry ||
-		!inv->tick || alloc_query_state(inv, cfg->nqueries) != 0) {
+		!inv->tick || !inv->ledger || alloc_query_state(inv, cfg->nqueries) != 0) {
 		snprintf(err, errlen, "out of memory");
 		cs_inv_free(inv);
 		return NULL;
@@ -1696,7 +1617,7 @@ void cs_inv_free(cs_inv *inv)
 		event_free(inv->retry);
 	if (inv->tick)
 		event_free(inv->tick);
-	free(inv->deb);
+	cs_ledger_free(inv->ledger);
 	free(inv->qkeys);
 	free(inv->qbump);
 	free(inv->kset);
@@ -1760,9 +1681,9 @@ void cs_inv_metrics(const cs_inv *inv, FILE *f)
 		(unsigned long long)(primary_lsn > s->confirmed ? primary_lsn - s->confirmed : 0));
 	/* Seconds behind: age of the oldest commit decoded but not yet acknowledged. */
 	double behind = 0;
-	if (inv->fifo_head < inv->fifo_tail) {
+	int64_t ts;
+	if (cs_ledger_oldest(inv->ledger, &ts)) {
 		int64_t now_unix = cs_wall_us();
-		int64_t ts = inv->fifo[inv->fifo_head % FIFO_MAX].commit_unix_us;
 		if (now_unix > ts)
 			behind = (double)(now_unix - ts) / 1e6;
 	}
@@ -1787,7 +1708,8 @@ void cs_inv_metrics(const cs_inv *inv, FILE *f)
 	for (int q = 0; q < inv->nq; q++)
 		if (cs_inv_map_depends(inv->map, q))
 			fprintf(f, "cachesvc_query_debounced_total{query=\"%s\"} %llu\n",
-				cs_inv_map_query_name(inv->map, q), (unsigned long long)inv->deb[q].absorbed);
+				cs_inv_map_query_name(inv->map, q),
+				(unsigned long long)cs_ledger_absorbed(inv->ledger, q));
 	fprintf(f, "# TYPE cachesvc_invalidator_reconnects_total counter\ncachesvc_invalidator_reconnects_total %llu\n",
 		(unsigned long long)s->reconnects);
 	fprintf(f, "# TYPE cachesvc_invalidator_slot_lost_total counter\ncachesvc_invalidator_slot_lost_total %llu\n",

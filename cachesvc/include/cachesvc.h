@@ -233,6 +233,10 @@ CACHESVC_API uint64_t cachesvc_result_lsn(const cachesvc_result *r);
 CACHESVC_API uint64_t cachesvc_result_age_ms(const cachesvc_result *r);
 /* Served past its TTL (stale-while-revalidate). */
 CACHESVC_API bool cachesvc_result_stale(const cachesvc_result *r);
+/* Whether an answer read from the database was stored in the cache: 1 stored, 0 not
+ * (refused by a fence, too large, read on the primary...), -1 not said (a hit, or a fill
+ * still in flight; REFRESH and batch-tier requests always get 1 or 0). */
+CACHESVC_API int cachesvc_result_stored(const cachesvc_result *r);
 /* Frees a result returned by a blocking call. NULL is a no-op. Never pass the result of a
  * callback: the library frees that one when the callback returns. */
 CACHESVC_API void cachesvc_result_free(cachesvc_result *r);

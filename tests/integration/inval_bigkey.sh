@@ -49,10 +49,10 @@ cached bk_blob "$K1" && fail "UPDATE of the row with a 512-byte key left its ent
 ok "an UPDATE of a row with a 512-byte bytea key invalidates its entry"
 
 fill "$K2"
-gen=$(redis get cs:g:bk_blob)
+gen=$(redis get $NS:g:bk_blob)
 lsn=$(commit_lsn "UPDATE blobs SET v = 'new9' WHERE k = decode(repeat('09', 600), 'hex')")
 wait_invalidated "$lsn"
-[ "$(redis get cs:g:bk_blob)" != "$gen" ] || fail "a change whose key cannot be built did not drop the query"
+[ "$(redis get $NS:g:bk_blob)" != "$gen" ] || fail "a change whose key cannot be built did not drop the query"
 cached bk_blob "$K2" && fail "the query was not dropped: key 2 still cached"
 ok "a change whose key cannot be built (600-byte key) drops the whole query"
 

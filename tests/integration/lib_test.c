@@ -239,13 +239,21 @@ static void scenario_readpath(const char *conf)
 	cachesvc_request rf = { .query = "lp_user", .params = &p7, .nparams = 1, .refresh = true };
 	rc = cachesvc_sync_get(h, &rf, 0, &r);
 	CHECK(rc == 0 && cachesvc_result_source(r) != CACHESVC_SRC_CACHE, "REFRESH from cache");
+	CHECK(cachesvc_result_stored(r) == 1, "REFRESH answer says stored %d, want 1",
+		cachesvc_result_stored(r));
 	cachesvc_result_free(r);
-	printf("ok - REFRESH re-reads the database\n");
+	printf("ok - REFRESH re-reads the database and says it stored the result\n");
+	rc = get(h, "lp_user", 0, 0, &r, 1, "7");
+	CHECK(rc == 0 && cachesvc_result_stored(r) == -1, "a hit says stored %d, want -1 (unsaid)",
+		rc ? 0 : cachesvc_result_stored(r));
+	cachesvc_result_free(r);
 	cachesvc_request bp = { .query = "lp_user", .params = &p7, .nparams = 1, .bypass = true };
 	rc = cachesvc_sync_get(h, &bp, 0, &r);
 	CHECK(rc == 0 && cachesvc_result_source(r) != CACHESVC_SRC_CACHE, "bypass from cache");
+	CHECK(cachesvc_result_stored(r) == 0, "bypass answer says stored %d, want 0",
+		cachesvc_result_stored(r));
 	cachesvc_result_free(r);
-	printf("ok - bypass reads the database\n");
+	printf("ok - bypass reads the database and is not stored\n");
 
 	/* invalidate */
 	uint64_t n = 0;

@@ -95,16 +95,19 @@ fill_all() {
 }
 gen() { local g; g=$(redis get "$NS:g:$1"); echo "${g:-0}"; }
 bumped() { [ "$(gen "$1")" -ge $(($2 + $3)) ]; }
-# read_after_bump QUERY GEN0 N KEYS...: waits until QUERY's generation is GEN0 + N, gives the
-# daemon 100 ms to hear of it, then reads KEYS (misses on the late replica).
+# read_after_bump QUERY GEN0 N KEYS...: waits until QUERY's generation is GEN0 + N, then
+# reads KEYS again and again for a second, well inside the replica's 2 s delay: once the
+# daemon has heard of the bump, each read misses and fills from the late replica.
 read_after_bump() {
   local q=$1 g0=$2 n=$3
   shift 3
   until_true 10 bumped "$q" "$g0" "$n" || fail "$q: generation never moved past $g0 + $n"
-  sleep 0.1
-  for k in "$@"; do
-    # shellcheck disable=SC2086
-    cli get $k >/dev/null 2>&1 || true
+  local t0=$EPOCHREALTIME
+  while awk -v a="$EPOCHREALTIME" -v b="$t0" 'BEGIN { exit !(a - b < 1.2) }'; do
+    for k in "$@"; do
+      # shellcheck disable=SC2086
+      cli get $k >/dev/null 2>&1 || true
+    done
   done
 }
 fill_one() { cli get "$1" "$2" >/dev/null 2>&1 && cached "$1" "$2"; }

@@ -1,0 +1,3 @@
+module cachesvc.dev/client
+
+go 1.19

@@ -1,0 +1,467 @@
+package cachesvc
+
+// Integration tests against a real cachesvc daemon on the sandbox. They run only when
+// CS_ADDR is set, which tests/integration/client_go.sh does after starting the daemon with
+// the queries go_types, go_wait and go_count (see that script for the schema).
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func integrationEnv(t *testing.T) (addr, token string) {
+	addr = os.Getenv("CS_ADDR")
+	if addr == "" {
+		t.Skip("CS_ADDR is not set: run tests/integration/client_go.sh")
+	}
+	return addr, os.Getenv("CS_TOKEN")
+}
+
+func openClient(t *testing.T, opts Options) *Client {
+	cl, err := Open(ctxT(t, 30*time.Second), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+// psql runs SQL on the sandbox primary in the test database and returns its output.
+func psql(t *testing.T, sql string) string {
+	t.Helper()
+	out, err := exec.Command(os.Getenv("CS_PSQL"), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
+		"-h", os.Getenv("CS_PG_HOST"), "-p", os.Getenv("CS_PG_PORT"), "-U", "postgres",
+		"-d", os.Getenv("CS_PG_DB"), "-c", sql).CombinedOutput()
+	if err != nil {
+		t.Fatalf("psql %q: %v: %s", sql, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func TestIntegrationTypesAndSources(t *testing.T) {
+	addr, token := integrationEnv(t)
+	cl := openClient(t, Options{Addr: addr, Token: token})
+	ctx := ctxT(t, 60*time.Second)
+
+	miss, err := cl.Get(ctx, Q("go_types", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if miss.Meta.Source == SourceCache || miss.Meta.LSN == 0 || miss.Meta.Stale {
+		t.Errorf("first read: %+v", miss.Meta)
+	}
+	if miss.Meta.Stored != nil && !*miss.Meta.Stored {
+		t.Errorf("a small result read from the database was not stored")
+	}
+	hit, err := cl.Get(ctx, Q("go_types", "1")) // "1" and 1 are one key for an int8
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hit.Meta.Source != SourceCache || hit.Meta.LSN != miss.Meta.LSN {
+		t.Errorf("second read: %+v (first %+v)", hit.Meta, miss.Meta)
+	}
+	wantCols := []Column{{"id", TypeInt}, {"b", TypeBool}, {"f", TypeFloat}, {"txt", TypeText},
+		{"y", TypeBytea}, {"ts", TypeTimestamp}, {"tz", TypeTimestamptz}, {"n", TypeNumeric},
+		{"j", TypeJSON}, {"arr", TypeOther}, {"d", TypeOther}, {"i4", TypeInt}, {"big", TypeInt},
+		{"small", TypeInt}}
+	if fmt.Sprint(hit.Columns) != fmt.Sprint(wantCols) {
+		t.Errorf("columns\n got %v\nwant %v", hit.Columns, wantCols)
+	}
+	want := []any{int64(1), true, 1.5, "héllo", []byte{0, 0xff},
+		time.Date(2024, 1, 2, 3, 4, 5, 123456000, time.UTC),
+		time.Date(2024, 1, 2, 3, 4, 5, 123456000, time.UTC), // 04:04:05+01 as an instant
+		MustDecimal("12345678901234567890.50"), json.RawMessage(`{"k": [1, 2]}`), "{a,b}",
+		"2024-02-29", int64(7), int64(math.MaxInt64), int64(math.MinInt64)}
+	for _, r := range []*Result{miss, hit} {
+		if len(r.Rows) != 1 || fmt.Sprintf("%#v", r.Rows[0]) != fmt.Sprintf("%#v", want) {
+			t.Fatalf("row\n got %#v\nwant %#v", r.Rows, want)
+		}
+	}
+	var j struct{ K []int }
+	if err := hit.ScanJSON(0, "j", &j); err != nil || fmt.Sprint(j.K) != "[1 2]" {
+		t.Errorf("json column: %v %v", j, err)
+	}
+	// NULL in every column but the key.
+	nulls, err := cl.Get(ctx, Q("go_types", 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range nulls.Rows[0][1:12] {
+		if v != nil {
+			t.Errorf("column %s of the NULL row: %#v", nulls.Columns[i+1].Name, v)
+		}
+	}
+	// Bypass reads the database even when the entry is cached.
+	by, err := cl.Get(ctx, Query{Name: "go_types", Params: []any{1}, Bypass: true})
+	if err != nil || by.Meta.Source == SourceCache {
+		t.Errorf("bypass: %v %v", by, err)
+	}
+	// Tiers are accepted.
+	for _, tier := range []Tier{TierCritical, TierDefault, TierBatch} {
+		if _, err := cl.Get(ctx, Query{Name: "go_types", Params: []any{1}, Tier: tier}); err != nil {
+			t.Errorf("tier %v: %v", tier, err)
+		}
+	}
+	// Read-your-writes: a write's LSN from PostgreSQL ("X/Y"), parsed, as MinLSN.
+	lsn, err := ParseLSN(psql(t, "INSERT INTO flags VALUES ('lsn-probe') ON CONFLICT DO NOTHING; SELECT pg_current_wal_lsn()"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ryw, err := cl.Get(ctx, Query{Name: "go_count", MinLSN: lsn})
+	if err != nil {
+		t.Fatalf("GET with MinLSN %v: %v", lsn, err)
+	}
+	if ryw.Meta.LSN < lsn {
+		t.Errorf("MinLSN %v answered with data at %v", lsn, ryw.Meta.LSN)
+	}
+	if ryw.Rows[0][0] != int64(40) {
+		t.Errorf("count: %#v", ryw.Rows[0][0])
+	}
+	if back, _ := ParseLSN(lsn.String()); back != lsn {
+		t.Errorf("LSN %v does not round-trip", lsn)
+	}
+}
+
+func TestIntegrationOpcodes(t *testing.T) {
+	addr, token := integrationEnv(t)
+	cl := openClient(t, Options{Addr: addr, Token: token})
+	ctx := ctxT(t, 60*time.Second)
+
+	if err := cl.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// MGET: results and item errors, in request order.
+	items, err := cl.MGet(ctx, []Query{Q("go_types", 3), Q("go_nosuch", 1), Q("go_types", 4), Q("go_count")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(items) != 4 || items[0].Err != nil || items[0].Result.Value(0, "txt") != "row 3" ||
+		!errors.Is(items[1].Err, ErrUnknownQuery) || items[2].Err != nil ||
+		items[2].Result.Value(0, "txt") != "row 4" || items[3].Err != nil {
+		t.Fatalf("MGET items: %+v", items)
+	}
+	// REFRESH re-reads the database.
+	if _, err := cl.Get(ctx, Q("go_types", 5)); err != nil {
+		t.Fatal(err)
+	}
+	r, err := cl.Refresh(ctx, Query{Name: "go_types", Params: []any{5}, Tier: TierBatch})
+	if err != nil || r.Meta.Source == SourceCache {
+		t.Fatalf("REFRESH: %v %v", r, err)
+	}
+	// A REFRESH answer waits for its fill, so it may say whether it was stored (the
+	// engine does not set "stored" yet: when it does, this small result must say true).
+	if r.Meta.Stored != nil && !*r.Meta.Stored {
+		t.Errorf("REFRESH of a small result: meta stored false")
+	}
+	// INVALIDATE one key: deleted once, then nothing to delete; the next GET misses.
+	if del, err := cl.InvalidateKey(ctx, "go_types", 5); err != nil || !del {
+		t.Fatalf("InvalidateKey: %v %v", del, err)
+	}
+	if del, err := cl.InvalidateKey(ctx, "go_types", 5); err != nil || del {
+		t.Fatalf("InvalidateKey of a missing key: %v %v", del, err)
+	}
+	if r, err := cl.Get(ctx, Q("go_types", 5)); err != nil || r.Meta.Source == SourceCache {
+		t.Fatalf("GET after INVALIDATE: %v %v", r, err)
+	}
+	// The zero-parameter query's one key.
+	if _, err := cl.Get(ctx, Q("go_count")); err != nil {
+		t.Fatal(err)
+	}
+	if del, err := cl.InvalidateKey(ctx, "go_count"); err != nil || !del {
+		t.Fatalf("InvalidateKey of the zero-parameter key: %v %v", del, err)
+	}
+	// INVALIDATE the whole query: the generation goes up by one each time.
+	if _, err := cl.Get(ctx, Q("go_types", 6)); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := cl.Get(ctx, Q("go_types", 6)); err != nil || r.Meta.Source != SourceCache {
+		t.Fatalf("no hit before INVALIDATE of the query: %v %v", r, err)
+	}
+	g1, err := cl.InvalidateQuery(ctx, "go_types")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g2, err := cl.InvalidateQuery(ctx, "go_types")
+	if err != nil || g2 != g1+1 {
+		t.Fatalf("generations %d then %d (%v)", g1, g2, err)
+	}
+	if r, err := cl.Get(ctx, Q("go_types", 6)); err != nil || r.Meta.Source == SourceCache {
+		t.Fatalf("GET after INVALIDATE of the query: %v %v", r, err)
+	}
+	// STATS.
+	st, err := cl.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Counters["hits"] < 1 || st.Counters["requests"] < 10 {
+		t.Errorf("STATS: hits %d, requests %d", st.Counters["hits"], st.Counters["requests"])
+	}
+}
+
+func TestIntegrationPipelinedOutOfOrder(t *testing.T) {
+	addr, token := integrationEnv(t)
+	cl := openClient(t, Options{Addr: addr, Token: token, PoolSize: 1})
+	ctx := ctxT(t, 60*time.Second)
+	c, err := cl.Conn(ctx) // one connection: both requests share it
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Get(ctx, Q("go_types", 7)); err != nil { // cached now
+		t.Fatal(err)
+	}
+	tok := fmt.Sprintf("tok-%d-%d", os.Getpid(), rand.Int63())
+	slow := c.GetAsync(ctx, Q("go_wait", tok)) // a miss that waits for the flag below
+	hit := c.GetAsync(ctx, Q("go_types", 7))
+	r, err := hit.Wait()
+	if err != nil || r.Meta.Source != SourceCache {
+		t.Fatalf("hit: %v %v", r, err)
+	}
+	// The hit was answered while the earlier miss is still running: it cannot finish
+	// before the flag exists.
+	if slow.Ready() {
+		t.Fatal("the slow miss finished before its flag was set")
+	}
+	psql(t, fmt.Sprintf("INSERT INTO flags VALUES ('%s')", tok))
+	s, err := slow.Wait()
+	if err != nil || s.Meta.Source == SourceCache || s.Rows[0][0] != true || s.Rows[0][1] != tok {
+		t.Fatalf("slow miss: %v %v", s, err)
+	}
+	// Many requests at once on the one connection, all answered correctly.
+	ps := make([]*Pending[*Result], 40)
+	for i := range ps {
+		ps[i] = c.GetAsync(ctx, Q("go_types", 1+i%40))
+	}
+	for i, p := range ps {
+		r, err := p.Wait()
+		if err != nil || r.Rows[0][0] != int64(1+i%40) {
+			t.Fatalf("pipelined %d: %v %v", i, r, err)
+		}
+	}
+}
+
+func TestIntegrationErrors(t *testing.T) {
+	addr, token := integrationEnv(t)
+	ctx := ctxT(t, 60*time.Second)
+	c, err := Dial(ctx, Options{Addr: addr, Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Request errors: the connection stays.
+	_, err = c.Get(ctx, Q("go_nosuch", 1))
+	var e *Error
+	if !errors.Is(err, ErrUnknownQuery) || !errors.As(err, &e) || e.Local || e.Msg == "" {
+		t.Fatalf("unknown query: %v", err)
+	}
+	if _, err := c.Get(ctx, Q("go_types", "abc")); !errors.Is(err, ErrBadParams) {
+		t.Fatalf("bad parameter: %v", err)
+	}
+	if _, err := c.Get(ctx, Q("go_types", 1, 2)); !errors.Is(err, ErrBadParams) {
+		t.Fatalf("two parameters for one: %v", err)
+	}
+	if r, err := c.Get(ctx, Q("go_types", 1)); err != nil || !c.Alive() || r.Rows[0][0] != int64(1) {
+		t.Fatalf("after request errors: %v %v alive=%v", r, err, c.Alive())
+	}
+	// A protocol error (a GET with an unknown key, which this client never sends): the
+	// server answers protocol and closes; the request in flight beside it fails too.
+	heldTok := fmt.Sprintf("held-%d", rand.Int63())
+	defer psql(t, fmt.Sprintf("INSERT INTO flags VALUES ('%s')", heldTok)) // let its query end
+	held := c.GetAsync(ctx, Q("go_wait", heldTok))
+	bad := body(omap{{"q", "go_types"}, {"p", []any{1}}, {"zz", 1}})
+	_, err = c.sendRaw(ctx, OpGet, bad).Wait()
+	if !errors.Is(err, ErrProtocol) || !errors.As(err, &e) || e.Local {
+		t.Fatalf("want the server's protocol error, got %v", err)
+	}
+	if c.Alive() {
+		t.Fatal("the connection is alive after a protocol error")
+	}
+	if _, err := held.Wait(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("request in flight beside the protocol error: %v", err)
+	}
+	if err := c.Ping(ctx); !errors.Is(err, ErrNotSent) {
+		t.Fatalf("request after the close: %v", err)
+	}
+	// The pool replaces a connection closed by a protocol error.
+	cl := openClient(t, Options{Addr: addr, Token: token, PoolSize: 1})
+	pc, _ := cl.Conn(ctx)
+	if _, err := pc.sendRaw(ctx, 0x09, []byte{0xc0}).Wait(); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("unknown opcode: %v", err)
+	}
+	if r, err := cl.Get(ctx, Q("go_types", 1)); err != nil || r.Rows[0][0] != int64(1) {
+		t.Fatalf("pool after a protocol error: %v %v", r, err)
+	}
+	// A request over the server's max_frame is refused here, before it is sent.
+	if _, err := cl.Get(ctx, Q("go_types", strings.Repeat("x", int(pc.Hello().MaxFrame)))); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("request over max_frame: %v", err)
+	}
+}
+
+func TestIntegrationAuthAndUnixSocket(t *testing.T) {
+	addr, token := integrationEnv(t)
+	ctx := ctxT(t, 60*time.Second)
+	for _, tok := range []string{"", "wrong-" + token} {
+		_, err := Dial(ctx, Options{Addr: addr, Token: tok})
+		var e *Error
+		if !errors.Is(err, ErrAuth) || !errors.As(err, &e) || e.Local {
+			t.Errorf("token %q: want auth, got %v", tok, err)
+		}
+		// The pool does not retry a wrong token.
+		if _, err := Open(ctx, Options{Addr: addr, Token: tok}); !errors.Is(err, ErrAuth) {
+			t.Errorf("Open with token %q: %v", tok, err)
+		}
+	}
+	sock := os.Getenv("CS_SOCK")
+	for _, a := range []string{"unix:" + sock, sock} {
+		c, err := Dial(ctx, Options{Addr: a, Token: token, ClientName: "go-integration"})
+		if err != nil {
+			t.Fatalf("unix socket %s: %v", a, err)
+		}
+		if !strings.HasPrefix(c.Hello().Server, "cachesvc") || c.Hello().MaxFrame < 1024 {
+			t.Errorf("HELLO reply %+v", c.Hello())
+		}
+		if r, err := c.Get(ctx, Q("go_types", 1)); err != nil || r.Rows[0][0] != int64(1) {
+			t.Errorf("GET over %s: %v %v", a, r, err)
+		}
+		c.Close()
+	}
+}
+
+// daemon2 runs the second daemon (its own ports), started and stopped by this test.
+type daemon2 struct {
+	t   *testing.T
+	cmd *exec.Cmd
+}
+
+func (d *daemon2) start() {
+	cmd := exec.Command(os.Getenv("CS_CACHESVC"), "-c", os.Getenv("CS_CONF2"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	log, err := os.OpenFile(os.Getenv("CS_CONF2")+".log", os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		d.t.Fatal(err)
+	}
+	log.Close()
+	if f, err := os.OpenFile(os.Getenv("CS_PIDFILE"), os.O_APPEND|os.O_WRONLY, 0); err == nil {
+		fmt.Fprintln(f, cmd.Process.Pid)
+		f.Close()
+	}
+	d.cmd = cmd
+}
+
+func (d *daemon2) stop() {
+	if d.cmd == nil {
+		return
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { d.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		d.cmd.Process.Kill()
+		<-done
+		d.t.Error("the daemon did not exit within 15 s of SIGTERM")
+	}
+	d.cmd = nil
+}
+
+func TestIntegrationReconnectAfterRestart(t *testing.T) {
+	_, token := integrationEnv(t)
+	addr := os.Getenv("CS_ADDR2")
+	d := &daemon2{t: t}
+	d.start()
+	t.Cleanup(d.stop)
+	// The pool's backoff covers the daemon's start-up: Open retries within its context.
+	cl := New(Options{Addr: addr, Token: token, PoolSize: 2,
+		BackoffMin: 20 * time.Millisecond, BackoffMax: 500 * time.Millisecond})
+	defer cl.Close()
+	ctx := ctxT(t, 120*time.Second)
+	if err := cl.Ping(ctx); err != nil {
+		t.Fatalf("the second daemon never answered: %v", err)
+	}
+	if r, err := cl.Get(ctx, Q("go_types", 8)); err != nil || r.Rows[0][0] != int64(8) {
+		t.Fatalf("before the restart: %v %v", r, err)
+	}
+	d.stop()
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err := cl.Get(short, Q("go_types", 8))
+	cancel()
+	if err == nil {
+		t.Fatal("a GET succeeded with the daemon stopped")
+	}
+	d.start()
+	r, err := cl.Get(ctx, Q("go_types", 8))
+	if err != nil || r.Rows[0][0] != int64(8) {
+		t.Fatalf("after the restart: %v %v", r, err)
+	}
+	// Every pool connection works again.
+	for i := 0; i < 6; i++ {
+		if err := cl.Ping(ctx); err != nil {
+			t.Fatalf("ping %d after the restart: %v", i, err)
+		}
+	}
+}
+
+func TestIntegrationConcurrentPool(t *testing.T) {
+	addr, token := integrationEnv(t)
+	cl := openClient(t, Options{Addr: addr, Token: token, PoolSize: 4})
+	ctx := ctxT(t, 90*time.Second)
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for g := 0; g < 16; g++ {
+		g := g
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewSource(int64(g)))
+			for i := 0; i < 40; i++ {
+				id := 3 + rng.Intn(37)
+				var r *Result
+				var err error
+				switch i % 4 {
+				case 0: // a pipelined pair
+					a, b := cl.GetAsync(ctx, Q("go_types", id)), cl.GetAsync(ctx, Q("go_types", id+1))
+					if r, err = b.Wait(); err == nil && r.Value(0, "txt") != fmt.Sprintf("row %d", id+1) {
+						err = fmt.Errorf("row %d: %v", id+1, r.Rows)
+					}
+					if err == nil {
+						r, err = a.Wait()
+					}
+				case 1:
+					var items []Item
+					if items, err = cl.MGet(ctx, []Query{Q("go_types", id)}); err == nil {
+						r, err = items[0].Result, items[0].Err
+					}
+				default:
+					r, err = cl.Get(ctx, Q("go_types", id))
+				}
+				if err == nil && r.Value(0, "txt") != fmt.Sprintf("row %d", id) {
+					err = fmt.Errorf("id %d answered with %v", id, r.Rows)
+				}
+				if err != nil {
+					errs <- fmt.Errorf("goroutine %d request %d: %w", g, i, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
