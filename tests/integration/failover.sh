@@ -6,7 +6,9 @@
 # target_session_attrs=read-write. Keys are cached, a writer updates them before and during
 # the failover, one client connection reads throughout. The old primary is stopped
 # (MODE fast: pg_ctl stop -m fast) or killed (MODE kill: SIGKILL to the postmaster and its
-# processes); replica1 is promoted; replica2 is re-pointed at it (ALTER SYSTEM + reload).
+# processes); replica1 is promoted; replica2 is re-pointed at it (ALTER SYSTEM + reload);
+# replica3 is left following the old primary: its replay stops, so it is banned by lag, and
+# once the old primary is back it receives the old timeline: banned for its timeline.
 # Then: the daemon answered throughout (error replies counted: 0 expected), the promoted
 # replica is shown as promoted and not routed to, the invalidator found its slot missing
 # on the new primary and reported it LOST (slot mark) with a gap flush, after catch-up the
@@ -28,7 +30,7 @@ runpg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 SB=$(mktemp -d /tmp/cs-failover-sb.XXXXXX)
 chmod 755 "$SB"
 CLEANUPS+=("\"$SANDBOX\" stop \"$SB\"; rm -rf \"$SB\"")
-"$SANDBOX" start "$SB" --replicas 2 >"$WORK/sandbox.out" 2>&1 || fail "private sandbox: $(tail -5 "$WORK/sandbox.out")"
+"$SANDBOX" start "$SB" --replicas 3 >"$WORK/sandbox.out" 2>&1 || fail "private sandbox: $(tail -5 "$WORK/sandbox.out")"
 # from here on every helper (primary, replica, make_db, redis) talks to the private sandbox
 PORT_LOCKS_KEEP=$PORT_LOCKS
 set -a
@@ -38,6 +40,7 @@ PORT_LOCKS=$PORT_LOCKS_KEEP
 P_OLD=$CS_PG_PRIMARY_PORT
 P_R1=$CS_PG_REPLICA1_PORT
 P_R2=$CS_PG_REPLICA2_PORT
+P_R3=$CS_PG_REPLICA3_PORT
 redis flushdb >/dev/null
 
 make_db <<'SQL'
@@ -69,6 +72,9 @@ conninfo = host=127.0.0.1 port=$P_R1 user=postgres dbname=$DB connect_timeout=2
 
 [replica r2]
 conninfo = host=127.0.0.1 port=$P_R2 user=postgres dbname=$DB connect_timeout=2
+
+[replica r3]
+conninfo = host=127.0.0.1 port=$P_R3 user=postgres dbname=$DB connect_timeout=2
 
 [query fo_item]
 sql = SELECT id, v FROM items WHERE id = \$1
@@ -133,6 +139,10 @@ until_true 30 writes_ge $((writes_before + 5)) || fail "no writes on the new pri
 ok "failover ($MODE): old primary down, replica1 promoted, replica2 follows it; writes go on"
 
 until_true 30 metric_is 'cachesvc_pg_promoted{server="r1"}' 1 || fail "r1 not shown as promoted"
+r3_lagging() { awk -v l="$(metric 'cachesvc_pg_lag_seconds{server="r3"}')" 'BEGIN { exit !(l > 3) }'; }
+until_true 40 r3_lagging || fail "replica3 (left on the dead old primary) is not banned by lag: $(http /metrics | grep 'server="r3"')"
+r3_frozen=$(metric 'cachesvc_pg_queries_total{server="r3"}')
+ok "replica3 cannot follow the new primary: its replay stopped, banned by lag"
 until_true 60 grep -q "slot \"$SLOT\" was LOST" "$WORK/cachesvc.log" || fail "the missing slot on the new primary was not reported LOST"
 until_true 30 metric_ge cachesvc_invalidator_slot_lost_total 1 || fail "slot_lost_total not counted"
 until_true 30 metric_ge cachesvc_invalidator_gap_flushes_total 1 || fail "no gap flush"
@@ -168,6 +178,9 @@ ok "caching resumed without a restart (a fill from replica2, then src cache)"
 # ---- the old primary comes back as a stale primary ----------------------------------------------
 runpg "$CS_PG_BIN/pg_ctl" -D "$SB/primary" -l "$SB/log/primary.log" -w -t 60 start >/dev/null 2>&1 || fail "restarting the old primary"
 [ "$(pg "$P_OLD" postgres -c "SELECT pg_is_in_recovery()")" = f ] || fail "the old primary came back in recovery"
+# replica3 reconnects to it and receives the old timeline again
+until_true 60 metric_is 'cachesvc_pg_old_timeline{server="r3"}' 1 || fail "replica3 on the old timeline not detected: $(http /metrics | grep 'server="r3"')"
+ok "replica3 streams the old timeline from the returning old primary: banned for its timeline"
 pg "$P_OLD" "$DB" -c "UPDATE items SET v = -999 WHERE id BETWEEN 1 AND 40" >/dev/null # stale data
 stale_before=$(metric cachesvc_invalidator_stale_primary_total)
 # make the invalidator reconnect: the first host of its conninfo is now the stale server
@@ -194,5 +207,6 @@ if bad:
     print("cached stale-primary rows for keys", bad)
     sys.exit(1)
 PYEOF
+[ "$(metric 'cachesvc_pg_queries_total{server="r3"}')" = "$r3_frozen" ] || fail "replica3 (old timeline) got reads"
 ok "the old primary came back on the old timeline: refused ($(metric cachesvc_invalidator_stale_primary_total)x), its slot reported, nothing of it cached"
 stop_daemon || fail "daemon exit status"
