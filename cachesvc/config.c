@@ -192,11 +192,11 @@ static const struct key_def key_table[] = {
 
         /* [replica NAME] */
         {SEC_REPLICA, "conninfo", KT_STRING, REP(conninfo), NULL, NO_KIND_DEF,
-                KF_REQUIRED | KF_CONNINFO, 0, 0, check_conninfo,
+                KF_RELOAD | KF_REQUIRED | KF_CONNINFO, 0, 0, check_conninfo,
                 "libpq connection string or postgresql:// URI of the replica"},
-        {SEC_REPLICA, "tier", KT_TIERS, REP(tiers), "critical, default, batch", NO_KIND_DEF, 0, 0,
+        {SEC_REPLICA, "tier", KT_TIERS, REP(tiers), "critical, default, batch", NO_KIND_DEF, KF_RELOAD, 0,
                 0, NULL, "comma list of the tiers this replica serves: critical, default, batch"},
-        {SEC_REPLICA, "pool_size", KT_INT, REP(pool_size), "4", NO_KIND_DEF, 0, 1, 256, NULL,
+        {SEC_REPLICA, "pool_size", KT_INT, REP(pool_size), "4", NO_KIND_DEF, KF_RELOAD, 1, 256, NULL,
                 "connections to this replica"},
 
         /* [query NAME]; the whole section is reloadable. Order matters: kind before the
@@ -2600,15 +2600,6 @@ static bool key_equal(const struct key_def *kd, const void *a, const void *b)
 	return false;
 }
 
-static const cs_replica_def *find_replica(const cs_config *cfg, const char *name)
-{
-	for (int i = 0; i < cfg->nreplicas; i++) {
-		if (strcmp(cfg->replicas[i].name, name) == 0)
-			return &cfg->replicas[i];
-	}
-	return NULL;
-}
-
 bool cs_config_reloadable(
         const cs_config *cur, const cs_config *next, char errbuf[CS_CONFIG_ERRLEN])
 {
@@ -2624,40 +2615,8 @@ bool cs_config_reloadable(
 			return false;
 		}
 	}
-	for (int i = 0; i < cur->nreplicas; i++) {
-		if (!find_replica(next, cur->replicas[i].name)) {
-			snprintf(errbuf, CS_CONFIG_ERRLEN,
-			        "[replica %s] removed; the replica set cannot be reloaded (restart "
-			        "to "
-			        "apply)",
-			        cur->replicas[i].name);
-			return false;
-		}
-	}
-	for (int i = 0; i < next->nreplicas; i++) {
-		const cs_replica_def *n = &next->replicas[i];
-		const cs_replica_def *c = find_replica(cur, n->name);
-		if (!c) {
-			snprintf(errbuf, CS_CONFIG_ERRLEN,
-			        "[replica %s] added; the replica set cannot be reloaded (restart "
-			        "to "
-			        "apply)",
-			        n->name);
-			return false;
-		}
-		for (size_t k = 0; k < NKEYS; k++) {
-			const struct key_def *kd = &key_table[k];
-			if (kd->section != SEC_REPLICA || (kd->flags & KF_RELOAD))
-				continue;
-			if (!key_equal(kd, c, n)) {
-				snprintf(errbuf, CS_CONFIG_ERRLEN,
-				        "[replica %s] %s changed; it cannot be reloaded (restart "
-				        "to "
-				        "apply)",
-				        n->name, kd->name);
-				return false;
-			}
-		}
-	}
+	/* [replica NAME] sections may be added, removed or changed (conninfo, tier,
+	 * pool_size): the engine keeps the pools of unchanged ones and drains the others
+	 * (engine.c servers_reload). [primary] stays restart-only (checked above). */
 	return true;
 }

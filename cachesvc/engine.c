@@ -57,10 +57,13 @@ typedef struct qtable {
 
 typedef struct flight flight;
 
-/* A set of server indices (replicas first, then the primary): the servers a miss has tried.
- * Sized for every server a config can have (CS_MAX_REPLICAS + the primary). */
-#define MAX_SERVERS 256
-_Static_assert(MAX_SERVERS >= CS_MAX_REPLICAS + 1, "the tried set must hold every server");
+/* A set of server ids: the servers a miss has tried. Every server gets the lowest id no
+ * other live or retiring server holds (engine.c servers_reload), so ids stay put across
+ * reloads; an id freed by a retired server and reused by a new one makes a flight's set
+ * approximate, never out of bounds. Sized for every server a config can have
+ * (CS_MAX_REPLICAS + the primary) plus as many retiring after a reload. */
+#define MAX_SERVERS 512
+_Static_assert(MAX_SERVERS >= 2 * (CS_MAX_REPLICAS + 1), "the tried set must hold every server");
 typedef struct srvset {
 	uint64_t w[MAX_SERVERS / 64];
 } srvset;
@@ -171,8 +174,15 @@ struct cs_engine {
 	qtable *qt;
 	cs_redis *redis, *pubsub;
 	cs_pgserver **servers; /* replicas first, then the primary (if any) */
+	int *srv_id;	       /* servers[i]'s id in tried sets */
 	int nservers;
 	cs_pgserver *primary;
+	/* Servers a reload removed or changed: no new work; freed once idle or past their
+	 * deadline (on_tick). */
+	cs_pgserver **retiring;
+	int *retiring_id;
+	uint64_t *retiring_until_us;
+	int nretiring;
 	cs_inv *inv; /* the invalidator, when this process runs one */
 	struct event *tick, *gen_timer;
 	flight *buckets[FLIGHT_BUCKETS];
@@ -301,12 +311,14 @@ static cs_pgserver *route_replica(cs_engine *e, int tier, uint64_t min_lsn, cons
 	int ties = 0;
 	for (int i = 0; i < e->nservers; i++) {
 		cs_pgserver *s = e->servers[i];
-		if (s == e->primary || srvset_has(tried, i))
+		if (s == e->primary || srvset_has(tried, e->srv_id[i]))
 			continue;
 		cs_pgserver_info in;
 		cs_pgserver_info_get(s, &in);
 		if (!(in.tiers & (1u << tier)) || in.state != CS_SRV_UP)
 			continue;
+		if (in.promoted || in.old_timeline)
+			continue; /* out of recovery, or cannot follow the primary */
 		if (in.lag_ms > cfg->max_replica_lag_ms)
 			continue;
 		if (cfg->max_replica_lag_bytes && in.lag_bytes > cfg->max_replica_lag_bytes)
@@ -329,7 +341,7 @@ static int server_index(cs_engine *e, cs_pgserver *s)
 {
 	for (int i = 0; i < e->nservers; i++)
 		if (e->servers[i] == s)
-			return i;
+			return e->srv_id[i];
 	return -1; /* not one of ours: marks nothing */
 }
 
@@ -467,7 +479,7 @@ static void flight_dispatch(flight *f)
 			}
 			return;
 		}
-		if (s == NULL && e->primary && !srvset_has(&f->tried, e->nservers - 1) &&
+		if (s == NULL && e->primary && !srvset_has(&f->tried, server_index(e, e->primary)) &&
 			(cfg->primary_fallback || f->min_lsn) &&
 			cs_pgserver_state_get(e->primary) != CS_SRV_DOWN) {
 			s = e->primary;
@@ -657,7 +669,11 @@ static void flight_job_done(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, in
 		return;
 	}
 	const cs_query_def *q = f->qs->def;
-	bool primary = cs_pgserver_is_primary(job->srv);
+	/* LSN 0 from a replica: it was out of recovery when read (promoted, the monitor has
+	 * not seen it yet): the data is the primary's, with no LSN bound (fence.c (j)). */
+	bool primary = cs_pgserver_is_primary(job->srv) || lsn == 0;
+	if (primary && !cs_pgserver_is_primary(job->srv))
+		e->stats.promoted_reads++;
 	uint64_t now_us = cs_now_us();
 	int64_t now_ms = cs_wall_ms();
 	cs_buf *b = &e->scratch;
@@ -1437,9 +1453,12 @@ static void on_server_notify(cs_pgserver *s, void *priv)
 		if (cs_pgserver_state_get(s) == CS_SRV_UP)
 			history_add(e, cs_pgserver_lsn(s));
 		cs_lsn_t lsn = cs_pgserver_lsn(s);
+		uint32_t tli = cs_pgserver_timeline(s);
 		for (int i = 0; i < e->nservers; i++)
 			if (e->servers[i] != s) {
 				cs_pgserver_set_primary_lsn(e->servers[i], lsn);
+				if (tli)
+					cs_pgserver_set_primary_tli(e->servers[i], tli);
 				cs_pgserver_set_lag(e->servers[i], lag_behind(e, cs_pgserver_lsn(e->servers[i])));
 			}
 	} else if (e->primary && e->hist_len > 0) {
@@ -1449,10 +1468,34 @@ static void on_server_notify(cs_pgserver *s, void *priv)
 	ryw_walk(e, ryw_try_replica, 0);
 }
 
+/* Frees retired servers that are idle or past their deadline (their running jobs then
+ * fail, retryable: the flights move to a current server). */
+static void reap_retiring(cs_engine *e, uint64_t now)
+{
+	for (int i = 0; i < e->nretiring;) {
+		cs_pgserver *s = e->retiring[i];
+		if (!cs_pgserver_idle(s) && now < e->retiring_until_us[i]) {
+			i++;
+			continue;
+		}
+		/* off the list first: freeing runs job callbacks, which may dispatch */
+		e->nretiring--;
+		e->retiring[i] = e->retiring[e->nretiring];
+		e->retiring_id[i] = e->retiring_id[e->nretiring];
+		e->retiring_until_us[i] = e->retiring_until_us[e->nretiring];
+		cs_info("postgres %s: %s, freed", cs_pgserver_name(s),
+			cs_pgserver_idle(s) ? "drained" : "still busy at the reload's deadline");
+		cs_pgserver_free(s);
+	}
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	cs_engine *e = arg;
-	ryw_walk(e, ryw_expire, cs_now_us());
+	uint64_t now = cs_now_us();
+	ryw_walk(e, ryw_expire, now);
+	if (e->nretiring)
+		reap_retiring(e, now);
 }
 
 /* ---- Verifier sampler ------------------------------------------------------------------- *
@@ -1748,7 +1791,12 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 		.queue_max = cfg->queue_max,
 	};
 	e->servers = calloc((size_t)cfg->nreplicas + 1, sizeof *e->servers);
-	if (e->servers == NULL) {
+	e->srv_id = calloc((size_t)cfg->nreplicas + 1, sizeof *e->srv_id);
+	e->retiring = calloc(MAX_SERVERS, sizeof *e->retiring);
+	e->retiring_id = calloc(MAX_SERVERS, sizeof *e->retiring_id);
+	e->retiring_until_us = calloc(MAX_SERVERS, sizeof *e->retiring_until_us);
+	if (e->servers == NULL || e->srv_id == NULL || e->retiring == NULL ||
+		e->retiring_id == NULL || e->retiring_until_us == NULL) {
 		snprintf(err, errlen, "out of memory");
 		cs_engine_free(e);
 		return NULL;
@@ -1764,6 +1812,7 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 		e->servers[e->nservers++] = e->primary;
 	}
 	for (int i = 0; i < e->nservers; i++) {
+		e->srv_id[i] = i;
 		if (e->servers[i] == NULL) {
 			snprintf(err, errlen, "out of memory");
 			cs_engine_free(e);
@@ -1807,6 +1856,8 @@ void cs_engine_free(cs_engine *e)
 		cs_pgserver_free(e->servers[i]);
 	e->nservers = 0;
 	e->primary = NULL;
+	while (e->nretiring > 0)
+		cs_pgserver_free(e->retiring[--e->nretiring]);
 	cs_inv_free(e->inv);
 	e->inv = NULL;
 	/* Flights waiting for read-your-writes never reached a server. */
@@ -1825,6 +1876,10 @@ void cs_engine_free(cs_engine *e)
 	if (e->gen_timer)
 		event_free(e->gen_timer);
 	free(e->servers);
+	free(e->srv_id);
+	free(e->retiring);
+	free(e->retiring_id);
+	free(e->retiring_until_us);
 	cs_buf_free(&e->scratch);
 	qtable_unref(e->qt);
 	free(e);
@@ -1899,6 +1954,146 @@ static void bump_generation(cs_engine *e, qstate *qs)
 	}
 }
 
+/* The lowest id no live (except `skip`) or retiring server holds; -1 when none is left. */
+static int free_srv_id(const cs_engine *e, cs_pgserver *const *next, const int *next_id, int nnext)
+{
+	for (int id = 0; id < MAX_SERVERS; id++) {
+		bool used = false;
+		for (int i = 0; i < nnext && !used; i++)
+			used = next[i] != NULL && next_id[i] == id;
+		for (int i = 0; i < e->nretiring && !used; i++)
+			used = e->retiring_id[i] == id;
+		if (!used)
+			return id;
+	}
+	return -1;
+}
+
+/* The replica set of a reloaded config: servers whose definition (name, conninfo, tier,
+ * pool_size) is unchanged keep their pools and ids; the others retire (no new work, freed
+ * once idle, at the latest request_timeout + 1 s later); new ones start. The primary stays
+ * (its conninfo is restart-only). Nothing is changed when memory runs out. */
+static int servers_reload(cs_engine *e, const cs_config *cfg, char *err, size_t errlen)
+{
+	int cap = cfg->nreplicas + 1;
+	cs_pgserver **next = calloc((size_t)cap, sizeof *next);
+	int *next_id = calloc((size_t)cap, sizeof *next_id);
+	bool *kept = calloc((size_t)e->nservers + 1, sizeof *kept);
+	if (next == NULL || next_id == NULL || kept == NULL) {
+		free(next);
+		free(next_id);
+		free(kept);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	cs_pgpool_opts po = {
+		.connect_timeout_ms = CS_MAX(cfg->request_timeout_ms, 1000),
+		.queue_timeout_ms = cfg->queue_timeout_ms,
+		.health_interval_ms = cfg->health_interval_ms,
+		.statement_timeout_ms = cfg->request_timeout_ms,
+		.queue_max = cfg->queue_max,
+	};
+	int n = 0;
+	bool oom = false;
+	/* first the servers kept, so new ones can take ids nobody holds */
+	for (int i = 0; i < cfg->nreplicas; i++) {
+		const cs_replica_def *r = &cfg->replicas[i];
+		for (int k = 0; k < e->nservers; k++) {
+			cs_pgserver *s = e->servers[k];
+			if (s != e->primary && !kept[k] && strcmp(cs_pgserver_name(s), r->name) == 0 &&
+				cs_pgserver_same(s, r->conninfo, r->tiers, r->pool_size)) {
+				kept[k] = true;
+				next[i] = s;
+				next_id[i] = e->srv_id[k];
+				break;
+			}
+		}
+	}
+	if (e->primary) {
+		for (int k = 0; k < e->nservers; k++)
+			if (e->servers[k] == e->primary) {
+				kept[k] = true;
+				next[cfg->nreplicas] = e->primary;
+				next_id[cfg->nreplicas] = e->srv_id[k];
+			}
+	}
+	int nretire = 0;
+	for (int k = 0; k < e->nservers; k++)
+		nretire += !kept[k];
+	if (e->nretiring + nretire > MAX_SERVERS) {
+		/* retired servers of earlier reloads still drain: wait for them */
+		oom = true;
+	}
+	for (int i = 0; i < cfg->nreplicas && !oom; i++) {
+		if (next[i])
+			continue;
+		const cs_replica_def *r = &cfg->replicas[i];
+		next[i] = cs_pgserver_new(e->base, r->name, r->conninfo, false, r->tiers, r->pool_size, &po);
+		if (next[i] == NULL) {
+			oom = true;
+			break;
+		}
+		next_id[i] = -1;
+		next_id[i] = free_srv_id(e, next, next_id, cap);
+	}
+	if (oom) {
+		for (int i = 0; i < cfg->nreplicas; i++) {
+			bool old = false;
+			for (int k = 0; k < e->nservers; k++)
+				old = old || next[i] == e->servers[k];
+			if (next[i] && !old)
+				cs_pgserver_free(next[i]);
+		}
+		free(next);
+		free(next_id);
+		free(kept);
+		snprintf(err, errlen, e->nretiring + nretire > MAX_SERVERS
+					      ? "servers removed by earlier reloads are still draining; try again"
+					      : "out of memory");
+		return -1;
+	}
+	/* compact (the primary last), then swap */
+	for (int i = 0; i < cap; i++)
+		if (next[i]) {
+			next[n] = next[i];
+			next_id[n++] = next_id[i];
+		}
+	uint64_t until = cs_now_us() + ((uint64_t)CS_MAX(cfg->request_timeout_ms, 0) + 1000u) * 1000u;
+	cs_pgserver **old = e->servers;
+	int *old_id = e->srv_id;
+	int nold = e->nservers;
+	e->servers = next;
+	e->srv_id = next_id;
+	e->nservers = n;
+	for (int k = 0; k < nold; k++) {
+		if (kept[k])
+			continue;
+		cs_info("reload: postgres %s removed or changed: no new work; closed once idle",
+			cs_pgserver_name(old[k]));
+		e->retiring[e->nretiring] = old[k];
+		e->retiring_id[e->nretiring] = old_id[k];
+		e->retiring_until_us[e->nretiring++] = until;
+		e->stats.server_reloads++;
+		/* fails its queue: those flights retry on the new set */
+		cs_pgserver_retire(old[k]);
+	}
+	for (int i = 0; i < n; i++) {
+		bool fresh = true;
+		for (int k = 0; k < nold && fresh; k++)
+			fresh = old[k] != e->servers[i];
+		if (!fresh)
+			continue;
+		cs_info("reload: postgres %s added", cs_pgserver_name(e->servers[i]));
+		e->stats.server_reloads++;
+		cs_pgserver_set_notify(e->servers[i], on_server_notify, e);
+		cs_pgserver_start(e->servers[i]);
+	}
+	free(old);
+	free(old_id);
+	free(kept);
+	return 0;
+}
+
 int cs_engine_reload(cs_engine *e, cs_config *cfg, char *err, size_t errlen)
 {
 	if (!cs_config_reloadable(e->qt->cfg, cfg, err))
@@ -1906,6 +2101,11 @@ int cs_engine_reload(cs_engine *e, cs_config *cfg, char *err, size_t errlen)
 	qtable *t = qtable_new(cfg);
 	if (t == NULL) {
 		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (servers_reload(e, cfg, err, errlen) != 0) {
+		t->cfg = NULL; /* the caller frees the refused config */
+		qtable_unref(t);
 		return -1;
 	}
 	/* Generations and per-query counters carry over by name. A query whose SQL,
@@ -1961,20 +2161,36 @@ bool cs_engine_healthy(const cs_engine *e, char *why, size_t whylen)
 	/* Every server checked once, and a replica up (the primary when none is configured):
 	 * otherwise startup traffic would land on the primary before the replicas answer. */
 	bool replica_up = false, primary_up = false;
+	char reasons[512] = "";
+	size_t rl = 0;
 	for (int i = 0; i < e->nservers; i++) {
 		cs_pgserver_state st = cs_pgserver_state_get(e->servers[i]);
 		if (st == CS_SRV_UNKNOWN) {
 			snprintf(why, whylen, "postgres %s not checked yet", cs_pgserver_name(e->servers[i]));
 			return false;
 		}
-		if (e->servers[i] == e->primary)
+		if (e->servers[i] == e->primary) {
 			primary_up = st == CS_SRV_UP;
-		else
-			replica_up = replica_up || st == CS_SRV_UP;
+			continue;
+		}
+		/* usable: up, in recovery, on the primary's timeline */
+		cs_pgserver_info in;
+		cs_pgserver_info_get(e->servers[i], &in);
+		bool usable = st == CS_SRV_UP && !in.promoted && !in.old_timeline;
+		replica_up = replica_up || usable;
+		if (!usable && rl < sizeof reasons) {
+			int w = snprintf(reasons + rl, sizeof reasons - rl, "%s%s %s", rl ? ", " : "",
+				in.name, st != CS_SRV_UP ? "down" : in.promoted ? "promoted (not in recovery)"
+									   : "on an old timeline");
+			rl += w > 0 ? (size_t)w : 0;
+		}
 	}
 	bool has_replicas = e->nservers > (e->primary ? 1 : 0);
 	if (has_replicas ? !replica_up : !primary_up) {
-		snprintf(why, whylen, has_replicas ? "no replica is up" : "the primary is not up");
+		if (has_replicas)
+			snprintf(why, whylen, "no replica is usable: %s", reasons);
+		else
+			snprintf(why, whylen, "the primary is not up");
 		return false;
 	}
 	if (!cs_redis_ready(e->redis)) {
@@ -2010,6 +2226,7 @@ uint32_t cs_engine_stats_list(const cs_engine *e, cs_stat *out, uint32_t max)
 		{ "not_cached_large", s->not_cached_large }, { "not_cached_primary", s->not_cached_primary },
 		{ "bypass_redis", s->bypass_redis }, { "bypass_requested", s->bypass_requested },
 		{ "retries", s->retries }, { "primary_fallbacks", s->primary_fallbacks },
+		{ "promoted_reads", s->promoted_reads },
 		{ "ryw_cache", s->ryw_cache }, { "ryw_replica", s->ryw_replica },
 		{ "ryw_primary", s->ryw_primary }, { "flights", s->flights },
 		{ "hit_p50_us", cs_hist_quantile(&s->hit_us, 0.5) },
@@ -2066,6 +2283,8 @@ long cs_engine_metrics(const cs_engine *e, char **out)
 	C("bypass_requested_total", "Requests that asked to bypass the cache", s->bypass_requested);
 	C("retries_total", "Queries retried on another server", s->retries);
 	C("primary_fallbacks_total", "Queries sent to the primary", s->primary_fallbacks);
+	C("promoted_reads_total", "Answers from a [replica] found out of recovery (promoted): primary data, not cached with fences on", s->promoted_reads);
+	C("server_reloads_total", "Servers added, removed or changed by reloads", s->server_reloads);
 	C("ryw_cache_total", "Read-your-writes requests answered from cache", s->ryw_cache);
 	C("ryw_replica_total", "Read-your-writes requests answered by a replica", s->ryw_replica);
 	C("ryw_primary_total", "Read-your-writes requests answered by the primary", s->ryw_primary);
@@ -2117,6 +2336,10 @@ long cs_engine_metrics(const cs_engine *e, char **out)
 		const char *role = in.primary ? "primary" : "replica";
 		fprintf(f, "cachesvc_pg_up{server=\"%s\",role=\"%s\"} %d\n", in.name, role, in.state == CS_SRV_UP);
 		fprintf(f, "cachesvc_pg_lag_seconds{server=\"%s\"} %.3f\n", in.name, (double)in.lag_ms / 1000.0);
+		fprintf(f, "cachesvc_pg_promoted{server=\"%s\"} %d\n", in.name, in.promoted);
+		fprintf(f, "cachesvc_pg_old_timeline{server=\"%s\"} %d\n", in.name, in.old_timeline);
+		fprintf(f, "cachesvc_pg_timeline{server=\"%s\"} %u\n", in.name, in.tli);
+		fprintf(f, "cachesvc_pg_promotions_total{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.promotions);
 		fprintf(f, "cachesvc_pg_lag_bytes{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.lag_bytes);
 		fprintf(f, "cachesvc_pg_pool_connections{server=\"%s\"} %d\n", in.name, in.conns);
 		fprintf(f, "cachesvc_pg_pool_busy{server=\"%s\"} %d\n", in.name, in.busy);

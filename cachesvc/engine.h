@@ -36,6 +36,8 @@ typedef struct cs_engine_stats {
 	uint64_t refresh_early, refresh_expired, refresh_revalidate, refresh_forced;
 	uint64_t stale_if_error; /* stale served because the refresh failed (within max_stale) */
 	uint64_t retries, primary_fallbacks;
+	uint64_t promoted_reads; /* answers from a [replica] out of recovery (LSN 0): primary data */
+	uint64_t server_reloads; /* servers started or retired by reloads */
 	uint64_t ryw_cache, ryw_replica, ryw_primary, ryw_waits;
 	uint64_t invalidations, gen_bumps;
 	uint64_t flights; /* gauge: misses in flight */

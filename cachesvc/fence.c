@@ -186,6 +186,24 @@ const char *const cs_scripts[CS_SCRIPT_COUNT] = {
 		"local v = redis.call('HGET', KEYS[1], ARGV[1])\n"
 		"if not v or v < ARGV[2] then v = ARGV[2]; redis.call('HSET', KEYS[1], ARGV[1], v) end\n"
 		"return v\n",
+	[CS_SCRIPT_TIMELINE] =
+		"local cur = redis.call('GET', KEYS[1])\n"
+		"local want = ARGV[1] .. ':' .. ARGV[2]\n"
+		"if not cur then\n"
+		"  redis.call('SET', KEYS[1], want)\n"
+		"  return {1, ''}\n"
+		"end\n"
+		"local sid, tli = string.match(cur, '^(%d+):(%d+)$')\n"
+		"if sid == ARGV[1] and tonumber(tli) > tonumber(ARGV[2]) then\n"
+		"  return {0, cur}\n"
+		"end\n"
+		"if cur ~= want then\n"
+		"  redis.call('SET', KEYS[1], want)\n"
+		"end\n"
+		"if sid ~= ARGV[1] then\n"
+		"  return {2, cur}\n"
+		"end\n"
+		"return {1, cur}\n",
 	[CS_SCRIPT_PRE_CREATE] =
 		"redis.call('SET', KEYS[1], '1')\n"
 		"return redis.call('EXISTS', KEYS[2])\n",

@@ -48,6 +48,7 @@ void cs_ks_init(cs_keyspace *ks, const char *ns)
 	ks->epoch_len = fixed(ks->epoch, sizeof ks->epoch, ks->ns, "epoch");
 	ks->deb_len = fixed(ks->deb, sizeof ks->deb, ks->ns, "inv:deb");
 	ks->channel_len = fixed(ks->channel, sizeof ks->channel, ks->ns, "gen");
+	ks->timeline_len = fixed(ks->timeline, sizeof ks->timeline, ks->ns, "inv:timeline");
 }
 
 static size_t fmt(char *buf, size_t cap, const char *f, ...) __attribute__((format(printf, 3, 4)));

@@ -20,6 +20,10 @@
  *   <ns>:inv:slot:<slot> the slot has streamed before: a missing slot is a loss, not a
  *                        first start
  *   <ns>:inv:deb         hash <q> -> LSN: debounced (min_lifetime) bumps owed
+ *   <ns>:inv:timeline    "<system identifier>:<timeline>" of the newest primary the
+ *                        invalidator identified (IDENTIFY_SYSTEM): raised only, per system
+ *                        identifier; a server of that system on a lower timeline is an old
+ *                        primary that came back: the invalidator never streams from it
  *   channel <ns>:gen     "<q> <g>" on every generation bump; "* <epoch>" on a new epoch
  *
  * The scripts and the proof that no stale entry survives are in fence.c. */
@@ -43,8 +47,8 @@ typedef struct cs_keyspace {
 	size_t nslen;
 	/* fixed names, built once */
 	char horizon[CS_NS_MAX + 16], pos[CS_NS_MAX + 16], epoch[CS_NS_MAX + 16],
-		deb[CS_NS_MAX + 16], channel[CS_NS_MAX + 16];
-	size_t horizon_len, pos_len, epoch_len, deb_len, channel_len;
+		deb[CS_NS_MAX + 16], channel[CS_NS_MAX + 16], timeline[CS_NS_MAX + 16];
+	size_t horizon_len, pos_len, epoch_len, deb_len, channel_len, timeline_len;
 } cs_keyspace;
 
 /* The default namespace for Redis database db: "cs" for 0, "cs<db>" otherwise. */

@@ -103,6 +103,11 @@ struct cs_pgserver {
 	int fail_attempt;
 	uint64_t banned_until_us;
 	bool in_recovery;
+	bool promoted;	       /* a replica whose monitor saw it out of recovery */
+	bool retired;	       /* removed or changed by a reload: takes no new work */
+	uint32_t tli;	       /* timeline: the primary's, or the replica's received one (0 unknown) */
+	uint32_t primary_tli;  /* the primary's timeline, for a replica (0 unknown) */
+	bool old_timeline;     /* a replica receiving WAL of a timeline below the primary's */
 	cs_lsn_t lsn;
 	cs_lsn_t primary_lsn;
 	int64_t lag_ms;
@@ -421,8 +426,11 @@ static void job_run(pgconn *c, cs_pgjob *job)
 
 	/* The LSN first: the data query's snapshot comes after it (REFERENCE.md 6). It also
 	 * must precede an unnamed PREPARE, since it uses (and replaces) the unnamed statement. */
-	bool ok = PQsendQueryParams(c->conn, s->primary ? "SELECT pg_current_wal_lsn()::text"
-						      : "SELECT pg_last_wal_replay_lsn()::text",
+	/* On a replica the LSN is NULL (0) when it is out of recovery (promoted since the
+	 * monitor's last round): its data is then the primary's, with no LSN bound. */
+	bool ok = PQsendQueryParams(c->conn,
+		s->primary ? "SELECT pg_current_wal_lsn()::text"
+			   : "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() END::text",
 		0, NULL, NULL, NULL, NULL, 0);
 	c->steps[c->nsteps++] = ST_LSN;
 
@@ -621,12 +629,33 @@ static void job_results(pgconn *c)
 
 /* ---- Monitor --------------------------------------------------------------------------- */
 
+/* In recovery, the replay LSN, the age of the last replayed transaction, and the timeline
+ * (the one the WAL receiver receives; NULL while it does not run); out of recovery, the
+ * current LSN and the timeline WAL is written on (the first 8 hex digits of the current
+ * WAL file's name). */
 static const char monitor_sql[] =
 	"SELECT pg_is_in_recovery(),"
 	" (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()"
 	"  ELSE pg_current_wal_lsn() END)::text,"
 	" COALESCE(extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())"
-	"  * 1000, 0)::int8";
+	"  * 1000, 0)::int8,"
+	" CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli FROM pg_stat_wal_receiver)::int8"
+	"  ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int8 END";
+
+/* A replica on an older timeline than the primary's cannot follow it (an old primary that
+ * rejoined, a standby left on the old timeline): never routed to. */
+static void check_timeline(cs_pgserver *s)
+{
+	bool old = !s->primary && !s->promoted && s->tli != 0 && s->primary_tli != 0 &&
+		   s->tli < s->primary_tli;
+	if (old && !s->old_timeline)
+		cs_error("postgres %s: receives timeline %u, behind the primary's timeline %u: it "
+			 "cannot follow the primary; not used until it does", s->name, s->tli,
+			s->primary_tli);
+	else if (!old && s->old_timeline)
+		cs_info("postgres %s: on the primary's timeline %u again", s->name, s->primary_tli);
+	s->old_timeline = old;
+}
 
 static void schedule_monitor(cs_pgserver *s)
 {
@@ -677,9 +706,20 @@ static void monitor_results(pgconn *m)
 			if (!PQgetisnull(res, 0, 1))
 				(void)cs_lsn_parse(PQgetvalue(res, 0, 1), &lsn);
 			int64_t replay_age = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
-			if (!s->primary && !rec && s->in_recovery)
-				cs_warn("postgres %s: no longer in recovery (promoted?)", s->name);
+			s->tli = PQnfields(res) > 3 && !PQgetisnull(res, 0, 3)
+					 ? (uint32_t)strtoul(PQgetvalue(res, 0, 3), NULL, 10)
+					 : 0;
+			if (!s->primary && !rec && !s->promoted) {
+				s->stats.promotions++;
+				cs_warn("postgres %s: not in recovery: promoted (or a primary listed as a "
+					"replica); no longer used as a replica, its reads count as the "
+					"primary's and are not cached with fences on", s->name);
+			} else if (!s->primary && rec && s->promoted) {
+				cs_info("postgres %s: in recovery again: used as a replica", s->name);
+			}
+			s->promoted = !s->primary && !rec;
 			s->in_recovery = rec;
+			check_timeline(s);
 			s->lsn = lsn;
 			/* Caught up with the primary's last known position: no lag, however old
 			 * the last replayed transaction is (an idle primary writes nothing). */
@@ -792,6 +832,14 @@ static void fail_queue(cs_pgserver *s, int err, const char *msg)
 static void dispatch(cs_pgserver *s)
 {
 	int connecting = 0, live = 0;
+	if (s->retired) {
+		/* draining: idle connections are closed as they become idle */
+		for (int i = 0; i < s->pool_size; i++)
+			if (s->conns[i].state == PC_IDLE || (s->conns[i].state == PC_CONNECTING &&
+								 s->conns[i].job == NULL))
+				conn_close(&s->conns[i]);
+		return;
+	}
 	for (int i = 0; i < s->pool_size && s->qhead; i++) {
 		pgconn *c = &s->conns[i];
 		if (c->state == PC_IDLE)
@@ -817,7 +865,7 @@ static void dispatch(cs_pgserver *s)
 
 int cs_pgserver_submit(cs_pgserver *s, cs_pgjob *job)
 {
-	if (s->state == CS_SRV_DOWN)
+	if (s->state == CS_SRV_DOWN || s->retired)
 		return -CS_ERR_UNAVAILABLE;
 	if (s->queued >= s->opts.queue_max) {
 		s->stats.overloaded++;
@@ -918,13 +966,17 @@ void cs_pgserver_free(cs_pgserver *s)
 {
 	if (s == NULL)
 		return;
-	fail_queue(s, -CS_ERR_SHUTTING_DOWN, "shutting down");
+	/* A retired server's jobs may run elsewhere; a shutdown's may not. */
+	int err = s->retired ? -CS_ERR_UNAVAILABLE : -CS_ERR_SHUTTING_DOWN;
+	const char *why = s->retired ? "removed from the configuration" : "shutting down";
+	fail_queue(s, err, why);
 	if (s->conns) {
 		for (int i = 0; i < s->pool_size; i++) {
 			pgconn *c = &s->conns[i];
 			if (c->job) {
-				c->err = -CS_ERR_SHUTTING_DOWN;
-				snprintf(c->errmsg, sizeof c->errmsg, "shutting down");
+				c->err = err;
+				c->retryable = s->retired;
+				snprintf(c->errmsg, sizeof c->errmsg, "%s: %s", s->name, why);
 				conn_close(c);
 				job_finish(c);
 			}
@@ -942,6 +994,42 @@ void cs_pgserver_free(cs_pgserver *s)
 	free(s);
 }
 
+void cs_pgserver_retire(cs_pgserver *s)
+{
+	if (s->retired)
+		return;
+	s->retired = true;
+	evtimer_del(s->mon_timer);
+	conn_close(&s->mon);
+	fail_queue(s, -CS_ERR_UNAVAILABLE, "removed from the configuration");
+	dispatch(s);
+}
+
+bool cs_pgserver_idle(const cs_pgserver *s)
+{
+	for (int i = 0; i < s->pool_size; i++)
+		if (s->conns[i].job != NULL)
+			return false;
+	return s->qhead == NULL;
+}
+
+bool cs_pgserver_same(const cs_pgserver *s, const char *conninfo, unsigned tiers, int pool_size)
+{
+	return strcmp(s->conninfo, conninfo) == 0 && s->tiers == tiers &&
+	       s->pool_size == (pool_size > 0 ? pool_size : 1);
+}
+
+void cs_pgserver_set_primary_tli(cs_pgserver *s, uint32_t tli)
+{
+	s->primary_tli = tli;
+	check_timeline(s);
+}
+
+uint32_t cs_pgserver_timeline(const cs_pgserver *s)
+{
+	return s->tli;
+}
+
 void cs_pgserver_reset_statements(cs_pgserver *s)
 {
 	s->epoch++;
@@ -952,7 +1040,7 @@ void cs_pgserver_fast_monitor(cs_pgserver *s, uint64_t until_us)
 	if (until_us <= s->fast_until_us)
 		return;
 	s->fast_until_us = until_us;
-	if (s->mon.state == PC_IDLE && s->state != CS_SRV_DOWN) {
+	if (s->mon.state == PC_IDLE && s->state != CS_SRV_DOWN && !s->retired) {
 		evtimer_del(s->mon_timer);
 		monitor_round(s);
 	}
@@ -979,6 +1067,9 @@ void cs_pgserver_info_get(const cs_pgserver *s, cs_pgserver_info *out)
 	*out = s->stats;
 	out->state = s->state;
 	out->in_recovery = s->in_recovery;
+	out->promoted = s->promoted;
+	out->old_timeline = s->old_timeline;
+	out->tli = s->tli;
 	out->lsn = s->lsn;
 	out->lag_ms = s->lag_ms;
 	out->lag_bytes = (!s->primary && s->primary_lsn > s->lsn) ? s->primary_lsn - s->lsn : 0;

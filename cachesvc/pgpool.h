@@ -71,11 +71,15 @@ typedef struct cs_pgserver_info {
 	unsigned tiers;
 	cs_pgserver_state state;
 	bool in_recovery;     /* a "replica" that is not in recovery was promoted */
+	bool promoted;	      /* a replica out of recovery: not routed to, its reads are the
+			       * primary's (LSN 0, never cached with fences on) */
+	bool old_timeline;    /* a replica receiving a timeline below the primary's: not routed */
+	uint32_t tli;	      /* timeline (primary: current; replica: received); 0 unknown */
 	cs_lsn_t lsn;	      /* replay LSN (replica) or current LSN (primary), last seen */
 	int64_t lag_ms;	      /* replay delay behind the primary; 0 when caught up */
 	uint64_t lag_bytes;   /* primary LSN - replay LSN; 0 for the primary */
 	int pool_size, conns, busy, queued;
-	uint64_t queries, errors, timeouts, overloaded, bans;
+	uint64_t queries, errors, timeouts, overloaded, bans, promotions;
 	uint64_t prepares;                /* statements prepared (a kept one is not prepared again) */
 	uint64_t queue_wait_us_sum, queue_waits;
 } cs_pgserver_info;
@@ -100,6 +104,18 @@ void cs_pgserver_free(cs_pgserver *s);
 /* Queues a job. Returns 0 (the callback will run), -CS_ERR_OVERLOADED when the queue is
  * full or -CS_ERR_UNAVAILABLE when the server is down (the callback will not run). */
 int cs_pgserver_submit(cs_pgserver *s, cs_pgjob *job) __attribute__((warn_unused_result));
+
+/* A reload removed or changed the server: it takes no new work (submit says UNAVAILABLE),
+ * fails its queue (retryable), stops its monitor and closes connections as they become
+ * idle. Free it with cs_pgserver_free once cs_pgserver_idle says so, or at a deadline (then
+ * running jobs fail with UNAVAILABLE, retryable). */
+void cs_pgserver_retire(cs_pgserver *s);
+bool cs_pgserver_idle(const cs_pgserver *s);
+/* True when the server was made from this definition (a reload keeps it). */
+bool cs_pgserver_same(const cs_pgserver *s, const char *conninfo, unsigned tiers, int pool_size);
+/* Tells a replica the primary's timeline (a replica on an older one is not routed to). */
+void cs_pgserver_set_primary_tli(cs_pgserver *s, uint32_t tli);
+uint32_t cs_pgserver_timeline(const cs_pgserver *s);
 
 /* Drops prepared statements on every connection before its next job (query definitions
  * were reloaded: statements of definitions no longer in use are garbage). Correctness

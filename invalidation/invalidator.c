@@ -56,6 +56,7 @@ typedef enum step {
 	ST_NONE = 0,
 	ST_CONNECTING,	/* PQconnectPoll */
 	ST_IDENTIFY,	/* IDENTIFY_SYSTEM */
+	ST_TIMELINE,	/* Redis: record (sysid, timeline); refuse an old primary that came back */
 	ST_SLOT_QUERY,	/* does the slot exist, is it lost? */
 	ST_SLOT_DROP,	/* DROP_REPLICATION_SLOT of a lost slot */
 	ST_PRE_CREATE,	/* Redis: a gap flush is owed (durably) before the slot is created */
@@ -94,6 +95,17 @@ struct cs_inv {
 	bool gap_owed;	    /* this setup created the slot: the sync flushes */
 	cs_lsn_t slot_confirmed; /* the existing slot's confirmed_flush_lsn */
 	cs_lsn_t xlogpos;	 /* IDENTIFY_SYSTEM's WAL position */
+	char sysid[32];		 /* IDENTIFY_SYSTEM's system identifier */
+	uint32_t tli;		 /* IDENTIFY_SYSTEM's timeline */
+	bool stale_server;	 /* this connection's server is on an old timeline: refused */
+	char stale_recorded[64]; /* the newer "<sysid>:<tli>" recorded in Redis */
+	/* Servers (host:port) refused as stale primaries: left out of a multi-host conninfo
+	 * for a while, so libpq reaches the next host (target_session_attrs alone would pick
+	 * the first writable one: the stale server again). */
+	struct {
+		char hostport[300];
+		uint64_t until_us;
+	} skip[8];
 	cs_lsn_t consistent;	 /* CREATE_REPLICATION_SLOT's consistent point */
 	cs_lsn_t sync_lsn;	 /* the resynchronisation's fence LSN */
 	uint64_t streaming_since_us;
@@ -722,6 +734,8 @@ typedef struct setupctx {
 
 static void on_setup_reply(cs_redis *r, redisReply *reply, void *priv);
 static void start_replication(cs_inv *inv);
+static void setup_next(cs_inv *inv, step done);
+static void restart(cs_inv *inv, const char *why, bool standby);
 
 static void redis_step(cs_inv *inv, step st, int script, int nkeys, int argc, const char **argv,
 	const size_t *lens)
@@ -738,6 +752,154 @@ static void redis_step(cs_inv *inv, step st, int script, int nkeys, int argc, co
 		free(c);
 		restart(inv, "redis is not ready for the invalidator's setup", false);
 	}
+}
+
+/* After IDENTIFY_SYSTEM: record this primary's (system identifier, timeline) in Redis, raised
+ * only; a server of the same system on a lower timeline than the newest recorded is an old
+ * primary that came back (listed first in a multi-host conninfo, or restarted after a
+ * failover): never streamed from. */
+static void timeline_check(cs_inv *inv)
+{
+	char tli[16];
+	snprintf(tli, sizeof tli, "%u", inv->tli);
+	const char *argv[] = { inv->ks.timeline, inv->sysid, tli };
+	size_t lens[] = { inv->ks.timeline_len, strlen(inv->sysid), strlen(tli) };
+	redis_step(inv, ST_TIMELINE, CS_SCRIPT_TIMELINE, 1, 3, argv, lens);
+}
+
+static void timeline_done(cs_inv *inv, const redisReply *reply)
+{
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+		reply->element[0]->type != REDIS_REPLY_INTEGER ||
+		reply->element[1]->type != REDIS_REPLY_STRING) {
+		restart(inv, "unexpected reply to the timeline script", false);
+		return;
+	}
+	long long status = reply->element[0]->integer;
+	const redisReply *prev = reply->element[1];
+	snprintf(inv->stale_recorded, sizeof inv->stale_recorded, "%.*s", (int)prev->len, prev->str);
+	if (status == 0) {
+		/* look at its slot first: an old primary still holding it should drop it */
+		inv->stale_server = true;
+	} else if (status == 2) {
+		cs_warn("invalidator: %s:%s has system identifier %s, not the one recorded (%s): "
+			"another database cluster; recorded timeline %u", PQhost(inv->conn),
+			PQport(inv->conn), inv->sysid, inv->stale_recorded, inv->tli);
+	}
+	setup_next(inv, ST_TIMELINE);
+}
+
+/* The server is an old primary (a timeline below the newest recorded for its system): loud
+ * error, counted; its host is left out of the conninfo for a while and the connection is
+ * retried with backoff. */
+static void stale_refuse(cs_inv *inv)
+{
+	char host[300], why[700];
+	snprintf(host, sizeof host, "%s:%s", PQhost(inv->conn), PQport(inv->conn));
+	inv->stats.stale_primary++;
+	const char *rec_tli = strchr(inv->stale_recorded, ':');
+	cs_error("invalidator: %s is a STALE PRIMARY: system %s on timeline %u, but timeline %s of "
+		 "that system was seen (a failover promoted another server; this one came back "
+		 "without following it): never streaming from it%s", host, inv->sysid, inv->tli,
+		rec_tli ? rec_tli + 1 : "?",
+		inv->slot_missing ? "" : "; it still holds the slot");
+	if (!inv->slot_missing)
+		cs_error("invalidator: drop slot \"%s\" on %s after rejoining it as a replica "
+			 "(SELECT pg_drop_replication_slot('%s')): it holds WAL there", inv->slot, host,
+			inv->slot);
+	uint64_t now = cs_now_us();
+	int k = 0;
+	for (int i = 0; i < (int)CS_ARRAY_LEN(inv->skip); i++) {
+		if (strcmp(inv->skip[i].hostport, host) == 0 || inv->skip[i].until_us < now) {
+			k = i;
+			break;
+		}
+		if (inv->skip[i].until_us < inv->skip[k].until_us)
+			k = i;
+	}
+	snprintf(inv->skip[k].hostport, sizeof inv->skip[k].hostport, "%s", host);
+	inv->skip[k].until_us = now + 60u * 1000000u;
+	snprintf(why, sizeof why, "%s is a stale primary (timeline %u < %s); skipping it for 60 s",
+		host, inv->tli, rec_tli ? rec_tli + 1 : "?");
+	restart(inv, why, false);
+}
+
+/* Splits a comma list (libpq's multi-host syntax) into at most max items. */
+static int split_list(char *s, char **items, int max)
+{
+	int n = 0;
+	if (s == NULL || *s == '\0')
+		return 0;
+	for (char *p = s; n < max;) {
+		items[n++] = p;
+		char *c = strchr(p, ',');
+		if (c == NULL)
+			break;
+		*c = '\0';
+		p = c + 1;
+	}
+	return n;
+}
+
+/* host, hostaddr and port lists of the conninfo without the servers being skipped, in
+ * out_host/out_addr/out_port ("" when not given). False when nothing is skipped (or
+ * everything would be: then libpq's own order is kept). */
+static bool conninfo_without_skipped(cs_inv *inv, char *out_host, char *out_addr, char *out_port,
+	size_t cap)
+{
+	uint64_t now = cs_now_us();
+	bool any = false;
+	for (int i = 0; i < (int)CS_ARRAY_LEN(inv->skip); i++)
+		any = any || (inv->skip[i].hostport[0] && inv->skip[i].until_us > now);
+	if (!any)
+		return false;
+	PQconninfoOption *opts = PQconninfoParse(inv->conninfo, NULL);
+	if (opts == NULL)
+		return false;
+	char *host = NULL, *addr = NULL, *port = NULL;
+	for (PQconninfoOption *o = opts; o->keyword; o++) {
+		if (o->val == NULL)
+			continue;
+		if (strcmp(o->keyword, "host") == 0)
+			host = strdup(o->val);
+		else if (strcmp(o->keyword, "hostaddr") == 0)
+			addr = strdup(o->val);
+		else if (strcmp(o->keyword, "port") == 0)
+			port = strdup(o->val);
+	}
+	PQconninfoFree(opts);
+	char *hs[64], *as[64], *ps[64];
+	int nh = split_list(host, hs, 64), na = split_list(addr, as, 64), np = split_list(port, ps, 64);
+	int n = nh > na ? nh : na;
+	bool changed = false;
+	size_t lh = 0, la = 0, lp = 0;
+	out_host[0] = out_addr[0] = out_port[0] = '\0';
+	int kept = 0;
+	for (int i = 0; n > 1 && i < n; i++) {
+		const char *h = i < nh && hs[i][0] ? hs[i] : i < na ? as[i] : "";
+		const char *p = np == 1 ? ps[0] : i < np && ps[i][0] ? ps[i] : "5432";
+		char hp[300];
+		snprintf(hp, sizeof hp, "%s:%s", h, p);
+		bool skip = false;
+		for (int k = 0; k < (int)CS_ARRAY_LEN(inv->skip); k++)
+			skip = skip || (inv->skip[k].until_us > now && strcmp(inv->skip[k].hostport, hp) == 0);
+		if (skip) {
+			changed = true;
+			continue;
+		}
+		const char *sep = kept ? "," : "";
+		if (nh)
+			lh += (size_t)snprintf(out_host + lh, cap - CS_MIN(lh, cap), "%s%s", sep, i < nh ? hs[i] : "");
+		if (na)
+			la += (size_t)snprintf(out_addr + la, cap - CS_MIN(la, cap), "%s%s", sep, i < na ? as[i] : "");
+		if (np)
+			lp += (size_t)snprintf(out_port + lp, cap - CS_MIN(lp, cap), "%s%s", sep, np == 1 ? ps[0] : i < np ? ps[i] : "");
+		kept++;
+	}
+	free(host);
+	free(addr);
+	free(port);
+	return changed && kept > 0 && lh < cap && la < cap && lp < cap;
 }
 
 /* The slot is missing: owe a gap flush durably first, so a crash between CREATE and the
@@ -927,6 +1089,8 @@ static void on_setup_reply(cs_redis *r, redisReply *reply, void *priv)
 	}
 	if (inv->st == ST_SYNC)
 		sync_done(inv, reply);
+	if (inv->st == ST_TIMELINE)
+		timeline_done(inv, reply);
 }
 
 static void start_replication(cs_inv *inv)
@@ -957,6 +1121,15 @@ static bool setup_result(cs_inv *inv, PGresult *res)
 			return false;
 		}
 		(void)cs_lsn_parse(PQgetvalue(res, 0, 2), &inv->xlogpos);
+		/* systemid, timeline: an old primary that came back has the system's id and a
+		 * lower timeline than the newest recorded (timeline_check) */
+		snprintf(inv->sysid, sizeof inv->sysid, "%s", PQgetvalue(res, 0, 0));
+		inv->tli = (uint32_t)strtoul(PQgetvalue(res, 0, 1), NULL, 10);
+		if (inv->sysid[0] == '\0' || strspn(inv->sysid, "0123456789") != strlen(inv->sysid) ||
+			inv->tli == 0) {
+			restart(inv, "IDENTIFY_SYSTEM: no system identifier or timeline", false);
+			return false;
+		}
 		return true;
 	case ST_SLOT_QUERY:
 		if (st != PGRES_TUPLES_OK) {
@@ -1015,6 +1188,9 @@ static void setup_next(cs_inv *inv, step done)
 	char sql[512];
 	switch (done) {
 	case ST_IDENTIFY:
+		timeline_check(inv);
+		return;
+	case ST_TIMELINE: /* also for a stale server: the slot it holds is reported */
 		snprintf(sql, sizeof sql,
 			"SELECT wal_status, confirmed_flush_lsn FROM pg_replication_slots "
 			"WHERE slot_name = '%s'", inv->slot);
@@ -1022,7 +1198,9 @@ static void setup_next(cs_inv *inv, step done)
 		return;
 	case ST_SLOT_QUERY:
 	case ST_START: /* START_REPLICATION failed on a lost slot */
-		if (inv->slot_lost) {
+		if (inv->stale_server) {
+			stale_refuse(inv);
+		} else if (inv->slot_lost) {
 			snprintf(sql, sizeof sql, "DROP_REPLICATION_SLOT \"%s\"", inv->slot);
 			send_cmd(inv, ST_SLOT_DROP, sql);
 		} else if (inv->slot_missing) {
@@ -1097,7 +1275,7 @@ static void conn_event(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 	}
-	if (inv->st == ST_PRE_CREATE || inv->st == ST_SYNC)
+	if (inv->st == ST_PRE_CREATE || inv->st == ST_SYNC || inv->st == ST_TIMELINE)
 		return; /* waiting for Redis (the step deadline bounds it) */
 	if ((what & EV_READ) && !PQconsumeInput(inv->conn)) {
 		restart(inv, PQerrorMessage(inv->conn), false);
@@ -1138,10 +1316,30 @@ static void conn_event(evutil_socket_t fd, short what, void *arg)
 
 static void connect_start(cs_inv *inv)
 {
-	const char *kw[] = { "dbname", "replication", "options", "application_name", NULL };
+	const char *kw[] = { "dbname", "replication", "options", "application_name", NULL, NULL,
+		NULL, NULL };
 	const char *val[] = { inv->conninfo, "database",
 		"-c DateStyle=ISO -c TimeZone=UTC -c extra_float_digits=3 -c bytea_output=hex",
-		"cachesvc-invalidator", NULL };
+		"cachesvc-invalidator", NULL, NULL, NULL, NULL };
+	/* servers refused as stale primaries are left out (later keywords override the
+	 * conninfo's) */
+	char hosts[1024], addrs[1024], ports[1024];
+	if (conninfo_without_skipped(inv, hosts, addrs, ports, sizeof hosts)) {
+		int k = 4;
+		if (hosts[0]) {
+			kw[k] = "host";
+			val[k++] = hosts;
+		}
+		if (addrs[0]) {
+			kw[k] = "hostaddr";
+			val[k++] = addrs;
+		}
+		if (ports[0]) {
+			kw[k] = "port";
+			val[k++] = ports;
+		}
+	}
+	inv->stale_server = false;
 	inv->epoch++;
 	inv->stats.reconnects++;
 	inv->conn = PQconnectStartParams(kw, val, 1);
@@ -1524,6 +1722,9 @@ void cs_inv_metrics(const cs_inv *inv, FILE *f)
 	fprintf(f, "# HELP cachesvc_invalidator_gap_flushes_total Gap flushes (new or lost slot, or owed by a crash)\n"
 		   "# TYPE cachesvc_invalidator_gap_flushes_total counter\ncachesvc_invalidator_gap_flushes_total %llu\n",
 		(unsigned long long)s->gap_flushes);
+	fprintf(f, "# HELP cachesvc_invalidator_stale_primary_total Connections refused: an old primary (lower timeline) came back\n"
+		   "# TYPE cachesvc_invalidator_stale_primary_total counter\ncachesvc_invalidator_stale_primary_total %llu\n",
+		(unsigned long long)s->stale_primary);
 	fprintf(f, "# TYPE cachesvc_invalidator_redis_failures_total counter\ncachesvc_invalidator_redis_failures_total %llu\n",
 		(unsigned long long)s->redis_failures);
 	fprintf(f, "# HELP cachesvc_invalidator_lag_seconds Commit on the primary to invalidation acknowledged by Redis\n"

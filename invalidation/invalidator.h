@@ -46,6 +46,8 @@ typedef struct cs_inv_stats {
 	uint64_t redis_failures;  /* invalidations Redis did not acknowledge (stream replayed) */
 	uint64_t redis_data_loss; /* Redis lost data (flush, restart, failover): resynchronised */
 	uint64_t gap_flushes;	  /* gap flushes performed (new or lost slot, or owed by a crash) */
+	uint64_t stale_primary;	  /* connections refused: a server on a timeline older than the
+				   * newest recorded for its system (an old primary came back) */
 	cs_hist lag_us;		  /* commit timestamp -> Redis acknowledged */
 } cs_inv_stats;
 
