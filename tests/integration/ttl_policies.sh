@@ -59,7 +59,7 @@ params = id:int8
 kind = aggregate
 ttl = 1s
 stale_while_revalidate = 1s
-max_stale = 4s
+max_stale = 7s
 xfetch_beta = 0
 
 [query tp_neg]
@@ -164,7 +164,7 @@ until_true 20 fill_ok tp_maxstale 9 || fail "could not cache tp_maxstale 9"
 lsn=$(commit_lsn "UPDATE items SET v = -9 WHERE id = 9") # refreshes now time out (5 s > 1 s)
 until_true 30 replica_caught_up 1 "$lsn" || fail "replica1 did not replay the update"
 worst=0; served_stale=0; errors=0
-end=$((SECONDS + 6))
+end=$((SECONDS + 9))
 while [ $SECONDS -lt $end ]; do
   if out=$(cli -t 3000 --json get tp_maxstale 9 2>/dev/null); then
     if [ "$(echo "$out" | json stale)" = true ]; then
@@ -178,9 +178,9 @@ while [ $SECONDS -lt $end ]; do
   sleep 0.2
 done
 [ "$served_stale" -ge 1 ] || fail "max_stale: nothing served stale while refreshes failed"
-[ "$worst" -le 4000 ] || fail "max_stale: served data $worst ms old (max_stale 4 s)"
+[ "$worst" -le 7000 ] || fail "max_stale: served data $worst ms old (max_stale 7 s)"
 [ "$errors" -ge 1 ] || fail "max_stale: past it, stale was still served (no error)"
-ok "max_stale: stale served $served_stale times while refreshes failed, oldest $worst ms <= 4000; then errors"
+ok "max_stale: stale served $served_stale times while refreshes failed, oldest $worst ms <= 7000; then errors"
 
 # --- negative caching turns positive when the row appears --------------------------------------
 out=$(cli --json get tp_neg 5000)
