@@ -39,6 +39,7 @@ from .errors import (
     ProtocolError,
     ServerError,
     ShuttingDownError,
+    _as_protocol_error,
 )
 
 __all__ = ["AsyncConnection", "Client", "connect"]
@@ -171,8 +172,8 @@ class AsyncConnection:
                     break
                 self._rx_count += 1
                 self._dispatch(f)
-        except ProtocolError as e:
-            self._fail(e)
+        except Exception as e:  # noqa: BLE001 - a frame we cannot handle closes the connection
+            self._fail(_as_protocol_error(e))
 
     def _dispatch(self, f: codec.Frame) -> None:
         entry = self._pending.pop(f.reqid, None)
@@ -188,10 +189,11 @@ class AsyncConnection:
         self._abandoned.discard(f.reqid)  # an abandoned request's future is done: dropped below
         try:
             v = codec.decode_reply(req, f.opcode, f.body, self._opts)
-        except ProtocolError as e:
+        except Exception as e:  # noqa: BLE001 - no decoding failure may leave fut pending
+            pe = _as_protocol_error(e)
             if not fut.done():
-                fut.set_exception(e)
-            raise
+                fut.set_exception(pe)
+            raise pe from (None if pe is e else e)
         if isinstance(v, ServerError):
             if not fut.done():
                 fut.set_exception(v)

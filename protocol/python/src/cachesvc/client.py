@@ -38,6 +38,7 @@ from .errors import (
     ProtocolError,
     ServerError,
     ShuttingDownError,
+    _as_protocol_error,
 )
 
 __all__ = ["Connection", "Pending", "Client", "connect", "DEFAULT_CLIENT_NAME"]
@@ -274,8 +275,8 @@ class Connection:
                 if f is None:
                     break
                 self._dispatch(f)
-        except ProtocolError as e:
-            self._fail(e)
+        except Exception as e:  # noqa: BLE001 - a frame we cannot handle closes the connection
+            self._fail(_as_protocol_error(e))
 
     def _dispatch(self, f: codec.Frame) -> None:
         p = self._pending.pop(f.reqid, None)
@@ -290,9 +291,10 @@ class Connection:
             raise ProtocolError(f"reply for request id {f.reqid}, which is not in flight")
         try:
             v = codec.decode_reply(p.request, f.opcode, f.body, self._opts)
-        except ProtocolError as e:
-            p._fail(e)
-            raise
+        except Exception as e:  # noqa: BLE001 - no decoding failure may leave p pending
+            pe = _as_protocol_error(e)
+            p._fail(pe)
+            raise pe from (None if pe is e else e)
         if isinstance(v, ServerError):
             p._fail(v)
             if v.fatal:

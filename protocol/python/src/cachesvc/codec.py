@@ -731,11 +731,15 @@ def _conv_timestamp(v: Any) -> Any:
 
 
 def _conv_json_parse(v: Any) -> Any:
+    """A json/jsonb cell parsed with the json module. A text Python cannot parse (nested
+    deeper than the interpreter's recursion limit, a number beyond int's digit limit such as
+    '1e5000'::jsonb written out, or not JSON at all) is the cell's raw text, as with
+    json="raw": one odd value never fails the reply (nor the connection)."""
     if type(v) is str:
         try:
             return _json.loads(v)
-        except ValueError:
-            raise ProtocolError(f"json value is not JSON: {v[:40]!r}") from None
+        except (ValueError, RecursionError, MemoryError):
+            return v
     return _cell_generic(v)
 
 
