@@ -845,7 +845,11 @@ func cellValue(o *obj, t ColumnType) (any, error) {
 		if !ok {
 			return nil, protoErr("ext type %d is not a valid timestamp", o.ext)
 		}
-		return timeOf(sec, nsec), nil
+		t, ok := timeOf(sec, nsec)
+		if !ok {
+			return nil, protoErr("timestamp seconds %d beyond the time.Time range", sec)
+		}
+		return t, nil
 	}
 	return nil, protoErr("%s is not a scalar value", o.kind)
 }
