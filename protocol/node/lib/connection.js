@@ -22,6 +22,7 @@ class Connection {
     this.pending = new Map(); // id -> {opcode, decode, resolve, reject, timer}
     this.abandoned = new Set();
     this.nextId = 1;
+    this.rx = 0; // reply frames received
     this.dead = null; // the CacheError that ended it
     this.reader = new codec.FrameReader(o.maxReply);
     this.decoder = codec.makeDecoder(o.maxReply);
@@ -38,9 +39,10 @@ class Connection {
     return this.o.path ? `unix:${this.o.path}` : `${this.o.host}:${this.o.port}`;
   }
 
-  /** Requests sent and not yet answered (or timed out). */
+  /** Requests sent and not yet answered, counting those that timed out until their late
+   * reply arrives (a pool must not prefer a connection whose server stopped answering). */
   get inFlight() {
-    return this.pending.size;
+    return this.pending.size + this.abandoned.size;
   }
 
   /**
@@ -108,7 +110,7 @@ class Connection {
       return Promise.reject(e);
     }
     return new Promise((resolve, reject) => {
-      const p = { opcode, decode, resolve, reject, timer: null };
+      const p = { opcode, decode, resolve, reject, timer: null, rx: this.rx };
       p.timer = setTimeout(() => this._timeout(id, timeoutMs), timeoutMs);
       this.pending.set(id, p);
       this._write(frame);
@@ -151,7 +153,11 @@ class Connection {
     this.pending.delete(id);
     this.abandoned.add(id);
     p.reject(new CacheError(Codes.CLIENT_TIMEOUT, `no reply within ${ms} ms (${this.address})`));
-    if (this.abandoned.size > MAX_ABANDONED)
+    // No frame at all since this request was sent: the server is presumed dead or wedged.
+    // Close (the other requests fail with `closed`; the Client connects anew).
+    if (this.rx === p.rx && !this.opening)
+      this._fail(new CacheError(Codes.CLOSED, `a request timed out with no reply from ${this.address} since it was sent; connection dropped`));
+    else if (this.abandoned.size > MAX_ABANDONED)
       this._fail(new CacheError(Codes.CLOSED, `${this.abandoned.size} requests timed out unanswered; connection dropped`));
   }
 
@@ -165,6 +171,7 @@ class Connection {
       return;
     }
     for (const f of frames) {
+      this.rx++;
       this._dispatch(f);
       if (this.dead) return;
     }

@@ -148,12 +148,58 @@ test('a client timeout fails one request, not the connection; the late reply is 
     } else conn.reply(0x83, f.id, result('fast'));
   });
   const c = new Client(opts(srv));
-  await rejectsCode(c.get('slow', [], { timeout: 100 }), Codes.CLIENT_TIMEOUT);
+  const slow = c.get('slow', [], { timeout: 1500 });
+  // the server answers another request meanwhile: it is alive, the connection stays
+  assert.equal((await c.get('q', [])).rows[0][0], 'fast');
+  await rejectsCode(slow, Codes.CLIENT_TIMEOUT);
+  assert.equal(c.inFlight, 1); // the unanswered request still counts
   conn0.reply(0x83, slowId, result('late'));
   assert.equal((await c.get('q', [])).rows[0][0], 'fast');
   assert.equal((await c.get('q', [])).rows[0][0], 'fast');
+  assert.equal(c.inFlight, 0);
   assert.equal(srv.accepted, 1);
   await c.close();
+  await srv.close();
+});
+
+test('a timeout with no frame since the request was sent drops the connection; the next call reconnects', async () => {
+  let n = 0;
+  const srv = await fakeServer(DIR, (f, conn) => {
+    if (f.opcode === 1) {
+      n++;
+      return;
+    }
+    if (n >= 2) conn.reply(0x83, f.id, result('alive')); // the first connection: HELLO, then silence
+  });
+  const c = new Client(opts(srv));
+  await c.connect();
+  const other = c.get('other', [], { timeout: 5000 });
+  await rejectsCode(c.get('q', [], { timeout: 100 }), Codes.CLIENT_TIMEOUT);
+  await rejectsCode(other, Codes.CLOSED);
+  assert.equal((await c.get('q', [])).rows[0][0], 'alive');
+  assert.equal(srv.accepted, 2);
+  await c.close();
+  await srv.close();
+});
+
+test('pool: a connection whose server went silent is replaced', async () => {
+  let n = 0;
+  const srv = await fakeServer(DIR, (f, conn) => {
+    if (f.opcode === 1) {
+      conn.sock.nth = n++;
+      return;
+    }
+    if (conn.sock.nth !== 0) conn.reply(0x83, f.id, result('ok'));
+  });
+  const pool = new Pool({ ...opts(srv), size: 2 });
+  await pool.connect();
+  // requests spread over both connections: those on the silent one time out
+  const rs = await Promise.allSettled(Array.from({ length: 4 }, () => pool.get('q', [], { timeout: 200 })));
+  assert.ok(rs.some((r) => r.status === 'rejected' && r.reason.code === Codes.CLIENT_TIMEOUT));
+  assert.ok(rs.some((r) => r.status === 'fulfilled'));
+  for (let i = 0; i < 6; i++) assert.equal((await pool.get('q', [])).rows[0][0], 'ok');
+  assert.equal(srv.accepted, 3); // the silent one was dropped and replaced
+  await pool.close();
   await srv.close();
 });
 
