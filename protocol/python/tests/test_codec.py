@@ -457,3 +457,26 @@ class Addresses(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class CellBudget(unittest.TestCase):
+    def test_max_cells_refused_from_the_headers(self):
+        rows = [[None]] * 11
+        opts = codec.DecodeOptions(max_cells=10)
+        with self.assertRaises(cachesvc.ProtocolError):
+            codec.decode_reply(Get("q"), 0x83, typed_reply([("a", 2)], rows)[12:], opts)
+        with self.assertRaises(cachesvc.ProtocolError):  # zero-column rows count 1 each
+            codec.decode_reply(Get("q"), 0x83, typed_reply([], [[]] * 11)[12:], opts)
+        r = codec.decode_reply(Get("q"), 0x83, typed_reply([("a", 2)], rows[:8])[12:], opts)
+        self.assertEqual(len(r.rows), 8)  # 8 cells + the column's 2 values
+        mget = frame(0x84, 1, [[meta(), result([("a", 2)], rows[:6])]] * 2)[12:]
+        with self.assertRaises(cachesvc.ProtocolError):  # summed over the items
+            codec.decode_reply(codec.MGet([Get("q"), Get("q")]), 0x84, mget, opts)
+        self.assertEqual(len(codec.decode_reply(codec.MGet([Get("q"), Get("q")]), 0x84, mget)), 2)
+        # the default: a million
+        self.assertEqual(codec.DEFAULT_OPTIONS.max_cells, 1_000_000)
+        big = typed_reply([("a", 2)], [[None]] * 1_000_001)[12:]
+        with self.assertRaises(cachesvc.ProtocolError):
+            codec.decode_reply(Get("q"), 0x83, big)
+        with self.assertRaises(ValueError):
+            codec.DecodeOptions(max_cells=0)

@@ -99,12 +99,13 @@ class AsyncConnection:
     closed."""
 
     def __init__(self, *, address: Optional[Address] = None, timeout: float = 5.0,
-                 max_reply_body: int = codec.MAX_REPLY_BODY, json: str = "parse"):
+                 max_reply_body: int = codec.MAX_REPLY_BODY, json: str = "parse",
+                 max_cells: int = DecodeOptions.max_cells):
         self.address = address
         self.timeout = timeout
         self.server: Optional[ServerInfo] = None
         self._transport: Optional[asyncio.Transport] = None
-        self._opts = DecodeOptions(json=json)
+        self._opts = DecodeOptions(json=json, max_cells=max_cells)
         self._reader = codec.FrameReader(max_reply_body)
         self._pending: dict = {}  # id -> (request, future)
         self._abandoned: set = set()
@@ -324,11 +325,12 @@ async def connect(
     timeout: float = 5.0,
     max_reply_body: int = codec.MAX_REPLY_BODY,
     json: str = "parse",
+    max_cells: int = DecodeOptions.max_cells,
 ) -> AsyncConnection:
     """Connects and says HELLO; arguments as cachesvc.connect. ``connect_timeout`` bounds
     name resolution, the connect and the HELLO exchange together."""
     addr = parse_address(address)
-    conn = AsyncConnection(address=addr, timeout=timeout, max_reply_body=max_reply_body, json=json)
+    conn = AsyncConnection(address=addr, timeout=timeout, max_reply_body=max_reply_body, json=json, max_cells=max_cells)
     loop = asyncio.get_running_loop()
     deadline = time.monotonic() + connect_timeout
     try:

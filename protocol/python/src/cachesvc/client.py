@@ -117,6 +117,7 @@ class Connection:
         timeout: float = 5.0,
         max_reply_body: int = codec.MAX_REPLY_BODY,
         json: str = "parse",
+        max_cells: int = DecodeOptions.max_cells,
     ):
         self.address = address
         self.timeout = timeout
@@ -127,7 +128,7 @@ class Connection:
         self._poll = select.poll()
         self._poll.register(self._fd, _POLLIN)
         self._pollmask = _POLLIN
-        self._opts = DecodeOptions(json=json)
+        self._opts = DecodeOptions(json=json, max_cells=max_cells)
         self._reader = codec.FrameReader(max_reply_body)
         self._rbuf = bytearray(_RECV_SIZE)
         self._rview = memoryview(self._rbuf)
@@ -416,6 +417,7 @@ def connect(
     timeout: float = 5.0,
     max_reply_body: int = codec.MAX_REPLY_BODY,
     json: str = "parse",
+    max_cells: int = DecodeOptions.max_cells,
 ) -> Connection:
     """Connects and says HELLO (protocol version 1, the client name and the token).
 
@@ -428,9 +430,9 @@ def connect(
     "raw" (their text). Raises ConnectError, AuthError (wrong or missing token),
     ProtocolError."""
     addr = parse_address(address)
-    DecodeOptions(json=json)  # validate before connecting
+    DecodeOptions(json=json, max_cells=max_cells)  # validate before connecting
     sock = _open_socket(addr, connect_timeout)
-    conn = Connection(sock, address=addr, timeout=timeout, max_reply_body=max_reply_body, json=json)
+    conn = Connection(sock, address=addr, timeout=timeout, max_reply_body=max_reply_body, json=json, max_cells=max_cells)
     try:
         info = conn.execute(Hello(client_name, token), timeout=connect_timeout)
     except ClientTimeoutError as e:
@@ -464,7 +466,7 @@ class Client:
     After fork(), a child process does not reuse the parent's connections: it opens its own.
 
     Other keyword arguments go to :func:`connect` (token, client_name, connect_timeout,
-    timeout, max_reply_body, json)."""
+    timeout, max_reply_body, json, max_cells)."""
 
     def __init__(
         self,
