@@ -582,3 +582,59 @@ func TestInfiniteTimestamps(t *testing.T) {
 		t.Errorf("latest representable second: %v", err)
 	}
 }
+
+func TestMaxCells(t *testing.T) {
+	rows := func(n, w int) [][]any {
+		rs := make([][]any, n)
+		for i := range rs {
+			rs[i] = make([]any, w)
+		}
+		return rs
+	}
+	one := [][2]any{{"a", 2}}
+	two := [][2]any{{"a", 2}, {"b", 2}}
+	m := meta(0, 1, 0, false)
+	if _, err := DecodeResultMax(resultBody(m, two, rows(5, 2)), 10); err != nil {
+		t.Errorf("10 cells within 10: %v", err)
+	}
+	for _, b := range [][]byte{resultBody(m, two, rows(6, 2)), resultBody(m, one, rows(11, 1)),
+		resultBody(m, nil, rows(11, 0))} {
+		if _, err := DecodeResultMax(b, 10); !isLocalProtocol(err) {
+			t.Errorf("over 10 cells: %v", err)
+		}
+	}
+	item := []any{m, []any{[]any{[]any{"a", 2}}, []any{[]any{nil}, []any{nil}, []any{nil}}}}
+	mget := body([]any{item, item, item, item})
+	if _, err := DecodeMGetMax(mget, 4, 12); err != nil {
+		t.Errorf("MGET of 12 cells: %v", err)
+	}
+	if _, err := DecodeMGetMax(mget, 4, 11); !isLocalProtocol(err) {
+		t.Errorf("MGET over 11 cells (summed over items): %v", err)
+	}
+	// the default: a million
+	if _, err := DecodeResult(resultBody(m, one, rows(DefaultMaxCells+1, 1))); !isLocalProtocol(err) {
+		t.Errorf("over the default: %v", err)
+	}
+	if _, err := DecodeResult(resultBody(m, one, rows(DefaultMaxCells, 1))); err != nil {
+		t.Errorf("the default: %v", err)
+	}
+}
+
+func TestMaxCellsOption(t *testing.T) {
+	s := scripted(t, func(n int, r req) [][]byte {
+		rs := make([]any, 3)
+		for i := range rs {
+			rs[i] = []any{nil}
+		}
+		return [][]byte{frame(OpReplyFlag|OpGet, r.h.ID, body([]any{meta(0, 1, 0, false),
+			[]any{[]any{[]any{"a", 2}}, rs}}))}
+	})
+	c, err := Dial(ctxT(t, 5*time.Second), Options{Addr: s.addr, MaxCells: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Get(ctxT(t, 5*time.Second), Q("q")); !isLocalProtocol(err) || c.Alive() {
+		t.Fatalf("3 cells with MaxCells 2: %v alive=%v", err, c.Alive())
+	}
+}

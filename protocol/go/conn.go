@@ -29,6 +29,11 @@ type Options struct {
 	// MaxReply is the largest reply body accepted, bytes (default 64 MiB, PROTOCOL.md
 	// section 7). A larger reply is a protocol error: the connection is closed.
 	MaxReply uint32
+	// MaxCells bounds the cells of one GET, REFRESH or MGET reply (rows x columns, a row
+	// of no columns counting 1, summed over MGET items; default DefaultMaxCells, one
+	// million). A reply with more is refused from its array headers, before any row is
+	// built, as a protocol error: the connection is closed.
+	MaxCells int
 	// PoolSize is the number of connections a Client keeps (default 4). Each connection
 	// carries any number of concurrent requests (pipelined), so a few are plenty.
 	PoolSize int
@@ -52,6 +57,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxReply == 0 {
 		o.MaxReply = DefaultMaxReply
+	}
+	if o.MaxCells <= 0 {
+		o.MaxCells = DefaultMaxCells
 	}
 	if o.PoolSize <= 0 {
 		o.PoolSize = 4

@@ -158,8 +158,9 @@ type obj struct {
 
 // reader reads MessagePack objects from one frame body.
 type reader struct {
-	b []byte
-	p int
+	b     []byte
+	p     int
+	cells int // result cells still allowed (decodeResult): rows x max(columns, 1)
 }
 
 func (r *reader) left() int { return len(r.b) - r.p }
