@@ -595,7 +595,9 @@ func DecodeResultMax(body []byte, maxCells int) (*Result, error) {
 // DecodeMGet decodes an MGET reply body: an array of [meta, result] or error maps. want is
 // the number of items requested (the reply must have exactly that many), or -1 for any.
 // The items' cells together are at most DefaultMaxCells.
-func DecodeMGet(body []byte, want int) ([]Item, error) { return DecodeMGetMax(body, want, DefaultMaxCells) }
+func DecodeMGet(body []byte, want int) ([]Item, error) {
+	return DecodeMGetMax(body, want, DefaultMaxCells)
+}
 
 // DecodeMGetMax is DecodeMGet with at most maxCells cells over all items.
 func DecodeMGetMax(body []byte, want, maxCells int) ([]Item, error) {

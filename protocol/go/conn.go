@@ -117,7 +117,7 @@ type Conn struct {
 
 	inflight atomic.Int32  // sent and not answered, including abandoned requests
 	rx       atomic.Uint64 // reply frames received
-	draining atomic.Bool // the server answered shutting_down: a pool dials a replacement
+	draining atomic.Bool   // the server answered shutting_down: a pool dials a replacement
 }
 
 // call is one request awaiting its reply.
