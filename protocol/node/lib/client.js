@@ -17,6 +17,7 @@ const DEFAULTS = Object.freeze({
   connectTimeout: 2000,
   timeout: 5000,
   maxReply: codec.LIMITS.replyBody,
+  maxCells: 1000000,
   json: 'parse',
   int64: 'auto',
   reconnect: { initialDelay: 50, maxDelay: 2000 },
@@ -40,6 +41,7 @@ function resolveOptions(opts = {}) {
   }
   if (!Number.isInteger(o.maxReply) || o.maxReply < 1 || o.maxReply > codec.LIMITS.u32)
     throw badArgument('maxReply must be 1..4294967295 bytes');
+  if (!Number.isInteger(o.maxCells) || o.maxCells < 1) throw badArgument('maxCells must be a positive integer');
   if (o.json !== 'parse' && o.json !== 'raw') throw badArgument('json must be "parse" or "raw"');
   if (o.int64 !== 'auto' && o.int64 !== 'bigint') throw badArgument('int64 must be "auto" or "bigint"');
   if (o.reconnect !== false) {

@@ -59,11 +59,31 @@ const TIERS = Object.freeze({ critical: 0, default: 1, batch: 2 });
  * 2 x count), every str/bin/ext length <= bytes remaining, no reserved byte 0xc1, nothing
  * left over. Allocates nothing. Throws a CacheError (bad_reply) naming the first violation.
  */
-function checkBody(buf, start, end) {
+function checkBody(buf, start, end, cellDepth = 0, maxCells = Infinity) {
   if (end <= start) throw badReply('empty body');
   if (!Buffer.isBuffer(buf)) buf = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  cells.depth = cellDepth;
+  cells.max = maxCells;
+  cells.n = 0;
   const p = skip(buf, start, end, 1);
   if (p !== end) throw badReply(`${end - p} bytes after the body's object`);
+}
+
+// The cell budget of the walk in progress: the elements of the containers whose elements
+// sit at `depth` (a result's cells; an empty row counts 1) may number at most `max`.
+const cells = { depth: 0, max: Infinity, n: 0 };
+function countCells(depth, n) {
+  if (depth + 1 !== cells.depth) return;
+  cells.n += n || 1;
+  if (cells.n > cells.max) throw badReply(`reply of more than ${cells.max} cells (maxCells)`);
+}
+
+// The depth of a result's cells in a reply body (the body is depth 1), by reply opcode:
+// GET/REFRESH [meta, [cols, [row...]]] -> 5; MGET [[meta, [cols, [row...]]]...] -> 6.
+function cellDepth(opcode) {
+  if (opcode === (0x80 | OP.GET) || opcode === (0x80 | OP.REFRESH)) return 5;
+  if (opcode === (0x80 | OP.MGET)) return 6;
+  return 0;
 }
 
 function be16(b, p) {
@@ -125,6 +145,7 @@ function payload(p, end, len) {
 // most once (a JS object could not tell duplicates apart).
 function entries(b, p, end, depth, n) {
   if (2 * n > end - p) throw badReply(`count ${2 * n} over the ${end - p} bytes left`);
+  countCells(depth, 2 * n);
   const seen = n > 1 ? new Set() : null;
   for (let i = 0; i < n; i++) {
     const k = p;
@@ -149,6 +170,7 @@ function entries(b, p, end, depth, n) {
 
 function children(b, p, end, depth, n) {
   if (n > end - p) throw badReply(`count ${n} over the ${end - p} bytes left`);
+  countCells(depth, n);
   for (let i = 0; i < n; i++) p = skip(b, p, end, depth + 1);
   return p;
 }
@@ -233,8 +255,8 @@ function makeDecoder(maxBody) {
   });
 }
 
-function decodeBody(decoder, buf, start, end) {
-  checkBody(buf, start, end);
+function decodeBody(decoder, buf, start, end, cellDepth = 0, maxCells = Infinity) {
+  checkBody(buf, start, end, cellDepth, maxCells);
   try {
     return decoder.decode(buf.subarray(start, end));
   } catch (e) {
@@ -715,6 +737,7 @@ module.exports = {
   TYPE_NAMES,
   TIERS,
   checkBody,
+  cellDepth,
   makeDecoder,
   decodeBody,
   encodeFrame,

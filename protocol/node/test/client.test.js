@@ -350,7 +350,7 @@ test('fuzz through a socket: mutated replies only ever reject with CacheError', 
 
 test('options are checked when the client is made', () => {
   const bad = [{ port: 0 }, { port: 70000 }, { host: '' }, { timeout: 0 }, { timeout: 2 ** 31 }, { connectTimeout: -1 },
-    { maxReply: 0 }, { json: 'x' }, { int64: 'number' }, { reconnect: { initialDelay: 100, maxDelay: 10 } },
+    { maxReply: 0 }, { maxCells: 0 }, { json: 'x' }, { int64: 'number' }, { reconnect: { initialDelay: 100, maxDelay: 10 } },
     { clientName: 'x'.repeat(65) }, { token: 't'.repeat(257) }, { path: 5 }];
   for (const o of bad) assert.throws(() => new Client(o), (e) => e instanceof CacheError && e.code === Codes.BAD_ARGUMENT, JSON.stringify(o));
   assert.throws(() => new Pool({ size: 0 }), CacheError);
@@ -383,3 +383,16 @@ test('shutting_down: the connection takes no new requests, closes when idle; cal
   await srv.close();
 });
 
+
+test('maxCells: a reply over it closes the connection with bad_reply', async () => {
+  const srv = await fakeServer(DIR, (f, conn) => {
+    if (f.opcode === 3) conn.reply(0x83, f.id, [meta(0), [[['v', 4]], [[null], [null], [null]]]]);
+  });
+  const c = new Client(opts(srv, { maxCells: 4 }));
+  await rejectsCode(c.get('q', []), Codes.BAD_REPLY);
+  await c.close();
+  const d = new Client(opts(srv)); // the default (a million) takes it
+  assert.equal((await d.get('q', [])).rows.length, 3);
+  await d.close();
+  await srv.close();
+});

@@ -363,3 +363,23 @@ test('backoff: capped exponential with jitter in [d/2, d]', () => {
     assert.ok(v >= d / 2 && v <= d, `attempt ${n}: ${v}`);
   }
 });
+
+test('maxCells: a reply with more cells is refused from the array headers', () => {
+  const get = (cols, rows) => mp([meta(0), [cols, rows]]);
+  const d = codec.cellDepth(0x83);
+  const nulls = (n, w) => Array.from({ length: n }, () => new Array(w).fill(null));
+  const dec = codec.makeDecoder(1 << 26);
+  const b = (x) => [dec, x, 0, x.length];
+  // 8 cells + 2 for the column's [name, type] (counted at the same depth): 10
+  codec.decodeBody(...b(get([['a', 2]], nulls(8, 1))), d, 10);
+  throwsCode(() => codec.decodeBody(...b(get([['a', 2]], nulls(9, 1))), d, 10), Codes.BAD_REPLY, /cells/);
+  throwsCode(() => codec.decodeBody(...b(get([], nulls(11, 0))), d, 10), Codes.BAD_REPLY, /cells/); // empty rows count 1
+  const item = [meta(0), [[['a', 2]], nulls(4, 1)]];
+  const mget = mp([item, item]);
+  assert.equal(codec.cellDepth(0x84), 6);
+  codec.decodeBody(...b(mget), 6, 12);
+  throwsCode(() => codec.decodeBody(...b(mget), 6, 11), Codes.BAD_REPLY, /cells/); // summed over items
+  // other replies are not counted; no budget means none
+  codec.decodeBody(...b(mp({ a: nulls(20, 1) })), codec.cellDepth(0x87), 1);
+  codec.decodeBody(...b(get([['a', 2]], nulls(50, 1))));
+});
