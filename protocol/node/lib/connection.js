@@ -181,7 +181,7 @@ class Connection {
     const p = this.pending.get(f.id);
     let body;
     try {
-      body = codec.decodeBody(this.decoder, f.body, 0, f.body.length, codec.cellDepth(f.opcode), this.o.maxCells);
+      body = codec.decodeBody(this.decoder, f.body, 0, f.body.length, codec.cellDepth(f.opcode), this.o.maxCells, codec.protoMapDepth(f.opcode));
     } catch (e) {
       this._fail(e);
       return;
