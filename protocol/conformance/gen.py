@@ -396,6 +396,11 @@ p_rep("GET reply meta src 3", REPLY | GET,
 p_rep("GET reply meta stored is not a bool", REPLY | GET,
       pack([{"src": 1, "lsn": 1, "age": 0, "stale": False, "stored": 1}, [[["n", 2]], []]]),
       "\"stored\", when present, is a bool")
+p_rep("GET reply meta stored is nil", REPLY | GET,
+      pack([{"src": 1, "lsn": 1, "age": 0, "stale": False, "stored": None}, [[["n", 2]], []]]),
+      "\"stored\", when present, is a bool: nil is the wrong type, not an absent key")
+p_rep("PING reply body is an empty map", REPLY | PING, pack({}),
+      "the PING reply body is nil ({} is accepted only in a PING request)")
 p_rep("GET reply meta duplicate key stored", REPLY | GET,
       hexbytes("92 86 a3 73 72 63 01 a3 6c 73 6e 01 a3 61 67 65 00 a5 73 74 61 6c 65 c2"
                " a6 73 74 6f 72 65 64 c3 a6 73 74 6f 72 65 64 c3 92 91 92 a1 6e 02 90"),

@@ -336,6 +336,7 @@ class TypedValues(unittest.TestCase):
             "no stale": frame(0x83, 1, [{"src": 0, "lsn": 0, "age": 0}, result([("a", 2)], [[1]])]),
             "stale int": typed_reply([("a", 2)], [[1]], m=meta(stale=1)),
             "stored str": typed_reply([("a", 2)], [[1]], m=meta(stored="yes")),
+            "stored nil": typed_reply([("a", 2)], [[1]], m=meta(stored=None)),
             "negative age": typed_reply([("a", 2)], [[1]], m=meta(age=-1)),
             "meta array": frame(0x83, 1, [[0], result([("a", 2)], [[1]])]),
             "dup meta key": frame(0x83, 1, raw=b"\x92\x85\xa3src\x00\xa3src\x01\xa3lsn\x00\xa3age\x00"

@@ -798,7 +798,7 @@ def decode_meta(v: Any) -> Meta:
     if type(stale) is not bool:
         raise ProtocolError("meta stale must be a boolean")
     stored = m.get("stored")
-    if stored is not None and type(stored) is not bool:
+    if "stored" in m and type(stored) is not bool:  # nil is the wrong type, not "absent"
         raise ProtocolError("meta stored must be a boolean")
     lsn = int.__new__(LSN, _uint(m["lsn"], "meta lsn"))
     return Meta(_SOURCES[src], lsn, _uint(m["age"], "meta age"), stale, stored)
