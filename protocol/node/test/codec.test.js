@@ -401,3 +401,8 @@ test('unknown meta values may be maps with any keys; protocol maps must have str
   throwsCode(() => body(m('85 a3 73 72 63 00 a3 6c 73 6e 01 a3 61 67 65 00 a5 73 74 61 6c 65 c2 01 02'), 0x83), Codes.BAD_REPLY, /key/);
   throwsCode(() => body(m('85 a3 73 72 63 00 a3 6c 73 6e 01 a3 61 67 65 00 a5 73 74 61 6c 65 c2 a3 73 72 63 00'), 0x83), Codes.BAD_REPLY, /duplicate/);
 });
+
+test('the PING reply body is nil; {} is refused', () => {
+  assert.equal(codec.decodeReply(0x82, null), undefined);
+  throwsCode(() => codec.decodeReply(0x82, {}), Codes.BAD_REPLY, /PING/);
+});
