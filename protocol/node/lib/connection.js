@@ -80,7 +80,8 @@ class Connection {
       (info) => {
         this.opening = false;
         this.server = info;
-        this.maxFrame = info.maxFrame;
+        // max_frame 0 says nothing: the protocol's default request limit (1 MiB) holds
+        this.maxFrame = info.maxFrame || codec.LIMITS.requestBody;
         return info;
       },
       (e) => {

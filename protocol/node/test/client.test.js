@@ -396,3 +396,18 @@ test('maxCells: a reply over it closes the connection with bad_reply', async () 
   await d.close();
   await srv.close();
 });
+
+test('HELLO max_frame 0: the request limit falls back to 1 MiB', async () => {
+  const srv = await fakeServer(DIR, (f, conn) => {
+    if (f.opcode === 1) {
+      conn.reply(0x81, f.id, { v: 1, server: 'fake/0', max_frame: 0 });
+      return true;
+    }
+    if (f.opcode === 3) conn.reply(0x83, f.id, result('ok'));
+  });
+  const c = new Client(opts(srv));
+  assert.equal((await c.get('q', ['x'.repeat(1000)])).rows[0][0], 'ok');
+  await rejectsCode(c.get('q', ['x'.repeat(1048576)]), Codes.TOO_LARGE);
+  await c.close();
+  await srv.close();
+});
