@@ -480,6 +480,28 @@ class Async(unittest.TestCase):
         self.run_async(main())
         srv.join()
 
+    def test_timeout_bounds_a_wait_for_a_paused_transport(self):
+        def script(s):
+            b = read_request(s)
+            read_request(s)  # the PING, sent while the transport is paused
+            answer(s, b[1], "b")  # a frame after the PING went out: the server is alive
+            s.recv(1)
+
+        srv = FakeServer(script)
+
+        async def main():
+            c = await self.conn_over(srv, timeout=30)
+            tb = asyncio.ensure_future(c.get("b"))
+            await asyncio.sleep(0)
+            c._paused = True  # as pause_writing() does when the socket buffer is full
+            with self.assertRaises(cachesvc.ClientTimeoutError):
+                await asyncio.wait_for(c.execute(codec.Ping(), timeout=0.3), 20)
+            self.assertEqual((await tb).rows, [("b",)])
+            c.close()
+
+        self.run_async(main())
+        srv.join()
+
     def test_timeout_of_a_dead_server_closes(self):
         def script(s):
             read_request(s)

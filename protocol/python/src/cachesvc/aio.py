@@ -228,7 +228,7 @@ class AsyncConnection:
         timer = loop.call_later(timeout, self._timed_out, reqid, fut, self._rx_count, timeout)
         try:
             if self._paused:
-                await self._drain()
+                await self._drain(fut)  # bounded by the request's timeout: fut ends then
             return await fut
         except asyncio.CancelledError:
             if reqid in self._pending:
@@ -269,11 +269,24 @@ class AsyncConnection:
         if len(self._abandoned) > _MAX_ABANDONED:
             self._fail(ConnectionClosedError(f"{len(self._abandoned)} requests never answered"))
 
-    async def _drain(self) -> None:
-        while self._paused and self._closed_exc is None:
+    async def _drain(self, fut: Optional[asyncio.Future] = None) -> None:
+        """Waits while the transport is paused (its buffer is full), until it resumes, the
+        connection closes, or fut (the request's own future: its timeout ends it) is done."""
+        while self._paused and self._closed_exc is None and not (fut is not None and fut.done()):
             w = asyncio.get_running_loop().create_future()
             self._drain_waiters.append(w)
-            await w
+
+            def wake(_f, w=w):
+                if not w.done():
+                    w.set_result(None)
+
+            if fut is not None:
+                fut.add_done_callback(wake)
+            try:
+                await w
+            finally:
+                if fut is not None:
+                    fut.remove_done_callback(wake)
 
     async def pipeline(self, requests: Sequence[Request], *, raise_on_error: bool = True) -> list:
         """Sends the requests at once and returns their values in request order; with
