@@ -52,6 +52,9 @@ function resolveOptions(opts = {}) {
   }
   // validates the name and the token now rather than at the first connect
   codec.helloBody(o.clientName, o.token);
+  // The token is a secret: not enumerable, so util.inspect / console.log / JSON.stringify
+  // of a client, a connection or these options do not show it.
+  Object.defineProperty(o, 'token', { value: o.token, enumerable: false, writable: false });
   return o;
 }
 

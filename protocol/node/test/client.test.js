@@ -411,3 +411,24 @@ test('HELLO max_frame 0: the request limit falls back to 1 MiB', async () => {
   await c.close();
   await srv.close();
 });
+
+test('util.inspect of a client or its connection does not show the token', async () => {
+  const util = require('node:util');
+  const secret = 's3cret-token-value';
+  let sent = null;
+  const srv = await fakeServer(DIR, (f) => {
+    if (f.opcode === 1) sent = f.body.token;
+  });
+  const c = new Client(opts(srv, { token: secret }));
+  await c.connect();
+  assert.equal(sent, secret); // still sent in HELLO
+  for (const x of [c, c._conn, c.o]) {
+    assert.ok(!util.inspect(x, { depth: 10, showHidden: false }).includes(secret));
+    assert.ok(!JSON.stringify(x.o || x, (k, v) => (typeof v === 'bigint' ? String(v) : v)).includes(secret));
+  }
+  const p = new Pool({ ...opts(srv, { token: secret }), size: 2 });
+  assert.ok(!util.inspect(p, { depth: 10 }).includes(secret));
+  await p.close();
+  await c.close();
+  await srv.close();
+});

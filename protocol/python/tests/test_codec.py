@@ -481,3 +481,11 @@ class CellBudget(unittest.TestCase):
             codec.decode_reply(Get("q"), 0x83, big)
         with self.assertRaises(ValueError):
             codec.DecodeOptions(max_cells=0)
+
+
+class Secrets(unittest.TestCase):
+    def test_hello_repr_hides_the_token(self):
+        h = codec.Hello("me", "s3cret-token")
+        self.assertNotIn("s3cret-token", repr(h))
+        self.assertEqual(h.token, "s3cret-token")
+        self.assertIn(b"s3cret-token", codec.encode_request(h, 1))

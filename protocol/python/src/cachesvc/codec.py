@@ -20,7 +20,7 @@ import enum
 import json as _json
 import struct
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
 import msgpack
@@ -230,7 +230,7 @@ class Ping:
 @dataclass(frozen=True)
 class Hello:
     client: str = "cachesvc-python"
-    token: Optional[str] = None
+    token: Optional[str] = field(default=None, repr=False)  # a secret: kept out of repr()
     version: int = VERSION
     op = Op.HELLO
 
