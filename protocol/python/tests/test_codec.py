@@ -290,6 +290,13 @@ class TypedValues(unittest.TestCase):
         raw = decode(Get("q"), typed_reply(cols, [row]), json="raw")
         self.assertEqual(raw.rows[0][8], '{"k": [1, 2]}')
 
+    def test_numeric_text_accepted(self):
+        ok = ["0", "-1.50", "+2", "12345678901234567890.000000001", ".5", "5.", "1e5", "-1.5E-7",
+              "NaN", "Infinity", "-Infinity"]
+        r = decode(Get("q"), typed_reply([("n", 8)], [[x] for x in ok]))
+        self.assertEqual([str(row[0]) for row in r.rows],
+                         [str(decimal.Decimal(x)) for x in ok])
+
     def test_unparsable_json_is_the_raw_text(self):
         deep = "[" * 5000 + "]" * 5000  # deeper than the recursion limit
         huge = "1" + "0" * 5000  # '1e5000'::jsonb as PostgreSQL writes it: > int's digit limit
@@ -352,6 +359,13 @@ class TypedValues(unittest.TestCase):
             "cell uint64": typed_reply([("a", 2)], [[2**63]]),
             "cell ext": frame(0x83, 1, [ok_m, [[["a", 10]], [[msgpack.ExtType(5, b"x")]]]]),
             "bad numeric": typed_reply([("n", 8)], [["1.2.3"]]),
+            "numeric underscore": typed_reply([("n", 8)], [["1_000"]]),
+            "numeric padded": typed_reply([("n", 8)], [[" 1 "]]),
+            "numeric sNaN": typed_reply([("n", 8)], [["sNaN"]]),
+            "numeric inf": typed_reply([("n", 8)], [["inf"]]),
+            "numeric nan lower": typed_reply([("n", 8)], [["nan"]]),
+            "numeric empty": typed_reply([("n", 8)], [[""]]),
+            "numeric unicode digits": typed_reply([("n", 8)], [["\u0661"]]),
             "cols map": frame(0x83, 1, [ok_m, [{"a": 2}, []]]),
             "too many columns": typed_reply([("c", 2)] * 1665, []),
         }

@@ -18,6 +18,7 @@ import datetime as _dt
 import decimal
 import enum
 import json as _json
+import re
 import struct
 import uuid
 from dataclasses import dataclass, field
@@ -727,8 +728,15 @@ def _cell_generic(v: Any) -> Any:
     raise ProtocolError(f"a result value must be a scalar, not {t.__name__}")
 
 
+# PostgreSQL numeric text: digits with an optional sign, point and exponent, or NaN,
+# Infinity, -Infinity. Decimal() alone would also take "1_000", " 1 ", "sNaN", "inf".
+_NUMERIC_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|NaN|[+-]?Infinity")
+
+
 def _conv_numeric(v: Any) -> Any:
     if type(v) is str:
+        if _NUMERIC_RE.fullmatch(v) is None:
+            raise ProtocolError(f"numeric value is not a decimal: {v[:40]!r}")
         try:
             return decimal.Decimal(v)
         except decimal.InvalidOperation:
