@@ -18,6 +18,7 @@ const DEFAULTS = Object.freeze({
   timeout: 5000,
   maxReply: codec.LIMITS.replyBody,
   maxCells: 1000000,
+  maxQueued: 16 * 1048576,
   json: 'parse',
   int64: 'auto',
   reconnect: { initialDelay: 50, maxDelay: 2000 },
@@ -42,6 +43,7 @@ function resolveOptions(opts = {}) {
   if (!Number.isInteger(o.maxReply) || o.maxReply < 1 || o.maxReply > codec.LIMITS.u32)
     throw badArgument('maxReply must be 1..4294967295 bytes');
   if (!Number.isInteger(o.maxCells) || o.maxCells < 1) throw badArgument('maxCells must be a positive integer');
+  if (!Number.isInteger(o.maxQueued) || o.maxQueued < 1) throw badArgument('maxQueued must be a positive integer (bytes)');
   if (o.json !== 'parse' && o.json !== 'raw') throw badArgument('json must be "parse" or "raw"');
   if (o.int64 !== 'auto' && o.int64 !== 'bigint') throw badArgument('int64 must be "auto" or "bigint"');
   if (o.reconnect !== false) {

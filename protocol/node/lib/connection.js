@@ -27,6 +27,7 @@ class Connection {
     this.reader = new codec.FrameReader(o.maxReply);
     this.decoder = codec.makeDecoder(o.maxReply);
     this.outq = [];
+    this.outBytes = 0; // bytes in outq (not yet handed to the socket)
     this.flushScheduled = false;
     this.maxFrame = codec.LIMITS.requestBody;
     this.server = null;
@@ -110,6 +111,12 @@ class Connection {
     } catch (e) {
       return Promise.reject(e);
     }
+    // Write backpressure: output the server has not read yet (queued here and buffered in
+    // the socket) is bounded; past the bound new requests fail at once, nothing sent.
+    const queued = this.outBytes + (this.socket ? this.socket.writableLength : 0);
+    if (queued > 0 && queued + frame.length > this.o.maxQueued)
+      return Promise.reject(new CacheError(Codes.OVERLOADED,
+        `${queued} bytes of requests not yet taken by ${this.address} (maxQueued ${this.o.maxQueued}): the server is not reading`));
     return new Promise((resolve, reject) => {
       const p = { opcode, decode, resolve, reject, timer: null, rx: this.rx };
       p.timer = setTimeout(() => this._timeout(id, timeoutMs), timeoutMs);
@@ -134,6 +141,7 @@ class Connection {
 
   _write(frame) {
     this.outq.push(frame);
+    this.outBytes += frame.length;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       process.nextTick(() => this._flush());
@@ -145,6 +153,7 @@ class Connection {
     if (this.dead || this.outq.length === 0) return;
     const q = this.outq;
     this.outq = [];
+    this.outBytes = 0;
     this.socket.write(q.length === 1 ? q[0] : Buffer.concat(q));
   }
 

@@ -432,3 +432,35 @@ test('util.inspect of a client or its connection does not show the token', async
   await c.close();
   await srv.close();
 });
+
+test('write backpressure: requests past maxQueued unread bytes fail at once with overloaded', async () => {
+  let stalled = null;
+  const srv = await fakeServer(DIR, (f, conn) => {
+    if (f.opcode === 1) {
+      conn.reply(0x81, f.id, { v: 1, server: 'fake/1', max_frame: 1048576 });
+      conn.sock.pause(); // then reads nothing more
+      stalled = conn;
+      return true;
+    }
+  });
+  const c = new Client(opts(srv, { maxQueued: 2 * 1048576, timeout: 30000 }));
+  await c.connect();
+  const big = 'x'.repeat(500000);
+  const sent = [];
+  let refused = null;
+  for (let i = 0; i < 10 && !refused; i++) {
+    const p = c.get('q', [big]);
+    sent.push(p.catch((e) => e));
+    await Promise.race([p.then(() => null, (e) => e), new Promise((r) => setImmediate(() => r(null)))]).then((e) => {
+      if (e && e.code === Codes.OVERLOADED) refused = e;
+    });
+  }
+  assert.ok(refused, 'no request was refused');
+  assert.equal(refused.fromServer, false);
+  assert.match(refused.message, /not reading/);
+  assert.ok(sent.length <= 6, `${sent.length} requests queued past a 2 MiB bound`);
+  assert.ok(stalled);
+  await c.close();
+  for (const e of await Promise.all(sent)) assert.ok(e instanceof CacheError);
+  await srv.close();
+});
