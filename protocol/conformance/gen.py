@@ -54,7 +54,7 @@ def to_json(v):
     if isinstance(v, bytes):
         return {"bin": v.hex()}
     if isinstance(v, msgpack.Timestamp):
-        return {"ts": {"sec": v.seconds, "nsec": v.nanoseconds}}
+        return {"ts": {"sec": to_json(v.seconds), "nsec": v.nanoseconds}}
     if isinstance(v, msgpack.ExtType):
         return {"ext": v.code, "hex": v.data.hex()}
     if isinstance(v, (list, tuple)):
@@ -300,6 +300,14 @@ valid("GET reply every column type 1..10 and unknown 11, 255", "reply", REPLY | 
          [None] * 12,
          [True, 0, 0.0, "a", b"\x00", msgpack.Timestamp(0, 0),
           msgpack.Timestamp((1 << 34) - 1, 999999999), "0", "[]", "(1,2)", "u", "v"]]]])
+# PostgreSQL's 'infinity' / '-infinity' timestamps: seconds INT64_MAX / INT64_MIN, nsec 0
+# (PROTOCOL.md section 4), in the 12-byte form.
+valid("GET reply timestamp and timestamptz +infinity", "reply", REPLY | GET, 26,
+      [{"src": 1, "lsn": 1, "age": 0, "stale": False},
+       [[["ts", 6], ["tz", 7]], [[msgpack.Timestamp(INT64_MAX, 0), msgpack.Timestamp(INT64_MAX, 0)]]]])
+valid("GET reply timestamp and timestamptz -infinity", "reply", REPLY | GET, 27,
+      [{"src": 1, "lsn": 1, "age": 0, "stale": False},
+       [[["ts", 6], ["tz", 7]], [[msgpack.Timestamp(INT64_MIN, 0), msgpack.Timestamp(INT64_MIN, 0)]]]])
 valid("GET reply int values of every width", "reply", REPLY | GET, 10,
       [{"src": 0, "lsn": 1, "age": 0, "stale": False},
        [[["i", 2]], [[v] for v in (0, 127, 128, 255, 256, 65535, 65536, (1 << 32) - 1, 1 << 32,
@@ -388,6 +396,11 @@ p_rep("GET reply meta src 3", REPLY | GET,
 p_rep("GET reply meta stored is not a bool", REPLY | GET,
       pack([{"src": 1, "lsn": 1, "age": 0, "stale": False, "stored": 1}, [[["n", 2]], []]]),
       "\"stored\", when present, is a bool")
+p_rep("GET reply meta stored is nil", REPLY | GET,
+      pack([{"src": 1, "lsn": 1, "age": 0, "stale": False, "stored": None}, [[["n", 2]], []]]),
+      "\"stored\", when present, is a bool: nil is the wrong type, not an absent key")
+p_rep("PING reply body is an empty map", REPLY | PING, pack({}),
+      "the PING reply body is nil ({} is accepted only in a PING request)")
 p_rep("GET reply meta duplicate key stored", REPLY | GET,
       hexbytes("92 86 a3 73 72 63 01 a3 6c 73 6e 01 a3 61 67 65 00 a5 73 74 61 6c 65 c2"
                " a6 73 74 6f 72 65 64 c3 a6 73 74 6f 72 65 64 c3 92 91 92 a1 6e 02 90"),

@@ -86,7 +86,7 @@ func start[T any](ctx context.Context, c *Conn, op byte, build func([]byte, uint
 func (c *Conn) GetAsync(ctx context.Context, q Query) *Pending[*Result] {
 	return start(ctx, c, OpGet, func(b []byte, id uint32) ([]byte, error) {
 		return appendGet(b, OpGet, id, &q)
-	}, DecodeResult)
+	}, c.decodeResult)
 }
 
 // Get runs a configured query: from the cache, or on a miss from a replica (or the
@@ -99,7 +99,7 @@ func (c *Conn) Get(ctx context.Context, q Query) (*Result, error) { return c.Get
 func (c *Conn) RefreshAsync(ctx context.Context, q Query) *Pending[*Result] {
 	return start(ctx, c, OpRefresh, func(b []byte, id uint32) ([]byte, error) {
 		return appendGet(b, OpRefresh, id, &q)
-	}, DecodeResult)
+	}, c.decodeResult)
 }
 
 // Refresh re-runs the query on the database and refills the cache (cache warming; warm-up
@@ -113,7 +113,7 @@ func (c *Conn) MGetAsync(ctx context.Context, qs []Query) *Pending[[]Item] {
 	n := len(qs)
 	return start(ctx, c, OpMGet, func(b []byte, id uint32) ([]byte, error) {
 		return appendMGet(b, id, qs)
-	}, func(body []byte) ([]Item, error) { return DecodeMGet(body, n) })
+	}, func(body []byte) ([]Item, error) { return DecodeMGetMax(body, n, c.opts.MaxCells) })
 }
 
 // MGet runs up to 256 queries in one request. It returns one Item per query, in order;
@@ -188,4 +188,8 @@ func (c *Conn) sendRaw(ctx context.Context, op byte, body []byte) *Pending[[]byt
 		start := len(b)
 		return finishFrame(append(appendHeader(b, op, id), body...), start), nil
 	}, func(body []byte) ([]byte, error) { return body, nil })
+}
+
+func (c *Conn) decodeResult(body []byte) (*Result, error) {
+	return DecodeResultMax(body, c.opts.MaxCells)
 }

@@ -31,6 +31,10 @@ const (
 	HeaderSize      = 12
 	DefaultMaxFrame = 1 << 20  // request body limit until HELLO says otherwise
 	DefaultMaxReply = 64 << 20 // reply body limit of this client unless Options.MaxReply
+	// DefaultMaxCells bounds the cells of one reply (rows x columns, a row of no columns
+	// counting 1, summed over MGET items) unless Options.MaxCells: a 64 MiB reply of
+	// one-column NULL rows would otherwise cost gigabytes.
+	DefaultMaxCells = 1000000
 	MaxParams       = 16
 	MaxName         = 64 // query name and HELLO client name, bytes
 	MaxToken        = 256
@@ -569,9 +573,15 @@ func DecodeStats(body []byte) (Stats, error) {
 	return s, nil
 }
 
-// DecodeResult decodes a GET or REFRESH reply body: [meta, [cols, rows]].
-func DecodeResult(body []byte) (*Result, error) {
-	r := reader{b: body}
+// DecodeResult decodes a GET or REFRESH reply body: [meta, [cols, rows]], with at most
+// DefaultMaxCells cells.
+func DecodeResult(body []byte) (*Result, error) { return DecodeResultMax(body, DefaultMaxCells) }
+
+// DecodeResultMax is DecodeResult with at most maxCells cells (rows x columns, a row of no
+// columns counting 1): more is a protocol error, found from the rows' array header before
+// any row is built.
+func DecodeResultMax(body []byte, maxCells int) (*Result, error) {
+	r := reader{b: body, cells: maxCells}
 	res, err := decodeItem(&r, 1)
 	if err != nil {
 		return nil, err
@@ -584,8 +594,14 @@ func DecodeResult(body []byte) (*Result, error) {
 
 // DecodeMGet decodes an MGET reply body: an array of [meta, result] or error maps. want is
 // the number of items requested (the reply must have exactly that many), or -1 for any.
+// The items' cells together are at most DefaultMaxCells.
 func DecodeMGet(body []byte, want int) ([]Item, error) {
-	r := reader{b: body}
+	return DecodeMGetMax(body, want, DefaultMaxCells)
+}
+
+// DecodeMGetMax is DecodeMGet with at most maxCells cells over all items.
+func DecodeMGetMax(body []byte, want, maxCells int) ([]Item, error) {
+	r := reader{b: body, cells: maxCells}
 	a, err := r.next()
 	if err != nil {
 		return nil, err
@@ -783,6 +799,14 @@ func decodeResult(r *reader, res *Result, depth int) error {
 		return protoErr("result rows must be an array")
 	}
 	ncols := uint32(len(res.Columns))
+	cost := int64(o.n) * int64(ncols)
+	if ncols == 0 {
+		cost = int64(o.n)
+	}
+	if cost > int64(r.cells) {
+		return protoErr("reply of more than %d cells (Options.MaxCells)", r.cells)
+	}
+	r.cells -= int(cost)
 	// o.n <= the bytes left, but a row header costs 24 bytes: grow as rows arrive.
 	res.Rows = make([][]any, 0, minInt(int(o.n), 1024))
 	for i := uint32(0); i < o.n; i++ {
@@ -845,7 +869,11 @@ func cellValue(o *obj, t ColumnType) (any, error) {
 		if !ok {
 			return nil, protoErr("ext type %d is not a valid timestamp", o.ext)
 		}
-		return timeOf(sec, nsec), nil
+		t, ok := timeOf(sec, nsec)
+		if !ok {
+			return nil, protoErr("timestamp seconds %d beyond the time.Time range", sec)
+		}
+		return t, nil
 	}
 	return nil, protoErr("%s is not a scalar value", o.kind)
 }

@@ -2,6 +2,7 @@ package cachesvc
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -530,5 +531,110 @@ func TestSmallReplies(t *testing.T) {
 	}
 	if err := DecodeNil([]byte{0x80}); !isLocalProtocol(err) {
 		t.Errorf("PING reply {}: %v", err)
+	}
+}
+
+// ts12 is a 12-byte msgpack timestamp (ext -1) with any seconds.
+func ts12(sec int64, nsec uint32) raw {
+	b := []byte{0xc7, 12, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(b[3:], nsec)
+	binary.BigEndian.PutUint64(b[7:], uint64(sec))
+	return raw(b)
+}
+
+func TestInfiniteTimestamps(t *testing.T) {
+	cols := [][2]any{{"ts", 6}, {"tz", 7}}
+	res, err := DecodeResult(resultBody(meta(1, 5, 0, false), cols, [][]any{
+		{ts12(math.MaxInt64, 0), ts12(math.MinInt64, 0)},
+		{ts12(math.MinInt64, 0), ts12(math.MaxInt64, 0)},
+		{ts12(-1, 500000000), ts12(253402300800, 0)}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := res.Rows
+	for _, c := range []struct {
+		got  any
+		want time.Time
+	}{{r[0][0], InfinityTime}, {r[0][1], NegInfinityTime}, {r[1][0], NegInfinityTime}, {r[1][1], InfinityTime}} {
+		if g := c.got.(time.Time); !g.Equal(c.want) || g.Location() != time.UTC {
+			t.Errorf("got %v, want %v", g, c.want)
+		}
+	}
+	if !InfinityTime.After(time.Date(294276, 12, 31, 23, 59, 59, 999999000, time.UTC)) ||
+		!NegInfinityTime.Before(time.Date(-4713, 1, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("infinities do not bound PostgreSQL's range: %v %v", InfinityTime, NegInfinityTime)
+	}
+	if got := r[2][0].(time.Time); !got.Equal(time.Unix(-1, 500000000)) {
+		t.Errorf("pre-epoch %v", got)
+	}
+	if got := r[2][1].(time.Time); !got.Equal(time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("year 10000 %v", got)
+	}
+	// seconds beyond time.Time's range that are not the infinity marker: refused
+	for _, sec := range []int64{math.MaxInt64 - 1, math.MaxInt64 - unixToInternal + 1} {
+		_, err := DecodeResult(resultBody(meta(1, 5, 0, false), cols[:1], [][]any{{ts12(sec, 0)}}))
+		if !isLocalProtocol(err) {
+			t.Errorf("seconds %d: %v", sec, err)
+		}
+	}
+	_, err = DecodeResult(resultBody(meta(1, 5, 0, false), cols[:1], [][]any{{ts12(math.MaxInt64-unixToInternal, 0)}}))
+	if err != nil {
+		t.Errorf("latest representable second: %v", err)
+	}
+}
+
+func TestMaxCells(t *testing.T) {
+	rows := func(n, w int) [][]any {
+		rs := make([][]any, n)
+		for i := range rs {
+			rs[i] = make([]any, w)
+		}
+		return rs
+	}
+	one := [][2]any{{"a", 2}}
+	two := [][2]any{{"a", 2}, {"b", 2}}
+	m := meta(0, 1, 0, false)
+	if _, err := DecodeResultMax(resultBody(m, two, rows(5, 2)), 10); err != nil {
+		t.Errorf("10 cells within 10: %v", err)
+	}
+	for _, b := range [][]byte{resultBody(m, two, rows(6, 2)), resultBody(m, one, rows(11, 1)),
+		resultBody(m, nil, rows(11, 0))} {
+		if _, err := DecodeResultMax(b, 10); !isLocalProtocol(err) {
+			t.Errorf("over 10 cells: %v", err)
+		}
+	}
+	item := []any{m, []any{[]any{[]any{"a", 2}}, []any{[]any{nil}, []any{nil}, []any{nil}}}}
+	mget := body([]any{item, item, item, item})
+	if _, err := DecodeMGetMax(mget, 4, 12); err != nil {
+		t.Errorf("MGET of 12 cells: %v", err)
+	}
+	if _, err := DecodeMGetMax(mget, 4, 11); !isLocalProtocol(err) {
+		t.Errorf("MGET over 11 cells (summed over items): %v", err)
+	}
+	// the default: a million
+	if _, err := DecodeResult(resultBody(m, one, rows(DefaultMaxCells+1, 1))); !isLocalProtocol(err) {
+		t.Errorf("over the default: %v", err)
+	}
+	if _, err := DecodeResult(resultBody(m, one, rows(DefaultMaxCells, 1))); err != nil {
+		t.Errorf("the default: %v", err)
+	}
+}
+
+func TestMaxCellsOption(t *testing.T) {
+	s := scripted(t, func(n int, r req) [][]byte {
+		rs := make([]any, 3)
+		for i := range rs {
+			rs[i] = []any{nil}
+		}
+		return [][]byte{frame(OpReplyFlag|OpGet, r.h.ID, body([]any{meta(0, 1, 0, false),
+			[]any{[]any{[]any{"a", 2}}, rs}}))}
+	})
+	c, err := Dial(ctxT(t, 5*time.Second), Options{Addr: s.addr, MaxCells: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Get(ctxT(t, 5*time.Second), Q("q")); !isLocalProtocol(err) || c.Alive() {
+		t.Fatalf("3 cells with MaxCells 2: %v alive=%v", err, c.Alive())
 	}
 }

@@ -223,6 +223,12 @@ func cellForm(v any) any {
 	case []byte:
 		return jsonForm(x)
 	case time.Time:
+		switch {
+		case x.Equal(InfinityTime):
+			return jsonForm(tsVal{math.MaxInt64, 0})
+		case x.Equal(NegInfinityTime):
+			return jsonForm(tsVal{math.MinInt64, 0})
+		}
 		return jsonForm(tsVal{x.Unix(), uint32(x.Nanosecond())})
 	case Decimal:
 		return x.String()

@@ -29,6 +29,11 @@ type Options struct {
 	// MaxReply is the largest reply body accepted, bytes (default 64 MiB, PROTOCOL.md
 	// section 7). A larger reply is a protocol error: the connection is closed.
 	MaxReply uint32
+	// MaxCells bounds the cells of one GET, REFRESH or MGET reply (rows x columns, a row
+	// of no columns counting 1, summed over MGET items; default DefaultMaxCells, one
+	// million). A reply with more is refused from its array headers, before any row is
+	// built, as a protocol error: the connection is closed.
+	MaxCells int
 	// PoolSize is the number of connections a Client keeps (default 4). Each connection
 	// carries any number of concurrent requests (pipelined), so a few are plenty.
 	PoolSize int
@@ -52,6 +57,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxReply == 0 {
 		o.MaxReply = DefaultMaxReply
+	}
+	if o.MaxCells <= 0 {
+		o.MaxCells = DefaultMaxCells
 	}
 	if o.PoolSize <= 0 {
 		o.PoolSize = 4
@@ -107,14 +115,16 @@ type Conn struct {
 	abandoned int
 	err       error // why the connection closed (nil while alive)
 
-	inflight atomic.Int32
-	draining atomic.Bool // the server answered shutting_down: a pool dials a replacement
+	inflight atomic.Int32  // sent and not answered, including abandoned requests
+	rx       atomic.Uint64 // reply frames received
+	draining atomic.Bool   // the server answered shutting_down: a pool dials a replacement
 }
 
 // call is one request awaiting its reply.
 type call struct {
 	op        byte
 	ch        chan reply // buffered 1: receives exactly one reply
+	rx        uint64     // Conn.rx when the request was registered
 	abandoned bool       // the caller gave up; drop the reply when it comes
 }
 
@@ -284,7 +294,8 @@ func (c *Conn) Err() error {
 	return c.err
 }
 
-// InFlight is the number of requests sent and not yet answered.
+// InFlight is the number of requests sent and not yet answered, counting those whose
+// caller gave up (timed out or cancelled) until their reply arrives.
 func (c *Conn) InFlight() int { return int(c.inflight.Load()) }
 
 // Close closes the connection; requests in flight fail with ErrClosed.
@@ -307,8 +318,8 @@ func (c *Conn) fail(cause error) {
 	c.mu.Unlock()
 	c.nc.Close()
 	for _, cl := range pend {
+		c.inflight.Add(-1)
 		if !cl.abandoned {
-			c.inflight.Add(-1)
 			cl.ch <- reply{err: &closedErr{sent: true, cause: cause}}
 		}
 	}
@@ -326,6 +337,7 @@ func (c *Conn) readLoop() {
 			c.fail(err)
 			return
 		}
+		c.rx.Add(1)
 		if err := c.dispatch(h, body); err != nil {
 			c.fail(err)
 			return
@@ -354,9 +366,11 @@ func (c *Conn) dispatch(h Header, body []byte) error {
 			delete(c.pending, h.ID)
 			c.mu.Unlock()
 			c.fail(e)
-			if cl != nil && !cl.abandoned {
+			if cl != nil {
 				c.inflight.Add(-1)
-				cl.ch <- rep
+				if !cl.abandoned {
+					cl.ch <- rep
+				}
 			}
 			return e
 		}
@@ -382,6 +396,7 @@ func (c *Conn) deliver(id uint32, rep reply, strict bool) error {
 	if cl.abandoned {
 		c.abandoned--
 		c.mu.Unlock()
+		c.inflight.Add(-1)
 		return nil
 	}
 	c.mu.Unlock()
@@ -447,7 +462,7 @@ func (c *Conn) send(ctx context.Context, op byte, build func(b []byte, id uint32
 		id++
 	}
 	c.nextID = id + 1
-	cl := &call{op: op, ch: make(chan reply, 1)}
+	cl := &call{op: op, ch: make(chan reply, 1), rx: c.rx.Load()}
 	c.pending[id] = cl
 	c.inflight.Add(1)
 	c.mu.Unlock()
@@ -484,7 +499,10 @@ func (c *Conn) forget(id uint32, cl *call) {
 }
 
 // wait waits for the reply of a sent request. If ctx ends first, the request is
-// abandoned: its id stays reserved until the server's reply arrives and is dropped.
+// abandoned: its id stays reserved (and counted by InFlight) until the server's reply
+// arrives and is dropped. If ctx's deadline passed and no reply frame at all arrived since
+// the request was sent, the server is presumed dead or wedged: the connection is closed
+// (the other requests in flight fail with ErrClosed, retryable; a pool dials anew).
 func (c *Conn) wait(ctx context.Context, cl *call, id uint32) ([]byte, error) {
 	select {
 	case rep := <-cl.ch:
@@ -500,10 +518,12 @@ func (c *Conn) wait(ctx context.Context, cl *call, id uint32) ([]byte, error) {
 	if c.pending != nil && c.pending[id] == cl {
 		cl.abandoned = true
 		c.abandoned++
-		c.inflight.Add(-1)
 		tooMany := c.abandoned > maxAbandoned
+		silent := ctx.Err() == context.DeadlineExceeded && c.rx.Load() == cl.rx
 		c.mu.Unlock()
-		if tooMany {
+		if silent {
+			c.fail(errors.New("a request timed out with no reply from the server since it was sent"))
+		} else if tooMany {
 			c.fail(errors.New("too many requests left unanswered by the server"))
 		}
 		return nil, ctx.Err()

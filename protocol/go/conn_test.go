@@ -335,13 +335,38 @@ func TestConnProtocolErrorCloses(t *testing.T) {
 	}
 }
 
+// deadlineCtx is a context whose deadline passes when expire is called (no clock involved).
+type deadlineCtx struct {
+	context.Context
+	done chan struct{}
+}
+
+func newDeadlineCtx() *deadlineCtx {
+	return &deadlineCtx{Context: context.Background(), done: make(chan struct{})}
+}
+func (d *deadlineCtx) Done() <-chan struct{} { return d.done }
+func (d *deadlineCtx) expire()               { close(d.done) }
+func (d *deadlineCtx) Err() error {
+	select {
+	case <-d.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
+}
+
 func TestConnContextAbandon(t *testing.T) {
+	got0 := make(chan struct{})
 	release := make(chan struct{})
 	s := scripted(t, func(n int, r req) [][]byte {
-		if n == 0 {
-			<-release // answer the first request late: after the second arrives
+		switch n {
+		case 0: // the PING: not answered now
+			close(got0)
 			return nil
+		case 1: // the GET: answered at once
+			return [][]byte{echoResult(r)}
 		}
+		<-release
 		return [][]byte{frame(OpReplyFlag|OpPing, 1, []byte{0xc0}), echoResult(r)} // id 1: the abandoned one
 	})
 	c, err := Dial(ctxT(t, 5*time.Second), Options{Addr: s.addr})
@@ -349,15 +374,85 @@ func TestConnContextAbandon(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	short, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-	defer cancel()
-	if err := c.Ping(short); !errors.Is(err, context.DeadlineExceeded) {
+	short := newDeadlineCtx()
+	ping := c.pingAsync(short)
+	<-got0
+	if r, err := c.Get(ctxT(t, 5*time.Second), Q("q", 5)); err != nil || r.Rows[0][0] != int64(5) {
+		t.Fatalf("get: %v %v", r, err)
+	}
+	// the PING times out, but the server answered something since it was sent: it lives
+	short.expire()
+	if _, err := ping.Wait(); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("want the deadline, got %v", err)
+	}
+	if !c.Alive() || c.InFlight() != 1 {
+		t.Fatalf("after the timeout: alive=%v in flight %d (the unanswered PING counts)", c.Alive(), c.InFlight())
 	}
 	close(release)
 	r, err := c.Get(ctxT(t, 5*time.Second), Q("q", 9))
-	if err != nil || r.Rows[0][0] != int64(9) || !c.Alive() {
-		t.Fatalf("after an abandoned request: %v %v alive=%v", r, err, c.Alive())
+	if err != nil || r.Rows[0][0] != int64(9) || !c.Alive() || c.InFlight() != 0 {
+		t.Fatalf("after an abandoned request: %v %v alive=%v in flight %d", r, err, c.Alive(), c.InFlight())
+	}
+}
+
+// A server that answers HELLO and then nothing: a request timing out with no frame
+// received since it was sent closes the connection, failing the others in flight.
+func TestConnTimeoutOfASilentServerCloses(t *testing.T) {
+	got := make(chan struct{}, 2)
+	s := scripted(t, func(n int, r req) [][]byte { got <- struct{}{}; return nil })
+	c, err := Dial(ctxT(t, 5*time.Second), Options{Addr: s.addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	other := c.GetAsync(ctxT(t, 30*time.Second), Q("q", 1))
+	<-got
+	short := newDeadlineCtx()
+	ping := c.pingAsync(short)
+	<-got
+	short.expire()
+	if _, err := ping.Wait(); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("want the deadline, got %v", err)
+	}
+	if c.Alive() || c.InFlight() != 0 {
+		t.Fatalf("a silent connection stays: alive=%v in flight %d", c.Alive(), c.InFlight())
+	}
+	if _, err := other.Wait(); !errors.Is(err, ErrClosed) || errors.Is(err, ErrNotSent) {
+		t.Fatalf("the other request: %v", err)
+	}
+}
+
+// Through the pool: the silent connection is replaced by a new one.
+func TestClientReconnectsAfterASilentServer(t *testing.T) {
+	var first atomic.Bool
+	got := make(chan struct{}, 1)
+	s := newFakeServer(t, false, func(fc *fakeConn) {
+		silent := !first.Swap(true)
+		for {
+			r, err := fc.read()
+			if err != nil {
+				return
+			}
+			if silent {
+				got <- struct{}{}
+			} else {
+				fc.write(echoResult(r))
+			}
+		}
+	})
+	cl := New(Options{Addr: s.addr, PoolSize: 1})
+	defer cl.Close()
+	short := newDeadlineCtx()
+	done := make(chan error, 1)
+	go func() { _, err := cl.Get(short, Q("q", 1)); done <- err }()
+	<-got // the GET reached the silent server
+	short.expire()
+	if err := <-done; err == nil {
+		t.Fatal("a GET to a silent server succeeded")
+	}
+	r, err := cl.Get(ctxT(t, 10*time.Second), Q("q", 2))
+	if err != nil || r.Rows[0][0] != int64(2) || s.accepted.Load() != 2 {
+		t.Fatalf("after the silent connection: %v %v, %d connections", r, err, s.accepted.Load())
 	}
 }
 

@@ -15,5 +15,6 @@
 //
 // Results are typed by column type (int64, float64, string, []byte, time.Time in UTC,
 // Decimal, json.RawMessage, nil for NULL); errors carry the protocol's stable codes
-// (*Error, errors.Is with the Err* sentinels). See README.md for the details.
+// (*Error, errors.Is with the Err* sentinels). PostgreSQL's infinity / -infinity
+// timestamps are InfinityTime / NegInfinityTime. See README.md for the details.
 package cachesvc

@@ -158,8 +158,9 @@ type obj struct {
 
 // reader reads MessagePack objects from one frame body.
 type reader struct {
-	b []byte
-	p int
+	b     []byte
+	p     int
+	cells int // result cells still allowed (decodeResult): rows x max(columns, 1)
 }
 
 func (r *reader) left() int { return len(r.b) - r.p }
@@ -370,5 +371,31 @@ func (o *obj) timestamp() (sec int64, nsec uint32, ok bool) {
 	return sec, nsec, true
 }
 
-// timeOf converts a timestamp to a time.Time in UTC.
-func timeOf(sec int64, nsec uint32) time.Time { return time.Unix(sec, int64(nsec)).UTC() }
+// unixToInternal is time's offset from Unix seconds to its own (seconds since year 1):
+// time.Unix(sec, _) overflows for sec above math.MaxInt64 - unixToInternal.
+const unixToInternal int64 = (1969*365 + 1969/4 - 1969/100 + 1969/400) * 86400
+
+// InfinityTime and NegInfinityTime are the values of timestamp and timestamptz cells
+// holding PostgreSQL's 'infinity' and '-infinity'. The server sends them as the timestamp
+// with seconds math.MaxInt64 / math.MinInt64 and nanoseconds 0 (PROTOCOL.md section 4);
+// they decode to the latest and the earliest time.Time that time.Unix can give, in UTC,
+// far outside PostgreSQL's range (4713 BC .. 294276 AD), so t.Equal(InfinityTime) tells
+// them apart and they sort after / before every real value. Compare with Equal, not ==.
+var (
+	InfinityTime    = time.Unix(math.MaxInt64-unixToInternal, 999999999).UTC()
+	NegInfinityTime = time.Unix(math.MinInt64, 0).UTC()
+)
+
+// timeOf converts a timestamp to a time.Time in UTC (±infinity to InfinityTime and
+// NegInfinityTime); false when the seconds are beyond what a time.Time can hold.
+func timeOf(sec int64, nsec uint32) (time.Time, bool) {
+	switch {
+	case sec == math.MaxInt64 && nsec == 0:
+		return InfinityTime, true
+	case sec == math.MinInt64 && nsec == 0:
+		return NegInfinityTime, true
+	case sec > math.MaxInt64-unixToInternal:
+		return time.Time{}, false
+	}
+	return time.Unix(sec, int64(nsec)).UTC(), true
+}

@@ -17,6 +17,8 @@ const DEFAULTS = Object.freeze({
   connectTimeout: 2000,
   timeout: 5000,
   maxReply: codec.LIMITS.replyBody,
+  maxCells: 1000000,
+  maxQueued: 16 * 1048576,
   json: 'parse',
   int64: 'auto',
   reconnect: { initialDelay: 50, maxDelay: 2000 },
@@ -40,6 +42,8 @@ function resolveOptions(opts = {}) {
   }
   if (!Number.isInteger(o.maxReply) || o.maxReply < 1 || o.maxReply > codec.LIMITS.u32)
     throw badArgument('maxReply must be 1..4294967295 bytes');
+  if (!Number.isInteger(o.maxCells) || o.maxCells < 1) throw badArgument('maxCells must be a positive integer');
+  if (!Number.isInteger(o.maxQueued) || o.maxQueued < 1) throw badArgument('maxQueued must be a positive integer (bytes)');
   if (o.json !== 'parse' && o.json !== 'raw') throw badArgument('json must be "parse" or "raw"');
   if (o.int64 !== 'auto' && o.int64 !== 'bigint') throw badArgument('int64 must be "auto" or "bigint"');
   if (o.reconnect !== false) {
@@ -50,6 +54,9 @@ function resolveOptions(opts = {}) {
   }
   // validates the name and the token now rather than at the first connect
   codec.helloBody(o.clientName, o.token);
+  // The token is a secret: not enumerable, so util.inspect / console.log / JSON.stringify
+  // of a client, a connection or these options do not show it.
+  Object.defineProperty(o, 'token', { value: o.token, enumerable: false, writable: false });
   return o;
 }
 

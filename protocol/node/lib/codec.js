@@ -59,11 +59,42 @@ const TIERS = Object.freeze({ critical: 0, default: 1, batch: 2 });
  * 2 x count), every str/bin/ext length <= bytes remaining, no reserved byte 0xc1, nothing
  * left over. Allocates nothing. Throws a CacheError (bad_reply) naming the first violation.
  */
-function checkBody(buf, start, end) {
+function checkBody(buf, start, end, cellDepth = 0, maxCells = Infinity, protoDepth = Infinity) {
   if (end <= start) throw badReply('empty body');
   if (!Buffer.isBuffer(buf)) buf = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  cells.depth = cellDepth;
+  cells.max = maxCells;
+  cells.n = 0;
+  cells.protoDepth = protoDepth;
   const p = skip(buf, start, end, 1);
   if (p !== end) throw badReply(`${end - p} bytes after the body's object`);
+}
+
+// The cell budget of the walk in progress: the elements of the containers whose elements
+// sit at `depth` (a result's cells; an empty row counts 1) may number at most `max`.
+// Maps at depth <= protoDepth are protocol maps (str keys, each once); deeper ones sit in
+// values a receiver ignores (unknown meta or HELLO keys) and may have any keys.
+const cells = { depth: 0, max: Infinity, n: 0, protoDepth: Infinity };
+function countCells(depth, n) {
+  if (depth + 1 !== cells.depth) return;
+  cells.n += n || 1;
+  if (cells.n > cells.max) throw badReply(`reply of more than ${cells.max} cells (maxCells)`);
+}
+
+// The depth of a result's cells in a reply body (the body is depth 1), by reply opcode:
+// GET/REFRESH [meta, [cols, [row...]]] -> 5; MGET [[meta, [cols, [row...]]]...] -> 6.
+function cellDepth(opcode) {
+  if (opcode === (0x80 | OP.GET) || opcode === (0x80 | OP.REFRESH)) return 5;
+  if (opcode === (0x80 | OP.MGET)) return 6;
+  return 0;
+}
+
+// The depth of the deepest protocol map of a reply body, by opcode: the meta map of a
+// GET/REFRESH reply (2), of an MGET item (3); otherwise the body's own map (1).
+function protoMapDepth(opcode) {
+  if (opcode === (0x80 | OP.GET) || opcode === (0x80 | OP.REFRESH)) return 2;
+  if (opcode === (0x80 | OP.MGET)) return 3;
+  return 1;
 }
 
 function be16(b, p) {
@@ -125,6 +156,11 @@ function payload(p, end, len) {
 // most once (a JS object could not tell duplicates apart).
 function entries(b, p, end, depth, n) {
   if (2 * n > end - p) throw badReply(`count ${2 * n} over the ${end - p} bytes left`);
+  countCells(depth, 2 * n);
+  if (depth > cells.protoDepth) {
+    for (let i = 0; i < 2 * n; i++) p = skip(b, p, end, depth + 1);
+    return p;
+  }
   const seen = n > 1 ? new Set() : null;
   for (let i = 0; i < n; i++) {
     const k = p;
@@ -149,6 +185,7 @@ function entries(b, p, end, depth, n) {
 
 function children(b, p, end, depth, n) {
   if (n > end - p) throw badReply(`count ${n} over the ${end - p} bytes left`);
+  countCells(depth, n);
   for (let i = 0; i < n; i++) p = skip(b, p, end, depth + 1);
   return p;
 }
@@ -230,11 +267,13 @@ function makeDecoder(maxBody) {
     maxArrayLength: maxBody,
     maxMapLength: maxBody,
     maxExtLength: maxBody,
+    // keys of maps inside ignored values (protocol maps are checked to have str keys)
+    mapKeyConverter: (k) => (typeof k === 'string' || typeof k === 'number' ? k : String(k)),
   });
 }
 
-function decodeBody(decoder, buf, start, end) {
-  checkBody(buf, start, end);
+function decodeBody(decoder, buf, start, end, cellDepth = 0, maxCells = Infinity, protoDepth = Infinity) {
+  checkBody(buf, start, end, cellDepth, maxCells, protoDepth);
   try {
     return decoder.decode(buf.subarray(start, end));
   } catch (e) {
@@ -685,7 +724,7 @@ function decodeReply(opcode, b, opt = {}) {
     case 0x80 | OP.HELLO:
       return decodeHello(b);
     case 0x80 | OP.PING:
-      if (b !== null && !(isMap(b) && Object.keys(b).length === 0)) throw badReply('PING reply is not nil');
+      if (b !== null) throw badReply('PING reply is not nil'); // ({} only in a PING request)
       return undefined;
     case 0x80 | OP.GET:
     case 0x80 | OP.REFRESH:
@@ -715,6 +754,8 @@ module.exports = {
   TYPE_NAMES,
   TIERS,
   checkBody,
+  cellDepth,
+  protoMapDepth,
   makeDecoder,
   decodeBody,
   encodeFrame,

@@ -22,10 +22,12 @@ class Connection {
     this.pending = new Map(); // id -> {opcode, decode, resolve, reject, timer}
     this.abandoned = new Set();
     this.nextId = 1;
+    this.rx = 0; // reply frames received
     this.dead = null; // the CacheError that ended it
     this.reader = new codec.FrameReader(o.maxReply);
     this.decoder = codec.makeDecoder(o.maxReply);
     this.outq = [];
+    this.outBytes = 0; // bytes in outq (not yet handed to the socket)
     this.flushScheduled = false;
     this.maxFrame = codec.LIMITS.requestBody;
     this.server = null;
@@ -38,9 +40,10 @@ class Connection {
     return this.o.path ? `unix:${this.o.path}` : `${this.o.host}:${this.o.port}`;
   }
 
-  /** Requests sent and not yet answered (or timed out). */
+  /** Requests sent and not yet answered, counting those that timed out until their late
+   * reply arrives (a pool must not prefer a connection whose server stopped answering). */
   get inFlight() {
-    return this.pending.size;
+    return this.pending.size + this.abandoned.size;
   }
 
   /**
@@ -78,7 +81,8 @@ class Connection {
       (info) => {
         this.opening = false;
         this.server = info;
-        this.maxFrame = info.maxFrame;
+        // max_frame 0 says nothing: the protocol's default request limit (1 MiB) holds
+        this.maxFrame = info.maxFrame || codec.LIMITS.requestBody;
         return info;
       },
       (e) => {
@@ -107,8 +111,14 @@ class Connection {
     } catch (e) {
       return Promise.reject(e);
     }
+    // Write backpressure: output the server has not read yet (queued here and buffered in
+    // the socket) is bounded; past the bound new requests fail at once, nothing sent.
+    const queued = this.outBytes + (this.socket ? this.socket.writableLength : 0);
+    if (queued > 0 && queued + frame.length > this.o.maxQueued)
+      return Promise.reject(new CacheError(Codes.OVERLOADED,
+        `${queued} bytes of requests not yet taken by ${this.address} (maxQueued ${this.o.maxQueued}): the server is not reading`));
     return new Promise((resolve, reject) => {
-      const p = { opcode, decode, resolve, reject, timer: null };
+      const p = { opcode, decode, resolve, reject, timer: null, rx: this.rx };
       p.timer = setTimeout(() => this._timeout(id, timeoutMs), timeoutMs);
       this.pending.set(id, p);
       this._write(frame);
@@ -131,6 +141,7 @@ class Connection {
 
   _write(frame) {
     this.outq.push(frame);
+    this.outBytes += frame.length;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       process.nextTick(() => this._flush());
@@ -142,6 +153,7 @@ class Connection {
     if (this.dead || this.outq.length === 0) return;
     const q = this.outq;
     this.outq = [];
+    this.outBytes = 0;
     this.socket.write(q.length === 1 ? q[0] : Buffer.concat(q));
   }
 
@@ -151,7 +163,11 @@ class Connection {
     this.pending.delete(id);
     this.abandoned.add(id);
     p.reject(new CacheError(Codes.CLIENT_TIMEOUT, `no reply within ${ms} ms (${this.address})`));
-    if (this.abandoned.size > MAX_ABANDONED)
+    // No frame at all since this request was sent: the server is presumed dead or wedged.
+    // Close (the other requests fail with `closed`; the Client connects anew).
+    if (this.rx === p.rx && !this.opening)
+      this._fail(new CacheError(Codes.CLOSED, `a request timed out with no reply from ${this.address} since it was sent; connection dropped`));
+    else if (this.abandoned.size > MAX_ABANDONED)
       this._fail(new CacheError(Codes.CLOSED, `${this.abandoned.size} requests timed out unanswered; connection dropped`));
   }
 
@@ -165,6 +181,7 @@ class Connection {
       return;
     }
     for (const f of frames) {
+      this.rx++;
       this._dispatch(f);
       if (this.dead) return;
     }
@@ -174,7 +191,7 @@ class Connection {
     const p = this.pending.get(f.id);
     let body;
     try {
-      body = codec.decodeBody(this.decoder, f.body, 0, f.body.length);
+      body = codec.decodeBody(this.decoder, f.body, 0, f.body.length, codec.cellDepth(f.opcode), this.o.maxCells, codec.protoMapDepth(f.opcode));
     } catch (e) {
       this._fail(e);
       return;

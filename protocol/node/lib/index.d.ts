@@ -37,6 +37,14 @@ export interface ClientOptions {
   timeout?: number;
   /** Largest reply body accepted, in bytes (default 64 MiB). */
   maxReply?: number;
+  /** Most cells in one GET/REFRESH/MGET reply (rows x columns, an empty row counting 1,
+   * summed over MGET items; default 1000000): more is refused (bad_reply) from the array
+   * headers, before any row is built. */
+  maxCells?: number;
+  /** Most bytes of requests sent but not yet taken by the server (queued plus the socket's
+   * buffer; default 16 MiB): past it new requests fail at once with `overloaded` (not from
+   * the server), nothing sent. */
+  maxQueued?: number;
   /** json/jsonb cells: parsed with JSON.parse (default) or the raw text. */
   json?: 'parse' | 'raw';
   /** int cells: a Number when it is a safe integer, else a BigInt (default "auto"); or always a BigInt. */

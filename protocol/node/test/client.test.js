@@ -148,12 +148,58 @@ test('a client timeout fails one request, not the connection; the late reply is 
     } else conn.reply(0x83, f.id, result('fast'));
   });
   const c = new Client(opts(srv));
-  await rejectsCode(c.get('slow', [], { timeout: 100 }), Codes.CLIENT_TIMEOUT);
+  const slow = c.get('slow', [], { timeout: 1500 });
+  // the server answers another request meanwhile: it is alive, the connection stays
+  assert.equal((await c.get('q', [])).rows[0][0], 'fast');
+  await rejectsCode(slow, Codes.CLIENT_TIMEOUT);
+  assert.equal(c.inFlight, 1); // the unanswered request still counts
   conn0.reply(0x83, slowId, result('late'));
   assert.equal((await c.get('q', [])).rows[0][0], 'fast');
   assert.equal((await c.get('q', [])).rows[0][0], 'fast');
+  assert.equal(c.inFlight, 0);
   assert.equal(srv.accepted, 1);
   await c.close();
+  await srv.close();
+});
+
+test('a timeout with no frame since the request was sent drops the connection; the next call reconnects', async () => {
+  let n = 0;
+  const srv = await fakeServer(DIR, (f, conn) => {
+    if (f.opcode === 1) {
+      n++;
+      return;
+    }
+    if (n >= 2) conn.reply(0x83, f.id, result('alive')); // the first connection: HELLO, then silence
+  });
+  const c = new Client(opts(srv));
+  await c.connect();
+  const other = c.get('other', [], { timeout: 5000 });
+  await rejectsCode(c.get('q', [], { timeout: 100 }), Codes.CLIENT_TIMEOUT);
+  await rejectsCode(other, Codes.CLOSED);
+  assert.equal((await c.get('q', [])).rows[0][0], 'alive');
+  assert.equal(srv.accepted, 2);
+  await c.close();
+  await srv.close();
+});
+
+test('pool: a connection whose server went silent is replaced', async () => {
+  let n = 0;
+  const srv = await fakeServer(DIR, (f, conn) => {
+    if (f.opcode === 1) {
+      conn.sock.nth = n++;
+      return;
+    }
+    if (conn.sock.nth !== 0) conn.reply(0x83, f.id, result('ok'));
+  });
+  const pool = new Pool({ ...opts(srv), size: 2 });
+  await pool.connect();
+  // requests spread over both connections: those on the silent one time out
+  const rs = await Promise.allSettled(Array.from({ length: 4 }, () => pool.get('q', [], { timeout: 200 })));
+  assert.ok(rs.some((r) => r.status === 'rejected' && r.reason.code === Codes.CLIENT_TIMEOUT));
+  assert.ok(rs.some((r) => r.status === 'fulfilled'));
+  for (let i = 0; i < 6; i++) assert.equal((await pool.get('q', [])).rows[0][0], 'ok');
+  assert.equal(srv.accepted, 3); // the silent one was dropped and replaced
+  await pool.close();
   await srv.close();
 });
 
@@ -304,7 +350,7 @@ test('fuzz through a socket: mutated replies only ever reject with CacheError', 
 
 test('options are checked when the client is made', () => {
   const bad = [{ port: 0 }, { port: 70000 }, { host: '' }, { timeout: 0 }, { timeout: 2 ** 31 }, { connectTimeout: -1 },
-    { maxReply: 0 }, { json: 'x' }, { int64: 'number' }, { reconnect: { initialDelay: 100, maxDelay: 10 } },
+    { maxReply: 0 }, { maxCells: 0 }, { json: 'x' }, { int64: 'number' }, { reconnect: { initialDelay: 100, maxDelay: 10 } },
     { clientName: 'x'.repeat(65) }, { token: 't'.repeat(257) }, { path: 5 }];
   for (const o of bad) assert.throws(() => new Client(o), (e) => e instanceof CacheError && e.code === Codes.BAD_ARGUMENT, JSON.stringify(o));
   assert.throws(() => new Pool({ size: 0 }), CacheError);
@@ -337,3 +383,84 @@ test('shutting_down: the connection takes no new requests, closes when idle; cal
   await srv.close();
 });
 
+
+test('maxCells: a reply over it closes the connection with bad_reply', async () => {
+  const srv = await fakeServer(DIR, (f, conn) => {
+    if (f.opcode === 3) conn.reply(0x83, f.id, [meta(0), [[['v', 4]], [[null], [null], [null]]]]);
+  });
+  const c = new Client(opts(srv, { maxCells: 4 }));
+  await rejectsCode(c.get('q', []), Codes.BAD_REPLY);
+  await c.close();
+  const d = new Client(opts(srv)); // the default (a million) takes it
+  assert.equal((await d.get('q', [])).rows.length, 3);
+  await d.close();
+  await srv.close();
+});
+
+test('HELLO max_frame 0: the request limit falls back to 1 MiB', async () => {
+  const srv = await fakeServer(DIR, (f, conn) => {
+    if (f.opcode === 1) {
+      conn.reply(0x81, f.id, { v: 1, server: 'fake/0', max_frame: 0 });
+      return true;
+    }
+    if (f.opcode === 3) conn.reply(0x83, f.id, result('ok'));
+  });
+  const c = new Client(opts(srv));
+  assert.equal((await c.get('q', ['x'.repeat(1000)])).rows[0][0], 'ok');
+  await rejectsCode(c.get('q', ['x'.repeat(1048576)]), Codes.TOO_LARGE);
+  await c.close();
+  await srv.close();
+});
+
+test('util.inspect of a client or its connection does not show the token', async () => {
+  const util = require('node:util');
+  const secret = 's3cret-token-value';
+  let sent = null;
+  const srv = await fakeServer(DIR, (f) => {
+    if (f.opcode === 1) sent = f.body.token;
+  });
+  const c = new Client(opts(srv, { token: secret }));
+  await c.connect();
+  assert.equal(sent, secret); // still sent in HELLO
+  for (const x of [c, c._conn, c.o]) {
+    assert.ok(!util.inspect(x, { depth: 10, showHidden: false }).includes(secret));
+    assert.ok(!JSON.stringify(x.o || x, (k, v) => (typeof v === 'bigint' ? String(v) : v)).includes(secret));
+  }
+  const p = new Pool({ ...opts(srv, { token: secret }), size: 2 });
+  assert.ok(!util.inspect(p, { depth: 10 }).includes(secret));
+  await p.close();
+  await c.close();
+  await srv.close();
+});
+
+test('write backpressure: requests past maxQueued unread bytes fail at once with overloaded', async () => {
+  let stalled = null;
+  const srv = await fakeServer(DIR, (f, conn) => {
+    if (f.opcode === 1) {
+      conn.reply(0x81, f.id, { v: 1, server: 'fake/1', max_frame: 1048576 });
+      conn.sock.pause(); // then reads nothing more
+      stalled = conn;
+      return true;
+    }
+  });
+  const c = new Client(opts(srv, { maxQueued: 2 * 1048576, timeout: 30000 }));
+  await c.connect();
+  const big = 'x'.repeat(500000);
+  const sent = [];
+  let refused = null;
+  for (let i = 0; i < 10 && !refused; i++) {
+    const p = c.get('q', [big]);
+    sent.push(p.catch((e) => e));
+    await Promise.race([p.then(() => null, (e) => e), new Promise((r) => setImmediate(() => r(null)))]).then((e) => {
+      if (e && e.code === Codes.OVERLOADED) refused = e;
+    });
+  }
+  assert.ok(refused, 'no request was refused');
+  assert.equal(refused.fromServer, false);
+  assert.match(refused.message, /not reading/);
+  assert.ok(sent.length <= 6, `${sent.length} requests queued past a 2 MiB bound`);
+  assert.ok(stalled);
+  await c.close();
+  for (const e of await Promise.all(sent)) assert.ok(e instanceof CacheError);
+  await srv.close();
+});

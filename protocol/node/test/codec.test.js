@@ -363,3 +363,46 @@ test('backoff: capped exponential with jitter in [d/2, d]', () => {
     assert.ok(v >= d / 2 && v <= d, `attempt ${n}: ${v}`);
   }
 });
+
+test('maxCells: a reply with more cells is refused from the array headers', () => {
+  const get = (cols, rows) => mp([meta(0), [cols, rows]]);
+  const d = codec.cellDepth(0x83);
+  const nulls = (n, w) => Array.from({ length: n }, () => new Array(w).fill(null));
+  const dec = codec.makeDecoder(1 << 26);
+  const b = (x) => [dec, x, 0, x.length];
+  // 8 cells + 2 for the column's [name, type] (counted at the same depth): 10
+  codec.decodeBody(...b(get([['a', 2]], nulls(8, 1))), d, 10);
+  throwsCode(() => codec.decodeBody(...b(get([['a', 2]], nulls(9, 1))), d, 10), Codes.BAD_REPLY, /cells/);
+  throwsCode(() => codec.decodeBody(...b(get([], nulls(11, 0))), d, 10), Codes.BAD_REPLY, /cells/); // empty rows count 1
+  const item = [meta(0), [[['a', 2]], nulls(4, 1)]];
+  const mget = mp([item, item]);
+  assert.equal(codec.cellDepth(0x84), 6);
+  codec.decodeBody(...b(mget), 6, 12);
+  throwsCode(() => codec.decodeBody(...b(mget), 6, 11), Codes.BAD_REPLY, /cells/); // summed over items
+  // other replies are not counted; no budget means none
+  codec.decodeBody(...b(mp({ a: nulls(20, 1) })), codec.cellDepth(0x87), 1);
+  codec.decodeBody(...b(get([['a', 2]], nulls(50, 1))));
+});
+
+test('unknown meta values may be maps with any keys; protocol maps must have str keys', () => {
+  const dec = codec.makeDecoder(1 << 20);
+  const m = (hexMeta) => hex(`92 ${hexMeta} 92 91 92 a1 6e 02 90`);
+  // meta {src:0, lsn:1, age:0, stale:false, x: {1: 2, 1: 3, [1]: nil}}
+  const meta5 = '85 a3 73 72 63 00 a3 6c 73 6e 01 a3 61 67 65 00 a5 73 74 61 6c 65 c2';
+  const odd = `a1 78 83 01 02 01 03 91 01 c0`;
+  const get = m(`${meta5} ${odd}`);
+  const body = (b, op) => codec.decodeBody(dec, b, 0, b.length, codec.cellDepth(op), 1e6, codec.protoMapDepth(op));
+  const r = codec.decodeReply(0x83, body(get, 0x83));
+  assert.equal(r.meta.src, 0);
+  // the same inside an MGET item
+  const mget = Buffer.concat([hex('91'), get]);
+  assert.equal(codec.decodeReply(0x84, body(mget, 0x84))[0].meta.lsn, 1n);
+  // a non-str key or a duplicate key in the meta map itself is refused
+  throwsCode(() => body(m('85 a3 73 72 63 00 a3 6c 73 6e 01 a3 61 67 65 00 a5 73 74 61 6c 65 c2 01 02'), 0x83), Codes.BAD_REPLY, /key/);
+  throwsCode(() => body(m('85 a3 73 72 63 00 a3 6c 73 6e 01 a3 61 67 65 00 a5 73 74 61 6c 65 c2 a3 73 72 63 00'), 0x83), Codes.BAD_REPLY, /duplicate/);
+});
+
+test('the PING reply body is nil; {} is refused', () => {
+  assert.equal(codec.decodeReply(0x82, null), undefined);
+  throwsCode(() => codec.decodeReply(0x82, {}), Codes.BAD_REPLY, /PING/);
+});

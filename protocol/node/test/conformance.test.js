@@ -142,7 +142,7 @@ function checkReply(opcode, value, body, where) {
 
 const decoder = codec.makeDecoder(codec.LIMITS.replyBody);
 function decodeFrameBody(f, opt) {
-  return codec.decodeReply(f.opcode, codec.decodeBody(decoder, f.body, 0, f.body.length), opt);
+  return codec.decodeReply(f.opcode, codec.decodeBody(decoder, f.body, 0, f.body.length, codec.cellDepth(f.opcode), 1000000, codec.protoMapDepth(f.opcode)), opt);
 }
 function refusedWith(fn, code, where) {
   assert.throws(fn, (e) => {

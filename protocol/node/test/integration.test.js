@@ -210,8 +210,11 @@ test('request errors keep the connection', { skip: SKIP }, async () => {
   await rejectsWith(c.get('nc_name', ['abc']), Codes.BAD_PARAMS);
   await rejectsWith(c.get('nc_name', [1, 2]), Codes.BAD_PARAMS);
   await rejectsWith(c.get('nc_slow', [5, 2]), Codes.TIMEOUT); // the server's request_timeout (3 s)
-  // the client's own timeout: the late reply is dropped, the connection kept
-  await rejectsWith(c.get('nc_slow', [0.6, 3], { timeout: 100 }), Codes.CLIENT_TIMEOUT);
+  // the client's own timeout while the server answers other requests: the connection is
+  // kept, the late reply dropped
+  const slow = c.get('nc_slow', [1.5, 3], { timeout: 1000 });
+  assert.deepEqual((await c.get('nc_name', [4])).rows, [[4, 'name 4']]);
+  await rejectsWith(slow, Codes.CLIENT_TIMEOUT);
   await sleep(700);
   assert.deepEqual((await c.get('nc_name', [5])).rows, [[5, 'name 5']]);
   // arguments refused before sending
@@ -219,6 +222,15 @@ test('request errors keep the connection', { skip: SKIP }, async () => {
   await rejectsWith(c.get('nc_name', [1], { tier: 7 }), Codes.BAD_ARGUMENT);
   assert.equal(c._conn, conn, 'still the first connection');
   assert.equal(conn.dead, null);
+});
+
+test('a lone request timing out with no frame since it was sent drops the connection; the next call reconnects', { skip: SKIP }, async () => {
+  await c.ping();
+  const conn = c._conn;
+  await rejectsWith(c.get('nc_slow', [0.6, 4], { timeout: 100 }), Codes.CLIENT_TIMEOUT);
+  assert.ok(conn.dead, 'the silent connection was dropped');
+  assert.deepEqual((await c.get('nc_name', [6])).rows, [[6, 'name 6']]);
+  assert.notEqual(c._conn, conn, 'a new connection');
 });
 
 test('a protocol error closes the connection; the client reconnects for the next call', { skip: SKIP }, async () => {

@@ -19,6 +19,8 @@ from helpers import (
     read_request,
 )
 
+from unittest import mock
+
 import cachesvc
 from cachesvc import aio, codec
 from cachesvc.client import Connection
@@ -94,6 +96,46 @@ class SyncConnection(unittest.TestCase):
         with self.assertRaises(cachesvc.ConnectionClosedError):
             c.ping()
         srv.join()
+
+    def test_decoding_failure_of_any_kind_fails_the_request_and_closes(self):
+        def script(s):
+            a = read_request(s)
+            b = read_request(s)
+            reply = lambda rid, t: get_reply(rid, cols=[("v", 4)], rows=[[t]])  # noqa: E731
+            try:  # one write: the client closes after the first reply
+                s.sendall(reply(a[1], "x") + reply(b[1], "y"))
+                s.recv(1)
+            except OSError:
+                pass
+
+        srv = FakeServer(script)
+        c = conn_over(srv)
+        with mock.patch.object(codec, "decode_reply", side_effect=RecursionError("deep")):
+            p1 = c.send(codec.Get("a"))
+            p2 = c.send(codec.Get("b"))
+            with self.assertRaises(cachesvc.ProtocolError) as cm:
+                p1.result()
+        self.assertIsInstance(cm.exception.__cause__, RecursionError)
+        self.assertTrue(c.closed)
+        with self.assertRaises(cachesvc.ProtocolError):
+            p2.result()
+        srv.join()
+
+    def test_deep_json_is_raw_text(self):
+        deep = "[" * 5000 + "]" * 5000
+
+        def script(s):
+            _, rid, _ = read_request(s)
+            s.sendall(get_reply(rid, cols=[("j", 9)], rows=[[deep]]))
+            _, rid, _ = read_request(s)
+            s.sendall(frame(0x82, rid, None))
+
+        srv = FakeServer(script)
+        c = conn_over(srv)
+        self.assertEqual(c.get("j").rows, [(deep,)])
+        c.ping()
+        srv.join()
+        c.close()
 
     def test_server_protocol_error_with_id_zero_closes(self):
         def script(s):
@@ -418,6 +460,47 @@ class Async(unittest.TestCase):
             self.assertTrue(c.closed)
             with self.assertRaises(cachesvc.ConnectionClosedError):
                 await c.ping()
+
+        self.run_async(main())
+        srv.join()
+
+    def test_decoding_failure_of_any_kind_fails_the_request(self):
+        def script(s):
+            a = read_request(s)
+            answer(s, a[1], "x")
+            s.recv(1)
+
+        srv = FakeServer(script)
+
+        async def main():
+            c = await self.conn_over(srv, timeout=60)
+            with mock.patch.object(codec, "decode_reply", side_effect=RecursionError("deep")):
+                with self.assertRaises(cachesvc.ProtocolError) as cm:
+                    await asyncio.wait_for(c.get("a"), 10)  # no hang
+            self.assertIsInstance(cm.exception.__cause__, RecursionError)
+            self.assertTrue(c.closed)
+
+        self.run_async(main())
+        srv.join()
+
+    def test_timeout_bounds_a_wait_for_a_paused_transport(self):
+        def script(s):
+            b = read_request(s)
+            read_request(s)  # the PING, sent while the transport is paused
+            answer(s, b[1], "b")  # a frame after the PING went out: the server is alive
+            s.recv(1)
+
+        srv = FakeServer(script)
+
+        async def main():
+            c = await self.conn_over(srv, timeout=30)
+            tb = asyncio.ensure_future(c.get("b"))
+            await asyncio.sleep(0)
+            c._paused = True  # as pause_writing() does when the socket buffer is full
+            with self.assertRaises(cachesvc.ClientTimeoutError):
+                await asyncio.wait_for(c.execute(codec.Ping(), timeout=0.3), 20)
+            self.assertEqual((await tb).rows, [("b",)])
+            c.close()
 
         self.run_async(main())
         srv.join()

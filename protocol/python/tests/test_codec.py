@@ -290,6 +290,19 @@ class TypedValues(unittest.TestCase):
         raw = decode(Get("q"), typed_reply(cols, [row]), json="raw")
         self.assertEqual(raw.rows[0][8], '{"k": [1, 2]}')
 
+    def test_numeric_text_accepted(self):
+        ok = ["0", "-1.50", "+2", "12345678901234567890.000000001", ".5", "5.", "1e5", "-1.5E-7",
+              "NaN", "Infinity", "-Infinity"]
+        r = decode(Get("q"), typed_reply([("n", 8)], [[x] for x in ok]))
+        self.assertEqual([str(row[0]) for row in r.rows],
+                         [str(decimal.Decimal(x)) for x in ok])
+
+    def test_unparsable_json_is_the_raw_text(self):
+        deep = "[" * 5000 + "]" * 5000  # deeper than the recursion limit
+        huge = "1" + "0" * 5000  # '1e5000'::jsonb as PostgreSQL writes it: > int's digit limit
+        r = decode(Get("q"), typed_reply([("j", 9)], [[deep], [huge], ["{nope"], ['{"a": [1]}']]))
+        self.assertEqual([row[0] for row in r.rows], [deep, huge, "{nope", {"a": [1]}])
+
     def test_numeric_specials_and_timestamps(self):
         big = msgpack.Timestamp(2**63 - 1, 0)
         small = msgpack.Timestamp(-(2**63), 0)
@@ -330,6 +343,7 @@ class TypedValues(unittest.TestCase):
             "no stale": frame(0x83, 1, [{"src": 0, "lsn": 0, "age": 0}, result([("a", 2)], [[1]])]),
             "stale int": typed_reply([("a", 2)], [[1]], m=meta(stale=1)),
             "stored str": typed_reply([("a", 2)], [[1]], m=meta(stored="yes")),
+            "stored nil": typed_reply([("a", 2)], [[1]], m=meta(stored=None)),
             "negative age": typed_reply([("a", 2)], [[1]], m=meta(age=-1)),
             "meta array": frame(0x83, 1, [[0], result([("a", 2)], [[1]])]),
             "dup meta key": frame(0x83, 1, raw=b"\x92\x85\xa3src\x00\xa3src\x01\xa3lsn\x00\xa3age\x00"
@@ -345,7 +359,13 @@ class TypedValues(unittest.TestCase):
             "cell uint64": typed_reply([("a", 2)], [[2**63]]),
             "cell ext": frame(0x83, 1, [ok_m, [[["a", 10]], [[msgpack.ExtType(5, b"x")]]]]),
             "bad numeric": typed_reply([("n", 8)], [["1.2.3"]]),
-            "bad json": typed_reply([("j", 9)], [["{nope"]]),
+            "numeric underscore": typed_reply([("n", 8)], [["1_000"]]),
+            "numeric padded": typed_reply([("n", 8)], [[" 1 "]]),
+            "numeric sNaN": typed_reply([("n", 8)], [["sNaN"]]),
+            "numeric inf": typed_reply([("n", 8)], [["inf"]]),
+            "numeric nan lower": typed_reply([("n", 8)], [["nan"]]),
+            "numeric empty": typed_reply([("n", 8)], [[""]]),
+            "numeric unicode digits": typed_reply([("n", 8)], [["\u0661"]]),
             "cols map": frame(0x83, 1, [ok_m, [{"a": 2}, []]]),
             "too many columns": typed_reply([("c", 2)] * 1665, []),
         }
@@ -452,3 +472,34 @@ class Addresses(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class CellBudget(unittest.TestCase):
+    def test_max_cells_refused_from_the_headers(self):
+        rows = [[None]] * 11
+        opts = codec.DecodeOptions(max_cells=10)
+        with self.assertRaises(cachesvc.ProtocolError):
+            codec.decode_reply(Get("q"), 0x83, typed_reply([("a", 2)], rows)[12:], opts)
+        with self.assertRaises(cachesvc.ProtocolError):  # zero-column rows count 1 each
+            codec.decode_reply(Get("q"), 0x83, typed_reply([], [[]] * 11)[12:], opts)
+        r = codec.decode_reply(Get("q"), 0x83, typed_reply([("a", 2)], rows[:8])[12:], opts)
+        self.assertEqual(len(r.rows), 8)  # 8 cells + the column's 2 values
+        mget = frame(0x84, 1, [[meta(), result([("a", 2)], rows[:6])]] * 2)[12:]
+        with self.assertRaises(cachesvc.ProtocolError):  # summed over the items
+            codec.decode_reply(codec.MGet([Get("q"), Get("q")]), 0x84, mget, opts)
+        self.assertEqual(len(codec.decode_reply(codec.MGet([Get("q"), Get("q")]), 0x84, mget)), 2)
+        # the default: a million
+        self.assertEqual(codec.DEFAULT_OPTIONS.max_cells, 1_000_000)
+        big = typed_reply([("a", 2)], [[None]] * 1_000_001)[12:]
+        with self.assertRaises(cachesvc.ProtocolError):
+            codec.decode_reply(Get("q"), 0x83, big)
+        with self.assertRaises(ValueError):
+            codec.DecodeOptions(max_cells=0)
+
+
+class Secrets(unittest.TestCase):
+    def test_hello_repr_hides_the_token(self):
+        h = codec.Hello("me", "s3cret-token")
+        self.assertNotIn("s3cret-token", repr(h))
+        self.assertEqual(h.token, "s3cret-token")
+        self.assertIn(b"s3cret-token", codec.encode_request(h, 1))

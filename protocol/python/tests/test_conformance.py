@@ -99,6 +99,9 @@ def expected_cell(v, coltype):
     x = from_json(v)
     if isinstance(x, msgpack.Timestamp):
         aware = coltype != codec.ColumnType.TIMESTAMP
+        if x.nanoseconds == 0 and x.seconds in (2**63 - 1, -(2**63)):  # +-infinity
+            inf = dt.datetime.max if x.seconds > 0 else dt.datetime.min
+            return inf.replace(tzinfo=UTC) if aware else inf
         base = dt.datetime(1970, 1, 1, tzinfo=UTC if aware else None)
         return base + dt.timedelta(seconds=x.seconds, microseconds=x.nanoseconds // 1000)
     if isinstance(x, str) and coltype == codec.ColumnType.NUMERIC:

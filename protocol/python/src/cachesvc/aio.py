@@ -39,6 +39,7 @@ from .errors import (
     ProtocolError,
     ServerError,
     ShuttingDownError,
+    _as_protocol_error,
 )
 
 __all__ = ["AsyncConnection", "Client", "connect"]
@@ -98,12 +99,13 @@ class AsyncConnection:
     closed."""
 
     def __init__(self, *, address: Optional[Address] = None, timeout: float = 5.0,
-                 max_reply_body: int = codec.MAX_REPLY_BODY, json: str = "parse"):
+                 max_reply_body: int = codec.MAX_REPLY_BODY, json: str = "parse",
+                 max_cells: int = DecodeOptions.max_cells):
         self.address = address
         self.timeout = timeout
         self.server: Optional[ServerInfo] = None
         self._transport: Optional[asyncio.Transport] = None
-        self._opts = DecodeOptions(json=json)
+        self._opts = DecodeOptions(json=json, max_cells=max_cells)
         self._reader = codec.FrameReader(max_reply_body)
         self._pending: dict = {}  # id -> (request, future)
         self._abandoned: set = set()
@@ -171,8 +173,8 @@ class AsyncConnection:
                     break
                 self._rx_count += 1
                 self._dispatch(f)
-        except ProtocolError as e:
-            self._fail(e)
+        except Exception as e:  # noqa: BLE001 - a frame we cannot handle closes the connection
+            self._fail(_as_protocol_error(e))
 
     def _dispatch(self, f: codec.Frame) -> None:
         entry = self._pending.pop(f.reqid, None)
@@ -188,10 +190,11 @@ class AsyncConnection:
         self._abandoned.discard(f.reqid)  # an abandoned request's future is done: dropped below
         try:
             v = codec.decode_reply(req, f.opcode, f.body, self._opts)
-        except ProtocolError as e:
+        except Exception as e:  # noqa: BLE001 - no decoding failure may leave fut pending
+            pe = _as_protocol_error(e)
             if not fut.done():
-                fut.set_exception(e)
-            raise
+                fut.set_exception(pe)
+            raise pe from (None if pe is e else e)
         if isinstance(v, ServerError):
             if not fut.done():
                 fut.set_exception(v)
@@ -225,7 +228,7 @@ class AsyncConnection:
         timer = loop.call_later(timeout, self._timed_out, reqid, fut, self._rx_count, timeout)
         try:
             if self._paused:
-                await self._drain()
+                await self._drain(fut)  # bounded by the request's timeout: fut ends then
             return await fut
         except asyncio.CancelledError:
             if reqid in self._pending:
@@ -266,11 +269,24 @@ class AsyncConnection:
         if len(self._abandoned) > _MAX_ABANDONED:
             self._fail(ConnectionClosedError(f"{len(self._abandoned)} requests never answered"))
 
-    async def _drain(self) -> None:
-        while self._paused and self._closed_exc is None:
+    async def _drain(self, fut: Optional[asyncio.Future] = None) -> None:
+        """Waits while the transport is paused (its buffer is full), until it resumes, the
+        connection closes, or fut (the request's own future: its timeout ends it) is done."""
+        while self._paused and self._closed_exc is None and not (fut is not None and fut.done()):
             w = asyncio.get_running_loop().create_future()
             self._drain_waiters.append(w)
-            await w
+
+            def wake(_f, w=w):
+                if not w.done():
+                    w.set_result(None)
+
+            if fut is not None:
+                fut.add_done_callback(wake)
+            try:
+                await w
+            finally:
+                if fut is not None:
+                    fut.remove_done_callback(wake)
 
     async def pipeline(self, requests: Sequence[Request], *, raise_on_error: bool = True) -> list:
         """Sends the requests at once and returns their values in request order; with
@@ -322,11 +338,12 @@ async def connect(
     timeout: float = 5.0,
     max_reply_body: int = codec.MAX_REPLY_BODY,
     json: str = "parse",
+    max_cells: int = DecodeOptions.max_cells,
 ) -> AsyncConnection:
     """Connects and says HELLO; arguments as cachesvc.connect. ``connect_timeout`` bounds
     name resolution, the connect and the HELLO exchange together."""
     addr = parse_address(address)
-    conn = AsyncConnection(address=addr, timeout=timeout, max_reply_body=max_reply_body, json=json)
+    conn = AsyncConnection(address=addr, timeout=timeout, max_reply_body=max_reply_body, json=json, max_cells=max_cells)
     loop = asyncio.get_running_loop()
     deadline = time.monotonic() + connect_timeout
     try:

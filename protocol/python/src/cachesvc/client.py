@@ -38,6 +38,7 @@ from .errors import (
     ProtocolError,
     ServerError,
     ShuttingDownError,
+    _as_protocol_error,
 )
 
 __all__ = ["Connection", "Pending", "Client", "connect", "DEFAULT_CLIENT_NAME"]
@@ -116,6 +117,7 @@ class Connection:
         timeout: float = 5.0,
         max_reply_body: int = codec.MAX_REPLY_BODY,
         json: str = "parse",
+        max_cells: int = DecodeOptions.max_cells,
     ):
         self.address = address
         self.timeout = timeout
@@ -126,7 +128,7 @@ class Connection:
         self._poll = select.poll()
         self._poll.register(self._fd, _POLLIN)
         self._pollmask = _POLLIN
-        self._opts = DecodeOptions(json=json)
+        self._opts = DecodeOptions(json=json, max_cells=max_cells)
         self._reader = codec.FrameReader(max_reply_body)
         self._rbuf = bytearray(_RECV_SIZE)
         self._rview = memoryview(self._rbuf)
@@ -274,8 +276,8 @@ class Connection:
                 if f is None:
                     break
                 self._dispatch(f)
-        except ProtocolError as e:
-            self._fail(e)
+        except Exception as e:  # noqa: BLE001 - a frame we cannot handle closes the connection
+            self._fail(_as_protocol_error(e))
 
     def _dispatch(self, f: codec.Frame) -> None:
         p = self._pending.pop(f.reqid, None)
@@ -290,9 +292,10 @@ class Connection:
             raise ProtocolError(f"reply for request id {f.reqid}, which is not in flight")
         try:
             v = codec.decode_reply(p.request, f.opcode, f.body, self._opts)
-        except ProtocolError as e:
-            p._fail(e)
-            raise
+        except Exception as e:  # noqa: BLE001 - no decoding failure may leave p pending
+            pe = _as_protocol_error(e)
+            p._fail(pe)
+            raise pe from (None if pe is e else e)
         if isinstance(v, ServerError):
             p._fail(v)
             if v.fatal:
@@ -414,6 +417,7 @@ def connect(
     timeout: float = 5.0,
     max_reply_body: int = codec.MAX_REPLY_BODY,
     json: str = "parse",
+    max_cells: int = DecodeOptions.max_cells,
 ) -> Connection:
     """Connects and says HELLO (protocol version 1, the client name and the token).
 
@@ -426,9 +430,9 @@ def connect(
     "raw" (their text). Raises ConnectError, AuthError (wrong or missing token),
     ProtocolError."""
     addr = parse_address(address)
-    DecodeOptions(json=json)  # validate before connecting
+    DecodeOptions(json=json, max_cells=max_cells)  # validate before connecting
     sock = _open_socket(addr, connect_timeout)
-    conn = Connection(sock, address=addr, timeout=timeout, max_reply_body=max_reply_body, json=json)
+    conn = Connection(sock, address=addr, timeout=timeout, max_reply_body=max_reply_body, json=json, max_cells=max_cells)
     try:
         info = conn.execute(Hello(client_name, token), timeout=connect_timeout)
     except ClientTimeoutError as e:
@@ -462,7 +466,7 @@ class Client:
     After fork(), a child process does not reuse the parent's connections: it opens its own.
 
     Other keyword arguments go to :func:`connect` (token, client_name, connect_timeout,
-    timeout, max_reply_body, json)."""
+    timeout, max_reply_body, json, max_cells)."""
 
     def __init__(
         self,

@@ -18,9 +18,10 @@ import datetime as _dt
 import decimal
 import enum
 import json as _json
+import re
 import struct
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
 import msgpack
@@ -230,7 +231,7 @@ class Ping:
 @dataclass(frozen=True)
 class Hello:
     client: str = "cachesvc-python"
-    token: Optional[str] = None
+    token: Optional[str] = field(default=None, repr=False)  # a secret: kept out of repr()
     version: int = VERSION
     op = Op.HELLO
 
@@ -464,12 +465,16 @@ _FORMATS = {
 _FMT = [_FORMATS.get(c) for c in range(256)]
 
 
-def check_body(body: bytes, max_depth: int = MAX_DEPTH) -> None:
+def check_body(body: bytes, max_depth: int = MAX_DEPTH, cell_depth: int = 0, max_cells: int = 0) -> None:
     """Walks a body without allocating and checks it holds exactly one MessagePack object
     within the hard limits: nesting depth <= max_depth (the body is depth 1), every array
     or map count <= the bytes remaining (2 x count for a map), every str/bin/ext length <=
-    the bytes remaining, no 0xc1, no trailing bytes. Raises ProtocolError."""
+    the bytes remaining, no 0xc1, no trailing bytes. With cell_depth, the elements of the
+    containers whose elements are at that depth (the cells of a result's rows, and the few
+    other values as deep) are counted, an empty one as 1, and more than max_cells is refused
+    before anything is built. Raises ProtocolError."""
     n = len(body)
+    cells = 0
     if n == 0:
         raise ProtocolError("empty body")
     pos = 0
@@ -521,6 +526,10 @@ def check_body(body: bytes, max_depth: int = MAX_DEPTH) -> None:
         # a container of `count` objects
         if count > n - pos:
             raise ProtocolError(f"array/map count exceeds the {n - pos} bytes remaining")
+        if cell_depth and len(stack) + 1 == cell_depth:
+            cells += count or 1
+            if cells > max_cells:
+                raise ProtocolError(f"reply of more than {max_cells} cells (max_cells)")
         if count:
             if len(stack) >= max_depth:
                 raise ProtocolError(f"nesting deeper than {max_depth}")
@@ -535,9 +544,9 @@ class _Pairs(list):
     __slots__ = ()
 
 
-def unpack_body(body: bytes) -> Any:
+def unpack_body(body: bytes, cell_depth: int = 0, max_cells: int = 0) -> Any:
     """check_body, then decode the object (maps as _Pairs). Raises ProtocolError only."""
-    check_body(body)
+    check_body(body, MAX_DEPTH, cell_depth, max_cells)
     try:
         return msgpack.unpackb(
             body, raw=False, strict_map_key=False, object_pairs_hook=_Pairs, use_list=True
@@ -686,13 +695,19 @@ class ServerInfo:
 @dataclass(frozen=True)
 class DecodeOptions:
     """``json``: "parse" turns json/jsonb cells into Python objects (json.loads), "raw" keeps
-    their text."""
+    their text. ``max_cells``: a GET/REFRESH/MGET reply whose rows hold more cells than this
+    in total (a row of no columns counts 1) is refused (ProtocolError) from its array
+    headers, before any row is built: a 64 MiB reply of one-column NULL rows would
+    otherwise cost gigabytes of Python objects."""
 
     json: str = "parse"
+    max_cells: int = 1_000_000
 
     def __post_init__(self):
         if self.json not in ("parse", "raw"):
             raise ValueError('json must be "parse" or "raw"')
+        if type(self.max_cells) is not int or self.max_cells < 1:
+            raise ValueError("max_cells must be a positive int")
 
 
 DEFAULT_OPTIONS = DecodeOptions()
@@ -713,8 +728,15 @@ def _cell_generic(v: Any) -> Any:
     raise ProtocolError(f"a result value must be a scalar, not {t.__name__}")
 
 
+# PostgreSQL numeric text: digits with an optional sign, point and exponent, or NaN,
+# Infinity, -Infinity. Decimal() alone would also take "1_000", " 1 ", "sNaN", "inf".
+_NUMERIC_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|NaN|[+-]?Infinity")
+
+
 def _conv_numeric(v: Any) -> Any:
     if type(v) is str:
+        if _NUMERIC_RE.fullmatch(v) is None:
+            raise ProtocolError(f"numeric value is not a decimal: {v[:40]!r}")
         try:
             return decimal.Decimal(v)
         except decimal.InvalidOperation:
@@ -731,11 +753,15 @@ def _conv_timestamp(v: Any) -> Any:
 
 
 def _conv_json_parse(v: Any) -> Any:
+    """A json/jsonb cell parsed with the json module. A text Python cannot parse (nested
+    deeper than the interpreter's recursion limit, a number beyond int's digit limit such as
+    '1e5000'::jsonb written out, or not JSON at all) is the cell's raw text, as with
+    json="raw": one odd value never fails the reply (nor the connection)."""
     if type(v) is str:
         try:
             return _json.loads(v)
-        except ValueError:
-            raise ProtocolError(f"json value is not JSON: {v[:40]!r}") from None
+        except (ValueError, RecursionError, MemoryError):
+            return v
     return _cell_generic(v)
 
 
@@ -780,7 +806,7 @@ def decode_meta(v: Any) -> Meta:
     if type(stale) is not bool:
         raise ProtocolError("meta stale must be a boolean")
     stored = m.get("stored")
-    if stored is not None and type(stored) is not bool:
+    if "stored" in m and type(stored) is not bool:  # nil is the wrong type, not "absent"
         raise ProtocolError("meta stored must be a boolean")
     lsn = int.__new__(LSN, _uint(m["lsn"], "meta lsn"))
     return Meta(_SOURCES[src], lsn, _uint(m["age"], "meta age"), stale, stored)
@@ -920,6 +946,11 @@ def decode_invalidate(v: Any, whole_query: Optional[bool]) -> int:
     return _uint(m[key], f"INVALIDATE {key}")
 
 
+# The depth of a result's cells in a reply body (the body itself is depth 1): GET/REFRESH
+# [meta, [cols, [row...]]] -> 5; MGET [[meta, [cols, [row...]]]...] -> 6.
+_CELL_DEPTH = {Op.GET: 5, Op.REFRESH: 5, Op.MGET: 6}
+
+
 def decode_body(opcode: int, body: bytes, opts: DecodeOptions = DEFAULT_OPTIONS) -> Any:
     """Decodes a reply body by its opcode alone (no request to check it against; MGET item
     counts and the INVALIDATE reply's kind are not checked). An error body is returned as
@@ -928,8 +959,8 @@ def decode_body(opcode: int, body: bytes, opts: DecodeOptions = DEFAULT_OPTIONS)
         return decode_error(body)
     if opcode not in _REPLY_OPCODES:
         raise ProtocolError(f"opcode 0x{opcode:02x} is not a reply")
-    v = unpack_body(body)
     op = opcode & ~REPLY_FLAG
+    v = unpack_body(body, _CELL_DEPTH.get(op, 0), opts.max_cells)
     if op in (Op.GET, Op.REFRESH):
         return decode_result(v, opts)
     if op == Op.MGET:
@@ -953,7 +984,7 @@ def decode_reply(req: Request, opcode: int, body: bytes, opts: DecodeOptions = D
         return decode_error(body)
     if opcode != REPLY_FLAG | req.op:
         raise ProtocolError(f"reply opcode 0x{opcode:02x} does not answer a {req.op.name}")
-    v = unpack_body(body)
+    v = unpack_body(body, _CELL_DEPTH.get(req.op, 0), opts.max_cells)
     if isinstance(req, Get):
         return decode_result(v, opts)
     if isinstance(req, MGet):

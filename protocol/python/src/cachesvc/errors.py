@@ -197,3 +197,14 @@ def server_error(code: int, message: str) -> ServerError:
     if cls is None:
         return InternalError(message, code=code, name="internal")
     return cls(message)
+
+
+def _as_protocol_error(exc: BaseException) -> "ProtocolError":
+    """exc when it is a ProtocolError, else a ProtocolError describing it: any failure to
+    decode a received frame (RecursionError, MemoryError, a bug) fails the request and
+    closes the connection like a malformed frame, never leaving a caller waiting."""
+    if isinstance(exc, ProtocolError):
+        return exc
+    pe = ProtocolError(f"undecodable frame: {type(exc).__name__}: {exc}"[:300])
+    pe.__cause__ = exc
+    return pe
