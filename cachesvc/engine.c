@@ -199,6 +199,8 @@ struct cs_engine {
 	char epoch[96];
 	size_t epoch_len;
 	bool gens_busy; /* a generations poll is in flight: at most one */
+	uint32_t max_tli; /* the highest primary timeline seen: never lowered */
+	bool stale_primary_logged;
 };
 
 /* ---- Query table ------------------------------------------------------------------------ */
@@ -1454,11 +1456,26 @@ static void on_server_notify(cs_pgserver *s, void *priv)
 			history_add(e, cs_pgserver_lsn(s));
 		cs_lsn_t lsn = cs_pgserver_lsn(s);
 		uint32_t tli = cs_pgserver_timeline(s);
+		if (tli > e->max_tli) {
+			if (e->max_tli) {
+				/* a failover: positions of the old timeline past the switch point
+				 * never happened on the new one; lag is measured afresh */
+				cs_warn("postgres primary: timeline %u (was %u): a failover", tli, e->max_tli);
+				e->hist_len = 0;
+				history_add(e, lsn);
+			}
+			e->max_tli = tli;
+		} else if (tli && tli < e->max_tli && !e->stale_primary_logged) {
+			cs_error("postgres primary: timeline %u, below the %u seen before: a stale old "
+				 "primary; replicas are still compared with timeline %u, and its answers "
+				 "are never cached", tli, e->max_tli, e->max_tli);
+			e->stale_primary_logged = true;
+		}
 		for (int i = 0; i < e->nservers; i++)
 			if (e->servers[i] != s) {
 				cs_pgserver_set_primary_lsn(e->servers[i], lsn);
-				if (tli)
-					cs_pgserver_set_primary_tli(e->servers[i], tli);
+				if (e->max_tli) /* never lowered by a stale old primary */
+					cs_pgserver_set_primary_tli(e->servers[i], e->max_tli);
 				cs_pgserver_set_lag(e->servers[i], lag_behind(e, cs_pgserver_lsn(e->servers[i])));
 			}
 	} else if (e->primary && e->hist_len > 0) {

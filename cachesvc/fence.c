@@ -199,6 +199,9 @@ const char *const cs_scripts[CS_SCRIPT_COUNT] = {
 		"end\n"
 		"if cur ~= want then\n"
 		"  redis.call('SET', KEYS[1], want)\n"
+		/* LSNs of another timeline or cluster are not comparable with the new slot's:
+		 * the position must not vouch for anything in the resync */
+		"  if KEYS[2] then redis.call('DEL', KEYS[2]) end\n"
 		"end\n"
 		"if sid ~= ARGV[1] then\n"
 		"  return {2, cur}\n"

@@ -59,9 +59,9 @@ enum cs_script {
 	/* KEYS epoch, gen_1, ..., gen_n -> {1 when the epoch is this Redis run's, epoch (''
 	 * when not), gen_1, ..., gen_n} */
 	CS_SCRIPT_GENS,
-	/* KEYS timeline; ARGV system identifier, timeline: the primary the invalidator
-	 * connected to. Raises the recorded "<sysid>:<tli>" (replaces it for another system
-	 * identifier) -> {0 when the recorded timeline of this system is higher (a stale
+	/* KEYS timeline, position; ARGV system identifier, timeline: the primary the
+	 * invalidator connected to. Raises the recorded "<sysid>:<tli>" (replaces it for another
+	 * system identifier; either change deletes the position, whose LSN no longer compares) -> {0 when the recorded timeline of this system is higher (a stale
 	 * primary: nothing written), 1 recorded (same or raised), 2 another system replaced,
 	 * the value recorded before ('' none)} */
 	CS_SCRIPT_TIMELINE,

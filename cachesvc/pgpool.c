@@ -646,9 +646,17 @@ static const char monitor_sql[] =
  * rejoined, a standby left on the old timeline): never routed to. */
 static void check_timeline(cs_pgserver *s)
 {
-	bool old = !s->primary && !s->promoted && s->tli != 0 && s->primary_tli != 0 &&
-		   s->tli < s->primary_tli;
-	if (old && !s->old_timeline)
+	/* Unknown (no WAL receiver running, or a role without pg_read_all_stats) counts as
+	 * old once the cluster has changed timelines: such a replica may have replayed the old
+	 * primary's WAL past the switch point, data the new primary never had. */
+	bool old = !s->primary && !s->promoted && s->primary_tli != 0 &&
+		   ((s->tli != 0 && s->tli < s->primary_tli) || (s->tli == 0 && s->primary_tli > 1));
+	if (old && !s->old_timeline && s->tli == 0)
+		cs_error("postgres %s: its timeline is unknown (its WAL receiver is not running, or "
+			 "the role lacks pg_read_all_stats) while the primary is on timeline %u: it may "
+			 "hold WAL of an old timeline; not used until it reports the primary's",
+			s->name, s->primary_tli);
+	else if (old && !s->old_timeline)
 		cs_error("postgres %s: receives timeline %u, behind the primary's timeline %u: it "
 			 "cannot follow the primary; not used until it does", s->name, s->tli,
 			s->primary_tli);

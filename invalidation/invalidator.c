@@ -97,6 +97,7 @@ struct cs_inv {
 	cs_lsn_t xlogpos;	 /* IDENTIFY_SYSTEM's WAL position */
 	char sysid[32];		 /* IDENTIFY_SYSTEM's system identifier */
 	uint32_t tli;		 /* IDENTIFY_SYSTEM's timeline */
+	uint32_t stream_tli;	 /* the timeline of the last stream (0: none yet) */
 	bool stale_server;	 /* this connection's server is on an old timeline: refused */
 	char stale_recorded[64]; /* the newer "<sysid>:<tli>" recorded in Redis */
 	/* Servers (host:port) refused as stale primaries: left out of a multi-host conninfo
@@ -762,9 +763,9 @@ static void timeline_check(cs_inv *inv)
 {
 	char tli[16];
 	snprintf(tli, sizeof tli, "%u", inv->tli);
-	const char *argv[] = { inv->ks.timeline, inv->sysid, tli };
-	size_t lens[] = { inv->ks.timeline_len, strlen(inv->sysid), strlen(tli) };
-	redis_step(inv, ST_TIMELINE, CS_SCRIPT_TIMELINE, 1, 3, argv, lens);
+	const char *argv[] = { inv->ks.timeline, inv->ks.pos, inv->sysid, tli };
+	size_t lens[] = { inv->ks.timeline_len, inv->ks.pos_len, strlen(inv->sysid), strlen(tli) };
+	redis_step(inv, ST_TIMELINE, CS_SCRIPT_TIMELINE, 2, 4, argv, lens);
 }
 
 static void timeline_done(cs_inv *inv, const redisReply *reply)
@@ -921,9 +922,14 @@ static void sync_state(cs_inv *inv)
 	cs_lsn_t lsn = inv->xlogpos;
 	if (inv->consistent > lsn)
 		lsn = inv->consistent;
-	if (inv->received > lsn)
+	/* positions of an earlier stream count only on the same timeline: after a failover the
+	 * old primary's WAL past the switch point never happened on the new one */
+	bool same_tli = inv->stream_tli == 0 || inv->stream_tli == inv->tli;
+	if (!same_tli)
+		inv->received = 0;
+	if (same_tli && inv->received > lsn)
 		lsn = inv->received;
-	if (cs_ledger_confirmed(inv->ledger) > lsn)
+	if (same_tli && cs_ledger_confirmed(inv->ledger) > lsn)
 		lsn = cs_ledger_confirmed(inv->ledger);
 	if (inv->slot_confirmed > lsn)
 		lsn = inv->slot_confirmed; /* a standby may see a new slot past its IDENTIFY */
@@ -1236,6 +1242,7 @@ static void streaming_begins(cs_inv *inv)
 	inv->state = CS_INV_STREAMING;
 	inv->stats.state = inv->state;
 	inv->streaming_since_us = cs_now_us(); /* the backoff resets once this lasts */
+	inv->stream_tli = inv->tli;
 	cs_ledger_set_floor(inv->ledger, inv->h_start);
 	cs_info("invalidator: streaming from slot \"%s\" (publication \"%s\"), horizon %s", inv->slot,
 		inv->publication, cs_lsn_format(inv->h_start, a));
