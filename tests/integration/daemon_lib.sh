@@ -220,6 +220,13 @@ stmt_calls() {
   echo "${v:-0}"
 }
 
+# Reading cachesvc-cli --json without python (the pyenv shim can take seconds per call on a
+# busy machine): src QUERY PARAM... -> the answer's source; rows QUERY PARAM... -> its rows;
+# jnum FIELD < JSON -> the first numeric FIELD.
+src() { cli --json get "$@" | sed -n 's/^{"source":"\([a-z]*\)".*/\1/p'; }
+rows() { cli --json get "$@" | sed -n 's/.*"rows":\(.*\)}$/\1/p'; }
+jnum() { grep -o "\"$1\":[0-9]*" | head -1 | cut -d: -f2; }
+
 # ---- invalidator helpers ---------------------------------------------------------------------
 SLOT=t_${TEST_NAME}_$$
 # invalidator_section: the [invalidator] section for this test's slot (publication cs_pub in

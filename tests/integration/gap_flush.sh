@@ -12,10 +12,6 @@
 #     consistent point: they are never decoded); readers fill from a replica 2 s behind.
 #     Once everything caught up, the verifier finds 0 stale entries.
 . "$(dirname "$0")/daemon_lib.sh"
-# (no python: the pyenv shim can take seconds per call on a busy machine)
-src() { cli --json get "$@" | sed -n 's/^{"source":"\([a-z]*\)".*/\1/p'; }
-rows() { cli --json get "$@" | sed -n 's/.*"rows":\(.*\)}$/\1/p'; }
-jnum() { grep -o "\"$1\":[0-9]*" | head -1 | cut -d: -f2; } # FIELD < JSON: first numeric FIELD
 
 D=${CS_PG_DELAYED_REPLICA:-0}
 [ "$D" != 0 ] || { echo "SKIP: needs a sandbox with a delayed replica"; exit 77; }

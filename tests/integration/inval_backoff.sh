@@ -8,10 +8,6 @@
 # (publication recreated, the slot moved past the undecodable change) and it streams again:
 # a later UPDATE is invalidated.
 . "$(dirname "$0")/daemon_lib.sh"
-# (no python: the pyenv shim can take seconds per call on a busy machine)
-src() { cli --json get "$@" | sed -n 's/^{"source":"\([a-z]*\)".*/\1/p'; }
-rows() { cli --json get "$@" | sed -n 's/.*"rows":\(.*\)}$/\1/p'; }
-jnum() { grep -o "\"$1\":[0-9]*" | head -1 | cut -d: -f2; } # FIELD < JSON: first numeric FIELD
 
 make_db <<'SQL'
 CREATE TABLE users (id bigint PRIMARY KEY, name text);

@@ -8,10 +8,6 @@
 #  - a keyed UPDATE after the flush is still invalidated: the new value is served and the
 #    verifier finds 0 stale entries.
 . "$(dirname "$0")/daemon_lib.sh"
-# (no python: the pyenv shim can take seconds per call on a busy machine)
-src() { cli --json get "$@" | sed -n 's/^{"source":"\([a-z]*\)".*/\1/p'; }
-rows() { cli --json get "$@" | sed -n 's/.*"rows":\(.*\)}$/\1/p'; }
-jnum() { grep -o "\"$1\":[0-9]*" | head -1 | cut -d: -f2; } # FIELD < JSON: first numeric FIELD
 WARM=$CS_BUILD/cachesvc/cachesvc-warm
 VERIFY=$CS_BUILD/cachesvc/cachesvc-verify
 N=300
