@@ -1,14 +1,28 @@
 /* cli.c - cachesvc-cli: run GET/MGET/REFRESH/INVALIDATE/STATS/PING from a shell. */
 #include "cachesvc-client.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
+#include <netdb.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
+
+#ifdef HAVE_LIBEDIT
+#include <editline/readline.h>
+#endif
+
+#ifndef CS_VERSION
+#define CS_VERSION "unknown"
+#endif
 
 /* Exit codes (documented in --help). */
 enum {
@@ -23,14 +37,16 @@ enum {
 static void usage(FILE *f)
 {
 	fprintf(f,
-	        "Usage: cachesvc-cli [OPTIONS] COMMAND [ARGS]\n"
+	        "Usage: cachesvc-cli [OPTIONS] [COMMAND [ARGS]]\n"
 	        "\n"
-	        "Commands:\n"
+	        "Commands (with no COMMAND on a terminal: an interactive prompt):\n"
 	        "  get QUERY [PARAM ...]            read through the cache\n"
 	        "  refresh QUERY [PARAM ...]        re-run the query and refill the cache\n"
-	        "  mget QUERY [PARAM ...] [-- QUERY [PARAM ...]] ...\n"
-	        "                                   several GETs in one request; \"--\" separates "
-	        "them\n"
+	        "  mget QUERY [PARAM ...] [QUERY [PARAM ...]] ...\n"
+	        "                                   several GETs in one request; a new item starts\n"
+	        "                                   at \"--\" or at a word naming a query already\n"
+	        "                                   given in this mget (escape such a PARAM as \\WORD)\n"
+	        "  mget --each QUERY PARAM ...      one GET of QUERY per PARAM\n"
 	        "  invalidate QUERY [PARAM ...]     drop one key; with no PARAM, the whole query\n"
 	        "  stats                            server counters\n"
 	        "  ping                             check the server answers\n"
@@ -41,24 +57,34 @@ static void usage(FILE *f)
 	        "Table output shows control characters in text escaped (\\n, \\x01).\n"
 	        "\n"
 	        "Options (before COMMAND):\n"
-	        "  -h HOST          numeric IPv4/IPv6 address (no DNS lookups), default 127.0.0.1\n"
+	        "  -h HOST          host name or address, default 127.0.0.1 (every address the\n"
+	        "                   name resolves to is tried in turn)\n"
 	        "  -p PORT          default 6380\n"
 	        "  -s SOCKET        unix socket path (overrides -h/-p)\n"
+	        "  -u URL           cachesvc://[TOKEN@]HOST[:PORT] or unix://[TOKEN@]/PATH\n"
 	        "  -t TIMEOUT_MS    connect and request timeout, default 5000\n"
-	        "  --json           one JSON object per result instead of a table\n"
+	        "  --json           one JSON object per result instead of a table; integers\n"
+	        "                   beyond +-2^53 are written as strings (exact in every parser)\n"
+	        "  --json-int MODE  string (default) or number: how --json writes such integers\n"
 	        "  --tier T         critical | default | batch\n"
 	        "  --lsn X/Y        read-your-writes: data at least as new as this LSN\n"
 	        "  --bypass         skip the cache\n"
 	        "  --token TOKEN    HELLO auth token (or set CACHESVC_TOKEN)\n"
+	        "  -r, --repeat N   run COMMAND N times (-1: until interrupted)\n"
+	        "  -i, --interval S seconds between repeats (decimals allowed), default 0\n"
+	        "  --latency        measure round trips (PING) until interrupted or --repeat N\n"
+	        "                   samples; prints min/avg/max/p99 in ms\n"
+	        "  --version        print the version\n"
 	        "  --help           this text\n"
 	        "\n"
 	        "Exit status: 0 ok, 1 the server returned an error (for mget: any item),\n"
 	        "2 usage error, 3 connection failed or lost, 4 timeout, 5 bad reply or other\n"
-	        "client error. Errors are printed on stderr.\n");
+	        "client error. Errors are printed on stderr. With --repeat, the worst status.\n");
 }
 
 typedef struct cli {
 	bool json;
+	bool json_int_number; /* --json-int number: big integers as bare numbers */
 	int tier;
 	uint64_t lsn;
 	bool bypass;
@@ -238,6 +264,8 @@ static void table_str(sbuf *s, const char *p, size_t n)
 	}
 }
 
+static bool json_int_number; /* --json-int number */
+
 static void fmt_value(sbuf *s, const cs_client_value *v, int coltype, bool json)
 {
 	switch (v->type) {
@@ -252,7 +280,11 @@ static void fmt_value(sbuf *s, const cs_client_value *v, int coltype, bool json)
 			sb_put(s, v->u.b ? "t" : "f", 1);
 		break;
 	case CS_CLIENT_V_INT:
-		sb_printf(s, "%" PRId64, v->u.i);
+		/* Beyond 2^53 a JSON number loses digits in JavaScript and most parsers. */
+		if (json && !json_int_number && (v->u.i > (INT64_C(1) << 53) || v->u.i < -(INT64_C(1) << 53)))
+			sb_printf(s, "\"%" PRId64 "\"", v->u.i);
+		else
+			sb_printf(s, "%" PRId64, v->u.i);
 		break;
 	case CS_CLIENT_V_FLOAT:
 		fmt_float(s, v->u.f, json);
@@ -502,14 +534,39 @@ static int cmd_get(cs_client *c, const cli *o, int argc, char **argv, bool refre
 	return rc;
 }
 
+/* True when word names a query already given in this mget: it starts a new item. */
+static bool names_query(const cs_client_request *reqs, uint32_t n, const char *word)
+{
+	for (uint32_t k = 0; k < n; k++)
+		if (strcmp(reqs[k].query, word) == 0)
+			return true;
+	return false;
+}
+
 static int cmd_mget(cs_client *c, const cli *o, int argc, char **argv)
 {
 	static cs_client_request reqs[256];
 	static cs_client_value params[256][16];
 	cs_client_result *out[256];
 	uint32_t n = 0;
+	bool each = argc > 0 && strcmp(argv[0], "--each") == 0;
+	if (each) {
+		if (argc < 3) {
+			fprintf(stderr, "cachesvc-cli: usage: mget --each QUERY PARAM ...\n");
+			return EXIT_USAGE;
+		}
+		for (int i = 2; i < argc; i++) {
+			if (n == 256) {
+				fprintf(stderr, "cachesvc-cli: at most 256 queries per mget\n");
+				return EXIT_USAGE;
+			}
+			char *one[2] = { argv[1], argv[i] };
+			(void)build_request(o, 2, one, &reqs[n], params[n]);
+			n++;
+		}
+	}
 	int i = 0;
-	while (i < argc) {
+	while (!each && i < argc) {
 		if (n == 256) {
 			fprintf(stderr, "cachesvc-cli: at most 256 queries per mget\n");
 			return EXIT_USAGE;
@@ -518,13 +575,20 @@ static int cmd_mget(cs_client *c, const cli *o, int argc, char **argv)
 			fprintf(stderr, "cachesvc-cli: empty query between \"--\"\n");
 			return EXIT_USAGE;
 		}
-		i += build_request(o, argc - i, argv + i, &reqs[n], params[n]);
+		/* The item's words: up to "--" or a word naming a query already given. */
+		int end = i + 1;
+		while (end < argc && strcmp(argv[end], "--") != 0 &&
+		        !names_query(reqs, n, argv[end]) && strcmp(argv[end], argv[i]) != 0)
+			end++;
+		if (build_request(o, end - i, argv + i, &reqs[n], params[n]) != end - i)
+			return EXIT_USAGE;
 		n++;
-		if (i < argc) /* skip the "--" */
+		i = end;
+		if (i < argc && strcmp(argv[i], "--") == 0)
 			i++;
 	}
 	if (n == 0) {
-		fprintf(stderr, "cachesvc-cli: usage: mget QUERY [PARAM ...] [-- QUERY ...]\n");
+		fprintf(stderr, "cachesvc-cli: usage: mget QUERY [PARAM ...] [QUERY ...]\n");
 		return EXIT_USAGE;
 	}
 	int rc = cs_client_mget(c, reqs, n, out);
@@ -604,26 +668,449 @@ static int cmd_ping(cs_client *c, const cli *o)
 	return EXIT_OK;
 }
 
+/* ---- Connecting ------------------------------------------------------------------------- */
+
+/* Connects to opt's server. A host name is resolved here (a command-line tool may block;
+ * the library only takes numeric addresses) and every address is tried in turn. Returns
+ * NULL and prints why on failure; *status is the exit code then. */
+static cs_client *connect_any(const cs_client_options *opt, int *status)
+{
+	cs_client_options o = *opt;
+	char addrs[16][INET6_ADDRSTRLEN];
+	int naddr = 0;
+	if (o.unix_path == NULL && o.host != NULL) {
+		unsigned char tmp[sizeof(struct in6_addr)];
+		if (inet_pton(AF_INET, o.host, tmp) == 1 || inet_pton(AF_INET6, o.host, tmp) == 1) {
+			snprintf(addrs[naddr++], sizeof addrs[0], "%s", o.host);
+		} else {
+			struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+			struct addrinfo *res = NULL;
+			int rc = getaddrinfo(o.host, NULL, &hints, &res);
+			if (rc != 0) {
+				fprintf(stderr, "cachesvc-cli: cannot resolve \"%s\": %s\n", o.host,
+				        gai_strerror(rc));
+				*status = EXIT_CONNECT;
+				return NULL;
+			}
+			for (struct addrinfo *ai = res; ai && naddr < 16; ai = ai->ai_next) {
+				const void *src = ai->ai_family == AF_INET
+				        ? (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
+				        : (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
+				if (inet_ntop(ai->ai_family, src, addrs[naddr], sizeof addrs[0]))
+					naddr++;
+			}
+			freeaddrinfo(res);
+		}
+	}
+	for (int k = 0; k < (naddr ? naddr : 1); k++) {
+		if (naddr)
+			o.host = addrs[k];
+		cs_client *c = cs_client_connect(&o);
+		if (c == NULL) {
+			fputs("cachesvc-cli: out of memory\n", stderr);
+			*status = EXIT_BAD_REPLY;
+			return NULL;
+		}
+		int rc = cs_client_err(c);
+		if (rc == 0)
+			return c;
+		bool last = k + 1 >= naddr;
+		if (last || rc != CS_CLIENT_E_CONNECT) {
+			fprintf(stderr, "cachesvc-cli: %s\n", cs_client_errstr(c));
+			cs_client_free(c);
+			*status = rc == CS_CLIENT_E_ARG      ? EXIT_USAGE
+			          : rc <= -1 && rc >= -10    ? EXIT_SERVER_ERROR
+			          : rc == CS_CLIENT_E_TIMEOUT ? EXIT_TIMEOUT
+			                                     : EXIT_CONNECT;
+			return NULL;
+		}
+		cs_client_free(c); /* try the next address */
+	}
+	*status = EXIT_CONNECT;
+	return NULL;
+}
+
+/* Parses cachesvc://[TOKEN@]HOST[:PORT] (HOST may be [v6]) or unix://[TOKEN@]/PATH into opt;
+ * the strings live in url, which is modified. */
+static int parse_url(char *url, cs_client_options *opt)
+{
+	bool unix_sock = strncmp(url, "unix://", 7) == 0;
+	if (!unix_sock && strncmp(url, "cachesvc://", 11) != 0)
+		return -1;
+	char *p = url + (unix_sock ? 7 : 11);
+	char *at = strrchr(p, '@');
+	if (at) {
+		*at = '\0';
+		opt->token = p;
+		p = at + 1;
+	}
+	if (unix_sock) {
+		if (p[0] != '/')
+			return -1;
+		opt->unix_path = p;
+		return 0;
+	}
+	char *port = NULL;
+	if (p[0] == '[') {
+		char *close = strchr(p, ']');
+		if (close == NULL)
+			return -1;
+		*close = '\0';
+		opt->host = p + 1;
+		if (close[1] == ':')
+			port = close + 2;
+		else if (close[1] != '\0' && strcmp(close + 1, "/") != 0)
+			return -1;
+	} else {
+		char *slash = strchr(p, '/');
+		if (slash)
+			*slash = '\0';
+		char *colon = strchr(p, ':');
+		if (colon) {
+			*colon = '\0';
+			port = colon + 1;
+		}
+		if (p[0])
+			opt->host = p;
+	}
+	if (port) {
+		char *end;
+		long v = strtol(port, &end, 10);
+		if ((*end && strcmp(end, "/") != 0) || v < 1 || v > 65535)
+			return -1;
+		opt->port = (uint16_t)v;
+	}
+	return 0;
+}
+
+/* ---- Running commands -------------------------------------------------------------------- */
+
+static const char *const commands[] = {
+        "get", "refresh", "mget", "invalidate", "stats", "ping", NULL};
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+/* Runs one command line on c; returns its exit status. */
+static int run_command(cs_client *c, const cli *o, int argc, char **argv)
+{
+	int k;
+	for (k = 0; commands[k] && strcmp(commands[k], argv[0]) != 0; k++)
+		;
+	if (commands[k] == NULL) {
+		fprintf(stderr, "cachesvc-cli: unknown command \"%s\" (see --help)\n", argv[0]);
+		return EXIT_USAGE;
+	}
+	int nargs = argc - 1;
+	char **args = argv + 1;
+	if (k >= 4 && nargs != 0) {
+		fprintf(stderr, "cachesvc-cli: %s takes no arguments\n", argv[0]);
+		return EXIT_USAGE;
+	}
+	switch (k) {
+	case 0:
+	case 1:
+		return cmd_get(c, o, nargs, args, k == 1);
+	case 2:
+		return cmd_mget(c, o, nargs, args);
+	case 3:
+		return cmd_invalidate(c, o, nargs, args);
+	case 4:
+		return cmd_stats(c, o);
+	default:
+		return cmd_ping(c, o);
+	}
+}
+
+static void sleep_s(double s)
+{
+	if (s <= 0)
+		return;
+	struct timespec ts = { (time_t)s, (long)((s - (double)(time_t)s) * 1e9) };
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !interrupted)
+		;
+}
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* --latency: PING round trips until interrupted or `samples` taken (< 0: no bound). One
+ * summary line, rewritten in place on a terminal, printed every second otherwise. */
+static int run_latency(cs_client *c, const cli *o, long samples, double interval)
+{
+	enum { KEEP = 100000 }; /* kept for the percentile: a ring of the latest */
+	uint64_t *keep = malloc(KEEP * sizeof *keep);
+	if (keep == NULL) {
+		fputs("cachesvc-cli: out of memory\n", stderr);
+		return EXIT_BAD_REPLY;
+	}
+	bool tty = isatty(STDOUT_FILENO);
+	uint64_t n = 0, min = UINT64_MAX, max = 0, sum = 0, last_print = now_us();
+	if (interval <= 0)
+		interval = 0.01; /* redis-cli's pace: 100 samples a second */
+	int status = EXIT_OK;
+	while (!interrupted && (samples < 0 || (long)n < samples)) {
+		uint64_t t0 = now_us();
+		int rc = cs_client_ping(c);
+		if (rc != 0) {
+			status = client_error(c, rc);
+			break;
+		}
+		uint64_t us = now_us() - t0;
+		keep[n % KEEP] = us;
+		n++;
+		sum += us;
+		if (us < min)
+			min = us;
+		if (us > max)
+			max = us;
+		bool done = samples >= 0 && (long)n >= samples;
+		if (tty || done || now_us() - last_print >= 1000000u) {
+			size_t m = n < KEEP ? n : KEEP;
+			uint64_t *sorted = malloc(m * sizeof *sorted);
+			uint64_t p99 = max;
+			if (sorted) {
+				memcpy(sorted, keep, m * sizeof *sorted);
+				qsort(sorted, m, sizeof *sorted, cmp_u64);
+				p99 = sorted[(m * 99) / 100 < m ? (m * 99) / 100 : m - 1];
+				free(sorted);
+			}
+			if (o->json)
+				printf("{\"samples\":%" PRIu64 ",\"min_ms\":%.3f,\"avg_ms\":%.3f,"
+				       "\"max_ms\":%.3f,\"p99_ms\":%.3f}\n",
+				        n, min / 1000.0, (double)sum / n / 1000.0, max / 1000.0, p99 / 1000.0);
+			else
+				printf("%smin: %.3f, max: %.3f, avg: %.3f, p99: %.3f ms (%" PRIu64
+				       " samples)%s",
+				        tty ? "\r\033[K" : "", min / 1000.0, max / 1000.0,
+				        (double)sum / n / 1000.0, p99 / 1000.0, n, tty ? "" : "\n");
+			fflush(stdout);
+			last_print = now_us();
+		}
+		sleep_s(interval);
+	}
+	if (tty && !o->json && n > 0)
+		putchar('\n');
+	free(keep);
+	return status;
+}
+
+/* Splits line into words in place: whitespace separates, '...' and "..." quote (\" and \\
+ * inside double quotes). Returns the count, or -1 on an unterminated quote. */
+static int split_words(char *line, char **words, int max)
+{
+	int n = 0;
+	char *r = line, *w = line;
+	while (*r) {
+		while (*r == ' ' || *r == '\t' || *r == '\n' || *r == '\r')
+			r++;
+		if (*r == '\0')
+			break;
+		if (n == max)
+			return -1;
+		words[n++] = w;
+		while (*r && *r != ' ' && *r != '\t' && *r != '\n' && *r != '\r') {
+			if (*r == '\'' || *r == '"') {
+				char q = *r++;
+				while (*r && *r != q) {
+					if (q == '"' && *r == '\\' && (r[1] == '"' || r[1] == '\\'))
+						r++;
+					*w++ = *r++;
+				}
+				if (*r != q)
+					return -1;
+				r++;
+			} else {
+				*w++ = *r++;
+			}
+		}
+		if (*r)
+			r++;
+		*w++ = '\0';
+	}
+	return n;
+}
+
+#ifdef HAVE_LIBEDIT
+/* Completion: commands first, then query names seen in this session's history. */
+static char *complete_word(const char *text, int state)
+{
+	static int k;
+	static int h;
+	size_t len = strlen(text);
+	if (state == 0) {
+		k = 0;
+		h = 0;
+	}
+	while (commands[k]) {
+		const char *cmd = commands[k++];
+		if (strncmp(cmd, text, len) == 0)
+			return strdup(cmd);
+	}
+	for (; h < history_length; h++) {
+		HIST_ENTRY *e = history_get(history_base + h);
+		if (e == NULL || e->line == NULL)
+			continue;
+		char buf[256], *words[3];
+		snprintf(buf, sizeof buf, "%s", e->line);
+		int n = split_words(buf, words, 3);
+		if (n < 2 || strcmp(words[0], "stats") == 0 || strcmp(words[0], "ping") == 0)
+			continue;
+		const char *q = words[1];
+		if (strcmp(q, "--each") == 0 && n >= 3)
+			q = words[2];
+		if (strncmp(q, text, len) == 0) {
+			h++;
+			return strdup(q);
+		}
+	}
+	return NULL;
+}
+
+static char **complete(const char *text, int start, int end)
+{
+	(void)start;
+	(void)end;
+	rl_attempted_completion_over = 1;
+	return rl_completion_matches(text, complete_word);
+}
+#endif
+
+/* Reads one line: libedit on a terminal when built with it, stdio otherwise. */
+static char *read_line(const char *prompt)
+{
+#ifdef HAVE_LIBEDIT
+	if (isatty(STDIN_FILENO))
+		return readline(prompt);
+#endif
+	if (isatty(STDIN_FILENO)) {
+		fputs(prompt, stdout);
+		fflush(stdout);
+	}
+	size_t cap = 0;
+	char *line = NULL;
+	if (getline(&line, &cap, stdin) < 0) {
+		free(line);
+		return NULL;
+	}
+	return line;
+}
+
+/* The interactive prompt: one command per line on one connection (reconnected when lost).
+ * Returns the last command's status. */
+static int run_interactive(cs_client **cp, const cs_client_options *opt, const cli *o)
+{
+	char prompt[300];
+	if (opt->unix_path)
+		snprintf(prompt, sizeof prompt, "%s> ", opt->unix_path);
+	else
+		snprintf(prompt, sizeof prompt, "%s:%u> ", opt->host ? opt->host : "127.0.0.1",
+		        opt->port ? opt->port : 6380);
+	char hist[4096] = "";
+	const char *home = getenv("HOME");
+#ifdef HAVE_LIBEDIT
+	if (home && *home) {
+		snprintf(hist, sizeof hist, "%s/.cachesvc_cli_history", home);
+		read_history(hist);
+	}
+	rl_readline_name = "cachesvc-cli";
+	rl_attempted_completion_function = complete;
+#else
+	(void)home;
+#endif
+	int status = EXIT_OK;
+	char *line;
+	while ((line = read_line(prompt)) != NULL) {
+#ifdef HAVE_LIBEDIT
+		if (isatty(STDIN_FILENO) && line[strspn(line, " \t")] != '\0')
+			add_history(line); /* before split_words cuts it into words */
+#endif
+		char *words[16 * 256 + 512];
+		int n = split_words(line, words, (int)(sizeof words / sizeof words[0]));
+		if (n < 0) {
+			fputs("cachesvc-cli: unterminated quote\n", stderr);
+			free(line);
+			continue;
+		}
+		if (n == 0) {
+			free(line);
+			continue;
+		}
+		if (strcmp(words[0], "quit") == 0 || strcmp(words[0], "exit") == 0) {
+			free(line);
+			break;
+		}
+		if (strcmp(words[0], "help") == 0) {
+			usage(stdout);
+			free(line);
+			continue;
+		}
+		if (*cp == NULL) {
+			int st;
+			*cp = connect_any(opt, &st);
+			if (*cp == NULL) {
+				status = st;
+				free(line);
+				continue;
+			}
+		}
+		status = run_command(*cp, o, n, words);
+		if (status == EXIT_CONNECT || status == EXIT_TIMEOUT) {
+			cs_client_free(*cp); /* reconnect for the next command */
+			*cp = NULL;
+		}
+		free(line);
+	}
+#ifdef HAVE_LIBEDIT
+	if (hist[0])
+		write_history(hist);
+#endif
+	return status;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 	        {"json", no_argument, NULL, 'j'},
+	        {"json-int", required_argument, NULL, 'J'},
 	        {"tier", required_argument, NULL, 'T'},
 	        {"lsn", required_argument, NULL, 'L'},
 	        {"bypass", no_argument, NULL, 'B'},
 	        {"token", required_argument, NULL, 'K'},
+	        {"repeat", required_argument, NULL, 'r'},
+	        {"interval", required_argument, NULL, 'i'},
+	        {"latency", no_argument, NULL, 'l'},
+	        {"version", no_argument, NULL, 'V'},
 	        {"help", no_argument, NULL, 'H'},
 	        {NULL, 0, NULL, 0},
 	};
 	cs_client_options opt = {0};
-	cli o = {false, CS_CLIENT_TIER_DEFAULT, 0, false};
+	cli o = {false, false, CS_CLIENT_TIER_DEFAULT, 0, false};
 	opt.client_name = "cachesvc-cli";
 	opt.token = getenv("CACHESVC_TOKEN");
+	long repeat = 1;
+	bool repeat_set = false, latency = false;
+	double interval = 0;
 	int ch;
 	char *end;
 	long v;
 	/* "+": stop at the command, so parameters such as -5 are not taken as options. */
-	while ((ch = getopt_long(argc, argv, "+h:p:s:t:", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "+h:p:s:t:u:r:i:", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'h':
 			opt.host = optarg;
@@ -639,6 +1126,13 @@ int main(int argc, char **argv)
 		case 's':
 			opt.unix_path = optarg;
 			break;
+		case 'u':
+			if (parse_url(optarg, &opt) != 0) {
+				fprintf(stderr, "cachesvc-cli: bad URL (want cachesvc://[TOKEN@]HOST[:PORT]"
+				                " or unix://[TOKEN@]/PATH)\n");
+				return EXIT_USAGE;
+			}
+			break;
 		case 't':
 			v = strtol(optarg, &end, 10);
 			if (*end || v < 1 || v > 3600000) {
@@ -647,8 +1141,36 @@ int main(int argc, char **argv)
 			}
 			opt.timeout_ms = opt.connect_timeout_ms = (int)v;
 			break;
+		case 'r':
+			repeat = strtol(optarg, &end, 10);
+			if (*end || repeat < -1 || repeat == 0) {
+				fprintf(stderr, "cachesvc-cli: bad repeat count \"%s\" (N >= 1, or -1)\n",
+				        optarg);
+				return EXIT_USAGE;
+			}
+			repeat_set = true;
+			break;
+		case 'i':
+			interval = strtod(optarg, &end);
+			if (*end || !(interval >= 0) || interval > 86400) {
+				fprintf(stderr, "cachesvc-cli: bad interval \"%s\" (seconds)\n", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'l':
+			latency = true;
+			break;
 		case 'j':
 			o.json = true;
+			break;
+		case 'J':
+			if (strcmp(optarg, "string") == 0 || strcmp(optarg, "number") == 0) {
+				o.json_int_number = optarg[0] == 'n';
+				json_int_number = o.json_int_number;
+			} else {
+				fprintf(stderr, "cachesvc-cli: --json-int must be string or number\n");
+				return EXIT_USAGE;
+			}
 			break;
 		case 'T':
 			if (strcmp(optarg, "critical") == 0)
@@ -676,6 +1198,9 @@ int main(int argc, char **argv)
 		case 'K':
 			opt.token = optarg;
 			break;
+		case 'V':
+			printf("cachesvc-cli %s\n", CS_VERSION);
+			return EXIT_OK;
 		case 'H':
 			usage(stdout);
 			return EXIT_OK;
@@ -684,56 +1209,53 @@ int main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
-	if (optind >= argc) {
-		usage(stderr);
+	/* No command: a prompt on a terminal, or one command per line from stdin. */
+	bool interactive = optind >= argc && !latency;
+	if (latency && optind < argc) {
+		fprintf(stderr, "cachesvc-cli: --latency takes no command\n");
 		return EXIT_USAGE;
 	}
-	const char *cmd = argv[optind];
-	int nargs = argc - optind - 1;
-	char **args = argv + optind + 1;
-	static const char *const cmds[] = {
-	        "get", "refresh", "mget", "invalidate", "stats", "ping", NULL};
-	int k;
-	for (k = 0; cmds[k] && strcmp(cmds[k], cmd) != 0; k++)
-		;
-	if (cmds[k] == NULL) {
-		fprintf(stderr, "cachesvc-cli: unknown command \"%s\" (see --help)\n", cmd);
-		return EXIT_USAGE;
+	if (!interactive && !latency) {
+		int k;
+		for (k = 0; commands[k] && strcmp(commands[k], argv[optind]) != 0; k++)
+			;
+		if (commands[k] == NULL) {
+			fprintf(stderr, "cachesvc-cli: unknown command \"%s\" (see --help)\n",
+			        argv[optind]);
+			return EXIT_USAGE;
+		}
 	}
-	if ((k >= 4 && nargs != 0)) {
-		fprintf(stderr, "cachesvc-cli: %s takes no arguments\n", cmd);
-		return EXIT_USAGE;
-	}
-	cs_client *c = cs_client_connect(&opt);
-	if (c == NULL) {
-		fputs("cachesvc-cli: out of memory\n", stderr);
-		return EXIT_BAD_REPLY;
-	}
-	int rc = cs_client_err(c);
-	if (rc != 0) {
-		fprintf(stderr, "cachesvc-cli: %s\n", cs_client_errstr(c));
+	struct sigaction sa = { .sa_handler = on_sigint };
+	sigemptyset(&sa.sa_mask);
+	if (latency || repeat_set)
+		sigaction(SIGINT, &sa, NULL); /* finish the current round, print, exit */
+	int rc;
+	cs_client *c = NULL;
+	if (interactive) {
+		rc = run_interactive(&c, &opt, &o);
 		cs_client_free(c);
-		return rc == CS_CLIENT_E_ARG   ? EXIT_USAGE
-		       : rc <= -1 && rc >= -10 ? EXIT_SERVER_ERROR
-		                               : EXIT_CONNECT;
+		return rc;
 	}
-	switch (k) {
-	case 0:
-	case 1:
-		rc = cmd_get(c, &o, nargs, args, k == 1);
-		break;
-	case 2:
-		rc = cmd_mget(c, &o, nargs, args);
-		break;
-	case 3:
-		rc = cmd_invalidate(c, &o, nargs, args);
-		break;
-	case 4:
-		rc = cmd_stats(c, &o);
-		break;
-	default:
-		rc = cmd_ping(c, &o);
-		break;
+	c = connect_any(&opt, &rc);
+	if (c == NULL)
+		return rc;
+	if (latency) {
+		rc = run_latency(c, &o, repeat_set ? repeat : -1, interval);
+	} else {
+		int worst = EXIT_OK;
+		for (long r = 0; !interrupted && (repeat < 0 || r < repeat); r++) {
+			if (r > 0)
+				sleep_s(interval);
+			if (interrupted)
+				break;
+			rc = run_command(c, &o, argc - optind, argv + optind);
+			fflush(stdout);
+			if (rc > worst)
+				worst = rc;
+			if (rc == EXIT_CONNECT || rc == EXIT_USAGE)
+				break; /* the connection is gone, or nothing will change */
+		}
+		rc = worst;
 	}
 	cs_client_free(c);
 	return rc;

@@ -90,7 +90,9 @@ static void users_result(cs_buf *res, const cs_get_req *g)
 	for (int i = 0; i < 7; i++)
 		cs_proto_pack_value(&pk, &row1[i]);
 	msgpack_pack_array(&pk, 7);
-	msgpack_pack_int64(&pk, 2);
+	bool big = g->nparams > 0 && g->params[0].type == CS_V_STR && g->params[0].u.s.len == 3 &&
+	        memcmp(g->params[0].u.s.p, "big", 3) == 0;
+	msgpack_pack_int64(&pk, big ? INT64_C(9007199254740993) : 2); /* 2^53 + 1 */
 	if (g->nparams > 0 && g->params[0].type == CS_V_STR)
 		msgpack_pack_str_with_body(&pk, g->params[0].u.s.p, g->params[0].u.s.len);
 	else
@@ -686,25 +688,33 @@ static void connect_errors(void **state)
 
 /* ---- cachesvc-cli ------------------------------------------------------------------------ */
 
-/* Runs the cli with args; returns its exit status and its stdout in out. */
-static int run_cli(char *out, size_t outlen, const char *const *args)
+/* Runs the cli with args and input on its stdin (NULL: /dev/null); returns its exit status
+ * and its stdout in out. */
+static int run_cli_in(char *out, size_t outlen, const char *const *args, const char *input)
 {
 	const char *cli = getenv("CS_CLI");
 	char *argv[32];
-	int n = 0, pfd[2];
+	int n = 0, pfd[2], ifd[2];
 	argv[n++] = (char *)cli;
 	for (; args[n - 1]; n++)
 		argv[n] = (char *)args[n - 1];
 	argv[n] = NULL;
 	assert_int_equal(pipe(pfd), 0);
+	assert_int_equal(pipe(ifd), 0);
 	posix_spawn_file_actions_t fa;
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
+	posix_spawn_file_actions_adddup2(&fa, ifd[0], 0);
 	posix_spawn_file_actions_addclose(&fa, pfd[0]);
+	posix_spawn_file_actions_addclose(&fa, ifd[1]);
 	pid_t pid;
 	assert_int_equal(posix_spawn(&pid, cli, &fa, NULL, argv, environ), 0);
 	posix_spawn_file_actions_destroy(&fa);
 	close(pfd[1]);
+	close(ifd[0]);
+	if (input) /* small: fits in the pipe */
+		assert_int_equal(write(ifd[1], input, strlen(input)), (ssize_t)strlen(input));
+	close(ifd[1]);
 	size_t len = 0;
 	ssize_t r;
 	while ((r = read(pfd[0], out + len, outlen - 1 - len)) > 0)
@@ -716,6 +726,11 @@ static int run_cli(char *out, size_t outlen, const char *const *args)
 	int status;
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+static int run_cli(char *out, size_t outlen, const char *const *args)
+{
+	return run_cli_in(out, outlen, args, NULL);
 }
 
 static void cli_binary(void **state)
@@ -799,6 +814,83 @@ static void cli_binary(void **state)
 	assert_non_null(strstr(out, "Exit status"));
 }
 
+/* The redis-cli-like conveniences: names, URLs, repeats, latency, mget without "--", big
+ * integers in JSON, commands from stdin. */
+static void cli_conveniences(void **state)
+{
+	if (getenv("CS_CLI") == NULL)
+		skip();
+	server *s = server_start(false, NULL);
+	char port[16], url[64], out[16384];
+	snprintf(port, sizeof port, "%u", s->port);
+
+	const char *version[] = {"--version", NULL};
+	assert_int_equal(run_cli(out, sizeof out, version), 0);
+	assert_int_equal(strncmp(out, "cachesvc-cli 0.", 15), 0);
+
+	const char *byname[] = {"-h", "localhost", "-p", port, "ping", NULL};
+	assert_int_equal(run_cli(out, sizeof out, byname), 0);
+	assert_string_equal(out, "PONG\n");
+
+	snprintf(url, sizeof url, "cachesvc://tok@localhost:%s", port);
+	const char *byurl[] = {"-u", url, "ping", NULL};
+	assert_int_equal(run_cli(out, sizeof out, byurl), 0);
+	assert_string_equal(out, "PONG\n");
+	snprintf(url, sizeof url, "cachesvc://[::1]:%s", port); /* v6 syntax; may not listen */
+	const char *v6url[] = {"-u", url, "-t", "500", "ping", NULL};
+	int rc = run_cli(out, sizeof out, v6url);
+	assert_true(rc == 0 || rc == 3);
+	const char *badurl[] = {"-u", "http://x", "ping", NULL};
+	assert_int_equal(run_cli(out, sizeof out, badurl), 2);
+
+	const char *repeat[] = {"-p", port, "--repeat", "3", "--interval", "0.01", "ping", NULL};
+	assert_int_equal(run_cli(out, sizeof out, repeat), 0);
+	assert_string_equal(out, "PONG\nPONG\nPONG\n");
+	const char *badrepeat[] = {"-p", port, "--repeat", "0", "ping", NULL};
+	assert_int_equal(run_cli(out, sizeof out, badrepeat), 2);
+
+	const char *latency[] = {"-p", port, "--latency", "--repeat", "5", "--interval", "0",
+	        "--json", NULL};
+	assert_int_equal(run_cli(out, sizeof out, latency), 0);
+	assert_non_null(strstr(out, "{\"samples\":5,\"min_ms\":"));
+
+	/* A word naming the query again starts a new item; --each is one item per PARAM. */
+	const char *mget[] = {"-p", port, "--json", "mget", "users", "a", "users", "b", NULL};
+	assert_int_equal(run_cli(out, sizeof out, mget), 0);
+	assert_non_null(strstr(out, "[2,\"a\""));
+	assert_non_null(strstr(out, "[2,\"b\""));
+	const char *esc[] = {"-p", port, "--json", "mget", "users", "\\users", NULL};
+	assert_int_equal(run_cli(out, sizeof out, esc), 0);
+	assert_non_null(strstr(out, "[2,\"users\""));
+	const char *each[] = {"-p", port, "--json", "mget", "--each", "users", "x", "y", "z", NULL};
+	assert_int_equal(run_cli(out, sizeof out, each), 0);
+	assert_non_null(strstr(out, "[2,\"x\""));
+	assert_non_null(strstr(out, "[2,\"y\""));
+	assert_non_null(strstr(out, "[2,\"z\""));
+
+	/* 2^53 + 1 survives a JSON parser as a string; --json-int number keeps the number. */
+	const char *big[] = {"-p", port, "--json", "get", "users", "big", NULL};
+	assert_int_equal(run_cli(out, sizeof out, big), 0);
+	assert_non_null(strstr(out, "[\"9007199254740993\",\"big\""));
+	assert_non_null(strstr(out, "[1,"));
+	const char *bignum[] = {"-p", port, "--json", "--json-int", "number", "get", "users", "big",
+	        NULL};
+	assert_int_equal(run_cli(out, sizeof out, bignum), 0);
+	assert_non_null(strstr(out, "[9007199254740993,\"big\""));
+
+	/* No command: one command per line from stdin, quoting as a shell does. */
+	const char *prompt[] = {"-p", port, "--json", NULL};
+	assert_int_equal(run_cli_in(out, sizeof out, prompt,
+	                         "ping\n\nget users 'two words'\nget users \"q\\\"x\"\nquit\nping\n"),
+	        0);
+	assert_int_equal(strncmp(out, "{\"ok\":true}\n", 12), 0);
+	assert_non_null(strstr(out, "[2,\"two words\""));
+	assert_non_null(strstr(out, "[2,\"q\\\"x\""));
+	assert_null(strstr(out + 12, "{\"ok\":true}")); /* nothing after quit */
+	assert_int_equal(run_cli_in(out, sizeof out, prompt, "get missing\n"), 1);
+	server_stop(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -809,6 +901,7 @@ int main(void)
 	        cmocka_unit_test(server_closes),
 	        cmocka_unit_test(connect_errors),
 	        cmocka_unit_test(cli_binary),
+	        cmocka_unit_test(cli_conveniences),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
