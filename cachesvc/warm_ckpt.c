@@ -434,8 +434,8 @@ int cs_warm_ckpt_load(cs_warm_ckpt *ck, const char *path, char *err, size_t errl
 		if (errno == ENOENT)
 			return 0;
 		if (errno == ELOOP)
-			snprintf(err, errlen, "%s: is a symbolic link (refused: give the file itself)",
-			        path);
+			snprintf(err, errlen,
+			        "%s: is a symbolic link (refused: give the file itself)", path);
 		else
 			snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
