@@ -71,6 +71,7 @@ static char ring[LOG_RING]; /* queued lines: ring[ring_off .. ring_off + ring_le
 static size_t ring_off, ring_len;
 static uint64_t dropped;        /* lines dropped since the start (cs_log_dropped) */
 static uint64_t dropped_unsaid; /* dropped lines no WARNING line has reported yet */
+static bool sink_broken;        /* the last write failed for good (EPIPE, EBADF): no notes */
 static struct event *flush_ev;  /* cs_log_attach: fires when the sink is writable */
 static pthread_t flush_thread;  /* the thread that runs flush_ev's loop */
 
@@ -198,6 +199,7 @@ static bool ring_flush(void)
 		if (w < 0) {
 			/* the sink is gone (EPIPE, EBADF): what is queued can never be written */
 			size_t lost = count_lines(head, ring_len);
+			sink_broken = true;
 			dropped += lost;
 			dropped_unsaid += lost;
 			ring_off = ring_len = 0;
@@ -267,15 +269,19 @@ static void emit(const struct timeval *tv, const char *line, size_t len)
 	if (sink == SINK_UNSET)
 		sink_open();
 	bool empty = ring_flush();
-	if (empty && dropped_unsaid == 0) {
+	/* A broken sink gets each line tried once, without notes (nobody would read them); the
+	 * first line it takes again ends that, and the next line brings the note. */
+	if (empty && (dropped_unsaid == 0 || sink_broken)) {
 		ssize_t w = sink_write(line, len); /* the normal case: one write per line */
-		if (w == (ssize_t)len)
-			return;
 		if (w < 0) {
+			sink_broken = true;
 			dropped++;
 			dropped_unsaid++;
 			return;
 		}
+		sink_broken = false;
+		if (w == (ssize_t)len)
+			return;
 		ring_append(line + w, len - (size_t)w); /* the queue is empty: it fits */
 		ring_arm();
 		return;

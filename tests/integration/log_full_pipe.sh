@@ -41,7 +41,7 @@ garbage() {
 answers() { # within 3 s, or the loop is blocked
   timeout 5 "$CLI" -p "$PORT" -t 3000 ping >/dev/null 2>&1
 }
-for round in $(seq 1 10); do
+for _ in $(seq 1 10); do
   for _ in $(seq 1 500); do garbage; done
   answers || fail "no PING answer within 3 s after $SENT logged lines (the loop is blocked on stderr)"
 done
