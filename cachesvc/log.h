@@ -1,8 +1,12 @@
-/* log.h - leveled logging to stderr, one line per call, never a secret in it. */
+/* log.h - leveled logging to stderr, one line per call, never a secret in it, never blocking. */
 #ifndef CS_LOG_H
 #define CS_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
 
 typedef enum cs_log_level {
 	CS_LOG_DEBUG = 0, /* per-request detail: off in production */
@@ -16,10 +20,25 @@ cs_log_level cs_log_get_level(void);
 /* Parses "debug" | "info" | "warning" | "error". */
 bool cs_log_parse_level(const char *s, cs_log_level *out);
 
-/* Formats one line ("2026-11-21 04:40:00.123 [pid] WARNING msg") and writes it with a
+/* Formats one line ("2026-11-21 04:40:00.123 UTC [pid] WARNING msg") and writes it with a
  * single write(2), so lines from several processes do not interleave. Callers never pass
- * passwords: conninfo strings go through cs_config_mask_conninfo first. */
+ * passwords: conninfo strings go through cs_config_mask_conninfo first.
+ * Never blocks (log.c): when stderr is a full pipe, the line waits in a bounded queue
+ * behind the lines before it, or is dropped and counted (cs_log_dropped) when the queue is
+ * full; a WARNING line later says how many were dropped. Thread-safe. */
 void cs_log(cs_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Lines dropped since the start because stderr was full or gone (for
+ * cachesvc_log_dropped_total). */
+uint64_t cs_log_dropped(void);
+/* Bytes of lines waiting for stderr to take them (0 in the normal case). */
+size_t cs_log_queued(void);
+
+/* Lets the queue be written out as soon as stderr is writable again, from base's loop
+ * (without it, queued lines go out at the next cs_log call). Call from the thread that runs
+ * base, once; cs_log_detach before freeing base. Returns 0, or -1 (out of memory). */
+int cs_log_attach(struct event_base *base) __attribute__((warn_unused_result));
+void cs_log_detach(void);
 
 #define cs_debug(...)                                                                      \
 	do {                                                                               \

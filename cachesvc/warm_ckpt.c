@@ -8,6 +8,9 @@
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- Reasons ----------------------------------------------------------------------------- */
@@ -342,16 +345,40 @@ int cs_warm_ckpt_read(cs_warm_ckpt *ck, FILE *f, char *err, size_t errlen)
 
 /* ---- Checkpoint file --------------------------------------------------------------------- */
 
+/* Creates the temp file next to path: "PATH.tmp.<16 random hex>", O_EXCL | O_NOFOLLOW, mode
+ * 0600. O_EXCL never opens an existing name (a symlink planted there included), and the
+ * name is unpredictable, so nobody can prepare it in advance; a collision is retried with a
+ * new name. Returns the fd, or -1 (errno set). */
+static int create_temp(const char *path, char *tmp, size_t tmplen)
+{
+	for (int attempt = 0; attempt < 100; attempt++) {
+		uint64_t r;
+		if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r) {
+			/* no entropy yet (early boot): time and pid, still checked by O_EXCL */
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			r = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^
+			    ((uint64_t)getpid() << 40) ^ (uint64_t)attempt;
+		}
+		if (snprintf(tmp, tmplen, "%s.tmp.%016" PRIx64, path, r) >= (int)tmplen) {
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd >= 0 || errno != EEXIST)
+			return fd;
+	}
+	errno = EEXIST;
+	return -1;
+}
+
 int cs_warm_ckpt_save(const cs_warm_ckpt *ck, const char *path, char *err, size_t errlen)
 {
 	char tmp[4096], dir[4096];
-	if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
-		snprintf(err, errlen, "%s: path too long", path);
-		return -1;
-	}
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int fd = create_temp(path, tmp, sizeof tmp);
 	if (fd < 0) {
-		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+		snprintf(err, errlen, "%s: cannot create a temporary file next to it: %s", path,
+		        strerror(errno));
 		return -1;
 	}
 	FILE *f = fdopen(fd, "w");
@@ -361,16 +388,23 @@ int cs_warm_ckpt_save(const cs_warm_ckpt *ck, const char *path, char *err, size_
 		unlink(tmp);
 		return -1;
 	}
-	int rc = cs_warm_ckpt_write(ck, f);
+	int rc = 0, saved = 0;
+	/* 0600 whatever the umask left: the file names the input and its failures */
+	if (fchmod(fd, 0600) != 0)
+		rc = -1;
+	if (rc == 0)
+		rc = cs_warm_ckpt_write(ck, f);
 	if (rc == 0 && fflush(f) != 0)
 		rc = -1;
 	if (rc == 0 && fsync(fd) != 0)
 		rc = -1;
-	int saved = errno;
+	saved = errno;
 	if (fclose(f) != 0 && rc == 0) {
 		rc = -1;
 		saved = errno;
 	}
+	/* rename() replaces the directory entry: a symlink at path is replaced by the file,
+	 * never followed, so whatever it pointed at is left alone. */
 	if (rc == 0 && rename(tmp, path) != 0) {
 		rc = -1;
 		saved = errno;
@@ -393,11 +427,29 @@ int cs_warm_ckpt_save(const cs_warm_ckpt *ck, const char *path, char *err, size_
 
 int cs_warm_ckpt_load(cs_warm_ckpt *ck, const char *path, char *err, size_t errlen)
 {
-	FILE *f = fopen(path, "re");
-	if (f == NULL) {
+	/* O_NOFOLLOW: a symlink at path is refused, not read through (the save would replace
+	 * it anyway); O_NONBLOCK: a FIFO planted there cannot block the open. */
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
 		if (errno == ENOENT)
 			return 0;
+		if (errno == ELOOP)
+			snprintf(err, errlen,
+			        "%s: is a symbolic link (refused: give the file itself)", path);
+		else
+			snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file", path);
+		close(fd);
+		return -1;
+	}
+	FILE *f = fdopen(fd, "r");
+	if (f == NULL) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		close(fd);
 		return -1;
 	}
 	char why[300];

@@ -6,7 +6,8 @@
  * plus a bitmap of the done lines in (L, L + CS_WARM_SPREAD]. The tool never hands out a
  * line beyond L + CS_WARM_SPREAD, which bounds the memory (8 KiB) however the input is.
  *
- * Checkpoint file (text, written to a temp file, fsync'ed and renamed over the old one):
+ * Checkpoint file (text, mode 0600, written to a fresh temp file, fsync'ed and renamed over
+ * the old one):
  *
  *   cachesvc-warm checkpoint 1
  *   input 9f3c1a2b4d5e6f70 file /srv/keys.txt size 1234567 mode get
@@ -134,11 +135,14 @@ int cs_warm_ckpt_write(const cs_warm_ckpt *ck, FILE *f) __attribute__((warn_unus
 int cs_warm_ckpt_read(cs_warm_ckpt *ck, FILE *f, char *err, size_t errlen)
         __attribute__((warn_unused_result));
 
-/* Saves atomically: writes "PATH.tmp", fsyncs it, renames it over PATH and fsyncs the
- * directory. Returns 0, or -1 with err set. Blocks on disk I/O. */
+/* Saves atomically: writes a new temp file next to PATH ("PATH.tmp.<random>", created with
+ * O_EXCL | O_NOFOLLOW, mode 0600: a planted file or symlink is never opened), fsyncs it,
+ * renames it over PATH (a symlink at PATH is replaced, not followed) and fsyncs the
+ * directory. The checkpoint is mode 0600. Returns 0, or -1 with err set. Blocks on disk I/O. */
 int cs_warm_ckpt_save(const cs_warm_ckpt *ck, const char *path, char *err, size_t errlen)
         __attribute__((warn_unused_result));
-/* Loads PATH: 1 loaded, 0 no such file (*ck untouched), -1 error (err set). */
+/* Loads PATH: 1 loaded, 0 no such file (*ck untouched), -1 error (err set), also when PATH
+ * is a symbolic link or not a regular file (opened with O_NOFOLLOW). */
 int cs_warm_ckpt_load(cs_warm_ckpt *ck, const char *path, char *err, size_t errlen)
         __attribute__((warn_unused_result));
 

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -423,6 +425,87 @@ static void test_ckpt_save_load(void **state)
 	rmdir(dir);
 }
 
+/* Reads a whole small file into buf (NUL-terminated); returns its length or -1. */
+static ssize_t slurp(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return -1;
+	size_t n = fread(buf, 1, len - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	return (ssize_t)n;
+}
+
+/* Item 14 of issue 14: the save never opens a name someone else prepared. A symlink planted at
+ * the old temp name "PATH.tmp" (pointing at a 0600 file of someone else's) is neither followed
+ * nor removed; the checkpoint is mode 0600 even under umask 022; a symlink at the checkpoint
+ * path itself is replaced by the file (its target untouched) and refused by the load; nothing
+ * but the checkpoint is left in the directory. */
+static void test_ckpt_save_no_follow(void **state)
+{
+	char dir[] = "/tmp/test_warm.XXXXXX", path[64], tmp[80], victim[80], buf[256];
+	struct stat st;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/ck", dir);
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	snprintf(victim, sizeof victim, "%s/victim", dir);
+	FILE *f = fopen(victim, "w");
+	assert_non_null(f);
+	fputs("secret\n", f);
+	fclose(f);
+	assert_int_equal(chmod(victim, 0600), 0);
+	assert_int_equal(symlink(victim, tmp), 0);
+	mode_t old_umask = umask(022);
+	fill_ckpt();
+	assert_int_equal(cs_warm_ckpt_save(&ck, path, err, sizeof err), 0);
+	umask(old_umask);
+	assert_int_equal(slurp(victim, buf, sizeof buf), 7);
+	assert_string_equal(buf, "secret\n"); /* the planted link was not followed */
+	assert_int_equal(lstat(tmp, &st), 0);
+	assert_true(S_ISLNK(st.st_mode)); /* and is still there, untouched */
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_int_equal(cs_warm_ckpt_load(&back, path, err, sizeof err), 1);
+	assert_int_equal(back.counts.filled, ck.counts.filled);
+
+	/* a symlink at the checkpoint path: the load refuses it, the save replaces the link */
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(symlink(victim, path), 0);
+	assert_int_equal(cs_warm_ckpt_load(&back, path, err, sizeof err), -1);
+	assert_non_null(strstr(err, "symbolic link"));
+	assert_int_equal(cs_warm_ckpt_save(&ck, path, err, sizeof err), 0);
+	assert_int_equal(slurp(victim, buf, sizeof buf), 7);
+	assert_string_equal(buf, "secret\n");
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_int_equal(cs_warm_ckpt_load(&back, path, err, sizeof err), 1);
+
+	/* a FIFO at the checkpoint path is refused without blocking */
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	assert_int_equal(cs_warm_ckpt_load(&back, path, err, sizeof err), -1);
+	assert_non_null(strstr(err, "not a regular file"));
+	assert_int_equal(unlink(path), 0);
+
+	/* no temp file left behind: only the planted link and the victim remain */
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	int entries = 0;
+	for (struct dirent *e; (e = readdir(d)) != NULL;)
+		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+			assert_true(strcmp(e->d_name, "ck.tmp") == 0 || strcmp(e->d_name, "victim") == 0);
+			entries++;
+		}
+	closedir(d);
+	assert_int_equal(entries, 2);
+	unlink(tmp);
+	unlink(victim);
+	rmdir(dir);
+}
+
 static void test_input_id(void **state)
 {
 	uint64_t a = cs_warm_input_id("file", "/a", 10, "get");
@@ -535,6 +618,7 @@ int main(void)
 	        cmocka_unit_test(test_ckpt_many_above),
 	        cmocka_unit_test(test_ckpt_rejects),
 	        cmocka_unit_test(test_ckpt_save_load),
+        cmocka_unit_test(test_ckpt_save_no_follow),
 	        cmocka_unit_test(test_input_id),
 	        cmocka_unit_test(test_counts_keep_first),
 	        cmocka_unit_test(test_bucket_starts_empty),
