@@ -1,0 +1,360 @@
+/* metrics.c - the Prometheus text writer (see metrics.h). */
+#include "metrics.h"
+
+#include <dirent.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+/* A growable string. */
+typedef struct sbuf {
+	char *p;
+	size_t len, cap;
+	bool failed;
+} sbuf;
+
+static void sb_put(sbuf *s, const char *p, size_t n)
+{
+	if (s->failed)
+		return;
+	if (s->len + n + 1 > s->cap) {
+		size_t cap = s->cap ? s->cap : 256;
+		while (cap < s->len + n + 1)
+			cap *= 2;
+		char *np = realloc(s->p, cap);
+		if (np == NULL) {
+			s->failed = true;
+			return;
+		}
+		s->p = np;
+		s->cap = cap;
+	}
+	memcpy(s->p + s->len, p, n);
+	s->len += n;
+	s->p[s->len] = '\0';
+}
+
+static void sb_str(sbuf *s, const char *p)
+{
+	sb_put(s, p, strlen(p));
+}
+
+static void sb_printf(sbuf *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sbuf *s, const char *fmt, ...)
+{
+	char tmp[128];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		sb_put(s, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+}
+
+typedef struct family {
+	char *name;
+	const char *help; /* static strings: every caller passes a literal */
+	cs_mtype type;
+	sbuf samples;
+} family;
+
+struct cs_metrics {
+	family *fam;
+	int n, cap;
+	uint64_t mismatches;
+	bool failed;
+};
+
+cs_metrics *cs_metrics_new(void)
+{
+	return calloc(1, sizeof(cs_metrics));
+}
+
+uint64_t cs_metrics_mismatches(const cs_metrics *m)
+{
+	return m->mismatches;
+}
+
+/* The family called name, declared now if new; NULL when the type disagrees or no memory. */
+static family *family_of(cs_metrics *m, cs_mtype type, const char *name, const char *help)
+{
+	for (int i = m->n - 1; i >= 0; i--) { /* samples of one family usually come together */
+		if (strcmp(m->fam[i].name, name) == 0) {
+			if (m->fam[i].type != type) {
+				m->mismatches++;
+				return NULL;
+			}
+			return &m->fam[i];
+		}
+	}
+	if (m->n == m->cap) {
+		int cap = m->cap ? m->cap * 2 : 64;
+		family *nf = realloc(m->fam, (size_t)cap * sizeof *nf);
+		if (nf == NULL) {
+			m->failed = true;
+			return NULL;
+		}
+		m->fam = nf;
+		m->cap = cap;
+	}
+	family *f = &m->fam[m->n];
+	*f = (family){ .name = strdup(name), .help = help, .type = type };
+	if (f->name == NULL) {
+		m->failed = true;
+		return NULL;
+	}
+	m->n++;
+	return f;
+}
+
+/* Label value escaping of the text format: backslash, double quote and newline. */
+static void put_label_value(sbuf *s, const char *v)
+{
+	for (const char *p = v; *p; p++) {
+		if (*p == '\\')
+			sb_put(s, "\\\\", 2);
+		else if (*p == '"')
+			sb_put(s, "\\\"", 2);
+		else if (*p == '\n')
+			sb_put(s, "\\n", 2);
+		else
+			sb_put(s, p, 1);
+	}
+}
+
+/* Writes k1="v1",k2="v2" from the NULL-ended pairs in ap; true when there was any. */
+static bool put_labels(sbuf *s, va_list ap)
+{
+	bool any = false;
+	const char *k;
+	while ((k = va_arg(ap, const char *)) != NULL) {
+		const char *v = va_arg(ap, const char *);
+		if (any)
+			sb_put(s, ",", 1);
+		sb_str(s, k);
+		sb_put(s, "=\"", 2);
+		put_label_value(s, v ? v : "");
+		sb_put(s, "\"", 1);
+		any = true;
+	}
+	return any;
+}
+
+static void sample_head(sbuf *s, const char *name, va_list ap)
+{
+	sb_str(s, name);
+	sbuf l = { 0 };
+	if (put_labels(&l, ap)) {
+		sb_put(s, "{", 1);
+		sb_put(s, l.p, l.len);
+		sb_put(s, "}", 1);
+	}
+	if (l.failed)
+		s->failed = true;
+	free(l.p);
+}
+
+void cs_m(cs_metrics *m, cs_mtype type, const char *name, const char *help, double v, ...)
+{
+	family *f = family_of(m, type, name, help);
+	if (f == NULL)
+		return;
+	va_list ap;
+	va_start(ap, v);
+	sample_head(&f->samples, name, ap);
+	va_end(ap);
+	if (v != v)
+		sb_str(&f->samples, " NaN\n");
+	else if (v == (double)(int64_t)v && v < 9007199254740992.0 && v > -9007199254740992.0)
+		sb_printf(&f->samples, " %lld\n", (long long)v);
+	else
+		sb_printf(&f->samples, " %.17g\n", v);
+}
+
+void cs_m_u64(cs_metrics *m, cs_mtype type, const char *name, const char *help, uint64_t v, ...)
+{
+	family *f = family_of(m, type, name, help);
+	if (f == NULL)
+		return;
+	va_list ap;
+	va_start(ap, v);
+	sample_head(&f->samples, name, ap);
+	va_end(ap);
+	sb_printf(&f->samples, " %llu\n", (unsigned long long)v);
+}
+
+void cs_m_hist(cs_metrics *m, const char *name, const char *help, const cs_hist *h, ...)
+{
+	family *f = family_of(m, CS_M_HISTOGRAM, name, help);
+	if (f == NULL)
+		return;
+	sbuf l = { 0 };
+	va_list ap;
+	va_start(ap, h);
+	(void)put_labels(&l, ap);
+	va_end(ap);
+	size_t need = 8192 + 40 * (l.len + 1);
+	char *buf = malloc(need);
+	if (buf == NULL || l.failed) {
+		f->samples.failed = true;
+	} else {
+		size_t n = cs_hist_prometheus(h, name, l.p ? l.p : "", buf, need);
+		if (n < need)
+			sb_put(&f->samples, buf, n);
+		else
+			f->samples.failed = true;
+	}
+	free(buf);
+	free(l.p);
+}
+
+void cs_m_state(cs_metrics *m, const char *name, const char *help, const char *label,
+	const char *const *states, const char *current, ...)
+{
+	family *f = family_of(m, CS_M_GAUGE, name, help);
+	if (f == NULL)
+		return;
+	sbuf l = { 0 };
+	va_list ap;
+	va_start(ap, current);
+	bool any = put_labels(&l, ap);
+	va_end(ap);
+	for (int i = 0; states[i]; i++) {
+		sb_str(&f->samples, name);
+		sb_put(&f->samples, "{", 1);
+		if (any) {
+			sb_put(&f->samples, l.p, l.len);
+			sb_put(&f->samples, ",", 1);
+		}
+		sb_str(&f->samples, label);
+		sb_put(&f->samples, "=\"", 2);
+		put_label_value(&f->samples, states[i]);
+		sb_printf(&f->samples, "\"} %d\n", current && strcmp(states[i], current) == 0);
+	}
+	if (l.failed)
+		f->samples.failed = true;
+	free(l.p);
+}
+
+/* Seconds since the epoch at which this process started: boot time + its start in ticks. */
+static double process_start_time(void)
+{
+	char buf[1024];
+	FILE *f = fopen("/proc/self/stat", "r");
+	if (f == NULL)
+		return -1;
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* Field 22 (starttime); the command (field 2) may hold spaces: count after its ')'. */
+	const char *p = strrchr(buf, ')');
+	unsigned long long start = 0;
+	for (int field = 2; p && field < 22; field++)
+		p = strchr(p + 1, ' ');
+	if (p == NULL || sscanf(p + 1, "%llu", &start) != 1)
+		return -1;
+	f = fopen("/proc/stat", "r");
+	if (f == NULL)
+		return -1;
+	unsigned long long btime = 0;
+	char line[256];
+	while (fgets(line, sizeof line, f))
+		if (sscanf(line, "btime %llu", &btime) == 1)
+			break;
+	fclose(f);
+	long hz = sysconf(_SC_CLK_TCK);
+	return btime && hz > 0 ? (double)btime + (double)start / (double)hz : -1;
+}
+
+void cs_m_process(cs_metrics *m)
+{
+	struct rusage ru;
+	if (getrusage(RUSAGE_SELF, &ru) == 0)
+		cs_m(m, CS_M_COUNTER, "process_cpu_seconds_total",
+			"Total user and system CPU time spent in seconds.",
+			(double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+				((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6,
+			NULL);
+	FILE *f = fopen("/proc/self/statm", "r");
+	unsigned long long size = 0, rss = 0;
+	if (f) {
+		if (fscanf(f, "%llu %llu", &size, &rss) == 2) {
+			double page = (double)sysconf(_SC_PAGESIZE);
+			cs_m(m, CS_M_GAUGE, "process_virtual_memory_bytes",
+				"Virtual memory size in bytes.", (double)size * page, NULL);
+			cs_m(m, CS_M_GAUGE, "process_resident_memory_bytes",
+				"Resident memory size in bytes.", (double)rss * page, NULL);
+		}
+		fclose(f);
+	}
+	DIR *d = opendir("/proc/self/fd");
+	if (d) {
+		int n = -1; /* the directory's own descriptor is listed too */
+		for (struct dirent *e; (e = readdir(d)) != NULL;)
+			if (e->d_name[0] != '.')
+				n++;
+		closedir(d);
+		cs_m(m, CS_M_GAUGE, "process_open_fds", "Number of open file descriptors.", n, NULL);
+	}
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+		cs_m(m, CS_M_GAUGE, "process_max_fds", "Maximum number of open file descriptors.",
+			rl.rlim_cur == RLIM_INFINITY ? -1 : (double)rl.rlim_cur, NULL);
+	double start = process_start_time();
+	if (start > 0)
+		cs_m(m, CS_M_GAUGE, "process_start_time_seconds",
+			"Start time of the process since unix epoch in seconds.", start, NULL);
+}
+
+void cs_m_build_info(cs_metrics *m, const char *version)
+{
+	cs_m(m, CS_M_GAUGE, "cachesvc_build_info",
+		"A metric with a constant 1 labelled by the version cachesvc was built from.", 1,
+		"version", version, NULL);
+}
+
+/* HELP text escaping: backslash and newline. */
+static void put_help(sbuf *s, const char *h)
+{
+	for (const char *p = h; *p; p++) {
+		if (*p == '\\')
+			sb_put(s, "\\\\", 2);
+		else if (*p == '\n')
+			sb_put(s, "\\n", 2);
+		else
+			sb_put(s, p, 1);
+	}
+}
+
+long cs_metrics_finish(cs_metrics *m, char **out)
+{
+	static const char *const type_names[] = { "counter", "gauge", "histogram" };
+	sbuf s = { 0 };
+	bool failed = m->failed;
+	for (int i = 0; i < m->n; i++) {
+		family *f = &m->fam[i];
+		failed |= f->samples.failed;
+		sb_printf(&s, "# HELP %s ", f->name);
+		put_help(&s, f->help ? f->help : "");
+		sb_printf(&s, "\n# TYPE %s %s\n", f->name, type_names[f->type]);
+		if (f->samples.p)
+			sb_put(&s, f->samples.p, f->samples.len);
+		free(f->name);
+		free(f->samples.p);
+	}
+	free(m->fam);
+	free(m);
+	if (!failed && s.p == NULL) /* nothing was added */
+		s.p = calloc(1, 1);
+	if (failed || s.failed || s.p == NULL) {
+		free(s.p);
+		*out = NULL;
+		return -1;
+	}
+	*out = s.p;
+	return (long)s.len;
+}
