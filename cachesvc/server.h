@@ -20,7 +20,9 @@ typedef struct cs_server cs_server;
 typedef struct cs_server_stats {
 	uint64_t clients;	   /* gauge: connected now */
 	uint64_t connections;	   /* accepted since start */
-	uint64_t rejected;	   /* refused at max_clients */
+	uint64_t rejected;	   /* refused at max_clients (or its cap by the open-file limit) */
+	uint64_t accept_errors;	   /* accept() failures: EMFILE, ENFILE, ENOBUFS, ENOMEM, ... */
+	uint64_t accept_pauses;	   /* times the listeners paused after a resource error */
 	uint64_t protocol_errors;  /* connections closed for a protocol error */
 	uint64_t idle_closed;	   /* connections closed by the idle timeout */
 	uint64_t frames[8];	   /* requests by opcode (index = opcode) */
@@ -34,6 +36,11 @@ cs_server *cs_server_new(struct event_base *base, cs_engine *engine, char *err, 
 
 /* Starts or stops accepting new connections (existing ones are unaffected). */
 void cs_server_accept(cs_server *s, bool on);
+
+/* Caps max_clients at `limit` client connections (0 = no cap): what the open-file limit
+ * leaves once the servers, pools and admin endpoint have their share (main.c). The
+ * effective bound is min(max_clients, limit); both apply to new connections only. */
+void cs_server_set_client_cap(cs_server *s, int limit);
 
 /* Graceful shutdown: stops accepting, answers new requests SHUTTING_DOWN, and calls done()
  * once every in-flight request has been answered (or after the timeout). */
