@@ -85,3 +85,17 @@ pauses=$(metric cachesvc_accept_pauses_total)
 grep -m1 "accept: " "$WORK/cachesvc.log" | sed 's/^/  log: /'
 ok "EMFILE: $errors accept errors, $pauses pauses, $lines log lines, $ticks CPU ticks in 3 s; PING served after"
 kill -0 "$DAEMON_PID" || fail "the daemon died"
+
+# ---- 3. the admin endpoint's connection cap ---------------------------------------------------
+base=$(ls "/proc/$DAEMON_PID/fd" | wc -l)
+afds=()
+for _ in $(seq 40); do
+  exec {fd}<>"/dev/tcp/127.0.0.1/$APORT" || fail "cannot connect to the admin port"
+  afds+=("$fd")
+done
+sleep 0.5
+held=$(($(ls "/proc/$DAEMON_PID/fd" | wc -l) - base))
+for fd in "${afds[@]}"; do exec {fd}<&-; done
+[ "$held" -le 16 ] || fail "40 idle admin connections hold $held descriptors (cap 16)"
+until_true 5 test "$(http_status /healthz)" = 200 || fail "/healthz not served after the admin flood"
+ok "40 idle admin connections held $held descriptors (cap 16); /healthz served after"
