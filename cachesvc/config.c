@@ -128,6 +128,13 @@ static const struct key_def key_table[] = {
         {SEC_SERVICE, "idle_timeout", KT_DURATION, CFG(idle_timeout_ms), "0", NO_KIND_DEF,
                 KF_RELOAD, 0, 30 * DAY_MS, NULL,
                 "close idle client connections after this; 0 = never"},
+        {SEC_SERVICE, "client_output_soft_limit", KT_SIZE64, CFG(client_output_soft), "4MB",
+                NO_KIND_DEF, KF_RELOAD, 64 * 1024, INT64_MAX, NULL,
+                "output queued for one client (replies unwritten, MGET items held) past which it is "
+                "not read"},
+        {SEC_SERVICE, "client_output_hard_limit", KT_SIZE64, CFG(client_output_hard), "128MB",
+                NO_KIND_DEF, KF_RELOAD, 64 * 1024, INT64_MAX, NULL,
+                "... past which it is disconnected; above max_reply and client_output_soft_limit"},
         {SEC_SERVICE, "request_timeout", KT_DURATION, CFG(request_timeout_ms), "5s", NO_KIND_DEF,
                 KF_RELOAD, 1, HOUR_MS, NULL, "bound on one request, queueing included"},
         {SEC_SERVICE, "max_frame", KT_SIZE32, CFG(max_frame), "1MB", NO_KIND_DEF, 0, 1024,
@@ -2232,6 +2239,13 @@ static bool validate_config(struct loader *ld, cs_config *cfg)
 	}
 	if (cfg->primary_conninfo == NULL && cfg->nreplicas == 0) {
 		fail_at(ld, 0, "no [primary] and no [replica NAME] section: nothing to read from");
+		return false;
+	}
+	if (cfg->client_output_hard < cfg->client_output_soft ||
+	    cfg->client_output_hard <= cfg->max_reply) {
+		fail_at(ld, 0,
+		        "[cachesvc] client_output_hard_limit: must be at least client_output_soft_limit "
+		        "and above max_reply (a client waiting for one largest reply is within it)");
 		return false;
 	}
 	if (cfg->inval_enabled && cfg->primary_conninfo == NULL) {

@@ -122,6 +122,8 @@ typedef struct cs_config {
 	int max_clients;
 	int max_inflight;                 /* per client connection */
 	int64_t idle_timeout_ms;          /* 0 = none */
+	uint64_t client_output_soft;      /* bytes queued for a client: stop reading it */
+	uint64_t client_output_hard;      /* ... close it (> max_reply, >= soft) */
 	int64_t request_timeout_ms;
 	uint32_t max_frame;               /* bytes, request frames */
 	uint32_t max_result;              /* bytes; larger results are served, not cached */

@@ -22,8 +22,17 @@
 #include "log.h"
 #include "util.h"
 
-#define OUT_HIGH (4u << 20) /* stop reading a client whose unread replies pass this */
-#define OUT_LOW	 (1u << 20) /* ... and resume below this */
+/* Output bounds per client (client_output_soft_limit / _hard_limit, like Redis's
+ * client-output-buffer-limit). A client's queued output is what its bufferevent holds
+ * unwritten plus the results its MGETs hold: items answered, waiting for the last one
+ * (c->held). Past the soft limit the connection is not read, so it sends no new requests;
+ * but up to max_inflight requests already read keep completing into its output, which is
+ * how one connection that never read grew to 800 MB (issue 14). Past the hard limit it is
+ * closed and counted. An MGET is sized item by item as items arrive: one whose items alone
+ * pass the hard limit (or the 64 MiB reply limit) can never be written within the limit,
+ * so it fails with too_large at once, its items freed, and the connection stays. */
+#define MGET_REPLY_MAX (64u << 20) /* the reply scratch buffer and the clients' default limit */
+#define MGET_ITEM_OVERHEAD 64	   /* meta and framing per item, roughly */
 #define SERVER_NAME "cachesvc/0.1.0"
 #define FINAL_FLUSH_MS 1000 /* cs_server_free: longest wait for clients to take their answers */
 /* accept() failed for want of a resource (EMFILE, ENFILE, ENOBUFS, ENOMEM): the pending
@@ -41,6 +50,7 @@ typedef struct client {
 	struct bufferevent *bev;
 	struct client *prev, *next;
 	int inflight;
+	size_t held; /* bytes of MGET item results held for this client (see above) */
 	bool authed;
 	bool paused;	     /* reading stopped: in-flight bound or output backlog */
 	bool close_on_flush; /* protocol error: close once the error frame is out */
@@ -73,6 +83,9 @@ struct mget {
 	client *c;
 	uint32_t reqid;
 	uint32_t n, pending;
+	size_t bytes;	/* reply size so far, counted per item */
+	size_t held;	/* this MGET's share of c->held */
+	bool too_large; /* items past the limit: dropped, the MGET answers too_large */
 	mitem *items;
 	mslot *slots;
 };
@@ -103,6 +116,12 @@ static void client_read(struct bufferevent *bev, void *arg);
 static const cs_config *cfg_of(const cs_server *s)
 {
 	return cs_engine_config(s->engine);
+}
+
+/* Bytes queued for a connected client: unwritten output plus held MGET items. */
+static size_t client_queued(const client *c)
+{
+	return evbuffer_get_length(bufferevent_get_output(c->bev)) + c->held;
 }
 
 /* ---- Connection lifecycle --------------------------------------------------------------- */
@@ -171,6 +190,21 @@ static void client_pause(client *c, bool pause)
 		bufferevent_enable(c->bev, EV_READ);
 }
 
+/* Applies the output limits after the client's queued output grew: past the hard limit
+ * the connection is closed (counted), past the soft one it is not read. */
+static void output_check(client *c)
+{
+	const cs_config *cfg = cfg_of(c->srv);
+	size_t q = client_queued(c);
+	if (q > cfg->client_output_hard) {
+		c->srv->stats.output_limit_closed++;
+		cs_debug("closing client: %zu bytes of output queued, over client_output_hard_limit", q);
+		client_close(c); /* freed later: never inside client_read (see in_read) */
+	} else if (q > cfg->client_output_soft) {
+		client_pause(c, true);
+	}
+}
+
 /* Writes the scratch frame to the client and applies output backpressure. */
 static void client_send(client *c, cs_buf *b)
 {
@@ -180,8 +214,7 @@ static void client_send(client *c, cs_buf *b)
 		client_close(c); /* freed later: never inside client_read (see in_read) */
 		return;
 	}
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > OUT_HIGH)
-		client_pause(c, true);
+	output_check(c);
 }
 
 /* A request finished: the connection may read again, or be freed. */
@@ -193,7 +226,7 @@ static void request_done(client *c)
 	if (c->bev == NULL) {
 		client_free_if_done(c);
 	} else if (c->paused && c->inflight < cfg_of(s)->max_inflight &&
-		   evbuffer_get_length(bufferevent_get_output(c->bev)) <= OUT_HIGH) {
+		   client_queued(c) <= cfg_of(s)->client_output_soft) {
 		client_pause(c, false);
 		if (!c->in_read)
 			client_read(c->bev, c); /* frames may already be buffered */
@@ -267,6 +300,7 @@ static void on_inval_done(void *priv, int err, const char *msg, uint64_t n)
 
 static void mget_free(mget *m)
 {
+	m->c->held -= m->held;
 	for (uint32_t i = 0; i < m->n; i++) {
 		free(m->items[i].msg);
 		free(m->items[i].result);
@@ -282,6 +316,15 @@ static void mget_finish(mget *m)
 	client *c = m->c;
 	cs_server *s = c->srv;
 	if (c->bev) {
+		if (m->too_large) {
+			char msg[128];
+			snprintf(msg, sizeof msg, "MGET reply is over %zu bytes (the reply or output limit)",
+				(size_t)CS_MIN(cfg_of(s)->client_output_hard, MGET_REPLY_MAX));
+			send_error(c, m->reqid, CS_ERR_TOO_LARGE, msg);
+			mget_free(m);
+			request_done(c);
+			return;
+		}
 		cs_buf_reset(&s->out);
 		size_t off = cs_proto_mget_begin(&s->out, m->reqid, m->n);
 		int rc = 0;
@@ -315,7 +358,26 @@ static void on_mget_item(void *priv, int err, const char *msg, const cs_meta *me
 {
 	mslot *slot = priv;
 	mget *m = slot->m;
+	client *c = m->c;
 	mitem *it = &m->items[slot->index];
+	if (c->bev == NULL || m->too_large) {
+		mget_release(m); /* nobody will read it: keep nothing */
+		return;
+	}
+	m->bytes += (err ? strlen(msg ? msg : "") : len) + MGET_ITEM_OVERHEAD;
+	if (m->bytes > CS_MIN(cfg_of(c->srv)->client_output_hard, MGET_REPLY_MAX)) {
+		m->too_large = true; /* free what the items hold now, not when the last one comes */
+		for (uint32_t i = 0; i < m->n; i++) {
+			free(m->items[i].msg);
+			free(m->items[i].result);
+			m->items[i].msg = NULL;
+			m->items[i].result = NULL;
+		}
+		c->held -= m->held;
+		m->held = 0;
+		mget_release(m);
+		return;
+	}
 	it->err = err;
 	if (err) {
 		it->msg = strdup(msg ? msg : "");
@@ -328,8 +390,11 @@ static void on_mget_item(void *priv, int err, const char *msg, const cs_meta *me
 		} else {
 			memcpy(it->result, result, len);
 			it->len = len;
+			m->held += len;
+			c->held += len;
 		}
 	}
+	output_check(c); /* may close c: the MGET then finishes into the void */
 	mget_release(m);
 }
 
@@ -520,8 +585,7 @@ static void read_frames(client *c, struct bufferevent *bev)
 	const cs_config *cfg = cfg_of(s);
 	struct evbuffer *in = bufferevent_get_input(bev);
 	while (c->bev && !c->close_on_flush) {
-		if (c->inflight >= cfg->max_inflight ||
-			evbuffer_get_length(bufferevent_get_output(bev)) > OUT_HIGH) {
+		if (c->inflight >= cfg->max_inflight || client_queued(c) > cfg->client_output_soft) {
 			client_pause(c, true); /* resumed by request_done / the write watermark */
 			return;
 		}
@@ -566,7 +630,9 @@ static void client_write(struct bufferevent *bev, void *arg)
 		return;
 	}
 	/* The output fell below the low watermark: read again if that was the brake. */
-	if (c->paused && c->inflight < cfg_of(c->srv)->max_inflight && !c->in_read) {
+	const cs_config *cfg = cfg_of(c->srv);
+	if (c->paused && c->inflight < cfg->max_inflight && !c->in_read &&
+		client_queued(c) <= cfg->client_output_soft) {
 		client_pause(c, false);
 		client_read(bev, c);
 	}
@@ -636,7 +702,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	s->stats.clients++;
 	s->stats.connections++;
 	bufferevent_setcb(bev, client_read, client_write, client_event, c);
-	bufferevent_setwatermark(bev, EV_WRITE, OUT_LOW, 0);
+	/* write callback (resume check) once the output drains to a quarter of the soft limit */
+	bufferevent_setwatermark(bev, EV_WRITE, (size_t)(cfg->client_output_soft / 4), 0);
 	if (cfg->idle_timeout_ms > 0) {
 		struct timeval tv = cs_tv_ms(cfg->idle_timeout_ms);
 		bufferevent_set_timeouts(bev, &tv, NULL);
@@ -872,6 +939,9 @@ void cs_server_metrics(const cs_server *s, FILE *f)
 									   : cfg_of(s)->max_clients);
 	fprintf(f, "cachesvc_protocol_errors_total %llu\n", (unsigned long long)st->protocol_errors);
 	fprintf(f, "cachesvc_idle_closed_total %llu\n", (unsigned long long)st->idle_closed);
+	fprintf(f, "# HELP cachesvc_output_limit_closed_total Clients closed past client_output_hard_limit\n"
+		   "# TYPE cachesvc_output_limit_closed_total counter\ncachesvc_output_limit_closed_total %llu\n",
+		(unsigned long long)st->output_limit_closed);
 	fprintf(f, "cachesvc_inflight %llu\n", (unsigned long long)st->inflight);
 	fprintf(f, "# HELP cachesvc_frames_total Requests by opcode\n# TYPE cachesvc_frames_total counter\n");
 	for (uint8_t op = CS_OP_HELLO; op <= CS_OP_STATS; op++)
