@@ -128,6 +128,10 @@ static const struct key_def key_table[] = {
         {SEC_SERVICE, "idle_timeout", KT_DURATION, CFG(idle_timeout_ms), "0", NO_KIND_DEF,
                 KF_RELOAD, 0, 30 * DAY_MS, NULL,
                 "close idle client connections after this; 0 = never"},
+        {SEC_SERVICE, "frame_timeout", KT_DURATION, CFG(frame_timeout_ms), "10s", NO_KIND_DEF,
+                KF_RELOAD, 0, HOUR_MS, NULL,
+                "close a client whose request frame is not complete this long after its first byte; "
+                "0 = never"},
         {SEC_SERVICE, "client_output_soft_limit", KT_SIZE64, CFG(client_output_soft), "4MB",
                 NO_KIND_DEF, KF_RELOAD, 64 * 1024, INT64_MAX, NULL,
                 "output queued for one client (replies unwritten, MGET items held) past which it is "

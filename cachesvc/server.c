@@ -31,6 +31,13 @@
  * closed and counted. An MGET is sized item by item as items arrive: one whose items alone
  * pass the hard limit (or the 64 MiB reply limit) can never be written within the limit,
  * so it fails with too_large at once, its items freed, and the connection stays. */
+/* Slowloris (issue 14): a frame must be complete frame_timeout after its first byte came,
+ * whatever trickles in meanwhile (every byte resets idle_timeout, so that bound cannot).
+ * Clients holding a partial frame sit on a list (s->partial) with the time it began; a
+ * timer armed only while the list is non-empty sweeps it every FRAME_SWEEP_MS at most and
+ * closes the late ones. A hit never touches it: a client is linked only when a read ends
+ * inside a frame, and that costs a clock read (vDSO, no system call) and two pointers. */
+#define FRAME_SWEEP_MS 250
 #define MGET_REPLY_MAX (64u << 20) /* the reply scratch buffer and the clients' default limit */
 #define MGET_ITEM_OVERHEAD 64	   /* meta and framing per item, roughly */
 #define SERVER_NAME "cachesvc/0.1.0"
@@ -49,6 +56,8 @@ typedef struct client {
 	cs_server *srv;
 	struct bufferevent *bev;
 	struct client *prev, *next;
+	struct client *pprev, *pnext; /* on s->partial while a partial frame is buffered */
+	uint64_t partial_since_us;    /* when the first byte of that frame was read */
 	int inflight;
 	size_t held; /* bytes of MGET item results held for this client (see above) */
 	bool authed;
@@ -95,7 +104,9 @@ struct cs_server {
 	cs_engine *engine;
 	struct evconnlistener *tcp, *unix_l;
 	char *unix_path;
-	client head; /* sentinel of the connection list */
+	client head;	/* sentinel of the connection list */
+	client partial; /* sentinel of the list of clients with a partial frame (pnext/pprev) */
+	struct event *frame_sweep;
 	cs_server_stats stats;
 	cs_buf out; /* scratch for one reply frame */
 	bool draining;
@@ -167,10 +178,44 @@ static void client_free_if_done(client *c)
 		free(c);
 }
 
+static void partial_unlink(client *c)
+{
+	if (c->pnext == NULL)
+		return;
+	c->pprev->pnext = c->pnext;
+	c->pnext->pprev = c->pprev;
+	c->pnext = c->pprev = NULL;
+}
+
+/* A read ended inside a frame. `fresh`: frames were consumed by that read, so the partial
+ * bytes begin a new frame (its clock starts now); otherwise the same frame goes on. */
+static void partial_mark(client *c, bool fresh)
+{
+	cs_server *s = c->srv;
+	int64_t timeout = cfg_of(s)->frame_timeout_ms;
+	if (timeout <= 0)
+		return;
+	if (c->pnext != NULL) {
+		if (fresh)
+			c->partial_since_us = cs_now_us();
+		return;
+	}
+	c->partial_since_us = cs_now_us();
+	c->pnext = &s->partial;
+	c->pprev = s->partial.pprev;
+	s->partial.pprev->pnext = c;
+	s->partial.pprev = c;
+	if (s->frame_sweep && !evtimer_pending(s->frame_sweep, NULL)) {
+		struct timeval tv = cs_tv_ms(CS_MIN(FRAME_SWEEP_MS, CS_MAX(timeout / 4, 10)));
+		evtimer_add(s->frame_sweep, &tv);
+	}
+}
+
 static void client_close(client *c)
 {
 	if (c->bev == NULL)
 		return;
+	partial_unlink(c);
 	bufferevent_free(c->bev);
 	c->bev = NULL;
 	c->prev->next = c->next;
@@ -584,14 +629,21 @@ static void read_frames(client *c, struct bufferevent *bev)
 	cs_server *s = c->srv;
 	const cs_config *cfg = cfg_of(s);
 	struct evbuffer *in = bufferevent_get_input(bev);
+	bool consumed = false; /* a frame was handled: what is left begins a new one */
 	while (c->bev && !c->close_on_flush) {
 		if (c->inflight >= cfg->max_inflight || client_queued(c) > cfg->client_output_soft) {
 			client_pause(c, true); /* resumed by request_done / the write watermark */
+			partial_unlink(c);     /* not read: any wait now is ours, not the client's */
 			return;
 		}
 		size_t avail = evbuffer_get_length(in);
-		if (avail < CS_PROTO_HDR)
+		if (avail < CS_PROTO_HDR) {
+			if (avail == 0)
+				partial_unlink(c);
+			else
+				partial_mark(c, consumed);
 			return;
+		}
 		uint8_t hdr[CS_PROTO_HDR];
 		evbuffer_copyout(in, hdr, CS_PROTO_HDR);
 		cs_frame f;
@@ -606,8 +658,10 @@ static void read_frames(client *c, struct bufferevent *bev)
 			return;
 		}
 		size_t need = CS_PROTO_HDR + (size_t)f.body_len;
-		if (avail < need)
-			return; /* length checked against max_frame above: bounded wait */
+		if (avail < need) {
+			partial_mark(c, consumed); /* length checked against max_frame: bounded */
+			return;
+		}
 		const uint8_t *p = evbuffer_pullup(in, (ssize_t)need);
 		if (p == NULL) {
 			client_close(c);
@@ -619,6 +673,30 @@ static void read_frames(client *c, struct bufferevent *bev)
 		if (c->bev == NULL)
 			return;
 		evbuffer_drain(in, need);
+		consumed = true;
+	}
+}
+
+static void on_frame_sweep(evutil_socket_t fd, short what, void *arg)
+{
+	cs_server *s = arg;
+	int64_t timeout = cfg_of(s)->frame_timeout_ms;
+	uint64_t now = cs_now_us();
+	client *next;
+	for (client *c = s->partial.pnext; c != &s->partial; c = next) {
+		next = c->pnext;
+		if (timeout <= 0) {
+			partial_unlink(c); /* frame_timeout turned off by a reload */
+		} else if (now - c->partial_since_us >= (uint64_t)timeout * 1000u) {
+			s->stats.frame_timeout_closed++;
+			cs_debug("closing client: a frame begun %llu ms ago is still incomplete",
+				(unsigned long long)((now - c->partial_since_us) / 1000u));
+			client_close(c);
+		}
+	}
+	if (s->partial.pnext != &s->partial) {
+		struct timeval tv = cs_tv_ms(CS_MIN(FRAME_SWEEP_MS, CS_MAX(timeout / 4, 10)));
+		evtimer_add(s->frame_sweep, &tv);
 	}
 }
 
@@ -802,9 +880,15 @@ cs_server *cs_server_new(struct event_base *base, cs_engine *engine, char *err, 
 	s->engine = engine;
 	s->head.next = s->head.prev = &s->head;
 	s->accept_on = true;
+	s->partial.pnext = s->partial.pprev = &s->partial;
 	s->accept_timer = evtimer_new(base, on_accept_resume, s);
-	if (s->accept_timer == NULL) {
+	s->frame_sweep = evtimer_new(base, on_frame_sweep, s);
+	if (s->accept_timer == NULL || s->frame_sweep == NULL) {
 		snprintf(err, errlen, "out of memory");
+		if (s->accept_timer)
+			event_free(s->accept_timer);
+		if (s->frame_sweep)
+			event_free(s->frame_sweep);
 		free(s);
 		return NULL;
 	}
@@ -911,6 +995,8 @@ void cs_server_free(cs_server *s)
 		event_free(s->flush_timer);
 	if (s->accept_timer)
 		event_free(s->accept_timer);
+	if (s->frame_sweep)
+		event_free(s->frame_sweep);
 	cs_buf_free(&s->out);
 	free(s);
 }
@@ -939,6 +1025,9 @@ void cs_server_metrics(const cs_server *s, FILE *f)
 									   : cfg_of(s)->max_clients);
 	fprintf(f, "cachesvc_protocol_errors_total %llu\n", (unsigned long long)st->protocol_errors);
 	fprintf(f, "cachesvc_idle_closed_total %llu\n", (unsigned long long)st->idle_closed);
+	fprintf(f, "# HELP cachesvc_frame_timeout_closed_total Clients closed for a frame not completed within frame_timeout\n"
+		   "# TYPE cachesvc_frame_timeout_closed_total counter\ncachesvc_frame_timeout_closed_total %llu\n",
+		(unsigned long long)st->frame_timeout_closed);
 	fprintf(f, "# HELP cachesvc_output_limit_closed_total Clients closed past client_output_hard_limit\n"
 		   "# TYPE cachesvc_output_limit_closed_total counter\ncachesvc_output_limit_closed_total %llu\n",
 		(unsigned long long)st->output_limit_closed);
