@@ -38,6 +38,13 @@
  * closes the late ones. A hit never touches it: a client is linked only when a read ends
  * inside a frame, and that costs a clock read (vDSO, no system call) and two pointers. */
 #define FRAME_SWEEP_MS 250
+/* Failed authentication (issue 14: 25,000 guesses a second on one connection, unseen): each
+ * bad HELLO is counted (cachesvc_auth_failures_total) and logged at most once per
+ * AUTH_LOG_INTERVAL_US with the peer's address and a count of the lines not logged; the
+ * AUTH_MAX_FAILURES-th on one connection closes it after its `auth` error frame, so each
+ * further guess costs a new connection (and its share of max_clients). */
+#define AUTH_MAX_FAILURES 3
+#define AUTH_LOG_INTERVAL_US (5u * 1000000u)
 #define MGET_REPLY_MAX (64u << 20) /* the reply scratch buffer and the clients' default limit */
 #define MGET_ITEM_OVERHEAD 64	   /* meta and framing per item, roughly */
 #define SERVER_NAME "cachesvc/0.1.0"
@@ -60,6 +67,7 @@ typedef struct client {
 	uint64_t partial_since_us;    /* when the first byte of that frame was read */
 	int inflight;
 	size_t held; /* bytes of MGET item results held for this client (see above) */
+	int auth_failures;
 	bool authed;
 	bool paused;	     /* reading stopped: in-flight bound or output backlog */
 	bool close_on_flush; /* protocol error: close once the error frame is out */
@@ -119,6 +127,7 @@ struct cs_server {
 	bool accept_paused;	    /* ... but a resource error paused them */
 	int client_cap;		    /* from the open-file limit; 0 = none */
 	cs_ratelimit accept_log;
+	cs_ratelimit auth_log;
 	cs_get_req mget_scratch[CS_PROTO_MAX_MGET];
 };
 
@@ -279,20 +288,27 @@ static void request_done(client *c)
 	maybe_drained(s);
 }
 
-static void protocol_error(client *c, uint32_t reqid, const char *fmt, const char *detail)
+/* Sends an error frame, then closes the connection once it is written; nothing more is
+ * read from it. */
+static void error_and_close(client *c, uint32_t reqid, int code, const char *fmt, const char *detail)
 {
 	cs_server *s = c->srv;
-	s->stats.protocol_errors++;
 	cs_buf_reset(&s->out);
-	(void)cs_proto_write_error(&s->out, reqid, CS_ERR_PROTOCOL, fmt, detail);
+	(void)cs_proto_write_error(&s->out, reqid, code, fmt, detail);
 	client_send(c, &s->out);
 	if (c->bev == NULL)
 		return;
-	cs_debug("closing client: protocol error: %s", detail);
+	cs_debug("closing client: %s", detail);
 	c->close_on_flush = true;
 	bufferevent_disable(c->bev, EV_READ);
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
 		client_close(c);
+}
+
+static void protocol_error(client *c, uint32_t reqid, const char *fmt, const char *detail)
+{
+	c->srv->stats.protocol_errors++;
+	error_and_close(c, reqid, CS_ERR_PROTOCOL, fmt, detail);
 }
 
 static void send_error(client *c, uint32_t reqid, int code, const char *msg)
@@ -458,6 +474,47 @@ static bool token_ok(const cs_config *cfg, const cs_hello_req *h)
 	return diff == 0;
 }
 
+/* "host:port" of the client's peer, for log lines (error paths only: a system call). */
+static void peer_name(const client *c, char *buf, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+	snprintf(buf, len, "?");
+	evutil_socket_t fd = c->bev ? bufferevent_getfd(c->bev) : -1;
+	if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
+		return;
+	if (ss.ss_family == AF_UNIX) {
+		snprintf(buf, len, "unix socket");
+		return;
+	}
+	char host[64];
+	const void *addr = ss.ss_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+						    : (const void *)&((struct sockaddr_in *)&ss)->sin_addr;
+	unsigned port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+						       : ((struct sockaddr_in *)&ss)->sin_port);
+	if (evutil_inet_ntop(ss.ss_family, addr, host, sizeof host) != NULL)
+		snprintf(buf, len, ss.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host, port);
+}
+
+static void auth_failed(client *c, uint32_t reqid)
+{
+	cs_server *s = c->srv;
+	s->stats.auth_failures++;
+	c->auth_failures++;
+	uint64_t suppressed;
+	if (cs_ratelimit_pass(&s->auth_log, AUTH_LOG_INTERVAL_US, &suppressed)) {
+		char peer[96];
+		peer_name(c, peer, sizeof peer);
+		cs_warn("authentication failed: bad or missing token in HELLO from %s (%d on this "
+			"connection; %llu more failures not logged since the last line)",
+			peer, c->auth_failures, (unsigned long long)suppressed);
+	}
+	if (c->auth_failures >= AUTH_MAX_FAILURES)
+		error_and_close(c, reqid, CS_ERR_AUTH, "%s", "bad or missing auth token; closing the connection");
+	else
+		send_error(c, reqid, CS_ERR_AUTH, "bad or missing auth token");
+}
+
 /* A request body the decoder refused: a protocol error closes the connection, any other
  * code is answered and the connection stays. Returns true when rc was an error. */
 static bool decode_failed(client *c, uint32_t reqid, int rc, const char *err)
@@ -508,7 +565,7 @@ static void handle_frame(client *c, const cs_frame *f)
 				h.version, CS_PROTO_VERSION);
 			protocol_error(c, f->reqid, "%s", err);
 		} else if (!token_ok(cfg, &h)) {
-			send_error(c, f->reqid, CS_ERR_AUTH, "bad or missing auth token");
+			auth_failed(c, f->reqid);
 		} else {
 			c->authed = true;
 			cs_buf_reset(&s->out);
@@ -518,7 +575,9 @@ static void handle_frame(client *c, const cs_frame *f)
 		}
 		return;
 	}
-	if (!c->authed && cfg->auth_token != NULL) {
+	/* PING needs no HELLO (PROTOCOL.md section 2): it tells nothing but that a server is
+	 * there, which the TCP handshake already did; a load balancer's probe needs no token. */
+	if (!c->authed && cfg->auth_token != NULL && f->opcode != CS_OP_PING) {
 		send_error(c, f->reqid, CS_ERR_AUTH, "HELLO with the auth token first");
 		return;
 	}
@@ -1024,6 +1083,9 @@ void cs_server_metrics(const cs_server *s, FILE *f)
 		s->client_cap > 0 && s->client_cap < cfg_of(s)->max_clients ? s->client_cap
 									   : cfg_of(s)->max_clients);
 	fprintf(f, "cachesvc_protocol_errors_total %llu\n", (unsigned long long)st->protocol_errors);
+	fprintf(f, "# HELP cachesvc_auth_failures_total HELLOs with a missing or wrong token\n"
+		   "# TYPE cachesvc_auth_failures_total counter\ncachesvc_auth_failures_total %llu\n",
+		(unsigned long long)st->auth_failures);
 	fprintf(f, "cachesvc_idle_closed_total %llu\n", (unsigned long long)st->idle_closed);
 	fprintf(f, "# HELP cachesvc_frame_timeout_closed_total Clients closed for a frame not completed within frame_timeout\n"
 		   "# TYPE cachesvc_frame_timeout_closed_total counter\ncachesvc_frame_timeout_closed_total %llu\n",
