@@ -4,8 +4,13 @@
  * reads frames (protocol/PROTOCOL.md), hands requests to the engine and writes replies as
  * they complete, in any order, tagged with the request id. Per connection: at most
  * max_inflight requests in flight (beyond that the connection is simply not read until
- * some complete), a bounded output backlog, an idle timeout. Protocol errors get an error
- * frame and close that connection only. Nothing blocks. */
+ * some complete); output bounded in bytes, MGET items held included (past
+ * client_output_soft_limit it is not read, past client_output_hard_limit it is closed); a
+ * deadline for completing a frame once its first byte came (frame_timeout); an idle
+ * timeout; at most three failed HELLOs. Protocol errors get an error frame and close that
+ * connection only. Connections past max_clients (capped by the open-file limit, see
+ * main.c) get an OVERLOADED error frame; accept() failing for want of descriptors pauses
+ * the listeners instead of spinning. Nothing blocks. */
 #ifndef CS_SERVER_H
 #define CS_SERVER_H
 
