@@ -11,6 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <ini.h>
 #include <libpq-fe.h>
 
@@ -128,6 +131,17 @@ static const struct key_def key_table[] = {
         {SEC_SERVICE, "idle_timeout", KT_DURATION, CFG(idle_timeout_ms), "0", NO_KIND_DEF,
                 KF_RELOAD, 0, 30 * DAY_MS, NULL,
                 "close idle client connections after this; 0 = never"},
+        {SEC_SERVICE, "frame_timeout", KT_DURATION, CFG(frame_timeout_ms), "10s", NO_KIND_DEF,
+                KF_RELOAD, 0, HOUR_MS, NULL,
+                "close a client whose request frame is not complete this long after its first byte; "
+                "0 = never"},
+        {SEC_SERVICE, "client_output_soft_limit", KT_SIZE64, CFG(client_output_soft), "4MB",
+                NO_KIND_DEF, KF_RELOAD, 64 * 1024, INT64_MAX, NULL,
+                "output queued for one client (replies unwritten, MGET items held) past which it is "
+                "not read"},
+        {SEC_SERVICE, "client_output_hard_limit", KT_SIZE64, CFG(client_output_hard), "128MB",
+                NO_KIND_DEF, KF_RELOAD, 64 * 1024, INT64_MAX, NULL,
+                "... past which it is disconnected; above max_reply and client_output_soft_limit"},
         {SEC_SERVICE, "request_timeout", KT_DURATION, CFG(request_timeout_ms), "5s", NO_KIND_DEF,
                 KF_RELOAD, 1, HOUR_MS, NULL, "bound on one request, queueing included"},
         {SEC_SERVICE, "max_frame", KT_SIZE32, CFG(max_frame), "1MB", NO_KIND_DEF, 0, 1024,
@@ -160,6 +174,9 @@ static const struct key_def key_table[] = {
         {SEC_SERVICE, "auth_token", KT_STRING, CFG(auth_token), NULL, NO_KIND_DEF,
                 KF_RELOAD | KF_NULLABLE | KF_SECRET, 0, 0, NULL,
                 "token clients must send in HELLO; empty = no authentication"},
+        {SEC_SERVICE, "allow_unauthenticated", KT_BOOL, CFG(allow_unauthenticated), "false",
+                NO_KIND_DEF, KF_RELOAD, 0, 0, NULL,
+                "allow listen on a non-loopback address without auth_token"},
         {SEC_SERVICE, "fence", KT_BOOL, CFG(fence), "true", NO_KIND_DEF, 0, 0, 0, NULL,
                 "LSN-fenced fills (invariant I1); off = TTL-only caching"},
         {SEC_SERVICE, "query_fence", KT_BOOL, CFG(query_fence), "true", NO_KIND_DEF, 0, 0, 0,
@@ -2222,9 +2239,55 @@ static bool apply_section(struct loader *ld, cs_config *cfg, const struct raw_se
 	return true;
 }
 
+/* Whether the host of a listen address ("host:port", "[v6]:port") is a loopback address
+ * (127.0.0.0/8, ::1, ::ffff:127.x.y.z) or "localhost". Anything else, including names
+ * (which the listener refuses anyway), may be reachable from other machines. */
+static bool listen_is_loopback(const char *addr)
+{
+	char host[128];
+	const char *start = addr, *end;
+	if (addr[0] == '[') {
+		start = addr + 1;
+		end = strchr(start, ']');
+	} else {
+		end = strrchr(addr, ':');
+	}
+	if (end == NULL || (size_t)(end - start) >= sizeof(host))
+		return false;
+	memcpy(host, start, (size_t)(end - start));
+	host[end - start] = '\0';
+	struct in_addr a4;
+	struct in6_addr a6;
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, host, &a6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+	return strcmp(host, "localhost") == 0;
+}
+
 /* Checks that span sections. */
 static bool validate_config(struct loader *ld, cs_config *cfg)
 {
+	const struct raw_section *svc = NULL;
+	for (int i = 0; i < ld->nsecs; i++) {
+		if (ld->secs[i].kind == SEC_SERVICE)
+			svc = &ld->secs[i];
+	}
+	/* Issue 14: a client port reachable from other machines without a token lets anyone
+	 * there read every cached query and INVALIDATE. That takes an explicit opt-in (a
+	 * trusted network, or a firewall in front). The unix socket is guarded by its file
+	 * mode, the admin endpoint (aggregate counters and health, no data, no writes, and no
+	 * token to check) is exempt: Prometheus usually scrapes it from another host. */
+	if (cfg->listen && cfg->auth_token == NULL && !cfg->allow_unauthenticated &&
+	    !listen_is_loopback(cfg->listen)) {
+		const struct raw_entry *e = svc ? find_entry(svc, "listen") : NULL;
+		fail_at(ld, e ? e->lineno : 0,
+		        "[cachesvc] listen: %s is not a loopback address and auth_token is unset: anyone "
+		        "who can reach it could read every cached query and invalidate; set auth_token, "
+		        "or allow_unauthenticated = on if the network is trusted",
+		        cfg->listen);
+		return false;
+	}
 	const struct raw_section *inv = NULL;
 	for (int i = 0; i < ld->nsecs; i++) {
 		if (ld->secs[i].kind == SEC_INVALIDATOR)
@@ -2232,6 +2295,13 @@ static bool validate_config(struct loader *ld, cs_config *cfg)
 	}
 	if (cfg->primary_conninfo == NULL && cfg->nreplicas == 0) {
 		fail_at(ld, 0, "no [primary] and no [replica NAME] section: nothing to read from");
+		return false;
+	}
+	if (cfg->client_output_hard < cfg->client_output_soft ||
+	    cfg->client_output_hard <= cfg->max_reply) {
+		fail_at(ld, 0,
+		        "[cachesvc] client_output_hard_limit: must be at least client_output_soft_limit "
+		        "and above max_reply (a client waiting for one largest reply is within it)");
 		return false;
 	}
 	if (cfg->inval_enabled && cfg->primary_conninfo == NULL) {

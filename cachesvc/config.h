@@ -122,6 +122,9 @@ typedef struct cs_config {
 	int max_clients;
 	int max_inflight;                 /* per client connection */
 	int64_t idle_timeout_ms;          /* 0 = none */
+	int64_t frame_timeout_ms;         /* first byte of a frame to its last; 0 = none */
+	uint64_t client_output_soft;      /* bytes queued for a client: stop reading it */
+	uint64_t client_output_hard;      /* ... close it (> max_reply, >= soft) */
 	int64_t request_timeout_ms;
 	uint32_t max_frame;               /* bytes, request frames */
 	uint32_t max_result;              /* bytes; larger results are served, not cached */
@@ -135,6 +138,7 @@ typedef struct cs_config {
 	int64_t verify_interval_ms;       /* in-daemon verifier sampler period, 0 = off */
 	int64_t ryw_wait_ms;              /* read-your-writes wait bound on replicas */
 	char *auth_token;                 /* HELLO token, NULL = no auth; never shown */
+	bool allow_unauthenticated;       /* non-loopback listen without auth_token allowed */
 	bool fence;                       /* LSN-fenced fills (needs a running invalidator);
 	                                   * off = TTL-only caching (fence.c) */
 	bool query_fence;                 /* query-level fences (fence.c); off: negative control */

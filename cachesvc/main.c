@@ -1,9 +1,11 @@
 /* main.c - the cachesvc daemon: a thin shell over the engine (config, signals, listeners). */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <event2/event.h>
 
@@ -17,6 +19,13 @@
 
 #define READY_WAIT_MS 5000 /* accept clients once healthy, or after this long anyway */
 
+/* File descriptors kept free for everything but client connections beyond what fd_reserve
+ * counts from the config: stdio and the event loop's own (epoll, signal pipe), the
+ * listeners, the OVERLOADED answer to a client past the cap (accepted, answered, closed),
+ * pool connections being replaced (the new socket opens before the old one closes),
+ * replica pools built by a reload while the old ones drain, resolver sockets. */
+#define FD_MARGIN 48
+
 typedef struct daemon_state {
 	struct event_base *base;
 	char *config_path;
@@ -26,7 +35,72 @@ typedef struct daemon_state {
 	struct event *ready_timer;
 	uint64_t started_us;
 	bool stopping;
+	long nofile; /* the open-file soft limit after raise_nofile */
+	int client_cap;
 } daemon_state;
+
+/* Raises the open-file soft limit to the hard limit (the soft one is often 1024 while the
+ * hard one is far higher; only the soft one binds us, and raising it needs no privilege).
+ * Returns the soft limit in force afterwards. */
+static long raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return 1024;
+	rlim_t old = rl.rlim_cur;
+	if (rl.rlim_cur < rl.rlim_max) {
+		/* An unlimited hard limit cannot be the soft one (Linux refuses above nr_open). */
+		rl.rlim_cur = rl.rlim_max == RLIM_INFINITY ? (rlim_t)1 << 20 : rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+			cs_warn("cannot raise the open-file limit from %llu to %llu: %s",
+				(unsigned long long)old, (unsigned long long)rl.rlim_cur, strerror(errno));
+			rl.rlim_cur = old;
+		} else {
+			cs_info("open-file limit raised from %llu to %llu", (unsigned long long)old,
+				(unsigned long long)rl.rlim_cur);
+		}
+	}
+	return rl.rlim_cur > (rlim_t)INT32_MAX ? INT32_MAX : (long)rl.rlim_cur;
+}
+
+/* File descriptors the daemon needs besides client connections, from the config: each
+ * PostgreSQL server's pool plus its monitor connection, the two Redis connections (commands
+ * and pub/sub), the invalidator's (replication stream, its Redis, one SQL connection, and
+ * one spare for a reconnect), the admin endpoint at its cap, and FD_MARGIN. */
+static int fd_reserve(const cs_config *cfg)
+{
+	int n = FD_MARGIN + 2;
+	if (cfg->primary_conninfo)
+		n += cfg->primary_pool_size + 1;
+	for (int i = 0; i < cfg->nreplicas; i++)
+		n += cfg->replicas[i].pool_size + 1;
+	if (cfg->inval_enabled)
+		n += 4;
+	if (cfg->admin_listen)
+		n += CS_ADMIN_MAX_CONNS + 1;
+	return n;
+}
+
+/* The client connections the open-file limit allows (< 1: none). */
+static int client_cap_of(const cs_config *cfg, long nofile)
+{
+	long cap = nofile - fd_reserve(cfg);
+	return cap > 1000000 ? 1000000 : (int)cap;
+}
+
+/* Applies the cap to the server and says so (once per change) when it binds. */
+static void apply_client_cap(daemon_state *d, const cs_config *cfg, int cap)
+{
+	if (cap < 1)
+		cap = 1; /* reload only: start refuses this (see main) */
+	if (cap < cfg->max_clients && cap != d->client_cap)
+		cs_warn("max_clients %d capped to %d: the open-file limit is %ld and %d descriptors "
+			"are kept for servers, pools, Redis, the admin endpoint and a margin",
+			cfg->max_clients, cap, d->nofile, fd_reserve(cfg));
+	d->client_cap = cap;
+	if (d->server)
+		cs_server_set_client_cap(d->server, cap);
+}
 
 static void usage(FILE *f)
 {
@@ -74,6 +148,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		cs_config_free(cfg);
 		return;
 	}
+	apply_client_cap(d, cfg, client_cap_of(cfg, d->nofile));
 	cs_info("reloaded %s: %d queries", d->config_path, cfg->nqueries);
 }
 
@@ -184,6 +259,16 @@ int main(int argc, char **argv)
 	}
 
 	signal(SIGPIPE, SIG_IGN);
+	d.nofile = raise_nofile();
+	int cap = client_cap_of(cfg, d.nofile);
+	if (cap < 1) {
+		fprintf(stderr,
+			"cachesvc: the open-file limit (%ld) leaves no descriptor for clients: servers, "
+			"pools, Redis and the admin endpoint need %d; raise it (ulimit -n)\n",
+			d.nofile, fd_reserve(cfg));
+		cs_config_free(cfg);
+		return 1;
+	}
 	int rc = 1;
 	struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
 	char *admin_listen = cfg->admin_listen ? strdup(cfg->admin_listen) : NULL;
@@ -204,6 +289,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	cs_server_accept(d.server, false); /* until healthy: see on_ready_check */
+	apply_client_cap(&d, cs_engine_config(d.engine), cap);
 	if (admin_listen) {
 		d.admin = cs_admin_new(d.base, admin_listen, d.engine, d.server, err, sizeof err);
 		if (d.admin == NULL) {

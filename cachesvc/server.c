@@ -22,10 +22,40 @@
 #include "log.h"
 #include "util.h"
 
-#define OUT_HIGH (4u << 20) /* stop reading a client whose unread replies pass this */
-#define OUT_LOW	 (1u << 20) /* ... and resume below this */
+/* Output bounds per client (client_output_soft_limit / _hard_limit, like Redis's
+ * client-output-buffer-limit). A client's queued output is what its bufferevent holds
+ * unwritten plus the results its MGETs hold: items answered, waiting for the last one
+ * (c->held). Past the soft limit the connection is not read, so it sends no new requests;
+ * but up to max_inflight requests already read keep completing into its output, which is
+ * how one connection that never read grew to 800 MB (issue 14). Past the hard limit it is
+ * closed and counted. An MGET is sized item by item as items arrive: one whose items alone
+ * pass the hard limit (or the 64 MiB reply limit) can never be written within the limit,
+ * so it fails with too_large at once, its items freed, and the connection stays. */
+/* Slowloris (issue 14): a frame must be complete frame_timeout after its first byte came,
+ * whatever trickles in meanwhile (every byte resets idle_timeout, so that bound cannot).
+ * Clients holding a partial frame sit on a list (s->partial) with the time it began; a
+ * timer armed only while the list is non-empty sweeps it every FRAME_SWEEP_MS at most and
+ * closes the late ones. A hit never touches it: a client is linked only when a read ends
+ * inside a frame, and that costs a clock read (vDSO, no system call) and two pointers. */
+#define FRAME_SWEEP_MS 250
+/* Failed authentication (issue 14: 25,000 guesses a second on one connection, unseen): each
+ * bad HELLO is counted (cachesvc_auth_failures_total) and logged at most once per
+ * AUTH_LOG_INTERVAL_US with the peer's address and a count of the lines not logged; the
+ * AUTH_MAX_FAILURES-th on one connection closes it after its `auth` error frame, so each
+ * further guess costs a new connection (and its share of max_clients). */
+#define AUTH_MAX_FAILURES 3
+#define AUTH_LOG_INTERVAL_US (5u * 1000000u)
+#define MGET_REPLY_MAX (64u << 20) /* the reply scratch buffer and the clients' default limit */
+#define MGET_ITEM_OVERHEAD 64	   /* meta and framing per item, roughly */
 #define SERVER_NAME "cachesvc/0.1.0"
 #define FINAL_FLUSH_MS 1000 /* cs_server_free: longest wait for clients to take their answers */
+/* accept() failed for want of a resource (EMFILE, ENFILE, ENOBUFS, ENOMEM): the pending
+ * connection stays in the backlog and the listening socket stays readable, so accepting
+ * again at once spins the loop (the issue measured 92% CPU and two million log lines in
+ * 6 s). Instead the listeners pause this long, as Redis and PgBouncer do; pending clients
+ * wait in the kernel backlog (or time out), and the loop keeps serving the others. */
+#define ACCEPT_PAUSE_MS 250
+#define ACCEPT_LOG_INTERVAL_US (5u * 1000000u) /* at most one accept-error line per 5 s */
 
 /* One client connection. It outlives its socket while requests are in flight: callbacks
  * find bev == NULL and only drop their count; the last one frees the struct. */
@@ -33,7 +63,11 @@ typedef struct client {
 	cs_server *srv;
 	struct bufferevent *bev;
 	struct client *prev, *next;
+	struct client *pprev, *pnext; /* on s->partial while a partial frame is buffered */
+	uint64_t partial_since_us;    /* when the first byte of that frame was read */
 	int inflight;
+	size_t held; /* bytes of MGET item results held for this client (see above) */
+	int auth_failures;
 	bool authed;
 	bool paused;	     /* reading stopped: in-flight bound or output backlog */
 	bool close_on_flush; /* protocol error: close once the error frame is out */
@@ -66,6 +100,9 @@ struct mget {
 	client *c;
 	uint32_t reqid;
 	uint32_t n, pending;
+	size_t bytes;	/* reply size so far, counted per item */
+	size_t held;	/* this MGET's share of c->held */
+	bool too_large; /* items past the limit: dropped, the MGET answers too_large */
 	mitem *items;
 	mslot *slots;
 };
@@ -75,7 +112,9 @@ struct cs_server {
 	cs_engine *engine;
 	struct evconnlistener *tcp, *unix_l;
 	char *unix_path;
-	client head; /* sentinel of the connection list */
+	client head;	/* sentinel of the connection list */
+	client partial; /* sentinel of the list of clients with a partial frame (pnext/pprev) */
+	struct event *frame_sweep;
 	cs_server_stats stats;
 	cs_buf out; /* scratch for one reply frame */
 	bool draining;
@@ -83,6 +122,12 @@ struct cs_server {
 	void *drain_priv;
 	struct event *drain_timer;
 	struct event *flush_timer;
+	struct event *accept_timer; /* ends an accept pause (ACCEPT_PAUSE_MS) */
+	bool accept_on;		    /* cs_server_accept: main wants the listeners on */
+	bool accept_paused;	    /* ... but a resource error paused them */
+	int client_cap;		    /* from the open-file limit; 0 = none */
+	cs_ratelimit accept_log;
+	cs_ratelimit auth_log;
 	cs_get_req mget_scratch[CS_PROTO_MAX_MGET];
 };
 
@@ -91,6 +136,12 @@ static void client_read(struct bufferevent *bev, void *arg);
 static const cs_config *cfg_of(const cs_server *s)
 {
 	return cs_engine_config(s->engine);
+}
+
+/* Bytes queued for a connected client: unwritten output plus held MGET items. */
+static size_t client_queued(const client *c)
+{
+	return evbuffer_get_length(bufferevent_get_output(c->bev)) + c->held;
 }
 
 /* ---- Connection lifecycle --------------------------------------------------------------- */
@@ -136,10 +187,44 @@ static void client_free_if_done(client *c)
 		free(c);
 }
 
+static void partial_unlink(client *c)
+{
+	if (c->pnext == NULL)
+		return;
+	c->pprev->pnext = c->pnext;
+	c->pnext->pprev = c->pprev;
+	c->pnext = c->pprev = NULL;
+}
+
+/* A read ended inside a frame. `fresh`: frames were consumed by that read, so the partial
+ * bytes begin a new frame (its clock starts now); otherwise the same frame goes on. */
+static void partial_mark(client *c, bool fresh)
+{
+	cs_server *s = c->srv;
+	int64_t timeout = cfg_of(s)->frame_timeout_ms;
+	if (timeout <= 0)
+		return;
+	if (c->pnext != NULL) {
+		if (fresh)
+			c->partial_since_us = cs_now_us();
+		return;
+	}
+	c->partial_since_us = cs_now_us();
+	c->pnext = &s->partial;
+	c->pprev = s->partial.pprev;
+	s->partial.pprev->pnext = c;
+	s->partial.pprev = c;
+	if (s->frame_sweep && !evtimer_pending(s->frame_sweep, NULL)) {
+		struct timeval tv = cs_tv_ms(CS_MIN(FRAME_SWEEP_MS, CS_MAX(timeout / 4, 10)));
+		evtimer_add(s->frame_sweep, &tv);
+	}
+}
+
 static void client_close(client *c)
 {
 	if (c->bev == NULL)
 		return;
+	partial_unlink(c);
 	bufferevent_free(c->bev);
 	c->bev = NULL;
 	c->prev->next = c->next;
@@ -159,6 +244,21 @@ static void client_pause(client *c, bool pause)
 		bufferevent_enable(c->bev, EV_READ);
 }
 
+/* Applies the output limits after the client's queued output grew: past the hard limit
+ * the connection is closed (counted), past the soft one it is not read. */
+static void output_check(client *c)
+{
+	const cs_config *cfg = cfg_of(c->srv);
+	size_t q = client_queued(c);
+	if (q > cfg->client_output_hard) {
+		c->srv->stats.output_limit_closed++;
+		cs_debug("closing client: %zu bytes of output queued, over client_output_hard_limit", q);
+		client_close(c); /* freed later: never inside client_read (see in_read) */
+	} else if (q > cfg->client_output_soft) {
+		client_pause(c, true);
+	}
+}
+
 /* Writes the scratch frame to the client and applies output backpressure. */
 static void client_send(client *c, cs_buf *b)
 {
@@ -168,8 +268,7 @@ static void client_send(client *c, cs_buf *b)
 		client_close(c); /* freed later: never inside client_read (see in_read) */
 		return;
 	}
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > OUT_HIGH)
-		client_pause(c, true);
+	output_check(c);
 }
 
 /* A request finished: the connection may read again, or be freed. */
@@ -181,7 +280,7 @@ static void request_done(client *c)
 	if (c->bev == NULL) {
 		client_free_if_done(c);
 	} else if (c->paused && c->inflight < cfg_of(s)->max_inflight &&
-		   evbuffer_get_length(bufferevent_get_output(c->bev)) <= OUT_HIGH) {
+		   client_queued(c) <= cfg_of(s)->client_output_soft) {
 		client_pause(c, false);
 		if (!c->in_read)
 			client_read(c->bev, c); /* frames may already be buffered */
@@ -189,20 +288,27 @@ static void request_done(client *c)
 	maybe_drained(s);
 }
 
-static void protocol_error(client *c, uint32_t reqid, const char *fmt, const char *detail)
+/* Sends an error frame, then closes the connection once it is written; nothing more is
+ * read from it. */
+static void error_and_close(client *c, uint32_t reqid, int code, const char *fmt, const char *detail)
 {
 	cs_server *s = c->srv;
-	s->stats.protocol_errors++;
 	cs_buf_reset(&s->out);
-	(void)cs_proto_write_error(&s->out, reqid, CS_ERR_PROTOCOL, fmt, detail);
+	(void)cs_proto_write_error(&s->out, reqid, code, fmt, detail);
 	client_send(c, &s->out);
 	if (c->bev == NULL)
 		return;
-	cs_debug("closing client: protocol error: %s", detail);
+	cs_debug("closing client: %s", detail);
 	c->close_on_flush = true;
 	bufferevent_disable(c->bev, EV_READ);
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
 		client_close(c);
+}
+
+static void protocol_error(client *c, uint32_t reqid, const char *fmt, const char *detail)
+{
+	c->srv->stats.protocol_errors++;
+	error_and_close(c, reqid, CS_ERR_PROTOCOL, fmt, detail);
 }
 
 static void send_error(client *c, uint32_t reqid, int code, const char *msg)
@@ -255,6 +361,7 @@ static void on_inval_done(void *priv, int err, const char *msg, uint64_t n)
 
 static void mget_free(mget *m)
 {
+	m->c->held -= m->held;
 	for (uint32_t i = 0; i < m->n; i++) {
 		free(m->items[i].msg);
 		free(m->items[i].result);
@@ -270,6 +377,15 @@ static void mget_finish(mget *m)
 	client *c = m->c;
 	cs_server *s = c->srv;
 	if (c->bev) {
+		if (m->too_large) {
+			char msg[128];
+			snprintf(msg, sizeof msg, "MGET reply is over %zu bytes (the reply or output limit)",
+				(size_t)CS_MIN(cfg_of(s)->client_output_hard, MGET_REPLY_MAX));
+			send_error(c, m->reqid, CS_ERR_TOO_LARGE, msg);
+			mget_free(m);
+			request_done(c);
+			return;
+		}
 		cs_buf_reset(&s->out);
 		size_t off = cs_proto_mget_begin(&s->out, m->reqid, m->n);
 		int rc = 0;
@@ -303,7 +419,26 @@ static void on_mget_item(void *priv, int err, const char *msg, const cs_meta *me
 {
 	mslot *slot = priv;
 	mget *m = slot->m;
+	client *c = m->c;
 	mitem *it = &m->items[slot->index];
+	if (c->bev == NULL || m->too_large) {
+		mget_release(m); /* nobody will read it: keep nothing */
+		return;
+	}
+	m->bytes += (err ? strlen(msg ? msg : "") : len) + MGET_ITEM_OVERHEAD;
+	if (m->bytes > CS_MIN(cfg_of(c->srv)->client_output_hard, MGET_REPLY_MAX)) {
+		m->too_large = true; /* free what the items hold now, not when the last one comes */
+		for (uint32_t i = 0; i < m->n; i++) {
+			free(m->items[i].msg);
+			free(m->items[i].result);
+			m->items[i].msg = NULL;
+			m->items[i].result = NULL;
+		}
+		c->held -= m->held;
+		m->held = 0;
+		mget_release(m);
+		return;
+	}
 	it->err = err;
 	if (err) {
 		it->msg = strdup(msg ? msg : "");
@@ -316,8 +451,11 @@ static void on_mget_item(void *priv, int err, const char *msg, const cs_meta *me
 		} else {
 			memcpy(it->result, result, len);
 			it->len = len;
+			m->held += len;
+			c->held += len;
 		}
 	}
+	output_check(c); /* may close c: the MGET then finishes into the void */
 	mget_release(m);
 }
 
@@ -334,6 +472,47 @@ static bool token_ok(const cs_config *cfg, const cs_hello_req *h)
 	for (size_t i = 0; i < n; i++)
 		diff |= (unsigned char)(cfg->auth_token[i] ^ h->token[i]);
 	return diff == 0;
+}
+
+/* "host:port" of the client's peer, for log lines (error paths only: a system call). */
+static void peer_name(const client *c, char *buf, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+	snprintf(buf, len, "?");
+	evutil_socket_t fd = c->bev ? bufferevent_getfd(c->bev) : -1;
+	if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
+		return;
+	if (ss.ss_family == AF_UNIX) {
+		snprintf(buf, len, "unix socket");
+		return;
+	}
+	char host[64];
+	const void *addr = ss.ss_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+						    : (const void *)&((struct sockaddr_in *)&ss)->sin_addr;
+	unsigned port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+						       : ((struct sockaddr_in *)&ss)->sin_port);
+	if (evutil_inet_ntop(ss.ss_family, addr, host, sizeof host) != NULL)
+		snprintf(buf, len, ss.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host, port);
+}
+
+static void auth_failed(client *c, uint32_t reqid)
+{
+	cs_server *s = c->srv;
+	s->stats.auth_failures++;
+	c->auth_failures++;
+	uint64_t suppressed;
+	if (cs_ratelimit_pass(&s->auth_log, AUTH_LOG_INTERVAL_US, &suppressed)) {
+		char peer[96];
+		peer_name(c, peer, sizeof peer);
+		cs_warn("authentication failed: bad or missing token in HELLO from %s (%d on this "
+			"connection; %llu more failures not logged since the last line)",
+			peer, c->auth_failures, (unsigned long long)suppressed);
+	}
+	if (c->auth_failures >= AUTH_MAX_FAILURES)
+		error_and_close(c, reqid, CS_ERR_AUTH, "%s", "bad or missing auth token; closing the connection");
+	else
+		send_error(c, reqid, CS_ERR_AUTH, "bad or missing auth token");
 }
 
 /* A request body the decoder refused: a protocol error closes the connection, any other
@@ -386,7 +565,7 @@ static void handle_frame(client *c, const cs_frame *f)
 				h.version, CS_PROTO_VERSION);
 			protocol_error(c, f->reqid, "%s", err);
 		} else if (!token_ok(cfg, &h)) {
-			send_error(c, f->reqid, CS_ERR_AUTH, "bad or missing auth token");
+			auth_failed(c, f->reqid);
 		} else {
 			c->authed = true;
 			cs_buf_reset(&s->out);
@@ -396,7 +575,9 @@ static void handle_frame(client *c, const cs_frame *f)
 		}
 		return;
 	}
-	if (!c->authed && cfg->auth_token != NULL) {
+	/* PING needs no HELLO (PROTOCOL.md section 2): it tells nothing but that a server is
+	 * there, which the TCP handshake already did; a load balancer's probe needs no token. */
+	if (!c->authed && cfg->auth_token != NULL && f->opcode != CS_OP_PING) {
 		send_error(c, f->reqid, CS_ERR_AUTH, "HELLO with the auth token first");
 		return;
 	}
@@ -507,15 +688,21 @@ static void read_frames(client *c, struct bufferevent *bev)
 	cs_server *s = c->srv;
 	const cs_config *cfg = cfg_of(s);
 	struct evbuffer *in = bufferevent_get_input(bev);
+	bool consumed = false; /* a frame was handled: what is left begins a new one */
 	while (c->bev && !c->close_on_flush) {
-		if (c->inflight >= cfg->max_inflight ||
-			evbuffer_get_length(bufferevent_get_output(bev)) > OUT_HIGH) {
+		if (c->inflight >= cfg->max_inflight || client_queued(c) > cfg->client_output_soft) {
 			client_pause(c, true); /* resumed by request_done / the write watermark */
+			partial_unlink(c);     /* not read: any wait now is ours, not the client's */
 			return;
 		}
 		size_t avail = evbuffer_get_length(in);
-		if (avail < CS_PROTO_HDR)
+		if (avail < CS_PROTO_HDR) {
+			if (avail == 0)
+				partial_unlink(c);
+			else
+				partial_mark(c, consumed);
 			return;
+		}
 		uint8_t hdr[CS_PROTO_HDR];
 		evbuffer_copyout(in, hdr, CS_PROTO_HDR);
 		cs_frame f;
@@ -530,8 +717,10 @@ static void read_frames(client *c, struct bufferevent *bev)
 			return;
 		}
 		size_t need = CS_PROTO_HDR + (size_t)f.body_len;
-		if (avail < need)
-			return; /* length checked against max_frame above: bounded wait */
+		if (avail < need) {
+			partial_mark(c, consumed); /* length checked against max_frame: bounded */
+			return;
+		}
 		const uint8_t *p = evbuffer_pullup(in, (ssize_t)need);
 		if (p == NULL) {
 			client_close(c);
@@ -543,6 +732,30 @@ static void read_frames(client *c, struct bufferevent *bev)
 		if (c->bev == NULL)
 			return;
 		evbuffer_drain(in, need);
+		consumed = true;
+	}
+}
+
+static void on_frame_sweep(evutil_socket_t fd, short what, void *arg)
+{
+	cs_server *s = arg;
+	int64_t timeout = cfg_of(s)->frame_timeout_ms;
+	uint64_t now = cs_now_us();
+	client *next;
+	for (client *c = s->partial.pnext; c != &s->partial; c = next) {
+		next = c->pnext;
+		if (timeout <= 0) {
+			partial_unlink(c); /* frame_timeout turned off by a reload */
+		} else if (now - c->partial_since_us >= (uint64_t)timeout * 1000u) {
+			s->stats.frame_timeout_closed++;
+			cs_debug("closing client: a frame begun %llu ms ago is still incomplete",
+				(unsigned long long)((now - c->partial_since_us) / 1000u));
+			client_close(c);
+		}
+	}
+	if (s->partial.pnext != &s->partial) {
+		struct timeval tv = cs_tv_ms(CS_MIN(FRAME_SWEEP_MS, CS_MAX(timeout / 4, 10)));
+		evtimer_add(s->frame_sweep, &tv);
 	}
 }
 
@@ -554,7 +767,9 @@ static void client_write(struct bufferevent *bev, void *arg)
 		return;
 	}
 	/* The output fell below the low watermark: read again if that was the brake. */
-	if (c->paused && c->inflight < cfg_of(c->srv)->max_inflight && !c->in_read) {
+	const cs_config *cfg = cfg_of(c->srv);
+	if (c->paused && c->inflight < cfg->max_inflight && !c->in_read &&
+		client_queued(c) <= cfg->client_output_soft) {
 		client_pause(c, false);
 		client_read(bev, c);
 	}
@@ -595,7 +810,10 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		reject(fd, CS_ERR_SHUTTING_DOWN, "shutting down");
 		return;
 	}
-	if ((int)s->stats.clients >= cfg->max_clients) {
+	int max = cfg->max_clients;
+	if (s->client_cap > 0 && s->client_cap < max)
+		max = s->client_cap;
+	if ((int)s->stats.clients >= max) {
 		s->stats.rejected++;
 		reject(fd, CS_ERR_OVERLOADED, "too many clients");
 		return;
@@ -621,7 +839,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	s->stats.clients++;
 	s->stats.connections++;
 	bufferevent_setcb(bev, client_read, client_write, client_event, c);
-	bufferevent_setwatermark(bev, EV_WRITE, OUT_LOW, 0);
+	/* write callback (resume check) once the output drains to a quarter of the soft limit */
+	bufferevent_setwatermark(bev, EV_WRITE, (size_t)(cfg->client_output_soft / 4), 0);
 	if (cfg->idle_timeout_ms > 0) {
 		struct timeval tv = cs_tv_ms(cfg->idle_timeout_ms);
 		bufferevent_set_timeouts(bev, &tv, NULL);
@@ -629,11 +848,41 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	bufferevent_enable(bev, EV_READ);
 }
 
+/* Applies accept_on and accept_paused to the listeners. */
+static void listeners_apply(cs_server *s)
+{
+	bool on = s->accept_on && !s->accept_paused && !s->draining;
+	if (s->tcp)
+		on ? evconnlistener_enable(s->tcp) : evconnlistener_disable(s->tcp);
+	if (s->unix_l)
+		on ? evconnlistener_enable(s->unix_l) : evconnlistener_disable(s->unix_l);
+}
+
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+	cs_server *s = arg;
+	s->accept_paused = false;
+	listeners_apply(s);
+}
+
 static void on_accept_error(struct evconnlistener *l, void *arg)
 {
+	cs_server *s = arg;
 	int err = EVUTIL_SOCKET_ERROR();
-	/* EMFILE and friends: the listener keeps going; clients retry. */
-	cs_warn("accept: %s", evutil_socket_error_to_string(err));
+	s->stats.accept_errors++;
+	bool resource = err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+	if (resource && s->accept_timer && !s->accept_paused) {
+		struct timeval tv = cs_tv_ms(ACCEPT_PAUSE_MS);
+		s->accept_paused = true;
+		s->stats.accept_pauses++;
+		listeners_apply(s);
+		evtimer_add(s->accept_timer, &tv);
+	}
+	uint64_t suppressed;
+	if (cs_ratelimit_pass(&s->accept_log, ACCEPT_LOG_INTERVAL_US, &suppressed))
+		cs_warn("accept: %s%s (%llu more accept errors not logged since the last line)",
+			evutil_socket_error_to_string(err),
+			resource ? ": pausing the listeners" : "", (unsigned long long)suppressed);
 }
 
 /* ---- Server ----------------------------------------------------------------------------- */
@@ -689,6 +938,19 @@ cs_server *cs_server_new(struct event_base *base, cs_engine *engine, char *err, 
 	s->base = base;
 	s->engine = engine;
 	s->head.next = s->head.prev = &s->head;
+	s->accept_on = true;
+	s->partial.pnext = s->partial.pprev = &s->partial;
+	s->accept_timer = evtimer_new(base, on_accept_resume, s);
+	s->frame_sweep = evtimer_new(base, on_frame_sweep, s);
+	if (s->accept_timer == NULL || s->frame_sweep == NULL) {
+		snprintf(err, errlen, "out of memory");
+		if (s->accept_timer)
+			event_free(s->accept_timer);
+		if (s->frame_sweep)
+			event_free(s->frame_sweep);
+		free(s);
+		return NULL;
+	}
 	cs_buf_init(&s->out, (64u << 20) + 4096);
 	if (cfg->listen && (s->tcp = listen_tcp(s, cfg->listen, err, errlen)) == NULL) {
 		cs_server_free(s);
@@ -706,10 +968,13 @@ cs_server *cs_server_new(struct event_base *base, cs_engine *engine, char *err, 
 
 void cs_server_accept(cs_server *s, bool on)
 {
-	if (s->tcp)
-		on ? evconnlistener_enable(s->tcp) : evconnlistener_disable(s->tcp);
-	if (s->unix_l)
-		on ? evconnlistener_enable(s->unix_l) : evconnlistener_disable(s->unix_l);
+	s->accept_on = on;
+	listeners_apply(s);
+}
+
+void cs_server_set_client_cap(cs_server *s, int limit)
+{
+	s->client_cap = limit;
 }
 
 static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
@@ -787,6 +1052,10 @@ void cs_server_free(cs_server *s)
 		event_free(s->drain_timer);
 	if (s->flush_timer)
 		event_free(s->flush_timer);
+	if (s->accept_timer)
+		event_free(s->accept_timer);
+	if (s->frame_sweep)
+		event_free(s->frame_sweep);
 	cs_buf_free(&s->out);
 	free(s);
 }
@@ -804,8 +1073,26 @@ void cs_server_metrics(const cs_server *s, FILE *f)
 	fprintf(f, "# HELP cachesvc_connections_total Accepted connections\n# TYPE cachesvc_connections_total counter\n"
 		   "cachesvc_connections_total %llu\n", (unsigned long long)st->connections);
 	fprintf(f, "cachesvc_connections_rejected_total %llu\n", (unsigned long long)st->rejected);
+	fprintf(f, "# HELP cachesvc_accept_errors_total accept() failures on the client listeners\n"
+		   "# TYPE cachesvc_accept_errors_total counter\ncachesvc_accept_errors_total %llu\n",
+		(unsigned long long)st->accept_errors);
+	fprintf(f, "# HELP cachesvc_accept_pauses_total Listener pauses after EMFILE/ENFILE/ENOBUFS/ENOMEM\n"
+		   "# TYPE cachesvc_accept_pauses_total counter\ncachesvc_accept_pauses_total %llu\n",
+		(unsigned long long)st->accept_pauses);
+	fprintf(f, "# TYPE cachesvc_max_clients_effective gauge\ncachesvc_max_clients_effective %d\n",
+		s->client_cap > 0 && s->client_cap < cfg_of(s)->max_clients ? s->client_cap
+									   : cfg_of(s)->max_clients);
 	fprintf(f, "cachesvc_protocol_errors_total %llu\n", (unsigned long long)st->protocol_errors);
+	fprintf(f, "# HELP cachesvc_auth_failures_total HELLOs with a missing or wrong token\n"
+		   "# TYPE cachesvc_auth_failures_total counter\ncachesvc_auth_failures_total %llu\n",
+		(unsigned long long)st->auth_failures);
 	fprintf(f, "cachesvc_idle_closed_total %llu\n", (unsigned long long)st->idle_closed);
+	fprintf(f, "# HELP cachesvc_frame_timeout_closed_total Clients closed for a frame not completed within frame_timeout\n"
+		   "# TYPE cachesvc_frame_timeout_closed_total counter\ncachesvc_frame_timeout_closed_total %llu\n",
+		(unsigned long long)st->frame_timeout_closed);
+	fprintf(f, "# HELP cachesvc_output_limit_closed_total Clients closed past client_output_hard_limit\n"
+		   "# TYPE cachesvc_output_limit_closed_total counter\ncachesvc_output_limit_closed_total %llu\n",
+		(unsigned long long)st->output_limit_closed);
 	fprintf(f, "cachesvc_inflight %llu\n", (unsigned long long)st->inflight);
 	fprintf(f, "# HELP cachesvc_frames_total Requests by opcode\n# TYPE cachesvc_frames_total counter\n");
 	for (uint8_t op = CS_OP_HELLO; op <= CS_OP_STATS; op++)

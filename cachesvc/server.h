@@ -4,8 +4,13 @@
  * reads frames (protocol/PROTOCOL.md), hands requests to the engine and writes replies as
  * they complete, in any order, tagged with the request id. Per connection: at most
  * max_inflight requests in flight (beyond that the connection is simply not read until
- * some complete), a bounded output backlog, an idle timeout. Protocol errors get an error
- * frame and close that connection only. Nothing blocks. */
+ * some complete); output bounded in bytes, MGET items held included (past
+ * client_output_soft_limit it is not read, past client_output_hard_limit it is closed); a
+ * deadline for completing a frame once its first byte came (frame_timeout); an idle
+ * timeout; at most three failed HELLOs. Protocol errors get an error frame and close that
+ * connection only. Connections past max_clients (capped by the open-file limit, see
+ * main.c) get an OVERLOADED error frame; accept() failing for want of descriptors pauses
+ * the listeners instead of spinning. Nothing blocks. */
 #ifndef CS_SERVER_H
 #define CS_SERVER_H
 
@@ -20,9 +25,14 @@ typedef struct cs_server cs_server;
 typedef struct cs_server_stats {
 	uint64_t clients;	   /* gauge: connected now */
 	uint64_t connections;	   /* accepted since start */
-	uint64_t rejected;	   /* refused at max_clients */
+	uint64_t rejected;	   /* refused at max_clients (or its cap by the open-file limit) */
+	uint64_t accept_errors;	   /* accept() failures: EMFILE, ENFILE, ENOBUFS, ENOMEM, ... */
+	uint64_t accept_pauses;	   /* times the listeners paused after a resource error */
 	uint64_t protocol_errors;  /* connections closed for a protocol error */
+	uint64_t auth_failures;	   /* HELLOs with a missing or wrong token */
 	uint64_t idle_closed;	   /* connections closed by the idle timeout */
+	uint64_t output_limit_closed; /* closed past client_output_hard_limit */
+	uint64_t frame_timeout_closed; /* closed with a frame incomplete after frame_timeout */
 	uint64_t frames[8];	   /* requests by opcode (index = opcode) */
 	uint64_t inflight;	   /* gauge: requests being answered */
 } cs_server_stats;
@@ -34,6 +44,11 @@ cs_server *cs_server_new(struct event_base *base, cs_engine *engine, char *err, 
 
 /* Starts or stops accepting new connections (existing ones are unaffected). */
 void cs_server_accept(cs_server *s, bool on);
+
+/* Caps max_clients at `limit` client connections (0 = no cap): what the open-file limit
+ * leaves once the servers, pools and admin endpoint have their share (main.c). The
+ * effective bound is min(max_clients, limit); both apply to new connections only. */
+void cs_server_set_client_cap(cs_server *s, int limit);
 
 /* Graceful shutdown: stops accepting, answers new requests SHUTTING_DOWN, and calls done()
  * once every in-flight request has been answered (or after the timeout). */

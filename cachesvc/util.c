@@ -82,3 +82,16 @@ int64_t cs_backoff_ms(int attempt, int64_t base_ms, int64_t max_ms)
 		d = d - span / 2 + (int64_t)(cs_rand64() % (uint64_t)(span + 1));
 	return d < 1 ? 1 : d;
 }
+
+bool cs_ratelimit_pass(cs_ratelimit *r, uint64_t interval_us, uint64_t *suppressed)
+{
+	uint64_t now = cs_now_us();
+	if (now < r->next_us) {
+		r->suppressed++;
+		return false;
+	}
+	r->next_us = now + interval_us;
+	*suppressed = r->suppressed;
+	r->suppressed = 0;
+	return true;
+}

@@ -22,6 +22,17 @@ struct timeval cs_tv_ms(int64_t ms);
 /* Exponential backoff with +-25% jitter: base * 2^attempt, capped at max. */
 int64_t cs_backoff_ms(int attempt, int64_t base_ms, int64_t max_ms);
 
+/* A log rate limiter for error paths a peer can trigger at will (accept errors, failed
+ * authentication): at most one line per interval, and the next line that passes reports how
+ * many were swallowed. Zero-initialise. */
+typedef struct cs_ratelimit {
+	uint64_t next_us;    /* cs_now_us() from which the next line may pass */
+	uint64_t suppressed; /* lines swallowed since the last one that passed */
+} cs_ratelimit;
+/* True when a line may be logged now; then *suppressed is the count swallowed before it
+ * (and the count restarts). False: the caller logs nothing (counted as suppressed). */
+bool cs_ratelimit_pass(cs_ratelimit *r, uint64_t interval_us, uint64_t *suppressed);
+
 #define CS_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define CS_MIN(a, b)	((a) < (b) ? (a) : (b))
 #define CS_MAX(a, b)	((a) > (b) ? (a) : (b))

@@ -7,6 +7,7 @@
 CACHESVC=$CS_BUILD/cachesvc/cachesvc
 CLI=$CS_BUILD/protocol/cachesvc-cli
 BURST=$CS_BUILD/tests/integration/cs_burst
+HOSTILE=$CS_BUILD/tests/integration/cs_hostile
 TEST_NAME=$(basename "$0" .sh)
 WORK=$(mktemp -d "/tmp/cs-$TEST_NAME.XXXXXX")
 DB=t_${TEST_NAME}_$$

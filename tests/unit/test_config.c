@@ -464,6 +464,12 @@ static void test_key_types(void **state)
 	        {"cachesvc", "listen", "", true, NULL},
 	        {"cachesvc", "listen", "localhost", false, "expected host:port"},
 	        {"cachesvc", "listen", "127.0.0.1:70000", false, "port must be 1..65535"},
+	        {"cachesvc", "listen", "0.0.0.0:6380", false, "not a loopback address and auth_token is unset"},
+	        {"cachesvc", "listen", "[::]:6380", false, "not a loopback address"},
+	        {"cachesvc", "listen", "10.1.2.3:6380", false, "allow_unauthenticated = on"},
+	        {"cachesvc", "listen", "127.0.0.2:6380", true, NULL},
+	        {"cachesvc", "listen", "[::ffff:127.0.0.1]:6380", true, NULL},
+	        {"cachesvc", "client_output_hard_limit", "1MB", false, "above max_reply"},
 	        {"cachesvc", "admin_listen", "[::1]", false, "[v6addr]:port"},
 	        {"cachesvc", "auth_token", "s3cret", true, NULL},
 	        {"redis", "url", "redis://:pw@10.0.0.1:6390/2", true, NULL},
@@ -511,6 +517,21 @@ static void test_key_types(void **state)
 		if (!strstr(err, label) || !strstr(err, cases[i].msg))
 			fail_msg("error \"%s\" lacks \"%s\" or \"%s\"", err, label, cases[i].msg);
 	}
+}
+
+/* Issue 14.16: a non-loopback listen without auth_token needs allow_unauthenticated. */
+static void test_listen_beyond_loopback(void **state)
+{
+	cs_config *cfg = load_ok(BASE "[cachesvc]\nlisten = 0.0.0.0:6380\nauth_token = t\n");
+	cs_config_free(cfg);
+	cfg = load_ok(BASE "[cachesvc]\nlisten = 0.0.0.0:6380\nallow_unauthenticated = on\n");
+	assert_true(cfg->allow_unauthenticated);
+	cs_config_free(cfg);
+	/* the admin endpoint is exempt; so is a daemon without TCP */
+	cfg = load_ok(BASE "[cachesvc]\nlisten =\nadmin_listen = 0.0.0.0:9180\n");
+	cs_config_free(cfg);
+	assert_load_error(BASE "[cachesvc]\nunix_socket = /tmp/x.sock\n\nlisten = [::]:1\n",
+	        "cachesvc.ini:6: [cachesvc] listen: [::]:1 is not a loopback address", NULL);
 }
 
 static void test_tiers_and_values_stored(void **state)
@@ -1122,6 +1143,7 @@ int main(int argc, char **argv)
 	        cmocka_unit_test(test_parse_size),
 	        cmocka_unit_test(test_key_types),
 	        cmocka_unit_test(test_tiers_and_values_stored),
+	        cmocka_unit_test(test_listen_beyond_loopback),
 	        cmocka_unit_test(test_params),
 	        cmocka_unit_test(test_sql_placeholders),
 	        cmocka_unit_test(test_invalidate_on),
