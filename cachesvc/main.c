@@ -278,6 +278,8 @@ int main(int argc, char **argv)
 		cs_config_free(cfg);
 		goto out;
 	}
+	if (cs_log_attach(d.base) != 0) /* a log backlog drains from the loop, not at the next line */
+		cs_warn("log: out of memory: a backlog drains only at the next line");
 	d.engine = cs_engine_new(d.base, cfg, err, sizeof err); /* owns cfg from here */
 	if (d.engine == NULL) {
 		fprintf(stderr, "cachesvc: %s\n", err);
@@ -331,6 +333,7 @@ out:
 	 * the server writes those answers out and closes the clients. */
 	cs_engine_free(d.engine);
 	cs_server_free(d.server);
+	cs_log_detach();
 	if (d.base)
 		event_base_free(d.base);
 	free(admin_listen);

@@ -817,7 +817,9 @@ static int hello(cs_client *c, const cs_client_options *o, int64_t deadline)
 	cs_frame f;
 	if ((rc = wait_frame(c, deadline, &f)) != 0)
 		return rc;
-	if (f.reqid != id)
+	/* An error with request id 0 is the server refusing the connection (at its
+	 * connection limit, or shutting down) before it read our HELLO: report it as such. */
+	if (f.reqid != id && !(f.reqid == 0 && f.opcode == CS_OP_ERROR))
 		return fail(c, CS_CLIENT_E_PROTOCOL, "HELLO reply with the wrong request id");
 	if (f.opcode == CS_OP_ERROR)
 		return server_error(c, &f);
