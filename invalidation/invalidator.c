@@ -110,6 +110,7 @@ struct cs_inv {
 	cs_lsn_t consistent;	 /* CREATE_REPLICATION_SLOT's consistent point */
 	cs_lsn_t sync_lsn;	 /* the resynchronisation's fence LSN */
 	uint64_t streaming_since_us;
+	uint64_t redis_ok_us;	 /* Redis last acknowledged one of this stream's writes */
 	bool ever_synced;	 /* this process has synchronised with an epoch before */
 	uint64_t last_status_us, last_horizon_us;
 	bool status_pending; /* could not queue a status message: retry */
@@ -391,6 +392,7 @@ static void on_cmd_reply(cs_redis *r, redisReply *reply, void *priv)
 			inv->stats.redis_failures++;
 			restart(inv, reply ? reply->str : "redis did not acknowledge an invalidation", false);
 		} else if (c->seq != UINT64_MAX) {
+			inv->redis_ok_us = cs_now_us();
 			cs_ledger_release(inv->ledger, c->seq);
 			advance(inv);
 		}
@@ -1273,7 +1275,10 @@ static void conn_event(evutil_socket_t fd, short what, void *arg)
 				restart(inv, PQerrorMessage(inv->conn), false);
 				return;
 			}
-			inv->state = CS_INV_SETUP;
+			/* a standby retrying the slot stays "standby" (metric and log) until it
+			 * leads or fails otherwise: state changes are logged, not states */
+			if (inv->state != CS_INV_STANDBY)
+				inv->state = CS_INV_SETUP;
 			inv->stats.state = inv->state;
 			send_cmd(inv, ST_IDENTIFY, "IDENTIFY_SYSTEM");
 			return;
@@ -1426,8 +1431,10 @@ static void on_horizon_reply(cs_redis *r, redisReply *reply, void *priv)
 	uint64_t h;
 	if (!current)
 		return;
-	if (reply && reply->type == REDIS_REPLY_STRING && cs_lsn_unhex(reply->str, (size_t)reply->len, &h))
+	if (reply && reply->type == REDIS_REPLY_STRING && cs_lsn_unhex(reply->str, (size_t)reply->len, &h)) {
 		inv->stats.horizon = h;
+		inv->redis_ok_us = cs_now_us();
+	}
 	else if (epoch_error(reply))
 		restart(inv, reply->str, false);
 }
@@ -1506,8 +1513,12 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	check_slot_health(inv);
 	if (inv->st != ST_STREAMING)
 		return;
-	if (inv->attempt && now - inv->streaming_since_us >= STABLE_US)
-		inv->attempt = 0; /* a stream that fails right after START keeps backing off */
+	/* The backoff resets after a healthy stretch only: streaming for STABLE_US with Redis
+	 * acknowledging (the horizon is published every status interval). A stream that fails
+	 * right after START, or one that streams while Redis hangs, keeps backing off. */
+	if (inv->attempt && now - inv->streaming_since_us >= STABLE_US &&
+		inv->redis_ok_us > inv->streaming_since_us && now - inv->redis_ok_us < STABLE_US / 4)
+		inv->attempt = 0;
 	run_debounced(inv);
 	uint64_t interval = (uint64_t)inv->status_interval_ms * 1000u;
 	if (now - inv->last_status_us >= interval || inv->status_pending)
