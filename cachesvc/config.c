@@ -245,6 +245,9 @@ static const struct key_def key_table[] = {
         {SEC_INVALIDATOR, "status_interval", KT_DURATION, CFG(status_interval_ms), "1s",
                 NO_KIND_DEF, KF_RELOAD, 10, HOUR_MS, NULL,
                 "period of standby status (confirmed LSN) messages"},
+        {SEC_INVALIDATOR, "receive_timeout", KT_DURATION, CFG(receive_timeout_ms), "30s",
+                NO_KIND_DEF, KF_RELOAD, 0, HOUR_MS, NULL,
+                "restart the replication stream when nothing arrives for this long (0 = never)"},
 };
 
 #define NKEYS (sizeof(key_table) / sizeof(key_table[0]))

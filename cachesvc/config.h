@@ -157,6 +157,7 @@ typedef struct cs_config {
 	bool inval_create_publication;
 	int64_t fence_ttl_ms;
 	int64_t status_interval_ms;
+	int64_t receive_timeout_ms; /* 0: off */
 
 	int nreplicas;
 	cs_replica_def *replicas;

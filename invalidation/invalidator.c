@@ -71,6 +71,7 @@ struct cs_inv {
 	char *conninfo;
 	char *slot, *publication;
 	int64_t fence_ttl_ms, status_interval_ms, horizon_ttl_ms;
+	int64_t receive_timeout_ms; /* 0: off */
 	struct cs_pgserver *primary;
 
 	cs_inv_map *map;
@@ -111,6 +112,7 @@ struct cs_inv {
 	cs_lsn_t sync_lsn;	 /* the resynchronisation's fence LSN */
 	uint64_t streaming_since_us;
 	uint64_t redis_ok_us;	 /* Redis last acknowledged one of this stream's writes */
+	uint64_t last_recv_us;	 /* the last CopyData from the walsender (receive_timeout) */
 	bool ever_synced;	 /* this process has synchronised with an epoch before */
 	uint64_t last_status_us, last_horizon_us;
 	bool status_pending; /* could not queue a status message: retry */
@@ -371,6 +373,7 @@ static void advance(cs_inv *inv)
 	publish_pos(inv);
 	if (inv->paused && cs_ledger_may_resume(inv->ledger)) {
 		inv->paused = false;
+		inv->last_recv_us = cs_now_us(); /* silence while paused was ours */
 		conn_wait(inv, EV_READ); /* read the stream again */
 	}
 }
@@ -689,6 +692,7 @@ static void stream_read(cs_inv *inv)
 		char *buf = NULL;
 		int n = PQgetCopyData(inv->conn, &buf, 1);
 		if (n > 0) {
+			inv->last_recv_us = cs_now_us();
 			handle_copydata(inv, (const uint8_t *)buf, (size_t)n);
 			PQfreemem(buf);
 			continue;
@@ -1244,6 +1248,7 @@ static void streaming_begins(cs_inv *inv)
 	inv->state = CS_INV_STREAMING;
 	inv->stats.state = inv->state;
 	inv->streaming_since_us = cs_now_us(); /* the backoff resets once this lasts */
+	inv->last_recv_us = inv->streaming_since_us;
 	inv->stream_tli = inv->tli;
 	cs_ledger_set_floor(inv->ledger, inv->h_start);
 	cs_info("invalidator: streaming from slot \"%s\" (publication \"%s\"), horizon %s", inv->slot,
@@ -1502,6 +1507,15 @@ static void check_slot_health(cs_inv *inv)
 		inv->health_busy = true;
 }
 
+/* The effective receive timeout: never shorter than three status intervals (each asks the
+ * walsender for a reply); 0 when off. */
+static uint64_t receive_timeout_us(const cs_inv *inv)
+{
+	if (inv->receive_timeout_ms <= 0)
+		return 0;
+	return (uint64_t)CS_MAX(inv->receive_timeout_ms, 3 * inv->status_interval_ms) * 1000u;
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	cs_inv *inv = arg;
@@ -1519,6 +1533,18 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	if (inv->attempt && now - inv->streaming_since_us >= STABLE_US &&
 		inv->redis_ok_us > inv->streaming_since_us && now - inv->redis_ok_us < STABLE_US / 4)
 		inv->attempt = 0;
+	/* receive_timeout (like wal_receiver_timeout): every status message asks for a reply,
+	 * so a live walsender sends something at least every status interval; silence this
+	 * long is a half-open connection (TCP alone would take many minutes to say so). */
+	uint64_t rto = receive_timeout_us(inv);
+	if (rto && !inv->paused && now - inv->last_recv_us >= rto) {
+		char why[160];
+		inv->stats.receive_timeouts++;
+		snprintf(why, sizeof why, "nothing received on the replication stream for %lld ms "
+			"(receive_timeout): half-open connection?", (long long)((now - inv->last_recv_us) / 1000u));
+		restart(inv, why, false);
+		return;
+	}
 	run_debounced(inv);
 	uint64_t interval = (uint64_t)inv->status_interval_ms * 1000u;
 	if (now - inv->last_status_us >= interval || inv->status_pending)
@@ -1579,6 +1605,7 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, struct cs_pgse
 	inv->publication = strdup(cfg->inval_publication);
 	inv->fence_ttl_ms = cfg->fence_ttl_ms;
 	inv->status_interval_ms = cfg->status_interval_ms > 0 ? cfg->status_interval_ms : 1000;
+	inv->receive_timeout_ms = cfg->receive_timeout_ms;
 	/* The horizon must outlive several publications, and stay well inside the fence TTL. */
 	inv->horizon_ttl_ms = CS_MIN(inv->fence_ttl_ms / 2, CS_MAX(10 * inv->status_interval_ms, 5000));
 	cs_hist_init(&inv->stats.lag_us);
@@ -1655,6 +1682,7 @@ int cs_inv_reload(cs_inv *inv, const cs_config *cfg)
 	/* Query indexes change: restart the stream so no transaction straddles two maps;
 	 * the slot replays anything unconfirmed with the new definitions. */
 	restart(inv, "query definitions reloaded", false);
+	inv->receive_timeout_ms = cfg->receive_timeout_ms;
 	inv->attempt = 0;
 	if (alloc_query_state(inv, cfg->nqueries) != 0) {
 		cs_inv_map_free(m);
@@ -1745,6 +1773,9 @@ void cs_inv_metrics(const cs_inv *inv, FILE *f)
 		(unsigned long long)s->stale_primary);
 	fprintf(f, "# TYPE cachesvc_invalidator_redis_failures_total counter\ncachesvc_invalidator_redis_failures_total %llu\n",
 		(unsigned long long)s->redis_failures);
+	fprintf(f, "# HELP cachesvc_invalidator_receive_timeouts_total Replication streams restarted: nothing received for receive_timeout\n"
+		   "# TYPE cachesvc_invalidator_receive_timeouts_total counter\ncachesvc_invalidator_receive_timeouts_total %llu\n",
+		(unsigned long long)s->receive_timeouts);
 	fprintf(f, "# HELP cachesvc_invalidator_lag_seconds Commit on the primary to invalidation acknowledged by Redis\n"
 		   "# TYPE cachesvc_invalidator_lag_seconds histogram\n");
 	char buf[4096];
