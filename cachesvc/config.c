@@ -166,6 +166,14 @@ static const struct key_def key_table[] = {
                 NULL,
                 "refuse fills older than the query's last generation bump; off only as a test's "
                 "negative control"},
+        {SEC_SERVICE, "eviction_check", KT_BOOL, CFG(eviction_check), "true", NO_KIND_DEF, 0, 0,
+                0, NULL,
+                "refuse fills older than the newest fence after Redis evicted keys; off only as a "
+                "test's negative control"},
+        {SEC_SERVICE, "negative_share", KT_SIZE64, CFG(negative_share), "16MB", NO_KIND_DEF,
+                KF_RELOAD, 0, INT64_MAX, NULL,
+                "bytes of negative (no rows) entries this process may have stored within the "
+                "longest negative_ttl; beyond, empty results are not cached; 0 = no bound"},
         {SEC_SERVICE, "log_level", KT_STRING, CFG(log_level), "info", NO_KIND_DEF, KF_RELOAD, 0, 0,
                 check_log_level, "debug, info, warning or error"},
 

@@ -138,6 +138,8 @@ typedef struct cs_config {
 	bool fence;                       /* LSN-fenced fills (needs a running invalidator);
 	                                   * off = TTL-only caching (fence.c) */
 	bool query_fence;                 /* query-level fences (fence.c); off: negative control */
+	bool eviction_check;              /* fence.c (i); off: negative control */
+	uint64_t negative_share;          /* bytes of negative entries per negative_ttl, 0 = any */
 	char *log_level;                  /* "debug" | "info" | "warning" | "error" */
 
 	/* [redis] */

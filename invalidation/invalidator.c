@@ -72,6 +72,7 @@ struct cs_inv {
 	char *slot, *publication;
 	int64_t fence_ttl_ms, status_interval_ms, horizon_ttl_ms;
 	int64_t receive_timeout_ms; /* 0: off */
+	bool eviction_check;	    /* fence.c (i); off only as a test's negative control */
 	struct cs_pgserver *primary;
 
 	cs_inv_map *map;
@@ -425,18 +426,17 @@ static int send_bump(cs_inv *inv, int q, cmdctx *c, cs_lsn_t lsn, bool debounced
 	size_t gl = cs_ks_gen(&inv->ks, genkey, sizeof genkey, name);
 	size_t fl = cs_ks_qfence(&inv->ks, qfkey, sizeof qfkey, name);
 	cs_lsn_hex(lsn, hex);
-	const char *argv[] = { genkey, qfkey, inv->ks.epoch, inv->ks.deb, inv->ks.channel, name, hex,
-		inv->epoch_str };
-	size_t lens[] = { gl, fl, inv->ks.epoch_len, inv->ks.deb_len, inv->ks.channel_len,
-		strlen(name), 16, inv->epoch_len };
-	int nkeys = debounced ? 4 : 3;
+	const char *argv[] = { genkey, qfkey, inv->ks.epoch, inv->ks.fmax, inv->ks.deb,
+		inv->ks.channel, name, hex, inv->epoch_str };
+	size_t lens[] = { gl, fl, inv->ks.epoch_len, inv->ks.fmax_len, inv->ks.deb_len,
+		inv->ks.channel_len, strlen(name), 16, inv->epoch_len };
 	c->query = q;
 	if (debounced)
-		return cs_redis_script(inv->redis, CS_SCRIPT_GEN_BUMP, on_cmd_reply, c, 4, 8, argv, lens);
+		return cs_redis_script(inv->redis, CS_SCRIPT_GEN_BUMP, on_cmd_reply, c, 5, 9, argv, lens);
 	/* without the debounce hash: shift the arguments over its slot */
-	const char *av[] = { argv[0], argv[1], argv[2], argv[4], argv[5], argv[6], argv[7] };
-	size_t al[] = { lens[0], lens[1], lens[2], lens[4], lens[5], lens[6], lens[7] };
-	return cs_redis_script(inv->redis, CS_SCRIPT_GEN_BUMP, on_cmd_reply, c, nkeys, 7, av, al);
+	const char *av[] = { argv[0], argv[1], argv[2], argv[3], argv[5], argv[6], argv[7], argv[8] };
+	size_t al[] = { lens[0], lens[1], lens[2], lens[3], lens[5], lens[6], lens[7], lens[8] };
+	return cs_redis_script(inv->redis, CS_SCRIPT_GEN_BUMP, on_cmd_reply, c, 4, 8, av, al);
 }
 
 /* Queues the finished transaction's invalidations and its FIFO entry. */
@@ -501,8 +501,8 @@ static void commit_txn(cs_inv *inv, cs_lsn_t end_lsn)
 	int pl = snprintf(px, sizeof px, "%lld", (long long)inv->fence_ttl_ms);
 	size_t off = 0;
 	while (off < inv->arena_len) {
-		const char *argv[4 * BATCH_KEYS + 5];
-		size_t lens[4 * BATCH_KEYS + 5];
+		const char *argv[4 * BATCH_KEYS + 6];
+		size_t lens[4 * BATCH_KEYS + 6];
 		char keybuf[BATCH_KEYS][CS_KEY_MAX];
 		char genbuf[BATCH_KEYS][CS_NAME_MAX + CS_MAX_NAME];
 		int n = 0;
@@ -533,6 +533,8 @@ static void commit_txn(cs_inv *inv, cs_lsn_t end_lsn)
 		int k = 2 * n;
 		argv[k] = inv->ks.epoch;
 		lens[k++] = inv->ks.epoch_len;
+		argv[k] = inv->ks.fmax;
+		lens[k++] = inv->ks.fmax_len;
 		int nkeys = k;
 		argv[k] = lsnhex;
 		lens[k++] = 16;
@@ -941,7 +943,7 @@ static void sync_state(cs_inv *inv)
 		lsn = inv->slot_confirmed; /* a standby may see a new slot past its IDENTIFY */
 	inv->sync_lsn = lsn;
 	int n = inv->nq;
-	size_t argc = 6 + 2 * (size_t)n + 6 + 2 * (size_t)n;
+	size_t argc = 7 + 2 * (size_t)n + 6 + 2 * (size_t)n;
 	const char **argv = calloc(argc, sizeof *argv);
 	size_t *lens = calloc(argc, sizeof *lens);
 	char (*keys)[CS_NAME_MAX + CS_MAX_NAME] = calloc(2 * (size_t)n + 1, sizeof *keys);
@@ -966,6 +968,8 @@ static void sync_state(cs_inv *inv)
 	lens[k++] = inv->ks.deb_len;
 	argv[k] = inv->ks.pos;
 	lens[k++] = inv->ks.pos_len;
+	argv[k] = inv->ks.fmax;
+	lens[k++] = inv->ks.fmax_len;
 	for (int q = 0; q < n; q++) {
 		const char *name = cs_inv_map_query_name(inv->map, q);
 		argv[k] = keys[2 * q];
@@ -1455,13 +1459,23 @@ static void publish_horizon(cs_inv *inv)
 	int pl = snprintf(px, sizeof px, "%lld", (long long)inv->horizon_ttl_ms);
 	/* with the epoch and run_id check: a FLUSHALL or a Redis restart is noticed here
 	 * within a status interval even when nothing is written */
-	const char *argv[] = { inv->ks.horizon, inv->ks.epoch, hex, px, inv->epoch_str, "1" };
-	size_t lens[] = { inv->ks.horizon_len, inv->ks.epoch_len, 16, (size_t)pl, inv->epoch_len, 1 };
+	/* with the eviction state: after an eviction the horizon rises over every fence ever
+	 * written and the state is whole again (fence.c (i)) */
+	const char *argv[] = { inv->ks.horizon, inv->ks.epoch, inv->ks.fmax, inv->ks.evk, hex, px,
+		inv->epoch_str, "1" };
+	size_t lens[] = { inv->ks.horizon_len, inv->ks.epoch_len, inv->ks.fmax_len, inv->ks.evk_len,
+		16, (size_t)pl, inv->epoch_len, 1 };
+	int nkeys = inv->eviction_check ? 4 : 2;
+	if (!inv->eviction_check) {
+		argv[2] = hex, argv[3] = px, argv[4] = inv->epoch_str, argv[5] = "1";
+		lens[2] = 16, lens[3] = (size_t)pl, lens[4] = inv->epoch_len, lens[5] = 1;
+	}
 	posctx *c = malloc(sizeof *c);
 	if (c == NULL)
 		return;
 	*c = (posctx){ .inv = inv, .epoch = inv->epoch, .lsn = horizon };
-	if (cs_redis_script(inv->redis, CS_SCRIPT_RAISE, on_horizon_reply, c, 2, 6, argv, lens) == 0)
+	if (cs_redis_script(inv->redis, CS_SCRIPT_RAISE, on_horizon_reply, c, nkeys, nkeys + 4, argv,
+		    lens) == 0)
 		inv->last_horizon_us = now;
 	else
 		free(c);
@@ -1606,6 +1620,7 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, struct cs_pgse
 	inv->fence_ttl_ms = cfg->fence_ttl_ms;
 	inv->status_interval_ms = cfg->status_interval_ms > 0 ? cfg->status_interval_ms : 1000;
 	inv->receive_timeout_ms = cfg->receive_timeout_ms;
+	inv->eviction_check = cfg->eviction_check;
 	/* The horizon must outlive several publications, and stay well inside the fence TTL. */
 	inv->horizon_ttl_ms = CS_MIN(inv->fence_ttl_ms / 2, CS_MAX(10 * inv->status_interval_ms, 5000));
 	cs_hist_init(&inv->stats.lag_us);
