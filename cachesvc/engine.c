@@ -166,8 +166,65 @@ typedef struct sampler {
 	uint64_t checked, ok, stale, skipped;
 } sampler;
 
+/* Negative entries' memory share ([cachesvc] negative_share): bytes this process stored,
+ * bucketed by the slot their entry expires in (rounded up), so the bytes still possibly
+ * alive in Redis are the buckets from the current slot on. No Redis round trip. */
+#define NEG_SLOTS 256
+typedef struct negbudget {
+	int64_t slot_ms; /* 0 until the first negative fill */
+	int64_t sid[NEG_SLOTS];
+	uint64_t bytes[NEG_SLOTS];
+} negbudget;
+
+/* Bytes of negative entries possibly alive at now_ms. */
+static uint64_t neg_live(const negbudget *nb, int64_t now_ms)
+{
+	if (nb->slot_ms == 0)
+		return 0;
+	int64_t cur = now_ms / nb->slot_ms;
+	uint64_t sum = 0;
+	for (int i = 0; i < NEG_SLOTS; i++)
+		if (nb->sid[i] >= cur)
+			sum += nb->bytes[i];
+	return sum;
+}
+
+/* Records bytes of an entry expiring px from now. Slots are long enough for the longest
+ * px seen (widened by merging: an entry only ever moves to a later slot, which counts it
+ * longer: safe). */
+static void neg_add(negbudget *nb, int64_t now_ms, int64_t px, uint64_t bytes)
+{
+	int64_t need = px / (NEG_SLOTS - 2) + 1;
+	if (nb->slot_ms == 0)
+		nb->slot_ms = CS_MAX(1000, need);
+	if (need > nb->slot_ms) {
+		int64_t ns = CS_MAX(need, 2 * nb->slot_ms);
+		negbudget old = *nb;
+		memset(nb, 0, sizeof *nb);
+		nb->slot_ms = ns;
+		for (int i = 0; i < NEG_SLOTS; i++) {
+			if (old.bytes[i] == 0)
+				continue;
+			int64_t end = old.sid[i] * old.slot_ms + old.slot_ms;
+			int64_t s = (end + ns - 1) / ns;
+			int k = (int)(s % NEG_SLOTS);
+			if (nb->sid[k] != s)
+				nb->sid[k] = s, nb->bytes[k] = 0;
+			nb->bytes[k] += old.bytes[i];
+		}
+	}
+	int64_t s = (now_ms + px) / nb->slot_ms + 1;
+	int k = (int)(s % NEG_SLOTS);
+	if (nb->sid[k] != s) { /* the slot it held ended at least NEG_SLOTS - 1 slots ago */
+		nb->sid[k] = s;
+		nb->bytes[k] = 0;
+	}
+	nb->bytes[k] += bytes;
+}
+
 struct cs_engine {
 	struct event_base *base;
+	negbudget neg;
 	sampler smp;
 	lsn_sample hist[LSN_HISTORY];
 	int hist_head, hist_len;
@@ -736,6 +793,17 @@ static void flight_job_done(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, in
 			e->stats.not_cached_primary++;
 		} else {
 			store = true;
+		}
+	}
+	if (store && negative && f->qt->cfg->negative_share > 0) {
+		/* the negative entries' share: this entry would pass it */
+		int64_t npx = ttl;
+		uint64_t nbytes = (uint64_t)f->keylen + b->len + 64;
+		if (neg_live(&e->neg, now_ms) + nbytes > f->qt->cfg->negative_share) {
+			e->stats.negative_skipped++;
+			store = false;
+		} else {
+			neg_add(&e->neg, now_ms, npx, nbytes);
 		}
 	}
 	if (store) {
@@ -2306,6 +2374,7 @@ long cs_engine_metrics(const cs_engine *e, char **out)
 	C("not_cached_primary_total", "Results read on the primary (no LSN bound), not cached", s->not_cached_primary);
 	C("not_cached_key_total", "Requests whose parameters are too long for a key", s->not_cached_key);
 	C("negative_fills_total", "Empty results cached (negative caching)", s->negative_fills);
+	C("negative_skipped_total", "Empty results not cached: the negative entries' share (negative_share) was full", s->negative_skipped);
 	C("bypass_redis_total", "Requests served from PostgreSQL because Redis was unavailable", s->bypass_redis);
 	C("bypass_requested_total", "Requests that asked to bypass the cache", s->bypass_requested);
 	C("retries_total", "Queries retried on another server", s->retries);
