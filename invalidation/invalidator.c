@@ -73,6 +73,9 @@ struct cs_inv {
 	int64_t fence_ttl_ms, status_interval_ms, horizon_ttl_ms;
 	int64_t receive_timeout_ms; /* 0: off */
 	bool eviction_check;	    /* fence.c (i); off only as a test's negative control */
+	bool fence_on;
+	bool policy_busy;	    /* an INFO memory in flight */
+	char policy[32];	    /* Redis's maxmemory-policy last seen ("" unknown) */
 	struct cs_pgserver *primary;
 
 	cs_inv_map *map;
@@ -1509,12 +1512,55 @@ static void on_health(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int err,
 	inv->safe_wal_size = PQgetisnull(res, 0, 1) ? -1 : strtoll(PQgetvalue(res, 0, 1), NULL, 10);
 }
 
+/* Redis's maxmemory-policy, re-read every 10 s (startup refused unsafe ones, check.c):
+ * with fences, allkeys-* (or one not known) may evict generations, query-level fences and
+ * the eviction state (fence.c (i)). Logged when it changes. */
+static void on_policy(cs_redis *r, redisReply *reply, void *priv)
+{
+	cs_inv *inv = priv;
+	inv->policy_busy = false;
+	if (reply == NULL || reply->type != REDIS_REPLY_STRING)
+		return;
+	const char *p = strstr(reply->str, "maxmemory_policy:");
+	if (p == NULL)
+		return;
+	p += strlen("maxmemory_policy:");
+	char pol[32];
+	size_t n = strcspn(p, "\r\n");
+	snprintf(pol, sizeof pol, "%.*s", (int)CS_MIN(n, sizeof pol - 1), p);
+	if (strcmp(pol, inv->policy) == 0)
+		return;
+	static const char *const safe[] = { "noeviction", "volatile-lru", "volatile-lfu",
+		"volatile-random", "volatile-ttl" };
+	bool ok = false;
+	for (size_t i = 0; i < CS_ARRAY_LEN(safe); i++)
+		ok = ok || strcmp(pol, safe[i]) == 0;
+	if (!ok)
+		cs_error("invalidator: Redis maxmemory-policy is now %s: with fence = on it may evict "
+			 "generations and query-level fences, and stale entries may then be served: set "
+			 "volatile-lru or volatile-lfu (fence.c (i))", pol);
+	else if (inv->policy[0])
+		cs_info("invalidator: Redis maxmemory-policy is now %s", pol);
+	snprintf(inv->policy, sizeof inv->policy, "%s", pol);
+}
+
+static void check_policy(cs_inv *inv)
+{
+	if (!inv->fence_on || inv->policy_busy || !cs_redis_ready(inv->redis))
+		return;
+	const char *argv[] = { "INFO", "memory" };
+	size_t lens[] = { 4, 6 };
+	if (cs_redis_cmd(inv->redis, on_policy, inv, 2, argv, lens) == 0)
+		inv->policy_busy = true;
+}
+
 static void check_slot_health(cs_inv *inv)
 {
 	uint64_t now = cs_now_us();
 	if (inv->primary == NULL || inv->health_busy || now - inv->last_health_us < HEALTH_EVERY_US)
 		return;
 	inv->last_health_us = now;
+	check_policy(inv);
 	inv->health_job = (cs_pgjob){ .qindex = -1, .q = &inv->health_q, .params = &inv->health_params,
 		.deadline_us = now + 5000000u, .cb = on_health, .priv = inv };
 	if (cs_pgserver_submit(inv->primary, &inv->health_job) == 0)
@@ -1621,6 +1667,7 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, struct cs_pgse
 	inv->status_interval_ms = cfg->status_interval_ms > 0 ? cfg->status_interval_ms : 1000;
 	inv->receive_timeout_ms = cfg->receive_timeout_ms;
 	inv->eviction_check = cfg->eviction_check;
+	inv->fence_on = cfg->fence;
 	/* The horizon must outlive several publications, and stay well inside the fence TTL. */
 	inv->horizon_ttl_ms = CS_MIN(inv->fence_ttl_ms / 2, CS_MAX(10 * inv->status_interval_ms, 5000));
 	cs_hist_init(&inv->stats.lag_us);

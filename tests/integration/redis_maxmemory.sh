@@ -86,3 +86,8 @@ redis config set maxmemory-policy volatile-lru >/dev/null
 start_daemon "$WORK/cs.ini" volatile
 until_true 30 streaming || fail "the invalidator never streamed under volatile-lru"
 ok "volatile-lru accepted"
+# The invalidator re-reads the policy (every 10 s) and says so loudly when it becomes unsafe.
+redis config set maxmemory-policy allkeys-lru >/dev/null
+until_true 25 grep -q "maxmemory-policy is now allkeys-lru" "$WORK/volatile.log" ||
+  fail "the switch to allkeys-lru at runtime was not logged"
+ok "a runtime switch to allkeys-lru is logged as an error"
