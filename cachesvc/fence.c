@@ -97,8 +97,9 @@
  *        publication: (b)) and per-key fences. Generations, query-level fences, the epoch,
  *        the position, the gap and slot marks, the debounce hash, fmax and evk have no TTL
  *        and are never evicted. An evicted fence is what would break (a); it is detected:
- *        Redis counts every eviction in INFO stats evicted_keys, synchronously, before the
- *        command that caused it runs (scripts evict nothing while they run). <ns>:fmax holds
+ *        Redis counts every eviction in INFO stats evicted_keys in the same step that
+ *        removes the key, between commands (before the command that needed the memory, or
+ *        in its eviction timer; never while a script runs). <ns>:fmax holds
  *        the highest LSN any fence or query-level fence was ever written with (INVAL,
  *        GEN_BUMP and SYNC raise it in the script that writes the fence; no TTL), and
  *        <ns>:evk the counters "<evicted_keys>:<total_commands_processed>" at which the
@@ -116,10 +117,12 @@
  *        >= X(C). The horizon never decreases while it lives, and whenever it is created
  *        again (it expired, or was evicted: an eviction after T0, excluded) it is created
  *        at or above fmax (RAISE treats a missing horizon as a state not whole) or at the
- *        resync LSN S >= every LSN the primary had written (SYNC); so the fill's R >= H >=
- *        X(C): contradiction. Invalidations not yet written are case (c). The one gap: CONFIG RESETSTAT followed, within one status
- *        interval, by exactly as many evictions as recorded and as many commands as Redis
- *        had processed: do not reset Redis's statistics under cachesvc. The cost: while
+ *        resync LSN S, at or past every LSN of the primary it synchronised with (SYNC); so
+ *        the fill's R >= H >= X(C): contradiction. Invalidations not yet written are case
+ *        (c). The one gap: CONFIG RESETSTAT followed, before the next publication (one
+ *        status interval), by exactly as many evictions as recorded and as many commands as
+ *        Redis had processed before the reset; do not reset Redis's statistics under a
+ *        busy cachesvc. The cost: while
  *        Redis evicts, fills need data at or past the newest invalidated change, and every
  *        status interval the horizon rises to it; no eviction, no cost (one INFO per fill).
  *      - allkeys-* (lru, lfu, random): any key may go. An evicted generation makes a new

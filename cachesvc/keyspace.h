@@ -10,7 +10,8 @@
  *   <ns>:qf:<q>          query-level fence: the LSN of the query's last generation bump
  *                        (16 hex, no TTL); fills of data older than it are refused
  *   <ns>:l:<q>:<p>       lease: one refresh of an expired entry across all processes
- *   <ns>:horizon         LSN below which a per-key fence may have expired (16 hex, TTL)
+ *   <ns>:horizon         LSN below which a per-key fence may have expired or been evicted
+ *                        (16 hex, TTL)
  *   <ns>:inv:pos         the invalidator's confirmed position (16 hex), read-your-writes
  *   <ns>:epoch           "<run_id>:<random>": written by the invalidator when it has made
  *                        the cache state consistent; a FLUSHALL removes it, a restart or
