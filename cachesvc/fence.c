@@ -122,9 +122,9 @@
  *        (c). The one gap: CONFIG RESETSTAT followed, before the next publication (one
  *        status interval), by exactly as many evictions as recorded and as many commands as
  *        Redis had processed before the reset; do not reset Redis's statistics under a
- *        busy cachesvc. The cost: while
- *        Redis evicts, fills need data at or past the newest invalidated change, and every
- *        status interval the horizon rises to it; no eviction, no cost (one INFO per fill).
+ *        busy cachesvc. The cost: while Redis evicts, fills need data at or past the
+ *        newest invalidated change, and every status interval the horizon rises to it; no
+ *        eviction, no cost (one INFO per fill that passed every other check).
  *      - allkeys-* (lru, lfu, random): any key may go. An evicted generation makes a new
  *        daemon read generation 0 and serve entries written before a bump; an evicted gap
  *        mark loses a flush; an evicted query-level fence or fmax undoes (e) and the check
