@@ -119,6 +119,16 @@ int cs_check_queries(const cs_config *cfg, char *err, size_t errlen)
 	return rc;
 }
 
+bool cs_check_policy_ok(const char *policy)
+{
+	static const char *const ok[] = { "noeviction", "volatile-lru", "volatile-lfu",
+		"volatile-random", "volatile-ttl" };
+	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+		if (strcmp(policy, ok[i]) == 0)
+			return true;
+	return false;
+}
+
 int cs_check_redis(const cs_config *cfg, char *err, size_t errlen)
 {
 	err[0] = '\0';
@@ -150,15 +160,18 @@ int cs_check_redis(const cs_config *cfg, char *err, size_t errlen)
 	r = redisCommand(rc, "CONFIG GET maxmemory-policy");
 	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
 		r->element[1]->type == REDIS_REPLY_STRING) {
-		if (strcmp(r->element[1]->str, "noeviction") != 0) {
+		if (!cs_check_policy_ok(r->element[1]->str)) {
 			append(err, errlen,
-				"[redis] maxmemory-policy is %s: with fence = on cachesvc needs noeviction "
-				"(an evicted fence would let a stale fill through); set it, or fence = off",
-				r->element[1]->str);
+				"[redis] maxmemory-policy is %s: with fence = on cachesvc needs noeviction or "
+				"a volatile-* policy: use volatile-lru or volatile-lfu (every cachesvc entry "
+				"has a TTL, so they evict entries as allkeys-lru/lfu would, while the "
+				"consistency keys, which have none, are never evicted; fence.c (i)); or "
+				"fence = off", r->element[1]->str);
 			result = CS_CHECK_INVALID;
 		}
 	} else {
-		cs_warn("check: CONFIG GET maxmemory-policy is not allowed (%s); make sure it is noeviction",
+		cs_warn("check: CONFIG GET maxmemory-policy is not allowed (%s); make sure it is "
+			"noeviction, volatile-lru or volatile-lfu (never allkeys-*)",
 			r && r->type == REDIS_REPLY_ERROR ? r->str : "no reply");
 	}
 	freeReplyObject(r);

@@ -5,6 +5,7 @@
 #ifndef CS_CHECK_H
 #define CS_CHECK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "config.h"
@@ -26,7 +27,12 @@ int cs_check_queries(const cs_config *cfg, char *err, size_t errlen);
  * one line naming the table, the column and the statement that fixes it. */
 int cs_check_invalidation(const cs_config *cfg, char *err, size_t errlen);
 
-/* With fence on, Redis must not evict keys (fence.c (f)): maxmemory-policy noeviction. */
+/* True for the maxmemory-policy values fences are safe under (fence.c (i)): noeviction and
+ * volatile-* (the consistency keys have no TTL); false for allkeys-* and anything unknown. */
+bool cs_check_policy_ok(const char *policy);
+
+/* With fence on, Redis must evict no consistency key (fence.c (i)): maxmemory-policy
+ * noeviction or volatile-*. */
 int cs_check_redis(const cs_config *cfg, char *err, size_t errlen);
 
 /* Sets each query's reads_covered (config.h): the tables its SQL reads, found through a

@@ -183,6 +183,14 @@ static const struct key_def key_table[] = {
                 NULL,
                 "refuse fills older than the query's last generation bump; off only as a test's "
                 "negative control"},
+        {SEC_SERVICE, "eviction_check", KT_BOOL, CFG(eviction_check), "true", NO_KIND_DEF, 0, 0,
+                0, NULL,
+                "refuse fills older than the newest fence after Redis evicted keys; off only as a "
+                "test's negative control"},
+        {SEC_SERVICE, "negative_share", KT_SIZE64, CFG(negative_share), "16MB", NO_KIND_DEF,
+                KF_RELOAD, 0, INT64_MAX, NULL,
+                "bytes of negative (no rows) entries this process may have stored within the "
+                "longest negative_ttl; beyond, empty results are not cached; 0 = no bound"},
         {SEC_SERVICE, "log_level", KT_STRING, CFG(log_level), "info", NO_KIND_DEF, KF_RELOAD, 0, 0,
                 check_log_level, "debug, info, warning or error"},
 
@@ -262,6 +270,9 @@ static const struct key_def key_table[] = {
         {SEC_INVALIDATOR, "status_interval", KT_DURATION, CFG(status_interval_ms), "1s",
                 NO_KIND_DEF, KF_RELOAD, 10, HOUR_MS, NULL,
                 "period of standby status (confirmed LSN) messages"},
+        {SEC_INVALIDATOR, "receive_timeout", KT_DURATION, CFG(receive_timeout_ms), "30s",
+                NO_KIND_DEF, KF_RELOAD, 0, HOUR_MS, NULL,
+                "restart the replication stream when nothing arrives for this long (0 = never)"},
 };
 
 #define NKEYS (sizeof(key_table) / sizeof(key_table[0]))

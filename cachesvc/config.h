@@ -142,6 +142,8 @@ typedef struct cs_config {
 	bool fence;                       /* LSN-fenced fills (needs a running invalidator);
 	                                   * off = TTL-only caching (fence.c) */
 	bool query_fence;                 /* query-level fences (fence.c); off: negative control */
+	bool eviction_check;              /* fence.c (i); off: negative control */
+	uint64_t negative_share;          /* bytes of negative entries per negative_ttl, 0 = any */
 	char *log_level;                  /* "debug" | "info" | "warning" | "error" */
 
 	/* [redis] */
@@ -161,6 +163,7 @@ typedef struct cs_config {
 	bool inval_create_publication;
 	int64_t fence_ttl_ms;
 	int64_t status_interval_ms;
+	int64_t receive_timeout_ms; /* 0: off */
 
 	int nreplicas;
 	cs_replica_def *replicas;

@@ -166,8 +166,65 @@ typedef struct sampler {
 	uint64_t checked, ok, stale, skipped;
 } sampler;
 
+/* Negative entries' memory share ([cachesvc] negative_share): bytes this process stored,
+ * bucketed by the slot their entry expires in (rounded up), so the bytes still possibly
+ * alive in Redis are the buckets from the current slot on. No Redis round trip. */
+#define NEG_SLOTS 256
+typedef struct negbudget {
+	int64_t slot_ms; /* 0 until the first negative fill */
+	int64_t sid[NEG_SLOTS];
+	uint64_t bytes[NEG_SLOTS];
+} negbudget;
+
+/* Bytes of negative entries possibly alive at now_ms. */
+static uint64_t neg_live(const negbudget *nb, int64_t now_ms)
+{
+	if (nb->slot_ms == 0)
+		return 0;
+	int64_t cur = now_ms / nb->slot_ms;
+	uint64_t sum = 0;
+	for (int i = 0; i < NEG_SLOTS; i++)
+		if (nb->sid[i] >= cur)
+			sum += nb->bytes[i];
+	return sum;
+}
+
+/* Records bytes of an entry expiring px from now. Slots are long enough for the longest
+ * px seen (widened by merging: an entry only ever moves to a later slot, which counts it
+ * longer: safe). */
+static void neg_add(negbudget *nb, int64_t now_ms, int64_t px, uint64_t bytes)
+{
+	int64_t need = px / (NEG_SLOTS - 2) + 1;
+	if (nb->slot_ms == 0)
+		nb->slot_ms = CS_MAX(1000, need);
+	if (need > nb->slot_ms) {
+		int64_t ns = CS_MAX(need, 2 * nb->slot_ms);
+		negbudget old = *nb;
+		memset(nb, 0, sizeof *nb);
+		nb->slot_ms = ns;
+		for (int i = 0; i < NEG_SLOTS; i++) {
+			if (old.bytes[i] == 0)
+				continue;
+			int64_t end = old.sid[i] * old.slot_ms + old.slot_ms;
+			int64_t s = (end + ns - 1) / ns;
+			int k = (int)(s % NEG_SLOTS);
+			if (nb->sid[k] != s)
+				nb->sid[k] = s, nb->bytes[k] = 0;
+			nb->bytes[k] += old.bytes[i];
+		}
+	}
+	int64_t s = (now_ms + px) / nb->slot_ms + 1;
+	int k = (int)(s % NEG_SLOTS);
+	if (nb->sid[k] != s) { /* the slot it held ended at least NEG_SLOTS - 1 slots ago */
+		nb->sid[k] = s;
+		nb->bytes[k] = 0;
+	}
+	nb->bytes[k] += bytes;
+}
+
 struct cs_engine {
 	struct event_base *base;
+	negbudget neg;
 	sampler smp;
 	lsn_sample hist[LSN_HISTORY];
 	int hist_head, hist_len;
@@ -604,6 +661,8 @@ static void on_fill_reply(cs_redis *r, redisReply *reply, void *priv)
 			load_gens(e); /* Redis lost data, or was resynchronised: catch up */
 		} else if (st == -5) {
 			e->stats.fill_refused_qfence++;
+		} else if (st == -6) {
+			e->stats.fill_refused_eviction++;
 		} else {
 			e->stats.fill_refused_horizon++;
 		}
@@ -638,12 +697,14 @@ static bool fill(flight *f, const uint8_t *value, size_t len, int64_t px, uint64
 	int pl = snprintf(pxs, sizeof pxs, "%lld", (long long)px);
 	int nl = snprintf(gens, sizeof gens, "%llu", (unsigned long long)f->gen);
 	const char *qfence_on = f->qt->cfg->query_fence ? "1" : "0";
-	const char *argv[] = { f->key, fence, genkey, e->ks.horizon, qfkey, e->ks.epoch,
-		(const char *)value, pxs, lsnhex, gens, e->fence_on ? "1" : "0", qfence_on, e->epoch };
-	size_t lens[] = { f->keylen, fl, gl, e->ks.horizon_len, ql, e->ks.epoch_len, len, (size_t)pl,
-		16, (size_t)nl, 1, 1, e->epoch_len };
+	const char *evict_on = f->qt->cfg->eviction_check ? "1" : "0";
+	const char *argv[] = { f->key, fence, genkey, e->ks.horizon, qfkey, e->ks.epoch, e->ks.fmax,
+		e->ks.evk, (const char *)value, pxs, lsnhex, gens, e->fence_on ? "1" : "0", qfence_on,
+		e->epoch, evict_on };
+	size_t lens[] = { f->keylen, fl, gl, e->ks.horizon_len, ql, e->ks.epoch_len, e->ks.fmax_len,
+		e->ks.evk_len, len, (size_t)pl, 16, (size_t)nl, 1, 1, e->epoch_len, 1 };
 	if (fl == 0 || gl == 0 || ql == 0 ||
-		cs_redis_script(e->redis, CS_SCRIPT_FILL, on_fill_reply, f, 6, 13, argv, lens) != 0) {
+		cs_redis_script(e->redis, CS_SCRIPT_FILL, on_fill_reply, f, 8, 16, argv, lens) != 0) {
 		e->stats.fill_errors++;
 		return false;
 	}
@@ -732,6 +793,17 @@ static void flight_job_done(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, in
 			e->stats.not_cached_primary++;
 		} else {
 			store = true;
+		}
+	}
+	if (store && negative && f->qt->cfg->negative_share > 0) {
+		/* the negative entries' share: this entry would pass it */
+		int64_t npx = ttl;
+		uint64_t nbytes = (uint64_t)f->keylen + b->len + 64;
+		if (neg_live(&e->neg, now_ms) + nbytes > f->qt->cfg->negative_share) {
+			e->stats.negative_skipped++;
+			store = false;
+		} else {
+			neg_add(&e->neg, now_ms, npx, nbytes);
 		}
 	}
 	if (store) {
@@ -1237,20 +1309,22 @@ void cs_engine_invalidate(cs_engine *e, const cs_inval_req *req, cs_engine_inval
 	if (c->whole) {
 		char qfkey[CS_NAME_MAX + CS_MAX_NAME];
 		size_t ql = cs_ks_qfence(&e->ks, qfkey, sizeof qfkey, q->name);
-		const char *argv[] = { genkey, qfkey, e->ks.epoch, e->ks.channel, q->name, lsnhex, "" };
-		size_t lens[] = { gl, ql, e->ks.epoch_len, e->ks.channel_len, strlen(q->name), 16, 0 };
-		rc = cs_redis_script(e->redis, CS_SCRIPT_GEN_BUMP, on_inval_reply, c, 3, 7, argv, lens);
+		const char *argv[] = { genkey, qfkey, e->ks.epoch, e->ks.fmax, e->ks.channel, q->name,
+			lsnhex, "" };
+		size_t lens[] = { gl, ql, e->ks.epoch_len, e->ks.fmax_len, e->ks.channel_len,
+			strlen(q->name), 16, 0 };
+		rc = cs_redis_script(e->redis, CS_SCRIPT_GEN_BUMP, on_inval_reply, c, 4, 8, argv, lens);
 	} else {
 		char fence[KEY_MAX], px[24];
 		size_t fl = cs_ks_fence(&e->ks, fence, sizeof fence, q->name, canon, clen);
 		int pl = snprintf(px, sizeof px, "%lld", (long long)e->qt->cfg->fence_ttl_ms);
 		/* the epoch guard needs the current epoch: use it as read by this process */
-		const char *argv[] = { fence, genkey, e->ks.epoch, lsnhex, px, e->ks.ns, e->epoch,
-			q->name, canon };
-		size_t lens[] = { fl, gl, e->ks.epoch_len, 16, (size_t)pl, e->ks.nslen, e->epoch_len,
-			strlen(q->name), clen };
+		const char *argv[] = { fence, genkey, e->ks.epoch, e->ks.fmax, lsnhex, px, e->ks.ns,
+			e->epoch, q->name, canon };
+		size_t lens[] = { fl, gl, e->ks.epoch_len, e->ks.fmax_len, 16, (size_t)pl, e->ks.nslen,
+			e->epoch_len, strlen(q->name), clen };
 		rc = e->epoch_len == 0 && e->fence_on ? -1
-			: cs_redis_script(e->redis, CS_SCRIPT_INVAL, on_inval_reply, c, 3, 9, argv, lens);
+			: cs_redis_script(e->redis, CS_SCRIPT_INVAL, on_inval_reply, c, 4, 10, argv, lens);
 	}
 	if (rc != 0) {
 		qtable_unref(c->qt);
@@ -1954,8 +2028,10 @@ static void bump_generation(cs_engine *e, qstate *qs)
 	size_t gl = cs_ks_gen(&e->ks, genkey, sizeof genkey, qs->def->name);
 	size_t ql = cs_ks_qfence(&e->ks, qfkey, sizeof qfkey, qs->def->name);
 	cs_lsn_hex(e->primary ? cs_pgserver_lsn(e->primary) : 0, lsnhex);
-	const char *argv[] = { genkey, qfkey, e->ks.epoch, e->ks.channel, qs->def->name, lsnhex, "" };
-	size_t lens[] = { gl, ql, e->ks.epoch_len, e->ks.channel_len, strlen(qs->def->name), 16, 0 };
+	const char *argv[] = { genkey, qfkey, e->ks.epoch, e->ks.fmax, e->ks.channel, qs->def->name,
+		lsnhex, "" };
+	size_t lens[] = { gl, ql, e->ks.epoch_len, e->ks.fmax_len, e->ks.channel_len,
+		strlen(qs->def->name), 16, 0 };
 	fillctx *c = malloc(sizeof *c);
 	if (c == NULL) {
 		qs->pending_bump = true;
@@ -1964,7 +2040,7 @@ static void bump_generation(cs_engine *e, qstate *qs)
 	*c = (fillctx){ .e = e, .qt = e->qt, .qs = qs };
 	e->qt->refs++;
 	qs->pending_bump = false;
-	if (cs_redis_script(e->redis, CS_SCRIPT_GEN_BUMP, on_reload_bump, c, 3, 7, argv, lens) != 0) {
+	if (cs_redis_script(e->redis, CS_SCRIPT_GEN_BUMP, on_reload_bump, c, 4, 8, argv, lens) != 0) {
 		qtable_unref(c->qt);
 		free(c);
 		qs->pending_bump = true; /* retried by the generation timer */
@@ -2238,6 +2314,7 @@ uint32_t cs_engine_stats_list(const cs_engine *e, cs_stat *out, uint32_t max)
 		{ "fill_refused_fence", s->fill_refused_fence },
 		{ "fill_refused_horizon", s->fill_refused_horizon },
 		{ "fill_refused_query_fence", s->fill_refused_qfence },
+		{ "fill_refused_eviction", s->fill_refused_eviction },
 		{ "fill_refused_epoch", s->fill_refused_epoch },
 		{ "fill_refused_generation", s->fill_refused_gen }, { "fill_errors", s->fill_errors },
 		{ "not_cached_large", s->not_cached_large }, { "not_cached_primary", s->not_cached_primary },
@@ -2288,6 +2365,7 @@ long cs_engine_metrics(const cs_engine *e, char **out)
 	C("fill_refused_horizon_total", "Fills refused: data older than the fence horizon", s->fill_refused_horizon);
 	C("fill_refused_generation_total", "Fills refused: the query generation moved", s->fill_refused_gen);
 	C("fill_refused_query_fence_total", "Fills refused: data older than the query's last generation bump", s->fill_refused_qfence);
+	C("fill_refused_eviction_total", "Fills refused: Redis evicted keys (a fence may be gone) and the data is older than the newest fence", s->fill_refused_eviction);
 	C("fill_refused_epoch_total", "Fills refused: Redis lost data or was resynchronised since the generations were read", s->fill_refused_epoch);
 	C("redis_epoch_invalid_total", "Generation polls that found the namespace's epoch missing or from another Redis run", s->epoch_invalid);
 	C("redis_epoch_changes_total", "New epochs adopted (after a resynchronisation)", s->epoch_changes);
@@ -2296,6 +2374,7 @@ long cs_engine_metrics(const cs_engine *e, char **out)
 	C("not_cached_primary_total", "Results read on the primary (no LSN bound), not cached", s->not_cached_primary);
 	C("not_cached_key_total", "Requests whose parameters are too long for a key", s->not_cached_key);
 	C("negative_fills_total", "Empty results cached (negative caching)", s->negative_fills);
+	C("negative_skipped_total", "Empty results not cached: the negative entries' share (negative_share) was full", s->negative_skipped);
 	C("bypass_redis_total", "Requests served from PostgreSQL because Redis was unavailable", s->bypass_redis);
 	C("bypass_requested_total", "Requests that asked to bypass the cache", s->bypass_requested);
 	C("retries_total", "Queries retried on another server", s->retries);

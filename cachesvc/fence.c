@@ -85,24 +85,63 @@
  *         query is bumped with qf = S and the horizon rises to S.
  *      S = max(IDENTIFY_SYSTEM's position, C, everything received or confirmed) is at or
  *      past every change whose invalidation may have been lost.
- *  (i) Eviction. If Redis evicted a live fence, (a) would break. Fences carry a TTL, so
- *      every volatile-* policy may evict them, and every allkeys-* policy may evict
- *      anything: the only safe policy is noeviction. At maxmemory Redis then refuses
- *      every write script with OOM: fills are simply not stored, and the invalidator's
- *      scripts fail too, so it confirms nothing and retries (I4 holds; entries may stay
- *      stale until memory is freed or they expire: size Redis so it stays below
- *      maxmemory, and watch cachesvc_invalidator_redis_failures_total). cachesvc checks
- *      maxmemory-policy at startup (check.c) and refuses any other policy unless
- *      fence = off. Evicting the epoch, a generation or a query-level fence is detected
- *      or harmless the same way (a missing epoch is a loss).
+ *  (i) Memory pressure and eviction. What Redis may do at maxmemory depends on its policy:
+ *      - noeviction: every write command is refused (OOM). The invalidator's scripts carry
+ *        the Redis 7 flag allow-oom ("#!lua flags=allow-oom"), so they run anyway: an
+ *        invalidation DELs entries (freeing memory) and writes small fences, so memory may
+ *        exceed maxmemory by the fences of the invalidations in flight. Fills are plain
+ *        scripts: their SET fails with OOM and nothing is stored (a fill failure; the
+ *        answer is still served). Nothing is evicted: (a)-(h) hold unchanged.
+ *      - volatile-* (lru, lfu, random, ttl): only keys with a TTL are evicted: entries
+ *        (a miss), leases (one more refresh), the horizon (fills refuse until the next
+ *        publication: (b)) and per-key fences. Generations, query-level fences, the epoch,
+ *        the position, the gap and slot marks, the debounce hash, fmax and evk have no TTL
+ *        and are never evicted. An evicted fence is what would break (a); it is detected:
+ *        Redis counts every eviction in INFO stats evicted_keys in the same step that
+ *        removes the key, between commands (before the command that needed the memory, or
+ *        in its eviction timer; never while a script runs). <ns>:fmax holds
+ *        the highest LSN any fence or query-level fence was ever written with (INVAL,
+ *        GEN_BUMP and SYNC raise it in the script that writes the fence; no TTL), and
+ *        <ns>:evk the counters "<evicted_keys>:<total_commands_processed>" at which the
+ *        fence state was last known whole. A fill (fences on) that finds evk missing, or
+ *        evicted_keys different, or total_commands_processed lower (CONFIG RESETSTAT) than
+ *        recorded, stores only if R >= fmax (fmax missing: refused), else -6.
+ *        Why safe: let C (X(C) > R) be applied before the fill, its fence evicted at te
+ *        before the fill (otherwise (a) or (b)). If the fill saw the state not whole: fmax
+ *        >= X(C) > R (raised with the fence), refused. If it saw it whole: evk was last
+ *        written at T0 by the horizon publication (CS_SCRIPT_RAISE with fmax and evk: when
+ *        the state is not whole it raises the horizon to max(H, fmax) and records the
+ *        current counters, atomically), and evicted_keys did not move since T0 (the counter
+ *        only rises, and a reset is seen as total_commands_processed going back), so te <
+ *        T0 and, the fence having been written before te, the horizon at T0 was >= fmax(T0)
+ *        >= X(C). The horizon never decreases while it lives, and whenever it is created
+ *        again (it expired, or was evicted: an eviction after T0, excluded) it is created
+ *        at or above fmax (RAISE treats a missing horizon as a state not whole) or at the
+ *        resync LSN S, at or past every LSN of the primary it synchronised with (SYNC); so
+ *        the fill's R >= H >= X(C): contradiction. Invalidations not yet written are case
+ *        (c). The one gap: CONFIG RESETSTAT followed, before the next publication (one
+ *        status interval), by exactly as many evictions as recorded and as many commands as
+ *        Redis had processed before the reset; do not reset Redis's statistics under a
+ *        busy cachesvc. The cost: while Redis evicts, fills need data at or past the
+ *        newest invalidated change, and every status interval the horizon rises to it; no
+ *        eviction, no cost (one INFO per fill that passed every other check).
+ *      - allkeys-* (lru, lfu, random): any key may go. An evicted generation makes a new
+ *        daemon read generation 0 and serve entries written before a bump; an evicted gap
+ *        mark loses a flush; an evicted query-level fence or fmax undoes (e) and the check
+ *        above. So with fence = on cachesvc refuses allkeys-* and any policy it does not
+ *        know at startup (check.c), naming volatile-lru or volatile-lfu instead: every
+ *        entry has a TTL, so they evict entries as allkeys-* would while the consistency
+ *        keys stay. The invalidator re-reads the policy (INFO memory) every 10 s and logs
+ *        an error when it becomes unsafe.
+ *      Negative entries (empty results) have their own budget per process
+ *      ([cachesvc] negative_share), so misses on non-existent ids cannot fill Redis.
  *  (j) The primary. Visibility order on the primary differs from WAL order (a commit whose
  *      record ends before an LSN read may not be visible yet), so no LSN read there bounds
  *      a snapshot from below. Data read on the primary is tagged LSN 0: with fences on it
  *      is served but never stored.
- * Entry eviction (not fence eviction) is harmless: a missing entry is a miss.
  *
  * Together: every entry older than an applied invalidation is either refused at fill time
- * (a, b, e, g, h) or deleted by it (c, d, f). I1 follows: once the invalidator has applied every
+ * (a, b, e, g, h, i) or deleted by it (c, d, f). I1 follows: once the invalidator has applied every
  * change up to X and replicas replayed past X, no entry reflects a state older than X. */
 #include "fence.h"
 
@@ -117,6 +156,32 @@
 	"if " want " ~= '' and redis.call('GET', " key ") ~= " want " then\n"                    \
 	"  return redis.error_reply('EPOCH the cache state was lost or resynchronised')\n"       \
 	"end\n"
+
+/* Every invalidator script must run when Redis is at maxmemory under noeviction (fence.c
+ * (i)): Redis 7 refuses flagged scripts without allow-oom, and plain ones at their first
+ * write. FILL and GENS stay plain: a fill at maxmemory fails at its SET (nothing stored),
+ * GENS only reads. */
+#define ALLOW_OOM "#!lua flags=allow-oom\n"
+
+/* The eviction state: `cur` = "<evicted_keys>:<total_commands_processed>" now, `whole` =
+ * the state recorded in the evk key is the current one (no eviction since it was recorded,
+ * and the counters were not reset: total_commands_processed did not go back). */
+#define EV_STATE(key)                                                                            \
+	"local info = redis.call('INFO', 'stats')\n"                                            \
+	"local ev = string.match(info, 'evicted_keys:(%d+)') or '?'\n"                           \
+	"local tc = string.match(info, 'total_commands_processed:(%d+)') or '0'\n"               \
+	"local cur = ev .. ':' .. tc\n"                                                          \
+	"local whole = false\n"                                                                  \
+	"local sv = redis.call('GET', " key ")\n"                                                \
+	"if sv then\n"                                                                           \
+	"  local sev, stc = string.match(sv, '^(%d+):(%d+)$')\n"                                 \
+	"  whole = sev ~= nil and ev == sev and tonumber(tc) >= tonumber(stc)\n"                 \
+	"end\n"
+
+/* Raises the fmax key to an LSN (never lowers it; no TTL). */
+#define FMAX_RAISE(key, lsn)                                                                     \
+	"local fm = redis.call('GET', " key ")\n"                                                \
+	"if not fm or fm < " lsn " then redis.call('SET', " key ", " lsn ") end\n"
 
 /* Redis's run_id, for the epoch: a restart or failover changes it. */
 #define RUN_ID "local rid = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or '?'\n"
@@ -136,13 +201,22 @@ const char *const cs_scripts[CS_SCRIPT_COUNT] = {
 		"  end\n"
 		"  local f = redis.call('GET', KEYS[2])\n"
 		"  if f and f > ARGV[3] then return {-3, g} end\n"
+		"  if ARGV[8] == '1' then\n"
+		EV_STATE("KEYS[8]")
+		/* a fence may have been evicted: only data at or past every fence ever written */
+		"    if not whole then\n"
+		"      local m = redis.call('GET', KEYS[7])\n"
+		"      if not m or ARGV[3] < m then return {-6, g} end\n"
+		"    end\n"
+		"  end\n"
 		"end\n"
 		"redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
 		"return {1, g}\n",
 	[CS_SCRIPT_INVAL] =
-		EPOCH_GUARD("KEYS[#KEYS]", "ARGV[4]")
+		ALLOW_OOM
+		EPOCH_GUARD("KEYS[#KEYS - 1]", "ARGV[4]")
 		"local n = 0\n"
-		"for i = 1, #KEYS - 1, 2 do\n"
+		"for i = 1, #KEYS - 2, 2 do\n"
 		"  local g = redis.call('GET', KEYS[i + 1]) or '0'\n"
 		"  local q = ARGV[4 + i]\n"
 		"  local p = ARGV[5 + i]\n"
@@ -151,19 +225,23 @@ const char *const cs_scripts[CS_SCRIPT_COUNT] = {
 		"  if not f or f < ARGV[1] then f = ARGV[1] end\n"
 		"  redis.call('SET', KEYS[i], f, 'PX', ARGV[2])\n"
 		"end\n"
+		FMAX_RAISE("KEYS[#KEYS]", "ARGV[1]")
 		"return n\n",
 	[CS_SCRIPT_GEN_BUMP] =
+		ALLOW_OOM
 		EPOCH_GUARD("KEYS[3]", "ARGV[4]")
 		"local g = redis.call('INCR', KEYS[1])\n"
 		"local f = redis.call('GET', KEYS[2])\n"
 		"if not f or f < ARGV[3] then redis.call('SET', KEYS[2], ARGV[3]) end\n"
-		"if KEYS[4] then\n"
-		"  local d = redis.call('HGET', KEYS[4], ARGV[2])\n"
-		"  if d and d <= ARGV[3] then redis.call('HDEL', KEYS[4], ARGV[2]) end\n"
+		FMAX_RAISE("KEYS[4]", "ARGV[3]")
+		"if KEYS[5] then\n"
+		"  local d = redis.call('HGET', KEYS[5], ARGV[2])\n"
+		"  if d and d <= ARGV[3] then redis.call('HDEL', KEYS[5], ARGV[2]) end\n"
 		"end\n"
 		"redis.call('PUBLISH', ARGV[1], ARGV[2] .. ' ' .. g)\n"
 		"return g\n",
 	[CS_SCRIPT_RAISE] =
+		ALLOW_OOM
 		"if KEYS[2] then\n"
 		"  local e = redis.call('GET', KEYS[2])\n"
 		"  if e ~= ARGV[3] then\n"
@@ -177,16 +255,29 @@ const char *const cs_scripts[CS_SCRIPT_COUNT] = {
 		"  end\n"
 		"end\n"
 		"local v = redis.call('GET', KEYS[1])\n"
+		"local existed = v\n"
 		"if not v or v < ARGV[1] then v = ARGV[1] end\n"
+		"if KEYS[4] then\n"
+		EV_STATE("KEYS[4]")
+		/* evictions since the state was last known whole, or a horizon to recreate: raise
+		 * the horizon over every fence ever written, then the state is whole (fence.c (i)) */
+		"  if not whole or not existed then\n"
+		"    local m = redis.call('GET', KEYS[3])\n"
+		"    if m and v < m then v = m end\n"
+		"    redis.call('SET', KEYS[4], cur)\n"
+		"  end\n"
+		"end\n"
 		"if ARGV[2] == '0' then redis.call('SET', KEYS[1], v)\n"
 		"else redis.call('SET', KEYS[1], v, 'PX', ARGV[2]) end\n"
 		"return v\n",
 	[CS_SCRIPT_DEB_RECORD] =
+		ALLOW_OOM
 		EPOCH_GUARD("KEYS[2]", "ARGV[3]")
 		"local v = redis.call('HGET', KEYS[1], ARGV[1])\n"
 		"if not v or v < ARGV[2] then v = ARGV[2]; redis.call('HSET', KEYS[1], ARGV[1], v) end\n"
 		"return v\n",
 	[CS_SCRIPT_TIMELINE] =
+		ALLOW_OOM
 		"local cur = redis.call('GET', KEYS[1])\n"
 		"local want = ARGV[1] .. ':' .. ARGV[2]\n"
 		"if not cur then\n"
@@ -208,9 +299,11 @@ const char *const cs_scripts[CS_SCRIPT_COUNT] = {
 		"end\n"
 		"return {1, cur}\n",
 	[CS_SCRIPT_PRE_CREATE] =
+		ALLOW_OOM
 		"redis.call('SET', KEYS[1], '1')\n"
 		"return redis.call('EXISTS', KEYS[2])\n",
 	[CS_SCRIPT_SYNC] =
+		ALLOW_OOM
 		RUN_ID
 		"local e = redis.call('GET', KEYS[1])\n"
 		"local foreign = e and string.sub(e, 1, #rid + 1) ~= rid .. ':'\n"
@@ -228,7 +321,7 @@ const char *const cs_scripts[CS_SCRIPT_COUNT] = {
 		"if foreign then status = 2 elseif gap then status = 1 elseif status_kept then status = 4\n"
 		"elseif lost then status = 3 end\n"
 		"if status > 0 and status ~= 4 then\n"
-		"  local k = 7\n"
+		"  local k = 8\n"
 		"  for i = 7, #ARGV, 2 do\n"
 		"    if lost or (gap and ARGV[i + 1] == '1') then\n"
 		"      local g = redis.call('INCR', KEYS[k])\n"
@@ -238,6 +331,7 @@ const char *const cs_scripts[CS_SCRIPT_COUNT] = {
 		"    end\n"
 		"    k = k + 2\n"
 		"  end\n"
+		FMAX_RAISE("KEYS[7]", "ARGV[4]")
 		"  local h = redis.call('GET', KEYS[2])\n"
 		"  if not h or h < ARGV[4] then h = ARGV[4] end\n"
 		"  redis.call('SET', KEYS[2], h, 'PX', ARGV[5])\n"

@@ -10,26 +10,32 @@
 #include <stdint.h>
 
 enum cs_script {
-	/* KEYS entry, fence, gen, horizon, qfence, epoch;
-	 * ARGV value, px, data_lsn, gen, fence_on, query_fence_on, epoch
+	/* KEYS entry, fence, gen, horizon, qfence, epoch, fmax, evk;
+	 * ARGV value, px, data_lsn, gen, fence_on, query_fence_on, epoch, eviction_check
 	 * -> {status, current_gen}: 1 stored, 0 generation moved, -1 no live horizon,
 	 *    -2 data older than the horizon, -3 a newer per-key fence, -4 the epoch is not the
 	 *    caller's (Redis lost data, or the state was resynchronised), -5 data older than
-	 *    the query-level fence */
+	 *    the query-level fence, -6 Redis evicted keys since the state was last known whole
+	 *    and the data is older than fmax (fence.c (i)). A plain script: at maxmemory under
+	 *    noeviction its SET fails (OOM), nothing stored. */
 	CS_SCRIPT_FILL = 0,
-	/* KEYS fence_1, gen_1, ..., fence_n, gen_n, epoch; ARGV lsn, fence_px, ns, epoch,
+	/* KEYS fence_1, gen_1, ..., fence_n, gen_n, epoch, fmax; ARGV lsn, fence_px, ns, epoch,
 	 * q_1, p_1, ..., q_n, p_n -> number of entries deleted. Deletes <ns>:e:<q>:<gen>:<p>
-	 * and raises each fence to lsn (never lowers it), refreshing its TTL. An error
+	 * and raises each fence to lsn (never lowers it), refreshing its TTL, and fmax to lsn.
+	 * This and every script below but GENS run at maxmemory (allow-oom). An error
 	 * "EPOCH ..." when the epoch is not ARGV epoch. */
 	CS_SCRIPT_INVAL,
-	/* KEYS gen, qfence, epoch[, debounce hash]; ARGV channel, query, lsn, epoch ('' = no
-	 * check) -> the new generation. INCR, raises the query-level fence to lsn, clears
+	/* KEYS gen, qfence, epoch, fmax[, debounce hash]; ARGV channel, query, lsn, epoch ('' =
+	 * no check) -> the new generation. INCR, raises the query-level fence and fmax to lsn, clears
 	 * the query's owed debounced bump when it is covered, PUBLISH "<q> <g>". */
 	CS_SCRIPT_GEN_BUMP,
-	/* KEYS key[, epoch]; ARGV lsn, px[, epoch, check_run_id]: raises a monotonic LSN key
-	 * (horizon, position) to lsn (never lowers it) and sets its TTL (px = 0: none). With
-	 * an epoch key: an "EPOCH" error unless the epoch is ARGV epoch (and, with
-	 * check_run_id = 1, was written by this Redis run). -> the value now stored */
+	/* KEYS key[, epoch[, fmax, evk]]; ARGV lsn, px[, epoch, check_run_id]: raises a
+	 * monotonic LSN key (horizon, position) to lsn (never lowers it) and sets its TTL (px =
+	 * 0: none). With an epoch key: an "EPOCH" error unless the epoch is ARGV epoch (and,
+	 * with check_run_id = 1, was written by this Redis run). With fmax and evk (the
+	 * horizon): when Redis evicted keys since evk was recorded, or the key did not exist,
+	 * also raises it to fmax and records the eviction state (fence.c (i)).
+	 * -> the value now stored */
 	CS_SCRIPT_RAISE,
 	/* KEYS debounce hash, epoch; ARGV query, lsn, epoch: records a debounced bump owed
 	 * for query up to lsn (durable: a restarted invalidator performs it). */
@@ -38,7 +44,7 @@ enum cs_script {
 	 * when the slot had streamed before (a loss, not a first start). */
 	CS_SCRIPT_PRE_CREATE,
 	/* The invalidator's resynchronisation before it streams.
-	 * KEYS epoch, horizon, gap mark, slot mark, debounce hash, position, gen_1, qf_1, ...,
+	 * KEYS epoch, horizon, gap mark, slot mark, debounce hash, position, fmax, gen_1, qf_1, ...,
 	 * gen_n, qf_n; ARGV channel, slot_confirmed ('' unknown), random, lsn, horizon_px, gap,
 	 * q_1, dep_1, ..., q_n, dep_n.
 	 * An epoch of another Redis run (a restart or failover) whose position is still at or

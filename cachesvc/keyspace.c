@@ -49,6 +49,8 @@ void cs_ks_init(cs_keyspace *ks, const char *ns)
 	ks->deb_len = fixed(ks->deb, sizeof ks->deb, ks->ns, "inv:deb");
 	ks->channel_len = fixed(ks->channel, sizeof ks->channel, ks->ns, "gen");
 	ks->timeline_len = fixed(ks->timeline, sizeof ks->timeline, ks->ns, "inv:timeline");
+	ks->fmax_len = fixed(ks->fmax, sizeof ks->fmax, ks->ns, "fmax");
+	ks->evk_len = fixed(ks->evk, sizeof ks->evk, ks->ns, "evk");
 }
 
 static size_t fmt(char *buf, size_t cap, const char *f, ...) __attribute__((format(printf, 3, 4)));

@@ -10,7 +10,8 @@
  *   <ns>:qf:<q>          query-level fence: the LSN of the query's last generation bump
  *                        (16 hex, no TTL); fills of data older than it are refused
  *   <ns>:l:<q>:<p>       lease: one refresh of an expired entry across all processes
- *   <ns>:horizon         LSN below which a per-key fence may have expired (16 hex, TTL)
+ *   <ns>:horizon         LSN below which a per-key fence may have expired or been evicted
+ *                        (16 hex, TTL)
  *   <ns>:inv:pos         the invalidator's confirmed position (16 hex), read-your-writes
  *   <ns>:epoch           "<run_id>:<random>": written by the invalidator when it has made
  *                        the cache state consistent; a FLUSHALL removes it, a restart or
@@ -24,6 +25,11 @@
  *                        invalidator identified (IDENTIFY_SYSTEM): raised only, per system
  *                        identifier; a server of that system on a lower timeline is an old
  *                        primary that came back: the invalidator never streams from it
+ *   <ns>:fmax            the highest LSN any per-key or query-level fence was ever written
+ *                        with (16 hex, no TTL; raised by INVAL, GEN_BUMP and SYNC)
+ *   <ns>:evk             "<evicted_keys>:<total_commands_processed>" of Redis's INFO stats
+ *                        when the fence state was last known whole (fence.c (i)): a fill
+ *                        that sees another evicted_keys needs data at or past fmax
  *   channel <ns>:gen     "<q> <g>" on every generation bump; "* <epoch>" on a new epoch
  *
  * The scripts and the proof that no stale entry survives are in fence.c. */
@@ -47,8 +53,9 @@ typedef struct cs_keyspace {
 	size_t nslen;
 	/* fixed names, built once */
 	char horizon[CS_NS_MAX + 16], pos[CS_NS_MAX + 16], epoch[CS_NS_MAX + 16],
-		deb[CS_NS_MAX + 16], channel[CS_NS_MAX + 16], timeline[CS_NS_MAX + 16];
-	size_t horizon_len, pos_len, epoch_len, deb_len, channel_len, timeline_len;
+		deb[CS_NS_MAX + 16], channel[CS_NS_MAX + 16], timeline[CS_NS_MAX + 16],
+		fmax[CS_NS_MAX + 16], evk[CS_NS_MAX + 16];
+	size_t horizon_len, pos_len, epoch_len, deb_len, channel_len, timeline_len, fmax_len, evk_len;
 } cs_keyspace;
 
 /* The default namespace for Redis database db: "cs" for 0, "cs<db>" otherwise. */

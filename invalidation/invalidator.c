@@ -71,6 +71,11 @@ struct cs_inv {
 	char *conninfo;
 	char *slot, *publication;
 	int64_t fence_ttl_ms, status_interval_ms, horizon_ttl_ms;
+	int64_t receive_timeout_ms; /* 0: off */
+	bool eviction_check;	    /* fence.c (i); off only as a test's negative control */
+	bool fence_on;
+	bool policy_busy;	    /* an INFO memory in flight */
+	char policy[32];	    /* Redis's maxmemory-policy last seen ("" unknown) */
 	struct cs_pgserver *primary;
 
 	cs_inv_map *map;
@@ -110,6 +115,8 @@ struct cs_inv {
 	cs_lsn_t consistent;	 /* CREATE_REPLICATION_SLOT's consistent point */
 	cs_lsn_t sync_lsn;	 /* the resynchronisation's fence LSN */
 	uint64_t streaming_since_us;
+	uint64_t redis_ok_us;	 /* Redis last acknowledged one of this stream's writes */
+	uint64_t last_recv_us;	 /* the last CopyData from the walsender (receive_timeout) */
 	bool ever_synced;	 /* this process has synchronised with an epoch before */
 	uint64_t last_status_us, last_horizon_us;
 	bool status_pending; /* could not queue a status message: retry */
@@ -370,6 +377,7 @@ static void advance(cs_inv *inv)
 	publish_pos(inv);
 	if (inv->paused && cs_ledger_may_resume(inv->ledger)) {
 		inv->paused = false;
+		inv->last_recv_us = cs_now_us(); /* silence while paused was ours */
 		conn_wait(inv, EV_READ); /* read the stream again */
 	}
 }
@@ -391,6 +399,7 @@ static void on_cmd_reply(cs_redis *r, redisReply *reply, void *priv)
 			inv->stats.redis_failures++;
 			restart(inv, reply ? reply->str : "redis did not acknowledge an invalidation", false);
 		} else if (c->seq != UINT64_MAX) {
+			inv->redis_ok_us = cs_now_us();
 			cs_ledger_release(inv->ledger, c->seq);
 			advance(inv);
 		}
@@ -420,18 +429,17 @@ static int send_bump(cs_inv *inv, int q, cmdctx *c, cs_lsn_t lsn, bool debounced
 	size_t gl = cs_ks_gen(&inv->ks, genkey, sizeof genkey, name);
 	size_t fl = cs_ks_qfence(&inv->ks, qfkey, sizeof qfkey, name);
 	cs_lsn_hex(lsn, hex);
-	const char *argv[] = { genkey, qfkey, inv->ks.epoch, inv->ks.deb, inv->ks.channel, name, hex,
-		inv->epoch_str };
-	size_t lens[] = { gl, fl, inv->ks.epoch_len, inv->ks.deb_len, inv->ks.channel_len,
-		strlen(name), 16, inv->epoch_len };
-	int nkeys = debounced ? 4 : 3;
+	const char *argv[] = { genkey, qfkey, inv->ks.epoch, inv->ks.fmax, inv->ks.deb,
+		inv->ks.channel, name, hex, inv->epoch_str };
+	size_t lens[] = { gl, fl, inv->ks.epoch_len, inv->ks.fmax_len, inv->ks.deb_len,
+		inv->ks.channel_len, strlen(name), 16, inv->epoch_len };
 	c->query = q;
 	if (debounced)
-		return cs_redis_script(inv->redis, CS_SCRIPT_GEN_BUMP, on_cmd_reply, c, 4, 8, argv, lens);
+		return cs_redis_script(inv->redis, CS_SCRIPT_GEN_BUMP, on_cmd_reply, c, 5, 9, argv, lens);
 	/* without the debounce hash: shift the arguments over its slot */
-	const char *av[] = { argv[0], argv[1], argv[2], argv[4], argv[5], argv[6], argv[7] };
-	size_t al[] = { lens[0], lens[1], lens[2], lens[4], lens[5], lens[6], lens[7] };
-	return cs_redis_script(inv->redis, CS_SCRIPT_GEN_BUMP, on_cmd_reply, c, nkeys, 7, av, al);
+	const char *av[] = { argv[0], argv[1], argv[2], argv[3], argv[5], argv[6], argv[7], argv[8] };
+	size_t al[] = { lens[0], lens[1], lens[2], lens[3], lens[5], lens[6], lens[7], lens[8] };
+	return cs_redis_script(inv->redis, CS_SCRIPT_GEN_BUMP, on_cmd_reply, c, 4, 8, av, al);
 }
 
 /* Queues the finished transaction's invalidations and its FIFO entry. */
@@ -496,8 +504,8 @@ static void commit_txn(cs_inv *inv, cs_lsn_t end_lsn)
 	int pl = snprintf(px, sizeof px, "%lld", (long long)inv->fence_ttl_ms);
 	size_t off = 0;
 	while (off < inv->arena_len) {
-		const char *argv[4 * BATCH_KEYS + 5];
-		size_t lens[4 * BATCH_KEYS + 5];
+		const char *argv[4 * BATCH_KEYS + 6];
+		size_t lens[4 * BATCH_KEYS + 6];
 		char keybuf[BATCH_KEYS][CS_KEY_MAX];
 		char genbuf[BATCH_KEYS][CS_NAME_MAX + CS_MAX_NAME];
 		int n = 0;
@@ -528,6 +536,8 @@ static void commit_txn(cs_inv *inv, cs_lsn_t end_lsn)
 		int k = 2 * n;
 		argv[k] = inv->ks.epoch;
 		lens[k++] = inv->ks.epoch_len;
+		argv[k] = inv->ks.fmax;
+		lens[k++] = inv->ks.fmax_len;
 		int nkeys = k;
 		argv[k] = lsnhex;
 		lens[k++] = 16;
@@ -687,6 +697,7 @@ static void stream_read(cs_inv *inv)
 		char *buf = NULL;
 		int n = PQgetCopyData(inv->conn, &buf, 1);
 		if (n > 0) {
+			inv->last_recv_us = cs_now_us();
 			handle_copydata(inv, (const uint8_t *)buf, (size_t)n);
 			PQfreemem(buf);
 			continue;
@@ -935,7 +946,7 @@ static void sync_state(cs_inv *inv)
 		lsn = inv->slot_confirmed; /* a standby may see a new slot past its IDENTIFY */
 	inv->sync_lsn = lsn;
 	int n = inv->nq;
-	size_t argc = 6 + 2 * (size_t)n + 6 + 2 * (size_t)n;
+	size_t argc = 7 + 2 * (size_t)n + 6 + 2 * (size_t)n;
 	const char **argv = calloc(argc, sizeof *argv);
 	size_t *lens = calloc(argc, sizeof *lens);
 	char (*keys)[CS_NAME_MAX + CS_MAX_NAME] = calloc(2 * (size_t)n + 1, sizeof *keys);
@@ -960,6 +971,8 @@ static void sync_state(cs_inv *inv)
 	lens[k++] = inv->ks.deb_len;
 	argv[k] = inv->ks.pos;
 	lens[k++] = inv->ks.pos_len;
+	argv[k] = inv->ks.fmax;
+	lens[k++] = inv->ks.fmax_len;
 	for (int q = 0; q < n; q++) {
 		const char *name = cs_inv_map_query_name(inv->map, q);
 		argv[k] = keys[2 * q];
@@ -1242,6 +1255,7 @@ static void streaming_begins(cs_inv *inv)
 	inv->state = CS_INV_STREAMING;
 	inv->stats.state = inv->state;
 	inv->streaming_since_us = cs_now_us(); /* the backoff resets once this lasts */
+	inv->last_recv_us = inv->streaming_since_us;
 	inv->stream_tli = inv->tli;
 	cs_ledger_set_floor(inv->ledger, inv->h_start);
 	cs_info("invalidator: streaming from slot \"%s\" (publication \"%s\"), horizon %s", inv->slot,
@@ -1273,7 +1287,10 @@ static void conn_event(evutil_socket_t fd, short what, void *arg)
 				restart(inv, PQerrorMessage(inv->conn), false);
 				return;
 			}
-			inv->state = CS_INV_SETUP;
+			/* a standby retrying the slot stays "standby" (metric and log) until it
+			 * leads or fails otherwise: state changes are logged, not states */
+			if (inv->state != CS_INV_STANDBY)
+				inv->state = CS_INV_SETUP;
 			inv->stats.state = inv->state;
 			send_cmd(inv, ST_IDENTIFY, "IDENTIFY_SYSTEM");
 			return;
@@ -1426,8 +1443,10 @@ static void on_horizon_reply(cs_redis *r, redisReply *reply, void *priv)
 	uint64_t h;
 	if (!current)
 		return;
-	if (reply && reply->type == REDIS_REPLY_STRING && cs_lsn_unhex(reply->str, (size_t)reply->len, &h))
+	if (reply && reply->type == REDIS_REPLY_STRING && cs_lsn_unhex(reply->str, (size_t)reply->len, &h)) {
 		inv->stats.horizon = h;
+		inv->redis_ok_us = cs_now_us();
+	}
 	else if (epoch_error(reply))
 		restart(inv, reply->str, false);
 }
@@ -1443,13 +1462,23 @@ static void publish_horizon(cs_inv *inv)
 	int pl = snprintf(px, sizeof px, "%lld", (long long)inv->horizon_ttl_ms);
 	/* with the epoch and run_id check: a FLUSHALL or a Redis restart is noticed here
 	 * within a status interval even when nothing is written */
-	const char *argv[] = { inv->ks.horizon, inv->ks.epoch, hex, px, inv->epoch_str, "1" };
-	size_t lens[] = { inv->ks.horizon_len, inv->ks.epoch_len, 16, (size_t)pl, inv->epoch_len, 1 };
+	/* with the eviction state: after an eviction the horizon rises over every fence ever
+	 * written and the state is whole again (fence.c (i)) */
+	const char *argv[] = { inv->ks.horizon, inv->ks.epoch, inv->ks.fmax, inv->ks.evk, hex, px,
+		inv->epoch_str, "1" };
+	size_t lens[] = { inv->ks.horizon_len, inv->ks.epoch_len, inv->ks.fmax_len, inv->ks.evk_len,
+		16, (size_t)pl, inv->epoch_len, 1 };
+	int nkeys = inv->eviction_check ? 4 : 2;
+	if (!inv->eviction_check) {
+		argv[2] = hex, argv[3] = px, argv[4] = inv->epoch_str, argv[5] = "1";
+		lens[2] = 16, lens[3] = (size_t)pl, lens[4] = inv->epoch_len, lens[5] = 1;
+	}
 	posctx *c = malloc(sizeof *c);
 	if (c == NULL)
 		return;
 	*c = (posctx){ .inv = inv, .epoch = inv->epoch, .lsn = horizon };
-	if (cs_redis_script(inv->redis, CS_SCRIPT_RAISE, on_horizon_reply, c, 2, 6, argv, lens) == 0)
+	if (cs_redis_script(inv->redis, CS_SCRIPT_RAISE, on_horizon_reply, c, nkeys, nkeys + 4, argv,
+		    lens) == 0)
 		inv->last_horizon_us = now;
 	else
 		free(c);
@@ -1483,16 +1512,68 @@ static void on_health(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int err,
 	inv->safe_wal_size = PQgetisnull(res, 0, 1) ? -1 : strtoll(PQgetvalue(res, 0, 1), NULL, 10);
 }
 
+/* Redis's maxmemory-policy, re-read every 10 s (startup refused unsafe ones, check.c):
+ * with fences, allkeys-* (or one not known) may evict generations, query-level fences and
+ * the eviction state (fence.c (i)). Logged when it changes. */
+static void on_policy(cs_redis *r, redisReply *reply, void *priv)
+{
+	cs_inv *inv = priv;
+	inv->policy_busy = false;
+	if (reply == NULL || reply->type != REDIS_REPLY_STRING)
+		return;
+	const char *p = strstr(reply->str, "maxmemory_policy:");
+	if (p == NULL)
+		return;
+	p += strlen("maxmemory_policy:");
+	char pol[32];
+	size_t n = strcspn(p, "\r\n");
+	snprintf(pol, sizeof pol, "%.*s", (int)CS_MIN(n, sizeof pol - 1), p);
+	if (strcmp(pol, inv->policy) == 0)
+		return;
+	static const char *const safe[] = { "noeviction", "volatile-lru", "volatile-lfu",
+		"volatile-random", "volatile-ttl" };
+	bool ok = false;
+	for (size_t i = 0; i < CS_ARRAY_LEN(safe); i++)
+		ok = ok || strcmp(pol, safe[i]) == 0;
+	if (!ok)
+		cs_error("invalidator: Redis maxmemory-policy is now %s: with fence = on it may evict "
+			 "generations and query-level fences, and stale entries may then be served: set "
+			 "volatile-lru or volatile-lfu (fence.c (i))", pol);
+	else if (inv->policy[0])
+		cs_info("invalidator: Redis maxmemory-policy is now %s", pol);
+	snprintf(inv->policy, sizeof inv->policy, "%s", pol);
+}
+
+static void check_policy(cs_inv *inv)
+{
+	if (!inv->fence_on || inv->policy_busy || !cs_redis_ready(inv->redis))
+		return;
+	const char *argv[] = { "INFO", "memory" };
+	size_t lens[] = { 4, 6 };
+	if (cs_redis_cmd(inv->redis, on_policy, inv, 2, argv, lens) == 0)
+		inv->policy_busy = true;
+}
+
 static void check_slot_health(cs_inv *inv)
 {
 	uint64_t now = cs_now_us();
 	if (inv->primary == NULL || inv->health_busy || now - inv->last_health_us < HEALTH_EVERY_US)
 		return;
 	inv->last_health_us = now;
+	check_policy(inv);
 	inv->health_job = (cs_pgjob){ .qindex = -1, .q = &inv->health_q, .params = &inv->health_params,
 		.deadline_us = now + 5000000u, .cb = on_health, .priv = inv };
 	if (cs_pgserver_submit(inv->primary, &inv->health_job) == 0)
 		inv->health_busy = true;
+}
+
+/* The effective receive timeout: never shorter than three status intervals (each asks the
+ * walsender for a reply); 0 when off. */
+static uint64_t receive_timeout_us(const cs_inv *inv)
+{
+	if (inv->receive_timeout_ms <= 0)
+		return 0;
+	return (uint64_t)CS_MAX(inv->receive_timeout_ms, 3 * inv->status_interval_ms) * 1000u;
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -1506,8 +1587,24 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	check_slot_health(inv);
 	if (inv->st != ST_STREAMING)
 		return;
-	if (inv->attempt && now - inv->streaming_since_us >= STABLE_US)
-		inv->attempt = 0; /* a stream that fails right after START keeps backing off */
+	/* The backoff resets after a healthy stretch only: streaming for STABLE_US with Redis
+	 * acknowledging (the horizon is published every status interval). A stream that fails
+	 * right after START, or one that streams while Redis hangs, keeps backing off. */
+	if (inv->attempt && now - inv->streaming_since_us >= STABLE_US &&
+		inv->redis_ok_us > inv->streaming_since_us && now - inv->redis_ok_us < STABLE_US / 4)
+		inv->attempt = 0;
+	/* receive_timeout (like wal_receiver_timeout): every status message asks for a reply,
+	 * so a live walsender sends something at least every status interval; silence this
+	 * long is a half-open connection (TCP alone would take many minutes to say so). */
+	uint64_t rto = receive_timeout_us(inv);
+	if (rto && !inv->paused && now - inv->last_recv_us >= rto) {
+		char why[160];
+		inv->stats.receive_timeouts++;
+		snprintf(why, sizeof why, "nothing received on the replication stream for %lld ms "
+			"(receive_timeout): half-open connection?", (long long)((now - inv->last_recv_us) / 1000u));
+		restart(inv, why, false);
+		return;
+	}
 	run_debounced(inv);
 	uint64_t interval = (uint64_t)inv->status_interval_ms * 1000u;
 	if (now - inv->last_status_us >= interval || inv->status_pending)
@@ -1568,6 +1665,9 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, struct cs_pgse
 	inv->publication = strdup(cfg->inval_publication);
 	inv->fence_ttl_ms = cfg->fence_ttl_ms;
 	inv->status_interval_ms = cfg->status_interval_ms > 0 ? cfg->status_interval_ms : 1000;
+	inv->receive_timeout_ms = cfg->receive_timeout_ms;
+	inv->eviction_check = cfg->eviction_check;
+	inv->fence_on = cfg->fence;
 	/* The horizon must outlive several publications, and stay well inside the fence TTL. */
 	inv->horizon_ttl_ms = CS_MIN(inv->fence_ttl_ms / 2, CS_MAX(10 * inv->status_interval_ms, 5000));
 	cs_hist_init(&inv->stats.lag_us);
@@ -1644,6 +1744,7 @@ int cs_inv_reload(cs_inv *inv, const cs_config *cfg)
 	/* Query indexes change: restart the stream so no transaction straddles two maps;
 	 * the slot replays anything unconfirmed with the new definitions. */
 	restart(inv, "query definitions reloaded", false);
+	inv->receive_timeout_ms = cfg->receive_timeout_ms;
 	inv->attempt = 0;
 	if (alloc_query_state(inv, cfg->nqueries) != 0) {
 		cs_inv_map_free(m);
@@ -1734,6 +1835,9 @@ void cs_inv_metrics(const cs_inv *inv, FILE *f)
 		(unsigned long long)s->stale_primary);
 	fprintf(f, "# TYPE cachesvc_invalidator_redis_failures_total counter\ncachesvc_invalidator_redis_failures_total %llu\n",
 		(unsigned long long)s->redis_failures);
+	fprintf(f, "# HELP cachesvc_invalidator_receive_timeouts_total Replication streams restarted: nothing received for receive_timeout\n"
+		   "# TYPE cachesvc_invalidator_receive_timeouts_total counter\ncachesvc_invalidator_receive_timeouts_total %llu\n",
+		(unsigned long long)s->receive_timeouts);
 	fprintf(f, "# HELP cachesvc_invalidator_lag_seconds Commit on the primary to invalidation acknowledged by Redis\n"
 		   "# TYPE cachesvc_invalidator_lag_seconds histogram\n");
 	char buf[4096];

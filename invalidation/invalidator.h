@@ -44,6 +44,7 @@ typedef struct cs_inv_stats {
 	uint64_t slot_lost;	  /* slots found lost (invalidated) and recreated: a loud event */
 	uint64_t slot_created;	  /* slots created because missing (first start, or dropped) */
 	uint64_t redis_failures;  /* invalidations Redis did not acknowledge (stream replayed) */
+	uint64_t receive_timeouts; /* streams restarted: nothing received for receive_timeout */
 	uint64_t redis_data_loss; /* Redis lost data (flush, restart, failover): resynchronised */
 	uint64_t gap_flushes;	  /* gap flushes performed (new or lost slot, or owed by a crash) */
 	uint64_t stale_primary;	  /* connections refused: a server on a timeline older than the

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# redis_eviction.sh - a fence evicted under maxmemory-policy volatile-lru (issue 14 item 4,
+# fence.c (i)), deterministically: mm_user 1 is cached, replica1's replay is paused, the row
+# is updated (the invalidator deletes the entry and writes its fence), then Redis is pushed
+# to maxmemory so it evicts every key with a TTL (the fence, the horizon, entries), and the
+# key is read again: the paused replica returns the old row. With the eviction check the
+# fill is refused (the evicted_keys counter moved and the data is older than fmax); the
+# negative control (eviction_check = false) stores the stale row, still served after the
+# replica caught up.
+# Changes the sandbox Redis's maxmemory and policy and pauses replica1: runs alone.
+. "$(dirname "$0")/daemon_lib.sh"
+
+OLD_MM=$(redis config get maxmemory | tail -1)
+OLD_POL=$(redis config get maxmemory-policy | tail -1)
+CLEANUPS+=('redis config set maxmemory "$OLD_MM"' 'redis config set maxmemory-policy "$OLD_POL"'
+  'replica 1 postgres -c "SELECT pg_wal_replay_resume()"')
+redis config set maxmemory 0 >/dev/null
+redis config set maxmemory-policy volatile-lru >/dev/null
+
+make_db <<'SQL'
+CREATE TABLE users (id bigint PRIMARY KEY, name text);
+INSERT INTO users SELECT i, 'user ' || i FROM generate_series(1, 20) i;
+SQL
+FENCE=on
+filled_now() { cli get "$@" >/dev/null 2>&1 && [ "$(src "$@")" = cache ]; }
+fences() { redis --scan --pattern "$NS:f:*" | wc -l; }
+
+# scenario CHECK: prints the row served for mm_user 1 after the eviction, once the replica
+# caught up, and the source it came from.
+scenario() {
+  EXTRA_SERVICE="max_replica_lag = 60s
+eviction_check = $1"
+  write_config "$WORK/$1.ini"
+  cat >>"$WORK/$1.ini" <<'INI'
+
+[query mm_user]
+sql = SELECT id, name FROM users WHERE id = $1
+params = id:int8
+invalidate_on = users(id = $1)
+INI
+  invalidator_section >>"$WORK/$1.ini"
+  start_daemon "$WORK/$1.ini" "check_$1"
+  until_true 30 streaming || fail "the invalidator never streamed"
+  primary "$DB" -c "UPDATE users SET name = 'user 1' WHERE id = 1" >/dev/null
+  wait_replicas
+  until_true 20 filled_now mm_user 1 || fail "could not cache mm_user 1"
+  replica 1 postgres -c "SELECT pg_wal_replay_pause()" >/dev/null
+  lsn=$(commit_lsn "UPDATE users SET name = 'new $1' WHERE id = 1")
+  wait_invalidated "$lsn"
+  [ "$(fences)" -ge 1 ] || fail "no fence written"
+  # Evict every key with a TTL: maxmemory 1, then writes (each refused, each evicting first).
+  local ev0
+  ev0=$(redis info stats | sed -n 's/^evicted_keys:\([0-9]*\).*/\1/p')
+  redis config set maxmemory 1 >/dev/null
+  for _ in $(seq 50); do
+    redis set cs_test_pressure x >/dev/null 2>&1 || true
+    [ "$(fences)" = 0 ] && break
+  done
+  redis config set maxmemory 0 >/dev/null
+  [ "$(fences)" = 0 ] || fail "the fence was not evicted"
+  [ "$(redis info stats | sed -n 's/^evicted_keys:\([0-9]*\).*/\1/p')" -gt "$ev0" ] || fail "nothing evicted"
+  # The paused replica still has the old row: a miss reads it and tries to fill.
+  [ "$(rows mm_user 1)" = '[[1,"user 1"]]' ] || fail "the paused replica did not answer the old row: $(cli --json get mm_user 1)"
+  sleep 0.5
+  SRC_PAUSED=$(src mm_user 1)
+  replica 1 postgres -c "SELECT pg_wal_replay_resume()" >/dev/null
+  wait_replicas
+  ROW_AFTER=$(rows mm_user 1)
+  SRC_AFTER=$(src mm_user 1)
+  REFUSED=$(( $(metric cachesvc_fill_refused_eviction_total) + $(metric cachesvc_fill_refused_horizon_total) ))
+  stop_daemon || true
+  drop_slot
+  redis flushdb >/dev/null
+}
+
+scenario true
+[ "$SRC_PAUSED" != cache ] || fail "the stale row read after its fence was evicted was stored"
+[ "$ROW_AFTER" = '[[1,"new true"]]' ] || fail "stale mm_user 1 after the replica caught up: $ROW_AFTER ($SRC_AFTER)"
+[ "$REFUSED" -ge 1 ] || fail "no fill refused by the eviction check"
+ok "fence evicted: the stale fill was refused ($REFUSED refusals), the new row is served"
+
+scenario false
+[ "$SRC_PAUSED" = cache ] && [ "$ROW_AFTER" = '[[1,"user 1"]]' ] ||
+  fail "negative control: without the eviction check the stale fill was not stored ($SRC_PAUSED, $ROW_AFTER): the test proves nothing"
+ok "negative control (eviction_check = false): the stale row was stored and is served after the replica caught up"
