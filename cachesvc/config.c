@@ -177,6 +177,8 @@ static const struct key_def key_table[] = {
         {SEC_SERVICE, "allow_unauthenticated", KT_BOOL, CFG(allow_unauthenticated), "false",
                 NO_KIND_DEF, KF_RELOAD, 0, 0, NULL,
                 "allow listen on a non-loopback address without auth_token"},
+        {SEC_SERVICE, "so_reuseport", KT_BOOL, CFG(so_reuseport), "false", NO_KIND_DEF, 0, 0, 0,
+                NULL, "share the listen port with other cachesvc processes (SO_REUSEPORT)"},
         {SEC_SERVICE, "fence", KT_BOOL, CFG(fence), "true", NO_KIND_DEF, 0, 0, 0, NULL,
                 "LSN-fenced fills (invariant I1); off = TTL-only caching"},
         {SEC_SERVICE, "query_fence", KT_BOOL, CFG(query_fence), "true", NO_KIND_DEF, 0, 0, 0,

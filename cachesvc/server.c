@@ -895,11 +895,21 @@ static struct evconnlistener *listen_tcp(cs_server *s, const char *addr, char *e
 		snprintf(err, errlen, "[cachesvc] listen: bad address \"%s\" (want host:port)", addr);
 		return NULL;
 	}
-	struct evconnlistener *l = evconnlistener_new_bind(s->base, on_accept, s,
-		LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_EXEC,
-		1024, (struct sockaddr *)&ss, sl);
+	/* SO_REUSEPORT only when asked (as PgBouncer's so_reuseport): on by default, a second
+	 * daemon started by mistake on the same port would silently take half the clients. */
+	unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC;
+	if (cfg_of(s)->so_reuseport)
+		flags |= LEV_OPT_REUSEABLE_PORT;
+	struct evconnlistener *l = evconnlistener_new_bind(s->base, on_accept, s, flags, 1024,
+		(struct sockaddr *)&ss, sl);
 	if (l == NULL) {
-		snprintf(err, errlen, "[cachesvc] listen: cannot listen on %s: %s", addr, strerror(errno));
+		int e = errno;
+		snprintf(err, errlen, "[cachesvc] listen: cannot listen on %s: %s%s", addr, strerror(e),
+			e == EADDRINUSE ? (cfg_of(s)->so_reuseport
+						  ? " (by a process without SO_REUSEPORT, or of another user)"
+						  : " (another process holds the port; so_reuseport = on lets "
+						    "several cachesvc processes share it)")
+					: "");
 		return NULL;
 	}
 	evconnlistener_set_error_cb(l, on_accept_error);
