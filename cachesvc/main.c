@@ -129,7 +129,8 @@ static void on_stop(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	d->stopping = true;
-	cs_info("signal %d: draining in-flight requests", (int)sig);
+	cs_info("%s: draining in-flight requests",
+		sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "signal");
 	int64_t timeout = cs_engine_config(d->engine)->request_timeout_ms + 1000;
 	cs_server_drain(d->server, timeout, on_drained, d);
 }

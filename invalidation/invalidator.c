@@ -131,6 +131,7 @@ struct cs_inv {
 
 	/* positions */
 	cs_lsn_t received;   /* highest LSN seen in the stream */
+	bool first_start;    /* this setup created the slot on a first start (not a loss) */
 	cs_lsn_t h_start;    /* the horizon's floor from the last sync (cs_ledger_set_floor) */
 	cs_lsn_t pos_sent;   /* cs:inv:pos last raised to */
 	bool pos_in_flight;
@@ -1041,9 +1042,12 @@ static void sync_done(cs_inv *inv, const redisReply *reply)
 	}
 	if (status == 1) {
 		inv->stats.gap_flushes++;
-		cs_warn("invalidator: gap flushed: every dependent query's generation bumped with a "
-			"query-level fence at %s", a);
+		/* On a first start there is nothing cached to drop: worth a line, not a warning. */
+		cs_log(inv->first_start ? CS_LOG_INFO : CS_LOG_WARNING,
+			"invalidator: gap flushed%s: every dependent query's generation bumped with a "
+			"query-level fence at %s", inv->first_start ? " (first start)" : "", a);
 	}
+	inv->first_start = false;
 	/* The horizon: fences of earlier leaders above the slot's confirmed position are
 	 * rewritten by the replay; after a flush or a loss, nothing below sync_lsn may fill. */
 	inv->h_start = (status > 0 && status != 4) || inv->slot_confirmed == 0 ? inv->sync_lsn : inv->slot_confirmed;
@@ -1097,7 +1101,8 @@ static void on_setup_reply(cs_redis *r, redisReply *reply, void *priv)
 						     "server without it");
 		} else {
 			inv->stats.slot_created++;
-			cs_warn("invalidator: slot \"%s\" does not exist and never streamed for this "
+			inv->first_start = true;
+			cs_info("invalidator: slot \"%s\" does not exist and never streamed for this "
 				"namespace (first start): creating it", inv->slot);
 		}
 		char sql[512];

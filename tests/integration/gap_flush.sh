@@ -61,7 +61,10 @@ grep -q 'was LOST' "$WORK/first.log" && fail "a first start was reported as a lo
 [ "$(metric cachesvc_invalidator_redis_data_loss_total)" = 0 ] || fail "a first start counted a Redis data loss"
 slot_exists || fail "no slot $SLOT"
 [ "$(redis exists "$NS:inv:slot:$SLOT")" = 1 ] || fail "no slot mark $NS:inv:slot:$SLOT after streaming"
-ok "first start: logged \"first start\", slot_created_total 1, no loss counted"
+# A normal first start is news, not a problem: no WARNING or ERROR from the invalidator.
+! grep -E ' (WARNING|ERROR) invalidator' "$WORK/first.log" ||
+  fail "a normal first start logged invalidator warnings (above)"
+ok "first start: logged \"first start\" (no warning), slot_created_total 1, no loss counted"
 
 # ---- a: a gap mark owed while the slot exists ----------------------------------------------
 fill gf_hot 1
