@@ -139,6 +139,7 @@ typedef struct cs_config {
 	int64_t ryw_wait_ms;              /* read-your-writes wait bound on replicas */
 	char *auth_token;                 /* HELLO token, NULL = no auth; never shown */
 	bool allow_unauthenticated;       /* non-loopback listen without auth_token allowed */
+	int64_t stats_period_ms;          /* the "stats:" log line; 0 = off */
 	bool so_reuseport;                /* listen with SO_REUSEPORT: several daemons, one port */
 	bool fence;                       /* LSN-fenced fills (needs a running invalidator);
 	                                   * off = TTL-only caching (fence.c) */

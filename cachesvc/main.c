@@ -37,6 +37,11 @@ typedef struct daemon_state {
 	bool stopping;
 	long nofile; /* the open-file soft limit after raise_nofile */
 	int client_cap;
+	struct event *stats_timer; /* the periodic stats line (stats_period) */
+	struct stats_snap {
+		uint64_t at_us, requests, hits, stale_hits, misses, fills, refused, errors;
+		uint64_t hit_n, hit_sum, miss_n, miss_sum;
+	} last;
 } daemon_state;
 
 /* Raises the open-file soft limit to the hard limit (the soft one is often 1024 while the
@@ -135,6 +140,9 @@ static void on_stop(evutil_socket_t sig, short what, void *arg)
 	cs_server_drain(d->server, timeout, on_drained, d);
 }
 
+static struct stats_snap stats_now(const daemon_state *d);
+static void stats_arm(daemon_state *d);
+
 static void on_reload(evutil_socket_t sig, short what, void *arg)
 {
 	daemon_state *d = arg;
@@ -150,7 +158,62 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	apply_client_cap(d, cfg, client_cap_of(cfg, d->nofile));
+	if (d->stats_timer) { /* stats_period may have changed */
+		evtimer_del(d->stats_timer);
+		d->last = stats_now(d);
+		stats_arm(d);
+	}
 	cs_info("reloaded %s: %d queries", d->config_path, cfg->nqueries);
+}
+
+/* ---- The periodic stats line (PgBouncer's "stats:" line) ---------------------------------- */
+
+static struct stats_snap stats_now(const daemon_state *d)
+{
+	const cs_engine_stats *s = cs_engine_get_stats(d->engine);
+	struct stats_snap n = { .at_us = cs_now_us(), .requests = s->requests, .hits = s->hits,
+		.stale_hits = s->stale_hits, .misses = s->misses, .fills = s->fills,
+		.refused = s->fill_refused_fence + s->fill_refused_horizon + s->fill_refused_qfence +
+			s->fill_refused_eviction + s->fill_refused_epoch + s->fill_refused_gen,
+		.hit_n = s->hit_us.count, .hit_sum = s->hit_us.sum, .miss_n = s->miss_us.count,
+		.miss_sum = s->miss_us.sum };
+	for (int i = 1; i <= CS_ERR_MAX; i++)
+		n.errors += s->errors[i];
+	return n;
+}
+
+static void stats_arm(daemon_state *d)
+{
+	int64_t ms = cs_engine_config(d->engine)->stats_period_ms;
+	if (ms <= 0 || d->stats_timer == NULL)
+		return;
+	struct timeval tv = cs_tv_ms(ms);
+	evtimer_add(d->stats_timer, &tv);
+}
+
+/* One INFO line per stats_period: rates over the period, mean latencies, gauges. */
+static void on_stats(evutil_socket_t fd, short what, void *arg)
+{
+	daemon_state *d = arg;
+	struct stats_snap n = stats_now(d), *o = &d->last;
+	double sec = (double)(n.at_us - o->at_us) / 1e6;
+	if (sec > 0) {
+		uint64_t req = n.requests - o->requests;
+		double pct = req ? 100.0 / (double)req : 0;
+		uint64_t hn = n.hit_n - o->hit_n, mn = n.miss_n - o->miss_n;
+		const cs_server_stats *ss = cs_server_get_stats(d->server);
+		cs_info("stats: %.0f req/s (hits %.1f%%, stale %.1f%%, misses %.1f%%), fills %.0f/s, "
+			"refused %.0f/s, errors %.0f/s, hit %.3f ms, miss %.3f ms, clients %llu, in flight %llu",
+			(double)req / sec, (double)(n.hits - o->hits) * pct,
+			(double)(n.stale_hits - o->stale_hits) * pct, (double)(n.misses - o->misses) * pct,
+			(double)(n.fills - o->fills) / sec, (double)(n.refused - o->refused) / sec,
+			(double)(n.errors - o->errors) / sec,
+			hn ? (double)(n.hit_sum - o->hit_sum) / (double)hn / 1000.0 : 0.0,
+			mn ? (double)(n.miss_sum - o->miss_sum) / (double)mn / 1000.0 : 0.0,
+			(unsigned long long)ss->clients, (unsigned long long)ss->inflight);
+	}
+	d->last = n;
+	stats_arm(d);
 }
 
 static void on_ready_check(evutil_socket_t fd, short what, void *arg)
@@ -304,7 +367,8 @@ int main(int argc, char **argv)
 	sigint = evsignal_new(d.base, SIGINT, on_stop, &d);
 	sighup = evsignal_new(d.base, SIGHUP, on_reload, &d);
 	d.ready_timer = evtimer_new(d.base, on_ready_check, &d);
-	if (!sigterm || !sigint || !sighup || !d.ready_timer) {
+	d.stats_timer = evtimer_new(d.base, on_stats, &d);
+	if (!sigterm || !sigint || !sighup || !d.ready_timer || !d.stats_timer) {
 		fprintf(stderr, "cachesvc: out of memory\n");
 		goto out;
 	}
@@ -314,6 +378,8 @@ int main(int argc, char **argv)
 	evsignal_add(sigint, NULL);
 	evsignal_add(sighup, NULL);
 	evtimer_add(d.ready_timer, &now);
+	d.last = stats_now(&d);
+	stats_arm(&d);
 	cs_info("cachesvc 0.1.0 starting (config %s)", d.config_path);
 
 	event_base_dispatch(d.base);
@@ -327,6 +393,8 @@ out:
 		event_free(sighup);
 	if (d.ready_timer)
 		event_free(d.ready_timer);
+	if (d.stats_timer)
+		event_free(d.stats_timer);
 	cs_admin_free(d.admin);
 	/* The engine first: freeing it answers every request still in flight (SHUTTING_DOWN)
 	 * through the server's callbacks, which need the server and its clients alive; the
