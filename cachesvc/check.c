@@ -119,6 +119,75 @@ int cs_check_queries(const cs_config *cfg, char *err, size_t errlen)
 	return rc;
 }
 
+/* One server: connect and SELECT 1 within CHECK_TIMEOUT; a line naming it when it fails. */
+static bool server_reachable(const char *what, const char *conninfo, char *err, size_t errlen)
+{
+	const char *kw[] = { "dbname", "connect_timeout", "application_name", NULL };
+	const char *val[] = { conninfo, CHECK_TIMEOUT, "cachesvc-check", NULL };
+	PGconn *c = PQconnectdbParams(kw, val, 1);
+	char msg[512] = "";
+	if (c == NULL) {
+		snprintf(msg, sizeof msg, "out of memory");
+	} else if (PQstatus(c) != CONNECTION_OK) {
+		snprintf(msg, sizeof msg, "%s", PQerrorMessage(c));
+	} else {
+		PGresult *r = PQexec(c, "SELECT 1");
+		if (PQresultStatus(r) != PGRES_TUPLES_OK)
+			snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
+		PQclear(r);
+	}
+	PQfinish(c);
+	if (msg[0] == '\0')
+		return true;
+	chomp(msg);
+	char masked[512];
+	cs_config_mask_conninfo(conninfo, masked, sizeof masked);
+	append(err, errlen, "%s: cannot reach %s: %s", what, masked, msg);
+	return false;
+}
+
+int cs_check_servers(const cs_config *cfg, char *err, size_t errlen)
+{
+	err[0] = '\0';
+	int rc = CS_CHECK_OK;
+	char what[CS_MAX_NAME + 16];
+	if (cfg->primary_conninfo && !server_reachable("[primary]", cfg->primary_conninfo, err, errlen))
+		rc = CS_CHECK_UNREACHABLE;
+	for (int i = 0; i < cfg->nreplicas; i++) {
+		snprintf(what, sizeof what, "[replica %s]", cfg->replicas[i].name);
+		if (!server_reachable(what, cfg->replicas[i].conninfo, err, errlen))
+			rc = CS_CHECK_UNREACHABLE;
+	}
+	cs_redis_url u;
+	char why[256];
+	if (!cs_redis_url_parse(cfg->redis_url, &u, why, sizeof why)) {
+		append(err, errlen, "[redis] url: %s", why);
+		return CS_CHECK_INVALID;
+	}
+	struct timeval tv = { 2, 0 };
+	redisContext *rc2 = u.unix_path[0] ? redisConnectUnixWithTimeout(u.unix_path, tv)
+					   : redisConnectWithTimeout(u.host, u.port, tv);
+	redisReply *r = NULL;
+	if (rc2 && !rc2->err) {
+		redisSetTimeout(rc2, tv);
+		if (u.password[0]) {
+			r = u.username[0] ? redisCommand(rc2, "AUTH %s %s", u.username, u.password)
+					  : redisCommand(rc2, "AUTH %s", u.password);
+			freeReplyObject(r);
+		}
+		r = redisCommand(rc2, "PING");
+	}
+	if (rc2 == NULL || rc2->err || r == NULL || r->type == REDIS_REPLY_ERROR) {
+		append(err, errlen, "[redis] url: cannot reach Redis: %s",
+			rc2 == NULL ? "out of memory" : rc2->err ? rc2->errstr
+				: r && r->type == REDIS_REPLY_ERROR ? r->str : "no answer to PING");
+		rc = CS_CHECK_UNREACHABLE;
+	}
+	freeReplyObject(r);
+	redisFree(rc2);
+	return rc;
+}
+
 bool cs_check_policy_ok(const char *policy)
 {
 	static const char *const ok[] = { "noeviction", "volatile-lru", "volatile-lfu",
@@ -283,7 +352,29 @@ int cs_check_invalidation(const cs_config *cfg, char *err, size_t errlen)
 					pub, pub, ru->schema, ru->table);
 				rc = CS_CHECK_INVALID;
 			}
-			if (ru->ncols == 0 || ident == 'f')
+			/* Every key column must exist (with REPLICA IDENTITY FULL too: an unknown
+			 * column would make every change drop the whole query at run time). */
+			bool missing = false;
+			if (ru->ncols > 0) {
+				PGresult *cr = PQexecParams(c,
+					"SELECT a.attname FROM pg_attribute a "
+					"JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+					"WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
+					2, NULL, tv + 1, NULL, NULL, 0);
+				for (int col = 0; col < ru->ncols; col++) {
+					bool found = false;
+					for (int row = 0; PQresultStatus(cr) == PGRES_TUPLES_OK && row < PQntuples(cr); row++)
+						found = found || strcmp(PQgetvalue(cr, row, 0), ru->cols[col]) == 0;
+					if (!found) {
+						append(err, errlen, "[query %s] invalidate_on: column %s does not exist "
+							"in table %s.%s", q->name, ru->cols[col], ru->schema, ru->table);
+						rc = CS_CHECK_INVALID;
+						missing = true;
+					}
+				}
+				PQclear(cr);
+			}
+			if (ru->ncols == 0 || ident == 'f' || missing)
 				continue; /* whole-table rule, or FULL: every old value is sent */
 			/* The identity columns: the primary key (d) or the replica identity index (i). */
 			r = PQexecParams(c,

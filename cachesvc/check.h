@@ -27,6 +27,11 @@ int cs_check_queries(const cs_config *cfg, char *err, size_t errlen);
  * one line naming the table, the column and the statement that fixes it. */
 int cs_check_invalidation(const cs_config *cfg, char *err, size_t errlen);
 
+/* Every configured server answers: the primary and each replica (connect + SELECT 1) and
+ * Redis (PING, with its password). One line per server that does not, naming it.
+ * CS_CHECK_UNREACHABLE when any does not (cachesvc --check fails then). */
+int cs_check_servers(const cs_config *cfg, char *err, size_t errlen);
+
 /* True for the maxmemory-policy values fences are safe under (fence.c (i)): noeviction and
  * volatile-* (the consistency keys have no TTL); false for allkeys-* and anything unknown. */
 bool cs_check_policy_ok(const char *policy);

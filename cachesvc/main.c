@@ -110,9 +110,12 @@ static void apply_client_cap(daemon_state *d, const cs_config *cfg, int cap)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: cachesvc -c FILE [--check] [--show-config]\n"
+		"usage: cachesvc -c FILE [--check [--offline]] [--show-config]\n"
 		"  -c, --config FILE   configuration (INI; see cachesvc/CONFIG.md)\n"
-		"      --check         validate the config (also against the servers) and exit\n"
+		"      --check         validate the config against the servers and exit: 0 when\n"
+		"                      valid and every server (primary, replicas, Redis) answers;\n"
+		"                      1 otherwise, naming each problem and unreachable server\n"
+		"      --offline       with --check: the file alone, no server contacted\n"
 		"      --show-config   print every setting, defaults included, secrets masked\n"
 		"  -V, --version       print the version\n"
 		"Signals: SIGTERM/SIGINT drain and exit, SIGHUP reloads query definitions.\n");
@@ -239,13 +242,14 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "check", no_argument, NULL, 'k' },
+		{ "offline", no_argument, NULL, 'o' },
 		{ "show-config", no_argument, NULL, 's' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	daemon_state d = { 0 };
-	bool check = false, show = false;
+	bool check = false, show = false, offline = false;
 	int ch;
 	while ((ch = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {
 		switch (ch) {
@@ -254,6 +258,9 @@ int main(int argc, char **argv)
 			break;
 		case 'k':
 			check = true;
+			break;
+		case 'o':
+			offline = true;
 			break;
 		case 's':
 			show = true;
@@ -269,7 +276,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (d.config_path == NULL || optind != argc) {
+	if (d.config_path == NULL || optind != argc || (offline && !check)) {
 		usage(stderr);
 		return 2;
 	}
@@ -284,6 +291,11 @@ int main(int argc, char **argv)
 		cs_log_set_level(lvl);
 	if (show) {
 		cs_config_show(cfg, stdout);
+		cs_config_free(cfg);
+		return 0;
+	}
+	if (check && offline) {
+		printf("%s: ok (offline: the servers were not contacted)\n", d.config_path);
 		cs_config_free(cfg);
 		return 0;
 	}
@@ -316,9 +328,14 @@ int main(int argc, char **argv)
 	if (rrc == CS_CHECK_UNREACHABLE)
 		cs_warn("redis not checked: %s", err);
 	if (check) {
-		printf("%s: ok%s\n", d.config_path,
-			qrc == CS_CHECK_OK && rrc == CS_CHECK_OK ? "" : " (some checks could not reach a server)");
+		/* A deploy gate: a server it cannot reach is a failure, named (--offline skips). */
+		int src = cs_check_servers(cfg, err, sizeof err);
 		cs_config_free(cfg);
+		if (src != CS_CHECK_OK) {
+			fprintf(stderr, "cachesvc: %s: %s\n", d.config_path, err);
+			return 1;
+		}
+		printf("%s: ok\n", d.config_path);
 		return 0;
 	}
 
