@@ -88,7 +88,7 @@ struct cs_pgserver {
 	unsigned tiers;
 	int pool_size;
 	cs_pgpool_opts opts;
-	char options[256];
+	char *options; /* the conninfo's own options= first, then cachesvc's (see below) */
 
 	pgconn *conns;
 	pgconn mon;
@@ -925,6 +925,21 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 
 /* ---- Public API ------------------------------------------------------------------------ */
 
+char *cs_pg_merge_options(const char *conninfo, const char *ours)
+{
+	const char *user = NULL;
+	PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
+	for (PQconninfoOption *o = opts; o && o->keyword; o++)
+		if (strcmp(o->keyword, "options") == 0 && o->val && o->val[0])
+			user = o->val;
+	size_t n = (user ? strlen(user) + 1 : 0) + strlen(ours) + 1;
+	char *out = malloc(n);
+	if (out)
+		snprintf(out, n, "%s%s%s", user ? user : "", user ? " " : "", ours);
+	PQconninfoFree(opts);
+	return out;
+}
+
 cs_pgserver *cs_pgserver_new(struct event_base *base, const char *name, const char *conninfo,
 	bool primary, unsigned tiers, int pool_size, const cs_pgpool_opts *opts)
 {
@@ -947,11 +962,20 @@ cs_pgserver *cs_pgserver_new(struct event_base *base, const char *name, const ch
 	}
 	/* Session settings the result encoder and the fence rely on: ISO dates in UTC,
 	 * exact floats, hex bytea; a server-side statement timeout so a runaway query
-	 * is stopped by PostgreSQL itself (libpq 15 has no non-blocking cancel). */
-	snprintf(s->options, sizeof s->options,
+	 * is stopped by PostgreSQL itself (libpq 15 has no non-blocking cancel). The
+	 * conninfo's own options= (search_path, work_mem, ...) are kept: they come first and
+	 * cachesvc's after them, so where both set one GUC cachesvc's wins (the encoder and
+	 * the fence depend on these; CONFIG.md). */
+	char ours[256];
+	snprintf(ours, sizeof ours,
 		"-c DateStyle=ISO -c TimeZone=UTC -c extra_float_digits=3 -c bytea_output=hex "
 		"-c statement_timeout=%lld -c default_transaction_isolation=read\\ committed",
 		(long long)opts->statement_timeout_ms);
+	s->options = cs_pg_merge_options(conninfo, ours);
+	if (s->options == NULL) {
+		cs_pgserver_free(s);
+		return NULL;
+	}
 	for (int i = 0; i < s->pool_size; i++)
 		s->conns[i].srv = s;
 	s->mon.srv = s;
@@ -999,6 +1023,7 @@ void cs_pgserver_free(cs_pgserver *s)
 	free(s->conns);
 	free(s->name);
 	free(s->conninfo);
+	free(s->options);
 	free(s);
 }
 

@@ -92,6 +92,11 @@ typedef struct cs_pgpool_opts {
 	int queue_max;
 } cs_pgpool_opts;
 
+/* The options= to connect with: the conninfo's own options (if any) first, then `ours`, so
+ * that where both set one GUC `ours` wins (PostgreSQL applies -c settings in order).
+ * Returns a malloc'd string (the caller frees it), NULL when out of memory. */
+char *cs_pg_merge_options(const char *conninfo, const char *ours);
+
 /* Creates a server; does not connect yet (cs_pgserver_start does). name/conninfo copied. */
 cs_pgserver *cs_pgserver_new(struct event_base *base, const char *name, const char *conninfo,
 	bool primary, unsigned tiers, int pool_size, const cs_pgpool_opts *opts);
