@@ -2367,6 +2367,7 @@ long cs_engine_metrics(const cs_engine *e, char **out)
 		fprintf(f, "cachesvc_pg_timeouts_total{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.timeouts);
 		fprintf(f, "cachesvc_pg_overloaded_total{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.overloaded);
 		fprintf(f, "cachesvc_pg_bans_total{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.bans);
+		fprintf(f, "cachesvc_pg_conn_errors_total{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.conn_errors);
 		fprintf(f, "cachesvc_pg_prepares_total{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.prepares);
 		fprintf(f, "cachesvc_pg_queue_wait_seconds_sum{server=\"%s\"} %.6f\n", in.name, (double)in.queue_wait_us_sum / 1e6);
 		fprintf(f, "cachesvc_pg_queue_wait_seconds_count{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.queue_waits);

@@ -72,6 +72,7 @@ typedef struct pgconn {
 	cs_lsn_t lsn;
 	int err;
 	bool retryable;
+	bool rerun;	     /* the error is worth running the job again here (conflict) */
 	char errmsg[256];
 
 	uint32_t epoch;	    /* server epoch when the prepared set was last cleared */
@@ -101,6 +102,7 @@ struct cs_pgserver {
 
 	cs_pgserver_state state;
 	int fail_attempt;
+	int breaks;	       /* connections broken since the last success (see conn_broken) */
 	uint64_t banned_until_us;
 	bool in_recovery;
 	bool promoted;	       /* a replica whose monitor saw it out of recovery */
@@ -164,15 +166,25 @@ static void server_up(cs_pgserver *s)
 		cs_info("postgres %s: up", s->name);
 	s->state = CS_SRV_UP;
 	s->fail_attempt = 0;
+	s->breaks = 0;
 }
 
 static void fail_queue(cs_pgserver *s, int err, const char *msg);
 
-/* A connection-level failure bans the server for a backoff period. */
+/* A server failure (a connect refused or timed out, a failed health check, every
+ * connection breaking) bans the server for a backoff period. Failures while a ban runs (the
+ * other connections of a restarting server failing one after the other) do not lengthen it:
+ * the backoff grows per failed retry after a ban, not per connection. */
 static void server_down(cs_pgserver *s, const char *why)
 {
+	uint64_t now = cs_now_us();
+	if (s->state == CS_SRV_DOWN && now < s->banned_until_us) {
+		fail_queue(s, -CS_ERR_UNAVAILABLE, why);
+		return;
+	}
 	int64_t ban = cs_backoff_ms(s->fail_attempt++, BAN_BASE_MS, BAN_MAX_MS);
-	s->banned_until_us = cs_now_us() + (uint64_t)ban * 1000u;
+	s->banned_until_us = now + (uint64_t)ban * 1000u;
+	s->breaks = 0;
 	if (s->state != CS_SRV_DOWN) {
 		cs_warn("postgres %s: down, banned for %lld ms: %s", s->name, (long long)ban, why);
 		s->stats.bans++;
@@ -305,8 +317,12 @@ static void conn_close(pgconn *c)
 
 static void job_finish(pgconn *c);
 
-/* The connection broke (or timed out): fail its job, close it, ban the server. */
-static void conn_fail(pgconn *c, int err, const char *why)
+static void schedule_monitor(cs_pgserver *s);
+
+/* A server failure on this connection (its connect failed or timed out, or the monitor's
+ * health check failed): fail its job, close it, ban the server. A timeout only fails the job
+ * and closes the connection: the query was slow, the server is not known to be sick. */
+static void server_fault(pgconn *c, int err, const char *why)
 {
 	cs_pgserver *s = c->srv;
 	char msg[256];
@@ -326,6 +342,85 @@ static void conn_fail(pgconn *c, int err, const char *why)
 	}
 	if (err != -CS_ERR_TIMEOUT)
 		server_down(s, msg);
+}
+
+/* True when a job whose connection broke (or whose statement a recovery conflict canceled)
+ * may run once more on this server, on another connection. */
+static bool job_may_rerun(const cs_pgserver *s, const cs_pgjob *job)
+{
+	return job->conn_retries == 0 && !s->retired && s->state != CS_SRV_DOWN &&
+	       cs_now_us() < job->deadline_us;
+}
+
+/* Puts a job back at the head of its server's queue (it ran on a connection that broke). */
+static void job_requeue(cs_pgserver *s, cs_pgjob *job)
+{
+	job->conn_retries++;
+	job->enqueued_us = cs_now_us();
+	job->next = s->qhead;
+	s->qhead = job;
+	if (s->qtail == NULL)
+		s->qtail = job;
+	s->queued++;
+}
+
+/* An established connection broke: closed by the server (idle_session_timeout, a recovery
+ * conflict, pg_terminate_backend, a restart) or reset. That is the connection's failure, not
+ * the server's: it is closed and counted; its job runs again once on another connection of
+ * this server (a new one is opened; a server that refuses it is then banned by the connect
+ * failure), else fails retryable so the engine tries another server; the monitor reconnects
+ * at once. Only when more connections break in a row than the server has (pool + monitor),
+ * with no query succeeding in between, is the server itself failing: banned. */
+static void conn_broken(pgconn *c, int err, const char *why)
+{
+	cs_pgserver *s = c->srv;
+	char msg[256];
+	set_msg(msg, sizeof msg, why);
+	s->stats.conn_errors++;
+	s->breaks++;
+	cs_pgjob *job = c->job;
+	bool rerun = job && job_may_rerun(s, job) && s->breaks <= s->pool_size + 1;
+	cs_debug("postgres %s: connection lost%s: %s", s->name, rerun ? ", its query runs again" : "",
+		msg);
+	if (job && rerun) {
+		c->job = NULL;
+		conn_close(c);
+		job_requeue(s, job);
+	} else if (job) {
+		c->err = err;
+		c->retryable = true;
+		snprintf(c->errmsg, sizeof c->errmsg, "%s: %s", s->name, msg);
+		conn_close(c);
+		job_finish(c);
+	} else {
+		conn_close(c);
+	}
+	if (s->breaks > s->pool_size + 1) {
+		server_down(s, msg);
+		if (c->monitor)
+			schedule_monitor(s);
+		return;
+	}
+	if (c->monitor) {
+		evtimer_del(s->mon_timer);
+		struct timeval now = { 0, 0 };
+		evtimer_add(s->mon_timer, &now);
+	} else if (s->qhead) {
+		dispatch(s);
+	}
+}
+
+/* A connection failed: while connecting, the server's failure; once established, the
+ * connection's (conn_broken); a timeout fails the job only. */
+static void conn_fail(pgconn *c, int err, const char *why)
+{
+	if (c->state == PC_CONNECTING || err == -CS_ERR_TIMEOUT) {
+		server_fault(c, err, why);
+		if (c->monitor)
+			schedule_monitor(c->srv);
+	} else {
+		conn_broken(c, err, why); /* reschedules the monitor itself */
+	}
 }
 
 static int conn_start(pgconn *c)
@@ -417,6 +512,7 @@ static void job_run(pgconn *c, cs_pgjob *job)
 	c->lsn = 0;
 	c->err = 0;
 	c->retryable = false;
+	c->rerun = false;
 	c->errmsg[0] = '\0';
 	c->deadline_us = job->deadline_us;
 	s->stats.queries++;
@@ -534,6 +630,10 @@ static void record_error(pgconn *c, const PGresult *res)
 		   strncmp(state, "08", 2) == 0 || strncmp(state, "53", 2) == 0) {
 		c->err = -CS_ERR_UNAVAILABLE;
 		c->retryable = true;
+		/* a recovery conflict canceled the statement (40001), the session was
+		 * terminated (57P01-57P05) or lost (08): one more run on this server, as
+		 * for a broken connection (conn_broken); the server itself is fine */
+		c->rerun = strncmp(state, "53", 2) != 0;
 	} else if (strcmp(state, "26000") == 0 || strcmp(state, "42P05") == 0) {
 		/* a prepared statement vanished (DISCARD ALL by a pooler?) or one we did not
 		 * know of exists: our set is out of step; start again from DEALLOCATE ALL */
@@ -563,6 +663,8 @@ static void job_finish(pgconn *c)
 	} else if (data == NULL) {
 		c->err = -CS_ERR_INTERNAL;
 		snprintf(c->errmsg, sizeof c->errmsg, "%s: the query returned no rows result", s->name);
+	} else {
+		s->breaks = 0; /* a query succeeded: the server is fine */
 	}
 	job->cb(job, data, c->lsn, c->err, c->errmsg, c->retryable);
 	if (data)
@@ -584,6 +686,19 @@ static void job_results(pgconn *c)
 		step_kind kind = c->steps[c->step];
 		if (st == PGRES_PIPELINE_SYNC) {
 			PQclear(res);
+			if (c->err != 0 && c->rerun && job_may_rerun(c->srv, c->job)) {
+				cs_pgjob *job = c->job;
+				cs_debug("postgres %s: %s; the query runs again", c->srv->name, c->errmsg);
+				c->srv->stats.conn_errors++;
+				c->job = NULL;
+				if (c->data) {
+					PQclear(c->data);
+					c->data = NULL;
+				}
+				c->state = PC_IDLE;
+				job_requeue(c->srv, job); /* conn_event dispatches it */
+				return;
+			}
 			job_finish(c);
 			return;
 		}
@@ -690,7 +805,6 @@ static void monitor_round(cs_pgserver *s)
 		return; /* connecting or a round in flight */
 	if (!PQsendQuery(m->conn, monitor_sql) || conn_flush(m) != 0) {
 		conn_fail(m, -CS_ERR_UNAVAILABLE, PQerrorMessage(m->conn));
-		schedule_monitor(s);
 		return;
 	}
 	m->state = PC_BUSY;
@@ -769,16 +883,12 @@ static void conn_event(evutil_socket_t fd, short what, void *arg)
 			return;
 		default:
 			conn_fail(c, -CS_ERR_UNAVAILABLE, PQerrorMessage(c->conn));
-			if (c->monitor)
-				schedule_monitor(c->srv);
 			return;
 		}
 	}
 	if (what & EV_READ) {
 		if (!PQconsumeInput(c->conn)) {
 			conn_fail(c, -CS_ERR_UNAVAILABLE, PQerrorMessage(c->conn));
-			if (c->monitor)
-				schedule_monitor(c->srv);
 			return;
 		}
 	}
@@ -881,6 +991,7 @@ int cs_pgserver_submit(cs_pgserver *s, cs_pgjob *job)
 	}
 	job->srv = s;
 	job->next = NULL;
+	job->conn_retries = 0;
 	job->enqueued_us = cs_now_us();
 	if (s->qtail)
 		s->qtail->next = job;
@@ -911,13 +1022,13 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 	for (int i = 0; i < s->pool_size; i++) {
 		pgconn *c = &s->conns[i];
 		if (c->state == PC_CONNECTING && now > c->deadline_us)
-			conn_fail(c, -CS_ERR_UNAVAILABLE, "connect timed out");
+			server_fault(c, -CS_ERR_UNAVAILABLE, "connect timed out");
 		else if (c->state == PC_BUSY && now > c->deadline_us + TIMEOUT_GRACE_US)
 			conn_fail(c, -CS_ERR_TIMEOUT, "query timed out");
 	}
 	pgconn *m = &s->mon;
 	if ((m->state == PC_CONNECTING || m->state == PC_BUSY) && now > m->deadline_us) {
-		conn_fail(m, -CS_ERR_UNAVAILABLE,
+		server_fault(m, -CS_ERR_UNAVAILABLE,
 			m->state == PC_CONNECTING ? "monitor connect timed out" : "monitor query timed out");
 		schedule_monitor(s);
 	}

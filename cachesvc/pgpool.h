@@ -56,6 +56,7 @@ struct cs_pgjob {
 	cs_pgjob *next;
 	cs_pgserver *srv;
 	uint64_t enqueued_us;
+	int conn_retries; /* runs again after its connection broke (at most 1 per submit) */
 };
 
 /* Health of a server, as routing sees it. */
@@ -80,6 +81,9 @@ typedef struct cs_pgserver_info {
 	uint64_t lag_bytes;   /* primary LSN - replay LSN; 0 for the primary */
 	int pool_size, conns, busy, queued;
 	uint64_t queries, errors, timeouts, overloaded, bans, promotions;
+	uint64_t conn_errors;             /* established connections lost (closed by the server,
+					   * reset) and statements canceled by a recovery
+					   * conflict: not server failures, not bans */
 	uint64_t prepares;                /* statements prepared (a kept one is not prepared again) */
 	uint64_t queue_wait_us_sum, queue_waits;
 } cs_pgserver_info;
