@@ -488,9 +488,12 @@ static void flight_dispatch(flight *f)
 			to_primary = true;
 		}
 		if (s == NULL) {
-			flight_fail(f, -CS_ERR_UNAVAILABLE,
-				f->attempts ? "no server left to retry on"
-					    : "no replica fits (health, tier, lag) and the primary is not allowed");
+			const char *why = f->attempts ? "no server left to retry on"
+				: e->primary == NULL ? "no replica fits (health, tier, lag) and no primary is configured"
+				: !(cfg->primary_fallback || f->min_lsn)
+					? "no replica fits (health, tier, lag) and primary_fallback is off"
+					: "no replica fits (health, tier, lag) and the primary is down";
+			flight_fail(f, -CS_ERR_UNAVAILABLE, why);
 			return;
 		}
 		if (f->in_ryw)
@@ -1471,14 +1474,20 @@ static void on_server_notify(cs_pgserver *s, void *priv)
 				 "are never cached", tli, e->max_tli, e->max_tli);
 			e->stale_primary_logged = true;
 		}
+		/* Lag from the primary's LSN history only while the primary answers: when it is
+		 * down, a replica's own estimate (pgpool.c: caught up once it replayed all it
+		 * received) is the best there is; the history would age forever. */
+		bool primary_up = cs_pgserver_state_get(s) == CS_SRV_UP;
 		for (int i = 0; i < e->nservers; i++)
 			if (e->servers[i] != s) {
 				cs_pgserver_set_primary_lsn(e->servers[i], lsn);
 				if (e->max_tli) /* never lowered by a stale old primary */
 					cs_pgserver_set_primary_tli(e->servers[i], e->max_tli);
-				cs_pgserver_set_lag(e->servers[i], lag_behind(e, cs_pgserver_lsn(e->servers[i])));
+				if (primary_up)
+					cs_pgserver_set_lag(e->servers[i],
+						lag_behind(e, cs_pgserver_lsn(e->servers[i])));
 			}
-	} else if (e->primary && e->hist_len > 0) {
+	} else if (e->primary && e->hist_len > 0 && cs_pgserver_state_get(e->primary) == CS_SRV_UP) {
 		cs_pgserver_set_lag(s, lag_behind(e, cs_pgserver_lsn(s)));
 	}
 	/* Read-your-writes waiters: a replica may have replayed their token now. */
@@ -2190,15 +2199,22 @@ bool cs_engine_healthy(const cs_engine *e, char *why, size_t whylen)
 			primary_up = st == CS_SRV_UP;
 			continue;
 		}
-		/* usable: up, in recovery, on the primary's timeline */
+		/* usable: up, in recovery, on the primary's timeline, within the lag bounds (what
+		 * routing asks of it: a replica that routing skips serves no miss) */
 		cs_pgserver_info in;
 		cs_pgserver_info_get(e->servers[i], &in);
-		bool usable = st == CS_SRV_UP && !in.promoted && !in.old_timeline;
+		const cs_config *cfg = e->qt->cfg;
+		bool lagging = in.lag_ms > cfg->max_replica_lag_ms ||
+			       (cfg->max_replica_lag_bytes && in.lag_bytes > cfg->max_replica_lag_bytes);
+		bool usable = st == CS_SRV_UP && !in.promoted && !in.old_timeline && !lagging;
 		replica_up = replica_up || usable;
 		if (!usable && rl < sizeof reasons) {
+			char lag[64];
+			snprintf(lag, sizeof lag, "lagging (%.1f s, %llu bytes)", (double)in.lag_ms / 1000.0,
+				(unsigned long long)in.lag_bytes);
 			int w = snprintf(reasons + rl, sizeof reasons - rl, "%s%s %s", rl ? ", " : "",
 				in.name, st != CS_SRV_UP ? "down" : in.promoted ? "promoted (not in recovery)"
-									   : "on an old timeline");
+							: in.old_timeline ? "on an old timeline" : lag);
 			rl += w > 0 ? (size_t)w : 0;
 		}
 	}

@@ -744,10 +744,10 @@ static void job_results(pgconn *c)
 
 /* ---- Monitor --------------------------------------------------------------------------- */
 
-/* In recovery, the replay LSN, the age of the last replayed transaction, and the timeline
- * (the one the WAL receiver receives; NULL while it does not run); out of recovery, the
- * current LSN and the timeline WAL is written on (the first 8 hex digits of the current
- * WAL file's name). */
+/* In recovery, the replay LSN, the age of the last replayed transaction, the timeline
+ * (the one the WAL receiver receives; NULL while it does not run) and the last WAL position
+ * received (NULL without streaming replication); out of recovery, the current LSN and the
+ * timeline WAL is written on (the first 8 hex digits of the current WAL file's name). */
 static const char monitor_sql[] =
 	"SELECT pg_is_in_recovery(),"
 	" (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()"
@@ -755,7 +755,8 @@ static const char monitor_sql[] =
 	" COALESCE(extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())"
 	"  * 1000, 0)::int8,"
 	" CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli FROM pg_stat_wal_receiver)::int8"
-	"  ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int8 END";
+	"  ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int8 END,"
+	" pg_last_wal_receive_lsn()::text";
 
 /* A replica on an older timeline than the primary's cannot follow it (an old primary that
  * rejoined, a standby left on the old timeline): never routed to. */
@@ -842,10 +843,20 @@ static void monitor_results(pgconn *m)
 			s->promoted = !s->primary && !rec;
 			s->in_recovery = rec;
 			check_timeline(s);
+			cs_lsn_t received = 0;
+			if (PQnfields(res) > 4 && !PQgetisnull(res, 0, 4))
+				(void)cs_lsn_parse(PQgetvalue(res, 0, 4), &received);
 			s->lsn = lsn;
-			/* Caught up with the primary's last known position: no lag, however old
-			 * the last replayed transaction is (an idle primary writes nothing). */
-			if (s->primary || !rec || (s->primary_lsn != 0 && lsn >= s->primary_lsn))
+			/* The replica's own estimate; while the primary is up the engine replaces it
+			 * with the lag measured against the primary's LSN history
+			 * (cs_pgserver_set_lag). No lag, however old the last replayed transaction
+			 * is (a quiet primary writes nothing), when the replica has replayed the
+			 * primary's last known position, or - when that is unknown or old (no
+			 * [primary], or it is down) - everything its WAL receiver got: no WAL
+			 * pending. The age of the last replayed transaction is only a lag while WAL
+			 * waits to be replayed (a replica catching up, or a delayed one). */
+			if (s->primary || !rec || (s->primary_lsn != 0 && lsn >= s->primary_lsn) ||
+				(received != 0 && lsn >= received))
 				s->lag_ms = 0;
 			else
 				s->lag_ms = replay_age < 0 ? 0 : replay_age;
