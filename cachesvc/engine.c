@@ -25,6 +25,8 @@
 #include "verify.h"
 
 #define TICK_MS		 5	/* housekeeping: read-your-writes deadlines */
+#define TOKEN_WAIT_MAX	 4096	/* requests whose token waits for a fresh primary position */
+#define TOKEN_WAIT_MS	 1000	/* longest such wait: then the token is used unchecked */
 #define GEN_POLL_MS	 1000	/* generations re-read even when pub/sub is quiet */
 #define MAX_ATTEMPTS	 3	/* a miss tries at most this many servers */
 #define MAX_REPLY	 (64u << 20) /* largest result served at all */
@@ -201,6 +203,11 @@ struct cs_engine {
 	bool gens_busy; /* a generations poll is in flight: at most one */
 	uint32_t max_tli; /* the highest primary timeline seen: never lowered */
 	bool stale_primary_logged;
+	/* Requests whose read-your-writes token is beyond the primary's last known position,
+	 * waiting for a fresh one (token_park); bounded by TOKEN_WAIT_MAX. */
+	struct lookup *token_head;
+	int ntoken;
+	uint64_t primary_rounds; /* monitor rounds of the primary that found it up */
 };
 
 /* ---- Query table ------------------------------------------------------------------------ */
@@ -837,6 +844,12 @@ typedef struct lookup {
 	uint32_t nparams;
 	cs_value params[CS_PROTO_MAX_PARAMS];
 	char *strs;
+	/* parked while its read-your-writes token is checked (token_park) */
+	struct lookup *tnext;
+	uint8_t op;
+	bool cacheable;
+	uint64_t trounds; /* e->primary_rounds when parked */
+	uint64_t tuntil_us;
 	char key[KEY_MAX];
 } lookup;
 
@@ -1083,6 +1096,10 @@ static void on_cache_reply(cs_redis *rd, redisReply *reply, void *priv)
 	lookup_miss(l, true);
 }
 
+static bool token_ahead(const cs_engine *e, uint64_t lsn);
+static void token_park(lookup *l);
+static void lookup_start(lookup *l);
+
 void cs_engine_get(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine_cb *cb, void *priv)
 {
 	e->stats.requests++;
@@ -1131,8 +1148,103 @@ void cs_engine_get(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine_cb
 		l->keylen = (size_t)kl; /* never stored: still a distinct flight key per request */
 	}
 
-	if (!cacheable || req->bypass) {
-		if (req->bypass)
+	l->op = op;
+	l->cacheable = cacheable;
+	if (r->min_lsn && token_ahead(e, r->min_lsn)) {
+		token_park(l);
+		return;
+	}
+	lookup_start(l);
+}
+
+/* The read-your-writes token is beyond the primary's last known position. Without a
+ * primary, or while it is not up, nothing is known: the token is used as it is. */
+static bool token_ahead(const cs_engine *e, uint64_t lsn)
+{
+	if (e->primary == NULL || cs_pgserver_state_get(e->primary) != CS_SRV_UP)
+		return false;
+	cs_lsn_t pos = cs_pgserver_lsn(e->primary);
+	return pos != 0 && lsn > pos;
+}
+
+/* A token ahead of the primary's known position is either a write the monitor has not seen
+ * yet (the position is up to health_interval old) or not a position the primary ever had
+ * (forged, or from another cluster): such a token would make every read wait for a replica
+ * and then go to the primary. The request waits (bounded) for a fresh position: polled at
+ * once (cs_pgserver_fast_monitor); token_recheck then runs it, or refuses it with
+ * FUTURE_LSN once a monitor round that started after it was parked still has the primary
+ * behind the token. */
+static void token_park(lookup *l)
+{
+	cs_engine *e = l->e;
+	if (e->ntoken >= TOKEN_WAIT_MAX) {
+		greq_error(l->r, -CS_ERR_OVERLOADED, "too many read-your-writes tokens waiting for the "
+						     "primary's position");
+		lookup_free(l);
+		return;
+	}
+	uint64_t now = cs_now_us();
+	l->trounds = e->primary_rounds;
+	l->tuntil_us = now + (uint64_t)TOKEN_WAIT_MS * 1000u;
+	l->tnext = e->token_head;
+	e->token_head = l;
+	e->ntoken++;
+	e->stats.token_checks++;
+	cs_pgserver_fast_monitor(e->primary, now + 50u * 1000u);
+}
+
+/* After a monitor round of the primary (or a change of its state), and on every tick:
+ * runs, refuses or keeps each parked request. `expire_only`: only those past their wait
+ * run (unchecked). */
+static void token_recheck(cs_engine *e, uint64_t now, bool expire_only)
+{
+	lookup *l = e->token_head, *keep = NULL;
+	e->token_head = NULL; /* detached: requests run below may park new ones */
+	while (l) {
+		lookup *next = l->tnext;
+		uint64_t lsn = l->r->min_lsn;
+		bool ahead = token_ahead(e, lsn);
+		if (expire_only && now < l->tuntil_us) {
+			l->tnext = keep;
+			keep = l;
+		} else if (!ahead || now >= l->tuntil_us) {
+			e->ntoken--;
+			lookup_start(l); /* caught up, unknown, or no answer in time: as before */
+		} else if (e->primary_rounds >= l->trounds + 2) {
+			/* a round that began after the request was parked finished: the primary's
+			 * position is fresh, and still behind the token */
+			char msg[200], a[24], b[24];
+			cs_lsn_format(lsn, a);
+			cs_lsn_format(cs_pgserver_lsn(e->primary), b);
+			snprintf(msg, sizeof msg, "read-your-writes LSN %s is beyond the primary's current "
+						  "position %s: not an LSN the primary wrote", a, b);
+			e->ntoken--;
+			e->stats.token_refused++;
+			greq_error(l->r, -CS_ERR_FUTURE_LSN, msg);
+			lookup_free(l);
+		} else {
+			l->tnext = keep;
+			keep = l;
+		}
+		l = next;
+	}
+	/* parked meanwhile (by callbacks of requests run above) go first; order is free */
+	lookup **pp = &e->token_head;
+	while (*pp)
+		pp = &(*pp)->tnext;
+	*pp = keep;
+}
+
+/* Looks the request up in the cache (or goes to the database). Takes l. */
+static void lookup_start(lookup *l)
+{
+	cs_engine *e = l->e;
+	greq *r = l->r;
+	qstate *qs = l->qs;
+	uint8_t op = l->op;
+	bool cacheable = l->cacheable;
+	if (!cacheable || r->bypass) {
+		if (r->bypass)
 			e->stats.bypass_requested++;
 		/* Uncacheable requests do not coalesce: give each its own flight key. */
 		if (!cacheable) {
@@ -1147,13 +1259,14 @@ void cs_engine_get(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine_cb
 		lookup_miss(l, false);
 		return;
 	}
+	const cs_query_def *q = qs->def;
 	if (op == CS_OP_REFRESH) {
 		e->stats.refresh_forced++;
 		lookup_miss(l, true);
 		return;
 	}
 	int sent;
-	if (req->min_lsn) {
+	if (r->min_lsn) {
 		/* the entry, the invalidator's position, the query's generation and the epoch
 		 * in one round trip: when the cache may answer a token (see on_cache_reply) */
 		char genkey[CS_NAME_MAX + CS_MAX_NAME];
@@ -1451,10 +1564,14 @@ static void ryw_expire(cs_engine *e, flight *f, uint64_t now)
 		flight_dispatch(f); /* past the wait: the primary */
 }
 
+static void token_recheck(cs_engine *e, uint64_t now, bool expire_only);
+
 static void on_server_notify(cs_pgserver *s, void *priv)
 {
 	cs_engine *e = priv;
 	if (s == e->primary) {
+		if (cs_pgserver_state_get(s) == CS_SRV_UP)
+			e->primary_rounds++;
 		if (cs_pgserver_state_get(s) == CS_SRV_UP)
 			history_add(e, cs_pgserver_lsn(s));
 		cs_lsn_t lsn = cs_pgserver_lsn(s);
@@ -1492,6 +1609,8 @@ static void on_server_notify(cs_pgserver *s, void *priv)
 	}
 	/* Read-your-writes waiters: a replica may have replayed their token now. */
 	ryw_walk(e, ryw_try_replica, 0);
+	if (s == e->primary && e->token_head)
+		token_recheck(e, cs_now_us(), false);
 }
 
 /* Frees retired servers that are idle or past their deadline (their running jobs then
@@ -1520,6 +1639,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	cs_engine *e = arg;
 	uint64_t now = cs_now_us();
 	ryw_walk(e, ryw_expire, now);
+	if (e->token_head)
+		token_recheck(e, now, true);
 	if (e->nretiring)
 		reap_retiring(e, now);
 }
@@ -1886,9 +2007,17 @@ void cs_engine_free(cs_engine *e)
 		cs_pgserver_free(e->retiring[--e->nretiring]);
 	cs_inv_free(e->inv);
 	e->inv = NULL;
-	/* Flights waiting for read-your-writes never reached a server. */
+	/* Flights waiting for read-your-writes never reached a server; requests whose token
+	 * waits for the primary's position, nothing yet. */
 	while (e->ryw_head)
 		flight_fail(e->ryw_head, -CS_ERR_SHUTTING_DOWN, "shutting down");
+	while (e->token_head) {
+		lookup *l = e->token_head;
+		e->token_head = l->tnext;
+		e->ntoken--;
+		greq_error(l->r, -CS_ERR_SHUTTING_DOWN, "shutting down");
+		lookup_free(l);
+	}
 	/* Redis next: its pending callbacks run now (reply NULL) - lookups answer (their
 	 * flights fail: stopping), the sampler ends its sample - so the sampler is stopped
 	 * only after them (it frees what a pending callback would free again). */
@@ -2262,6 +2391,7 @@ uint32_t cs_engine_stats_list(const cs_engine *e, cs_stat *out, uint32_t max)
 		{ "promoted_reads", s->promoted_reads },
 		{ "ryw_cache", s->ryw_cache }, { "ryw_replica", s->ryw_replica },
 		{ "ryw_primary", s->ryw_primary }, { "flights", s->flights },
+		{ "ryw_token_checks", s->token_checks }, { "ryw_token_refused", s->token_refused },
 		{ "hit_p50_us", cs_hist_quantile(&s->hit_us, 0.5) },
 		{ "hit_p99_us", cs_hist_quantile(&s->hit_us, 0.99) },
 		{ "miss_p50_us", cs_hist_quantile(&s->miss_us, 0.5) },
@@ -2322,6 +2452,8 @@ long cs_engine_metrics(const cs_engine *e, char **out)
 	C("ryw_replica_total", "Read-your-writes requests answered by a replica", s->ryw_replica);
 	C("ryw_primary_total", "Read-your-writes requests answered by the primary", s->ryw_primary);
 	C("ryw_waits_total", "Read-your-writes requests that waited for a replica", s->ryw_waits);
+	C("ryw_token_checks_total", "Read-your-writes tokens beyond the primary's known position, checked against a fresh one", s->token_checks);
+	C("ryw_token_refused_total", "Read-your-writes tokens refused: beyond the primary's current position (future_lsn)", s->token_refused);
 	C("invalidations_total", "Keys deleted by admin INVALIDATE", s->invalidations);
 	C("generation_bumps_total", "Whole-query invalidations", s->gen_bumps);
 	C("refresh_early_total", "Early (XFetch) refreshes", s->refresh_early);
