@@ -21,6 +21,7 @@
 #include "params.h"
 #include "pgpool.h"
 #include "redis.h"
+#include "resolve.h"
 #include "util.h"
 #include "verify.h"
 
@@ -186,6 +187,7 @@ struct cs_engine {
 	uint64_t *retiring_until_us;
 	int nretiring;
 	cs_inv *inv; /* the invalidator, when this process runs one */
+	cs_resolver *resolver; /* host names, for every connection of the engine (resolve.h) */
 	struct event *tick, *gen_timer;
 	flight *buckets[FLIGHT_BUCKETS];
 	flight *ryw_head;
@@ -1916,12 +1918,18 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 		free(e);
 		return NULL;
 	}
+	/* Host names of the servers and of Redis are resolved on the loop (resolve.h). */
+	e->resolver = cs_resolver_new(base, cfg->resolv_conf, cfg->dns_timeout_ms, err, errlen);
+	if (e->resolver == NULL) {
+		cs_engine_free(e);
+		return NULL;
+	}
 	cs_redis_opts ro = { .name = "cache", .url = cfg->redis_url, .timeout_ms = cfg->redis_timeout_ms,
 		.max_pending = 65536, .scripts = cs_scripts, .nscripts = CS_SCRIPT_COUNT,
-		.on_state = on_cache_state, .state_priv = e };
+		.on_state = on_cache_state, .state_priv = e, .resolver = e->resolver };
 	e->redis = cs_redis_new(base, &ro, err, errlen);
 	cs_redis_opts po = { .name = "pubsub", .url = cfg->redis_url, .timeout_ms = cfg->redis_timeout_ms,
-		.max_pending = 16, .on_state = on_pubsub_state, .state_priv = e };
+		.max_pending = 16, .on_state = on_pubsub_state, .state_priv = e, .resolver = e->resolver };
 	if (e->redis)
 		e->pubsub = cs_redis_new(base, &po, err, errlen);
 	if (e->redis == NULL || e->pubsub == NULL ||
@@ -1936,6 +1944,7 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 		.health_interval_ms = cfg->health_interval_ms,
 		.statement_timeout_ms = cfg->request_timeout_ms,
 		.queue_max = cfg->queue_max,
+		.resolver = e->resolver,
 	};
 	e->servers = calloc((size_t)cfg->nreplicas + 1, sizeof *e->servers);
 	e->srv_id = calloc((size_t)cfg->nreplicas + 1, sizeof *e->srv_id);
@@ -2026,6 +2035,8 @@ void cs_engine_free(cs_engine *e)
 	cs_redis_free(e->redis);
 	e->redis = NULL;
 	sampler_stop(e);
+	cs_resolver_free(e->resolver); /* after every user of it */
+	e->resolver = NULL;
 	if (e->tick)
 		event_free(e->tick);
 	if (e->gen_timer)
@@ -2147,6 +2158,7 @@ static int servers_reload(cs_engine *e, const cs_config *cfg, char *err, size_t 
 		.health_interval_ms = cfg->health_interval_ms,
 		.statement_timeout_ms = cfg->request_timeout_ms,
 		.queue_max = cfg->queue_max,
+		.resolver = e->resolver,
 	};
 	int n = 0;
 	bool oom = false;
@@ -2522,6 +2534,13 @@ long cs_engine_metrics(const cs_engine *e, char **out)
 	}
 	if (e->inv)
 		cs_inv_metrics(e->inv, f);
+	cs_resolver_stats ds;
+	cs_resolver_stats_get(e->resolver, &ds);
+	fprintf(f, "# HELP cachesvc_dns_lookups_total Host name lookups on the event loop (PostgreSQL and Redis connects)\n"
+		   "# TYPE cachesvc_dns_lookups_total counter\ncachesvc_dns_lookups_total %llu\n"
+		   "cachesvc_dns_failures_total %llu\ncachesvc_dns_timeouts_total %llu\n",
+		(unsigned long long)ds.lookups, (unsigned long long)ds.failures,
+		(unsigned long long)ds.timeouts);
 	const cs_redis_stats *rs = cs_redis_get_stats(e->redis);
 	fprintf(f, "# HELP cachesvc_redis_up Redis connection ready\n# TYPE cachesvc_redis_up gauge\ncachesvc_redis_up %d\n",
 		cs_redis_ready(e->redis));

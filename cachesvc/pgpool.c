@@ -10,6 +10,7 @@
 
 #include "cs_proto.h"
 #include "log.h"
+#include "resolve.h"
 #include "util.h"
 
 #define SWEEP_MS	   5	 /* deadline check period */
@@ -23,7 +24,7 @@
 /* Connection states, in the order a connection walks through them. */
 typedef enum pc_state {
 	PC_EMPTY = 0,  /* no PGconn */
-	PC_CONNECTING, /* PQconnectPoll in progress */
+	PC_CONNECTING, /* host names being resolved (dns), then PQconnectPoll in progress */
 	PC_IDLE,       /* connected, nothing in flight */
 	PC_BUSY,       /* a pipeline (job) or the monitor query is in flight */
 } pc_state;
@@ -55,6 +56,7 @@ typedef struct stmt {
 typedef struct pgconn {
 	cs_pgserver *srv;
 	PGconn *conn;
+	cs_dns_req *dns; /* the host name lookup before the connect (PC_CONNECTING, conn NULL) */
 	pc_state state;
 	bool monitor;	     /* the server's health/lag connection, not in pipeline mode */
 	struct event ev;
@@ -300,6 +302,10 @@ static bool stmt_is(const stmt *st, const cs_query_def *q, const Oid *types)
 static void conn_close(pgconn *c)
 {
 	conn_unwait(c);
+	if (c->dns) {
+		cs_dns_cancel(c->dns);
+		c->dns = NULL;
+	}
 	if (c->conn) {
 		PQfinish(c->conn);
 		c->conn = NULL;
@@ -423,12 +429,17 @@ static void conn_fail(pgconn *c, int err, const char *why)
 	}
 }
 
-static int conn_start(pgconn *c)
+/* Starts libpq's connect. hostaddr: the resolved addresses of the conninfo's host list
+ * (resolve.h), NULL when it needs none. libpq connects to hostaddr and keeps host for TLS
+ * verification, .pgpass and messages, so it never resolves a name itself. Returns -1 when
+ * the server is down now (banned, its queue failed). */
+static int conn_connect(pgconn *c, const char *hostaddr)
 {
 	cs_pgserver *s = c->srv;
-	const char *kw[] = { "dbname", "options", "application_name", NULL };
-	const char *val[] = { s->conninfo, s->options, c->monitor ? "cachesvc-monitor" : "cachesvc",
+	const char *kw[] = { "dbname", "options", "application_name", hostaddr ? "hostaddr" : NULL,
 		NULL };
+	const char *val[] = { s->conninfo, s->options, c->monitor ? "cachesvc-monitor" : "cachesvc",
+		hostaddr, NULL };
 	c->conn = PQconnectStartParams(kw, val, 1);
 	if (c->conn == NULL || PQstatus(c->conn) == CONNECTION_BAD) {
 		char msg[256];
@@ -437,10 +448,44 @@ static int conn_start(pgconn *c)
 		server_down(s, msg);
 		return -1;
 	}
+	conn_wait(c, EV_WRITE);
+	return 0;
+}
+
+static void on_conn_resolved(void *priv, int err, const char *addrs, const char *msg)
+{
+	pgconn *c = priv;
+	cs_pgserver *s = c->srv;
+	c->dns = NULL;
+	if (err != 0) {
+		/* a name that does not resolve (in time) is a connect failure: ban, backoff */
+		server_fault(c, -CS_ERR_UNAVAILABLE, msg);
+		if (c->monitor)
+			schedule_monitor(s);
+		return;
+	}
+	if (conn_connect(c, addrs) != 0 && c->monitor)
+		schedule_monitor(s);
+}
+
+/* Opens the connection: host names are resolved on the loop first (resolve.h), then libpq
+ * connects (conn_connect). The connection is PC_CONNECTING (without a PGconn while the
+ * lookup runs) until connected; connect_timeout bounds both. Returns -1 when the server is
+ * down now (banned, its queue failed). */
+static int conn_start(pgconn *c)
+{
+	cs_pgserver *s = c->srv;
 	c->state = PC_CONNECTING;
 	c->deadline_us = cs_now_us() + (uint64_t)s->opts.connect_timeout_ms * 1000u;
 	c->epoch = s->epoch;
-	conn_wait(c, EV_WRITE);
+	if (s->opts.resolver == NULL)
+		return conn_connect(c, NULL); /* no resolver (tools): libpq resolves */
+	c->dns = cs_resolve_conninfo(s->opts.resolver, s->conninfo, on_conn_resolved, c);
+	if (c->dns == NULL) {
+		conn_close(c);
+		server_down(s, "out of memory");
+		return -1;
+	}
 	return 0;
 }
 
@@ -1033,7 +1078,8 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 	for (int i = 0; i < s->pool_size; i++) {
 		pgconn *c = &s->conns[i];
 		if (c->state == PC_CONNECTING && now > c->deadline_us)
-			server_fault(c, -CS_ERR_UNAVAILABLE, "connect timed out");
+			server_fault(c, -CS_ERR_UNAVAILABLE,
+				c->dns ? "resolving the host name timed out" : "connect timed out");
 		else if (c->state == PC_BUSY && now > c->deadline_us + TIMEOUT_GRACE_US)
 			conn_fail(c, -CS_ERR_TIMEOUT, "query timed out");
 	}
@@ -1234,6 +1280,11 @@ void cs_pgserver_info_get(const cs_pgserver *s, cs_pgserver_info *out)
 		out->conns += s->conns[i].state == PC_IDLE || s->conns[i].state == PC_BUSY;
 		out->busy += s->conns[i].state == PC_BUSY;
 	}
+}
+
+cs_resolver *cs_pgserver_resolver(const cs_pgserver *s)
+{
+	return s->opts.resolver;
 }
 
 const char *cs_pgserver_name(const cs_pgserver *s)

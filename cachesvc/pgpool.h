@@ -94,6 +94,8 @@ typedef struct cs_pgpool_opts {
 	int64_t health_interval_ms;
 	int64_t statement_timeout_ms;
 	int queue_max;
+	struct cs_resolver *resolver; /* host names resolved on the loop (resolve.h); NULL: libpq
+				       * resolves them itself, blocking (tools only) */
 } cs_pgpool_opts;
 
 /* The options= to connect with: the conninfo's own options (if any) first, then `ours`, so
@@ -148,6 +150,8 @@ void cs_pgserver_set_notify(cs_pgserver *s, cs_pgserver_notify_cb *cb, void *pri
 
 void cs_pgserver_info_get(const cs_pgserver *s, cs_pgserver_info *out);
 const char *cs_pgserver_name(const cs_pgserver *s);
+/* The resolver the server connects with (for the invalidator's replication connection). */
+struct cs_resolver *cs_pgserver_resolver(const cs_pgserver *s);
 bool cs_pgserver_is_primary(const cs_pgserver *s);
 cs_pgserver_state cs_pgserver_state_get(const cs_pgserver *s);
 cs_lsn_t cs_pgserver_lsn(const cs_pgserver *s);
