@@ -8,6 +8,7 @@
 # When the test may make a private mount namespace (unshare -m, root), the daemon runs in one
 # whose /etc/resolv.conf names the silent server, so the system resolver (what libpq and
 # hiredis would use) hangs as well; otherwise the daemon's resolv_conf key names it.
+# (CS_DNS_NO_NAMESPACE=1 forces the second way.)
 . "$(dirname "$0")/daemon_lib.sh"
 
 make_db <<'SQL'
@@ -16,27 +17,35 @@ INSERT INTO dn_t SELECT i, 'v' || i FROM generate_series(1, 100) i;
 CREATE PUBLICATION cs_pub FOR TABLE dn_t;
 SQL
 
+# Can the daemon run in a private mount namespace (root)? Then its /etc/resolv.conf can name
+# the silent server, on port 53 (/etc/resolv.conf cannot name another).
+NSWRAP=()
+: >"$WORK/probe.conf"
+if [ -z "${CS_DNS_NO_NAMESPACE:-}" ] && unshare -m --propagation private sh -c 'mount --bind "$0" /etc/resolv.conf' "$WORK/probe.conf" 2>/dev/null; then
+  NSWRAP=(unshare -m --propagation private sh -c 'mount --bind "$0" /etc/resolv.conf && exec "$@"' "$WORK/resolv.conf")
+  NS_PORT=53
+else
+  NS_PORT=$((20000 + RANDOM % 10000))
+fi
 # A name server that never answers: a UDP socket nobody reads, on a loopback address of
-# this test's own (port 53, as /etc/resolv.conf cannot name another port).
+# this test's own.
 NS_ADDR=127.$((RANDOM % 200 + 20)).$((RANDOM % 250 + 1)).$((RANDOM % 250 + 1))
-python3 - "$NS_ADDR" >"$WORK/silent_ns.log" 2>&1 <<'PY' &
+python3 - "$NS_ADDR" "$NS_PORT" >"$WORK/silent_ns.log" 2>&1 <<'PY' &
 import socket, sys, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind((sys.argv[1], 53))
+s.bind((sys.argv[1], int(sys.argv[2])))
 print('bound', flush=True)
 time.sleep(300)
 PY
 NSPID=$!
 CLEANUPS+=("kill $NSPID")
 until_true 10 grep -q bound "$WORK/silent_ns.log" || fail "silent name server: $(cat "$WORK/silent_ns.log")"
-printf 'nameserver %s\noptions timeout:2 attempts:1\n' "$NS_ADDR" >"$WORK/resolv.conf"
-
-NSWRAP=()
-if unshare -m --propagation private true 2>/dev/null; then
-  NSWRAP=(unshare -m --propagation private sh -c 'mount --bind "$0" /etc/resolv.conf && exec "$@"' "$WORK/resolv.conf")
+if [ ${#NSWRAP[@]} -gt 0 ]; then
+  printf 'nameserver %s\noptions timeout:2 attempts:1\n' "$NS_ADDR" >"$WORK/resolv.conf"
   echo "# the daemon's system resolver uses the silent name server too (private mount namespace)"
   RESOLV_KEY=""
 else
+  printf 'nameserver %s:%s\n' "$NS_ADDR" "$NS_PORT" >"$WORK/resolv.conf"
   echo "# no private mount namespace: only the daemon's resolv_conf names the silent server"
   RESOLV_KEY="resolv_conf = $WORK/resolv.conf"
 fi
