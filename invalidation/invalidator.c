@@ -1364,10 +1364,13 @@ static void connect_start(cs_inv *inv)
 	char *conninfo = inv->conninfo; /* (the resolved one for this connect) */
 	if (inv->dns_conninfo)
 		inv->conninfo = inv->dns_conninfo;
+	/* the conninfo's own options= kept, ours after them (pgpool.h cs_pg_merge_options) */
+	char *options = cs_pg_merge_options(inv->conninfo,
+		"-c DateStyle=ISO -c TimeZone=UTC -c extra_float_digits=3 -c bytea_output=hex");
 	const char *kw[] = { "dbname", "replication", "options", "application_name", NULL, NULL,
 		NULL, NULL };
 	const char *val[] = { inv->conninfo, "database",
-		"-c DateStyle=ISO -c TimeZone=UTC -c extra_float_digits=3 -c bytea_output=hex",
+		options ? options : "-c DateStyle=ISO -c TimeZone=UTC -c extra_float_digits=3 -c bytea_output=hex",
 		"cachesvc-invalidator", NULL, NULL, NULL, NULL };
 	/* servers refused as stale primaries are left out (later keywords override the
 	 * conninfo's) */
@@ -1391,6 +1394,7 @@ static void connect_start(cs_inv *inv)
 	inv->epoch++;
 	inv->stats.reconnects++;
 	inv->conn = PQconnectStartParams(kw, val, 1);
+	free(options);
 	inv->conninfo = conninfo;
 	free(inv->dns_conninfo);
 	inv->dns_conninfo = NULL;
