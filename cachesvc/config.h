@@ -135,6 +135,8 @@ typedef struct cs_config {
 	uint64_t max_replica_lag_bytes;   /* 0 = no byte bound */
 	bool primary_fallback;
 	int64_t health_interval_ms;
+	int64_t dns_timeout_ms;           /* bound on one host name lookup (resolve.h) */
+	char *resolv_conf;                /* name servers from this file; NULL = the system's */
 	int64_t verify_interval_ms;       /* in-daemon verifier sampler period, 0 = off */
 	int64_t ryw_wait_ms;              /* read-your-writes wait bound on replicas */
 	char *auth_token;                 /* HELLO token, NULL = no auth; never shown */

@@ -21,10 +21,13 @@
 #include "params.h"
 #include "pgpool.h"
 #include "redis.h"
+#include "resolve.h"
 #include "util.h"
 #include "verify.h"
 
 #define TICK_MS		 5	/* housekeeping: read-your-writes deadlines */
+#define TOKEN_WAIT_MAX	 4096	/* requests whose token waits for a fresh primary position */
+#define TOKEN_WAIT_MS	 1000	/* longest such wait: then the token is used unchecked */
 #define GEN_POLL_MS	 1000	/* generations re-read even when pub/sub is quiet */
 #define MAX_ATTEMPTS	 3	/* a miss tries at most this many servers */
 #define MAX_REPLY	 (64u << 20) /* largest result served at all */
@@ -241,6 +244,7 @@ struct cs_engine {
 	uint64_t *retiring_until_us;
 	int nretiring;
 	cs_inv *inv; /* the invalidator, when this process runs one */
+	cs_resolver *resolver; /* host names, for every connection of the engine (resolve.h) */
 	struct event *tick, *gen_timer;
 	flight *buckets[FLIGHT_BUCKETS];
 	flight *ryw_head;
@@ -258,6 +262,11 @@ struct cs_engine {
 	bool gens_busy; /* a generations poll is in flight: at most one */
 	uint32_t max_tli; /* the highest primary timeline seen: never lowered */
 	bool stale_primary_logged;
+	/* Requests whose read-your-writes token is beyond the primary's last known position,
+	 * waiting for a fresh one (token_park); bounded by TOKEN_WAIT_MAX. */
+	struct lookup *token_head;
+	int ntoken;
+	uint64_t primary_rounds; /* monitor rounds of the primary that found it up */
 };
 
 /* ---- Query table ------------------------------------------------------------------------ */
@@ -545,9 +554,12 @@ static void flight_dispatch(flight *f)
 			to_primary = true;
 		}
 		if (s == NULL) {
-			flight_fail(f, -CS_ERR_UNAVAILABLE,
-				f->attempts ? "no server left to retry on"
-					    : "no replica fits (health, tier, lag) and the primary is not allowed");
+			const char *why = f->attempts ? "no server left to retry on"
+				: e->primary == NULL ? "no replica fits (health, tier, lag) and no primary is configured"
+				: !(cfg->primary_fallback || f->min_lsn)
+					? "no replica fits (health, tier, lag) and primary_fallback is off"
+					: "no replica fits (health, tier, lag) and the primary is down";
+			flight_fail(f, -CS_ERR_UNAVAILABLE, why);
 			return;
 		}
 		if (f->in_ryw)
@@ -906,6 +918,12 @@ typedef struct lookup {
 	uint32_t nparams;
 	cs_value params[CS_PROTO_MAX_PARAMS];
 	char *strs;
+	/* parked while its read-your-writes token is checked (token_park) */
+	struct lookup *tnext;
+	uint8_t op;
+	bool cacheable;
+	uint64_t trounds; /* e->primary_rounds when parked */
+	uint64_t tuntil_us;
 	char key[KEY_MAX];
 } lookup;
 
@@ -1152,6 +1170,10 @@ static void on_cache_reply(cs_redis *rd, redisReply *reply, void *priv)
 	lookup_miss(l, true);
 }
 
+static bool token_ahead(const cs_engine *e, uint64_t lsn);
+static void token_park(lookup *l);
+static void lookup_start(lookup *l);
+
 void cs_engine_get(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine_cb *cb, void *priv)
 {
 	e->stats.requests++;
@@ -1200,8 +1222,103 @@ void cs_engine_get(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine_cb
 		l->keylen = (size_t)kl; /* never stored: still a distinct flight key per request */
 	}
 
-	if (!cacheable || req->bypass) {
-		if (req->bypass)
+	l->op = op;
+	l->cacheable = cacheable;
+	if (r->min_lsn && token_ahead(e, r->min_lsn)) {
+		token_park(l);
+		return;
+	}
+	lookup_start(l);
+}
+
+/* The read-your-writes token is beyond the primary's last known position. Without a
+ * primary, or while it is not up, nothing is known: the token is used as it is. */
+static bool token_ahead(const cs_engine *e, uint64_t lsn)
+{
+	if (e->primary == NULL || cs_pgserver_state_get(e->primary) != CS_SRV_UP)
+		return false;
+	cs_lsn_t pos = cs_pgserver_lsn(e->primary);
+	return pos != 0 && lsn > pos;
+}
+
+/* A token ahead of the primary's known position is either a write the monitor has not seen
+ * yet (the position is up to health_interval old) or not a position the primary ever had
+ * (forged, or from another cluster): such a token would make every read wait for a replica
+ * and then go to the primary. The request waits (bounded) for a fresh position: polled at
+ * once (cs_pgserver_fast_monitor); token_recheck then runs it, or refuses it with
+ * FUTURE_LSN once a monitor round that started after it was parked still has the primary
+ * behind the token. */
+static void token_park(lookup *l)
+{
+	cs_engine *e = l->e;
+	if (e->ntoken >= TOKEN_WAIT_MAX) {
+		greq_error(l->r, -CS_ERR_OVERLOADED, "too many read-your-writes tokens waiting for the "
+						     "primary's position");
+		lookup_free(l);
+		return;
+	}
+	uint64_t now = cs_now_us();
+	l->trounds = e->primary_rounds;
+	l->tuntil_us = now + (uint64_t)TOKEN_WAIT_MS * 1000u;
+	l->tnext = e->token_head;
+	e->token_head = l;
+	e->ntoken++;
+	e->stats.token_checks++;
+	cs_pgserver_fast_monitor(e->primary, now + 50u * 1000u);
+}
+
+/* After a monitor round of the primary (or a change of its state), and on every tick:
+ * runs, refuses or keeps each parked request. `expire_only`: only those past their wait
+ * run (unchecked). */
+static void token_recheck(cs_engine *e, uint64_t now, bool expire_only)
+{
+	lookup *l = e->token_head, *keep = NULL;
+	e->token_head = NULL; /* detached: requests run below may park new ones */
+	while (l) {
+		lookup *next = l->tnext;
+		uint64_t lsn = l->r->min_lsn;
+		bool ahead = token_ahead(e, lsn);
+		if (expire_only && now < l->tuntil_us) {
+			l->tnext = keep;
+			keep = l;
+		} else if (!ahead || now >= l->tuntil_us) {
+			e->ntoken--;
+			lookup_start(l); /* caught up, unknown, or no answer in time: as before */
+		} else if (e->primary_rounds >= l->trounds + 2) {
+			/* a round that began after the request was parked finished: the primary's
+			 * position is fresh, and still behind the token */
+			char msg[200], a[24], b[24];
+			cs_lsn_format(lsn, a);
+			cs_lsn_format(cs_pgserver_lsn(e->primary), b);
+			snprintf(msg, sizeof msg, "read-your-writes LSN %s is beyond the primary's current "
+						  "position %s: not an LSN the primary wrote", a, b);
+			e->ntoken--;
+			e->stats.token_refused++;
+			greq_error(l->r, -CS_ERR_FUTURE_LSN, msg);
+			lookup_free(l);
+		} else {
+			l->tnext = keep;
+			keep = l;
+		}
+		l = next;
+	}
+	/* parked meanwhile (by callbacks of requests run above) go first; order is free */
+	lookup **pp = &e->token_head;
+	while (*pp)
+		pp = &(*pp)->tnext;
+	*pp = keep;
+}
+
+/* Looks the request up in the cache (or goes to the database). Takes l. */
+static void lookup_start(lookup *l)
+{
+	cs_engine *e = l->e;
+	greq *r = l->r;
+	qstate *qs = l->qs;
+	uint8_t op = l->op;
+	bool cacheable = l->cacheable;
+	if (!cacheable || r->bypass) {
+		if (r->bypass)
 			e->stats.bypass_requested++;
 		/* Uncacheable requests do not coalesce: give each its own flight key. */
 		if (!cacheable) {
@@ -1216,13 +1333,14 @@ void cs_engine_get(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine_cb
 		lookup_miss(l, false);
 		return;
 	}
+	const cs_query_def *q = qs->def;
 	if (op == CS_OP_REFRESH) {
 		e->stats.refresh_forced++;
 		lookup_miss(l, true);
 		return;
 	}
 	int sent;
-	if (req->min_lsn) {
+	if (r->min_lsn) {
 		/* the entry, the invalidator's position, the query's generation and the epoch
 		 * in one round trip: when the cache may answer a token (see on_cache_reply) */
 		char genkey[CS_NAME_MAX + CS_MAX_NAME];
@@ -1522,10 +1640,14 @@ static void ryw_expire(cs_engine *e, flight *f, uint64_t now)
 		flight_dispatch(f); /* past the wait: the primary */
 }
 
+static void token_recheck(cs_engine *e, uint64_t now, bool expire_only);
+
 static void on_server_notify(cs_pgserver *s, void *priv)
 {
 	cs_engine *e = priv;
 	if (s == e->primary) {
+		if (cs_pgserver_state_get(s) == CS_SRV_UP)
+			e->primary_rounds++;
 		if (cs_pgserver_state_get(s) == CS_SRV_UP)
 			history_add(e, cs_pgserver_lsn(s));
 		cs_lsn_t lsn = cs_pgserver_lsn(s);
@@ -1545,18 +1667,26 @@ static void on_server_notify(cs_pgserver *s, void *priv)
 				 "are never cached", tli, e->max_tli, e->max_tli);
 			e->stale_primary_logged = true;
 		}
+		/* Lag from the primary's LSN history only while the primary answers: when it is
+		 * down, a replica's own estimate (pgpool.c: caught up once it replayed all it
+		 * received) is the best there is; the history would age forever. */
+		bool primary_up = cs_pgserver_state_get(s) == CS_SRV_UP;
 		for (int i = 0; i < e->nservers; i++)
 			if (e->servers[i] != s) {
 				cs_pgserver_set_primary_lsn(e->servers[i], lsn);
 				if (e->max_tli) /* never lowered by a stale old primary */
 					cs_pgserver_set_primary_tli(e->servers[i], e->max_tli);
-				cs_pgserver_set_lag(e->servers[i], lag_behind(e, cs_pgserver_lsn(e->servers[i])));
+				if (primary_up)
+					cs_pgserver_set_lag(e->servers[i],
+						lag_behind(e, cs_pgserver_lsn(e->servers[i])));
 			}
-	} else if (e->primary && e->hist_len > 0) {
+	} else if (e->primary && e->hist_len > 0 && cs_pgserver_state_get(e->primary) == CS_SRV_UP) {
 		cs_pgserver_set_lag(s, lag_behind(e, cs_pgserver_lsn(s)));
 	}
 	/* Read-your-writes waiters: a replica may have replayed their token now. */
 	ryw_walk(e, ryw_try_replica, 0);
+	if (s == e->primary && e->token_head)
+		token_recheck(e, cs_now_us(), false);
 }
 
 /* Frees retired servers that are idle or past their deadline (their running jobs then
@@ -1585,6 +1715,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	cs_engine *e = arg;
 	uint64_t now = cs_now_us();
 	ryw_walk(e, ryw_expire, now);
+	if (e->token_head)
+		token_recheck(e, now, true);
 	if (e->nretiring)
 		reap_retiring(e, now);
 }
@@ -1860,12 +1992,18 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 		free(e);
 		return NULL;
 	}
+	/* Host names of the servers and of Redis are resolved on the loop (resolve.h). */
+	e->resolver = cs_resolver_new(base, cfg->resolv_conf, cfg->dns_timeout_ms, err, errlen);
+	if (e->resolver == NULL) {
+		cs_engine_free(e);
+		return NULL;
+	}
 	cs_redis_opts ro = { .name = "cache", .url = cfg->redis_url, .timeout_ms = cfg->redis_timeout_ms,
 		.max_pending = 65536, .scripts = cs_scripts, .nscripts = CS_SCRIPT_COUNT,
-		.on_state = on_cache_state, .state_priv = e };
+		.on_state = on_cache_state, .state_priv = e, .resolver = e->resolver };
 	e->redis = cs_redis_new(base, &ro, err, errlen);
 	cs_redis_opts po = { .name = "pubsub", .url = cfg->redis_url, .timeout_ms = cfg->redis_timeout_ms,
-		.max_pending = 16, .on_state = on_pubsub_state, .state_priv = e };
+		.max_pending = 16, .on_state = on_pubsub_state, .state_priv = e, .resolver = e->resolver };
 	if (e->redis)
 		e->pubsub = cs_redis_new(base, &po, err, errlen);
 	if (e->redis == NULL || e->pubsub == NULL ||
@@ -1880,6 +2018,7 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 		.health_interval_ms = cfg->health_interval_ms,
 		.statement_timeout_ms = cfg->request_timeout_ms,
 		.queue_max = cfg->queue_max,
+		.resolver = e->resolver,
 	};
 	e->servers = calloc((size_t)cfg->nreplicas + 1, sizeof *e->servers);
 	e->srv_id = calloc((size_t)cfg->nreplicas + 1, sizeof *e->srv_id);
@@ -1951,9 +2090,17 @@ void cs_engine_free(cs_engine *e)
 		cs_pgserver_free(e->retiring[--e->nretiring]);
 	cs_inv_free(e->inv);
 	e->inv = NULL;
-	/* Flights waiting for read-your-writes never reached a server. */
+	/* Flights waiting for read-your-writes never reached a server; requests whose token
+	 * waits for the primary's position, nothing yet. */
 	while (e->ryw_head)
 		flight_fail(e->ryw_head, -CS_ERR_SHUTTING_DOWN, "shutting down");
+	while (e->token_head) {
+		lookup *l = e->token_head;
+		e->token_head = l->tnext;
+		e->ntoken--;
+		greq_error(l->r, -CS_ERR_SHUTTING_DOWN, "shutting down");
+		lookup_free(l);
+	}
 	/* Redis next: its pending callbacks run now (reply NULL) - lookups answer (their
 	 * flights fail: stopping), the sampler ends its sample - so the sampler is stopped
 	 * only after them (it frees what a pending callback would free again). */
@@ -1962,6 +2109,8 @@ void cs_engine_free(cs_engine *e)
 	cs_redis_free(e->redis);
 	e->redis = NULL;
 	sampler_stop(e);
+	cs_resolver_free(e->resolver); /* after every user of it */
+	e->resolver = NULL;
 	if (e->tick)
 		event_free(e->tick);
 	if (e->gen_timer)
@@ -2085,6 +2234,7 @@ static int servers_reload(cs_engine *e, const cs_config *cfg, char *err, size_t 
 		.health_interval_ms = cfg->health_interval_ms,
 		.statement_timeout_ms = cfg->request_timeout_ms,
 		.queue_max = cfg->queue_max,
+		.resolver = e->resolver,
 	};
 	int n = 0;
 	bool oom = false;
@@ -2266,15 +2416,22 @@ bool cs_engine_healthy(const cs_engine *e, char *why, size_t whylen)
 			primary_up = st == CS_SRV_UP;
 			continue;
 		}
-		/* usable: up, in recovery, on the primary's timeline */
+		/* usable: up, in recovery, on the primary's timeline, within the lag bounds (what
+		 * routing asks of it: a replica that routing skips serves no miss) */
 		cs_pgserver_info in;
 		cs_pgserver_info_get(e->servers[i], &in);
-		bool usable = st == CS_SRV_UP && !in.promoted && !in.old_timeline;
+		const cs_config *cfg = e->qt->cfg;
+		bool lagging = in.lag_ms > cfg->max_replica_lag_ms ||
+			       (cfg->max_replica_lag_bytes && in.lag_bytes > cfg->max_replica_lag_bytes);
+		bool usable = st == CS_SRV_UP && !in.promoted && !in.old_timeline && !lagging;
 		replica_up = replica_up || usable;
 		if (!usable && rl < sizeof reasons) {
+			char lag[64];
+			snprintf(lag, sizeof lag, "lagging (%.1f s, %llu bytes)", (double)in.lag_ms / 1000.0,
+				(unsigned long long)in.lag_bytes);
 			int w = snprintf(reasons + rl, sizeof reasons - rl, "%s%s %s", rl ? ", " : "",
 				in.name, st != CS_SRV_UP ? "down" : in.promoted ? "promoted (not in recovery)"
-									   : "on an old timeline");
+							: in.old_timeline ? "on an old timeline" : lag);
 			rl += w > 0 ? (size_t)w : 0;
 		}
 	}
@@ -2323,6 +2480,7 @@ uint32_t cs_engine_stats_list(const cs_engine *e, cs_stat *out, uint32_t max)
 		{ "promoted_reads", s->promoted_reads },
 		{ "ryw_cache", s->ryw_cache }, { "ryw_replica", s->ryw_replica },
 		{ "ryw_primary", s->ryw_primary }, { "flights", s->flights },
+		{ "ryw_token_checks", s->token_checks }, { "ryw_token_refused", s->token_refused },
 		{ "hit_p50_us", cs_hist_quantile(&s->hit_us, 0.5) },
 		{ "hit_p99_us", cs_hist_quantile(&s->hit_us, 0.99) },
 		{ "miss_p50_us", cs_hist_quantile(&s->miss_us, 0.5) },
@@ -2385,6 +2543,8 @@ long cs_engine_metrics(const cs_engine *e, char **out)
 	C("ryw_replica_total", "Read-your-writes requests answered by a replica", s->ryw_replica);
 	C("ryw_primary_total", "Read-your-writes requests answered by the primary", s->ryw_primary);
 	C("ryw_waits_total", "Read-your-writes requests that waited for a replica", s->ryw_waits);
+	C("ryw_token_checks_total", "Read-your-writes tokens beyond the primary's known position, checked against a fresh one", s->token_checks);
+	C("ryw_token_refused_total", "Read-your-writes tokens refused: beyond the primary's current position (future_lsn)", s->token_refused);
 	C("invalidations_total", "Keys deleted by admin INVALIDATE", s->invalidations);
 	C("generation_bumps_total", "Whole-query invalidations", s->gen_bumps);
 	C("refresh_early_total", "Early (XFetch) refreshes", s->refresh_early);
@@ -2446,12 +2606,20 @@ long cs_engine_metrics(const cs_engine *e, char **out)
 		fprintf(f, "cachesvc_pg_timeouts_total{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.timeouts);
 		fprintf(f, "cachesvc_pg_overloaded_total{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.overloaded);
 		fprintf(f, "cachesvc_pg_bans_total{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.bans);
+		fprintf(f, "cachesvc_pg_conn_errors_total{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.conn_errors);
 		fprintf(f, "cachesvc_pg_prepares_total{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.prepares);
 		fprintf(f, "cachesvc_pg_queue_wait_seconds_sum{server=\"%s\"} %.6f\n", in.name, (double)in.queue_wait_us_sum / 1e6);
 		fprintf(f, "cachesvc_pg_queue_wait_seconds_count{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.queue_waits);
 	}
 	if (e->inv)
 		cs_inv_metrics(e->inv, f);
+	cs_resolver_stats ds;
+	cs_resolver_stats_get(e->resolver, &ds);
+	fprintf(f, "# HELP cachesvc_dns_lookups_total Host name lookups on the event loop (PostgreSQL and Redis connects)\n"
+		   "# TYPE cachesvc_dns_lookups_total counter\ncachesvc_dns_lookups_total %llu\n"
+		   "cachesvc_dns_failures_total %llu\ncachesvc_dns_timeouts_total %llu\n",
+		(unsigned long long)ds.lookups, (unsigned long long)ds.failures,
+		(unsigned long long)ds.timeouts);
 	const cs_redis_stats *rs = cs_redis_get_stats(e->redis);
 	fprintf(f, "# HELP cachesvc_redis_up Redis connection ready\n# TYPE cachesvc_redis_up gauge\ncachesvc_redis_up %d\n",
 		cs_redis_ready(e->redis));

@@ -40,6 +40,8 @@ typedef struct cs_engine_stats {
 	uint64_t promoted_reads; /* answers from a [replica] out of recovery (LSN 0): primary data */
 	uint64_t server_reloads; /* servers started or retired by reloads */
 	uint64_t ryw_cache, ryw_replica, ryw_primary, ryw_waits;
+	uint64_t token_checks;  /* tokens past the primary's known position: re-checked */
+	uint64_t token_refused; /* ... and refused (FUTURE_LSN): the primary never wrote them */
 	uint64_t invalidations, gen_bumps;
 	uint64_t flights; /* gauge: misses in flight */
 	cs_hist hit_us, miss_us;

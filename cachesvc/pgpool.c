@@ -10,6 +10,7 @@
 
 #include "cs_proto.h"
 #include "log.h"
+#include "resolve.h"
 #include "util.h"
 
 #define SWEEP_MS	   5	 /* deadline check period */
@@ -23,7 +24,7 @@
 /* Connection states, in the order a connection walks through them. */
 typedef enum pc_state {
 	PC_EMPTY = 0,  /* no PGconn */
-	PC_CONNECTING, /* PQconnectPoll in progress */
+	PC_CONNECTING, /* host names being resolved (dns), then PQconnectPoll in progress */
 	PC_IDLE,       /* connected, nothing in flight */
 	PC_BUSY,       /* a pipeline (job) or the monitor query is in flight */
 } pc_state;
@@ -55,6 +56,7 @@ typedef struct stmt {
 typedef struct pgconn {
 	cs_pgserver *srv;
 	PGconn *conn;
+	cs_dns_req *dns; /* the host name lookup before the connect (PC_CONNECTING, conn NULL) */
 	pc_state state;
 	bool monitor;	     /* the server's health/lag connection, not in pipeline mode */
 	struct event ev;
@@ -72,6 +74,7 @@ typedef struct pgconn {
 	cs_lsn_t lsn;
 	int err;
 	bool retryable;
+	bool rerun;	     /* the error is worth running the job again here (conflict) */
 	char errmsg[256];
 
 	uint32_t epoch;	    /* server epoch when the prepared set was last cleared */
@@ -88,7 +91,7 @@ struct cs_pgserver {
 	unsigned tiers;
 	int pool_size;
 	cs_pgpool_opts opts;
-	char options[256];
+	char *options; /* the conninfo's own options= first, then cachesvc's (see below) */
 
 	pgconn *conns;
 	pgconn mon;
@@ -101,6 +104,7 @@ struct cs_pgserver {
 
 	cs_pgserver_state state;
 	int fail_attempt;
+	int breaks;	       /* connections broken since the last success (see conn_broken) */
 	uint64_t banned_until_us;
 	bool in_recovery;
 	bool promoted;	       /* a replica whose monitor saw it out of recovery */
@@ -164,15 +168,25 @@ static void server_up(cs_pgserver *s)
 		cs_info("postgres %s: up", s->name);
 	s->state = CS_SRV_UP;
 	s->fail_attempt = 0;
+	s->breaks = 0;
 }
 
 static void fail_queue(cs_pgserver *s, int err, const char *msg);
 
-/* A connection-level failure bans the server for a backoff period. */
+/* A server failure (a connect refused or timed out, a failed health check, every
+ * connection breaking) bans the server for a backoff period. Failures while a ban runs (the
+ * other connections of a restarting server failing one after the other) do not lengthen it:
+ * the backoff grows per failed retry after a ban, not per connection. */
 static void server_down(cs_pgserver *s, const char *why)
 {
+	uint64_t now = cs_now_us();
+	if (s->state == CS_SRV_DOWN && now < s->banned_until_us) {
+		fail_queue(s, -CS_ERR_UNAVAILABLE, why);
+		return;
+	}
 	int64_t ban = cs_backoff_ms(s->fail_attempt++, BAN_BASE_MS, BAN_MAX_MS);
-	s->banned_until_us = cs_now_us() + (uint64_t)ban * 1000u;
+	s->banned_until_us = now + (uint64_t)ban * 1000u;
+	s->breaks = 0;
 	if (s->state != CS_SRV_DOWN) {
 		cs_warn("postgres %s: down, banned for %lld ms: %s", s->name, (long long)ban, why);
 		s->stats.bans++;
@@ -288,6 +302,10 @@ static bool stmt_is(const stmt *st, const cs_query_def *q, const Oid *types)
 static void conn_close(pgconn *c)
 {
 	conn_unwait(c);
+	if (c->dns) {
+		cs_dns_cancel(c->dns);
+		c->dns = NULL;
+	}
 	if (c->conn) {
 		PQfinish(c->conn);
 		c->conn = NULL;
@@ -305,8 +323,12 @@ static void conn_close(pgconn *c)
 
 static void job_finish(pgconn *c);
 
-/* The connection broke (or timed out): fail its job, close it, ban the server. */
-static void conn_fail(pgconn *c, int err, const char *why)
+static void schedule_monitor(cs_pgserver *s);
+
+/* A server failure on this connection (its connect failed or timed out, or the monitor's
+ * health check failed): fail its job, close it, ban the server. A timeout only fails the job
+ * and closes the connection: the query was slow, the server is not known to be sick. */
+static void server_fault(pgconn *c, int err, const char *why)
 {
 	cs_pgserver *s = c->srv;
 	char msg[256];
@@ -328,12 +350,96 @@ static void conn_fail(pgconn *c, int err, const char *why)
 		server_down(s, msg);
 }
 
-static int conn_start(pgconn *c)
+/* True when a job whose connection broke (or whose statement a recovery conflict canceled)
+ * may run once more on this server, on another connection. */
+static bool job_may_rerun(const cs_pgserver *s, const cs_pgjob *job)
+{
+	return job->conn_retries == 0 && !s->retired && s->state != CS_SRV_DOWN &&
+	       cs_now_us() < job->deadline_us;
+}
+
+/* Puts a job back at the head of its server's queue (it ran on a connection that broke). */
+static void job_requeue(cs_pgserver *s, cs_pgjob *job)
+{
+	job->conn_retries++;
+	job->enqueued_us = cs_now_us();
+	job->next = s->qhead;
+	s->qhead = job;
+	if (s->qtail == NULL)
+		s->qtail = job;
+	s->queued++;
+}
+
+/* An established connection broke: closed by the server (idle_session_timeout, a recovery
+ * conflict, pg_terminate_backend, a restart) or reset. That is the connection's failure, not
+ * the server's: it is closed and counted; its job runs again once on another connection of
+ * this server (a new one is opened; a server that refuses it is then banned by the connect
+ * failure), else fails retryable so the engine tries another server; the monitor reconnects
+ * at once. Only when more connections break in a row than the server has (pool + monitor),
+ * with no query succeeding in between, is the server itself failing: banned. */
+static void conn_broken(pgconn *c, int err, const char *why)
 {
 	cs_pgserver *s = c->srv;
-	const char *kw[] = { "dbname", "options", "application_name", NULL };
-	const char *val[] = { s->conninfo, s->options, c->monitor ? "cachesvc-monitor" : "cachesvc",
+	char msg[256];
+	set_msg(msg, sizeof msg, why);
+	s->stats.conn_errors++;
+	s->breaks++;
+	cs_pgjob *job = c->job;
+	bool rerun = job && job_may_rerun(s, job) && s->breaks <= s->pool_size + 1;
+	cs_debug("postgres %s: connection lost%s: %s", s->name, rerun ? ", its query runs again" : "",
+		msg);
+	if (job && rerun) {
+		c->job = NULL;
+		conn_close(c);
+		job_requeue(s, job);
+	} else if (job) {
+		c->err = err;
+		c->retryable = true;
+		snprintf(c->errmsg, sizeof c->errmsg, "%s: %s", s->name, msg);
+		conn_close(c);
+		job_finish(c);
+	} else {
+		conn_close(c);
+	}
+	if (s->breaks > s->pool_size + 1) {
+		server_down(s, msg);
+		if (c->monitor)
+			schedule_monitor(s);
+		return;
+	}
+	if (c->monitor) {
+		evtimer_del(s->mon_timer);
+		struct timeval now = { 0, 0 };
+		evtimer_add(s->mon_timer, &now);
+	} else if (s->qhead) {
+		dispatch(s);
+	}
+}
+
+/* A connection failed: while connecting, the server's failure; once established, the
+ * connection's (conn_broken); a timeout fails the job only. */
+static void conn_fail(pgconn *c, int err, const char *why)
+{
+	if (c->state == PC_CONNECTING || err == -CS_ERR_TIMEOUT) {
+		server_fault(c, err, why);
+		if (c->monitor)
+			schedule_monitor(c->srv);
+	} else {
+		conn_broken(c, err, why); /* reschedules the monitor itself */
+	}
+}
+
+/* Starts libpq's connect. hostaddr: the resolved addresses of the conninfo's host list
+ * (resolve.h), NULL when it needs none. libpq connects to hostaddr and keeps host for TLS
+ * verification, .pgpass and messages, so it never resolves a name itself. Returns -1 when
+ * the server is down now (banned, its queue failed). */
+static int conn_connect(pgconn *c, const char *hostaddr)
+{
+	cs_pgserver *s = c->srv;
+	const char *kw[] = { "dbname", "options", "application_name", hostaddr ? "hostaddr" : NULL,
 		NULL };
+	const char *val[] = { s->conninfo, s->options, c->monitor ? "cachesvc-monitor" : "cachesvc",
+		hostaddr, NULL };
 	c->conn = PQconnectStartParams(kw, val, 1);
 	if (c->conn == NULL || PQstatus(c->conn) == CONNECTION_BAD) {
 		char msg[256];
@@ -342,10 +448,44 @@ static int conn_start(pgconn *c)
 		server_down(s, msg);
 		return -1;
 	}
+	conn_wait(c, EV_WRITE);
+	return 0;
+}
+
+static void on_conn_resolved(void *priv, int err, const char *addrs, const char *msg)
+{
+	pgconn *c = priv;
+	cs_pgserver *s = c->srv;
+	c->dns = NULL;
+	if (err != 0) {
+		/* a name that does not resolve (in time) is a connect failure: ban, backoff */
+		server_fault(c, -CS_ERR_UNAVAILABLE, msg);
+		if (c->monitor)
+			schedule_monitor(s);
+		return;
+	}
+	if (conn_connect(c, addrs) != 0 && c->monitor)
+		schedule_monitor(s);
+}
+
+/* Opens the connection: host names are resolved on the loop first (resolve.h), then libpq
+ * connects (conn_connect). The connection is PC_CONNECTING (without a PGconn while the
+ * lookup runs) until connected; connect_timeout bounds both. Returns -1 when the server is
+ * down now (banned, its queue failed). */
+static int conn_start(pgconn *c)
+{
+	cs_pgserver *s = c->srv;
 	c->state = PC_CONNECTING;
 	c->deadline_us = cs_now_us() + (uint64_t)s->opts.connect_timeout_ms * 1000u;
 	c->epoch = s->epoch;
-	conn_wait(c, EV_WRITE);
+	if (s->opts.resolver == NULL)
+		return conn_connect(c, NULL); /* no resolver (tools): libpq resolves */
+	c->dns = cs_resolve_conninfo(s->opts.resolver, s->conninfo, on_conn_resolved, c);
+	if (c->dns == NULL) {
+		conn_close(c);
+		server_down(s, "out of memory");
+		return -1;
+	}
 	return 0;
 }
 
@@ -417,6 +557,7 @@ static void job_run(pgconn *c, cs_pgjob *job)
 	c->lsn = 0;
 	c->err = 0;
 	c->retryable = false;
+	c->rerun = false;
 	c->errmsg[0] = '\0';
 	c->deadline_us = job->deadline_us;
 	s->stats.queries++;
@@ -534,6 +675,10 @@ static void record_error(pgconn *c, const PGresult *res)
 		   strncmp(state, "08", 2) == 0 || strncmp(state, "53", 2) == 0) {
 		c->err = -CS_ERR_UNAVAILABLE;
 		c->retryable = true;
+		/* a recovery conflict canceled the statement (40001), the session was
+		 * terminated (57P01-57P05) or lost (08): one more run on this server, as
+		 * for a broken connection (conn_broken); the server itself is fine */
+		c->rerun = strncmp(state, "53", 2) != 0;
 	} else if (strcmp(state, "26000") == 0 || strcmp(state, "42P05") == 0) {
 		/* a prepared statement vanished (DISCARD ALL by a pooler?) or one we did not
 		 * know of exists: our set is out of step; start again from DEALLOCATE ALL */
@@ -563,6 +708,8 @@ static void job_finish(pgconn *c)
 	} else if (data == NULL) {
 		c->err = -CS_ERR_INTERNAL;
 		snprintf(c->errmsg, sizeof c->errmsg, "%s: the query returned no rows result", s->name);
+	} else {
+		s->breaks = 0; /* a query succeeded: the server is fine */
 	}
 	job->cb(job, data, c->lsn, c->err, c->errmsg, c->retryable);
 	if (data)
@@ -584,6 +731,19 @@ static void job_results(pgconn *c)
 		step_kind kind = c->steps[c->step];
 		if (st == PGRES_PIPELINE_SYNC) {
 			PQclear(res);
+			if (c->err != 0 && c->rerun && job_may_rerun(c->srv, c->job)) {
+				cs_pgjob *job = c->job;
+				cs_debug("postgres %s: %s; the query runs again", c->srv->name, c->errmsg);
+				c->srv->stats.conn_errors++;
+				c->job = NULL;
+				if (c->data) {
+					PQclear(c->data);
+					c->data = NULL;
+				}
+				c->state = PC_IDLE;
+				job_requeue(c->srv, job); /* conn_event dispatches it */
+				return;
+			}
 			job_finish(c);
 			return;
 		}
@@ -629,10 +789,10 @@ static void job_results(pgconn *c)
 
 /* ---- Monitor --------------------------------------------------------------------------- */
 
-/* In recovery, the replay LSN, the age of the last replayed transaction, and the timeline
- * (the one the WAL receiver receives; NULL while it does not run); out of recovery, the
- * current LSN and the timeline WAL is written on (the first 8 hex digits of the current
- * WAL file's name). */
+/* In recovery, the replay LSN, the age of the last replayed transaction, the timeline
+ * (the one the WAL receiver receives; NULL while it does not run) and the last WAL position
+ * received (NULL without streaming replication); out of recovery, the current LSN and the
+ * timeline WAL is written on (the first 8 hex digits of the current WAL file's name). */
 static const char monitor_sql[] =
 	"SELECT pg_is_in_recovery(),"
 	" (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()"
@@ -640,7 +800,8 @@ static const char monitor_sql[] =
 	" COALESCE(extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())"
 	"  * 1000, 0)::int8,"
 	" CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli FROM pg_stat_wal_receiver)::int8"
-	"  ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int8 END";
+	"  ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int8 END,"
+	" pg_last_wal_receive_lsn()::text";
 
 /* A replica on an older timeline than the primary's cannot follow it (an old primary that
  * rejoined, a standby left on the old timeline): never routed to. */
@@ -690,7 +851,6 @@ static void monitor_round(cs_pgserver *s)
 		return; /* connecting or a round in flight */
 	if (!PQsendQuery(m->conn, monitor_sql) || conn_flush(m) != 0) {
 		conn_fail(m, -CS_ERR_UNAVAILABLE, PQerrorMessage(m->conn));
-		schedule_monitor(s);
 		return;
 	}
 	m->state = PC_BUSY;
@@ -728,10 +888,20 @@ static void monitor_results(pgconn *m)
 			s->promoted = !s->primary && !rec;
 			s->in_recovery = rec;
 			check_timeline(s);
+			cs_lsn_t received = 0;
+			if (PQnfields(res) > 4 && !PQgetisnull(res, 0, 4))
+				(void)cs_lsn_parse(PQgetvalue(res, 0, 4), &received);
 			s->lsn = lsn;
-			/* Caught up with the primary's last known position: no lag, however old
-			 * the last replayed transaction is (an idle primary writes nothing). */
-			if (s->primary || !rec || (s->primary_lsn != 0 && lsn >= s->primary_lsn))
+			/* The replica's own estimate; while the primary is up the engine replaces it
+			 * with the lag measured against the primary's LSN history
+			 * (cs_pgserver_set_lag). No lag, however old the last replayed transaction
+			 * is (a quiet primary writes nothing), when the replica has replayed the
+			 * primary's last known position, or - when that is unknown or old (no
+			 * [primary], or it is down) - everything its WAL receiver got: no WAL
+			 * pending. The age of the last replayed transaction is only a lag while WAL
+			 * waits to be replayed (a replica catching up, or a delayed one). */
+			if (s->primary || !rec || (s->primary_lsn != 0 && lsn >= s->primary_lsn) ||
+				(received != 0 && lsn >= received))
 				s->lag_ms = 0;
 			else
 				s->lag_ms = replay_age < 0 ? 0 : replay_age;
@@ -769,16 +939,12 @@ static void conn_event(evutil_socket_t fd, short what, void *arg)
 			return;
 		default:
 			conn_fail(c, -CS_ERR_UNAVAILABLE, PQerrorMessage(c->conn));
-			if (c->monitor)
-				schedule_monitor(c->srv);
 			return;
 		}
 	}
 	if (what & EV_READ) {
 		if (!PQconsumeInput(c->conn)) {
 			conn_fail(c, -CS_ERR_UNAVAILABLE, PQerrorMessage(c->conn));
-			if (c->monitor)
-				schedule_monitor(c->srv);
 			return;
 		}
 	}
@@ -881,6 +1047,7 @@ int cs_pgserver_submit(cs_pgserver *s, cs_pgjob *job)
 	}
 	job->srv = s;
 	job->next = NULL;
+	job->conn_retries = 0;
 	job->enqueued_us = cs_now_us();
 	if (s->qtail)
 		s->qtail->next = job;
@@ -911,19 +1078,35 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 	for (int i = 0; i < s->pool_size; i++) {
 		pgconn *c = &s->conns[i];
 		if (c->state == PC_CONNECTING && now > c->deadline_us)
-			conn_fail(c, -CS_ERR_UNAVAILABLE, "connect timed out");
+			server_fault(c, -CS_ERR_UNAVAILABLE,
+				c->dns ? "resolving the host name timed out" : "connect timed out");
 		else if (c->state == PC_BUSY && now > c->deadline_us + TIMEOUT_GRACE_US)
 			conn_fail(c, -CS_ERR_TIMEOUT, "query timed out");
 	}
 	pgconn *m = &s->mon;
 	if ((m->state == PC_CONNECTING || m->state == PC_BUSY) && now > m->deadline_us) {
-		conn_fail(m, -CS_ERR_UNAVAILABLE,
+		server_fault(m, -CS_ERR_UNAVAILABLE,
 			m->state == PC_CONNECTING ? "monitor connect timed out" : "monitor query timed out");
 		schedule_monitor(s);
 	}
 }
 
 /* ---- Public API ------------------------------------------------------------------------ */
+
+char *cs_pg_merge_options(const char *conninfo, const char *ours)
+{
+	const char *user = NULL;
+	PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
+	for (PQconninfoOption *o = opts; o && o->keyword; o++)
+		if (strcmp(o->keyword, "options") == 0 && o->val && o->val[0])
+			user = o->val;
+	size_t n = (user ? strlen(user) + 1 : 0) + strlen(ours) + 1;
+	char *out = malloc(n);
+	if (out)
+		snprintf(out, n, "%s%s%s", user ? user : "", user ? " " : "", ours);
+	PQconninfoFree(opts);
+	return out;
+}
 
 cs_pgserver *cs_pgserver_new(struct event_base *base, const char *name, const char *conninfo,
 	bool primary, unsigned tiers, int pool_size, const cs_pgpool_opts *opts)
@@ -947,11 +1130,20 @@ cs_pgserver *cs_pgserver_new(struct event_base *base, const char *name, const ch
 	}
 	/* Session settings the result encoder and the fence rely on: ISO dates in UTC,
 	 * exact floats, hex bytea; a server-side statement timeout so a runaway query
-	 * is stopped by PostgreSQL itself (libpq 15 has no non-blocking cancel). */
-	snprintf(s->options, sizeof s->options,
+	 * is stopped by PostgreSQL itself (libpq 15 has no non-blocking cancel). The
+	 * conninfo's own options= (search_path, work_mem, ...) are kept: they come first and
+	 * cachesvc's after them, so where both set one GUC cachesvc's wins (the encoder and
+	 * the fence depend on these; CONFIG.md). */
+	char ours[256];
+	snprintf(ours, sizeof ours,
 		"-c DateStyle=ISO -c TimeZone=UTC -c extra_float_digits=3 -c bytea_output=hex "
 		"-c statement_timeout=%lld -c default_transaction_isolation=read\\ committed",
 		(long long)opts->statement_timeout_ms);
+	s->options = cs_pg_merge_options(conninfo, ours);
+	if (s->options == NULL) {
+		cs_pgserver_free(s);
+		return NULL;
+	}
 	for (int i = 0; i < s->pool_size; i++)
 		s->conns[i].srv = s;
 	s->mon.srv = s;
@@ -999,6 +1191,7 @@ void cs_pgserver_free(cs_pgserver *s)
 	free(s->conns);
 	free(s->name);
 	free(s->conninfo);
+	free(s->options);
 	free(s);
 }
 
@@ -1087,6 +1280,11 @@ void cs_pgserver_info_get(const cs_pgserver *s, cs_pgserver_info *out)
 		out->conns += s->conns[i].state == PC_IDLE || s->conns[i].state == PC_BUSY;
 		out->busy += s->conns[i].state == PC_BUSY;
 	}
+}
+
+cs_resolver *cs_pgserver_resolver(const cs_pgserver *s)
+{
+	return s->opts.resolver;
 }
 
 const char *cs_pgserver_name(const cs_pgserver *s)

@@ -56,6 +56,7 @@ struct cs_pgjob {
 	cs_pgjob *next;
 	cs_pgserver *srv;
 	uint64_t enqueued_us;
+	int conn_retries; /* runs again after its connection broke (at most 1 per submit) */
 };
 
 /* Health of a server, as routing sees it. */
@@ -80,6 +81,9 @@ typedef struct cs_pgserver_info {
 	uint64_t lag_bytes;   /* primary LSN - replay LSN; 0 for the primary */
 	int pool_size, conns, busy, queued;
 	uint64_t queries, errors, timeouts, overloaded, bans, promotions;
+	uint64_t conn_errors;             /* established connections lost (closed by the server,
+					   * reset) and statements canceled by a recovery
+					   * conflict: not server failures, not bans */
 	uint64_t prepares;                /* statements prepared (a kept one is not prepared again) */
 	uint64_t queue_wait_us_sum, queue_waits;
 } cs_pgserver_info;
@@ -90,7 +94,14 @@ typedef struct cs_pgpool_opts {
 	int64_t health_interval_ms;
 	int64_t statement_timeout_ms;
 	int queue_max;
+	struct cs_resolver *resolver; /* host names resolved on the loop (resolve.h); NULL: libpq
+				       * resolves them itself, blocking (tools only) */
 } cs_pgpool_opts;
+
+/* The options= to connect with: the conninfo's own options (if any) first, then `ours`, so
+ * that where both set one GUC `ours` wins (PostgreSQL applies -c settings in order).
+ * Returns a malloc'd string (the caller frees it), NULL when out of memory. */
+char *cs_pg_merge_options(const char *conninfo, const char *ours);
 
 /* Creates a server; does not connect yet (cs_pgserver_start does). name/conninfo copied. */
 cs_pgserver *cs_pgserver_new(struct event_base *base, const char *name, const char *conninfo,
@@ -139,6 +150,8 @@ void cs_pgserver_set_notify(cs_pgserver *s, cs_pgserver_notify_cb *cb, void *pri
 
 void cs_pgserver_info_get(const cs_pgserver *s, cs_pgserver_info *out);
 const char *cs_pgserver_name(const cs_pgserver *s);
+/* The resolver the server connects with (for the invalidator's replication connection). */
+struct cs_resolver *cs_pgserver_resolver(const cs_pgserver *s);
 bool cs_pgserver_is_primary(const cs_pgserver *s);
 cs_pgserver_state cs_pgserver_state_get(const cs_pgserver *s);
 cs_lsn_t cs_pgserver_lsn(const cs_pgserver *s);

@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "resolve.h"
 #include "util.h"
 
 #define MAX_SUBS     8
@@ -25,6 +26,7 @@
 /* Connection states, in the order a connection walks through them. */
 typedef enum conn_state {
 	RS_IDLE,	/* no socket; a reconnect timer may be armed */
+	RS_RESOLVING,	/* the host name is being resolved (dns), before every connect */
 	RS_CONNECTING,	/* TCP/unix connect in progress */
 	RS_HANDSHAKE,	/* AUTH / SELECT / SCRIPT LOAD in flight */
 	RS_READY,	/* serving commands */
@@ -50,8 +52,11 @@ typedef struct sub {
 struct cs_redis {
 	struct event_base *base;
 	char *name;
-	char *host; /* numeric address, or NULL for unix sockets */
+	char *host; /* host name or numeric address, NULL for unix sockets */
 	int port;
+	cs_resolver *resolver;
+	cs_resolver *own_resolver; /* made here when the caller gave none */
+	cs_dns_req *dns;
 	char *unix_path;
 	char *user, *password;
 	int db;
@@ -229,20 +234,57 @@ static void on_reconnect_timer(evutil_socket_t fd, short what, void *arg)
 	start_connect(arg);
 }
 
+static void connect_addr(cs_redis *r, const char *addr);
+
+/* The host name resolved: connect to the address; a name that does not resolve (in time)
+ * is a failed connect (backoff). */
+static void on_resolved(void *priv, int err, const char *addr, const char *msg)
+{
+	cs_redis *r = priv;
+	r->dns = NULL;
+	if (err != 0) {
+		cs_warn("redis %s: connect failed: %s", r->name, msg);
+		r->state = RS_IDLE;
+		schedule_reconnect(r);
+		return;
+	}
+	connect_addr(r, addr);
+}
+
+/* Every connect resolves the host name again (on the loop: resolve.h; hiredis takes an
+ * address and would resolve a name with a blocking getaddrinfo), so a DNS failover - the name
+ * moved to another server - is followed on the next reconnect. */
 static void start_connect(cs_redis *r)
 {
+	if (r->unix_path || cs_host_is_literal(r->host)) {
+		connect_addr(r, r->host);
+		return;
+	}
+	r->state = RS_RESOLVING;
+	r->dns = cs_resolve_host(r->resolver, r->host, on_resolved, r);
+	if (r->dns == NULL) {
+		cs_warn("redis %s: connect failed: out of memory", r->name);
+		r->state = RS_IDLE;
+		schedule_reconnect(r);
+	}
+}
+
+static void connect_addr(cs_redis *r, const char *addr)
+{
 	redisAsyncContext *ac = r->unix_path ? redisAsyncConnectUnix(r->unix_path)
-					     : redisAsyncConnect(r->host, r->port);
+					     : redisAsyncConnect(addr, r->port);
 	if (ac == NULL || ac->err) {
 		cs_warn("redis %s: connect failed: %s", r->name, ac ? ac->errstr : "out of memory");
 		if (ac)
 			redisAsyncFree(ac);
+		r->state = RS_IDLE;
 		schedule_reconnect(r);
 		return;
 	}
 	ac->data = r;
 	if (redisLibeventAttach(ac, r->base) != REDIS_OK) {
 		redisAsyncFree(ac);
+		r->state = RS_IDLE;
 		schedule_reconnect(r);
 		return;
 	}
@@ -356,27 +398,6 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ---- URL ----------------------------------------------------------------------------- */
 
-/* Resolves host to a numeric address once, at startup (getaddrinfo may block). */
-static char *resolve_host(const char *host, char *err, size_t errlen)
-{
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
-	struct addrinfo *res = NULL;
-	if (strcmp(host, "localhost") == 0)
-		return strdup("127.0.0.1");
-	int rc = getaddrinfo(host, NULL, &hints, &res);
-	if (rc != 0 || res == NULL) {
-		snprintf(err, errlen, "cannot resolve redis host \"%s\": %s", host, gai_strerror(rc));
-		return NULL;
-	}
-	char buf[INET6_ADDRSTRLEN];
-	const void *addr = res->ai_family == AF_INET6
-		? (const void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr
-		: (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr;
-	inet_ntop(res->ai_family, addr, buf, sizeof buf);
-	freeaddrinfo(res);
-	return strdup(buf);
-}
-
 /* The URL's parts, through the config module's parser (the one that validated it). */
 static int parse_url(cs_redis *r, const char *url, char *err, size_t errlen)
 {
@@ -399,9 +420,9 @@ static int parse_url(cs_redis *r, const char *url, char *err, size_t errlen)
 			u.password[0] ? ":***" : "", u.password[0] || u.username[0] ? "@" : "", u.unix_path,
 			u.db);
 	} else {
-		r->host = resolve_host(u.host, err, errlen);
+		r->host = strdup(u.host);
 		if (r->host == NULL)
-			return -1;
+			return snprintf(err, errlen, "out of memory"), -1;
 		snprintf(masked, sizeof masked, "redis://%s%s%s%s:%d/%d", u.username,
 			u.password[0] ? ":***" : "", u.password[0] || u.username[0] ? "@" : "", u.host, u.port,
 			u.db);
@@ -431,6 +452,15 @@ cs_redis *cs_redis_new(struct event_base *base, const cs_redis_opts *o, char *er
 	if (parse_url(r, o->url, err, errlen) != 0) {
 		cs_redis_free(r);
 		return NULL;
+	}
+	r->resolver = o->resolver;
+	if (r->resolver == NULL && r->host && !cs_host_is_literal(r->host)) {
+		r->resolver = r->own_resolver =
+			cs_resolver_new(base, NULL, r->timeout_ms, err, errlen);
+		if (r->resolver == NULL) {
+			cs_redis_free(r);
+			return NULL;
+		}
 	}
 	if (o->nscripts > 0) {
 		r->scripts = calloc((size_t)o->nscripts, sizeof *r->scripts);
@@ -471,6 +501,9 @@ void cs_redis_free(cs_redis *r)
 		r->state = RS_IDLE;
 		redisAsyncFree(ac);
 	}
+	cs_dns_cancel(r->dns);
+	r->dns = NULL;
+	cs_resolver_free(r->own_resolver);
 	if (r->timer)
 		event_free(r->timer);
 	if (r->reconnect)

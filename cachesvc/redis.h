@@ -9,8 +9,8 @@
  * Redis that stalls one command stalls them all. Every pending callback then runs with
  * reply == NULL, and the connection comes back with exponential backoff.
  *
- * Nothing here blocks, except cs_redis_new resolving a host name once (before the loop
- * runs; give an IP address or localhost to avoid even that). Not thread-safe. */
+ * Nothing here blocks: a host name is resolved on the loop (resolve.h) before every connect,
+ * so a reconnect follows a DNS failover. Not thread-safe. */
 #ifndef CS_REDIS_H
 #define CS_REDIS_H
 
@@ -40,6 +40,8 @@ typedef struct cs_redis_opts {
 	int nscripts;
 	cs_redis_state_cb *on_state;
 	void *state_priv;
+	struct cs_resolver *resolver; /* resolves the host name before every connect; NULL:
+				       * a resolver of its own (system resolv.conf, timeout_ms) */
 } cs_redis_opts;
 
 typedef struct cs_redis_stats {
@@ -52,7 +54,7 @@ typedef struct cs_redis_stats {
 } cs_redis_stats;
 
 /* Creates the connection object and starts connecting. Returns NULL with a message in err
- * (bad URL, unresolvable host). The URL (with its password) is copied. */
+ * (bad URL). The URL (with its password) is copied. */
 cs_redis *cs_redis_new(struct event_base *base, const cs_redis_opts *opts, char *err,
 	size_t errlen) __attribute__((warn_unused_result));
 

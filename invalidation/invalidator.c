@@ -38,6 +38,7 @@
 #include "pgoutput.h"
 #include "pgpool.h"
 #include "redis.h"
+#include "resolve.h"
 #include "util.h"
 
 #define FIFO_MAX	   65536  /* commits waiting for Redis; beyond: stop reading */
@@ -93,6 +94,8 @@ struct cs_inv {
 	uint64_t step_deadline_us;
 	int attempt;
 	struct event *retry, *tick;
+	cs_dns_req *dns;      /* resolving the conninfo's host names before a connect */
+	char *dns_conninfo;   /* the conninfo with the resolved hostaddr list, for one connect */
 	uint64_t epoch; /* bumped on every restart: late Redis replies are ignored */
 	cs_pgo_decoder *dec;
 	bool slot_missing, slot_lost;
@@ -1343,12 +1346,53 @@ static void conn_event(evutil_socket_t fd, short what, void *arg)
 	conn_wait(inv, frc == 1 ? EV_READ | EV_WRITE : EV_READ);
 }
 
+static void connect_start(cs_inv *inv);
+
+/* Host names resolved on the loop (resolve.h), not by libpq (it would block the loop): the
+ * connect then runs on the conninfo plus the hostaddr list (host kept for TLS and messages;
+ * the stale-server filter below filters both lists alike). A failed lookup is a failed
+ * connect: restart with backoff. */
+static void on_dns(void *priv, int err, const char *addrs, const char *msg)
+{
+	cs_inv *inv = priv;
+	inv->dns = NULL;
+	if (err != 0) {
+		restart(inv, msg, false);
+		return;
+	}
+	size_t n = strlen(inv->conninfo) + (addrs ? strlen(addrs) : 0) + 16;
+	inv->dns_conninfo = malloc(n);
+	if (inv->dns_conninfo == NULL) {
+		restart(inv, "out of memory", false);
+		return;
+	}
+	bool uri = strncmp(inv->conninfo, "postgres", 8) == 0 && strstr(inv->conninfo, "://");
+	snprintf(inv->dns_conninfo, n, "%s%s%s%s", inv->conninfo,
+		!addrs ? "" : !uri ? " hostaddr='" : strchr(inv->conninfo, '?') ? "&hostaddr=" : "?hostaddr=",
+		addrs ? addrs : "", addrs && !uri ? "'" : "");
+	connect_start(inv);
+}
+
 static void connect_start(cs_inv *inv)
 {
+	cs_dns_cancel(inv->dns);
+	inv->dns = NULL;
+	if (inv->dns_conninfo == NULL && inv->primary && cs_pgserver_resolver(inv->primary)) {
+		inv->dns = cs_resolve_conninfo(cs_pgserver_resolver(inv->primary), inv->conninfo, on_dns, inv);
+		if (inv->dns == NULL)
+			restart(inv, "out of memory", false);
+		return;
+	}
+	char *conninfo = inv->conninfo; /* (the resolved one for this connect) */
+	if (inv->dns_conninfo)
+		inv->conninfo = inv->dns_conninfo;
+	/* the conninfo's own options= kept, ours after them (pgpool.h cs_pg_merge_options) */
+	char *options = cs_pg_merge_options(inv->conninfo,
+		"-c DateStyle=ISO -c TimeZone=UTC -c extra_float_digits=3 -c bytea_output=hex");
 	const char *kw[] = { "dbname", "replication", "options", "application_name", NULL, NULL,
 		NULL, NULL };
 	const char *val[] = { inv->conninfo, "database",
-		"-c DateStyle=ISO -c TimeZone=UTC -c extra_float_digits=3 -c bytea_output=hex",
+		options ? options : "-c DateStyle=ISO -c TimeZone=UTC -c extra_float_digits=3 -c bytea_output=hex",
 		"cachesvc-invalidator", NULL, NULL, NULL, NULL };
 	/* servers refused as stale primaries are left out (later keywords override the
 	 * conninfo's) */
@@ -1372,6 +1416,10 @@ static void connect_start(cs_inv *inv)
 	inv->epoch++;
 	inv->stats.reconnects++;
 	inv->conn = PQconnectStartParams(kw, val, 1);
+	free(options);
+	inv->conninfo = conninfo;
+	free(inv->dns_conninfo);
+	inv->dns_conninfo = NULL;
 	if (inv->conn == NULL || PQstatus(inv->conn) == CONNECTION_BAD) {
 		restart(inv, inv->conn ? PQerrorMessage(inv->conn) : "out of memory", false);
 		return;
@@ -1406,6 +1454,8 @@ static void restart(cs_inv *inv, const char *why, bool standby)
 		PQfinish(inv->conn);
 		inv->conn = NULL;
 	}
+	cs_dns_cancel(inv->dns); /* a lookup for the next connect: the retry starts another */
+	inv->dns = NULL;
 	cs_pgo_decoder_free(inv->dec);
 	inv->dec = NULL;
 	inv->st = ST_NONE;
@@ -1720,6 +1770,8 @@ void cs_inv_free(cs_inv *inv)
 	if (inv->conn)
 		PQfinish(inv->conn);
 	inv->conn = NULL;
+	cs_dns_cancel(inv->dns);
+	free(inv->dns_conninfo);
 	inv->epoch++;
 	/* The engine frees its servers (answering our slot-health job) before us. */
 	inv->primary = NULL;

@@ -26,6 +26,7 @@
 _Static_assert((int)CS_CLIENT_V_TS == (int)CS_V_TS && (int)CS_CLIENT_V_NIL == (int)CS_V_NIL,
         "value types");
 _Static_assert(CS_CLIENT_E_SHUTTING_DOWN == -CS_ERR_SHUTTING_DOWN, "server codes");
+_Static_assert(CS_CLIENT_E_FUTURE_LSN == -CS_ERR_FUTURE_LSN, "server codes");
 _Static_assert(CS_CLIENT_E_SERVER_PROTOCOL == -CS_ERR_PROTOCOL, "server codes");
 _Static_assert((int)CS_CLIENT_COL_OTHER == (int)CS_COL_OTHER, "column types");
 

@@ -72,8 +72,9 @@ enum cs_err {
 	CS_ERR_INTERNAL = 8,       /* server bug or unexpected database error */
 	CS_ERR_TIMEOUT = 9,        /* the server gave up waiting for the database */
 	CS_ERR_SHUTTING_DOWN = 10, /* draining; reconnect elsewhere */
+	CS_ERR_FUTURE_LSN = 11,    /* read-your-writes LSN beyond the primary's position */
 };
-#define CS_ERR_MAX 10
+#define CS_ERR_MAX 11
 
 /* Column types of a result. */
 enum cs_coltype {

@@ -18,6 +18,7 @@ const char *cs_err_name(int code)
 	        [CS_ERR_INTERNAL] = "internal",
 	        [CS_ERR_TIMEOUT] = "timeout",
 	        [CS_ERR_SHUTTING_DOWN] = "shutting_down",
+	        [CS_ERR_FUTURE_LSN] = "future_lsn",
 	};
 	if (code < 0)
 		code = -code;

@@ -80,6 +80,8 @@ enum cachesvc_errcode {
 	CACHESVC_E_INTERNAL = -8,      /* a database error (the message says which) or a bug */
 	CACHESVC_E_SERVER_TIMEOUT = -9, /* the engine gave up waiting for the database */
 	CACHESVC_E_SHUTTING_DOWN = -10, /* the handle is being closed */
+	CACHESVC_E_FUTURE_LSN = -11,    /* a read-your-writes LSN beyond the primary's current
+	                                 * position: not one it wrote (the request is refused) */
 	/* From the library. */
 	CACHESVC_E_TIMEOUT = -101, /* blocking call: no answer within its timeout_ms */
 	CACHESVC_E_CLOSED = -102,  /* the handle is closing: nothing was started */

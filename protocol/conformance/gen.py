@@ -29,6 +29,7 @@ MAX_REQUEST = 1 << 20
 ERR_NAMES = {
     1: "unknown_query", 2: "bad_params", 3: "overloaded", 4: "unavailable", 5: "too_large",
     6: "auth", 7: "protocol", 8: "internal", 9: "timeout", 10: "shutting_down",
+    11: "future_lsn",
 }
 
 INT64_MIN = -(1 << 63)
@@ -362,6 +363,8 @@ valid("error reply protocol with request id 0", "reply", ERROR, 0,
       {"code": 7, "msg": "bad frame header"})
 valid("error reply unknown code 42", "reply", ERROR, 111, {"code": 42, "msg": "from the future"})
 valid("error reply msg 1024 bytes (the limit)", "reply", ERROR, 112, {"code": 8, "msg": "m" * 1024})
+valid("error reply 11 future_lsn", "reply", ERROR, 113,
+      {"code": 11, "msg": "read-your-writes LSN FFFFFFFF/FFFFFFFF is beyond the primary's position"})
 
 def p_rep(name, opcode, body, why, reqid=50):
     protocol(name, "reply", frame(opcode, reqid, body), why)

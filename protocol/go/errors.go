@@ -21,6 +21,7 @@ const (
 	CodeInternal     Code = 8  // a server bug or an unexpected database error
 	CodeTimeout      Code = 9  // the server gave up waiting for the database
 	CodeShuttingDown Code = 10 // the server is draining; reconnect
+	CodeFutureLSN    Code = 11 // the read-your-writes LSN is beyond the primary's position
 )
 
 var codeNames = [...]string{
@@ -34,9 +35,10 @@ var codeNames = [...]string{
 	CodeInternal:     "internal",
 	CodeTimeout:      "timeout",
 	CodeShuttingDown: "shutting_down",
+	CodeFutureLSN:    "future_lsn",
 }
 
-// Known reports whether c is one of the codes this client knows (1..10).
+// Known reports whether c is one of the codes this client knows (1..11).
 func (c Code) Known() bool { return c >= 1 && int(c) < len(codeNames) }
 
 // Kind is c itself for a known code and CodeInternal for any other.
@@ -109,6 +111,7 @@ var (
 	ErrInternal     = &Error{Code: CodeInternal, Msg: "internal error"}
 	ErrTimeout      = &Error{Code: CodeTimeout, Msg: "timeout"}
 	ErrShuttingDown = &Error{Code: CodeShuttingDown, Msg: "shutting down"}
+	ErrFutureLSN    = &Error{Code: CodeFutureLSN, Msg: "read-your-writes LSN beyond the primary's position"}
 )
 
 // ErrClosed is wrapped by every error of a request that could not complete because its

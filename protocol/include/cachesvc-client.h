@@ -47,6 +47,7 @@ enum cs_client_error {
 	CS_CLIENT_E_INTERNAL = -8,        /* server-side failure */
 	CS_CLIENT_E_SERVER_TIMEOUT = -9,  /* the server timed out waiting for the database */
 	CS_CLIENT_E_SHUTTING_DOWN = -10,  /* server draining: reconnect */
+	CS_CLIENT_E_FUTURE_LSN = -11,     /* read-your-writes LSN beyond the primary's position */
 	/* Detected by the client. */
 	CS_CLIENT_E_IO = -100,       /* socket error (fatal) */
 	CS_CLIENT_E_TIMEOUT = -101,  /* no reply within timeout_ms (fatal) */

@@ -58,7 +58,8 @@ PROXY=$!
 CLEANUPS+=("kill $PROXY")
 until_true 10 grep -q listening "$WORK/proxy.log" || fail "proxy did not start"
 
-EXTRA_SERVICE='ryw_wait = 300ms
+# The replica serves the batch tier only: no replica fits the (default-tier) requests below.
+EXTRA_REPLICA='tier = batch' EXTRA_SERVICE='ryw_wait = 300ms
 verify_interval = 0' REQUEST_TIMEOUT=10s write_config "$WORK/cs.ini" replica1
 sed -i "s|host=127.0.0.1 port=$CS_PG_PRIMARY_PORT |host=$PDIR port=5432 |" "$WORK/cs.ini"
 grep -q "host=$PDIR port=5432 " "$WORK/cs.ini" || fail "test bug: primary not proxied"
@@ -73,9 +74,10 @@ until_true 10 grep -q closed "$WORK/proxy.log" || fail "the monitor never connec
 until_true 10 metric_is 'cachesvc_pg_up{server="primary",role="primary"}' 1 || fail "primary not up"
 ok "primary up through a proxy that now refuses new connections"
 
-# A token no replica will reach for a long time: every request waits, then goes to the
+# A real token (the primary's position: a token beyond it is refused at once, ryw_forged.sh)
+# that no replica of the requests' tier can serve: every request waits, then goes to the
 # primary, whose connect is refused synchronously.
-TOKEN=FFFFFF00/0
+TOKEN=$(primary "$DB" -c "SELECT pg_current_wal_lsn()")
 pids=()
 for i in $(seq 1 8); do
   cli -t 8000 --json --lsn $TOKEN get rr_item "$i" >"$WORK/get$i.out" 2>"$WORK/get$i.err" &
@@ -99,7 +101,7 @@ assert set(t['errors']) <= {'unavailable'}, t['errors']
 PY
 ok "every read-your-writes request answered (unavailable: no replica reached the token, the primary refused)"
 kill -0 "$DAEMON_PID" || fail "cachesvc died"
-[ "$(cli --json get rr_item 3 | json rows)" = '[[3, "v3"]]' ] || fail "the daemon does not serve on"
+[ "$(cli --json --tier batch get rr_item 3 | json rows)" = '[[3, "v3"]]' ] || fail "the daemon does not serve on"
 stop_daemon || fail "exit status $?"
 ! grep -q 'AddressSanitizer\|runtime error:\|LeakSanitizer' "$WORK/cachesvc.log" || fail "sanitizer report"
 ok "serves on, clean exit, no sanitizer report"

@@ -804,7 +804,7 @@ static void every_error_code(void **state)
 {
 	static const char *names[] = {NULL, "unknown_query", "bad_params", "overloaded",
 	        "unavailable", "too_large", "auth", "protocol", "internal", "timeout",
-	        "shutting_down"};
+	        "shutting_down", "future_lsn"};
 	cs_buf b;
 	cs_buf_init(&b, 0);
 	for (int code = 1; code <= CS_ERR_MAX; code++) {

@@ -1,8 +1,8 @@
 'use strict';
 // Errors: one class, CacheError, carrying the protocol's stable numeric code and its name.
 //
-// Codes 1..10 are sent by the server (PROTOCOL.md section 6); a code the client does not
-// know (11..255) is reported as `internal` (8), the original number kept in `wireCode`.
+// Codes 1..11 are sent by the server (PROTOCOL.md section 6); a code the client does not
+// know (12..255) is reported as `internal` (8), the original number kept in `wireCode`.
 // Codes 100..106 are detected by the client itself (the same numbers, positive, as the C
 // client's CS_CLIENT_E_* codes).
 
@@ -17,6 +17,7 @@ const SERVER_CODES = Object.freeze({
   INTERNAL: 8,
   TIMEOUT: 9,
   SHUTTING_DOWN: 10,
+  FUTURE_LSN: 11,
 });
 
 const CLIENT_CODES = Object.freeze({
@@ -41,6 +42,7 @@ const NAMES = new Map([
   [8, 'internal'],
   [9, 'timeout'],
   [10, 'shutting_down'],
+  [11, 'future_lsn'],
   [100, 'io'],
   [101, 'client_timeout'],
   [102, 'closed'],

@@ -170,6 +170,7 @@ export const Codes: Readonly<{
   INTERNAL: 8;
   TIMEOUT: 9;
   SHUTTING_DOWN: 10;
+  FUTURE_LSN: 11;
   IO: 100;
   CLIENT_TIMEOUT: 101;
   CLOSED: 102;
@@ -180,7 +181,7 @@ export const Codes: Readonly<{
 
 export type CodeName =
   | 'unknown_query' | 'bad_params' | 'overloaded' | 'unavailable' | 'too_large' | 'auth' | 'protocol'
-  | 'internal' | 'timeout' | 'shutting_down' | 'io' | 'client_timeout' | 'closed' | 'bad_reply'
+  | 'internal' | 'timeout' | 'shutting_down' | 'future_lsn' | 'io' | 'client_timeout' | 'closed' | 'bad_reply'
   | 'bad_argument' | 'connect';
 
 export function codeName(code: number): CodeName;

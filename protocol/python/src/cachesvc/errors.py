@@ -16,7 +16,9 @@ there is one, so callers can branch on codes instead of messages::
     │   ├── ServerProtocolError     7  protocol        (also a ProtocolError: closes)
     │   ├── InternalError           8  internal        (and every code the client does not know)
     │   ├── ServerTimeoutError      9  timeout         (the server gave up on the database)
-    │   └── ShuttingDownError      10  shutting_down   (reconnect)
+    │   ├── ShuttingDownError      10  shutting_down   (reconnect)
+    │   └── FutureLsnError         11  future_lsn      (a read-your-writes token beyond the
+    │                                                   primary's position: not retryable)
     ├── ProtocolError               7  protocol: a malformed frame or a broken hard limit; the
     │                                  connection is closed
     ├── InvalidRequestError            a request the client refuses to send (ValueError too)
@@ -45,6 +47,7 @@ __all__ = [
     "InternalError",
     "ServerTimeoutError",
     "ShuttingDownError",
+    "FutureLsnError",
     "ProtocolError",
     "InvalidRequestError",
     "ClientConnectionError",
@@ -66,6 +69,7 @@ ERROR_NAMES = {
     8: "internal",
     9: "timeout",
     10: "shutting_down",
+    11: "future_lsn",
 }
 
 CODE_PROTOCOL = 7
@@ -136,6 +140,13 @@ class ShuttingDownError(ServerError):
     code, name = 10, "shutting_down"
 
 
+class FutureLsnError(ServerError):
+    """The read-your-writes ``lsn`` is beyond the primary's current position: not an LSN the
+    primary wrote (forged, corrupted, or from another cluster)."""
+
+    code, name = 11, "future_lsn"
+
+
 class ProtocolError(CachesvcError):
     """A malformed frame or body, or a broken hard limit (PROTOCOL.md section 7), detected
     by the client or reported by the server. The connection is closed."""
@@ -187,6 +198,7 @@ _BY_CODE = {
     8: InternalError,
     9: ServerTimeoutError,
     10: ShuttingDownError,
+    11: FutureLsnError,
 }
 
 

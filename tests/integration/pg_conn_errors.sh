@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# pg_conn_errors.sh - an error on one pooled connection is not a server failure: connections
+# closed by idle_session_timeout while idle, or terminated in the middle of a query (what a
+# replica restart or a recovery conflict does to them), are reopened and their requests run
+# again; the replica is never banned and no request fails.
+. "$(dirname "$0")/daemon_lib.sh"
+
+make_db <<'SQL'
+CREATE TABLE ce_t (id bigint PRIMARY KEY, v text);
+INSERT INTO ce_t SELECT i, 'v' || i FROM generate_series(1, 1000) i;
+SQL
+# Sessions of this database end after 700 ms idle (set on the primary, replicated; the
+# setting applies to sessions started after it). The monitor polls every 200 ms, so only
+# pooled query connections sit idle that long.
+primary postgres -c "ALTER DATABASE $DB SET idle_session_timeout = '700ms'"
+wait_replicas
+
+EXTRA_SERVICE="primary_fallback = off
+queue_timeout = 3s"
+EXTRA_REPLICA="pool_size = 4"
+REQUEST_TIMEOUT=5s
+write_config "$WORK/cs.ini"
+cat >>"$WORK/cs.ini" <<'INI'
+
+[query ce_slow]
+sql = SELECT v, pg_sleep($2) IS NULL AS slept FROM ce_t WHERE id = $1
+params = id:int8, secs:float8
+ttl = 1m
+INI
+start_daemon "$WORK/cs.ini"
+
+bans() { metric 'cachesvc_pg_bans_total{server="r1"}'; }
+burst() { # SECS: 8 REFRESHes (each runs the query) over the pool's 4 connections
+  "$BURST" -p "$PORT" -c 8 -n 1 -t 10000 -r ce_slow %i "$1"
+}
+check_all_ok() { # TALLY WHAT
+  echo "$1" | grep -q '"sent":8,"ok":8,' || fail "$2: not every request succeeded: $1"
+}
+
+out=$(burst 0.1)
+check_all_ok "$out" "warm-up"
+[ "$(metric 'cachesvc_pg_pool_connections{server="r1"}')" -ge 2 ] || fail "the pool did not open several connections"
+for round in 1 2 3; do
+  sleep 1.2 # every pooled connection idles past idle_session_timeout: the replica closes it
+  out=$(burst 0.05)
+  check_all_ok "$out" "after idle close, round $round"
+done
+[ "$(bans)" = 0 ] || fail "r1 was banned $(bans) times for connections closed by idle_session_timeout"
+n=$(replica 1 postgres -c "SELECT count(*) FROM pg_stat_activity WHERE datname = '$DB' AND application_name = 'cachesvc'")
+ok "3 rounds of idle connections closed by the replica: all 24 requests ok, no ban (r1 has $n pooled sessions now)"
+
+# Connections terminated in the middle of their queries (a restart, a recovery conflict
+# killing sessions): the queries run again on fresh connections.
+burst 1.5 >"$WORK/burst.out" &
+bpid=$!
+until_true 10 eval '[ "$(replica 1 postgres -c "SELECT count(*) FROM pg_stat_activity WHERE datname = '"'$DB'"' AND query LIKE '"'%pg_sleep%'"' AND state = '"'active'"'")" -ge 4 ]' ||
+  fail "the queries never ran"
+replica 1 postgres -c "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '$DB' AND application_name LIKE 'cachesvc%'" >/dev/null
+wait $bpid || fail "cs_burst failed"
+out=$(cat "$WORK/burst.out")
+check_all_ok "$out" "sessions terminated mid-query"
+[ "$(bans)" = 0 ] || fail "r1 was banned $(bans) times after its sessions were terminated"
+[ "$(metric 'cachesvc_pg_conn_errors_total{server="r1"}')" -ge 4 ] || fail "connection errors not counted: $(metric 'cachesvc_pg_conn_errors_total{server="r1"}')"
+ok "every session terminated mid-query (monitor too): the 8 requests ran again and succeeded, no ban, errors counted"
