@@ -38,6 +38,7 @@ typedef struct daemon_state {
 	long nofile; /* the open-file soft limit after raise_nofile */
 	int client_cap;
 	struct event *stats_timer; /* the periodic stats line (stats_period) */
+	bool reloading, reload_again; /* a reload's SQL is being checked; a SIGHUP came meanwhile */
 	struct stats_snap {
 		uint64_t at_us, requests, hits, stale_hits, misses, fills, refused, errors;
 		uint64_t hit_n, hit_sum, miss_n, miss_sum;
@@ -146,27 +147,49 @@ static void on_stop(evutil_socket_t sig, short what, void *arg)
 static struct stats_snap stats_now(const daemon_state *d);
 static void stats_arm(daemon_state *d);
 
+static void on_reload(evutil_socket_t sig, short what, void *arg);
+
+static void on_reloaded(void *arg, int result, const char *err)
+{
+	daemon_state *d = arg;
+	d->reloading = false;
+	if (result != 0) {
+		cs_error("reload refused, keeping the running config: %s", err);
+	} else {
+		const cs_config *cfg = cs_engine_config(d->engine);
+		apply_client_cap(d, cfg, client_cap_of(cfg, d->nofile));
+		if (d->stats_timer) { /* stats_period may have changed */
+			evtimer_del(d->stats_timer);
+			d->last = stats_now(d);
+			stats_arm(d);
+		}
+		cs_info("reloaded %s: %d queries", d->config_path, cfg->nqueries);
+	}
+	if (d->reload_again && !d->stopping) { /* a SIGHUP arrived meanwhile */
+		d->reload_again = false;
+		on_reload(SIGHUP, 0, d);
+	}
+}
+
 static void on_reload(evutil_socket_t sig, short what, void *arg)
 {
 	daemon_state *d = arg;
+	if (d->reloading) {
+		d->reload_again = true; /* after the one being checked */
+		return;
+	}
 	char err[CS_CONFIG_ERRLEN];
 	cs_config *cfg = cs_config_load(d->config_path, err);
 	if (cfg == NULL) {
 		cs_error("reload failed, keeping the running config: %s", err);
 		return;
 	}
-	if (cs_engine_reload(d->engine, cfg, err, sizeof err) != 0) {
+	d->reloading = true;
+	if (cs_engine_reload_checked(d->engine, cfg, on_reloaded, d, err, sizeof err) != 0) {
+		d->reloading = false;
 		cs_error("reload refused, keeping the running config: %s", err);
 		cs_config_free(cfg);
-		return;
 	}
-	apply_client_cap(d, cfg, client_cap_of(cfg, d->nofile));
-	if (d->stats_timer) { /* stats_period may have changed */
-		evtimer_del(d->stats_timer);
-		d->last = stats_now(d);
-		stats_arm(d);
-	}
-	cs_info("reloaded %s: %d queries", d->config_path, cfg->nqueries);
 }
 
 /* ---- The periodic stats line (PgBouncer's "stats:" line) ---------------------------------- */
