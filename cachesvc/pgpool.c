@@ -441,6 +441,8 @@ static int conn_connect(pgconn *c, const char *hostaddr)
 	const char *val[] = { s->conninfo, s->options, c->monitor ? "cachesvc-monitor" : "cachesvc",
 		hostaddr, NULL };
 	c->conn = PQconnectStartParams(kw, val, 1);
+	if (c->conn)
+		PQsetNoticeProcessor(c->conn, cs_log_pg_notice, s->name); /* not libpq's raw stderr */
 	if (c->conn == NULL || PQstatus(c->conn) == CONNECTION_BAD) {
 		char msg[256];
 		set_msg(msg, sizeof msg, c->conn ? PQerrorMessage(c->conn) : "out of memory");

@@ -1416,6 +1416,8 @@ static void connect_start(cs_inv *inv)
 	inv->epoch++;
 	inv->stats.reconnects++;
 	inv->conn = PQconnectStartParams(kw, val, 1);
+	if (inv->conn)
+		PQsetNoticeProcessor(inv->conn, cs_log_pg_notice, "invalidator");
 	free(options);
 	inv->conninfo = conninfo;
 	free(inv->dns_conninfo);
