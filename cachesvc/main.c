@@ -14,6 +14,7 @@
 #include "config.h"
 #include "engine.h"
 #include "log.h"
+#include "resolve.h"
 #include "server.h"
 #include "util.h"
 
@@ -442,6 +443,8 @@ out:
 	 * the server writes those answers out and closes the clients. */
 	cs_engine_free(d.engine);
 	cs_server_free(d.server);
+	if (d.base && cs_resolver_drain(d.base) > 0)
+		cs_warn("shutdown: a DNS resolver still had lookups in flight");
 	cs_log_detach();
 	if (d.base)
 		event_base_free(d.base);
