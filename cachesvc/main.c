@@ -12,6 +12,7 @@
 #include "config.h"
 #include "engine.h"
 #include "log.h"
+#include "notify.h"
 #include "server.h"
 #include "util.h"
 
@@ -55,12 +56,13 @@ static void on_stop(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	d->stopping = true;
+	cs_notify_stopping();
 	cs_info("signal %d: draining in-flight requests", (int)sig);
 	int64_t timeout = cs_engine_config(d->engine)->request_timeout_ms + 1000;
 	cs_server_drain(d->server, timeout, on_drained, d);
 }
 
-static void on_reload(evutil_socket_t sig, short what, void *arg)
+static void reload_config(evutil_socket_t sig, short what, void *arg)
 {
 	daemon_state *d = arg;
 	char err[CS_CONFIG_ERRLEN];
@@ -77,6 +79,19 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	cs_info("reloaded %s: %d queries", d->config_path, cfg->nqueries);
 }
 
+/* SIGHUP: for systemd the reload runs between RELOADING=1 and READY=1 (applied or refused);
+ * before the first READY (still waiting to accept) or while draining, no state is sent. */
+static void on_reload(evutil_socket_t sig, short what, void *arg)
+{
+	daemon_state *d = arg;
+	bool ready = !d->stopping && !evtimer_pending(d->ready_timer, NULL);
+	if (ready)
+		cs_notify_reloading();
+	reload_config(sig, what, arg);
+	if (ready)
+		cs_notify_ready();
+}
+
 static void on_ready_check(evutil_socket_t fd, short what, void *arg)
 {
 	daemon_state *d = arg;
@@ -89,6 +104,9 @@ static void on_ready_check(evutil_socket_t fd, short what, void *arg)
 		const cs_config *cfg = cs_engine_config(d->engine);
 		cs_info("accepting clients on %s%s%s", cfg->listen ? cfg->listen : "",
 			cfg->unix_socket ? " and " : "", cfg->unix_socket ? cfg->unix_socket : "");
+		cs_notify_status("accepting clients on %s%s%s", cfg->listen ? cfg->listen : "",
+			cfg->unix_socket ? " and " : "", cfg->unix_socket ? cfg->unix_socket : "");
+		cs_notify_ready();
 		return;
 	}
 	struct timeval tv = cs_tv_ms(20);
