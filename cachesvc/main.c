@@ -14,6 +14,7 @@
 #include "config.h"
 #include "engine.h"
 #include "log.h"
+#include "notify.h"
 #include "resolve.h"
 #include "server.h"
 #include "util.h"
@@ -40,6 +41,7 @@ typedef struct daemon_state {
 	int client_cap;
 	struct event *stats_timer; /* the periodic stats line (stats_period) */
 	bool reloading, reload_again; /* a reload's SQL is being checked; a SIGHUP came meanwhile */
+	bool notify_ready;	      /* READY=1 owed to systemd when that reload ends */
 	struct stats_snap {
 		uint64_t at_us, requests, hits, stale_hits, misses, fills, refused, errors;
 		uint64_t hit_n, hit_sum, miss_n, miss_sum;
@@ -139,6 +141,7 @@ static void on_stop(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	d->stopping = true;
+	cs_notify_stopping();
 	cs_info("%s: draining in-flight requests",
 		sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "signal");
 	int64_t timeout = cs_engine_config(d->engine)->request_timeout_ms + 1000;
@@ -166,6 +169,10 @@ static void on_reloaded(void *arg, int result, const char *err)
 		}
 		cs_info("reloaded %s: %d queries", d->config_path, cfg->nqueries);
 	}
+	if (d->notify_ready) { /* systemd: the reload is over, applied or refused */
+		d->notify_ready = false;
+		cs_notify_ready();
+	}
 	if (d->reload_again && !d->stopping) { /* a SIGHUP arrived meanwhile */
 		d->reload_again = false;
 		on_reload(SIGHUP, 0, d);
@@ -179,17 +186,28 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		d->reload_again = true; /* after the one being checked */
 		return;
 	}
+	/* systemd: the reload runs between RELOADING=1 and READY=1 (applied or refused); before
+	 * the first READY (still waiting to accept) or while draining, no state is sent. */
+	bool ready = !d->stopping && !evtimer_pending(d->ready_timer, NULL);
+	if (ready)
+		cs_notify_reloading();
 	char err[CS_CONFIG_ERRLEN];
 	cs_config *cfg = cs_config_load(d->config_path, err);
 	if (cfg == NULL) {
 		cs_error("reload failed, keeping the running config: %s", err);
+		if (ready)
+			cs_notify_ready();
 		return;
 	}
 	d->reloading = true;
+	d->notify_ready = ready;
 	if (cs_engine_reload_checked(d->engine, cfg, on_reloaded, d, err, sizeof err) != 0) {
 		d->reloading = false;
+		d->notify_ready = false;
 		cs_error("reload refused, keeping the running config: %s", err);
 		cs_config_free(cfg);
+		if (ready)
+			cs_notify_ready();
 	}
 }
 
@@ -255,6 +273,9 @@ static void on_ready_check(evutil_socket_t fd, short what, void *arg)
 		const cs_config *cfg = cs_engine_config(d->engine);
 		cs_info("accepting clients on %s%s%s", cfg->listen ? cfg->listen : "",
 			cfg->unix_socket ? " and " : "", cfg->unix_socket ? cfg->unix_socket : "");
+		cs_notify_status("accepting clients on %s%s%s", cfg->listen ? cfg->listen : "",
+			cfg->unix_socket ? " and " : "", cfg->unix_socket ? cfg->unix_socket : "");
+		cs_notify_ready();
 		return;
 	}
 	struct timeval tv = cs_tv_ms(20);
