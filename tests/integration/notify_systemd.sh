@@ -62,7 +62,8 @@ reload_cycle() {
   local before new
   before=$(wc -l <"$OUT")
   kill -HUP "$DAEMON_PID"
-  until_true 10 test "$(wc -l <"$OUT")" -ge $((before + 2)) ||
+  # (re-counted on every try: the reload's SQL check makes READY=1 come later)
+  until_true 10 sh -c "[ \$(wc -l <'$OUT') -ge $((before + 2)) ]" ||
     fail "$1: no RELOADING/READY pair after SIGHUP: $(tail -n +$((before + 1)) "$OUT")"
   new=$(tail -n +$((before + 1)) "$OUT")
   awk 'NR == 1 {
