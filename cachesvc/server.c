@@ -300,7 +300,8 @@ static void error_and_close(client *c, uint32_t reqid, int code, const char *fmt
 	client_send(c, &s->out);
 	if (c->bev == NULL)
 		return;
-	cs_debug("closing client: %s", detail);
+	cs_debug("closing client: %s: %s", code == CS_ERR_PROTOCOL ? "protocol error" : cs_err_name(code),
+		detail);
 	c->close_on_flush = true;
 	bufferevent_disable(c->bev, EV_READ);
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)

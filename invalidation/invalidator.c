@@ -1478,7 +1478,10 @@ static void restart(cs_inv *inv, const char *why, bool standby)
 	} else {
 		uint64_t now = cs_now_us();
 		if (inv->state == CS_INV_STREAMING || now - inv->last_reconnect_log_us > 10000000u) {
-			cs_warn("invalidator: restarting the replication connection: %s", reason);
+			/* The first retry of a start (Redis still connecting) is no news; a
+			 * repeated one, or one after the invalidator worked, is. */
+			cs_log(inv->ever_synced || inv->attempt > 0 ? CS_LOG_WARNING : CS_LOG_INFO,
+				"invalidator: restarting the replication connection: %s", reason);
 			inv->last_reconnect_log_us = now;
 		}
 		inv->state = CS_INV_IDLE;
