@@ -119,6 +119,42 @@ int cs_check_queries(const cs_config *cfg, char *err, size_t errlen)
 	return rc;
 }
 
+/* Connects to the configured Redis (2 s timeouts) and authenticates. NULL with a line in
+ * err ("[redis] url: cannot ... what") when the URL is bad (*bad set) or Redis is not
+ * reachable. */
+static redisContext *redis_connect_checked(const cs_config *cfg, const char *what, bool *bad,
+	char *err, size_t errlen)
+{
+	cs_redis_url u;
+	char why[256];
+	*bad = false;
+	if (!cs_redis_url_parse(cfg->redis_url, &u, why, sizeof why)) {
+		append(err, errlen, "[redis] url: %s", why);
+		*bad = true;
+		return NULL;
+	}
+	struct timeval tv = { 2, 0 };
+	redisContext *rc = u.unix_path[0] ? redisConnectUnixWithTimeout(u.unix_path, tv)
+					  : redisConnectWithTimeout(u.host, u.port, tv);
+	redisReply *r = NULL;
+	if (rc && !rc->err) {
+		redisSetTimeout(rc, tv);
+		if (u.password[0]) {
+			r = u.username[0] ? redisCommand(rc, "AUTH %s %s", u.username, u.password)
+					  : redisCommand(rc, "AUTH %s", u.password);
+		}
+	}
+	if (rc == NULL || rc->err || (r && r->type == REDIS_REPLY_ERROR)) {
+		append(err, errlen, "[redis] url: cannot %s: %s", what,
+			rc == NULL ? "out of memory" : rc->err ? rc->errstr : r->str);
+		freeReplyObject(r);
+		redisFree(rc);
+		return NULL;
+	}
+	freeReplyObject(r);
+	return rc;
+}
+
 /* One server: connect and SELECT 1 within CHECK_TIMEOUT; a line naming it when it fails. */
 static bool server_reachable(const char *what, const char *conninfo, char *err, size_t errlen)
 {
@@ -158,29 +194,16 @@ int cs_check_servers(const cs_config *cfg, char *err, size_t errlen)
 		if (!server_reachable(what, cfg->replicas[i].conninfo, err, errlen))
 			rc = CS_CHECK_UNREACHABLE;
 	}
-	cs_redis_url u;
-	char why[256];
-	if (!cs_redis_url_parse(cfg->redis_url, &u, why, sizeof why)) {
-		append(err, errlen, "[redis] url: %s", why);
+	bool bad;
+	redisContext *rc2 = redis_connect_checked(cfg, "reach Redis", &bad, err, errlen);
+	if (bad)
 		return CS_CHECK_INVALID;
-	}
-	struct timeval tv = { 2, 0 };
-	redisContext *rc2 = u.unix_path[0] ? redisConnectUnixWithTimeout(u.unix_path, tv)
-					   : redisConnectWithTimeout(u.host, u.port, tv);
-	redisReply *r = NULL;
-	if (rc2 && !rc2->err) {
-		redisSetTimeout(rc2, tv);
-		if (u.password[0]) {
-			r = u.username[0] ? redisCommand(rc2, "AUTH %s %s", u.username, u.password)
-					  : redisCommand(rc2, "AUTH %s", u.password);
-			freeReplyObject(r);
-		}
-		r = redisCommand(rc2, "PING");
-	}
-	if (rc2 == NULL || rc2->err || r == NULL || r->type == REDIS_REPLY_ERROR) {
+	redisReply *r = rc2 ? redisCommand(rc2, "PING") : NULL;
+	if (rc2 && (r == NULL || r->type == REDIS_REPLY_ERROR)) {
 		append(err, errlen, "[redis] url: cannot reach Redis: %s",
-			rc2 == NULL ? "out of memory" : rc2->err ? rc2->errstr
-				: r && r->type == REDIS_REPLY_ERROR ? r->str : "no answer to PING");
+			r ? r->str : "no answer to PING");
+		rc = CS_CHECK_UNREACHABLE;
+	} else if (rc2 == NULL) {
 		rc = CS_CHECK_UNREACHABLE;
 	}
 	freeReplyObject(r);
@@ -203,28 +226,12 @@ int cs_check_redis(const cs_config *cfg, char *err, size_t errlen)
 	err[0] = '\0';
 	if (!cfg->fence)
 		return CS_CHECK_OK;
-	cs_redis_url u;
-	char why[256];
-	if (!cs_redis_url_parse(cfg->redis_url, &u, why, sizeof why)) {
-		append(err, errlen, "[redis] url: %s", why);
-		return CS_CHECK_INVALID;
-	}
-	struct timeval tv = { 2, 0 };
-	redisContext *rc = u.unix_path[0] ? redisConnectUnixWithTimeout(u.unix_path, tv)
-					  : redisConnectWithTimeout(u.host, u.port, tv);
-	if (rc == NULL || rc->err) {
-		append(err, errlen, "[redis] url: cannot connect to check maxmemory-policy: %s",
-			rc ? rc->errstr : "out of memory");
-		redisFree(rc);
-		return CS_CHECK_UNREACHABLE;
-	}
-	redisSetTimeout(rc, tv);
+	bool bad;
+	redisContext *rc = redis_connect_checked(cfg, "connect to check maxmemory-policy", &bad, err,
+		errlen);
+	if (rc == NULL)
+		return bad ? CS_CHECK_INVALID : CS_CHECK_UNREACHABLE;
 	redisReply *r;
-	if (u.password[0]) {
-		r = u.username[0] ? redisCommand(rc, "AUTH %s %s", u.username, u.password)
-				  : redisCommand(rc, "AUTH %s", u.password);
-		freeReplyObject(r);
-	}
 	int result = CS_CHECK_OK;
 	r = redisCommand(rc, "CONFIG GET maxmemory-policy");
 	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&

@@ -372,23 +372,6 @@ cs_dns_req *cs_resolve_host(cs_resolver *r, const char *host, cs_dns_cb *cb, voi
 	return req_start(q);
 }
 
-/* Splits a comma list into at most max items (in place). */
-static int split_list(char *s, char **items, int max)
-{
-	int n = 0;
-	if (s == NULL)
-		return 0;
-	for (char *p = s; n < max;) {
-		items[n++] = p;
-		char *c = strchr(p, ',');
-		if (c == NULL)
-			break;
-		*c = '\0';
-		p = c + 1;
-	}
-	return n;
-}
-
 cs_dns_req *cs_resolve_conninfo(cs_resolver *r, const char *conninfo, cs_dns_cb *cb, void *priv)
 {
 	cs_dns_req *q = req_new(r, cb, priv, true);
@@ -407,7 +390,7 @@ cs_dns_req *cs_resolve_conninfo(cs_resolver *r, const char *conninfo, cs_dns_cb 
 	}
 	PQconninfoFree(opts);
 	char *items[MAX_HOSTS + 1];
-	int n = split_list(hostlist, items, MAX_HOSTS + 1);
+	int n = cs_split_list(hostlist, items, MAX_HOSTS + 1);
 	bool any_name = false;
 	for (int i = 0; i < n && i < MAX_HOSTS; i++)
 		any_name = any_name || !cs_host_is_literal(items[i]);

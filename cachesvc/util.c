@@ -1,6 +1,7 @@
 /* util.c - clocks, a fast PRNG and small helpers shared by the engine. */
 #include "util.h"
 
+#include <string.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -94,4 +95,20 @@ bool cs_ratelimit_pass(cs_ratelimit *r, uint64_t interval_us, uint64_t *suppress
 	*suppressed = r->suppressed;
 	r->suppressed = 0;
 	return true;
+}
+
+int cs_split_list(char *s, char **items, int max)
+{
+	int n = 0;
+	if (s == NULL || *s == '\0')
+		return 0;
+	for (char *p = s; n < max;) {
+		items[n++] = p;
+		char *c = strchr(p, ',');
+		if (c == NULL)
+			break;
+		*c = '\0';
+		p = c + 1;
+	}
+	return n;
 }

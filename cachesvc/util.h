@@ -37,4 +37,8 @@ bool cs_ratelimit_pass(cs_ratelimit *r, uint64_t interval_us, uint64_t *suppress
 #define CS_MIN(a, b)	((a) < (b) ? (a) : (b))
 #define CS_MAX(a, b)	((a) > (b) ? (a) : (b))
 
+/* Splits a comma list (libpq's multi-host syntax) in place into at most max items; returns
+ * how many (0 for NULL or ""). */
+int cs_split_list(char *s, char **items, int max);
+
 #endif

@@ -840,23 +840,6 @@ static void stale_refuse(cs_inv *inv)
 	restart(inv, why, false);
 }
 
-/* Splits a comma list (libpq's multi-host syntax) into at most max items. */
-static int split_list(char *s, char **items, int max)
-{
-	int n = 0;
-	if (s == NULL || *s == '\0')
-		return 0;
-	for (char *p = s; n < max;) {
-		items[n++] = p;
-		char *c = strchr(p, ',');
-		if (c == NULL)
-			break;
-		*c = '\0';
-		p = c + 1;
-	}
-	return n;
-}
-
 /* host, hostaddr and port lists of the conninfo without the servers being skipped, in
  * out_host/out_addr/out_port ("" when not given). False when nothing is skipped (or
  * everything would be: then libpq's own order is kept). */
@@ -885,7 +868,7 @@ static bool conninfo_without_skipped(cs_inv *inv, char *out_host, char *out_addr
 	}
 	PQconninfoFree(opts);
 	char *hs[64], *as[64], *ps[64];
-	int nh = split_list(host, hs, 64), na = split_list(addr, as, 64), np = split_list(port, ps, 64);
+	int nh = cs_split_list(host, hs, 64), na = cs_split_list(addr, as, 64), np = cs_split_list(port, ps, 64);
 	int n = nh > na ? nh : na;
 	bool changed = false;
 	size_t lh = 0, la = 0, lp = 0;
