@@ -91,3 +91,16 @@ hdr=$(exec 3<>"/dev/tcp/127.0.0.1/$APORT"; printf 'GET /healthz HTTP/1.0\r\nHost
 printf '%s' "$hdr" | grep -qi '^Content-Type: text/plain; charset=utf-8' || fail "/healthz content type: $hdr"
 printf '%s' "$hdr" | sed '1,/^\r$/d' | grep -qx ok || fail "/healthz body: $hdr"
 ok "/healthz: text/plain, ok"
+
+# unhealthy: the only replica never answers; /healthz says why, as text/plain, with a 503
+stop_daemon || fail "cachesvc did not exit cleanly"
+write_config "$WORK/down.ini" down1
+start_daemon "$WORK/down.ini" down
+healthz_raw() { exec 3<>"/dev/tcp/127.0.0.1/$APORT"; printf 'GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n' >&3; cat <&3; exec 3<&-; }
+is_503() { healthz_raw | head -1 | grep -q '^HTTP/1\.[01] 503 '; }
+until_true 15 is_503 || fail "/healthz never 503 with its only replica down: $(healthz_raw)"
+hdr=$(healthz_raw)
+printf '%s' "$hdr" | grep -qi '^Content-Type: text/plain; charset=utf-8' || fail "/healthz 503 content type: $hdr"
+why=$(printf '%s' "$hdr" | sed '1,/^\r$/d')
+[ -n "$why" ] && [ "$why" != ok ] || fail "/healthz 503 without a reason: $hdr"
+ok "/healthz: 503, text/plain, reason \"$why\""
