@@ -252,6 +252,7 @@ struct cs_engine {
 	struct ryw_cursor *ryw_cursors; /* walks of the ryw list in progress (see ryw_unlink) */
 	bool fence_on;
 	bool stopping; /* cs_engine_free runs: no retries, everything answers SHUTTING_DOWN */
+	struct reload_check *rchk; /* a reload whose new SQL is being checked on a server */
 	cs_engine_stats stats;
 	cs_buf scratch;
 	cs_keyspace ks;
@@ -2382,6 +2383,153 @@ int cs_engine_reload(cs_engine *e, cs_config *cfg, char *err, size_t errlen)
 		if (t->qs[i].pending_bump)
 			bump_generation(e, &t->qs[i]);
 	load_gens(e);
+	return 0;
+}
+
+/* ---- Checked reload: new SQL proves itself on a server before it replaces the old ------ */
+
+/* One changed or new query: EXPLAIN of its SQL with its declared parameter types (all NULL),
+ * a one-off statement: it parses, resolves every name and types every parameter the way a
+ * GET would, and executes nothing. */
+typedef struct rchk_item {
+	struct reload_check *rc;
+	cs_query_def def; /* name, "EXPLAIN " + sql, the parameter types */
+	cs_pg_params params; /* def.nparams NULLs */
+	cs_pgjob job;
+} rchk_item;
+
+typedef struct reload_check {
+	cs_engine *e;
+	cs_config *cfg;
+	cs_engine_reload_cb *done;
+	void *priv;
+	const char *server;
+	int n, pending, unchecked;
+	rchk_item *items;
+	const char *nulls[CS_MAX_PARAMS]; /* every parameter NULL: planned, never run */
+	char err[2048];
+} reload_check;
+
+static void rchk_free(reload_check *rc)
+{
+	for (int i = 0; rc->items && i < rc->n; i++)
+		free(rc->items[i].def.sql);
+	free(rc->items);
+	free(rc);
+}
+
+/* Every check answered: swap (cs_engine_reload) or refuse, then tell the caller. */
+static void rchk_finish(reload_check *rc)
+{
+	cs_engine *e = rc->e;
+	e->rchk = NULL;
+	int result = -1;
+	if (e->stopping) {
+		snprintf(rc->err, sizeof rc->err, "shutting down");
+	} else if (rc->err[0] == '\0') {
+		if (rc->unchecked > 0)
+			cs_warn("reload: %d changed queries not checked (%s unreachable or busy): "
+				"applied unchecked", rc->unchecked, rc->server);
+		result = cs_engine_reload(e, rc->cfg, rc->err, sizeof rc->err);
+	}
+	if (result != 0)
+		cs_config_free(rc->cfg); /* refused: the caller's config goes with it */
+	rc->done(rc->priv, result, rc->err);
+	rchk_free(rc);
+}
+
+static void on_rchk(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int err, const char *msg,
+	bool retryable)
+{
+	rchk_item *it = job->priv;
+	reload_check *rc = it->rc;
+	if (err != 0 && retryable) {
+		rc->unchecked++; /* the server's failure, not the SQL's */
+	} else if (err != 0) {
+		size_t n = strlen(rc->err);
+		snprintf(rc->err + n, sizeof rc->err - n, "%s[query %s] sql: does not prepare: %s",
+			n ? "; " : "", it->def.name, msg ? msg : "error"); /* msg names the server */
+	}
+	if (--rc->pending == 0)
+		rchk_finish(rc);
+}
+
+/* The server to check on: an up replica, else the primary if up; NULL when none is. */
+static cs_pgserver *rchk_server(cs_engine *e)
+{
+	cs_pgserver *primary = NULL;
+	for (int i = 0; i < e->nservers; i++) {
+		if (cs_pgserver_state_get(e->servers[i]) != CS_SRV_UP)
+			continue;
+		if (e->servers[i] == e->primary)
+			primary = e->servers[i];
+		else
+			return e->servers[i];
+	}
+	return primary;
+}
+
+int cs_engine_reload_checked(cs_engine *e, cs_config *cfg, cs_engine_reload_cb *done, void *priv,
+	char *err, size_t errlen)
+{
+	if (e->rchk != NULL) {
+		snprintf(err, errlen, "another reload is being checked");
+		return -1;
+	}
+	if (!cs_config_reloadable(e->qt->cfg, cfg, err))
+		return -1;
+	reload_check *rc = calloc(1, sizeof *rc);
+	if (rc == NULL || (rc->items = calloc((size_t)cfg->nqueries + 1, sizeof *rc->items)) == NULL) {
+		free(rc);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	rc->e = e;
+	rc->cfg = cfg;
+	rc->done = done;
+	rc->priv = priv;
+	cs_pgserver *srv = rchk_server(e);
+	rc->server = srv ? cs_pgserver_name(srv) : "no server";
+	/* The queries whose SQL or parameters are new; unchanged ones prepared before. */
+	for (int i = 0; i < cfg->nqueries; i++) {
+		const cs_query_def *nd = &cfg->queries[i];
+		qstate *old = qtable_find(e->qt, nd->name, strlen(nd->name));
+		if (old && query_same(old->def, nd))
+			continue;
+		rchk_item *it = &rc->items[rc->n];
+		size_t len = strlen(nd->sql) + 9;
+		if ((it->def.sql = malloc(len)) == NULL) {
+			rchk_free(rc);
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		snprintf(it->def.sql, len, "EXPLAIN %s", nd->sql);
+		snprintf(it->def.name, sizeof it->def.name, "%s", nd->name);
+		it->def.nparams = nd->nparams;
+		memcpy(it->def.params, nd->params, sizeof nd->params);
+		it->params = (cs_pg_params){ .n = nd->nparams, .values = rc->nulls };
+		it->rc = rc;
+		rc->n++;
+	}
+	e->rchk = rc;
+	if (rc->n == 0 || srv == NULL) { /* nothing new to check, or nowhere to check it */
+		rc->unchecked = srv == NULL ? rc->n : 0;
+		rchk_finish(rc);
+		return 0;
+	}
+	rc->pending = rc->n + 1; /* + a guard while submitting */
+	uint64_t deadline = cs_now_us() + (uint64_t)e->qt->cfg->request_timeout_ms * 1000u;
+	for (int i = 0; i < rc->n; i++) {
+		rchk_item *it = &rc->items[i];
+		it->job = (cs_pgjob){ .qindex = -1, .q = &it->def, .params = &it->params,
+			.deadline_us = deadline, .cb = on_rchk, .priv = it };
+		if (cs_pgserver_submit(srv, &it->job) != 0) {
+			rc->unchecked++;
+			rc->pending--;
+		}
+	}
+	if (--rc->pending == 0)
+		rchk_finish(rc);
 	return 0;
 }
 

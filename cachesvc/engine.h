@@ -72,6 +72,17 @@ void cs_engine_invalidate(cs_engine *e, const cs_inval_req *req, cs_engine_inval
  * non-reloadable key changed (message in err). Ownership of cfg passes on success only. */
 int cs_engine_reload(cs_engine *e, cs_config *cfg, char *err, size_t errlen);
 
+/* The daemon's SIGHUP: like cs_engine_reload, but first every query whose SQL or parameters
+ * are new is planned (EXPLAIN, parameters NULL, nothing executed) on an up replica (else the
+ * primary); one that does not prepare refuses the whole reload, keeping the running
+ * definitions. Returns -1 when refused at once (err says why; cfg stays the caller's), else
+ * 0: cfg is the engine's and done(priv, result, err) runs exactly once, maybe before this
+ * returns (result 0: applied; -1: refused, err says why). Servers that cannot be reached
+ * leave the SQL unchecked (logged), as at startup. One at a time. */
+typedef void cs_engine_reload_cb(void *priv, int result, const char *err);
+int cs_engine_reload_checked(cs_engine *e, cs_config *cfg, cs_engine_reload_cb *done, void *priv,
+	char *err, size_t errlen);
+
 const cs_config *cs_engine_config(const cs_engine *e);
 const cs_engine_stats *cs_engine_get_stats(const cs_engine *e);
 

@@ -384,3 +384,27 @@ static void flush_at_exit(void)
 	}
 	pthread_mutex_unlock(&lock);
 }
+
+void cs_log_pg_notice(void *name, const char *message)
+{
+	size_t n = strlen(message);
+	while (n > 0 && (message[n - 1] == '\n' || message[n - 1] == '\r'))
+		n--;
+	/* libpq's text starts with the severity: "WARNING:  ...", "NOTICE:  ...", "INFO:  ..." */
+	cs_log_level level = strncmp(message, "WARNING:", 8) == 0 ? CS_LOG_WARNING
+			     : strncmp(message, "DEBUG", 5) == 0   ? CS_LOG_DEBUG
+								   : CS_LOG_INFO;
+	/* one line: embedded newlines (DETAIL, HINT) become " | " */
+	char buf[1024];
+	size_t o = 0;
+	for (size_t i = 0; i < n && o + 4 < sizeof buf; i++) {
+		if (message[i] == '\n') {
+			memcpy(buf + o, " | ", 3);
+			o += 3;
+		} else {
+			buf[o++] = message[i];
+		}
+	}
+	buf[o] = '\0';
+	cs_log(level, "postgres %s: %s", name ? (const char *)name : "?", buf);
+}

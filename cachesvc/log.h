@@ -28,6 +28,12 @@ bool cs_log_parse_level(const char *s, cs_log_level *out);
  * full; a WARNING line later says how many were dropped. Thread-safe. */
 void cs_log(cs_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* A libpq notice processor (PQsetNoticeProcessor(conn, cs_log_pg_notice, name)): a server
+ * notice ("WARNING:  ...\n") becomes one log line "postgres NAME: WARNING: ...", at WARNING
+ * for warnings and INFO otherwise, instead of libpq's raw, blocking write to stderr. name
+ * must outlive the connection. */
+void cs_log_pg_notice(void *name, const char *message);
+
 /* Lines dropped since the start because stderr was full or gone (for
  * cachesvc_log_dropped_total). */
 uint64_t cs_log_dropped(void);

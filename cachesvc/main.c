@@ -14,6 +14,8 @@
 #include "config.h"
 #include "engine.h"
 #include "log.h"
+#include "notify.h"
+#include "resolve.h"
 #include "server.h"
 #include "util.h"
 
@@ -38,6 +40,8 @@ typedef struct daemon_state {
 	long nofile; /* the open-file soft limit after raise_nofile */
 	int client_cap;
 	struct event *stats_timer; /* the periodic stats line (stats_period) */
+	bool reloading, reload_again; /* a reload's SQL is being checked; a SIGHUP came meanwhile */
+	bool notify_ready;	      /* READY=1 owed to systemd when that reload ends */
 	struct stats_snap {
 		uint64_t at_us, requests, hits, stale_hits, misses, fills, refused, errors;
 		uint64_t hit_n, hit_sum, miss_n, miss_sum;
@@ -137,6 +141,7 @@ static void on_stop(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	d->stopping = true;
+	cs_notify_stopping();
 	cs_info("%s: draining in-flight requests",
 		sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "signal");
 	int64_t timeout = cs_engine_config(d->engine)->request_timeout_ms + 1000;
@@ -146,27 +151,64 @@ static void on_stop(evutil_socket_t sig, short what, void *arg)
 static struct stats_snap stats_now(const daemon_state *d);
 static void stats_arm(daemon_state *d);
 
+static void on_reload(evutil_socket_t sig, short what, void *arg);
+
+static void on_reloaded(void *arg, int result, const char *err)
+{
+	daemon_state *d = arg;
+	d->reloading = false;
+	if (result != 0) {
+		cs_error("reload refused, keeping the running config: %s", err);
+	} else {
+		const cs_config *cfg = cs_engine_config(d->engine);
+		apply_client_cap(d, cfg, client_cap_of(cfg, d->nofile));
+		if (d->stats_timer) { /* stats_period may have changed */
+			evtimer_del(d->stats_timer);
+			d->last = stats_now(d);
+			stats_arm(d);
+		}
+		cs_info("reloaded %s: %d queries", d->config_path, cfg->nqueries);
+	}
+	if (d->notify_ready) { /* systemd: the reload is over, applied or refused */
+		d->notify_ready = false;
+		cs_notify_ready();
+	}
+	if (d->reload_again && !d->stopping) { /* a SIGHUP arrived meanwhile */
+		d->reload_again = false;
+		on_reload(SIGHUP, 0, d);
+	}
+}
+
 static void on_reload(evutil_socket_t sig, short what, void *arg)
 {
 	daemon_state *d = arg;
+	if (d->reloading) {
+		d->reload_again = true; /* after the one being checked */
+		return;
+	}
+	/* systemd: the reload runs between RELOADING=1 and READY=1 (applied or refused); before
+	 * the first READY (still waiting to accept) or while draining, no state is sent. */
+	bool ready = !d->stopping && !evtimer_pending(d->ready_timer, NULL);
+	if (ready)
+		cs_notify_reloading();
 	char err[CS_CONFIG_ERRLEN];
 	cs_config *cfg = cs_config_load(d->config_path, err);
 	if (cfg == NULL) {
 		cs_error("reload failed, keeping the running config: %s", err);
+		if (ready)
+			cs_notify_ready();
 		return;
 	}
-	if (cs_engine_reload(d->engine, cfg, err, sizeof err) != 0) {
+	d->reloading = true;
+	d->notify_ready = ready;
+	if (cs_engine_reload_checked(d->engine, cfg, on_reloaded, d, err, sizeof err) != 0) {
+		d->reloading = false;
+		d->notify_ready = false;
 		cs_error("reload refused, keeping the running config: %s", err);
 		cs_config_free(cfg);
-		return;
+		if (ready)
+			cs_notify_ready();
 	}
-	apply_client_cap(d, cfg, client_cap_of(cfg, d->nofile));
-	if (d->stats_timer) { /* stats_period may have changed */
-		evtimer_del(d->stats_timer);
-		d->last = stats_now(d);
-		stats_arm(d);
-	}
-	cs_info("reloaded %s: %d queries", d->config_path, cfg->nqueries);
 }
 
 /* ---- The periodic stats line (PgBouncer's "stats:" line) ---------------------------------- */
@@ -231,6 +273,9 @@ static void on_ready_check(evutil_socket_t fd, short what, void *arg)
 		const cs_config *cfg = cs_engine_config(d->engine);
 		cs_info("accepting clients on %s%s%s", cfg->listen ? cfg->listen : "",
 			cfg->unix_socket ? " and " : "", cfg->unix_socket ? cfg->unix_socket : "");
+		cs_notify_status("accepting clients on %s%s%s", cfg->listen ? cfg->listen : "",
+			cfg->unix_socket ? " and " : "", cfg->unix_socket ? cfg->unix_socket : "");
+		cs_notify_ready();
 		return;
 	}
 	struct timeval tv = cs_tv_ms(20);
@@ -419,6 +464,8 @@ out:
 	 * the server writes those answers out and closes the clients. */
 	cs_engine_free(d.engine);
 	cs_server_free(d.server);
+	if (d.base && cs_resolver_drain(d.base) > 0)
+		cs_warn("shutdown: a DNS resolver still had lookups in flight");
 	cs_log_detach();
 	if (d.base)
 		event_base_free(d.base);

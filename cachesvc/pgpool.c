@@ -110,6 +110,7 @@ struct cs_pgserver {
 	bool promoted;	       /* a replica whose monitor saw it out of recovery */
 	bool retired;	       /* removed or changed by a reload: takes no new work */
 	uint32_t tli;	       /* timeline: the primary's, or the replica's received one (0 unknown) */
+	cs_lsn_t prev_received; /* the WAL receiver's position at the previous monitor round */
 	uint32_t primary_tli;  /* the primary's timeline, for a replica (0 unknown) */
 	bool old_timeline;     /* a replica receiving WAL of a timeline below the primary's */
 	cs_lsn_t lsn;
@@ -441,6 +442,8 @@ static int conn_connect(pgconn *c, const char *hostaddr)
 	const char *val[] = { s->conninfo, s->options, c->monitor ? "cachesvc-monitor" : "cachesvc",
 		hostaddr, NULL };
 	c->conn = PQconnectStartParams(kw, val, 1);
+	if (c->conn)
+		PQsetNoticeProcessor(c->conn, cs_log_pg_notice, s->name); /* not libpq's raw stderr */
 	if (c->conn == NULL || PQstatus(c->conn) == CONNECTION_BAD) {
 		char msg[256];
 		set_msg(msg, sizeof msg, c->conn ? PQerrorMessage(c->conn) : "out of memory");
@@ -790,8 +793,9 @@ static void job_results(pgconn *c)
 /* ---- Monitor --------------------------------------------------------------------------- */
 
 /* In recovery, the replay LSN, the age of the last replayed transaction, the timeline
- * (the one the WAL receiver receives; NULL while it does not run) and the last WAL position
- * received (NULL without streaming replication); out of recovery, the current LSN and the
+ * (the one the WAL receiver receives; NULL while it does not run), the last WAL position
+ * received (NULL without streaming replication), and the WAL receiver's pid and status
+ * (NULL when none runs; the status also for roles without pg_read_all_stats); out of recovery, the current LSN and the
  * timeline WAL is written on (the first 8 hex digits of the current WAL file's name). */
 static const char monitor_sql[] =
 	"SELECT pg_is_in_recovery(),"
@@ -801,7 +805,9 @@ static const char monitor_sql[] =
 	"  * 1000, 0)::int8,"
 	" CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli FROM pg_stat_wal_receiver)::int8"
 	"  ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int8 END,"
-	" pg_last_wal_receive_lsn()::text";
+	" pg_last_wal_receive_lsn()::text,"
+	" (SELECT pid FROM pg_stat_wal_receiver)::int8,"
+	" (SELECT status FROM pg_stat_wal_receiver)";
 
 /* A replica on an older timeline than the primary's cannot follow it (an old primary that
  * rejoined, a standby left on the old timeline): never routed to. */
@@ -900,8 +906,21 @@ static void monitor_results(pgconn *m)
 			 * [primary], or it is down) - everything its WAL receiver got: no WAL
 			 * pending. The age of the last replayed transaction is only a lag while WAL
 			 * waits to be replayed (a replica catching up, or a delayed one). */
-			if (s->primary || !rec || (s->primary_lsn != 0 && lsn >= s->primary_lsn) ||
-				(received != 0 && lsn >= received))
+			/* "Everything received is replayed" means caught up only while the WAL
+			 * receiver is connected: cut off from its upstream (a partition, a failover
+			 * it does not follow), pg_last_wal_receive_lsn stays put and the replica
+			 * would look current forever. The receiver's pid is visible to every role,
+			 * its status only with pg_read_all_stats (hidden: taken as streaming; a
+			 * half-open link is bounded by the replica's wal_receiver_timeout). */
+			bool receiving = PQnfields(res) > 6 && !PQgetisnull(res, 0, 5) &&
+					 (PQgetisnull(res, 0, 6) ||
+						 strcmp(PQgetvalue(res, 0, 6), "streaming") == 0);
+			/* Replayed all it had received one health round ago: WAL in flight right
+			 * now (a checkpoint record on a quiet primary) is not lag. */
+			bool replayed = received != 0 && receiving &&
+					(lsn >= received || (s->prev_received != 0 && lsn >= s->prev_received));
+			s->prev_received = receiving ? received : 0;
+			if (s->primary || !rec || (s->primary_lsn != 0 && lsn >= s->primary_lsn) || replayed)
 				s->lag_ms = 0;
 			else
 				s->lag_ms = replay_age < 0 ? 0 : replay_age;

@@ -23,8 +23,22 @@ struct cs_resolver {
 	struct evdns_base *dns;
 	int64_t timeout_ms;
 	int outstanding; /* evdns lookups whose callback has not run yet (owned or orphaned) */
+	bool closing;	 /* freed by its owner while lookups were outstanding (resolver_reap) */
 	cs_resolver_stats stats;
 };
+
+/* Resolvers freed by their owners while evdns still owed callbacks: each is freed (and its
+ * evdns base with it) once the last callback ran, from a one-shot event, never under evdns's
+ * feet. cs_resolver_drain runs the loop for them at shutdown. */
+static int closing_count;
+
+static void resolver_reap(evutil_socket_t fd, short what, void *arg)
+{
+	cs_resolver *r = arg;
+	evdns_base_free(r->dns, 0);
+	free(r);
+	closing_count--;
+}
 
 /* One evdns lookup. Its callback always runs (answer, failure, cancel, shutdown) and frees
  * it; `q` is NULL once its request was canceled or finished without it (orphaned). */
@@ -150,6 +164,11 @@ static void on_lookup(int result, struct evutil_addrinfo *res, void *arg)
 	cs_dns_req *q = s->q;
 	r->outstanding--;
 	s->ev = NULL;
+	if (r->closing && r->outstanding == 0) {
+		struct timeval now = { 0, 0 };
+		if (event_base_once(r->base, -1, EV_TIMEOUT, resolver_reap, r, &now) != 0)
+			cs_warn("resolver: cannot schedule its release (out of memory): leaked");
+	}
 	if (q == NULL || result == EVUTIL_EAI_CANCEL) {
 		if (q)
 			q->hosts[s->idx].lookup = NULL;
@@ -251,6 +270,10 @@ static cs_dns_req *req_start(cs_dns_req *q)
 {
 	struct timeval tv = cs_tv_ms(q->r->timeout_ms);
 	evtimer_add(q->timer, &tv);
+	/* A guard: a lookup answered inside evdns_getaddrinfo (the hosts file) must not finish
+	 * the request while later hosts are not even started (their hostaddr entries would be
+	 * empty, and libpq would resolve them itself, blocking). */
+	q->pending++;
 	for (int i = 0; i < q->nhosts && !q->done; i++) {
 		if (q->hosts[i].name == NULL)
 			continue;
@@ -259,7 +282,7 @@ static cs_dns_req *req_start(cs_dns_req *q)
 			return NULL;
 		}
 	}
-	if (q->pending == 0 && !q->done)
+	if (--q->pending == 0 && !q->done)
 		req_finish(q, 0, NULL);
 	return q;
 }
@@ -313,19 +336,25 @@ void cs_resolver_free(cs_resolver *r)
 {
 	if (r == NULL)
 		return;
-	/* Orphaned lookups still running: evdns fails them, but runs their callbacks
-	 * (deferred) only from the loop; their memory would leak otherwise. Run the loop once,
-	 * without blocking, to let them finish (only when there are any: at a shutdown in the
-	 * middle of a lookup). */
-	bool flush = r->outstanding > 0;
-	evdns_base_free(r->dns, 1);
-	for (int i = 0; flush && r->outstanding > 0 && i < 4; i++)
-		event_base_loop(r->base, EVLOOP_NONBLOCK);
-	if (r->outstanding > 0) {
-		cs_warn("resolver: %d lookups did not finish at shutdown", r->outstanding);
-		return; /* their callbacks still hold r: leak it rather than free it under them */
+	if (r->outstanding == 0) {
+		evdns_base_free(r->dns, 0);
+		free(r);
+		return;
 	}
-	free(r);
+	/* Lookups canceled by their owners still owe evdns callbacks, run (deferred) from the
+	 * loop, and those touch the evdns base: it must outlive them. on_lookup frees both
+	 * after the last one (resolver_reap). */
+	r->closing = true;
+	closing_count++;
+}
+
+int cs_resolver_drain(struct event_base *base)
+{
+	/* Nothing else may be left on base (the daemon calls it after freeing the engine and
+	 * the server): this only lets evdns deliver what it owes. Bounded. */
+	for (int i = 0; closing_count > 0 && i < 64; i++)
+		event_base_loop(base, EVLOOP_NONBLOCK);
+	return closing_count;
 }
 
 cs_dns_req *cs_resolve_host(cs_resolver *r, const char *host, cs_dns_cb *cb, void *priv)

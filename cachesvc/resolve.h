@@ -30,9 +30,16 @@ typedef struct cs_dns_req cs_dns_req;
 cs_resolver *cs_resolver_new(struct event_base *base, const char *resolv_conf, int64_t timeout_ms,
 	char *err, size_t errlen) __attribute__((warn_unused_result));
 
-/* Frees the resolver. Lookups still running are canceled (their callbacks do not run); they
- * must have been canceled by their owners first (cs_dns_cancel) or be orphaned this way. */
+/* Frees the resolver. Its lookups must have been canceled by their owners first
+ * (cs_dns_cancel). evdns still owes the canceled ones a callback from the loop; while it
+ * does, the resolver lives on and is freed after the last one (the loop must run: see
+ * cs_resolver_drain). */
 void cs_resolver_free(cs_resolver *r);
+
+/* At shutdown, once everything else on base is freed: runs base without blocking until
+ * every resolver freed with lookups outstanding is released (bounded). Returns how many are
+ * left (leaked). */
+int cs_resolver_drain(struct event_base *base);
 
 /* Result of a lookup, run exactly once unless canceled, never from inside the call that
  * started it. err == 0: `addrs` is the answer (valid only during the call): for

@@ -239,6 +239,8 @@ static void client_pause(client *c, bool pause)
 		return;
 	c->paused = pause;
 	if (pause)
+		partial_unlink(c); /* not read: any wait now is ours (resuming re-adds it) */
+	if (pause)
 		bufferevent_disable(c->bev, EV_READ);
 	else
 		bufferevent_enable(c->bev, EV_READ);
@@ -400,6 +402,9 @@ static void mget_finish(mget *m)
 			(void)cs_proto_write_error(&s->out, m->reqid, CS_ERR_TOO_LARGE,
 				"MGET reply is over the reply limit");
 		}
+		/* The items move from held to the output: count them once, not twice. */
+		c->held -= m->held;
+		m->held = 0;
 		client_send(c, &s->out);
 	}
 	mget_free(m);

@@ -1416,6 +1416,8 @@ static void connect_start(cs_inv *inv)
 	inv->epoch++;
 	inv->stats.reconnects++;
 	inv->conn = PQconnectStartParams(kw, val, 1);
+	if (inv->conn)
+		PQsetNoticeProcessor(inv->conn, cs_log_pg_notice, "invalidator");
 	free(options);
 	inv->conninfo = conninfo;
 	free(inv->dns_conninfo);
@@ -1736,9 +1738,11 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, struct cs_pgse
 		cs_inv_free(inv);
 		return NULL;
 	}
+	/* The engine's resolver (resolv_conf, dns_timeout), as the primary's pool uses. */
 	cs_redis_opts ro = { .name = "invalidator", .url = cfg->redis_url,
 		.timeout_ms = cfg->redis_timeout_ms, .max_pending = 1 << 20, .scripts = cs_scripts,
-		.nscripts = CS_SCRIPT_COUNT };
+		.nscripts = CS_SCRIPT_COUNT,
+		.resolver = primary ? cs_pgserver_resolver(primary) : NULL };
 	inv->redis = cs_redis_new(base, &ro, err, errlen);
 	if (inv->redis == NULL) {
 		cs_inv_free(inv);

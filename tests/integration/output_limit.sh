@@ -51,3 +51,12 @@ cli ping >/dev/null || fail "the daemon does not answer after the too_large MGET
 [ "$(src big_row 2)" = replica ] || fail "a GET after the too_large MGET was not served"
 ok "an MGET over the hard limit by itself: too_large ($(echo "$out" | head -c 160))"
 kill -0 "$DAEMON_PID" || fail "the daemon died"
+
+# An MGET between half and all of the hard limit (60 x 100 kB = 6 MB < 8 MB) from a client
+# that reads: answered whole, not cut off (its items are counted once, not as held items
+# plus the reply).
+closed=$(metric cachesvc_output_limit_closed_total)
+out=$(cli --json mget --each big_row $(seq 60 | sed 's/.*/1/') 2>&1) || fail "a 6 MB MGET failed: ${out:0:300}"
+[ "$(echo "$out" | grep -c '"source"')" = 60 ] || fail "a 6 MB MGET did not answer 60 items"
+[ "$(metric cachesvc_output_limit_closed_total)" = "$closed" ] || fail "a 6 MB MGET closed its reader"
+ok "an MGET of 6 MB (hard limit 8 MB) to a reading client: 60 items answered, not closed"

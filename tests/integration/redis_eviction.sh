@@ -39,6 +39,8 @@ params = id:int8
 invalidate_on = users(id = $1)
 INI
   invalidator_section >>"$WORK/$1.ini"
+  # hold: a slow horizon publication, so the fill meets the horizon restored by hand below
+  [ "${2:-}" != hold ] || sed -i 's/^status_interval = .*/status_interval = 20s/' "$WORK/$1.ini"
   start_daemon "$WORK/$1.ini" "check_$1"
   until_true 30 streaming || fail "the invalidator never streamed"
   primary "$DB" -c "UPDATE users SET name = 'user 1' WHERE id = 1" >/dev/null
@@ -49,8 +51,9 @@ INI
   wait_invalidated "$lsn"
   [ "$(fences)" -ge 1 ] || fail "no fence written"
   # Evict every key with a TTL: maxmemory 1, then writes (each refused, each evicting first).
-  local ev0
+  local ev0 h0
   ev0=$(redis info stats | sed -n 's/^evicted_keys:\([0-9]*\).*/\1/p')
+  h0=$(redis get "$NS:horizon")
   redis config set maxmemory 1 >/dev/null
   for _ in $(seq 50); do
     redis set cs_test_pressure x >/dev/null 2>&1 || true
@@ -59,6 +62,12 @@ INI
   redis config set maxmemory 0 >/dev/null
   [ "$(fences)" = 0 ] || fail "the fence was not evicted"
   [ "$(redis info stats | sed -n 's/^evicted_keys:\([0-9]*\).*/\1/p')" -gt "$ev0" ] || fail "nothing evicted"
+  if [ "${2:-}" = hold ]; then
+    # The horizon back as it was (the eviction took it too): only the fill script's own
+    # eviction check (evicted_keys moved, data older than fmax) can refuse now.
+    [ -n "$h0" ] || fail "no horizon before the pressure"
+    redis set "$NS:horizon" "$h0" PX 60000 >/dev/null
+  fi
   # The paused replica still has the old row: a miss reads it and tries to fill.
   [ "$(rows mm_user 1)" = '[[1,"user 1"]]' ] || fail "the paused replica did not answer the old row: $(cli --json get mm_user 1)"
   sleep 0.5
@@ -68,6 +77,7 @@ INI
   ROW_AFTER=$(rows mm_user 1)
   SRC_AFTER=$(src mm_user 1)
   REFUSED=$(( $(metric cachesvc_fill_refused_eviction_total) + $(metric cachesvc_fill_refused_horizon_total) ))
+  REFUSED_EVICTION=$(metric cachesvc_fill_refused_eviction_total)
   stop_daemon || true
   drop_slot
   redis flushdb >/dev/null
@@ -78,6 +88,12 @@ scenario true
 [ "$ROW_AFTER" = '[[1,"new true"]]' ] || fail "stale mm_user 1 after the replica caught up: $ROW_AFTER ($SRC_AFTER)"
 [ "$REFUSED" -ge 1 ] || fail "no fill refused by the eviction check"
 ok "fence evicted: the stale fill was refused ($REFUSED refusals), the new row is served"
+
+scenario true hold
+[ "$SRC_PAUSED" != cache ] || fail "horizon held: the stale row read after its fence was evicted was stored"
+[ "$REFUSED_EVICTION" -ge 1 ] || fail "horizon held: no fill refused by the fill script's eviction check"
+[ "$ROW_AFTER" = '[[1,"new true"]]' ] || fail "horizon held: stale mm_user 1 after the replica caught up: $ROW_AFTER"
+ok "fence evicted, horizon intact: the fill script's own check refused the stale fill ($REFUSED_EVICTION)"
 
 scenario false
 [ "$SRC_PAUSED" = cache ] && [ "$ROW_AFTER" = '[[1,"user 1"]]' ] ||
