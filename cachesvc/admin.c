@@ -135,12 +135,14 @@ static void on_metrics(struct evhttp_request *req, void *arg)
 		cs_engine_metrics_add(a->engine, m);
 		if (a->server)
 			cs_server_metrics(a->server, m);
-		cs_m(m, CS_M_GAUGE, "cachesvc_admin_connections", "Open connections to the admin endpoint",
+		cs_m(m, CS_M_GAUGE, "cachesvc_admin_connections",
+			"Open connections to the admin endpoint",
 			a->conns, NULL);
 		cs_m_u64(m, CS_M_COUNTER, "cachesvc_admin_accept_errors_total",
 			"accept() failures on the admin listener", a->accept_errors, NULL);
 		cs_m_u64(m, CS_M_COUNTER, "cachesvc_log_dropped_total",
-			"Log lines dropped because stderr was full or gone", cs_log_dropped(), NULL);
+			"Log lines dropped because stderr was full or gone", cs_log_dropped(),
+			NULL);
 		cs_m_process(m);
 		cs_m_build_info(m, CS_VERSION);
 		n = cs_metrics_finish(m, &text);

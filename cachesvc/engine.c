@@ -2703,9 +2703,11 @@ void cs_engine_metrics_add(const cs_engine *e, cs_metrics *m)
 		static const char rq[] = "Per query outcomes";
 		cs_m_u64(m, CS_M_COUNTER, "cachesvc_query_requests_total", rq, q->hits, "query", n,
 			"outcome", "hit", NULL);
-		cs_m_u64(m, CS_M_COUNTER, "cachesvc_query_requests_total", rq, q->stale_hits, "query",
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_query_requests_total", rq, q->stale_hits,
+			"query",
 			n, "outcome", "stale_hit", NULL);
-		cs_m_u64(m, CS_M_COUNTER, "cachesvc_query_requests_total", rq, q->misses, "query", n,
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_query_requests_total", rq, q->misses, "query",
+			n,
 			"outcome", "miss", NULL);
 	}
 	for (int i = 0; i < e->qt->nq; i++) {
@@ -2716,9 +2718,11 @@ void cs_engine_metrics_add(const cs_engine *e, cs_metrics *m)
 			"query", n, "cause", "early", NULL);
 		cs_m_u64(m, CS_M_COUNTER, "cachesvc_query_refreshes_total", rf, q->refresh_expired,
 			"query", n, "cause", "expired", NULL);
-		cs_m_u64(m, CS_M_COUNTER, "cachesvc_query_refreshes_total", rf, q->refresh_revalidate,
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_query_refreshes_total", rf,
+			q->refresh_revalidate,
 			"query", n, "cause", "revalidate", NULL);
-		cs_m_u64(m, CS_M_COUNTER, "cachesvc_query_fills_total", "Per query entries stored in Redis",
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_query_fills_total",
+			"Per query entries stored in Redis",
 			q->fills, "query", n, NULL);
 	}
 
@@ -2731,48 +2735,62 @@ void cs_engine_metrics_add(const cs_engine *e, cs_metrics *m)
 		cs_m(m, CS_M_GAUGE, "cachesvc_pg_up", "Server health (1 up)", in.state == CS_SRV_UP,
 			"server", sv, "role", role, NULL);
 		cs_m_state(m, "cachesvc_pg_state",
-			"Server health as routing sees it: unknown (not checked yet), up, down (banned until its backoff expires)",
+			"Server health as routing sees it: unknown (not checked yet), up, down "
+			"(banned until its backoff expires)",
 			"state", srv_states,
 			in.state == CS_SRV_UP ? "up" : in.state == CS_SRV_DOWN ? "down" : "unknown",
 			"server", sv, NULL);
-		cs_m(m, CS_M_GAUGE, "cachesvc_pg_lag_seconds", "Replay delay behind the primary (0 when caught up)",
+		cs_m(m, CS_M_GAUGE, "cachesvc_pg_lag_seconds",
+			"Replay delay behind the primary (0 when caught up)",
 			(double)in.lag_ms / 1000.0, "server", sv, NULL);
-		cs_m(m, CS_M_GAUGE, "cachesvc_pg_promoted", "A replica found out of recovery (1): not routed to",
+		cs_m(m, CS_M_GAUGE, "cachesvc_pg_promoted",
+			"A replica found out of recovery (1): not routed to",
 			in.promoted, "server", sv, NULL);
 		cs_m(m, CS_M_GAUGE, "cachesvc_pg_old_timeline",
-			"A replica on a timeline below the primary's (1): not routed to", in.old_timeline,
+			"A replica on a timeline below the primary's (1): not routed to",
+			in.old_timeline,
 			"server", sv, NULL);
 		cs_m(m, CS_M_GAUGE, "cachesvc_pg_timeline",
-			"Timeline (primary: current; replica: received); 0 unknown", in.tli, "server", sv, NULL);
-		cs_m_u64(m, CS_M_COUNTER, "cachesvc_pg_promotions_total", "Promotions seen", in.promotions,
+			"Timeline (primary: current; replica: received); 0 unknown", in.tli,
 			"server", sv, NULL);
-		cs_m_u64(m, CS_M_GAUGE, "cachesvc_pg_lag_bytes", "Primary WAL position minus the replay position",
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_pg_promotions_total", "Promotions seen",
+			in.promotions,
+			"server", sv, NULL);
+		cs_m_u64(m, CS_M_GAUGE, "cachesvc_pg_lag_bytes",
+			"Primary WAL position minus the replay position",
 			in.lag_bytes, "server", sv, NULL);
-		cs_m(m, CS_M_GAUGE, "cachesvc_pg_pool_connections", "Open pool connections", in.conns,
+		cs_m(m, CS_M_GAUGE, "cachesvc_pg_pool_connections", "Open pool connections",
+			in.conns,
 			"server", sv, NULL);
-		cs_m(m, CS_M_GAUGE, "cachesvc_pg_pool_busy", "Pool connections running a query", in.busy,
+		cs_m(m, CS_M_GAUGE, "cachesvc_pg_pool_busy", "Pool connections running a query",
+			in.busy,
 			"server", sv, NULL);
 		cs_m(m, CS_M_GAUGE, "cachesvc_pg_pool_size", "Configured pool size", in.pool_size,
 			"server", sv, NULL);
-		cs_m(m, CS_M_GAUGE, "cachesvc_pg_queue_waiting", "Queries waiting for a pool connection",
+		cs_m(m, CS_M_GAUGE, "cachesvc_pg_queue_waiting",
+			"Queries waiting for a pool connection",
 			in.queued, "server", sv, NULL);
 		cs_m_u64(m, CS_M_COUNTER, "cachesvc_pg_queries_total", "Queries run", in.queries,
 			"server", sv, NULL);
-		cs_m_u64(m, CS_M_COUNTER, "cachesvc_pg_errors_total", "Queries that failed", in.errors,
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_pg_errors_total", "Queries that failed",
+			in.errors,
 			"server", sv, NULL);
 		cs_m_u64(m, CS_M_COUNTER, "cachesvc_pg_timeouts_total", "Queries that timed out",
 			in.timeouts, "server", sv, NULL);
 		cs_m_u64(m, CS_M_COUNTER, "cachesvc_pg_overloaded_total",
-			"Queries refused: the queue was full or the wait too long", in.overloaded, "server",
+			"Queries refused: the queue was full or the wait too long", in.overloaded,
+			"server",
 			sv, NULL);
-		cs_m_u64(m, CS_M_COUNTER, "cachesvc_pg_bans_total", "Times the server was banned (marked down)",
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_pg_bans_total",
+			"Times the server was banned (marked down)",
 			in.bans, "server", sv, NULL);
 		cs_m_u64(m, CS_M_COUNTER, "cachesvc_pg_conn_errors_total",
 			"Connections lost and statements canceled by a recovery conflict (not bans)",
 			in.conn_errors, "server", sv, NULL);
 		cs_m_u64(m, CS_M_COUNTER, "cachesvc_pg_prepares_total", "Statements prepared",
 			in.prepares, "server", sv, NULL);
-		cs_m_summary(m, "cachesvc_pg_queue_wait_seconds", "Time queries waited for a pool connection",
+		cs_m_summary(m, "cachesvc_pg_queue_wait_seconds",
+			"Time queries waited for a pool connection",
 			(double)in.queue_wait_us_sum / 1e6, in.queue_waits, "server", sv, NULL);
 	}
 	if (e->inv)
@@ -2780,22 +2798,28 @@ void cs_engine_metrics_add(const cs_engine *e, cs_metrics *m)
 	cs_resolver_stats ds;
 	cs_resolver_stats_get(e->resolver, &ds);
 	cs_m_u64(m, CS_M_COUNTER, "cachesvc_dns_lookups_total",
-		"Host name lookups on the event loop (PostgreSQL and Redis connects)", ds.lookups, NULL);
-	cs_m_u64(m, CS_M_COUNTER, "cachesvc_dns_failures_total", "Host name lookups that failed (timeouts included)",
+		"Host name lookups on the event loop (PostgreSQL and Redis connects)", ds.lookups,
+		NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_dns_failures_total",
+		"Host name lookups that failed (timeouts included)",
 		ds.failures, NULL);
 	cs_m_u64(m, CS_M_COUNTER, "cachesvc_dns_timeouts_total", "Host name lookups that timed out",
 		ds.timeouts, NULL);
 	const cs_redis_stats *rs = cs_redis_get_stats(e->redis);
-	cs_m(m, CS_M_GAUGE, "cachesvc_redis_up", "Redis connection ready", cs_redis_ready(e->redis), NULL);
-	cs_m_u64(m, CS_M_COUNTER, "cachesvc_redis_connects_total", "Redis handshakes that succeeded",
+	cs_m(m, CS_M_GAUGE, "cachesvc_redis_up", "Redis connection ready", cs_redis_ready(e->redis),
+		NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_redis_connects_total",
+		"Redis handshakes that succeeded",
 		rs->connects, NULL);
-	cs_m_u64(m, CS_M_COUNTER, "cachesvc_redis_disconnects_total", "Ready Redis connections lost",
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_redis_disconnects_total",
+		"Ready Redis connections lost",
 		rs->disconnects, NULL);
 	cs_m_u64(m, CS_M_COUNTER, "cachesvc_redis_timeouts_total", "Redis commands that timed out",
 		rs->timeouts, NULL);
 	cs_m_u64(m, CS_M_COUNTER, "cachesvc_redis_refused_total",
 		"Redis commands refused: not ready or too many pending", rs->refused, NULL);
-	cs_m_u64(m, CS_M_GAUGE, "cachesvc_redis_pending", "Redis commands in flight", rs->pending, NULL);
+	cs_m_u64(m, CS_M_GAUGE, "cachesvc_redis_pending", "Redis commands in flight", rs->pending,
+		NULL);
 }
 
 long cs_engine_metrics(const cs_engine *e, char **out)

@@ -1087,7 +1087,8 @@ void cs_server_metrics(const cs_server *s, cs_metrics *m)
 	cs_m_u64(m, CS_M_COUNTER, "cachesvc_connections_total", "Accepted connections",
 		st->connections, NULL);
 	cs_m_u64(m, CS_M_COUNTER, "cachesvc_connections_rejected_total",
-		"Connections refused at max_clients (or its cap by the open-file limit)", st->rejected, NULL);
+		"Connections refused at max_clients (or its cap by the open-file limit)",
+		st->rejected, NULL);
 	cs_m_u64(m, CS_M_COUNTER, "cachesvc_accept_errors_total",
 		"accept() failures on the client listeners", st->accept_errors, NULL);
 	cs_m_u64(m, CS_M_COUNTER, "cachesvc_accept_pauses_total",
@@ -1101,7 +1102,8 @@ void cs_server_metrics(const cs_server *s, cs_metrics *m)
 		"Clients closed for a protocol error", st->protocol_errors, NULL);
 	cs_m_u64(m, CS_M_COUNTER, "cachesvc_auth_failures_total",
 		"HELLOs with a missing or wrong token", st->auth_failures, NULL);
-	cs_m_u64(m, CS_M_COUNTER, "cachesvc_idle_closed_total", "Connections closed by the idle timeout",
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_idle_closed_total",
+		"Connections closed by the idle timeout",
 		st->idle_closed, NULL);
 	cs_m_u64(m, CS_M_COUNTER, "cachesvc_frame_timeout_closed_total",
 		"Clients closed for a frame not completed within frame_timeout",
@@ -1110,6 +1112,7 @@ void cs_server_metrics(const cs_server *s, cs_metrics *m)
 		"Clients closed past client_output_hard_limit", st->output_limit_closed, NULL);
 	cs_m_u64(m, CS_M_GAUGE, "cachesvc_inflight", "Requests in flight", st->inflight, NULL);
 	for (uint8_t op = CS_OP_HELLO; op <= CS_OP_STATS; op++)
-		cs_m_u64(m, CS_M_COUNTER, "cachesvc_frames_total", "Requests by opcode", st->frames[op],
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_frames_total", "Requests by opcode",
+			st->frames[op],
 			"op", cs_op_name(op), NULL);
 }

@@ -1831,13 +1831,16 @@ void cs_inv_metrics(const cs_inv *inv, cs_metrics *m)
 	const cs_inv_stats *s = &inv->stats;
 	cs_lsn_t primary_lsn = inv->primary ? cs_pgserver_lsn(inv->primary) : 0;
 	cs_m(m, CS_M_GAUGE, "cachesvc_invalidator_state",
-		"0 idle, 1 standby, 2 setup, 3 streaming (leader); cachesvc_invalidator_status has it labelled",
+		"0 idle, 1 standby, 2 setup, 3 streaming (leader); cachesvc_invalidator_status has "
+		"it labelled",
 		(int)s->state, NULL);
 	static const char *const states[] = { "idle", "standby", "setup", "streaming", NULL };
 	cs_m_state(m, "cachesvc_invalidator_status",
-		"Invalidator state (1 = current): idle, standby (another process leads), setup, streaming (leader)",
+		"Invalidator state (1 = current): idle, standby (another process leads), setup, "
+		"streaming (leader)",
 		"state", states, (unsigned)s->state < 4 ? states[s->state] : NULL, NULL);
-	static const char *const statuses[] = { "reserved", "extended", "unreserved", "lost", NULL };
+	static const char *const statuses[] = { "reserved", "extended", "unreserved", "lost",
+		NULL };
 	cs_m_state(m, "cachesvc_invalidator_slot_wal_status", "The slot's wal_status (1 = current)",
 		"status", statuses, inv->wal_status, NULL);
 	cs_m(m, CS_M_GAUGE, "cachesvc_invalidator_slot_safe_wal_bytes",
@@ -1871,7 +1874,8 @@ void cs_inv_metrics(const cs_inv *inv, cs_metrics *m)
 	static const char *const reasons[] = { "truncate", "table", "unknown_key" };
 	for (int i = 0; i < 3; i++)
 		cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_query_drops_total",
-			"Whole-query invalidations (generation bumps), by reason", s->query_bumps[i],
+			"Whole-query invalidations (generation bumps), by reason",
+			s->query_bumps[i],
 			"reason", reasons[i], NULL);
 	cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_debounced_total",
 		"Table-level invalidations absorbed by min_lifetime", s->debounced, NULL);
@@ -1886,16 +1890,20 @@ void cs_inv_metrics(const cs_inv *inv, cs_metrics *m)
 	cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_slot_lost_total",
 		"Replication slots found lost (invalidated) and recreated", s->slot_lost, NULL);
 	cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_slot_created_total",
-		"Replication slots created because missing (first start, or dropped)", s->slot_created, NULL);
+		"Replication slots created because missing (first start, or dropped)",
+		s->slot_created, NULL);
 	cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_redis_data_loss_total",
-		"Redis lost data (flush, restart, failover) and was resynchronised", s->redis_data_loss,
+		"Redis lost data (flush, restart, failover) and was resynchronised",
+		s->redis_data_loss,
 		NULL);
 	cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_gap_flushes_total",
 		"Gap flushes (new or lost slot, or owed by a crash)", s->gap_flushes, NULL);
 	cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_stale_primary_total",
-		"Connections refused: an old primary (lower timeline) came back", s->stale_primary, NULL);
+		"Connections refused: an old primary (lower timeline) came back", s->stale_primary,
+		NULL);
 	cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_redis_failures_total",
-		"Invalidations Redis did not acknowledge (stream replayed)", s->redis_failures, NULL);
+		"Invalidations Redis did not acknowledge (stream replayed)", s->redis_failures,
+		NULL);
 	cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_receive_timeouts_total",
 		"Replication streams restarted: nothing received for receive_timeout",
 		s->receive_timeouts, NULL);
