@@ -15,6 +15,7 @@
 #include <event2/listener.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 #define ACCEPT_PAUSE_MS 250 /* after EMFILE and friends: see server.c */
@@ -118,11 +119,34 @@ static void on_admin_accept_error(struct evconnlistener *l, void *arg)
 			evutil_socket_error_to_string(err), (unsigned long long)suppressed);
 }
 
+#ifndef CS_VERSION
+#define CS_VERSION "unknown"
+#endif
+
+/* One cs_metrics for everything (engine and invalidator, server, admin, process): every
+ * family is written once, its samples together. */
 static void on_metrics(struct evhttp_request *req, void *arg)
 {
 	cs_admin *a = arg;
 	char *text = NULL;
-	long n = cs_engine_metrics(a->engine, &text);
+	long n = -1;
+	cs_metrics *m = cs_metrics_new();
+	if (m) {
+		cs_engine_metrics_add(a->engine, m);
+		if (a->server)
+			cs_server_metrics(a->server, m);
+		cs_m(m, CS_M_GAUGE, "cachesvc_admin_connections",
+			"Open connections to the admin endpoint",
+			a->conns, NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_admin_accept_errors_total",
+			"accept() failures on the admin listener", a->accept_errors, NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_log_dropped_total",
+			"Log lines dropped because stderr was full or gone", cs_log_dropped(),
+			NULL);
+		cs_m_process(m);
+		cs_m_build_info(m, CS_VERSION);
+		n = cs_metrics_finish(m, &text);
+	}
 	struct evbuffer *out = evbuffer_new();
 	if (n < 0 || out == NULL) {
 		free(text);
@@ -133,35 +157,13 @@ static void on_metrics(struct evhttp_request *req, void *arg)
 	}
 	evbuffer_add(out, text, (size_t)n);
 	free(text);
-	if (a->server) {
-		char *more = NULL;
-		size_t len = 0;
-		FILE *f = open_memstream(&more, &len);
-		if (f) {
-			cs_server_metrics(a->server, f);
-			struct rusage ru;
-			getrusage(RUSAGE_SELF, &ru);
-			fprintf(f, "# TYPE cachesvc_process_max_rss_bytes gauge\ncachesvc_process_max_rss_bytes %ld\n",
-				ru.ru_maxrss * 1024L);
-			fprintf(f, "# TYPE cachesvc_admin_connections gauge\ncachesvc_admin_connections %d\n",
-				a->conns);
-			fprintf(f, "# TYPE cachesvc_admin_accept_errors_total counter\n"
-				   "cachesvc_admin_accept_errors_total %llu\n",
-				(unsigned long long)a->accept_errors);
-			fprintf(f, "# TYPE cachesvc_process_cpu_seconds_total counter\ncachesvc_process_cpu_seconds_total %.3f\n",
-				(double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
-					((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6);
-			if (fclose(f) == 0)
-				evbuffer_add(out, more, len);
-			free(more);
-		}
-	}
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-		"text/plain; version=0.0.4");
+		"text/plain; version=0.0.4; charset=utf-8");
 	evhttp_send_reply(req, HTTP_OK, "OK", out);
 	evbuffer_free(out);
 }
 
+/* "ok", or why not (503), as plain text. */
 static void on_healthz(struct evhttp_request *req, void *arg)
 {
 	cs_admin *a = arg;
@@ -173,6 +175,8 @@ static void on_healthz(struct evhttp_request *req, void *arg)
 		return;
 	}
 	evbuffer_add_printf(out, "%s\n", why);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+		"text/plain; charset=utf-8");
 	evhttp_send_reply(req, ok ? HTTP_OK : 503, ok ? "OK" : "Service Unavailable", out);
 	evbuffer_free(out);
 }

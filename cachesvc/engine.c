@@ -18,6 +18,7 @@
 #include "invalidator.h"
 #include "keyspace.h"
 #include "log.h"
+#include "metrics.h"
 #include "params.h"
 #include "pgpool.h"
 #include "redis.h"
@@ -2642,25 +2643,10 @@ uint32_t cs_engine_stats_list(const cs_engine *e, cs_stat *out, uint32_t max)
 	return n;
 }
 
-static void hist_out(FILE *f, const cs_hist *h, const char *name, const char *labels)
+void cs_engine_metrics_add(const cs_engine *e, cs_metrics *m)
 {
-	char buf[4096];
-	size_t n = cs_hist_prometheus(h, name, labels, buf, sizeof buf);
-	if (n < sizeof buf)
-		fputs(buf, f);
-}
-
-long cs_engine_metrics(const cs_engine *e, char **out)
-{
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&buf, &len);
-	if (f == NULL)
-		return -1;
 	const cs_engine_stats *s = &e->stats;
-#define C(name, help, v)                                                                   \
-	fprintf(f, "# HELP cachesvc_" name " " help "\n# TYPE cachesvc_" name " counter\ncachesvc_" name " %llu\n", \
-		(unsigned long long)(v))
+#define C(name, help, v) cs_m_u64(m, CS_M_COUNTER, "cachesvc_" name, help, (uint64_t)(v), NULL)
 	C("requests_total", "GET/REFRESH requests", s->requests);
 	C("cache_hits_total", "Fresh cache hits", s->hits);
 	C("cache_stale_hits_total", "Stale hits served while revalidating", s->stale_hits);
@@ -2704,82 +2690,143 @@ long cs_engine_metrics(const cs_engine *e, char **out)
 	C("verify_skipped_total", "Samples skipped (changed meanwhile, invalidator behind)", e->smp.skipped);
 	C("stale_if_error_total", "Stale values served because the refresh failed (within max_stale)", s->stale_if_error);
 #undef C
-	fprintf(f, "# HELP cachesvc_errors_total Errors answered, by code\n# TYPE cachesvc_errors_total counter\n");
 	for (int i = 1; i <= CS_ERR_MAX; i++)
-		fprintf(f, "cachesvc_errors_total{code=\"%s\"} %llu\n", cs_err_name(i),
-			(unsigned long long)s->errors[i]);
-	fprintf(f, "# HELP cachesvc_flights Misses in flight\n# TYPE cachesvc_flights gauge\ncachesvc_flights %llu\n",
-		(unsigned long long)s->flights);
-	fprintf(f, "# HELP cachesvc_hit_seconds Latency of cache hits\n# TYPE cachesvc_hit_seconds histogram\n");
-	hist_out(f, &s->hit_us, "cachesvc_hit_seconds", "");
-	fprintf(f, "# HELP cachesvc_miss_seconds Latency of misses\n# TYPE cachesvc_miss_seconds histogram\n");
-	hist_out(f, &s->miss_us, "cachesvc_miss_seconds", "");
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_errors_total", "Errors answered, by code",
+			s->errors[i], "code", cs_err_name(i), NULL);
+	cs_m_u64(m, CS_M_GAUGE, "cachesvc_flights", "Misses in flight", s->flights, NULL);
+	cs_m_hist(m, "cachesvc_hit_seconds", "Latency of cache hits", &s->hit_us, NULL);
+	cs_m_hist(m, "cachesvc_miss_seconds", "Latency of misses", &s->miss_us, NULL);
 
-	fprintf(f, "# HELP cachesvc_query_requests_total Per query outcomes\n# TYPE cachesvc_query_requests_total counter\n");
 	for (int i = 0; i < e->qt->nq; i++) {
 		const qstate *q = &e->qt->qs[i];
 		const char *n = q->def->name;
-		fprintf(f, "cachesvc_query_requests_total{query=\"%s\",outcome=\"hit\"} %llu\n", n, (unsigned long long)q->hits);
-		fprintf(f, "cachesvc_query_requests_total{query=\"%s\",outcome=\"stale_hit\"} %llu\n", n, (unsigned long long)q->stale_hits);
-		fprintf(f, "cachesvc_query_requests_total{query=\"%s\",outcome=\"miss\"} %llu\n", n, (unsigned long long)q->misses);
+		static const char rq[] = "Per query outcomes";
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_query_requests_total", rq, q->hits, "query", n,
+			"outcome", "hit", NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_query_requests_total", rq, q->stale_hits,
+			"query",
+			n, "outcome", "stale_hit", NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_query_requests_total", rq, q->misses, "query",
+			n,
+			"outcome", "miss", NULL);
 	}
-	fprintf(f, "# HELP cachesvc_query_refreshes_total Per query refreshes by cause\n# TYPE cachesvc_query_refreshes_total counter\n");
 	for (int i = 0; i < e->qt->nq; i++) {
 		const qstate *q = &e->qt->qs[i];
 		const char *n = q->def->name;
-		fprintf(f, "cachesvc_query_refreshes_total{query=\"%s\",cause=\"early\"} %llu\n", n, (unsigned long long)q->refresh_early);
-		fprintf(f, "cachesvc_query_refreshes_total{query=\"%s\",cause=\"expired\"} %llu\n", n, (unsigned long long)q->refresh_expired);
-		fprintf(f, "cachesvc_query_refreshes_total{query=\"%s\",cause=\"revalidate\"} %llu\n", n, (unsigned long long)q->refresh_revalidate);
-		fprintf(f, "cachesvc_query_fills_total{query=\"%s\"} %llu\n", n, (unsigned long long)q->fills);
+		static const char rf[] = "Per query refreshes by cause";
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_query_refreshes_total", rf, q->refresh_early,
+			"query", n, "cause", "early", NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_query_refreshes_total", rf, q->refresh_expired,
+			"query", n, "cause", "expired", NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_query_refreshes_total", rf,
+			q->refresh_revalidate,
+			"query", n, "cause", "revalidate", NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_query_fills_total",
+			"Per query entries stored in Redis",
+			q->fills, "query", n, NULL);
 	}
 
-	fprintf(f, "# HELP cachesvc_pg_up Server health (1 up)\n# TYPE cachesvc_pg_up gauge\n");
+	static const char *const srv_states[] = { "unknown", "up", "down", NULL };
 	for (int i = 0; i < e->nservers; i++) {
 		cs_pgserver_info in;
 		cs_pgserver_info_get(e->servers[i], &in);
 		const char *role = in.primary ? "primary" : "replica";
-		fprintf(f, "cachesvc_pg_up{server=\"%s\",role=\"%s\"} %d\n", in.name, role, in.state == CS_SRV_UP);
-		fprintf(f, "cachesvc_pg_lag_seconds{server=\"%s\"} %.3f\n", in.name, (double)in.lag_ms / 1000.0);
-		fprintf(f, "cachesvc_pg_promoted{server=\"%s\"} %d\n", in.name, in.promoted);
-		fprintf(f, "cachesvc_pg_old_timeline{server=\"%s\"} %d\n", in.name, in.old_timeline);
-		fprintf(f, "cachesvc_pg_timeline{server=\"%s\"} %u\n", in.name, in.tli);
-		fprintf(f, "cachesvc_pg_promotions_total{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.promotions);
-		fprintf(f, "cachesvc_pg_lag_bytes{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.lag_bytes);
-		fprintf(f, "cachesvc_pg_pool_connections{server=\"%s\"} %d\n", in.name, in.conns);
-		fprintf(f, "cachesvc_pg_pool_busy{server=\"%s\"} %d\n", in.name, in.busy);
-		fprintf(f, "cachesvc_pg_pool_size{server=\"%s\"} %d\n", in.name, in.pool_size);
-		fprintf(f, "cachesvc_pg_queue_waiting{server=\"%s\"} %d\n", in.name, in.queued);
-		fprintf(f, "cachesvc_pg_queries_total{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.queries);
-		fprintf(f, "cachesvc_pg_errors_total{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.errors);
-		fprintf(f, "cachesvc_pg_timeouts_total{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.timeouts);
-		fprintf(f, "cachesvc_pg_overloaded_total{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.overloaded);
-		fprintf(f, "cachesvc_pg_bans_total{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.bans);
-		fprintf(f, "cachesvc_pg_conn_errors_total{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.conn_errors);
-		fprintf(f, "cachesvc_pg_prepares_total{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.prepares);
-		fprintf(f, "cachesvc_pg_queue_wait_seconds_sum{server=\"%s\"} %.6f\n", in.name, (double)in.queue_wait_us_sum / 1e6);
-		fprintf(f, "cachesvc_pg_queue_wait_seconds_count{server=\"%s\"} %llu\n", in.name, (unsigned long long)in.queue_waits);
+		const char *sv = in.name;
+		cs_m(m, CS_M_GAUGE, "cachesvc_pg_up", "Server health (1 up)", in.state == CS_SRV_UP,
+			"server", sv, "role", role, NULL);
+		cs_m_state(m, "cachesvc_pg_state",
+			"Server health as routing sees it: unknown (not checked yet), up, down "
+			"(banned until its backoff expires)",
+			"state", srv_states,
+			in.state == CS_SRV_UP ? "up" : in.state == CS_SRV_DOWN ? "down" : "unknown",
+			"server", sv, NULL);
+		cs_m(m, CS_M_GAUGE, "cachesvc_pg_lag_seconds",
+			"Replay delay behind the primary (0 when caught up)",
+			(double)in.lag_ms / 1000.0, "server", sv, NULL);
+		cs_m(m, CS_M_GAUGE, "cachesvc_pg_promoted",
+			"A replica found out of recovery (1): not routed to",
+			in.promoted, "server", sv, NULL);
+		cs_m(m, CS_M_GAUGE, "cachesvc_pg_old_timeline",
+			"A replica on a timeline below the primary's (1): not routed to",
+			in.old_timeline,
+			"server", sv, NULL);
+		cs_m(m, CS_M_GAUGE, "cachesvc_pg_timeline",
+			"Timeline (primary: current; replica: received); 0 unknown", in.tli,
+			"server", sv, NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_pg_promotions_total", "Promotions seen",
+			in.promotions,
+			"server", sv, NULL);
+		cs_m_u64(m, CS_M_GAUGE, "cachesvc_pg_lag_bytes",
+			"Primary WAL position minus the replay position",
+			in.lag_bytes, "server", sv, NULL);
+		cs_m(m, CS_M_GAUGE, "cachesvc_pg_pool_connections", "Open pool connections",
+			in.conns,
+			"server", sv, NULL);
+		cs_m(m, CS_M_GAUGE, "cachesvc_pg_pool_busy", "Pool connections running a query",
+			in.busy,
+			"server", sv, NULL);
+		cs_m(m, CS_M_GAUGE, "cachesvc_pg_pool_size", "Configured pool size", in.pool_size,
+			"server", sv, NULL);
+		cs_m(m, CS_M_GAUGE, "cachesvc_pg_queue_waiting",
+			"Queries waiting for a pool connection",
+			in.queued, "server", sv, NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_pg_queries_total", "Queries run", in.queries,
+			"server", sv, NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_pg_errors_total", "Queries that failed",
+			in.errors,
+			"server", sv, NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_pg_timeouts_total", "Queries that timed out",
+			in.timeouts, "server", sv, NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_pg_overloaded_total",
+			"Queries refused: the queue was full or the wait too long", in.overloaded,
+			"server",
+			sv, NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_pg_bans_total",
+			"Times the server was banned (marked down)",
+			in.bans, "server", sv, NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_pg_conn_errors_total",
+			"Connections lost and statements canceled by a recovery conflict (not bans)",
+			in.conn_errors, "server", sv, NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_pg_prepares_total", "Statements prepared",
+			in.prepares, "server", sv, NULL);
+		cs_m_summary(m, "cachesvc_pg_queue_wait_seconds",
+			"Time queries waited for a pool connection",
+			(double)in.queue_wait_us_sum / 1e6, in.queue_waits, "server", sv, NULL);
 	}
 	if (e->inv)
-		cs_inv_metrics(e->inv, f);
+		cs_inv_metrics(e->inv, m);
 	cs_resolver_stats ds;
 	cs_resolver_stats_get(e->resolver, &ds);
-	fprintf(f, "# HELP cachesvc_dns_lookups_total Host name lookups on the event loop (PostgreSQL and Redis connects)\n"
-		   "# TYPE cachesvc_dns_lookups_total counter\ncachesvc_dns_lookups_total %llu\n"
-		   "cachesvc_dns_failures_total %llu\ncachesvc_dns_timeouts_total %llu\n",
-		(unsigned long long)ds.lookups, (unsigned long long)ds.failures,
-		(unsigned long long)ds.timeouts);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_dns_lookups_total",
+		"Host name lookups on the event loop (PostgreSQL and Redis connects)", ds.lookups,
+		NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_dns_failures_total",
+		"Host name lookups that failed (timeouts included)",
+		ds.failures, NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_dns_timeouts_total", "Host name lookups that timed out",
+		ds.timeouts, NULL);
 	const cs_redis_stats *rs = cs_redis_get_stats(e->redis);
-	fprintf(f, "# HELP cachesvc_redis_up Redis connection ready\n# TYPE cachesvc_redis_up gauge\ncachesvc_redis_up %d\n",
-		cs_redis_ready(e->redis));
-	fprintf(f, "cachesvc_redis_connects_total %llu\ncachesvc_redis_disconnects_total %llu\n"
-		   "cachesvc_redis_timeouts_total %llu\ncachesvc_redis_refused_total %llu\ncachesvc_redis_pending %llu\n",
-		(unsigned long long)rs->connects, (unsigned long long)rs->disconnects,
-		(unsigned long long)rs->timeouts, (unsigned long long)rs->refused,
-		(unsigned long long)rs->pending);
-	if (fclose(f) != 0) {
-		free(buf);
+	cs_m(m, CS_M_GAUGE, "cachesvc_redis_up", "Redis connection ready", cs_redis_ready(e->redis),
+		NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_redis_connects_total",
+		"Redis handshakes that succeeded",
+		rs->connects, NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_redis_disconnects_total",
+		"Ready Redis connections lost",
+		rs->disconnects, NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_redis_timeouts_total", "Redis commands that timed out",
+		rs->timeouts, NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_redis_refused_total",
+		"Redis commands refused: not ready or too many pending", rs->refused, NULL);
+	cs_m_u64(m, CS_M_GAUGE, "cachesvc_redis_pending", "Redis commands in flight", rs->pending,
+		NULL);
+}
+
+long cs_engine_metrics(const cs_engine *e, char **out)
+{
+	cs_metrics *m = cs_metrics_new();
+	if (m == NULL)
 		return -1;
-	}
-	*out = buf;
-	return (long)len;
+	cs_engine_metrics_add(e, m);
+	return cs_metrics_finish(m, out);
 }

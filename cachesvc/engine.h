@@ -15,6 +15,7 @@
 #include "config.h"
 #include "cs_proto.h"
 #include "hist.h"
+#include "metrics.h"
 
 struct event_base;
 
@@ -94,6 +95,10 @@ bool cs_engine_healthy(const cs_engine *e, char *why, size_t whylen);
 /* Writes the Prometheus text of every engine metric into a malloc'd string (*out, caller
  * frees). Returns its length, or -1 on OOM. */
 long cs_engine_metrics(const cs_engine *e, char **out);
+
+/* Adds the engine's samples (and its invalidator's, when it has one) to m, so that a caller
+ * with more samples (admin.c: server, process) writes every family once. */
+void cs_engine_metrics_add(const cs_engine *e, cs_metrics *m);
 
 /* Fills up to max STATS entries (static names). Returns the count. */
 uint32_t cs_engine_stats_list(const cs_engine *e, cs_stat *out, uint32_t max);

@@ -212,6 +212,31 @@ void cs_m_hist(cs_metrics *m, const char *name, const char *help, const cs_hist 
 	free(l.p);
 }
 
+void cs_m_summary(cs_metrics *m, const char *name, const char *help, double sum, uint64_t count,
+	...)
+{
+	family *f = family_of(m, CS_M_SUMMARY, name, help);
+	if (f == NULL)
+		return;
+	sbuf l = { 0 };
+	va_list ap;
+	va_start(ap, count);
+	bool any = put_labels(&l, ap);
+	va_end(ap);
+	const char *lp = any ? l.p : "";
+	sb_str(&f->samples, name);
+	sb_str(&f->samples, any ? "_sum{" : "_sum");
+	sb_str(&f->samples, lp);
+	sb_printf(&f->samples, "%s %.17g\n", any ? "}" : "", sum);
+	sb_str(&f->samples, name);
+	sb_str(&f->samples, any ? "_count{" : "_count");
+	sb_str(&f->samples, lp);
+	sb_printf(&f->samples, "%s %llu\n", any ? "}" : "", (unsigned long long)count);
+	if (l.failed)
+		f->samples.failed = true;
+	free(l.p);
+}
+
 void cs_m_state(cs_metrics *m, const char *name, const char *help, const char *label,
 	const char *const *states, const char *current, ...)
 {
@@ -332,7 +357,7 @@ static void put_help(sbuf *s, const char *h)
 
 long cs_metrics_finish(cs_metrics *m, char **out)
 {
-	static const char *const type_names[] = { "counter", "gauge", "histogram" };
+	static const char *const type_names[] = { "counter", "gauge", "histogram", "summary" };
 	sbuf s = { 0 };
 	bool failed = m->failed;
 	for (int i = 0; i < m->n; i++) {

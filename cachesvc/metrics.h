@@ -13,7 +13,7 @@
 
 #include "hist.h"
 
-typedef enum { CS_M_COUNTER, CS_M_GAUGE, CS_M_HISTOGRAM } cs_mtype;
+typedef enum { CS_M_COUNTER, CS_M_GAUGE, CS_M_HISTOGRAM, CS_M_SUMMARY } cs_mtype;
 
 typedef struct cs_metrics cs_metrics;
 
@@ -32,6 +32,10 @@ void cs_m_u64(cs_metrics *m, cs_mtype type, const char *name, const char *help, 
 /* A histogram of microseconds, exposed in seconds: name_bucket/_sum/_count. */
 void cs_m_hist(cs_metrics *m, const char *name, const char *help, const cs_hist *h, ...)
 	__attribute__((sentinel));
+
+/* A summary without quantiles: name_sum (sum) and name_count (count). */
+void cs_m_summary(cs_metrics *m, const char *name, const char *help, double sum, uint64_t count,
+	...) __attribute__((sentinel));
 
 /* A state as a labelled gauge: one sample per state in states (NULL-terminated), 1 for
  * the current one, 0 for the others; extra labels (key, value pairs, NULL) go first. */

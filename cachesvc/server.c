@@ -1081,37 +1081,39 @@ const cs_server_stats *cs_server_get_stats(const cs_server *s)
 	return &s->stats;
 }
 
-void cs_server_metrics(const cs_server *s, FILE *f)
+void cs_server_metrics(const cs_server *s, cs_metrics *m)
 {
 	const cs_server_stats *st = &s->stats;
-	fprintf(f, "# HELP cachesvc_clients Connected clients\n# TYPE cachesvc_clients gauge\n"
-		   "cachesvc_clients %llu\n", (unsigned long long)st->clients);
-	fprintf(f, "# HELP cachesvc_connections_total Accepted connections\n# TYPE cachesvc_connections_total counter\n"
-		   "cachesvc_connections_total %llu\n", (unsigned long long)st->connections);
-	fprintf(f, "cachesvc_connections_rejected_total %llu\n", (unsigned long long)st->rejected);
-	fprintf(f, "# HELP cachesvc_accept_errors_total accept() failures on the client listeners\n"
-		   "# TYPE cachesvc_accept_errors_total counter\ncachesvc_accept_errors_total %llu\n",
-		(unsigned long long)st->accept_errors);
-	fprintf(f, "# HELP cachesvc_accept_pauses_total Listener pauses after EMFILE/ENFILE/ENOBUFS/ENOMEM\n"
-		   "# TYPE cachesvc_accept_pauses_total counter\ncachesvc_accept_pauses_total %llu\n",
-		(unsigned long long)st->accept_pauses);
-	fprintf(f, "# TYPE cachesvc_max_clients_effective gauge\ncachesvc_max_clients_effective %d\n",
+	cs_m_u64(m, CS_M_GAUGE, "cachesvc_clients", "Connected clients", st->clients, NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_connections_total", "Accepted connections",
+		st->connections, NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_connections_rejected_total",
+		"Connections refused at max_clients (or its cap by the open-file limit)",
+		st->rejected, NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_accept_errors_total",
+		"accept() failures on the client listeners", st->accept_errors, NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_accept_pauses_total",
+		"Listener pauses after EMFILE/ENFILE/ENOBUFS/ENOMEM", st->accept_pauses, NULL);
+	cs_m(m, CS_M_GAUGE, "cachesvc_max_clients_effective",
+		"Client cap in force: max_clients, or lower when the descriptor limit is lower",
 		s->client_cap > 0 && s->client_cap < cfg_of(s)->max_clients ? s->client_cap
-									   : cfg_of(s)->max_clients);
-	fprintf(f, "cachesvc_protocol_errors_total %llu\n", (unsigned long long)st->protocol_errors);
-	fprintf(f, "# HELP cachesvc_auth_failures_total HELLOs with a missing or wrong token\n"
-		   "# TYPE cachesvc_auth_failures_total counter\ncachesvc_auth_failures_total %llu\n",
-		(unsigned long long)st->auth_failures);
-	fprintf(f, "cachesvc_idle_closed_total %llu\n", (unsigned long long)st->idle_closed);
-	fprintf(f, "# HELP cachesvc_frame_timeout_closed_total Clients closed for a frame not completed within frame_timeout\n"
-		   "# TYPE cachesvc_frame_timeout_closed_total counter\ncachesvc_frame_timeout_closed_total %llu\n",
-		(unsigned long long)st->frame_timeout_closed);
-	fprintf(f, "# HELP cachesvc_output_limit_closed_total Clients closed past client_output_hard_limit\n"
-		   "# TYPE cachesvc_output_limit_closed_total counter\ncachesvc_output_limit_closed_total %llu\n",
-		(unsigned long long)st->output_limit_closed);
-	fprintf(f, "cachesvc_inflight %llu\n", (unsigned long long)st->inflight);
-	fprintf(f, "# HELP cachesvc_frames_total Requests by opcode\n# TYPE cachesvc_frames_total counter\n");
+									   : cfg_of(s)->max_clients,
+		NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_protocol_errors_total",
+		"Clients closed for a protocol error", st->protocol_errors, NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_auth_failures_total",
+		"HELLOs with a missing or wrong token", st->auth_failures, NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_idle_closed_total",
+		"Connections closed by the idle timeout",
+		st->idle_closed, NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_frame_timeout_closed_total",
+		"Clients closed for a frame not completed within frame_timeout",
+		st->frame_timeout_closed, NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_output_limit_closed_total",
+		"Clients closed past client_output_hard_limit", st->output_limit_closed, NULL);
+	cs_m_u64(m, CS_M_GAUGE, "cachesvc_inflight", "Requests in flight", st->inflight, NULL);
 	for (uint8_t op = CS_OP_HELLO; op <= CS_OP_STATS; op++)
-		fprintf(f, "cachesvc_frames_total{op=\"%s\"} %llu\n", cs_op_name(op),
-			(unsigned long long)st->frames[op]);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_frames_total", "Requests by opcode",
+			st->frames[op],
+			"op", cs_op_name(op), NULL);
 }

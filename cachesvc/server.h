@@ -59,7 +59,7 @@ void cs_server_free(cs_server *s);
 
 const cs_server_stats *cs_server_get_stats(const cs_server *s);
 
-/* Appends the server's Prometheus metrics to f. */
-void cs_server_metrics(const cs_server *s, FILE *f);
+/* Adds the server's samples to m (metrics.h). */
+void cs_server_metrics(const cs_server *s, cs_metrics *m);
 
 #endif

@@ -1812,28 +1812,35 @@ const cs_inv_stats *cs_inv_get_stats(const cs_inv *inv)
 	return &inv->stats;
 }
 
-void cs_inv_metrics(const cs_inv *inv, FILE *f)
+void cs_inv_metrics(const cs_inv *inv, cs_metrics *m)
 {
 	const cs_inv_stats *s = &inv->stats;
 	cs_lsn_t primary_lsn = inv->primary ? cs_pgserver_lsn(inv->primary) : 0;
-	fprintf(f, "# HELP cachesvc_invalidator_state 0 idle, 1 standby, 2 setup, 3 streaming (leader)\n"
-		   "# TYPE cachesvc_invalidator_state gauge\ncachesvc_invalidator_state %d\n",
-		(int)s->state);
-	static const char *const statuses[] = { "reserved", "extended", "unreserved", "lost" };
-	fprintf(f, "# HELP cachesvc_invalidator_slot_wal_status The slot's wal_status (1 = current)\n"
-		   "# TYPE cachesvc_invalidator_slot_wal_status gauge\n");
-	for (int i = 0; i < 4; i++)
-		fprintf(f, "cachesvc_invalidator_slot_wal_status{status=\"%s\"} %d\n", statuses[i],
-			strcmp(inv->wal_status, statuses[i]) == 0);
-	fprintf(f, "# TYPE cachesvc_invalidator_slot_safe_wal_bytes gauge\ncachesvc_invalidator_slot_safe_wal_bytes %lld\n",
-		(long long)inv->safe_wal_size);
-	fprintf(f, "# TYPE cachesvc_invalidator_confirmed_lsn gauge\ncachesvc_invalidator_confirmed_lsn %llu\n",
-		(unsigned long long)s->confirmed);
-	fprintf(f, "# TYPE cachesvc_invalidator_horizon_lsn gauge\ncachesvc_invalidator_horizon_lsn %llu\n",
-		(unsigned long long)s->horizon);
-	fprintf(f, "# HELP cachesvc_invalidator_bytes_behind Primary WAL position minus the confirmed position\n"
-		   "# TYPE cachesvc_invalidator_bytes_behind gauge\ncachesvc_invalidator_bytes_behind %llu\n",
-		(unsigned long long)(primary_lsn > s->confirmed ? primary_lsn - s->confirmed : 0));
+	cs_m(m, CS_M_GAUGE, "cachesvc_invalidator_state",
+		"0 idle, 1 standby, 2 setup, 3 streaming (leader); cachesvc_invalidator_status has "
+		"it labelled",
+		(int)s->state, NULL);
+	static const char *const states[] = { "idle", "standby", "setup", "streaming", NULL };
+	cs_m_state(m, "cachesvc_invalidator_status",
+		"Invalidator state (1 = current): idle, standby (another process leads), setup, "
+		"streaming (leader)",
+		"state", states, (unsigned)s->state < 4 ? states[s->state] : NULL, NULL);
+	static const char *const statuses[] = { "reserved", "extended", "unreserved", "lost",
+		NULL };
+	cs_m_state(m, "cachesvc_invalidator_slot_wal_status", "The slot's wal_status (1 = current)",
+		"status", statuses, inv->wal_status, NULL);
+	cs_m(m, CS_M_GAUGE, "cachesvc_invalidator_slot_safe_wal_bytes",
+		"Bytes of WAL until the slot is lost (safe_wal_size); -1 unknown or unlimited",
+		(double)inv->safe_wal_size, NULL);
+	cs_m_u64(m, CS_M_GAUGE, "cachesvc_invalidator_confirmed_lsn",
+		"Last WAL position confirmed to PostgreSQL, as a number",
+		s->confirmed, NULL);
+	cs_m_u64(m, CS_M_GAUGE, "cachesvc_invalidator_horizon_lsn",
+		"Last horizon published (WAL position, as a number)",
+		s->horizon, NULL);
+	cs_m_u64(m, CS_M_GAUGE, "cachesvc_invalidator_bytes_behind",
+		"Primary WAL position minus the confirmed position",
+		primary_lsn > s->confirmed ? primary_lsn - s->confirmed : 0, NULL);
 	/* Seconds behind: age of the oldest commit decoded but not yet acknowledged. */
 	double behind = 0;
 	int64_t ts;
@@ -1842,52 +1849,50 @@ void cs_inv_metrics(const cs_inv *inv, FILE *f)
 		if (now_unix > ts)
 			behind = (double)(now_unix - ts) / 1e6;
 	}
-	fprintf(f, "# HELP cachesvc_invalidator_seconds_behind Age of the oldest commit not yet invalidated\n"
-		   "# TYPE cachesvc_invalidator_seconds_behind gauge\ncachesvc_invalidator_seconds_behind %.6f\n",
-		behind);
-	fprintf(f, "# TYPE cachesvc_invalidator_transactions_total counter\ncachesvc_invalidator_transactions_total %llu\n",
-		(unsigned long long)s->transactions);
-	fprintf(f, "# TYPE cachesvc_invalidator_rows_total counter\ncachesvc_invalidator_rows_total %llu\n",
-		(unsigned long long)s->rows);
-	fprintf(f, "# TYPE cachesvc_invalidator_keys_total counter\ncachesvc_invalidator_keys_total %llu\n",
-		(unsigned long long)s->keys);
+	cs_m(m, CS_M_GAUGE, "cachesvc_invalidator_seconds_behind",
+		"Age of the oldest commit not yet invalidated", behind, NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_transactions_total",
+		"Committed transactions decoded", s->transactions, NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_rows_total", "Changed rows decoded",
+		s->rows, NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_keys_total", "Cache keys invalidated",
+		s->keys, NULL);
 	static const char *const reasons[] = { "truncate", "table", "unknown_key" };
-	fprintf(f, "# TYPE cachesvc_invalidator_query_drops_total counter\n");
 	for (int i = 0; i < 3; i++)
-		fprintf(f, "cachesvc_invalidator_query_drops_total{reason=\"%s\"} %llu\n", reasons[i],
-			(unsigned long long)s->query_bumps[i]);
-	fprintf(f, "# TYPE cachesvc_invalidator_debounced_total counter\ncachesvc_invalidator_debounced_total %llu\n",
-		(unsigned long long)s->debounced);
-	fprintf(f, "# HELP cachesvc_query_debounced_total Table-level invalidations absorbed by min_lifetime\n"
-		   "# TYPE cachesvc_query_debounced_total counter\n");
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_query_drops_total",
+			"Whole-query invalidations (generation bumps), by reason",
+			s->query_bumps[i],
+			"reason", reasons[i], NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_debounced_total",
+		"Table-level invalidations absorbed by min_lifetime", s->debounced, NULL);
 	for (int q = 0; q < inv->nq; q++)
 		if (cs_inv_map_depends(inv->map, q))
-			fprintf(f, "cachesvc_query_debounced_total{query=\"%s\"} %llu\n",
-				cs_inv_map_query_name(inv->map, q),
-				(unsigned long long)cs_ledger_absorbed(inv->ledger, q));
-	fprintf(f, "# TYPE cachesvc_invalidator_reconnects_total counter\ncachesvc_invalidator_reconnects_total %llu\n",
-		(unsigned long long)s->reconnects);
-	fprintf(f, "# TYPE cachesvc_invalidator_slot_lost_total counter\ncachesvc_invalidator_slot_lost_total %llu\n",
-		(unsigned long long)s->slot_lost);
-	fprintf(f, "# TYPE cachesvc_invalidator_slot_created_total counter\ncachesvc_invalidator_slot_created_total %llu\n",
-		(unsigned long long)s->slot_created);
-	fprintf(f, "# HELP cachesvc_invalidator_redis_data_loss_total Redis lost data (flush, restart, failover) and was resynchronised\n"
-		   "# TYPE cachesvc_invalidator_redis_data_loss_total counter\ncachesvc_invalidator_redis_data_loss_total %llu\n",
-		(unsigned long long)s->redis_data_loss);
-	fprintf(f, "# HELP cachesvc_invalidator_gap_flushes_total Gap flushes (new or lost slot, or owed by a crash)\n"
-		   "# TYPE cachesvc_invalidator_gap_flushes_total counter\ncachesvc_invalidator_gap_flushes_total %llu\n",
-		(unsigned long long)s->gap_flushes);
-	fprintf(f, "# HELP cachesvc_invalidator_stale_primary_total Connections refused: an old primary (lower timeline) came back\n"
-		   "# TYPE cachesvc_invalidator_stale_primary_total counter\ncachesvc_invalidator_stale_primary_total %llu\n",
-		(unsigned long long)s->stale_primary);
-	fprintf(f, "# TYPE cachesvc_invalidator_redis_failures_total counter\ncachesvc_invalidator_redis_failures_total %llu\n",
-		(unsigned long long)s->redis_failures);
-	fprintf(f, "# HELP cachesvc_invalidator_receive_timeouts_total Replication streams restarted: nothing received for receive_timeout\n"
-		   "# TYPE cachesvc_invalidator_receive_timeouts_total counter\ncachesvc_invalidator_receive_timeouts_total %llu\n",
-		(unsigned long long)s->receive_timeouts);
-	fprintf(f, "# HELP cachesvc_invalidator_lag_seconds Commit on the primary to invalidation acknowledged by Redis\n"
-		   "# TYPE cachesvc_invalidator_lag_seconds histogram\n");
-	char buf[4096];
-	if (cs_hist_prometheus(&s->lag_us, "cachesvc_invalidator_lag_seconds", "", buf, sizeof buf) < sizeof buf)
-		fputs(buf, f);
+			cs_m_u64(m, CS_M_COUNTER, "cachesvc_query_debounced_total",
+				"Table-level invalidations absorbed by min_lifetime, per query",
+				cs_ledger_absorbed(inv->ledger, q), "query",
+				cs_inv_map_query_name(inv->map, q), NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_reconnects_total",
+		"Replication connections started (first and again)", s->reconnects, NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_slot_lost_total",
+		"Replication slots found lost (invalidated) and recreated", s->slot_lost, NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_slot_created_total",
+		"Replication slots created because missing (first start, or dropped)",
+		s->slot_created, NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_redis_data_loss_total",
+		"Redis lost data (flush, restart, failover) and was resynchronised",
+		s->redis_data_loss,
+		NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_gap_flushes_total",
+		"Gap flushes (new or lost slot, or owed by a crash)", s->gap_flushes, NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_stale_primary_total",
+		"Connections refused: an old primary (lower timeline) came back", s->stale_primary,
+		NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_redis_failures_total",
+		"Invalidations Redis did not acknowledge (stream replayed)", s->redis_failures,
+		NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_receive_timeouts_total",
+		"Replication streams restarted: nothing received for receive_timeout",
+		s->receive_timeouts, NULL);
+	cs_m_hist(m, "cachesvc_invalidator_lag_seconds",
+		"Commit on the primary to invalidation acknowledged by Redis", &s->lag_us, NULL);
 }

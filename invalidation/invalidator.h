@@ -17,6 +17,7 @@
 #include "config.h"
 #include "hist.h"
 #include "lsn.h"
+#include "metrics.h"
 
 struct event_base;
 struct cs_pgserver;
@@ -62,6 +63,6 @@ void cs_inv_free(cs_inv *inv);
 int cs_inv_reload(cs_inv *inv, const cs_config *cfg);
 
 const cs_inv_stats *cs_inv_get_stats(const cs_inv *inv);
-void cs_inv_metrics(const cs_inv *inv, FILE *f);
+void cs_inv_metrics(const cs_inv *inv, cs_metrics *m);
 
 #endif

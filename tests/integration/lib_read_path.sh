@@ -42,7 +42,13 @@ run() { # MODE ARGS...: runs one scenario, its log kept for the failure report
   "$CS_LIB_TEST" "$mode" "$@" 2>"$WORK/lib_$mode.log" || { cat "$WORK/lib_$mode.log" >&2; fail "scenario $mode"; }
 }
 
-run readpath "$WORK/lib.ini"
+CS_LIB_METRICS_OUT=$WORK/lib_metrics.txt run readpath "$WORK/lib.ini"
+# library mode's exposition (cachesvc_sync_metrics) is valid too: no promtool error or lint
+if command -v promtool >/dev/null; then
+  out=$(promtool check metrics <"$WORK/lib_metrics.txt" 2>&1) && [ -z "$out" ] ||
+    fail "promtool check metrics on cachesvc_sync_metrics: $(printf '%s' "$out" | head -20)"
+  ok "library mode's metrics pass promtool check metrics"
+fi
 redis flushdb >/dev/null
 run ryw "$WORK/ryw.ini" "$(conninfo_of primary)"
 run timeout "$WORK/lib.ini"

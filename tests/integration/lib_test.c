@@ -279,6 +279,12 @@ static void scenario_readpath(const char *conf)
 	char *text = NULL;
 	long len = cachesvc_sync_metrics(h, &text, 0);
 	CHECK(len > 0 && text && strstr(text, "cachesvc_") != NULL, "metrics: %ld", len);
+	const char *mpath = getenv("CS_LIB_METRICS_OUT"); /* lib_read_path.sh runs promtool on it */
+	if (mpath) {
+		FILE *mf = fopen(mpath, "w");
+		CHECK(mf && fwrite(text, 1, (size_t)len, mf) == (size_t)len && fclose(mf) == 0,
+			"writing %s", mpath);
+	}
 	free(text);
 	printf("ok - stats (hits %" PRId64 ") and Prometheus metrics (%ld bytes)\n",
 		stat_of(h, "hits"), len);

@@ -125,6 +125,24 @@ static void process(void **state)
 	free(out);
 }
 
+static void summaries(void **state)
+{
+	cs_metrics *m = cs_metrics_new();
+	cs_m_summary(m, "x_wait_seconds", "Wait", 1.5, 3, "server", "a", NULL);
+	cs_m(m, CS_M_GAUGE, "x_other", "Other", 1, NULL);
+	cs_m_summary(m, "x_wait_seconds", "Wait", 0, 0, "server", "b", NULL);
+	cs_m_summary(m, "x_plain_seconds", "Plain", 0.25, 1, NULL);
+	char *out = finish(m);
+	assert_non_null(strstr(out, "# HELP x_wait_seconds Wait\n# TYPE x_wait_seconds summary\n"
+				    "x_wait_seconds_sum{server=\"a\"} 1.5\n"
+				    "x_wait_seconds_count{server=\"a\"} 3\n"
+				    "x_wait_seconds_sum{server=\"b\"} 0\n"
+				    "x_wait_seconds_count{server=\"b\"} 0\n"));
+	assert_non_null(strstr(out, "# TYPE x_plain_seconds summary\n"
+				    "x_plain_seconds_sum 0.25\nx_plain_seconds_count 1\n"));
+	free(out);
+}
+
 static void empty(void **state)
 {
 	char *out = finish(cs_metrics_new());
@@ -140,6 +158,7 @@ int main(void)
 		cmocka_unit_test(type_mismatch),
 		cmocka_unit_test(states_and_histograms),
 		cmocka_unit_test(process),
+		cmocka_unit_test(summaries),
 		cmocka_unit_test(empty),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
