@@ -98,6 +98,7 @@ struct key_def {
 static bool check_host_port(const char *v, char *why, size_t whylen);
 static bool check_unix_path(const char *v, char *why, size_t whylen);
 static bool check_log_level(const char *v, char *why, size_t whylen);
+static bool check_log_format(const char *v, char *why, size_t whylen);
 static bool check_redis_url(const char *v, char *why, size_t whylen);
 static bool check_namespace(const char *v, char *why, size_t whylen);
 static bool check_conninfo(const char *v, char *why, size_t whylen);
@@ -203,6 +204,8 @@ static const struct key_def key_table[] = {
                 "longest negative_ttl; beyond, empty results are not cached; 0 = no bound"},
         {SEC_SERVICE, "log_level", KT_STRING, CFG(log_level), "info", NO_KIND_DEF, KF_RELOAD, 0, 0,
                 check_log_level, "debug, info, warning or error"},
+        {SEC_SERVICE, "log_format", KT_STRING, CFG(log_format), "auto", NO_KIND_DEF, 0, 0, 0,
+                check_log_format, "auto, text or journal"},
 
         /* [redis] */
         {SEC_REDIS, "url", KT_STRING, CFG(redis_url), "redis://127.0.0.1:6379/0", NO_KIND_DEF,
@@ -1102,6 +1105,14 @@ static bool check_log_level(const char *v, char *why, size_t whylen)
 			return true;
 	}
 	snprintf(why, whylen, "must be debug, info, warning or error");
+	return false;
+}
+
+static bool check_log_format(const char *v, char *why, size_t whylen)
+{
+	if (strcmp(v, "auto") == 0 || strcmp(v, "text") == 0 || strcmp(v, "journal") == 0)
+		return true;
+	snprintf(why, whylen, "must be auto, text or journal");
 	return false;
 }
 

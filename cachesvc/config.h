@@ -149,6 +149,7 @@ typedef struct cs_config {
 	bool eviction_check;              /* fence.c (i); off: negative control */
 	uint64_t negative_share;          /* bytes of negative entries per negative_ttl, 0 = any */
 	char *log_level;                  /* "debug" | "info" | "warning" | "error" */
+	char *log_format;                 /* "auto" | "text" | "journal" (log.h) */
 
 	/* [redis] */
 	char *redis_url;                  /* redis://[:password@]host:port/db or unix:///path */

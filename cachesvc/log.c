@@ -65,6 +65,12 @@ typedef enum sink_kind {
 } sink_kind;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+/* Journal format: "<N>LEVEL msg" with the syslog priority N that journald (and syslog
+ * daemons reading a stream) take as the line's level, no timestamp or pid (the journal
+ * records both). CS_LOG_FORMAT_AUTO: when stderr is the journal's stream (systemd.exec(5):
+ * JOURNAL_STREAM names its device and inode). */
+static cs_log_format format = CS_LOG_FORMAT_AUTO;
+static bool journal;
 static sink_kind sink = SINK_UNSET;
 static int sink_fd = STDERR_FILENO;
 static char ring[LOG_RING]; /* queued lines: ring[ring_off .. ring_off + ring_len) */
@@ -85,6 +91,20 @@ cs_log_level cs_log_get_level(void)
 	return min_level;
 }
 
+static bool journal_stream(const struct stat *st);
+
+void cs_log_set_format(cs_log_format f)
+{
+	pthread_mutex_lock(&lock);
+	format = f;
+	struct stat st;
+	if (f != CS_LOG_FORMAT_AUTO)
+		journal = f == CS_LOG_FORMAT_JOURNAL;
+	else
+		journal = fstat(STDERR_FILENO, &st) == 0 && journal_stream(&st);
+	pthread_mutex_unlock(&lock);
+}
+
 bool cs_log_parse_level(const char *s, cs_log_level *out)
 {
 	static const char *const names[] = {"debug", "info", "warning", "error"};
@@ -101,6 +121,16 @@ bool cs_log_parse_level(const char *s, cs_log_level *out)
 
 static void flush_at_exit(void);
 
+/* True when st (fd 2's) is the journal's stream: JOURNAL_STREAM is "<device>:<inode>" of
+ * the stream systemd connected (systemd.exec(5)); a child's redirected stderr differs. */
+static bool journal_stream(const struct stat *st)
+{
+	const char *js = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	return js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 &&
+	       dev == (unsigned long long)st->st_dev && ino == (unsigned long long)st->st_ino;
+}
+
 /* Looks at fd 2 once and picks the sink. Called with the lock held. */
 static void sink_open(void)
 {
@@ -109,6 +139,8 @@ static void sink_open(void)
 	sink_fd = STDERR_FILENO;
 	if (fstat(STDERR_FILENO, &st) != 0)
 		return; /* closed: every write fails with EBADF and is counted */
+	if (format == CS_LOG_FORMAT_AUTO)
+		journal = journal_stream(&st);
 	if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)) {
 		sink = SINK_FILE;
 	} else if (S_ISSOCK(st.st_mode)) {
@@ -239,11 +271,17 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
 static size_t format_line(char *line, size_t cap, const struct timeval *tv, cs_log_level level,
         const char *fmt, va_list ap)
 {
-	struct tm tm;
-	gmtime_r(&tv->tv_sec, &tm);
-	int n = snprintf(line, cap, "%04d-%02d-%02d %02d:%02d:%02d.%03d UTC [%d] %s ",
-	        tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-	        (int)(tv->tv_usec / 1000), (int)getpid(), level_names[level]);
+	int n;
+	if (journal) {
+		static const int prio[] = { 7, 6, 4, 3 }; /* debug, info, warning, err */
+		n = snprintf(line, cap, "<%d>%s ", prio[level], level_names[level]);
+	} else {
+		struct tm tm;
+		gmtime_r(&tv->tv_sec, &tm);
+		n = snprintf(line, cap, "%04d-%02d-%02d %02d:%02d:%02d.%03d UTC [%d] %s ",
+		        tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+		        tm.tm_sec, (int)(tv->tv_usec / 1000), (int)getpid(), level_names[level]);
+	}
 	int m = vsnprintf(line + n, cap - (size_t)n - 1, fmt, ap);
 	size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
 	if (len > cap - 2)

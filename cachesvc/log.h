@@ -17,6 +17,12 @@ typedef enum cs_log_level {
 
 void cs_log_set_level(cs_log_level level);
 cs_log_level cs_log_get_level(void);
+/* Line format: text ("2026-11-21 04:40:00.123 UTC [pid] LEVEL msg"), journal ("<N>LEVEL
+ * msg": a syslog priority journald takes as the level, no timestamp: the journal has it), or
+ * auto (journal when stderr is the journal's stream, per JOURNAL_STREAM; the default). */
+typedef enum { CS_LOG_FORMAT_AUTO, CS_LOG_FORMAT_TEXT, CS_LOG_FORMAT_JOURNAL } cs_log_format;
+void cs_log_set_format(cs_log_format f);
+
 /* Parses "debug" | "info" | "warning" | "error". */
 bool cs_log_parse_level(const char *s, cs_log_level *out);
 

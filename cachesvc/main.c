@@ -334,6 +334,9 @@ int main(int argc, char **argv)
 	cs_log_level lvl;
 	if (cs_log_parse_level(cfg->log_level, &lvl))
 		cs_log_set_level(lvl);
+	cs_log_set_format(strcmp(cfg->log_format, "journal") == 0 ? CS_LOG_FORMAT_JOURNAL
+			  : strcmp(cfg->log_format, "text") == 0  ? CS_LOG_FORMAT_TEXT
+								  : CS_LOG_FORMAT_AUTO);
 	if (show) {
 		cs_config_show(cfg, stdout);
 		cs_config_free(cfg);
