@@ -145,6 +145,10 @@ static void on_metrics(struct evhttp_request *req, void *arg)
 			NULL);
 		cs_m_process(m);
 		cs_m_build_info(m, CS_VERSION);
+		/* a programming error (two types for one family) drops samples: show it */
+		cs_m(m, CS_M_GAUGE, "cachesvc_metrics_type_mismatches",
+			"Samples dropped from this exposition because their type disagreed with their "
+			"family's (a bug; always 0)", (double)cs_metrics_mismatches(m), NULL);
 		n = cs_metrics_finish(m, &text);
 	}
 	struct evbuffer *out = evbuffer_new();

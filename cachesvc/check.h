@@ -24,8 +24,9 @@ int cs_check_queries(const cs_config *cfg, char *err, size_t errlen);
  * and create_publication is on) and holds every invalidate_on table, and every key column
  * of a keyed rule is covered by the table's replica identity (a column outside the
  * identity needs REPLICA IDENTITY FULL, or its old value is never sent). Each problem is
- * one line naming the table, the column and the statement that fixes it. */
-int cs_check_invalidation(const cs_config *cfg, char *err, size_t errlen);
+ * one line naming the table, the column and the statement that fixes it. With create false
+ * (cachesvc --check) a missing publication is reported on stdout, never created. */
+int cs_check_invalidation(const cs_config *cfg, bool create, char *err, size_t errlen);
 
 /* Every configured server answers: the primary and each replica (connect + SELECT 1) and
  * Redis (PING, with its password). One line per server that does not, naming it.

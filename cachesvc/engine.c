@@ -2428,8 +2428,9 @@ static void rchk_finish(reload_check *rc)
 		snprintf(rc->err, sizeof rc->err, "shutting down");
 	} else if (rc->err[0] == '\0') {
 		if (rc->unchecked > 0)
-			cs_warn("reload: %d changed queries not checked (%s unreachable or busy): "
-				"applied unchecked", rc->unchecked, rc->server);
+			cs_warn("reload: %d changed queries not checked (%s): applied unchecked",
+				rc->unchecked, strcmp(rc->server, "no server") == 0
+					? "no server up" : "their server was unreachable or busy");
 		result = cs_engine_reload(e, rc->cfg, rc->err, sizeof rc->err);
 	}
 	if (result != 0)
@@ -2443,8 +2444,8 @@ static void on_rchk(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int err, c
 {
 	rchk_item *it = job->priv;
 	reload_check *rc = it->rc;
-	if (err != 0 && retryable) {
-		rc->unchecked++; /* the server's failure, not the SQL's */
+	if (err != 0 && (retryable || err == -CS_ERR_OVERLOADED || err == -CS_ERR_TIMEOUT)) {
+		rc->unchecked++; /* the server's failure or load, not the SQL's */
 	} else if (err != 0) {
 		size_t n = strlen(rc->err);
 		snprintf(rc->err + n, sizeof rc->err - n, "%s[query %s] sql: does not prepare: %s",
@@ -2497,13 +2498,15 @@ int cs_engine_reload_checked(cs_engine *e, cs_config *cfg, cs_engine_reload_cb *
 		if (old && query_same(old->def, nd))
 			continue;
 		rchk_item *it = &rc->items[rc->n];
-		size_t len = strlen(nd->sql) + 9;
+		/* An option list first: SQL that starts with ANALYZE cannot make it EXPLAIN
+		 * ANALYZE (which executes); it is a syntax error instead. */
+		size_t len = strlen(nd->sql) + 24;
 		if ((it->def.sql = malloc(len)) == NULL) {
 			rchk_free(rc);
 			snprintf(err, errlen, "out of memory");
 			return -1;
 		}
-		snprintf(it->def.sql, len, "EXPLAIN %s", nd->sql);
+		snprintf(it->def.sql, len, "EXPLAIN (COSTS OFF) %s", nd->sql);
 		snprintf(it->def.name, sizeof it->def.name, "%s", nd->name);
 		it->def.nparams = nd->nparams;
 		memcpy(it->def.params, nd->params, sizeof nd->params);

@@ -93,7 +93,7 @@ cs_config *cs_lib_config_load(const char *config_path, const cachesvc_options *o
 	if (rc == CS_CHECK_UNREACHABLE)
 		cs_warn("queries not checked against a server: %s", msg);
 	if (rc != CS_CHECK_INVALID) {
-		rc = cs_check_invalidation(cfg, msg, sizeof msg);
+		rc = cs_check_invalidation(cfg, true, msg, sizeof msg);
 		if (rc == CS_CHECK_UNREACHABLE)
 			cs_warn("invalidation not checked: %s", msg);
 	}

@@ -141,6 +141,7 @@ static void on_stop(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	d->stopping = true;
+	d->notify_ready = false; /* no READY=1 after STOPPING=1, even if a reload check ends */
 	cs_notify_stopping();
 	cs_info("%s: draining in-flight requests",
 		sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "signal");
@@ -161,6 +162,9 @@ static void on_reloaded(void *arg, int result, const char *err)
 		cs_error("reload refused, keeping the running config: %s", err);
 	} else {
 		const cs_config *cfg = cs_engine_config(d->engine);
+		cs_log_level lvl;
+		if (cs_log_parse_level(cfg->log_level, &lvl))
+			cs_log_set_level(lvl); /* log_level is reloadable */
 		apply_client_cap(d, cfg, client_cap_of(cfg, d->nofile));
 		if (d->stats_timer) { /* stats_period may have changed */
 			evtimer_del(d->stats_timer);
@@ -169,7 +173,7 @@ static void on_reloaded(void *arg, int result, const char *err)
 		}
 		cs_info("reloaded %s: %d queries", d->config_path, cfg->nqueries);
 	}
-	if (d->notify_ready) { /* systemd: the reload is over, applied or refused */
+	if (d->notify_ready && !d->stopping) { /* systemd: the reload is over, applied or refused */
 		d->notify_ready = false;
 		cs_notify_ready();
 	}
@@ -357,7 +361,7 @@ int main(int argc, char **argv)
 	}
 	if (qrc == CS_CHECK_UNREACHABLE)
 		cs_warn("queries not checked against a server: %s", err);
-	int irc = cs_check_invalidation(cfg, err, sizeof err);
+	int irc = cs_check_invalidation(cfg, !check, err, sizeof err);
 	if (irc == CS_CHECK_INVALID) {
 		fprintf(stderr, "cachesvc: %s: %s\n", d.config_path, err);
 		cs_config_free(cfg);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1024,7 +1025,7 @@ static int run_interactive(cs_client **cp, const cs_client_options *opt, const c
 	char hist[4096] = "";
 	const char *home = getenv("HOME");
 #ifdef HAVE_LIBEDIT
-	if (home && *home) {
+	if (home && *home && isatty(STDIN_FILENO)) { /* a terminal's history only */
 		snprintf(hist, sizeof hist, "%s/.cachesvc_cli_history", home);
 		read_history(hist);
 	}
@@ -1077,8 +1078,13 @@ static int run_interactive(cs_client **cp, const cs_client_options *opt, const c
 		free(line);
 	}
 #ifdef HAVE_LIBEDIT
-	if (hist[0])
+	if (hist[0]) {
+		/* it holds parameter values: the owner's alone, as psql's and redis-cli's */
+		mode_t old = umask(077);
 		write_history(hist);
+		umask(old);
+		(void)chmod(hist, 0600);
+	}
 #endif
 	return status;
 }

@@ -82,7 +82,7 @@ for m in process_cpu_seconds_total process_resident_memory_bytes process_open_fd
     process_max_fds process_start_time_seconds 'cachesvc_build_info{version="' \
     cachesvc_log_dropped_total 'cachesvc_invalidator_status{state="streaming"} 1' \
     'cachesvc_invalidator_state 3' 'cachesvc_pg_state{server="r1",state="up"} 1' \
-    'cachesvc_pg_state{server="primary",state="up"} 1'; do
+    'cachesvc_pg_state{server="primary",state="up"} 1' 'cachesvc_metrics_type_mismatches 0'; do
   has "$m"
 done
 ok "process_*, build_info, log_dropped, labelled state gauges present"

@@ -60,12 +60,14 @@ until_true 60 sh -c "'$CLI' -p $PORT1 -t 5000 --json get user_profile 42 2>/dev/
 ok "run 1: private directory $DIR1, cachesvc on free port $PORT1, the demo answers"
 
 # 2. A second run while the first one is still up: its own directory and ports.
-start_qs2() { TMPDIR=$WORK XDG_RUNTIME_DIR= CS_QUICKSTART_BUILD=$CS_BUILD setsid env --default-signal=INT "$REPO/scripts/quickstart" --keep >"$WORK/run2.out" 2>&1 & QS2_PID=$!; }
+# run 2 names its directory, relative to where it is run (not to the repository)
+start_qs2() { (cd "$WORK" && TMPDIR=$WORK XDG_RUNTIME_DIR= CS_QUICKSTART_BUILD=$CS_BUILD exec setsid env --default-signal=INT "$REPO/scripts/quickstart" --keep run2dir >"$WORK/run2.out" 2>&1) & QS2_PID=$!; }
 start_qs2
 QS_SAVE=$QS_PID
 QS_PID=$QS2_PID
 read -r DIR2 PORT2 < <(banner run2)
 [ "$DIR2" != "$DIR1" ] && [ "$PORT2" != "$PORT1" ] || fail "two runs share $DIR2 / $PORT2"
+[ "$DIR2" = "$WORK/run2dir" ] || fail "a relative directory was not taken from the caller's directory: $DIR2"
 until_true 60 "$CLI" -p "$PORT2" -t 2000 ping >/dev/null 2>&1 || fail "run 2 does not answer"
 ok "run 2 beside run 1: $DIR2, port $PORT2"
 
@@ -80,7 +82,21 @@ QS_SAVE=
 ctrl_c || true
 [ ! -e "$DIR1" ] || fail "Ctrl-C left $DIR1 behind"
 ! "$CLI" -p "$PORT1" -t 500 ping >/dev/null 2>&1 || fail "cachesvc on $PORT1 still answers after Ctrl-C"
-ok "Ctrl-C stops cachesvc and removes the run's directory; --keep keeps it"
+! pgrep -f -- "-D $DIR1/" >/dev/null && ! pgrep -f -- "-D $DIR2/" >/dev/null ||
+  fail "a sandbox server still runs after Ctrl-C: $(pgrep -af -- "-D $WORK/")"
+ok "Ctrl-C stops cachesvc and the sandbox and removes the run's directory; --keep keeps it"
+
+# 3b. A directory of the user's that is not empty and holds no sandbox is refused before
+#     anything runs, and left as it was (relative to the caller: "." here is theirs).
+mkdir -p "$WORK/mine"
+echo precious >"$WORK/mine/file"
+st=0
+(cd "$WORK/mine" && TMPDIR=$WORK CS_QUICKSTART_BUILD=$CS_BUILD timeout 60 "$REPO/scripts/quickstart" .) >"$WORK/mine.out" 2>&1 || st=$?
+[ "$st" = 2 ] || fail "a non-empty directory of the user's: exit $st, want 2: $(cat "$WORK/mine.out")"
+[ "$(cat "$WORK/mine/file" 2>/dev/null)" = precious ] || fail "the user's directory was touched"
+grep -q "is not empty and holds no sandbox" "$WORK/mine.out" || fail "no reason given: $(cat "$WORK/mine.out")"
+[ -d "$REPO/.git" ] || fail "the repository is gone"
+ok "a non-empty directory of the user's (\".\"): refused, untouched"
 
 # 4. A daemon that cannot start (its config names a missing primary user) makes quickstart
 #    exit non-zero instead of idling.
