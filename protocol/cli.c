@@ -49,6 +49,9 @@ static void usage(FILE *f)
 	        "  mget --each QUERY PARAM ...      one GET of QUERY per PARAM\n"
 	        "  invalidate QUERY [PARAM ...]     drop one key; with no PARAM, the whole query\n"
 	        "  stats                            server counters\n"
+	        "  show [VIEW]                      a view: queries, servers, clients, invalidator,\n"
+	        "                                   config (a table, or with --json one object per\n"
+	        "                                   row); with no VIEW, lists the views\n"
 	        "  ping                             check the server answers\n"
 	        "\n"
 	        "PARAMs are sent as text and converted by the server to the query's declared\n"
@@ -659,6 +662,118 @@ static int cmd_stats(cs_client *c, const cli *o)
 	return EXIT_OK;
 }
 
+static const char *const show_views[] = {
+        "queries", "servers", "clients", "invalidator", "config", NULL};
+
+/* SHOW VIEW: a table whose columns are the union of the rows' keys in first-seen order, or
+ * with --json one object per row. */
+static int cmd_show(cs_client *c, const cli *o, int argc, char **argv)
+{
+	if (argc > 1) {
+		fprintf(stderr, "cachesvc-cli: usage: show [VIEW]\n");
+		return EXIT_USAGE;
+	}
+	if (argc == 0) {
+		for (int i = 0; show_views[i]; i++)
+			puts(show_views[i]);
+		return EXIT_OK;
+	}
+	cs_client_row *rows;
+	uint32_t n;
+	int rc = cs_client_show(c, argv[0], &rows, &n);
+	if (rc != 0)
+		return client_error(c, rc);
+	sbuf s = {0};
+	if (o->json) {
+		for (uint32_t r = 0; r < n; r++) {
+			sb_put(&s, "{", 1);
+			for (uint32_t i = 0; i < rows[r].ncells; i++) {
+				const cs_client_cell *cell = &rows[r].cells[i];
+				if (i)
+					sb_put(&s, ",", 1);
+				json_str(&s, cell->name, strlen(cell->name));
+				sb_put(&s, ":", 1);
+				fmt_value(&s, &cell->value, 0, true);
+			}
+			sb_put(&s, "}\n", 2);
+		}
+		if (s.p)
+			fputs(s.p, stdout);
+		free(s.p);
+		cs_client_show_free(rows);
+		return EXIT_OK;
+	}
+	/* Columns: every distinct name, first-seen order. */
+	size_t total = 0;
+	for (uint32_t r = 0; r < n; r++)
+		total += rows[r].ncells;
+	const char **cols = calloc(total ? total : 1, sizeof *cols);
+	size_t *width = calloc(total ? total : 1, sizeof *width);
+	char **cellstr = calloc((size_t)(n ? n : 1) * (total ? total : 1), sizeof *cellstr);
+	if (cols == NULL || width == NULL || cellstr == NULL) {
+		free(cols);
+		free(width);
+		free(cellstr);
+		cs_client_show_free(rows);
+		fprintf(stderr, "cachesvc-cli: out of memory\n");
+		return EXIT_BAD_REPLY;
+	}
+	size_t ncols = 0;
+	for (uint32_t r = 0; r < n; r++) {
+		for (uint32_t i = 0; i < rows[r].ncells; i++) {
+			const cs_client_cell *cell = &rows[r].cells[i];
+			size_t k;
+			for (k = 0; k < ncols && strcmp(cols[k], cell->name) != 0; k++)
+				;
+			if (k == ncols) {
+				cols[ncols] = cell->name;
+				width[ncols] = display_width(cell->name);
+				ncols++;
+			}
+			sbuf v = {0};
+			fmt_value(&v, &cell->value, 0, false);
+			char *txt = v.p ? v.p : strdup("");
+			free(cellstr[(size_t)r * total + k]);
+			cellstr[(size_t)r * total + k] = txt;
+			if (txt && display_width(txt) > width[k])
+				width[k] = display_width(txt);
+		}
+	}
+	for (size_t k = 0; k < ncols; k++) {
+		sb_printf(&s, "%s%s", k ? " | " : "", cols[k]);
+		for (size_t w = display_width(cols[k]); w < width[k] && k + 1 < ncols; w++)
+			sb_put(&s, " ", 1);
+	}
+	sb_put(&s, "\n", 1);
+	for (size_t k = 0; k < ncols; k++) {
+		sb_put(&s, k ? "-+-" : "", k ? 3 : 0);
+		for (size_t w = 0; w < width[k]; w++)
+			sb_put(&s, "-", 1);
+	}
+	sb_put(&s, "\n", 1);
+	for (uint32_t r = 0; r < n; r++) {
+		for (size_t k = 0; k < ncols; k++) {
+			const char *t = cellstr[(size_t)r * total + k];
+			if (t == NULL)
+				t = "";
+			sb_printf(&s, "%s%s", k ? " | " : "", t);
+			for (size_t w = display_width(t); w < width[k] && k + 1 < ncols; w++)
+				sb_put(&s, " ", 1);
+		}
+		sb_put(&s, "\n", 1);
+	}
+	sb_printf(&s, "(%u row%s)\n", n, n == 1 ? "" : "s");
+	fputs(s.p, stdout);
+	free(s.p);
+	for (size_t i = 0; i < (size_t)(n ? n : 1) * (total ? total : 1); i++)
+		free(cellstr[i]);
+	free(cellstr);
+	free(cols);
+	free(width);
+	cs_client_show_free(rows);
+	return EXIT_OK;
+}
+
 static int cmd_ping(cs_client *c, const cli *o)
 {
 	int rc = cs_client_ping(c);
@@ -786,7 +901,7 @@ static int parse_url(char *url, cs_client_options *opt)
 /* ---- Running commands -------------------------------------------------------------------- */
 
 static const char *const commands[] = {
-        "get", "refresh", "mget", "invalidate", "stats", "ping", NULL};
+        "get", "refresh", "mget", "invalidate", "stats", "ping", "show", NULL};
 
 static volatile sig_atomic_t interrupted;
 
@@ -808,6 +923,8 @@ static int run_command(cs_client *c, const cli *o, int argc, char **argv)
 	}
 	int nargs = argc - 1;
 	char **args = argv + 1;
+	if (k == 6)
+		return cmd_show(c, o, nargs, args);
 	if (k >= 4 && nargs != 0) {
 		fprintf(stderr, "cachesvc-cli: %s takes no arguments\n", argv[0]);
 		return EXIT_USAGE;
