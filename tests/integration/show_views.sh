@@ -34,8 +34,8 @@ exec 3<>"/dev/tcp/127.0.0.1/$PORT"
 printf '\x00\x00\x00\x0e\x01\x08\x00\x00\x00\x00\x00\x01\x81\xa4what\xa7queries' >&3
 timeout 1 cat <&3 >"$WORK/raw.out" || true
 op=$(od -An -tx1 -j5 -N1 "$WORK/raw.out" | tr -d ' ')
-[ "$op" = ff ] || fail "SHOW before HELLO: reply opcode '$op', want ff (error): $(od -c "$WORK/raw.out" | head -3)"
-grep -q "HELLO with the auth token first" "$WORK/raw.out" || fail "SHOW before HELLO: not the auth error: $(od -c "$WORK/raw.out" | head -3)"
+[ "$op" = ff ] || fail "SHOW before HELLO: reply opcode '$op', want ff (error): $(tr -c '[:print:]' . <"$WORK/raw.out")"
+grep -q "HELLO with the auth token first" "$WORK/raw.out" || fail "SHOW before HELLO: not the auth error: $(tr -c '[:print:]' . <"$WORK/raw.out")"
 ok "SHOW before HELLO-with-token refused (auth); the connection stays open and idle"
 
 # ---- traffic: 1 miss + 3 hits on sv_user ------------------------------------------------
