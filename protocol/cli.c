@@ -1064,20 +1064,77 @@ static int split_words(char *line, char **words, int max)
 }
 
 #ifdef HAVE_LIBEDIT
-/* Completion: commands first, then query names seen in this session's history. */
+/* The prompt's connection, for completion; the server's query names, fetched with
+ * `show queries` the first time a word is completed while the prompt is connected (it
+ * connects at its first command; once per session: a failure is not retried; the call is
+ * bounded by the client's timeout). */
+static cs_client **complete_conn;
+static char **complete_names;
+static uint32_t complete_nnames;
+static bool complete_fetched;
+
+static void complete_fetch(void)
+{
+	if (complete_conn == NULL || *complete_conn == NULL)
+		return; /* not connected yet: no names this time */
+	complete_fetched = true;
+	cs_client_row *rows;
+	uint32_t n;
+	if (cs_client_show(*complete_conn, "queries", &rows, &n) != 0)
+		return;
+	complete_names = calloc(n ? n : 1, sizeof *complete_names);
+	for (uint32_t r = 0; complete_names && r < n; r++)
+		for (uint32_t i = 0; i < rows[r].ncells; i++) {
+			const cs_client_cell *cell = &rows[r].cells[i];
+			if (strcmp(cell->name, "name") == 0 && cell->value.type == CS_CLIENT_V_STR) {
+				char *q = strndup(cell->value.u.s.p, cell->value.u.s.len);
+				if (q)
+					complete_names[complete_nnames++] = q;
+				break;
+			}
+		}
+	cs_client_show_free(rows);
+}
+
+static void complete_free(void)
+{
+	for (uint32_t i = 0; i < complete_nnames; i++)
+		free(complete_names[i]);
+	free(complete_names);
+	complete_names = NULL;
+	complete_nnames = 0;
+}
+
+/* Completion: commands and SHOW views first, then the server's query names, then query
+ * names seen in this session's history. */
 static char *complete_word(const char *text, int state)
 {
-	static int k;
+	static int k, v;
+	static uint32_t qn;
 	static int h;
 	size_t len = strlen(text);
 	if (state == 0) {
 		k = 0;
+		v = 0;
+		qn = 0;
 		h = 0;
+		if (!complete_fetched)
+			complete_fetch();
 	}
 	while (commands[k]) {
 		const char *cmd = commands[k++];
 		if (strncmp(cmd, text, len) == 0)
 			return strdup(cmd);
+	}
+	while (show_views[v]) {
+		const char *view = show_views[v++];
+		if (strncmp(view, text, len) == 0)
+			return strdup(view);
+	}
+	while (qn < complete_nnames) {
+		const char *q = complete_names[qn++];
+		if (strncmp(q, text, len) == 0)
+			return strdup(q);
 	}
 	for (; h < history_length; h++) {
 		HIST_ENTRY *e = history_get(history_base + h);
@@ -1147,6 +1204,7 @@ static int run_interactive(cs_client **cp, const cs_client_options *opt, const c
 	}
 	rl_readline_name = "cachesvc-cli";
 	rl_attempted_completion_function = complete;
+	complete_conn = cp;
 #else
 	(void)home;
 #endif
@@ -1196,6 +1254,8 @@ static int run_interactive(cs_client **cp, const cs_client_options *opt, const c
 #ifdef HAVE_LIBEDIT
 	if (hist[0])
 		write_history(hist);
+	complete_conn = NULL;
+	complete_free();
 #endif
 	return status;
 }
