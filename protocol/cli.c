@@ -1254,8 +1254,6 @@ static int run_interactive(cs_client **cp, const cs_client_options *opt, const c
 #ifdef HAVE_LIBEDIT
 	if (hist[0])
 		write_history(hist);
-	complete_conn = NULL;
-	complete_free();
 #endif
 	return status;
 }
@@ -1410,6 +1408,10 @@ int main(int argc, char **argv)
 	cs_client *c = NULL;
 	if (interactive) {
 		rc = run_interactive(&c, &opt, &o);
+#ifdef HAVE_LIBEDIT
+		complete_conn = NULL;
+		complete_free();
+#endif
 		cs_client_free(c);
 		return rc;
 	}
