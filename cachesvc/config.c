@@ -2624,12 +2624,18 @@ static void show_value(FILE *out, const struct key_def *kd, const void *base)
 	}
 }
 
-static void show_section(FILE *out, enum section_kind kind, const char *name, const void *base)
+/* Calls cb(priv, section, key, value) for every key of one section, values as
+ * --show-config prints them (secrets masked). */
+typedef void show_cb(void *priv, const char *section, const char *key, const char *value);
+
+static void each_section(enum section_kind kind, const char *name, const void *base,
+        show_cb *cb, void *priv)
 {
+	char sec[160];
 	if (name)
-		fprintf(out, "\n[%s %s]\n", section_defs[kind].name, name);
+		snprintf(sec, sizeof sec, "%s %s", section_defs[kind].name, name);
 	else
-		fprintf(out, "\n[%s]\n", section_defs[kind].name);
+		snprintf(sec, sizeof sec, "%s", section_defs[kind].name);
 	for (size_t i = 0; i < NKEYS; i++) {
 		const struct key_def *kd = &key_table[i];
 		if (kd->section != kind)
@@ -2638,17 +2644,47 @@ static void show_section(FILE *out, enum section_kind kind, const char *name, co
 		size_t len = 0;
 		FILE *mem = open_memstream(&val, &len);
 		if (!mem) {
-			fprintf(out, "; %s: out of memory\n", kd->name);
+			cb(priv, sec, kd->name, NULL);
 			continue;
 		}
 		show_value(mem, kd, base);
 		fclose(mem);
-		if (len)
-			fprintf(out, "%s = %s\n", kd->name, val);
-		else
-			fprintf(out, "%s =\n", kd->name);
+		cb(priv, sec, kd->name, val ? val : "");
 		free(val);
 	}
+}
+
+void cs_config_each(const cs_config *cfg, show_cb *cb, void *priv)
+{
+	each_section(SEC_SERVICE, NULL, cfg, cb, priv);
+	each_section(SEC_REDIS, NULL, cfg, cb, priv);
+	if (cfg->primary_conninfo)
+		each_section(SEC_PRIMARY, NULL, cfg, cb, priv);
+	for (int i = 0; i < cfg->nreplicas; i++)
+		each_section(SEC_REPLICA, cfg->replicas[i].name, &cfg->replicas[i], cb, priv);
+	each_section(SEC_INVALIDATOR, NULL, cfg, cb, priv);
+	for (int i = 0; i < cfg->nqueries; i++)
+		each_section(SEC_QUERY, cfg->queries[i].name, &cfg->queries[i], cb, priv);
+}
+
+struct show_file {
+	FILE *out;
+	char last[160];
+};
+
+static void show_line(void *priv, const char *section, const char *key, const char *value)
+{
+	struct show_file *sf = priv;
+	if (strcmp(sf->last, section) != 0) {
+		fprintf(sf->out, "\n[%s]\n", section);
+		snprintf(sf->last, sizeof sf->last, "%s", section);
+	}
+	if (value == NULL)
+		fprintf(sf->out, "; %s: out of memory\n", key);
+	else if (*value)
+		fprintf(sf->out, "%s = %s\n", key, value);
+	else
+		fprintf(sf->out, "%s =\n", key);
 }
 
 void cs_config_show(const cs_config *cfg, FILE *out)
@@ -2656,15 +2692,8 @@ void cs_config_show(const cs_config *cfg, FILE *out)
 	fprintf(out,
 	        "; cachesvc configuration loaded from %s (defaults included, secrets masked)\n",
 	        cfg->path ? cfg->path : "(none)");
-	show_section(out, SEC_SERVICE, NULL, cfg);
-	show_section(out, SEC_REDIS, NULL, cfg);
-	if (cfg->primary_conninfo)
-		show_section(out, SEC_PRIMARY, NULL, cfg);
-	for (int i = 0; i < cfg->nreplicas; i++)
-		show_section(out, SEC_REPLICA, cfg->replicas[i].name, &cfg->replicas[i]);
-	show_section(out, SEC_INVALIDATOR, NULL, cfg);
-	for (int i = 0; i < cfg->nqueries; i++)
-		show_section(out, SEC_QUERY, cfg->queries[i].name, &cfg->queries[i]);
+	struct show_file sf = { .out = out };
+	cs_config_each(cfg, show_line, &sf);
 }
 
 /* ------------------------------------------------------------------------------------------

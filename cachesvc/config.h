@@ -187,6 +187,11 @@ void cs_config_free(cs_config *cfg);
 /* Writes every key with its value (defaults included, secrets masked: auth_token,
  * passwords inside conninfo and redis_url) as an INI document to `out`. */
 void cs_config_show(const cs_config *cfg, FILE *out);
+/* The same keys and values as cs_config_show (secrets masked), one call each: section is
+ * "service", "replica NAME", "query NAME"...; value is NULL on OOM. */
+void cs_config_each(const cs_config *cfg,
+        void (*cb)(void *priv, const char *section, const char *key, const char *value),
+        void *priv);
 
 /* For SIGHUP: true when `next` differs from `cur` only in reloadable keys (query
  * definitions and the keys marked reloadable). Otherwise false and a message in

@@ -107,4 +107,10 @@ uint32_t cs_engine_stats_list(const cs_engine *e, cs_stat *out, uint32_t max);
  * stop checking fences and the horizon. Exists so the race test can prove it can fail. */
 void cs_engine_set_fence(cs_engine *e, bool on);
 
+/* SHOW views (PROTOCOL.md 3.8): calls cb once per row of the view `what` ("queries",
+ * "servers", "invalidator", "config"; the daemon adds "clients"). A nonzero return of cb
+ * stops the walk and is returned. Unknown views return -CS_ERR_BAD_PARAMS before any row. */
+typedef int cs_engine_show_cb(void *priv, const cs_show_cell *cells, uint32_t n);
+int cs_engine_show(const cs_engine *e, const char *what, cs_engine_show_cb *cb, void *priv);
+
 #endif

@@ -68,6 +68,8 @@ typedef struct client {
 	int inflight;
 	size_t held; /* bytes of MGET item results held for this client (see above) */
 	int auth_failures;
+	uint64_t id;	      /* connection number (SHOW clients) */
+	uint64_t since_us;    /* when accepted */
 	bool authed;
 	bool paused;	     /* reading stopped: in-flight bound or output backlog */
 	bool close_on_flush; /* protocol error: close once the error frame is out */
@@ -547,6 +549,88 @@ static creq *creq_new(client *c, uint32_t reqid, uint8_t op)
 	return r;
 }
 
+/* ---- SHOW (PROTOCOL.md 3.8) -------------------------------------------------------------- */
+
+#define SHOW_VIEWS "queries, servers, clients, invalidator, config"
+
+struct show_ctx {
+	cs_buf *b;
+	uint32_t nrows;
+};
+
+static int show_row(void *priv, const cs_show_cell *cells, uint32_t n)
+{
+	struct show_ctx *sc = priv;
+	int rc = cs_proto_show_row(sc->b, cells, n);
+	if (rc == 0)
+		sc->nrows++;
+	return rc;
+}
+
+static int show_clients(cs_server *s, struct show_ctx *sc)
+{
+	uint64_t now = cs_now_us();
+	for (client *k = s->head.next; k != &s->head; k = k->next) {
+		if (k->bev == NULL)
+			continue;
+		char peer[96];
+		peer_name(k, peer, sizeof peer);
+		evutil_socket_t fd = bufferevent_getfd(k->bev);
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof ss;
+		bool is_unix = fd >= 0 && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+			ss.ss_family == AF_UNIX;
+		cs_show_cell c[] = {
+			{ "id", { .type = CS_V_INT, .u.i = (int64_t)k->id } },
+			{ "peer", { .type = CS_V_STR, .u.s = { peer, (uint32_t)strlen(peer) } } },
+			{ "transport", { .type = CS_V_STR, .u.s = { is_unix ? "unix" : "tcp",
+				is_unix ? 4u : 3u } } },
+			{ "authed", { .type = CS_V_BOOL, .u.b = k->authed } },
+			{ "inflight", { .type = CS_V_INT, .u.i = k->inflight } },
+			{ "queued_bytes", { .type = CS_V_INT, .u.i = (int64_t)client_queued(k) } },
+			{ "paused", { .type = CS_V_BOOL, .u.b = k->paused } },
+			{ "age_s", { .type = CS_V_INT, .u.i = (int64_t)((now - k->since_us) / 1000000u) } },
+		};
+		int rc = show_row(sc, c, (uint32_t)CS_ARRAY_LEN(c));
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+static void handle_show(client *c, const cs_frame *f)
+{
+	cs_server *s = c->srv;
+	char err[256], what[CS_PROTO_MAX_NAME + 1];
+	const char *w;
+	uint32_t wl;
+	int rc = cs_proto_decode_show(f->body, f->body_len, &w, &wl, err, sizeof err);
+	if (decode_failed(c, f->reqid, rc, err))
+		return;
+	memcpy(what, w, wl);
+	what[wl] = '\0';
+	bool clients = strcmp(what, "clients") == 0;
+	if (!clients && strcmp(what, "queries") != 0 && strcmp(what, "servers") != 0 &&
+		strcmp(what, "invalidator") != 0 && strcmp(what, "config") != 0) {
+		snprintf(err, sizeof err, "unknown view \"%.64s\" (views: " SHOW_VIEWS ")", what);
+		send_error(c, f->reqid, CS_ERR_BAD_PARAMS, err);
+		return;
+	}
+	cs_buf_reset(&s->out);
+	struct show_ctx sc = { &s->out, 0 };
+	size_t off = cs_proto_show_begin(&s->out, f->reqid);
+	rc = clients ? show_clients(s, &sc) : cs_engine_show(s->engine, what, show_row, &sc);
+	if (rc == 0 && !s->out.failed)
+		cs_proto_show_end(&s->out, off, sc.nrows);
+	if (rc != 0 || s->out.failed) {
+		cs_buf_reset(&s->out);
+		send_error(c, f->reqid, rc == -CS_ERR_BAD_PARAMS ? CS_ERR_BAD_PARAMS : CS_ERR_TOO_LARGE,
+			"SHOW reply too large");
+		return;
+	}
+	client_send(c, &s->out);
+}
+
 static void handle_frame(client *c, const cs_frame *f)
 {
 	cs_server *s = c->srv;
@@ -658,6 +742,9 @@ static void handle_frame(client *c, const cs_frame *f)
 		mget_release(m); /* the guard */
 		return;
 	}
+	case CS_OP_SHOW:
+		handle_show(c, f);
+		return;
 	case CS_OP_INVALIDATE: {
 		cs_inval_req iv;
 		rc = cs_proto_decode_inval(f->body, f->body_len, &iv, err, sizeof err);
@@ -838,6 +925,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	c->srv = s;
 	c->bev = bev;
 	c->authed = cfg->auth_token == NULL;
+	c->id = s->stats.connections + 1;
+	c->since_us = cs_now_us();
 	c->next = s->head.next;
 	c->prev = &s->head;
 	s->head.next->prev = c;

@@ -33,7 +33,7 @@ typedef struct cs_server_stats {
 	uint64_t idle_closed;	   /* connections closed by the idle timeout */
 	uint64_t output_limit_closed; /* closed past client_output_hard_limit */
 	uint64_t frame_timeout_closed; /* closed with a frame incomplete after frame_timeout */
-	uint64_t frames[8];	   /* requests by opcode (index = opcode) */
+	uint64_t frames[9];	   /* requests by opcode (index = opcode) */
 	uint64_t inflight;	   /* gauge: requests being answered */
 } cs_server_stats;
 

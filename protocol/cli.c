@@ -50,6 +50,9 @@ static void usage(FILE *f)
 	        "  mget --each QUERY PARAM ...      one GET of QUERY per PARAM\n"
 	        "  invalidate QUERY [PARAM ...]     drop one key; with no PARAM, the whole query\n"
 	        "  stats                            server counters\n"
+	        "  show [VIEW]                      a view: queries, servers, clients, invalidator,\n"
+	        "                                   config (a table, or with --json one object per\n"
+	        "                                   row); with no VIEW, lists the views\n"
 	        "  ping                             check the server answers\n"
 	        "\n"
 	        "PARAMs are sent as text and converted by the server to the query's declared\n"
@@ -660,6 +663,118 @@ static int cmd_stats(cs_client *c, const cli *o)
 	return EXIT_OK;
 }
 
+static const char *const show_views[] = {
+        "queries", "servers", "clients", "invalidator", "config", NULL};
+
+/* SHOW VIEW: a table whose columns are the union of the rows' keys in first-seen order, or
+ * with --json one object per row. */
+static int cmd_show(cs_client *c, const cli *o, int argc, char **argv)
+{
+	if (argc > 1) {
+		fprintf(stderr, "cachesvc-cli: usage: show [VIEW]\n");
+		return EXIT_USAGE;
+	}
+	if (argc == 0) {
+		for (int i = 0; show_views[i]; i++)
+			puts(show_views[i]);
+		return EXIT_OK;
+	}
+	cs_client_row *rows;
+	uint32_t n;
+	int rc = cs_client_show(c, argv[0], &rows, &n);
+	if (rc != 0)
+		return client_error(c, rc);
+	sbuf s = {0};
+	if (o->json) {
+		for (uint32_t r = 0; r < n; r++) {
+			sb_put(&s, "{", 1);
+			for (uint32_t i = 0; i < rows[r].ncells; i++) {
+				const cs_client_cell *cell = &rows[r].cells[i];
+				if (i)
+					sb_put(&s, ",", 1);
+				json_str(&s, cell->name, strlen(cell->name));
+				sb_put(&s, ":", 1);
+				fmt_value(&s, &cell->value, 0, true);
+			}
+			sb_put(&s, "}\n", 2);
+		}
+		if (s.p)
+			fputs(s.p, stdout);
+		free(s.p);
+		cs_client_show_free(rows);
+		return EXIT_OK;
+	}
+	/* Columns: every distinct name, first-seen order. */
+	size_t total = 0;
+	for (uint32_t r = 0; r < n; r++)
+		total += rows[r].ncells;
+	const char **cols = calloc(total ? total : 1, sizeof *cols);
+	size_t *width = calloc(total ? total : 1, sizeof *width);
+	char **cellstr = calloc((size_t)(n ? n : 1) * (total ? total : 1), sizeof *cellstr);
+	if (cols == NULL || width == NULL || cellstr == NULL) {
+		free(cols);
+		free(width);
+		free(cellstr);
+		cs_client_show_free(rows);
+		fprintf(stderr, "cachesvc-cli: out of memory\n");
+		return EXIT_BAD_REPLY;
+	}
+	size_t ncols = 0;
+	for (uint32_t r = 0; r < n; r++) {
+		for (uint32_t i = 0; i < rows[r].ncells; i++) {
+			const cs_client_cell *cell = &rows[r].cells[i];
+			size_t k;
+			for (k = 0; k < ncols && strcmp(cols[k], cell->name) != 0; k++)
+				;
+			if (k == ncols) {
+				cols[ncols] = cell->name;
+				width[ncols] = display_width(cell->name);
+				ncols++;
+			}
+			sbuf v = {0};
+			fmt_value(&v, &cell->value, 0, false);
+			char *txt = v.p ? v.p : strdup("");
+			free(cellstr[(size_t)r * total + k]);
+			cellstr[(size_t)r * total + k] = txt;
+			if (txt && display_width(txt) > width[k])
+				width[k] = display_width(txt);
+		}
+	}
+	for (size_t k = 0; k < ncols; k++) {
+		sb_printf(&s, "%s%s", k ? " | " : "", cols[k]);
+		for (size_t w = display_width(cols[k]); w < width[k] && k + 1 < ncols; w++)
+			sb_put(&s, " ", 1);
+	}
+	sb_put(&s, "\n", 1);
+	for (size_t k = 0; k < ncols; k++) {
+		sb_put(&s, k ? "-+-" : "", k ? 3 : 0);
+		for (size_t w = 0; w < width[k]; w++)
+			sb_put(&s, "-", 1);
+	}
+	sb_put(&s, "\n", 1);
+	for (uint32_t r = 0; r < n; r++) {
+		for (size_t k = 0; k < ncols; k++) {
+			const char *t = cellstr[(size_t)r * total + k];
+			if (t == NULL)
+				t = "";
+			sb_printf(&s, "%s%s", k ? " | " : "", t);
+			for (size_t w = display_width(t); w < width[k] && k + 1 < ncols; w++)
+				sb_put(&s, " ", 1);
+		}
+		sb_put(&s, "\n", 1);
+	}
+	sb_printf(&s, "(%u row%s)\n", n, n == 1 ? "" : "s");
+	fputs(s.p, stdout);
+	free(s.p);
+	for (size_t i = 0; i < (size_t)(n ? n : 1) * (total ? total : 1); i++)
+		free(cellstr[i]);
+	free(cellstr);
+	free(cols);
+	free(width);
+	cs_client_show_free(rows);
+	return EXIT_OK;
+}
+
 static int cmd_ping(cs_client *c, const cli *o)
 {
 	int rc = cs_client_ping(c);
@@ -787,7 +902,7 @@ static int parse_url(char *url, cs_client_options *opt)
 /* ---- Running commands -------------------------------------------------------------------- */
 
 static const char *const commands[] = {
-        "get", "refresh", "mget", "invalidate", "stats", "ping", NULL};
+        "get", "refresh", "mget", "invalidate", "stats", "ping", "show", NULL};
 
 static volatile sig_atomic_t interrupted;
 
@@ -809,6 +924,8 @@ static int run_command(cs_client *c, const cli *o, int argc, char **argv)
 	}
 	int nargs = argc - 1;
 	char **args = argv + 1;
+	if (k == 6)
+		return cmd_show(c, o, nargs, args);
 	if (k >= 4 && nargs != 0) {
 		fprintf(stderr, "cachesvc-cli: %s takes no arguments\n", argv[0]);
 		return EXIT_USAGE;
@@ -948,20 +1065,77 @@ static int split_words(char *line, char **words, int max)
 }
 
 #ifdef HAVE_LIBEDIT
-/* Completion: commands first, then query names seen in this session's history. */
+/* The prompt's connection, for completion; the server's query names, fetched with
+ * `show queries` the first time a word is completed while the prompt is connected (it
+ * connects at its first command; once per session: a failure is not retried; the call is
+ * bounded by the client's timeout). */
+static cs_client **complete_conn;
+static char **complete_names;
+static uint32_t complete_nnames;
+static bool complete_fetched;
+
+static void complete_fetch(void)
+{
+	if (complete_conn == NULL || *complete_conn == NULL)
+		return; /* not connected yet: no names this time */
+	complete_fetched = true;
+	cs_client_row *rows;
+	uint32_t n;
+	if (cs_client_show(*complete_conn, "queries", &rows, &n) != 0)
+		return;
+	complete_names = calloc(n ? n : 1, sizeof *complete_names);
+	for (uint32_t r = 0; complete_names && r < n; r++)
+		for (uint32_t i = 0; i < rows[r].ncells; i++) {
+			const cs_client_cell *cell = &rows[r].cells[i];
+			if (strcmp(cell->name, "name") == 0 && cell->value.type == CS_CLIENT_V_STR) {
+				char *q = strndup(cell->value.u.s.p, cell->value.u.s.len);
+				if (q)
+					complete_names[complete_nnames++] = q;
+				break;
+			}
+		}
+	cs_client_show_free(rows);
+}
+
+static void complete_free(void)
+{
+	for (uint32_t i = 0; i < complete_nnames; i++)
+		free(complete_names[i]);
+	free(complete_names);
+	complete_names = NULL;
+	complete_nnames = 0;
+}
+
+/* Completion: commands and SHOW views first, then the server's query names, then query
+ * names seen in this session's history. */
 static char *complete_word(const char *text, int state)
 {
-	static int k;
+	static int k, v;
+	static uint32_t qn;
 	static int h;
 	size_t len = strlen(text);
 	if (state == 0) {
 		k = 0;
+		v = 0;
+		qn = 0;
 		h = 0;
+		if (!complete_fetched)
+			complete_fetch();
 	}
 	while (commands[k]) {
 		const char *cmd = commands[k++];
 		if (strncmp(cmd, text, len) == 0)
 			return strdup(cmd);
+	}
+	while (show_views[v]) {
+		const char *view = show_views[v++];
+		if (strncmp(view, text, len) == 0)
+			return strdup(view);
+	}
+	while (qn < complete_nnames) {
+		const char *q = complete_names[qn++];
+		if (strncmp(q, text, len) == 0)
+			return strdup(q);
 	}
 	for (; h < history_length; h++) {
 		HIST_ENTRY *e = history_get(history_base + h);
@@ -1031,6 +1205,7 @@ static int run_interactive(cs_client **cp, const cs_client_options *opt, const c
 	}
 	rl_readline_name = "cachesvc-cli";
 	rl_attempted_completion_function = complete;
+	complete_conn = cp;
 #else
 	(void)home;
 #endif
@@ -1239,6 +1414,10 @@ int main(int argc, char **argv)
 	cs_client *c = NULL;
 	if (interactive) {
 		rc = run_interactive(&c, &opt, &o);
+#ifdef HAVE_LIBEDIT
+		complete_conn = NULL;
+		complete_free();
+#endif
 		cs_client_free(c);
 		return rc;
 	}

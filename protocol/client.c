@@ -990,3 +990,92 @@ char *cs_client_lsn_format(uint64_t lsn, char buf[CS_CLIENT_LSN_STRLEN])
 {
 	return cs_lsn_format(lsn, buf);
 }
+
+/* SHOW: pass 1 counts rows and cells, pass 2 copies them into one block. */
+struct show_fill {
+	cs_client_row *rows;
+	cs_client_cell *cells;
+	char *arena;
+	uint32_t ncells, maxrow;
+	bool fill;
+};
+
+static char *arena_put(struct show_fill *sf, const char *p, uint32_t len)
+{
+	char *d = sf->arena;
+	memcpy(d, p, len);
+	d[len] = '\0';
+	sf->arena += len + 1;
+	return d;
+}
+
+static int show_cell(void *priv, uint32_t row, const char *key, uint32_t key_len, const cs_value *v)
+{
+	struct show_fill *sf = priv;
+	if (!sf->fill) {
+		sf->ncells++;
+		return 0;
+	}
+	cs_client_cell *cell = &sf->cells[sf->ncells++];
+	cell->name = arena_put(sf, key, key_len);
+	memset(&cell->value, 0, sizeof cell->value);
+	cell->value.type = v->type;
+	if (v->type == CS_V_STR) {
+		cell->value.u.s.p = arena_put(sf, v->u.s.p, v->u.s.len);
+		cell->value.u.s.len = v->u.s.len;
+	} else if (v->type == CS_V_BOOL) {
+		cell->value.u.b = v->u.b;
+	} else if (v->type == CS_V_INT) {
+		cell->value.u.i = v->u.i;
+	} else if (v->type == CS_V_FLOAT) {
+		cell->value.u.f = v->u.f;
+	}
+	cs_client_row *r = &sf->rows[row];
+	if (r->cells == NULL)
+		r->cells = cell;
+	r->ncells++;
+	return 0;
+}
+
+int cs_client_show(cs_client *c, const char *what, cs_client_row **rows, uint32_t *nrows)
+{
+	cs_frame f;
+	if (what == NULL || rows == NULL || nrows == NULL)
+		return fail(c, CS_CLIENT_E_ARG, "what/rows is NULL");
+	*rows = NULL;
+	*nrows = 0;
+	int rc = sync_ready(c);
+	if (rc != 0)
+		return rc;
+	uint32_t id = take_id(c);
+	if ((rc = cs_proto_write_show(&c->out, id, what)) != 0)
+		return encode_failed(c, rc);
+	if ((rc = roundtrip(c, id, CS_OP_SHOW, &f)) != 0)
+		return rc;
+	struct show_fill sf = { 0 };
+	uint32_t n;
+	if (cs_proto_decode_show_reply(f.body, f.body_len, &n, show_cell, &sf) != 0)
+		return fail(c, CS_CLIENT_E_PROTOCOL, "malformed SHOW reply");
+	/* Strings: each has at least a one-byte header in the body, so body_len bytes hold them
+	 * with their NULs. */
+	uint32_t ncells = sf.ncells;
+	size_t size = (size_t)n * sizeof(cs_client_row) + (size_t)ncells * sizeof(cs_client_cell) +
+	              f.body_len + 1;
+	cs_client_row *block = calloc(1, size);
+	if (block == NULL)
+		return fail(c, CS_CLIENT_E_NOMEM, "out of memory");
+	sf = (struct show_fill){ .rows = block, .cells = (cs_client_cell *)(block + n), .fill = true };
+	sf.arena = (char *)(sf.cells + ncells);
+	if (cs_proto_decode_show_reply(f.body, f.body_len, &n, show_cell, &sf) != 0) {
+		free(block);
+		return fail(c, CS_CLIENT_E_PROTOCOL, "malformed SHOW reply");
+	}
+	*rows = block;
+	*nrows = n;
+	return 0;
+}
+
+void cs_client_show_free(cs_client_row *rows)
+{
+	free(rows);
+}

@@ -56,6 +56,7 @@ enum cs_op {
 	CS_OP_REFRESH = 5,    /* GET that always re-runs the query and refills the cache */
 	CS_OP_INVALIDATE = 6, /* admin: drop one key or a whole query */
 	CS_OP_STATS = 7,      /* counters */
+	CS_OP_SHOW = 8,       /* admin views: rows of {column: value} (PROTOCOL.md 3.8) */
 	CS_OP_REPLY_FLAG = 0x80,
 	CS_OP_ERROR = 0xFF,
 };
@@ -107,7 +108,7 @@ const char *cs_err_name(int code);
 /* Returns the name of an opcode ("get", "get_reply", "error") or "unknown". Static. */
 const char *cs_op_name(uint8_t op);
 
-/* True for the request opcodes HELLO..STATS. */
+/* True for the request opcodes HELLO..SHOW. */
 bool cs_op_is_request(uint8_t op);
 
 /* ---- Values ------------------------------------------------------------------------------ */
@@ -228,6 +229,9 @@ int cs_proto_decode_hello(const uint8_t *body, uint32_t len, cs_hello_req *out, 
         size_t errlen) CS_PROTO_MUST_CHECK;
 int cs_proto_decode_inval(const uint8_t *body, uint32_t len, cs_inval_req *out, char *err,
         size_t errlen) CS_PROTO_MUST_CHECK;
+/* SHOW request body {"what": str}; *what borrowed from body (not NUL-terminated). */
+int cs_proto_decode_show(const uint8_t *body, uint32_t len, const char **what,
+        uint32_t *what_len, char *err, size_t errlen) CS_PROTO_MUST_CHECK;
 /* PING/STATS request body: nil or an empty map. */
 int cs_proto_decode_empty(const uint8_t *body, uint32_t len) CS_PROTO_MUST_CHECK;
 
@@ -304,6 +308,20 @@ int cs_proto_write_inval_reply(cs_buf *b, uint32_t reqid, bool whole_query, uint
 /* STATS reply: map name -> int or float. */
 int cs_proto_write_stats(cs_buf *b, uint32_t reqid, const cs_stat *stats, uint32_t n);
 
+/* SHOW reply: an array of rows, each a map column name -> scalar (str/int/float/bool/nil).
+ * cs_proto_show_begin writes the frame header and an array32 whose count
+ * cs_proto_show_end patches; between them call cs_proto_show_row once per row with its
+ * cells. Rows return 0 or -CS_ERR_TOO_LARGE (then roll back: cs_buf_truncate(b, off)). */
+typedef struct cs_show_cell {
+	const char *key; /* NUL-terminated column name */
+	cs_value v;	 /* CS_V_NIL, CS_V_BOOL, CS_V_INT, CS_V_FLOAT or CS_V_STR */
+} cs_show_cell;
+size_t cs_proto_show_begin(cs_buf *b, uint32_t reqid);
+int cs_proto_show_row(cs_buf *b, const cs_show_cell *cells, uint32_t n);
+void cs_proto_show_end(cs_buf *b, size_t off, uint32_t nrows);
+/* SHOW request. */
+int cs_proto_write_show(cs_buf *b, uint32_t reqid, const char *what);
+
 /* Request encoders (client side). They check the limits the server checks. */
 int cs_proto_write_get(cs_buf *b, uint32_t reqid, uint8_t op, const cs_get_req *req);
 int cs_proto_write_mget(cs_buf *b, uint32_t reqid, const cs_get_req *items, uint32_t n);
@@ -336,6 +354,15 @@ int cs_proto_decode_nil(const uint8_t *body, uint32_t len) CS_PROTO_MUST_CHECK;
  * count; more entries than max is -CS_ERR_TOO_LARGE. */
 int cs_proto_decode_stats(const uint8_t *body, uint32_t len, cs_stat *out, uint32_t max,
         uint32_t *n) CS_PROTO_MUST_CHECK;
+
+/* SHOW reply body: calls cb for every cell (row index, column name borrowed from body, not
+ * NUL-terminated, and a scalar value; strings borrowed) in order; a nonzero return of cb
+ * stops the walk and is returned. *nrows gets the row count. Returns 0 or -CS_ERR_PROTOCOL
+ * (a non-array body, a row that is not a map, a non-string key, a non-scalar value). */
+typedef int cs_show_cell_cb(
+        void *priv, uint32_t row, const char *key, uint32_t key_len, const cs_value *v);
+int cs_proto_decode_show_reply(const uint8_t *body, uint32_t len, uint32_t *nrows,
+        cs_show_cell_cb *cb, void *priv) CS_PROTO_MUST_CHECK;
 
 /* A decoded [meta, result] (or an MGET error item). Owns a private copy of its bytes. */
 typedef struct cs_result cs_result;

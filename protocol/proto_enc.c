@@ -424,3 +424,66 @@ int cs_proto_write_empty(cs_buf *b, uint32_t reqid, uint8_t op)
 	put(b, "\xc0", 1);
 	return frame_done(b, start, off);
 }
+
+/* ---- SHOW -------------------------------------------------------------------------------- */
+
+size_t cs_proto_show_begin(cs_buf *b, uint32_t reqid)
+{
+	size_t off = cs_proto_begin(b, CS_OP_REPLY_FLAG | CS_OP_SHOW, reqid);
+	put(b, "\xdd\0\0\0\0", 5); /* array32, count patched by cs_proto_show_end */
+	return off;
+}
+
+int cs_proto_show_row(cs_buf *b, const cs_show_cell *cells, uint32_t n)
+{
+	if (b->failed)
+		return -CS_ERR_TOO_LARGE;
+	size_t start = b->len;
+	msgpack_packer pk;
+	packer(&pk, b);
+	(void)msgpack_pack_map(&pk, n);
+	for (uint32_t i = 0; i < n && !b->failed; i++) {
+		(void)pack_cstr(&pk, cells[i].key);
+		const cs_value *v = &cells[i].v;
+		if (v->type == CS_V_NIL || v->type == CS_V_BOOL || v->type == CS_V_INT ||
+		        v->type == CS_V_FLOAT || v->type == CS_V_STR)
+			(void)cs_proto_pack_value(&pk, v);
+		else
+			(void)msgpack_pack_nil(&pk);
+	}
+	if (b->failed) {
+		cs_buf_truncate(b, start);
+		b->failed = true;
+		return -CS_ERR_TOO_LARGE;
+	}
+	return 0;
+}
+
+void cs_proto_show_end(cs_buf *b, size_t off, uint32_t nrows)
+{
+	if (b->failed || off + CS_PROTO_HDR + 5 > b->len)
+		return;
+	uint8_t *p = b->data + off + CS_PROTO_HDR + 1;
+	p[0] = (uint8_t)(nrows >> 24);
+	p[1] = (uint8_t)(nrows >> 16);
+	p[2] = (uint8_t)(nrows >> 8);
+	p[3] = (uint8_t)nrows;
+	cs_proto_end(b, off);
+}
+
+int cs_proto_write_show(cs_buf *b, uint32_t reqid, const char *what)
+{
+	size_t wl = strlen(what);
+	if (wl > CS_PROTO_MAX_NAME)
+		return -CS_ERR_BAD_PARAMS;
+	if (b->failed)
+		return -CS_ERR_TOO_LARGE;
+	size_t start = b->len;
+	size_t off = cs_proto_begin(b, CS_OP_SHOW, reqid);
+	msgpack_packer pk;
+	packer(&pk, b);
+	(void)msgpack_pack_map(&pk, 1);
+	(void)pack_cstr(&pk, "what");
+	(void)msgpack_pack_str_with_body(&pk, what, wl);
+	return frame_done(b, start, off);
+}

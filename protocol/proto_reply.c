@@ -536,3 +536,37 @@ int cs_proto_decode_stats(
 	*n = m.len;
 	return 0;
 }
+
+int cs_proto_decode_show_reply(
+        const uint8_t *body, uint32_t len, uint32_t *nrows, cs_show_cell_cb *cb, void *priv)
+{
+	mp_reader r;
+	mp_obj a, m, k, v;
+	mp_init(&r, body, len);
+	*nrows = 0;
+	if (mp_next(&r, &a) != 0 || a.kind != MP_ARRAY)
+		return -CS_ERR_PROTOCOL;
+	for (uint32_t row = 0; row < a.len; row++) {
+		if (mp_next(&r, &m) != 0 || m.kind != MP_MAP)
+			return -CS_ERR_PROTOCOL;
+		for (uint32_t i = 0; i < m.len; i++) {
+			if (mp_next(&r, &k) != 0 || k.kind != MP_STR || k.len > 2 * CS_PROTO_MAX_NAME)
+				return -CS_ERR_PROTOCOL;
+			if (mp_next(&r, &v) != 0)
+				return -CS_ERR_PROTOCOL;
+			cs_value cv;
+			if (v.kind != MP_NIL && v.kind != MP_BOOL && v.kind != MP_UINT &&
+			        v.kind != MP_INT && v.kind != MP_FLOAT && v.kind != MP_STR)
+				return -CS_ERR_PROTOCOL;
+			if (mp_to_value(&v, &cv) != 0)
+				return -CS_ERR_PROTOCOL;
+			int rc = cb(priv, row, (const char *)k.data, k.len, &cv);
+			if (rc != 0)
+				return rc;
+		}
+	}
+	if (mp_left(&r) != 0)
+		return -CS_ERR_PROTOCOL;
+	*nrows = a.len;
+	return 0;
+}

@@ -352,3 +352,37 @@ int cs_proto_decode_empty(const uint8_t *body, uint32_t len)
 		return 0;
 	return -CS_ERR_PROTOCOL;
 }
+
+int cs_proto_decode_show(const uint8_t *body, uint32_t len, const char **what, uint32_t *what_len,
+        char *err, size_t errlen)
+{
+	static const char *const keys[] = {"what", NULL};
+	dctx d = {err, errlen, 0, ""};
+	mp_reader r;
+	mp_obj m, k, v;
+	mp_init(&r, body, len);
+	int rc = next(&r, &m, &d);
+	if (rc != 0)
+		return rc;
+	if (m.kind != MP_MAP)
+		return hard(&d, "SHOW body must be a map");
+	*what = NULL;
+	*what_len = 0;
+	unsigned seen = 0;
+	for (uint32_t i = 0; i < m.len; i++) {
+		if ((rc = read_key(&r, &k, &d)) != 0)
+			return rc;
+		int key = match_key(&k, keys, &seen, &d);
+		if (key < 0)
+			return key;
+		if ((rc = next(&r, &v, &d)) != 0)
+			return rc;
+		if (v.kind != MP_STR || v.len > CS_PROTO_MAX_NAME)
+			return hard(&d, "\"what\" must be a string of at most %d bytes", CS_PROTO_MAX_NAME);
+		*what = (const char *)v.data;
+		*what_len = v.len;
+	}
+	if ((seen & 1u) != 1u)
+		return hard(&d, "SHOW needs \"what\"");
+	return finish(&r, &d, 0);
+}

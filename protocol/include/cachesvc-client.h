@@ -228,6 +228,23 @@ CS_CLIENT_API int cs_client_stats(
         cs_client *c, cs_client_stat **out, uint32_t *n) CS_CLIENT_MUST_CHECK;
 CS_CLIENT_API void cs_client_stats_free(cs_client_stat *stats);
 
+/* One cell of a SHOW row: column name and a scalar value (nil, bool, int, float or str; a
+ * str is NOT NUL-terminated: use value.u.s.len). */
+typedef struct cs_client_cell {
+	const char *name; /* NUL-terminated */
+	cs_client_value value;
+} cs_client_cell;
+typedef struct cs_client_row {
+	const cs_client_cell *cells;
+	uint32_t ncells;
+} cs_client_row;
+/* SHOW a view ("queries", "servers", "clients", "invalidator", "config"; PROTOCOL.md 3.8).
+ * On success *rows is one malloc'd block of *nrows rows (cells and strings inside it) that
+ * the caller frees with cs_client_show_free. An unknown view is CS_CLIENT_E_BAD_PARAMS. */
+CS_CLIENT_API int cs_client_show(cs_client *c, const char *what, cs_client_row **rows,
+        uint32_t *nrows) CS_CLIENT_MUST_CHECK;
+CS_CLIENT_API void cs_client_show_free(cs_client_row *rows);
+
 /* ---- Pipelining ---------------------------------------------------------------------------
  * cs_client_send queues a GET/REFRESH without waiting (nothing is written until the next
  * cs_client_recv or cs_client_pipeline, or the queue exceeds 64 KiB, which may then block

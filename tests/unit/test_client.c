@@ -201,6 +201,29 @@ static void serve_conn(server *s, int fd)
 				(void)!cs_proto_write_stats(&out, f.reqid, st, 2);
 				break;
 			}
+			case CS_OP_SHOW: {
+				const char *w;
+				uint32_t wl;
+				if (cs_proto_decode_show(f.body, f.body_len, &w, &wl, err, sizeof err) != 0) {
+					action = -1;
+				} else if (wl != 7 || memcmp(w, "servers", 7) != 0) {
+					(void)!cs_proto_write_error(
+					        &out, f.reqid, CS_ERR_BAD_PARAMS, "unknown view");
+				} else {
+					cs_show_cell r0[] = {
+					        {"name", {.type = CS_V_STR, .u.s = {"r1", 2}}},
+					        {"up", {.type = CS_V_BOOL, .u.b = true}},
+					        {"lag_ms", {.type = CS_V_INT, .u.i = 12}},
+					};
+					cs_show_cell r1[] = {{"name", {.type = CS_V_STR, .u.s = {"p", 1}}},
+					        {"lsn", {.type = CS_V_NIL}}};
+					size_t off = cs_proto_show_begin(&out, f.reqid);
+					(void)!cs_proto_show_row(&out, r0, 3);
+					(void)!cs_proto_show_row(&out, r1, 2);
+					cs_proto_show_end(&out, off, 2);
+				}
+				break;
+			}
 			case CS_OP_INVALIDATE:
 				if (cs_proto_decode_inval(
 				            f.body, f.body_len, &q, err, sizeof err) != 0)
@@ -477,6 +500,27 @@ static void sync_calls(server *s)
 	assert_int_equal(st[0].i, 10);
 	assert_true(st[1].is_float && st[1].f == 0.5);
 	cs_client_stats_free(st);
+
+	/* SHOW: rows of typed cells; an unknown view is the server's error. */
+	cs_client_row *rows;
+	uint32_t nr;
+	assert_int_equal(cs_client_show(c, "servers", &rows, &nr), 0);
+	assert_int_equal(nr, 2);
+	assert_int_equal(rows[0].ncells, 3);
+	assert_string_equal(rows[0].cells[0].name, "name");
+	assert_int_equal(rows[0].cells[0].value.type, CS_CLIENT_V_STR);
+	assert_int_equal(rows[0].cells[0].value.u.s.len, 2);
+	assert_memory_equal(rows[0].cells[0].value.u.s.p, "r1", 2);
+	assert_string_equal(rows[0].cells[1].name, "up");
+	assert_true(rows[0].cells[1].value.type == CS_CLIENT_V_BOOL && rows[0].cells[1].value.u.b);
+	assert_true(rows[0].cells[2].value.type == CS_CLIENT_V_INT && rows[0].cells[2].value.u.i == 12);
+	assert_int_equal(rows[1].ncells, 2);
+	assert_string_equal(rows[1].cells[1].name, "lsn");
+	assert_int_equal(rows[1].cells[1].value.type, CS_CLIENT_V_NIL);
+	cs_client_show_free(rows);
+	assert_int_equal(cs_client_show(c, "nosuch", &rows, &nr), CS_CLIENT_E_BAD_PARAMS);
+	assert_null(rows);
+	assert_int_equal(cs_client_ping(c), 0); /* the connection is still usable */
 	cs_client_free(c);
 }
 

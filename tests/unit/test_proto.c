@@ -321,6 +321,112 @@ static void roundtrip_ping_stats(void **state)
 	cs_buf_free(&b);
 }
 
+static int show_collect(void *priv, uint32_t row, const char *key, uint32_t key_len,
+        const cs_value *v)
+{
+	char *out = priv;
+	size_t o = strlen(out);
+	snprintf(out + o, 512 - o, "%u:%.*s=", row, (int)key_len, key);
+	o = strlen(out);
+	switch (v->type) {
+	case CS_V_STR:
+		snprintf(out + o, 512 - o, "s'%.*s' ", (int)v->u.s.len, v->u.s.p);
+		break;
+	case CS_V_INT:
+		snprintf(out + o, 512 - o, "i%lld ", (long long)v->u.i);
+		break;
+	case CS_V_FLOAT:
+		snprintf(out + o, 512 - o, "f%g ", v->u.f);
+		break;
+	case CS_V_BOOL:
+		snprintf(out + o, 512 - o, "b%d ", v->u.b);
+		break;
+	default:
+		snprintf(out + o, 512 - o, "nil ");
+	}
+	return 0;
+}
+
+/* SHOW: the request decodes to its view; the row writer's rows decode cell by cell with
+ * their types; bad bodies are refused; a full buffer fails the row, not half of it. */
+static void roundtrip_show(void **state)
+{
+	cs_buf b;
+	uint32_t len, n;
+	const char *w;
+	uint32_t wl;
+	cs_buf_init(&b, 0);
+	assert_int_equal(cs_proto_write_show(&b, 7, "servers"), 0);
+	const uint8_t *body = body_of(&b, CS_OP_SHOW, 7, &len);
+	assert_int_equal(cs_proto_decode_show(body, len, &w, &wl, err, sizeof err), 0);
+	assert_int_equal(wl, 7);
+	assert_memory_equal(w, "servers", 7);
+	assert_true(cs_op_is_request(CS_OP_SHOW));
+	assert_string_equal(cs_op_name(CS_OP_SHOW), "show");
+	assert_string_equal(cs_op_name(CS_OP_REPLY_FLAG | CS_OP_SHOW), "show_reply");
+	/* bad bodies: not a map, no "what", unknown key, non-string, too long */
+	assert_int_equal(cs_proto_decode_show((const uint8_t *)"\xc0", 1, &w, &wl, err, sizeof err),
+	        -CS_ERR_PROTOCOL);
+	assert_int_equal(cs_proto_decode_show((const uint8_t *)"\x80", 1, &w, &wl, err, sizeof err),
+	        -CS_ERR_PROTOCOL);
+	assert_int_equal(cs_proto_decode_show((const uint8_t *)"\x81\xa1x\xa1y", 5, &w, &wl, err,
+	                         sizeof err),
+	        -CS_ERR_PROTOCOL);
+	assert_int_equal(cs_proto_decode_show((const uint8_t *)"\x81\xa4what\x01", 7, &w, &wl, err,
+	                         sizeof err),
+	        -CS_ERR_PROTOCOL);
+	char longname[CS_PROTO_MAX_NAME + 2];
+	memset(longname, 'v', sizeof longname - 1);
+	longname[sizeof longname - 1] = '\0';
+	cs_buf_reset(&b);
+	assert_int_equal(cs_proto_write_show(&b, 1, longname), -CS_ERR_BAD_PARAMS);
+
+	cs_buf_reset(&b);
+	size_t off = cs_proto_show_begin(&b, 9);
+	cs_show_cell r0[] = {
+	        {"name", {.type = CS_V_STR, .u.s = {"r1", 2}}},
+	        {"up", {.type = CS_V_BOOL, .u.b = true}},
+	        {"lag_ms", {.type = CS_V_INT, .u.i = -3}},
+	        {"ratio", {.type = CS_V_FLOAT, .u.f = 0.5}},
+	        {"gen", {.type = CS_V_NIL}},
+	};
+	cs_show_cell r1[] = {{"name", {.type = CS_V_STR, .u.s = {"primary", 7}}}};
+	assert_int_equal(cs_proto_show_row(&b, r0, 5), 0);
+	assert_int_equal(cs_proto_show_row(&b, r1, 1), 0);
+	cs_proto_show_end(&b, off, 2);
+	body = body_of(&b, CS_OP_REPLY_FLAG | CS_OP_SHOW, 9, &len);
+	char got[512] = "";
+	assert_int_equal(cs_proto_decode_show_reply(body, len, &n, show_collect, got), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(got, "0:name=s'r1' 0:up=b1 0:lag_ms=i-3 0:ratio=f0.5 0:gen=nil "
+	                         "1:name=s'primary' ");
+	/* an empty view */
+	cs_buf_reset(&b);
+	off = cs_proto_show_begin(&b, 1);
+	cs_proto_show_end(&b, off, 0);
+	body = body_of(&b, CS_OP_REPLY_FLAG | CS_OP_SHOW, 1, &len);
+	assert_int_equal(cs_proto_decode_show_reply(body, len, &n, show_collect, got), 0);
+	assert_int_equal(n, 0);
+	/* malformed replies: not an array, a row not a map, a container value */
+	assert_int_equal(cs_proto_decode_show_reply((const uint8_t *)"\x80", 1, &n, show_collect, got),
+	        -CS_ERR_PROTOCOL);
+	assert_int_equal(
+	        cs_proto_decode_show_reply((const uint8_t *)"\x91\x01", 2, &n, show_collect, got),
+	        -CS_ERR_PROTOCOL);
+	assert_int_equal(cs_proto_decode_show_reply((const uint8_t *)"\x91\x81\xa1k\x90", 5, &n,
+	                         show_collect, got),
+	        -CS_ERR_PROTOCOL);
+	cs_buf_free(&b);
+
+	/* a row past the cap fails whole and leaves the buffer failed */
+	cs_buf_init(&b, CS_PROTO_HDR + 5 + 8);
+	off = cs_proto_show_begin(&b, 1);
+	assert_int_equal(cs_proto_show_row(&b, r1, 1), 0 - CS_ERR_TOO_LARGE);
+	assert_true(b.failed);
+	assert_int_equal(b.len, CS_PROTO_HDR + 5);
+	cs_buf_free(&b);
+}
+
 static void roundtrip_result(void **state)
 {
 	cs_buf res, b;
@@ -1413,6 +1519,7 @@ int main(void)
 	        cmocka_unit_test(roundtrip_hello),
 	        cmocka_unit_test(roundtrip_invalidate),
 	        cmocka_unit_test(roundtrip_ping_stats),
+	        cmocka_unit_test(roundtrip_show),
 	        cmocka_unit_test(roundtrip_result),
 	        cmocka_unit_test(roundtrip_mget_reply),
 	        cmocka_unit_test(meta_stored),
