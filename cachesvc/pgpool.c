@@ -10,6 +10,7 @@
 
 #include "cs_proto.h"
 #include "log.h"
+#include "pgconn.h"
 #include "resolve.h"
 #include "util.h"
 
@@ -55,13 +56,13 @@ typedef struct stmt {
 
 typedef struct pgconn {
 	cs_pgserver *srv;
-	PGconn *conn;
-	cs_dns_req *dns; /* the host name lookup before the connect (PC_CONNECTING, conn NULL) */
+	PGconn *conn;	     /* the connection once connected (PC_IDLE, PC_BUSY) */
+	cs_pgconn pc;	     /* the lookup and connect (PC_CONNECTING; pgconn.h) */
 	pc_state state;
 	bool monitor;	     /* the server's health/lag connection, not in pipeline mode */
 	struct event ev;
 	bool ev_added;
-	uint64_t deadline_us; /* connecting, or the job/monitor query in flight */
+	uint64_t deadline_us; /* the job/monitor query in flight (connects: pgconn.h) */
 
 	cs_pgjob *job;
 	step_kind steps[5];
@@ -91,6 +92,7 @@ struct cs_pgserver {
 	unsigned tiers;
 	int pool_size;
 	cs_pgpool_opts opts;
+	cs_pgconn_lookup lookup; /* over opts.resolver (resolve.h) */
 	char *options; /* the conninfo's own options= first, then cachesvc's (see below) */
 
 	pgconn *conns;
@@ -146,15 +148,6 @@ static void conn_wait(pgconn *c, short what)
 	event_assign(&c->ev, c->srv->base, PQsocket(c->conn), what, conn_event, c);
 	event_add(&c->ev, NULL);
 	c->ev_added = true;
-}
-
-/* Copies a libpq message without its trailing newline. */
-static void set_msg(char *dst, size_t len, const char *src)
-{
-	snprintf(dst, len, "%s", src ? src : "unknown error");
-	size_t n = strlen(dst);
-	while (n > 0 && (dst[n - 1] == '\n' || dst[n - 1] == ' '))
-		dst[--n] = '\0';
 }
 
 static void server_notify(cs_pgserver *s)
@@ -303,10 +296,7 @@ static bool stmt_is(const stmt *st, const cs_query_def *q, const Oid *types)
 static void conn_close(pgconn *c)
 {
 	conn_unwait(c);
-	if (c->dns) {
-		cs_dns_cancel(c->dns);
-		c->dns = NULL;
-	}
+	cs_pgconn_cancel(&c->pc);
 	if (c->conn) {
 		PQfinish(c->conn);
 		c->conn = NULL;
@@ -333,7 +323,7 @@ static void server_fault(pgconn *c, int err, const char *why)
 {
 	cs_pgserver *s = c->srv;
 	char msg[256];
-	set_msg(msg, sizeof msg, why);
+	cs_pgconn_msg(msg, sizeof msg, why);
 	if (c->job) {
 		c->err = err;
 		c->retryable = true;
@@ -382,7 +372,7 @@ static void conn_broken(pgconn *c, int err, const char *why)
 {
 	cs_pgserver *s = c->srv;
 	char msg[256];
-	set_msg(msg, sizeof msg, why);
+	cs_pgconn_msg(msg, sizeof msg, why);
 	s->stats.conn_errors++;
 	s->breaks++;
 	cs_pgjob *job = c->job;
@@ -432,59 +422,62 @@ static void conn_fail(pgconn *c, int err, const char *why)
 
 /* Starts libpq's connect. hostaddr: the resolved addresses of the conninfo's host list
  * (resolve.h), NULL when it needs none. libpq connects to hostaddr and keeps host for TLS
- * verification, .pgpass and messages, so it never resolves a name itself. Returns -1 when
- * the server is down now (banned, its queue failed). */
-static int conn_connect(pgconn *c, const char *hostaddr)
+ * verification, .pgpass and messages, so it never resolves a name itself. timeout_ms: the
+ * connect's deadline, 0 when the lookup's runs on (pgconn.h). Returns -1 when the server is
+ * down now (banned, its queue failed). */
+static int conn_connect(pgconn *c, const char *hostaddr, int64_t timeout_ms)
 {
 	cs_pgserver *s = c->srv;
 	const char *kw[] = { "dbname", "options", "application_name", hostaddr ? "hostaddr" : NULL,
 		NULL };
 	const char *val[] = { s->conninfo, s->options, c->monitor ? "cachesvc-monitor" : "cachesvc",
 		hostaddr, NULL };
-	c->conn = PQconnectStartParams(kw, val, 1);
-	if (c->conn)
-		PQsetNoticeProcessor(c->conn, cs_log_pg_notice, s->name); /* not libpq's raw stderr */
-	if (c->conn == NULL || PQstatus(c->conn) == CONNECTION_BAD) {
-		char msg[256];
-		set_msg(msg, sizeof msg, c->conn ? PQerrorMessage(c->conn) : "out of memory");
+	char msg[256];
+	if (cs_pgconn_connect(&c->pc, kw, val, s->name, timeout_ms, msg, sizeof msg) != 0) {
 		conn_close(c);
 		server_down(s, msg);
 		return -1;
 	}
-	conn_wait(c, EV_WRITE);
 	return 0;
 }
 
-static void on_conn_resolved(void *priv, int err, const char *addrs, const char *msg)
+static void on_conn_resolved(cs_pgconn *pc, const char *addrs, void *priv)
 {
 	pgconn *c = priv;
-	cs_pgserver *s = c->srv;
-	c->dns = NULL;
-	if (err != 0) {
-		/* a name that does not resolve (in time) is a connect failure: ban, backoff */
-		server_fault(c, -CS_ERR_UNAVAILABLE, msg);
-		if (c->monitor)
-			schedule_monitor(s);
-		return;
+	if (conn_connect(c, addrs, 0) != 0 && c->monitor)
+		schedule_monitor(c->srv);
+}
+
+static void conn_connected(pgconn *c);
+
+/* The connect ended (pgconn.h). A failure or a timeout - of the lookup too: a name that
+ * does not resolve (in time) is a connect failure - bans the server (conn_fail while
+ * PC_CONNECTING). */
+static void on_conn_done(cs_pgconn *pc, cs_pgconn_status st, PGconn *conn, const char *msg,
+	void *priv)
+{
+	pgconn *c = priv;
+	if (st == CS_PGCONN_READY) {
+		c->conn = conn;
+		conn_connected(c);
+	} else {
+		conn_fail(c, -CS_ERR_UNAVAILABLE,
+			st == CS_PGCONN_TIMEOUT && c->monitor ? "monitor connect timed out" : msg);
 	}
-	if (conn_connect(c, addrs) != 0 && c->monitor)
-		schedule_monitor(s);
 }
 
 /* Opens the connection: host names are resolved on the loop first (resolve.h), then libpq
- * connects (conn_connect). The connection is PC_CONNECTING (without a PGconn while the
- * lookup runs) until connected; connect_timeout bounds both. Returns -1 when the server is
- * down now (banned, its queue failed). */
+ * connects (conn_connect). The connection is PC_CONNECTING (without a PGconn) until
+ * connected; connect_timeout bounds both. Returns -1 when the server is down now (banned,
+ * its queue failed). */
 static int conn_start(pgconn *c)
 {
 	cs_pgserver *s = c->srv;
 	c->state = PC_CONNECTING;
-	c->deadline_us = cs_now_us() + (uint64_t)s->opts.connect_timeout_ms * 1000u;
 	c->epoch = s->epoch;
 	if (s->opts.resolver == NULL)
-		return conn_connect(c, NULL); /* no resolver (tools): libpq resolves */
-	c->dns = cs_resolve_conninfo(s->opts.resolver, s->conninfo, on_conn_resolved, c);
-	if (c->dns == NULL) {
+		return conn_connect(c, NULL, s->opts.connect_timeout_ms); /* no resolver (tools): libpq resolves */
+	if (cs_pgconn_resolve(&c->pc, &s->lookup, s->conninfo, s->opts.connect_timeout_ms) != 0) {
 		conn_close(c);
 		server_down(s, "out of memory");
 		return -1;
@@ -495,7 +488,7 @@ static int conn_start(pgconn *c)
 static void conn_connected(pgconn *c)
 {
 	cs_pgserver *s = c->srv;
-	if (PQsetnonblocking(c->conn, 1) != 0 || (!c->monitor && PQenterPipelineMode(c->conn) != 1)) {
+	if (!c->monitor && PQenterPipelineMode(c->conn) != 1) {
 		conn_fail(c, -CS_ERR_UNAVAILABLE, PQerrorMessage(c->conn));
 		return;
 	}
@@ -663,7 +656,7 @@ static void record_error(pgconn *c, const PGresult *res)
 	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 	const char *msg = PQresultErrorMessage(res);
 	snprintf(c->errmsg, sizeof c->errmsg, "%s: ", c->srv->name);
-	set_msg(c->errmsg + strlen(c->errmsg), sizeof c->errmsg - strlen(c->errmsg), msg);
+	cs_pgconn_msg(c->errmsg + strlen(c->errmsg), sizeof c->errmsg - strlen(c->errmsg), msg);
 	c->err = -CS_ERR_INTERNAL;
 	if (state == NULL)
 		return;
@@ -927,7 +920,7 @@ static void monitor_results(pgconn *m)
 			server_up(s);
 		} else {
 			char msg[256];
-			set_msg(msg, sizeof msg, PQresultErrorMessage(res));
+			cs_pgconn_msg(msg, sizeof msg, PQresultErrorMessage(res));
 			server_down(s, msg);
 		}
 		PQclear(res);
@@ -945,22 +938,6 @@ static void conn_event(evutil_socket_t fd, short what, void *arg)
 {
 	pgconn *c = arg;
 	c->ev_added = false; /* non-persistent: fired means removed */
-	if (c->state == PC_CONNECTING) {
-		switch (PQconnectPoll(c->conn)) {
-		case PGRES_POLLING_READING:
-			conn_wait(c, EV_READ);
-			return;
-		case PGRES_POLLING_WRITING:
-			conn_wait(c, EV_WRITE);
-			return;
-		case PGRES_POLLING_OK:
-			conn_connected(c);
-			return;
-		default:
-			conn_fail(c, -CS_ERR_UNAVAILABLE, PQerrorMessage(c->conn));
-			return;
-		}
-	}
 	if (what & EV_READ) {
 		if (!PQconsumeInput(c->conn)) {
 			conn_fail(c, -CS_ERR_UNAVAILABLE, PQerrorMessage(c->conn));
@@ -1078,8 +1055,8 @@ int cs_pgserver_submit(cs_pgserver *s, cs_pgjob *job)
 	return 0;
 }
 
-/* Deadlines: jobs waiting too long in the queue, queries running too long, connects that
- * hang, a monitor query that hangs. */
+/* Deadlines: jobs waiting too long in the queue, queries running too long, a monitor query
+ * that hangs (connects that hang: pgconn.h's deadline, on_conn_done). */
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
 {
 	cs_pgserver *s = arg;
@@ -1096,16 +1073,12 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 	}
 	for (int i = 0; i < s->pool_size; i++) {
 		pgconn *c = &s->conns[i];
-		if (c->state == PC_CONNECTING && now > c->deadline_us)
-			server_fault(c, -CS_ERR_UNAVAILABLE,
-				c->dns ? "resolving the host name timed out" : "connect timed out");
-		else if (c->state == PC_BUSY && now > c->deadline_us + TIMEOUT_GRACE_US)
+		if (c->state == PC_BUSY && now > c->deadline_us + TIMEOUT_GRACE_US)
 			conn_fail(c, -CS_ERR_TIMEOUT, "query timed out");
 	}
 	pgconn *m = &s->mon;
-	if ((m->state == PC_CONNECTING || m->state == PC_BUSY) && now > m->deadline_us) {
-		server_fault(m, -CS_ERR_UNAVAILABLE,
-			m->state == PC_CONNECTING ? "monitor connect timed out" : "monitor query timed out");
+	if (m->state == PC_BUSY && now > m->deadline_us) {
+		server_fault(m, -CS_ERR_UNAVAILABLE, "monitor query timed out");
 		schedule_monitor(s);
 	}
 }
@@ -1163,10 +1136,15 @@ cs_pgserver *cs_pgserver_new(struct event_base *base, const char *name, const ch
 		cs_pgserver_free(s);
 		return NULL;
 	}
-	for (int i = 0; i < s->pool_size; i++)
+	if (opts->resolver)
+		cs_resolver_pg_lookup(opts->resolver, &s->lookup);
+	for (int i = 0; i < s->pool_size; i++) {
 		s->conns[i].srv = s;
+		cs_pgconn_init(&s->conns[i].pc, base, on_conn_done, on_conn_resolved, &s->conns[i]);
+	}
 	s->mon.srv = s;
 	s->mon.monitor = true;
+	cs_pgconn_init(&s->mon.pc, base, on_conn_done, on_conn_resolved, &s->mon);
 	s->stats.name = s->name;
 	s->stats.primary = primary;
 	s->stats.tiers = tiers;

@@ -14,6 +14,7 @@
 #include <libpq-fe.h>
 
 #include "log.h"
+#include "pgconn.h"
 #include "util.h"
 
 #define MAX_HOSTS 64 /* entries of a conninfo's host list resolved (libpq has no limit) */
@@ -419,6 +420,21 @@ void cs_dns_cancel(cs_dns_req *q)
 {
 	if (q)
 		req_free(q);
+}
+
+static void *pg_lookup_start(void *ctx, const char *conninfo, cs_pgconn_lookup_cb *cb, void *priv)
+{
+	return cs_resolve_conninfo(ctx, conninfo, cb, priv);
+}
+
+static void pg_lookup_cancel(void *req)
+{
+	cs_dns_cancel(req);
+}
+
+void cs_resolver_pg_lookup(cs_resolver *r, struct cs_pgconn_lookup *out)
+{
+	*out = (cs_pgconn_lookup){ .start = pg_lookup_start, .cancel = pg_lookup_cancel, .ctx = r };
 }
 
 void cs_resolver_stats_get(const cs_resolver *r, cs_resolver_stats *out)

@@ -63,6 +63,11 @@ cs_dns_req *cs_resolve_conninfo(cs_resolver *r, const char *conninfo, cs_dns_cb 
 /* Cancels a pending lookup: its callback will not run. Not from inside that callback. */
 void cs_dns_cancel(cs_dns_req *q);
 
+/* Fills *out with the host name lookup hook of pgconn.h over r: cs_resolve_conninfo and
+ * cs_dns_cancel. r must outlive the lookups started through it. */
+struct cs_pgconn_lookup;
+void cs_resolver_pg_lookup(cs_resolver *r, struct cs_pgconn_lookup *out);
+
 /* True when `host` needs no lookup (numeric, a unix-socket path, empty). */
 bool cs_host_is_literal(const char *host);
 

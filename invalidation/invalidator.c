@@ -35,6 +35,7 @@
 #include "ledger.h"
 #include "log.h"
 #include "mapping.h"
+#include "pgconn.h"
 #include "pgoutput.h"
 #include "pgpool.h"
 #include "redis.h"
@@ -51,11 +52,12 @@
 #define RETRY_MAX_MS	   5000
 #define STANDBY_RETRY_MS   1000
 #define STABLE_US	   30000000u /* streaming this long resets the reconnect backoff */
+#define STEP_TIMEOUT_MS	   10000  /* the connect, and each setup step */
 
 /* Replication connection steps, in order. */
 typedef enum step {
 	ST_NONE = 0,
-	ST_CONNECTING,	/* PQconnectPoll */
+	ST_CONNECTING,	/* libpq's connect (pgconn.h; conn still NULL) */
 	ST_IDENTIFY,	/* IDENTIFY_SYSTEM */
 	ST_TIMELINE,	/* Redis: record (sysid, timeline); refuse an old primary that came back */
 	ST_SLOT_QUERY,	/* does the slot exist, is it lost? */
@@ -87,15 +89,15 @@ struct cs_inv {
 	cs_inv_state state;
 
 	/* replication connection */
-	PGconn *conn;
+	PGconn *conn;	      /* once connected */
+	cs_pgconn pc;	      /* the host name lookup and the connect (pgconn.h) */
+	cs_pgconn_lookup lookup; /* over the engine's resolver */
 	step st;
 	struct event ev;
 	bool ev_added;
 	uint64_t step_deadline_us;
 	int attempt;
 	struct event *retry, *tick;
-	cs_dns_req *dns;      /* resolving the conninfo's host names before a connect */
-	char *dns_conninfo;   /* the conninfo with the resolved hostaddr list, for one connect */
 	uint64_t epoch; /* bumped on every restart: late Redis replies are ignored */
 	cs_pgo_decoder *dec;
 	bool slot_missing, slot_lost;
@@ -728,7 +730,7 @@ static void stream_read(cs_inv *inv)
 static void send_cmd(cs_inv *inv, step next, const char *sql)
 {
 	inv->st = next;
-	inv->step_deadline_us = cs_now_us() + 10u * 1000000u;
+	inv->step_deadline_us = cs_now_us() + (uint64_t)STEP_TIMEOUT_MS * 1000u;
 	if (!PQsendQuery(inv->conn, sql)) {
 		restart(inv, PQerrorMessage(inv->conn), false);
 		return;
@@ -757,7 +759,7 @@ static void redis_step(cs_inv *inv, step st, int script, int nkeys, int argc, co
 	const size_t *lens)
 {
 	inv->st = st;
-	inv->step_deadline_us = cs_now_us() + 10u * 1000000u;
+	inv->step_deadline_us = cs_now_us() + (uint64_t)STEP_TIMEOUT_MS * 1000u;
 	setupctx *c = malloc(sizeof *c);
 	if (c == NULL) {
 		restart(inv, "out of memory", false);
@@ -1265,31 +1267,6 @@ static void conn_event(evutil_socket_t fd, short what, void *arg)
 		inv->ev_added = false;
 	if (inv->conn == NULL)
 		return;
-	if (inv->st == ST_CONNECTING) {
-		switch (PQconnectPoll(inv->conn)) {
-		case PGRES_POLLING_READING:
-			conn_wait(inv, EV_READ);
-			return;
-		case PGRES_POLLING_WRITING:
-			conn_wait(inv, EV_WRITE);
-			return;
-		case PGRES_POLLING_OK:
-			if (PQsetnonblocking(inv->conn, 1) != 0) {
-				restart(inv, PQerrorMessage(inv->conn), false);
-				return;
-			}
-			/* a standby retrying the slot stays "standby" (metric and log) until it
-			 * leads or fails otherwise: state changes are logged, not states */
-			if (inv->state != CS_INV_STANDBY)
-				inv->state = CS_INV_SETUP;
-			inv->stats.state = inv->state;
-			send_cmd(inv, ST_IDENTIFY, "IDENTIFY_SYSTEM");
-			return;
-		default:
-			restart(inv, PQerrorMessage(inv->conn), false);
-			return;
-		}
-	}
 	if (inv->st == ST_PRE_CREATE || inv->st == ST_SYNC || inv->st == ST_TIMELINE)
 		return; /* waiting for Redis (the step deadline bounds it) */
 	if ((what & EV_READ) && !PQconsumeInput(inv->conn)) {
@@ -1329,46 +1306,35 @@ static void conn_event(evutil_socket_t fd, short what, void *arg)
 	conn_wait(inv, frc == 1 ? EV_READ | EV_WRITE : EV_READ);
 }
 
-static void connect_start(cs_inv *inv);
-
-/* Host names resolved on the loop (resolve.h), not by libpq (it would block the loop): the
- * connect then runs on the conninfo plus the hostaddr list (host kept for TLS and messages;
- * the stale-server filter below filters both lists alike). A failed lookup is a failed
- * connect: restart with backoff. */
-static void on_dns(void *priv, int err, const char *addrs, const char *msg)
+/* The connect ended (pgconn.h): a failed lookup or connect restarts with backoff. */
+static void on_conn_done(cs_pgconn *pc, cs_pgconn_status st, PGconn *conn, const char *msg,
+	void *priv)
 {
 	cs_inv *inv = priv;
-	inv->dns = NULL;
-	if (err != 0) {
+	if (st == CS_PGCONN_TIMEOUT) {
+		restart(inv, "replication setup timed out", false);
+		return;
+	}
+	if (st != CS_PGCONN_READY) {
 		restart(inv, msg, false);
 		return;
 	}
-	size_t n = strlen(inv->conninfo) + (addrs ? strlen(addrs) : 0) + 16;
-	inv->dns_conninfo = malloc(n);
-	if (inv->dns_conninfo == NULL) {
-		restart(inv, "out of memory", false);
-		return;
-	}
-	bool uri = strncmp(inv->conninfo, "postgres", 8) == 0 && strstr(inv->conninfo, "://");
-	snprintf(inv->dns_conninfo, n, "%s%s%s%s", inv->conninfo,
-		!addrs ? "" : !uri ? " hostaddr='" : strchr(inv->conninfo, '?') ? "&hostaddr=" : "?hostaddr=",
-		addrs ? addrs : "", addrs && !uri ? "'" : "");
-	connect_start(inv);
+	inv->conn = conn;
+	/* a standby retrying the slot stays "standby" (metric and log) until it leads or fails
+	 * otherwise: state changes are logged, not states */
+	if (inv->state != CS_INV_STANDBY)
+		inv->state = CS_INV_SETUP;
+	inv->stats.state = inv->state;
+	send_cmd(inv, ST_IDENTIFY, "IDENTIFY_SYSTEM");
 }
 
-static void connect_start(cs_inv *inv)
+/* Starts libpq's connect on the conninfo, or on `resolved` (owned; NULL: none), the conninfo
+ * with the hostaddr list of its host names. */
+static void connect_with(cs_inv *inv, char *resolved)
 {
-	cs_dns_cancel(inv->dns);
-	inv->dns = NULL;
-	if (inv->dns_conninfo == NULL && inv->primary && cs_pgserver_resolver(inv->primary)) {
-		inv->dns = cs_resolve_conninfo(cs_pgserver_resolver(inv->primary), inv->conninfo, on_dns, inv);
-		if (inv->dns == NULL)
-			restart(inv, "out of memory", false);
-		return;
-	}
 	char *conninfo = inv->conninfo; /* (the resolved one for this connect) */
-	if (inv->dns_conninfo)
-		inv->conninfo = inv->dns_conninfo;
+	if (resolved)
+		inv->conninfo = resolved;
 	/* the conninfo's own options= kept, ours after them (pgpool.h cs_pg_merge_options) */
 	char *options = cs_pg_merge_options(inv->conninfo,
 		"-c DateStyle=ISO -c TimeZone=UTC -c extra_float_digits=3 -c bytea_output=hex");
@@ -1398,15 +1364,13 @@ static void connect_start(cs_inv *inv)
 	inv->stale_server = false;
 	inv->epoch++;
 	inv->stats.reconnects++;
-	inv->conn = PQconnectStartParams(kw, val, 1);
-	if (inv->conn)
-		PQsetNoticeProcessor(inv->conn, cs_log_pg_notice, "invalidator");
+	char err[400];
+	int rc = cs_pgconn_connect(&inv->pc, kw, val, "invalidator", STEP_TIMEOUT_MS, err, sizeof err);
 	free(options);
 	inv->conninfo = conninfo;
-	free(inv->dns_conninfo);
-	inv->dns_conninfo = NULL;
-	if (inv->conn == NULL || PQstatus(inv->conn) == CONNECTION_BAD) {
-		restart(inv, inv->conn ? PQerrorMessage(inv->conn) : "out of memory", false);
+	free(resolved);
+	if (rc != 0) {
+		restart(inv, err, false);
 		return;
 	}
 	inv->dec = cs_pgo_decoder_new();
@@ -1415,8 +1379,38 @@ static void connect_start(cs_inv *inv)
 		return;
 	}
 	inv->st = ST_CONNECTING;
-	inv->step_deadline_us = cs_now_us() + 10u * 1000000u;
-	conn_wait(inv, EV_WRITE);
+}
+
+/* Host names resolved on the loop (resolve.h), not by libpq (it would block the loop): the
+ * connect then runs on the conninfo plus the hostaddr list (host kept for TLS and messages;
+ * the stale-server filter filters both lists alike). A failed lookup is a failed connect
+ * (on_conn_done): restart with backoff. */
+static void on_conn_addrs(cs_pgconn *pc, const char *addrs, void *priv)
+{
+	cs_inv *inv = priv;
+	size_t n = strlen(inv->conninfo) + (addrs ? strlen(addrs) : 0) + 16;
+	char *resolved = malloc(n);
+	if (resolved == NULL) {
+		restart(inv, "out of memory", false);
+		return;
+	}
+	bool uri = strncmp(inv->conninfo, "postgres", 8) == 0 && strstr(inv->conninfo, "://");
+	snprintf(resolved, n, "%s%s%s%s", inv->conninfo,
+		!addrs ? "" : !uri ? " hostaddr='" : strchr(inv->conninfo, '?') ? "&hostaddr=" : "?hostaddr=",
+		addrs ? addrs : "", addrs && !uri ? "'" : "");
+	connect_with(inv, resolved);
+}
+
+static void connect_start(cs_inv *inv)
+{
+	cs_pgconn_cancel(&inv->pc);
+	if (inv->primary && cs_pgserver_resolver(inv->primary)) {
+		cs_resolver_pg_lookup(cs_pgserver_resolver(inv->primary), &inv->lookup);
+		if (cs_pgconn_resolve(&inv->pc, &inv->lookup, inv->conninfo, 0) != 0)
+			restart(inv, "out of memory", false);
+		return;
+	}
+	connect_with(inv, NULL);
 }
 
 static void on_retry(evutil_socket_t fd, short what, void *arg)
@@ -1439,8 +1433,7 @@ static void restart(cs_inv *inv, const char *why, bool standby)
 		PQfinish(inv->conn);
 		inv->conn = NULL;
 	}
-	cs_dns_cancel(inv->dns); /* a lookup for the next connect: the retry starts another */
-	inv->dns = NULL;
+	cs_pgconn_cancel(&inv->pc); /* a lookup or connect in flight: the retry starts another */
 	cs_pgo_decoder_free(inv->dec);
 	inv->dec = NULL;
 	inv->st = ST_NONE;
@@ -1700,6 +1693,7 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, struct cs_pgse
 	}
 	inv->base = base;
 	inv->primary = primary;
+	cs_pgconn_init(&inv->pc, base, on_conn_done, on_conn_addrs, inv);
 	char ns[CS_NS_MAX + 1];
 	cs_config_namespace(cfg, ns);
 	cs_ks_init(&inv->ks, ns);
@@ -1760,8 +1754,7 @@ void cs_inv_free(cs_inv *inv)
 	if (inv->conn)
 		PQfinish(inv->conn);
 	inv->conn = NULL;
-	cs_dns_cancel(inv->dns);
-	free(inv->dns_conninfo);
+	cs_pgconn_cancel(&inv->pc);
 	inv->epoch++;
 	/* The engine frees its servers (answering our slot-health job) before us. */
 	inv->primary = NULL;
