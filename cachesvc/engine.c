@@ -14,7 +14,6 @@
 #include "encode.h"
 #include "entry.h"
 #include "fence.h"
-#include "decanon.h"
 #include "invalidator.h"
 #include "keyspace.h"
 #include "log.h"
@@ -157,6 +156,7 @@ typedef struct sampler {
 	qstate *qs;
 	char key[KEY_MAX];
 	size_t keylen;
+	size_t prefix_len; /* of key: "<ns>:e:<q>:<gen>:", before the canonical parameters */
 	uint8_t *entry;
 	size_t entry_len;
 	uint8_t *fresh; /* the primary's result */
@@ -1724,7 +1724,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 }
 
 /* ---- Verifier sampler ------------------------------------------------------------------- *
- * The protocol of cachesvc-verify, one entry at a time, off the request path:
+ * The protocol of cachesvc-verify (its steps: verify.h), one entry at a time, off the request
+ * path, non-blocking on the loop:
  *   1. SCAN a query's current-generation entries (a cursor kept per query walks them all
  *      over time) and GET one: E.
  *   2. Run its query on the primary, then read the primary's LSN L (after: every commit the
@@ -1735,16 +1736,16 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
  *      (skipped). Unchanged and different from the primary's answer: stale, counted in
  *      cachesvc_verify_stale_total and logged. */
 
-static void sample_end(cs_engine *e, int outcome) /* 0 ok, 1 stale, 2 skipped */
+static void sample_end(cs_engine *e, cs_verify_outcome outcome)
 {
 	sampler *sm = &e->smp;
-	if (outcome == 0)
+	if (outcome == CS_VERIFY_OK)
 		sm->ok++;
-	else if (outcome == 1)
+	else if (outcome == CS_VERIFY_STALE)
 		sm->stale++;
 	else
 		sm->skipped++;
-	if (outcome != 2)
+	if (!cs_verify_skipped(outcome))
 		sm->checked++;
 	free(sm->entry);
 	free(sm->fresh);
@@ -1760,25 +1761,20 @@ static void on_sample_recheck(cs_redis *rd, redisReply *reply, void *priv)
 {
 	cs_engine *e = priv;
 	sampler *sm = &e->smp;
-	if (reply == NULL || reply->type != REDIS_REPLY_STRING || (size_t)reply->len != sm->entry_len ||
-		memcmp(reply->str, sm->entry, sm->entry_len) != 0) {
-		sample_end(e, 2); /* invalidated or refilled while we checked */
-		return;
-	}
 	cs_entry ent;
 	char diff[256] = "";
-	if (!cs_entry_parse(sm->entry, sm->entry_len, &ent)) {
-		sample_end(e, 2);
-		return;
-	}
-	int rc = cs_verify_compare(ent.result, ent.result_len, sm->fresh, sm->fresh_len,
-		cs_verify_sql_ordered(sm->qs->def->sql), diff, sizeof diff);
-	if (rc == 1) {
+	/* a lost reply is taken as a change (skipped) */
+	cs_verify_outcome o = cs_verify_judge(sm->entry, sm->entry_len,
+		reply != NULL && reply->type != REDIS_REPLY_NIL,
+		reply != NULL && reply->type == REDIS_REPLY_STRING, reply ? reply->str : NULL,
+		reply ? (size_t)reply->len : 0, sm->fresh, sm->fresh_len,
+		cs_verify_sql_ordered(sm->qs->def->sql), &ent, diff, sizeof diff);
+	if (o == CS_VERIFY_STALE) {
 		char a[CS_LSN_STRLEN];
 		cs_warn("verifier: STALE entry %.*s (data LSN %s, %lld ms old): %s", (int)sm->keylen,
 			sm->key, cs_lsn_format(ent.lsn, a), (long long)(cs_wall_ms() - ent.filled_ms), diff);
 	}
-	sample_end(e, rc == 0 ? 0 : rc == 1 ? 1 : 2);
+	sample_end(e, o);
 }
 
 static void on_sample_pos(cs_redis *rd, redisReply *reply, void *priv)
@@ -1788,15 +1784,18 @@ static void on_sample_pos(cs_redis *rd, redisReply *reply, void *priv)
 	uint64_t pos = 0;
 	if (reply && reply->type == REDIS_REPLY_STRING)
 		(void)cs_lsn_unhex(reply->str, (size_t)reply->len, &pos);
-	if (reply != NULL && pos >= sm->lsn_after) {
+	cs_verify_wait w = reply == NULL ? CS_VERIFY_BEHIND
+					 : cs_verify_wait_step(pos, sm->lsn_after, cs_now_us(),
+						   sm->wait_until_us, NULL);
+	if (w == CS_VERIFY_PASSED) {
 		const char *argv[] = { "GET", sm->key };
 		size_t lens[] = { 3, sm->keylen };
 		if (cs_redis_cmd(e->redis, on_sample_recheck, e, 2, argv, lens) != 0)
-			sample_end(e, 2);
+			sample_end(e, CS_VERIFY_CHANGED);
 		return;
 	}
-	if (reply == NULL || cs_now_us() > sm->wait_until_us) {
-		sample_end(e, 2); /* the invalidator is behind (or absent) */
+	if (w == CS_VERIFY_BEHIND) {
+		sample_end(e, CS_VERIFY_INV_BEHIND); /* the invalidator is behind (or absent) */
 		return;
 	}
 	struct timeval tv = cs_tv_ms(50);
@@ -1808,7 +1807,7 @@ static void on_sample_poll(evutil_socket_t fd, short what, void *arg)
 	cs_engine *e = arg;
 	const char *argv[] = { "GET", e->ks.pos };
 	if (cs_redis_cmd(e->redis, on_sample_pos, e, 2, argv, NULL) != 0)
-		sample_end(e, 2);
+		sample_end(e, CS_VERIFY_INV_BEHIND);
 }
 
 static void on_sample_lsn(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int err, const char *msg,
@@ -1818,7 +1817,7 @@ static void on_sample_lsn(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int 
 	sampler *sm = &e->smp;
 	if (err != 0 || res == NULL || PQntuples(res) != 1 ||
 		!cs_lsn_parse(PQgetvalue(res, 0, 0), &sm->lsn_after)) {
-		sample_end(e, 2);
+		sample_end(e, CS_VERIFY_QUERY);
 		return;
 	}
 	sm->wait_until_us = cs_now_us() + 5000000u;
@@ -1835,7 +1834,7 @@ static void on_sample_query(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, in
 	char emsg[128];
 	if (err != 0 || res == NULL || cs_encode_result(res, &b, emsg, sizeof emsg) != 0) {
 		cs_buf_free(&b);
-		sample_end(e, 2);
+		sample_end(e, CS_VERIFY_QUERY);
 		return;
 	}
 	sm->fresh = b.data; /* ownership moves to the sampler */
@@ -1843,7 +1842,7 @@ static void on_sample_query(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, in
 	sm->lsn_job = (cs_pgjob){ .qindex = -1, .q = &sm->lsn_q, .params = &sm->no_params,
 		.deadline_us = cs_now_us() + 5000000u, .cb = on_sample_lsn, .priv = e };
 	if (e->primary == NULL || cs_pgserver_submit(e->primary, &sm->lsn_job) != 0)
-		sample_end(e, 2);
+		sample_end(e, CS_VERIFY_QUERY);
 }
 
 static void on_sample_get(cs_redis *rd, redisReply *reply, void *priv)
@@ -1851,35 +1850,33 @@ static void on_sample_get(cs_redis *rd, redisReply *reply, void *priv)
 	cs_engine *e = priv;
 	sampler *sm = &e->smp;
 	cs_entry ent;
-	if (reply == NULL || reply->type != REDIS_REPLY_STRING ||
-		!cs_entry_parse((const uint8_t *)reply->str, (size_t)reply->len, &ent)) {
-		sample_end(e, 2);
+	cs_verify_outcome o = reply == NULL ? CS_VERIFY_GONE
+		: cs_verify_first(reply->type != REDIS_REPLY_NIL, reply->type == REDIS_REPLY_STRING,
+			  reply->str, (size_t)reply->len, &ent);
+	if (o != CS_VERIFY_OK) {
+		sample_end(e, o);
 		return;
 	}
 	sm->entry = malloc((size_t)reply->len);
 	if (sm->entry == NULL) {
-		sample_end(e, 2);
+		sample_end(e, CS_VERIFY_QUERY);
 		return;
 	}
 	memcpy(sm->entry, reply->str, (size_t)reply->len);
 	sm->entry_len = (size_t)reply->len;
 	/* the key's canonical parameters, back to values, to PostgreSQL parameters */
-	const char *canon = sm->key;
-	for (int colons = 0; colons < 4 && canon < sm->key + sm->keylen; canon++)
-		colons += *canon == ':';
-	cs_value vals[CS_PROTO_MAX_PARAMS];
-	char buf[CS_CANON_MAX + CS_PROTO_MAX_PARAMS + 1], err[256];
+	char err[256];
 	const cs_query_def *q = sm->qs->def;
-	if (cs_params_decanon(q, canon, (size_t)(sm->key + sm->keylen - canon), vals, buf, sizeof buf,
-		    err, sizeof err) != 0 ||
-		(sm->pgp = cs_params_pg(q, vals, (uint32_t)q->nparams, err, sizeof err)) == NULL) {
-		sample_end(e, 2);
+	if (sm->keylen < sm->prefix_len ||
+		(sm->pgp = cs_verify_key_params(q, sm->key + sm->prefix_len, sm->keylen - sm->prefix_len,
+			 err, sizeof err)) == NULL) {
+		sample_end(e, CS_VERIFY_BAD_KEY);
 		return;
 	}
 	sm->job = (cs_pgjob){ .qindex = sm->qs->index, .q = q, .params = sm->pgp,
 		.deadline_us = cs_now_us() + 5000000u, .cb = on_sample_query, .priv = e };
 	if (e->primary == NULL || cs_pgserver_submit(e->primary, &sm->job) != 0)
-		sample_end(e, 2);
+		sample_end(e, CS_VERIFY_QUERY);
 }
 
 static void on_sample_scan(cs_redis *rd, redisReply *reply, void *priv)
@@ -1888,7 +1885,7 @@ static void on_sample_scan(cs_redis *rd, redisReply *reply, void *priv)
 	sampler *sm = &e->smp;
 	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
 		reply->element[0]->type != REDIS_REPLY_STRING || reply->element[1]->type != REDIS_REPLY_ARRAY) {
-		sample_end(e, 2);
+		sample_end(e, CS_VERIFY_GONE);
 		return;
 	}
 	sm->qs->scan_cursor = strtoull(reply->element[0]->str, NULL, 10);
@@ -1903,7 +1900,7 @@ static void on_sample_scan(cs_redis *rd, redisReply *reply, void *priv)
 	}
 	redisReply *k = keys->element[cs_rand64() % keys->elements];
 	if (k->type != REDIS_REPLY_STRING || (size_t)k->len >= sizeof sm->key) {
-		sample_end(e, 2);
+		sample_end(e, CS_VERIFY_BAD_KEY);
 		return;
 	}
 	memcpy(sm->key, k->str, (size_t)k->len);
@@ -1911,7 +1908,7 @@ static void on_sample_scan(cs_redis *rd, redisReply *reply, void *priv)
 	const char *argv[] = { "GET", sm->key };
 	size_t lens[] = { 3, sm->keylen };
 	if (cs_redis_cmd(e->redis, on_sample_get, e, 2, argv, lens) != 0)
-		sample_end(e, 2);
+		sample_end(e, CS_VERIFY_GONE);
 }
 
 static void on_sample_timer(evutil_socket_t fd, short what, void *arg)
@@ -1926,6 +1923,7 @@ static void on_sample_timer(evutil_socket_t fd, short what, void *arg)
 		return;
 	char pattern[CS_NAME_MAX + CS_MAX_NAME + 24], cursor[24];
 	int pl = (int)cs_ks_entry_prefix(&e->ks, pattern, sizeof pattern - 1, qs->def->name, qs->gen);
+	sm->prefix_len = (size_t)pl;
 	pattern[pl++] = '*';
 	pattern[pl] = '\0';
 	int cl = snprintf(cursor, sizeof cursor, "%llu", qs->scan_cursor);
@@ -1945,7 +1943,7 @@ static void on_sample_timer(evutil_socket_t fd, short what, void *arg)
 static int sampler_start(cs_engine *e, int64_t interval_ms)
 {
 	sampler *sm = &e->smp;
-	sm->lsn_q.sql = (char *)"SELECT pg_current_wal_lsn()::text";
+	sm->lsn_q.sql = (char *)CS_VERIFY_LSN_SQL;
 	sm->no_params = (cs_pg_params){ .n = 0 };
 	sm->timer = event_new(e->base, -1, EV_PERSIST, on_sample_timer, e);
 	sm->poll = evtimer_new(e->base, on_sample_poll, e);

@@ -1,4 +1,5 @@
-/* verify.c - result comparison and ORDER BY detection for the cache verifier. Pure. */
+/* verify.c - the steps of the cache verifier (verify.h), result comparison and ORDER BY
+ * detection. Pure: the callers do the I/O. */
 #include "verify.h"
 
 #include <ctype.h>
@@ -12,6 +13,7 @@
 #include <time.h>
 
 #include "cs_proto.h"
+#include "decanon.h"
 
 /* ---- Diff text ---------------------------------------------------------------------------- */
 
@@ -471,4 +473,71 @@ bool cs_verify_sql_ordered(const char *s)
 		}
 	}
 	return false;
+}
+
+/* ---- The check of one entry (verify.h) ------------------------------------------------------ */
+
+cs_verify_outcome cs_verify_first(bool exists, bool is_string, const void *val, size_t len,
+	cs_entry *e)
+{
+	if (!exists)
+		return CS_VERIFY_GONE;
+	if (!is_string || !cs_entry_parse(val, len, e))
+		return CS_VERIFY_NOT_ENTRY;
+	return CS_VERIFY_OK;
+}
+
+cs_pg_params *cs_verify_key_params(const cs_query_def *q, const char *canon, size_t clen,
+	char *err, size_t errlen)
+{
+	cs_value vals[CS_MAX_PARAMS];
+	char buf[2 * (CS_CANON_MAX + 1) + CS_MAX_PARAMS];
+	if (clen > CS_CANON_MAX) {
+		snprintf(err, errlen, "canonical parameters longer than %d bytes", CS_CANON_MAX);
+		return NULL;
+	}
+	if (cs_params_decanon(q, canon, clen, vals, buf, sizeof buf, err, errlen) != 0)
+		return NULL;
+	/* Trust the key only when it is exactly what the daemon would have written. */
+	char again[CS_CANON_MAX + 1];
+	size_t alen = 0;
+	int rc = cs_params_canon(q, vals, (uint32_t)q->nparams, again, sizeof again, &alen, err,
+		errlen);
+	if (rc != 0 || alen != clen || memcmp(again, canon, clen) != 0) {
+		if (rc == 0)
+			snprintf(err, errlen, "parameters re-encode as \"%.*s\"", (int)alen, again);
+		return NULL;
+	}
+	return cs_params_pg(q, vals, (uint32_t)q->nparams, err, errlen);
+}
+
+cs_verify_wait cs_verify_wait_step(uint64_t pos, uint64_t lsn, uint64_t now_us,
+	uint64_t deadline_us, uint64_t *stalled)
+{
+	if (pos >= lsn)
+		return CS_VERIFY_PASSED;
+	if (stalled && *stalled != 0 && pos <= *stalled)
+		return CS_VERIFY_BEHIND;
+	if (now_us >= deadline_us) {
+		if (stalled)
+			*stalled = pos > 0 ? pos : 1;
+		return CS_VERIFY_BEHIND;
+	}
+	return CS_VERIFY_WAIT;
+}
+
+cs_verify_outcome cs_verify_judge(const void *first, size_t first_len, bool exists, bool is_string,
+	const void *again, size_t again_len, const uint8_t *fresh, size_t fresh_len, bool ordered,
+	cs_entry *e, char *diff, size_t difflen)
+{
+	if (!exists || !is_string || again_len != first_len || memcmp(again, first, first_len) != 0) {
+		snprintf(diff, difflen, "%s", exists ? "rewritten" : "deleted");
+		return CS_VERIFY_CHANGED;
+	}
+	if (!cs_entry_parse(first, first_len, e)) {
+		snprintf(diff, difflen, "not a cache entry");
+		return CS_VERIFY_NOT_ENTRY;
+	}
+	int rc = cs_verify_compare(e->result, e->result_len, fresh, fresh_len, ordered, diff, difflen);
+	return rc == 0 ? CS_VERIFY_OK : rc == 1 ? CS_VERIFY_STALE : CS_VERIFY_NOT_ENTRY;
 }

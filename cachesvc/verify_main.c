@@ -2,17 +2,9 @@
  * invalidator has caught up, and reports the entries that are stale (DESIGN.md section 5,
  * "A verifier"). A blocking command-line tool: every network wait has a timeout.
  *
- * Why an entry that compares different is stale, not merely racing (the check protocol):
- *   a. GET the entry E1.
- *   b. Run the query on the primary (read committed, its own statement), then read
- *      L = pg_current_wal_lsn(). Every commit the query saw ends at or before L.
- *   c. Wait until the invalidator's confirmed position cs:inv:pos >= L: every change
- *      committed before L has by then been applied to Redis (deleted its entries).
- *   d. GET the entry E2. If E2 != E1 the entry was invalidated or refilled while we looked:
- *      skip it. If E2 == E1, the entry survived every invalidation up to L, so by I1 it
- *      must reflect a state at least as new as any commit before L; it then has to equal
- *      what the primary returned in (b), which saw exactly those commits. A difference is
- *      a stale entry. */
+ * The check of one entry, and why an entry that compares different is stale, not merely
+ * racing: verify.h (its steps are shared with the daemon's verifier sampler); this file
+ * does their I/O, blocking, and the report. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -30,7 +22,6 @@
 
 #include "config.h"
 #include "cs_proto.h"
-#include "decanon.h"
 #include "encode.h"
 #include "entry.h"
 #include "fence.h"
@@ -55,16 +46,10 @@ enum {
 #define CONNECT_TIMEOUT   "5"
 #define DIFF_LEN          512
 
-/* Why an entry was not checked. */
-enum skip_reason {
-	SKIP_GONE = 0,   /* deleted (or expired) before the first read */
-	SKIP_NOT_ENTRY,  /* the value is not a cache entry of this format */
-	SKIP_BAD_KEY,    /* the key's parameters do not decode to canonical values */
-	SKIP_QUERY,      /* the query failed on the primary, or its result cannot be encoded */
-	SKIP_INV_BEHIND, /* the invalidator did not pass the primary's LSN within --wait */
-	SKIP_CHANGED,    /* invalidated or refilled while being checked */
-	SKIP__COUNT
-};
+/* Why an entry was not checked: the skip outcomes of verify.h (CS_VERIFY_GONE on), indexed
+ * from 0 in the tally and the report. */
+#define SKIP__COUNT CS_VERIFY_SKIPS
+#define SKIP_INDEX(o) ((int)(o) - (int)CS_VERIFY_GONE)
 
 static const char *const skip_names[SKIP__COUNT] = {
         "gone",
@@ -82,6 +67,7 @@ static const char *const skip_text[SKIP__COUNT] = {
         "invalidator behind",
         "changed while checking",
 };
+_Static_assert(CS_VERIFY_CHANGED - CS_VERIFY_GONE == SKIP__COUNT - 1, "skip names follow verify.h");
 
 typedef struct tally {
 	uint64_t checked, ok, stale;
@@ -275,9 +261,8 @@ static bool inv_pos(verifier *v, uint64_t *pos)
 	return true;
 }
 
-/* Waits (bounded by --wait) until the invalidator has passed lsn. Once a wait timed out,
- * later entries do not wait again until the position moves: one stalled invalidator must
- * not cost --wait per entry. */
+/* Waits (bounded by --wait) until the invalidator has passed lsn (cs_verify_wait_step: once
+ * a wait timed out, later entries do not wait again until the position moves). */
 static bool wait_invalidator(verifier *v, uint64_t lsn)
 {
 	uint64_t pos = 0, deadline = cs_now_us() + (uint64_t)v->o.wait_ms * 1000u;
@@ -285,14 +270,9 @@ static bool wait_invalidator(verifier *v, uint64_t lsn)
 	for (;;) {
 		if (!inv_pos(v, &pos))
 			return false;
-		if (pos >= lsn)
-			return true;
-		if (v->inv_stalled != 0 && pos <= v->inv_stalled)
-			return false;
-		if (cs_now_us() >= deadline) {
-			v->inv_stalled = pos > 0 ? pos : 1;
-			return false;
-		}
+		cs_verify_wait w = cs_verify_wait_step(pos, lsn, cs_now_us(), deadline, &v->inv_stalled);
+		if (w != CS_VERIFY_WAIT)
+			return w == CS_VERIFY_PASSED;
 		if (!said) {
 			char a[CS_LSN_STRLEN], b[CS_LSN_STRLEN];
 			note(v, "waiting for the invalidator to pass %s (at %s)",
@@ -303,10 +283,10 @@ static bool wait_invalidator(verifier *v, uint64_t lsn)
 	}
 }
 
-static void skip(verifier *v, qrun *qr, const char *key, enum skip_reason why, const char *detail)
+static void skip(verifier *v, qrun *qr, const char *key, cs_verify_outcome why, const char *detail)
 {
-	qr->t.skipped[why]++;
-	note(v, "skipped %s: %s%s%s", key, skip_text[why], detail ? ": " : "",
+	qr->t.skipped[SKIP_INDEX(why)]++;
+	note(v, "skipped %s: %s%s%s", key, skip_text[SKIP_INDEX(why)], detail ? ": " : "",
 	        detail ? detail : "");
 }
 
@@ -339,33 +319,15 @@ static void record_stale(
 }
 
 /* Runs the query with the parameters of the key's canonical text on the primary into
- * v->fresh; then reads the primary's WAL position into *lsn. Returns 0, or a skip reason
+ * v->fresh; then reads the primary's WAL position into *lsn. Returns 0, or a skip outcome
  * (message in err), or -1 when the connection is gone. */
 static int run_on_primary(verifier *v, const qrun *qr, const char *canon, size_t clen,
         uint64_t *lsn, char *err, size_t errlen)
 {
 	const cs_query_def *q = qr->q;
-	cs_value vals[CS_MAX_PARAMS];
-	char buf[2 * (CS_CANON_MAX + 1) + CS_MAX_PARAMS];
-	if (clen > CS_CANON_MAX) {
-		snprintf(err, errlen, "canonical parameters longer than %d bytes", CS_CANON_MAX);
-		return SKIP_BAD_KEY;
-	}
-	if (cs_params_decanon(q, canon, clen, vals, buf, sizeof buf, err, errlen) != 0)
-		return SKIP_BAD_KEY;
-	/* Trust the key only when it is exactly what the daemon would have written. */
-	char again[CS_CANON_MAX + 1];
-	size_t alen = 0;
-	int rc = cs_params_canon(
-	        q, vals, (uint32_t)q->nparams, again, sizeof again, &alen, err, errlen);
-	if (rc != 0 || alen != clen || memcmp(again, canon, clen) != 0) {
-		if (rc == 0)
-			snprintf(err, errlen, "parameters re-encode as \"%.*s\"", (int)alen, again);
-		return SKIP_BAD_KEY;
-	}
-	cs_pg_params *p = cs_params_pg(q, vals, (uint32_t)q->nparams, err, errlen);
+	cs_pg_params *p = cs_verify_key_params(q, canon, clen, err, errlen);
 	if (p == NULL)
-		return SKIP_BAD_KEY;
+		return CS_VERIFY_BAD_KEY;
 	Oid types[CS_MAX_PARAMS];
 	for (int i = 0; i < q->nparams; i++)
 		types[i] = cs_param_type_oid(q->params[i].type);
@@ -376,17 +338,17 @@ static int run_on_primary(verifier *v, const qrun *qr, const char *canon, size_t
 		snprintf(err, errlen, "%s", PQresultErrorMessage(res));
 		chomp(err);
 		PQclear(res);
-		return PQstatus(v->pg) == CONNECTION_OK ? SKIP_QUERY : -1;
+		return PQstatus(v->pg) == CONNECTION_OK ? CS_VERIFY_QUERY : -1;
 	}
 	cs_buf_reset(&v->fresh);
-	rc = cs_encode_result(res, &v->fresh, err, errlen);
+	int rc = cs_encode_result(res, &v->fresh, err, errlen);
 	PQclear(res);
 	if (rc != 0) {
 		if (rc == -CS_ERR_TOO_LARGE)
 			snprintf(err, errlen, "result too large to compare");
-		return SKIP_QUERY;
+		return CS_VERIFY_QUERY;
 	}
-	res = PQexec(v->pg, "SELECT pg_current_wal_lsn()::text");
+	res = PQexec(v->pg, CS_VERIFY_LSN_SQL);
 	bool ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
 	          cs_lsn_parse(PQgetvalue(res, 0, 0), lsn);
 	if (!ok) {
@@ -395,7 +357,7 @@ static int run_on_primary(verifier *v, const qrun *qr, const char *canon, size_t
 	}
 	PQclear(res);
 	if (!ok)
-		return PQstatus(v->pg) == CONNECTION_OK ? SKIP_QUERY : -1;
+		return PQstatus(v->pg) == CONNECTION_OK ? CS_VERIFY_QUERY : -1;
 	return 0;
 }
 
@@ -409,11 +371,10 @@ static void check_key(verifier *v, qrun *qr, const char *key, size_t keylen)
 	if (r1 == NULL)
 		return;
 	cs_entry e;
-	if (r1->type == REDIS_REPLY_NIL) {
-		skip(v, qr, key, SKIP_GONE, NULL);
-	} else if (r1->type != REDIS_REPLY_STRING ||
-	           !cs_entry_parse((const uint8_t *)r1->str, r1->len, &e)) {
-		skip(v, qr, key, SKIP_NOT_ENTRY, NULL);
+	cs_verify_outcome o = cs_verify_first(r1->type != REDIS_REPLY_NIL,
+	        r1->type == REDIS_REPLY_STRING, r1->str, (size_t)r1->len, &e);
+	if (o != CS_VERIFY_OK) {
+		skip(v, qr, key, o, NULL);
 	} else {
 		uint64_t lsn = 0;
 		int rc = run_on_primary(v, qr, key + qr->prefix_len, keylen - qr->prefix_len, &lsn,
@@ -422,32 +383,29 @@ static void check_key(verifier *v, qrun *qr, const char *key, size_t keylen)
 			fprintf(stderr, "cachesvc-verify: lost the primary: %s\n", err);
 			v->fatal = true;
 		} else if (rc > 0) {
-			skip(v, qr, key, (enum skip_reason)rc, err);
+			skip(v, qr, key, (cs_verify_outcome)rc, err);
 		} else if (!wait_invalidator(v, lsn)) {
 			if (!v->fatal) {
 				char l[CS_LSN_STRLEN];
 				snprintf(err, sizeof err, "cs:inv:pos below %s",
 				        cs_lsn_format(lsn, l));
-				skip(v, qr, key, SKIP_INV_BEHIND, err);
+				skip(v, qr, key, CS_VERIFY_INV_BEHIND, err);
 			}
 		} else {
 			redisReply *r2 = cmd_ok(v, redisCommand(v->redis, "GET %b", key, keylen));
 			if (r2 == NULL) {
 				/* fatal: reported */
-			} else if (r2->type != REDIS_REPLY_STRING || r2->len != r1->len ||
-			           memcmp(r2->str, r1->str, r1->len) != 0) {
-				skip(v, qr, key, SKIP_CHANGED,
-				        r2->type == REDIS_REPLY_NIL ? "deleted" : "rewritten");
 			} else {
 				char diff[DIFF_LEN];
-				rc = cs_verify_compare(e.result, e.result_len, v->fresh.data,
-				        v->fresh.len, qr->ordered, diff, sizeof diff);
-				if (rc == 0)
+				o = cs_verify_judge(r1->str, (size_t)r1->len, r2->type != REDIS_REPLY_NIL,
+				        r2->type == REDIS_REPLY_STRING, r2->str, (size_t)r2->len,
+				        v->fresh.data, v->fresh.len, qr->ordered, &e, diff, sizeof diff);
+				if (o == CS_VERIFY_OK)
 					qr->t.ok++;
-				else if (rc == 1)
+				else if (o == CS_VERIFY_STALE)
 					record_stale(v, qr, key, &e, diff);
 				else
-					skip(v, qr, key, SKIP_NOT_ENTRY, diff);
+					skip(v, qr, key, o, diff);
 			}
 			freeReplyObject(r2);
 		}

@@ -1,5 +1,6 @@
 /* test_verify.c - unit tests for cachesvc/verify.c: result comparison (ordered and as
- * multisets, every value type, malformed input) and ORDER BY detection. */
+ * multisets, every value type, malformed input), ORDER BY detection, and the steps of the
+ * check of one entry (first read, key parameters, the wait, the verdict). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #include "cs_proto.h"
+#include "entry.h"
 #include "verify.h"
 
 /* ---- Building result objects --------------------------------------------------------------
@@ -352,6 +354,136 @@ static void sql_ordered(void **state)
 	assert_false(cs_verify_sql_ordered(""));
 }
 
+/* ---- The steps of the check of one entry (shared by the tool and the sampler) ---------------- */
+
+/* An entry (header + result) around the result r, with data LSN lsn. */
+static uint8_t *make_entry(const res *r, uint64_t lsn, size_t *len)
+{
+	cs_entry e = {.lsn = lsn, .filled_ms = 1000, .expires_ms = 2000};
+	*len = CS_ENTRY_HDR + r->b.len;
+	uint8_t *buf = malloc(*len);
+	assert_non_null(buf);
+	cs_entry_write_header(&e, buf);
+	memcpy(buf + CS_ENTRY_HDR, r->b.data, r->b.len);
+	return buf;
+}
+
+static void one_int(res *r, int64_t v)
+{
+	static const char *const names[] = {"id"};
+	static const uint8_t types[] = {CS_COL_INT};
+	res_begin(r, 1, names, types, 1);
+	cs_value vals[] = {I(v)};
+	res_row(r, 1, vals);
+}
+
+static void first_read(void **state)
+{
+	(void)state;
+	res r;
+	one_int(&r, 1);
+	size_t len;
+	uint8_t *ent = make_entry(&r, 42, &len);
+	cs_entry e;
+	assert_int_equal(cs_verify_first(false, false, NULL, 0, &e), CS_VERIFY_GONE);
+	assert_int_equal(cs_verify_first(true, false, NULL, 0, &e), CS_VERIFY_NOT_ENTRY);
+	assert_int_equal(cs_verify_first(true, true, "foreign", 7, &e), CS_VERIFY_NOT_ENTRY);
+	assert_int_equal(cs_verify_first(true, true, ent, len, &e), CS_VERIFY_OK);
+	assert_int_equal(e.lsn, 42);
+	assert_true(cs_verify_skipped(CS_VERIFY_GONE) && cs_verify_skipped(CS_VERIFY_CHANGED));
+	assert_false(cs_verify_skipped(CS_VERIFY_OK) || cs_verify_skipped(CS_VERIFY_STALE));
+	free(ent);
+	cs_buf_free(&r.b);
+}
+
+static void judge(void **state)
+{
+	(void)state;
+	res r1, r2;
+	one_int(&r1, 1);
+	one_int(&r2, 2);
+	size_t len, len2;
+	uint8_t *ent = make_entry(&r1, 42, &len);
+	uint8_t *other = make_entry(&r2, 43, &len2);
+	cs_entry e;
+	char diff[256];
+	/* the second read differs: changed, whatever the primary says */
+	assert_int_equal(cs_verify_judge(ent, len, false, false, NULL, 0, r2.b.data, r2.b.len, false,
+	                         &e, diff, sizeof diff),
+	        CS_VERIFY_CHANGED);
+	assert_string_equal(diff, "deleted");
+	assert_int_equal(cs_verify_judge(ent, len, true, true, other, len2, r2.b.data, r2.b.len, false,
+	                         &e, diff, sizeof diff),
+	        CS_VERIFY_CHANGED);
+	assert_string_equal(diff, "rewritten");
+	assert_int_equal(cs_verify_judge(ent, len, true, false, NULL, 0, r2.b.data, r2.b.len, false,
+	                         &e, diff, sizeof diff),
+	        CS_VERIFY_CHANGED);
+	/* unchanged: equal is ok, different is stale, not comparable is not an entry */
+	assert_int_equal(cs_verify_judge(ent, len, true, true, ent, len, r1.b.data, r1.b.len, false,
+	                         &e, diff, sizeof diff),
+	        CS_VERIFY_OK);
+	assert_int_equal(cs_verify_judge(ent, len, true, true, ent, len, r2.b.data, r2.b.len, false,
+	                         &e, diff, sizeof diff),
+	        CS_VERIFY_STALE);
+	assert_int_equal(e.lsn, 42);
+	assert_non_null(strstr(diff, "column"));
+	assert_int_equal(cs_verify_judge(ent, len, true, true, ent, len, (const uint8_t *)"x", 1,
+	                         false, &e, diff, sizeof diff),
+	        CS_VERIFY_NOT_ENTRY);
+	free(ent);
+	free(other);
+	cs_buf_free(&r1.b);
+	cs_buf_free(&r2.b);
+}
+
+static void wait_step(void **state)
+{
+	(void)state;
+	uint64_t stalled = 0;
+	assert_int_equal(cs_verify_wait_step(100, 100, 0, 10, NULL), CS_VERIFY_PASSED);
+	assert_int_equal(cs_verify_wait_step(99, 100, 0, 10, NULL), CS_VERIFY_WAIT);
+	assert_int_equal(cs_verify_wait_step(99, 100, 10, 10, NULL), CS_VERIFY_BEHIND);
+	/* a timed-out wait is remembered: the next entry gives up at once until pos moves */
+	assert_int_equal(cs_verify_wait_step(99, 100, 0, 10, &stalled), CS_VERIFY_WAIT);
+	assert_int_equal(cs_verify_wait_step(99, 100, 11, 10, &stalled), CS_VERIFY_BEHIND);
+	assert_int_equal(stalled, 99);
+	assert_int_equal(cs_verify_wait_step(99, 200, 0, 10, &stalled), CS_VERIFY_BEHIND);
+	assert_int_equal(cs_verify_wait_step(150, 200, 0, 10, &stalled), CS_VERIFY_WAIT);
+	assert_int_equal(cs_verify_wait_step(200, 200, 0, 10, &stalled), CS_VERIFY_PASSED);
+	stalled = 0;
+	assert_int_equal(cs_verify_wait_step(0, 100, 11, 10, &stalled), CS_VERIFY_BEHIND);
+	assert_int_equal(stalled, 1);
+}
+
+static void key_params(void **state)
+{
+	(void)state;
+	cs_query_def q;
+	memset(&q, 0, sizeof q);
+	snprintf(q.name, sizeof q.name, "q");
+	q.nparams = 2;
+	q.params[0].type = CS_PT_INT4;
+	q.params[1].type = CS_PT_TEXT;
+	char err[256];
+	cs_pg_params *p = cs_verify_key_params(&q, "42:a%3Ab", 8, err, sizeof err);
+	assert_non_null(p);
+	assert_int_equal(p->n, 2);
+	free(p);
+	/* not what the daemon writes: syntax (decanon), then values (the key must re-encode
+	 * to itself: an int4 out of range passes decanon, not canon) */
+	assert_null(cs_verify_key_params(&q, "42:a%3ab", 8, err, sizeof err));
+	assert_non_null(strstr(err, "not a canonical text"));
+	err[0] = '\0';
+	assert_null(cs_verify_key_params(&q, "99999999999:ab", 14, err, sizeof err));
+	assert_true(err[0] != '\0' && strstr(err, "canonical text") == NULL);
+	assert_null(cs_verify_key_params(&q, "42", 2, err, sizeof err));
+	static char big[CS_CANON_MAX + 2];
+	memset(big, '1', sizeof big);
+	assert_null(cs_verify_key_params(&q, big, sizeof big, err, sizeof err));
+	assert_non_null(strstr(err, "longer than"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -362,6 +494,10 @@ int main(void)
 	        cmocka_unit_test(value_types),
 	        cmocka_unit_test(malformed),
 	        cmocka_unit_test(sql_ordered),
+	        cmocka_unit_test(first_read),
+	        cmocka_unit_test(judge),
+	        cmocka_unit_test(wait_step),
+	        cmocka_unit_test(key_params),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
