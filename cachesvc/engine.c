@@ -1810,6 +1810,16 @@ static void on_sample_poll(evutil_socket_t fd, short what, void *arg)
 		sample_end(e, CS_VERIFY_INV_BEHIND);
 }
 
+/* Runs one of the sampler's statements on the primary (5 s deadline). */
+static void sample_submit(cs_engine *e, cs_pgjob *job, int qindex, const cs_query_def *q,
+	const cs_pg_params *params, cs_pgjob_cb *cb)
+{
+	*job = (cs_pgjob){ .qindex = qindex, .q = q, .params = params,
+		.deadline_us = cs_now_us() + 5000000u, .cb = cb, .priv = e };
+	if (e->primary == NULL || cs_pgserver_submit(e->primary, job) != 0)
+		sample_end(e, CS_VERIFY_QUERY);
+}
+
 static void on_sample_lsn(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int err, const char *msg,
 	bool retryable)
 {
@@ -1839,10 +1849,7 @@ static void on_sample_query(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, in
 	}
 	sm->fresh = b.data; /* ownership moves to the sampler */
 	sm->fresh_len = b.len;
-	sm->lsn_job = (cs_pgjob){ .qindex = -1, .q = &sm->lsn_q, .params = &sm->no_params,
-		.deadline_us = cs_now_us() + 5000000u, .cb = on_sample_lsn, .priv = e };
-	if (e->primary == NULL || cs_pgserver_submit(e->primary, &sm->lsn_job) != 0)
-		sample_end(e, CS_VERIFY_QUERY);
+	sample_submit(e, &sm->lsn_job, -1, &sm->lsn_q, &sm->no_params, on_sample_lsn);
 }
 
 static void on_sample_get(cs_redis *rd, redisReply *reply, void *priv)
@@ -1873,10 +1880,7 @@ static void on_sample_get(cs_redis *rd, redisReply *reply, void *priv)
 		sample_end(e, CS_VERIFY_BAD_KEY);
 		return;
 	}
-	sm->job = (cs_pgjob){ .qindex = sm->qs->index, .q = q, .params = sm->pgp,
-		.deadline_us = cs_now_us() + 5000000u, .cb = on_sample_query, .priv = e };
-	if (e->primary == NULL || cs_pgserver_submit(e->primary, &sm->job) != 0)
-		sample_end(e, CS_VERIFY_QUERY);
+	sample_submit(e, &sm->job, sm->qs->index, q, sm->pgp, on_sample_query);
 }
 
 static void on_sample_scan(cs_redis *rd, redisReply *reply, void *priv)
