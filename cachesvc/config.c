@@ -180,6 +180,10 @@ static const struct key_def key_table[] = {
         {SEC_SERVICE, "auth_token", KT_STRING, CFG(auth_token), NULL, NO_KIND_DEF,
                 KF_RELOAD | KF_NULLABLE | KF_SECRET, 0, 0, NULL,
                 "token clients must send in HELLO; empty = no authentication"},
+        {SEC_SERVICE, "admin_token", KT_STRING, CFG(admin_token), NULL, NO_KIND_DEF,
+                KF_RELOAD | KF_NULLABLE | KF_SECRET, 0, 0, NULL,
+                "token for INVALIDATE, SHOW and ADMIN (sent in HELLO instead of auth_token); "
+                "empty = the auth token suffices"},
         {SEC_SERVICE, "allow_unauthenticated", KT_BOOL, CFG(allow_unauthenticated), "false",
                 NO_KIND_DEF, KF_RELOAD, 0, 0, NULL,
                 "allow listen on a non-loopback address without auth_token"},
@@ -2318,6 +2322,13 @@ static bool validate_config(struct loader *ld, cs_config *cfg)
 		        "who can reach it could read every cached query and invalidate; set auth_token, "
 		        "or allow_unauthenticated = on if the network is trusted",
 		        cfg->listen);
+		return false;
+	}
+	if (cfg->admin_token && cfg->auth_token && strcmp(cfg->admin_token, cfg->auth_token) == 0) {
+		const struct raw_entry *e = svc ? find_entry(svc, "admin_token") : NULL;
+		fail_at(ld, e ? e->lineno : 0,
+		        "[cachesvc] admin_token: equals auth_token, so every client could run admin "
+		        "operations; give it a value of its own, or leave it unset");
 		return false;
 	}
 	const struct raw_section *inv = NULL;

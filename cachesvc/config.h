@@ -140,6 +140,7 @@ typedef struct cs_config {
 	int64_t verify_interval_ms;       /* in-daemon verifier sampler period, 0 = off */
 	int64_t ryw_wait_ms;              /* read-your-writes wait bound on replicas */
 	char *auth_token;                 /* HELLO token, NULL = no auth; never shown */
+	char *admin_token;                /* HELLO token for admin requests, NULL = auth_token's */
 	bool allow_unauthenticated;       /* non-loopback listen without auth_token allowed */
 	int64_t stats_period_ms;          /* the "stats:" log line; 0 = off */
 	bool so_reuseport;                /* listen with SO_REUSEPORT: several daemons, one port */

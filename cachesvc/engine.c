@@ -43,6 +43,8 @@ typedef struct qstate {
 	uint64_t gen;
 	bool gen_known;
 	bool pending_bump; /* a reload changed it and the bump is not in Redis yet */
+	bool paused;	   /* ADMIN pause: served from PostgreSQL, nothing read from or stored in
+			    * Redis, until resumed; this process only, kept across reloads */
 	unsigned long long scan_cursor; /* the verifier sampler walks the query's entries */
 	uint64_t hits, stale_hits, misses, fills, refresh_early, refresh_expired,
 		refresh_revalidate;
@@ -1319,8 +1321,10 @@ static void lookup_start(lookup *l)
 	qstate *qs = l->qs;
 	uint8_t op = l->op;
 	bool cacheable = l->cacheable;
-	if (!cacheable || r->bypass) {
-		if (r->bypass)
+	if (!cacheable || r->bypass || qs->paused) {
+		if (qs->paused)
+			e->stats.bypass_paused++;
+		else if (r->bypass)
 			e->stats.bypass_requested++;
 		/* Uncacheable requests do not coalesce: give each its own flight key. */
 		if (!cacheable) {
@@ -1361,7 +1365,24 @@ static void lookup_start(lookup *l)
 	}
 }
 
-/* ---- Admin INVALIDATE ------------------------------------------------------------------- */
+/* ---- Admin INVALIDATE and pause ---------------------------------------------------------- */
+
+/* A paused query bypasses the cache (lookup_start), exactly as a request with "bypass":
+ * its answers come from PostgreSQL, nothing is stored, and the invalidator keeps deleting
+ * its keys meanwhile, so a resume serves only entries that stayed correct. */
+int cs_engine_pause(cs_engine *e, const char *name, size_t len, bool pause, bool *changed)
+{
+	qstate *qs = qtable_find(e->qt, name, len);
+	if (qs == NULL)
+		return -1;
+	*changed = qs->paused != pause;
+	if (*changed)
+		cs_info("query %s %s by an admin request%s", qs->def->name,
+			pause ? "paused" : "resumed",
+			pause ? ": served from PostgreSQL, nothing cached, until resumed" : "");
+	qs->paused = pause;
+	return 0;
+}
 
 typedef struct invctx {
 	cs_engine *e;
@@ -2628,6 +2649,7 @@ uint32_t cs_engine_stats_list(const cs_engine *e, cs_stat *out, uint32_t max)
 		{ "fill_refused_generation", s->fill_refused_gen }, { "fill_errors", s->fill_errors },
 		{ "not_cached_large", s->not_cached_large }, { "not_cached_primary", s->not_cached_primary },
 		{ "bypass_redis", s->bypass_redis }, { "bypass_requested", s->bypass_requested },
+		{ "bypass_paused", s->bypass_paused },
 		{ "retries", s->retries }, { "primary_fallbacks", s->primary_fallbacks },
 		{ "promoted_reads", s->promoted_reads },
 		{ "ryw_cache", s->ryw_cache }, { "ryw_replica", s->ryw_replica },
@@ -2672,6 +2694,8 @@ void cs_engine_metrics_add(const cs_engine *e, cs_metrics *m)
 	C("negative_skipped_total", "Empty results not cached: the negative entries' share (negative_share) was full", s->negative_skipped);
 	C("bypass_redis_total", "Requests served from PostgreSQL because Redis was unavailable", s->bypass_redis);
 	C("bypass_requested_total", "Requests that asked to bypass the cache", s->bypass_requested);
+	C("bypass_paused_total", "Requests for a query paused by an admin, served from PostgreSQL",
+		s->bypass_paused);
 	C("retries_total", "Queries retried on another server", s->retries);
 	C("primary_fallbacks_total", "Queries sent to the primary", s->primary_fallbacks);
 	C("promoted_reads_total", "Answers from a [replica] found out of recovery (promoted): primary data, not cached with fences on", s->promoted_reads);
@@ -2888,7 +2912,7 @@ int cs_engine_show(const cs_engine *e, const char *what, cs_engine_show_cb *cb, 
 				q->gen_known ? SV_INT("generation", q->gen) : SV_NIL("generation"),
 				SV_INT("hits", q->hits), SV_INT("stale_hits", q->stale_hits),
 				SV_INT("misses", q->misses), SV_INT("fills", q->fills),
-				SV_BOOL("pending_bump", q->pending_bump) };
+				SV_BOOL("pending_bump", q->pending_bump), SV_BOOL("paused", q->paused) };
 			rc = cb(priv, c, (uint32_t)CS_ARRAY_LEN(c));
 		}
 		return rc;
@@ -2901,12 +2925,17 @@ int cs_engine_show(const cs_engine *e, const char *what, cs_engine_show_cb *cb, 
 			char tiers[64], lsn[CS_LSN_STRLEN];
 			tiers_text(in.tiers, tiers, sizeof tiers);
 			cs_lsn_format(in.lsn, lsn);
+			bool up = in.state == CS_SRV_UP;
 			cs_show_cell c[] = { SV_STR("name", in.name),
 				SV_STR("role", in.primary ? "primary" : "replica"), SV_STR("tiers", tiers),
 				SV_STR("state", (unsigned)in.state < 3 ? states[in.state] : "unknown"),
 				SV_BOOL("in_recovery", in.in_recovery), SV_BOOL("promoted", in.promoted),
-				SV_INT("lag_ms", in.lag_ms), SV_INT("lag_bytes", in.lag_bytes),
-				SV_STR("lsn", lsn), SV_INT("timeline", in.tli),
+				/* measured only while up: a down server's old numbers would read as
+				 * "caught up" (PROTOCOL.md 3.8: nil = not known) */
+				up ? SV_INT("lag_ms", in.lag_ms) : SV_NIL("lag_ms"),
+				up ? SV_INT("lag_bytes", in.lag_bytes) : SV_NIL("lag_bytes"),
+				up && in.lsn ? SV_STR("lsn", lsn) : SV_NIL("lsn"),
+				in.tli ? SV_INT("timeline", in.tli) : SV_NIL("timeline"),
 				SV_INT("pool_size", in.pool_size), SV_INT("conns", in.conns),
 				SV_INT("busy", in.busy), SV_INT("queued", in.queued),
 				SV_INT("queries", in.queries), SV_INT("errors", in.errors),
@@ -2930,7 +2959,7 @@ int cs_engine_show(const cs_engine *e, const char *what, cs_engine_show_cb *cb, 
 		if (e->primary) {
 			cs_pgserver_info in;
 			cs_pgserver_info_get(e->primary, &in);
-			if (in.lsn != 0 && st->confirmed != 0)
+			if (in.state == CS_SRV_UP && in.lsn != 0 && st->confirmed != 0)
 				behind = SV_INT("bytes_behind",
 					in.lsn > st->confirmed ? in.lsn - st->confirmed : 0);
 		}

@@ -54,6 +54,11 @@ static void usage(FILE *f)
 	        "                                   config (a table, or with --json one object per\n"
 	        "                                   row); with no VIEW, lists the views\n"
 	        "  ping                             check the server answers\n"
+	        "  pause QUERY                      admin: serve QUERY from PostgreSQL, caching\n"
+	        "                                   nothing, until resume (this server only)\n"
+	        "  resume QUERY                     admin: serve QUERY from the cache again\n"
+	        "  reload                           admin: reload the config file (checked as on\n"
+	        "                                   SIGHUP); exit status 1 when refused\n"
 	        "\n"
 	        "PARAMs are sent as text and converted by the server to the query's declared\n"
 	        "types; the word null sends SQL NULL (write \\null for the text \"null\"; one\n"
@@ -73,7 +78,8 @@ static void usage(FILE *f)
 	        "  --tier T         critical | default | batch\n"
 	        "  --lsn X/Y        read-your-writes: data at least as new as this LSN\n"
 	        "  --bypass         skip the cache\n"
-	        "  --token TOKEN    HELLO auth token (or set CACHESVC_TOKEN)\n"
+	        "  --token TOKEN    HELLO auth token (or set CACHESVC_TOKEN); the admin token for\n"
+	        "                   invalidate, show, pause, resume and reload when one is set\n"
 	        "  -r, --repeat N   run COMMAND N times (-1: until interrupted)\n"
 	        "  -i, --interval S seconds between repeats (decimals allowed), default 0\n"
 	        "  --latency        measure round trips (PING) until interrupted or --repeat N\n"
@@ -666,8 +672,9 @@ static int cmd_stats(cs_client *c, const cli *o)
 static const char *const show_views[] = {
         "queries", "servers", "clients", "invalidator", "config", NULL};
 
-/* SHOW VIEW: a table whose columns are the union of the rows' keys in first-seen order, or
- * with --json one object per row. */
+static int print_rows(const cli *o, cs_client_row *rows, uint32_t n);
+
+/* SHOW VIEW (printed by print_rows). */
 static int cmd_show(cs_client *c, const cli *o, int argc, char **argv)
 {
 	if (argc > 1) {
@@ -684,6 +691,40 @@ static int cmd_show(cs_client *c, const cli *o, int argc, char **argv)
 	int rc = cs_client_show(c, argv[0], &rows, &n);
 	if (rc != 0)
 		return client_error(c, rc);
+	return print_rows(o, rows, n);
+}
+
+/* pause QUERY, resume QUERY, reload: one row saying what happened. A refused reload
+ * exits EXIT_SERVER_ERROR. */
+static int cmd_admin(cs_client *c, const cli *o, const char *op, int argc, char **argv)
+{
+	bool reload = strcmp(op, "reload") == 0;
+	if (argc != (reload ? 0 : 1)) {
+		fprintf(stderr, "cachesvc-cli: usage: %s\n", reload ? "reload" : op[0] == 'p' ?
+			"pause QUERY" : "resume QUERY");
+		return EXIT_USAGE;
+	}
+	cs_client_row *rows;
+	uint32_t n;
+	int rc = cs_client_admin(c, op, reload ? NULL : argv[0], &rows, &n);
+	if (rc != 0)
+		return client_error(c, rc);
+	bool refused = false;
+	for (uint32_t r = 0; r < n; r++)
+		for (uint32_t i = 0; i < rows[r].ncells; i++) {
+			const cs_client_cell *cell = &rows[r].cells[i];
+			refused |= strcmp(cell->name, "reload") == 0 &&
+				cell->value.type == CS_CLIENT_V_STR && cell->value.u.s.len == 7 &&
+				memcmp(cell->value.u.s.p, "refused", 7) == 0;
+		}
+	rc = print_rows(o, rows, n);
+	return rc == EXIT_OK && refused ? EXIT_SERVER_ERROR : rc;
+}
+
+/* Prints SHOW/ADMIN rows: a table whose columns are the union of the rows' keys in
+ * first-seen order, or with --json one object per row. Frees rows. */
+static int print_rows(const cli *o, cs_client_row *rows, uint32_t n)
+{
 	sbuf s = {0};
 	if (o->json) {
 		for (uint32_t r = 0; r < n; r++) {
@@ -704,60 +745,68 @@ static int cmd_show(cs_client *c, const cli *o, int argc, char **argv)
 		cs_client_show_free(rows);
 		return EXIT_OK;
 	}
-	/* Columns: every distinct name, first-seen order. */
-	size_t total = 0;
+	/* Columns: every distinct name, first-seen order (at most `total`). */
+	size_t total = 0, ncols = 0;
 	for (uint32_t r = 0; r < n; r++)
 		total += rows[r].ncells;
 	const char **cols = calloc(total ? total : 1, sizeof *cols);
-	size_t *width = calloc(total ? total : 1, sizeof *width);
-	char **cellstr = calloc((size_t)(n ? n : 1) * (total ? total : 1), sizeof *cellstr);
-	if (cols == NULL || width == NULL || cellstr == NULL) {
-		free(cols);
+	if (cols == NULL)
+		goto oom;
+	for (uint32_t r = 0; r < n; r++)
+		for (uint32_t i = 0; i < rows[r].ncells; i++) {
+			const char *name = rows[r].cells[i].name;
+			size_t k;
+			for (k = 0; k < ncols && strcmp(cols[k], name) != 0; k++)
+				;
+			if (k == ncols)
+				cols[ncols++] = name;
+		}
+	size_t ncells = (size_t)(n ? n : 1) * (ncols ? ncols : 1);
+	size_t *width = calloc(ncols ? ncols : 1, sizeof *width);
+	char **cellstr = calloc(ncells, sizeof *cellstr);
+	if (width == NULL || cellstr == NULL) {
 		free(width);
 		free(cellstr);
-		cs_client_show_free(rows);
-		fprintf(stderr, "cachesvc-cli: out of memory\n");
-		return EXIT_BAD_REPLY;
+		free(cols);
+		goto oom;
 	}
-	size_t ncols = 0;
+	for (size_t k = 0; k < ncols; k++)
+		width[k] = display_width(cols[k]);
 	for (uint32_t r = 0; r < n; r++) {
 		for (uint32_t i = 0; i < rows[r].ncells; i++) {
 			const cs_client_cell *cell = &rows[r].cells[i];
 			size_t k;
 			for (k = 0; k < ncols && strcmp(cols[k], cell->name) != 0; k++)
 				;
-			if (k == ncols) {
-				cols[ncols] = cell->name;
-				width[ncols] = display_width(cell->name);
-				ncols++;
-			}
 			sbuf v = {0};
 			fmt_value(&v, &cell->value, 0, false);
 			char *txt = v.p ? v.p : strdup("");
-			free(cellstr[(size_t)r * total + k]);
-			cellstr[(size_t)r * total + k] = txt;
+			free(cellstr[(size_t)r * ncols + k]);
+			cellstr[(size_t)r * ncols + k] = txt;
 			if (txt && display_width(txt) > width[k])
 				width[k] = display_width(txt);
 		}
 	}
 	for (size_t k = 0; k < ncols; k++) {
-		sb_printf(&s, "%s%s", k ? " | " : "", cols[k]);
+		sb_put(&s, " | ", k ? 3 : 0);
+		sb_put(&s, cols[k], strlen(cols[k]));
 		for (size_t w = display_width(cols[k]); w < width[k] && k + 1 < ncols; w++)
 			sb_put(&s, " ", 1);
 	}
 	sb_put(&s, "\n", 1);
 	for (size_t k = 0; k < ncols; k++) {
-		sb_put(&s, k ? "-+-" : "", k ? 3 : 0);
+		sb_put(&s, "-+-", k ? 3 : 0);
 		for (size_t w = 0; w < width[k]; w++)
 			sb_put(&s, "-", 1);
 	}
 	sb_put(&s, "\n", 1);
 	for (uint32_t r = 0; r < n; r++) {
 		for (size_t k = 0; k < ncols; k++) {
-			const char *t = cellstr[(size_t)r * total + k];
+			const char *t = cellstr[(size_t)r * ncols + k];
 			if (t == NULL)
 				t = "";
-			sb_printf(&s, "%s%s", k ? " | " : "", t);
+			sb_put(&s, " | ", k ? 3 : 0);
+			sb_put(&s, t, strlen(t)); /* any length: sb_printf would cut it */
 			for (size_t w = display_width(t); w < width[k] && k + 1 < ncols; w++)
 				sb_put(&s, " ", 1);
 		}
@@ -766,13 +815,18 @@ static int cmd_show(cs_client *c, const cli *o, int argc, char **argv)
 	sb_printf(&s, "(%u row%s)\n", n, n == 1 ? "" : "s");
 	fputs(s.p, stdout);
 	free(s.p);
-	for (size_t i = 0; i < (size_t)(n ? n : 1) * (total ? total : 1); i++)
+	for (size_t i = 0; i < ncells; i++)
 		free(cellstr[i]);
 	free(cellstr);
 	free(cols);
 	free(width);
 	cs_client_show_free(rows);
 	return EXIT_OK;
+oom:
+	cs_client_show_free(rows);
+	free(s.p);
+	fprintf(stderr, "cachesvc-cli: out of memory\n");
+	return EXIT_BAD_REPLY;
 }
 
 static int cmd_ping(cs_client *c, const cli *o)
@@ -902,7 +956,8 @@ static int parse_url(char *url, cs_client_options *opt)
 /* ---- Running commands -------------------------------------------------------------------- */
 
 static const char *const commands[] = {
-        "get", "refresh", "mget", "invalidate", "stats", "ping", "show", NULL};
+        "get", "refresh", "mget", "invalidate", "stats", "ping", "show", "pause", "resume",
+        "reload", NULL};
 
 static volatile sig_atomic_t interrupted;
 
@@ -926,6 +981,8 @@ static int run_command(cs_client *c, const cli *o, int argc, char **argv)
 	char **args = argv + 1;
 	if (k == 6)
 		return cmd_show(c, o, nargs, args);
+	if (k >= 7)
+		return cmd_admin(c, o, commands[k], nargs, args);
 	if (k >= 4 && nargs != 0) {
 		fprintf(stderr, "cachesvc-cli: %s takes no arguments\n", argv[0]);
 		return EXIT_USAGE;

@@ -427,11 +427,16 @@ int cs_proto_write_empty(cs_buf *b, uint32_t reqid, uint8_t op)
 
 /* ---- SHOW -------------------------------------------------------------------------------- */
 
-size_t cs_proto_show_begin(cs_buf *b, uint32_t reqid)
+size_t cs_proto_rows_begin(cs_buf *b, uint8_t op, uint32_t reqid)
 {
-	size_t off = cs_proto_begin(b, CS_OP_REPLY_FLAG | CS_OP_SHOW, reqid);
+	size_t off = cs_proto_begin(b, CS_OP_REPLY_FLAG | op, reqid);
 	put(b, "\xdd\0\0\0\0", 5); /* array32, count patched by cs_proto_show_end */
 	return off;
+}
+
+size_t cs_proto_show_begin(cs_buf *b, uint32_t reqid)
+{
+	return cs_proto_rows_begin(b, CS_OP_SHOW, reqid);
 }
 
 int cs_proto_show_row(cs_buf *b, const cs_show_cell *cells, uint32_t n)
@@ -471,19 +476,45 @@ void cs_proto_show_end(cs_buf *b, size_t off, uint32_t nrows)
 	cs_proto_end(b, off);
 }
 
-int cs_proto_write_show(cs_buf *b, uint32_t reqid, const char *what)
+/* A request whose body maps keys[i] to vals[i] (strings of at most CS_PROTO_MAX_NAME
+ * bytes; a NULL value leaves its key out). */
+static int write_names(cs_buf *b, uint8_t op, uint32_t reqid, const char *const *keys,
+        const char *const *vals, int n)
 {
-	size_t wl = strlen(what);
-	if (wl > CS_PROTO_MAX_NAME)
-		return -CS_ERR_BAD_PARAMS;
+	uint32_t present = 0;
+	for (int i = 0; i < n; i++) {
+		if (vals[i] != NULL && strlen(vals[i]) > CS_PROTO_MAX_NAME)
+			return -CS_ERR_BAD_PARAMS;
+		present += vals[i] != NULL;
+	}
 	if (b->failed)
 		return -CS_ERR_TOO_LARGE;
 	size_t start = b->len;
-	size_t off = cs_proto_begin(b, CS_OP_SHOW, reqid);
+	size_t off = cs_proto_begin(b, op, reqid);
 	msgpack_packer pk;
 	packer(&pk, b);
-	(void)msgpack_pack_map(&pk, 1);
-	(void)pack_cstr(&pk, "what");
-	(void)msgpack_pack_str_with_body(&pk, what, wl);
+	(void)msgpack_pack_map(&pk, present);
+	for (int i = 0; i < n; i++) {
+		if (vals[i] == NULL)
+			continue;
+		(void)pack_cstr(&pk, keys[i]);
+		(void)msgpack_pack_str_with_body(&pk, vals[i], strlen(vals[i]));
+	}
 	return frame_done(b, start, off);
+}
+
+int cs_proto_write_show(cs_buf *b, uint32_t reqid, const char *what)
+{
+	static const char *const keys[] = {"what"};
+	const char *vals[] = {what};
+	return write_names(b, CS_OP_SHOW, reqid, keys, vals, 1);
+}
+
+int cs_proto_write_admin(cs_buf *b, uint32_t reqid, const char *op, const char *query)
+{
+	static const char *const keys[] = {"op", "q"};
+	const char *vals[] = {op, query};
+	if (op == NULL)
+		return -CS_ERR_BAD_PARAMS;
+	return write_names(b, CS_OP_ADMIN, reqid, keys, vals, 2);
 }

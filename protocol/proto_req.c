@@ -353,36 +353,64 @@ int cs_proto_decode_empty(const uint8_t *body, uint32_t len)
 	return -CS_ERR_PROTOCOL;
 }
 
+/* A map whose values are all strings of at most CS_PROTO_MAX_NAME bytes: SHOW and ADMIN.
+ * vals[i]/lens[i] get keys[i]'s value (NULL/0 when absent); every key in `required` (a bit
+ * per index) must be present. */
+static int decode_names(const uint8_t *body, uint32_t len, const char *const *keys,
+        unsigned required, const char *op, const char **vals, uint32_t *lens, dctx *d)
+{
+	mp_reader r;
+	mp_obj m, k, v;
+	mp_init(&r, body, len);
+	int rc = next(&r, &m, d);
+	if (rc != 0)
+		return rc;
+	if (m.kind != MP_MAP)
+		return hard(d, "%s body must be a map", op);
+	for (int i = 0; keys[i] != NULL; i++) {
+		vals[i] = NULL;
+		lens[i] = 0;
+	}
+	unsigned seen = 0;
+	for (uint32_t i = 0; i < m.len; i++) {
+		if ((rc = read_key(&r, &k, d)) != 0)
+			return rc;
+		int key = match_key(&k, keys, &seen, d);
+		if (key < 0)
+			return key;
+		if ((rc = next(&r, &v, d)) != 0)
+			return rc;
+		if (v.kind != MP_STR || v.len > CS_PROTO_MAX_NAME)
+			return hard(d, "\"%s\" must be a string of at most %d bytes", keys[key],
+			        CS_PROTO_MAX_NAME);
+		vals[key] = (const char *)v.data;
+		lens[key] = v.len;
+	}
+	for (int i = 0; keys[i] != NULL; i++)
+		if ((required & (1u << i)) && !(seen & (1u << i)))
+			return hard(d, "%s needs \"%s\"", op, keys[i]);
+	return finish(&r, d, 0);
+}
+
 int cs_proto_decode_show(const uint8_t *body, uint32_t len, const char **what, uint32_t *what_len,
         char *err, size_t errlen)
 {
 	static const char *const keys[] = {"what", NULL};
 	dctx d = {err, errlen, 0, ""};
-	mp_reader r;
-	mp_obj m, k, v;
-	mp_init(&r, body, len);
-	int rc = next(&r, &m, &d);
+	return decode_names(body, len, keys, 1u, "SHOW", what, what_len, &d);
+}
+
+int cs_proto_decode_admin(
+        const uint8_t *body, uint32_t len, cs_admin_req *out, char *err, size_t errlen)
+{
+	static const char *const keys[] = {"op", "q", NULL};
+	dctx d = {err, errlen, 0, ""};
+	const char *vals[2];
+	uint32_t lens[2];
+	int rc = decode_names(body, len, keys, 1u, "ADMIN", vals, lens, &d);
 	if (rc != 0)
 		return rc;
-	if (m.kind != MP_MAP)
-		return hard(&d, "SHOW body must be a map");
-	*what = NULL;
-	*what_len = 0;
-	unsigned seen = 0;
-	for (uint32_t i = 0; i < m.len; i++) {
-		if ((rc = read_key(&r, &k, &d)) != 0)
-			return rc;
-		int key = match_key(&k, keys, &seen, &d);
-		if (key < 0)
-			return key;
-		if ((rc = next(&r, &v, &d)) != 0)
-			return rc;
-		if (v.kind != MP_STR || v.len > CS_PROTO_MAX_NAME)
-			return hard(&d, "\"what\" must be a string of at most %d bytes", CS_PROTO_MAX_NAME);
-		*what = (const char *)v.data;
-		*what_len = v.len;
-	}
-	if ((seen & 1u) != 1u)
-		return hard(&d, "SHOW needs \"what\"");
-	return finish(&r, &d, 0);
+	*out = (cs_admin_req){ .op = vals[0], .op_len = lens[0], .query = vals[1],
+		.query_len = lens[1] };
+	return 0;
 }

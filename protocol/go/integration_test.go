@@ -295,7 +295,7 @@ func TestIntegrationErrors(t *testing.T) {
 	// The pool replaces a connection closed by a protocol error.
 	cl := openClient(t, Options{Addr: addr, Token: token, PoolSize: 1})
 	pc, _ := cl.Conn(ctx)
-	if _, err := pc.sendRaw(ctx, 0x09, []byte{0xc0}).Wait(); !errors.Is(err, ErrProtocol) {
+	if _, err := pc.sendRaw(ctx, 0x0a, []byte{0xc0}).Wait(); !errors.Is(err, ErrProtocol) {
 		t.Fatalf("unknown opcode: %v", err)
 	}
 	if r, err := cl.Get(ctx, Q("go_types", 1)); err != nil || r.Rows[0][0] != int64(1) {

@@ -236,8 +236,8 @@ test('a lone request timing out with no frame since it was sent drops the connec
 test('a protocol error closes the connection; the client reconnects for the next call', { skip: SKIP }, async () => {
   await c.ping();
   const conn = c._conn;
-  // opcode 0x09 is no request: the server answers protocol and closes
-  await rejectsWith(conn.request(0x09, null, (b) => b, 5000), Codes.PROTOCOL);
+  // opcode 0x0a is no request: the server answers protocol and closes
+  await rejectsWith(conn.request(0x0a, null, (b) => b, 5000), Codes.PROTOCOL);
   assert.ok(conn.dead, 'connection closed after the protocol error');
   await rejectsWith(conn.request(0x02, null, (b) => b, 5000), Codes.CLOSED);
   assert.deepEqual((await c.get('nc_name', [8])).rows, [[8, 'name 8']]);
