@@ -1367,9 +1367,11 @@ static void lookup_start(lookup *l)
 
 /* ---- Admin INVALIDATE and pause ---------------------------------------------------------- */
 
-/* A paused query bypasses the cache (lookup_start), exactly as a request with "bypass":
- * its answers come from PostgreSQL, nothing is stored, and the invalidator keeps deleting
- * its keys meanwhile, so a resume serves only entries that stayed correct. */
+static void bump_generation(cs_engine *e, qstate *qs);
+
+/* A paused query's requests bypass the cache (lookup_start), exactly as a request with
+ * "bypass": their answers come from PostgreSQL and store nothing. Resume bumps the
+ * generation, so entries from before the pause are never served again. */
 int cs_engine_pause(cs_engine *e, const char *name, size_t len, bool pause, bool *changed)
 {
 	qstate *qs = qtable_find(e->qt, name, len);
@@ -1379,8 +1381,16 @@ int cs_engine_pause(cs_engine *e, const char *name, size_t len, bool pause, bool
 	if (*changed)
 		cs_info("query %s %s by an admin request%s", qs->def->name,
 			pause ? "paused" : "resumed",
-			pause ? ": served from PostgreSQL, nothing cached, until resumed" : "");
+			pause ? ": served from PostgreSQL, nothing cached, until resumed"
+			      : ": a new generation, then served from the cache");
 	qs->paused = pause;
+	/* A query is paused because its cache is suspect: what was stored before the pause
+	 * (or by a fill in flight across it) is not served again. Until Redis confirms the
+	 * bump, its requests bypass the cache, as after a reload's change. */
+	if (*changed && !pause) {
+		qs->gen_known = false;
+		bump_generation(e, qs);
+	}
 	return 0;
 }
 

@@ -198,6 +198,10 @@ static void on_reloaded(void *arg, int result, const char *err)
 static void on_reload(evutil_socket_t sig, short what, void *arg)
 {
 	daemon_state *d = arg;
+	if (d->stopping) { /* an ADMIN reload deferred to a loop turn that came after SIGTERM */
+		reload_answer(d, -1, "shutting down: no reload");
+		return;
+	}
 	if (d->reloading) {
 		d->reload_again = true; /* after the one being checked */
 		return;
@@ -514,7 +518,8 @@ out:
 	 * through the server's callbacks, which need the server and its clients alive; the
 	 * server is draining (SIGTERM), so nothing they read reaches the engine again. Then
 	 * the server writes those answers out and closes the clients. */
-	cs_engine_free(d.engine);
+	cs_engine_free(d.engine); /* ends a reload check in progress: on_reloaded answers */
+	reload_answer(&d, -1, "shutting down: no reload"); /* one deferred past the loop's end */
 	cs_server_free(d.server);
 	if (d.base && cs_resolver_drain(d.base) > 0)
 		cs_warn("shutdown: a DNS resolver still had lookups in flight");

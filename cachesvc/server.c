@@ -72,6 +72,7 @@ typedef struct client {
 	uint64_t since_us;    /* when accepted */
 	bool authed;
 	bool admin;	     /* may send INVALIDATE, SHOW and ADMIN (admin_token, or none set) */
+	uint64_t hello_epoch; /* the token epoch of the HELLO that granted admin */
 	bool paused;	     /* reading stopped: in-flight bound or output backlog */
 	bool close_on_flush; /* protocol error: close once the error frame is out */
 	bool in_read;	     /* inside client_read: closing is fine, freeing waits for its end */
@@ -133,6 +134,8 @@ struct cs_server {
 	cs_ratelimit auth_log;
 	cs_server_reload_fn *reload;
 	void *reload_arg;
+	uint64_t token_epoch;	      /* see token_epoch() */
+	char *seen_auth, *seen_admin; /* the tokens of token_epoch */
 	cs_get_req mget_scratch[CS_PROTO_MAX_MGET];
 };
 
@@ -484,18 +487,44 @@ static bool token_eq(const char *want, const cs_hello_req *h)
 }
 
 /* The HELLO's token: 2 admin (the admin token, or any accepted HELLO when no admin token is
- * set), 1 data requests only, 0 refused. A token matching neither configured token is
- * refused even where no auth_token is set: a client that meant the admin token learns at
- * HELLO that it is wrong. */
+ * set), 1 data requests only, 0 refused. Without an auth_token any other token (or none) is
+ * a data client, as it was before admin_token existed: a wrong admin token then learns so
+ * at its first admin request. */
 static int hello_role(const cs_config *cfg, const cs_hello_req *h)
 {
 	if (cfg->admin_token != NULL && token_eq(cfg->admin_token, h))
 		return 2;
-	if (cfg->auth_token != NULL)
-		return token_eq(cfg->auth_token, h) ? (cfg->admin_token ? 1 : 2) : 0;
-	if (cfg->admin_token == NULL)
-		return 2;
-	return h->token == NULL ? 1 : 0;
+	if (cfg->auth_token != NULL && !token_eq(cfg->auth_token, h))
+		return 0;
+	return cfg->admin_token ? 1 : 2;
+}
+
+static bool str_same(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* The token epoch: it moves when a reload changes auth_token or admin_token. Admin rights
+ * granted at a HELLO of an older epoch are void (a rotated or newly set admin token must
+ * not leave old connections admin); the client says HELLO again. */
+static uint64_t token_epoch(cs_server *s)
+{
+	const cs_config *cfg = cfg_of(s);
+	if (!str_same(cfg->auth_token, s->seen_auth) || !str_same(cfg->admin_token, s->seen_admin)) {
+		char *a = cfg->auth_token ? strdup(cfg->auth_token) : NULL;
+		char *d = cfg->admin_token ? strdup(cfg->admin_token) : NULL;
+		if ((cfg->auth_token && !a) || (cfg->admin_token && !d)) {
+			free(a);
+			free(d);
+			return s->token_epoch + 1; /* out of memory: a new epoch every call, no grant */
+		}
+		free(s->seen_auth);
+		free(s->seen_admin);
+		s->seen_auth = a;
+		s->seen_admin = d;
+		s->token_epoch++;
+	}
+	return s->token_epoch;
 }
 
 /* Admin requests: INVALIDATE, SHOW and ADMIN need the admin token when one is set. */
@@ -648,7 +677,8 @@ static void handle_show(client *c, const cs_frame *f)
 	rc = clients ? show_clients(s, &sc) : cs_engine_show(s->engine, what, show_row, &sc);
 	/* the reply's cap is an MGET's: past client_output_hard_limit, output_check would
 	 * close the connection with no error frame */
-	if (rc == 0 && s->out.len > CS_MIN(cfg_of(s)->client_output_hard, MGET_REPLY_MAX))
+	if (rc == 0 && client_queued(c) + s->out.len > CS_MIN(cfg_of(s)->client_output_hard,
+				MGET_REPLY_MAX))
 		rc = -CS_ERR_TOO_LARGE;
 	if (rc == 0 && !s->out.failed)
 		cs_proto_show_end(&s->out, off, sc.nrows);
@@ -781,6 +811,7 @@ static void handle_frame(client *c, const cs_frame *f)
 		} else {
 			c->authed = true;
 			c->admin = role == 2;
+			c->hello_epoch = token_epoch(s);
 			cs_buf_reset(&s->out);
 			(void)cs_proto_write_hello_reply(&s->out, f->reqid, CS_PROTO_VERSION, SERVER_NAME,
 				cfg->max_frame);
@@ -794,9 +825,10 @@ static void handle_frame(client *c, const cs_frame *f)
 		send_error(c, f->reqid, CS_ERR_AUTH, "HELLO with the auth token first");
 		return;
 	}
-	/* The admin token is checked at the request, not only at HELLO: a reload may set it
-	 * after this client said HELLO (c->admin is from the config of that moment). */
-	if (op_is_admin(f->opcode) && cfg->admin_token != NULL && !(c->authed && c->admin)) {
+	/* Admin rights are from a HELLO under the tokens in force now: a reload that set or
+	 * rotated a token voids them (token_epoch). */
+	if (op_is_admin(f->opcode) && cfg->admin_token != NULL &&
+		!(c->authed && c->admin && c->hello_epoch == token_epoch(s))) {
 		snprintf(err, sizeof err, "%s is an admin request: HELLO with the admin token first",
 			cs_op_name(f->opcode));
 		send_error(c, f->reqid, CS_ERR_AUTH, err);
@@ -1302,6 +1334,8 @@ void cs_server_free(cs_server *s)
 	if (s->frame_sweep)
 		event_free(s->frame_sweep);
 	cs_buf_free(&s->out);
+	free(s->seen_auth);
+	free(s->seen_admin);
 	free(s);
 }
 

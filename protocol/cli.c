@@ -1307,6 +1307,7 @@ static int run_interactive(cs_client **cp, const cs_client_options *opt, const c
 			cs_client_free(*cp); /* reconnect for the next command */
 			*cp = NULL;
 		}
+		fflush(stdout); /* each answer as it comes, also into a pipe */
 		free(line);
 	}
 #ifdef HAVE_LIBEDIT
@@ -1341,6 +1342,8 @@ int main(int argc, char **argv)
 	cli o = {false, false, CS_CLIENT_TIER_DEFAULT, 0, false};
 	opt.client_name = "cachesvc-cli";
 	opt.token = getenv("CACHESVC_TOKEN");
+	if (opt.token && opt.token[0] == '\0')
+		opt.token = NULL; /* CACHESVC_TOKEN= : no token */
 	long repeat = 1;
 	bool repeat_set = false, latency = false;
 	double interval = 0;

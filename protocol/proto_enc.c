@@ -483,7 +483,7 @@ static int write_names(cs_buf *b, uint8_t op, uint32_t reqid, const char *const 
 {
 	uint32_t present = 0;
 	for (int i = 0; i < n; i++) {
-		if (vals[i] != NULL && strlen(vals[i]) > CS_PROTO_MAX_NAME)
+		if (vals[i] != NULL && (vals[i][0] == '\0' || strlen(vals[i]) > CS_PROTO_MAX_NAME))
 			return -CS_ERR_BAD_PARAMS;
 		present += vals[i] != NULL;
 	}

@@ -380,8 +380,8 @@ static int decode_names(const uint8_t *body, uint32_t len, const char *const *ke
 			return key;
 		if ((rc = next(&r, &v, d)) != 0)
 			return rc;
-		if (v.kind != MP_STR || v.len > CS_PROTO_MAX_NAME)
-			return hard(d, "\"%s\" must be a string of at most %d bytes", keys[key],
+		if (v.kind != MP_STR || v.len < 1 || v.len > CS_PROTO_MAX_NAME)
+			return hard(d, "\"%s\" must be a string of 1 to %d bytes", keys[key],
 			        CS_PROTO_MAX_NAME);
 		vals[key] = (const char *)v.data;
 		lens[key] = v.len;
