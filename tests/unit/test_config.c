@@ -13,6 +13,9 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "config_value.h"
+#include "log.h"
+#include "redis_url.h"
 
 static const char *doc_path;     /* argv[1]: cachesvc/CONFIG.md */
 static const char *example_path; /* argv[2]: cachesvc/cachesvc.ini.example */
@@ -830,13 +833,13 @@ static void test_mask_conninfo(void **state)
 	};
 	char buf[256];
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		cs_config_mask_conninfo(cases[i].in, buf, sizeof(buf));
+		cs_log_mask_conninfo(cases[i].in, buf, sizeof(buf));
 		assert_string_equal(buf, cases[i].out);
 	}
 	/* truncation stays NUL-terminated */
-	cs_config_mask_conninfo("host=averyveryverylonghostname", buf, 8);
+	cs_log_mask_conninfo("host=averyveryverylonghostname", buf, 8);
 	assert_int_equal(strlen(buf), 7);
-	cs_config_mask_conninfo(NULL, buf, sizeof(buf));
+	cs_log_mask_conninfo(NULL, buf, sizeof(buf));
 	assert_string_equal(buf, "");
 }
 
