@@ -16,15 +16,10 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
-#include <ini.h>
-
 #include "config_int.h"
 #include "config_value.h"
 #include "sql_placeholders.h"
 
-/* Longest physical line accepted. inih is fed by read_config_line(), which refuses longer
- * lines before inih sees them: inih would otherwise split them silently. */
-#define MAX_LINE 65536
 /* Largest config file read. */
 #define MAX_FILE (16u << 20)
 
@@ -315,13 +310,8 @@ static bool check_object_name(const char *s, size_t len, char *why, size_t whyle
 }
 
 /* ------------------------------------------------------------------------------------------
- * Reading the file: inih, fed line by line
- *
- * Debian's inih 55 has runtime options (ini_max_line, ...) but truncates section names to 49
- * bytes, silently splits lines longer than its buffer, and calls the handler only for
- * key = value lines. So read_config_line() hands it one physical line at a time, refuses
- * over-long lines and NUL bytes, and classifies every line exactly as inih will (header,
- * key, continuation) to track sections, line numbers and continuation lines itself.
+ * Reading the file: config_ini.c's calls into raw sections of raw entries (text values with
+ * their line numbers), checked for unknown and duplicate sections and keys set twice.
  * ---------------------------------------------------------------------------------------- */
 
 struct raw_entry {
@@ -338,28 +328,15 @@ struct raw_section {
 	int nentries, cap;
 };
 
-enum line_kind {
-	LINE_BLANK,        /* blank or comment */
-	LINE_SECTION,      /* [header] */
-	LINE_KEY,          /* key = value */
-	LINE_CONTINUATION, /* indented line after a key: more of its value */
-	LINE_BAD,          /* inih reports it as an error */
-};
-
 struct loader {
 	const char *path;
 	char *text;
-	size_t len, pos;
-	int lineno;      /* physical line being handed to inih */
-	bool line_start; /* the next chunk starts a new physical line */
-	bool prev_key;   /* mirrors inih's prev_name: a key line since the last header */
-	enum line_kind line_kind;
+	size_t len, pos; /* text[pos..len) is parsed (pos skips a UTF-8 BOM) */
 	struct raw_section *secs;
 	int nsecs, cap;
 	int replicas_cap, queries_cap; /* capacity of cfg->replicas and cfg->queries */
 	bool failed;
-	int err_line; /* line of the first error, 0 = none given */
-	char *err;    /* CS_CONFIG_ERRLEN */
+	char *err; /* CS_CONFIG_ERRLEN */
 };
 
 static void fail_at(struct loader *ld, int lineno, const char *fmt, ...)
@@ -370,7 +347,6 @@ static void fail_at(struct loader *ld, int lineno, const char *fmt, ...)
 	if (ld->failed)
 		return;
 	ld->failed = true;
-	ld->err_line = lineno;
 	int n = lineno > 0 ? snprintf(ld->err, CS_CONFIG_ERRLEN, "%s:%d: ", ld->path, lineno)
 	                   : snprintf(ld->err, CS_CONFIG_ERRLEN, "%s: ", ld->path);
 	if (n < 0 || n >= CS_CONFIG_ERRLEN)
@@ -390,8 +366,9 @@ static void section_label(const struct raw_section *sec, char *buf, size_t len)
 }
 
 /* A "[kind name]" header: validates it and opens a new raw section. */
-static void section_begin(struct loader *ld, const char *text, size_t len)
+static bool on_section(void *priv, int lineno, const char *text, size_t len)
 {
+	struct loader *ld = priv;
 	char qv[80];
 	const char *s = text, *end = text + len;
 	while (s < end && isspace((unsigned char)*s))
@@ -415,234 +392,135 @@ static void section_begin(struct loader *ld, const char *text, size_t len)
 	if (k < 0) {
 		char tmp[80];
 		snprintf(tmp, sizeof(tmp), "%.*s", (int)len, text);
-		fail_at(ld, ld->lineno,
+		fail_at(ld, lineno,
 		        "unknown section [%s] (expected cachesvc, redis, primary, replica NAME, "
 		        "query NAME or invalidator)",
 		        cs_cfg_quote(tmp, qv, sizeof(qv)));
-		return;
+		return false;
 	}
 	const struct section_def *sd = &cs_cfg_sections[k];
 	char why[128];
 	if (sd->named && !check_object_name(name, namelen, why, sizeof(why))) {
 		char tmp[80];
 		snprintf(tmp, sizeof(tmp), "%.*s", (int)namelen, name);
-		fail_at(ld, ld->lineno, "[%s %s]: %s", sd->name, cs_cfg_quote(tmp, qv, sizeof(qv)),
+		fail_at(ld, lineno, "[%s %s]: %s", sd->name, cs_cfg_quote(tmp, qv, sizeof(qv)),
 		        why);
-		return;
+		return false;
 	}
 	if (!sd->named && namelen > 0) {
-		fail_at(ld, ld->lineno, "[%s] takes no name", sd->name);
-		return;
+		fail_at(ld, lineno, "[%s] takes no name", sd->name);
+		return false;
 	}
 	for (int i = 0; i < ld->nsecs; i++) {
 		const struct raw_section *o = &ld->secs[i];
 		if (o->kind != (enum section_kind)k)
 			continue;
 		if (!sd->named) {
-			fail_at(ld, ld->lineno, "duplicate section [%s] (first at line %d)",
+			fail_at(ld, lineno, "duplicate section [%s] (first at line %d)",
 			        sd->name, o->lineno);
-			return;
+			return false;
 		}
 		if (strlen(o->name) == namelen && memcmp(o->name, name, namelen) == 0) {
-			fail_at(ld, ld->lineno, "duplicate [%s %s] (first at line %d)", sd->name,
+			fail_at(ld, lineno, "duplicate [%s %s] (first at line %d)", sd->name,
 			        o->name, o->lineno);
-			return;
+			return false;
 		}
 	}
 	if (!grow_array((void **)&ld->secs, &ld->cap, ld->nsecs + 1, sizeof(*ld->secs))) {
-		fail_at(ld, ld->lineno, "out of memory");
-		return;
+		fail_at(ld, lineno, "out of memory");
+		return false;
 	}
 	struct raw_section *sec = &ld->secs[ld->nsecs++];
 	sec->kind = (enum section_kind)k;
 	memcpy(sec->name, name, namelen);
 	sec->name[namelen] = '\0';
-	sec->lineno = ld->lineno;
+	sec->lineno = lineno;
+	return true;
 }
 
-/* Where inih's find_chars_or_comment() stops: the first of `chars`, or a ';' that follows
- * whitespace (an inline comment). */
-static const char *find_char_or_comment(const char *s, const char *end, const char *chars)
+static struct raw_section *current_section(struct loader *ld, int lineno, const char *name)
 {
-	bool was_space = false;
-	for (; s < end; s++) {
-		if (strchr(chars, *s) || (was_space && *s == ';'))
-			return s;
-		was_space = isspace((unsigned char)*s) != 0;
+	if (ld->nsecs == 0) {
+		fail_at(ld, lineno, "%s: key outside any section", name);
+		return NULL;
 	}
-	return end;
+	return &ld->secs[ld->nsecs - 1];
 }
 
-/* Classifies the physical line at ld->pos as inih will; opens sections. False on error. */
-static bool begin_line(struct loader *ld)
+/* An indented line after a key line: appended to that key's value after a '\n'. */
+static bool on_continuation(void *priv, int lineno, const char *value)
 {
-	const char *line = ld->text + ld->pos;
-	const char *nl = memchr(line, '\n', ld->len - ld->pos);
-	const char *end = nl ? nl : ld->text + ld->len;
-	ld->lineno++;
-	if (end - line > MAX_LINE - 3) {
-		fail_at(ld, ld->lineno, "line longer than %d bytes", MAX_LINE - 3);
+	struct loader *ld = priv;
+	struct raw_section *sec = &ld->secs[ld->nsecs - 1]; /* a key line came before */
+	struct raw_entry *e = &sec->entries[sec->nentries - 1];
+	size_t a = strlen(e->value), b = strlen(value);
+	char *p = realloc(e->value, a + b + 2);
+	if (!p) {
+		fail_at(ld, lineno, "out of memory");
 		return false;
 	}
-	while (end > line && isspace((unsigned char)end[-1]))
-		end--;
-	const char *start = line;
-	while (start < end && isspace((unsigned char)*start))
-		start++;
-	if (start == end || *start == ';' || *start == '#') {
-		ld->line_kind = LINE_BLANK;
-	} else if (ld->prev_key && start > line) {
-		ld->line_kind = LINE_CONTINUATION;
-	} else if (*start == '[') {
-		const char *rb = find_char_or_comment(start + 1, end, "]");
-		if (rb < end && *rb == ']') {
-			ld->line_kind = LINE_SECTION;
-			ld->prev_key = false;
-			section_begin(ld, start + 1, (size_t)(rb - start - 1));
-		} else {
-			ld->line_kind = LINE_BAD;
-		}
-	} else {
-		const char *eq = find_char_or_comment(start, end, "=:");
-		if (eq < end && (*eq == '=' || *eq == ':')) {
-			ld->line_kind = LINE_KEY;
-			ld->prev_key = eq > start;
-		} else {
-			ld->line_kind = LINE_BAD;
-		}
-	}
-	return !ld->failed;
+	p[a] = '\n';
+	memcpy(p + a + 1, value, b + 1);
+	e->value = p;
+	return true;
 }
 
-/* inih's reader, fgets() semantics over the file text. */
-static char *read_config_line(char *str, int num, void *stream)
+static bool on_key(void *priv, int lineno, const char *name, const char *value)
 {
-	struct loader *ld = stream;
-	if (ld->failed || ld->pos >= ld->len || num < 2)
-		return NULL;
-	if (ld->line_start) {
-		if (!begin_line(ld))
-			return NULL;
-	}
-	const char *p = ld->text + ld->pos;
-	size_t rest = ld->len - ld->pos;
-	const char *nl = memchr(p, '\n', rest);
-	size_t n = nl ? (size_t)(nl - p) + 1 : rest;
-	if (n > (size_t)num - 1)
-		n = (size_t)num - 1;
-	memcpy(str, p, n);
-	str[n] = '\0';
-	ld->pos += n;
-	ld->line_start = str[n - 1] == '\n';
-	return str;
-}
-
-static int on_ini_value(void *user, const char *section, const char *name, const char *value)
-{
-	struct loader *ld = user;
-	(void)section; /* inih truncates section names; begin_line() tracks sections */
-	if (ld->failed)
-		return 1;
-	if (ld->nsecs == 0) {
-		fail_at(ld, ld->lineno, "%s: key outside any section", name);
-		return 1;
-	}
-	struct raw_section *sec = &ld->secs[ld->nsecs - 1];
-	if (ld->line_kind == LINE_CONTINUATION && sec->nentries > 0) {
-		struct raw_entry *e = &sec->entries[sec->nentries - 1];
-		size_t a = strlen(e->value), b = strlen(value);
-		char *p = realloc(e->value, a + b + 2);
-		if (!p) {
-			fail_at(ld, ld->lineno, "out of memory");
-			return 1;
-		}
-		p[a] = '\n';
-		memcpy(p + a + 1, value, b + 1);
-		e->value = p;
-		return 1;
-	}
+	struct loader *ld = priv;
+	struct raw_section *sec = current_section(ld, lineno, name);
+	if (!sec)
+		return false;
 	for (int i = 0; i < sec->nentries; i++) {
 		if (strcasecmp(sec->entries[i].key, name) == 0) {
 			char label[100];
 			section_label(sec, label, sizeof(label));
-			fail_at(ld, ld->lineno, "%s %s: set twice (first at line %d)", label, name,
+			fail_at(ld, lineno, "%s %s: set twice (first at line %d)", label, name,
 			        sec->entries[i].lineno);
-			return 1;
+			return false;
 		}
 	}
 	if (!grow_array(
 	            (void **)&sec->entries, &sec->cap, sec->nentries + 1, sizeof(*sec->entries))) {
-		fail_at(ld, ld->lineno, "out of memory");
-		return 1;
+		fail_at(ld, lineno, "out of memory");
+		return false;
 	}
 	struct raw_entry *e = &sec->entries[sec->nentries];
 	e->key = strdup(name);
 	e->value = strdup(value);
-	e->lineno = ld->lineno;
+	e->lineno = lineno;
 	if (!e->key || !e->value) {
 		free(e->key);
 		free(e->value);
-		fail_at(ld, ld->lineno, "out of memory");
-		return 1;
+		fail_at(ld, lineno, "out of memory");
+		return false;
 	}
 	sec->nentries++;
-	return 1;
+	return true;
 }
 
-/* Debian's inih keeps its options in globals; set them for our parse and restore them.
- * So cs_config_load() must not run concurrently with another inih parse in the process
- * (cachesvc is single-threaded; SIGHUP reloads run on the loop). */
-struct ini_options {
-	bool multiline, bom, inline_comments, use_stack, realloc_, stop_first, no_value;
-	int max_line, initial_alloc;
-	char *inline_prefixes, *start_prefixes;
-};
-
-static void ini_options_save(struct ini_options *o)
+/* Parses the file text into ld->secs. False with the error in ld->err. */
+static bool read_sections(struct loader *ld)
 {
-	o->multiline = ini_allow_multiline;
-	o->bom = ini_allow_bom;
-	o->inline_comments = ini_allow_inline_comments;
-	o->use_stack = ini_use_stack;
-	o->realloc_ = ini_allow_realloc;
-	o->stop_first = ini_stop_on_first_error;
-	o->no_value = ini_allow_no_value;
-	o->max_line = ini_max_line;
-	o->initial_alloc = ini_initial_alloc;
-	o->inline_prefixes = ini_inline_comment_prefixes;
-	o->start_prefixes = ini_start_comment_prefixes;
-}
-
-static void ini_options_restore(const struct ini_options *o)
-{
-	ini_allow_multiline = o->multiline;
-	ini_allow_bom = o->bom;
-	ini_allow_inline_comments = o->inline_comments;
-	ini_use_stack = o->use_stack;
-	ini_allow_realloc = o->realloc_;
-	ini_stop_on_first_error = o->stop_first;
-	ini_allow_no_value = o->no_value;
-	ini_max_line = o->max_line;
-	ini_initial_alloc = o->initial_alloc;
-	ini_inline_comment_prefixes = o->inline_prefixes;
-	ini_start_comment_prefixes = o->start_prefixes;
-}
-
-static void ini_options_set_ours(void)
-{
-	static char inline_prefixes[] = ";";
-	static char start_prefixes[] = ";#";
-	ini_allow_multiline = true;
-	ini_allow_bom = false; /* load_file() strips it */
-	ini_allow_inline_comments = true;
-	ini_use_stack = false;
-	ini_allow_realloc = true;
-	ini_stop_on_first_error = false;
-	ini_allow_no_value = false;
-	ini_max_line = MAX_LINE;
-	ini_initial_alloc = 512;
-	ini_inline_comment_prefixes = inline_prefixes;
-	ini_start_comment_prefixes = start_prefixes;
+	static const cs_ini_handler handler = {on_section, on_key, on_continuation};
+	int line;
+	switch (cs_ini_parse(ld->text + ld->pos, ld->len - ld->pos, &handler, ld, &line)) {
+	case CS_INI_OK:
+	case CS_INI_STOPPED: /* a handler failed: ld->err says why */
+		break;
+	case CS_INI_SYNTAX:
+		fail_at(ld, line,
+		        "syntax error (expected [section], key = value, or an indented "
+		        "continuation line)");
+		break;
+	case CS_INI_LONG_LINE:
+		fail_at(ld, line, "line longer than %d bytes", CS_INI_MAX_LINE);
+		break;
+	case CS_INI_NOMEM:
+		fail_at(ld, 0, "out of memory");
+		break;
+	}
+	return !ld->failed;
 }
 
 static bool load_file(struct loader *ld)
@@ -1149,7 +1027,7 @@ static void loader_free(struct loader *ld)
 
 cs_config *cs_config_load(const char *path, char errbuf[CS_CONFIG_ERRLEN])
 {
-	struct loader ld = {.path = path ? path : "(null)", .err = errbuf, .line_start = true};
+	struct loader ld = {.path = path ? path : "(null)", .err = errbuf};
 	char why[CS_CONFIG_ERRLEN];
 	errbuf[0] = '\0';
 	if (path == NULL) {
@@ -1161,21 +1039,7 @@ cs_config *cs_config_load(const char *path, char errbuf[CS_CONFIG_ERRLEN])
 		return NULL;
 	}
 
-	struct ini_options saved;
-	ini_options_save(&saved);
-	ini_options_set_ours();
-	int rc = ini_parse_stream(read_config_line, &ld, on_ini_value, &ld);
-	ini_options_restore(&saved);
-	if (rc == -2 && !ld.failed)
-		fail_at(&ld, 0, "out of memory");
-	if (rc > 0 && (!ld.failed || ld.err_line == 0 || rc < ld.err_line)) {
-		/* inih found a line that is neither [section], key = value nor a continuation */
-		ld.failed = false;
-		fail_at(&ld, rc,
-		        "syntax error (expected [section], key = value, or an indented "
-		        "continuation line)");
-	}
-	if (ld.failed) {
+	if (!read_sections(&ld)) {
 		loader_free(&ld);
 		return NULL;
 	}

@@ -2,7 +2,7 @@
  * and the table itself (config.c), and the helpers one file defines for another.
  *
  * The configuration is one concern split by grammar: config.c (the key table, loading,
- * defaults, cross-key checks, reload; for now also the INI reading), config_value.c (value
+ * defaults, cross-key checks, reload), config_ini.c (the INI reader), config_value.c (value
  * parsers and per-key checks), config_invalidate_on.c (the invalidate_on grammar),
  * config_show.c ("show config"). Pure helpers with users outside the configuration have
  * their own headers: config_value.h (numbers, durations, sizes), sql_placeholders.h,
@@ -111,6 +111,37 @@ static inline const char *cs_cfg_skip_space(const char *s)
 		s++;
 	return s;
 }
+
+/* ------------------------------------------------------------------------------------------
+ * The INI reader (config_ini.c; its opening comment gives the grammar)
+ * ---------------------------------------------------------------------------------------- */
+
+/* Longest line accepted, in bytes without its '\n'. */
+#define CS_INI_MAX_LINE 65533
+
+enum cs_ini_result {
+	CS_INI_OK,        /* every line read */
+	CS_INI_STOPPED,   /* a handler returned false */
+	CS_INI_SYNTAX,    /* a line that is no header, key line, continuation or comment */
+	CS_INI_LONG_LINE, /* a line longer than CS_INI_MAX_LINE */
+	CS_INI_NOMEM,     /* out of memory */
+};
+
+/* The calls of one parse, in line order. Strings are NUL-terminated, trimmed as the
+ * grammar says, and valid only during the call. Returning false stops the parse. */
+typedef struct cs_ini_handler {
+	/* "[text]": text is what lies between the brackets, untrimmed. */
+	bool (*section)(void *priv, int lineno, const char *text, size_t len);
+	/* "name = value": name may be empty ("= value"). */
+	bool (*key)(void *priv, int lineno, const char *name, const char *value);
+	/* An indented line after a key line: more of that key's value. */
+	bool (*continuation)(void *priv, int lineno, const char *value);
+} cs_ini_handler;
+
+/* Parses text[0..len) (no NUL bytes in it). Returns CS_INI_OK, or stops at the first line
+ * that is not and returns why, with that line in *err_line (1-based). */
+enum cs_ini_result cs_ini_parse(
+        const char *text, size_t len, const cs_ini_handler *h, void *priv, int *err_line);
 
 /* ------------------------------------------------------------------------------------------
  * Value parsers and checks (config_value.c)

@@ -780,7 +780,7 @@ static void test_hostile_files(void **state)
 	memset(text + n, 'x', big);
 	strcpy(text + n + big, "\n");
 	assert_load_error(text, "cachesvc.ini:4: line longer than", NULL);
-	/* a long line under the limit works: no silent split at inih's 200 bytes */
+	/* a long line under the limit works: no silent split (inih's was 200 bytes) */
 	n = snprintf(text, 256, BASE "[query q]\nsql = SELECT 1");
 	memset(text + n, ' ', 5000);
 	strcpy(text + n + 5000, "+ $1\nparams = a:int8\n");
@@ -813,6 +813,55 @@ static void test_hostile_files(void **state)
 }
 
 /* ---- masking, show, reload ---------------------------------------------------------- */
+
+/* The INI grammar of config_ini.c, pinned as Debian's inih 55 read it (the configs written
+ * for it keep their meaning). */
+static void test_ini_grammar(void **state)
+{
+	(void)state;
+	/* inline comments after whitespace in key lines; "key: value"; CRLF; comment and blank
+	 * lines inside a continued value skipped; a continuation line is taken whole, " ;"
+	 * included; text after a header's ']' ignored */
+	cs_config *cfg = load_ok("\xEF\xBB\xBF" BASE "[cachesvc] ; c\r\n"
+	                         "log_level: debug ; inline\r\n"
+	                         "[query q]  trailing\n"
+	                         "sql = SELECT $1 ;c\n"
+	                         "\n"
+	                         "  ; comment\n"
+	                         "  # comment\n"
+	                         "\t+ 0 -- a ;b\n"
+	                         "params=a:int8\t;x\n");
+	assert_string_equal(cfg->log_level, "debug");
+	assert_string_equal(cfg->queries[0].sql, "SELECT $1\n+ 0 -- a ;b");
+	cs_config_free(cfg);
+	/* a ';' glued to a value is part of it */
+	assert_load_error(BASE "[query q]\nsql = SELECT $1\nparams=a:int8;x\n", "cachesvc.ini:5:",
+	        "[query q] params:", NULL);
+	/* an empty key name is a key line ("" is no key) and starts no continuation */
+	assert_load_error(BASE "[cachesvc]\n= x\n  y = 1\n", "cachesvc.ini:4: [cachesvc] : unknown key",
+	        NULL);
+	assert_load_error(BASE "[cachesvc]\nlog_level = info\n  more\n",
+	        "cachesvc.ini:4: [cachesvc] log_level: must be debug", NULL);
+	/* syntax errors, first in line order */
+	assert_load_error(BASE "[cachesvc\n[nope]\n", "cachesvc.ini:3: syntax error", NULL);
+	assert_load_error(BASE "[cachesvc ;]\n", "cachesvc.ini:3: syntax error", NULL);
+	assert_load_error(BASE "[cachesvc]\nflag\n", "cachesvc.ini:4: syntax error", NULL);
+	assert_load_error(BASE "[cachesvc]\na ;b = c\n", "cachesvc.ini:4: syntax error", NULL);
+	/* the whole file is read before keys are checked */
+	assert_load_error(BASE "[cachesvc]\nx = 1\nx\n", "cachesvc.ini:5: syntax error", NULL);
+	assert_load_error("key = 1\n" BASE, "cachesvc.ini:1: key: key outside any section", NULL);
+	/* the longest line: 65533 bytes before its '\n' */
+	size_t n = 65533 + 1;
+	char *text = malloc(sizeof(BASE) + n + 64);
+	assert_non_null(text);
+	int h = snprintf(text, 64 + sizeof(BASE), BASE "[cachesvc]\n");
+	memset(text + h, ';', n - 1);
+	strcpy(text + h + n - 1, "\n");
+	cs_config_free(load_ok(text));
+	strcpy(text + h + n - 1, ";\n");
+	assert_load_error(text, "cachesvc.ini:4: line longer than 65533 bytes", NULL);
+	free(text);
+}
 
 static void test_mask_conninfo(void **state)
 {
@@ -1152,6 +1201,7 @@ int main(int argc, char **argv)
 	        cmocka_unit_test(test_invalidate_on),
 	        cmocka_unit_test(test_validation_errors),
 	        cmocka_unit_test(test_hostile_files),
+	        cmocka_unit_test(test_ini_grammar),
 	        cmocka_unit_test(test_mask_conninfo),
 	        cmocka_unit_test(test_show_masks_secrets),
 	        cmocka_unit_test(test_show_round_trip),
