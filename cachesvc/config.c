@@ -148,8 +148,6 @@ const struct key_def cs_cfg_keys[] = {
                 0, 0, cs_cfg_check_namespace,
                 "prefix of every key, channel and script's key; empty = \"cs\" for db 0, "
                 "\"cs<db>\" otherwise"},
-        {SEC_REDIS, "lease", KT_DURATION, CFG(lease_ms), "0", NO_KIND_DEF, KF_RELOAD, 0, MIN_MS,
-                NULL, "cross-process miss lease; 0 = off"},
 
         /* [primary] */
         {SEC_PRIMARY, "conninfo", KT_STRING, CFG(primary_conninfo), NULL, NO_KIND_DEF,

@@ -157,7 +157,6 @@ typedef struct cs_config {
 	char *redis_url;                  /* redis://[:password@]host:port/db or unix:///path */
 	int64_t redis_timeout_ms;
 	char *redis_namespace;            /* NULL = derived from the db (cs_config_namespace) */
-	int64_t lease_ms;                 /* cross-process miss lease, 0 = off */
 
 	/* [primary] */
 	char *primary_conninfo;

@@ -251,7 +251,6 @@ static void test_service_defaults(void **state)
 	assert_string_equal(cfg->log_level, "info");
 	assert_string_equal(cfg->redis_url, "redis://127.0.0.1:6379/0");
 	assert_int_equal(cfg->redis_timeout_ms, 1000);
-	assert_int_equal(cfg->lease_ms, 0);
 	assert_int_equal(cfg->primary_pool_size, 4);
 	assert_false(cfg->inval_enabled);
 	assert_string_equal(cfg->inval_slot, "cachesvc");
@@ -481,7 +480,7 @@ static void test_key_types(void **state)
 	        {"redis", "url", "redis://host:0", false, "port must be 1..65535"},
 	        {"redis", "url", "redis://host/x", false, "database must be a number"},
 	        {"redis", "url", "", false, "must not be empty"},
-	        {"redis", "lease", "100ms", true, NULL},
+	        {"redis", "lease", "100ms", false, "unknown key"}, /* removed: nothing read it */
 	        {"primary", "pool_size", "0", false, "out of range 1..256"},
 	        {"primary", "pool_size", "257", false, "out of range 1..256"},
 	        {"invalidator", "slot", "Bad-Slot", false, "a-z 0-9 _"},
