@@ -17,7 +17,6 @@
 #include <netinet/in.h>
 
 #include "config_int.h"
-#include "config_value.h"
 #include "sql_placeholders.h"
 
 /* Largest config file read. */
@@ -584,166 +583,6 @@ static bool load_file(struct loader *ld)
  * Applying values
  * ---------------------------------------------------------------------------------------- */
 
-/* Parses `v` as kd's type into base + kd->offset. False with the reason in why. */
-static bool parse_key_value(
-        const struct key_def *kd, const char *v, void *base, char *why, size_t whylen)
-{
-	void *field = cs_cfg_field(base, kd);
-	char qv[80];
-	int64_t i64 = 0;
-	uint64_t u64 = 0;
-	double d = 0;
-	const char *what = NULL, *hint = "";
-	switch (kd->type) {
-	case KT_STRING: {
-		char **sp = field;
-		if (*v == '\0') {
-			if (!(kd->flags & KF_NULLABLE)) {
-				snprintf(why, whylen, "must not be empty");
-				return false;
-			}
-			free(*sp);
-			*sp = NULL;
-			return true;
-		}
-		if (kd->check && !kd->check(v, why, whylen))
-			return false;
-		char *copy = strdup(v);
-		if (!copy) {
-			snprintf(why, whylen, "out of memory");
-			return false;
-		}
-		free(*sp);
-		*sp = copy;
-		return true;
-	}
-	case KT_INT:
-		if (!cs_parse_int64(v, &i64)) {
-			what = "integer";
-			break;
-		}
-		goto range;
-	case KT_DURATION:
-		if (!cs_parse_duration(v, &i64)) {
-			what = "duration";
-			hint = " (e.g. 250ms, 30s, 10m, 1h, 2d)";
-			break;
-		}
-		goto range;
-	case KT_PERCENT:
-		if (!cs_parse_percent(v, &i64)) {
-			what = "percentage";
-			hint = " (e.g. 10%)";
-			break;
-		}
-		goto range;
-	case KT_SIZE32:
-	case KT_SIZE64:
-		if (!cs_parse_size(v, &u64)) {
-			what = "size";
-			hint = " (e.g. 512, 64kB, 1MB, 1GB)";
-			break;
-		}
-		if (u64 > (uint64_t)INT64_MAX) {
-			snprintf(why, whylen, "%s out of range", cs_cfg_quote(v, qv, sizeof(qv)));
-			return false;
-		}
-		i64 = (int64_t)u64;
-		goto range;
-	case KT_DOUBLE:
-		if (!cs_parse_double(v, &d)) {
-			what = "number";
-			break;
-		}
-		if (d < (double)kd->min || d > (double)kd->max) {
-			snprintf(why, whylen, "%s out of range %" PRId64 "..%" PRId64,
-			        cs_cfg_quote(v, qv, sizeof(qv)), kd->min, kd->max);
-			return false;
-		}
-		*(double *)field = d;
-		return true;
-	case KT_BOOL:
-		if (!cs_parse_bool(v, field)) {
-			what = "boolean";
-			hint = " (true/false, yes/no, on/off, 1/0)";
-			break;
-		}
-		return true;
-	case KT_KIND:
-		for (int i = 0; i < 3; i++) {
-			if (strcasecmp(v, cs_cfg_kind_names[i]) == 0) {
-				*(cs_query_kind *)field = (cs_query_kind)i;
-				return true;
-			}
-		}
-		what = "kind";
-		hint = " (row, list or aggregate)";
-		break;
-	case KT_TIERS: {
-		unsigned set = 0;
-		const char *s = v;
-		for (;;) {
-			char word[32];
-			size_t n = strcspn(s, ",");
-			cs_tier t;
-			if (!cs_cfg_copy_collapsed(s, n, word, sizeof(word)) || !cs_tier_parse(word, &t)) {
-				snprintf(why, whylen,
-				        "bad tier list %s (comma list of critical, default, batch)",
-				        cs_cfg_quote(v, qv, sizeof(qv)));
-				return false;
-			}
-			set |= 1u << t;
-			s += n;
-			if (*s == '\0')
-				break;
-			s++;
-		}
-		*(unsigned *)field = set;
-		return true;
-	}
-	case KT_PARAMS:
-		return cs_cfg_parse_params(v, base, why, whylen);
-	case KT_INVALIDATE:
-		return cs_cfg_parse_invalidate_on(v, base, why, whylen);
-	}
-	if (what) {
-		snprintf(why, whylen, "bad %s %s%s", what, cs_cfg_quote(v, qv, sizeof(qv)), hint);
-		return false;
-	}
-range:
-	if (i64 < kd->min || i64 > kd->max) {
-		char lo[32], hi[32];
-		if (kd->type == KT_DURATION) {
-			snprintf(lo, sizeof(lo), "%" PRId64 "ms", kd->min);
-			snprintf(hi, sizeof(hi), "%" PRId64 "ms", kd->max);
-		} else {
-			snprintf(lo, sizeof(lo), "%" PRId64, kd->min);
-			snprintf(hi, sizeof(hi), "%" PRId64, kd->max);
-		}
-		snprintf(why, whylen, "%s out of range %s..%s", cs_cfg_quote(v, qv, sizeof(qv)), lo,
-		        hi);
-		return false;
-	}
-	switch (kd->type) {
-	case KT_INT:
-	case KT_PERCENT:
-		*(int *)field = (int)i64;
-		break;
-	case KT_DURATION:
-		*(int64_t *)field = i64;
-		break;
-	case KT_SIZE32:
-		*(uint32_t *)field = (uint32_t)i64;
-		break;
-	case KT_SIZE64:
-		*(uint64_t *)field = (uint64_t)i64;
-		break;
-	default:
-		break;
-	}
-	return true;
-}
-
 /* Applies the text defaults of every key of `kind` to base (the built-in table cannot fail
  * except for lack of memory). */
 static bool apply_defaults(enum section_kind kind, void *base, char *why, size_t whylen)
@@ -752,7 +591,7 @@ static bool apply_defaults(enum section_kind kind, void *base, char *why, size_t
 		const struct key_def *kd = &cs_cfg_keys[i];
 		if (kd->section != kind || kd->def == NULL)
 			continue;
-		if (!parse_key_value(kd, kd->def, base, why, whylen))
+		if (!cs_cfg_parse_value(kd, kd->def, base, why, whylen))
 			return false;
 	}
 	return true;
@@ -790,7 +629,7 @@ static bool apply_kind_defaults(cs_query_def *q, uint64_t set, char *why, size_t
 			*(int64_t *)cs_cfg_field(q, kd) = q->ttl_ms;
 		else if (strcmp(def, "$ttl+swr") == 0)
 			*(int64_t *)cs_cfg_field(q, kd) = q->ttl_ms + q->stale_while_revalidate_ms;
-		else if (!parse_key_value(kd, def, q, why, whylen))
+		else if (!cs_cfg_parse_value(kd, def, q, why, whylen))
 			return false;
 	}
 	return true;
@@ -920,7 +759,7 @@ static bool apply_section(struct loader *ld, cs_config *cfg, const struct raw_se
 			continue;
 		}
 		set |= 1ull << i;
-		if (!parse_key_value(kd, e->value, base, why, sizeof(why))) {
+		if (!cs_cfg_parse_value(kd, e->value, base, why, sizeof(why))) {
 			fail_at(ld, e->lineno, "%s %s: %s", label, kd->name, why);
 			return false;
 		}

@@ -2,8 +2,9 @@
  * and the table itself (config.c), and the helpers one file defines for another.
  *
  * The configuration is one concern split by grammar: config.c (the key table, loading,
- * defaults, cross-key checks, reload), config_ini.c (the INI reader), config_value.c (value
- * parsers and per-key checks), config_invalidate_on.c (the invalidate_on grammar),
+ * defaults, cross-key checks, reload), config_ini.c (the INI reader), config_value.c (a
+ * value of each key type, and the checks of string keys), config_invalidate_on.c (the
+ * invalidate_on grammar),
  * config_show.c ("show config"). Pure helpers with users outside the configuration have
  * their own headers: config_value.h (numbers, durations, sizes), sql_placeholders.h,
  * redis_url.h, log.h (masking secrets). Not installed, not for other modules. */
@@ -147,6 +148,11 @@ enum cs_ini_result cs_ini_parse(
  * Value parsers and checks (config_value.c)
  * ---------------------------------------------------------------------------------------- */
 
+/* Parses `v` as kd's type into base + kd->offset (base: the cs_config, cs_replica_def or
+ * cs_query_def of kd's section), replacing what the field held. False with the reason in
+ * why. */
+bool cs_cfg_parse_value(
+        const struct key_def *kd, const char *v, void *base, char *why, size_t whylen);
 /* Copies s[0..n) into out (size outlen) with runs of whitespace collapsed and the ends
  * trimmed. Returns false when it does not fit. */
 bool cs_cfg_copy_collapsed(const char *s, size_t n, char *out, size_t outlen);
