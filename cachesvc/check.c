@@ -11,6 +11,7 @@
 #include <libpq-fe.h>
 
 #include "log.h"
+#include "redis_url.h"
 
 #define CHECK_TIMEOUT "5"
 
@@ -43,7 +44,7 @@ static PGconn *connect_blocking(const char *conninfo)
 	PGconn *c = PQconnectdbParams(kw, val, 1);
 	if (c && PQstatus(c) != CONNECTION_OK) {
 		char masked[512], msg[512];
-		cs_config_mask_conninfo(conninfo, masked, sizeof masked);
+		cs_log_mask_conninfo(conninfo, masked, sizeof masked);
 		snprintf(msg, sizeof msg, "%s", PQerrorMessage(c));
 		chomp(msg);
 		cs_warn("check: cannot connect to %s: %s", masked, msg);
@@ -177,7 +178,7 @@ static bool server_reachable(const char *what, const char *conninfo, char *err, 
 		return true;
 	chomp(msg);
 	char masked[512];
-	cs_config_mask_conninfo(conninfo, masked, sizeof masked);
+	cs_log_mask_conninfo(conninfo, masked, sizeof masked);
 	append(err, errlen, "%s: cannot reach %s: %s", what, masked, msg);
 	return false;
 }

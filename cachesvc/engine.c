@@ -2357,8 +2357,12 @@ static int servers_reload(cs_engine *e, const cs_config *cfg, char *err, size_t 
 		bool fresh = true;
 		for (int k = 0; k < nold && fresh; k++)
 			fresh = old[k] != e->servers[i];
-		if (!fresh)
+		if (!fresh) { /* kept: request_timeout and queue_timeout are reloadable */
+			if (cs_pgserver_set_timeouts(e->servers[i], &po) != 0)
+				cs_warn("reload: postgres %s keeps its old statement timeout (out of memory)",
+					cs_pgserver_name(e->servers[i]));
 			continue;
+		}
 		cs_info("reload: postgres %s added", cs_pgserver_name(e->servers[i]));
 		e->stats.server_reloads++;
 		cs_pgserver_set_notify(e->servers[i], on_server_notify, e);

@@ -38,6 +38,8 @@
 #include "params.h"
 #include "util.h"
 #include "keyspace.h"
+#include "log.h"
+#include "redis_url.h"
 #include "verify.h"
 
 /* Exit statuses. */
@@ -223,7 +225,7 @@ static PGconn *pg_connect(const char *conninfo)
 	PGconn *c = PQconnectdbParams(kw, val, 1);
 	char masked[512], msg[512];
 	if (c == NULL || PQstatus(c) != CONNECTION_OK) {
-		cs_config_mask_conninfo(conninfo, masked, sizeof masked);
+		cs_log_mask_conninfo(conninfo, masked, sizeof masked);
 		snprintf(msg, sizeof msg, "%s", c ? PQerrorMessage(c) : "out of memory");
 		chomp(msg);
 		fprintf(stderr, "cachesvc-verify: cannot connect to the primary (%s): %s\n", masked,

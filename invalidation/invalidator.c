@@ -1659,6 +1659,14 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 /* ---- Public API ------------------------------------------------------------------------- */
 
+/* status_interval, and the horizon TTL that follows it: the horizon must outlive several
+ * publications (one per status interval), and stay well inside the fence TTL. */
+static void set_status_interval(cs_inv *inv, const cs_config *cfg)
+{
+	inv->status_interval_ms = cfg->status_interval_ms > 0 ? cfg->status_interval_ms : 1000;
+	inv->horizon_ttl_ms = CS_MIN(inv->fence_ttl_ms / 2, CS_MAX(10 * inv->status_interval_ms, 5000));
+}
+
 static int alloc_query_state(cs_inv *inv, int nq)
 {
 	int *qkeys = calloc((size_t)(nq ? nq : 1), sizeof *qkeys);
@@ -1707,12 +1715,10 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, struct cs_pgse
 	inv->slot = strdup(cfg->inval_slot);
 	inv->publication = strdup(cfg->inval_publication);
 	inv->fence_ttl_ms = cfg->fence_ttl_ms;
-	inv->status_interval_ms = cfg->status_interval_ms > 0 ? cfg->status_interval_ms : 1000;
+	set_status_interval(inv, cfg);
 	inv->receive_timeout_ms = cfg->receive_timeout_ms;
 	inv->eviction_check = cfg->eviction_check;
 	inv->fence_on = cfg->fence;
-	/* The horizon must outlive several publications, and stay well inside the fence TTL. */
-	inv->horizon_ttl_ms = CS_MIN(inv->fence_ttl_ms / 2, CS_MAX(10 * inv->status_interval_ms, 5000));
 	cs_hist_init(&inv->stats.lag_us);
 	inv->map = cs_inv_map_new(cfg);
 	inv->retry = evtimer_new(base, on_retry, inv);
@@ -1792,6 +1798,10 @@ int cs_inv_reload(cs_inv *inv, const cs_config *cfg)
 	 * the slot replays anything unconfirmed with the new definitions. */
 	restart(inv, "query definitions reloaded", false);
 	inv->receive_timeout_ms = cfg->receive_timeout_ms;
+	/* The horizon in Redis has the old TTL, which may not outlive a longer new interval:
+	 * the restart above publishes it again with the new TTL once the stream is back
+	 * (streaming_begins), not one new interval after the last publication. */
+	set_status_interval(inv, cfg);
 	inv->attempt = 0;
 	if (alloc_query_state(inv, cfg->nqueries) != 0) {
 		cs_inv_map_free(m);
