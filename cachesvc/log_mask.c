@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
@@ -64,6 +65,28 @@ static bool is_secret_option(const char *name, size_t n)
 	       (n == 11 && strncmp(name, "sslpassword", 11) == 0);
 }
 
+/* A URI query option's name as libpq reads it: percent-decoded ("pass%77ord" is
+ * "password"). A name that does not decode, or is too long to be a secret option, is not
+ * one. */
+static bool is_secret_uri_option(const char *name, size_t n)
+{
+	char dec[16];
+	size_t d = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (d == sizeof dec)
+			return false;
+		if (name[i] == '%' && i + 2 < n && isxdigit((unsigned char)name[i + 1]) &&
+			isxdigit((unsigned char)name[i + 2])) {
+			char hex[3] = { name[i + 1], name[i + 2], 0 };
+			dec[d++] = (char)strtol(hex, NULL, 16);
+			i += 2;
+		} else {
+			dec[d++] = name[i];
+		}
+	}
+	return is_secret_option(dec, d);
+}
+
 /* scheme://[user[:password]@]...[?k=v&...]; a bare userinfo counts as a secret when
  * bare_is_secret (Redis: "redis://password@host"). Everything after the last '@' before
  * the query string is kept; the password and secret query options become ***. */
@@ -95,7 +118,7 @@ static void mask_uri(const char *s, bool bare_is_secret, struct outbuf *o)
 	while (*p) {
 		size_t n = strcspn(p, "&");
 		size_t kn = strcspn(p, "=&");
-		if (p[kn] == '=' && is_secret_option(p, kn)) {
+		if (p[kn] == '=' && is_secret_uri_option(p, kn)) {
 			out_append(o, p, kn + 1);
 			out_str(o, "***");
 		} else {

@@ -878,6 +878,10 @@ static void test_mask_conninfo(void **state)
 	        {"postgresql://h/db", "postgresql://h/db"},
 	        {"postgresql://u:se@cret@h/db", "postgresql://u:***@h/db"},
 	        {"host=a garbage secret", "host=a garbage ***"},
+	        /* libpq percent-decodes option names: these are passwords too */
+	        {"postgresql://h/db?pass%77ord=hunter2&x=1", "postgresql://h/db?pass%77ord=***&x=1"},
+	        {"postgresql://h/db?%73slpassword=q", "postgresql://h/db?%73slpassword=***"},
+	        {"postgresql://h/db?pass%7word=q", "postgresql://h/db?pass%7word=q"},
 	};
 	char buf[256];
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
