@@ -256,31 +256,6 @@ class SyncConnection(unittest.TestCase):
         srv.join(30)
         c.close()
 
-
-def hello_then(handler):
-    """A TCP handler answering HELLO, then running handler(sock, n)."""
-
-    def run(s, n):
-        op, rid, body = read_request(s)
-        assert op == 1 and body["v"] == 1, body
-        if body.get("token") != "tok":
-            s.sendall(error_reply(rid, 6, "wrong token"))
-            read_request(s)
-            return
-        s.sendall(hello_reply(rid, max_frame=4096))
-        handler(s, n)
-
-    return run
-
-
-def serve_pings(s, n):
-    while (r := read_request(s)) is not None:
-        if r[0] == 2:
-            s.sendall(frame(0x82, r[1], None))
-        else:
-            answer(s, r[1], f"conn{n}")
-
-
     def test_admin_requests(self):
         """show/pause/resume/reload: their frames and replies; an auth error keeps the
         connection; reload waits past the connection's timeout by default."""
@@ -314,6 +289,31 @@ def serve_pings(s, n):
         with self.assertRaises(cachesvc.ClientTimeoutError):
             c.reload(timeout=0.1)
         srv.join()
+
+
+def hello_then(handler):
+    """A TCP handler answering HELLO, then running handler(sock, n)."""
+
+    def run(s, n):
+        op, rid, body = read_request(s)
+        assert op == 1 and body["v"] == 1, body
+        if body.get("token") != "tok":
+            s.sendall(error_reply(rid, 6, "wrong token"))
+            read_request(s)
+            return
+        s.sendall(hello_reply(rid, max_frame=4096))
+        handler(s, n)
+
+    return run
+
+
+def serve_pings(s, n):
+    while (r := read_request(s)) is not None:
+        if r[0] == 2:
+            s.sendall(frame(0x82, r[1], None))
+        else:
+            answer(s, r[1], f"conn{n}")
+
 
 class SyncPool(unittest.TestCase):
     def test_hello_token_and_max_frame(self):
