@@ -481,23 +481,26 @@ test('show, pause, resume, reload: frames and replies; auth keeps the connection
     }
   });
   const c = new Client(opts(srv, { timeout: 200 }));
-  assert.deepEqual(await c.show('queries'), [{ name: 'q1', hits: 2 }, { name: 'q2', x: null }]);
-  await rejectsCode(c.pause('q1'), Codes.AUTH);
-  assert.equal(c.connected, true);
-  assert.deepEqual(await c.resume('q1'), { query: 'q1', paused: false, changed: true });
-  assert.deepEqual(await c.reload(), { reload: 'applied', queries: 2 });
-  await rejectsCode(c.show('nosuch'), Codes.BAD_PARAMS);
-  await rejectsCode(c.pause(), Codes.BAD_ARGUMENT);
-  await rejectsCode(c.show('queries'), Codes.BAD_REPLY);
-  assert.deepEqual(seen, [
-    [8, { what: 'queries' }],
-    [9, { op: 'pause', q: 'q1' }],
-    [9, { op: 'resume', q: 'q1' }],
-    [9, { op: 'reload' }],
-    [8, { what: 'nosuch' }],
-    [8, { what: 'queries' }],
-  ]);
-  assert.equal(srv.accepted, 1);
-  await c.close();
-  await srv.close();
+  try {
+    assert.deepEqual(await c.show('queries'), [{ name: 'q1', hits: 2 }, { name: 'q2', x: null }]);
+    await rejectsCode(c.pause('q1'), Codes.AUTH);
+    assert.equal(c.connected, true);
+    assert.deepEqual(await c.resume('q1'), { query: 'q1', paused: false, changed: true });
+    assert.deepEqual(await c.reload(), { reload: 'applied', queries: 2 });
+    await rejectsCode(c.show('nosuch'), Codes.BAD_PARAMS);
+    await rejectsCode(c.pause(), Codes.BAD_ARGUMENT);
+    await rejectsCode(c.show('queries'), Codes.BAD_REPLY);
+    assert.deepEqual(seen, [
+      [8, { what: 'queries' }],
+      [9, { op: 'pause', q: 'q1' }],
+      [9, { op: 'resume', q: 'q1' }],
+      [9, { op: 'reload' }],
+      [8, { what: 'nosuch' }],
+      [8, { what: 'queries' }],
+    ]);
+    assert.equal(srv.accepted, 1);
+  } finally {
+    await c.close();
+    await srv.close();
+  }
 });
