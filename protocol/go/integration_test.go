@@ -565,8 +565,16 @@ func TestIntegrationAdmin(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(row, map[string]any{"query": "user_orders", "paused": false, "changed": true}) {
 		t.Fatalf("resume: %v %v", row, err)
 	}
-	if s := source(c); s != SourceCache {
-		t.Errorf("resumed user_orders answered from %v", s)
+	// resume starts a new generation: the entry from before the pause is not served; once
+	// the bump is confirmed a miss fills and the cache answers again
+	if s := source(c); s == SourceCache {
+		t.Errorf("resume served user_orders from before the pause")
+	}
+	for deadline := time.Now().Add(10 * time.Second); source(c) != SourceCache; {
+		if time.Now().After(deadline) {
+			t.Fatalf("resumed user_orders never answered from the cache")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	if _, err := c.Pause(ctx, "nosuch"); !errors.Is(err, ErrUnknownQuery) {
 		t.Errorf("pause nosuch: %v", err)
