@@ -34,6 +34,7 @@
 #include "encode.h"
 #include "entry.h"
 #include "fence.h"
+#include "json.h"
 #include "lsn.h"
 #include "params.h"
 #include "util.h"
@@ -607,62 +608,76 @@ static void print_tally_text(const char *label, const tally *t)
 	printf("%s\n", sep[0] == ',' ? ")" : "");
 }
 
-/* A JSON string; bytes outside printable ASCII are written as \u00XX, so the output is
- * valid JSON whatever a key or value holds. */
-static void json_str(const char *s)
+static void json_tally(cs_json *j, const tally *t)
 {
-	putchar('"');
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20 || c >= 0x7f)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
+	cs_json_key(j, "checked");
+	cs_json_uint(j, t->checked);
+	cs_json_key(j, "ok");
+	cs_json_uint(j, t->ok);
+	cs_json_key(j, "stale");
+	cs_json_uint(j, t->stale);
+	cs_json_key(j, "skipped");
+	cs_json_uint(j, skipped_sum(t));
+	cs_json_key(j, "skipped_reasons");
+	cs_json_object(j);
+	for (int i = 0; i < SKIP__COUNT; i++) {
+		cs_json_key(j, skip_names[i]);
+		cs_json_uint(j, t->skipped[i]);
 	}
-	putchar('"');
-}
-
-static void json_tally(const tally *t)
-{
-	printf("\"checked\":%" PRIu64 ",\"ok\":%" PRIu64 ",\"stale\":%" PRIu64
-	       ",\"skipped\":%" PRIu64 ",\"skipped_reasons\":{",
-	        t->checked, t->ok, t->stale, skipped_sum(t));
-	for (int i = 0; i < SKIP__COUNT; i++)
-		printf("%s\"%s\":%" PRIu64, i ? "," : "", skip_names[i], t->skipped[i]);
-	printf("}");
+	cs_json_object_end(j);
 }
 
 static void report_json(const verifier *v, const qrun *runs, int nruns)
 {
-	printf("{");
-	json_tally(&v->total);
-	printf(",\"queries\":{");
+	cs_sb s = CS_SB_INIT;
+	cs_json j;
+	cs_json_init(&j, &s, false);
+	cs_json_object(&j);
+	json_tally(&j, &v->total);
+	cs_json_key(&j, "queries");
+	cs_json_object(&j);
 	for (int i = 0; i < nruns; i++) {
-		printf("%s", i ? "," : "");
-		json_str(runs[i].q->name);
-		printf(":{\"generation\":%" PRIu64 ",\"ordered\":%s,", runs[i].gen,
-		        runs[i].ordered ? "true" : "false");
-		json_tally(&runs[i].t);
-		printf("}");
+		cs_json_key(&j, runs[i].q->name);
+		cs_json_object(&j);
+		cs_json_key(&j, "generation");
+		cs_json_uint(&j, runs[i].gen);
+		cs_json_key(&j, "ordered");
+		cs_json_bool(&j, runs[i].ordered);
+		json_tally(&j, &runs[i].t);
+		cs_json_object_end(&j);
 	}
-	printf("},\"stale_keys\":[");
+	cs_json_object_end(&j);
+	cs_json_key(&j, "stale_keys");
+	cs_json_array(&j);
 	for (int i = 0; i < v->nstale; i++) {
-		const stale_rec *s = &v->stale[i];
+		const stale_rec *st = &v->stale[i];
 		char l[CS_LSN_STRLEN];
-		printf("%s{\"query\":", i ? "," : "");
-		json_str(s->query);
-		printf(",\"key\":");
-		json_str(s->key);
-		printf(",\"lsn\":\"%s\",\"age_ms\":%" PRId64 ",\"diff\":", cs_lsn_format(s->lsn, l),
-		        s->age_ms);
-		json_str(s->diff);
-		printf("}");
+		cs_json_object(&j);
+		cs_json_key(&j, "query");
+		cs_json_str(&j, st->query);
+		cs_json_key(&j, "key");
+		cs_json_str(&j, st->key);
+		cs_json_key(&j, "lsn");
+		cs_json_str(&j, cs_lsn_format(st->lsn, l));
+		cs_json_key(&j, "age_ms");
+		cs_json_int(&j, st->age_ms);
+		cs_json_key(&j, "diff");
+		cs_json_str(&j, st->diff);
+		cs_json_object_end(&j);
 	}
-	printf("],\"stale_keys_truncated\":%s,\"complete\":%s}\n",
-	        v->total.stale > (uint64_t)v->nstale ? "true" : "false",
-	        v->fatal ? "false" : "true");
+	cs_json_array_end(&j);
+	cs_json_key(&j, "stale_keys_truncated");
+	cs_json_bool(&j, v->total.stale > (uint64_t)v->nstale);
+	cs_json_key(&j, "complete");
+	cs_json_bool(&j, !v->fatal);
+	cs_json_object_end(&j);
+	char *t = cs_sb_take(&s);
+	if (t == NULL) {
+		fputs("cachesvc-verify: out of memory writing the report\n", stderr);
+		return;
+	}
+	puts(t);
+	free(t);
 }
 
 /* ---- Main ----------------------------------------------------------------------------------- */
