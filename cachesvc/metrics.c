@@ -100,29 +100,47 @@ static bool put_labels(cs_sb *s, va_list ap)
 	return any;
 }
 
-static void sample_head(cs_sb *s, const char *name, va_list ap)
+/* Writes name, suffix and {labels} (no braces when there are no labels). */
+static void put_series(cs_sb *s, const char *name, const char *suffix, const cs_sb *labels)
 {
 	cs_sb_str(s, name);
-	cs_sb l = CS_SB_INIT;
-	if (put_labels(&l, ap)) {
+	cs_sb_str(s, suffix);
+	if (labels->len > 0) {
 		cs_sb_put(s, "{", 1);
-		cs_sb_put(s, l.p, l.len);
+		cs_sb_put(s, labels->p, labels->len);
 		cs_sb_put(s, "}", 1);
 	}
-	if (l.failed)
+	if (labels->failed)
 		s->failed = true;
+}
+
+static void sample_head(cs_sb *s, const char *name, va_list ap)
+{
+	cs_sb l = CS_SB_INIT;
+	(void)put_labels(&l, ap);
+	put_series(s, name, "", &l);
 	cs_sb_free(&l);
+}
+
+/* Declares the sample's family and writes its name and labels (from ap): the family, or NULL
+ * when it refused the sample (type mismatch, no memory). */
+static family *sample_begin(cs_metrics *m, cs_mtype type, const char *name, const char *help,
+	va_list ap)
+{
+	family *f = family_of(m, type, name, help);
+	if (f != NULL)
+		sample_head(&f->samples, name, ap);
+	return f;
 }
 
 void cs_m(cs_metrics *m, cs_mtype type, const char *name, const char *help, double v, ...)
 {
-	family *f = family_of(m, type, name, help);
-	if (f == NULL)
-		return;
 	va_list ap;
 	va_start(ap, v);
-	sample_head(&f->samples, name, ap);
+	family *f = sample_begin(m, type, name, help, ap);
 	va_end(ap);
+	if (f == NULL)
+		return;
 	if (v != v)
 		cs_sb_str(&f->samples, " NaN\n");
 	else if (v == (double)(int64_t)v && v < 9007199254740992.0 && v > -9007199254740992.0)
@@ -133,14 +151,12 @@ void cs_m(cs_metrics *m, cs_mtype type, const char *name, const char *help, doub
 
 void cs_m_u64(cs_metrics *m, cs_mtype type, const char *name, const char *help, uint64_t v, ...)
 {
-	family *f = family_of(m, type, name, help);
-	if (f == NULL)
-		return;
 	va_list ap;
 	va_start(ap, v);
-	sample_head(&f->samples, name, ap);
+	family *f = sample_begin(m, type, name, help, ap);
 	va_end(ap);
-	cs_sb_printf(&f->samples, " %llu\n", (unsigned long long)v);
+	if (f != NULL)
+		cs_sb_printf(&f->samples, " %llu\n", (unsigned long long)v);
 }
 
 void cs_m_hist(cs_metrics *m, const char *name, const char *help, const cs_hist *h, ...)
@@ -177,19 +193,12 @@ void cs_m_summary(cs_metrics *m, const char *name, const char *help, double sum,
 	cs_sb l = CS_SB_INIT;
 	va_list ap;
 	va_start(ap, count);
-	bool any = put_labels(&l, ap);
+	(void)put_labels(&l, ap);
 	va_end(ap);
-	const char *lp = any ? l.p : "";
-	cs_sb_str(&f->samples, name);
-	cs_sb_str(&f->samples, any ? "_sum{" : "_sum");
-	cs_sb_str(&f->samples, lp);
-	cs_sb_printf(&f->samples, "%s %.17g\n", any ? "}" : "", sum);
-	cs_sb_str(&f->samples, name);
-	cs_sb_str(&f->samples, any ? "_count{" : "_count");
-	cs_sb_str(&f->samples, lp);
-	cs_sb_printf(&f->samples, "%s %llu\n", any ? "}" : "", (unsigned long long)count);
-	if (l.failed)
-		f->samples.failed = true;
+	put_series(&f->samples, name, "_sum", &l);
+	cs_sb_printf(&f->samples, " %.17g\n", sum);
+	put_series(&f->samples, name, "_count", &l);
+	cs_sb_printf(&f->samples, " %llu\n", (unsigned long long)count);
 	cs_sb_free(&l);
 }
 

@@ -80,17 +80,6 @@ static bool is_digit(char c)
 	return c >= '0' && c <= '9';
 }
 
-int cs_hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static char lower(char c)
 {
 	return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
@@ -494,21 +483,21 @@ static void shortest_float(char *buf, size_t len, double v, bool f4)
 	}
 }
 
+/* NaN, Infinity, -Infinity as float and numeric print them; false for a finite value. */
+static bool emit_special(enum special sp, cs_sb *w)
+{
+	static const char *const text[] = {[SP_NAN] = "NaN", [SP_PINF] = "Infinity",
+		[SP_NINF] = "-Infinity"};
+	if (sp == SP_NONE)
+		return false;
+	cs_sb_str(w, text[sp]);
+	return true;
+}
+
 static void emit_float(const pval *pv, cs_sb *w)
 {
-	switch (pv->u.f.sp) {
-	case SP_NAN:
-		cs_sb_str(w, "NaN");
+	if (emit_special(pv->u.f.sp, w))
 		return;
-	case SP_PINF:
-		cs_sb_str(w, "Infinity");
-		return;
-	case SP_NINF:
-		cs_sb_str(w, "-Infinity");
-		return;
-	case SP_NONE:
-		break;
-	}
 	char buf[40];
 	shortest_float(buf, sizeof buf, pv->u.f.v, pv->t == CS_PT_FLOAT4);
 	cs_sb_str(w, buf);
@@ -599,19 +588,8 @@ static void emit_zeros(cs_sb *w, int64_t k)
 
 static void emit_numeric(const pval *pv, cs_sb *w)
 {
-	switch (pv->u.num.sp) {
-	case SP_NAN:
-		cs_sb_str(w, "NaN");
+	if (emit_special(pv->u.num.sp, w))
 		return;
-	case SP_PINF:
-		cs_sb_str(w, "Infinity");
-		return;
-	case SP_NINF:
-		cs_sb_str(w, "-Infinity");
-		return;
-	case SP_NONE:
-		break;
-	}
 	int64_t nd = pv->u.num.ndig, point = pv->u.num.point;
 	if (nd == 0) {
 		cs_sb_ch(w, '0');
@@ -909,6 +887,19 @@ static void emit_ymd(cs_sb *w, int64_t y, int m, int d)
 	cs_sb_printf(w, "%04" PRId64 "-%02d-%02d", y > 0 ? y : 1 - y, m, d);
 }
 
+/* A date: infinity / -infinity, or YYYY-MM-DD followed by `bc` for years before 1 AD (the
+ * canonical text and PostgreSQL's input differ only there). */
+static void emit_date(cs_sb *w, const pval *pv, const char *bc)
+{
+	if (pv->u.date.inf != 0) {
+		emit_inf(w, pv->u.date.inf);
+		return;
+	}
+	emit_ymd(w, pv->u.date.y, pv->u.date.m, pv->u.date.d);
+	if (pv->u.date.y <= 0)
+		cs_sb_str(w, bc);
+}
+
 static void emit_canon(const pval *pv, cs_sb *w)
 {
 	if (pv->null) {
@@ -958,13 +949,7 @@ static void emit_canon(const pval *pv, cs_sb *w)
 		emit_numeric(pv, w);
 		return;
 	case CS_PT_DATE:
-		if (pv->u.date.inf != 0) {
-			emit_inf(w, pv->u.date.inf);
-			return;
-		}
-		emit_ymd(w, pv->u.date.y, pv->u.date.m, pv->u.date.d);
-		if (pv->u.date.y <= 0)
-			cs_sb_str(w, "BC");
+		emit_date(w, pv, "BC");
 		return;
 	case CS_PT_TIMESTAMPTZ:
 		if (pv->u.ts.inf != 0)
@@ -997,13 +982,7 @@ static void emit_pg(const pval *pv, cs_sb *w)
 		}
 		return;
 	case CS_PT_DATE:
-		if (pv->u.date.inf != 0) {
-			emit_inf(w, pv->u.date.inf);
-			return;
-		}
-		emit_ymd(w, pv->u.date.y, pv->u.date.m, pv->u.date.d);
-		if (pv->u.date.y <= 0)
-			cs_sb_str(w, " BC");
+		emit_date(w, pv, " BC");
 		return;
 	case CS_PT_TIMESTAMPTZ: {
 		if (pv->u.ts.inf != 0) {

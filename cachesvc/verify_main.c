@@ -37,6 +37,7 @@
 #include "json.h"
 #include "lsn.h"
 #include "params.h"
+#include "textutil.h"
 #include "util.h"
 #include "keyspace.h"
 #include "verify.h"
@@ -154,13 +155,6 @@ static void note(const verifier *v, const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-static void chomp(char *s)
-{
-	size_t n = strlen(s);
-	while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' '))
-		s[--n] = '\0';
-}
-
 static void sleep_ms(int64_t ms)
 {
 	struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
@@ -226,7 +220,7 @@ static PGconn *pg_connect(const char *conninfo)
 	if (c == NULL || PQstatus(c) != CONNECTION_OK) {
 		cs_config_mask_conninfo(conninfo, masked, sizeof masked);
 		snprintf(msg, sizeof msg, "%s", c ? PQerrorMessage(c) : "out of memory");
-		chomp(msg);
+		cs_chomp(msg);
 		fprintf(stderr, "cachesvc-verify: cannot connect to the primary (%s): %s\n", masked,
 		        msg);
 		PQfinish(c);
@@ -240,7 +234,7 @@ static PGconn *pg_connect(const char *conninfo)
 	                        "SET statement_timeout = '" STATEMENT_TIMEOUT "'");
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
-		chomp(msg);
+		cs_chomp(msg);
 		fprintf(stderr, "cachesvc-verify: cannot set the session up on the primary: %s\n",
 		        msg);
 		PQclear(r);
@@ -375,7 +369,7 @@ static int run_on_primary(verifier *v, const qrun *qr, const char *canon, size_t
 	free(p);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		snprintf(err, errlen, "%s", PQresultErrorMessage(res));
-		chomp(err);
+		cs_chomp(err);
 		PQclear(res);
 		return PQstatus(v->pg) == CONNECTION_OK ? SKIP_QUERY : -1;
 	}
@@ -392,7 +386,7 @@ static int run_on_primary(verifier *v, const qrun *qr, const char *canon, size_t
 	          cs_lsn_parse(PQgetvalue(res, 0, 0), lsn);
 	if (!ok) {
 		snprintf(err, errlen, "pg_current_wal_lsn(): %s", PQresultErrorMessage(res));
-		chomp(err);
+		cs_chomp(err);
 	}
 	PQclear(res);
 	if (!ok)

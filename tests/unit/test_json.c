@@ -1,5 +1,6 @@
-/* test_json.c - the string buffer (protocol/sbuf.c) and the JSON writer (protocol/json.c),
- * linked alone: escaping, commas, numbers, and both buffer modes. */
+/* test_json.c - the string buffer (protocol/sbuf.c), the JSON writer (protocol/json.c) and
+ * protocol/textutil.h, linked alone: escaping, commas, numbers, both buffer modes, chomp,
+ * hex digits and FNV-1a. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 
 #include "json.h"
 #include "sbuf.h"
+#include "textutil.h"
 
 static void test_sb_growable(void **state)
 {
@@ -154,6 +156,26 @@ static void test_json_top_level(void **state)
 	assert_string_equal(render(build_top, false), "{}{\"k\":1}");
 }
 
+static void test_textutil(void **state)
+{
+	(void)state;
+	char s[] = "line one \n \n";
+	cs_chomp(s);
+	assert_string_equal(s, "line one");
+	char e[] = "";
+	cs_chomp(e);
+	assert_string_equal(e, "");
+	assert_int_equal(cs_hex_digit('7'), 7);
+	assert_int_equal(cs_hex_digit('b'), 11);
+	assert_int_equal(cs_hex_digit('F'), 15);
+	assert_int_equal(cs_hex_digit('g'), -1);
+	/* FNV-1a 64 reference values: "" and "a"; chained calls hash the concatenation */
+	assert_true(cs_fnv1a64(CS_FNV1A64_INIT, "", 0) == 0xcbf29ce484222325ULL);
+	assert_true(cs_fnv1a64(CS_FNV1A64_INIT, "a", 1) == 0xaf63dc4c8601ec8cULL);
+	assert_true(cs_fnv1a64(cs_fnv1a64(CS_FNV1A64_INIT, "ab", 2), "c", 1) ==
+	            cs_fnv1a64(CS_FNV1A64_INIT, "abc", 3));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -163,6 +185,7 @@ int main(void)
 	        cmocka_unit_test(test_json_strings),
 	        cmocka_unit_test(test_json_numbers),
 	        cmocka_unit_test(test_json_top_level),
+	        cmocka_unit_test(test_textutil),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
