@@ -268,3 +268,37 @@ cached() {
   [ "$(redis exists "$NS:e:$1:${g:-0}:$2")" = 1 ]
 }
 streaming() { metric_is cachesvc_invalidator_state 3; }
+
+# ---- common set-ups ------------------------------------------------------------------------
+# users_db N [SQL...]: the test database with users(id, name) holding rows 1..N ('user ' || id);
+# any SQL lines given run after the CREATE TABLE and before the rows go in.
+users_db() {
+  local n=$1
+  shift
+  make_db < <(
+    echo "CREATE TABLE users (id bigint PRIMARY KEY, name text);"
+    [ $# -eq 0 ] || printf '%s\n' "$@"
+    echo "INSERT INTO users SELECT i, 'user ' || i FROM generate_series(1, $n) i;"
+  )
+}
+# user_query NAME: a [query NAME] section reading one users row by id, invalidated by that row.
+user_query() {
+  printf '\n[query %s]\nsql = SELECT id, name FROM users WHERE id = $1\nparams = id:int8\ninvalidate_on = users(id = $1)\n' "$1"
+}
+# inval_config FILE QUERY [REPLICAS...]: write_config, user_query QUERY, invalidator_section.
+inval_config() {
+  local f=$1 q=$2
+  shift 2
+  write_config "$f" "$@"
+  user_query "$q" >>"$f"
+  invalidator_section >>"$f"
+}
+# start_streaming CONF [NAME]: start_daemon, then waits (30 s) until its invalidator streams.
+start_streaming() {
+  start_daemon "$@"
+  until_true 30 streaming || fail "${2:-cachesvc}: the invalidator never streamed"
+}
+# filled_now QUERY PARAM...: one GET, then true when the next GET of that key is a hit.
+filled_now() { cli get "$@" >/dev/null 2>&1 && [ "$(src "$@")" = cache ]; }
+# fill QUERY PARAM...: until that key is cached (20 s), or fails.
+fill() { until_true 20 filled_now "$@" || fail "could not get $* cached"; }
