@@ -5,10 +5,7 @@
 # comes back. Uses a private Redis: CLIENT PAUSE would stall every other test.
 . "$(dirname "$0")/daemon_lib.sh"
 
-make_db <<'SQL'
-CREATE TABLE users (id bigint PRIMARY KEY, name text);
-INSERT INTO users SELECT i, 'user ' || i FROM generate_series(1, 20) i;
-SQL
+users_db 20
 RPORT=$(free_port)
 mkdir -p "$WORK/redis"
 start_redis() {
@@ -22,21 +19,10 @@ redis() { redis-cli -p "$RPORT" "$@"; }
 NS=cs # db 0 of the private Redis
 
 FENCE=on
-write_config "$WORK/cs.ini"
+inval_config "$WORK/cs.ini" fx_user
 sed -i "s|^url = .*|url = redis://127.0.0.1:$RPORT/0|" "$WORK/cs.ini"
-cat >>"$WORK/cs.ini" <<'INI'
-
-[query fx_user]
-sql = SELECT id, name FROM users WHERE id = $1
-params = id:int8
-invalidate_on = users(id = $1)
-INI
-invalidator_section >>"$WORK/cs.ini"
 sed -i 's/^status_interval = 100ms/status_interval = 100ms\nfence_ttl = 30s/' "$WORK/cs.ini"
-start_daemon "$WORK/cs.ini" a
-until_true 30 streaming || fail "the invalidator never started streaming"
-filled_now() { cli --json get "$@" >/dev/null && [ "$(cli --json get "$@" | json source)" = cache ]; }
-fill() { until_true 20 filled_now "$@" || fail "could not get $1 $2 cached"; }
+start_streaming "$WORK/cs.ini" a
 slot_confirmed() { primary postgres -c "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '$SLOT'"; }
 
 # --- 1. kill -9 after the commit reached the invalidator, before Redis acknowledged it ---
