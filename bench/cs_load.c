@@ -520,35 +520,17 @@ static void json_hist(cs_json *j, const char *name, const cs_hist *h)
 {
 	cs_json_key(j, name);
 	cs_json_object(j);
-	cs_json_key(j, "count");
-	cs_json_uint(j, cs_hist_count(h));
-	cs_json_key(j, "mean");
-	cs_json_fixed(j, cs_hist_mean(h), 1);
+	cs_json_kv_uint(j, "count", cs_hist_count(h));
+	cs_json_kv_fixed(j, "mean", cs_hist_mean(h), 1);
 	static const struct {
 		const char *name;
 		double q;
 	} qs[] = { { "p50", 0.5 }, { "p90", 0.9 }, { "p99", 0.99 }, { "p999", 0.999 } };
 	for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) {
-		cs_json_key(j, qs[i].name);
-		cs_json_uint(j, cs_hist_quantile(h, qs[i].q));
+		cs_json_kv_uint(j, qs[i].name, cs_hist_quantile(h, qs[i].q));
 	}
-	cs_json_key(j, "max");
-	cs_json_uint(j, cs_hist_max(h));
+	cs_json_kv_uint(j, "max", cs_hist_max(h));
 	cs_json_object_end(j);
-}
-
-/* Appends "key":v (a long) to j. */
-static void json_long(cs_json *j, const char *key, long v)
-{
-	cs_json_key(j, key);
-	cs_json_int(j, v);
-}
-
-/* Appends "key":v with `decimals` digits after the point to j. */
-static void json_fixed(cs_json *j, const char *key, double v, int decimals)
-{
-	cs_json_key(j, key);
-	cs_json_fixed(j, v, decimals);
 }
 
 static void print_result(const settings *s, worker *w, double elapsed)
@@ -585,59 +567,48 @@ static void print_result(const settings *s, worker *w, double elapsed)
 	cs_json j;
 	cs_json_init(&j, &out, false);
 	cs_json_object(&j);
-	cs_json_key(&j, "query");
-	cs_json_str(&j, s->query);
-	cs_json_key(&j, "mode");
-	cs_json_str(&j, s->refresh ? "refresh" : s->bypass ? "bypass" : "get");
-	json_long(&j, "conns", s->conns);
-	json_long(&j, "connected", connected);
-	json_long(&j, "depth", s->depth);
-	json_long(&j, "batch", s->batch);
-	cs_json_key(&j, "dist");
-	cs_json_str(&j, dist[s->dist]);
-	json_fixed(&j, "zipf_s", s->zipf_s, 3);
-	cs_json_key(&j, "key_lo");
-	cs_json_int(&j, s->lo);
-	cs_json_key(&j, "key_hi");
-	cs_json_int(&j, s->hi);
-	json_fixed(&j, "write_pct", s->write_pct, 2);
-	json_fixed(&j, "elapsed_s", elapsed, 3);
-	json_long(&j, "requests", keys);
-	json_long(&j, "ops", ops);
-	json_fixed(&j, "throughput", elapsed > 0 ? (double)keys / elapsed : 0.0, 1);
-	json_fixed(&j, "ops_per_s", elapsed > 0 ? (double)ops / elapsed : 0.0, 1);
+	cs_json_kv_str(&j, "query", s->query);
+	cs_json_kv_str(&j, "mode", s->refresh ? "refresh" : s->bypass ? "bypass" : "get");
+	cs_json_kv_int(&j, "conns", s->conns);
+	cs_json_kv_int(&j, "connected", connected);
+	cs_json_kv_int(&j, "depth", s->depth);
+	cs_json_kv_int(&j, "batch", s->batch);
+	cs_json_kv_str(&j, "dist", dist[s->dist]);
+	cs_json_kv_fixed(&j, "zipf_s", s->zipf_s, 3);
+	cs_json_kv_int(&j, "key_lo", s->lo);
+	cs_json_kv_int(&j, "key_hi", s->hi);
+	cs_json_kv_fixed(&j, "write_pct", s->write_pct, 2);
+	cs_json_kv_fixed(&j, "elapsed_s", elapsed, 3);
+	cs_json_kv_int(&j, "requests", keys);
+	cs_json_kv_int(&j, "ops", ops);
+	cs_json_kv_fixed(&j, "throughput", elapsed > 0 ? (double)keys / elapsed : 0.0, 1);
+	cs_json_kv_fixed(&j, "ops_per_s", elapsed > 0 ? (double)ops / elapsed : 0.0, 1);
 	cs_json_key(&j, "sources");
 	cs_json_object(&j);
-	json_long(&j, "cache", src[0]);
-	json_long(&j, "replica", src[1]);
-	json_long(&j, "primary", src[2]);
+	cs_json_kv_int(&j, "cache", src[0]);
+	cs_json_kv_int(&j, "replica", src[1]);
+	cs_json_kv_int(&j, "primary", src[2]);
 	cs_json_object_end(&j);
-	json_long(&j, "stale", stale);
-	json_fixed(&j, "hit_ratio", answered > 0 ? (double)src[0] / answered : 0.0, 4);
+	cs_json_kv_int(&j, "stale", stale);
+	cs_json_kv_fixed(&j, "hit_ratio", answered > 0 ? (double)src[0] / answered : 0.0, 4);
 	json_hist(&j, "latency_us", &lat);
-	json_long(&j, "writes", writes);
-	json_long(&j, "write_errors", werr);
-	json_fixed(&j, "writes_per_s", elapsed > 0 ? (double)writes / elapsed : 0.0, 1);
+	cs_json_kv_int(&j, "writes", writes);
+	cs_json_kv_int(&j, "write_errors", werr);
+	cs_json_kv_fixed(&j, "writes_per_s", elapsed > 0 ? (double)writes / elapsed : 0.0, 1);
 	json_hist(&j, "write_latency_us", &wlat);
-	json_long(&j, "errors", errors);
+	cs_json_kv_int(&j, "errors", errors);
 	cs_json_key(&j, "errors_by_code");
 	cs_json_object(&j);
 	for (int k = 1; k < ERR_SLOTS; k++)
 		if (errs[k] != 0)
-			json_long(&j, k == 18 ? "other" : cs_client_strerror(slot_code(k)), errs[k]);
+			cs_json_kv_int(&j, k == 18 ? "other" : cs_client_strerror(slot_code(k)), errs[k]);
 	if (connected < s->conns)
-		json_long(&j, "connect", s->conns - connected);
+		cs_json_kv_int(&j, "connect", s->conns - connected);
 	cs_json_object_end(&j);
-	cs_json_key(&j, "first_error");
-	cs_json_str(&j, first);
+	cs_json_kv_str(&j, "first_error", first);
 	cs_json_object_end(&j);
-	char *t = cs_sb_take(&out);
-	if (t == NULL) {
+	if (cs_sb_puts(&out, stdout) != 0)
 		fputs("cs_load: out of memory writing the result\n", stderr);
-		return;
-	}
-	puts(t);
-	free(t);
 }
 
 /* ---------------------------------------------------------------- main */

@@ -604,19 +604,14 @@ static void print_tally_text(const char *label, const tally *t)
 
 static void json_tally(cs_json *j, const tally *t)
 {
-	cs_json_key(j, "checked");
-	cs_json_uint(j, t->checked);
-	cs_json_key(j, "ok");
-	cs_json_uint(j, t->ok);
-	cs_json_key(j, "stale");
-	cs_json_uint(j, t->stale);
-	cs_json_key(j, "skipped");
-	cs_json_uint(j, skipped_sum(t));
+	cs_json_kv_uint(j, "checked", t->checked);
+	cs_json_kv_uint(j, "ok", t->ok);
+	cs_json_kv_uint(j, "stale", t->stale);
+	cs_json_kv_uint(j, "skipped", skipped_sum(t));
 	cs_json_key(j, "skipped_reasons");
 	cs_json_object(j);
 	for (int i = 0; i < SKIP__COUNT; i++) {
-		cs_json_key(j, skip_names[i]);
-		cs_json_uint(j, t->skipped[i]);
+		cs_json_kv_uint(j, skip_names[i], t->skipped[i]);
 	}
 	cs_json_object_end(j);
 }
@@ -633,10 +628,8 @@ static void report_json(const verifier *v, const qrun *runs, int nruns)
 	for (int i = 0; i < nruns; i++) {
 		cs_json_key(&j, runs[i].q->name);
 		cs_json_object(&j);
-		cs_json_key(&j, "generation");
-		cs_json_uint(&j, runs[i].gen);
-		cs_json_key(&j, "ordered");
-		cs_json_bool(&j, runs[i].ordered);
+		cs_json_kv_uint(&j, "generation", runs[i].gen);
+		cs_json_kv_bool(&j, "ordered", runs[i].ordered);
 		json_tally(&j, &runs[i].t);
 		cs_json_object_end(&j);
 	}
@@ -647,31 +640,19 @@ static void report_json(const verifier *v, const qrun *runs, int nruns)
 		const stale_rec *st = &v->stale[i];
 		char l[CS_LSN_STRLEN];
 		cs_json_object(&j);
-		cs_json_key(&j, "query");
-		cs_json_str(&j, st->query);
-		cs_json_key(&j, "key");
-		cs_json_str(&j, st->key);
-		cs_json_key(&j, "lsn");
-		cs_json_str(&j, cs_lsn_format(st->lsn, l));
-		cs_json_key(&j, "age_ms");
-		cs_json_int(&j, st->age_ms);
-		cs_json_key(&j, "diff");
-		cs_json_str(&j, st->diff);
+		cs_json_kv_str(&j, "query", st->query);
+		cs_json_kv_str(&j, "key", st->key);
+		cs_json_kv_str(&j, "lsn", cs_lsn_format(st->lsn, l));
+		cs_json_kv_int(&j, "age_ms", st->age_ms);
+		cs_json_kv_str(&j, "diff", st->diff);
 		cs_json_object_end(&j);
 	}
 	cs_json_array_end(&j);
-	cs_json_key(&j, "stale_keys_truncated");
-	cs_json_bool(&j, v->total.stale > (uint64_t)v->nstale);
-	cs_json_key(&j, "complete");
-	cs_json_bool(&j, !v->fatal);
+	cs_json_kv_bool(&j, "stale_keys_truncated", v->total.stale > (uint64_t)v->nstale);
+	cs_json_kv_bool(&j, "complete", !v->fatal);
 	cs_json_object_end(&j);
-	char *t = cs_sb_take(&s);
-	if (t == NULL) {
+	if (cs_sb_puts(&s, stdout) != 0)
 		fputs("cachesvc-verify: out of memory writing the report\n", stderr);
-		return;
-	}
-	puts(t);
-	free(t);
 }
 
 /* ---- Main ----------------------------------------------------------------------------------- */

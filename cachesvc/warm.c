@@ -1000,68 +1000,46 @@ static void report_json(warm_run *run, const cs_warm_counts *c, const outcome *o
 	cs_json j;
 	cs_json_init(&j, &s, false);
 	cs_json_object(&j);
-	cs_json_key(&j, "status");
-	cs_json_str(&j, oc->status);
-	cs_json_key(&j, "mode");
-	cs_json_str(&j, run->o->refresh ? "refresh" : "get");
-	cs_json_key(&j, "input");
-	cs_json_str(&j, run->ck.input);
-	cs_json_key(&j, "done");
-	cs_json_uint(&j, cs_warm_counts_done(c));
+	cs_json_kv_str(&j, "status", oc->status);
+	cs_json_kv_str(&j, "mode", run->o->refresh ? "refresh" : "get");
+	cs_json_kv_str(&j, "input", run->ck.input);
+	cs_json_kv_uint(&j, "done", cs_warm_counts_done(c));
 	cs_json_key(&j, "total");
 	if (run->total > 0)
 		cs_json_uint(&j, run->total);
 	else
 		cs_json_null(&j);
-	cs_json_key(&j, "filled");
-	cs_json_uint(&j, c->filled);
-	cs_json_key(&j, "refused");
-	cs_json_uint(&j, c->refused);
-	cs_json_key(&j, "already_cached");
-	cs_json_uint(&j, c->cached);
-	cs_json_key(&j, "skipped");
-	cs_json_uint(&j, c->skipped);
-	cs_json_key(&j, "failed");
-	cs_json_uint(&j, c->failed);
-	cs_json_key(&j, "done_before");
-	cs_json_uint(&j, run->done_at_start);
-	cs_json_key(&j, "elapsed_s");
-	cs_json_fixed(&j, oc->elapsed, 3);
-	cs_json_key(&j, "rate");
-	cs_json_fixed(&j, rate, 1);
+	cs_json_kv_uint(&j, "filled", c->filled);
+	cs_json_kv_uint(&j, "refused", c->refused);
+	cs_json_kv_uint(&j, "already_cached", c->cached);
+	cs_json_kv_uint(&j, "skipped", c->skipped);
+	cs_json_kv_uint(&j, "failed", c->failed);
+	cs_json_kv_uint(&j, "done_before", run->done_at_start);
+	cs_json_kv_fixed(&j, "elapsed_s", oc->elapsed, 3);
+	cs_json_kv_fixed(&j, "rate", rate, 1);
 	cs_json_key(&j, "reasons");
 	cs_json_object(&j);
 	for (int r = 0; r < CS_WARM_NREASONS; r++) {
 		if (c->reasons[r] == 0)
 			continue;
-		cs_json_key(&j, cs_warm_reason_name(r));
-		cs_json_uint(&j, c->reasons[r]);
+		cs_json_kv_uint(&j, cs_warm_reason_name(r), c->reasons[r]);
 	}
 	cs_json_object_end(&j);
 	cs_json_key(&j, "first_failures");
 	cs_json_array(&j);
 	for (uint32_t i = 0; i < c->nfailures; i++) {
 		cs_json_object(&j);
-		cs_json_key(&j, "line");
-		cs_json_uint(&j, c->failures[i].line);
-		cs_json_key(&j, "reason");
-		cs_json_str(&j, c->failures[i].reason);
+		cs_json_kv_uint(&j, "line", c->failures[i].line);
+		cs_json_kv_str(&j, "reason", c->failures[i].reason);
 		cs_json_object_end(&j);
 	}
 	cs_json_array_end(&j);
-	cs_json_key(&j, "error");
-	cs_json_str(&j, run->fatal[0] != '\0' ? run->fatal : NULL);
-	cs_json_key(&j, "exit");
-	cs_json_int(&j, oc->exit);
+	cs_json_kv_str(&j, "error", run->fatal[0] != '\0' ? run->fatal : NULL);
+	cs_json_kv_int(&j, "exit", oc->exit);
 	cs_json_object_end(&j);
-	char *t = cs_sb_take(&s);
-	if (t == NULL) {
+	if (cs_sb_puts(&s, stdout) != 0)
 		fputs("cachesvc-warm: out of memory writing the report\n", stderr);
-		return;
-	}
-	puts(t);
 	fflush(stdout);
-	free(t);
 }
 
 static void report(warm_run *run, const cs_warm_counts *c, const outcome *oc)

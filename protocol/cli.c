@@ -122,6 +122,15 @@ static char *sb_text(cs_sb *s)
 	return t;
 }
 
+/* Prints s and a newline, or exits: out of memory. */
+static void sb_puts(cs_sb *s)
+{
+	if (cs_sb_puts(s, stdout) != 0) {
+		fputs("cachesvc-cli: out of memory\n", stderr);
+		exit(EXIT_BAD_REPLY);
+	}
+}
+
 /* ISO-8601 UTC: "2024-01-02T03:04:05.123456Z" (json) or "2024-01-02 03:04:05.123456". */
 static void fmt_ts(cs_sb *s, int64_t sec, uint32_t nsec, bool json, bool tz)
 {
@@ -340,27 +349,20 @@ static void print_json(const cs_client_result *r)
 	char lsn[CS_CLIENT_LSN_STRLEN];
 	uint32_t nc = cs_client_result_ncols(r), nr = cs_client_result_nrows(r);
 	cs_json_object(&j);
-	cs_json_key(&j, "source");
-	cs_json_str(&j, source_name(cs_client_result_source(r)));
-	cs_json_key(&j, "lsn");
-	cs_json_str(&j, cs_client_lsn_format(cs_client_result_lsn(r), lsn));
-	cs_json_key(&j, "age_ms");
-	cs_json_uint(&j, cs_client_result_age_ms(r));
-	cs_json_key(&j, "stale");
-	cs_json_bool(&j, cs_client_result_stale(r));
+	cs_json_kv_str(&j, "source", source_name(cs_client_result_source(r)));
+	cs_json_kv_str(&j, "lsn", cs_client_lsn_format(cs_client_result_lsn(r), lsn));
+	cs_json_kv_uint(&j, "age_ms", cs_client_result_age_ms(r));
+	cs_json_kv_bool(&j, "stale", cs_client_result_stale(r));
 	int stored = cs_client_result_stored(r);
 	if (stored >= 0) { /* only when the server said */
-		cs_json_key(&j, "stored");
-		cs_json_bool(&j, stored);
+		cs_json_kv_bool(&j, "stored", stored);
 	}
 	cs_json_key(&j, "columns");
 	cs_json_array(&j);
 	for (uint32_t c = 0; c < nc; c++) {
 		cs_json_object(&j);
-		cs_json_key(&j, "name");
-		cs_json_str(&j, cs_client_result_col_name(r, c));
-		cs_json_key(&j, "type");
-		cs_json_str(&j, coltype_name(cs_client_result_col_type(r, c)));
+		cs_json_kv_str(&j, "name", cs_client_result_col_name(r, c));
+		cs_json_kv_str(&j, "type", coltype_name(cs_client_result_col_type(r, c)));
 		cs_json_object_end(&j);
 	}
 	cs_json_array_end(&j);
@@ -379,9 +381,7 @@ static void print_json(const cs_client_result *r)
 	}
 	cs_json_array_end(&j);
 	cs_json_object_end(&j);
-	char *t = sb_text(&s);
-	puts(t);
-	free(t);
+	sb_puts(&s);
 }
 
 /* Prints one result or item error; returns the exit code it warrants. */
@@ -396,16 +396,11 @@ static int print_result(const cli *o, const cs_client_result *r)
 			cs_json j;
 			cs_json_init(&j, &s, false);
 			cs_json_object(&j);
-			cs_json_key(&j, "error");
-			cs_json_str(&j, cs_client_strerror(code));
-			cs_json_key(&j, "code");
-			cs_json_int(&j, -code);
-			cs_json_key(&j, "message");
-			cs_json_str(&j, msg);
+			cs_json_kv_str(&j, "error", cs_client_strerror(code));
+			cs_json_kv_int(&j, "code", -code);
+			cs_json_kv_str(&j, "message", msg);
 			cs_json_object_end(&j);
-			char *t = sb_text(&s);
-			puts(t);
-			free(t);
+			sb_puts(&s);
 		}
 		return EXIT_SERVER_ERROR;
 	}
@@ -564,12 +559,9 @@ static int cmd_invalidate(cs_client *c, const cli *o, int argc, char **argv)
 		cs_json j;
 		cs_json_init(&j, &s, false);
 		cs_json_object(&j);
-		cs_json_key(&j, whole ? "generation" : "deleted");
-		cs_json_uint(&j, n);
+		cs_json_kv_uint(&j, whole ? "generation" : "deleted", n);
 		cs_json_object_end(&j);
-		char *t = sb_text(&s);
-		puts(t);
-		free(t);
+		sb_puts(&s);
 	} else
 		printf("%s: %" PRIu64 "\n", whole ? "generation" : "deleted", n);
 	return EXIT_OK;

@@ -214,3 +214,35 @@ void cs_json_double(cs_json *j, double v)
 		cs_fmt_double(j->sb, v);
 	}
 }
+
+/* ---- Key and value ------------------------------------------------------------------------ */
+
+void cs_json_kv_str(cs_json *j, const char *key, const char *s)
+{
+	cs_json_key(j, key);
+	cs_json_str(j, s);
+}
+
+void cs_json_kv_int(cs_json *j, const char *key, int64_t v)
+{
+	cs_json_key(j, key);
+	cs_json_int(j, v);
+}
+
+void cs_json_kv_uint(cs_json *j, const char *key, uint64_t v)
+{
+	cs_json_key(j, key);
+	cs_json_uint(j, v);
+}
+
+void cs_json_kv_bool(cs_json *j, const char *key, bool v)
+{
+	cs_json_key(j, key);
+	cs_json_bool(j, v);
+}
+
+void cs_json_kv_fixed(cs_json *j, const char *key, double v, int decimals)
+{
+	cs_json_key(j, key);
+	cs_json_fixed(j, v, decimals);
+}

@@ -51,6 +51,13 @@ void cs_json_fixed(cs_json *j, double v, int decimals);
  * infinities as the strings "NaN", "Infinity", "-Infinity". */
 void cs_json_double(cs_json *j, double v);
 
+/* A key and its value in one call (cs_json_key, then the value). */
+void cs_json_kv_str(cs_json *j, const char *key, const char *s);
+void cs_json_kv_int(cs_json *j, const char *key, int64_t v);
+void cs_json_kv_uint(cs_json *j, const char *key, uint64_t v);
+void cs_json_kv_bool(cs_json *j, const char *key, bool v);
+void cs_json_kv_fixed(cs_json *j, const char *key, double v, int decimals);
+
 /* Starts a value the caller writes itself into j->sb (with cs_json_quote and the cs_sb
  * functions): places the comma as cs_json_str would. */
 void cs_json_value(cs_json *j);

@@ -79,6 +79,17 @@ char *cs_sb_take(cs_sb *s)
 	return p;
 }
 
+int cs_sb_puts(cs_sb *s, FILE *f)
+{
+	char *t = cs_sb_take(s);
+	if (t == NULL)
+		return -1;
+	fputs(t, f);
+	fputc('\n', f);
+	free(t);
+	return 0;
+}
+
 void cs_sb_free(cs_sb *s)
 {
 	if (!s->bounded)

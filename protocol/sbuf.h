@@ -1,6 +1,7 @@
 /* sbuf.h - a string buffer, the one the engine and the tools build text in: growable (on the
  * heap, NUL-terminated, for whole documents: metrics, JSON, tables) or bounded (over the
- * caller's memory, counting past its end like snprintf, for fixed-size keys). Pure: no I/O.
+ * caller's memory, counting past its end like snprintf, for fixed-size keys). Pure: no I/O
+ * but cs_sb_puts.
  *
  * Puts never fail loudly: a growable buffer that runs out of memory marks itself failed and
  * ignores every later put, so a caller checks once at the end (cs_sb_take). */
@@ -9,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 typedef struct cs_sb {
@@ -63,6 +65,10 @@ void cs_sb_printf(cs_sb *s, const char *fmt, ...) __attribute__((format(printf, 
 /* A growable buffer's text, handed to the caller (free() it): "" when nothing was put, NULL
  * when the buffer failed (then its memory is freed). The buffer is empty after. */
 char *cs_sb_take(cs_sb *s);
+
+/* Writes a growable buffer's text and a newline to f (the one I/O here), then frees it: 0, or
+ * -1 when the buffer had failed (nothing is written). */
+int cs_sb_puts(cs_sb *s, FILE *f);
 
 /* Frees a growable buffer's memory; it is empty and reusable after. */
 void cs_sb_free(cs_sb *s);

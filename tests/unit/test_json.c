@@ -156,6 +156,41 @@ static void test_json_top_level(void **state)
 	assert_string_equal(render(build_top, false), "{}{\"k\":1}");
 }
 
+static void build_kv(cs_json *j)
+{
+	cs_json_object(j);
+	cs_json_kv_str(j, "s", "x");
+	cs_json_kv_int(j, "i", -1);
+	cs_json_kv_uint(j, "u", 2);
+	cs_json_kv_bool(j, "b", false);
+	cs_json_kv_fixed(j, "f", 0.25, 1);
+	cs_json_object_end(j);
+}
+
+static void test_json_kv(void **state)
+{
+	(void)state;
+	assert_string_equal(render(build_kv, false),
+	        "{\"s\":\"x\",\"i\":-1,\"u\":2,\"b\":false,\"f\":0.2}");
+}
+
+static void test_sb_puts(void **state)
+{
+	(void)state;
+	char out[64] = "";
+	FILE *f = fmemopen(out, sizeof out, "w");
+	assert_non_null(f);
+	cs_sb s = CS_SB_INIT;
+	cs_sb_str(&s, "line");
+	assert_int_equal(cs_sb_puts(&s, f), 0);
+	assert_null(s.p);
+	cs_sb failed = CS_SB_INIT;
+	failed.failed = true;
+	assert_int_equal(cs_sb_puts(&failed, f), -1);
+	fclose(f);
+	assert_string_equal(out, "line\n");
+}
+
 static void test_textutil(void **state)
 {
 	(void)state;
@@ -185,6 +220,8 @@ int main(void)
 	        cmocka_unit_test(test_json_strings),
 	        cmocka_unit_test(test_json_numbers),
 	        cmocka_unit_test(test_json_top_level),
+	        cmocka_unit_test(test_json_kv),
+	        cmocka_unit_test(test_sb_puts),
 	        cmocka_unit_test(test_textutil),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
