@@ -302,3 +302,19 @@ start_streaming() {
 filled_now() { cli get "$@" >/dev/null 2>&1 && [ "$(src "$@")" = cache ]; }
 # fill QUERY PARAM...: until that key is cached (20 s), or fails.
 fill() { until_true 20 filled_now "$@" || fail "could not get $* cached"; }
+# items_db FIRST LAST [SQL...]: the test database with items(id, v) holding rows FIRST..LAST
+# (v = 'v' || id), once every replica has replayed it; SQL lines run before the rows go in.
+items_db() {
+  local first=$1 last=$2
+  shift 2
+  make_db < <(
+    echo "CREATE TABLE items (id bigint PRIMARY KEY, v text);"
+    [ $# -eq 0 ] || printf '%s\n' "$@"
+    echo "INSERT INTO items SELECT i, 'v' || i FROM generate_series($first, $last) i;"
+  )
+  wait_replicas
+}
+# item_query: the [query w_item] section reading one items row's v by id.
+item_query() {
+  printf '\n[query w_item]\nsql = SELECT v FROM items WHERE id = $1\nparams = id:int8\n'
+}
