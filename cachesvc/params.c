@@ -507,6 +507,19 @@ static void emit_float(const pval *pv, cs_sb *w)
 #define NUMERIC_MAX_INT  131072 /* digits before the decimal point */
 #define NUMERIC_MAX_FRAC 16383  /* digits after it */
 
+/* A significant (non-zero) digit at digit position pos, at p: remembered as the first one
+ * when none was seen yet, and as the last one so far. */
+static void note_significant(const char *p, int64_t pos, int64_t *first, int64_t *last,
+	const char **pfirst, const char **plast)
+{
+	if (*first < 0) {
+		*first = pos;
+		*pfirst = p;
+	}
+	*last = pos;
+	*plast = p;
+}
+
 /* PostgreSQL numeric_in syntax, reduced to sign, significant digits and point position. */
 static enum reason parse_numeric(const char *s, size_t n, pval *pv)
 {
@@ -527,24 +540,12 @@ static enum reason parse_numeric(const char *s, size_t n, pval *pv)
 	int64_t nint = 0, pos = 0, first = -1, last = -1;
 	const char *pfirst = NULL, *plast = NULL;
 	for (; i < n && is_digit(s[i]); i++, nint++, pos++)
-		if (s[i] != '0') {
-			if (first < 0) {
-				first = pos;
-				pfirst = s + i;
-			}
-			last = pos;
-			plast = s + i;
-		}
+		if (s[i] != '0')
+			note_significant(s + i, pos, &first, &last, &pfirst, &plast);
 	if (i < n && s[i] == '.')
 		for (i++; i < n && is_digit(s[i]); i++, pos++)
-			if (s[i] != '0') {
-				if (first < 0) {
-					first = pos;
-					pfirst = s + i;
-				}
-				last = pos;
-				plast = s + i;
-			}
+			if (s[i] != '0')
+				note_significant(s + i, pos, &first, &last, &pfirst, &plast);
 	if (pos == 0)
 		return R_SYNTAX;
 	int64_t exp = 0;
