@@ -318,3 +318,24 @@ items_db() {
 item_query() {
   printf '\n[query w_item]\nsql = SELECT v FROM items WHERE id = $1\nparams = id:int8\n'
 }
+# private_redis [OPTION...]: a redis-server of this test's own on RPORT (data in $WORK/redis,
+# shut down at exit), started at once; start_redis starts it again after a stop, with the same
+# options (default --appendonly no). Point a config at it with
+#   sed -i "s|^url = .*|url = redis://127.0.0.1:$RPORT/0|" FILE
+private_redis() {
+  RPORT=$(free_port)
+  PRIVATE_REDIS_OPTS=("$@")
+  [ ${#PRIVATE_REDIS_OPTS[@]} -gt 0 ] || PRIVATE_REDIS_OPTS=(--appendonly no)
+  mkdir -p "$WORK/redis"
+  CLEANUPS+=("redis-cli -p $RPORT shutdown nosave")
+  start_redis
+}
+start_redis() {
+  redis-server --port "$RPORT" --bind 127.0.0.1 --save '' "${PRIVATE_REDIS_OPTS[@]}" \
+    --daemonize yes --pidfile "$WORK/redis/redis.pid" --logfile "$WORK/redis.log" --dir "$WORK/redis" >/dev/null
+  until_true 10 redis-cli -p "$RPORT" ping >/dev/null || fail "private redis did not start"
+}
+# private_redis_gone: waits (10 s) until the private Redis no longer answers, or fails.
+private_redis_gone() {
+  until_true 10 bash -c "! redis-cli -p $RPORT ping >/dev/null 2>&1" || fail "private redis did not stop"
+}

@@ -6,15 +6,7 @@
 . "$(dirname "$0")/daemon_lib.sh"
 
 users_db 20
-RPORT=$(free_port)
-mkdir -p "$WORK/redis"
-start_redis() {
-  redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly yes --appendfsync always \
-    --daemonize yes --pidfile "$WORK/redis/redis.pid" --logfile "$WORK/redis.log" --dir "$WORK/redis" >/dev/null
-  until_true 10 redis-cli -p "$RPORT" ping >/dev/null || fail "private redis did not start"
-}
-CLEANUPS+=("redis-cli -p $RPORT shutdown nosave")
-start_redis
+private_redis --appendonly yes --appendfsync always
 redis() { redis-cli -p "$RPORT" "$@"; }
 NS=cs # db 0 of the private Redis
 
@@ -51,7 +43,7 @@ ok "restarted: the slot replayed the commit and the key was invalidated"
 fill fx_user 8
 reconnects=$(metric cachesvc_invalidator_reconnects_total)
 redis shutdown >/dev/null 2>&1 || true # AOF keeps the entry
-until_true 10 bash -c "! redis-cli -p $RPORT ping >/dev/null 2>&1" || fail "redis did not stop"
+private_redis_gone
 lsn=$(commit_lsn "UPDATE users SET name = 'eight' WHERE id = 8")
 sleep 1 # the invalidator fails to apply it and retries with backoff
 start_redis
