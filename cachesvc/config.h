@@ -4,7 +4,9 @@
  * Ownership: a cs_config is built by cs_config_load() and owns every string and
  * array in it; cs_config_free() releases all of it. Nothing here does I/O except
  * cs_config_load() reading the file, and cs_config_show() writing to a FILE.
- * Checks that need a database (SQL prepares, replica identity) live elsewhere. */
+ * Checks that need a database (SQL prepares, replica identity) live elsewhere.
+ * The value grammars are in config_value.h (durations, sizes), the Redis URL in
+ * redis_url.h, masking secrets for logs in log.h. */
 #ifndef CS_CONFIG_H
 #define CS_CONFIG_H
 
@@ -140,6 +142,7 @@ typedef struct cs_config {
 	int64_t verify_interval_ms;       /* in-daemon verifier sampler period, 0 = off */
 	int64_t ryw_wait_ms;              /* read-your-writes wait bound on replicas */
 	char *auth_token;                 /* HELLO token, NULL = no auth; never shown */
+	char *admin_token;                /* HELLO token for admin requests, NULL = auth_token's */
 	bool allow_unauthenticated;       /* non-loopback listen without auth_token allowed */
 	int64_t stats_period_ms;          /* the "stats:" log line; 0 = off */
 	bool so_reuseport;                /* listen with SO_REUSEPORT: several daemons, one port */
@@ -155,7 +158,6 @@ typedef struct cs_config {
 	char *redis_url;                  /* redis://[:password@]host:port/db or unix:///path */
 	int64_t redis_timeout_ms;
 	char *redis_namespace;            /* NULL = derived from the db (cs_config_namespace) */
-	int64_t lease_ms;                 /* cross-process miss lease, 0 = off */
 
 	/* [primary] */
 	char *primary_conninfo;
@@ -201,15 +203,6 @@ bool cs_config_reloadable(const cs_config *cur, const cs_config *next,
 
 const cs_query_def *cs_config_query(const cs_config *cfg, const char *name, size_t len);
 
-/* Copies `conninfo` into buf with any password value replaced by "***". */
-void cs_config_mask_conninfo(const char *conninfo, char *buf, size_t buflen);
-
-/* Parses durations "250ms", "30s", "10m", "1h", "2d" (a bare number = seconds).
- * Returns false on anything else. */
-bool cs_parse_duration(const char *s, int64_t *ms);
-/* Parses sizes "512", "64kB", "1MB", "1GB" (binary multiples). */
-bool cs_parse_size(const char *s, uint64_t *bytes);
-
 const char *cs_param_type_name(cs_param_type t);
 /* The PostgreSQL type OID bound to the prepared statement for `t`. */
 unsigned cs_param_type_oid(cs_param_type t);
@@ -219,20 +212,5 @@ bool cs_tier_parse(const char *s, cs_tier *out);
 /* The Redis namespace in force (keyspace.h): [redis] namespace, or "cs" for db 0 and
  * "cs<db>" otherwise. */
 void cs_config_namespace(const cs_config *cfg, char out[33]);
-
-/* Added by config.c: the [redis] url, parsed (cs_config_load already checked it). */
-typedef struct cs_redis_url {
-	char host[256];                   /* "" for unix:// */
-	int port;                         /* 6379 unless given */
-	char unix_path[108];              /* "" for redis:// */
-	int db;                           /* 0 unless given */
-	char username[128];               /* "" = none (AUTH <password>) */
-	char password[256];               /* "" = none; percent-decoded. Secret: never log */
-} cs_redis_url;
-
-/* Parses redis://[[user]:password@]host[:port][/db] or
- * unix://[[user]:password@]/path[?db=N] (a bare "secret@" is a password). Returns false
- * with a reason (never containing the password) in why. Pure; no I/O. */
-bool cs_redis_url_parse(const char *url, cs_redis_url *out, char *why, size_t whylen);
 
 #endif

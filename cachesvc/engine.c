@@ -22,6 +22,7 @@
 #include "pgpool.h"
 #include "redis.h"
 #include "resolve.h"
+#include "textutil.h"
 #include "util.h"
 #include "verify.h"
 
@@ -42,6 +43,8 @@ typedef struct qstate {
 	uint64_t gen;
 	bool gen_known;
 	bool pending_bump; /* a reload changed it and the bump is not in Redis yet */
+	bool paused;	   /* ADMIN pause: served from PostgreSQL, nothing read from or stored in
+			    * Redis, until resumed; this process only, kept across reloads */
 	unsigned long long scan_cursor; /* the verifier sampler walks the query's entries */
 	uint64_t hits, stale_hits, misses, fills, refresh_early, refresh_expired,
 		refresh_revalidate;
@@ -275,12 +278,7 @@ struct cs_engine {
 
 static uint64_t hash_bytes(const void *p, size_t n)
 {
-	/* FNV-1a */
-	const uint8_t *b = p;
-	uint64_t h = 1469598103934665603ull;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ b[i]) * 1099511628211ull;
-	return h;
+	return cs_fnv1a64(CS_FNV1A64_INIT, p, n);
 }
 
 static qtable *qtable_new(cs_config *cfg)
@@ -1319,8 +1317,10 @@ static void lookup_start(lookup *l)
 	qstate *qs = l->qs;
 	uint8_t op = l->op;
 	bool cacheable = l->cacheable;
-	if (!cacheable || r->bypass) {
-		if (r->bypass)
+	if (!cacheable || r->bypass || qs->paused) {
+		if (qs->paused)
+			e->stats.bypass_paused++;
+		else if (r->bypass)
 			e->stats.bypass_requested++;
 		/* Uncacheable requests do not coalesce: give each its own flight key. */
 		if (!cacheable) {
@@ -1361,7 +1361,34 @@ static void lookup_start(lookup *l)
 	}
 }
 
-/* ---- Admin INVALIDATE ------------------------------------------------------------------- */
+/* ---- Admin INVALIDATE and pause ---------------------------------------------------------- */
+
+static void bump_generation(cs_engine *e, qstate *qs);
+
+/* A paused query's requests bypass the cache (lookup_start), exactly as a request with
+ * "bypass": their answers come from PostgreSQL and store nothing. Resume bumps the
+ * generation, so entries from before the pause are never served again. */
+int cs_engine_pause(cs_engine *e, const char *name, size_t len, bool pause, bool *changed)
+{
+	qstate *qs = qtable_find(e->qt, name, len);
+	if (qs == NULL)
+		return -1;
+	*changed = qs->paused != pause;
+	if (*changed)
+		cs_info("query %s %s by an admin request%s", qs->def->name,
+			pause ? "paused" : "resumed",
+			pause ? ": served from PostgreSQL, nothing cached, until resumed"
+			      : ": a new generation, then served from the cache");
+	qs->paused = pause;
+	/* A query is paused because its cache is suspect: what was stored before the pause
+	 * (or by a fill in flight across it) is not served again. Until Redis confirms the
+	 * bump, its requests bypass the cache, as after a reload's change. */
+	if (*changed && !pause) {
+		qs->gen_known = false;
+		bump_generation(e, qs);
+	}
+	return 0;
+}
 
 typedef struct invctx {
 	cs_engine *e;
@@ -2328,8 +2355,12 @@ static int servers_reload(cs_engine *e, const cs_config *cfg, char *err, size_t 
 		bool fresh = true;
 		for (int k = 0; k < nold && fresh; k++)
 			fresh = old[k] != e->servers[i];
-		if (!fresh)
+		if (!fresh) { /* kept: request_timeout and queue_timeout are reloadable */
+			if (cs_pgserver_set_timeouts(e->servers[i], &po) != 0)
+				cs_warn("reload: postgres %s keeps its old statement timeout (out of memory)",
+					cs_pgserver_name(e->servers[i]));
 			continue;
+		}
 		cs_info("reload: postgres %s added", cs_pgserver_name(e->servers[i]));
 		e->stats.server_reloads++;
 		cs_pgserver_set_notify(e->servers[i], on_server_notify, e);
@@ -2630,6 +2661,7 @@ uint32_t cs_engine_stats_list(const cs_engine *e, cs_stat *out, uint32_t max)
 		{ "fill_refused_generation", s->fill_refused_gen }, { "fill_errors", s->fill_errors },
 		{ "not_cached_large", s->not_cached_large }, { "not_cached_primary", s->not_cached_primary },
 		{ "bypass_redis", s->bypass_redis }, { "bypass_requested", s->bypass_requested },
+		{ "bypass_paused", s->bypass_paused },
 		{ "retries", s->retries }, { "primary_fallbacks", s->primary_fallbacks },
 		{ "promoted_reads", s->promoted_reads },
 		{ "ryw_cache", s->ryw_cache }, { "ryw_replica", s->ryw_replica },
@@ -2674,6 +2706,8 @@ void cs_engine_metrics_add(const cs_engine *e, cs_metrics *m)
 	C("negative_skipped_total", "Empty results not cached: the negative entries' share (negative_share) was full", s->negative_skipped);
 	C("bypass_redis_total", "Requests served from PostgreSQL because Redis was unavailable", s->bypass_redis);
 	C("bypass_requested_total", "Requests that asked to bypass the cache", s->bypass_requested);
+	C("bypass_paused_total", "Requests for a query paused by an admin, served from PostgreSQL",
+		s->bypass_paused);
 	C("retries_total", "Queries retried on another server", s->retries);
 	C("primary_fallbacks_total", "Queries sent to the primary", s->primary_fallbacks);
 	C("promoted_reads_total", "Answers from a [replica] found out of recovery (promoted): primary data, not cached with fences on", s->promoted_reads);
@@ -2890,7 +2924,7 @@ int cs_engine_show(const cs_engine *e, const char *what, cs_engine_show_cb *cb, 
 				q->gen_known ? SV_INT("generation", q->gen) : SV_NIL("generation"),
 				SV_INT("hits", q->hits), SV_INT("stale_hits", q->stale_hits),
 				SV_INT("misses", q->misses), SV_INT("fills", q->fills),
-				SV_BOOL("pending_bump", q->pending_bump) };
+				SV_BOOL("pending_bump", q->pending_bump), SV_BOOL("paused", q->paused) };
 			rc = cb(priv, c, (uint32_t)CS_ARRAY_LEN(c));
 		}
 		return rc;
@@ -2903,12 +2937,17 @@ int cs_engine_show(const cs_engine *e, const char *what, cs_engine_show_cb *cb, 
 			char tiers[64], lsn[CS_LSN_STRLEN];
 			tiers_text(in.tiers, tiers, sizeof tiers);
 			cs_lsn_format(in.lsn, lsn);
+			bool up = in.state == CS_SRV_UP;
 			cs_show_cell c[] = { SV_STR("name", in.name),
 				SV_STR("role", in.primary ? "primary" : "replica"), SV_STR("tiers", tiers),
 				SV_STR("state", (unsigned)in.state < 3 ? states[in.state] : "unknown"),
 				SV_BOOL("in_recovery", in.in_recovery), SV_BOOL("promoted", in.promoted),
-				SV_INT("lag_ms", in.lag_ms), SV_INT("lag_bytes", in.lag_bytes),
-				SV_STR("lsn", lsn), SV_INT("timeline", in.tli),
+				/* measured only while up: a down server's old numbers would read as
+				 * "caught up" (PROTOCOL.md 3.8: nil = not known) */
+				up ? SV_INT("lag_ms", in.lag_ms) : SV_NIL("lag_ms"),
+				up ? SV_INT("lag_bytes", in.lag_bytes) : SV_NIL("lag_bytes"),
+				up && in.lsn ? SV_STR("lsn", lsn) : SV_NIL("lsn"),
+				in.tli ? SV_INT("timeline", in.tli) : SV_NIL("timeline"),
 				SV_INT("pool_size", in.pool_size), SV_INT("conns", in.conns),
 				SV_INT("busy", in.busy), SV_INT("queued", in.queued),
 				SV_INT("queries", in.queries), SV_INT("errors", in.errors),
@@ -2932,7 +2971,7 @@ int cs_engine_show(const cs_engine *e, const char *what, cs_engine_show_cb *cb, 
 		if (e->primary) {
 			cs_pgserver_info in;
 			cs_pgserver_info_get(e->primary, &in);
-			if (in.lsn != 0 && st->confirmed != 0)
+			if (in.state == CS_SRV_UP && in.lsn != 0 && st->confirmed != 0)
 				behind = SV_INT("bytes_behind",
 					in.lsn > st->confirmed ? in.lsn - st->confirmed : 0);
 		}

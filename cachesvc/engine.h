@@ -34,7 +34,7 @@ typedef struct cs_engine_stats {
 	uint64_t fill_refused_qfence, fill_refused_epoch, epoch_invalid, epoch_changes;
 	uint64_t fill_refused_eviction, negative_skipped;
 	uint64_t not_cached_large, not_cached_primary, not_cached_key, negative_fills;
-	uint64_t bypass_redis, bypass_requested;
+	uint64_t bypass_redis, bypass_requested, bypass_paused;
 	uint64_t refresh_early, refresh_expired, refresh_revalidate, refresh_forced;
 	uint64_t stale_if_error; /* stale served because the refresh failed (within max_stale) */
 	uint64_t retries, primary_fallbacks;
@@ -110,6 +110,10 @@ void cs_engine_set_fence(cs_engine *e, bool on);
 /* SHOW views (PROTOCOL.md 3.8): calls cb once per row of the view `what` ("queries",
  * "servers", "invalidator", "config"; the daemon adds "clients"). A nonzero return of cb
  * stops the walk and is returned. Unknown views return -CS_ERR_BAD_PARAMS before any row. */
+/* ADMIN pause/resume of one query (this process; kept across reloads by name). *changed
+ * says whether the state changed. -1 for an unknown query. */
+int cs_engine_pause(cs_engine *e, const char *name, size_t len, bool pause, bool *changed);
+
 typedef int cs_engine_show_cb(void *priv, const cs_show_cell *cells, uint32_t n);
 int cs_engine_show(const cs_engine *e, const char *what, cs_engine_show_cb *cb, void *priv);
 

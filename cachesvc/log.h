@@ -28,11 +28,23 @@ bool cs_log_parse_level(const char *s, cs_log_level *out);
 
 /* Formats one line ("2026-11-21 04:40:00.123 UTC [pid] WARNING msg") and writes it with a
  * single write(2), so lines from several processes do not interleave. Callers never pass
- * passwords: conninfo strings go through cs_config_mask_conninfo first.
+ * passwords: conninfo strings go through cs_log_mask_conninfo first.
  * Never blocks (log.c): when stderr is a full pipe, the line waits in a bounded queue
  * behind the lines before it, or is dropped and counted (cs_log_dropped) when the queue is
  * full; a WARNING line later says how many were dropped. Thread-safe. */
 void cs_log(cs_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Masking secrets (log_mask.c; pure, no I/O). Each writes at most buflen - 1 bytes and a
+ * NUL, cut short when it does not fit; NULL input gives "". */
+/* Copies `conninfo` (key=value or a postgres:// URI) into buf with any password value
+ * replaced by "***". */
+void cs_log_mask_conninfo(const char *conninfo, char *buf, size_t buflen);
+/* Copies a Redis URL into buf with its password replaced by "***". */
+void cs_log_mask_redis_url(const char *url, char *buf, size_t buflen);
+/* Copies libpq's error message `msg` about a conninfo into out, on one line, with every
+ * "quoted" fragment that does not appear in `masked` (the cs_log_mask_conninfo form of
+ * that conninfo) replaced by "***": libpq may quote a password back. */
+void cs_log_scrub_libpq_message(const char *msg, const char *masked, char *out, size_t outlen);
 
 /* A libpq notice processor (PQsetNoticeProcessor(conn, cs_log_pg_notice, name)): a server
  * notice ("WARNING:  ...\n") becomes one log line "postgres NAME: WARNING: ...", at WARNING

@@ -42,6 +42,8 @@ typedef struct daemon_state {
 	struct event *stats_timer; /* the periodic stats line (stats_period) */
 	bool reloading, reload_again; /* a reload's SQL is being checked; a SIGHUP came meanwhile */
 	bool notify_ready;	      /* READY=1 owed to systemd when that reload ends */
+	cs_server_reload_done *reload_done; /* an ADMIN reload waiting for this reload's end */
+	void *reload_done_priv;
 	struct stats_snap {
 		uint64_t at_us, requests, hits, stale_hits, misses, fills, refused, errors;
 		uint64_t hit_n, hit_sum, miss_n, miss_sum;
@@ -154,10 +156,20 @@ static void stats_arm(daemon_state *d);
 
 static void on_reload(evutil_socket_t sig, short what, void *arg);
 
+/* Tells an ADMIN reload waiting on this reload how it ended. */
+static void reload_answer(daemon_state *d, int result, const char *err)
+{
+	cs_server_reload_done *done = d->reload_done;
+	d->reload_done = NULL;
+	if (done)
+		done(d->reload_done_priv, result, err);
+}
+
 static void on_reloaded(void *arg, int result, const char *err)
 {
 	daemon_state *d = arg;
 	d->reloading = false;
+	reload_answer(d, result, result == 0 ? "" : err);
 	if (result != 0) {
 		cs_error("reload refused, keeping the running config: %s", err);
 	} else {
@@ -186,6 +198,10 @@ static void on_reloaded(void *arg, int result, const char *err)
 static void on_reload(evutil_socket_t sig, short what, void *arg)
 {
 	daemon_state *d = arg;
+	if (d->stopping) { /* an ADMIN reload deferred to a loop turn that came after SIGTERM */
+		reload_answer(d, -1, "shutting down: no reload");
+		return;
+	}
 	if (d->reloading) {
 		d->reload_again = true; /* after the one being checked */
 		return;
@@ -199,6 +215,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	cs_config *cfg = cs_config_load(d->config_path, err);
 	if (cfg == NULL) {
 		cs_error("reload failed, keeping the running config: %s", err);
+		reload_answer(d, -1, err);
 		if (ready)
 			cs_notify_ready();
 		return;
@@ -209,10 +226,41 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		d->reloading = false;
 		d->notify_ready = false;
 		cs_error("reload refused, keeping the running config: %s", err);
+		reload_answer(d, -1, err);
 		cs_config_free(cfg);
 		if (ready)
 			cs_notify_ready();
 	}
+}
+
+/* ADMIN "reload" (server.h): the same checked reload as SIGHUP, answered when it ends. */
+static int admin_reload(void *arg, cs_server_reload_done *done, void *priv, char *err,
+	size_t errlen)
+{
+	daemon_state *d = arg;
+	if (d->stopping) {
+		snprintf(err, errlen, "shutting down: no reload");
+		return -1;
+	}
+	if (d->reloading) {
+		snprintf(err, errlen, "a reload is being checked; retry when it has ended");
+		return -1;
+	}
+	if (d->reload_done != NULL) {
+		snprintf(err, errlen, "a reload was requested and has not ended; retry");
+		return -1;
+	}
+	/* From the next loop turn, as a SIGHUP runs: a reload applied at once frees the config
+	 * the caller (the server, inside a read) still holds. */
+	static const struct timeval now = { 0, 0 };
+	if (event_base_once(d->base, -1, EV_TIMEOUT, on_reload, d, &now) != 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	cs_info("reload requested by an admin request");
+	d->reload_done = done; /* answered through reload_answer */
+	d->reload_done_priv = priv;
+	return 0;
 }
 
 /* ---- The periodic stats line (PgBouncer's "stats:" line) ---------------------------------- */
@@ -423,6 +471,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "cachesvc: %s\n", err);
 		goto out;
 	}
+	cs_server_set_reload(d.server, admin_reload, &d);
 	cs_server_accept(d.server, false); /* until healthy: see on_ready_check */
 	apply_client_cap(&d, cs_engine_config(d.engine), cap);
 	if (admin_listen) {
@@ -469,7 +518,8 @@ out:
 	 * through the server's callbacks, which need the server and its clients alive; the
 	 * server is draining (SIGTERM), so nothing they read reaches the engine again. Then
 	 * the server writes those answers out and closes the clients. */
-	cs_engine_free(d.engine);
+	cs_engine_free(d.engine); /* ends a reload check in progress: on_reloaded answers */
+	reload_answer(&d, -1, "shutting down: no reload"); /* one deferred past the loop's end */
 	cs_server_free(d.server);
 	if (d.base && cs_resolver_drain(d.base) > 0)
 		cs_warn("shutdown: a DNS resolver still had lookups in flight");

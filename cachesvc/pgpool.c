@@ -79,6 +79,7 @@ typedef struct pgconn {
 	char errmsg[256];
 
 	uint32_t epoch;	    /* server epoch when the prepared set was last cleared */
+	uint32_t options_gen; /* the server's options_gen when this connection was opened */
 	bool stmts_unknown; /* the server's prepared set may differ from stmts[]: DEALLOCATE ALL */
 	stmt *stmts;	    /* PREPARED_MAX slots, allocated on first PREPARE */
 	uint64_t clock;	    /* LRU clock */
@@ -119,6 +120,7 @@ struct cs_pgserver {
 	cs_lsn_t primary_lsn;
 	int64_t lag_ms;
 	uint32_t epoch;
+	uint32_t options_gen;  /* bumped when `options` changes: older connections reconnect */
 
 	cs_pgserver_notify_cb *notify;
 	void *notify_priv;
@@ -475,6 +477,7 @@ static int conn_start(pgconn *c)
 	cs_pgserver *s = c->srv;
 	c->state = PC_CONNECTING;
 	c->epoch = s->epoch;
+	c->options_gen = s->options_gen;
 	if (s->opts.resolver == NULL)
 		return conn_connect(c, NULL, s->opts.connect_timeout_ms); /* no resolver (tools): libpq resolves */
 	if (cs_pgconn_resolve(&c->pc, &s->lookup, s->conninfo, s->opts.connect_timeout_ms) != 0) {
@@ -1012,7 +1015,9 @@ static void dispatch(cs_pgserver *s)
 	}
 	for (int i = 0; i < s->pool_size && s->qhead; i++) {
 		pgconn *c = &s->conns[i];
-		if (c->state == PC_IDLE)
+		if (c->state == PC_IDLE && c->options_gen != s->options_gen)
+			conn_close(c); /* opened with old session settings: opened again below */
+		else if (c->state == PC_IDLE)
 			job_run(c, queue_pop(s));
 	}
 	if (s->qhead == NULL)
@@ -1100,6 +1105,22 @@ char *cs_pg_merge_options(const char *conninfo, const char *ours)
 	return out;
 }
 
+/* The options= a connection opens with. Session settings the result encoder and the fence
+ * rely on: ISO dates in UTC, exact floats, hex bytea; a server-side statement timeout so a
+ * runaway query is stopped by PostgreSQL itself (libpq 15 has no non-blocking cancel). The
+ * conninfo's own options= (search_path, work_mem, ...) are kept: they come first and
+ * cachesvc's after them, so where both set one GUC cachesvc's wins (the encoder and the
+ * fence depend on these; CONFIG.md). NULL when out of memory. */
+static char *session_options(const char *conninfo, int64_t statement_timeout_ms)
+{
+	char ours[256];
+	snprintf(ours, sizeof ours,
+		"-c DateStyle=ISO -c TimeZone=UTC -c extra_float_digits=3 -c bytea_output=hex "
+		"-c statement_timeout=%lld -c default_transaction_isolation=read\\ committed",
+		(long long)statement_timeout_ms);
+	return cs_pg_merge_options(conninfo, ours);
+}
+
 cs_pgserver *cs_pgserver_new(struct event_base *base, const char *name, const char *conninfo,
 	bool primary, unsigned tiers, int pool_size, const cs_pgpool_opts *opts)
 {
@@ -1120,18 +1141,7 @@ cs_pgserver *cs_pgserver_new(struct event_base *base, const char *name, const ch
 		cs_pgserver_free(s);
 		return NULL;
 	}
-	/* Session settings the result encoder and the fence rely on: ISO dates in UTC,
-	 * exact floats, hex bytea; a server-side statement timeout so a runaway query
-	 * is stopped by PostgreSQL itself (libpq 15 has no non-blocking cancel). The
-	 * conninfo's own options= (search_path, work_mem, ...) are kept: they come first and
-	 * cachesvc's after them, so where both set one GUC cachesvc's wins (the encoder and
-	 * the fence depend on these; CONFIG.md). */
-	char ours[256];
-	snprintf(ours, sizeof ours,
-		"-c DateStyle=ISO -c TimeZone=UTC -c extra_float_digits=3 -c bytea_output=hex "
-		"-c statement_timeout=%lld -c default_transaction_isolation=read\\ committed",
-		(long long)opts->statement_timeout_ms);
-	s->options = cs_pg_merge_options(conninfo, ours);
+	s->options = session_options(conninfo, opts->statement_timeout_ms);
 	if (s->options == NULL) {
 		cs_pgserver_free(s);
 		return NULL;
@@ -1215,6 +1225,22 @@ bool cs_pgserver_same(const cs_pgserver *s, const char *conninfo, unsigned tiers
 {
 	return strcmp(s->conninfo, conninfo) == 0 && s->tiers == tiers &&
 	       s->pool_size == (pool_size > 0 ? pool_size : 1);
+}
+
+int cs_pgserver_set_timeouts(cs_pgserver *s, const cs_pgpool_opts *opts)
+{
+	s->opts.connect_timeout_ms = opts->connect_timeout_ms;
+	s->opts.queue_timeout_ms = opts->queue_timeout_ms;
+	if (opts->statement_timeout_ms == s->opts.statement_timeout_ms)
+		return 0;
+	char *o = session_options(s->conninfo, opts->statement_timeout_ms);
+	if (o == NULL)
+		return -1;
+	free(s->options);
+	s->options = o;
+	s->opts.statement_timeout_ms = opts->statement_timeout_ms;
+	s->options_gen++;
+	return 0;
 }
 
 void cs_pgserver_set_primary_tli(cs_pgserver *s, uint32_t tli)

@@ -122,6 +122,13 @@ int cs_pgserver_submit(cs_pgserver *s, cs_pgjob *job) __attribute__((warn_unused
  * running jobs fail with UNAVAILABLE, retryable). */
 void cs_pgserver_retire(cs_pgserver *s);
 bool cs_pgserver_idle(const cs_pgserver *s);
+/* A reload's new timeouts for a server it keeps: connect_timeout_ms and queue_timeout_ms
+ * apply at once (to connects and waits that start from now, and to jobs already queued);
+ * statement_timeout_ms to connections opened from now: an idle connection opened with the
+ * old one is closed before its next job and opened again (a connection's session settings
+ * are fixed when it connects). Other fields of opts are ignored. Returns 0, or -1 when out
+ * of memory (the statement timeout stays the old one; the others are applied). */
+int cs_pgserver_set_timeouts(cs_pgserver *s, const cs_pgpool_opts *opts);
 /* True when the server was made from this definition (a reload keeps it). */
 bool cs_pgserver_same(const cs_pgserver *s, const char *conninfo, unsigned tiers, int pool_size);
 /* Tells a replica the primary's timeline (a replica on an older one is not routed to). */

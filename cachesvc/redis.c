@@ -14,7 +14,7 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
-#include "config.h"
+#include "redis_url.h"
 #include "log.h"
 #include "resolve.h"
 #include "util.h"

@@ -71,6 +71,8 @@ typedef struct client {
 	uint64_t id;	      /* connection number (SHOW clients) */
 	uint64_t since_us;    /* when accepted */
 	bool authed;
+	bool admin;	     /* may send INVALIDATE, SHOW and ADMIN (admin_token, or none set) */
+	uint64_t hello_epoch; /* the token epoch of the HELLO that granted admin */
 	bool paused;	     /* reading stopped: in-flight bound or output backlog */
 	bool close_on_flush; /* protocol error: close once the error frame is out */
 	bool in_read;	     /* inside client_read: closing is fine, freeing waits for its end */
@@ -130,6 +132,10 @@ struct cs_server {
 	int client_cap;		    /* from the open-file limit; 0 = none */
 	cs_ratelimit accept_log;
 	cs_ratelimit auth_log;
+	cs_server_reload_fn *reload;
+	void *reload_arg;
+	uint64_t token_epoch;	      /* see token_epoch() */
+	char *seen_auth, *seen_admin; /* the tokens of token_epoch */
 	cs_get_req mget_scratch[CS_PROTO_MAX_MGET];
 };
 
@@ -469,17 +475,62 @@ static void on_mget_item(void *priv, int err, const char *msg, const cs_meta *me
 
 /* ---- Requests --------------------------------------------------------------------------- */
 
-static bool token_ok(const cs_config *cfg, const cs_hello_req *h)
+static bool token_eq(const char *want, const cs_hello_req *h)
 {
-	if (cfg->auth_token == NULL)
-		return true;
-	size_t n = strlen(cfg->auth_token);
+	size_t n = strlen(want);
 	if (h->token == NULL || h->token_len != n)
 		return false;
 	unsigned char diff = 0; /* constant time: no early exit on the first mismatch */
 	for (size_t i = 0; i < n; i++)
-		diff |= (unsigned char)(cfg->auth_token[i] ^ h->token[i]);
+		diff |= (unsigned char)(want[i] ^ h->token[i]);
 	return diff == 0;
+}
+
+/* The HELLO's token: 2 admin (the admin token, or any accepted HELLO when no admin token is
+ * set), 1 data requests only, 0 refused. Without an auth_token any other token (or none) is
+ * a data client, as it was before admin_token existed: a wrong admin token then learns so
+ * at its first admin request. */
+static int hello_role(const cs_config *cfg, const cs_hello_req *h)
+{
+	if (cfg->admin_token != NULL && token_eq(cfg->admin_token, h))
+		return 2;
+	if (cfg->auth_token != NULL && !token_eq(cfg->auth_token, h))
+		return 0;
+	return cfg->admin_token ? 1 : 2;
+}
+
+static bool str_same(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* The token epoch: it moves when a reload changes auth_token or admin_token. Admin rights
+ * granted at a HELLO of an older epoch are void (a rotated or newly set admin token must
+ * not leave old connections admin); the client says HELLO again. */
+static uint64_t token_epoch(cs_server *s)
+{
+	const cs_config *cfg = cfg_of(s);
+	if (!str_same(cfg->auth_token, s->seen_auth) || !str_same(cfg->admin_token, s->seen_admin)) {
+		char *a = cfg->auth_token ? strdup(cfg->auth_token) : NULL;
+		char *d = cfg->admin_token ? strdup(cfg->admin_token) : NULL;
+		if ((cfg->auth_token && !a) || (cfg->admin_token && !d)) {
+			free(a);
+			free(d);
+			return s->token_epoch + 1; /* out of memory: a new epoch every call, no grant */
+		}
+		free(s->seen_auth);
+		free(s->seen_admin);
+		s->seen_auth = a;
+		s->seen_admin = d;
+		s->token_epoch++;
+	}
+	return s->token_epoch;
+}
+
+/* Admin requests: INVALIDATE, SHOW and ADMIN need the admin token when one is set. */
+static bool op_is_admin(uint8_t op)
+{
+	return op == CS_OP_INVALIDATE || op == CS_OP_SHOW || op == CS_OP_ADMIN;
 }
 
 /* "host:port" of the client's peer, for log lines (error paths only: a system call). */
@@ -607,6 +658,10 @@ static void handle_show(client *c, const cs_frame *f)
 	int rc = cs_proto_decode_show(f->body, f->body_len, &w, &wl, err, sizeof err);
 	if (decode_failed(c, f->reqid, rc, err))
 		return;
+	if (memchr(w, '\0', wl) != NULL) { /* "queries\0junk" is no view */
+		send_error(c, f->reqid, CS_ERR_BAD_PARAMS, "a view name has no NUL byte");
+		return;
+	}
 	memcpy(what, w, wl);
 	what[wl] = '\0';
 	bool clients = strcmp(what, "clients") == 0;
@@ -620,6 +675,11 @@ static void handle_show(client *c, const cs_frame *f)
 	struct show_ctx sc = { &s->out, 0 };
 	size_t off = cs_proto_show_begin(&s->out, f->reqid);
 	rc = clients ? show_clients(s, &sc) : cs_engine_show(s->engine, what, show_row, &sc);
+	/* the reply's cap is an MGET's: past client_output_hard_limit, output_check would
+	 * close the connection with no error frame */
+	if (rc == 0 && client_queued(c) + s->out.len > CS_MIN(cfg_of(s)->client_output_hard,
+				MGET_REPLY_MAX))
+		rc = -CS_ERR_TOO_LARGE;
 	if (rc == 0 && !s->out.failed)
 		cs_proto_show_end(&s->out, off, sc.nrows);
 	if (rc != 0 || s->out.failed) {
@@ -631,12 +691,104 @@ static void handle_show(client *c, const cs_frame *f)
 	client_send(c, &s->out);
 }
 
+/* ---- ADMIN (PROTOCOL.md 3.9) ------------------------------------------------------------- */
+
+/* Replies one row of cells to an ADMIN request. */
+static void admin_reply(client *c, uint32_t reqid, const cs_show_cell *cells, uint32_t n)
+{
+	cs_server *s = c->srv;
+	cs_buf_reset(&s->out);
+	size_t off = cs_proto_rows_begin(&s->out, CS_OP_ADMIN, reqid);
+	if (cs_proto_show_row(&s->out, cells, n) == 0 && !s->out.failed) {
+		cs_proto_show_end(&s->out, off, 1);
+		client_send(c, &s->out);
+	} else {
+		cs_buf_reset(&s->out);
+		send_error(c, reqid, CS_ERR_TOO_LARGE, "ADMIN reply too large");
+	}
+}
+
+static void on_admin_reloaded(void *priv, int result, const char *msg)
+{
+	creq *r = priv;
+	client *c = r->c;
+	if (c->bev) {
+		const cs_config *cfg = cfg_of(c->srv);
+		cs_show_cell cells[] = {
+			{ "reload", { .type = CS_V_STR, .u.s = { result == 0 ? "applied" : "refused", 7 } } },
+			result == 0 ? (cs_show_cell){ "queries", { .type = CS_V_INT, .u.i = cfg->nqueries } }
+				    : (cs_show_cell){ "error", { .type = CS_V_STR,
+					.u.s = { msg, (uint32_t)strnlen(msg, 1024) } } },
+		};
+		admin_reply(c, r->reqid, cells, 2);
+	}
+	free(r);
+	request_done(c);
+}
+
+static void handle_admin(client *c, const cs_frame *f)
+{
+	cs_server *s = c->srv;
+	char err[CS_CONFIG_ERRLEN];
+	cs_admin_req a;
+	int rc = cs_proto_decode_admin(f->body, f->body_len, &a, err, sizeof err);
+	if (decode_failed(c, f->reqid, rc, err))
+		return;
+	bool pause = a.op_len == 5 && memcmp(a.op, "pause", 5) == 0;
+	bool resume = a.op_len == 6 && memcmp(a.op, "resume", 6) == 0;
+	bool reload = a.op_len == 6 && memcmp(a.op, "reload", 6) == 0;
+	if (!pause && !resume && !reload) {
+		snprintf(err, sizeof err, "unknown admin operation \"%.*s\" (operations: pause, "
+			"resume, reload)", (int)CS_MIN(a.op_len, 32u), a.op);
+		send_error(c, f->reqid, CS_ERR_BAD_PARAMS, err);
+		return;
+	}
+	if (reload) {
+		if (a.query != NULL) {
+			send_error(c, f->reqid, CS_ERR_BAD_PARAMS, "reload takes no \"q\"");
+			return;
+		}
+		if (s->reload == NULL) {
+			send_error(c, f->reqid, CS_ERR_BAD_PARAMS, "reload is not available here");
+			return;
+		}
+		creq *r = creq_new(c, f->reqid, CS_OP_ADMIN);
+		if (r == NULL) {
+			send_error(c, f->reqid, CS_ERR_INTERNAL, "out of memory");
+			return;
+		}
+		if (s->reload(s->reload_arg, on_admin_reloaded, r, err, sizeof err) != 0) {
+			free(r);
+			send_error(c, f->reqid, CS_ERR_OVERLOADED, err);
+			request_done(c);
+		}
+		return;
+	}
+	if (a.query == NULL) {
+		send_error(c, f->reqid, CS_ERR_BAD_PARAMS, pause ? "pause needs \"q\", the query's name"
+			: "resume needs \"q\", the query's name");
+		return;
+	}
+	bool changed = false;
+	if (cs_engine_pause(s->engine, a.query, a.query_len, pause, &changed) != 0) {
+		snprintf(err, sizeof err, "unknown query \"%.*s\"", (int)a.query_len, a.query);
+		send_error(c, f->reqid, CS_ERR_UNKNOWN_QUERY, err);
+		return;
+	}
+	cs_show_cell cells[] = {
+		{ "query", { .type = CS_V_STR, .u.s = { a.query, a.query_len } } },
+		{ "paused", { .type = CS_V_BOOL, .u.b = pause } },
+		{ "changed", { .type = CS_V_BOOL, .u.b = changed } },
+	};
+	admin_reply(c, f->reqid, cells, 3);
+}
+
 static void handle_frame(client *c, const cs_frame *f)
 {
 	cs_server *s = c->srv;
 	const cs_config *cfg = cfg_of(s);
 	char err[256];
-	int rc;
+	int rc, role;
 	if (f->opcode < CS_ARRAY_LEN(s->stats.frames))
 		s->stats.frames[f->opcode]++;
 	if (!cs_op_is_request(f->opcode)) {
@@ -654,10 +806,12 @@ static void handle_frame(client *c, const cs_frame *f)
 			snprintf(err, sizeof err, "protocol version %u not supported (server speaks %d)",
 				h.version, CS_PROTO_VERSION);
 			protocol_error(c, f->reqid, "%s", err);
-		} else if (!token_ok(cfg, &h)) {
+		} else if ((role = hello_role(cfg, &h)) == 0) {
 			auth_failed(c, f->reqid);
 		} else {
 			c->authed = true;
+			c->admin = role == 2;
+			c->hello_epoch = token_epoch(s);
 			cs_buf_reset(&s->out);
 			(void)cs_proto_write_hello_reply(&s->out, f->reqid, CS_PROTO_VERSION, SERVER_NAME,
 				cfg->max_frame);
@@ -669,6 +823,15 @@ static void handle_frame(client *c, const cs_frame *f)
 	 * there, which the TCP handshake already did; a load balancer's probe needs no token. */
 	if (!c->authed && cfg->auth_token != NULL && f->opcode != CS_OP_PING) {
 		send_error(c, f->reqid, CS_ERR_AUTH, "HELLO with the auth token first");
+		return;
+	}
+	/* Admin rights are from a HELLO under the tokens in force now: a reload that set or
+	 * rotated a token voids them (token_epoch). */
+	if (op_is_admin(f->opcode) && cfg->admin_token != NULL &&
+		!(c->authed && c->admin && c->hello_epoch == token_epoch(s))) {
+		snprintf(err, sizeof err, "%s is an admin request: HELLO with the admin token first",
+			cs_op_name(f->opcode));
+		send_error(c, f->reqid, CS_ERR_AUTH, err);
 		return;
 	}
 	if (s->draining) {
@@ -745,6 +908,9 @@ static void handle_frame(client *c, const cs_frame *f)
 	case CS_OP_SHOW:
 		handle_show(c, f);
 		return;
+	case CS_OP_ADMIN:
+		handle_admin(c, f);
+		return;
 	case CS_OP_INVALIDATE: {
 		cs_inval_req iv;
 		rc = cs_proto_decode_inval(f->body, f->body_len, &iv, err, sizeof err);
@@ -779,10 +945,10 @@ static void client_read(struct bufferevent *bev, void *arg)
 static void read_frames(client *c, struct bufferevent *bev)
 {
 	cs_server *s = c->srv;
-	const cs_config *cfg = cfg_of(s);
 	struct evbuffer *in = bufferevent_get_input(bev);
 	bool consumed = false; /* a frame was handled: what is left begins a new one */
 	while (c->bev && !c->close_on_flush) {
+		const cs_config *cfg = cfg_of(s); /* per frame: a frame may end in a reload */
 		if (c->inflight >= cfg->max_inflight || client_queued(c) > cfg->client_output_soft) {
 			client_pause(c, true); /* resumed by request_done / the write watermark */
 			partial_unlink(c);     /* not read: any wait now is ours, not the client's */
@@ -1082,6 +1248,12 @@ void cs_server_set_client_cap(cs_server *s, int limit)
 	s->client_cap = limit;
 }
 
+void cs_server_set_reload(cs_server *s, cs_server_reload_fn *fn, void *arg)
+{
+	s->reload = fn;
+	s->reload_arg = arg;
+}
+
 static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	cs_server *s = arg;
@@ -1162,6 +1334,8 @@ void cs_server_free(cs_server *s)
 	if (s->frame_sweep)
 		event_free(s->frame_sweep);
 	cs_buf_free(&s->out);
+	free(s->seen_auth);
+	free(s->seen_admin);
 	free(s);
 }
 
@@ -1201,7 +1375,7 @@ void cs_server_metrics(const cs_server *s, cs_metrics *m)
 	cs_m_u64(m, CS_M_COUNTER, "cachesvc_output_limit_closed_total",
 		"Clients closed past client_output_hard_limit", st->output_limit_closed, NULL);
 	cs_m_u64(m, CS_M_GAUGE, "cachesvc_inflight", "Requests in flight", st->inflight, NULL);
-	for (uint8_t op = CS_OP_HELLO; op <= CS_OP_STATS; op++)
+	for (uint8_t op = CS_OP_HELLO; op <= CS_OP_ADMIN; op++)
 		cs_m_u64(m, CS_M_COUNTER, "cachesvc_frames_total", "Requests by opcode",
 			st->frames[op],
 			"op", cs_op_name(op), NULL);

@@ -33,7 +33,7 @@ typedef struct cs_server_stats {
 	uint64_t idle_closed;	   /* connections closed by the idle timeout */
 	uint64_t output_limit_closed; /* closed past client_output_hard_limit */
 	uint64_t frame_timeout_closed; /* closed with a frame incomplete after frame_timeout */
-	uint64_t frames[9];	   /* requests by opcode (index = opcode) */
+	uint64_t frames[10];	   /* requests by opcode (index = opcode) */
 	uint64_t inflight;	   /* gauge: requests being answered */
 } cs_server_stats;
 
@@ -49,6 +49,15 @@ void cs_server_accept(cs_server *s, bool on);
  * leaves once the servers, pools and admin endpoint have their share (main.c). The
  * effective bound is min(max_clients, limit); both apply to new connections only. */
 void cs_server_set_client_cap(cs_server *s, int limit);
+
+/* ADMIN "reload" (PROTOCOL.md 3.9): main.c starts a checked reload and calls done once it
+ * was applied (result 0) or refused (-1, err says why); done is called exactly once, maybe
+ * before start returns. start returns -1 (err set, done not called) when no reload can
+ * start now (one is being checked, or the daemon is stopping). */
+typedef void cs_server_reload_done(void *priv, int result, const char *err);
+typedef int cs_server_reload_fn(void *arg, cs_server_reload_done *done, void *priv, char *err,
+	size_t errlen);
+void cs_server_set_reload(cs_server *s, cs_server_reload_fn *fn, void *arg);
 
 /* Graceful shutdown: stops accepting, answers new requests SHUTTING_DOWN, and calls done()
  * once every in-flight request has been answered (or after the timeout). */

@@ -40,6 +40,7 @@
 #include "pgpool.h"
 #include "redis.h"
 #include "resolve.h"
+#include "textutil.h"
 #include "util.h"
 
 #define FIFO_MAX	   65536  /* commits waiting for Redis; beyond: stop reading */
@@ -172,13 +173,6 @@ static void send_status(cs_inv *inv, bool reply);
 
 /* ---- Small helpers ---------------------------------------------------------------------- */
 
-static void chomp(char *s)
-{
-	size_t n = strlen(s);
-	while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' '))
-		s[--n] = '\0';
-}
-
 static void conn_wait(cs_inv *inv, short what)
 {
 	if (inv->ev_added)
@@ -218,10 +212,7 @@ static keyrec *rec_at(cs_inv *inv, uint32_t off)
 
 static uint64_t key_hash(int q, const char *p, size_t n)
 {
-	uint64_t h = 1469598103934665603ull ^ (uint64_t)q;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (uint8_t)p[i]) * 1099511628211ull;
-	return h;
+	return cs_fnv1a64(CS_FNV1A64_INIT ^ (uint64_t)q, p, n);
 }
 
 static void txn_reset(cs_inv *inv)
@@ -719,7 +710,7 @@ static void stream_read(cs_inv *inv)
 		} else {
 			snprintf(why, sizeof why, "%s", PQerrorMessage(inv->conn));
 		}
-		chomp(why);
+		cs_chomp(why);
 		restart(inv, why, false);
 		return;
 	}
@@ -1123,7 +1114,7 @@ static bool setup_result(cs_inv *inv, PGresult *res)
 	const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 	char msg[400];
 	snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(res));
-	chomp(msg);
+	cs_chomp(msg);
 	switch (inv->st) {
 	case ST_IDENTIFY:
 		if (st != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) < 4 ||
@@ -1424,7 +1415,7 @@ static void restart(cs_inv *inv, const char *why, bool standby)
 {
 	char reason[400];
 	snprintf(reason, sizeof reason, "%s", why ? why : "unknown");
-	chomp(reason);
+	cs_chomp(reason);
 	if (inv->ev_added) {
 		event_del(&inv->ev);
 		inv->ev_added = false;
@@ -1652,6 +1643,14 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 /* ---- Public API ------------------------------------------------------------------------- */
 
+/* status_interval, and the horizon TTL that follows it: the horizon must outlive several
+ * publications (one per status interval), and stay well inside the fence TTL. */
+static void set_status_interval(cs_inv *inv, const cs_config *cfg)
+{
+	inv->status_interval_ms = cfg->status_interval_ms > 0 ? cfg->status_interval_ms : 1000;
+	inv->horizon_ttl_ms = CS_MIN(inv->fence_ttl_ms / 2, CS_MAX(10 * inv->status_interval_ms, 5000));
+}
+
 static int alloc_query_state(cs_inv *inv, int nq)
 {
 	int *qkeys = calloc((size_t)(nq ? nq : 1), sizeof *qkeys);
@@ -1701,12 +1700,10 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, struct cs_pgse
 	inv->slot = strdup(cfg->inval_slot);
 	inv->publication = strdup(cfg->inval_publication);
 	inv->fence_ttl_ms = cfg->fence_ttl_ms;
-	inv->status_interval_ms = cfg->status_interval_ms > 0 ? cfg->status_interval_ms : 1000;
+	set_status_interval(inv, cfg);
 	inv->receive_timeout_ms = cfg->receive_timeout_ms;
 	inv->eviction_check = cfg->eviction_check;
 	inv->fence_on = cfg->fence;
-	/* The horizon must outlive several publications, and stay well inside the fence TTL. */
-	inv->horizon_ttl_ms = CS_MIN(inv->fence_ttl_ms / 2, CS_MAX(10 * inv->status_interval_ms, 5000));
 	cs_hist_init(&inv->stats.lag_us);
 	inv->map = cs_inv_map_new(cfg);
 	inv->retry = evtimer_new(base, on_retry, inv);
@@ -1785,6 +1782,10 @@ int cs_inv_reload(cs_inv *inv, const cs_config *cfg)
 	 * the slot replays anything unconfirmed with the new definitions. */
 	restart(inv, "query definitions reloaded", false);
 	inv->receive_timeout_ms = cfg->receive_timeout_ms;
+	/* The horizon in Redis has the old TTL, which may not outlive a longer new interval:
+	 * the restart above publishes it again with the new TTL once the stream is back
+	 * (streaming_begins), not one new interval after the last publication. */
+	set_status_interval(inv, cfg);
 	inv->attempt = 0;
 	if (alloc_query_state(inv, cfg->nqueries) != 0) {
 		cs_inv_map_free(m);

@@ -1037,25 +1037,18 @@ static int show_cell(void *priv, uint32_t row, const char *key, uint32_t key_len
 	return 0;
 }
 
-int cs_client_show(cs_client *c, const char *what, cs_client_row **rows, uint32_t *nrows)
+/* Sends the SHOW or ADMIN request already in c->out (request id id) and decodes its rows. */
+static int rows_roundtrip(cs_client *c, uint32_t id, uint8_t op, cs_client_row **rows,
+	uint32_t *nrows)
 {
 	cs_frame f;
-	if (what == NULL || rows == NULL || nrows == NULL)
-		return fail(c, CS_CLIENT_E_ARG, "what/rows is NULL");
-	*rows = NULL;
-	*nrows = 0;
-	int rc = sync_ready(c);
+	int rc = roundtrip(c, id, op, &f);
 	if (rc != 0)
-		return rc;
-	uint32_t id = take_id(c);
-	if ((rc = cs_proto_write_show(&c->out, id, what)) != 0)
-		return encode_failed(c, rc);
-	if ((rc = roundtrip(c, id, CS_OP_SHOW, &f)) != 0)
 		return rc;
 	struct show_fill sf = { 0 };
 	uint32_t n;
 	if (cs_proto_decode_show_reply(f.body, f.body_len, &n, show_cell, &sf) != 0)
-		return fail(c, CS_CLIENT_E_PROTOCOL, "malformed SHOW reply");
+		return fail(c, CS_CLIENT_E_PROTOCOL, "malformed SHOW/ADMIN reply");
 	/* Strings: each has at least a one-byte header in the body, so body_len bytes hold them
 	 * with their NULs. */
 	uint32_t ncells = sf.ncells;
@@ -1068,11 +1061,42 @@ int cs_client_show(cs_client *c, const char *what, cs_client_row **rows, uint32_
 	sf.arena = (char *)(sf.cells + ncells);
 	if (cs_proto_decode_show_reply(f.body, f.body_len, &n, show_cell, &sf) != 0) {
 		free(block);
-		return fail(c, CS_CLIENT_E_PROTOCOL, "malformed SHOW reply");
+		return fail(c, CS_CLIENT_E_PROTOCOL, "malformed SHOW/ADMIN reply");
 	}
 	*rows = block;
 	*nrows = n;
 	return 0;
+}
+
+int cs_client_show(cs_client *c, const char *what, cs_client_row **rows, uint32_t *nrows)
+{
+	if (what == NULL || rows == NULL || nrows == NULL)
+		return fail(c, CS_CLIENT_E_ARG, "what/rows is NULL");
+	*rows = NULL;
+	*nrows = 0;
+	int rc = sync_ready(c);
+	if (rc != 0)
+		return rc;
+	uint32_t id = take_id(c);
+	if ((rc = cs_proto_write_show(&c->out, id, what)) != 0)
+		return encode_failed(c, rc);
+	return rows_roundtrip(c, id, CS_OP_SHOW, rows, nrows);
+}
+
+int cs_client_admin(cs_client *c, const char *op, const char *query, cs_client_row **rows,
+	uint32_t *nrows)
+{
+	if (op == NULL || rows == NULL || nrows == NULL)
+		return fail(c, CS_CLIENT_E_ARG, "op/rows is NULL");
+	*rows = NULL;
+	*nrows = 0;
+	int rc = sync_ready(c);
+	if (rc != 0)
+		return rc;
+	uint32_t id = take_id(c);
+	if ((rc = cs_proto_write_admin(&c->out, id, op, query)) != 0)
+		return encode_failed(c, rc);
+	return rows_roundtrip(c, id, CS_OP_ADMIN, rows, nrows);
 }
 
 void cs_client_show_free(cs_client_row *rows)

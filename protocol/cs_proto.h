@@ -57,6 +57,7 @@ enum cs_op {
 	CS_OP_INVALIDATE = 6, /* admin: drop one key or a whole query */
 	CS_OP_STATS = 7,      /* counters */
 	CS_OP_SHOW = 8,       /* admin views: rows of {column: value} (PROTOCOL.md 3.8) */
+	CS_OP_ADMIN = 9,      /* admin operations: pause/resume a query, reload (3.9) */
 	CS_OP_REPLY_FLAG = 0x80,
 	CS_OP_ERROR = 0xFF,
 };
@@ -108,7 +109,7 @@ const char *cs_err_name(int code);
 /* Returns the name of an opcode ("get", "get_reply", "error") or "unknown". Static. */
 const char *cs_op_name(uint8_t op);
 
-/* True for the request opcodes HELLO..SHOW. */
+/* True for the request opcodes HELLO..ADMIN. */
 bool cs_op_is_request(uint8_t op);
 
 /* ---- Values ------------------------------------------------------------------------------ */
@@ -158,6 +159,15 @@ typedef struct cs_inval_req {
 	uint32_t nparams;
 	cs_value params[CS_PROTO_MAX_PARAMS];
 } cs_inval_req;
+
+/* ADMIN request: an operation ("pause", "resume", "reload") and, for the first two, a
+ * query name. Strings borrowed from the body, not NUL-terminated; query NULL when absent. */
+typedef struct cs_admin_req {
+	const char *op;
+	uint32_t op_len;
+	const char *query;
+	uint32_t query_len;
+} cs_admin_req;
 
 typedef struct cs_frame {
 	uint8_t version, opcode;
@@ -232,6 +242,10 @@ int cs_proto_decode_inval(const uint8_t *body, uint32_t len, cs_inval_req *out, 
 /* SHOW request body {"what": str}; *what borrowed from body (not NUL-terminated). */
 int cs_proto_decode_show(const uint8_t *body, uint32_t len, const char **what,
         uint32_t *what_len, char *err, size_t errlen) CS_PROTO_MUST_CHECK;
+/* ADMIN request body {"op": str, "q": str}; "q" optional here (the server checks which
+ * operations need it). */
+int cs_proto_decode_admin(const uint8_t *body, uint32_t len, cs_admin_req *out, char *err,
+        size_t errlen) CS_PROTO_MUST_CHECK;
 /* PING/STATS request body: nil or an empty map. */
 int cs_proto_decode_empty(const uint8_t *body, uint32_t len) CS_PROTO_MUST_CHECK;
 
@@ -317,10 +331,14 @@ typedef struct cs_show_cell {
 	cs_value v;	 /* CS_V_NIL, CS_V_BOOL, CS_V_INT, CS_V_FLOAT or CS_V_STR */
 } cs_show_cell;
 size_t cs_proto_show_begin(cs_buf *b, uint32_t reqid);
+/* The same for the reply of another rows-shaped request (CS_OP_ADMIN). */
+size_t cs_proto_rows_begin(cs_buf *b, uint8_t op, uint32_t reqid);
 int cs_proto_show_row(cs_buf *b, const cs_show_cell *cells, uint32_t n);
 void cs_proto_show_end(cs_buf *b, size_t off, uint32_t nrows);
 /* SHOW request. */
 int cs_proto_write_show(cs_buf *b, uint32_t reqid, const char *what);
+/* ADMIN request; query NULL for "reload". */
+int cs_proto_write_admin(cs_buf *b, uint32_t reqid, const char *op, const char *query);
 
 /* Request encoders (client side). They check the limits the server checks. */
 int cs_proto_write_get(cs_buf *b, uint32_t reqid, uint8_t op, const cs_get_req *req);

@@ -30,9 +30,9 @@ const char *cs_err_name(int code)
 const char *cs_op_name(uint8_t op)
 {
 	static const char *const names[] = {
-	        NULL, "hello", "ping", "get", "mget", "refresh", "invalidate", "stats", "show"};
+	        NULL, "hello", "ping", "get", "mget", "refresh", "invalidate", "stats", "show", "admin"};
 	static const char *const replies[] = {NULL, "hello_reply", "ping_reply", "get_reply",
-	        "mget_reply", "refresh_reply", "invalidate_reply", "stats_reply", "show_reply"};
+	        "mget_reply", "refresh_reply", "invalidate_reply", "stats_reply", "show_reply", "admin_reply"};
 	if (op == CS_OP_ERROR)
 		return "error";
 	if (cs_op_is_request(op))
@@ -44,7 +44,7 @@ const char *cs_op_name(uint8_t op)
 
 bool cs_op_is_request(uint8_t op)
 {
-	return op >= CS_OP_HELLO && op <= CS_OP_SHOW;
+	return op >= CS_OP_HELLO && op <= CS_OP_ADMIN;
 }
 
 int cs_proto_parse_header(const uint8_t hdr[CS_PROTO_HDR], uint32_t max_body, cs_frame *out)

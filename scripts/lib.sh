@@ -5,7 +5,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # Debian packages the build, the tests and the sandbox need.
 CS_PACKAGES=(gcc meson ninja-build pkg-config libhiredis-dev libpq-dev libevent-dev
-  libmsgpack-dev libinih-dev libcmocka-dev libjansson-dev postgresql-15 postgresql-client-15
+  libmsgpack-dev libcmocka-dev libjansson-dev postgresql-15 postgresql-client-15
   redis-server redis-tools python3 python3-msgpack golang-go libedit-dev
   libsystemd-dev systemd groff-base prometheus)
 

@@ -194,7 +194,7 @@ protocol("request body length 0", "request", frame(PING, 1, b""),
 protocol("request body over 1 MiB (header only)", "request", header(GET, 1, MAX_REQUEST + 1),
          "refused from the header alone: body length above the server's default 1 MiB limit")
 p_req("request opcode 0x00", 0x00, b"\xc0", "unknown opcode")
-p_req("request opcode 0x09", 0x09, b"\xc0", "unknown opcode")
+p_req("request opcode 0x0a", 0x0a, b"\xc0", "unknown opcode")
 p_req("request opcode 0x83 (a reply opcode)", 0x83, pack({"q": "a"}), "unknown request opcode")
 p_req("PING trailing byte after nil", PING, b"\xc0\xc0", "bytes left after the body's one object")
 p_req("GET trailing byte after the map", GET, pack({"q": "a"}) + b"\xc0",

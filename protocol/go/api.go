@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Pending is a request in flight (pipelining): send many, then Wait for each, in any
@@ -179,6 +180,82 @@ func (c *Conn) Stats(ctx context.Context) (Stats, error) { return c.statsAsync(c
 func (c *Conn) Ping(ctx context.Context) error {
 	_, err := c.pingAsync(ctx).Wait()
 	return err
+}
+
+// ReloadTimeout is the least time Reload waits when its context has no deadline: the
+// server answers when its checked reload has ended (it prepares every new query on a
+// replica, bounded by the server's request_timeout), which may outlast an ordinary request.
+const ReloadTimeout = 30 * time.Second
+
+// reloadCtx gives a context without a deadline max(RequestTimeout, ReloadTimeout).
+func reloadCtx(ctx context.Context, requestTimeout time.Duration) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok || requestTimeout < 0 {
+		return ctx, func() {}
+	}
+	if requestTimeout < ReloadTimeout {
+		requestTimeout = ReloadTimeout
+	}
+	return context.WithTimeout(ctx, requestTimeout)
+}
+
+func (c *Conn) showAsync(ctx context.Context, view string) *Pending[Table] {
+	return start(ctx, c, OpShow, func(b []byte, id uint32) ([]byte, error) {
+		return appendShow(b, id, view)
+	}, func(body []byte) (Table, error) {
+		rows, cols, err := DecodeRows(body, c.opts.MaxCells)
+		return Table{Columns: cols, Rows: rows}, err
+	})
+}
+
+func (c *Conn) adminAsync(ctx context.Context, op, query string) *Pending[map[string]any] {
+	return start(ctx, c, OpAdmin, func(b []byte, id uint32) ([]byte, error) {
+		return appendAdmin(b, id, op, query)
+	}, DecodeAdmin)
+}
+
+// Show returns the rows of an admin view (PROTOCOL.md 3.8): "queries", "servers",
+// "clients", "invalidator" or "config". Each row maps a column name to nil, bool, int64,
+// float64 or string; rows may differ in their columns (unknown ones are kept). An unknown
+// view is ErrBadParams (its message lists the views); without the admin token, when the
+// server has one, ErrAuth (the connection stays usable).
+func (c *Conn) Show(ctx context.Context, view string) ([]map[string]any, error) {
+	t, err := c.showAsync(ctx, view).Wait()
+	return t.Rows, err
+}
+
+// ShowTable is Show with the columns: the union of the rows' keys in first-seen order.
+func (c *Conn) ShowTable(ctx context.Context, view string) (Table, error) {
+	return c.showAsync(ctx, view).Wait()
+}
+
+// Pause makes this server answer query from PostgreSQL, bypassing the cache, until Resume
+// (PROTOCOL.md 3.9; kept across reloads, this server only). The reply row says
+// {"query": name, "paused": true, "changed": bool (it was not paused)}. An unknown query is
+// ErrUnknownQuery; without the admin token ErrAuth.
+func (c *Conn) Pause(ctx context.Context, query string) (map[string]any, error) {
+	if query == "" {
+		return nil, argErr("Pause needs a query name")
+	}
+	return c.adminAsync(ctx, "pause", query).Wait()
+}
+
+// Resume serves a paused query from the cache again: {"query", "paused": false, "changed"}.
+func (c *Conn) Resume(ctx context.Context, query string) (map[string]any, error) {
+	if query == "" {
+		return nil, argErr("Resume needs a query name")
+	}
+	return c.adminAsync(ctx, "resume", query).Wait()
+}
+
+// Reload reloads the server's configuration file, checked as on SIGHUP, and returns when
+// the reload has ended: {"reload": "applied", "queries": n} or {"reload": "refused",
+// "error": why} (a refusal is a reply, not an error). Without a deadline in ctx it waits
+// up to the longer of Options.RequestTimeout and ReloadTimeout. ErrOverloaded while
+// another reload is being checked (retry).
+func (c *Conn) Reload(ctx context.Context) (map[string]any, error) {
+	ctx, cancel := reloadCtx(ctx, c.opts.RequestTimeout)
+	defer cancel()
+	return c.adminAsync(ctx, "reload", "").Wait()
 }
 
 // sendRaw sends a frame with any opcode and body (for tests of the server's protocol

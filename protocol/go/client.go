@@ -324,3 +324,41 @@ func (cl *Client) Ping(ctx context.Context) error {
 	_, err := do(cl, ctx, func(c *Conn, ctx context.Context) *Pending[struct{}] { return c.pingAsync(ctx) }).Wait()
 	return err
 }
+
+// Show returns the rows of an admin view (see Conn.Show).
+func (cl *Client) Show(ctx context.Context, view string) ([]map[string]any, error) {
+	t, err := cl.ShowTable(ctx, view)
+	return t.Rows, err
+}
+
+// ShowTable is Show with the columns in first-seen order (see Conn.ShowTable).
+func (cl *Client) ShowTable(ctx context.Context, view string) (Table, error) {
+	return do(cl, ctx, func(c *Conn, ctx context.Context) *Pending[Table] { return c.showAsync(ctx, view) }).Wait()
+}
+
+// Pause makes the server answer query from PostgreSQL until Resume (see Conn.Pause).
+func (cl *Client) Pause(ctx context.Context, query string) (map[string]any, error) {
+	return cl.admin(ctx, "pause", query)
+}
+
+// Resume serves a paused query from the cache again (see Conn.Resume).
+func (cl *Client) Resume(ctx context.Context, query string) (map[string]any, error) {
+	return cl.admin(ctx, "resume", query)
+}
+
+// Reload reloads the server's configuration, answered when the reload has ended (see
+// Conn.Reload; the same default wait).
+func (cl *Client) Reload(ctx context.Context) (map[string]any, error) {
+	ctx, cancel := reloadCtx(ctx, cl.opts.RequestTimeout)
+	defer cancel()
+	return cl.admin(ctx, "reload", "")
+}
+
+func (cl *Client) admin(ctx context.Context, op, query string) (map[string]any, error) {
+	if op != "reload" && query == "" {
+		return nil, argErr("%s needs a query name", op)
+	}
+	return do(cl, ctx, func(c *Conn, ctx context.Context) *Pending[map[string]any] {
+		return c.adminAsync(ctx, op, query)
+	}).Wait()
+}

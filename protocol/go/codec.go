@@ -21,6 +21,8 @@ const (
 	OpRefresh    byte = 0x05
 	OpInvalidate byte = 0x06
 	OpStats      byte = 0x07
+	OpShow       byte = 0x08
+	OpAdmin      byte = 0x09
 	OpReplyFlag  byte = 0x80
 	OpError      byte = 0xFF
 )
@@ -43,6 +45,7 @@ const (
 	MaxColumns      = 1664
 	MaxColumnName   = 64
 	MaxStatName     = 128
+	MaxRowKey       = 128 // a SHOW/ADMIN row's column name, bytes
 )
 
 // Header is a frame header.
@@ -231,6 +234,45 @@ func appendInvalidate(b []byte, id uint32, q string, params []any, withParams bo
 		}
 	}
 	return finishFrame(b, start), nil
+}
+
+// appendNames appends a SHOW or ADMIN frame: a map of the keys whose values are not ""
+// (each 1..64 bytes).
+func appendNames(b []byte, op byte, id uint32, kv ...string) ([]byte, error) {
+	n := 0
+	for i := 0; i < len(kv); i += 2 {
+		if kv[i+1] == "" {
+			continue
+		}
+		if len(kv[i+1]) > MaxName {
+			return b, argErr("%s of %d bytes (1..%d)", kv[i], len(kv[i+1]), MaxName)
+		}
+		n++
+	}
+	start := len(b)
+	b = appendMapHeader(appendHeader(b, op, id), n)
+	for i := 0; i < len(kv); i += 2 {
+		if kv[i+1] != "" {
+			b = appendStr(appendStr(b, kv[i]), kv[i+1])
+		}
+	}
+	return finishFrame(b, start), nil
+}
+
+// appendShow appends a SHOW frame: {"what": view}.
+func appendShow(b []byte, id uint32, view string) ([]byte, error) {
+	if view == "" {
+		return b, argErr("an empty view name")
+	}
+	return appendNames(b, OpShow, id, "what", view)
+}
+
+// appendAdmin appends an ADMIN frame: {"op": op, "q": query}, q left out when query is "".
+func appendAdmin(b []byte, id uint32, op, query string) ([]byte, error) {
+	if op == "" {
+		return b, argErr("an empty ADMIN op")
+	}
+	return appendNames(b, OpAdmin, id, "op", op, "q", query)
 }
 
 // appendValue appends one parameter value (see Query for the Go types accepted).
@@ -573,6 +615,100 @@ func DecodeStats(body []byte) (Stats, error) {
 	return s, nil
 }
 
+// DecodeRows decodes a SHOW or ADMIN reply body (PROTOCOL.md 3.8): an array of rows, each
+// a map of column name (str of at most MaxRowKey bytes, once per row) to a scalar: nil,
+// bool, int64, float64 or string. It returns the rows and the columns: the union of the
+// rows' keys in first-seen order (a row may leave a column out; columns unknown to this
+// client are kept). Rows count against maxCells as a result's do (rows x max(columns, 1)).
+// Anything else is a protocol error.
+func DecodeRows(body []byte, maxCells int) ([]map[string]any, []string, error) {
+	r := reader{b: body}
+	a, err := r.next()
+	if err != nil {
+		return nil, nil, err
+	}
+	if a.kind != kArray {
+		return nil, nil, protoErr("SHOW/ADMIN reply must be an array of rows")
+	}
+	rows := make([]map[string]any, 0, minInt(int(a.n), 1024))
+	var cols []string
+	seen := map[string]bool{}
+	cells := int64(0)
+	for i := uint32(0); i < a.n; i++ {
+		m, err := r.next()
+		if err != nil {
+			return nil, nil, err
+		}
+		if m.kind != kMap {
+			return nil, nil, protoErr("SHOW/ADMIN row %d must be a map", i)
+		}
+		if cells += int64(m.n); m.n == 0 {
+			cells++
+		}
+		if cells > int64(maxCells) {
+			return nil, nil, protoErr("reply of more than %d cells (Options.MaxCells)", maxCells)
+		}
+		row := make(map[string]any, m.n)
+		for j := uint32(0); j < m.n; j++ {
+			k, err := r.next()
+			if err != nil {
+				return nil, nil, err
+			}
+			if k.kind != kStr || k.n > MaxRowKey {
+				return nil, nil, protoErr("SHOW/ADMIN row %d: a column name must be a string of at most %d bytes", i, MaxRowKey)
+			}
+			name := string(k.data)
+			if _, dup := row[name]; dup {
+				return nil, nil, protoErr("SHOW/ADMIN row %d: column %q twice", i, name)
+			}
+			v, err := r.next()
+			if err != nil {
+				return nil, nil, err
+			}
+			var val any
+			switch v.kind {
+			case kNil:
+			case kBool:
+				val = v.b
+			case kUint, kInt:
+				iv, ok := v.asInt()
+				if !ok {
+					return nil, nil, protoErr("SHOW/ADMIN row %d %q: integer above int64", i, name)
+				}
+				val = iv
+			case kFloat:
+				val = v.f
+			case kStr:
+				val = string(v.data)
+			default:
+				return nil, nil, protoErr("SHOW/ADMIN row %d %q: %s is not a scalar (nil, bool, int, float, str)", i, name, v.kind)
+			}
+			row[name] = val
+			if !seen[name] {
+				seen[name] = true
+				cols = append(cols, name)
+			}
+		}
+		rows = append(rows, row)
+	}
+	if r.left() != 0 {
+		return nil, nil, protoErr("trailing bytes after the SHOW/ADMIN reply")
+	}
+	return rows, cols, nil
+}
+
+// DecodeAdmin decodes an ADMIN reply body: exactly one row (see DecodeRows).
+func DecodeAdmin(body []byte) (map[string]any, error) {
+	rows, _, err := DecodeRows(body, DefaultMaxCells)
+	if err != nil {
+		return nil, err
+	}
+	if len(rows) != 1 {
+		return nil, protoErr("ADMIN reply of %d rows, want 1", len(rows))
+	}
+	return rows[0], nil
+}
+
 // DecodeResult decodes a GET or REFRESH reply body: [meta, [cols, rows]], with at most
 // DefaultMaxCells cells.
 func DecodeResult(body []byte) (*Result, error) { return DecodeResultMax(body, DefaultMaxCells) }
@@ -879,7 +1015,8 @@ func cellValue(o *obj, t ColumnType) (any, error) {
 }
 
 // DecodeReply decodes the body of any reply frame by its opcode: *HelloInfo, nil (PING),
-// *Result (GET, REFRESH), []Item (MGET, any count), InvalidateReply, Stats, or *Error (an
+// *Result (GET, REFRESH), []Item (MGET, any count), InvalidateReply, Stats, Table (SHOW,
+// ADMIN: any row count), or *Error (an
 // error reply, returned as the value, not as the error). The error is a *Error with
 // CodeProtocol when the frame must be refused.
 func DecodeReply(op byte, body []byte) (any, error) {
@@ -898,6 +1035,9 @@ func DecodeReply(op byte, body []byte) (any, error) {
 		return InvalidateReply{N: n, WholeQuery: whole}, err
 	case OpReplyFlag | OpStats:
 		return DecodeStats(body)
+	case OpReplyFlag | OpShow, OpReplyFlag | OpAdmin:
+		rows, cols, err := DecodeRows(body, DefaultMaxCells)
+		return Table{Columns: cols, Rows: rows}, err
 	case OpError:
 		return DecodeError(body)
 	}
@@ -909,4 +1049,11 @@ func DecodeReply(op byte, body []byte) (any, error) {
 type InvalidateReply struct {
 	N          uint64
 	WholeQuery bool
+}
+
+// Table is a decoded SHOW (or ADMIN) reply: its rows, and its columns as the union of the
+// rows' keys in first-seen order (for printing a table; a row may leave a column out).
+type Table struct {
+	Columns []string
+	Rows    []map[string]any
 }

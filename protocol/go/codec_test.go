@@ -638,3 +638,93 @@ func TestMaxCellsOption(t *testing.T) {
 		t.Fatalf("3 cells with MaxCells 2: %v alive=%v", err, c.Alive())
 	}
 }
+
+// SHOW and ADMIN (PROTOCOL.md 3.8, 3.9): the request bytes, the rows kept whole (unknown
+// columns too, columns in first-seen order), and every malformed reply refused.
+func TestShowAdmin(t *testing.T) {
+	b, err := appendShow(nil, 1, "queries")
+	if err != nil || hex.EncodeToString(b) != "0000000e010800000000000181a477686174a771756572696573" {
+		t.Errorf("SHOW frame %x %v", b, err)
+	}
+	b, err = appendAdmin(nil, 2, "pause", "q1")
+	if v, _ := decodeBody(b[HeaderSize:]); err != nil || b[5] != OpAdmin || fmt.Sprint(v) != fmt.Sprint(omap{{"op", "pause"}, {"q", "q1"}}) {
+		t.Errorf("ADMIN pause frame %x %v", b, err)
+	}
+	b, err = appendAdmin(nil, 3, "reload", "")
+	if v, _ := decodeBody(b[HeaderSize:]); err != nil || fmt.Sprint(v) != fmt.Sprint(omap{{"op", "reload"}}) {
+		t.Errorf("ADMIN reload frame %x %v", b, err)
+	}
+	for _, f := range []func() ([]byte, error){
+		func() ([]byte, error) { return appendShow(nil, 1, "") },
+		func() ([]byte, error) { return appendShow(nil, 1, strings.Repeat("v", 65)) },
+		func() ([]byte, error) { return appendAdmin(nil, 1, "", "q") },
+		func() ([]byte, error) { return appendAdmin(nil, 1, "pause", strings.Repeat("q", 65)) },
+	} {
+		if b, err := f(); !errors.Is(err, ErrBadParams) || len(b) != 0 {
+			t.Errorf("a bad SHOW/ADMIN request encoded: %x %v", b, err)
+		}
+	}
+
+	rows, cols, err := DecodeRows(body([]any{
+		omap{{"name", "q1"}, {"params", "id:int8"}, {"generation", nil}, {"hits", 3}, {"pending_bump", false},
+			{"ratio", 0.5}, {"big", int64(math.MinInt64)}, {"new_column", "kept"}},
+		omap{{"name", "q2"}, {"later", uint64(7)}},
+		omap{},
+	}), DefaultMaxCells)
+	want := []map[string]any{
+		{"name": "q1", "params": "id:int8", "generation": nil, "hits": int64(3), "pending_bump": false,
+			"ratio": 0.5, "big": int64(math.MinInt64), "new_column": "kept"},
+		{"name": "q2", "later": int64(7)},
+		{},
+	}
+	if err != nil || !reflect.DeepEqual(rows, want) {
+		t.Errorf("rows %#v %v", rows, err)
+	}
+	if fmt.Sprint(cols) != "[name params generation hits pending_bump ratio big new_column later]" {
+		t.Errorf("columns %v", cols)
+	}
+	if rows, _, err := DecodeRows(body([]any{}), 1); err != nil || len(rows) != 0 {
+		t.Errorf("no rows: %v %v", rows, err)
+	}
+	row, err := DecodeAdmin(body([]any{omap{{"reload", "applied"}, {"queries", 2}}}))
+	if err != nil || !reflect.DeepEqual(row, map[string]any{"reload": "applied", "queries": int64(2)}) {
+		t.Errorf("admin row %v %v", row, err)
+	}
+	if v, err := DecodeReply(OpReplyFlag|OpShow, body([]any{omap{{"a", 1}}})); err != nil || fmt.Sprint(v) != "{[a] [map[a:1]]}" {
+		t.Errorf("DecodeReply SHOW: %v %v", v, err)
+	}
+
+	bad := map[string][]byte{
+		"not an array":      body(omap{{"name", "q"}}),
+		"nil":               body(nil),
+		"row not a map":     body([]any{[]any{"q", 1}}),
+		"array value":       body([]any{omap{{"a", []any{1}}}}),
+		"map value":         body([]any{omap{{"a", omap{{"b", 1}}}}}),
+		"bin value":         body([]any{omap{{"a", []byte("x")}}}),
+		"timestamp value":   body([]any{omap{{"a", time.Unix(1, 0)}}}),
+		"beyond int64":      body([]any{omap{{"a", uint64(math.MaxInt64) + 1}}}),
+		"long column name":  body([]any{omap{{strings.Repeat("k", 129), 1}}}),
+		"non-str key":       body([]any{omap{{1, 2}}}),
+		"duplicate column":  body([]any{omap{{"a", 1}, {"a", 2}}}),
+		"trailing bytes":    append(body([]any{omap{{"a", 1}}}), 0),
+		"truncated":         body([]any{omap{{"a", 1}}})[:4],
+		"count over budget": body([]any{omap{{"a", 1}}, omap{{"a", 2}}, omap{{"a", 3}}}),
+	}
+	for name, b := range bad {
+		if _, _, err := DecodeRows(b, 2); !isLocalProtocol(err) {
+			t.Errorf("%s: want a protocol error, got %v", name, err)
+		}
+	}
+	if rows, _, err := DecodeRows(body([]any{omap{{strings.Repeat("k", 128), 1}}}), 1); err != nil || len(rows) != 1 {
+		t.Errorf("a 128-byte column name: %v", err)
+	}
+	for name, b := range map[string][]byte{
+		"no row":   body([]any{}),
+		"two rows": body([]any{omap{{"a", 1}}, omap{{"a", 2}}}),
+		"a map":    body(omap{{"query", "q"}}),
+	} {
+		if _, err := DecodeAdmin(b); !isLocalProtocol(err) {
+			t.Errorf("ADMIN %s: want a protocol error, got %v", name, err)
+		}
+	}
+}

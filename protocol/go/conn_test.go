@@ -630,3 +630,60 @@ func TestClientConcurrent(t *testing.T) {
 		t.Errorf("%d connections for a pool of 3", n)
 	}
 }
+
+// Show, Pause, Resume and Reload on a connection: their frames, an auth error that keeps
+// the connection, a Reload that outlasts RequestTimeout (its own default wait), and a
+// malformed row that closes the connection.
+func TestConnShowAdmin(t *testing.T) {
+	got := make(chan omap, 10)
+	s := scripted(t, func(n int, r req) [][]byte {
+		got <- r.body.(omap)
+		switch n {
+		case 0:
+			return [][]byte{frame(OpReplyFlag|OpShow, r.h.ID, body([]any{omap{{"name", "q1"}, {"hits", 2}}, omap{{"name", "q2"}, {"x", nil}}}))}
+		case 1:
+			return [][]byte{frame(OpError, r.h.ID, errBody(6, "ADMIN is an admin request"))}
+		case 2:
+			return [][]byte{frame(OpReplyFlag|OpAdmin, r.h.ID, body([]any{omap{{"query", "q1"}, {"paused", false}, {"changed", true}}}))}
+		case 3:
+			time.Sleep(400 * time.Millisecond) // longer than RequestTimeout
+			return [][]byte{frame(OpReplyFlag|OpAdmin, r.h.ID, body([]any{omap{{"reload", "applied"}, {"queries", 2}}}))}
+		}
+		return [][]byte{frame(OpReplyFlag|OpShow, r.h.ID, body([]any{omap{{"a", []any{1}}}}))}
+	})
+	c, err := Dial(ctxT(t, 5*time.Second), Options{Addr: s.addr, RequestTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	tab, err := c.ShowTable(ctx, "queries")
+	if err != nil || fmt.Sprint(tab) != "{[name hits x] [map[hits:2 name:q1] map[name:q2 x:<nil>]]}" {
+		t.Fatalf("show: %v %v", tab, err)
+	}
+	if b := <-got; fmt.Sprint(b) != fmt.Sprint(omap{{"what", "queries"}}) {
+		t.Errorf("SHOW body %v", b)
+	}
+	if _, err := c.Pause(ctx, "q1"); !errors.Is(err, ErrAuth) || !c.Alive() {
+		t.Fatalf("pause without the admin token: %v alive=%v", err, c.Alive())
+	}
+	if b := <-got; fmt.Sprint(b) != fmt.Sprint(omap{{"op", "pause"}, {"q", "q1"}}) {
+		t.Errorf("pause body %v", b)
+	}
+	if row, err := c.Resume(ctx, "q1"); err != nil || row["changed"] != true || row["paused"] != false {
+		t.Fatalf("resume: %v %v", row, err)
+	}
+	<-got
+	if row, err := c.Reload(ctx); err != nil || row["reload"] != "applied" || row["queries"] != int64(2) {
+		t.Fatalf("reload: %v %v", row, err)
+	}
+	if b := <-got; fmt.Sprint(b) != fmt.Sprint(omap{{"op", "reload"}}) {
+		t.Errorf("reload body %v", b)
+	}
+	if _, err := c.Pause(ctx, ""); !errors.Is(err, ErrBadParams) {
+		t.Errorf("pause of no query: %v", err)
+	}
+	if _, err := c.Show(ctx, "queries"); !errors.Is(err, ErrProtocol) || c.Alive() {
+		t.Fatalf("a malformed row: %v alive=%v", err, c.Alive())
+	}
+}

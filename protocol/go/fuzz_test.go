@@ -41,6 +41,8 @@ func seedFrames(t testing.TB) [][]byte {
 		frame(OpReplyFlag|OpInvalidate, 6, body(omap{{"generation", 7}})),
 		frame(OpReplyFlag|OpStats, 7, body(omap{{"hits", 1}, {"ratio", 0.5}})),
 		frame(OpError, 8, errBody(4, "no replica")),
+		frame(OpReplyFlag|OpShow, 9, body([]any{omap{{"name", "q"}, {"hits", 3}, {"g", nil}, {"r", 0.5}, {"p", false}}, omap{}})),
+		frame(OpReplyFlag|OpAdmin, 10, body([]any{omap{{"reload", "refused"}, {"error", "x"}}})),
 	}
 	if data, err := os.ReadFile(conformancePath); err == nil {
 		var f struct {
@@ -100,10 +102,14 @@ func checkDecoders(data []byte) error {
 		_, _, err = DecodeInvalidate(b)
 		add("invalidate", nil, err)
 		add("nil", nil, DecodeNil(b))
+		_, _, err = DecodeRows(b, 1000)
+		add("rows", nil, err)
+		_, err = DecodeAdmin(b)
+		add("admin", nil, err)
 		_, err = decodeBody(b)
 		add("generic", nil, err)
 		for op := 0; op < 256; op += 1 {
-			if op == int(OpError) || op&0x80 != 0 && op < 0x88 || op == 0x42 {
+			if op == int(OpError) || op&0x80 != 0 && op < 0x8a || op == 0x42 {
 				_, err := DecodeReply(byte(op), b)
 				add(fmt.Sprintf("reply 0x%02x", op), nil, err)
 			}

@@ -13,6 +13,7 @@ import (
 	"math/rand"
 	"os"
 	"os/exec"
+	"reflect"
 	"strings"
 	"sync"
 	"syscall"
@@ -295,7 +296,7 @@ func TestIntegrationErrors(t *testing.T) {
 	// The pool replaces a connection closed by a protocol error.
 	cl := openClient(t, Options{Addr: addr, Token: token, PoolSize: 1})
 	pc, _ := cl.Conn(ctx)
-	if _, err := pc.sendRaw(ctx, 0x09, []byte{0xc0}).Wait(); !errors.Is(err, ErrProtocol) {
+	if _, err := pc.sendRaw(ctx, 0x0a, []byte{0xc0}).Wait(); !errors.Is(err, ErrProtocol) {
 		t.Fatalf("unknown opcode: %v", err)
 	}
 	if r, err := cl.Get(ctx, Q("go_types", 1)); err != nil || r.Rows[0][0] != int64(1) {
@@ -463,5 +464,177 @@ func TestIntegrationConcurrentPool(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// TestIntegrationAdmin: SHOW and ADMIN against the daemon. show queries lists every
+// configured query with real counters; an unknown view is bad_params; a paused query is
+// answered from the replica, a resumed one from the cache; reload answers applied (and
+// refused with the reason); with admin_token set (by a reload of the rewritten config) the
+// data token gets auth on Show/Pause/Reload and the admin token succeeds.
+func TestIntegrationAdmin(t *testing.T) {
+	addr, token := integrationEnv(t)
+	conf := os.Getenv("CS_CONF")
+	if conf == "" {
+		t.Fatal("CS_CONF is not set")
+	}
+	const adminToken = "opensesame"
+	ctx := ctxT(t, 120*time.Second)
+	dial := func(tok string) *Conn {
+		c, err := Dial(ctx, Options{Addr: addr, Token: tok})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	queries := func(c *Conn) map[string]map[string]any {
+		t.Helper()
+		tab, err := c.ShowTable(ctx, "queries")
+		if err != nil {
+			t.Fatalf("show queries: %v", err)
+		}
+		if len(tab.Columns) < 11 || tab.Columns[0] != "name" {
+			t.Errorf("show queries columns %v", tab.Columns)
+		}
+		m := map[string]map[string]any{}
+		for _, r := range tab.Rows {
+			m[r["name"].(string)] = r
+		}
+		return m
+	}
+	source := func(c *Conn) Source {
+		t.Helper()
+		r, err := c.Get(ctx, Q("user_orders", 30))
+		if err != nil || r.Rows[0][0] != int64(30) {
+			t.Fatalf("get user_orders 30: %v %v", r, err)
+		}
+		return r.Meta.Source
+	}
+
+	c := dial(token)
+	if _, err := c.InvalidateKey(ctx, "user_orders", 30); err != nil {
+		t.Fatal(err)
+	}
+	before := queries(c)
+	for _, name := range []string{"go_types", "go_wait", "go_count", "user_profile", "user_orders"} {
+		if before[name] == nil {
+			t.Errorf("show queries has no %s: %v", name, before)
+		}
+	}
+	q := before["user_orders"]
+	if q["params"] != "id:int8" || q["kind"] != "row" || q["paused"] != false {
+		t.Errorf("user_orders row %v", q)
+	}
+	if s := source(c); s == SourceCache {
+		t.Fatalf("user_orders 30 was cached")
+	}
+	for i := 0; i < 3; i++ {
+		if s := source(c); s != SourceCache {
+			t.Fatalf("user_orders 30 read %d from %v", i, s)
+		}
+	}
+	after := queries(c)["user_orders"]
+	for k, want := range map[string]int64{"hits": 3, "misses": 1, "fills": 1} {
+		if d := after[k].(int64) - q[k].(int64); d != want {
+			t.Errorf("show queries %s moved by %d, want %d (%v -> %v)", k, d, want, q, after)
+		}
+	}
+	if _, err := c.Show(ctx, "nosuch"); !errors.Is(err, ErrBadParams) || !strings.Contains(err.Error(), "queries") || !c.Alive() {
+		t.Errorf("unknown view: %v", err)
+	}
+	for _, v := range []string{"servers", "clients", "invalidator", "config"} {
+		if rows, err := c.Show(ctx, v); err != nil || len(rows) == 0 {
+			t.Errorf("show %s: %v %v", v, rows, err)
+		}
+	}
+
+	row, err := c.Pause(ctx, "user_orders")
+	if err != nil || !reflect.DeepEqual(row, map[string]any{"query": "user_orders", "paused": true, "changed": true}) {
+		t.Fatalf("pause: %v %v", row, err)
+	}
+	for i := 0; i < 2; i++ {
+		if s := source(c); s != SourceReplica {
+			t.Errorf("paused user_orders answered from %v", s)
+		}
+	}
+	if p := queries(c)["user_orders"]["paused"]; p != true {
+		t.Errorf("show queries paused: %v", p)
+	}
+	row, err = c.Resume(ctx, "user_orders")
+	if err != nil || !reflect.DeepEqual(row, map[string]any{"query": "user_orders", "paused": false, "changed": true}) {
+		t.Fatalf("resume: %v %v", row, err)
+	}
+	// resume starts a new generation: the entry from before the pause is not served; once
+	// the bump is confirmed a miss fills and the cache answers again
+	if s := source(c); s == SourceCache {
+		t.Errorf("resume served user_orders from before the pause")
+	}
+	for deadline := time.Now().Add(10 * time.Second); source(c) != SourceCache; {
+		if time.Now().After(deadline) {
+			t.Fatalf("resumed user_orders never answered from the cache")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := c.Pause(ctx, "nosuch"); !errors.Is(err, ErrUnknownQuery) {
+		t.Errorf("pause nosuch: %v", err)
+	}
+
+	orig, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withAdmin := strings.Replace(string(orig), "\nauth_token = sesame\n", "\nauth_token = sesame\nadmin_token = "+adminToken+"\n", 1)
+	if withAdmin == string(orig) {
+		t.Fatalf("no auth_token line in %s", conf)
+	}
+	write := func(s string) {
+		if err := os.WriteFile(conf, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nq := int64(len(before))
+	write(withAdmin)
+	defer write(string(orig))
+	if row, err := c.Reload(ctx); err != nil || !reflect.DeepEqual(row, map[string]any{"reload": "applied", "queries": nq}) {
+		t.Fatalf("reload: %v %v", row, err)
+	}
+	d := dial(token) // HELLO after admin_token was set
+	if _, err := d.Show(ctx, "queries"); !errors.Is(err, ErrAuth) {
+		t.Errorf("show with the data token: %v", err)
+	}
+	if _, err := d.Pause(ctx, "user_orders"); !errors.Is(err, ErrAuth) {
+		t.Errorf("pause with the data token: %v", err)
+	}
+	if _, err := d.Reload(ctx); !errors.Is(err, ErrAuth) || !d.Alive() {
+		t.Errorf("reload with the data token: %v", err)
+	}
+	if s := source(d); s != SourceCache {
+		t.Errorf("the data token's read: %v", s)
+	}
+	a := dial(adminToken)
+	if queries(a)["user_orders"] == nil {
+		t.Errorf("show with the admin token")
+	}
+	if row, err := a.Pause(ctx, "go_count"); err != nil || row["changed"] != true {
+		t.Errorf("pause with the admin token: %v %v", row, err)
+	}
+	if row, err := a.Resume(ctx, "go_count"); err != nil || row["changed"] != true {
+		t.Errorf("resume with the admin token: %v %v", row, err)
+	}
+	write(string(orig) + "\n[query go_bad]\nsql = SELECT nope FROM t WHERE id = $1\nparams = id:int8\n")
+	if row, err := a.Reload(ctx); err != nil || row["reload"] != "refused" || !strings.Contains(fmt.Sprint(row["error"]), "nope") {
+		t.Errorf("a reload with bad SQL: %v %v", row, err)
+	}
+	write(string(orig))
+	pool := openClient(t, Options{Addr: addr, Token: adminToken})
+	if rows, err := pool.Show(ctx, "servers"); err != nil || len(rows) < 2 {
+		t.Errorf("pool show servers: %v %v", rows, err)
+	}
+	if row, err := pool.Reload(ctx); err != nil || !reflect.DeepEqual(row, map[string]any{"reload": "applied", "queries": nq}) {
+		t.Errorf("pool reload back: %v %v", row, err)
+	}
+	if _, err := dial(token).Show(ctx, "queries"); err != nil {
+		t.Errorf("show with the data token once admin_token is gone: %v", err)
 	}
 }

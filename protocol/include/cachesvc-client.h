@@ -244,6 +244,11 @@ typedef struct cs_client_row {
 CS_CLIENT_API int cs_client_show(cs_client *c, const char *what, cs_client_row **rows,
         uint32_t *nrows) CS_CLIENT_MUST_CHECK;
 CS_CLIENT_API void cs_client_show_free(cs_client_row *rows);
+/* ADMIN (PROTOCOL.md 3.9): op "pause" or "resume" with a query name, or "reload" with
+ * query NULL. Rows as for SHOW (one row saying what happened), freed with
+ * cs_client_show_free. Without the admin token: CS_CLIENT_E_AUTH. */
+CS_CLIENT_API int cs_client_admin(cs_client *c, const char *op, const char *query,
+        cs_client_row **rows, uint32_t *nrows) CS_CLIENT_MUST_CHECK;
 
 /* ---- Pipelining ---------------------------------------------------------------------------
  * cs_client_send queues a GET/REFRESH without waiting (nothing is written until the next

@@ -1,5 +1,5 @@
-/* fuzz_config.c - fuzzes the configuration reader (inih driven by the key table): any bytes
- * as a config file must load or be refused with a message, never crash or leak. The input
+/* fuzz_config.c - fuzzes the configuration reader (config_ini.c driven by the key table):
+ * any bytes as a config file must load or be refused with a message, never crash or leak. The input
  * is written to a temporary file because cs_config_load reads a path. */
 #include <stdint.h>
 #include <stdio.h>

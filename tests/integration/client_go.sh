@@ -3,7 +3,8 @@
 # values of every column type, hit/miss and sources, every opcode, pipelining out of order
 # (a slow miss overtaken by a hit on one connection), request errors that keep the
 # connection, a protocol error that closes it, the auth token, TCP and unix socket,
-# reconnecting after the daemon restarts, and the pool under concurrent goroutines.
+# reconnecting after the daemon restarts, the pool under concurrent goroutines, and the
+# admin requests (Show, Pause/Resume, Reload; admin_token set and removed by a reload).
 # The assertions are Go tests (protocol/go/integration_test.go), run with CS_ADDR set.
 . "$(dirname "$0")/daemon_lib.sh"
 
@@ -87,7 +88,7 @@ export CACHESVC_TOKEN=sesame # for cachesvc-cli (start_daemon's readiness check)
 start_daemon "$WORK/cs.ini"
 
 export GOCACHE=$CS_BUILD/go-cache GOPATH=$CS_BUILD/go-path GOFLAGS=-mod=mod GOPROXY=off GOTOOLCHAIN=local
-export CS_ADDR=127.0.0.1:$PORT CS_SOCK=$SOCK CS_TOKEN=sesame
+export CS_ADDR=127.0.0.1:$PORT CS_SOCK=$SOCK CS_TOKEN=sesame CS_CONF=$WORK/cs.ini
 export CS_CACHESVC=$CACHESVC CS_CONF2=$WORK/cs2.ini CS_ADDR2=127.0.0.1:$PORT2 CS_PIDFILE=$PIDFILE
 export CS_PSQL=$CS_PG_BIN/psql CS_PG_HOST=$CS_PG_SOCKET_DIR CS_PG_PORT=$CS_PG_PRIMARY_PORT CS_PG_DB=$DB
 cd "$GO_SRC"
@@ -97,7 +98,7 @@ rc=${PIPESTATUS[0]}
 [ "$rc" = 0 ] || fail "go test failed ($rc)"
 # Every integration test ran (none skipped, none missing).
 n=$(grep -c '^--- PASS: TestIntegration' "$WORK/go-test.log" || true)
-[ "$n" -ge 7 ] || fail "only $n Go integration tests passed"
+[ "$n" -ge 8 ] || fail "only $n Go integration tests passed"
 ! grep -q '^--- SKIP' "$WORK/go-test.log" || fail "Go integration tests were skipped"
 ok "$n Go client integration tests passed"
 

@@ -2,8 +2,9 @@
 # client_node.sh - the Node.js client (protocol/node) against a real daemon on the sandbox:
 # typed values of every column type, hit/miss and sources, every opcode, pipelining with a
 # slow miss overtaken by a hit, request errors that keep the connection and a protocol
-# error that closes it, the auth token, TCP and unix socket, a pool, and reconnecting after
-# the daemon restarts. The assertions are in protocol/node/test/integration.test.js.
+# error that closes it, the auth token, TCP and unix socket, a pool, reconnecting after
+# the daemon restarts, and the admin requests (show, pause/resume, reload; admin_token set
+# and removed by a reload). The assertions are in protocol/node/test/integration.test.js.
 . "$(dirname "$0")/daemon_lib.sh"
 
 # CS_NODE_BIN: the node binary to run the tests with (default: node on PATH).

@@ -2,7 +2,8 @@
 # client_python.sh - the Python client (protocol/python, package cachesvc) against a real
 # daemon: hit/miss and sources, typed values of every column type, every opcode, tiers,
 # bypass, LSN tokens, pipelining out of order, request vs protocol errors, the reply
-# limit, auth, the pool, reconnect after the daemon restarts, and the asyncio API.
+# limit, auth, the pool, reconnect after the daemon restarts, the asyncio API, and the admin
+# requests (show, pause/resume, reload; admin_token set and removed by a reload).
 # The checks are protocol/python/tests/integration_daemon.py, run with Debian's
 # /usr/bin/python3 (python3-msgpack); it asks this script, over two FIFOs, to restart,
 # stop or start the daemon or to write on the primary.
@@ -62,7 +63,7 @@ start_daemon "$WORK/cs.ini"
 # early cannot hang the loop below.
 mkfifo "$WORK/cmd" "$WORK/ans"
 exec 5<>"$WORK/cmd" 6<>"$WORK/ans"
-CS_PORT=$PORT CS_SOCK=$SOCK CS_TOKEN=sesame PYTHONDONTWRITEBYTECODE=1 \
+CS_PORT=$PORT CS_SOCK=$SOCK CS_TOKEN=sesame CS_CONF=$WORK/cs.ini PYTHONDONTWRITEBYTECODE=1 \
   "$PY" -u "$SRC/tests/integration_daemon.py" "$WORK/cmd" "$WORK/ans" &
 PYPID=$!
 CLEANUPS+=("kill -KILL $PYPID")

@@ -23,6 +23,13 @@ params = id:int8
 ttl = 60s
 invalidate_on = users(id = $1)
 INI
+# a long query (its SQL is wider than any fixed line buffer) and a replica password: the
+# table shows the one whole, show config masks the other
+LONGSQL="SELECT id, name, $(for i in $(seq 30); do printf 'id + %d AS c%d, ' "$i" "$i"; done)0 AS z FROM users WHERE id = \$1"
+printf '\n[query sv_long]\nsql = %s\nparams = id:int8\nttl = 60s\n' "$LONGSQL" >>"$WORK/cs.ini"
+awk '/^\[/ { sec = $0 } sec == "[replica r1]" && /^conninfo = / { $0 = $0 " password=hunter2" } { print }' \
+  "$WORK/cs.ini" >"$WORK/cs.tmp" && mv "$WORK/cs.tmp" "$WORK/cs.ini"
+grep -q 'password=hunter2' "$WORK/cs.ini" || fail "test setup: no password in r1's conninfo"
 invalidator_section >>"$WORK/cs.ini"
 export CACHESVC_TOKEN=sesame
 start_daemon "$WORK/cs.ini"
@@ -94,6 +101,12 @@ out=$(cli --json show config) || fail "show config failed: $out"
 grep -q '"section":"cachesvc","key":"auth_token","value":"\*\*\*"' <<<"$out" ||
   fail "auth_token not masked: $(grep auth_token <<<"$out")"
 grep -q "sesame" <<<"$out" && fail "the token appears in show config"
+grep -q "hunter2" <<<"$out" && fail "r1's password appears in show config: $(grep hunter2 <<<"$out")"
+grep -q '"section":"replica r1","key":"conninfo","value":".*password=\*\*\*' <<<"$out" ||
+  fail "r1's conninfo not masked: $(grep '"replica r1","key":"conninfo"' <<<"$out")"
+table=$(cli show config) || fail "show config (table) failed"
+grep -qF "$LONGSQL" <<<"$table" || fail "the table cut sv_long's SQL: $(grep 'sv_long' <<<"$table" | head -2)"
+grep -q "hunter2" <<<"$table" && fail "r1's password appears in the show config table"
 grep -q "\"section\":\"cachesvc\",\"key\":\"listen\",\"value\":\"127.0.0.1:$PORT\"" <<<"$out" ||
   fail "listen: $(grep '"listen"' <<<"$out")"
 grep -q '"section":"query sv_user","key":"params","value":"id:int8"' <<<"$out" ||
@@ -116,3 +129,13 @@ out=$(cli show nosuch 2>&1) || rc=$?
 grep -q "bad_params" <<<"$out" || fail "show nosuch: not bad_params: $out"
 grep -q "queries, servers, clients, invalidator, config" <<<"$out" || fail "no view list: $out"
 ok "unknown view: exit 1, $out"
+
+# ---- a view name with a NUL byte is no view ------------------------------------------------
+# HELLO {"v": 1, "client": "t", "token": "sesame"}, then SHOW {"what": "queries\0x"} (reqid 2)
+exec 3<>"/dev/tcp/127.0.0.1/$PORT"
+printf '\x00\x00\x00\x1a\x01\x01\x00\x00\x00\x00\x00\x01\x83\xa1\x76\x01\xa6client\xa1\x74\xa5token\xa6sesame' >&3
+printf '\x00\x00\x00\x10\x01\x08\x00\x00\x00\x00\x00\x02\x81\xa4what\xa9queries\x00x' >&3
+timeout 1 cat <&3 >"$WORK/nul.out" || true
+exec 3>&-
+grep -q "no NUL byte" "$WORK/nul.out" || fail "SHOW \"queries\\0x\": $(tr -c '[:print:]' . <"$WORK/nul.out")"
+ok "a view name with a NUL byte: bad_params"

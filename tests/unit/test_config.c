@@ -13,6 +13,9 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "config_value.h"
+#include "log.h"
+#include "redis_url.h"
 
 static const char *doc_path;     /* argv[1]: cachesvc/CONFIG.md */
 static const char *example_path; /* argv[2]: cachesvc/cachesvc.ini.example */
@@ -248,7 +251,6 @@ static void test_service_defaults(void **state)
 	assert_string_equal(cfg->log_level, "info");
 	assert_string_equal(cfg->redis_url, "redis://127.0.0.1:6379/0");
 	assert_int_equal(cfg->redis_timeout_ms, 1000);
-	assert_int_equal(cfg->lease_ms, 0);
 	assert_int_equal(cfg->primary_pool_size, 4);
 	assert_false(cfg->inval_enabled);
 	assert_string_equal(cfg->inval_slot, "cachesvc");
@@ -478,7 +480,7 @@ static void test_key_types(void **state)
 	        {"redis", "url", "redis://host:0", false, "port must be 1..65535"},
 	        {"redis", "url", "redis://host/x", false, "database must be a number"},
 	        {"redis", "url", "", false, "must not be empty"},
-	        {"redis", "lease", "100ms", true, NULL},
+	        {"redis", "lease", "100ms", false, "unknown key"}, /* removed: nothing read it */
 	        {"primary", "pool_size", "0", false, "out of range 1..256"},
 	        {"primary", "pool_size", "257", false, "out of range 1..256"},
 	        {"invalidator", "slot", "Bad-Slot", false, "a-z 0-9 _"},
@@ -777,7 +779,7 @@ static void test_hostile_files(void **state)
 	memset(text + n, 'x', big);
 	strcpy(text + n + big, "\n");
 	assert_load_error(text, "cachesvc.ini:4: line longer than", NULL);
-	/* a long line under the limit works: no silent split at inih's 200 bytes */
+	/* a long line under the limit works: no silent split (inih's was 200 bytes) */
 	n = snprintf(text, 256, BASE "[query q]\nsql = SELECT 1");
 	memset(text + n, ' ', 5000);
 	strcpy(text + n + 5000, "+ $1\nparams = a:int8\n");
@@ -811,6 +813,55 @@ static void test_hostile_files(void **state)
 
 /* ---- masking, show, reload ---------------------------------------------------------- */
 
+/* The INI grammar of config_ini.c, pinned as Debian's inih 55 read it (the configs written
+ * for it keep their meaning). */
+static void test_ini_grammar(void **state)
+{
+	(void)state;
+	/* inline comments after whitespace in key lines; "key: value"; CRLF; comment and blank
+	 * lines inside a continued value skipped; a continuation line is taken whole, " ;"
+	 * included; text after a header's ']' ignored */
+	cs_config *cfg = load_ok("\xEF\xBB\xBF" BASE "[cachesvc] ; c\r\n"
+	                         "log_level: debug ; inline\r\n"
+	                         "[query q]  trailing\n"
+	                         "sql = SELECT $1 ;c\n"
+	                         "\n"
+	                         "  ; comment\n"
+	                         "  # comment\n"
+	                         "\t+ 0 -- a ;b\n"
+	                         "params=a:int8\t;x\n");
+	assert_string_equal(cfg->log_level, "debug");
+	assert_string_equal(cfg->queries[0].sql, "SELECT $1\n+ 0 -- a ;b");
+	cs_config_free(cfg);
+	/* a ';' glued to a value is part of it */
+	assert_load_error(BASE "[query q]\nsql = SELECT $1\nparams=a:int8;x\n", "cachesvc.ini:5:",
+	        "[query q] params:", NULL);
+	/* an empty key name is a key line ("" is no key) and starts no continuation */
+	assert_load_error(BASE "[cachesvc]\n= x\n  y = 1\n", "cachesvc.ini:4: [cachesvc] : unknown key",
+	        NULL);
+	assert_load_error(BASE "[cachesvc]\nlog_level = info\n  more\n",
+	        "cachesvc.ini:4: [cachesvc] log_level: must be debug", NULL);
+	/* syntax errors, first in line order */
+	assert_load_error(BASE "[cachesvc\n[nope]\n", "cachesvc.ini:3: syntax error", NULL);
+	assert_load_error(BASE "[cachesvc ;]\n", "cachesvc.ini:3: syntax error", NULL);
+	assert_load_error(BASE "[cachesvc]\nflag\n", "cachesvc.ini:4: syntax error", NULL);
+	assert_load_error(BASE "[cachesvc]\na ;b = c\n", "cachesvc.ini:4: syntax error", NULL);
+	/* the whole file is read before keys are checked */
+	assert_load_error(BASE "[cachesvc]\nx = 1\nx\n", "cachesvc.ini:5: syntax error", NULL);
+	assert_load_error("key = 1\n" BASE, "cachesvc.ini:1: key: key outside any section", NULL);
+	/* the longest line: 65533 bytes before its '\n' */
+	size_t n = 65533 + 1;
+	char *text = malloc(sizeof(BASE) + n + 64);
+	assert_non_null(text);
+	int h = snprintf(text, 64 + sizeof(BASE), BASE "[cachesvc]\n");
+	memset(text + h, ';', n - 1);
+	strcpy(text + h + n - 1, "\n");
+	cs_config_free(load_ok(text));
+	strcpy(text + h + n - 1, ";\n");
+	assert_load_error(text, "cachesvc.ini:4: line longer than 65533 bytes", NULL);
+	free(text);
+}
+
 static void test_mask_conninfo(void **state)
 {
 	static const struct {
@@ -827,16 +878,20 @@ static void test_mask_conninfo(void **state)
 	        {"postgresql://h/db", "postgresql://h/db"},
 	        {"postgresql://u:se@cret@h/db", "postgresql://u:***@h/db"},
 	        {"host=a garbage secret", "host=a garbage ***"},
+	        /* libpq percent-decodes option names: these are passwords too */
+	        {"postgresql://h/db?pass%77ord=hunter2&x=1", "postgresql://h/db?pass%77ord=***&x=1"},
+	        {"postgresql://h/db?%73slpassword=q", "postgresql://h/db?%73slpassword=***"},
+	        {"postgresql://h/db?pass%7word=q", "postgresql://h/db?pass%7word=q"},
 	};
 	char buf[256];
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		cs_config_mask_conninfo(cases[i].in, buf, sizeof(buf));
+		cs_log_mask_conninfo(cases[i].in, buf, sizeof(buf));
 		assert_string_equal(buf, cases[i].out);
 	}
 	/* truncation stays NUL-terminated */
-	cs_config_mask_conninfo("host=averyveryverylonghostname", buf, 8);
+	cs_log_mask_conninfo("host=averyveryverylonghostname", buf, 8);
 	assert_int_equal(strlen(buf), 7);
-	cs_config_mask_conninfo(NULL, buf, sizeof(buf));
+	cs_log_mask_conninfo(NULL, buf, sizeof(buf));
 	assert_string_equal(buf, "");
 }
 
@@ -1149,6 +1204,7 @@ int main(int argc, char **argv)
 	        cmocka_unit_test(test_invalidate_on),
 	        cmocka_unit_test(test_validation_errors),
 	        cmocka_unit_test(test_hostile_files),
+	        cmocka_unit_test(test_ini_grammar),
 	        cmocka_unit_test(test_mask_conninfo),
 	        cmocka_unit_test(test_show_masks_secrets),
 	        cmocka_unit_test(test_show_round_trip),

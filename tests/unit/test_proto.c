@@ -347,6 +347,62 @@ static int show_collect(void *priv, uint32_t row, const char *key, uint32_t key_
 	return 0;
 }
 
+/* ADMIN: the request decodes to its operation and optional query; "op" is required; bad
+ * bodies are refused; its reply is SHOW's row format under opcode 0x89. */
+static void roundtrip_admin(void **state)
+{
+	cs_buf b;
+	uint32_t len;
+	cs_admin_req a;
+	cs_buf_init(&b, 0);
+	assert_int_equal(cs_proto_write_admin(&b, 3, "pause", "q1"), 0);
+	const uint8_t *body = body_of(&b, CS_OP_ADMIN, 3, &len);
+	assert_int_equal(cs_proto_decode_admin(body, len, &a, err, sizeof err), 0);
+	assert_int_equal(a.op_len, 5);
+	assert_memory_equal(a.op, "pause", 5);
+	assert_int_equal(a.query_len, 2);
+	assert_memory_equal(a.query, "q1", 2);
+	cs_buf_reset(&b);
+	assert_int_equal(cs_proto_write_admin(&b, 4, "reload", NULL), 0);
+	body = body_of(&b, CS_OP_ADMIN, 4, &len);
+	assert_int_equal(cs_proto_decode_admin(body, len, &a, err, sizeof err), 0);
+	assert_memory_equal(a.op, "reload", 6);
+	assert_null(a.query);
+	assert_true(cs_op_is_request(CS_OP_ADMIN));
+	assert_false(cs_op_is_request(CS_OP_ADMIN + 1));
+	assert_string_equal(cs_op_name(CS_OP_ADMIN), "admin");
+	assert_string_equal(cs_op_name(CS_OP_REPLY_FLAG | CS_OP_ADMIN), "admin_reply");
+	/* no "op"; unknown key; duplicate key; a non-string "q"; trailing bytes */
+	assert_int_equal(cs_proto_decode_admin((const uint8_t *)"\x81\xa1q\xa1y", 5, &a, err,
+	                         sizeof err),
+	        -CS_ERR_PROTOCOL);
+	assert_non_null(strstr(err, "ADMIN needs \"op\""));
+	assert_int_equal(cs_proto_decode_admin((const uint8_t *)"\x81\xa1x\xa1y", 5, &a, err,
+	                         sizeof err),
+	        -CS_ERR_PROTOCOL);
+	assert_int_equal(cs_proto_decode_admin((const uint8_t *)"\x82\xa2op\xa1y\xa2op\xa1z", 11,
+	                         &a, err, sizeof err),
+	        -CS_ERR_PROTOCOL);
+	assert_int_equal(cs_proto_decode_admin((const uint8_t *)"\x82\xa2op\xa1y\xa1q\x07", 9, &a,
+	                         err, sizeof err),
+	        -CS_ERR_PROTOCOL);
+	assert_int_equal(cs_proto_decode_admin((const uint8_t *)"\x81\xa2op\xa1y\xc0", 7, &a, err,
+	                         sizeof err),
+	        -CS_ERR_PROTOCOL);
+	assert_int_equal(cs_proto_write_admin(&b, 1, NULL, NULL), -CS_ERR_BAD_PARAMS);
+	/* the reply: one row under 0x89 */
+	cs_buf_reset(&b);
+	size_t off = cs_proto_rows_begin(&b, CS_OP_ADMIN, 5);
+	cs_show_cell cells[] = { { "paused", { .type = CS_V_BOOL, .u.b = true } } };
+	assert_int_equal(cs_proto_show_row(&b, cells, 1), 0);
+	cs_proto_show_end(&b, off, 1);
+	body = body_of(&b, CS_OP_REPLY_FLAG | CS_OP_ADMIN, 5, &len);
+	assert_int_equal(len, 1 + 4 + 1 + 7 + 1);
+	assert_memory_equal(body, "\xdd\0\0\0\x01\x81\xa6paused\xc3", len);
+	cs_buf_free(&b);
+	(void)state;
+}
+
 /* SHOW: the request decodes to its view; the row writer's rows decode cell by cell with
  * their types; bad bodies are refused; a full buffer fails the row, not half of it. */
 static void roundtrip_show(void **state)
@@ -1520,6 +1576,7 @@ int main(void)
 	        cmocka_unit_test(roundtrip_invalidate),
 	        cmocka_unit_test(roundtrip_ping_stats),
 	        cmocka_unit_test(roundtrip_show),
+	        cmocka_unit_test(roundtrip_admin),
 	        cmocka_unit_test(roundtrip_result),
 	        cmocka_unit_test(roundtrip_mget_reply),
 	        cmocka_unit_test(meta_stored),

@@ -25,6 +25,10 @@ const DEFAULTS = Object.freeze({
 });
 
 const MAX_MS = 2147483647; // setTimeout's limit
+// The least time reload() waits by default (ms): the server answers when its checked
+// reload has ended (it prepares every new query on a replica, bounded by its
+// request_timeout), which may outlast an ordinary request.
+const RELOAD_TIMEOUT = 30000;
 function validMs(v) {
   return typeof v === 'number' && v > 0 && v <= MAX_MS;
 }
@@ -159,6 +163,39 @@ class Client {
   /** PING: resolves undefined. */
   ping(opts = {}) {
     return this._call(OP.PING, () => null, (b) => codec.decodeReply(0x80 | OP.PING, b), opts.timeout);
+  }
+
+  /**
+   * SHOW a view (admin; PROTOCOL.md 3.8): 'queries', 'servers', 'clients', 'invalidator'
+   * or 'config'. Resolves an array of rows, each {column: null | boolean | number | bigint |
+   * string}; rows may differ in their columns (unknown ones are kept). An unknown view
+   * rejects with bad_params (its message lists the views); without the admin token, when
+   * the server has one, with auth (the connection stays).
+   */
+  show(view, opts = {}) {
+    return this._call(OP.SHOW, () => codec.showBody(view), (b) => codec.decodeRows(b), opts.timeout);
+  }
+
+  /** ADMIN pause: the server answers query from PostgreSQL, bypassing the cache, until
+   * resume. Resolves {query, paused: true, changed}. */
+  pause(query, opts = {}) {
+    return this._call(OP.ADMIN, () => codec.adminBody('pause', requireQuery(query)), codec.decodeAdmin, opts.timeout);
+  }
+
+  /** ADMIN resume: the cache serves query again. Resolves {query, paused: false, changed}. */
+  resume(query, opts = {}) {
+    return this._call(OP.ADMIN, () => codec.adminBody('resume', requireQuery(query)), codec.decodeAdmin, opts.timeout);
+  }
+
+  /**
+   * ADMIN reload: the server reloads its config file (checked as on SIGHUP); resolves when
+   * the reload has ended: {reload: 'applied', queries} or {reload: 'refused', error} (a
+   * refusal resolves, it does not reject). opts.timeout defaults to the longer of the
+   * client's timeout and 30 s. Rejects with overloaded while another reload is checked.
+   */
+  reload(opts = {}) {
+    const ms = opts.timeout === undefined ? Math.max(this.o.timeout, RELOAD_TIMEOUT) : opts.timeout;
+    return this._call(OP.ADMIN, () => codec.adminBody('reload'), codec.decodeAdmin, ms);
   }
 
   /** Closes the connection; requests in flight and later calls fail with `closed`. */
@@ -311,9 +348,27 @@ class Pool {
   ping(o) {
     return this.pick().ping(o);
   }
+  show(view, o) {
+    return this.pick().show(view, o);
+  }
+  pause(q, o) {
+    return this.pick().pause(q, o);
+  }
+  resume(q, o) {
+    return this.pick().resume(q, o);
+  }
+  reload(o) {
+    return this.pick().reload(o);
+  }
   async close() {
     await Promise.all(this.clients.map((c) => c.close()));
   }
 }
 
-module.exports = { Client, Pool, backoffDelay, resolveOptions, DEFAULTS };
+// pause/resume take a query name (adminBody would send none for undefined).
+function requireQuery(query) {
+  if (query === undefined || query === null) throw badArgument('a query name is required');
+  return query;
+}
+
+module.exports = { Client, Pool, backoffDelay, resolveOptions, DEFAULTS, RELOAD_TIMEOUT };

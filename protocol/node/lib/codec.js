@@ -17,9 +17,11 @@ const OP = Object.freeze({
   REFRESH: 0x05,
   INVALIDATE: 0x06,
   STATS: 0x07,
+  SHOW: 0x08,
+  ADMIN: 0x09,
   ERROR: 0xff,
 });
-const OP_NAMES = { 1: 'HELLO', 2: 'PING', 3: 'GET', 4: 'MGET', 5: 'REFRESH', 6: 'INVALIDATE', 7: 'STATS' };
+const OP_NAMES = { 1: 'HELLO', 2: 'PING', 3: 'GET', 4: 'MGET', 5: 'REFRESH', 6: 'INVALIDATE', 7: 'STATS', 8: 'SHOW', 9: 'ADMIN' };
 
 const LIMITS = Object.freeze({
   requestBody: 1048576, // default; the server announces its own in HELLO max_frame
@@ -33,6 +35,8 @@ const LIMITS = Object.freeze({
   errorMessage: 1024,
   columns: 1664,
   columnName: 64,
+  adminName: 64, // a SHOW view name, an ADMIN op name
+  rowKey: 128, // a SHOW/ADMIN row's column name
   u32: 0xffffffff,
 });
 
@@ -82,18 +86,22 @@ function countCells(depth, n) {
 }
 
 // The depth of a result's cells in a reply body (the body is depth 1), by reply opcode:
-// GET/REFRESH [meta, [cols, [row...]]] -> 5; MGET [[meta, [cols, [row...]]]...] -> 6.
+// GET/REFRESH [meta, [cols, [row...]]] -> 5; MGET [[meta, [cols, [row...]]]...] -> 6;
+// SHOW/ADMIN [{column: value...}...] -> 3 (a row's keys and values, 2 per column).
 function cellDepth(opcode) {
   if (opcode === (0x80 | OP.GET) || opcode === (0x80 | OP.REFRESH)) return 5;
   if (opcode === (0x80 | OP.MGET)) return 6;
+  if (opcode === (0x80 | OP.SHOW) || opcode === (0x80 | OP.ADMIN)) return 3;
   return 0;
 }
 
 // The depth of the deepest protocol map of a reply body, by opcode: the meta map of a
-// GET/REFRESH reply (2), of an MGET item (3); otherwise the body's own map (1).
+// GET/REFRESH reply (2), of an MGET item (3), a SHOW/ADMIN row (2); otherwise the body's
+// own map (1).
 function protoMapDepth(opcode) {
   if (opcode === (0x80 | OP.GET) || opcode === (0x80 | OP.REFRESH)) return 2;
   if (opcode === (0x80 | OP.MGET)) return 3;
+  if (opcode === (0x80 | OP.SHOW) || opcode === (0x80 | OP.ADMIN)) return 2;
   return 1;
 }
 
@@ -495,6 +503,20 @@ function invalidateBody(query, p) {
   return p === undefined ? { q: query } : { q: query, p: params(p) };
 }
 
+/** SHOW body: {what: view}. */
+function showBody(view) {
+  checkName('view name', view, 1, LIMITS.adminName);
+  return { what: view };
+}
+
+/** ADMIN body: {op, q}; q left out when query is undefined or null ("reload"). */
+function adminBody(op, query) {
+  checkName('ADMIN op', op, 1, LIMITS.adminName);
+  if (query === undefined || query === null) return { op };
+  checkQuery(query);
+  return { op, q: query };
+}
+
 // ---- reply bodies --------------------------------------------------------------------
 
 function isMap(v) {
@@ -713,10 +735,58 @@ function decodeStats(b) {
 }
 
 /**
+ * SHOW or ADMIN reply (PROTOCOL.md 3.8): an array of rows, each a map column name (str of
+ * at most 128 bytes, once per row: checked on the raw bytes) -> scalar: null, boolean,
+ * number, bigint (int64; a Number when safe), string. Returns an array of plain objects;
+ * unknown columns are kept and a row may leave columns out (rowColumns gives the union).
+ */
+function decodeRows(b, what = 'SHOW') {
+  if (!Array.isArray(b)) throw badReply(`${what} reply is not an array of rows`);
+  return b.map((row, i) => {
+    if (!isMap(row)) throw badReply(`${what} row ${i} is not a map`);
+    const out = {};
+    for (const k of Object.keys(row)) {
+      if (utf8Len(k) > LIMITS.rowKey) throw badReply(`${what} row ${i}: a column name over ${LIMITS.rowKey} bytes`);
+      const v = row[k];
+      switch (typeof v) {
+        case 'boolean':
+        case 'string':
+        case 'number':
+          out[k] = v;
+          break;
+        case 'bigint':
+          if (v > INT64_MAX) throw badReply(`${what} row ${i} ${k}: an integer above INT64_MAX`);
+          out[k] = autoInt(v);
+          break;
+        default:
+          if (v !== null) throw badReply(`${what} row ${i} ${k}: not a scalar (null, bool, int, float, str)`);
+          out[k] = null;
+      }
+    }
+    return out;
+  });
+}
+
+/** ADMIN reply: exactly one row, returned as its object. */
+function decodeAdmin(b) {
+  const rows = decodeRows(b, 'ADMIN');
+  if (rows.length !== 1) throw badReply(`ADMIN reply of ${rows.length} rows, want 1`);
+  return rows[0];
+}
+
+/** The columns of SHOW rows: the union of their keys, in first-seen order. */
+function rowColumns(rows) {
+  const seen = new Set();
+  for (const r of rows) for (const k of Object.keys(r)) seen.add(k);
+  return [...seen];
+}
+
+/**
  * Decodes a reply body by its frame opcode alone, without the request (tools and the
  * conformance test; the client decodes by the request it sent). Returns the typed value:
  * HELLO {version, server, maxFrame}; PING undefined; GET/REFRESH a Result; MGET an array of
- * Result | CacheError; INVALIDATE {deleted} or {generation}; STATS an object; an error frame
+ * Result | CacheError; INVALIDATE {deleted} or {generation}; STATS an object; SHOW and ADMIN
+ * an array of row objects (any count); an error frame
  * a CacheError (returned, not thrown). Throws a CacheError (bad_reply) for anything else.
  */
 function decodeReply(opcode, b, opt = {}) {
@@ -737,6 +807,9 @@ function decodeReply(opcode, b, opt = {}) {
     }
     case 0x80 | OP.STATS:
       return decodeStats(b);
+    case 0x80 | OP.SHOW:
+    case 0x80 | OP.ADMIN:
+      return decodeRows(b, opcode === (0x80 | OP.SHOW) ? 'SHOW' : 'ADMIN');
     case OP.ERROR:
       return errorFromBody(b);
     default:
@@ -765,12 +838,17 @@ module.exports = {
   mgetBody,
   helloBody,
   invalidateBody,
+  showBody,
+  adminBody,
   errorFromBody,
   decodeHello,
   decodeResult,
   decodeMget,
   decodeInvalidate,
   decodeStats,
+  decodeRows,
+  decodeAdmin,
+  rowColumns,
   Result,
   RawTimestamp,
 };

@@ -123,6 +123,24 @@ export interface ServerInfo {
 
 export type Stats = Record<string, number | bigint>;
 
+/** A SHOW/ADMIN row: column -> scalar (null: not known). Rows may differ in their columns. */
+export type AdminValue = null | boolean | number | bigint | string;
+export type Row = Record<string, AdminValue>;
+/** The ADMIN pause/resume reply row. */
+export interface PauseResult extends Row {
+  query: string;
+  paused: boolean;
+  /** Whether the call changed the state. */
+  changed: boolean;
+}
+/** The ADMIN reload reply row: applied (with the query count) or refused (with why). */
+export interface ReloadResult extends Row {
+  reload: 'applied' | 'refused';
+  queries?: number;
+  error?: string;
+}
+export type ShowView = 'queries' | 'servers' | 'clients' | 'invalidator' | 'config';
+
 export class Client {
   constructor(opts?: ClientOptions);
   readonly serverInfo: ServerInfo | null;
@@ -136,6 +154,14 @@ export class Client {
   invalidateQuery(query: string, opts?: RequestOptions): Promise<number | bigint>;
   stats(opts?: RequestOptions): Promise<Stats>;
   ping(opts?: RequestOptions): Promise<void>;
+  /** SHOW a view (admin): its rows. */
+  show(view: ShowView | string, opts?: RequestOptions): Promise<Row[]>;
+  /** ADMIN pause: the query bypasses the cache on this server until resume. */
+  pause(query: string, opts?: RequestOptions): Promise<PauseResult>;
+  /** ADMIN resume: the cache serves the query again. */
+  resume(query: string, opts?: RequestOptions): Promise<PauseResult>;
+  /** ADMIN reload, resolved when it has ended (default timeout: max(timeout, 30 s)). */
+  reload(opts?: RequestOptions): Promise<ReloadResult>;
   close(): Promise<void>;
 }
 
@@ -153,6 +179,14 @@ export class Pool {
   invalidateQuery(query: string, opts?: RequestOptions): Promise<number | bigint>;
   stats(opts?: RequestOptions): Promise<Stats>;
   ping(opts?: RequestOptions): Promise<void>;
+  /** SHOW a view (admin): its rows. */
+  show(view: ShowView | string, opts?: RequestOptions): Promise<Row[]>;
+  /** ADMIN pause: the query bypasses the cache on this server until resume. */
+  pause(query: string, opts?: RequestOptions): Promise<PauseResult>;
+  /** ADMIN resume: the cache serves the query again. */
+  resume(query: string, opts?: RequestOptions): Promise<PauseResult>;
+  /** ADMIN reload, resolved when it has ended (default timeout: max(timeout, 30 s)). */
+  reload(opts?: RequestOptions): Promise<ReloadResult>;
   close(): Promise<void>;
 }
 

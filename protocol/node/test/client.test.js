@@ -464,3 +464,43 @@ test('write backpressure: requests past maxQueued unread bytes fail at once with
   for (const e of await Promise.all(sent)) assert.ok(e instanceof CacheError);
   await srv.close();
 });
+
+test('show, pause, resume, reload: frames and replies; auth keeps the connection; reload outlasts timeout', async () => {
+  const seen = [];
+  let n = 0;
+  const srv = await fakeServer(DIR, (f, conn) => {
+    if (f.opcode === 1) return undefined;
+    seen.push([f.opcode, f.body]);
+    switch (n++) {
+      case 0: return conn.reply(0x88, f.id, [{ name: 'q1', hits: 2 }, { name: 'q2', x: null }]);
+      case 1: return conn.reply(0xff, f.id, { code: 6, msg: 'ADMIN is an admin request' });
+      case 2: return conn.reply(0x89, f.id, [{ query: 'q1', paused: false, changed: true }]);
+      case 3: return setTimeout(() => conn.reply(0x89, f.id, [{ reload: 'applied', queries: 2 }]), 400); // past timeout
+      case 4: return conn.reply(0xff, f.id, { code: 2, msg: 'unknown view "nosuch"' });
+      default: return conn.reply(0x88, f.id, [{ a: [1] }]); // not a scalar
+    }
+  });
+  const c = new Client(opts(srv, { timeout: 200 }));
+  try {
+    assert.deepEqual(await c.show('queries'), [{ name: 'q1', hits: 2 }, { name: 'q2', x: null }]);
+    await rejectsCode(c.pause('q1'), Codes.AUTH);
+    assert.equal(c.connected, true);
+    assert.deepEqual(await c.resume('q1'), { query: 'q1', paused: false, changed: true });
+    assert.deepEqual(await c.reload(), { reload: 'applied', queries: 2 });
+    await rejectsCode(c.show('nosuch'), Codes.BAD_PARAMS);
+    await rejectsCode(c.pause(), Codes.BAD_ARGUMENT);
+    await rejectsCode(c.show('queries'), Codes.BAD_REPLY);
+    assert.deepEqual(seen, [
+      [8, { what: 'queries' }],
+      [9, { op: 'pause', q: 'q1' }],
+      [9, { op: 'resume', q: 'q1' }],
+      [9, { op: 'reload' }],
+      [8, { what: 'nosuch' }],
+      [8, { what: 'queries' }],
+    ]);
+    assert.equal(srv.accepted, 1);
+  } finally {
+    await c.close();
+    await srv.close();
+  }
+});

@@ -406,3 +406,65 @@ test('the PING reply body is nil; {} is refused', () => {
   assert.equal(codec.decodeReply(0x82, null), undefined);
   throwsCode(() => codec.decodeReply(0x82, {}), Codes.BAD_REPLY, /PING/);
 });
+
+// ---- SHOW and ADMIN (PROTOCOL.md 3.8, 3.9) ------------------------------------------------
+
+/** A SHOW/ADMIN reply body through the checks the connection runs, then its decoder. */
+function rowsReply(op, buf, decode, maxCells = Infinity) {
+  const v = codec.decodeBody(decoder, buf, 0, buf.length, codec.cellDepth(op), maxCells, codec.protoMapDepth(op));
+  return decode(v);
+}
+
+test('SHOW and ADMIN requests', () => {
+  assert.equal(codec.encodeFrame(codec.OP.SHOW, 1, codec.showBody('queries')).toString('hex'),
+    '0000000e010800000000000181a477686174a771756572696573');
+  assert.deepEqual(codec.adminBody('pause', 'q1'), { op: 'pause', q: 'q1' });
+  assert.deepEqual(codec.adminBody('reload'), { op: 'reload' });
+  assert.equal(codec.encodeFrame(codec.OP.ADMIN, 2, codec.adminBody('reload'))[5], 0x09);
+  for (const f of [() => codec.showBody(''), () => codec.showBody('v'.repeat(65)), () => codec.showBody(7),
+    () => codec.adminBody(''), () => codec.adminBody('pause', ''), () => codec.adminBody('pause', 'q'.repeat(65))])
+    throwsCode(f, Codes.BAD_ARGUMENT);
+  codec.showBody('v'.repeat(64));
+});
+
+test('SHOW rows: scalars, unknown columns kept, union of columns in first-seen order', () => {
+  const rows = [
+    { name: 'q1', params: 'id:int8', generation: null, hits: 3, pending_bump: false, ratio: 0.5, new_column: 'kept' },
+    { name: 'q2', later: 2n ** 62n, small: -(2n ** 63n) },
+    {},
+  ];
+  const got = rowsReply(0x88, mp(rows), (v) => codec.decodeRows(v));
+  assert.deepEqual(got, [rows[0], { name: 'q2', later: 2n ** 62n, small: -(2n ** 63n) }, {}]);
+  assert.deepEqual(codec.rowColumns(got), ['name', 'params', 'generation', 'hits', 'pending_bump', 'ratio', 'new_column', 'later', 'small']);
+  assert.deepEqual(rowsReply(0x88, mp([{ n: 2n ** 40n }]), (v) => codec.decodeRows(v)), [{ n: 2 ** 40 }]);
+  assert.deepEqual(rowsReply(0x89, mp([{ reload: 'applied', queries: 2 }]), codec.decodeAdmin), { reload: 'applied', queries: 2 });
+  assert.deepEqual(codec.decodeReply(0x88, [{ a: 1 }]), [{ a: 1 }]);
+  assert.deepEqual(codec.decodeReply(0x89, [{ a: 1 }, { a: 2 }]), [{ a: 1 }, { a: 2 }]);
+  assert.deepEqual(rowsReply(0x88, mp([{ ['k'.repeat(128)]: 1 }]), (v) => codec.decodeRows(v)), [{ ['k'.repeat(128)]: 1 }]);
+});
+
+test('SHOW/ADMIN: every malformed reply is bad_reply', () => {
+  const rows = (v) => codec.decodeRows(v);
+  const bad = [
+    [0x88, mp({ name: 'q' }), rows], // not an array
+    [0x88, mp(null), rows],
+    [0x88, mp([['q', 1]]), rows], // a row that is not a map
+    [0x88, mp([{ a: [1] }]), rows], // not a scalar
+    [0x88, mp([{ a: { b: 1 } }]), rows],
+    [0x88, mp([{ a: Buffer.from('x') }]), rows],
+    [0x88, mp([{ a: ts96(1, 0) }]), rows],
+    [0x88, mp([{ a: 2n ** 63n }]), rows], // beyond int64
+    [0x88, mp([{ ['k'.repeat(129)]: 1 }]), rows], // a column name over 128 bytes
+    [0x88, hex('91 81 01 02'), rows], // a non-str column name
+    [0x88, hex('91 82 a161 01 a161 02'), rows], // a column twice
+    [0x88, hex('91 81 a161 01 00'), rows], // trailing bytes
+    [0x89, mp([]), codec.decodeAdmin], // ADMIN: exactly one row
+    [0x89, mp([{ a: 1 }, { a: 2 }]), codec.decodeAdmin],
+    [0x89, mp({ query: 'q' }), codec.decodeAdmin],
+  ];
+  for (const [op, buf, dec] of bad) throwsCode(() => rowsReply(op, buf, dec), Codes.BAD_REPLY);
+  // rows count against maxCells: 2 per column (its key and value)
+  const fifty = mp(Array.from({ length: 50 }, (_, i) => ({ a: i })));
+  assert.equal(rowsReply(0x88, fifty, rows, 100).length, 50);
+  throwsCode(() => rowsReply(0x88, fifty, rows, 99), Codes.BAD_REPLY, /maxCells/);
+});

@@ -23,6 +23,8 @@ const CORPUS = [
   frame(0x86, 7, { generation: 12 }),
   frame(0x87, 8, { hits: 10, misses: 2, hit_ratio: 0.83 }),
   frame(0xff, 9, { code: 7, msg: 'bad frame' }),
+  frame(0x88, 10, [{ name: 'q', hits: 3, generation: null, ratio: 0.5, paused: false }, {}]),
+  frame(0x89, 11, [{ reload: 'refused', error: 'bad sql' }]),
 ];
 const HOSTILE = [
   [0xdd, 0xff, 0xff, 0xff, 0xff], // array32 of 4G
@@ -44,6 +46,8 @@ function decodeByOpcode(f, decoder) {
     case 0x84: return codec.decodeMget(b, 3, {});
     case 0x86: return codec.decodeInvalidate(b, f.id === 6);
     case 0x87: return codec.decodeStats(b);
+    case 0x88: return codec.decodeRows(b);
+    case 0x89: return codec.decodeAdmin(b);
     case 0xff: return codec.errorFromBody(b);
     default: return b;
   }

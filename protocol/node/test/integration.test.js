@@ -236,8 +236,8 @@ test('a lone request timing out with no frame since it was sent drops the connec
 test('a protocol error closes the connection; the client reconnects for the next call', { skip: SKIP }, async () => {
   await c.ping();
   const conn = c._conn;
-  // opcode 0x09 is no request: the server answers protocol and closes
-  await rejectsWith(conn.request(0x09, null, (b) => b, 5000), Codes.PROTOCOL);
+  // opcode 0x0a is no request: the server answers protocol and closes
+  await rejectsWith(conn.request(0x0a, null, (b) => b, 5000), Codes.PROTOCOL);
   assert.ok(conn.dead, 'connection closed after the protocol error');
   await rejectsWith(conn.request(0x02, null, (b) => b, 5000), Codes.CLOSED);
   assert.deepEqual((await c.get('nc_name', [8])).rows, [[8, 'name 8']]);
@@ -296,6 +296,84 @@ function alive(pid) {
     return false;
   }
 }
+
+test('admin: show queries counts, unknown view, pause/resume, reload, admin_token', { skip: SKIP }, async () => {
+  const ADMIN = 'opensesame';
+  const queries = async (cl) => {
+    const rows = await cl.show('queries');
+    return Object.fromEntries(rows.map((r) => [r.name, r]));
+  };
+  const source = async (cl) => {
+    const r = await cl.get('nc_name', [45]);
+    assert.equal(r.rows[0][1], 'name 45');
+    return r.source;
+  };
+  const a = new Client(base);
+  const clients = [a];
+  const conf = env.CS_NODE_CONF;
+  const orig = fs.readFileSync(conf, 'utf8');
+  try {
+    await a.invalidate('nc_name', [45]);
+    const before = await queries(a);
+    for (const n of ['nc_kinds', 'nc_name', 'nc_upto', 'nc_slow', 'nc_count']) assert.ok(before[n], `show queries has no ${n}`);
+    const q = before.nc_name;
+    assert.deepEqual([q.params, q.ttl_ms, q.kind, q.paused], ['id:int8', 60000, 'row', false]);
+    assert.equal(before.nc_upto.kind, 'list');
+    assert.notEqual(await source(a), 'cache');
+    for (let i = 0; i < 3; i++) assert.equal(await source(a), 'cache');
+    const after = (await queries(a)).nc_name;
+    assert.deepEqual({ hits: after.hits - q.hits, misses: after.misses - q.misses, fills: after.fills - q.fills },
+      { hits: 3, misses: 1, fills: 1 });
+    await assert.rejects(a.show('nosuch'), (e) => e.code === Codes.BAD_PARAMS && /queries/.test(e.message));
+    assert.equal(a.connected, true);
+    for (const v of ['servers', 'clients', 'invalidator', 'config']) assert.ok((await a.show(v)).length > 0, `show ${v}`);
+
+    assert.deepEqual(await a.pause('nc_name'), { query: 'nc_name', paused: true, changed: true });
+    for (let i = 0; i < 2; i++) assert.equal(await source(a), 'replica');
+    assert.equal((await queries(a)).nc_name.paused, true);
+    assert.equal((await a.pause('nc_name')).changed, false);
+    assert.deepEqual(await a.resume('nc_name'), { query: 'nc_name', paused: false, changed: true });
+    // resume starts a new generation: the entry from before the pause is not served; once
+    // the bump is confirmed a miss fills and the cache answers again
+    assert.notEqual(await source(a), 'cache');
+    for (const deadline = Date.now() + 10000; (await source(a)) !== 'cache';) {
+      assert.ok(Date.now() < deadline, 'resumed: never answered from the cache');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await rejectsWith(a.pause('nosuch'), Codes.UNKNOWN_QUERY);
+
+    // admin_token set by a reload of the rewritten config
+    const withAdmin = orig.replace('\nauth_token = sesame\n', `\nauth_token = sesame\nadmin_token = ${ADMIN}\n`);
+    assert.notEqual(withAdmin, orig, 'no auth_token line in the config');
+    fs.writeFileSync(conf, withAdmin);
+    const nq = Object.keys(before).length;
+    assert.deepEqual(await a.reload(), { reload: 'applied', queries: nq });
+    const d = new Client(base); // HELLO after admin_token was set
+    clients.push(d);
+    await rejectsWith(d.show('queries'), Codes.AUTH);
+    await rejectsWith(d.pause('nc_name'), Codes.AUTH);
+    await rejectsWith(d.reload(), Codes.AUTH);
+    assert.equal(d.connected, true);
+    assert.equal(await source(d), 'cache');
+    const adm = new Pool({ ...base, token: ADMIN, size: 2 });
+    clients.push(adm);
+    assert.ok((await queries(adm)).nc_name, 'show with the admin token');
+    assert.equal((await adm.pause('nc_count')).changed, true);
+    assert.equal((await adm.resume('nc_count')).changed, true);
+    fs.writeFileSync(conf, `${orig}\n[query nc_bad]\nsql = SELECT nope FROM names WHERE id = $1\nparams = id:int8\n`);
+    const refused = await adm.reload();
+    assert.equal(refused.reload, 'refused');
+    assert.match(refused.error, /nope/);
+    fs.writeFileSync(conf, orig);
+    assert.deepEqual(await adm.reload(), { reload: 'applied', queries: nq });
+    const e = new Client(base);
+    clients.push(e);
+    assert.ok((await queries(e)).nc_name, 'show with the data token once admin_token is gone');
+  } finally {
+    fs.writeFileSync(conf, orig);
+    await Promise.all(clients.map((x) => x.close()));
+  }
+});
 
 test('reconnect after the daemon restarts', { skip: SKIP }, async (t) => {
   const pid = Number(env.CS_NODE_DAEMON_PID);

@@ -5,6 +5,7 @@ Run by tests/integration/client_python.sh, which starts the daemon and passes:
                      "restart", "stop" or "start" the daemon or to "write ID NAME" on the
                      primary (answer: the primary's LSN after the commit)
   CS_PORT, CS_SOCK   the daemon's TCP port and unix socket; CS_TOKEN its auth token
+  CS_CONF            the daemon's config file (the admin checks rewrite it and reload)
 Each check prints "ok - ..."; the first failure raises (exit status 1).
 """
 
@@ -14,6 +15,7 @@ import decimal
 import os
 import sys
 import threading
+import time
 
 CMD = open(sys.argv[1], "w")  # noqa: SIM115 - opened first: the shell waits on them
 ANS = open(sys.argv[2], "r")  # noqa: SIM115
@@ -26,6 +28,8 @@ from cachesvc import Source, aio, codec  # noqa: E402
 PORT = int(os.environ["CS_PORT"])
 SOCK = os.environ["CS_SOCK"]
 TOKEN = os.environ["CS_TOKEN"]
+CONF = os.environ["CS_CONF"]
+ADMIN_TOKEN = "opensesame"
 TCP = f"127.0.0.1:{PORT}"
 UTC = dt.timezone.utc
 
@@ -342,6 +346,121 @@ async def async_checks():
     ok("asyncio: the pool reconnects after a daemon restart")
 
 
+def queries_by_name(c):
+    rows = c.show("queries")
+    by_name = {r["name"]: r for r in rows}
+    check(len(by_name) == len(rows), f"show queries: a name twice: {rows}")
+    return by_name
+
+
+def test_admin():
+    """SHOW and ADMIN (PROTOCOL.md 3.8, 3.9): show queries with real counters, an unknown
+    view, pause/resume, reload applied and refused, and admin_token set by a reload."""
+    with conn() as c:
+        c.invalidate("user_profile", [40])
+        before = queries_by_name(c)
+        check({"py_item", "user_profile", "py_names", "py_slow", "py_boom"} <= set(before), f"show queries: {sorted(before)}")
+        q = before["user_profile"]
+        check((q["params"], q["ttl_ms"], q["kind"], q["paused"]) == ("id:int8", 300000, "row", False), f"user_profile row {q}")
+        check(before["py_names"]["kind"] == "list", f"py_names row {before['py_names']}")
+        check(c.get("user_profile", [40]).meta.source != Source.CACHE, "user_profile 40 was cached")
+        for _ in range(3):
+            check(c.get("user_profile", [40]).meta.source == Source.CACHE, "user_profile 40 not a hit")
+        after = queries_by_name(c)["user_profile"]
+        deltas = {k: after[k] - q[k] for k in ("hits", "misses", "fills")}
+        check(deltas == {"hits": 3, "misses": 1, "fills": 1}, f"show queries counters moved by {deltas}")
+        ok(f"show queries: every configured query; user_profile hits/misses/fills moved by {deltas}")
+        e = raises(cachesvc.BadParamsError, c.show, "nosuch")
+        check("queries" in e.message, f"the unknown view's message does not list the views: {e}")
+        check(not c.closed, "an unknown view closed the connection")
+        for view in ("servers", "clients", "invalidator", "config"):
+            check(isinstance(c.show(view), list), f"show {view}")
+        ok(f"show of an unknown view: bad_params ({e.message}); the other views answer")
+
+        row = c.pause("user_profile")
+        check(row == {"query": "user_profile", "paused": True, "changed": True}, f"pause reply {row}")
+        for _ in range(2):
+            r = c.get("user_profile", [40])
+            check(r.meta.source == Source.REPLICA, f"a paused query answered from {r.meta.source}")
+        check(queries_by_name(c)["user_profile"]["paused"] is True, "show queries: not paused")
+        check(c.pause("user_profile")["changed"] is False, "a second pause changed state")
+        row = c.resume("user_profile")
+        check(row == {"query": "user_profile", "paused": False, "changed": True}, f"resume reply {row}")
+        # resume starts a new generation: the entry from before the pause is not served;
+        # once the bump is confirmed a miss fills and the cache answers again
+        r = c.get("user_profile", [40])
+        check(r.meta.source != Source.CACHE, "resume served an entry from before the pause")
+        deadline = time.monotonic() + 10
+        while c.get("user_profile", [40]).meta.source != Source.CACHE:
+            check(time.monotonic() < deadline, "resumed: never answered from the cache")
+            time.sleep(0.1)
+        raises(cachesvc.UnknownQueryError, c.pause, "nosuch")
+        ok("pause: answers from the replica, not the cache; resume: from the cache again")
+
+    with open(CONF, encoding="utf-8") as f:
+        original = f.read()
+    check("\nauth_token = sesame\n" in original, "no auth_token line in the config")
+    with open(CONF, "w", encoding="utf-8") as f:
+        f.write(original.replace("\nauth_token = sesame\n", f"\nauth_token = sesame\nadmin_token = {ADMIN_TOKEN}\n", 1))
+    with conn() as c:
+        row = c.reload()  # no admin token yet: the data token may reload
+        check(row == {"reload": "applied", "queries": len(before)}, f"reload reply {row}")
+        ok(f"reload: {row}")
+    with conn() as c:  # a connection of its own: its HELLO is checked against admin_token
+        for call, args in ((c.show, ("queries",)), (c.pause, ("user_profile",)), (c.reload, ())):
+            e = raises(cachesvc.AuthError, call, *args)
+            check(e.code == 6 and not c.closed, f"{call.__name__} with the data token: {e!r}")
+        check(c.get("user_profile", [40]).rows[0][0] == 40, "the data token cannot read any more")
+        ok(f"with admin_token set, the data token reads but show/pause/reload get auth: {e.message}")
+    with conn(token=ADMIN_TOKEN) as a:
+        check("user_profile" in queries_by_name(a), "show with the admin token")
+        check(a.pause("py_names")["changed"] is True and a.resume("py_names")["changed"] is True,
+              "pause/resume with the admin token")
+        with open(CONF, "w", encoding="utf-8") as f:
+            f.write(original + "\n[query py_bad]\nsql = SELECT nope FROM items WHERE id = $1\nparams = id:int8\n")
+        row = a.reload(timeout=30)
+        check(row.get("reload") == "refused" and "nope" in row.get("error", ""), f"a reload with bad SQL: {row}")
+        check(a.get("user_profile", [40]).rows[0][0] == 40, "reads after a refused reload")
+        with open(CONF, "w", encoding="utf-8") as f:
+            f.write(original)
+        row = a.reload()
+        check(row == {"reload": "applied", "queries": len(before)}, f"reload back: {row}")
+    with conn() as c:
+        check("user_profile" in queries_by_name(c), "show with the data token after admin_token was removed")
+    ok("the admin token shows, pauses, reloads (refused: the reason; applied); admin_token removed by reload")
+
+
+async def async_admin_checks():
+    c = await aio.connect(TCP, token=TOKEN)
+    try:
+        rows = await c.show("queries")
+        check(any(r["name"] == "user_profile" for r in rows), f"async show {rows}")
+        e = None
+        try:
+            await c.show("nosuch")
+        except cachesvc.BadParamsError as x:
+            e = x
+        check(e is not None and not c.closed, "async show of an unknown view")
+        check((await c.pause("user_profile"))["paused"] is True, "async pause")
+        r = await c.get("user_profile", [40])
+        check(r.meta.source == Source.REPLICA, f"async: paused query answered from {r.meta.source}")
+        check((await c.resume("user_profile"))["paused"] is False, "async resume")
+        check((await c.get("user_profile", [40])).meta.source != Source.CACHE,
+              "async: resume served an entry from before the pause")
+        deadline = time.monotonic() + 10
+        while (await c.get("user_profile", [40])).meta.source != Source.CACHE:
+            check(time.monotonic() < deadline, "async: resumed query never from the cache")
+            await asyncio.sleep(0.1)
+        row = await c.reload()
+        check(row.get("reload") == "applied", f"async reload {row}")
+    finally:
+        await c.aclose()
+    async with aio.Client(TCP, token=TOKEN) as pool:
+        check(len(await pool.show("servers")) >= 2, "async pool show servers")
+        check((await pool.reload())["reload"] == "applied", "async pool reload")
+    ok("asyncio: show, pause, resume, reload")
+
+
 def test_readme_example():
     readme = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "README.md")
     with open(readme, encoding="utf-8") as f:
@@ -362,6 +481,8 @@ def main():
     test_every_opcode()
     test_pipelining_out_of_order()
     test_errors()
+    test_admin()
+    asyncio.run(asyncio.wait_for(async_admin_checks(), 60))
     test_pool_threads()
     asyncio.run(asyncio.wait_for(async_checks(), 120))
     test_reconnect()

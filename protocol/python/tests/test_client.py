@@ -256,6 +256,40 @@ class SyncConnection(unittest.TestCase):
         srv.join(30)
         c.close()
 
+    def test_admin_requests(self):
+        """show/pause/resume/reload: their frames and replies; an auth error keeps the
+        connection; reload waits past the connection's timeout by default."""
+        rows = [{"name": "q1", "hits": 2, "x_new": None}, {"name": "q2"}]
+
+        def script(s):
+            op, rid, body = read_request(s)
+            self.assertEqual((op, body), (8, {"what": "queries"}))
+            s.sendall(frame(0x88, rid, rows))
+            op, rid, body = read_request(s)
+            self.assertEqual((op, body), (9, {"op": "pause", "q": "q1"}))
+            s.sendall(error_reply(rid, 6, "admin requests need the admin token"))
+            op, rid, body = read_request(s)
+            self.assertEqual((op, body), (9, {"op": "resume", "q": "q1"}))
+            s.sendall(frame(0x89, rid, [{"query": "q1", "paused": False, "changed": False}]))
+            op, rid, body = read_request(s)
+            self.assertEqual((op, body), (9, {"op": "reload"}))
+            threading.Event().wait(0.5)  # longer than the connection's timeout
+            s.sendall(frame(0x89, rid, [{"reload": "applied", "queries": 2}]))
+            read_request(s)
+            s.recv(1)  # the second reload is never answered
+
+        srv = FakeServer(script)
+        c = conn_over(srv, timeout=0.2)
+        self.assertEqual(c.show("queries"), rows)
+        with self.assertRaises(cachesvc.AuthError):
+            c.pause("q1")
+        self.assertFalse(c.closed)
+        self.assertEqual(c.resume("q1"), {"query": "q1", "paused": False, "changed": False})
+        self.assertEqual(c.reload(), {"reload": "applied", "queries": 2})
+        with self.assertRaises(cachesvc.ClientTimeoutError):
+            c.reload(timeout=0.1)
+        srv.join()
+
 
 def hello_then(handler):
     """A TCP handler answering HELLO, then running handler(sock, n)."""
@@ -435,6 +469,38 @@ class Async(unittest.TestCase):
             await asyncio.gather(one("a"), one("b"))
             self.assertEqual(done, ["second", "first"])
             c.close()
+
+        self.run_async(main())
+        srv.join()
+
+    def test_admin_requests(self):
+        def script(s):
+            op, rid, body = read_request(s)
+            self.assertEqual((op, body), (8, {"what": "nosuch"}))
+            s.sendall(error_reply(rid, 2, "unknown view; views: queries"))
+            op, rid, body = read_request(s)
+            self.assertEqual((op, body), (9, {"op": "pause", "q": "q1"}))
+            s.sendall(frame(0x89, rid, [{"query": "q1", "paused": True, "changed": True}]))
+            op, rid, body = read_request(s)
+            self.assertEqual((op, body), (9, {"op": "reload"}))
+            threading.Event().wait(0.5)
+            s.sendall(frame(0x89, rid, [{"reload": "refused", "error": "bad sql"}]))
+            op, rid, body = read_request(s)
+            self.assertEqual(op, 8)
+            s.sendall(frame(0x88, rid, [{"a": [1]}]))  # not a scalar: a protocol error
+            s.recv(1)
+
+        srv = FakeServer(script)
+
+        async def main():
+            c = await self.conn_over(srv, timeout=0.2)
+            with self.assertRaises(cachesvc.BadParamsError):
+                await c.show("nosuch")
+            self.assertEqual(await c.pause("q1"), {"query": "q1", "paused": True, "changed": True})
+            self.assertEqual(await c.reload(), {"reload": "refused", "error": "bad sql"})
+            with self.assertRaises(cachesvc.ProtocolError):
+                await c.show("queries")
+            self.assertTrue(c.closed)
 
         self.run_async(main())
         srv.join()

@@ -206,7 +206,7 @@ class Frames(unittest.TestCase):
         self.header_error(HDR.pack(1, 1, 0x82, 1, 1))  # flags
         self.header_error(HDR.pack(0, 1, 0x82, 0, 1))  # empty body
         self.header_error(HDR.pack(1, 1, 0x03, 0, 1))  # a request opcode
-        self.header_error(HDR.pack(1, 1, 0x88, 0, 1))  # no such reply
+        self.header_error(HDR.pack(1, 1, 0x8A, 0, 1))  # no such reply (0x88, 0x89: SHOW, ADMIN)
         e = self.header_error(HDR.pack((64 << 20) + 1, 1, 0x83, 0, 1))
         self.assertIn("limit", str(e))
         self.header_error(HDR.pack(1001, 1, 0x83, 0, 1), max_body=1000)
@@ -441,6 +441,81 @@ class OtherReplies(unittest.TestCase):
             with self.subTest(req=req, data=data.hex()), self.assertRaises(cachesvc.ProtocolError):
                 decode(req, data)
 
+
+
+class AdminRequests(unittest.TestCase):
+    """SHOW (0x08) and ADMIN (0x09), PROTOCOL.md 3.8 and 3.9: the requests, and strict
+    decoding of their rows (any malformed reply is a protocol error)."""
+
+    def enc(self, req):
+        data = codec.encode_request(req, 3)
+        return data[5], body_of(data)
+
+    def test_requests(self):
+        self.assertEqual(self.enc(codec.Show("queries")), (8, {"what": "queries"}))
+        self.assertEqual(self.enc(codec.Admin("pause", "q1")), (9, {"op": "pause", "q": "q1"}))
+        self.assertEqual(self.enc(codec.Admin("resume", "q1")), (9, {"op": "resume", "q": "q1"}))
+        self.assertEqual(self.enc(codec.Admin("reload")), (9, {"op": "reload"}))
+        # the exact bytes of a SHOW queries frame, as the C encoder writes them
+        self.assertEqual(codec.encode_request(codec.Show("queries"), 1).hex(),
+                         "0000000e010800000000000181a477686174a771756572696573")
+        for bad in [codec.Show(""), codec.Show("v" * 65), codec.Show(None), codec.Admin(""),
+                    codec.Admin("pause", ""), codec.Admin("pause", "q" * 65), codec.Admin(7)]:
+            with self.subTest(req=bad), self.assertRaises(cachesvc.InvalidRequestError):
+                codec.encode_request(bad, 1)
+        codec.encode_request(codec.Show("v" * 64), 1)
+
+    def test_rows(self):
+        rows = [{"name": "q1", "params": "id:int8", "ttl_ms": 60000, "generation": None, "hits": 3,
+                 "pending_bump": False, "ratio": 0.5, "new_column": "kept"},
+                {"name": "q2", "later": -(2**63)}]
+        self.assertEqual(decode(codec.Show("queries"), frame(0x88, 1, rows)), rows)
+        self.assertEqual(codec.row_columns(rows), ["name", "params", "ttl_ms", "generation", "hits",
+                                                   "pending_bump", "ratio", "new_column", "later"])
+        self.assertEqual(decode(codec.Show("clients"), frame(0x88, 1, [])), [])
+        self.assertEqual(decode(codec.Show("x"), frame(0x88, 1, [{}])), [{}])
+        row = {"query": "q1", "paused": True, "changed": True}
+        self.assertEqual(decode(codec.Admin("pause", "q1"), frame(0x89, 1, [row])), row)
+        self.assertEqual(decode(codec.Admin("reload"), frame(0x89, 1, [{"reload": "applied", "queries": 2}])),
+                         {"reload": "applied", "queries": 2})
+        self.assertEqual(codec.decode_body(0x88, frame(0x88, 1, rows)[12:]), rows)
+        self.assertEqual(codec.decode_body(0x89, frame(0x89, 1, [row])[12:]), [row])
+        e = decode(codec.Show("nosuch"), error_reply(1, 2, "unknown view"))
+        self.assertIsInstance(e, cachesvc.BadParamsError)
+        self.assertIsInstance(decode(codec.Admin("pause", "q"), error_reply(1, 6, "admin token")), cachesvc.AuthError)
+
+    def test_malformed_rows(self):
+        show, admin = codec.Show("queries"), codec.Admin("pause", "q")
+        bad = [
+            (show, frame(0x88, 1, {"name": "q"})),  # not an array
+            (show, frame(0x88, 1, None)),
+            (show, frame(0x88, 1, [["q", 1]])),  # a row that is not a map
+            (show, frame(0x88, 1, [{"a": [1]}])),  # a value that is not a scalar
+            (show, frame(0x88, 1, [{"a": {"b": 1}}])),
+            (show, frame(0x88, 1, [{"a": b"bin"}])),
+            (show, frame(0x88, 1, [{"a": msgpack.Timestamp(1, 0)}])),
+            (show, frame(0x88, 1, [{"a": 2**63}])),  # beyond int64
+            (show, frame(0x88, 1, [{"k" * 129: 1}])),  # a column name over 128 bytes
+            (show, frame(0x88, 1, raw=b"\x91\x81\x01\x02")),  # a non-str column name
+            (show, frame(0x88, 1, raw=b"\x91\x82\xa1a\x01\xa1a\x02")),  # a column twice
+            (show, frame(0x88, 1, raw=b"\x91\x81\xa1a\x01\x00")),  # trailing bytes
+            (show, frame(0x89, 1, [])),  # ADMIN's opcode for a SHOW
+            (admin, frame(0x88, 1, [{"query": "q"}])),  # SHOW's opcode for an ADMIN
+            (admin, frame(0x89, 1, [])),  # ADMIN: exactly one row
+            (admin, frame(0x89, 1, [{"a": 1}, {"a": 2}])),
+            (admin, frame(0x89, 1, {"query": "q"})),
+        ]
+        for req, data in bad:
+            with self.subTest(req=req, data=data.hex()), self.assertRaises(cachesvc.ProtocolError):
+                decode(req, data)
+        self.assertEqual(decode(show, frame(0x88, 1, [{"k" * 128: 1}])), [{"k" * 128: 1}])
+
+    def test_row_cells_budget(self):
+        rows = [{"a": i} for i in range(50)]  # 50 rows x 1 column = 100 keys and values
+        data = frame(0x88, 1, rows)
+        self.assertEqual(len(decode(codec.Show("v"), data, max_cells=100)), 50)
+        with self.assertRaises(cachesvc.ProtocolError):
+            decode(codec.Show("v"), data, max_cells=99)
 
 class Backoff(unittest.TestCase):
     def test_capped_exponential_with_jitter(self):

@@ -15,6 +15,7 @@ from ._address import Address, parse_address
 from .client import Client, Connection, Pending, connect
 from .codec import (
     LSN,
+    Admin,
     Column,
     ColumnType,
     Get,
@@ -27,6 +28,7 @@ from .codec import (
     Refresh,
     Result,
     ServerInfo,
+    Show,
     Source,
     Stats,
     Tier,
@@ -43,6 +45,6 @@ __all__ = [
     "Address", "parse_address",
     "Client", "Connection", "Pending", "connect",
     "LSN", "Column", "ColumnType", "Get", "Invalidate", "InvalidateQuery", "Meta", "MGet",
-    "Ping", "RawTimestamp", "Refresh", "Result", "ServerInfo", "Source", "Stats", "Tier",
+    "Ping", "RawTimestamp", "Refresh", "Result", "ServerInfo", "Show", "Admin", "Source", "Stats", "Tier",
     "format_lsn", "parse_lsn", "__version__",
 ] + list(_errors_all)

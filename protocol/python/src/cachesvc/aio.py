@@ -18,8 +18,9 @@ from typing import Any, Optional, Sequence
 
 from . import codec
 from ._address import Address, parse_address
-from .client import DEFAULT_CLIENT_NAME
+from .client import DEFAULT_CLIENT_NAME, _reload_timeout
 from .codec import (
+    Admin,
     DecodeOptions,
     Get,
     Hello,
@@ -30,6 +31,7 @@ from .codec import (
     Refresh,
     Request,
     ServerInfo,
+    Show,
     Stats,
 )
 from .errors import (
@@ -324,6 +326,23 @@ class AsyncConnection:
     async def ping(self) -> None:
         await self.execute(Ping())
 
+    async def show(self, view: str) -> list:
+        """SHOW a view (admin): a list of row dicts (see cachesvc.Connection.show)."""
+        return await self.execute(Show(view))
+
+    async def pause(self, query: str) -> dict:
+        """ADMIN pause (see cachesvc.Connection.pause)."""
+        return await self.execute(Admin("pause", query))
+
+    async def resume(self, query: str) -> dict:
+        """ADMIN resume (see cachesvc.Connection.resume)."""
+        return await self.execute(Admin("resume", query))
+
+    async def reload(self, *, timeout: Optional[float] = None) -> dict:
+        """ADMIN reload, answered when the reload has ended (see
+        cachesvc.Connection.reload; the same default timeout)."""
+        return await self.execute(Admin("reload"), _reload_timeout(timeout, self.timeout))
+
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{self.in_flight} in flight"
         return f"<cachesvc.aio.AsyncConnection {self.address} {state}>"
@@ -438,13 +457,13 @@ class Client:
         self.reconnects += len(self._conns) - len(alive)  # lost: replaced on demand
         self._conns = alive
 
-    async def _run(self, request: Request) -> Any:
+    async def _run(self, request: Request, timeout: Optional[float] = None) -> Any:
         attempt = 0
         while True:
             conn = None
             try:
                 conn = await self._acquire()
-                return await conn.execute(request)
+                return await conn.execute(request, timeout)
             except (ConnectError, ConnectionClosedError, ShuttingDownError) as e:
                 if self._closed:
                     raise
@@ -493,6 +512,18 @@ class Client:
 
     async def ping(self) -> None:
         await self._run(Ping())
+
+    async def show(self, view: str) -> list:
+        return await self._run(Show(view))
+
+    async def pause(self, query: str) -> dict:
+        return await self._run(Admin("pause", query))
+
+    async def resume(self, query: str) -> dict:
+        return await self._run(Admin("resume", query))
+
+    async def reload(self, *, timeout: Optional[float] = None) -> dict:
+        return await self._run(Admin("reload"), _reload_timeout(timeout, self._kwargs.get("timeout", 5.0)))
 
     async def close(self) -> None:
         self._closed = True

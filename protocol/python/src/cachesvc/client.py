@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 from . import codec
 from ._address import Address, parse_address
 from .codec import (
+    Admin,
     DecodeOptions,
     Get,
     Hello,
@@ -29,6 +30,7 @@ from .codec import (
     Refresh,
     Request,
     ServerInfo,
+    Show,
     Stats,
 )
 from .errors import (
@@ -41,9 +43,13 @@ from .errors import (
     _as_protocol_error,
 )
 
-__all__ = ["Connection", "Pending", "Client", "connect", "DEFAULT_CLIENT_NAME"]
+__all__ = ["Connection", "Pending", "Client", "connect", "DEFAULT_CLIENT_NAME", "RELOAD_TIMEOUT"]
 
 DEFAULT_CLIENT_NAME = "cachesvc-python"
+# The least time reload() waits for its answer by default: the server answers when its
+# checked reload has ended (it prepares every new query on a replica, bounded by the
+# server's request_timeout), which may take longer than an ordinary request.
+RELOAD_TIMEOUT = 30.0
 _RECV_SIZE = 256 * 1024
 _POLLIN = select.POLLIN | select.POLLPRI
 _POLLOUT = select.POLLOUT
@@ -101,7 +107,8 @@ class Connection:
     """One connection to a cachesvc daemon. Create it with :func:`connect`.
 
     Simple calls (``get``, ``mget``, ``refresh``, ``invalidate``, ``invalidate_query``,
-    ``stats``, ``ping``) send one request and wait for its reply. For pipelining,
+    ``stats``, ``ping``, and the admin ``show``, ``pause``, ``resume``, ``reload``) send
+    one request and wait for its reply. For pipelining,
     ``send(request)`` queues a request and returns a Pending at once; queued frames go out
     together when something waits (or on ``flush()``), and replies are matched by request
     id in whatever order the server sends them (``as_completed`` yields them in that
@@ -369,9 +376,41 @@ class Connection:
     def ping(self) -> None:
         self.execute(Ping())
 
+    # admin requests (PROTOCOL.md 3.8, 3.9): they need the admin token when the server has
+    # one (AuthError otherwise; the connection stays usable)
+
+    def show(self, view: str) -> list:
+        """SHOW a view ("queries", "servers", "clients", "invalidator", "config"): a list
+        of rows, each a dict column -> None/bool/int/float/str. Rows may differ in their
+        columns (unknown ones are kept); ``codec.row_columns(rows)`` gives their union in
+        first-seen order. An unknown view raises BadParamsError naming the views."""
+        return self.execute(Show(view))
+
+    def pause(self, query: str) -> dict:
+        """Makes this server answer ``query`` from PostgreSQL, bypassing the cache, until
+        resume (kept across reloads; this server only). Returns its row:
+        {"query": name, "paused": True, "changed": bool (it was not paused)}."""
+        return self.execute(Admin("pause", query))
+
+    def resume(self, query: str) -> dict:
+        """Serves ``query`` from the cache again: {"query", "paused": False, "changed"}."""
+        return self.execute(Admin("resume", query))
+
+    def reload(self, *, timeout: Optional[float] = None) -> dict:
+        """Reloads the server's configuration file, checked as on SIGHUP, and returns when
+        the reload has ended: {"reload": "applied", "queries": n} or {"reload":
+        "refused", "error": why} (a refusal is a reply, not an exception). ``timeout``
+        (seconds) defaults to the longer of the connection's timeout and RELOAD_TIMEOUT.
+        OverloadedError while another reload is being checked (retry)."""
+        return self.execute(Admin("reload"), _reload_timeout(timeout, self.timeout))
+
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{len(self._pending)} in flight"
         return f"<cachesvc.Connection {self.address} {state}>"
+
+
+def _reload_timeout(timeout: Optional[float], default: float) -> float:
+    return max(default, RELOAD_TIMEOUT) if timeout is None else timeout
 
 
 def _open_socket(addr: Address, timeout: float) -> socket.socket:
@@ -641,3 +680,20 @@ class Client:
 
     def ping(self) -> None:
         self.execute(Ping())
+
+    def show(self, view: str) -> list:
+        """SHOW a view: a list of row dicts (see Connection.show)."""
+        return self.execute(Show(view))
+
+    def pause(self, query: str) -> dict:
+        """Pauses the cache for a query on this server (see Connection.pause)."""
+        return self.execute(Admin("pause", query))
+
+    def resume(self, query: str) -> dict:
+        """Serves a paused query from the cache again (see Connection.resume)."""
+        return self.execute(Admin("resume", query))
+
+    def reload(self, *, timeout: Optional[float] = None) -> dict:
+        """Reloads the server's configuration (see Connection.reload)."""
+        t = _reload_timeout(timeout, self._kwargs.get("timeout", 5.0))
+        return self._run(lambda c: c.execute(Admin("reload"), t))

@@ -52,6 +52,8 @@ MAX_COLUMNS = 1664
 MAX_COLUMN_NAME = 64
 MAX_SERVER_NAME = 64
 MAX_STAT_NAME = 128
+MAX_ADMIN_NAME = 64  # a SHOW view name, an ADMIN op name
+MAX_ROW_KEY = 128  # a SHOW/ADMIN row's column name
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
 UINT64_MAX = (1 << 64) - 1
@@ -70,11 +72,13 @@ class Op(enum.IntEnum):
     REFRESH = 0x05
     INVALIDATE = 0x06
     STATS = 0x07
+    SHOW = 0x08
+    ADMIN = 0x09
     ERROR = 0xFF
 
 
 REPLY_FLAG = 0x80
-_REPLY_OPCODES = frozenset({0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0xFF})
+_REPLY_OPCODES = frozenset({0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0xFF})
 
 
 class Source(enum.IntEnum):
@@ -229,6 +233,26 @@ class Ping:
 
 
 @dataclass(frozen=True)
+class Show:
+    """SHOW a view (admin; PROTOCOL.md 3.8): "queries", "servers", "clients",
+    "invalidator", "config". The reply is a list of rows, each a dict column -> scalar."""
+
+    view: str
+    op = Op.SHOW
+
+
+@dataclass(frozen=True)
+class Admin:
+    """ADMIN (PROTOCOL.md 3.9): ``action`` "pause" or "resume" with a query name, or
+    "reload" with none. The reply is its one row, a dict (e.g. {"query": ..., "paused":
+    True, "changed": True}, or {"reload": "applied", "queries": 3})."""
+
+    action: str
+    query: Optional[str] = None
+    op = Op.ADMIN
+
+
+@dataclass(frozen=True)
 class Hello:
     client: str = "cachesvc-python"
     token: Optional[str] = field(default=None, repr=False)  # a secret: kept out of repr()
@@ -236,7 +260,7 @@ class Hello:
     op = Op.HELLO
 
 
-Request = Union[Get, Refresh, MGet, Invalidate, InvalidateQuery, Stats, Ping, Hello]
+Request = Union[Get, Refresh, MGet, Invalidate, InvalidateQuery, Stats, Ping, Show, Admin, Hello]
 
 _UTC = _dt.timezone.utc
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_UTC)
@@ -284,6 +308,15 @@ def _check_name(query: Any) -> str:
     if not 1 <= n <= MAX_QUERY_NAME:
         raise InvalidRequestError(f"query name must be 1..{MAX_QUERY_NAME} bytes, not {n}")
     return query
+
+
+def _check_admin_name(name: Any, what: str) -> str:
+    if not isinstance(name, str):
+        raise InvalidRequestError(f"{what} must be str, not {type(name).__name__}")
+    n = len(name.encode("utf-8", "surrogatepass"))
+    if not 1 <= n <= MAX_ADMIN_NAME:
+        raise InvalidRequestError(f"{what} must be 1..{MAX_ADMIN_NAME} bytes, not {n}")
+    return name
 
 
 def _params(params: Any) -> list:
@@ -337,6 +370,13 @@ def _body_of(req: Request) -> Any:
         return {"q": _check_name(req.query)}
     if isinstance(req, (Stats, Ping)):
         return None
+    if isinstance(req, Show):
+        return {"what": _check_admin_name(req.view, "view name")}
+    if isinstance(req, Admin):
+        m = {"op": _check_admin_name(req.action, "ADMIN op")}
+        if req.query is not None:
+            m["q"] = _check_name(req.query)
+        return m
     if isinstance(req, Hello):
         if not isinstance(req.client, str) or len(req.client.encode()) > MAX_CLIENT_NAME:
             raise InvalidRequestError(f"client name must be a str of at most {MAX_CLIENT_NAME} bytes")
@@ -946,9 +986,49 @@ def decode_invalidate(v: Any, whole_query: Optional[bool]) -> int:
     return _uint(m[key], f"INVALIDATE {key}")
 
 
+def decode_rows(v: Any, what: str = "SHOW") -> list:
+    """A SHOW or ADMIN reply (already unpacked): an array of row maps, column name (str of
+    at most 128 bytes, each once per row) -> scalar (None, bool, int64, float, str) -> a
+    list of dicts. A row may leave columns out and unknown columns are kept: the columns of
+    a view are the union of its rows' keys, in first-seen order (:func:`row_columns`)."""
+    if type(v) is not list:
+        raise ProtocolError(f"{what} reply must be an array of rows")
+    out = []
+    for i, row in enumerate(v):
+        m = _map(row, f"{what} row {i}")
+        for k, x in m.items():
+            _str(k, f"{what} row {i} column name", MAX_ROW_KEY)
+            t = type(x)
+            if t is int:
+                if not INT64_MIN <= x <= INT64_MAX:
+                    raise ProtocolError(f"{what} row {i} {k}: {x} does not fit int64")
+            elif x is not None and t not in (bool, float, str):
+                raise ProtocolError(f"{what} row {i} {k}: a value must be nil, bool, int, float or str, not {t.__name__}")
+        out.append(m)
+    return out
+
+
+def decode_admin(v: Any) -> dict:
+    """An ADMIN reply (already unpacked): exactly one row -> its dict."""
+    rows = decode_rows(v, "ADMIN")
+    if len(rows) != 1:
+        raise ProtocolError(f"ADMIN reply of {len(rows)} rows, want 1")
+    return rows[0]
+
+
+def row_columns(rows: Sequence[dict]) -> list:
+    """The columns of SHOW rows: the union of their keys, in first-seen order."""
+    seen: dict = {}
+    for r in rows:
+        for k in r:
+            seen.setdefault(k, None)
+    return list(seen)
+
+
 # The depth of a result's cells in a reply body (the body itself is depth 1): GET/REFRESH
-# [meta, [cols, [row...]]] -> 5; MGET [[meta, [cols, [row...]]]...] -> 6.
-_CELL_DEPTH = {Op.GET: 5, Op.REFRESH: 5, Op.MGET: 6}
+# [meta, [cols, [row...]]] -> 5; MGET [[meta, [cols, [row...]]]...] -> 6; SHOW/ADMIN rows'
+# keys and values [{k: v...}...] -> 3 (counted by check_body as 2 per column).
+_CELL_DEPTH = {Op.GET: 5, Op.REFRESH: 5, Op.MGET: 6, Op.SHOW: 3, Op.ADMIN: 3}
 
 
 def decode_body(opcode: int, body: bytes, opts: DecodeOptions = DEFAULT_OPTIONS) -> Any:
@@ -973,6 +1053,8 @@ def decode_body(opcode: int, body: bytes, opts: DecodeOptions = DEFAULT_OPTIONS)
         return decode_stats(v)
     if op == Op.INVALIDATE:
         return decode_invalidate(v, None)
+    if op in (Op.SHOW, Op.ADMIN):
+        return decode_rows(v, "SHOW" if op == Op.SHOW else "ADMIN")
     return decode_hello(v)
 
 
@@ -999,6 +1081,10 @@ def decode_reply(req: Request, opcode: int, body: bytes, opts: DecodeOptions = D
         return decode_invalidate(v, False)
     if isinstance(req, InvalidateQuery):
         return decode_invalidate(v, True)
+    if isinstance(req, Show):
+        return decode_rows(v)
+    if isinstance(req, Admin):
+        return decode_admin(v)
     if isinstance(req, Hello):
         return decode_hello(v)
     raise ProtocolError(f"no decoder for {req!r}")  # unreachable for the request types above
