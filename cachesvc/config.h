@@ -96,7 +96,7 @@ typedef struct cs_query_def {
 } cs_query_def;
 
 /* Whether the cache may answer a read-your-writes token with an entry older than the token
- * (engine.c ryw_cache_ok): per-key invalidation of every table the query reads. */
+ * (engine_read.c ryw_cache_ok): per-key invalidation of every table the query reads. */
 static inline bool cs_query_token_safe(const cs_query_def *q)
 {
 	if (!q->reads_covered || q->ninval == 0 || q->min_lifetime_ms > 0)

@@ -147,8 +147,9 @@ void cs_pgserver_fast_monitor(cs_pgserver *s, uint64_t until_us);
 /* Tells a replica the primary's current LSN, to compute byte lag. */
 void cs_pgserver_set_primary_lsn(cs_pgserver *s, cs_lsn_t lsn);
 
-/* Sets a replica's time lag as measured against the primary's LSN history (engine.c);
- * without it the lag is estimated from pg_last_xact_replay_timestamp(). */
+/* Sets a replica's time lag as measured against the primary's LSN history
+ * (engine_housekeeping.c); without it the lag is estimated from
+ * pg_last_xact_replay_timestamp(). */
 void cs_pgserver_set_lag(cs_pgserver *s, int64_t lag_ms);
 
 /* Called after every monitor round (and state change) of any server. */

@@ -1,8 +1,8 @@
 /* verify.h - the steps of the cache verifier (DESIGN.md section 5), shared by the
  * cachesvc-verify tool (verify_main.c, blocking) and the daemon's verifier sampler
- * (engine.c, on the event loop): what to make of each read, the key's parameters for the
- * primary, the wait for the invalidator, the verdict on one entry; and comparing a cached
- * result with a fresh one. No I/O: the callers read Redis and run the queries.
+ * (engine_sampler.c, on the event loop): what to make of each read, the key's parameters
+ * for the primary, the wait for the invalidator, the verdict on one entry; and comparing a
+ * cached result with a fresh one. No I/O: the callers read Redis and run the queries.
  *
  * The check of one entry, and why an entry that compares different is stale, not merely
  * racing:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ryw_rules.sh - read-your-writes (I3, issue 13 item 5): the cache answers a token with an
-# entry older than the token only when that is safe (engine.c ryw_cache_ok). Every key below
+# entry older than the token only when that is safe (engine_read.c ryw_cache_ok). Every key below
 # is cached before a write to ANOTHER table (so none of them is touched), the invalidator
 # passes the write's token, every replica replays it; then a GET with the token:
 #   (a) rr_safe    keyed invalidate_on covering every table it reads   -> cache (control)

@@ -1,0 +1,347 @@
+/* engine_fill.c - the engine's misses: the fill on a server and the LSN-fenced write of its
+ * result to Redis. */
+#include "engine_int.h"
+
+/* ---- Fill ------------------------------------------------------------------------------- */
+
+/* Bytes of negative entries possibly alive at now_ms. */
+static uint64_t neg_live(const negbudget *nb, int64_t now_ms)
+{
+	if (nb->slot_ms == 0)
+		return 0;
+	int64_t cur = now_ms / nb->slot_ms;
+	uint64_t sum = 0;
+	for (int i = 0; i < NEG_SLOTS; i++)
+		if (nb->sid[i] >= cur)
+			sum += nb->bytes[i];
+	return sum;
+}
+
+/* Records bytes of an entry expiring px from now. Slots are long enough for the longest
+ * px seen (widened by merging: an entry only ever moves to a later slot, which counts it
+ * longer: safe). */
+static void neg_add(negbudget *nb, int64_t now_ms, int64_t px, uint64_t bytes)
+{
+	int64_t need = px / (NEG_SLOTS - 2) + 1;
+	if (nb->slot_ms == 0)
+		nb->slot_ms = CS_MAX(1000, need);
+	if (need > nb->slot_ms) {
+		int64_t ns = CS_MAX(need, 2 * nb->slot_ms);
+		negbudget old = *nb;
+		memset(nb, 0, sizeof *nb);
+		nb->slot_ms = ns;
+		for (int i = 0; i < NEG_SLOTS; i++) {
+			if (old.bytes[i] == 0)
+				continue;
+			int64_t end = old.sid[i] * old.slot_ms + old.slot_ms;
+			int64_t s = (end + ns - 1) / ns;
+			int k = (int)(s % NEG_SLOTS);
+			if (nb->sid[k] != s)
+				nb->sid[k] = s, nb->bytes[k] = 0;
+			nb->bytes[k] += old.bytes[i];
+		}
+	}
+	int64_t s = (now_ms + px) / nb->slot_ms + 1;
+	int k = (int)(s % NEG_SLOTS);
+	if (nb->sid[k] != s) { /* the slot it held ended at least NEG_SLOTS - 1 slots ago */
+		nb->sid[k] = s;
+		nb->bytes[k] = 0;
+	}
+	nb->bytes[k] += bytes;
+}
+
+static bool wants_stored(const greq *r)
+{
+	return r->op == CS_OP_REFRESH || r->tier == CS_TIER_BATCH;
+}
+
+/* Answers one waiter of an answered flight. */
+static void flight_answer(flight *f, greq *w, uint8_t stored)
+{
+	cs_meta meta = f->meta;
+	meta.stored = stored;
+	cs_hist_record(&f->e->stats.miss_us, cs_now_us() - w->start_us);
+	w->cb(w->priv, 0, NULL, &meta, f->result, f->result_len);
+	greq_free(w);
+}
+
+/* Answers every waiter, including any that joins from inside a callback (a daemon client
+ * whose reply frees room and reads its next request, library callbacks): callbacks run
+ * exactly once, always. While the fill is in flight, waiters that asked for its outcome
+ * are held. */
+static void flight_answer_all(flight *f, uint8_t stored)
+{
+	while (f->waiters) {
+		greq *w = f->waiters;
+		f->waiters = w->next;
+		if (f->filling && wants_stored(w)) {
+			w->next = f->held;
+			f->held = w;
+			continue;
+		}
+		flight_answer(f, w, f->filling ? CS_STORED_UNSAID : stored);
+	}
+}
+
+static void on_fill_reply(cs_redis *r, redisReply *reply, void *priv)
+{
+	flight *f = priv;
+	cs_engine *e = f->e;
+	qstate *qs = f->qs;
+	bool stored = false;
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+		reply->element[0]->type != REDIS_REPLY_INTEGER) {
+		e->stats.fill_errors++;
+		if (reply && reply->type == REDIS_REPLY_ERROR)
+			cs_debug("fill failed: %s", reply->str);
+	} else {
+		long long st = reply->element[0]->integer;
+		redisReply *g = reply->element[1];
+		uint64_t gen = g->type == REDIS_REPLY_STRING ? strtoull(g->str, NULL, 10) : 0;
+		if (st == 1) {
+			stored = true;
+			e->stats.fills++;
+			qs->fills++;
+		} else if (st == 0) {
+			e->stats.fill_refused_gen++;
+			/* Generations only rise, unless Redis lost them: with fences on the epoch
+			 * check handles that; without, follow Redis down too. */
+			if (f->qt == e->qt && (gen > qs->gen || !e->fence_on))
+				qs->gen = gen;
+		} else if (st == -3) {
+			e->stats.fill_refused_fence++;
+		} else if (st == -4) {
+			e->stats.fill_refused_epoch++;
+			load_gens(e); /* Redis lost data, or was resynchronised: catch up */
+		} else if (st == -5) {
+			e->stats.fill_refused_qfence++;
+		} else if (st == -6) {
+			e->stats.fill_refused_eviction++;
+		} else {
+			e->stats.fill_refused_horizon++;
+		}
+	}
+	f->filling = false;
+	greq *held = f->held;
+	f->held = NULL;
+	uint8_t outcome = stored ? CS_STORED_YES : CS_STORED_NO;
+	while (held) {
+		greq *next = held->next;
+		flight_answer(f, held, outcome);
+		held = next;
+	}
+	flight_answer_all(f, outcome);
+	flight_free(f);
+}
+
+/* Sends the fill script; the flight stays findable until it is acknowledged. Returns
+ * false when it could not be sent. */
+static bool fill(flight *f, const uint8_t *value, size_t len, int64_t px, uint64_t lsn)
+{
+	cs_engine *e = f->e;
+	const cs_query_def *q = f->qs->def;
+	char fence[KEY_MAX], genkey[CS_NAME_MAX + CS_MAX_NAME], qfkey[CS_NAME_MAX + CS_MAX_NAME];
+	char lsnhex[17], pxs[24], gens[24];
+	const char *canon = f->key + f->canon_off;
+	size_t canon_len = f->keylen - f->canon_off;
+	size_t fl = cs_ks_fence(&e->ks, fence, sizeof fence, q->name, canon, canon_len);
+	size_t gl = cs_ks_gen(&e->ks, genkey, sizeof genkey, q->name);
+	size_t ql = cs_ks_qfence(&e->ks, qfkey, sizeof qfkey, q->name);
+	cs_lsn_hex(lsn, lsnhex);
+	int pl = snprintf(pxs, sizeof pxs, "%lld", (long long)px);
+	int nl = snprintf(gens, sizeof gens, "%llu", (unsigned long long)f->gen);
+	const char *qfence_on = f->qt->cfg->query_fence ? "1" : "0";
+	const char *evict_on = f->qt->cfg->eviction_check ? "1" : "0";
+	const char *argv[] = { f->key, fence, genkey, e->ks.horizon, qfkey, e->ks.epoch, e->ks.fmax,
+		e->ks.evk, (const char *)value, pxs, lsnhex, gens, e->fence_on ? "1" : "0", qfence_on,
+		e->epoch, evict_on };
+	size_t lens[] = { f->keylen, fl, gl, e->ks.horizon_len, ql, e->ks.epoch_len, e->ks.fmax_len,
+		e->ks.evk_len, len, (size_t)pl, 16, (size_t)nl, 1, 1, e->epoch_len, 1 };
+	if (fl == 0 || gl == 0 || ql == 0 ||
+		cs_redis_script(e->redis, CS_SCRIPT_FILL, on_fill_reply, f, 8, 16, argv, lens) != 0) {
+		e->stats.fill_errors++;
+		return false;
+	}
+	return true;
+}
+
+/* The database answered a flight: encode, answer every waiter, then fill. */
+void flight_job_done(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int err,
+	const char *msg, bool retryable)
+{
+	flight *f = job->priv;
+	cs_engine *e = f->e;
+	if (err != 0) {
+		if (e->stopping)
+			err = -CS_ERR_SHUTTING_DOWN;
+		if (err == -CS_ERR_OVERLOADED)
+			f->overloaded = true;
+		if (retryable && f->attempts < MAX_ATTEMPTS && cs_now_us() < f->deadline_us) {
+			e->stats.retries++;
+			cs_debug("retrying %s on another server: %s", f->qs->def->name, msg);
+			flight_dispatch(f);
+			return;
+		}
+		flight_fail(f, err, msg);
+		return;
+	}
+	const cs_query_def *q = f->qs->def;
+	/* LSN 0 from a replica: it was out of recovery when read (promoted, the monitor has
+	 * not seen it yet): the data is the primary's, with no LSN bound (fence.c (j)). */
+	bool primary = cs_pgserver_is_primary(job->srv) || lsn == 0;
+	if (primary && !cs_pgserver_is_primary(job->srv))
+		e->stats.promoted_reads++;
+	uint64_t now_us = cs_now_us();
+	int64_t now_ms = cs_wall_ms();
+	cs_buf *b = &e->scratch;
+	cs_buf_reset(b);
+	uint32_t cap = f->qt->cfg->max_reply ? f->qt->cfg->max_reply : MAX_REPLY;
+	b->max = CS_ENTRY_HDR + (size_t)CS_MIN(cap, MAX_REPLY);
+	char emsg[256] = "";
+	int rc = cs_buf_reserve(b, CS_ENTRY_HDR);
+	if (rc == 0) {
+		b->len = CS_ENTRY_HDR;
+		rc = cs_encode_result(res, b, emsg, sizeof emsg);
+	}
+	if (rc != 0) {
+		flight_fail(f, rc, rc == -CS_ERR_TOO_LARGE ? "result too large to serve" : emsg);
+		return;
+	}
+	bool negative = PQntuples(res) == 0;
+	int64_t ttl = negative ? q->negative_ttl_ms : q->ttl_ms;
+	if (q->ttl_jitter_pct > 0 && ttl > 0) {
+		/* ttl_jitter extends the TTL by a random share up to the percentage (CONFIG.md):
+		 * never shorter than ttl */
+		double j = (double)q->ttl_jitter_pct / 100.0;
+		ttl = (int64_t)((double)ttl * (1.0 + j * cs_rand_unit()));
+	}
+	cs_entry ent = {
+		.flags = negative ? CS_ENTRY_NEGATIVE : 0,
+		.lsn = primary ? 0 : lsn,
+		.filled_ms = now_ms,
+		.expires_ms = now_ms + ttl,
+		.delta_ms = (uint32_t)CS_MIN((now_us - f->start_us) / 1000u, UINT32_MAX),
+	};
+	cs_entry_write_header(&ent, b->data);
+
+	/* The result outlives this call (the flight stays findable until the fill is
+	 * acknowledged; callbacks may re-enter the engine and reuse the scratch buffer). */
+	size_t rlen = b->len - CS_ENTRY_HDR;
+	f->result = malloc(rlen ? rlen : 1);
+	if (f->result == NULL) {
+		flight_fail(f, -CS_ERR_INTERNAL, "out of memory");
+		return;
+	}
+	memcpy(f->result, b->data + CS_ENTRY_HDR, rlen);
+	f->result_len = rlen;
+	f->meta = (cs_meta){ .src = primary ? CS_SRC_PRIMARY : CS_SRC_REPLICA, .lsn = lsn };
+	f->answered = true;
+
+	bool store = false;
+	if (f->store) {
+		if (rlen > e->qt->cfg->max_result) {
+			e->stats.not_cached_large++;
+		} else if (ttl <= 0) {
+			/* negative result with negative caching off */
+		} else if (primary && e->fence_on) {
+			e->stats.not_cached_primary++;
+		} else {
+			store = true;
+		}
+	}
+	if (store && negative && f->qt->cfg->negative_share > 0) {
+		/* the negative entries' share: this entry would pass it */
+		int64_t npx = ttl;
+		uint64_t nbytes = (uint64_t)f->keylen + b->len + 64;
+		if (neg_live(&e->neg, now_ms) + nbytes > f->qt->cfg->negative_share) {
+			e->stats.negative_skipped++;
+			store = false;
+		} else {
+			neg_add(&e->neg, now_ms, npx, nbytes);
+		}
+	}
+	if (store) {
+		if (negative)
+			e->stats.negative_fills++;
+		/* Redis keeps the entry until max_stale (the hard bound on its age): past the
+		 * soft expiry it serves stale while revalidating, and stale-if-error up to
+		 * max_stale. */
+		/* The jitter moves both expiries: Redis keeps the entry max_stale - ttl past
+		 * its (jittered) soft expiry (CONFIG.md max_stale). */
+		int64_t px = negative ? ttl : ttl + CS_MAX(0, q->max_stale_ms - q->ttl_ms);
+		f->filling = fill(f, b->data, b->len, px, ent.lsn);
+	}
+	/* Answer everyone now (the fill is off the latency path), except those who asked
+	 * for its outcome; on_fill_reply answers them and frees the flight. */
+	flight_answer_all(f, CS_STORED_NO);
+	if (!f->filling)
+		flight_free(f);
+}
+
+/* Starts (or joins) the flight for key; r may be NULL for a background refresh. */
+void miss(cs_engine *e, qstate *qs, const char *key, size_t keylen, size_t canon_off,
+	uint64_t gen, bool store, greq *r, uint8_t tier, uint64_t min_lsn, const cs_value *params,
+	uint32_t nparams, int cause)
+{
+	uint64_t h = hash_bytes(key, keylen);
+	flight *f = flight_find(e, key, keylen, h, min_lsn, qs->def);
+	if (f && f->answered && r && (r->op == CS_OP_REFRESH || r->bypass))
+		f = NULL; /* REFRESH and bypass want a read made after they were sent: a flight of
+			   * their own (flight_find returns the newest of equal keys) */
+	if (f) {
+		if (r == NULL)
+			return;
+		e->stats.coalesced++;
+		if (f->answered && !(f->filling && wants_stored(r))) {
+			/* answered, fill in flight: share the result (src and LSN say what it is) */
+			flight_answer(f, r, CS_STORED_UNSAID);
+			return;
+		}
+		r->next = f->answered ? f->held : f->waiters;
+		if (f->answered)
+			f->held = r;
+		else
+			f->waiters = r;
+		return;
+	}
+	f = calloc(1, sizeof *f + keylen + 1);
+	if (f == NULL) {
+		if (r)
+			greq_error(r, -CS_ERR_INTERNAL, "out of memory");
+		return;
+	}
+	char err[256];
+	f->pgp = cs_params_pg(qs->def, params, nparams, err, sizeof err);
+	if (f->pgp == NULL) {
+		free(f);
+		if (r)
+			greq_error(r, -CS_ERR_BAD_PARAMS, err);
+		return;
+	}
+	const cs_config *cfg = e->qt->cfg;
+	f->e = e;
+	f->qt = e->qt;
+	e->qt->refs++;
+	f->qs = qs;
+	f->hash = h;
+	f->min_lsn = min_lsn;
+	f->gen = gen;
+	f->tier = tier;
+	f->store = store;
+	f->background = r == NULL;
+	f->leased = r == NULL && cause != 0; /* started by refresh_in_background's lease */
+	f->refresh_cause = cause;
+	f->start_us = cs_now_us();
+	f->deadline_us = f->start_us + (uint64_t)cfg->request_timeout_ms * 1000u;
+	f->ryw_deadline_us = f->start_us + (uint64_t)cfg->ryw_wait_ms * 1000u;
+	f->keylen = keylen;
+	f->canon_off = canon_off;
+	memcpy(f->key, key, keylen);
+	f->waiters = r;
+	if (r)
+		r->next = NULL;
+	f->hnext = e->buckets[h % FLIGHT_BUCKETS];
+	e->buckets[h % FLIGHT_BUCKETS] = f;
+	e->stats.flights++;
+	flight_dispatch(f);
+}

@@ -1,0 +1,119 @@
+/* engine_housekeeping.c - the engine's housekeeping: the tick (read-your-writes deadlines),
+ * server health notifications and replica lag from the primary's LSN history. */
+#include "engine_int.h"
+
+/* ---- Housekeeping ----------------------------------------------------------------------- */
+
+static void history_add(cs_engine *e, cs_lsn_t lsn)
+{
+	if (e->hist_len > 0 && e->hist[(e->hist_head + LSN_HISTORY - 1) % LSN_HISTORY].lsn >= lsn)
+		return; /* only the first time the primary is seen past a position matters */
+	e->hist[e->hist_head] = (lsn_sample){ .us = cs_now_us(), .lsn = lsn };
+	e->hist_head = (e->hist_head + 1) % LSN_HISTORY;
+	if (e->hist_len < LSN_HISTORY)
+		e->hist_len++;
+}
+
+/* Milliseconds since the primary first had WAL beyond `replay`; 0 when caught up. */
+static int64_t lag_behind(const cs_engine *e, cs_lsn_t replay)
+{
+	uint64_t first = 0;
+	for (int i = 1; i <= e->hist_len; i++) {
+		const lsn_sample *smp = &e->hist[(e->hist_head + LSN_HISTORY - i) % LSN_HISTORY];
+		if (smp->lsn <= replay)
+			break;
+		first = smp->us;
+	}
+	return first ? (int64_t)((cs_now_us() - first) / 1000u) : 0;
+}
+
+static void ryw_try_replica(cs_engine *e, flight *f, uint64_t now)
+{
+	if (route_replica(e, f->tier, f->min_lsn, &f->tried))
+		flight_dispatch(f);
+}
+
+static void ryw_expire(cs_engine *e, flight *f, uint64_t now)
+{
+	if (now >= f->ryw_deadline_us)
+		flight_dispatch(f); /* past the wait: the primary */
+}
+
+void on_server_notify(cs_pgserver *s, void *priv)
+{
+	cs_engine *e = priv;
+	if (s == e->primary) {
+		if (cs_pgserver_state_get(s) == CS_SRV_UP)
+			e->primary_rounds++;
+		if (cs_pgserver_state_get(s) == CS_SRV_UP)
+			history_add(e, cs_pgserver_lsn(s));
+		cs_lsn_t lsn = cs_pgserver_lsn(s);
+		uint32_t tli = cs_pgserver_timeline(s);
+		if (tli > e->max_tli) {
+			if (e->max_tli) {
+				/* a failover: positions of the old timeline past the switch point
+				 * never happened on the new one; lag is measured afresh */
+				cs_warn("postgres primary: timeline %u (was %u): a failover", tli, e->max_tli);
+				e->hist_len = 0;
+				history_add(e, lsn);
+			}
+			e->max_tli = tli;
+		} else if (tli && tli < e->max_tli && !e->stale_primary_logged) {
+			cs_error("postgres primary: timeline %u, below the %u seen before: a stale old "
+				 "primary; replicas are still compared with timeline %u, and its answers "
+				 "are never cached", tli, e->max_tli, e->max_tli);
+			e->stale_primary_logged = true;
+		}
+		/* Lag from the primary's LSN history only while the primary answers: when it is
+		 * down, a replica's own estimate (pgpool.c: caught up once it replayed all it
+		 * received) is the best there is; the history would age forever. */
+		bool primary_up = cs_pgserver_state_get(s) == CS_SRV_UP;
+		for (int i = 0; i < e->nservers; i++)
+			if (e->servers[i] != s) {
+				cs_pgserver_set_primary_lsn(e->servers[i], lsn);
+				if (e->max_tli) /* never lowered by a stale old primary */
+					cs_pgserver_set_primary_tli(e->servers[i], e->max_tli);
+				if (primary_up)
+					cs_pgserver_set_lag(e->servers[i],
+						lag_behind(e, cs_pgserver_lsn(e->servers[i])));
+			}
+	} else if (e->primary && e->hist_len > 0 && cs_pgserver_state_get(e->primary) == CS_SRV_UP) {
+		cs_pgserver_set_lag(s, lag_behind(e, cs_pgserver_lsn(s)));
+	}
+	/* Read-your-writes waiters: a replica may have replayed their token now. */
+	ryw_walk(e, ryw_try_replica, 0);
+	if (s == e->primary && e->token_head)
+		token_recheck(e, cs_now_us(), false);
+}
+
+/* Frees retired servers that are idle or past their deadline (their running jobs then
+ * fail, retryable: the flights move to a current server). */
+static void reap_retiring(cs_engine *e, uint64_t now)
+{
+	for (int i = 0; i < e->nretiring;) {
+		cs_pgserver *s = e->retiring[i];
+		if (!cs_pgserver_idle(s) && now < e->retiring_until_us[i]) {
+			i++;
+			continue;
+		}
+		/* off the list first: freeing runs job callbacks, which may dispatch */
+		e->nretiring--;
+		e->retiring[i] = e->retiring[e->nretiring];
+		e->retiring_id[i] = e->retiring_id[e->nretiring];
+		e->retiring_until_us[i] = e->retiring_until_us[e->nretiring];
+		cs_info("postgres %s: %s, freed", cs_pgserver_name(s),
+			cs_pgserver_idle(s) ? "drained" : "still busy at the reload's deadline");
+		cs_pgserver_free(s);
+	}
+}
+
+void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	cs_engine *e = arg;
+	uint64_t now = cs_now_us();
+	ryw_walk(e, ryw_expire, now);
+	if (e->token_head)
+		token_recheck(e, now, true);
+	if (e->nretiring)
+		reap_retiring(e, now);
+}

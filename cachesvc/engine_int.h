@@ -1,0 +1,295 @@
+/* engine_int.h - what the engine's files (engine*.c) share: its types, limits and internal
+ * functions. Private to the engine: not installed, not included outside engine*.c (engine.h
+ * is the API). Each function is documented where it is defined. */
+#ifndef CS_ENGINE_INT_H
+#define CS_ENGINE_INT_H
+
+#include "engine.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+
+#include "encode.h"
+#include "entry.h"
+#include "fence.h"
+#include "invalidator.h"
+#include "keyspace.h"
+#include "log.h"
+#include "metrics.h"
+#include "params.h"
+#include "pgpool.h"
+#include "redis.h"
+#include "resolve.h"
+#include "textutil.h"
+#include "util.h"
+#include "verify.h"
+
+#define TICK_MS		 5	/* housekeeping: read-your-writes deadlines */
+#define TOKEN_WAIT_MAX	 4096	/* requests whose token waits for a fresh primary position */
+#define TOKEN_WAIT_MS	 1000	/* longest such wait: then the token is used unchecked */
+#define GEN_POLL_MS	 1000	/* generations re-read even when pub/sub is quiet */
+#define MAX_ATTEMPTS	 3	/* a miss tries at most this many servers */
+#define MAX_REPLY	 (64u << 20) /* largest result served at all */
+#define FLIGHT_BUCKETS	 4096
+#define KEY_MAX		 CS_KEY_MAX
+
+/* ---- Types ------------------------------------------------------------------------------ */
+
+typedef struct qstate {
+	const cs_query_def *def;
+	int index;
+	uint64_t gen;
+	bool gen_known;
+	bool pending_bump; /* a reload changed it and the bump is not in Redis yet */
+	bool paused;	   /* ADMIN pause: served from PostgreSQL, nothing read from or stored in
+			    * Redis, until resumed; this process only, kept across reloads */
+	unsigned long long scan_cursor; /* the verifier sampler walks the query's entries */
+	uint64_t hits, stale_hits, misses, fills, refresh_early, refresh_expired,
+		refresh_revalidate;
+} qstate;
+
+/* Query definitions of one config generation; in-flight work keeps a reference so a
+ * SIGHUP reload never frees a definition under a running query. */
+typedef struct qtable {
+	int refs;
+	cs_config *cfg;
+	qstate *qs;
+	int nq;
+	int *slots; /* open addressing by name: slot -> index + 1 */
+	int nslots;
+} qtable;
+
+typedef struct flight flight;
+
+/* A set of server ids: the servers a miss has tried. Every server gets the lowest id no
+ * other live or retiring server holds (engine.c servers_reload), so ids stay put across
+ * reloads; an id freed by a retired server and reused by a new one makes a flight's set
+ * approximate, never out of bounds. Sized for every server a config can have
+ * (CS_MAX_REPLICAS + the primary) plus as many retiring after a reload. */
+#define MAX_SERVERS 512
+_Static_assert(MAX_SERVERS >= 2 * (CS_MAX_REPLICAS + 1), "the tried set must hold every server");
+typedef struct srvset {
+	uint64_t w[MAX_SERVERS / 64];
+} srvset;
+
+/* One client request (GET or REFRESH) until its callback has run. */
+typedef struct greq {
+	cs_engine *e;
+	cs_engine_cb *cb;
+	void *priv;
+	uint8_t op, tier;
+	bool bypass;
+	uint64_t min_lsn;
+	uint64_t start_us;
+	uint8_t *stale;	   /* an expired entry to serve if the refresh fails (stale-if-error) */
+	size_t stale_len;
+	int64_t stale_until_ms; /* filled + max_stale: never served past it */
+	struct greq *next; /* waiter chain of a flight */
+} greq;
+
+static inline void greq_free(greq *r)
+{
+	free(r->stale);
+	free(r);
+}
+
+/* A miss in progress: one database query shared by every request for the same key. */
+struct flight {
+	flight *hnext;
+	cs_engine *e;
+	qtable *qt;
+	qstate *qs;
+	uint64_t hash;
+	uint64_t min_lsn;
+	uint64_t gen;
+	uint8_t tier;
+	bool store;	   /* fill Redis with the result */
+	bool background;   /* refresh with nobody waiting */
+	bool leased;	   /* holds the key's cross-process refresh lease: released when done */
+	int refresh_cause; /* for stats: 0 miss, 1 early, 2 revalidate */
+	int attempts;
+	srvset tried;	   /* server indices already tried */
+	bool overloaded;   /* an eligible replica refused for a full queue */
+	uint64_t start_us, deadline_us, ryw_deadline_us;
+	bool in_ryw;
+	flight *rnext; /* read-your-writes wait list */
+	greq *waiters;
+	cs_pgjob job;
+	cs_pg_params *pgp;
+	size_t keylen, canon_off;
+	/* After the database answered: the result, kept (with the flight findable) until the
+	 * fill is acknowledged, so requests arriving meanwhile share it instead of missing. */
+	bool answered, filling;
+	cs_meta meta;
+	uint8_t *result;
+	size_t result_len;
+	greq *held; /* waiters that asked for the fill's outcome (REFRESH, batch tier) */
+	char key[]; /* "<ns>:e:<q>:<g>:<p>" */
+};
+
+/* The primary's LSN over time, sampled at each health round: a replica whose replay LSN
+ * is R lags by (now - the time the primary first went past R). Accurate to one health
+ * interval, and unlike pg_last_xact_replay_timestamp() it is not fooled by an idle primary
+ * or by WAL without commits. */
+#define LSN_HISTORY 1024
+typedef struct lsn_sample {
+	uint64_t us;
+	cs_lsn_t lsn;
+} lsn_sample;
+
+/* The verifier sampler (fence.c's claim, checked live): one entry per verify_interval. */
+typedef struct sampler {
+	struct event *timer, *poll;
+	bool busy;
+	int qnext;
+	qtable *qt;
+	qstate *qs;
+	char key[KEY_MAX];
+	size_t keylen;
+	size_t prefix_len; /* of key: "<ns>:e:<q>:<gen>:", before the canonical parameters */
+	uint8_t *entry;
+	size_t entry_len;
+	uint8_t *fresh; /* the primary's result */
+	size_t fresh_len;
+	cs_pg_params *pgp;
+	cs_pgjob job, lsn_job;
+	cs_query_def lsn_q;
+	cs_pg_params no_params;
+	cs_lsn_t lsn_after;
+	uint64_t wait_until_us;
+	uint64_t checked, ok, stale, skipped;
+} sampler;
+
+/* Negative entries' memory share ([cachesvc] negative_share): bytes this process stored,
+ * bucketed by the slot their entry expires in (rounded up), so the bytes still possibly
+ * alive in Redis are the buckets from the current slot on. No Redis round trip. */
+#define NEG_SLOTS 256
+typedef struct negbudget {
+	int64_t slot_ms; /* 0 until the first negative fill */
+	int64_t sid[NEG_SLOTS];
+	uint64_t bytes[NEG_SLOTS];
+} negbudget;
+
+struct cs_engine {
+	struct event_base *base;
+	negbudget neg;
+	sampler smp;
+	lsn_sample hist[LSN_HISTORY];
+	int hist_head, hist_len;
+	qtable *qt;
+	cs_redis *redis, *pubsub;
+	cs_pgserver **servers; /* replicas first, then the primary (if any) */
+	int *srv_id;	       /* servers[i]'s id in tried sets */
+	int nservers;
+	cs_pgserver *primary;
+	/* Servers a reload removed or changed: no new work; freed once idle or past their
+	 * deadline (on_tick). */
+	cs_pgserver **retiring;
+	int *retiring_id;
+	uint64_t *retiring_until_us;
+	int nretiring;
+	cs_inv *inv; /* the invalidator, when this process runs one */
+	cs_resolver *resolver; /* host names, for every connection of the engine (resolve.h) */
+	struct event *tick, *gen_timer;
+	flight *buckets[FLIGHT_BUCKETS];
+	flight *ryw_head;
+	struct ryw_cursor *ryw_cursors; /* walks of the ryw list in progress (see ryw_unlink) */
+	bool fence_on;
+	bool stopping; /* cs_engine_free runs: no retries, everything answers SHUTTING_DOWN */
+	struct reload_check *rchk; /* a reload whose new SQL is being checked on a server */
+	cs_engine_stats stats;
+	cs_buf scratch;
+	cs_keyspace ks;
+	/* The namespace's epoch (keyspace.h) this process has synchronised its generations
+	 * with; "" while unknown or Redis lost data (then, with fences on, the cache is
+	 * bypassed: nothing is served from it or stored). */
+	char epoch[96];
+	size_t epoch_len;
+	bool gens_busy; /* a generations poll is in flight: at most one */
+	uint32_t max_tli; /* the highest primary timeline seen: never lowered */
+	bool stale_primary_logged;
+	/* Requests whose read-your-writes token is beyond the primary's last known position,
+	 * waiting for a fresh one (token_park); bounded by TOKEN_WAIT_MAX. */
+	struct lookup *token_head;
+	int ntoken;
+	uint64_t primary_rounds; /* monitor rounds of the primary that found it up */
+};
+
+typedef struct fillctx {
+	cs_engine *e;
+	qtable *qt;
+	qstate *qs;
+} fillctx;
+
+/* A request's parameters, copied out of the frame so they outlive it. */
+typedef struct lookup {
+	cs_engine *e;
+	greq *r; /* NULL for a background refresh */
+	int cause;
+	qtable *qt;
+	qstate *qs;
+	uint64_t gen;
+	size_t keylen, canon_off;
+	uint32_t nparams;
+	cs_value params[CS_PROTO_MAX_PARAMS];
+	char *strs;
+	/* parked while its read-your-writes token is checked (token_park) */
+	struct lookup *tnext;
+	uint8_t op;
+	bool cacheable;
+	uint64_t trounds; /* e->primary_rounds when parked */
+	uint64_t tuntil_us;
+	char key[KEY_MAX];
+} lookup;
+
+/* ---- Functions shared between the engine's files ----------------------------------- */
+
+/* engine_read.c */
+uint64_t hash_bytes(const void *p, size_t n);
+qtable *qtable_new(cs_config *cfg);
+void qtable_unref(qtable *t);
+qstate *qtable_find(qtable *t, const char *name, size_t len);
+void greq_error(greq *r, int err, const char *msg);
+cs_pgserver *route_replica(cs_engine *e, int tier, uint64_t min_lsn, const srvset *tried);
+flight *flight_find(cs_engine *e, const char *key, size_t keylen, uint64_t hash,
+	uint64_t min_lsn, const cs_query_def *def);
+void ryw_walk(cs_engine *e, void (*fn)(cs_engine *e, flight *f, uint64_t now), uint64_t now);
+void flight_free(flight *f);
+void flight_fail(flight *f, int err, const char *msg);
+void flight_dispatch(flight *f);
+void lookup_free(lookup *l);
+void token_recheck(cs_engine *e, uint64_t now, bool expire_only);
+
+/* engine_fill.c */
+void flight_job_done(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int err,
+	const char *msg, bool retryable);
+void miss(cs_engine *e, qstate *qs, const char *key, size_t keylen, size_t canon_off,
+	uint64_t gen, bool store, greq *r, uint8_t tier, uint64_t min_lsn, const cs_value *params,
+	uint32_t nparams, int cause);
+
+/* engine_gen.c */
+void load_gens(cs_engine *e);
+void on_gen_message(cs_redis *rd, redisReply *reply, void *priv);
+void on_pubsub_state(cs_redis *rd, bool up, void *priv);
+void on_cache_state(cs_redis *rd, bool up, void *priv);
+void on_gen_timer(evutil_socket_t fd, short what, void *arg);
+
+/* engine_housekeeping.c */
+void on_server_notify(cs_pgserver *s, void *priv);
+void on_tick(evutil_socket_t fd, short what, void *arg);
+
+/* engine_sampler.c */
+int sampler_start(cs_engine *e, int64_t interval_ms);
+void sampler_stop(cs_engine *e);
+
+/* engine.c */
+bool query_same(const cs_query_def *a, const cs_query_def *b);
+void bump_generation(cs_engine *e, qstate *qs);
+
+#endif

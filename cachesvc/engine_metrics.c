@@ -1,0 +1,230 @@
+/* engine_metrics.c - the engine's metrics (cs_engine_metrics). */
+#include "engine_int.h"
+
+/* ---- Metrics ---------------------------------------------------------------------------- */
+
+uint32_t cs_engine_stats_list(const cs_engine *e, cs_stat *out, uint32_t max)
+{
+	const cs_engine_stats *s = &e->stats;
+	struct {
+		const char *name;
+		uint64_t v;
+	} items[] = {
+		{ "requests", s->requests }, { "hits", s->hits }, { "stale_hits", s->stale_hits },
+		{ "misses", s->misses }, { "coalesced", s->coalesced }, { "fills", s->fills },
+		{ "fill_refused_fence", s->fill_refused_fence },
+		{ "fill_refused_horizon", s->fill_refused_horizon },
+		{ "fill_refused_query_fence", s->fill_refused_qfence },
+		{ "fill_refused_eviction", s->fill_refused_eviction },
+		{ "fill_refused_epoch", s->fill_refused_epoch },
+		{ "fill_refused_generation", s->fill_refused_gen }, { "fill_errors", s->fill_errors },
+		{ "not_cached_large", s->not_cached_large }, { "not_cached_primary", s->not_cached_primary },
+		{ "bypass_redis", s->bypass_redis }, { "bypass_requested", s->bypass_requested },
+		{ "bypass_paused", s->bypass_paused },
+		{ "retries", s->retries }, { "primary_fallbacks", s->primary_fallbacks },
+		{ "promoted_reads", s->promoted_reads },
+		{ "ryw_cache", s->ryw_cache }, { "ryw_replica", s->ryw_replica },
+		{ "ryw_primary", s->ryw_primary }, { "flights", s->flights },
+		{ "ryw_token_checks", s->token_checks }, { "ryw_token_refused", s->token_refused },
+		{ "hit_p50_us", cs_hist_quantile(&s->hit_us, 0.5) },
+		{ "hit_p99_us", cs_hist_quantile(&s->hit_us, 0.99) },
+		{ "miss_p50_us", cs_hist_quantile(&s->miss_us, 0.5) },
+		{ "miss_p99_us", cs_hist_quantile(&s->miss_us, 0.99) },
+	};
+	uint32_t n = 0;
+	for (size_t i = 0; i < CS_ARRAY_LEN(items) && n < max; i++, n++) {
+		out[n] = (cs_stat){ .name = items[i].name, .name_len = (uint32_t)strlen(items[i].name),
+			.i = (int64_t)items[i].v };
+	}
+	return n;
+}
+
+void cs_engine_metrics_add(const cs_engine *e, cs_metrics *m)
+{
+	const cs_engine_stats *s = &e->stats;
+#define C(name, help, v) cs_m_u64(m, CS_M_COUNTER, "cachesvc_" name, help, (uint64_t)(v), NULL)
+	C("requests_total", "GET/REFRESH requests", s->requests);
+	C("cache_hits_total", "Fresh cache hits", s->hits);
+	C("cache_stale_hits_total", "Stale hits served while revalidating", s->stale_hits);
+	C("cache_misses_total", "Cache misses", s->misses);
+	C("coalesced_total", "Misses that joined a query already in flight", s->coalesced);
+	C("fills_total", "Entries stored in Redis", s->fills);
+	C("fill_refused_fence_total", "Fills refused by a newer invalidation fence", s->fill_refused_fence);
+	C("fill_refused_horizon_total", "Fills refused: data older than the fence horizon", s->fill_refused_horizon);
+	C("fill_refused_generation_total", "Fills refused: the query generation moved", s->fill_refused_gen);
+	C("fill_refused_query_fence_total", "Fills refused: data older than the query's last generation bump", s->fill_refused_qfence);
+	C("fill_refused_eviction_total", "Fills refused: Redis evicted keys (a fence may be gone) and the data is older than the newest fence", s->fill_refused_eviction);
+	C("fill_refused_epoch_total", "Fills refused: Redis lost data or was resynchronised since the generations were read", s->fill_refused_epoch);
+	C("redis_epoch_invalid_total", "Generation polls that found the namespace's epoch missing or from another Redis run", s->epoch_invalid);
+	C("redis_epoch_changes_total", "New epochs adopted (after a resynchronisation)", s->epoch_changes);
+	C("fill_errors_total", "Fills that failed in Redis", s->fill_errors);
+	C("not_cached_large_total", "Results served but too large to cache", s->not_cached_large);
+	C("not_cached_primary_total", "Results read on the primary (no LSN bound), not cached", s->not_cached_primary);
+	C("not_cached_key_total", "Requests whose parameters are too long for a key", s->not_cached_key);
+	C("negative_fills_total", "Empty results cached (negative caching)", s->negative_fills);
+	C("negative_skipped_total", "Empty results not cached: the negative entries' share (negative_share) was full", s->negative_skipped);
+	C("bypass_redis_total", "Requests served from PostgreSQL because Redis was unavailable", s->bypass_redis);
+	C("bypass_requested_total", "Requests that asked to bypass the cache", s->bypass_requested);
+	C("bypass_paused_total", "Requests for a query paused by an admin, served from PostgreSQL",
+		s->bypass_paused);
+	C("retries_total", "Queries retried on another server", s->retries);
+	C("primary_fallbacks_total", "Queries sent to the primary", s->primary_fallbacks);
+	C("promoted_reads_total", "Answers from a [replica] found out of recovery (promoted): primary data, not cached with fences on", s->promoted_reads);
+	C("server_reloads_total", "Servers added, removed or changed by reloads", s->server_reloads);
+	C("ryw_cache_total", "Read-your-writes requests answered from cache", s->ryw_cache);
+	C("ryw_replica_total", "Read-your-writes requests answered by a replica", s->ryw_replica);
+	C("ryw_primary_total", "Read-your-writes requests answered by the primary", s->ryw_primary);
+	C("ryw_waits_total", "Read-your-writes requests that waited for a replica", s->ryw_waits);
+	C("ryw_token_checks_total", "Read-your-writes tokens beyond the primary's known position, checked against a fresh one", s->token_checks);
+	C("ryw_token_refused_total", "Read-your-writes tokens refused: beyond the primary's current position (future_lsn)", s->token_refused);
+	C("invalidations_total", "Keys deleted by admin INVALIDATE", s->invalidations);
+	C("generation_bumps_total", "Whole-query invalidations", s->gen_bumps);
+	C("refresh_early_total", "Early (XFetch) refreshes", s->refresh_early);
+	C("refresh_expired_total", "Refreshes of expired entries", s->refresh_expired);
+	C("refresh_revalidate_total", "Stale-while-revalidate refreshes", s->refresh_revalidate);
+	C("refresh_forced_total", "REFRESH requests", s->refresh_forced);
+	C("verify_checked_total", "Cached entries the sampler compared with the primary", e->smp.checked);
+	C("verify_stale_total", "Cached entries the sampler found stale (mismatch with the primary)", e->smp.stale);
+	C("verify_skipped_total", "Samples skipped (changed meanwhile, invalidator behind)", e->smp.skipped);
+	C("stale_if_error_total", "Stale values served because the refresh failed (within max_stale)", s->stale_if_error);
+#undef C
+	for (int i = 1; i <= CS_ERR_MAX; i++)
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_errors_total", "Errors answered, by code",
+			s->errors[i], "code", cs_err_name(i), NULL);
+	cs_m_u64(m, CS_M_GAUGE, "cachesvc_flights", "Misses in flight", s->flights, NULL);
+	cs_m_hist(m, "cachesvc_hit_seconds", "Latency of cache hits", &s->hit_us, NULL);
+	cs_m_hist(m, "cachesvc_miss_seconds", "Latency of misses", &s->miss_us, NULL);
+
+	for (int i = 0; i < e->qt->nq; i++) {
+		const qstate *q = &e->qt->qs[i];
+		const char *n = q->def->name;
+		static const char rq[] = "Per query outcomes";
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_query_requests_total", rq, q->hits, "query", n,
+			"outcome", "hit", NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_query_requests_total", rq, q->stale_hits,
+			"query",
+			n, "outcome", "stale_hit", NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_query_requests_total", rq, q->misses, "query",
+			n,
+			"outcome", "miss", NULL);
+	}
+	for (int i = 0; i < e->qt->nq; i++) {
+		const qstate *q = &e->qt->qs[i];
+		const char *n = q->def->name;
+		static const char rf[] = "Per query refreshes by cause";
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_query_refreshes_total", rf, q->refresh_early,
+			"query", n, "cause", "early", NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_query_refreshes_total", rf, q->refresh_expired,
+			"query", n, "cause", "expired", NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_query_refreshes_total", rf,
+			q->refresh_revalidate,
+			"query", n, "cause", "revalidate", NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_query_fills_total",
+			"Per query entries stored in Redis",
+			q->fills, "query", n, NULL);
+	}
+
+	static const char *const srv_states[] = { "unknown", "up", "down", NULL };
+	for (int i = 0; i < e->nservers; i++) {
+		cs_pgserver_info in;
+		cs_pgserver_info_get(e->servers[i], &in);
+		const char *role = in.primary ? "primary" : "replica";
+		const char *sv = in.name;
+		cs_m(m, CS_M_GAUGE, "cachesvc_pg_up", "Server health (1 up)", in.state == CS_SRV_UP,
+			"server", sv, "role", role, NULL);
+		cs_m_state(m, "cachesvc_pg_state",
+			"Server health as routing sees it: unknown (not checked yet), up, down "
+			"(banned until its backoff expires)",
+			"state", srv_states,
+			in.state == CS_SRV_UP ? "up" : in.state == CS_SRV_DOWN ? "down" : "unknown",
+			"server", sv, NULL);
+		cs_m(m, CS_M_GAUGE, "cachesvc_pg_lag_seconds",
+			"Replay delay behind the primary (0 when caught up)",
+			(double)in.lag_ms / 1000.0, "server", sv, NULL);
+		cs_m(m, CS_M_GAUGE, "cachesvc_pg_promoted",
+			"A replica found out of recovery (1): not routed to",
+			in.promoted, "server", sv, NULL);
+		cs_m(m, CS_M_GAUGE, "cachesvc_pg_old_timeline",
+			"A replica on a timeline below the primary's (1): not routed to",
+			in.old_timeline,
+			"server", sv, NULL);
+		cs_m(m, CS_M_GAUGE, "cachesvc_pg_timeline",
+			"Timeline (primary: current; replica: received); 0 unknown", in.tli,
+			"server", sv, NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_pg_promotions_total", "Promotions seen",
+			in.promotions,
+			"server", sv, NULL);
+		cs_m_u64(m, CS_M_GAUGE, "cachesvc_pg_lag_bytes",
+			"Primary WAL position minus the replay position",
+			in.lag_bytes, "server", sv, NULL);
+		cs_m(m, CS_M_GAUGE, "cachesvc_pg_pool_connections", "Open pool connections",
+			in.conns,
+			"server", sv, NULL);
+		cs_m(m, CS_M_GAUGE, "cachesvc_pg_pool_busy", "Pool connections running a query",
+			in.busy,
+			"server", sv, NULL);
+		cs_m(m, CS_M_GAUGE, "cachesvc_pg_pool_size", "Configured pool size", in.pool_size,
+			"server", sv, NULL);
+		cs_m(m, CS_M_GAUGE, "cachesvc_pg_queue_waiting",
+			"Queries waiting for a pool connection",
+			in.queued, "server", sv, NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_pg_queries_total", "Queries run", in.queries,
+			"server", sv, NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_pg_errors_total", "Queries that failed",
+			in.errors,
+			"server", sv, NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_pg_timeouts_total", "Queries that timed out",
+			in.timeouts, "server", sv, NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_pg_overloaded_total",
+			"Queries refused: the queue was full or the wait too long", in.overloaded,
+			"server",
+			sv, NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_pg_bans_total",
+			"Times the server was banned (marked down)",
+			in.bans, "server", sv, NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_pg_conn_errors_total",
+			"Connections lost and statements canceled by a recovery conflict (not bans)",
+			in.conn_errors, "server", sv, NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_pg_prepares_total", "Statements prepared",
+			in.prepares, "server", sv, NULL);
+		cs_m_summary(m, "cachesvc_pg_queue_wait_seconds",
+			"Time queries waited for a pool connection",
+			(double)in.queue_wait_us_sum / 1e6, in.queue_waits, "server", sv, NULL);
+	}
+	if (e->inv)
+		cs_inv_metrics(e->inv, m);
+	cs_resolver_stats ds;
+	cs_resolver_stats_get(e->resolver, &ds);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_dns_lookups_total",
+		"Host name lookups on the event loop (PostgreSQL and Redis connects)", ds.lookups,
+		NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_dns_failures_total",
+		"Host name lookups that failed (timeouts included)",
+		ds.failures, NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_dns_timeouts_total", "Host name lookups that timed out",
+		ds.timeouts, NULL);
+	const cs_redis_stats *rs = cs_redis_get_stats(e->redis);
+	cs_m(m, CS_M_GAUGE, "cachesvc_redis_up", "Redis connection ready", cs_redis_ready(e->redis),
+		NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_redis_connects_total",
+		"Redis handshakes that succeeded",
+		rs->connects, NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_redis_disconnects_total",
+		"Ready Redis connections lost",
+		rs->disconnects, NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_redis_timeouts_total", "Redis commands that timed out",
+		rs->timeouts, NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_redis_refused_total",
+		"Redis commands refused: not ready or too many pending", rs->refused, NULL);
+	cs_m_u64(m, CS_M_GAUGE, "cachesvc_redis_pending", "Redis commands in flight", rs->pending,
+		NULL);
+}
+
+long cs_engine_metrics(const cs_engine *e, char **out)
+{
+	cs_metrics *m = cs_metrics_new();
+	if (m == NULL)
+		return -1;
+	cs_engine_metrics_add(e, m);
+	return cs_metrics_finish(m, out);
+}

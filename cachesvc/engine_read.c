@@ -1,0 +1,765 @@
+/* engine_read.c - the engine's read path: the query table, replies, routing, flights
+ * (single-flight misses) and cache lookups (engine.c says where the rest lives). */
+#include "engine_int.h"
+
+/* ---- Query table ------------------------------------------------------------------------ */
+
+uint64_t hash_bytes(const void *p, size_t n)
+{
+	return cs_fnv1a64(CS_FNV1A64_INIT, p, n);
+}
+
+qtable *qtable_new(cs_config *cfg)
+{
+	qtable *t = calloc(1, sizeof *t);
+	if (t == NULL)
+		return NULL;
+	t->refs = 1;
+	t->cfg = cfg;
+	t->nq = cfg->nqueries;
+	t->qs = calloc((size_t)(t->nq ? t->nq : 1), sizeof *t->qs);
+	t->nslots = 16;
+	while (t->nslots < t->nq * 2)
+		t->nslots *= 2;
+	t->slots = calloc((size_t)t->nslots, sizeof *t->slots);
+	if (t->qs == NULL || t->slots == NULL) {
+		free(t->qs);
+		free(t->slots);
+		free(t);
+		return NULL;
+	}
+	for (int i = 0; i < t->nq; i++) {
+		qstate *q = &t->qs[i];
+		q->def = &cfg->queries[i];
+		q->index = i;
+		const char *name = q->def->name;
+		size_t s = hash_bytes(name, strlen(name)) & (size_t)(t->nslots - 1);
+		while (t->slots[s])
+			s = (s + 1) & (size_t)(t->nslots - 1);
+		t->slots[s] = i + 1;
+	}
+	return t;
+}
+
+void qtable_unref(qtable *t)
+{
+	if (t == NULL || --t->refs > 0)
+		return;
+	cs_config_free(t->cfg);
+	free(t->qs);
+	free(t->slots);
+	free(t);
+}
+
+qstate *qtable_find(qtable *t, const char *name, size_t len)
+{
+	size_t s = hash_bytes(name, len) & (size_t)(t->nslots - 1);
+	while (t->slots[s]) {
+		qstate *q = &t->qs[t->slots[s] - 1];
+		if (strlen(q->def->name) == len && memcmp(q->def->name, name, len) == 0)
+			return q;
+		s = (s + 1) & (size_t)(t->nslots - 1);
+	}
+	return NULL;
+}
+/* ---- Replies ---------------------------------------------------------------------------- */
+
+static void reply_error(cs_engine *e, cs_engine_cb *cb, void *priv, int err, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+static void reply_error(cs_engine *e, cs_engine_cb *cb, void *priv, int err, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	int code = err < 0 ? -err : err;
+	if (code > 0 && code <= CS_ERR_MAX)
+		e->stats.errors[code]++;
+	cb(priv, -code, msg, NULL, NULL, 0);
+}
+
+static void serve_stale_copy(greq *r, int err, const char *msg);
+
+void greq_error(greq *r, int err, const char *msg)
+{
+	if (r->stale) {
+		/* stale-if-error: the database failed, but an entry younger than max_stale is
+		 * there: better stale (flagged) than nothing */
+		serve_stale_copy(r, err, msg);
+		return;
+	}
+	reply_error(r->e, r->cb, r->priv, err, "%s", msg);
+	greq_free(r);
+}
+/* ---- Routing ---------------------------------------------------------------------------- */
+
+static bool srvset_has(const srvset *s, int i)
+{
+	return i >= 0 && i < MAX_SERVERS && (s->w[i / 64] >> (i % 64) & 1u) != 0;
+}
+
+/* Picks the least-loaded healthy replica serving `tier`, within the lag bounds, that has
+ * replayed min_lsn, not yet tried. NULL when none fits. */
+cs_pgserver *route_replica(cs_engine *e, int tier, uint64_t min_lsn, const srvset *tried)
+{
+	const cs_config *cfg = e->qt->cfg;
+	cs_pgserver *best = NULL;
+	double best_load = 0;
+	int ties = 0;
+	for (int i = 0; i < e->nservers; i++) {
+		cs_pgserver *s = e->servers[i];
+		if (s == e->primary || srvset_has(tried, e->srv_id[i]))
+			continue;
+		cs_pgserver_info in;
+		cs_pgserver_info_get(s, &in);
+		if (!(in.tiers & (1u << tier)) || in.state != CS_SRV_UP)
+			continue;
+		if (in.promoted || in.old_timeline)
+			continue; /* out of recovery, or cannot follow the primary */
+		if (in.lag_ms > cfg->max_replica_lag_ms)
+			continue;
+		if (cfg->max_replica_lag_bytes && in.lag_bytes > cfg->max_replica_lag_bytes)
+			continue;
+		if (min_lsn && in.lsn < min_lsn)
+			continue;
+		double load = cs_pgserver_load(s);
+		if (best == NULL || load < best_load) {
+			best = s;
+			best_load = load;
+			ties = 1;
+		} else if (load == best_load && cs_rand64() % (uint64_t)++ties == 0) {
+			best = s; /* reservoir choice among equals spreads an idle fleet */
+		}
+	}
+	return best;
+}
+
+static int server_index(cs_engine *e, cs_pgserver *s)
+{
+	for (int i = 0; i < e->nservers; i++)
+		if (e->servers[i] == s)
+			return e->srv_id[i];
+	return -1; /* not one of ours: marks nothing */
+}
+/* ---- Flights ---------------------------------------------------------------------------- */
+
+static void srvset_add(srvset *s, int i)
+{
+	if (i >= 0 && i < MAX_SERVERS)
+		s->w[i / 64] |= (uint64_t)1 << (i % 64);
+}
+
+/* The flight of key for min_lsn running definition def: across a reload, a request never
+ * joins a flight of another definition of its query (other SQL, other columns). */
+flight *flight_find(cs_engine *e, const char *key, size_t keylen, uint64_t hash,
+	uint64_t min_lsn, const cs_query_def *def)
+{
+	for (flight *f = e->buckets[hash % FLIGHT_BUCKETS]; f; f = f->hnext)
+		if (f->hash == hash && f->min_lsn == min_lsn && f->keylen == keylen &&
+			memcmp(f->key, key, keylen) == 0 &&
+			(f->qs->def == def || query_same(f->qs->def, def)))
+			return f;
+	return NULL;
+}
+
+/* A walk over the read-your-writes list that survives re-entry. Dispatching a waiter
+ * can run any engine callback synchronously (a submit whose connect fails at once bans
+ * the server, fails its queue and notifies - which walks this list again), so the walk's
+ * next flight may be dispatched, re-queued or freed under it. Every walk in progress
+ * registers its cursor; ryw_unlink moves a cursor off a flight it removes. A flight
+ * (re-)added during a walk goes to the head: not visited by that walk. */
+typedef struct ryw_cursor {
+	flight *next;
+	struct ryw_cursor *up;
+} ryw_cursor;
+
+static void ryw_unlink(cs_engine *e, flight *f)
+{
+	flight **pp = &e->ryw_head;
+	while (*pp && *pp != f)
+		pp = &(*pp)->rnext;
+	if (*pp)
+		*pp = f->rnext;
+	for (ryw_cursor *c = e->ryw_cursors; c; c = c->up)
+		if (c->next == f)
+			c->next = f->rnext;
+	f->in_ryw = false;
+	f->rnext = NULL;
+}
+
+/* Calls fn on every flight of the read-your-writes list once (the list as it is when each
+ * is reached). fn may dispatch, free or re-queue any flight. */
+void ryw_walk(cs_engine *e, void (*fn)(cs_engine *e, flight *f, uint64_t now), uint64_t now)
+{
+	ryw_cursor cur = { .next = e->ryw_head, .up = e->ryw_cursors };
+	e->ryw_cursors = &cur;
+	while (cur.next) {
+		flight *f = cur.next;
+		cur.next = f->rnext;
+		fn(e, f, now);
+	}
+	e->ryw_cursors = cur.up;
+}
+
+static void flight_unlink(flight *f)
+{
+	flight **pp = &f->e->buckets[f->hash % FLIGHT_BUCKETS];
+	while (*pp && *pp != f)
+		pp = &(*pp)->hnext;
+	if (*pp)
+		*pp = f->hnext;
+	f->e->stats.flights--;
+}
+
+void flight_free(flight *f)
+{
+	flight_unlink(f);
+	if (f->leased && cs_redis_ready(f->e->redis)) {
+		/* Done refreshing: let the next expiry's refresh (here or elsewhere) take it. */
+		char lease[KEY_MAX];
+		size_t n = cs_ks_lease(&f->e->ks, lease, sizeof lease, f->qs->def->name,
+			f->key + f->canon_off, f->keylen - f->canon_off);
+		const char *argv[] = { "DEL", lease };
+		size_t lens[] = { 3, n };
+		(void)!cs_redis_cmd(f->e->redis, NULL, NULL, 2, argv, lens);
+	}
+	if (f->in_ryw)
+		ryw_unlink(f->e, f);
+	free(f->pgp);
+	free(f->result);
+	qtable_unref(f->qt);
+	free(f);
+}
+
+void flight_fail(flight *f, int err, const char *msg)
+{
+	greq *w = f->waiters;
+	f->waiters = NULL;
+	flight_free(f);
+	while (w) {
+		greq *next = w->next;
+		greq_error(w, err, msg);
+		w = next;
+	}
+}
+
+/* Submits the flight's job: to the least-loaded eligible replica; if its queue is full, to
+ * the next one; if every eligible replica is full, OVERLOADED (saturated replicas never
+ * spill onto the primary). Only when no replica is eligible at all (down, lagging, wrong
+ * tier) does it wait for one (read-your-writes, bounded) or go to the primary (when
+ * primary_fallback allows, or for read-your-writes). */
+void flight_dispatch(flight *f)
+{
+	cs_engine *e = f->e;
+	const cs_config *cfg = f->qt->cfg;
+	if (e->stopping) {
+		flight_fail(f, -CS_ERR_SHUTTING_DOWN, "shutting down");
+		return;
+	}
+	for (;;) {
+		cs_pgserver *s = route_replica(e, f->tier, f->min_lsn, &f->tried);
+		bool to_primary = false;
+		if (s == NULL && f->overloaded) {
+			flight_fail(f, -CS_ERR_OVERLOADED, "every fitting replica's queue is full");
+			return;
+		}
+		if (s == NULL && f->min_lsn && cs_now_us() < f->ryw_deadline_us) {
+			/* Read-your-writes: wait (bounded) for a replica to replay the token. */
+			if (!f->in_ryw) {
+				f->in_ryw = true;
+				f->rnext = e->ryw_head;
+				e->ryw_head = f;
+				e->stats.ryw_waits++;
+				for (int i = 0; i < e->nservers; i++)
+					if (e->servers[i] != e->primary)
+						cs_pgserver_fast_monitor(e->servers[i], f->ryw_deadline_us);
+			}
+			return;
+		}
+		if (s == NULL && e->primary && !srvset_has(&f->tried, server_index(e, e->primary)) &&
+			(cfg->primary_fallback || f->min_lsn) &&
+			cs_pgserver_state_get(e->primary) != CS_SRV_DOWN) {
+			s = e->primary;
+			to_primary = true;
+		}
+		if (s == NULL) {
+			const char *why = f->attempts ? "no server left to retry on"
+				: e->primary == NULL ? "no replica fits (health, tier, lag) and no primary is configured"
+				: !(cfg->primary_fallback || f->min_lsn)
+					? "no replica fits (health, tier, lag) and primary_fallback is off"
+					: "no replica fits (health, tier, lag) and the primary is down";
+			flight_fail(f, -CS_ERR_UNAVAILABLE, why);
+			return;
+		}
+		if (f->in_ryw)
+			ryw_unlink(e, f);
+		srvset_add(&f->tried, server_index(e, s));
+		f->attempts++;
+		f->job.cb = flight_job_done;
+		f->job.priv = f;
+		f->job.q = f->qs->def;
+		f->job.qindex = f->qs->index;
+		f->job.params = f->pgp;
+		f->job.deadline_us = f->deadline_us;
+		/* The job's callback may run inside the submit (a connect that fails at once
+		 * bans the server and fails its queue): f may be retried elsewhere or freed
+		 * by the time it returns 0. Nothing of f is touched after a successful one. */
+		bool ryw = f->min_lsn != 0;
+		int rc = cs_pgserver_submit(s, &f->job);
+		if (rc == 0) {
+			if (to_primary) {
+				e->stats.primary_fallbacks++;
+				if (ryw)
+					e->stats.ryw_primary++;
+			} else if (ryw) {
+				e->stats.ryw_replica++;
+			}
+			return;
+		}
+		if (rc == -CS_ERR_OVERLOADED) {
+			f->overloaded = true;
+			if (to_primary) {
+				flight_fail(f, rc, "the primary's queue is full");
+				return;
+			}
+		}
+		/* that server refused (full or down): the loop tries the next one */
+	}
+}
+/* ---- Cache lookups ---------------------------------------------------------------------- */
+
+void lookup_free(lookup *l)
+{
+	qtable_unref(l->qt);
+	free(l->strs);
+	free(l);
+}
+
+/* Copies params into l, strings into one private block. Returns 0 or -1 (OOM). */
+static int lookup_set_params(lookup *l, const cs_value *in, uint32_t n)
+{
+	size_t total = 0;
+	for (uint32_t i = 0; i < n; i++)
+		if (in[i].type == CS_V_STR || in[i].type == CS_V_BIN)
+			total += in[i].u.s.len;
+	l->nparams = n;
+	memcpy(l->params, in, n * sizeof *in);
+	if (total == 0)
+		return 0;
+	l->strs = malloc(total);
+	if (l->strs == NULL)
+		return -1;
+	size_t off = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		if (in[i].type != CS_V_STR && in[i].type != CS_V_BIN)
+			continue;
+		memcpy(l->strs + off, in[i].u.s.p, in[i].u.s.len);
+		l->params[i].u.s.p = l->strs + off;
+		off += in[i].u.s.len;
+	}
+	return 0;
+}
+
+static lookup *lookup_clone(const lookup *l, int cause)
+{
+	lookup *c = malloc(sizeof *c);
+	if (c == NULL)
+		return NULL;
+	*c = *l;
+	c->r = NULL;
+	c->cause = cause;
+	c->strs = NULL;
+	if (lookup_set_params(c, l->params, l->nparams) != 0) {
+		free(c);
+		return NULL;
+	}
+	c->qt->refs++;
+	return c;
+}
+
+static void lookup_miss(lookup *l, bool store)
+{
+	miss(l->e, l->qs, l->key, l->keylen, l->canon_off, l->gen, store, l->r,
+		l->r ? l->r->tier : CS_TIER_BATCH, l->r ? l->r->min_lsn : 0, l->params, l->nparams,
+		l->cause);
+	lookup_free(l);
+}
+
+static void on_lease_reply(cs_redis *rd, redisReply *reply, void *priv)
+{
+	lookup *l = priv;
+	if (reply && reply->type == REDIS_REPLY_STATUS) {
+		/* we hold the lease: refresh */
+		cs_engine *e = l->e;
+		if (l->cause == 1) {
+			e->stats.refresh_early++;
+			l->qs->refresh_early++;
+		} else {
+			e->stats.refresh_revalidate++;
+			l->qs->refresh_revalidate++;
+		}
+		lookup_miss(l, true);
+		return;
+	}
+	lookup_free(l); /* nil: another process refreshes; NULL: Redis trouble, skip */
+}
+
+/* Refreshes an entry off the request path, once across processes (a Redis lease). */
+static void refresh_in_background(const lookup *l, int cause)
+{
+	cs_engine *e = l->e;
+	if (flight_find(e, l->key, l->keylen, hash_bytes(l->key, l->keylen), 0, l->qs->def))
+		return; /* already refreshing in this process */
+	char lease[KEY_MAX], px[24];
+	size_t n = cs_ks_lease(&e->ks, lease, sizeof lease, l->qs->def->name, l->key + l->canon_off,
+		l->keylen - l->canon_off);
+	int pl = snprintf(px, sizeof px, "%lld", (long long)e->qt->cfg->request_timeout_ms);
+	const char *argv[] = { "SET", lease, "1", "NX", "PX", px };
+	size_t lens[] = { 3, n, 1, 2, 2, (size_t)pl };
+	lookup *c = lookup_clone(l, cause);
+	if (c == NULL)
+		return;
+	if (cs_redis_cmd(e->redis, on_lease_reply, c, 6, argv, lens) != 0)
+		lookup_free(c);
+}
+
+static void serve_hit(lookup *l, const cs_entry *ent, int64_t now_ms, bool stale)
+{
+	greq *r = l->r;
+	cs_engine *e = l->e;
+	cs_meta meta = {
+		.src = CS_SRC_CACHE,
+		.lsn = ent->lsn,
+		.age_ms = now_ms > ent->filled_ms ? (uint64_t)(now_ms - ent->filled_ms) : 0,
+		.stale = stale,
+	};
+	if (stale) {
+		e->stats.stale_hits++;
+		l->qs->stale_hits++;
+	} else {
+		e->stats.hits++;
+		l->qs->hits++;
+	}
+	cs_hist_record(&e->stats.hit_us, cs_now_us() - r->start_us);
+	r->cb(r->priv, 0, NULL, &meta, ent->result, ent->result_len);
+	greq_free(r);
+	l->r = NULL;
+}
+
+static void serve_stale_copy(greq *r, int err, const char *msg)
+{
+	cs_entry ent;
+	cs_engine *e = r->e;
+	int64_t now = cs_wall_ms();
+	if (!cs_entry_parse(r->stale, r->stale_len, &ent) || now > r->stale_until_ms) {
+		/* past max_stale while the refresh failed: the error, not older data */
+		reply_error(e, r->cb, r->priv, err, "%s", msg);
+		greq_free(r);
+		return;
+	}
+	cs_meta meta = { .src = CS_SRC_CACHE, .lsn = ent.lsn, .stale = true,
+		.age_ms = now > ent.filled_ms ? (uint64_t)(now - ent.filled_ms) : 0 };
+	e->stats.stale_if_error++;
+	r->cb(r->priv, 0, NULL, &meta, ent.result, ent.result_len);
+	greq_free(r);
+}
+
+/* Read-your-writes (I3): may an entry with data older than the token answer it? Only if
+ * every change between the entry's data and the token that could affect it would have
+ * deleted it, and the deletion is known to have happened:
+ *  - the query is token-safe: its invalidation is per key (no whole-table rule, no
+ *    min_lifetime debounce, not TTL-only), and every table its SQL reads is named in
+ *    invalidate_on (checked on the primary at startup, cs_check_ryw);
+ *  - the invalidator's confirmed position (<ns>:inv:pos) has passed the token;
+ *  - the entry belongs to the query's current generation in Redis (a bump this process
+ *    has not yet heard of is not ignored) and the epoch is the one this process knows
+ *    (Redis did not lose the invalidations).
+ * Otherwise the token is served from a replica that replayed it, or the primary. */
+static bool ryw_cache_ok(cs_engine *e, const lookup *l, const redisReply *reply)
+{
+	const cs_query_def *q = l->qs->def;
+	if (!e->fence_on || !cs_query_token_safe(q) || reply->type != REDIS_REPLY_ARRAY ||
+		reply->elements != 4)
+		return false; /* without fences an entry may be a stale set's */
+	const redisReply *p = reply->element[1], *g = reply->element[2], *ep = reply->element[3];
+	uint64_t pos = 0;
+	if (p->type != REDIS_REPLY_STRING || !cs_lsn_unhex(p->str, (size_t)p->len, &pos) ||
+		pos < l->r->min_lsn)
+		return false;
+	uint64_t gen = g->type == REDIS_REPLY_STRING ? strtoull(g->str, NULL, 10) : 0;
+	if (gen != l->gen)
+		return false;
+	if (e->fence_on && (ep->type != REDIS_REPLY_STRING || (size_t)ep->len != e->epoch_len ||
+				   memcmp(ep->str, e->epoch, e->epoch_len) != 0))
+		return false;
+	return true;
+}
+
+/* The Redis lookup answered: serve a fresh (or stale-while-revalidate) hit, or miss. */
+static void on_cache_reply(cs_redis *rd, redisReply *reply, void *priv)
+{
+	lookup *l = priv;
+	cs_engine *e = l->e;
+	greq *r = l->r;
+	const cs_query_def *q = l->qs->def;
+	if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+		/* Redis trouble: answer from the database, do not fill. */
+		e->stats.bypass_redis++;
+		lookup_miss(l, false);
+		return;
+	}
+	redisReply *val = reply;
+	if (reply->type == REDIS_REPLY_ARRAY) {
+		/* MGET entry, position, generation, epoch (read-your-writes) */
+		if (reply->elements != 4) {
+			e->stats.bypass_redis++;
+			lookup_miss(l, false);
+			return;
+		}
+		val = reply->element[0];
+	}
+	cs_entry ent;
+	if (val->type != REDIS_REPLY_STRING ||
+		!cs_entry_parse((const uint8_t *)val->str, (size_t)val->len, &ent)) {
+		e->stats.misses++;
+		l->qs->misses++;
+		lookup_miss(l, true);
+		return;
+	}
+	if (r->min_lsn && ent.lsn < r->min_lsn && !ryw_cache_ok(e, l, reply)) {
+		e->stats.misses++;
+		l->qs->misses++;
+		lookup_miss(l, true);
+		return;
+	}
+	if (r->min_lsn)
+		e->stats.ryw_cache++;
+	int64_t now = cs_wall_ms();
+	if (now < ent.expires_ms) {
+		/* XFetch (Vattani et al.): refresh early with a probability that rises as expiry
+		 * nears, scaled by how long a recompute takes. */
+		if (q->xfetch_beta > 0 && ent.delta_ms > 0 &&
+			(double)now - (double)ent.delta_ms * q->xfetch_beta * log(cs_rand_unit()) >=
+				(double)ent.expires_ms)
+			refresh_in_background(l, 1);
+		serve_hit(l, &ent, now, false);
+		lookup_free(l);
+		return;
+	}
+	/* Past the soft expiry: serve stale while one refresh runs, within the bounds. */
+	int64_t age = now - ent.filled_ms;
+	if (q->stale_while_revalidate_ms > 0 && now < ent.expires_ms + q->stale_while_revalidate_ms &&
+		(q->max_stale_ms <= 0 || age <= q->max_stale_ms)) {
+		refresh_in_background(l, 2);
+		serve_hit(l, &ent, now, true);
+		lookup_free(l);
+		return;
+	}
+	e->stats.misses++;
+	l->qs->misses++;
+	e->stats.refresh_expired++;
+	l->qs->refresh_expired++;
+	if (q->max_stale_ms > 0 && age <= q->max_stale_ms) {
+		/* keep the expired value in case the refresh fails (stale-if-error) */
+		r->stale = malloc((size_t)val->len);
+		if (r->stale) {
+			memcpy(r->stale, val->str, (size_t)val->len);
+			r->stale_len = (size_t)val->len;
+			r->stale_until_ms = ent.filled_ms + q->max_stale_ms;
+		}
+	}
+	lookup_miss(l, true);
+}
+
+static bool token_ahead(const cs_engine *e, uint64_t lsn);
+static void token_park(lookup *l);
+static void lookup_start(lookup *l);
+
+void cs_engine_get(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine_cb *cb, void *priv)
+{
+	e->stats.requests++;
+	qstate *qs = qtable_find(e->qt, req->query, req->query_len);
+	if (qs == NULL) {
+		reply_error(e, cb, priv, -CS_ERR_UNKNOWN_QUERY, "unknown query \"%.*s\"",
+			(int)CS_MIN(req->query_len, 64u), req->query);
+		return;
+	}
+	const cs_query_def *q = qs->def;
+	char canon[CS_CANON_MAX + 1], err[256];
+	size_t clen = 0;
+	int rc = cs_params_canon(q, req->params, req->nparams, canon, sizeof canon, &clen, err,
+		sizeof err);
+	if (rc < 0) {
+		reply_error(e, cb, priv, rc, "%s", err);
+		return;
+	}
+	greq *r = malloc(sizeof *r);
+	lookup *l = calloc(1, sizeof *l);
+	if (r == NULL || l == NULL || lookup_set_params(l, req->params, req->nparams) != 0) {
+		free(r);
+		if (l)
+			free(l->strs);
+		free(l);
+		reply_error(e, cb, priv, -CS_ERR_INTERNAL, "out of memory");
+		return;
+	}
+	*r = (greq){ .e = e, .cb = cb, .priv = priv, .op = op, .stale = NULL,
+		.tier = req->tier < CS_TIER_COUNT ? req->tier : CS_TIER_DEFAULT,
+		.bypass = req->bypass, .min_lsn = req->min_lsn, .start_us = cs_now_us() };
+	l->e = e;
+	l->r = r;
+	l->qt = e->qt;
+	e->qt->refs++;
+	l->qs = qs;
+	l->gen = qs->gen;
+	size_t kl = cs_ks_entry_prefix(&e->ks, l->key, sizeof l->key, q->name, qs->gen);
+	l->canon_off = kl;
+	bool cacheable = rc == 0 && kl > 0 && kl + clen < sizeof l->key;
+	if (cacheable) {
+		memcpy(l->key + kl, canon, clen);
+		l->keylen = (size_t)kl + clen;
+	} else {
+		e->stats.not_cached_key++;
+		l->keylen = (size_t)kl; /* never stored: still a distinct flight key per request */
+	}
+
+	l->op = op;
+	l->cacheable = cacheable;
+	if (r->min_lsn && token_ahead(e, r->min_lsn)) {
+		token_park(l);
+		return;
+	}
+	lookup_start(l);
+}
+
+/* The read-your-writes token is beyond the primary's last known position. Without a
+ * primary, or while it is not up, nothing is known: the token is used as it is. */
+static bool token_ahead(const cs_engine *e, uint64_t lsn)
+{
+	if (e->primary == NULL || cs_pgserver_state_get(e->primary) != CS_SRV_UP)
+		return false;
+	cs_lsn_t pos = cs_pgserver_lsn(e->primary);
+	return pos != 0 && lsn > pos;
+}
+
+/* A token ahead of the primary's known position is either a write the monitor has not seen
+ * yet (the position is up to health_interval old) or not a position the primary ever had
+ * (forged, or from another cluster): such a token would make every read wait for a replica
+ * and then go to the primary. The request waits (bounded) for a fresh position: polled at
+ * once (cs_pgserver_fast_monitor); token_recheck then runs it, or refuses it with
+ * FUTURE_LSN once a monitor round that started after it was parked still has the primary
+ * behind the token. */
+static void token_park(lookup *l)
+{
+	cs_engine *e = l->e;
+	if (e->ntoken >= TOKEN_WAIT_MAX) {
+		greq_error(l->r, -CS_ERR_OVERLOADED, "too many read-your-writes tokens waiting for the "
+						     "primary's position");
+		lookup_free(l);
+		return;
+	}
+	uint64_t now = cs_now_us();
+	l->trounds = e->primary_rounds;
+	l->tuntil_us = now + (uint64_t)TOKEN_WAIT_MS * 1000u;
+	l->tnext = e->token_head;
+	e->token_head = l;
+	e->ntoken++;
+	e->stats.token_checks++;
+	cs_pgserver_fast_monitor(e->primary, now + 50u * 1000u);
+}
+
+/* After a monitor round of the primary (or a change of its state), and on every tick:
+ * runs, refuses or keeps each parked request. `expire_only`: only those past their wait
+ * run (unchecked). */
+void token_recheck(cs_engine *e, uint64_t now, bool expire_only)
+{
+	lookup *l = e->token_head, *keep = NULL;
+	e->token_head = NULL; /* detached: requests run below may park new ones */
+	while (l) {
+		lookup *next = l->tnext;
+		uint64_t lsn = l->r->min_lsn;
+		bool ahead = token_ahead(e, lsn);
+		if (expire_only && now < l->tuntil_us) {
+			l->tnext = keep;
+			keep = l;
+		} else if (!ahead || now >= l->tuntil_us) {
+			e->ntoken--;
+			lookup_start(l); /* caught up, unknown, or no answer in time: as before */
+		} else if (e->primary_rounds >= l->trounds + 2) {
+			/* a round that began after the request was parked finished: the primary's
+			 * position is fresh, and still behind the token */
+			char msg[200], a[24], b[24];
+			cs_lsn_format(lsn, a);
+			cs_lsn_format(cs_pgserver_lsn(e->primary), b);
+			snprintf(msg, sizeof msg, "read-your-writes LSN %s is beyond the primary's current "
+						  "position %s: not an LSN the primary wrote", a, b);
+			e->ntoken--;
+			e->stats.token_refused++;
+			greq_error(l->r, -CS_ERR_FUTURE_LSN, msg);
+			lookup_free(l);
+		} else {
+			l->tnext = keep;
+			keep = l;
+		}
+		l = next;
+	}
+	/* parked meanwhile (by callbacks of requests run above) go first; order is free */
+	lookup **pp = &e->token_head;
+	while (*pp)
+		pp = &(*pp)->tnext;
+	*pp = keep;
+}
+
+/* Looks the request up in the cache (or goes to the database). Takes l. */
+static void lookup_start(lookup *l)
+{
+	cs_engine *e = l->e;
+	greq *r = l->r;
+	qstate *qs = l->qs;
+	uint8_t op = l->op;
+	bool cacheable = l->cacheable;
+	if (!cacheable || r->bypass || qs->paused) {
+		if (qs->paused)
+			e->stats.bypass_paused++;
+		else if (r->bypass)
+			e->stats.bypass_requested++;
+		/* Uncacheable requests do not coalesce: give each its own flight key. */
+		if (!cacheable) {
+			int n = snprintf(l->key + l->keylen, sizeof l->key - l->keylen, "#%p", (void *)r);
+			l->keylen += (size_t)n;
+		}
+		lookup_miss(l, false);
+		return;
+	}
+	if (!cs_redis_ready(e->redis) || !qs->gen_known || (e->fence_on && e->epoch_len == 0)) {
+		e->stats.bypass_redis++;
+		lookup_miss(l, false);
+		return;
+	}
+	const cs_query_def *q = qs->def;
+	if (op == CS_OP_REFRESH) {
+		e->stats.refresh_forced++;
+		lookup_miss(l, true);
+		return;
+	}
+	int sent;
+	if (r->min_lsn) {
+		/* the entry, the invalidator's position, the query's generation and the epoch
+		 * in one round trip: when the cache may answer a token (see on_cache_reply) */
+		char genkey[CS_NAME_MAX + CS_MAX_NAME];
+		size_t gl = cs_ks_gen(&e->ks, genkey, sizeof genkey, q->name);
+		const char *argv[] = { "MGET", l->key, e->ks.pos, genkey, e->ks.epoch };
+		size_t lens[] = { 4, l->keylen, e->ks.pos_len, gl, e->ks.epoch_len };
+		sent = cs_redis_cmd(e->redis, on_cache_reply, l, 5, argv, lens);
+	} else {
+		const char *argv[] = { "GET", l->key };
+		size_t lens[] = { 3, l->keylen };
+		sent = cs_redis_cmd(e->redis, on_cache_reply, l, 2, argv, lens);
+	}
+	if (sent != 0) {
+		e->stats.bypass_redis++;
+		lookup_miss(l, false);
+	}
+}

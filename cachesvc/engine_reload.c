@@ -1,0 +1,226 @@
+/* engine_reload.c - the engine's checked reload: new SQL proves itself on a server before it
+ * replaces the old. */
+#include "engine_int.h"
+
+/* ---- Checked reload: new SQL proves itself on a server before it replaces the old ------ */
+
+/* One changed or new query: EXPLAIN of its SQL with its declared parameter types (all NULL),
+ * a one-off statement: it parses, resolves every name and types every parameter the way a
+ * GET would, and executes nothing. */
+typedef struct rchk_item {
+	struct reload_check *rc;
+	cs_query_def def; /* name, "EXPLAIN " + sql, the parameter types */
+	cs_pg_params params; /* def.nparams NULLs */
+	cs_pgjob job;
+} rchk_item;
+
+typedef struct reload_check {
+	cs_engine *e;
+	cs_config *cfg;
+	cs_engine_reload_cb *done;
+	void *priv;
+	const char *server;
+	int n, pending, unchecked;
+	rchk_item *items;
+	const char *nulls[CS_MAX_PARAMS]; /* every parameter NULL: planned, never run */
+	char err[2048];
+} reload_check;
+
+static void rchk_free(reload_check *rc)
+{
+	for (int i = 0; rc->items && i < rc->n; i++)
+		free(rc->items[i].def.sql);
+	free(rc->items);
+	free(rc);
+}
+
+/* Every check answered: swap (cs_engine_reload) or refuse, then tell the caller. */
+static void rchk_finish(reload_check *rc)
+{
+	cs_engine *e = rc->e;
+	e->rchk = NULL;
+	int result = -1;
+	if (e->stopping) {
+		snprintf(rc->err, sizeof rc->err, "shutting down");
+	} else if (rc->err[0] == '\0') {
+		if (rc->unchecked > 0)
+			cs_warn("reload: %d changed queries not checked (%s): applied unchecked",
+				rc->unchecked, strcmp(rc->server, "no server") == 0
+					? "no server up" : "their server was unreachable or busy");
+		result = cs_engine_reload(e, rc->cfg, rc->err, sizeof rc->err);
+	}
+	if (result != 0)
+		cs_config_free(rc->cfg); /* refused: the caller's config goes with it */
+	rc->done(rc->priv, result, rc->err);
+	rchk_free(rc);
+}
+
+static void on_rchk(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int err, const char *msg,
+	bool retryable)
+{
+	rchk_item *it = job->priv;
+	reload_check *rc = it->rc;
+	if (err != 0 && (retryable || err == -CS_ERR_OVERLOADED || err == -CS_ERR_TIMEOUT)) {
+		rc->unchecked++; /* the server's failure or load, not the SQL's */
+	} else if (err != 0) {
+		size_t n = strlen(rc->err);
+		snprintf(rc->err + n, sizeof rc->err - n, "%s[query %s] sql: does not prepare: %s",
+			n ? "; " : "", it->def.name, msg ? msg : "error"); /* msg names the server */
+	}
+	if (--rc->pending == 0)
+		rchk_finish(rc);
+}
+
+/* The server to check on: an up replica, else the primary if up; NULL when none is. */
+static cs_pgserver *rchk_server(cs_engine *e)
+{
+	cs_pgserver *primary = NULL;
+	for (int i = 0; i < e->nservers; i++) {
+		if (cs_pgserver_state_get(e->servers[i]) != CS_SRV_UP)
+			continue;
+		if (e->servers[i] == e->primary)
+			primary = e->servers[i];
+		else
+			return e->servers[i];
+	}
+	return primary;
+}
+
+int cs_engine_reload_checked(cs_engine *e, cs_config *cfg, cs_engine_reload_cb *done, void *priv,
+	char *err, size_t errlen)
+{
+	if (e->rchk != NULL) {
+		snprintf(err, errlen, "another reload is being checked");
+		return -1;
+	}
+	if (!cs_config_reloadable(e->qt->cfg, cfg, err))
+		return -1;
+	reload_check *rc = calloc(1, sizeof *rc);
+	if (rc == NULL || (rc->items = calloc((size_t)cfg->nqueries + 1, sizeof *rc->items)) == NULL) {
+		free(rc);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	rc->e = e;
+	rc->cfg = cfg;
+	rc->done = done;
+	rc->priv = priv;
+	cs_pgserver *srv = rchk_server(e);
+	rc->server = srv ? cs_pgserver_name(srv) : "no server";
+	/* The queries whose SQL or parameters are new; unchanged ones prepared before. */
+	for (int i = 0; i < cfg->nqueries; i++) {
+		const cs_query_def *nd = &cfg->queries[i];
+		qstate *old = qtable_find(e->qt, nd->name, strlen(nd->name));
+		if (old && query_same(old->def, nd))
+			continue;
+		rchk_item *it = &rc->items[rc->n];
+		/* An option list first: SQL that starts with ANALYZE cannot make it EXPLAIN
+		 * ANALYZE (which executes); it is a syntax error instead. */
+		size_t len = strlen(nd->sql) + 24;
+		if ((it->def.sql = malloc(len)) == NULL) {
+			rchk_free(rc);
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		snprintf(it->def.sql, len, "EXPLAIN (COSTS OFF) %s", nd->sql);
+		snprintf(it->def.name, sizeof it->def.name, "%s", nd->name);
+		it->def.nparams = nd->nparams;
+		memcpy(it->def.params, nd->params, sizeof nd->params);
+		it->params = (cs_pg_params){ .n = nd->nparams, .values = rc->nulls };
+		it->rc = rc;
+		rc->n++;
+	}
+	e->rchk = rc;
+	if (rc->n == 0 || srv == NULL) { /* nothing new to check, or nowhere to check it */
+		rc->unchecked = srv == NULL ? rc->n : 0;
+		rchk_finish(rc);
+		return 0;
+	}
+	rc->pending = rc->n + 1; /* + a guard while submitting */
+	uint64_t deadline = cs_now_us() + (uint64_t)e->qt->cfg->request_timeout_ms * 1000u;
+	for (int i = 0; i < rc->n; i++) {
+		rchk_item *it = &rc->items[i];
+		it->job = (cs_pgjob){ .qindex = -1, .q = &it->def, .params = &it->params,
+			.deadline_us = deadline, .cb = on_rchk, .priv = it };
+		if (cs_pgserver_submit(srv, &it->job) != 0) {
+			rc->unchecked++;
+			rc->pending--;
+		}
+	}
+	if (--rc->pending == 0)
+		rchk_finish(rc);
+	return 0;
+}
+
+const cs_config *cs_engine_config(const cs_engine *e)
+{
+	return e->qt->cfg;
+}
+
+const cs_engine_stats *cs_engine_get_stats(const cs_engine *e)
+{
+	return &e->stats;
+}
+
+void cs_engine_set_fence(cs_engine *e, bool on)
+{
+	e->fence_on = on;
+}
+
+bool cs_engine_healthy(const cs_engine *e, char *why, size_t whylen)
+{
+	/* Every server checked once, and a replica up (the primary when none is configured):
+	 * otherwise startup traffic would land on the primary before the replicas answer. */
+	bool replica_up = false, primary_up = false;
+	char reasons[512] = "";
+	size_t rl = 0;
+	for (int i = 0; i < e->nservers; i++) {
+		cs_pgserver_state st = cs_pgserver_state_get(e->servers[i]);
+		if (st == CS_SRV_UNKNOWN) {
+			snprintf(why, whylen, "postgres %s not checked yet", cs_pgserver_name(e->servers[i]));
+			return false;
+		}
+		if (e->servers[i] == e->primary) {
+			primary_up = st == CS_SRV_UP;
+			continue;
+		}
+		/* usable: up, in recovery, on the primary's timeline, within the lag bounds (what
+		 * routing asks of it: a replica that routing skips serves no miss) */
+		cs_pgserver_info in;
+		cs_pgserver_info_get(e->servers[i], &in);
+		const cs_config *cfg = e->qt->cfg;
+		bool lagging = in.lag_ms > cfg->max_replica_lag_ms ||
+			       (cfg->max_replica_lag_bytes && in.lag_bytes > cfg->max_replica_lag_bytes);
+		bool usable = st == CS_SRV_UP && !in.promoted && !in.old_timeline && !lagging;
+		replica_up = replica_up || usable;
+		if (!usable && rl < sizeof reasons) {
+			char lag[64];
+			snprintf(lag, sizeof lag, "lagging (%.1f s, %llu bytes)", (double)in.lag_ms / 1000.0,
+				(unsigned long long)in.lag_bytes);
+			int w = snprintf(reasons + rl, sizeof reasons - rl, "%s%s %s", rl ? ", " : "",
+				in.name, st != CS_SRV_UP ? "down" : in.promoted ? "promoted (not in recovery)"
+							: in.old_timeline ? "on an old timeline" : lag);
+			rl += w > 0 ? (size_t)w : 0;
+		}
+	}
+	bool has_replicas = e->nservers > (e->primary ? 1 : 0);
+	if (has_replicas ? !replica_up : !primary_up) {
+		if (has_replicas)
+			snprintf(why, whylen, "no replica is usable: %s", reasons);
+		else
+			snprintf(why, whylen, "the primary is not up");
+		return false;
+	}
+	if (!cs_redis_ready(e->redis)) {
+		snprintf(why, whylen, "redis is not connected (serving from PostgreSQL)");
+		return false;
+	}
+	for (int i = 0; i < e->qt->nq; i++) {
+		if (!e->qt->qs[i].gen_known) {
+			snprintf(why, whylen, "loading query generations from redis (bypassing the cache)");
+			return false;
+		}
+	}
+	snprintf(why, whylen, "ok");
+	return true;
+}
