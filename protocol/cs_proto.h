@@ -93,7 +93,7 @@ enum cs_coltype {
 };
 
 /* Tiers of a GET. */
-/* (cachesvc/config.h declares the same enum; whichever header comes first defines it.) */
+/* (cachesvc/config/config.h declares the same enum; whichever header comes first defines it.) */
 #ifndef CS_TIER_ENUM
 #define CS_TIER_ENUM
 enum cs_tier { CS_TIER_CRITICAL = 0, CS_TIER_DEFAULT = 1, CS_TIER_BATCH = 2 };

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # lib_install.sh - installs the project into a temporary DESTDIR, compiles and links
-# cachesvc/examples/example_sync.c with nothing but the installed header and
+# cachesvc/lib/examples/example_sync.c with nothing but the installed header and
 # `pkg-config --cflags --libs cachesvc`, checks that no internal header was installed,
 # and runs the example against the sandbox (a miss from a replica, then a hit).
 set -euo pipefail

@@ -2,7 +2,7 @@
 # man_pages.sh - the manual pages in man/: each renders without a groff warning; each
 # documents every option its program's --help lists (long options, and the short ones
 # shown as "-x"); man/cachesvc.ini.5 is what scripts/gen-ini-man writes from
-# cachesvc/CONFIG.md now, and names every key CONFIG.md documents. No sandbox needed.
+# cachesvc/config/CONFIG.md now, and names every key CONFIG.md documents. No sandbox needed.
 # Usage: man_pages.sh SOURCE_ROOT CACHESVC CLI WARM VERIFY
 set -euo pipefail
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -82,7 +82,7 @@ done < <(awk '
   /^#/ { sec = ""; inkeys = 0; next }
   /^\| key \| type \|/ { inkeys = (sec != ""); next }
   /^\|/ && inkeys { split($0, c, "|"); k = c[2]; gsub(/[ `]/, "", k); if (k !~ /^-+$/) print sec "\t" k; next }
-  { inkeys = 0 }' "$SRC/cachesvc/CONFIG.md")
+  { inkeys = 0 }' "$SRC/cachesvc/config/CONFIG.md")
 [ "$nkeys" -gt 40 ] || fail "read only $nkeys keys from CONFIG.md"
 [ ${#missing[@]} -eq 0 ] || fail "cachesvc.ini.5 lacks: ${missing[*]}"
 ok "cachesvc.ini.5 documents all $nkeys keys of CONFIG.md under their sections"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# notify_systemd.sh - the daemon's systemd notifications (cachesvc/notify.c) on a socket
+# notify_systemd.sh - the daemon's systemd notifications (cachesvc/daemon/notify.c) on a socket
 # of the test's own (NOTIFY_SOCKET, read by tests/integration/notify_recv): READY=1 (with a
 # STATUS line) only once the port answers; on SIGHUP RELOADING=1 with a current
 # MONOTONIC_USEC, then READY=1, for an applied and for a refused reload; STOPPING=1 on

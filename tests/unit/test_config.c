@@ -13,12 +13,12 @@
 #include <cmocka.h>
 
 #include "config.h"
-#include "config_value.h"
+#include "parse.h"
 #include "log.h"
 #include "redis_url.h"
 
-static const char *doc_path;     /* argv[1]: cachesvc/CONFIG.md */
-static const char *example_path; /* argv[2]: cachesvc/cachesvc.ini.example */
+static const char *doc_path;     /* argv[1]: cachesvc/config/CONFIG.md */
+static const char *example_path; /* argv[2]: cachesvc/config/cachesvc.ini.example */
 static char tmpdir[] = "/tmp/test_config.XXXXXX";
 static char ini_path[sizeof(tmpdir) + 32];
 static char err[CS_CONFIG_ERRLEN];

@@ -1,4 +1,4 @@
-/* test_decanon.c - unit tests for cachesvc/decanon.c: for values of every parameter type,
+/* test_decanon.c - unit tests for cachesvc/backend/decanon.c: for values of every parameter type,
  * canon(decanon(canon(x))) == canon(x), the wire types it picks, and what it rejects. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,4 +1,4 @@
-/* test_encode.c - unit tests for cachesvc/encode.c: PGresults built in memory with libpq
+/* test_encode.c - unit tests for cachesvc/backend/encode.c: PGresults built in memory with libpq
  * (no server), encoded, then decoded back with msgpack-c and checked value by value. */
 #include <setjmp.h>
 #include <stdarg.h>

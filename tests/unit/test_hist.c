@@ -1,4 +1,4 @@
-/* test_hist.c - unit tests for cachesvc/hist.c: accuracy against sorted data, Prometheus text. */
+/* test_hist.c - unit tests for cachesvc/base/hist.c: accuracy against sorted data, Prometheus text. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,5 +1,5 @@
 /* test_lib_header.c - the public library-mode header compiles alone, first, as C99 with
- * -Wpedantic, and its inline helpers and pure functions work. Only cachesvc/include is on
+ * -Wpedantic, and its inline helpers and pure functions work. Only cachesvc/lib/include is on
  * the include path: an internal header pulled in by cachesvc.h would fail the build. */
 #include "cachesvc.h"
 

@@ -1,4 +1,4 @@
-/* test_mapping.c - invalidation/mapping.c: row changes to the keys (or whole queries) they
+/* test_mapping.c - cachesvc/invalidator/mapping.c: row changes to the keys (or whole queries) they
  * invalidate. Configs, relations and tuples are built by hand; the sink records calls. */
 #include <setjmp.h>
 #include <stdarg.h>

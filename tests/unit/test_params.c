@@ -1,4 +1,4 @@
-/* test_params.c - unit tests for cachesvc/params.c: coercion, canonical key text, and the
+/* test_params.c - unit tests for cachesvc/config/params.c: coercion, canonical key text, and the
  * read-path / invalidator equality that keeps invalidation exact. */
 #include <setjmp.h>
 #include <stdarg.h>

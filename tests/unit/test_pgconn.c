@@ -1,4 +1,4 @@
-/* test_pgconn.c - unit tests for cachesvc/pgconn.c, the non-blocking libpq connect shared by
+/* test_pgconn.c - unit tests for cachesvc/base/pgconn.c, the non-blocking libpq connect shared by
  * the pools and the invalidator, without a server: a refused connect, a server that never
  * answers (the deadline), the lookup hook (its failure, its answer, its timeout: the lookup
  * canceled), a connect that cannot start, and a cancel from inside the callback. */

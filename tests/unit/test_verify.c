@@ -1,4 +1,4 @@
-/* test_verify.c - unit tests for cachesvc/verify.c: result comparison (ordered and as
+/* test_verify.c - unit tests for cachesvc/backend/verify.c: result comparison (ordered and as
  * multisets, every value type, malformed input), ORDER BY detection, and the steps of the
  * check of one entry (first read, key parameters, the wait, the verdict). */
 #include <setjmp.h>

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "config_value.h"
+#include "parse.h"
 
 static bool is_ident_char(int c)
 {

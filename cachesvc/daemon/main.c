@@ -117,7 +117,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: cachesvc -c FILE [--check [--offline]] [--show-config]\n"
-		"  -c, --config FILE   configuration (INI; see cachesvc/CONFIG.md)\n"
+		"  -c, --config FILE   configuration (INI; see cachesvc/config/CONFIG.md)\n"
 		"      --check         validate the config against the servers and exit: 0 when\n"
 		"                      valid and every server (primary, replicas, Redis) answers;\n"
 		"                      1 otherwise, naming each problem and unreachable server\n"

@@ -1,8 +1,8 @@
-/* config_value.h - the value grammars of the configuration that do not depend on its types:
- * decimal numbers, ports, durations, sizes, booleans (config_value.c). Pure: no I/O, no
- * allocation; each returns false on anything but a whole, in-range value. */
-#ifndef CS_CONFIG_VALUE_H
-#define CS_CONFIG_VALUE_H
+/* parse.h - value grammars that know nothing of the configuration: decimal numbers, ports,
+ * durations, sizes, booleans (parse.c); the configuration and the Redis URL use them. Pure:
+ * no I/O, no allocation; each returns false on anything but a whole, in-range value. */
+#ifndef CS_PARSE_H
+#define CS_PARSE_H
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -1,7 +1,7 @@
 /* config_invalidate_on.c - the invalidate_on grammar of a [query]: which row changes drop
  * which cache keys ("messages(conv_id = $1), users"), into cs_inval_rule (config.h).
  *
- * It lives here rather than beside the key mapping (invalidation/mapping.c, which reads the
+ * It lives here rather than beside the key mapping (cachesvc/invalidator/mapping.c, which reads the
  * rules) so that the configuration does not depend on invalidation/: the rules are config
  * types, and invalidation/ already depends on cachesvc/. */
 #include <inttypes.h>
@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "config_int.h"
-#include "config_value.h"
+#include "parse.h"
 
 static char *strndup_or_null(const char *s, size_t n)
 {

@@ -1,7 +1,7 @@
 /* cachesvc.h - library mode: the cachesvc read-through engine inside your process.
  *
  * The same engine as the cachesvc daemon, driven by the same INI configuration file
- * (cachesvc/CONFIG.md): Redis lookups, single-flight misses, routing to replicas with
+ * (cachesvc/config/CONFIG.md): Redis lookups, single-flight misses, routing to replicas with
  * primary fallback, LSN-fenced fills, generations, read-your-writes (min_lsn) and the TTL
  * policies behave exactly as they do behind the daemon. The [cachesvc] listen / admin
  * keys are ignored: there is no socket between you and the engine. If the configuration

@@ -6,7 +6,7 @@
  * value of each key type, and the checks of string keys), config_invalidate_on.c (the
  * invalidate_on grammar),
  * config_show.c ("show config"). Pure helpers with users outside the configuration have
- * their own headers: config_value.h (numbers, durations, sizes), sql_placeholders.h,
+ * their own headers: parse.h (numbers, durations, sizes: base/), sql_placeholders.h,
  * redis_url.h, log.h (masking secrets). Not installed, not for other modules. */
 #ifndef CS_CONFIG_INT_H
 #define CS_CONFIG_INT_H

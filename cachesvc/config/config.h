@@ -5,7 +5,7 @@
  * array in it; cs_config_free() releases all of it. Nothing here does I/O except
  * cs_config_load() reading the file, and cs_config_show() writing to a FILE.
  * Checks that need a database (SQL prepares, replica identity) live elsewhere.
- * The value grammars are in config_value.h (durations, sizes), the Redis URL in
+ * The value grammars are in parse.h (durations, sizes; base/), the Redis URL in
  * redis_url.h, masking secrets for logs in log.h. */
 #ifndef CS_CONFIG_H
 #define CS_CONFIG_H
