@@ -20,6 +20,7 @@
  * fatal), 1 when no connection could be made, 2 on a usage error. */
 #include "cachesvc-client.h"
 #include "hist.h"
+#include "json.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -850,29 +851,21 @@ static int run_idle(const settings *s, int n, double hold)
 
 /* ---------------------------------------------------------------- output */
 
-/* Prints s as a JSON string body (quotes, backslashes and control bytes escaped). */
-static void json_str(const char *s)
+static void json_hist(cs_json *j, const char *name, const cs_hist *h)
 {
-	putchar('"');
-	for (; *s != '\0'; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\')
-			printf("\\%c", ch);
-		else if (ch < 0x20)
-			printf("\\u%04x", ch);
-		else
-			putchar(ch);
+	cs_json_key(j, name);
+	cs_json_object(j);
+	cs_json_kv_uint(j, "count", cs_hist_count(h));
+	cs_json_kv_fixed(j, "mean", cs_hist_mean(h), 1);
+	static const struct {
+		const char *name;
+		double q;
+	} qs[] = { { "p50", 0.5 }, { "p90", 0.9 }, { "p99", 0.99 }, { "p999", 0.999 } };
+	for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) {
+		cs_json_kv_uint(j, qs[i].name, cs_hist_quantile(h, qs[i].q));
 	}
-	putchar('"');
-}
-
-static void json_hist(const char *name, const cs_hist *h)
-{
-	printf("\"%s\":{\"count\":%" PRIu64 ",\"mean\":%.1f,\"p50\":%" PRIu64 ",\"p90\":%" PRIu64
-	       ",\"p99\":%" PRIu64 ",\"p999\":%" PRIu64 ",\"max\":%" PRIu64 "}",
-	        name, cs_hist_count(h), cs_hist_mean(h), cs_hist_quantile(h, 0.5),
-	        cs_hist_quantile(h, 0.9), cs_hist_quantile(h, 0.99), cs_hist_quantile(h, 0.999),
-	        cs_hist_max(h));
+	cs_json_kv_uint(j, "max", cs_hist_max(h));
+	cs_json_object_end(j);
 }
 
 static void print_result(const settings *s, worker *w, int nw, int connected, double elapsed,
@@ -904,44 +897,59 @@ static void print_result(const settings *s, worker *w, int nw, int connected, do
 	errors += (long)(s->conns - connected);
 	long answered = src[0] + src[1] + src[2];
 	static const char *const dist[] = { "zipf", "uniform", "unique" };
-	printf("{\"query\":");
-	json_str(s->query);
-	printf(",\"mode\":\"%s\",\"conns\":%d,\"connected\":%d,\"depth\":%d,\"batch\":%d,"
-	       "\"dist\":\"%s\",\"zipf_s\":%.3f,\"key_lo\":%" PRId64 ",\"key_hi\":%" PRId64
-	       ",\"write_pct\":%.2f,",
+	cs_sb out = CS_SB_INIT;
+	cs_json j;
+	cs_json_init(&j, &out, false);
+	cs_json_object(&j);
+	cs_json_kv_str(&j, "query", s->query);
+	cs_json_kv_str(&j, "mode",
 	        s->ping      ? "ping"
 	        : s->refresh ? "refresh"
 	        : s->bypass  ? "bypass"
-	                     : "get",
-	        s->conns, connected,
-	        s->depth, s->batch, dist[s->dist], s->zipf_s, s->lo, s->hi, s->write_pct);
-	printf("\"elapsed_s\":%.3f,\"requests\":%ld,\"ops\":%ld,\"throughput\":%.1f,"
-	       "\"ops_per_s\":%.1f,",
-	        elapsed, keys, ops, elapsed > 0 ? (double)keys / elapsed : 0.0,
-	        elapsed > 0 ? (double)ops / elapsed : 0.0);
-	printf("\"engine\":\"%s\",\"cpu_s\":%.3f,\"cpu_us_per_request\":%.2f,",
-	        s->loop ? "loop" : "threads", cpu_s, keys > 0 ? cpu_s * 1e6 / (double)keys : 0.0);
-	printf("\"sources\":{\"cache\":%ld,\"replica\":%ld,\"primary\":%ld},\"stale\":%ld,"
-	       "\"hit_ratio\":%.4f,",
-	        src[0], src[1], src[2], stale, answered > 0 ? (double)src[0] / answered : 0.0);
-	json_hist("latency_us", &lat);
-	printf(",\"writes\":%ld,\"write_errors\":%ld,\"writes_per_s\":%.1f,", writes, werr,
-	        elapsed > 0 ? (double)writes / elapsed : 0.0);
-	json_hist("write_latency_us", &wlat);
-	printf(",\"errors\":%ld,\"errors_by_code\":{", errors);
-	bool comma = false;
-	for (int k = 1; k < ERR_SLOTS; k++) {
-		if (errs[k] == 0)
-			continue;
-		printf("%s\"%s\":%ld", comma ? "," : "",
-		        k == ERR_OTHER ? "other" : cs_client_strerror(slot_code(k)), errs[k]);
-		comma = true;
-	}
+	                     : "get");
+	cs_json_kv_int(&j, "conns", s->conns);
+	cs_json_kv_int(&j, "connected", connected);
+	cs_json_kv_int(&j, "depth", s->depth);
+	cs_json_kv_int(&j, "batch", s->batch);
+	cs_json_kv_str(&j, "dist", dist[s->dist]);
+	cs_json_kv_fixed(&j, "zipf_s", s->zipf_s, 3);
+	cs_json_kv_int(&j, "key_lo", s->lo);
+	cs_json_kv_int(&j, "key_hi", s->hi);
+	cs_json_kv_fixed(&j, "write_pct", s->write_pct, 2);
+	cs_json_kv_fixed(&j, "elapsed_s", elapsed, 3);
+	cs_json_kv_int(&j, "requests", keys);
+	cs_json_kv_int(&j, "ops", ops);
+	cs_json_kv_fixed(&j, "throughput", elapsed > 0 ? (double)keys / elapsed : 0.0, 1);
+	cs_json_kv_fixed(&j, "ops_per_s", elapsed > 0 ? (double)ops / elapsed : 0.0, 1);
+	cs_json_kv_str(&j, "engine", s->loop ? "loop" : "threads");
+	cs_json_kv_fixed(&j, "cpu_s", cpu_s, 3);
+	cs_json_kv_fixed(&j, "cpu_us_per_request", keys > 0 ? cpu_s * 1e6 / (double)keys : 0.0, 2);
+	cs_json_key(&j, "sources");
+	cs_json_object(&j);
+	cs_json_kv_int(&j, "cache", src[0]);
+	cs_json_kv_int(&j, "replica", src[1]);
+	cs_json_kv_int(&j, "primary", src[2]);
+	cs_json_object_end(&j);
+	cs_json_kv_int(&j, "stale", stale);
+	cs_json_kv_fixed(&j, "hit_ratio", answered > 0 ? (double)src[0] / answered : 0.0, 4);
+	json_hist(&j, "latency_us", &lat);
+	cs_json_kv_int(&j, "writes", writes);
+	cs_json_kv_int(&j, "write_errors", werr);
+	cs_json_kv_fixed(&j, "writes_per_s", elapsed > 0 ? (double)writes / elapsed : 0.0, 1);
+	json_hist(&j, "write_latency_us", &wlat);
+	cs_json_kv_int(&j, "errors", errors);
+	cs_json_key(&j, "errors_by_code");
+	cs_json_object(&j);
+	for (int k = 1; k < ERR_SLOTS; k++)
+		if (errs[k] != 0)
+			cs_json_kv_int(&j, k == ERR_OTHER ? "other" : cs_client_strerror(slot_code(k)), errs[k]);
 	if (connected < s->conns)
-		printf("%s\"connect\":%d", comma ? "," : "", s->conns - connected);
-	printf("},\"first_error\":");
-	json_str(first);
-	printf("}\n");
+		cs_json_kv_int(&j, "connect", s->conns - connected);
+	cs_json_object_end(&j);
+	cs_json_kv_str(&j, "first_error", first);
+	cs_json_object_end(&j);
+	if (cs_sb_puts(&out, stdout) != 0)
+		fputs("cs_load: out of memory writing the result\n", stderr);
 }
 
 /* ---------------------------------------------------------------- main */

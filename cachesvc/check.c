@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "redis_url.h"
+#include "textutil.h"
 
 #define CHECK_TIMEOUT "5"
 
@@ -30,13 +31,6 @@ static void append(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
-static void chomp(char *s)
-{
-	size_t n = strlen(s);
-	while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' '))
-		s[--n] = '\0';
-}
-
 static PGconn *connect_blocking(const char *conninfo)
 {
 	const char *kw[] = { "dbname", "connect_timeout", "application_name", NULL };
@@ -46,7 +40,7 @@ static PGconn *connect_blocking(const char *conninfo)
 		char masked[512], msg[512];
 		cs_log_mask_conninfo(conninfo, masked, sizeof masked);
 		snprintf(msg, sizeof msg, "%s", PQerrorMessage(c));
-		chomp(msg);
+		cs_chomp(msg);
 		cs_warn("check: cannot connect to %s: %s", masked, msg);
 		PQfinish(c);
 		return NULL;
@@ -108,7 +102,7 @@ int cs_check_queries(const cs_config *cfg, char *err, size_t errlen)
 		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 			char msg[512];
 			snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
-			chomp(msg);
+			cs_chomp(msg);
 			append(err, errlen, "[query %s] sql: does not prepare: %s", q->name, msg);
 			rc = CS_CHECK_INVALID;
 		}
@@ -176,7 +170,7 @@ static bool server_reachable(const char *what, const char *conninfo, char *err, 
 	PQfinish(c);
 	if (msg[0] == '\0')
 		return true;
-	chomp(msg);
+	cs_chomp(msg);
 	char masked[512];
 	cs_log_mask_conninfo(conninfo, masked, sizeof masked);
 	append(err, errlen, "%s: cannot reach %s: %s", what, masked, msg);
@@ -330,7 +324,7 @@ int cs_check_invalidation(const cs_config *cfg, bool create, char *err, size_t e
 		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 			char msg[400];
 			snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
-			chomp(msg);
+			cs_chomp(msg);
 			append(err, errlen, "[invalidator] publication: cannot create \"%s\": %s", pub, msg);
 			rc = CS_CHECK_INVALID;
 		} else {

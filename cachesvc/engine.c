@@ -23,6 +23,7 @@
 #include "pgpool.h"
 #include "redis.h"
 #include "resolve.h"
+#include "textutil.h"
 #include "util.h"
 #include "verify.h"
 
@@ -277,12 +278,7 @@ struct cs_engine {
 
 static uint64_t hash_bytes(const void *p, size_t n)
 {
-	/* FNV-1a */
-	const uint8_t *b = p;
-	uint64_t h = 1469598103934665603ull;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ b[i]) * 1099511628211ull;
-	return h;
+	return cs_fnv1a64(CS_FNV1A64_INIT, p, n);
 }
 
 static qtable *qtable_new(cs_config *cfg)

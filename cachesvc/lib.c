@@ -494,50 +494,70 @@ cachesvc *cachesvc_open(struct event_base *base, const char *config_path,
 	return h;
 }
 
-int cachesvc_get(cachesvc *h, const cachesvc_request *req, cachesvc_get_cb *cb, void *priv)
+/* The checks every asynchronous call starts with: 0, or the error the call returns. */
+static int call_check(const cachesvc *h, bool has_cb)
 {
-	if (h == NULL || cb == NULL)
+	if (h == NULL || !has_cb)
 		return CACHESVC_E_ARG;
 	if (h->closed)
 		return CACHESVC_E_CLOSED;
-	cs_get_req g;
-	uint8_t op;
-	int rc = cs_lib_req_view(req, h->max_frame, &g, &op);
-	if (rc != 0)
-		return rc;
+	return 0;
+}
+
+/* A zeroed request record for h (callbacks set by the caller); NULL when out of memory. */
+static areq *areq_new(cachesvc *h, void *priv)
+{
 	areq *a = calloc(1, sizeof *a);
-	if (a == NULL)
-		return CACHESVC_E_NOMEM;
-	a->h = h;
-	a->get_cb = cb;
-	a->priv = priv;
-	cs_engine_get(h->engine, op, &g, on_engine_get, a);
+	if (a != NULL) {
+		a->h = h;
+		a->priv = priv;
+	}
+	return a;
+}
+
+/* After the engine call returned: a request it did not answer is pending now. */
+static void areq_started(areq *a)
+{
 	if (a->state == AREQ_IN_CALL)
 		a->state = AREQ_PENDING; /* (a DEFERRED request is alive on the list) */
+}
+
+int cachesvc_get(cachesvc *h, const cachesvc_request *req, cachesvc_get_cb *cb, void *priv)
+{
+	int rc = call_check(h, cb != NULL);
+	if (rc != 0)
+		return rc;
+	cs_get_req g;
+	uint8_t op;
+	rc = cs_lib_req_view(req, h->max_frame, &g, &op);
+	if (rc != 0)
+		return rc;
+	areq *a = areq_new(h, priv);
+	if (a == NULL)
+		return CACHESVC_E_NOMEM;
+	a->get_cb = cb;
+	cs_engine_get(h->engine, op, &g, on_engine_get, a);
+	areq_started(a);
 	return 0;
 }
 
 static int invalidate(cachesvc *h, const char *query, const cachesvc_value *params,
 	uint32_t nparams, bool has_params, cachesvc_invalidate_cb *cb, void *priv)
 {
-	if (h == NULL || cb == NULL)
-		return CACHESVC_E_ARG;
-	if (h->closed)
-		return CACHESVC_E_CLOSED;
-	cs_inval_req iv;
-	int rc = cs_lib_inval_view(query, params, nparams, has_params, h->max_frame, &iv);
+	int rc = call_check(h, cb != NULL);
 	if (rc != 0)
 		return rc;
-	areq *a = calloc(1, sizeof *a);
+	cs_inval_req iv;
+	rc = cs_lib_inval_view(query, params, nparams, has_params, h->max_frame, &iv);
+	if (rc != 0)
+		return rc;
+	areq *a = areq_new(h, priv);
 	if (a == NULL)
 		return CACHESVC_E_NOMEM;
-	a->h = h;
 	a->is_inval = true;
 	a->inval_cb = cb;
-	a->priv = priv;
 	cs_engine_invalidate(h->engine, &iv, on_engine_inval, a);
-	if (a->state == AREQ_IN_CALL)
-		a->state = AREQ_PENDING;
+	areq_started(a);
 	return 0;
 }
 

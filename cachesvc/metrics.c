@@ -1,5 +1,6 @@
 /* metrics.c - the Prometheus text writer (see metrics.h). */
 #include "metrics.h"
+#include "sbuf.h"
 
 #include <dirent.h>
 #include <stdarg.h>
@@ -10,56 +11,11 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-/* A growable string. */
-typedef struct sbuf {
-	char *p;
-	size_t len, cap;
-	bool failed;
-} sbuf;
-
-static void sb_put(sbuf *s, const char *p, size_t n)
-{
-	if (s->failed)
-		return;
-	if (s->len + n + 1 > s->cap) {
-		size_t cap = s->cap ? s->cap : 256;
-		while (cap < s->len + n + 1)
-			cap *= 2;
-		char *np = realloc(s->p, cap);
-		if (np == NULL) {
-			s->failed = true;
-			return;
-		}
-		s->p = np;
-		s->cap = cap;
-	}
-	memcpy(s->p + s->len, p, n);
-	s->len += n;
-	s->p[s->len] = '\0';
-}
-
-static void sb_str(sbuf *s, const char *p)
-{
-	sb_put(s, p, strlen(p));
-}
-
-static void sb_printf(sbuf *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *s, const char *fmt, ...)
-{
-	char tmp[128];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		sb_put(s, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
-
 typedef struct family {
 	char *name;
 	const char *help; /* static strings: every caller passes a literal */
 	cs_mtype type;
-	sbuf samples;
+	cs_sb samples;
 } family;
 
 struct cs_metrics {
@@ -112,79 +68,95 @@ static family *family_of(cs_metrics *m, cs_mtype type, const char *name, const c
 }
 
 /* Label value escaping of the text format: backslash, double quote and newline. */
-static void put_label_value(sbuf *s, const char *v)
+static void put_label_value(cs_sb *s, const char *v)
 {
 	for (const char *p = v; *p; p++) {
 		if (*p == '\\')
-			sb_put(s, "\\\\", 2);
+			cs_sb_put(s, "\\\\", 2);
 		else if (*p == '"')
-			sb_put(s, "\\\"", 2);
+			cs_sb_put(s, "\\\"", 2);
 		else if (*p == '\n')
-			sb_put(s, "\\n", 2);
+			cs_sb_put(s, "\\n", 2);
 		else
-			sb_put(s, p, 1);
+			cs_sb_put(s, p, 1);
 	}
 }
 
 /* Writes k1="v1",k2="v2" from the NULL-ended pairs in ap; true when there was any. */
-static bool put_labels(sbuf *s, va_list ap)
+static bool put_labels(cs_sb *s, va_list ap)
 {
 	bool any = false;
 	const char *k;
 	while ((k = va_arg(ap, const char *)) != NULL) {
 		const char *v = va_arg(ap, const char *);
 		if (any)
-			sb_put(s, ",", 1);
-		sb_str(s, k);
-		sb_put(s, "=\"", 2);
+			cs_sb_put(s, ",", 1);
+		cs_sb_str(s, k);
+		cs_sb_put(s, "=\"", 2);
 		put_label_value(s, v ? v : "");
-		sb_put(s, "\"", 1);
+		cs_sb_put(s, "\"", 1);
 		any = true;
 	}
 	return any;
 }
 
-static void sample_head(sbuf *s, const char *name, va_list ap)
+/* Writes name, suffix and {labels} (no braces when there are no labels). */
+static void put_series(cs_sb *s, const char *name, const char *suffix, const cs_sb *labels)
 {
-	sb_str(s, name);
-	sbuf l = { 0 };
-	if (put_labels(&l, ap)) {
-		sb_put(s, "{", 1);
-		sb_put(s, l.p, l.len);
-		sb_put(s, "}", 1);
+	cs_sb_str(s, name);
+	cs_sb_str(s, suffix);
+	if (labels->len > 0) {
+		cs_sb_put(s, "{", 1);
+		cs_sb_put(s, labels->p, labels->len);
+		cs_sb_put(s, "}", 1);
 	}
-	if (l.failed)
+	if (labels->failed)
 		s->failed = true;
-	free(l.p);
+}
+
+static void sample_head(cs_sb *s, const char *name, va_list ap)
+{
+	cs_sb l = CS_SB_INIT;
+	(void)put_labels(&l, ap);
+	put_series(s, name, "", &l);
+	cs_sb_free(&l);
+}
+
+/* Declares the sample's family and writes its name and labels (from ap): the family, or NULL
+ * when it refused the sample (type mismatch, no memory). */
+static family *sample_begin(cs_metrics *m, cs_mtype type, const char *name, const char *help,
+	va_list ap)
+{
+	family *f = family_of(m, type, name, help);
+	if (f != NULL)
+		sample_head(&f->samples, name, ap);
+	return f;
 }
 
 void cs_m(cs_metrics *m, cs_mtype type, const char *name, const char *help, double v, ...)
 {
-	family *f = family_of(m, type, name, help);
-	if (f == NULL)
-		return;
 	va_list ap;
 	va_start(ap, v);
-	sample_head(&f->samples, name, ap);
+	family *f = sample_begin(m, type, name, help, ap);
 	va_end(ap);
+	if (f == NULL)
+		return;
 	if (v != v)
-		sb_str(&f->samples, " NaN\n");
+		cs_sb_str(&f->samples, " NaN\n");
 	else if (v == (double)(int64_t)v && v < 9007199254740992.0 && v > -9007199254740992.0)
-		sb_printf(&f->samples, " %lld\n", (long long)v);
+		cs_sb_printf(&f->samples, " %lld\n", (long long)v);
 	else
-		sb_printf(&f->samples, " %.17g\n", v);
+		cs_sb_printf(&f->samples, " %.17g\n", v);
 }
 
 void cs_m_u64(cs_metrics *m, cs_mtype type, const char *name, const char *help, uint64_t v, ...)
 {
-	family *f = family_of(m, type, name, help);
-	if (f == NULL)
-		return;
 	va_list ap;
 	va_start(ap, v);
-	sample_head(&f->samples, name, ap);
+	family *f = sample_begin(m, type, name, help, ap);
 	va_end(ap);
-	sb_printf(&f->samples, " %llu\n", (unsigned long long)v);
+	if (f != NULL)
+		cs_sb_printf(&f->samples, " %llu\n", (unsigned long long)v);
 }
 
 void cs_m_hist(cs_metrics *m, const char *name, const char *help, const cs_hist *h, ...)
@@ -192,7 +164,7 @@ void cs_m_hist(cs_metrics *m, const char *name, const char *help, const cs_hist 
 	family *f = family_of(m, CS_M_HISTOGRAM, name, help);
 	if (f == NULL)
 		return;
-	sbuf l = { 0 };
+	cs_sb l = CS_SB_INIT;
 	va_list ap;
 	va_start(ap, h);
 	(void)put_labels(&l, ap);
@@ -204,12 +176,12 @@ void cs_m_hist(cs_metrics *m, const char *name, const char *help, const cs_hist 
 	} else {
 		size_t n = cs_hist_prometheus(h, name, l.p ? l.p : "", buf, need);
 		if (n < need)
-			sb_put(&f->samples, buf, n);
+			cs_sb_put(&f->samples, buf, n);
 		else
 			f->samples.failed = true;
 	}
 	free(buf);
-	free(l.p);
+	cs_sb_free(&l);
 }
 
 void cs_m_summary(cs_metrics *m, const char *name, const char *help, double sum, uint64_t count,
@@ -218,23 +190,16 @@ void cs_m_summary(cs_metrics *m, const char *name, const char *help, double sum,
 	family *f = family_of(m, CS_M_SUMMARY, name, help);
 	if (f == NULL)
 		return;
-	sbuf l = { 0 };
+	cs_sb l = CS_SB_INIT;
 	va_list ap;
 	va_start(ap, count);
-	bool any = put_labels(&l, ap);
+	(void)put_labels(&l, ap);
 	va_end(ap);
-	const char *lp = any ? l.p : "";
-	sb_str(&f->samples, name);
-	sb_str(&f->samples, any ? "_sum{" : "_sum");
-	sb_str(&f->samples, lp);
-	sb_printf(&f->samples, "%s %.17g\n", any ? "}" : "", sum);
-	sb_str(&f->samples, name);
-	sb_str(&f->samples, any ? "_count{" : "_count");
-	sb_str(&f->samples, lp);
-	sb_printf(&f->samples, "%s %llu\n", any ? "}" : "", (unsigned long long)count);
-	if (l.failed)
-		f->samples.failed = true;
-	free(l.p);
+	put_series(&f->samples, name, "_sum", &l);
+	cs_sb_printf(&f->samples, " %.17g\n", sum);
+	put_series(&f->samples, name, "_count", &l);
+	cs_sb_printf(&f->samples, " %llu\n", (unsigned long long)count);
+	cs_sb_free(&l);
 }
 
 void cs_m_state(cs_metrics *m, const char *name, const char *help, const char *label,
@@ -243,26 +208,26 @@ void cs_m_state(cs_metrics *m, const char *name, const char *help, const char *l
 	family *f = family_of(m, CS_M_GAUGE, name, help);
 	if (f == NULL)
 		return;
-	sbuf l = { 0 };
+	cs_sb l = CS_SB_INIT;
 	va_list ap;
 	va_start(ap, current);
 	bool any = put_labels(&l, ap);
 	va_end(ap);
 	for (int i = 0; states[i]; i++) {
-		sb_str(&f->samples, name);
-		sb_put(&f->samples, "{", 1);
+		cs_sb_str(&f->samples, name);
+		cs_sb_put(&f->samples, "{", 1);
 		if (any) {
-			sb_put(&f->samples, l.p, l.len);
-			sb_put(&f->samples, ",", 1);
+			cs_sb_put(&f->samples, l.p, l.len);
+			cs_sb_put(&f->samples, ",", 1);
 		}
-		sb_str(&f->samples, label);
-		sb_put(&f->samples, "=\"", 2);
+		cs_sb_str(&f->samples, label);
+		cs_sb_put(&f->samples, "=\"", 2);
 		put_label_value(&f->samples, states[i]);
-		sb_printf(&f->samples, "\"} %d\n", current && strcmp(states[i], current) == 0);
+		cs_sb_printf(&f->samples, "\"} %d\n", current && strcmp(states[i], current) == 0);
 	}
 	if (l.failed)
 		f->samples.failed = true;
-	free(l.p);
+	cs_sb_free(&l);
 }
 
 /* Seconds since the epoch at which this process started: boot time + its start in ticks. */
@@ -343,43 +308,39 @@ void cs_m_build_info(cs_metrics *m, const char *version)
 }
 
 /* HELP text escaping: backslash and newline. */
-static void put_help(sbuf *s, const char *h)
+static void put_help(cs_sb *s, const char *h)
 {
 	for (const char *p = h; *p; p++) {
 		if (*p == '\\')
-			sb_put(s, "\\\\", 2);
+			cs_sb_put(s, "\\\\", 2);
 		else if (*p == '\n')
-			sb_put(s, "\\n", 2);
+			cs_sb_put(s, "\\n", 2);
 		else
-			sb_put(s, p, 1);
+			cs_sb_put(s, p, 1);
 	}
 }
 
 long cs_metrics_finish(cs_metrics *m, char **out)
 {
 	static const char *const type_names[] = { "counter", "gauge", "histogram", "summary" };
-	sbuf s = { 0 };
+	cs_sb s = CS_SB_INIT;
 	bool failed = m->failed;
 	for (int i = 0; i < m->n; i++) {
 		family *f = &m->fam[i];
 		failed |= f->samples.failed;
-		sb_printf(&s, "# HELP %s ", f->name);
+		cs_sb_printf(&s, "# HELP %s ", f->name);
 		put_help(&s, f->help ? f->help : "");
-		sb_printf(&s, "\n# TYPE %s %s\n", f->name, type_names[f->type]);
+		cs_sb_printf(&s, "\n# TYPE %s %s\n", f->name, type_names[f->type]);
 		if (f->samples.p)
-			sb_put(&s, f->samples.p, f->samples.len);
+			cs_sb_put(&s, f->samples.p, f->samples.len);
 		free(f->name);
-		free(f->samples.p);
+		cs_sb_free(&f->samples);
 	}
 	free(m->fam);
 	free(m);
-	if (!failed && s.p == NULL) /* nothing was added */
-		s.p = calloc(1, 1);
-	if (failed || s.failed || s.p == NULL) {
-		free(s.p);
-		*out = NULL;
-		return -1;
-	}
-	*out = s.p;
-	return (long)s.len;
+	size_t len = s.len;
+	if (failed)
+		cs_sb_free(&s);
+	*out = failed ? NULL : cs_sb_take(&s); /* "" when nothing was added */
+	return *out ? (long)len : -1;
 }

@@ -7,6 +7,7 @@
  * the same code) and through emit_canon() for printing; the non-text wire forms (int, float,
  * bin, timestamp) are converted to the same typed value first. */
 #include "params.h"
+#include "sbuf.h"
 
 #include <errno.h>
 #include <float.h>
@@ -18,44 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- Output: a bounded writer that keeps counting past its cap --------------------------- */
-
-typedef struct wbuf {
-	char *p;    /* may be NULL when cap is 0 (measuring only) */
-	size_t cap; /* bytes that may be written */
-	size_t len; /* bytes produced, possibly > cap */
-} wbuf;
-
-static void w_put(wbuf *w, const void *s, size_t n)
-{
-	if (w->len < w->cap) {
-		size_t k = w->cap - w->len < n ? w->cap - w->len : n;
-		memcpy(w->p + w->len, s, k);
-	}
-	w->len += n;
-}
-
-static void w_str(wbuf *w, const char *s)
-{
-	w_put(w, s, strlen(s));
-}
-
-static void w_ch(wbuf *w, char c)
-{
-	w_put(w, &c, 1);
-}
-
-static void w_fmt(wbuf *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void w_fmt(wbuf *w, const char *fmt, ...)
-{
-	char tmp[96];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		w_put(w, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
+/* Output goes through a bounded cs_sb (sbuf.h): it writes what fits in the caller's memory
+ * and keeps counting past its cap, so one pass both measures and writes. */
 
 /* ---- The parsed value -------------------------------------------------------------------- */
 
@@ -113,17 +78,6 @@ typedef struct pval {
 static bool is_digit(char c)
 {
 	return c >= '0' && c <= '9';
-}
-
-int cs_hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
 }
 
 static char lower(char c)
@@ -529,29 +483,42 @@ static void shortest_float(char *buf, size_t len, double v, bool f4)
 	}
 }
 
-static void emit_float(const pval *pv, wbuf *w)
+/* NaN, Infinity, -Infinity as float and numeric print them; false for a finite value. */
+static bool emit_special(enum special sp, cs_sb *w)
 {
-	switch (pv->u.f.sp) {
-	case SP_NAN:
-		w_str(w, "NaN");
+	static const char *const text[] = {[SP_NAN] = "NaN", [SP_PINF] = "Infinity",
+		[SP_NINF] = "-Infinity"};
+	if (sp == SP_NONE)
+		return false;
+	cs_sb_str(w, text[sp]);
+	return true;
+}
+
+static void emit_float(const pval *pv, cs_sb *w)
+{
+	if (emit_special(pv->u.f.sp, w))
 		return;
-	case SP_PINF:
-		w_str(w, "Infinity");
-		return;
-	case SP_NINF:
-		w_str(w, "-Infinity");
-		return;
-	case SP_NONE:
-		break;
-	}
 	char buf[40];
 	shortest_float(buf, sizeof buf, pv->u.f.v, pv->t == CS_PT_FLOAT4);
-	w_str(w, buf);
+	cs_sb_str(w, buf);
 }
 
 #define NUMERIC_MAX_EXP  1000   /* numeric_in's exponent limit */
 #define NUMERIC_MAX_INT  131072 /* digits before the decimal point */
 #define NUMERIC_MAX_FRAC 16383  /* digits after it */
+
+/* A significant (non-zero) digit at digit position pos, at p: remembered as the first one
+ * when none was seen yet, and as the last one so far. */
+static void note_significant(const char *p, int64_t pos, int64_t *first, int64_t *last,
+	const char **pfirst, const char **plast)
+{
+	if (*first < 0) {
+		*first = pos;
+		*pfirst = p;
+	}
+	*last = pos;
+	*plast = p;
+}
 
 /* PostgreSQL numeric_in syntax, reduced to sign, significant digits and point position. */
 static enum reason parse_numeric(const char *s, size_t n, pval *pv)
@@ -573,24 +540,12 @@ static enum reason parse_numeric(const char *s, size_t n, pval *pv)
 	int64_t nint = 0, pos = 0, first = -1, last = -1;
 	const char *pfirst = NULL, *plast = NULL;
 	for (; i < n && is_digit(s[i]); i++, nint++, pos++)
-		if (s[i] != '0') {
-			if (first < 0) {
-				first = pos;
-				pfirst = s + i;
-			}
-			last = pos;
-			plast = s + i;
-		}
+		if (s[i] != '0')
+			note_significant(s + i, pos, &first, &last, &pfirst, &plast);
 	if (i < n && s[i] == '.')
 		for (i++; i < n && is_digit(s[i]); i++, pos++)
-			if (s[i] != '0') {
-				if (first < 0) {
-					first = pos;
-					pfirst = s + i;
-				}
-				last = pos;
-				plast = s + i;
-			}
+			if (s[i] != '0')
+				note_significant(s + i, pos, &first, &last, &pfirst, &plast);
 	if (pos == 0)
 		return R_SYNTAX;
 	int64_t exp = 0;
@@ -625,37 +580,26 @@ static enum reason parse_numeric(const char *s, size_t n, pval *pv)
 	return R_OK;
 }
 
-static void emit_zeros(wbuf *w, int64_t k)
+static void emit_zeros(cs_sb *w, int64_t k)
 {
 	static const char z[16] = "0000000000000000";
 	for (; k > 0; k -= 16)
-		w_put(w, z, k < 16 ? (size_t)k : 16);
+		cs_sb_put(w, z, k < 16 ? (size_t)k : 16);
 }
 
-static void emit_numeric(const pval *pv, wbuf *w)
+static void emit_numeric(const pval *pv, cs_sb *w)
 {
-	switch (pv->u.num.sp) {
-	case SP_NAN:
-		w_str(w, "NaN");
+	if (emit_special(pv->u.num.sp, w))
 		return;
-	case SP_PINF:
-		w_str(w, "Infinity");
-		return;
-	case SP_NINF:
-		w_str(w, "-Infinity");
-		return;
-	case SP_NONE:
-		break;
-	}
 	int64_t nd = pv->u.num.ndig, point = pv->u.num.point;
 	if (nd == 0) {
-		w_ch(w, '0');
+		cs_sb_ch(w, '0');
 		return;
 	}
 	if (pv->u.num.neg)
-		w_ch(w, '-');
+		cs_sb_ch(w, '-');
 	if (point <= 0) {
-		w_put(w, "0.", 2);
+		cs_sb_put(w, "0.", 2);
 		emit_zeros(w, -point);
 	}
 	int64_t k = 0;
@@ -663,8 +607,8 @@ static void emit_numeric(const pval *pv, wbuf *w)
 		if (*c == '.')
 			continue;
 		if (k == point && k > 0)
-			w_ch(w, '.');
-		w_ch(w, *c);
+			cs_sb_ch(w, '.');
+		cs_sb_ch(w, *c);
 		k++;
 	}
 	if (point > nd)
@@ -865,7 +809,7 @@ static enum reason parse_wire(cs_param_type t, const cs_value *v, pval *pv)
 			pval f;
 			f.t = CS_PT_FLOAT8;
 			(void)float_from_double(v->u.f, false, &f);
-			wbuf w = {pv->tmp, sizeof pv->tmp - 1, 0};
+			cs_sb w = cs_sb_bounded(pv->tmp, sizeof pv->tmp - 1);
 			emit_float(&f, &w);
 			return parse_numeric(pv->tmp, w.len, pv);
 		}
@@ -911,53 +855,66 @@ static enum reason parse_wire(cs_param_type t, const cs_value *v, pval *pv)
 
 /* ---- Printing ---------------------------------------------------------------------------- */
 
-static void emit_hex(wbuf *w, const pval *pv)
+static void emit_hex(cs_sb *w, const pval *pv)
 {
 	static const char hx[] = "0123456789abcdef";
 	const char *p = pv->u.bytes.p;
 	for (size_t i = 0; i < pv->u.bytes.len; i++) {
 		if (pv->u.bytes.hex) {
-			w_ch(w, lower(p[i]));
+			cs_sb_ch(w, lower(p[i]));
 		} else {
 			uint8_t c = (uint8_t)p[i];
 			char two[2] = {hx[c >> 4], hx[c & 15]};
-			w_put(w, two, 2);
+			cs_sb_put(w, two, 2);
 		}
 	}
 }
 
-static void emit_uuid(wbuf *w, const uint8_t u[16])
+static void emit_uuid(cs_sb *w, const uint8_t u[16])
 {
-	w_fmt(w, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1],
+	cs_sb_printf(w, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1],
 		u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14],
 		u[15]);
 }
 
-static void emit_inf(wbuf *w, int inf)
+static void emit_inf(cs_sb *w, int inf)
 {
-	w_str(w, inf > 0 ? "infinity" : "-infinity");
+	cs_sb_str(w, inf > 0 ? "infinity" : "-infinity");
 }
 
 /* Year in PostgreSQL's style: at least 4 digits, BC years counted from 1. */
-static void emit_ymd(wbuf *w, int64_t y, int m, int d)
+static void emit_ymd(cs_sb *w, int64_t y, int m, int d)
 {
-	w_fmt(w, "%04" PRId64 "-%02d-%02d", y > 0 ? y : 1 - y, m, d);
+	cs_sb_printf(w, "%04" PRId64 "-%02d-%02d", y > 0 ? y : 1 - y, m, d);
 }
 
-static void emit_canon(const pval *pv, wbuf *w)
+/* A date: infinity / -infinity, or YYYY-MM-DD followed by `bc` for years before 1 AD (the
+ * canonical text and PostgreSQL's input differ only there). */
+static void emit_date(cs_sb *w, const pval *pv, const char *bc)
+{
+	if (pv->u.date.inf != 0) {
+		emit_inf(w, pv->u.date.inf);
+		return;
+	}
+	emit_ymd(w, pv->u.date.y, pv->u.date.m, pv->u.date.d);
+	if (pv->u.date.y <= 0)
+		cs_sb_str(w, bc);
+}
+
+static void emit_canon(const pval *pv, cs_sb *w)
 {
 	if (pv->null) {
-		w_ch(w, '~');
+		cs_sb_ch(w, '~');
 		return;
 	}
 	switch (pv->t) {
 	case CS_PT_BOOL:
-		w_ch(w, pv->u.b ? 't' : 'f');
+		cs_sb_ch(w, pv->u.b ? 't' : 'f');
 		return;
 	case CS_PT_INT2:
 	case CS_PT_INT4:
 	case CS_PT_INT8:
-		w_fmt(w, "%" PRId64, pv->u.i);
+		cs_sb_printf(w, "%" PRId64, pv->u.i);
 		return;
 	case CS_PT_FLOAT4:
 	case CS_PT_FLOAT8:
@@ -975,12 +932,12 @@ static void emit_canon(const pval *pv, wbuf *w)
 				run++;
 				continue;
 			}
-			w_put(w, p + i - run, run);
+			cs_sb_put(w, p + i - run, run);
 			run = 0;
 			char esc[3] = {'%', hx[c >> 4], hx[c & 15]};
-			w_put(w, esc, 3);
+			cs_sb_put(w, esc, 3);
 		}
-		w_put(w, p + n - run, run);
+		cs_sb_put(w, p + n - run, run);
 		return;
 	}
 	case CS_PT_BYTEA:
@@ -993,19 +950,13 @@ static void emit_canon(const pval *pv, wbuf *w)
 		emit_numeric(pv, w);
 		return;
 	case CS_PT_DATE:
-		if (pv->u.date.inf != 0) {
-			emit_inf(w, pv->u.date.inf);
-			return;
-		}
-		emit_ymd(w, pv->u.date.y, pv->u.date.m, pv->u.date.d);
-		if (pv->u.date.y <= 0)
-			w_str(w, "BC");
+		emit_date(w, pv, "BC");
 		return;
 	case CS_PT_TIMESTAMPTZ:
 		if (pv->u.ts.inf != 0)
 			emit_inf(w, pv->u.ts.inf);
 		else
-			w_fmt(w, "%" PRId64, pv->u.ts.us);
+			cs_sb_printf(w, "%" PRId64, pv->u.ts.us);
 		return;
 	default:
 		return;
@@ -1014,31 +965,25 @@ static void emit_canon(const pval *pv, wbuf *w)
 
 /* The value handed to PostgreSQL: raw bytes for text and bytea (binary format), the type's
  * input syntax otherwise (without the NUL). */
-static void emit_pg(const pval *pv, wbuf *w)
+static void emit_pg(const pval *pv, cs_sb *w)
 {
 	switch (pv->t) {
 	case CS_PT_TEXT:
-		w_put(w, pv->u.bytes.p, pv->u.bytes.len);
+		cs_sb_put(w, pv->u.bytes.p, pv->u.bytes.len);
 		return;
 	case CS_PT_BYTEA:
 		if (!pv->u.bytes.hex) {
-			w_put(w, pv->u.bytes.p, pv->u.bytes.len);
+			cs_sb_put(w, pv->u.bytes.p, pv->u.bytes.len);
 			return;
 		}
 		for (size_t i = 0; i + 1 < pv->u.bytes.len; i += 2) {
 			char c = (char)(cs_hex_digit(pv->u.bytes.p[i]) << 4 |
 					cs_hex_digit(pv->u.bytes.p[i + 1]));
-			w_ch(w, c);
+			cs_sb_ch(w, c);
 		}
 		return;
 	case CS_PT_DATE:
-		if (pv->u.date.inf != 0) {
-			emit_inf(w, pv->u.date.inf);
-			return;
-		}
-		emit_ymd(w, pv->u.date.y, pv->u.date.m, pv->u.date.d);
-		if (pv->u.date.y <= 0)
-			w_str(w, " BC");
+		emit_date(w, pv, " BC");
 		return;
 	case CS_PT_TIMESTAMPTZ: {
 		if (pv->u.ts.inf != 0) {
@@ -1052,10 +997,10 @@ static void emit_pg(const pval *pv, wbuf *w)
 		int m, d;
 		civil_from_days(days, &y, &m, &d);
 		emit_ymd(w, y, m, d);
-		w_fmt(w, " %02d:%02d:%02d.%06d+00", (int)(tod / 3600), (int)(tod / 60 % 60),
+		cs_sb_printf(w, " %02d:%02d:%02d.%06d+00", (int)(tod / 3600), (int)(tod / 60 % 60),
 			(int)(tod % 60), (int)usec);
 		if (y <= 0)
-			w_str(w, " BC");
+			cs_sb_str(w, " BC");
 		return;
 	}
 	default:
@@ -1089,41 +1034,41 @@ static const char *type_name(cs_param_type t)
 /* A short description of a wire value for messages: `"abc"`, `int 5`, `bin (3 bytes)`. */
 static void describe(const cs_value *v, char *buf, size_t len)
 {
-	wbuf w = {buf, len - 1, 0};
+	cs_sb w = cs_sb_bounded(buf, len - 1);
 	switch (v->type) {
 	case CS_V_NIL:
-		w_str(&w, "nil");
+		cs_sb_str(&w, "nil");
 		break;
 	case CS_V_BOOL:
-		w_str(&w, v->u.b ? "bool true" : "bool false");
+		cs_sb_str(&w, v->u.b ? "bool true" : "bool false");
 		break;
 	case CS_V_INT:
-		w_fmt(&w, "int %" PRId64, v->u.i);
+		cs_sb_printf(&w, "int %" PRId64, v->u.i);
 		break;
 	case CS_V_FLOAT:
-		w_fmt(&w, "float %.17g", v->u.f);
+		cs_sb_printf(&w, "float %.17g", v->u.f);
 		break;
 	case CS_V_STR: {
-		w_ch(&w, '"');
+		cs_sb_ch(&w, '"');
 		uint32_t n = v->u.s.len;
 		for (uint32_t i = 0; i < n && i < 40; i++) {
 			unsigned char c = (unsigned char)v->u.s.p[i];
 			if (c < 0x20 || c == 0x7f || c == '"' || c == '\\')
-				w_fmt(&w, "\\x%02x", c);
+				cs_sb_printf(&w, "\\x%02x", c);
 			else
-				w_ch(&w, (char)c);
+				cs_sb_ch(&w, (char)c);
 		}
-		w_str(&w, n > 40 ? "\"..." : "\"");
+		cs_sb_str(&w, n > 40 ? "\"..." : "\"");
 		break;
 	}
 	case CS_V_BIN:
-		w_fmt(&w, "bin (%" PRIu32 " bytes)", v->u.s.len);
+		cs_sb_printf(&w, "bin (%" PRIu32 " bytes)", v->u.s.len);
 		break;
 	case CS_V_TS:
-		w_fmt(&w, "timestamp (%" PRId64 " s, %" PRIu32 " ns)", v->u.ts.sec, v->u.ts.nsec);
+		cs_sb_printf(&w, "timestamp (%" PRId64 " s, %" PRIu32 " ns)", v->u.ts.sec, v->u.ts.nsec);
 		break;
 	default:
-		w_fmt(&w, "wire type %u", v->type);
+		cs_sb_printf(&w, "wire type %u", v->type);
 		break;
 	}
 	buf[w.len < len ? w.len : len - 1] = '\0';
@@ -1187,10 +1132,10 @@ int cs_params_canon(const cs_query_def *q, const cs_value *in, uint32_t n, char 
 	int rc = parse_all(q, in, n, pv, err, errlen);
 	if (rc != 0)
 		return rc;
-	wbuf w = {out, canon_cap(outlen), 0};
+	cs_sb w = cs_sb_bounded(out, canon_cap(outlen));
 	for (uint32_t i = 0; i < n; i++) {
 		if (i > 0)
-			w_ch(&w, ':');
+			cs_sb_ch(&w, ':');
 		emit_canon(&pv[i], &w);
 	}
 	*len = w.len;
@@ -1211,11 +1156,12 @@ int cs_params_canon_append_text(cs_param_type t, bool is_null, const char *text,
 		return -CS_ERR_BAD_PARAMS;
 	if (!is_null && parse_text(t, text, textlen, &pv) != R_OK)
 		return -CS_ERR_BAD_PARAMS;
-	wbuf w = {out, canon_cap(outlen), *len};
+	cs_sb w = cs_sb_bounded(out, canon_cap(outlen));
+	w.len = *len;
 	if (outlen == 0 || w.len > w.cap)
 		return 1;
 	if (index > 0)
-		w_ch(&w, ':');
+		cs_sb_ch(&w, ':');
 	emit_canon(&pv, &w);
 	if (w.len > w.cap)
 		return 1;
@@ -1237,7 +1183,7 @@ cs_pg_params *cs_params_pg(
 		vlen[i] = 0;
 		if (pv[i].null)
 			continue;
-		wbuf w = {NULL, 0, 0};
+		cs_sb w = cs_sb_bounded(NULL, 0);
 		emit_pg(&pv[i], &w);
 		if (w.len > INT_MAX - 1) {
 			if (errlen > 0)
@@ -1268,7 +1214,7 @@ cs_pg_params *cs_params_pg(
 			lengths[i] = 0;
 			continue;
 		}
-		wbuf w = {data, vlen[i], 0};
+		cs_sb w = cs_sb_bounded(data, vlen[i]);
 		emit_pg(&pv[i], &w);
 		data[vlen[i]] = '\0';
 		values[i] = data;

@@ -65,6 +65,7 @@
 #include "config.h"
 
 #include "cs_proto.h"
+#include "textutil.h"
 
 #define CS_CANON_MAX 1024 /* canonical params longer than this are not cacheable */
 
@@ -105,8 +106,7 @@ typedef struct cs_pg_params {
 cs_pg_params *cs_params_pg(const cs_query_def *q, const cs_value *in, uint32_t n, char *err,
 	size_t errlen) __attribute__((warn_unused_result));
 
-/* The value of a hexadecimal digit (either case), or -1. Shared with encode.c, fence.c. */
-int cs_hex_digit(char c);
+/* cs_hex_digit (textutil.h) is what params.c, encode.c and fence.c read hex digits with. */
 
 /* ---- Date/time text, shared with encode.c ------------------------------------------------ */
 

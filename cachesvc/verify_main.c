@@ -34,8 +34,10 @@
 #include "encode.h"
 #include "entry.h"
 #include "fence.h"
+#include "json.h"
 #include "lsn.h"
 #include "params.h"
+#include "textutil.h"
 #include "util.h"
 #include "keyspace.h"
 #include "log.h"
@@ -155,13 +157,6 @@ static void note(const verifier *v, const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-static void chomp(char *s)
-{
-	size_t n = strlen(s);
-	while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' '))
-		s[--n] = '\0';
-}
-
 static void sleep_ms(int64_t ms)
 {
 	struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
@@ -227,7 +222,7 @@ static PGconn *pg_connect(const char *conninfo)
 	if (c == NULL || PQstatus(c) != CONNECTION_OK) {
 		cs_log_mask_conninfo(conninfo, masked, sizeof masked);
 		snprintf(msg, sizeof msg, "%s", c ? PQerrorMessage(c) : "out of memory");
-		chomp(msg);
+		cs_chomp(msg);
 		fprintf(stderr, "cachesvc-verify: cannot connect to the primary (%s): %s\n", masked,
 		        msg);
 		PQfinish(c);
@@ -241,7 +236,7 @@ static PGconn *pg_connect(const char *conninfo)
 	                        "SET statement_timeout = '" STATEMENT_TIMEOUT "'");
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
-		chomp(msg);
+		cs_chomp(msg);
 		fprintf(stderr, "cachesvc-verify: cannot set the session up on the primary: %s\n",
 		        msg);
 		PQclear(r);
@@ -376,7 +371,7 @@ static int run_on_primary(verifier *v, const qrun *qr, const char *canon, size_t
 	free(p);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		snprintf(err, errlen, "%s", PQresultErrorMessage(res));
-		chomp(err);
+		cs_chomp(err);
 		PQclear(res);
 		return PQstatus(v->pg) == CONNECTION_OK ? SKIP_QUERY : -1;
 	}
@@ -393,7 +388,7 @@ static int run_on_primary(verifier *v, const qrun *qr, const char *canon, size_t
 	          cs_lsn_parse(PQgetvalue(res, 0, 0), lsn);
 	if (!ok) {
 		snprintf(err, errlen, "pg_current_wal_lsn(): %s", PQresultErrorMessage(res));
-		chomp(err);
+		cs_chomp(err);
 	}
 	PQclear(res);
 	if (!ok)
@@ -609,62 +604,57 @@ static void print_tally_text(const char *label, const tally *t)
 	printf("%s\n", sep[0] == ',' ? ")" : "");
 }
 
-/* A JSON string; bytes outside printable ASCII are written as \u00XX, so the output is
- * valid JSON whatever a key or value holds. */
-static void json_str(const char *s)
+static void json_tally(cs_json *j, const tally *t)
 {
-	putchar('"');
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20 || c >= 0x7f)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
+	cs_json_kv_uint(j, "checked", t->checked);
+	cs_json_kv_uint(j, "ok", t->ok);
+	cs_json_kv_uint(j, "stale", t->stale);
+	cs_json_kv_uint(j, "skipped", skipped_sum(t));
+	cs_json_key(j, "skipped_reasons");
+	cs_json_object(j);
+	for (int i = 0; i < SKIP__COUNT; i++) {
+		cs_json_kv_uint(j, skip_names[i], t->skipped[i]);
 	}
-	putchar('"');
-}
-
-static void json_tally(const tally *t)
-{
-	printf("\"checked\":%" PRIu64 ",\"ok\":%" PRIu64 ",\"stale\":%" PRIu64
-	       ",\"skipped\":%" PRIu64 ",\"skipped_reasons\":{",
-	        t->checked, t->ok, t->stale, skipped_sum(t));
-	for (int i = 0; i < SKIP__COUNT; i++)
-		printf("%s\"%s\":%" PRIu64, i ? "," : "", skip_names[i], t->skipped[i]);
-	printf("}");
+	cs_json_object_end(j);
 }
 
 static void report_json(const verifier *v, const qrun *runs, int nruns)
 {
-	printf("{");
-	json_tally(&v->total);
-	printf(",\"queries\":{");
+	cs_sb s = CS_SB_INIT;
+	cs_json j;
+	cs_json_init(&j, &s, false);
+	cs_json_object(&j);
+	json_tally(&j, &v->total);
+	cs_json_key(&j, "queries");
+	cs_json_object(&j);
 	for (int i = 0; i < nruns; i++) {
-		printf("%s", i ? "," : "");
-		json_str(runs[i].q->name);
-		printf(":{\"generation\":%" PRIu64 ",\"ordered\":%s,", runs[i].gen,
-		        runs[i].ordered ? "true" : "false");
-		json_tally(&runs[i].t);
-		printf("}");
+		cs_json_key(&j, runs[i].q->name);
+		cs_json_object(&j);
+		cs_json_kv_uint(&j, "generation", runs[i].gen);
+		cs_json_kv_bool(&j, "ordered", runs[i].ordered);
+		json_tally(&j, &runs[i].t);
+		cs_json_object_end(&j);
 	}
-	printf("},\"stale_keys\":[");
+	cs_json_object_end(&j);
+	cs_json_key(&j, "stale_keys");
+	cs_json_array(&j);
 	for (int i = 0; i < v->nstale; i++) {
-		const stale_rec *s = &v->stale[i];
+		const stale_rec *st = &v->stale[i];
 		char l[CS_LSN_STRLEN];
-		printf("%s{\"query\":", i ? "," : "");
-		json_str(s->query);
-		printf(",\"key\":");
-		json_str(s->key);
-		printf(",\"lsn\":\"%s\",\"age_ms\":%" PRId64 ",\"diff\":", cs_lsn_format(s->lsn, l),
-		        s->age_ms);
-		json_str(s->diff);
-		printf("}");
+		cs_json_object(&j);
+		cs_json_kv_str(&j, "query", st->query);
+		cs_json_kv_str(&j, "key", st->key);
+		cs_json_kv_str(&j, "lsn", cs_lsn_format(st->lsn, l));
+		cs_json_kv_int(&j, "age_ms", st->age_ms);
+		cs_json_kv_str(&j, "diff", st->diff);
+		cs_json_object_end(&j);
 	}
-	printf("],\"stale_keys_truncated\":%s,\"complete\":%s}\n",
-	        v->total.stale > (uint64_t)v->nstale ? "true" : "false",
-	        v->fatal ? "false" : "true");
+	cs_json_array_end(&j);
+	cs_json_kv_bool(&j, "stale_keys_truncated", v->total.stale > (uint64_t)v->nstale);
+	cs_json_kv_bool(&j, "complete", !v->fatal);
+	cs_json_object_end(&j);
+	if (cs_sb_puts(&s, stdout) != 0)
+		fputs("cachesvc-verify: out of memory writing the report\n", stderr);
 }
 
 /* ---- Main ----------------------------------------------------------------------------------- */

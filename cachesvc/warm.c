@@ -16,6 +16,7 @@
  * Locks (always taken in this order): run.src_lock (the input: file or SQL cursor),
  * run.state_lock (done lines, counters), run.bucket_lock (the token bucket), run.print_lock. */
 #include "cachesvc-client.h"
+#include "json.h"
 #include "warm_bucket.h"
 #include "warm_ckpt.h"
 #include "warm_line.h"
@@ -986,27 +987,60 @@ static void show_progress(warm_run *run, double elapsed)
 	pthread_mutex_unlock(&run->print_lock);
 }
 
-/* Writes s as a JSON string. */
-static void json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\')
-			fprintf(f, "\\%c", ch);
-		else if (ch < 0x20)
-			fprintf(f, "\\u%04x", ch);
-		else
-			fputc(ch, f);
-	}
-	fputc('"', f);
-}
-
 typedef struct outcome {
 	const char *status; /* "finished", "interrupted", "aborted", "incomplete" */
 	int exit;
 	double elapsed;
 } outcome;
+
+/* The final report as one JSON object on stdout (--json). */
+static void report_json(warm_run *run, const cs_warm_counts *c, const outcome *oc, double rate)
+{
+	cs_sb s = CS_SB_INIT;
+	cs_json j;
+	cs_json_init(&j, &s, false);
+	cs_json_object(&j);
+	cs_json_kv_str(&j, "status", oc->status);
+	cs_json_kv_str(&j, "mode", run->o->refresh ? "refresh" : "get");
+	cs_json_kv_str(&j, "input", run->ck.input);
+	cs_json_kv_uint(&j, "done", cs_warm_counts_done(c));
+	cs_json_key(&j, "total");
+	if (run->total > 0)
+		cs_json_uint(&j, run->total);
+	else
+		cs_json_null(&j);
+	cs_json_kv_uint(&j, "filled", c->filled);
+	cs_json_kv_uint(&j, "refused", c->refused);
+	cs_json_kv_uint(&j, "already_cached", c->cached);
+	cs_json_kv_uint(&j, "skipped", c->skipped);
+	cs_json_kv_uint(&j, "failed", c->failed);
+	cs_json_kv_uint(&j, "done_before", run->done_at_start);
+	cs_json_kv_fixed(&j, "elapsed_s", oc->elapsed, 3);
+	cs_json_kv_fixed(&j, "rate", rate, 1);
+	cs_json_key(&j, "reasons");
+	cs_json_object(&j);
+	for (int r = 0; r < CS_WARM_NREASONS; r++) {
+		if (c->reasons[r] == 0)
+			continue;
+		cs_json_kv_uint(&j, cs_warm_reason_name(r), c->reasons[r]);
+	}
+	cs_json_object_end(&j);
+	cs_json_key(&j, "first_failures");
+	cs_json_array(&j);
+	for (uint32_t i = 0; i < c->nfailures; i++) {
+		cs_json_object(&j);
+		cs_json_kv_uint(&j, "line", c->failures[i].line);
+		cs_json_kv_str(&j, "reason", c->failures[i].reason);
+		cs_json_object_end(&j);
+	}
+	cs_json_array_end(&j);
+	cs_json_kv_str(&j, "error", run->fatal[0] != '\0' ? run->fatal : NULL);
+	cs_json_kv_int(&j, "exit", oc->exit);
+	cs_json_object_end(&j);
+	if (cs_sb_puts(&s, stdout) != 0)
+		fputs("cachesvc-warm: out of memory writing the report\n", stderr);
+	fflush(stdout);
+}
 
 static void report(warm_run *run, const cs_warm_counts *c, const outcome *oc)
 {
@@ -1014,44 +1048,7 @@ static void report(warm_run *run, const cs_warm_counts *c, const outcome *oc)
 	uint64_t done = cs_warm_counts_done(c);
 	double rate = oc->elapsed > 0 ? (double)(done - run->done_at_start) / oc->elapsed : 0;
 	if (o->json) {
-		FILE *f = stdout;
-		fprintf(f, "{\"status\":\"%s\",\"mode\":\"%s\",\"input\":", oc->status,
-		        o->refresh ? "refresh" : "get");
-		json_str(f, run->ck.input);
-		fprintf(f, ",\"done\":%" PRIu64 ",\"total\":", done);
-		if (run->total > 0)
-			fprintf(f, "%" PRIu64, run->total);
-		else
-			fputs("null", f);
-		fprintf(f,
-		        ",\"filled\":%" PRIu64 ",\"refused\":%" PRIu64
-		        ",\"already_cached\":%" PRIu64 ",\"skipped\":%" PRIu64
-		        ",\"failed\":%" PRIu64 ",\"done_before\":%" PRIu64
-		        ",\"elapsed_s\":%.3f,\"rate\":%.1f,\"reasons\":{",
-		        c->filled, c->refused, c->cached, c->skipped, c->failed, run->done_at_start,
-		        oc->elapsed, rate);
-		bool first = true;
-		for (int r = 0; r < CS_WARM_NREASONS; r++) {
-			if (c->reasons[r] == 0)
-				continue;
-			fprintf(f, "%s\"%s\":%" PRIu64, first ? "" : ",", cs_warm_reason_name(r),
-			        c->reasons[r]);
-			first = false;
-		}
-		fputs("},\"first_failures\":[", f);
-		for (uint32_t i = 0; i < c->nfailures; i++) {
-			fprintf(f, "%s{\"line\":%" PRIu64 ",\"reason\":", i ? "," : "",
-			        c->failures[i].line);
-			json_str(f, c->failures[i].reason);
-			fputc('}', f);
-		}
-		fputs("],\"error\":", f);
-		if (run->fatal[0] != '\0')
-			json_str(f, run->fatal);
-		else
-			fputs("null", f);
-		fprintf(f, ",\"exit\":%d}\n", oc->exit);
-		fflush(f);
+		report_json(run, c, oc, rate);
 		return;
 	}
 	char d[16];

@@ -1,6 +1,7 @@
 /* warm_ckpt.c - cachesvc-warm's done-line tracker, outcome counters and checkpoint file
  * (format in warm_ckpt.h). */
 #include "warm_ckpt.h"
+#include "textutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -148,16 +149,10 @@ uint64_t cs_warm_input_id(const char *kind, const char *identity, uint64_t size,
 {
 	char num[24];
 	const char *parts[4] = {kind, identity, num, mode};
-	uint64_t h = 0xcbf29ce484222325ULL;
+	uint64_t h = CS_FNV1A64_INIT;
 	snprintf(num, sizeof num, "%" PRIu64, size);
-	for (int p = 0; p < 4; p++) {
-		for (const char *s = parts[p]; *s; s++) {
-			h ^= (unsigned char)*s;
-			h *= 0x100000001b3ULL;
-		}
-		/* the separator, a NUL byte: the xor of 0 changes nothing, the multiply does */
-		h *= 0x100000001b3ULL;
-	}
+	for (int p = 0; p < 4; p++)
+		h = cs_fnv1a64(h, parts[p], strlen(parts[p]) + 1); /* each with its NUL: the separator */
 	return h;
 }
 

@@ -39,6 +39,7 @@
 #include "pgpool.h"
 #include "redis.h"
 #include "resolve.h"
+#include "textutil.h"
 #include "util.h"
 
 #define FIFO_MAX	   65536  /* commits waiting for Redis; beyond: stop reading */
@@ -170,13 +171,6 @@ static void send_status(cs_inv *inv, bool reply);
 
 /* ---- Small helpers ---------------------------------------------------------------------- */
 
-static void chomp(char *s)
-{
-	size_t n = strlen(s);
-	while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' '))
-		s[--n] = '\0';
-}
-
 static void conn_wait(cs_inv *inv, short what)
 {
 	if (inv->ev_added)
@@ -216,10 +210,7 @@ static keyrec *rec_at(cs_inv *inv, uint32_t off)
 
 static uint64_t key_hash(int q, const char *p, size_t n)
 {
-	uint64_t h = 1469598103934665603ull ^ (uint64_t)q;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (uint8_t)p[i]) * 1099511628211ull;
-	return h;
+	return cs_fnv1a64(CS_FNV1A64_INIT ^ (uint64_t)q, p, n);
 }
 
 static void txn_reset(cs_inv *inv)
@@ -717,7 +708,7 @@ static void stream_read(cs_inv *inv)
 		} else {
 			snprintf(why, sizeof why, "%s", PQerrorMessage(inv->conn));
 		}
-		chomp(why);
+		cs_chomp(why);
 		restart(inv, why, false);
 		return;
 	}
@@ -1121,7 +1112,7 @@ static bool setup_result(cs_inv *inv, PGresult *res)
 	const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 	char msg[400];
 	snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(res));
-	chomp(msg);
+	cs_chomp(msg);
 	switch (inv->st) {
 	case ST_IDENTIFY:
 		if (st != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) < 4 ||
@@ -1430,7 +1421,7 @@ static void restart(cs_inv *inv, const char *why, bool standby)
 {
 	char reason[400];
 	snprintf(reason, sizeof reason, "%s", why ? why : "unknown");
-	chomp(reason);
+	cs_chomp(reason);
 	if (inv->ev_added) {
 		event_del(&inv->ev);
 		inv->ev_added = false;

@@ -1,5 +1,7 @@
 /* cli.c - cachesvc-cli: run GET/MGET/REFRESH/INVALIDATE/STATS/PING from a shell. */
 #include "cachesvc-client.h"
+#include "json.h"
+#include "sbuf.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -115,64 +117,33 @@ static int exit_for(int code)
 
 /* ---- Value formatting -------------------------------------------------------------------- */
 
-/* A growable string. */
-typedef struct sbuf {
-	char *p;
-	size_t len, cap;
-} sbuf;
-
-static void sb_put(sbuf *s, const char *p, size_t n)
+/* The text of s, or exit: out of memory. */
+static char *sb_text(cs_sb *s)
 {
-	if (s->len + n + 1 > s->cap) {
-		size_t cap = s->cap ? s->cap : 64;
-		while (cap < s->len + n + 1)
-			cap *= 2;
-		char *np = realloc(s->p, cap);
-		if (np == NULL) {
-			fputs("cachesvc-cli: out of memory\n", stderr);
-			exit(EXIT_BAD_REPLY);
-		}
-		s->p = np;
-		s->cap = cap;
+	char *t = cs_sb_take(s);
+	if (t == NULL) {
+		fputs("cachesvc-cli: out of memory\n", stderr);
+		exit(EXIT_BAD_REPLY);
 	}
-	memcpy(s->p + s->len, p, n);
-	s->len += n;
-	s->p[s->len] = '\0';
+	return t;
 }
 
-static void sb_printf(sbuf *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *s, const char *fmt, ...)
+/* Prints s and a newline, or exits: out of memory. */
+static void sb_puts(cs_sb *s)
 {
-	char tmp[128];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		sb_put(s, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
-
-static void fmt_float(sbuf *s, double f, bool json)
-{
-	if (isnan(f) || isinf(f)) {
-		const char *t = isnan(f) ? "NaN" : f > 0 ? "Infinity" : "-Infinity";
-		sb_printf(s, json ? "\"%s\"" : "%s", t);
-		return;
+	if (cs_sb_puts(s, stdout) != 0) {
+		fputs("cachesvc-cli: out of memory\n", stderr);
+		exit(EXIT_BAD_REPLY);
 	}
-	char tmp[40];
-	snprintf(tmp, sizeof tmp, "%.15g", f);
-	if (strtod(tmp, NULL) != f)
-		snprintf(tmp, sizeof tmp, "%.17g", f);
-	sb_put(s, tmp, strlen(tmp));
 }
 
 /* ISO-8601 UTC: "2024-01-02T03:04:05.123456Z" (json) or "2024-01-02 03:04:05.123456". */
-static void fmt_ts(sbuf *s, int64_t sec, uint32_t nsec, bool json, bool tz)
+static void fmt_ts(cs_sb *s, int64_t sec, uint32_t nsec, bool json, bool tz)
 {
 	time_t t = (time_t)sec;
 	struct tm tm;
 	if ((int64_t)t != sec || gmtime_r(&t, &tm) == NULL) {
-		sb_printf(s, json ? "\"@%" PRId64 ".%09u\"" : "@%" PRId64 ".%09u", sec, nsec);
+		cs_sb_printf(s, json ? "\"@%" PRId64 ".%09u\"" : "@%" PRId64 ".%09u", sec, nsec);
 		return;
 	}
 	char frac[16] = "";
@@ -180,7 +151,7 @@ static void fmt_ts(sbuf *s, int64_t sec, uint32_t nsec, bool json, bool tz)
 		snprintf(frac, sizeof frac, ".%06u", nsec / 1000);
 	else if (nsec != 0)
 		snprintf(frac, sizeof frac, ".%09u", nsec);
-	sb_printf(s, "%s%04d-%02d-%02d%c%02d:%02d:%02d%s%s%s", json ? "\"" : "", tm.tm_year + 1900,
+	cs_sb_printf(s, "%s%04d-%02d-%02d%c%02d:%02d:%02d%s%s%s", json ? "\"" : "", tm.tm_year + 1900,
 	        tm.tm_mon + 1, tm.tm_mday, json ? 'T' : ' ', tm.tm_hour, tm.tm_min, tm.tm_sec, frac,
 	        json ? "Z"
 	        : tz ? "+00"
@@ -188,135 +159,87 @@ static void fmt_ts(sbuf *s, int64_t sec, uint32_t nsec, bool json, bool tz)
 	        json ? "\"" : "");
 }
 
-/* Length of the valid UTF-8 sequence at p (n bytes left), 0 if invalid. */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-	size_t len;
-	uint32_t cp;
-	if (p[0] < 0x80)
-		return 1;
-	if ((p[0] & 0xe0) == 0xc0) {
-		len = 2;
-		cp = p[0] & 0x1f;
-	} else if ((p[0] & 0xf0) == 0xe0) {
-		len = 3;
-		cp = p[0] & 0x0f;
-	} else if ((p[0] & 0xf8) == 0xf0) {
-		len = 4;
-		cp = p[0] & 0x07;
-	} else {
-		return 0;
-	}
-	if (len > n)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (p[i] & 0x3f);
-	}
-	static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
-	if (cp < min[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
-
-/* A JSON string literal; invalid UTF-8 becomes U+FFFD. */
-static void json_str(sbuf *s, const char *p, size_t n)
-{
-	const unsigned char *u = (const unsigned char *)p;
-	sb_put(s, "\"", 1);
-	for (size_t i = 0; i < n;) {
-		unsigned char ch = u[i];
-		if (ch == '"' || ch == '\\') {
-			char esc[2] = {'\\', (char)ch};
-			sb_put(s, esc, 2);
-			i++;
-		} else if (ch < 0x20) {
-			static const char *const named[] = {['\b'] = "\\b",
-			        ['\f'] = "\\f",
-			        ['\n'] = "\\n",
-			        ['\r'] = "\\r",
-			        ['\t'] = "\\t"};
-			if (ch < sizeof named / sizeof named[0] && named[ch])
-				sb_put(s, named[ch], 2);
-			else
-				sb_printf(s, "\\u%04x", ch);
-			i++;
-		} else {
-			size_t l = utf8_len(u + i, n - i);
-			if (l == 0) {
-				sb_put(s, "\\ufffd", 6);
-				i++;
-			} else {
-				sb_put(s, p + i, l);
-				i += l;
-			}
-		}
-	}
-	sb_put(s, "\"", 1);
-}
-
 /* Text for the table: control characters escaped so every row stays on one line. */
-static void table_str(sbuf *s, const char *p, size_t n)
+static void table_str(cs_sb *s, const char *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		unsigned char ch = (unsigned char)p[i];
 		if (ch == '\n')
-			sb_put(s, "\\n", 2);
+			cs_sb_put(s, "\\n", 2);
 		else if (ch == '\t')
-			sb_put(s, "\\t", 2);
+			cs_sb_put(s, "\\t", 2);
 		else if (ch == '\r')
-			sb_put(s, "\\r", 2);
+			cs_sb_put(s, "\\r", 2);
 		else if (ch < 0x20 || ch == 0x7f)
-			sb_printf(s, "\\x%02x", ch);
+			cs_sb_printf(s, "\\x%02x", ch);
 		else
-			sb_put(s, p + i, 1);
+			cs_sb_put(s, p + i, 1);
 	}
 }
 
 static bool json_int_number; /* --json-int number */
 
-static void fmt_value(sbuf *s, const cs_client_value *v, int coltype, bool json)
+/* A value as table text. */
+static void fmt_value(cs_sb *s, const cs_client_value *v, int coltype)
 {
 	switch (v->type) {
 	case CS_CLIENT_V_NIL:
-		if (json)
-			sb_put(s, "null", 4);
 		break;
 	case CS_CLIENT_V_BOOL:
-		if (json)
-			sb_printf(s, "%s", v->u.b ? "true" : "false");
-		else
-			sb_put(s, v->u.b ? "t" : "f", 1);
+		cs_sb_put(s, v->u.b ? "t" : "f", 1);
 		break;
 	case CS_CLIENT_V_INT:
-		/* Beyond 2^53 a JSON number loses digits in JavaScript and most parsers. */
-		if (json && !json_int_number && (v->u.i > (INT64_C(1) << 53) || v->u.i < -(INT64_C(1) << 53)))
-			sb_printf(s, "\"%" PRId64 "\"", v->u.i);
-		else
-			sb_printf(s, "%" PRId64, v->u.i);
+		cs_sb_printf(s, "%" PRId64, v->u.i);
 		break;
 	case CS_CLIENT_V_FLOAT:
-		fmt_float(s, v->u.f, json);
+		cs_fmt_double(s, v->u.f);
 		break;
 	case CS_CLIENT_V_STR:
-		if (json)
-			json_str(s, v->u.s.p, v->u.s.len);
-		else
-			table_str(s, v->u.s.p, v->u.s.len);
+		table_str(s, v->u.s.p, v->u.s.len);
 		break;
 	case CS_CLIENT_V_BIN:
-		sb_put(s, json ? "\"" : "\\x", json ? 1 : 2);
+		cs_sb_put(s, "\\x", 2);
 		for (uint32_t i = 0; i < v->u.s.len; i++)
-			sb_printf(s, "%02x", (unsigned char)v->u.s.p[i]);
-		if (json)
-			sb_put(s, "\"", 1);
+			cs_sb_printf(s, "%02x", (unsigned char)v->u.s.p[i]);
 		break;
 	case CS_CLIENT_V_TS:
-		fmt_ts(s, v->u.ts.sec, v->u.ts.nsec, json, coltype != CS_CLIENT_COL_TIMESTAMP);
+		fmt_ts(s, v->u.ts.sec, v->u.ts.nsec, false, coltype != CS_CLIENT_COL_TIMESTAMP);
 		break;
 	default:
-		sb_put(s, json ? "null" : "?", json ? 4 : 1);
+		cs_sb_put(s, "?", 1);
+		break;
+	}
+}
+
+/* A value as JSON: bytea as a hex string, timestamps as ISO-8601 strings. */
+static void json_value(cs_json *j, const cs_client_value *v)
+{
+	switch (v->type) {
+	case CS_CLIENT_V_BOOL:
+		cs_json_bool(j, v->u.b);
+		break;
+	case CS_CLIENT_V_INT:
+		cs_json_int(j, v->u.i);
+		break;
+	case CS_CLIENT_V_FLOAT:
+		cs_json_double(j, v->u.f);
+		break;
+	case CS_CLIENT_V_STR:
+		cs_json_strn(j, v->u.s.p, v->u.s.len);
+		break;
+	case CS_CLIENT_V_BIN:
+		cs_json_value(j);
+		cs_sb_put(j->sb, "\"", 1);
+		for (uint32_t i = 0; i < v->u.s.len; i++)
+			cs_sb_printf(j->sb, "%02x", (unsigned char)v->u.s.p[i]);
+		cs_sb_put(j->sb, "\"", 1);
+		break;
+	case CS_CLIENT_V_TS:
+		cs_json_value(j);
+		fmt_ts(j->sb, v->u.ts.sec, v->u.ts.nsec, true, true);
+		break;
+	default: /* nil, and types this cli does not know */
+		cs_json_null(j);
 		break;
 	}
 }
@@ -367,12 +290,11 @@ static void print_table(const cs_client_result *r)
 	for (uint32_t i = 0; i < nr; i++)
 		for (uint32_t c = 0; c < nc; c++) {
 			cs_client_value v;
-			sbuf s = {0};
-			sb_put(&s, "", 0);
+			cs_sb s = CS_SB_INIT;
 			if (cs_client_result_value(r, i, c, &v) == 0)
-				fmt_value(&s, &v, cs_client_result_col_type(r, c), false);
-			cells[(size_t)i * nc + c] = s.p;
-			size_t w = display_width(s.p);
+				fmt_value(&s, &v, cs_client_result_col_type(r, c));
+			cells[(size_t)i * nc + c] = sb_text(&s);
+			size_t w = display_width(cells[(size_t)i * nc + c]);
 			if (w > width[c])
 				width[c] = w;
 		}
@@ -427,38 +349,45 @@ static void print_table(const cs_client_result *r)
 
 static void print_json(const cs_client_result *r)
 {
-	sbuf s = {0};
+	cs_sb s = CS_SB_INIT;
+	cs_json j;
+	cs_json_init(&j, &s, !json_int_number);
 	char lsn[CS_CLIENT_LSN_STRLEN];
 	uint32_t nc = cs_client_result_ncols(r), nr = cs_client_result_nrows(r);
-	sb_printf(&s, "{\"source\":\"%s\",\"lsn\":\"%s\",\"age_ms\":%" PRIu64 ",\"stale\":%s,",
-	        source_name(cs_client_result_source(r)),
-	        cs_client_lsn_format(cs_client_result_lsn(r), lsn), cs_client_result_age_ms(r),
-	        cs_client_result_stale(r) ? "true" : "false");
+	cs_json_object(&j);
+	cs_json_kv_str(&j, "source", source_name(cs_client_result_source(r)));
+	cs_json_kv_str(&j, "lsn", cs_client_lsn_format(cs_client_result_lsn(r), lsn));
+	cs_json_kv_uint(&j, "age_ms", cs_client_result_age_ms(r));
+	cs_json_kv_bool(&j, "stale", cs_client_result_stale(r));
 	int stored = cs_client_result_stored(r);
-	if (stored >= 0) /* only when the server said */
-		sb_printf(&s, "\"stored\":%s,", stored ? "true" : "false");
-	sb_put(&s, "\"columns\":[", 11);
-	for (uint32_t c = 0; c < nc; c++) {
-		const char *name = cs_client_result_col_name(r, c);
-		sb_put(&s, c ? ",{\"name\":" : "{\"name\":", c ? 9 : 8);
-		json_str(&s, name, strlen(name));
-		sb_printf(&s, ",\"type\":\"%s\"}", coltype_name(cs_client_result_col_type(r, c)));
+	if (stored >= 0) { /* only when the server said */
+		cs_json_kv_bool(&j, "stored", stored);
 	}
-	sb_put(&s, "],\"rows\":[", 10);
+	cs_json_key(&j, "columns");
+	cs_json_array(&j);
+	for (uint32_t c = 0; c < nc; c++) {
+		cs_json_object(&j);
+		cs_json_kv_str(&j, "name", cs_client_result_col_name(r, c));
+		cs_json_kv_str(&j, "type", coltype_name(cs_client_result_col_type(r, c)));
+		cs_json_object_end(&j);
+	}
+	cs_json_array_end(&j);
+	cs_json_key(&j, "rows");
+	cs_json_array(&j);
 	for (uint32_t i = 0; i < nr; i++) {
-		sb_put(&s, i ? ",[" : "[", i ? 2 : 1);
+		cs_json_array(&j);
 		for (uint32_t c = 0; c < nc; c++) {
 			cs_client_value v;
-			if (c)
-				sb_put(&s, ",", 1);
 			if (cs_client_result_value(r, i, c, &v) == 0)
-				fmt_value(&s, &v, cs_client_result_col_type(r, c), true);
+				json_value(&j, &v);
+			else
+				cs_json_null(&j);
 		}
-		sb_put(&s, "]", 1);
+		cs_json_array_end(&j);
 	}
-	sb_put(&s, "]}", 2);
-	puts(s.p);
-	free(s.p);
+	cs_json_array_end(&j);
+	cs_json_object_end(&j);
+	sb_puts(&s);
 }
 
 /* Prints one result or item error; returns the exit code it warrants. */
@@ -469,13 +398,15 @@ static int print_result(const cli *o, const cs_client_result *r)
 	if (code != 0) {
 		fprintf(stderr, "cachesvc-cli: %s: %s\n", cs_client_strerror(code), msg);
 		if (o->json) {
-			sbuf s = {0};
-			sb_printf(&s, "{\"error\":\"%s\",\"code\":%d,\"message\":",
-			        cs_client_strerror(code), -code);
-			json_str(&s, msg, strlen(msg));
-			sb_put(&s, "}", 1);
-			puts(s.p);
-			free(s.p);
+			cs_sb s = CS_SB_INIT;
+			cs_json j;
+			cs_json_init(&j, &s, false);
+			cs_json_object(&j);
+			cs_json_kv_str(&j, "error", cs_client_strerror(code));
+			cs_json_kv_int(&j, "code", -code);
+			cs_json_kv_str(&j, "message", msg);
+			cs_json_object_end(&j);
+			sb_puts(&s);
 		}
 		return EXIT_SERVER_ERROR;
 	}
@@ -629,9 +560,15 @@ static int cmd_invalidate(cs_client *c, const cli *o, int argc, char **argv)
 	               : cs_client_invalidate_key(c, req.query, req.params, req.nparams, &n);
 	if (rc != 0)
 		return client_error(c, rc);
-	if (o->json)
-		printf("{\"%s\":%" PRIu64 "}\n", whole ? "generation" : "deleted", n);
-	else
+	if (o->json) {
+		cs_sb s = CS_SB_INIT;
+		cs_json j;
+		cs_json_init(&j, &s, false);
+		cs_json_object(&j);
+		cs_json_kv_uint(&j, whole ? "generation" : "deleted", n);
+		cs_json_object_end(&j);
+		sb_puts(&s);
+	} else
 		printf("%s: %" PRIu64 "\n", whole ? "generation" : "deleted", n);
 	return EXIT_OK;
 }
@@ -643,28 +580,34 @@ static int cmd_stats(cs_client *c, const cli *o)
 	int rc = cs_client_stats(c, &st, &n);
 	if (rc != 0)
 		return client_error(c, rc);
-	sbuf s = {0};
-	sb_put(&s, o->json ? "{" : "", o->json ? 1 : 0);
+	cs_sb s = CS_SB_INIT;
+	cs_json j;
+	cs_json_init(&j, &s, false); /* counters: bare numbers whatever their size */
+	if (o->json)
+		cs_json_object(&j);
 	for (uint32_t i = 0; i < n; i++) {
 		if (o->json) {
-			if (i)
-				sb_put(&s, ",", 1);
-			json_str(&s, st[i].name, strlen(st[i].name));
-			sb_put(&s, ":", 1);
-		} else {
-			sb_printf(&s, "%s ", st[i].name);
+			cs_json_key(&j, st[i].name);
+			if (st[i].is_float)
+				cs_json_double(&j, st[i].f);
+			else
+				cs_json_int(&j, st[i].i);
+			continue;
 		}
+		cs_sb_printf(&s, "%s ", st[i].name);
 		if (st[i].is_float)
-			fmt_float(&s, st[i].f, o->json);
+			cs_fmt_double(&s, st[i].f);
 		else
-			sb_printf(&s, "%" PRId64, st[i].i);
-		if (!o->json)
-			sb_put(&s, "\n", 1);
+			cs_sb_printf(&s, "%" PRId64, st[i].i);
+		cs_sb_put(&s, "\n", 1);
 	}
-	if (o->json)
-		sb_put(&s, "}\n", 2);
-	fputs(s.p, stdout);
-	free(s.p);
+	if (o->json) {
+		cs_json_object_end(&j);
+		cs_sb_put(&s, "\n", 1);
+	}
+	char *t = sb_text(&s);
+	fputs(t, stdout);
+	free(t);
 	cs_client_stats_free(st);
 	return EXIT_OK;
 }
@@ -725,23 +668,22 @@ static int cmd_admin(cs_client *c, const cli *o, const char *op, int argc, char 
  * first-seen order, or with --json one object per row. Frees rows. */
 static int print_rows(const cli *o, cs_client_row *rows, uint32_t n)
 {
-	sbuf s = {0};
+	cs_sb s = CS_SB_INIT;
 	if (o->json) {
+		cs_json j;
+		cs_json_init(&j, &s, !json_int_number);
 		for (uint32_t r = 0; r < n; r++) {
-			sb_put(&s, "{", 1);
+			cs_json_object(&j);
 			for (uint32_t i = 0; i < rows[r].ncells; i++) {
-				const cs_client_cell *cell = &rows[r].cells[i];
-				if (i)
-					sb_put(&s, ",", 1);
-				json_str(&s, cell->name, strlen(cell->name));
-				sb_put(&s, ":", 1);
-				fmt_value(&s, &cell->value, 0, true);
+				cs_json_key(&j, rows[r].cells[i].name);
+				json_value(&j, &rows[r].cells[i].value);
 			}
-			sb_put(&s, "}\n", 2);
+			cs_json_object_end(&j);
+			cs_sb_put(&s, "\n", 1);
 		}
-		if (s.p)
-			fputs(s.p, stdout);
-		free(s.p);
+		char *t = sb_text(&s);
+		fputs(t, stdout);
+		free(t);
 		cs_client_show_free(rows);
 		return EXIT_OK;
 	}
@@ -778,9 +720,9 @@ static int print_rows(const cli *o, cs_client_row *rows, uint32_t n)
 			size_t k;
 			for (k = 0; k < ncols && strcmp(cols[k], cell->name) != 0; k++)
 				;
-			sbuf v = {0};
-			fmt_value(&v, &cell->value, 0, false);
-			char *txt = v.p ? v.p : strdup("");
+			cs_sb v = CS_SB_INIT;
+			fmt_value(&v, &cell->value, 0);
+			char *txt = cs_sb_take(&v);
 			free(cellstr[(size_t)r * ncols + k]);
 			cellstr[(size_t)r * ncols + k] = txt;
 			if (txt && display_width(txt) > width[k])
@@ -788,33 +730,34 @@ static int print_rows(const cli *o, cs_client_row *rows, uint32_t n)
 		}
 	}
 	for (size_t k = 0; k < ncols; k++) {
-		sb_put(&s, " | ", k ? 3 : 0);
-		sb_put(&s, cols[k], strlen(cols[k]));
+		cs_sb_put(&s, " | ", k ? 3 : 0);
+		cs_sb_put(&s, cols[k], strlen(cols[k]));
 		for (size_t w = display_width(cols[k]); w < width[k] && k + 1 < ncols; w++)
-			sb_put(&s, " ", 1);
+			cs_sb_put(&s, " ", 1);
 	}
-	sb_put(&s, "\n", 1);
+	cs_sb_put(&s, "\n", 1);
 	for (size_t k = 0; k < ncols; k++) {
-		sb_put(&s, "-+-", k ? 3 : 0);
+		cs_sb_put(&s, "-+-", k ? 3 : 0);
 		for (size_t w = 0; w < width[k]; w++)
-			sb_put(&s, "-", 1);
+			cs_sb_put(&s, "-", 1);
 	}
-	sb_put(&s, "\n", 1);
+	cs_sb_put(&s, "\n", 1);
 	for (uint32_t r = 0; r < n; r++) {
 		for (size_t k = 0; k < ncols; k++) {
 			const char *t = cellstr[(size_t)r * ncols + k];
 			if (t == NULL)
 				t = "";
-			sb_put(&s, " | ", k ? 3 : 0);
-			sb_put(&s, t, strlen(t)); /* any length: sb_printf would cut it */
+			cs_sb_put(&s, " | ", k ? 3 : 0);
+			cs_sb_put(&s, t, strlen(t));
 			for (size_t w = display_width(t); w < width[k] && k + 1 < ncols; w++)
-				sb_put(&s, " ", 1);
+				cs_sb_put(&s, " ", 1);
 		}
-		sb_put(&s, "\n", 1);
+		cs_sb_put(&s, "\n", 1);
 	}
-	sb_printf(&s, "(%u row%s)\n", n, n == 1 ? "" : "s");
-	fputs(s.p, stdout);
-	free(s.p);
+	cs_sb_printf(&s, "(%u row%s)\n", n, n == 1 ? "" : "s");
+	char *t = sb_text(&s);
+	fputs(t, stdout);
+	free(t);
 	for (size_t i = 0; i < ncells; i++)
 		free(cellstr[i]);
 	free(cellstr);
@@ -824,7 +767,7 @@ static int print_rows(const cli *o, cs_client_row *rows, uint32_t n)
 	return EXIT_OK;
 oom:
 	cs_client_show_free(rows);
-	free(s.p);
+	cs_sb_free(&s);
 	fprintf(stderr, "cachesvc-cli: out of memory\n");
 	return EXIT_BAD_REPLY;
 }

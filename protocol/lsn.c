@@ -1,18 +1,8 @@
 /* lsn.c - PostgreSQL WAL positions (LSNs): parse and format "X/Y" text. */
 #include "lsn.h"
+#include "textutil.h"
 
 #include <stdio.h>
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 /* Reads 1-8 hex digits ending at `stop`; returns the position after them or NULL. */
 static const char *hex32(const char *s, char stop, uint32_t *out)
@@ -20,7 +10,7 @@ static const char *hex32(const char *s, char stop, uint32_t *out)
 	uint32_t v = 0;
 	int n = 0;
 	for (; *s != stop; s++, n++) {
-		int d = hexval(*s);
+		int d = cs_hex_digit(*s);
 		if (d < 0 || n == 8)
 			return NULL;
 		v = (v << 4) | (uint32_t)d;

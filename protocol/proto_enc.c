@@ -56,6 +56,32 @@ static void packer(msgpack_packer *pk, cs_buf *b)
 	msgpack_packer_init(pk, b, cs_buf_msgpack_write);
 }
 
+/* A frame being written: where it starts (rolled back to on failure), its header, and a
+ * msgpack packer appending to the buffer. */
+typedef struct frame {
+	cs_buf *b;
+	size_t start, off;
+	msgpack_packer pk;
+} frame;
+
+/* Begins a frame of opcode; -CS_ERR_TOO_LARGE (nothing written) when b already failed. */
+static int frame_begin(frame *f, cs_buf *b, uint8_t opcode, uint32_t reqid)
+{
+	if (b->failed)
+		return -CS_ERR_TOO_LARGE;
+	f->b = b;
+	f->start = b->len;
+	f->off = cs_proto_begin(b, opcode, reqid);
+	packer(&f->pk, b);
+	return 0;
+}
+
+/* Closes it: 0, or -CS_ERR_TOO_LARGE with the frame rolled back. */
+static int frame_end(frame *f)
+{
+	return frame_done(f->b, f->start, f->off);
+}
+
 static int pack_cstr(msgpack_packer *pk, const char *s)
 {
 	return msgpack_pack_str_with_body(pk, s, strlen(s));
@@ -155,34 +181,28 @@ static int pack_error_map(msgpack_packer *pk, int code, const char *msg)
 
 int cs_proto_write_error(cs_buf *b, uint32_t reqid, int code, const char *fmt, ...)
 {
-	if (b->failed)
-		return -CS_ERR_TOO_LARGE;
 	char msg[CS_PROTO_MAX_MSG + 8];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	size_t start = b->len;
-	size_t off = cs_proto_begin(b, CS_OP_ERROR, reqid);
-	msgpack_packer pk;
-	packer(&pk, b);
-	(void)pack_error_map(&pk, code, msg);
-	return frame_done(b, start, off);
+	frame f;
+	if (frame_begin(&f, b, CS_OP_ERROR, reqid) != 0)
+		return -CS_ERR_TOO_LARGE;
+	(void)pack_error_map(&f.pk, code, msg);
+	return frame_end(&f);
 }
 
 int cs_proto_write_result(cs_buf *b, uint32_t reqid, uint8_t op, const cs_meta *meta,
         const uint8_t *result, size_t len)
 {
-	if (b->failed)
+	frame f;
+	if (frame_begin(&f, b, CS_OP_REPLY_FLAG | op, reqid) != 0)
 		return -CS_ERR_TOO_LARGE;
-	size_t start = b->len;
-	size_t off = cs_proto_begin(b, (uint8_t)(CS_OP_REPLY_FLAG | op), reqid);
-	msgpack_packer pk;
-	packer(&pk, b);
-	(void)msgpack_pack_array(&pk, 2);
-	(void)cs_proto_pack_meta(&pk, meta);
+	(void)msgpack_pack_array(&f.pk, 2);
+	(void)cs_proto_pack_meta(&f.pk, meta);
 	put(b, result, len);
-	return frame_done(b, start, off);
+	return frame_end(&f);
 }
 
 size_t cs_proto_mget_begin(cs_buf *b, uint32_t reqid, uint32_t n)
@@ -220,63 +240,53 @@ void cs_proto_mget_end(cs_buf *b, size_t off)
 int cs_proto_write_hello_reply(
         cs_buf *b, uint32_t reqid, uint32_t version, const char *server, uint32_t max_frame)
 {
-	if (b->failed)
+	frame f;
+	if (frame_begin(&f, b, CS_OP_REPLY_FLAG | CS_OP_HELLO, reqid) != 0)
 		return -CS_ERR_TOO_LARGE;
-	size_t start = b->len;
-	size_t off = cs_proto_begin(b, CS_OP_REPLY_FLAG | CS_OP_HELLO, reqid);
-	msgpack_packer pk;
-	packer(&pk, b);
-	(void)msgpack_pack_map(&pk, 3);
-	(void)pack_cstr(&pk, "v");
-	(void)msgpack_pack_uint32(&pk, version);
-	(void)pack_cstr(&pk, "server");
-	(void)pack_cstr(&pk, server);
-	(void)pack_cstr(&pk, "max_frame");
-	(void)msgpack_pack_uint32(&pk, max_frame);
-	return frame_done(b, start, off);
+	(void)msgpack_pack_map(&f.pk, 3);
+	(void)pack_cstr(&f.pk, "v");
+	(void)msgpack_pack_uint32(&f.pk, version);
+	(void)pack_cstr(&f.pk, "server");
+	(void)pack_cstr(&f.pk, server);
+	(void)pack_cstr(&f.pk, "max_frame");
+	(void)msgpack_pack_uint32(&f.pk, max_frame);
+	return frame_end(&f);
 }
 
 int cs_proto_write_nil_reply(cs_buf *b, uint32_t reqid, uint8_t op)
 {
-	if (b->failed)
+	frame f;
+	if (frame_begin(&f, b, CS_OP_REPLY_FLAG | op, reqid) != 0)
 		return -CS_ERR_TOO_LARGE;
-	size_t start = b->len;
-	size_t off = cs_proto_begin(b, (uint8_t)(CS_OP_REPLY_FLAG | op), reqid);
 	put(b, "\xc0", 1);
-	return frame_done(b, start, off);
+	return frame_end(&f);
 }
 
 int cs_proto_write_inval_reply(cs_buf *b, uint32_t reqid, bool whole_query, uint64_t n)
 {
-	if (b->failed)
+	frame f;
+	if (frame_begin(&f, b, CS_OP_REPLY_FLAG | CS_OP_INVALIDATE, reqid) != 0)
 		return -CS_ERR_TOO_LARGE;
-	size_t start = b->len;
-	size_t off = cs_proto_begin(b, CS_OP_REPLY_FLAG | CS_OP_INVALIDATE, reqid);
-	msgpack_packer pk;
-	packer(&pk, b);
-	(void)msgpack_pack_map(&pk, 1);
-	(void)pack_cstr(&pk, whole_query ? "generation" : "deleted");
-	(void)msgpack_pack_uint64(&pk, n);
-	return frame_done(b, start, off);
+	(void)msgpack_pack_map(&f.pk, 1);
+	(void)pack_cstr(&f.pk, whole_query ? "generation" : "deleted");
+	(void)msgpack_pack_uint64(&f.pk, n);
+	return frame_end(&f);
 }
 
 int cs_proto_write_stats(cs_buf *b, uint32_t reqid, const cs_stat *stats, uint32_t n)
 {
-	if (b->failed)
+	frame f;
+	if (frame_begin(&f, b, CS_OP_REPLY_FLAG | CS_OP_STATS, reqid) != 0)
 		return -CS_ERR_TOO_LARGE;
-	size_t start = b->len;
-	size_t off = cs_proto_begin(b, CS_OP_REPLY_FLAG | CS_OP_STATS, reqid);
-	msgpack_packer pk;
-	packer(&pk, b);
-	(void)msgpack_pack_map(&pk, n);
+	(void)msgpack_pack_map(&f.pk, n);
 	for (uint32_t i = 0; i < n && !b->failed; i++) {
-		(void)msgpack_pack_str_with_body(&pk, stats[i].name, stats[i].name_len);
+		(void)msgpack_pack_str_with_body(&f.pk, stats[i].name, stats[i].name_len);
 		if (stats[i].is_float)
-			(void)msgpack_pack_double(&pk, stats[i].f);
+			(void)msgpack_pack_double(&f.pk, stats[i].f);
 		else
-			(void)msgpack_pack_int64(&pk, stats[i].i);
+			(void)msgpack_pack_int64(&f.pk, stats[i].i);
 	}
-	return frame_done(b, start, off);
+	return frame_end(&f);
 }
 
 /* ---- Requests ---------------------------------------------------------------------------- */
@@ -337,14 +347,11 @@ int cs_proto_write_get(cs_buf *b, uint32_t reqid, uint8_t op, const cs_get_req *
 	int rc = check_get(req);
 	if (rc != 0)
 		return rc;
-	if (b->failed)
+	frame f;
+	if (frame_begin(&f, b, op, reqid) != 0)
 		return -CS_ERR_TOO_LARGE;
-	size_t start = b->len;
-	size_t off = cs_proto_begin(b, op, reqid);
-	msgpack_packer pk;
-	packer(&pk, b);
-	pack_get(&pk, req);
-	return frame_done(b, start, off);
+	pack_get(&f.pk, req);
+	return frame_end(&f);
 }
 
 int cs_proto_write_mget(cs_buf *b, uint32_t reqid, const cs_get_req *items, uint32_t n)
@@ -356,16 +363,13 @@ int cs_proto_write_mget(cs_buf *b, uint32_t reqid, const cs_get_req *items, uint
 		if (rc != 0)
 			return rc;
 	}
-	if (b->failed)
+	frame f;
+	if (frame_begin(&f, b, CS_OP_MGET, reqid) != 0)
 		return -CS_ERR_TOO_LARGE;
-	size_t start = b->len;
-	size_t off = cs_proto_begin(b, CS_OP_MGET, reqid);
-	msgpack_packer pk;
-	packer(&pk, b);
-	(void)msgpack_pack_array(&pk, n);
+	(void)msgpack_pack_array(&f.pk, n);
 	for (uint32_t i = 0; i < n && !b->failed; i++)
-		pack_get(&pk, &items[i]);
-	return frame_done(b, start, off);
+		pack_get(&f.pk, &items[i]);
+	return frame_end(&f);
 }
 
 int cs_proto_write_hello(cs_buf *b, uint32_t reqid, const cs_hello_req *req)
@@ -373,22 +377,19 @@ int cs_proto_write_hello(cs_buf *b, uint32_t reqid, const cs_hello_req *req)
 	if (req->client_len > CS_PROTO_MAX_NAME || (req->client == NULL && req->client_len) ||
 	        req->token_len > CS_PROTO_MAX_TOKEN)
 		return -CS_ERR_BAD_PARAMS;
-	if (b->failed)
+	frame f;
+	if (frame_begin(&f, b, CS_OP_HELLO, reqid) != 0)
 		return -CS_ERR_TOO_LARGE;
-	size_t start = b->len;
-	size_t off = cs_proto_begin(b, CS_OP_HELLO, reqid);
-	msgpack_packer pk;
-	packer(&pk, b);
-	(void)msgpack_pack_map(&pk, req->token ? 3 : 2);
-	(void)pack_cstr(&pk, "v");
-	(void)msgpack_pack_uint32(&pk, req->version);
-	(void)pack_cstr(&pk, "client");
-	(void)msgpack_pack_str_with_body(&pk, req->client ? req->client : "", req->client_len);
+	(void)msgpack_pack_map(&f.pk, req->token ? 3 : 2);
+	(void)pack_cstr(&f.pk, "v");
+	(void)msgpack_pack_uint32(&f.pk, req->version);
+	(void)pack_cstr(&f.pk, "client");
+	(void)msgpack_pack_str_with_body(&f.pk, req->client ? req->client : "", req->client_len);
 	if (req->token) {
-		(void)pack_cstr(&pk, "token");
-		(void)msgpack_pack_str_with_body(&pk, req->token, req->token_len);
+		(void)pack_cstr(&f.pk, "token");
+		(void)msgpack_pack_str_with_body(&f.pk, req->token, req->token_len);
 	}
-	return frame_done(b, start, off);
+	return frame_end(&f);
 }
 
 int cs_proto_write_inval(cs_buf *b, uint32_t reqid, const cs_inval_req *req)
@@ -399,30 +400,26 @@ int cs_proto_write_inval(cs_buf *b, uint32_t reqid, const cs_inval_req *req)
 	for (uint32_t i = 0; req->has_params && i < req->nparams; i++)
 		if (!value_ok(&req->params[i]))
 			return -CS_ERR_BAD_PARAMS;
-	if (b->failed)
+	frame f;
+	if (frame_begin(&f, b, CS_OP_INVALIDATE, reqid) != 0)
 		return -CS_ERR_TOO_LARGE;
-	size_t start = b->len;
-	size_t off = cs_proto_begin(b, CS_OP_INVALIDATE, reqid);
-	msgpack_packer pk;
-	packer(&pk, b);
-	(void)msgpack_pack_map(&pk, req->has_params ? 2 : 1);
-	(void)pack_cstr(&pk, "q");
-	(void)msgpack_pack_str_with_body(&pk, req->query, req->query_len);
+	(void)msgpack_pack_map(&f.pk, req->has_params ? 2 : 1);
+	(void)pack_cstr(&f.pk, "q");
+	(void)msgpack_pack_str_with_body(&f.pk, req->query, req->query_len);
 	if (req->has_params)
-		pack_params(&pk, req->params, req->nparams);
-	return frame_done(b, start, off);
+		pack_params(&f.pk, req->params, req->nparams);
+	return frame_end(&f);
 }
 
 int cs_proto_write_empty(cs_buf *b, uint32_t reqid, uint8_t op)
 {
 	if (op != CS_OP_PING && op != CS_OP_STATS)
 		return -CS_ERR_BAD_PARAMS;
-	if (b->failed)
+	frame f;
+	if (frame_begin(&f, b, op, reqid) != 0)
 		return -CS_ERR_TOO_LARGE;
-	size_t start = b->len;
-	size_t off = cs_proto_begin(b, op, reqid);
 	put(b, "\xc0", 1);
-	return frame_done(b, start, off);
+	return frame_end(&f);
 }
 
 /* ---- SHOW -------------------------------------------------------------------------------- */
@@ -487,20 +484,17 @@ static int write_names(cs_buf *b, uint8_t op, uint32_t reqid, const char *const 
 			return -CS_ERR_BAD_PARAMS;
 		present += vals[i] != NULL;
 	}
-	if (b->failed)
+	frame f;
+	if (frame_begin(&f, b, op, reqid) != 0)
 		return -CS_ERR_TOO_LARGE;
-	size_t start = b->len;
-	size_t off = cs_proto_begin(b, op, reqid);
-	msgpack_packer pk;
-	packer(&pk, b);
-	(void)msgpack_pack_map(&pk, present);
+	(void)msgpack_pack_map(&f.pk, present);
 	for (int i = 0; i < n; i++) {
 		if (vals[i] == NULL)
 			continue;
-		(void)pack_cstr(&pk, keys[i]);
-		(void)msgpack_pack_str_with_body(&pk, vals[i], strlen(vals[i]));
+		(void)pack_cstr(&f.pk, keys[i]);
+		(void)msgpack_pack_str_with_body(&f.pk, vals[i], strlen(vals[i]));
 	}
-	return frame_done(b, start, off);
+	return frame_end(&f);
 }
 
 int cs_proto_write_show(cs_buf *b, uint32_t reqid, const char *what)

@@ -414,6 +414,19 @@ int cs_result_value(const cs_result *r, uint32_t row, uint32_t col, cs_value *ou
 	return 0;
 }
 
+/* Starts reading a reply body: true when its top object reads and is of `kind`. */
+static bool body_open(mp_reader *r, const uint8_t *body, uint32_t len, mp_obj *top, int kind)
+{
+	mp_init(r, body, len);
+	return mp_next(r, top) == 0 && (int)top->kind == kind;
+}
+
+/* Reads a map entry: true when both the key and the value read. */
+static bool map_pair(mp_reader *r, mp_obj *k, mp_obj *v)
+{
+	return mp_next(r, k) == 0 && mp_next(r, v) == 0;
+}
+
 /* ---- Small replies ----------------------------------------------------------------------- */
 
 int cs_proto_decode_error(
@@ -423,11 +436,10 @@ int cs_proto_decode_error(
 	mp_obj m, k, v;
 	uint64_t c = 0;
 	unsigned seen = 0;
-	mp_init(&r, body, len);
-	if (mp_next(&r, &m) != 0 || m.kind != MP_MAP)
+	if (!body_open(&r, body, len, &m, MP_MAP))
 		return -CS_ERR_PROTOCOL;
 	for (uint32_t i = 0; i < m.len; i++) {
-		if (mp_next(&r, &k) != 0 || mp_next(&r, &v) != 0)
+		if (!map_pair(&r, &k, &v))
 			return -CS_ERR_PROTOCOL;
 		if (mp_str_eq(&k, "code") && !(seen & 1u)) {
 			if (!mp_as_u64(&v, &c) || c < 1 || c > 255)
@@ -456,11 +468,10 @@ int cs_proto_decode_hello_reply(const uint8_t *body, uint32_t len, uint32_t *ver
 	mp_obj m, k, v;
 	uint64_t u;
 	unsigned seen = 0;
-	mp_init(&r, body, len);
-	if (mp_next(&r, &m) != 0 || m.kind != MP_MAP)
+	if (!body_open(&r, body, len, &m, MP_MAP))
 		return -CS_ERR_PROTOCOL;
 	for (uint32_t i = 0; i < m.len; i++) {
-		if (mp_next(&r, &k) != 0 || mp_next(&r, &v) != 0)
+		if (!map_pair(&r, &k, &v))
 			return -CS_ERR_PROTOCOL;
 		if (mp_str_eq(&k, "v") && !(seen & 1u) && mp_as_u64(&v, &u) && u <= UINT32_MAX) {
 			*version = (uint32_t)u;
@@ -485,10 +496,9 @@ int cs_proto_decode_inval_reply(const uint8_t *body, uint32_t len, bool *whole_q
 {
 	mp_reader r;
 	mp_obj m, k, v;
-	mp_init(&r, body, len);
-	if (mp_next(&r, &m) != 0 || m.kind != MP_MAP || m.len != 1)
+	if (!body_open(&r, body, len, &m, MP_MAP) || m.len != 1)
 		return -CS_ERR_PROTOCOL;
-	if (mp_next(&r, &k) != 0 || mp_next(&r, &v) != 0 || !mp_as_u64(&v, n))
+	if (!map_pair(&r, &k, &v) || !mp_as_u64(&v, n))
 		return -CS_ERR_PROTOCOL;
 	if (mp_str_eq(&k, "generation"))
 		*whole_query = true;
@@ -509,9 +519,8 @@ int cs_proto_decode_stats(
 {
 	mp_reader r;
 	mp_obj m, k, v;
-	mp_init(&r, body, len);
 	*n = 0;
-	if (mp_next(&r, &m) != 0 || m.kind != MP_MAP)
+	if (!body_open(&r, body, len, &m, MP_MAP))
 		return -CS_ERR_PROTOCOL;
 	if (m.len > max)
 		return -CS_ERR_TOO_LARGE;
@@ -542,9 +551,8 @@ int cs_proto_decode_show_reply(
 {
 	mp_reader r;
 	mp_obj a, m, k, v;
-	mp_init(&r, body, len);
 	*nrows = 0;
-	if (mp_next(&r, &a) != 0 || a.kind != MP_ARRAY)
+	if (!body_open(&r, body, len, &a, MP_ARRAY))
 		return -CS_ERR_PROTOCOL;
 	for (uint32_t row = 0; row < a.len; row++) {
 		if (mp_next(&r, &m) != 0 || m.kind != MP_MAP)

@@ -21,18 +21,24 @@ typedef struct dctx {
 	const char *where; /* "" or "item N: " */
 } dctx;
 
-static int hard(dctx *d, const char *fmt, ...) CS_PROTO_PRINTF(2, 3);
-static int hard(dctx *d, const char *fmt, ...)
+/* Writes d->where and the message into d->err. */
+static void set_err(dctx *d, const char *fmt, va_list ap) CS_PROTO_PRINTF(2, 0);
+static void set_err(dctx *d, const char *fmt, va_list ap)
 {
 	if (d->err != NULL && d->errlen > 0) {
 		int n = snprintf(d->err, d->errlen, "%s", d->where);
-		if (n >= 0 && (size_t)n < d->errlen) {
-			va_list ap;
-			va_start(ap, fmt);
+		if (n >= 0 && (size_t)n < d->errlen)
 			vsnprintf(d->err + n, d->errlen - (size_t)n, fmt, ap);
-			va_end(ap);
-		}
 	}
+}
+
+static int hard(dctx *d, const char *fmt, ...) CS_PROTO_PRINTF(2, 3);
+static int hard(dctx *d, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	set_err(d, fmt, ap);
+	va_end(ap);
 	return -CS_ERR_PROTOCOL;
 }
 
@@ -42,15 +48,10 @@ static void soft(dctx *d, const char *fmt, ...)
 	if (d->soft != 0)
 		return;
 	d->soft = -CS_ERR_BAD_PARAMS;
-	if (d->err != NULL && d->errlen > 0) {
-		int n = snprintf(d->err, d->errlen, "%s", d->where);
-		if (n >= 0 && (size_t)n < d->errlen) {
-			va_list ap;
-			va_start(ap, fmt);
-			vsnprintf(d->err + n, d->errlen - (size_t)n, fmt, ap);
-			va_end(ap);
-		}
-	}
+	va_list ap;
+	va_start(ap, fmt);
+	set_err(d, fmt, ap);
+	va_end(ap);
 }
 
 static int next(mp_reader *r, mp_obj *o, dctx *d)
@@ -83,6 +84,28 @@ static int match_key(const mp_obj *k, const char *const *names, unsigned *seen, 
 	}
 	return hard(
 	        d, "unknown key \"%.*s\"", (int)(k->len > 32 ? 32 : k->len), (const char *)k->data);
+}
+
+/* Reads the next map key and matches it (match_key): the key's index, or an error. */
+static int next_key(mp_reader *r, const char *const *names, unsigned *seen, dctx *d)
+{
+	mp_obj k;
+	int rc = read_key(r, &k, d);
+	return rc != 0 ? rc : match_key(&k, names, seen, d);
+}
+
+/* Starts reading a request body: its top object, which must be of `kind` (MP_MAP or
+ * MP_ARRAY; `what` names the request in the message). 0, or the error. */
+static int open_body(mp_reader *r, const uint8_t *body, uint32_t len, mp_obj *top, int kind,
+        const char *what, dctx *d)
+{
+	mp_init(r, body, len);
+	int rc = next(r, top, d);
+	if (rc != 0)
+		return rc;
+	if ((int)top->kind != kind)
+		return hard(d, "%s body must be %s", what, kind == MP_MAP ? "a map" : "an array");
+	return 0;
 }
 
 /* "q": a query name of 1..CS_PROTO_MAX_NAME bytes. */
@@ -158,10 +181,7 @@ static int read_get(mp_reader *r, int depth, cs_get_req *out, dctx *d)
 	out->bypass = false;
 	unsigned seen = 0;
 	for (uint32_t i = 0; i < m.len; i++) {
-		mp_obj k;
-		if ((rc = read_key(r, &k, d)) != 0)
-			return rc;
-		int key = match_key(&k, keys, &seen, d);
+		int key = next_key(r, keys, &seen, d);
 		if (key < 0)
 			return key;
 		switch (key) {
@@ -234,13 +254,10 @@ int cs_proto_decode_mget(const uint8_t *body, uint32_t len, cs_get_req *items, u
 	dctx d = {err, errlen, 0, ""};
 	mp_reader r;
 	mp_obj a;
-	mp_init(&r, body, len);
 	*nitems = 0;
-	int rc = next(&r, &a, &d);
+	int rc = open_body(&r, body, len, &a, MP_ARRAY, "MGET", &d);
 	if (rc != 0)
 		return rc;
-	if (a.kind != MP_ARRAY)
-		return hard(&d, "MGET body must be an array");
 	uint32_t limit = max_items < CS_PROTO_MAX_MGET ? max_items : CS_PROTO_MAX_MGET;
 	if (a.len > limit)
 		return hard(&d, "MGET of %u items, the limit is %u", a.len, limit);
@@ -263,19 +280,14 @@ int cs_proto_decode_hello(
 	static const char *const keys[] = {"v", "client", "token", NULL};
 	dctx d = {err, errlen, 0, ""};
 	mp_reader r;
-	mp_obj m, k, v;
-	mp_init(&r, body, len);
-	int rc = next(&r, &m, &d);
+	mp_obj m, v;
+	int rc = open_body(&r, body, len, &m, MP_MAP, "HELLO", &d);
 	if (rc != 0)
 		return rc;
-	if (m.kind != MP_MAP)
-		return hard(&d, "HELLO body must be a map");
 	memset(out, 0, sizeof *out);
 	unsigned seen = 0;
 	for (uint32_t i = 0; i < m.len; i++) {
-		if ((rc = read_key(&r, &k, &d)) != 0)
-			return rc;
-		int key = match_key(&k, keys, &seen, &d);
+		int key = next_key(&r, keys, &seen, &d);
 		if (key < 0)
 			return key;
 		if ((rc = next(&r, &v, &d)) != 0)
@@ -314,22 +326,17 @@ int cs_proto_decode_inval(
 	static const char *const keys[] = {"q", "p", NULL};
 	dctx d = {err, errlen, 0, ""};
 	mp_reader r;
-	mp_obj m, k;
-	mp_init(&r, body, len);
-	int rc = next(&r, &m, &d);
+	mp_obj m;
+	int rc = open_body(&r, body, len, &m, MP_MAP, "INVALIDATE", &d);
 	if (rc != 0)
 		return rc;
-	if (m.kind != MP_MAP)
-		return hard(&d, "INVALIDATE body must be a map");
 	out->query = NULL;
 	out->query_len = 0;
 	out->has_params = false;
 	out->nparams = 0;
 	unsigned seen = 0;
 	for (uint32_t i = 0; i < m.len; i++) {
-		if ((rc = read_key(&r, &k, &d)) != 0)
-			return rc;
-		int key = match_key(&k, keys, &seen, &d);
+		int key = next_key(&r, keys, &seen, &d);
 		if (key < 0)
 			return key;
 		if (key == 0) {
@@ -360,22 +367,17 @@ static int decode_names(const uint8_t *body, uint32_t len, const char *const *ke
         unsigned required, const char *op, const char **vals, uint32_t *lens, dctx *d)
 {
 	mp_reader r;
-	mp_obj m, k, v;
-	mp_init(&r, body, len);
-	int rc = next(&r, &m, d);
+	mp_obj m, v;
+	int rc = open_body(&r, body, len, &m, MP_MAP, op, d);
 	if (rc != 0)
 		return rc;
-	if (m.kind != MP_MAP)
-		return hard(d, "%s body must be a map", op);
 	for (int i = 0; keys[i] != NULL; i++) {
 		vals[i] = NULL;
 		lens[i] = 0;
 	}
 	unsigned seen = 0;
 	for (uint32_t i = 0; i < m.len; i++) {
-		if ((rc = read_key(&r, &k, d)) != 0)
-			return rc;
-		int key = match_key(&k, keys, &seen, d);
+		int key = next_key(&r, keys, &seen, d);
 		if (key < 0)
 			return key;
 		if ((rc = next(&r, &v, d)) != 0)

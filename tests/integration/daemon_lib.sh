@@ -268,3 +268,74 @@ cached() {
   [ "$(redis exists "$NS:e:$1:${g:-0}:$2")" = 1 ]
 }
 streaming() { metric_is cachesvc_invalidator_state 3; }
+
+# ---- common set-ups ------------------------------------------------------------------------
+# users_db N [SQL...]: the test database with users(id, name) holding rows 1..N ('user ' || id);
+# any SQL lines given run after the CREATE TABLE and before the rows go in.
+users_db() {
+  local n=$1
+  shift
+  make_db < <(
+    echo "CREATE TABLE users (id bigint PRIMARY KEY, name text);"
+    [ $# -eq 0 ] || printf '%s\n' "$@"
+    echo "INSERT INTO users SELECT i, 'user ' || i FROM generate_series(1, $n) i;"
+  )
+}
+# user_query NAME: a [query NAME] section reading one users row by id, invalidated by that row.
+user_query() {
+  printf '\n[query %s]\nsql = SELECT id, name FROM users WHERE id = $1\nparams = id:int8\ninvalidate_on = users(id = $1)\n' "$1"
+}
+# inval_config FILE QUERY [REPLICAS...]: write_config, user_query QUERY, invalidator_section.
+inval_config() {
+  local f=$1 q=$2
+  shift 2
+  write_config "$f" "$@"
+  user_query "$q" >>"$f"
+  invalidator_section >>"$f"
+}
+# start_streaming CONF [NAME]: start_daemon, then waits (30 s) until its invalidator streams.
+start_streaming() {
+  start_daemon "$@"
+  until_true 30 streaming || fail "${2:-cachesvc}: the invalidator never streamed"
+}
+# filled_now QUERY PARAM...: one GET, then true when the next GET of that key is a hit.
+filled_now() { cli get "$@" >/dev/null 2>&1 && [ "$(src "$@")" = cache ]; }
+# fill QUERY PARAM...: until that key is cached (20 s), or fails.
+fill() { until_true 20 filled_now "$@" || fail "could not get $* cached"; }
+# items_db FIRST LAST [SQL...]: the test database with items(id, v) holding rows FIRST..LAST
+# (v = 'v' || id), once every replica has replayed it; SQL lines run before the rows go in.
+items_db() {
+  local first=$1 last=$2
+  shift 2
+  make_db < <(
+    echo "CREATE TABLE items (id bigint PRIMARY KEY, v text);"
+    [ $# -eq 0 ] || printf '%s\n' "$@"
+    echo "INSERT INTO items SELECT i, 'v' || i FROM generate_series($first, $last) i;"
+  )
+  wait_replicas
+}
+# item_query: the [query w_item] section reading one items row's v by id.
+item_query() {
+  printf '\n[query w_item]\nsql = SELECT v FROM items WHERE id = $1\nparams = id:int8\n'
+}
+# private_redis [OPTION...]: a redis-server of this test's own on RPORT (data in $WORK/redis,
+# shut down at exit), started at once; start_redis starts it again after a stop, with the same
+# options (default --appendonly no). Point a config at it with
+#   sed -i "s|^url = .*|url = redis://127.0.0.1:$RPORT/0|" FILE
+private_redis() {
+  RPORT=$(free_port)
+  PRIVATE_REDIS_OPTS=("$@")
+  [ ${#PRIVATE_REDIS_OPTS[@]} -gt 0 ] || PRIVATE_REDIS_OPTS=(--appendonly no)
+  mkdir -p "$WORK/redis"
+  CLEANUPS+=("redis-cli -p $RPORT shutdown nosave")
+  start_redis
+}
+start_redis() {
+  redis-server --port "$RPORT" --bind 127.0.0.1 --save '' "${PRIVATE_REDIS_OPTS[@]}" \
+    --daemonize yes --pidfile "$WORK/redis/redis.pid" --logfile "$WORK/redis.log" --dir "$WORK/redis" >/dev/null
+  until_true 10 redis-cli -p "$RPORT" ping >/dev/null || fail "private redis did not start"
+}
+# private_redis_gone: waits (10 s) until the private Redis no longer answers, or fails.
+private_redis_gone() {
+  until_true 10 bash -c "! redis-cli -p $RPORT ping >/dev/null 2>&1" || fail "private redis did not stop"
+}

@@ -3,12 +3,7 @@
 # (counted by the replica itself, pg_stat_statements), and all 1000 get the answer.
 . "$(dirname "$0")/daemon_lib.sh"
 
-make_db <<'SQL'
-CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
-CREATE TABLE items (id bigint PRIMARY KEY, v text);
-INSERT INTO items SELECT i, 'v' || i FROM generate_series(1, 10) i;
-SQL
-wait_replicas
+items_db 1 10 "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;"
 write_config "$WORK/cs.ini" replica1
 cat >>"$WORK/cs.ini" <<'INI'
 

@@ -8,19 +8,11 @@ make_db <<'SQL'
 CREATE TABLE items (id bigint PRIMARY KEY, v text);
 INSERT INTO items SELECT i, 'v' || i FROM generate_series(1, 100) i;
 SQL
-RPORT=$(free_port)
-mkdir -p "$WORK/redis"
-start_redis() {
-  redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
-    --pidfile "$WORK/redis/redis.pid" --logfile "$WORK/redis.log" --dir "$WORK/redis" >/dev/null
-  until_true 10 redis-cli -p "$RPORT" ping >/dev/null || fail "private redis did not start"
-}
+private_redis --appendonly no
 stop_redis() {
   redis-cli -p "$RPORT" shutdown nosave >/dev/null 2>&1 || true
-  until_true 10 bash -c "! redis-cli -p $RPORT ping >/dev/null 2>&1" || fail "private redis did not stop"
+  private_redis_gone
 }
-CLEANUPS+=("redis-cli -p $RPORT shutdown nosave")
-start_redis
 
 EXTRA_REDIS="timeout = 300ms"
 write_config "$WORK/cs.ini"

@@ -29,15 +29,7 @@ CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
 CREATE TABLE ff_items (id bigint PRIMARY KEY, v text NOT NULL);
 INSERT INTO ff_items SELECT i, 'v' || i FROM generate_series(1, 100) i;
 SQL
-RPORT=$(free_port)
-mkdir -p "$WORK/redis"
-start_redis() {
-  redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no \
-    --daemonize yes --pidfile "$WORK/redis/redis.pid" --logfile "$WORK/redis.log" --dir "$WORK/redis" >/dev/null
-  until_true 10 redis-cli -p "$RPORT" ping >/dev/null || fail "private redis did not start"
-}
-CLEANUPS+=("redis-cli -p $RPORT shutdown nosave")
-start_redis
+private_redis --appendonly no
 redis() { redis-cli -p "$RPORT" "$@"; }
 NS=cs # db 0 of the private Redis
 
@@ -131,7 +123,7 @@ ok "51 GETs of ff_slow 1 answered by 1 replica query (burst: $out); the key is c
 LOADER=$!
 sleep 2
 redis shutdown nosave >/dev/null 2>&1 || true
-until_true 10 bash -c "! redis-cli -p $RPORT ping >/dev/null 2>&1" || fail "redis did not stop"
+private_redis_gone
 sleep 2
 start_redis
 wait "$LOADER" || fail "cs_load failed: $(cat "$WORK/load.json" "$WORK/load.err")"

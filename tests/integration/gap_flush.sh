@@ -46,8 +46,6 @@ INI
   invalidator_section >>"$WORK/cs.ini"
 }
 gen() { local g; g=$(redis get "$NS:g:$1"); echo "${g:-0}"; }
-filled_now() { cli get "$@" >/dev/null 2>&1 && [ "$(src "$@")" = cache ]; }
-fill() { until_true 20 filled_now "$@" || fail "could not get $* cached"; }
 slot_exists() { [ "$(primary postgres -c "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '$SLOT'")" = 1 ]; }
 
 # ---- b (first half): a first start ----------------------------------------------------------

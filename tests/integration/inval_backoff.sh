@@ -9,23 +9,9 @@
 # a later UPDATE is invalidated.
 . "$(dirname "$0")/daemon_lib.sh"
 
-make_db <<'SQL'
-CREATE TABLE users (id bigint PRIMARY KEY, name text);
-INSERT INTO users SELECT i, 'user ' || i FROM generate_series(1, 20) i;
-SQL
-write_config "$WORK/cs.ini"
-cat >>"$WORK/cs.ini" <<'INI'
-
-[query bo_user]
-sql = SELECT id, name FROM users WHERE id = $1
-params = id:int8
-invalidate_on = users(id = $1)
-INI
-invalidator_section >>"$WORK/cs.ini"
-start_daemon "$WORK/cs.ini"
-until_true 30 streaming || fail "the invalidator never streamed"
-filled_now() { cli get "$@" >/dev/null 2>&1 && [ "$(src "$@")" = cache ]; }
-fill() { until_true 20 filled_now "$@" || fail "could not get $* cached"; }
+users_db 20
+inval_config "$WORK/cs.ini" bo_user
+start_streaming "$WORK/cs.ini"
 lsn=$(commit_lsn "UPDATE users SET name = 'one' WHERE id = 1")
 wait_invalidated "$lsn"
 ok "streaming"

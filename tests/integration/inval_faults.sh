@@ -5,38 +5,16 @@
 # comes back. Uses a private Redis: CLIENT PAUSE would stall every other test.
 . "$(dirname "$0")/daemon_lib.sh"
 
-make_db <<'SQL'
-CREATE TABLE users (id bigint PRIMARY KEY, name text);
-INSERT INTO users SELECT i, 'user ' || i FROM generate_series(1, 20) i;
-SQL
-RPORT=$(free_port)
-mkdir -p "$WORK/redis"
-start_redis() {
-  redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly yes --appendfsync always \
-    --daemonize yes --pidfile "$WORK/redis/redis.pid" --logfile "$WORK/redis.log" --dir "$WORK/redis" >/dev/null
-  until_true 10 redis-cli -p "$RPORT" ping >/dev/null || fail "private redis did not start"
-}
-CLEANUPS+=("redis-cli -p $RPORT shutdown nosave")
-start_redis
+users_db 20
+private_redis --appendonly yes --appendfsync always
 redis() { redis-cli -p "$RPORT" "$@"; }
 NS=cs # db 0 of the private Redis
 
 FENCE=on
-write_config "$WORK/cs.ini"
+inval_config "$WORK/cs.ini" fx_user
 sed -i "s|^url = .*|url = redis://127.0.0.1:$RPORT/0|" "$WORK/cs.ini"
-cat >>"$WORK/cs.ini" <<'INI'
-
-[query fx_user]
-sql = SELECT id, name FROM users WHERE id = $1
-params = id:int8
-invalidate_on = users(id = $1)
-INI
-invalidator_section >>"$WORK/cs.ini"
 sed -i 's/^status_interval = 100ms/status_interval = 100ms\nfence_ttl = 30s/' "$WORK/cs.ini"
-start_daemon "$WORK/cs.ini" a
-until_true 30 streaming || fail "the invalidator never started streaming"
-filled_now() { cli --json get "$@" >/dev/null && [ "$(cli --json get "$@" | json source)" = cache ]; }
-fill() { until_true 20 filled_now "$@" || fail "could not get $1 $2 cached"; }
+start_streaming "$WORK/cs.ini" a
 slot_confirmed() { primary postgres -c "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '$SLOT'"; }
 
 # --- 1. kill -9 after the commit reached the invalidator, before Redis acknowledged it ---
@@ -65,7 +43,7 @@ ok "restarted: the slot replayed the commit and the key was invalidated"
 fill fx_user 8
 reconnects=$(metric cachesvc_invalidator_reconnects_total)
 redis shutdown >/dev/null 2>&1 || true # AOF keeps the entry
-until_true 10 bash -c "! redis-cli -p $RPORT ping >/dev/null 2>&1" || fail "redis did not stop"
+private_redis_gone
 lsn=$(commit_lsn "UPDATE users SET name = 'eight' WHERE id = 8")
 sleep 1 # the invalidator fails to apply it and retries with backoff
 start_redis

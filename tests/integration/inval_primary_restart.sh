@@ -4,24 +4,11 @@
 # the sandbox primary: runs alone.
 . "$(dirname "$0")/daemon_lib.sh"
 
-make_db <<'SQL'
-CREATE TABLE users (id bigint PRIMARY KEY, name text);
-INSERT INTO users SELECT i, 'user ' || i FROM generate_series(1, 20) i;
-SQL
+users_db 20
 FENCE=on
-write_config "$WORK/cs.ini"
-cat >>"$WORK/cs.ini" <<'INI'
-
-[query pr_user]
-sql = SELECT id, name FROM users WHERE id = $1
-params = id:int8
-invalidate_on = users(id = $1)
-INI
-invalidator_section >>"$WORK/cs.ini"
-start_daemon "$WORK/cs.ini"
-until_true 30 streaming || fail "never streamed"
-filled_now() { cli --json get "$@" >/dev/null && [ "$(cli --json get "$@" | json source)" = cache ]; }
-until_true 20 filled_now pr_user 4 || fail "could not cache pr_user 4"
+inval_config "$WORK/cs.ini" pr_user
+start_streaming "$WORK/cs.ini"
+fill pr_user 4
 reconnects=$(metric cachesvc_invalidator_reconnects_total)
 
 pgctl() {

@@ -7,25 +7,12 @@
 # invalidated. Without a receive timeout the stream would wait for TCP (minutes).
 . "$(dirname "$0")/daemon_lib.sh"
 
-make_db <<'SQL'
-CREATE TABLE users (id bigint PRIMARY KEY, name text);
-INSERT INTO users SELECT i, 'user ' || i FROM generate_series(1, 20) i;
-SQL
+users_db 20
 FENCE=on
-write_config "$WORK/cs.ini"
-cat >>"$WORK/cs.ini" <<'INI'
-
-[query rt_user]
-sql = SELECT id, name FROM users WHERE id = $1
-params = id:int8
-invalidate_on = users(id = $1)
-INI
-invalidator_section >>"$WORK/cs.ini"
+inval_config "$WORK/cs.ini" rt_user
 echo "receive_timeout = 2s" >>"$WORK/cs.ini"
-start_daemon "$WORK/cs.ini"
-until_true 30 streaming || fail "the invalidator never streamed"
-filled_now() { cli get "$@" >/dev/null 2>&1 && [ "$(src "$@")" = cache ]; }
-until_true 20 filled_now rt_user 1 || fail "could not get rt_user 1 cached"
+start_streaming "$WORK/cs.ini"
+fill rt_user 1
 ok "streaming, rt_user 1 cached"
 
 walsender() { primary postgres -c "SELECT active_pid FROM pg_replication_slots WHERE slot_name = '$SLOT' AND active"; }

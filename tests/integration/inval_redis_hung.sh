@@ -12,29 +12,15 @@ REDIS_PID=$(cat "$CS_SANDBOX_DIR/redis/redis.pid")
 [ -n "$REDIS_PID" ] && kill -0 "$REDIS_PID" || fail "no sandbox redis pid"
 CLEANUPS+=('kill -CONT "$REDIS_PID"')
 
-make_db <<'SQL'
-CREATE TABLE users (id bigint PRIMARY KEY, name text);
-INSERT INTO users SELECT i, 'user ' || i FROM generate_series(1, 20) i;
-SQL
+users_db 20
 EXTRA_REDIS="timeout = 300ms"
-queries() {
-  cat <<'INI'
-
-[query rh_user]
-sql = SELECT id, name FROM users WHERE id = $1
-params = id:int8
-invalidate_on = users(id = $1)
-INI
-  invalidator_section
-}
-write_config "$WORK/a.ini"; queries >>"$WORK/a.ini"
-start_daemon "$WORK/a.ini" a
+inval_config "$WORK/a.ini" rh_user
+start_streaming "$WORK/a.ini" a
 PORT_A=$PORT APORT_A=$APORT
-until_true 30 streaming || fail "a never streamed"
 
 # The standby: logs the state once.
 PORT=$(free_port); APORT=$(free_port); SOCK=$WORK/b.sock
-write_config "$WORK/b.ini"; queries >>"$WORK/b.ini"
+inval_config "$WORK/b.ini" rh_user
 start_daemon "$WORK/b.ini" b
 PID_B=$DAEMON_PID
 until_true 30 metric_is cachesvc_invalidator_state 1 || fail "b is not standing by: state $(metric cachesvc_invalidator_state)"

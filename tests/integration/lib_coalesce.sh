@@ -5,12 +5,7 @@
 . "$(dirname "$0")/daemon_lib.sh"
 : "${CS_LIB_TEST:?CS_LIB_TEST (the lib_test binary) must be set; meson test sets it}"
 
-make_db <<'SQL'
-CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
-CREATE TABLE items (id bigint PRIMARY KEY, v text);
-INSERT INTO items SELECT i, 'v' || i FROM generate_series(1, 10) i;
-SQL
-wait_replicas
+items_db 1 10 "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;"
 write_config "$WORK/lib.ini" replica1
 cat >>"$WORK/lib.ini" <<'INI'
 

@@ -9,29 +9,14 @@
 
 command -v promtool >/dev/null || { echo "SKIP: promtool not installed (Debian package prometheus)"; exit 77; }
 
-make_db <<'SQL'
-CREATE TABLE users (id bigint PRIMARY KEY, name text);
-ALTER TABLE users REPLICA IDENTITY FULL;
-CREATE PUBLICATION cs_pub FOR TABLE users;
-INSERT INTO users SELECT i, 'user ' || i FROM generate_series(1, 10) i;
-SQL
+users_db 10 "ALTER TABLE users REPLICA IDENTITY FULL;" "CREATE PUBLICATION cs_pub FOR TABLE users;"
 
 FENCE=on
-write_config "$WORK/cs.ini"
-cat >>"$WORK/cs.ini" <<'INI'
-
-[query mv_user]
-sql = SELECT id, name FROM users WHERE id = $1
-params = id:int8
-invalidate_on = users(id = $1)
-INI
-invalidator_section >>"$WORK/cs.ini"
-start_daemon "$WORK/cs.ini"
-until_true 30 streaming || fail "the invalidator never started streaming"
+inval_config "$WORK/cs.ini" mv_user
+start_streaming "$WORK/cs.ini"
 
 # traffic: misses, then hits once filled, then an invalidation
-filled_now() { [ "$(src mv_user "$1")" = cache ]; }
-for i in 1 2 3; do until_true 20 filled_now $i || fail "mv_user $i never cached"; done
+for i in 1 2 3; do fill mv_user $i; done
 src mv_user 1 >/dev/null
 lsn=$(commit_lsn "UPDATE users SET name = 'changed' WHERE id = 2")
 wait_invalidated "$lsn"

@@ -17,12 +17,8 @@ CLEANUPS+=('redis config set maxmemory "$OLD_MM"' 'redis config set maxmemory-po
 redis config set maxmemory 0 >/dev/null
 redis config set maxmemory-policy volatile-lru >/dev/null
 
-make_db <<'SQL'
-CREATE TABLE users (id bigint PRIMARY KEY, name text);
-INSERT INTO users SELECT i, 'user ' || i FROM generate_series(1, 20) i;
-SQL
+users_db 20
 FENCE=on
-filled_now() { cli get "$@" >/dev/null 2>&1 && [ "$(src "$@")" = cache ]; }
 fences() { redis --scan --pattern "$NS:f:*" | wc -l; }
 
 # scenario CHECK: prints the row served for mm_user 1 after the eviction, once the replica
@@ -30,22 +26,13 @@ fences() { redis --scan --pattern "$NS:f:*" | wc -l; }
 scenario() {
   EXTRA_SERVICE="max_replica_lag = 60s
 eviction_check = $1"
-  write_config "$WORK/$1.ini"
-  cat >>"$WORK/$1.ini" <<'INI'
-
-[query mm_user]
-sql = SELECT id, name FROM users WHERE id = $1
-params = id:int8
-invalidate_on = users(id = $1)
-INI
-  invalidator_section >>"$WORK/$1.ini"
+  inval_config "$WORK/$1.ini" mm_user
   # hold: a slow horizon publication, so the fill meets the horizon restored by hand below
   [ "${2:-}" != hold ] || sed -i 's/^status_interval = .*/status_interval = 20s/' "$WORK/$1.ini"
-  start_daemon "$WORK/$1.ini" "check_$1"
-  until_true 30 streaming || fail "the invalidator never streamed"
+  start_streaming "$WORK/$1.ini" "check_$1"
   primary "$DB" -c "UPDATE users SET name = 'user 1' WHERE id = 1" >/dev/null
   wait_replicas
-  until_true 20 filled_now mm_user 1 || fail "could not cache mm_user 1"
+  fill mm_user 1
   replica 1 postgres -c "SELECT pg_wal_replay_pause()" >/dev/null
   lsn=$(commit_lsn "UPDATE users SET name = 'new $1' WHERE id = 1")
   wait_invalidated "$lsn"

@@ -17,18 +17,11 @@ CLEANUPS+=('redis config set maxmemory "$OLD_MM"' 'redis config set maxmemory-po
 redis config set maxmemory 0 >/dev/null
 redis config set maxmemory-policy noeviction >/dev/null
 
-make_db <<'SQL'
-CREATE TABLE users (id bigint PRIMARY KEY, name text);
-INSERT INTO users SELECT i, 'user ' || i FROM generate_series(1, 20) i;
-SQL
+users_db 20
 FENCE=on
 queries() {
+  user_query mm_user
   cat <<'INI'
-
-[query mm_user]
-sql = SELECT id, name FROM users WHERE id = $1
-params = id:int8
-invalidate_on = users(id = $1)
 
 [query mm_count]
 sql = SELECT count(*) AS n FROM users
@@ -37,11 +30,9 @@ INI
   invalidator_section
 }
 write_config "$WORK/cs.ini"; queries >>"$WORK/cs.ini"
-start_daemon "$WORK/cs.ini"
-until_true 30 streaming || fail "the invalidator never streamed"
-filled_now() { cli get "$@" >/dev/null 2>&1 && [ "$(src "$@")" = cache ]; }
-for i in 1 2; do until_true 20 filled_now mm_user $i || fail "could not cache mm_user $i"; done
-until_true 20 filled_now mm_count || fail "could not cache mm_count"
+start_streaming "$WORK/cs.ini"
+for i in 1 2; do fill mm_user $i; done
+fill mm_count
 ok "mm_user 1 and 2, mm_count cached"
 
 # (a) maxmemory reached under noeviction.
@@ -83,8 +74,7 @@ grep -q "maxmemory-policy is allkeys-lru.*volatile-lru" "$WORK/refused.log" ||
   fail "no clear refusal: $(tail -3 "$WORK/refused.log")"
 ok "allkeys-lru refused at startup (fence = on)"
 redis config set maxmemory-policy volatile-lru >/dev/null
-start_daemon "$WORK/cs.ini" volatile
-until_true 30 streaming || fail "the invalidator never streamed under volatile-lru"
+start_streaming "$WORK/cs.ini" volatile
 ok "volatile-lru accepted"
 # The invalidator re-reads the policy (every 10 s) and says so loudly when it becomes unsafe.
 redis config set maxmemory-policy allkeys-lru >/dev/null

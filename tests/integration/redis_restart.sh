@@ -58,11 +58,8 @@ ttl = 1h
 invalidate_on = hot(id = $1)
 INI
 invalidator_section >>"$WORK/cs.ini"
-start_daemon "$WORK/cs.ini"
-until_true 30 streaming || fail "the invalidator never streamed"
+start_streaming "$WORK/cs.ini"
 
-filled_now() { cli get "$@" >/dev/null 2>&1 && [ "$(src "$@")" = cache ]; }
-fill() { until_true 20 filled_now "$@" || fail "could not get $* cached"; }
 gen() { local g; g=$(redis get "$NS:g:$1"); echo "${g:-0}"; }
 # fill_all: every key (ids 0..HOT-1) cached in the current generation
 all_cached() {

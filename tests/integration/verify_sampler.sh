@@ -5,25 +5,12 @@
 # key's entry over it, which no invalidation will ever remove).
 . "$(dirname "$0")/daemon_lib.sh"
 
-make_db <<'SQL'
-CREATE TABLE users (id bigint PRIMARY KEY, name text);
-INSERT INTO users SELECT i, 'user ' || i FROM generate_series(1, 5) i;
-SQL
+users_db 5
 FENCE=on
 EXTRA_SERVICE="verify_interval = 100ms"
-write_config "$WORK/cs.ini"
-cat >>"$WORK/cs.ini" <<'INI'
-
-[query vs_user]
-sql = SELECT id, name FROM users WHERE id = $1
-params = id:int8
-invalidate_on = users(id = $1)
-INI
-invalidator_section >>"$WORK/cs.ini"
-start_daemon "$WORK/cs.ini"
-until_true 30 streaming || fail "never streamed"
-filled_now() { cli --json get "$@" >/dev/null && [ "$(cli --json get "$@" | json source)" = cache ]; }
-for i in 1 2 3; do until_true 20 filled_now vs_user $i || fail "could not cache vs_user $i"; done
+inval_config "$WORK/cs.ini" vs_user
+start_streaming "$WORK/cs.ini"
+for i in 1 2 3; do fill vs_user $i; done
 primary "$DB" -c "UPDATE users SET name = 'renamed' WHERE id = 3" >/dev/null # invalidated: fine
 
 until_true 30 metric_ge cachesvc_verify_checked_total 5 || fail "the sampler checked $(metric cachesvc_verify_checked_total) entries"

@@ -8,18 +8,9 @@
 WARM=$CS_BUILD/cachesvc/cachesvc-warm
 N=10000
 
-make_db <<SQL
-CREATE TABLE items (id bigint PRIMARY KEY, v text);
-INSERT INTO items SELECT i, 'v' || i FROM generate_series(0, $((N - 1))) i;
-SQL
-wait_replicas
+items_db 0 $((N - 1))
 write_config "$WORK/cs.ini" replica1
-cat >>"$WORK/cs.ini" <<'INI'
-
-[query w_item]
-sql = SELECT v FROM items WHERE id = $1
-params = id:int8
-INI
+item_query >>"$WORK/cs.ini"
 start_daemon "$WORK/cs.ini"
 
 # The key file: N requests, comments and blank lines, quoting, and one malformed line.

@@ -13,11 +13,8 @@ INSERT INTO items SELECT i, 'v' || i, now() - i * interval '1 minute' FROM gener
 SQL
 wait_replicas
 write_config "$WORK/cs.ini" replica1
+item_query >>"$WORK/cs.ini"
 cat >>"$WORK/cs.ini" <<'INI'
-
-[query w_item]
-sql = SELECT v FROM items WHERE id = $1
-params = id:int8
 
 [query w_pair]
 sql = SELECT count(*) AS n FROM items WHERE id = $1 AND v IS NOT DISTINCT FROM $2

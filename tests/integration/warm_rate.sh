@@ -7,18 +7,9 @@ WARM=$CS_BUILD/cachesvc/cachesvc-warm
 N=2000
 RATE=400
 
-make_db <<SQL
-CREATE TABLE items (id bigint PRIMARY KEY, v text);
-INSERT INTO items SELECT i, 'v' || i FROM generate_series(1, $N) i;
-SQL
-wait_replicas
+items_db 1 $N
 write_config "$WORK/cs.ini" replica1
-cat >>"$WORK/cs.ini" <<'INI'
-
-[query w_item]
-sql = SELECT v FROM items WHERE id = $1
-params = id:int8
-INI
+item_query >>"$WORK/cs.ini"
 start_daemon "$WORK/cs.ini"
 seq 1 $N | sed 's/^/w_item /' >"$WORK/keys.txt"
 

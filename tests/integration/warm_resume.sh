@@ -10,12 +10,7 @@ WARM=$CS_BUILD/cachesvc/cachesvc-warm
 N=10000
 RATE=2500
 
-make_db <<SQL
-CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
-CREATE TABLE items (id bigint PRIMARY KEY, v text);
-INSERT INTO items SELECT i, 'v' || i FROM generate_series(1, $N) i;
-SQL
-wait_replicas
+items_db 1 $N "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;"
 write_config "$WORK/cs.ini" replica1
 cat >>"$WORK/cs.ini" <<'INI'
 

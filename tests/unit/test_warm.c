@@ -517,6 +517,9 @@ static void test_input_id(void **state)
 	/* the separators matter: "ab"+"c" differs from "a"+"bc" */
 	assert_int_not_equal(
 	        cs_warm_input_id("ab", "c", 0, "get"), cs_warm_input_id("a", "bc", 0, "get"));
+	/* pinned (FNV-1a 64 of "file\0/srv/keys.txt\01234\0get\0"): checkpoints written by
+	 * earlier versions keep matching their input */
+	assert_true(cs_warm_input_id("file", "/srv/keys.txt", 1234, "get") == 0x25e7c222359c7076ULL);
 }
 
 static void test_counts_keep_first(void **state)
