@@ -2,9 +2,12 @@
  * pipelining or MGET batches, a read/write mix with writes sent to the primary through libpq,
  * a merged latency histogram, and one JSON result on stdout.
  *
- * Threads: one per connection. The client library blocks the calling thread and buffers
- * sends until the next receive, so a connection can only be busy while its own thread runs
- * it; several connections on one thread would take turns instead of overlapping.
+ * Engines: by default one thread drives every connection on an epoll loop through the
+ * client library's asynchronous API (cs_aclient_*), each connection keeping -P requests
+ * in flight (loop mode; what bench/run uses for every throughput row). --threads (and any
+ * run with writes, since libpq's writes block) uses one thread per connection on the
+ * blocking API instead. The JSON says which ("engine") and what the generator itself cost
+ * ("cpu_us_per_request": its own user + system CPU over the run, per key).
  *
  * Every query driven here takes one integer parameter, the key, drawn from [lo, hi]:
  *   Zipfian (default, s = 1.1): key lo is the hottest, as pgbench's random_zipfian(lo, hi, s);
@@ -31,6 +34,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,9 +47,10 @@
 #define MAX_KEYS   (100 * 1000 * 1000L) /* Zipf CDF table: 800 MB at most */
 #define RECONNECTS 5    /* consecutive failed reconnects before a thread gives up */
 
-/* Error tally slots: server errors -1..-10 map to 1..10, client errors -100..-106 to
- * 11..17, anything else to 18; 0 is unused. Writes that fail count in their own field. */
-#define ERR_SLOTS 19
+/* Error tally slots: server errors -1..-11 map to 1..11, client errors -100..-107 to
+ * 12..19, anything else to 20; 0 is unused. Writes that fail count in their own field. */
+#define ERR_SLOTS   21
+#define ERR_OTHER   20
 
 /* How keys are drawn. */
 enum key_dist {
@@ -65,6 +71,8 @@ typedef struct settings {
 	enum key_dist dist;
 	double zipf_s;
 	int64_t lo, hi;
+	bool loop;        /* one thread, every connection on an event loop (the async API) */
+	bool ping;        /* PING instead of GET (loop mode): the cheapest round trip */
 	bool refresh;     /* REFRESH instead of GET */
 	bool bypass;      /* skip the cache */
 	int tier;
@@ -123,21 +131,30 @@ static double rng_unit(uint64_t *state)
 	return (double)(rng_next(state) >> 11) * (1.0 / 9007199254740992.0);
 }
 
+/* User + system CPU seconds between two getrusage samples. */
+static double ru_seconds(const struct rusage *a, const struct rusage *b)
+{
+	return (double)(b->ru_utime.tv_sec - a->ru_utime.tv_sec) +
+	       (double)(b->ru_stime.tv_sec - a->ru_stime.tv_sec) +
+	       1e-6 * (double)(b->ru_utime.tv_usec - a->ru_utime.tv_usec +
+	                       b->ru_stime.tv_usec - a->ru_stime.tv_usec);
+}
+
 static int err_slot(int code)
 {
-	if (code <= -1 && code >= -10)
+	if (code <= -1 && code >= -11)
 		return -code;
-	if (code <= -100 && code >= -106)
-		return 11 + (-code - 100);
-	return 18;
+	if (code <= -100 && code >= -107)
+		return 12 + (-code - 100);
+	return ERR_OTHER;
 }
 
 static int slot_code(int slot)
 {
-	if (slot >= 1 && slot <= 10)
+	if (slot >= 1 && slot <= 11)
 		return -slot;
-	if (slot >= 11 && slot <= 17)
-		return -(100 + slot - 11);
+	if (slot >= 12 && slot <= 19)
+		return -(100 + slot - 12);
 	return 0;
 }
 
@@ -472,6 +489,324 @@ done:
 	return NULL;
 }
 
+/* ---------------------------------------------------------------- event-loop mode */
+
+/* One thread, every connection on one epoll set, through the asynchronous client API
+ * (cs_aclient_*): each connection keeps `depth` requests (GETs, MGETs of `batch` keys, or
+ * PINGs) in flight; a reply's callback records it and sends the next request, and one
+ * send() per readable event carries everything its callbacks queued. */
+
+typedef struct lconn lconn;
+
+/* A request in flight: its start time and key count, in its connection's table. */
+typedef struct lreq {
+	lconn *c;
+	uint64_t t0;
+	uint32_t nkeys;
+	int next_free;
+} lreq;
+
+struct lconn {
+	cs_aclient *a;
+	bool registered; /* its fd is in the epoll set */
+	bool want_out;   /* ... with EPOLLOUT */
+	bool ready_seen; /* HELLO answered since the last (re)connect */
+	int nfl;
+	lreq *reqs; /* depth entries */
+	int free_head;
+	int failed_reconnects;
+	double retry_at; /* > 0: reconnect at this time */
+	bool gave_up;
+};
+
+typedef struct lstate {
+	const settings *s;
+	worker *w; /* the tallies (one worker: one thread) */
+	int ep;
+	lconn *conns;
+	bool more; /* keys left and time left */
+	double deadline;
+	long inflight;
+	cs_aclient_options aopt;
+	cs_client_request *reqs; /* batch entries */
+	cs_client_value *vals;
+	char (*kb)[24];
+} lstate;
+
+static lstate L;
+
+static void loop_issue(lconn *c);
+
+static void on_loop_reply(cs_aclient *a, void *arg, cs_aclient_reply *rep)
+{
+	(void)a;
+	lreq *r = arg;
+	lconn *c = r->c;
+	worker *w = L.w;
+	if (rep->err != 0) {
+		char what[200];
+		snprintf(what, sizeof what, "%s: %s", cs_client_strerror(rep->err), rep->errmsg);
+		for (uint32_t i = 0; i < r->nkeys; i++)
+			note_error(w, rep->err, what);
+	} else {
+		cs_hist_record(&w->lat, now_us() - r->t0);
+		w->ops++;
+		w->keys += r->nkeys;
+		for (uint32_t i = 0; i < rep->nresults; i++)
+			tally(w, rep->results[i]);
+	}
+	r->next_free = c->free_head;
+	c->free_head = (int)(r - c->reqs);
+	c->nfl--;
+	L.inflight--;
+	if (rep->err == 0 || rep->err > -100 || rep->err == CS_CLIENT_E_TIMEOUT)
+		loop_issue(c);
+}
+
+/* Fills the connection up to `depth` requests in flight. */
+static void loop_issue(lconn *c)
+{
+	const settings *s = L.s;
+	worker *w = L.w;
+	while (L.more && c->nfl < s->depth && c->a != NULL && cs_aclient_status(c->a) >= 0) {
+		if (stop_requested || (s->duration > 0 && now_s() >= L.deadline)) {
+			L.more = false;
+			break;
+		}
+		uint32_t n = 0;
+		for (int i = 0; i < (s->ping ? 1 : s->batch); i++) {
+			int64_t key = 0;
+			if (s->ping ? s->total > 0 && atomic_fetch_add(&issued, 1) >= s->total
+			            : !next_key(w, &key)) {
+				L.more = false;
+				break;
+			}
+			snprintf(L.kb[n], sizeof L.kb[n], "%" PRId64, key);
+			L.vals[n] = cs_client_text(L.kb[n]);
+			L.reqs[n].params = &L.vals[n];
+			n++;
+		}
+		if (n == 0)
+			break;
+		lreq *r = &c->reqs[c->free_head];
+		r->c = c;
+		r->nkeys = n;
+		r->t0 = now_us();
+		int rc;
+		if (s->ping)
+			rc = cs_aclient_ping(c->a, 0, on_loop_reply, r, NULL);
+		else if (s->batch > 1)
+			rc = cs_aclient_mget(c->a, L.reqs, n, 0, on_loop_reply, r, NULL);
+		else if (s->refresh)
+			rc = cs_aclient_refresh(c->a, L.reqs, 0, on_loop_reply, r, NULL);
+		else
+			rc = cs_aclient_get(c->a, L.reqs, 0, on_loop_reply, r, NULL);
+		if (rc != 0) {
+			for (uint32_t i = 0; i < n; i++)
+				note_error(w, rc, cs_aclient_errstr(c->a));
+			break;
+		}
+		c->free_head = r->next_free;
+		c->nfl++;
+		L.inflight++;
+	}
+}
+
+/* Writes what the connection queued and keeps its epoll interest in step. */
+static void loop_sync(lconn *c)
+{
+	if (c->a == NULL)
+		return;
+	if (cs_aclient_status(c->a) >= 0 && cs_aclient_want_write(c->a))
+		(void)cs_aclient_on_writable(c->a);
+	int fd = cs_aclient_fd(c->a);
+	if (fd < 0) {
+		c->registered = false; /* closed: the kernel dropped it from the set */
+		return;
+	}
+	bool want = cs_aclient_want_write(c->a);
+	if (c->registered && want == c->want_out)
+		return;
+	struct epoll_event ev = { .events = EPOLLIN | (want ? EPOLLOUT : 0), .data.ptr = c };
+	if (epoll_ctl(L.ep, c->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) == 0) {
+		c->registered = true;
+		c->want_out = want;
+	}
+}
+
+static void loop_connect(lconn *c)
+{
+	c->a = cs_aclient_connect(&L.aopt);
+	c->registered = false;
+	c->want_out = false;
+	c->ready_seen = false;
+	if (c->a == NULL)
+		return;
+	if (cs_aclient_status(c->a) < 0 && L.w->first_error[0] == '\0')
+		snprintf(L.w->first_error, sizeof L.w->first_error, "connect: %s",
+		        cs_aclient_errstr(c->a));
+	loop_sync(c);
+}
+
+/* Every ~10 ms: deadlines, dead connections (reconnect with a bounded backoff), fresh
+ * connections (start sending once HELLO is answered). */
+static void loop_housekeeping(int nconns, bool connecting)
+{
+	double t = now_s();
+	for (int i = 0; i < nconns; i++) {
+		lconn *c = &L.conns[i];
+		if (c->gave_up)
+			continue;
+		if (c->a != NULL) {
+			(void)cs_aclient_tick(c->a);
+			int st = cs_aclient_status(c->a);
+			if (st == 1 && !c->ready_seen) {
+				c->ready_seen = true;
+				c->failed_reconnects = 0;
+				if (!connecting)
+					loop_issue(c);
+			}
+			if (st < 0 && c->nfl == 0) {
+				if (!c->ready_seen && L.w->first_error[0] == '\0')
+					snprintf(L.w->first_error, sizeof L.w->first_error,
+					        "connect: %s", cs_aclient_errstr(c->a));
+				if (!c->ready_seen)
+					c->failed_reconnects++;
+				cs_aclient_free(c->a);
+				c->a = NULL;
+				c->registered = false;
+				if (connecting || c->failed_reconnects >= RECONNECTS || !L.more) {
+					c->gave_up = true;
+					continue;
+				}
+				c->retry_at = t + 0.01 * (1 << c->failed_reconnects);
+			}
+			loop_sync(c);
+		} else if (c->retry_at > 0 && t >= c->retry_at && L.more) {
+			c->retry_at = 0;
+			loop_connect(c);
+		} else if (!L.more) {
+			c->gave_up = true;
+		}
+	}
+}
+
+static void loop_events(int nconns, bool connecting, int timeout_ms)
+{
+	struct epoll_event ev[256];
+	int n = epoll_wait(L.ep, ev, 256, timeout_ms);
+	for (int i = 0; i < n; i++) {
+		lconn *c = ev[i].data.ptr;
+		if (c->a == NULL)
+			continue;
+		if (ev[i].events & EPOLLOUT)
+			(void)cs_aclient_on_writable(c->a);
+		if (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+			(void)cs_aclient_on_readable(c->a);
+		if (!connecting && !c->ready_seen && cs_aclient_status(c->a) == 1) {
+			c->ready_seen = true;
+			c->failed_reconnects = 0;
+			loop_issue(c);
+		}
+		loop_sync(c);
+	}
+	(void)nconns;
+}
+
+/* Runs the whole load in event-loop mode; fills *w, returns the connections that came up
+ * and sets *elapsed and *cpu_s for the measured part. */
+static int run_loop(const settings *s, worker *w, double *elapsed, double *cpu_s)
+{
+	memset(&L, 0, sizeof L);
+	L.s = s;
+	L.w = w;
+	L.aopt.conn = s->opt;
+	L.aopt.max_inflight = (uint32_t)s->depth;
+	int nb = s->batch;
+	L.reqs = calloc((size_t)nb, sizeof *L.reqs);
+	L.vals = calloc((size_t)nb, sizeof *L.vals);
+	L.kb = calloc((size_t)nb, sizeof *L.kb);
+	L.conns = calloc((size_t)s->conns, sizeof *L.conns);
+	L.ep = epoll_create1(EPOLL_CLOEXEC);
+	if (L.reqs == NULL || L.vals == NULL || L.kb == NULL || L.conns == NULL || L.ep < 0) {
+		fprintf(stderr, "cs_load: out of memory or epoll: %s\n", strerror(errno));
+		return 0;
+	}
+	for (int i = 0; i < nb; i++)
+		L.reqs[i] = (cs_client_request){ .query = s->query, .nparams = 1, .tier = s->tier,
+			.bypass = s->bypass };
+	for (int i = 0; i < s->conns; i++) {
+		lconn *c = &L.conns[i];
+		c->reqs = calloc((size_t)s->depth, sizeof *c->reqs);
+		if (c->reqs == NULL) {
+			fprintf(stderr, "cs_load: out of memory\n");
+			return 0;
+		}
+		for (int k = 0; k < s->depth; k++)
+			c->reqs[k].next_free = k + 1 < s->depth ? k + 1 : -1;
+		c->free_head = 0;
+		loop_connect(c);
+	}
+	/* Connect phase (not measured): until every connection is ready or failed. */
+	L.more = true;
+	for (;;) {
+		int pending = 0;
+		for (int i = 0; i < s->conns; i++)
+			pending += L.conns[i].a != NULL && cs_aclient_status(L.conns[i].a) == 0;
+		if (pending == 0 || stop_requested)
+			break;
+		loop_events(s->conns, true, 10);
+		loop_housekeeping(s->conns, true);
+	}
+	int connected = 0;
+	for (int i = 0; i < s->conns; i++) {
+		lconn *c = &L.conns[i];
+		if (c->a != NULL && cs_aclient_status(c->a) == 1) {
+			c->ready_seen = true;
+			connected++;
+		} else {
+			c->gave_up = true;
+		}
+	}
+	struct rusage ru0, ru1;
+	getrusage(RUSAGE_SELF, &ru0);
+	double t0 = now_s();
+	L.deadline = t0 + s->duration;
+	for (int i = 0; i < s->conns; i++) {
+		loop_issue(&L.conns[i]);
+		loop_sync(&L.conns[i]);
+	}
+	double next_hk = now_s() + 0.01;
+	while (L.more || L.inflight > 0) {
+		bool alive = false;
+		for (int i = 0; i < s->conns && !alive; i++)
+			alive = !L.conns[i].gave_up;
+		if (!alive)
+			break;
+		loop_events(s->conns, false, 10);
+		double t = now_s();
+		if (L.more && (stop_requested || (s->duration > 0 && t >= L.deadline)))
+			L.more = false;
+		if (t >= next_hk) {
+			loop_housekeeping(s->conns, false);
+			next_hk = t + 0.01;
+		}
+	}
+	*elapsed = now_s() - t0;
+	getrusage(RUSAGE_SELF, &ru1);
+	*cpu_s = ru_seconds(&ru0, &ru1);
+	for (int i = 0; i < s->conns; i++) {
+		cs_aclient_free(L.conns[i].a);
+		free(L.conns[i].reqs);
+	}
+	close(L.ep);
+	free(L.conns);
+	free(L.reqs);
+	free(L.vals);
+	free(L.kb);
+	return connected;
+}
+
 /* ---------------------------------------------------------------- idle connections */
 
 static void on_stop(int sig)
@@ -533,16 +868,16 @@ static void json_hist(cs_json *j, const char *name, const cs_hist *h)
 	cs_json_object_end(j);
 }
 
-static void print_result(const settings *s, worker *w, double elapsed)
+static void print_result(const settings *s, worker *w, int nw, int connected, double elapsed,
+        double cpu_s)
 {
 	static cs_hist lat, wlat; /* ~34 KB each: not on the stack */
 	cs_hist_init(&lat);
 	cs_hist_init(&wlat);
 	long ops = 0, keys = 0, src[3] = { 0 }, stale = 0, errs[ERR_SLOTS] = { 0 };
 	long writes = 0, werr = 0, errors = 0;
-	int connected = 0;
 	const char *first = "";
-	for (int i = 0; i < s->conns; i++) {
+	for (int i = 0; i < nw; i++) {
 		cs_hist_merge(&lat, &w[i].lat);
 		cs_hist_merge(&wlat, &w[i].wlat);
 		ops += w[i].ops;
@@ -550,7 +885,6 @@ static void print_result(const settings *s, worker *w, double elapsed)
 		stale += w[i].stale;
 		writes += w[i].writes;
 		werr += w[i].write_errors;
-		connected += w[i].connected;
 		for (int k = 0; k < 3; k++)
 			src[k] += w[i].src[k];
 		for (int k = 0; k < ERR_SLOTS; k++)
@@ -568,7 +902,11 @@ static void print_result(const settings *s, worker *w, double elapsed)
 	cs_json_init(&j, &out, false);
 	cs_json_object(&j);
 	cs_json_kv_str(&j, "query", s->query);
-	cs_json_kv_str(&j, "mode", s->refresh ? "refresh" : s->bypass ? "bypass" : "get");
+	cs_json_kv_str(&j, "mode",
+	        s->ping      ? "ping"
+	        : s->refresh ? "refresh"
+	        : s->bypass  ? "bypass"
+	                     : "get");
 	cs_json_kv_int(&j, "conns", s->conns);
 	cs_json_kv_int(&j, "connected", connected);
 	cs_json_kv_int(&j, "depth", s->depth);
@@ -583,6 +921,9 @@ static void print_result(const settings *s, worker *w, double elapsed)
 	cs_json_kv_int(&j, "ops", ops);
 	cs_json_kv_fixed(&j, "throughput", elapsed > 0 ? (double)keys / elapsed : 0.0, 1);
 	cs_json_kv_fixed(&j, "ops_per_s", elapsed > 0 ? (double)ops / elapsed : 0.0, 1);
+	cs_json_kv_str(&j, "engine", s->loop ? "loop" : "threads");
+	cs_json_kv_fixed(&j, "cpu_s", cpu_s, 3);
+	cs_json_kv_fixed(&j, "cpu_us_per_request", keys > 0 ? cpu_s * 1e6 / (double)keys : 0.0, 2);
 	cs_json_key(&j, "sources");
 	cs_json_object(&j);
 	cs_json_kv_int(&j, "cache", src[0]);
@@ -601,7 +942,7 @@ static void print_result(const settings *s, worker *w, double elapsed)
 	cs_json_object(&j);
 	for (int k = 1; k < ERR_SLOTS; k++)
 		if (errs[k] != 0)
-			cs_json_kv_int(&j, k == 18 ? "other" : cs_client_strerror(slot_code(k)), errs[k]);
+			cs_json_kv_int(&j, k == ERR_OTHER ? "other" : cs_client_strerror(slot_code(k)), errs[k]);
 	if (connected < s->conns)
 		cs_json_kv_int(&j, "connect", s->conns - connected);
 	cs_json_object_end(&j);
@@ -617,16 +958,23 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 	        "Usage: cs_load [OPTIONS] QUERY\n"
+	        "       cs_load [OPTIONS] --ping\n"
 	        "Drives QUERY (one integer parameter: the key) at a cachesvc; prints JSON.\n"
 	        "\n"
+	        "      --loop             one thread drives every connection on an event loop\n"
+	        "                         (the default, except with -w)\n"
+	        "      --threads          one thread per connection (blocking client API)\n"
+	        "      --ping             PING instead of a query (loop mode): the load\n"
+	        "                         generator's and the hop's cost without cache or DB\n"
 	        "  -h, --host ADDR        numeric address (127.0.0.1)\n"
 	        "  -p, --port PORT        port (6380)\n"
 	        "  -s, --socket PATH      unix socket instead of TCP\n"
-	        "  -c, --conns N          connections, one thread each (10)\n"
+	        "  -c, --conns N          connections (10)\n"
 	        "  -d, --duration SECS    run this long (default 10 unless -n is given)\n"
 	        "  -n, --requests N       send N keys in all, then stop\n"
 	        "  -P, --pipeline D       requests in flight per connection (1)\n"
-	        "  -b, --batch B          B keys per MGET instead of single GETs (1)\n"
+	        "  -b, --batch B          B keys per MGET instead of single GETs (1); with\n"
+	        "                         -P (loop mode only): P MGETs in flight\n"
 	        "  -k, --keys LO:HI       key range (1:100000)\n"
 	        "      --zipf S           Zipfian keys with exponent S (default, 1.1)\n"
 	        "      --uniform          uniform keys\n"
@@ -669,8 +1017,9 @@ int main(int argc, char **argv)
 	s.opt.connect_timeout_ms = 5000;
 	s.opt.token = getenv("CACHESVC_TOKEN");
 	int idle = 0;
+	int engine = 0; /* 0 = loop unless writes, 1 = --loop, 2 = --threads */
 	enum { O_ZIPF = 256, O_UNIFORM, O_UNIQUE, O_REFRESH, O_BYPASS, O_TIER, O_PG, O_UPDATE,
-		O_SEED, O_IDLE, O_HELP };
+		O_SEED, O_IDLE, O_HELP, O_LOOP, O_THREADS, O_PING };
 	static const struct option lopts[] = {
 		{ "host", required_argument, NULL, 'h' },
 		{ "port", required_argument, NULL, 'p' },
@@ -694,6 +1043,9 @@ int main(int argc, char **argv)
 		{ "seed", required_argument, NULL, O_SEED },
 		{ "idle", required_argument, NULL, O_IDLE },
 		{ "help", no_argument, NULL, O_HELP },
+		{ "loop", no_argument, NULL, O_LOOP },
+		{ "threads", no_argument, NULL, O_THREADS },
+		{ "ping", no_argument, NULL, O_PING },
 		{ NULL, 0, NULL, 0 },
 	};
 	int ch;
@@ -733,6 +1085,9 @@ int main(int argc, char **argv)
 		case O_SEED: s.seed = strtoull(optarg, NULL, 0); break;
 		case O_IDLE: idle = atoi(optarg); break;
 		case O_HELP: usage(stdout); return 0;
+		case O_LOOP: engine = 1; break;
+		case O_THREADS: engine = 2; break;
+		case O_PING: s.ping = true; break;
 		default: usage(stderr); return 2;
 		}
 	}
@@ -745,11 +1100,12 @@ int main(int argc, char **argv)
 	if (idle > 0)
 		return run_idle(&s, idle, s.duration < 0 ? 0 : s.duration);
 
-	if (optind != argc - 1) {
+	if (s.ping ? optind != argc : optind != argc - 1) {
 		usage(stderr);
 		return 2;
 	}
-	s.query = argv[optind];
+	s.query = s.ping ? "(ping)" : argv[optind];
+	s.loop = engine == 1 || (engine == 0 && s.write_pct <= 0);
 	if (s.duration < 0)
 		s.duration = s.total > 0 || s.dist == DIST_UNIQUE ? 0 : 10;
 	const char *bad = NULL;
@@ -759,8 +1115,12 @@ int main(int argc, char **argv)
 		bad = "--pipeline must be 1..1024";
 	else if (s.batch < 1 || s.batch > MAX_BATCH)
 		bad = "--batch must be 1..256";
-	else if (s.batch > 1 && s.depth > 1)
-		bad = "--batch and --pipeline do not combine (MGET is synchronous)";
+	else if (s.batch > 1 && s.depth > 1 && !s.loop)
+		bad = "--batch and --pipeline combine only in loop mode";
+	else if (s.loop && s.write_pct > 0)
+		bad = "--loop does not do writes (libpq blocks): use --threads with -w";
+	else if (s.ping && (!s.loop || s.batch > 1))
+		bad = "--ping runs in loop mode, without --batch";
 	else if (s.write_pct < 0 || s.write_pct > 100)
 		bad = "--write-pct must be 0..100";
 	else if (s.write_pct > 0 && (s.pg_conninfo == NULL || s.update_sql == NULL))
@@ -774,12 +1134,27 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	double *cdf = NULL;
-	if (s.dist == DIST_ZIPF) {
+	if (s.dist == DIST_ZIPF && !s.ping) {
 		if ((cdf = zipf_cdf((long)(s.hi - s.lo + 1), s.zipf_s)) == NULL) {
 			fprintf(stderr, "cs_load: out of memory for the Zipf table\n");
 			return 1;
 		}
 		s.cdf = cdf;
+	}
+
+	if (s.loop) {
+		static worker lw; /* one thread, one set of tallies */
+		lw.set = &s;
+		lw.rng = s.seed ^ UINT64_C(0x9e3779b97f4a7c15);
+		cs_hist_init(&lw.lat);
+		cs_hist_init(&lw.wlat);
+		double elapsed = 0, cpu = 0;
+		int up = run_loop(&s, &lw, &elapsed, &cpu);
+		print_result(&s, &lw, 1, up, elapsed, cpu);
+		if (up == 0)
+			fprintf(stderr, "cs_load: no connection: %s\n", lw.first_error);
+		free(cdf);
+		return up > 0 ? 0 : 1;
 	}
 
 	worker *w = calloc((size_t)s.conns, sizeof *w);
@@ -805,14 +1180,17 @@ int main(int argc, char **argv)
 		}
 	}
 	pthread_barrier_wait(&start_line); /* every connection is up (or failed) */
+	struct rusage ru0, ru1;
+	getrusage(RUSAGE_SELF, &ru0);
 	double t0 = now_s();
 	int connected = 0;
 	for (int i = 0; i < s.conns; i++)
 		pthread_join(th[i], NULL);
 	double elapsed = now_s() - t0;
+	getrusage(RUSAGE_SELF, &ru1);
 	for (int i = 0; i < s.conns; i++)
 		connected += w[i].connected;
-	print_result(&s, w, elapsed);
+	print_result(&s, w, s.conns, connected, elapsed, ru_seconds(&ru0, &ru1));
 	if (connected == 0)
 		fprintf(stderr, "cs_load: no connection: %s\n", w[0].first_error);
 	pthread_attr_destroy(&attr);

@@ -5,6 +5,12 @@ shape as cs_load's, and prints the side-by-side table (and writes it as JSON).
   report.py pgbench OUT.json LOGPREFIX < pgbench-stdout     tps + latency percentiles (us)
   report.py redisbench OUT.json < redis-benchmark --csv     one object per test
   report.py table RESULTS_DIR OUT.json                      the table, from RESULTS_DIR/*.json
+
+Runs are stored per round (NAME.rN.json, with cpu_NAME.rN.json: the CPU milliseconds each
+process spent on it); `table` first merges the rounds of each NAME into NAME.json: every
+number is the median over the rounds, "rounds" keeps each round's figures, and "cpu" the
+median CPU microseconds per request of the load generator (client), the cachesvc daemon,
+Redis and PostgreSQL, with the 1-minute load average at the start and end of each round.
 """
 import glob
 import json
@@ -111,12 +117,100 @@ def fmt_num(v, unit=""):
     return s + unit
 
 
+def median(vals):
+    vals = sorted(vals)
+    n = len(vals)
+    if n == 0:
+        return None
+    return vals[n // 2] if n % 2 else (vals[n // 2 - 1] + vals[n // 2]) / 2
+
+
+def merge(objs):
+    """Median of every number over objs (same shape); anything else from the first."""
+    first = objs[0]
+    if isinstance(first, dict):
+        return {k: merge([o.get(k) for o in objs if isinstance(o, dict) and k in o])
+                for k in first}
+    nums = [o for o in objs if isinstance(o, (int, float)) and not isinstance(o, bool)]
+    if nums and len(nums) == len(objs):
+        m = median(nums)
+        return int(m) if all(isinstance(o, int) for o in nums) and m == int(m) else m
+    return first
+
+
+def requests_of(res, cpu):
+    if cpu and cpu.get("requests"):
+        return cpu["requests"]
+    if isinstance(res, dict):
+        return res.get("requests") or res.get("ops")
+    return None
+
+
+def combine_rounds(d):
+    """NAME.rN.json (+ cpu_NAME.rN.json) -> NAME.json with medians, rounds and cpu."""
+    names = {}
+    for path in glob.glob(os.path.join(d, "*.r[0-9]*.json")):
+        base = os.path.basename(path)
+        m = re.match(r"(.+)\.r(\d+)\.json$", base)
+        if m and not m.group(1).startswith("cpu_"):
+            names.setdefault(m.group(1), []).append(int(m.group(2)))
+    for name, rounds in names.items():
+        res, cpus = [], []
+        for r in sorted(rounds):
+            j = load(d, f"{name}.r{r}")
+            if j is None:
+                continue
+            c = load(d, f"cpu_{name}.r{r}")
+            n = requests_of(j, c)
+            per = None
+            if c and n:
+                per = {k: c[k + "_ms"] * 1000.0 / n for k in ("client", "daemon", "redis", "pg")}
+                per.update(load1_start=c.get("load1_start"), load1_end=c.get("load1_end"),
+                           wall_s=c.get("wall_s"), requests=n)
+            res.append(j)
+            cpus.append(per)
+        if not res:
+            continue
+        merged = merge(res)
+        got = [c for c in cpus if c]
+        if got:
+            merged["cpu"] = merge(got)
+            merged["cpu"]["load1"] = [c["load1_start"] for c in got] + [got[-1]["load1_end"]]
+        merged["rounds"] = [{"throughput": get(j, "throughput") or get(j, "GET", "throughput")
+                             or get(j, "PING_MBULK", "throughput") or get(j, "ops_per_sec"),
+                             "cpu_us_per_request": c} for j, c in zip(res, cpus)]
+        with open(os.path.join(d, name + ".json"), "w") as f:
+            json.dump(merged, f)
+
+
+def fmt_cpu(c):
+    """client/daemon/redis/pg CPU us per request, e.g. "9.8/25/8.0/0"."""
+    if not c:
+        return ""
+    return "/".join(fmt_num(c.get(k)) if c.get(k) is not None else "-"
+                    for k in ("client", "daemon", "redis", "pg"))
+
+
 def cmd_table(d, out):
+    combine_rounds(d)
     meta = load(d, "meta") or {}
     rows = []
 
+    def cpu_for(n):
+        """The run's median CPU per request; for a run outside the rounds (lag), its one
+        cpu_NAME.r1.json divided by the requests recorded there."""
+        if not n:
+            return None
+        c = get(load(d, n), "cpu")
+        raw = load(d, f"cpu_{n}.r1")
+        if c is None and raw and raw.get("requests"):
+            c = {k: raw[k + "_ms"] * 1000.0 / raw["requests"]
+                 for k in ("client", "daemon", "redis", "pg")}
+            c["load1"] = [raw.get("load1_start"), raw.get("load1_end")]
+        return c
+
     def row(name, ours, base, target=None, kind="ge", unit="", ratio=None, note="",
-            met=None):
+            met=None, a=None, b=None):
         """kind: ge (ratio >= target), le (ratio <= target), eq (ours == target)."""
         if ratio is None and isinstance(ours, (int, float)) and isinstance(base, (int, float)) \
                 and base:
@@ -128,11 +222,16 @@ def cmd_table(d, out):
                 met = ratio >= target if kind == "ge" else ratio <= target
         tgt = "" if target is None else ({"ge": ">= ", "le": "<= ", "eq": "= "}[kind] +
                                           (f"{target:g}" + ("" if kind == "eq" else "x")))
+        ca, cb = cpu_for(a), cpu_for(b)
+        loads = (get(ca, "load1") or []) + (get(cb, "load1") or [])
+        loads = [x for x in loads if isinstance(x, (int, float))]
         rows.append({
             "name": name, "cachesvc": ours, "baseline": base, "unit": unit,
             "ratio": ratio, "target": tgt,
             "met": None if target is None else bool(met) if met is not None else None,
-            "note": note,
+            "note": note, "runs": [a, b],
+            "cpu_us_per_request": {"cachesvc": ca, "baseline": cb},
+            "load1": [min(loads), max(loads)] if loads else None,
         })
 
     tp = lambda n: get(load(d, n), "throughput")
@@ -146,34 +245,46 @@ def cmd_table(d, out):
 
     row(f"W1 hit throughput, {conns} conns, no pipelining (req/s) vs redis-benchmark GET",
         tp("cs_w1_warm"), get(rget, "throughput"), 0.9, "ge",
-        note=f"value {meta.get('value_size')} B; hit ratio {fmt_num(hit('cs_w1_warm'))}")
+        note=f"value {meta.get('value_size')} B; hit ratio {fmt_num(hit('cs_w1_warm'))}",
+        a="cs_w1_warm", b="redis_get")
     row("W1 hit p99 (us) vs redis-benchmark GET p99", lat("cs_w1_warm", "p99"),
         get(rget, "latency_us", "p99"), 1.5, "le", note="p50 %s vs %s us" % (
-            fmt_num(lat("cs_w1_warm", "p50")), fmt_num(get(rget, "latency_us", "p50"))))
+            fmt_num(lat("cs_w1_warm", "p50")), fmt_num(get(rget, "latency_us", "p50"))),
+        a="cs_w1_warm", b="redis_get")
     row("W1 MGET 16 (keys/s) vs redis-benchmark -P 16 GET", tp("cs_w1_mget16"),
-        get(rgetp, "throughput"), 0.7, "ge")
+        get(rgetp, "throughput"), 0.7, "ge", a="cs_w1_mget16", b="redis_get_p16")
     row("W1 pipelined GET -P 16 (req/s) vs redis-benchmark -P 16 GET", tp("cs_w1_p16"),
-        get(rgetp, "throughput"), None)
+        get(rgetp, "throughput"), None, a="cs_w1_p16", b="redis_get_p16")
+    ping = load(d, "cs_ping")
+    row("load generator CPU (us/request): cs_load PING (daemon) vs redis-benchmark GET (Redis)",
+        get(ping, "cpu", "client"), get(load(d, "redis_get"), "cpu", "client"), 1.0, "le",
+        note="cs_load engine %s, %s req/s; its own getrusage: %s us/req" % (
+            get(ping, "engine"), fmt_num(get(ping, "throughput")),
+            fmt_num(get(ping, "cpu_us_per_request"))),
+        a="cs_ping", b="redis_get")
     for w, label in (("w1", "W1 profile"), ("w2", "W2 last 50 msgs"), ("w3", "W3 aggregate")):
         tgt = 100 if w == "w3" else None
         row(f"{label} warm (req/s) vs pgbench on the replica", tp(f"cs_{w}_warm"),
             tp(f"pgb_{w}_replica"), tgt, "ge",
             note="p99 %s vs %s us" % (fmt_num(lat(f"cs_{w}_warm", "p99")),
-                                      fmt_num(lat(f"pgb_{w}_replica", "p99"))))
+                                      fmt_num(lat(f"pgb_{w}_replica", "p99"))),
+            a=f"cs_{w}_warm", b=f"pgb_{w}_replica")
         row(f"{label} warm (req/s) vs pgbench through PgBouncer", tp(f"cs_{w}_warm"),
             tp(f"pgb_{w}_bouncer"), None,
             note="p99 %s vs %s us" % (fmt_num(lat(f"cs_{w}_warm", "p99")),
-                                      fmt_num(lat(f"pgb_{w}_bouncer", "p99"))))
+                                      fmt_num(lat(f"pgb_{w}_bouncer", "p99"))),
+            a=f"cs_{w}_warm", b=f"pgb_{w}_bouncer")
         row(f"{label} cold (req/s) vs pgbench on the replica", tp(f"cs_{w}_cold"),
             tp(f"pgb_{w}_replica"), None,
-            note=f"hit ratio {fmt_num(hit(f'cs_{w}_cold'))}")
+            note=f"hit ratio {fmt_num(hit(f'cs_{w}_cold'))}",
+            a=f"cs_{w}_cold", b=f"pgb_{w}_replica")
     for m, label in (("cs_mix_warm", "warm"), ("cs_mix_cold", "cold")):
         j = load(d, m)
         row(f"95/5 mix on W1, {label}, invalidation %s (req/s) vs pgbench W1 on the replica"
             % ("on" if meta.get("invalidator") else "OFF (n/a)"), tp(m), tp("pgb_w1_replica"),
             None, note="hit ratio %s, read p99 %s us, %s writes/s" % (
                 fmt_num(get(j, "hit_ratio")), fmt_num(get(j, "latency_us", "p99")),
-                fmt_num(get(j, "writes_per_s"))))
+                fmt_num(get(j, "writes_per_s"))), a=m, b="pgb_w1_replica")
     rtt = get(load(d, "redis_ping"), "PING_MBULK", "latency_us", "p50")
     for w in ("w1", "w2"):
         pgp50 = lat(f"pgb_{w}_miss", "p50")
@@ -181,7 +292,7 @@ def cmd_table(d, out):
         row(f"{w.upper()} miss p50, 1 conn (us) vs replica query p50 + Redis RTT",
             lat(f"cs_{w}_miss", "p50"), base, 1.1, "le",
             note=f"replica {fmt_num(pgp50)} + redis {fmt_num(rtt)} us; hit ratio "
-                 f"{fmt_num(hit(f'cs_{w}_miss'))}")
+                 f"{fmt_num(hit(f'cs_{w}_miss'))}", a=f"cs_{w}_miss", b=f"pgb_{w}_miss")
     st = load(d, "stampede") or {}
     row("stampede: 1000 concurrent misses on one key -> replica queries",
         st.get("replica_queries"), None, 1, "eq",
@@ -190,8 +301,13 @@ def cmd_table(d, out):
     if lag.get("available"):
         row("invalidation lag p99 (ms) at %s rows/s" % fmt_num(lag.get("rows_per_s")),
             lag.get("p99_ms"), None, None,
-            note="p50 %s ms (bucket upper bounds); %s samples %s" % (
-                fmt_num(lag.get("p50_ms")), fmt_num(lag.get("samples")), lag.get("note") or ""))
+            note="p50 %s ms, p90 %s ms, p99.9 %s ms (%s); %s samples; %s" % (
+                fmt_num(lag.get("p50_ms")), fmt_num(lag.get("p90_ms")),
+                fmt_num(lag.get("p999_ms")), lag.get("source") or "bucket upper bounds",
+                fmt_num(lag.get("samples")),
+                "no other samples in the histogram" if lag.get("samples_before") == 0
+                else "%s samples before the run" % fmt_num(lag.get("samples_before"))),
+            a="lag")
         rows[-1]["target"] = "<= 5 ms"
         rows[-1]["met"] = lag.get("p99_ms") is not None and lag["p99_ms"] <= 5
     else:
@@ -216,13 +332,15 @@ def cmd_table(d, out):
         row(f"hot W3 expiring under load (ttl 2 s), {q} (us): with vs without stale-while-revalidate",
             lat("cs_w3_swr", q), lat("cs_w3_noswr", q), None,
             note="stale hits %s vs %s" % (fmt_num(get(load(d, "cs_w3_swr"), "stale")),
-                                         fmt_num(get(load(d, "cs_w3_noswr"), "stale"))))
+                                         fmt_num(get(load(d, "cs_w3_noswr"), "stale"))),
+            a="cs_w3_swr", b="cs_w3_noswr")
     lib = load(d, "lib_w1") or {}
     if lib:
         row("library mode W1 hits (ops/s, %s threads) vs the daemon (%s conns)" %
-            (lib.get("threads"), lib.get("threads")), lib.get("ops_per_sec"), tp("cs_w1_lib_peer"))
+            (lib.get("threads"), lib.get("threads")), lib.get("ops_per_sec"), tp("cs_w1_lib_peer"),
+            a="lib_w1", b="cs_w1_lib_peer")
         row("library mode W1 hit p99 (us) vs the daemon", lib.get("p99_us"),
-            lat("cs_w1_lib_peer", "p99"))
+            lat("cs_w1_lib_peer", "p99"), a="lib_w1", b="cs_w1_lib_peer")
     mem = load(d, "memory") or {}
     row("RSS per idle client connection (bytes), %s conns" % mem.get("connections"),
         mem.get("per_conn_bytes"), None, None,
@@ -232,15 +350,27 @@ def cmd_table(d, out):
         rows[-1]["met"] = mem["per_conn_bytes"] <= 4096
 
     # --- print
-    hdr = ("comparison", "cachesvc", "baseline", "ratio", "target", "met")
+    hdr = ("comparison", "cachesvc", "baseline", "ratio", "target", "met",
+           "CPU us/req cachesvc side", "CPU us/req baseline", "load1")
     lines = []
     for r in rows:
         met = "" if r["met"] is None else ("yes" if r["met"] else "NO")
         if r["target"] and r["met"] is None:
             met = "n/a"
+        cpu = r["cpu_us_per_request"]
+        l1 = r["load1"]
         lines.append((r["name"], fmt_num(r["cachesvc"]), fmt_num(r["baseline"])
                       if r["baseline"] is not None else "", fmt_num(r["ratio"], "x")
-                      if r["ratio"] is not None else "", r["target"], met))
+                      if r["ratio"] is not None else "", r["target"], met,
+                      fmt_cpu(cpu["cachesvc"]), fmt_cpu(cpu["baseline"]),
+                      "%.1f-%.1f" % tuple(l1) if l1 else ""))
+    print("Load average (1/5/15 min): %s at the start, %s at the end; %s round(s) per "
+          "comparison, medians shown." % (meta.get("loadavg_start"), meta.get("loadavg_end"),
+                                          meta.get("rounds", 1)))
+    print("CPU us/req = CPU microseconds per request of client/daemon/redis/pg (load "
+          "generator, cachesvc, Redis, PostgreSQL), median over the rounds; load1 = range "
+          "of the 1-minute load average over the row's runs.")
+    print()
     widths = [max(len(h), *(len(l[i]) for l in lines)) for i, h in enumerate(hdr)]
     print("| " + " | ".join(h.ljust(widths[i]) for i, h in enumerate(hdr)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")

@@ -107,6 +107,8 @@ const char *cs_client_strerror(int code)
 		return "bad_argument";
 	case CS_CLIENT_E_CONNECT:
 		return "connect";
+	case CS_CLIENT_E_QUEUE_FULL:
+		return "queue_full";
 	default:
 		return cs_err_name(code); /* server codes; "unknown_error" otherwise */
 	}

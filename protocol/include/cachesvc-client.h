@@ -56,6 +56,8 @@ enum cs_client_error {
 	CS_CLIENT_E_NOMEM = -104,    /* out of memory */
 	CS_CLIENT_E_ARG = -105,      /* invalid argument or usage; nothing was sent */
 	CS_CLIENT_E_CONNECT = -106,  /* could not connect (address, refused, timed out) */
+	CS_CLIENT_E_QUEUE_FULL = -107, /* async API: send queue or in-flight table full; nothing
+	                                * was queued (drain replies, then retry) */
 };
 
 /* Value types (same numbering as the wire protocol's decoded values). */
@@ -300,6 +302,122 @@ CS_CLIENT_API bool cs_client_result_stale(const cs_client_result *r);
  * cache hits, error items, servers that predate it). */
 CS_CLIENT_API int cs_client_result_stored(const cs_client_result *r);
 CS_CLIENT_API void cs_client_result_free(cs_client_result *r);
+
+/* ---- Asynchronous API: one thread drives many connections -------------------------------
+ *
+ * A cs_aclient is one connection that never blocks: its socket is non-blocking and every
+ * call returns at once. The caller's event loop (epoll, poll, libevent, libuv...) watches
+ * cs_aclient_fd() for reading always and for writing while cs_aclient_want_write() is
+ * true, calls cs_aclient_on_readable() / cs_aclient_on_writable() when it fires, and
+ * calls cs_aclient_tick() when cs_aclient_timeout_ms() expires (or simply every loop
+ * iteration: a tick before the next deadline costs one clock read). Replies are delivered
+ * to per-request callbacks, matched by request id, in whatever order the server sends
+ * them; many requests may be in flight (pipelining).
+ *
+ * Why a bare file descriptor rather than a libevent base: the library links only the codec
+ * and msgpack-c, and a loop-agnostic fd + callbacks works with any loop (including
+ * libevent: an event_new on cs_aclient_fd() with EV_READ|EV_PERSIST and EV_WRITE while
+ * cs_aclient_want_write()), without making every user of the client library link, and
+ * agree on the version of, one particular event library.
+ *
+ * Bounds: at most max_inflight requests sent or queued and not yet answered (or timed
+ * out), and at most max_queue_bytes of encoded requests not yet written to the socket.
+ * A request that would pass either bound is refused with CS_CLIENT_E_QUEUE_FULL and
+ * nothing is queued: the queue never grows without bound.
+ *
+ * Requests may be submitted while the connection is still being set up (after
+ * cs_aclient_connect returned); they are written after HELLO. Submitting functions write
+ * nothing themselves: call cs_aclient_on_writable() (or wait for the fd to be writable)
+ * after submitting; one write then carries every queued request.
+ *
+ * Timeouts: each request has a deadline (timeout_ms given at submit, or the options'
+ * timeout_ms when 0). A request past its deadline completes with CS_CLIENT_E_TIMEOUT at
+ * the next cs_aclient_tick(); the connection stays usable and the late reply, if it ever
+ * comes, is discarded. Connect plus HELLO must finish within connect_timeout_ms, checked
+ * by cs_aclient_tick() too.
+ *
+ * Fatal errors (socket error, the server closing, a malformed reply, a protocol error
+ * from the server, connect failure) close the socket and complete every outstanding
+ * request with that error; later submits return CS_CLIENT_E_CLOSED. Remove the fd from
+ * your loop before or when that happens (cs_aclient_status() < 0; the fd is closed).
+ *
+ * Callbacks run inside cs_aclient_on_readable/on_writable/tick/free (never from another
+ * thread). A callback may submit new requests on any connection, but must not free the
+ * connection it was called for. One cs_aclient is used by one thread at a time. */
+
+typedef struct cs_aclient cs_aclient;
+
+/* What a callback receives; valid only during the callback. */
+typedef struct cs_aclient_reply {
+	uint32_t reqid;
+	/* 0 on success; a server error (-1..-11) for the whole request; or a client error
+	 * (<= -100): CS_CLIENT_E_TIMEOUT (this request only), or the fatal error that ended
+	 * the connection (CS_CLIENT_E_CLOSED also when the context is freed). */
+	int err;
+	const char *errmsg; /* "" when err == 0 */
+	/* err == 0: GET/REFRESH 1 result, MGET one per key in request order (an item may carry
+	 * a per-key error: cs_client_result_err), PING 0. The results belong to the library
+	 * unless the callback takes one (copy the pointer and set the slot to NULL): results
+	 * left in the array are freed after the callback returns. */
+	cs_client_result **results;
+	uint32_t nresults;
+} cs_aclient_reply;
+
+typedef void cs_aclient_cb(cs_aclient *a, void *arg, cs_aclient_reply *rep);
+
+typedef struct cs_aclient_options {
+	/* host/port/unix_path, connect_timeout_ms (connect plus HELLO), timeout_ms (default
+	 * per-request timeout), client_name, token, max_reply: as for cs_client_connect. */
+	cs_client_options conn;
+	uint32_t max_inflight;    /* 0 = 1024; at most 65536 */
+	uint32_t max_queue_bytes; /* 0 = 1 MiB of encoded requests not yet written */
+} cs_aclient_options;
+
+/* Starts connecting (non-blocking connect; HELLO is queued behind it). Never blocks.
+ * Returns NULL only when out of memory; check cs_aclient_status(): an immediate failure
+ * (bad address) is already < 0. `opt` may be NULL; it is only read during the call. */
+CS_CLIENT_API cs_aclient *cs_aclient_connect(const cs_aclient_options *opt);
+/* Completes every outstanding request with CS_CLIENT_E_CLOSED, closes and frees. */
+CS_CLIENT_API void cs_aclient_free(cs_aclient *a);
+
+/* The socket to watch (-1 once the connection is dead). */
+CS_CLIENT_API int cs_aclient_fd(const cs_aclient *a);
+/* Whether the caller should watch the fd for writability (connecting, or output queued
+ * that the kernel did not take). */
+CS_CLIENT_API bool cs_aclient_want_write(const cs_aclient *a);
+/* Event handlers: return 0, or the fatal error that just closed the connection. */
+CS_CLIENT_API int cs_aclient_on_readable(cs_aclient *a);
+CS_CLIENT_API int cs_aclient_on_writable(cs_aclient *a);
+/* Expires requests past their deadline (and a connect past connect_timeout_ms). Returns 0
+ * or the fatal error (a connect timeout). */
+CS_CLIENT_API int cs_aclient_tick(cs_aclient *a);
+/* Milliseconds until the next deadline tick must see (0 = overdue), -1 when none. */
+CS_CLIENT_API int cs_aclient_timeout_ms(const cs_aclient *a);
+
+/* 0 while connecting (HELLO not answered yet), 1 when ready, or the negative fatal error. */
+CS_CLIENT_API int cs_aclient_status(const cs_aclient *a);
+/* The last error of the context and its description (fatal error, or why a submit was
+ * refused); "" / 0 when none. */
+CS_CLIENT_API int cs_aclient_err(const cs_aclient *a);
+CS_CLIENT_API const char *cs_aclient_errstr(const cs_aclient *a);
+/* Requests submitted and not yet completed. */
+CS_CLIENT_API uint32_t cs_aclient_inflight(const cs_aclient *a);
+
+/* Submit functions: queue one request and return 0 (with *reqid set when reqid is not
+ * NULL), or an error and queue nothing: CS_CLIENT_E_ARG / CS_CLIENT_E_TOO_LARGE (bad
+ * request), CS_CLIENT_E_QUEUE_FULL (a bound is reached), CS_CLIENT_E_CLOSED (dead). On
+ * success cb is called exactly once for the request. timeout_ms 0 = the default. The
+ * request's pointers are only read during the call. */
+CS_CLIENT_API int cs_aclient_get(cs_aclient *a, const cs_client_request *req, int timeout_ms,
+        cs_aclient_cb *cb, void *arg, uint32_t *reqid) CS_CLIENT_MUST_CHECK;
+CS_CLIENT_API int cs_aclient_refresh(cs_aclient *a, const cs_client_request *req,
+        int timeout_ms, cs_aclient_cb *cb, void *arg, uint32_t *reqid) CS_CLIENT_MUST_CHECK;
+/* MGET of n (1..256) requests in one frame. */
+CS_CLIENT_API int cs_aclient_mget(cs_aclient *a, const cs_client_request *reqs, uint32_t n,
+        int timeout_ms, cs_aclient_cb *cb, void *arg, uint32_t *reqid) CS_CLIENT_MUST_CHECK;
+/* PING (the cheapest round trip: no cache, no database). */
+CS_CLIENT_API int cs_aclient_ping(cs_aclient *a, int timeout_ms, cs_aclient_cb *cb, void *arg,
+        uint32_t *reqid) CS_CLIENT_MUST_CHECK;
 
 /* ---- LSN tokens (read-your-writes): PostgreSQL's "X/Y" text form ------------------------ */
 #define CS_CLIENT_LSN_STRLEN 18

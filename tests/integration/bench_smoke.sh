@@ -33,6 +33,18 @@ check() { # NAME JSON: requests > 0 and errors == 0
 out=$("$LOAD" -p "$PORT" -c 4 -d 1 -k 1:1000 smoke_user) || fail "cs_load failed: $out"
 check "zipf GET" "$out"
 [ "$(field "$out" latency_us count)" -gt 0 ] || fail "no latency recorded: $out"
+# The event loop (one thread, the async client API) is the default engine.
+[ "$(field "$out" engine)" = loop ] || fail "default engine is not the event loop: $out"
+[ "$(field "$out" sources cache)" -gt 0 ] || fail "no cache hits counted: $out"
+
+out=$("$LOAD" -p "$PORT" -c 4 -d 1 -k 1:1000 --threads smoke_user) || fail "cs_load --threads failed: $out"
+check "zipf GET, thread per connection" "$out"
+[ "$(field "$out" engine)" = threads ] || fail "--threads: $out"
+
+out=$("$LOAD" -p "$PORT" -c 3 -n 3000 -P 4 --ping) || fail "cs_load --ping failed: $out"
+check "PING, loop mode" "$out"
+[ "$(field "$out" requests)" = 3000 ] || fail "--ping -n 3000 sent $(field "$out" requests): $out"
+[ "$(field "$out" ops)" = 3000 ] || fail "--ping -n 3000 answered $(field "$out" ops): $out"
 
 out=$("$LOAD" -s "$SOCK" -c 2 -d 1 -k 1:1000 --uniform -P 8 smoke_user) || fail "cs_load -P failed: $out"
 check "pipelined GET" "$out"
@@ -40,9 +52,20 @@ check "pipelined GET" "$out"
 out=$("$LOAD" -p "$PORT" -c 2 -d 1 -k 1:1000 -b 16 smoke_user) || fail "cs_load -b failed: $out"
 check "MGET 16" "$out"
 
+out=$("$LOAD" -p "$PORT" -c 2 -d 1 -k 1:1000 -b 16 -P 4 smoke_user) || fail "cs_load -b -P failed: $out"
+check "MGET 16, 4 in flight per connection" "$out"
+[ $(( $(field "$out" requests) % 16 )) = 0 ] || fail "MGET 16 keys not a multiple of 16: $out"
+
 out=$("$LOAD" -p "$PORT" -c 2 -n 200 --unique -k 1:100 smoke_user) || fail "cs_load --unique failed: $out"
 check "unique keys" "$out"
 [ "$(field "$out" requests)" = 100 ] || fail "--unique over 100 keys sent $(field "$out" requests): $out"
+
+# No server listening: the loop's non-blocking connects fail, cs_load exits 1 and says so.
+if out=$("$LOAD" -p 1 -c 2 -d 1 -t 500 smoke_user 2>/dev/null); then
+  fail "cs_load against a closed port succeeded: $out"
+fi
+[ "$(field "$out" connected)" = 0 ] || fail "connected to a closed port: $out"
+ok "no server: exit 1, 0 connected"
 
 out=$("$LOAD" -p "$PORT" -c 2 -d 1 -k 1:1000 -w 10 --pg "$(conninfo_of primary)" \
   --update 'UPDATE users SET name = name WHERE id = $1' smoke_user) || fail "cs_load -w failed: $out"

@@ -181,3 +181,12 @@ ok "a 701-row transaction (1402 keys, 11 batches) is applied and the stream goes
 h=$(metric cachesvc_invalidator_lag_seconds_count)
 [ "$h" -ge 8 ] || fail "invalidation lag histogram has $h samples"
 ok "invalidation lag histogram populated ($h commits)"
+# the same histogram's quantiles, exact to its resolution (not bucket bounds): present,
+# positive, ordered, and no larger than the largest Prometheus bucket that holds them all
+q50=$(metric 'cachesvc_invalidator_lag_quantile_seconds{q="0.5"}')
+q99=$(metric 'cachesvc_invalidator_lag_quantile_seconds{q="0.99"}')
+q999=$(metric 'cachesvc_invalidator_lag_quantile_seconds{q="0.999"}')
+[ -n "$q50" ] && [ -n "$q99" ] && [ -n "$q999" ] || fail "no lag quantiles in /metrics (p50 '$q50', p99 '$q99')"
+awk -v a="$q50" -v b="$q99" -v c="$q999" 'BEGIN { exit !(a > 0 && a <= b && b <= c) }' ||
+  fail "lag quantiles not positive and ordered: p50 $q50 p99 $q99 p99.9 $q999"
+ok "lag quantiles from the fine histogram: p50 $q50 s, p99 $q99 s"
