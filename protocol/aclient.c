@@ -7,6 +7,7 @@
  * lower bound on the earliest one, so a tick before it costs one clock read and a tick
  * after it one scan of the table. Nothing here blocks or sleeps. */
 #include "cachesvc-client.h"
+#include "client_addr.h"
 #include "cs_proto.h"
 
 #include <arpa/inet.h>
@@ -595,33 +596,9 @@ static int start_connect(cs_aclient *a, const cs_client_options *o)
 {
 	struct sockaddr_storage ss;
 	socklen_t sslen;
-	memset(&ss, 0, sizeof ss);
-	if (o->unix_path != NULL) {
-		struct sockaddr_un *un = (struct sockaddr_un *)&ss;
-		size_t n = strlen(o->unix_path);
-		if (n == 0 || n >= sizeof un->sun_path)
-			return fatal(a, CS_CLIENT_E_ARG, "unix socket path too long or empty");
-		un->sun_family = AF_UNIX;
-		memcpy(un->sun_path, o->unix_path, n + 1);
-		sslen = (socklen_t)sizeof *un;
-	} else {
-		const char *host = o->host ? o->host : "127.0.0.1";
-		uint16_t port = o->port ? o->port : CS_CLIENT_DEFAULT_PORT;
-		struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
-		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-		if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
-			in4->sin_family = AF_INET;
-			in4->sin_port = htons(port);
-			sslen = sizeof *in4;
-		} else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
-			in6->sin6_family = AF_INET6;
-			in6->sin6_port = htons(port);
-			sslen = sizeof *in6;
-		} else {
-			return fatal(a, CS_CLIENT_E_ARG,
-			        "host \"%s\" is not a numeric IP address (no DNS lookups)", host);
-		}
-	}
+	char why[200];
+	if (cs_client_addr(o, &ss, &sslen, NULL, 0, why, sizeof why) != 0)
+		return fatal(a, CS_CLIENT_E_ARG, "%s", why);
 	a->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (a->fd < 0)
 		return fatal(a, CS_CLIENT_E_CONNECT, "socket: %s", strerror(errno));

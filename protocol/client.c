@@ -5,6 +5,7 @@
  * both writes pending output and reads input, so a long pipeline can never deadlock with a
  * server that is itself blocked writing replies. */
 #include "cachesvc-client.h"
+#include "client_addr.h"
 #include "cs_proto.h"
 #include "lsn.h"
 
@@ -742,36 +743,9 @@ static int open_socket(cs_client *c, const cs_client_options *o, int64_t deadlin
 {
 	struct sockaddr_storage ss;
 	socklen_t sslen;
-	char where[160];
-	memset(&ss, 0, sizeof ss);
-	if (o->unix_path != NULL) {
-		struct sockaddr_un *un = (struct sockaddr_un *)&ss;
-		size_t n = strlen(o->unix_path);
-		if (n == 0 || n >= sizeof un->sun_path)
-			return fail(c, CS_CLIENT_E_ARG, "unix socket path too long or empty");
-		un->sun_family = AF_UNIX;
-		memcpy(un->sun_path, o->unix_path, n + 1);
-		sslen = (socklen_t)sizeof *un;
-		snprintf(where, sizeof where, "%s", o->unix_path);
-	} else {
-		const char *host = o->host ? o->host : "127.0.0.1";
-		uint16_t port = o->port ? o->port : CS_CLIENT_DEFAULT_PORT;
-		struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
-		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-		if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
-			in4->sin_family = AF_INET;
-			in4->sin_port = htons(port);
-			sslen = sizeof *in4;
-		} else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
-			in6->sin6_family = AF_INET6;
-			in6->sin6_port = htons(port);
-			sslen = sizeof *in6;
-		} else {
-			return fail(c, CS_CLIENT_E_ARG,
-			        "host \"%s\" is not a numeric IP address (no DNS lookups)", host);
-		}
-		snprintf(where, sizeof where, "%s port %u", host, port);
-	}
+	char where[160], why[200];
+	if (cs_client_addr(o, &ss, &sslen, where, sizeof where, why, sizeof why) != 0)
+		return fail(c, CS_CLIENT_E_ARG, "%s", why);
 	c->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (c->fd < 0)
 		return fail(c, CS_CLIENT_E_CONNECT, "socket: %s", strerror(errno));
