@@ -12,6 +12,20 @@
 
 /* ---- Lifecycle -------------------------------------------------------------------------- */
 
+/* The pools' settings from the configuration: at startup and for every server a reload
+ * keeps or adds (request_timeout and queue_timeout are reloadable). */
+static cs_pgpool_opts pool_opts(const cs_engine *e, const cs_config *cfg)
+{
+	return (cs_pgpool_opts){
+		.connect_timeout_ms = CS_MAX(cfg->request_timeout_ms, 1000),
+		.queue_timeout_ms = cfg->queue_timeout_ms,
+		.health_interval_ms = cfg->health_interval_ms,
+		.statement_timeout_ms = cfg->request_timeout_ms,
+		.queue_max = cfg->queue_max,
+		.resolver = e->resolver,
+	};
+}
+
 cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, size_t errlen)
 {
 	cs_engine *e = calloc(1, sizeof *e);
@@ -54,14 +68,7 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 		return NULL;
 	}
 
-	cs_pgpool_opts po2 = {
-		.connect_timeout_ms = CS_MAX(cfg->request_timeout_ms, 1000),
-		.queue_timeout_ms = cfg->queue_timeout_ms,
-		.health_interval_ms = cfg->health_interval_ms,
-		.statement_timeout_ms = cfg->request_timeout_ms,
-		.queue_max = cfg->queue_max,
-		.resolver = e->resolver,
-	};
+	cs_pgpool_opts po2 = pool_opts(e, cfg);
 	e->servers = calloc((size_t)cfg->nreplicas + 1, sizeof *e->servers);
 	e->srv_id = calloc((size_t)cfg->nreplicas + 1, sizeof *e->srv_id);
 	e->retiring = calloc(MAX_SERVERS, sizeof *e->retiring);
@@ -270,14 +277,7 @@ static int servers_reload(cs_engine *e, const cs_config *cfg, char *err, size_t 
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	cs_pgpool_opts po = {
-		.connect_timeout_ms = CS_MAX(cfg->request_timeout_ms, 1000),
-		.queue_timeout_ms = cfg->queue_timeout_ms,
-		.health_interval_ms = cfg->health_interval_ms,
-		.statement_timeout_ms = cfg->request_timeout_ms,
-		.queue_max = cfg->queue_max,
-		.resolver = e->resolver,
-	};
+	cs_pgpool_opts po = pool_opts(e, cfg);
 	int n = 0;
 	bool oom = false;
 	/* first the servers kept, so new ones can take ids nobody holds */
