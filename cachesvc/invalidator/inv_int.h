@@ -1,0 +1,180 @@
+/* inv_int.h - what the invalidator's files share, private to them: its state (struct
+ * cs_inv), the setup steps, the limits, and the functions one file calls in another.
+ * invalidator.c: connection, restart, periodic work, slot health and the API;
+ * inv_stream.c: the stream (transaction key sets, commits, confirmation, status);
+ * inv_setup.c: the setup steps (IDENTIFY_SYSTEM, the slot, the Redis synchronisation). */
+#ifndef CS_INV_INT_H
+#define CS_INV_INT_H
+
+#include "invalidator.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <hiredis/hiredis.h>
+#include <libpq-fe.h>
+
+#include "cs_proto.h"
+#include "fence.h"
+#include "keyspace.h"
+#include "ledger.h"
+#include "log.h"
+#include "mapping.h"
+#include "pgconn.h"
+#include "pgoutput.h"
+#include "pgpool.h"
+#include "redis.h"
+#include "resolve.h"
+#include "textutil.h"
+#include "util.h"
+
+#define FIFO_MAX	   65536  /* commits waiting for Redis; beyond: stop reading */
+#define BATCH_KEYS	   128	  /* keys per INVAL script call (4 arguments each, see redis.c) */
+#define QUERY_KEYS_MAX	   10000  /* keys of one query in one transaction; beyond: drop the query */
+#define TXN_ARENA_MAX	   (64u << 20)
+#define SAMPLES		   16384  /* horizon ring */
+#define TICK_MS		   10
+#define RETRY_BASE_MS	   200
+#define RETRY_MAX_MS	   5000
+#define STANDBY_RETRY_MS   1000
+#define STABLE_US	   30000000u /* streaming this long resets the reconnect backoff */
+#define STEP_TIMEOUT_MS	   10000  /* the connect, and each setup step */
+
+/* Replication connection steps, in order. */
+typedef enum step {
+	ST_NONE = 0,
+	ST_CONNECTING,	/* libpq's connect (pgconn.h; conn still NULL) */
+	ST_IDENTIFY,	/* IDENTIFY_SYSTEM */
+	ST_TIMELINE,	/* Redis: record (sysid, timeline); refuse an old primary that came back */
+	ST_SLOT_QUERY,	/* does the slot exist, is it lost? */
+	ST_SLOT_DROP,	/* DROP_REPLICATION_SLOT of a lost slot */
+	ST_PRE_CREATE,	/* Redis: a gap flush is owed (durably) before the slot is created */
+	ST_SLOT_CREATE, /* CREATE_REPLICATION_SLOT */
+	ST_SYNC,	/* Redis: epoch check, gap flush or data-loss resync, owed bumps */
+	ST_START,	/* START_REPLICATION */
+	ST_STREAMING,	/* CopyBoth */
+} step;
+
+struct cs_inv {
+	struct event_base *base;
+	char *conninfo;
+	char *slot, *publication;
+	int64_t fence_ttl_ms, status_interval_ms, horizon_ttl_ms;
+	int64_t receive_timeout_ms; /* 0: off */
+	bool eviction_check;	    /* fence.c (i); off only as a test's negative control */
+	bool fence_on;
+	bool policy_busy;	    /* an INFO memory in flight */
+	char policy[32];	    /* Redis's maxmemory-policy last seen ("" unknown) */
+	struct cs_pgserver *primary;
+
+	cs_inv_map *map;
+	cs_redis *redis;
+	cs_keyspace ks;
+	char epoch_str[96];	 /* the epoch this leader synchronised with (keyspace.h) */
+	size_t epoch_len;
+	cs_inv_state state;
+
+	/* replication connection */
+	PGconn *conn;	      /* once connected */
+	cs_pgconn pc;	      /* the host name lookup and the connect (pgconn.h) */
+	cs_pgconn_lookup lookup; /* over the engine's resolver */
+	step st;
+	struct event ev;
+	bool ev_added;
+	uint64_t step_deadline_us;
+	int attempt;
+	struct event *retry, *tick;
+	uint64_t epoch; /* bumped on every restart: late Redis replies are ignored */
+	cs_pgo_decoder *dec;
+	bool slot_missing, slot_lost;
+	bool slot_was_lost; /* this setup found the slot lost (not merely missing) */
+	bool gap_owed;	    /* this setup created the slot: the sync flushes */
+	cs_lsn_t slot_confirmed; /* the existing slot's confirmed_flush_lsn */
+	cs_lsn_t xlogpos;	 /* IDENTIFY_SYSTEM's WAL position */
+	char sysid[32];		 /* IDENTIFY_SYSTEM's system identifier */
+	uint32_t tli;		 /* IDENTIFY_SYSTEM's timeline */
+	uint32_t stream_tli;	 /* the timeline of the last stream (0: none yet) */
+	bool stale_server;	 /* this connection's server is on an old timeline: refused */
+	char stale_recorded[64]; /* the newer "<sysid>:<tli>" recorded in Redis */
+	/* Servers (host:port) refused as stale primaries: left out of a multi-host conninfo
+	 * for a while, so libpq reaches the next host (target_session_attrs alone would pick
+	 * the first writable one: the stale server again). */
+	struct {
+		char hostport[300];
+		uint64_t until_us;
+	} skip[8];
+	cs_lsn_t consistent;	 /* CREATE_REPLICATION_SLOT's consistent point */
+	cs_lsn_t sync_lsn;	 /* the resynchronisation's fence LSN */
+	uint64_t streaming_since_us;
+	uint64_t redis_ok_us;	 /* Redis last acknowledged one of this stream's writes */
+	uint64_t last_recv_us;	 /* the last CopyData from the walsender (receive_timeout) */
+	bool ever_synced;	 /* this process has synchronised with an epoch before */
+	uint64_t last_status_us, last_horizon_us;
+	bool status_pending; /* could not queue a status message: retry */
+	bool paused;	     /* FIFO full: not reading the stream */
+
+	/* Commits waiting for Redis and the confirmed position (I4), horizon samples, the
+	 * min_lifetime debounce (ledger.h). min_lifetime: at most one table-level bump per
+	 * query per min_lifetime. A bump that has to wait is recorded in Redis (<ns>:inv:deb)
+	 * before its commit is confirmed, so it survives a crash and never holds back the
+	 * confirmed position. */
+	cs_ledger *ledger;
+
+	/* positions */
+	cs_lsn_t received;   /* highest LSN seen in the stream */
+	bool first_start;    /* this setup created the slot on a first start (not a loss) */
+	cs_lsn_t h_start;    /* the horizon's floor from the last sync (cs_ledger_set_floor) */
+	cs_lsn_t pos_sent;   /* cs:inv:pos last raised to */
+	bool pos_in_flight;
+
+	/* the transaction being decoded */
+	int64_t txn_commit_unix_us;
+	char *arena;
+	size_t arena_len, arena_cap;
+	uint32_t *kset; /* open addressing: arena offset + 1 */
+	size_t kset_cap, kset_n;
+	int *qkeys;	 /* keys per query in this transaction */
+	uint8_t *qbump;	 /* bit per cs_inv_reason: whole query to drop */
+	int nq;
+
+	cs_inv_stats stats;
+	uint64_t last_reconnect_log_us;
+
+	/* slot health, checked through the engine's primary pool */
+	cs_pgjob health_job;
+	bool health_busy;
+	uint64_t last_health_us;
+	char wal_status[16];	 /* reserved / extended / unreserved / lost / "" unknown */
+	int64_t safe_wal_size;	 /* bytes until the slot is lost; -1 unknown or unlimited */
+	cs_query_def health_q;
+	const char *health_vals[1];
+	int health_lens[1], health_fmts[1];
+	cs_pg_params health_params;
+};
+
+/* A Redis write's context: the invalidator, the stream epoch it belongs to (a reply of an
+ * older one is ignored), and the LSN it carries (cs:inv:pos, the horizon). */
+typedef struct posctx {
+	cs_inv *inv;
+	uint64_t epoch;
+	cs_lsn_t lsn;
+} posctx;
+
+void inv_conn_wait(cs_inv *inv, short what);
+void inv_restart(cs_inv *inv, const char *why, bool standby);
+void inv_txn_reset(cs_inv *inv);
+bool inv_epoch_error(const redisReply *reply);
+void inv_publish_pos(cs_inv *inv);
+void inv_run_debounced(cs_inv *inv);
+void inv_send_status(cs_inv *inv, bool reply);
+void inv_stream_read(cs_inv *inv);
+void inv_send_cmd(cs_inv *inv, step next, const char *sql);
+bool inv_conninfo_without_skipped(cs_inv *inv, char *out_host, char *out_addr, char *out_port,
+	size_t cap);
+bool inv_setup_result(cs_inv *inv, PGresult *res);
+void inv_setup_next(cs_inv *inv, step done);
+void inv_streaming_begins(cs_inv *inv);
+
+#endif
