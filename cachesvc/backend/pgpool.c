@@ -1015,17 +1015,25 @@ static void dispatch(cs_pgserver *s)
 	}
 	for (int i = 0; i < s->pool_size && s->qhead; i++) {
 		pgconn *c = &s->conns[i];
-		if (c->state == PC_IDLE && c->options_gen != s->options_gen)
-			conn_close(c); /* opened with old session settings: opened again below */
-		else if (c->state == PC_IDLE)
+		if (c->state == PC_IDLE && c->options_gen == s->options_gen)
 			job_run(c, queue_pop(s));
 	}
 	if (s->qhead == NULL)
 		return;
-	for (int i = 0; i < s->pool_size; i++) {
+	for (int i = 0; i < s->pool_size; i++)
 		connecting += s->conns[i].state == PC_CONNECTING;
-		live += s->conns[i].state != PC_EMPTY;
+	/* Jobs left and idle connections opened with old session settings (a reload changed
+	 * them): close one per job no connect covers; each is opened again below. The others
+	 * stay until a job needs them, so a reload costs one reconnect per job, not a pool. */
+	for (int i = 0, need = s->queued - connecting; i < s->pool_size && need > 0; i++) {
+		pgconn *c = &s->conns[i];
+		if (c->state == PC_IDLE && c->options_gen != s->options_gen) {
+			conn_close(c);
+			need--;
+		}
 	}
+	for (int i = 0; i < s->pool_size; i++)
+		live += s->conns[i].state != PC_EMPTY;
 	/* Open one more connection per waiting job not already covered by a connect. */
 	for (int i = 0; i < s->pool_size && connecting < s->queued && live < s->pool_size; i++) {
 		pgconn *c = &s->conns[i];

@@ -164,6 +164,7 @@ typedef struct sampler {
 	cs_lsn_t lsn_after;
 	uint64_t wait_until_us;
 	uint64_t checked, ok, stale, skipped;
+	uint64_t skipped_by[CS_VERIFY_SKIPS]; /* index: outcome - CS_VERIFY_GONE */
 } sampler;
 
 /* Negative entries' memory share ([cachesvc] negative_share): bytes this process stored,

@@ -86,6 +86,14 @@ void cs_engine_metrics_add(const cs_engine *e, cs_metrics *m)
 	C("verify_checked_total", "Cached entries the sampler compared with the primary", e->smp.checked);
 	C("verify_stale_total", "Cached entries the sampler found stale (mismatch with the primary)", e->smp.stale);
 	C("verify_skipped_total", "Samples skipped (changed meanwhile, invalidator behind)", e->smp.skipped);
+	/* by reason: a class of keys that never verifies (bad_key: its parameters do not
+	 * round-trip) shows here instead of hiding in the total */
+	static const char *const reasons[CS_VERIFY_SKIPS] = { "gone", "not_entry", "bad_key",
+		"query", "inv_behind", "changed" };
+	_Static_assert(CS_VERIFY_SKIPS == 6, "a name for every skip reason");
+	for (int i = 0; i < CS_VERIFY_SKIPS; i++)
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_verify_skipped_by_reason_total",
+			"Samples skipped, by reason", e->smp.skipped_by[i], "reason", reasons[i], NULL);
 	C("stale_if_error_total", "Stale values served because the refresh failed (within max_stale)", s->stale_if_error);
 #undef C
 	for (int i = 1; i <= CS_ERR_MAX; i++)

@@ -24,6 +24,8 @@ static void sample_end(cs_engine *e, cs_verify_outcome outcome)
 		sm->stale++;
 	else
 		sm->skipped++;
+	if (cs_verify_skipped(outcome) && outcome - CS_VERIFY_GONE < CS_VERIFY_SKIPS)
+		sm->skipped_by[outcome - CS_VERIFY_GONE]++;
 	if (!cs_verify_skipped(outcome))
 		sm->checked++;
 	free(sm->entry);

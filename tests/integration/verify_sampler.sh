@@ -23,3 +23,11 @@ redis eval "redis.call('SET', KEYS[2], redis.call('GET', KEYS[1]), 'PX', 600000)
 until_true 30 metric_ge cachesvc_verify_stale_total 1 || fail "the planted stale entry was never found"
 grep -q "verifier: STALE entry $NS:e:vs_user:$g:2" "$WORK/cachesvc.log" || fail "no log line names the stale key"
 ok "sampler: the planted stale entry was found ($(metric cachesvc_verify_stale_total) in /metrics) and logged"
+
+# a key whose parameter text does not decode (int8 "x1"): skipped as bad_key, and counted by
+# reason, not only in the total
+redis eval "redis.call('SET', KEYS[2], redis.call('GET', KEYS[1]), 'PX', 600000) return 1" 2 \
+  "$NS:e:vs_user:$g:1" "$NS:e:vs_user:$g:x1" >/dev/null
+until_true 60 metric_ge 'cachesvc_verify_skipped_by_reason_total{reason="bad_key"}' 1 ||
+  fail "a key that does not decode was not counted as bad_key: $(http /metrics | grep skipped_by_reason)"
+ok "sampler: a key that does not decode is counted as skipped, reason bad_key"
