@@ -318,6 +318,7 @@ static bool check_object_name(const char *s, size_t len, char *why, size_t whyle
 struct raw_entry {
 	char *key;
 	char *value; /* continuation lines joined with '\n' */
+	size_t len, cap; /* of value: continuation lines append in amortised O(1) */
 	int lineno;
 };
 
@@ -454,15 +455,20 @@ static bool on_continuation(void *priv, int lineno, const char *value)
 	struct loader *ld = priv;
 	struct raw_section *sec = &ld->secs[ld->nsecs - 1]; /* a key line came before */
 	struct raw_entry *e = &sec->entries[sec->nentries - 1];
-	size_t a = strlen(e->value), b = strlen(value);
-	char *p = realloc(e->value, a + b + 2);
-	if (!p) {
-		fail_at(ld, lineno, "out of memory");
-		return false;
+	size_t a = e->len, b = strlen(value);
+	if (a + b + 2 > e->cap) {
+		size_t cap = e->cap * 2 > a + b + 2 ? e->cap * 2 : a + b + 2;
+		char *p = realloc(e->value, cap);
+		if (!p) {
+			fail_at(ld, lineno, "out of memory");
+			return false;
+		}
+		e->value = p;
+		e->cap = cap;
 	}
-	p[a] = '\n';
-	memcpy(p + a + 1, value, b + 1);
-	e->value = p;
+	e->value[a] = '\n';
+	memcpy(e->value + a + 1, value, b + 1);
+	e->len = a + 1 + b;
 	return true;
 }
 
@@ -489,6 +495,8 @@ static bool on_key(void *priv, int lineno, const char *name, const char *value)
 	struct raw_entry *e = &sec->entries[sec->nentries];
 	e->key = strdup(name);
 	e->value = strdup(value);
+	e->len = strlen(value);
+	e->cap = e->len + 1;
 	e->lineno = lineno;
 	if (!e->key || !e->value) {
 		free(e->key);
