@@ -130,6 +130,18 @@ static void mask_uri(const char *s, bool bare_is_secret, struct outbuf *o)
 	}
 }
 
+/* A dbname that is itself a connection string (libpq expands one level: "dbname=
+ * postgresql://u:pw@h/db" reaches the server, and its error messages, as a name). Masked
+ * whole when it could hold a secret: a URI with userinfo or query, or key=value text. */
+static bool nested_conninfo(const char *v, size_t n)
+{
+	char buf[512];
+	size_t k = n < sizeof buf - 1 ? n : sizeof buf - 1;
+	memcpy(buf, v, k);
+	buf[k] = '\0';
+	return strstr(buf, "://") != NULL || strchr(buf, '=') != NULL || n >= sizeof buf - 1;
+}
+
 /* key = value ... as libpq reads it: values are bare words or '...' with \ escapes. */
 static void mask_keyword_value(const char *s, struct outbuf *o)
 {
@@ -175,7 +187,8 @@ static void mask_keyword_value(const char *s, struct outbuf *o)
 				s++;
 			}
 		}
-		if (is_secret_option(key, klen))
+		if (is_secret_option(key, klen) || (klen == 6 && strncmp(key, "dbname", 6) == 0 &&
+							  nested_conninfo(val, (size_t)(s - val))))
 			out_str(o, "***");
 		else
 			out_append(o, val, (size_t)(s - val));

@@ -882,6 +882,10 @@ static void test_mask_conninfo(void **state)
 	        {"postgresql://h/db?pass%77ord=hunter2&x=1", "postgresql://h/db?pass%77ord=***&x=1"},
 	        {"postgresql://h/db?%73slpassword=q", "postgresql://h/db?%73slpassword=***"},
 	        {"postgresql://h/db?pass%7word=q", "postgresql://h/db?pass%7word=q"},
+	        /* a dbname that is a connection string of its own */
+	        {"host=a dbname=postgresql://u:pw@h/db", "host=a dbname=***"},
+	        {"host=a dbname='user=u password=pw'", "host=a dbname=***"},
+	        {"host=a dbname=app", "host=a dbname=app"},
 	};
 	char buf[256];
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
