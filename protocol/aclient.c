@@ -466,27 +466,28 @@ static int write_out(cs_aclient *a)
 	return 0;
 }
 
-int cs_aclient_on_writable(cs_aclient *a)
+/* The start of both socket events: 1 to go on, else what the event returns (the error of a
+ * dead connection, or a connect that failed or has not finished). */
+static int event_start(cs_aclient *a)
 {
 	if (a->state == ST_DEAD)
 		return a->err;
-	if (a->state == ST_CONNECTING) {
-		int rc = finish_connect(a);
-		if (rc <= 0)
-			return rc;
-	}
-	return write_out(a);
+	if (a->state == ST_CONNECTING)
+		return finish_connect(a);
+	return 1;
+}
+
+int cs_aclient_on_writable(cs_aclient *a)
+{
+	int rc = event_start(a);
+	return rc <= 0 ? rc : write_out(a);
 }
 
 int cs_aclient_on_readable(cs_aclient *a)
 {
-	if (a->state == ST_DEAD)
-		return a->err;
-	if (a->state == ST_CONNECTING) {
-		int rc = finish_connect(a);
-		if (rc <= 0)
-			return rc;
-	}
+	int rc = event_start(a);
+	if (rc <= 0)
+		return rc;
 	for (int i = 0; i < A_READS_PER_EVENT; i++) {
 		ssize_t n = recv(a->fd, a->rbuf, A_READ_CHUNK, 0);
 		if (n == 0)
@@ -504,7 +505,6 @@ int cs_aclient_on_readable(cs_aclient *a)
 			return fatal(a, CS_CLIENT_E_PROTOCOL, "reading replies: %s",
 			        cs_proto_reader_errstr(a->rd));
 		cs_frame f;
-		int rc;
 		while ((rc = cs_proto_reader_next(a->rd, &f)) == 1) {
 			handle_frame(a, &f);
 			if (a->state == ST_DEAD)
