@@ -24,7 +24,12 @@ until_true 10 grep -qE 'INFO stats: [1-9][0-9]* req/s \(hits [0-9.]+%' "$WORK/ca
 line=$(grep -E 'INFO stats: [1-9][0-9]* req/s' "$WORK/cachesvc.log" | head -1)
 echo "$line" | grep -qE 'hit [0-9.]+ ms, miss [0-9.]+ ms, clients [0-9]+, in flight [0-9]+$' ||
   fail "stats line without latencies or gauges: $line"
-# The requests of all lines add up to the 200 sent (rates x 1 s periods, rounded).
+# The requests of all lines add up to the 200 sent (rates x 1 s periods, rounded), once
+# the period holding the last request has been logged: wait for two more lines.
+stats_lines() { grep -c 'INFO stats:' "$WORK/cachesvc.log"; }
+more_lines() { [ "$(stats_lines)" -ge "$1" ]; }
+until_true 10 more_lines $(($(stats_lines) + 2)) ||
+  fail "no stats lines after the requests"
 sum=$(grep -oE 'INFO stats: [0-9]+ req/s' "$WORK/cachesvc.log" | awk '{s += $3} END {print s}')
 [ "$sum" -ge 150 ] && [ "$sum" -le 250 ] || fail "stats lines add up to $sum requests, want about 200"
 ok "stats line every second: ${line#*INFO }"
