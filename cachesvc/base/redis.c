@@ -68,6 +68,8 @@ struct cs_redis {
 	char (*shas)[41];
 	int nscripts;
 	int hs_step;	    /* next handshake step, see handshake_next */
+	bool want_id;	    /* ask CLIENT ID in the handshake (before any SUBSCRIBE) */
+	int64_t client_id;  /* this connection's id; 0 while unknown */
 	bool hs_failed;	    /* a handshake step failed: the timer drops the connection */
 
 	cs_redis_state_cb *on_state;
@@ -211,6 +213,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
 	}
 	r->state = RS_HANDSHAKE;
 	r->hs_step = 0;
+	r->client_id = 0;
 	r->hs_failed = false;
 	r->connect_deadline_us = cs_now_us() + (uint64_t)r->timeout_ms * 1000u * 2;
 	handshake_next(r);
@@ -295,8 +298,9 @@ static void connect_addr(cs_redis *r, const char *addr)
 	r->connect_deadline_us = cs_now_us() + (uint64_t)r->timeout_ms * 1000u;
 }
 
-/* Handshake: AUTH, SELECT, then SCRIPT LOAD of every script, one reply at a time.
- * hs_step is the next step to send: 0 AUTH, 1 SELECT, 2+i SCRIPT LOAD of script i. */
+/* Handshake: AUTH, SELECT, SCRIPT LOAD of every script, then CLIENT ID when asked, one
+ * reply at a time. hs_step is the next step to send: 0 AUTH, 1 SELECT, 2+i SCRIPT LOAD of
+ * script i, 2+nscripts CLIENT ID. */
 static void on_handshake_reply(cs_redis *r, redisReply *reply, void *priv)
 {
 	int step = (int)(intptr_t)priv;
@@ -308,7 +312,14 @@ static void on_handshake_reply(cs_redis *r, redisReply *reply, void *priv)
 		r->hs_failed = true;
 		return;
 	}
-	if (step >= 2) {
+	if (step == 2 + r->nscripts) {
+		if (reply->type != REDIS_REPLY_INTEGER || reply->integer <= 0) {
+			cs_error("redis %s: CLIENT ID gave no id", r->name);
+			r->hs_failed = true;
+			return;
+		}
+		r->client_id = reply->integer;
+	} else if (step >= 2) {
 		int i = step - 2;
 		if (reply->type != REDIS_REPLY_STRING || reply->len != 40) {
 			cs_error("redis %s: SCRIPT LOAD gave no SHA1", r->name);
@@ -354,6 +365,11 @@ static void handshake_next(cs_redis *r)
 		} else if (step - 2 < r->nscripts) {
 			const char *argv[] = { "SCRIPT", "LOAD", r->scripts[step - 2] };
 			rc = send_internal(r, step, 3, argv);
+		} else if (step - 2 == r->nscripts) {
+			if (!r->want_id || r->state != RS_HANDSHAKE)
+				continue; /* not asked, or a script reload on a ready connection */
+			const char *argv[] = { "CLIENT", "ID" };
+			rc = send_internal(r, step, 2, argv);
 		} else {
 			if (r->state == RS_HANDSHAKE)
 				set_state(r, RS_READY);
@@ -446,6 +462,7 @@ cs_redis *cs_redis_new(struct event_base *base, const cs_redis_opts *o, char *er
 	r->name = strdup(o->name ? o->name : "redis");
 	r->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 1000;
 	r->max_pending = o->max_pending > 0 ? o->max_pending : 65536;
+	r->want_id = o->client_id;
 	r->on_state = o->on_state;
 	r->state_priv = o->state_priv;
 	r->head.next = r->head.prev = &r->head;
@@ -619,6 +636,11 @@ int cs_redis_subscribe(cs_redis *r, const char *channel, cs_redis_cb *cb, void *
 const cs_redis_stats *cs_redis_get_stats(const cs_redis *r)
 {
 	return &r->stats;
+}
+
+int64_t cs_redis_client_id(const cs_redis *r)
+{
+	return r->state == RS_READY ? r->client_id : 0;
 }
 
 const char *cs_redis_url_masked(const cs_redis *r)

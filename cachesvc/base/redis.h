@@ -40,6 +40,8 @@ typedef struct cs_redis_opts {
 	int nscripts;
 	cs_redis_state_cb *on_state;
 	void *state_priv;
+	bool client_id;		      /* learn the connection's CLIENT ID in the handshake
+				       * (cs_redis_client_id), before any SUBSCRIBE */
 	struct cs_resolver *resolver; /* resolves the host name before every connect; NULL:
 				       * a resolver of its own (system resolv.conf, timeout_ms) */
 } cs_redis_opts;
@@ -82,6 +84,10 @@ int cs_redis_script(cs_redis *r, int script, cs_redis_cb *cb, void *priv, int nk
 int cs_redis_subscribe(cs_redis *r, const char *channel, cs_redis_cb *cb, void *priv);
 
 const cs_redis_stats *cs_redis_get_stats(const cs_redis *r);
+
+/* The ready connection's CLIENT ID (opts.client_id); 0 when not ready or not asked. A new
+ * connection has a new id. */
+int64_t cs_redis_client_id(const cs_redis *r);
 
 /* The URL with any password replaced by "***" (for logs and "show config"). Static buffer
  * owned by r. */

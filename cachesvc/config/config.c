@@ -135,6 +135,14 @@ const struct key_def cs_cfg_keys[] = {
                 KF_RELOAD, 0, INT64_MAX, NULL,
                 "bytes of negative (no rows) entries this process may have stored within the "
                 "longest negative_ttl; beyond, empty results are not cached; 0 = no bound"},
+        {SEC_SERVICE, "near_cache_size", KT_SIZE64, CFG(near_cache_size), "0", NO_KIND_DEF, 0, 0,
+                INT64_MAX, NULL,
+                "bytes of hot entries kept in process memory, coherent through Redis's client "
+                "tracking; 0 = no near cache"},
+        {SEC_SERVICE, "near_cache_tracking", KT_BOOL, CFG(near_cache_tracking), "true",
+                NO_KIND_DEF, 0, 0, 0, NULL,
+                "keep the near cache coherent through Redis's client tracking; off only as a "
+                "test's negative control (entries then live until their TTL)"},
         {SEC_SERVICE, "log_level", KT_STRING, CFG(log_level), "info", NO_KIND_DEF, KF_RELOAD, 0, 0,
                 cs_cfg_check_log_level, "debug, info, warning or error"},
         {SEC_SERVICE, "log_format", KT_STRING, CFG(log_format), "auto", NO_KIND_DEF, 0, 0, 0,
@@ -196,6 +204,8 @@ const struct key_def cs_cfg_keys[] = {
                 KF_RELOAD, 0, 365 * DAY_MS, NULL, "TTL of empty results; 0 = do not cache them"},
         {SEC_QUERY, "xfetch_beta", KT_DOUBLE, QRY(xfetch_beta), NULL, {"0", "0", "1"}, KF_RELOAD, 0,
                 10, NULL, "early probabilistic refresh (XFetch) beta; 0 = off"},
+        {SEC_QUERY, "near_cache", KT_BOOL, QRY(near_cache), "true", NO_KIND_DEF, KF_RELOAD, 0, 0,
+                NULL, "keep this query's hot entries in the near cache (when near_cache_size > 0)"},
         {SEC_QUERY, "invalidate_on", KT_INVALIDATE, QRY(ninval), "", NO_KIND_DEF, KF_RELOAD, 0, 0,
                 NULL, "table(col = $N, ...) or table, comma separated; empty = TTL only"},
 

@@ -89,6 +89,7 @@ typedef struct cs_query_def {
 	int64_t min_lifetime_ms;
 	int64_t negative_ttl_ms;          /* 0 = do not cache empty results */
 	double xfetch_beta;               /* 0 = early refresh off */
+	bool near_cache;                  /* may use the near cache (near_cache_size > 0) */
 	int ninval;
 	cs_inval_rule inval[CS_MAX_INVALIDATE];
 	bool reads_covered;               /* every table the SQL reads is in invalidate_on
@@ -150,6 +151,8 @@ typedef struct cs_config {
 	                                   * off = TTL-only caching (fence.c) */
 	bool query_fence;                 /* query-level fences (fence.c); off: negative control */
 	bool eviction_check;              /* fence.c (i); off: negative control */
+	uint64_t near_cache_size;         /* bytes; 0 = no near cache */
+	bool near_cache_tracking;         /* false: incoherent (a test's negative control) */
 	uint64_t negative_share;          /* bytes of negative entries per negative_ttl, 0 = any */
 	char *log_level;                  /* "debug" | "info" | "warning" | "error" */
 	char *log_format;                 /* "auto" | "text" | "journal" (log.h) */

@@ -59,7 +59,8 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 		.on_state = on_cache_state, .state_priv = e, .resolver = e->resolver };
 	e->redis = cs_redis_new(base, &ro, err, errlen);
 	cs_redis_opts po = { .name = "pubsub", .url = cfg->redis_url, .timeout_ms = cfg->redis_timeout_ms,
-		.max_pending = 16, .on_state = on_pubsub_state, .state_priv = e, .resolver = e->resolver };
+		.max_pending = 16, .on_state = on_pubsub_state, .state_priv = e, .resolver = e->resolver,
+		.client_id = cfg->near_cache_size > 0 };
 	if (e->redis)
 		e->pubsub = cs_redis_new(base, &po, err, errlen);
 	if (e->redis == NULL || e->pubsub == NULL ||
@@ -106,6 +107,10 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 			cs_engine_free(e);
 			return NULL;
 		}
+	}
+	if (near_setup(e, cfg, err, errlen) != 0) {
+		cs_engine_free(e);
+		return NULL;
 	}
 	if (cfg->verify_interval_ms > 0 && e->primary && sampler_start(e, cfg->verify_interval_ms) != 0) {
 		snprintf(err, errlen, "out of memory");
@@ -157,6 +162,8 @@ void cs_engine_free(cs_engine *e)
 	e->pubsub = NULL;
 	cs_redis_free(e->redis);
 	e->redis = NULL;
+	cs_near_free(e->near); /* after the callbacks above, which settle their watches */
+	e->near = NULL;
 	sampler_stop(e);
 	cs_resolver_free(e->resolver); /* after every user of it */
 	e->resolver = NULL;

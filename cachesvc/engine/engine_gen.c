@@ -24,6 +24,8 @@ static void on_gens_reply(cs_redis *rd, redisReply *reply, void *priv)
 		bool valid = reply->element[0]->integer == 1;
 		const redisReply *ep = reply->element[1];
 		bool changed = (size_t)ep->len != e->epoch_len || memcmp(ep->str, e->epoch, e->epoch_len) != 0;
+		if (e->near && !e->near_untracked && (changed || (e->fence_on && !valid)))
+			cs_near_flush(e->near); /* another Redis run, or data lost */
 		if (e->fence_on && !valid) {
 			/* Redis lost data (or no invalidator has synchronised it yet): neither
 			 * serve nor store until the invalidator has resynchronised. */
@@ -118,6 +120,7 @@ void on_gen_message(cs_redis *rd, redisReply *reply, void *priv)
 void on_pubsub_state(cs_redis *rd, bool up, void *priv)
 {
 	cs_engine *e = priv;
+	near_conn_state(e, true, up);
 	if (!up) {
 		/* A bump published while we were away would be missed: stop trusting our
 		 * generations (requests bypass the cache) until re-subscribed and re-read. */
@@ -129,6 +132,7 @@ void on_pubsub_state(cs_redis *rd, bool up, void *priv)
 void on_cache_state(cs_redis *rd, bool up, void *priv)
 {
 	cs_engine *e = priv;
+	near_conn_state(e, false, up);
 	if (up) {
 		load_gens(e);
 		return;
@@ -148,4 +152,5 @@ void on_gen_timer(evutil_socket_t fd, short what, void *arg)
 		if (e->qt->qs[i].pending_bump && cs_redis_ready(e->redis))
 			bump_generation(e, &e->qt->qs[i]);
 	load_gens(e);
+	near_heartbeat(e);
 }

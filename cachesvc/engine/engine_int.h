@@ -22,6 +22,7 @@
 #include "keyspace.h"
 #include "log.h"
 #include "metrics.h"
+#include "near.h"
 #include "params.h"
 #include "pgpool.h"
 #include "redis.h"
@@ -177,6 +178,14 @@ typedef struct negbudget {
 	uint64_t bytes[NEG_SLOTS];
 } negbudget;
 
+/* The commit time of a key this process's invalidator sent (engine_near.c): a direct-mapped
+ * table, newest wins. */
+#define NEAR_COMMITS 4096
+typedef struct near_commit {
+	uint64_t hash; /* of "<q>\0<p>"; 0: empty */
+	int64_t commit_unix_us;
+} near_commit;
+
 struct cs_engine {
 	struct event_base *base;
 	negbudget neg;
@@ -220,6 +229,15 @@ struct cs_engine {
 	struct lookup *token_head;
 	int ntoken;
 	uint64_t primary_rounds; /* monitor rounds of the primary that found it up */
+	/* The near cache (near.h) and its coherence (engine_near.c); near is NULL when off. */
+	cs_near *near;
+	bool near_subscribed;	  /* the pub/sub connection confirmed __redis__:invalidate */
+	bool near_untracked;	  /* near_cache_tracking = false (a negative control) */
+	bool near_track_busy;	  /* a CLIENT TRACKING is in flight */
+	int64_t near_redirect;	  /* the pub/sub connection id it named */
+	uint64_t near_hb_sent_us; /* a heartbeat waits for its echo since; 0: none */
+	near_commit near_commits[NEAR_COMMITS];
+	cs_hist near_stale_us;	  /* commit -> near entry dropped */
 };
 
 typedef struct fillctx {
@@ -246,6 +264,8 @@ typedef struct lookup {
 	bool cacheable;
 	uint64_t trounds; /* e->primary_rounds when parked */
 	uint64_t tuntil_us;
+	bool watched; /* the near cache watches this lookup's GET (nt) */
+	cs_near_ticket nt;
 	char key[KEY_MAX];
 } lookup;
 
@@ -291,6 +311,13 @@ void sampler_stop(cs_engine *e);
 
 /* engine.c */
 bool query_same(const cs_query_def *a, const cs_query_def *b);
+
+/* engine_near.c */
+int near_setup(cs_engine *e, const cs_config *cfg, char *err, size_t errlen);
+void near_track_start(cs_engine *e);
+void near_heartbeat(cs_engine *e);
+void near_conn_state(cs_engine *e, bool pubsub, bool up);
+void on_tracking_message(cs_redis *rd, redisReply *reply, void *priv);
 void bump_generation(cs_engine *e, qstate *qs);
 
 #endif

@@ -39,6 +39,37 @@ uint32_t cs_engine_stats_list(const cs_engine *e, cs_stat *out, uint32_t max)
 	return n;
 }
 
+/* The near cache (near.h, engine_near.c), when configured. */
+static void near_metrics(const cs_engine *e, cs_metrics *m)
+{
+	if (e->near == NULL)
+		return;
+	const cs_near_stats *n = cs_near_get_stats(e->near);
+#define C(name, help, v) cs_m_u64(m, CS_M_COUNTER, "cachesvc_near_" name, help, (uint64_t)(v), NULL)
+	C("hits_total", "Requests answered from the near cache (no Redis round trip)", n->hits);
+	C("misses_total", "Near cache lookups that went to Redis", n->misses);
+	C("stores_total", "Values stored in the near cache (from tracked Redis reads)", n->stores);
+	C("evictions_total", "Near entries dropped for near_cache_size (LRU)", n->evictions);
+	C("invalidations_total", "Keys named by Redis tracking invalidation messages", n->invalidations);
+	C("dropped_total", "Near entries dropped by an invalidation message", n->dropped);
+	C("discarded_total", "Redis replies not stored: their key was invalidated while in flight", n->discarded);
+	C("flushes_total", "Whole near cache drops (tracking lost, Redis lost data, FLUSHALL)", n->flushes);
+	C("echo_lost_total", "Tracking heartbeats without an echo in time (near cache turned off)", e->stats.near_echo_lost);
+#undef C
+	cs_m_u64(m, CS_M_GAUGE, "cachesvc_near_bytes", "Bytes held by near entries (node, key, value)", n->bytes, NULL);
+	cs_m_u64(m, CS_M_GAUGE, "cachesvc_near_entries", "Entries in the near cache", n->entries, NULL);
+	cs_m_u64(m, CS_M_GAUGE, "cachesvc_near_on", "1 while the near cache's coherence is proven (tracking on)", cs_near_on(e->near) ? 1 : 0, NULL);
+	cs_m_hist(m, "cachesvc_near_staleness_seconds",
+		"Commit on the primary to a held near entry dropped (keys this process's invalidator sent)",
+		&e->near_stale_us, NULL);
+	static const char *const qn[] = { "0.5", "0.9", "0.99", "0.999" };
+	static const double qv[] = { 0.5, 0.9, 0.99, 0.999 };
+	for (size_t i = 0; i < CS_ARRAY_LEN(qv); i++)
+		cs_m(m, CS_M_GAUGE, "cachesvc_near_staleness_quantile_seconds",
+			"Near staleness at quantile q since the start, from the fine histogram",
+			(double)cs_hist_quantile(&e->near_stale_us, qv[i]) / 1e6, "q", qn[i], NULL);
+}
+
 void cs_engine_metrics_add(const cs_engine *e, cs_metrics *m)
 {
 	const cs_engine_stats *s = &e->stats;
@@ -102,6 +133,7 @@ void cs_engine_metrics_add(const cs_engine *e, cs_metrics *m)
 	cs_m_u64(m, CS_M_GAUGE, "cachesvc_flights", "Misses in flight", s->flights, NULL);
 	cs_m_hist(m, "cachesvc_hit_seconds", "Latency of cache hits", &s->hit_us, NULL);
 	cs_m_hist(m, "cachesvc_miss_seconds", "Latency of misses", &s->miss_us, NULL);
+	near_metrics(e, m);
 
 	for (int i = 0; i < e->qt->nq; i++) {
 		const qstate *q = &e->qt->qs[i];

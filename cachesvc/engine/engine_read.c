@@ -330,8 +330,12 @@ void flight_dispatch(flight *f)
 }
 /* ---- Cache lookups ---------------------------------------------------------------------- */
 
+static void near_settle(lookup *l, const redisReply *val);
+
 void lookup_free(lookup *l)
 {
+	if (l->watched)
+		near_settle(l, NULL);
 	qtable_unref(l->qt);
 	free(l->strs);
 	free(l);
@@ -497,6 +501,72 @@ static bool ryw_cache_ok(cs_engine *e, const lookup *l, const redisReply *reply)
 	return true;
 }
 
+/* Serves an entry from Redis or the near cache if it is fresh, or stale while one refresh
+ * runs (within max_stale); false when past both (the caller misses). */
+static bool serve_entry(lookup *l, const cs_entry *ent)
+{
+	const cs_query_def *q = l->qs->def;
+	int64_t now = cs_wall_ms();
+	if (now < ent->expires_ms) {
+		/* XFetch (Vattani et al.): refresh early with a probability that rises as expiry
+		 * nears, scaled by how long a recompute takes. */
+		if (q->xfetch_beta > 0 && ent->delta_ms > 0 &&
+			(double)now - (double)ent->delta_ms * q->xfetch_beta * log(cs_rand_unit()) >=
+				(double)ent->expires_ms)
+			refresh_in_background(l, 1);
+		serve_hit(l, ent, now, false);
+		return true;
+	}
+	int64_t age = now - ent->filled_ms;
+	if (q->stale_while_revalidate_ms > 0 && now < ent->expires_ms + q->stale_while_revalidate_ms &&
+		(q->max_stale_ms <= 0 || age <= q->max_stale_ms)) {
+		refresh_in_background(l, 2);
+		serve_hit(l, ent, now, true);
+		return true;
+	}
+	return false;
+}
+
+/* ---- Near cache (near.h, engine_near.c) ---------------------------------------------- */
+
+/* The GET this lookup watched answered (val: the reply, NULL for none or an error). */
+static void near_settle(lookup *l, const redisReply *val)
+{
+	cs_entry ent;
+	bool ok = val && val->type == REDIS_REPLY_STRING &&
+		cs_entry_parse((const uint8_t *)val->str, (size_t)val->len, &ent);
+	l->watched = false;
+	cs_near_settle(l->e->near, l->key, l->keylen, hash_bytes(l->key, l->keylen), &l->nt,
+		ok ? (const uint8_t *)val->str : NULL, ok ? (size_t)val->len : 0);
+}
+
+/* Serves l from the near cache when it holds a usable entry (for a read-your-writes token:
+ * one whose data is at or past the token). Otherwise watches the GET about to be sent
+ * (plain GETs only) and returns false. */
+static bool near_lookup(lookup *l)
+{
+	cs_engine *e = l->e;
+	cs_near_stats *ns = cs_near_stats_mut(e->near);
+	uint64_t h = hash_bytes(l->key, l->keylen);
+	size_t vlen = 0;
+	const uint8_t *v = cs_near_get(e->near, l->key, l->keylen, h, &vlen);
+	cs_entry ent;
+	if (v && cs_entry_parse(v, vlen, &ent) && ent.lsn >= l->r->min_lsn) {
+		bool ryw = l->r->min_lsn != 0;
+		if (serve_entry(l, &ent)) {
+			ns->hits++;
+			if (ryw)
+				e->stats.ryw_cache++;
+			lookup_free(l);
+			return true;
+		}
+	}
+	ns->misses++;
+	if (l->r->min_lsn == 0)
+		l->watched = cs_near_watch(e->near, l->key, l->keylen, h, &l->nt);
+	return false;
+}
+
 /* The Redis lookup answered: serve a fresh (or stale-while-revalidate) hit, or miss. */
 static void on_cache_reply(cs_redis *rd, redisReply *reply, void *priv)
 {
@@ -504,6 +574,8 @@ static void on_cache_reply(cs_redis *rd, redisReply *reply, void *priv)
 	cs_engine *e = l->e;
 	greq *r = l->r;
 	const cs_query_def *q = l->qs->def;
+	if (l->watched)
+		near_settle(l, reply);
 	if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
 		/* Redis trouble: answer from the database, do not fill. */
 		e->stats.bypass_redis++;
@@ -536,27 +608,12 @@ static void on_cache_reply(cs_redis *rd, redisReply *reply, void *priv)
 	}
 	if (r->min_lsn)
 		e->stats.ryw_cache++;
-	int64_t now = cs_wall_ms();
-	if (now < ent.expires_ms) {
-		/* XFetch (Vattani et al.): refresh early with a probability that rises as expiry
-		 * nears, scaled by how long a recompute takes. */
-		if (q->xfetch_beta > 0 && ent.delta_ms > 0 &&
-			(double)now - (double)ent.delta_ms * q->xfetch_beta * log(cs_rand_unit()) >=
-				(double)ent.expires_ms)
-			refresh_in_background(l, 1);
-		serve_hit(l, &ent, now, false);
+	if (serve_entry(l, &ent)) {
 		lookup_free(l);
 		return;
 	}
-	/* Past the soft expiry: serve stale while one refresh runs, within the bounds. */
-	int64_t age = now - ent.filled_ms;
-	if (q->stale_while_revalidate_ms > 0 && now < ent.expires_ms + q->stale_while_revalidate_ms &&
-		(q->max_stale_ms <= 0 || age <= q->max_stale_ms)) {
-		refresh_in_background(l, 2);
-		serve_hit(l, &ent, now, true);
-		lookup_free(l);
-		return;
-	}
+	/* Past the soft expiry and the stale bounds: refresh. */
+	int64_t age = cs_wall_ms() - ent.filled_ms;
 	e->stats.misses++;
 	l->qs->misses++;
 	e->stats.refresh_expired++;
@@ -744,6 +801,8 @@ static void lookup_start(lookup *l)
 		lookup_miss(l, true);
 		return;
 	}
+	if (e->near && q->near_cache && cs_near_on(e->near) && near_lookup(l))
+		return;
 	int sent;
 	if (r->min_lsn) {
 		/* the entry, the invalidator's position, the query's generation and the epoch
@@ -759,6 +818,8 @@ static void lookup_start(lookup *l)
 		sent = cs_redis_cmd(e->redis, on_cache_reply, l, 2, argv, lens);
 	}
 	if (sent != 0) {
+		if (l->watched)
+			near_settle(l, NULL);
 		e->stats.bypass_redis++;
 		lookup_miss(l, false);
 	}

@@ -131,6 +131,8 @@ struct cs_inv {
 
 	/* the transaction being decoded */
 	int64_t txn_commit_unix_us;
+	cs_inv_key_hook *key_hook; /* cs_inv_set_key_hook */
+	void *key_hook_priv;
 	char *arena;
 	size_t arena_len, arena_cap;
 	uint32_t *kset; /* open addressing: arena offset + 1 */

@@ -326,6 +326,9 @@ static void commit_txn(cs_inv *inv, cs_lsn_t end_lsn)
 			len_q[n] = strlen(name);
 			args_p[n] = r->canon;
 			len_p[n] = r->len;
+			if (inv->key_hook)
+				inv->key_hook(inv->key_hook_priv, name, r->canon, r->len,
+					inv->txn_commit_unix_us);
 			n++;
 		}
 		if (n == 0)

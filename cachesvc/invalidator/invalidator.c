@@ -601,6 +601,12 @@ int cs_inv_reload(cs_inv *inv, const cs_config *cfg)
 	return 0;
 }
 
+void cs_inv_set_key_hook(cs_inv *inv, cs_inv_key_hook *fn, void *priv)
+{
+	inv->key_hook = fn;
+	inv->key_hook_priv = priv;
+}
+
 const cs_inv_stats *cs_inv_get_stats(const cs_inv *inv)
 {
 	return &inv->stats;

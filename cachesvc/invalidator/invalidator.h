@@ -62,6 +62,13 @@ void cs_inv_free(cs_inv *inv);
 /* Rebuilds the key mapping from reloaded query definitions. 0, or -1 on OOM (old kept). */
 int cs_inv_reload(cs_inv *inv, const cs_config *cfg);
 
+/* Called for every key the invalidator sends to Redis, with the commit time of its
+ * transaction (the engine measures the near cache's staleness from it). Runs on the loop;
+ * must not call back into the invalidator. NULL fn: none. */
+typedef void cs_inv_key_hook(void *priv, const char *query, const char *canon, size_t canon_len,
+	int64_t commit_unix_us);
+void cs_inv_set_key_hook(cs_inv *inv, cs_inv_key_hook *fn, void *priv);
+
 const cs_inv_stats *cs_inv_get_stats(const cs_inv *inv);
 void cs_inv_metrics(const cs_inv *inv, cs_metrics *m);
 

@@ -37,11 +37,12 @@ cat >"$WORK/update.sql" <<SQL
 UPDATE hot SET v = v + 1 WHERE id = :id;
 SQL
 
-# race_round SECONDS SEED: writers for SECONDS, readers for SECONDS + 1.5.
+# race_round SECONDS SEED: writers for SECONDS (at RATE commits/s when set), readers for
+# SECONDS + 1.5.
 race_round() {
   local secs=$1 seed=$2
   "$CS_PG_BIN/pgbench" -n -h "$CS_PG_SOCKET_DIR" -p "$CS_PG_PRIMARY_PORT" -U postgres \
-    -c 4 -j 2 -T "$secs" --random-seed="$seed" -f "$WORK/update.sql" "$DB" >"$WORK/pgbench.$seed.log" 2>&1 &
+    -c 4 -j 2 -T "$secs" ${RATE:+-R "$RATE"} --random-seed="$seed" -f "$WORK/update.sql" "$DB" >"$WORK/pgbench.$seed.log" 2>&1 &
   local writers=$!
   local stop=$((SECONDS + secs + 2))
   local readers=()
@@ -49,7 +50,7 @@ race_round() {
     (
       while [ $SECONDS -lt $stop ]; do
         for id in $(seq 1 "$HOT" | shuf --random-source=<(yes "$seed$r")); do
-          "$BURST" -p "$PORT" -c 2 -n 5 rc_hot "$id" >/dev/null || exit 1
+          "$BURST" -p "$PORT" -c 2 -n "${BURST_N:-5}" rc_hot "$id" >/dev/null || exit 1
         done
       done
     ) &

@@ -1,0 +1,235 @@
+/* engine_near.c - keeping the near cache (near.h) coherent with Redis.
+ *
+ * Redis's server-assisted client-side caching, default (tracking) mode, redirected:
+ * `CLIENT TRACKING on REDIRECT <id>` on the data connection, where <id> is the pub/sub
+ * connection's CLIENT ID, subscribed to __redis__:invalidate (RESP2, as hiredis 0.14
+ * speaks). Redis then remembers every key the data connection reads and, when one changes
+ * (DEL by the invalidator, a fill, expiry, eviction, FLUSHALL), sends its name once on the
+ * pub/sub connection. Default mode rather than BCAST on the entry prefix: BCAST would send
+ * every process every change of every entry (each fill included), while default mode
+ * sends a process only the keys it read, which is the near cache's working set; the cost
+ * is Redis's tracking table (bounded by tracking-table-max-keys, whose evictions are sent
+ * as invalidations, so a bound is safe).
+ *
+ * The near cache is on only while this is proven (near.h rule 3):
+ *  - enabled by the OK to CLIENT TRACKING naming the pub/sub connection's current id, sent
+ *    after that connection confirmed its subscription; GETs sent after it are tracked
+ *    (one connection, in order);
+ *  - disabled (everything dropped) when either connection drops: a new data connection is
+ *    not tracked, and invalidations sent to a closed pub/sub connection are lost;
+ *  - flushed when Redis says FLUSHALL/FLUSHDB (a nil message) and when the epoch check
+ *    finds Redis lost data or changed run (engine_gen.c);
+ *  - a heartbeat proves the whole path every GEN_POLL_MS: the data connection reads a key of
+ *    its own and writes it; the write's invalidation must come back on the pub/sub
+ *    connection within NEAR_ECHO_MS (a redirect broken any other way - CLIENT KILL seen
+ *    late, a half-open socket, someone's CLIENT TRACKING off - disables the near cache).
+ *
+ * Staleness: the invalidator (when this process runs it) tells the engine the commit time of
+ * every key it sends (cs_inv_set_key_hook); when a tracking message drops a held entry, the
+ * time since that commit is the entry's staleness (cachesvc_near_staleness_seconds). */
+#include "engine_int.h"
+
+#define TRACK_CHANNEL "__redis__:invalidate"
+#define NEAR_ECHO_MS  3000 /* heartbeat echo bound (at least 3 x the Redis timeout) */
+
+static void near_off(cs_engine *e, const char *why)
+{
+	if (cs_near_on(e->near))
+		cs_warn("near cache: off, flushed (%s)", why);
+	cs_near_disable(e->near);
+	e->near_hb_sent_us = 0;
+}
+
+static void on_tracking_on(cs_redis *rd, redisReply *reply, void *priv)
+{
+	cs_engine *e = priv;
+	e->near_track_busy = false;
+	if (reply == NULL)
+		return; /* the data connection dropped: on_cache_state turns tracking on again */
+	if (reply->type != REDIS_REPLY_STATUS) {
+		cs_warn("near cache: CLIENT TRACKING refused: %s",
+			reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+		return; /* retried by the heartbeat timer */
+	}
+	if (!e->near_subscribed || cs_redis_client_id(e->pubsub) != e->near_redirect)
+		return; /* the pub/sub connection changed meanwhile: ask again */
+	cs_near_enable(e->near);
+	e->near_hb_sent_us = 0;
+	cs_info("near cache: on (invalidations redirected to client %lld)", (long long)e->near_redirect);
+}
+
+/* Turns tracking on when both connections are ready and the subscription is confirmed. */
+void near_track_start(cs_engine *e)
+{
+	if (e->near == NULL || cs_near_on(e->near) || e->near_track_busy || !e->near_subscribed)
+		return;
+	int64_t id = cs_redis_client_id(e->pubsub);
+	if (id <= 0 || !cs_redis_ready(e->redis))
+		return;
+	char ids[24];
+	int il = snprintf(ids, sizeof ids, "%lld", (long long)id);
+	const char *argv[] = { "CLIENT", "TRACKING", "on", "REDIRECT", ids };
+	size_t lens[] = { 6, 8, 2, 8, (size_t)il };
+	if (cs_redis_cmd(e->redis, on_tracking_on, e, 5, argv, lens) == 0) {
+		e->near_track_busy = true;
+		e->near_redirect = id;
+	}
+}
+
+static size_t hb_key(const cs_engine *e, char *buf, size_t cap)
+{
+	int n = snprintf(buf, cap, "%s:nhb:%lld", e->ks.ns, (long long)e->near_redirect);
+	return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+/* On the generations timer: turn tracking on, or prove it is still on. */
+void near_heartbeat(cs_engine *e)
+{
+	if (e->near == NULL || e->near_untracked)
+		return;
+	if (!cs_near_on(e->near)) {
+		near_track_start(e);
+		return;
+	}
+	uint64_t now = cs_now_us();
+	if (e->near_hb_sent_us) {
+		if (now - e->near_hb_sent_us > (uint64_t)NEAR_ECHO_MS * 1000u) {
+			e->stats.near_echo_lost++;
+			near_off(e, "no tracking echo from Redis in time");
+			near_track_start(e);
+		}
+		return;
+	}
+	char key[CS_NAME_MAX];
+	size_t kl = hb_key(e, key, sizeof key);
+	const char *get[] = { "GET", key };
+	size_t getl[] = { 3, kl };
+	const char *set[] = { "SET", key, "1", "PX", "60000" };
+	size_t setl[] = { 3, kl, 1, 2, 5 };
+	if (kl && cs_redis_cmd(e->redis, NULL, NULL, 2, get, getl) == 0 &&
+		cs_redis_cmd(e->redis, NULL, NULL, 5, set, setl) == 0)
+		e->near_hb_sent_us = now;
+}
+
+/* ---- Staleness: commit times of the keys this process's invalidator sent ------------- */
+
+static uint64_t commit_hash(const char *q, size_t ql, const char *canon, size_t cl)
+{
+	uint64_t h = cs_fnv1a64(CS_FNV1A64_INIT, q, ql);
+	h = cs_fnv1a64(h, "", 1);
+	return cs_fnv1a64(h, canon, cl) | 1; /* 0 marks an empty slot */
+}
+
+static void on_inv_key(void *priv, const char *query, const char *canon, size_t canon_len,
+	int64_t commit_unix_us)
+{
+	cs_engine *e = priv;
+	uint64_t h = commit_hash(query, strlen(query), canon, canon_len);
+	near_commit *c = &e->near_commits[h % NEAR_COMMITS];
+	c->hash = h;
+	c->commit_unix_us = commit_unix_us;
+}
+
+/* A tracking message dropped the held entry `key` ("<ns>:e:<q>:<g>:<p>"): its staleness is
+ * the time since the commit that invalidated it, when this process's invalidator sent it. */
+static void record_staleness(cs_engine *e, const char *key, size_t len)
+{
+	size_t pre = e->ks.nslen + 3; /* "<ns>:e:" */
+	if (len <= pre || memcmp(key + e->ks.nslen, ":e:", 3) != 0)
+		return;
+	const char *q = key + pre, *end = key + len;
+	const char *qe = memchr(q, ':', (size_t)(end - q));
+	const char *ge = qe ? memchr(qe + 1, ':', (size_t)(end - qe - 1)) : NULL;
+	if (ge == NULL)
+		return;
+	uint64_t h = commit_hash(q, (size_t)(qe - q), ge + 1, (size_t)(end - ge - 1));
+	near_commit *c = &e->near_commits[h % NEAR_COMMITS];
+	if (c->hash != h)
+		return;
+	int64_t now = cs_wall_us();
+	cs_hist_record(&e->near_stale_us,
+		now > c->commit_unix_us ? (uint64_t)(now - c->commit_unix_us) : 0);
+	c->hash = 0; /* one sample per commit and key */
+}
+
+/* Every message of the tracking subscription. */
+void on_tracking_message(cs_redis *rd, redisReply *reply, void *priv)
+{
+	cs_engine *e = priv;
+	if (reply == NULL) {
+		e->near_subscribed = false;
+		near_off(e, "tracking connection lost");
+		return;
+	}
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+		reply->element[0]->type != REDIS_REPLY_STRING)
+		return;
+	if (strcmp(reply->element[0]->str, "subscribe") == 0) {
+		e->near_subscribed = true;
+		near_track_start(e);
+		return;
+	}
+	if (strcmp(reply->element[0]->str, "message") != 0)
+		return;
+	redisReply *m = reply->element[2];
+	if (m->type != REDIS_REPLY_ARRAY) {
+		/* nil: FLUSHALL or FLUSHDB - every tracked key is gone */
+		cs_near_flush(e->near);
+		return;
+	}
+	char hb[CS_NAME_MAX];
+	size_t hbl = hb_key(e, hb, sizeof hb);
+	for (size_t i = 0; i < m->elements; i++) {
+		const redisReply *k = m->element[i];
+		if (k->type != REDIS_REPLY_STRING)
+			continue;
+		if ((size_t)k->len == hbl && memcmp(k->str, hb, hbl) == 0) {
+			e->near_hb_sent_us = 0; /* the echo: the path is proven */
+			continue;
+		}
+		if (cs_near_invalidate(e->near, k->str, (size_t)k->len))
+			record_staleness(e, k->str, (size_t)k->len);
+	}
+}
+
+/* Called by engine_gen.c when a connection changes state. */
+void near_conn_state(cs_engine *e, bool pubsub, bool up)
+{
+	if (e->near == NULL || e->near_untracked)
+		return;
+	if (up) {
+		near_track_start(e);
+		return;
+	}
+	if (pubsub)
+		e->near_subscribed = false;
+	near_off(e, pubsub ? "tracking connection lost" : "data connection lost");
+}
+
+/* Creates the near cache when configured: the pub/sub connection must have been made with
+ * client_id = true. 0, or -1 with a message. */
+int near_setup(cs_engine *e, const cs_config *cfg, char *err, size_t errlen)
+{
+	if (cfg->near_cache_size == 0)
+		return 0;
+	cs_hist_init(&e->near_stale_us);
+	e->near = cs_near_new((size_t)cfg->near_cache_size);
+	if (e->near == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (!cfg->near_cache_tracking) {
+		/* the negative control: on, and nothing ever invalidates it */
+		cs_warn("near cache: near_cache_tracking = false: entries are NOT kept coherent");
+		e->near_untracked = true;
+		cs_near_enable(e->near);
+		return 0;
+	}
+	if (cs_redis_subscribe(e->pubsub, TRACK_CHANNEL, on_tracking_message, e) != 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (e->inv)
+		cs_inv_set_key_hook(e->inv, on_inv_key, e);
+	return 0;
+}

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# near_cache.sh - issue 16 §1: the near cache answers repeated reads without Redis, stays
+# coherent through Redis's client tracking (a commit drops the near entry, measured as
+# staleness), flushes when the tracking connection is killed and when Redis restarts, keeps
+# its byte bound, and honours the per-query opt-out. A private Redis, so its command
+# counters are this test's alone.
+. "$(dirname "$0")/daemon_lib.sh"
+
+users_db 400
+private_redis
+FENCE=on
+EXTRA_SERVICE="near_cache_size = 24KB
+verify_interval = 0"
+inval_config "$WORK/cs.ini" nc_user
+cat >>"$WORK/cs.ini" <<'INI'
+
+[query nc_off]
+sql = SELECT id, name FROM users WHERE id = $1
+params = id:int8
+invalidate_on = users(id = $1)
+near_cache = false
+INI
+sed -i "s|^url = .*|url = redis://127.0.0.1:$RPORT/0|" "$WORK/cs.ini"
+NS=cs
+start_streaming "$WORK/cs.ini"
+until_true 20 metric_is cachesvc_near_on 1 || fail "the near cache never came on: $(grep -i near "$WORK/cachesvc.log")"
+ok "near cache on (tracking redirected): $(grep -o 'near cache: on.*' "$WORK/cachesvc.log" | head -1)"
+
+# GETs of a query's entries sent by clients (not by scripts), counted by MONITOR.
+monitor_start() {
+  redis-cli -p "$RPORT" monitor >"$WORK/monitor.$1" 2>&1 &
+  MON=$!
+  sleep 0.3
+}
+monitor_gets() { # QUERY: stops the monitor, prints the GETs of QUERY's entries
+  sleep 0.3
+  kill "$MON" 2>/dev/null; wait "$MON" 2>/dev/null || true
+  grep -v '\[0 lua\]' "$WORK/monitor.$1" | grep -c "\"GET\" \"$NS:e:$1:" || true
+}
+
+# 1. Repeated reads: served from memory, no Redis GET.
+fill nc_user 1
+cli get nc_user 1 >/dev/null # this GET's reply is stored near
+h0=$(metric cachesvc_near_hits_total)
+monitor_start nc_user
+for _ in $(seq 20); do cli get nc_user 1 >/dev/null; done
+g=$(monitor_gets nc_user)
+h1=$(metric cachesvc_near_hits_total)
+[ $((h1 - h0)) = 20 ] || fail "20 reads of a hot key: $((h1 - h0)) near hits"
+[ "$g" = 0 ] || fail "20 near hits still sent $g GETs of the entry to Redis"
+[ "$(src nc_user 1)" = cache ] || fail "a near hit does not say source cache"
+ok "20 reads of a hot key: 20 near hits, no GET of the entry reached Redis"
+
+# The opt-out: every read goes to Redis.
+fill nc_off 1
+h0=$(metric cachesvc_near_hits_total)
+monitor_start nc_off
+for _ in $(seq 10); do cli get nc_off 1 >/dev/null; done
+g=$(monitor_gets nc_off)
+[ "$(metric cachesvc_near_hits_total)" = "$h0" ] || fail "near_cache = false: near hits counted"
+[ "$g" -ge 10 ] || fail "near_cache = false: $g Redis GETs for 10 reads"
+ok "near_cache = false: every read goes to Redis ($g GETs)"
+
+# 2. A commit drops the near entry (the tracking message), and its staleness is measured.
+s0=$(metric cachesvc_near_staleness_seconds_count)
+d0=$(metric cachesvc_near_dropped_total)
+lsn=$(commit_lsn "UPDATE users SET name = 'changed 1' WHERE id = 1")
+wait_invalidated "$lsn"
+until_true 5 metric_ge cachesvc_near_dropped_total $((d0 + 1)) || fail "the near entry was not dropped after the commit"
+wait_replicas
+r=$(rows nc_user 1)
+case $r in *"changed 1"*) ;; *) fail "after the commit the daemon answers $r" ;; esac
+until_true 5 metric_ge cachesvc_near_staleness_seconds_count $((s0 + 1)) || fail "no staleness sample for the dropped entry"
+ok "a commit drops the near entry; staleness sample: $(metric 'cachesvc_near_staleness_quantile_seconds{q="0.5"}') s"
+
+# 3. The tracking connection killed: everything near is dropped at once, then tracking
+# comes back (a new redirect id) and near hits resume.
+for i in 2 3 4; do fill nc_user $i; cli get nc_user $i >/dev/null; done
+until_true 5 metric_ge cachesvc_near_entries 3 || fail "entries not held: $(metric cachesvc_near_entries)"
+f0=$(metric cachesvc_near_flushes_total)
+redis-cli -p "$RPORT" client kill type pubsub >/dev/null
+until_true 5 metric_ge cachesvc_near_flushes_total $((f0 + 1)) || fail "CLIENT KILL of the tracking connection did not flush the near cache"
+until_true 10 metric_is cachesvc_near_on 1 || fail "the near cache did not come back on"
+h0=$(metric cachesvc_near_hits_total)
+fill nc_user 2
+cli get nc_user 2 >/dev/null
+cli get nc_user 2 >/dev/null
+until_true 5 metric_ge cachesvc_near_hits_total $((h0 + 1)) || fail "no near hits after tracking came back"
+ok "CLIENT KILL of the tracking connection: flushed, back on, hits resume"
+
+# A change made while the tracking connection is gone is never served from memory.
+fill nc_user 5
+cli get nc_user 5 >/dev/null
+redis-cli -p "$RPORT" client kill type pubsub >/dev/null
+lsn=$(commit_lsn "UPDATE users SET name = 'changed 5' WHERE id = 5")
+wait_invalidated "$lsn"
+wait_replicas
+r=$(rows nc_user 5)
+case $r in *"changed 5"*) ;; *) fail "a change made while tracking was down: the daemon answers $r" ;; esac
+ok "a change made while tracking was down is not served stale"
+
+# 4. The byte bound: 300 distinct keys read twice through a 24 KB near cache.
+until_true 10 metric_is cachesvc_near_on 1 || fail "near cache off"
+for _ in 1 2 3; do
+  for first in 100 250; do
+    # shellcheck disable=SC2046
+    cli mget --each nc_user $(seq "$first" $((first + 149))) >/dev/null
+  done
+done
+b=$(metric cachesvc_near_bytes)
+ev=$(metric cachesvc_near_evictions_total)
+[ "$b" -le 24576 ] || fail "near_bytes $b above near_cache_size 24KB"
+[ "$ev" -ge 1 ] || fail "no evictions with 300 keys in 24 KB"
+ok "byte bound: $b bytes held (<= 24576), $ev evictions, $(metric cachesvc_near_entries) entries"
+
+# 5. Redis restarted (data lost): the near cache is flushed, nothing old is served.
+f0=$(metric cachesvc_near_flushes_total)
+redis-cli -p "$RPORT" shutdown nosave >/dev/null 2>&1 || true
+private_redis_gone
+until_true 5 metric_ge cachesvc_near_flushes_total $((f0 + 1)) || fail "a Redis restart did not flush the near cache"
+[ "$(metric cachesvc_near_entries)" = 0 ] || fail "entries held with Redis down: $(metric cachesvc_near_entries)"
+start_redis
+until_true 20 metric_is cachesvc_near_on 1 || fail "the near cache did not come back after the restart"
+ok "Redis restart: near cache flushed ($(metric cachesvc_near_flushes_total) flushes), back on"
+
+# 6. FLUSHALL: Redis's nil invalidation drops everything.
+until_true 20 filled_now nc_user 7 || fail "no fill after the restart"
+cli get nc_user 7 >/dev/null
+until_true 5 metric_ge cachesvc_near_entries 1 || fail "no entry held after the restart"
+f0=$(metric cachesvc_near_flushes_total)
+redis-cli -p "$RPORT" flushall >/dev/null
+until_true 5 metric_ge cachesvc_near_flushes_total $((f0 + 1)) || fail "FLUSHALL did not flush the near cache"
+ok "FLUSHALL flushes the near cache"
