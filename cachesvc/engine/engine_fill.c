@@ -336,8 +336,9 @@ static void lease_unlink(flight *f)
 }
 
 /* Serves every request of a waiting flight from the holder's fill (ent, in the Redis
- * reply: valid during this call). Requests that join from inside a callback are served too;
- * then the flight ends (it holds no lease: nothing to release). */
+ * reply: valid during this call). Requests that join from inside a callback are served too
+ * (the flight is still LEASE_POLLING: no REFRESH or bypass joins it); then the flight ends
+ * (it holds no lease: nothing to release). */
 static void lease_serve(flight *f, const cs_entry *ent, int64_t now_ms)
 {
 	cs_engine *e = f->e;
@@ -367,7 +368,6 @@ static void on_lease_poll(cs_redis *rd, redisReply *reply, void *priv)
 	(void)rd;
 	flight *f = priv;
 	cs_engine *e = f->e;
-	f->lease_state = LEASE_NONE;
 	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
 		e->lease.unavailable++;
 		lease_query(f);
@@ -405,7 +405,6 @@ static void on_lease_timer(evutil_socket_t fd, short what, void *arg)
 	flight *f = arg;
 	cs_engine *e = f->e;
 	lease_unlink(f);
-	f->lease_state = LEASE_NONE;
 	char lease[KEY_MAX];
 	size_t n = lease_key(f, lease, sizeof lease);
 	const char *argv[] = { "MGET", f->key, lease };
@@ -501,9 +500,11 @@ void miss(cs_engine *e, qstate *qs, const char *key, size_t keylen, size_t canon
 {
 	uint64_t h = hash_bytes(key, keylen);
 	flight *f = flight_find(e, key, keylen, h, min_lsn, qs->def);
-	if (f && f->answered && r && (r->op == CS_OP_REFRESH || r->bypass))
-		f = NULL; /* REFRESH and bypass want a read made after they were sent: a flight of
-			   * their own (flight_find returns the newest of equal keys) */
+	if (f && (f->answered || f->lease_state != LEASE_NONE) && r &&
+		(r->op == CS_OP_REFRESH || r->bypass))
+		f = NULL; /* REFRESH and bypass want a read made after they were sent, never the
+			   * cache's: a flight of their own (flight_find returns the newest of equal
+			   * keys), not one answered or about to be served from the cache */
 	if (f) {
 		if (r == NULL)
 			return;
