@@ -4,7 +4,8 @@
 # on the replica (counted by the replica itself, pg_stat_statements), every request answered.
 # Negative control: the same load with lease = 0 runs one query per daemon (3). And a holder
 # killed with -9 in the middle of its query: the others query once the lease lapses; every
-# request of theirs is answered, none hangs.
+# request of theirs is answered, none hangs. And a daemon stopped while it waits on the
+# lease exits cleanly.
 #
 # No timing decides an outcome: the query waits on an advisory lock (a gate) that the test
 # holds on the replica, so the first query is still running when every daemon has missed;
@@ -202,4 +203,25 @@ served=$(sum lease_served)
 fills=$(sum fills)
 [ "$fills" = "$queried" ] || fail "$fills fills for $queried queries of the waiters"
 ok "holder killed -9 mid-query: the other daemons queried after the lease lapsed ($queried queried, $served served), 680 requests answered"
+
+# ---- 4. a daemon that stops while it waits on the lease ---------------------------------------
+# Two SIGTERMs: exit now, with a flight waiting on the lease (between two re-reads, or with a
+# re-read in flight): it answers its clients (SHUTTING_DOWN) and nothing leaks (ASan).
+mark
+gate_close
+burst 1 6
+until_true 30 at_gate_is 1 || fail "daemon 1's query did not reach the replica"
+burst 2 6
+until_true 30 sum_is lease_waited 1 || fail "daemon 2 did not wait on daemon 1's lease"
+kill -TERM "${PIDS[2]}"
+sleep 0.2
+kill -TERM "${PIDS[2]}"
+rc=0
+wait "${PIDS[2]}" || rc=$?
+[ "$rc" = 0 ] || fail "daemon 2, stopped while waiting on the lease, exited with $rc: $(tail -5 "$WORK/d3.log")"
+wait "${BURST_PIDS[2]}" 2>/dev/null || true # answered shutting_down, or the connection closed
+unset 'PIDS[2]' 'APORTS[2]' 'PORTS[2]'
+gate_open
+burst_ok 1
+ok "a daemon stopped while waiting on the lease exits cleanly; the holder's clients are answered"
 stop_set
