@@ -290,7 +290,8 @@ void flight_job_done(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int err,
  *  - nil: a waiter. It queries nothing; it re-reads the entry and the lease together (MGET)
  *    after 2, 4, 8 ... ms (LEASE_POLL_MAX_MS apart at most). A fresh entry: every request
  *    of the flight is served from it, as a hit would be. The lease gone with no fresh entry
- *    (the holder failed, its result was not cacheable, or it was refused by a fence): the
+ *    (the holder failed, its result was not cacheable, or it was refused by a fence), or
+ *    the cache no longer fit to answer (generation bumped, epoch lost, query paused): the
  *    waiter queries itself. The bound passed (min(lease, request_timeout / 2) from the start
  *    of the wait, leaving the request time for its own query): it queries itself.
  *  - no reply (Redis down, timeout, too many pending): no lease, it queries.
@@ -370,6 +371,17 @@ static void on_lease_poll(cs_redis *rd, redisReply *reply, void *priv)
 	cs_engine *e = f->e;
 	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
 		e->lease.unavailable++;
+		lease_query(f);
+		return;
+	}
+	/* What lookup_start checks before reading the cache, again: the key's generation is
+	 * still the query's (a bump while waiting retires the entry this flight waits for),
+	 * Redis still holds the state this process synchronised with, the query is not paused.
+	 * Otherwise the cache may not answer: the waiter queries (its fill is refused or
+	 * skipped as any would be). */
+	if (f->qt != e->qt || f->qs->gen != f->gen || f->qs->paused ||
+		(e->fence_on && e->epoch_len == 0)) {
+		e->lease.gone++;
 		lease_query(f);
 		return;
 	}

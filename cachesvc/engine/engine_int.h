@@ -240,7 +240,8 @@ struct cs_engine {
 		uint64_t acquired;    /* misses that took the lease and queried */
 		uint64_t waited;      /* misses that found it taken and waited */
 		uint64_t served;      /* ... and were served the holder's fill from the cache */
-		uint64_t gone;	      /* ... saw it released with no usable entry: queried */
+		uint64_t gone;	      /* ... saw it released with no usable entry (or the cache
+				       * unfit: generation moved, epoch lost): queried */
 		uint64_t timeouts;    /* ... waited the whole bound: queried */
 		uint64_t unavailable; /* Redis could not be asked: queried without a lease */
 	} lease;

@@ -100,7 +100,7 @@ void cs_engine_metrics_add(const cs_engine *e, cs_metrics *m)
 	C("lease_acquired_total", "Misses that took the cross-process miss lease and queried", e->lease.acquired);
 	C("lease_waited_total", "Misses that found the miss lease taken by another process and waited for its fill", e->lease.waited);
 	C("lease_served_total", "Lease waits served the holder's fill from the cache (no query)", e->lease.served);
-	C("lease_gone_total", "Lease waits that saw the lease released without a usable entry, then queried", e->lease.gone);
+	C("lease_gone_total", "Lease waits that saw the lease released without a usable entry (or the query's generation moved), then queried", e->lease.gone);
 	C("lease_timeouts_total", "Lease waits that reached the bound ([redis] lease), then queried", e->lease.timeouts);
 	C("lease_unavailable_total", "Misses that could not ask Redis for the lease (down, slow, full), then queried", e->lease.unavailable);
 	C("stale_if_error_total", "Stale values served because the refresh failed (within max_stale)", s->stale_if_error);
