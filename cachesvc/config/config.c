@@ -155,6 +155,10 @@ const struct key_def cs_cfg_keys[] = {
                 "unix://[[user]:password@]/path[?db=N]"},
         {SEC_REDIS, "timeout", KT_DURATION, CFG(redis_timeout_ms), "1s", NO_KIND_DEF, 0, 1, MIN_MS,
                 NULL, "connect and command timeout"},
+        {SEC_REDIS, "lease", KT_DURATION, CFG(redis_lease_ms), "1s", NO_KIND_DEF, KF_RELOAD, 0,
+                MIN_MS, NULL,
+                "cross-process miss lease: one process queries a missed key while the others "
+                "wait up to this long for its fill; 0 = off"},
         {SEC_REDIS, "namespace", KT_STRING, CFG(redis_namespace), NULL, NO_KIND_DEF, KF_NULLABLE,
                 0, 0, cs_cfg_check_namespace,
                 "prefix of every key, channel and script's key; empty = \"cs\" for db 0, "

@@ -160,6 +160,7 @@ typedef struct cs_config {
 	/* [redis] */
 	char *redis_url;                  /* redis://[:password@]host:port/db or unix:///path */
 	int64_t redis_timeout_ms;
+	int64_t redis_lease_ms;           /* cross-process miss lease bound; 0 = off */
 	char *redis_namespace;            /* NULL = derived from the db (cs_config_namespace) */
 
 	/* [primary] */

@@ -148,6 +148,7 @@ void cs_engine_free(cs_engine *e)
 	 * waits for the primary's position, nothing yet. */
 	while (e->ryw_head)
 		flight_fail(e->ryw_head, -CS_ERR_SHUTTING_DOWN, "shutting down");
+	lease_fail_all(e); /* miss-lease waiters between two re-reads */
 	while (e->token_head) {
 		lookup *l = e->token_head;
 		e->token_head = l->tnext;

@@ -278,6 +278,233 @@ void flight_job_done(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int err,
 		flight_free(f);
 }
 
+/* ---- Miss lease ------------------------------------------------------------------------- */
+
+/* The cross-process miss lease (DESIGN 4.3, [redis] lease): single-flight across processes.
+ * Within a process, misses of one key already share one flight; across processes, a new
+ * flight that will fill first takes the key's lease, <ns>:l:<q>:<p> (the key the background
+ * refresh takes: a refresh and a miss of one key keep each other off the database too):
+ *  - SET NX PX lease answered OK: the holder. It queries, fills under the fence rule, and
+ *    flight_free DELs the lease once the fill is acknowledged (so a waiter that sees the
+ *    lease gone also sees the entry, if it was stored).
+ *  - nil: a waiter. It queries nothing; it re-reads the entry and the lease together (MGET)
+ *    after 2, 4, 8 ... ms (LEASE_POLL_MAX_MS apart at most). A fresh entry: every request
+ *    of the flight is served from it, as a hit would be. The lease gone with no fresh entry
+ *    (the holder failed, its result was not cacheable, or it was refused by a fence), or
+ *    the cache no longer fit to answer (generation bumped, epoch lost, query paused): the
+ *    waiter queries itself. The bound passed (min(lease, request_timeout / 2) from the start
+ *    of the wait, leaving the request time for its own query): it queries itself.
+ *  - no reply (Redis down, timeout, too many pending): no lease, it queries.
+ * A waiter that queries goes through flight_dispatch and flight_job_done like any miss:
+ * the same fenced fill, so the lease changes how many queries run, never what may be
+ * stored (I1 rests on the fill script alone). Waiting flights stay findable: misses of the
+ * key in this process join them.
+ * Every wait has a timer and a bound; waiters are flights, so bounded like flights.
+ * The lease value is not a token: a holder slower than the bound DELs a lease another
+ * process took after it expired, which lets that one's waiters query early (more queries,
+ * never a wrong answer). */
+
+static bool lease_wanted(const flight *f, const greq *r, int cause)
+{
+	const cs_config *cfg = f->qt->cfg;
+	return cfg->redis_lease_ms > 0 && f->store && r != NULL && cause == 0 &&
+		r->op == CS_OP_GET && !r->bypass && r->min_lsn == 0 && !f->qs->paused;
+}
+
+static size_t lease_key(const flight *f, char *buf, size_t cap)
+{
+	return cs_ks_lease(&f->e->ks, buf, cap, f->qs->def->name, f->key + f->canon_off,
+		f->keylen - f->canon_off);
+}
+
+/* Stops waiting and queries (flight_dispatch: fails at once if the engine stops). */
+static void lease_query(flight *f)
+{
+	f->lease_state = LEASE_NONE;
+	flight_dispatch(f);
+}
+
+static void lease_unlink(flight *f)
+{
+	cs_engine *e = f->e;
+	if (f->lprev)
+		f->lprev->lnext = f->lnext;
+	else
+		e->lease_head = f->lnext;
+	if (f->lnext)
+		f->lnext->lprev = f->lprev;
+	f->lprev = f->lnext = NULL;
+}
+
+/* Serves every request of a waiting flight from the holder's fill (ent, in the Redis
+ * reply: valid during this call). Requests that join from inside a callback are served too
+ * (the flight is still LEASE_POLLING: no REFRESH or bypass joins it); then the flight ends
+ * (it holds no lease: nothing to release). */
+static void lease_serve(flight *f, const cs_entry *ent, int64_t now_ms)
+{
+	cs_engine *e = f->e;
+	e->lease.served++;
+	cs_meta meta = {
+		.src = CS_SRC_CACHE,
+		.lsn = ent->lsn,
+		.age_ms = now_ms > ent->filled_ms ? (uint64_t)(now_ms - ent->filled_ms) : 0,
+	};
+	while (f->waiters) {
+		greq *w = f->waiters;
+		f->waiters = w->next;
+		/* the entry is in Redis: what a REFRESH or a batch request asks to know */
+		meta.stored = wants_stored(w) ? CS_STORED_YES : CS_STORED_UNSAID;
+		cs_hist_record(&e->stats.miss_us, cs_now_us() - w->start_us);
+		w->cb(w->priv, 0, NULL, &meta, ent->result, ent->result_len);
+		greq_free(w);
+	}
+	flight_free(f);
+}
+
+static void lease_sleep(flight *f);
+
+/* A waiter's re-read: [entry, lease]. */
+static void on_lease_poll(cs_redis *rd, redisReply *reply, void *priv)
+{
+	(void)rd;
+	flight *f = priv;
+	cs_engine *e = f->e;
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+		e->lease.unavailable++;
+		lease_query(f);
+		return;
+	}
+	/* What lookup_start checks before reading the cache, again: the key's generation is
+	 * still the query's (a bump while waiting retires the entry this flight waits for),
+	 * Redis still holds the state this process synchronised with, the query is not paused.
+	 * Otherwise the cache may not answer: the waiter queries (its fill is refused or
+	 * skipped as any would be). */
+	if (f->qt != e->qt || f->qs->gen != f->gen || f->qs->paused ||
+		(e->fence_on && e->epoch_len == 0)) {
+		e->lease.gone++;
+		lease_query(f);
+		return;
+	}
+	const redisReply *val = reply->element[0], *held = reply->element[1];
+	cs_entry ent;
+	int64_t now_ms = cs_wall_ms();
+	if (val->type == REDIS_REPLY_STRING &&
+		cs_entry_parse((const uint8_t *)val->str, (size_t)val->len, &ent) &&
+		now_ms < ent.expires_ms) {
+		lease_serve(f, &ent, now_ms);
+		return;
+	}
+	/* no entry, or the expired one this miss found (stale-while-revalidate past its
+	 * window): keep waiting for the holder's */
+	if (held->type == REDIS_REPLY_NIL) {
+		e->lease.gone++;
+		lease_query(f);
+		return;
+	}
+	if (cs_now_us() >= f->lease_until_us) {
+		e->lease.timeouts++;
+		lease_query(f);
+		return;
+	}
+	f->lease_delay_ms = CS_MIN(f->lease_delay_ms * 2, LEASE_POLL_MAX_MS);
+	lease_sleep(f);
+}
+
+static void on_lease_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	flight *f = arg;
+	cs_engine *e = f->e;
+	lease_unlink(f);
+	char lease[KEY_MAX];
+	size_t n = lease_key(f, lease, sizeof lease);
+	const char *argv[] = { "MGET", f->key, lease };
+	size_t lens[] = { 4, f->keylen, n };
+	f->lease_state = LEASE_POLLING;
+	if (n == 0 || cs_redis_cmd(e->redis, on_lease_poll, f, 3, argv, lens) != 0) {
+		e->lease.unavailable++;
+		lease_query(f);
+	}
+}
+
+/* Arms the next re-read, never past the bound (the last re-read is at the bound). */
+static void lease_sleep(flight *f)
+{
+	cs_engine *e = f->e;
+	uint64_t now = cs_now_us();
+	uint64_t left = f->lease_until_us > now ? f->lease_until_us - now : 0;
+	uint64_t us = CS_MIN((uint64_t)f->lease_delay_ms * 1000u, left);
+	struct timeval tv = { .tv_sec = (time_t)(us / 1000000u),
+		.tv_usec = (suseconds_t)(us % 1000000u) };
+	if (evtimer_assign(&f->lease_ev, e->base, on_lease_timer, f) != 0 ||
+		evtimer_add(&f->lease_ev, &tv) != 0) {
+		lease_query(f);
+		return;
+	}
+	f->lease_state = LEASE_SLEEPING;
+	f->lprev = NULL;
+	f->lnext = e->lease_head;
+	if (e->lease_head)
+		e->lease_head->lprev = f;
+	e->lease_head = f;
+}
+
+static void on_lease_take(cs_redis *rd, redisReply *reply, void *priv)
+{
+	(void)rd;
+	flight *f = priv;
+	cs_engine *e = f->e;
+	f->lease_state = LEASE_NONE;
+	if (reply && reply->type == REDIS_REPLY_STATUS) {
+		f->leased = true; /* flight_free releases it */
+		e->lease.acquired++;
+		lease_query(f);
+		return;
+	}
+	if (reply && reply->type == REDIS_REPLY_NIL) {
+		e->lease.waited++;
+		const cs_config *cfg = f->qt->cfg;
+		int64_t bound = CS_MIN(cfg->redis_lease_ms, cfg->request_timeout_ms / 2);
+		f->lease_until_us = cs_now_us() + (uint64_t)CS_MAX(bound, 0) * 1000u;
+		f->lease_delay_ms = LEASE_POLL_MIN_MS;
+		lease_sleep(f);
+		return;
+	}
+	e->lease.unavailable++; /* Redis trouble: no lease, query */
+	lease_query(f);
+}
+
+/* Takes the miss lease, or waits on it, or queries (see above). */
+static void lease_take(flight *f)
+{
+	cs_engine *e = f->e;
+	char lease[KEY_MAX], px[24];
+	size_t n = lease_key(f, lease, sizeof lease);
+	int pl = snprintf(px, sizeof px, "%lld", (long long)f->qt->cfg->redis_lease_ms);
+	const char *argv[] = { "SET", lease, "1", "NX", "PX", px };
+	size_t lens[] = { 3, n, 1, 2, 2, (size_t)pl };
+	f->lease_state = LEASE_ASKING;
+	if (n == 0 || !cs_redis_ready(e->redis) ||
+		cs_redis_cmd(e->redis, on_lease_take, f, 6, argv, lens) != 0) {
+		e->lease.unavailable++;
+		lease_query(f);
+	}
+}
+
+/* cs_engine_free: waiters between two re-reads answer SHUTTING_DOWN (the others have a
+ * Redis command pending: its callback runs as Redis closes, and their query fails). */
+void lease_fail_all(cs_engine *e)
+{
+	while (e->lease_head) {
+		flight *f = e->lease_head;
+		lease_unlink(f);
+		evtimer_del(&f->lease_ev);
+		f->lease_state = LEASE_NONE;
+		flight_fail(f, -CS_ERR_SHUTTING_DOWN, "shutting down");
+	}
+}
+
 /* Starts (or joins) the flight for key; r may be NULL for a background refresh. */
 void miss(cs_engine *e, qstate *qs, const char *key, size_t keylen, size_t canon_off,
 	uint64_t gen, bool store, greq *r, uint8_t tier, uint64_t min_lsn, const cs_value *params,
@@ -285,9 +512,11 @@ void miss(cs_engine *e, qstate *qs, const char *key, size_t keylen, size_t canon
 {
 	uint64_t h = hash_bytes(key, keylen);
 	flight *f = flight_find(e, key, keylen, h, min_lsn, qs->def);
-	if (f && f->answered && r && (r->op == CS_OP_REFRESH || r->bypass))
-		f = NULL; /* REFRESH and bypass want a read made after they were sent: a flight of
-			   * their own (flight_find returns the newest of equal keys) */
+	if (f && (f->answered || f->lease_state != LEASE_NONE) && r &&
+		(r->op == CS_OP_REFRESH || r->bypass))
+		f = NULL; /* REFRESH and bypass want a read made after they were sent, never the
+			   * cache's: a flight of their own (flight_find returns the newest of equal
+			   * keys), not one answered or about to be served from the cache */
 	if (f) {
 		if (r == NULL)
 			return;
@@ -343,5 +572,8 @@ void miss(cs_engine *e, qstate *qs, const char *key, size_t keylen, size_t canon
 	f->hnext = e->buckets[h % FLIGHT_BUCKETS];
 	e->buckets[h % FLIGHT_BUCKETS] = f;
 	e->stats.flights++;
-	flight_dispatch(f);
+	if (lease_wanted(f, r, cause))
+		lease_take(f);
+	else
+		flight_dispatch(f);
 }

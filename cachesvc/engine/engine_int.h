@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <event2/event_struct.h>
 #include <hiredis/hiredis.h>
 
 #include "encode.h"
@@ -38,6 +39,8 @@
 #define MAX_ATTEMPTS	 3	/* a miss tries at most this many servers */
 #define MAX_REPLY	 (64u << 20) /* largest result served at all */
 #define FLIGHT_BUCKETS	 4096
+#define LEASE_POLL_MIN_MS 2	/* a miss-lease waiter re-reads the entry after 2, 4, 8 ... */
+#define LEASE_POLL_MAX_MS 64	/* ... ms, at most this far apart (engine_fill.c) */
 #define KEY_MAX		 CS_KEY_MAX
 
 /* ---- Types ------------------------------------------------------------------------------ */
@@ -112,7 +115,19 @@ struct flight {
 	uint8_t tier;
 	bool store;	   /* fill Redis with the result */
 	bool background;   /* refresh with nobody waiting */
-	bool leased;	   /* holds the key's cross-process refresh lease: released when done */
+	bool leased;	   /* holds the key's cross-process lease (refresh or miss): released
+			    * (DEL) when the flight is freed, after its fill is acknowledged */
+	/* The miss lease (engine_fill.c): where a flight is before it queries. */
+	enum {
+		LEASE_NONE,	/* not waiting on the lease: querying, or never asked */
+		LEASE_ASKING,	/* SET NX sent: the reply decides holder or waiter */
+		LEASE_SLEEPING, /* a waiter between two re-reads: lease_ev armed, on e->lease_head */
+		LEASE_POLLING,	/* a waiter's re-read (MGET entry, lease) sent */
+	} lease_state;
+	uint32_t lease_delay_ms;  /* the next backoff */
+	uint64_t lease_until_us;  /* the waiter queries itself past this */
+	flight *lprev, *lnext;	  /* e->lease_head list, while LEASE_SLEEPING */
+	struct event lease_ev;	  /* the backoff timer; pending only while LEASE_SLEEPING */
 	int refresh_cause; /* for stats: 0 miss, 1 early, 2 revalidate */
 	int attempts;
 	srvset tried;	   /* server indices already tried */
@@ -238,6 +253,16 @@ struct cs_engine {
 	uint64_t near_hb_sent_us; /* a heartbeat waits for its echo since; 0: none */
 	near_commit near_commits[NEAR_COMMITS];
 	cs_hist near_stale_us;	  /* commit -> near entry dropped */
+	flight *lease_head; /* miss-lease waiters sleeping between two re-reads */
+	struct {
+		uint64_t acquired;    /* misses that took the lease and queried */
+		uint64_t waited;      /* misses that found it taken and waited */
+		uint64_t served;      /* ... and were served the holder's fill from the cache */
+		uint64_t gone;	      /* ... saw it released with no usable entry (or the cache
+				       * unfit: generation moved, epoch lost): queried */
+		uint64_t timeouts;    /* ... waited the whole bound: queried */
+		uint64_t unavailable; /* Redis could not be asked: queried without a lease */
+	} lease;
 };
 
 typedef struct fillctx {
@@ -293,6 +318,7 @@ void flight_job_done(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int err,
 void miss(cs_engine *e, qstate *qs, const char *key, size_t keylen, size_t canon_off,
 	uint64_t gen, bool store, greq *r, uint8_t tier, uint64_t min_lsn, const cs_value *params,
 	uint32_t nparams, int cause);
+void lease_fail_all(cs_engine *e);
 
 /* engine_gen.c */
 void load_gens(cs_engine *e);

@@ -26,6 +26,9 @@ uint32_t cs_engine_stats_list(const cs_engine *e, cs_stat *out, uint32_t max)
 		{ "ryw_cache", s->ryw_cache }, { "ryw_replica", s->ryw_replica },
 		{ "ryw_primary", s->ryw_primary }, { "flights", s->flights },
 		{ "ryw_token_checks", s->token_checks }, { "ryw_token_refused", s->token_refused },
+		{ "lease_acquired", e->lease.acquired }, { "lease_waited", e->lease.waited },
+		{ "lease_served", e->lease.served }, { "lease_gone", e->lease.gone },
+		{ "lease_timeouts", e->lease.timeouts }, { "lease_unavailable", e->lease.unavailable },
 		{ "hit_p50_us", cs_hist_quantile(&s->hit_us, 0.5) },
 		{ "hit_p99_us", cs_hist_quantile(&s->hit_us, 0.99) },
 		{ "miss_p50_us", cs_hist_quantile(&s->miss_us, 0.5) },
@@ -125,6 +128,12 @@ void cs_engine_metrics_add(const cs_engine *e, cs_metrics *m)
 	for (int i = 0; i < CS_VERIFY_SKIPS; i++)
 		cs_m_u64(m, CS_M_COUNTER, "cachesvc_verify_skipped_by_reason_total",
 			"Samples skipped, by reason", e->smp.skipped_by[i], "reason", reasons[i], NULL);
+	C("lease_acquired_total", "Misses that took the cross-process miss lease and queried", e->lease.acquired);
+	C("lease_waited_total", "Misses that found the miss lease taken by another process and waited for its fill", e->lease.waited);
+	C("lease_served_total", "Lease waits served the holder's fill from the cache (no query)", e->lease.served);
+	C("lease_gone_total", "Lease waits that saw the lease released without a usable entry (or the query's generation moved), then queried", e->lease.gone);
+	C("lease_timeouts_total", "Lease waits that reached the bound ([redis] lease), then queried", e->lease.timeouts);
+	C("lease_unavailable_total", "Misses that could not ask Redis for the lease (down, slow, full), then queried", e->lease.unavailable);
 	C("stale_if_error_total", "Stale values served because the refresh failed (within max_stale)", s->stale_if_error);
 #undef C
 	for (int i = 1; i <= CS_ERR_MAX; i++)

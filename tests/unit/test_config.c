@@ -480,7 +480,10 @@ static void test_key_types(void **state)
 	        {"redis", "url", "redis://host:0", false, "port must be 1..65535"},
 	        {"redis", "url", "redis://host/x", false, "database must be a number"},
 	        {"redis", "url", "", false, "must not be empty"},
-	        {"redis", "lease", "100ms", false, "unknown key"}, /* removed: nothing read it */
+	        {"redis", "lease", "100ms", true, NULL}, /* the miss lease (engine_fill.c) */
+	        {"redis", "lease", "0", true, NULL},     /* off */
+	        {"redis", "lease", "2m", false, "out of range 0ms..60000ms"},
+	        {"redis", "lease", "on", false, "bad duration \"on\""},
 	        {"primary", "pool_size", "0", false, "out of range 1..256"},
 	        {"primary", "pool_size", "257", false, "out of range 1..256"},
 	        {"invalidator", "slot", "Bad-Slot", false, "a-z 0-9 _"},
