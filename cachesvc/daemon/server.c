@@ -898,10 +898,12 @@ static void handle_frame(client *c, const cs_frame *f)
 		m->pending = n + 1;
 		c->inflight++;
 		s->stats.inflight++;
+		void *privs[CS_PROTO_MAX_MGET];
 		for (uint32_t i = 0; i < n; i++) {
 			m->slots[i] = (mslot){ .m = m, .index = i };
-			cs_engine_get(s->engine, CS_OP_GET, &s->mget_scratch[i], on_mget_item, &m->slots[i]);
+			privs[i] = &m->slots[i];
 		}
+		cs_engine_mget(s->engine, s->mget_scratch, n, on_mget_item, privs);
 		mget_release(m); /* the guard */
 		return;
 	}

@@ -63,6 +63,12 @@ void cs_engine_free(cs_engine *e);
  * errors found at once). */
 void cs_engine_get(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine_cb *cb, void *priv);
 
+/* n GETs (n <= CS_PROTO_MAX_MGET) as one batch: those the near cache cannot answer are
+ * looked up in Redis with one MGET. cb runs exactly once per item with privs[i], possibly
+ * before this returns; items complete in any order. */
+void cs_engine_mget(cs_engine *e, const cs_get_req *reqs, uint32_t n, cs_engine_cb *cb,
+	void *const *privs);
+
 /* Admin INVALIDATE: one key (with params) or the whole query (generation bump).
  * cb(priv, err, msg, n): n = keys deleted or the new generation. */
 typedef void cs_engine_inval_cb(void *priv, int err, const char *msg, uint64_t n);

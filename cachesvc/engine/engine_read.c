@@ -634,14 +634,17 @@ static bool token_ahead(const cs_engine *e, uint64_t lsn);
 static void token_park(lookup *l);
 static void lookup_start(lookup *l);
 
-void cs_engine_get(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine_cb *cb, void *priv)
+/* A lookup for one GET or REFRESH, or NULL when answered at once (unknown query, bad
+ * parameters, OOM: cb has run). */
+static lookup *lookup_new(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine_cb *cb,
+	void *priv)
 {
 	e->stats.requests++;
 	qstate *qs = qtable_find(e->qt, req->query, req->query_len);
 	if (qs == NULL) {
 		reply_error(e, cb, priv, -CS_ERR_UNKNOWN_QUERY, "unknown query \"%.*s\"",
 			(int)CS_MIN(req->query_len, 64u), req->query);
-		return;
+		return NULL;
 	}
 	const cs_query_def *q = qs->def;
 	char canon[CS_CANON_MAX + 1], err[256];
@@ -650,7 +653,7 @@ void cs_engine_get(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine_cb
 		sizeof err);
 	if (rc < 0) {
 		reply_error(e, cb, priv, rc, "%s", err);
-		return;
+		return NULL;
 	}
 	greq *r = malloc(sizeof *r);
 	lookup *l = calloc(1, sizeof *l);
@@ -660,7 +663,7 @@ void cs_engine_get(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine_cb
 			free(l->strs);
 		free(l);
 		reply_error(e, cb, priv, -CS_ERR_INTERNAL, "out of memory");
-		return;
+		return NULL;
 	}
 	*r = (greq){ .e = e, .cb = cb, .priv = priv, .op = op, .stale = NULL,
 		.tier = req->tier < CS_TIER_COUNT ? req->tier : CS_TIER_DEFAULT,
@@ -684,11 +687,81 @@ void cs_engine_get(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine_cb
 
 	l->op = op;
 	l->cacheable = cacheable;
-	if (r->min_lsn && token_ahead(e, r->min_lsn)) {
+	return l;
+}
+
+void cs_engine_get(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine_cb *cb, void *priv)
+{
+	lookup *l = lookup_new(e, op, req, cb, priv);
+	if (l == NULL)
+		return;
+	if (l->r->min_lsn && token_ahead(e, l->r->min_lsn)) {
 		token_park(l);
 		return;
 	}
 	lookup_start(l);
+}
+
+static bool lookup_local(lookup *l);
+static void lookup_send(lookup *l);
+static void lookup_send_failed(lookup *l);
+
+/* One Redis MGET for the plain GETs of a client MGET that need Redis. */
+typedef struct batch {
+	uint32_t n;
+	lookup *ls[];
+} batch;
+
+static void on_batch_reply(cs_redis *rd, redisReply *reply, void *priv)
+{
+	batch *b = priv;
+	bool whole = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == b->n;
+	for (uint32_t i = 0; i < b->n; i++)
+		on_cache_reply(rd, whole ? reply->element[i] : reply && reply->type == REDIS_REPLY_ERROR ? reply : NULL,
+			b->ls[i]);
+	free(b);
+}
+
+void cs_engine_mget(cs_engine *e, const cs_get_req *reqs, uint32_t n, cs_engine_cb *cb,
+	void *const *privs)
+{
+	lookup *send[CS_PROTO_MAX_MGET];
+	uint32_t ns = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		lookup *l = lookup_new(e, CS_OP_GET, &reqs[i], cb, privs[i]);
+		if (l == NULL)
+			continue;
+		if (l->r->min_lsn && token_ahead(e, l->r->min_lsn))
+			token_park(l);
+		else if (l->r->min_lsn || ns == CS_PROTO_MAX_MGET)
+			lookup_start(l); /* a token reads more than the entry: its own round trip */
+		else if (!lookup_local(l))
+			send[ns++] = l;
+	}
+	if (ns == 1) {
+		lookup_send(send[0]);
+		return;
+	}
+	if (ns == 0)
+		return;
+	batch *b = malloc(sizeof *b + ns * sizeof b->ls[0]);
+	const char *argv[CS_PROTO_MAX_MGET + 1];
+	size_t lens[CS_PROTO_MAX_MGET + 1];
+	argv[0] = "MGET";
+	lens[0] = 4;
+	for (uint32_t i = 0; i < ns; i++) {
+		argv[i + 1] = send[i]->key;
+		lens[i + 1] = send[i]->keylen;
+	}
+	if (b != NULL) {
+		b->n = ns;
+		memcpy(b->ls, send, ns * sizeof send[0]);
+		if (cs_redis_cmd(e->redis, on_batch_reply, b, (int)ns + 1, argv, lens) == 0)
+			return;
+		free(b);
+	}
+	for (uint32_t i = 0; i < ns; i++)
+		lookup_send_failed(send[i]);
 }
 
 /* The read-your-writes token is beyond the primary's last known position. Without a
@@ -769,13 +842,14 @@ void token_recheck(cs_engine *e, uint64_t now, bool expire_only)
 	*pp = keep;
 }
 
-/* Looks the request up in the cache (or goes to the database). Takes l. */
-static void lookup_start(lookup *l)
+/* Answers l without a Redis round trip when it can: uncacheable, bypass, paused, Redis or
+ * the generations not usable, REFRESH, or a near cache hit. true: l is taken. false: l needs
+ * its cache lookup sent (lookup_send, or a batch of cs_engine_mget). */
+static bool lookup_local(lookup *l)
 {
 	cs_engine *e = l->e;
 	greq *r = l->r;
 	qstate *qs = l->qs;
-	uint8_t op = l->op;
 	bool cacheable = l->cacheable;
 	if (!cacheable || r->bypass || qs->paused) {
 		if (qs->paused)
@@ -788,27 +862,40 @@ static void lookup_start(lookup *l)
 			l->keylen += (size_t)n;
 		}
 		lookup_miss(l, false);
-		return;
+		return true;
 	}
 	if (!cs_redis_ready(e->redis) || !qs->gen_known || (e->fence_on && e->epoch_len == 0)) {
 		e->stats.bypass_redis++;
 		lookup_miss(l, false);
-		return;
+		return true;
 	}
-	const cs_query_def *q = qs->def;
-	if (op == CS_OP_REFRESH) {
+	if (l->op == CS_OP_REFRESH) {
 		e->stats.refresh_forced++;
 		lookup_miss(l, true);
-		return;
+		return true;
 	}
-	if (e->near && q->near_cache && cs_near_on(e->near) && near_lookup(l))
-		return;
+	return e->near && qs->def->near_cache && cs_near_on(e->near) && near_lookup(l);
+}
+
+/* The cache could not be asked: answer from the database, do not fill. */
+static void lookup_send_failed(lookup *l)
+{
+	if (l->watched)
+		near_settle(l, NULL);
+	l->e->stats.bypass_redis++;
+	lookup_miss(l, false);
+}
+
+/* Sends l's cache lookup: GET of the entry, or for a read-your-writes token the entry, the
+ * invalidator's position, the query's generation and the epoch in one round trip (when the
+ * cache may answer a token: see on_cache_reply). */
+static void lookup_send(lookup *l)
+{
+	cs_engine *e = l->e;
 	int sent;
-	if (r->min_lsn) {
-		/* the entry, the invalidator's position, the query's generation and the epoch
-		 * in one round trip: when the cache may answer a token (see on_cache_reply) */
+	if (l->r->min_lsn) {
 		char genkey[CS_NAME_MAX + CS_MAX_NAME];
-		size_t gl = cs_ks_gen(&e->ks, genkey, sizeof genkey, q->name);
+		size_t gl = cs_ks_gen(&e->ks, genkey, sizeof genkey, l->qs->def->name);
 		const char *argv[] = { "MGET", l->key, e->ks.pos, genkey, e->ks.epoch };
 		size_t lens[] = { 4, l->keylen, e->ks.pos_len, gl, e->ks.epoch_len };
 		sent = cs_redis_cmd(e->redis, on_cache_reply, l, 5, argv, lens);
@@ -817,10 +904,13 @@ static void lookup_start(lookup *l)
 		size_t lens[] = { 3, l->keylen };
 		sent = cs_redis_cmd(e->redis, on_cache_reply, l, 2, argv, lens);
 	}
-	if (sent != 0) {
-		if (l->watched)
-			near_settle(l, NULL);
-		e->stats.bypass_redis++;
-		lookup_miss(l, false);
-	}
+	if (sent != 0)
+		lookup_send_failed(l);
+}
+
+/* Looks the request up in the cache (or goes to the database). Takes l. */
+static void lookup_start(lookup *l)
+{
+	if (!lookup_local(l))
+		lookup_send(l);
 }

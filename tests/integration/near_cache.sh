@@ -61,6 +61,18 @@ g=$(monitor_gets nc_off)
 [ "$g" -ge 10 ] || fail "near_cache = false: $g Redis GETs for 10 reads"
 ok "near_cache = false: every read goes to Redis ($g GETs)"
 
+# A client MGET is one Redis MGET (issue 16 §2), not a GET per item.
+cli mget --each nc_off $(seq 1 16) >/dev/null
+monitor_start nc_off
+out=$(cli --json mget --each nc_off $(seq 1 16))
+sleep 0.3
+kill "$MON" 2>/dev/null; wait "$MON" 2>/dev/null || true
+mg=$(grep -v '\[0 lua\]' "$WORK/monitor.nc_off" | grep -c "\"MGET\" \"$NS:e:nc_off:" || true)
+g=$(grep -v '\[0 lua\]' "$WORK/monitor.nc_off" | grep -c "\"GET\" \"$NS:e:nc_off:" || true)
+[ "$mg" = 1 ] && [ "$g" = 0 ] || fail "an MGET of 16 cached keys sent $mg MGETs and $g GETs to Redis"
+[ "$(echo "$out" | grep -o '"source":"cache"' | wc -l)" = 16 ] || fail "MGET of 16 cached keys: $out"
+ok "an MGET of 16 cached keys is one Redis MGET"
+
 # 2. A commit drops the near entry (the tracking message), and its staleness is measured.
 s0=$(metric cachesvc_near_staleness_seconds_count)
 d0=$(metric cachesvc_near_dropped_total)
