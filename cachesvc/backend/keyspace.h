@@ -9,7 +9,10 @@
  *   <ns>:g:<q>           generation: INCR'd to drop every entry of a query in O(1)
  *   <ns>:qf:<q>          query-level fence: the LSN of the query's last generation bump
  *                        (16 hex, no TTL); fills of data older than it are refused
- *   <ns>:l:<q>:<p>       lease: one refresh of an expired entry across all processes
+ *   <ns>:l:<q>:<p>       lease: one query of a missing or expired entry across all processes
+ *                        (misses wait for the holder's fill; refreshes skip)
+ *   <ns>:nhb:<id>        the near cache's tracking heartbeat of the process whose pub/sub
+ *                        connection has CLIENT ID <id> (engine_near.c)
  *   <ns>:horizon         LSN below which a per-key fence may have expired or been evicted
  *                        (16 hex, TTL)
  *   <ns>:inv:pos         the invalidator's confirmed position (16 hex), read-your-writes
