@@ -234,7 +234,19 @@ const struct key_def cs_cfg_keys[] = {
 };
 
 #define NKEYS (sizeof(cs_cfg_keys) / sizeof(cs_cfg_keys[0]))
-_Static_assert(NKEYS <= 64, "keys are tracked in a 64-bit mask");
+/* The keys a section sets, one bit per key of the table. */
+#define KEYSET_WORDS ((NKEYS + 63) / 64)
+typedef struct keyset {
+	uint64_t w[KEYSET_WORDS];
+} keyset;
+static bool keyset_has(const keyset *k, size_t i)
+{
+	return (k->w[i / 64] >> (i % 64)) & 1u;
+}
+static void keyset_add(keyset *k, size_t i)
+{
+	k->w[i / 64] |= 1ull << (i % 64);
+}
 const size_t cs_cfg_nkeys = NKEYS;
 
 /* ------------------------------------------------------------------------------------------
@@ -644,11 +656,11 @@ static const struct raw_entry *find_entry(const struct raw_section *sec, const c
 void cs_cfg_format_duration(int64_t ms, char *buf, size_t len);
 
 /* Fills the kind-dependent defaults of a query for the keys not set in the file. */
-static bool apply_kind_defaults(cs_query_def *q, uint64_t set, char *why, size_t whylen)
+static bool apply_kind_defaults(cs_query_def *q, const keyset *set, char *why, size_t whylen)
 {
 	for (size_t i = 0; i < NKEYS; i++) {
 		const struct key_def *kd = &cs_cfg_keys[i];
-		if (kd->section != SEC_QUERY || !kd->kind_def[q->kind] || (set & (1ull << i)))
+		if (kd->section != SEC_QUERY || !kd->kind_def[q->kind] || keyset_has(set, i))
 			continue;
 		const char *def = kd->kind_def[q->kind];
 		if (strcmp(def, "$ttl") == 0)
@@ -770,7 +782,7 @@ static bool apply_section(struct loader *ld, cs_config *cfg, const struct raw_se
 		return false;
 	}
 
-	uint64_t set = 0;
+	keyset set = { { 0 } };
 	for (size_t i = 0; i < NKEYS; i++) {
 		const struct key_def *kd = &cs_cfg_keys[i];
 		if (kd->section != sec->kind)
@@ -784,7 +796,7 @@ static bool apply_section(struct loader *ld, cs_config *cfg, const struct raw_se
 			}
 			continue;
 		}
-		set |= 1ull << i;
+		keyset_add(&set, i);
 		if (!cs_cfg_parse_value(kd, e->value, base, why, sizeof(why))) {
 			fail_at(ld, e->lineno, "%s %s: %s", label, kd->name, why);
 			return false;
@@ -792,7 +804,7 @@ static bool apply_section(struct loader *ld, cs_config *cfg, const struct raw_se
 	}
 	if (sec->kind == SEC_QUERY) {
 		cs_query_def *q = base;
-		if (!apply_kind_defaults(q, set, why, sizeof(why))) {
+		if (!apply_kind_defaults(q, &set, why, sizeof(why))) {
 			fail_at(ld, sec->lineno, "%s: %s", label, why);
 			return false;
 		}
