@@ -39,6 +39,21 @@ uint32_t cs_engine_stats_list(const cs_engine *e, cs_stat *out, uint32_t max)
 		out[n] = (cs_stat){ .name = items[i].name, .name_len = (uint32_t)strlen(items[i].name),
 			.i = (int64_t)items[i].v };
 	}
+	if (e->near == NULL)
+		return n;
+	const cs_near_stats *ns = cs_near_get_stats(e->near);
+	struct {
+		const char *name;
+		uint64_t v;
+	} near[] = {
+		{ "near_hits", ns->hits }, { "near_misses", ns->misses }, { "near_entries", ns->entries },
+		{ "near_bytes", ns->bytes }, { "near_evictions", ns->evictions },
+		{ "near_flushes", ns->flushes },
+	};
+	for (size_t i = 0; i < CS_ARRAY_LEN(near) && n < max; i++, n++) {
+		out[n] = (cs_stat){ .name = near[i].name, .name_len = (uint32_t)strlen(near[i].name),
+			.i = (int64_t)near[i].v };
+	}
 	return n;
 }
 
