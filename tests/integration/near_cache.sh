@@ -46,6 +46,7 @@ monitor_start nc_user
 for _ in $(seq 20); do cli get nc_user 1 >/dev/null; done
 g=$(monitor_gets nc_user)
 h1=$(metric cachesvc_near_hits_total)
+cli stats | grep -qE "near_hits +$h1\b" || fail "STATS does not show near_hits $h1: $(cli stats | grep near)"
 [ $((h1 - h0)) = 20 ] || fail "20 reads of a hot key: $((h1 - h0)) near hits"
 [ "$g" = 0 ] || fail "20 near hits still sent $g GETs of the entry to Redis"
 [ "$(src nc_user 1)" = cache ] || fail "a near hit does not say source cache"
