@@ -690,8 +690,52 @@ static lookup *lookup_new(cs_engine *e, uint8_t op, const cs_get_req *req, cs_en
 	return l;
 }
 
+/* The near-hit fast path: a plain GET whose fresh entry the near cache holds is answered
+ * here, with nothing allocated. Anything else (a token, bypass, a pause, Redis or the
+ * generations not usable, an entry due for an early or stale refresh, no entry) returns
+ * false and takes the general path, which decides again from scratch. */
+static bool near_fast(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine_cb *cb,
+	void *priv)
+{
+	if (op != CS_OP_GET || req->bypass || req->min_lsn || !cs_near_on(e->near))
+		return false;
+	uint64_t t0 = cs_now_us();
+	qstate *qs = qtable_find(e->qt, req->query, req->query_len);
+	if (qs == NULL || !qs->def->near_cache || qs->paused || !qs->gen_known ||
+		!cs_redis_ready(e->redis) || (e->fence_on && e->epoch_len == 0))
+		return false;
+	const cs_query_def *q = qs->def;
+	char key[KEY_MAX], err[8];
+	size_t kl = cs_ks_entry_prefix(&e->ks, key, sizeof key, q->name, qs->gen), clen = 0;
+	if (kl == 0 || cs_params_canon(q, req->params, req->nparams, key + kl, sizeof key - kl,
+			       &clen, err, sizeof err) != 0 || kl + clen >= sizeof key)
+		return false;
+	size_t vlen = 0;
+	const uint8_t *v = cs_near_get(e->near, key, kl + clen, hash_bytes(key, kl + clen), &vlen);
+	cs_entry ent;
+	if (v == NULL || !cs_entry_parse(v, vlen, &ent))
+		return false;
+	int64_t now = cs_wall_ms();
+	if (now >= ent.expires_ms ||
+		(q->xfetch_beta > 0 && ent.delta_ms > 0 &&
+			(double)now - (double)ent.delta_ms * q->xfetch_beta * log(cs_rand_unit()) >=
+				(double)ent.expires_ms))
+		return false;
+	e->stats.requests++;
+	e->stats.hits++;
+	qs->hits++;
+	cs_near_stats_mut(e->near)->hits++;
+	cs_meta meta = { .src = CS_SRC_CACHE, .lsn = ent.lsn,
+		.age_ms = now > ent.filled_ms ? (uint64_t)(now - ent.filled_ms) : 0 };
+	cs_hist_record(&e->stats.hit_us, cs_now_us() - t0);
+	cb(priv, 0, NULL, &meta, ent.result, ent.result_len);
+	return true;
+}
+
 void cs_engine_get(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine_cb *cb, void *priv)
 {
+	if (e->near && near_fast(e, op, req, cb, priv))
+		return;
 	lookup *l = lookup_new(e, op, req, cb, priv);
 	if (l == NULL)
 		return;
@@ -728,6 +772,8 @@ void cs_engine_mget(cs_engine *e, const cs_get_req *reqs, uint32_t n, cs_engine_
 	lookup *send[CS_PROTO_MAX_MGET];
 	uint32_t ns = 0;
 	for (uint32_t i = 0; i < n; i++) {
+		if (e->near && near_fast(e, CS_OP_GET, &reqs[i], cb, privs[i]))
+			continue;
 		lookup *l = lookup_new(e, CS_OP_GET, &reqs[i], cb, privs[i]);
 		if (l == NULL)
 			continue;
