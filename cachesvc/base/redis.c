@@ -71,6 +71,7 @@ struct cs_redis {
 	bool want_id;	    /* ask CLIENT ID in the handshake (before any SUBSCRIBE) */
 	int64_t client_id;  /* this connection's id; 0 while unknown */
 	bool hs_failed;	    /* a handshake step failed: the timer drops the connection */
+	const char *drop_why; /* cs_redis_reconnect asked: the timer drops the connection */
 
 	cs_redis_state_cb *on_state;
 	void *state_priv;
@@ -391,6 +392,14 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 		drop_connection(r, "handshake failed");
 		return;
 	}
+	if (r->drop_why != NULL) {
+		const char *why = r->drop_why;
+		r->drop_why = NULL;
+		if (r->ac != NULL) {
+			drop_connection(r, why);
+			return;
+		}
+	}
 	if ((r->state == RS_CONNECTING || r->state == RS_HANDSHAKE) && now > r->connect_deadline_us) {
 		drop_connection(r, r->state == RS_CONNECTING ? "connect timed out" : "handshake timed out");
 		return;
@@ -636,6 +645,11 @@ int cs_redis_subscribe(cs_redis *r, const char *channel, cs_redis_cb *cb, void *
 const cs_redis_stats *cs_redis_get_stats(const cs_redis *r)
 {
 	return &r->stats;
+}
+
+void cs_redis_reconnect(cs_redis *r, const char *why)
+{
+	r->drop_why = why;
 }
 
 int64_t cs_redis_client_id(const cs_redis *r)

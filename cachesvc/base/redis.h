@@ -85,6 +85,11 @@ int cs_redis_subscribe(cs_redis *r, const char *channel, cs_redis_cb *cb, void *
 
 const cs_redis_stats *cs_redis_get_stats(const cs_redis *r);
 
+/* Drops the connection at the next deadline check (within the timer's period) and connects
+ * again with the usual backoff; pending callbacks get NULL then. Safe from any callback.
+ * `why` (for the log) must be a static string. */
+void cs_redis_reconnect(cs_redis *r, const char *why);
+
 /* The ready connection's CLIENT ID (opts.client_id); 0 when not ready or not asked. A new
  * connection has a new id. */
 int64_t cs_redis_client_id(const cs_redis *r);

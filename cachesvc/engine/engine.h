@@ -44,7 +44,9 @@ typedef struct cs_engine_stats {
 	uint64_t token_checks;  /* tokens past the primary's known position: re-checked */
 	uint64_t token_refused; /* ... and refused (FUTURE_LSN): the primary never wrote them */
 	uint64_t invalidations, gen_bumps;
-	uint64_t near_echo_lost; /* near cache heartbeats without an echo (engine_near.c) */
+	uint64_t near_echo_lost;     /* near cache heartbeats without an echo (engine_near.c) */
+	uint64_t near_hb_failed;     /* ... whose write Redis refused */
+	uint64_t near_track_refused; /* CLIENT TRACKING refused */
 	uint64_t flights; /* gauge: misses in flight */
 	cs_hist hit_us, miss_us;
 } cs_engine_stats;

@@ -376,10 +376,11 @@ static void on_lease_poll(cs_redis *rd, redisReply *reply, void *priv)
 	}
 	/* What lookup_start checks before reading the cache, again: the key's generation is
 	 * still the query's (a bump while waiting retires the entry this flight waits for),
-	 * Redis still holds the state this process synchronised with, the query is not paused.
+	 * Redis still holds the state this process synchronised with, the query is not paused,
+	 * the generations are trusted (pub/sub up: a bump would have been heard).
 	 * Otherwise the cache may not answer: the waiter queries (its fill is refused or
 	 * skipped as any would be). */
-	if (f->qt != e->qt || f->qs->gen != f->gen || f->qs->paused ||
+	if (f->qt != e->qt || f->qs->gen != f->gen || f->qs->paused || !f->qs->gen_known ||
 		(e->fence_on && e->epoch_len == 0)) {
 		e->lease.gone++;
 		lease_query(f);

@@ -249,6 +249,9 @@ struct cs_engine {
 	bool near_subscribed;	  /* the pub/sub connection confirmed __redis__:invalidate */
 	bool near_untracked;	  /* near_cache_tracking = false (a negative control) */
 	bool near_track_busy;	  /* a CLIENT TRACKING is in flight */
+	bool near_tracked;	  /* ... answered OK: on once this session's heartbeat echoes */
+	uint64_t near_track_seq;  /* tracking sessions: names the heartbeat key */
+	uint64_t near_warned_us;  /* last rate-limited warning */
 	int64_t near_redirect;	  /* the pub/sub connection id it named */
 	uint64_t near_hb_sent_us; /* a heartbeat waits for its echo since; 0: none */
 	near_commit near_commits[NEAR_COMMITS];
@@ -341,6 +344,7 @@ bool query_same(const cs_query_def *a, const cs_query_def *b);
 /* engine_near.c */
 int near_setup(cs_engine *e, const cs_config *cfg, char *err, size_t errlen);
 void near_track_start(cs_engine *e);
+bool near_caching_yes(cs_engine *e);
 void near_heartbeat(cs_engine *e);
 void near_conn_state(cs_engine *e, bool pubsub, bool up);
 void on_tracking_message(cs_redis *rd, redisReply *reply, void *priv);

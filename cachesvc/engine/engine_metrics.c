@@ -73,6 +73,8 @@ static void near_metrics(const cs_engine *e, cs_metrics *m)
 	C("discarded_total", "Redis replies not stored: their key was invalidated while in flight", n->discarded);
 	C("flushes_total", "Whole near cache drops (tracking lost, Redis lost data, FLUSHALL)", n->flushes);
 	C("echo_lost_total", "Tracking heartbeats without an echo in time (near cache turned off)", e->stats.near_echo_lost);
+	C("heartbeat_failed_total", "Tracking heartbeat writes Redis refused (coherence unproven that round)", e->stats.near_hb_failed);
+	C("tracking_refused_total", "CLIENT TRACKING commands Redis refused", e->stats.near_track_refused);
 #undef C
 	cs_m_u64(m, CS_M_GAUGE, "cachesvc_near_bytes", "Bytes held by near entries (node, key, value)", n->bytes, NULL);
 	cs_m_u64(m, CS_M_GAUGE, "cachesvc_near_entries", "Entries in the near cache", n->entries, NULL);

@@ -11,18 +11,27 @@
  * is Redis's tracking table (bounded by tracking-table-max-keys, whose evictions are sent
  * as invalidations, so a bound is safe).
  *
+ * OPTIN mode: Redis tracks only the reads that follow CLIENT CACHING yes, i.e. the near
+ * cache's GETs and MGETs, not the fence, generation, position and lease keys every fill
+ * and poll reads (they would cost a message per fence write and fill the tracking table).
+ *
  * The near cache is on only while this is proven (near.h rule 3):
- *  - enabled by the OK to CLIENT TRACKING naming the pub/sub connection's current id, sent
- *    after that connection confirmed its subscription; GETs sent after it are tracked
- *    (one connection, in order);
+ *  - CLIENT TRACKING names the pub/sub connection's current id, sent after that connection
+ *    confirmed its subscription; its OK is not proof (after a restart of Redis a half-open
+ *    pub/sub connection's old id may name another client): the near cache turns on when a
+ *    heartbeat of this tracking session (below) comes back through the subscription. GETs
+ *    sent after that are tracked (one connection, in order);
  *  - disabled (everything dropped) when either connection drops: a new data connection is
  *    not tracked, and invalidations sent to a closed pub/sub connection are lost;
  *  - flushed when Redis says FLUSHALL/FLUSHDB (a nil message) and when the epoch check
  *    finds Redis lost data or changed run (engine_gen.c);
  *  - a heartbeat proves the whole path every GEN_POLL_MS: the data connection reads a key of
- *    its own and writes it; the write's invalidation must come back on the pub/sub
- *    connection within NEAR_ECHO_MS (a redirect broken any other way - CLIENT KILL seen
- *    late, a half-open socket, someone's CLIENT TRACKING off - disables the near cache).
+ *    this session's (<ns>:nhb:<id>:<session>) and writes it; the write's invalidation must
+ *    come back on the pub/sub connection within NEAR_ECHO_MS, else (a redirect broken any
+ *    other way: a half-open socket, CLIENT KILL seen late, CLIENT PAUSE) the near cache is
+ *    dropped and the pub/sub connection made again. A near hit may thus be stale for up to
+ *    GEN_POLL_MS + NEAR_ECHO_MS when the tracking connection dies silently;
+ *  - SWAPDB sends no tracking message: the epoch check (GEN_POLL_MS) catches it.
  *
  * Staleness: the invalidator (when this process runs it) tells the engine the commit time of
  * every key it sends (cs_inv_set_key_hook); when a tracking message drops a held entry, the
@@ -31,13 +40,56 @@
 
 #define TRACK_CHANNEL "__redis__:invalidate"
 #define NEAR_ECHO_MS  3000 /* heartbeat echo bound (at least 3 x the Redis timeout) */
+#define NEAR_WARN_US  (60u * 1000u * 1000u) /* repeated warnings: at most one a minute */
 
 static void near_off(cs_engine *e, const char *why)
 {
 	if (cs_near_on(e->near))
 		cs_warn("near cache: off, flushed (%s)", why);
 	cs_near_disable(e->near);
+	e->near_tracked = false;
 	e->near_hb_sent_us = 0;
+}
+
+static size_t hb_key(const cs_engine *e, char *buf, size_t cap)
+{
+	int n = snprintf(buf, cap, "%s:nhb:%lld:%llu", e->ks.ns, (long long)e->near_redirect,
+		(unsigned long long)e->near_track_seq);
+	return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+static void on_hb_set(cs_redis *rd, redisReply *reply, void *priv)
+{
+	cs_engine *e = priv;
+	if (reply == NULL || reply->type != REDIS_REPLY_ERROR)
+		return; /* no reply: the connection dropped, near_conn_state turned it off */
+	/* the write failed (-OOM under noeviction, an ACL): no echo will come this round */
+	e->near_hb_sent_us = 0;
+	e->stats.near_hb_failed++;
+	uint64_t now = cs_now_us();
+	if (now - e->near_warned_us > NEAR_WARN_US) {
+		e->near_warned_us = now;
+		cs_warn("near cache: heartbeat write refused (%s): coherence cannot be proven while "
+			"it fails", reply->str);
+	}
+}
+
+/* A tracked read of this session's heartbeat key, then a write of it: its invalidation must
+ * come back on the pub/sub connection (on_tracking_message). */
+static void hb_send(cs_engine *e)
+{
+	char key[CS_NAME_MAX];
+	size_t kl = hb_key(e, key, sizeof key);
+	const char *cy[] = { "CLIENT", "CACHING", "yes" };
+	size_t cyl[] = { 6, 7, 3 };
+	const char *get[] = { "GET", key };
+	size_t getl[] = { 3, kl };
+	const char *set[] = { "SET", key, "1", "PX", "60000" };
+	size_t setl[] = { 3, kl, 1, 2, 5 };
+	if (kl && cs_redis_cmd(e->redis, NULL, NULL, 3, cy, cyl) == 0 &&
+		cs_redis_cmd(e->redis, NULL, NULL, 2, get, getl) == 0 &&
+		cs_redis_cmd(e->redis, on_hb_set, e, 5, set, setl) == 0)
+		e->near_hb_sent_us = cs_now_us();
 }
 
 static void on_tracking_on(cs_redis *rd, redisReply *reply, void *priv)
@@ -47,68 +99,79 @@ static void on_tracking_on(cs_redis *rd, redisReply *reply, void *priv)
 	if (reply == NULL)
 		return; /* the data connection dropped: on_cache_state turns tracking on again */
 	if (reply->type != REDIS_REPLY_STATUS) {
-		cs_warn("near cache: CLIENT TRACKING refused: %s",
-			reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+		const char *msg = reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply";
+		e->stats.near_track_refused++;
+		uint64_t now = cs_now_us();
+		if (now - e->near_warned_us > NEAR_WARN_US) {
+			e->near_warned_us = now;
+			cs_warn("near cache: CLIENT TRACKING refused: %s", msg);
+		}
+		/* the redirect target is not there (another Redis run, a half-open connection):
+		 * a new pub/sub connection gets a new id */
+		if (strstr(msg, "does not exist"))
+			cs_redis_reconnect(e->pubsub, "near cache: its id is unknown to Redis");
 		return; /* retried by the heartbeat timer */
 	}
 	if (!e->near_subscribed || cs_redis_client_id(e->pubsub) != e->near_redirect)
 		return; /* the pub/sub connection changed meanwhile: ask again */
-	cs_near_enable(e->near);
-	e->near_hb_sent_us = 0;
-	cs_info("near cache: on (invalidations redirected to client %lld)", (long long)e->near_redirect);
+	/* Tracking is on, not yet proven: the redirect may name a client that is not our
+	 * subscriber (an id of another Redis run). On only when this session's heartbeat
+	 * comes back through the subscription. */
+	e->near_tracked = true;
+	e->near_track_seq++;
+	hb_send(e);
 }
 
-/* Turns tracking on when both connections are ready and the subscription is confirmed. */
+/* Turns tracking on when both connections are ready and the subscription is confirmed.
+ * OPTIN: Redis tracks only the reads that follow CLIENT CACHING yes (the near cache's), not
+ * the fences, generations and positions every fill and poll reads. */
 void near_track_start(cs_engine *e)
 {
-	if (e->near == NULL || cs_near_on(e->near) || e->near_track_busy || !e->near_subscribed)
+	if (e->near == NULL || e->near_untracked || e->near_tracked || e->near_track_busy ||
+		!e->near_subscribed)
 		return;
 	int64_t id = cs_redis_client_id(e->pubsub);
 	if (id <= 0 || !cs_redis_ready(e->redis))
 		return;
 	char ids[24];
 	int il = snprintf(ids, sizeof ids, "%lld", (long long)id);
-	const char *argv[] = { "CLIENT", "TRACKING", "on", "REDIRECT", ids };
-	size_t lens[] = { 6, 8, 2, 8, (size_t)il };
-	if (cs_redis_cmd(e->redis, on_tracking_on, e, 5, argv, lens) == 0) {
+	const char *argv[] = { "CLIENT", "TRACKING", "on", "REDIRECT", ids, "OPTIN" };
+	size_t lens[] = { 6, 8, 2, 8, (size_t)il, 5 };
+	if (cs_redis_cmd(e->redis, on_tracking_on, e, 6, argv, lens) == 0) {
 		e->near_track_busy = true;
 		e->near_redirect = id;
 	}
 }
 
-static size_t hb_key(const cs_engine *e, char *buf, size_t cap)
+/* Before a watched read: Redis is to track the next command's keys (OPTIN). false when it
+ * could not be sent: the read will not be tracked, so its reply must not be stored. */
+bool near_caching_yes(cs_engine *e)
 {
-	int n = snprintf(buf, cap, "%s:nhb:%lld", e->ks.ns, (long long)e->near_redirect);
-	return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+	const char *argv[] = { "CLIENT", "CACHING", "yes" };
+	size_t lens[] = { 6, 7, 3 };
+	return cs_redis_cmd(e->redis, NULL, NULL, 3, argv, lens) == 0;
 }
 
-/* On the generations timer: turn tracking on, or prove it is still on. */
+/* On the generations timer: turn tracking on, or prove it is still on. An echo overdue
+ * means invalidations may not be arriving: off, and a new pub/sub connection (a half-open
+ * one would never say so itself). */
 void near_heartbeat(cs_engine *e)
 {
 	if (e->near == NULL || e->near_untracked)
 		return;
-	if (!cs_near_on(e->near)) {
+	if (!e->near_tracked) {
 		near_track_start(e);
 		return;
 	}
-	uint64_t now = cs_now_us();
 	if (e->near_hb_sent_us) {
-		if (now - e->near_hb_sent_us > (uint64_t)NEAR_ECHO_MS * 1000u) {
+		if (cs_now_us() - e->near_hb_sent_us > (uint64_t)NEAR_ECHO_MS * 1000u) {
 			e->stats.near_echo_lost++;
 			near_off(e, "no tracking echo from Redis in time");
-			near_track_start(e);
+			cs_redis_reconnect(e->pubsub, "near cache: no tracking echo");
 		}
 		return;
 	}
-	char key[CS_NAME_MAX];
-	size_t kl = hb_key(e, key, sizeof key);
-	const char *get[] = { "GET", key };
-	size_t getl[] = { 3, kl };
-	const char *set[] = { "SET", key, "1", "PX", "60000" };
-	size_t setl[] = { 3, kl, 1, 2, 5 };
-	if (kl && cs_redis_cmd(e->redis, NULL, NULL, 2, get, getl) == 0 &&
-		cs_redis_cmd(e->redis, NULL, NULL, 5, set, setl) == 0)
-		e->near_hb_sent_us = now;
+	hb_send(e);
 }
 
 /* ---- Staleness: commit times of the keys this process's invalidator sent ------------- */
@@ -178,13 +241,19 @@ void on_tracking_message(cs_redis *rd, redisReply *reply, void *priv)
 		return;
 	}
 	char hb[CS_NAME_MAX];
-	size_t hbl = hb_key(e, hb, sizeof hb);
+	size_t hbl = e->near_tracked ? hb_key(e, hb, sizeof hb) : 0;
 	for (size_t i = 0; i < m->elements; i++) {
 		const redisReply *k = m->element[i];
 		if (k->type != REDIS_REPLY_STRING)
 			continue;
 		if ((size_t)k->len == hbl && memcmp(k->str, hb, hbl) == 0) {
-			e->near_hb_sent_us = 0; /* the echo: the path is proven */
+			/* this session's echo: the path is proven */
+			e->near_hb_sent_us = 0;
+			if (e->near_tracked && !cs_near_on(e->near)) {
+				cs_near_enable(e->near);
+				cs_info("near cache: on (invalidations redirected to client %lld, "
+					"heartbeat echoed)", (long long)e->near_redirect);
+			}
 			continue;
 		}
 		if (cs_near_invalidate(e->near, k->str, (size_t)k->len))

@@ -537,7 +537,8 @@ static void near_settle(lookup *l, const redisReply *val)
 		cs_entry_parse((const uint8_t *)val->str, (size_t)val->len, &ent);
 	l->watched = false;
 	cs_near_settle(l->e->near, l->key, l->keylen, hash_bytes(l->key, l->keylen), &l->nt,
-		ok ? (const uint8_t *)val->str : NULL, ok ? (size_t)val->len : 0);
+		ok ? (const uint8_t *)val->str : NULL, ok ? (size_t)val->len : 0,
+		val && val->type == REDIS_REPLY_NIL);
 }
 
 /* Serves l from the near cache when it holds a usable entry (for a read-your-writes token:
@@ -699,9 +700,12 @@ static bool near_fast(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine
 {
 	if (op != CS_OP_GET || req->bypass || req->min_lsn || !cs_near_on(e->near))
 		return false;
+	/* XFetch queries take the general path: one draw per request decides the early
+	 * refresh (drawing here and again there would square its probability) */
 	uint64_t t0 = cs_now_us();
 	qstate *qs = qtable_find(e->qt, req->query, req->query_len);
-	if (qs == NULL || !qs->def->near_cache || qs->paused || !qs->gen_known ||
+	if (qs == NULL || !qs->def->near_cache || qs->def->xfetch_beta > 0 || qs->paused ||
+		!qs->gen_known ||
 		!cs_redis_ready(e->redis) || (e->fence_on && e->epoch_len == 0))
 		return false;
 	const cs_query_def *q = qs->def;
@@ -716,10 +720,7 @@ static bool near_fast(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine
 	if (v == NULL || !cs_entry_parse(v, vlen, &ent))
 		return false;
 	int64_t now = cs_wall_ms();
-	if (now >= ent.expires_ms ||
-		(q->xfetch_beta > 0 && ent.delta_ms > 0 &&
-			(double)now - (double)ent.delta_ms * q->xfetch_beta * log(cs_rand_unit()) >=
-				(double)ent.expires_ms))
+	if (now >= ent.expires_ms)
 		return false;
 	e->stats.requests++;
 	e->stats.hits++;
@@ -802,6 +803,13 @@ void cs_engine_mget(cs_engine *e, const cs_get_req *reqs, uint32_t n, cs_engine_
 	if (b != NULL) {
 		b->n = ns;
 		memcpy(b->ls, send, ns * sizeof send[0]);
+		bool watched = false;
+		for (uint32_t i = 0; i < ns; i++)
+			watched |= send[i]->watched;
+		if (watched && !near_caching_yes(e))
+			for (uint32_t i = 0; i < ns; i++)
+				if (send[i]->watched)
+					near_settle(send[i], NULL); /* untracked: not stored */
 		if (cs_redis_cmd(e->redis, on_batch_reply, b, (int)ns + 1, argv, lens) == 0)
 			return;
 		free(b);
@@ -946,6 +954,8 @@ static void lookup_send(lookup *l)
 		size_t lens[] = { 4, l->keylen, e->ks.pos_len, gl, e->ks.epoch_len };
 		sent = cs_redis_cmd(e->redis, on_cache_reply, l, 5, argv, lens);
 	} else {
+		if (l->watched && !near_caching_yes(e))
+			near_settle(l, NULL); /* untracked: its reply must not be stored */
 		const char *argv[] = { "GET", l->key };
 		size_t lens[] = { 3, l->keylen };
 		sent = cs_redis_cmd(e->redis, on_cache_reply, l, 2, argv, lens);

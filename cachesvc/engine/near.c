@@ -228,7 +228,7 @@ bool cs_near_watch(cs_near *n, const char *key, size_t keylen, uint64_t hash, cs
 }
 
 void cs_near_settle(cs_near *n, const char *key, size_t keylen, uint64_t hash,
-	const cs_near_ticket *t, const uint8_t *val, size_t vlen)
+	const cs_near_ticket *t, const uint8_t *val, size_t vlen, bool gone)
 {
 	if (t->session != n->session)
 		return; /* flushed since: the node (if any) is another session's */
@@ -253,8 +253,8 @@ void cs_near_settle(cs_near *n, const char *key, size_t keylen, uint64_t hash,
 		evict(n);
 		return;
 	}
-	if (val == NULL)
-		value_drop(n, d); /* Redis has none (expired, evicted) or could not say */
+	if (val == NULL && gone)
+		value_drop(n, d); /* Redis has none any more (expired, evicted) */
 	if (d->val == NULL && d->pending == 0)
 		node_remove(n, pp);
 }

@@ -67,12 +67,14 @@ const uint8_t *cs_near_get(cs_near *n, const char *key, size_t keylen, uint64_t 
  * off or out of memory. */
 bool cs_near_watch(cs_near *n, const char *key, size_t keylen, uint64_t hash, cs_near_ticket *t);
 /* The GET of a watch answered: stores val unless the session changed or the key was
- * invalidated meanwhile; val NULL (a miss, an error) drops what is held. Exactly once per
- * successful watch. Values are freed only here, by invalidations, evictions and flushes -
- * never by cs_near_get or cs_near_watch - so a value being served stays valid while the
- * engine's callbacks run. */
+ * invalidated meanwhile. val NULL: nothing to store; `gone` (Redis answered nil: expired,
+ * evicted) also drops what is held, while no answer (an error, a send that failed) leaves
+ * it. Exactly once per successful watch. Values are freed only by a settle that answers
+ * (a store or `gone`: from Redis replies, never inside a request), invalidations, evictions
+ * and flushes - never by cs_near_get, cs_near_watch or a settle without an answer - so a
+ * value being served stays valid while the engine's callbacks run. */
 void cs_near_settle(cs_near *n, const char *key, size_t keylen, uint64_t hash,
-	const cs_near_ticket *t, const uint8_t *val, size_t vlen);
+	const cs_near_ticket *t, const uint8_t *val, size_t vlen, bool gone);
 
 /* Redis said key changed (an invalidation message). Returns true when a value was held. */
 bool cs_near_invalidate(cs_near *n, const char *key, size_t keylen);

@@ -40,7 +40,7 @@ near_round() { # TRACKING SEED -> sets n stale hits dropped discarded
   start_daemon "$WORK/cs.ini"
   until_true 30 streaming || fail "the invalidator never streamed"
   until_true 20 metric_is cachesvc_near_on 1 || fail "the near cache never came on"
-  n=$(race_round 10 "$seed")
+  n=$(race_round 6 "$seed")
   settle
   # Every key held near now (read until a near hit each), then one more commit changes
   # every row: only the tracking messages can drop what is held.
@@ -49,8 +49,18 @@ near_round() { # TRACKING SEED -> sets n stale hits dropped discarded
     near_held "$id" || fail "key $id never held in the near cache"
   done
   held=$(metric cachesvc_near_entries)
+  [ "$held" -ge "$HOT" ] || fail "$held entries held near before the last commit, want $HOT"
+  local d0 f0
+  d0=$(metric cachesvc_near_dropped_total)
+  f0=$(metric cachesvc_near_flushes_total)
   primary "$DB" -c "UPDATE hot SET v = v + 1000000" >/dev/null
   settle
+  if [ "$tracking" = true ]; then
+    # each held entry dropped by its own tracking message, not by a flush
+    until_true 5 metric_ge cachesvc_near_dropped_total $((d0 + HOT)) ||
+      fail "the last commit dropped $(( $(metric cachesvc_near_dropped_total) - d0 )) of $HOT held entries"
+    [ "$(metric cachesvc_near_flushes_total)" = "$f0" ] || fail "a flush happened during the last phase: nothing proven"
+  fi
   # a tracking message follows its DEL within milliseconds: allow 3 s for a stale answer
   # to clear before counting it
   stale=0

@@ -21,7 +21,7 @@ static void fill(cs_near *n, const char *k, const char *v)
 {
 	cs_near_ticket t;
 	assert_true(cs_near_watch(n, k, strlen(k), h(k), &t));
-	cs_near_settle(n, k, strlen(k), h(k), &t, (const uint8_t *)v, strlen(v));
+	cs_near_settle(n, k, strlen(k), h(k), &t, (const uint8_t *)v, strlen(v), false);
 }
 
 static const char *get(cs_near *n, const char *k, char *buf)
@@ -67,10 +67,10 @@ static void test_invalidation_overtakes_reply(void **state)
 	assert_true(cs_near_watch(n, "k", 1, h("k"), &t1));
 	cs_near_invalidate(n, "k", 1);
 	assert_true(cs_near_watch(n, "k", 1, h("k"), &t2)); /* sent after the change */
-	cs_near_settle(n, "k", 1, h("k"), &t1, (const uint8_t *)"old", 3);
+	cs_near_settle(n, "k", 1, h("k"), &t1, (const uint8_t *)"old", 3, false);
 	assert_null(get(n, "k", buf));
 	assert_int_equal(cs_near_get_stats(n)->discarded, 1);
-	cs_near_settle(n, "k", 1, h("k"), &t2, (const uint8_t *)"new", 3);
+	cs_near_settle(n, "k", 1, h("k"), &t2, (const uint8_t *)"new", 3, false);
 	assert_string_equal(get(n, "k", buf), "new");
 	cs_near_free(n);
 }
@@ -86,10 +86,10 @@ static void test_two_in_flight(void **state)
 	char buf[64];
 	assert_true(cs_near_watch(n, "k", 1, h("k"), &t1));
 	assert_true(cs_near_watch(n, "k", 1, h("k"), &t2));
-	cs_near_settle(n, "k", 1, h("k"), &t1, (const uint8_t *)"a", 1);
+	cs_near_settle(n, "k", 1, h("k"), &t1, (const uint8_t *)"a", 1, false);
 	assert_string_equal(get(n, "k", buf), "a");
 	assert_true(cs_near_invalidate(n, "k", 1));
-	cs_near_settle(n, "k", 1, h("k"), &t2, (const uint8_t *)"a", 1);
+	cs_near_settle(n, "k", 1, h("k"), &t2, (const uint8_t *)"a", 1, false);
 	assert_null(get(n, "k", buf));
 	cs_near_free(n);
 }
@@ -107,19 +107,20 @@ static void test_sessions(void **state)
 	cs_near_flush(n);
 	assert_true(cs_near_on(n));
 	assert_null(get(n, "a", buf));
-	cs_near_settle(n, "b", 1, h("b"), &t, (const uint8_t *)"2", 1);
+	cs_near_settle(n, "b", 1, h("b"), &t, (const uint8_t *)"2", 1, false);
 	assert_null(get(n, "b", buf));
 
 	assert_true(cs_near_watch(n, "b", 1, h("b"), &t));
 	cs_near_disable(n);
 	cs_near_enable(n); /* back on before the reply: still another session */
-	cs_near_settle(n, "b", 1, h("b"), &t, (const uint8_t *)"2", 1);
+	cs_near_settle(n, "b", 1, h("b"), &t, (const uint8_t *)"2", 1, false);
 	assert_null(get(n, "b", buf));
 	assert_int_equal(cs_near_get_stats(n)->flushes, 2);
 	cs_near_free(n);
 }
 
-/* A miss (NULL) drops what is held: Redis has no value any more. */
+/* Redis answering nil drops what is held (no value any more); no answer (an error, a send
+ * that failed) keeps it: it may be being served. */
 static void test_settle_null_drops(void **state)
 {
 	(void)state;
@@ -129,7 +130,10 @@ static void test_settle_null_drops(void **state)
 	cs_near_ticket t;
 	fill(n, "k", "v");
 	assert_true(cs_near_watch(n, "k", 1, h("k"), &t));
-	cs_near_settle(n, "k", 1, h("k"), &t, NULL, 0);
+	cs_near_settle(n, "k", 1, h("k"), &t, NULL, 0, false);
+	assert_string_equal(get(n, "k", buf), "v");
+	assert_true(cs_near_watch(n, "k", 1, h("k"), &t));
+	cs_near_settle(n, "k", 1, h("k"), &t, NULL, 0, true);
 	assert_null(get(n, "k", buf));
 	assert_int_equal(cs_near_get_stats(n)->entries, 0);
 	cs_near_free(n);
@@ -161,7 +165,7 @@ static void test_bound_lru(void **state)
 	memset(big, 'y', sizeof big);
 	cs_near_ticket t;
 	assert_true(cs_near_watch(n, "big", 3, h("big"), &t));
-	cs_near_settle(n, "big", 3, h("big"), &t, (const uint8_t *)big, sizeof big);
+	cs_near_settle(n, "big", 3, h("big"), &t, (const uint8_t *)big, sizeof big, false);
 	assert_null(get(n, "big", buf));
 	assert_true(cs_near_get_stats(n)->bytes <= max);
 	/* shrinking the bound evicts at once */
@@ -189,6 +193,29 @@ static void test_many_keys(void **state)
 	cs_near_free(n);
 }
 
+/* Eviction and invalidation while a GET is in flight keep the node (and its stamp): the
+ * reply of a GET sent before an invalidation is still refused after an eviction. */
+static void test_pending_survives(void **state)
+{
+	(void)state;
+	cs_near *n = cs_near_new(600);
+	cs_near_enable(n);
+	char buf[256], v[200];
+	memset(v, 'x', sizeof v - 1);
+	v[sizeof v - 1] = '\0';
+	fill(n, "k", v);
+	cs_near_ticket t;
+	assert_true(cs_near_watch(n, "k", 1, h("k"), &t));
+	assert_true(cs_near_invalidate(n, "k", 1));
+	fill(n, "a", v); /* pushes the bound */
+	fill(n, "b", v);
+	fill(n, "c", v);
+	cs_near_settle(n, "k", 1, h("k"), &t, (const uint8_t *)"old", 3, false);
+	assert_null(get(n, "k", buf));
+	assert_true(cs_near_get_stats(n)->bytes <= 600);
+	cs_near_free(n);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -199,6 +226,7 @@ int main(void)
 		cmocka_unit_test(test_settle_null_drops),
 		cmocka_unit_test(test_bound_lru),
 		cmocka_unit_test(test_many_keys),
+		cmocka_unit_test(test_pending_survives),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
