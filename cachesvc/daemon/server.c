@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/util.h>
@@ -23,7 +22,7 @@
 #include "util.h"
 
 /* Output bounds per client (client_output_soft_limit / _hard_limit, like Redis's
- * client-output-buffer-limit). A client's queued output is what its bufferevent holds
+ * client-output-buffer-limit). A client's queued output is what its output buffer holds
  * unwritten plus the results its MGETs hold: items answered, waiting for the last one
  * (c->held). Past the soft limit the connection is not read, so it sends no new requests;
  * but up to max_inflight requests already read keep completing into its output, which is
@@ -56,14 +55,34 @@
  * wait in the kernel backlog (or time out), and the loop keeps serving the others. */
 #define ACCEPT_PAUSE_MS 250
 #define ACCEPT_LOG_INTERVAL_US (5u * 1000000u) /* at most one accept-error line per 5 s */
+/* The hop (issue 16). A client is a raw socket with a persistent read event (its timeout is
+ * idle_timeout: libevent re-arms it at each read, as it did for the bufferevent this replaced)
+ * and a write event that is added only while output waits for the socket.
+ * - Reading: evbuffer_read, which a socket bufferevent uses, asks ioctl(FIONREAD) before each
+ *   read. client_fill reads READ_CHUNK bytes into the input buffer's free space instead, again
+ *   while a read filled its chunk, READ_CHUNKS at most per event (the others' turn).
+ * - Writing: a bufferevent adds write interest for each reply, writes on the next loop pass
+ *   and removes the interest (two epoll_ctl per reply). Here a reply goes to the socket at
+ *   once when nothing is queued for its client and no other reply for it can come in this
+ *   pass (its only request in flight, and not amid the frames of one read); only the part the
+ *   socket did not take is queued, with write interest until it drains. Other replies
+ *   (pipelined requests) are appended and written together at the end of the pass, by
+ *   client_serve after the frames of a read or by the flush event after the engine's
+ *   callbacks, so one writev still carries a batch.
+ * The output limits count the same queue as before: what c->out holds plus c->held. */
+#define READ_CHUNK 16384
+#define READ_CHUNKS 4
 
 /* One client connection. It outlives its socket while requests are in flight: callbacks
- * find bev == NULL and only drop their count; the last one frees the struct. */
+ * find fd < 0 and only drop their count; the last one frees the struct. */
 typedef struct client {
 	cs_server *srv;
-	struct bufferevent *bev;
+	evutil_socket_t fd;	       /* -1 once closed */
+	struct event *rev, *wev;       /* read (persistent, idle timeout); write (added: want_write) */
+	struct evbuffer *in, *out;     /* bytes read, not yet framed; replies the socket has not taken */
 	struct client *prev, *next;
 	struct client *pprev, *pnext; /* on s->partial while a partial frame is buffered */
+	struct client *fprev, *fnext; /* on s->flushq while replies wait for the end of the pass */
 	uint64_t partial_since_us;    /* when the first byte of that frame was read */
 	int inflight;
 	size_t held; /* bytes of MGET item results held for this client (see above) */
@@ -75,7 +94,9 @@ typedef struct client {
 	uint64_t hello_epoch; /* the token epoch of the HELLO that granted admin */
 	bool paused;	     /* reading stopped: in-flight bound or output backlog */
 	bool close_on_flush; /* protocol error: close once the error frame is out */
-	bool in_read;	     /* inside client_read: closing is fine, freeing waits for its end */
+	bool in_read;	     /* inside client_serve: closing is fine, freeing waits for its end;
+			      * replies are appended, written when the frames are done */
+	bool want_write;     /* wev is added: the socket took only part of the output */
 } client;
 
 /* One GET/REFRESH/INVALIDATE in flight. */
@@ -118,6 +139,8 @@ struct cs_server {
 	char *unix_path;
 	client head;	/* sentinel of the connection list */
 	client partial; /* sentinel of the list of clients with a partial frame (pnext/pprev) */
+	client flushq;	/* sentinel of the clients whose output waits for flush_ev (fnext/fprev) */
+	struct event *flush_ev; /* activated (no system call) to write flushq at the end of a pass */
 	struct event *frame_sweep;
 	cs_server_stats stats;
 	cs_buf out; /* scratch for one reply frame */
@@ -139,7 +162,7 @@ struct cs_server {
 	cs_get_req mget_scratch[CS_PROTO_MAX_MGET];
 };
 
-static void client_read(struct bufferevent *bev, void *arg);
+static void client_serve(client *c);
 
 static const cs_config *cfg_of(const cs_server *s)
 {
@@ -149,7 +172,7 @@ static const cs_config *cfg_of(const cs_server *s)
 /* Bytes queued for a connected client: unwritten output plus held MGET items. */
 static size_t client_queued(const client *c)
 {
-	return evbuffer_get_length(bufferevent_get_output(c->bev)) + c->held;
+	return evbuffer_get_length(c->out) + c->held;
 }
 
 /* ---- Connection lifecycle --------------------------------------------------------------- */
@@ -157,7 +180,7 @@ static size_t client_queued(const client *c)
 static bool output_flushed(const cs_server *s)
 {
 	for (const client *c = s->head.next; c != &s->head; c = c->next)
-		if (c->bev && evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
+		if (c->fd >= 0 && evbuffer_get_length(c->out) > 0)
 			return false;
 	return true;
 }
@@ -191,7 +214,7 @@ static void on_flush_check(evutil_socket_t fd, short what, void *arg)
  * client_read (which would touch it after the call that closed it returns). */
 static void client_free_if_done(client *c)
 {
-	if (c->bev == NULL && c->inflight == 0 && !c->in_read)
+	if (c->fd < 0 && c->inflight == 0 && !c->in_read)
 		free(c);
 }
 
@@ -228,30 +251,60 @@ static void partial_mark(client *c, bool fresh)
 	}
 }
 
+static void flushq_unlink(client *c)
+{
+	if (c->fnext == NULL)
+		return;
+	c->fprev->fnext = c->fnext;
+	c->fnext->fprev = c->fprev;
+	c->fnext = c->fprev = NULL;
+}
+
+/* Closes the socket; output not yet written is dropped. May run inside the client's own
+ * event callbacks: libevent allows freeing an event from its callback in a loop without
+ * threads, and the struct itself waits for client_free_if_done. */
 static void client_close(client *c)
 {
-	if (c->bev == NULL)
+	if (c->fd < 0)
 		return;
 	partial_unlink(c);
-	bufferevent_free(c->bev);
-	c->bev = NULL;
+	flushq_unlink(c);
+	event_free(c->rev);
+	if (c->wev)
+		event_free(c->wev);
+	evbuffer_free(c->in);
+	evbuffer_free(c->out);
+	evutil_closesocket(c->fd);
+	c->rev = c->wev = NULL;
+	c->in = c->out = NULL;
+	c->fd = -1;
 	c->prev->next = c->next;
 	c->next->prev = c->prev;
 	c->srv->stats.clients--;
 	client_free_if_done(c);
 }
 
+/* Adds the read event, its timeout (idle_timeout) starting now. */
+static void read_interest(client *c)
+{
+	int64_t idle = cfg_of(c->srv)->idle_timeout_ms;
+	struct timeval tv = cs_tv_ms(idle);
+	event_add(c->rev, idle > 0 ? &tv : NULL);
+}
+
 static void client_pause(client *c, bool pause)
 {
-	if (c->bev == NULL || c->paused == pause)
+	if (c->fd < 0 || c->paused == pause)
 		return;
+	if (!pause && c->close_on_flush)
+		return; /* nothing more is read from it */
 	c->paused = pause;
 	if (pause)
 		partial_unlink(c); /* not read: any wait now is ours (resuming re-adds it) */
 	if (pause)
-		bufferevent_disable(c->bev, EV_READ);
+		event_del(c->rev);
 	else
-		bufferevent_enable(c->bev, EV_READ);
+		read_interest(c);
 }
 
 /* Applies the output limits after the client's queued output grew: past the hard limit
@@ -269,16 +322,105 @@ static void output_check(client *c)
 	}
 }
 
-/* Writes the scratch frame to the client and applies output backpressure. */
+/* A read or write error other than "try again". */
+static bool io_failed(void)
+{
+	return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
+
+/* Write interest on while output waits for the socket, off once it drained: an epoll_ctl
+ * only when a write left a tail, and once more when it is gone. */
+static void write_interest(client *c, bool on)
+{
+	if (c->want_write == on)
+		return;
+	c->want_write = on;
+	if (on)
+		event_add(c->wev, NULL);
+	else
+		event_del(c->wev);
+}
+
+/* Writes what c->out holds (one writev); a tail waits for write interest. Returns false when
+ * the client was closed: a socket error, or the last frame of a close_on_flush client out. */
+static bool client_write_out(client *c)
+{
+	if (evbuffer_get_length(c->out) > 0 && evbuffer_write(c->out, c->fd) < 0 && io_failed()) {
+		client_close(c); /* freed later: never inside client_serve (see in_read) */
+		return false;
+	}
+	bool left = evbuffer_get_length(c->out) > 0;
+	write_interest(c, left);
+	if (!left && c->close_on_flush) {
+		client_close(c);
+		return false;
+	}
+	return true;
+}
+
+/* Output went out: read again if the output backlog was the brake. The threshold is the
+ * old write low watermark (a quarter of the soft limit), so a paused client resumes as
+ * before; request_done resumes one paused by max_inflight. */
+static void output_drained(client *c)
+{
+	const cs_config *cfg = cfg_of(c->srv);
+	if (c->paused && !c->in_read && c->inflight < cfg->max_inflight &&
+		evbuffer_get_length(c->out) <= (size_t)(cfg->client_output_soft / 4) &&
+		client_queued(c) <= cfg->client_output_soft) {
+		client_pause(c, false);
+		client_serve(c); /* frames may already be buffered */
+	}
+}
+
+/* Writes a frame to the client and applies output backpressure (see "The hop" above).
+ * Direct: nothing queued and no other reply for this client can come in this pass. */
 static void client_send(client *c, cs_buf *b)
 {
-	if (c->bev == NULL)
+	if (c->fd < 0)
 		return;
-	if (bufferevent_write(c->bev, b->data, b->len) != 0) {
-		client_close(c); /* freed later: never inside client_read (see in_read) */
+	size_t done = 0;
+	bool direct = evbuffer_get_length(c->out) == 0 && !c->in_read && c->inflight <= 1;
+	if (direct) {
+		ssize_t n = send(c->fd, b->data, b->len, MSG_NOSIGNAL);
+		if (n == (ssize_t)b->len) {
+			if (c->held > 0)
+				output_check(c);
+			return;
+		}
+		if (n < 0 && io_failed()) {
+			client_close(c); /* freed later: never inside client_serve (see in_read) */
+			return;
+		}
+		done = n > 0 ? (size_t)n : 0;
+	}
+	if (evbuffer_add(c->out, b->data + done, b->len - done) != 0) {
+		client_close(c);
 		return;
 	}
+	if (direct) {
+		write_interest(c, true); /* the tail */
+	} else if (!c->in_read && !c->want_write && c->fnext == NULL) {
+		/* written at the end of this pass (client_serve writes its own after the frames) */
+		cs_server *s = c->srv;
+		c->fnext = &s->flushq;
+		c->fprev = s->flushq.fprev;
+		s->flushq.fprev->fnext = c;
+		s->flushq.fprev = c;
+		event_active(s->flush_ev, EV_WRITE, 0);
+	}
 	output_check(c);
+}
+
+/* flush_ev: writes the output of the clients whose replies came in this pass. */
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	cs_server *s = arg;
+	while (s->flushq.fnext != &s->flushq) {
+		client *c = s->flushq.fnext;
+		flushq_unlink(c);
+		if (!c->want_write && client_write_out(c))
+			output_drained(c);
+	}
 }
 
 /* A request finished: the connection may read again, or be freed. */
@@ -287,13 +429,13 @@ static void request_done(client *c)
 	cs_server *s = c->srv;
 	c->inflight--;
 	s->stats.inflight--;
-	if (c->bev == NULL) {
+	if (c->fd < 0) {
 		client_free_if_done(c);
 	} else if (c->paused && c->inflight < cfg_of(s)->max_inflight &&
 		   client_queued(c) <= cfg_of(s)->client_output_soft) {
 		client_pause(c, false);
 		if (!c->in_read)
-			client_read(c->bev, c); /* frames may already be buffered */
+			client_serve(c); /* frames may already be buffered */
 	}
 	maybe_drained(s);
 }
@@ -306,13 +448,13 @@ static void error_and_close(client *c, uint32_t reqid, int code, const char *fmt
 	cs_buf_reset(&s->out);
 	(void)cs_proto_write_error(&s->out, reqid, code, fmt, detail);
 	client_send(c, &s->out);
-	if (c->bev == NULL)
+	if (c->fd < 0)
 		return;
 	cs_debug("closing client: %s: %s", code == CS_ERR_PROTOCOL ? "protocol error" : cs_err_name(code),
 		detail);
 	c->close_on_flush = true;
-	bufferevent_disable(c->bev, EV_READ);
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+	event_del(c->rev);
+	if (evbuffer_get_length(c->out) == 0)
 		client_close(c);
 }
 
@@ -338,7 +480,7 @@ static void on_get_done(void *priv, int err, const char *msg, const cs_meta *met
 	creq *r = priv;
 	client *c = r->c;
 	cs_server *s = c->srv;
-	if (c->bev) {
+	if (c->fd >= 0) {
 		cs_buf_reset(&s->out);
 		int rc = err ? cs_proto_write_error(&s->out, r->reqid, err, "%s", msg)
 			     : cs_proto_write_result(&s->out, r->reqid, r->op, meta, result, len);
@@ -358,7 +500,7 @@ static void on_inval_done(void *priv, int err, const char *msg, uint64_t n)
 	creq *r = priv;
 	client *c = r->c;
 	cs_server *s = c->srv;
-	if (c->bev) {
+	if (c->fd >= 0) {
 		cs_buf_reset(&s->out);
 		if (err)
 			(void)cs_proto_write_error(&s->out, r->reqid, err, "%s", msg);
@@ -387,7 +529,7 @@ static void mget_finish(mget *m)
 {
 	client *c = m->c;
 	cs_server *s = c->srv;
-	if (c->bev) {
+	if (c->fd >= 0) {
 		if (m->too_large) {
 			char msg[128];
 			snprintf(msg, sizeof msg, "MGET reply is over %zu bytes (the reply or output limit)",
@@ -435,7 +577,7 @@ static void on_mget_item(void *priv, int err, const char *msg, const cs_meta *me
 	mget *m = slot->m;
 	client *c = m->c;
 	mitem *it = &m->items[slot->index];
-	if (c->bev == NULL || m->too_large) {
+	if (c->fd < 0 || m->too_large) {
 		mget_release(m); /* nobody will read it: keep nothing */
 		return;
 	}
@@ -539,7 +681,7 @@ static void peer_name(const client *c, char *buf, size_t len)
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof ss;
 	snprintf(buf, len, "?");
-	evutil_socket_t fd = c->bev ? bufferevent_getfd(c->bev) : -1;
+	evutil_socket_t fd = c->fd;
 	if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
 		return;
 	if (ss.ss_family == AF_UNIX) {
@@ -622,11 +764,11 @@ static int show_clients(cs_server *s, struct show_ctx *sc)
 {
 	uint64_t now = cs_now_us();
 	for (client *k = s->head.next; k != &s->head; k = k->next) {
-		if (k->bev == NULL)
+		if (k->fd < 0)
 			continue;
 		char peer[96];
 		peer_name(k, peer, sizeof peer);
-		evutil_socket_t fd = bufferevent_getfd(k->bev);
+		evutil_socket_t fd = k->fd;
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof ss;
 		bool is_unix = fd >= 0 && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
@@ -712,7 +854,7 @@ static void on_admin_reloaded(void *priv, int result, const char *msg)
 {
 	creq *r = priv;
 	client *c = r->c;
-	if (c->bev) {
+	if (c->fd >= 0) {
 		const cs_config *cfg = cfg_of(c->srv);
 		cs_show_cell cells[] = {
 			{ "reload", { .type = CS_V_STR, .u.s = { result == 0 ? "applied" : "refused", 7 } } },
@@ -931,26 +1073,16 @@ static void handle_frame(client *c, const cs_frame *f)
 
 /* ---- Socket events ---------------------------------------------------------------------- */
 
-static void read_frames(client *c, struct bufferevent *bev);
-
-static void client_read(struct bufferevent *bev, void *arg)
-{
-	client *c = arg;
-	c->in_read = true;
-	read_frames(c, bev);
-	c->in_read = false;
-	client_free_if_done(c); /* closed while reading: freed only now */
-}
-
-static void read_frames(client *c, struct bufferevent *bev)
+/* Handles the frames c->in holds until they run out or the client pauses. */
+static void read_frames(client *c)
 {
 	cs_server *s = c->srv;
-	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer *in = c->in;
 	bool consumed = false; /* a frame was handled: what is left begins a new one */
-	while (c->bev && !c->close_on_flush) {
+	while (c->fd >= 0 && !c->close_on_flush) {
 		const cs_config *cfg = cfg_of(s); /* per frame: a frame may end in a reload */
 		if (c->inflight >= cfg->max_inflight || client_queued(c) > cfg->client_output_soft) {
-			client_pause(c, true); /* resumed by request_done / the write watermark */
+			client_pause(c, true); /* resumed by request_done / output_drained */
 			partial_unlink(c);     /* not read: any wait now is ours, not the client's */
 			return;
 		}
@@ -988,7 +1120,7 @@ static void read_frames(client *c, struct bufferevent *bev)
 		f.body = p + CS_PROTO_HDR;
 		handle_frame(c, &f);
 		/* handle_frame may have closed the connection; the engine copied what it kept. */
-		if (c->bev == NULL)
+		if (c->fd < 0)
 			return;
 		evbuffer_drain(in, need);
 		consumed = true;
@@ -1018,36 +1150,78 @@ static void on_frame_sweep(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static void client_write(struct bufferevent *bev, void *arg)
+/* Handles the frames buffered in c->in, then writes the replies they produced together (the
+ * in_read replies of client_send); goes on while that write lifts an output pause (the
+ * condition of output_drained). Each turn handles a frame or ends, so it ends. Closing is
+ * fine meanwhile; freeing waits for the end (in_read). */
+static void client_serve(client *c)
 {
-	client *c = arg;
-	if (c->close_on_flush) {
-		client_close(c);
-		return;
-	}
-	/* The output fell below the low watermark: read again if that was the brake. */
-	const cs_config *cfg = cfg_of(c->srv);
-	if (c->paused && c->inflight < cfg->max_inflight && !c->in_read &&
-		client_queued(c) <= cfg->client_output_soft) {
+	c->in_read = true;
+	while (c->fd >= 0) {
+		read_frames(c);
+		if (c->fd < 0 || c->want_write || !client_write_out(c))
+			break;
+		const cs_config *cfg = cfg_of(c->srv);
+		if (!c->paused || c->inflight >= cfg->max_inflight ||
+			evbuffer_get_length(c->out) > (size_t)(cfg->client_output_soft / 4) ||
+			client_queued(c) > cfg->client_output_soft)
+			break;
 		client_pause(c, false);
-		client_read(bev, c);
 	}
+	c->in_read = false;
+	client_free_if_done(c); /* closed while reading: freed only now */
 }
 
-static void client_event(struct bufferevent *bev, short what, void *arg)
+/* Reads what the socket holds into c->in, READ_CHUNK at a time straight into the buffer's
+ * free space (no FIONREAD: see "The hop"), again while a read filled its chunk. Returns false
+ * when the client was closed (EOF or error; in-flight requests finish into the void). */
+static bool client_fill(client *c)
+{
+	for (int i = 0; i < READ_CHUNKS; i++) {
+		struct evbuffer_iovec v;
+		if (evbuffer_reserve_space(c->in, READ_CHUNK, &v, 1) != 1) {
+			client_close(c);
+			return false;
+		}
+		ssize_t n = read(c->fd, v.iov_base, READ_CHUNK);
+		if (n < 0 && !io_failed())
+			return true; /* EAGAIN: all read */
+		if (n <= 0) {
+			client_close(c);
+			return false;
+		}
+		v.iov_len = (size_t)n;
+		if (evbuffer_commit_space(c->in, &v, 1) != 0) {
+			client_close(c);
+			return false;
+		}
+		if (n < READ_CHUNK)
+			break;
+	}
+	return true;
+}
+
+static void on_client_read(evutil_socket_t fd, short what, void *arg)
 {
 	client *c = arg;
-	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {
+	if (what & EV_TIMEOUT) {
+		/* idle_timeout without a byte: an idle client is closed; one waiting for answers is
+		 * busy, not idle, and libevent has re-armed the timeout (a persistent event) */
 		if (c->inflight == 0) {
 			c->srv->stats.idle_closed++;
 			client_close(c);
-		} else if (!c->paused) {
-			bufferevent_enable(bev, EV_READ); /* busy, not idle */
 		}
 		return;
 	}
-	/* EOF or error: in-flight requests finish into the void. */
-	client_close(c);
+	if (client_fill(c))
+		client_serve(c);
+}
+
+static void on_client_write(evutil_socket_t fd, short what, void *arg)
+{
+	client *c = arg;
+	if (client_write_out(c))
+		output_drained(c);
 }
 
 static void reject(evutil_socket_t fd, uint32_t code, const char *msg)
@@ -1078,9 +1252,24 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		return;
 	}
 	client *c = calloc(1, sizeof *c);
-	struct bufferevent *bev = c ? bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
-	if (bev == NULL) {
-		free(c);
+	if (c != NULL) {
+		c->in = evbuffer_new();
+		c->out = evbuffer_new();
+		c->rev = event_new(s->base, fd, EV_READ | EV_PERSIST, on_client_read, c);
+		c->wev = event_new(s->base, fd, EV_WRITE | EV_PERSIST, on_client_write, c);
+	}
+	if (c == NULL || c->in == NULL || c->out == NULL || c->rev == NULL || c->wev == NULL) {
+		if (c != NULL) {
+			if (c->in)
+				evbuffer_free(c->in);
+			if (c->out)
+				evbuffer_free(c->out);
+			if (c->rev)
+				event_free(c->rev);
+			if (c->wev)
+				event_free(c->wev);
+			free(c);
+		}
 		evutil_closesocket(fd);
 		return;
 	}
@@ -1089,7 +1278,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	}
 	c->srv = s;
-	c->bev = bev;
+	c->fd = fd;
 	c->authed = cfg->auth_token == NULL;
 	c->id = s->stats.connections + 1;
 	c->since_us = cs_now_us();
@@ -1099,14 +1288,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	s->head.next = c;
 	s->stats.clients++;
 	s->stats.connections++;
-	bufferevent_setcb(bev, client_read, client_write, client_event, c);
-	/* write callback (resume check) once the output drains to a quarter of the soft limit */
-	bufferevent_setwatermark(bev, EV_WRITE, (size_t)(cfg->client_output_soft / 4), 0);
-	if (cfg->idle_timeout_ms > 0) {
-		struct timeval tv = cs_tv_ms(cfg->idle_timeout_ms);
-		bufferevent_set_timeouts(bev, &tv, NULL);
-	}
-	bufferevent_enable(bev, EV_READ);
+	read_interest(c);
 }
 
 /* Applies accept_on and accept_paused to the listeners. */
@@ -1211,14 +1393,18 @@ cs_server *cs_server_new(struct event_base *base, cs_engine *engine, char *err, 
 	s->head.next = s->head.prev = &s->head;
 	s->accept_on = true;
 	s->partial.pnext = s->partial.pprev = &s->partial;
+	s->flushq.fnext = s->flushq.fprev = &s->flushq;
 	s->accept_timer = evtimer_new(base, on_accept_resume, s);
 	s->frame_sweep = evtimer_new(base, on_frame_sweep, s);
-	if (s->accept_timer == NULL || s->frame_sweep == NULL) {
+	s->flush_ev = event_new(base, -1, 0, on_flush, s);
+	if (s->accept_timer == NULL || s->frame_sweep == NULL || s->flush_ev == NULL) {
 		snprintf(err, errlen, "out of memory");
 		if (s->accept_timer)
 			event_free(s->accept_timer);
 		if (s->frame_sweep)
 			event_free(s->frame_sweep);
+		if (s->flush_ev)
+			event_free(s->flush_ev);
 		free(s);
 		return NULL;
 	}
@@ -1293,9 +1479,8 @@ static void flush_all(cs_server *s)
 {
 	uint64_t deadline = cs_now_us() + FINAL_FLUSH_MS * 1000u;
 	for (client *c = s->head.next; c != &s->head; c = c->next) {
-		struct evbuffer *out = bufferevent_get_output(c->bev);
-		evutil_socket_t fd = bufferevent_getfd(c->bev);
-		evbuffer_unfreeze(out, 1); /* a socket bufferevent drains it only from its loop */
+		struct evbuffer *out = c->out;
+		evutil_socket_t fd = c->fd;
 		while (fd >= 0 && evbuffer_get_length(out) > 0) {
 			int n = evbuffer_write(out, fd);
 			if (n > 0)
@@ -1333,6 +1518,8 @@ void cs_server_free(cs_server *s)
 		event_free(s->accept_timer);
 	if (s->frame_sweep)
 		event_free(s->frame_sweep);
+	if (s->flush_ev)
+		event_free(s->flush_ev);
 	cs_buf_free(&s->out);
 	free(s->seen_auth);
 	free(s->seen_admin);
