@@ -59,15 +59,18 @@
  * idle_timeout: libevent re-arms it at each read, as it did for the bufferevent this replaced)
  * and a write event that is added only while output waits for the socket.
  * - Reading: evbuffer_read, which a socket bufferevent uses, asks ioctl(FIONREAD) before each
- *   read. client_fill reads READ_CHUNK bytes into the input buffer's free space instead, again
- *   while a read filled its chunk, READ_CHUNKS at most per event (the others' turn).
+ *   read (and sizes a new buffer chain by its answer). client_fill reads READ_CHUNK bytes
+ *   instead, again while a read filled its chunk, READ_CHUNKS at most per event (the others'
+ *   turn): into a scratch buffer of the server when the client has no partial frame, where
+ *   read_frames handles the frames in place (no allocation, no copy; only bytes left over
+ *   are copied to c->in), else into c->in's free space.
  * - Writing: a bufferevent adds write interest for each reply, writes on the next loop pass
  *   and removes the interest (two epoll_ctl per reply). Here a reply goes to the socket at
  *   once when nothing is queued for its client and no other reply for it can come in this
  *   pass (its only request in flight, and not amid the frames of one read); only the part the
  *   socket did not take is queued, with write interest until it drains. Other replies
  *   (pipelined requests) are appended and written together at the end of the pass, by
- *   client_serve after the frames of a read or by the flush event after the engine's
+ *   serve_rest after the frames of a read or by the flush event after the engine's
  *   callbacks, so one writev still carries a batch.
  * The output limits count the same queue as before: what c->out holds plus c->held. */
 #define READ_CHUNK 16384
@@ -94,8 +97,9 @@ typedef struct client {
 	uint64_t hello_epoch; /* the token epoch of the HELLO that granted admin */
 	bool paused;	     /* reading stopped: in-flight bound or output backlog */
 	bool close_on_flush; /* protocol error: close once the error frame is out */
-	bool in_read;	     /* inside client_serve: closing is fine, freeing waits for its end;
-			      * replies are appended, written when the frames are done */
+	bool in_read;	     /* handling its frames (on_client_read, client_serve): closing is
+			      * fine, freeing waits for the end; replies are appended, written
+			      * when the frames are done (serve_rest) */
 	bool want_write;     /* wev is added: the socket took only part of the output */
 } client;
 
@@ -160,6 +164,7 @@ struct cs_server {
 	uint64_t token_epoch;	      /* see token_epoch() */
 	char *seen_auth, *seen_admin; /* the tokens of token_epoch */
 	cs_get_req mget_scratch[CS_PROTO_MAX_MGET];
+	uint8_t rbuf[READ_CHUNK]; /* read scratch of the client being read (client_fill) */
 };
 
 static void client_serve(client *c);
@@ -211,7 +216,8 @@ static void on_flush_check(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Frees a closed client once nothing refers to it: no request in flight and not inside
- * client_read (which would touch it after the call that closed it returns). */
+ * the handling of its frames (in_read: it would touch it after the call that closed it
+ * returns). */
 static void client_free_if_done(client *c)
 {
 	if (c->fd < 0 && c->inflight == 0 && !c->in_read)
@@ -316,7 +322,7 @@ static void output_check(client *c)
 	if (q > cfg->client_output_hard) {
 		c->srv->stats.output_limit_closed++;
 		cs_debug("closing client: %zu bytes of output queued, over client_output_hard_limit", q);
-		client_close(c); /* freed later: never inside client_read (see in_read) */
+		client_close(c); /* freed later: never while its frames are handled (in_read) */
 	} else if (q > cfg->client_output_soft) {
 		client_pause(c, true);
 	}
@@ -346,7 +352,7 @@ static void write_interest(client *c, bool on)
 static bool client_write_out(client *c)
 {
 	if (evbuffer_get_length(c->out) > 0 && evbuffer_write(c->out, c->fd) < 0 && io_failed()) {
-		client_close(c); /* freed later: never inside client_serve (see in_read) */
+		client_close(c); /* freed later: never while its frames are handled (in_read) */
 		return false;
 	}
 	bool left = evbuffer_get_length(c->out) > 0;
@@ -388,7 +394,7 @@ static void client_send(client *c, cs_buf *b)
 			return;
 		}
 		if (n < 0 && io_failed()) {
-			client_close(c); /* freed later: never inside client_serve (see in_read) */
+			client_close(c); /* freed later: never while its frames are handled (in_read) */
 			return;
 		}
 		done = n > 0 ? (size_t)n : 0;
@@ -400,7 +406,7 @@ static void client_send(client *c, cs_buf *b)
 	if (direct) {
 		write_interest(c, true); /* the tail */
 	} else if (!c->in_read && !c->want_write && c->fnext == NULL) {
-		/* written at the end of this pass (client_serve writes its own after the frames) */
+		/* written at the end of this pass (serve_rest writes its own after the frames) */
 		cs_server *s = c->srv;
 		c->fnext = &s->flushq;
 		c->fprev = s->flushq.fprev;
@@ -1073,29 +1079,36 @@ static void handle_frame(client *c, const cs_frame *f)
 
 /* ---- Socket events ---------------------------------------------------------------------- */
 
-/* Handles the frames c->in holds until they run out or the client pauses. */
-static void read_frames(client *c)
+/* Handles the frames of c's input until they run out, the client pauses or is closed: the
+ * n bytes at p when p is set (the server's read scratch; c->in is empty then, and whatever
+ * is left of them moves to c->in at the end, since the next read reuses the scratch), else
+ * what c->in holds. */
+static void read_frames(client *c, const uint8_t *p, size_t n)
 {
 	cs_server *s = c->srv;
 	struct evbuffer *in = c->in;
+	size_t off = 0;		/* scratch bytes handled */
 	bool consumed = false; /* a frame was handled: what is left begins a new one */
 	while (c->fd >= 0 && !c->close_on_flush) {
 		const cs_config *cfg = cfg_of(s); /* per frame: a frame may end in a reload */
 		if (c->inflight >= cfg->max_inflight || client_queued(c) > cfg->client_output_soft) {
 			client_pause(c, true); /* resumed by request_done / output_drained */
 			partial_unlink(c);     /* not read: any wait now is ours, not the client's */
-			return;
+			break;
 		}
-		size_t avail = evbuffer_get_length(in);
+		size_t avail = p ? n - off : evbuffer_get_length(in);
 		if (avail < CS_PROTO_HDR) {
 			if (avail == 0)
 				partial_unlink(c);
 			else
 				partial_mark(c, consumed);
-			return;
+			break;
 		}
 		uint8_t hdr[CS_PROTO_HDR];
-		evbuffer_copyout(in, hdr, CS_PROTO_HDR);
+		if (p)
+			memcpy(hdr, p + off, CS_PROTO_HDR);
+		else
+			evbuffer_copyout(in, hdr, CS_PROTO_HDR);
 		cs_frame f;
 		if (cs_proto_parse_header(hdr, cfg->max_frame, &f) != 0) {
 			char d[96];
@@ -1105,26 +1118,32 @@ static void read_frames(client *c)
 					(uint32_t)hdr[2] << 8 | hdr[3]),
 				cfg->max_frame);
 			protocol_error(c, f.reqid, "%s", d);
-			return;
+			return; /* nothing more is read from it */
 		}
 		size_t need = CS_PROTO_HDR + (size_t)f.body_len;
 		if (avail < need) {
 			partial_mark(c, consumed); /* length checked against max_frame: bounded */
-			return;
+			break;
 		}
-		const uint8_t *p = evbuffer_pullup(in, (ssize_t)need);
-		if (p == NULL) {
+		const uint8_t *fp = p ? p + off : evbuffer_pullup(in, (ssize_t)need);
+		if (fp == NULL) {
 			client_close(c);
 			return;
 		}
-		f.body = p + CS_PROTO_HDR;
+		f.body = fp + CS_PROTO_HDR;
 		handle_frame(c, &f);
 		/* handle_frame may have closed the connection; the engine copied what it kept. */
 		if (c->fd < 0)
 			return;
-		evbuffer_drain(in, need);
+		if (p)
+			off += need;
+		else
+			evbuffer_drain(in, need);
 		consumed = true;
 	}
+	/* at most READ_CHUNK bytes: a partial frame, or frames not read while paused */
+	if (p && off < n && c->fd >= 0 && evbuffer_add(in, p + off, n - off) != 0)
+		client_close(c);
 }
 
 static void on_frame_sweep(evutil_socket_t fd, short what, void *arg)
@@ -1150,16 +1169,14 @@ static void on_frame_sweep(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* Handles the frames buffered in c->in, then writes the replies they produced together (the
- * in_read replies of client_send); goes on while that write lifts an output pause (the
- * condition of output_drained). Each turn handles a frame or ends, so it ends. Closing is
- * fine meanwhile; freeing waits for the end (in_read). */
-static void client_serve(client *c)
+/* After frames were handled: writes the replies they produced together (one writev; the
+ * in_read replies of client_send), and goes on with the frames c->in holds while that
+ * write lifts an output pause (the condition of output_drained). Each turn handles a frame
+ * or ends, so it ends. Called with in_read set. */
+static void serve_rest(client *c)
 {
-	c->in_read = true;
 	while (c->fd >= 0) {
-		read_frames(c);
-		if (c->fd < 0 || c->want_write || !client_write_out(c))
+		if (c->want_write || !client_write_out(c))
 			break;
 		const cs_config *cfg = cfg_of(c->srv);
 		if (!c->paused || c->inflight >= cfg->max_inflight ||
@@ -1167,38 +1184,54 @@ static void client_serve(client *c)
 			client_queued(c) > cfg->client_output_soft)
 			break;
 		client_pause(c, false);
+		read_frames(c, NULL, 0);
 	}
+}
+
+/* Handles the frames buffered in c->in (reading resumed) and writes their replies. Closing
+ * is fine meanwhile; freeing waits for the end (in_read). */
+static void client_serve(client *c)
+{
+	c->in_read = true;
+	read_frames(c, NULL, 0);
+	serve_rest(c);
 	c->in_read = false;
 	client_free_if_done(c); /* closed while reading: freed only now */
 }
 
-/* Reads what the socket holds into c->in, READ_CHUNK at a time straight into the buffer's
- * free space (no FIONREAD: see "The hop"), again while a read filled its chunk. Returns false
- * when the client was closed (EOF or error; in-flight requests finish into the void). */
-static bool client_fill(client *c)
+/* One read of at most READ_CHUNK bytes, no FIONREAD (see "The hop"): into the server's
+ * scratch when c->in is empty (*scratch set: read_frames handles the frames in place, and
+ * nothing is allocated), else into c->in's free space (a partial frame goes on). Returns the
+ * bytes read, 0 when there were none (EAGAIN), -1 when the client was closed (EOF or error;
+ * in-flight requests finish into the void). */
+static ssize_t client_fill(client *c, const uint8_t **scratch)
 {
-	for (int i = 0; i < READ_CHUNKS; i++) {
-		struct evbuffer_iovec v;
-		if (evbuffer_reserve_space(c->in, READ_CHUNK, &v, 1) != 1) {
-			client_close(c);
-			return false;
-		}
-		ssize_t n = read(c->fd, v.iov_base, READ_CHUNK);
-		if (n < 0 && !io_failed())
-			return true; /* EAGAIN: all read */
-		if (n <= 0) {
-			client_close(c);
-			return false;
-		}
-		v.iov_len = (size_t)n;
-		if (evbuffer_commit_space(c->in, &v, 1) != 0) {
-			client_close(c);
-			return false;
-		}
-		if (n < READ_CHUNK)
-			break;
+	struct evbuffer_iovec v;
+	bool to_scratch = evbuffer_get_length(c->in) == 0;
+	*scratch = NULL;
+	if (to_scratch)
+		v.iov_base = c->srv->rbuf;
+	else if (evbuffer_reserve_space(c->in, READ_CHUNK, &v, 1) != 1) {
+		client_close(c);
+		return -1;
 	}
-	return true;
+	ssize_t n = read(c->fd, v.iov_base, READ_CHUNK);
+	if (n < 0 && !io_failed())
+		return 0;
+	if (n <= 0) {
+		client_close(c);
+		return -1;
+	}
+	if (to_scratch) {
+		*scratch = c->srv->rbuf;
+		return n;
+	}
+	v.iov_len = (size_t)n;
+	if (evbuffer_commit_space(c->in, &v, 1) != 0) {
+		client_close(c);
+		return -1;
+	}
+	return n;
 }
 
 static void on_client_read(evutil_socket_t fd, short what, void *arg)
@@ -1213,8 +1246,21 @@ static void on_client_read(evutil_socket_t fd, short what, void *arg)
 		}
 		return;
 	}
-	if (client_fill(c))
-		client_serve(c);
+	c->in_read = true;
+	/* again while a read filled its chunk (READ_CHUNKS at most: the others' turn) and the
+	 * client is still read */
+	for (int i = 0; i < READ_CHUNKS; i++) {
+		const uint8_t *scratch;
+		ssize_t n = client_fill(c, &scratch);
+		if (n <= 0)
+			break;
+		read_frames(c, scratch, scratch ? (size_t)n : 0);
+		if (n < READ_CHUNK || c->fd < 0 || c->paused || c->close_on_flush)
+			break;
+	}
+	serve_rest(c);
+	c->in_read = false;
+	client_free_if_done(c); /* closed while reading: freed only now */
 }
 
 static void on_client_write(evutil_socket_t fd, short what, void *arg)
