@@ -66,11 +66,11 @@
  *   are copied to c->in), else into c->in's free space.
  * - Writing: a bufferevent adds write interest for each reply, writes on the next loop pass
  *   and removes the interest (two epoll_ctl per reply). Here a reply goes to the socket at
- *   once when nothing is queued for its client and no other reply for it can come in this
- *   pass (its only request in flight, and not amid the frames of one read); only the part the
- *   socket did not take is queued, with write interest until it drains. Other replies
- *   (pipelined requests) are appended and written together at the end of the pass, by
- *   serve_rest after the frames of a read or by the flush event after the engine's
+ *   once when nothing is queued for its client and no other reply for it is due in this pass
+ *   (its only request in flight; or, answered while its frame is handled, no frame follows);
+ *   only the part the socket did not take is queued, with write interest until it drains.
+ *   Other replies (pipelined requests) are appended and written together at the end of the
+ *   pass, by serve_rest after the frames of a read or by the flush event after the engine's
  *   callbacks, so one writev still carries a batch.
  * The output limits count the same queue as before: what c->out holds plus c->held. */
 #define READ_CHUNK 16384
@@ -101,6 +101,7 @@ typedef struct client {
 			      * fine, freeing waits for the end; replies are appended, written
 			      * when the frames are done (serve_rest) */
 	bool want_write;     /* wev is added: the socket took only part of the output */
+	bool more_frames;    /* in_read: another frame follows the one being handled */
 } client;
 
 /* One GET/REFRESH/INVALIDATE in flight. */
@@ -379,13 +380,17 @@ static void output_drained(client *c)
 }
 
 /* Writes a frame to the client and applies output backpressure (see "The hop" above).
- * Direct: nothing queued and no other reply for this client can come in this pass. */
+ * Direct: nothing queued and no other reply for this client is due in this pass (while its
+ * frames are handled: no frame follows this one; else: its only request in flight). Any
+ * reply may go direct when nothing is queued (replies carry their request's id, in any
+ * order); the conditions only keep pipelined replies together in one write. */
 static void client_send(client *c, cs_buf *b)
 {
 	if (c->fd < 0)
 		return;
 	size_t done = 0;
-	bool direct = evbuffer_get_length(c->out) == 0 && !c->in_read && c->inflight <= 1;
+	bool direct = evbuffer_get_length(c->out) == 0 &&
+		(c->in_read ? !c->more_frames : c->inflight <= 1);
 	if (direct) {
 		ssize_t n = send(c->fd, b->data, b->len, MSG_NOSIGNAL);
 		if (n == (ssize_t)b->len) {
@@ -1131,7 +1136,9 @@ static void read_frames(client *c, const uint8_t *p, size_t n)
 			return;
 		}
 		f.body = fp + CS_PROTO_HDR;
+		c->more_frames = avail - need >= CS_PROTO_HDR;
 		handle_frame(c, &f);
+		c->more_frames = false;
 		/* handle_frame may have closed the connection; the engine copied what it kept. */
 		if (c->fd < 0)
 			return;
