@@ -102,6 +102,11 @@ typedef struct client {
 			      * when the frames are done (serve_rest) */
 	bool want_write;     /* wev is added: the socket took only part of the output */
 	bool more_frames;    /* in_read: another frame follows the one being handled */
+	/* idle_timeout and the output low watermark (a quarter of client_output_soft_limit)
+	 * as they were when it was accepted: a reload applies them to new connections only
+	 * (CONFIG.md), as with the bufferevent's timeout and watermark before */
+	int64_t idle_ms;
+	size_t low_water;
 } client;
 
 /* One GET/REFRESH/INVALIDATE in flight. */
@@ -294,9 +299,8 @@ static void client_close(client *c)
 /* Adds the read event, its timeout (idle_timeout) starting now. */
 static void read_interest(client *c)
 {
-	int64_t idle = cfg_of(c->srv)->idle_timeout_ms;
-	struct timeval tv = cs_tv_ms(idle);
-	event_add(c->rev, idle > 0 ? &tv : NULL);
+	struct timeval tv = cs_tv_ms(c->idle_ms);
+	event_add(c->rev, c->idle_ms > 0 ? &tv : NULL);
 }
 
 static void client_pause(client *c, bool pause)
@@ -366,13 +370,13 @@ static bool client_write_out(client *c)
 }
 
 /* Output went out: read again if the output backlog was the brake. The threshold is the
- * old write low watermark (a quarter of the soft limit), so a paused client resumes as
- * before; request_done resumes one paused by max_inflight. */
+ * write low watermark of the bufferevent this replaced (c->low_water), so a paused client
+ * resumes as before; request_done resumes one paused by max_inflight. */
 static void output_drained(client *c)
 {
 	const cs_config *cfg = cfg_of(c->srv);
 	if (c->paused && !c->in_read && c->inflight < cfg->max_inflight &&
-		evbuffer_get_length(c->out) <= (size_t)(cfg->client_output_soft / 4) &&
+		evbuffer_get_length(c->out) <= c->low_water &&
 		client_queued(c) <= cfg->client_output_soft) {
 		client_pause(c, false);
 		client_serve(c); /* frames may already be buffered */
@@ -1187,7 +1191,7 @@ static void serve_rest(client *c)
 			break;
 		const cs_config *cfg = cfg_of(c->srv);
 		if (!c->paused || c->inflight >= cfg->max_inflight ||
-			evbuffer_get_length(c->out) > (size_t)(cfg->client_output_soft / 4) ||
+			evbuffer_get_length(c->out) > c->low_water ||
 			client_queued(c) > cfg->client_output_soft)
 			break;
 		client_pause(c, false);
@@ -1332,6 +1336,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	}
 	c->srv = s;
 	c->fd = fd;
+	c->idle_ms = cfg->idle_timeout_ms;
+	c->low_water = (size_t)(cfg->client_output_soft / 4);
 	c->authed = cfg->auth_token == NULL;
 	c->id = s->stats.connections + 1;
 	c->since_us = cs_now_us();
