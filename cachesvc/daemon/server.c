@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/util.h>
@@ -23,7 +22,7 @@
 #include "util.h"
 
 /* Output bounds per client (client_output_soft_limit / _hard_limit, like Redis's
- * client-output-buffer-limit). A client's queued output is what its bufferevent holds
+ * client-output-buffer-limit). A client's queued output is what its output buffer holds
  * unwritten plus the results its MGETs hold: items answered, waiting for the last one
  * (c->held). Past the soft limit the connection is not read, so it sends no new requests;
  * but up to max_inflight requests already read keep completing into its output, which is
@@ -56,14 +55,37 @@
  * wait in the kernel backlog (or time out), and the loop keeps serving the others. */
 #define ACCEPT_PAUSE_MS 250
 #define ACCEPT_LOG_INTERVAL_US (5u * 1000000u) /* at most one accept-error line per 5 s */
+/* The hop (issue 16). A client is a raw socket with a persistent read event (its timeout is
+ * idle_timeout: libevent re-arms it at each read, as it did for the bufferevent this replaced)
+ * and a write event that is added only while output waits for the socket.
+ * - Reading: evbuffer_read, which a socket bufferevent uses, asks ioctl(FIONREAD) before each
+ *   read (and sizes a new buffer chain by its answer). client_fill reads READ_CHUNK bytes
+ *   instead, again while a read filled its chunk, READ_CHUNKS at most per event (the others'
+ *   turn): into a scratch buffer of the server when the client has no partial frame, where
+ *   read_frames handles the frames in place (no allocation, no copy; only bytes left over
+ *   are copied to c->in), else into c->in's free space.
+ * - Writing: a bufferevent adds write interest for each reply, writes on the next loop pass
+ *   and removes the interest (two epoll_ctl per reply). Here a reply goes to the socket at
+ *   once when nothing is queued for its client and no other reply for it is due in this pass
+ *   (its only request in flight; or, answered while its frame is handled, no frame follows);
+ *   only the part the socket did not take is queued, with write interest until it drains.
+ *   Other replies (pipelined requests) are appended and written together at the end of the
+ *   pass, by serve_rest after the frames of a read or by the flush event after the engine's
+ *   callbacks, so one writev still carries a batch.
+ * The output limits count the same queue as before: what c->out holds plus c->held. */
+#define READ_CHUNK 16384
+#define READ_CHUNKS 4
 
 /* One client connection. It outlives its socket while requests are in flight: callbacks
- * find bev == NULL and only drop their count; the last one frees the struct. */
+ * find fd < 0 and only drop their count; the last one frees the struct. */
 typedef struct client {
 	cs_server *srv;
-	struct bufferevent *bev;
+	evutil_socket_t fd;	       /* -1 once closed */
+	struct event *rev, *wev;       /* read (persistent, idle timeout); write (added: want_write) */
+	struct evbuffer *in, *out;     /* bytes read, not yet framed; replies the socket has not taken */
 	struct client *prev, *next;
 	struct client *pprev, *pnext; /* on s->partial while a partial frame is buffered */
+	struct client *fprev, *fnext; /* on s->flushq while replies wait for the end of the pass */
 	uint64_t partial_since_us;    /* when the first byte of that frame was read */
 	int inflight;
 	size_t held; /* bytes of MGET item results held for this client (see above) */
@@ -75,7 +97,16 @@ typedef struct client {
 	uint64_t hello_epoch; /* the token epoch of the HELLO that granted admin */
 	bool paused;	     /* reading stopped: in-flight bound or output backlog */
 	bool close_on_flush; /* protocol error: close once the error frame is out */
-	bool in_read;	     /* inside client_read: closing is fine, freeing waits for its end */
+	bool in_read;	     /* handling its frames (on_client_read, client_serve): closing is
+			      * fine, freeing waits for the end; replies are appended, written
+			      * when the frames are done (serve_rest) */
+	bool want_write;     /* wev is added: the socket took only part of the output */
+	bool more_frames;    /* in_read: another frame follows the one being handled */
+	/* idle_timeout and the output low watermark (a quarter of client_output_soft_limit)
+	 * as they were when it was accepted: a reload applies them to new connections only
+	 * (CONFIG.md), as with the bufferevent's timeout and watermark before */
+	int64_t idle_ms;
+	size_t low_water;
 } client;
 
 /* One GET/REFRESH/INVALIDATE in flight. */
@@ -118,6 +149,8 @@ struct cs_server {
 	char *unix_path;
 	client head;	/* sentinel of the connection list */
 	client partial; /* sentinel of the list of clients with a partial frame (pnext/pprev) */
+	client flushq;	/* sentinel of the clients whose output waits for flush_ev (fnext/fprev) */
+	struct event *flush_ev; /* activated (no system call) to write flushq at the end of a pass */
 	struct event *frame_sweep;
 	cs_server_stats stats;
 	cs_buf out; /* scratch for one reply frame */
@@ -137,9 +170,10 @@ struct cs_server {
 	uint64_t token_epoch;	      /* see token_epoch() */
 	char *seen_auth, *seen_admin; /* the tokens of token_epoch */
 	cs_get_req mget_scratch[CS_PROTO_MAX_MGET];
+	uint8_t rbuf[READ_CHUNK]; /* read scratch of the client being read (client_fill) */
 };
 
-static void client_read(struct bufferevent *bev, void *arg);
+static void client_serve(client *c);
 
 static const cs_config *cfg_of(const cs_server *s)
 {
@@ -149,7 +183,7 @@ static const cs_config *cfg_of(const cs_server *s)
 /* Bytes queued for a connected client: unwritten output plus held MGET items. */
 static size_t client_queued(const client *c)
 {
-	return evbuffer_get_length(bufferevent_get_output(c->bev)) + c->held;
+	return evbuffer_get_length(c->out) + c->held;
 }
 
 /* ---- Connection lifecycle --------------------------------------------------------------- */
@@ -157,7 +191,7 @@ static size_t client_queued(const client *c)
 static bool output_flushed(const cs_server *s)
 {
 	for (const client *c = s->head.next; c != &s->head; c = c->next)
-		if (c->bev && evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
+		if (c->fd >= 0 && evbuffer_get_length(c->out) > 0)
 			return false;
 	return true;
 }
@@ -188,10 +222,11 @@ static void on_flush_check(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Frees a closed client once nothing refers to it: no request in flight and not inside
- * client_read (which would touch it after the call that closed it returns). */
+ * the handling of its frames (in_read: it would touch it after the call that closed it
+ * returns). */
 static void client_free_if_done(client *c)
 {
-	if (c->bev == NULL && c->inflight == 0 && !c->in_read)
+	if (c->fd < 0 && c->inflight == 0 && !c->in_read)
 		free(c);
 }
 
@@ -228,30 +263,59 @@ static void partial_mark(client *c, bool fresh)
 	}
 }
 
+static void flushq_unlink(client *c)
+{
+	if (c->fnext == NULL)
+		return;
+	c->fprev->fnext = c->fnext;
+	c->fnext->fprev = c->fprev;
+	c->fnext = c->fprev = NULL;
+}
+
+/* Closes the socket; output not yet written is dropped. May run inside the client's own
+ * event callbacks: libevent allows freeing an event from its callback in a loop without
+ * threads, and the struct itself waits for client_free_if_done. */
 static void client_close(client *c)
 {
-	if (c->bev == NULL)
+	if (c->fd < 0)
 		return;
 	partial_unlink(c);
-	bufferevent_free(c->bev);
-	c->bev = NULL;
+	flushq_unlink(c);
+	event_free(c->rev);
+	if (c->wev)
+		event_free(c->wev);
+	evbuffer_free(c->in);
+	evbuffer_free(c->out);
+	evutil_closesocket(c->fd);
+	c->rev = c->wev = NULL;
+	c->in = c->out = NULL;
+	c->fd = -1;
 	c->prev->next = c->next;
 	c->next->prev = c->prev;
 	c->srv->stats.clients--;
 	client_free_if_done(c);
 }
 
+/* Adds the read event, its timeout (idle_timeout) starting now. */
+static void read_interest(client *c)
+{
+	struct timeval tv = cs_tv_ms(c->idle_ms);
+	event_add(c->rev, c->idle_ms > 0 ? &tv : NULL);
+}
+
 static void client_pause(client *c, bool pause)
 {
-	if (c->bev == NULL || c->paused == pause)
+	if (c->fd < 0 || c->paused == pause)
 		return;
+	if (!pause && c->close_on_flush)
+		return; /* nothing more is read from it */
 	c->paused = pause;
 	if (pause)
 		partial_unlink(c); /* not read: any wait now is ours (resuming re-adds it) */
 	if (pause)
-		bufferevent_disable(c->bev, EV_READ);
+		event_del(c->rev);
 	else
-		bufferevent_enable(c->bev, EV_READ);
+		read_interest(c);
 }
 
 /* Applies the output limits after the client's queued output grew: past the hard limit
@@ -263,22 +327,115 @@ static void output_check(client *c)
 	if (q > cfg->client_output_hard) {
 		c->srv->stats.output_limit_closed++;
 		cs_debug("closing client: %zu bytes of output queued, over client_output_hard_limit", q);
-		client_close(c); /* freed later: never inside client_read (see in_read) */
+		client_close(c); /* freed later: never while its frames are handled (in_read) */
 	} else if (q > cfg->client_output_soft) {
 		client_pause(c, true);
 	}
 }
 
-/* Writes the scratch frame to the client and applies output backpressure. */
+/* A read or write error other than "try again". */
+static bool io_failed(void)
+{
+	return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
+
+/* Write interest on while output waits for the socket, off once it drained: an epoll_ctl
+ * only when a write left a tail, and once more when it is gone. */
+static void write_interest(client *c, bool on)
+{
+	if (c->want_write == on)
+		return;
+	c->want_write = on;
+	if (on)
+		event_add(c->wev, NULL);
+	else
+		event_del(c->wev);
+}
+
+/* Writes what c->out holds (one writev); a tail waits for write interest. Returns false when
+ * the client was closed: a socket error, or the last frame of a close_on_flush client out. */
+static bool client_write_out(client *c)
+{
+	if (evbuffer_get_length(c->out) > 0 && evbuffer_write(c->out, c->fd) < 0 && io_failed()) {
+		client_close(c); /* freed later: never while its frames are handled (in_read) */
+		return false;
+	}
+	bool left = evbuffer_get_length(c->out) > 0;
+	write_interest(c, left);
+	if (!left && c->close_on_flush) {
+		client_close(c);
+		return false;
+	}
+	return true;
+}
+
+/* Output went out: read again if the output backlog was the brake. The threshold is the
+ * write low watermark of the bufferevent this replaced (c->low_water), so a paused client
+ * resumes as before; request_done resumes one paused by max_inflight. */
+static void output_drained(client *c)
+{
+	const cs_config *cfg = cfg_of(c->srv);
+	if (c->paused && !c->in_read && c->inflight < cfg->max_inflight &&
+		evbuffer_get_length(c->out) <= c->low_water &&
+		client_queued(c) <= cfg->client_output_soft) {
+		client_pause(c, false);
+		client_serve(c); /* frames may already be buffered */
+	}
+}
+
+/* Writes a frame to the client and applies output backpressure (see "The hop" above).
+ * Direct: nothing queued and no other reply for this client is due in this pass (while its
+ * frames are handled: no frame follows this one; else: its only request in flight). Any
+ * reply may go direct when nothing is queued (replies carry their request's id, in any
+ * order); the conditions only keep pipelined replies together in one write. */
 static void client_send(client *c, cs_buf *b)
 {
-	if (c->bev == NULL)
+	if (c->fd < 0)
 		return;
-	if (bufferevent_write(c->bev, b->data, b->len) != 0) {
-		client_close(c); /* freed later: never inside client_read (see in_read) */
+	size_t done = 0;
+	bool direct = evbuffer_get_length(c->out) == 0 &&
+		(c->in_read ? !c->more_frames : c->inflight <= 1);
+	if (direct) {
+		ssize_t n = send(c->fd, b->data, b->len, MSG_NOSIGNAL);
+		if (n == (ssize_t)b->len) {
+			if (c->held > 0)
+				output_check(c);
+			return;
+		}
+		if (n < 0 && io_failed()) {
+			client_close(c); /* freed later: never while its frames are handled (in_read) */
+			return;
+		}
+		done = n > 0 ? (size_t)n : 0;
+	}
+	if (evbuffer_add(c->out, b->data + done, b->len - done) != 0) {
+		client_close(c);
 		return;
 	}
+	if (direct) {
+		write_interest(c, true); /* the tail */
+	} else if (!c->in_read && !c->want_write && c->fnext == NULL) {
+		/* written at the end of this pass (serve_rest writes its own after the frames) */
+		cs_server *s = c->srv;
+		c->fnext = &s->flushq;
+		c->fprev = s->flushq.fprev;
+		s->flushq.fprev->fnext = c;
+		s->flushq.fprev = c;
+		event_active(s->flush_ev, EV_WRITE, 0);
+	}
 	output_check(c);
+}
+
+/* flush_ev: writes the output of the clients whose replies came in this pass. */
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	cs_server *s = arg;
+	while (s->flushq.fnext != &s->flushq) {
+		client *c = s->flushq.fnext;
+		flushq_unlink(c);
+		if (!c->want_write && client_write_out(c))
+			output_drained(c);
+	}
 }
 
 /* A request finished: the connection may read again, or be freed. */
@@ -287,13 +444,13 @@ static void request_done(client *c)
 	cs_server *s = c->srv;
 	c->inflight--;
 	s->stats.inflight--;
-	if (c->bev == NULL) {
+	if (c->fd < 0) {
 		client_free_if_done(c);
 	} else if (c->paused && c->inflight < cfg_of(s)->max_inflight &&
 		   client_queued(c) <= cfg_of(s)->client_output_soft) {
 		client_pause(c, false);
 		if (!c->in_read)
-			client_read(c->bev, c); /* frames may already be buffered */
+			client_serve(c); /* frames may already be buffered */
 	}
 	maybe_drained(s);
 }
@@ -306,13 +463,13 @@ static void error_and_close(client *c, uint32_t reqid, int code, const char *fmt
 	cs_buf_reset(&s->out);
 	(void)cs_proto_write_error(&s->out, reqid, code, fmt, detail);
 	client_send(c, &s->out);
-	if (c->bev == NULL)
+	if (c->fd < 0)
 		return;
 	cs_debug("closing client: %s: %s", code == CS_ERR_PROTOCOL ? "protocol error" : cs_err_name(code),
 		detail);
 	c->close_on_flush = true;
-	bufferevent_disable(c->bev, EV_READ);
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+	event_del(c->rev);
+	if (evbuffer_get_length(c->out) == 0)
 		client_close(c);
 }
 
@@ -338,7 +495,7 @@ static void on_get_done(void *priv, int err, const char *msg, const cs_meta *met
 	creq *r = priv;
 	client *c = r->c;
 	cs_server *s = c->srv;
-	if (c->bev) {
+	if (c->fd >= 0) {
 		cs_buf_reset(&s->out);
 		int rc = err ? cs_proto_write_error(&s->out, r->reqid, err, "%s", msg)
 			     : cs_proto_write_result(&s->out, r->reqid, r->op, meta, result, len);
@@ -358,7 +515,7 @@ static void on_inval_done(void *priv, int err, const char *msg, uint64_t n)
 	creq *r = priv;
 	client *c = r->c;
 	cs_server *s = c->srv;
-	if (c->bev) {
+	if (c->fd >= 0) {
 		cs_buf_reset(&s->out);
 		if (err)
 			(void)cs_proto_write_error(&s->out, r->reqid, err, "%s", msg);
@@ -387,7 +544,7 @@ static void mget_finish(mget *m)
 {
 	client *c = m->c;
 	cs_server *s = c->srv;
-	if (c->bev) {
+	if (c->fd >= 0) {
 		if (m->too_large) {
 			char msg[128];
 			snprintf(msg, sizeof msg, "MGET reply is over %zu bytes (the reply or output limit)",
@@ -435,7 +592,7 @@ static void on_mget_item(void *priv, int err, const char *msg, const cs_meta *me
 	mget *m = slot->m;
 	client *c = m->c;
 	mitem *it = &m->items[slot->index];
-	if (c->bev == NULL || m->too_large) {
+	if (c->fd < 0 || m->too_large) {
 		mget_release(m); /* nobody will read it: keep nothing */
 		return;
 	}
@@ -539,7 +696,7 @@ static void peer_name(const client *c, char *buf, size_t len)
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof ss;
 	snprintf(buf, len, "?");
-	evutil_socket_t fd = c->bev ? bufferevent_getfd(c->bev) : -1;
+	evutil_socket_t fd = c->fd;
 	if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
 		return;
 	if (ss.ss_family == AF_UNIX) {
@@ -622,11 +779,11 @@ static int show_clients(cs_server *s, struct show_ctx *sc)
 {
 	uint64_t now = cs_now_us();
 	for (client *k = s->head.next; k != &s->head; k = k->next) {
-		if (k->bev == NULL)
+		if (k->fd < 0)
 			continue;
 		char peer[96];
 		peer_name(k, peer, sizeof peer);
-		evutil_socket_t fd = bufferevent_getfd(k->bev);
+		evutil_socket_t fd = k->fd;
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof ss;
 		bool is_unix = fd >= 0 && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
@@ -712,7 +869,7 @@ static void on_admin_reloaded(void *priv, int result, const char *msg)
 {
 	creq *r = priv;
 	client *c = r->c;
-	if (c->bev) {
+	if (c->fd >= 0) {
 		const cs_config *cfg = cfg_of(c->srv);
 		cs_show_cell cells[] = {
 			{ "reload", { .type = CS_V_STR, .u.s = { result == 0 ? "applied" : "refused", 7 } } },
@@ -933,39 +1090,36 @@ static void handle_frame(client *c, const cs_frame *f)
 
 /* ---- Socket events ---------------------------------------------------------------------- */
 
-static void read_frames(client *c, struct bufferevent *bev);
-
-static void client_read(struct bufferevent *bev, void *arg)
-{
-	client *c = arg;
-	c->in_read = true;
-	read_frames(c, bev);
-	c->in_read = false;
-	client_free_if_done(c); /* closed while reading: freed only now */
-}
-
-static void read_frames(client *c, struct bufferevent *bev)
+/* Handles the frames of c's input until they run out, the client pauses or is closed: the
+ * n bytes at p when p is set (the server's read scratch; c->in is empty then, and whatever
+ * is left of them moves to c->in at the end, since the next read reuses the scratch), else
+ * what c->in holds. */
+static void read_frames(client *c, const uint8_t *p, size_t n)
 {
 	cs_server *s = c->srv;
-	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer *in = c->in;
+	size_t off = 0;		/* scratch bytes handled */
 	bool consumed = false; /* a frame was handled: what is left begins a new one */
-	while (c->bev && !c->close_on_flush) {
+	while (c->fd >= 0 && !c->close_on_flush) {
 		const cs_config *cfg = cfg_of(s); /* per frame: a frame may end in a reload */
 		if (c->inflight >= cfg->max_inflight || client_queued(c) > cfg->client_output_soft) {
-			client_pause(c, true); /* resumed by request_done / the write watermark */
+			client_pause(c, true); /* resumed by request_done / output_drained */
 			partial_unlink(c);     /* not read: any wait now is ours, not the client's */
-			return;
+			break;
 		}
-		size_t avail = evbuffer_get_length(in);
+		size_t avail = p ? n - off : evbuffer_get_length(in);
 		if (avail < CS_PROTO_HDR) {
 			if (avail == 0)
 				partial_unlink(c);
 			else
 				partial_mark(c, consumed);
-			return;
+			break;
 		}
 		uint8_t hdr[CS_PROTO_HDR];
-		evbuffer_copyout(in, hdr, CS_PROTO_HDR);
+		if (p)
+			memcpy(hdr, p + off, CS_PROTO_HDR);
+		else
+			evbuffer_copyout(in, hdr, CS_PROTO_HDR);
 		cs_frame f;
 		if (cs_proto_parse_header(hdr, cfg->max_frame, &f) != 0) {
 			char d[96];
@@ -975,26 +1129,34 @@ static void read_frames(client *c, struct bufferevent *bev)
 					(uint32_t)hdr[2] << 8 | hdr[3]),
 				cfg->max_frame);
 			protocol_error(c, f.reqid, "%s", d);
-			return;
+			return; /* nothing more is read from it */
 		}
 		size_t need = CS_PROTO_HDR + (size_t)f.body_len;
 		if (avail < need) {
 			partial_mark(c, consumed); /* length checked against max_frame: bounded */
-			return;
+			break;
 		}
-		const uint8_t *p = evbuffer_pullup(in, (ssize_t)need);
-		if (p == NULL) {
+		const uint8_t *fp = p ? p + off : evbuffer_pullup(in, (ssize_t)need);
+		if (fp == NULL) {
 			client_close(c);
 			return;
 		}
-		f.body = p + CS_PROTO_HDR;
+		f.body = fp + CS_PROTO_HDR;
+		c->more_frames = avail - need >= CS_PROTO_HDR;
 		handle_frame(c, &f);
+		c->more_frames = false;
 		/* handle_frame may have closed the connection; the engine copied what it kept. */
-		if (c->bev == NULL)
+		if (c->fd < 0)
 			return;
-		evbuffer_drain(in, need);
+		if (p)
+			off += need;
+		else
+			evbuffer_drain(in, need);
 		consumed = true;
 	}
+	/* at most READ_CHUNK bytes: a partial frame, or frames not read while paused */
+	if (p && off < n && c->fd >= 0 && evbuffer_add(in, p + off, n - off) != 0)
+		client_close(c);
 }
 
 static void on_frame_sweep(evutil_socket_t fd, short what, void *arg)
@@ -1020,36 +1182,105 @@ static void on_frame_sweep(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static void client_write(struct bufferevent *bev, void *arg)
+/* After frames were handled: writes the replies they produced together (one writev; the
+ * in_read replies of client_send), and goes on with the frames c->in holds while that
+ * write lifts an output pause (the condition of output_drained). Each turn handles a frame
+ * or ends, so it ends. Called with in_read set. */
+static void serve_rest(client *c)
 {
-	client *c = arg;
-	if (c->close_on_flush) {
-		client_close(c);
-		return;
-	}
-	/* The output fell below the low watermark: read again if that was the brake. */
-	const cs_config *cfg = cfg_of(c->srv);
-	if (c->paused && c->inflight < cfg->max_inflight && !c->in_read &&
-		client_queued(c) <= cfg->client_output_soft) {
+	while (c->fd >= 0) {
+		if (c->want_write || !client_write_out(c))
+			break;
+		const cs_config *cfg = cfg_of(c->srv);
+		if (!c->paused || c->inflight >= cfg->max_inflight ||
+			evbuffer_get_length(c->out) > c->low_water ||
+			client_queued(c) > cfg->client_output_soft)
+			break;
 		client_pause(c, false);
-		client_read(bev, c);
+		read_frames(c, NULL, 0);
 	}
 }
 
-static void client_event(struct bufferevent *bev, short what, void *arg)
+/* Handles the frames buffered in c->in (reading resumed) and writes their replies. Closing
+ * is fine meanwhile; freeing waits for the end (in_read). */
+static void client_serve(client *c)
+{
+	c->in_read = true;
+	read_frames(c, NULL, 0);
+	serve_rest(c);
+	c->in_read = false;
+	client_free_if_done(c); /* closed while reading: freed only now */
+}
+
+/* One read of at most READ_CHUNK bytes, no FIONREAD (see "The hop"): into the server's
+ * scratch when c->in is empty (*scratch set: read_frames handles the frames in place, and
+ * nothing is allocated), else into c->in's free space (a partial frame goes on). Returns the
+ * bytes read, 0 when there were none (EAGAIN), -1 when the client was closed (EOF or error;
+ * in-flight requests finish into the void). */
+static ssize_t client_fill(client *c, const uint8_t **scratch)
+{
+	struct evbuffer_iovec v;
+	bool to_scratch = evbuffer_get_length(c->in) == 0;
+	*scratch = NULL;
+	if (to_scratch)
+		v.iov_base = c->srv->rbuf;
+	else if (evbuffer_reserve_space(c->in, READ_CHUNK, &v, 1) != 1) {
+		client_close(c);
+		return -1;
+	}
+	ssize_t n = read(c->fd, v.iov_base, READ_CHUNK);
+	if (n < 0 && !io_failed())
+		return 0;
+	if (n <= 0) {
+		client_close(c);
+		return -1;
+	}
+	if (to_scratch) {
+		*scratch = c->srv->rbuf;
+		return n;
+	}
+	v.iov_len = (size_t)n;
+	if (evbuffer_commit_space(c->in, &v, 1) != 0) {
+		client_close(c);
+		return -1;
+	}
+	return n;
+}
+
+static void on_client_read(evutil_socket_t fd, short what, void *arg)
 {
 	client *c = arg;
-	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {
+	if (what & EV_TIMEOUT) {
+		/* idle_timeout without a byte: an idle client is closed; one waiting for answers is
+		 * busy, not idle, and libevent has re-armed the timeout (a persistent event) */
 		if (c->inflight == 0) {
 			c->srv->stats.idle_closed++;
 			client_close(c);
-		} else if (!c->paused) {
-			bufferevent_enable(bev, EV_READ); /* busy, not idle */
 		}
 		return;
 	}
-	/* EOF or error: in-flight requests finish into the void. */
-	client_close(c);
+	c->in_read = true;
+	/* again while a read filled its chunk (READ_CHUNKS at most: the others' turn) and the
+	 * client is still read */
+	for (int i = 0; i < READ_CHUNKS; i++) {
+		const uint8_t *scratch;
+		ssize_t n = client_fill(c, &scratch);
+		if (n <= 0)
+			break;
+		read_frames(c, scratch, scratch ? (size_t)n : 0);
+		if (n < READ_CHUNK || c->fd < 0 || c->paused || c->close_on_flush)
+			break;
+	}
+	serve_rest(c);
+	c->in_read = false;
+	client_free_if_done(c); /* closed while reading: freed only now */
+}
+
+static void on_client_write(evutil_socket_t fd, short what, void *arg)
+{
+	client *c = arg;
+	if (client_write_out(c))
+		output_drained(c);
 }
 
 static void reject(evutil_socket_t fd, uint32_t code, const char *msg)
@@ -1080,9 +1311,24 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		return;
 	}
 	client *c = calloc(1, sizeof *c);
-	struct bufferevent *bev = c ? bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
-	if (bev == NULL) {
-		free(c);
+	if (c != NULL) {
+		c->in = evbuffer_new();
+		c->out = evbuffer_new();
+		c->rev = event_new(s->base, fd, EV_READ | EV_PERSIST, on_client_read, c);
+		c->wev = event_new(s->base, fd, EV_WRITE | EV_PERSIST, on_client_write, c);
+	}
+	if (c == NULL || c->in == NULL || c->out == NULL || c->rev == NULL || c->wev == NULL) {
+		if (c != NULL) {
+			if (c->in)
+				evbuffer_free(c->in);
+			if (c->out)
+				evbuffer_free(c->out);
+			if (c->rev)
+				event_free(c->rev);
+			if (c->wev)
+				event_free(c->wev);
+			free(c);
+		}
 		evutil_closesocket(fd);
 		return;
 	}
@@ -1091,7 +1337,9 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	}
 	c->srv = s;
-	c->bev = bev;
+	c->fd = fd;
+	c->idle_ms = cfg->idle_timeout_ms;
+	c->low_water = (size_t)(cfg->client_output_soft / 4);
 	c->authed = cfg->auth_token == NULL;
 	c->id = s->stats.connections + 1;
 	c->since_us = cs_now_us();
@@ -1101,14 +1349,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	s->head.next = c;
 	s->stats.clients++;
 	s->stats.connections++;
-	bufferevent_setcb(bev, client_read, client_write, client_event, c);
-	/* write callback (resume check) once the output drains to a quarter of the soft limit */
-	bufferevent_setwatermark(bev, EV_WRITE, (size_t)(cfg->client_output_soft / 4), 0);
-	if (cfg->idle_timeout_ms > 0) {
-		struct timeval tv = cs_tv_ms(cfg->idle_timeout_ms);
-		bufferevent_set_timeouts(bev, &tv, NULL);
-	}
-	bufferevent_enable(bev, EV_READ);
+	read_interest(c);
 }
 
 /* Applies accept_on and accept_paused to the listeners. */
@@ -1213,14 +1454,18 @@ cs_server *cs_server_new(struct event_base *base, cs_engine *engine, char *err, 
 	s->head.next = s->head.prev = &s->head;
 	s->accept_on = true;
 	s->partial.pnext = s->partial.pprev = &s->partial;
+	s->flushq.fnext = s->flushq.fprev = &s->flushq;
 	s->accept_timer = evtimer_new(base, on_accept_resume, s);
 	s->frame_sweep = evtimer_new(base, on_frame_sweep, s);
-	if (s->accept_timer == NULL || s->frame_sweep == NULL) {
+	s->flush_ev = event_new(base, -1, 0, on_flush, s);
+	if (s->accept_timer == NULL || s->frame_sweep == NULL || s->flush_ev == NULL) {
 		snprintf(err, errlen, "out of memory");
 		if (s->accept_timer)
 			event_free(s->accept_timer);
 		if (s->frame_sweep)
 			event_free(s->frame_sweep);
+		if (s->flush_ev)
+			event_free(s->flush_ev);
 		free(s);
 		return NULL;
 	}
@@ -1295,9 +1540,8 @@ static void flush_all(cs_server *s)
 {
 	uint64_t deadline = cs_now_us() + FINAL_FLUSH_MS * 1000u;
 	for (client *c = s->head.next; c != &s->head; c = c->next) {
-		struct evbuffer *out = bufferevent_get_output(c->bev);
-		evutil_socket_t fd = bufferevent_getfd(c->bev);
-		evbuffer_unfreeze(out, 1); /* a socket bufferevent drains it only from its loop */
+		struct evbuffer *out = c->out;
+		evutil_socket_t fd = c->fd;
 		while (fd >= 0 && evbuffer_get_length(out) > 0) {
 			int n = evbuffer_write(out, fd);
 			if (n > 0)
@@ -1335,6 +1579,8 @@ void cs_server_free(cs_server *s)
 		event_free(s->accept_timer);
 	if (s->frame_sweep)
 		event_free(s->frame_sweep);
+	if (s->flush_ev)
+		event_free(s->flush_ev);
 	cs_buf_free(&s->out);
 	free(s->seen_auth);
 	free(s->seen_admin);

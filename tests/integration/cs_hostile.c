@@ -12,6 +12,13 @@
  *   cs_hostile -p port noread QUERY PARAM ITEMS COUNT SECONDS
  *       one connection writes COUNT MGET frames of ITEMS GETs of QUERY(PARAM) and never reads;
  *       ends when the server closes it or after SECONDS: {"closed","frames_sent","ms"}.
+ *   cs_hostile -p port lateread QUERY PARAM WAIT_MS
+ *       one connection (64 kB receive buffer): a GET of QUERY(PARAM) read at once, then the
+ *       same GET left unread for WAIT_MS (a reply larger than the socket buffers stays
+ *       queued in the server),
+ *       then read: {"prompt":BYTES,"late":BYTES,"same_result":0|1,"late_wait_ms":MS}; BYTES
+ *       is the reply frame's size (-1 error frame or EOF, -2 timeout after 20 s), and
+ *       same_result says the two replies end in the same bytes (all but their meta).
  *   cs_hostile -p port auth TOKEN N
  *       one connection: a PING before any HELLO, then N HELLOs with TOKEN, one at a time:
  *       {"ping": reply code, "hello": [codes], "closed": 0|1}; a reply code is 0 for a
@@ -42,8 +49,9 @@ static long long now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* A non-blocking TCP connection, connected (bounded wait 2 s), or -1. */
-static int dial(void)
+/* A non-blocking TCP connection, connected (bounded wait 2 s), or -1. rcvbuf > 0: its
+ * receive buffer, set before connecting (fixes the window: no autotuning). */
+static int dial_rcvbuf(int rcvbuf)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
 	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
@@ -51,6 +59,8 @@ static int dial(void)
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
+	if (rcvbuf > 0)
+		(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
 	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 && errno != EINPROGRESS) {
 		close(fd);
 		return -1;
@@ -63,6 +73,11 @@ static int dial(void)
 		return -1;
 	}
 	return fd;
+}
+
+static int dial(void)
+{
+	return dial_rcvbuf(0);
 }
 
 /* Writes all of buf, waiting at most until deadline. 0, or -1 (closed, error, timeout). */
@@ -287,6 +302,89 @@ static int do_noread(const char *query, const char *param, int items, int count,
 	return 0;
 }
 
+/* Reads one whole reply frame of any size into *out (malloc'd, header included) by
+ * deadline. Returns its size, -1 for an error frame or EOF, -2 on timeout. */
+static long read_frame(int fd, uint8_t **out, long long deadline)
+{
+	uint8_t hdr[CS_PROTO_HDR];
+	size_t have = 0, need = CS_PROTO_HDR;
+	uint8_t *buf = hdr;
+	*out = NULL;
+	while (have < need) {
+		ssize_t n = recv(fd, buf + have, need - have, 0);
+		if (n == 0)
+			break;
+		if (n > 0) {
+			have += (size_t)n;
+			if (buf == hdr && have == CS_PROTO_HDR) {
+				need += (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 |
+					(uint32_t)hdr[2] << 8 | hdr[3];
+				if ((buf = malloc(need)) == NULL)
+					exit(2);
+				memcpy(buf, hdr, CS_PROTO_HDR);
+			}
+			continue;
+		}
+		if (errno != EAGAIN && errno != EINTR)
+			break;
+		long long left = deadline - now_ms();
+		if (left <= 0) {
+			if (buf != hdr)
+				free(buf);
+			return -2;
+		}
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		(void)poll(&p, 1, (int)left);
+	}
+	if (have < need || buf[5] == 0xff) {
+		if (buf != hdr)
+			free(buf);
+		return -1;
+	}
+	*out = buf;
+	return (long)need;
+}
+
+static int do_lateread(const char *query, const char *param, int wait_ms)
+{
+	cs_get_req g = { .query = query, .query_len = (uint32_t)strlen(query), .nparams = 1,
+		.tier = 1 };
+	g.params[0].type = CS_V_STR;
+	g.params[0].u.s.p = param;
+	g.params[0].u.s.len = (uint32_t)strlen(param);
+	cs_buf b;
+	cs_buf_init(&b, 1u << 20);
+	int fd = dial_rcvbuf(64 * 1024); /* a reply of a few MB cannot all fit in the socket */
+	if (fd < 0)
+		return 2;
+	uint8_t *r1 = NULL, *r2 = NULL;
+	long n1 = -1, n2 = -1;
+	long long waited = 0;
+	cs_buf_reset(&b);
+	if (cs_proto_write_get(&b, 1, CS_OP_GET, &g) != 0)
+		return 2;
+	if (write_all(fd, b.data, b.len, now_ms() + 2000) == 0)
+		n1 = read_frame(fd, &r1, now_ms() + 20000);
+	cs_buf_reset(&b);
+	if (n1 > 0 && cs_proto_write_get(&b, 2, CS_OP_GET, &g) == 0 &&
+		write_all(fd, b.data, b.len, now_ms() + 2000) == 0) {
+		long long t0 = now_ms();
+		usleep((useconds_t)wait_ms * 1000u);
+		waited = now_ms() - t0;
+		n2 = read_frame(fd, &r2, now_ms() + 20000);
+	}
+	/* the replies differ in their meta (age) only: compare what follows it */
+	long tail = (n1 < n2 ? n1 : n2) - CS_PROTO_HDR - 128;
+	int same = n1 > 0 && n2 > 0 && tail > 0 && memcmp(r1 + n1 - tail, r2 + n2 - tail, (size_t)tail) == 0;
+	printf("{\"prompt\":%ld,\"late\":%ld,\"same_result\":%d,\"late_wait_ms\":%lld}\n", n1, n2, same,
+		waited);
+	free(r1);
+	free(r2);
+	close(fd);
+	cs_buf_free(&b);
+	return 0;
+}
+
 static int do_auth(const char *token, int n)
 {
 	int fd = dial();
@@ -328,7 +426,8 @@ static int do_auth(const char *token, int n)
 static int usage(void)
 {
 	fprintf(stderr, "usage: cs_hostile [-h host] -p port flood N HOLD_MS | slow N SECONDS "
-			"INTERVAL_MS | noread QUERY PARAM ITEMS COUNT SECONDS | auth TOKEN N\n");
+			"INTERVAL_MS | noread QUERY PARAM ITEMS COUNT SECONDS | lateread QUERY PARAM "
+			"WAIT_MS | auth TOKEN N\n");
 	return 2;
 }
 
@@ -354,6 +453,8 @@ int main(int argc, char **argv)
 		return do_slow(atoi(a[0]), atoi(a[1]), atoi(a[2]));
 	if (strcmp(mode, "noread") == 0 && left == 5)
 		return do_noread(a[0], a[1], atoi(a[2]), atoi(a[3]), atoi(a[4]));
+	if (strcmp(mode, "lateread") == 0 && left == 3)
+		return do_lateread(a[0], a[1], atoi(a[2]));
 	if (strcmp(mode, "auth") == 0 && left == 2)
 		return do_auth(a[0], atoi(a[1]));
 	return usage();

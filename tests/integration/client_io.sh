@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# client_io.sh - issue 16 section 2, the client socket without a bufferevent: a reply is
+# written to the socket at once when nothing is queued for its client, and only the part the
+# socket does not take is queued; that tail counts against the output limits (a client that
+# stops reading is paused past client_output_soft_limit) and is written out in full once the
+# client reads. The read timeout keeps its meaning: idle_timeout closes a connection that
+# sends nothing and waits for nothing (counted), not one waiting for a slow answer, and not
+# one paused by its own unread output.
+. "$(dirname "$0")/daemon_lib.sh"
+
+# An 8 MiB row: far more than a loopback socket takes from a peer that does not read (its
+# 64 kB receive buffer, at most 4 MB of send buffer: net.ipv4.tcp_wmem).
+make_db <<'SQL'
+CREATE TABLE big (id int PRIMARY KEY, v text);
+INSERT INTO big VALUES (1, repeat(md5('1'), 262144));
+SQL
+EXTRA_SERVICE="max_reply = 16MB
+client_output_soft_limit = 1MB
+client_output_hard_limit = 64MB
+idle_timeout = 1500ms" write_config "$WORK/cs.ini"
+cat >>"$WORK/cs.ini" <<'INI'
+
+[query big_row]
+sql = SELECT v FROM big WHERE id = $1
+params = id:int4
+
+[query slow]
+sql = SELECT $1::int AS id, pg_sleep(2.5)::text AS slept
+params = id:int4
+INI
+start_daemon "$WORK/cs.ini"
+
+# (over max_result, 1 MB: served from the replica each time, not cached; a reply to a miss
+# and to a hit take the same path to the client)
+
+# One GET answered at once (the direct write leaves a tail, written as the client reads),
+# then the same GET left unread for 3 s: its tail stays queued, counted, and pauses the
+# client (over the 1 MB soft limit); once read, the reply is whole. The paused client is
+# not closed by idle_timeout (1.5 s): it is not being read, so it is not idle.
+"$HOSTILE" -p "$PORT" lateread big_row 1 3000 >"$WORK/late.json" &
+hpid=$!
+CLEANUPS+=("kill $hpid")
+row=
+for _ in $(seq 40); do
+  sleep 0.1
+  row=$(cli --json show clients | grep '"paused":true') && break
+done
+[ -n "$row" ] || fail "no paused client while an 8 MB reply waits unread: $(cli --json show clients)"
+queued=$(jnum queued_bytes <<<"$row")
+[ "$queued" -gt $((1024 * 1024)) ] ||
+  fail "an 8 MB reply left unread: $queued bytes queued, want the tail (> the 1 MB soft limit)"
+ok "unread 8 MB reply: $queued bytes queued, client paused"
+wait "$hpid" || fail "cs_hostile lateread failed"
+r=$(cat "$WORK/late.json")
+prompt=$(jnum prompt <<<"$r")
+late=$(jnum late <<<"$r")
+[ -n "$prompt" ] && [ "$prompt" -gt $((8 * 1024 * 1024)) ] || fail "the reply read at once is not whole: $r"
+[ -n "$late" ] && [ "$late" -gt $((8 * 1024 * 1024)) ] || fail "the reply read late is not whole: $r"
+[ "$(jnum same_result <<<"$r")" = 1 ] || fail "the reply read late differs from the one read at once: $r"
+[ "$(metric cachesvc_idle_closed_total)" = 0 ] || fail "a client paused by its own output was idle-closed"
+[ "$(metric cachesvc_output_limit_closed_total)" = 0 ] || fail "an 8 MB reply passed the 64 MB hard limit"
+ok "both replies whole ($prompt and $late bytes, same result); not idle-closed"
+
+# Idle: a connection that sends nothing is closed after idle_timeout (1.5 s), and counted.
+exec 4<>"/dev/tcp/127.0.0.1/$PORT"
+t0=$(date +%s%N)
+timeout 10 cat <&4 >/dev/null
+ms=$((($(date +%s%N) - t0) / 1000000))
+exec 4<&-
+[ "$ms" -ge 1300 ] && [ "$ms" -le 5000 ] || fail "an idle connection closed after $ms ms (idle_timeout 1.5 s)"
+[ "$(metric cachesvc_idle_closed_total)" = 1 ] || fail "idle close not counted: $(metric cachesvc_idle_closed_total)"
+ok "an idle connection closed after $ms ms, counted"
+
+# Busy is not idle: a client waiting 2.5 s for a miss sends nothing meanwhile, and keeps
+# its connection until the answer comes.
+out=$(cli --json get slow 1) || fail "a client waiting 2.5 s (idle_timeout 1.5 s) got: $out"
+grep -q '"source":"replica"' <<<"$out" || fail "the slow query was not answered by the replica: $out"
+[ "$(metric cachesvc_idle_closed_total)" = 1 ] || fail "a client waiting for its answer was idle-closed"
+ok "a client waiting 2.5 s for its answer kept its connection"
+cli ping >/dev/null || fail "the daemon does not answer"
