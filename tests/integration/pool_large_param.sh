@@ -26,8 +26,8 @@ INI
 start_daemon "$WORK/cs.ini"
 
 # The C client caps a request at 1 MiB; the Python client (Debian's python3-msgpack, as
-# client_python.sh) follows the server's max_frame. Four 8 MB GETs and six small ones, all
-# pipelined on one connection at once.
+# client_python.sh) follows the server's max_frame. Four 8 MB GETs and six small ones sent
+# at once over the client's connections.
 PY=/usr/bin/python3
 "$PY" -c 'import msgpack' 2>/dev/null ||
   fail "$PY cannot import msgpack: install python3-msgpack (scripts/lib.sh does)"
