@@ -12,7 +12,8 @@ SELECT 1;
 SQL
 
 EXTRA_SERVICE="primary_fallback = off
-max_frame = 16MB"
+max_frame = 16MB
+queue_timeout = 15s"
 EXTRA_REPLICA="pool_size = 2"
 REQUEST_TIMEOUT=20s
 write_config "$WORK/cs.ini"
@@ -37,7 +38,7 @@ import asyncio, hashlib, sys
 from cachesvc import aio
 SIZE = 8000000
 async def main():
-    async with aio.Client(sys.argv[1], timeout=20) as cs:
+    async with aio.Client(sys.argv[1], timeout=30) as cs:
         big = [chr(ord("a") + i) * SIZE for i in range(4)]
         small = ["small%d" % i for i in range(6)]
         reqs = [cs.get("lp_len", [v]) for v in big] + [cs.get("lp_len", [v]) for v in small]
