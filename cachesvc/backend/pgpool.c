@@ -60,9 +60,9 @@ typedef struct pgconn {
 	cs_pgconn pc;	     /* the lookup and connect (PC_CONNECTING; pgconn.h) */
 	pc_state state;
 	bool monitor;	     /* the server's health/lag connection, not in pipeline mode */
-	struct event ev;     /* EV_READ | EV_PERSIST while connected (conn_watch): added once */
-	struct event wev;    /* EV_WRITE | EV_PERSIST: added only while libpq holds unsent output */
-	bool ev_added, wev_added;
+	struct event ev;     /* EV_READ | EV_PERSIST while connected (conn_watch): added once;
+			      * | EV_WRITE only while libpq holds unsent output (conn_want_write) */
+	bool ev_added, want_write;
 	uint64_t deadline_us; /* the job/monitor query in flight (connects: pgconn.h) */
 
 	cs_pgjob *job;
@@ -135,47 +135,53 @@ static void monitor_round(cs_pgserver *s);
 
 /* ---- Small helpers --------------------------------------------------------------------- */
 
-/* A connected socket's events. The read event is persistent and stays added from the
- * connect to the close, through every query: readiness on an idle connection is a notice or
- * the server going away, on a busy one results. The write event is added only while libpq
- * holds output the kernel did not take (PQflush returned 1: a large pipeline, a full socket
- * buffer) and removed as soon as it is flushed. So a query costs no epoll_ctl at all in the
- * common case (the pipeline fits the socket buffer); before, every query removed and added
- * its read event twice (4 epoll_ctl). The socket cannot change once connected (it only
- * does between PQconnectPoll steps, pgconn.c's business). */
+/* A connected socket's event. It is persistent and stays added from the connect to the
+ * close, through every query: readiness on an idle connection is a notice or the server
+ * going away, on a busy one results. Write interest is added only while libpq holds output
+ * the kernel did not take (PQflush returned 1: a large pipeline, a full socket buffer) and
+ * dropped as soon as it is flushed. So a query costs no epoll_ctl at all in the common case
+ * (the pipeline fits the socket buffer); before, every query removed and added its read
+ * event twice (4 epoll_ctl). The socket cannot change once connected (it only does between
+ * PQconnectPoll steps, pgconn.c's business).
+ * One event for both interests, not a read and a write event: libpq closes the socket
+ * itself when a read fails, before conn_close removes the event; epoll forgot the socket
+ * with the close, and libevent takes the failing DEL of a whole registration as done, but
+ * would log a warning for the MOD that removing one of two events makes. Switching write
+ * interest therefore costs a DEL and an ADD, on the rare large-pipeline path only. */
 static void conn_unwait(pgconn *c)
 {
 	if (c->ev_added) {
 		event_del(&c->ev);
 		c->ev_added = false;
 	}
-	if (c->wev_added) {
-		event_del(&c->wev);
-		c->wev_added = false;
-	}
+	c->want_write = false;
+}
+
+static void conn_register(pgconn *c, bool write)
+{
+	event_assign(&c->ev, c->srv->base, PQsocket(c->conn),
+		EV_READ | EV_PERSIST | (write ? EV_WRITE : 0), conn_event, c);
+	event_add(&c->ev, NULL);
+	c->ev_added = true;
+	c->want_write = write;
 }
 
 /* Starts watching a connection that just connected (once per connection). */
 static void conn_watch(pgconn *c)
 {
 	conn_unwait(c);
-	evutil_socket_t fd = PQsocket(c->conn);
-	event_assign(&c->ev, c->srv->base, fd, EV_READ | EV_PERSIST, conn_event, c);
-	event_assign(&c->wev, c->srv->base, fd, EV_WRITE | EV_PERSIST, conn_event, c);
-	event_add(&c->ev, NULL);
-	c->ev_added = true;
+	conn_register(c, false);
 }
 
-/* Write interest on or off; an epoll_ctl only when it changes. */
+/* Write interest on or off; epoll_ctl only when it changes. Safe inside conn_event (the
+ * event is not pending between event_del and event_assign; libevent has read the callback
+ * of a persistent event before calling it). */
 static void conn_want_write(pgconn *c, bool on)
 {
-	if (on && !c->wev_added) {
-		event_add(&c->wev, NULL);
-		c->wev_added = true;
-	} else if (!on && c->wev_added) {
-		event_del(&c->wev);
-		c->wev_added = false;
-	}
+	if (on == c->want_write || !c->ev_added)
+		return;
+	conn_unwait(c);
+	conn_register(c, on);
 }
 
 static void server_notify(cs_pgserver *s)
