@@ -60,8 +60,9 @@ typedef struct pgconn {
 	cs_pgconn pc;	     /* the lookup and connect (PC_CONNECTING; pgconn.h) */
 	pc_state state;
 	bool monitor;	     /* the server's health/lag connection, not in pipeline mode */
-	struct event ev;
-	bool ev_added;
+	struct event ev;     /* EV_READ | EV_PERSIST while connected (conn_watch): added once;
+			      * | EV_WRITE only while libpq holds unsent output (conn_want_write) */
+	bool ev_added, want_write;
 	uint64_t deadline_us; /* the job/monitor query in flight (connects: pgconn.h) */
 
 	cs_pgjob *job;
@@ -134,22 +135,53 @@ static void monitor_round(cs_pgserver *s);
 
 /* ---- Small helpers --------------------------------------------------------------------- */
 
+/* A connected socket's event. It is persistent and stays added from the connect to the
+ * close, through every query: readiness on an idle connection is a notice or the server
+ * going away, on a busy one results. Write interest is added only while libpq holds output
+ * the kernel did not take (PQflush returned 1: a large pipeline, a full socket buffer) and
+ * dropped as soon as it is flushed. So a query costs no epoll_ctl at all in the common case
+ * (the pipeline fits the socket buffer); before, every query removed and added its read
+ * event twice (4 epoll_ctl). The socket cannot change once connected (it only does between
+ * PQconnectPoll steps, pgconn.c's business).
+ * One event for both interests, not a read and a write event: libpq closes the socket
+ * itself when a read fails, before conn_close removes the event; epoll forgot the socket
+ * with the close, and libevent takes the failing DEL of a whole registration as done, but
+ * would log a warning for the MOD that removing one of two events makes. Switching write
+ * interest therefore costs a DEL and an ADD, on the rare large-pipeline path only. */
 static void conn_unwait(pgconn *c)
 {
 	if (c->ev_added) {
 		event_del(&c->ev);
 		c->ev_added = false;
 	}
+	c->want_write = false;
 }
 
-/* Waits for `what` on the connection's current socket (which may change between
- * PQconnectPoll calls: re-registered at every step). */
-static void conn_wait(pgconn *c, short what)
+static void conn_register(pgconn *c, bool write)
 {
-	conn_unwait(c);
-	event_assign(&c->ev, c->srv->base, PQsocket(c->conn), what, conn_event, c);
+	event_assign(&c->ev, c->srv->base, PQsocket(c->conn),
+		EV_READ | EV_PERSIST | (write ? EV_WRITE : 0), conn_event, c);
 	event_add(&c->ev, NULL);
 	c->ev_added = true;
+	c->want_write = write;
+}
+
+/* Starts watching a connection that just connected (once per connection). */
+static void conn_watch(pgconn *c)
+{
+	conn_unwait(c);
+	conn_register(c, false);
+}
+
+/* Write interest on or off; epoll_ctl only when it changes. Safe inside conn_event (the
+ * event is not pending between event_del and event_assign; libevent has read the callback
+ * of a persistent event before calling it). */
+static void conn_want_write(pgconn *c, bool on)
+{
+	if (on == c->want_write || !c->ev_added)
+		return;
+	conn_unwait(c);
+	conn_register(c, on);
 }
 
 static void server_notify(cs_pgserver *s)
@@ -496,9 +528,8 @@ static void conn_connected(pgconn *c)
 		return;
 	}
 	c->state = PC_IDLE;
-	conn_unwait(c);
-	/* Watch for the server closing an idle connection. */
-	conn_wait(c, EV_READ);
+	/* Watch for results, and for the server closing an idle connection. */
+	conn_watch(c);
 	if (c->monitor) {
 		monitor_round(s);
 	} else {
@@ -506,13 +537,17 @@ static void conn_connected(pgconn *c)
 	}
 }
 
-/* Pushes pending output; waits for write-readiness while libpq still has bytes to send. */
+/* Pushes pending output; waits for write-readiness while libpq still has bytes to send.
+ * Every PQflush of a connected socket goes through here, so write interest always follows
+ * the last flush (never an older one: a job callback may send the next job on the same
+ * connection before its caller's flush would be looked at again). No syscall when libpq
+ * holds no output and write interest is already off. */
 static int conn_flush(pgconn *c)
 {
 	int rc = PQflush(c->conn);
 	if (rc < 0)
 		return -1;
-	conn_wait(c, rc == 1 ? EV_READ | EV_WRITE : EV_READ);
+	conn_want_write(c, rc == 1);
 	return 0;
 }
 
@@ -937,10 +972,14 @@ static void on_monitor_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ---- Event handling -------------------------------------------------------------------- */
 
+/* Readiness of a connected socket (both events, persistent: they stay added). Results are
+ * handed to the job's callback here, in this call: no deferral to a later loop iteration.
+ * The callback may run anything (send the next job on this very connection, retire the
+ * server and close its idle connections), so after it nothing is assumed but what is
+ * checked again: the PGconn (closed?) and the state. */
 static void conn_event(evutil_socket_t fd, short what, void *arg)
 {
 	pgconn *c = arg;
-	c->ev_added = false; /* non-persistent: fired means removed */
 	if (what & EV_READ) {
 		if (!PQconsumeInput(c->conn)) {
 			conn_fail(c, -CS_ERR_UNAVAILABLE, PQerrorMessage(c->conn));
@@ -953,12 +992,12 @@ static void conn_event(evutil_socket_t fd, short what, void *arg)
 			conn_fail(c, -CS_ERR_UNAVAILABLE, PQerrorMessage(c->conn));
 			return;
 		}
-		conn_wait(c, EV_READ);
+		if (conn_flush(c) != 0) /* nothing is pending when idle: drops write interest */
+			conn_fail(c, -CS_ERR_UNAVAILABLE, PQerrorMessage(c->conn));
 		return;
 	}
 	/* PQflush again: the server may have stopped reading until we read. */
-	int rc = PQflush(c->conn);
-	if (rc < 0) {
+	if (conn_flush(c) != 0) {
 		conn_fail(c, -CS_ERR_UNAVAILABLE, PQerrorMessage(c->conn));
 		return;
 	}
@@ -967,14 +1006,9 @@ static void conn_event(evutil_socket_t fd, short what, void *arg)
 	else
 		job_results(c);
 	if (c->conn == NULL)
-		return; /* failed while reading */
-	if (c->state == PC_BUSY)
-		conn_wait(c, rc == 1 ? EV_READ | EV_WRITE : EV_READ);
-	else if (c->state == PC_IDLE) {
-		conn_wait(c, EV_READ);
-		if (!c->monitor)
-			dispatch(c->srv);
-	}
+		return; /* failed while reading, or closed by a callback */
+	if (c->state == PC_IDLE && !c->monitor)
+		dispatch(c->srv); /* queued jobs (or one put back to run again) */
 }
 
 /* ---- Queue and dispatch ---------------------------------------------------------------- */
