@@ -159,6 +159,15 @@ void cs_m_u64(cs_metrics *m, cs_mtype type, const char *name, const char *help, 
 		cs_sb_printf(&f->samples, " %llu\n", (unsigned long long)v);
 }
 
+void cs_m_quantiles(cs_metrics *m, const char *name, const char *help, const cs_hist *h)
+{
+	static const char *const qn[] = { "0.5", "0.9", "0.99", "0.999" };
+	static const double qv[] = { 0.5, 0.9, 0.99, 0.999 };
+	for (size_t i = 0; i < sizeof qv / sizeof qv[0]; i++)
+		cs_m(m, CS_M_GAUGE, name, help, (double)cs_hist_quantile(h, qv[i]) / 1e6, "q", qn[i],
+			NULL);
+}
+
 void cs_m_hist(cs_metrics *m, const char *name, const char *help, const cs_hist *h, ...)
 {
 	family *f = family_of(m, CS_M_HISTOGRAM, name, help);

@@ -33,6 +33,10 @@ void cs_m_u64(cs_metrics *m, cs_mtype type, const char *name, const char *help, 
 void cs_m_hist(cs_metrics *m, const char *name, const char *help, const cs_hist *h, ...)
 	__attribute__((sentinel));
 
+/* The histogram's quantiles 0.5, 0.9, 0.99, 0.999 (exact within the histogram's 0.8%, unlike
+ * bounds between Prometheus buckets) as a gauge in seconds labelled q. */
+void cs_m_quantiles(cs_metrics *m, const char *name, const char *help, const cs_hist *h);
+
 /* A summary without quantiles: name_sum (sum) and name_count (count). */
 void cs_m_summary(cs_metrics *m, const char *name, const char *help, double sum, uint64_t count,
 	...) __attribute__((sentinel));

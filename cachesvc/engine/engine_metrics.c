@@ -82,12 +82,9 @@ static void near_metrics(const cs_engine *e, cs_metrics *m)
 	cs_m_hist(m, "cachesvc_near_staleness_seconds",
 		"Commit on the primary to a held near entry dropped (keys this process's invalidator sent)",
 		&e->near_stale_us, NULL);
-	static const char *const qn[] = { "0.5", "0.9", "0.99", "0.999" };
-	static const double qv[] = { 0.5, 0.9, 0.99, 0.999 };
-	for (size_t i = 0; i < CS_ARRAY_LEN(qv); i++)
-		cs_m(m, CS_M_GAUGE, "cachesvc_near_staleness_quantile_seconds",
-			"Near staleness at quantile q since the start, from the fine histogram",
-			(double)cs_hist_quantile(&e->near_stale_us, qv[i]) / 1e6, "q", qn[i], NULL);
+	cs_m_quantiles(m, "cachesvc_near_staleness_quantile_seconds",
+		"Near staleness at quantile q since the start, from the fine histogram",
+		&e->near_stale_us);
 }
 
 void cs_engine_metrics_add(const cs_engine *e, cs_metrics *m)

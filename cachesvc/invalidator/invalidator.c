@@ -695,13 +695,8 @@ void cs_inv_metrics(const cs_inv *inv, cs_metrics *m)
 		s->receive_timeouts, NULL);
 	cs_m_hist(m, "cachesvc_invalidator_lag_seconds",
 		"Commit on the primary to invalidation acknowledged by Redis", &s->lag_us, NULL);
-	/* The same lag at quantiles of the fine histogram (within 0.8%), since the start: the
-	 * Prometheus buckets above only bound a quantile between two bucket edges. */
-	static const char *const qn[] = { "0.5", "0.9", "0.99", "0.999" };
-	static const double qv[] = { 0.5, 0.9, 0.99, 0.999 };
-	for (size_t i = 0; i < sizeof qv / sizeof qv[0]; i++)
-		cs_m(m, CS_M_GAUGE, "cachesvc_invalidator_lag_quantile_seconds",
-			"Invalidation lag at quantile q of every commit since the start, from the fine "
-			"histogram",
-			(double)cs_hist_quantile(&s->lag_us, qv[i]) / 1e6, "q", qn[i], NULL);
+	/* the same lag at quantiles of the fine histogram, since the start */
+	cs_m_quantiles(m, "cachesvc_invalidator_lag_quantile_seconds",
+		"Invalidation lag at quantile q of every commit since the start, from the fine "
+		"histogram", &s->lag_us);
 }
