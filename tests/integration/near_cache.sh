@@ -161,3 +161,13 @@ redis-cli -p "$RPORT" -n 15 flushdb >/dev/null
 until_true 5 metric_ge cachesvc_near_flushes_total $((f0 + 1)) || fail "FLUSHDB (a nil tracking message) did not flush the near cache"
 [ "$(metric cachesvc_redis_epoch_invalid_total)" = "$i0" ] || fail "the epoch check fired: not the nil message's flush"
 ok "a nil tracking message (FLUSHDB of another database) flushes the near cache"
+
+# The near cache's metrics are valid exposition (promtool, as metrics_valid checks the rest).
+if command -v promtool >/dev/null; then
+  http /metrics >"$WORK/metrics.txt"
+  grep -q '^cachesvc_near_staleness_seconds_bucket' "$WORK/metrics.txt" || fail "no near staleness histogram"
+  rc=0
+  promtool check metrics <"$WORK/metrics.txt" >"$WORK/promtool.out" 2>&1 || rc=$?
+  [ $rc = 0 ] && [ ! -s "$WORK/promtool.out" ] || fail "promtool: $(head -5 "$WORK/promtool.out")"
+  ok "near cache metrics pass promtool check metrics"
+fi
