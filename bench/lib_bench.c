@@ -142,7 +142,7 @@ static struct {
 	uint64_t ops, hits, errors, rng;
 	uint64_t fill_next, fill_done;
 	int fill_failed;
-	uint64_t ready_deadline;
+	uint64_t ready_deadline, end_us;
 } A;
 
 static void a_issue(aslot *s);
@@ -163,7 +163,12 @@ static void a_done(void *priv, int err, const char *msg, const cachesvc_result *
 			event_base_loopbreak(A.base);
 		return;
 	}
-	uint64_t dt = now_us() - s->t0;
+	uint64_t now = now_us(), dt = now - s->t0;
+	/* The end is checked here, not only by the timer: near hits are answered through the
+	 * library's deferred event, which a callback re-issuing a near hit keeps active, and
+	 * libevent then never leaves its active queue to run timers. */
+	if (now >= A.end_us)
+		A.stopping = true;
 	A.hist.n[bucket_of(dt)]++;
 	A.ops++;
 	if (err != 0)
@@ -263,6 +268,7 @@ static int run_async(const char *config, int seconds)
 	struct timeval tv = { seconds, 0 };
 	evtimer_add(stop_ev, &tv);
 	uint64_t t0 = now_us();
+	A.end_us = t0 + (uint64_t)seconds * 1000000u;
 	for (int i = 0; i < A.outstanding; i++)
 		a_issue(&A.slots[i]);
 	if (A.pending > 0)
