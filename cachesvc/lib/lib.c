@@ -411,7 +411,14 @@ static void park(areq *a, int err, const char *msg, cs_result *res, uint64_t n)
 	else
 		h->deferred = a;
 	h->deferred_tail = a;
-	event_active(h->defer_ev, EV_TIMEOUT, 1);
+	/* A zero timeout, not event_active: answers parked by callbacks of this very delivery
+	 * (an application re-issuing from its callback, answered from the near cache) wait
+	 * for the next loop pass, so timers and I/O - the engine's and the application's - are
+	 * never starved by a chain of immediate answers. */
+	if (!event_pending(h->defer_ev, EV_TIMEOUT, NULL)) {
+		struct timeval now = { 0, 0 };
+		event_add(h->defer_ev, &now);
+	}
 }
 
 static void flush_deferred(cachesvc *h)

@@ -10,6 +10,8 @@
  *   lib_test coalesce CONFIG THREADS QUERY PARAM     concurrent blocking misses on one key
  *   lib_test coalesce_async CONFIG N QUERY PARAM     N asynchronous misses on one key
  *                                                    (both warm up on query co_warm first)
+ *   lib_test near_chain CONFIG QUERY PARAM  callbacks re-issuing near-cache hits for ever:
+ *                                           a timer of the application still fires
  *
  * Queries (lib_read_path.sh): lp_user(id) -> id, name; lp_boom(id) divides by zero;
  * lp_slow(secs, n) sleeps. Prints "ok - ..." per check; exits 1 at the first failure. */
@@ -717,6 +719,66 @@ static void scenario_coalesce_async(const char *conf, int n, const char *query,
 	event_base_free(a.base);
 }
 
+/* A chain of GETs, each issued from the previous one's callback, all answered from the near
+ * cache (immediately, parked by the library until the loop runs): the application's timer
+ * must still fire within its time, the loop's I/O and timers not starved by the chain. */
+typedef struct chain {
+	actx *a;
+	cachesvc_request req;
+	cachesvc_value p;
+	int n;
+	uint64_t t0_ms, fired_ms;
+} chain;
+
+static void on_chain(void *priv, int err, const char *msg, const cachesvc_result *r)
+{
+	chain *c = priv;
+	c->n++;
+	CHECK(err == 0, "chain: %s", msg);
+	if (c->fired_ms || now_ms() - c->t0_ms > 5000) {
+		event_base_loopbreak(c->a->base);
+		return;
+	}
+	CHECK(cachesvc_get(c->a->cs, &c->req, on_chain, c) == 0, "chain: get refused");
+}
+
+static void on_chain_timer(evutil_socket_t fd, short what, void *arg)
+{
+	chain *c = arg;
+	c->fired_ms = now_ms() - c->t0_ms;
+}
+
+static void scenario_near_chain(const char *conf, const char *query, const char *param)
+{
+	signal(SIGPIPE, SIG_IGN);
+	actx a = { .base = event_base_new() };
+	a.cs = async_open(a.base, conf);
+	for (int i = 0; i < 200; i++) { /* filled, then held near */
+		async_run(&a, query, param, 1, 0);
+		if (a.last_err == 0 && a.last_src == CACHESVC_SRC_CACHE && i > 3)
+			break;
+		usleep(20000);
+	}
+	CHECK(a.last_src == CACHESVC_SRC_CACHE, "near_chain: %s %s never cached", query, param);
+	chain c = { .a = &a };
+	c.p = cachesvc_text(param);
+	c.req = (cachesvc_request){ .query = query, .params = &c.p, .nparams = 1,
+		.tier = CACHESVC_TIER_DEFAULT };
+	struct event *t = evtimer_new(a.base, on_chain_timer, &c);
+	struct timeval tv = { 0, 200000 };
+	evtimer_add(t, &tv);
+	c.t0_ms = now_ms();
+	CHECK(cachesvc_get(a.cs, &c.req, on_chain, &c) == 0, "chain: get refused");
+	event_base_dispatch(a.base);
+	event_free(t);
+	printf("{\"answers\":%d,\"timer_ms\":%llu}\n", c.n, (unsigned long long)c.fired_ms);
+	CHECK(c.fired_ms > 0 && c.fired_ms < 2000, "a 200 ms timer fired after %llu ms (0: never) "
+						    "while %d chained answers ran",
+		(unsigned long long)c.fired_ms, c.n);
+	cachesvc_close(a.cs);
+	event_base_free(a.base);
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -737,6 +799,8 @@ int main(int argc, char **argv)
 		scenario_async(conf);
 	else if (strcmp(mode, "coalesce") == 0 && argc == 6)
 		scenario_coalesce(conf, atoi(argv[3]), argv[4], argv[5]);
+	else if (strcmp(mode, "near_chain") == 0 && argc == 5)
+		scenario_near_chain(conf, argv[3], argv[4]);
 	else if (strcmp(mode, "coalesce_async") == 0 && argc == 6)
 		scenario_coalesce_async(conf, atoi(argv[3]), argv[4], argv[5]);
 	else
