@@ -102,6 +102,8 @@ typedef struct client {
 			      * when the frames are done (serve_rest) */
 	bool want_write;     /* wev is added: the socket took only part of the output */
 	bool more_frames;    /* in_read: another frame follows the one being handled */
+	bool serve_pending;  /* resumed while another client's frame was handled: its buffered
+			      * frames are served by flush_ev (on flushq), not nested */
 	/* idle_timeout and the output low watermark (a quarter of client_output_soft_limit)
 	 * as they were when it was accepted: a reload applies them to new connections only
 	 * (CONFIG.md), as with the bufferevent's timeout and watermark before */
@@ -151,6 +153,7 @@ struct cs_server {
 	client partial; /* sentinel of the list of clients with a partial frame (pnext/pprev) */
 	client flushq;	/* sentinel of the clients whose output waits for flush_ev (fnext/fprev) */
 	struct event *flush_ev; /* activated (no system call) to write flushq at the end of a pass */
+	int handling;		/* frames being handled (nested: an engine callback inside one) */
 	struct event *frame_sweep;
 	cs_server_stats stats;
 	cs_buf out; /* scratch for one reply frame */
@@ -174,6 +177,7 @@ struct cs_server {
 };
 
 static void client_serve(client *c);
+static void serve_or_defer(client *c);
 
 static const cs_config *cfg_of(const cs_server *s)
 {
@@ -226,6 +230,10 @@ static void on_flush_check(evutil_socket_t fd, short what, void *arg)
  * returns). */
 static void client_free_if_done(client *c)
 {
+	if (c->fd < 0 && !c->in_read && c->in) {
+		evbuffer_free(c->in); /* kept by client_close while its frames were handled */
+		c->in = NULL;
+	}
 	if (c->fd < 0 && c->inflight == 0 && !c->in_read)
 		free(c);
 }
@@ -284,11 +292,16 @@ static void client_close(client *c)
 	event_free(c->rev);
 	if (c->wev)
 		event_free(c->wev);
-	evbuffer_free(c->in);
+	/* the frame being handled (and the MGET items decoded from it) may live in c->in:
+	 * freed with the client, after its frames (in_read) */
+	if (!c->in_read) {
+		evbuffer_free(c->in);
+		c->in = NULL;
+	}
 	evbuffer_free(c->out);
 	evutil_closesocket(c->fd);
 	c->rev = c->wev = NULL;
-	c->in = c->out = NULL;
+	c->out = NULL;
 	c->fd = -1;
 	c->prev->next = c->next;
 	c->next->prev = c->prev;
@@ -379,7 +392,7 @@ static void output_drained(client *c)
 		evbuffer_get_length(c->out) <= c->low_water &&
 		client_queued(c) <= cfg->client_output_soft) {
 		client_pause(c, false);
-		client_serve(c); /* frames may already be buffered */
+		serve_or_defer(c); /* frames may already be buffered */
 	}
 }
 
@@ -426,16 +439,43 @@ static void client_send(client *c, cs_buf *b)
 	output_check(c);
 }
 
-/* flush_ev: writes the output of the clients whose replies came in this pass. */
+/* flush_ev: writes the output of the clients whose replies came in this pass, and serves
+ * the buffered frames of those resumed while another client's frame was handled. */
 static void on_flush(evutil_socket_t fd, short what, void *arg)
 {
 	cs_server *s = arg;
 	while (s->flushq.fnext != &s->flushq) {
 		client *c = s->flushq.fnext;
 		flushq_unlink(c);
+		bool serve = c->serve_pending;
+		c->serve_pending = false;
+		if (serve && !c->paused && !c->in_read) {
+			client_serve(c); /* writes its output too (serve_rest); may free c */
+			continue;
+		}
 		if (!c->want_write && client_write_out(c))
 			output_drained(c);
 	}
+}
+
+/* Serves c's buffered frames now, or - while another client's frame is being handled (an
+ * engine callback inside it) - at the end of the pass: frames are never handled nested,
+ * since one frame's decoded requests (s->mget_scratch) are in use until it returns. */
+static void serve_or_defer(client *c)
+{
+	cs_server *s = c->srv;
+	if (s->handling == 0) {
+		client_serve(c);
+		return;
+	}
+	c->serve_pending = true;
+	if (c->fnext == NULL) {
+		c->fnext = &s->flushq;
+		c->fprev = s->flushq.fprev;
+		s->flushq.fprev->fnext = c;
+		s->flushq.fprev = c;
+	}
+	event_active(s->flush_ev, EV_WRITE, 0);
 }
 
 /* A request finished: the connection may read again, or be freed. */
@@ -450,7 +490,7 @@ static void request_done(client *c)
 		   client_queued(c) <= cfg_of(s)->client_output_soft) {
 		client_pause(c, false);
 		if (!c->in_read)
-			client_serve(c); /* frames may already be buffered */
+			serve_or_defer(c); /* frames may already be buffered */
 	}
 	maybe_drained(s);
 }
@@ -1143,7 +1183,9 @@ static void read_frames(client *c, const uint8_t *p, size_t n)
 		}
 		f.body = fp + CS_PROTO_HDR;
 		c->more_frames = avail - need >= CS_PROTO_HDR;
+		s->handling++;
 		handle_frame(c, &f);
+		s->handling--;
 		c->more_frames = false;
 		/* handle_frame may have closed the connection; the engine copied what it kept. */
 		if (c->fd < 0)

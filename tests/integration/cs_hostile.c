@@ -10,6 +10,7 @@
  *       INTERVAL_MS (so none completes a frame in time); after SECONDS prints how many the
  *       server closed: {"open","closed","first_close_ms","last_close_ms"}.
  *   cs_hostile -p port noread QUERY PARAM ITEMS COUNT SECONDS
+ *   cs_hostile -p port noread_burst QUERY PARAM ITEMS COUNT SECONDS   (all frames in one write)
  *       one connection writes COUNT MGET frames of ITEMS GETs of QUERY(PARAM) and never reads;
  *       ends when the server closes it or after SECONDS: {"closed","frames_sent","ms"}.
  *   cs_hostile -p port lateread QUERY PARAM WAIT_MS
@@ -30,6 +31,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -251,7 +253,8 @@ static int do_slow(int n, int seconds, int interval_ms)
 	return 0;
 }
 
-static int do_noread(const char *query, const char *param, int items, int count, int seconds)
+static int do_noread(const char *query, const char *param, int items, int count, int seconds,
+	bool burst)
 {
 	if (items < 1 || items > CS_PROTO_MAX_MGET)
 		return 2;
@@ -276,6 +279,26 @@ static int do_noread(const char *query, const char *param, int items, int count,
 		return 2;
 	long long start = now_ms(), end = start + seconds * 1000LL;
 	int sent = 0, closed = 0;
+	if (burst) {
+		/* every frame in one write: the server then handles most of them from its
+		 * connection buffer, not from a fresh read */
+		uint8_t *all = malloc(b.len * (size_t)count);
+		if (all == NULL)
+			return 2;
+		for (int k = 0; k < count; k++) {
+			memcpy(all + b.len * (size_t)k, b.data, b.len);
+			uint32_t id = (uint32_t)k + 1;
+			all[b.len * (size_t)k + 8] = (uint8_t)(id >> 24);
+			all[b.len * (size_t)k + 9] = (uint8_t)(id >> 16);
+			all[b.len * (size_t)k + 10] = (uint8_t)(id >> 8);
+			all[b.len * (size_t)k + 11] = (uint8_t)id;
+		}
+		if (write_all(fd, all, b.len * (size_t)count, end) == 0)
+			sent = count;
+		else
+			closed = now_ms() < end;
+		free(all);
+	}
 	while (sent < count) {
 		/* a distinct request id per frame: ids in flight together must differ */
 		uint32_t id = (uint32_t)sent + 1;
@@ -452,7 +475,9 @@ int main(int argc, char **argv)
 	if (strcmp(mode, "slow") == 0 && left == 3)
 		return do_slow(atoi(a[0]), atoi(a[1]), atoi(a[2]));
 	if (strcmp(mode, "noread") == 0 && left == 5)
-		return do_noread(a[0], a[1], atoi(a[2]), atoi(a[3]), atoi(a[4]));
+		return do_noread(a[0], a[1], atoi(a[2]), atoi(a[3]), atoi(a[4]), false);
+	if (strcmp(mode, "noread_burst") == 0 && left == 5)
+		return do_noread(a[0], a[1], atoi(a[2]), atoi(a[3]), atoi(a[4]), true);
 	if (strcmp(mode, "lateread") == 0 && left == 3)
 		return do_lateread(a[0], a[1], atoi(a[2]));
 	if (strcmp(mode, "auth") == 0 && left == 2)
