@@ -10,10 +10,10 @@
 #include <sys/socket.h>
 
 #include <event2/event.h>
-#include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
+#include "redis_ev.h"
 #include "redis_url.h"
 #include "log.h"
 #include "resolve.h"
@@ -286,7 +286,7 @@ static void connect_addr(cs_redis *r, const char *addr)
 		return;
 	}
 	ac->data = r;
-	if (redisLibeventAttach(ac, r->base) != REDIS_OK) {
+	if (cs_redis_ev_attach(ac, r->base) != REDIS_OK) {
 		redisAsyncFree(ac);
 		r->state = RS_IDLE;
 		schedule_reconnect(r);
