@@ -193,6 +193,7 @@ static void drop_connection(cs_redis *r, const char *why)
 	cs_warn("redis %s: dropping connection: %s", r->name, why);
 	redisAsyncContext *ac = r->ac;
 	r->ac = NULL;
+	r->hs_failed = false; /* the next connection's handshake has not failed */
 	ac->data = NULL; /* our disconnect callback must not touch r */
 	set_state(r, RS_IDLE);
 	redisAsyncFree(ac); /* runs every pending on_reply with NULL */
@@ -286,6 +287,7 @@ static void connect_addr(cs_redis *r, const char *addr)
 		return;
 	}
 	ac->data = r;
+	r->hs_failed = false;
 	if (cs_redis_ev_attach(ac, r->base) != REDIS_OK) {
 		redisAsyncFree(ac);
 		r->state = RS_IDLE;

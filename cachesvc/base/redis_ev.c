@@ -5,8 +5,9 @@
  * arms write interest that is disarmed once written (two more). Here:
  *  - the read event is persistent: armed once when hiredis first asks, until it says stop;
  *  - a write on a connected socket is not waited for: addWrite activates a deferred event
- *    (no syscall) that runs once later in the same loop pass, after every callback that
- *    may still queue commands, and writes everything queued at once. Only when the socket
+ *    (no syscall) that runs later in the same loop pass, after the callbacks already due,
+ *    and writes everything queued by then at once (a command queued after it starts another
+ *    one, in the same pass). Only when the socket
  *    does not take it all (hiredis asks again from inside that write) is write interest
  *    armed, until hiredis says the buffer is empty;
  *  - while connecting, write interest is armed as usual: writability is how a non-blocking
@@ -99,6 +100,9 @@ static void del_write(void *p)
 static void cleanup(void *p)
 {
 	hooks *h = p;
+	/* hiredis may still call onDisconnect after this: nothing may reach the hooks */
+	h->ac->ev.addRead = h->ac->ev.delRead = NULL;
+	h->ac->ev.addWrite = h->ac->ev.delWrite = NULL;
 	event_free(h->rev);
 	event_free(h->wev);
 	event_free(h->flush); /* a pending deferred write is cancelled */

@@ -108,7 +108,7 @@ static void on_tracking_on(cs_redis *rd, redisReply *reply, void *priv)
 		}
 		/* the redirect target is not there (another Redis run, a half-open connection):
 		 * a new pub/sub connection gets a new id */
-		if (strstr(msg, "does not exist"))
+		if (strstr(msg, "does not exist") && cs_redis_client_id(e->pubsub) == e->near_redirect)
 			cs_redis_reconnect(e->pubsub, "near cache: its id is unknown to Redis");
 		return; /* retried by the heartbeat timer */
 	}

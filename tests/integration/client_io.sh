@@ -40,10 +40,19 @@ start_daemon "$WORK/cs.ini"
 "$HOSTILE" -p "$PORT" lateread big_row 1 3000 >"$WORK/late.json" &
 hpid=$!
 CLEANUPS+=("kill $hpid")
+# the prompt reply's draining client is paused too (until it is under the low-water mark):
+# wait for the row of the unread reply, paused with its tail queued
 row=
+late_row() {
+  local r q
+  r=$(cli --json show clients | grep '"paused":true') || return 1
+  q=$(jnum queued_bytes <<<"$r")
+  [ "${q:-0}" -gt $((1024 * 1024)) ] && row=$r
+}
 for _ in $(seq 40); do
   sleep 0.1
-  row=$(cli --json show clients | grep '"paused":true') && break
+  late_row && break
+  row=$(cli --json show clients | grep '"paused":true') || row=
 done
 [ -n "$row" ] || fail "no paused client while an 8 MB reply waits unread: $(cli --json show clients)"
 queued=$(jnum queued_bytes <<<"$row")

@@ -330,10 +330,13 @@ private_redis() {
   CLEANUPS+=("redis-cli -p $RPORT shutdown nosave")
   start_redis
 }
+redis_pong() { [ "$(redis-cli -p "$RPORT" ping 2>/dev/null)" = PONG ]; }
 start_redis() {
   redis-server --port "$RPORT" --bind 127.0.0.1 --save '' "${PRIVATE_REDIS_OPTS[@]}" \
     --daemonize yes --pidfile "$WORK/redis/redis.pid" --logfile "$WORK/redis.log" --dir "$WORK/redis" >/dev/null
-  until_true 10 redis-cli -p "$RPORT" ping >/dev/null || fail "private redis did not start"
+  # PONG, not just an answer: while it loads its AOF or RDB Redis answers -LOADING (and
+  # redis-cli still exits 0), and what a test reads then is not the restored data
+  until_true 30 redis_pong || fail "private redis did not start (or never finished loading)"
 }
 # private_redis_gone: waits (10 s) until the private Redis no longer answers, or fails.
 private_redis_gone() {
