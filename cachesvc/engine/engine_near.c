@@ -236,7 +236,9 @@ void on_tracking_message(cs_redis *rd, redisReply *reply, void *priv)
 		return;
 	redisReply *m = reply->element[2];
 	if (m->type != REDIS_REPLY_ARRAY) {
-		/* nil: FLUSHALL or FLUSHDB - every tracked key is gone */
+		/* nil: FLUSHALL or FLUSHDB (of any database) - every tracked key may be gone */
+		if (cs_near_get_stats(e->near)->entries)
+			cs_info("near cache: flushed (Redis ran FLUSHALL or FLUSHDB)");
 		cs_near_flush(e->near);
 		return;
 	}

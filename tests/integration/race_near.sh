@@ -32,11 +32,17 @@ near_hit_now() {
   [ "$(metric cachesvc_near_hits_total)" -gt "$h" ]
 }
 near_held() { until_true 10 near_hit_now "$1"; }
+# A Redis of this test's own: a FLUSHDB of any database on a shared Redis (every test does
+# one at its start) sends every tracking client a nil invalidation, which rightly empties the
+# near cache - and would void the held-and-changed phase below.
+private_redis
+redis() { redis-cli -p "$RPORT" "$@"; }
 near_round() { # TRACKING SEED -> sets n stale hits dropped discarded
   local tracking=$1 seed=$2
   race_config on
   printf 'near_cache_size = 1MB\nnear_cache_tracking = %s\n' "$tracking" >"$WORK/near.ini"
   sed -i "/^\[cachesvc\]/r $WORK/near.ini" "$WORK/cs.ini"
+  sed -i "s|^url = .*|url = redis://127.0.0.1:$RPORT/0|" "$WORK/cs.ini"
   start_daemon "$WORK/cs.ini"
   until_true 30 streaming || fail "the invalidator never streamed"
   until_true 20 metric_is cachesvc_near_on 1 || fail "the near cache never came on"
@@ -44,8 +50,8 @@ near_round() { # TRACKING SEED -> sets n stale hits dropped discarded
   settle
   # Every key held near now (read until a near hit each), then one more commit changes
   # every row: only the tracking messages can drop what is held.
-  # (a flush meanwhile - a Redis command timeout on a loaded machine drops the connection -
-  # empties it: read them all again, at most three times)
+  # (a flush meanwhile - a Redis command timed out on a loaded machine - empties it: read
+  # them all again, at most three times)
   local id attempt
   for attempt in 1 2 3; do
     for id in $(seq 1 "$HOT"); do
