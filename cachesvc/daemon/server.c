@@ -271,6 +271,19 @@ static void partial_mark(client *c, bool fresh)
 	}
 }
 
+/* Puts c on flushq (once) and has flush_ev run at the end of this pass (no system call). */
+static void flushq_add(client *c)
+{
+	cs_server *s = c->srv;
+	if (c->fnext == NULL) {
+		c->fnext = &s->flushq;
+		c->fprev = s->flushq.fprev;
+		s->flushq.fprev->fnext = c;
+		s->flushq.fprev = c;
+	}
+	event_active(s->flush_ev, EV_WRITE, 0);
+}
+
 static void flushq_unlink(client *c)
 {
 	if (c->fnext == NULL)
@@ -428,13 +441,8 @@ static void client_send(client *c, cs_buf *b)
 	if (direct) {
 		write_interest(c, true); /* the tail */
 	} else if (!c->in_read && !c->want_write && c->fnext == NULL) {
-		/* written at the end of this pass (serve_rest writes its own after the frames) */
-		cs_server *s = c->srv;
-		c->fnext = &s->flushq;
-		c->fprev = s->flushq.fprev;
-		s->flushq.fprev->fnext = c;
-		s->flushq.fprev = c;
-		event_active(s->flush_ev, EV_WRITE, 0);
+		flushq_add(c); /* written at the end of this pass (serve_rest writes its own
+				* after the frames) */
 	}
 	output_check(c);
 }
@@ -469,13 +477,7 @@ static void serve_or_defer(client *c)
 		return;
 	}
 	c->serve_pending = true;
-	if (c->fnext == NULL) {
-		c->fnext = &s->flushq;
-		c->fprev = s->flushq.fprev;
-		s->flushq.fprev->fnext = c;
-		s->flushq.fprev = c;
-	}
-	event_active(s->flush_ev, EV_WRITE, 0);
+	flushq_add(c);
 }
 
 /* A request finished: the connection may read again, or be freed. */
