@@ -35,10 +35,19 @@
  *                        that sees another evicted_keys needs data at or past fmax
  *   channel <ns>:gen     "<q> <g>" on every generation bump; "* <epoch>" on a new epoch
  *
- * The scripts and the proof that no stale entry survives are in fence.c. */
+ * The scripts and the proof that no stale entry survives are in fence.c.
+ *
+ * On Redis Cluster (cs_ks_init_cluster; CLUSTER.md) the namespace is spread over
+ * CS_KS_BUCKETS buckets. Every key of bucket b starts with the hash tag "{<ns>:<b>}" in place
+ * of "<ns>", so a bucket is one slot: an entry, its fence and its lease are in the bucket of
+ * their query and parameters (cs_ks_bucket); the generation, query-level fence, horizon,
+ * position, epoch, fmax and evk have one copy per bucket (the *_in builders); bucket 0 holds
+ * the canonical copies (what the plain builders and the fixed names give) and the
+ * invalidator's marks; the channel stays "<ns>:gen". */
 #ifndef CS_KEYSPACE_H
 #define CS_KEYSPACE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -46,18 +55,32 @@
 #include "params.h"
 
 #define CS_NS_MAX 32
-/* Longest key: "<ns>:e:<q>:<g>:<p>" */
-#define CS_KEY_MAX (CS_NS_MAX + 3 + CS_PROTO_MAX_NAME + 1 + 20 + 1 + CS_CANON_MAX + 1)
-/* Longest fixed name (no parameters): "<ns>:inv:slot:<slot>" and the like */
-#define CS_NAME_MAX (CS_NS_MAX + 16 + 64)
+/* Buckets of a cluster namespace: a constant of the layout (processes that disagreed would
+ * put a key's fence and its fills in different buckets). */
+#define CS_KS_BUCKETS 256
+/* Longest key prefix: "{<ns>:255}" */
+#define CS_KS_PREFIX_MAX (CS_NS_MAX + 6)
+/* Longest key: "<prefix>:e:<q>:<g>:<p>" */
+#define CS_KEY_MAX (CS_KS_PREFIX_MAX + 3 + CS_PROTO_MAX_NAME + 1 + 20 + 1 + CS_CANON_MAX + 1)
+/* Longest fixed name (no parameters): "<prefix>:inv:slot:<slot>" and the like */
+#define CS_NAME_MAX (CS_KS_PREFIX_MAX + 16 + 64)
+
+/* The names that have one copy per bucket on a cluster (one name on a single Redis). */
+typedef enum cs_ks_fixed {
+	CS_KS_HORIZON,
+	CS_KS_POS,
+	CS_KS_EPOCH,
+	CS_KS_FMAX,
+	CS_KS_EVK,
+} cs_ks_fixed;
 
 typedef struct cs_keyspace {
 	char ns[CS_NS_MAX + 1];
 	size_t nslen;
-	/* fixed names, built once */
-	char horizon[CS_NS_MAX + 16], pos[CS_NS_MAX + 16], epoch[CS_NS_MAX + 16],
-		deb[CS_NS_MAX + 16], channel[CS_NS_MAX + 16], timeline[CS_NS_MAX + 16],
-		fmax[CS_NS_MAX + 16], evk[CS_NS_MAX + 16];
+	bool cluster;
+	/* fixed names, built once (on a cluster: bucket 0's) */
+	char horizon[CS_NAME_MAX], pos[CS_NAME_MAX], epoch[CS_NAME_MAX], deb[CS_NAME_MAX],
+		channel[CS_NAME_MAX], timeline[CS_NAME_MAX], fmax[CS_NAME_MAX], evk[CS_NAME_MAX];
 	size_t horizon_len, pos_len, epoch_len, deb_len, channel_len, timeline_len, fmax_len, evk_len;
 } cs_keyspace;
 
@@ -66,21 +89,37 @@ void cs_ks_default_ns(int db, char out[CS_NS_MAX + 1]);
 /* True when ns is usable: 1..32 bytes of [A-Za-z0-9_.{}-] (braces allow a cluster hash
  * tag). Else false and a reason. */
 int cs_ks_valid_ns(const char *ns, char *why, size_t whylen);
-/* Fills ks for ns (which must be valid). */
+/* Fills ks for ns (which must be valid) on a single Redis. */
 void cs_ks_init(cs_keyspace *ks, const char *ns);
+/* Fills ks for ns on a Redis Cluster. Returns 0, or -1 when ns holds a brace (it would
+ * replace the bucket's hash tag). */
+int cs_ks_init_cluster(cs_keyspace *ks, const char *ns);
+
+/* The bucket of a key: FNV-1a-32 of q, a 0 byte and p, modulo CS_KS_BUCKETS; always 0 on a
+ * single Redis. */
+uint32_t cs_ks_bucket(const cs_keyspace *ks, const char *q, const char *p, size_t plen);
+/* The prefix of every key of bucket b: "<ns>" on a single Redis, "{<ns>:<b>}" on a cluster.
+ * Returns its length (0: does not fit). */
+size_t cs_ks_prefix(const cs_keyspace *ks, uint32_t b, char *buf, size_t cap);
 
 /* Each writes the key into buf (NUL-terminated) and returns its length, or 0 when it does
  * not fit in cap (then nothing can be cached for it: callers treat it as an unknown key). */
 size_t cs_ks_entry(const cs_keyspace *ks, char *buf, size_t cap, const char *q, uint64_t gen,
 	const char *p, size_t plen);
-size_t cs_ks_entry_prefix(const cs_keyspace *ks, char *buf, size_t cap, const char *q,
-	uint64_t gen); /* "<ns>:e:<q>:<g>:" */
+/* "<prefix of bucket b>:e:<q>:<g>:" (b = cs_ks_bucket of the parameters to follow) */
+size_t cs_ks_entry_prefix(const cs_keyspace *ks, uint32_t b, char *buf, size_t cap,
+	const char *q, uint64_t gen);
 size_t cs_ks_fence(const cs_keyspace *ks, char *buf, size_t cap, const char *q, const char *p,
 	size_t plen);
 size_t cs_ks_lease(const cs_keyspace *ks, char *buf, size_t cap, const char *q, const char *p,
 	size_t plen);
+/* The canonical (bucket 0) generation and query-level fence; the _in forms: bucket b's copy. */
 size_t cs_ks_gen(const cs_keyspace *ks, char *buf, size_t cap, const char *q);
 size_t cs_ks_qfence(const cs_keyspace *ks, char *buf, size_t cap, const char *q);
+size_t cs_ks_gen_in(const cs_keyspace *ks, uint32_t b, char *buf, size_t cap, const char *q);
+size_t cs_ks_qfence_in(const cs_keyspace *ks, uint32_t b, char *buf, size_t cap, const char *q);
+/* Bucket b's copy of a per-bucket name (bucket 0: the fixed name in ks). */
+size_t cs_ks_fixed_in(const cs_keyspace *ks, uint32_t b, cs_ks_fixed which, char *buf, size_t cap);
 size_t cs_ks_gap(const cs_keyspace *ks, char *buf, size_t cap, const char *slot);
 size_t cs_ks_slotmark(const cs_keyspace *ks, char *buf, size_t cap, const char *slot);
 

@@ -675,7 +675,7 @@ static lookup *lookup_new(cs_engine *e, uint8_t op, const cs_get_req *req, cs_en
 	e->qt->refs++;
 	l->qs = qs;
 	l->gen = qs->gen;
-	size_t kl = cs_ks_entry_prefix(&e->ks, l->key, sizeof l->key, q->name, qs->gen);
+	size_t kl = cs_ks_entry_prefix(&e->ks, 0, l->key, sizeof l->key, q->name, qs->gen);
 	l->canon_off = kl;
 	bool cacheable = rc == 0 && kl > 0 && kl + clen < sizeof l->key;
 	if (cacheable) {
@@ -710,7 +710,7 @@ static bool near_fast(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine
 		return false;
 	const cs_query_def *q = qs->def;
 	char key[KEY_MAX], err[8];
-	size_t kl = cs_ks_entry_prefix(&e->ks, key, sizeof key, q->name, qs->gen), clen = 0;
+	size_t kl = cs_ks_entry_prefix(&e->ks, 0, key, sizeof key, q->name, qs->gen), clen = 0;
 	if (kl == 0 || cs_params_canon(q, req->params, req->nparams, key + kl, sizeof key - kl,
 			       &clen, err, sizeof err) != 0 || kl + clen >= sizeof key)
 		return false;

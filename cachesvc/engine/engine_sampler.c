@@ -207,7 +207,7 @@ static void on_sample_timer(evutil_socket_t fd, short what, void *arg)
 	if (!qs->gen_known)
 		return;
 	char pattern[CS_NAME_MAX + CS_MAX_NAME + 24], cursor[24];
-	int pl = (int)cs_ks_entry_prefix(&e->ks, pattern, sizeof pattern - 1, qs->def->name, qs->gen);
+	int pl = (int)cs_ks_entry_prefix(&e->ks, 0, pattern, sizeof pattern - 1, qs->def->name, qs->gen);
 	sm->prefix_len = (size_t)pl;
 	pattern[pl++] = '*';
 	pattern[pl] = '\0';

@@ -469,7 +469,7 @@ static void verify_query(verifier *v, qrun *qr)
 	if (!read_gen(v, qr->q, &qr->gen))
 		return;
 	qr->ordered = cs_verify_sql_ordered(qr->q->sql);
-	qr->prefix_len = cs_ks_entry_prefix(&v->ks, qr->prefix, sizeof qr->prefix, qr->q->name, qr->gen);
+	qr->prefix_len = cs_ks_entry_prefix(&v->ks, 0, qr->prefix, sizeof qr->prefix, qr->q->name, qr->gen);
 	char pattern[sizeof qr->prefix + 1];
 	snprintf(pattern, sizeof pattern, "%s*", qr->prefix); /* names are [A-Za-z0-9_.-] */
 
