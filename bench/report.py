@@ -324,7 +324,11 @@ def cmd_table(d, out):
                 fmt_num(lag.get("p999_ms")), lag.get("source") or "bucket upper bounds",
                 fmt_num(lag.get("samples")),
                 "no other samples in the histogram" if lag.get("samples_before") == 0
-                else "%s samples before the run" % fmt_num(lag.get("samples_before"))),
+                else "%s samples before the run" % fmt_num(lag.get("samples_before")))
+            + ("; of which commit -> Commit message received (the primary, walsender and "
+               "network): p50 %s ms, p99 %s ms" % (fmt_num((lag.get("receive") or {}).get("p50_ms")),
+                                                   fmt_num((lag.get("receive") or {}).get("p99_ms")))
+               if lag.get("receive") else ""),
             a="lag")
         rows[-1]["target"] = "<= 5 ms"
         rows[-1]["met"] = lag.get("p99_ms") is not None and lag["p99_ms"] <= 5

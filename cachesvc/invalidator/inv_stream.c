@@ -427,10 +427,14 @@ static void handle_xlogdata(cs_inv *inv, const cs_pgo_xlogdata *w)
 		inv->stats.rows++;
 		cs_inv_map_change(inv->map, inv->dec, &m, &sink);
 		break;
-	case 'C':
+	case 'C': {
 		inv->txn_commit_unix_us = cs_pgo_time_to_unix_us(m.commit.commit_ts);
+		int64_t now_unix = cs_wall_us();
+		cs_hist_record(&inv->stats.recv_us, now_unix > inv->txn_commit_unix_us ?
+				(uint64_t)(now_unix - inv->txn_commit_unix_us) : 0);
 		commit_txn(inv, m.commit.end_lsn);
 		break;
+	}
 	case 'S':
 	case 'E':
 	case 'c':

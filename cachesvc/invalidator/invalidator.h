@@ -51,6 +51,8 @@ typedef struct cs_inv_stats {
 	uint64_t stale_primary;	  /* connections refused: a server on a timeline older than the
 				   * newest recorded for its system (an old primary came back) */
 	cs_hist lag_us;		  /* commit timestamp -> Redis acknowledged */
+	cs_hist recv_us;	  /* commit timestamp -> its Commit message decoded here: the
+				   * primary's and the network's share of lag_us */
 } cs_inv_stats;
 
 /* Creates the invalidator and starts connecting. `primary` (may be NULL) is the engine's

@@ -190,3 +190,12 @@ q999=$(metric 'cachesvc_invalidator_lag_quantile_seconds{q="0.999"}')
 awk -v a="$q50" -v b="$q99" -v c="$q999" 'BEGIN { exit !(a > 0 && a <= b && b <= c) }' ||
   fail "lag quantiles not positive and ordered: p50 $q50 p99 $q99 p99.9 $q999"
 ok "lag quantiles from the fine histogram: p50 $q50 s, p99 $q99 s"
+# its first part, commit -> Commit message decoded: present, positive, ordered, and its
+# median within the whole lag's tail (each commit's receive lag is part of its lag; the two
+# sample sets differ only by commits of other tests still in flight)
+r50=$(metric 'cachesvc_invalidator_receive_lag_quantile_seconds{q="0.5"}')
+r999=$(metric 'cachesvc_invalidator_receive_lag_quantile_seconds{q="0.999"}')
+[ -n "$r50" ] && [ -n "$r999" ] || fail "no receive lag quantiles in /metrics"
+awk -v a="$r50" -v c="$r999" -v d="$q999" 'BEGIN { exit !(a > 0 && a <= c && a <= d) }' ||
+  fail "receive lag quantiles wrong: p50 $r50, p99.9 $r999 (lag p99.9 $q999)"
+ok "receive lag quantiles: p50 $r50 s, p99.9 $r999 s"
