@@ -37,6 +37,8 @@ typedef struct pcmd {
 	struct pcmd *prev, *next;
 	cs_redis *r;
 	cs_redis_cb *cb;
+	cs_redis_fwd_cb *fwd; /* instead of cb: cs_redis_cmd_fwd */
+	cs_redis_fn fn;	      /* fwd's function argument */
 	void *priv;
 	uint64_t deadline_us; /* 0: no deadline (subscriptions) */
 	bool persistent;      /* subscription: lives until the connection drops */
@@ -91,6 +93,7 @@ struct cs_redis {
 	int nsubs;
 
 	cs_redis_stats stats;
+	void *owner; /* cs_redis_set_owner */
 };
 
 static void start_connect(cs_redis *r);
@@ -143,9 +146,13 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 		return;
 	}
 	cs_redis_cb *cb = c->cb;
+	cs_redis_fwd_cb *fwd = c->fwd;
+	cs_redis_fn fn = c->fn;
 	void *priv = c->priv;
 	rcmd_unlink(c);
-	if (cb)
+	if (fwd)
+		fwd(r, rep, fn, priv);
+	else if (cb)
 		cb(r, rep, priv);
 }
 
@@ -556,8 +563,8 @@ bool cs_redis_ready(const cs_redis *r)
 	return r->state == RS_READY;
 }
 
-int cs_redis_cmd(cs_redis *r, cs_redis_cb *cb, void *priv, int argc, const char **argv,
-	const size_t *lens)
+static int send_cmd(cs_redis *r, cs_redis_cb *cb, cs_redis_fwd_cb *fwd, cs_redis_fn fn,
+	void *priv, int argc, const char **argv, const size_t *lens)
 {
 	if (r->state != RS_READY || r->npending >= r->max_pending) {
 		r->stats.refused++;
@@ -568,6 +575,8 @@ int cs_redis_cmd(cs_redis *r, cs_redis_cb *cb, void *priv, int argc, const char 
 		r->stats.refused++;
 		return -1;
 	}
+	c->fwd = fwd;
+	c->fn = fn;
 	if (redisAsyncCommandArgv(r->ac, on_reply, c, argc, argv, lens) != REDIS_OK) {
 		rcmd_unlink(c);
 		r->stats.refused++;
@@ -576,8 +585,20 @@ int cs_redis_cmd(cs_redis *r, cs_redis_cb *cb, void *priv, int argc, const char 
 	return 0;
 }
 
-int cs_redis_script(cs_redis *r, int script, cs_redis_cb *cb, void *priv, int nkeys, int argc,
+int cs_redis_cmd(cs_redis *r, cs_redis_cb *cb, void *priv, int argc, const char **argv,
+	const size_t *lens)
+{
+	return send_cmd(r, cb, NULL, NULL, priv, argc, argv, lens);
+}
+
+int cs_redis_cmd_fwd(cs_redis *r, cs_redis_fwd_cb *fwd, cs_redis_fn fn, void *priv, int argc,
 	const char **argv, const size_t *lens)
+{
+	return send_cmd(r, NULL, fwd, fn, priv, argc, argv, lens);
+}
+
+static int send_script(cs_redis *r, int script, cs_redis_cb *cb, cs_redis_fwd_cb *fwd,
+	cs_redis_fn fn, void *priv, int nkeys, int argc, const char **argv, const size_t *lens)
 {
 	/* The invalidator batches 128 keys per call (4 arguments each, plus 4); the
 	 * resynchronisation and the generation poll take 2-4 per query: on the heap. */
@@ -612,12 +633,34 @@ int cs_redis_script(cs_redis *r, int script, cs_redis_cb *cb, void *priv, int nk
 		av[3 + i] = argv[i];
 		al[3 + i] = lens ? lens[i] : strlen(argv[i]);
 	}
-	int rc = cs_redis_cmd(r, cb, priv, argc + 3, av, al);
+	int rc = send_cmd(r, cb, fwd, fn, priv, argc + 3, av, al);
 	if (av != avs) {
 		free(av);
 		free(al);
 	}
 	return rc;
+}
+
+int cs_redis_script(cs_redis *r, int script, cs_redis_cb *cb, void *priv, int nkeys, int argc,
+	const char **argv, const size_t *lens)
+{
+	return send_script(r, script, cb, NULL, NULL, priv, nkeys, argc, argv, lens);
+}
+
+int cs_redis_script_fwd(cs_redis *r, int script, cs_redis_fwd_cb *fwd, cs_redis_fn fn,
+	void *priv, int nkeys, int argc, const char **argv, const size_t *lens)
+{
+	return send_script(r, script, NULL, fwd, fn, priv, nkeys, argc, argv, lens);
+}
+
+void cs_redis_set_owner(cs_redis *r, void *owner)
+{
+	r->owner = owner;
+}
+
+void *cs_redis_owner(const cs_redis *r)
+{
+	return r->owner;
 }
 
 int cs_redis_subscribe(cs_redis *r, const char *channel, cs_redis_cb *cb, void *priv)

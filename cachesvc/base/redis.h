@@ -85,6 +85,22 @@ int cs_redis_subscribe(cs_redis *r, const char *channel, cs_redis_cb *cb, void *
 
 const cs_redis_stats *cs_redis_get_stats(const cs_redis *r);
 
+/* For a layer above (rcluster.h) that forwards replies to callbacks of its own type without a
+ * record per command: `fn` (the caller's callback, cast to cs_redis_fn and back - allowed
+ * between function pointer types) and priv come back to fwd. Otherwise as cs_redis_cmd /
+ * cs_redis_script. */
+typedef void (*cs_redis_fn)(void);
+typedef void cs_redis_fwd_cb(cs_redis *r, struct redisReply *reply, cs_redis_fn fn, void *priv);
+int cs_redis_cmd_fwd(cs_redis *r, cs_redis_fwd_cb *fwd, cs_redis_fn fn, void *priv, int argc,
+	const char **argv, const size_t *lens) __attribute__((warn_unused_result));
+int cs_redis_script_fwd(cs_redis *r, int script, cs_redis_fwd_cb *fwd, cs_redis_fn fn,
+	void *priv, int nkeys, int argc, const char **argv, const size_t *lens)
+	__attribute__((warn_unused_result));
+
+/* One pointer for the layer that owns r (rcluster.c: its cs_rc), read back in callbacks. */
+void cs_redis_set_owner(cs_redis *r, void *owner);
+void *cs_redis_owner(const cs_redis *r);
+
 /* Drops the connection at the next deadline check (within the timer's period) and connects
  * again with the usual backoff; pending callbacks get NULL then. Safe from any callback.
  * `why` (for the log) must be a static string. */

@@ -342,3 +342,61 @@ start_redis() {
 private_redis_gone() {
   until_true 10 bash -c "! redis-cli -p $RPORT ping >/dev/null 2>&1" || fail "private redis did not stop"
 }
+
+# private_redis_cluster MASTERS REPLICAS: a Redis Cluster of this test's own (so a test that
+# reshards or fails over disturbs no other), every node on a free port of the test's own
+# (cluster bus ports too), data in $WORK/rcluster, shut down at exit. Waits (60 s) until
+# every node says cluster_state:ok. Sets RC_PORTS (every node), RC_NODES
+# (host:port,... every node), RC_MASTERS (host:port,... the masters) and RC_SEED (one node).
+# CS_RC_NODE_TIMEOUT (ms, default 1000) is the cluster-node-timeout: failover detection.
+rc_ok() { redis-cli -p "$1" cluster info 2>/dev/null | grep -q '^cluster_state:ok'; }
+rc_cli() { local p=$1; shift; redis-cli -p "$p" "$@"; }
+private_redis_cluster() {
+  local m=$1 r=$2 n i p bus d addrs=()
+  n=$((m * (1 + r)))
+  RC_PORTS=()
+  for i in $(seq 1 "$n"); do
+    p=$(free_port)
+    bus=$(free_port)
+    d=$WORK/rcluster/node$i
+    mkdir -p "$d"
+    CLEANUPS+=("redis-cli -p $p shutdown nosave")
+    redis-server --port "$p" --bind 127.0.0.1 --save '' --appendonly no --cluster-enabled yes \
+      --cluster-port "$bus" --cluster-config-file "$d/nodes.conf" \
+      --cluster-node-timeout "${CS_RC_NODE_TIMEOUT:-1000}" --daemonize yes \
+      --pidfile "$d/redis.pid" --logfile "$WORK/rcluster$i.log" --dir "$d" >/dev/null
+    RC_PORTS+=("$p")
+    addrs+=("127.0.0.1:$p")
+  done
+  for p in "${RC_PORTS[@]}"; do
+    until_true 30 redis_port_pong "$p" || fail "cluster node $p did not start"
+  done
+  timeout 60 redis-cli --cluster create "${addrs[@]}" --cluster-replicas "$r" --cluster-yes \
+    >"$WORK/rcluster-create.log" 2>&1 || fail "redis-cli --cluster create failed"
+  for p in "${RC_PORTS[@]}"; do
+    until_true 60 rc_ok "$p" || fail "cluster node $p never reached cluster_state:ok"
+  done
+  RC_NODES=$(IFS=,; echo "${addrs[*]}")
+  RC_MASTERS=$(for p in "${RC_PORTS[@]}"; do
+    if [ "$(redis-cli -p "$p" role | head -1)" = master ]; then echo "127.0.0.1:$p"; fi
+  done | paste -sd,)
+  RC_SEED=${addrs[0]}
+}
+redis_port_pong() { [ "$(redis-cli -p "$1" ping 2>/dev/null)" = PONG ]; }
+# rc_master_of SLOT: the port of the master that serves SLOT now (as the first live node sees it).
+rc_master_of() {
+  local p
+  for p in "${RC_PORTS[@]}"; do
+    redis_port_pong "$p" || continue
+    redis-cli -p "$p" cluster shards 2>/dev/null | awk -v s="$1" '
+      /^slots$/ { mode = "slots"; n = 0; delete r; next }
+      /^nodes$/ { mode = "nodes"; mine = 0; for (i = 0; i < n; i += 2) if (s >= r[i] && s <= r[i+1]) mine = 1; next }
+      mode == "slots" && /^[0-9]+$/ { r[n++] = $0; next }
+      mode == "nodes" && mine && prev == "port" { port = $0 }
+      mode == "nodes" && mine && prev == "role" && $0 == "master" { found = port }
+      mode == "nodes" && mine && prev == "health" && $0 != "online" && found == port { found = "" }
+      { prev = $0 }
+      END { if (found != "") print found }'
+    return 0
+  done
+}
