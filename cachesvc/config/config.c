@@ -135,10 +135,10 @@ const struct key_def cs_cfg_keys[] = {
                 KF_RELOAD, 0, INT64_MAX, NULL,
                 "bytes of negative (no rows) entries this process may have stored within the "
                 "longest negative_ttl; beyond, empty results are not cached; 0 = no bound"},
-        {SEC_SERVICE, "near_cache_size", KT_SIZE64, CFG(near_cache_size), "0", NO_KIND_DEF, 0, 0,
-                INT64_MAX, NULL,
+        {SEC_SERVICE, "near_cache_size", KT_SIZE64, CFG(near_cache_size), "0", NO_KIND_DEF,
+                KF_RELOAD, 0, INT64_MAX, NULL,
                 "bytes of hot entries kept in process memory, coherent through Redis's client "
-                "tracking; 0 = no near cache"},
+                "tracking; 0 = no near cache (turning it on or off needs a restart)"},
         {SEC_SERVICE, "near_cache_tracking", KT_BOOL, CFG(near_cache_tracking), "true",
                 NO_KIND_DEF, 0, 0, 0, NULL,
                 "keep the near cache coherent through Redis's client tracking; off only as a "

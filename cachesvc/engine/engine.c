@@ -163,6 +163,9 @@ void cs_engine_free(cs_engine *e)
 	e->pubsub = NULL;
 	cs_redis_free(e->redis);
 	e->redis = NULL;
+	if (e->near_reclaim)
+		event_free(e->near_reclaim);
+	e->near_reclaim = NULL;
 	cs_near_free(e->near); /* after the callbacks above, which settle their watches */
 	e->near = NULL;
 	sampler_stop(e);
@@ -395,6 +398,13 @@ int cs_engine_reload(cs_engine *e, cs_config *cfg, char *err, size_t errlen)
 {
 	if (!cs_config_reloadable(e->qt->cfg, cfg, err))
 		return -1;
+	/* the near cache's size reloads; turning it on or off does not (its pub/sub connection
+	 * learns its CLIENT ID at connect time only when the near cache is on) */
+	if ((e->qt->cfg->near_cache_size == 0) != (cfg->near_cache_size == 0)) {
+		snprintf(err, errlen, "[cachesvc] near_cache_size: turning the near cache %s needs a "
+				      "restart", cfg->near_cache_size ? "on" : "off");
+		return -1;
+	}
 	qtable *t = qtable_new(cfg);
 	if (t == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -427,6 +437,8 @@ int cs_engine_reload(cs_engine *e, cs_config *cfg, char *err, size_t errlen)
 	qtable *old = e->qt;
 	e->qt = t;
 	qtable_unref(old);
+	if (e->near)
+		cs_near_set_max(e->near, (size_t)cfg->near_cache_size);
 	for (int i = 0; i < e->nservers; i++)
 		cs_pgserver_reset_statements(e->servers[i]);
 	if (e->inv && cs_inv_reload(e->inv, cfg) != 0)

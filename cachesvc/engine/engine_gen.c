@@ -25,7 +25,7 @@ static void on_gens_reply(cs_redis *rd, redisReply *reply, void *priv)
 		const redisReply *ep = reply->element[1];
 		bool changed = (size_t)ep->len != e->epoch_len || memcmp(ep->str, e->epoch, e->epoch_len) != 0;
 		if (e->near && !e->near_untracked && (changed || (e->fence_on && !valid)))
-			cs_near_flush(e->near); /* another Redis run, or data lost */
+			near_flush(e); /* another Redis run, or data lost */
 		if (e->fence_on && !valid) {
 			/* Redis lost data (or no invalidator has synchronised it yet): neither
 			 * serve nor store until the invalidator has resynchronised. */

@@ -246,6 +246,7 @@ struct cs_engine {
 	uint64_t primary_rounds; /* monitor rounds of the primary that found it up */
 	/* The near cache (near.h) and its coherence (engine_near.c); near is NULL when off. */
 	cs_near *near;
+	struct event *near_reclaim; /* frees a flushed near cache a budget per loop pass */
 	bool near_subscribed;	  /* the pub/sub connection confirmed __redis__:invalidate */
 	bool near_untracked;	  /* near_cache_tracking = false (a negative control) */
 	bool near_track_busy;	  /* a CLIENT TRACKING is in flight */
@@ -343,6 +344,7 @@ bool query_same(const cs_query_def *a, const cs_query_def *b);
 
 /* engine_near.c */
 int near_setup(cs_engine *e, const cs_config *cfg, char *err, size_t errlen);
+void near_flush(cs_engine *e); /* drops every entry; memory freed over later loop passes */
 void near_track_start(cs_engine *e);
 bool near_caching_yes(cs_engine *e);
 void near_heartbeat(cs_engine *e);

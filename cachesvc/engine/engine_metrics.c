@@ -78,6 +78,9 @@ static void near_metrics(const cs_engine *e, cs_metrics *m)
 #undef C
 	cs_m_u64(m, CS_M_GAUGE, "cachesvc_near_bytes", "Bytes held by near entries (node, key, value)", n->bytes, NULL);
 	cs_m_u64(m, CS_M_GAUGE, "cachesvc_near_entries", "Entries in the near cache", n->entries, NULL);
+	cs_m_u64(m, CS_M_GAUGE, "cachesvc_near_garbage_entries",
+		"Flushed near entries whose memory is still being freed (a budget per loop pass)",
+		n->garbage, NULL);
 	cs_m_u64(m, CS_M_GAUGE, "cachesvc_near_on", "1 while the near cache's coherence is proven (tracking on)", cs_near_on(e->near) ? 1 : 0, NULL);
 	cs_m_hist(m, "cachesvc_near_staleness_seconds",
 		"Commit on the primary to a held near entry dropped (keys this process's invalidator sent)",

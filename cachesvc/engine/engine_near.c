@@ -42,11 +42,35 @@
 #define NEAR_ECHO_MS  3000 /* heartbeat echo bound (at least 3 x the Redis timeout) */
 #define NEAR_WARN_US  (60u * 1000u * 1000u) /* repeated warnings: at most one a minute */
 
+#define NEAR_RECLAIM_BUDGET 4096 /* flushed nodes freed per loop pass (~0.1-0.3 ms) */
+
+/* Frees a flushed near cache a budget per loop pass (near.h cs_near_reclaim). */
+static void on_near_reclaim(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	cs_engine *e = arg;
+	if (cs_near_reclaim(e->near, NEAR_RECLAIM_BUDGET))
+		event_active(e->near_reclaim, EV_TIMEOUT, 0);
+}
+
+static void near_reclaim_kick(cs_engine *e)
+{
+	if (cs_near_get_stats(e->near)->garbage && !event_pending(e->near_reclaim, EV_TIMEOUT, NULL))
+		event_active(e->near_reclaim, EV_TIMEOUT, 0);
+}
+
+void near_flush(cs_engine *e)
+{
+	cs_near_flush(e->near);
+	near_reclaim_kick(e);
+}
+
 static void near_off(cs_engine *e, const char *why)
 {
 	if (cs_near_on(e->near))
 		cs_warn("near cache: off, flushed (%s)", why);
 	cs_near_disable(e->near);
+	near_reclaim_kick(e);
 	e->near_tracked = false;
 	e->near_hb_sent_us = 0;
 }
@@ -239,7 +263,7 @@ void on_tracking_message(cs_redis *rd, redisReply *reply, void *priv)
 		/* nil: FLUSHALL or FLUSHDB (of any database) - every tracked key may be gone */
 		if (cs_near_get_stats(e->near)->entries)
 			cs_info("near cache: flushed (Redis ran FLUSHALL or FLUSHDB)");
-		cs_near_flush(e->near);
+		near_flush(e);
 		return;
 	}
 	char hb[CS_NAME_MAX];
@@ -285,7 +309,8 @@ int near_setup(cs_engine *e, const cs_config *cfg, char *err, size_t errlen)
 		return 0;
 	cs_hist_init(&e->near_stale_us);
 	e->near = cs_near_new((size_t)cfg->near_cache_size);
-	if (e->near == NULL) {
+	e->near_reclaim = evtimer_new(e->base, on_near_reclaim, e);
+	if (e->near == NULL || e->near_reclaim == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}

@@ -2,6 +2,7 @@
  * hold a value, and the byte bound (near.h says why it stays coherent). */
 #include "near.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +22,14 @@ typedef struct node {
 	char key[];
 } node;
 
+/* A flushed table waiting to be freed (cs_near_reclaim): its bucket array and how far the
+ * freeing got. Nothing points into it any more. */
+typedef struct grave {
+	struct grave *next;
+	node **buckets;
+	size_t nbuckets, i;
+} grave;
+
 struct cs_near {
 	size_t max_bytes;
 	uint64_t session;  /* 0: off */
@@ -28,6 +37,7 @@ struct cs_near {
 	node **buckets;
 	size_t nbuckets, nnodes;
 	node lru; /* sentinel */
+	grave *graves; /* flushed tables, freed a budget at a time */
 	cs_near_stats st;
 };
 
@@ -104,17 +114,39 @@ static void remove_key(cs_near *n, const char *key, size_t keylen, uint64_t hash
 		node_remove(n, pp);
 }
 
+/* Frees every node of a chain. */
+static size_t free_chain(node *d)
+{
+	size_t k = 0;
+	while (d) {
+		node *next = d->hnext;
+		free(d->val);
+		free(d);
+		d = next;
+		k++;
+	}
+	return k;
+}
+
 void cs_near_flush(cs_near *n)
 {
-	for (size_t i = 0; i < n->nbuckets; i++) {
-		node *d = n->buckets[i];
-		while (d) {
-			node *next = d->hnext;
-			free(d->val);
-			free(d);
-			d = next;
+	/* The table is emptied at once and freed later, a budget at a time (cs_near_reclaim): a
+	 * flush of a large near cache must not hold the loop for the millions of free() calls.
+	 * Without memory for a fresh table, it is freed here. */
+	node **fresh = n->nnodes ? calloc(NBUCKETS_MIN, sizeof *fresh) : NULL;
+	grave *g = fresh ? malloc(sizeof *g) : NULL;
+	if (g != NULL) {
+		*g = (grave){ .next = n->graves, .buckets = n->buckets, .nbuckets = n->nbuckets };
+		n->graves = g;
+		n->st.garbage += n->nnodes;
+		n->buckets = fresh;
+		n->nbuckets = NBUCKETS_MIN;
+	} else {
+		free(fresh);
+		for (size_t i = 0; i < n->nbuckets; i++) {
+			free_chain(n->buckets[i]);
+			n->buckets[i] = NULL;
 		}
-		n->buckets[i] = NULL;
 	}
 	n->nnodes = 0;
 	n->st.bytes = n->st.entries = 0;
@@ -124,11 +156,39 @@ void cs_near_flush(cs_near *n)
 		n->session = ++n->sessions; /* replies to GETs sent before are not stored */
 }
 
+bool cs_near_reclaim(cs_near *n, size_t budget)
+{
+	while (n->graves && budget > 0) {
+		grave *g = n->graves;
+		while (g->i < g->nbuckets && budget > 0) {
+			node *d = g->buckets[g->i];
+			if (d == NULL) {
+				g->i++;
+				budget--; /* empty buckets cost a little too */
+				continue;
+			}
+			g->buckets[g->i] = d->hnext;
+			d->hnext = NULL;
+			free_chain(d);
+			n->st.garbage--;
+			budget--;
+		}
+		if (g->i < g->nbuckets)
+			break;
+		n->graves = g->next;
+		free(g->buckets);
+		free(g);
+	}
+	return n->graves != NULL;
+}
+
 void cs_near_free(cs_near *n)
 {
 	if (n == NULL)
 		return;
 	cs_near_flush(n);
+	while (cs_near_reclaim(n, SIZE_MAX))
+		;
 	free(n->buckets);
 	free(n);
 }

@@ -37,6 +37,7 @@ typedef struct cs_near_stats {
 	uint64_t discarded;	     /* replies not stored: invalidated in flight (rule 2) */
 	uint64_t flushes;	     /* whole-cache drops (rule 3) */
 	uint64_t bytes, entries;     /* gauges: values held (node, key and value bytes) */
+	uint64_t garbage;	     /* gauge: flushed nodes not yet freed (cs_near_reclaim) */
 } cs_near_stats;
 
 /* What a GET in flight saw when it was sent (cs_near_watch). */
@@ -54,9 +55,14 @@ void cs_near_free(cs_near *n);
 void cs_near_enable(cs_near *n);
 /* Tracking can no longer be proven: drop everything, store nothing until enabled. */
 void cs_near_disable(cs_near *n);
-/* Drop everything; GETs sent before this are not stored. Stays on when on. */
+/* Drop everything; GETs sent before this are not stored. Stays on when on. The table is
+ * empty at once; its memory is freed by cs_near_reclaim, so a flush costs O(1) on the loop. */
 void cs_near_flush(cs_near *n);
+/* Frees up to `budget` flushed nodes (and empty buckets). Returns true while some remain:
+ * call it again from a later loop pass. */
+bool cs_near_reclaim(cs_near *n, size_t budget);
 bool cs_near_on(const cs_near *n);
+/* A new byte bound (a reload); evicts down to it now. */
 void cs_near_set_max(cs_near *n, size_t max_bytes);
 
 /* The value held for key (hash: cs_fnv1a64 of the key), most recently used now; NULL when

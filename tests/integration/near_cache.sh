@@ -139,12 +139,32 @@ ev=$(metric cachesvc_near_evictions_total)
 [ "$ev" -ge 1 ] || fail "no evictions with 300 keys in 24 KB"
 ok "byte bound: $b bytes held (<= 24576), $ev evictions, $(metric cachesvc_near_entries) entries"
 
+# 4b. near_cache_size reloads: a smaller bound evicts down to it at once; turning the near
+# cache off is refused (a restart) and the running one keeps its bound.
+ev0=$(metric cachesvc_near_evictions_total)
+sed -i 's/^near_cache_size = .*/near_cache_size = 8KB/' "$WORK/cs.ini"
+kill -HUP "$DAEMON_PID"
+until_true 15 grep -q '^.*reloaded ' "$WORK/cachesvc.log" || fail "no reload: $(tail -3 "$WORK/cachesvc.log")"
+b=$(metric cachesvc_near_bytes)
+[ "$b" -le 8192 ] || fail "near_bytes $b above the reloaded near_cache_size 8KB"
+metric_ge cachesvc_near_evictions_total $((ev0 + 1)) || fail "the smaller bound evicted nothing"
+sed -i 's/^near_cache_size = .*/near_cache_size = 0/' "$WORK/cs.ini"
+kill -HUP "$DAEMON_PID"
+until_true 15 grep -q 'reload refused.*near_cache_size' "$WORK/cachesvc.log" ||
+  fail "turning the near cache off by reload was not refused: $(tail -3 "$WORK/cachesvc.log")"
+metric_is cachesvc_near_on 1 || fail "the refused reload turned the near cache off"
+sed -i 's/^near_cache_size = .*/near_cache_size = 24KB/' "$WORK/cs.ini"
+kill -HUP "$DAEMON_PID"
+until_true 15 [ "$(grep -c '^.*reloaded ' "$WORK/cachesvc.log")" -ge 2 ] || fail "no second reload"
+ok "near_cache_size reloads: 8KB evicted down to $b bytes; 0 refused (needs a restart)"
+
 # 5. Redis restarted (data lost): the near cache is flushed, nothing old is served.
 f0=$(metric cachesvc_near_flushes_total)
 redis-cli -p "$RPORT" shutdown nosave >/dev/null 2>&1 || true
 private_redis_gone
 until_true 5 metric_ge cachesvc_near_flushes_total $((f0 + 1)) || fail "a Redis restart did not flush the near cache"
 [ "$(metric cachesvc_near_entries)" = 0 ] || fail "entries held with Redis down: $(metric cachesvc_near_entries)"
+until_true 5 metric_is cachesvc_near_garbage_entries 0 || fail "the flushed entries were never freed: $(metric cachesvc_near_garbage_entries) left"
 start_redis
 until_true 20 metric_is cachesvc_near_on 1 || fail "the near cache did not come back after the restart"
 ok "Redis restart: near cache flushed ($(metric cachesvc_near_flushes_total) flushes), back on"

@@ -216,6 +216,81 @@ static void test_pending_survives(void **state)
 	cs_near_free(n);
 }
 
+/* A flush empties the table at once and leaves the freeing to cs_near_reclaim, a budget at a
+ * time (a flush of a large near cache must not hold the loop): nothing flushed is visible,
+ * the table works meanwhile, a second flush queues behind the first, watches of the old
+ * session settle without touching the flushed nodes, and ASan sees every node freed once. */
+static void test_flush_reclaims_later(void **state)
+{
+	(void)state;
+	cs_near *n = cs_near_new(64u << 20);
+	cs_near_enable(n);
+	char k[32], buf[64];
+	for (int i = 0; i < 10000; i++) {
+		snprintf(k, sizeof k, "k%d", i);
+		fill(n, k, k);
+	}
+	cs_near_ticket t;
+	assert_true(cs_near_watch(n, "k7", 2, h("k7"), &t)); /* in flight across the flush */
+	cs_near_flush(n);
+	assert_int_equal(cs_near_get_stats(n)->entries, 0);
+	assert_int_equal(cs_near_get_stats(n)->bytes, 0);
+	assert_int_equal(cs_near_get_stats(n)->garbage, 10000);
+	assert_null(get(n, "k1", buf));
+	assert_null(get(n, "k9999", buf));
+	/* the old session's reply is not stored and touches nothing flushed */
+	cs_near_settle(n, "k7", 2, h("k7"), &t, (const uint8_t *)"old", 3, false);
+	assert_null(get(n, "k7", buf));
+	/* the table keeps working while the old one is freed */
+	fill(n, "new", "v");
+	assert_string_equal(get(n, "new", buf), "v");
+	assert_true(cs_near_reclaim(n, 1000));
+	/* at most the budget freed (empty buckets take some of it), and some */
+	assert_true(cs_near_get_stats(n)->garbage >= 9000);
+	assert_true(cs_near_get_stats(n)->garbage < 10000);
+	/* a second flush queues its table behind */
+	cs_near_flush(n);
+	assert_null(get(n, "new", buf));
+	uint64_t g = cs_near_get_stats(n)->garbage;
+	int passes = 0;
+	while (cs_near_reclaim(n, 1000)) {
+		assert_true(cs_near_get_stats(n)->garbage <= g);
+		g = cs_near_get_stats(n)->garbage;
+		passes++;
+	}
+	assert_int_equal(cs_near_get_stats(n)->garbage, 0);
+	assert_true(passes >= 9); /* a budget at a time, not all at once */
+	assert_false(cs_near_reclaim(n, 1000));
+	/* a flush with garbage still queued, then free: everything freed (ASan) */
+	fill(n, "x", "y");
+	cs_near_flush(n);
+	assert_int_equal(cs_near_get_stats(n)->garbage, 1);
+	cs_near_free(n);
+}
+
+/* A new byte bound (a reload) evicts down to it at once. */
+static void test_set_max(void **state)
+{
+	(void)state;
+	cs_near *n = cs_near_new(1u << 20);
+	cs_near_enable(n);
+	char k[32], v[200];
+	memset(v, 'x', sizeof v - 1);
+	v[sizeof v - 1] = '\0';
+	for (int i = 0; i < 100; i++) {
+		snprintf(k, sizeof k, "k%d", i);
+		fill(n, k, v);
+	}
+	assert_int_equal(cs_near_get_stats(n)->entries, 100);
+	cs_near_set_max(n, 4096);
+	assert_true(cs_near_get_stats(n)->bytes <= 4096);
+	assert_true(cs_near_get_stats(n)->entries < 100);
+	assert_true(cs_near_get_stats(n)->evictions > 0);
+	char buf[256];
+	assert_non_null(get(n, "k99", buf)); /* the most recent stay */
+	cs_near_free(n);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -227,6 +302,8 @@ int main(void)
 		cmocka_unit_test(test_bound_lru),
 		cmocka_unit_test(test_many_keys),
 		cmocka_unit_test(test_pending_survives),
+		cmocka_unit_test(test_flush_reclaims_later),
+		cmocka_unit_test(test_set_max),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
