@@ -25,6 +25,7 @@
 #include "pgconn.h"
 #include "pgoutput.h"
 #include "pgpool.h"
+#include "rcluster.h"
 #include "redis.h"
 #include "resolve.h"
 #include "textutil.h"
@@ -70,7 +71,7 @@ struct cs_inv {
 	struct cs_pgserver *primary;
 
 	cs_inv_map *map;
-	cs_redis *redis;
+	cs_rc *rc;		 /* Redis (rcluster.h: one connection, or a cluster's masters) */
 	cs_keyspace ks;
 	char epoch_str[96];	 /* the epoch this leader synchronised with (keyspace.h) */
 	size_t epoch_len;
@@ -168,6 +169,10 @@ void inv_conn_wait(cs_inv *inv, short what);
 void inv_restart(cs_inv *inv, const char *why, bool standby);
 void inv_txn_reset(cs_inv *inv);
 bool inv_epoch_error(const redisReply *reply);
+/* A script on the node holding bucket b's keys (keyspace.h; 0 on a single Redis). Returns
+ * as cs_rc_script. */
+int inv_script(cs_inv *inv, uint32_t b, int script, cs_rc_cb *cb, void *priv, int nkeys,
+	int argc, const char **argv, const size_t *lens) __attribute__((warn_unused_result));
 void inv_publish_pos(cs_inv *inv);
 void inv_run_debounced(cs_inv *inv);
 void inv_send_status(cs_inv *inv, bool reply);

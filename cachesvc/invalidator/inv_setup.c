@@ -29,7 +29,7 @@ typedef struct setupctx {
 	uint64_t epoch;
 } setupctx;
 
-static void on_setup_reply(cs_redis *r, redisReply *reply, void *priv);
+static void on_setup_reply(cs_rc *r, redisReply *reply, void *priv);
 static void start_replication(cs_inv *inv);
 
 static void redis_step(cs_inv *inv, step st, int script, int nkeys, int argc, const char **argv,
@@ -43,7 +43,7 @@ static void redis_step(cs_inv *inv, step st, int script, int nkeys, int argc, co
 		return;
 	}
 	*c = (setupctx){ .inv = inv, .epoch = inv->epoch };
-	if (cs_redis_script(inv->redis, script, on_setup_reply, c, nkeys, argc, argv, lens) != 0) {
+	if (inv_script(inv, 0, script, on_setup_reply, c, nkeys, argc, argv, lens) != 0) {
 		free(c);
 		inv_restart(inv, "redis is not ready for the invalidator's setup", false);
 	}
@@ -341,7 +341,7 @@ static void sync_done(cs_inv *inv, const redisReply *reply)
 	start_replication(inv);
 }
 
-static void on_setup_reply(cs_redis *r, redisReply *reply, void *priv)
+static void on_setup_reply(cs_rc *r, redisReply *reply, void *priv)
 {
 	setupctx *c = priv;
 	cs_inv *inv = c->inv;

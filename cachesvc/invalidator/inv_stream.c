@@ -110,18 +110,29 @@ static void sink_key(void *priv, int q, const char *canon, size_t len)
 
 /* ---- Confirmation ----------------------------------------------------------------------- */
 
+int inv_script(cs_inv *inv, uint32_t b, int script, cs_rc_cb *cb, void *priv, int nkeys,
+	int argc, const char **argv, const size_t *lens)
+{
+	uint16_t slot = 0;
+	if (inv->ks.cluster) {
+		char pre[CS_KS_PREFIX_MAX + 1];
+		slot = cs_rc_keyslot(pre, cs_ks_prefix(&inv->ks, b, pre, sizeof pre));
+	}
+	return cs_rc_script(inv->rc, slot, script, cb, priv, nkeys, argc, argv, lens);
+}
+
 bool inv_epoch_error(const redisReply *reply)
 {
 	return reply && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "EPOCH", 5) == 0;
 }
 
-static void on_pos_reply(cs_redis *r, redisReply *reply, void *priv);
+static void on_pos_reply(cs_rc *r, redisReply *reply, void *priv);
 
 /* Publishes the confirmed position (read-your-writes) if it moved; one write in flight. */
 void inv_publish_pos(cs_inv *inv)
 {
 	cs_lsn_t confirmed = cs_ledger_confirmed(inv->ledger);
-	if (inv->pos_in_flight || confirmed <= inv->pos_sent || !cs_redis_ready(inv->redis) ||
+	if (inv->pos_in_flight || confirmed <= inv->pos_sent || !cs_rc_ready(inv->rc) ||
 		inv->st != ST_STREAMING)
 		return;
 	char hex[17];
@@ -134,13 +145,13 @@ void inv_publish_pos(cs_inv *inv)
 	if (c == NULL)
 		return;
 	*c = (posctx){ .inv = inv, .epoch = inv->epoch, .lsn = confirmed };
-	if (cs_redis_script(inv->redis, CS_SCRIPT_RAISE, on_pos_reply, c, 2, 6, argv, lens) == 0)
+	if (inv_script(inv, 0, CS_SCRIPT_RAISE, on_pos_reply, c, 2, 6, argv, lens) == 0)
 		inv->pos_in_flight = true;
 	else
 		free(c);
 }
 
-static void on_pos_reply(cs_redis *r, redisReply *reply, void *priv)
+static void on_pos_reply(cs_rc *r, redisReply *reply, void *priv)
 {
 	posctx *c = priv;
 	cs_inv *inv = c->inv;
@@ -186,7 +197,7 @@ typedef struct cmdctx {
 	int query;	  /* generation bumps: which query */
 } cmdctx;
 
-static void on_cmd_reply(cs_redis *r, redisReply *reply, void *priv)
+static void on_cmd_reply(cs_rc *r, redisReply *reply, void *priv)
 {
 	cmdctx *c = priv;
 	cs_inv *inv = c->inv;
@@ -232,11 +243,11 @@ static int send_bump(cs_inv *inv, int q, cmdctx *c, cs_lsn_t lsn, bool debounced
 		inv->ks.channel_len, strlen(name), 16, inv->epoch_len };
 	c->query = q;
 	if (debounced)
-		return cs_redis_script(inv->redis, CS_SCRIPT_GEN_BUMP, on_cmd_reply, c, 5, 9, argv, lens);
+		return inv_script(inv, 0, CS_SCRIPT_GEN_BUMP, on_cmd_reply, c, 5, 9, argv, lens);
 	/* without the debounce hash: shift the arguments over its slot */
 	const char *av[] = { argv[0], argv[1], argv[2], argv[3], argv[5], argv[6], argv[7], argv[8] };
 	size_t al[] = { lens[0], lens[1], lens[2], lens[3], lens[5], lens[6], lens[7], lens[8] };
-	return cs_redis_script(inv->redis, CS_SCRIPT_GEN_BUMP, on_cmd_reply, c, 4, 8, av, al);
+	return inv_script(inv, 0, CS_SCRIPT_GEN_BUMP, on_cmd_reply, c, 4, 8, av, al);
 }
 
 /* Queues the finished transaction's invalidations and its FIFO entry. */
@@ -276,7 +287,7 @@ static void commit_txn(cs_inv *inv, cs_lsn_t end_lsn)
 			size_t lens[] = { inv->ks.deb_len, inv->ks.epoch_len, strlen(name), 16,
 				inv->epoch_len };
 			cmdctx *c = cmd_new(inv, seq);
-			if (c == NULL || cs_redis_script(inv->redis, CS_SCRIPT_DEB_RECORD, on_cmd_reply, c,
+			if (c == NULL || inv_script(inv, 0, CS_SCRIPT_DEB_RECORD, on_cmd_reply, c,
 						 2, 5, argv, lens) != 0) {
 				free(c);
 				inv_restart(inv, "redis refused a debounce record", false);
@@ -355,7 +366,7 @@ static void commit_txn(cs_inv *inv, cs_lsn_t end_lsn)
 		}
 		cmdctx *c = cmd_new(inv, seq);
 		if (c == NULL ||
-			cs_redis_script(inv->redis, CS_SCRIPT_INVAL, on_cmd_reply, c, nkeys, k, argv, lens) != 0) {
+			inv_script(inv, 0, CS_SCRIPT_INVAL, on_cmd_reply, c, nkeys, k, argv, lens) != 0) {
 			free(c);
 			inv_restart(inv, "redis refused an invalidation", false);
 			return;
@@ -385,7 +396,7 @@ void inv_run_debounced(cs_inv *inv)
 	cs_lsn_t lsn;
 	for (int q = cs_ledger_next_due(inv->ledger, 0, now, &lsn); q >= 0;
 		q = cs_ledger_next_due(inv->ledger, q + 1, now, &lsn)) {
-		if (!cs_redis_ready(inv->redis))
+		if (!cs_rc_ready(inv->rc))
 			continue;
 		cmdctx *c = cmd_new(inv, UINT64_MAX);
 		if (c == NULL)

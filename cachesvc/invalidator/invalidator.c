@@ -261,7 +261,7 @@ void inv_restart(cs_inv *inv, const char *why, bool standby)
 
 /* ---- Periodic work ---------------------------------------------------------------------- */
 
-static void on_horizon_reply(cs_redis *r, redisReply *reply, void *priv)
+static void on_horizon_reply(cs_rc *r, redisReply *reply, void *priv)
 {
 	posctx *c = priv;
 	cs_inv *inv = c->inv;
@@ -304,7 +304,7 @@ static void publish_horizon(cs_inv *inv)
 	if (c == NULL)
 		return;
 	*c = (posctx){ .inv = inv, .epoch = inv->epoch, .lsn = horizon };
-	if (cs_redis_script(inv->redis, CS_SCRIPT_RAISE, on_horizon_reply, c, nkeys, nkeys + 4, argv,
+	if (inv_script(inv, 0, CS_SCRIPT_RAISE, on_horizon_reply, c, nkeys, nkeys + 4, argv,
 		    lens) == 0)
 		inv->last_horizon_us = now;
 	else
@@ -342,7 +342,7 @@ static void on_health(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int err,
 /* Redis's maxmemory-policy, re-read every 10 s (startup refused unsafe ones, check.c):
  * with fences, allkeys-* (or one not known) may evict generations, query-level fences and
  * the eviction state (fence.c (i)). Logged when it changes. */
-static void on_policy(cs_redis *r, redisReply *reply, void *priv)
+static void on_policy(cs_rc *r, redisReply *reply, void *priv)
 {
 	cs_inv *inv = priv;
 	inv->policy_busy = false;
@@ -373,11 +373,11 @@ static void on_policy(cs_redis *r, redisReply *reply, void *priv)
 
 static void check_policy(cs_inv *inv)
 {
-	if (!inv->fence_on || inv->policy_busy || !cs_redis_ready(inv->redis))
+	if (!inv->fence_on || inv->policy_busy || !cs_rc_ready(inv->rc))
 		return;
 	const char *argv[] = { "INFO", "memory" };
 	size_t lens[] = { 4, 6 };
-	if (cs_redis_cmd(inv->redis, on_policy, inv, 2, argv, lens) == 0)
+	if (cs_rc_cmd(inv->rc, 0, on_policy, inv, 2, argv, lens) == 0)
 		inv->policy_busy = true;
 }
 
@@ -436,7 +436,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	uint64_t interval = (uint64_t)inv->status_interval_ms * 1000u;
 	if (now - inv->last_status_us >= interval || inv->status_pending)
 		inv_send_status(inv, true); /* reply requested: an idle stream answers with its position */
-	if (inv->st == ST_STREAMING && now - inv->last_horizon_us >= interval && cs_redis_ready(inv->redis))
+	if (inv->st == ST_STREAMING && now - inv->last_horizon_us >= interval && cs_rc_ready(inv->rc))
 		publish_horizon(inv);
 	inv_publish_pos(inv);
 }
@@ -521,8 +521,9 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, struct cs_pgse
 		.timeout_ms = cfg->redis_timeout_ms, .max_pending = 1 << 20, .scripts = cs_scripts,
 		.nscripts = CS_SCRIPT_COUNT,
 		.resolver = primary ? cs_pgserver_resolver(primary) : NULL };
-	inv->redis = cs_redis_new(base, &ro, err, errlen);
-	if (inv->redis == NULL) {
+	cs_rc_opts rco = { .node = ro };
+	inv->rc = cs_rc_new(base, &rco, err, errlen);
+	if (inv->rc == NULL) {
 		cs_inv_free(inv);
 		return NULL;
 	}
@@ -556,7 +557,7 @@ void cs_inv_free(cs_inv *inv)
 	inv->epoch++;
 	/* The engine frees its servers (answering our slot-health job) before us. */
 	inv->primary = NULL;
-	cs_redis_free(inv->redis); /* pending callbacks see a stale epoch */
+	cs_rc_free(inv->rc); /* pending callbacks see a stale epoch */
 	cs_pgo_decoder_free(inv->dec);
 	if (inv->retry)
 		event_free(inv->retry);
