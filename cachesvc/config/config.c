@@ -61,6 +61,10 @@ const struct key_def cs_cfg_keys[] = {
         {SEC_SERVICE, "idle_timeout", KT_DURATION, CFG(idle_timeout_ms), "0", NO_KIND_DEF,
                 KF_RELOAD, 0, 30 * DAY_MS, NULL,
                 "close idle client connections after this; 0 = never"},
+        {SEC_SERVICE, "send_timeout", KT_DURATION, CFG(send_timeout_ms), "60s", NO_KIND_DEF,
+                KF_RELOAD, 0, 30 * DAY_MS, NULL,
+                "close a client whose queued output the socket has taken nothing of for this "
+                "long (it does not read); 0 = never"},
         {SEC_SERVICE, "frame_timeout", KT_DURATION, CFG(frame_timeout_ms), "10s", NO_KIND_DEF,
                 KF_RELOAD, 0, HOUR_MS, NULL,
                 "close a client whose request frame is not complete this long after its first byte; "

@@ -125,6 +125,7 @@ typedef struct cs_config {
 	int max_clients;
 	int max_inflight;                 /* per client connection */
 	int64_t idle_timeout_ms;          /* 0 = none */
+	int64_t send_timeout_ms;          /* 0 = none */
 	int64_t frame_timeout_ms;         /* first byte of a frame to its last; 0 = none */
 	uint64_t client_output_soft;      /* bytes queued for a client: stop reading it */
 	uint64_t client_output_hard;      /* ... close it (> max_reply, >= soft) */

@@ -108,6 +108,7 @@ typedef struct client {
 	 * as they were when it was accepted: a reload applies them to new connections only
 	 * (CONFIG.md), as with the bufferevent's timeout and watermark before */
 	int64_t idle_ms;
+	int64_t send_ms; /* send_timeout: the write event's timeout */
 	size_t low_water;
 } client;
 
@@ -372,9 +373,11 @@ static void write_interest(client *c, bool on)
 	if (c->want_write == on)
 		return;
 	c->want_write = on;
-	if (on)
-		event_add(c->wev, NULL);
-	else
+	if (on) {
+		/* persistent: the timeout restarts each time the socket takes output */
+		struct timeval tv = cs_tv_ms(c->send_ms);
+		event_add(c->wev, c->send_ms > 0 ? &tv : NULL);
+	} else
 		event_del(c->wev);
 }
 
@@ -1322,7 +1325,17 @@ static void on_client_read(evutil_socket_t fd, short what, void *arg)
 
 static void on_client_write(evutil_socket_t fd, short what, void *arg)
 {
+	(void)fd;
 	client *c = arg;
+	if (!(what & EV_WRITE)) {
+		/* send_timeout: the socket took nothing of its output for that long - a client
+		 * that does not read holds its output and a max_clients slot for nothing */
+		c->srv->stats.send_timeout_closed++;
+		cs_debug("closing client: %zu bytes of output not taken for send_timeout",
+			client_queued(c));
+		client_close(c);
+		return;
+	}
 	if (client_write_out(c))
 		output_drained(c);
 }
@@ -1383,6 +1396,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	c->srv = s;
 	c->fd = fd;
 	c->idle_ms = cfg->idle_timeout_ms;
+	c->send_ms = cfg->send_timeout_ms;
 	c->low_water = (size_t)(cfg->client_output_soft / 4);
 	c->authed = cfg->auth_token == NULL;
 	c->id = s->stats.connections + 1;
@@ -1661,6 +1675,9 @@ void cs_server_metrics(const cs_server *s, cs_metrics *m)
 	cs_m_u64(m, CS_M_COUNTER, "cachesvc_idle_closed_total",
 		"Connections closed by the idle timeout",
 		st->idle_closed, NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_send_timeout_closed_total",
+		"Connections closed: their output not taken by the socket for send_timeout",
+		st->send_timeout_closed, NULL);
 	cs_m_u64(m, CS_M_COUNTER, "cachesvc_frame_timeout_closed_total",
 		"Clients closed for a frame not completed within frame_timeout",
 		st->frame_timeout_closed, NULL);

@@ -31,6 +31,7 @@ typedef struct cs_server_stats {
 	uint64_t protocol_errors;  /* connections closed for a protocol error */
 	uint64_t auth_failures;	   /* HELLOs with a missing or wrong token */
 	uint64_t idle_closed;	   /* connections closed by the idle timeout */
+	uint64_t send_timeout_closed; /* closed: output not taken by the socket for send_timeout */
 	uint64_t output_limit_closed; /* closed past client_output_hard_limit */
 	uint64_t frame_timeout_closed; /* closed with a frame incomplete after frame_timeout */
 	uint64_t frames[10];	   /* requests by opcode (index = opcode) */

@@ -17,7 +17,8 @@ SQL
 EXTRA_SERVICE="max_reply = 16MB
 client_output_soft_limit = 1MB
 client_output_hard_limit = 64MB
-idle_timeout = 1500ms" write_config "$WORK/cs.ini"
+idle_timeout = 1500ms
+send_timeout = 5s" write_config "$WORK/cs.ini"
 cat >>"$WORK/cs.ini" <<'INI'
 
 [query big_row]
@@ -87,3 +88,21 @@ grep -q '"source":"replica"' <<<"$out" || fail "the slow query was not answered 
 [ "$(metric cachesvc_idle_closed_total)" = 1 ] || fail "a client waiting for its answer was idle-closed"
 ok "a client waiting 2.5 s for its answer kept its connection"
 cli ping >/dev/null || fail "the daemon does not answer"
+
+# send_timeout (5 s): the unread reply above waited 3 s and was kept; one left unread for 9 s
+# is closed once the socket has taken nothing of it for 5 s, and counted - the client's
+# second read finds the connection closed. Negative control: with send_timeout = 0 (a
+# reload; new connections take it) the same client keeps its connection and its reply.
+[ "$(metric cachesvc_send_timeout_closed_total)" = 0 ] || fail "a reply read within send_timeout was closed"
+r=$("$HOSTILE" -p "$PORT" lateread big_row 1 9000) || fail "cs_hostile lateread failed: $r"
+grep -q '"late":-1,' <<<"$r" || fail "a reply left unread for 9 s (send_timeout 5 s) was still read: $r"
+[ "$(metric cachesvc_send_timeout_closed_total)" = 1 ] ||
+  fail "send timeout not counted: $(metric cachesvc_send_timeout_closed_total)"
+ok "a client that read nothing for 9 s was closed by send_timeout (5 s), counted"
+sed -i 's/^send_timeout = .*/send_timeout = 0/' "$WORK/cs.ini"
+kill -HUP "$DAEMON_PID"
+until_true 15 grep -q '^.*reloaded ' "$WORK/cachesvc.log" || fail "no reload: $(tail -3 "$WORK/cachesvc.log")"
+r=$("$HOSTILE" -p "$PORT" lateread big_row 1 9000) || fail "cs_hostile lateread failed: $r"
+[ "$(jnum late <<<"$r")" -gt $((8 * 1024 * 1024)) ] || fail "with send_timeout = 0 the unread reply was lost: $r"
+[ "$(metric cachesvc_send_timeout_closed_total)" = 1 ] || fail "send_timeout = 0 still closed a client"
+ok "negative control: send_timeout = 0 keeps a client that read nothing for 9 s, reply whole"
