@@ -323,7 +323,9 @@ static bool starts_with(const redisReply *r, const char *p)
 }
 
 /* Every reply of a cluster command: follows MOVED / ASK (at most max_redirects times),
- * retries TRYAGAIN / CLUSTERDOWN with backoff until the command's deadline, else delivers. */
+ * retries TRYAGAIN / CLUSTERDOWN / LOADING with backoff until the command's deadline, else
+ * delivers. A NULL reply is delivered as is: the command may have run, and only the caller
+ * knows whether running it twice is harmless. */
 static void node_reply(cs_redis *r, redisReply *reply, void *priv)
 {
 	(void)r;
@@ -360,7 +362,8 @@ static void node_reply(cs_redis *r, redisReply *reply, void *priv)
 				rc->owner[rd.slot] = (int16_t)t;
 			}
 		}
-		if (c->redirects >= rc->max_redirects) {
+		if (c->redirects >= rc->max_redirects || cs_now_us() >= c->deadline_us) {
+			/* past the deadline: no new send (each would wait a timeout of its own) */
 			rc->stats.redirects_exhausted++;
 		} else if (t >= 0) {
 			c->redirects++;
@@ -371,7 +374,11 @@ static void node_reply(cs_redis *r, redisReply *reply, void *priv)
 		cmd_deliver(c, reply);
 		return;
 	}
-	if (starts_with(reply, "TRYAGAIN") || starts_with(reply, "CLUSTERDOWN")) {
+	/* TRYAGAIN: a multi-key command in a slot being migrated; CLUSTERDOWN: no quorum or a
+	 * slot without a master (a failover in progress); LOADING: a restarted master reading
+	 * its data. Each passes in time, or the deadline delivers the error. */
+	if (starts_with(reply, "TRYAGAIN") || starts_with(reply, "CLUSTERDOWN") ||
+		starts_with(reply, "LOADING")) {
 		n->st.tryagain++;
 		int64_t ms = cs_backoff_ms(c->tries++, RETRY_BASE_MS, RETRY_MAX_MS);
 		if (starts_with(reply, "CLUSTERDOWN"))

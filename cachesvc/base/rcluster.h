@@ -11,8 +11,16 @@
  * Errors: a command refused at once returns -1 and its callback never runs (no slot owner,
  * owner not ready, too many pending, out of memory); a command accepted (0) gets its callback
  * exactly once: a reply, an error reply (a Redis error, a redirect that could not be followed,
- * TRYAGAIN / CLUSTERDOWN past the command's timeout) or NULL (no reply: timeout, disconnect,
- * shutdown - as cs_redis_cb). Nothing here blocks; every wait is bounded by the node timeout.
+ * TRYAGAIN / CLUSTERDOWN / LOADING past the command's timeout) or NULL (no reply: timeout,
+ * disconnect, shutdown - as cs_redis_cb). Nothing here blocks; every wait is bounded by the
+ * node timeout: retries and redirects are sent only before the command's deadline (the
+ * timeout after the first send), so a callback comes at most twice the timeout late.
+ *
+ * Slot map: asked of a ready node with CLUSTER SHARDS (CLUSTER SLOTS when the server does not
+ * know it) at start, every refresh_ms, after a MOVED, after a node connection goes down or up
+ * while slots are unserved, and when a command finds its slot without a ready master; at most
+ * one in flight and one per 100 ms. When no node has been ready for a second the seeds are
+ * connected again. A MOVED also reroutes its slot at once.
  * Not thread-safe. */
 #ifndef CS_RCLUSTER_H
 #define CS_RCLUSTER_H
@@ -29,7 +37,7 @@ struct redisReply;
 /* ---- Pure part ----------------------------------------------------------------------- */
 
 #define CS_RC_SLOTS	16384
-#define CS_RC_MAX_NODES 128 /* masters in a map; more are ignored (logged by the caller) */
+#define CS_RC_MAX_NODES 128 /* masters (nodes) at most; a map with more is refused */
 #define CS_RC_HOST_MAX	256
 
 /* The hash slot of a key: CRC16-XMODEM (poly 0x1021, init 0) mod 16384, of the part between
@@ -93,7 +101,9 @@ typedef struct cs_rc cs_rc;
  * only during the call). */
 typedef void cs_rc_cb(cs_rc *rc, struct redisReply *reply, void *priv);
 
-/* Called after the node set changed (cluster mode: the first map, a master added or gone),
+/* Called after the node set changed (cluster mode: the first map differs from the seeds, a
+ * master added - a new one in a map, or the target of a redirect - or gone). Right after
+ * cs_rc_new the set is the seeds (single mode: the one connection, never changed),
  * from the loop (possibly inside another node's reply callback). cs_rc_nnodes/cs_rc_node
  * give the new set; a cs_redis not in it is freed later, from a timer: drop every pointer to
  * it now. May subscribe on the new nodes; must not free rc. */
@@ -121,7 +131,8 @@ typedef struct cs_rc_node_stats {
 				* reply past redirects and retries */
 	uint64_t moved;	       /* MOVED replies from this node */
 	uint64_t ask;	       /* ASK replies from this node */
-	uint64_t tryagain;     /* TRYAGAIN / CLUSTERDOWN replies from this node (retried) */
+	uint64_t tryagain;     /* TRYAGAIN / CLUSTERDOWN / LOADING replies from this node
+				* (retried with backoff until the command's deadline) */
 	uint64_t refreshes;    /* slot map refreshes this node answered */
 } cs_rc_node_stats;
 
@@ -130,8 +141,9 @@ typedef struct cs_rc_stats {
 	uint64_t refresh_errors;   /* refreshes that failed (no reply, error, malformed) */
 	uint64_t node_changes;	   /* times the node set changed */
 	uint64_t refused;	   /* commands refused: slot without a ready master (cluster) */
-	uint64_t redirects_exhausted; /* MOVED/ASK past max_redirects, delivered as errors */
-	uint64_t retry_timeouts;   /* TRYAGAIN/CLUSTERDOWN still failing at the deadline */
+	uint64_t redirects_exhausted; /* MOVED/ASK past max_redirects or the deadline,
+				       * delivered as errors */
+	uint64_t retry_timeouts;   /* TRYAGAIN/CLUSTERDOWN/LOADING still failing at the deadline */
 	uint64_t pending;	   /* gauge: cluster commands accepted and not yet answered */
 	uint64_t slots_covered;	   /* gauge: slots with an owner in the current map */
 } cs_rc_stats;

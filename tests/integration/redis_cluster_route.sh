@@ -135,9 +135,9 @@ case_c() {
   drive --seeds "$RC_NODES" --prefix cn: --keys 1000 fill >/dev/null
   from=$(port_of "${RC_MASTERS%%,*}")
   to=$(port_of "$(echo "$RC_MASTERS" | cut -d, -f2)")
-  drive --seeds "$RC_NODES" --prefix c: --keys 2000 --conc 32 --duration 14 load >"$WORK/c_pos.out" &
+  drive --seeds "$RC_NODES" --prefix c: --keys 2000 --conc 32 --think 2 --duration 14 load >"$WORK/c_pos.out" &
   pos_pid=$!
-  drive --seeds "$RC_NODES" --redirects 0 --prefix cn: --keys 1000 --conc 8 --duration 14 load >"$WORK/c_neg.out" &
+  drive --seeds "$RC_NODES" --redirects 0 --prefix cn: --keys 1000 --conc 8 --think 2 --duration 14 load >"$WORK/c_neg.out" &
   neg_pid=$!
   sleep 1.5
   t0=$SECONDS
@@ -186,7 +186,7 @@ case_d() {
     [ "${RC_PORTS[$i]}" = "$victim" ] && vpid=$(cat "$WORK/rcluster/node$((i + 1))/redis.pid")
   done
   [ -n "$vpid" ] && [ -n "$replica" ] || fail "(d) victim $victim: no pid or replica"
-  drive --seeds "$RC_NODES" --timeout "$timeout" --prefix d: --keys 2000 --conc 16 --duration 16 getload \
+  drive --seeds "$RC_NODES" --timeout "$timeout" --prefix d: --keys 2000 --conc 16 --think 2 --duration 16 getload \
     >"$WORK/d.out" &
   local pid=$!
   sleep 2
