@@ -490,6 +490,12 @@ static void refresh_reply(cs_redis *r, redisReply *reply, void *priv)
 	}
 	int rv = rc->use_slots ? cs_rc_map_from_slots(reply, n->host, m, err, sizeof err)
 			       : cs_rc_map_from_shards(reply, n->host, m, err, sizeof err);
+	if (rv == 0 && rc->covered > 0 && cs_rc_map_covered(m) == 0) {
+		/* A node that knows no slot at all (restarted without its nodes.conf, not yet
+		 * joined, cut off): its view must not drop every master. Ask another one. */
+		snprintf(err, sizeof err, "the node serves no slot and knows no master that does");
+		rv = -1;
+	}
 	if (rv != 0) {
 		cs_warn("redis cluster %s: slot map from %s: %s", rc->name, n->addr, err);
 		rc->stats.refresh_errors++;

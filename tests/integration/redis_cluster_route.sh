@@ -80,9 +80,7 @@ case_b() {
   # the keys of both drivers are "{mig}...": all in this one slot
   drive --seeds "$RC_NODES" --tag mig --prefix p --keys 300 fill >/dev/null
   drive --seeds "$RC_NODES" --tag mig --prefix n --keys 300 fill >/dev/null
-  from=$(redis-cli -p "${RC_PORTS[0]}" cluster shards >/dev/null; redis-cli -p "${RC_PORTS[0]}" cluster nodes |
-    awk -v s="$slot" '$3 ~ /master/ { for (i = 9; i <= NF; i++) { split($i, r, "-"); if (r[2] == "") r[2] = r[1];
-      if (s >= r[1] && s <= r[2]) { sub(/@.*/, "", $2); sub(/.*:/, "", $2); print $2 } } }')
+  from=$(rc_master_of "$slot")
   [ -n "$from" ] || fail "(b) no master for slot $slot"
   for m in ${RC_MASTERS//,/ }; do
     [ "$(port_of "$m")" = "$from" ] || { to=$(port_of "$m"); break; }
