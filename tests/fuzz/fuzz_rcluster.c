@@ -25,7 +25,7 @@ static void check_map(const cs_rc_map *m)
 			abort();
 	for (int i = 0; i < m->nnodes; i++)
 		if (m->node[i].port < 1 || m->node[i].port > 65535 ||
-			memchr(m->node[i].host, '\0', sizeof m->node[i].host) == NULL)
+		        memchr(m->node[i].host, '\0', sizeof m->node[i].host) == NULL)
 			abort();
 }
 
@@ -40,8 +40,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (data[0] & 1) {
 		cs_rc_redirect r;
 		if (cs_rc_parse_redirect(rest, len, &r) == 0 &&
-			(r.slot >= CS_RC_SLOTS || r.port < 1 || r.port > 65535 ||
-				strlen(r.host) >= sizeof r.host))
+		        (r.slot >= CS_RC_SLOTS || r.port < 1 || r.port > 65535 ||
+		                strlen(r.host) >= sizeof r.host))
 			abort();
 		cs_rc_endpoint e;
 		if (cs_rc_parse_endpoint(rest, len, &e) == 0 && (e.host[0] == '\0' || e.port < 1))

@@ -34,16 +34,16 @@
 enum mode { M_FILL, M_CHECK, M_LOAD, M_GETLOAD };
 
 typedef struct key_state {
-	long acked;  /* seq of the last acknowledged SET (-1: the fill's value) */
-	long maybe;  /* seq of a SET that failed after it (may or may not have applied), -2 none */
+	long acked; /* seq of the last acknowledged SET (-1: the fill's value) */
+	long maybe; /* seq of a SET that failed after it (may or may not have applied), -2 none */
 } key_state;
 
 typedef struct worker {
 	int id;
-	int next;	/* next key index of this worker */
-	int key;	/* key in flight */
-	long seq;	/* value in flight */
-	bool get;	/* the command in flight is the GET of load */
+	int next; /* next key index of this worker */
+	int key;  /* key in flight */
+	long seq; /* value in flight */
+	bool get; /* the command in flight is the GET of load */
 	uint64_t sent_us;
 	struct event *pause;
 } worker;
@@ -130,8 +130,8 @@ static int send_cmd(int i, const char *cmd, const char *val, cs_rc_cb *cb, void 
 {
 	char k[128];
 	int kl = key_name(i, k, sizeof k);
-	const char *argv[3] = { cmd, k, val };
-	size_t lens[3] = { strlen(cmd), (size_t)kl, val ? strlen(val) : 0 };
+	const char *argv[3] = {cmd, k, val};
+	size_t lens[3] = {strlen(cmd), (size_t)kl, val ? strlen(val) : 0};
 	return cs_rc_cmd(g.rc, cs_rc_keyslot(k, (size_t)kl), cb, priv, val ? 3 : 2, argv, lens);
 }
 
@@ -192,7 +192,7 @@ static void issue_more(void)
 		char val[160];
 		value_of(i, -1, val, sizeof val);
 		int rv = g.mode == M_FILL ? send_cmd(i, "SET", val, on_simple, o)
-					  : send_cmd(i, "GET", NULL, on_simple, o);
+		                          : send_cmd(i, "GET", NULL, on_simple, o);
 		if (rv != 0) {
 			free(o);
 			g.refused++;
@@ -298,7 +298,7 @@ static void on_load(cs_rc *rc, redisReply *r, void *priv)
 		static int shown;
 		if (shown++ < 5)
 			fprintf(stderr, "rc_drive: key %d: want %s got %.*s\n", w->key, want,
-				r->str ? (int)r->len : 4, r->str ? r->str : "nil");
+			        r->str ? (int)r->len : 4, r->str ? r->str : "nil");
 	}
 	worker_pause(w);
 }
@@ -329,7 +329,7 @@ static void on_verify(cs_rc *rc, redisReply *r, void *priv)
 	} else {
 		g.final_bad++;
 		fprintf(stderr, "rc_drive: final: key %d: want %s got %.*s\n", o->key, a,
-			r->str ? (int)r->len : 4, r->str ? r->str : "nil");
+		        r->str ? (int)r->len : 4, r->str ? r->str : "nil");
 	}
 	free(o);
 	verify_more();
@@ -410,9 +410,11 @@ static void on_ready_poll(evutil_socket_t fd, short what, void *arg)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: rc_drive [--seeds H:P,...] [--url URL] [--timeout MS] [--redirects N]"
-			" [--refresh MS] [--keys N] [--prefix P] [--tag T] [--conc N] [--duration S] [--think MS]"
-			" fill|check|load|getload\n");
+	fprintf(stderr,
+	        "usage: rc_drive [--seeds H:P,...] [--url URL] [--timeout MS] [--redirects N]"
+	        " [--refresh MS] [--keys N] [--prefix P] [--tag T] [--conc N] [--duration S] "
+	        "[--think MS]"
+	        " fill|check|load|getload\n");
 	exit(2);
 }
 
@@ -477,13 +479,15 @@ int main(int argc, char **argv)
 	int nseeds = seedbuf ? cs_split_list(seedbuf, seeds, 64) : 0;
 	char err[256];
 	cs_rc_opts o = {
-		.node = { .name = "drive", .url = url ? url : "redis://127.0.0.1:6379/0",
-			.timeout_ms = g.timeout_ms, .max_pending = 4096 },
-		.seeds = (const char *const *)seeds,
-		.nseeds = nseeds,
-		.cluster = seeds_arg != NULL,
-		.refresh_ms = refresh,
-		.max_redirects = redirects,
+	        .node = {.name = "drive",
+	                .url = url ? url : "redis://127.0.0.1:6379/0",
+	                .timeout_ms = g.timeout_ms,
+	                .max_pending = 4096},
+	        .seeds = (const char *const *)seeds,
+	        .nseeds = nseeds,
+	        .cluster = seeds_arg != NULL,
+	        .refresh_ms = refresh,
+	        .max_redirects = redirects,
 	};
 	g.rc = cs_rc_new(g.base, &o, err, sizeof err);
 	if (g.rc == NULL) {
@@ -495,8 +499,9 @@ int main(int argc, char **argv)
 	struct event *poll = evtimer_new(g.base, on_ready_poll, NULL);
 	while (!cs_rc_ready(g.rc)) {
 		if (cs_now_us() > until) {
-			fprintf(stderr, "rc_drive: not ready after 15 s (%" PRIu64 " slots covered)\n",
-				cs_rc_get_stats(g.rc)->slots_covered);
+			fprintf(stderr,
+			        "rc_drive: not ready after 15 s (%" PRIu64 " slots covered)\n",
+			        cs_rc_get_stats(g.rc)->slots_covered);
 			return 2;
 		}
 		struct timeval tv = cs_tv_ms(10);
@@ -546,15 +551,15 @@ int main(int argc, char **argv)
 		cs_rc_node_stats st;
 		cs_rc_get_node_stats(g.rc, i, &st);
 		fprintf(stderr,
-			"rc_drive: node %s: connects=%" PRIu64 " errors=%" PRIu64 " moved=%" PRIu64
-			" ask=%" PRIu64 " tryagain=%" PRIu64 " refreshes=%" PRIu64 "\n",
-			cs_rc_node_addr(g.rc, i), st.connects, st.errors, st.moved, st.ask, st.tryagain,
-			st.refreshes);
+		        "rc_drive: node %s: connects=%" PRIu64 " errors=%" PRIu64 " moved=%" PRIu64
+		        " ask=%" PRIu64 " tryagain=%" PRIu64 " refreshes=%" PRIu64 "\n",
+		        cs_rc_node_addr(g.rc, i), st.connects, st.errors, st.moved, st.ask,
+		        st.tryagain, st.refreshes);
 	}
 	if (g.tag) {
 		int n = cs_rc_slot_node(g.rc, cs_rc_keyslot(g.tag, strlen(g.tag)));
 		fprintf(stderr, "rc_drive: slot of {%s} served by %s\n", g.tag,
-			n >= 0 ? cs_rc_node_addr(g.rc, n) : "none");
+		        n >= 0 ? cs_rc_node_addr(g.rc, n) : "none");
 	}
 	const cs_rc_stats *rs = cs_rc_get_stats(g.rc);
 	printf("ok=%" PRIu64 " err=%" PRIu64 " nil=%" PRIu64 " wrong=%" PRIu64 " refused=%" PRIu64
@@ -562,10 +567,12 @@ int main(int argc, char **argv)
 	       " tryagain=%" PRIu64 " node_errors=%" PRIu64 " refreshes=%" PRIu64
 	       " redirects_exhausted=%" PRIu64 " nodes=%d max_ms=%" PRIu64 " max_fail_ms=%" PRIu64
 	       " last_err_ago_ms=%" PRIu64 " secs=%.1f\n",
-		g.ok, g.err, g.nil_err, g.wrong, g.refused, g.final_bad, g.final_checked, moved, ask,
-		tryagain, nerr, rs->refreshes, rs->redirects_exhausted, cs_rc_nnodes(g.rc), g.max_ms,
-		g.max_fail_ms, g.last_err_us ? (g.end_us > g.last_err_us ? (g.end_us - g.last_err_us) / 1000 : 0) : 999999,
-		(double)(g.end_us - g.start_us) / 1e6);
+	        g.ok, g.err, g.nil_err, g.wrong, g.refused, g.final_bad, g.final_checked, moved,
+	        ask, tryagain, nerr, rs->refreshes, rs->redirects_exhausted, cs_rc_nnodes(g.rc),
+	        g.max_ms, g.max_fail_ms,
+	        g.last_err_us ? (g.end_us > g.last_err_us ? (g.end_us - g.last_err_us) / 1000 : 0)
+	                      : 999999,
+	        (double)(g.end_us - g.start_us) / 1e6);
 	cs_rc_free(g.rc);
 	if (issue_timer)
 		event_free(issue_timer);
