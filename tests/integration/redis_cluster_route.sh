@@ -10,7 +10,9 @@
 #             reported), every key holds its last written value after; the same with redirects
 #             off must see errors.
 #   failover: (d) a master killed -9 under load: its slots fail fast (no command past the
-#             timeout) until the replica is promoted, then every read succeeds.
+#             timeout) until the replica is promoted, then every read succeeds. The periodic
+#             refresh is off (60 s): the new master is found by the refreshes a dropped
+#             connection and a refused slot ask for.
 . "$(dirname "$0")/daemon_lib.sh"
 
 PART=${1:-route}
@@ -184,7 +186,7 @@ case_d() {
     [ "${RC_PORTS[$i]}" = "$victim" ] && vpid=$(cat "$WORK/rcluster/node$((i + 1))/redis.pid")
   done
   [ -n "$vpid" ] && [ -n "$replica" ] || fail "(d) victim $victim: no pid or replica"
-  drive --seeds "$RC_NODES" --timeout "$timeout" --prefix d: --keys 2000 --conc 16 --think 2 --duration 16 getload \
+  drive --seeds "$RC_NODES" --refresh 60000 --timeout "$timeout" --prefix d: --keys 2000 --conc 16 --think 2 --duration 16 getload \
     >"$WORK/d.out" &
   local pid=$!
   sleep 2
