@@ -3,7 +3,8 @@
  * redis_cluster_route.sh. Prints one line of key=value counters at the end.
  *
  *   rc_drive [--seeds H:P,...] [--url URL] [--timeout MS] [--redirects N] [--refresh MS]
- *            [--keys N] [--prefix P] [--tag T] [--conc N] [--duration S] [--think MS] MODE
+ *            [--keys N] [--prefix P] [--tag T] [--conc N] [--duration S] [--think MS] [--script]
+ *            [--until-file F] MODE
  *
  * Keys are "{T}P<i>" with --tag (all in one slot), else "P<i>", for i < keys.
  * MODE fill:    SET every key to "v:<key>" (conc in flight); every reply must be OK.
@@ -14,6 +15,8 @@
  *               its last acknowledged value (or the value of a SET that failed after it).
  *      getload: for S seconds, GET keys round robin, expect "v:<key>" (after fill); records
  *               the slowest failure and how long before the end the last failure was.
+ * --until-file F ends load and getload once F exists (--duration S is then the upper bound).
+ * --script sends every SET and GET as EVALSHA of a one-line Lua script (cs_rc_script).
  * --think MS paces load and getload (a worker waits MS between keys; getload refills its
  * conc commands every MS) so the drivers leave the CPU to the servers and the scripts.
  * Exit 0 when the run completed (the script judges the counters), 2 on usage or when the
@@ -26,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "rcluster.h"
@@ -58,6 +62,8 @@ static struct {
 	int conc;
 	int duration_s;
 	int think_ms; /* load, getload: pause of a worker between its keys */
+	bool script;  /* SET and GET through Lua scripts (EVALSHA) */
+	const char *until_file; /* load, getload: stop once this file exists */
 	int64_t timeout_ms;
 	bool stop;
 	bool verifying;
@@ -132,7 +138,11 @@ static int send_cmd(int i, const char *cmd, const char *val, cs_rc_cb *cb, void 
 	int kl = key_name(i, k, sizeof k);
 	const char *argv[3] = {cmd, k, val};
 	size_t lens[3] = {strlen(cmd), (size_t)kl, val ? strlen(val) : 0};
-	return cs_rc_cmd(g.rc, cs_rc_keyslot(k, (size_t)kl), cb, priv, val ? 3 : 2, argv, lens);
+	uint16_t slot = cs_rc_keyslot(k, (size_t)kl);
+	if (g.script) /* EVALSHA of SCRIPTS[0] (SET) or [1] (GET): 1 key, the value as ARGV[1] */
+		return cs_rc_script(g.rc, slot, val ? 0 : 1, cb, priv, 1, val ? 2 : 1, argv + 1,
+		        lens + 1);
+	return cs_rc_cmd(g.rc, slot, cb, priv, val ? 3 : 2, argv, lens);
 }
 
 /* ---- fill / check / getload: conc commands in flight over the key list ---- */
@@ -400,6 +410,16 @@ static void on_duration(evutil_socket_t fd, short what, void *arg)
 	finish_if_idle();
 }
 
+static void on_until_poll(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	if (!g.stop && access(g.until_file, F_OK) == 0) {
+		event_del(arg);
+		on_duration(-1, 0, NULL);
+	}
+}
+
 static void on_ready_poll(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
@@ -413,7 +433,7 @@ static void usage(void)
 	fprintf(stderr,
 	        "usage: rc_drive [--seeds H:P,...] [--url URL] [--timeout MS] [--redirects N]"
 	        " [--refresh MS] [--keys N] [--prefix P] [--tag T] [--conc N] [--duration S] "
-	        "[--think MS]"
+	        "[--think MS] [--script] [--until-file F]"
 	        " fill|check|load|getload\n");
 	exit(2);
 }
@@ -453,6 +473,10 @@ int main(int argc, char **argv)
 			g.duration_s = atoi(v), i++;
 		else if (strcmp(a, "--think") == 0 && v)
 			g.think_ms = atoi(v), i++;
+		else if (strcmp(a, "--script") == 0)
+			g.script = true;
+		else if (strcmp(a, "--until-file") == 0 && v)
+			g.until_file = v, i++;
 		else if (a[0] != '-' && mode == NULL)
 			mode = a;
 		else
@@ -478,11 +502,15 @@ int main(int argc, char **argv)
 	char *seeds[64];
 	int nseeds = seedbuf ? cs_split_list(seedbuf, seeds, 64) : 0;
 	char err[256];
+	static const char *const scripts[] = {"return redis.call('SET', KEYS[1], ARGV[1])",
+	        "return redis.call('GET', KEYS[1])"};
 	cs_rc_opts o = {
 	        .node = {.name = "drive",
 	                .url = url ? url : "redis://127.0.0.1:6379/0",
 	                .timeout_ms = g.timeout_ms,
-	                .max_pending = 4096},
+	                .max_pending = 4096,
+	                .scripts = scripts,
+	                .nscripts = 2},
 	        .seeds = (const char *const *)seeds,
 	        .nseeds = nseeds,
 	        .cluster = seeds_arg != NULL,
@@ -518,9 +546,15 @@ int main(int argc, char **argv)
 	issue_timer = evtimer_new(g.base, on_retry_issue, NULL);
 	struct event *dur = evtimer_new(g.base, on_duration, NULL);
 	g.start_us = cs_now_us();
+	struct event *until_ev = NULL;
 	if (g.mode == M_LOAD || g.mode == M_GETLOAD) {
 		struct timeval tv = cs_tv_ms((int64_t)g.duration_s * 1000);
 		evtimer_add(dur, &tv);
+		if (g.until_file) {
+			until_ev = event_new(g.base, -1, EV_PERSIST, on_until_poll, event_self_cbarg());
+			struct timeval p = cs_tv_ms(50);
+			event_add(until_ev, &p);
+		}
 	}
 	if (g.mode == M_LOAD) {
 		g.w = calloc((size_t)g.conc, sizeof *g.w);
@@ -577,6 +611,8 @@ int main(int argc, char **argv)
 	if (issue_timer)
 		event_free(issue_timer);
 	event_free(dur);
+	if (until_ev)
+		event_free(until_ev);
 	if (g.w)
 		for (int i = 0; i < g.conc; i++)
 			event_free(g.w[i].pause);

@@ -4,7 +4,8 @@
 #   route:    (a) 2000 keys over all slots, SET then GET, every reply right (discovery from one
 #             seed); (b) one slot migrated by hand (SETSLOT IMPORTING/MIGRATING, MIGRATE, SETSLOT
 #             NODE) under load: ASK then MOVED seen, nothing lost or wrong - and, at the same time,
-#             a driver with redirects off (max_redirects 0) must see errors (negative control);
+#             a driver with redirects off (max_redirects 0) must see errors (negative control),
+#             and one sending Lua scripts (EVALSHA) must see the redirects and no error;
 #             (e) single mode against a plain Redis.
 #   reshard:  (c) `redis-cli --cluster reshard` of 1000 slots under load: errors bounded (and
 #             reported), every key holds its last written value after; the same with redirects
@@ -77,31 +78,39 @@ migrate_slot() { # SLOT FROM_PORT TO_PORT FIRST_BATCH
 }
 
 case_b() {
-  local slot from to out neg pos_pid neg_pid m
+  local slot from to out neg lua pos_pid neg_pid lua_pid m
   slot=$(redis-cli -p "${RC_PORTS[0]}" cluster keyslot mig)
   # the keys of both drivers are "{mig}...": all in this one slot
   drive --seeds "$RC_NODES" --tag mig --prefix p --keys 300 fill >/dev/null
   drive --seeds "$RC_NODES" --tag mig --prefix n --keys 300 fill >/dev/null
+  drive --seeds "$RC_NODES" --tag mig --prefix s --keys 300 fill >/dev/null
   from=$(rc_master_of "$slot")
   [ -n "$from" ] || fail "(b) no master for slot $slot"
   for m in ${RC_MASTERS//,/ }; do
     [ "$(port_of "$m")" = "$from" ] || { to=$(port_of "$m"); break; }
   done
   echo "(b) slot $slot: $from -> $to"
-  drive --seeds "$RC_NODES" --refresh 60000 --tag mig --prefix p --keys 300 --conc 16 --think 2 --duration 12 load >"$WORK/b_pos.out" &
+  drive --seeds "$RC_NODES" --refresh 60000 --tag mig --prefix p --keys 300 --conc 16 --think 2 --duration 45 --until-file "$WORK/b.stop" load >"$WORK/b_pos.out" &
   pos_pid=$!
-  drive --seeds "$RC_NODES" --refresh 60000 --redirects 0 --tag mig --prefix n --keys 300 --conc 16 --think 2 --duration 12 load >"$WORK/b_neg.out" &
+  drive --seeds "$RC_NODES" --refresh 60000 --redirects 0 --tag mig --prefix n --keys 300 --conc 16 --think 2 --duration 45 --until-file "$WORK/b.stop" load >"$WORK/b_neg.out" &
   neg_pid=$!
+  drive --seeds "$RC_NODES" --refresh 60000 --script --tag mig --prefix s --keys 300 --conc 8 --think 2 --duration 45 --until-file "$WORK/b.stop" load >"$WORK/b_lua.out" &
+  lua_pid=$!
   local t0=$SECONDS
   sleep 1.5
   migrate_slot "$slot" "$from" "$to" 300
-  echo "(b) slot $slot owned by $to from +$((SECONDS - t0)) s (the load runs 12 s)"
+  echo "(b) slot $slot owned by $to from +$((SECONDS - t0)) s"
+  sleep 1.5 # the load goes on with the slot at its new home (MOVED)
+  touch "$WORK/b.stop"
   wait "$pos_pid" || fail "(b) driver failed"
   wait "$neg_pid" || fail "(b) negative driver failed"
+  wait "$lua_pid" || fail "(b) script driver failed"
   out=$(cat "$WORK/b_pos.out")
+  lua=$(cat "$WORK/b_lua.out")
   neg=$(cat "$WORK/b_neg.out")
   echo "(b) redirects on:  $out"
   echo "(b) redirects off: $neg"
+  echo "(b) scripts:       $lua"
   expect ask -gt 0 "$out" "(b) ASK seen"
   expect moved -gt 0 "$out" "(b) MOVED seen"
   expect err = 0 "$out" "(b) no command lost"
@@ -111,6 +120,10 @@ case_b() {
   expect final_checked = 300 "$out" "(b) every key after"
   expect ok -gt 1000 "$out" "(b) load ran"
   ok "(b) slot migrated under load: ASK and MOVED followed, nothing lost or wrong"
+  for f in ask moved; do expect "$f" -gt 0 "$lua" "(b) scripts: $f seen"; done
+  for f in err refused wrong final_bad; do expect "$f" = 0 "$lua" "(b) scripts"; done
+  expect final_checked = 300 "$lua" "(b) scripts: every key after"
+  ok "(b) the same through EVALSHA (cs_rc_script): ASK and MOVED followed, nothing lost or wrong"
   expect err -gt 0 "$neg" "(b) negative control: redirects off must fail"
   expect redirects_exhausted -gt 0 "$neg" "(b) negative control"
   ok "(b) negative control: with max_redirects 0 the same migration gives $(get err "$neg") errors"
@@ -135,9 +148,9 @@ case_c() {
   drive --seeds "$RC_NODES" --prefix cn: --keys 1000 fill >/dev/null
   from=$(port_of "${RC_MASTERS%%,*}")
   to=$(port_of "$(echo "$RC_MASTERS" | cut -d, -f2)")
-  drive --seeds "$RC_NODES" --prefix c: --keys 2000 --conc 32 --think 2 --duration 14 load >"$WORK/c_pos.out" &
+  drive --seeds "$RC_NODES" --prefix c: --keys 2000 --conc 32 --think 2 --duration 45 --until-file "$WORK/c.stop" load >"$WORK/c_pos.out" &
   pos_pid=$!
-  drive --seeds "$RC_NODES" --redirects 0 --prefix cn: --keys 1000 --conc 8 --think 2 --duration 14 load >"$WORK/c_neg.out" &
+  drive --seeds "$RC_NODES" --redirects 0 --prefix cn: --keys 1000 --conc 8 --think 2 --duration 45 --until-file "$WORK/c.stop" load >"$WORK/c_neg.out" &
   neg_pid=$!
   sleep 1.5
   t0=$SECONDS
@@ -145,7 +158,9 @@ case_c() {
     --cluster-to "$(node_id "$to")" --cluster-slots 1000 --cluster-yes >"$WORK/reshard.log" 2>&1 ||
     fail "(c) redis-cli --cluster reshard failed: $(tail -3 "$WORK/reshard.log")"
   echo "(c) reshard of 1000 slots took $((SECONDS - t0)) s"
-  kill -0 "$pos_pid" 2>/dev/null || echo "(c) note: the load ended before the reshard did"
+  kill -0 "$pos_pid" 2>/dev/null || fail "(c) the load ended before the reshard did"
+  sleep 1.5
+  touch "$WORK/c.stop"
   wait "$pos_pid" || fail "(c) driver failed"
   wait "$neg_pid" || fail "(c) negative driver failed"
   out=$(cat "$WORK/c_pos.out")
@@ -186,7 +201,7 @@ case_d() {
     [ "${RC_PORTS[$i]}" = "$victim" ] && vpid=$(cat "$WORK/rcluster/node$((i + 1))/redis.pid")
   done
   [ -n "$vpid" ] && [ -n "$replica" ] || fail "(d) victim $victim: no pid or replica"
-  drive --seeds "$RC_NODES" --refresh 60000 --timeout "$timeout" --prefix d: --keys 2000 --conc 16 --think 2 --duration 16 getload \
+  drive --seeds "$RC_NODES" --refresh 60000 --timeout "$timeout" --prefix d: --keys 2000 --conc 16 --think 2 --duration 45 --until-file "$WORK/d.stop" getload \
     >"$WORK/d.out" &
   local pid=$!
   sleep 2
@@ -197,7 +212,9 @@ case_d() {
     fail "(d) the replica $replica was not promoted"
   until_true 20 rc_ok "$replica" || fail "(d) cluster not ok after the failover"
   echo "(d) replica promoted, cluster ok after $((SECONDS - t0)) s"
-  kill -0 "$pid" 2>/dev/null || fail "(d) the load ended before the failover completed (too slow a machine?)"
+  kill -0 "$pid" 2>/dev/null || fail "(d) the load ended before the failover completed"
+  sleep 5 # served by the new master (the last 3 s must be free of errors)
+  touch "$WORK/d.stop"
   wait "$pid" || fail "(d) driver failed"
   out=$(cat "$WORK/d.out")
   echo "(d) $out"
