@@ -13,11 +13,11 @@
 #include "redis_url.h"
 #include "util.h"
 
-#define TICK_MS		   50	/* graveyard, refresh scheduling */
-#define REFRESH_GAP_MS	   100	/* at most one slot map refresh per gap */
-#define SEEDS_AFTER_MS	   1000 /* no node ready that long: connect to the seeds again */
-#define RETRY_BASE_MS	   10	/* TRYAGAIN / CLUSTERDOWN backoff */
-#define RETRY_MAX_MS	   500
+#define TICK_MS            50   /* graveyard, refresh scheduling */
+#define REFRESH_GAP_MS     100  /* at most one slot map refresh per gap */
+#define SEEDS_AFTER_MS     1000 /* no node ready that long: connect to the seeds again */
+#define RETRY_BASE_MS      10   /* TRYAGAIN / CLUSTERDOWN backoff */
+#define RETRY_MAX_MS       500
 #define DEFAULT_REFRESH_MS 10000
 
 /* ==== The client ======================================================================= */
@@ -32,7 +32,7 @@ typedef struct rc_node {
 	int port;
 	char addr[CS_RC_HOST_MAX + 8]; /* "host:port" */
 	cs_rc_node_stats st;
-	uint64_t free_after_us;	       /* graveyard: free at the latest then */
+	uint64_t free_after_us; /* graveyard: free at the latest then */
 	struct rc_node *next_dead;
 } rc_node;
 
@@ -43,7 +43,7 @@ typedef struct rc_cmd {
 	cs_rc *rc;
 	cs_rc_cb *cb;
 	void *priv;
-	rc_node *node;	      /* where it was sent last */
+	rc_node *node;        /* where it was sent last */
 	struct event *retry;  /* armed while waiting to retry (TRYAGAIN / CLUSTERDOWN) */
 	uint64_t deadline_us; /* retries stop here (the node timeout after the first send) */
 	uint16_t slot;
@@ -130,7 +130,7 @@ static void pct_encode(const char *s, char *out, size_t outlen)
 	for (; *s && o + 4 < outlen; s++) {
 		unsigned char c = (unsigned char)*s;
 		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-			c == '-' || c == '.' || c == '_' || c == '~') {
+		        c == '-' || c == '.' || c == '_' || c == '~') {
 			out[o++] = (char)c;
 		} else {
 			out[o++] = '%';
@@ -153,7 +153,7 @@ static rc_node *node_new(cs_rc *rc, const char *host, int port)
 	snprintf(n->addr, sizeof n->addr, "%s:%d", host, port);
 	char url[1024], name[512], err[256];
 	snprintf(url, sizeof url, "redis://%s%s%s%s:%d/0", rc->userinfo, v6 ? "[" : "", host,
-		v6 ? "]" : "", port);
+	        v6 ? "]" : "", port);
 	snprintf(name, sizeof name, "%s %s", rc->name, n->addr);
 	cs_redis_opts o = rc->tmpl;
 	o.url = url;
@@ -173,7 +173,8 @@ static rc_node *node_new(cs_rc *rc, const char *host, int port)
 
 static void node_bury(cs_rc *rc, rc_node *n)
 {
-	n->free_after_us = cs_now_us() + (uint64_t)(rc->tmpl.timeout_ms > 0 ? rc->tmpl.timeout_ms : 1000) * 2000u;
+	n->free_after_us = cs_now_us() +
+	                   (uint64_t)(rc->tmpl.timeout_ms > 0 ? rc->tmpl.timeout_ms : 1000) * 2000u;
 	n->next_dead = rc->dead;
 	rc->dead = n;
 }
@@ -238,7 +239,7 @@ static void cmd_deliver(rc_cmd *c, redisReply *reply)
 }
 
 static rc_cmd *cmd_new(cs_rc *rc, uint16_t slot, int script, cs_rc_cb *cb, void *priv, int nkeys,
-	int argc, const char **argv, const size_t *lens)
+        int argc, const char **argv, const size_t *lens)
 {
 	if (argc <= 0 || argc > (1 << 20))
 		return NULL;
@@ -290,14 +291,14 @@ static int cmd_send(rc_cmd *c, rc_node *n, bool asking)
 		int maxp = c->rc->tmpl.max_pending > 0 ? c->rc->tmpl.max_pending : 65536;
 		if (cs_redis_get_stats(n->r)->pending + 2 > (uint64_t)maxp)
 			return -1;
-		static const char *asking_argv[] = { "ASKING" };
+		static const char *asking_argv[] = {"ASKING"};
 		if (cs_redis_cmd(n->r, NULL, NULL, 1, asking_argv, NULL) != 0)
 			return -1;
 	}
 	c->node = n;
 	if (c->script >= 0)
-		return cs_redis_script(n->r, c->script, node_reply, c, c->nkeys, c->argc, c->argv,
-			c->lens);
+		return cs_redis_script(
+		        n->r, c->script, node_reply, c, c->nkeys, c->argc, c->argv, c->lens);
 	return cs_redis_cmd(n->r, node_reply, c, c->argc, c->argv, c->lens);
 }
 
@@ -323,7 +324,9 @@ static bool starts_with(const redisReply *r, const char *p)
 }
 
 /* Every reply of a cluster command: follows MOVED / ASK (at most max_redirects times),
- * retries TRYAGAIN / CLUSTERDOWN with backoff until the command's deadline, else delivers. */
+ * retries TRYAGAIN / CLUSTERDOWN / LOADING with backoff until the command's deadline, else
+ * delivers. A NULL reply is delivered as is: the command may have run, and only the caller
+ * knows whether running it twice is harmless. */
 static void node_reply(cs_redis *r, redisReply *reply, void *priv)
 {
 	(void)r;
@@ -360,7 +363,8 @@ static void node_reply(cs_redis *r, redisReply *reply, void *priv)
 				rc->owner[rd.slot] = (int16_t)t;
 			}
 		}
-		if (c->redirects >= rc->max_redirects) {
+		if (c->redirects >= rc->max_redirects || cs_now_us() >= c->deadline_us) {
+			/* past the deadline: no new send (each would wait a timeout of its own) */
 			rc->stats.redirects_exhausted++;
 		} else if (t >= 0) {
 			c->redirects++;
@@ -371,7 +375,11 @@ static void node_reply(cs_redis *r, redisReply *reply, void *priv)
 		cmd_deliver(c, reply);
 		return;
 	}
-	if (starts_with(reply, "TRYAGAIN") || starts_with(reply, "CLUSTERDOWN")) {
+	/* TRYAGAIN: a multi-key command in a slot being migrated; CLUSTERDOWN: no quorum or a
+	 * slot without a master (a failover in progress); LOADING: a restarted master reading
+	 * its data. Each passes in time, or the deadline delivers the error. */
+	if (starts_with(reply, "TRYAGAIN") || starts_with(reply, "CLUSTERDOWN") ||
+	        starts_with(reply, "LOADING")) {
 		n->st.tryagain++;
 		int64_t ms = cs_backoff_ms(c->tries++, RETRY_BASE_MS, RETRY_MAX_MS);
 		if (starts_with(reply, "CLUSTERDOWN"))
@@ -399,7 +407,7 @@ static void apply_map(cs_rc *rc, const cs_rc_map *m)
 {
 	rc_node *keep[CS_RC_MAX_NODES];
 	int16_t to_new[CS_RC_MAX_NODES];
-	bool matched[CS_RC_MAX_NODES] = { false };
+	bool matched[CS_RC_MAX_NODES] = {false};
 	int k = 0;
 	bool changed = false;
 	for (int i = 0; i < m->nnodes; i++)
@@ -409,7 +417,7 @@ static void apply_map(cs_rc *rc, const cs_rc_map *m)
 		int i;
 		for (i = 0; i < m->nnodes; i++)
 			if (!matched[i] && m->node[i].port == n->port &&
-				strcmp(m->node[i].host, n->host) == 0)
+			        strcmp(m->node[i].host, n->host) == 0)
 				break;
 		if (i == m->nnodes) {
 			cs_info("redis cluster %s: node %s left the map", rc->name, n->addr);
@@ -464,11 +472,13 @@ static void refresh_reply(cs_redis *r, redisReply *reply, void *priv)
 	}
 	if (reply->type == REDIS_REPLY_ERROR) {
 		if (!rc->use_slots && starts_with(reply, "ERR unknown subcommand")) {
-			cs_info("redis cluster %s: no CLUSTER SHARDS (Redis < 7): CLUSTER SLOTS", rc->name);
+			cs_info("redis cluster %s: no CLUSTER SHARDS (Redis < 7): CLUSTER SLOTS",
+			        rc->name);
 			rc->use_slots = true;
 			rc->next_refresh_us = 0;
 		} else {
-			cs_warn("redis cluster %s: slot map from %s: %s", rc->name, n->addr, reply->str);
+			cs_warn("redis cluster %s: slot map from %s: %s", rc->name, n->addr,
+			        reply->str);
 			rc->stats.refresh_errors++;
 		}
 		request_refresh(rc);
@@ -482,7 +492,13 @@ static void refresh_reply(cs_redis *r, redisReply *reply, void *priv)
 		return;
 	}
 	int rv = rc->use_slots ? cs_rc_map_from_slots(reply, n->host, m, err, sizeof err)
-			       : cs_rc_map_from_shards(reply, n->host, m, err, sizeof err);
+	                       : cs_rc_map_from_shards(reply, n->host, m, err, sizeof err);
+	if (rv == 0 && rc->covered > 0 && cs_rc_map_covered(m) == 0) {
+		/* A node that knows no slot at all (restarted without its nodes.conf, not yet
+		 * joined, cut off): its view must not drop every master. Ask another one. */
+		snprintf(err, sizeof err, "the node serves no slot and knows no master that does");
+		rv = -1;
+	}
 	if (rv != 0) {
 		cs_warn("redis cluster %s: slot map from %s: %s", rc->name, n->addr, err);
 		rc->stats.refresh_errors++;
@@ -502,7 +518,7 @@ static void add_seeds(cs_rc *rc)
 		if (node_index(rc, rc->seeds[i].host, rc->seeds[i].port) >= 0)
 			continue;
 		cs_info("redis cluster %s: no node ready: trying seed %s:%d", rc->name,
-			rc->seeds[i].host, rc->seeds[i].port);
+		        rc->seeds[i].host, rc->seeds[i].port);
 		(void)node_find_or_add(rc, rc->seeds[i].host, rc->seeds[i].port);
 	}
 }
@@ -513,9 +529,10 @@ static void start_refresh(cs_rc *rc, uint64_t now)
 		rc_node *n = rc->nodes[(rc->rr + k) % rc->nnodes];
 		if (!cs_redis_ready(n->r))
 			continue;
-		static const char *shards[] = { "CLUSTER", "SHARDS" };
-		static const char *slots[] = { "CLUSTER", "SLOTS" };
-		if (cs_redis_cmd(n->r, refresh_reply, n, 2, rc->use_slots ? slots : shards, NULL) != 0)
+		static const char *shards[] = {"CLUSTER", "SHARDS"};
+		static const char *slots[] = {"CLUSTER", "SLOTS"};
+		if (cs_redis_cmd(n->r, refresh_reply, n, 2, rc->use_slots ? slots : shards, NULL) !=
+		        0)
 			continue;
 		rc->rr = (rc->rr + k + 1) % rc->nnodes;
 		rc->refresh_inflight = true;
@@ -594,9 +611,10 @@ static int cluster_setup(cs_rc *rc, const cs_rc_opts *o, char *err, size_t errle
 	}
 	if (o->nseeds > 0) {
 		for (int i = 0; i < o->nseeds; i++) {
-			if (cs_rc_parse_endpoint(o->seeds[i], strlen(o->seeds[i]), &rc->seeds[i]) != 0) {
+			if (cs_rc_parse_endpoint(o->seeds[i], strlen(o->seeds[i]), &rc->seeds[i]) !=
+			        0) {
 				snprintf(err, errlen, "redis cluster: bad node '%s' (host:port)",
-					o->seeds[i]);
+				        o->seeds[i]);
 				goto out;
 			}
 		}
@@ -666,7 +684,7 @@ cs_rc *cs_rc_new(struct event_base *base, const cs_rc_opts *o, char *err, size_t
 		rc_node *n = node_new(rc, rc->seeds[i].host, rc->seeds[i].port);
 		if (n == NULL) {
 			snprintf(err, errlen, "redis cluster: cannot connect to %s:%d",
-				rc->seeds[i].host, rc->seeds[i].port);
+			        rc->seeds[i].host, rc->seeds[i].port);
 			goto fail;
 		}
 		rc->nodes[rc->nnodes++] = n;
@@ -737,11 +755,11 @@ static rc_node *route(cs_rc *rc, uint16_t slot)
 }
 
 int cs_rc_cmd(cs_rc *rc, uint16_t slot, cs_rc_cb *cb, void *priv, int argc, const char **argv,
-	const size_t *lens)
+        const size_t *lens)
 {
 	if (!rc->cluster)
-		return cs_redis_cmd_fwd(rc->single, single_reply, (cs_redis_fn)cb, priv, argc, argv,
-			lens);
+		return cs_redis_cmd_fwd(
+		        rc->single, single_reply, (cs_redis_fn)cb, priv, argc, argv, lens);
 	if (rc->freeing)
 		return -1;
 	rc_node *n = route(rc, slot);
@@ -758,11 +776,11 @@ int cs_rc_cmd(cs_rc *rc, uint16_t slot, cs_rc_cb *cb, void *priv, int argc, cons
 }
 
 int cs_rc_script(cs_rc *rc, uint16_t slot, int script, cs_rc_cb *cb, void *priv, int nkeys,
-	int argc, const char **argv, const size_t *lens)
+        int argc, const char **argv, const size_t *lens)
 {
 	if (!rc->cluster)
 		return cs_redis_script_fwd(rc->single, script, single_reply, (cs_redis_fn)cb, priv,
-			nkeys, argc, argv, lens);
+		        nkeys, argc, argv, lens);
 	if (rc->freeing || script < 0 || script >= rc->nscripts || nkeys > argc)
 		return -1;
 	rc_node *n = route(rc, slot);
@@ -806,7 +824,7 @@ void cs_rc_get_node_stats(const cs_rc *rc, int i, cs_rc_node_stats *out)
 {
 	memset(out, 0, sizeof *out);
 	const cs_redis *r = rc->cluster ? (i >= 0 && i < rc->nnodes ? rc->nodes[i]->r : NULL)
-					: (i == 0 ? rc->single : NULL);
+	                                : (i == 0 ? rc->single : NULL);
 	if (r == NULL)
 		return;
 	if (rc->cluster)

@@ -11,8 +11,16 @@
  * Errors: a command refused at once returns -1 and its callback never runs (no slot owner,
  * owner not ready, too many pending, out of memory); a command accepted (0) gets its callback
  * exactly once: a reply, an error reply (a Redis error, a redirect that could not be followed,
- * TRYAGAIN / CLUSTERDOWN past the command's timeout) or NULL (no reply: timeout, disconnect,
- * shutdown - as cs_redis_cb). Nothing here blocks; every wait is bounded by the node timeout.
+ * TRYAGAIN / CLUSTERDOWN / LOADING past the command's timeout) or NULL (no reply: timeout,
+ * disconnect, shutdown - as cs_redis_cb). Nothing here blocks; every wait is bounded by the
+ * node timeout: retries and redirects are sent only before the command's deadline (the
+ * timeout after the first send), so a callback comes at most twice the timeout late.
+ *
+ * Slot map: asked of a ready node with CLUSTER SHARDS (CLUSTER SLOTS when the server does not
+ * know it) at start, every refresh_ms, after a MOVED, after a node connection goes down or up
+ * while slots are unserved, and when a command finds its slot without a ready master; at most
+ * one in flight and one per 100 ms. When no node has been ready for a second the seeds are
+ * connected again. A MOVED also reroutes its slot at once.
  * Not thread-safe. */
 #ifndef CS_RCLUSTER_H
 #define CS_RCLUSTER_H
@@ -28,9 +36,9 @@ struct redisReply;
 
 /* ---- Pure part ----------------------------------------------------------------------- */
 
-#define CS_RC_SLOTS	16384
-#define CS_RC_MAX_NODES 128 /* masters in a map; more are ignored (logged by the caller) */
-#define CS_RC_HOST_MAX	256
+#define CS_RC_SLOTS     16384
+#define CS_RC_MAX_NODES 128 /* masters (nodes) at most; a map with more is refused */
+#define CS_RC_HOST_MAX  256
 
 /* The hash slot of a key: CRC16-XMODEM (poly 0x1021, init 0) mod 16384, of the part between
  * the first '{' and the next '}' when that part is not empty (Redis's hash tags), else of the
@@ -59,18 +67,18 @@ typedef struct cs_rc_map {
  * Redis docs). Returns 0, or -1 with a reason in err (malformed reply; m is then undefined).
  * Slots nobody serves stay -1 (a partial map is a valid map). */
 int cs_rc_map_from_shards(const struct redisReply *rep, const char *asked_host, cs_rc_map *m,
-	char *err, size_t errlen) __attribute__((warn_unused_result));
+        char *err, size_t errlen) __attribute__((warn_unused_result));
 
 /* The same from a CLUSTER SLOTS reply (array of [start, end, [host, port, id...], replicas...]);
  * the first node of each range is its master; an empty or NULL host means asked_host. */
 int cs_rc_map_from_slots(const struct redisReply *rep, const char *asked_host, cs_rc_map *m,
-	char *err, size_t errlen) __attribute__((warn_unused_result));
+        char *err, size_t errlen) __attribute__((warn_unused_result));
 
 /* The slots of m that have an owner. */
 int cs_rc_map_covered(const cs_rc_map *m);
 
 typedef struct cs_rc_redirect {
-	bool ask;		   /* ASK (one command, after ASKING) rather than MOVED */
+	bool ask; /* ASK (one command, after ASKING) rather than MOVED */
 	uint16_t slot;
 	char host[CS_RC_HOST_MAX]; /* "" = the node that sent the redirect */
 	int port;
@@ -93,54 +101,58 @@ typedef struct cs_rc cs_rc;
  * only during the call). */
 typedef void cs_rc_cb(cs_rc *rc, struct redisReply *reply, void *priv);
 
-/* Called after the node set changed (cluster mode: the first map, a master added or gone),
+/* Called after the node set changed (cluster mode: the first map differs from the seeds, a
+ * master added - a new one in a map, or the target of a redirect - or gone). Right after
+ * cs_rc_new the set is the seeds (single mode: the one connection, never changed),
  * from the loop (possibly inside another node's reply callback). cs_rc_nnodes/cs_rc_node
  * give the new set; a cs_redis not in it is freed later, from a timer: drop every pointer to
  * it now. May subscribe on the new nodes; must not free rc. */
 typedef void cs_rc_nodes_cb(cs_rc *rc, void *priv);
 
 typedef struct cs_rc_opts {
-	cs_redis_opts node;	/* template for every node: url gives user/password (cluster: the
-				 * host:port of a seed when nseeds is 0; db must be 0), timeouts,
-				 * max_pending, scripts, on_state (chained), resolver */
+	cs_redis_opts node;       /* template for every node: url gives user/password (cluster: the
+	                           * host:port of a seed when nseeds is 0; db must be 0), timeouts,
+	                           * max_pending, scripts, on_state (chained), resolver */
 	const char *const *seeds; /* "host:port" of some nodes (cluster mode); copied */
 	int nseeds;
-	bool cluster;		/* false: single mode, one cs_redis on node.url */
-	int64_t refresh_ms;	/* periodic slot map refresh (cluster); <= 0: 10000 */
-	int max_redirects;	/* MOVED/ASK followed per command; 0: none (the error reaches cb) */
+	bool cluster;       /* false: single mode, one cs_redis on node.url */
+	int64_t refresh_ms; /* periodic slot map refresh (cluster); <= 0: 10000 */
+	int max_redirects;  /* MOVED/ASK followed per command; 0: none (the error reaches cb) */
 	cs_rc_nodes_cb *on_nodes;
 	void *nodes_priv;
 } cs_rc_opts;
 
 /* Per node, for metrics. */
 typedef struct cs_rc_node_stats {
-	uint64_t connects;     /* successful handshakes (cs_redis_stats) */
-	uint64_t disconnects;  /* ready connections lost */
-	uint64_t timeouts;     /* commands that timed out (each took the connection down) */
-	uint64_t errors;       /* commands from this node that failed: no reply, or an error
-				* reply past redirects and retries */
-	uint64_t moved;	       /* MOVED replies from this node */
-	uint64_t ask;	       /* ASK replies from this node */
-	uint64_t tryagain;     /* TRYAGAIN / CLUSTERDOWN replies from this node (retried) */
-	uint64_t refreshes;    /* slot map refreshes this node answered */
+	uint64_t connects;    /* successful handshakes (cs_redis_stats) */
+	uint64_t disconnects; /* ready connections lost */
+	uint64_t timeouts;    /* commands that timed out (each took the connection down) */
+	uint64_t errors;      /* commands from this node that failed: no reply, or an error
+	                       * reply past redirects and retries */
+	uint64_t moved;       /* MOVED replies from this node */
+	uint64_t ask;         /* ASK replies from this node */
+	uint64_t tryagain;    /* TRYAGAIN / CLUSTERDOWN / LOADING replies from this node
+	                       * (retried with backoff until the command's deadline) */
+	uint64_t refreshes;   /* slot map refreshes this node answered */
 } cs_rc_node_stats;
 
 typedef struct cs_rc_stats {
-	uint64_t refreshes;	   /* slot maps applied */
-	uint64_t refresh_errors;   /* refreshes that failed (no reply, error, malformed) */
-	uint64_t node_changes;	   /* times the node set changed */
-	uint64_t refused;	   /* commands refused: slot without a ready master (cluster) */
-	uint64_t redirects_exhausted; /* MOVED/ASK past max_redirects, delivered as errors */
-	uint64_t retry_timeouts;   /* TRYAGAIN/CLUSTERDOWN still failing at the deadline */
-	uint64_t pending;	   /* gauge: cluster commands accepted and not yet answered */
-	uint64_t slots_covered;	   /* gauge: slots with an owner in the current map */
+	uint64_t refreshes;           /* slot maps applied */
+	uint64_t refresh_errors;      /* refreshes that failed (no reply, error, malformed) */
+	uint64_t node_changes;        /* times the node set changed */
+	uint64_t refused;             /* commands refused: slot without a ready master (cluster) */
+	uint64_t redirects_exhausted; /* MOVED/ASK past max_redirects or the deadline,
+	                               * delivered as errors */
+	uint64_t retry_timeouts; /* TRYAGAIN/CLUSTERDOWN/LOADING still failing at the deadline */
+	uint64_t pending;        /* gauge: cluster commands accepted and not yet answered */
+	uint64_t slots_covered;  /* gauge: slots with an owner in the current map */
 } cs_rc_stats;
 
 /* Creates the client and starts connecting (single: node.url; cluster: the seeds, then the
  * masters of the first map). Returns NULL with a message in err (bad URL or seed, out of
  * memory). Strings are copied. */
 cs_rc *cs_rc_new(struct event_base *base, const cs_rc_opts *opts, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
+        __attribute__((warn_unused_result));
 
 /* Frees everything: every accepted command's callback runs first (reply NULL). Must not be
  * called from inside one of rc's callbacks. NULL is a no-op. */
@@ -154,12 +166,12 @@ bool cs_rc_ready(const cs_rc *rc);
  * (cb runs exactly once) or -1 (refused at once; cb never runs). argv/lens (lens NULL:
  * strlen) are copied before returning. cb may be NULL. */
 int cs_rc_cmd(cs_rc *rc, uint16_t slot, cs_rc_cb *cb, void *priv, int argc, const char **argv,
-	const size_t *lens) __attribute__((warn_unused_result));
+        const size_t *lens) __attribute__((warn_unused_result));
 
 /* EVALSHA of script number `script` (opts.node.scripts), argv = nkeys keys then the
  * arguments, all keys in `slot`. Returns as cs_rc_cmd. */
 int cs_rc_script(cs_rc *rc, uint16_t slot, int script, cs_rc_cb *cb, void *priv, int nkeys,
-	int argc, const char **argv, const size_t *lens) __attribute__((warn_unused_result));
+        int argc, const char **argv, const size_t *lens) __attribute__((warn_unused_result));
 
 /* The current nodes (single: 1), to subscribe or track per node. The pointer stays valid
  * until the on_nodes callback that drops it returns. */

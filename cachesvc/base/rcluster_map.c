@@ -10,8 +10,8 @@
 /* ==== Pure part ======================================================================== */
 
 /* CRC16-XMODEM, four bits at a time (a 16-entry table: small, no initialisation). */
-static const uint16_t crc16_nibble[16] = { 0x0000, 0x1021, 0x2042, 0x3063, 0x4084, 0x50a5,
-	0x60c6, 0x70e7, 0x8108, 0x9129, 0xa14a, 0xb16b, 0xc18c, 0xd1ad, 0xe1ce, 0xf1ef };
+static const uint16_t crc16_nibble[16] = {0x0000, 0x1021, 0x2042, 0x3063, 0x4084, 0x50a5, 0x60c6,
+        0x70e7, 0x8108, 0x9129, 0xa14a, 0xb16b, 0xc18c, 0xd1ad, 0xe1ce, 0xf1ef};
 
 uint16_t cs_rc_crc16(const char *buf, size_t len)
 {
@@ -31,7 +31,8 @@ uint16_t cs_rc_keyslot(const char *key, size_t len)
 		size_t start = (size_t)(open - key) + 1;
 		const char *close = memchr(key + start, '}', len - start);
 		if (close != NULL && close > key + start)
-			return cs_rc_crc16(key + start, (size_t)(close - key) - start) & (CS_RC_SLOTS - 1);
+			return cs_rc_crc16(key + start, (size_t)(close - key) - start) &
+			       (CS_RC_SLOTS - 1);
 	}
 	return cs_rc_crc16(key, len) & (CS_RC_SLOTS - 1);
 }
@@ -138,7 +139,7 @@ static int map_node(cs_rc_map *m, const char *host, size_t hl, int port)
 {
 	for (int i = 0; i < m->nnodes; i++)
 		if (m->node[i].port == port && strlen(m->node[i].host) == hl &&
-			memcmp(m->node[i].host, host, hl) == 0)
+		        memcmp(m->node[i].host, host, hl) == 0)
 			return i;
 	if (m->nnodes == CS_RC_MAX_NODES || hl >= CS_RC_HOST_MAX)
 		return -1;
@@ -207,8 +208,8 @@ static int assign_range(cs_rc_map *m, long long lo, long long hi, int idx, char 
 	return 0;
 }
 
-int cs_rc_map_from_shards(const redisReply *rep, const char *asked_host, cs_rc_map *m, char *err,
-	size_t errlen)
+int cs_rc_map_from_shards(
+        const redisReply *rep, const char *asked_host, cs_rc_map *m, char *err, size_t errlen)
 {
 	map_init(m);
 	if (rep == NULL || rep->type != REDIS_REPLY_ARRAY) {
@@ -220,7 +221,7 @@ int cs_rc_map_from_shards(const redisReply *rep, const char *asked_host, cs_rc_m
 		const redisReply *slots = kv_get(shard, "slots");
 		const redisReply *nodes = kv_get(shard, "nodes");
 		if (slots == NULL || nodes == NULL || slots->type != REDIS_REPLY_ARRAY ||
-			nodes->type != REDIS_REPLY_ARRAY || slots->elements % 2 != 0) {
+		        nodes->type != REDIS_REPLY_ARRAY || slots->elements % 2 != 0) {
 			snprintf(err, errlen, "CLUSTER SHARDS: shard %zu malformed", i);
 			return -1;
 		}
@@ -228,11 +229,12 @@ int cs_rc_map_from_shards(const redisReply *rep, const char *asked_host, cs_rc_m
 		for (size_t j = 0; j < nodes->elements && idx < 0; j++) {
 			const redisReply *nd = nodes->element[j];
 			if (!text_is(kv_get(nd, "role"), "master") ||
-				!text_is(kv_get(nd, "health"), "online"))
+			        !text_is(kv_get(nd, "health"), "online"))
 				continue;
 			long long port;
 			if (!reply_int(kv_get(nd, "port"), &port) || port < 1 || port > 65535) {
-				snprintf(err, errlen, "CLUSTER SHARDS: shard %zu: master without a port", i);
+				snprintf(err, errlen,
+				        "CLUSTER SHARDS: shard %zu: master without a port", i);
 				return -1;
 			}
 			const redisReply *h = kv_get(nd, "endpoint");
@@ -242,7 +244,8 @@ int cs_rc_map_from_shards(const redisReply *rep, const char *asked_host, cs_rc_m
 			size_t hl = usable_host(h) ? h->len : strlen(asked_host);
 			idx = map_node(m, host, hl, (int)port);
 			if (idx < 0) {
-				snprintf(err, errlen, "CLUSTER SHARDS: more than %d masters", CS_RC_MAX_NODES);
+				snprintf(err, errlen, "CLUSTER SHARDS: more than %d masters",
+				        CS_RC_MAX_NODES);
 				return -1;
 			}
 		}
@@ -250,8 +253,10 @@ int cs_rc_map_from_shards(const redisReply *rep, const char *asked_host, cs_rc_m
 			continue; /* no online master: its slots stay unserved */
 		for (size_t k = 0; k < slots->elements; k += 2) {
 			long long lo, hi;
-			if (!reply_int(slots->element[k], &lo) || !reply_int(slots->element[k + 1], &hi)) {
-				snprintf(err, errlen, "CLUSTER SHARDS: shard %zu: bad slot range", i);
+			if (!reply_int(slots->element[k], &lo) ||
+			        !reply_int(slots->element[k + 1], &hi)) {
+				snprintf(err, errlen, "CLUSTER SHARDS: shard %zu: bad slot range",
+				        i);
 				return -1;
 			}
 			if (assign_range(m, lo, hi, idx, err, errlen) != 0)
@@ -261,8 +266,8 @@ int cs_rc_map_from_shards(const redisReply *rep, const char *asked_host, cs_rc_m
 	return 0;
 }
 
-int cs_rc_map_from_slots(const redisReply *rep, const char *asked_host, cs_rc_map *m, char *err,
-	size_t errlen)
+int cs_rc_map_from_slots(
+        const redisReply *rep, const char *asked_host, cs_rc_map *m, char *err, size_t errlen)
 {
 	map_init(m);
 	if (rep == NULL || rep->type != REDIS_REPLY_ARRAY) {
@@ -273,18 +278,19 @@ int cs_rc_map_from_slots(const redisReply *rep, const char *asked_host, cs_rc_ma
 		const redisReply *e = rep->element[i];
 		long long lo, hi, port;
 		if (e == NULL || e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
-			!reply_int(e->element[0], &lo) || !reply_int(e->element[1], &hi) ||
-			e->element[2]->type != REDIS_REPLY_ARRAY || e->element[2]->elements < 2 ||
-			!reply_int(e->element[2]->element[1], &port) || port < 1 || port > 65535) {
+		        !reply_int(e->element[0], &lo) || !reply_int(e->element[1], &hi) ||
+		        e->element[2]->type != REDIS_REPLY_ARRAY || e->element[2]->elements < 2 ||
+		        !reply_int(e->element[2]->element[1], &port) || port < 1 || port > 65535) {
 			snprintf(err, errlen, "CLUSTER SLOTS: entry %zu malformed", i);
 			return -1;
 		}
 		const redisReply *h = e->element[2]->element[0];
 		bool own = usable_host(h);
-		int idx = map_node(m, own ? h->str : asked_host, own ? h->len : strlen(asked_host),
-			(int)port);
+		int idx = map_node(
+		        m, own ? h->str : asked_host, own ? h->len : strlen(asked_host), (int)port);
 		if (idx < 0) {
-			snprintf(err, errlen, "CLUSTER SLOTS: more than %d masters", CS_RC_MAX_NODES);
+			snprintf(err, errlen, "CLUSTER SLOTS: more than %d masters",
+			        CS_RC_MAX_NODES);
 			return -1;
 		}
 		if (assign_range(m, lo, hi, idx, err, errlen) != 0)

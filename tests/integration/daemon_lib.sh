@@ -350,7 +350,6 @@ private_redis_gone() {
 # (host:port,... every node), RC_MASTERS (host:port,... the masters) and RC_SEED (one node).
 # CS_RC_NODE_TIMEOUT (ms, default 1000) is the cluster-node-timeout: failover detection.
 rc_ok() { redis-cli -p "$1" cluster info 2>/dev/null | grep -q '^cluster_state:ok'; }
-rc_cli() { local p=$1; shift; redis-cli -p "$p" "$@"; }
 private_redis_cluster() {
   local m=$1 r=$2 n i p bus d addrs=()
   n=$((m * (1 + r)))

@@ -36,7 +36,7 @@ static void test_keyslot(void **state)
 	assert_int_equal(slot_of("123456789"), 12739);
 	assert_int_equal(slot_of("{user1000}.following"), 3443);
 	assert_int_equal(slot_of("user1000"), 3443);
-	assert_int_equal(slot_of("foo{}{bar}"), 8363); /* empty tag: the whole key */
+	assert_int_equal(slot_of("foo{}{bar}"), 8363);    /* empty tag: the whole key */
 	assert_int_equal(slot_of("foo{{bar}}zap"), 4015); /* tag "{bar" */
 	assert_int_equal(slot_of("{bar"), 4015);
 	assert_int_equal(slot_of("foo{bar}{zap}"), 5061); /* first tag only */
@@ -113,10 +113,22 @@ static void put(resp *b, const char *fmt, ...)
 	assert_true(k > 0 && (size_t)k < sizeof b->buf - b->n);
 	b->n += (size_t)k;
 }
-static void arr(resp *b, int n) { put(b, "*%d\r\n", n); }
-static void str(resp *b, const char *s) { put(b, "$%zu\r\n%s\r\n", strlen(s), s); }
-static void num(resp *b, long long v) { put(b, ":%lld\r\n", v); }
-static void nil(resp *b) { put(b, "$-1\r\n"); }
+static void arr(resp *b, int n)
+{
+	put(b, "*%d\r\n", n);
+}
+static void str(resp *b, const char *s)
+{
+	put(b, "$%zu\r\n%s\r\n", strlen(s), s);
+}
+static void num(resp *b, long long v)
+{
+	put(b, ":%lld\r\n", v);
+}
+static void nil(resp *b)
+{
+	put(b, "$-1\r\n");
+}
 
 static redisReply *parse(const resp *b)
 {
@@ -132,7 +144,7 @@ static redisReply *parse(const resp *b)
 
 /* One node of a CLUSTER SHARDS reply (the field order of Redis 7.0). */
 static void shard_node(resp *b, const char *ip, const char *endpoint, int port, const char *role,
-	const char *health)
+        const char *health)
 {
 	arr(b, 14);
 	str(b, "id");
@@ -154,7 +166,7 @@ static void shard_node(resp *b, const char *ip, const char *endpoint, int port, 
 static void test_map_shards(void **state)
 {
 	(void)state;
-	resp b = { .n = 0 };
+	resp b = {.n = 0};
 	arr(&b, 4);
 	/* shard 1: 0-5460, the replica listed first */
 	arr(&b, 4);
@@ -255,7 +267,7 @@ static void test_map_shards(void **state)
 static void test_map_slots(void **state)
 {
 	(void)state;
-	resp b = { .n = 0 };
+	resp b = {.n = 0};
 	arr(&b, 3);
 	arr(&b, 4); /* 0-5460: master, one replica */
 	num(&b, 0);
@@ -309,11 +321,11 @@ static void test_map_slots(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_crc16),
-		cmocka_unit_test(test_keyslot),
-		cmocka_unit_test(test_redirect),
-		cmocka_unit_test(test_map_shards),
-		cmocka_unit_test(test_map_slots),
+	        cmocka_unit_test(test_crc16),
+	        cmocka_unit_test(test_keyslot),
+	        cmocka_unit_test(test_redirect),
+	        cmocka_unit_test(test_map_shards),
+	        cmocka_unit_test(test_map_slots),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
