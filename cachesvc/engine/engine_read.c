@@ -649,8 +649,8 @@ typedef struct keyed {
 
 /* Fills k for req of query qs. The prefix is formatted unless pfx (a previous item's
  * prefix of the same query and generation, pfxlen bytes) is given. */
-static void key_make(cs_engine *e, qstate *qs, const cs_get_req *req, keyed *k, const char *pfx,
-	size_t pfxlen)
+static inline __attribute__((always_inline)) void key_make(cs_engine *e, qstate *qs,
+	const cs_get_req *req, keyed *k, const char *pfx, size_t pfxlen)
 {
 	const cs_query_def *q = qs->def;
 	k->qs = qs;
@@ -904,29 +904,30 @@ static void on_mbatch_reply(cs_redis *rd, redisReply *reply, void *priv)
 	mbatch_free(b);
 }
 
-/* Serves req from the near cache when it holds a fresh entry the fast path may serve
- * (near_fast's rules). 1: served; 0: no entry (k->... watched, *watched says whether);
- * -1: an entry the general path must decide (stale, XFetch, ...). */
+/* Serves an MGET item from the near cache when it holds a fresh entry the fast path may
+ * serve (near_fast's rules). 1: served; 0: no entry (watched: whether its GET is watched,
+ * in nt); -1: an entry the general path must decide (stale, XFetch). *now: the wall clock,
+ * read once per MGET (0 until read); start_us: the MGET's start. */
 static int mget_near(cs_engine *e, const keyed *k, cs_engine_cb *cb, void *priv,
-	cs_near_ticket *nt, bool *watched)
+	int64_t *now, uint64_t start_us, cs_near_ticket *nt, bool *watched)
 {
 	qstate *qs = k->qs;
 	cs_near_stats *ns = cs_near_stats_mut(e->near);
-	uint64_t t0 = cs_now_us();
 	uint64_t h = hash_bytes(k->key, k->keylen);
 	size_t vlen = 0;
 	const uint8_t *v = cs_near_get(e->near, k->key, k->keylen, h, &vlen);
 	cs_entry ent;
 	if (v && cs_entry_parse(v, vlen, &ent)) {
-		int64_t now = cs_wall_ms();
-		if (now >= ent.expires_ms || (qs->def->xfetch_beta > 0 && ent.delta_ms > 0))
+		if (*now == 0)
+			*now = cs_wall_ms();
+		if (*now >= ent.expires_ms || (qs->def->xfetch_beta > 0 && ent.delta_ms > 0))
 			return -1;
 		e->stats.hits++;
 		qs->hits++;
 		ns->hits++;
 		cs_meta meta = { .src = CS_SRC_CACHE, .lsn = ent.lsn,
-			.age_ms = now > ent.filled_ms ? (uint64_t)(now - ent.filled_ms) : 0 };
-		cs_hist_record(&e->stats.hit_us, cs_now_us() - t0);
+			.age_ms = *now > ent.filled_ms ? (uint64_t)(*now - ent.filled_ms) : 0 };
+		cs_hist_record(&e->stats.hit_us, cs_now_us() - start_us);
 		cb(priv, 0, NULL, &meta, ent.result, ent.result_len);
 		return 1;
 	}
@@ -949,13 +950,22 @@ void cs_engine_mget(cs_engine *e, const cs_get_req *reqs, uint32_t n, cs_engine_
 	bool usable = cs_redis_ready(e->redis) && !(e->fence_on && e->epoch_len == 0);
 	bool near = e->near && cs_near_on(e->near);
 	uint64_t start_us = cs_now_us();
+	int64_t now = 0; /* the wall clock for near hits, read at the first */
+	const cs_get_req *prev = NULL; /* the last item whose query was found, and that query */
+	qstate *prev_qs = NULL;
 	if (n > CS_PROTO_MAX_MGET)
 		n = CS_PROTO_MAX_MGET;
 	for (uint32_t i = 0; i < n; i++) {
 		const cs_get_req *req = &reqs[i];
 		e->stats.requests++;
-		qstate *qs = qtable_find(e->qt, req->query, req->query_len);
-		if (qs == NULL) {
+		qstate *qs = prev && prev->query_len == req->query_len &&
+				memcmp(prev->query, req->query, req->query_len) == 0
+			? prev_qs
+			: qtable_find(e->qt, req->query, req->query_len);
+		if (qs != NULL) {
+			prev = req;
+			prev_qs = qs;
+		} else {
 			reply_error(e, cb, privs[i], -CS_ERR_UNKNOWN_QUERY, "unknown query \"%.*s\"",
 				(int)CS_MIN(req->query_len, 64u), req->query);
 			continue;
@@ -971,7 +981,7 @@ void cs_engine_mget(cs_engine *e, const cs_get_req *reqs, uint32_t n, cs_engine_
 		bool watched = false;
 		cs_near_ticket nt = { 0, 0 };
 		if (plain && near && qs->def->near_cache) {
-			int got = mget_near(e, &k, cb, privs[i], &nt, &watched);
+			int got = mget_near(e, &k, cb, privs[i], &now, start_us, &nt, &watched);
 			if (got == 1)
 				continue;
 			plain = got == 0;
