@@ -21,7 +21,7 @@
 
 int main(int argc, char **argv)
 {
-	cs_client_options opt = { .timeout_ms = 10000, .token = getenv("CACHESVC_TOKEN") };
+	cs_client_options opt = {.timeout_ms = 10000, .token = getenv("CACHESVC_TOKEN")};
 	int ch;
 	while ((ch = getopt(argc, argv, "p:t:")) != -1) {
 		if (ch == 'p')
@@ -33,15 +33,17 @@ int main(int argc, char **argv)
 	}
 	int n = argc - optind;
 	if (n < 1 || n > MAX_ITEMS) {
-		fprintf(stderr, "usage: cs_mget_mix [-p port] [-t ms] QUERY[,PARAM][,lsn=X/Y][,bypass] ...\n");
+		fprintf(stderr, "usage: cs_mget_mix [-p port] [-t ms] "
+		                "QUERY[,PARAM][,lsn=X/Y][,bypass] ...\n");
 		return 2;
 	}
 	cs_client_request reqs[MAX_ITEMS];
 	cs_client_value vals[MAX_ITEMS];
 	for (int i = 0; i < n; i++) {
 		char *spec = argv[optind + i], *save = NULL;
-		reqs[i] = (cs_client_request){ .query = strtok_r(spec, ",", &save),
-			.params = &vals[i], .tier = CS_CLIENT_TIER_DEFAULT };
+		reqs[i] = (cs_client_request){.query = strtok_r(spec, ",", &save),
+		        .params = &vals[i],
+		        .tier = CS_CLIENT_TIER_DEFAULT};
 		for (char *w = strtok_r(NULL, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
 			if (strncmp(w, "lsn=", 4) == 0) {
 				if (cs_client_lsn_parse(w + 4, &reqs[i].min_lsn) != 0)
@@ -49,8 +51,8 @@ int main(int argc, char **argv)
 			} else if (strcmp(w, "bypass") == 0) {
 				reqs[i].bypass = true;
 			} else {
-				vals[i] = (cs_client_value){ .type = CS_CLIENT_V_STR,
-					.u.s = { .p = w, .len = (uint32_t)strlen(w) } };
+				vals[i] = (cs_client_value){.type = CS_CLIENT_V_STR,
+				        .u.s = {.p = w, .len = (uint32_t)strlen(w)}};
 				reqs[i].nparams = 1;
 			}
 		}
@@ -59,7 +61,8 @@ int main(int argc, char **argv)
 	}
 	cs_client *c = cs_client_connect(&opt);
 	if (c == NULL || cs_client_err(c) != 0) {
-		fprintf(stderr, "cs_mget_mix: connect: %s\n", c ? cs_client_errstr(c) : "out of memory");
+		fprintf(stderr, "cs_mget_mix: connect: %s\n",
+		        c ? cs_client_errstr(c) : "out of memory");
 		cs_client_free(c);
 		return 1;
 	}
@@ -70,7 +73,7 @@ int main(int argc, char **argv)
 		cs_client_free(c);
 		return 1;
 	}
-	static const char *const src[] = { "cache", "replica", "primary" };
+	static const char *const src[] = {"cache", "replica", "primary"};
 	for (int i = 0; i < n; i++) {
 		int err = cs_client_result_err(out[i], NULL);
 		if (err != 0) {
@@ -79,7 +82,8 @@ int main(int argc, char **argv)
 			int s = cs_client_result_source(out[i]);
 			cs_client_value v;
 			bool id = cs_client_result_nrows(out[i]) > 0 &&
-				cs_client_result_value(out[i], 0, 0, &v) == 0 && v.type == CS_CLIENT_V_INT;
+			          cs_client_result_value(out[i], 0, 0, &v) == 0 &&
+			          v.type == CS_CLIENT_V_INT;
 			printf("%d ok %s ", i, s >= 0 && s <= 2 ? src[s] : "?");
 			if (id)
 				printf("%" PRId64 "\n", v.u.i);
