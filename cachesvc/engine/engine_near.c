@@ -49,14 +49,18 @@ static void on_near_reclaim(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd, (void)what;
 	cs_engine *e = arg;
+	/* a zero timeout, not event_active: libevent 2.1 runs an event activated from its own
+	 * callback again in the same pass, so the whole flush would be freed before any I/O */
+	static const struct timeval zero = { 0, 0 };
 	if (cs_near_reclaim(e->near, NEAR_RECLAIM_BUDGET))
-		event_active(e->near_reclaim, EV_TIMEOUT, 0);
+		evtimer_add(e->near_reclaim, &zero);
 }
 
 static void near_reclaim_kick(cs_engine *e)
 {
-	if (cs_near_get_stats(e->near)->garbage && !event_pending(e->near_reclaim, EV_TIMEOUT, NULL))
-		event_active(e->near_reclaim, EV_TIMEOUT, 0);
+	static const struct timeval zero = { 0, 0 };
+	if (cs_near_get_stats(e->near)->garbage && !evtimer_pending(e->near_reclaim, NULL))
+		evtimer_add(e->near_reclaim, &zero);
 }
 
 void near_flush(cs_engine *e)
