@@ -324,8 +324,8 @@ void flight_job_done(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int err,
 static bool lease_wanted(const flight *f, const greq *r, int cause)
 {
 	const cs_config *cfg = f->qt->cfg;
-	return cfg->redis_lease_ms > 0 && f->qs->def->lease && f->store && r != NULL && cause == 0 &&
-		r->op == CS_OP_GET && !r->bypass && r->min_lsn == 0 && !f->qs->paused;
+	return cfg->redis_lease_ms > 0 && f->qs->def->lease && f->store && r != NULL &&
+		cause == 0 && r->op == CS_OP_GET && !r->bypass && r->min_lsn == 0 && !f->qs->paused;
 }
 
 static size_t lease_key(const flight *f, char *buf, size_t cap)
