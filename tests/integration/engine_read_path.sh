@@ -165,7 +165,7 @@ CACHESVC_TOKEN= expect_err auth get rp_user 1
 out=$("$BURST" -p "$PORT" -c 4 -n 3 -t 10000 rp_slow 0.4 %i)
 echo "$out" | grep -q '"overloaded":[1-9]' || fail "no OVERLOADED under a burst: $out"
 [ "$(echo "$out" | json ok)" -ge 1 ] || fail "the burst got no answer at all: $out"
-[ $(( $(echo "$out" | json ok) + $(echo "$out" | python3 -c 'import json,sys; print(sum(json.load(sys.stdin)["errors"].values()))') )) = 12 ] ||
+[ $(( $(echo "$out" | json ok) + $(echo "$out" | "$PY3" -c 'import json,sys; print(sum(json.load(sys.stdin)["errors"].values()))') )) = 12 ] ||
   fail "replies lost: $out"
 ok "a full queue answers OVERLOADED, every request gets a reply: $out"
 
