@@ -117,8 +117,29 @@ int cs_proto_pack_value(msgpack_packer *pk, const cs_value *v)
 
 /* The meta map: src, lsn, age, stale, then "stored" only when the server knows it (a value
  * other than CS_STORED_YES/NO is sent as unsaid: the frame stays well formed). */
-int cs_proto_pack_meta(msgpack_packer *pk, const cs_meta *meta)
+/* A fixed buffer a packer writes into (the meta map, at most 48 bytes). */
+typedef struct small_out {
+	size_t len;
+	char data[64];
+} small_out;
+
+static int small_write(void *data, const char *buf, size_t len)
 {
+	small_out *o = data;
+	if (len > sizeof o->data - o->len)
+		return -1;
+	memcpy(o->data + o->len, buf, len);
+	o->len += len;
+	return 0;
+}
+
+/* The meta map is packed on the stack and handed to pk in one write: one append per reply
+ * (and per MGET item) instead of one per key and value. */
+int cs_proto_pack_meta(msgpack_packer *out, const cs_meta *meta)
+{
+	small_out o = { .len = 0 };
+	msgpack_packer stack_pk, *pk = &stack_pk;
+	msgpack_packer_init(pk, &o, small_write);
 	bool stored = meta->stored == CS_STORED_YES || meta->stored == CS_STORED_NO;
 	int rc = msgpack_pack_map(pk, stored ? 5 : 4);
 	rc |= pack_cstr(pk, "src");
@@ -134,7 +155,9 @@ int cs_proto_pack_meta(msgpack_packer *pk, const cs_meta *meta)
 		rc |= meta->stored == CS_STORED_YES ? msgpack_pack_true(pk)
 		                                    : msgpack_pack_false(pk);
 	}
-	return rc;
+	if (rc != 0)
+		return rc; /* cannot happen: 48 bytes at most */
+	return out->callback(out->data, o.data, o.len);
 }
 
 int cs_proto_pack_result_begin(msgpack_packer *pk, uint32_t ncols)

@@ -18,15 +18,15 @@ typedef struct dctx {
 	char *err;
 	size_t errlen;
 	int soft;          /* first soft failure (negated), 0 if none */
-	const char *where; /* "" or "item N: " */
+	long item;         /* >= 0: an MGET item's, the message starts "item <item>: " */
 } dctx;
 
-/* Writes d->where and the message into d->err. */
+/* Writes "item N: " (in an MGET item) and the message into d->err. */
 static void set_err(dctx *d, const char *fmt, va_list ap) CS_PROTO_PRINTF(2, 0);
 static void set_err(dctx *d, const char *fmt, va_list ap)
 {
 	if (d->err != NULL && d->errlen > 0) {
-		int n = snprintf(d->err, d->errlen, "%s", d->where);
+		int n = d->item >= 0 ? snprintf(d->err, d->errlen, "item %ld: ", d->item) : 0;
 		if (n >= 0 && (size_t)n < d->errlen)
 			vsnprintf(d->err + n, d->errlen - (size_t)n, fmt, ap);
 	}
@@ -242,7 +242,7 @@ static int finish(mp_reader *r, dctx *d, int rc)
 int cs_proto_decode_get(
         const uint8_t *body, uint32_t len, cs_get_req *out, char *err, size_t errlen)
 {
-	dctx d = {err, errlen, 0, ""};
+	dctx d = {err, errlen, 0, -1};
 	mp_reader r;
 	mp_init(&r, body, len);
 	return finish(&r, &d, read_get(&r, 1, out, &d));
@@ -251,7 +251,7 @@ int cs_proto_decode_get(
 int cs_proto_decode_mget(const uint8_t *body, uint32_t len, cs_get_req *items, uint32_t max_items,
         uint32_t *nitems, char *err, size_t errlen)
 {
-	dctx d = {err, errlen, 0, ""};
+	dctx d = {err, errlen, 0, -1};
 	mp_reader r;
 	mp_obj a;
 	*nitems = 0;
@@ -262,11 +262,9 @@ int cs_proto_decode_mget(const uint8_t *body, uint32_t len, cs_get_req *items, u
 	if (a.len > limit)
 		return hard(&d, "MGET of %u items, the limit is %u", a.len, limit);
 	for (uint32_t i = 0; i < a.len; i++) {
-		char where[24];
-		snprintf(where, sizeof where, "item %u: ", i);
-		d.where = where;
+		d.item = i; /* no snprintf per item: "item N: " is written only for an error */
 		rc = read_get(&r, 2, &items[i], &d);
-		d.where = "";
+		d.item = -1;
 		if (rc != 0)
 			return rc;
 	}
@@ -278,7 +276,7 @@ int cs_proto_decode_hello(
         const uint8_t *body, uint32_t len, cs_hello_req *out, char *err, size_t errlen)
 {
 	static const char *const keys[] = {"v", "client", "token", NULL};
-	dctx d = {err, errlen, 0, ""};
+	dctx d = {err, errlen, 0, -1};
 	mp_reader r;
 	mp_obj m, v;
 	int rc = open_body(&r, body, len, &m, MP_MAP, "HELLO", &d);
@@ -324,7 +322,7 @@ int cs_proto_decode_inval(
         const uint8_t *body, uint32_t len, cs_inval_req *out, char *err, size_t errlen)
 {
 	static const char *const keys[] = {"q", "p", NULL};
-	dctx d = {err, errlen, 0, ""};
+	dctx d = {err, errlen, 0, -1};
 	mp_reader r;
 	mp_obj m;
 	int rc = open_body(&r, body, len, &m, MP_MAP, "INVALIDATE", &d);
@@ -398,7 +396,7 @@ int cs_proto_decode_show(const uint8_t *body, uint32_t len, const char **what, u
         char *err, size_t errlen)
 {
 	static const char *const keys[] = {"what", NULL};
-	dctx d = {err, errlen, 0, ""};
+	dctx d = {err, errlen, 0, -1};
 	return decode_names(body, len, keys, 1u, "SHOW", what, what_len, &d);
 }
 
@@ -406,7 +404,7 @@ int cs_proto_decode_admin(
         const uint8_t *body, uint32_t len, cs_admin_req *out, char *err, size_t errlen)
 {
 	static const char *const keys[] = {"op", "q", NULL};
-	dctx d = {err, errlen, 0, ""};
+	dctx d = {err, errlen, 0, -1};
 	const char *vals[2];
 	uint32_t lens[2];
 	int rc = decode_names(body, len, keys, 1u, "ADMIN", vals, lens, &d);

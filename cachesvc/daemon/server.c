@@ -119,9 +119,13 @@ typedef struct creq {
 	uint8_t op;
 } creq;
 
-/* One MGET in flight: items are answered as they complete and written in order at the end. */
+/* One MGET in flight: items are answered as they complete. The reply is encoded as they
+ * come: an item whose turn it is (every item before it is in the reply) goes straight into
+ * the MGET's reply buffer, no copy of its own; one that comes early is copied and held
+ * until its turn. One block holds the MGET, its items and their slots. */
 typedef struct mitem {
 	int err;
+	bool early; /* answered before its turn: held here */
 	char *msg;
 	cs_meta meta;
 	uint8_t *result;
@@ -138,9 +142,12 @@ struct mget {
 	client *c;
 	uint32_t reqid;
 	uint32_t n, pending;
+	uint32_t next;	/* the first item not yet in out */
 	size_t bytes;	/* reply size so far, counted per item */
-	size_t held;	/* this MGET's share of c->held */
+	size_t held;	/* this MGET's share of c->held: out's bytes and the early items' */
 	bool too_large; /* items past the limit: dropped, the MGET answers too_large */
+	size_t out_off; /* the reply frame's header in out */
+	cs_buf out;	/* the reply, items 0 .. next-1 encoded */
 	mitem *items;
 	mslot *slots;
 };
@@ -572,15 +579,22 @@ static void on_inval_done(void *priv, int err, const char *msg, uint64_t n)
 	request_done(c);
 }
 
-static void mget_free(mget *m)
+static void mget_drop_items(mget *m)
 {
-	m->c->held -= m->held;
 	for (uint32_t i = 0; i < m->n; i++) {
 		free(m->items[i].msg);
 		free(m->items[i].result);
+		m->items[i].msg = NULL;
+		m->items[i].result = NULL;
 	}
-	free(m->items);
-	free(m->slots);
+	cs_buf_free(&m->out);
+	m->c->held -= m->held;
+	m->held = 0;
+}
+
+static void mget_free(mget *m)
+{
+	mget_drop_items(m);
 	free(m);
 }
 
@@ -599,24 +613,21 @@ static void mget_finish(mget *m)
 			request_done(c);
 			return;
 		}
-		cs_buf_reset(&s->out);
-		size_t off = cs_proto_mget_begin(&s->out, m->reqid, m->n);
-		int rc = 0;
-		for (uint32_t i = 0; i < m->n && rc == 0; i++) {
-			mitem *x = &m->items[i];
-			rc = x->err ? cs_proto_mget_item_err(&s->out, x->err, x->msg ? x->msg : "")
-				    : cs_proto_mget_item_ok(&s->out, &x->meta, x->result, x->len);
-		}
-		cs_proto_mget_end(&s->out, off);
-		if (rc != 0 || s->out.failed) {
-			cs_buf_reset(&s->out);
-			(void)cs_proto_write_error(&s->out, m->reqid, CS_ERR_TOO_LARGE,
+		cs_buf *out = &m->out;
+		if (m->n == 0)
+			m->out_off = cs_proto_mget_begin(out, m->reqid, 0);
+		if (!out->failed)
+			cs_proto_mget_end(out, m->out_off);
+		if (out->failed) {
+			out = &s->out;
+			cs_buf_reset(out);
+			(void)cs_proto_write_error(out, m->reqid, CS_ERR_TOO_LARGE,
 				"MGET reply is over the reply limit");
 		}
 		/* The items move from held to the output: count them once, not twice. */
 		c->held -= m->held;
 		m->held = 0;
-		client_send(c, &s->out);
+		client_send(c, out);
 	}
 	mget_free(m);
 	request_done(c);
@@ -628,6 +639,31 @@ static void mget_release(mget *m)
 {
 	if (--m->pending == 0)
 		mget_finish(m);
+}
+
+/* Encodes an item at the end of m->out (its turn: every item before it is there). */
+static void mget_encode(mget *m, int err, const char *msg, const cs_meta *meta,
+	const uint8_t *result, size_t len)
+{
+	cs_buf *out = &m->out;
+	if (out->failed)
+		return; /* finish answers too_large */
+	size_t before = out->len;
+	if (m->next == 0) {
+		/* the first item: room for all of them, guessed from its size (one allocation
+		 * for most replies; a buffer that must grow doubles) */
+		size_t guess = 16 + (size_t)m->n * ((err ? 64 : len) + MGET_ITEM_OVERHEAD);
+		if (guess <= (1u << 20))
+			(void)!cs_buf_reserve(out, guess); /* a failure marks out: too_large */
+		m->out_off = cs_proto_mget_begin(out, m->reqid, m->n);
+	}
+	(void)(err ? cs_proto_mget_item_err(out, err, msg ? msg : "")
+		   : cs_proto_mget_item_ok(out, meta, result, len));
+	m->next++;
+	if (out->len > before) {
+		m->held += out->len - before;
+		m->c->held += out->len - before;
+	}
 }
 
 static void on_mget_item(void *priv, int err, const char *msg, const cs_meta *meta,
@@ -644,17 +680,29 @@ static void on_mget_item(void *priv, int err, const char *msg, const cs_meta *me
 	m->bytes += (err ? strlen(msg ? msg : "") : len) + MGET_ITEM_OVERHEAD;
 	if (m->bytes > CS_MIN(cfg_of(c->srv)->client_output_hard, MGET_REPLY_MAX)) {
 		m->too_large = true; /* free what the items hold now, not when the last one comes */
-		for (uint32_t i = 0; i < m->n; i++) {
-			free(m->items[i].msg);
-			free(m->items[i].result);
-			m->items[i].msg = NULL;
-			m->items[i].result = NULL;
-		}
-		c->held -= m->held;
-		m->held = 0;
+		mget_drop_items(m);
 		mget_release(m);
 		return;
 	}
+	if (slot->index == m->next) {
+		mget_encode(m, err, msg, meta, result, len);
+		/* the early items whose turn came */
+		while (m->next < m->n && m->items[m->next].early) {
+			mitem *x = &m->items[m->next];
+			mget_encode(m, x->err, x->msg, &x->meta, x->result, x->len);
+			m->held -= x->err ? 0 : x->len;
+			c->held -= x->err ? 0 : x->len;
+			free(x->msg);
+			free(x->result);
+			x->msg = NULL;
+			x->result = NULL;
+			x->early = false;
+		}
+		output_check(c); /* may close c: the MGET then finishes into the void */
+		mget_release(m);
+		return;
+	}
+	it->early = true;
 	it->err = err;
 	if (err) {
 		it->msg = strdup(msg ? msg : "");
@@ -1080,20 +1128,15 @@ static void handle_frame(client *c, const cs_frame *f)
 			err, sizeof err);
 		if (decode_failed(c, f->reqid, rc, err))
 			return;
-		mget *m = calloc(1, sizeof *m);
-		if (m)
-			m->items = calloc(n ? n : 1, sizeof *m->items);
-		if (m)
-			m->slots = calloc(n ? n : 1, sizeof *m->slots);
-		if (m == NULL || m->items == NULL || m->slots == NULL) {
-			if (m) {
-				free(m->items);
-				free(m->slots);
-				free(m);
-			}
+		/* one block: the MGET, its items, their slots */
+		mget *m = calloc(1, sizeof *m + n * (sizeof *m->items + sizeof *m->slots));
+		if (m == NULL) {
 			send_error(c, f->reqid, CS_ERR_INTERNAL, "out of memory");
 			return;
 		}
+		m->items = (mitem *)(void *)(m + 1);
+		m->slots = (mslot *)(void *)(m->items + n);
+		cs_buf_init(&m->out, MGET_REPLY_MAX + 4096);
 		m->c = c;
 		m->reqid = f->reqid;
 		m->n = n;

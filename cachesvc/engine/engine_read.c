@@ -635,27 +635,44 @@ static bool token_ahead(const cs_engine *e, uint64_t lsn);
 static void token_park(lookup *l);
 static void lookup_start(lookup *l);
 
-/* A lookup for one GET or REFRESH, or NULL when answered at once (unknown query, bad
- * parameters, OOM: cb has run). */
-static lookup *lookup_new(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine_cb *cb,
-	void *priv)
+/* A request's entry key, computed once per request (near_fast, then lookup_new on a near
+ * miss; the items of an MGET). */
+typedef struct keyed {
+	qstate *qs;
+	int rc;		  /* cs_params_canon's: <0 bad parameters (err), 1 not cacheable */
+	size_t kl;	  /* the prefix (<ns>:e:<query>:<gen>:), 0 when it does not fit */
+	size_t keylen;	  /* kl + the canonical parameters when cacheable, else kl */
+	bool cacheable;
+	char err[256];
+	char key[KEY_MAX];
+} keyed;
+
+/* Fills k for req of query qs. The prefix is formatted unless pfx (a previous item's
+ * prefix of the same query and generation, pfxlen bytes) is given. */
+static inline __attribute__((always_inline)) void key_make(cs_engine *e, qstate *qs,
+	const cs_get_req *req, keyed *k, const char *pfx, size_t pfxlen)
 {
-	e->stats.requests++;
-	qstate *qs = qtable_find(e->qt, req->query, req->query_len);
-	if (qs == NULL) {
-		reply_error(e, cb, priv, -CS_ERR_UNKNOWN_QUERY, "unknown query \"%.*s\"",
-			(int)CS_MIN(req->query_len, 64u), req->query);
-		return NULL;
-	}
 	const cs_query_def *q = qs->def;
-	char canon[CS_CANON_MAX + 1], err[256];
-	size_t clen = 0;
-	int rc = cs_params_canon(q, req->params, req->nparams, canon, sizeof canon, &clen, err,
-		sizeof err);
-	if (rc < 0) {
-		reply_error(e, cb, priv, rc, "%s", err);
-		return NULL;
+	k->qs = qs;
+	if (pfx) {
+		memcpy(k->key, pfx, pfxlen);
+		k->kl = pfxlen;
+	} else {
+		k->kl = cs_ks_entry_prefix(&e->ks, 0, k->key, sizeof k->key, q->name, qs->gen);
 	}
+	/* the prefix never takes more than KEY_MAX - (CS_CANON_MAX + 1) bytes: canonical
+	 * parameters have the same room as in a buffer of their own */
+	size_t clen = 0;
+	k->rc = cs_params_canon(q, req->params, req->nparams, k->key + k->kl, sizeof k->key - k->kl,
+		&clen, k->err, sizeof k->err);
+	k->cacheable = k->rc == 0 && k->kl > 0 && k->kl + clen < sizeof k->key;
+	k->keylen = k->cacheable ? k->kl + clen : k->kl;
+}
+
+/* A lookup of req for the key k (valid: k->rc >= 0), or NULL on OOM (nothing answered). */
+static lookup *lookup_make(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine_cb *cb,
+	void *priv, const keyed *k)
+{
 	greq *r = malloc(sizeof *r);
 	lookup *l = calloc(1, sizeof *l);
 	if (r == NULL || l == NULL || lookup_set_params(l, req->params, req->nparams) != 0) {
@@ -663,7 +680,6 @@ static lookup *lookup_new(cs_engine *e, uint8_t op, const cs_get_req *req, cs_en
 		if (l)
 			free(l->strs);
 		free(l);
-		reply_error(e, cb, priv, -CS_ERR_INTERNAL, "out of memory");
 		return NULL;
 	}
 	*r = (greq){ .e = e, .cb = cb, .priv = priv, .op = op, .stale = NULL,
@@ -673,30 +689,52 @@ static lookup *lookup_new(cs_engine *e, uint8_t op, const cs_get_req *req, cs_en
 	l->r = r;
 	l->qt = e->qt;
 	e->qt->refs++;
-	l->qs = qs;
-	l->gen = qs->gen;
-	size_t kl = cs_ks_entry_prefix(&e->ks, 0, l->key, sizeof l->key, q->name, qs->gen);
-	l->canon_off = kl;
-	bool cacheable = rc == 0 && kl > 0 && kl + clen < sizeof l->key;
-	if (cacheable) {
-		memcpy(l->key + kl, canon, clen);
-		l->keylen = (size_t)kl + clen;
-	} else {
-		e->stats.not_cached_key++;
-		l->keylen = (size_t)kl; /* never stored: still a distinct flight key per request */
-	}
-
+	l->qs = k->qs;
+	l->gen = k->qs->gen;
+	l->canon_off = k->kl;
+	memcpy(l->key, k->key, k->keylen);
+	l->keylen = k->keylen;
+	if (!k->cacheable)
+		e->stats.not_cached_key++; /* never stored: still a distinct flight key per request */
 	l->op = op;
-	l->cacheable = cacheable;
+	l->cacheable = k->cacheable;
+	return l;
+}
+
+/* A lookup for one GET or REFRESH, or NULL when answered at once (unknown query, bad
+ * parameters, OOM: cb has run). k: the request's key when near_fast computed it, or NULL. */
+static lookup *lookup_new(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine_cb *cb,
+	void *priv, keyed *k)
+{
+	e->stats.requests++;
+	keyed mine;
+	if (k == NULL) {
+		qstate *qs = qtable_find(e->qt, req->query, req->query_len);
+		if (qs == NULL) {
+			reply_error(e, cb, priv, -CS_ERR_UNKNOWN_QUERY, "unknown query \"%.*s\"",
+				(int)CS_MIN(req->query_len, 64u), req->query);
+			return NULL;
+		}
+		k = &mine;
+		key_make(e, qs, req, k, NULL, 0);
+	}
+	if (k->rc < 0) {
+		reply_error(e, cb, priv, k->rc, "%s", k->err);
+		return NULL;
+	}
+	lookup *l = lookup_make(e, op, req, cb, priv, k);
+	if (l == NULL)
+		reply_error(e, cb, priv, -CS_ERR_INTERNAL, "out of memory");
 	return l;
 }
 
 /* The near-hit fast path: a plain GET whose fresh entry the near cache holds is answered
  * here, with nothing allocated. Anything else (a token, bypass, a pause, Redis or the
  * generations not usable, an entry due for an early or stale refresh, no entry) returns
- * false and takes the general path, which decides again from scratch. */
+ * false and takes the general path, which decides again from scratch - with the entry key
+ * computed here when k->qs is set. */
 static bool near_fast(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine_cb *cb,
-	void *priv)
+	void *priv, keyed *k)
 {
 	if (op != CS_OP_GET || req->bypass || req->min_lsn || !cs_near_on(e->near))
 		return false;
@@ -708,14 +746,12 @@ static bool near_fast(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine
 		!qs->gen_known ||
 		!cs_redis_ready(e->redis) || (e->fence_on && e->epoch_len == 0))
 		return false;
-	const cs_query_def *q = qs->def;
-	char key[KEY_MAX], err[8];
-	size_t kl = cs_ks_entry_prefix(&e->ks, 0, key, sizeof key, q->name, qs->gen), clen = 0;
-	if (kl == 0 || cs_params_canon(q, req->params, req->nparams, key + kl, sizeof key - kl,
-			       &clen, err, sizeof err) != 0 || kl + clen >= sizeof key)
+	key_make(e, qs, req, k, NULL, 0);
+	if (!k->cacheable)
 		return false;
 	size_t vlen = 0;
-	const uint8_t *v = cs_near_get(e->near, key, kl + clen, hash_bytes(key, kl + clen), &vlen);
+	const uint8_t *v = cs_near_get(e->near, k->key, k->keylen, hash_bytes(k->key, k->keylen),
+		&vlen);
 	cs_entry ent;
 	if (v == NULL || !cs_entry_parse(v, vlen, &ent))
 		return false;
@@ -735,9 +771,11 @@ static bool near_fast(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine
 
 void cs_engine_get(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine_cb *cb, void *priv)
 {
-	if (e->near && near_fast(e, op, req, cb, priv))
+	keyed k;
+	k.qs = NULL;
+	if (e->near && near_fast(e, op, req, cb, priv, &k))
 		return;
-	lookup *l = lookup_new(e, op, req, cb, priv);
+	lookup *l = lookup_new(e, op, req, cb, priv, k.qs ? &k : NULL);
 	if (l == NULL)
 		return;
 	if (l->r->min_lsn && token_ahead(e, l->r->min_lsn)) {
@@ -751,71 +789,313 @@ static bool lookup_local(lookup *l);
 static void lookup_send(lookup *l);
 static void lookup_send_failed(lookup *l);
 
-/* One Redis MGET for the plain GETs of a client MGET that need Redis. */
-typedef struct batch {
-	uint32_t n;
-	lookup *ls[];
-} batch;
+/* ---- MGET ------------------------------------------------------------------------------- */
 
-static void on_batch_reply(cs_redis *rd, redisReply *reply, void *priv)
+/* A client MGET's plain GETs (no token, no bypass, cacheable, Redis usable, not answered by
+ * the near cache) go to Redis as one MGET. Their state lives in one block per client MGET:
+ * the header, the items, the items' parameters (cs_value) and one text area (the entry keys
+ * the Redis MGET is built from, then the parameters' strings). A fresh hit is answered
+ * straight from the reply; anything else (a miss, an entry to refresh, an error) becomes a
+ * lookup then, and takes the path a single GET takes from its reply (on_cache_reply). */
+typedef struct mitem {
+	void *priv;
+	qstate *qs;
+	uint64_t gen;
+	const char *key;
+	cs_value *params;
+	uint32_t keylen, canon_off, nparams, req; /* req: the index in the client's MGET */
+	uint8_t tier;
+	bool watched; /* the near cache watches this item's GET (nt) */
+	cs_near_ticket nt;
+} mitem;
+
+typedef struct mbatch {
+	cs_engine *e;
+	qtable *qt; /* one reference for every item's qs */
+	cs_engine_cb *cb;
+	uint64_t start_us;
+	uint32_t n;
+	mitem it[];
+} mbatch;
+
+#define MGET_KEYS 8192 /* the stack area of one MGET's batched keys; items past it go alone */
+
+static void mitem_settle(cs_engine *e, mitem *x, const redisReply *val)
 {
-	batch *b = priv;
-	bool whole = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == b->n;
-	for (uint32_t i = 0; i < b->n; i++)
-		on_cache_reply(rd, whole ? reply->element[i] : reply && reply->type == REDIS_REPLY_ERROR ? reply : NULL,
-			b->ls[i]);
+	cs_entry ent;
+	bool ok = val && val->type == REDIS_REPLY_STRING &&
+		cs_entry_parse((const uint8_t *)val->str, (size_t)val->len, &ent);
+	x->watched = false;
+	cs_near_settle(e->near, x->key, x->keylen, hash_bytes(x->key, x->keylen), &x->nt,
+		ok ? (const uint8_t *)val->str : NULL, ok ? (size_t)val->len : 0,
+		val && val->type == REDIS_REPLY_NIL);
+}
+
+/* The lookup of an item the reply did not answer at once, or NULL (OOM). */
+static lookup *mitem_lookup(mbatch *b, const mitem *x)
+{
+	cs_engine *e = b->e;
+	greq *r = malloc(sizeof *r);
+	lookup *l = calloc(1, sizeof *l);
+	if (r == NULL || l == NULL || lookup_set_params(l, x->params, x->nparams) != 0) {
+		free(r);
+		if (l)
+			free(l->strs);
+		free(l);
+		return NULL;
+	}
+	*r = (greq){ .e = e, .cb = b->cb, .priv = x->priv, .op = CS_OP_GET, .stale = NULL,
+		.tier = x->tier, .start_us = b->start_us };
+	l->e = e;
+	l->r = r;
+	l->qt = b->qt;
+	b->qt->refs++;
+	l->qs = x->qs;
+	l->gen = x->gen;
+	l->canon_off = x->canon_off;
+	memcpy(l->key, x->key, x->keylen);
+	l->keylen = x->keylen;
+	l->op = CS_OP_GET;
+	l->cacheable = true;
+	return l;
+}
+
+static void mbatch_free(mbatch *b)
+{
+	qtable_unref(b->qt);
 	free(b);
+}
+
+/* Redis answered the batch's MGET (reply NULL: no answer). */
+static void on_mbatch_reply(cs_redis *rd, redisReply *reply, void *priv)
+{
+	mbatch *b = priv;
+	cs_engine *e = b->e;
+	bool whole = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == b->n;
+	redisReply *other = reply && reply->type == REDIS_REPLY_ERROR ? reply : NULL;
+	int64_t now = cs_wall_ms();
+	uint64_t now_us = cs_now_us();
+	for (uint32_t i = 0; i < b->n; i++) {
+		mitem *x = &b->it[i];
+		redisReply *val = whole ? reply->element[i] : other;
+		if (x->watched)
+			mitem_settle(e, x, val);
+		cs_entry ent;
+		const cs_query_def *q = x->qs->def;
+		if (val && val->type == REDIS_REPLY_STRING &&
+			cs_entry_parse((const uint8_t *)val->str, (size_t)val->len, &ent) &&
+			now < ent.expires_ms && !(q->xfetch_beta > 0 && ent.delta_ms > 0)) {
+			/* a fresh hit, no early refresh to draw: serve_hit without a lookup */
+			e->stats.hits++;
+			x->qs->hits++;
+			cs_meta meta = { .src = CS_SRC_CACHE, .lsn = ent.lsn,
+				.age_ms = now > ent.filled_ms ? (uint64_t)(now - ent.filled_ms) : 0 };
+			cs_hist_record(&e->stats.hit_us, now_us - b->start_us);
+			b->cb(x->priv, 0, NULL, &meta, ent.result, ent.result_len);
+			continue;
+		}
+		lookup *l = mitem_lookup(b, x);
+		if (l == NULL) {
+			reply_error(e, b->cb, x->priv, -CS_ERR_INTERNAL, "out of memory");
+			continue;
+		}
+		on_cache_reply(rd, val, l);
+	}
+	mbatch_free(b);
+}
+
+/* Serves an MGET item from the near cache when it holds a fresh entry the fast path may
+ * serve (near_fast's rules). 1: served; 0: no entry (watched: whether its GET is watched,
+ * in nt); -1: an entry the general path must decide (stale, XFetch). *now: the wall clock,
+ * read once per MGET (0 until read); start_us: the MGET's start. */
+static int mget_near(cs_engine *e, const keyed *k, cs_engine_cb *cb, void *priv,
+	int64_t *now, uint64_t start_us, cs_near_ticket *nt, bool *watched)
+{
+	qstate *qs = k->qs;
+	cs_near_stats *ns = cs_near_stats_mut(e->near);
+	uint64_t h = hash_bytes(k->key, k->keylen);
+	size_t vlen = 0;
+	const uint8_t *v = cs_near_get(e->near, k->key, k->keylen, h, &vlen);
+	cs_entry ent;
+	if (v && cs_entry_parse(v, vlen, &ent)) {
+		if (*now == 0)
+			*now = cs_wall_ms();
+		if (*now >= ent.expires_ms || (qs->def->xfetch_beta > 0 && ent.delta_ms > 0))
+			return -1;
+		e->stats.hits++;
+		qs->hits++;
+		ns->hits++;
+		cs_meta meta = { .src = CS_SRC_CACHE, .lsn = ent.lsn,
+			.age_ms = *now > ent.filled_ms ? (uint64_t)(*now - ent.filled_ms) : 0 };
+		cs_hist_record(&e->stats.hit_us, cs_now_us() - start_us);
+		cb(priv, 0, NULL, &meta, ent.result, ent.result_len);
+		return 1;
+	}
+	ns->misses++;
+	*watched = cs_near_watch(e->near, k->key, k->keylen, h, nt);
+	return 0;
 }
 
 void cs_engine_mget(cs_engine *e, const cs_get_req *reqs, uint32_t n, cs_engine_cb *cb,
 	void *const *privs)
 {
-	lookup *send[CS_PROTO_MAX_MGET];
+	mitem send[CS_PROTO_MAX_MGET];
+	char keys[MGET_KEYS];
+	size_t keys_len = 0, pbytes = 0;
 	uint32_t ns = 0;
+	keyed k;
+	const qstate *pfx_qs = NULL; /* the prefix in keys at pfx_off is this query's */
+	uint64_t pfx_gen = 0;
+	size_t pfx_off = 0, pfx_len = 0;
+	bool usable = cs_redis_ready(e->redis) && !(e->fence_on && e->epoch_len == 0);
+	bool near = e->near && cs_near_on(e->near);
+	uint64_t start_us = cs_now_us();
+	int64_t now = 0; /* the wall clock for near hits, read at the first */
+	const cs_get_req *prev = NULL; /* the last item whose query was found, and that query */
+	qstate *prev_qs = NULL;
+	if (n > CS_PROTO_MAX_MGET)
+		n = CS_PROTO_MAX_MGET;
 	for (uint32_t i = 0; i < n; i++) {
-		if (e->near && near_fast(e, CS_OP_GET, &reqs[i], cb, privs[i]))
+		const cs_get_req *req = &reqs[i];
+		e->stats.requests++;
+		qstate *qs = prev && prev->query_len == req->query_len &&
+				memcmp(prev->query, req->query, req->query_len) == 0
+			? prev_qs
+			: qtable_find(e->qt, req->query, req->query_len);
+		if (qs != NULL) {
+			prev = req;
+			prev_qs = qs;
+		} else {
+			reply_error(e, cb, privs[i], -CS_ERR_UNKNOWN_QUERY, "unknown query \"%.*s\"",
+				(int)CS_MIN(req->query_len, 64u), req->query);
 			continue;
-		lookup *l = lookup_new(e, CS_OP_GET, &reqs[i], cb, privs[i]);
-		if (l == NULL)
+		}
+		bool same = qs == pfx_qs && qs->gen == pfx_gen;
+		key_make(e, qs, req, &k, same ? keys + pfx_off : NULL, pfx_len);
+		if (k.rc < 0) {
+			reply_error(e, cb, privs[i], k.rc, "%s", k.err);
 			continue;
-		if (l->r->min_lsn && token_ahead(e, l->r->min_lsn))
-			token_park(l);
-		else if (l->r->min_lsn || ns == CS_PROTO_MAX_MGET)
-			lookup_start(l); /* a token reads more than the entry: its own round trip */
-		else if (!lookup_local(l))
-			send[ns++] = l;
-	}
-	if (ns == 1) {
-		lookup_send(send[0]);
-		return;
+		}
+		bool plain = k.cacheable && !req->bypass && !req->min_lsn && !qs->paused &&
+			qs->gen_known && usable;
+		bool watched = false;
+		cs_near_ticket nt = { 0, 0 };
+		if (plain && near && qs->def->near_cache) {
+			int got = mget_near(e, &k, cb, privs[i], &now, start_us, &nt, &watched);
+			if (got == 1)
+				continue;
+			plain = got == 0;
+		}
+		size_t pb = 0;
+		if (plain) {
+			pb = req->nparams * sizeof(cs_value);
+			for (uint32_t j = 0; j < req->nparams; j++)
+				if (req->params[j].type == CS_V_STR || req->params[j].type == CS_V_BIN)
+					pb += req->params[j].u.s.len;
+		}
+		if (!plain || k.keylen > sizeof keys - keys_len) {
+			/* the general path: its own lookup (a token reads more than the entry,
+			 * and waits when it is ahead of the primary) */
+			lookup *l = lookup_make(e, CS_OP_GET, req, cb, privs[i], &k);
+			if (l == NULL) {
+				if (watched)
+					cs_near_settle(e->near, k.key, k.keylen,
+						hash_bytes(k.key, k.keylen), &nt, NULL, 0, false);
+				reply_error(e, cb, privs[i], -CS_ERR_INTERNAL, "out of memory");
+			} else if (l->r->min_lsn && token_ahead(e, l->r->min_lsn)) {
+				token_park(l);
+			} else if (plain) {
+				l->watched = watched;
+				l->nt = nt;
+				lookup_send(l);
+			} else {
+				lookup_start(l);
+			}
+			continue;
+		}
+		if (!same) {
+			pfx_qs = qs;
+			pfx_gen = qs->gen;
+			pfx_off = keys_len;
+			pfx_len = k.kl;
+		}
+		memcpy(keys + keys_len, k.key, k.keylen);
+		send[ns] = (mitem){ .priv = privs[i], .qs = qs, .gen = qs->gen,
+			.key = keys + keys_len, .keylen = (uint32_t)k.keylen,
+			.canon_off = (uint32_t)k.kl, .req = i,
+			.tier = req->tier < CS_TIER_COUNT ? req->tier : CS_TIER_DEFAULT,
+			.watched = watched, .nt = nt };
+		keys_len += k.keylen;
+		pbytes += pb;
+		ns++;
 	}
 	if (ns == 0)
 		return;
-	batch *b = malloc(sizeof *b + ns * sizeof b->ls[0]);
+	mbatch *b = malloc(sizeof *b + ns * sizeof(mitem) + pbytes + keys_len);
+	if (b == NULL) {
+		for (uint32_t i = 0; i < ns; i++) {
+			if (send[i].watched)
+				mitem_settle(e, &send[i], NULL);
+			reply_error(e, cb, send[i].priv, -CS_ERR_INTERNAL, "out of memory");
+		}
+		return;
+	}
+	*b = (mbatch){ .e = e, .qt = e->qt, .cb = cb, .start_us = start_us, .n = ns };
+	e->qt->refs++;
+	/* the block: items, then every item's parameters (cs_value), then the text: keys, then
+	 * the parameters' strings */
+	cs_value *pv = (cs_value *)(void *)&b->it[ns];
+	size_t nv = 0;
+	for (uint32_t i = 0; i < ns; i++)
+		nv += reqs[send[i].req].nparams;
+	char *text = (char *)(pv + nv);
+	memcpy(text, keys, keys_len);
+	char *str = text + keys_len;
 	const char *argv[CS_PROTO_MAX_MGET + 1];
 	size_t lens[CS_PROTO_MAX_MGET + 1];
 	argv[0] = "MGET";
 	lens[0] = 4;
+	bool watched = false;
 	for (uint32_t i = 0; i < ns; i++) {
-		argv[i + 1] = send[i]->key;
-		lens[i + 1] = send[i]->keylen;
+		mitem *x = &b->it[i];
+		const cs_get_req *req = &reqs[send[i].req];
+		*x = send[i];
+		x->key = text + (send[i].key - keys);
+		x->params = pv;
+		x->nparams = req->nparams;
+		memcpy(pv, req->params, req->nparams * sizeof *pv);
+		for (uint32_t j = 0; j < req->nparams; j++) {
+			if ((pv[j].type != CS_V_STR && pv[j].type != CS_V_BIN) || pv[j].u.s.len == 0)
+				continue;
+			memcpy(str, pv[j].u.s.p, pv[j].u.s.len);
+			pv[j].u.s.p = str;
+			str += pv[j].u.s.len;
+		}
+		pv += req->nparams;
+		argv[i + 1] = x->key;
+		lens[i + 1] = x->keylen;
+		watched |= x->watched;
 	}
-	if (b != NULL) {
-		b->n = ns;
-		memcpy(b->ls, send, ns * sizeof send[0]);
-		bool watched = false;
+	if (watched && !near_caching_yes(e))
 		for (uint32_t i = 0; i < ns; i++)
-			watched |= send[i]->watched;
-		if (watched && !near_caching_yes(e))
-			for (uint32_t i = 0; i < ns; i++)
-				if (send[i]->watched)
-					near_settle(send[i], NULL); /* untracked: not stored */
-		if (cs_redis_cmd(e->redis, on_batch_reply, b, (int)ns + 1, argv, lens) == 0)
-			return;
-		free(b);
+			if (b->it[i].watched)
+				mitem_settle(e, &b->it[i], NULL); /* untracked: not stored */
+	if (cs_redis_cmd(e->redis, on_mbatch_reply, b, (int)ns + 1, argv, lens) == 0)
+		return;
+	/* The cache could not be asked: answer from the database, do not fill
+	 * (lookup_send_failed). */
+	for (uint32_t i = 0; i < ns; i++) {
+		mitem *x = &b->it[i];
+		if (x->watched)
+			mitem_settle(e, x, NULL);
+		e->stats.bypass_redis++;
+		lookup *l = mitem_lookup(b, x);
+		if (l == NULL)
+			reply_error(e, cb, x->priv, -CS_ERR_INTERNAL, "out of memory");
+		else
+			lookup_miss(l, false);
 	}
-	for (uint32_t i = 0; i < ns; i++)
-		lookup_send_failed(send[i]);
+	mbatch_free(b);
 }
 
 /* The read-your-writes token is beyond the primary's last known position. Without a

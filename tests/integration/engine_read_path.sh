@@ -14,10 +14,12 @@ INSERT INTO users VALUES (101, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
 SQL
 
 REQUEST_TIMEOUT=1s
+# one replica with one connection: the mixed MGET below sends up to 5 database jobs at once,
+# which a queue of 6 holds; the burst of 12 slow requests still overflows it.
 EXTRA_SERVICE="auth_token = sesame
 max_result = 2kB
 max_reply = 64kB
-queue_max = 2
+queue_max = 6
 queue_timeout = 300ms"
 EXTRA_REPLICA="pool_size = 1"
 write_config "$WORK/cs.ini"
@@ -85,6 +87,30 @@ echo "$out" | grep -q 'unknown_query\|unknown query' || fail "MGET: unknown quer
 echo "$out" | grep -q 'bad_params\|bad parameters\|expected int8' || fail "MGET: bad params item: $out"
 ok "MGET answers item by item"
 
+# Every item of one MGET in its own place, whatever answers it and in whatever order the
+# answers come: hits (one Redis MGET), misses (replica), errors answered at once (unknown
+# query, bad parameters), a database error, a read-your-writes token and a bypass (each on
+# its own path).
+for id in 1 7; do cli get rp_user $id >/dev/null; done
+until_true 5 eval '[ "$(src rp_user 1)" = cache ] && [ "$(src rp_user 7)" = cache ]' ||
+  fail "rp_user 1 and 7 not cached"
+tok=$(primary "$DB" -c "SELECT pg_current_wal_lsn()")
+out=$("$CS_BUILD/tests/integration/cs_mget_mix" -p "$PORT" rp_user,7 rp_user,60 rp_nosuch,1 \
+  "rp_user,1,lsn=$tok" rp_user,abc rp_boom,5 rp_user,8,bypass rp_user,1 rp_user,61 rp_user,7) ||
+  fail "mixed MGET not answered: $out"
+want='^0 ok cache 7
+1 ok replica 60
+2 err 1
+3 ok (cache|replica|primary) 1
+4 err 2
+5 err 8
+6 ok (replica|primary) 8
+7 ok cache 1
+8 ok replica 61
+9 ok cache 7$'
+[[ "$out" =~ $want ]] || fail "mixed MGET items out of place or wrong: $(echo $out)"
+ok "a mixed MGET (hits, misses, errors, a token, a bypass) answers every item in its place"
+
 # --- REFRESH ------------------------------------------------------------------------------------
 cli --json refresh rp_user 7 | json source | grep -qx replica || fail "REFRESH did not read a replica"
 ok "REFRESH re-reads the database"
@@ -136,7 +162,7 @@ expect_err too_large get rp_huge 100        # ~100 kB reply over max_reply (64 k
 CACHESVC_TOKEN=wrong expect_err auth get rp_user 1
 CACHESVC_TOKEN= expect_err auth get rp_user 1
 
-# overloaded: one connection per replica, a queue of 2 waiting at most 300 ms, 12 slow
+# overloaded: one connection per replica, a queue of 6 waiting at most 300 ms, 12 slow
 # requests at once (all different: no coalescing) -> most are refused, none is lost.
 out=$("$BURST" -p "$PORT" -c 4 -n 3 -t 10000 rp_slow 0.4 %i)
 echo "$out" | grep -q '"overloaded":[1-9]' || fail "no OVERLOADED under a burst: $out"
