@@ -15,7 +15,9 @@
  * applied; i.e. an entry older than an applied invalidation never survives it.
  *
  * The fill is CS_SCRIPT_FILL: atomic in Redis (scripts run alone), so relative to C's
- * invalidation script it runs either before or after.
+ * invalidation script it runs either before or after. (It also releases the cross-process
+ * miss lease its flight holds, engine_fill.c; the lease is no premise here: it decides how
+ * many processes query a key, never what may be stored.)
  *  (a) Fill runs after C's invalidation ("stale set": the fill read the replica before
  *      the write and stores after its invalidation; or "lagging replica": the replica had
  *      not replayed C when read). Then the fence of K holds some f >= X(C) > R, unless it
@@ -105,7 +107,10 @@
  *        <ns>:evk the counters "<evicted_keys>:<total_commands_processed>" at which the
  *        fence state was last known whole. A fill (fences on) that finds evk missing, or
  *        evicted_keys different, or total_commands_processed lower (CONFIG RESETSTAT) than
- *        recorded, stores only if R >= fmax (fmax missing: refused), else -6.
+ *        recorded, stores only if R >= fmax (fmax missing: refused), else -6. The script
+ *        reads fmax first and the counters (INFO stats) only when R < fmax or fmax is
+ *        missing: with R >= fmax it stores whether the state is whole or not, so reading the
+ *        counters could change no outcome (the same predicate, evaluated in another order).
  *        Why safe: let C (X(C) > R) be applied before the fill, its fence evicted at te
  *        before the fill (otherwise (a) or (b)). If the fill saw the state not whole: fmax
  *        >= X(C) > R (raised with the fence), refused. If it saw it whole: evk was last
@@ -124,7 +129,9 @@
  *        Redis had processed before the reset; do not reset Redis's statistics under a
  *        busy cachesvc. The cost: while Redis evicts, fills need data at or past the
  *        newest invalidated change, and every status interval the horizon rises to it; no
- *        eviction, no cost (one INFO per fill that passed every other check).
+ *        eviction, no cost but one GET of fmax per fill, and one INFO for a fill whose data
+ *        is older than the newest fence (its replica had not replayed the last invalidated
+ *        change when read).
  *      - allkeys-* (lru, lfu, random): any key may go. An evicted generation makes a new
  *        daemon read generation 0 and serve entries written before a bump; an evicted gap
  *        mark loses a flush; an evicted query-level fence or fmax undoes (e) and the check
@@ -189,29 +196,37 @@
 const char *const cs_scripts[CS_SCRIPT_COUNT] = {
 	[CS_SCRIPT_FILL] =
 		"local g = redis.call('GET', KEYS[3]) or '0'\n"
-		"if g ~= ARGV[4] then return {0, g} end\n"
-		"if ARGV[5] == '1' then\n"
-		"  if redis.call('GET', KEYS[6]) ~= ARGV[7] then return {-4, g} end\n"
+		"local function verdict()\n"
+		"  if g ~= ARGV[4] then return 0 end\n"
+		"  if ARGV[5] ~= '1' then return 1 end\n"
+		"  if redis.call('GET', KEYS[6]) ~= ARGV[7] then return -4 end\n"
 		"  local h = redis.call('GET', KEYS[4])\n"
-		"  if not h then return {-1, g} end\n"
-		"  if ARGV[3] < h then return {-2, g} end\n"
+		"  if not h then return -1 end\n"
+		"  if ARGV[3] < h then return -2 end\n"
 		"  if ARGV[6] == '1' then\n"
 		"    local qf = redis.call('GET', KEYS[5])\n"
-		"    if qf and ARGV[3] < qf then return {-5, g} end\n"
+		"    if qf and ARGV[3] < qf then return -5 end\n"
 		"  end\n"
 		"  local f = redis.call('GET', KEYS[2])\n"
-		"  if f and f > ARGV[3] then return {-3, g} end\n"
+		"  if f and f > ARGV[3] then return -3 end\n"
 		"  if ARGV[8] == '1' then\n"
+		/* data at or past every fence ever written passes whatever was evicted; only
+		 * older data needs the eviction state (one INFO): a fence may have been evicted */
+		"    local m = redis.call('GET', KEYS[7])\n"
+		"    if not m or ARGV[3] < m then\n"
 		EV_STATE("KEYS[8]")
-		/* a fence may have been evicted: only data at or past every fence ever written */
-		"    if not whole then\n"
-		"      local m = redis.call('GET', KEYS[7])\n"
-		"      if not m or ARGV[3] < m then return {-6, g} end\n"
+		"      if not whole then return -6 end\n"
 		"    end\n"
 		"  end\n"
+		"  return 1\n"
 		"end\n"
-		"redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
-		"return {1, g}\n",
+		"local st = verdict()\n"
+		"if st == 1 then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end\n"
+		/* the miss lease the caller holds, released in the step that stores (a waiter's
+		 * MGET sees both or neither) or refuses; after the SET, which fails first at
+		 * maxmemory under noeviction (an error reply: the caller DELs it) */
+		"if KEYS[9] then redis.call('DEL', KEYS[9]) end\n"
+		"return {st, g}\n",
 	[CS_SCRIPT_INVAL] =
 		ALLOW_OOM
 		EPOCH_GUARD("KEYS[#KEYS - 1]", "ARGV[4]")

@@ -10,14 +10,16 @@
 #include <stdint.h>
 
 enum cs_script {
-	/* KEYS entry, fence, gen, horizon, qfence, epoch, fmax, evk;
+	/* KEYS entry, fence, gen, horizon, qfence, epoch, fmax, evk[, lease];
 	 * ARGV value, px, data_lsn, gen, fence_on, query_fence_on, epoch, eviction_check
+	 * The lease (the miss lease the caller holds) is DELeted after the SET or the refusal.
 	 * -> {status, current_gen}: 1 stored, 0 generation moved, -1 no live horizon,
 	 *    -2 data older than the horizon, -3 a newer per-key fence, -4 the epoch is not the
 	 *    caller's (Redis lost data, or the state was resynchronised), -5 data older than
 	 *    the query-level fence, -6 Redis evicted keys since the state was last known whole
-	 *    and the data is older than fmax (fence.c (i)). A plain script: at maxmemory under
-	 *    noeviction its SET fails (OOM), nothing stored. */
+	 *    and the data is older than fmax (fence.c (i); INFO stats is read only for data
+	 *    older than fmax). A plain script: at maxmemory under noeviction its SET fails
+	 *    (OOM), nothing stored, lease not released (an error reply). */
 	CS_SCRIPT_FILL = 0,
 	/* KEYS fence_1, gen_1, ..., fence_n, gen_n, epoch, fmax; ARGV lsn, fence_px, ns, epoch,
 	 * q_1, p_1, ..., q_n, p_n -> number of entries deleted. Deletes <ns>:e:<q>:<gen>:<p>

@@ -162,7 +162,8 @@ const struct key_def cs_cfg_keys[] = {
         {SEC_REDIS, "lease", KT_DURATION, CFG(redis_lease_ms), "1s", NO_KIND_DEF, KF_RELOAD, 0,
                 MIN_MS, NULL,
                 "cross-process miss lease: one process queries a missed key while the others "
-                "wait up to this long for its fill; 0 = off"},
+                "wait up to this long for its fill; for the queries with lease = true (by "
+                "kind: aggregates); 0 = off"},
         {SEC_REDIS, "namespace", KT_STRING, CFG(redis_namespace), NULL, NO_KIND_DEF, KF_NULLABLE,
                 0, 0, cs_cfg_check_namespace,
                 "prefix of every key, channel and script's key; empty = \"cs\" for db 0, "
@@ -214,6 +215,10 @@ const struct key_def cs_cfg_keys[] = {
                 10, NULL, "early probabilistic refresh (XFetch) beta; 0 = off"},
         {SEC_QUERY, "near_cache", KT_BOOL, QRY(near_cache), "true", NO_KIND_DEF, KF_RELOAD, 0, 0,
                 NULL, "keep this query's hot entries in the near cache (when near_cache_size > 0)"},
+        {SEC_QUERY, "lease", KT_BOOL, QRY(lease), NULL, {"false", "false", "true"}, KF_RELOAD, 0,
+                0, NULL,
+                "a miss takes the cross-process miss lease ([redis] lease) before it queries: "
+                "one more Redis round trip, one query for a key missed by many processes"},
         {SEC_QUERY, "invalidate_on", KT_INVALIDATE, QRY(ninval), "", NO_KIND_DEF, KF_RELOAD, 0, 0,
                 NULL, "table(col = $N, ...) or table, comma separated; empty = TTL only"},
 

@@ -90,6 +90,7 @@ typedef struct cs_query_def {
 	int64_t negative_ttl_ms;          /* 0 = do not cache empty results */
 	double xfetch_beta;               /* 0 = early refresh off */
 	bool near_cache;                  /* may use the near cache (near_cache_size > 0) */
+	bool lease;                       /* misses take the cross-process miss lease */
 	int ninval;
 	cs_inval_rule inval[CS_MAX_INVALIDATE];
 	bool reads_covered;               /* every table the SQL reads is in invalidate_on

@@ -4,6 +4,8 @@
 
 /* ---- Fill ------------------------------------------------------------------------------- */
 
+static size_t lease_key(const flight *f, char *buf, size_t cap);
+
 /* Bytes of negative entries possibly alive at now_ms. */
 static uint64_t neg_live(const negbudget *nb, int64_t now_ms)
 {
@@ -95,6 +97,7 @@ static void on_fill_reply(cs_redis *r, redisReply *reply, void *priv)
 		if (reply && reply->type == REDIS_REPLY_ERROR)
 			cs_debug("fill failed: %s", reply->str);
 	} else {
+		f->leased = false; /* the script ran: it released the lease (fence.h) */
 		long long st = reply->element[0]->integer;
 		redisReply *g = reply->element[1];
 		uint64_t gen = g->type == REDIS_REPLY_STRING ? strtoull(g->str, NULL, 10) : 0;
@@ -152,13 +155,24 @@ static bool fill(flight *f, const uint8_t *value, size_t len, int64_t px, uint64
 	int nl = snprintf(gens, sizeof gens, "%llu", (unsigned long long)f->gen);
 	const char *qfence_on = f->qt->cfg->query_fence ? "1" : "0";
 	const char *evict_on = f->qt->cfg->eviction_check ? "1" : "0";
+	/* the lease this flight holds (a miss's or a refresh's) goes as a ninth key: the
+	 * script releases it, no DEL of its own (flight_free sends one if the script did not
+	 * run) */
+	char lease[KEY_MAX];
+	size_t ll = f->leased ? lease_key(f, lease, sizeof lease) : 0;
 	const char *argv[] = { f->key, fence, genkey, e->ks.horizon, qfkey, e->ks.epoch, e->ks.fmax,
-		e->ks.evk, (const char *)value, pxs, lsnhex, gens, e->fence_on ? "1" : "0", qfence_on,
-		e->epoch, evict_on };
+		e->ks.evk, lease, (const char *)value, pxs, lsnhex, gens, e->fence_on ? "1" : "0",
+		qfence_on, e->epoch, evict_on };
 	size_t lens[] = { f->keylen, fl, gl, e->ks.horizon_len, ql, e->ks.epoch_len, e->ks.fmax_len,
-		e->ks.evk_len, len, (size_t)pl, 16, (size_t)nl, 1, 1, e->epoch_len, 1 };
+		e->ks.evk_len, ll, len, (size_t)pl, 16, (size_t)nl, 1, 1, e->epoch_len, 1 };
+	int nkeys = ll ? 9 : 8;
+	if (!ll) { /* no ninth key: ARGV follows the eighth */
+		memmove(&argv[8], &argv[9], 8 * sizeof argv[0]);
+		memmove(&lens[8], &lens[9], 8 * sizeof lens[0]);
+	}
 	if (fl == 0 || gl == 0 || ql == 0 ||
-		cs_redis_script(e->redis, CS_SCRIPT_FILL, on_fill_reply, f, 8, 16, argv, lens) != 0) {
+		cs_redis_script(e->redis, CS_SCRIPT_FILL, on_fill_reply, f, nkeys, nkeys + 8, argv,
+			lens) != 0) {
 		e->stats.fill_errors++;
 		return false;
 	}
@@ -283,10 +297,13 @@ void flight_job_done(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int err,
 /* The cross-process miss lease (DESIGN 4.3, [redis] lease): single-flight across processes.
  * Within a process, misses of one key already share one flight; across processes, a new
  * flight that will fill first takes the key's lease, <ns>:l:<q>:<p> (the key the background
- * refresh takes: a refresh and a miss of one key keep each other off the database too):
+ * refresh takes: a refresh and a miss of one key keep each other off the database too).
+ * Only for the queries with lease = true (by kind: aggregates; CONFIG.md): the SET NX is
+ * a Redis round trip before the query, which a point query on a replica does not repay.
  *  - SET NX PX lease answered OK: the holder. It queries, fills under the fence rule, and
- *    flight_free DELs the lease once the fill is acknowledged (so a waiter that sees the
- *    lease gone also sees the entry, if it was stored).
+ *    the fill script DELs the lease in the step that stores the entry or refuses it (so a
+ *    waiter that sees the lease gone also sees the entry, if it was stored; no DEL round
+ *    trip). Not filled (not cacheable, the script not run): flight_free DELs it.
  *  - nil: a waiter. It queries nothing; it re-reads the entry and the lease together (MGET)
  *    after 2, 4, 8 ... ms (LEASE_POLL_MAX_MS apart at most). A fresh entry: every request
  *    of the flight is served from it, as a hit would be. The lease gone with no fresh entry
@@ -307,8 +324,8 @@ void flight_job_done(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int err,
 static bool lease_wanted(const flight *f, const greq *r, int cause)
 {
 	const cs_config *cfg = f->qt->cfg;
-	return cfg->redis_lease_ms > 0 && f->store && r != NULL && cause == 0 &&
-		r->op == CS_OP_GET && !r->bypass && r->min_lsn == 0 && !f->qs->paused;
+	return cfg->redis_lease_ms > 0 && f->qs->def->lease && f->store && r != NULL &&
+		cause == 0 && r->op == CS_OP_GET && !r->bypass && r->min_lsn == 0 && !f->qs->paused;
 }
 
 static size_t lease_key(const flight *f, char *buf, size_t cap)

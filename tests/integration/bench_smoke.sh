@@ -19,7 +19,7 @@ INI
 start_daemon "$WORK/cs.ini"
 
 # field JSON PATH...: a (nested) field of one JSON object.
-field() { python3 -c 'import json,sys; v=json.loads(sys.argv[1])
+field() { "$PY3" -c 'import json,sys; v=json.loads(sys.argv[1])
 for k in sys.argv[2:]: v=v[k]
 print(v)' "$@"; }
 check() { # NAME JSON: requests > 0 and errors == 0

@@ -186,7 +186,7 @@ stop_daemon() {
 
 cli() { "$CLI" -p "$PORT" "$@"; }
 # json FIELD < one JSON object: prints a top-level field (python3 is a meson dependency).
-json() { python3 -c 'import json,sys; v=json.load(sys.stdin); print(json.dumps(v.get(sys.argv[1])) if not isinstance(v.get(sys.argv[1]), str) else v[sys.argv[1]])' "$1"; }
+json() { "$PY3" -c 'import json,sys; v=json.load(sys.stdin); print(json.dumps(v.get(sys.argv[1])) if not isinstance(v.get(sys.argv[1]), str) else v[sys.argv[1]])' "$1"; }
 
 # http PATH: GET from the admin endpoint; prints the body, fails on no answer.
 http() {

@@ -30,7 +30,7 @@ fi
 # A name server that never answers: a UDP socket nobody reads, on a loopback address of
 # this test's own.
 NS_ADDR=127.$((RANDOM % 200 + 20)).$((RANDOM % 250 + 1)).$((RANDOM % 250 + 1))
-python3 - "$NS_ADDR" "$NS_PORT" >"$WORK/silent_ns.log" 2>&1 <<'PY' &
+"$PY3" - "$NS_ADDR" "$NS_PORT" >"$WORK/silent_ns.log" 2>&1 <<'PY' &
 import socket, sys, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind((sys.argv[1], int(sys.argv[2])))

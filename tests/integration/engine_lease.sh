@@ -61,6 +61,7 @@ start_set() {
 sql = SELECT v, pg_advisory_xact_lock_shared(4242) IS NULL AS gated FROM items WHERE id = $1
 params = id:int8
 invalidate_on = items(id = $1)
+lease = true
 INI
     if [ "$i" = $NDAEMONS ]; then
       invalidator_section >>"$WORK/d$i.ini"
@@ -82,7 +83,7 @@ set_lease() {
   local i
   RELOADS=$((RELOADS + 1))
   for i in "${!PIDS[@]}"; do
-    sed -i "s/^lease = .*/lease = $1/" "$WORK/d$((i + 1)).ini"
+    sed -i "0,/^lease = /s/^lease = .*/lease = $1/" "$WORK/d$((i + 1)).ini" # [redis]'s, the first
     kill -HUP "${PIDS[$i]}"
   done
   for i in "${!PIDS[@]}"; do
@@ -177,6 +178,23 @@ ran=$(($(calls) - before))
 [ "$ran" = 3 ] || fail "lease off: the query ran $ran times (expected one per daemon: 3)"
 [ "$(sum lease_acquired)$(sum lease_waited)" = 00 ] || fail "lease off took or waited on a lease"
 ok "negative control, lease = 0: the same load -> $ran replica queries"
+
+# ---- 2b. [redis] lease on, the query's own lease line removed: a row query's default is no
+# lease (CONFIG.md: by kind, aggregates only), so the same load -> one query per daemon -------
+for i in 1 2 3; do sed -i '/^\[query le_item\]/,$ { /^lease = /d }' "$WORK/d$i.ini"; done
+set_lease 10s
+mark
+before=$(calls)
+gate_close
+for i in 0 1 2; do burst "$i" 7; done
+until_true 30 at_gate_is 3 || fail "row query without lease: $(at_gate) queries reached the replica (expected 3)"
+gate_open
+for i in 0 1 2; do burst_ok "$i"; done
+ran=$(($(calls) - before))
+[ "$ran" = 3 ] || fail "row query without lease: the query ran $ran times (expected one per daemon: 3)"
+[ "$(sum lease_acquired)$(sum lease_waited)" = 00 ] || fail "a row query took or waited on a lease by default"
+ok "[query] lease by kind: a row query takes no lease by default -> $ran replica queries"
+for i in 1 2 3; do sed -i '/^\[query le_item\]/a lease = true' "$WORK/d$i.ini"; done
 
 # ---- 3. the holder killed (-9) in the middle of its query ------------------------------------
 set_lease 5s

@@ -128,7 +128,7 @@ sleep 2
 start_redis
 wait "$LOADER" || fail "cs_load failed: $(cat "$WORK/load.json" "$WORK/load.err")"
 out=$(cat "$WORK/load.json")
-read -r sent answered errors < <(python3 -c 'import json,sys; r=json.load(sys.stdin); s=r["sources"]; print(r["requests"], s["cache"]+s["replica"]+s["primary"], r["errors"])' <<<"$out")
+read -r sent answered errors < <("$PY3" -c 'import json,sys; r=json.load(sys.stdin); s=r["sources"]; print(r["requests"], s["cache"]+s["replica"]+s["primary"], r["errors"])' <<<"$out")
 [ "$sent" -ge 1000 ] || fail "cs_load sent only $sent requests: $out"
 [ "$errors" = 0 ] && [ "$answered" = "$sent" ] || fail "pipelined GETs during the outage: $answered of $sent answered, $errors errors: $out"
 [ "$(metric cachesvc_bypass_redis_total)" -ge 1 ] || fail "no request was served while Redis was down: the outage was not exercised"

@@ -14,6 +14,13 @@ if [ -z "${CS_PG_PRIMARY_PORT:-}" ]; then
   fi
 fi
 
+# The distribution's python3 (scripts/lib.sh installs it; meson runs on it) for the small
+# JSON readers: a python3 found first on PATH can be a version manager's shim that costs
+# about 2 s per call on a loaded machine (pyenv's here, CI's PATH included), which made
+# tests that read a JSON field per request spend most of their time starting Python.
+PY3=/usr/bin/python3
+[ -x "$PY3" ] || PY3=python3
+
 fail() { echo "FAIL: $*" >&2; exit 1; }
 ok() { echo "ok - $*"; }
 

@@ -74,8 +74,8 @@ verify_stale() {
   local out
   out=$("$VERIFY" -c "$WORK/cs.ini" --json --wait 30 2>"$WORK/verify.err") || true
   echo "$out" >"$WORK/verify.json"
-  python3 -c 'import json,sys; v=json.load(open(sys.argv[1])); print(v["total"]["stale"] if "total" in v else v["stale"])' "$WORK/verify.json"
+  "$PY3" -c 'import json,sys; v=json.load(open(sys.argv[1])); print(v["total"]["stale"] if "total" in v else v["stale"])' "$WORK/verify.json"
 }
 verified_count() {
-  python3 -c 'import json,sys; v=json.load(open(sys.argv[1])); t=v.get("total", v); print(t["checked"])' "$WORK/verify.json"
+  "$PY3" -c 'import json,sys; v=json.load(open(sys.argv[1])); t=v.get("total", v); print(t["checked"])' "$WORK/verify.json"
 }

@@ -14,7 +14,7 @@ SQL
 NS_ADDR=127.$((RANDOM % 200 + 20)).$((RANDOM % 250 + 1)).$((RANDOM % 250 + 1))
 NS_PORT=$((20000 + RANDOM % 10000))
 echo 127.0.0.3 >"$WORK/answer" # nothing listens there
-python3 - "$NS_ADDR" "$NS_PORT" "$WORK/answer" >"$WORK/ns.log" 2>&1 <<'PY' &
+"$PY3" - "$NS_ADDR" "$NS_PORT" "$WORK/answer" >"$WORK/ns.log" 2>&1 <<'PY' &
 import socket, struct, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind((sys.argv[1], int(sys.argv[2])))

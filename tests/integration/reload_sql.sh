@@ -113,7 +113,7 @@ if final and cache == 0:
     sys.exit(1)
 sys.exit(1 if bad else 0)
 PY
-python3 "$WORK/check.py" "$WORK" "$N" 0 8 6 || fail "answers with the wrong query's columns or rows"
+"$PY3" "$WORK/check.py" "$WORK" "$N" 0 8 6 || fail "answers with the wrong query's columns or rows"
 ok "every answer during the reloads carried its own query's columns and the primary's rows"
 
 # Afterwards: the same keys again. Entries filled during the storm are served from the
@@ -124,7 +124,7 @@ for j in $(seq 0 8); do
   mv "$WORK/batch$j.out" "$WORK/storm$j.out"
   batch "$j"
 done
-python3 "$WORK/check.py" "$WORK" "$N" 0 8 0 final || fail "wrong answers after the reloads (cache content)"
+"$PY3" "$WORK/check.py" "$WORK" "$N" 0 8 0 final || fail "wrong answers after the reloads (cache content)"
 ok "after the reloads every key answers its current definition, from the cache too"
 
 stop_daemon || fail "cachesvc exited with status $?"

@@ -85,7 +85,7 @@ ok "answers match the table"
 # what finds every queue full is OVERLOADED (never spilled onto the primary).
 out=$("$BURST" -p "$PORT" -c 8 -n 75 -t 60000 rt_item %i 2) || fail "burst 2: $out"
 echo "burst 2: $out"
-python3 - "$out" <<'PY' || fail "burst 2: $out"
+"$PY3" - "$out" <<'PY' || fail "burst 2: $out"
 import json, sys
 t = json.loads(sys.argv[1])
 errs = t['errors']

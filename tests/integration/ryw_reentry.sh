@@ -53,7 +53,7 @@ print('closed', flush=True)
 for th in threads:
     th.join()
 PY
-python3 "$WORK/proxy.py" "$PDIR/.s.PGSQL.5432" "$CS_PG_PRIMARY_PORT" 1 >"$WORK/proxy.log" 2>&1 &
+"$PY3" "$WORK/proxy.py" "$PDIR/.s.PGSQL.5432" "$CS_PG_PRIMARY_PORT" 1 >"$WORK/proxy.log" 2>&1 &
 PROXY=$!
 CLEANUPS+=("kill $PROXY")
 until_true 10 grep -q listening "$WORK/proxy.log" || fail "proxy did not start"
@@ -93,7 +93,7 @@ for i in $(seq 1 8); do
   grep -q 'server: unavailable' "$WORK/get$i.err" || fail "request $i: $(cat "$WORK/get$i.err")"
 done
 wait "$burst" || fail "burst: replies missing: $(cat "$WORK/burst.err")"
-python3 - "$(cat "$WORK/burst.out")" <<'PY' || fail "burst: $(cat "$WORK/burst.out")"
+"$PY3" - "$(cat "$WORK/burst.out")" <<'PY' || fail "burst: $(cat "$WORK/burst.out")"
 import json, sys
 t = json.loads(sys.argv[1])
 assert t['ok'] + sum(t['errors'].values()) == t['sent'] == 40, 'replies missing'

@@ -41,7 +41,7 @@ for round in drain exit; do
   echo "$round: $out"
   [ $rc = 0 ] || fail "$round: exit status $rc: $(grep -m5 -A8 'Sanitizer\|runtime error' "$WORK/cachesvc-$round.log")"
   ! grep -q 'AddressSanitizer\|runtime error:\|LeakSanitizer' "$WORK/cachesvc-$round.log" || fail "$round: sanitizer report"
-  python3 - "$out" "$round" <<'PY' || fail "$round: $out"
+  "$PY3" - "$out" "$round" <<'PY' || fail "$round: $out"
 import json, sys
 t, round = json.loads(sys.argv[1]), sys.argv[2]
 errs = t['errors']

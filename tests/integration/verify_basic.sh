@@ -54,7 +54,7 @@ ok "10 entries filled through the daemon (one negative)"
 redis set $NS:inv:pos FFFFFFFFFFFFFFFF >/dev/null
 
 # jget EXPR < JSON: a Python expression over the parsed object `v`.
-jget() { python3 -c 'import json,sys; v=json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"; }
+jget() { "$PY3" -c 'import json,sys; v=json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"; }
 
 # --- a clean cache -----------------------------------------------------------------------------
 rc=0
