@@ -457,6 +457,32 @@ static void apply_map(cs_rc *rc, const cs_rc_map *m)
 		nodes_changed(rc);
 }
 
+/* A partial view (a node restarted and not yet told of every master) must not drop a slot's
+ * owner that it does not replace: such slots keep their owner, and another node is asked. */
+static void keep_owners(cs_rc *rc, const rc_node *from, cs_rc_map *m)
+{
+	if (rc->covered == 0)
+		return;
+	cs_rc_map *prev = malloc(sizeof *prev);
+	if (prev == NULL)
+		return; /* the map applies as it is: its unowned slots wait for the next refresh */
+	prev->nnodes = rc->nnodes;
+	for (int i = 0; i < rc->nnodes; i++) {
+		memcpy(prev->node[i].host, rc->nodes[i]->host, sizeof prev->node[i].host);
+		prev->node[i].port = rc->nodes[i]->port;
+	}
+	memcpy(prev->owner, rc->owner, sizeof prev->owner);
+	int kept = cs_rc_map_keep_owners(m, prev);
+	free(prev);
+	if (kept > 0) {
+		cs_info("redis cluster %s: %s's map leaves %d served slots unowned: their owners "
+		        "are kept, another node is asked",
+		        rc->name, from->addr, kept);
+		rc->stats.partial_maps++;
+		request_refresh(rc);
+	}
+}
+
 static void refresh_reply(cs_redis *r, redisReply *reply, void *priv)
 {
 	(void)r;
@@ -505,6 +531,7 @@ static void refresh_reply(cs_redis *r, redisReply *reply, void *priv)
 		request_refresh(rc);
 	} else {
 		n->st.refreshes++;
+		keep_owners(rc, n, m);
 		apply_map(rc, m);
 	}
 	free(m);
@@ -754,34 +781,12 @@ static rc_node *route(cs_rc *rc, uint16_t slot)
 	return NULL;
 }
 
-int cs_rc_cmd(cs_rc *rc, uint16_t slot, cs_rc_cb *cb, void *priv, int argc, const char **argv,
-        const size_t *lens)
-{
-	if (!rc->cluster)
-		return cs_redis_cmd_fwd(
-		        rc->single, single_reply, (cs_redis_fn)cb, priv, argc, argv, lens);
-	if (rc->freeing)
-		return -1;
-	rc_node *n = route(rc, slot);
-	if (n == NULL)
-		return -1;
-	rc_cmd *c = cmd_new(rc, slot, -1, cb, priv, 0, argc, argv, lens);
-	if (c == NULL)
-		return -1;
-	if (cmd_send(c, n, false) != 0) {
-		cmd_unlink_free(c);
-		return -1;
-	}
-	return 0;
-}
-
-int cs_rc_script(cs_rc *rc, uint16_t slot, int script, cs_rc_cb *cb, void *priv, int nkeys,
+/* Cluster mode: routes a command (script = -1) or a script to the slot's master and sends it.
+ * Returns 0 (cb will run) or -1 (no ready master for the slot, out of memory, freeing). */
+static int submit(cs_rc *rc, uint16_t slot, int script, cs_rc_cb *cb, void *priv, int nkeys,
         int argc, const char **argv, const size_t *lens)
 {
-	if (!rc->cluster)
-		return cs_redis_script_fwd(rc->single, script, single_reply, (cs_redis_fn)cb, priv,
-		        nkeys, argc, argv, lens);
-	if (rc->freeing || script < 0 || script >= rc->nscripts || nkeys > argc)
+	if (rc->freeing)
 		return -1;
 	rc_node *n = route(rc, slot);
 	if (n == NULL)
@@ -794,6 +799,26 @@ int cs_rc_script(cs_rc *rc, uint16_t slot, int script, cs_rc_cb *cb, void *priv,
 		return -1;
 	}
 	return 0;
+}
+
+int cs_rc_cmd(cs_rc *rc, uint16_t slot, cs_rc_cb *cb, void *priv, int argc, const char **argv,
+        const size_t *lens)
+{
+	if (!rc->cluster)
+		return cs_redis_cmd_fwd(
+		        rc->single, single_reply, (cs_redis_fn)cb, priv, argc, argv, lens);
+	return submit(rc, slot, -1, cb, priv, 0, argc, argv, lens);
+}
+
+int cs_rc_script(cs_rc *rc, uint16_t slot, int script, cs_rc_cb *cb, void *priv, int nkeys,
+        int argc, const char **argv, const size_t *lens)
+{
+	if (!rc->cluster)
+		return cs_redis_script_fwd(rc->single, script, single_reply, (cs_redis_fn)cb, priv,
+		        nkeys, argc, argv, lens);
+	if (script < 0 || script >= rc->nscripts || nkeys > argc)
+		return -1;
+	return submit(rc, slot, script, cb, priv, nkeys, argc, argv, lens);
 }
 
 int cs_rc_nnodes(const cs_rc *rc)

@@ -77,6 +77,13 @@ int cs_rc_map_from_slots(const struct redisReply *rep, const char *asked_host, c
 /* The slots of m that have an owner. */
 int cs_rc_map_covered(const cs_rc_map *m);
 
+/* Gives every slot that m leaves unowned but prev assigns its owner in prev (the node is
+ * added to m when m does not list it and has room). A node's view can be partial (restarted
+ * and not yet told of every master): a map never drops the owner of a slot it does not
+ * assign elsewhere; a dead owner fails its commands until a map reassigns its slots. Returns
+ * the number of slots taken from prev. */
+int cs_rc_map_keep_owners(cs_rc_map *m, const cs_rc_map *prev);
+
 typedef struct cs_rc_redirect {
 	bool ask; /* ASK (one command, after ASKING) rather than MOVED */
 	uint16_t slot;
@@ -139,6 +146,7 @@ typedef struct cs_rc_node_stats {
 typedef struct cs_rc_stats {
 	uint64_t refreshes;           /* slot maps applied */
 	uint64_t refresh_errors;      /* refreshes that failed (no reply, error, malformed) */
+	uint64_t partial_maps;        /* maps that left served slots unowned (owners kept) */
 	uint64_t node_changes;        /* times the node set changed */
 	uint64_t refused;             /* commands refused: slot without a ready master (cluster) */
 	uint64_t redirects_exhausted; /* MOVED/ASK past max_redirects or the deadline,

@@ -306,3 +306,33 @@ int cs_rc_map_covered(const cs_rc_map *m)
 		n += m->owner[s] >= 0;
 	return n;
 }
+
+int cs_rc_map_keep_owners(cs_rc_map *m, const cs_rc_map *prev)
+{
+	int16_t idx[CS_RC_MAX_NODES]; /* prev's node index -> m's, -1: not looked up yet */
+	int kept = 0;
+	for (int i = 0; i < prev->nnodes; i++)
+		idx[i] = -1;
+	for (int s = 0; s < CS_RC_SLOTS; s++) {
+		int16_t o = prev->owner[s];
+		if (m->owner[s] >= 0 || o < 0 || o >= prev->nnodes)
+			continue;
+		if (idx[o] < 0) {
+			const cs_rc_endpoint *ep = &prev->node[o];
+			int j;
+			for (j = 0; j < m->nnodes; j++)
+				if (m->node[j].port == ep->port &&
+				        strcmp(m->node[j].host, ep->host) == 0)
+					break;
+			if (j == m->nnodes) {
+				if (m->nnodes == CS_RC_MAX_NODES)
+					continue; /* no room: the slot stays unowned */
+				m->node[m->nnodes++] = *ep;
+			}
+			idx[o] = (int16_t)j;
+		}
+		m->owner[s] = idx[o];
+		kept++;
+	}
+	return kept;
+}

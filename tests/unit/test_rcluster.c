@@ -318,6 +318,49 @@ static void test_map_slots(void **state)
 	freeReplyObject(rep);
 }
 
+static void set_node(cs_rc_map *m, int i, const char *host, int port)
+{
+	snprintf(m->node[i].host, sizeof m->node[i].host, "%s", host);
+	m->node[i].port = port;
+}
+
+/* A partial view keeps the owners it does not replace (review R1). */
+static void test_keep_owners(void **state)
+{
+	(void)state;
+	static cs_rc_map prev, m;
+	prev.nnodes = 3;
+	set_node(&prev, 0, "127.0.0.1", 30001);
+	set_node(&prev, 1, "127.0.0.1", 30002);
+	set_node(&prev, 2, "127.0.0.1", 30003);
+	for (int s = 0; s < CS_RC_SLOTS; s++)
+		prev.owner[s] = (int16_t)(s < 5461 ? 0 : s < 10923 ? 1 : 2);
+	/* a restarted node's view: itself (30002) and a new owner of 0-99 (30009), the rest of
+	 * its peers unknown */
+	m.nnodes = 2;
+	set_node(&m, 0, "127.0.0.1", 30009);
+	set_node(&m, 1, "127.0.0.1", 30002);
+	for (int s = 0; s < CS_RC_SLOTS; s++)
+		m.owner[s] = (int16_t)(s < 100 ? 0 : s >= 5461 && s < 10923 ? 1 : -1);
+	assert_int_equal(cs_rc_map_keep_owners(&m, &prev), (5461 - 100) + (CS_RC_SLOTS - 10923));
+	assert_int_equal(cs_rc_map_covered(&m), CS_RC_SLOTS);
+	assert_int_equal(m.nnodes, 4);
+	assert_int_equal(m.owner[0], 0); /* reassigned by the new map: not taken back */
+	assert_int_equal(m.owner[99], 0);
+	assert_int_equal(m.owner[100], 2); /* 30001 appended for the slots it still serves */
+	assert_int_equal(m.node[2].port, 30001);
+	assert_int_equal(m.owner[5461], 1);
+	assert_int_equal(m.owner[16383], 3);
+	assert_int_equal(m.node[3].port, 30003);
+	/* a whole map takes nothing from prev */
+	assert_int_equal(cs_rc_map_keep_owners(&m, &prev), 0);
+	/* a slot nobody owned stays unowned */
+	prev.owner[7] = -1;
+	m.owner[7] = -1;
+	assert_int_equal(cs_rc_map_keep_owners(&m, &prev), 0);
+	assert_int_equal(m.owner[7], -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -326,6 +369,7 @@ int main(void)
 	        cmocka_unit_test(test_redirect),
 	        cmocka_unit_test(test_map_shards),
 	        cmocka_unit_test(test_map_slots),
+	        cmocka_unit_test(test_keep_owners),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
