@@ -45,6 +45,14 @@ until_true 30 streaming || fail "the invalidator never streamed"
 fill_one() { cli get "$1" "$2" >/dev/null 2>&1 && cached "$1" "$2"; }
 gen() { local g; g=$(redis get "$NS:g:$1"); echo "${g:-0}"; }
 gen_ge() { [ "$(gen "$1")" -ge "$2" ]; }
+# commit_lsns SQL: commits SQL in its own transaction; sets LOW to the WAL insert position
+# inside it, after SQL (above every earlier commit, below this one's commit record) and HIGH to
+# pg_current_wal_lsn() after the commit (at or past this commit; other databases' writes on the
+# shared primary can carry it further, so a fence at this commit's end may be below HIGH).
+commit_lsns() {
+  LOW=$(primary "$DB" -c "BEGIN" -c "$1" -c "SELECT pg_current_wal_insert_lsn()" -c "COMMIT")
+  HIGH=$(primary "$DB" -c "SELECT pg_current_wal_lsn()")
+}
 lsn_ge() { [ "$(primary postgres -c "SELECT '$1'::pg_lsn >= '$2'::pg_lsn")" = t ]; }
 hex_lsn() { echo "${1:0:8}/${1:8:8}" | sed 's|^0*\([0-9A-F]\)|\1|; s|/0*\([0-9A-F]\)|/\1|'; }
 pos_past() { local p; p=$(redis get "$NS:inv:pos"); [ -n "$p" ] && lsn_ge "$(hex_lsn "$p")" "$1"; }
@@ -58,7 +66,8 @@ g0=$(gen dc_count)
 lsn1=$(commit_lsn "UPDATE dc_agg SET v = 2 WHERE id = 1")
 until_true 10 gen_ge dc_count $((g0 + 1)) || fail "the first table change did not bump dc_count"
 # change 2, within min_lifetime: debounced, recorded as owed
-lsn2=$(commit_lsn "UPDATE dc_agg SET v = 3 WHERE id = 2")
+commit_lsns "UPDATE dc_agg SET v = 3 WHERE id = 2"
+lsn2_in=$LOW
 until_true 10 deb_owed || fail "the debounced bump was not recorded in $NS:inv:deb"
 until_true 10 metric_ge cachesvc_invalidator_debounced_total 1 || fail "nothing counted as debounced"
 [ "$(gen dc_count)" = $((g0 + 1)) ] || fail "the second change bumped at once: not debounced"
@@ -79,14 +88,17 @@ ok "within the window: confirmed position and $NS:inv:pos passed the keyed UPDAT
 # the owed bump lands after the window, with its query-level fence at change 2
 until_true 60 gen_ge dc_count $((g0 + 2)) || fail "the debounced bump never landed (generation $(gen dc_count))"
 qf=$(redis get "$NS:qf:dc_count")
-lsn_ge "$(hex_lsn "$qf")" "$lsn2" || fail "the debounced bump's query-level fence $qf is below change 2 ($lsn2)"
+# change 2's commit ends past lsn2_in, every earlier commit before it: a fence below lsn2_in
+# is an earlier change's
+lsn_ge "$(hex_lsn "$qf")" "$lsn2_in" || fail "the debounced bump's query-level fence $qf is below change 2 (inside it: $lsn2_in)"
 until_true 5 bash -c "[ -z \"\$(redis-cli -p $CS_REDIS_PORT -n $REDIS_DB hget $NS:inv:deb dc_count)\" ]" ||
   fail "the owed bump was performed but stays in $NS:inv:deb"
 ok "after the window: dc_count bumped to $(gen dc_count), query-level fence $qf >= change 2"
 
 # kill -9 within a window: the owed bump survives in Redis
 g2=$(gen dc_count)
-lsn4=$(commit_lsn "UPDATE dc_agg SET v = 4 WHERE id = 3")
+commit_lsns "UPDATE dc_agg SET v = 4 WHERE id = 3"
+lsn4=$HIGH lsn4_in=$LOW
 until_true 10 deb_owed || fail "change 4 was not debounced (the window just started)"
 wait_invalidated "$lsn4" # confirmed: the slot will not replay it
 [ "$(gen dc_count)" = "$g2" ] || fail "change 4 bumped at once: not debounced"
@@ -96,5 +108,5 @@ ok "change 4 debounced and confirmed, daemon killed -9 within the window"
 start_daemon "$WORK/cs.ini" b
 until_true 40 gen_ge dc_count $((g2 + 1)) || fail "after the restart the owed bump was never performed (generation $(gen dc_count))"
 qf=$(redis get "$NS:qf:dc_count")
-lsn_ge "$(hex_lsn "$qf")" "$lsn4" || fail "the restored bump's query-level fence $qf is below change 4 ($lsn4)"
+lsn_ge "$(hex_lsn "$qf")" "$lsn4_in" || fail "the restored bump's query-level fence $qf is below change 4 (inside it: $lsn4_in)"
 ok "restarted: the owed bump was performed (generation $g2 -> $(gen dc_count), fence $qf)"
