@@ -85,8 +85,10 @@ r=$(get 11 0)
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 wait "$busy"
 [ "$(cat "$WORK/busy.out")" = ok ] || fail "the busy query: $(cat "$WORK/busy.out")"
+# OVERLOADED proves the new timeout: with the old 10 s the request would have waited out the
+# busy query (under 2 s) and answered ok. (No bound on $ms: a loaded machine takes seconds to
+# start a cli; the suite asserts no timings.)
 echo "$r" | grep -qi overloaded || fail "queued after a reload to queue_timeout 200ms: $r (after $ms ms)"
-[ "$ms" -lt 1200 ] || fail "refused after $ms ms, want about 200 ms"
 ok "reloaded to queue_timeout 200ms: a queued request is refused after $ms ms"
 
 # ---- status_interval ------------------------------------------------------------------------
