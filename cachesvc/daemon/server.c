@@ -45,6 +45,7 @@
 #define AUTH_MAX_FAILURES 3
 #define AUTH_LOG_INTERVAL_US (5u * 1000000u)
 #define MGET_REPLY_MAX (64u << 20) /* the reply scratch buffer and the clients' default limit */
+#define MGET_RESERVE_MAX (64u << 10) /* an MGET reply's first reservation, at most */
 #define MGET_ITEM_OVERHEAD 64	   /* meta and framing per item, roughly */
 #define SERVER_NAME "cachesvc/0.1.0"
 #define FINAL_FLUSH_MS 1000 /* cs_server_free: longest wait for clients to take their answers */
@@ -651,10 +652,11 @@ static void mget_encode(mget *m, int err, const char *msg, const cs_meta *meta,
 	size_t before = out->len;
 	if (m->next == 0) {
 		/* the first item: room for all of them, guessed from its size (one allocation
-		 * for most replies; a buffer that must grow doubles) */
+		 * for most replies; a buffer that must grow doubles). The guess is capped: the
+		 * client's output count sees only bytes written, so a client with many MGETs in
+		 * flight must not hold large reservations past its output limits (review M1). */
 		size_t guess = 16 + (size_t)m->n * ((err ? 64 : len) + MGET_ITEM_OVERHEAD);
-		if (guess <= (1u << 20))
-			(void)!cs_buf_reserve(out, guess); /* a failure marks out: too_large */
+		(void)!cs_buf_reserve(out, guess < MGET_RESERVE_MAX ? guess : MGET_RESERVE_MAX);
 		m->out_off = cs_proto_mget_begin(out, m->reqid, m->n);
 	}
 	(void)(err ? cs_proto_mget_item_err(out, err, msg ? msg : "")

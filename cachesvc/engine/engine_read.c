@@ -953,6 +953,11 @@ void cs_engine_mget(cs_engine *e, const cs_get_req *reqs, uint32_t n, cs_engine_
 	int64_t now = 0; /* the wall clock for near hits, read at the first */
 	const cs_get_req *prev = NULL; /* the last item whose query was found, and that query */
 	qstate *prev_qs = NULL;
+	/* the decoder never passes more (PROTOCOL.md); a caller that does still gets one
+	 * answer per item (review M2) */
+	for (uint32_t i = CS_PROTO_MAX_MGET; i < n; i++)
+		reply_error(e, cb, privs[i], CS_ERR_TOO_LARGE, "an MGET takes at most %d items",
+			CS_PROTO_MAX_MGET);
 	if (n > CS_PROTO_MAX_MGET)
 		n = CS_PROTO_MAX_MGET;
 	for (uint32_t i = 0; i < n; i++) {

@@ -26,6 +26,7 @@ daemon_stale() {
   for id in $(seq 1 "$HOT"); do
     want=${vals[$((id - 1))]}
     got=$(cat "$WORK/got.$id")
+    [ -n "$got" ] || { echo "ERR $id"; return; } # a failed read proves nothing either way
     [ "$got" = "[[$id,$want]]" ] || n=$((n + 1))
   done
   echo "$n"
@@ -85,11 +86,15 @@ near_round() { # TRACKING SEED -> sets n stale hits dropped discarded
   # a tracking message follows its DEL within milliseconds: allow 3 s for a stale answer
   # to clear before counting it (3 s of the clock, read again until then: a count of 30
   # reads took a minute on a loaded machine in the negative control, where nothing clears)
-  local until_s=$((SECONDS + 4)) # SECONDS counts whole seconds: at least 3 s from now
-  stale=$(daemon_stale)
-  while [ "$stale" != 0 ] && [ $SECONDS -lt $until_s ]; do
-    sleep 0.1
+  # The count that stands is of a read started after the allowance (or one that found
+  # nothing stale): in the negative control, staleness must outlast it.
+  local until_s=$((SECONDS + 4)) t # SECONDS counts whole seconds: at least 3 s from now
+  while :; do
+    t=$SECONDS
     stale=$(daemon_stale)
+    [ "${stale%% *}" != ERR ] || fail "a read of rc_hot ${stale#ERR } through the daemon failed"
+    if [ "$stale" = 0 ] || [ "$t" -ge "$until_s" ]; then break; fi
+    sleep 0.1
   done
   hits=$(( $(metric cachesvc_near_hits_total) - extra ))
   dropped=$(metric cachesvc_near_dropped_total)
