@@ -506,6 +506,7 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, struct cs_pgse
 	inv->fence_on = cfg->fence;
 	cs_hist_init(&inv->stats.lag_us);
 	cs_hist_init(&inv->stats.recv_us);
+	cs_hist_init(&inv->stats.send_us);
 	inv->map = cs_inv_map_new(cfg);
 	inv->retry = evtimer_new(base, on_retry, inv);
 	inv->tick = event_new(base, -1, EV_PERSIST, on_tick, inv);
@@ -706,4 +707,10 @@ void cs_inv_metrics(const cs_inv *inv, cs_metrics *m)
 	cs_m_quantiles(m, "cachesvc_invalidator_receive_lag_quantile_seconds",
 		"Commit on the primary to its Commit message decoded by the invalidator, at "
 		"quantile q of every commit since the start, from the fine histogram", &s->recv_us);
+	/* and of that, the primary's part alone: commit -> the walsender sent the Commit
+	 * message (both times on the primary's clock: no skew between hosts) */
+	cs_m_quantiles(m, "cachesvc_invalidator_send_lag_quantile_seconds",
+		"Commit on the primary to the walsender sending its Commit message (both on the "
+		"primary's clock), at quantile q of every commit since the start, from the fine "
+		"histogram", &s->send_us);
 }
