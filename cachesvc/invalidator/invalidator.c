@@ -25,6 +25,15 @@ static void conn_event(evutil_socket_t fd, short what, void *arg);
 
 /* ---- Small helpers ---------------------------------------------------------------------- */
 
+/* One-shot on purpose, also while streaming. A persistent read event (no epoll_ctl pair per
+ * wakeup: a fifth of the daemon's system calls at 500 commits/s) was tried for issue 16 and
+ * made the lag worse on the loaded 2-core test machine: the reader, readier, took nearly
+ * every pgoutput message on its own (2-5 reads per commit instead of under 0.4), preempting
+ * the walsender, which fell up to seconds behind (bench/lag --no-readers, 2 runs of each,
+ * interleaved: p99 0.7 s and 1.9 s against 0.13 s and 0.41 s). Deferring the read by 1 ms
+ * inside a transaction cut the daemon's wakeups and CPU per commit (~15%) but raised the
+ * lag's p50 by 3-6 ms and the near staleness with it, for a p99 still 10x the target: not
+ * kept either. */
 void inv_conn_wait(cs_inv *inv, short what)
 {
 	if (inv->ev_added)
