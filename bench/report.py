@@ -328,7 +328,14 @@ def cmd_table(d, out):
             + ("; of which commit -> Commit message received (the primary, walsender and "
                "network): p50 %s ms, p99 %s ms" % (fmt_num((lag.get("receive") or {}).get("p50_ms")),
                                                    fmt_num((lag.get("receive") or {}).get("p99_ms")))
-               if lag.get("receive") else ""),
+               if lag.get("receive") else "")
+            + ("; of which commit -> Commit message sent by the walsender (the primary alone): "
+               "p50 %s ms, p99 %s ms" % (fmt_num(lag["send"].get("p50_ms")),
+                                         fmt_num(lag["send"].get("p99_ms")))
+               if lag.get("send") else "")
+            + ("; run-queue wait per timeslice (ms): %s" % ", ".join(
+                "%s %s" % (k, fmt_num(v.get("wait_ms_per_timeslice")))
+                for k, v in lag["sched"].items()) if lag.get("sched") else ""),
             a="lag")
         rows[-1]["target"] = "<= 5 ms"
         rows[-1]["met"] = lag.get("p99_ms") is not None and lag["p99_ms"] <= 5

@@ -25,6 +25,15 @@ static void conn_event(evutil_socket_t fd, short what, void *arg);
 
 /* ---- Small helpers ---------------------------------------------------------------------- */
 
+/* One-shot on purpose, also while streaming. A persistent read event (no epoll_ctl pair per
+ * wakeup: a fifth of the daemon's system calls at 500 commits/s) was tried for issue 16 and
+ * made the lag worse on the loaded 2-core test machine: the reader, readier, took nearly
+ * every pgoutput message on its own (2-5 reads per commit instead of under 0.4), preempting
+ * the walsender, which fell up to seconds behind (bench/lag --no-readers, 2 runs of each,
+ * interleaved: p99 0.7 s and 1.9 s against 0.13 s and 0.41 s). Deferring the read by 1 ms
+ * inside a transaction cut the daemon's wakeups and CPU per commit (~15%) but raised the
+ * lag's p50 by 3-6 ms and the near staleness with it, for a p99 still 10x the target: not
+ * kept either. */
 void inv_conn_wait(cs_inv *inv, short what)
 {
 	if (inv->ev_added)
@@ -506,6 +515,7 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, struct cs_pgse
 	inv->fence_on = cfg->fence;
 	cs_hist_init(&inv->stats.lag_us);
 	cs_hist_init(&inv->stats.recv_us);
+	cs_hist_init(&inv->stats.send_us);
 	inv->map = cs_inv_map_new(cfg);
 	inv->retry = evtimer_new(base, on_retry, inv);
 	inv->tick = event_new(base, -1, EV_PERSIST, on_tick, inv);
@@ -706,4 +716,10 @@ void cs_inv_metrics(const cs_inv *inv, cs_metrics *m)
 	cs_m_quantiles(m, "cachesvc_invalidator_receive_lag_quantile_seconds",
 		"Commit on the primary to its Commit message decoded by the invalidator, at "
 		"quantile q of every commit since the start, from the fine histogram", &s->recv_us);
+	/* and of that, the primary's part alone: commit -> the walsender sent the Commit
+	 * message (both times on the primary's clock: no skew between hosts) */
+	cs_m_quantiles(m, "cachesvc_invalidator_send_lag_quantile_seconds",
+		"Commit on the primary to the walsender sending its Commit message (both on the "
+		"primary's clock), at quantile q of every commit since the start, from the fine "
+		"histogram", &s->send_us);
 }

@@ -53,6 +53,9 @@ typedef struct cs_inv_stats {
 	cs_hist lag_us;		  /* commit timestamp -> Redis acknowledged */
 	cs_hist recv_us;	  /* commit timestamp -> its Commit message decoded here: the
 				   * primary's and the network's share of lag_us */
+	cs_hist send_us;	  /* commit timestamp -> the walsender sent its Commit message
+				   * (the XLogData's send time): the primary's share of recv_us,
+				   * both times on the primary's clock */
 } cs_inv_stats;
 
 /* Creates the invalidator and starts connecting. `primary` (may be NULL) is the engine's

@@ -213,3 +213,13 @@ r999=$(metric 'cachesvc_invalidator_receive_lag_quantile_seconds{q="0.999"}')
 awk -v a="$r50" -v c="$r999" -v d="$q999" 'BEGIN { exit !(a > 0 && a <= c && a <= d) }' ||
   fail "receive lag quantiles wrong: p50 $r50, p99.9 $r999 (lag p99.9 $q999)"
 ok "receive lag quantiles: p50 $r50 s, p99.9 $r999 s"
+# and its first part, commit -> the walsender sent the Commit message (the XLogData's send
+# time): recorded with the receive lag for every Commit, and on one host each commit's send
+# lag is at most its receive lag (one clock), so every quantile is at most the receive lag's
+s50=$(metric 'cachesvc_invalidator_send_lag_quantile_seconds{q="0.5"}')
+s999=$(metric 'cachesvc_invalidator_send_lag_quantile_seconds{q="0.999"}')
+[ -n "$s50" ] && [ -n "$s999" ] || fail "no send lag quantiles in /metrics"
+awk -v a="$s50" -v c="$s999" -v r="$r50" -v rc="$r999" \
+  'BEGIN { exit !(a > 0 && a <= c && a <= r && c <= rc) }' ||
+  fail "send lag quantiles wrong: p50 $s50, p99.9 $s999 (receive p50 $r50, p99.9 $r999)"
+ok "send lag quantiles: p50 $s50 s, p99.9 $s999 s"
