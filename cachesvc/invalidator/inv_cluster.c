@@ -130,7 +130,8 @@ bool inv_c_send_keys(cs_inv *inv, uint64_t seq, cs_lsn_t end_lsn, bool *sent)
 			argv[k] = args_p[j];
 			lens[k++] = len_p[j];
 		}
-		cmdctx *c = inv_cmd_new(inv, seq);
+		uint64_t hseq = inv->c_hold ? seq : UINT64_MAX; /* UINT64_MAX: not held */
+		cmdctx *c = inv_cmd_new(inv, hseq);
 		if (c == NULL || inv_script(inv, b, CS_SCRIPT_C_INVAL, on_c_inval_reply, c, nkeys,
 		                         k, argv, lens) != 0) {
 			free(c);
@@ -138,7 +139,7 @@ bool inv_c_send_keys(cs_inv *inv, uint64_t seq, cs_lsn_t end_lsn, bool *sent)
 			return false;
 		}
 		inv->stats.keys += (uint64_t)n;
-		cs_ledger_hold(inv->ledger, seq);
+		cs_ledger_hold(inv->ledger, hseq);
 		*sent = true;
 	}
 	return true;
@@ -318,7 +319,7 @@ struct inv_csync {
 	bool has_epoch[NB];
 	char sfx[NB][24]; /* ":<random>" of each bucket's epoch copy */
 	uint64_t *gmax;   /* per query: the highest generation copy of any bucket */
-	uint64_t *g0;	  /* per query: bucket 0's generation copy */
+	uint64_t *g0;     /* per query: bucket 0's generation copy */
 	int nq;
 	bool gap;
 	bool flush;       /* bump every query (a loss) */

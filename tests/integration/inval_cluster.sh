@@ -13,6 +13,8 @@
 #          entry, an UPDATE invalidates it (the INVAL is ASKed to the importing node), then the
 #          entry migrates. With the routed DEL off (--no-c1) the entry survives (the race is
 #          real: negative control); with it on, it is gone.
+#   i4neg: (d)'s negative control: commits not held for their per-bucket INVALs are confirmed
+#          while the paused master has not acknowledged.
 #   c3:    GEN_SET refuses a generation number issued again with a lower query fence (C3).
 . "$(dirname "$0")/daemon_lib.sh"
 
@@ -65,12 +67,14 @@ every_bucket() {
   done | sort -n
 }
 lsnhex() { primary postgres -c "SELECT lpad(upper(to_hex(('$1'::pg_lsn - '0/0')::bigint)), 16, '0')"; }
-node_port_of_bucket() { owners; awk -v b="$1" '$1 == b { print $2 }' "$WORK/owners"; }
+# the master of bucket B as of the last owners or every_bucket call (no slot moves in basic)
+node_port_of_bucket() { awk -v b="$1" '$1 == b { print $2 }' "$WORK/owners"; }
 run_id_of() { redis-cli -p "$1" info server | sed -n 's/^run_id:\([0-9a-f]*\).*/\1/p'; }
 
 case_basic() {
   start_drive
   local out b v sfx p bad n lsn gen g0 q0 ids=() ports=() id m0 lsn2 stop
+  owners
   # (a)
   out=$(every_bucket epoch)
   sfx=$(echo "$out" | awk '{ sub(/^[^:]*/, "", $2); print $2 }' | sort -u)
@@ -236,8 +240,28 @@ case_c3() {
   ok "c3: generation $((g0 + 1)) reused with a lower query fence refused; the replayed bump gave $g to every bucket"
 }
 
+# I4's negative control: with commits not held for their per-bucket INVALs (--no-hold), a
+# commit touching only a paused master's bucket is confirmed while that master is paused.
+case_i4neg() {
+  start_drive --no-hold
+  local id b p m0 lsn n stop
+  owners
+  m0=$(node_port_of_bucket 0)
+  for id in $(seq 1 12); do [ "$(node_port_of_bucket "$(bucket "$id")")" != "$m0" ] && break; done
+  b=$(bucket "$id")
+  p=$(node_port_of_bucket "$b")
+  redis-cli -p "$p" client pause 10000 write >/dev/null
+  stop=$((SECONDS + 9))
+  lsn=$(commit_lsn "UPDATE users SET name = name || '?' WHERE id = $id")
+  n=$(lsn_num "$lsn")
+  until confirmed_past "$n" || [ $SECONDS -ge $stop ]; do sleep 0.2; done
+  confirmed_past "$n" || fail "i4neg: with the holds off, $lsn was still not confirmed while the master of bucket $b was paused"
+  ok "i4neg: negative control: holds off, a commit confirmed while its node was paused"
+}
+
 case "$PART" in
 basic) case_basic ;;
+i4neg) case_i4neg ;;
 c1) case_c1 ;;
 c3) case_c3 ;;
 *) fail "unknown part $PART" ;;
