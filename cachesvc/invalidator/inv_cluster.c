@@ -407,7 +407,7 @@ static int sync_send(cs_inv *inv, uint32_t b)
 			ARG(s->hex);
 			ARG(s->px);
 			/* C2: a kept bucket's horizon and fmax rise to S too */
-			ARG(s->flush || s->st[b] == 1 ? "1" : "0");
+			ARG(s->flush || (inv->c2_raise && s->st[b] == 1) ? "1" : "0");
 			ARG(b == 0 ? "1" : "0");
 			for (int q = 0; q < n; q++)
 				ARG(s->g[q]);

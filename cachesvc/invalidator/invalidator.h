@@ -79,6 +79,9 @@ void cs_inv_set_cluster_c1(cs_inv *inv, bool on);
  * per-bucket INVALs (and their DELs): it may be confirmed before every node acknowledged
  * (breaks I4). On by default. */
 void cs_inv_set_cluster_hold(cs_inv *inv, bool on);
+/* Cluster mode only, a test's negative control: off, a bucket found kept by the
+ * resynchronisation keeps its horizon and fmax (CLUSTER.md C2). On by default. */
+void cs_inv_set_cluster_c2(cs_inv *inv, bool on);
 
 const cs_inv_stats *cs_inv_get_stats(const cs_inv *inv);
 void cs_inv_metrics(const cs_inv *inv, cs_metrics *m);

@@ -2,14 +2,15 @@
  * tests/integration/inval_cluster.sh: cluster mode has no INI key yet (CLUSTER.md build order:
  * the read path comes first), so this driver is the only way to turn it on.
  *
- *   inv_drive run CONFIG SEEDS STATSFILE [--no-c1] [--no-hold]
+ *   inv_drive run CONFIG SEEDS STATSFILE [--no-c1] [--no-hold] [--no-c2]
  *       Loads CONFIG (its [redis] url's database gives the namespace), runs the invalidator
  *       on the cluster whose seed nodes are SEEDS ("host:port,..."), and rewrites STATSFILE
  *       every 100 ms with one line of key=value counters (state, confirmed, horizon,
  *       data_loss, gap_flushes, redis_failures, keys, reconnects). --no-c1 turns off the
  *       routed DEL after each INVAL (CLUSTER.md C1): a negative control. Ends on SIGTERM or
  *       SIGINT (exit 0). --no-hold: commits are not held for their per-bucket INVALs (I4
- *       across nodes off: a negative control).
+ *       across nodes off: a negative control). --no-c2: a bucket found kept keeps its
+ *       horizon and fmax (CLUSTER.md C2 off: a negative control).
  *   inv_drive bucket QUERY CANON
  *       Prints the bucket of a key (CLUSTER.md section 2).
  *   inv_drive slots NS
@@ -37,9 +38,10 @@ static struct {
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: inv_drive run CONFIG SEEDS STATSFILE [--no-c1] [--no-hold]\n"
-	                "       inv_drive bucket QUERY CANON\n"
-	                "       inv_drive slots NS\n");
+	fprintf(stderr,
+	        "usage: inv_drive run CONFIG SEEDS STATSFILE [--no-c1] [--no-hold] [--no-c2]\n"
+	        "       inv_drive bucket QUERY CANON\n"
+	        "       inv_drive slots NS\n");
 	exit(2);
 }
 
@@ -88,12 +90,14 @@ int main(int argc, char **argv)
 	}
 	if (argc < 5 || strcmp(argv[1], "run") != 0)
 		usage();
-	bool c1 = true, hold = true;
+	bool c1 = true, hold = true, c2 = true;
 	for (int i = 5; i < argc; i++) {
 		if (strcmp(argv[i], "--no-c1") == 0)
 			c1 = false;
 		else if (strcmp(argv[i], "--no-hold") == 0)
 			hold = false;
+		else if (strcmp(argv[i], "--no-c2") == 0)
+			c2 = false;
 		else
 			usage();
 	}
@@ -123,6 +127,7 @@ int main(int argc, char **argv)
 	}
 	cs_inv_set_cluster_c1(g.inv, c1);
 	cs_inv_set_cluster_hold(g.inv, hold);
+	cs_inv_set_cluster_c2(g.inv, c2);
 	struct event *tick = event_new(g.base, -1, EV_PERSIST, on_stats, NULL);
 	struct timeval tv = {0, 100000};
 	event_add(tick, &tv);

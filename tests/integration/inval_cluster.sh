@@ -15,6 +15,8 @@
 #          real: negative control); with it on, it is gone.
 #   i4neg: (d)'s negative control: commits not held for their per-bucket INVALs are confirmed
 #          while the paused master has not acknowledged.
+#   c2:    migrations: a bucket moved whole is kept (no flush) with fmax and horizon raised to S;
+#          one moved without fmax is lost; bucket 0 moved is lost (C3).
 #   c3:    GEN_SET refuses a generation number issued again with a lower query fence (C3).
 . "$(dirname "$0")/daemon_lib.sh"
 
@@ -259,8 +261,76 @@ case_i4neg() {
   ok "i4neg: negative control: holds off, a commit confirmed while its node was paused"
 }
 
+# move_bucket B: migrates bucket B's slot (every key) to another master, by hand.
+move_bucket() {
+  local slot from to p from_id to_id keys
+  slot=$(rc cluster keyslot "{$NS:$1}")
+  from=$(node_port_of_bucket "$1")
+  for p in "${RC_PORTS[@]}"; do [ "$p" != "$from" ] && to=$p && break; done
+  from_id=$(redis-cli -p "$from" cluster myid)
+  to_id=$(redis-cli -p "$to" cluster myid)
+  redis-cli -p "$to" cluster setslot "$slot" importing "$from_id" >/dev/null
+  redis-cli -p "$from" cluster setslot "$slot" migrating "$to_id" >/dev/null
+  mapfile -t keys < <(redis-cli -p "$from" cluster getkeysinslot "$slot" 10000 | grep -v '^$')
+  [ ${#keys[@]} = 0 ] || redis-cli -p "$from" migrate 127.0.0.1 "$to" "" 0 5000 keys "${keys[@]}" >/dev/null
+  for p in "${RC_PORTS[@]}"; do redis-cli -p "$p" cluster setslot "$slot" node "$to_id" >/dev/null; done
+  owners
+  [ "$(node_port_of_bucket "$1")" = "$to" ] || fail "bucket $1 did not move to $to"
+}
+restamped() { # B PORT: bucket B's epoch copy names PORT's run_id, and the stream is back
+  [[ "$(rc get "{$NS:$1}:epoch")" == "$(run_id_of "$2"):"* ]] && drive_streaming
+}
+
+# C2 and C3 through migrations: (1) bucket B moved whole to another master: its epoch copy is
+# foreign there, the invalidator resyncs and finds it kept (no flush: data_loss unchanged, same
+# random part), and raises its fmax and horizon to S (C2: at or past an LSN taken before);
+# (2) a bucket moved without its fmax copy is lost: flush; (3) bucket 0 moved: always lost (C3).
+case_c2() {
+  local b1 b2 l dl sfx f n
+  # the negative control first: with the raise off, a kept bucket's fmax stays where it was
+  start_drive --no-c2
+  owners
+  for n in $(seq 200 255); do [ "$(node_port_of_bucket "$n")" != "$(node_port_of_bucket 0)" ] && break; done
+  l=$(commit_lsn "CREATE TABLE c2_neg (x int); INSERT INTO c2_neg VALUES (1)") # WAL past S0, no key
+  move_bucket "$n"
+  until_true 60 restamped "$n" "$(node_port_of_bucket "$n")" || fail "c2: bucket $n not restamped after its migration"
+  f=$(rc get "{$NS:$n}:fmax")
+  [[ "$f" < "$(lsnhex "$l")" ]] || fail "c2 negative control: with the raise off, kept bucket $n's fmax $f still rose past $l"
+  ok "c2: negative control: raise off, kept bucket $n's fmax stays at $f, below $l"
+  stop_drive
+  start_drive
+  owners
+  for b1 in $(seq 1 255); do [ "$(node_port_of_bucket "$b1")" != "$(node_port_of_bucket 0)" ] && break; done
+  for b2 in $(seq $((b1 + 1)) 255); do [ "$(node_port_of_bucket "$b2")" != "$(node_port_of_bucket 0)" ] && break; done
+  l=$(commit_lsn "CREATE TABLE c2_pad (x int); INSERT INTO c2_pad VALUES (1)") # WAL past S0, no key
+  f=$(rc get "{$NS:$b1}:fmax")
+  [[ "$f" < "$(lsnhex "$l")" ]] || fail "c2: bucket $b1's fmax $f is already past $l"
+  dl=$(stat data_loss)
+  sfx=$(rc get "{$NS:0}:epoch")
+  sfx=${sfx#*:}
+  move_bucket "$b1"
+  until_true 60 restamped "$b1" "$(node_port_of_bucket "$b1")" || fail "c2: bucket $b1 not restamped after its migration"
+  [ "$(stat data_loss)" = "$dl" ] || fail "c2: a migration of bucket $b1 was taken for a data loss"
+  [ "$(rc get "{$NS:0}:epoch" | cut -d: -f2)" = "$sfx" ] || fail "c2: the random part changed: flushed"
+  f=$(rc get "{$NS:$b1}:fmax")
+  [[ ! "$f" < "$(lsnhex "$l")" ]] || fail "c2: kept bucket $b1's fmax $f not raised past $l (C2)"
+  f=$(rc get "{$NS:$b1}:horizon")
+  [[ ! "$f" < "$(lsnhex "$l")" ]] || fail "c2: kept bucket $b1's horizon $f not raised past $l (C2)"
+  ok "c2: bucket $b1 migrated: kept (no flush), its fmax and horizon raised to S"
+  rc del "{$NS:$b2}:fmax" >/dev/null
+  move_bucket "$b2"
+  until_true 60 data_loss_above "$dl" || fail "c2: bucket $b2 moved without fmax not taken for lost"
+  until_true 60 drive_streaming || fail "c2: not streaming after the flush"
+  ok "c2: bucket $b2 migrated without its fmax: lost, flushed"
+  dl=$(stat data_loss)
+  move_bucket 0
+  until_true 60 data_loss_above "$dl" || fail "c3: bucket 0 migrated was not taken for lost"
+  ok "c3: bucket 0 on another node's run: lost, flushed"
+}
+
 case "$PART" in
 basic) case_basic ;;
+c2) case_c2 ;;
 i4neg) case_i4neg ;;
 c1) case_c1 ;;
 c3) case_c3 ;;
