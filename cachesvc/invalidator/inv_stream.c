@@ -231,7 +231,8 @@ static int send_bump(cs_inv *inv, int q, cmdctx *c, cs_lsn_t lsn, bool debounced
 		inv->ks.channel_len, strlen(name), 16, inv->epoch_len };
 	c->query = q;
 	if (debounced)
-		return inv_script(inv, 0, CS_SCRIPT_GEN_BUMP, inv_on_cmd_reply, c, 5, 9, argv, lens);
+		return inv_script(inv, 0, CS_SCRIPT_GEN_BUMP, inv_on_cmd_reply, c, 5, 9, argv,
+			lens);
 	/* without the debounce hash: shift the arguments over its slot */
 	const char *av[] = { argv[0], argv[1], argv[2], argv[3], argv[5], argv[6], argv[7], argv[8] };
 	size_t al[] = { lens[0], lens[1], lens[2], lens[3], lens[5], lens[6], lens[7], lens[8] };
@@ -275,8 +276,8 @@ static void commit_txn(cs_inv *inv, cs_lsn_t end_lsn)
 			size_t lens[] = { inv->ks.deb_len, inv->ks.epoch_len, strlen(name), 16,
 				inv->epoch_len };
 			cmdctx *c = inv_cmd_new(inv, seq);
-			if (c == NULL || inv_script(inv, 0, CS_SCRIPT_DEB_RECORD, inv_on_cmd_reply, c,
-						 2, 5, argv, lens) != 0) {
+			if (c == NULL || inv_script(inv, 0, CS_SCRIPT_DEB_RECORD, inv_on_cmd_reply,
+						 c, 2, 5, argv, lens) != 0) {
 				free(c);
 				inv_restart(inv, "redis refused a debounce record", false);
 				return;
@@ -356,7 +357,8 @@ static void commit_txn(cs_inv *inv, cs_lsn_t end_lsn)
 		}
 		cmdctx *c = inv_cmd_new(inv, seq);
 		if (c == NULL ||
-			inv_script(inv, 0, CS_SCRIPT_INVAL, inv_on_cmd_reply, c, nkeys, k, argv, lens) != 0) {
+			inv_script(inv, 0, CS_SCRIPT_INVAL, inv_on_cmd_reply, c, nkeys, k, argv,
+				lens) != 0) {
 			free(c);
 			inv_restart(inv, "redis refused an invalidation", false);
 			return;

@@ -503,7 +503,8 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, struct cs_pgse
 	if (!cfg->redis_cluster)
 		cs_ks_init(&inv->ks, ns);
 	else if (cs_ks_init_cluster(&inv->ks, ns) != 0) {
-		snprintf(err, errlen, "[redis] namespace \"%s\" may not hold { or } on a cluster", ns);
+		snprintf(err, errlen, "[redis] namespace \"%s\" may not hold { or } on a cluster",
+			ns);
 		free(inv);
 		return NULL;
 	}
