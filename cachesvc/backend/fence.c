@@ -369,6 +369,182 @@ const char *const cs_scripts[CS_SCRIPT_COUNT] = {
 		"return r\n",
 };
 
+/* ---- Cluster scripts (CLUSTER.md) ------------------------------------------------------ */
+
+/* The epoch check of a cluster invalidator write: the bucket's copy must end with the
+ * resynchronisation's ":<random>" (a FLUSHALL of its node removed it, another resync changed
+ * it). */
+#define EPOCH_SFX(key, want)                                                                     \
+	"local ep_ = redis.call('GET', " key ")\n"                                               \
+	"if not ep_ or #ep_ < #" want " or string.sub(ep_, -#" want ") ~= " want " then\n"        \
+	"  return redis.error_reply('EPOCH the cache state was lost or resynchronised')\n"       \
+	"end\n"
+
+/* EV_STATE with the node's run_id: "<run_id>:<evicted_keys>:<total_commands_processed>";
+ * counters recorded on another node never make the state whole (CLUSTER.md C4). */
+#define EV_STATE_C(key)                                                                          \
+	"local crid = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or '?'\n"      \
+	"local info = redis.call('INFO', 'stats')\n"                                            \
+	"local ev = string.match(info, 'evicted_keys:(%d+)') or '?'\n"                           \
+	"local tc = string.match(info, 'total_commands_processed:(%d+)') or '0'\n"               \
+	"local cur = crid .. ':' .. ev .. ':' .. tc\n"                                           \
+	"local whole = false\n"                                                                  \
+	"local sv = redis.call('GET', " key ")\n"                                                \
+	"if sv then\n"                                                                           \
+	"  local srid, sev, stc = string.match(sv, '^(%x+):(%d+):(%d+)$')\n"                     \
+	"  whole = srid == crid and sev ~= nil and ev == sev and tonumber(tc) >= tonumber(stc)\n" \
+	"end\n"
+
+static const char *const cluster_scripts[CS_SCRIPT_ALL_COUNT - CS_SCRIPT_COUNT] = {
+	[CS_SCRIPT_C_INVAL - CS_SCRIPT_COUNT] =
+		ALLOW_OOM
+		EPOCH_SFX("KEYS[#KEYS - 1]", "ARGV[4]")
+		"local n = 0\n"
+		"local r = {0}\n"
+		"for i = 1, #KEYS - 2, 2 do\n"
+		"  local g = redis.call('GET', KEYS[i + 1]) or '0'\n"
+		"  local ek = ARGV[3] .. ':e:' .. ARGV[4 + i] .. ':' .. g .. ':' .. ARGV[5 + i]\n"
+		"  n = n + redis.call('DEL', ek)\n"
+		"  r[#r + 1] = ek\n"
+		"  local f = redis.call('GET', KEYS[i])\n"
+		"  if not f or f < ARGV[1] then f = ARGV[1] end\n"
+		"  redis.call('SET', KEYS[i], f, 'PX', ARGV[2])\n"
+		"end\n"
+		FMAX_RAISE("KEYS[#KEYS]", "ARGV[1]")
+		"r[1] = n\n"
+		"return r\n",
+	[CS_SCRIPT_C_GEN_BUMP - CS_SCRIPT_COUNT] =
+		ALLOW_OOM
+		EPOCH_GUARD("KEYS[3]", "ARGV[4]")
+		"local g = redis.call('INCR', KEYS[1])\n"
+		"local f = redis.call('GET', KEYS[2])\n"
+		"if not f or f < ARGV[3] then f = ARGV[3]; redis.call('SET', KEYS[2], f) end\n"
+		FMAX_RAISE("KEYS[4]", "ARGV[3]")
+		"if KEYS[5] then\n"
+		"  local d = redis.call('HGET', KEYS[5], ARGV[2])\n"
+		"  if d and d <= ARGV[3] then redis.call('HDEL', KEYS[5], ARGV[2]) end\n"
+		"end\n"
+		"redis.call('PUBLISH', ARGV[1], ARGV[2] .. ' ' .. g)\n"
+		"return {g, f}\n",
+	[CS_SCRIPT_C_GEN_SET - CS_SCRIPT_COUNT] =
+		ALLOW_OOM
+		"if ARGV[3] ~= '' then\n"
+		EPOCH_SFX("KEYS[4]", "ARGV[3]")
+		"end\n"
+		"local g = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
+		"local want = tonumber(ARGV[1])\n"
+		"local qf = redis.call('GET', KEYS[2])\n"
+		"if g == want and qf and qf > ARGV[2] then\n"
+		"  return redis.error_reply('EPOCH generation ' .. ARGV[1] .. "
+		"' issued again with a lower query fence: bucket 0 lost a bump')\n"
+		"end\n"
+		"if g < want then redis.call('SET', KEYS[1], ARGV[1]) end\n"
+		"if not qf or qf < ARGV[2] then redis.call('SET', KEYS[2], ARGV[2]) end\n"
+		FMAX_RAISE("KEYS[3]", "ARGV[2]")
+		"return g\n",
+	[CS_SCRIPT_C_RAISE - CS_SCRIPT_COUNT] =
+		ALLOW_OOM
+		"if KEYS[2] then\n"
+		EPOCH_SFX("KEYS[2]", "ARGV[3]")
+		"  if ARGV[4] == '1' then\n"
+		RUN_ID
+		"    if string.sub(ep_, 1, #rid + 1) ~= rid .. ':' then\n"
+		"      return redis.error_reply('EPOCH redis restarted or failed over')\n"
+		"    end\n"
+		"  end\n"
+		"end\n"
+		"local v = redis.call('GET', KEYS[1])\n"
+		"local existed = v\n"
+		"if not v or v < ARGV[1] then v = ARGV[1] end\n"
+		"if KEYS[4] then\n"
+		EV_STATE_C("KEYS[4]")
+		"  if not whole or not existed then\n"
+		"    local m = redis.call('GET', KEYS[3])\n"
+		"    if m and v < m then v = m end\n"
+		"    redis.call('SET', KEYS[4], cur)\n"
+		"  end\n"
+		"end\n"
+		"if ARGV[2] == '0' then redis.call('SET', KEYS[1], v)\n"
+		"else redis.call('SET', KEYS[1], v, 'PX', ARGV[2]) end\n"
+		"return v\n",
+	[CS_SCRIPT_C_SYNC_PROBE - CS_SCRIPT_COUNT] =
+		RUN_ID
+		"local b0 = ARGV[2] == '1'\n"
+		"local e = redis.call('GET', KEYS[1])\n"
+		"local st = 2\n"
+		"if e and string.sub(e, 1, #rid + 1) == rid .. ':' then st = 0\n"
+		"elseif e and not b0 and ARGV[1] ~= '' then\n"
+		/* writes reach replicas and a slot's new owner in order, but MIGRATE moves keys
+		 * in no particular order: a kept bucket also needs its fmax (C2) */
+		"  local pos = redis.call('GET', KEYS[2])\n"
+		"  if pos and pos >= ARGV[1] then st = 1 end\n"
+		"end\n"
+		"if st ~= 2 and not redis.call('GET', KEYS[3]) then st = 2 end\n"
+		"local r = {st, e or ''}\n"
+		"local first = 4\n"
+		"if b0 then first = 5 end\n"
+		"for i = first, #KEYS do r[#r + 1] = redis.call('GET', KEYS[i]) or '0' end\n"
+		"if b0 then r[#r + 1] = redis.call('EXISTS', KEYS[4]) end\n"
+		"return r\n",
+	[CS_SCRIPT_C_SYNC_STAMP - CS_SCRIPT_COUNT] =
+		ALLOW_OOM
+		RUN_ID
+		"local raise = ARGV[5] == '1'\n"
+		"local k = 4\n"
+		"for i = 7, #ARGV do\n"
+		"  local want = ARGV[i]\n"
+		/* "~<g_0>": a repair, only where the bucket is behind bucket 0 (a fan-out cut
+		 * short); "<G>": a bump */
+		"  if string.sub(want, 1, 1) == '~' then\n"
+		"    want = string.sub(want, 2)\n"
+		"    local have = tonumber(redis.call('GET', KEYS[k]) or '0')\n"
+		"    if have >= tonumber(want) then want = '' end\n"
+		"  end\n"
+		"  if want ~= '' then\n"
+		"    local g = tonumber(redis.call('GET', KEYS[k]) or '0')\n"
+		"    if g < tonumber(want) then redis.call('SET', KEYS[k], want) end\n"
+		"    local f = redis.call('GET', KEYS[k + 1])\n"
+		"    if not f or f < ARGV[3] then redis.call('SET', KEYS[k + 1], ARGV[3]) end\n"
+		"    raise = true\n"
+		"    if ARGV[6] == '1' then\n"
+		"      local q = string.match(KEYS[k], ':g:(.*)$')\n"
+		"      redis.call('PUBLISH', ARGV[1], q .. ' ' .. want)\n"
+		"    end\n"
+		"  end\n"
+		"  k = k + 2\n"
+		"end\n"
+		"if raise then\n"
+		FMAX_RAISE("KEYS[3]", "ARGV[3]")
+		"  local h = redis.call('GET', KEYS[2])\n"
+		"  if not h or h < ARGV[3] then h = ARGV[3] end\n"
+		"  redis.call('SET', KEYS[2], h, 'PX', ARGV[4])\n"
+		"end\n"
+		"local e = rid .. ARGV[2]\n"
+		"if redis.call('GET', KEYS[1]) ~= e then\n"
+		"  redis.call('SET', KEYS[1], e)\n"
+		"  if ARGV[6] == '1' then redis.call('PUBLISH', ARGV[1], '* ' .. e) end\n"
+		"end\n"
+		"return e\n",
+	[CS_SCRIPT_C_SYNC_FINISH - CS_SCRIPT_COUNT] =
+		ALLOW_OOM
+		"redis.call('DEL', KEYS[1])\n"
+		"local had = redis.call('EXISTS', KEYS[2])\n"
+		"redis.call('SET', KEYS[2], '1')\n"
+		"return {had, redis.call('HGETALL', KEYS[3])}\n",
+};
+
+const char *const *cs_scripts_cluster(void)
+{
+	static const char *all[CS_SCRIPT_ALL_COUNT];
+	if (all[0] == NULL) {
+		for (int i = 0; i < CS_SCRIPT_COUNT; i++)
+			all[i] = cs_scripts[i];
+		for (int i = CS_SCRIPT_COUNT; i < CS_SCRIPT_ALL_COUNT; i++)
+			all[i] = cluster_scripts[i - CS_SCRIPT_COUNT];
+	}
+	return all;
+}
+
 void cs_lsn_hex(uint64_t lsn, char out[17])
 {
 	snprintf(out, 17, "%016llX", (unsigned long long)lsn);

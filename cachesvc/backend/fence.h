@@ -78,6 +78,55 @@ enum cs_script {
 
 extern const char *const cs_scripts[CS_SCRIPT_COUNT];
 
+/* The invalidator's scripts on a Redis Cluster (CLUSTER.md), numbered after the single-Redis
+ * ones: a cluster invalidator loads cs_scripts_cluster() (cs_scripts, then these), a single
+ * Redis loads cs_scripts alone, unchanged. Every key of one call is in one bucket. Each
+ * bucket's epoch copy is "<run_id of its node>:<random>"; `sfx` below is ":<random>", the
+ * part one resynchronisation writes into every bucket (an "EPOCH" error when the copy does
+ * not end with it). */
+enum cs_script_cluster {
+	/* KEYS fence_1, gen_1, ..., fence_n, gen_n, epoch, fmax (bucket b); ARGV lsn, fence_px,
+	 * prefix "{<ns>:<b>}", sfx, q_1, p_1, ..., q_n, p_n -> {entries deleted, entry key_1,
+	 * ..., entry key_n}: as CS_SCRIPT_INVAL, and returns the entry keys it built from the
+	 * bucket's generation copies, which the invalidator DELs again, routed normally
+	 * (CLUSTER.md C1: a script ASKed to an importing node does not see an entry still on
+	 * the migrating one). */
+	CS_SCRIPT_C_INVAL = CS_SCRIPT_COUNT,
+	/* KEYS gen, qfence, epoch, fmax[, debounce hash] (bucket 0); ARGV channel, query, lsn,
+	 * epoch (bucket 0's whole epoch) -> {new generation, query fence after the bump}: as
+	 * CS_SCRIPT_GEN_BUMP, for the GEN_SET fan-out. */
+	CS_SCRIPT_C_GEN_BUMP,
+	/* KEYS gen, qfence, fmax, epoch (bucket b); ARGV generation G, query fence x, sfx:
+	 * g := max(g, G), qf := max(qf, x), fmax := max(fmax, x) -> the generation before.
+	 * An "EPOCH" error when the bucket already holds G with a query fence above x: G was
+	 * issued again by a bucket 0 that lost the bump which first issued it (CLUSTER.md C3). */
+	CS_SCRIPT_C_GEN_SET,
+	/* As CS_SCRIPT_RAISE with ARGV epoch = sfx (the copy must end with it and, with
+	 * check_run_id, start with this node's run_id) and evk = "<run_id>:<evicted_keys>:
+	 * <total_commands_processed>": a bucket that moved to another node is not whole there
+	 * (CLUSTER.md C4). */
+	CS_SCRIPT_C_RAISE,
+	/* KEYS epoch, position, fmax[, gap mark (bucket 0)], gen_1, ..., gen_n; ARGV W (the
+	 * slot's confirmed LSN, '' unknown), is_bucket_0 -> {state, epoch copy ('' none), gen_1,
+	 * ..., gen_n[, gap owed]}: state 0 whole (epoch of this node's run), 1 kept (another
+	 * run, position >= W), 2 lost (no epoch, another run behind W, fmax missing, or bucket
+	 * 0 on another run: CLUSTER.md C2, C3). Writes nothing. */
+	CS_SCRIPT_C_SYNC_PROBE,
+	/* KEYS epoch, horizon, fmax, gen_1, qf_1, ..., gen_n, qf_n (bucket b); ARGV channel, sfx,
+	 * S, horizon_px, raise ('1': horizon and fmax to S), publish ('1' on bucket 0), G_1, ...,
+	 * G_n ('' = no bump; "~<g>": a repair, only when gen < g): sets each bumped gen to
+	 * max(gen, G_q) with qf raised to S (then horizon and fmax rise to S too), writes the
+	 * epoch "<run_id>:<sfx>" -> the epoch. */
+	CS_SCRIPT_C_SYNC_STAMP,
+	/* KEYS gap mark, slot mark, debounce hash (bucket 0) -> {slot mark existed, HGETALL of
+	 * the debounce hash}: clears the gap mark and sets the slot mark, last. */
+	CS_SCRIPT_C_SYNC_FINISH,
+	CS_SCRIPT_ALL_COUNT
+};
+
+/* cs_scripts followed by the cluster scripts (CS_SCRIPT_ALL_COUNT of them). */
+const char *const *cs_scripts_cluster(void);
+
 /* "0000001600B374D8": 16 upper-case hex digits and a NUL. */
 void cs_lsn_hex(uint64_t lsn, char out[17]);
 /* Parses 16 hex digits (as stored in Redis); false on anything else. */

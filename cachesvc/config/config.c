@@ -978,6 +978,7 @@ void cs_config_free(cs_config *cfg)
 		query_free(&cfg->queries[i]);
 	free(cfg->replicas);
 	free(cfg->queries);
+	free(cfg->redis_nodes);
 	free(cfg->path);
 	free(cfg);
 }

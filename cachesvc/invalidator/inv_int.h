@@ -73,8 +73,19 @@ struct cs_inv {
 	cs_inv_map *map;
 	cs_rc *rc;		 /* Redis (rcluster.h: one connection, or a cluster's masters) */
 	cs_keyspace ks;
-	char epoch_str[96];	 /* the epoch this leader synchronised with (keyspace.h) */
+	char epoch_str[96];	 /* the epoch this leader synchronised with (keyspace.h; on a
+				  * cluster: bucket 0's copy) */
 	size_t epoch_len;
+	/* Redis Cluster (CLUSTER.md; inv_cluster.c): ":<random>", the part of the epoch every
+	 * bucket's copy ends with */
+	char epoch_sfx[24];
+	size_t epoch_sfx_len;
+	bool c1_del;		 /* C1: DEL an INVAL's entry keys again, routed (test hook) */
+	bool c_hold;		 /* I4: hold a commit for its per-bucket INVALs (test hook) */
+	bool c2_raise;		 /* C2: raise a kept bucket's horizon and fmax to S (test hook) */
+	uint64_t *kb;		 /* the commit's keys sorted by bucket: bucket << 32 | offset */
+	size_t kb_cap;
+	struct inv_csync *csync; /* the cluster resynchronisation in progress */
 	cs_inv_state state;
 
 	/* replication connection */
@@ -183,5 +194,45 @@ bool inv_conninfo_without_skipped(cs_inv *inv, char *out_host, char *out_addr, c
 bool inv_setup_result(cs_inv *inv, PGresult *res);
 void inv_setup_next(cs_inv *inv, step done);
 void inv_streaming_begins(cs_inv *inv);
+
+/* A key of the transaction being decoded, in inv->arena (8-byte aligned records). */
+typedef struct keyrec {
+	int query;
+	uint32_t len;
+	char canon[]; /* len bytes */
+} keyrec;
+
+static inline keyrec *rec_at(cs_inv *inv, uint32_t off)
+{
+	return (keyrec *)(void *)(inv->arena + off);
+}
+
+static inline size_t rec_size(const keyrec *r)
+{
+	return (sizeof(keyrec) + r->len + 7) & ~(size_t)7;
+}
+
+/* ---- Redis Cluster (inv_cluster.c) ---- */
+typedef struct cmdctx {
+	cs_inv *inv;
+	uint64_t epoch;
+	uint64_t seq;	  /* FIFO entry, or UINT64_MAX for none */
+	int query;	  /* generation bumps: which query */
+} cmdctx;
+cmdctx *inv_cmd_new(cs_inv *inv, uint64_t seq);
+void inv_on_cmd_reply(cs_rc *r, redisReply *reply, void *priv);
+/* The commit's keys (not under a whole-query bump), one INVAL per bucket and batch, each
+ * held in the ledger for seq; false when the invalidator restarted. */
+bool inv_c_send_keys(cs_inv *inv, uint64_t seq, cs_lsn_t end_lsn, bool *sent);
+/* A generation bump of query q at lsn: on bucket 0, then GEN_SET on every other bucket. */
+int inv_c_send_bump(cs_inv *inv, int q, cmdctx *c, cs_lsn_t lsn, bool debounced);
+void inv_c_publish_pos(cs_inv *inv, cs_lsn_t confirmed);
+void inv_c_publish_horizon(cs_inv *inv, cs_lsn_t horizon);
+/* The resynchronisation (probe every bucket, stamp every bucket, finish on bucket 0). */
+void inv_c_sync(cs_inv *inv, cs_lsn_t lsn);
+void inv_c_sync_free(cs_inv *inv);
+/* The SYNC is done: bookkeeping shared with the single-Redis path (status as
+ * CS_SCRIPT_SYNC's), then START_REPLICATION. */
+void inv_sync_finish(cs_inv *inv, long long status, bool had_mark, const redisReply *deb);
 
 #endif

@@ -211,6 +211,12 @@ static void sync_state(cs_inv *inv)
 	if (inv->slot_confirmed > lsn)
 		lsn = inv->slot_confirmed; /* a standby may see a new slot past its IDENTIFY */
 	inv->sync_lsn = lsn;
+	if (inv->ks.cluster) {
+		inv->st = ST_SYNC;
+		inv->step_deadline_us = cs_now_us() + (uint64_t)STEP_TIMEOUT_MS * 1000u;
+		inv_c_sync(inv, lsn);
+		return;
+	}
 	int n = inv->nq;
 	size_t argc = 7 + 2 * (size_t)n + 6 + 2 * (size_t)n;
 	const char **argv = calloc(argc, sizeof *argv);
@@ -272,7 +278,6 @@ static void sync_state(cs_inv *inv)
 
 static void sync_done(cs_inv *inv, const redisReply *reply)
 {
-	char a[CS_LSN_STRLEN];
 	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 4 ||
 		reply->element[0]->type != REDIS_REPLY_INTEGER ||
 		reply->element[1]->type != REDIS_REPLY_STRING ||
@@ -285,8 +290,14 @@ static void sync_done(cs_inv *inv, const redisReply *reply)
 	memcpy(inv->epoch_str, reply->element[1]->str, (size_t)reply->element[1]->len);
 	inv->epoch_str[reply->element[1]->len] = '\0';
 	inv->epoch_len = (size_t)reply->element[1]->len;
-	cs_lsn_format(inv->sync_lsn, a);
 	bool had_mark = reply->element[2]->type == REDIS_REPLY_INTEGER && reply->element[2]->integer == 1;
+	inv_sync_finish(inv, status, had_mark, reply->element[3]);
+}
+
+void inv_sync_finish(cs_inv *inv, long long status, bool had_mark, const redisReply *deb)
+{
+	char a[CS_LSN_STRLEN];
+	cs_lsn_format(inv->sync_lsn, a);
 	if (status == 2) {
 		inv->stats.redis_data_loss++;
 		cs_error("invalidator: Redis LOST DATA (the namespace's epoch was written by another "
@@ -319,7 +330,6 @@ static void sync_done(cs_inv *inv, const redisReply *reply)
 	inv->gap_owed = false;
 	inv->ever_synced = true;
 	inv->pos_sent = 0; /* Redis may have lost inv:pos: publish it again (it never lowers) */
-	const redisReply *deb = reply->element[3];
 	uint64_t now = cs_now_us();
 	for (size_t i = 0; i + 1 < deb->elements; i += 2) {
 		const redisReply *nm = deb->element[i], *lv = deb->element[i + 1];

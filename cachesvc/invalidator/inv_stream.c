@@ -5,17 +5,6 @@
 
 /* ---- Transaction key set ---------------------------------------------------------------- */
 
-typedef struct keyrec {
-	int query;
-	uint32_t len;
-	char canon[]; /* len bytes */
-} keyrec;
-
-static keyrec *rec_at(cs_inv *inv, uint32_t off)
-{
-	return (keyrec *)(void *)(inv->arena + off);
-}
-
 static uint64_t key_hash(int q, const char *p, size_t n)
 {
 	return cs_fnv1a64(CS_FNV1A64_INIT ^ (uint64_t)q, p, n);
@@ -135,6 +124,10 @@ void inv_publish_pos(cs_inv *inv)
 	if (inv->pos_in_flight || confirmed <= inv->pos_sent || !cs_rc_ready(inv->rc) ||
 		inv->st != ST_STREAMING)
 		return;
+	if (inv->ks.cluster) {
+		inv_c_publish_pos(inv, confirmed);
+		return;
+	}
 	char hex[17];
 	cs_lsn_hex(confirmed, hex);
 	/* with the run_id check: a position written to another Redis run (a failover the
@@ -190,14 +183,7 @@ static void advance(cs_inv *inv)
 	}
 }
 
-typedef struct cmdctx {
-	cs_inv *inv;
-	uint64_t epoch;
-	uint64_t seq;	  /* FIFO entry, or UINT64_MAX for none */
-	int query;	  /* generation bumps: which query */
-} cmdctx;
-
-static void on_cmd_reply(cs_rc *r, redisReply *reply, void *priv)
+void inv_on_cmd_reply(cs_rc *r, redisReply *reply, void *priv)
 {
 	cmdctx *c = priv;
 	cs_inv *inv = c->inv;
@@ -215,7 +201,7 @@ static void on_cmd_reply(cs_rc *r, redisReply *reply, void *priv)
 	free(c);
 }
 
-static cmdctx *cmd_new(cs_inv *inv, uint64_t seq)
+cmdctx *inv_cmd_new(cs_inv *inv, uint64_t seq)
 {
 	cmdctx *c = calloc(1, sizeof *c);
 	if (c) {
@@ -232,6 +218,8 @@ static cmdctx *cmd_new(cs_inv *inv, uint64_t seq)
  * callback). */
 static int send_bump(cs_inv *inv, int q, cmdctx *c, cs_lsn_t lsn, bool debounced)
 {
+	if (inv->ks.cluster)
+		return inv_c_send_bump(inv, q, c, lsn, debounced);
 	const char *name = cs_inv_map_query_name(inv->map, q);
 	char genkey[CS_NAME_MAX + CS_MAX_NAME], qfkey[CS_NAME_MAX + CS_MAX_NAME], hex[17];
 	size_t gl = cs_ks_gen(&inv->ks, genkey, sizeof genkey, name);
@@ -243,11 +231,12 @@ static int send_bump(cs_inv *inv, int q, cmdctx *c, cs_lsn_t lsn, bool debounced
 		inv->ks.channel_len, strlen(name), 16, inv->epoch_len };
 	c->query = q;
 	if (debounced)
-		return inv_script(inv, 0, CS_SCRIPT_GEN_BUMP, on_cmd_reply, c, 5, 9, argv, lens);
+		return inv_script(inv, 0, CS_SCRIPT_GEN_BUMP, inv_on_cmd_reply, c, 5, 9, argv,
+			lens);
 	/* without the debounce hash: shift the arguments over its slot */
 	const char *av[] = { argv[0], argv[1], argv[2], argv[3], argv[5], argv[6], argv[7], argv[8] };
 	size_t al[] = { lens[0], lens[1], lens[2], lens[3], lens[5], lens[6], lens[7], lens[8] };
-	return inv_script(inv, 0, CS_SCRIPT_GEN_BUMP, on_cmd_reply, c, 4, 8, av, al);
+	return inv_script(inv, 0, CS_SCRIPT_GEN_BUMP, inv_on_cmd_reply, c, 4, 8, av, al);
 }
 
 /* Queues the finished transaction's invalidations and its FIFO entry. */
@@ -286,9 +275,9 @@ static void commit_txn(cs_inv *inv, cs_lsn_t end_lsn)
 			const char *argv[] = { inv->ks.deb, inv->ks.epoch, name, hex, inv->epoch_str };
 			size_t lens[] = { inv->ks.deb_len, inv->ks.epoch_len, strlen(name), 16,
 				inv->epoch_len };
-			cmdctx *c = cmd_new(inv, seq);
-			if (c == NULL || inv_script(inv, 0, CS_SCRIPT_DEB_RECORD, on_cmd_reply, c,
-						 2, 5, argv, lens) != 0) {
+			cmdctx *c = inv_cmd_new(inv, seq);
+			if (c == NULL || inv_script(inv, 0, CS_SCRIPT_DEB_RECORD, inv_on_cmd_reply,
+						 c, 2, 5, argv, lens) != 0) {
 				free(c);
 				inv_restart(inv, "redis refused a debounce record", false);
 				return;
@@ -296,7 +285,7 @@ static void commit_txn(cs_inv *inv, cs_lsn_t end_lsn)
 			cs_ledger_hold(inv->ledger, seq);
 			continue;
 		}
-		cmdctx *c = cmd_new(inv, seq);
+		cmdctx *c = inv_cmd_new(inv, seq);
 		if (c == NULL || send_bump(inv, q, c, end_lsn, false) != 0) {
 			free(c);
 			inv_restart(inv, "redis refused a generation bump", false);
@@ -310,7 +299,9 @@ static void commit_txn(cs_inv *inv, cs_lsn_t end_lsn)
 	char lsnhex[17], px[24];
 	cs_lsn_hex(end_lsn, lsnhex);
 	int pl = snprintf(px, sizeof px, "%lld", (long long)inv->fence_ttl_ms);
-	size_t off = 0;
+	size_t off = inv->ks.cluster ? inv->arena_len : 0; /* a cluster: per bucket, below */
+	if (inv->ks.cluster && !inv_c_send_keys(inv, seq, end_lsn, &sent_fences))
+		return;
 	while (off < inv->arena_len) {
 		const char *argv[4 * BATCH_KEYS + 6];
 		size_t lens[4 * BATCH_KEYS + 6];
@@ -364,9 +355,10 @@ static void commit_txn(cs_inv *inv, cs_lsn_t end_lsn)
 			argv[k] = args_p[i];
 			lens[k++] = len_p[i];
 		}
-		cmdctx *c = cmd_new(inv, seq);
+		cmdctx *c = inv_cmd_new(inv, seq);
 		if (c == NULL ||
-			inv_script(inv, 0, CS_SCRIPT_INVAL, on_cmd_reply, c, nkeys, k, argv, lens) != 0) {
+			inv_script(inv, 0, CS_SCRIPT_INVAL, inv_on_cmd_reply, c, nkeys, k, argv,
+				lens) != 0) {
 			free(c);
 			inv_restart(inv, "redis refused an invalidation", false);
 			return;
@@ -398,7 +390,7 @@ void inv_run_debounced(cs_inv *inv)
 		q = cs_ledger_next_due(inv->ledger, q + 1, now, &lsn)) {
 		if (!cs_rc_ready(inv->rc))
 			continue;
-		cmdctx *c = cmd_new(inv, UINT64_MAX);
+		cmdctx *c = inv_cmd_new(inv, UINT64_MAX);
 		if (c == NULL)
 			continue;
 		if (send_bump(inv, q, c, lsn, true) != 0) {

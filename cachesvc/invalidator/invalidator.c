@@ -293,6 +293,11 @@ static void publish_horizon(cs_inv *inv)
 	/* every fence sent at or before now + V - F may be gone within V */
 	cs_lsn_t horizon = cs_ledger_horizon(inv->ledger, now, (uint64_t)inv->fence_ttl_ms * 1000u,
 		(uint64_t)inv->horizon_ttl_ms * 1000u);
+	if (inv->ks.cluster) {
+		inv_c_publish_horizon(inv, horizon);
+		inv->last_horizon_us = now;
+		return;
+	}
 	char hex[17], px[24];
 	cs_lsn_hex(horizon, hex);
 	int pl = snprintf(px, sizeof px, "%lld", (long long)inv->horizon_ttl_ms);
@@ -504,7 +509,17 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, struct cs_pgse
 	cs_pgconn_init(&inv->pc, base, on_conn_done, on_conn_addrs, inv);
 	char ns[CS_NS_MAX + 1];
 	cs_config_namespace(cfg, ns);
-	cs_ks_init(&inv->ks, ns);
+	if (!cfg->redis_cluster)
+		cs_ks_init(&inv->ks, ns);
+	else if (cs_ks_init_cluster(&inv->ks, ns) != 0) {
+		snprintf(err, errlen, "[redis] namespace \"%s\" may not hold { or } on a cluster",
+			ns);
+		free(inv);
+		return NULL;
+	}
+	inv->c1_del = true;
+	inv->c_hold = true;
+	inv->c2_raise = true;
 	inv->conninfo = strdup(cfg->primary_conninfo);
 	inv->slot = strdup(cfg->inval_slot);
 	inv->publication = strdup(cfg->inval_publication);
@@ -532,7 +547,22 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, struct cs_pgse
 		.nscripts = CS_SCRIPT_COUNT,
 		.resolver = primary ? cs_pgserver_resolver(primary) : NULL };
 	cs_rc_opts rco = { .node = ro };
+	char *seedbuf = NULL;
+	char *seeds[CS_RC_MAX_NODES];
+	if (cfg->redis_cluster) {
+		/* the cluster's scripts after the single-Redis ones (fence.h); MOVED and ASK
+		 * followed (a migration takes one of each), TRYAGAIN retried by cs_rc */
+		ro.scripts = cs_scripts_cluster();
+		ro.nscripts = CS_SCRIPT_ALL_COUNT;
+		rco.node = ro;
+		rco.cluster = true;
+		rco.max_redirects = 5;
+		seedbuf = strdup(cfg->redis_nodes ? cfg->redis_nodes : "");
+		rco.nseeds = seedbuf ? cs_split_list(seedbuf, seeds, CS_RC_MAX_NODES) : 0;
+		rco.seeds = (const char *const *)seeds;
+	}
 	inv->rc = cs_rc_new(base, &rco, err, errlen);
+	free(seedbuf);
 	if (inv->rc == NULL) {
 		cs_inv_free(inv);
 		return NULL;
@@ -574,6 +604,8 @@ void cs_inv_free(cs_inv *inv)
 	if (inv->tick)
 		event_free(inv->tick);
 	cs_ledger_free(inv->ledger);
+	inv_c_sync_free(inv);
+	free(inv->kb);
 	free(inv->qkeys);
 	free(inv->qbump);
 	free(inv->kset);
@@ -611,6 +643,21 @@ int cs_inv_reload(cs_inv *inv, const cs_config *cfg)
 	cs_inv_map_free(inv->map);
 	inv->map = m;
 	return 0;
+}
+
+void cs_inv_set_cluster_c1(cs_inv *inv, bool on)
+{
+	inv->c1_del = on;
+}
+
+void cs_inv_set_cluster_hold(cs_inv *inv, bool on)
+{
+	inv->c_hold = on;
+}
+
+void cs_inv_set_cluster_c2(cs_inv *inv, bool on)
+{
+	inv->c2_raise = on;
 }
 
 void cs_inv_set_key_hook(cs_inv *inv, cs_inv_key_hook *fn, void *priv)

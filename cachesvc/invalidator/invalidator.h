@@ -12,6 +12,7 @@
 #ifndef CS_INVALIDATOR_H
 #define CS_INVALIDATOR_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "config.h"
@@ -73,6 +74,17 @@ int cs_inv_reload(cs_inv *inv, const cs_config *cfg);
 typedef void cs_inv_key_hook(void *priv, const char *query, const char *canon, size_t canon_len,
 	int64_t commit_unix_us);
 void cs_inv_set_key_hook(cs_inv *inv, cs_inv_key_hook *fn, void *priv);
+
+/* Cluster mode only, a test's negative control: off, an INVAL's entry keys are not DELeted
+ * again with plain routed DELs (CLUSTER.md C1). On by default. */
+void cs_inv_set_cluster_c1(cs_inv *inv, bool on);
+/* Cluster mode only, a test's negative control: off, a commit is not held for its
+ * per-bucket INVALs (and their DELs): it may be confirmed before every node acknowledged
+ * (breaks I4). On by default. */
+void cs_inv_set_cluster_hold(cs_inv *inv, bool on);
+/* Cluster mode only, a test's negative control: off, a bucket found kept by the
+ * resynchronisation keeps its horizon and fmax (CLUSTER.md C2). On by default. */
+void cs_inv_set_cluster_c2(cs_inv *inv, bool on);
 
 const cs_inv_stats *cs_inv_get_stats(const cs_inv *inv);
 void cs_inv_metrics(const cs_inv *inv, cs_metrics *m);

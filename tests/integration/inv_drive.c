@@ -1,0 +1,146 @@
+/* inv_drive.c - runs the invalidator alone (cachesvc/invalidator) against a Redis Cluster, for
+ * tests/integration/inval_cluster.sh: cluster mode has no INI key yet (CLUSTER.md build order:
+ * the read path comes first), so this driver is the only way to turn it on.
+ *
+ *   inv_drive run CONFIG SEEDS STATSFILE [--no-c1] [--no-hold] [--no-c2]
+ *       Loads CONFIG (its [redis] url's database gives the namespace), runs the invalidator
+ *       on the cluster whose seed nodes are SEEDS ("host:port,..."), and rewrites STATSFILE
+ *       every 100 ms with one line of key=value counters (state, confirmed, horizon,
+ *       data_loss, gap_flushes, redis_failures, keys, reconnects). --no-c1 turns off the
+ *       routed DEL after each INVAL (CLUSTER.md C1): a negative control. Ends on SIGTERM or
+ *       SIGINT (exit 0). --no-hold: commits are not held for their per-bucket INVALs (I4
+ *       across nodes off: a negative control). --no-c2: a bucket found kept keeps its
+ *       horizon and fmax (CLUSTER.md C2 off: a negative control).
+ *   inv_drive bucket QUERY CANON
+ *       Prints the bucket of a key (CLUSTER.md section 2).
+ *   inv_drive slots NS
+ *       Prints "<bucket> <hash slot>" for the 256 buckets of namespace NS.
+ * Exit 2 on usage or setup errors. */
+#include <event2/event.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "invalidator.h"
+#include "keyspace.h"
+#include "log.h"
+#include "rcluster.h"
+
+static struct {
+	struct event_base *base;
+	cs_inv *inv;
+	const char *stats;
+} g;
+
+static void usage(void)
+{
+	fprintf(stderr,
+	        "usage: inv_drive run CONFIG SEEDS STATSFILE [--no-c1] [--no-hold] [--no-c2]\n"
+	        "       inv_drive bucket QUERY CANON\n"
+	        "       inv_drive slots NS\n");
+	exit(2);
+}
+
+static void on_stats(evutil_socket_t fd, short what, void *arg)
+{
+	const cs_inv_stats *s = cs_inv_get_stats(g.inv);
+	char tmp[1024];
+	snprintf(tmp, sizeof tmp, "%s.tmp", g.stats);
+	FILE *f = fopen(tmp, "w");
+	if (f == NULL)
+		return;
+	fprintf(f,
+	        "state=%d confirmed=%" PRIu64 " horizon=%" PRIu64 " data_loss=%" PRIu64
+	        " gap_flushes=%" PRIu64 " redis_failures=%" PRIu64 " keys=%" PRIu64
+	        " reconnects=%" PRIu64 "\n",
+	        (int)s->state, (uint64_t)s->confirmed, (uint64_t)s->horizon, s->redis_data_loss,
+	        s->gap_flushes, s->redis_failures, s->keys, s->reconnects);
+	fclose(f);
+	rename(tmp, g.stats);
+}
+
+static void on_signal(evutil_socket_t fd, short what, void *arg)
+{
+	event_base_loopbreak(g.base);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 4 && strcmp(argv[1], "bucket") == 0) {
+		cs_keyspace ks;
+		if (cs_ks_init_cluster(&ks, "x") != 0)
+			return 2;
+		printf("%" PRIu32 "\n", cs_ks_bucket(&ks, argv[2], argv[3], strlen(argv[3])));
+		return 0;
+	}
+	if (argc == 3 && strcmp(argv[1], "slots") == 0) {
+		cs_keyspace ks;
+		if (cs_ks_init_cluster(&ks, argv[2]) != 0)
+			return 2;
+		for (uint32_t b = 0; b < CS_KS_BUCKETS; b++) {
+			char pre[CS_KS_PREFIX_MAX + 1];
+			size_t n = cs_ks_prefix(&ks, b, pre, sizeof pre);
+			printf("%" PRIu32 " %u\n", b, (unsigned)cs_rc_keyslot(pre, n));
+		}
+		return 0;
+	}
+	if (argc < 5 || strcmp(argv[1], "run") != 0)
+		usage();
+	bool c1 = true, hold = true, c2 = true;
+	for (int i = 5; i < argc; i++) {
+		if (strcmp(argv[i], "--no-c1") == 0)
+			c1 = false;
+		else if (strcmp(argv[i], "--no-hold") == 0)
+			hold = false;
+		else if (strcmp(argv[i], "--no-c2") == 0)
+			c2 = false;
+		else
+			usage();
+	}
+	char err[CS_CONFIG_ERRLEN];
+	cs_config *cfg = cs_config_load(argv[2], err);
+	if (cfg == NULL) {
+		fprintf(stderr, "inv_drive: %s\n", err);
+		return 2;
+	}
+	/* the namespace of the configured database; the cluster has database 0 only */
+	char ns[CS_NS_MAX + 1], url[512];
+	cs_config_namespace(cfg, ns);
+	free(cfg->redis_namespace);
+	cfg->redis_namespace = strdup(ns);
+	snprintf(url, sizeof url, "redis://%.*s/0", (int)strcspn(argv[3], ","), argv[3]);
+	free(cfg->redis_url);
+	cfg->redis_url = strdup(url);
+	cfg->redis_cluster = true;
+	cfg->redis_nodes = strdup(argv[3]);
+	g.stats = argv[4];
+	signal(SIGPIPE, SIG_IGN);
+	g.base = event_base_new();
+	g.inv = cs_inv_new(g.base, cfg, NULL, err, sizeof err);
+	if (g.inv == NULL) {
+		fprintf(stderr, "inv_drive: %s\n", err);
+		return 2;
+	}
+	cs_inv_set_cluster_c1(g.inv, c1);
+	cs_inv_set_cluster_hold(g.inv, hold);
+	cs_inv_set_cluster_c2(g.inv, c2);
+	struct event *tick = event_new(g.base, -1, EV_PERSIST, on_stats, NULL);
+	struct timeval tv = {0, 100000};
+	event_add(tick, &tv);
+	struct event *sterm = evsignal_new(g.base, SIGTERM, on_signal, NULL);
+	struct event *sint = evsignal_new(g.base, SIGINT, on_signal, NULL);
+	event_add(sterm, NULL);
+	event_add(sint, NULL);
+	event_base_dispatch(g.base);
+	cs_inv_free(g.inv);
+	event_free(tick);
+	event_free(sterm);
+	event_free(sint);
+	event_base_free(g.base);
+	cs_config_free(cfg);
+	return 0;
+}

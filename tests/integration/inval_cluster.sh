@@ -1,0 +1,338 @@
+#!/usr/bin/env bash
+# inval_cluster.sh PART - the invalidator on a Redis Cluster (CLUSTER.md, build order step 4),
+# run alone by inv_drive against the sandbox primary and a private cluster (3 masters).
+#   basic: (a) every bucket synchronised: epoch copies "<run_id of its node>:<random>" with one
+#          random part, fmax, horizon and position copies; evk names its node (C4);
+#          (b) UPDATEs delete entries in their own buckets, on every master, raise the fences
+#          there, and leave other keys alone; (c) TRUNCATE: bucket 0's bump fanned out to all
+#          256 buckets (generation and query fence copies); (d) I4 across nodes: with one master
+#          paused (CLIENT PAUSE), a commit touching its bucket is not confirmed until it is back;
+#          (e) FLUSHALL of one master (not bucket 0's): detected as data loss, every bucket
+#          restamped with a new random part, every query bumped in every bucket.
+#   c1:    the migration race of review hole C1, by hand: a bucket's keys migrated but its
+#          entry, an UPDATE invalidates it (the INVAL is ASKed to the importing node), then the
+#          entry migrates. With the routed DEL off (--no-c1) the entry survives (the race is
+#          real: negative control); with it on, it is gone.
+#   i4neg: (d)'s negative control: commits not held for their per-bucket INVALs are confirmed
+#          while the paused master has not acknowledged.
+#   c2:    migrations: a bucket moved whole is kept (no flush) with fmax and horizon raised to S;
+#          one moved without fmax is lost; bucket 0 moved is lost (C3).
+#   c3:    GEN_SET refuses a generation number issued again with a lower query fence (C3).
+. "$(dirname "$0")/daemon_lib.sh"
+
+PART=${1:-basic}
+DRIVE=$CS_BUILD/tests/integration/inv_drive
+[ -x "$DRIVE" ] || fail "no $DRIVE"
+
+users_db 40 "CREATE PUBLICATION cs_pub FOR TABLE users;"
+FENCE=on
+inval_config "$WORK/cs.ini" iv_user
+private_redis_cluster 3 0
+
+rc() { redis-cli -c -p "${RC_PORTS[0]}" "$@"; }
+port_of() { echo "${1##*:}"; }
+STATS=$WORK/inv.stats
+DPID=
+start_drive() { # [--no-c1]
+  rm -f "$STATS"
+  "$DRIVE" run "$WORK/cs.ini" "$RC_NODES" "$STATS" "$@" >>"$WORK/drive.log" 2>&1 &
+  DPID=$!
+  CLEANUPS+=("kill $DPID")
+  until_true 60 drive_streaming || { tail -20 "$WORK/drive.log"; fail "the invalidator never streamed on the cluster"; }
+}
+stop_drive() { kill "$DPID" 2>/dev/null; wait "$DPID" 2>/dev/null; DPID=; }
+stat() { { tr " " "\n" <"$STATS"; } 2>/dev/null | sed -n "s/^$1=//p"; }
+drive_streaming() { [ "$(stat state)" = 3 ]; }
+confirmed_past() { awk -v a="$(stat confirmed)" -v b="$1" 'BEGIN { exit !(a >= b) }'; }
+wait_confirmed() { # LSN
+  local n
+  n=$(lsn_num "$1")
+  until_true 60 confirmed_past "$n" || fail "the invalidator never confirmed $1 (at $(stat confirmed))"
+}
+bucket() { "$DRIVE" bucket iv_user "$1"; }
+# every_bucket SUFFIX: "<b> <value>" of {NS:b}:SUFFIX for every bucket (one pipe per call)
+# (plain redis-cli pipes, one per master: `redis-cli -c` does not follow redirects from a pipe)
+owners() { # writes "<bucket> <port of its master>" for the 256 buckets to $WORK/owners
+  local o
+  # "<start> <end> <port>" per range: CLUSTER SLOTS, flat: start, end, ip, port, id and the
+  # (empty) metadata line of the master (no replicas here)
+  o=$(redis-cli -p "${RC_PORTS[0]}" cluster slots | paste - - - - - - | awk '{ print $1, $2, $4 }')
+  "$DRIVE" slots "$NS" | awk -v o="$o" 'BEGIN { n = split(o, l, "\n"); for (i = 1; i <= n; i++) { split(l[i], f, " "); s[i] = f[1]; e[i] = f[2]; pt[i] = f[3] } }
+    { for (i = 1; i <= n; i++) if ($2 >= s[i] && $2 <= e[i]) print $1, pt[i] }' >"$WORK/owners"
+}
+every_bucket() {
+  local p
+  owners
+  for p in $(awk '{ print $2 }' "$WORK/owners" | sort -u); do
+    awk -v p="$p" -v ns="$NS" -v k="$1" '$2 == p { print "GET {" ns ":" $1 "}:" k }' "$WORK/owners" |
+      redis-cli -p "$p" | paste -d' ' <(awk -v p="$p" '$2 == p { print $1 }' "$WORK/owners") -
+  done | sort -n
+}
+lsnhex() { primary postgres -c "SELECT lpad(upper(to_hex(('$1'::pg_lsn - '0/0')::bigint)), 16, '0')"; }
+# the master of bucket B as of the last owners or every_bucket call (no slot moves in basic)
+node_port_of_bucket() { awk -v b="$1" '$1 == b { print $2 }' "$WORK/owners"; }
+run_id_of() { redis-cli -p "$1" info server | sed -n 's/^run_id:\([0-9a-f]*\).*/\1/p'; }
+
+case_basic() {
+  start_drive
+  local out b v sfx p bad n lsn gen g0 q0 ids=() ports=() id m0 lsn2 stop
+  owners
+  # (a)
+  out=$(every_bucket epoch)
+  sfx=$(echo "$out" | awk '{ sub(/^[^:]*/, "", $2); print $2 }' | sort -u)
+  [ "$(echo "$sfx" | wc -l)" = 1 ] && [ -n "$sfx" ] || fail "(a) the buckets' epochs differ or are missing: $(echo "$sfx" | head -3)"
+  bad=0
+  while read -r b v; do
+    p=$(node_port_of_bucket "$b")
+    [ "${v%%:*}" = "$(run_id_of "$p")" ] || bad=$((bad + 1))
+  done < <(echo "$out" | head -16) # the run_id check on 16 buckets (redis-cli is slow here)
+  [ "$bad" = 0 ] || fail "(a) $bad epoch copies do not name their node's run_id"
+  [ "$(every_bucket fmax | awk '$2 == "" { n++ } END { print n + 0 }')" = 0 ] || fail "(a) a bucket without fmax"
+  until_true 30 all_buckets_have horizon || fail "(a) a bucket without horizon"
+  until_true 30 all_buckets_have evk || fail "(a) a bucket without evk"
+  for b in 0 1 2 3; do
+    p=$(node_port_of_bucket "$b")
+    v=$(rc get "{$NS:$b}:evk")
+    [[ $v =~ ^$(run_id_of "$p"):[0-9]+:[0-9]+$ ]] || fail "(a) evk of bucket $b is \"$v\", not \"<run_id of $p>:<evicted>:<commands>\" (C4)"
+  done
+  ok "(a) 256 buckets synchronised: one random part, run_ids of their nodes, fmax, horizon, evk with the node's run_id"
+
+  # (b)
+  for id in $(seq 1 12); do
+    b=$(bucket "$id")
+    gen=$(rc get "{$NS:$b}:g:iv_user")
+    rc set "{$NS:$b}:e:iv_user:${gen:-0}:$id" stale >/dev/null
+    ports+=("$(node_port_of_bucket "$b")")
+  done
+  b=$(bucket 30)
+  rc set "{$NS:$b}:e:iv_user:$(rc get "{$NS:$b}:g:iv_user" | sed 's/^$/0/'):30" keep >/dev/null
+  [ "$(printf '%s\n' "${ports[@]}" | sort -u | wc -l)" = 3 ] || fail "(b) keys 1-12 are not spread over the 3 masters: ${ports[*]}"
+  lsn=$(commit_lsn "UPDATE users SET name = name || '!' WHERE id <= 12")
+  wait_confirmed "$lsn"
+  for id in $(seq 1 12); do
+    b=$(bucket "$id")
+    gen=$(rc get "{$NS:$b}:g:iv_user")
+    [ "$(rc exists "{$NS:$b}:e:iv_user:${gen:-0}:$id")" = 0 ] || fail "(b) entry $id (bucket $b) survived its UPDATE"
+    v=$(rc get "{$NS:$b}:f:iv_user:$id")
+    [[ "$v" > "$(lsnhex 0/0)" ]] || fail "(b) no fence for $id in bucket $b"
+  done
+  b=$(bucket 30)
+  [ "$(rc get "{$NS:$b}:e:iv_user:$(rc get "{$NS:$b}:g:iv_user" | sed 's/^$/0/'):30")" = keep ] || fail "(b) entry 30 was deleted, nothing changed it"
+  ok "(b) UPDATE: 12 entries deleted in their own buckets on all 3 masters, fences raised, key 30 kept"
+
+  # (c)
+  g0=$(rc get "{$NS:0}:g:iv_user")
+  lsn=$(commit_lsn "TRUNCATE users")
+  wait_confirmed "$lsn"
+  g0=$(rc get "{$NS:0}:g:iv_user")
+  q0=$(rc get "{$NS:0}:qf:iv_user")
+  n=$(every_bucket g:iv_user | awk -v g="$g0" '$2 != g { n++ } END { print n + 0 }')
+  [ "$n" = 0 ] || fail "(c) $n buckets do not hold bucket 0's generation $g0 after TRUNCATE"
+  n=$(every_bucket qf:iv_user | awk -v q="$q0" '$2 < q { n++ } END { print n + 0 }')
+  [ "$n" = 0 ] || fail "(c) $n buckets have a query fence below bucket 0's $q0"
+  n=$(every_bucket fmax | awk -v q="$q0" '$2 < q { n++ } END { print n + 0 }')
+  [ "$n" = 0 ] || fail "(c) $n buckets have fmax below $q0"
+  primary "$DB" -c "INSERT INTO users SELECT i, 'user ' || i FROM generate_series(1, 40) i" >/dev/null
+  ok "(c) TRUNCATE: generation $g0 and query fence $q0 in all 256 buckets"
+
+  # (d) I4 across nodes: pause the master of key 3's bucket (not bucket 0's)
+  id=3
+  m0=$(node_port_of_bucket 0)
+  for id in $(seq 1 12); do [ "$(node_port_of_bucket "$(bucket "$id")")" != "$m0" ] && break; done
+  b=$(bucket "$id")
+  p=$(node_port_of_bucket "$b")
+  redis-cli -p "$p" client pause 4000 write >/dev/null
+  stop=$((SECONDS + 3))
+  lsn=$(commit_lsn "UPDATE users SET name = name || '?' WHERE id = $id")
+  n=$(lsn_num "$lsn")
+  while [ $SECONDS -lt $stop ]; do
+    ! confirmed_past "$n" || fail "(d) confirmed $(stat confirmed) >= $n while the master of bucket $b was paused"
+    sleep 0.2
+  done
+  wait_confirmed "$lsn"
+  ok "(d) I4 across nodes: nothing confirmed past a commit while one of its nodes was paused; confirmed after"
+
+  # (e) FLUSHALL of a master that does not hold bucket 0
+  v=$(stat data_loss)
+  for p in "${RC_PORTS[@]}"; do [ "$p" != "$m0" ] && break; done
+  g0=$(rc get "{$NS:0}:g:iv_user")
+  redis-cli -p "$p" flushall >/dev/null
+  until_true 60 data_loss_above "$v" || fail "(e) FLUSHALL of $p not detected (data_loss $(stat data_loss))"
+  until_true 60 drive_streaming || fail "(e) not streaming again after the resync"
+  out=$(every_bucket epoch)
+  n=$(echo "$out" | awk '{ sub(/^[^:]*/, "", $2); print $2 }' | sort -u)
+  [ "$(echo "$n" | wc -l)" = 1 ] && [ "$n" != "$sfx" ] || fail "(e) the epochs were not restamped with one new random part: $(echo "$n" | head -3)"
+  n=$(every_bucket g:iv_user | awk -v g="$g0" '$2 <= g { n++ } END { print n + 0 }')
+  [ "$n" = 0 ] || fail "(e) $n buckets kept a generation at or below $g0 after the loss"
+  until_true 30 all_buckets_have horizon || fail "(e) a bucket without horizon after the resync"
+  ok "(e) FLUSHALL of master $p: data loss detected, every bucket restamped and bumped past $g0"
+}
+data_loss_above() { [ "$(stat data_loss)" -gt "$1" ]; }
+all_buckets_have() { [ "$(every_bucket "$1" | awk '$2 == "" { n++ } END { print n + 0 }')" = 0 ]; }
+
+# c1_race ID DRIVE-FLAGS...: the race on key ID's bucket; prints the entry's EXISTS at the end
+c1_race() {
+  local id=$1 b slot from to from_id to_id gen e keys lsn p
+  shift
+  start_drive "$@" >&2
+  b=$(bucket "$id")
+  slot=$(rc cluster keyslot "{$NS:$b}")
+  from=$(rc_master_of "$slot")
+  for p in "${RC_PORTS[@]}"; do [ "$p" != "$from" ] && to=$p && break; done
+  # the bucket's fence and generation copies exist (an UPDATE, and the TRUNCATE before)
+  lsn=$(commit_lsn "UPDATE users SET name = name || '.' WHERE id = $id")
+  wait_confirmed "$lsn" >&2
+  gen=$(rc get "{$NS:$b}:g:iv_user")
+  e="{$NS:$b}:e:iv_user:${gen:-0}:$id"
+  rc set "$e" stale >/dev/null
+  from_id=$(redis-cli -p "$from" cluster myid)
+  to_id=$(redis-cli -p "$to" cluster myid)
+  redis-cli -p "$to" cluster setslot "$slot" importing "$from_id" >/dev/null
+  redis-cli -p "$from" cluster setslot "$slot" migrating "$to_id" >/dev/null
+  mapfile -t keys < <(redis-cli -p "$from" cluster getkeysinslot "$slot" 1000 | grep -v '^$' | grep -vxF "$e")
+  redis-cli -p "$from" migrate 127.0.0.1 "$to" "" 0 5000 keys "${keys[@]}" >/dev/null
+  [ "$(redis-cli -p "$from" cluster countkeysinslot "$slot")" = 1 ] || fail "c1: expected only the entry left on $from"
+  lsn=$(commit_lsn "UPDATE users SET name = name || '.' WHERE id = $id")
+  wait_confirmed "$lsn" >&2
+  redis-cli -p "$from" migrate 127.0.0.1 "$to" "" 0 5000 keys "$e" >/dev/null
+  for p in "${RC_PORTS[@]}"; do redis-cli -p "$p" cluster setslot "$slot" node "$to_id" >/dev/null; done
+  rc exists "$e"
+  stop_drive
+}
+
+case_c1() {
+  # a one-time TRUNCATE writes every bucket's generation copy (the INVAL's declared keys then
+  # all exist, and it runs on the importing node after ASK)
+  start_drive
+  local lsn ida idb
+  lsn=$(commit_lsn "TRUNCATE users")
+  wait_confirmed "$lsn"
+  primary "$DB" -c "INSERT INTO users SELECT i, 'user ' || i FROM generate_series(1, 40) i" >/dev/null
+  stop_drive
+  for ida in $(seq 1 40); do [ "$(bucket "$ida")" != 0 ] && break; done
+  for idb in $(seq 2 40); do [ "$(bucket "$idb")" != 0 ] && [ "$(bucket "$idb")" != "$(bucket "$ida")" ] && break; done
+  [ "$(c1_race "$ida" --no-c1)" = 1 ] || fail "c1 negative control: with the routed DEL off the entry should have survived the migration"
+  ok "c1: negative control: routed DEL off, the stale entry migrated in after its INVAL ran on the importing node"
+  [ "$(c1_race "$idb")" = 0 ] || fail "c1: the stale entry survived the migration race"
+  ok "c1: the INVAL ASKed to the importing node is followed by a routed DEL: entry gone"
+}
+
+# C3 (the invalidator's side): bucket 0 "forgot" a bump: bucket 5 holds generation g0+1 with a
+# query fence above anything bucket 0 will give it. The next TRUNCATE's bump issues g0+1 again
+# on bucket 0; its GEN_SET to bucket 5 must be refused (an EPOCH error: the invalidator
+# restarts, replays the commit and bumps again), so that no bucket ends up sharing generation
+# g0+1 between two bumps.
+case_c3() {
+  start_drive
+  local lsn g0 b=5 f n g
+  lsn=$(commit_lsn "TRUNCATE users")
+  wait_confirmed "$lsn"
+  g0=$(rc get "{$NS:0}:g:iv_user")
+  rc set "{$NS:$b}:g:iv_user" $((g0 + 1)) >/dev/null
+  rc set "{$NS:$b}:qf:iv_user" 7FFFFFFFFFFFFFFF >/dev/null
+  f=$(stat redis_failures)
+  lsn=$(commit_lsn "TRUNCATE users")
+  wait_confirmed "$lsn"
+  [ "$(stat redis_failures)" -gt "$f" ] || fail "c3: GEN_SET accepted generation $((g0 + 1)) issued again with a lower query fence"
+  g=$(rc get "{$NS:0}:g:iv_user")
+  [ "$g" -gt $((g0 + 1)) ] || fail "c3: bucket 0 ended at generation $g, the reused number"
+  n=$(every_bucket g:iv_user | awk -v g="$g" '$2 != g { n++ } END { print n + 0 }')
+  [ "$n" = 0 ] || fail "c3: $n buckets do not hold generation $g"
+  grep -q "issued again with a lower query fence" "$WORK/drive.log" || fail "c3: no refusal logged"
+  ok "c3: generation $((g0 + 1)) reused with a lower query fence refused; the replayed bump gave $g to every bucket"
+}
+
+# I4's negative control: with commits not held for their per-bucket INVALs (--no-hold), a
+# commit touching only a paused master's bucket is confirmed while that master is paused.
+case_i4neg() {
+  start_drive --no-hold
+  local id b p m0 lsn n stop
+  owners
+  m0=$(node_port_of_bucket 0)
+  for id in $(seq 1 12); do [ "$(node_port_of_bucket "$(bucket "$id")")" != "$m0" ] && break; done
+  b=$(bucket "$id")
+  p=$(node_port_of_bucket "$b")
+  redis-cli -p "$p" client pause 10000 write >/dev/null
+  stop=$((SECONDS + 9))
+  lsn=$(commit_lsn "UPDATE users SET name = name || '?' WHERE id = $id")
+  n=$(lsn_num "$lsn")
+  until confirmed_past "$n" || [ $SECONDS -ge $stop ]; do sleep 0.2; done
+  confirmed_past "$n" || fail "i4neg: with the holds off, $lsn was still not confirmed while the master of bucket $b was paused"
+  ok "i4neg: negative control: holds off, a commit confirmed while its node was paused"
+}
+
+# move_bucket B: migrates bucket B's slot (every key) to another master, by hand.
+move_bucket() {
+  local slot from to p from_id to_id keys
+  slot=$(rc cluster keyslot "{$NS:$1}")
+  from=$(node_port_of_bucket "$1")
+  for p in "${RC_PORTS[@]}"; do [ "$p" != "$from" ] && to=$p && break; done
+  from_id=$(redis-cli -p "$from" cluster myid)
+  to_id=$(redis-cli -p "$to" cluster myid)
+  redis-cli -p "$to" cluster setslot "$slot" importing "$from_id" >/dev/null
+  redis-cli -p "$from" cluster setslot "$slot" migrating "$to_id" >/dev/null
+  mapfile -t keys < <(redis-cli -p "$from" cluster getkeysinslot "$slot" 10000 | grep -v '^$')
+  [ ${#keys[@]} = 0 ] || redis-cli -p "$from" migrate 127.0.0.1 "$to" "" 0 5000 keys "${keys[@]}" >/dev/null
+  for p in "${RC_PORTS[@]}"; do redis-cli -p "$p" cluster setslot "$slot" node "$to_id" >/dev/null; done
+  owners
+  [ "$(node_port_of_bucket "$1")" = "$to" ] || fail "bucket $1 did not move to $to"
+}
+restamped() { # B PORT: bucket B's epoch copy names PORT's run_id, and the stream is back
+  [[ "$(rc get "{$NS:$1}:epoch")" == "$(run_id_of "$2"):"* ]] && drive_streaming
+}
+
+# C2 and C3 through migrations: (1) bucket B moved whole to another master: its epoch copy is
+# foreign there, the invalidator resyncs and finds it kept (no flush: data_loss unchanged, same
+# random part), and raises its fmax and horizon to S (C2: at or past an LSN taken before);
+# (2) a bucket moved without its fmax copy is lost: flush; (3) bucket 0 moved: always lost (C3).
+case_c2() {
+  local b1 b2 l dl sfx f n
+  # the negative control first: with the raise off, a kept bucket's fmax stays where it was
+  start_drive --no-c2
+  owners
+  for n in $(seq 200 255); do [ "$(node_port_of_bucket "$n")" != "$(node_port_of_bucket 0)" ] && break; done
+  l=$(commit_lsn "CREATE TABLE c2_neg (x int); INSERT INTO c2_neg VALUES (1)") # WAL past S0, no key
+  move_bucket "$n"
+  until_true 60 restamped "$n" "$(node_port_of_bucket "$n")" || fail "c2: bucket $n not restamped after its migration"
+  f=$(rc get "{$NS:$n}:fmax")
+  [[ "$f" < "$(lsnhex "$l")" ]] || fail "c2 negative control: with the raise off, kept bucket $n's fmax $f still rose past $l"
+  ok "c2: negative control: raise off, kept bucket $n's fmax stays at $f, below $l"
+  stop_drive
+  start_drive
+  owners
+  for b1 in $(seq 1 255); do [ "$(node_port_of_bucket "$b1")" != "$(node_port_of_bucket 0)" ] && break; done
+  for b2 in $(seq $((b1 + 1)) 255); do [ "$(node_port_of_bucket "$b2")" != "$(node_port_of_bucket 0)" ] && break; done
+  l=$(commit_lsn "CREATE TABLE c2_pad (x int); INSERT INTO c2_pad VALUES (1)") # WAL past S0, no key
+  f=$(rc get "{$NS:$b1}:fmax")
+  [[ "$f" < "$(lsnhex "$l")" ]] || fail "c2: bucket $b1's fmax $f is already past $l"
+  dl=$(stat data_loss)
+  sfx=$(rc get "{$NS:0}:epoch")
+  sfx=${sfx#*:}
+  move_bucket "$b1"
+  until_true 60 restamped "$b1" "$(node_port_of_bucket "$b1")" || fail "c2: bucket $b1 not restamped after its migration"
+  [ "$(stat data_loss)" = "$dl" ] || fail "c2: a migration of bucket $b1 was taken for a data loss"
+  [ "$(rc get "{$NS:0}:epoch" | cut -d: -f2)" = "$sfx" ] || fail "c2: the random part changed: flushed"
+  f=$(rc get "{$NS:$b1}:fmax")
+  [[ ! "$f" < "$(lsnhex "$l")" ]] || fail "c2: kept bucket $b1's fmax $f not raised past $l (C2)"
+  f=$(rc get "{$NS:$b1}:horizon")
+  [[ ! "$f" < "$(lsnhex "$l")" ]] || fail "c2: kept bucket $b1's horizon $f not raised past $l (C2)"
+  ok "c2: bucket $b1 migrated: kept (no flush), its fmax and horizon raised to S"
+  rc del "{$NS:$b2}:fmax" >/dev/null
+  move_bucket "$b2"
+  until_true 60 data_loss_above "$dl" || fail "c2: bucket $b2 moved without fmax not taken for lost"
+  until_true 60 drive_streaming || fail "c2: not streaming after the flush"
+  ok "c2: bucket $b2 migrated without its fmax: lost, flushed"
+  dl=$(stat data_loss)
+  move_bucket 0
+  until_true 60 data_loss_above "$dl" || fail "c3: bucket 0 migrated was not taken for lost"
+  ok "c3: bucket 0 on another node's run: lost, flushed"
+}
+
+case "$PART" in
+basic) case_basic ;;
+c2) case_c2 ;;
+i4neg) case_i4neg ;;
+c1) case_c1 ;;
+c3) case_c3 ;;
+*) fail "unknown part $PART" ;;
+esac
