@@ -32,12 +32,27 @@ typedef enum pc_state {
 
 /* What each result group of a job's pipeline answers, in order. */
 typedef enum step_kind {
-	ST_DEALLOC, /* DEALLOCATE ALL after a reload, or DEALLOCATE of an evicted statement */
-	ST_PREPARE, /* PREPARE of the job's statement */
-	ST_LSN,	    /* SELECT pg_last_wal_replay_lsn() / pg_current_wal_lsn() */
-	ST_DATA,    /* EXECUTE of the statement */
-	ST_SYNC,    /* the pipeline's sync point */
+	ST_DEALLOC,	/* DEALLOCATE ALL (a reload), or DEALLOCATE of an evicted statement */
+	ST_LSN_PREPARE, /* PREPARE of the LSN statement (see lsn_sql_replica) */
+	ST_LSN,		/* EXECUTE of the LSN statement */
+	ST_PREPARE,	/* PREPARE of the job's statement */
+	ST_DATA,	/* EXECUTE of the statement */
+	ST_SYNC,	/* the pipeline's sync point */
 } step_kind;
+
+/* The LSN a job's data is at least as new as, read by a statement of its own before the data
+ * query (REFERENCE.md 6): on a replica the replay LSN, NULL (0) when it is out of recovery
+ * (promoted since the monitor's last round: its data is then the primary's, with no LSN
+ * bound); on the primary the current LSN. Prepared once per connection under a fixed name
+ * per text (a replica's and the primary's differ; neither can be a data statement's name,
+ * "cs_" + 32 hex digits), and again after anything that may have dropped it: a new
+ * connection, a DEALLOCATE ALL. Sent unnamed instead, it was parsed, analysed and planned by
+ * the server on every job. */
+static const char lsn_sql_replica[] =
+	"SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() END::text";
+static const char lsn_sql_primary[] = "SELECT pg_current_wal_lsn()::text";
+#define LSN_STMT_REPLICA "cs_lsn_replica"
+#define LSN_STMT_PRIMARY "cs_lsn_primary"
 
 /* A named statement prepared on a connection. Its name is derived from the definition
  * (a 128-bit hash of the SQL text and parameter types, see stmt_id), never from a query's
@@ -66,7 +81,7 @@ typedef struct pgconn {
 	uint64_t deadline_us; /* the job/monitor query in flight (connects: pgconn.h) */
 
 	cs_pgjob *job;
-	step_kind steps[5];
+	step_kind steps[7];
 	int nsteps, step;
 	int preparing;	 /* stmts[] slot whose PREPARE is in this pipeline, or -1 */
 	int dealloc;	 /* stmts[] slot whose DEALLOCATE is in this pipeline; -2: ALL; -1 none */
@@ -82,6 +97,7 @@ typedef struct pgconn {
 	uint32_t epoch;	    /* server epoch when the prepared set was last cleared */
 	uint32_t options_gen; /* the server's options_gen when this connection was opened */
 	bool stmts_unknown; /* the server's prepared set may differ from stmts[]: DEALLOCATE ALL */
+	bool lsn_prepared;  /* the LSN statement is prepared on this connection (lsn_sql_replica) */
 	stmt *stmts;	    /* PREPARED_MAX slots, allocated on first PREPARE */
 	uint64_t clock;	    /* LRU clock */
 } pgconn;
@@ -344,6 +360,7 @@ static void conn_close(pgconn *c)
 	free(c->stmts);
 	c->stmts = NULL;
 	c->stmts_unknown = false;
+	c->lsn_prepared = false;
 }
 
 static void job_finish(pgconn *c);
@@ -599,20 +616,33 @@ static void job_run(pgconn *c, cs_pgjob *job)
 	s->stats.queue_wait_us_sum += waited;
 	s->stats.queue_waits++;
 
-	/* The LSN first: the data query's snapshot comes after it (REFERENCE.md 6). It also
-	 * must precede an unnamed PREPARE, since it uses (and replaces) the unnamed statement. */
-	/* On a replica the LSN is NULL (0) when it is out of recovery (promoted since the
-	 * monitor's last round): its data is then the primary's, with no LSN bound. */
-	bool ok = PQsendQueryParams(c->conn,
-		s->primary ? "SELECT pg_current_wal_lsn()::text"
-			   : "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() END::text",
-		0, NULL, NULL, NULL, NULL, 0);
+	/* Query definitions were reloaded (statements of old definitions are garbage now), or
+	 * the set is out of step with the server: start from nothing. First, since it drops the
+	 * LSN statement too; the set is cleared when the server confirms. */
+	bool ok = true;
+	bool reset = c->epoch != s->epoch || c->stmts_unknown;
+	if (reset) {
+		ok = PQsendQueryParams(c->conn, "DEALLOCATE ALL", 0, NULL, NULL, NULL, NULL, 0);
+		c->steps[c->nsteps++] = ST_DEALLOC;
+		c->dealloc = -2;
+		c->dealloc_epoch = s->epoch;
+	}
+	/* The LSN before the data query, as a statement of its own: the data query's snapshot
+	 * is taken after it was read (REFERENCE.md 6). Prepared on the connection's first job
+	 * and again after a reset (lsn_sql_replica). */
+	const char *lsn_name = s->primary ? LSN_STMT_PRIMARY : LSN_STMT_REPLICA;
+	if (reset || !c->lsn_prepared) {
+		ok = ok && PQsendPrepare(c->conn, lsn_name,
+				   s->primary ? lsn_sql_primary : lsn_sql_replica, 0, NULL);
+		c->steps[c->nsteps++] = ST_LSN_PREPARE;
+		s->stats.lsn_prepares++;
+	}
+	ok = ok && PQsendQueryPrepared(c->conn, lsn_name, 0, NULL, NULL, NULL, 0);
 	c->steps[c->nsteps++] = ST_LSN;
 
 	Oid types[CS_MAX_PARAMS];
 	for (int i = 0; i < job->q->nparams; i++)
 		types[i] = cs_param_type_oid(job->q->params[i].type);
-	bool reset = c->epoch != s->epoch || c->stmts_unknown;
 	bool prepare = true; /* named statements: unless this connection has it already */
 	if (job->qindex >= 0) {
 		if (c->stmts == NULL)
@@ -660,15 +690,6 @@ static void job_run(pgconn *c, cs_pgjob *job)
 		}
 		if (prepare)
 			s->stats.prepares++;
-	}
-	if (reset) {
-		/* Query definitions were reloaded (statements of old definitions are garbage
-		 * now), or the set is out of step with the server: start from nothing. The set
-		 * is cleared when the server confirms. */
-		ok = ok && PQsendQueryParams(c->conn, "DEALLOCATE ALL", 0, NULL, NULL, NULL, NULL, 0);
-		c->steps[c->nsteps++] = ST_DEALLOC;
-		c->dealloc = -2;
-		c->dealloc_epoch = s->epoch;
 	}
 	if (prepare) {
 		ok = ok && PQsendPrepare(c->conn, name, job->q->sql, job->q->nparams, types);
@@ -783,12 +804,17 @@ static void job_results(pgconn *c)
 		}
 		switch (kind) {
 		case ST_DEALLOC:
+		case ST_LSN_PREPARE:
 		case ST_PREPARE:
 			if (st == PGRES_COMMAND_OK && kind == ST_PREPARE) {
 				mark_prepared(c);
+			} else if (st == PGRES_COMMAND_OK && kind == ST_LSN_PREPARE) {
+				c->lsn_prepared = true;
 			} else if (st == PGRES_COMMAND_OK && c->dealloc == -2) {
 				stmts_clear(c);
 				c->stmts_unknown = false;
+				/* dropped with the rest: prepared again in this pipeline */
+				c->lsn_prepared = false;
 				c->epoch = c->dealloc_epoch;
 			} else if (st == PGRES_COMMAND_OK && c->dealloc >= 0 && c->stmts) {
 				stmt_forget(&c->stmts[c->dealloc]);
