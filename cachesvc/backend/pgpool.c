@@ -14,7 +14,6 @@
 #include "resolve.h"
 #include "util.h"
 
-#define SWEEP_MS	   5	 /* deadline check period */
 #define FAST_MONITOR_MS	   5	 /* monitor period while read-your-writes requests wait */
 #define BAN_BASE_MS	   250	 /* first ban after a failure; doubles up to BAN_MAX_MS */
 #define BAN_MAX_MS	   30000
@@ -32,12 +31,27 @@ typedef enum pc_state {
 
 /* What each result group of a job's pipeline answers, in order. */
 typedef enum step_kind {
-	ST_DEALLOC, /* DEALLOCATE ALL after a reload, or DEALLOCATE of an evicted statement */
-	ST_PREPARE, /* PREPARE of the job's statement */
-	ST_LSN,	    /* SELECT pg_last_wal_replay_lsn() / pg_current_wal_lsn() */
-	ST_DATA,    /* EXECUTE of the statement */
-	ST_SYNC,    /* the pipeline's sync point */
+	ST_DEALLOC,	/* DEALLOCATE ALL (a reload), or DEALLOCATE of an evicted statement */
+	ST_LSN_PREPARE, /* PREPARE of the LSN statement (see lsn_sql_replica) */
+	ST_LSN,		/* EXECUTE of the LSN statement */
+	ST_PREPARE,	/* PREPARE of the job's statement */
+	ST_DATA,	/* EXECUTE of the statement */
+	ST_SYNC,	/* the pipeline's sync point */
 } step_kind;
+
+/* The LSN a job's data is at least as new as, read by a statement of its own before the data
+ * query (REFERENCE.md 6): on a replica the replay LSN, NULL (0) when it is out of recovery
+ * (promoted since the monitor's last round: its data is then the primary's, with no LSN
+ * bound); on the primary the current LSN. Prepared once per connection under a fixed name
+ * per text (a replica's and the primary's differ; neither can be a data statement's name,
+ * "cs_" + 32 hex digits), and again after anything that may have dropped it: a new
+ * connection, a DEALLOCATE ALL. Sent unnamed instead, it was parsed, analysed and planned by
+ * the server on every job. */
+static const char lsn_sql_replica[] =
+	"SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() END::text";
+static const char lsn_sql_primary[] = "SELECT pg_current_wal_lsn()::text";
+#define LSN_STMT_REPLICA "cs_lsn_replica"
+#define LSN_STMT_PRIMARY "cs_lsn_primary"
 
 /* A named statement prepared on a connection. Its name is derived from the definition
  * (a 128-bit hash of the SQL text and parameter types, see stmt_id), never from a query's
@@ -66,7 +80,7 @@ typedef struct pgconn {
 	uint64_t deadline_us; /* the job/monitor query in flight (connects: pgconn.h) */
 
 	cs_pgjob *job;
-	step_kind steps[5];
+	step_kind steps[7];
 	int nsteps, step;
 	int preparing;	 /* stmts[] slot whose PREPARE is in this pipeline, or -1 */
 	int dealloc;	 /* stmts[] slot whose DEALLOCATE is in this pipeline; -2: ALL; -1 none */
@@ -82,6 +96,7 @@ typedef struct pgconn {
 	uint32_t epoch;	    /* server epoch when the prepared set was last cleared */
 	uint32_t options_gen; /* the server's options_gen when this connection was opened */
 	bool stmts_unknown; /* the server's prepared set may differ from stmts[]: DEALLOCATE ALL */
+	bool lsn_prepared;  /* the LSN statement is prepared on this connection (lsn_sql_replica) */
 	stmt *stmts;	    /* PREPARED_MAX slots, allocated on first PREPARE */
 	uint64_t clock;	    /* LRU clock */
 } pgconn;
@@ -99,7 +114,8 @@ struct cs_pgserver {
 
 	pgconn *conns;
 	pgconn mon;
-	struct event *sweep;
+	struct event *sweep;	/* on_sweep, at the earliest deadline (sweep_at) */
+	uint64_t sweep_at_us;	/* the deadline it is armed for; 0: not armed */
 	struct event *mon_timer;
 	uint64_t fast_until_us;
 
@@ -200,6 +216,53 @@ static void server_up(cs_pgserver *s)
 }
 
 static void fail_queue(cs_pgserver *s, int err, const char *msg);
+
+/* ---- Deadlines ------------------------------------------------------------------------- */
+
+/* The sweep (on_sweep) runs at the earliest deadline of the server's work, not on a period:
+ * the head of the queue's (its deadline, or the queue timeout: the sweep checks the head), a
+ * running query's (its deadline plus TIMEOUT_GRACE_US), the monitor query's. A server with
+ * nothing in flight arms no timer. Before, a 5 ms period woke the loop 200 times a second per
+ * server, busy or idle (with the engine's tick, ~340 wake-ups a second of an idle daemon
+ * with two servers). Each new deadline arms it when earlier than the armed one; a deadline
+ * that went away (its job finished) costs at most one early sweep, which re-arms for what is
+ * left (sweep_rearm). */
+static uint64_t queue_deadline(const cs_pgserver *s, const cs_pgjob *j)
+{
+	return CS_MIN(j->deadline_us, j->enqueued_us + (uint64_t)s->opts.queue_timeout_ms * 1000u);
+}
+
+static void sweep_at(cs_pgserver *s, uint64_t at_us)
+{
+	if (s->sweep_at_us != 0 && s->sweep_at_us <= at_us)
+		return;
+	uint64_t now = cs_now_us();
+	/* just past it: the checks are "now > deadline" */
+	uint64_t us = (at_us > now ? at_us - now : 0) + 1000u;
+	struct timeval tv = { .tv_sec = (time_t)(us / 1000000u),
+		.tv_usec = (suseconds_t)(us % 1000000u) };
+	if (evtimer_add(s->sweep, &tv) == 0)
+		s->sweep_at_us = at_us;
+}
+
+/* Arms the sweep for the earliest deadline there is now, or disarms it. */
+static void sweep_rearm(cs_pgserver *s)
+{
+	uint64_t next = 0;
+	if (s->qhead)
+		next = queue_deadline(s, s->qhead);
+	for (int i = 0; i < s->pool_size; i++) {
+		const pgconn *c = &s->conns[i];
+		if (c->state == PC_BUSY && (next == 0 || c->deadline_us + TIMEOUT_GRACE_US < next))
+			next = c->deadline_us + TIMEOUT_GRACE_US;
+	}
+	if (s->mon.state == PC_BUSY && (next == 0 || s->mon.deadline_us < next))
+		next = s->mon.deadline_us;
+	evtimer_del(s->sweep);
+	s->sweep_at_us = 0;
+	if (next != 0)
+		sweep_at(s, next);
+}
 
 /* A server failure (a connect refused or timed out, a failed health check, every
  * connection breaking) bans the server for a backoff period. Failures while a ban runs (the
@@ -344,6 +407,7 @@ static void conn_close(pgconn *c)
 	free(c->stmts);
 	c->stmts = NULL;
 	c->stmts_unknown = false;
+	c->lsn_prepared = false;
 }
 
 static void job_finish(pgconn *c);
@@ -393,6 +457,7 @@ static void job_requeue(cs_pgserver *s, cs_pgjob *job)
 	if (s->qtail == NULL)
 		s->qtail = job;
 	s->queued++;
+	sweep_at(s, queue_deadline(s, job));
 }
 
 /* An established connection broke: closed by the server (idle_session_timeout, a recovery
@@ -594,25 +659,39 @@ static void job_run(pgconn *c, cs_pgjob *job)
 	c->rerun = false;
 	c->errmsg[0] = '\0';
 	c->deadline_us = job->deadline_us;
+	sweep_at(s, c->deadline_us + TIMEOUT_GRACE_US);
 	s->stats.queries++;
 	uint64_t waited = cs_now_us() - job->enqueued_us;
 	s->stats.queue_wait_us_sum += waited;
 	s->stats.queue_waits++;
 
-	/* The LSN first: the data query's snapshot comes after it (REFERENCE.md 6). It also
-	 * must precede an unnamed PREPARE, since it uses (and replaces) the unnamed statement. */
-	/* On a replica the LSN is NULL (0) when it is out of recovery (promoted since the
-	 * monitor's last round): its data is then the primary's, with no LSN bound. */
-	bool ok = PQsendQueryParams(c->conn,
-		s->primary ? "SELECT pg_current_wal_lsn()::text"
-			   : "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() END::text",
-		0, NULL, NULL, NULL, NULL, 0);
+	/* Query definitions were reloaded (statements of old definitions are garbage now), or
+	 * the set is out of step with the server: start from nothing. First, since it drops the
+	 * LSN statement too; the set is cleared when the server confirms. */
+	bool ok = true;
+	bool reset = c->epoch != s->epoch || c->stmts_unknown;
+	if (reset) {
+		ok = PQsendQueryParams(c->conn, "DEALLOCATE ALL", 0, NULL, NULL, NULL, NULL, 0);
+		c->steps[c->nsteps++] = ST_DEALLOC;
+		c->dealloc = -2;
+		c->dealloc_epoch = s->epoch;
+	}
+	/* The LSN before the data query, as a statement of its own: the data query's snapshot
+	 * is taken after it was read (REFERENCE.md 6). Prepared on the connection's first job
+	 * and again after a reset (lsn_sql_replica). */
+	const char *lsn_name = s->primary ? LSN_STMT_PRIMARY : LSN_STMT_REPLICA;
+	if (reset || !c->lsn_prepared) {
+		ok = ok && PQsendPrepare(c->conn, lsn_name,
+				   s->primary ? lsn_sql_primary : lsn_sql_replica, 0, NULL);
+		c->steps[c->nsteps++] = ST_LSN_PREPARE;
+		s->stats.lsn_prepares++;
+	}
+	ok = ok && PQsendQueryPrepared(c->conn, lsn_name, 0, NULL, NULL, NULL, 0);
 	c->steps[c->nsteps++] = ST_LSN;
 
 	Oid types[CS_MAX_PARAMS];
 	for (int i = 0; i < job->q->nparams; i++)
 		types[i] = cs_param_type_oid(job->q->params[i].type);
-	bool reset = c->epoch != s->epoch || c->stmts_unknown;
 	bool prepare = true; /* named statements: unless this connection has it already */
 	if (job->qindex >= 0) {
 		if (c->stmts == NULL)
@@ -660,15 +739,6 @@ static void job_run(pgconn *c, cs_pgjob *job)
 		}
 		if (prepare)
 			s->stats.prepares++;
-	}
-	if (reset) {
-		/* Query definitions were reloaded (statements of old definitions are garbage
-		 * now), or the set is out of step with the server: start from nothing. The set
-		 * is cleared when the server confirms. */
-		ok = ok && PQsendQueryParams(c->conn, "DEALLOCATE ALL", 0, NULL, NULL, NULL, NULL, 0);
-		c->steps[c->nsteps++] = ST_DEALLOC;
-		c->dealloc = -2;
-		c->dealloc_epoch = s->epoch;
 	}
 	if (prepare) {
 		ok = ok && PQsendPrepare(c->conn, name, job->q->sql, job->q->nparams, types);
@@ -783,12 +853,17 @@ static void job_results(pgconn *c)
 		}
 		switch (kind) {
 		case ST_DEALLOC:
+		case ST_LSN_PREPARE:
 		case ST_PREPARE:
 			if (st == PGRES_COMMAND_OK && kind == ST_PREPARE) {
 				mark_prepared(c);
+			} else if (st == PGRES_COMMAND_OK && kind == ST_LSN_PREPARE) {
+				c->lsn_prepared = true;
 			} else if (st == PGRES_COMMAND_OK && c->dealloc == -2) {
 				stmts_clear(c);
 				c->stmts_unknown = false;
+				/* dropped with the rest: prepared again in this pipeline */
+				c->lsn_prepared = false;
 				c->epoch = c->dealloc_epoch;
 			} else if (st == PGRES_COMMAND_OK && c->dealloc >= 0 && c->stmts) {
 				stmt_forget(&c->stmts[c->dealloc]);
@@ -892,6 +967,7 @@ static void monitor_round(cs_pgserver *s)
 	}
 	m->state = PC_BUSY;
 	m->deadline_us = cs_now_us() + (uint64_t)s->opts.connect_timeout_ms * 1000u;
+	sweep_at(s, m->deadline_us);
 }
 
 static void monitor_results(pgconn *m)
@@ -1020,6 +1096,8 @@ static cs_pgjob *queue_pop(cs_pgserver *s)
 		s->qhead = j->next;
 		if (s->qhead == NULL)
 			s->qtail = NULL;
+		else
+			sweep_at(s, queue_deadline(s, s->qhead)); /* the sweep checks the head */
 		s->queued--;
 		j->next = NULL;
 	}
@@ -1099,6 +1177,8 @@ int cs_pgserver_submit(cs_pgserver *s, cs_pgjob *job)
 	s->qtail = job;
 	s->queued++;
 	dispatch(s);
+	if (s->qhead)
+		sweep_at(s, queue_deadline(s, s->qhead));
 	return 0;
 }
 
@@ -1107,6 +1187,7 @@ int cs_pgserver_submit(cs_pgserver *s, cs_pgjob *job)
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
 {
 	cs_pgserver *s = arg;
+	s->sweep_at_us = 0; /* fired: not armed */
 	uint64_t now = cs_now_us();
 	uint64_t qt = (uint64_t)s->opts.queue_timeout_ms * 1000u;
 	while (s->qhead && (now > s->qhead->deadline_us || now - s->qhead->enqueued_us > qt)) {
@@ -1128,6 +1209,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 		server_fault(m, -CS_ERR_UNAVAILABLE, "monitor query timed out");
 		schedule_monitor(s);
 	}
+	sweep_rearm(s);
 }
 
 /* ---- Public API ------------------------------------------------------------------------ */
@@ -1177,7 +1259,7 @@ cs_pgserver *cs_pgserver_new(struct event_base *base, const char *name, const ch
 	s->pool_size = pool_size > 0 ? pool_size : 1;
 	s->opts = *opts;
 	s->conns = calloc((size_t)s->pool_size, sizeof *s->conns);
-	s->sweep = event_new(base, -1, EV_PERSIST, on_sweep, s);
+	s->sweep = evtimer_new(base, on_sweep, s);
 	s->mon_timer = evtimer_new(base, on_monitor_timer, s);
 	if (!s->name || !s->conninfo || !s->conns || !s->sweep || !s->mon_timer) {
 		cs_pgserver_free(s);
@@ -1206,8 +1288,6 @@ cs_pgserver *cs_pgserver_new(struct event_base *base, const char *name, const ch
 
 void cs_pgserver_start(cs_pgserver *s)
 {
-	struct timeval tv = cs_tv_ms(SWEEP_MS);
-	event_add(s->sweep, &tv);
 	monitor_round(s);
 }
 
@@ -1273,6 +1353,7 @@ int cs_pgserver_set_timeouts(cs_pgserver *s, const cs_pgpool_opts *opts)
 {
 	s->opts.connect_timeout_ms = opts->connect_timeout_ms;
 	s->opts.queue_timeout_ms = opts->queue_timeout_ms;
+	sweep_rearm(s); /* the queue's deadlines moved */
 	if (opts->statement_timeout_ms == s->opts.statement_timeout_ms)
 		return 0;
 	char *o = session_options(s->conninfo, opts->statement_timeout_ms);

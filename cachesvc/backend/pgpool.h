@@ -11,8 +11,9 @@
  * definition (a 128-bit hash of the SQL text and parameter types, never its position in
  * the config, so a job queued across a reload still runs exactly the SQL it carries; at
  * most 256 per connection, the least recently used DEALLOCATEd), then in one pipeline
- * [SELECT <replay or current LSN>], EXECUTE, SYNC. The LSN read is a separate statement
- * before the query, so on a replica the data is at least as new as it (REFERENCE.md 6).
+ * EXECUTE <replay or current LSN>, EXECUTE, SYNC. The LSN read is a separate statement
+ * before the query, so on a replica the data is at least as new as it (REFERENCE.md 6); it
+ * is prepared once per connection too (and again after a reload's DEALLOCATE ALL).
  *
  * Nothing here blocks. Server objects live as long as the pool set; jobs are owned by the
  * caller and must stay allocated until their callback has run. */
@@ -85,6 +86,8 @@ typedef struct cs_pgserver_info {
 					   * reset) and statements canceled by a recovery
 					   * conflict: not server failures, not bans */
 	uint64_t prepares;                /* statements prepared (a kept one is not prepared again) */
+	uint64_t lsn_prepares;            /* LSN statements prepared: one per connection, and one
+					   * more after each DEALLOCATE ALL */
 	uint64_t queue_wait_us_sum, queue_waits;
 } cs_pgserver_info;
 

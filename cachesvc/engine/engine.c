@@ -117,11 +117,10 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 		cs_engine_free(e);
 		return NULL;
 	}
-	e->tick = event_new(base, -1, EV_PERSIST, on_tick, e);
+	e->tick = evtimer_new(base, on_tick, e); /* armed while it has work: tick_arm */
 	e->gen_timer = event_new(base, -1, EV_PERSIST, on_gen_timer, e);
-	struct timeval t1 = cs_tv_ms(TICK_MS), t2 = cs_tv_ms(GEN_POLL_MS);
-	if (e->tick == NULL || e->gen_timer == NULL || event_add(e->tick, &t1) != 0 ||
-		event_add(e->gen_timer, &t2) != 0) {
+	struct timeval t2 = cs_tv_ms(GEN_POLL_MS);
+	if (e->tick == NULL || e->gen_timer == NULL || event_add(e->gen_timer, &t2) != 0) {
 		snprintf(err, errlen, "out of memory");
 		cs_engine_free(e);
 		return NULL;
@@ -369,6 +368,7 @@ static int servers_reload(cs_engine *e, const cs_config *cfg, char *err, size_t 
 		e->retiring[e->nretiring] = old[k];
 		e->retiring_id[e->nretiring] = old_id[k];
 		e->retiring_until_us[e->nretiring++] = until;
+		tick_arm(e);
 		e->stats.server_reloads++;
 		/* fails its queue: those flights retry on the new set */
 		cs_pgserver_retire(old[k]);

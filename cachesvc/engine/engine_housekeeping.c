@@ -107,6 +107,17 @@ static void reap_retiring(cs_engine *e, uint64_t now)
 	}
 }
 
+/* The tick runs every TICK_MS while it has work (read-your-writes flights and tokens
+ * waiting, retiring servers), and not at all otherwise: a period of its own woke an idle
+ * daemon 200 times a second, and a daemon answering misses between their steps. */
+void tick_arm(cs_engine *e)
+{
+	if (e->tick == NULL || evtimer_pending(e->tick, NULL))
+		return;
+	struct timeval tv = cs_tv_ms(TICK_MS);
+	evtimer_add(e->tick, &tv);
+}
+
 void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	cs_engine *e = arg;
@@ -116,4 +127,6 @@ void on_tick(evutil_socket_t fd, short what, void *arg)
 		token_recheck(e, now, true);
 	if (e->nretiring)
 		reap_retiring(e, now);
+	if (e->ryw_head || e->token_head || e->nretiring)
+		tick_arm(e);
 }

@@ -32,7 +32,7 @@
 #include "util.h"
 #include "verify.h"
 
-#define TICK_MS		 5	/* housekeeping: read-your-writes deadlines */
+#define TICK_MS		 5	/* housekeeping, while work waits (tick_arm) */
 #define TOKEN_WAIT_MAX	 4096	/* requests whose token waits for a fresh primary position */
 #define TOKEN_WAIT_MS	 1000	/* longest such wait: then the token is used unchecked */
 #define GEN_POLL_MS	 1000	/* generations re-read even when pub/sub is quiet */
@@ -334,6 +334,10 @@ void on_gen_timer(evutil_socket_t fd, short what, void *arg);
 /* engine_housekeeping.c */
 void on_server_notify(cs_pgserver *s, void *priv);
 void on_tick(evutil_socket_t fd, short what, void *arg);
+/* Arms the tick (TICK_MS) unless it is armed: called whenever its work appears (a
+ * read-your-writes flight or token waiting, a retiring server); it re-arms itself while
+ * work remains. */
+void tick_arm(cs_engine *e);
 
 /* engine_sampler.c */
 int sampler_start(cs_engine *e, int64_t interval_ms);

@@ -253,6 +253,9 @@ void cs_engine_metrics_add(const cs_engine *e, cs_metrics *m)
 			in.conn_errors, "server", sv, NULL);
 		cs_m_u64(m, CS_M_COUNTER, "cachesvc_pg_prepares_total", "Statements prepared",
 			in.prepares, "server", sv, NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_pg_lsn_prepares_total",
+			"LSN statements prepared (one per connection, again after a reload)",
+			in.lsn_prepares, "server", sv, NULL);
 		cs_m_summary(m, "cachesvc_pg_queue_wait_seconds",
 			"Time queries waited for a pool connection",
 			(double)in.queue_wait_us_sum / 1e6, in.queue_waits, "server", sv, NULL);

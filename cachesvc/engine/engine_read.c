@@ -271,6 +271,7 @@ void flight_dispatch(flight *f)
 				f->in_ryw = true;
 				f->rnext = e->ryw_head;
 				e->ryw_head = f;
+				tick_arm(e); /* on_tick ends the wait at its deadline */
 				e->stats.ryw_waits++;
 				for (int i = 0; i < e->nservers; i++)
 					if (e->servers[i] != e->primary)
@@ -1134,6 +1135,7 @@ static void token_park(lookup *l)
 	l->tuntil_us = now + (uint64_t)TOKEN_WAIT_MS * 1000u;
 	l->tnext = e->token_head;
 	e->token_head = l;
+	tick_arm(e);
 	e->ntoken++;
 	e->stats.token_checks++;
 	cs_pgserver_fast_monitor(e->primary, now + 50u * 1000u);
