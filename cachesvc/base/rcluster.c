@@ -85,6 +85,7 @@ struct cs_rc {
 
 	struct event *tick;
 	bool want_refresh;
+	int kept_slots; /* slots the last map left unowned and kept_owners kept */
 	bool refresh_inflight;
 	bool use_slots; /* CLUSTER SHARDS unknown: CLUSTER SLOTS */
 	uint64_t next_refresh_us;
@@ -474,13 +475,17 @@ static void keep_owners(cs_rc *rc, const rc_node *from, cs_rc_map *m)
 	memcpy(prev->owner, rc->owner, sizeof prev->owner);
 	int kept = cs_rc_map_keep_owners(m, prev);
 	free(prev);
-	if (kept > 0) {
+	if (kept > 0)
+		rc->stats.partial_maps++;
+	/* once per change, not per refresh: a master that failed with no replica to take
+	 * over stays in every map's gap (review V4) */
+	if (kept > 0 && kept != rc->kept_slots) {
 		cs_info("redis cluster %s: %s's map leaves %d served slots unowned: their owners "
 		        "are kept, another node is asked",
 		        rc->name, from->addr, kept);
-		rc->stats.partial_maps++;
 		request_refresh(rc);
 	}
+	rc->kept_slots = kept;
 }
 
 static void refresh_reply(cs_redis *r, redisReply *reply, void *priv)

@@ -224,7 +224,7 @@ typedef struct fanctx {
 static void fan_done(fanctx *f)
 {
 	cs_inv *inv = f->inv;
-	bool current = f->epoch == inv->epoch, horizon = f->horizon;
+	bool current = f->epoch == inv->epoch, horizon = f->horizon, failed = f->failed;
 	if (current && horizon && !f->failed) {
 		inv->stats.horizon = f->lsn;
 		inv->redis_ok_us = cs_now_us();
@@ -235,7 +235,9 @@ static void fan_done(fanctx *f)
 			inv->pos_sent = f->lsn;
 	}
 	free(f);
-	if (current && !horizon && inv->st == ST_STREAMING)
+	/* a newer position at once; after a failure, the tick's next call (a fan-out whose
+	 * sends all failed at once would otherwise recurse here: review V7) */
+	if (current && !horizon && !failed && inv->st == ST_STREAMING)
 		inv_publish_pos(inv);
 }
 
