@@ -489,9 +489,25 @@ static const char *const cluster_scripts[CS_SCRIPT_ALL_COUNT - CS_SCRIPT_COUNT] 
 	[CS_SCRIPT_C_SYNC_STAMP - CS_SCRIPT_COUNT] =
 		ALLOW_OOM
 		RUN_ID
+		/* without a flush, what the probe saw must still hold (review V1): a failover or
+		 * a migration between the two scripts is found here, and the EPOCH error makes
+		 * the invalidator probe again. ARGV[7]: the probed state ('' = a flush: no check),
+		 * ARGV[8] the probed epoch copy, ARGV[9] W. */
+		"if ARGV[7] ~= '' then\n"
+		"  local e = redis.call('GET', KEYS[1]) or ''\n"
+		"  local ok = e == ARGV[8] and redis.call('GET', KEYS[3]) ~= false\n"
+		"  if ok and ARGV[7] == '0' then ok = string.sub(e, 1, #rid + 1) == rid .. ':' end\n"
+		"  if ok and ARGV[7] == '1' then\n"
+		"    local pos = redis.call('GET', KEYS[4])\n"
+		"    ok = ARGV[9] ~= '' and pos ~= false and pos >= ARGV[9]\n"
+		"  end\n"
+		"  if not ok then\n"
+		"    return redis.error_reply('EPOCH the bucket changed between probe and stamp')\n"
+		"  end\n"
+		"end\n"
 		"local raise = ARGV[5] == '1'\n"
-		"local k = 4\n"
-		"for i = 7, #ARGV do\n"
+		"local k = 5\n"
+		"for i = 10, #ARGV do\n"
 		"  local want = ARGV[i]\n"
 		/* "~<g_0>": a repair, only where the bucket is behind bucket 0 (a fan-out cut
 		 * short); "<G>": a bump */

@@ -320,6 +320,7 @@ struct inv_csync {
 	uint8_t st[NB]; /* 0 whole, 1 kept, 2 lost */
 	bool has_epoch[NB];
 	char sfx[NB][24]; /* ":<random>" of each bucket's epoch copy */
+	char pe[NB][72];  /* each bucket's epoch copy as probed ("<run_id>:<random>") */
 	uint64_t *gmax;   /* per query: the highest generation copy of any bucket */
 	uint64_t *g0;     /* per query: bucket 0's generation copy */
 	int nq;
@@ -358,7 +359,7 @@ static int sync_send(cs_inv *inv, uint32_t b)
 {
 	struct inv_csync *s = inv->csync;
 	int n = inv->nq;
-	size_t cap = 8 + 2 * (size_t)n + 8 + (size_t)n;
+	size_t cap = 9 + 2 * (size_t)n + 11 + (size_t)n;
 	const char **argv = calloc(cap, sizeof *argv);
 	size_t *lens = calloc(cap, sizeof *lens);
 	char(*kb)[CS_NAME_MAX + CS_MAX_NAME] = calloc(2 * (size_t)n + 6, sizeof *kb);
@@ -397,6 +398,7 @@ static int sync_send(cs_inv *inv, uint32_t b)
 		KEY(cs_ks_fixed_in(&inv->ks, b, CS_KS_EPOCH, kb[nk], sizeof kb[0]));
 		KEY(cs_ks_fixed_in(&inv->ks, b, CS_KS_HORIZON, kb[nk], sizeof kb[0]));
 		KEY(cs_ks_fixed_in(&inv->ks, b, CS_KS_FMAX, kb[nk], sizeof kb[0]));
+		KEY(cs_ks_fixed_in(&inv->ks, b, CS_KS_POS, kb[nk], sizeof kb[0]));
 		for (int q = 0; q < n; q++) {
 			const char *name = cs_inv_map_query_name(inv->map, q);
 			KEY(cs_ks_gen_in(&inv->ks, b, kb[nk], sizeof kb[0], name));
@@ -411,6 +413,13 @@ static int sync_send(cs_inv *inv, uint32_t b)
 			/* C2: a kept bucket's horizon and fmax rise to S too */
 			ARG(s->flush || (inv->c2_raise && s->st[b] == 1) ? "1" : "0");
 			ARG(b == 0 ? "1" : "0");
+			/* V1: the stamp re-checks the probe's verdict (no flush: every bucket
+			 * whole or kept) */
+			ARG(s->flush || !inv->v1_check ? "" : s->st[b] == 1 ? "1" : "0");
+			ARG(s->pe[b]);
+			if (inv->slot_confirmed)
+				cs_lsn_hex(inv->slot_confirmed, whex);
+			ARG(whex);
 			for (int q = 0; q < n; q++)
 				ARG(s->g[q]);
 			rc = inv_script(inv, b, script, on_sync_reply, c, nkeys, k, argv, lens);
@@ -494,6 +503,10 @@ static bool probe_reply(cs_inv *inv, uint32_t b, const redisReply *reply)
 	s->st[b] = (uint8_t)reply->element[0]->integer;
 	const redisReply *e = reply->element[1];
 	s->has_epoch[b] = e->len > 0;
+	if ((size_t)e->len >= sizeof s->pe[b])
+		return false; /* not an epoch copy this invalidator writes */
+	memcpy(s->pe[b], e->str, (size_t)e->len);
+	s->pe[b][e->len] = '\0';
 	const char *colon = e->len ? memchr(e->str, ':', (size_t)e->len) : NULL;
 	snprintf(s->sfx[b], sizeof s->sfx[b], "%.*s", colon ? (int)(e->str + e->len - colon) : 0,
 	        colon ? colon : "");

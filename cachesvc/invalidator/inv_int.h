@@ -82,6 +82,7 @@ struct cs_inv {
 	size_t epoch_sfx_len;
 	bool c1_del;		 /* C1: DEL an INVAL's entry keys again, routed (test hook) */
 	bool c_hold;		 /* I4: hold a commit for its per-bucket INVALs (test hook) */
+	bool v1_check;		 /* V1: a stamp re-checks the probe's verdict (test hook) */
 	bool c2_raise;		 /* C2: raise a kept bucket's horizon and fmax to S (test hook) */
 	uint64_t *kb;		 /* the commit's keys sorted by bucket: bucket << 32 | offset */
 	size_t kb_cap;

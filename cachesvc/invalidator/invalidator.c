@@ -520,6 +520,7 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, struct cs_pgse
 	inv->c1_del = true;
 	inv->c_hold = true;
 	inv->c2_raise = true;
+	inv->v1_check = true;
 	inv->conninfo = strdup(cfg->primary_conninfo);
 	inv->slot = strdup(cfg->inval_slot);
 	inv->publication = strdup(cfg->inval_publication);
@@ -658,6 +659,11 @@ void cs_inv_set_cluster_hold(cs_inv *inv, bool on)
 void cs_inv_set_cluster_c2(cs_inv *inv, bool on)
 {
 	inv->c2_raise = on;
+}
+
+void cs_inv_set_cluster_v1(cs_inv *inv, bool on)
+{
+	inv->v1_check = on;
 }
 
 void cs_inv_set_key_hook(cs_inv *inv, cs_inv_key_hook *fn, void *priv)

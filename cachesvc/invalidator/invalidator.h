@@ -85,6 +85,8 @@ void cs_inv_set_cluster_hold(cs_inv *inv, bool on);
 /* Cluster mode only, a test's negative control: off, a bucket found kept by the
  * resynchronisation keeps its horizon and fmax (CLUSTER.md C2). On by default. */
 void cs_inv_set_cluster_c2(cs_inv *inv, bool on);
+/* Test hook: off, the cluster SYNC's stamp does not re-check the probe's verdict (review V1). */
+void cs_inv_set_cluster_v1(cs_inv *inv, bool on);
 
 const cs_inv_stats *cs_inv_get_stats(const cs_inv *inv);
 void cs_inv_metrics(const cs_inv *inv, cs_metrics *m);

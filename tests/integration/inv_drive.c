@@ -2,7 +2,7 @@
  * tests/integration/inval_cluster.sh: cluster mode has no INI key yet (CLUSTER.md build order:
  * the read path comes first), so this driver is the only way to turn it on.
  *
- *   inv_drive run CONFIG SEEDS STATSFILE [--no-c1] [--no-hold] [--no-c2]
+ *   inv_drive run CONFIG SEEDS STATSFILE [--no-c1] [--no-hold] [--no-c2] [--no-v1]
  *       Loads CONFIG (its [redis] url's database gives the namespace), runs the invalidator
  *       on the cluster whose seed nodes are SEEDS ("host:port,..."), and rewrites STATSFILE
  *       every 100 ms with one line of key=value counters (state, confirmed, horizon,
@@ -10,7 +10,8 @@
  *       routed DEL after each INVAL (CLUSTER.md C1): a negative control. Ends on SIGTERM or
  *       SIGINT (exit 0). --no-hold: commits are not held for their per-bucket INVALs (I4
  *       across nodes off: a negative control). --no-c2: a bucket found kept keeps its
- *       horizon and fmax (CLUSTER.md C2 off: a negative control).
+ *       horizon and fmax (CLUSTER.md C2 off: a negative control). --no-v1: the SYNC's
+ *       stamp does not re-check what its probe saw (review V1 off: a negative control).
  *   inv_drive bucket QUERY CANON
  *       Prints the bucket of a key (CLUSTER.md section 2).
  *   inv_drive slots NS
@@ -39,7 +40,7 @@ static struct {
 static void usage(void)
 {
 	fprintf(stderr,
-	        "usage: inv_drive run CONFIG SEEDS STATSFILE [--no-c1] [--no-hold] [--no-c2]\n"
+	        "usage: inv_drive run CONFIG SEEDS STATSFILE [--no-c1] [--no-hold] [--no-c2] [--no-v1]\n"
 	        "       inv_drive bucket QUERY CANON\n"
 	        "       inv_drive slots NS\n");
 	exit(2);
@@ -90,7 +91,7 @@ int main(int argc, char **argv)
 	}
 	if (argc < 5 || strcmp(argv[1], "run") != 0)
 		usage();
-	bool c1 = true, hold = true, c2 = true;
+	bool c1 = true, hold = true, c2 = true, v1 = true;
 	for (int i = 5; i < argc; i++) {
 		if (strcmp(argv[i], "--no-c1") == 0)
 			c1 = false;
@@ -98,6 +99,8 @@ int main(int argc, char **argv)
 			hold = false;
 		else if (strcmp(argv[i], "--no-c2") == 0)
 			c2 = false;
+		else if (strcmp(argv[i], "--no-v1") == 0)
+			v1 = false;
 		else
 			usage();
 	}
@@ -128,6 +131,7 @@ int main(int argc, char **argv)
 	cs_inv_set_cluster_c1(g.inv, c1);
 	cs_inv_set_cluster_hold(g.inv, hold);
 	cs_inv_set_cluster_c2(g.inv, c2);
+	cs_inv_set_cluster_v1(g.inv, v1);
 	struct event *tick = event_new(g.base, -1, EV_PERSIST, on_stats, NULL);
 	struct timeval tv = {0, 100000};
 	event_add(tick, &tv);

@@ -18,6 +18,10 @@
 #   c2:    migrations: a bucket moved whole is kept (no flush) with fmax and horizon raised to S;
 #          one moved without fmax is lost; bucket 0 moved is lost (C3).
 #   c3:    GEN_SET refuses a generation number issued again with a lower query fence (C3).
+#   v1:    review V1: a bucket's node "fails over" and loses an invalidation between the
+#          SYNC's probe and its stamp (done by hand while gdb holds the invalidator at
+#          sync_decide): the stamp's re-check finds it and the bucket is flushed. Negative
+#          control (--no-v1): the bucket is stamped whole, its stale entry stays current.
 . "$(dirname "$0")/daemon_lib.sh"
 
 PART=${1:-basic}
@@ -328,8 +332,79 @@ case_c2() {
   ok "c3: bucket 0 on another node's run: lost, flushed"
 }
 
+# V1: the SYNC's probe and stamp are two scripts; what the probe saw must still hold when the
+# stamp runs. A key of a bucket B not on bucket 0's node is invalidated; then, with the
+# invalidator stopped at sync_decide (every bucket probed, none stamped), B is made to look
+# like a promoted replica that missed that invalidation: the entry back, its fence gone, an
+# old position copy, the epoch copy of another run. RUN: "on" or "off" (--no-v1).
+v1_run() {
+  local mode=$1 id b p m0 gen gen2 e sfx
+  start_drive
+  owners
+  m0=$(node_port_of_bucket 0)
+  for id in $(seq 1 40); do
+    b=$(bucket "$id")
+    p=$(node_port_of_bucket "$b")
+    [ "$b" != 0 ] && [ "$p" != "$m0" ] && break
+  done
+  gen=$(rc get "{$NS:$b}:g:iv_user")
+  e="{$NS:$b}:e:iv_user:${gen:-0}:$id"
+  rc set "$e" stale >/dev/null
+  wait_confirmed "$(commit_lsn "UPDATE users SET name = name || '!' WHERE id = $id")"
+  [ "$(rc exists "$e")" = 0 ] || fail "v1 ($mode): the UPDATE did not delete $e"
+  stop_drive
+  sfx=$(rc get "{$NS:$b}:epoch")
+  sfx=":${sfx#*:}"
+  cat >"$WORK/v1-manip.sh" <<EOM
+redis-cli -p $p set '$e' stale >/dev/null
+redis-cli -p $p del '{$NS:$b}:f:iv_user:$id' >/dev/null
+redis-cli -p $p set '{$NS:$b}:inv:pos' 0000000000000001 >/dev/null
+redis-cli -p $p set '{$NS:$b}:epoch' 'ffffffffffffffffffffffffffffffffffffffff$sfx' >/dev/null
+touch '$WORK/v1-manipulated'
+EOM
+  cat >"$WORK/v1.gdb" <<EOG
+set pagination off
+handle SIGPIPE nostop noprint pass
+handle SIGTERM nostop noprint pass
+break sync_decide
+commands 1
+  shell bash $WORK/v1-manip.sh
+  delete 1
+  continue
+end
+run
+EOG
+  rm -f "$STATS" "$WORK/v1-manipulated"
+  local flag=()
+  [ "$mode" = off ] && flag=(--no-v1)
+  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 timeout -s KILL 120 gdb -q -batch -x "$WORK/v1.gdb" \
+    --args "$DRIVE" run "$WORK/cs.ini" "$RC_NODES" "$STATS" "${flag[@]}" >>"$WORK/drive.log" 2>&1 &
+  DPID=$!
+  CLEANUPS+=("pkill -P $DPID; kill $DPID")
+  until_true 90 drive_streaming || { tail -30 "$WORK/drive.log"; fail "v1 ($mode): the invalidator never streamed under gdb"; }
+  [ -e "$WORK/v1-manipulated" ] || fail "v1 ($mode): the breakpoint at sync_decide never fired"
+  gen2=$(rc get "{$NS:$b}:g:iv_user")
+  V1_STALE=0
+  [ "${gen2:-0}" = "${gen:-0}" ] && [ "$(rc get "$e")" = stale ] && V1_STALE=1
+  V1_DESC="bucket $b: generation ${gen:-0} -> ${gen2:-0}, data_loss $(stat data_loss)"
+  pkill -P "$DPID" 2>/dev/null
+  kill "$DPID" 2>/dev/null
+  wait "$DPID" 2>/dev/null
+  DPID=
+}
+case_v1() {
+  command -v gdb >/dev/null || fail "v1 needs gdb (scripts/lib.sh installs it)"
+  v1_run off
+  [ "$V1_STALE" = 1 ] || fail "v1 negative control: with the re-check off, the lost invalidation was still found ($V1_DESC): the test proves nothing"
+  ok "v1: negative control: re-check off, the bucket is stamped whole and its stale entry stays current ($V1_DESC)"
+  v1_run on
+  [ "$V1_STALE" = 0 ] || fail "v1: a loss between probe and stamp went unseen: stale entry current ($V1_DESC)"
+  ok "v1: a loss between the SYNC's probe and its stamp is found by the stamp: flushed ($V1_DESC)"
+}
+
 case "$PART" in
 basic) case_basic ;;
+v1) case_v1 ;;
 c2) case_c2 ;;
 i4neg) case_i4neg ;;
 c1) case_c1 ;;
