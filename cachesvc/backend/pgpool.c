@@ -96,7 +96,8 @@ typedef struct pgconn {
 	uint32_t epoch;	    /* server epoch when the prepared set was last cleared */
 	uint32_t options_gen; /* the server's options_gen when this connection was opened */
 	bool stmts_unknown; /* the server's prepared set may differ from stmts[]: DEALLOCATE ALL */
-	bool lsn_prepared;  /* the LSN statement is prepared on this connection (lsn_sql_replica) */
+	bool lsn_prepared;  /* the LSN statement (LSN_STMT_REPLICA or, on the primary,
+			     * LSN_STMT_PRIMARY) is prepared on this connection */
 	stmt *stmts;	    /* PREPARED_MAX slots, allocated on first PREPARE */
 	uint64_t clock;	    /* LRU clock */
 } pgconn;
@@ -243,6 +244,9 @@ static void sweep_at(cs_pgserver *s, uint64_t at_us)
 		.tv_usec = (suseconds_t)(us % 1000000u) };
 	if (evtimer_add(s->sweep, &tv) == 0)
 		s->sweep_at_us = at_us;
+	else /* out of memory in libevent's timer heap; the next sweep_at tries again */
+		cs_error("postgres %s: cannot arm the deadline sweep: queue and query timeouts wait "
+			 "for the next request", s->name);
 }
 
 /* Arms the sweep for the earliest deadline there is now, or disarms it. */
@@ -684,7 +688,6 @@ static void job_run(pgconn *c, cs_pgjob *job)
 		ok = ok && PQsendPrepare(c->conn, lsn_name,
 				   s->primary ? lsn_sql_primary : lsn_sql_replica, 0, NULL);
 		c->steps[c->nsteps++] = ST_LSN_PREPARE;
-		s->stats.lsn_prepares++;
 	}
 	ok = ok && PQsendQueryPrepared(c->conn, lsn_name, 0, NULL, NULL, NULL, 0);
 	c->steps[c->nsteps++] = ST_LSN;
@@ -859,6 +862,7 @@ static void job_results(pgconn *c)
 				mark_prepared(c);
 			} else if (st == PGRES_COMMAND_OK && kind == ST_LSN_PREPARE) {
 				c->lsn_prepared = true;
+				c->srv->stats.lsn_prepares++; /* confirmed (review P1) */
 			} else if (st == PGRES_COMMAND_OK && c->dealloc == -2) {
 				stmts_clear(c);
 				c->stmts_unknown = false;

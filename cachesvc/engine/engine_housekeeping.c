@@ -115,7 +115,9 @@ void tick_arm(cs_engine *e)
 	if (e->tick == NULL || evtimer_pending(e->tick, NULL))
 		return;
 	struct timeval tv = cs_tv_ms(TICK_MS);
-	evtimer_add(e->tick, &tv);
+	if (evtimer_add(e->tick, &tv) != 0) /* out of memory in libevent's timer heap */
+		cs_error("engine: cannot arm the tick: read-your-writes waits and retiring "
+			 "servers wait for the next request that arms it");
 }
 
 void on_tick(evutil_socket_t fd, short what, void *arg)
