@@ -193,6 +193,25 @@
 /* Redis's run_id, for the epoch: a restart or failover changes it. */
 #define RUN_ID "local rid = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or '?'\n"
 
+/* RAISE's second half (KEYS[1] the value to raise to ARGV[1], PX ARGV[2] or none; KEYS[3]
+ * fmax, KEYS[4] the eviction record, read by EV: EV_STATE, or EV_STATE_C with the run_id):
+ * evictions since the state was last known whole, or a value to recreate, raise it over
+ * every fence ever written; then the state is whole (fence.c (i)). */
+#define RAISE_TAIL(EV)                                                                     \
+	"local v = redis.call('GET', KEYS[1])\n"                                            \
+	"local existed = v\n"                                                               \
+	"if not v or v < ARGV[1] then v = ARGV[1] end\n"                                   \
+	"if KEYS[4] then\n" EV                                                              \
+	"  if not whole or not existed then\n"                                             \
+	"    local m = redis.call('GET', KEYS[3])\n"                                        \
+	"    if m and v < m then v = m end\n"                                               \
+	"    redis.call('SET', KEYS[4], cur)\n"                                             \
+	"  end\n"                                                                           \
+	"end\n"                                                                             \
+	"if ARGV[2] == '0' then redis.call('SET', KEYS[1], v)\n"                            \
+	"else redis.call('SET', KEYS[1], v, 'PX', ARGV[2]) end\n"                           \
+	"return v\n"
+
 const char *const cs_scripts[CS_SCRIPT_COUNT] = {
 	[CS_SCRIPT_FILL] =
 		"local g = redis.call('GET', KEYS[3]) or '0'\n"
@@ -269,22 +288,7 @@ const char *const cs_scripts[CS_SCRIPT_COUNT] = {
 		"    end\n"
 		"  end\n"
 		"end\n"
-		"local v = redis.call('GET', KEYS[1])\n"
-		"local existed = v\n"
-		"if not v or v < ARGV[1] then v = ARGV[1] end\n"
-		"if KEYS[4] then\n"
-		EV_STATE("KEYS[4]")
-		/* evictions since the state was last known whole, or a horizon to recreate: raise
-		 * the horizon over every fence ever written, then the state is whole (fence.c (i)) */
-		"  if not whole or not existed then\n"
-		"    local m = redis.call('GET', KEYS[3])\n"
-		"    if m and v < m then v = m end\n"
-		"    redis.call('SET', KEYS[4], cur)\n"
-		"  end\n"
-		"end\n"
-		"if ARGV[2] == '0' then redis.call('SET', KEYS[1], v)\n"
-		"else redis.call('SET', KEYS[1], v, 'PX', ARGV[2]) end\n"
-		"return v\n",
+		RAISE_TAIL(EV_STATE("KEYS[4]")),
 	[CS_SCRIPT_DEB_RECORD] =
 		ALLOW_OOM
 		EPOCH_GUARD("KEYS[2]", "ARGV[3]")
@@ -453,20 +457,7 @@ static const char *const cluster_scripts[CS_SCRIPT_ALL_COUNT - CS_SCRIPT_COUNT] 
 		"    end\n"
 		"  end\n"
 		"end\n"
-		"local v = redis.call('GET', KEYS[1])\n"
-		"local existed = v\n"
-		"if not v or v < ARGV[1] then v = ARGV[1] end\n"
-		"if KEYS[4] then\n"
-		EV_STATE_C("KEYS[4]")
-		"  if not whole or not existed then\n"
-		"    local m = redis.call('GET', KEYS[3])\n"
-		"    if m and v < m then v = m end\n"
-		"    redis.call('SET', KEYS[4], cur)\n"
-		"  end\n"
-		"end\n"
-		"if ARGV[2] == '0' then redis.call('SET', KEYS[1], v)\n"
-		"else redis.call('SET', KEYS[1], v, 'PX', ARGV[2]) end\n"
-		"return v\n",
+		RAISE_TAIL(EV_STATE_C("KEYS[4]")),
 	[CS_SCRIPT_C_SYNC_PROBE - CS_SCRIPT_COUNT] =
 		RUN_ID
 		"local b0 = ARGV[2] == '1'\n"
