@@ -9,7 +9,9 @@
 # above that and far below one wake-up per 5 ms per server. Then one miss and one hit still
 # answer (the pool and the cache work with no sweep armed while idle).
 # Negative control: the previous daemon (5 ms sweep per server and engine tick) fails it
-# (~340 a second here).
+# (~340 a second here). Last, a deadline after an idle period: a query on a frozen backend is
+# timed out by the daemon (with the sweep never armed, checked by hand, the client gives up
+# after 20 s instead).
 . "$(dirname "$0")/daemon_lib.sh"
 
 make_db <<'SQL'
@@ -38,3 +40,33 @@ ok "an idle daemon with three servers: $rate wake-ups a second"
 [ "$(src wq 1)" = replica ] || fail "the miss after the idle period was not answered by a replica"
 until_true 10 eval '[ "$(src wq 1)" = cache ]' || fail "the entry was not served from the cache"
 ok "a miss and a hit after the idle period"
+
+# A deadline still fires after an idle period (review 7c, P5): the sweep is armed by the job
+# that needs it, not by a period. One replica with one connection, no primary fallback; the
+# connection's backend is frozen (SIGSTOP) after the pool has been idle, so only the daemon's
+# own deadline can end the request: it must answer TIMEOUT (the server's error), not leave the
+# client to give up on its own (exit 4 after 20 s).
+stop_daemon
+REQUEST_TIMEOUT=2s EXTRA_SERVICE="primary_fallback = false" EXTRA_REPLICA="pool_size = 1" \
+  write_config "$WORK/cs1.ini" replica1
+cat >>"$WORK/cs1.ini" <<'INI'
+
+[query wq]
+sql = SELECT id, v FROM tw WHERE id = $1
+params = id:int8
+ttl = 10m
+INI
+start_daemon "$WORK/cs1.ini" one
+[ "$(src wq 3)" = replica ] || fail "no miss answered by the one replica"
+backend() { replica 1 postgres -c "SELECT pid FROM pg_stat_activity WHERE datname = '$DB' AND application_name = 'cachesvc'"; }
+BPID=$(backend)
+[ -n "$BPID" ] && [ "$(echo "$BPID" | wc -l)" = 1 ] || fail "want one pool backend on replica1, got: $BPID"
+sleep 3 # idle: nothing in any queue, no sweep armed
+CLEANUPS+=('kill -CONT "$BPID"')
+kill -STOP "$BPID"
+rc=0
+out=$(cli -t 20000 get wq 2 2>&1) || rc=$? # wq 2: not cached, a query
+kill -CONT "$BPID"
+[ "$rc" != 4 ] || fail "after an idle period the daemon never timed the frozen query out: the client gave up (exit 4): $out"
+echo "$out" | grep -qi timeout || fail "after an idle period, a frozen query: want the server's timeout error, got (exit $rc): $out"
+ok "after an idle period, a query on a frozen backend is timed out by the daemon: $(echo "$out" | head -1)"
