@@ -303,6 +303,25 @@ static int cmd_send(rc_cmd *c, rc_node *n, bool asking)
 	return cs_redis_cmd(n->r, node_reply, c, c->argc, c->argv, c->lens);
 }
 
+static void on_retry(evutil_socket_t fd, short what, void *arg);
+
+/* Sends c again after a backoff, if that is before its deadline. Returns false when not
+ * scheduled (past the deadline, out of memory): the caller delivers. */
+static bool retry_later(rc_cmd *c)
+{
+	cs_rc *rc = c->rc;
+	int64_t ms = cs_backoff_ms(c->tries++, RETRY_BASE_MS, RETRY_MAX_MS);
+	if (cs_now_us() + (uint64_t)ms * 1000u >= c->deadline_us)
+		return false;
+	if (c->retry == NULL)
+		c->retry = evtimer_new(rc->base, on_retry, c);
+	struct timeval tv = cs_tv_ms(ms);
+	if (c->retry == NULL || evtimer_add(c->retry, &tv) != 0)
+		return false;
+	c->node = NULL;
+	return true;
+}
+
 static void on_retry(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
@@ -311,11 +330,14 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
 	cs_rc *rc = c->rc;
 	/* c->node is NULL here: the node it was sent to may have been freed meanwhile. */
 	int idx = rc->owner[c->slot];
-	if (idx < 0 || cmd_send(c, rc->nodes[idx], false) != 0) {
-		rc->stats.refused++;
-		request_refresh(rc);
-		cmd_deliver(c, NULL);
-	}
+	if (idx >= 0 && cmd_send(c, rc->nodes[idx], false) == 0)
+		return;
+	/* a master still connecting (one a MOVED named after a failover): wait for it */
+	if (idx >= 0 && !cs_redis_ready(rc->nodes[idx]->r) && retry_later(c))
+		return;
+	rc->stats.refused++;
+	request_refresh(rc);
+	cmd_deliver(c, NULL);
 }
 
 static bool starts_with(const redisReply *r, const char *p)
@@ -371,6 +393,10 @@ static void node_reply(cs_redis *r, redisReply *reply, void *priv)
 			c->redirects++;
 			if (cmd_send(c, rc->nodes[t], rd.ask) == 0)
 				return;
+			/* MOVED to a master not connected yet (a replica that took over): sent
+			 * once it is, by on_retry (an ASK needs its ASKING on the target now) */
+			if (!rd.ask && !cs_redis_ready(rc->nodes[t]->r) && retry_later(c))
+				return;
 		}
 		n->st.errors++;
 		cmd_deliver(c, reply);
@@ -382,18 +408,10 @@ static void node_reply(cs_redis *r, redisReply *reply, void *priv)
 	if (starts_with(reply, "TRYAGAIN") || starts_with(reply, "CLUSTERDOWN") ||
 	        starts_with(reply, "LOADING")) {
 		n->st.tryagain++;
-		int64_t ms = cs_backoff_ms(c->tries++, RETRY_BASE_MS, RETRY_MAX_MS);
 		if (starts_with(reply, "CLUSTERDOWN"))
 			request_refresh(rc);
-		if (cs_now_us() + (uint64_t)ms * 1000u < c->deadline_us) {
-			if (c->retry == NULL)
-				c->retry = evtimer_new(rc->base, on_retry, c);
-			struct timeval tv = cs_tv_ms(ms);
-			if (c->retry != NULL && evtimer_add(c->retry, &tv) == 0) {
-				c->node = NULL;
-				return;
-			}
-		}
+		if (retry_later(c))
+			return;
 		rc->stats.retry_timeouts++;
 		n->st.errors++;
 	}

@@ -503,10 +503,15 @@ static bool probe_reply(cs_inv *inv, uint32_t b, const redisReply *reply)
 	s->st[b] = (uint8_t)reply->element[0]->integer;
 	const redisReply *e = reply->element[1];
 	s->has_epoch[b] = e->len > 0;
-	if ((size_t)e->len >= sizeof s->pe[b])
-		return false; /* not an epoch copy this invalidator writes */
-	memcpy(s->pe[b], e->str, (size_t)e->len);
-	s->pe[b][e->len] = '\0';
+	if ((size_t)e->len >= sizeof s->pe[b]) {
+		/* not an epoch copy this invalidator writes: the bucket is lost (flushed and
+		 * stamped anew), as before the re-check (review 7d W4) */
+		s->st[b] = 2;
+		s->pe[b][0] = '\0';
+	} else {
+		memcpy(s->pe[b], e->str, (size_t)e->len);
+		s->pe[b][e->len] = '\0';
+	}
 	const char *colon = e->len ? memchr(e->str, ':', (size_t)e->len) : NULL;
 	snprintf(s->sfx[b], sizeof s->sfx[b], "%.*s", colon ? (int)(e->str + e->len - colon) : 0,
 	        colon ? colon : "");
