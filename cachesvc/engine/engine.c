@@ -57,7 +57,8 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 	cs_redis_opts ro = { .name = "cache", .url = cfg->redis_url, .timeout_ms = cfg->redis_timeout_ms,
 		.max_pending = 65536, .scripts = cs_scripts, .nscripts = CS_SCRIPT_COUNT,
 		.on_state = on_cache_state, .state_priv = e, .resolver = e->resolver };
-	e->redis = cs_redis_new(base, &ro, err, errlen);
+	cs_rc_opts rco = { .node = ro }; /* single mode (CLUSTER.md step 3b: cluster) */
+	e->redis = cs_rc_new(base, &rco, err, errlen);
 	cs_redis_opts po = { .name = "pubsub", .url = cfg->redis_url, .timeout_ms = cfg->redis_timeout_ms,
 		.max_pending = 16, .on_state = on_pubsub_state, .state_priv = e, .resolver = e->resolver,
 		.client_id = cfg->near_cache_size > 0 };
@@ -160,7 +161,7 @@ void cs_engine_free(cs_engine *e)
 	 * only after them (it frees what a pending callback would free again). */
 	cs_redis_free(e->pubsub);
 	e->pubsub = NULL;
-	cs_redis_free(e->redis);
+	cs_rc_free(e->redis);
 	e->redis = NULL;
 	if (e->near_reclaim)
 		event_free(e->near_reclaim);
@@ -210,7 +211,7 @@ static bool inval_same(const cs_query_def *a, const cs_query_def *b)
 	return true;
 }
 
-static void on_reload_bump(cs_redis *rd, redisReply *reply, void *priv)
+static void on_reload_bump(cs_rc *rc, redisReply *reply, void *priv)
 {
 	fillctx *c = priv;
 	if (reply && reply->type == REDIS_REPLY_INTEGER) {
@@ -248,7 +249,8 @@ void bump_generation(cs_engine *e, qstate *qs)
 	*c = (fillctx){ .e = e, .qt = e->qt, .qs = qs };
 	e->qt->refs++;
 	qs->pending_bump = false;
-	if (cs_redis_script(e->redis, CS_SCRIPT_GEN_BUMP, on_reload_bump, c, 4, 8, argv, lens) != 0) {
+	if (cs_rc_script(e->redis, cs_rc_keyslot(genkey, gl), CS_SCRIPT_GEN_BUMP, on_reload_bump, c,
+	            4, 8, argv, lens) != 0) {
 		qtable_unref(c->qt);
 		free(c);
 		qs->pending_bump = true; /* retried by the generation timer */

@@ -37,7 +37,7 @@ typedef struct invctx {
 	void *priv;
 } invctx;
 
-static void on_inval_reply(cs_redis *rd, redisReply *reply, void *priv)
+static void on_inval_reply(cs_rc *rc, redisReply *reply, void *priv)
 {
 	invctx *c = priv;
 	if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
@@ -98,7 +98,8 @@ void cs_engine_invalidate(cs_engine *e, const cs_inval_req *req, cs_engine_inval
 			lsnhex, "" };
 		size_t lens[] = { gl, ql, e->ks.epoch_len, e->ks.fmax_len, e->ks.channel_len,
 			strlen(q->name), 16, 0 };
-		rc = cs_redis_script(e->redis, CS_SCRIPT_GEN_BUMP, on_inval_reply, c, 4, 8, argv, lens);
+		rc = cs_rc_script(e->redis, cs_rc_keyslot(genkey, gl), CS_SCRIPT_GEN_BUMP,
+		        on_inval_reply, c, 4, 8, argv, lens);
 	} else {
 		char fence[KEY_MAX], px[24];
 		size_t fl = cs_ks_fence(&e->ks, fence, sizeof fence, q->name, canon, clen);
@@ -108,8 +109,10 @@ void cs_engine_invalidate(cs_engine *e, const cs_inval_req *req, cs_engine_inval
 			e->epoch, q->name, canon };
 		size_t lens[] = { fl, gl, e->ks.epoch_len, e->ks.fmax_len, 16, (size_t)pl, e->ks.nslen,
 			e->epoch_len, strlen(q->name), clen };
-		rc = e->epoch_len == 0 && e->fence_on ? -1
-			: cs_redis_script(e->redis, CS_SCRIPT_INVAL, on_inval_reply, c, 4, 10, argv, lens);
+		rc = e->epoch_len == 0 && e->fence_on
+		             ? -1
+		             : cs_rc_script(e->redis, cs_rc_keyslot(fence, fl), CS_SCRIPT_INVAL,
+		                       on_inval_reply, c, 4, 10, argv, lens);
 	}
 	if (rc != 0) {
 		qtable_unref(c->qt);

@@ -85,7 +85,7 @@ static void flight_answer_all(flight *f, uint8_t stored)
 	}
 }
 
-static void on_fill_reply(cs_redis *r, redisReply *reply, void *priv)
+static void on_fill_reply(cs_rc *rc, redisReply *reply, void *priv)
 {
 	flight *f = priv;
 	cs_engine *e = f->e;
@@ -171,8 +171,8 @@ static bool fill(flight *f, const uint8_t *value, size_t len, int64_t px, uint64
 		memmove(&lens[8], &lens[9], 8 * sizeof lens[0]);
 	}
 	if (fl == 0 || gl == 0 || ql == 0 ||
-		cs_redis_script(e->redis, CS_SCRIPT_FILL, on_fill_reply, f, nkeys, nkeys + 8, argv,
-			lens) != 0) {
+	        cs_rc_script(e->redis, cs_rc_keyslot(f->key, f->keylen), CS_SCRIPT_FILL,
+	                on_fill_reply, f, nkeys, nkeys + 8, argv, lens) != 0) {
 		e->stats.fill_errors++;
 		return false;
 	}
@@ -381,9 +381,9 @@ static void lease_serve(flight *f, const cs_entry *ent, int64_t now_ms)
 static void lease_sleep(flight *f);
 
 /* A waiter's re-read: [entry, lease]. */
-static void on_lease_poll(cs_redis *rd, redisReply *reply, void *priv)
+static void on_lease_poll(cs_rc *rc, redisReply *reply, void *priv)
 {
-	(void)rd;
+	(void)rc;
 	flight *f = priv;
 	cs_engine *e = f->e;
 	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
@@ -440,7 +440,8 @@ static void on_lease_timer(evutil_socket_t fd, short what, void *arg)
 	const char *argv[] = { "MGET", f->key, lease };
 	size_t lens[] = { 4, f->keylen, n };
 	f->lease_state = LEASE_POLLING;
-	if (n == 0 || cs_redis_cmd(e->redis, on_lease_poll, f, 3, argv, lens) != 0) {
+	if (n == 0 || cs_rc_cmd(e->redis, cs_rc_keyslot(lease, n), on_lease_poll, f, 3, argv,
+	                      lens) != 0) {
 		e->lease.unavailable++;
 		lease_query(f);
 	}
@@ -468,9 +469,9 @@ static void lease_sleep(flight *f)
 	e->lease_head = f;
 }
 
-static void on_lease_take(cs_redis *rd, redisReply *reply, void *priv)
+static void on_lease_take(cs_rc *rc, redisReply *reply, void *priv)
 {
-	(void)rd;
+	(void)rc;
 	flight *f = priv;
 	cs_engine *e = f->e;
 	f->lease_state = LEASE_NONE;
@@ -503,8 +504,9 @@ static void lease_take(flight *f)
 	const char *argv[] = { "SET", lease, "1", "NX", "PX", px };
 	size_t lens[] = { 3, n, 1, 2, 2, (size_t)pl };
 	f->lease_state = LEASE_ASKING;
-	if (n == 0 || !cs_redis_ready(e->redis) ||
-		cs_redis_cmd(e->redis, on_lease_take, f, 6, argv, lens) != 0) {
+	if (n == 0 || !cs_rc_ready(e->redis) ||
+	        cs_rc_cmd(e->redis, cs_rc_keyslot(lease, n), on_lease_take, f, 6, argv, lens) !=
+	                0) {
 		e->lease.unavailable++;
 		lease_query(f);
 	}

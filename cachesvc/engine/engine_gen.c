@@ -10,7 +10,7 @@ typedef struct gensctx {
 
 /* The generations poll: the epoch (is it this Redis run's, and the one we know?) and every
  * query's generation, read in one script. */
-static void on_gens_reply(cs_redis *rd, redisReply *reply, void *priv)
+static void on_gens_reply(cs_rc *rc, redisReply *reply, void *priv)
 {
 	gensctx *c = priv;
 	cs_engine *e = c->e;
@@ -59,7 +59,7 @@ static void on_gens_reply(cs_redis *rd, redisReply *reply, void *priv)
 void load_gens(cs_engine *e)
 {
 	qtable *t = e->qt;
-	if (!cs_redis_ready(e->redis) || e->gens_busy)
+	if (!cs_rc_ready(e->redis) || e->gens_busy)
 		return;
 	size_t n = (size_t)t->nq + 1;
 	const char **argv = calloc(n, sizeof *argv);
@@ -75,7 +75,8 @@ void load_gens(cs_engine *e)
 		}
 		*c = (gensctx){ .e = e, .t = t };
 		t->refs++;
-		if (cs_redis_script(e->redis, CS_SCRIPT_GENS, on_gens_reply, c, (int)n, (int)n, argv, lens) == 0) {
+		if (cs_rc_script(e->redis, cs_rc_keyslot(argv[0], lens[0]), CS_SCRIPT_GENS,
+		            on_gens_reply, c, (int)n, (int)n, argv, lens) == 0) {
 			c = NULL;
 			e->gens_busy = true;
 		} else
@@ -149,7 +150,7 @@ void on_gen_timer(evutil_socket_t fd, short what, void *arg)
 {
 	cs_engine *e = arg;
 	for (int i = 0; i < e->qt->nq; i++)
-		if (e->qt->qs[i].pending_bump && cs_redis_ready(e->redis))
+		if (e->qt->qs[i].pending_bump && cs_rc_ready(e->redis))
 			bump_generation(e, &e->qt->qs[i]);
 	load_gens(e);
 	near_heartbeat(e);

@@ -26,6 +26,7 @@
 #include "near.h"
 #include "params.h"
 #include "pgpool.h"
+#include "rcluster.h"
 #include "redis.h"
 #include "resolve.h"
 #include "textutil.h"
@@ -208,7 +209,12 @@ struct cs_engine {
 	lsn_sample hist[LSN_HISTORY];
 	int hist_head, hist_len;
 	qtable *qt;
-	cs_redis *redis, *pubsub;
+	/* The cache connection: every data-path command goes through cs_rc_cmd / cs_rc_script
+	 * with its key's slot (CLUSTER.md section 5 step 3; single mode only so far: the slot
+	 * is ignored and cs_rc passes straight through to its one cs_redis). What belongs to
+	 * the connection (the near cache's tracking, stats) takes that cs_redis: cache_conn(). */
+	cs_rc *redis;
+	cs_redis *pubsub;      /* generations channel, near cache invalidations */
 	cs_pgserver **servers; /* replicas first, then the primary (if any) */
 	int *srv_id;	       /* servers[i]'s id in tried sets */
 	int nservers;
@@ -350,10 +356,17 @@ bool query_same(const cs_query_def *a, const cs_query_def *b);
 int near_setup(cs_engine *e, const cs_config *cfg, char *err, size_t errlen);
 void near_flush(cs_engine *e); /* drops every entry; memory freed over later loop passes */
 void near_track_start(cs_engine *e);
-bool near_caching_yes(cs_engine *e);
+bool near_caching_yes(cs_engine *e, uint16_t slot);
 void near_heartbeat(cs_engine *e);
 void near_conn_state(cs_engine *e, bool pubsub, bool up);
 void on_tracking_message(cs_redis *rd, redisReply *reply, void *priv);
 void bump_generation(cs_engine *e, qstate *qs);
+
+/* The cache connection's one cs_redis (single mode), for what belongs to the connection
+ * rather than to a key: CLIENT TRACKING and the near cache's heartbeat, stats. */
+static inline cs_redis *cache_conn(const cs_engine *e)
+{
+	return cs_rc_node(e->redis, 0);
+}
 
 #endif

@@ -114,9 +114,10 @@ static void hb_send(cs_engine *e)
 	size_t getl[] = { 3, kl };
 	const char *set[] = { "SET", key, "1", "PX", "60000" };
 	size_t setl[] = { 3, kl, 1, 2, 5 };
-	if (kl && cs_redis_cmd(e->redis, NULL, NULL, 3, cy, cyl) == 0 &&
-		cs_redis_cmd(e->redis, NULL, NULL, 2, get, getl) == 0 &&
-		cs_redis_cmd(e->redis, on_hb_set, e, 5, set, setl) == 0)
+	cs_redis *rd = cache_conn(e); /* the tracked connection itself */
+	if (kl && cs_redis_cmd(rd, NULL, NULL, 3, cy, cyl) == 0 &&
+	        cs_redis_cmd(rd, NULL, NULL, 2, get, getl) == 0 &&
+	        cs_redis_cmd(rd, on_hb_set, e, 5, set, setl) == 0)
 		e->near_hb_sent_us = cs_now_us();
 }
 
@@ -159,25 +160,26 @@ void near_track_start(cs_engine *e)
 		!e->near_subscribed)
 		return;
 	int64_t id = cs_redis_client_id(e->pubsub);
-	if (id <= 0 || !cs_redis_ready(e->redis))
+	if (id <= 0 || !cs_redis_ready(cache_conn(e)))
 		return;
 	char ids[24];
 	int il = snprintf(ids, sizeof ids, "%lld", (long long)id);
 	const char *argv[] = { "CLIENT", "TRACKING", "on", "REDIRECT", ids, "OPTIN" };
 	size_t lens[] = { 6, 8, 2, 8, (size_t)il, 5 };
-	if (cs_redis_cmd(e->redis, on_tracking_on, e, 6, argv, lens) == 0) {
+	if (cs_redis_cmd(cache_conn(e), on_tracking_on, e, 6, argv, lens) == 0) {
 		e->near_track_busy = true;
 		e->near_redirect = id;
 	}
 }
 
 /* Before a watched read: Redis is to track the next command's keys (OPTIN). false when it
- * could not be sent: the read will not be tracked, so its reply must not be stored. */
-bool near_caching_yes(cs_engine *e)
+ * could not be sent: the read will not be tracked, so its reply must not be stored. `slot`:
+ * the read's, so that both go to the same connection. */
+bool near_caching_yes(cs_engine *e, uint16_t slot)
 {
 	const char *argv[] = { "CLIENT", "CACHING", "yes" };
 	size_t lens[] = { 6, 7, 3 };
-	return cs_redis_cmd(e->redis, NULL, NULL, 3, argv, lens) == 0;
+	return cs_rc_cmd(e->redis, slot, NULL, NULL, 3, argv, lens) == 0;
 }
 
 /* On the generations timer: turn tracking on, or prove it is still on. An echo overdue

@@ -216,14 +216,14 @@ static void flight_unlink(flight *f)
 void flight_free(flight *f)
 {
 	flight_unlink(f);
-	if (f->leased && cs_redis_ready(f->e->redis)) {
+	if (f->leased && cs_rc_ready(f->e->redis)) {
 		/* Done refreshing: let the next expiry's refresh (here or elsewhere) take it. */
 		char lease[KEY_MAX];
 		size_t n = cs_ks_lease(&f->e->ks, lease, sizeof lease, f->qs->def->name,
 			f->key + f->canon_off, f->keylen - f->canon_off);
 		const char *argv[] = { "DEL", lease };
 		size_t lens[] = { 3, n };
-		(void)!cs_redis_cmd(f->e->redis, NULL, NULL, 2, argv, lens);
+		(void)!cs_rc_cmd(f->e->redis, cs_rc_keyslot(lease, n), NULL, NULL, 2, argv, lens);
 	}
 	if (f->in_ryw)
 		ryw_unlink(f->e, f);
@@ -392,7 +392,7 @@ static void lookup_miss(lookup *l, bool store)
 	lookup_free(l);
 }
 
-static void on_lease_reply(cs_redis *rd, redisReply *reply, void *priv)
+static void on_lease_reply(cs_rc *rc, redisReply *reply, void *priv)
 {
 	lookup *l = priv;
 	if (reply && reply->type == REDIS_REPLY_STATUS) {
@@ -426,7 +426,7 @@ static void refresh_in_background(const lookup *l, int cause)
 	lookup *c = lookup_clone(l, cause);
 	if (c == NULL)
 		return;
-	if (cs_redis_cmd(e->redis, on_lease_reply, c, 6, argv, lens) != 0)
+	if (cs_rc_cmd(e->redis, cs_rc_keyslot(lease, n), on_lease_reply, c, 6, argv, lens) != 0)
 		lookup_free(c);
 }
 
@@ -570,7 +570,7 @@ static bool near_lookup(lookup *l)
 }
 
 /* The Redis lookup answered: serve a fresh (or stale-while-revalidate) hit, or miss. */
-static void on_cache_reply(cs_redis *rd, redisReply *reply, void *priv)
+static void on_cache_reply(cs_rc *rc, redisReply *reply, void *priv)
 {
 	lookup *l = priv;
 	cs_engine *e = l->e;
@@ -744,8 +744,7 @@ static bool near_fast(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine
 	uint64_t t0 = cs_now_us();
 	qstate *qs = qtable_find(e->qt, req->query, req->query_len);
 	if (qs == NULL || !qs->def->near_cache || qs->def->xfetch_beta > 0 || qs->paused ||
-		!qs->gen_known ||
-		!cs_redis_ready(e->redis) || (e->fence_on && e->epoch_len == 0))
+	        !qs->gen_known || !cs_rc_ready(e->redis) || (e->fence_on && e->epoch_len == 0))
 		return false;
 	key_make(e, qs, req, k, NULL, 0);
 	if (!k->cacheable)
@@ -868,7 +867,7 @@ static void mbatch_free(mbatch *b)
 }
 
 /* Redis answered the batch's MGET (reply NULL: no answer). */
-static void on_mbatch_reply(cs_redis *rd, redisReply *reply, void *priv)
+static void on_mbatch_reply(cs_rc *rc, redisReply *reply, void *priv)
 {
 	mbatch *b = priv;
 	cs_engine *e = b->e;
@@ -900,7 +899,7 @@ static void on_mbatch_reply(cs_redis *rd, redisReply *reply, void *priv)
 			reply_error(e, b->cb, x->priv, -CS_ERR_INTERNAL, "out of memory");
 			continue;
 		}
-		on_cache_reply(rd, val, l);
+		on_cache_reply(rc, val, l);
 	}
 	mbatch_free(b);
 }
@@ -948,7 +947,7 @@ void cs_engine_mget(cs_engine *e, const cs_get_req *reqs, uint32_t n, cs_engine_
 	const qstate *pfx_qs = NULL; /* the prefix in keys at pfx_off is this query's */
 	uint64_t pfx_gen = 0;
 	size_t pfx_off = 0, pfx_len = 0;
-	bool usable = cs_redis_ready(e->redis) && !(e->fence_on && e->epoch_len == 0);
+	bool usable = cs_rc_ready(e->redis) && !(e->fence_on && e->epoch_len == 0);
 	bool near = e->near && cs_near_on(e->near);
 	uint64_t start_us = cs_now_us();
 	int64_t now = 0; /* the wall clock for near hits, read at the first */
@@ -1082,11 +1081,12 @@ void cs_engine_mget(cs_engine *e, const cs_get_req *reqs, uint32_t n, cs_engine_
 		lens[i + 1] = x->keylen;
 		watched |= x->watched;
 	}
-	if (watched && !near_caching_yes(e))
+	/* step 3b: one MGET per node, each with its bucket's slot */
+	if (watched && !near_caching_yes(e, 0))
 		for (uint32_t i = 0; i < ns; i++)
 			if (b->it[i].watched)
 				mitem_settle(e, &b->it[i], NULL); /* untracked: not stored */
-	if (cs_redis_cmd(e->redis, on_mbatch_reply, b, (int)ns + 1, argv, lens) == 0)
+	if (cs_rc_cmd(e->redis, 0, on_mbatch_reply, b, (int)ns + 1, argv, lens) == 0)
 		return;
 	/* The cache could not be asked: answer from the database, do not fill
 	 * (lookup_send_failed). */
@@ -1205,7 +1205,7 @@ static bool lookup_local(lookup *l)
 		lookup_miss(l, false);
 		return true;
 	}
-	if (!cs_redis_ready(e->redis) || !qs->gen_known || (e->fence_on && e->epoch_len == 0)) {
+	if (!cs_rc_ready(e->redis) || !qs->gen_known || (e->fence_on && e->epoch_len == 0)) {
 		e->stats.bypass_redis++;
 		lookup_miss(l, false);
 		return true;
@@ -1239,13 +1239,16 @@ static void lookup_send(lookup *l)
 		size_t gl = cs_ks_gen(&e->ks, genkey, sizeof genkey, l->qs->def->name);
 		const char *argv[] = { "MGET", l->key, e->ks.pos, genkey, e->ks.epoch };
 		size_t lens[] = { 4, l->keylen, e->ks.pos_len, gl, e->ks.epoch_len };
-		sent = cs_redis_cmd(e->redis, on_cache_reply, l, 5, argv, lens);
+		/* step 3b: the entry in its bucket's slot, the others in bucket 0's */
+		sent = cs_rc_cmd(e->redis, 0, on_cache_reply, l, 5, argv, lens);
 	} else {
-		if (l->watched && !near_caching_yes(e))
+		/* the hit path: no CRC16 of the key here */
+		if (l->watched && !near_caching_yes(e, 0 /* step 3b: the bucket's slot */))
 			near_settle(l, NULL); /* untracked: its reply must not be stored */
 		const char *argv[] = { "GET", l->key };
 		size_t lens[] = { 3, l->keylen };
-		sent = cs_redis_cmd(e->redis, on_cache_reply, l, 2, argv, lens);
+		sent = cs_rc_cmd(e->redis, 0 /* step 3b: the bucket's slot */, on_cache_reply, l, 2,
+		        argv, lens);
 	}
 	if (sent != 0)
 		lookup_send_failed(l);

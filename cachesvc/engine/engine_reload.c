@@ -211,7 +211,7 @@ bool cs_engine_healthy(const cs_engine *e, char *why, size_t whylen)
 			snprintf(why, whylen, "the primary is not up");
 		return false;
 	}
-	if (!cs_redis_ready(e->redis)) {
+	if (!cs_rc_ready(e->redis)) {
 		snprintf(why, whylen, "redis is not connected (serving from PostgreSQL)");
 		return false;
 	}

@@ -38,7 +38,7 @@ static void sample_end(cs_engine *e, cs_verify_outcome outcome)
 	sm->busy = false;
 }
 
-static void on_sample_recheck(cs_redis *rd, redisReply *reply, void *priv)
+static void on_sample_recheck(cs_rc *rc, redisReply *reply, void *priv)
 {
 	cs_engine *e = priv;
 	sampler *sm = &e->smp;
@@ -58,7 +58,7 @@ static void on_sample_recheck(cs_redis *rd, redisReply *reply, void *priv)
 	sample_end(e, o);
 }
 
-static void on_sample_pos(cs_redis *rd, redisReply *reply, void *priv)
+static void on_sample_pos(cs_rc *rc, redisReply *reply, void *priv)
 {
 	cs_engine *e = priv;
 	sampler *sm = &e->smp;
@@ -71,7 +71,8 @@ static void on_sample_pos(cs_redis *rd, redisReply *reply, void *priv)
 	if (w == CS_VERIFY_PASSED) {
 		const char *argv[] = { "GET", sm->key };
 		size_t lens[] = { 3, sm->keylen };
-		if (cs_redis_cmd(e->redis, on_sample_recheck, e, 2, argv, lens) != 0)
+		if (cs_rc_cmd(e->redis, cs_rc_keyslot(sm->key, sm->keylen), on_sample_recheck, e, 2,
+		            argv, lens) != 0)
 			sample_end(e, CS_VERIFY_CHANGED);
 		return;
 	}
@@ -87,7 +88,8 @@ static void on_sample_poll(evutil_socket_t fd, short what, void *arg)
 {
 	cs_engine *e = arg;
 	const char *argv[] = { "GET", e->ks.pos };
-	if (cs_redis_cmd(e->redis, on_sample_pos, e, 2, argv, NULL) != 0)
+	if (cs_rc_cmd(e->redis, cs_rc_keyslot(e->ks.pos, e->ks.pos_len), on_sample_pos, e, 2, argv,
+	            NULL) != 0)
 		sample_end(e, CS_VERIFY_INV_BEHIND);
 }
 
@@ -133,7 +135,7 @@ static void on_sample_query(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, in
 	sample_submit(e, &sm->lsn_job, -1, &sm->lsn_q, &sm->no_params, on_sample_lsn);
 }
 
-static void on_sample_get(cs_redis *rd, redisReply *reply, void *priv)
+static void on_sample_get(cs_rc *rc, redisReply *reply, void *priv)
 {
 	cs_engine *e = priv;
 	sampler *sm = &e->smp;
@@ -164,7 +166,7 @@ static void on_sample_get(cs_redis *rd, redisReply *reply, void *priv)
 	sample_submit(e, &sm->job, sm->qs->index, q, sm->pgp, on_sample_query);
 }
 
-static void on_sample_scan(cs_redis *rd, redisReply *reply, void *priv)
+static void on_sample_scan(cs_rc *rc, redisReply *reply, void *priv)
 {
 	cs_engine *e = priv;
 	sampler *sm = &e->smp;
@@ -192,7 +194,8 @@ static void on_sample_scan(cs_redis *rd, redisReply *reply, void *priv)
 	sm->keylen = (size_t)k->len;
 	const char *argv[] = { "GET", sm->key };
 	size_t lens[] = { 3, sm->keylen };
-	if (cs_redis_cmd(e->redis, on_sample_get, e, 2, argv, lens) != 0)
+	if (cs_rc_cmd(e->redis, cs_rc_keyslot(sm->key, sm->keylen), on_sample_get, e, 2, argv,
+	            lens) != 0)
 		sample_end(e, CS_VERIFY_GONE);
 }
 
@@ -201,7 +204,7 @@ static void on_sample_timer(evutil_socket_t fd, short what, void *arg)
 	cs_engine *e = arg;
 	sampler *sm = &e->smp;
 	qtable *t = e->qt;
-	if (sm->busy || t->nq == 0 || e->primary == NULL || !cs_redis_ready(e->redis))
+	if (sm->busy || t->nq == 0 || e->primary == NULL || !cs_rc_ready(e->redis))
 		return;
 	qstate *qs = &t->qs[sm->qnext++ % t->nq];
 	if (!qs->gen_known)
@@ -218,7 +221,8 @@ static void on_sample_timer(evutil_socket_t fd, short what, void *arg)
 	sm->qt = t;
 	t->refs++;
 	sm->qs = qs;
-	if (cs_redis_cmd(e->redis, on_sample_scan, e, 6, argv, lens) != 0) {
+	/* step 3b: a SCAN per node (single: the one node) */
+	if (cs_rc_cmd(e->redis, 0, on_sample_scan, e, 6, argv, lens) != 0) {
 		qtable_unref(sm->qt);
 		sm->qt = NULL;
 		sm->busy = false;
