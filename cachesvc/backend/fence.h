@@ -112,11 +112,15 @@ enum cs_script_cluster {
 	 * run, position >= W), 2 lost (no epoch, another run behind W, fmax missing, or bucket
 	 * 0 on another run: CLUSTER.md C2, C3). Writes nothing. */
 	CS_SCRIPT_C_SYNC_PROBE,
-	/* KEYS epoch, horizon, fmax, gen_1, qf_1, ..., gen_n, qf_n (bucket b); ARGV channel, sfx,
-	 * S, horizon_px, raise ('1': horizon and fmax to S), publish ('1' on bucket 0), G_1, ...,
-	 * G_n ('' = no bump; "~<g>": a repair, only when gen < g): sets each bumped gen to
-	 * max(gen, G_q) with qf raised to S (then horizon and fmax rise to S too), writes the
-	 * epoch "<run_id>:<sfx>" -> the epoch. */
+	/* KEYS epoch, horizon, fmax, position, gen_1, qf_1, ..., gen_n, qf_n (bucket b); ARGV
+	 * channel, sfx, S, horizon_px, raise ('1': horizon and fmax to S), publish ('1' on bucket
+	 * 0), the probed state ('0' whole, '1' kept, '' no check: a flush), the probed epoch
+	 * copy, W, G_1, ..., G_n ('' = no bump; "~<g>": a repair, only when gen < g). First the
+	 * re-check (review V1): unless the state is '', the epoch copy must equal the probed one
+	 * and fmax exist, a whole bucket's copy name this node's run_id, a kept one's position be
+	 * >= W; else an EPOCH error. Then sets each bumped gen to max(gen, G_q) with qf raised
+	 * to S (then horizon and fmax rise to S too), writes the epoch "<run_id>:<sfx>" -> the
+	 * epoch. */
 	CS_SCRIPT_C_SYNC_STAMP,
 	/* KEYS gap mark, slot mark, debounce hash (bucket 0) -> {slot mark existed, HGETALL of
 	 * the debounce hash}: clears the gap mark and sets the slot mark, last. */
