@@ -82,7 +82,7 @@ stop_daemon || fail "cachesvc did not exit cleanly"
 write_config "$WORK/down.ini" down1
 start_daemon "$WORK/down.ini" down
 healthz_raw() { exec 3<>"/dev/tcp/127.0.0.1/$APORT"; printf 'GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n' >&3; cat <&3; exec 3<&-; }
-is_503() { healthz_raw | head -1 | grep -q '^HTTP/1\.[01] 503 '; }
+is_503() { [[ $(healthz_raw) =~ ^HTTP/1\.[01]\ 503\  ]]; } # no early-exit reader in a pipefail pipe
 until_true 15 is_503 || fail "/healthz never 503 with its only replica down: $(healthz_raw)"
 hdr=$(healthz_raw)
 printf '%s' "$hdr" | grep -qi '^Content-Type: text/plain; charset=utf-8' || fail "/healthz 503 content type: $hdr"

@@ -67,14 +67,15 @@ ok "20 misses on one pooled connection: the LSN statement parsed once, executed 
 mv "$WORK/cs.ini.new" "$WORK/cs.ini"
 kill -HUP "$DAEMON_PID"
 until_true 10 grep -q 'reloaded ' "$WORK/cachesvc.log" || fail "the reload was not logged"
-cols=$(cli get lq 21 | head -1 | tr -d ' ')
+cols=$(cli get lq 21 | sed -n 1p | tr -d ' ')
 [ "$cols" = 'id|v|n' ] || fail "after the reload the miss answered with columns $cols (the new SQL's: id|v|n)"
 # (the reload's check of the new SQL runs an EXPLAIN through the pool first, with its own LSN
 # execute: executes are not counted here)
 until_true 10 eval '[ "$(lsn_parses)" -ge 2 ]' || fail "after the reload: $(lsn_parses) parses of cs_lsn_replica (expected 2)"
 [ "$(lsn_parses)" = 2 ] || fail "after the reload: $(lsn_parses) parses of cs_lsn_replica (expected 2)"
-prev=$(stmts | awk '$2 == "parse" && $3 == "cs_lsn_replica" && ++n == 2 { print last[$1]; exit }
-  $2 == "execute" { last[$1] = $4 }')
+# (awk reads to the end: under pipefail an early exit would SIGPIPE the writer)
+prev=$(stmts | awk '$2 == "parse" && $3 == "cs_lsn_replica" && ++n == 2 { p = last[$1] }
+  $2 == "execute" { last[$1] = $4 } END { print p }')
 [ "$prev" = dealloc ] || fail "the second parse of cs_lsn_replica did not follow a DEALLOCATE ALL on its backend"
 ok "a reload: DEALLOCATE ALL, the LSN statement prepared again (2), the new SQL's answer"
 
