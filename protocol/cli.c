@@ -53,8 +53,8 @@ static void usage(FILE *f)
 	        "  invalidate QUERY [PARAM ...]     drop one key; with no PARAM, the whole query\n"
 	        "  stats                            server counters\n"
 	        "  show [VIEW]                      a view: queries, servers, clients, invalidator,\n"
-	        "                                   config (a table, or with --json one object per\n"
-	        "                                   row); with no VIEW, lists the views\n"
+	        "                                   config, slots (a table, or with --json one object\n"
+	        "                                   per row); with no VIEW, lists the views\n"
 	        "  ping                             check the server answers\n"
 	        "  pause QUERY                      admin: serve QUERY from PostgreSQL, caching\n"
 	        "                                   nothing, until resume (this server only)\n"
@@ -613,7 +613,7 @@ static int cmd_stats(cs_client *c, const cli *o)
 }
 
 static const char *const show_views[] = {
-        "queries", "servers", "clients", "invalidator", "config", NULL};
+        "queries", "servers", "clients", "invalidator", "config", "slots", NULL};
 
 static int print_rows(const cli *o, cs_client_row *rows, uint32_t n);
 

@@ -888,6 +888,11 @@ const cs_rc_stats *cs_rc_get_stats(const cs_rc *rc)
 	return &rc->stats;
 }
 
+bool cs_rc_cluster(const cs_rc *rc)
+{
+	return rc->cluster;
+}
+
 void cs_rc_refresh(cs_rc *rc)
 {
 	if (rc->cluster)

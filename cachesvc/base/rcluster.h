@@ -192,6 +192,24 @@ int cs_rc_slot_node(const cs_rc *rc, uint16_t slot);
 void cs_rc_get_node_stats(const cs_rc *rc, int i, cs_rc_node_stats *out);
 const cs_rc_stats *cs_rc_get_stats(const cs_rc *rc);
 
+/* True in cluster mode. */
+bool cs_rc_cluster(const cs_rc *rc);
+
+/* The slot map as ranges of consecutive slots with one owner, in slot order: cb(priv, first,
+ * last, "host:port" of the master or NULL when nobody serves them, whether its connection is
+ * ready). Single mode: one range 0-16383 on the one connection. Stops at the first non-zero
+ * return of cb and returns it (rcluster_metrics.c). */
+typedef int cs_rc_range_cb(void *priv, int first, int last, const char *node, bool ready);
+int cs_rc_slot_ranges(cs_rc *rc, cs_rc_range_cb *cb, void *priv);
+
+struct cs_metrics;
+/* Cluster mode: per-master samples (cachesvc_redis_cluster_node_*{client,node}: up,
+ * connects, disconnects, timeouts, errors, MOVED, ASK, TRYAGAIN, maps answered) and the
+ * client's (maps applied and failed, partial maps, master set changes, commands refused,
+ * redirects exhausted, retry timeouts, pending, slots covered, masters), each labelled
+ * client="<client>". Single mode: nothing (the cachesvc_redis_* families cover it). */
+void cs_rc_metrics(cs_rc *rc, struct cs_metrics *m, const char *client);
+
 /* Asks for a slot map refresh now (rate-limited; cluster mode; no-op in single mode). */
 void cs_rc_refresh(cs_rc *rc);
 

@@ -854,7 +854,7 @@ static creq *creq_new(client *c, uint32_t reqid, uint8_t op)
 
 /* ---- SHOW (PROTOCOL.md 3.8) -------------------------------------------------------------- */
 
-#define SHOW_VIEWS "queries, servers, clients, invalidator, config"
+#define SHOW_VIEWS "queries, servers, clients, invalidator, config, slots"
 
 struct show_ctx {
 	cs_buf *b;
@@ -918,7 +918,8 @@ static void handle_show(client *c, const cs_frame *f)
 	what[wl] = '\0';
 	bool clients = strcmp(what, "clients") == 0;
 	if (!clients && strcmp(what, "queries") != 0 && strcmp(what, "servers") != 0 &&
-		strcmp(what, "invalidator") != 0 && strcmp(what, "config") != 0) {
+		strcmp(what, "invalidator") != 0 && strcmp(what, "config") != 0 &&
+		strcmp(what, "slots") != 0) {
 		snprintf(err, sizeof err, "unknown view \"%.64s\" (views: " SHOW_VIEWS ")", what);
 		send_error(c, f->reqid, CS_ERR_BAD_PARAMS, err);
 		return;

@@ -272,6 +272,7 @@ void cs_engine_metrics_add(const cs_engine *e, cs_metrics *m)
 		ds.failures, NULL);
 	cs_m_u64(m, CS_M_COUNTER, "cachesvc_dns_timeouts_total", "Host name lookups that timed out",
 		ds.timeouts, NULL);
+	cs_rc_metrics(e->redis, m, "cache"); /* cluster mode: per master */
 	const cs_redis_stats *rs = cs_redis_get_stats(cache_conn(e));
 	cs_m(m, CS_M_GAUGE, "cachesvc_redis_up", "Redis connection ready",
 	        cs_redis_ready(cache_conn(e)), NULL);

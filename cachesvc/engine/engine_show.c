@@ -35,6 +35,15 @@ static void show_cfg_line(void *priv, const char *section, const char *key, cons
 	sc->rc = sc->cb(sc->priv, c, 3);
 }
 
+/* SHOW slots: one row per range of slots with one master (CLUSTER SLOTS' view, as routed) */
+static int show_slot_range(void *priv, int first, int last, const char *node, bool ready)
+{
+	struct show_cfg *sc = priv;
+	cs_show_cell c[] = { SV_INT("first", first), SV_INT("last", last),
+		node ? SV_STR("node", node) : SV_NIL("node"), SV_BOOL("ready", ready) };
+	return sc->cb(sc->priv, c, (uint32_t)CS_ARRAY_LEN(c));
+}
+
 int cs_engine_show(const cs_engine *e, const char *what, cs_engine_show_cb *cb, void *priv)
 {
 	int rc = 0;
@@ -114,6 +123,10 @@ int cs_engine_show(const cs_engine *e, const char *what, cs_engine_show_cb *cb, 
 			SV_BOOL("leader", st->state == CS_INV_STREAMING),
 			SV_INT("reconnects", st->reconnects) };
 		return cb(priv, c, (uint32_t)CS_ARRAY_LEN(c));
+	}
+	if (strcmp(what, "slots") == 0) {
+		struct show_cfg sc = { cb, priv, 0 };
+		return cs_rc_slot_ranges(e->redis, show_slot_range, &sc);
 	}
 	if (strcmp(what, "config") == 0) {
 		struct show_cfg sc = { cb, priv, 0 };

@@ -680,6 +680,8 @@ const cs_inv_stats *cs_inv_get_stats(const cs_inv *inv)
 void cs_inv_metrics(const cs_inv *inv, cs_metrics *m)
 {
 	const cs_inv_stats *s = &inv->stats;
+	if (inv->rc)
+		cs_rc_metrics(inv->rc, m, "invalidator"); /* cluster mode: per master */
 	cs_lsn_t primary_lsn = inv->primary ? cs_pgserver_lsn(inv->primary) : 0;
 	cs_m(m, CS_M_GAUGE, "cachesvc_invalidator_state",
 		"0 idle, 1 standby, 2 setup, 3 streaming (leader); cachesvc_invalidator_status has "

@@ -214,7 +214,7 @@ func (c *Conn) adminAsync(ctx context.Context, op, query string) *Pending[map[st
 }
 
 // Show returns the rows of an admin view (PROTOCOL.md 3.8): "queries", "servers",
-// "clients", "invalidator" or "config". Each row maps a column name to nil, bool, int64,
+// "clients", "invalidator", "config" or "slots". Each row maps a column name to nil, bool, int64,
 // float64 or string; rows may differ in their columns (unknown ones are kept). An unknown
 // view is ErrBadParams (its message lists the views); without the admin token, when the
 // server has one, ErrAuth (the connection stays usable).

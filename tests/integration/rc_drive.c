@@ -15,6 +15,8 @@
  *               its last acknowledged value (or the value of a SET that failed after it).
  *      getload: for S seconds, GET keys round robin, expect "v:<key>" (after fill); records
  *               the slowest failure and how long before the end the last failure was.
+ * --metrics F writes the client's Prometheus samples (cs_rc_metrics) to F at the end, --slots F
+ * its slot map as "first last node ready" lines (cs_rc_slot_ranges).
  * --until-file F ends load and getload once F exists (--duration S is then the upper bound).
  * --script sends every SET and GET as EVALSHA of a one-line Lua script (cs_rc_script).
  * --think MS paces load and getload (a worker waits MS between keys; getload refills its
@@ -32,6 +34,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "rcluster.h"
 #include "util.h"
 
@@ -428,19 +431,54 @@ static void on_ready_poll(evutil_socket_t fd, short what, void *arg)
 	event_base_loopbreak(g.base);
 }
 
+static int print_range(void *priv, int first, int last, const char *node, bool ready)
+{
+	fprintf(priv, "%d %d %s %d\n", first, last, node ? node : "-", ready);
+	return 0;
+}
+
+/* --metrics F, --slots F: what an operator would see of this client at the end */
+static int write_views(const char *metrics_path, const char *slots_path)
+{
+	if (metrics_path) {
+		cs_metrics *m = cs_metrics_new();
+		char *text = NULL;
+		if (m == NULL)
+			return -1;
+		cs_rc_metrics(g.rc, m, "drive");
+		long n = cs_metrics_finish(m, &text);
+		FILE *f = n >= 0 ? fopen(metrics_path, "w") : NULL;
+		if (f == NULL || fwrite(text, 1, (size_t)n, f) != (size_t)n || fclose(f) != 0) {
+			free(text);
+			return -1;
+		}
+		free(text);
+	}
+	if (slots_path) {
+		FILE *f = fopen(slots_path, "w");
+		if (f == NULL)
+			return -1;
+		cs_rc_slot_ranges(g.rc, print_range, f);
+		if (fclose(f) != 0)
+			return -1;
+	}
+	return 0;
+}
+
 static void usage(void)
 {
 	fprintf(stderr,
 	        "usage: rc_drive [--seeds H:P,...] [--url URL] [--timeout MS] [--redirects N]"
 	        " [--refresh MS] [--keys N] [--prefix P] [--tag T] [--conc N] [--duration S] "
-	        "[--think MS] [--script] [--until-file F]"
+	        "[--think MS] [--script] [--until-file F] [--metrics F] [--slots F]"
 	        " fill|check|load|getload\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
-	const char *seeds_arg = NULL, *url = NULL, *mode = NULL;
+	const char *seeds_arg = NULL, *url = NULL, *mode = NULL, *metrics_path = NULL,
+		   *slots_path = NULL;
 	int redirects = 5;
 	int64_t refresh = 1000;
 	g.timeout_ms = 1000;
@@ -475,6 +513,10 @@ int main(int argc, char **argv)
 			g.think_ms = atoi(v), i++;
 		else if (strcmp(a, "--script") == 0)
 			g.script = true;
+		else if (strcmp(a, "--metrics") == 0 && v)
+			metrics_path = v, i++;
+		else if (strcmp(a, "--slots") == 0 && v)
+			slots_path = v, i++;
 		else if (strcmp(a, "--until-file") == 0 && v)
 			g.until_file = v, i++;
 		else if (a[0] != '-' && mode == NULL)
@@ -594,6 +636,10 @@ int main(int argc, char **argv)
 		int n = cs_rc_slot_node(g.rc, cs_rc_keyslot(g.tag, strlen(g.tag)));
 		fprintf(stderr, "rc_drive: slot of {%s} served by %s\n", g.tag,
 		        n >= 0 ? cs_rc_node_addr(g.rc, n) : "none");
+	}
+	if (write_views(metrics_path, slots_path) != 0) {
+		fprintf(stderr, "rc_drive: cannot write --metrics or --slots\n");
+		return 2;
 	}
 	const cs_rc_stats *rs = cs_rc_get_stats(g.rc);
 	printf("ok=%" PRIu64 " err=%" PRIu64 " nil=%" PRIu64 " wrong=%" PRIu64 " refused=%" PRIu64

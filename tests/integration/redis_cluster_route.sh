@@ -148,7 +148,8 @@ case_c() {
   drive --seeds "$RC_NODES" --prefix cn: --keys 1000 fill >/dev/null
   from=$(port_of "${RC_MASTERS%%,*}")
   to=$(port_of "$(echo "$RC_MASTERS" | cut -d, -f2)")
-  drive --seeds "$RC_NODES" --prefix c: --keys 2000 --conc 32 --think 2 --duration 45 --until-file "$WORK/c.stop" load >"$WORK/c_pos.out" &
+  drive --seeds "$RC_NODES" --prefix c: --keys 2000 --conc 32 --think 2 --duration 45 --until-file "$WORK/c.stop" \
+    --metrics "$WORK/c.prom" --slots "$WORK/c.slots" load >"$WORK/c_pos.out" &
   pos_pid=$!
   drive --seeds "$RC_NODES" --redirects 0 --prefix cn: --keys 1000 --conc 8 --think 2 --duration 45 --until-file "$WORK/c.stop" load >"$WORK/c_neg.out" &
   neg_pid=$!
@@ -176,6 +177,28 @@ case_c() {
   # bounded: at most 1 failed command per 1000 (each would be a bypass in the engine)
   [ $((err_n * 1000)) -le "$ok_n" ] || fail "(c) $err_n errors for $ok_n commands: more than 1 in 1000"
   ok "(c) reshard of 1000 slots under load: $ok_n commands, $err_n errors, every key right after"
+  # what an operator sees of that client: per-master MOVED counts summing to the driver's, and
+  # the slot map as routed equal to the cluster's own after the reshard
+  local sum cl
+  sum=$(awk '/^cachesvc_redis_cluster_node_moved_total\{/ { s += $2 } END { print s + 0 }' "$WORK/c.prom")
+  [ "$sum" = "$(get moved "$out")" ] || fail "(c) metrics: moved_total over the masters is $sum, the driver counted $(get moved "$out")"
+  [ "$(grep -c '^cachesvc_redis_cluster_node_up{client="drive",node="[^"]*"} 1$' "$WORK/c.prom")" = 3 ] ||
+    fail "(c) metrics: want 3 masters up: $(grep node_up "$WORK/c.prom")"
+  grep -q '^cachesvc_redis_cluster_slots_covered{client="drive"} 16384$' "$WORK/c.prom" || fail "(c) metrics: slots covered: $(grep slots_covered "$WORK/c.prom")"
+  if command -v promtool >/dev/null; then
+    cl=$(promtool check metrics <"$WORK/c.prom" 2>&1) && [ -z "$cl" ] || fail "(c) promtool check metrics: $cl"
+  fi
+  # CLUSTER SLOTS as "first last host:port" lines, sorted, merged where adjacent on one master
+  cl=$(redis-cli -p "$from" --json cluster slots 2>/dev/null | "$PY3" -c '
+import json, sys
+r = sorted((s[0], s[1], "%s:%d" % (s[2][0], s[2][1])) for s in json.load(sys.stdin))
+out = []
+for a, b, n in r:
+    if out and out[-1][2] == n and out[-1][1] + 1 == a: out[-1][1] = b
+    else: out.append([a, b, n])
+print("\n".join("%d %d %s" % tuple(x) for x in out))')
+  [ "$(awk '{ print $1, $2, $3 }' "$WORK/c.slots")" = "$cl" ] || fail "(c) the routed slot map differs from CLUSTER SLOTS: $(cat "$WORK/c.slots") vs $cl"
+  ok "(c) per-master metrics (MOVED $sum, promtool clean) and the routed slot map ($(wc -l <"$WORK/c.slots") ranges) match the cluster"
   expect err -gt 0 "$neg" "(c) negative control: redirects off must fail"
   ok "(c) negative control: with max_redirects 0 the reshard gives $(get err "$neg") errors"
 }

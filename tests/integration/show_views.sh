@@ -71,6 +71,13 @@ grep -q '"role":"primary"' <<<"$out" || fail "no primary row: $out"
 [ "$(jnum queries <<<"$row")" -ge 1 ] || fail "r1 served no query: $row"
 ok "show servers: $row"
 
+# ---- slots: one Redis serves every slot --------------------------------------------------------
+out=$(cli --json show slots) || fail "show slots failed: $out"
+[ "$(grep -c '"first":' <<<"$out")" = 1 ] || fail "one Redis: want one slot range: $out"
+grep -q '"first":0,"last":16383,"node":"redis://127.0.0.1:'"$CS_REDIS_PORT"'/[0-9]*","ready":true' <<<"$out" ||
+  fail "one Redis: want slots 0-16383 on redis://127.0.0.1:$CS_REDIS_PORT, ready: $out"
+ok "show slots (one Redis): $out"
+
 # ---- clients: the cli's own connection (unix socket) and the held idle TCP one -------------
 out=$("$CLI" -s "$SOCK" --json show clients) || fail "show clients failed: $out"
 [ "$(grep -c '"id":' <<<"$out")" = 2 ] || fail "want 2 client rows: $out"
@@ -118,7 +125,7 @@ ok "show config: auth_token masked, listen 127.0.0.1:$PORT, $got keys as --show-
 
 # ---- table output and the views list -----------------------------------------------------
 cli show queries | grep -q '^name ' || fail "show queries table has no header: $(cli show queries)"
-[ "$(cli show | tr '\n' ' ')" = "queries servers clients invalidator config " ] ||
+[ "$(cli show | tr '\n' ' ')" = "queries servers clients invalidator config slots " ] ||
   fail "show without a view: $(cli show)"
 ok "table output; show lists the views"
 

@@ -380,7 +380,7 @@ class Connection:
     # one (AuthError otherwise; the connection stays usable)
 
     def show(self, view: str) -> list:
-        """SHOW a view ("queries", "servers", "clients", "invalidator", "config"): a list
+        """SHOW a view ("queries", "servers", "clients", "invalidator", "config", "slots"): a list
         of rows, each a dict column -> None/bool/int/float/str. Rows may differ in their
         columns (unknown ones are kept); ``codec.row_columns(rows)`` gives their union in
         first-seen order. An unknown view raises BadParamsError naming the views."""

@@ -235,7 +235,7 @@ class Ping:
 @dataclass(frozen=True)
 class Show:
     """SHOW a view (admin; PROTOCOL.md 3.8): "queries", "servers", "clients",
-    "invalidator", "config". The reply is a list of rows, each a dict column -> scalar."""
+    "invalidator", "config", "slots". The reply is a list of rows, each a dict column -> scalar."""
 
     view: str
     op = Op.SHOW
