@@ -53,11 +53,15 @@ typedef struct cs_rc_endpoint {
 	int port;
 } cs_rc_endpoint;
 
-/* A slot map: the online masters and, per slot, the index of its master (-1: none). */
+/* A slot map: the online masters and, per slot, the index of its master (-1: none); and the
+ * masters the cluster has marked failed (CLUSTER SHARDS health "fail" or "failed"): their slots are
+ * unowned in this map, and cs_rc_map_keep_owners does not give them back. */
 typedef struct cs_rc_map {
 	int nnodes;
 	cs_rc_endpoint node[CS_RC_MAX_NODES];
 	int16_t owner[CS_RC_SLOTS];
+	int nfailed;
+	cs_rc_endpoint failed[CS_RC_MAX_NODES];
 } cs_rc_map;
 
 /* Fills m from a CLUSTER SHARDS reply (RESP2: an array of shards, each a flat key/value
@@ -78,10 +82,12 @@ int cs_rc_map_from_slots(const struct redisReply *rep, const char *asked_host, c
 int cs_rc_map_covered(const cs_rc_map *m);
 
 /* Gives every slot that m leaves unowned but prev assigns its owner in prev (the node is
- * added to m when m does not list it and has room). A node's view can be partial (restarted
- * and not yet told of every master): a map never drops the owner of a slot it does not
- * assign elsewhere; a dead owner fails its commands until a map reassigns its slots. Returns
- * the number of slots taken from prev. */
+ * added to m when m does not list it and has room), unless m lists that owner as failed. A
+ * node's view can be partial (restarted and not yet told of every master): a map never drops
+ * the owner of a slot it does not assign elsewhere. But a master the cluster marked failed
+ * loses its slots at once, so their commands are refused at once instead of waiting out
+ * their timeout on a node that may still accept connections (stopped, overloaded: review
+ * V4). Returns the number of slots taken from prev. */
 int cs_rc_map_keep_owners(cs_rc_map *m, const cs_rc_map *prev);
 
 typedef struct cs_rc_redirect {

@@ -130,6 +130,7 @@ int cs_rc_parse_redirect(const char *str, size_t len, cs_rc_redirect *out)
 static void map_init(cs_rc_map *m)
 {
 	m->nnodes = 0;
+	m->nfailed = 0;
 	for (int s = 0; s < CS_RC_SLOTS; s++)
 		m->owner[s] = -1;
 }
@@ -208,6 +209,36 @@ static int assign_range(cs_rc_map *m, long long lo, long long hi, int idx, char 
 	return 0;
 }
 
+/* A master the cluster marked failed (health "fail" on Redis 7.0, "failed" as the docs and
+ * later versions spell it), by the address its slots' owner would have in a map
+ * (endpoint, else ip, else the node asked); one without a usable port is left out. */
+static void note_failed(cs_rc_map *m, const redisReply *nd, const char *asked_host)
+{
+	long long port;
+	if (m->nfailed == CS_RC_MAX_NODES || !reply_int(kv_get(nd, "port"), &port) || port < 1 ||
+	        port > 65535)
+		return;
+	const redisReply *h = kv_get(nd, "endpoint");
+	if (!usable_host(h))
+		h = kv_get(nd, "ip");
+	const char *host = usable_host(h) ? h->str : asked_host;
+	size_t hl = usable_host(h) ? h->len : strlen(asked_host);
+	if (hl >= CS_RC_HOST_MAX)
+		return;
+	cs_rc_endpoint *ep = &m->failed[m->nfailed++];
+	memcpy(ep->host, host, hl);
+	ep->host[hl] = '\0';
+	ep->port = (int)port;
+}
+
+static bool listed(const cs_rc_endpoint *list, int n, const cs_rc_endpoint *ep)
+{
+	for (int i = 0; i < n; i++)
+		if (list[i].port == ep->port && strcmp(list[i].host, ep->host) == 0)
+			return true;
+	return false;
+}
+
 int cs_rc_map_from_shards(
         const redisReply *rep, const char *asked_host, cs_rc_map *m, char *err, size_t errlen)
 {
@@ -228,8 +259,14 @@ int cs_rc_map_from_shards(
 		int idx = -1;
 		for (size_t j = 0; j < nodes->elements && idx < 0; j++) {
 			const redisReply *nd = nodes->element[j];
-			if (!text_is(kv_get(nd, "role"), "master") ||
-			        !text_is(kv_get(nd, "health"), "online"))
+			if (!text_is(kv_get(nd, "role"), "master"))
+				continue;
+			const redisReply *health = kv_get(nd, "health");
+			if (text_is(health, "fail") || text_is(health, "failed")) {
+				note_failed(m, nd, asked_host);
+				continue;
+			}
+			if (!text_is(kv_get(nd, "health"), "online"))
 				continue;
 			long long port;
 			if (!reply_int(kv_get(nd, "port"), &port) || port < 1 || port > 65535) {
@@ -317,8 +354,14 @@ int cs_rc_map_keep_owners(cs_rc_map *m, const cs_rc_map *prev)
 		int16_t o = prev->owner[s];
 		if (m->owner[s] >= 0 || o < 0 || o >= prev->nnodes)
 			continue;
+		if (idx[o] == -2)
+			continue; /* failed: its slots stay unowned */
 		if (idx[o] < 0) {
 			const cs_rc_endpoint *ep = &prev->node[o];
+			if (listed(m->failed, m->nfailed, ep)) {
+				idx[o] = -2;
+				continue;
+			}
 			int j;
 			for (j = 0; j < m->nnodes; j++)
 				if (m->node[j].port == ep->port &&

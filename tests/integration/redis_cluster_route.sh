@@ -14,6 +14,12 @@
 #             timeout) until the replica is promoted, then every read succeeds. The periodic
 #             refresh is off (60 s): the new master is found by the refreshes a dropped
 #             connection and a refused slot ask for.
+#             (f) then that promoted master, now without a replica, stopped (SIGSTOP: it still
+#             accepts connections, never answers) in a cluster that serves partial coverage:
+#             once the cluster marks it failed, the client's map drops its slots (commands
+#             refused at once, SHOW slots / metrics show them unserved) instead of keeping the
+#             owner and waiting out every command's timeout (review V4; the unit test
+#             unit_rcluster holds the negative control: a map without its failed list keeps them).
 . "$(dirname "$0")/daemon_lib.sh"
 
 PART=${1:-route}
@@ -250,6 +256,43 @@ case_d() {
   ok "(d) master killed: $(get err "$out") failed and $(get refused "$out") refused at once (slowest $(get max_fail_ms "$out") ms), then served by the promoted replica"
 }
 
+case_f() {
+  local out victim vpid i p other
+  victim=$(rc_master_of 0)
+  [ -n "$victim" ] || fail "(f) no master serves slot 0"
+  # it must have no replica left (case d killed its old master), or it would be failed over
+  [ "$(redis-cli -p "$victim" info replication | tr -d '\r' | sed -n 's/^connected_slaves://p')" = 0 ] ||
+    fail "(f) the master of slot 0 ($victim) still has a replica"
+  for p in "${RC_PORTS[@]}"; do
+    redis_port_pong "$p" && redis-cli -p "$p" config set cluster-require-full-coverage no >/dev/null
+  done
+  for i in "${!RC_PORTS[@]}"; do
+    [ "${RC_PORTS[$i]}" = "$victim" ] && vpid=$(cat "$WORK/rcluster/node$((i + 1))/redis.pid")
+  done
+  for p in "${RC_PORTS[@]}"; do [ "$p" != "$victim" ] && redis_port_pong "$p" && other=$p && break; done
+  drive --seeds "127.0.0.1:$other" --refresh 500 --timeout 2000 --prefix d: --keys 2000 --conc 16 --think 2 --duration 45 \
+    --until-file "$WORK/f.stop" --metrics "$WORK/f.prom" --slots "$WORK/f.slots" getload >"$WORK/f.out" &
+  local pid=$!
+  sleep 2
+  kill -STOP "$vpid"
+  CLEANUPS=("kill -CONT $vpid" "${CLEANUPS[@]}")
+  echo "(f) stopped master $victim (pid $vpid)"
+  failed_seen() { redis-cli -p "$other" cluster nodes | grep -q ":$victim@[0-9]* [^ ]*master,fail"; }
+  until_true 20 failed_seen || fail "(f) the cluster never marked $victim failed"
+  sleep 6 # refreshes (one asked of the stopped node waits out the 2 s timeout first)
+  touch "$WORK/f.stop"
+  wait "$pid" || fail "(f) driver failed"
+  kill -CONT "$vpid"
+  out=$(cat "$WORK/f.out")
+  echo "(f) $out"
+  expect wrong = 0 "$out" "(f) no reply wrong"
+  expect refused -gt 0 "$out" "(f) commands for the failed master's slots refused at once"
+  grep -q "^0 [0-9]* - 0$" "$WORK/f.slots" || fail "(f) slot 0 still routed to the failed master: $(cat "$WORK/f.slots")"
+  grep -q '^cachesvc_redis_cluster_slots_covered{client="drive"} 16384$' "$WORK/f.prom" &&
+    fail "(f) metrics: every slot still covered with a master failed"
+  ok "(f) a stopped master marked failed: its slots unserved in the map ($(grep -c ' - ' "$WORK/f.slots") range(s)), $(get refused "$out") commands refused at once"
+}
+
 case $PART in
   route)
     private_redis_cluster 3 1
@@ -264,6 +307,7 @@ case $PART in
   failover)
     private_redis_cluster 3 1
     case_d
+    case_f
     ;;
   *) fail "unknown part $PART" ;;
 esac

@@ -167,7 +167,7 @@ static void test_map_shards(void **state)
 {
 	(void)state;
 	resp b = {.n = 0};
-	arr(&b, 4);
+	arr(&b, 5);
 	/* shard 1: 0-5460, the replica listed first */
 	arr(&b, 4);
 	str(&b, "slots");
@@ -208,6 +208,13 @@ static void test_map_shards(void **state)
 	arr(&b, 2);
 	shard_node(&b, "127.0.0.1", "127.0.0.1", 30005, "master", "failed");
 	shard_node(&b, "127.0.0.1", "127.0.0.1", 30006, "replica", "online");
+	/* shard 5: no slots, its master failed as Redis 7.0 spells it ("fail") */
+	arr(&b, 4);
+	str(&b, "slots");
+	arr(&b, 0);
+	str(&b, "nodes");
+	arr(&b, 1);
+	shard_node(&b, "127.0.0.1", "127.0.0.1", 30007, "master", "fail");
 	redisReply *rep = parse(&b);
 	static cs_rc_map m;
 	char err[256];
@@ -230,6 +237,30 @@ static void test_map_shards(void **state)
 	assert_int_equal(m.owner[10923], 2);
 	assert_int_equal(m.owner[16383], 2);
 	assert_int_equal(cs_rc_map_covered(&m), CS_RC_SLOTS - 499);
+	/* the failed master is listed as such (review V4) */
+	assert_int_equal(m.nfailed, 2);
+	assert_string_equal(m.failed[0].host, "127.0.0.1");
+	assert_int_equal(m.failed[0].port, 30005);
+	assert_int_equal(m.failed[1].port, 30007);
+	/* a previous map where 30005 served 10001-10499: its slots are not kept, the other
+	 * gap of this map (none here) would be */
+	static cs_rc_map prev;
+	prev = m;
+	prev.nnodes = 4;
+	prev.node[3] = m.failed[0];
+	for (int s = 10001; s <= 10499; s++)
+		prev.owner[s] = 3;
+	prev.owner[0] = 0;
+	m.owner[0] = -1; /* a gap the map leaves on a master not marked failed: kept */
+	assert_int_equal(cs_rc_map_keep_owners(&m, &prev), 1);
+	assert_int_equal(m.owner[0], 0);
+	assert_int_equal(m.owner[10001], -1);
+	assert_int_equal(m.owner[10499], -1);
+	assert_int_equal(m.nnodes, 3); /* the failed master is not added back */
+	/* the negative control: the same map without the failed list keeps 30005's slots */
+	m.nfailed = 0;
+	assert_int_equal(cs_rc_map_keep_owners(&m, &prev), 499);
+	assert_int_equal(m.owner[10001], 3);
 	freeReplyObject(rep);
 
 	/* malformed: a range past the last slot, an odd slot list, not an array */
