@@ -32,6 +32,7 @@
 #include "util.h"
 #include "keyspace.h"
 #include "log.h"
+#include "rcluster.h"
 #include "redis_url.h"
 #include "verify.h"
 
@@ -52,7 +53,7 @@ enum {
 
 /* Why an entry was not checked: the skip outcomes of verify.h (CS_VERIFY_GONE on), indexed
  * from 0 in the tally and the report. */
-#define SKIP__COUNT CS_VERIFY_SKIPS
+#define SKIP__COUNT   CS_VERIFY_SKIPS
 #define SKIP_INDEX(o) ((int)(o) - (int)CS_VERIFY_GONE)
 
 static const char *const skip_names[SKIP__COUNT] = {
@@ -96,7 +97,13 @@ typedef struct verifier {
 	const cs_config *cfg;
 	cs_keyspace ks;
 	opts o;
-	redisContext *redis;
+	redisContext *redis; /* one Redis; on a cluster: NULL, the masters below */
+	bool cluster;
+	cs_rc_map *map;                      /* cluster: the slot map (CLUSTER SHARDS) */
+	redisContext *node[CS_RC_MAX_NODES]; /* cluster: one connection per map->node */
+	const char *err_node;                /* the node of the last command */
+	char errstr[128];                    /* the last connection-level failure */
+	unsigned map_ver;                    /* cluster: maps loaded */
 	PGconn *pg;
 	cs_buf fresh;         /* the primary's result, re-used per entry */
 	uint64_t inv_stalled; /* cs:inv:pos when a wait last timed out (0: none) */
@@ -152,13 +159,22 @@ static void sleep_ms(int64_t ms)
 
 /* ---- Connections ------------------------------------------------------------------------ */
 
-static redisContext *redis_connect(const cs_config *cfg)
+/* Connects to the Redis of cfg's url, or (host not NULL: a cluster node) to host:port with the
+ * url's user and password (db 0). */
+static redisContext *redis_connect(const cs_config *cfg, const char *host, int port)
 {
 	cs_redis_url u;
 	char why[256];
-	if (!cs_redis_url_parse(cfg->redis_url, &u, why, sizeof why)) {
+	memset(&u, 0, sizeof u);
+	if (cfg->redis_url && !cs_redis_url_parse(cfg->redis_url, &u, why, sizeof why)) {
 		fprintf(stderr, "cachesvc-verify: [redis] url: %s\n", why);
 		return NULL;
+	}
+	if (host) {
+		snprintf(u.host, sizeof u.host, "%s", host);
+		u.port = port;
+		u.unix_path[0] = '\0';
+		u.db = 0;
 	}
 	int64_t ms = cfg->redis_timeout_ms > 0 ? cfg->redis_timeout_ms : 2000;
 	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
@@ -233,11 +249,146 @@ static PGconn *pg_connect(const char *conninfo)
 	return c;
 }
 
+/* ---- Redis Cluster: the map and one connection per master (CLUSTER.md) -------------- */
+
+static void drop_nodes(verifier *v)
+{
+	for (int i = 0; i < CS_RC_MAX_NODES; i++) {
+		if (v->node[i])
+			redisFree(v->node[i]);
+		v->node[i] = NULL;
+	}
+}
+
+/* Asks c for the slot map (CLUSTER SHARDS, CLUSTER SLOTS on a server before 7.0). */
+static bool map_from(verifier *v, redisContext *c, const char *host)
+{
+	char err[256];
+	redisReply *r = redisCommand(c, "CLUSTER SHARDS");
+	int rc = -1;
+	if (r && r->type == REDIS_REPLY_ERROR) {
+		freeReplyObject(r);
+		r = redisCommand(c, "CLUSTER SLOTS");
+		if (r && r->type != REDIS_REPLY_ERROR)
+			rc = cs_rc_map_from_slots(r, host, v->map, err, sizeof err);
+	} else if (r) {
+		rc = cs_rc_map_from_shards(r, host, v->map, err, sizeof err);
+	}
+	if (rc != 0)
+		fprintf(stderr, "cachesvc-verify: no slot map from %s: %s\n", host,
+		        r == NULL                      ? c->errstr
+		        : r->type == REDIS_REPLY_ERROR ? r->str
+		                                       : err);
+	freeReplyObject(r);
+	return rc == 0;
+}
+
+/* (Re)loads the slot map from a master already known, else from a seed of [redis] nodes,
+ * and connects to every master of it. False (reported) when no node answers or a master of
+ * the map cannot be reached. */
+static bool load_map(verifier *v)
+{
+	bool have = false;
+	for (int i = 0; i < v->map->nnodes && !have; i++)
+		if (v->node[i] && !v->node[i]->err)
+			have = map_from(v, v->node[i], v->map->node[i].host);
+	if (!have) {
+		char *buf = strdup(v->cfg->redis_nodes ? v->cfg->redis_nodes : "");
+		char *seeds[CS_RC_MAX_NODES];
+		int n = buf ? cs_split_list(buf, seeds, CS_RC_MAX_NODES) : 0;
+		for (int i = 0; i < n && !have; i++) {
+			cs_rc_endpoint ep;
+			if (cs_rc_parse_endpoint(seeds[i], strlen(seeds[i]), &ep) != 0)
+				continue;
+			redisContext *c = redis_connect(v->cfg, ep.host, ep.port);
+			if (c) {
+				have = map_from(v, c, ep.host);
+				redisFree(c);
+			}
+		}
+		free(buf);
+		if (!have) {
+			fprintf(stderr,
+			        "cachesvc-verify: no node of [redis] nodes gave a slot map\n");
+			return false;
+		}
+	}
+	drop_nodes(v);
+	v->map_ver++;
+	if (cs_rc_map_covered(v->map) < CS_RC_SLOTS)
+		fprintf(stderr, "cachesvc-verify: warning: %d hash slots have no master\n",
+		        CS_RC_SLOTS - cs_rc_map_covered(v->map));
+	for (int i = 0; i < v->map->nnodes; i++)
+		if ((v->node[i] = redis_connect(
+		             v->cfg, v->map->node[i].host, v->map->node[i].port)) == NULL)
+			return false;
+	return true;
+}
+
+/* A command about `key`: to the one Redis, or to the master of the key's slot, following
+ * MOVED (the map is reloaded) and ASK (ASKING first) a few times. NULL: a connection-level
+ * failure (v->err_node says where). */
+static redisReply *key_cmd(verifier *v, const char *key, size_t klen, const char *fmt, ...)
+{
+	va_list ap;
+	if (!v->cluster) {
+		va_start(ap, fmt);
+		redisReply *r = redisvCommand(v->redis, fmt, ap);
+		va_end(ap);
+		v->err_node = "redis";
+		if (r == NULL)
+			snprintf(v->errstr, sizeof v->errstr, "%s", v->redis->errstr);
+		return r;
+	}
+	uint16_t slot = cs_rc_keyslot(key, klen);
+	redisContext *ask = NULL;
+	for (int tries = 0; tries < 5; tries++) {
+		redisContext *c = ask;
+		if (c == NULL) {
+			int o = v->map->owner[slot];
+			if (o < 0) {
+				fprintf(stderr, "cachesvc-verify: no master serves slot %u\n",
+				        slot);
+				return NULL;
+			}
+			c = v->node[o];
+			v->err_node = v->map->node[o].host;
+		} else {
+			redisReply *a = redisCommand(c, "ASKING");
+			freeReplyObject(a);
+		}
+		va_start(ap, fmt);
+		redisReply *r = redisvCommand(c, fmt, ap);
+		va_end(ap);
+		if (r == NULL)
+			snprintf(v->errstr, sizeof v->errstr, "%s", c->errstr);
+		if (ask)
+			redisFree(ask);
+		ask = NULL;
+		cs_rc_redirect rd;
+		if (r == NULL || r->type != REDIS_REPLY_ERROR ||
+		        cs_rc_parse_redirect(r->str, (size_t)r->len, &rd) != 0)
+			return r;
+		freeReplyObject(r);
+		if (!rd.ask) {
+			if (!load_map(v))
+				return NULL;
+			continue;
+		}
+		if ((ask = redis_connect(v->cfg, rd.host[0] ? rd.host : v->err_node, rd.port)) ==
+		        NULL)
+			return NULL;
+	}
+	fprintf(stderr, "cachesvc-verify: too many redirects for a key of slot %u\n", slot);
+	return NULL;
+}
+
 /* A Redis command that failed at the connection level ends the run. */
 static redisReply *cmd_ok(verifier *v, redisReply *r)
 {
 	if (r == NULL) {
-		fprintf(stderr, "cachesvc-verify: Redis: %s\n", v->redis->errstr);
+		fprintf(stderr, "cachesvc-verify: Redis (%s): %s\n",
+		        v->err_node ? v->err_node : "?", v->errstr[0] ? v->errstr : "no reply");
 		v->fatal = true;
 	}
 	return r;
@@ -248,7 +399,7 @@ static redisReply *cmd_ok(verifier *v, redisReply *r)
 /* Reads cs:inv:pos (missing or malformed: 0). False on a connection error. */
 static bool inv_pos(verifier *v, uint64_t *pos)
 {
-	redisReply *r = cmd_ok(v, redisCommand(v->redis, "GET %s", v->ks.pos));
+	redisReply *r = cmd_ok(v, key_cmd(v, v->ks.pos, strlen(v->ks.pos), "GET %s", v->ks.pos));
 	if (r == NULL)
 		return false;
 	*pos = 0;
@@ -267,7 +418,8 @@ static bool wait_invalidator(verifier *v, uint64_t lsn)
 	for (;;) {
 		if (!inv_pos(v, &pos))
 			return false;
-		cs_verify_wait w = cs_verify_wait_step(pos, lsn, cs_now_us(), deadline, &v->inv_stalled);
+		cs_verify_wait w =
+		        cs_verify_wait_step(pos, lsn, cs_now_us(), deadline, &v->inv_stalled);
 		if (w != CS_VERIFY_WAIT)
 			return w == CS_VERIFY_PASSED;
 		if (!said) {
@@ -358,13 +510,40 @@ static int run_on_primary(verifier *v, const qrun *qr, const char *canon, size_t
 	return 0;
 }
 
+/* The length of key's entry prefix when key is an entry of qr's query and generation (on a
+ * cluster: "{<ns>:<b>}:e:<q>:<g>:", b the bucket of its parameters), else 0. */
+static size_t entry_prefix_len(const verifier *v, const qrun *qr, const char *key, size_t keylen)
+{
+	if (!v->cluster)
+		return keylen >= qr->prefix_len && memcmp(key, qr->prefix, qr->prefix_len) == 0
+		               ? qr->prefix_len
+		               : 0;
+	size_t nl = strlen(v->ks.ns);
+	if (keylen < nl + 3 || key[0] != '{' || memcmp(key + 1, v->ks.ns, nl) != 0 ||
+	        key[nl + 1] != ':')
+		return 0;
+	uint32_t b = 0;
+	size_t i = nl + 2;
+	for (; i < keylen && i < nl + 6 && key[i] >= '0' && key[i] <= '9'; i++)
+		b = b * 10 + (uint32_t)(key[i] - '0');
+	if (i == nl + 2 || b >= CS_KS_BUCKETS)
+		return 0;
+	char pre[sizeof qr->prefix];
+	size_t pl = cs_ks_entry_prefix(&v->ks, b, pre, sizeof pre, qr->q->name, qr->gen);
+	if (pl == 0 || keylen < pl || memcmp(key, pre, pl) != 0 ||
+	        cs_ks_bucket(&v->ks, qr->q->name, key + pl, keylen - pl) != b)
+		return 0; /* another query or generation, or not in its parameters' bucket */
+	return pl;
+}
+
 static void check_key(verifier *v, qrun *qr, const char *key, size_t keylen)
 {
 	char err[512];
-	if (keylen < qr->prefix_len || memcmp(key, qr->prefix, qr->prefix_len) != 0)
+	size_t pl = entry_prefix_len(v, qr, key, keylen);
+	if (pl == 0)
 		return; /* not this query's generation (SCAN MATCH already filters) */
 	qr->t.checked++;
-	redisReply *r1 = cmd_ok(v, redisCommand(v->redis, "GET %b", key, keylen));
+	redisReply *r1 = cmd_ok(v, key_cmd(v, key, keylen, "GET %b", key, keylen));
 	if (r1 == NULL)
 		return;
 	cs_entry e;
@@ -374,8 +553,7 @@ static void check_key(verifier *v, qrun *qr, const char *key, size_t keylen)
 		skip(v, qr, key, o, NULL);
 	} else {
 		uint64_t lsn = 0;
-		int rc = run_on_primary(v, qr, key + qr->prefix_len, keylen - qr->prefix_len, &lsn,
-		        err, sizeof err);
+		int rc = run_on_primary(v, qr, key + pl, keylen - pl, &lsn, err, sizeof err);
 		if (rc < 0) {
 			fprintf(stderr, "cachesvc-verify: lost the primary: %s\n", err);
 			v->fatal = true;
@@ -389,14 +567,15 @@ static void check_key(verifier *v, qrun *qr, const char *key, size_t keylen)
 				skip(v, qr, key, CS_VERIFY_INV_BEHIND, err);
 			}
 		} else {
-			redisReply *r2 = cmd_ok(v, redisCommand(v->redis, "GET %b", key, keylen));
+			redisReply *r2 = cmd_ok(v, key_cmd(v, key, keylen, "GET %b", key, keylen));
 			if (r2 == NULL) {
 				/* fatal: reported */
 			} else {
 				char diff[DIFF_LEN];
-				o = cs_verify_judge(r1->str, (size_t)r1->len, r2->type != REDIS_REPLY_NIL,
-				        r2->type == REDIS_REPLY_STRING, r2->str, (size_t)r2->len,
-				        v->fresh.data, v->fresh.len, qr->ordered, &e, diff, sizeof diff);
+				o = cs_verify_judge(r1->str, (size_t)r1->len,
+				        r2->type != REDIS_REPLY_NIL, r2->type == REDIS_REPLY_STRING,
+				        r2->str, (size_t)r2->len, v->fresh.data, v->fresh.len,
+				        qr->ordered, &e, diff, sizeof diff);
 				if (o == CS_VERIFY_OK)
 					qr->t.ok++;
 				else if (o == CS_VERIFY_STALE)
@@ -456,7 +635,9 @@ static bool reservoir_add(reservoir *rs, const char *key, size_t len)
 /* Reads the query's current generation (missing: 0, as the engine assumes). */
 static bool read_gen(verifier *v, const cs_query_def *q, uint64_t *gen)
 {
-	redisReply *r = cmd_ok(v, redisCommand(v->redis, "GET %s:g:%s", v->ks.ns, q->name));
+	char k[CS_NAME_MAX];
+	size_t kl = cs_ks_gen(&v->ks, k, sizeof k, q->name); /* bucket 0's on a cluster */
+	redisReply *r = cmd_ok(v, key_cmd(v, k, kl, "GET %b", k, kl));
 	if (r == NULL)
 		return false;
 	*gen = r->type == REDIS_REPLY_STRING ? strtoull(r->str, NULL, 10) : 0;
@@ -469,9 +650,16 @@ static void verify_query(verifier *v, qrun *qr)
 	if (!read_gen(v, qr->q, &qr->gen))
 		return;
 	qr->ordered = cs_verify_sql_ordered(qr->q->sql);
-	qr->prefix_len = cs_ks_entry_prefix(&v->ks, 0, qr->prefix, sizeof qr->prefix, qr->q->name, qr->gen);
-	char pattern[sizeof qr->prefix + 1];
-	snprintf(pattern, sizeof pattern, "%s*", qr->prefix); /* names are [A-Za-z0-9_.-] */
+	qr->prefix_len =
+	        cs_ks_entry_prefix(&v->ks, 0, qr->prefix, sizeof qr->prefix, qr->q->name, qr->gen);
+	char pattern[sizeof qr->prefix + 8];
+	/* names are [A-Za-z0-9_.-]; a cluster's bucket tag "{<ns>:<b>}" (ns without braces)
+	 * matched as "{<ns>:*}" ('{' is no glob character) */
+	if (v->cluster)
+		snprintf(pattern, sizeof pattern, "{%s:*}:e:%s:%" PRIu64 ":*", v->ks.ns,
+		        qr->q->name, qr->gen);
+	else
+		snprintf(pattern, sizeof pattern, "%s*", qr->prefix);
 
 	reservoir rs = {0};
 	if (v->o.sample > 0) {
@@ -484,41 +672,56 @@ static void verify_query(verifier *v, qrun *qr)
 			v->fatal = true;
 		}
 	}
-	char cursor[32] = "0";
-	do {
-		if (v->fatal)
-			break;
-		redisReply *r =
-		        cmd_ok(v, redisCommand(v->redis, "SCAN %s MATCH %s COUNT " SCAN_COUNT,
-		                          cursor, pattern));
-		if (r == NULL)
-			break;
-		if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-		        r->element[0]->type != REDIS_REPLY_STRING ||
-		        r->element[1]->type != REDIS_REPLY_ARRAY ||
-		        r->element[0]->len >= sizeof cursor) {
-			fprintf(stderr, "cachesvc-verify: unexpected SCAN reply%s%s\n",
-			        r->type == REDIS_REPLY_ERROR ? ": " : "",
-			        r->type == REDIS_REPLY_ERROR ? r->str : "");
-			v->fatal = true;
-			freeReplyObject(r);
-			break;
-		}
-		memcpy(cursor, r->element[0]->str, r->element[0]->len + 1);
-		redisReply *keys = r->element[1];
-		for (size_t i = 0; i < keys->elements && !v->fatal; i++) {
-			redisReply *k = keys->element[i];
-			if (k->type != REDIS_REPLY_STRING)
-				continue;
-			if (rs.cap == 0) {
-				check_key(v, qr, k->str, k->len);
-			} else if (!reservoir_add(&rs, k->str, k->len)) {
-				fprintf(stderr, "cachesvc-verify: out of memory\n");
-				v->fatal = true;
+	/* every master's keyspace in turn (one Redis: itself) */
+	int nnodes = v->cluster ? v->map->nnodes : 1;
+	unsigned ver = v->map_ver;
+	for (int node = 0; node < nnodes && !v->fatal; node++) {
+		char cursor[32] = "0";
+		do {
+			if (v->fatal)
+				break;
+			if (v->map_ver != ver) {
+				/* a MOVED reloaded the map (a reshard): this master's cursor is
+				 * gone; the keys it had left are not checked in this run */
+				note(v, "the slot map changed: the scan of a master ends early");
+				break;
 			}
-		}
-		freeReplyObject(r);
-	} while (strcmp(cursor, "0") != 0);
+			redisContext *c = v->cluster ? v->node[node] : v->redis;
+			v->err_node = v->cluster ? v->map->node[node].host : "redis";
+			redisReply *r = redisCommand(
+			        c, "SCAN %s MATCH %s COUNT " SCAN_COUNT, cursor, pattern);
+			if (r == NULL)
+				snprintf(v->errstr, sizeof v->errstr, "%s", c->errstr);
+			r = cmd_ok(v, r);
+			if (r == NULL)
+				break;
+			if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+			        r->element[0]->type != REDIS_REPLY_STRING ||
+			        r->element[1]->type != REDIS_REPLY_ARRAY ||
+			        r->element[0]->len >= sizeof cursor) {
+				fprintf(stderr, "cachesvc-verify: unexpected SCAN reply%s%s\n",
+				        r->type == REDIS_REPLY_ERROR ? ": " : "",
+				        r->type == REDIS_REPLY_ERROR ? r->str : "");
+				v->fatal = true;
+				freeReplyObject(r);
+				break;
+			}
+			memcpy(cursor, r->element[0]->str, r->element[0]->len + 1);
+			redisReply *keys = r->element[1];
+			for (size_t i = 0; i < keys->elements && !v->fatal; i++) {
+				redisReply *k = keys->element[i];
+				if (k->type != REDIS_REPLY_STRING)
+					continue;
+				if (rs.cap == 0) {
+					check_key(v, qr, k->str, k->len);
+				} else if (!reservoir_add(&rs, k->str, k->len)) {
+					fprintf(stderr, "cachesvc-verify: out of memory\n");
+					v->fatal = true;
+				}
+			}
+			freeReplyObject(r);
+		} while (strcmp(cursor, "0") != 0);
+	}
 
 	for (long i = 0; i < rs.n; i++) {
 		if (!v->fatal)
@@ -698,7 +901,17 @@ int main(int argc, char **argv)
 	v.cfg = cfg;
 	char ns[CS_NS_MAX + 1];
 	cs_config_namespace(cfg, ns);
-	cs_ks_init(&v.ks, ns);
+	v.cluster = cfg->redis_cluster;
+	if (!v.cluster)
+		cs_ks_init(&v.ks, ns);
+	else if (cs_ks_init_cluster(&v.ks, ns) != 0) {
+		fprintf(stderr,
+		        "cachesvc-verify: [redis] namespace \"%s\" may not hold { or } on a "
+		        "cluster\n",
+		        ns);
+		cs_config_free(cfg);
+		return EXIT_USAGE;
+	}
 	int status = EXIT_USAGE;
 	qrun *runs = NULL;
 	int nruns = 0;
@@ -707,9 +920,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "cachesvc-verify: no [query %s] in %s\n", v.o.query, v.o.config);
 		goto out;
 	}
-	if (cfg->primary_conninfo == NULL || cfg->redis_url == NULL) {
-		fprintf(stderr, "cachesvc-verify: %s needs [primary] conninfo and [redis] url\n",
-		        v.o.config);
+	if (cfg->primary_conninfo == NULL ||
+	        (v.cluster ? cfg->redis_nodes == NULL : cfg->redis_url == NULL)) {
+		fprintf(stderr, "cachesvc-verify: %s needs [primary] conninfo and [redis] %s\n",
+		        v.o.config, v.cluster ? "nodes" : "url");
 		goto out;
 	}
 	runs = calloc(only ? 1 : (size_t)(cfg->nqueries > 0 ? cfg->nqueries : 1), sizeof *runs);
@@ -718,8 +932,18 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	status = EXIT_UNREACHABLE;
-	if ((v.redis = redis_connect(cfg)) == NULL ||
-	        (v.pg = pg_connect(cfg->primary_conninfo)) == NULL)
+	if (v.cluster) {
+		if ((v.map = malloc(sizeof *v.map)) == NULL) {
+			fprintf(stderr, "cachesvc-verify: out of memory\n");
+			goto out;
+		}
+		v.map->nnodes = 0;
+		if (!load_map(&v))
+			goto out;
+	} else if ((v.redis = redis_connect(cfg, NULL, 0)) == NULL) {
+		goto out;
+	}
+	if ((v.pg = pg_connect(cfg->primary_conninfo)) == NULL)
 		goto out;
 	srandom((unsigned)(cs_now_us() ^ (uint64_t)getpid()));
 	cs_buf_init(&v.fresh, CS_PROTO_MAX_REPLY_FRAME);
@@ -759,6 +983,8 @@ out:
 		PQfinish(v.pg);
 	if (v.redis)
 		redisFree(v.redis);
+	drop_nodes(&v);
+	free(v.map);
 	cs_config_free(cfg);
 	return status;
 }
