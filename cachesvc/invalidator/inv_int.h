@@ -137,6 +137,9 @@ struct cs_inv {
 
 	/* positions */
 	cs_lsn_t received;   /* highest LSN seen in the stream */
+	cs_lsn_t lag_seen;   /* highest commit end LSN whose send and receive lags were
+			      * recorded: a commit the stream delivers again after a restart is
+			      * not sampled twice (its new send time would measure the restart) */
 	bool first_start;    /* this setup created the slot on a first start (not a loss) */
 	cs_lsn_t h_start;    /* the horizon's floor from the last sync (cs_ledger_set_floor) */
 	cs_lsn_t pos_sent;   /* cs:inv:pos last raised to */

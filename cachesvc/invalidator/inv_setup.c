@@ -203,7 +203,7 @@ static void sync_state(cs_inv *inv)
 	 * old primary's WAL past the switch point never happened on the new one */
 	bool same_tli = inv->stream_tli == 0 || inv->stream_tli == inv->tli;
 	if (!same_tli)
-		inv->received = 0;
+		inv->received = inv->lag_seen = 0;
 	if (same_tli && inv->received > lsn)
 		lsn = inv->received;
 	if (same_tli && cs_ledger_confirmed(inv->ledger) > lsn)

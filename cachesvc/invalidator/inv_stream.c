@@ -432,12 +432,17 @@ static void handle_xlogdata(cs_inv *inv, const cs_pgo_xlogdata *w)
 		break;
 	case 'C': {
 		inv->txn_commit_unix_us = cs_pgo_time_to_unix_us(m.commit.commit_ts);
-		/* the XLogData's send time: the primary's share (both on its clock) */
-		cs_hist_record(&inv->stats.send_us, w->send_time > m.commit.commit_ts ?
-				(uint64_t)(w->send_time - m.commit.commit_ts) : 0);
-		int64_t now_unix = cs_wall_us();
-		cs_hist_record(&inv->stats.recv_us, now_unix > inv->txn_commit_unix_us ?
-				(uint64_t)(now_unix - inv->txn_commit_unix_us) : 0);
+		if (m.commit.end_lsn > inv->lag_seen) {
+			/* the XLogData's send time (both on the primary's clock): when the
+			 * walsender built the message, which it does only once its socket has
+			 * room, so a reader that falls behind shows here too (README.md) */
+			inv->lag_seen = m.commit.end_lsn;
+			cs_hist_record(&inv->stats.send_us, w->send_time > m.commit.commit_ts ?
+					(uint64_t)(w->send_time - m.commit.commit_ts) : 0);
+			int64_t now_unix = cs_wall_us();
+			cs_hist_record(&inv->stats.recv_us, now_unix > inv->txn_commit_unix_us ?
+					(uint64_t)(now_unix - inv->txn_commit_unix_us) : 0);
+		}
 		commit_txn(inv, m.commit.end_lsn);
 		break;
 	}

@@ -771,10 +771,12 @@ void cs_inv_metrics(const cs_inv *inv, cs_metrics *m)
 	cs_m_quantiles(m, "cachesvc_invalidator_receive_lag_quantile_seconds",
 		"Commit on the primary to its Commit message decoded by the invalidator, at "
 		"quantile q of every commit since the start, from the fine histogram", &s->recv_us);
-	/* and of that, the primary's part alone: commit -> the walsender sent the Commit
-	 * message (both times on the primary's clock: no skew between hosts) */
+	/* and of that, commit -> the walsender sent the Commit message (both times on the
+	 * primary's clock: no skew between hosts): the primary's part, plus any time its
+	 * socket stayed full because this process did not read */
 	cs_m_quantiles(m, "cachesvc_invalidator_send_lag_quantile_seconds",
 		"Commit on the primary to the walsender sending its Commit message (both on the "
-		"primary's clock), at quantile q of every commit since the start, from the fine "
+		"primary's clock; includes waits for this process to read a full socket), at "
+		"quantile q of every commit since the start, each commit once, from the fine "
 		"histogram", &s->send_us);
 }
