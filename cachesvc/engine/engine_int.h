@@ -211,9 +211,10 @@ struct cs_engine {
 	int hist_head, hist_len;
 	qtable *qt;
 	/* The cache connection: every data-path command goes through cs_rc_cmd / cs_rc_script
-	 * with its key's slot (CLUSTER.md section 5 step 3; single mode only so far: the slot
-	 * is ignored and cs_rc passes straight through to its one cs_redis). What belongs to
-	 * the connection (the near cache's tracking, stats) takes that cs_redis: cache_conn(). */
+	 * with its key's slot (CLUSTER.md section 5 step 3b). Single mode: the slot is ignored
+	 * and cs_rc passes straight through to its one cs_redis; what belongs to the connection
+	 * (the near cache's tracking) takes that cs_redis: cache_conn(). Cluster mode
+	 * ([redis] cluster = on): routed by slot to the masters (no near cache). */
 	cs_rc *redis;
 	/* Redis Cluster (e->ks.cluster; CLUSTER.md): the slot of every bucket's hash tag, so a
 	 * hit finds its slot without a CRC16 (key_slot); all 0 on a single Redis. */
