@@ -13,6 +13,10 @@
 #   repair: a bucket whose generation copy was set back (a fan-out cut short): its first fill
 #           is refused, the daemon repairs the bucket from bucket 0 and the next fill stores.
 #           Negative control: cluster_repair = off: the bucket keeps refusing fills.
+#           Also: a reload that changes the query bumps it on bucket 0 and every bucket follows.
+#   down:   the master of a cached key's bucket stops answering (SIGSTOP): every key is still
+#           answered (from PostgreSQL), none hangs; once it is back every key caches again. No
+#           negative control (the bypass has no switch): the guarantee is "no hang, no error".
 . "$(dirname "$0")/daemon_lib.sh"
 
 PART=${1:-read}
@@ -215,7 +219,36 @@ case_repair() {
   fi
 }
 
+case_down() {
+  cluster_config "$WORK/cs.ini"
+  start_streaming "$WORK/cs.ini"
+  local id p k out n
+  for id in $(seq 1 9); do fill cu "$id"; done
+  # the master of cu 1's bucket stops answering (SIGSTOP: connections stay open, no reply)
+  k=$(entry_key 1)
+  p=$(port_of_slot "$(rc cluster keyslot "$k")")
+  local i pid=
+  for i in "${!RC_PORTS[@]}"; do
+    if [ "${RC_PORTS[$i]}" = "$p" ]; then pid=$(cat "$WORK/rcluster/node$((i + 1))/redis.pid"); fi
+  done
+  [ -n "$pid" ] || fail "(d) no pid for the master on $p"
+  CLEANUPS=("kill -CONT $pid" "${CLEANUPS[@]}")
+  kill -STOP "$pid"
+  sleep 0.2
+  # every key still answered (the bypass: from PostgreSQL, not stored), never a hang: each
+  # GET is bounded by the client's own timeout, below the test's
+  out=$(for id in $(seq 1 9); do "$CLI" -p "$PORT" -t 8000 --json get cu "$id" 2>&1; done)
+  n=$(echo "$out" | grep -c '"rows":\[\["\?[0-9]' || true)
+  [ "$n" = 9 ] || fail "(d) with a master down only $n of 9 keys answered: $out"
+  ok "(d) a master not answering: all 9 keys answered, $(echo "$out" | grep -c '"source":"cache"' || true) from the cache"
+  kill -CONT "$pid"
+  until_true 30 rc_ok "$p" || fail "(d) the cluster did not recover"
+  for id in $(seq 1 9); do fill cu "$id"; done
+  ok "(d) the master back: every key cached again"
+}
+
 case "$PART" in
+  down) case_down ;;
   read) case_read ;;
   inval) case_inval ;;
   repair) case_repair true ;;
