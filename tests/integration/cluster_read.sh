@@ -3,7 +3,8 @@
 # private 3-master cluster, the daemon with its invalidator ([redis] cluster = on).
 #   read:   misses then hits; every filled entry is in its bucket's slot ({<ns>:<b>} tag) on the
 #           master CLUSTER SLOTS names for that slot; an MGET of keys on the 3 masters answers
-#           every item, in order, from the cache. Negative control: the same config with
+#           every item, in order, from the cache; an admin INVALIDATE of one key; the verifier
+#           sampler checks cluster entries (0 stale). Negative control: the same config with
 #           cluster = off against one master fills nothing on the others (MOVED: bypassed).
 #   inval:  UPDATE, DELETE and TRUNCATE reach the cached entries on every master; then a race:
 #           writers UPDATE rows while readers read through the delayed replica; once the
@@ -59,7 +60,7 @@ port_of_slot() {
 }
 
 case_read() {
-  cluster_config "$WORK/cs.ini"
+  EXTRA_SERVICE="verify_interval = 300ms" cluster_config "$WORK/cs.ini"
   start_streaming "$WORK/cs.ini"
   local id k slot p ports=() out n
   for id in $(seq 1 12); do
@@ -88,6 +89,11 @@ case_read() {
   [ -n "$(rc get "{$NS:$(bucket_of 3)}:f:cu:3")" ] || fail "(a) no fence for cu 3 in its bucket"
   [ "$(rc exists "$(entry_key 4)")" = 1 ] || fail "(a) admin INVALIDATE cu 3 removed cu 4"
   ok "(a) admin INVALIDATE of one key: its entry deleted and its fence set in its bucket"
+  # the verifier sampler walks the buckets node by node ({<ns>:*}:e:<q>:<g>:*)
+  until_true 30 metric_ge cachesvc_verify_checked_total 3 ||
+    fail "(a) the sampler checked $(metric cachesvc_verify_checked_total) entries on the cluster (skipped: $(metric cachesvc_verify_skipped_total))"
+  metric_is cachesvc_verify_stale_total 0 || fail "(a) the sampler found stale entries"
+  ok "(a) the verifier sampler checked $(metric cachesvc_verify_checked_total) cluster entries against the primary: 0 stale"
   stop_daemon
   # negative control: no routing (cluster = off, one master as a single Redis)
   rc flushall >/dev/null 2>&1
