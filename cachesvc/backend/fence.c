@@ -538,6 +538,39 @@ static const char *const cluster_scripts[CS_SCRIPT_ALL_COUNT - CS_SCRIPT_COUNT] 
 		"local had = redis.call('EXISTS', KEYS[2])\n"
 		"redis.call('SET', KEYS[2], '1')\n"
 		"return {had, redis.call('HGETALL', KEYS[3])}\n",
+	/* CS_SCRIPT_FILL on bucket b's copies: the epoch copy compared by its ":<random>" part
+	 * (each bucket's copy names its own node's run_id), the eviction record with the node's
+	 * run_id (a bucket that moved is not whole on its new node until its next RAISE). */
+	[CS_SCRIPT_C_FILL - CS_SCRIPT_COUNT] =
+		"local g = redis.call('GET', KEYS[3]) or '0'\n"
+		"local function verdict()\n"
+		"  if g ~= ARGV[4] then return 0 end\n"
+		"  if ARGV[5] ~= '1' then return 1 end\n"
+		"  local ep = redis.call('GET', KEYS[6])\n"
+		"  if ARGV[7] == '' or not ep or #ep < #ARGV[7] or "
+		"string.sub(ep, -#ARGV[7]) ~= ARGV[7] then return -4 end\n"
+		"  local h = redis.call('GET', KEYS[4])\n"
+		"  if not h then return -1 end\n"
+		"  if ARGV[3] < h then return -2 end\n"
+		"  if ARGV[6] == '1' then\n"
+		"    local qf = redis.call('GET', KEYS[5])\n"
+		"    if qf and ARGV[3] < qf then return -5 end\n"
+		"  end\n"
+		"  local f = redis.call('GET', KEYS[2])\n"
+		"  if f and f > ARGV[3] then return -3 end\n"
+		"  if ARGV[8] == '1' then\n"
+		"    local m = redis.call('GET', KEYS[7])\n"
+		"    if not m or ARGV[3] < m then\n"
+		EV_STATE_C("KEYS[8]")
+		"      if not whole then return -6 end\n"
+		"    end\n"
+		"  end\n"
+		"  return 1\n"
+		"end\n"
+		"local st = verdict()\n"
+		"if st == 1 then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end\n"
+		"if KEYS[9] then redis.call('DEL', KEYS[9]) end\n"
+		"return {st, g}\n",
 };
 
 const char *const *cs_scripts_cluster(void)

@@ -125,6 +125,13 @@ enum cs_script_cluster {
 	/* KEYS gap mark, slot mark, debounce hash (bucket 0) -> {slot mark existed, HGETALL of
 	 * the debounce hash}: clears the gap mark and sets the slot mark, last. */
 	CS_SCRIPT_C_SYNC_FINISH,
+	/* The daemons' fill on a cluster (CLUSTER.md section 3): as CS_SCRIPT_FILL, every key in
+	 * the entry's bucket b (KEYS entry, fence, gen_b, horizon_b, qf_b, epoch_b, fmax_b,
+	 * evk_b[, lease]), with ARGV epoch = sfx (the bucket's copy must end with it: (h')) and
+	 * the eviction record of EV_STATE_C (C4). -> {status, gen_b}: status 0 with gen_b below
+	 * the caller's generation means the bucket missed a GEN_SET (the caller repairs it:
+	 * CLUSTER.md (e')). */
+	CS_SCRIPT_C_FILL,
 	CS_SCRIPT_ALL_COUNT
 };
 

@@ -17,6 +17,7 @@
 #include <netinet/in.h>
 
 #include "config_int.h"
+#include "redis_url.h"
 #include "sql_placeholders.h"
 
 /* Largest config file read. */
@@ -67,11 +68,13 @@ const struct key_def cs_cfg_keys[] = {
                 "long (it does not read); 0 = never"},
         {SEC_SERVICE, "frame_timeout", KT_DURATION, CFG(frame_timeout_ms), "10s", NO_KIND_DEF,
                 KF_RELOAD, 0, HOUR_MS, NULL,
-                "close a client whose request frame is not complete this long after its first byte; "
+                "close a client whose request frame is not complete this long after its first "
+                "byte; "
                 "0 = never"},
         {SEC_SERVICE, "client_output_soft_limit", KT_SIZE64, CFG(client_output_soft), "4MB",
                 NO_KIND_DEF, KF_RELOAD, 64 * 1024, INT64_MAX, NULL,
-                "output queued for one client (replies unwritten, MGET items held) past which it is "
+                "output queued for one client (replies unwritten, MGET items held) past which it "
+                "is "
                 "not read"},
         {SEC_SERVICE, "client_output_hard_limit", KT_SIZE64, CFG(client_output_hard), "128MB",
                 NO_KIND_DEF, KF_RELOAD, 64 * 1024, INT64_MAX, NULL,
@@ -84,8 +87,7 @@ const struct key_def cs_cfg_keys[] = {
                 512 << 20, NULL,
                 "largest result stored in Redis; larger ones are served, not cached"},
         {SEC_SERVICE, "max_reply", KT_SIZE32, CFG(max_reply), "64MB", NO_KIND_DEF, KF_RELOAD, 1024,
-                64 << 20, NULL,
-                "largest result served at all; larger ones get a TOO_LARGE error"},
+                64 << 20, NULL, "largest result served at all; larger ones get a TOO_LARGE error"},
         {SEC_SERVICE, "queue_max", KT_INT, CFG(queue_max), "1024", NO_KIND_DEF, 0, 0, 1000000, NULL,
                 "requests waiting per pool; past it, an overload error"},
         {SEC_SERVICE, "queue_timeout", KT_DURATION, CFG(queue_timeout_ms), "1s", NO_KIND_DEF,
@@ -101,12 +103,16 @@ const struct key_def cs_cfg_keys[] = {
                 10, HOUR_MS, NULL, "replica health and lag check period"},
         {SEC_SERVICE, "dns_timeout", KT_DURATION, CFG(dns_timeout_ms), "2s", NO_KIND_DEF, 0, 10,
                 MIN_MS, NULL,
-                "bound on resolving a PostgreSQL or Redis host name on the event loop; a failed lookup is a failed connect"},
+                "bound on resolving a PostgreSQL or Redis host name on the event loop; a failed "
+                "lookup is a failed connect"},
         {SEC_SERVICE, "resolv_conf", KT_STRING, CFG(resolv_conf), NULL, NO_KIND_DEF, KF_NULLABLE, 0,
-                0, NULL, "name servers and options from this resolv.conf-format file; empty = /etc/resolv.conf"},
-        {SEC_SERVICE, "verify_interval", KT_DURATION, CFG(verify_interval_ms), "10s", NO_KIND_DEF, 0,
-                0, HOUR_MS, NULL,
-                "period of the in-daemon verifier sampler (one cached entry checked against the primary); 0 = off"},
+                0, NULL,
+                "name servers and options from this resolv.conf-format file; empty = "
+                "/etc/resolv.conf"},
+        {SEC_SERVICE, "verify_interval", KT_DURATION, CFG(verify_interval_ms), "10s", NO_KIND_DEF,
+                0, 0, HOUR_MS, NULL,
+                "period of the in-daemon verifier sampler (one cached entry checked against the "
+                "primary); 0 = off"},
         {SEC_SERVICE, "ryw_wait", KT_DURATION, CFG(ryw_wait_ms), "200ms", NO_KIND_DEF, KF_RELOAD, 0,
                 MIN_MS, NULL,
                 "read-your-writes: longest wait for a replica to replay a token; then the primary"},
@@ -127,12 +133,11 @@ const struct key_def cs_cfg_keys[] = {
                 NULL, "share the listen port with other cachesvc processes (SO_REUSEPORT)"},
         {SEC_SERVICE, "fence", KT_BOOL, CFG(fence), "true", NO_KIND_DEF, 0, 0, 0, NULL,
                 "LSN-fenced fills (invariant I1); off = TTL-only caching"},
-        {SEC_SERVICE, "query_fence", KT_BOOL, CFG(query_fence), "true", NO_KIND_DEF, 0, 0, 0,
-                NULL,
+        {SEC_SERVICE, "query_fence", KT_BOOL, CFG(query_fence), "true", NO_KIND_DEF, 0, 0, 0, NULL,
                 "refuse fills older than the query's last generation bump; off only as a test's "
                 "negative control"},
-        {SEC_SERVICE, "eviction_check", KT_BOOL, CFG(eviction_check), "true", NO_KIND_DEF, 0, 0,
-                0, NULL,
+        {SEC_SERVICE, "eviction_check", KT_BOOL, CFG(eviction_check), "true", NO_KIND_DEF, 0, 0, 0,
+                NULL,
                 "refuse fills older than the newest fence after Redis evicted keys; off only as a "
                 "test's negative control"},
         {SEC_SERVICE, "negative_share", KT_SIZE64, CFG(negative_share), "16MB", NO_KIND_DEF,
@@ -143,8 +148,8 @@ const struct key_def cs_cfg_keys[] = {
                 KF_RELOAD, 0, INT64_MAX, NULL,
                 "bytes of hot entries kept in process memory, coherent through Redis's client "
                 "tracking; 0 = no near cache (turning it on or off needs a restart)"},
-        {SEC_SERVICE, "near_cache_tracking", KT_BOOL, CFG(near_cache_tracking), "true",
-                NO_KIND_DEF, 0, 0, 0, NULL,
+        {SEC_SERVICE, "near_cache_tracking", KT_BOOL, CFG(near_cache_tracking), "true", NO_KIND_DEF,
+                0, 0, 0, NULL,
                 "keep the near cache coherent through Redis's client tracking; off only as a "
                 "test's negative control (entries then live until their TTL)"},
         {SEC_SERVICE, "log_level", KT_STRING, CFG(log_level), "info", NO_KIND_DEF, KF_RELOAD, 0, 0,
@@ -164,10 +169,21 @@ const struct key_def cs_cfg_keys[] = {
                 "cross-process miss lease: one process queries a missed key while the others "
                 "wait up to this long for its fill; for the queries with lease = true (by "
                 "kind: aggregates); 0 = off"},
-        {SEC_REDIS, "namespace", KT_STRING, CFG(redis_namespace), NULL, NO_KIND_DEF, KF_NULLABLE,
-                0, 0, cs_cfg_check_namespace,
+        {SEC_REDIS, "namespace", KT_STRING, CFG(redis_namespace), NULL, NO_KIND_DEF, KF_NULLABLE, 0,
+                0, cs_cfg_check_namespace,
                 "prefix of every key, channel and script's key; empty = \"cs\" for db 0, "
                 "\"cs<db>\" otherwise"},
+        {SEC_REDIS, "cluster", KT_BOOL, CFG(redis_cluster), "false", NO_KIND_DEF, 0, 0, 0, NULL,
+                "the cache is a Redis Cluster: keys spread over 256 hash-tagged buckets, commands "
+                "routed by slot to their master (CLUSTER.md); needs nodes"},
+        {SEC_REDIS, "nodes", KT_STRING, CFG(redis_nodes), NULL, NO_KIND_DEF, KF_NULLABLE, 0, 0,
+                cs_cfg_check_redis_nodes,
+                "cluster: host:port, host:port, ... seed nodes (the slot map is asked of them); "
+                "user and password from url"},
+        {SEC_REDIS, "cluster_repair", KT_BOOL, CFG(redis_cluster_repair), "true", NO_KIND_DEF, 0,
+                0, 0, NULL,
+                "cluster: a fill refused because its bucket missed a generation repairs the "
+                "bucket from bucket 0; off only as a test's negative control"},
 
         /* [primary] */
         {SEC_PRIMARY, "conninfo", KT_STRING, CFG(primary_conninfo), NULL, NO_KIND_DEF,
@@ -180,10 +196,11 @@ const struct key_def cs_cfg_keys[] = {
         {SEC_REPLICA, "conninfo", KT_STRING, REP(conninfo), NULL, NO_KIND_DEF,
                 KF_RELOAD | KF_REQUIRED | KF_CONNINFO, 0, 0, cs_cfg_check_conninfo,
                 "libpq connection string or postgresql:// URI of the replica"},
-        {SEC_REPLICA, "tier", KT_TIERS, REP(tiers), "critical, default, batch", NO_KIND_DEF, KF_RELOAD, 0,
-                0, NULL, "comma list of the tiers this replica serves: critical, default, batch"},
-        {SEC_REPLICA, "pool_size", KT_INT, REP(pool_size), "4", NO_KIND_DEF, KF_RELOAD, 1, 256, NULL,
-                "connections to this replica"},
+        {SEC_REPLICA, "tier", KT_TIERS, REP(tiers), "critical, default, batch", NO_KIND_DEF,
+                KF_RELOAD, 0, 0, NULL,
+                "comma list of the tiers this replica serves: critical, default, batch"},
+        {SEC_REPLICA, "pool_size", KT_INT, REP(pool_size), "4", NO_KIND_DEF, KF_RELOAD, 1, 256,
+                NULL, "connections to this replica"},
 
         /* [query NAME]; the whole section is reloadable. Order matters: kind before the
          * policies whose defaults it picks, ttl before the keys derived from it, params
@@ -215,8 +232,8 @@ const struct key_def cs_cfg_keys[] = {
                 10, NULL, "early probabilistic refresh (XFetch) beta; 0 = off"},
         {SEC_QUERY, "near_cache", KT_BOOL, QRY(near_cache), "true", NO_KIND_DEF, KF_RELOAD, 0, 0,
                 NULL, "keep this query's hot entries in the near cache (when near_cache_size > 0)"},
-        {SEC_QUERY, "lease", KT_BOOL, QRY(lease), NULL, {"false", "false", "true"}, KF_RELOAD, 0,
-                0, NULL,
+        {SEC_QUERY, "lease", KT_BOOL, QRY(lease), NULL, {"false", "false", "true"}, KF_RELOAD, 0, 0,
+                NULL,
                 "a miss takes the cross-process miss lease ([redis] lease) before it queries: "
                 "one more Redis round trip, one query for a key missed by many processes"},
         {SEC_QUERY, "invalidate_on", KT_INVALIDATE, QRY(ninval), "", NO_KIND_DEF, KF_RELOAD, 0, 0,
@@ -352,7 +369,7 @@ static bool check_object_name(const char *s, size_t len, char *why, size_t whyle
 
 struct raw_entry {
 	char *key;
-	char *value; /* continuation lines joined with '\n' */
+	char *value;     /* continuation lines joined with '\n' */
 	size_t len, cap; /* of value: continuation lines append in amortised O(1) */
 	int lineno;
 };
@@ -453,8 +470,8 @@ static bool on_section(void *priv, int lineno, const char *text, size_t len)
 		if (o->kind != (enum section_kind)k)
 			continue;
 		if (!sd->named) {
-			fail_at(ld, lineno, "duplicate section [%s] (first at line %d)",
-			        sd->name, o->lineno);
+			fail_at(ld, lineno, "duplicate section [%s] (first at line %d)", sd->name,
+			        o->lineno);
 			return false;
 		}
 		if (strlen(o->name) == namelen && memcmp(o->name, name, namelen) == 0) {
@@ -764,8 +781,8 @@ static bool apply_section(struct loader *ld, cs_config *cfg, const struct raw_se
 	void *base = cfg;
 	if (sec->kind == SEC_REPLICA) {
 		if (cfg->nreplicas >= CS_MAX_REPLICAS) {
-			fail_at(ld, sec->lineno, "[replica %s]: too many replicas (at most %d)", sec->name,
-			        CS_MAX_REPLICAS);
+			fail_at(ld, sec->lineno, "[replica %s]: too many replicas (at most %d)",
+			        sec->name, CS_MAX_REPLICAS);
 			return false;
 		}
 		if (!grow_array((void **)&cfg->replicas, &ld->replicas_cap, cfg->nreplicas + 1,
@@ -791,7 +808,7 @@ static bool apply_section(struct loader *ld, cs_config *cfg, const struct raw_se
 		return false;
 	}
 
-	keyset set = { { 0 } };
+	keyset set = {{0}};
 	for (size_t i = 0; i < NKEYS; i++) {
 		const struct key_def *kd = &cs_cfg_keys[i];
 		if (kd->section != sec->kind)
@@ -844,11 +861,75 @@ static bool listen_is_loopback(const char *addr)
 	if (inet_pton(AF_INET, host, &a4) == 1)
 		return (ntohl(a4.s_addr) >> 24) == 127;
 	if (inet_pton(AF_INET6, host, &a6) == 1)
-		return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+		return IN6_IS_ADDR_LOOPBACK(&a6) ||
+		       (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
 	return strcmp(host, "localhost") == 0;
 }
 
 /* Checks that span sections. */
+/* [redis] cluster: what a cluster needs, refused at load with the reason. */
+static bool validate_cluster(struct loader *ld, cs_config *cfg)
+{
+	const struct raw_section *rs = NULL;
+	for (int i = 0; i < ld->nsecs; i++) {
+		if (ld->secs[i].kind == SEC_REDIS)
+			rs = &ld->secs[i];
+	}
+	const struct raw_entry *ce = rs ? find_entry(rs, "cluster") : NULL;
+	int line = ce ? ce->lineno : 0;
+	if (!cfg->redis_cluster) {
+		const struct raw_entry *ne = rs ? find_entry(rs, "nodes") : NULL;
+		if (cfg->redis_nodes && cfg->redis_nodes[0]) {
+			fail_at(ld, ne ? ne->lineno : 0,
+			        "[redis] nodes: set but cluster is off; set cluster = on to use a "
+			        "Redis "
+			        "Cluster, or remove nodes (a single Redis is [redis] url)");
+			return false;
+		}
+		return true;
+	}
+	if (cfg->redis_nodes == NULL || cfg->redis_nodes[0] == '\0') {
+		fail_at(ld, line,
+		        "[redis] cluster: on needs nodes = host:port, host:port, ... (seed "
+		        "nodes of the cluster)");
+		return false;
+	}
+	char ns[33];
+	cs_config_namespace(cfg, ns);
+	if (strpbrk(ns, "{}") != NULL) {
+		const struct raw_entry *e = rs ? find_entry(rs, "namespace") : NULL;
+		fail_at(ld, e ? e->lineno : line,
+		        "[redis] namespace: \"%s\" may not hold { or } on a cluster (every key's "
+		        "hash "
+		        "tag is {<namespace>:<bucket>})",
+		        ns);
+		return false;
+	}
+	cs_redis_url u;
+	char why[256];
+	bool ok = cs_redis_url_parse(cfg->redis_url, &u, why, sizeof why);
+	bool bad = ok && (u.unix_path[0] != '\0' || u.db != 0);
+	memset(&u, 0, sizeof u); /* holds a password */
+	if (bad) {
+		const struct raw_entry *e = rs ? find_entry(rs, "url") : NULL;
+		fail_at(ld, e ? e->lineno : line,
+		        "[redis] url: on a cluster it gives only the user and password: a Redis "
+		        "Cluster has database 0 alone and no unix socket (use "
+		        "redis://[user:password@]"
+		        "host or leave url unset)");
+		return false;
+	}
+	if (cfg->near_cache_size > 0) {
+		fail_at(ld, line,
+		        "[redis] cluster: the near cache (near_cache_size > 0) is not supported on "
+		        "a "
+		        "Redis Cluster yet (its tracking would be per node); set near_cache_size = "
+		        "0");
+		return false;
+	}
+	return true;
+}
+
 static bool validate_config(struct loader *ld, cs_config *cfg)
 {
 	const struct raw_section *svc = NULL;
@@ -862,11 +943,13 @@ static bool validate_config(struct loader *ld, cs_config *cfg)
 	 * mode, the admin endpoint (aggregate counters and health, no data, no writes, and no
 	 * token to check) is exempt: Prometheus usually scrapes it from another host. */
 	if (cfg->listen && cfg->auth_token == NULL && !cfg->allow_unauthenticated &&
-	    !listen_is_loopback(cfg->listen)) {
+	        !listen_is_loopback(cfg->listen)) {
 		const struct raw_entry *e = svc ? find_entry(svc, "listen") : NULL;
 		fail_at(ld, e ? e->lineno : 0,
-		        "[cachesvc] listen: %s is not a loopback address and auth_token is unset: anyone "
-		        "who can reach it could read every cached query and invalidate; set auth_token, "
+		        "[cachesvc] listen: %s is not a loopback address and auth_token is unset: "
+		        "anyone "
+		        "who can reach it could read every cached query and invalidate; set "
+		        "auth_token, "
 		        "or allow_unauthenticated = on if the network is trusted",
 		        cfg->listen);
 		return false;
@@ -874,7 +957,8 @@ static bool validate_config(struct loader *ld, cs_config *cfg)
 	if (cfg->admin_token && cfg->auth_token && strcmp(cfg->admin_token, cfg->auth_token) == 0) {
 		const struct raw_entry *e = svc ? find_entry(svc, "admin_token") : NULL;
 		fail_at(ld, e ? e->lineno : 0,
-		        "[cachesvc] admin_token: equals auth_token, so every client could run admin "
+		        "[cachesvc] admin_token: equals auth_token, so every client could run "
+		        "admin "
 		        "operations; give it a value of its own, or leave it unset");
 		return false;
 	}
@@ -888,12 +972,16 @@ static bool validate_config(struct loader *ld, cs_config *cfg)
 		return false;
 	}
 	if (cfg->client_output_hard < cfg->client_output_soft ||
-	    cfg->client_output_hard <= cfg->max_reply) {
+	        cfg->client_output_hard <= cfg->max_reply) {
 		fail_at(ld, 0,
-		        "[cachesvc] client_output_hard_limit: must be at least client_output_soft_limit "
-		        "and above max_reply (a client waiting for one largest reply is within it)");
+		        "[cachesvc] client_output_hard_limit: must be at least "
+		        "client_output_soft_limit "
+		        "and above max_reply (a client waiting for one largest reply is within "
+		        "it)");
 		return false;
 	}
+	if (!validate_cluster(ld, cfg))
+		return false;
 	if (cfg->inval_enabled && cfg->primary_conninfo == NULL) {
 		const struct raw_entry *e = inv ? find_entry(inv, "enabled") : NULL;
 		fail_at(ld, e ? e->lineno : 0,
@@ -978,7 +1066,6 @@ void cs_config_free(cs_config *cfg)
 		query_free(&cfg->queries[i]);
 	free(cfg->replicas);
 	free(cfg->queries);
-	free(cfg->redis_nodes);
 	free(cfg->path);
 	free(cfg);
 }
@@ -994,7 +1081,6 @@ const cs_query_def *cs_config_query(const cs_config *cfg, const char *name, size
 	}
 	return NULL;
 }
-
 
 /* ------------------------------------------------------------------------------------------
  * Reload

@@ -164,11 +164,10 @@ typedef struct cs_config {
 	int64_t redis_timeout_ms;
 	int64_t redis_lease_ms;           /* cross-process miss lease bound; 0 = off */
 	char *redis_namespace;            /* NULL = derived from the db (cs_config_namespace) */
-	/* Redis Cluster (issue #17, CLUSTER.md). No INI key yet: the read path is not on the
-	 * cluster (build order step 3), so only a test driver sets these (the invalidator
-	 * alone). cs_config_free frees redis_nodes. */
+	/* Redis Cluster (issue #17, CLUSTER.md): [redis] cluster and nodes. */
 	bool redis_cluster;
 	char *redis_nodes;                /* "host:port,host:port,...": seed nodes */
+	bool redis_cluster_repair;        /* a negative control's switch (CONFIG.md) */
 
 	/* [primary] */
 	char *primary_conninfo;

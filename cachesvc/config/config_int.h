@@ -165,6 +165,7 @@ bool cs_cfg_check_unix_path(const char *v, char *why, size_t whylen);
 bool cs_cfg_check_log_level(const char *v, char *why, size_t whylen);
 bool cs_cfg_check_log_format(const char *v, char *why, size_t whylen);
 bool cs_cfg_check_redis_url(const char *v, char *why, size_t whylen);
+bool cs_cfg_check_redis_nodes(const char *v, char *why, size_t whylen);
 bool cs_cfg_check_namespace(const char *v, char *why, size_t whylen);
 bool cs_cfg_check_conninfo(const char *v, char *why, size_t whylen);
 bool cs_cfg_check_slot_name(const char *v, char *why, size_t whylen);

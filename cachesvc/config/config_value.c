@@ -145,7 +145,8 @@ bool cs_cfg_parse_params(const char *v, cs_query_def *q, char *why, size_t whyle
 		cs_param_def *p = &q->params[q->nparams];
 		char name[CS_MAX_NAME + 2], type[40];
 		if (!colon || !cs_cfg_copy_collapsed(s, (size_t)(colon - s), name, sizeof(name)) ||
-		        !cs_cfg_copy_collapsed(colon + 1, (size_t)(end - colon - 1), type, sizeof(type))) {
+		        !cs_cfg_copy_collapsed(
+		                colon + 1, (size_t)(end - colon - 1), type, sizeof(type))) {
 			char tmp[128];
 			snprintf(tmp, sizeof(tmp), "%.*s", (int)(end - item), item);
 			snprintf(why, whylen, "expected name:type, got %s",
@@ -321,6 +322,44 @@ void cs_config_namespace(const cs_config *cfg, char out[33])
 		snprintf(out, 33, "cs%d", db);
 }
 
+bool cs_cfg_check_redis_nodes(const char *v, char *why, size_t whylen)
+{
+	int n = 0;
+	for (const char *s = v; *s;) {
+		while (*s == ' ' || *s == '\t' || *s == ',')
+			s++;
+		if (*s == '\0')
+			break;
+		const char *e = s;
+		while (*e && *e != ',' && *e != ' ' && *e != '\t')
+			e++;
+		/* host:port, the last ':' ends the host (IPv6: [::1]:7000 or ::1:7000) */
+		const char *c = e;
+		while (c > s && c[-1] != ':')
+			c--;
+		long port = 0;
+		bool ok = c - 1 > s && c < e;
+		for (const char *d = c; ok && d < e; d++) {
+			ok = *d >= '0' && *d <= '9' && (port = port * 10 + (*d - '0')) <= 65535;
+		}
+		if (!ok || port == 0) {
+			snprintf(why, whylen, "'%.*s' is not host:port",
+			        (int)(e - s > 64 ? 64 : e - s), s);
+			return false;
+		}
+		if (++n > 128) { /* CS_RC_MAX_NODES */
+			snprintf(why, whylen, "at most 128 nodes");
+			return false;
+		}
+		s = e;
+	}
+	if (n == 0) {
+		snprintf(why, whylen, "no host:port given");
+		return false;
+	}
+	return true;
+}
+
 bool cs_cfg_check_redis_url(const char *v, char *why, size_t whylen)
 {
 	cs_redis_url u;
@@ -434,7 +473,8 @@ bool cs_cfg_parse_value(
 			char word[32];
 			size_t n = strcspn(s, ",");
 			cs_tier t;
-			if (!cs_cfg_copy_collapsed(s, n, word, sizeof(word)) || !cs_tier_parse(word, &t)) {
+			if (!cs_cfg_copy_collapsed(s, n, word, sizeof(word)) ||
+			        !cs_tier_parse(word, &t)) {
 				snprintf(why, whylen,
 				        "bad tier list %s (comma list of critical, default, batch)",
 				        cs_cfg_quote(v, qv, sizeof(qv)));

@@ -10,6 +10,8 @@
  * engine_metrics.c (metrics), engine_show.c (SHOW views), and this file. */
 #include "engine_int.h"
 
+#include "redis_url.h"
+
 /* ---- Lifecycle -------------------------------------------------------------------------- */
 
 /* The pools' settings from the configuration: at startup and for every server a reload
@@ -26,6 +28,54 @@ static cs_pgpool_opts pool_opts(const cs_engine *e, const cs_config *cfg)
 	};
 }
 
+/* Percent-encodes s (RFC 3986 unreserved kept) into out; false when it does not fit. */
+static bool pct_encode(const char *s, char *out, size_t cap)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t n = 0;
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		bool keep = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			(c >= '0' && c <= '9') || strchr("-._~", c) != NULL;
+		if (n + (keep ? 1 : 3) >= cap)
+			return false;
+		if (keep) {
+			out[n++] = (char)c;
+		} else {
+			out[n++] = '%';
+			out[n++] = hex[c >> 4];
+			out[n++] = hex[c & 15];
+		}
+	}
+	out[n] = '\0';
+	return true;
+}
+
+/* The pub/sub connection's URL on a cluster: the seed "host:port" with the user and password
+ * of [redis] url. 0, or -1 (then the url itself is used). */
+static int pubsub_url(const char *url, const char *seed, char *out, size_t cap)
+{
+	cs_redis_url u;
+	char why[256], user[400], pass[800];
+	int rv = -1;
+	if (!cs_redis_url_parse(url, &u, why, sizeof why))
+		goto out;
+	if (!pct_encode(u.username, user, sizeof user) || !pct_encode(u.password, pass, sizeof pass))
+		goto out;
+	const char *colon = strrchr(seed, ':');
+	size_t hl = colon ? (size_t)(colon - seed) : strlen(seed);
+	bool v6 = colon && memchr(seed, ':', hl) != NULL && seed[0] != '[';
+	bool pw = u.password[0] != '\0'; /* "user:password@"; no password, no user (AUTH) */
+	int n = snprintf(out, cap, "redis://%s%s%s%s%s%.*s%s%s/0", pw ? user : "", pw ? ":" : "",
+		pw ? pass : "", pw ? "@" : "", v6 ? "[" : "", (int)hl, seed, v6 ? "]" : "",
+		colon ? colon : "");
+	rv = n > 0 && (size_t)n < cap ? 0 : -1;
+out:
+	explicit_bzero(&u, sizeof u);
+	explicit_bzero(pass, sizeof pass);
+	return rv;
+}
+
 cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, size_t errlen)
 {
 	cs_engine *e = calloc(1, sizeof *e);
@@ -37,7 +87,21 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 	e->fence_on = cfg->fence;
 	char ns[CS_NS_MAX + 1];
 	cs_config_namespace(cfg, ns);
-	cs_ks_init(&e->ks, ns);
+	if (!cfg->redis_cluster) {
+		cs_ks_init(&e->ks, ns);
+	} else if (cs_ks_init_cluster(&e->ks, ns) != 0) {
+		snprintf(err, errlen, "[redis] namespace \"%s\" may not hold { or } on a cluster", ns);
+		cs_config_free(cfg);
+		free(e);
+		return NULL;
+	}
+	/* every bucket's slot, once: the hit path takes it from here (no CRC16 per hit) */
+	for (uint32_t b = 0; b < CS_KS_BUCKETS; b++) {
+		char pre[CS_KS_PREFIX_MAX + 1];
+		size_t pl = cs_ks_prefix(&e->ks, b, pre, sizeof pre);
+		e->bslot[b] = e->ks.cluster ? cs_rc_keyslot(pre, pl) : 0;
+	}
+	e->repair_on = cfg->redis_cluster_repair;
 	cs_hist_init(&e->stats.hit_us);
 	cs_hist_init(&e->stats.miss_us);
 	cs_buf_init(&e->scratch, MAX_REPLY + CS_ENTRY_HDR);
@@ -57,13 +121,32 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 	cs_redis_opts ro = { .name = "cache", .url = cfg->redis_url, .timeout_ms = cfg->redis_timeout_ms,
 		.max_pending = 65536, .scripts = cs_scripts, .nscripts = CS_SCRIPT_COUNT,
 		.on_state = on_cache_state, .state_priv = e, .resolver = e->resolver };
-	cs_rc_opts rco = { .node = ro }; /* single mode (CLUSTER.md step 3b: cluster) */
+	cs_rc_opts rco = { .node = ro };
+	char *seedbuf = NULL, *seeds[CS_RC_MAX_NODES];
+	char psurl[2048] = "";
+	if (cfg->redis_cluster) {
+		/* the cluster scripts after the single-Redis ones (fence.h); MOVED and ASK
+		 * followed (a migration takes one of each), TRYAGAIN retried by cs_rc within the
+		 * command's timeout; a slot without a ready master fails its command at once */
+		rco.node.scripts = cs_scripts_cluster();
+		rco.node.nscripts = CS_SCRIPT_ALL_COUNT;
+		rco.cluster = true;
+		rco.max_redirects = 5;
+		seedbuf = strdup(cfg->redis_nodes ? cfg->redis_nodes : "");
+		rco.nseeds = seedbuf ? cs_split_list(seedbuf, seeds, CS_RC_MAX_NODES) : 0;
+		rco.seeds = (const char *const *)seeds;
+		/* pub/sub on the first seed: PUBLISH reaches every node's subscribers */
+		if (rco.nseeds > 0 && pubsub_url(cfg->redis_url, seeds[0], psurl, sizeof psurl) != 0)
+			psurl[0] = '\0';
+	}
 	e->redis = cs_rc_new(base, &rco, err, errlen);
-	cs_redis_opts po = { .name = "pubsub", .url = cfg->redis_url, .timeout_ms = cfg->redis_timeout_ms,
-		.max_pending = 16, .on_state = on_pubsub_state, .state_priv = e, .resolver = e->resolver,
-		.client_id = cfg->near_cache_size > 0 };
+	free(seedbuf);
+	cs_redis_opts po = { .name = "pubsub", .url = psurl[0] ? psurl : cfg->redis_url,
+		.timeout_ms = cfg->redis_timeout_ms, .max_pending = 16, .on_state = on_pubsub_state,
+		.state_priv = e, .resolver = e->resolver, .client_id = cfg->near_cache_size > 0 };
 	if (e->redis)
 		e->pubsub = cs_redis_new(base, &po, err, errlen);
+	explicit_bzero(psurl, sizeof psurl); /* may hold the password */
 	if (e->redis == NULL || e->pubsub == NULL ||
 		cs_redis_subscribe(e->pubsub, e->ks.channel, on_gen_message, e) != 0) {
 		cs_engine_free(e);
@@ -228,6 +311,24 @@ static void on_reload_bump(cs_rc *rc, redisReply *reply, void *priv)
 	free(c);
 }
 
+/* A cluster reload bump answered (bucket 0's bump and its fan-out). */
+static void on_reload_cbump(cs_engine *e, void *priv, int err, const char *msg, uint64_t gen)
+{
+	fillctx *c = priv;
+	if (err == 0) {
+		e->stats.gen_bumps++;
+		if (gen > c->qs->gen)
+			c->qs->gen = gen;
+		c->qs->gen_known = true;
+	} else {
+		cs_warn("query %s changed but its generation could not be bumped (%s); it bypasses "
+			"the cache until it is", c->qs->def->name, msg);
+		c->qs->pending_bump = true;
+	}
+	qtable_unref(c->qt);
+	free(c);
+}
+
 /* INCR the query's generation and announce it: every process stops using old entries. */
 void bump_generation(cs_engine *e, qstate *qs)
 {
@@ -249,8 +350,9 @@ void bump_generation(cs_engine *e, qstate *qs)
 	*c = (fillctx){ .e = e, .qt = e->qt, .qs = qs };
 	e->qt->refs++;
 	qs->pending_bump = false;
-	if (cs_rc_script(e->redis, cs_rc_keyslot(genkey, gl), CS_SCRIPT_GEN_BUMP, on_reload_bump, c,
-	            4, 8, argv, lens) != 0) {
+	if (e->ks.cluster ? cluster_bump(e, qs->def->name, lsnhex, on_reload_cbump, c) != 0
+			  : cs_rc_script(e->redis, cs_rc_keyslot(genkey, gl), CS_SCRIPT_GEN_BUMP,
+				    on_reload_bump, c, 4, 8, argv, lens) != 0) {
 		qtable_unref(c->qt);
 		free(c);
 		qs->pending_bump = true; /* retried by the generation timer */

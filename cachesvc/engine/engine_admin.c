@@ -33,6 +33,7 @@ typedef struct invctx {
 	qtable *qt;
 	qstate *qs;
 	bool whole;
+	uint64_t n; /* a cluster INVAL: entries its script deleted */
 	cs_engine_inval_cb *cb;
 	void *priv;
 } invctx;
@@ -57,6 +58,64 @@ static void on_inval_reply(cs_rc *rc, redisReply *reply, void *priv)
 	}
 	qtable_unref(c->qt);
 	free(c);
+}
+
+/* A cluster bump of the whole query answered (bucket 0's bump and its fan-out). */
+static void on_inval_cbump(cs_engine *e, void *priv, int err, const char *msg, uint64_t gen)
+{
+	invctx *c = priv;
+	if (err != 0) {
+		e->stats.errors[CS_ERR_UNAVAILABLE]++;
+		c->cb(c->priv, -CS_ERR_UNAVAILABLE, msg, 0);
+	} else {
+		e->stats.gen_bumps++;
+		if (gen > c->qs->gen)
+			c->qs->gen = gen;
+		c->cb(c->priv, 0, NULL, gen);
+	}
+	qtable_unref(c->qt);
+	free(c);
+}
+
+/* The routed DEL after a cluster INVAL answered (CLUSTER.md C1): the key's invalidation is
+ * done; c->n entries were deleted by the script. */
+static void on_inval_del(cs_rc *rc, redisReply *reply, void *priv)
+{
+	invctx *c = priv;
+	if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+		c->e->stats.errors[CS_ERR_UNAVAILABLE]++;
+		c->cb(c->priv, -CS_ERR_UNAVAILABLE,
+		        reply && reply->type == REDIS_REPLY_ERROR ? reply->str
+		                                                  : "redis unavailable",
+		        0);
+	} else {
+		uint64_t n = c->n + (uint64_t)reply->integer;
+		c->e->stats.invalidations += n;
+		c->cb(c->priv, 0, NULL, n);
+	}
+	qtable_unref(c->qt);
+	free(c);
+}
+
+/* C_INVAL answered {deleted, entry key}: DEL the entry key again, routed by its slot (an
+ * INVAL ASKed to a slot's importing node does not see an entry still on the other one). */
+static void on_inval_c(cs_rc *rc, redisReply *reply, void *priv)
+{
+	invctx *c = priv;
+	cs_engine *e = c->e;
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+	        reply->element[0]->type != REDIS_REPLY_INTEGER ||
+	        reply->element[1]->type != REDIS_REPLY_STRING) {
+		on_inval_reply(rc, reply && reply->type == REDIS_REPLY_ERROR ? reply : NULL, c);
+		return;
+	}
+	c->n = (uint64_t)reply->element[0]->integer;
+	const redisReply *k = reply->element[1];
+	const char *argv[] = {"DEL", k->str};
+	size_t lens[] = {3, (size_t)k->len};
+	if (cs_rc_cmd(e->redis, key_slot(e, k->str, (size_t)k->len), on_inval_del, c, 2, argv,
+	            lens) != 0)
+		on_inval_del(rc, NULL, c);
 }
 
 void cs_engine_invalidate(cs_engine *e, const cs_inval_req *req, cs_engine_inval_cb *cb, void *priv)
@@ -91,7 +150,30 @@ void cs_engine_invalidate(cs_engine *e, const cs_inval_req *req, cs_engine_inval
 	/* Fence at the primary's last known LSN: fills of data read before it are refused. */
 	cs_lsn_hex(e->primary ? cs_pgserver_lsn(e->primary) : 0, lsnhex);
 	int rc;
-	if (c->whole) {
+	if (e->ks.cluster && c->whole) {
+		rc = cluster_bump(e, q->name, lsnhex, on_inval_cbump, c);
+	} else if (e->ks.cluster) {
+		char fence[KEY_MAX], px[24], pre[CS_KS_PREFIX_MAX + 1], fmax[CS_NAME_MAX],
+		        epoch[CS_NAME_MAX];
+		uint32_t b = cs_ks_bucket(&e->ks, q->name, canon, clen);
+		size_t fl = cs_ks_fence(&e->ks, fence, sizeof fence, q->name, canon, clen);
+		size_t bl = cs_ks_gen_in(&e->ks, b, genkey, sizeof genkey, q->name);
+		size_t prl = cs_ks_prefix(&e->ks, b, pre, sizeof pre);
+		size_t ml = cs_ks_fixed_in(&e->ks, b, CS_KS_FMAX, fmax, sizeof fmax);
+		size_t el = cs_ks_fixed_in(&e->ks, b, CS_KS_EPOCH, epoch, sizeof epoch);
+		int pl = snprintf(px, sizeof px, "%lld", (long long)e->qt->cfg->fence_ttl_ms);
+		const char *sfx = memchr(e->epoch, ':', e->epoch_len);
+		size_t sl = sfx ? e->epoch_len - (size_t)(sfx - e->epoch) : 0;
+		/* bucket b's copies; the epoch copy checked by its ":<random>" part */
+		const char *argv[] = {fence, genkey, epoch, fmax, lsnhex, px, pre, sfx ? sfx : "",
+		        q->name, canon};
+		size_t lens[] = {fl, bl, el, ml, 16, (size_t)pl, prl, sl, strlen(q->name), clen};
+		rc = (e->epoch_len == 0 && e->fence_on) || fl == 0 || bl == 0 || prl == 0 ||
+		                     ml == 0 || el == 0
+		             ? -1
+		             : cs_rc_script(e->redis, e->bslot[b], CS_SCRIPT_C_INVAL, on_inval_c, c,
+		                       4, 10, argv, lens);
+	} else if (c->whole) {
 		char qfkey[CS_NAME_MAX + CS_MAX_NAME];
 		size_t ql = cs_ks_qfence(&e->ks, qfkey, sizeof qfkey, q->name);
 		const char *argv[] = { genkey, qfkey, e->ks.epoch, e->ks.fmax, e->ks.channel, q->name,

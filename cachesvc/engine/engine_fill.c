@@ -85,6 +85,91 @@ static void flight_answer_all(flight *f, uint8_t stored)
 	}
 }
 
+/* ---- Bucket repair (a cluster: CLUSTER.md (e')) ----------------------------------------- */
+
+typedef struct repairctx {
+	cs_engine *e;
+	uint32_t bucket;
+	char q[];
+} repairctx;
+
+static void repair_done(repairctx *c, bool ok, const char *why)
+{
+	cs_engine *e = c->e;
+	if (ok) {
+		e->cl.repairs++;
+	} else {
+		e->cl.repair_errors++;
+		cs_debug("bucket %u of query %s not repaired: %s", (unsigned)c->bucket, c->q, why);
+	}
+	e->repairs_inflight--;
+	free(c);
+}
+
+static void on_repair_set(cs_rc *rc, redisReply *reply, void *priv)
+{
+	repairctx *c = priv;
+	bool ok = reply && reply->type == REDIS_REPLY_INTEGER;
+	repair_done(c, ok, reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "no reply");
+}
+
+/* Bucket 0's generation and query fence, read in one command (atomically: one slot). */
+static void on_repair_read(cs_rc *rc, redisReply *reply, void *priv)
+{
+	repairctx *c = priv;
+	cs_engine *e = c->e;
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+	        reply->element[0]->type != REDIS_REPLY_STRING) {
+		repair_done(c, false, "bucket 0 not read");
+		return;
+	}
+	const redisReply *g = reply->element[0], *qf = reply->element[1];
+	char genkey[CS_NAME_MAX + CS_MAX_NAME], qfkey[CS_NAME_MAX + CS_MAX_NAME];
+	char fmax[CS_NAME_MAX], epoch[CS_NAME_MAX];
+	size_t gl = cs_ks_gen_in(&e->ks, c->bucket, genkey, sizeof genkey, c->q);
+	size_t ql = cs_ks_qfence_in(&e->ks, c->bucket, qfkey, sizeof qfkey, c->q);
+	size_t fl = cs_ks_fixed_in(&e->ks, c->bucket, CS_KS_FMAX, fmax, sizeof fmax);
+	size_t el = cs_ks_fixed_in(&e->ks, c->bucket, CS_KS_EPOCH, epoch, sizeof epoch);
+	/* GEN_SET(q, g_0, qf_0): qf_0 read with g_0 is at least the query fence of the bump
+	 * that issued g_0 (fence proof (e')); no query fence yet: 0 */
+	bool hasqf = qf->type == REDIS_REPLY_STRING && qf->len == 16;
+	const char *argv[] = {
+	        genkey, qfkey, fmax, epoch, g->str, hasqf ? qf->str : "0000000000000000", ""};
+	size_t lens[] = {gl, ql, fl, el, (size_t)g->len, 16, 0};
+	if (gl == 0 || ql == 0 || fl == 0 || el == 0 ||
+	        cs_rc_script(e->redis, e->bslot[c->bucket], CS_SCRIPT_C_GEN_SET, on_repair_set, c,
+	                4, 7, argv, lens) != 0)
+		repair_done(c, false, "not sent");
+}
+
+/* Repairs bucket b of query q: GEN_SET(q, g_0, qf_0) with bucket 0's values. Bounded
+ * (REPAIRS_MAX in flight); a repair not made is made by the next refused fill. */
+void bucket_repair(cs_engine *e, const char *q, uint32_t b)
+{
+	if (b == 0 || e->repairs_inflight >= REPAIRS_MAX) {
+		e->cl.repair_errors++;
+		return;
+	}
+	size_t qn = strlen(q);
+	repairctx *c = malloc(sizeof *c + qn + 1);
+	if (c == NULL) {
+		e->cl.repair_errors++;
+		return;
+	}
+	c->e = e;
+	c->bucket = b;
+	memcpy(c->q, q, qn + 1);
+	e->repairs_inflight++;
+	char genkey[CS_NAME_MAX + CS_MAX_NAME], qfkey[CS_NAME_MAX + CS_MAX_NAME];
+	size_t gl = cs_ks_gen(&e->ks, genkey, sizeof genkey, q);
+	size_t ql = cs_ks_qfence(&e->ks, qfkey, sizeof qfkey, q);
+	const char *argv[] = {"MGET", genkey, qfkey};
+	size_t lens[] = {4, gl, ql};
+	if (gl == 0 || ql == 0 ||
+	        cs_rc_cmd(e->redis, e->bslot[0], on_repair_read, c, 3, argv, lens) != 0)
+		repair_done(c, false, "not sent");
+}
+
 static void on_fill_reply(cs_rc *rc, redisReply *reply, void *priv)
 {
 	flight *f = priv;
@@ -105,11 +190,18 @@ static void on_fill_reply(cs_rc *rc, redisReply *reply, void *priv)
 			stored = true;
 			e->stats.fills++;
 			qs->fills++;
+		} else if (st == 0 && e->ks.cluster && gen < f->gen) {
+			/* bucket b missed a GEN_SET (a bumper's fan-out cut short): repair it from
+			 * bucket 0 (CLUSTER.md (e')); the daemon keeps its generation */
+			e->stats.fill_refused_gen++;
+			if (e->repair_on)
+				bucket_repair(e, qs->def->name, key_bucket(e, f->key, f->keylen));
 		} else if (st == 0) {
 			e->stats.fill_refused_gen++;
 			/* Generations only rise, unless Redis lost them: with fences on the epoch
-			 * check handles that; without, follow Redis down too. */
-			if (f->qt == e->qt && (gen > qs->gen || !e->fence_on))
+			 * check handles that; without, follow Redis down too (a single Redis: on a
+			 * cluster bucket b's copy is not the canonical one, bucket 0's GENS is). */
+			if (f->qt == e->qt && (gen > qs->gen || (!e->fence_on && !e->ks.cluster)))
 				qs->gen = gen;
 		} else if (st == -3) {
 			e->stats.fill_refused_fence++;
@@ -165,14 +257,42 @@ static bool fill(flight *f, const uint8_t *value, size_t len, int64_t px, uint64
 		qfence_on, e->epoch, evict_on };
 	size_t lens[] = { f->keylen, fl, gl, e->ks.horizon_len, ql, e->ks.epoch_len, e->ks.fmax_len,
 		e->ks.evk_len, ll, len, (size_t)pl, 16, (size_t)nl, 1, 1, e->epoch_len, 1 };
+	int script = CS_SCRIPT_FILL;
+	uint16_t slot = 0;
+	/* a cluster: bucket b's copies of the shared keys (CLUSTER.md section 3), the epoch by
+	 * its ":<random>" part */
+	char bk[4][CS_NAME_MAX];
+	if (e->ks.cluster) {
+		uint32_t b = key_bucket(e, f->key, f->keylen);
+		static const cs_ks_fixed which[4] = { CS_KS_HORIZON, CS_KS_EPOCH, CS_KS_FMAX,
+			CS_KS_EVK };
+		static const int at[4] = { 3, 5, 6, 7 };
+		for (int i = 0; i < 4; i++) {
+			lens[at[i]] = cs_ks_fixed_in(&e->ks, b, which[i], bk[i], sizeof bk[i]);
+			argv[at[i]] = bk[i];
+			if (lens[at[i]] == 0)
+				fl = 0;
+		}
+		gl = cs_ks_gen_in(&e->ks, b, genkey, sizeof genkey, q->name);
+		ql = cs_ks_qfence_in(&e->ks, b, qfkey, sizeof qfkey, q->name);
+		lens[2] = gl;
+		lens[4] = ql;
+		const char *sfx = memchr(e->epoch, ':', e->epoch_len);
+		argv[15] = sfx ? sfx : "";
+		lens[15] = sfx ? e->epoch_len - (size_t)(sfx - e->epoch) : 0;
+		script = CS_SCRIPT_C_FILL;
+		slot = e->bslot[b];
+	} else {
+		slot = cs_rc_keyslot(f->key, f->keylen);
+	}
 	int nkeys = ll ? 9 : 8;
 	if (!ll) { /* no ninth key: ARGV follows the eighth */
 		memmove(&argv[8], &argv[9], 8 * sizeof argv[0]);
 		memmove(&lens[8], &lens[9], 8 * sizeof lens[0]);
 	}
 	if (fl == 0 || gl == 0 || ql == 0 ||
-	        cs_rc_script(e->redis, cs_rc_keyslot(f->key, f->keylen), CS_SCRIPT_FILL,
-	                on_fill_reply, f, nkeys, nkeys + 8, argv, lens) != 0) {
+	        cs_rc_script(e->redis, slot, script, on_fill_reply, f, nkeys, nkeys + 8, argv,
+	                lens) != 0) {
 		e->stats.fill_errors++;
 		return false;
 	}

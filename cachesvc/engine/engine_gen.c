@@ -155,3 +155,105 @@ void on_gen_timer(evutil_socket_t fd, short what, void *arg)
 	load_gens(e);
 	near_heartbeat(e);
 }
+
+/* ---- Bumps on a cluster (CLUSTER.md section 3, (e')) ------------------------------------- */
+
+typedef struct cbump {
+	cs_engine *e;
+	cluster_bump_cb *cb;
+	void *priv;
+	uint64_t gen;
+	int pending; /* GEN_SETs not yet answered, +1 while sending */
+	int failed;
+	char qf[17];
+	char q[];
+} cbump;
+
+static void cbump_release(cbump *c)
+{
+	if (--c->pending > 0)
+		return;
+	cs_engine *e = c->e;
+	e->cl.fanouts++;
+	if (c->failed) {
+		e->cl.fanout_errors += (uint64_t)c->failed;
+		cs_warn("query %s: generation %llu reached %d of %d buckets; fills in the others "
+		        "are "
+		        "refused until a fill repairs them",
+		        c->q, (unsigned long long)c->gen, CS_KS_BUCKETS - c->failed, CS_KS_BUCKETS);
+	}
+	c->cb(e, c->priv, 0, NULL, c->gen);
+	free(c);
+}
+
+static void on_cbump_set(cs_rc *rc, redisReply *reply, void *priv)
+{
+	cbump *c = priv;
+	if (reply == NULL || reply->type != REDIS_REPLY_INTEGER)
+		c->failed++;
+	cbump_release(c);
+}
+
+/* C_GEN_BUMP answered {G, qf_0}: GEN_SET(q, G, qf_0) on every other bucket. */
+static void on_cbump(cs_rc *rc, redisReply *reply, void *priv)
+{
+	cbump *c = priv;
+	cs_engine *e = c->e;
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+	        reply->element[0]->type != REDIS_REPLY_INTEGER ||
+	        reply->element[1]->type != REDIS_REPLY_STRING || reply->element[1]->len != 16) {
+		c->cb(e, c->priv, -1,
+		        reply && reply->type == REDIS_REPLY_ERROR ? reply->str
+		                                                  : "redis unavailable",
+		        0);
+		free(c);
+		return;
+	}
+	c->gen = (uint64_t)reply->element[0]->integer;
+	memcpy(c->qf, reply->element[1]->str, 16);
+	c->qf[16] = '\0';
+	char gs[24];
+	int gn = snprintf(gs, sizeof gs, "%llu", (unsigned long long)c->gen);
+	c->pending = 1;
+	for (uint32_t b = 1; b < CS_KS_BUCKETS; b++) {
+		char genkey[CS_NAME_MAX + CS_MAX_NAME], qfkey[CS_NAME_MAX + CS_MAX_NAME];
+		char fmax[CS_NAME_MAX], epoch[CS_NAME_MAX];
+		size_t gl = cs_ks_gen_in(&e->ks, b, genkey, sizeof genkey, c->q);
+		size_t ql = cs_ks_qfence_in(&e->ks, b, qfkey, sizeof qfkey, c->q);
+		size_t fl = cs_ks_fixed_in(&e->ks, b, CS_KS_FMAX, fmax, sizeof fmax);
+		size_t el = cs_ks_fixed_in(&e->ks, b, CS_KS_EPOCH, epoch, sizeof epoch);
+		const char *argv[] = {genkey, qfkey, fmax, epoch, gs, c->qf, ""};
+		size_t lens[] = {gl, ql, fl, el, (size_t)gn, 16, 0};
+		c->pending++;
+		if (gl == 0 || ql == 0 || fl == 0 || el == 0 ||
+		        cs_rc_script(e->redis, e->bslot[b], CS_SCRIPT_C_GEN_SET, on_cbump_set, c, 4,
+		                7, argv, lens) != 0) {
+			c->failed++;
+			c->pending--;
+		}
+	}
+	cbump_release(c);
+}
+
+int cluster_bump(cs_engine *e, const char *q, const char *lsnhex, cluster_bump_cb *cb, void *priv)
+{
+	size_t qn = strlen(q);
+	cbump *c = calloc(1, sizeof *c + qn + 1);
+	if (c == NULL)
+		return -1;
+	*c = (cbump){.e = e, .cb = cb, .priv = priv};
+	memcpy(c->q, q, qn + 1);
+	char genkey[CS_NAME_MAX + CS_MAX_NAME], qfkey[CS_NAME_MAX + CS_MAX_NAME];
+	size_t gl = cs_ks_gen(&e->ks, genkey, sizeof genkey, q);
+	size_t ql = cs_ks_qfence(&e->ks, qfkey, sizeof qfkey, q);
+	/* no epoch check (ARGV epoch ''), as a single Redis's admin and reload bumps */
+	const char *argv[] = {genkey, qfkey, e->ks.epoch, e->ks.fmax, e->ks.channel, q, lsnhex, ""};
+	size_t lens[] = {gl, ql, e->ks.epoch_len, e->ks.fmax_len, e->ks.channel_len, qn, 16, 0};
+	if (gl == 0 || ql == 0 ||
+	        cs_rc_script(e->redis, e->bslot[0], CS_SCRIPT_C_GEN_BUMP, on_cbump, c, 4, 8, argv,
+	                lens) != 0) {
+		free(c);
+		return -1;
+	}
+	return 0;
+}

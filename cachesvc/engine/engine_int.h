@@ -55,6 +55,7 @@ typedef struct qstate {
 	bool paused;	   /* ADMIN pause: served from PostgreSQL, nothing read from or stored in
 			    * Redis, until resumed; this process only, kept across reloads */
 	unsigned long long scan_cursor; /* the verifier sampler walks the query's entries */
+	uint16_t scan_slot; /* ... on the node of this slot (a cluster; 0 on one Redis) */
 	uint64_t hits, stale_hits, misses, fills, refresh_early, refresh_expired,
 		refresh_revalidate;
 } qstate;
@@ -210,10 +211,23 @@ struct cs_engine {
 	int hist_head, hist_len;
 	qtable *qt;
 	/* The cache connection: every data-path command goes through cs_rc_cmd / cs_rc_script
-	 * with its key's slot (CLUSTER.md section 5 step 3; single mode only so far: the slot
-	 * is ignored and cs_rc passes straight through to its one cs_redis). What belongs to
-	 * the connection (the near cache's tracking, stats) takes that cs_redis: cache_conn(). */
+	 * with its key's slot (CLUSTER.md section 5 step 3b). Single mode: the slot is ignored
+	 * and cs_rc passes straight through to its one cs_redis; what belongs to the connection
+	 * (the near cache's tracking) takes that cs_redis: cache_conn(). Cluster mode
+	 * ([redis] cluster = on): routed by slot to the masters (no near cache). */
 	cs_rc *redis;
+	/* Redis Cluster (e->ks.cluster; CLUSTER.md): the slot of every bucket's hash tag, so a
+	 * hit finds its slot without a CRC16 (key_slot); all 0 on a single Redis. */
+	uint16_t bslot[CS_KS_BUCKETS];
+	bool repair_on;	   /* a fill refused for a bucket behind repairs it (CLUSTER.md (e')) */
+	uint32_t repairs_inflight; /* bounded by REPAIRS_MAX */
+	struct {
+		uint64_t repairs;	/* buckets repaired: GEN_SET from bucket 0's generation */
+		uint64_t repair_errors; /* repairs that failed or were not sent */
+		uint64_t fanouts;	/* GEN_SET fan-outs of this process's bumps */
+		uint64_t fanout_errors; /* GEN_SETs of those that failed (repaired by fills) */
+		uint64_t mget_parts;	/* MGETs sent for client MGETs, one per slot */
+	} cl;
 	cs_redis *pubsub;      /* generations channel, near cache invalidations */
 	cs_pgserver **servers; /* replicas first, then the primary (if any) */
 	int *srv_id;	       /* servers[i]'s id in tried sets */
@@ -329,6 +343,7 @@ void miss(cs_engine *e, qstate *qs, const char *key, size_t keylen, size_t canon
 	uint64_t gen, bool store, greq *r, uint8_t tier, uint64_t min_lsn, const cs_value *params,
 	uint32_t nparams, int cause);
 void lease_fail_all(cs_engine *e);
+void bucket_repair(cs_engine *e, const char *q, uint32_t b);
 
 /* engine_gen.c */
 void load_gens(cs_engine *e);
@@ -336,6 +351,12 @@ void on_gen_message(cs_redis *rd, redisReply *reply, void *priv);
 void on_pubsub_state(cs_redis *rd, bool up, void *priv);
 void on_cache_state(cs_redis *rd, bool up, void *priv);
 void on_gen_timer(evutil_socket_t fd, short what, void *arg);
+/* A cluster bump's outcome: err 0 and the new generation (its GEN_SET fan-out answered,
+ * failures counted), or -1 and a message (bucket 0's bump failed). */
+typedef void cluster_bump_cb(cs_engine *e, void *priv, int err, const char *msg, uint64_t gen);
+/* C_GEN_BUMP of query q on bucket 0 with query fence lsnhex, then GEN_SET on buckets
+ * 1..255. 0 (cb runs once) or -1 (not sent; cb never runs). */
+int cluster_bump(cs_engine *e, const char *q, const char *lsnhex, cluster_bump_cb *cb, void *priv);
 
 /* engine_housekeeping.c */
 void on_server_notify(cs_pgserver *s, void *priv);
@@ -361,6 +382,26 @@ void near_heartbeat(cs_engine *e);
 void near_conn_state(cs_engine *e, bool pubsub, bool up);
 void on_tracking_message(cs_redis *rd, redisReply *reply, void *priv);
 void bump_generation(cs_engine *e, qstate *qs);
+
+#define REPAIRS_MAX 64 /* bucket repairs in flight at most (engine_fill.c) */
+
+/* The bucket of a key built by the keyspace ("{<ns>:<b>}:..." on a cluster; 0 on a single
+ * Redis), read back from its hash tag. */
+static inline uint32_t key_bucket(const cs_engine *e, const char *key, size_t len)
+{
+	if (!e->ks.cluster || len < e->ks.nslen + 3)
+		return 0;
+	uint32_t b = 0;
+	for (size_t i = e->ks.nslen + 2; i < len && key[i] >= '0' && key[i] <= '9'; i++)
+		b = b * 10 + (uint32_t)(key[i] - '0');
+	return b % CS_KS_BUCKETS;
+}
+
+/* The slot of a key of the keyspace: its bucket's, from the table (no CRC16). */
+static inline uint16_t key_slot(const cs_engine *e, const char *key, size_t len)
+{
+	return e->ks.cluster ? e->bslot[key_bucket(e, key, len)] : 0;
+}
 
 /* The cache connection's one cs_redis (single mode), for what belongs to the connection
  * rather than to a key: CLIENT TRACKING and the near cache's heartbeat, stats. */

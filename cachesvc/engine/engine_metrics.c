@@ -272,10 +272,38 @@ void cs_engine_metrics_add(const cs_engine *e, cs_metrics *m)
 		ds.failures, NULL);
 	cs_m_u64(m, CS_M_COUNTER, "cachesvc_dns_timeouts_total", "Host name lookups that timed out",
 		ds.timeouts, NULL);
-	cs_rc_metrics(e->redis, m, "cache"); /* cluster mode: per master */
-	const cs_redis_stats *rs = cs_redis_get_stats(cache_conn(e));
-	cs_m(m, CS_M_GAUGE, "cachesvc_redis_up", "Redis connection ready",
-	        cs_redis_ready(cache_conn(e)), NULL);
+	cs_rc_metrics(e->redis, m, "cache"); /* cluster mode: per master (rcluster_metrics.c) */
+	/* a cluster: the sum over its nodes */
+	cs_redis_stats sum = {0};
+	for (int i = 0; i < cs_rc_nnodes(e->redis); i++) {
+		cs_redis *nd = cs_rc_node(e->redis, i);
+		if (nd == NULL)
+			continue;
+		const cs_redis_stats *ns = cs_redis_get_stats(nd);
+		sum.connects += ns->connects;
+		sum.disconnects += ns->disconnects;
+		sum.timeouts += ns->timeouts;
+		sum.refused += ns->refused;
+		sum.pending += ns->pending;
+	}
+	const cs_redis_stats *rs = &sum;
+	cs_m(m, CS_M_GAUGE, "cachesvc_redis_up", "Redis connection ready", cs_rc_ready(e->redis),
+	        NULL);
+	if (e->ks.cluster) {
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_redis_cluster_repairs_total",
+		        "Buckets whose generation copy was repaired from bucket 0 after a refused "
+		        "fill",
+		        e->cl.repairs, NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_redis_cluster_repair_errors_total",
+		        "Bucket repairs that failed or were not sent", e->cl.repair_errors, NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_redis_cluster_fanouts_total",
+		        "Generation bumps of this process fanned out to every bucket",
+		        e->cl.fanouts, NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_redis_cluster_fanout_errors_total",
+		        "Bucket GEN_SETs of those fan-outs that failed", e->cl.fanout_errors, NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_redis_cluster_mget_parts_total",
+		        "Redis MGETs sent for client MGETs (one per slot)", e->cl.mget_parts, NULL);
+	}
 	cs_m_u64(m, CS_M_COUNTER, "cachesvc_redis_connects_total",
 		"Redis handshakes that succeeded",
 		rs->connects, NULL);

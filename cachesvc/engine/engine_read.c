@@ -648,6 +648,35 @@ typedef struct keyed {
 	char key[KEY_MAX];
 } keyed;
 
+/* key_make on a cluster: the prefix "{<ns>:<b>}:e:<q>:<g>:" depends on the bucket b of the
+ * canonical parameters, so they are made first (after room for the longest prefix), then
+ * moved behind the prefix. */
+static void key_make_cluster(cs_engine *e, qstate *qs, const cs_get_req *req, keyed *k)
+{
+	const cs_query_def *q = qs->def;
+	size_t room = CS_KS_PREFIX_MAX + 3 + strlen(q->name) + 1 + 20 + 1;
+	size_t clen = 0;
+	k->kl = 0;
+	k->rc = cs_params_canon(q, req->params, req->nparams, k->key + room, sizeof k->key - room,
+		&clen, k->err, sizeof k->err);
+	if (k->rc == 0) {
+		uint32_t b = cs_ks_bucket(&e->ks, q->name, k->key + room, clen);
+		char pre[CS_KS_PREFIX_MAX + 3 + CS_PROTO_MAX_NAME + 1 + 20 + 2];
+		size_t pl = cs_ks_entry_prefix(&e->ks, b, pre, sizeof pre, q->name, qs->gen);
+		if (pl > 0 && pl <= room) {
+			memmove(k->key + pl, k->key + room, clen + 1);
+			memcpy(k->key, pre, pl);
+			k->kl = pl;
+		}
+	}
+	k->cacheable = k->rc == 0 && k->kl > 0;
+	if (k->rc >= 0 && k->kl == 0) { /* not cacheable: the flight key only needs to be unique */
+		k->kl = cs_ks_entry_prefix(&e->ks, 0, k->key, sizeof k->key, q->name, qs->gen);
+		k->cacheable = false;
+	}
+	k->keylen = k->cacheable ? k->kl + clen : k->kl;
+}
+
 /* Fills k for req of query qs. The prefix is formatted unless pfx (a previous item's
  * prefix of the same query and generation, pfxlen bytes) is given. */
 static inline __attribute__((always_inline)) void key_make(cs_engine *e, qstate *qs,
@@ -655,6 +684,10 @@ static inline __attribute__((always_inline)) void key_make(cs_engine *e, qstate 
 {
 	const cs_query_def *q = qs->def;
 	k->qs = qs;
+	if (e->ks.cluster) {
+		key_make_cluster(e, qs, req, k);
+		return;
+	}
 	if (pfx) {
 		memcpy(k->key, pfx, pfxlen);
 		k->kl = pfxlen;
@@ -815,8 +848,17 @@ typedef struct mbatch {
 	cs_engine_cb *cb;
 	uint64_t start_us;
 	uint32_t n;
+	uint32_t parts; /* cluster: MGETs (one per slot) not yet answered, +1 while sending */
 	mitem it[];
 } mbatch;
+
+/* On a cluster, one MGET per slot of the batch (CLUSTER.md C7: a multi-key command needs
+ * one slot): the items it[idx[0..n-1]] of b. */
+typedef struct mpart {
+	mbatch *b;
+	uint32_t n;
+	uint32_t idx[];
+} mpart;
 
 #define MGET_KEYS 8192 /* the stack area of one MGET's batched keys; items past it go alone */
 
@@ -866,18 +908,44 @@ static void mbatch_free(mbatch *b)
 	free(b);
 }
 
+static void mbatch_item(cs_rc *rc, mbatch *b, mitem *x, redisReply *val, int64_t now,
+	uint64_t now_us);
+
 /* Redis answered the batch's MGET (reply NULL: no answer). */
 static void on_mbatch_reply(cs_rc *rc, redisReply *reply, void *priv)
 {
 	mbatch *b = priv;
-	cs_engine *e = b->e;
 	bool whole = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == b->n;
 	redisReply *other = reply && reply->type == REDIS_REPLY_ERROR ? reply : NULL;
 	int64_t now = cs_wall_ms();
 	uint64_t now_us = cs_now_us();
-	for (uint32_t i = 0; i < b->n; i++) {
-		mitem *x = &b->it[i];
-		redisReply *val = whole ? reply->element[i] : other;
+	for (uint32_t i = 0; i < b->n; i++)
+		mbatch_item(rc, b, &b->it[i], whole ? reply->element[i] : other, now, now_us);
+	mbatch_free(b);
+}
+
+/* A cluster part of a batch answered: its items, back in their places in the batch. */
+static void on_mpart_reply(cs_rc *rc, redisReply *reply, void *priv)
+{
+	mpart *p = priv;
+	mbatch *b = p->b;
+	bool whole = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == p->n;
+	redisReply *other = reply && reply->type == REDIS_REPLY_ERROR ? reply : NULL;
+	int64_t now = cs_wall_ms();
+	uint64_t now_us = cs_now_us();
+	for (uint32_t j = 0; j < p->n; j++)
+		mbatch_item(rc, b, &b->it[p->idx[j]], whole ? reply->element[j] : other, now, now_us);
+	free(p);
+	if (--b->parts == 0)
+		mbatch_free(b);
+}
+
+/* One item of an answered batch (val: its value, an error, or NULL for no answer). */
+static void mbatch_item(cs_rc *rc, mbatch *b, mitem *x, redisReply *val, int64_t now,
+	uint64_t now_us)
+{
+	cs_engine *e = b->e;
+	{
 		if (x->watched)
 			mitem_settle(e, x, val);
 		cs_entry ent;
@@ -892,16 +960,15 @@ static void on_mbatch_reply(cs_rc *rc, redisReply *reply, void *priv)
 				.age_ms = now > ent.filled_ms ? (uint64_t)(now - ent.filled_ms) : 0 };
 			cs_hist_record(&e->stats.hit_us, now_us - b->start_us);
 			b->cb(x->priv, 0, NULL, &meta, ent.result, ent.result_len);
-			continue;
+			return;
 		}
 		lookup *l = mitem_lookup(b, x);
 		if (l == NULL) {
 			reply_error(e, b->cb, x->priv, -CS_ERR_INTERNAL, "out of memory");
-			continue;
+			return;
 		}
 		on_cache_reply(rc, val, l);
 	}
-	mbatch_free(b);
 }
 
 /* Serves an MGET item from the near cache when it holds a fresh entry the fast path may
@@ -934,6 +1001,75 @@ static int mget_near(cs_engine *e, const keyed *k, cs_engine_cb *cb, void *priv,
 	ns->misses++;
 	*watched = cs_near_watch(e->near, k->key, k->keylen, h, nt);
 	return 0;
+}
+
+/* The cache could not be asked for an item: answer from the database, do not fill
+ * (lookup_send_failed). */
+static void mitem_unsent(mbatch *b, mitem *x)
+{
+	cs_engine *e = b->e;
+	if (x->watched)
+		mitem_settle(e, x, NULL);
+	e->stats.bypass_redis++;
+	lookup *l = mitem_lookup(b, x);
+	if (l == NULL)
+		reply_error(e, b->cb, x->priv, -CS_ERR_INTERNAL, "out of memory");
+	else
+		lookup_miss(l, false);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Sends a batch on a cluster: its items grouped by slot (the bucket's, from the table), one
+ * MGET per slot; each part's reply puts its items back in their places. argv/lens: "MGET"
+ * and the items' keys, in item order. */
+static void mget_cluster(cs_engine *e, mbatch *b, const char **argv, size_t *lens)
+{
+	uint64_t ord[CS_PROTO_MAX_MGET];
+	uint32_t n = b->n;
+	for (uint32_t i = 0; i < n; i++)
+		ord[i] = (uint64_t)key_slot(e, b->it[i].key, b->it[i].keylen) << 32 | i;
+	qsort(ord, n, sizeof ord[0], cmp_u64);
+	b->parts = 1; /* held while sending */
+	const char *pargv[CS_PROTO_MAX_MGET + 1];
+	size_t plens[CS_PROTO_MAX_MGET + 1];
+	pargv[0] = "MGET";
+	plens[0] = 4;
+	for (uint32_t i = 0; i < n;) {
+		uint16_t slot = (uint16_t)(ord[i] >> 32);
+		uint32_t j = i;
+		while (j < n && (uint16_t)(ord[j] >> 32) == slot)
+			j++;
+		mpart *p = malloc(sizeof *p + (j - i) * sizeof p->idx[0]);
+		if (p != NULL) {
+			p->b = b;
+			p->n = j - i;
+			for (uint32_t k = i; k < j; k++) {
+				uint32_t idx = (uint32_t)ord[k];
+				p->idx[k - i] = idx;
+				pargv[k - i + 1] = argv[idx + 1];
+				plens[k - i + 1] = lens[idx + 1];
+			}
+			b->parts++;
+			if (cs_rc_cmd(e->redis, slot, on_mpart_reply, p, (int)p->n + 1, pargv, plens) == 0) {
+				e->cl.mget_parts++;
+			} else {
+				b->parts--;
+				free(p);
+				p = NULL;
+			}
+		}
+		if (p == NULL)
+			for (uint32_t k = i; k < j; k++)
+				mitem_unsent(b, &b->it[(uint32_t)ord[k]]);
+		i = j;
+	}
+	if (--b->parts == 0)
+		mbatch_free(b);
 }
 
 void cs_engine_mget(cs_engine *e, const cs_get_req *reqs, uint32_t n, cs_engine_cb *cb,
@@ -975,7 +1111,7 @@ void cs_engine_mget(cs_engine *e, const cs_get_req *reqs, uint32_t n, cs_engine_
 				(int)CS_MIN(req->query_len, 64u), req->query);
 			continue;
 		}
-		bool same = qs == pfx_qs && qs->gen == pfx_gen;
+		bool same = qs == pfx_qs && qs->gen == pfx_gen && !e->ks.cluster;
 		key_make(e, qs, req, &k, same ? keys + pfx_off : NULL, pfx_len);
 		if (k.rc < 0) {
 			reply_error(e, cb, privs[i], k.rc, "%s", k.err);
@@ -1081,26 +1217,18 @@ void cs_engine_mget(cs_engine *e, const cs_get_req *reqs, uint32_t n, cs_engine_
 		lens[i + 1] = x->keylen;
 		watched |= x->watched;
 	}
-	/* step 3b: one MGET per node, each with its bucket's slot */
+	if (e->ks.cluster) {
+		mget_cluster(e, b, argv, lens);
+		return;
+	}
 	if (watched && !near_caching_yes(e, 0))
 		for (uint32_t i = 0; i < ns; i++)
 			if (b->it[i].watched)
 				mitem_settle(e, &b->it[i], NULL); /* untracked: not stored */
 	if (cs_rc_cmd(e->redis, 0, on_mbatch_reply, b, (int)ns + 1, argv, lens) == 0)
 		return;
-	/* The cache could not be asked: answer from the database, do not fill
-	 * (lookup_send_failed). */
-	for (uint32_t i = 0; i < ns; i++) {
-		mitem *x = &b->it[i];
-		if (x->watched)
-			mitem_settle(e, x, NULL);
-		e->stats.bypass_redis++;
-		lookup *l = mitem_lookup(b, x);
-		if (l == NULL)
-			reply_error(e, cb, x->priv, -CS_ERR_INTERNAL, "out of memory");
-		else
-			lookup_miss(l, false);
-	}
+	for (uint32_t i = 0; i < ns; i++)
+		mitem_unsent(b, &b->it[i]);
 	mbatch_free(b);
 }
 
@@ -1234,21 +1362,28 @@ static void lookup_send(lookup *l)
 {
 	cs_engine *e = l->e;
 	int sent;
-	if (l->r->min_lsn) {
+	if (l->r->min_lsn && e->ks.cluster) {
+		/* the entry alone: the position, generation and epoch live in bucket 0, on
+		 * another node, and one MGET cannot read them with the entry atomically. An entry
+		 * older than the token is then a miss (ryw_cache_ok needs the four together). */
+		const char *argv[] = { "GET", l->key };
+		size_t lens[] = { 3, l->keylen };
+		sent = cs_rc_cmd(e->redis, key_slot(e, l->key, l->keylen), on_cache_reply, l, 2, argv,
+			lens);
+	} else if (l->r->min_lsn) {
 		char genkey[CS_NAME_MAX + CS_MAX_NAME];
 		size_t gl = cs_ks_gen(&e->ks, genkey, sizeof genkey, l->qs->def->name);
 		const char *argv[] = { "MGET", l->key, e->ks.pos, genkey, e->ks.epoch };
 		size_t lens[] = { 4, l->keylen, e->ks.pos_len, gl, e->ks.epoch_len };
-		/* step 3b: the entry in its bucket's slot, the others in bucket 0's */
-		sent = cs_rc_cmd(e->redis, 0, on_cache_reply, l, 5, argv, lens);
+		sent = cs_rc_cmd(e->redis, 0, on_cache_reply, l, 5, argv, lens); /* single Redis */
 	} else {
-		/* the hit path: no CRC16 of the key here */
-		if (l->watched && !near_caching_yes(e, 0 /* step 3b: the bucket's slot */))
+		/* the hit path: the bucket's slot from the table, no CRC16 of the key here */
+		uint16_t slot = key_slot(e, l->key, l->keylen);
+		if (l->watched && !near_caching_yes(e, slot))
 			near_settle(l, NULL); /* untracked: its reply must not be stored */
 		const char *argv[] = { "GET", l->key };
 		size_t lens[] = { 3, l->keylen };
-		sent = cs_rc_cmd(e->redis, 0 /* step 3b: the bucket's slot */, on_cache_reply, l, 2,
-		        argv, lens);
+		sent = cs_rc_cmd(e->redis, slot, on_cache_reply, l, 2, argv, lens);
 	}
 	if (sent != 0)
 		lookup_send_failed(l);

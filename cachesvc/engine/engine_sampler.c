@@ -177,6 +177,8 @@ static void on_sample_scan(cs_rc *rc, redisReply *reply, void *priv)
 	}
 	sm->qs->scan_cursor = strtoull(reply->element[0]->str, NULL, 10);
 	redisReply *keys = reply->element[1];
+	if (sm->qs->scan_cursor == 0 && e->ks.cluster && keys->elements == 0)
+		sm->qs->scan_slot = e->bslot[cs_rand64() % CS_KS_BUCKETS];
 	if (keys->elements == 0) {
 		/* nothing in this stretch of the keyspace: not a check */
 		free(sm->entry);
@@ -192,6 +194,13 @@ static void on_sample_scan(cs_rc *rc, redisReply *reply, void *priv)
 	}
 	memcpy(sm->key, k->str, (size_t)k->len);
 	sm->keylen = (size_t)k->len;
+	if (e->ks.cluster) { /* the prefix's length depends on the key's bucket */
+		char pre[CS_NAME_MAX + CS_MAX_NAME + 24];
+		sm->prefix_len = cs_ks_entry_prefix(&e->ks, key_bucket(e, sm->key, sm->keylen), pre,
+			sizeof pre, sm->qs->def->name, sm->qs->gen);
+	}
+	if (sm->qs->scan_cursor == 0 && e->ks.cluster) /* that node done: another one next */
+		sm->qs->scan_slot = e->bslot[cs_rand64() % CS_KS_BUCKETS];
 	const char *argv[] = { "GET", sm->key };
 	size_t lens[] = { 3, sm->keylen };
 	if (cs_rc_cmd(e->redis, cs_rc_keyslot(sm->key, sm->keylen), on_sample_get, e, 2, argv,
@@ -210,7 +219,15 @@ static void on_sample_timer(evutil_socket_t fd, short what, void *arg)
 	if (!qs->gen_known)
 		return;
 	char pattern[CS_NAME_MAX + CS_MAX_NAME + 24], cursor[24];
-	int pl = (int)cs_ks_entry_prefix(&e->ks, 0, pattern, sizeof pattern - 1, qs->def->name, qs->gen);
+	int pl;
+	if (e->ks.cluster) /* every bucket's entries of the query: "{<ns>:*}:e:<q>:<g>:*" */
+		pl = snprintf(pattern, sizeof pattern - 1, "{%s:*}:e:%s:%llu:", e->ks.ns,
+			qs->def->name, (unsigned long long)qs->gen);
+	else
+		pl = (int)cs_ks_entry_prefix(&e->ks, 0, pattern, sizeof pattern - 1, qs->def->name,
+			qs->gen);
+	if (pl <= 0 || (size_t)pl >= sizeof pattern - 1)
+		return;
 	sm->prefix_len = (size_t)pl;
 	pattern[pl++] = '*';
 	pattern[pl] = '\0';
@@ -221,8 +238,9 @@ static void on_sample_timer(evutil_socket_t fd, short what, void *arg)
 	sm->qt = t;
 	t->refs++;
 	sm->qs = qs;
-	/* step 3b: a SCAN per node (single: the one node) */
-	if (cs_rc_cmd(e->redis, 0, on_sample_scan, e, 6, argv, lens) != 0) {
+	/* a SCAN walks one node: on a cluster the node of the query's scan_slot, which moves
+	 * to a random bucket's node each time a walk ends (cursor 0) */
+	if (cs_rc_cmd(e->redis, qs->scan_slot, on_sample_scan, e, 6, argv, lens) != 0) {
 		qtable_unref(sm->qt);
 		sm->qt = NULL;
 		sm->busy = false;

@@ -466,7 +466,8 @@ static void test_key_types(void **state)
 	        {"cachesvc", "listen", "", true, NULL},
 	        {"cachesvc", "listen", "localhost", false, "expected host:port"},
 	        {"cachesvc", "listen", "127.0.0.1:70000", false, "port must be 1..65535"},
-	        {"cachesvc", "listen", "0.0.0.0:6380", false, "not a loopback address and auth_token is unset"},
+	        {"cachesvc", "listen", "0.0.0.0:6380", false,
+	                "not a loopback address and auth_token is unset"},
 	        {"cachesvc", "listen", "[::]:6380", false, "not a loopback address"},
 	        {"cachesvc", "listen", "10.1.2.3:6380", false, "allow_unauthenticated = on"},
 	        {"cachesvc", "listen", "127.0.0.2:6380", true, NULL},
@@ -537,6 +538,41 @@ static void test_listen_beyond_loopback(void **state)
 	cs_config_free(cfg);
 	assert_load_error(BASE "[cachesvc]\nunix_socket = /tmp/x.sock\n\nlisten = [::]:1\n",
 	        "cachesvc.ini:6: [cachesvc] listen: [::]:1 is not a loopback address", NULL);
+}
+
+/* Issue 17: [redis] cluster and nodes, and what a cluster refuses at load. */
+static void test_redis_cluster(void **state)
+{
+	cs_config *cfg = load_ok(BASE);
+	assert_false(cfg->redis_cluster);
+	assert_null(cfg->redis_nodes);
+	cs_config_free(cfg);
+	cfg = load_ok(
+	        BASE "[redis]\ncluster = on\nnodes = 127.0.0.1:7000, 10.0.0.2:7001,[::1]:7002\n"
+	             "url = redis://:pw@127.0.0.1\n");
+	assert_true(cfg->redis_cluster);
+	assert_string_equal(cfg->redis_nodes, "127.0.0.1:7000, 10.0.0.2:7001,[::1]:7002");
+	cs_config_free(cfg);
+	assert_load_error(BASE "[redis]\ncluster = on\n",
+	        "cachesvc.ini:4: [redis] cluster: on needs nodes", NULL);
+	assert_load_error(
+	        BASE "[redis]\nnodes = h:1\n", "[redis] nodes: set but cluster is off", NULL);
+	assert_load_error(BASE "[redis]\ncluster = on\nnodes = h\n", "'h' is not host:port", NULL);
+	assert_load_error(
+	        BASE "[redis]\ncluster = on\nnodes = h:1, :2\n", "':2' is not host:port", NULL);
+	assert_load_error(
+	        BASE "[redis]\ncluster = on\nnodes = h:70000\n", "is not host:port", NULL);
+	assert_load_error(BASE "[redis]\ncluster = on\nnodes = h:1\nnamespace = {x}\n",
+	        "cachesvc.ini:6: [redis] namespace: \"{x}\" may not hold { or } on a cluster",
+	        NULL);
+	assert_load_error(BASE "[redis]\ncluster = on\nnodes = h:1\nurl = redis://h/2\n",
+	        "database 0 alone", NULL);
+	assert_load_error(BASE
+	        "[redis]\ncluster = on\nnodes = h:1\n[cachesvc]\nnear_cache_size = 1MB\n",
+	        "near cache", "not supported on a Redis Cluster", NULL);
+	/* braces stay legal on a single Redis */
+	cfg = load_ok(BASE "[redis]\nnamespace = {x}\n");
+	cs_config_free(cfg);
 }
 
 static void test_tiers_and_values_stored(void **state)
@@ -837,11 +873,11 @@ static void test_ini_grammar(void **state)
 	assert_string_equal(cfg->queries[0].sql, "SELECT $1\n+ 0 -- a ;b");
 	cs_config_free(cfg);
 	/* a ';' glued to a value is part of it */
-	assert_load_error(BASE "[query q]\nsql = SELECT $1\nparams=a:int8;x\n", "cachesvc.ini:5:",
-	        "[query q] params:", NULL);
+	assert_load_error(BASE "[query q]\nsql = SELECT $1\nparams=a:int8;x\n",
+	        "cachesvc.ini:5:", "[query q] params:", NULL);
 	/* an empty key name is a key line ("" is no key) and starts no continuation */
-	assert_load_error(BASE "[cachesvc]\n= x\n  y = 1\n", "cachesvc.ini:4: [cachesvc] : unknown key",
-	        NULL);
+	assert_load_error(BASE "[cachesvc]\n= x\n  y = 1\n",
+	        "cachesvc.ini:4: [cachesvc] : unknown key", NULL);
 	assert_load_error(BASE "[cachesvc]\nlog_level = info\n  more\n",
 	        "cachesvc.ini:4: [cachesvc] log_level: must be debug", NULL);
 	/* syntax errors, first in line order */
@@ -882,7 +918,8 @@ static void test_mask_conninfo(void **state)
 	        {"postgresql://u:se@cret@h/db", "postgresql://u:***@h/db"},
 	        {"host=a garbage secret", "host=a garbage ***"},
 	        /* libpq percent-decodes option names: these are passwords too */
-	        {"postgresql://h/db?pass%77ord=hunter2&x=1", "postgresql://h/db?pass%77ord=***&x=1"},
+	        {"postgresql://h/db?pass%77ord=hunter2&x=1",
+	                "postgresql://h/db?pass%77ord=***&x=1"},
 	        {"postgresql://h/db?%73slpassword=q", "postgresql://h/db?%73slpassword=***"},
 	        {"postgresql://h/db?pass%7word=q", "postgresql://h/db?pass%7word=q"},
 	        /* a dbname that is a connection string of its own */
@@ -1206,6 +1243,7 @@ int main(int argc, char **argv)
 	        cmocka_unit_test(test_key_types),
 	        cmocka_unit_test(test_tiers_and_values_stored),
 	        cmocka_unit_test(test_listen_beyond_loopback),
+	        cmocka_unit_test(test_redis_cluster),
 	        cmocka_unit_test(test_params),
 	        cmocka_unit_test(test_sql_placeholders),
 	        cmocka_unit_test(test_invalidate_on),

@@ -1,0 +1,277 @@
+#!/usr/bin/env bash
+# cluster_read.sh PART - the daemon's read path on a Redis Cluster (CLUSTER.md step 3b), on a
+# private 3-master cluster, the daemon with its invalidator ([redis] cluster = on).
+#   read:   misses then hits; every filled entry is in its bucket's slot ({<ns>:<b>} tag) on the
+#           master CLUSTER SLOTS names for that slot; an MGET of keys on the 3 masters answers
+#           every item, in order, from the cache; an admin INVALIDATE of one key; the verifier
+#           sampler checks cluster entries (0 stale). Negative control: the same config with
+#           cluster = off against one master fills nothing on the others (MOVED: bypassed).
+#   inval:  UPDATE, DELETE and TRUNCATE reach the cached entries on every master; then a race:
+#           writers UPDATE rows while readers read through the delayed replica; once the
+#           invalidator confirmed the last write, every cached row equals the primary's (0
+#           stale). Negative control: a second daemon with fences and the invalidator off on
+#           the same cluster keeps serving the pre-UPDATE value.
+#   repair: a bucket whose generation copy was set back (a fan-out cut short): its first fill
+#           is refused, the daemon repairs the bucket from bucket 0 and the next fill stores.
+#           Negative control: cluster_repair = off: the bucket keeps refusing fills.
+#           Also: a reload that changes the query bumps it on bucket 0 and every bucket follows.
+#   down:   the master of a cached key's bucket stops answering (SIGSTOP): every key is still
+#           answered (from PostgreSQL), none hangs; once it is back every key caches again. No
+#           negative control (the bypass has no switch): the guarantee is "no hang, no error".
+. "$(dirname "$0")/daemon_lib.sh"
+
+PART=${1:-read}
+users_db 60 "CREATE PUBLICATION cs_pub FOR TABLE users;"
+private_redis_cluster 3 0
+rc() { redis-cli -c -p "${RC_PORTS[0]}" "$@"; }
+
+# cluster_config FILE [cluster on|off] [fence] [invalidator on|off] [extra [redis] line]
+cluster_config() {
+  local f=$1 cl=${2:-on} fence=${3:-on} inv=${4:-on} extra=${5:-}
+  FENCE=$fence EXTRA_REDIS="namespace = $NS" write_config "$f" ${REPLICAS:-replica1}
+  if [ "$cl" = on ]; then
+    sed -i "s|^url = .*|url = redis://127.0.0.1\ncluster = on\nnodes = $RC_NODES\n$extra|" "$f"
+  else # one master, as a single Redis
+    sed -i "s|^url = .*|url = redis://127.0.0.1:${RC_PORTS[0]}/0|" "$f"
+  fi
+  user_query cu >>"$f"
+  if [ "$inv" = on ]; then invalidator_section >>"$f"; fi
+  return 0
+}
+# bucket_of ID: the bucket of key cu:ID (FNV-1a-32 of "cu\0ID" mod 256: CLUSTER.md section 2)
+bucket_of() {
+  "$PY3" -c 'import sys
+h = 2166136261
+for c in b"cu\0" + sys.argv[1].encode():
+    h = ((h ^ c) * 16777619) & 0xffffffff
+print(h % 256)' "$1"
+}
+replica1_caught_up() {
+  local lsn
+  lsn=$(primary "$DB" -c "SELECT pg_current_wal_lsn()")
+  until_true 30 replica_caught_up 1 "$lsn" || fail "replica1 did not replay $lsn"
+}
+gen_of() { local g; g=$(rc get "{$NS:$1}:g:cu"); echo "${g:-0}"; }
+g0() { gen_of 0; }
+entry_key() { echo "{$NS:$(bucket_of "$1")}:e:cu:$(g0):$1"; }
+port_of_slot() {
+  redis-cli -p "${RC_PORTS[0]}" cluster slots | paste - - - - - - |
+    awk -v s="$1" '$1 <= s && s <= $2 { print $4 }'
+}
+
+case_read() {
+  EXTRA_SERVICE="verify_interval = 300ms" cluster_config "$WORK/cs.ini"
+  start_streaming "$WORK/cs.ini"
+  local id k slot p ports=() out n
+  for id in $(seq 1 12); do
+    [ "$(src cu "$id")" != cache ] || fail "(a) cu $id a hit before any fill"
+    fill cu "$id"
+    k=$(entry_key "$id")
+    slot=$(rc cluster keyslot "$k")
+    [ "$slot" = "$(rc cluster keyslot "{$NS:$(bucket_of "$id")}")" ] || fail "(a) $k is not in its bucket's slot"
+    p=$(port_of_slot "$slot")
+    [ "$(redis-cli -p "$p" exists "$k")" = 1 ] || fail "(a) $k is not on the master of slot $slot ($p)"
+    ports+=("$p")
+  done
+  [ "$(printf '%s\n' "${ports[@]}" | sort -u | wc -l)" = 3 ] || fail "(a) entries 1-12 are not spread over the 3 masters: ${ports[*]}"
+  ok "(a) misses, then hits; 12 entries each in its bucket's slot, on its master (all 3 masters)"
+  out=$(cli --json mget --each cu 1 2 3 4 5 6 7 8 9 10 11 12)
+  n=$(echo "$out" | grep -c '"source":"cache"' || true)
+  [ "$n" = 12 ] || fail "(a) MGET across slots: $n of 12 items from the cache: $out"
+  [ "$(echo "$out" | grep -o '"user [0-9]*"' | tr -d '"' | paste -sd,)" = "$(seq 1 12 | sed 's/^/user /' | paste -sd,)" ] ||
+    fail "(a) MGET answers out of order: $out"
+  metric_ge cachesvc_redis_cluster_mget_parts_total 3 || fail "(a) the MGET was not split per slot"
+  ok "(a) MGET of 12 keys on 3 masters: every item a hit, in order, one Redis MGET per slot"
+  # admin INVALIDATE of one key: C_INVAL in its bucket, then the routed DEL
+  k=$(entry_key 3)
+  cli invalidate cu 3 >/dev/null || fail "(a) admin INVALIDATE cu 3 failed"
+  [ "$(rc exists "$k")" = 0 ] || fail "(a) $k survived its admin INVALIDATE"
+  [ -n "$(rc get "{$NS:$(bucket_of 3)}:f:cu:3")" ] || fail "(a) no fence for cu 3 in its bucket"
+  [ "$(rc exists "$(entry_key 4)")" = 1 ] || fail "(a) admin INVALIDATE cu 3 removed cu 4"
+  ok "(a) admin INVALIDATE of one key: its entry deleted and its fence set in its bucket"
+  # the verifier sampler walks the buckets node by node ({<ns>:*}:e:<q>:<g>:*)
+  until_true 30 metric_ge cachesvc_verify_checked_total 3 ||
+    fail "(a) the sampler checked $(metric cachesvc_verify_checked_total) entries on the cluster (skipped: $(metric cachesvc_verify_skipped_total))"
+  metric_is cachesvc_verify_stale_total 0 || fail "(a) the sampler found stale entries"
+  ok "(a) the verifier sampler checked $(metric cachesvc_verify_checked_total) cluster entries against the primary: 0 stale"
+  stop_daemon
+  # negative control: no routing (cluster = off, one master as a single Redis)
+  rc flushall >/dev/null 2>&1
+  for p in "${RC_PORTS[@]}"; do redis-cli -p "$p" flushall >/dev/null; done
+  cluster_config "$WORK/neg.ini" off off off
+  start_daemon "$WORK/neg.ini" neg
+  for _ in 1 2 3; do cli mget --each cu $(seq 1 12) >/dev/null 2>&1; done
+  out=$(cli --json mget --each cu $(seq 1 12))
+  [ "$(echo "$out" | grep -c '"rows"')" = 12 ] || fail "(a) negative control: not every item answered: $out"
+  n=$(echo "$out" | grep -c '"source":"cache"' || true)
+  [ "$n" -lt 12 ] || fail "(a) negative control: without routing all 12 keys were still cached"
+  ok "(a) negative control: without cluster routing only $n of 12 keys could be cached (MOVED)"
+}
+
+case_inval() {
+  REPLICAS="replica1 replica2" cluster_config "$WORK/cs.ini"
+  start_streaming "$WORK/cs.ini"
+  local id lsn bad=0 n
+  for id in $(seq 1 12); do fill cu "$id"; done
+  lsn=$(commit_lsn "UPDATE users SET name = 'new ' || id WHERE id <= 6")
+  wait_invalidated "$lsn"
+  wait_replicas
+  for id in $(seq 1 6); do
+    [ "$(rows cu "$id")" = '[["'"$id"'","new '"$id"'"]]' ] || [ "$(rows cu "$id")" = '[['"$id"',"new '"$id"'"]]' ] ||
+      fail "(b) cu $id after UPDATE: $(rows cu "$id")"
+  done
+  lsn=$(commit_lsn "DELETE FROM users WHERE id = 7")
+  wait_invalidated "$lsn"
+  wait_replicas
+  [ "$(rows cu 7)" = '[]' ] || fail "(b) cu 7 after DELETE: $(rows cu 7)"
+  for id in 8 9; do fill cu "$id"; done
+  lsn=$(commit_lsn "TRUNCATE users")
+  wait_invalidated "$lsn"
+  wait_replicas
+  for id in 8 9 10; do
+    [ "$(rows cu "$id")" = '[]' ] || fail "(b) cu $id after TRUNCATE: $(rows cu "$id")"
+  done
+  ok "(b) UPDATE, DELETE and TRUNCATE reached the entries on the cluster"
+
+  # the race: writers, readers through the delayed replica (2s behind: its reads fill with
+  # data the invalidator already fenced)
+  primary "$DB" -c "INSERT INTO users SELECT i, 'r0 ' || i FROM generate_series(1, 40) i" >/dev/null
+  (for round in $(seq 1 12); do
+    primary "$DB" -c "UPDATE users SET name = 'r$round ' || id WHERE id % 3 = $((round % 3))" >/dev/null
+    sleep 0.2
+  done) &
+  local wpid=$!
+  (for round in $(seq 1 8); do cli mget --each cu $(seq 1 40) >/dev/null 2>&1; sleep 0.2; done) &
+  local rpid=$!
+  wait "$wpid"
+  wait "$rpid"
+  lsn=$(primary "$DB" -c "SELECT pg_current_wal_lsn()")
+  wait_invalidated "$lsn"
+  # every key read once more (hits, or fills now), then each compared with the primary
+  cli --json mget --each cu $(seq 1 40) >"$WORK/race.json" 2>&1
+  primary "$DB" -c "SELECT name FROM users ORDER BY id" >"$WORK/race.pg"
+  bad=$("$PY3" - "$WORK/race.json" "$WORK/race.pg" <<'PY'
+import json, sys
+got = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+want = [l.rstrip("\n") for l in open(sys.argv[2])]
+bad = 0
+for i, (g, w) in enumerate(zip(got, want)):
+    if g.get("source") == "cache" and json.dumps(w) not in json.dumps(g.get("rows")):
+        bad += 1
+        print("stale: cu %d cache %s primary %s" % (i + 1, g.get("rows"), w), file=sys.stderr)
+print(bad if len(got) == len(want) == 40 else "count %d %d" % (len(got), len(want)))
+PY
+)
+  [ "$bad" = 0 ] || fail "(b) race: $bad of 40 keys stale after the invalidator caught up"
+  n=$(grep -c '"source":"cache"' "$WORK/race.json" || true)
+  [ "$n" -ge 1 ] || fail "(b) race: no key was served from the cache at the end: nothing checked"
+  ok "(b) race (12 UPDATE rounds, readers on the 2s-delayed replica): 0 stale of $n cached keys (40 read)"
+  # and cachesvc-verify, which finds the entries itself (every master SCANned), agrees
+  local vout vrc=0 vc vo vs
+  vout=$("$CS_BUILD/cachesvc/cachesvc-verify" -c "$WORK/cs.ini" --json 2>"$WORK/verify.err") || vrc=$?
+  [ $vrc = 0 ] || fail "(b) cachesvc-verify on the cluster: exit $vrc: $vout $(cat "$WORK/verify.err")"
+  read -r vc vo vs < <(echo "$vout" | "$PY3" -c 'import json,sys; v=json.load(sys.stdin); print(v["checked"], v["ok"], v["stale"])')
+  [ "$vs" = 0 ] && [ "$vc" -ge 10 ] && [ "$vo" -ge 1 ] || fail "(b) cachesvc-verify: checked $vc, ok $vo, stale $vs: $vout"
+  ok "(b) cachesvc-verify over the 3 masters: $vc entries checked, $vo ok, 0 stale"
+
+  # negative control: a daemon with no fences and no invalidator fills the same keys, then
+  # an UPDATE nobody invalidates for it stays served
+  stop_daemon
+  PORT=$(free_port) APORT=$(free_port)
+  cluster_config "$WORK/neg.ini" on off off
+  start_daemon "$WORK/neg.ini" neg
+  primary "$DB" -c "INSERT INTO users VALUES (41, 'old 41')" >/dev/null
+  replica1_caught_up
+  fill cu 41
+  primary "$DB" -c "UPDATE users SET name = 'new 41' WHERE id = 41" >/dev/null
+  replica1_caught_up # a miss now would read 'new 41'
+  rows cu 41 | grep -q "old 41" || fail "(b) negative control: without an invalidator the old value was not served: $(rows cu 41)"
+  # cachesvc-verify reports it (no invalidator runs now: the position says it passed
+  # everything, so the verifier judges every entry)
+  redis-cli -c -p "${RC_PORTS[0]}" set "{$NS:0}:inv:pos" FFFFFFFFFFFFFFFF >/dev/null
+  vrc=0
+  vout=$("$CS_BUILD/cachesvc/cachesvc-verify" -c "$WORK/neg.ini" --query cu --json 2>"$WORK/verify.err") || vrc=$?
+  [ $vrc = 1 ] && [ "$(echo "$vout" | "$PY3" -c 'import json,sys; print(json.load(sys.stdin)["stale"])')" -ge 1 ] ||
+    fail "(b) negative control: cachesvc-verify did not report the stale entry of cu 41 (exit $vrc): $vout $(cat "$WORK/verify.err")"
+  ok "(b) negative control: without the invalidator the UPDATEd row stays stale in the cache"
+}
+
+case_repair() {
+  local on=${1:-true}
+  cluster_config "$WORK/cs.ini" on on on "cluster_repair = $on"
+  start_streaming "$WORK/cs.ini"
+  local id=5 b g n
+  b=$(bucket_of $id)
+  [ "$b" != 0 ] || fail "key $id is in bucket 0"
+  cli invalidate cu >/dev/null || fail "admin INVALIDATE failed"
+  g=$(g0)
+  [ "$(gen_of "$b")" = "$g" ] || fail "(c) the admin bump's fan-out did not reach bucket $b ($(gen_of "$b") != $g)"
+  # the fan-out cut short: bucket b behind bucket 0
+  rc set "{$NS:$b}:g:cu" $((g - 1)) >/dev/null
+  # the daemon knows g (pub/sub): its fill of bucket b is refused (g_b < g)
+  cli get cu $id >/dev/null
+  sleep 0.5
+  n=0
+  for _ in 1 2 3 4 5 6; do
+    cli get cu $id >/dev/null 2>&1
+    sleep 0.3
+    if [ "$(src cu $id)" = cache ]; then n=1; break; fi
+  done
+  if [ "$on" = true ]; then
+    [ "$n" = 1 ] || fail "(c) bucket $b never filled after its repair (g_b = $(gen_of "$b"), g_0 = $g)"
+    [ "$(gen_of "$b")" = "$g" ] || fail "(c) bucket $b not repaired"
+    metric_ge cachesvc_redis_cluster_repairs_total 1 || fail "(c) no repair counted"
+    ok "(c) a bucket behind bucket 0 refused a fill, was repaired (g_b = $g) and then filled"
+    # a reload that changes the query bumps it on bucket 0 and fans out to every bucket
+    sed -i 's/^sql = SELECT id, name FROM users WHERE id = \$1$/sql = SELECT id, name FROM users WHERE id = $1 AND true/' "$WORK/cs.ini"
+    cli reload >/dev/null || fail "(c) reload refused"
+    until_true 10 bash -c "[ \"\$(redis-cli -c -p ${RC_PORTS[0]} get '{$NS:0}:g:cu')\" -gt $g ]" || fail "(c) the reload did not bump the query"
+    g=$(g0)
+    sleep 0.5
+    for b in 1 17 64 100 128 200 254 255; do
+      [ "$(gen_of "$b")" = "$g" ] || fail "(c) the reload bump did not reach bucket $b ($(gen_of "$b") != $g)"
+    done
+    ok "(c) a reload's bump reached every bucket sampled (g = $g)"
+  else
+    [ "$n" = 0 ] || fail "(c) negative control: the bucket filled without a repair"
+    [ "$(gen_of "$b")" = $((g - 1)) ] || fail "(c) negative control: bucket $b changed"
+    ok "(c) negative control: with cluster_repair = off bucket $b keeps refusing fills"
+  fi
+}
+
+case_down() {
+  cluster_config "$WORK/cs.ini"
+  start_streaming "$WORK/cs.ini"
+  local id p k out n
+  for id in $(seq 1 9); do fill cu "$id"; done
+  # the master of cu 1's bucket stops answering (SIGSTOP: connections stay open, no reply)
+  k=$(entry_key 1)
+  p=$(port_of_slot "$(rc cluster keyslot "$k")")
+  local i pid=
+  for i in "${!RC_PORTS[@]}"; do
+    if [ "${RC_PORTS[$i]}" = "$p" ]; then pid=$(cat "$WORK/rcluster/node$((i + 1))/redis.pid"); fi
+  done
+  [ -n "$pid" ] || fail "(d) no pid for the master on $p"
+  CLEANUPS=("kill -CONT $pid" "${CLEANUPS[@]}")
+  kill -STOP "$pid"
+  sleep 0.2
+  # every key still answered (the bypass: from PostgreSQL, not stored), never a hang: each
+  # GET is bounded by the client's own timeout, below the test's
+  out=$(for id in $(seq 1 9); do "$CLI" -p "$PORT" -t 8000 --json get cu "$id" 2>&1; done)
+  n=$(echo "$out" | grep -c '"rows":\[\["\?[0-9]' || true)
+  [ "$n" = 9 ] || fail "(d) with a master down only $n of 9 keys answered: $out"
+  ok "(d) a master not answering: all 9 keys answered, $(echo "$out" | grep -c '"source":"cache"' || true) from the cache"
+  kill -CONT "$pid"
+  until_true 30 rc_ok "$p" || fail "(d) the cluster did not recover"
+  for id in $(seq 1 9); do fill cu "$id"; done
+  ok "(d) the master back: every key cached again"
+}
+
+case "$PART" in
+  down) case_down ;;
+  read) case_read ;;
+  inval) case_inval ;;
+  repair) case_repair true ;;
+  repairneg) case_repair false ;;
+  *) fail "unknown part $PART" ;;
+esac
