@@ -75,6 +75,22 @@ case_read() {
   done
   [ "$(printf '%s\n' "${ports[@]}" | sort -u | wc -l)" = 3 ] || fail "(a) entries 1-12 are not spread over the 3 masters: ${ports[*]}"
   ok "(a) misses, then hits; 12 entries each in its bucket's slot, on its master (all 3 masters)"
+  # what an operator sees: SHOW slots as the cluster has it, every master up in /metrics for
+  # both of the daemon's clients (the cache connection and the invalidator)
+  out=$(cli --json show slots)
+  local want got
+  want=$(redis-cli -p "${RC_PORTS[0]}" cluster slots | paste - - - - - - | awk '{ print $1, $2, $3 ":" $4 }' | sort -n)
+  got=$(echo "$out" | "$PY3" -c 'import json, sys
+for l in sys.stdin:
+    r = json.loads(l)
+    print(r["first"], r["last"], r["node"], r["ready"])' | sort -n)
+  [ "$(echo "$got" | awk '{ print $1, $2, $3 }')" = "$want" ] || fail "(a) SHOW slots: $got, CLUSTER SLOTS: $want"
+  ! echo "$got" | grep -q ' False$' || fail "(a) SHOW slots: a master not ready: $got"
+  for c in cache invalidator; do
+    [ "$(http /metrics | grep -c "^cachesvc_redis_cluster_node_up{client=\"$c\",node=\"[^\"]*\"} 1$")" = 3 ] ||
+      fail "(a) /metrics: want 3 masters up for $c: $(http /metrics | grep "node_up{client=\"$c\"")"
+  done
+  ok "(a) SHOW slots names the masters of CLUSTER SLOTS ($(echo "$got" | wc -l) ranges, all ready); 3 masters up in /metrics for the cache and the invalidator"
   out=$(cli --json mget --each cu 1 2 3 4 5 6 7 8 9 10 11 12)
   n=$(echo "$out" | grep -c '"source":"cache"' || true)
   [ "$n" = 12 ] || fail "(a) MGET across slots: $n of 12 items from the cache: $out"

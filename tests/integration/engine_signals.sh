@@ -68,8 +68,9 @@ until_true 10 grep -q "reload failed" "$WORK/cachesvc.log" || fail "bad reload n
 [ "$(cli --json get sg_new 3 | json rows)" = '[[3]]' ] || fail "bad reload broke the daemon"
 ok "a bad config on SIGHUP is refused and the running one kept"
 
-# SIGTERM with a request in flight
-"$CLI" -p "$PORT" -t 10000 --json get sg_slow 1.5 >"$WORK/inflight.out" 2>&1 &
+# SIGTERM with a request in flight (4 s: the drain must outlast the checks below, which take
+# a second or more on a loaded machine; at 1.5 s the daemon had exited before the last one)
+"$CLI" -p "$PORT" -t 15000 --json get sg_slow 4 >"$WORK/inflight.out" 2>&1 &
 inflight=$!
 until_true 5 metric_ge cachesvc_inflight 1 || fail "slow request never in flight"
 raw_ping # this connection stays open through the drain

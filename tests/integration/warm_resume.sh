@@ -34,6 +34,8 @@ set +e
 "$WARM" "${WARM_ARGS[@]}" >"$WORK/r1.json" 2>"$WORK/warm1.log" &
 pid=$!
 sleep 1.2
+# (a loaded machine may start the tool late: stop it only once it has checkpointed work)
+until_true 20 eval '[ "$(ck_done 2>/dev/null)" -gt 0 ]' || true
 kill -TERM $pid
 wait $pid
 rc=$?
@@ -53,6 +55,9 @@ set +e
 "$WARM" "${WARM_ARGS[@]}" >"$WORK/r2.json" 2>"$WORK/warm2.log" &
 pid=$!
 sleep 1.5
+# killed only once this run has checkpointed work of its own (a fixed 1.5 s was not always
+# enough for the resumed run to start and reach a checkpoint on a loaded machine)
+until_true 20 eval '[ "$(ck_done 2>/dev/null)" -gt "$done1" ]' || true
 kill -KILL $pid
 wait $pid 2>/dev/null
 set -e
