@@ -1,7 +1,8 @@
 /* inv_cluster.c - the invalidator on a Redis Cluster (CLUSTER.md, build order step 4): a
  * commit's keys grouped per bucket (one INVAL per bucket and batch, its entry keys DELeted
  * again with plain routed DELs: C1), generation bumps on bucket 0 fanned out to every other
- * bucket (GEN_SET), the horizon and the position raised in every bucket, and the
+ * bucket (GEN_SET), the horizon raised in every bucket and the position in bucket 0 on every
+ * advance and in the others once per status interval (review V5), and the
  * resynchronisation as probe, stamp and finish over every bucket. Every command of a commit
  * is held in the ledger until acknowledged, whichever node it went to: I4 across nodes.
  * The single-Redis path never comes here (inv->ks.cluster is false). */
@@ -210,34 +211,75 @@ int inv_c_send_bump(cs_inv *inv, int q, cmdctx *c, cs_lsn_t lsn, bool debounced)
 
 /* ---- The position and the horizon, in every bucket -------------------------------------- */
 
-/* One publication to every bucket: done when every bucket answered; it counts only when
- * every bucket acknowledged it. */
+/* The position copies (review V5). Bucket 0's copy is raised on every advance: the
+ * read-your-writes check reads it (I3), and one script per advance is what a single Redis
+ * costs. The copies of buckets 1..255 are raised once per status interval (at most one
+ * fan-out in flight), to the position confirmed when the fan-out starts: before V5 every
+ * advance raised all 256 (553 scripts per commit).
+ *
+ * Invariant (CLUSTER.md section 3: a publication counts only when all 256 buckets
+ * acknowledged it): the position reported to PostgreSQL as flushed never passes the lowest
+ * position copy acknowledged in every bucket. inv_send_status reports min(confirmed,
+ * pos_sent), and pos_sent = min(pos0_sent, posr_sent): pos0_sent is the highest value bucket
+ * 0 acknowledged, posr_sent the highest value that every one of buckets 1..255 acknowledged
+ * in one fan-out (a fan-out with any bucket failed counts for none). A copy is only ever
+ * raised (C_RAISE never lowers it), so once acknowledged every copy stays at or above what
+ * was acknowledged unless its node loses data, which the epoch and run_id checks report.
+ * Both are reset to 0 by every resynchronisation (inv_sync_finish), so no acknowledgement
+ * of an earlier stream counts. Hence the slot's confirmed_flush_lsn W is at or below every
+ * bucket's copy on the node that acknowledged it.
+ * Why it matters: the SYNC counts a bucket on another run "kept" only if its copy is >= W
+ * (CLUSTER.md (h')). That test is sound whatever the copies hold (a copy L is written only
+ * after every command of every commit up to L was acknowledged, so a replica holding it holds
+ * them); the invariant makes it complete: a failover that lost nothing finds every bucket's
+ * copy >= W, kept, and never flushes the namespace for a copy that was merely not yet
+ * written. The price: flush trails the confirmed position by up to a status interval and a
+ * fan-out (PostgreSQL keeps that much more WAL; a restart replays it, idempotently). */
+typedef enum { FAN_HORIZON, FAN_POS0, FAN_POSR } fankind;
+
+/* One publication to buckets [from, to): done when every bucket answered; it counts only
+ * when every bucket acknowledged it. */
 typedef struct fanctx {
 	cs_inv *inv;
 	uint64_t epoch;
 	cs_lsn_t lsn;
 	int left;
 	bool failed;
-	bool horizon; /* else the position */
+	fankind kind;
 } fanctx;
+
+static void pos_update(cs_inv *inv)
+{
+	/* pos_min off (a test's negative control): bucket 0's copy alone */
+	inv->pos_sent =
+	        !inv->pos_min || inv->pos0_sent < inv->posr_sent ? inv->pos0_sent : inv->posr_sent;
+}
 
 static void fan_done(fanctx *f)
 {
 	cs_inv *inv = f->inv;
-	bool current = f->epoch == inv->epoch, horizon = f->horizon, failed = f->failed;
-	if (current && horizon && !f->failed) {
+	bool current = f->epoch == inv->epoch, failed = f->failed;
+	fankind kind = f->kind;
+	if (current && kind == FAN_HORIZON && !failed) {
 		inv->stats.horizon = f->lsn;
 		inv->redis_ok_us = cs_now_us();
 	}
-	if (current && !horizon) {
+	if (current && kind == FAN_POS0) {
 		inv->pos_in_flight = false;
-		if (!f->failed && f->lsn > inv->pos_sent)
-			inv->pos_sent = f->lsn;
+		if (!failed && f->lsn > inv->pos0_sent)
+			inv->pos0_sent = f->lsn;
 	}
+	if (current && kind == FAN_POSR) {
+		inv->posr_in_flight = false;
+		if (!failed && f->lsn > inv->posr_sent)
+			inv->posr_sent = f->lsn;
+	}
+	if (current && kind != FAN_HORIZON)
+		pos_update(inv);
 	free(f);
-	/* a newer position at once; after a failure, the tick's next call (a fan-out whose
-	 * sends all failed at once would otherwise recurse here: review V7) */
-	if (current && !horizon && !failed && inv->st == ST_STREAMING)
+	/* bucket 0: a newer position at once; after a failure, the tick's next call (a write
+	 * whose send failed at once would otherwise recurse here: review V7) */
+	if (current && kind == FAN_POS0 && !failed && inv->st == ST_STREAMING)
 		inv_publish_pos(inv);
 }
 
@@ -254,19 +296,22 @@ static void on_fan_reply(cs_rc *r, redisReply *reply, void *priv)
 		fan_done(f);
 }
 
-static void fan_out(cs_inv *inv, cs_lsn_t lsn, bool horizon)
+static void fan_out(cs_inv *inv, cs_lsn_t lsn, fankind kind, uint32_t from, uint32_t to)
 {
 	fanctx *f = calloc(1, sizeof *f);
 	if (f == NULL)
 		return;
-	*f = (fanctx){.inv = inv, .epoch = inv->epoch, .lsn = lsn, .left = 1, .horizon = horizon};
-	if (!horizon)
+	*f = (fanctx){.inv = inv, .epoch = inv->epoch, .lsn = lsn, .left = 1, .kind = kind};
+	bool horizon = kind == FAN_HORIZON;
+	if (kind == FAN_POS0)
 		inv->pos_in_flight = true;
+	if (kind == FAN_POSR)
+		inv->posr_in_flight = true;
 	char hex[17], px[24];
 	cs_lsn_hex(lsn, hex);
 	int pl = horizon ? snprintf(px, sizeof px, "%lld", (long long)inv->horizon_ttl_ms)
 	                 : snprintf(px, sizeof px, "0");
-	for (uint32_t b = 0; b < NB && f->epoch == inv->epoch; b++) {
+	for (uint32_t b = from; b < to && f->epoch == inv->epoch; b++) {
 		char key[CS_NAME_MAX], ep[CS_NAME_MAX], fm[CS_NAME_MAX], evk[CS_NAME_MAX];
 		size_t kl = cs_ks_fixed_in(
 		        &inv->ks, b, horizon ? CS_KS_HORIZON : CS_KS_POS, key, sizeof key);
@@ -301,12 +346,20 @@ static void fan_out(cs_inv *inv, cs_lsn_t lsn, bool horizon)
 
 void inv_c_publish_pos(cs_inv *inv, cs_lsn_t confirmed)
 {
-	fan_out(inv, confirmed, false);
+	uint64_t now = cs_now_us(), interval = (uint64_t)inv->status_interval_ms * 1000u;
+	/* buckets 1..255 first: a bucket-0 write that fails at once must not hide them */
+	if (!inv->posr_in_flight && confirmed > inv->posr_sent &&
+	        (inv->pos_every || inv->posr_last_us == 0 || now - inv->posr_last_us >= interval)) {
+		inv->posr_last_us = now;
+		fan_out(inv, confirmed, FAN_POSR, 1, NB);
+	}
+	if (inv->st == ST_STREAMING && !inv->pos_in_flight && confirmed > inv->pos0_sent)
+		fan_out(inv, confirmed, FAN_POS0, 0, 1);
 }
 
 void inv_c_publish_horizon(cs_inv *inv, cs_lsn_t horizon)
 {
-	fan_out(inv, horizon, true);
+	fan_out(inv, horizon, FAN_HORIZON, 0, NB);
 }
 
 /* ---- The resynchronisation --------------------------------------------------------------- */

@@ -84,6 +84,8 @@ struct cs_inv {
 	bool c_hold;		 /* I4: hold a commit for its per-bucket INVALs (test hook) */
 	bool v1_check;		 /* V1: a stamp re-checks the probe's verdict (test hook) */
 	bool c2_raise;		 /* C2: raise a kept bucket's horizon and fmax to S (test hook) */
+	bool pos_every;		 /* V5: every bucket's position on every advance (test hook) */
+	bool pos_min;		 /* V5: flush <= the lowest position copy (test hook) */
 	uint64_t *kb;		 /* the commit's keys sorted by bucket: bucket << 32 | offset */
 	size_t kb_cap;
 	struct inv_csync *csync; /* the cluster resynchronisation in progress */
@@ -139,8 +141,15 @@ struct cs_inv {
 	cs_lsn_t received;   /* highest LSN seen in the stream */
 	bool first_start;    /* this setup created the slot on a first start (not a loss) */
 	cs_lsn_t h_start;    /* the horizon's floor from the last sync (cs_ledger_set_floor) */
-	cs_lsn_t pos_sent;   /* cs:inv:pos last raised to */
-	bool pos_in_flight;
+	cs_lsn_t pos_sent;   /* cs:inv:pos last raised to (a cluster: the lowest copy
+			      * acknowledged in every bucket, min(pos0_sent, posr_sent)) */
+	bool pos_in_flight;  /* the cs:inv:pos write (a cluster: bucket 0's copy) */
+	/* a cluster (inv_cluster.c, review V5): bucket 0's copy follows every advance, the
+	 * copies of buckets 1..255 once per status interval */
+	cs_lsn_t pos0_sent;  /* bucket 0's copy acknowledged at */
+	cs_lsn_t posr_sent;  /* every copy of buckets 1..255 acknowledged at */
+	bool posr_in_flight;
+	uint64_t posr_last_us; /* the last fan-out to buckets 1..255 started (0: at once) */
 
 	/* the transaction being decoded */
 	int64_t txn_commit_unix_us;
@@ -227,6 +236,7 @@ void inv_on_cmd_reply(cs_rc *r, redisReply *reply, void *priv);
 bool inv_c_send_keys(cs_inv *inv, uint64_t seq, cs_lsn_t end_lsn, bool *sent);
 /* A generation bump of query q at lsn: on bucket 0, then GEN_SET on every other bucket. */
 int inv_c_send_bump(cs_inv *inv, int q, cmdctx *c, cs_lsn_t lsn, bool debounced);
+/* The position: bucket 0's copy now, the other buckets' once per status interval (V5). */
 void inv_c_publish_pos(cs_inv *inv, cs_lsn_t confirmed);
 void inv_c_publish_horizon(cs_inv *inv, cs_lsn_t horizon);
 /* The resynchronisation (probe every bucket, stamp every bucket, finish on bucket 0). */

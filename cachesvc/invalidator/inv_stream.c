@@ -121,13 +121,14 @@ static void on_pos_reply(cs_rc *r, redisReply *reply, void *priv);
 void inv_publish_pos(cs_inv *inv)
 {
 	cs_lsn_t confirmed = cs_ledger_confirmed(inv->ledger);
-	if (inv->pos_in_flight || confirmed <= inv->pos_sent || !cs_rc_ready(inv->rc) ||
-		inv->st != ST_STREAMING)
+	if (!cs_rc_ready(inv->rc) || inv->st != ST_STREAMING)
 		return;
 	if (inv->ks.cluster) {
 		inv_c_publish_pos(inv, confirmed);
 		return;
 	}
+	if (inv->pos_in_flight || confirmed <= inv->pos_sent)
+		return;
 	char hex[17];
 	cs_lsn_hex(confirmed, hex);
 	/* with the run_id check: a position written to another Redis run (a failover the

@@ -241,6 +241,7 @@ void inv_restart(cs_inv *inv, const char *why, bool standby)
 	cs_ledger_reset(inv->ledger); /* owed bumps are in Redis: the next sync reloads them */
 	inv->paused = false;
 	inv->pos_in_flight = false;
+	inv->posr_in_flight = false;
 	inv->status_pending = false;
 	inv_txn_reset(inv);
 	inv->epoch_str[0] = '\0';
@@ -521,6 +522,7 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, struct cs_pgse
 	inv->c_hold = true;
 	inv->c2_raise = true;
 	inv->v1_check = true;
+	inv->pos_min = true;
 	inv->conninfo = strdup(cfg->primary_conninfo);
 	inv->slot = strdup(cfg->inval_slot);
 	inv->publication = strdup(cfg->inval_publication);
@@ -664,6 +666,12 @@ void cs_inv_set_cluster_c2(cs_inv *inv, bool on)
 void cs_inv_set_cluster_v1(cs_inv *inv, bool on)
 {
 	inv->v1_check = on;
+}
+
+void cs_inv_set_cluster_pos(cs_inv *inv, bool pos_every, bool pos_min)
+{
+	inv->pos_every = pos_every;
+	inv->pos_min = pos_min;
 }
 
 void cs_inv_set_key_hook(cs_inv *inv, cs_inv_key_hook *fn, void *priv)

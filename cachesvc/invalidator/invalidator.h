@@ -87,6 +87,11 @@ void cs_inv_set_cluster_hold(cs_inv *inv, bool on);
 void cs_inv_set_cluster_c2(cs_inv *inv, bool on);
 /* Test hook: off, the cluster SYNC's stamp does not re-check the probe's verdict (review V1). */
 void cs_inv_set_cluster_v1(cs_inv *inv, bool on);
+/* Cluster mode only, test hooks (negative controls of review V5): pos_every, the position is
+ * written to all 256 buckets on every advance (the behaviour before V5; off by default);
+ * pos_min off, the position reported to PostgreSQL as flushed follows bucket 0's copy alone,
+ * not the lowest copy acknowledged in every bucket (on by default). */
+void cs_inv_set_cluster_pos(cs_inv *inv, bool pos_every, bool pos_min);
 
 const cs_inv_stats *cs_inv_get_stats(const cs_inv *inv);
 void cs_inv_metrics(const cs_inv *inv, cs_metrics *m);

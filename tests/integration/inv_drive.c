@@ -3,6 +3,7 @@
  * the read path comes first), so this driver is the only way to turn it on.
  *
  *   inv_drive run CONFIG SEEDS STATSFILE [--no-c1] [--no-hold] [--no-c2] [--no-v1]
+ *                 [--pos-every] [--no-pos-min]
  *       Loads CONFIG (its [redis] url's database gives the namespace), runs the invalidator
  *       on the cluster whose seed nodes are SEEDS ("host:port,..."), and rewrites STATSFILE
  *       every 100 ms with one line of key=value counters (state, confirmed, horizon,
@@ -12,6 +13,9 @@
  *       across nodes off: a negative control). --no-c2: a bucket found kept keeps its
  *       horizon and fmax (CLUSTER.md C2 off: a negative control). --no-v1: the SYNC's
  *       stamp does not re-check what its probe saw (review V1 off: a negative control).
+ *       --pos-every: the position goes to all 256 buckets on every advance (before review
+ *       V5); --no-pos-min: the position reported to PostgreSQL as flushed follows bucket 0's
+ *       copy alone, not the lowest copy acknowledged in every bucket (negative controls).
  *   inv_drive bucket QUERY CANON
  *       Prints the bucket of a key (CLUSTER.md section 2).
  *   inv_drive slots NS
@@ -40,7 +44,8 @@ static struct {
 static void usage(void)
 {
 	fprintf(stderr,
-	        "usage: inv_drive run CONFIG SEEDS STATSFILE [--no-c1] [--no-hold] [--no-c2] [--no-v1]\n"
+	        "usage: inv_drive run CONFIG SEEDS STATSFILE [--no-c1] [--no-hold] [--no-c2]\n"
+	        "                 [--no-v1] [--pos-every] [--no-pos-min]\n"
 	        "       inv_drive bucket QUERY CANON\n"
 	        "       inv_drive slots NS\n");
 	exit(2);
@@ -91,7 +96,7 @@ int main(int argc, char **argv)
 	}
 	if (argc < 5 || strcmp(argv[1], "run") != 0)
 		usage();
-	bool c1 = true, hold = true, c2 = true, v1 = true;
+	bool c1 = true, hold = true, c2 = true, v1 = true, pos_every = false, pos_min = true;
 	for (int i = 5; i < argc; i++) {
 		if (strcmp(argv[i], "--no-c1") == 0)
 			c1 = false;
@@ -101,6 +106,10 @@ int main(int argc, char **argv)
 			c2 = false;
 		else if (strcmp(argv[i], "--no-v1") == 0)
 			v1 = false;
+		else if (strcmp(argv[i], "--pos-every") == 0)
+			pos_every = true;
+		else if (strcmp(argv[i], "--no-pos-min") == 0)
+			pos_min = false;
 		else
 			usage();
 	}
@@ -132,6 +141,7 @@ int main(int argc, char **argv)
 	cs_inv_set_cluster_hold(g.inv, hold);
 	cs_inv_set_cluster_c2(g.inv, c2);
 	cs_inv_set_cluster_v1(g.inv, v1);
+	cs_inv_set_cluster_pos(g.inv, pos_every, pos_min);
 	struct event *tick = event_new(g.base, -1, EV_PERSIST, on_stats, NULL);
 	struct timeval tv = {0, 100000};
 	event_add(tick, &tv);
