@@ -268,17 +268,20 @@ static void fan_done(fanctx *f)
 		inv->pos_in_flight = false;
 		if (!failed && f->lsn > inv->pos0_sent)
 			inv->pos0_sent = f->lsn;
+		inv_pos_backoff(inv, !failed, &inv->pos_fails, &inv->pos_retry_us);
 	}
 	if (current && kind == FAN_POSR) {
 		inv->posr_in_flight = false;
 		if (!failed && f->lsn > inv->posr_sent)
 			inv->posr_sent = f->lsn;
+		inv_pos_backoff(inv, !failed, &inv->posr_fails, &inv->posr_retry_us);
 	}
 	if (current && kind != FAN_HORIZON)
 		pos_update(inv);
 	free(f);
-	/* bucket 0: a newer position at once; after a failure, the tick's next call (a write
-	 * whose send failed at once would otherwise recurse here: review V7) */
+	/* bucket 0: a newer position at once; after a failure, the tick's call after a backoff
+	 * (a write whose send failed at once would otherwise recurse here: review V7; every
+	 * 10 ms tick without the backoff: review W3) */
 	if (current && kind == FAN_POS0 && !failed && inv->st == ST_STREAMING)
 		inv_publish_pos(inv);
 }
@@ -348,12 +351,13 @@ void inv_c_publish_pos(cs_inv *inv, cs_lsn_t confirmed)
 {
 	uint64_t now = cs_now_us(), interval = (uint64_t)inv->status_interval_ms * 1000u;
 	/* buckets 1..255 first: a bucket-0 write that fails at once must not hide them */
-	if (!inv->posr_in_flight && confirmed > inv->posr_sent &&
+	if (!inv->posr_in_flight && confirmed > inv->posr_sent && now >= inv->posr_retry_us &&
 	        (inv->pos_every || inv->posr_last_us == 0 || now - inv->posr_last_us >= interval)) {
 		inv->posr_last_us = now;
 		fan_out(inv, confirmed, FAN_POSR, 1, NB);
 	}
-	if (inv->st == ST_STREAMING && !inv->pos_in_flight && confirmed > inv->pos0_sent)
+	if (inv->st == ST_STREAMING && !inv->pos_in_flight && confirmed > inv->pos0_sent &&
+	        now >= inv->pos_retry_us)
 		fan_out(inv, confirmed, FAN_POS0, 0, 1);
 }
 

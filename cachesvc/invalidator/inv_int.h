@@ -42,6 +42,8 @@
 #define STANDBY_RETRY_MS   1000
 #define STABLE_US	   30000000u /* streaming this long resets the reconnect backoff */
 #define STEP_TIMEOUT_MS	   10000  /* the connect, and each setup step */
+#define POS_RETRY_BASE_MS  20	  /* a failed position write: retried after 20 ms, 40 ms, ... */
+#define POS_RETRY_MAX_MS   2000	  /* ... up to 2 s (review W3) */
 
 /* Replication connection steps, in order. */
 typedef enum step {
@@ -86,6 +88,7 @@ struct cs_inv {
 	bool c2_raise;		 /* C2: raise a kept bucket's horizon and fmax to S (test hook) */
 	bool pos_every;		 /* V5: every bucket's position on every advance (test hook) */
 	bool pos_min;		 /* V5: flush <= the lowest position copy (test hook) */
+	bool pos_backoff;	 /* W3: a failed position write backs off (test hook) */
 	uint64_t *kb;		 /* the commit's keys sorted by bucket: bucket << 32 | offset */
 	size_t kb_cap;
 	struct inv_csync *csync; /* the cluster resynchronisation in progress */
@@ -150,6 +153,10 @@ struct cs_inv {
 	cs_lsn_t posr_sent;  /* every copy of buckets 1..255 acknowledged at */
 	bool posr_in_flight;
 	uint64_t posr_last_us; /* the last fan-out to buckets 1..255 started (0: at once) */
+	/* review W3: after a failed position write (single, or bucket 0) or fan-out (buckets
+	 * 1..255), the next waits cs_backoff_ms(fails, POS_RETRY_BASE_MS, POS_RETRY_MAX_MS) */
+	int pos_fails, posr_fails;
+	uint64_t pos_retry_us, posr_retry_us;
 
 	/* the transaction being decoded */
 	int64_t txn_commit_unix_us;
@@ -195,6 +202,9 @@ bool inv_epoch_error(const redisReply *reply);
 int inv_script(cs_inv *inv, uint32_t b, int script, cs_rc_cb *cb, void *priv, int nkeys,
 	int argc, const char **argv, const size_t *lens) __attribute__((warn_unused_result));
 void inv_publish_pos(cs_inv *inv);
+/* A position write (or fan-out) ended: ok resets its backoff, a failure sets *retry_us
+ * (review W3: every retry a backoff, bounded by POS_RETRY_MAX_MS). */
+void inv_pos_backoff(cs_inv *inv, bool ok, int *fails, uint64_t *retry_us);
 void inv_run_debounced(cs_inv *inv);
 void inv_send_status(cs_inv *inv, bool reply);
 void inv_stream_read(cs_inv *inv);

@@ -127,7 +127,7 @@ void inv_publish_pos(cs_inv *inv)
 		inv_c_publish_pos(inv, confirmed);
 		return;
 	}
-	if (inv->pos_in_flight || confirmed <= inv->pos_sent)
+	if (inv->pos_in_flight || confirmed <= inv->pos_sent || cs_now_us() < inv->pos_retry_us)
 		return;
 	char hex[17];
 	cs_lsn_hex(confirmed, hex);
@@ -145,21 +145,40 @@ void inv_publish_pos(cs_inv *inv)
 		free(c);
 }
 
+void inv_pos_backoff(cs_inv *inv, bool ok, int *fails, uint64_t *retry_us)
+{
+	if (ok || !inv->pos_backoff) {
+		*fails = 0;
+		*retry_us = 0;
+		return;
+	}
+	*retry_us = cs_now_us() +
+		(uint64_t)cs_backoff_ms(*fails, POS_RETRY_BASE_MS, POS_RETRY_MAX_MS) * 1000u;
+	if (*fails < 30)
+		(*fails)++;
+}
+
 static void on_pos_reply(cs_rc *r, redisReply *reply, void *priv)
 {
 	posctx *c = priv;
 	cs_inv *inv = c->inv;
 	bool current = c->epoch == inv->epoch;
+	bool ok = reply && reply->type == REDIS_REPLY_STRING;
 	if (current)
 		inv->pos_in_flight = false;
-	if (current && reply && reply->type == REDIS_REPLY_STRING && c->lsn > inv->pos_sent)
+	if (current && ok && c->lsn > inv->pos_sent)
 		inv->pos_sent = c->lsn;
 	free(c);
 	if (current && inv_epoch_error(reply)) {
 		inv_restart(inv, reply->str, false);
 		return;
 	}
-	if (current)
+	if (!current)
+		return;
+	/* a newer position at once; after a failure (LOADING while a restarted Redis reads its
+	 * data, an error reply), the tick's call after a backoff (review W3) */
+	inv_pos_backoff(inv, ok, &inv->pos_fails, &inv->pos_retry_us);
+	if (ok)
 		inv_publish_pos(inv);
 }
 

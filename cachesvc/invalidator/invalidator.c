@@ -523,6 +523,7 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, struct cs_pgse
 	inv->c2_raise = true;
 	inv->v1_check = true;
 	inv->pos_min = true;
+	inv->pos_backoff = true;
 	inv->conninfo = strdup(cfg->primary_conninfo);
 	inv->slot = strdup(cfg->inval_slot);
 	inv->publication = strdup(cfg->inval_publication);
@@ -672,6 +673,11 @@ void cs_inv_set_cluster_pos(cs_inv *inv, bool pos_every, bool pos_min)
 {
 	inv->pos_every = pos_every;
 	inv->pos_min = pos_min;
+}
+
+void cs_inv_set_pos_backoff(cs_inv *inv, bool on)
+{
+	inv->pos_backoff = on;
 }
 
 void cs_inv_set_key_hook(cs_inv *inv, cs_inv_key_hook *fn, void *priv)

@@ -92,6 +92,10 @@ void cs_inv_set_cluster_v1(cs_inv *inv, bool on);
  * pos_min off, the position reported to PostgreSQL as flushed follows bucket 0's copy alone,
  * not the lowest copy acknowledged in every bucket (on by default). */
 void cs_inv_set_cluster_pos(cs_inv *inv, bool pos_every, bool pos_min);
+/* Test hook (a negative control of review W3): off, a failed position write is retried on
+ * the next 10 ms tick instead of after an exponential backoff (20 ms up to 2 s). On by
+ * default. */
+void cs_inv_set_pos_backoff(cs_inv *inv, bool on);
 
 const cs_inv_stats *cs_inv_get_stats(const cs_inv *inv);
 void cs_inv_metrics(const cs_inv *inv, cs_metrics *m);

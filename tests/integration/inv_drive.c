@@ -3,7 +3,7 @@
  * the read path comes first), so this driver is the only way to turn it on.
  *
  *   inv_drive run CONFIG SEEDS STATSFILE [--no-c1] [--no-hold] [--no-c2] [--no-v1]
- *                 [--pos-every] [--no-pos-min]
+ *                 [--pos-every] [--no-pos-min] [--no-pos-backoff] [--single]
  *       Loads CONFIG (its [redis] url's database gives the namespace), runs the invalidator
  *       on the cluster whose seed nodes are SEEDS ("host:port,..."), and rewrites STATSFILE
  *       every 100 ms with one line of key=value counters (state, confirmed, horizon,
@@ -16,6 +16,9 @@
  *       --pos-every: the position goes to all 256 buckets on every advance (before review
  *       V5); --no-pos-min: the position reported to PostgreSQL as flushed follows bucket 0's
  *       copy alone, not the lowest copy acknowledged in every bucket (negative controls).
+ *       --no-pos-backoff: a failed position write is retried on every 10 ms tick (review
+ *       W3 off: a negative control). --single: SEEDS is one Redis ("host:port"), run in
+ *       single-Redis mode (the daemon's mode, for the tests of what both modes share).
  *   inv_drive bucket QUERY CANON
  *       Prints the bucket of a key (CLUSTER.md section 2).
  *   inv_drive slots NS
@@ -45,7 +48,8 @@ static void usage(void)
 {
 	fprintf(stderr,
 	        "usage: inv_drive run CONFIG SEEDS STATSFILE [--no-c1] [--no-hold] [--no-c2]\n"
-	        "                 [--no-v1] [--pos-every] [--no-pos-min]\n"
+	        "                 [--no-v1] [--pos-every] [--no-pos-min] [--no-pos-backoff]\n"
+	        "                 [--single]\n"
 	        "       inv_drive bucket QUERY CANON\n"
 	        "       inv_drive slots NS\n");
 	exit(2);
@@ -97,6 +101,7 @@ int main(int argc, char **argv)
 	if (argc < 5 || strcmp(argv[1], "run") != 0)
 		usage();
 	bool c1 = true, hold = true, c2 = true, v1 = true, pos_every = false, pos_min = true;
+	bool pos_backoff = true, single = false;
 	for (int i = 5; i < argc; i++) {
 		if (strcmp(argv[i], "--no-c1") == 0)
 			c1 = false;
@@ -110,6 +115,10 @@ int main(int argc, char **argv)
 			pos_every = true;
 		else if (strcmp(argv[i], "--no-pos-min") == 0)
 			pos_min = false;
+		else if (strcmp(argv[i], "--no-pos-backoff") == 0)
+			pos_backoff = false;
+		else if (strcmp(argv[i], "--single") == 0)
+			single = true;
 		else
 			usage();
 	}
@@ -127,8 +136,8 @@ int main(int argc, char **argv)
 	snprintf(url, sizeof url, "redis://%.*s/0", (int)strcspn(argv[3], ","), argv[3]);
 	free(cfg->redis_url);
 	cfg->redis_url = strdup(url);
-	cfg->redis_cluster = true;
-	cfg->redis_nodes = strdup(argv[3]);
+	cfg->redis_cluster = !single;
+	cfg->redis_nodes = single ? NULL : strdup(argv[3]);
 	g.stats = argv[4];
 	signal(SIGPIPE, SIG_IGN);
 	g.base = event_base_new();
@@ -142,6 +151,7 @@ int main(int argc, char **argv)
 	cs_inv_set_cluster_c2(g.inv, c2);
 	cs_inv_set_cluster_v1(g.inv, v1);
 	cs_inv_set_cluster_pos(g.inv, pos_every, pos_min);
+	cs_inv_set_pos_backoff(g.inv, pos_backoff);
 	struct event *tick = event_new(g.base, -1, EV_PERSIST, on_stats, NULL);
 	struct timeval tv = {0, 100000};
 	event_add(tick, &tv);

@@ -31,6 +31,11 @@
 #          made unwritable (a hash: its RAISE fails), the slot's confirmed_flush_lsn stays at or
 #          below that copy while commits are confirmed, and catches up once it is writable;
 #          negative control (--no-pos-min: flush follows bucket 0's copy alone): it passes it.
+#   w3:    review W3: a failed position write is retried after an exponential backoff (20 ms
+#          up to 2 s), not on every 10 ms tick: with the copy written on every advance made
+#          unwritable (a hash), the failed GETs of its node over T seconds stay within 10 + T;
+#          on the cluster (bucket 0's copy) and in single-Redis mode (inv_drive --single on a
+#          private Redis: the daemon's path). Negative control (--no-pos-backoff): over it.
 . "$(dirname "$0")/daemon_lib.sh"
 
 PART=${1:-basic}
@@ -499,10 +504,60 @@ case_v5() {
   ok "v5: the slot's flush stayed at or below the lowest acknowledged copy, and caught up after ($V5_FLUSH_DESC)"
 }
 
+# W3: KEY's node PORT; the position copy KEY made unwritable while the position moves; sets
+# W3_N (failed GETs there, each a retry of the position write), W3_BOUND (10 + the window's
+# seconds: ~7 doublings from 20 ms to 2 s, then one per 2 s) and W3_DESC.
+w3_count() { # PORT KEY
+  local port=$1 key=$2 t0 v
+  until_true 60 key_exists "$port" "$key" || fail "w3: no position copy $key"
+  v=$(redis-cli -p "$port" eval "local v = redis.call('GET', KEYS[1]); redis.call('DEL', KEYS[1]); redis.call('HSET', KEYS[1], 'was', v); return v" 1 "$key")
+  [[ $v =~ ^[0-9A-F]{16}$ ]] || fail "w3: $key was \"$v\""
+  t0=$SECONDS
+  redis-cli -p "$port" config resetstat >/dev/null
+  wait_confirmed "$(commit_lsn "UPDATE users SET name = name || '^' WHERE id = 5")"
+  sleep 4
+  W3_N=$(redis-cli -p "$port" info commandstats | tr -d '\r' | sed -n 's/^cmdstat_get:.*failed_calls=\([0-9]*\).*/\1/p')
+  W3_N=${W3_N:-0}
+  W3_BOUND=$((10 + SECONDS - t0))
+  W3_DESC="$W3_N failed writes of $key in $((SECONDS - t0)) s, bound $W3_BOUND"
+  redis-cli -p "$port" del "$key" >/dev/null
+  until_true 30 key_exists "$port" "$key" || fail "w3: the position copy $key was not written again once writable"
+}
+key_exists() { [ "$(redis-cli -p "$1" exists "$2")" = 1 ]; }
+w3_run() { # MODE (cluster | single) FLAGS...
+  local mode=$1
+  shift
+  if [ "$mode" = single ]; then
+    RC_NODES_SAVED=$RC_NODES
+    RC_NODES=127.0.0.1:$RPORT
+    start_drive --single "$@"
+    RC_NODES=$RC_NODES_SAVED
+    w3_count "$RPORT" "$NS:inv:pos"
+  else
+    start_drive "$@"
+    owners
+    w3_count "$(node_port_of_bucket 0)" "{$NS:0}:inv:pos"
+  fi
+  stop_drive
+}
+case_w3() {
+  local mode
+  private_redis
+  for mode in cluster single; do
+    w3_run "$mode" --no-pos-backoff
+    [ "$W3_N" -gt "$W3_BOUND" ] || fail "w3 negative control ($mode): retried on every tick, still within the bound ($W3_DESC): the test proves nothing"
+    ok "w3: negative control ($mode): a failed position write retried on every tick: $W3_DESC"
+    w3_run "$mode"
+    [ "$W3_N" -ge 1 ] && [ "$W3_N" -le "$W3_BOUND" ] || fail "w3 ($mode): the failed position write was not retried with a backoff ($W3_DESC)"
+    ok "w3: a failed position write retried with an exponential backoff ($mode): $W3_DESC"
+  done
+}
+
 case "$PART" in
 basic) case_basic ;;
 v1) case_v1 ;;
 v5) case_v5 ;;
+w3) case_w3 ;;
 c2) case_c2 ;;
 i4neg) case_i4neg ;;
 c1) case_c1 ;;
