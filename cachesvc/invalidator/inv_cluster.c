@@ -20,6 +20,7 @@ static void on_c_inval_reply(cs_rc *r, redisReply *reply, void *priv)
 {
 	cmdctx *c = priv;
 	cs_inv *inv = c->inv;
+	inv_cmd_unreserve(inv, c); /* the DELs below count for themselves */
 	if (c->epoch == inv->epoch && inv->c1_del && reply && reply->type == REDIS_REPLY_ARRAY) {
 		for (size_t i = 1; i < reply->elements && c->epoch == inv->epoch; i++) {
 			const redisReply *k = reply->element[i];
@@ -36,6 +37,7 @@ static void on_c_inval_reply(cs_rc *r, redisReply *reply, void *priv)
 				inv_restart(inv, "redis refused an entry DEL", false);
 				break;
 			}
+			inv_cmd_sent(inv, d, 0);
 			cs_ledger_hold(inv->ledger, c->seq);
 		}
 	}
@@ -139,6 +141,7 @@ bool inv_c_send_keys(cs_inv *inv, uint64_t seq, cs_lsn_t end_lsn, bool *sent)
 			inv_restart(inv, "redis refused an invalidation", false);
 			return false;
 		}
+		inv_cmd_sent(inv, c, inv->c1_del ? n : 0); /* + its routed DELs */
 		inv->stats.keys += (uint64_t)n;
 		cs_ledger_hold(inv->ledger, hseq);
 		*sent = true;
@@ -152,6 +155,7 @@ static void on_c_bump_reply(cs_rc *r, redisReply *reply, void *priv)
 {
 	cmdctx *c = priv;
 	cs_inv *inv = c->inv;
+	inv_cmd_unreserve(inv, c); /* the GEN_SETs below count for themselves */
 	if (c->epoch == inv->epoch && reply && reply->type == REDIS_REPLY_ARRAY &&
 	        reply->elements == 2 && reply->element[0]->type == REDIS_REPLY_INTEGER &&
 	        reply->element[1]->type == REDIS_REPLY_STRING && c->query >= 0 &&
@@ -178,6 +182,7 @@ static void on_c_bump_reply(cs_rc *r, redisReply *reply, void *priv)
 				inv_restart(inv, "redis refused a generation fan-out", false);
 				break;
 			}
+			inv_cmd_sent(inv, d, 0);
 			cs_ledger_hold(inv->ledger, c->seq);
 		}
 	} else if (c->epoch == inv->epoch && reply && reply->type != REDIS_REPLY_ERROR) {

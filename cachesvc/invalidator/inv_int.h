@@ -32,6 +32,8 @@
 #include "util.h"
 
 #define FIFO_MAX	   65536  /* commits waiting for Redis; beyond: stop reading */
+#define CMDS_MAX	   65536  /* a cluster: Redis commands in flight or owed; beyond: stop
+				   * reading (review V3) */
 #define BATCH_KEYS	   128	  /* keys per INVAL script call (4 arguments each, see redis.c) */
 #define QUERY_KEYS_MAX	   10000  /* keys of one query in one transaction; beyond: drop the query */
 #define TXN_ARENA_MAX	   (64u << 20)
@@ -131,7 +133,12 @@ struct cs_inv {
 	bool ever_synced;	 /* this process has synchronised with an epoch before */
 	uint64_t last_status_us, last_horizon_us;
 	bool status_pending; /* could not queue a status message: retry */
-	bool paused;	     /* FIFO full: not reading the stream */
+	bool paused;	     /* FIFO full (a cluster: or too many commands): not reading */
+	/* Redis commands sent and not answered, plus those owed by them (a bump's GEN_SET
+	 * fan-out, an INVAL's routed DELs: counted when the bump or INVAL is sent). A cluster
+	 * stops reading the stream at cmds_limit (review V3), so at most cmds_limit plus one
+	 * commit's commands are in flight. */
+	int64_t cmds, cmds_limit; /* cmds_limit 0: none (a test's negative control) */
 
 	/* Commits waiting for Redis and the confirmed position (I4), horizon samples, the
 	 * min_lifetime debounce (ledger.h). min_lifetime: at most one table-level bump per
@@ -238,9 +245,18 @@ typedef struct cmdctx {
 	uint64_t epoch;
 	uint64_t seq;	  /* FIFO entry, or UINT64_MAX for none */
 	int query;	  /* generation bumps: which query */
+	int reserve;	  /* commands its success will send, counted in inv->cmds (V3) */
+	bool counted;	  /* sent: 1 + reserve counted in inv->cmds until its reply */
 } cmdctx;
 cmdctx *inv_cmd_new(cs_inv *inv, uint64_t seq);
 void inv_on_cmd_reply(cs_rc *r, redisReply *reply, void *priv);
+/* c was sent (its callback will run): counts it and the `reserve` commands it owes. */
+void inv_cmd_sent(cs_inv *inv, cmdctx *c, int reserve);
+/* c's reply came: what it owed is no longer counted (sent now, each counting for itself). */
+void inv_cmd_unreserve(cs_inv *inv, cmdctx *c);
+/* Stops reading the stream when the FIFO or (a cluster) the commands in flight are at their
+ * bound; reads again below half of both. */
+void inv_pause_update(cs_inv *inv);
 /* The commit's keys (not under a whole-query bump), one INVAL per bucket and batch, each
  * held in the ledger for seq; false when the invalidator restarted. */
 bool inv_c_send_keys(cs_inv *inv, uint64_t seq, cs_lsn_t end_lsn, bool *sent);

@@ -448,6 +448,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	inv_run_debounced(inv);
+	inv_pause_update(inv);
+	if (inv->st != ST_STREAMING)
+		return;
 	uint64_t interval = (uint64_t)inv->status_interval_ms * 1000u;
 	if (now - inv->last_status_us >= interval || inv->status_pending)
 		inv_send_status(inv, true); /* reply requested: an idle stream answers with its position */
@@ -524,6 +527,7 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, struct cs_pgse
 	inv->v1_check = true;
 	inv->pos_min = true;
 	inv->pos_backoff = true;
+	inv->cmds_limit = CMDS_MAX;
 	inv->conninfo = strdup(cfg->primary_conninfo);
 	inv->slot = strdup(cfg->inval_slot);
 	inv->publication = strdup(cfg->inval_publication);
@@ -678,6 +682,11 @@ void cs_inv_set_cluster_pos(cs_inv *inv, bool pos_every, bool pos_min)
 void cs_inv_set_pos_backoff(cs_inv *inv, bool on)
 {
 	inv->pos_backoff = on;
+}
+
+void cs_inv_set_cmd_limit(cs_inv *inv, int64_t limit)
+{
+	inv->cmds_limit = limit;
 }
 
 void cs_inv_set_key_hook(cs_inv *inv, cs_inv_key_hook *fn, void *priv)

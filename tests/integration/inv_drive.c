@@ -4,12 +4,13 @@
  *
  *   inv_drive run CONFIG SEEDS STATSFILE [--no-c1] [--no-hold] [--no-c2] [--no-v1]
  *                 [--pos-every] [--no-pos-min] [--no-pos-backoff] [--single]
+ *                 [--cmd-limit N]
  *       Loads CONFIG (its [redis] url's database gives the namespace), runs the invalidator
  *       on the cluster whose seed nodes are SEEDS ("host:port,..."), and rewrites STATSFILE
  *       every 100 ms with one line of key=value counters (state, confirmed, horizon,
- *       data_loss, gap_flushes, redis_failures, keys, reconnects). --no-c1 turns off the
- *       routed DEL after each INVAL (CLUSTER.md C1): a negative control. Ends on SIGTERM or
- *       SIGINT (exit 0). --no-hold: commits are not held for their per-bucket INVALs (I4
+ *       data_loss, gap_flushes, redis_failures, keys, reconnects, cmds_max, pauses). --no-c1
+ *       turns off the routed DEL after each INVAL (CLUSTER.md C1): a negative control. Ends on
+ *       SIGTERM or SIGINT (exit 0). --no-hold: commits are not held for their per-bucket INVALs (I4
  *       across nodes off: a negative control). --no-c2: a bucket found kept keeps its
  *       horizon and fmax (CLUSTER.md C2 off: a negative control). --no-v1: the SYNC's
  *       stamp does not re-check what its probe saw (review V1 off: a negative control).
@@ -19,6 +20,8 @@
  *       --no-pos-backoff: a failed position write is retried on every 10 ms tick (review
  *       W3 off: a negative control). --single: SEEDS is one Redis ("host:port"), run in
  *       single-Redis mode (the daemon's mode, for the tests of what both modes share).
+ *       --cmd-limit N: reading the stream stops at N Redis commands in flight or owed
+ *       (review V3; default 65536); 0: no such bound (a negative control).
  *   inv_drive bucket QUERY CANON
  *       Prints the bucket of a key (CLUSTER.md section 2).
  *   inv_drive slots NS
@@ -49,7 +52,7 @@ static void usage(void)
 	fprintf(stderr,
 	        "usage: inv_drive run CONFIG SEEDS STATSFILE [--no-c1] [--no-hold] [--no-c2]\n"
 	        "                 [--no-v1] [--pos-every] [--no-pos-min] [--no-pos-backoff]\n"
-	        "                 [--single]\n"
+	        "                 [--single] [--cmd-limit N]\n"
 	        "       inv_drive bucket QUERY CANON\n"
 	        "       inv_drive slots NS\n");
 	exit(2);
@@ -66,9 +69,9 @@ static void on_stats(evutil_socket_t fd, short what, void *arg)
 	fprintf(f,
 	        "state=%d confirmed=%" PRIu64 " horizon=%" PRIu64 " data_loss=%" PRIu64
 	        " gap_flushes=%" PRIu64 " redis_failures=%" PRIu64 " keys=%" PRIu64
-	        " reconnects=%" PRIu64 "\n",
+	        " reconnects=%" PRIu64 " cmds_max=%" PRIu64 " pauses=%" PRIu64 "\n",
 	        (int)s->state, (uint64_t)s->confirmed, (uint64_t)s->horizon, s->redis_data_loss,
-	        s->gap_flushes, s->redis_failures, s->keys, s->reconnects);
+	        s->gap_flushes, s->redis_failures, s->keys, s->reconnects, s->cmds_max, s->pauses);
 	fclose(f);
 	rename(tmp, g.stats);
 }
@@ -102,6 +105,7 @@ int main(int argc, char **argv)
 		usage();
 	bool c1 = true, hold = true, c2 = true, v1 = true, pos_every = false, pos_min = true;
 	bool pos_backoff = true, single = false;
+	long long cmd_limit = -1;
 	for (int i = 5; i < argc; i++) {
 		if (strcmp(argv[i], "--no-c1") == 0)
 			c1 = false;
@@ -119,6 +123,8 @@ int main(int argc, char **argv)
 			pos_backoff = false;
 		else if (strcmp(argv[i], "--single") == 0)
 			single = true;
+		else if (strcmp(argv[i], "--cmd-limit") == 0 && i + 1 < argc)
+			cmd_limit = strtoll(argv[++i], NULL, 10);
 		else
 			usage();
 	}
@@ -152,6 +158,8 @@ int main(int argc, char **argv)
 	cs_inv_set_cluster_v1(g.inv, v1);
 	cs_inv_set_cluster_pos(g.inv, pos_every, pos_min);
 	cs_inv_set_pos_backoff(g.inv, pos_backoff);
+	if (cmd_limit >= 0)
+		cs_inv_set_cmd_limit(g.inv, cmd_limit);
 	struct event *tick = event_new(g.base, -1, EV_PERSIST, on_stats, NULL);
 	struct timeval tv = {0, 100000};
 	event_add(tick, &tv);

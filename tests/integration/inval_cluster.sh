@@ -36,6 +36,10 @@
 #          unwritable (a hash), the failed GETs of its node over T seconds stay within 10 + T;
 #          on the cluster (bucket 0's copy) and in single-Redis mode (inv_drive --single on a
 #          private Redis: the daemon's path). Negative control (--no-pos-backoff): over it.
+#   v3:    review V3: the Redis commands in flight or owed (a bump's GEN_SETs, an INVAL's DELs)
+#          are bounded: 20 TRUNCATEs replayed in one burst with the bound at 300 pause the
+#          stream and never exceed 300 + one commit's 256, every bucket ends at bucket 0's
+#          generation; negative control (--cmd-limit 0, no bound): over it.
 . "$(dirname "$0")/daemon_lib.sh"
 
 PART=${1:-basic}
@@ -553,11 +557,41 @@ case_w3() {
   done
 }
 
+# V3: the Redis commands in flight are bounded. The driver stopped, 20 TRUNCATEs committed
+# (each a bump on bucket 0 that owes 255 GEN_SETs), the driver started again: the slot
+# replays them in one burst. Sets V3_MAX (the most commands in flight or owed), V3_PAUSES.
+v3_burst() {
+  local lsn i
+  stop_drive
+  for i in $(seq 1 20); do echo "TRUNCATE users;"; done | primary "$DB" >/dev/null
+  lsn=$(primary "$DB" -c "SELECT pg_current_wal_lsn()")
+  start_drive "$@"
+  wait_confirmed "$lsn"
+  V3_MAX=$(stat cmds_max)
+  V3_PAUSES=$(stat pauses)
+}
+case_v3() {
+  local g0 n bound=$((300 + 256))
+  start_drive
+  v3_burst --cmd-limit 0
+  [ "$V3_MAX" -gt "$bound" ] || fail "v3 negative control: with no bound, at most $V3_MAX commands in flight over 20 replayed TRUNCATEs (bound $bound): the test proves nothing"
+  ok "v3: negative control: no bound, $V3_MAX commands in flight or owed over 20 replayed TRUNCATEs"
+  v3_burst --cmd-limit 300
+  [ "$V3_MAX" -le "$bound" ] || fail "v3: $V3_MAX commands in flight or owed with the bound at 300 (at most 300 + one commit's 256)"
+  [ "$V3_PAUSES" -ge 1 ] || fail "v3: the stream never paused on the commands in flight"
+  g0=$(rc get "{$NS:0}:g:iv_user")
+  n=$(every_bucket g:iv_user | awk -v g="$g0" '$2 != g { n++ } END { print n + 0 }')
+  [ "$n" = 0 ] || fail "v3: $n buckets do not hold bucket 0's generation $g0 after the paused replay"
+  ok "v3: bound 300: at most $V3_MAX commands in flight or owed, $V3_PAUSES pauses; every bucket at generation $g0"
+  stop_drive
+}
+
 case "$PART" in
 basic) case_basic ;;
 v1) case_v1 ;;
 v5) case_v5 ;;
 w3) case_w3 ;;
+v3) case_v3 ;;
 c2) case_c2 ;;
 i4neg) case_i4neg ;;
 c1) case_c1 ;;
