@@ -44,6 +44,18 @@ static void on_c_inval_reply(cs_rc *r, redisReply *reply, void *priv)
 	inv_on_cmd_reply(r, reply, priv);
 }
 
+/* inv_c_send_keys' argument arrays (~170 KB: large for a stack), one set per invalidator,
+ * allocated at its first cluster commit: two invalidators in one process (library mode, two
+ * engines in two threads) no longer share them (review V6: they were function statics). */
+struct inv_cbuf {
+	const char *argv[4 * BATCH_KEYS + 6];
+	size_t lens[4 * BATCH_KEYS + 6];
+	char keybuf[BATCH_KEYS][CS_KEY_MAX];
+	char genbuf[BATCH_KEYS][CS_NAME_MAX + CS_MAX_NAME];
+	const char *args_q[BATCH_KEYS], *args_p[BATCH_KEYS];
+	size_t len_q[BATCH_KEYS], len_p[BATCH_KEYS];
+};
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -77,12 +89,17 @@ bool inv_c_send_keys(cs_inv *inv, uint64_t seq, cs_lsn_t end_lsn, bool *sent)
 	char lsnhex[17], px[24];
 	cs_lsn_hex(end_lsn, lsnhex);
 	int pl = snprintf(px, sizeof px, "%lld", (long long)inv->fence_ttl_ms);
-	static const char *argv[4 * BATCH_KEYS + 6];
-	static size_t lens[4 * BATCH_KEYS + 6];
-	static char keybuf[BATCH_KEYS][CS_KEY_MAX];
-	static char genbuf[BATCH_KEYS][CS_NAME_MAX + CS_MAX_NAME];
-	static const char *args_q[BATCH_KEYS], *args_p[BATCH_KEYS];
-	static size_t len_q[BATCH_KEYS], len_p[BATCH_KEYS];
+	if (inv->cbuf == NULL && (inv->cbuf = malloc(sizeof *inv->cbuf)) == NULL) {
+		inv_restart(inv, "out of memory", false);
+		return false;
+	}
+	struct inv_cbuf *cb = inv->cbuf;
+	const char **argv = cb->argv;
+	size_t *lens = cb->lens;
+	char(*keybuf)[CS_KEY_MAX] = cb->keybuf;
+	char(*genbuf)[CS_NAME_MAX + CS_MAX_NAME] = cb->genbuf;
+	const char **args_q = cb->args_q, **args_p = cb->args_p;
+	size_t *len_q = cb->len_q, *len_p = cb->len_p;
 	for (size_t i = 0; i < m;) {
 		uint32_t b = (uint32_t)(inv->kb[i] >> 32);
 		char epoch[CS_NAME_MAX], fmax[CS_NAME_MAX], pre[CS_KS_PREFIX_MAX + 1];

@@ -94,6 +94,7 @@ struct cs_inv {
 	uint64_t *kb;		 /* the commit's keys sorted by bucket: bucket << 32 | offset */
 	size_t kb_cap;
 	struct inv_csync *csync; /* the cluster resynchronisation in progress */
+	struct inv_cbuf *cbuf;	 /* inv_c_send_keys' argument arrays (inv_cluster.c) */
 	cs_inv_state state;
 
 	/* replication connection */

@@ -613,6 +613,7 @@ void cs_inv_free(cs_inv *inv)
 		event_free(inv->tick);
 	cs_ledger_free(inv->ledger);
 	inv_c_sync_free(inv);
+	free(inv->cbuf);
 	free(inv->kb);
 	free(inv->qkeys);
 	free(inv->qbump);
