@@ -1,7 +1,8 @@
 /* inv_cluster.c - the invalidator on a Redis Cluster (CLUSTER.md, build order step 4): a
  * commit's keys grouped per bucket (one INVAL per bucket and batch, its entry keys DELeted
  * again with plain routed DELs: C1), generation bumps on bucket 0 fanned out to every other
- * bucket (GEN_SET), the horizon and the position raised in every bucket, and the
+ * bucket (GEN_SET), the horizon raised in every bucket and the position in bucket 0 on every
+ * advance and in the others once per status interval (review V5), and the
  * resynchronisation as probe, stamp and finish over every bucket. Every command of a commit
  * is held in the ledger until acknowledged, whichever node it went to: I4 across nodes.
  * The single-Redis path never comes here (inv->ks.cluster is false). */
@@ -19,6 +20,7 @@ static void on_c_inval_reply(cs_rc *r, redisReply *reply, void *priv)
 {
 	cmdctx *c = priv;
 	cs_inv *inv = c->inv;
+	inv_cmd_unreserve(inv, c); /* the DELs below count for themselves */
 	if (c->epoch == inv->epoch && inv->c1_del && reply && reply->type == REDIS_REPLY_ARRAY) {
 		for (size_t i = 1; i < reply->elements && c->epoch == inv->epoch; i++) {
 			const redisReply *k = reply->element[i];
@@ -35,11 +37,24 @@ static void on_c_inval_reply(cs_rc *r, redisReply *reply, void *priv)
 				inv_restart(inv, "redis refused an entry DEL", false);
 				break;
 			}
+			inv_cmd_sent(inv, d, 0);
 			cs_ledger_hold(inv->ledger, c->seq);
 		}
 	}
 	inv_on_cmd_reply(r, reply, priv);
 }
+
+/* inv_c_send_keys' argument arrays (~170 KB: large for a stack), one set per invalidator,
+ * allocated at its first cluster commit: two invalidators in one process (library mode, two
+ * engines in two threads) no longer share them (review V6: they were function statics). */
+struct inv_cbuf {
+	const char *argv[4 * BATCH_KEYS + 6];
+	size_t lens[4 * BATCH_KEYS + 6];
+	char keybuf[BATCH_KEYS][CS_KEY_MAX];
+	char genbuf[BATCH_KEYS][CS_NAME_MAX + CS_MAX_NAME];
+	const char *args_q[BATCH_KEYS], *args_p[BATCH_KEYS];
+	size_t len_q[BATCH_KEYS], len_p[BATCH_KEYS];
+};
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -74,12 +89,17 @@ bool inv_c_send_keys(cs_inv *inv, uint64_t seq, cs_lsn_t end_lsn, bool *sent)
 	char lsnhex[17], px[24];
 	cs_lsn_hex(end_lsn, lsnhex);
 	int pl = snprintf(px, sizeof px, "%lld", (long long)inv->fence_ttl_ms);
-	static const char *argv[4 * BATCH_KEYS + 6];
-	static size_t lens[4 * BATCH_KEYS + 6];
-	static char keybuf[BATCH_KEYS][CS_KEY_MAX];
-	static char genbuf[BATCH_KEYS][CS_NAME_MAX + CS_MAX_NAME];
-	static const char *args_q[BATCH_KEYS], *args_p[BATCH_KEYS];
-	static size_t len_q[BATCH_KEYS], len_p[BATCH_KEYS];
+	if (inv->cbuf == NULL && (inv->cbuf = malloc(sizeof *inv->cbuf)) == NULL) {
+		inv_restart(inv, "out of memory", false);
+		return false;
+	}
+	struct inv_cbuf *cb = inv->cbuf;
+	const char **argv = cb->argv;
+	size_t *lens = cb->lens;
+	char(*keybuf)[CS_KEY_MAX] = cb->keybuf;
+	char(*genbuf)[CS_NAME_MAX + CS_MAX_NAME] = cb->genbuf;
+	const char **args_q = cb->args_q, **args_p = cb->args_p;
+	size_t *len_q = cb->len_q, *len_p = cb->len_p;
 	for (size_t i = 0; i < m;) {
 		uint32_t b = (uint32_t)(inv->kb[i] >> 32);
 		char epoch[CS_NAME_MAX], fmax[CS_NAME_MAX], pre[CS_KS_PREFIX_MAX + 1];
@@ -138,6 +158,7 @@ bool inv_c_send_keys(cs_inv *inv, uint64_t seq, cs_lsn_t end_lsn, bool *sent)
 			inv_restart(inv, "redis refused an invalidation", false);
 			return false;
 		}
+		inv_cmd_sent(inv, c, inv->c1_del ? n : 0); /* + its routed DELs */
 		inv->stats.keys += (uint64_t)n;
 		cs_ledger_hold(inv->ledger, hseq);
 		*sent = true;
@@ -151,6 +172,7 @@ static void on_c_bump_reply(cs_rc *r, redisReply *reply, void *priv)
 {
 	cmdctx *c = priv;
 	cs_inv *inv = c->inv;
+	inv_cmd_unreserve(inv, c); /* the GEN_SETs below count for themselves */
 	if (c->epoch == inv->epoch && reply && reply->type == REDIS_REPLY_ARRAY &&
 	        reply->elements == 2 && reply->element[0]->type == REDIS_REPLY_INTEGER &&
 	        reply->element[1]->type == REDIS_REPLY_STRING && c->query >= 0 &&
@@ -177,6 +199,7 @@ static void on_c_bump_reply(cs_rc *r, redisReply *reply, void *priv)
 				inv_restart(inv, "redis refused a generation fan-out", false);
 				break;
 			}
+			inv_cmd_sent(inv, d, 0);
 			cs_ledger_hold(inv->ledger, c->seq);
 		}
 	} else if (c->epoch == inv->epoch && reply && reply->type != REDIS_REPLY_ERROR) {
@@ -210,34 +233,78 @@ int inv_c_send_bump(cs_inv *inv, int q, cmdctx *c, cs_lsn_t lsn, bool debounced)
 
 /* ---- The position and the horizon, in every bucket -------------------------------------- */
 
-/* One publication to every bucket: done when every bucket answered; it counts only when
- * every bucket acknowledged it. */
+/* The position copies (review V5). Bucket 0's copy is raised on every advance: the
+ * read-your-writes check reads it (I3), and one script per advance is what a single Redis
+ * costs. The copies of buckets 1..255 are raised once per status interval (at most one
+ * fan-out in flight), to the position confirmed when the fan-out starts: before V5 every
+ * advance raised all 256 (553 scripts per commit).
+ *
+ * Invariant (CLUSTER.md section 3: a publication counts only when all 256 buckets
+ * acknowledged it): the position reported to PostgreSQL as flushed never passes the lowest
+ * position copy acknowledged in every bucket. inv_send_status reports min(confirmed,
+ * pos_sent), and pos_sent = min(pos0_sent, posr_sent): pos0_sent is the highest value bucket
+ * 0 acknowledged, posr_sent the highest value that every one of buckets 1..255 acknowledged
+ * in one fan-out (a fan-out with any bucket failed counts for none). A copy is only ever
+ * raised (C_RAISE never lowers it), so once acknowledged every copy stays at or above what
+ * was acknowledged unless its node loses data, which the epoch and run_id checks report.
+ * Both are reset to 0 by every resynchronisation (inv_sync_finish), so no acknowledgement
+ * of an earlier stream counts. Hence the slot's confirmed_flush_lsn W is at or below every
+ * bucket's copy on the node that acknowledged it.
+ * Why it matters: the SYNC counts a bucket on another run "kept" only if its copy is >= W
+ * (CLUSTER.md (h')). That test is sound whatever the copies hold (a copy L is written only
+ * after every command of every commit up to L was acknowledged, so a replica holding it holds
+ * them); the invariant makes it complete: a failover that lost nothing finds every bucket's
+ * copy >= W, kept, and never flushes the namespace for a copy that was merely not yet
+ * written. The price: flush trails the confirmed position by up to a status interval and a
+ * fan-out (PostgreSQL keeps that much more WAL; a restart replays it, idempotently). */
+typedef enum { FAN_HORIZON, FAN_POS0, FAN_POSR } fankind;
+
+/* One publication to buckets [from, to): done when every bucket answered; it counts only
+ * when every bucket acknowledged it. */
 typedef struct fanctx {
 	cs_inv *inv;
 	uint64_t epoch;
 	cs_lsn_t lsn;
 	int left;
 	bool failed;
-	bool horizon; /* else the position */
+	fankind kind;
 } fanctx;
+
+static void pos_update(cs_inv *inv)
+{
+	/* pos_min off (a test's negative control): bucket 0's copy alone */
+	inv->pos_sent =
+	        !inv->pos_min || inv->pos0_sent < inv->posr_sent ? inv->pos0_sent : inv->posr_sent;
+}
 
 static void fan_done(fanctx *f)
 {
 	cs_inv *inv = f->inv;
-	bool current = f->epoch == inv->epoch, horizon = f->horizon, failed = f->failed;
-	if (current && horizon && !f->failed) {
+	bool current = f->epoch == inv->epoch, failed = f->failed;
+	fankind kind = f->kind;
+	if (current && kind == FAN_HORIZON && !failed) {
 		inv->stats.horizon = f->lsn;
 		inv->redis_ok_us = cs_now_us();
 	}
-	if (current && !horizon) {
+	if (current && kind == FAN_POS0) {
 		inv->pos_in_flight = false;
-		if (!f->failed && f->lsn > inv->pos_sent)
-			inv->pos_sent = f->lsn;
+		if (!failed && f->lsn > inv->pos0_sent)
+			inv->pos0_sent = f->lsn;
+		inv_pos_backoff(inv, !failed, &inv->pos_fails, &inv->pos_retry_us);
 	}
+	if (current && kind == FAN_POSR) {
+		inv->posr_in_flight = false;
+		if (!failed && f->lsn > inv->posr_sent)
+			inv->posr_sent = f->lsn;
+		inv_pos_backoff(inv, !failed, &inv->posr_fails, &inv->posr_retry_us);
+	}
+	if (current && kind != FAN_HORIZON)
+		pos_update(inv);
 	free(f);
-	/* a newer position at once; after a failure, the tick's next call (a fan-out whose
-	 * sends all failed at once would otherwise recurse here: review V7) */
-	if (current && !horizon && !failed && inv->st == ST_STREAMING)
+	/* bucket 0: a newer position at once; after a failure, the tick's call after a backoff
+	 * (a write whose send failed at once would otherwise recurse here: review V7; every
+	 * 10 ms tick without the backoff: review W3) */
+	if (current && kind == FAN_POS0 && !failed && inv->st == ST_STREAMING)
 		inv_publish_pos(inv);
 }
 
@@ -254,19 +321,22 @@ static void on_fan_reply(cs_rc *r, redisReply *reply, void *priv)
 		fan_done(f);
 }
 
-static void fan_out(cs_inv *inv, cs_lsn_t lsn, bool horizon)
+static void fan_out(cs_inv *inv, cs_lsn_t lsn, fankind kind, uint32_t from, uint32_t to)
 {
 	fanctx *f = calloc(1, sizeof *f);
 	if (f == NULL)
 		return;
-	*f = (fanctx){.inv = inv, .epoch = inv->epoch, .lsn = lsn, .left = 1, .horizon = horizon};
-	if (!horizon)
+	*f = (fanctx){.inv = inv, .epoch = inv->epoch, .lsn = lsn, .left = 1, .kind = kind};
+	bool horizon = kind == FAN_HORIZON;
+	if (kind == FAN_POS0)
 		inv->pos_in_flight = true;
+	if (kind == FAN_POSR)
+		inv->posr_in_flight = true;
 	char hex[17], px[24];
 	cs_lsn_hex(lsn, hex);
 	int pl = horizon ? snprintf(px, sizeof px, "%lld", (long long)inv->horizon_ttl_ms)
 	                 : snprintf(px, sizeof px, "0");
-	for (uint32_t b = 0; b < NB && f->epoch == inv->epoch; b++) {
+	for (uint32_t b = from; b < to && f->epoch == inv->epoch; b++) {
 		char key[CS_NAME_MAX], ep[CS_NAME_MAX], fm[CS_NAME_MAX], evk[CS_NAME_MAX];
 		size_t kl = cs_ks_fixed_in(
 		        &inv->ks, b, horizon ? CS_KS_HORIZON : CS_KS_POS, key, sizeof key);
@@ -301,12 +371,21 @@ static void fan_out(cs_inv *inv, cs_lsn_t lsn, bool horizon)
 
 void inv_c_publish_pos(cs_inv *inv, cs_lsn_t confirmed)
 {
-	fan_out(inv, confirmed, false);
+	uint64_t now = cs_now_us(), interval = (uint64_t)inv->status_interval_ms * 1000u;
+	/* buckets 1..255 first: a bucket-0 write that fails at once must not hide them */
+	if (!inv->posr_in_flight && confirmed > inv->posr_sent && now >= inv->posr_retry_us &&
+	        (inv->pos_every || inv->posr_last_us == 0 || now - inv->posr_last_us >= interval)) {
+		inv->posr_last_us = now;
+		fan_out(inv, confirmed, FAN_POSR, 1, NB);
+	}
+	if (inv->st == ST_STREAMING && !inv->pos_in_flight && confirmed > inv->pos0_sent &&
+	        now >= inv->pos_retry_us)
+		fan_out(inv, confirmed, FAN_POS0, 0, 1);
 }
 
 void inv_c_publish_horizon(cs_inv *inv, cs_lsn_t horizon)
 {
-	fan_out(inv, horizon, true);
+	fan_out(inv, horizon, FAN_HORIZON, 0, NB);
 }
 
 /* ---- The resynchronisation --------------------------------------------------------------- */

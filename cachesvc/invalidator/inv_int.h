@@ -32,6 +32,8 @@
 #include "util.h"
 
 #define FIFO_MAX	   65536  /* commits waiting for Redis; beyond: stop reading */
+#define CMDS_MAX	   65536  /* a cluster: Redis commands in flight or owed; beyond: stop
+				   * reading (review V3) */
 #define BATCH_KEYS	   128	  /* keys per INVAL script call (4 arguments each, see redis.c) */
 #define QUERY_KEYS_MAX	   10000  /* keys of one query in one transaction; beyond: drop the query */
 #define TXN_ARENA_MAX	   (64u << 20)
@@ -42,6 +44,8 @@
 #define STANDBY_RETRY_MS   1000
 #define STABLE_US	   30000000u /* streaming this long resets the reconnect backoff */
 #define STEP_TIMEOUT_MS	   10000  /* the connect, and each setup step */
+#define POS_RETRY_BASE_MS  20	  /* a failed position write: retried after 20 ms, 40 ms, ... */
+#define POS_RETRY_MAX_MS   2000	  /* ... up to 2 s (review W3) */
 
 /* Replication connection steps, in order. */
 typedef enum step {
@@ -84,9 +88,13 @@ struct cs_inv {
 	bool c_hold;		 /* I4: hold a commit for its per-bucket INVALs (test hook) */
 	bool v1_check;		 /* V1: a stamp re-checks the probe's verdict (test hook) */
 	bool c2_raise;		 /* C2: raise a kept bucket's horizon and fmax to S (test hook) */
+	bool pos_every;		 /* V5: every bucket's position on every advance (test hook) */
+	bool pos_min;		 /* V5: flush <= the lowest position copy (test hook) */
+	bool pos_backoff;	 /* W3: a failed position write backs off (test hook) */
 	uint64_t *kb;		 /* the commit's keys sorted by bucket: bucket << 32 | offset */
 	size_t kb_cap;
 	struct inv_csync *csync; /* the cluster resynchronisation in progress */
+	struct inv_cbuf *cbuf;	 /* inv_c_send_keys' argument arrays (inv_cluster.c) */
 	cs_inv_state state;
 
 	/* replication connection */
@@ -126,7 +134,12 @@ struct cs_inv {
 	bool ever_synced;	 /* this process has synchronised with an epoch before */
 	uint64_t last_status_us, last_horizon_us;
 	bool status_pending; /* could not queue a status message: retry */
-	bool paused;	     /* FIFO full: not reading the stream */
+	bool paused;	     /* FIFO full (a cluster: or too many commands): not reading */
+	/* Redis commands sent and not answered, plus those owed by them (a bump's GEN_SET
+	 * fan-out, an INVAL's routed DELs: counted when the bump or INVAL is sent). A cluster
+	 * stops reading the stream at cmds_limit (review V3), so at most cmds_limit plus one
+	 * commit's commands are in flight. */
+	int64_t cmds, cmds_limit; /* cmds_limit 0: none (a test's negative control) */
 
 	/* Commits waiting for Redis and the confirmed position (I4), horizon samples, the
 	 * min_lifetime debounce (ledger.h). min_lifetime: at most one table-level bump per
@@ -142,8 +155,19 @@ struct cs_inv {
 			      * not sampled twice (its new send time would measure the restart) */
 	bool first_start;    /* this setup created the slot on a first start (not a loss) */
 	cs_lsn_t h_start;    /* the horizon's floor from the last sync (cs_ledger_set_floor) */
-	cs_lsn_t pos_sent;   /* cs:inv:pos last raised to */
-	bool pos_in_flight;
+	cs_lsn_t pos_sent;   /* cs:inv:pos last raised to (a cluster: the lowest copy
+			      * acknowledged in every bucket, min(pos0_sent, posr_sent)) */
+	bool pos_in_flight;  /* the cs:inv:pos write (a cluster: bucket 0's copy) */
+	/* a cluster (inv_cluster.c, review V5): bucket 0's copy follows every advance, the
+	 * copies of buckets 1..255 once per status interval */
+	cs_lsn_t pos0_sent;  /* bucket 0's copy acknowledged at */
+	cs_lsn_t posr_sent;  /* every copy of buckets 1..255 acknowledged at */
+	bool posr_in_flight;
+	uint64_t posr_last_us; /* the last fan-out to buckets 1..255 started (0: at once) */
+	/* review W3: after a failed position write (single, or bucket 0) or fan-out (buckets
+	 * 1..255), the next waits cs_backoff_ms(fails, POS_RETRY_BASE_MS, POS_RETRY_MAX_MS) */
+	int pos_fails, posr_fails;
+	uint64_t pos_retry_us, posr_retry_us;
 
 	/* the transaction being decoded */
 	int64_t txn_commit_unix_us;
@@ -189,6 +213,9 @@ bool inv_epoch_error(const redisReply *reply);
 int inv_script(cs_inv *inv, uint32_t b, int script, cs_rc_cb *cb, void *priv, int nkeys,
 	int argc, const char **argv, const size_t *lens) __attribute__((warn_unused_result));
 void inv_publish_pos(cs_inv *inv);
+/* A position write (or fan-out) ended: ok resets its backoff, a failure sets *retry_us
+ * (review W3: every retry a backoff, bounded by POS_RETRY_MAX_MS). */
+void inv_pos_backoff(cs_inv *inv, bool ok, int *fails, uint64_t *retry_us);
 void inv_run_debounced(cs_inv *inv);
 void inv_send_status(cs_inv *inv, bool reply);
 void inv_stream_read(cs_inv *inv);
@@ -222,14 +249,24 @@ typedef struct cmdctx {
 	uint64_t epoch;
 	uint64_t seq;	  /* FIFO entry, or UINT64_MAX for none */
 	int query;	  /* generation bumps: which query */
+	int reserve;	  /* commands its success will send, counted in inv->cmds (V3) */
+	bool counted;	  /* sent: 1 + reserve counted in inv->cmds until its reply */
 } cmdctx;
 cmdctx *inv_cmd_new(cs_inv *inv, uint64_t seq);
 void inv_on_cmd_reply(cs_rc *r, redisReply *reply, void *priv);
+/* c was sent (its callback will run): counts it and the `reserve` commands it owes. */
+void inv_cmd_sent(cs_inv *inv, cmdctx *c, int reserve);
+/* c's reply came: what it owed is no longer counted (sent now, each counting for itself). */
+void inv_cmd_unreserve(cs_inv *inv, cmdctx *c);
+/* Stops reading the stream when the FIFO or (a cluster) the commands in flight are at their
+ * bound; reads again below half of both. */
+void inv_pause_update(cs_inv *inv);
 /* The commit's keys (not under a whole-query bump), one INVAL per bucket and batch, each
  * held in the ledger for seq; false when the invalidator restarted. */
 bool inv_c_send_keys(cs_inv *inv, uint64_t seq, cs_lsn_t end_lsn, bool *sent);
 /* A generation bump of query q at lsn: on bucket 0, then GEN_SET on every other bucket. */
 int inv_c_send_bump(cs_inv *inv, int q, cmdctx *c, cs_lsn_t lsn, bool debounced);
+/* The position: bucket 0's copy now, the other buckets' once per status interval (V5). */
 void inv_c_publish_pos(cs_inv *inv, cs_lsn_t confirmed);
 void inv_c_publish_horizon(cs_inv *inv, cs_lsn_t horizon);
 /* The resynchronisation (probe every bucket, stamp every bucket, finish on bucket 0). */

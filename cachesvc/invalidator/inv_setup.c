@@ -330,6 +330,10 @@ void inv_sync_finish(cs_inv *inv, long long status, bool had_mark, const redisRe
 	inv->gap_owed = false;
 	inv->ever_synced = true;
 	inv->pos_sent = 0; /* Redis may have lost inv:pos: publish it again (it never lowers) */
+	inv->pos0_sent = inv->posr_sent = 0;
+	inv->posr_last_us = 0; /* a cluster: every bucket's copy at once */
+	inv->pos_fails = inv->posr_fails = 0;
+	inv->pos_retry_us = inv->posr_retry_us = 0;
 	uint64_t now = cs_now_us();
 	for (size_t i = 0; i + 1 < deb->elements; i += 2) {
 		const redisReply *nm = deb->element[i], *lv = deb->element[i + 1];

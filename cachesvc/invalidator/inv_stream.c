@@ -121,13 +121,14 @@ static void on_pos_reply(cs_rc *r, redisReply *reply, void *priv);
 void inv_publish_pos(cs_inv *inv)
 {
 	cs_lsn_t confirmed = cs_ledger_confirmed(inv->ledger);
-	if (inv->pos_in_flight || confirmed <= inv->pos_sent || !cs_rc_ready(inv->rc) ||
-		inv->st != ST_STREAMING)
+	if (!cs_rc_ready(inv->rc) || inv->st != ST_STREAMING)
 		return;
 	if (inv->ks.cluster) {
 		inv_c_publish_pos(inv, confirmed);
 		return;
 	}
+	if (inv->pos_in_flight || confirmed <= inv->pos_sent || cs_now_us() < inv->pos_retry_us)
+		return;
 	char hex[17];
 	cs_lsn_hex(confirmed, hex);
 	/* with the run_id check: a position written to another Redis run (a failover the
@@ -144,21 +145,40 @@ void inv_publish_pos(cs_inv *inv)
 		free(c);
 }
 
+void inv_pos_backoff(cs_inv *inv, bool ok, int *fails, uint64_t *retry_us)
+{
+	if (ok || !inv->pos_backoff) {
+		*fails = 0;
+		*retry_us = 0;
+		return;
+	}
+	*retry_us = cs_now_us() +
+		(uint64_t)cs_backoff_ms(*fails, POS_RETRY_BASE_MS, POS_RETRY_MAX_MS) * 1000u;
+	if (*fails < 30)
+		(*fails)++;
+}
+
 static void on_pos_reply(cs_rc *r, redisReply *reply, void *priv)
 {
 	posctx *c = priv;
 	cs_inv *inv = c->inv;
 	bool current = c->epoch == inv->epoch;
+	bool ok = reply && reply->type == REDIS_REPLY_STRING;
 	if (current)
 		inv->pos_in_flight = false;
-	if (current && reply && reply->type == REDIS_REPLY_STRING && c->lsn > inv->pos_sent)
+	if (current && ok && c->lsn > inv->pos_sent)
 		inv->pos_sent = c->lsn;
 	free(c);
 	if (current && inv_epoch_error(reply)) {
 		inv_restart(inv, reply->str, false);
 		return;
 	}
-	if (current)
+	if (!current)
+		return;
+	/* a newer position at once; after a failure (LOADING while a restarted Redis reads its
+	 * data, an error reply), the tick's call after a backoff (review W3) */
+	inv_pos_backoff(inv, ok, &inv->pos_fails, &inv->pos_retry_us);
+	if (ok)
 		inv_publish_pos(inv);
 }
 
@@ -176,11 +196,49 @@ static void advance(cs_inv *inv)
 		return;
 	inv->stats.confirmed = cs_ledger_confirmed(inv->ledger);
 	inv_publish_pos(inv);
-	if (inv->paused && cs_ledger_may_resume(inv->ledger)) {
-		inv->paused = false;
-		inv->last_recv_us = cs_now_us(); /* silence while paused was ours */
-		inv_conn_wait(inv, EV_READ); /* read the stream again */
+	inv_pause_update(inv);
+}
+
+void inv_pause_update(cs_inv *inv)
+{
+	bool limited = inv->ks.cluster && inv->cmds_limit > 0;
+	if (!inv->paused) {
+		if (inv->st != ST_STREAMING ||
+			!(cs_ledger_should_pause(inv->ledger) || (limited && inv->cmds >= inv->cmds_limit)))
+			return;
+		/* Redis is far behind: stop reading the stream (the walsender waits). */
+		inv->paused = true;
+		inv->stats.pauses++;
+		if (inv->ev_added) {
+			event_del(&inv->ev);
+			inv->ev_added = false;
+		}
+		return;
 	}
+	if (!cs_ledger_may_resume(inv->ledger) || (limited && inv->cmds >= inv->cmds_limit / 2) ||
+		inv->conn == NULL || inv->st != ST_STREAMING)
+		return;
+	inv->paused = false;
+	inv->last_recv_us = cs_now_us(); /* silence while paused was ours */
+	inv_conn_wait(inv, EV_READ);	 /* read the stream again */
+	/* messages libpq had already read when reading stopped: the socket may stay quiet */
+	event_active(&inv->ev, EV_READ, 0);
+}
+
+void inv_cmd_unreserve(cs_inv *inv, cmdctx *c)
+{
+	if (c->counted)
+		inv->cmds -= c->reserve;
+	c->reserve = 0;
+}
+
+void inv_cmd_sent(cs_inv *inv, cmdctx *c, int reserve)
+{
+	c->reserve = reserve;
+	c->counted = true;
+	inv->cmds += 1 + reserve;
+	if (inv->cmds > 0 && (uint64_t)inv->cmds > inv->stats.cmds_max)
+		inv->stats.cmds_max = (uint64_t)inv->cmds;
 }
 
 void inv_on_cmd_reply(cs_rc *r, redisReply *reply, void *priv)
@@ -188,6 +246,8 @@ void inv_on_cmd_reply(cs_rc *r, redisReply *reply, void *priv)
 	cmdctx *c = priv;
 	cs_inv *inv = c->inv;
 	bool ok = reply != NULL && reply->type != REDIS_REPLY_ERROR;
+	if (c->counted) /* whatever its stream: it is no longer in flight */
+		inv->cmds -= 1 + c->reserve;
 	if (c->epoch == inv->epoch) {
 		if (!ok) {
 			inv->stats.redis_failures++;
@@ -197,6 +257,7 @@ void inv_on_cmd_reply(cs_rc *r, redisReply *reply, void *priv)
 			cs_ledger_release(inv->ledger, c->seq);
 			advance(inv);
 		}
+		inv_pause_update(inv);
 	}
 	free(c);
 }
@@ -282,6 +343,7 @@ static void commit_txn(cs_inv *inv, cs_lsn_t end_lsn)
 				inv_restart(inv, "redis refused a debounce record", false);
 				return;
 			}
+			inv_cmd_sent(inv, c, 0);
 			cs_ledger_hold(inv->ledger, seq);
 			continue;
 		}
@@ -291,6 +353,7 @@ static void commit_txn(cs_inv *inv, cs_lsn_t end_lsn)
 			inv_restart(inv, "redis refused a generation bump", false);
 			return;
 		}
+		inv_cmd_sent(inv, c, inv->ks.cluster ? CS_KS_BUCKETS - 1 : 0); /* + GEN_SETs */
 		cs_ledger_bump_sent(inv->ledger, q, now);
 		cs_ledger_hold(inv->ledger, seq);
 	}
@@ -363,6 +426,7 @@ static void commit_txn(cs_inv *inv, cs_lsn_t end_lsn)
 			inv_restart(inv, "redis refused an invalidation", false);
 			return;
 		}
+		inv_cmd_sent(inv, c, 0);
 		inv->stats.keys += (uint64_t)n;
 		cs_ledger_hold(inv->ledger, seq);
 		sent_fences = true;
@@ -371,14 +435,7 @@ static void commit_txn(cs_inv *inv, cs_lsn_t end_lsn)
 		cs_ledger_sample(inv->ledger, cs_now_us(), end_lsn); /* for the horizon */
 	inv_txn_reset(inv);
 	advance(inv);
-	if (cs_ledger_should_pause(inv->ledger) && !inv->paused) {
-		/* Redis is far behind: stop reading the stream (the walsender waits). */
-		inv->paused = true;
-		if (inv->ev_added) {
-			event_del(&inv->ev);
-			inv->ev_added = false;
-		}
-	}
+	inv_pause_update(inv);
 }
 
 /* Due debounced bumps: one generation bump releases every commit that waited for it. */
@@ -397,6 +454,7 @@ void inv_run_debounced(cs_inv *inv)
 			free(c);
 			continue; /* retried next tick; the owed bump is in Redis meanwhile */
 		}
+		inv_cmd_sent(inv, c, inv->ks.cluster ? CS_KS_BUCKETS - 1 : 0);
 		cs_ledger_due_sent(inv->ledger, q, now);
 	}
 }

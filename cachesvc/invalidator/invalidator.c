@@ -241,6 +241,7 @@ void inv_restart(cs_inv *inv, const char *why, bool standby)
 	cs_ledger_reset(inv->ledger); /* owed bumps are in Redis: the next sync reloads them */
 	inv->paused = false;
 	inv->pos_in_flight = false;
+	inv->posr_in_flight = false;
 	inv->status_pending = false;
 	inv_txn_reset(inv);
 	inv->epoch_str[0] = '\0';
@@ -447,6 +448,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	inv_run_debounced(inv);
+	inv_pause_update(inv);
+	if (inv->st != ST_STREAMING)
+		return;
 	uint64_t interval = (uint64_t)inv->status_interval_ms * 1000u;
 	if (now - inv->last_status_us >= interval || inv->status_pending)
 		inv_send_status(inv, true); /* reply requested: an idle stream answers with its position */
@@ -521,6 +525,9 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, struct cs_pgse
 	inv->c_hold = true;
 	inv->c2_raise = true;
 	inv->v1_check = true;
+	inv->pos_min = true;
+	inv->pos_backoff = true;
+	inv->cmds_limit = CMDS_MAX;
 	inv->conninfo = strdup(cfg->primary_conninfo);
 	inv->slot = strdup(cfg->inval_slot);
 	inv->publication = strdup(cfg->inval_publication);
@@ -606,6 +613,7 @@ void cs_inv_free(cs_inv *inv)
 		event_free(inv->tick);
 	cs_ledger_free(inv->ledger);
 	inv_c_sync_free(inv);
+	free(inv->cbuf);
 	free(inv->kb);
 	free(inv->qkeys);
 	free(inv->qbump);
@@ -664,6 +672,22 @@ void cs_inv_set_cluster_c2(cs_inv *inv, bool on)
 void cs_inv_set_cluster_v1(cs_inv *inv, bool on)
 {
 	inv->v1_check = on;
+}
+
+void cs_inv_set_cluster_pos(cs_inv *inv, bool pos_every, bool pos_min)
+{
+	inv->pos_every = pos_every;
+	inv->pos_min = pos_min;
+}
+
+void cs_inv_set_pos_backoff(cs_inv *inv, bool on)
+{
+	inv->pos_backoff = on;
+}
+
+void cs_inv_set_cmd_limit(cs_inv *inv, int64_t limit)
+{
+	inv->cmds_limit = limit;
 }
 
 void cs_inv_set_key_hook(cs_inv *inv, cs_inv_key_hook *fn, void *priv)

@@ -51,6 +51,8 @@ typedef struct cs_inv_stats {
 	uint64_t gap_flushes;	  /* gap flushes performed (new or lost slot, or owed by a crash) */
 	uint64_t stale_primary;	  /* connections refused: a server on a timeline older than the
 				   * newest recorded for its system (an old primary came back) */
+	uint64_t cmds_max;	  /* Redis commands in flight or owed, at most (review V3) */
+	uint64_t pauses;	  /* times reading the stream stopped: FIFO or commands full */
 	cs_hist lag_us;		  /* commit timestamp -> Redis acknowledged */
 	cs_hist recv_us;	  /* commit timestamp -> its Commit message decoded here: the
 				   * primary's and the network's share of lag_us */
@@ -87,6 +89,18 @@ void cs_inv_set_cluster_hold(cs_inv *inv, bool on);
 void cs_inv_set_cluster_c2(cs_inv *inv, bool on);
 /* Test hook: off, the cluster SYNC's stamp does not re-check the probe's verdict (review V1). */
 void cs_inv_set_cluster_v1(cs_inv *inv, bool on);
+/* Cluster mode only, test hooks (negative controls of review V5): pos_every, the position is
+ * written to all 256 buckets on every advance (the behaviour before V5; off by default);
+ * pos_min off, the position reported to PostgreSQL as flushed follows bucket 0's copy alone,
+ * not the lowest copy acknowledged in every bucket (on by default). */
+void cs_inv_set_cluster_pos(cs_inv *inv, bool pos_every, bool pos_min);
+/* Test hook (a negative control of review W3): off, a failed position write is retried on
+ * the next 10 ms tick instead of after an exponential backoff (20 ms up to 2 s). On by
+ * default. */
+void cs_inv_set_pos_backoff(cs_inv *inv, bool on);
+/* Cluster mode only, test hook: reading the stream stops at `limit` Redis commands in flight
+ * or owed (review V3; default 65536); 0: no such bound (a negative control). */
+void cs_inv_set_cmd_limit(cs_inv *inv, int64_t limit);
 
 const cs_inv_stats *cs_inv_get_stats(const cs_inv *inv);
 void cs_inv_metrics(const cs_inv *inv, cs_metrics *m);

@@ -3,15 +3,25 @@
  * the read path comes first), so this driver is the only way to turn it on.
  *
  *   inv_drive run CONFIG SEEDS STATSFILE [--no-c1] [--no-hold] [--no-c2] [--no-v1]
+ *                 [--pos-every] [--no-pos-min] [--no-pos-backoff] [--single]
+ *                 [--cmd-limit N]
  *       Loads CONFIG (its [redis] url's database gives the namespace), runs the invalidator
  *       on the cluster whose seed nodes are SEEDS ("host:port,..."), and rewrites STATSFILE
  *       every 100 ms with one line of key=value counters (state, confirmed, horizon,
- *       data_loss, gap_flushes, redis_failures, keys, reconnects). --no-c1 turns off the
- *       routed DEL after each INVAL (CLUSTER.md C1): a negative control. Ends on SIGTERM or
- *       SIGINT (exit 0). --no-hold: commits are not held for their per-bucket INVALs (I4
+ *       data_loss, gap_flushes, redis_failures, keys, reconnects, cmds_max, pauses). --no-c1
+ *       turns off the routed DEL after each INVAL (CLUSTER.md C1): a negative control. Ends on
+ *       SIGTERM or SIGINT (exit 0). --no-hold: commits are not held for their per-bucket INVALs (I4
  *       across nodes off: a negative control). --no-c2: a bucket found kept keeps its
  *       horizon and fmax (CLUSTER.md C2 off: a negative control). --no-v1: the SYNC's
  *       stamp does not re-check what its probe saw (review V1 off: a negative control).
+ *       --pos-every: the position goes to all 256 buckets on every advance (before review
+ *       V5); --no-pos-min: the position reported to PostgreSQL as flushed follows bucket 0's
+ *       copy alone, not the lowest copy acknowledged in every bucket (negative controls).
+ *       --no-pos-backoff: a failed position write is retried on every 10 ms tick (review
+ *       W3 off: a negative control). --single: SEEDS is one Redis ("host:port"), run in
+ *       single-Redis mode (the daemon's mode, for the tests of what both modes share).
+ *       --cmd-limit N: reading the stream stops at N Redis commands in flight or owed
+ *       (review V3; default 65536); 0: no such bound (a negative control).
  *   inv_drive bucket QUERY CANON
  *       Prints the bucket of a key (CLUSTER.md section 2).
  *   inv_drive slots NS
@@ -40,7 +50,9 @@ static struct {
 static void usage(void)
 {
 	fprintf(stderr,
-	        "usage: inv_drive run CONFIG SEEDS STATSFILE [--no-c1] [--no-hold] [--no-c2] [--no-v1]\n"
+	        "usage: inv_drive run CONFIG SEEDS STATSFILE [--no-c1] [--no-hold] [--no-c2]\n"
+	        "                 [--no-v1] [--pos-every] [--no-pos-min] [--no-pos-backoff]\n"
+	        "                 [--single] [--cmd-limit N]\n"
 	        "       inv_drive bucket QUERY CANON\n"
 	        "       inv_drive slots NS\n");
 	exit(2);
@@ -57,9 +69,9 @@ static void on_stats(evutil_socket_t fd, short what, void *arg)
 	fprintf(f,
 	        "state=%d confirmed=%" PRIu64 " horizon=%" PRIu64 " data_loss=%" PRIu64
 	        " gap_flushes=%" PRIu64 " redis_failures=%" PRIu64 " keys=%" PRIu64
-	        " reconnects=%" PRIu64 "\n",
+	        " reconnects=%" PRIu64 " cmds_max=%" PRIu64 " pauses=%" PRIu64 "\n",
 	        (int)s->state, (uint64_t)s->confirmed, (uint64_t)s->horizon, s->redis_data_loss,
-	        s->gap_flushes, s->redis_failures, s->keys, s->reconnects);
+	        s->gap_flushes, s->redis_failures, s->keys, s->reconnects, s->cmds_max, s->pauses);
 	fclose(f);
 	rename(tmp, g.stats);
 }
@@ -91,7 +103,9 @@ int main(int argc, char **argv)
 	}
 	if (argc < 5 || strcmp(argv[1], "run") != 0)
 		usage();
-	bool c1 = true, hold = true, c2 = true, v1 = true;
+	bool c1 = true, hold = true, c2 = true, v1 = true, pos_every = false, pos_min = true;
+	bool pos_backoff = true, single = false;
+	long long cmd_limit = -1;
 	for (int i = 5; i < argc; i++) {
 		if (strcmp(argv[i], "--no-c1") == 0)
 			c1 = false;
@@ -101,6 +115,16 @@ int main(int argc, char **argv)
 			c2 = false;
 		else if (strcmp(argv[i], "--no-v1") == 0)
 			v1 = false;
+		else if (strcmp(argv[i], "--pos-every") == 0)
+			pos_every = true;
+		else if (strcmp(argv[i], "--no-pos-min") == 0)
+			pos_min = false;
+		else if (strcmp(argv[i], "--no-pos-backoff") == 0)
+			pos_backoff = false;
+		else if (strcmp(argv[i], "--single") == 0)
+			single = true;
+		else if (strcmp(argv[i], "--cmd-limit") == 0 && i + 1 < argc)
+			cmd_limit = strtoll(argv[++i], NULL, 10);
 		else
 			usage();
 	}
@@ -118,8 +142,8 @@ int main(int argc, char **argv)
 	snprintf(url, sizeof url, "redis://%.*s/0", (int)strcspn(argv[3], ","), argv[3]);
 	free(cfg->redis_url);
 	cfg->redis_url = strdup(url);
-	cfg->redis_cluster = true;
-	cfg->redis_nodes = strdup(argv[3]);
+	cfg->redis_cluster = !single;
+	cfg->redis_nodes = single ? NULL : strdup(argv[3]);
 	g.stats = argv[4];
 	signal(SIGPIPE, SIG_IGN);
 	g.base = event_base_new();
@@ -132,6 +156,10 @@ int main(int argc, char **argv)
 	cs_inv_set_cluster_hold(g.inv, hold);
 	cs_inv_set_cluster_c2(g.inv, c2);
 	cs_inv_set_cluster_v1(g.inv, v1);
+	cs_inv_set_cluster_pos(g.inv, pos_every, pos_min);
+	cs_inv_set_pos_backoff(g.inv, pos_backoff);
+	if (cmd_limit >= 0)
+		cs_inv_set_cmd_limit(g.inv, cmd_limit);
 	struct event *tick = event_new(g.base, -1, EV_PERSIST, on_stats, NULL);
 	struct timeval tv = {0, 100000};
 	event_add(tick, &tv);

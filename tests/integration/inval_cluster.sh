@@ -22,6 +22,24 @@
 #          misses an invalidation, between the SYNC's probe and its stamp (while gdb holds the
 #          invalidator at sync_decide): the stamp's run_id re-check finds it and the bucket is
 #          flushed. Negative control (--no-v1): stamped whole, its stale entry stays current.
+#   v5:    review V5, the position copies: (1) bucket 0's copy follows every commit, the other
+#          buckets' once per status interval: over 20 commits touching only bucket 0's master,
+#          another master runs at most the status intervals' fan-outs (horizon and position),
+#          not one per commit; negative control (--pos-every, the fan-out on every advance as
+#          before): over that bound. (2) The position reported to PostgreSQL as flushed never
+#          passes the lowest position copy acknowledged in every bucket: with one bucket's copy
+#          made unwritable (a hash: its RAISE fails), the slot's confirmed_flush_lsn stays at or
+#          below that copy while commits are confirmed, and catches up once it is writable;
+#          negative control (--no-pos-min: flush follows bucket 0's copy alone): it passes it.
+#   w3:    review W3: a failed position write is retried after an exponential backoff (20 ms
+#          up to 2 s), not on every 10 ms tick: with the copy written on every advance made
+#          unwritable (a hash), the failed GETs of its node over T seconds stay within 10 + T;
+#          on the cluster (bucket 0's copy) and in single-Redis mode (inv_drive --single on a
+#          private Redis: the daemon's path). Negative control (--no-pos-backoff): over it.
+#   v3:    review V3: the Redis commands in flight or owed (a bump's GEN_SETs, an INVAL's DELs)
+#          are bounded: 20 TRUNCATEs replayed in one burst with the bound at 300 pause the
+#          stream and never exceed 300 + one commit's 256, every bucket ends at bucket 0's
+#          generation; negative control (--cmd-limit 0, no bound): over it.
 . "$(dirname "$0")/daemon_lib.sh"
 
 PART=${1:-basic}
@@ -40,7 +58,7 @@ STATS=$WORK/inv.stats
 DPID=
 start_drive() { # [--no-c1]
   rm -f "$STATS"
-  "$DRIVE" run "$WORK/cs.ini" "$RC_NODES" "$STATS" "$@" >>"$WORK/drive.log" 2>&1 &
+  "$DRIVE" run "${CONF:-$WORK/cs.ini}" "$RC_NODES" "$STATS" "$@" >>"$WORK/drive.log" 2>&1 &
   DPID=$!
   CLEANUPS+=("kill $DPID")
   until_true 60 drive_streaming || { tail -20 "$WORK/drive.log"; fail "the invalidator never streamed on the cluster"; }
@@ -411,9 +429,181 @@ case_v1() {
   ok "v1: a loss between the SYNC's probe and its stamp is found by the stamp: flushed ($V1_DESC)"
 }
 
+# V5 (1): evalsha calls on a master M other than bucket 0's over 20 commits that touch only
+# keys of bucket 0's master (so M sees only the periodic fan-outs), each confirmed before the
+# next. Sets V5_EV (the calls), V5_BOUND (two fan-outs, horizon and position, to M's buckets
+# per status interval begun in the window, plus one of each) and V5_DESC.
+v5_count() {
+  local m0 mp nb ids=() id i t0 ev
+  CONF=$WORK/cs5.ini
+  sed 's/^status_interval = .*/status_interval = 20s/' "$WORK/cs.ini" >"$CONF"
+  start_drive "$@"
+  CONF=
+  owners
+  m0=$(node_port_of_bucket 0)
+  for mp in "${RC_PORTS[@]}"; do [ "$mp" != "$m0" ] && break; done
+  nb=$(awk -v p="$mp" '$2 == p { n++ } END { print n + 0 }' "$WORK/owners")
+  for id in $(seq 1 40); do [ "$(node_port_of_bucket "$(bucket "$id")")" = "$m0" ] && ids+=("$id"); done
+  [ ${#ids[@]} -gt 0 ] || fail "v5: no key of 1..40 on bucket 0's master"
+  until_true 60 all_buckets_have inv:pos || fail "v5: a bucket without its position copy"
+  redis-cli -p "$mp" config resetstat >/dev/null
+  t0=$SECONDS
+  for i in $(seq 0 19); do
+    id=${ids[$((i % ${#ids[@]}))]}
+    wait_confirmed "$(commit_lsn "UPDATE users SET name = name || '+' WHERE id = $id")"
+  done
+  ev=$(redis-cli -p "$mp" info commandstats | tr -d '\r' | sed -n 's/^cmdstat_evalsha:calls=\([0-9]*\),.*/\1/p')
+  V5_EV=${ev:-0}
+  V5_BOUND=$((((SECONDS - t0) / 20 + 2) * 2 * nb))
+  V5_DESC="master $mp ($nb buckets): $V5_EV scripts over 20 commits in $((SECONDS - t0)) s, bound $V5_BOUND"
+  stop_drive
+}
+# V5 (2): bucket B's position copy (B not on bucket 0's master) replaced by a hash atomically
+# (its last value P read in the same script; its RAISE fails from then on), then commits; the
+# slot's confirmed_flush_lsn must stay at or below P. MODE on: watched for 3 s while the
+# commits are confirmed, then the copy is made writable again and the flush must catch up.
+# MODE off (--no-pos-min): the flush must pass P.
+slot_flush() { primary postgres -c "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '$SLOT'"; }
+flush_above() { [[ "$(lsnhex "$(slot_flush)")" > "$1" ]]; }
+flush_at_least() { [[ ! "$(lsnhex "$(slot_flush)")" < "$1" ]]; }
+v5_flush() {
+  local mode=$1 m0 b p lsn c stop id
+  shift
+  start_drive "$@"
+  owners
+  m0=$(node_port_of_bucket 0)
+  for b in $(seq 1 255); do [ "$(node_port_of_bucket "$b")" != "$m0" ] && break; done
+  until_true 60 all_buckets_have inv:pos || fail "v5 ($mode): a bucket without its position copy"
+  p=$(rc eval "local v = redis.call('GET', KEYS[1]); redis.call('DEL', KEYS[1]); redis.call('HSET', KEYS[1], 'was', v); return v" 1 "{$NS:$b}:inv:pos")
+  [[ $p =~ ^[0-9A-F]{16}$ ]] || fail "v5 ($mode): bucket $b's position copy was \"$p\""
+  for id in 1 2 3; do lsn=$(commit_lsn "UPDATE users SET name = name || '~' WHERE id = $id"); done
+  wait_confirmed "$lsn"
+  c=$(lsnhex "$lsn")
+  if [ "$mode" = off ]; then
+    until_true 30 flush_above "$p" || fail "v5 negative control: with --no-pos-min the slot's flush $(slot_flush) never passed bucket $b's copy $p"
+    V5_FLUSH_DESC="bucket $b's copy $p, slot flushed to $(slot_flush), confirmed $lsn"
+    rc del "{$NS:$b}:inv:pos" >/dev/null
+  else
+    stop=$((SECONDS + 3))
+    while [ $SECONDS -lt $stop ]; do
+      ! flush_above "$p" || fail "v5: the slot's flush $(slot_flush) passed bucket $b's acknowledged copy $p (confirmed $lsn)"
+      sleep 0.2
+    done
+    V5_FLUSH_DESC="bucket $b's copy $p, slot flush $(slot_flush), confirmed $lsn"
+    rc del "{$NS:$b}:inv:pos" >/dev/null
+    until_true 30 flush_at_least "$c" || fail "v5: the slot's flush $(slot_flush) never reached $lsn once bucket $b's copy was writable again"
+  fi
+  stop_drive
+}
+case_v5() {
+  v5_count --pos-every
+  [ "$V5_EV" -gt "$V5_BOUND" ] || fail "v5 negative control: with the position on every advance, still within the bound ($V5_DESC): the test proves nothing"
+  ok "v5: negative control: every advance to every bucket: $V5_DESC"
+  v5_count
+  [ "$V5_EV" -le "$V5_BOUND" ] || fail "v5: buckets 1..255 got the position more often than once per status interval ($V5_DESC)"
+  ok "v5: buckets 1..255 once per status interval: $V5_DESC"
+  v5_flush off --no-pos-min
+  ok "v5: negative control: flush follows bucket 0's copy alone and passes a bucket's copy ($V5_FLUSH_DESC)"
+  v5_flush on
+  ok "v5: the slot's flush stayed at or below the lowest acknowledged copy, and caught up after ($V5_FLUSH_DESC)"
+}
+
+# W3: KEY's node PORT; the position copy KEY made unwritable while the position moves; sets
+# W3_N (failed GETs there, each a retry of the position write), W3_BOUND (10 + the window's
+# seconds: ~7 doublings from 20 ms to 2 s, then one per 2 s) and W3_DESC.
+w3_count() { # PORT KEY
+  local port=$1 key=$2 t0 v
+  until_true 60 key_exists "$port" "$key" || fail "w3: no position copy $key"
+  v=$(redis-cli -p "$port" eval "local v = redis.call('GET', KEYS[1]); redis.call('DEL', KEYS[1]); redis.call('HSET', KEYS[1], 'was', v); return v" 1 "$key")
+  [[ $v =~ ^[0-9A-F]{16}$ ]] || fail "w3: $key was \"$v\""
+  t0=$SECONDS
+  redis-cli -p "$port" config resetstat >/dev/null
+  wait_confirmed "$(commit_lsn "UPDATE users SET name = name || '^' WHERE id = 5")"
+  sleep 4
+  W3_N=$(redis-cli -p "$port" info commandstats | tr -d '\r' | sed -n 's/^cmdstat_get:.*failed_calls=\([0-9]*\).*/\1/p')
+  W3_N=${W3_N:-0}
+  W3_BOUND=$((10 + SECONDS - t0))
+  W3_DESC="$W3_N failed writes of $key in $((SECONDS - t0)) s, bound $W3_BOUND"
+  redis-cli -p "$port" del "$key" >/dev/null
+  until_true 30 key_exists "$port" "$key" || fail "w3: the position copy $key was not written again once writable"
+}
+key_exists() { [ "$(redis-cli -p "$1" exists "$2")" = 1 ]; }
+w3_run() { # MODE (cluster | single) FLAGS...
+  local mode=$1
+  shift
+  if [ "$mode" = single ]; then
+    RC_NODES_SAVED=$RC_NODES
+    RC_NODES=127.0.0.1:$RPORT
+    start_drive --single "$@"
+    RC_NODES=$RC_NODES_SAVED
+    w3_count "$RPORT" "$NS:inv:pos"
+  else
+    start_drive "$@"
+    owners
+    w3_count "$(node_port_of_bucket 0)" "{$NS:0}:inv:pos"
+  fi
+  stop_drive
+}
+case_w3() {
+  local mode
+  private_redis
+  for mode in cluster single; do
+    w3_run "$mode" --no-pos-backoff
+    [ "$W3_N" -gt "$W3_BOUND" ] || fail "w3 negative control ($mode): retried on every tick, still within the bound ($W3_DESC): the test proves nothing"
+    ok "w3: negative control ($mode): a failed position write retried on every tick: $W3_DESC"
+    w3_run "$mode"
+    [ "$W3_N" -ge 1 ] && [ "$W3_N" -le "$W3_BOUND" ] || fail "w3 ($mode): the failed position write was not retried with a backoff ($W3_DESC)"
+    ok "w3: a failed position write retried with an exponential backoff ($mode): $W3_DESC"
+  done
+}
+
+# V3: the Redis commands in flight are bounded. The driver stopped, 20 TRUNCATEs committed
+# (each a bump on bucket 0 that owes 255 GEN_SETs), the driver started again: the slot
+# replays them in one burst. Sets V3_MAX (the most commands in flight or owed), V3_PAUSES.
+# With no bound (--cmd-limit 0) it waits only until the bound is passed: the unbounded burst
+# may time commands out on a loaded machine, and every restart replays it.
+v3_burst() {
+  local lsn i
+  stop_drive
+  for i in $(seq 1 20); do echo "TRUNCATE users;"; done | primary "$DB" >/dev/null
+  lsn=$(primary "$DB" -c "SELECT pg_current_wal_lsn()")
+  start_drive "$@"
+  if [ "$2" = 0 ]; then
+    until_true 60 v3_past "$V3_BOUND" || fail "v3 negative control: never more than $(stat cmds_max) commands in flight"
+  else
+    wait_confirmed "$lsn"
+  fi
+  V3_MAX=$(stat cmds_max)
+  V3_PAUSES=$(stat pauses)
+}
+v3_past() { [ "$(stat cmds_max)" -gt "$1" ]; }
+case_v3() {
+  local g0 n bound=$((300 + 256))
+  V3_BOUND=$bound
+  # a loaded machine: commands wait in Redis's queue behind a burst of 256-command fan-outs
+  CONF=$WORK/cs3.ini
+  sed 's/^\[redis\]$/[redis]\ntimeout = 5s/' "$WORK/cs.ini" >"$CONF"
+  start_drive
+  v3_burst --cmd-limit 0
+  [ "$V3_MAX" -gt "$bound" ] || fail "v3 negative control: with no bound, at most $V3_MAX commands in flight over 20 replayed TRUNCATEs (bound $bound): the test proves nothing"
+  ok "v3: negative control: no bound, $V3_MAX commands in flight or owed over 20 replayed TRUNCATEs"
+  v3_burst --cmd-limit 300
+  [ "$V3_MAX" -le "$bound" ] || fail "v3: $V3_MAX commands in flight or owed with the bound at 300 (at most 300 + one commit's 256)"
+  [ "$V3_PAUSES" -ge 1 ] || fail "v3: the stream never paused on the commands in flight"
+  g0=$(rc get "{$NS:0}:g:iv_user")
+  n=$(every_bucket g:iv_user | awk -v g="$g0" '$2 != g { n++ } END { print n + 0 }')
+  [ "$n" = 0 ] || fail "v3: $n buckets do not hold bucket 0's generation $g0 after the paused replay"
+  ok "v3: bound 300: at most $V3_MAX commands in flight or owed, $V3_PAUSES pauses; every bucket at generation $g0"
+  stop_drive
+  CONF=
+}
+
 case "$PART" in
 basic) case_basic ;;
 v1) case_v1 ;;
+v5) case_v5 ;;
+w3) case_w3 ;;
+v3) case_v3 ;;
 c2) case_c2 ;;
 i4neg) case_i4neg ;;
 c1) case_c1 ;;
