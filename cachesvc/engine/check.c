@@ -11,7 +11,9 @@
 #include <libpq-fe.h>
 
 #include "log.h"
+#include "rcluster.h"
 #include "redis_url.h"
+#include "util.h"
 #include "textutil.h"
 
 #define CHECK_TIMEOUT "5"
@@ -117,16 +119,24 @@ int cs_check_queries(const cs_config *cfg, char *err, size_t errlen)
 /* Connects to the configured Redis (2 s timeouts) and authenticates. NULL with a line in
  * err ("[redis] url: cannot ... what") when the URL is bad (*bad set) or Redis is not
  * reachable. */
-static redisContext *redis_connect_checked(const cs_config *cfg, const char *what, bool *bad,
-	char *err, size_t errlen)
+/* Connects (2 s bounds) to the Redis of [redis] url, or, host not NULL, to host:port (a node
+ * of a cluster) with the url's user and password. */
+static redisContext *redis_connect_at(const cs_config *cfg, const char *host, int port,
+	const char *what, bool *bad, char *err, size_t errlen)
 {
 	cs_redis_url u;
 	char why[256];
 	*bad = false;
-	if (!cs_redis_url_parse(cfg->redis_url, &u, why, sizeof why)) {
+	memset(&u, 0, sizeof u);
+	if (cfg->redis_url && !cs_redis_url_parse(cfg->redis_url, &u, why, sizeof why)) {
 		append(err, errlen, "[redis] url: %s", why);
 		*bad = true;
 		return NULL;
+	}
+	if (host) {
+		snprintf(u.host, sizeof u.host, "%s", host);
+		u.port = port;
+		u.unix_path[0] = '\0';
 	}
 	struct timeval tv = { 2, 0 };
 	redisContext *rc = u.unix_path[0] ? redisConnectUnixWithTimeout(u.unix_path, tv)
@@ -140,14 +150,109 @@ static redisContext *redis_connect_checked(const cs_config *cfg, const char *wha
 		}
 	}
 	if (rc == NULL || rc->err || (r && r->type == REDIS_REPLY_ERROR)) {
-		append(err, errlen, "[redis] url: cannot %s: %s", what,
-			rc == NULL ? "out of memory" : rc->err ? rc->errstr : r->str);
+		if (host)
+			append(err, errlen, "[redis] node %s:%d: cannot %s: %s", host, port, what,
+				rc == NULL ? "out of memory" : rc->err ? rc->errstr : r->str);
+		else
+			append(err, errlen, "[redis] url: cannot %s: %s", what,
+				rc == NULL ? "out of memory" : rc->err ? rc->errstr : r->str);
 		freeReplyObject(r);
 		redisFree(rc);
 		return NULL;
 	}
 	freeReplyObject(r);
 	return rc;
+}
+
+static redisContext *redis_connect_checked(const cs_config *cfg, const char *what, bool *bad,
+	char *err, size_t errlen)
+{
+	return redis_connect_at(cfg, NULL, 0, what, bad, err, errlen);
+}
+
+/* A cluster's nodes (cs_check_* on [redis] cluster = on): CLUSTER NODES asked of the first
+ * seed of [redis] nodes that answers; each node's "host:port" into out (at most max), the
+ * failed and address-less ones left out. Returns the count, or -1 (err says why; *bad when
+ * the configuration itself is wrong). */
+static int cluster_nodes(const cs_config *cfg, cs_rc_endpoint *out, int max, bool *bad, char *err,
+	size_t errlen)
+{
+	char *buf = strdup(cfg->redis_nodes ? cfg->redis_nodes : "");
+	char *seeds[CS_RC_MAX_NODES];
+	int nseeds = buf ? cs_split_list(buf, seeds, CS_RC_MAX_NODES) : 0;
+	int n = -1;
+	*bad = false;
+	for (int i = 0; i < nseeds && n < 0 && !*bad; i++) {
+		cs_rc_endpoint seed;
+		if (cs_rc_parse_endpoint(seeds[i], strlen(seeds[i]), &seed) != 0) {
+			append(err, errlen, "[redis] nodes: \"%s\" is not host:port", seeds[i]);
+			*bad = true;
+			break;
+		}
+		redisContext *c = redis_connect_at(cfg, seed.host, seed.port, "reach a cluster seed",
+			bad, err, errlen);
+		redisReply *r = c ? redisCommand(c, "CLUSTER NODES") : NULL;
+		if (r && r->type == REDIS_REPLY_STRING) {
+			n = 0;
+			/* "<id> <ip:port@cport[,hostname]> <flags> ..." per line */
+			for (char *line = r->str, *next; line && *line && n < max; line = next) {
+				next = strchr(line, '\n');
+				if (next)
+					*next++ = '\0';
+				char addr[CS_RC_HOST_MAX + 16], flags[128];
+				if (sscanf(line, "%*s %271s %127s", addr, flags) != 2 ||
+					strstr(flags, "fail") || strstr(flags, "noaddr") ||
+					strstr(flags, "handshake"))
+					continue;
+				char *at = strchr(addr, '@');
+				if (at)
+					*at = '\0';
+				if (cs_rc_parse_endpoint(addr, strlen(addr), &out[n]) != 0)
+					continue;
+				if (out[n].host[0] == '\0')
+					snprintf(out[n].host, sizeof out[n].host, "%s", seed.host);
+				n++;
+			}
+		} else if (c) {
+			append(err, errlen, "[redis] node %s:%d: CLUSTER NODES: %s", seed.host,
+				seed.port, r ? (r->type == REDIS_REPLY_ERROR ? r->str : "?") : c->errstr);
+		}
+		freeReplyObject(r);
+		redisFree(c);
+	}
+	free(buf);
+	if (n < 0 && !*bad && nseeds == 0) {
+		append(err, errlen, "[redis] nodes: no seed");
+		*bad = true;
+	}
+	return n;
+}
+
+/* One Redis's maxmemory-policy against fence.c (i): CS_CHECK_INVALID (err names it) or OK. */
+static int policy_of(redisContext *rc, const char *who, char *err, size_t errlen)
+{
+	int result = CS_CHECK_OK;
+	redisReply *r = redisCommand(rc, "CONFIG GET maxmemory-policy");
+	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+		r->element[1]->type == REDIS_REPLY_STRING) {
+		if (!cs_check_policy_ok(r->element[1]->str)) {
+			append(err, errlen,
+				"[redis] %s%smaxmemory-policy is %s: with fence = on cachesvc needs "
+				"noeviction or a volatile-* policy: use volatile-lru or volatile-lfu (every "
+				"cachesvc entry has a TTL, so they evict entries as allkeys-lru/lfu would, "
+				"while the consistency keys, which have none, are never evicted; fence.c "
+				"(i)); or fence = off", who ? who : "", who ? ": " : "",
+				r->element[1]->str);
+			result = CS_CHECK_INVALID;
+		}
+	} else {
+		cs_warn("check: %s%sCONFIG GET maxmemory-policy is not allowed (%s); make sure it is "
+			"noeviction, volatile-lru or volatile-lfu (never allkeys-*)", who ? who : "",
+			who ? ": " : "",
+			r && r->type == REDIS_REPLY_ERROR ? r->str : "no reply");
+	}
+	freeReplyObject(r);
+	return result;
 }
 
 /* One server: connect and SELECT 1 within CHECK_TIMEOUT; a line naming it when it fails. */
@@ -190,6 +295,32 @@ int cs_check_servers(const cs_config *cfg, char *err, size_t errlen)
 			rc = CS_CHECK_UNREACHABLE;
 	}
 	bool bad;
+	if (cfg->redis_cluster) {
+		/* every node the cluster lists must answer a PING */
+		cs_rc_endpoint *nodes = malloc(CS_RC_MAX_NODES * sizeof *nodes);
+		int n = nodes ? cluster_nodes(cfg, nodes, CS_RC_MAX_NODES, &bad, err, errlen) : -1;
+		if (bad) {
+			free(nodes);
+			return CS_CHECK_INVALID;
+		}
+		if (n < 0)
+			rc = CS_CHECK_UNREACHABLE;
+		for (int i = 0; i < n; i++) {
+			redisContext *c = redis_connect_at(cfg, nodes[i].host, nodes[i].port,
+				"reach a cluster node", &bad, err, errlen);
+			redisReply *r = c ? redisCommand(c, "PING") : NULL;
+			if (c == NULL || r == NULL || r->type == REDIS_REPLY_ERROR) {
+				if (c)
+					append(err, errlen, "[redis] node %s:%d: cannot reach it: %s",
+						nodes[i].host, nodes[i].port, r ? r->str : c->errstr);
+				rc = CS_CHECK_UNREACHABLE;
+			}
+			freeReplyObject(r);
+			redisFree(c);
+		}
+		free(nodes);
+		return rc;
+	}
 	redisContext *rc2 = redis_connect_checked(cfg, "reach Redis", &bad, err, errlen);
 	if (bad)
 		return CS_CHECK_INVALID;
@@ -222,30 +353,32 @@ int cs_check_redis(const cs_config *cfg, char *err, size_t errlen)
 	if (!cfg->fence)
 		return CS_CHECK_OK;
 	bool bad;
+	if (cfg->redis_cluster) {
+		/* every node, masters and replicas: a replica promoted keeps its policy (review 9) */
+		cs_rc_endpoint *nodes = malloc(CS_RC_MAX_NODES * sizeof *nodes);
+		int n = nodes ? cluster_nodes(cfg, nodes, CS_RC_MAX_NODES, &bad, err, errlen) : -1;
+		int result = bad ? CS_CHECK_INVALID : n < 0 ? CS_CHECK_UNREACHABLE : CS_CHECK_OK;
+		for (int i = 0; i < n && result != CS_CHECK_INVALID; i++) {
+			char who[CS_RC_HOST_MAX + 24];
+			snprintf(who, sizeof who, "node %s:%d", nodes[i].host, nodes[i].port);
+			redisContext *c = redis_connect_at(cfg, nodes[i].host, nodes[i].port,
+				"connect to check maxmemory-policy", &bad, err, errlen);
+			if (c == NULL) {
+				result = CS_CHECK_UNREACHABLE;
+				continue;
+			}
+			if (policy_of(c, who, err, errlen) == CS_CHECK_INVALID)
+				result = CS_CHECK_INVALID;
+			redisFree(c);
+		}
+		free(nodes);
+		return result;
+	}
 	redisContext *rc = redis_connect_checked(cfg, "connect to check maxmemory-policy", &bad, err,
 		errlen);
 	if (rc == NULL)
 		return bad ? CS_CHECK_INVALID : CS_CHECK_UNREACHABLE;
-	redisReply *r;
-	int result = CS_CHECK_OK;
-	r = redisCommand(rc, "CONFIG GET maxmemory-policy");
-	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-		r->element[1]->type == REDIS_REPLY_STRING) {
-		if (!cs_check_policy_ok(r->element[1]->str)) {
-			append(err, errlen,
-				"[redis] maxmemory-policy is %s: with fence = on cachesvc needs noeviction or "
-				"a volatile-* policy: use volatile-lru or volatile-lfu (every cachesvc entry "
-				"has a TTL, so they evict entries as allkeys-lru/lfu would, while the "
-				"consistency keys, which have none, are never evicted; fence.c (i)); or "
-				"fence = off", r->element[1]->str);
-			result = CS_CHECK_INVALID;
-		}
-	} else {
-		cs_warn("check: CONFIG GET maxmemory-policy is not allowed (%s); make sure it is "
-			"noeviction, volatile-lru or volatile-lfu (never allkeys-*)",
-			r && r->type == REDIS_REPLY_ERROR ? r->str : "no reply");
-	}
-	freeReplyObject(r);
+	int result = policy_of(rc, NULL, err, errlen);
 	redisFree(rc);
 	return result;
 }

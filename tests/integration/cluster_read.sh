@@ -283,8 +283,34 @@ case_down() {
   ok "(d) the master back: every key cached again"
 }
 
+# policy: the startup check of maxmemory-policy (fence.c (i)) asks every node of the cluster,
+# replicas' policy matters too (a promoted replica keeps its own); --check reaches every node.
+case_policy() {
+  cluster_config "$WORK/cs.ini"
+  local out rc=0 p=${RC_PORTS[1]}
+  out=$(timeout 60 "$CACHESVC" -c "$WORK/cs.ini" --check 2>&1) || rc=$?
+  [ $rc = 0 ] || fail "(e) --check on a healthy cluster: exit $rc: $out"
+  ok "(e) --check on a healthy cluster: $out"
+  redis-cli -p "$p" config set maxmemory-policy allkeys-lru >/dev/null
+  CLEANUPS+=("redis-cli -p $p config set maxmemory-policy noeviction")
+  rc=0
+  out=$(timeout 60 "$CACHESVC" -c "$WORK/cs.ini" --check 2>&1) || rc=$?
+  [ $rc = 1 ] && grep -q "node 127.0.0.1:$p: maxmemory-policy is allkeys-lru" <<<"$out" ||
+    fail "(e) a node with allkeys-lru: exit $rc, want 1 naming node $p: $out"
+  rc=0
+  timeout 60 "$CACHESVC" -c "$WORK/cs.ini" >"$WORK/policy.log" 2>&1 || rc=$?
+  [ $rc = 1 ] || fail "(e) the daemon started with allkeys-lru on node $p (exit $rc): $(tail -3 "$WORK/policy.log")"
+  ok "(e) allkeys-lru on one node of the cluster: --check and the daemon refuse, naming it"
+  sed -i 's/^fence = on/fence = off/' "$WORK/cs.ini"
+  rc=0
+  out=$(timeout 60 "$CACHESVC" -c "$WORK/cs.ini" --check 2>&1) || rc=$?
+  [ $rc = 0 ] || fail "(e) fence = off: the policy does not matter, yet --check exit $rc: $out"
+  ok "(e) with fence = off the same cluster passes (the policy matters to the fences only)"
+}
+
 case "$PART" in
   down) case_down ;;
+  policy) case_policy ;;
   read) case_read ;;
   inval) case_inval ;;
   repair) case_repair true ;;

@@ -4,6 +4,8 @@
 # invalidations. Readers go on a little after the writers stop, inside the delayed
 # replica's window: the classic stale-set race. Then everything catches up and the
 # verifier inspects every cached entry against the primary.
+# RACE_CLUSTER=1: the same on a private 3-master Redis Cluster of the test's own ([redis]
+# cluster = on), the verifier scanning every master (CLUSTER.md step 5).
 . "$(dirname "$0")/daemon_lib.sh"
 
 [ "${CS_PG_DELAYED_REPLICA:-0}" != 0 ] || { echo "SKIP: needs a sandbox with a delayed replica"; exit 77; }
@@ -30,6 +32,10 @@ ttl = 10m
 invalidate_on = hot(id = $1)
 INI
   invalidator_section >>"$WORK/cs.ini"
+  if [ "${RACE_CLUSTER:-0}" = 1 ]; then
+    [ -n "${RC_NODES:-}" ] || private_redis_cluster 3 0
+    sed -i "s|^url = .*|url = redis://127.0.0.1\ncluster = on\nnodes = $RC_NODES\nnamespace = rc$$|" "$WORK/cs.ini"
+  fi
 }
 
 cat >"$WORK/update.sql" <<SQL
