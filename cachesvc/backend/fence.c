@@ -377,10 +377,12 @@ const char *const cs_scripts[CS_SCRIPT_COUNT] = {
 
 /* The epoch check of a cluster invalidator write: the bucket's copy must end with the
  * resynchronisation's ":<random>" (a FLUSHALL of its node removed it, another resync changed
- * it). */
+ * it). An empty `want` checks nothing, as EPOCH_GUARD: a daemon's admin INVALIDATE before it
+ * knows an epoch (fence off, no invalidator yet; review 9). */
 #define EPOCH_SFX(key, want)                                                                     \
 	"local ep_ = redis.call('GET', " key ")\n"                                               \
-	"if not ep_ or #ep_ < #" want " or string.sub(ep_, -#" want ") ~= " want " then\n"        \
+	"if " want " ~= '' and (not ep_ or #ep_ < #" want " or\n"                                \
+	"    string.sub(ep_, -#" want ") ~= " want ") then\n"                                     \
 	"  return redis.error_reply('EPOCH the cache state was lost or resynchronised')\n"       \
 	"end\n"
 

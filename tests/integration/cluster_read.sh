@@ -306,6 +306,16 @@ case_policy() {
   out=$(timeout 60 "$CACHESVC" -c "$WORK/cs.ini" --check 2>&1) || rc=$?
   [ $rc = 0 ] || fail "(e) fence = off: the policy does not matter, yet --check exit $rc: $out"
   ok "(e) with fence = off the same cluster passes (the policy matters to the fences only)"
+  # a daemon with no epoch (fence off, no invalidator ever ran on this cluster): an admin
+  # INVALIDATE of one key works as on one Redis (the cluster script's epoch check exempts an
+  # empty epoch, as EPOCH_GUARD does; it answered EPOCH before: review 9)
+  cluster_config "$WORK/nofence.ini" on off off
+  start_daemon "$WORK/nofence.ini"
+  fill cu 1
+  [ "$(src cu 1)" = cache ] || fail "(e) cu 1 not cached by the fence-off daemon"
+  out=$(cli invalidate cu 1 2>&1) || fail "(e) admin INVALIDATE of one key without an epoch: $out"
+  [ "$(src cu 1)" != cache ] || fail "(e) cu 1 still a hit after INVALIDATE"
+  ok "(e) without an epoch, admin INVALIDATE of one key deletes it: $out"
 }
 
 case "$PART" in
