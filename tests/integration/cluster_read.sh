@@ -222,8 +222,12 @@ case_repair() {
   cli invalidate cu >/dev/null || fail "admin INVALIDATE failed"
   g=$(g0)
   [ "$(gen_of "$b")" = "$g" ] || fail "(c) the admin bump's fan-out did not reach bucket $b ($(gen_of "$b") != $g)"
-  # the fan-out cut short: bucket b behind bucket 0
+  # the fan-out cut short: bucket b behind bucket 0, its generation and its query fence
+  local qf0
+  qf0=$(rc get "{$NS:0}:qf:cu")
+  [ -n "$qf0" ] || fail "(c) no query fence in bucket 0 after the bump"
   rc set "{$NS:$b}:g:cu" $((g - 1)) >/dev/null
+  rc del "{$NS:$b}:qf:cu" >/dev/null
   # the daemon knows g (pub/sub): its fill of bucket b is refused (g_b < g)
   cli get cu $id >/dev/null
   sleep 0.5
@@ -236,6 +240,9 @@ case_repair() {
   if [ "$on" = true ]; then
     [ "$n" = 1 ] || fail "(c) bucket $b never filled after its repair (g_b = $(gen_of "$b"), g_0 = $g)"
     [ "$(gen_of "$b")" = "$g" ] || fail "(c) bucket $b not repaired"
+    # the repair carries bucket 0's query fence with the generation (CLUSTER.md (e'))
+    [ "$(rc get "{$NS:$b}:qf:cu")" \> "$qf0" ] || [ "$(rc get "{$NS:$b}:qf:cu")" = "$qf0" ] ||
+      fail "(c) bucket $b repaired with query fence '$(rc get "{$NS:$b}:qf:cu")' below bucket 0's $qf0"
     metric_ge cachesvc_redis_cluster_repairs_total 1 || fail "(c) no repair counted"
     ok "(c) a bucket behind bucket 0 refused a fill, was repaired (g_b = $g) and then filled"
     # a reload that changes the query bumps it on bucket 0 and fans out to every bucket
