@@ -87,6 +87,7 @@ struct cs_rc {
 	bool want_refresh;
 	int kept_slots; /* slots the last map left unowned and kept_owners kept */
 	bool refresh_inflight;
+	uint64_t refresh_warned_us; /* the last refresh error logged */
 	bool use_slots; /* CLUSTER SHARDS unknown: CLUSTER SLOTS */
 	uint64_t next_refresh_us;
 	uint64_t next_periodic_us;
@@ -526,8 +527,16 @@ static void refresh_reply(cs_redis *r, redisReply *reply, void *priv)
 			rc->use_slots = true;
 			rc->next_refresh_us = 0;
 		} else {
-			cs_warn("redis cluster %s: slot map from %s: %s", rc->name, n->addr,
-			        reply->str);
+			/* at most one line every 10 s: a refresh is retried every 100 ms */
+			uint64_t now = cs_now_us();
+			if (now - rc->refresh_warned_us >= 10000000u) {
+				rc->refresh_warned_us = now;
+				cs_warn("redis cluster %s: slot map from %s: %s%s", rc->name, n->addr,
+				        reply->str,
+				        strstr(reply->str, "cluster support disabled")
+				                ? " (a plain Redis: set [redis] cluster = off and url)"
+				                : "");
+			}
 			rc->stats.refresh_errors++;
 		}
 		request_refresh(rc);

@@ -323,6 +323,17 @@ case_policy() {
   out=$(cli invalidate cu 1 2>&1) || fail "(e) admin INVALIDATE of one key without an epoch: $out"
   [ "$(src cu 1)" != cache ] || fail "(e) cu 1 still a hit after INVALIDATE"
   ok "(e) without an epoch, admin INVALIDATE of one key deletes it: $out"
+  stop_daemon
+  # nodes naming a plain Redis: one line with the fix to make, not one every 100 ms
+  PORT=$(free_port) APORT=$(free_port)
+  cluster_config "$WORK/plain.ini" on off off
+  sed -i "s|^nodes = .*|nodes = 127.0.0.1:$CS_REDIS_PORT|" "$WORK/plain.ini"
+  start_daemon "$WORK/plain.ini" plain
+  sleep 3
+  n=$(grep -c 'cluster support disabled' "$WORK/plain.log" || true)
+  [ "$n" -ge 1 ] && [ "$n" -le 2 ] || fail "(e) nodes = a plain Redis: $n log lines in 3 s: $(grep -m3 'cluster support' "$WORK/plain.log")"
+  grep -q 'set \[redis\] cluster = off' "$WORK/plain.log" || fail "(e) no hint to set cluster = off: $(grep -m1 'cluster support' "$WORK/plain.log")"
+  ok "(e) nodes naming a plain Redis: $n line(s) in 3 s, saying to set cluster = off"
 }
 
 case "$PART" in
