@@ -212,40 +212,47 @@
 	"else redis.call('SET', KEYS[1], v, 'PX', ARGV[2]) end\n"                           \
 	"return v\n"
 
+/* The fill (fence.c cases (a)-(j); CLUSTER.md section 4 for the cluster's): the generation,
+ * then with fences on the epoch (EPOCH_CHECK: one statement returning -4), the horizon, the
+ * query-level fence, the key's fence and, only for data older than every fence ever written
+ * (fmax, KEYS[7]: a fence may have been evicted), the eviction state (EV_STATE_KEY8: EV_STATE
+ * or EV_STATE_C of KEYS[8], one INFO); the SET when all pass; the caller's miss lease (KEYS[9]) released
+ * in the same step, after the SET, which fails first at maxmemory under noeviction (an error
+ * reply: the caller DELs it), so a waiter's MGET sees both or neither. One text for both
+ * layouts, so that they cannot drift apart. */
+#define FILL_SCRIPT(EPOCH_CHECK, EV_STATE_KEY8)                                                \
+	"local g = redis.call('GET', KEYS[3]) or '0'\n"                                          \
+	"local function verdict()\n"                                                            \
+	"  if g ~= ARGV[4] then return 0 end\n"                                                 \
+	"  if ARGV[5] ~= '1' then return 1 end\n"                                               \
+	EPOCH_CHECK                                                                              \
+	"  local h = redis.call('GET', KEYS[4])\n"                                              \
+	"  if not h then return -1 end\n"                                                       \
+	"  if ARGV[3] < h then return -2 end\n"                                                 \
+	"  if ARGV[6] == '1' then\n"                                                            \
+	"    local qf = redis.call('GET', KEYS[5])\n"                                           \
+	"    if qf and ARGV[3] < qf then return -5 end\n"                                       \
+	"  end\n"                                                                               \
+	"  local f = redis.call('GET', KEYS[2])\n"                                              \
+	"  if f and f > ARGV[3] then return -3 end\n"                                           \
+	"  if ARGV[8] == '1' then\n"                                                            \
+	"    local m = redis.call('GET', KEYS[7])\n"                                            \
+	"    if not m or ARGV[3] < m then\n"                                                    \
+	EV_STATE_KEY8                                                                            \
+	"      if not whole then return -6 end\n"                                               \
+	"    end\n"                                                                             \
+	"  end\n"                                                                               \
+	"  return 1\n"                                                                          \
+	"end\n"                                                                                 \
+	"local st = verdict()\n"                                                                \
+	"if st == 1 then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end\n"              \
+	"if KEYS[9] then redis.call('DEL', KEYS[9]) end\n"                                      \
+	"return {st, g}\n"
+
 const char *const cs_scripts[CS_SCRIPT_COUNT] = {
-	[CS_SCRIPT_FILL] =
-		"local g = redis.call('GET', KEYS[3]) or '0'\n"
-		"local function verdict()\n"
-		"  if g ~= ARGV[4] then return 0 end\n"
-		"  if ARGV[5] ~= '1' then return 1 end\n"
-		"  if redis.call('GET', KEYS[6]) ~= ARGV[7] then return -4 end\n"
-		"  local h = redis.call('GET', KEYS[4])\n"
-		"  if not h then return -1 end\n"
-		"  if ARGV[3] < h then return -2 end\n"
-		"  if ARGV[6] == '1' then\n"
-		"    local qf = redis.call('GET', KEYS[5])\n"
-		"    if qf and ARGV[3] < qf then return -5 end\n"
-		"  end\n"
-		"  local f = redis.call('GET', KEYS[2])\n"
-		"  if f and f > ARGV[3] then return -3 end\n"
-		"  if ARGV[8] == '1' then\n"
-		/* data at or past every fence ever written passes whatever was evicted; only
-		 * older data needs the eviction state (one INFO): a fence may have been evicted */
-		"    local m = redis.call('GET', KEYS[7])\n"
-		"    if not m or ARGV[3] < m then\n"
-		EV_STATE("KEYS[8]")
-		"      if not whole then return -6 end\n"
-		"    end\n"
-		"  end\n"
-		"  return 1\n"
-		"end\n"
-		"local st = verdict()\n"
-		"if st == 1 then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end\n"
-		/* the miss lease the caller holds, released in the step that stores (a waiter's
-		 * MGET sees both or neither) or refuses; after the SET, which fails first at
-		 * maxmemory under noeviction (an error reply: the caller DELs it) */
-		"if KEYS[9] then redis.call('DEL', KEYS[9]) end\n"
-		"return {st, g}\n",
+	[CS_SCRIPT_FILL] = FILL_SCRIPT(
+		"  if redis.call('GET', KEYS[6]) ~= ARGV[7] then return -4 end\n",
+		EV_STATE("KEYS[8]")),
 	[CS_SCRIPT_INVAL] =
 		ALLOW_OOM
 		EPOCH_GUARD("KEYS[#KEYS - 1]", "ARGV[4]")
@@ -543,36 +550,11 @@ static const char *const cluster_scripts[CS_SCRIPT_ALL_COUNT - CS_SCRIPT_COUNT] 
 	/* CS_SCRIPT_FILL on bucket b's copies: the epoch copy compared by its ":<random>" part
 	 * (each bucket's copy names its own node's run_id), the eviction record with the node's
 	 * run_id (a bucket that moved is not whole on its new node until its next RAISE). */
-	[CS_SCRIPT_C_FILL - CS_SCRIPT_COUNT] =
-		"local g = redis.call('GET', KEYS[3]) or '0'\n"
-		"local function verdict()\n"
-		"  if g ~= ARGV[4] then return 0 end\n"
-		"  if ARGV[5] ~= '1' then return 1 end\n"
+	[CS_SCRIPT_C_FILL - CS_SCRIPT_COUNT] = FILL_SCRIPT(
 		"  local ep = redis.call('GET', KEYS[6])\n"
 		"  if ARGV[7] == '' or not ep or #ep < #ARGV[7] or "
-		"string.sub(ep, -#ARGV[7]) ~= ARGV[7] then return -4 end\n"
-		"  local h = redis.call('GET', KEYS[4])\n"
-		"  if not h then return -1 end\n"
-		"  if ARGV[3] < h then return -2 end\n"
-		"  if ARGV[6] == '1' then\n"
-		"    local qf = redis.call('GET', KEYS[5])\n"
-		"    if qf and ARGV[3] < qf then return -5 end\n"
-		"  end\n"
-		"  local f = redis.call('GET', KEYS[2])\n"
-		"  if f and f > ARGV[3] then return -3 end\n"
-		"  if ARGV[8] == '1' then\n"
-		"    local m = redis.call('GET', KEYS[7])\n"
-		"    if not m or ARGV[3] < m then\n"
-		EV_STATE_C("KEYS[8]")
-		"      if not whole then return -6 end\n"
-		"    end\n"
-		"  end\n"
-		"  return 1\n"
-		"end\n"
-		"local st = verdict()\n"
-		"if st == 1 then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end\n"
-		"if KEYS[9] then redis.call('DEL', KEYS[9]) end\n"
-		"return {st, g}\n",
+		"string.sub(ep, -#ARGV[7]) ~= ARGV[7] then return -4 end\n",
+		EV_STATE_C("KEYS[8]")),
 };
 
 const char *const *cs_scripts_cluster(void)
