@@ -558,7 +558,11 @@ static void refresh_reply(cs_redis *r, redisReply *reply, void *priv)
 		rv = -1;
 	}
 	if (rv != 0) {
-		cs_warn("redis cluster %s: slot map from %s: %s", rc->name, n->addr, err);
+		uint64_t now = cs_now_us(); /* at most one line every 10 s, as above */
+		if (now - rc->refresh_warned_us >= 10000000u) {
+			rc->refresh_warned_us = now;
+			cs_warn("redis cluster %s: slot map from %s: %s", rc->name, n->addr, err);
+		}
 		rc->stats.refresh_errors++;
 		request_refresh(rc);
 	} else {

@@ -171,12 +171,15 @@ static redisContext *redis_connect_checked(const cs_config *cfg, const char *wha
 }
 
 /* A cluster's nodes (cs_check_* on [redis] cluster = on): CLUSTER NODES asked of the first
- * seed of [redis] nodes that answers; each node's "host:port" into out (at most max), the
- * failed and address-less ones left out. Returns the count, or -1 (err says why; *bad when
- * the configuration itself is wrong). */
-static int cluster_nodes(const cs_config *cfg, cs_rc_endpoint *out, int max, bool *bad, char *err,
-	size_t errlen)
+ * seed of [redis] nodes that answers; each node's "host:port" into out (at most max; a node
+ * that does not know its own address, ":port", gets the seed's host). *skipped counts the
+ * nodes listed but not returned (flagged fail, fail?, noaddr or handshake, unparsable, past
+ * max): the caller must not call the cluster checked when it is not 0. Returns the count, or
+ * -1 (err says why; *bad when the configuration itself is wrong). */
+static int cluster_nodes(const cs_config *cfg, cs_rc_endpoint *out, int max, int *skipped,
+	bool *bad, char *err, size_t errlen)
 {
+	*skipped = 0;
 	char *buf = strdup(cfg->redis_nodes ? cfg->redis_nodes : "");
 	char *seeds[CS_RC_MAX_NODES];
 	int nseeds = buf ? cs_split_list(buf, seeds, CS_RC_MAX_NODES) : 0;
@@ -199,18 +202,26 @@ static int cluster_nodes(const cs_config *cfg, cs_rc_endpoint *out, int max, boo
 				next = strchr(line, '\n');
 				if (next)
 					*next++ = '\0';
-				char addr[CS_RC_HOST_MAX + 16], flags[128];
+				char addr[CS_RC_HOST_MAX + 16], flags[128], full[2 * CS_RC_HOST_MAX + 16];
+				if (line[0] == '\0')
+					continue;
 				if (sscanf(line, "%*s %271s %127s", addr, flags) != 2 ||
 					strstr(flags, "fail") || strstr(flags, "noaddr") ||
-					strstr(flags, "handshake"))
+					strstr(flags, "handshake")) {
+					append(err, errlen, "[redis] cluster node not checked: %.200s", line);
+					(*skipped)++;
 					continue;
+				}
 				char *at = strchr(addr, '@');
 				if (at)
 					*at = '\0';
-				if (cs_rc_parse_endpoint(addr, strlen(addr), &out[n]) != 0)
+				/* ":port": the node does not know its own address: the seed's host */
+				snprintf(full, sizeof full, "%s%s", addr[0] == ':' ? seed.host : "", addr);
+				if (n == max || cs_rc_parse_endpoint(full, strlen(full), &out[n]) != 0) {
+					append(err, errlen, "[redis] cluster node not checked: %.200s", line);
+					(*skipped)++;
 					continue;
-				if (out[n].host[0] == '\0')
-					snprintf(out[n].host, sizeof out[n].host, "%s", seed.host);
+				}
 				n++;
 			}
 		} else if (c) {
@@ -294,16 +305,18 @@ int cs_check_servers(const cs_config *cfg, char *err, size_t errlen)
 		if (!server_reachable(what, cfg->replicas[i].conninfo, err, errlen))
 			rc = CS_CHECK_UNREACHABLE;
 	}
-	bool bad;
+	bool bad = false;
 	if (cfg->redis_cluster) {
 		/* every node the cluster lists must answer a PING */
+		int skipped = 0;
 		cs_rc_endpoint *nodes = malloc(CS_RC_MAX_NODES * sizeof *nodes);
-		int n = nodes ? cluster_nodes(cfg, nodes, CS_RC_MAX_NODES, &bad, err, errlen) : -1;
+		int n = nodes ? cluster_nodes(cfg, nodes, CS_RC_MAX_NODES, &skipped, &bad, err, errlen)
+			      : -1;
 		if (bad) {
 			free(nodes);
 			return CS_CHECK_INVALID;
 		}
-		if (n < 0)
+		if (n <= 0 || skipped > 0)
 			rc = CS_CHECK_UNREACHABLE;
 		for (int i = 0; i < n; i++) {
 			redisContext *c = redis_connect_at(cfg, nodes[i].host, nodes[i].port,
@@ -352,12 +365,18 @@ int cs_check_redis(const cs_config *cfg, char *err, size_t errlen)
 	err[0] = '\0';
 	if (!cfg->fence)
 		return CS_CHECK_OK;
-	bool bad;
+	bool bad = false;
 	if (cfg->redis_cluster) {
-		/* every node, masters and replicas: a replica promoted keeps its policy (review 9) */
+		/* every node, masters and replicas: a replica promoted keeps its policy (review 9);
+		 * a node listed but not checked leaves the cluster unchecked (review 10) */
+		int skipped = 0;
 		cs_rc_endpoint *nodes = malloc(CS_RC_MAX_NODES * sizeof *nodes);
-		int n = nodes ? cluster_nodes(cfg, nodes, CS_RC_MAX_NODES, &bad, err, errlen) : -1;
-		int result = bad ? CS_CHECK_INVALID : n < 0 ? CS_CHECK_UNREACHABLE : CS_CHECK_OK;
+		int n = nodes ? cluster_nodes(cfg, nodes, CS_RC_MAX_NODES, &skipped, &bad, err, errlen)
+			      : -1;
+		int result = bad ? CS_CHECK_INVALID
+				 : n <= 0 || skipped > 0 ? CS_CHECK_UNREACHABLE : CS_CHECK_OK;
+		if (n == 0 && !bad)
+			append(err, errlen, "[redis] nodes: the cluster listed no node to check");
 		for (int i = 0; i < n && result != CS_CHECK_INVALID; i++) {
 			char who[CS_RC_HOST_MAX + 24];
 			snprintf(who, sizeof who, "node %s:%d", nodes[i].host, nodes[i].port);

@@ -104,6 +104,7 @@ typedef struct verifier {
 	const char *err_node;                /* the node of the last command */
 	char errstr[128];                    /* the last connection-level failure */
 	unsigned map_ver;                    /* cluster: maps loaded */
+	bool incomplete; /* cluster: a scan cut short by a new slot map (reshard, failover) */
 	PGconn *pg;
 	cs_buf fresh;         /* the primary's result, re-used per entry */
 	uint64_t inv_stalled; /* cs:inv:pos when a wait last timed out (0: none) */
@@ -135,7 +136,7 @@ static void usage(FILE *f)
 	        "      --json         print one JSON object instead of text\n"
 	        "  -v, --verbose      report every skipped entry on stderr\n"
 	        "Exit status: 0 nothing stale, 1 stale entries found, 2 usage or config error,\n"
-	        "3 Redis or the primary unreachable.\n");
+	        "3 Redis or the primary unreachable, or (a cluster) the slot map changed mid-run.\n");
 }
 
 static void note(const verifier *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -683,6 +684,7 @@ static void verify_query(verifier *v, qrun *qr)
 			if (v->map_ver != ver) {
 				/* a MOVED reloaded the map (a reshard): this master's cursor is
 				 * gone; the keys it had left are not checked in this run */
+				v->incomplete = true;
 				note(v, "the slot map changed: the scan of a master ends early");
 				break;
 			}
@@ -812,7 +814,7 @@ static void report_json(const verifier *v, const qrun *runs, int nruns)
 	}
 	cs_json_array_end(&j);
 	cs_json_kv_bool(&j, "stale_keys_truncated", v->total.stale > (uint64_t)v->nstale);
-	cs_json_kv_bool(&j, "complete", !v->fatal);
+	cs_json_kv_bool(&j, "complete", !v->fatal && !v->incomplete);
 	cs_json_object_end(&j);
 	if (cs_sb_puts(&s, stdout) != 0)
 		fputs("cachesvc-verify: out of memory writing the report\n", stderr);
@@ -968,9 +970,14 @@ int main(int argc, char **argv)
 		print_tally_text("total", &v.total);
 		if (v.fatal)
 			printf("incomplete: a server went away during the run\n");
+		else if (v.incomplete)
+			printf("incomplete: the cluster's slot map changed during the run (reshard or "
+			       "failover): some entries were not scanned\n");
 	}
 	/* A stale entry is the finding: it outranks a run cut short. */
-	status = v.total.stale > 0 ? EXIT_STALE : v.fatal ? EXIT_UNREACHABLE : EXIT_CLEAN;
+	status = v.total.stale > 0                ? EXIT_STALE
+	         : v.fatal || v.incomplete ? EXIT_UNREACHABLE
+	                                   : EXIT_CLEAN;
 out:
 	for (int i = 0; i < v.nstale; i++) {
 		free(v.stale[i].query);

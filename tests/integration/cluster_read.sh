@@ -313,6 +313,26 @@ case_policy() {
   out=$(timeout 60 "$CACHESVC" -c "$WORK/cs.ini" --check 2>&1) || rc=$?
   [ $rc = 0 ] || fail "(e) fence = off: the policy does not matter, yet --check exit $rc: $out"
   ok "(e) with fence = off the same cluster passes (the policy matters to the fences only)"
+  # a one-node cluster whose node does not know its own address (CLUSTER NODES lists it as
+  # ":port"): still checked, through the seed's host (it was skipped, and the cluster called
+  # checked: review 10)
+  local p1 d1=$WORK/onenode
+  p1=$(free_port)
+  mkdir -p "$d1"
+  redis-server --port "$p1" --bind 127.0.0.1 --save '' --appendonly no --cluster-enabled yes \
+    --cluster-port "$(free_port)" --cluster-config-file "$d1/nodes.conf" --daemonize yes \
+    --pidfile "$d1/redis.pid" --logfile "$d1/redis.log" --dir "$d1" >/dev/null
+  CLEANUPS+=("redis-cli -p $p1 shutdown nosave")
+  until_true 10 redis_port_pong "$p1" || fail "(e) the one-node cluster did not start"
+  redis-cli -p "$p1" cluster addslotsrange 0 16383 >/dev/null
+  redis-cli -p "$p1" config set maxmemory-policy allkeys-lru >/dev/null
+  redis-cli -p "$p1" cluster nodes | grep -q " :$p1@" || echo "(note: the node knows its address: $(redis-cli -p "$p1" cluster nodes))"
+  sed "s|^nodes = .*|nodes = 127.0.0.1:$p1|; s/^fence = off/fence = on/" "$WORK/cs.ini" >"$WORK/one.ini"
+  rc=0
+  out=$(timeout 60 "$CACHESVC" -c "$WORK/one.ini" --check 2>&1) || rc=$?
+  [ $rc = 1 ] && grep -q "node 127.0.0.1:$p1: maxmemory-policy is allkeys-lru" <<<"$out" ||
+    fail "(e) a one-node cluster with allkeys-lru: exit $rc, want 1 naming node $p1: $out"
+  ok "(e) a node listed as \":$p1\" is checked through the seed's host: refused"
   # a daemon with no epoch (fence off, no invalidator ever ran on this cluster): an admin
   # INVALIDATE of one key works as on one Redis (the cluster script's epoch check exempts an
   # empty epoch, as EPOCH_GUARD does; it answered EPOCH before: review 9)
