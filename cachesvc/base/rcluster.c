@@ -125,22 +125,35 @@ static void node_state(cs_redis *r, bool up, void *priv)
 		rc->user_on_state(r, up, rc->user_state_priv);
 }
 
-static void pct_encode(const char *s, char *out, size_t outlen)
+/* Percent-encodes s (RFC 3986 unreserved kept) into out; false when it does not fit. */
+static bool pct_encode(const char *s, char *out, size_t cap)
 {
 	static const char hex[] = "0123456789ABCDEF";
-	size_t o = 0;
-	for (; *s && o + 4 < outlen; s++) {
+	size_t n = 0;
+	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
-		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		        c == '-' || c == '.' || c == '_' || c == '~') {
-			out[o++] = (char)c;
+		bool keep = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		        (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' || c == '~';
+		if (n + (keep ? 1 : 3) >= cap)
+			return false;
+		if (keep) {
+			out[n++] = (char)c;
 		} else {
-			out[o++] = '%';
-			out[o++] = hex[c >> 4];
-			out[o++] = hex[c & 15];
+			out[n++] = '%';
+			out[n++] = hex[c >> 4];
+			out[n++] = hex[c & 15];
 		}
 	}
-	out[o] = '\0';
+	out[n] = '\0';
+	return true;
+}
+
+int cs_rc_node_url(const cs_rc *rc, const char *host, int port, char *out, size_t cap)
+{
+	bool v6 = strchr(host, ':') != NULL;
+	int n = snprintf(out, cap, "redis://%s%s%s%s:%d/0", rc->userinfo ? rc->userinfo : "",
+	        v6 ? "[" : "", host, v6 ? "]" : "", port);
+	return n > 0 && (size_t)n < cap ? 0 : -1;
 }
 
 static rc_node *node_new(cs_rc *rc, const char *host, int port)
@@ -151,11 +164,13 @@ static rc_node *node_new(cs_rc *rc, const char *host, int port)
 	n->rc = rc;
 	snprintf(n->host, sizeof n->host, "%s", host);
 	n->port = port;
-	bool v6 = strchr(host, ':') != NULL;
 	snprintf(n->addr, sizeof n->addr, "%s:%d", host, port);
-	char url[1024], name[512], err[256];
-	snprintf(url, sizeof url, "redis://%s%s%s%s:%d/0", rc->userinfo, v6 ? "[" : "", host,
-	        v6 ? "]" : "", port);
+	char url[2048], name[512], err[256];
+	if (cs_rc_node_url(rc, host, port, url, sizeof url) != 0) {
+		cs_error("redis cluster %s: node %s: its URL does not fit", rc->name, n->addr);
+		free(n);
+		return NULL;
+	}
 	snprintf(name, sizeof name, "%s %s", rc->name, n->addr);
 	cs_redis_opts o = rc->tmpl;
 	o.url = url;
@@ -656,9 +671,11 @@ static int cluster_setup(cs_rc *rc, const cs_rc_opts *o, char *err, size_t errle
 		goto out;
 	}
 	char user[400], pass[800];
-	pct_encode(u.username, user, sizeof user);
-	pct_encode(u.password, pass, sizeof pass);
-	char info[1300];
+	if (!pct_encode(u.username, user, sizeof user) || !pct_encode(u.password, pass, sizeof pass)) {
+		snprintf(err, errlen, "redis url: user or password too long");
+		goto out;
+	}
+	char info[1300]; /* "user:password@" (no password: no user, as AUTH) */
 	if (u.password[0])
 		snprintf(info, sizeof info, "%s:%s@", user, pass);
 	else

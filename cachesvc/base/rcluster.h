@@ -198,6 +198,11 @@ int cs_rc_slot_node(const cs_rc *rc, uint16_t slot);
 void cs_rc_get_node_stats(const cs_rc *rc, int i, cs_rc_node_stats *out);
 const cs_rc_stats *cs_rc_get_stats(const cs_rc *rc);
 
+/* The URL of a node (cluster mode): "redis://<user:password@ of opts.node.url>host:port/0"
+ * (an IPv6 host in brackets); 0, or -1 when it does not fit in cap. It holds the password:
+ * clear it after use. */
+int cs_rc_node_url(const cs_rc *rc, const char *host, int port, char *out, size_t cap);
+
 /* True in cluster mode. */
 bool cs_rc_cluster(const cs_rc *rc);
 

@@ -239,6 +239,31 @@ static int cluster_nodes(const cs_config *cfg, cs_rc_endpoint *out, int max, int
 	return n;
 }
 
+/* The nodes a cluster check must reach (malloc'ed, *n of them; NULL when none) and the check's
+ * verdict so far: CS_CHECK_INVALID (the configuration), CS_CHECK_UNREACHABLE (no seed gave the
+ * list, it named no node, or a node listed cannot be checked: the cluster is not called
+ * checked, review 10), else CS_CHECK_OK. */
+static cs_rc_endpoint *nodes_to_check(const cs_config *cfg, int *n, int *verdict, char *err,
+	size_t errlen)
+{
+	bool bad = false;
+	int skipped = 0;
+	cs_rc_endpoint *nodes = malloc(CS_RC_MAX_NODES * sizeof *nodes);
+	*n = nodes ? cluster_nodes(cfg, nodes, CS_RC_MAX_NODES, &skipped, &bad, err, errlen) : -1;
+	if (nodes == NULL)
+		append(err, errlen, "[redis] nodes: out of memory");
+	else if (*n == 0 && !bad)
+		append(err, errlen, "[redis] nodes: the cluster listed no node to check");
+	*verdict = bad ? CS_CHECK_INVALID
+		       : *n <= 0 || skipped > 0 ? CS_CHECK_UNREACHABLE : CS_CHECK_OK;
+	if (*n <= 0 || bad) {
+		*n = 0;
+		free(nodes);
+		return NULL;
+	}
+	return nodes;
+}
+
 /* One Redis's maxmemory-policy against fence.c (i): CS_CHECK_INVALID (err names it) or OK. */
 static int policy_of(redisContext *rc, const char *who, char *err, size_t errlen)
 {
@@ -308,16 +333,12 @@ int cs_check_servers(const cs_config *cfg, char *err, size_t errlen)
 	bool bad = false;
 	if (cfg->redis_cluster) {
 		/* every node the cluster lists must answer a PING */
-		int skipped = 0;
-		cs_rc_endpoint *nodes = malloc(CS_RC_MAX_NODES * sizeof *nodes);
-		int n = nodes ? cluster_nodes(cfg, nodes, CS_RC_MAX_NODES, &skipped, &bad, err, errlen)
-			      : -1;
-		if (bad) {
-			free(nodes);
+		int n, verdict;
+		cs_rc_endpoint *nodes = nodes_to_check(cfg, &n, &verdict, err, errlen);
+		if (verdict == CS_CHECK_INVALID)
 			return CS_CHECK_INVALID;
-		}
-		if (n <= 0 || skipped > 0)
-			rc = CS_CHECK_UNREACHABLE;
+		if (verdict != CS_CHECK_OK)
+			rc = verdict;
 		for (int i = 0; i < n; i++) {
 			redisContext *c = redis_connect_at(cfg, nodes[i].host, nodes[i].port,
 				"reach a cluster node", &bad, err, errlen);
@@ -367,16 +388,9 @@ int cs_check_redis(const cs_config *cfg, char *err, size_t errlen)
 		return CS_CHECK_OK;
 	bool bad = false;
 	if (cfg->redis_cluster) {
-		/* every node, masters and replicas: a replica promoted keeps its policy (review 9);
-		 * a node listed but not checked leaves the cluster unchecked (review 10) */
-		int skipped = 0;
-		cs_rc_endpoint *nodes = malloc(CS_RC_MAX_NODES * sizeof *nodes);
-		int n = nodes ? cluster_nodes(cfg, nodes, CS_RC_MAX_NODES, &skipped, &bad, err, errlen)
-			      : -1;
-		int result = bad ? CS_CHECK_INVALID
-				 : n <= 0 || skipped > 0 ? CS_CHECK_UNREACHABLE : CS_CHECK_OK;
-		if (n == 0 && !bad)
-			append(err, errlen, "[redis] nodes: the cluster listed no node to check");
+		/* every node, masters and replicas: a replica promoted keeps its policy (review 9) */
+		int n, result;
+		cs_rc_endpoint *nodes = nodes_to_check(cfg, &n, &result, err, errlen);
 		for (int i = 0; i < n && result != CS_CHECK_INVALID; i++) {
 			char who[CS_RC_HOST_MAX + 24];
 			snprintf(who, sizeof who, "node %s:%d", nodes[i].host, nodes[i].port);

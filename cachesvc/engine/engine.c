@@ -28,54 +28,6 @@ static cs_pgpool_opts pool_opts(const cs_engine *e, const cs_config *cfg)
 	};
 }
 
-/* Percent-encodes s (RFC 3986 unreserved kept) into out; false when it does not fit. */
-static bool pct_encode(const char *s, char *out, size_t cap)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t n = 0;
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		bool keep = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			(c >= '0' && c <= '9') || strchr("-._~", c) != NULL;
-		if (n + (keep ? 1 : 3) >= cap)
-			return false;
-		if (keep) {
-			out[n++] = (char)c;
-		} else {
-			out[n++] = '%';
-			out[n++] = hex[c >> 4];
-			out[n++] = hex[c & 15];
-		}
-	}
-	out[n] = '\0';
-	return true;
-}
-
-/* The pub/sub connection's URL on a cluster: the seed "host:port" with the user and password
- * of [redis] url. 0, or -1 (then the url itself is used). */
-static int pubsub_url(const char *url, const char *seed, char *out, size_t cap)
-{
-	cs_redis_url u;
-	char why[256], user[400], pass[800];
-	int rv = -1;
-	if (!cs_redis_url_parse(url, &u, why, sizeof why))
-		goto out;
-	if (!pct_encode(u.username, user, sizeof user) || !pct_encode(u.password, pass, sizeof pass))
-		goto out;
-	const char *colon = strrchr(seed, ':');
-	size_t hl = colon ? (size_t)(colon - seed) : strlen(seed);
-	bool v6 = colon && memchr(seed, ':', hl) != NULL && seed[0] != '[';
-	bool pw = u.password[0] != '\0'; /* "user:password@"; no password, no user (AUTH) */
-	int n = snprintf(out, cap, "redis://%s%s%s%s%s%.*s%s%s/0", pw ? user : "", pw ? ":" : "",
-		pw ? pass : "", pw ? "@" : "", v6 ? "[" : "", (int)hl, seed, v6 ? "]" : "",
-		colon ? colon : "");
-	rv = n > 0 && (size_t)n < cap ? 0 : -1;
-out:
-	explicit_bzero(&u, sizeof u);
-	explicit_bzero(pass, sizeof pass);
-	return rv;
-}
-
 cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, size_t errlen)
 {
 	cs_engine *e = calloc(1, sizeof *e);
@@ -135,11 +87,19 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 		seedbuf = strdup(cfg->redis_nodes ? cfg->redis_nodes : "");
 		rco.nseeds = seedbuf ? cs_split_list(seedbuf, seeds, CS_RC_MAX_NODES) : 0;
 		rco.seeds = (const char *const *)seeds;
-		/* pub/sub on the first seed: PUBLISH reaches every node's subscribers */
-		if (rco.nseeds > 0 && pubsub_url(cfg->redis_url, seeds[0], psurl, sizeof psurl) != 0)
-			psurl[0] = '\0';
 	}
 	e->redis = cs_rc_new(base, &rco, err, errlen);
+	if (e->redis && cfg->redis_cluster) {
+		/* pub/sub on the first seed: PUBLISH reaches every node's subscribers */
+		cs_rc_endpoint seed;
+		if (rco.nseeds == 0 ||
+			cs_rc_parse_endpoint(seeds[0], strlen(seeds[0]), &seed) != 0 ||
+			cs_rc_node_url(e->redis, seed.host, seed.port, psurl, sizeof psurl) != 0) {
+			snprintf(err, errlen, "[redis] nodes: no usable first node for pub/sub");
+			cs_rc_free(e->redis);
+			e->redis = NULL;
+		}
+	}
 	free(seedbuf);
 	cs_redis_opts po = { .name = "pubsub", .url = psurl[0] ? psurl : cfg->redis_url,
 		.timeout_ms = cfg->redis_timeout_ms, .max_pending = 16, .on_state = on_pubsub_state,
