@@ -167,6 +167,7 @@ static rc_node *node_new(cs_rc *rc, const char *host, int port)
 	snprintf(n->addr, sizeof n->addr, "%s:%d", host, port);
 	char url[2048], name[512], err[256];
 	if (cs_rc_node_url(rc, host, port, url, sizeof url) != 0) {
+		explicit_bzero(url, sizeof url);
 		cs_error("redis cluster %s: node %s: its URL does not fit", rc->name, n->addr);
 		free(n);
 		return NULL;
@@ -178,7 +179,7 @@ static rc_node *node_new(cs_rc *rc, const char *host, int port)
 	o.on_state = node_state;
 	o.state_priv = n;
 	n->r = cs_redis_new(rc->base, &o, err, sizeof err);
-	memset(url, 0, sizeof url); /* held the password */
+	explicit_bzero(url, sizeof url); /* held the password */
 	if (n->r == NULL) {
 		cs_error("redis cluster %s: node %s: %s", rc->name, n->addr, err);
 		free(n);
@@ -672,6 +673,7 @@ static int cluster_setup(cs_rc *rc, const cs_rc_opts *o, char *err, size_t errle
 	}
 	char user[400], pass[800];
 	if (!pct_encode(u.username, user, sizeof user) || !pct_encode(u.password, pass, sizeof pass)) {
+		explicit_bzero(pass, sizeof pass);
 		snprintf(err, errlen, "redis url: user or password too long");
 		goto out;
 	}
@@ -681,8 +683,8 @@ static int cluster_setup(cs_rc *rc, const cs_rc_opts *o, char *err, size_t errle
 	else
 		info[0] = '\0';
 	rc->userinfo = strdup(info);
-	memset(pass, 0, sizeof pass);
-	memset(info, 0, sizeof info);
+	explicit_bzero(pass, sizeof pass);
+	explicit_bzero(info, sizeof info);
 	int nseeds = o->nseeds > 0 ? o->nseeds : 1;
 	rc->seeds = calloc((size_t)nseeds, sizeof *rc->seeds);
 	if (rc->userinfo == NULL || rc->seeds == NULL) {
@@ -705,7 +707,7 @@ static int cluster_setup(cs_rc *rc, const cs_rc_opts *o, char *err, size_t errle
 	rc->nseeds = nseeds;
 	rv = 0;
 out:
-	memset(&u, 0, sizeof u);
+	explicit_bzero(&u, sizeof u);
 	return rv;
 }
 
@@ -803,7 +805,7 @@ void cs_rc_free(cs_rc *rc)
 		free(rc->scripts[i]);
 	free(rc->scripts);
 	if (rc->userinfo) {
-		memset(rc->userinfo, 0, strlen(rc->userinfo));
+		explicit_bzero(rc->userinfo, strlen(rc->userinfo));
 		free(rc->userinfo);
 	}
 	free(rc->seeds);

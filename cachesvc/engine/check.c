@@ -198,7 +198,7 @@ static int cluster_nodes(const cs_config *cfg, cs_rc_endpoint *out, int max, int
 		if (r && r->type == REDIS_REPLY_STRING) {
 			n = 0;
 			/* "<id> <ip:port@cport[,hostname]> <flags> ..." per line */
-			for (char *line = r->str, *next; line && *line && n < max; line = next) {
+			for (char *line = r->str, *next; line && *line; line = next) {
 				next = strchr(line, '\n');
 				if (next)
 					*next++ = '\0';

@@ -724,6 +724,8 @@ static void verify_query(verifier *v, qrun *qr)
 			freeReplyObject(r);
 		} while (strcmp(cursor, "0") != 0);
 	}
+	if (v->map_ver != ver)
+		v->incomplete = true; /* a map reloaded during the last master's checks */
 
 	for (long i = 0; i < rs.n; i++) {
 		if (!v->fatal)
