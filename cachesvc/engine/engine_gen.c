@@ -59,8 +59,8 @@ static void on_gens_reply(cs_rc *rc, redisReply *reply, void *priv)
 void load_gens(cs_engine *e)
 {
 	qtable *t = e->qt;
-	if (!cs_rc_ready(e->redis) || e->gens_busy)
-		return;
+	if (!cs_rc_slot_ready(e->redis, e->bslot[0]) || e->gens_busy)
+		return; /* GENS runs on bucket 0 alone */
 	size_t n = (size_t)t->nq + 1;
 	const char **argv = calloc(n, sizeof *argv);
 	size_t *lens = calloc(n, sizeof *lens);
@@ -150,7 +150,7 @@ void on_gen_timer(evutil_socket_t fd, short what, void *arg)
 {
 	cs_engine *e = arg;
 	for (int i = 0; i < e->qt->nq; i++)
-		if (e->qt->qs[i].pending_bump && cs_rc_ready(e->redis))
+		if (e->qt->qs[i].pending_bump && cs_rc_slot_ready(e->redis, e->bslot[0]))
 			bump_generation(e, &e->qt->qs[i]);
 	load_gens(e);
 	near_heartbeat(e);

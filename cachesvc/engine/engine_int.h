@@ -403,6 +403,16 @@ static inline uint16_t key_slot(const cs_engine *e, const char *key, size_t len)
 	return e->ks.cluster ? e->bslot[key_bucket(e, key, len)] : 0;
 }
 
+/* Whether Redis may be asked about a key of `slot`: its master is ready and, on a cluster,
+ * so is bucket 0's, where the generations, the epoch and the bumps live (without it a bump
+ * would go unseen). Per slot, not all-or-nothing: one master down bypasses the cache for
+ * the keys of its slots only (CLUSTER.md R9). Single Redis: the connection. */
+static inline bool slot_usable(const cs_engine *e, uint16_t slot)
+{
+	return cs_rc_slot_ready(e->redis, slot) &&
+	       (!e->ks.cluster || cs_rc_slot_ready(e->redis, e->bslot[0]));
+}
+
 /* The cache connection's one cs_redis (single mode), for what belongs to the connection
  * rather than to a key: CLIENT TRACKING and the near cache's heartbeat, stats. */
 static inline cs_redis *cache_conn(const cs_engine *e)
