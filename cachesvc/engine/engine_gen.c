@@ -52,6 +52,17 @@ static void on_gens_reply(cs_rc *rc, redisReply *reply, void *priv)
 					t->qs[i].gen_known = true;
 			}
 		}
+	} else if (reply != NULL) {
+		/* refused (CROSSSLOT: a cluster used as one Redis, NOSCRIPT, an ACL, OOM...) or
+		 * malformed: the cache stays bypassed until a poll succeeds, so say why, at most
+		 * once a minute (the poll runs every GEN_POLL_MS) */
+		e->stats.gens_errors++;
+		uint64_t now = cs_now_us();
+		if (now - e->gens_warned_us > 60u * 1000u * 1000u) {
+			e->gens_warned_us = now;
+			cs_warn("redis: the generations poll failed (%s): bypassing the cache until it "
+				"succeeds", reply->type == REDIS_REPLY_ERROR ? reply->str : "malformed reply");
+		}
 	}
 	qtable_unref(t);
 }

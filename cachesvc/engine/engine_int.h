@@ -273,6 +273,7 @@ struct cs_engine {
 	bool near_tracked;	  /* ... answered OK: on once this session's heartbeat echoes */
 	uint64_t near_track_seq;  /* tracking sessions: names the heartbeat key */
 	uint64_t near_warned_us;  /* last rate-limited warning */
+	uint64_t gens_warned_us;  /* last warning of a failed generations poll */
 	int64_t near_redirect;	  /* the pub/sub connection id it named */
 	uint64_t near_hb_sent_us; /* a heartbeat waits for its echo since; 0: none */
 	near_commit near_commits[NEAR_COMMITS];

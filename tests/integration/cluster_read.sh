@@ -5,7 +5,8 @@
 #           master CLUSTER SLOTS names for that slot; an MGET of keys on the 3 masters answers
 #           every item, in order, from the cache; an admin INVALIDATE of one key; the verifier
 #           sampler checks cluster entries (0 stale). Negative control: the same config with
-#           cluster = off against one master fills nothing on the others (MOVED: bypassed).
+#           cluster = off against one master: not every key cached, and the reason in the log
+#           (the generations poll refused CROSSSLOT, keys MOVED).
 #   inval:  UPDATE, DELETE and TRUNCATE reach the cached entries on every master; then a race:
 #           writers UPDATE rows while readers read through the delayed replica; once the
 #           invalidator confirmed the last write, every cached row equals the primary's (0
@@ -124,7 +125,14 @@ for l in sys.stdin:
   [ "$(echo "$out" | grep -c '"rows"')" = 12 ] || fail "(a) negative control: not every item answered: $out"
   n=$(echo "$out" | grep -c '"source":"cache"' || true)
   [ "$n" -lt 12 ] || fail "(a) negative control: without routing all 12 keys were still cached"
-  ok "(a) negative control: without cluster routing only $n of 12 keys could be cached (MOVED)"
+  # the reason (review R8): a daemon that does not route sends keys of several slots to one
+  # master: the generations poll (one script over the epoch and every generation key) is
+  # refused CROSSSLOT, and keys of other masters' slots MOVED; the named reason must be seen
+  local why
+  metric_ge cachesvc_redis_gens_errors_total 1 || fail "(a) negative control: no generations poll failed"
+  why=$(grep -o 'CROSSSLOT\|MOVED [0-9]*' "$WORK/neg.log" | sort | uniq -c | tr '\n' ' ')
+  [ -n "$why" ] || fail "(a) negative control: no CROSSSLOT or MOVED in the daemon's log: $(tail -5 "$WORK/neg.log")"
+  ok "(a) negative control: without cluster routing $n of 12 keys cached, the cache refused: $why"
 }
 
 case_inval() {
