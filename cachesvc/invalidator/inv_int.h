@@ -149,6 +149,7 @@ struct cs_inv {
 	uint64_t last_status_us, last_horizon_us;
 	bool status_pending; /* could not queue a status message: retry */
 	bool paused;	     /* FIFO full (a cluster: or too many commands): not reading */
+	bool pause_fifo;     /* the pause was the FIFO's (else the commands', V3) */
 	/* Redis commands sent and not answered, plus those owed by them (a bump's GEN_SET
 	 * fan-out, an INVAL's routed DELs: counted when the bump or INVAL is sent). A cluster
 	 * stops reading the stream at cmds_limit (review V3), so at most cmds_limit plus one

@@ -210,6 +210,7 @@ void inv_pause_update(cs_inv *inv)
 			return;
 		/* Redis is far behind: stop reading the stream (the walsender waits). */
 		inv->paused = true;
+		inv->pause_fifo = cs_ledger_should_pause(inv->ledger);
 		inv->stats.pauses++;
 		if (inv->ev_added) {
 			event_del(&inv->ev);

@@ -805,8 +805,14 @@ void cs_inv_metrics(const cs_inv *inv, cs_metrics *m)
 	        "commands in flight or owed, at their bound",
 	        s->pauses, NULL);
 	cs_m(m, CS_M_GAUGE, "cachesvc_invalidator_paused",
-	        "1 while reading the stream is stopped on those bounds", inv->paused ? 1 : 0, NULL);
-	cs_m(m, CS_M_GAUGE, "cachesvc_invalidator_redis_commands",
+	        "1 while reading the stream is stopped, by reason: fifo (commits waiting for "
+	        "Redis), commands (a cluster's Redis commands in flight or owed)",
+	        inv->paused && inv->pause_fifo ? 1 : 0, "reason", "fifo", NULL);
+	cs_m(m, CS_M_GAUGE, "cachesvc_invalidator_paused",
+	        "1 while reading the stream is stopped, by reason: fifo (commits waiting for "
+	        "Redis), commands (a cluster's Redis commands in flight or owed)",
+	        inv->paused && !inv->pause_fifo ? 1 : 0, "reason", "commands", NULL);
+	cs_m(m, CS_M_GAUGE, "cachesvc_invalidator_redis_commands_in_flight",
 	        "Redis commands in flight or owed (a cluster's bound: review V3)",
 	        (double)inv->cmds, NULL);
 	inv_rq_metrics(inv, m);

@@ -45,6 +45,7 @@
 #          lands: its entries are gone, the confirmed position catches up, cachesvc-verify
 #          finds 0 stale. Negative control (--retry-max 0, no queue: the stream restarts as
 #          before V2): the healthy masters' entries are not invalidated within the bound.
+#          And a queue past its bound (--retry-max 1) restarts the stream as before, logged.
 #   v3:    review V3: the Redis commands in flight or owed (a bump's GEN_SETs, an INVAL's DELs)
 #          are bounded: 20 TRUNCATEs replayed in one burst with the bound at 300 pause the
 #          stream and never exceed 300 + one commit's 256, every bucket ends at bucket 0's
@@ -708,7 +709,20 @@ case_v2() {
   [ "$vrc" = 0 ] && [ "$vs" = 0 ] && [ "$vc" -ge 3 ] || fail "v2: cachesvc-verify: exit $vrc, checked $vc, stale $vs: $vout $(cat "$WORK/verify.err")"
   ok "v2: $V2_P resumed: its queued commands landed (entries of ids ${V2_A[*]} gone), confirmed past every commit, the stream never restarted; cachesvc-verify: $vc checked, 0 stale"
   stop_drive
+  # past the queue's bound (1 command): the stream restarts, as before V2 (logged, counted)
+  local r0 lsn
+  start_drive --retry-max 1
+  r0=$(stat reconnects)
+  kill -STOP "$V2_PID"
+  lsn=$(commit_lsn "UPDATE users SET name = name || 'c' WHERE id <= 40")
+  until_true 30 v2_overflowed "$r0" || fail "v2: a retry queue past its bound did not restart the stream ($(cat "$STATS"))"
+  grep -q "retry queue of redis node .* is full" "$WORK/drive.log" || fail "v2: the overflow was not logged"
+  kill -CONT "$V2_PID"
+  wait_confirmed "$lsn"
+  ok "v2: a retry queue past its bound (1 command) restarts the stream as before V2: $(stat rq_overflows) overflows, logged; confirmed once $V2_P is back"
+  stop_drive
 }
+v2_overflowed() { [ "$(stat rq_overflows)" -ge 1 ] && [ "$(stat reconnects)" -gt "$1" ]; }
 
 case "$PART" in
 basic) case_basic ;;
