@@ -94,6 +94,13 @@ for l in sys.stdin:
     [ "$(http /metrics | grep -c "^cachesvc_redis_cluster_node_up{client=\"$c\",node=\"[^\"]*\"} 1$")" = 3 ] ||
       fail "(a) /metrics: want 3 masters up for $c: $(http /metrics | grep "node_up{client=\"$c\"")"
   done
+  # the invalidator's retry queue (review V2) and stream pauses (review 10 F4) are exported
+  out=$(http /metrics)
+  for m in 'cachesvc_invalidator_retry_queue_commands 0' 'cachesvc_invalidator_retry_overflows_total 0' \
+    'cachesvc_invalidator_paused{reason="commands"} 0' 'cachesvc_invalidator_pauses_total 0'; do
+    grep -qxF "$m" <<<"$out" || fail "(a) /metrics: no \"$m\": $(echo "$out" | grep -E 'invalidator_(retr|paus|redis_commands)')"
+  done
+  grep -q '^cachesvc_invalidator_redis_commands_in_flight ' <<<"$out" || fail "(a) /metrics: no commands in flight"
   ok "(a) SHOW slots names the masters of CLUSTER SLOTS ($(echo "$got" | wc -l) ranges, all ready); 3 masters up in /metrics for the cache and the invalidator"
   out=$(cli --json mget --each cu 1 2 3 4 5 6 7 8 9 10 11 12)
   n=$(echo "$out" | grep -c '"source":"cache"' || true)
