@@ -6,7 +6,10 @@
 # names. Both primaries take writes; each replica streams from its own primary only (its WAL
 # sender's port, its system identifier and the rows it replays are its primary's and never
 # the other shard's: each check is also made against the other shard and must fail there);
-# `stop` leaves no server running and no pid file behind.
+# with CS_BUILD (meson), a sharded config for these servers passes `cachesvc --check
+# --offline` and is refused, "not yet supported", by the daemon and by `--check` (issue #18
+# step 1; control: the same file with shard 1 as [primary] passes `--check`); `stop` leaves
+# no server running and no pid file behind.
 set -euo pipefail
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -96,6 +99,51 @@ for k in 1 2; do
     fail "shard$k replica has shard$o's row"
 done
 ok "each replica streams from, is a copy of, and replays its own primary only"
+
+# ---- the daemon: a sharded config validates offline, and is refused to run (step 1) ----------
+# (CS_BUILD: meson's daemon_env; without it, e.g. run by hand, this part is skipped)
+if [ -n "${CS_BUILD:-}" ]; then
+  CS=$CS_BUILD/cachesvc/cachesvc
+  ini=$SB/sharded.ini
+  cat >"$ini" <<INI
+[cachesvc]
+listen = 127.0.0.1:1
+admin_listen =
+shard_map = ranges
+shard_ranges = 1-1000:s1, 1001-2000:s2
+[redis]
+url = $CS_REDIS_URL
+[shard s1]
+conninfo = $CS_PG_SHARD1_PRIMARY
+[shard s2]
+conninfo = $CS_PG_SHARD2_PRIMARY
+[replica r1]
+conninfo = $CS_PG_SHARD1_REPLICA1
+shard = s1
+[replica r2]
+conninfo = $CS_PG_SHARD2_REPLICA1
+shard = s2
+[query t]
+sql = SELECT v FROM t WHERE id = \$1
+params = id:int4
+shard_key = id
+INI
+  "$CS" -c "$ini" --check --offline >"$OUT" 2>&1 || fail "--check --offline refused the sharded config: $(cat "$OUT")"
+  grep -q ': ok (offline' "$OUT" || fail "--check --offline: $(cat "$OUT")"
+  for mode in serve check; do
+    args=(-c "$ini")
+    [ $mode = check ] && args+=(--check)
+    rc=0
+    timeout 30 "$CS" "${args[@]}" >"$OUT" 2>&1 || rc=$?
+    [ $rc = 1 ] || fail "cachesvc ${args[*]} exited $rc on a sharded config, not 1: $(cat "$OUT")"
+    grep -q 'shards are not yet supported' "$OUT" || fail "cachesvc ${args[*]}: $(cat "$OUT")"
+  done
+  # control: the same file without its shards (shard 1 as [primary]) passes the same --check
+  sed -e '/^shard/d' -e 's/^\[shard s1\]/[primary]/' -e '/^\[shard s2\]/,+1d' -e '/^\[replica r2\]/,+1d' \
+    "$ini" >"$SB/plain.ini"
+  timeout 60 "$CS" -c "$SB/plain.ini" --check >"$OUT" 2>&1 || fail "control config refused: $(cat "$OUT")"
+  ok "a sharded config passes --check --offline and is refused (not yet supported) to run or --check"
+fi
 
 # ---- stop cleans up -------------------------------------------------------------------------
 pids=()
