@@ -16,6 +16,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <libpq-fe.h>
+
 #include "config_int.h"
 #include "redis_url.h"
 #include "sql_placeholders.h"
@@ -34,11 +36,13 @@ const struct section_def cs_cfg_sections[SEC__COUNT] = {
         [SEC_REPLICA] = {"replica", true},
         [SEC_QUERY] = {"query", true},
         [SEC_INVALIDATOR] = {"invalidator", false},
+        [SEC_SHARD] = {"shard", true},
 };
 
 #define CFG(f) offsetof(cs_config, f)
 #define REP(f) offsetof(cs_replica_def, f)
 #define QRY(f) offsetof(cs_query_def, f)
+#define SHD(f) offsetof(cs_shard_def, f)
 /* clang-format off */
 #define NO_KIND_DEF {NULL, NULL, NULL}
 /* clang-format on */
@@ -156,6 +160,14 @@ const struct key_def cs_cfg_keys[] = {
                 cs_cfg_check_log_level, "debug, info, warning or error"},
         {SEC_SERVICE, "log_format", KT_STRING, CFG(log_format), "auto", NO_KIND_DEF, 0, 0, 0,
                 cs_cfg_check_log_format, "auto, text or journal"},
+        {SEC_SERVICE, "shard_map", KT_STRING, CFG(shard_map_text), NULL, NO_KIND_DEF,
+                KF_NULLABLE | KF_SHARDING, 0, 0, cs_cfg_check_shard_map,
+                "with [shard NAME] sections: how a query's shard key picks its shard, hash or "
+                "ranges"},
+        {SEC_SERVICE, "shard_ranges", KT_STRING, CFG(shard_ranges_text), NULL, NO_KIND_DEF,
+                KF_NULLABLE | KF_SHARDING, 0, 0, NULL,
+                "with shard_map = ranges: LO-HI:SHARD, ... inclusive integer key ranges, "
+                "contiguous, no overlap"},
 
         /* [redis] */
         {SEC_REDIS, "url", KT_STRING, CFG(redis_url), "redis://127.0.0.1:6379/0", NO_KIND_DEF,
@@ -180,8 +192,8 @@ const struct key_def cs_cfg_keys[] = {
                 cs_cfg_check_redis_nodes,
                 "cluster: host:port, host:port, ... seed nodes (the slot map is asked of them); "
                 "user and password from url"},
-        {SEC_REDIS, "cluster_repair", KT_BOOL, CFG(redis_cluster_repair), "true", NO_KIND_DEF, 0,
-                0, 0, NULL,
+        {SEC_REDIS, "cluster_repair", KT_BOOL, CFG(redis_cluster_repair), "true", NO_KIND_DEF, 0, 0,
+                0, NULL,
                 "cluster: a fill refused because its bucket missed a generation repairs the "
                 "bucket from bucket 0; off only as a test's negative control"},
 
@@ -201,6 +213,9 @@ const struct key_def cs_cfg_keys[] = {
                 "comma list of the tiers this replica serves: critical, default, batch"},
         {SEC_REPLICA, "pool_size", KT_INT, REP(pool_size), "4", NO_KIND_DEF, KF_RELOAD, 1, 256,
                 NULL, "connections to this replica"},
+        {SEC_REPLICA, "shard", KT_STRING, REP(shard), NULL, NO_KIND_DEF,
+                KF_RELOAD | KF_NULLABLE | KF_SHARDING, 0, 0, NULL,
+                "with [shard NAME] sections: the shard whose primary this replica follows"},
 
         /* [query NAME]; the whole section is reloadable. Order matters: kind before the
          * policies whose defaults it picks, ttl before the keys derived from it, params
@@ -238,6 +253,13 @@ const struct key_def cs_cfg_keys[] = {
                 "one more Redis round trip, one query for a key missed by many processes"},
         {SEC_QUERY, "invalidate_on", KT_INVALIDATE, QRY(ninval), "", NO_KIND_DEF, KF_RELOAD, 0, 0,
                 NULL, "table(col = $N, ...) or table, comma separated; empty = TTL only"},
+        {SEC_QUERY, "shard_key", KT_STRING, QRY(shard_key), NULL, NO_KIND_DEF,
+                KF_RELOAD | KF_NULLABLE | KF_SHARDING, 0, 0, NULL,
+                "with [shard NAME] sections: the parameter whose value picks the shard"},
+        {SEC_QUERY, "shard", KT_STRING, QRY(shard), NULL, NO_KIND_DEF,
+                KF_RELOAD | KF_NULLABLE | KF_SHARDING, 0, 0, NULL,
+                "with [shard NAME] sections: the one shard this query reads (its tables live "
+                "there alone), instead of shard_key"},
 
         /* [invalidator] */
         {SEC_INVALIDATOR, "enabled", KT_BOOL, CFG(inval_enabled), "false", NO_KIND_DEF, 0, 0, 0,
@@ -257,6 +279,16 @@ const struct key_def cs_cfg_keys[] = {
         {SEC_INVALIDATOR, "receive_timeout", KT_DURATION, CFG(receive_timeout_ms), "30s",
                 NO_KIND_DEF, KF_RELOAD, 0, HOUR_MS, NULL,
                 "restart the replication stream when nothing arrives for this long (0 = never)"},
+
+        /* [shard NAME] (SHARDS.md); not reloadable */
+        {SEC_SHARD, "conninfo", KT_STRING, SHD(conninfo), NULL, NO_KIND_DEF,
+                KF_REQUIRED | KF_CONNINFO, 0, 0, cs_cfg_check_conninfo,
+                "libpq connection string or postgresql:// URI of the shard's primary"},
+        {SEC_SHARD, "pool_size", KT_INT, SHD(pool_size), "4", NO_KIND_DEF, 0, 1, 256, NULL,
+                "connections to the shard's primary"},
+        {SEC_SHARD, "slot", KT_STRING, SHD(slot), NULL, NO_KIND_DEF, KF_NULLABLE, 0, 0,
+                cs_cfg_check_slot_name,
+                "logical replication slot on the shard's primary; empty = [invalidator] slot"},
 };
 
 #define NKEYS (sizeof(cs_cfg_keys) / sizeof(cs_cfg_keys[0]))
@@ -388,7 +420,7 @@ struct loader {
 	size_t len, pos; /* text[pos..len) is parsed (pos skips a UTF-8 BOM) */
 	struct raw_section *secs;
 	int nsecs, cap;
-	int replicas_cap, queries_cap; /* capacity of cfg->replicas and cfg->queries */
+	int replicas_cap, queries_cap, shards_cap; /* of cfg->replicas, queries, shards */
 	bool failed;
 	char *err; /* CS_CONFIG_ERRLEN */
 };
@@ -448,7 +480,7 @@ static bool on_section(void *priv, int lineno, const char *text, size_t len)
 		snprintf(tmp, sizeof(tmp), "%.*s", (int)len, text);
 		fail_at(ld, lineno,
 		        "unknown section [%s] (expected cachesvc, redis, primary, replica NAME, "
-		        "query NAME or invalidator)",
+		        "query NAME, invalidator or shard NAME)",
 		        cs_cfg_quote(tmp, qv, sizeof(qv)));
 		return false;
 	}
@@ -702,12 +734,21 @@ static bool apply_kind_defaults(cs_query_def *q, const keyset *set, char *why, s
 static void query_free(cs_query_def *q)
 {
 	free(q->sql);
+	free(q->shard_key);
+	free(q->shard);
 	cs_cfg_inval_free(q);
 }
 
 static void replica_free(cs_replica_def *r)
 {
 	free(r->conninfo);
+	free(r->shard);
+}
+
+static void shard_free(cs_shard_def *sh)
+{
+	free(sh->conninfo);
+	free(sh->slot);
 }
 
 /* Checks what spans several keys of one query. */
@@ -792,6 +833,7 @@ static bool apply_section(struct loader *ld, cs_config *cfg, const struct raw_se
 		}
 		cs_replica_def *r = &cfg->replicas[cfg->nreplicas++];
 		memcpy(r->name, sec->name, sizeof(r->name));
+		r->shard_index = -1;
 		base = r;
 	} else if (sec->kind == SEC_QUERY) {
 		if (!grow_array((void **)&cfg->queries, &ld->queries_cap, cfg->nqueries + 1,
@@ -801,7 +843,23 @@ static bool apply_section(struct loader *ld, cs_config *cfg, const struct raw_se
 		}
 		cs_query_def *q = &cfg->queries[cfg->nqueries++];
 		memcpy(q->name, sec->name, sizeof(q->name));
+		q->shard_key_index = -1;
+		q->shard_index = -1;
 		base = q;
+	} else if (sec->kind == SEC_SHARD) {
+		if (cfg->nshards >= CS_MAX_SHARDS) {
+			fail_at(ld, sec->lineno, "[shard %s]: too many shards (at most %d)",
+			        sec->name, CS_MAX_SHARDS);
+			return false;
+		}
+		if (!grow_array((void **)&cfg->shards, &ld->shards_cap, cfg->nshards + 1,
+		            sizeof(*cfg->shards))) {
+			fail_at(ld, sec->lineno, "out of memory");
+			return false;
+		}
+		cs_shard_def *sh = &cfg->shards[cfg->nshards++];
+		memcpy(sh->name, sec->name, sizeof(sh->name));
+		base = sh;
 	}
 	if (base != cfg && !apply_defaults(sec->kind, base, why, sizeof(why))) {
 		fail_at(ld, sec->lineno, "%s: %s", label, why);
@@ -930,6 +988,373 @@ static bool validate_cluster(struct loader *ld, cs_config *cfg)
 	return true;
 }
 
+/* ------------------------------------------------------------------------------------------
+ * Shards (backend/SHARDS.md): [shard NAME] sections, [cachesvc] shard_map and shard_ranges,
+ * [replica NAME] shard, [query NAME] shard_key and shard. Checked once every section is
+ * applied, since they name each other.
+ * ---------------------------------------------------------------------------------------- */
+
+/* The line of `key` in the raw section of kind/name (name NULL for unnamed sections), else
+ * the section's line, else 0. */
+static int key_line(
+        const struct loader *ld, enum section_kind kind, const char *name, const char *key)
+{
+	for (int i = 0; i < ld->nsecs; i++) {
+		const struct raw_section *sec = &ld->secs[i];
+		if (sec->kind != kind || (name && strcmp(sec->name, name) != 0))
+			continue;
+		const struct raw_entry *e = key ? find_entry(sec, key) : NULL;
+		return e ? e->lineno : sec->lineno;
+	}
+	return 0;
+}
+
+static int shard_find(const cs_config *cfg, const char *name, size_t len)
+{
+	for (int i = 0; i < cfg->nshards; i++) {
+		if (strlen(cfg->shards[i].name) == len &&
+		        memcmp(cfg->shards[i].name, name, len) == 0)
+			return i;
+	}
+	return -1;
+}
+
+/* "s1, s2, s3" into out, for messages. */
+static const char *shard_names(const cs_config *cfg, char *out, size_t outlen)
+{
+	size_t o = 0;
+	out[0] = '\0';
+	for (int i = 0; i < cfg->nshards && o < outlen; i++) {
+		int n = snprintf(out + o, outlen - o, "%s%s", i ? ", " : "", cfg->shards[i].name);
+		if (n < 0)
+			break;
+		o += (size_t)n;
+	}
+	return out;
+}
+
+/* host (or hostaddr), port and dbname of a conninfo, to spot two shards naming one
+ * database. Values empty when not written (libpq's defaults then apply to both alike). */
+static bool conninfo_target(const char *conninfo, char *out, size_t outlen)
+{
+	PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
+	if (!opts)
+		return false;
+	const char *host = "", *hostaddr = "", *port = "", *db = "";
+	for (PQconninfoOption *o = opts; o->keyword; o++) {
+		if (!o->val)
+			continue;
+		if (strcmp(o->keyword, "host") == 0)
+			host = o->val;
+		else if (strcmp(o->keyword, "hostaddr") == 0)
+			hostaddr = o->val;
+		else if (strcmp(o->keyword, "port") == 0)
+			port = o->val;
+		else if (strcmp(o->keyword, "dbname") == 0)
+			db = o->val;
+	}
+	snprintf(out, outlen, "%s|%s|%s|%s", host, hostaddr, port, db);
+	PQconninfoFree(opts);
+	return true;
+}
+
+static int range_cmp(const void *a, const void *b)
+{
+	const cs_shard_range *x = a, *y = b;
+	return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/* Parses "LO-HI:NAME, ..." into cfg->shard_ranges, sorted, and checks that the ranges
+ * neither overlap nor leave a gap. False with the reason in why. */
+static bool parse_shard_ranges(cs_config *cfg, const char *v, char *why, size_t whylen)
+{
+	char names[300], qv[80];
+	const char *p = v;
+	for (;;) {
+		p = cs_cfg_skip_space(p);
+		if (*p == '\0')
+			break;
+		if (cfg->nshard_ranges >= CS_MAX_SHARD_RANGES) {
+			snprintf(why, whylen, "more than %d ranges", CS_MAX_SHARD_RANGES);
+			return false;
+		}
+		const char *item = p;
+		size_t itemlen = strcspn(item, ",");
+		char text[160];
+		snprintf(text, sizeof text, "%.*s", (int)itemlen, item);
+		char *end;
+		errno = 0;
+		long long lo = strtoll(p, &end, 10);
+		bool ok = errno == 0 && end != p && *end == '-';
+		long long hi = 0;
+		if (ok) {
+			p = end + 1;
+			errno = 0;
+			hi = strtoll(p, &end, 10);
+			ok = errno == 0 && end != p && *end == ':';
+		}
+		if (!ok) {
+			snprintf(why, whylen, "%s: expected LO-HI:SHARD (integers, inclusive)",
+			        cs_cfg_quote(text, qv, sizeof qv));
+			return false;
+		}
+		if (lo > hi) {
+			snprintf(why, whylen, "%s: %lld is above %lld",
+			        cs_cfg_quote(text, qv, sizeof qv), lo, hi);
+			return false;
+		}
+		const char *name = cs_cfg_skip_space(end + 1);
+		size_t nlen = strcspn(name, ",");
+		while (nlen > 0 && isspace((unsigned char)name[nlen - 1]))
+			nlen--;
+		int sh = shard_find(cfg, name, nlen);
+		if (sh < 0) {
+			char tmp[80];
+			snprintf(tmp, sizeof tmp, "%.*s", (int)nlen, name);
+			snprintf(why, whylen, "unknown shard %s (shards: %s)",
+			        cs_cfg_quote(tmp, qv, sizeof qv),
+			        shard_names(cfg, names, sizeof names));
+			return false;
+		}
+		cs_shard_range *r = realloc(cfg->shard_ranges,
+		        (size_t)(cfg->nshard_ranges + 1) * sizeof(*cfg->shard_ranges));
+		if (!r) {
+			snprintf(why, whylen, "out of memory");
+			return false;
+		}
+		cfg->shard_ranges = r;
+		r[cfg->nshard_ranges++] = (cs_shard_range){lo, hi, sh};
+		p = item + itemlen;
+		if (*p == ',')
+			p++;
+	}
+	if (cfg->nshard_ranges == 0) {
+		snprintf(why, whylen, "no range");
+		return false;
+	}
+	qsort(cfg->shard_ranges, (size_t)cfg->nshard_ranges, sizeof(*cfg->shard_ranges), range_cmp);
+	for (int i = 1; i < cfg->nshard_ranges; i++) {
+		const cs_shard_range *a = &cfg->shard_ranges[i - 1], *b = &cfg->shard_ranges[i];
+		if (b->lo <= a->hi) {
+			snprintf(why, whylen,
+			        "%" PRId64 "-%" PRId64 ":%s and %" PRId64 "-%" PRId64
+			        ":%s overlap (a key must live on one shard)",
+			        a->lo, a->hi, cfg->shards[a->shard].name, b->lo, b->hi,
+			        cfg->shards[b->shard].name);
+			return false;
+		}
+		if (b->lo != a->hi + 1) {
+			snprintf(why, whylen,
+			        "gap: keys %" PRId64 "-%" PRId64
+			        " are in no range (between %" PRId64 "-%" PRId64 ":%s and %" PRId64
+			        "-%" PRId64 ":%s)",
+			        a->hi + 1, b->lo - 1, a->lo, a->hi, cfg->shards[a->shard].name,
+			        b->lo, b->hi, cfg->shards[b->shard].name);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Without [shard NAME] sections, no shard key may be set: the config is what it was before
+ * shards existed (one implicit shard, [primary]). */
+static bool validate_no_shards(struct loader *ld, const cs_config *cfg)
+{
+	static const char none[] = "there are no [shard NAME] sections";
+	if (cfg->shard_map_text) {
+		fail_at(ld, key_line(ld, SEC_SERVICE, NULL, "shard_map"),
+		        "[cachesvc] shard_map: set but %s", none);
+		return false;
+	}
+	if (cfg->shard_ranges_text) {
+		fail_at(ld, key_line(ld, SEC_SERVICE, NULL, "shard_ranges"),
+		        "[cachesvc] shard_ranges: set but %s", none);
+		return false;
+	}
+	for (int i = 0; i < cfg->nreplicas; i++) {
+		const cs_replica_def *r = &cfg->replicas[i];
+		if (r->shard) {
+			fail_at(ld, key_line(ld, SEC_REPLICA, r->name, "shard"),
+			        "[replica %s] shard: unknown shard \"%s\" (%s)", r->name, r->shard,
+			        none);
+			return false;
+		}
+	}
+	for (int i = 0; i < cfg->nqueries; i++) {
+		const cs_query_def *q = &cfg->queries[i];
+		if (q->shard) {
+			fail_at(ld, key_line(ld, SEC_QUERY, q->name, "shard"),
+			        "[query %s] shard: unknown shard \"%s\" (%s)", q->name, q->shard,
+			        none);
+			return false;
+		}
+		if (q->shard_key) {
+			fail_at(ld, key_line(ld, SEC_QUERY, q->name, "shard_key"),
+			        "[query %s] shard_key: set but %s", q->name, none);
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool validate_shard_query(struct loader *ld, cs_config *cfg, cs_query_def *q)
+{
+	char names[300];
+	if (q->shard && q->shard_key) {
+		fail_at(ld, key_line(ld, SEC_QUERY, q->name, "shard"),
+		        "[query %s] shard: set together with shard_key; a query either routes by "
+		        "its key or is pinned to one shard",
+		        q->name);
+		return false;
+	}
+	if (q->shard) {
+		q->shard_index = shard_find(cfg, q->shard, strlen(q->shard));
+		if (q->shard_index < 0) {
+			fail_at(ld, key_line(ld, SEC_QUERY, q->name, "shard"),
+			        "[query %s] shard: unknown shard \"%s\" (shards: %s)", q->name,
+			        q->shard, shard_names(cfg, names, sizeof names));
+			return false;
+		}
+		return true;
+	}
+	if (!q->shard_key) {
+		fail_at(ld, key_line(ld, SEC_QUERY, q->name, NULL),
+		        "[query %s] shard_key: missing; with [shard NAME] sections every table is "
+		        "sharded, so a query names the parameter that picks its shard (shard_key = "
+		        "PARAM) or, when its tables live on one shard only, that shard (shard = "
+		        "NAME)",
+		        q->name);
+		return false;
+	}
+	for (int i = 0; i < q->nparams; i++) {
+		if (strcmp(q->params[i].name, q->shard_key) == 0)
+			q->shard_key_index = i;
+	}
+	if (q->shard_key_index < 0) {
+		char plist[CS_MAX_PARAMS * (CS_MAX_NAME + 2) + 1];
+		size_t o = 0;
+		plist[0] = '\0';
+		for (int i = 0; i < q->nparams; i++)
+			o += (size_t)snprintf(plist + o, sizeof plist - o, "%s%s", i ? ", " : "",
+			        q->params[i].name);
+		fail_at(ld, key_line(ld, SEC_QUERY, q->name, "shard_key"),
+		        "[query %s] shard_key: \"%s\" is not one of the query's parameters (%s)",
+		        q->name, q->shard_key, q->nparams ? plist : "it has none");
+		return false;
+	}
+	cs_param_type t = q->params[q->shard_key_index].type;
+	if (cfg->shard_map == CS_SHARD_MAP_RANGES && t != CS_PT_INT2 && t != CS_PT_INT4 &&
+	        t != CS_PT_INT8) {
+		fail_at(ld, key_line(ld, SEC_QUERY, q->name, "shard_key"),
+		        "[query %s] shard_key: \"%s\" is %s; shard_map = ranges needs an integer "
+		        "parameter (int2, int4 or int8)",
+		        q->name, q->shard_key, cs_param_type_name(t));
+		return false;
+	}
+	return true;
+}
+
+static bool validate_shards(struct loader *ld, cs_config *cfg)
+{
+	char why[CS_CONFIG_ERRLEN], names[300];
+	if (cfg->nshards == 0)
+		return validate_no_shards(ld, cfg);
+	if (cfg->primary_conninfo) {
+		fail_at(ld, key_line(ld, SEC_PRIMARY, NULL, NULL),
+		        "[primary]: not allowed with [shard NAME] sections (each shard names its "
+		        "primary: [shard NAME] conninfo)");
+		return false;
+	}
+	for (int i = 0; i < cfg->nshards; i++) {
+		char a[600], b[600];
+		if (!conninfo_target(cfg->shards[i].conninfo, a, sizeof a))
+			continue; /* cannot happen: checked when parsed */
+		for (int j = 0; j < i; j++) {
+			if (conninfo_target(cfg->shards[j].conninfo, b, sizeof b) &&
+			        strcmp(a, b) == 0) {
+				fail_at(ld,
+				        key_line(ld, SEC_SHARD, cfg->shards[i].name, "conninfo"),
+				        "[shard %s] conninfo: the same server and database as "
+				        "[shard %s] "
+				        "(each shard is its own primary)",
+				        cfg->shards[i].name, cfg->shards[j].name);
+				return false;
+			}
+		}
+	}
+	int map_line = key_line(ld, SEC_SERVICE, NULL, "shard_map");
+	int ranges_line = key_line(ld, SEC_SERVICE, NULL, "shard_ranges");
+	if (cfg->shard_map_text == NULL) {
+		fail_at(ld, map_line,
+		        "[cachesvc] shard_map: required with [shard NAME] sections: hash, or "
+		        "ranges "
+		        "with shard_ranges");
+		return false;
+	}
+	cfg->shard_map = strcmp(cfg->shard_map_text, "ranges") == 0 ? CS_SHARD_MAP_RANGES
+	                                                            : CS_SHARD_MAP_HASH;
+	if (cfg->shard_map == CS_SHARD_MAP_HASH && cfg->shard_ranges_text) {
+		fail_at(ld, ranges_line,
+		        "[cachesvc] shard_ranges: set but shard_map = hash (ranges need shard_map "
+		        "= "
+		        "ranges)");
+		return false;
+	}
+	if (cfg->shard_map == CS_SHARD_MAP_RANGES) {
+		if (cfg->shard_ranges_text == NULL) {
+			fail_at(ld, map_line,
+			        "[cachesvc] shard_ranges: required by shard_map = ranges "
+			        "(LO-HI:SHARD, "
+			        "...)");
+			return false;
+		}
+		if (!parse_shard_ranges(cfg, cfg->shard_ranges_text, why, sizeof why)) {
+			fail_at(ld, ranges_line, "[cachesvc] shard_ranges: %s", why);
+			return false;
+		}
+	}
+	for (int i = 0; i < cfg->nreplicas; i++) {
+		cs_replica_def *r = &cfg->replicas[i];
+		if (r->shard == NULL) {
+			fail_at(ld, key_line(ld, SEC_REPLICA, r->name, NULL),
+			        "[replica %s] shard: missing; with [shard NAME] sections every "
+			        "replica "
+			        "names the shard whose primary it follows (shards: %s)",
+			        r->name, shard_names(cfg, names, sizeof names));
+			return false;
+		}
+		r->shard_index = shard_find(cfg, r->shard, strlen(r->shard));
+		if (r->shard_index < 0) {
+			fail_at(ld, key_line(ld, SEC_REPLICA, r->name, "shard"),
+			        "[replica %s] shard: unknown shard \"%s\" (shards: %s)", r->name,
+			        r->shard, shard_names(cfg, names, sizeof names));
+			return false;
+		}
+	}
+	for (int i = 0; i < cfg->nqueries; i++) {
+		if (!validate_shard_query(ld, cfg, &cfg->queries[i]))
+			return false;
+	}
+	/* With ranges, a shard in no range that no query pins would receive nothing: a typo in
+	 * shard_ranges, most likely. (With hash every shard receives keys.) */
+	for (int s = 0; s < cfg->nshards && cfg->shard_map == CS_SHARD_MAP_RANGES; s++) {
+		bool used = false;
+		for (int i = 0; i < cfg->nshard_ranges && !used; i++)
+			used = cfg->shard_ranges[i].shard == s;
+		for (int i = 0; i < cfg->nqueries && !used; i++)
+			used = cfg->queries[i].shard_index == s;
+		if (!used) {
+			fail_at(ld, ranges_line,
+			        "[cachesvc] shard_ranges: [shard %s] is in no range and no query "
+			        "is "
+			        "pinned to it (shard = %s): it would receive nothing",
+			        cfg->shards[s].name, cfg->shards[s].name);
+			return false;
+		}
+	}
+	return true;
+}
+
 static bool validate_config(struct loader *ld, cs_config *cfg)
 {
 	const struct raw_section *svc = NULL;
@@ -967,7 +1392,9 @@ static bool validate_config(struct loader *ld, cs_config *cfg)
 		if (ld->secs[i].kind == SEC_INVALIDATOR)
 			inv = &ld->secs[i];
 	}
-	if (cfg->primary_conninfo == NULL && cfg->nreplicas == 0) {
+	if (!validate_shards(ld, cfg))
+		return false;
+	if (cfg->primary_conninfo == NULL && cfg->nreplicas == 0 && cfg->nshards == 0) {
 		fail_at(ld, 0, "no [primary] and no [replica NAME] section: nothing to read from");
 		return false;
 	}
@@ -982,7 +1409,7 @@ static bool validate_config(struct loader *ld, cs_config *cfg)
 	}
 	if (!validate_cluster(ld, cfg))
 		return false;
-	if (cfg->inval_enabled && cfg->primary_conninfo == NULL) {
+	if (cfg->inval_enabled && cfg->primary_conninfo == NULL && cfg->nshards == 0) {
 		const struct raw_entry *e = inv ? find_entry(inv, "enabled") : NULL;
 		fail_at(ld, e ? e->lineno : 0,
 		        "[invalidator] enabled: needs a [primary] section (the slot lives there)");
@@ -1064,8 +1491,12 @@ void cs_config_free(cs_config *cfg)
 		replica_free(&cfg->replicas[i]);
 	for (int i = 0; i < cfg->nqueries; i++)
 		query_free(&cfg->queries[i]);
+	for (int i = 0; i < cfg->nshards; i++)
+		shard_free(&cfg->shards[i]);
 	free(cfg->replicas);
 	free(cfg->queries);
+	free(cfg->shards);
+	free(cfg->shard_ranges);
 	free(cfg->path);
 	free(cfg);
 }
@@ -1131,6 +1562,20 @@ bool cs_config_reloadable(
 			        cs_cfg_sections[kd->section].name, kd->name);
 			return false;
 		}
+	}
+	/* [shard NAME] sections are restart-only: a shard's pool, slot and the map that sends
+	 * keys to it are built once (SHARDS.md). */
+	bool same = cur->nshards == next->nshards;
+	for (int i = 0; same && i < cur->nshards; i++) {
+		const cs_shard_def *a = &cur->shards[i], *b = &next->shards[i];
+		same = strcmp(a->name, b->name) == 0 && strcmp(a->conninfo, b->conninfo) == 0 &&
+		       a->pool_size == b->pool_size && streq_null(a->slot, b->slot);
+	}
+	if (!same) {
+		snprintf(errbuf, CS_CONFIG_ERRLEN,
+		        "[shard NAME] sections changed; they cannot be reloaded (restart to "
+		        "apply)");
+		return false;
 	}
 	/* [replica NAME] sections may be added, removed or changed (conninfo, tier,
 	 * pool_size): the engine keeps the pools of unchanged ones and drains the others

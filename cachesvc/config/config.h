@@ -20,6 +20,8 @@
 #define CS_MAX_KEYCOLS 8        /* key columns in one invalidate_on clause */
 #define CS_MAX_INVALIDATE 8     /* invalidate_on clauses per query */
 #define CS_MAX_REPLICAS 255     /* [replica NAME] sections: with the primary, 256 servers */
+#define CS_MAX_SHARDS 64         /* [shard NAME] sections (SHARDS.md) */
+#define CS_MAX_SHARD_RANGES 1024 /* items of [cachesvc] shard_ranges */
 #define CS_CONFIG_ERRLEN 512
 
 /* Priority tiers of the read path; requests carry one, replicas serve a set.
@@ -95,6 +97,11 @@ typedef struct cs_query_def {
 	cs_inval_rule inval[CS_MAX_INVALIDATE];
 	bool reads_covered;               /* every table the SQL reads is in invalidate_on
 	                                   * (cs_check_ryw, on the primary); false = unknown */
+	/* Sharding (backend/SHARDS.md); all unset without [shard NAME] sections. */
+	char *shard_key;                  /* name of the parameter that picks the shard, or NULL */
+	char *shard;                      /* the one shard it reads ("pinned"), or NULL */
+	int shard_key_index;              /* 0-based parameter index of shard_key, or -1 */
+	int shard_index;                  /* index into cs_config.shards when pinned, or -1 */
 } cs_query_def;
 
 /* Whether the cache may answer a read-your-writes token with an entry older than the token
@@ -114,7 +121,30 @@ typedef struct cs_replica_def {
 	char *conninfo;
 	unsigned tiers;                   /* bit (1u << cs_tier) per tier served */
 	int pool_size;
+	char *shard;                      /* the shard whose primary it replicates, or NULL */
+	int shard_index;                  /* index into cs_config.shards, or -1 (no shards) */
 } cs_replica_def;
+
+/* [shard NAME]: one PostgreSQL primary holding a part of the keys (backend/SHARDS.md). */
+typedef struct cs_shard_def {
+	char name[CS_MAX_NAME + 1];
+	char *conninfo;                   /* the shard's primary */
+	int pool_size;                    /* connections to that primary */
+	char *slot;                       /* replication slot on it; NULL = [invalidator] slot */
+} cs_shard_def;
+
+/* How a shard key picks its shard ([cachesvc] shard_map). */
+typedef enum cs_shard_map {
+	CS_SHARD_MAP_NONE = 0,   /* no [shard NAME] sections: one implicit shard */
+	CS_SHARD_MAP_HASH = 1,   /* a stable hash of the key's canonical encoding modulo nshards */
+	CS_SHARD_MAP_RANGES = 2, /* integer key ranges, [cachesvc] shard_ranges */
+} cs_shard_map;
+
+/* One item of shard_ranges: keys lo..hi (inclusive) live on shards[shard]. */
+typedef struct cs_shard_range {
+	int64_t lo, hi;
+	int shard;
+} cs_shard_range;
 
 typedef struct cs_config {
 	char *path;                       /* file it was loaded from */
@@ -158,6 +188,8 @@ typedef struct cs_config {
 	uint64_t negative_share;          /* bytes of negative entries per negative_ttl, 0 = any */
 	char *log_level;                  /* "debug" | "info" | "warning" | "error" */
 	char *log_format;                 /* "auto" | "text" | "journal" (log.h) */
+	char *shard_map_text;             /* "hash" | "ranges" | NULL (no shards) */
+	char *shard_ranges_text;          /* "1-1000:s1, 1001-2000:s2" | NULL */
 
 	/* [redis] */
 	char *redis_url;                  /* redis://[:password@]host:port/db or unix:///path */
@@ -186,6 +218,14 @@ typedef struct cs_config {
 	cs_replica_def *replicas;
 	int nqueries;
 	cs_query_def *queries;
+
+	/* [shard NAME] sections, in file order, and the map derived from [cachesvc] shard_map
+	 * and shard_ranges. nshards == 0: no sharding, [primary] is the one implicit shard. */
+	int nshards;
+	cs_shard_def *shards;
+	cs_shard_map shard_map;
+	int nshard_ranges;
+	cs_shard_range *shard_ranges;     /* sorted by lo, contiguous, no overlap */
 } cs_config;
 
 /* Loads and validates `path`. Returns a new config (caller frees with
@@ -210,6 +250,14 @@ void cs_config_each(const cs_config *cfg,
  * errbuf naming the first non-reloadable key that changed. */
 bool cs_config_reloadable(const cs_config *cur, const cs_config *next,
 	char errbuf[CS_CONFIG_ERRLEN]);
+
+/* Until the engine routes by shard (issue #18's later steps, backend/SHARDS.md), every
+ * consumer that would serve or check a sharded config refuses it with this message; only
+ * loading it (cachesvc --check --offline, --show-config) is supported. */
+#define CS_SHARDS_UNSUPPORTED                                                                   \
+	"[shard NAME] sections: several PostgreSQL shards are not yet supported (issue #18, "    \
+	"cachesvc/backend/SHARDS.md); the file itself is valid (cachesvc --check --offline), "   \
+	"but this version cannot serve or check it against the servers"
 
 const cs_query_def *cs_config_query(const cs_config *cfg, const char *name, size_t len);
 

@@ -37,6 +37,7 @@ enum section_kind {
 	SEC_REPLICA,     /* [replica NAME], many */
 	SEC_QUERY,       /* [query NAME], many */
 	SEC_INVALIDATOR, /* [invalidator] */
+	SEC_SHARD,       /* [shard NAME], many (SHARDS.md) */
 	SEC__COUNT
 };
 
@@ -67,6 +68,8 @@ enum key_type {
 #define KF_SECRET   0x08 /* shown as *** */
 #define KF_CONNINFO 0x10 /* libpq conninfo: checked with libpq, passwords masked when shown */
 #define KF_URL      0x20 /* redis URL: passwords masked when shown */
+#define KF_SHARDING 0x40 /* shown only when the config has [shard NAME] sections, so that
+                          * "show config" of an unsharded config is what it always was */
 
 /* Checks a string value beyond its type; writes the reason into why on failure. */
 typedef bool (*value_check_fn)(const char *value, char *why, size_t whylen);
@@ -171,6 +174,7 @@ bool cs_cfg_check_conninfo(const char *v, char *why, size_t whylen);
 bool cs_cfg_check_slot_name(const char *v, char *why, size_t whylen);
 bool cs_cfg_check_publication(const char *v, char *why, size_t whylen);
 bool cs_cfg_check_sql(const char *v, char *why, size_t whylen);
+bool cs_cfg_check_shard_map(const char *v, char *why, size_t whylen);
 
 /* ------------------------------------------------------------------------------------------
  * invalidate_on (config_invalidate_on.c)

@@ -183,7 +183,7 @@ static void show_value(FILE *out, const struct key_def *kd, const void *base)
  * --show-config prints them (secrets masked). */
 typedef void show_cb(void *priv, const char *section, const char *key, const char *value);
 
-static void each_section(enum section_kind kind, const char *name, const void *base,
+static void each_section(enum section_kind kind, const char *name, const void *base, bool sharded,
         show_cb *cb, void *priv)
 {
 	char sec[160];
@@ -193,7 +193,7 @@ static void each_section(enum section_kind kind, const char *name, const void *b
 		snprintf(sec, sizeof sec, "%s", cs_cfg_sections[kind].name);
 	for (size_t i = 0; i < cs_cfg_nkeys; i++) {
 		const struct key_def *kd = &cs_cfg_keys[i];
-		if (kd->section != kind)
+		if (kd->section != kind || (!sharded && (kd->flags & KF_SHARDING)))
 			continue;
 		char *val = NULL;
 		size_t len = 0;
@@ -211,15 +211,18 @@ static void each_section(enum section_kind kind, const char *name, const void *b
 
 void cs_config_each(const cs_config *cfg, show_cb *cb, void *priv)
 {
-	each_section(SEC_SERVICE, NULL, cfg, cb, priv);
-	each_section(SEC_REDIS, NULL, cfg, cb, priv);
+	bool sh = cfg->nshards > 0; /* without shards, what it always showed */
+	each_section(SEC_SERVICE, NULL, cfg, sh, cb, priv);
+	each_section(SEC_REDIS, NULL, cfg, sh, cb, priv);
 	if (cfg->primary_conninfo)
-		each_section(SEC_PRIMARY, NULL, cfg, cb, priv);
+		each_section(SEC_PRIMARY, NULL, cfg, sh, cb, priv);
+	for (int i = 0; i < cfg->nshards; i++)
+		each_section(SEC_SHARD, cfg->shards[i].name, &cfg->shards[i], sh, cb, priv);
 	for (int i = 0; i < cfg->nreplicas; i++)
-		each_section(SEC_REPLICA, cfg->replicas[i].name, &cfg->replicas[i], cb, priv);
-	each_section(SEC_INVALIDATOR, NULL, cfg, cb, priv);
+		each_section(SEC_REPLICA, cfg->replicas[i].name, &cfg->replicas[i], sh, cb, priv);
+	each_section(SEC_INVALIDATOR, NULL, cfg, sh, cb, priv);
 	for (int i = 0; i < cfg->nqueries; i++)
-		each_section(SEC_QUERY, cfg->queries[i].name, &cfg->queries[i], cb, priv);
+		each_section(SEC_QUERY, cfg->queries[i].name, &cfg->queries[i], sh, cb, priv);
 }
 
 struct show_file {
@@ -247,6 +250,6 @@ void cs_config_show(const cs_config *cfg, FILE *out)
 	fprintf(out,
 	        "; cachesvc configuration loaded from %s (defaults included, secrets masked)\n",
 	        cfg->path ? cfg->path : "(none)");
-	struct show_file sf = { .out = out };
+	struct show_file sf = {.out = out};
 	cs_config_each(cfg, show_line, &sf);
 }

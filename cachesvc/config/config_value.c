@@ -275,6 +275,14 @@ bool cs_cfg_check_sql(const char *v, char *why, size_t whylen)
 	return cs_sql_scan_placeholders(v, &highest, &used, why, whylen);
 }
 
+bool cs_cfg_check_shard_map(const char *v, char *why, size_t whylen)
+{
+	if (strcmp(v, "hash") == 0 || strcmp(v, "ranges") == 0)
+		return true;
+	snprintf(why, whylen, "must be hash or ranges");
+	return false;
+}
+
 bool cs_cfg_check_conninfo(const char *v, char *why, size_t whylen)
 {
 	char *err = NULL;

@@ -30,6 +30,11 @@ static cs_pgpool_opts pool_opts(const cs_engine *e, const cs_config *cfg)
 
 cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, size_t errlen)
 {
+	if (cfg->nshards > 0) { /* the callers refuse it first; this guards a new one */
+		snprintf(err, errlen, "%s", CS_SHARDS_UNSUPPORTED);
+		cs_config_free(cfg);
+		return NULL;
+	}
 	cs_engine *e = calloc(1, sizeof *e);
 	if (e == NULL) {
 		snprintf(err, errlen, "out of memory");

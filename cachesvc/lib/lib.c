@@ -80,6 +80,11 @@ cs_config *cs_lib_config_load(const char *config_path, const cachesvc_options *o
 		cs_lib_error(err, CACHESVC_E_CONFIG, "%s", cerr);
 		return NULL;
 	}
+	if (cfg->nshards > 0) {
+		cs_lib_error(err, CACHESVC_E_CONFIG, "%s: %s", config_path, CS_SHARDS_UNSUPPORTED);
+		cs_config_free(cfg);
+		return NULL;
+	}
 	cs_log_level lvl;
 	if (cs_log_parse_level(cfg->log_level, &lvl))
 		cs_log_set_level(lvl);

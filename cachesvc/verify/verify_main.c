@@ -902,6 +902,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "cachesvc-verify: %s\n", errbuf);
 		return EXIT_USAGE;
 	}
+	if (cfg->nshards > 0) {
+		fprintf(stderr, "cachesvc-verify: %s: %s\n", v.o.config, CS_SHARDS_UNSUPPORTED);
+		cs_config_free(cfg);
+		return EXIT_USAGE;
+	}
 	v.cfg = cfg;
 	char ns[CS_NS_MAX + 1];
 	cs_config_namespace(cfg, ns);

@@ -95,7 +95,7 @@ st=0
 [ "$st" = 2 ] || fail "a non-empty directory of the user's: exit $st, want 2: $(cat "$WORK/mine.out")"
 [ "$(cat "$WORK/mine/file" 2>/dev/null)" = precious ] || fail "the user's directory was touched"
 grep -q "is not empty and holds no sandbox" "$WORK/mine.out" || fail "no reason given: $(cat "$WORK/mine.out")"
-[ -d "$REPO/.git" ] || fail "the repository is gone"
+[ -e "$REPO/.git" ] || fail "the repository is gone"
 ok "a non-empty directory of the user's (\".\"): refused, untouched"
 
 # 4. A daemon that cannot start (its config names a missing primary user) makes quickstart

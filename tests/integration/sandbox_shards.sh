@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# sandbox_shards.sh - `scripts/sandbox start DIR --shards 2` (issue #18) on a private sandbox
+# of its own (the shared one is never touched): two primaries, distinct PostgreSQL systems
+# with wal_level=logical, each with its own replica (--replicas 1, delayed by --delay 1s on
+# every shard); env.sh exports the per-shard variables, shard 1 also under the unsharded
+# names. Both primaries take writes; each replica streams from its own primary only (its WAL
+# sender's port, its system identifier and the rows it replays are its primary's and never
+# the other shard's: each check is also made against the other shard and must fail there);
+# with CS_BUILD (meson), a sharded config for these servers passes `cachesvc --check
+# --offline` and is refused, "not yet supported", by the daemon and by `--check` (issue #18
+# step 1; control: the same file with shard 1 as [primary] passes `--check`); `stop` leaves
+# no server running and no pid file behind.
+set -euo pipefail
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+ok() { echo "ok - $*"; }
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+[ -x "$PGBIN/postgres" ] || { echo "SKIP: no PostgreSQL 15 in $PGBIN"; exit 77; }
+command -v redis-server >/dev/null || { echo "SKIP: no redis-server"; exit 77; }
+SANDBOX=$(cd "$(dirname "$0")/../.." && pwd)/scripts/sandbox
+
+SB=$(mktemp -d /tmp/cs-shards-sb.XXXXXX)
+chmod 755 "$SB"
+OUT=$(mktemp /tmp/cs-shards-out.XXXXXX)
+cleanup() { "$SANDBOX" stop "$SB" >/dev/null 2>&1 || true; rm -rf "$SB" "$OUT"; }
+trap cleanup EXIT
+
+"$SANDBOX" start "$SB" --shards 2 --replicas 1 --delay 1s >"$OUT" 2>&1 ||
+  fail "sandbox start --shards 2: $(tail -5 "$OUT")"
+# shellcheck disable=SC1091
+. "$SB/env.sh"
+
+# ---- env.sh ---------------------------------------------------------------------------------
+[ "${CS_PG_SHARDS:-}" = 2 ] || fail "env.sh: CS_PG_SHARDS is '${CS_PG_SHARDS:-}', not 2"
+for k in 1 2; do
+  for v in PRIMARY_PORT PRIMARY REPLICAS REPLICA1_PORT REPLICA1 DELAYED_REPLICA; do
+    n=CS_PG_SHARD${k}_$v
+    [ -n "${!n:-}" ] || fail "env.sh: $n missing"
+  done
+  n=CS_PG_SHARD${k}_REPLICAS
+  [ "${!n}" = 1 ] || fail "env.sh: $n is ${!n}, not 1 (--replicas 1)"
+  n=CS_PG_SHARD${k}_DELAYED_REPLICA
+  [ "${!n}" = 1 ] || fail "env.sh: $n is ${!n}, not 1 (--delay)"
+done
+[ "$CS_PG_PRIMARY_PORT" = "$CS_PG_SHARD1_PRIMARY_PORT" ] &&
+  [ "$CS_PG_REPLICA1_PORT" = "$CS_PG_SHARD1_REPLICA1_PORT" ] ||
+  fail "env.sh: the unsharded names are not shard 1's"
+ports="$CS_PG_SHARD1_PRIMARY_PORT $CS_PG_SHARD1_REPLICA1_PORT $CS_PG_SHARD2_PRIMARY_PORT $CS_PG_SHARD2_REPLICA1_PORT $CS_REDIS_PORT"
+[ "$(tr ' ' '\n' <<<"$ports" | sort -u | wc -l)" = 5 ] || fail "ports not distinct: $ports"
+ok "env.sh exports both shards (ports $ports)"
+
+pg() { # PORT SQL...
+  local port=$1
+  shift
+  "$CS_PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$CS_PG_SOCKET_DIR" -p "$port" -U postgres -d app "$@"
+}
+port_of() { local n=CS_PG_SHARD${1}_${2}_PORT; echo "${!n}"; } # K PRIMARY|REPLICA1
+until_true() {
+  local deadline=$((SECONDS + $1))
+  shift
+  until "$@"; do
+    [ $SECONDS -lt "$deadline" ] || return 1
+    sleep 0.1
+  done
+}
+
+# ---- the primaries: distinct systems, logical decoding on, both take writes -----------------
+declare -A sysid token
+for k in 1 2; do
+  p=$(port_of $k PRIMARY)
+  [ "$(pg "$p" -c 'SELECT pg_is_in_recovery()')" = f ] || fail "shard$k primary is in recovery"
+  [ "$(pg "$p" -c 'SHOW wal_level')" = logical ] || fail "shard$k primary: wal_level is not logical"
+  sysid[$k]=$(pg "$p" -c 'SELECT system_identifier FROM pg_control_system()')
+  token[$k]=shard${k}_$RANDOM$RANDOM
+  pg "$p" -c "CREATE TABLE t (id int PRIMARY KEY, v text)" \
+    -c "INSERT INTO t VALUES ($k, '${token[$k]}')"
+  [ "$(pg "$p" -c "SELECT v FROM t")" = "${token[$k]}" ] || fail "shard$k primary lost its write"
+done
+[ "${sysid[1]}" != "${sysid[2]}" ] || fail "the two primaries are one PostgreSQL system"
+ok "two primaries, distinct systems, wal_level=logical, both take writes"
+
+# ---- each replica follows its own primary only ------------------------------------------------
+sender_port() { pg "$(port_of "$1" REPLICA1)" -c 'SELECT sender_port FROM pg_stat_wal_receiver'; }
+row_on() { [ "$(pg "$(port_of "$1" REPLICA1)" -c "SELECT v FROM t WHERE id = $1" 2>/dev/null)" = "${token[$1]}" ]; }
+for k in 1 2; do
+  o=$((3 - k))
+  r=$(port_of $k REPLICA1)
+  [ "$(pg "$r" -c 'SELECT pg_is_in_recovery()')" = t ] || fail "shard$k replica is not in recovery"
+  [ "$(pg "$r" -c 'SHOW recovery_min_apply_delay')" = 1s ] || fail "shard$k replica: --delay not applied"
+  until_true 30 test -n "$(sender_port $k)" || fail "shard$k replica: no WAL receiver"
+  sp=$(sender_port $k)
+  [ "$sp" = "$(port_of $k PRIMARY)" ] || fail "shard$k replica streams from port $sp, not its primary's"
+  [ "$sp" != "$(port_of $o PRIMARY)" ] || fail "shard$k replica streams from shard$o's primary"
+  sid=$(pg "$r" -c 'SELECT system_identifier FROM pg_control_system()')
+  [ "$sid" = "${sysid[$k]}" ] || fail "shard$k replica is not a copy of its primary"
+  [ "$sid" != "${sysid[$o]}" ] || fail "shard$k replica is a copy of shard$o's primary"
+  until_true 60 row_on $k || fail "shard$k replica never replayed its primary's write"
+  [ "$(pg "$r" -c "SELECT count(*) FROM t WHERE v = '${token[$o]}'")" = 0 ] ||
+    fail "shard$k replica has shard$o's row"
+done
+ok "each replica streams from, is a copy of, and replays its own primary only"
+
+# ---- the daemon: a sharded config validates offline, and is refused to run (step 1) ----------
+# (CS_BUILD: meson's daemon_env; without it, e.g. run by hand, this part is skipped)
+if [ -n "${CS_BUILD:-}" ]; then
+  CS=$CS_BUILD/cachesvc/cachesvc
+  ini=$SB/sharded.ini
+  cat >"$ini" <<INI
+[cachesvc]
+listen = 127.0.0.1:1
+admin_listen =
+shard_map = ranges
+shard_ranges = 1-1000:s1, 1001-2000:s2
+[redis]
+url = $CS_REDIS_URL
+[shard s1]
+conninfo = $CS_PG_SHARD1_PRIMARY
+[shard s2]
+conninfo = $CS_PG_SHARD2_PRIMARY
+[replica r1]
+conninfo = $CS_PG_SHARD1_REPLICA1
+shard = s1
+[replica r2]
+conninfo = $CS_PG_SHARD2_REPLICA1
+shard = s2
+[query t]
+sql = SELECT v FROM t WHERE id = \$1
+params = id:int4
+shard_key = id
+INI
+  "$CS" -c "$ini" --check --offline >"$OUT" 2>&1 || fail "--check --offline refused the sharded config: $(cat "$OUT")"
+  grep -q ': ok (offline' "$OUT" || fail "--check --offline: $(cat "$OUT")"
+  for mode in serve check; do
+    args=(-c "$ini")
+    [ $mode = check ] && args+=(--check)
+    rc=0
+    timeout 30 "$CS" "${args[@]}" >"$OUT" 2>&1 || rc=$?
+    [ $rc = 1 ] || fail "cachesvc ${args[*]} exited $rc on a sharded config, not 1: $(cat "$OUT")"
+    grep -q 'shards are not yet supported' "$OUT" || fail "cachesvc ${args[*]}: $(cat "$OUT")"
+  done
+  # control: the same file without its shards (shard 1 as [primary]) passes the same --check
+  sed -e '/^shard/d' -e 's/^\[shard s1\]/[primary]/' -e '/^\[shard s2\]/,+1d' -e '/^\[replica r2\]/,+1d' \
+    "$ini" >"$SB/plain.ini"
+  timeout 60 "$CS" -c "$SB/plain.ini" --check >"$OUT" 2>&1 || fail "control config refused: $(cat "$OUT")"
+  ok "a sharded config passes --check --offline and is refused (not yet supported) to run or --check"
+fi
+
+# ---- stop cleans up -------------------------------------------------------------------------
+pids=()
+for d in "$SB"/shard*/primary "$SB"/shard*/replica*; do
+  [ -f "$d/postmaster.pid" ] || fail "$d has no postmaster.pid while running"
+  pids+=("$(head -1 "$d/postmaster.pid")")
+done
+[ "${#pids[@]}" = 4 ] || fail "expected 4 PostgreSQL servers, found ${#pids[@]}"
+pids+=("$(cat "$SB/redis/redis.pid")")
+"$SANDBOX" stop "$SB" >"$OUT" 2>&1 || fail "sandbox stop: $(tail -5 "$OUT")"
+for p in "${pids[@]}"; do
+  ! kill -0 "$p" 2>/dev/null || fail "process $p still runs after stop"
+done
+left=$(find "$SB" -name postmaster.pid -o -name redis.pid)
+[ -z "$left" ] || fail "pid files left after stop: $left"
+for p in $ports; do
+  ! "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$p" || fail "port $p still answers after stop"
+done
+ok "stop ended all ${#pids[@]} servers"
