@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# cluster_near.sh PART - the near cache on a Redis Cluster (CLUSTER.md section 7, E1 and E2),
+# on a private 3-master cluster, the daemon with its invalidator ([redis] cluster = on).
+#   basic:  the near cache comes on only once every master's tracking is proven (a heartbeat
+#           echo per master); hot keys on the 3 masters are served from the near cache; an
+#           UPDATE of all of them drops every held entry through its own master's tracking
+#           message (no flush) and the daemon answers the new rows; CLIENT KILL of one
+#           master's pub/sub connection flushes it (and it comes back on); one master
+#           restarted flushes it (and it comes back on).
+#   e1:     a watched GET answered after an ASK (its slot being migrated by hand, the key
+#           already on the target) is served but not stored (cachesvc_near_resent_total):
+#           a DEL of the key on the target (which tracks nothing for this client) leaves
+#           nothing stale behind. Negative control e1neg (cluster_near_resend_check = off):
+#           the near cache stores the redirected reply and still answers it from memory after
+#           the key was deleted in Redis: an entry no invalidation will ever drop.
+#   gens:   a generation message PUBLISHed on a master that is not the first seed reaches the
+#           daemon while the first seed's pub/sub connection is down (review R6): the bumped
+#           query's cached entry is no longer served (a fill of the new generation follows).
+. "$(dirname "$0")/daemon_lib.sh"
+
+PART=${1:-basic}
+users_db 60 "CREATE PUBLICATION cs_pub FOR TABLE users;"
+private_redis_cluster 3 0
+rc() { redis-cli -c -p "${RC_PORTS[0]}" "$@"; }
+
+# near_config FILE [resend_check] [tracking] [size]
+near_config() {
+  local f=$1 resend=${2:-true} tracking=${3:-true} size=${4:-1MB}
+  FENCE=on EXTRA_REDIS="namespace = $NS" EXTRA_SERVICE="near_cache_size = $size
+near_cache_tracking = $tracking
+verify_interval = 0" write_config "$f" replica1
+  sed -i "s|^url = .*|url = redis://127.0.0.1\ncluster = on\nnodes = $RC_NODES\ncluster_near_resend_check = $resend|" "$f"
+  user_query cu >>"$f"
+  invalidator_section >>"$f"
+}
+bucket_of() {
+  "$PY3" -c 'import sys
+h = 2166136261
+for c in b"cu\0" + sys.argv[1].encode():
+    h = ((h ^ c) * 16777619) & 0xffffffff
+print(h % 256)' "$1"
+}
+gen_of() { local g; g=$(rc get "{$NS:$1}:g:cu"); echo "${g:-0}"; }
+entry_key() { echo "{$NS:$(bucket_of "$1")}:e:cu:$(gen_of 0):$1"; }
+port_of_slot() {
+  redis-cli -p "${RC_PORTS[0]}" cluster slots | paste - - - - - - |
+    awk -v s="$1" '$1 <= s && s <= $2 { print $4 }'
+}
+near_on() { until_true "${1:-30}" metric_is cachesvc_near_on 1; }
+proven_nodes() { http /metrics | grep -c '^cachesvc_near_node_proven{node="[^"]*"} 1$' || true; }
+# hold ID...: each key filled, then read until it is a near hit
+hold() {
+  local id h
+  for id in "$@"; do
+    fill cu "$id"
+    h=$(metric cachesvc_near_hits_total)
+    until_true 10 eval "cli get cu $id >/dev/null; metric_ge cachesvc_near_hits_total $((h + 1))" ||
+      fail "cu $id never became a near hit"
+  done
+}
+
+case_basic() {
+  near_config "$WORK/cs.ini"
+  start_streaming "$WORK/cs.ini"
+  near_on || fail "the near cache never came on: $(grep -i near "$WORK/cachesvc.log" | tail -5)"
+  [ "$(proven_nodes)" = 3 ] || fail "near on but $(proven_nodes) of 3 masters proven: $(http /metrics | grep near_node_proven)"
+  ok "near cache on once the 3 masters' tracking is proven: $(grep -o 'near cache: on.*' "$WORK/cachesvc.log" | head -1)"
+  local id ports=() p h0 d0 f0 lsn
+  for id in $(seq 1 12); do
+    p=$(port_of_slot "$(rc cluster keyslot "$(entry_key "$id")")")
+    ports+=("$p")
+  done
+  [ "$(printf '%s\n' "${ports[@]}" | sort -u | wc -l)" = 3 ] || fail "keys 1-12 are not spread over the 3 masters: ${ports[*]}"
+  hold $(seq 1 12)
+  h0=$(metric cachesvc_near_hits_total)
+  for _ in 1 2 3; do cli mget --each cu $(seq 1 12) >/dev/null; done
+  [ $(( $(metric cachesvc_near_hits_total) - h0 )) -ge 36 ] || fail "36 reads of 12 held keys: $(( $(metric cachesvc_near_hits_total) - h0 )) near hits"
+  ok "12 keys on the 3 masters held near: 36 reads, 36 near hits"
+  d0=$(metric cachesvc_near_dropped_total)
+  f0=$(metric cachesvc_near_flushes_total)
+  lsn=$(commit_lsn "UPDATE users SET name = 'near ' || id WHERE id <= 12")
+  wait_invalidated "$lsn"
+  until_true 10 metric_ge cachesvc_near_dropped_total $((d0 + 12)) ||
+    fail "the UPDATE dropped $(( $(metric cachesvc_near_dropped_total) - d0 )) of 12 held entries"
+  [ "$(metric cachesvc_near_flushes_total)" = "$f0" ] || fail "a flush happened: the drops prove nothing"
+  wait_replicas
+  for id in $(seq 1 12); do
+    case $(rows cu "$id") in *"near $id"*) ;; *) fail "cu $id after the UPDATE: $(rows cu "$id")" ;; esac
+  done
+  ok "an UPDATE of the 12 keys: every held entry dropped by its master's tracking message (no flush); new rows answered"
+
+  # one master's tracking pub/sub connection killed: flushed, then on again
+  hold 1 2 3
+  f0=$(metric cachesvc_near_flushes_total)
+  redis-cli -p "${RC_PORTS[1]}" client kill type pubsub >/dev/null
+  until_true 5 metric_ge cachesvc_near_flushes_total $((f0 + 1)) ||
+    fail "CLIENT KILL of master ${RC_PORTS[1]}'s pub/sub connection did not flush the near cache"
+  near_on 20 || fail "the near cache did not come back on after the CLIENT KILL"
+  hold 4
+  ok "CLIENT KILL of one master's tracking connection: flushed, back on, hits resume"
+
+  # one master restarted (no save: it comes back empty, the same node)
+  hold 1 2 3
+  f0=$(metric cachesvc_near_flushes_total)
+  local d=$WORK/rcluster/node3 port=${RC_PORTS[2]} bus
+  bus=$(grep myself "$d/nodes.conf" | awk '{ print $2 }' | sed 's/.*@\([0-9]*\).*/\1/')
+  redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
+  until_true 10 eval "! redis_port_pong $port" || fail "master $port did not stop"
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --cluster-enabled yes \
+    --cluster-port "$bus" --cluster-config-file "$d/nodes.conf" \
+    --cluster-node-timeout "${CS_RC_NODE_TIMEOUT:-1000}" --daemonize yes \
+    --pidfile "$d/redis.pid" --logfile "$WORK/rcluster3.log" --dir "$d" >/dev/null
+  until_true 5 metric_ge cachesvc_near_flushes_total $((f0 + 1)) || fail "a master's restart did not flush the near cache"
+  until_true 60 rc_ok "$port" || fail "master $port did not rejoin"
+  near_on 60 || fail "the near cache did not come back on after the restart"
+  [ "$(proven_nodes)" = 3 ] || fail "near on after the restart but $(proven_nodes) of 3 masters proven"
+  fill cu 5
+  ok "one master restarted: flushed, back on with the 3 masters proven"
+}
+
+# e1 [neg]: a watched GET redirected by ASK is not stored (or, negative control, is).
+case_e1() {
+  local resend=true
+  [ "${1:-}" = neg ] && resend=false
+  near_config "$WORK/cs.ini" "$resend"
+  start_streaming "$WORK/cs.ini"
+  near_on || fail "the near cache never came on"
+  local id=1 k slot a b aid bid keys r0 e0
+  fill cu "$id"
+  k=$(entry_key "$id")
+  slot=$(rc cluster keyslot "$k")
+  a=$(port_of_slot "$slot")
+  for b in "${RC_PORTS[@]}"; do [ "$b" != "$a" ] && break; done
+  aid=$(redis-cli -p "$a" cluster myid)
+  bid=$(redis-cli -p "$b" cluster myid)
+  # the slot migrating from a to b, every key of it already on b: a GET sent to a is ASKed to b
+  redis-cli -p "$b" cluster setslot "$slot" importing "$aid" >/dev/null
+  redis-cli -p "$a" cluster setslot "$slot" migrating "$bid" >/dev/null
+  keys=$(redis-cli -p "$a" cluster getkeysinslot "$slot" 1000)
+  for key in $keys; do
+    [ "$(redis-cli -p "$a" migrate 127.0.0.1 "$b" "$key" 0 5000)" = OK ] || fail "MIGRATE $key failed"
+  done
+  echo "$keys" | grep -qxF "$k" || fail "$k is not in slot $slot on $a: $keys"
+  [ "$(redis-cli -p "$a" cluster countkeysinslot "$slot")" = 0 ] || fail "keys of slot $slot still on $a"
+  near_on 10 || fail "the near cache went off during the migration"
+  r0=$(metric cachesvc_near_resent_total)
+  e0=$(metric cachesvc_near_entries)
+  for _ in 1 2 3; do
+    [ "$(src cu "$id")" = cache ] || fail "cu $id not answered from the cache during the migration"
+  done
+  metric_ge cachesvc_near_resent_total $((r0 + 1)) || fail "no watched read counted as resent (no ASK?)"
+  # the key deleted where it lives now (b: it tracks nothing of this client's)
+  redis-cli -c -p "$a" del "$k" >/dev/null
+  [ "$(redis-cli -c -p "$a" exists "$k")" = 0 ] || fail "$k survived its DEL"
+  local s
+  s=$(src cu "$id")
+  # finish the migration either way
+  for p in "${RC_PORTS[@]}"; do redis-cli -p "$p" cluster setslot "$slot" node "$bid" >/dev/null; done
+  if [ "$resend" = true ]; then
+    [ "$s" != cache ] || fail "after its DEL in Redis cu $id was still answered from the cache (held untracked)"
+    [ "$(metric cachesvc_near_entries)" -le "$e0" ] || fail "near entries grew from $e0 to $(metric cachesvc_near_entries) with ASKed reads"
+    ok "watched GETs ASKed to the importing master: served ($(( $(metric cachesvc_near_resent_total) - r0 )) resent), never stored; after the key's DEL: source $s"
+  else
+    [ "$s" = cache ] || fail "negative control: the ASKed reply was not held (source $s): the test proves nothing"
+    ok "negative control (cluster_near_resend_check = off): the ASKed reply was stored untracked and is served after its key was deleted in Redis"
+  fi
+}
+
+# gens: a generation message through another master while the first seed's pub/sub is down.
+case_gens() {
+  near_config "$WORK/cs.ini" true true 0 # R6 is the generations' own: no near cache
+  start_streaming "$WORK/cs.ini"
+  fill cu 7
+  [ "$(src cu 7)" = cache ] || fail "cu 7 not cached"
+  local s0=${RC_PORTS[0]} g s
+  # the first seed refuses new connections' subscriptions: its pub/sub connection is killed
+  # and every reconnection is refused by an ACL that forbids SUBSCRIBE (default user)
+  redis-cli -p "$s0" acl setuser default -subscribe -psubscribe >/dev/null
+  redis-cli -p "$s0" client kill type pubsub >/dev/null
+  until_true 10 eval '[ "$(redis-cli -p "$s0" pubsub numsub "$NS:gen" | tail -1)" = 0 ]' ||
+    fail "the first seed still has a subscriber of $NS:gen"
+  # announced only (Redis's copies stay behind: the generations poll cannot learn it), on
+  # another master
+  g=$(( $(gen_of 0) + 5 ))
+  redis-cli -p "${RC_PORTS[1]}" publish "$NS:gen" "cu $g" >/dev/null
+  until_true 10 eval '[ "$(src cu 7)" != cache ]' || fail "the bump published on ${RC_PORTS[1]} never reached the daemon"
+  redis-cli -p "$s0" acl setuser default +subscribe +psubscribe >/dev/null
+  ok "a generation published on a non-first-seed master reached the daemon while the first seed's pub/sub was down"
+}
+
+case $PART in
+  basic) case_basic ;;
+  e1) case_e1 ;;
+  e1neg) case_e1 neg ;;
+  gens) case_gens ;;
+  *) fail "unknown part $PART" ;;
+esac
