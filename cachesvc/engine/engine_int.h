@@ -223,6 +223,8 @@ typedef struct psnode {
 	uint64_t seq;	      /* heartbeat sessions: names the key */
 	uint64_t hb_sent_us;  /* a heartbeat waits for its echo since; 0: none */
 	uint32_t hbk;	      /* the heartbeat key's tag {<ns>:n<hbk>}: a slot this node owns */
+	char hb[CS_NAME_MAX]; /* the heartbeat key in flight (hb_sent_us), its echo's name */
+	size_t hbl;
 	uint64_t echoes;      /* heartbeats echoed (metrics, per node) */
 	uint64_t echo_lost;   /* heartbeats without an echo in time */
 	struct psnode *next_dead;

@@ -494,6 +494,8 @@ static void cl_hb_send(cs_engine *e, psnode *n)
 		cs_redis_cmd(n->data, on_cl_hb_set, n, 5, set, setl) == 0) {
 		psn_hold(n);
 		n->hb_sent_us = cs_now_us();
+		memcpy(n->hb, key, kl); /* the echo names it, whatever the map does meanwhile */
+		n->hbl = kl;
 	}
 }
 
@@ -577,13 +579,12 @@ static void on_cl_tracking_message(cs_redis *rd, redisReply *reply, void *priv)
 		near_flush(e);
 		return;
 	}
-	char hb[CS_NAME_MAX];
-	size_t hbl = n->tracked && n->hb_sent_us ? cl_hb_key(e, n, hb, sizeof hb) : 0;
+	size_t hbl = n->tracked && n->hb_sent_us ? n->hbl : 0;
 	for (size_t i = 0; i < m->elements; i++) {
 		const redisReply *k = m->element[i];
 		if (k->type != REDIS_REPLY_STRING)
 			continue;
-		if (hbl && (size_t)k->len == hbl && memcmp(k->str, hb, hbl) == 0) {
+		if (hbl && (size_t)k->len == hbl && memcmp(k->str, n->hb, hbl) == 0) {
 			n->hb_sent_us = 0; /* this session's echo: this master's path is proven */
 			n->proven = true;
 			n->echoes++;
