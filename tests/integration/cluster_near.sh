@@ -6,7 +6,8 @@
 #           UPDATE of all of them drops every held entry through its own master's tracking
 #           message (no flush) and the daemon answers the new rows; CLIENT KILL of one
 #           master's pub/sub connection flushes it (and it comes back on); one master
-#           restarted flushes it (and it comes back on).
+#           restarted flushes it (and it comes back on); a keyless slot handed to another
+#           master flushes it (the slot map changed) and it stays on.
 #   e1:     a watched GET answered after an ASK (its slot being migrated by hand, the key
 #           already on the target) is served but not stored (cachesvc_near_resent_total):
 #           a DEL of the key on the target (which tracks nothing for this client) leaves
@@ -119,6 +120,25 @@ case_basic() {
   [ "$(proven_nodes)" = 3 ] || fail "near on after the restart but $(proven_nodes) of 3 masters proven"
   fill cu 5
   ok "one master restarted: flushed, back on with the 3 masters proven"
+
+  # a slot (holding no key) handed to another master: the daemon's next slot map flushes
+  # the near cache (entries read from an old owner must not outlive the move)
+  hold 1 2 3
+  f0=$(metric cachesvc_near_flushes_total)
+  local slot=0 owner to toid
+  for slot in $(seq 100 16383); do
+    owner=$(port_of_slot "$slot")
+    [ -n "$owner" ] && [ "$(redis-cli -p "$owner" cluster countkeysinslot "$slot")" = 0 ] && break
+  done
+  for to in "${RC_PORTS[@]}"; do [ "$to" != "$owner" ] && break; done
+  toid=$(redis-cli -p "$to" cluster myid)
+  for p in "${RC_PORTS[@]}"; do redis-cli -p "$p" cluster setslot "$slot" node "$toid" >/dev/null; done
+  until_true 30 metric_ge cachesvc_near_flushes_total $((f0 + 1)) ||
+    fail "slot $slot moved from $owner to $to: the near cache was not flushed"
+  grep -q 'near cache: flushed (the slot map changed)' "$WORK/cachesvc.log" ||
+    fail "the flush was not the slot map's: $(grep 'near cache' "$WORK/cachesvc.log" | tail -3)"
+  metric_is cachesvc_near_on 1 || near_on 10 || fail "the near cache went off for a slot move"
+  ok "slot $slot handed from $owner to $to: the near cache flushed (the slot map changed), still on"
 }
 
 # e1 [neg]: a watched GET redirected by ASK is not stored (or, negative control, is).
