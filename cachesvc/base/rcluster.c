@@ -96,6 +96,7 @@ struct cs_rc {
 
 	rc_cmd live; /* sentinel: accepted cluster commands */
 	cs_rc_stats stats;
+	bool delivering_resent; /* during a callback: its command was sent more than once */
 };
 
 /* ---- Single mode: forward without a record of our own ---- */
@@ -251,9 +252,14 @@ static void cmd_deliver(rc_cmd *c, redisReply *reply)
 	cs_rc *rc = c->rc;
 	cs_rc_cb *cb = c->cb;
 	void *priv = c->priv;
+	bool resent = c->redirects > 0 || c->tries > 0;
 	cmd_unlink_free(c);
-	if (cb)
+	if (cb) {
+		bool outer = rc->delivering_resent;
+		rc->delivering_resent = resent;
 		cb(rc, reply, priv);
+		rc->delivering_resent = outer;
+	}
 }
 
 static rc_cmd *cmd_new(cs_rc *rc, uint16_t slot, int script, cs_rc_cb *cb, void *priv, int nkeys,
@@ -926,6 +932,11 @@ void cs_rc_get_node_stats(const cs_rc *rc, int i, cs_rc_node_stats *out)
 const cs_rc_stats *cs_rc_get_stats(const cs_rc *rc)
 {
 	return &rc->stats;
+}
+
+bool cs_rc_resent(const cs_rc *rc)
+{
+	return rc->delivering_resent;
 }
 
 bool cs_rc_cluster(const cs_rc *rc)

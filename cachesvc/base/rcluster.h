@@ -207,6 +207,13 @@ const cs_rc_stats *cs_rc_get_stats(const cs_rc *rc);
  * clear it after use. */
 int cs_rc_node_url(const cs_rc *rc, const char *host, int port, char *out, size_t cap);
 
+/* Inside a reply callback: true when that command was sent more than once (it followed a
+ * MOVED or ASK, or was retried after TRYAGAIN / CLUSTERDOWN / LOADING). A connection-scoped
+ * prefix such as CLIENT CACHING yes (sent by the caller just before it) then did not
+ * precede the send that answered: the near cache treats such a read as untracked (CLUSTER.md
+ * section 7, E1). Always false in single mode and outside a callback. */
+bool cs_rc_resent(const cs_rc *rc);
+
 /* True in cluster mode. */
 bool cs_rc_cluster(const cs_rc *rc);
 

@@ -196,6 +196,11 @@ const struct key_def cs_cfg_keys[] = {
                 0, NULL,
                 "cluster: a fill refused because its bucket missed a generation repairs the "
                 "bucket from bucket 0; off only as a test's negative control"},
+        {SEC_REDIS, "cluster_near_resend_check", KT_BOOL, CFG(redis_cluster_near_resend_check),
+                "true", NO_KIND_DEF, 0, 0, 0, NULL,
+                "cluster: a near-cache read that had to be sent again (MOVED, ASK, TRYAGAIN, "
+                "LOADING) is not stored, as Redis did not track it; off only as a test's "
+                "negative control"},
 
         /* [primary] */
         {SEC_PRIMARY, "conninfo", KT_STRING, CFG(primary_conninfo), NULL, NO_KIND_DEF,
@@ -975,14 +980,6 @@ static bool validate_cluster(struct loader *ld, cs_config *cfg)
 		        "Cluster has database 0 alone and no unix socket (use "
 		        "redis://[user:password@]"
 		        "host or leave url unset)");
-		return false;
-	}
-	if (cfg->near_cache_size > 0) {
-		fail_at(ld, line,
-		        "[redis] cluster: the near cache (near_cache_size > 0) is not supported on "
-		        "a "
-		        "Redis Cluster yet (its tracking would be per node); set near_cache_size = "
-		        "0");
 		return false;
 	}
 	return true;

@@ -80,7 +80,6 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 		.on_state = on_cache_state, .state_priv = e, .resolver = e->resolver };
 	cs_rc_opts rco = { .node = ro };
 	char *seedbuf = NULL, *seeds[CS_RC_MAX_NODES];
-	char psurl[2048] = "";
 	if (cfg->redis_cluster) {
 		/* the cluster scripts after the single-Redis ones (fence.h); MOVED and ASK
 		 * followed (a migration takes one of each), TRYAGAIN retried by cs_rc within the
@@ -92,28 +91,37 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 		seedbuf = strdup(cfg->redis_nodes ? cfg->redis_nodes : "");
 		rco.nseeds = seedbuf ? cs_split_list(seedbuf, seeds, CS_RC_MAX_NODES) : 0;
 		rco.seeds = (const char *const *)seeds;
+		/* one pub/sub connection per master, following the node set (engine_near.c) */
+		rco.on_nodes = psn_on_nodes;
+		rco.nodes_priv = e;
+		e->ps_timeout_ms = cfg->redis_timeout_ms;
+		e->ps_client_id = cfg->near_cache_size > 0;
+		e->ps_track = cfg->near_cache_size > 0 && cfg->near_cache_tracking;
+		e->near_resend_check = cfg->redis_cluster_near_resend_check;
 	}
 	e->redis = cs_rc_new(base, &rco, err, errlen);
+	free(seedbuf);
 	if (e->redis && cfg->redis_cluster) {
-		/* pub/sub on the first seed: PUBLISH reaches every node's subscribers */
-		cs_rc_endpoint seed;
-		if (rco.nseeds == 0 ||
-			cs_rc_parse_endpoint(seeds[0], strlen(seeds[0]), &seed) != 0 ||
-			cs_rc_node_url(e->redis, seed.host, seed.port, psurl, sizeof psurl) != 0) {
-			snprintf(err, errlen, "[redis] nodes: no usable first node for pub/sub");
-			cs_rc_free(e->redis);
-			e->redis = NULL;
+		/* pub/sub on every master (a PUBLISH reaches every node's subscribers; tracking
+		 * redirects only to a client of the same node): review R6, E2 */
+		if (psn_setup(e) != 0) {
+			snprintf(err, errlen, "[redis] nodes: no pub/sub connections made");
+			cs_engine_free(e);
+			return NULL;
+		}
+	} else if (e->redis) {
+		cs_redis_opts po = { .name = "pubsub", .url = cfg->redis_url,
+			.timeout_ms = cfg->redis_timeout_ms, .max_pending = 16,
+			.on_state = on_pubsub_state, .state_priv = e, .resolver = e->resolver,
+			.client_id = cfg->near_cache_size > 0 };
+		e->pubsub = cs_redis_new(base, &po, err, errlen);
+		if (e->pubsub == NULL ||
+			cs_redis_subscribe(e->pubsub, e->ks.channel, on_gen_message, e) != 0) {
+			cs_engine_free(e);
+			return NULL;
 		}
 	}
-	free(seedbuf);
-	cs_redis_opts po = { .name = "pubsub", .url = psurl[0] ? psurl : cfg->redis_url,
-		.timeout_ms = cfg->redis_timeout_ms, .max_pending = 16, .on_state = on_pubsub_state,
-		.state_priv = e, .resolver = e->resolver, .client_id = cfg->near_cache_size > 0 };
-	if (e->redis)
-		e->pubsub = cs_redis_new(base, &po, err, errlen);
-	explicit_bzero(psurl, sizeof psurl); /* may hold the password */
-	if (e->redis == NULL || e->pubsub == NULL ||
-		cs_redis_subscribe(e->pubsub, e->ks.channel, on_gen_message, e) != 0) {
+	if (e->redis == NULL) {
 		cs_engine_free(e);
 		return NULL;
 	}
@@ -209,8 +217,10 @@ void cs_engine_free(cs_engine *e)
 	 * only after them (it frees what a pending callback would free again). */
 	cs_redis_free(e->pubsub);
 	e->pubsub = NULL;
+	psn_free_all(e, false);
 	cs_rc_free(e->redis);
 	e->redis = NULL;
+	psn_free_all(e, true); /* after cs_rc_free: its callbacks may hold them */
 	if (e->near_reclaim)
 		event_free(e->near_reclaim);
 	e->near_reclaim = NULL;

@@ -132,7 +132,7 @@ void on_gen_message(cs_redis *rd, redisReply *reply, void *priv)
 void on_pubsub_state(cs_redis *rd, bool up, void *priv)
 {
 	cs_engine *e = priv;
-	near_conn_state(e, true, up);
+	near_conn_state(e, rd, true, up);
 	if (!up) {
 		/* A bump published while we were away would be missed: stop trusting our
 		 * generations (requests bypass the cache) until re-subscribed and re-read. */
@@ -144,7 +144,7 @@ void on_pubsub_state(cs_redis *rd, bool up, void *priv)
 void on_cache_state(cs_redis *rd, bool up, void *priv)
 {
 	cs_engine *e = priv;
-	near_conn_state(e, false, up);
+	near_conn_state(e, rd, false, up);
 	if (up) {
 		load_gens(e);
 		return;

@@ -203,6 +203,33 @@ typedef struct near_commit {
 	int64_t commit_unix_us;
 } near_commit;
 
+/* Cluster mode (engine_near.c, "On a cluster"): one pub/sub connection per master of the
+ * slot map, subscribed to the generations channel and, with a tracked near cache, to
+ * __redis__:invalidate; that master's data connection is tracked with REDIRECT to it (Redis
+ * tracks per node). Freed once it left the map and no callback of its data connection
+ * holds it (refs). */
+typedef struct psnode {
+	struct cs_engine *e;
+	cs_redis *ps;	 /* this master's pub/sub connection (NULL once dead) */
+	cs_redis *data;	 /* the master's data connection (cs_rc_node): identifies it */
+	char addr[CS_RC_HOST_MAX + 8];
+	bool dead;	 /* left the map */
+	int refs;	 /* callbacks pending on the data connection with this as priv */
+	bool subscribed; /* __redis__:invalidate confirmed */
+	bool busy;	 /* CLIENT TRACKING in flight */
+	bool tracked;	 /* ... answered OK on the current data connection */
+	bool proven;	 /* a heartbeat of this session echoed since the last near_off */
+	int64_t redirect;     /* the pub/sub connection id CLIENT TRACKING named */
+	uint64_t seq;	      /* heartbeat sessions: names the key */
+	uint64_t hb_sent_us;  /* a heartbeat waits for its echo since; 0: none */
+	uint32_t hbk;	      /* the heartbeat key's tag {<ns>:n<hbk>}: a slot this node owns */
+	char hb[CS_NAME_MAX]; /* the heartbeat key in flight (hb_sent_us), its echo's name */
+	size_t hbl;
+	uint64_t echoes;      /* heartbeats echoed (metrics, per node) */
+	uint64_t echo_lost;   /* heartbeats without an echo in time */
+	struct psnode *next_dead;
+} psnode;
+
 struct cs_engine {
 	struct event_base *base;
 	negbudget neg;
@@ -214,7 +241,8 @@ struct cs_engine {
 	 * with its key's slot (CLUSTER.md section 5 step 3b). Single mode: the slot is ignored
 	 * and cs_rc passes straight through to its one cs_redis; what belongs to the connection
 	 * (the near cache's tracking) takes that cs_redis: cache_conn(). Cluster mode
-	 * ([redis] cluster = on): routed by slot to the masters (no near cache). */
+	 * ([redis] cluster = on): routed by slot to the masters; the near cache tracks each
+	 * master's connection through that master's pub/sub connection (psn). */
 	cs_rc *redis;
 	/* Redis Cluster (e->ks.cluster; CLUSTER.md): the slot of every bucket's hash tag, so a
 	 * hit finds its slot without a CRC16 (key_slot); all 0 on a single Redis. */
@@ -228,7 +256,17 @@ struct cs_engine {
 		uint64_t fanout_errors; /* GEN_SETs of those that failed (repaired by fills) */
 		uint64_t mget_parts;	/* MGETs sent for client MGETs, one per slot */
 	} cl;
-	cs_redis *pubsub;      /* generations channel, near cache invalidations */
+	cs_redis *pubsub;      /* generations channel, near cache invalidations (single) */
+	/* cluster: one pub/sub connection per master, in cs_rc's node order (psnode) */
+	psnode *psn[CS_RC_MAX_NODES];
+	int npsn;
+	psnode *psn_dead;	  /* left the map, freed once refs is 0 */
+	bool ps_client_id;	  /* the pub/sub connections learn their CLIENT ID (near on) */
+	bool ps_track;		  /* ... and subscribe to __redis__:invalidate (tracked) */
+	int64_t ps_timeout_ms;
+	uint64_t near_map_sum;	  /* the slot map's owners as last seen (a change flushes) */
+	bool near_resend_check;	  /* cluster_near_resend_check (E1): a resent read is not stored */
+	uint64_t near_resent;	  /* watched reads cs_rc sent again: not stored (E1) */
 	cs_pgserver **servers; /* replicas first, then the primary (if any) */
 	int *srv_id;	       /* servers[i]'s id in tried sets */
 	int nservers;
@@ -380,7 +418,11 @@ void near_flush(cs_engine *e); /* drops every entry; memory freed over later loo
 void near_track_start(cs_engine *e);
 bool near_caching_yes(cs_engine *e, uint16_t slot);
 void near_heartbeat(cs_engine *e);
-void near_conn_state(cs_engine *e, bool pubsub, bool up);
+void near_conn_state(cs_engine *e, cs_redis *rd, bool pubsub, bool up);
+bool near_resent(const cs_engine *e, const cs_rc *rc);
+int psn_setup(cs_engine *e);
+void psn_on_nodes(cs_rc *rc, void *priv);
+void psn_free_all(cs_engine *e, bool mem);
 void on_tracking_message(cs_redis *rd, redisReply *reply, void *priv);
 void bump_generation(cs_engine *e, qstate *qs);
 
@@ -415,7 +457,8 @@ static inline bool slot_usable(const cs_engine *e, uint16_t slot)
 }
 
 /* The cache connection's one cs_redis (single mode), for what belongs to the connection
- * rather than to a key: CLIENT TRACKING and the near cache's heartbeat, stats. */
+ * rather than to a key: CLIENT TRACKING and the near cache's heartbeat, stats. On a cluster
+ * the near cache uses each master's own (psnode.data). */
 static inline cs_redis *cache_conn(const cs_engine *e)
 {
 	return cs_rc_node(e->redis, 0);

@@ -76,6 +76,15 @@ static void near_metrics(const cs_engine *e, cs_metrics *m)
 	C("heartbeat_failed_total", "Tracking heartbeat writes Redis refused (coherence unproven that round)", e->stats.near_hb_failed);
 	C("tracking_refused_total", "CLIENT TRACKING commands Redis refused", e->stats.near_track_refused);
 #undef C
+	if (e->ks.cluster) {
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_near_resent_total", "Watched reads on a cluster that had to be sent again (MOVED, ASK, TRYAGAIN, LOADING): served, not stored (untracked)", e->near_resent, NULL);
+		for (int i = 0; i < e->npsn; i++) {
+			const psnode *p = e->psn[i];
+			cs_m_u64(m, CS_M_GAUGE, "cachesvc_near_node_proven", "1 while this master's tracking is proven by its heartbeat echo (cluster)", p->tracked && p->proven ? 1 : 0, "node", p->addr, NULL);
+			cs_m_u64(m, CS_M_COUNTER, "cachesvc_near_node_echoes_total", "Tracking heartbeats of this master echoed (cluster)", p->echoes, "node", p->addr, NULL);
+			cs_m_u64(m, CS_M_COUNTER, "cachesvc_near_node_echo_lost_total", "Tracking heartbeats of this master without an echo in time (cluster)", p->echo_lost, "node", p->addr, NULL);
+		}
+	}
 	cs_m_u64(m, CS_M_GAUGE, "cachesvc_near_bytes", "Bytes held by near entries (node, key, value)", n->bytes, NULL);
 	cs_m_u64(m, CS_M_GAUGE, "cachesvc_near_entries", "Entries in the near cache", n->entries, NULL);
 	cs_m_u64(m, CS_M_GAUGE, "cachesvc_near_garbage_entries",

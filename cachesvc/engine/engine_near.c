@@ -175,8 +175,12 @@ void near_track_start(cs_engine *e)
 /* Before a watched read: Redis is to track the next command's keys (OPTIN). false when it
  * could not be sent: the read will not be tracked, so its reply must not be stored. `slot`:
  * the read's, so that both go to the same connection. */
+static bool cl_caching_yes(cs_engine *e, uint16_t slot);
+
 bool near_caching_yes(cs_engine *e, uint16_t slot)
 {
+	if (e->ks.cluster)
+		return cl_caching_yes(e, slot);
 	const char *argv[] = { "CLIENT", "CACHING", "yes" };
 	size_t lens[] = { 6, 7, 3 };
 	return cs_rc_cmd(e->redis, slot, NULL, NULL, 3, argv, lens) == 0;
@@ -185,8 +189,14 @@ bool near_caching_yes(cs_engine *e, uint16_t slot)
 /* On the generations timer: turn tracking on, or prove it is still on. An echo overdue
  * means invalidations may not be arriving: off, and a new pub/sub connection (a half-open
  * one would never say so itself). */
+static void cl_heartbeat(cs_engine *e);
+
 void near_heartbeat(cs_engine *e)
 {
+	if (e->ks.cluster) {
+		cl_heartbeat(e);
+		return;
+	}
 	if (e->near == NULL || e->near_untracked)
 		return;
 	if (!e->near_tracked) {
@@ -294,8 +304,14 @@ void on_tracking_message(cs_redis *rd, redisReply *reply, void *priv)
 }
 
 /* Called by engine_gen.c when a connection changes state. */
-void near_conn_state(cs_engine *e, bool pubsub, bool up)
+static void cl_conn_state(cs_engine *e, cs_redis *rd, bool up);
+
+void near_conn_state(cs_engine *e, cs_redis *rd, bool pubsub, bool up)
 {
+	if (e->ks.cluster && !pubsub) {
+		cl_conn_state(e, rd, up);
+		return;
+	}
 	if (e->near == NULL || e->near_untracked)
 		return;
 	if (up) {
@@ -327,11 +343,469 @@ int near_setup(cs_engine *e, const cs_config *cfg, char *err, size_t errlen)
 		cs_near_enable(e->near);
 		return 0;
 	}
-	if (cs_redis_subscribe(e->pubsub, TRACK_CHANNEL, on_tracking_message, e) != 0) {
+	/* on a cluster every master's pub/sub connection subscribed already (psn_add) */
+	if (!e->ks.cluster &&
+		cs_redis_subscribe(e->pubsub, TRACK_CHANNEL, on_tracking_message, e) != 0) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
 	if (e->inv)
 		cs_inv_set_key_hook(e->inv, on_inv_key, e);
 	return 0;
+}
+
+/* ---- On a cluster (CLUSTER.md section 7, E1 and E2) ------------------------------------
+ *
+ * Redis tracks per node: a master remembers the keys read on its own connections and can
+ * redirect their invalidations only to a client connected to it. So every master of the
+ * slot map gets a pub/sub connection of its own (psnode), subscribed to the generations
+ * channel (a PUBLISH reaches every node's subscribers: each process hears every bump through
+ * every master, so no single node's pub/sub is needed - review R6; duplicates are harmless,
+ * a generation only rises) and, with a tracked near cache, to __redis__:invalidate; that
+ * master's data connection (cs_rc's) is tracked with CLIENT TRACKING on REDIRECT <its id>
+ * OPTIN. The proof is the single Redis's, per node, and the near cache is on only while it
+ * holds for every master at once:
+ *  - each master's tracking is proven by a heartbeat of its own: a key tagged {<ns>:n<k>}
+ *    with k chosen so its slot is served by that master, read tracked and written on the
+ *    master's data connection, whose invalidation must come back on that master's pub/sub
+ *    connection within NEAR_ECHO_MS;
+ *  - any master's data or pub/sub connection dropping, a missing echo, a refused CLIENT
+ *    CACHING, or the set of masters changing turns the near cache off and flushes it; it
+ *    turns on again once every master (of the new set) echoed a heartbeat sent after that;
+ *  - any change of the slot map's owners flushes it (kept on): the entries read from a slot's
+ *    old owner are dropped even where no invalidation came (a slot handed over without
+ *    MIGRATE). A MIGRATE deletes the key on the source, which sends the invalidation itself;
+ *  - E1: CLIENT CACHING yes is sent just before each watched GET or MGET part, to the same
+ *    slot, hence pipelined on the same connection. When cs_rc had to send the read again
+ *    (MOVED, ASK, TRYAGAIN, LOADING: cs_rc_resent), the send that answered was not preceded
+ *    by it, or went to another node: the reply is served but not stored (near_resent). */
+
+static void psn_hold(psnode *n)
+{
+	n->refs++;
+}
+
+/* A data connection's callback with n as priv returned: false when n is dead (ignore). */
+static bool psn_drop(psnode *n)
+{
+	n->refs--;
+	return !n->dead;
+}
+
+/* The near cache is off and flushed; every master must prove its tracking again. */
+static void cl_off(cs_engine *e, const char *why)
+{
+	if (e->near == NULL || e->near_untracked)
+		return;
+	near_off(e, why);
+	for (int i = 0; i < e->npsn; i++) {
+		psnode *n = e->psn[i];
+		n->proven = false;
+		n->hb_sent_us = 0;
+		n->seq++; /* an echo of an older heartbeat proves nothing now */
+	}
+}
+
+/* The slot map's owners, hashed (cs_rc's node indices; a change of the node set is seen by
+ * psn_on_nodes). */
+static uint64_t map_sum(const cs_engine *e)
+{
+	uint64_t h = CS_FNV1A64_INIT;
+	for (int s = 0; s < CS_RC_SLOTS; s++) {
+		int16_t o = (int16_t)cs_rc_slot_node(e->redis, (uint16_t)s);
+		h = cs_fnv1a64(h, &o, sizeof o);
+	}
+	return h;
+}
+
+/* On once every master's tracking is proven. */
+static void cl_maybe_on(cs_engine *e)
+{
+	if (e->near == NULL || e->near_untracked || cs_near_on(e->near) || e->npsn == 0 ||
+		e->npsn != cs_rc_nnodes(e->redis) || !cs_rc_ready(e->redis))
+		return;
+	for (int i = 0; i < e->npsn; i++)
+		if (!e->psn[i]->tracked || !e->psn[i]->proven)
+			return;
+	e->near_map_sum = map_sum(e);
+	cs_near_enable(e->near);
+	cs_info("near cache: on (tracking of all %d masters proven by their heartbeats)", e->npsn);
+}
+
+static int psn_index(const cs_engine *e, const psnode *n)
+{
+	for (int i = 0; i < cs_rc_nnodes(e->redis); i++)
+		if (cs_rc_node(e->redis, i) == n->data)
+			return i;
+	return -1;
+}
+
+/* This session's heartbeat key of master n: "{<ns>:n<k>}:nhb:<id>:<seq>", k the first
+ * (from the last one used) whose slot n serves. 0 when none is found (n serves no slot). */
+static size_t cl_hb_key(cs_engine *e, psnode *n, char *buf, size_t cap)
+{
+	int idx = psn_index(e, n);
+	if (idx < 0)
+		return 0;
+	for (uint32_t tries = 0; tries < (1u << 18); tries++) {
+		char tag[CS_NS_MAX + 16];
+		int tl = snprintf(tag, sizeof tag, "%s:n%u", e->ks.ns, n->hbk);
+		if (tl > 0 && (size_t)tl < sizeof tag &&
+			cs_rc_slot_node(e->redis, cs_rc_keyslot(tag, (size_t)tl)) == idx) {
+			int kl = snprintf(buf, cap, "{%s}:nhb:%lld:%llu", tag,
+				(long long)n->redirect, (unsigned long long)n->seq);
+			return kl > 0 && (size_t)kl < cap ? (size_t)kl : 0;
+		}
+		n->hbk++;
+	}
+	return 0;
+}
+
+static void on_cl_hb_set(cs_redis *rd, redisReply *reply, void *priv)
+{
+	psnode *n = priv;
+	if (!psn_drop(n) || reply == NULL || reply->type != REDIS_REPLY_ERROR)
+		return;
+	cs_engine *e = n->e;
+	n->hb_sent_us = 0;
+	e->stats.near_hb_failed++;
+	uint64_t now = cs_now_us();
+	if (now - e->near_warned_us > NEAR_WARN_US) {
+		e->near_warned_us = now;
+		cs_warn("near cache: heartbeat write on %s refused (%s): coherence cannot be "
+			"proven while it fails", n->addr, reply->str);
+	}
+}
+
+static void cl_hb_send(cs_engine *e, psnode *n)
+{
+	char key[CS_NAME_MAX];
+	size_t kl = cl_hb_key(e, n, key, sizeof key);
+	const char *cy[] = { "CLIENT", "CACHING", "yes" };
+	size_t cyl[] = { 6, 7, 3 };
+	const char *get[] = { "GET", key };
+	size_t getl[] = { 3, kl };
+	const char *set[] = { "SET", key, "1", "PX", "60000" };
+	size_t setl[] = { 3, kl, 1, 2, 5 };
+	if (kl == 0 || n->data == NULL)
+		return;
+	if (cs_redis_cmd(n->data, NULL, NULL, 3, cy, cyl) == 0 &&
+		cs_redis_cmd(n->data, NULL, NULL, 2, get, getl) == 0 &&
+		cs_redis_cmd(n->data, on_cl_hb_set, n, 5, set, setl) == 0) {
+		psn_hold(n);
+		n->hb_sent_us = cs_now_us();
+		memcpy(n->hb, key, kl); /* the echo names it, whatever the map does meanwhile */
+		n->hbl = kl;
+	}
+}
+
+static void on_cl_tracking_on(cs_redis *rd, redisReply *reply, void *priv)
+{
+	psnode *n = priv;
+	if (!psn_drop(n))
+		return;
+	cs_engine *e = n->e;
+	n->busy = false;
+	if (reply == NULL)
+		return; /* the data connection dropped: cl_conn_state turns tracking on again */
+	if (reply->type != REDIS_REPLY_STATUS) {
+		const char *msg =
+			reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply";
+		e->stats.near_track_refused++;
+		uint64_t now = cs_now_us();
+		if (now - e->near_warned_us > NEAR_WARN_US) {
+			e->near_warned_us = now;
+			cs_warn("near cache: CLIENT TRACKING refused by %s: %s", n->addr, msg);
+		}
+		if (strstr(msg, "does not exist") && n->ps &&
+			cs_redis_client_id(n->ps) == n->redirect)
+			cs_redis_reconnect(n->ps, "near cache: its id is unknown to Redis");
+		return; /* retried by the heartbeat timer */
+	}
+	if (!n->subscribed || n->ps == NULL || cs_redis_client_id(n->ps) != n->redirect)
+		return; /* the pub/sub connection changed meanwhile: ask again */
+	n->tracked = true;
+	n->seq++;
+	cl_hb_send(e, n);
+}
+
+static void cl_track_start(cs_engine *e, psnode *n)
+{
+	if (e->near == NULL || e->near_untracked || n->dead || n->tracked || n->busy ||
+		!n->subscribed || n->data == NULL || !cs_redis_ready(n->data))
+		return;
+	int64_t id = cs_redis_client_id(n->ps);
+	if (id <= 0)
+		return;
+	char ids[24];
+	int il = snprintf(ids, sizeof ids, "%lld", (long long)id);
+	const char *argv[] = { "CLIENT", "TRACKING", "on", "REDIRECT", ids, "OPTIN" };
+	size_t lens[] = { 6, 8, 2, 8, (size_t)il, 5 };
+	if (cs_redis_cmd(n->data, on_cl_tracking_on, n, 6, argv, lens) == 0) {
+		psn_hold(n);
+		n->busy = true;
+		n->redirect = id;
+	}
+}
+
+/* Every message of a master's tracking subscription. */
+static void on_cl_tracking_message(cs_redis *rd, redisReply *reply, void *priv)
+{
+	psnode *n = priv;
+	if (n->dead)
+		return;
+	cs_engine *e = n->e;
+	if (reply == NULL) {
+		n->subscribed = false;
+		n->tracked = false; /* the redirect named it: ask again with the next one */
+		cl_off(e, "a master's tracking connection was lost");
+		return;
+	}
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+		reply->element[0]->type != REDIS_REPLY_STRING)
+		return;
+	if (strcmp(reply->element[0]->str, "subscribe") == 0) {
+		n->subscribed = true;
+		cl_track_start(e, n);
+		return;
+	}
+	if (strcmp(reply->element[0]->str, "message") != 0 || e->near == NULL)
+		return;
+	redisReply *m = reply->element[2];
+	if (m->type != REDIS_REPLY_ARRAY) {
+		/* nil: FLUSHALL or FLUSHDB on this master */
+		if (cs_near_get_stats(e->near)->entries)
+			cs_info("near cache: flushed (%s ran FLUSHALL or FLUSHDB)", n->addr);
+		near_flush(e);
+		return;
+	}
+	size_t hbl = n->tracked && n->hb_sent_us ? n->hbl : 0;
+	for (size_t i = 0; i < m->elements; i++) {
+		const redisReply *k = m->element[i];
+		if (k->type != REDIS_REPLY_STRING)
+			continue;
+		if (hbl && (size_t)k->len == hbl && memcmp(k->str, n->hb, hbl) == 0) {
+			n->hb_sent_us = 0; /* this session's echo: this master's path is proven */
+			n->proven = true;
+			n->echoes++;
+			cl_maybe_on(e);
+			continue;
+		}
+		if (cs_near_invalidate(e->near, k->str, (size_t)k->len))
+			record_staleness(e, k->str, (size_t)k->len);
+	}
+}
+
+/* A master's pub/sub connection changed state. */
+static void on_cl_ps_state(cs_redis *rd, bool up, void *priv)
+{
+	psnode *n = priv;
+	if (n->dead)
+		return;
+	cs_engine *e = n->e;
+	if (up)
+		return; /* the subscriptions' confirmations follow */
+	n->subscribed = false;
+	n->tracked = false; /* the redirect named that connection: ask again with the next */
+	cl_off(e, "a master's tracking connection was lost");
+	/* as on a single Redis (on_pubsub_state): a bump published meanwhile may be missed
+	 * here; the generations are read again before they are trusted */
+	for (int i = 0; i < e->qt->nq; i++)
+		e->qt->qs[i].gen_known = false;
+}
+
+/* A master's data connection changed state (engine_gen.c on_cache_state). */
+static void cl_conn_state(cs_engine *e, cs_redis *rd, bool up)
+{
+	psnode *n = NULL;
+	for (int i = 0; i < e->npsn && n == NULL; i++)
+		if (e->psn[i]->data == rd)
+			n = e->psn[i];
+	if (up) {
+		if (n)
+			cl_track_start(e, n);
+		return;
+	}
+	if (n)
+		n->tracked = false; /* a new connection is not tracked */
+	cl_off(e, "a master's data connection was lost");
+}
+
+/* Before a watched read (E1): CLIENT CACHING yes to the read's slot, so that cs_rc pipelines
+ * both on that master's connection. A refusal (tracking not on there) turns the near cache
+ * off: the read after it was not tracked, and the settle finds the session changed. */
+static void on_cl_caching(cs_rc *rc, redisReply *reply, void *priv)
+{
+	cs_engine *e = priv;
+	if (e->stopping)
+		return;
+	if (reply == NULL || reply->type == REDIS_REPLY_ERROR || cs_rc_resent(rc))
+		cl_off(e, reply && reply->type == REDIS_REPLY_ERROR ? "CLIENT CACHING refused"
+								 : "CLIENT CACHING not answered");
+}
+
+static bool cl_caching_yes(cs_engine *e, uint16_t slot)
+{
+	const char *argv[] = { "CLIENT", "CACHING", "yes" };
+	size_t lens[] = { 6, 7, 3 };
+	return cs_rc_cmd(e->redis, slot, on_cl_caching, e, 3, argv, lens) == 0;
+}
+
+/* A watched read's reply came from a send that CLIENT CACHING yes did not precede (E1). */
+bool near_resent(const cs_engine *e, const cs_rc *rc)
+{
+	if (!cs_rc_resent(rc))
+		return false;
+	((cs_engine *)e)->near_resent++;
+	return e->near_resend_check; /* off: the negative control stores it */
+}
+
+static void cl_heartbeat(cs_engine *e)
+{
+	for (psnode **pp = &e->psn_dead; *pp;) {
+		psnode *n = *pp;
+		if (n->refs == 0) {
+			*pp = n->next_dead;
+			free(n);
+		} else {
+			pp = &n->next_dead;
+		}
+	}
+	if (e->near == NULL || e->near_untracked)
+		return;
+	if (cs_near_on(e->near)) {
+		uint64_t sum = map_sum(e);
+		if (sum != e->near_map_sum) {
+			e->near_map_sum = sum;
+			if (cs_near_get_stats(e->near)->entries)
+				cs_info("near cache: flushed (the slot map changed)");
+			near_flush(e);
+		}
+	}
+	uint64_t now = cs_now_us();
+	for (int i = 0; i < e->npsn; i++) {
+		psnode *n = e->psn[i];
+		if (!n->tracked) {
+			cl_track_start(e, n);
+		} else if (n->hb_sent_us) {
+			if (now - n->hb_sent_us > (uint64_t)NEAR_ECHO_MS * 1000u) {
+				e->stats.near_echo_lost++;
+				n->echo_lost++;
+				cl_off(e, "no tracking echo from a master in time");
+				if (n->ps)
+					cs_redis_reconnect(n->ps, "near cache: no tracking echo");
+			}
+		} else {
+			cl_hb_send(e, n);
+		}
+	}
+	cl_maybe_on(e);
+}
+
+/* A pub/sub connection to master `addr` whose data connection is `data`. */
+static psnode *psn_new(cs_engine *e, const char *addr, cs_redis *data)
+{
+	psnode *n = calloc(1, sizeof *n);
+	if (n == NULL)
+		return NULL;
+	n->e = e;
+	n->data = data;
+	snprintf(n->addr, sizeof n->addr, "%s", addr);
+	cs_rc_endpoint ep;
+	char url[2048], name[CS_RC_HOST_MAX + 32], err[256];
+	if (cs_rc_parse_endpoint(addr, strlen(addr), &ep) != 0 ||
+		cs_rc_node_url(e->redis, ep.host, ep.port, url, sizeof url) != 0) {
+		explicit_bzero(url, sizeof url);
+		cs_error("pub/sub on %s: no usable URL", addr);
+		free(n);
+		return NULL;
+	}
+	snprintf(name, sizeof name, "pubsub %s", addr);
+	cs_redis_opts po = { .name = name, .url = url, .timeout_ms = e->ps_timeout_ms,
+		.max_pending = 16, .on_state = on_cl_ps_state, .state_priv = n,
+		.resolver = e->resolver, .client_id = e->ps_client_id };
+	n->ps = cs_redis_new(e->base, &po, err, sizeof err);
+	explicit_bzero(url, sizeof url); /* held the password */
+	if (n->ps == NULL || cs_redis_subscribe(n->ps, e->ks.channel, on_gen_message, e) != 0 ||
+		(e->ps_track &&
+			cs_redis_subscribe(n->ps, TRACK_CHANNEL, on_cl_tracking_message, n) != 0)) {
+		cs_error("pub/sub on %s: %s", addr, n->ps ? "out of memory" : err);
+		cs_redis_free(n->ps);
+		free(n);
+		return NULL;
+	}
+	return n;
+}
+
+/* n leaves: its pub/sub connection closes now, its memory once no callback holds it. */
+static void psn_kill(cs_engine *e, psnode *n)
+{
+	n->dead = true;
+	cs_redis *ps = n->ps;
+	n->ps = NULL;
+	cs_redis_free(ps); /* its callbacks see n dead */
+	n->next_dead = e->psn_dead;
+	e->psn_dead = n;
+}
+
+/* cs_rc's node set changed (rcluster.h cs_rc_nodes_cb): one pub/sub connection per master,
+ * in cs_rc's order; masters gone are closed, new ones connected. Any change turns the near
+ * cache off until every master of the new set proved its tracking. */
+void psn_on_nodes(cs_rc *rc, void *priv)
+{
+	cs_engine *e = priv;
+	psnode *next[CS_RC_MAX_NODES];
+	int nn = 0;
+	bool changed = false;
+	for (int i = 0; i < cs_rc_nnodes(rc) && nn < CS_RC_MAX_NODES; i++) {
+		cs_redis *data = cs_rc_node(rc, i);
+		const char *addr = cs_rc_node_addr(rc, i);
+		psnode *n = NULL;
+		for (int k = 0; k < e->npsn && n == NULL; k++)
+			if (e->psn[k] && e->psn[k]->data == data &&
+				strcmp(e->psn[k]->addr, addr) == 0) {
+				n = e->psn[k];
+				e->psn[k] = NULL;
+			}
+		if (n == NULL) {
+			n = psn_new(e, addr, data);
+			changed = true;
+			if (n == NULL)
+				continue; /* near stays off (npsn != nnodes) till a change */
+		}
+		next[nn++] = n;
+	}
+	for (int k = 0; k < e->npsn; k++)
+		if (e->psn[k]) {
+			changed = true;
+			psn_kill(e, e->psn[k]);
+		}
+	memcpy(e->psn, next, (size_t)nn * sizeof next[0]);
+	e->npsn = nn;
+	if (changed)
+		cl_off(e, "the cluster's masters changed");
+}
+
+/* Cluster mode, at creation: a pub/sub connection per seed (cs_rc's first node set). */
+int psn_setup(cs_engine *e)
+{
+	psn_on_nodes(e->redis, e);
+	return e->npsn == cs_rc_nnodes(e->redis) ? 0 : -1;
+}
+
+/* Engine shutdown: mem = false closes every pub/sub connection (before cs_rc_free, whose
+ * callbacks may still hold nodes); mem = true frees the nodes (after it). */
+void psn_free_all(cs_engine *e, bool mem)
+{
+	if (!mem) {
+		for (int k = 0; k < e->npsn; k++)
+			psn_kill(e, e->psn[k]);
+		e->npsn = 0;
+		return;
+	}
+	while (e->psn_dead) {
+		psnode *n = e->psn_dead;
+		e->psn_dead = n->next_dead;
+		free(n);
+	}
 }

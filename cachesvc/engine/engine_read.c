@@ -578,8 +578,8 @@ static void on_cache_reply(cs_rc *rc, redisReply *reply, void *priv)
 	cs_engine *e = l->e;
 	greq *r = l->r;
 	const cs_query_def *q = l->qs->def;
-	if (l->watched)
-		near_settle(l, reply);
+	if (l->watched) /* a resent read was not tracked: served, not stored (E1) */
+		near_settle(l, near_resent(e, rc) ? NULL : reply);
 	if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
 		/* Redis trouble: answer from the database, do not fill. */
 		e->stats.bypass_redis++;
@@ -948,8 +948,8 @@ static void mbatch_item(cs_rc *rc, mbatch *b, mitem *x, redisReply *val, int64_t
 {
 	cs_engine *e = b->e;
 	{
-		if (x->watched)
-			mitem_settle(e, x, val);
+		if (x->watched) /* a resent read was not tracked: served, not stored (E1) */
+			mitem_settle(e, x, near_resent(e, rc) ? NULL : val);
 		cs_entry ent;
 		const cs_query_def *q = x->qs->def;
 		if (val && val->type == REDIS_REPLY_STRING &&
@@ -1057,6 +1057,15 @@ static void mget_cluster(cs_engine *e, mbatch *b, const char **argv, size_t *len
 				plens[k - i + 1] = lens[idx + 1];
 			}
 			b->parts++;
+			/* a part with watched items: CLIENT CACHING yes just before it, to its slot
+			 * (the same connection), else those items are not stored */
+			bool watched = false;
+			for (uint32_t k = 0; k < p->n; k++)
+				watched |= b->it[p->idx[k]].watched;
+			if (watched && !near_caching_yes(e, slot))
+				for (uint32_t k = 0; k < p->n; k++)
+					if (b->it[p->idx[k]].watched)
+						mitem_settle(e, &b->it[p->idx[k]], NULL);
 			if (cs_rc_cmd(e->redis, slot, on_mpart_reply, p, (int)p->n + 1, pargv, plens) == 0) {
 				e->cl.mget_parts++;
 			} else {

@@ -6,6 +6,9 @@
 # changes every row while each is held in the near cache. Negative control: the
 # same with near_cache_tracking = false (nothing keeps the near cache coherent) must answer
 # stale rows through the daemon.
+# race_near.sh cluster: the same on a private 3-master Redis Cluster ([redis] cluster = on:
+# per-master tracking, CLUSTER.md E2), the verifier scanning every master; the negative
+# control as above.
 # Writers at 100 commits/s (not flat out): each key then stays put for ~120 ms at a time, long
 # enough to be held and served near, so the race runs through the near cache.
 RATE=100
@@ -44,14 +47,28 @@ all_near() { until_true 30 all_near_now; }
 # A Redis of this test's own: a FLUSHDB of any database on a shared Redis (every test does
 # one at its start) sends every tracking client a nil invalidation, which rightly empties the
 # near cache - and would void the held-and-changed phase below.
-private_redis
-redis() { redis-cli -p "$RPORT" "$@"; }
+MODE=${1:-single}
+if [ "$MODE" = cluster ]; then
+  RACE_CLUSTER=1
+  private_redis_cluster 3 0
+  redis() { # every master (FLUSHDB: the second round starts empty)
+    local p
+    for p in ${RC_MASTERS//,/ }; do redis-cli -p "${p##*:}" "$@"; done
+  }
+else
+  private_redis
+  redis() { redis-cli -p "$RPORT" "$@"; }
+fi
 near_round() { # TRACKING SEED -> sets n stale hits dropped discarded
   local tracking=$1 seed=$2
   race_config on
   printf 'near_cache_size = 1MB\nnear_cache_tracking = %s\n' "$tracking" >"$WORK/near.ini"
   sed -i "/^\[cachesvc\]/r $WORK/near.ini" "$WORK/cs.ini"
-  sed -i "s|^url = .*|url = redis://127.0.0.1:$RPORT/0|" "$WORK/cs.ini"
+  if [ "$MODE" = cluster ]; then
+    grep -q '^cluster = on' "$WORK/cs.ini" || fail "the config is not in cluster mode"
+  else
+    sed -i "s|^url = .*|url = redis://127.0.0.1:$RPORT/0|" "$WORK/cs.ini"
+  fi
   start_daemon "$WORK/cs.ini"
   until_true 30 streaming || fail "the invalidator never streamed"
   until_true 20 metric_is cachesvc_near_on 1 || fail "the near cache never came on"

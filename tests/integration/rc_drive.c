@@ -79,6 +79,7 @@ static struct {
 	uint64_t start_us, end_us;
 	/* counters */
 	uint64_t ok, err, nil_err, wrong, refused, final_bad, final_checked;
+	uint64_t resent; /* replies whose command cs_rc sent more than once (cs_rc_resent) */
 	uint64_t max_ms, max_fail_ms, last_err_us;
 } g;
 
@@ -160,7 +161,7 @@ static struct event *issue_timer;
 
 static void on_simple(cs_rc *rc, redisReply *r, void *priv)
 {
-	(void)rc;
+	g.resent += cs_rc_resent(rc);
 	op *o = priv;
 	g.inflight--;
 	char want[160];
@@ -267,7 +268,7 @@ static void worker_next(worker *w)
 
 static void on_load(cs_rc *rc, redisReply *r, void *priv)
 {
-	(void)rc;
+	g.resent += cs_rc_resent(rc);
 	worker *w = priv;
 	g.inflight--;
 	key_state *k = &g.ks[w->key];
@@ -322,7 +323,7 @@ static void verify_more(void);
 
 static void on_verify(cs_rc *rc, redisReply *r, void *priv)
 {
-	(void)rc;
+	g.resent += cs_rc_resent(rc);
 	op *o = priv;
 	g.inflight--;
 	key_state *k = &g.ks[o->key];
@@ -646,13 +647,13 @@ int main(int argc, char **argv)
 	       " final_bad=%" PRIu64 " final_checked=%" PRIu64 " moved=%" PRIu64 " ask=%" PRIu64
 	       " tryagain=%" PRIu64 " node_errors=%" PRIu64 " refreshes=%" PRIu64
 	       " redirects_exhausted=%" PRIu64 " nodes=%d max_ms=%" PRIu64 " max_fail_ms=%" PRIu64
-	       " last_err_ago_ms=%" PRIu64 " secs=%.1f\n",
+	       " last_err_ago_ms=%" PRIu64 " secs=%.1f resent=%" PRIu64 "\n",
 	        g.ok, g.err, g.nil_err, g.wrong, g.refused, g.final_bad, g.final_checked, moved,
 	        ask, tryagain, nerr, rs->refreshes, rs->redirects_exhausted, cs_rc_nnodes(g.rc),
 	        g.max_ms, g.max_fail_ms,
 	        g.last_err_us ? (g.end_us > g.last_err_us ? (g.end_us - g.last_err_us) / 1000 : 0)
 	                      : 999999,
-	        (double)(g.end_us - g.start_us) / 1e6);
+	        (double)(g.end_us - g.start_us) / 1e6, g.resent);
 	cs_rc_free(g.rc);
 	if (issue_timer)
 		event_free(issue_timer);

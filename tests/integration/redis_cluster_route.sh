@@ -49,6 +49,7 @@ case_a() {
   expect ok = 2000 "$out" "(a) check"
   expect wrong = 0 "$out" "(a) check"
   expect nodes = 3 "$out" "(a) check: the three masters"
+  expect resent = 0 "$out" "(a) check: no reply flagged resent (each command sent once)"
   for m in ${RC_MASTERS//,/ }; do
     n=$(redis-cli -p "$(port_of "$m")" dbsize)
     [ "$n" -gt 500 ] || fail "(a) master $m holds $n of the 2000 keys: not spread"
@@ -126,6 +127,11 @@ case_b() {
   expect final_checked = 300 "$out" "(b) every key after"
   expect ok -gt 1000 "$out" "(b) load ran"
   ok "(b) slot migrated under load: ASK and MOVED followed, nothing lost or wrong"
+  # cs_rc_resent (CLUSTER.md E1) names the replies of commands sent more than once
+  expect resent -gt 0 "$out" "(b) redirected replies flagged resent"
+  [ "$(get resent "$out")" -le $(( $(get ask "$out") + $(get moved "$out") + $(get tryagain "$out") )) ] ||
+    fail "(b) more replies flagged resent than redirects and retries: $out"
+  ok "(b) $(get resent "$out") replies flagged resent (cs_rc_resent), at most one per redirect or retry"
   for f in ask moved; do expect "$f" -gt 0 "$lua" "(b) scripts: $f seen"; done
   for f in err refused wrong final_bad; do expect "$f" = 0 "$lua" "(b) scripts"; done
   expect final_checked = 300 "$lua" "(b) scripts: every key after"

@@ -567,9 +567,12 @@ static void test_redis_cluster(void **state)
 	        NULL);
 	assert_load_error(BASE "[redis]\ncluster = on\nnodes = h:1\nurl = redis://h/2\n",
 	        "database 0 alone", NULL);
-	assert_load_error(BASE
-	        "[redis]\ncluster = on\nnodes = h:1\n[cachesvc]\nnear_cache_size = 1MB\n",
-	        "near cache", "not supported on a Redis Cluster", NULL);
+	/* the near cache runs on a cluster too (per-master tracking: CLUSTER.md E1, E2) */
+	cfg = load_ok(BASE
+	        "[redis]\ncluster = on\nnodes = h:1\n[cachesvc]\nnear_cache_size = 1MB\n");
+	assert_int_equal(cfg->near_cache_size, 1 << 20);
+	assert_true(cfg->redis_cluster_near_resend_check);
+	cs_config_free(cfg);
 	/* braces stay legal on a single Redis */
 	cfg = load_ok(BASE "[redis]\nnamespace = {x}\n");
 	cs_config_free(cfg);

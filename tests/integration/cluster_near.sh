@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# cluster_near.sh PART - the near cache on a Redis Cluster (CLUSTER.md section 7, E1 and E2),
+# on a private 3-master cluster, the daemon with its invalidator ([redis] cluster = on).
+#   basic:  the near cache comes on only once every master's tracking is proven (a heartbeat
+#           echo per master); hot keys on the 3 masters are served from the near cache; an
+#           UPDATE of all of them drops every held entry through its own master's tracking
+#           message (no flush) and the daemon answers the new rows; CLIENT KILL of one
+#           master's pub/sub connection flushes it (and it comes back on); one master
+#           restarted flushes it (and it comes back on); a keyless slot handed to another
+#           master flushes it (the slot map changed) and it stays on.
+#   e1:     a watched GET answered after an ASK (its slot being migrated by hand, the key
+#           already on the target) is served but not stored (cachesvc_near_resent_total):
+#           a DEL of the key on the target (which tracks nothing for this client) leaves
+#           nothing stale behind. Negative control e1neg (cluster_near_resend_check = off):
+#           the near cache stores the redirected reply and still answers it from memory after
+#           the key was deleted in Redis: an entry no invalidation will ever drop.
+#   gens:   (3 masters with a replica each, nodes naming a replica first) every master has a
+#           subscriber of the generations channel; with the first seed shut down, a
+#           generation message PUBLISHed on a master reaches the daemon (review R6): the
+#           bumped query's cached entry is no longer served. Negative control by hand: an
+#           older build (pub/sub on the first seed only) with CS_GENS_ONLY_BUMP=1 fails it.
+. "$(dirname "$0")/daemon_lib.sh"
+
+PART=${1:-basic}
+users_db 60 "CREATE PUBLICATION cs_pub FOR TABLE users;"
+if [ "$PART" = gens ]; then private_redis_cluster 3 1; else private_redis_cluster 3 0; fi
+rc() { local m=${RC_MASTERS%%,*}; redis-cli -c -p "${m##*:}" "$@"; }
+
+# near_config FILE [resend_check] [tracking] [size]
+near_config() {
+  local f=$1 resend=${2:-true} tracking=${3:-true} size=${4:-1MB}
+  FENCE=on EXTRA_REDIS="namespace = $NS" EXTRA_SERVICE="near_cache_size = $size
+near_cache_tracking = $tracking
+verify_interval = 0" write_config "$f" replica1
+  sed -i "s|^url = .*|url = redis://127.0.0.1\ncluster = on\nnodes = $RC_NODES|" "$f"
+  if [ "$resend" != true ]; then sed -i "s|^cluster = on|&\ncluster_near_resend_check = $resend|" "$f"; fi
+  user_query cu >>"$f"
+  invalidator_section >>"$f"
+}
+bucket_of() {
+  "$PY3" -c 'import sys
+h = 2166136261
+for c in b"cu\0" + sys.argv[1].encode():
+    h = ((h ^ c) * 16777619) & 0xffffffff
+print(h % 256)' "$1"
+}
+gen_of() { local g; g=$(rc get "{$NS:$1}:g:cu"); echo "${g:-0}"; }
+entry_key() { echo "{$NS:$(bucket_of "$1")}:e:cu:$(gen_of 0):$1"; }
+port_of_slot() {
+  redis-cli -p "${RC_PORTS[0]}" cluster slots | paste - - - - - - |
+    awk -v s="$1" '$1 <= s && s <= $2 { print $4 }'
+}
+near_on() { until_true "${1:-30}" metric_is cachesvc_near_on 1; }
+proven_nodes() { http /metrics | grep -c '^cachesvc_near_node_proven{node="[^"]*"} 1$' || true; }
+# hold ID...: each key filled, then read until it is a near hit
+hold() {
+  local id h
+  for id in "$@"; do
+    fill cu "$id"
+    h=$(metric cachesvc_near_hits_total)
+    until_true 10 eval "cli get cu $id >/dev/null; metric_ge cachesvc_near_hits_total $((h + 1))" ||
+      fail "cu $id never became a near hit"
+  done
+}
+
+case_basic() {
+  near_config "$WORK/cs.ini"
+  start_streaming "$WORK/cs.ini"
+  near_on || fail "the near cache never came on: $(grep -i near "$WORK/cachesvc.log" | tail -5)"
+  [ "$(proven_nodes)" = 3 ] || fail "near on but $(proven_nodes) of 3 masters proven: $(http /metrics | grep near_node_proven)"
+  ok "near cache on once the 3 masters' tracking is proven: $(grep -o 'near cache: on.*' "$WORK/cachesvc.log" | head -1)"
+  local id ports=() p h0 d0 f0 lsn
+  for id in $(seq 1 12); do
+    p=$(port_of_slot "$(rc cluster keyslot "$(entry_key "$id")")")
+    ports+=("$p")
+  done
+  [ "$(printf '%s\n' "${ports[@]}" | sort -u | wc -l)" = 3 ] || fail "keys 1-12 are not spread over the 3 masters: ${ports[*]}"
+  hold $(seq 1 12)
+  h0=$(metric cachesvc_near_hits_total)
+  for _ in 1 2 3; do cli mget --each cu $(seq 1 12) >/dev/null; done
+  [ $(( $(metric cachesvc_near_hits_total) - h0 )) -ge 36 ] || fail "36 reads of 12 held keys: $(( $(metric cachesvc_near_hits_total) - h0 )) near hits"
+  ok "12 keys on the 3 masters held near: 36 reads, 36 near hits"
+  d0=$(metric cachesvc_near_dropped_total)
+  f0=$(metric cachesvc_near_flushes_total)
+  lsn=$(commit_lsn "UPDATE users SET name = 'near ' || id WHERE id <= 12")
+  wait_invalidated "$lsn"
+  until_true 10 metric_ge cachesvc_near_dropped_total $((d0 + 12)) ||
+    fail "the UPDATE dropped $(( $(metric cachesvc_near_dropped_total) - d0 )) of 12 held entries"
+  [ "$(metric cachesvc_near_flushes_total)" = "$f0" ] || fail "a flush happened: the drops prove nothing"
+  wait_replicas
+  for id in $(seq 1 12); do
+    case $(rows cu "$id") in *"near $id"*) ;; *) fail "cu $id after the UPDATE: $(rows cu "$id")" ;; esac
+  done
+  ok "an UPDATE of the 12 keys: every held entry dropped by its master's tracking message (no flush); new rows answered"
+
+  # one master's tracking pub/sub connection killed: flushed, then on again
+  hold 1 2 3
+  f0=$(metric cachesvc_near_flushes_total)
+  redis-cli -p "${RC_PORTS[1]}" client kill type pubsub >/dev/null
+  until_true 5 metric_ge cachesvc_near_flushes_total $((f0 + 1)) ||
+    fail "CLIENT KILL of master ${RC_PORTS[1]}'s pub/sub connection did not flush the near cache"
+  near_on 20 || fail "the near cache did not come back on after the CLIENT KILL"
+  hold 4
+  ok "CLIENT KILL of one master's tracking connection: flushed, back on, hits resume"
+
+  # one master restarted (no save: it comes back empty, the same node)
+  hold 1 2 3
+  f0=$(metric cachesvc_near_flushes_total)
+  local d=$WORK/rcluster/node3 port=${RC_PORTS[2]} bus
+  bus=$(grep myself "$d/nodes.conf" | awk '{ print $2 }' | sed 's/.*@\([0-9]*\).*/\1/')
+  redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
+  until_true 10 eval "! redis_port_pong $port" || fail "master $port did not stop"
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --cluster-enabled yes \
+    --cluster-port "$bus" --cluster-config-file "$d/nodes.conf" \
+    --cluster-node-timeout "${CS_RC_NODE_TIMEOUT:-1000}" --daemonize yes \
+    --pidfile "$d/redis.pid" --logfile "$WORK/rcluster3.log" --dir "$d" >/dev/null
+  until_true 5 metric_ge cachesvc_near_flushes_total $((f0 + 1)) || fail "a master's restart did not flush the near cache"
+  until_true 60 rc_ok "$port" || fail "master $port did not rejoin"
+  near_on 60 || fail "the near cache did not come back on after the restart"
+  [ "$(proven_nodes)" = 3 ] || fail "near on after the restart but $(proven_nodes) of 3 masters proven"
+  fill cu 5
+  ok "one master restarted: flushed, back on with the 3 masters proven"
+
+  # a slot (holding no key) handed to another master: the daemon's next slot map flushes
+  # the near cache (entries read from an old owner must not outlive the move)
+  hold 1 2 3
+  f0=$(metric cachesvc_near_flushes_total)
+  local slot=0 owner to toid
+  for slot in $(seq 100 16383); do
+    owner=$(port_of_slot "$slot")
+    [ -n "$owner" ] && [ "$(redis-cli -p "$owner" cluster countkeysinslot "$slot")" = 0 ] && break
+  done
+  for to in "${RC_PORTS[@]}"; do [ "$to" != "$owner" ] && break; done
+  toid=$(redis-cli -p "$to" cluster myid)
+  for p in "${RC_PORTS[@]}"; do redis-cli -p "$p" cluster setslot "$slot" node "$toid" >/dev/null; done
+  until_true 30 metric_ge cachesvc_near_flushes_total $((f0 + 1)) ||
+    fail "slot $slot moved from $owner to $to: the near cache was not flushed"
+  grep -q 'near cache: flushed (the slot map changed)' "$WORK/cachesvc.log" ||
+    fail "the flush was not the slot map's: $(grep 'near cache' "$WORK/cachesvc.log" | tail -3)"
+  metric_is cachesvc_near_on 1 || near_on 10 || fail "the near cache went off for a slot move"
+  ok "slot $slot handed from $owner to $to: the near cache flushed (the slot map changed), still on"
+}
+
+# e1 [neg]: a watched GET redirected by ASK is not stored (or, negative control, is).
+case_e1() {
+  local resend=true
+  [ "${1:-}" = neg ] && resend=false
+  near_config "$WORK/cs.ini" "$resend"
+  start_streaming "$WORK/cs.ini"
+  near_on || fail "the near cache never came on"
+  local id=1 k slot a b aid bid keys r0 e0
+  fill cu "$id"
+  k=$(entry_key "$id")
+  slot=$(rc cluster keyslot "$k")
+  a=$(port_of_slot "$slot")
+  for b in "${RC_PORTS[@]}"; do [ "$b" != "$a" ] && break; done
+  aid=$(redis-cli -p "$a" cluster myid)
+  bid=$(redis-cli -p "$b" cluster myid)
+  # the slot migrating from a to b, every key of it already on b: a GET sent to a is ASKed to b
+  redis-cli -p "$b" cluster setslot "$slot" importing "$aid" >/dev/null
+  redis-cli -p "$a" cluster setslot "$slot" migrating "$bid" >/dev/null
+  keys=$(redis-cli -p "$a" cluster getkeysinslot "$slot" 1000)
+  for key in $keys; do
+    [ "$(redis-cli -p "$a" migrate 127.0.0.1 "$b" "$key" 0 5000)" = OK ] || fail "MIGRATE $key failed"
+  done
+  echo "$keys" | grep -qxF "$k" || fail "$k is not in slot $slot on $a: $keys"
+  [ "$(redis-cli -p "$a" cluster countkeysinslot "$slot")" = 0 ] || fail "keys of slot $slot still on $a"
+  near_on 10 || fail "the near cache went off during the migration"
+  r0=$(metric cachesvc_near_resent_total)
+  e0=$(metric cachesvc_near_entries)
+  for _ in 1 2 3; do
+    [ "$(src cu "$id")" = cache ] || fail "cu $id not answered from the cache during the migration"
+  done
+  metric_ge cachesvc_near_resent_total $((r0 + 1)) || fail "no watched read counted as resent (no ASK?)"
+  # the key deleted where it lives now (b: it tracks nothing of this client's)
+  redis-cli -c -p "$a" del "$k" >/dev/null
+  [ "$(redis-cli -c -p "$a" exists "$k")" = 0 ] || fail "$k survived its DEL"
+  local s
+  s=$(src cu "$id")
+  # finish the migration either way
+  for p in "${RC_PORTS[@]}"; do redis-cli -p "$p" cluster setslot "$slot" node "$bid" >/dev/null; done
+  if [ "$resend" = true ]; then
+    [ "$s" != cache ] || fail "after its DEL in Redis cu $id was still answered from the cache (held untracked)"
+    [ "$(metric cachesvc_near_entries)" -le "$e0" ] || fail "near entries grew from $e0 to $(metric cachesvc_near_entries) with ASKed reads"
+    ok "watched GETs ASKed to the importing master: served ($(( $(metric cachesvc_near_resent_total) - r0 )) resent), never stored; after the key's DEL: source $s"
+  else
+    [ "$s" = cache ] || fail "negative control: the ASKed reply was not held (source $s): the test proves nothing"
+    ok "negative control (cluster_near_resend_check = off): the ASKed reply was stored untracked and is served after its key was deleted in Redis"
+  fi
+}
+
+# gens: a generation message through another master while the first seed's pub/sub is down.
+# The first seed named in nodes is a replica: stopped, the data path (masters only) goes on,
+# and a pub/sub connection pinned to it (review R6) would hear nothing more.
+case_gens() {
+  local p rep="" s0 g s=cache
+  for p in ${RC_NODES//,/ }; do
+    case ",$RC_MASTERS," in *",$p,"*) ;; *) rep=$p; break ;; esac
+  done
+  [ -n "$rep" ] || fail "no replica in the cluster: $RC_NODES / $RC_MASTERS"
+  s0=${rep##*:}
+  RC_NODES="$rep,$RC_MASTERS" near_config "$WORK/cs.ini" true true 0 # R6: no near cache needed
+  start_streaming "$WORK/cs.ini"
+  # one subscriber of the generations channel on every master (PUBSUB is per node);
+  # CS_GENS_ONLY_BUMP=1 skips this check (the negative control by hand: an older build,
+  # subscribed on the first seed only, must then fail the bump below)
+  if [ -z "${CS_GENS_ONLY_BUMP:-}" ]; then
+    for p in ${RC_MASTERS//,/ }; do
+      until_true 10 eval '[ "$(redis-cli -p "${p##*:}" pubsub numsub "$NS:gen" | tail -1)" -ge 1 ]' ||
+        fail "master $p has no subscriber of $NS:gen"
+    done
+    ok "every master has a subscriber of the generations channel"
+  fi
+  fill cu 7
+  [ "$(src cu 7)" = cache ] || fail "cu 7 not cached"
+  redis-cli -p "$s0" shutdown nosave >/dev/null 2>&1 || true
+  until_true 10 eval '! redis_port_pong $s0' || fail "the first seed $rep did not stop"
+  # a pub/sub connection dropped makes the generations unknown until the next poll (1 s):
+  # served again first, so that the bypass of that window cannot pass for the message's
+  # effect
+  until_true 10 eval '[ "$(src cu 7)" = cache ]' || fail "cu 7 not served from the cache after the first seed stopped"
+  # announced only (Redis's copies stay behind: the generations poll cannot learn it), on a
+  # master
+  g=$(( $(gen_of 0) + 5 ))
+  p=${RC_MASTERS%%,*}
+  redis-cli -p "${p##*:}" publish "$NS:gen" "cu $g" >/dev/null
+  until_true 10 eval 's=$(src cu 7); [ "$s" != cache ]' || true
+  [ "$s" != cache ] || fail "the bump published on $p never reached the daemon (first seed $rep down)"
+  ok "a generation published on master $p reached the daemon while the first seed ($rep, a replica) was down"
+}
+
+case $PART in
+  basic) case_basic ;;
+  e1) case_e1 ;;
+  e1neg) case_e1 neg ;;
+  gens) case_gens ;;
+  *) fail "unknown part $PART" ;;
+esac
