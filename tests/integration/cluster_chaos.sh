@@ -118,6 +118,7 @@ load_start() {
     (
       while [ ! -e "$WORK/stop" ]; do
         for id in $(seq 1 "$HOT" | shuf); do
+          [ ! -e "$WORK/stop" ] || break
           "$BURST" -p "$PORT" -c 2 -n 5 -t 10000 rc_hot "$id" >>"$WORK/reads.$r" 2>>"$WORK/reads.err" ||
             echo '{"sent":10,"ok":0,"conn_fail":1}' >>"$WORK/reads.$r"
         done
@@ -183,11 +184,13 @@ case_reshard() {
   local dl0
   dl0=$(data_loss)
   t0=$SECONDS
+  local before
+  before=$(reads_done)
   timeout 100 redis-cli --cluster reshard "127.0.0.1:$from" --cluster-from "$(node_id "$from")" \
     --cluster-to "$(node_id "$to")" --cluster-slots "$n" --cluster-yes >"$WORK/reshard.log" 2>&1 ||
     fail "redis-cli --cluster reshard failed: $(tail -3 "$WORK/reshard.log")"
   [ "$(rc_master_of "$s0")" = "$to" ] || fail "bucket 0's slot $s0 did not move to $to"
-  ok "reshard of $n slots (bucket 0's among them) under load took $((SECONDS - t0)) s"
+  ok "reshard of $n slots (bucket 0's among them) under load took $((SECONDS - t0)) s; $(($(reads_done) - before)) read bursts completed meanwhile"
   load_wait_more 30
   load_stop
   ok "reads during the reshard: $SENT sent, $ERRORS errors (at most 1 in 1000)"
@@ -211,6 +214,8 @@ case_failover() {
   load_start
   load_wait_more 30
   t0=$SECONDS
+  local before
+  before=$(reads_done)
   # a manual failover the master cannot finish in time (the replica behind on a loaded
   # machine) is abandoned by Redis: ask again, up to 3 times
   local k
@@ -220,7 +225,7 @@ case_failover() {
   done
   is_master "$r" || fail "the replica $r was not promoted"
   until_true 30 all_ok || fail "the cluster is not ok after the failover"
-  ok "CLUSTER FAILOVER of master $m (not bucket 0's) to its replica $r under load: $((SECONDS - t0)) s"
+  ok "CLUSTER FAILOVER of master $m (not bucket 0's) to its replica $r under load: $((SECONDS - t0)) s; $(($(reads_done) - before)) read bursts completed meanwhile"
   load_wait_more 30
   load_stop
   ok "reads during the failover: $SENT sent, $ERRORS errors"
@@ -240,11 +245,13 @@ case_kill() {
   [ -n "$r" ] && [ -n "$pid" ] || fail "master $m: no replica or pid"
   load_start
   load_wait_more 30
+  local before
+  before=$(reads_done)
   kill -9 "$pid"
   t0=$SECONDS
   until_true 60 is_master "$r" || fail "the replica $r was not promoted"
   until_true 60 all_ok || fail "the cluster is not ok after the kill"
-  ok "kill -9 of bucket 0's master $m under load: replica $r promoted, cluster ok after $((SECONDS - t0)) s"
+  ok "kill -9 of bucket 0's master $m under load: replica $r promoted, cluster ok after $((SECONDS - t0)) s; $(($(reads_done) - before)) read bursts completed meanwhile"
   load_wait_more 30
   load_stop
   ok "reads during the kill: $SENT sent, $ERRORS errors"
