@@ -825,6 +825,14 @@ bool cs_rc_ready(const cs_rc *rc)
 	return true;
 }
 
+bool cs_rc_slot_ready(const cs_rc *rc, uint16_t slot)
+{
+	if (!rc->cluster)
+		return cs_redis_ready(rc->single);
+	int idx = rc->owner[slot & (CS_RC_SLOTS - 1)];
+	return idx >= 0 && cs_redis_ready(rc->nodes[idx]->r);
+}
+
 /* The ready master of slot, or NULL (then a refresh is asked for). */
 static rc_node *route(cs_rc *rc, uint16_t slot)
 {

@@ -176,6 +176,10 @@ void cs_rc_free(cs_rc *rc);
  * ready. */
 bool cs_rc_ready(const cs_rc *rc);
 
+/* Single: the connection is ready. Cluster: the master of `slot` is known and ready (its
+ * commands are sent rather than refused at once). */
+bool cs_rc_slot_ready(const cs_rc *rc, uint16_t slot);
+
 /* Sends a command for `slot` (cs_rc_keyslot of its key; ignored in single mode). Returns 0
  * (cb runs exactly once) or -1 (refused at once; cb never runs). argv/lens (lens NULL:
  * strlen) are copied before returning. cb may be NULL. */

@@ -203,6 +203,9 @@ static int cluster_nodes(const cs_config *cfg, cs_rc_endpoint *out, int max, int
 				if (next)
 					*next++ = '\0';
 				char addr[CS_RC_HOST_MAX + 16], flags[128], full[2 * CS_RC_HOST_MAX + 16];
+				/* the widths below are these sizes less one */
+				_Static_assert(sizeof addr == 272 && sizeof flags == 128,
+					"sscanf widths in check.c");
 				if (line[0] == '\0')
 					continue;
 				if (sscanf(line, "%*s %271s %127s", addr, flags) != 2 ||

@@ -32,6 +32,7 @@ typedef struct cs_engine_stats {
 	uint64_t hits, stale_hits, misses, coalesced;
 	uint64_t fills, fill_refused_gen, fill_refused_fence, fill_refused_horizon, fill_errors;
 	uint64_t fill_refused_qfence, fill_refused_epoch, epoch_invalid, epoch_changes;
+	uint64_t gens_errors; /* generations polls refused or malformed */
 	uint64_t fill_refused_eviction, negative_skipped;
 	uint64_t not_cached_large, not_cached_primary, not_cached_key, negative_fills;
 	uint64_t bypass_redis, bypass_requested, bypass_paused;

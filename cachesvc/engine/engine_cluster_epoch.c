@@ -70,8 +70,7 @@ static void on_cepoch_reply(cs_rc *rc, redisReply *reply, void *priv)
 
 void cluster_epoch_check(cs_engine *e)
 {
-	if (!e->ks.cluster || !e->fence_on || !e->cepoch_on || e->cepoch_busy ||
-	        !cs_rc_ready(e->redis))
+	if (!e->ks.cluster || !e->fence_on || !e->cepoch_on || e->cepoch_busy)
 		return;
 	int nn = cs_rc_nnodes(e->redis);
 	int n0 = cs_rc_slot_node(e->redis, e->bslot[0]);
@@ -79,6 +78,10 @@ void cluster_epoch_check(cs_engine *e)
 	int seen[CEPOCH_NODES_MAX];
 	int np = 0;
 	for (uint32_t b = 1; b < CS_KS_BUCKETS && np < CEPOCH_NODES_MAX; b++) {
+		/* a slot without a ready master is not read from (per-slot readiness): its node is
+		 * checked once it is ready again, at most one poll later */
+		if (!cs_rc_slot_ready(e->redis, e->bslot[b]))
+			continue;
 		int n = cs_rc_slot_node(e->redis, e->bslot[b]);
 		bool dup = n < 0 || n >= nn || n == n0;
 		for (int i = 0; i < np && !dup; i++)

@@ -624,9 +624,9 @@ static void lease_take(flight *f)
 	const char *argv[] = { "SET", lease, "1", "NX", "PX", px };
 	size_t lens[] = { 3, n, 1, 2, 2, (size_t)pl };
 	f->lease_state = LEASE_ASKING;
-	if (n == 0 || !cs_rc_ready(e->redis) ||
-	        cs_rc_cmd(e->redis, cs_rc_keyslot(lease, n), on_lease_take, f, 6, argv, lens) !=
-	                0) {
+	uint16_t slot = n ? cs_rc_keyslot(lease, n) : 0;
+	if (n == 0 || !cs_rc_slot_ready(e->redis, slot) ||
+	        cs_rc_cmd(e->redis, slot, on_lease_take, f, 6, argv, lens) != 0) {
 		e->lease.unavailable++;
 		lease_query(f);
 	}

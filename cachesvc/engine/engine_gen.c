@@ -53,6 +53,17 @@ static void on_gens_reply(cs_rc *rc, redisReply *reply, void *priv)
 					t->qs[i].gen_known = true;
 			}
 		}
+	} else if (reply != NULL) {
+		/* refused (CROSSSLOT: a cluster used as one Redis, NOSCRIPT, an ACL, OOM...) or
+		 * malformed: the cache stays bypassed until a poll succeeds, so say why, at most
+		 * once a minute (the poll runs every GEN_POLL_MS) */
+		e->stats.gens_errors++;
+		uint64_t now = cs_now_us();
+		if (now - e->gens_warned_us > 60u * 1000u * 1000u) {
+			e->gens_warned_us = now;
+			cs_warn("redis: the generations poll failed (%s): bypassing the cache until it "
+				"succeeds", reply->type == REDIS_REPLY_ERROR ? reply->str : "malformed reply");
+		}
 	}
 	qtable_unref(t);
 }
@@ -60,8 +71,8 @@ static void on_gens_reply(cs_rc *rc, redisReply *reply, void *priv)
 void load_gens(cs_engine *e)
 {
 	qtable *t = e->qt;
-	if (!cs_rc_ready(e->redis) || e->gens_busy)
-		return;
+	if (!cs_rc_slot_ready(e->redis, e->bslot[0]) || e->gens_busy)
+		return; /* GENS runs on bucket 0 alone */
 	size_t n = (size_t)t->nq + 1;
 	const char **argv = calloc(n, sizeof *argv);
 	size_t *lens = calloc(n, sizeof *lens);
@@ -151,7 +162,7 @@ void on_gen_timer(evutil_socket_t fd, short what, void *arg)
 {
 	cs_engine *e = arg;
 	for (int i = 0; i < e->qt->nq; i++)
-		if (e->qt->qs[i].pending_bump && cs_rc_ready(e->redis))
+		if (e->qt->qs[i].pending_bump && cs_rc_slot_ready(e->redis, e->bslot[0]))
 			bump_generation(e, &e->qt->qs[i]);
 	load_gens(e);
 	cluster_epoch_check(e);

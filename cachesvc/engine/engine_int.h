@@ -277,6 +277,7 @@ struct cs_engine {
 	bool near_tracked;	  /* ... answered OK: on once this session's heartbeat echoes */
 	uint64_t near_track_seq;  /* tracking sessions: names the heartbeat key */
 	uint64_t near_warned_us;  /* last rate-limited warning */
+	uint64_t gens_warned_us;  /* last warning of a failed generations poll */
 	int64_t near_redirect;	  /* the pub/sub connection id it named */
 	uint64_t near_hb_sent_us; /* a heartbeat waits for its echo since; 0: none */
 	near_commit near_commits[NEAR_COMMITS];
@@ -406,6 +407,16 @@ static inline uint32_t key_bucket(const cs_engine *e, const char *key, size_t le
 static inline uint16_t key_slot(const cs_engine *e, const char *key, size_t len)
 {
 	return e->ks.cluster ? e->bslot[key_bucket(e, key, len)] : 0;
+}
+
+/* Whether Redis may be asked about a key of `slot`: its master is ready and, on a cluster,
+ * so is bucket 0's, where the generations, the epoch and the bumps live (without it a bump
+ * would go unseen). Per slot, not all-or-nothing: one master down bypasses the cache for
+ * the keys of its slots only (CLUSTER.md R9). Single Redis: the connection. */
+static inline bool slot_usable(const cs_engine *e, uint16_t slot)
+{
+	return cs_rc_slot_ready(e->redis, slot) &&
+	       (!e->ks.cluster || cs_rc_slot_ready(e->redis, e->bslot[0]));
 }
 
 /* The cache connection's one cs_redis (single mode), for what belongs to the connection

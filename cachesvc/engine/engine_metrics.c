@@ -107,6 +107,7 @@ void cs_engine_metrics_add(const cs_engine *e, cs_metrics *m)
 	C("fill_refused_eviction_total", "Fills refused: Redis evicted keys (a fence may be gone) and the data is older than the newest fence", s->fill_refused_eviction);
 	C("fill_refused_epoch_total", "Fills refused: Redis lost data or was resynchronised since the generations were read", s->fill_refused_epoch);
 	C("redis_epoch_invalid_total", "Generation polls that found the namespace's epoch missing or from another Redis run", s->epoch_invalid);
+	C("redis_gens_errors_total", "Generation polls Redis refused or answered malformed (the cache is bypassed until one succeeds)", s->gens_errors);
 	C("redis_epoch_changes_total", "New epochs adopted (after a resynchronisation)", s->epoch_changes);
 	C("fill_errors_total", "Fills that failed in Redis", s->fill_errors);
 	C("not_cached_large_total", "Results served but too large to cache", s->not_cached_large);

@@ -216,14 +216,16 @@ static void flight_unlink(flight *f)
 void flight_free(flight *f)
 {
 	flight_unlink(f);
-	if (f->leased && cs_rc_ready(f->e->redis)) {
+	if (f->leased) {
 		/* Done refreshing: let the next expiry's refresh (here or elsewhere) take it. */
 		char lease[KEY_MAX];
 		size_t n = cs_ks_lease(&f->e->ks, lease, sizeof lease, f->qs->def->name,
 			f->key + f->canon_off, f->keylen - f->canon_off);
 		const char *argv[] = { "DEL", lease };
 		size_t lens[] = { 3, n };
-		(void)!cs_rc_cmd(f->e->redis, cs_rc_keyslot(lease, n), NULL, NULL, 2, argv, lens);
+		uint16_t slot = cs_rc_keyslot(lease, n);
+		if (cs_rc_slot_ready(f->e->redis, slot))
+			(void)!cs_rc_cmd(f->e->redis, slot, NULL, NULL, 2, argv, lens);
 	}
 	if (f->in_ryw)
 		ryw_unlink(f->e, f);
@@ -1083,7 +1085,7 @@ void cs_engine_mget(cs_engine *e, const cs_get_req *reqs, uint32_t n, cs_engine_
 	const qstate *pfx_qs = NULL; /* the prefix in keys at pfx_off is this query's */
 	uint64_t pfx_gen = 0;
 	size_t pfx_off = 0, pfx_len = 0;
-	bool usable = cs_rc_ready(e->redis) && !(e->fence_on && e->epoch_len == 0);
+	bool usable = !(e->fence_on && e->epoch_len == 0); /* and each key's slot_usable */
 	bool near = e->near && cs_near_on(e->near);
 	uint64_t start_us = cs_now_us();
 	int64_t now = 0; /* the wall clock for near hits, read at the first */
@@ -1118,7 +1120,7 @@ void cs_engine_mget(cs_engine *e, const cs_get_req *reqs, uint32_t n, cs_engine_
 			continue;
 		}
 		bool plain = k.cacheable && !req->bypass && !req->min_lsn && !qs->paused &&
-			qs->gen_known && usable;
+			qs->gen_known && usable && slot_usable(e, key_slot(e, k.key, k.keylen));
 		bool watched = false;
 		cs_near_ticket nt = { 0, 0 };
 		if (plain && near && qs->def->near_cache) {
@@ -1333,7 +1335,8 @@ static bool lookup_local(lookup *l)
 		lookup_miss(l, false);
 		return true;
 	}
-	if (!cs_rc_ready(e->redis) || !qs->gen_known || (e->fence_on && e->epoch_len == 0)) {
+	if (!slot_usable(e, key_slot(e, l->key, l->keylen)) || !qs->gen_known ||
+	        (e->fence_on && e->epoch_len == 0)) {
 		e->stats.bypass_redis++;
 		lookup_miss(l, false);
 		return true;

@@ -28,16 +28,16 @@ static void on_c_inval_reply(cs_rc *r, redisReply *reply, void *priv)
 				continue;
 			const char *argv[] = {"DEL", k->str};
 			size_t lens[] = {3, (size_t)k->len};
-			cmdctx *d = inv_cmd_new(inv, c->seq);
 			uint16_t slot = cs_rc_keyslot(k->str, (size_t)k->len);
-			if (d == NULL ||
-			        cs_rc_cmd(inv->rc, slot, inv_on_cmd_reply, d, 2, argv, lens) != 0) {
-				free(d);
-				inv->stats.redis_failures++;
-				inv_restart(inv, "redis refused an entry DEL", false);
+			/* kept for a retry (review V2) */
+			cmdctx *d = inv_cmd_make(
+			        inv, c->seq, -1, slot, inv_on_cmd_reply, 0, 2, argv, lens);
+			if (d == NULL) {
+				inv_restart(inv, "out of memory", false);
 				break;
 			}
-			inv_cmd_sent(inv, d, 0);
+			if (inv_cmd_go(inv, d, 0, "redis refused an entry DEL") != 0)
+				break;
 			cs_ledger_hold(inv->ledger, c->seq);
 		}
 	}
@@ -151,14 +151,17 @@ bool inv_c_send_keys(cs_inv *inv, uint64_t seq, cs_lsn_t end_lsn, bool *sent)
 			lens[k++] = len_p[j];
 		}
 		uint64_t hseq = inv->c_hold ? seq : UINT64_MAX; /* UINT64_MAX: not held */
-		cmdctx *c = inv_cmd_new(inv, hseq);
-		if (c == NULL || inv_script(inv, b, CS_SCRIPT_C_INVAL, on_c_inval_reply, c, nkeys,
-		                         k, argv, lens) != 0) {
-			free(c);
-			inv_restart(inv, "redis refused an invalidation", false);
+		/* kept for a retry: a node that does not take it holds the commit, not the
+		 * stream (review V2) */
+		cmdctx *c = inv_cmd_make(inv, hseq, CS_SCRIPT_C_INVAL, inv_bucket_slot(inv, b),
+		        on_c_inval_reply, nkeys, k, argv, lens);
+		if (c == NULL) {
+			inv_restart(inv, "out of memory", false);
 			return false;
 		}
-		inv_cmd_sent(inv, c, inv->c1_del ? n : 0); /* + its routed DELs */
+		/* + its routed DELs */
+		if (inv_cmd_go(inv, c, inv->c1_del ? n : 0, "redis refused an invalidation") != 0)
+			return false;
 		inv->stats.keys += (uint64_t)n;
 		cs_ledger_hold(inv->ledger, hseq);
 		*sent = true;
@@ -191,15 +194,14 @@ static void on_c_bump_reply(cs_rc *r, redisReply *reply, void *priv)
 			        cs_ks_fixed_in(&inv->ks, b, CS_KS_FMAX, fm, sizeof fm),
 			        cs_ks_fixed_in(&inv->ks, b, CS_KS_EPOCH, ep, sizeof ep), (size_t)gl,
 			        qfl, inv->epoch_sfx_len};
-			cmdctx *d = inv_cmd_new(inv, c->seq);
-			if (d == NULL || inv_script(inv, b, CS_SCRIPT_C_GEN_SET, inv_on_cmd_reply,
-			                         d, 4, 7, argv, lens) != 0) {
-				free(d);
-				inv->stats.redis_failures++;
-				inv_restart(inv, "redis refused a generation fan-out", false);
+			cmdctx *d = inv_cmd_make(inv, c->seq, CS_SCRIPT_C_GEN_SET,
+			        inv_bucket_slot(inv, b), inv_on_cmd_reply, 4, 7, argv, lens);
+			if (d == NULL) {
+				inv_restart(inv, "out of memory", false);
 				break;
 			}
-			inv_cmd_sent(inv, d, 0);
+			if (inv_cmd_go(inv, d, 0, "redis refused a generation fan-out") != 0)
+				break;
 			cs_ledger_hold(inv->ledger, c->seq);
 		}
 	} else if (c->epoch == inv->epoch && reply && reply->type != REDIS_REPLY_ERROR) {
@@ -208,27 +210,36 @@ static void on_c_bump_reply(cs_rc *r, redisReply *reply, void *priv)
 	inv_on_cmd_reply(r, reply, priv);
 }
 
-int inv_c_send_bump(cs_inv *inv, int q, cmdctx *c, cs_lsn_t lsn, bool debounced)
+int inv_c_send_bump(cs_inv *inv, int q, uint64_t seq, cs_lsn_t lsn, bool debounced)
 {
 	const char *name = cs_inv_map_query_name(inv->map, q);
 	char genkey[CS_NAME_MAX + CS_MAX_NAME], qfkey[CS_NAME_MAX + CS_MAX_NAME], hex[17];
 	size_t gl = cs_ks_gen(&inv->ks, genkey, sizeof genkey, name);
 	size_t fl = cs_ks_qfence(&inv->ks, qfkey, sizeof qfkey, name);
 	cs_lsn_hex(lsn, hex);
-	c->query = q;
+	uint16_t slot = inv_bucket_slot(inv, 0);
+	cmdctx *c;
 	if (debounced) {
 		const char *argv[] = {genkey, qfkey, inv->ks.epoch, inv->ks.fmax, inv->ks.deb,
 		        inv->ks.channel, name, hex, inv->epoch_str};
 		size_t lens[] = {gl, fl, inv->ks.epoch_len, inv->ks.fmax_len, inv->ks.deb_len,
 		        inv->ks.channel_len, strlen(name), 16, inv->epoch_len};
-		return inv_script(
-		        inv, 0, CS_SCRIPT_C_GEN_BUMP, on_c_bump_reply, c, 5, 9, argv, lens);
+		c = inv_cmd_make(
+		        inv, seq, CS_SCRIPT_C_GEN_BUMP, slot, on_c_bump_reply, 5, 9, argv, lens);
+	} else {
+		const char *argv[] = {genkey, qfkey, inv->ks.epoch, inv->ks.fmax, inv->ks.channel,
+		        name, hex, inv->epoch_str};
+		size_t lens[] = {gl, fl, inv->ks.epoch_len, inv->ks.fmax_len, inv->ks.channel_len,
+		        strlen(name), 16, inv->epoch_len};
+		c = inv_cmd_make(
+		        inv, seq, CS_SCRIPT_C_GEN_BUMP, slot, on_c_bump_reply, 4, 8, argv, lens);
 	}
-	const char *argv[] = {genkey, qfkey, inv->ks.epoch, inv->ks.fmax, inv->ks.channel, name,
-	        hex, inv->epoch_str};
-	size_t lens[] = {gl, fl, inv->ks.epoch_len, inv->ks.fmax_len, inv->ks.channel_len,
-	        strlen(name), 16, inv->epoch_len};
-	return inv_script(inv, 0, CS_SCRIPT_C_GEN_BUMP, on_c_bump_reply, c, 4, 8, argv, lens);
+	if (c == NULL) {
+		inv_restart(inv, "out of memory", false);
+		return -1;
+	}
+	c->query = q;
+	return inv_cmd_go(inv, c, NB - 1, "redis refused a generation bump");
 }
 
 /* ---- The position and the horizon, in every bucket -------------------------------------- */

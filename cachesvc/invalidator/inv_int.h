@@ -46,6 +46,12 @@
 #define STEP_TIMEOUT_MS	   10000  /* the connect, and each setup step */
 #define POS_RETRY_BASE_MS  20	  /* a failed position write: retried after 20 ms, 40 ms, ... */
 #define POS_RETRY_MAX_MS   2000	  /* ... up to 2 s (review W3) */
+#define RQ_NODES           (CS_RC_MAX_NODES + 1) /* retry queues: the masters and "none" */
+#define RQ_MAX_CMDS        16384      /* commands queued per node; beyond: restart (review V2) */
+#define RQ_MAX_BYTES       (32 << 20) /* bytes queued per node; beyond: restart */
+#define RQ_MAX_TOTAL_BYTES (64 << 20) /* bytes queued over every node; beyond: restart */
+#define RQ_RETRY_BASE_MS   50         /* a node's failed retry: the next after 50 ms, 100 ms, ... */
+#define RQ_RETRY_MAX_MS    2000       /* ... up to 2 s (as W3) */
 
 /* Replication connection steps, in order. */
 typedef enum step {
@@ -95,6 +101,14 @@ struct cs_inv {
 	size_t kb_cap;
 	struct inv_csync *csync; /* the cluster resynchronisation in progress */
 	struct inv_cbuf *cbuf;	 /* inv_c_send_keys' argument arrays (inv_cluster.c) */
+	/* Review V2 (inv_retry.c): commands a node did not take, per node (its "host:port"
+	 * when the failure was seen, "none" for a slot without a master), retried with a
+	 * backoff instead of restarting the stream; their commits stay held in the ledger. */
+	struct inv_rq *rq; /* RQ_NODES queues, allocated at the first failure */
+	int nrq;
+	int64_t rq_max_cmds;  /* per node; 0: no queue (restart, as before V2) */
+	int64_t rq_max_bytes; /* per node */
+	int64_t rq_bytes;     /* every queue's */
 	cs_inv_state state;
 
 	/* replication connection */
@@ -135,6 +149,7 @@ struct cs_inv {
 	uint64_t last_status_us, last_horizon_us;
 	bool status_pending; /* could not queue a status message: retry */
 	bool paused;	     /* FIFO full (a cluster: or too many commands): not reading */
+	bool pause_fifo;     /* the pause was the FIFO's (else the commands', V3) */
 	/* Redis commands sent and not answered, plus those owed by them (a bump's GEN_SET
 	 * fan-out, an INVAL's routed DELs: counted when the bump or INVAL is sent). A cluster
 	 * stops reading the stream at cmds_limit (review V3), so at most cmds_limit plus one
@@ -251,6 +266,18 @@ typedef struct cmdctx {
 	int query;	  /* generation bumps: which query */
 	int reserve;	  /* commands its success will send, counted in inv->cmds (V3) */
 	bool counted;	  /* sent: 1 + reserve counted in inv->cmds until its reply */
+	/* Review V2 (inv_retry.c): the command itself, kept for a retry (inv_cmd_make; argc 0:
+	 * not kept, inv_cmd_new) */
+	bool probe;          /* this send probes its node's retry queue */
+	int rq;              /* the retry queue it is in (or probes), -1 none */
+	int owes;            /* the reserve it is sent with, again on every retry */
+	struct cmdctx *next; /* in its retry queue */
+	cs_rc_cb *cb;
+	int script; /* -1: a plain command */
+	uint16_t slot;
+	int nkeys, argc;
+	size_t size;   /* bytes of the allocation (the queues' byte bound) */
+	size_t data[]; /* argc lengths, then the arguments' bytes */
 } cmdctx;
 cmdctx *inv_cmd_new(cs_inv *inv, uint64_t seq);
 void inv_on_cmd_reply(cs_rc *r, redisReply *reply, void *priv);
@@ -258,14 +285,38 @@ void inv_on_cmd_reply(cs_rc *r, redisReply *reply, void *priv);
 void inv_cmd_sent(cs_inv *inv, cmdctx *c, int reserve);
 /* c's reply came: what it owed is no longer counted (sent now, each counting for itself). */
 void inv_cmd_unreserve(cs_inv *inv, cmdctx *c);
+/* Review V2 (inv_retry.c). A cluster command kept for a retry: script (-1: a plain
+ * command) on slot, cb called with the context. NULL on OOM or too many arguments. */
+cmdctx *inv_cmd_make(cs_inv *inv, uint64_t seq, int script, uint16_t slot, cs_rc_cb *cb, int nkeys,
+        int argc, const char **argv, const size_t *lens);
+/* Sends c (owing `owes` commands, V3); refused at once, it waits in its node's retry queue.
+ * 0: sent or queued (c owned by the callback or the queue); -1: neither (queue off or
+ * full): c freed, the stream restarted with `why`. */
+int inv_cmd_go(cs_inv *inv, cmdctx *c, int owes, const char *why);
+/* The slot of bucket b's keys (0 on a single Redis). */
+uint16_t inv_bucket_slot(cs_inv *inv, uint32_t b);
+/* inv_on_cmd_reply's failure of a kept command: true when c was queued for a retry (or the
+ * queue overflowed: the stream restarted, c freed): the caller forgets c. */
+bool inv_rq_failed(cs_inv *inv, cmdctx *c, const redisReply *reply);
+/* A kept command was acknowledged: a probe's success sends its queue again. */
+void inv_rq_ok(cs_inv *inv, cmdctx *c);
+/* The tick: each node's queue whose backoff passed sends its oldest command (a probe). */
+void inv_rq_tick(cs_inv *inv);
+/* Frees every queued command (a restart: the slot replays them). */
+void inv_rq_clear(cs_inv *inv);
+/* True when failed commands are queued for a retry (a cluster, queue not off). */
+bool inv_rq_on(const cs_inv *inv);
+void inv_rq_metrics(const cs_inv *inv, cs_metrics *m);
 /* Stops reading the stream when the FIFO or (a cluster) the commands in flight are at their
  * bound; reads again below half of both. */
 void inv_pause_update(cs_inv *inv);
 /* The commit's keys (not under a whole-query bump), one INVAL per bucket and batch, each
  * held in the ledger for seq; false when the invalidator restarted. */
 bool inv_c_send_keys(cs_inv *inv, uint64_t seq, cs_lsn_t end_lsn, bool *sent);
-/* A generation bump of query q at lsn: on bucket 0, then GEN_SET on every other bucket. */
-int inv_c_send_bump(cs_inv *inv, int q, cmdctx *c, cs_lsn_t lsn, bool debounced);
+/* A generation bump of query q at lsn for commit seq (UINT64_MAX: none): on bucket 0, then
+ * GEN_SET on every other bucket; counted with the GEN_SETs it owes, kept for a retry (review
+ * V2). As inv_cmd_go: 0 sent or queued, -1 the stream restarted. */
+int inv_c_send_bump(cs_inv *inv, int q, uint64_t seq, cs_lsn_t lsn, bool debounced);
 /* The position: bucket 0's copy now, the other buckets' once per status interval (V5). */
 void inv_c_publish_pos(cs_inv *inv, cs_lsn_t confirmed);
 void inv_c_publish_horizon(cs_inv *inv, cs_lsn_t horizon);

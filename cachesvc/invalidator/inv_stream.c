@@ -121,7 +121,9 @@ static void on_pos_reply(cs_rc *r, redisReply *reply, void *priv);
 void inv_publish_pos(cs_inv *inv)
 {
 	cs_lsn_t confirmed = cs_ledger_confirmed(inv->ledger);
-	if (!cs_rc_ready(inv->rc) || inv->st != ST_STREAMING)
+	/* a cluster with the retry queue (review V2): one master down does not stop the
+	 * others' copies (a copy that fails holds the flushed position back, V5) */
+	if ((!cs_rc_ready(inv->rc) && !inv_rq_on(inv)) || inv->st != ST_STREAMING)
 		return;
 	if (inv->ks.cluster) {
 		inv_c_publish_pos(inv, confirmed);
@@ -208,6 +210,7 @@ void inv_pause_update(cs_inv *inv)
 			return;
 		/* Redis is far behind: stop reading the stream (the walsender waits). */
 		inv->paused = true;
+		inv->pause_fifo = cs_ledger_should_pause(inv->ledger);
 		inv->stats.pauses++;
 		if (inv->ev_added) {
 			event_del(&inv->ev);
@@ -248,16 +251,31 @@ void inv_on_cmd_reply(cs_rc *r, redisReply *reply, void *priv)
 	bool ok = reply != NULL && reply->type != REDIS_REPLY_ERROR;
 	if (c->counted) /* whatever its stream: it is no longer in flight */
 		inv->cmds -= 1 + c->reserve;
+	c->counted = false;
 	if (c->epoch == inv->epoch) {
+		uint64_t ep = c->epoch;
+		if (!ok && inv_rq_failed(inv, c, reply)) {
+			/* review V2: queued for a retry, its commit still held (or the queue was
+			 * full: c freed, the stream restarted) */
+			if (ep == inv->epoch)
+				inv_pause_update(inv);
+			return;
+		}
 		if (!ok) {
 			inv->stats.redis_failures++;
 			inv_restart(inv, reply ? reply->str : "redis did not acknowledge an invalidation", false);
-		} else if (c->seq != UINT64_MAX) {
-			inv->redis_ok_us = cs_now_us();
-			cs_ledger_release(inv->ledger, c->seq);
-			advance(inv);
+		} else {
+			if (c->probe)
+				inv_rq_ok(inv, c); /* its node takes commands again: the rest of its
+				                    * queue goes now */
+			if (c->seq != UINT64_MAX && c->epoch == inv->epoch) {
+				inv->redis_ok_us = cs_now_us();
+				cs_ledger_release(inv->ledger, c->seq);
+				advance(inv);
+			}
 		}
-		inv_pause_update(inv);
+		if (c->epoch == inv->epoch)
+			inv_pause_update(inv);
 	}
 	free(c);
 }
@@ -279,8 +297,6 @@ cmdctx *inv_cmd_new(cs_inv *inv, uint64_t seq)
  * callback). */
 static int send_bump(cs_inv *inv, int q, cmdctx *c, cs_lsn_t lsn, bool debounced)
 {
-	if (inv->ks.cluster)
-		return inv_c_send_bump(inv, q, c, lsn, debounced);
 	const char *name = cs_inv_map_query_name(inv->map, q);
 	char genkey[CS_NAME_MAX + CS_MAX_NAME], qfkey[CS_NAME_MAX + CS_MAX_NAME], hex[17];
 	size_t gl = cs_ks_gen(&inv->ks, genkey, sizeof genkey, name);
@@ -336,6 +352,20 @@ static void commit_txn(cs_inv *inv, cs_lsn_t end_lsn)
 			const char *argv[] = { inv->ks.deb, inv->ks.epoch, name, hex, inv->epoch_str };
 			size_t lens[] = { inv->ks.deb_len, inv->ks.epoch_len, strlen(name), 16,
 				inv->epoch_len };
+			if (inv->ks.cluster) {
+				/* kept for a retry (review V2) */
+				cmdctx *c = inv_cmd_make(inv, seq, CS_SCRIPT_DEB_RECORD,
+				        inv_bucket_slot(inv, 0), inv_on_cmd_reply, 2, 5, argv,
+				        lens);
+				if (c == NULL) {
+					inv_restart(inv, "out of memory", false);
+					return;
+				}
+				if (inv_cmd_go(inv, c, 0, "redis refused a debounce record") != 0)
+					return;
+				cs_ledger_hold(inv->ledger, seq);
+				continue;
+			}
 			cmdctx *c = inv_cmd_new(inv, seq);
 			if (c == NULL || inv_script(inv, 0, CS_SCRIPT_DEB_RECORD, inv_on_cmd_reply,
 						 c, 2, 5, argv, lens) != 0) {
@@ -347,13 +377,19 @@ static void commit_txn(cs_inv *inv, cs_lsn_t end_lsn)
 			cs_ledger_hold(inv->ledger, seq);
 			continue;
 		}
-		cmdctx *c = inv_cmd_new(inv, seq);
-		if (c == NULL || send_bump(inv, q, c, end_lsn, false) != 0) {
-			free(c);
-			inv_restart(inv, "redis refused a generation bump", false);
-			return;
+		if (inv->ks.cluster) {
+			/* + its GEN_SETs; kept for a retry (review V2) */
+			if (inv_c_send_bump(inv, q, seq, end_lsn, false) != 0)
+				return;
+		} else {
+			cmdctx *c = inv_cmd_new(inv, seq);
+			if (c == NULL || send_bump(inv, q, c, end_lsn, false) != 0) {
+				free(c);
+				inv_restart(inv, "redis refused a generation bump", false);
+				return;
+			}
+			inv_cmd_sent(inv, c, 0);
 		}
-		inv_cmd_sent(inv, c, inv->ks.cluster ? CS_KS_BUCKETS - 1 : 0); /* + GEN_SETs */
 		cs_ledger_bump_sent(inv->ledger, q, now);
 		cs_ledger_hold(inv->ledger, seq);
 	}
@@ -445,8 +481,17 @@ void inv_run_debounced(cs_inv *inv)
 	cs_lsn_t lsn;
 	for (int q = cs_ledger_next_due(inv->ledger, 0, now, &lsn); q >= 0;
 		q = cs_ledger_next_due(inv->ledger, q + 1, now, &lsn)) {
-		if (!cs_rc_ready(inv->rc))
+		/* a cluster with the retry queue (review V2): one master down does not hold the
+		 * bump back from the others (its GEN_SETs there wait in the queue) */
+		if (!cs_rc_ready(inv->rc) && !inv_rq_on(inv))
 			continue;
+		if (inv->ks.cluster) {
+			uint64_t ep = inv->epoch;
+			if (inv_c_send_bump(inv, q, UINT64_MAX, lsn, true) != 0 || ep != inv->epoch)
+				return; /* restarted */
+			cs_ledger_due_sent(inv->ledger, q, now);
+			continue;
+		}
 		cmdctx *c = inv_cmd_new(inv, UINT64_MAX);
 		if (c == NULL)
 			continue;
@@ -454,7 +499,7 @@ void inv_run_debounced(cs_inv *inv)
 			free(c);
 			continue; /* retried next tick; the owed bump is in Redis meanwhile */
 		}
-		inv_cmd_sent(inv, c, inv->ks.cluster ? CS_KS_BUCKETS - 1 : 0);
+		inv_cmd_sent(inv, c, 0);
 		cs_ledger_due_sent(inv->ledger, q, now);
 	}
 }

@@ -239,6 +239,7 @@ void inv_restart(cs_inv *inv, const char *why, bool standby)
 	inv->st = ST_NONE;
 	inv->epoch++; /* late Redis replies for this connection are ignored */
 	cs_ledger_reset(inv->ledger); /* owed bumps are in Redis: the next sync reloads them */
+	inv_rq_clear(inv);            /* review V2: the slot replays their commits */
 	inv->paused = false;
 	inv->pos_in_flight = false;
 	inv->posr_in_flight = false;
@@ -454,8 +455,12 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	uint64_t interval = (uint64_t)inv->status_interval_ms * 1000u;
 	if (now - inv->last_status_us >= interval || inv->status_pending)
 		inv_send_status(inv, true); /* reply requested: an idle stream answers with its position */
-	if (inv->st == ST_STREAMING && now - inv->last_horizon_us >= interval && cs_rc_ready(inv->rc))
+	/* a cluster with the retry queue (review V2): the healthy masters' horizons stay alive
+	 * while one is down (each bucket's RAISE vouches for its own bucket) */
+	if (inv->st == ST_STREAMING && now - inv->last_horizon_us >= interval &&
+	        (cs_rc_ready(inv->rc) || inv_rq_on(inv)))
 		publish_horizon(inv);
+	inv_rq_tick(inv);
 	inv_publish_pos(inv);
 }
 
@@ -528,6 +533,8 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, struct cs_pgse
 	inv->pos_min = true;
 	inv->pos_backoff = true;
 	inv->cmds_limit = CMDS_MAX;
+	inv->rq_max_cmds = RQ_MAX_CMDS;
+	inv->rq_max_bytes = RQ_MAX_BYTES;
 	inv->conninfo = strdup(cfg->primary_conninfo);
 	inv->slot = strdup(cfg->inval_slot);
 	inv->publication = strdup(cfg->inval_publication);
@@ -606,6 +613,8 @@ void cs_inv_free(cs_inv *inv)
 	/* The engine frees its servers (answering our slot-health job) before us. */
 	inv->primary = NULL;
 	cs_rc_free(inv->rc); /* pending callbacks see a stale epoch */
+	inv_rq_clear(inv);
+	free(inv->rq);
 	cs_pgo_decoder_free(inv->dec);
 	if (inv->retry)
 		event_free(inv->retry);
@@ -688,6 +697,12 @@ void cs_inv_set_pos_backoff(cs_inv *inv, bool on)
 void cs_inv_set_cmd_limit(cs_inv *inv, int64_t limit)
 {
 	inv->cmds_limit = limit;
+}
+
+void cs_inv_set_retry_queue(cs_inv *inv, int64_t max_cmds, int64_t max_bytes)
+{
+	inv->rq_max_cmds = max_cmds;
+	inv->rq_max_bytes = max_bytes > 0 ? max_bytes : RQ_MAX_BYTES;
 }
 
 void cs_inv_set_key_hook(cs_inv *inv, cs_inv_key_hook *fn, void *priv)
@@ -784,6 +799,23 @@ void cs_inv_metrics(const cs_inv *inv, cs_metrics *m)
 	cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_receive_timeouts_total",
 		"Replication streams restarted: nothing received for receive_timeout",
 		s->receive_timeouts, NULL);
+	/* review 10 F4: a V3 pause shows */
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_pauses_total",
+	        "Times reading the stream stopped: commits waiting for Redis, or (a cluster) Redis "
+	        "commands in flight or owed, at their bound",
+	        s->pauses, NULL);
+	cs_m(m, CS_M_GAUGE, "cachesvc_invalidator_paused",
+	        "1 while reading the stream is stopped, by reason: fifo (commits waiting for "
+	        "Redis), commands (a cluster's Redis commands in flight or owed)",
+	        inv->paused && inv->pause_fifo ? 1 : 0, "reason", "fifo", NULL);
+	cs_m(m, CS_M_GAUGE, "cachesvc_invalidator_paused",
+	        "1 while reading the stream is stopped, by reason: fifo (commits waiting for "
+	        "Redis), commands (a cluster's Redis commands in flight or owed)",
+	        inv->paused && !inv->pause_fifo ? 1 : 0, "reason", "commands", NULL);
+	cs_m(m, CS_M_GAUGE, "cachesvc_invalidator_redis_commands_in_flight",
+	        "Redis commands in flight or owed (a cluster's bound: review V3)",
+	        (double)inv->cmds, NULL);
+	inv_rq_metrics(inv, m);
 	cs_m_hist(m, "cachesvc_invalidator_lag_seconds",
 		"Commit on the primary to invalidation acknowledged by Redis", &s->lag_us, NULL);
 	/* the same lag at quantiles of the fine histogram, since the start */

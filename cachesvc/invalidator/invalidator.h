@@ -53,6 +53,11 @@ typedef struct cs_inv_stats {
 				   * newest recorded for its system (an old primary came back) */
 	uint64_t cmds_max;	  /* Redis commands in flight or owed, at most (review V3) */
 	uint64_t pauses;	  /* times reading the stream stopped: FIFO or commands full */
+	/* review V2: a cluster's commands a node did not take, retried from a per-node queue */
+	uint64_t rq_queued;       /* commands put in a retry queue */
+	uint64_t rq_retries;      /* commands sent again from a retry queue */
+	uint64_t rq_overflows;    /* a queue full: the stream restarted instead (as before) */
+	uint64_t rq_depth;        /* commands in the retry queues now */
 	cs_hist lag_us;		  /* commit timestamp -> Redis acknowledged */
 	cs_hist recv_us;	  /* commit timestamp -> its Commit message decoded here: the
 				   * primary's and the network's share of lag_us */
@@ -101,6 +106,10 @@ void cs_inv_set_pos_backoff(cs_inv *inv, bool on);
 /* Cluster mode only, test hook: reading the stream stops at `limit` Redis commands in flight
  * or owed (review V3; default 65536); 0: no such bound (a negative control). */
 void cs_inv_set_cmd_limit(cs_inv *inv, int64_t limit);
+/* Cluster mode only, test hook: the per-node retry queue's bounds (review V2; defaults 16384
+ * commands and 32 MB per node); max_cmds 0: no queue, a command a node did not take restarts
+ * the stream (the behaviour before V2, a negative control). */
+void cs_inv_set_retry_queue(cs_inv *inv, int64_t max_cmds, int64_t max_bytes);
 
 const cs_inv_stats *cs_inv_get_stats(const cs_inv *inv);
 void cs_inv_metrics(const cs_inv *inv, cs_metrics *m);

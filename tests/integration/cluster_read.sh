@@ -5,7 +5,8 @@
 #           master CLUSTER SLOTS names for that slot; an MGET of keys on the 3 masters answers
 #           every item, in order, from the cache; an admin INVALIDATE of one key; the verifier
 #           sampler checks cluster entries (0 stale). Negative control: the same config with
-#           cluster = off against one master fills nothing on the others (MOVED: bypassed).
+#           cluster = off against one master: not every key cached, and the reason in the log
+#           (the generations poll refused CROSSSLOT, keys MOVED).
 #   inval:  UPDATE, DELETE and TRUNCATE reach the cached entries on every master; then a race:
 #           writers UPDATE rows while readers read through the delayed replica; once the
 #           invalidator confirmed the last write, every cached row equals the primary's (0
@@ -15,9 +16,12 @@
 #           is refused, the daemon repairs the bucket from bucket 0 and the next fill stores.
 #           Negative control: cluster_repair = off: the bucket keeps refusing fills.
 #           Also: a reload that changes the query bumps it on bucket 0 and every bucket follows.
-#   down:   the master of a cached key's bucket stops answering (SIGSTOP): every key is still
-#           answered (from PostgreSQL), none hangs; once it is back every key caches again. No
-#           negative control (the bypass has no switch): the guarantee is "no hang, no error".
+#   down:   the master of cached keys' buckets (not bucket 0's) stops answering (SIGSTOP): every
+#           key is still answered, none hangs; once the daemon knows it is down the keys on the
+#           other masters are hits again and only the victim's bypass the cache (readiness per
+#           slot, CLUSTER.md R9); once it is back its keys cache again. No switch for a negative
+#           control: the all-or-nothing readiness it replaced fails the per-slot step (checked
+#           by hand).
 . "$(dirname "$0")/daemon_lib.sh"
 
 PART=${1:-read}
@@ -90,6 +94,13 @@ for l in sys.stdin:
     [ "$(http /metrics | grep -c "^cachesvc_redis_cluster_node_up{client=\"$c\",node=\"[^\"]*\"} 1$")" = 3 ] ||
       fail "(a) /metrics: want 3 masters up for $c: $(http /metrics | grep "node_up{client=\"$c\"")"
   done
+  # the invalidator's retry queue (review V2) and stream pauses (review 10 F4) are exported
+  out=$(http /metrics)
+  for m in 'cachesvc_invalidator_retry_queue_commands 0' 'cachesvc_invalidator_retry_overflows_total 0' \
+    'cachesvc_invalidator_paused{reason="commands"} 0' 'cachesvc_invalidator_pauses_total 0'; do
+    grep -qxF "$m" <<<"$out" || fail "(a) /metrics: no \"$m\": $(echo "$out" | grep -E 'invalidator_(retr|paus|redis_commands)')"
+  done
+  grep -q '^cachesvc_invalidator_redis_commands_in_flight ' <<<"$out" || fail "(a) /metrics: no commands in flight"
   ok "(a) SHOW slots names the masters of CLUSTER SLOTS ($(echo "$got" | wc -l) ranges, all ready); 3 masters up in /metrics for the cache and the invalidator"
   out=$(cli --json mget --each cu 1 2 3 4 5 6 7 8 9 10 11 12)
   n=$(echo "$out" | grep -c '"source":"cache"' || true)
@@ -121,7 +132,14 @@ for l in sys.stdin:
   [ "$(echo "$out" | grep -c '"rows"')" = 12 ] || fail "(a) negative control: not every item answered: $out"
   n=$(echo "$out" | grep -c '"source":"cache"' || true)
   [ "$n" -lt 12 ] || fail "(a) negative control: without routing all 12 keys were still cached"
-  ok "(a) negative control: without cluster routing only $n of 12 keys could be cached (MOVED)"
+  # the reason (review R8): a daemon that does not route sends keys of several slots to one
+  # master: the generations poll (one script over the epoch and every generation key) is
+  # refused CROSSSLOT, and keys of other masters' slots MOVED; the named reason must be seen
+  local why
+  metric_ge cachesvc_redis_gens_errors_total 1 || fail "(a) negative control: no generations poll failed"
+  why=$(grep -o 'CROSSSLOT\|MOVED [0-9]*' "$WORK/neg.log" | sort | uniq -c | tr '\n' ' ')
+  [ -n "$why" ] || fail "(a) negative control: no CROSSSLOT or MOVED in the daemon's log: $(tail -5 "$WORK/neg.log")"
+  ok "(a) negative control: without cluster routing $n of 12 keys cached, the cache refused: $why"
 }
 
 case_inval() {
@@ -272,28 +290,54 @@ case_repair() {
 case_down() {
   cluster_config "$WORK/cs.ini"
   start_streaming "$WORK/cs.ini"
-  local id p k out n
-  for id in $(seq 1 9); do fill cu "$id"; done
-  # the master of cu 1's bucket stops answering (SIGSTOP: connections stay open, no reply)
-  k=$(entry_key 1)
-  p=$(port_of_slot "$(rc cluster keyslot "$k")")
-  local i pid=
-  for i in "${!RC_PORTS[@]}"; do
-    if [ "${RC_PORTS[$i]}" = "$p" ]; then pid=$(cat "$WORK/rcluster/node$((i + 1))/redis.pid"); fi
+  local id p k out n i pid= p0 victim= on_v=() on_h=() src_id
+  # a cluster that serves the slots it still covers (cluster-require-full-coverage no, as
+  # caching deployments set it): the other masters keep answering once the victim is failed
+  for p in "${RC_PORTS[@]}"; do redis-cli -p "$p" config set cluster-require-full-coverage no >/dev/null; done
+  for id in $(seq 1 30); do fill cu "$id"; done
+  # the victim: a master other than bucket 0's (the generations and the epoch live there)
+  p0=$(port_of_slot "$(rc cluster keyslot "{$NS:0}")")
+  for p in "${RC_PORTS[@]}"; do [ "$p" = "$p0" ] || { victim=$p; break; }; done
+  for id in $(seq 1 30); do
+    p=$(port_of_slot "$(rc cluster keyslot "$(entry_key "$id")")")
+    if [ "$p" = "$victim" ]; then on_v+=("$id"); else on_h+=("$id"); fi
   done
-  [ -n "$pid" ] || fail "(d) no pid for the master on $p"
+  [ "${#on_v[@]}" -ge 1 ] && [ "${#on_h[@]}" -ge 1 ] ||
+    fail "(d) 30 keys not spread over the victim $victim and the others: ${on_v[*]} / ${on_h[*]}"
+  for i in "${!RC_PORTS[@]}"; do
+    if [ "${RC_PORTS[$i]}" = "$victim" ]; then pid=$(cat "$WORK/rcluster/node$((i + 1))/redis.pid"); fi
+  done
+  [ -n "$pid" ] || fail "(d) no pid for the master on $victim"
   CLEANUPS=("kill -CONT $pid" "${CLEANUPS[@]}")
+  # the victim stops answering (SIGSTOP: connections stay open, no reply)
   kill -STOP "$pid"
   sleep 0.2
   # every key still answered (the bypass: from PostgreSQL, not stored), never a hang: each
   # GET is bounded by the client's own timeout, below the test's
-  out=$(for id in $(seq 1 9); do "$CLI" -p "$PORT" -t 8000 --json get cu "$id" 2>&1; done)
+  out=$(for id in $(seq 1 30); do "$CLI" -p "$PORT" -t 8000 --json get cu "$id" 2>&1; done)
   n=$(echo "$out" | grep -c '"rows":\[\["\?[0-9]' || true)
-  [ "$n" = 9 ] || fail "(d) with a master down only $n of 9 keys answered: $out"
-  ok "(d) a master not answering: all 9 keys answered, $(echo "$out" | grep -c '"source":"cache"' || true) from the cache"
+  [ "$n" = 30 ] || fail "(d) with a master down only $n of 30 keys answered: $out"
+  ok "(d) a master not answering: all 30 keys answered, $(echo "$out" | grep -c '"source":"cache"' || true) from the cache"
+  # readiness per slot (CLUSTER.md R9): once the daemon knows the victim is down (its
+  # connection dropped, or the cluster failed it), the keys on the other masters are hits
+  # again while the victim's keys are served from PostgreSQL; all-or-nothing readiness
+  # bypassed the cache for every key for as long as one master was down
+  local up="cachesvc_redis_cluster_node_up{client=\"cache\",node=\"127.0.0.1:$victim\"}"
+  until_true 60 metric_is "$up" 0 || fail "(d) the daemon never saw the stopped master down"
+  healthy_hits() {
+    for src_id in "${on_h[@]}"; do [ "$(src cu "$src_id")" = cache ] || return 1; done
+  }
+  until_true 20 healthy_hits ||
+    fail "(d) with one master down the keys on the others (${on_h[*]}) are not served from the cache: $(for id in "${on_h[@]}"; do src cu "$id"; done | sort | uniq -c | tr '\n' ' ')"
+  for id in "${on_v[@]}"; do
+    out=$("$CLI" -p "$PORT" -t 8000 --json get cu "$id" 2>&1)
+    echo "$out" | grep -q '"rows":\[\["\?[0-9]' || fail "(d) key $id (on the victim) not answered: $out"
+    echo "$out" | grep -q '"source":"cache"' && fail "(d) key $id answered from the cache of a stopped master: $out"
+  done
+  ok "(d) readiness per slot: the ${#on_h[@]} keys on the other masters are hits, the ${#on_v[@]} on the victim answered from PostgreSQL"
   kill -CONT "$pid"
-  until_true 30 rc_ok "$p" || fail "(d) the cluster did not recover"
-  for id in $(seq 1 9); do fill cu "$id"; done
+  until_true 30 rc_ok "$victim" || fail "(d) the cluster did not recover"
+  for id in "${on_v[@]}"; do fill cu "$id"; done
   ok "(d) the master back: every key cached again"
 }
 

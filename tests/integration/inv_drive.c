@@ -52,7 +52,7 @@ static void usage(void)
 	fprintf(stderr,
 	        "usage: inv_drive run CONFIG SEEDS STATSFILE [--no-c1] [--no-hold] [--no-c2]\n"
 	        "                 [--no-v1] [--pos-every] [--no-pos-min] [--no-pos-backoff]\n"
-	        "                 [--single] [--cmd-limit N]\n"
+	        "                 [--single] [--cmd-limit N] [--retry-max N]\n"
 	        "       inv_drive bucket QUERY CANON\n"
 	        "       inv_drive slots NS\n");
 	exit(2);
@@ -69,9 +69,11 @@ static void on_stats(evutil_socket_t fd, short what, void *arg)
 	fprintf(f,
 	        "state=%d confirmed=%" PRIu64 " horizon=%" PRIu64 " data_loss=%" PRIu64
 	        " gap_flushes=%" PRIu64 " redis_failures=%" PRIu64 " keys=%" PRIu64
-	        " reconnects=%" PRIu64 " cmds_max=%" PRIu64 " pauses=%" PRIu64 "\n",
+	        " reconnects=%" PRIu64 " cmds_max=%" PRIu64 " pauses=%" PRIu64 " rq_queued=%" PRIu64
+	        " rq_retries=%" PRIu64 " rq_overflows=%" PRIu64 " rq_depth=%" PRIu64 "\n",
 	        (int)s->state, (uint64_t)s->confirmed, (uint64_t)s->horizon, s->redis_data_loss,
-	        s->gap_flushes, s->redis_failures, s->keys, s->reconnects, s->cmds_max, s->pauses);
+	        s->gap_flushes, s->redis_failures, s->keys, s->reconnects, s->cmds_max, s->pauses,
+	        s->rq_queued, s->rq_retries, s->rq_overflows, s->rq_depth);
 	fclose(f);
 	rename(tmp, g.stats);
 }
@@ -105,7 +107,7 @@ int main(int argc, char **argv)
 		usage();
 	bool c1 = true, hold = true, c2 = true, v1 = true, pos_every = false, pos_min = true;
 	bool pos_backoff = true, single = false;
-	long long cmd_limit = -1;
+	long long cmd_limit = -1, retry_max = -1;
 	for (int i = 5; i < argc; i++) {
 		if (strcmp(argv[i], "--no-c1") == 0)
 			c1 = false;
@@ -125,6 +127,8 @@ int main(int argc, char **argv)
 			single = true;
 		else if (strcmp(argv[i], "--cmd-limit") == 0 && i + 1 < argc)
 			cmd_limit = strtoll(argv[++i], NULL, 10);
+		else if (strcmp(argv[i], "--retry-max") == 0 && i + 1 < argc)
+			retry_max = strtoll(argv[++i], NULL, 10); /* 0: no retry queue (V2) */
 		else
 			usage();
 	}
@@ -160,6 +164,8 @@ int main(int argc, char **argv)
 	cs_inv_set_pos_backoff(g.inv, pos_backoff);
 	if (cmd_limit >= 0)
 		cs_inv_set_cmd_limit(g.inv, cmd_limit);
+	if (retry_max >= 0)
+		cs_inv_set_retry_queue(g.inv, retry_max, 0);
 	struct event *tick = event_new(g.base, -1, EV_PERSIST, on_stats, NULL);
 	struct timeval tv = {0, 100000};
 	event_add(tick, &tv);

@@ -36,6 +36,16 @@
 #          unwritable (a hash), the failed GETs of its node over T seconds stay within 10 + T;
 #          on the cluster (bucket 0's copy) and in single-Redis mode (inv_drive --single on a
 #          private Redis: the daemon's path). Negative control (--no-pos-backoff): over it.
+#   v2:    review V2: one master stopped (SIGSTOP; cluster-require-full-coverage no, so the
+#          others serve) while commits touch buckets on every master. Entries (filled by a
+#          daemon without invalidator) on the healthy masters are invalidated within a bound,
+#          the stream is never restarted (reconnects), the commands the stopped master did not
+#          take wait in its retry queue, nothing is confirmed at or past the first commit that
+#          touches it (the slot's confirmed_flush_lsn neither); once it is resumed the queue
+#          lands: its entries are gone, the confirmed position catches up, cachesvc-verify
+#          finds 0 stale. Negative control (--retry-max 0, no queue: the stream restarts as
+#          before V2): the healthy masters' entries are not invalidated within the bound.
+#          And a queue past its bound (--retry-max 1) restarts the stream as before, logged.
 #   v3:    review V3: the Redis commands in flight or owed (a bump's GEN_SETs, an INVAL's DELs)
 #          are bounded: 20 TRUNCATEs replayed in one burst with the bound at 300 pause the
 #          stream and never exceed 300 + one commit's 256, every bucket ends at bucket 0's
@@ -598,8 +608,125 @@ case_v3() {
   CONF=
 }
 
+# V2. v2_round FLAGS...: fills V2_A, V2_H and 3 controls through the daemon, stops master V2_P, commits an
+# UPDATE of its keys (V2_A: the held commit), waits until the invalidator noticed (a command
+# queued, or a restart), then an UPDATE of V2_A and V2_H (every master); sets V2_GONE
+# (the healthy masters' entries all gone within 20 s: true/false), checks (queue on) that
+# nothing was confirmed at or past the held commit meanwhile, resumes V2_P.
+v2_gen() { local g; g=$(redis-cli -p "$(node_port_of_bucket "$1")" get "{$NS:$1}:g:iv_user"); echo "${g:-0}"; }
+v2_entry_exists() { # ID
+  local b
+  b=$(bucket "$1")
+  [ "$(redis-cli -p "$(node_port_of_bucket "$b")" exists "{$NS:$b}:e:iv_user:$(v2_gen "$b"):$1")" = 1 ]
+}
+v2_healthy_gone() {
+  local id
+  for id in "${V2_H[@]}"; do ! v2_entry_exists "$id" || return 1; done
+}
+v2_stopped_gone() {
+  local id
+  for id in "${V2_A[@]}"; do ! v2_entry_exists "$id" || return 1; done
+}
+v2_slot_flush() { lsn_num "$(primary postgres -c "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '$SLOT'")"; }
+v2_failure_seen() { [ "$(stat rq_queued)" -ge 1 ] || [ "$(stat reconnects)" -gt "$1" ]; }
+v2_round() {
+  local id r0 lsn1 n1 lsn2 stop neg=${1:-}
+  start_drive "$@"
+  for id in "${V2_A[@]}" "${V2_H[@]}" 31 32 33; do fill iv_user "$id"; done
+  r0=$(stat reconnects)
+  kill -STOP "$V2_PID"
+  lsn1=$(commit_lsn "UPDATE users SET name = name || 'a' WHERE id IN ($(IFS=,; echo "${V2_A[*]}"))")
+  n1=$(lsn_num "$lsn1")
+  # the invalidator found the master gone (queued a command, or restarted without a queue):
+  # commits already sent to the healthy masters before that prove nothing
+  until_true 30 v2_failure_seen "$r0" || fail "v2: the invalidator never noticed that $V2_P stopped ($(cat "$STATS"))"
+  lsn2=$(commit_lsn "UPDATE users SET name = name || 'b' WHERE id IN ($(IFS=,; echo "${V2_A[*]},${V2_H[*]}"))")
+  stop=$((SECONDS + 20))
+  V2_GONE=false
+  while [ $SECONDS -lt $stop ]; do
+    if [ -z "$neg" ]; then
+      ! confirmed_past "$n1" || fail "v2: confirmed $(stat confirmed) >= $n1 (the held commit) while master $V2_P was stopped"
+    fi
+    if v2_healthy_gone; then V2_GONE=true; break; fi
+    sleep 0.3
+  done
+  if [ -z "$neg" ] && [ "$V2_GONE" = true ]; then
+    sleep 3 # later commits (and status intervals) pass; still held
+    ! confirmed_past "$n1" || fail "v2: confirmed $(stat confirmed) >= $n1 (the held commit) while master $V2_P was stopped"
+    [ "$(v2_slot_flush)" -lt "$n1" ] || fail "v2: the slot's confirmed_flush_lsn passed the held commit $lsn1"
+    [ "$(stat reconnects)" = "$r0" ] || fail "v2: the stream restarted ($r0 -> $(stat reconnects) connections) while master $V2_P was stopped: $(tail -5 "$WORK/drive.log")"
+    [ "$(stat rq_queued)" -ge 1 ] && [ "$(stat rq_depth)" -ge 1 ] || fail "v2: nothing in the retry queue ($(cat "$STATS"))"
+    V2_DESC="queued $(stat rq_queued), depth $(stat rq_depth), retries $(stat rq_retries), confirmed $(stat confirmed) < held $n1"
+  fi
+  kill -CONT "$V2_PID"
+  wait_confirmed "$lsn2"
+  V2_R0=$r0
+}
+case_v2() {
+  local p i m0 id vout vrc=0 vs vc
+  owners
+  m0=$(node_port_of_bucket 0)
+  # the stopped master: neither bucket 0's (the position and bumps flow) nor the one rc() asks
+  for p in "${RC_PORTS[@]}"; do [ "$p" != "$m0" ] && [ "$p" != "${RC_PORTS[0]}" ] && break; done
+  V2_P=$p
+  for i in "${!RC_PORTS[@]}"; do [ "${RC_PORTS[$i]}" = "$p" ] && V2_PID=$(cat "$WORK/rcluster/node$((i + 1))/redis.pid"); done
+  CLEANUPS=("kill -CONT $V2_PID" "${CLEANUPS[@]}")
+  for p in "${RC_PORTS[@]}"; do redis-cli -p "$p" config set cluster-require-full-coverage no >/dev/null; done
+  V2_A=() V2_H=()
+  for id in $(seq 1 30); do # 3 keys on the stopped master, 6 on the others (both of them)
+    if [ "$(node_port_of_bucket "$(bucket "$id")")" = "$V2_P" ]; then
+      [ ${#V2_A[@]} -ge 3 ] || V2_A+=("$id")
+    else
+      [ ${#V2_H[@]} -ge 6 ] || V2_H+=("$id")
+    fi
+  done
+  [ ${#V2_A[@]} = 3 ] && [ ${#V2_H[@]} = 6 ] || fail "v2: keys 1-30 are not spread: ${V2_A[*]} / ${V2_H[*]}"
+  [ "$(for id in "${V2_H[@]}"; do node_port_of_bucket "$(bucket "$id")"; done | sort -u | wc -l)" = 2 ] ||
+    fail "v2: keys ${V2_H[*]} are not on both healthy masters"
+  # a daemon without invalidator fills real entries (cachesvc-verify reads them)
+  DCONF=$WORK/d.ini
+  FENCE=on EXTRA_REDIS="namespace = $NS" write_config "$DCONF" replica1
+  sed -i "s|^url = .*|url = redis://127.0.0.1\ncluster = on\nnodes = $RC_NODES|" "$DCONF"
+  user_query iv_user >>"$DCONF"
+  # the negative control first: no queue, the old behaviour
+  start_drive
+  start_daemon "$DCONF"
+  stop_drive
+  v2_round --retry-max 0
+  [ "$V2_GONE" = false ] || fail "v2 negative control (--retry-max 0): the healthy masters' entries were invalidated while $V2_P was stopped: the test proves nothing"
+  [ "$(stat reconnects)" -gt "$V2_R0" ] || fail "v2 negative control: the stream never restarted"
+  ok "v2: negative control (no retry queue): with master $V2_P stopped the stream restarts ($V2_R0 -> $(stat reconnects) connections) and the entries of ids ${V2_H[*]} on the healthy masters stay for 20 s"
+  stop_drive
+  v2_round
+  [ "$V2_GONE" = true ] || fail "v2: the healthy masters' entries were not invalidated within 20 s while $V2_P was stopped ($(cat "$STATS"))"
+  ok "v2: master $V2_P stopped: entries of ids ${V2_H[*]} on the healthy masters invalidated, the stream never restarted, $V2_DESC"
+  until_true 30 v2_stopped_gone || fail "v2: entries of ids ${V2_A[*]} on $V2_P survived its return"
+  [ "$(stat reconnects)" = "$V2_R0" ] || fail "v2: the stream restarted when $V2_P came back"
+  [ "$(stat rq_depth)" = 0 ] && [ "$(stat rq_overflows)" = 0 ] || fail "v2: retry queue not drained ($(cat "$STATS"))"
+  vout=$("$CS_BUILD/cachesvc/cachesvc-verify" -c "$DCONF" --json 2>"$WORK/verify.err") || vrc=$?
+  vs=$("$PY3" -c 'import json,sys; v=json.load(sys.stdin); t=v.get("total", v); print(t["stale"])' <<<"$vout")
+  vc=$("$PY3" -c 'import json,sys; v=json.load(sys.stdin); t=v.get("total", v); print(t["checked"])' <<<"$vout")
+  [ "$vrc" = 0 ] && [ "$vs" = 0 ] && [ "$vc" -ge 3 ] || fail "v2: cachesvc-verify: exit $vrc, checked $vc, stale $vs: $vout $(cat "$WORK/verify.err")"
+  ok "v2: $V2_P resumed: its queued commands landed (entries of ids ${V2_A[*]} gone), confirmed past every commit, the stream never restarted; cachesvc-verify: $vc checked, 0 stale"
+  stop_drive
+  # past the queue's bound (1 command): the stream restarts, as before V2 (logged, counted)
+  local r0 lsn
+  start_drive --retry-max 1
+  r0=$(stat reconnects)
+  kill -STOP "$V2_PID"
+  lsn=$(commit_lsn "UPDATE users SET name = name || 'c' WHERE id <= 40")
+  until_true 30 v2_overflowed "$r0" || fail "v2: a retry queue past its bound did not restart the stream ($(cat "$STATS"))"
+  grep -q "retry queue of redis node .* is full" "$WORK/drive.log" || fail "v2: the overflow was not logged"
+  kill -CONT "$V2_PID"
+  wait_confirmed "$lsn"
+  ok "v2: a retry queue past its bound (1 command) restarts the stream as before V2: $(stat rq_overflows) overflows, logged; confirmed once $V2_P is back"
+  stop_drive
+}
+v2_overflowed() { [ "$(stat rq_overflows)" -ge 1 ] && [ "$(stat reconnects)" -gt "$1" ]; }
+
 case "$PART" in
 basic) case_basic ;;
+v2) case_v2 ;;
 v1) case_v1 ;;
 v5) case_v5 ;;
 w3) case_w3 ;;
