@@ -143,7 +143,11 @@ load_stop() {
   read -r SENT ANSWERED ERRORS HITS < <(cat "$WORK"/reads.* | "$PY3" -c 'import json, sys
 s = a = e = c = 0
 for l in sys.stdin:
-    v = json.loads(l)
+    try:
+        v = json.loads(l)
+    except ValueError: # a burst cut short: counted as failed, shown
+        print("unparsable burst output: %r" % l, file=sys.stderr)
+        v = {"sent": 10, "ok": 0, "conn_fail": 1}
     s += v["sent"]; a += v["ok"]; c += v.get("cache", 0)
     e += sum(v.get("errors", {}).values()) + 10 * v.get("conn_fail", 0)
 print(s, a, e, c)')
