@@ -201,6 +201,11 @@ const struct key_def cs_cfg_keys[] = {
                 "cluster: a near-cache read that had to be sent again (MOVED, ASK, TRYAGAIN, "
                 "LOADING) is not stored, as Redis did not track it; off only as a test's "
                 "negative control"},
+        {SEC_REDIS, "cluster_epoch_check", KT_BOOL, CFG(redis_cluster_epoch_check), "true",
+                NO_KIND_DEF, 0, 0, 0, NULL,
+                "cluster: every poll checks each master's epoch copy names its run (a restart or "
+                "failover that lost data bypasses the cache); off only as a test's negative "
+                "control"},
 
         /* [primary] */
         {SEC_PRIMARY, "conninfo", KT_STRING, CFG(primary_conninfo), NULL, NO_KIND_DEF,

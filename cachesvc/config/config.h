@@ -201,6 +201,7 @@ typedef struct cs_config {
 	char *redis_nodes;                /* "host:port,host:port,...": seed nodes */
 	bool redis_cluster_repair;        /* a negative control's switch (CONFIG.md) */
 	bool redis_cluster_near_resend_check; /* E1's negative control's switch (CONFIG.md) */
+	bool redis_cluster_epoch_check;   /* a negative control's switch (CONFIG.md) */
 
 	/* [primary] */
 	char *primary_conninfo;

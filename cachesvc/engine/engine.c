@@ -59,6 +59,7 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 		e->bslot[b] = e->ks.cluster ? cs_rc_keyslot(pre, pl) : 0;
 	}
 	e->repair_on = cfg->redis_cluster_repair;
+	e->cepoch_on = cfg->redis_cluster_epoch_check;
 	cs_hist_init(&e->stats.hit_us);
 	cs_hist_init(&e->stats.miss_us);
 	cs_buf_init(&e->scratch, MAX_REPLY + CS_ENTRY_HDR);

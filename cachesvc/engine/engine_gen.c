@@ -21,7 +21,8 @@ static void on_gens_reply(cs_rc *rc, redisReply *reply, void *priv)
 		reply->element[0]->type == REDIS_REPLY_INTEGER &&
 		reply->element[1]->type == REDIS_REPLY_STRING &&
 		(size_t)reply->element[1]->len < sizeof e->epoch) {
-		bool valid = reply->element[0]->integer == 1;
+		/* a master found on another run keeps the epoch unknown (engine_cluster_epoch.c) */
+		bool valid = reply->element[0]->integer == 1 && !e->cepoch_lost;
 		const redisReply *ep = reply->element[1];
 		bool changed = (size_t)ep->len != e->epoch_len || memcmp(ep->str, e->epoch, e->epoch_len) != 0;
 		if (e->near && !e->near_untracked && (changed || (e->fence_on && !valid)))
@@ -164,6 +165,7 @@ void on_gen_timer(evutil_socket_t fd, short what, void *arg)
 		if (e->qt->qs[i].pending_bump && cs_rc_slot_ready(e->redis, e->bslot[0]))
 			bump_generation(e, &e->qt->qs[i]);
 	load_gens(e);
+	cluster_epoch_check(e);
 	near_heartbeat(e);
 }
 

@@ -295,6 +295,10 @@ struct cs_engine {
 	char epoch[96];
 	size_t epoch_len;
 	bool gens_busy; /* a generations poll is in flight: at most one */
+	/* The per-master loss check (engine_cluster_epoch.c, CLUSTER.md C5) */
+	bool cepoch_on;	  /* [redis] cluster_epoch_check */
+	bool cepoch_busy; /* a round is in flight: at most one */
+	bool cepoch_lost; /* a master's epoch copy names another run: the epoch stays unknown */
 	uint32_t max_tli; /* the highest primary timeline seen: never lowered */
 	bool stale_primary_logged;
 	/* Requests whose read-your-writes token is beyond the primary's last known position,
@@ -386,6 +390,7 @@ void bucket_repair(cs_engine *e, const char *q, uint32_t b);
 
 /* engine_gen.c */
 void load_gens(cs_engine *e);
+void cluster_epoch_check(cs_engine *e); /* engine_cluster_epoch.c */
 void on_gen_message(cs_redis *rd, redisReply *reply, void *priv);
 void on_pubsub_state(cs_redis *rd, bool up, void *priv);
 void on_cache_state(cs_redis *rd, bool up, void *priv);

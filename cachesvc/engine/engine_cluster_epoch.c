@@ -1,0 +1,113 @@
+/* engine_cluster_epoch.c - a daemon's own loss check on every master of a cluster (CLUSTER.md
+ * C5/R5).
+ *
+ * The generations poll reads bucket 0's epoch copy with its node's run_id check (GENS): a
+ * restart or a failover of bucket 0's node makes the daemon bypass the cache until the
+ * invalidator has resynchronised. Another master that restarts from an old RDB, or whose
+ * replica is promoted without the last invalidations, went unnoticed by the daemon: it
+ * filled and served that node's buckets until the invalidator's next run_id check (its
+ * RAISE, once per status interval), and with no invalidator running until the entries' TTL.
+ *
+ * Here, on every poll, each master other than bucket 0's runs the same GENS script on the
+ * epoch copy of one bucket it serves (the first, in bucket order): the copy must be there and
+ * begin with that node's run_id. If any is not, the node is on another run than the one the
+ * invalidator last stamped: the daemon forgets its epoch (every read bypasses the cache, no
+ * fill stores, as after bucket 0's loss) and keeps it forgotten (the generations poll does not
+ * take it back) until a round finds every node's copy stamped with its run_id again: the
+ * invalidator's resynchronisation restamps it (flushing the namespace when the bucket lost
+ * confirmed invalidations, restamping it when it kept them). A bucket moved by a reshard
+ * names its old node too, so a migration bypasses the cache until the invalidator's next
+ * RAISE of that bucket restamps it: safe, and short while an invalidator runs.
+ *
+ * Cost: one script per master (minus one) per poll. `[redis] cluster_epoch_check = off` turns
+ * it off: a test's negative control only. */
+#include "engine_int.h"
+
+#define CEPOCH_NODES_MAX 64 /* masters checked per round (the first 64 in bucket order) */
+
+typedef struct cepoch_round {
+	cs_engine *e;
+	int pending; /* replies owed, plus one while the round is being sent */
+	bool bad;    /* a copy missing or naming another run */
+	bool failed; /* a check not answered: proves nothing either way */
+} cepoch_round;
+
+static void cepoch_done(cepoch_round *r)
+{
+	if (--r->pending > 0)
+		return;
+	cs_engine *e = r->e;
+	e->cepoch_busy = false;
+	if (r->bad) {
+		if (!e->cepoch_lost)
+			cs_warn("redis cluster: a master's epoch copy is gone or names another "
+			        "Redis run (restarted or failed over: data lost?): bypassing the "
+			        "cache until the invalidator resynchronises");
+		e->cepoch_lost = true;
+		e->stats.epoch_invalid++;
+		e->epoch_len = 0;
+		e->epoch[0] = '\0';
+	} else if (!r->failed && e->cepoch_lost) {
+		/* every copy names its node's run again: the invalidator resynchronised */
+		e->cepoch_lost = false;
+		cs_info("redis cluster: every master's epoch copy names its node's run again");
+		load_gens(e);
+	}
+	free(r);
+}
+
+static void on_cepoch_reply(cs_rc *rc, redisReply *reply, void *priv)
+{
+	(void)rc;
+	cepoch_round *r = priv;
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
+	        reply->element[0]->type != REDIS_REPLY_INTEGER)
+		r->failed = true; /* an error, a timeout, a slot moving: not evidence */
+	else if (reply->element[0]->integer != 1)
+		r->bad = true;
+	cepoch_done(r);
+}
+
+void cluster_epoch_check(cs_engine *e)
+{
+	if (!e->ks.cluster || !e->fence_on || !e->cepoch_on || e->cepoch_busy)
+		return;
+	int nn = cs_rc_nnodes(e->redis);
+	int n0 = cs_rc_slot_node(e->redis, e->bslot[0]);
+	uint32_t pick[CEPOCH_NODES_MAX];
+	int seen[CEPOCH_NODES_MAX];
+	int np = 0;
+	for (uint32_t b = 1; b < CS_KS_BUCKETS && np < CEPOCH_NODES_MAX; b++) {
+		/* a slot without a ready master is not read from (per-slot readiness): its node is
+		 * checked once it is ready again, at most one poll later */
+		if (!cs_rc_slot_ready(e->redis, e->bslot[b]))
+			continue;
+		int n = cs_rc_slot_node(e->redis, e->bslot[b]);
+		bool dup = n < 0 || n >= nn || n == n0;
+		for (int i = 0; i < np && !dup; i++)
+			dup = seen[i] == n;
+		if (dup)
+			continue;
+		seen[np] = n;
+		pick[np++] = b;
+	}
+	if (np == 0)
+		return;
+	cepoch_round *r = calloc(1, sizeof *r);
+	if (r == NULL)
+		return;
+	*r = (cepoch_round){.e = e, .pending = 1};
+	e->cepoch_busy = true;
+	for (int i = 0; i < np; i++) {
+		char key[CS_NAME_MAX];
+		size_t kl = cs_ks_fixed_in(&e->ks, pick[i], CS_KS_EPOCH, key, sizeof key);
+		const char *argv[] = {key};
+		size_t lens[] = {kl};
+		if (kl > 0 && cs_rc_script(e->redis, e->bslot[pick[i]], CS_SCRIPT_GENS,
+		                      on_cepoch_reply, r, 1, 1, argv, lens) == 0)
+			r->pending++;
+		else
+			r->failed = true;
+	}
+	cepoch_done(r);
+}
