@@ -25,8 +25,12 @@ static void on_gens_reply(cs_rc *rc, redisReply *reply, void *priv)
 		bool valid = reply->element[0]->integer == 1 && !e->cepoch_lost;
 		const redisReply *ep = reply->element[1];
 		bool changed = (size_t)ep->len != e->epoch_len || memcmp(ep->str, e->epoch, e->epoch_len) != 0;
-		if (e->near && !e->near_untracked && (changed || (e->fence_on && !valid)))
-			near_flush(e); /* another Redis run, or data lost */
+		if (e->near && !e->near_untracked && (changed || (e->fence_on && !valid))) {
+			/* another Redis run, or data lost, or the invalidator resynchronised */
+			if (cs_near_get_stats(e->near)->entries)
+				cs_info("near cache: flushed (the namespace's epoch changed)");
+			near_flush(e);
+		}
 		if (e->fence_on && !valid) {
 			/* Redis lost data (or no invalidator has synchronised it yet): neither
 			 * serve nor store until the invalidator has resynchronised. */

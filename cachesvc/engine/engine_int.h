@@ -225,6 +225,8 @@ typedef struct psnode {
 	uint32_t hbk;	      /* the heartbeat key's tag {<ns>:n<hbk>}: a slot this node owns */
 	char hb[CS_NAME_MAX]; /* the heartbeat key in flight (hb_sent_us), its echo's name */
 	size_t hbl;
+	uint64_t echo_us;     /* the last echo (0: none since the last near_off) */
+	bool gens_sub;	      /* the generations channel's subscription confirmed */
 	uint64_t echoes;      /* heartbeats echoed (metrics, per node) */
 	uint64_t echo_lost;   /* heartbeats without an echo in time */
 	struct psnode *next_dead;
@@ -265,6 +267,8 @@ struct cs_engine {
 	bool ps_track;		  /* ... and subscribe to __redis__:invalidate (tracked) */
 	int64_t ps_timeout_ms;
 	uint64_t near_map_sum;	  /* the slot map's owners as last seen (a change flushes) */
+	uint64_t psn_retry_us;	  /* the last retry of a master's missing pub/sub connection */
+	uint32_t *hbk_of_slot;	  /* cluster near: a k whose tag {<ns>:n<k>} hashes to each slot */
 	bool near_resend_check;	  /* cluster_near_resend_check (E1): a resent read is not stored */
 	uint64_t near_resent;	  /* watched reads cs_rc sent again: not stored (E1) */
 	cs_pgserver **servers; /* replicas first, then the primary (if any) */
@@ -449,16 +453,6 @@ static inline uint32_t key_bucket(const cs_engine *e, const char *key, size_t le
 static inline uint16_t key_slot(const cs_engine *e, const char *key, size_t len)
 {
 	return e->ks.cluster ? e->bslot[key_bucket(e, key, len)] : 0;
-}
-
-/* Whether Redis may be asked about a key of `slot`: its master is ready and, on a cluster,
- * so is bucket 0's, where the generations, the epoch and the bumps live (without it a bump
- * would go unseen). Per slot, not all-or-nothing: one master down bypasses the cache for
- * the keys of its slots only (CLUSTER.md R9). Single Redis: the connection. */
-static inline bool slot_usable(const cs_engine *e, uint16_t slot)
-{
-	return cs_rc_slot_ready(e->redis, slot) &&
-	       (!e->ks.cluster || cs_rc_slot_ready(e->redis, e->bslot[0]));
 }
 
 /* The cache connection's one cs_redis (single mode), for what belongs to the connection

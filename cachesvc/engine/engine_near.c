@@ -402,6 +402,7 @@ static void cl_off(cs_engine *e, const char *why)
 		psnode *n = e->psn[i];
 		n->proven = false;
 		n->hb_sent_us = 0;
+		n->echo_us = 0;
 		n->seq++; /* an echo of an older heartbeat proves nothing now */
 	}
 }
@@ -418,15 +419,18 @@ static uint64_t map_sum(const cs_engine *e)
 	return h;
 }
 
+static bool psn_slot(const cs_engine *e, const psnode *n, uint16_t *slot);
+
 /* On once every master's tracking is proven. */
 static void cl_maybe_on(cs_engine *e)
 {
 	if (e->near == NULL || e->near_untracked || cs_near_on(e->near) || e->npsn == 0 ||
 		e->npsn != cs_rc_nnodes(e->redis) || !cs_rc_ready(e->redis))
 		return;
+	uint16_t slot;
 	for (int i = 0; i < e->npsn; i++)
-		if (!e->psn[i]->tracked || !e->psn[i]->proven)
-			return;
+		if ((!e->psn[i]->tracked || !e->psn[i]->proven) && psn_slot(e, e->psn[i], &slot))
+			return; /* a master serving no slot holds no entry: its proof is not needed */
 	e->near_map_sum = map_sum(e);
 	cs_near_enable(e->near);
 	cs_info("near cache: on (tracking of all %d masters proven by their heartbeats)", e->npsn);
@@ -440,25 +444,58 @@ static int psn_index(const cs_engine *e, const psnode *n)
 	return -1;
 }
 
-/* This session's heartbeat key of master n: "{<ns>:n<k>}:nhb:<id>:<seq>", k the first
- * (from the last one used) whose slot n serves. 0 when none is found (n serves no slot). */
-static size_t cl_hb_key(cs_engine *e, psnode *n, char *buf, size_t cap)
+/* For every slot a k whose heartbeat tag {<ns>:n<k>} hashes to it, found once (review12
+ * N1: a search per heartbeat ran 2^18 CRC16s on every tick for a master serving no slot).
+ * About 170,000 CRC16s of short strings at start (a few ms); -1 on out of memory. */
+static int hbk_table(cs_engine *e)
+{
+	if (e->hbk_of_slot)
+		return 0;
+	uint32_t *t = malloc(CS_RC_SLOTS * sizeof *t);
+	if (t == NULL)
+		return -1;
+	memset(t, 0xff, CS_RC_SLOTS * sizeof *t);
+	int left = CS_RC_SLOTS;
+	for (uint32_t k = 0; left > 0 && k < (1u << 24); k++) {
+		char tag[CS_NS_MAX + 16];
+		int tl = snprintf(tag, sizeof tag, "%s:n%u", e->ks.ns, k);
+		if (tl <= 0 || (size_t)tl >= sizeof tag)
+			break;
+		uint16_t s = cs_rc_keyslot(tag, (size_t)tl);
+		if (t[s] == UINT32_MAX) {
+			t[s] = k;
+			left--;
+		}
+	}
+	e->hbk_of_slot = t;
+	return 0;
+}
+
+/* Whether master n serves a slot now, and one of them (its first). */
+static bool psn_slot(const cs_engine *e, const psnode *n, uint16_t *slot)
 {
 	int idx = psn_index(e, n);
 	if (idx < 0)
-		return 0;
-	for (uint32_t tries = 0; tries < (1u << 18); tries++) {
-		char tag[CS_NS_MAX + 16];
-		int tl = snprintf(tag, sizeof tag, "%s:n%u", e->ks.ns, n->hbk);
-		if (tl > 0 && (size_t)tl < sizeof tag &&
-			cs_rc_slot_node(e->redis, cs_rc_keyslot(tag, (size_t)tl)) == idx) {
-			int kl = snprintf(buf, cap, "{%s}:nhb:%lld:%llu", tag,
-				(long long)n->redirect, (unsigned long long)n->seq);
-			return kl > 0 && (size_t)kl < cap ? (size_t)kl : 0;
+		return false;
+	for (int s = 0; s < CS_RC_SLOTS; s++)
+		if (cs_rc_slot_node(e->redis, (uint16_t)s) == idx) {
+			*slot = (uint16_t)s;
+			return true;
 		}
-		n->hbk++;
-	}
-	return 0;
+	return false;
+}
+
+/* This session's heartbeat key of master n: "{<ns>:n<k>}:nhb:<id>:<seq>", k the table's for
+ * the first slot n serves. 0 when n serves no slot (it holds no entry: nothing to prove). */
+static size_t cl_hb_key(cs_engine *e, psnode *n, char *buf, size_t cap)
+{
+	uint16_t slot;
+	if (hbk_table(e) != 0 || !psn_slot(e, n, &slot) || e->hbk_of_slot[slot] == UINT32_MAX)
+		return 0;
+	n->hbk = e->hbk_of_slot[slot];
+	int kl = snprintf(buf, cap, "{%s:n%u}:nhb:%lld:%llu", e->ks.ns, n->hbk,
+		(long long)n->redirect, (unsigned long long)n->seq);
+	return kl > 0 && (size_t)kl < cap ? (size_t)kl : 0;
 }
 
 static void on_cl_hb_set(cs_redis *rd, redisReply *reply, void *priv)
@@ -469,6 +506,9 @@ static void on_cl_hb_set(cs_redis *rd, redisReply *reply, void *priv)
 	cs_engine *e = n->e;
 	n->hb_sent_us = 0;
 	e->stats.near_hb_failed++;
+	/* MOVED, ASK, CLUSTERDOWN...: this node may no longer own the slot (review12 N2); its
+	 * proof ages out in cl_heartbeat unless an echo comes */
+	cs_rc_refresh(e->redis);
 	uint64_t now = cs_now_us();
 	if (now - e->near_warned_us > NEAR_WARN_US) {
 		e->near_warned_us = now;
@@ -587,6 +627,7 @@ static void on_cl_tracking_message(cs_redis *rd, redisReply *reply, void *priv)
 		if (hbl && (size_t)k->len == hbl && memcmp(k->str, n->hb, hbl) == 0) {
 			n->hb_sent_us = 0; /* this session's echo: this master's path is proven */
 			n->proven = true;
+			n->echo_us = cs_now_us();
 			n->echoes++;
 			cl_maybe_on(e);
 			continue;
@@ -606,12 +647,34 @@ static void on_cl_ps_state(cs_redis *rd, bool up, void *priv)
 	if (up)
 		return; /* the subscriptions' confirmations follow */
 	n->subscribed = false;
+	n->gens_sub = false;
 	n->tracked = false; /* the redirect named that connection: ask again with the next */
 	cl_off(e, "a master's tracking connection was lost");
 	/* as on a single Redis (on_pubsub_state): a bump published meanwhile may be missed
-	 * here; the generations are read again before they are trusted */
+	 * here; the generations are read again before they are trusted - unless another
+	 * master's subscription stayed up all along: a PUBLISH reaches every node's
+	 * subscribers, so it heard every bump (review12 N5) */
+	for (int i = 0; i < e->npsn; i++)
+		if (e->psn[i] != n && e->psn[i]->gens_sub)
+			return;
 	for (int i = 0; i < e->qt->nq; i++)
 		e->qt->qs[i].gen_known = false;
+}
+
+/* The generations channel on a master's pub/sub connection: on_gen_message, and whether
+ * its subscription is confirmed (on_cl_ps_state). */
+static void on_cl_gen_message(cs_redis *rd, redisReply *reply, void *priv)
+{
+	psnode *n = priv;
+	if (n->dead)
+		return;
+	if (reply == NULL)
+		n->gens_sub = false;
+	else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
+		reply->element[0]->type == REDIS_REPLY_STRING &&
+		strcmp(reply->element[0]->str, "subscribe") == 0)
+		n->gens_sub = true;
+	on_gen_message(rd, reply, n->e);
 }
 
 /* A master's data connection changed state (engine_gen.c on_cache_state). */
@@ -671,8 +734,16 @@ static void cl_heartbeat(cs_engine *e)
 			pp = &n->next_dead;
 		}
 	}
+	/* a master whose pub/sub connection could not be made is tried again, every 5 s
+	 * (review12 N4: it was only at the next change of the masters) */
+	uint64_t t = cs_now_us();
+	if (e->npsn != cs_rc_nnodes(e->redis) && t - e->psn_retry_us >= 5000000u) {
+		e->psn_retry_us = t;
+		psn_on_nodes(e->redis, e);
+	}
 	if (e->near == NULL || e->near_untracked)
 		return;
+	uint64_t now = cs_now_us();
 	if (cs_near_on(e->near)) {
 		uint64_t sum = map_sum(e);
 		if (sum != e->near_map_sum) {
@@ -681,8 +752,23 @@ static void cl_heartbeat(cs_engine *e)
 				cs_info("near cache: flushed (the slot map changed)");
 			near_flush(e);
 		}
+		/* every master serving a slot must keep proving its tracking: no echo for a
+		 * poll and an echo bound, whatever the reason (heartbeats refused by a node cut
+		 * off from its cluster: review12 N2), or one that now serves slots without a
+		 * proof (it served none when the near cache turned on), turns it off */
+		uint16_t slot;
+		for (int i = 0; i < e->npsn && cs_near_on(e->near); i++) {
+			psnode *n = e->psn[i];
+			if (!psn_slot(e, n, &slot))
+				continue;
+			if (!n->proven || n->echo_us == 0 ||
+				now - n->echo_us > (uint64_t)(GEN_POLL_MS + NEAR_ECHO_MS) * 1000u) {
+				e->stats.near_echo_lost++;
+				n->echo_lost++;
+				cl_off(e, "a master serving slots has not proven its tracking lately");
+			}
+		}
 	}
-	uint64_t now = cs_now_us();
 	for (int i = 0; i < e->npsn; i++) {
 		psnode *n = e->psn[i];
 		if (!n->tracked) {
@@ -726,7 +812,7 @@ static psnode *psn_new(cs_engine *e, const char *addr, cs_redis *data)
 		.resolver = e->resolver, .client_id = e->ps_client_id };
 	n->ps = cs_redis_new(e->base, &po, err, sizeof err);
 	explicit_bzero(url, sizeof url); /* held the password */
-	if (n->ps == NULL || cs_redis_subscribe(n->ps, e->ks.channel, on_gen_message, e) != 0 ||
+	if (n->ps == NULL || cs_redis_subscribe(n->ps, e->ks.channel, on_cl_gen_message, n) != 0 ||
 		(e->ps_track &&
 			cs_redis_subscribe(n->ps, TRACK_CHANNEL, on_cl_tracking_message, n) != 0)) {
 		cs_error("pub/sub on %s: %s", addr, n->ps ? "out of memory" : err);
@@ -789,6 +875,8 @@ void psn_on_nodes(cs_rc *rc, void *priv)
 /* Cluster mode, at creation: a pub/sub connection per seed (cs_rc's first node set). */
 int psn_setup(cs_engine *e)
 {
+	if (e->near && !e->near_untracked && hbk_table(e) != 0)
+		return -1; /* the heartbeat keys' table, made now rather than on the loop */
 	psn_on_nodes(e->redis, e);
 	return e->npsn == cs_rc_nnodes(e->redis) ? 0 : -1;
 }
@@ -808,4 +896,6 @@ void psn_free_all(cs_engine *e, bool mem)
 		e->psn_dead = n->next_dead;
 		free(n);
 	}
+	free(e->hbk_of_slot);
+	e->hbk_of_slot = NULL;
 }

@@ -1094,7 +1094,7 @@ void cs_engine_mget(cs_engine *e, const cs_get_req *reqs, uint32_t n, cs_engine_
 	const qstate *pfx_qs = NULL; /* the prefix in keys at pfx_off is this query's */
 	uint64_t pfx_gen = 0;
 	size_t pfx_off = 0, pfx_len = 0;
-	bool usable = !(e->fence_on && e->epoch_len == 0); /* and each key's slot_usable */
+	bool usable = cs_rc_ready(e->redis) && !(e->fence_on && e->epoch_len == 0);
 	bool near = e->near && cs_near_on(e->near);
 	uint64_t start_us = cs_now_us();
 	int64_t now = 0; /* the wall clock for near hits, read at the first */
@@ -1129,7 +1129,7 @@ void cs_engine_mget(cs_engine *e, const cs_get_req *reqs, uint32_t n, cs_engine_
 			continue;
 		}
 		bool plain = k.cacheable && !req->bypass && !req->min_lsn && !qs->paused &&
-			qs->gen_known && usable && slot_usable(e, key_slot(e, k.key, k.keylen));
+			qs->gen_known && usable;
 		bool watched = false;
 		cs_near_ticket nt = { 0, 0 };
 		if (plain && near && qs->def->near_cache) {
@@ -1344,8 +1344,7 @@ static bool lookup_local(lookup *l)
 		lookup_miss(l, false);
 		return true;
 	}
-	if (!slot_usable(e, key_slot(e, l->key, l->keylen)) || !qs->gen_known ||
-	        (e->fence_on && e->epoch_len == 0)) {
+	if (!cs_rc_ready(e->redis) || !qs->gen_known || (e->fence_on && e->epoch_len == 0)) {
 		e->stats.bypass_redis++;
 		lookup_miss(l, false);
 		return true;
