@@ -7,7 +7,8 @@
 #           message (no flush) and the daemon answers the new rows; CLIENT KILL of one
 #           master's pub/sub connection flushes it (and it comes back on); one master
 #           restarted flushes it (and it comes back on); a keyless slot handed to another
-#           master flushes it (the slot map changed) and it stays on.
+#           master flushes it (the slot map changed) and it stays on; a 4th master joining
+#           with no slot needs no proof: the near cache comes back on (review12 N1).
 #   e1:     a watched GET answered after an ASK (its slot being migrated by hand, the key
 #           already on the target) is served but not stored (cachesvc_near_resent_total):
 #           a DEL of the key on the target (which tracks nothing for this client) leaves
@@ -139,6 +140,27 @@ case_basic() {
     fail "the flush was not the slot map's: $(grep 'near cache' "$WORK/cachesvc.log" | tail -3)"
   metric_is cachesvc_near_on 1 || near_on 10 || fail "the near cache went off for a slot move"
   ok "slot $slot handed from $owner to $to: the near cache flushed (the slot map changed), still on"
+
+  # a 4th master joins with no slot (scale-out before the reshard): it holds no entry, so the
+  # near cache comes back on without its proof (review12 N1: it stayed off, and the search
+  # for a heartbeat key in its slots ran 2^18 CRC16s on every tick)
+  local np nb nd=$WORK/rcluster/node-extra masters
+  np=$(free_port)
+  nb=$(free_port)
+  mkdir -p "$nd"
+  CLEANUPS+=("redis-cli -p $np shutdown nosave")
+  redis-server --port "$np" --bind 127.0.0.1 --save '' --appendonly no --cluster-enabled yes \
+    --cluster-port "$nb" --cluster-config-file "$nd/nodes.conf" \
+    --cluster-node-timeout "${CS_RC_NODE_TIMEOUT:-1000}" --daemonize yes \
+    --pidfile "$nd/redis.pid" --logfile "$WORK/rcluster-extra.log" --dir "$nd" >/dev/null
+  until_true 30 redis_port_pong "$np" || fail "the extra node did not start"
+  timeout 60 redis-cli --cluster add-node "127.0.0.1:$np" "127.0.0.1:${RC_PORTS[0]}" \
+    >"$WORK/add-node.log" 2>&1 || fail "redis-cli --cluster add-node failed: $(tail -3 "$WORK/add-node.log")"
+  masters() { http /metrics | grep -c '^cachesvc_redis_cluster_node_up{client="cache",node="[^"]*"} 1$' || true; }
+  until_true 60 eval '[ "$(masters)" = 4 ]' || fail "the daemon never saw the 4th master: $(masters) up"
+  near_on 30 || fail "with a master serving no slot the near cache never came back on: $(grep 'near cache' "$WORK/cachesvc.log" | tail -3)"
+  hold 6
+  ok "a 4th master with no slot joined: the near cache back on without its proof, hits resume"
 }
 
 # e1 [neg]: a watched GET redirected by ASK is not stored (or, negative control, is).
