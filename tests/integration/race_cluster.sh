@@ -33,7 +33,9 @@ if [ "$MODE" = on ]; then
   ok "fences refused $refused fills on the cluster"
 else
   found=0
-  for seed in 11 22 33 44 55; do
+  # up to 8 seeds: a loaded machine (CI with a cluster test beside it) slows the readers and
+  # makes a stale fill rarer per round; the loop ends at the first one found
+  for seed in 11 22 33 44 55 66 77 88; do
     race_round 10 "$seed" >/dev/null
     settle
     read_all
