@@ -325,6 +325,8 @@ void near_conn_state(cs_engine *e, cs_redis *rd, bool pubsub, bool up)
 
 /* Creates the near cache when configured: the pub/sub connection must have been made with
  * client_id = true. 0, or -1 with a message. */
+static int hbk_table(cs_engine *e);
+
 int near_setup(cs_engine *e, const cs_config *cfg, char *err, size_t errlen)
 {
 	if (cfg->near_cache_size == 0)
@@ -342,6 +344,12 @@ int near_setup(cs_engine *e, const cs_config *cfg, char *err, size_t errlen)
 		e->near_untracked = true;
 		cs_near_enable(e->near);
 		return 0;
+	}
+	/* on a cluster: the heartbeat keys' table, made now rather than on the loop (review 13
+	 * L3: psn_setup runs before this, with no near cache yet) */
+	if (e->ks.cluster && hbk_table(e) != 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
 	}
 	/* on a cluster every master's pub/sub connection subscribed already (psn_add) */
 	if (!e->ks.cluster &&
@@ -709,6 +717,19 @@ static void on_cl_caching(cs_rc *rc, redisReply *reply, void *priv)
 
 static bool cl_caching_yes(cs_engine *e, uint16_t slot)
 {
+	/* only on a master whose tracking is proven (review 13 L1: a master that served no slot
+	 * when the near cache came on, given slots since, is unproven until the next tick sees
+	 * the map change): false serves the read without storing it */
+	if (e->near_untracked)
+		return true; /* the negative control (near_cache_tracking = false): stored untracked */
+	int idx = cs_rc_slot_node(e->redis, slot);
+	cs_redis *data = idx >= 0 ? cs_rc_node(e->redis, idx) : NULL;
+	const psnode *n = NULL;
+	for (int i = 0; i < e->npsn && n == NULL && data; i++)
+		if (e->psn[i]->data == data)
+			n = e->psn[i];
+	if (n == NULL || !n->tracked || !n->proven)
+		return false;
 	const char *argv[] = { "CLIENT", "CACHING", "yes" };
 	size_t lens[] = { 6, 7, 3 };
 	return cs_rc_cmd(e->redis, slot, on_cl_caching, e, 3, argv, lens) == 0;
@@ -875,8 +896,6 @@ void psn_on_nodes(cs_rc *rc, void *priv)
 /* Cluster mode, at creation: a pub/sub connection per seed (cs_rc's first node set). */
 int psn_setup(cs_engine *e)
 {
-	if (e->near && !e->near_untracked && hbk_table(e) != 0)
-		return -1; /* the heartbeat keys' table, made now rather than on the loop */
 	psn_on_nodes(e->redis, e);
 	return e->npsn == cs_rc_nnodes(e->redis) ? 0 : -1;
 }
