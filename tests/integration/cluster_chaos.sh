@@ -89,14 +89,6 @@ masters_now() {
   done
 }
 bslot() { redis-cli -p "${RC_PORTS[0]}" cluster keyslot "{$NSC:$1}"; }
-# bucket_of ID: the bucket of rc_hot's key ID (FNV-1a-32 of "rc_hot\0ID" mod 256)
-bucket_of() {
-  "$PY3" -c 'import sys
-h = 2166136261
-for c in b"rc_hot\0" + sys.argv[1].encode():
-    h = ((h ^ c) * 16777619) & 0xffffffff
-print(h % 256)' "$1"
-}
 read_all() { for id in $(seq 1 "$HOT"); do cli get rc_hot "$id" >/dev/null 2>&1 || true; done; }
 data_loss() { metric cachesvc_invalidator_redis_data_loss_total; }
 
@@ -302,7 +294,7 @@ case_loss() {
   m0=$(rc_master_of "$(bslot 0)")
   ID=
   for id in $(seq 1 "$HOT"); do
-    b=$(bucket_of "$id")
+    b=$(bucket_of "$id" rc_hot)
     m=$(rc_master_of "$(bslot "$b")")
     if [ "$b" != 0 ] && [ "$m" != "$m0" ]; then ID=$id; break; fi
   done

@@ -38,19 +38,8 @@ verify_interval = 0" write_config "$f" replica1
   user_query cu >>"$f"
   invalidator_section >>"$f"
 }
-bucket_of() {
-  "$PY3" -c 'import sys
-h = 2166136261
-for c in b"cu\0" + sys.argv[1].encode():
-    h = ((h ^ c) * 16777619) & 0xffffffff
-print(h % 256)' "$1"
-}
 gen_of() { local g; g=$(rc get "{$NS:$1}:g:cu"); echo "${g:-0}"; }
 entry_key() { echo "{$NS:$(bucket_of "$1")}:e:cu:$(gen_of 0):$1"; }
-port_of_slot() {
-  redis-cli -p "${RC_PORTS[0]}" cluster slots | paste - - - - - - |
-    awk -v s="$1" '$1 <= s && s <= $2 { print $4 }'
-}
 near_on() { until_true "${1:-30}" metric_is cachesvc_near_on 1; }
 proven_nodes() { http /metrics | grep -c '^cachesvc_near_node_proven{node="[^"]*"} 1$' || true; }
 # hold ID...: each key filled, then read until it is a near hit

@@ -39,14 +39,6 @@ cluster_config() {
   if [ "$inv" = on ]; then invalidator_section >>"$f"; fi
   return 0
 }
-# bucket_of ID: the bucket of key cu:ID (FNV-1a-32 of "cu\0ID" mod 256: CLUSTER.md section 2)
-bucket_of() {
-  "$PY3" -c 'import sys
-h = 2166136261
-for c in b"cu\0" + sys.argv[1].encode():
-    h = ((h ^ c) * 16777619) & 0xffffffff
-print(h % 256)' "$1"
-}
 replica1_caught_up() {
   local lsn
   lsn=$(primary "$DB" -c "SELECT pg_current_wal_lsn()")
@@ -55,10 +47,6 @@ replica1_caught_up() {
 gen_of() { local g; g=$(rc get "{$NS:$1}:g:cu"); echo "${g:-0}"; }
 g0() { gen_of 0; }
 entry_key() { echo "{$NS:$(bucket_of "$1")}:e:cu:$(g0):$1"; }
-port_of_slot() {
-  redis-cli -p "${RC_PORTS[0]}" cluster slots | paste - - - - - - |
-    awk -v s="$1" '$1 <= s && s <= $2 { print $4 }'
-}
 
 case_read() {
   EXTRA_SERVICE="verify_interval = 300ms" cluster_config "$WORK/cs.ini"

@@ -350,6 +350,20 @@ private_redis_gone() {
 # (host:port,... every node), RC_MASTERS (host:port,... the masters) and RC_SEED (one node).
 # CS_RC_NODE_TIMEOUT (ms, default 1000) is the cluster-node-timeout: failover detection.
 rc_ok() { redis-cli -p "$1" cluster info 2>/dev/null | grep -q '^cluster_state:ok'; }
+# bucket_of ID [QUERY]: the bucket of key QUERY:ID (default cu): FNV-1a-32 of "QUERY\0ID"
+# mod 256 (CLUSTER.md section 2)
+bucket_of() {
+  "$PY3" -c 'import sys
+h = 2166136261
+for c in sys.argv[2].encode() + b"\0" + sys.argv[1].encode():
+    h = ((h ^ c) * 16777619) & 0xffffffff
+print(h % 256)' "$1" "${2:-cu}"
+}
+# port_of_slot SLOT: the port of the master of SLOT in the private cluster (RC_PORTS)
+port_of_slot() {
+  redis-cli -p "${RC_PORTS[0]}" cluster slots | paste - - - - - - |
+    awk -v s="$1" '$1 <= s && s <= $2 { print $4 }'
+}
 private_redis_cluster() {
   local m=$1 r=$2 n i p bus d addrs=()
   n=$((m * (1 + r)))

@@ -1,7 +1,7 @@
 /* config_load.h - the config tests' shared helpers (test_config.c, test_config_shards.c):
  * load a config from text, expect it to load or to fail with given words, show it. Included
- * after cmocka.h and config.h, by a file that defines `ini_path` (the file written) and
- * `err` (CS_CONFIG_ERRLEN). Static: each test program has its own copy. */
+ * after cmocka.h and config.h, by a file that defines `tmpdir` (a mkdtemp template),
+ * `ini_path` (the file written) and `err` (CS_CONFIG_ERRLEN). Static: each test program has its own copy. */
 #ifndef CS_TEST_CONFIG_LOAD_H
 #define CS_TEST_CONFIG_LOAD_H
 
@@ -56,6 +56,22 @@ __attribute__((noinline)) static char *show_to_string(const cs_config *cfg)
 	cs_config_show(cfg, f);
 	fclose(f);
 	return buf;
+}
+
+
+/* cmocka group setup and teardown: the temporary directory holding ini_path. */
+static int setup_dir(void **state)
+{
+	if (!mkdtemp(tmpdir))
+		return -1;
+	snprintf(ini_path, sizeof(ini_path), "%s/cachesvc.ini", tmpdir);
+	return 0;
+}
+
+static int teardown_dir(void **state)
+{
+	unlink(ini_path);
+	return rmdir(tmpdir);
 }
 
 #endif

@@ -54,20 +54,6 @@ __attribute__((noinline)) static char *read_all(const char *path)
 	return buf;
 }
 
-static int setup_dir(void **state)
-{
-	if (!mkdtemp(tmpdir))
-		return -1;
-	snprintf(ini_path, sizeof(ini_path), "%s/cachesvc.ini", tmpdir);
-	return 0;
-}
-
-static int teardown_dir(void **state)
-{
-	unlink(ini_path);
-	return rmdir(tmpdir);
-}
-
 /* ---- the DESIGN.md example ------------------------------------------------------------- */
 
 static const char design_example[] =

@@ -23,20 +23,6 @@ static char err[CS_CONFIG_ERRLEN];
 
 #include "config_load.h"
 
-static int setup_dir(void **state)
-{
-	if (!mkdtemp(tmpdir))
-		return -1;
-	snprintf(ini_path, sizeof(ini_path), "%s/cachesvc.ini", tmpdir);
-	return 0;
-}
-
-static int teardown_dir(void **state)
-{
-	unlink(ini_path);
-	return rmdir(tmpdir);
-}
-
 /* Two shards, one replica each, a keyed query, a pinned one. */
 #define SHARDS                                                                                     \
 	"[shard s1]\nconninfo = host=127.0.0.1 port=5432 dbname=app\n"                             \
