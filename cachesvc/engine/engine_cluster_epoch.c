@@ -78,8 +78,9 @@ void cluster_epoch_check(cs_engine *e)
 	int seen[CEPOCH_NODES_MAX];
 	int np = 0;
 	for (uint32_t b = 1; b < CS_KS_BUCKETS && np < CEPOCH_NODES_MAX; b++) {
-		/* a slot without a ready master is not read from (per-slot readiness): its node is
-		 * checked once it is ready again, at most one poll later */
+		/* a slot without a ready master is not read from (while any master is not ready
+		 * every read bypasses the cache): its node is checked once it is ready again, at
+		 * most one poll later */
 		if (!cs_rc_slot_ready(e->redis, e->bslot[b]))
 			continue;
 		int n = cs_rc_slot_node(e->redis, e->bslot[b]);
