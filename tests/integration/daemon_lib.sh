@@ -330,6 +330,16 @@ private_redis() {
   CLEANUPS+=("redis-cli -p $RPORT shutdown nosave")
   start_redis
 }
+# use_private_redis [OPTS]: this test's own Redis (private_redis) in place of the sandbox's,
+# for every helper too (redis, write_config's url, the namespace NS of database 0): a test
+# that changes Redis's configuration (maxmemory, policy) or stops it then runs beside the
+# others instead of alone.
+use_private_redis() {
+  private_redis "$@"
+  CS_REDIS_PORT=$RPORT
+  REDIS_DB=0
+  NS=cs0
+}
 redis_pong() { [ "$(redis-cli -p "$RPORT" ping 2>/dev/null)" = PONG ]; }
 start_redis() {
   redis-server --port "$RPORT" --bind 127.0.0.1 --save '' "${PRIVATE_REDIS_OPTS[@]}" \

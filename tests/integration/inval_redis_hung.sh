@@ -5,11 +5,12 @@
 # issue saw 33 in 11 s), and streams and invalidates again once Redis resumes. A second
 # invalidator on the same slot stands by: it logs "standing by" once (a state change), not
 # every second, and its state metric stays 1 (standby).
-# Stops the sandbox's Redis: runs alone.
+# Stops its Redis: on a Redis of its own, beside the other tests.
 . "$(dirname "$0")/daemon_lib.sh"
 
-REDIS_PID=$(cat "$CS_SANDBOX_DIR/redis/redis.pid")
-[ -n "$REDIS_PID" ] && kill -0 "$REDIS_PID" || fail "no sandbox redis pid"
+use_private_redis
+REDIS_PID=$(cat "$WORK/redis/redis.pid")
+[ -n "$REDIS_PID" ] && kill -0 "$REDIS_PID" || fail "no private redis pid"
 CLEANUPS+=('kill -CONT "$REDIS_PID"')
 
 users_db 20

@@ -5,12 +5,10 @@
 # every 200 ms, so it evicts every key with a TTL: entries, the horizon and the fences the
 # races depend on. After everything catches up the verifier finds 0 stale entries, and fills
 # were refused because of the evictions.
-# Changes the sandbox Redis's maxmemory and policy (restored at exit): runs alone.
+# Changes its Redis's maxmemory and policy: on a Redis of its own, beside the other tests.
 . "$(dirname "$0")/race_lib.sh"
 
-OLD_MM=$(redis config get maxmemory | tail -1)
-OLD_POL=$(redis config get maxmemory-policy | tail -1)
-CLEANUPS+=('redis config set maxmemory "$OLD_MM"' 'redis config set maxmemory-policy "$OLD_POL"')
+use_private_redis
 redis config set maxmemory 0 >/dev/null
 redis config set maxmemory-policy volatile-lru >/dev/null
 

@@ -8,12 +8,10 @@
 #     invalidation failed with OOM and the invalidator restarted in a loop.
 # (c) fence = on: maxmemory-policy allkeys-lru is refused at startup (naming volatile-lru);
 #     volatile-lru is accepted.
-# Changes the sandbox Redis's maxmemory and policy (restored at exit): runs alone.
+# Changes its Redis's maxmemory and policy: on a Redis of its own, beside the other tests.
 . "$(dirname "$0")/daemon_lib.sh"
 
-OLD_MM=$(redis config get maxmemory | tail -1)
-OLD_POL=$(redis config get maxmemory-policy | tail -1)
-CLEANUPS+=('redis config set maxmemory "$OLD_MM"' 'redis config set maxmemory-policy "$OLD_POL"')
+use_private_redis
 redis config set maxmemory 0 >/dev/null
 redis config set maxmemory-policy noeviction >/dev/null
 
