@@ -418,7 +418,10 @@ settle_noinv() { wait_replicas; }
 
 case $PART in
   reshard) case_reshard ;;
-  failover) case_failover && case_kill ;;
+  failover)
+    case_failover
+    case_kill
+    ;;
   loss) case_loss on ;;
   lossc5) case_loss c5 ;;
   lossneg) case_loss neg ;;

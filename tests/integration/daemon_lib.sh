@@ -327,8 +327,16 @@ private_redis() {
   PRIVATE_REDIS_OPTS=("$@")
   [ ${#PRIVATE_REDIS_OPTS[@]} -gt 0 ] || PRIVATE_REDIS_OPTS=(--appendonly no)
   mkdir -p "$WORK/redis"
-  CLEANUPS+=("redis-cli -p $RPORT shutdown nosave")
+  # (continued first: a test may fail while it holds its Redis stopped, and a SHUTDOWN sent
+  # to a stopped Redis waits for ever)
+  CLEANUPS+=("private_redis_down $RPORT")
   start_redis
+}
+private_redis_down() {
+  local pid
+  pid=$(cat "$WORK/redis/redis.pid" 2>/dev/null || true)
+  [ -z "$pid" ] || kill -CONT "$pid" 2>/dev/null || true
+  timeout 10 redis-cli -p "$1" shutdown nosave >/dev/null 2>&1 || { [ -z "$pid" ] || kill -9 "$pid" 2>/dev/null || true; }
 }
 # use_private_redis [OPTS]: this test's own Redis (private_redis) in place of the sandbox's,
 # for every helper too (redis, write_config's url, the namespace NS of database 0): a test
@@ -337,8 +345,9 @@ private_redis() {
 use_private_redis() {
   private_redis "$@"
   CS_REDIS_PORT=$RPORT
+  CS_REDIS_URL=redis://127.0.0.1:$RPORT/0
   REDIS_DB=0
-  NS=cs0
+  NS=cs # database 0's default namespace (keyspace.h)
 }
 redis_pong() { [ "$(redis-cli -p "$RPORT" ping 2>/dev/null)" = PONG ]; }
 start_redis() {
