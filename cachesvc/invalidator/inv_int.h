@@ -97,8 +97,6 @@ struct cs_inv {
 	bool pos_every;		 /* V5: every bucket's position on every advance (test hook) */
 	bool pos_min;		 /* V5: flush <= the lowest position copy (test hook) */
 	bool pos_backoff;	 /* W3: a failed position write backs off (test hook) */
-	bool v9c_retry;		 /* V9c: a script refused "non local key" is retried from
-				  * its node's queue, not a restart (test hook) */
 	uint64_t *kb;		 /* the commit's keys sorted by bucket: bucket << 32 | offset */
 	size_t kb_cap;
 	struct inv_csync *csync; /* the cluster resynchronisation in progress */

@@ -208,18 +208,12 @@ int inv_cmd_go(cs_inv *inv, cmdctx *c, int owes, const char *why)
 /* Failures a later try can fix: no reply (timeout, connection lost, shutdown) or a cluster
  * state error. Not EPOCH (a node that lost data must be found lost: the stream restarts and
  * resynchronises), nor a script or type error (a retry would fail alike). */
-static bool retryable(const cs_inv *inv, const redisReply *reply)
+static bool retryable(const redisReply *reply)
 {
 	if (reply == NULL)
 		return true;
 	if (reply->type != REDIS_REPLY_ERROR || reply->str == NULL)
 		return false;
-	/* review V9c: a script that reached a key of a migrating slot which its node no longer
-	 * holds (C_INVAL DELs the entry it builds; the entry moved ahead of the bucket's declared
-	 * keys). The slot's migration moves the rest, and the script is harmless run again (V2:
-	 * it failed at its first entry DEL, and every step of it is a max or a DEL). */
-	if (inv->v9c_retry && strstr(reply->str, "non local key") != NULL)
-		return true;
 	static const char *const words[] = {"CLUSTERDOWN", "TRYAGAIN", "LOADING", "MASTERDOWN",
 	        "MOVED", "ASK", "BUSY", "READONLY", "NOREPLICAS"};
 	size_t n = strcspn(reply->str, " ");
@@ -231,7 +225,7 @@ static bool retryable(const cs_inv *inv, const redisReply *reply)
 
 bool inv_rq_failed(cs_inv *inv, cmdctx *c, const redisReply *reply)
 {
-	if (c->argc == 0 || !inv_rq_on(inv) || !retryable(inv, reply))
+	if (c->argc == 0 || !inv_rq_on(inv) || !retryable(reply))
 		return false;
 	int was = c->probe ? c->rq : -1;
 	c->counted = false; /* no longer in flight (inv_on_cmd_reply uncounted it) */

@@ -532,7 +532,6 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, struct cs_pgse
 	inv->v1_check = true;
 	inv->pos_min = true;
 	inv->pos_backoff = true;
-	inv->v9c_retry = true;
 	inv->cmds_limit = CMDS_MAX;
 	inv->rq_max_cmds = RQ_MAX_CMDS;
 	inv->rq_max_bytes = RQ_MAX_BYTES;
@@ -693,11 +692,6 @@ void cs_inv_set_cluster_pos(cs_inv *inv, bool pos_every, bool pos_min)
 void cs_inv_set_pos_backoff(cs_inv *inv, bool on)
 {
 	inv->pos_backoff = on;
-}
-
-void cs_inv_set_cluster_v9c(cs_inv *inv, bool on)
-{
-	inv->v9c_retry = on;
 }
 
 void cs_inv_set_cmd_limit(cs_inv *inv, int64_t limit)

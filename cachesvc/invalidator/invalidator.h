@@ -103,11 +103,6 @@ void cs_inv_set_cluster_pos(cs_inv *inv, bool pos_every, bool pos_min);
  * the next 10 ms tick instead of after an exponential backoff (20 ms up to 2 s). On by
  * default. */
 void cs_inv_set_pos_backoff(cs_inv *inv, bool on);
-/* Cluster mode only, test hook (the negative control of review V9c): off, a script refused
- * with "non local key" (C_INVAL on a migrating node whose entry moved ahead of the bucket's
- * other keys) restarts the stream, as before, instead of waiting in its node's retry queue.
- * On by default. */
-void cs_inv_set_cluster_v9c(cs_inv *inv, bool on);
 /* Cluster mode only, test hook: reading the stream stops at `limit` Redis commands in flight
  * or owed (review V3; default 65536); 0: no such bound (a negative control). */
 void cs_inv_set_cmd_limit(cs_inv *inv, int64_t limit);

@@ -22,9 +22,6 @@
  *       single-Redis mode (the daemon's mode, for the tests of what both modes share).
  *       --cmd-limit N: reading the stream stops at N Redis commands in flight or owed
  *       (review V3; default 65536); 0: no such bound (a negative control).
- *       --no-v9c: a script refused "non local key" (an INVAL on a migrating node whose
- *       entry moved ahead) restarts the stream instead of waiting in its node's retry
- *       queue (review V9c off: a negative control).
  *   inv_drive bucket QUERY CANON
  *       Prints the bucket of a key (CLUSTER.md section 2).
  *   inv_drive slots NS
@@ -55,7 +52,7 @@ static void usage(void)
 	fprintf(stderr,
 	        "usage: inv_drive run CONFIG SEEDS STATSFILE [--no-c1] [--no-hold] [--no-c2]\n"
 	        "                 [--no-v1] [--pos-every] [--no-pos-min] [--no-pos-backoff]\n"
-	        "                 [--single] [--cmd-limit N] [--retry-max N] [--no-v9c]\n"
+	        "                 [--single] [--cmd-limit N] [--retry-max N]\n"
 	        "       inv_drive bucket QUERY CANON\n"
 	        "       inv_drive slots NS\n");
 	exit(2);
@@ -109,7 +106,7 @@ int main(int argc, char **argv)
 	if (argc < 5 || strcmp(argv[1], "run") != 0)
 		usage();
 	bool c1 = true, hold = true, c2 = true, v1 = true, pos_every = false, pos_min = true;
-	bool pos_backoff = true, single = false, v9c = true;
+	bool pos_backoff = true, single = false;
 	long long cmd_limit = -1, retry_max = -1;
 	for (int i = 5; i < argc; i++) {
 		if (strcmp(argv[i], "--no-c1") == 0)
@@ -126,8 +123,6 @@ int main(int argc, char **argv)
 			pos_min = false;
 		else if (strcmp(argv[i], "--no-pos-backoff") == 0)
 			pos_backoff = false;
-		else if (strcmp(argv[i], "--no-v9c") == 0)
-			v9c = false;
 		else if (strcmp(argv[i], "--single") == 0)
 			single = true;
 		else if (strcmp(argv[i], "--cmd-limit") == 0 && i + 1 < argc)
@@ -167,7 +162,6 @@ int main(int argc, char **argv)
 	cs_inv_set_cluster_v1(g.inv, v1);
 	cs_inv_set_cluster_pos(g.inv, pos_every, pos_min);
 	cs_inv_set_pos_backoff(g.inv, pos_backoff);
-	cs_inv_set_cluster_v9c(g.inv, v9c);
 	if (cmd_limit >= 0)
 		cs_inv_set_cmd_limit(g.inv, cmd_limit);
 	if (retry_max >= 0)

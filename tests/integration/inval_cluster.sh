@@ -46,12 +46,6 @@
 #          finds 0 stale. Negative control (--retry-max 0, no queue: the stream restarts as
 #          before V2): the healthy masters' entries are not invalidated within the bound.
 #          And a queue past its bound (--retry-max 1) restarts the stream as before, logged.
-#   v9c:   review V9c: an entry MIGRATEd alone ahead of its bucket's other keys; an UPDATE of
-#          its row: the INVAL on the migrating node is refused ("non local key": it DELs the
-#          entry inside its body). It waits in the node's retry queue (the stream is not
-#          restarted, the commit not confirmed); once the slot's move is finished the INVAL
-#          lands on the new owner: the entry is gone, the commit confirmed.
-#   v9cneg: its negative control (--no-v9c: the refusal restarts the stream, as before).
 #   v9ask, v9repro: review V9 (CLUSTER.md section 7), NOT registered in meson.build:
 #   v9ask: V9's path as stated: an entry MIGRATEd alone to a 4th, slotless master T whose
 #          replica T2 is then cut off (SIGSTOP, CLIENT KILL TYPE replica), the bucket's copies
@@ -949,64 +943,8 @@ case_v9repro() {
   stop_drive
 }
 
-# V9c: the INVAL refused "non local key" waits in its node's retry queue.
-v9c_queued() { [ "$(stat rq_queued)" -gt "$1" ]; }
-v9c_restarted() { [ "$(stat reconnects)" -gt "$1" ]; }
-case_v9c() {
-  local neg=$1 flags=() id b slot slot0 from to p from_id to_id gen e keys lsn n r0 q0
-  [ "$neg" = true ] && flags=(--no-v9c)
-  start_drive "${flags[@]}"
-  # every bucket's generation copy and the key's fence exist: the INVAL's declared keys stay
-  # on the migrating node, only the entry moves
-  lsn=$(commit_lsn "TRUNCATE users")
-  wait_confirmed "$lsn"
-  primary "$DB" -c "INSERT INTO users SELECT i, 'user ' || i FROM generate_series(1, 40) i" >/dev/null
-  slot0=$(rc cluster keyslot "{$NS:0}")
-  for id in $(seq 1 40); do
-    b=$(bucket "$id")
-    [ "$b" != 0 ] && [ "$(rc cluster keyslot "{$NS:$b}")" != "$slot0" ] && break
-  done
-  slot=$(rc cluster keyslot "{$NS:$b}")
-  lsn=$(commit_lsn "UPDATE users SET name = name || '.' WHERE id = $id")
-  wait_confirmed "$lsn"
-  gen=$(rc get "{$NS:$b}:g:iv_user")
-  e="{$NS:$b}:e:iv_user:${gen:-0}:$id"
-  rc set "$e" stale >/dev/null
-  from=$(rc_master_of "$slot")
-  for p in "${RC_PORTS[@]}"; do [ "$p" != "$from" ] && to=$p && break; done
-  from_id=$(redis-cli -p "$from" cluster myid)
-  to_id=$(redis-cli -p "$to" cluster myid)
-  redis-cli -p "$to" cluster setslot "$slot" importing "$from_id" >/dev/null
-  redis-cli -p "$from" cluster setslot "$slot" migrating "$to_id" >/dev/null
-  redis-cli -p "$from" migrate 127.0.0.1 "$to" "" 0 5000 keys "$e" >/dev/null
-  r0=$(stat reconnects)
-  q0=$(stat rq_queued)
-  lsn=$(commit_lsn "UPDATE users SET name = name || 'x' WHERE id = $id")
-  n=$(lsn_num "$lsn")
-  if [ "$neg" = true ]; then
-    until_true 30 v9c_restarted "$r0" || fail "v9cneg: the refused INVAL did not restart the stream ($(cat "$STATS"))"
-    grep -q "non local key" "$WORK/drive.log" || fail "v9cneg: the stream restarted for another reason: $(tail -5 "$WORK/drive.log")"
-    ok "v9cneg: negative control: the INVAL refused on $from (non local key) restarts the stream ($r0 -> $(stat reconnects) connections)"
-  else
-    until_true 30 v9c_queued "$q0" || fail "v9c: the refused INVAL was not queued ($(cat "$STATS"))"
-    sleep 2 # retries with backoff; still refused
-    [ "$(stat reconnects)" = "$r0" ] || fail "v9c: the stream restarted ($r0 -> $(stat reconnects)): $(tail -5 "$WORK/drive.log")"
-    ! confirmed_past "$n" || fail "v9c: confirmed $(stat confirmed) >= $n while its INVAL was refused"
-    ok "v9c: the INVAL refused on $from (its entry moved ahead to $to) waits in the retry queue ($(stat rq_retries) retries): no restart, $lsn held"
-  fi
-  mapfile -t keys < <(redis-cli -p "$from" cluster getkeysinslot "$slot" 10000 | grep -v '^$')
-  [ ${#keys[@]} = 0 ] || redis-cli -p "$from" migrate 127.0.0.1 "$to" "" 0 5000 keys "${keys[@]}" >/dev/null
-  for p in "${RC_PORTS[@]}"; do redis-cli -p "$p" cluster setslot "$slot" node "$to_id" >/dev/null; done
-  wait_confirmed "$lsn"
-  [ "$(redis-cli -p "$to" exists "$e")" = 0 ] || fail "v9c: $e survived on $to"
-  ok "v9c: slot $slot finished on $to: the INVAL landed there, $e gone, $lsn confirmed"
-  stop_drive
-}
-
 case "$PART" in
 basic) case_basic ;;
-v9c) case_v9c false ;;
-v9cneg) case_v9c true ;;
 v9repro) case_v9repro ;;
 v9ask) case_v9ask ;;
 v2) case_v2 ;;
