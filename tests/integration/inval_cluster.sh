@@ -839,7 +839,7 @@ case_v9ask() {
   mapfile -t keys < <(redis-cli -p "$s" cluster getkeysinslot "$slot" 10000 | grep -v '^$')
   [ ${#keys[@]} = 0 ] || redis-cli -p "$s" migrate 127.0.0.1 "$t2" "" 0 5000 keys "${keys[@]}" >/dev/null
   for p in "${RC_PORTS[@]}" "$t2"; do redis-cli -p "$p" cluster setslot "$slot" node "$t2id" >/dev/null; done
-  ok "$t killed, $t2 promoted holding $e (its DEL lost), slot $slot finished on $t2"
+  ok "v9ask: $t killed, $t2 promoted holding $e (not invalidated yet), slot $slot finished on $t2"
   wait_confirmed "$lsn"
   [ "$(redis-cli -p "$t2" exists "$e")" = 0 ] || fail "v9ask: $e survived on $t2"
   v9_verify
