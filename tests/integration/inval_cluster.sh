@@ -46,6 +46,21 @@
 #          finds 0 stale. Negative control (--retry-max 0, no queue: the stream restarts as
 #          before V2): the healthy masters' entries are not invalidated within the bound.
 #          And a queue past its bound (--retry-max 1) restarts the stream as before, logged.
+#   v9ask, v9repro: review V9 (CLUSTER.md section 7), NOT registered in meson.build:
+#   v9ask: V9's path as stated: an entry MIGRATEd alone to a 4th, slotless master T whose
+#          replica T2 is then cut off (SIGSTOP, CLIENT KILL TYPE replica), the bucket's copies
+#          left on the migrating node S; an UPDATE of its row: the INVAL on S is refused (the
+#          entry it DELs inside its body is not local), the commit stays unconfirmed and no
+#          DEL reaches T; T killed -9, T2 promoted (TAKEOVER) holding the entry, the slot
+#          finished on T2: the INVAL runs there, the entry is gone, cachesvc-verify 0 stale.
+#          No negative control: what prevents the path is Redis's own script key check.
+#   v9repro: V9b, reproduces a stale entry (it FAILS only if the stale path was not reached):
+#          bucket b's slot moved whole to a new master X (replica X2); an entry filled; the
+#          slot opened towards a new master Y with every key but the entry moved (C1); X2
+#          cut off; an UPDATE: INVAL ASKed to Y, its routed DEL deletes the entry on X;
+#          confirmed and flushed past; the invalidator stopped, X killed, X2 promoted holding
+#          the entry, the slot reopened from X2 and finished on Y; the invalidator started
+#          again finds b whole on Y, no data loss: the entry is stale on Y (cachesvc-verify).
 #   v3:    review V3: the Redis commands in flight or owed (a bump's GEN_SETs, an INVAL's DELs)
 #          are bounded: 20 TRUNCATEs replayed in one burst with the bound at 300 pause the
 #          stream and never exceed 300 + one commit's 256, every bucket ends at bucket 0's
@@ -724,8 +739,214 @@ case_v2() {
 }
 v2_overflowed() { [ "$(stat rq_overflows)" -ge 1 ] && [ "$(stat reconnects)" -gt "$1" ]; }
 
+# V9. v9_node: starts one more cluster node (no slot) and has the cluster meet it; sets
+# V9_PORT and V9_PID.
+v9_node() {
+  local p bus d
+  p=$(free_port)
+  bus=$(free_port)
+  d=$WORK/rcluster/v9node$1
+  mkdir -p "$d"
+  CLEANUPS+=("redis-cli -p $p shutdown nosave")
+  redis-server --port "$p" --bind 127.0.0.1 --save '' --appendonly no --cluster-enabled yes \
+    --cluster-port "$bus" --cluster-config-file "$d/nodes.conf" \
+    --cluster-node-timeout "${CS_RC_NODE_TIMEOUT:-1000}" --daemonize yes \
+    --pidfile "$d/redis.pid" --logfile "$WORK/rcluster-v9-$1.log" --dir "$d" >/dev/null
+  until_true 30 redis_port_pong "$p" || fail "v9: node $p did not start"
+  until_true 10 test -s "$d/redis.pid" || fail "v9: node $p wrote no pid file"
+  redis-cli -p "${RC_PORTS[0]}" cluster meet 127.0.0.1 "$p" "$bus" >/dev/null
+  V9_PORT=$p
+  V9_PID=$(cat "$d/redis.pid")
+}
+v9_knows() { redis-cli -p "$1" cluster nodes | grep -q "^$2 "; }
+v9_link_up() { redis-cli -p "$1" info replication | grep -q '^master_link_status:up'; }
+v9_master() { [ "$(redis-cli -p "$1" role 2>/dev/null | head -1)" = master ]; }
+v9_takeover() { v9_master "$1" || { redis-cli -p "$1" cluster failover takeover >/dev/null 2>&1; sleep 1; v9_master "$1"; }; }
+# EXISTS of KEY on PORT after ASKING (a slot the node imports)
+v9_exists_asking() { printf 'ASKING\nEXISTS %s\n' "$2" | redis-cli -p "$1" | tail -1; }
+v9_verify() { # sets V9_VRC V9_STALE V9_CHECKED
+  local vout
+  V9_VRC=0
+  vout=$("$CS_BUILD/cachesvc/cachesvc-verify" -c "$DCONF" --json 2>"$WORK/verify.err") || V9_VRC=$?
+  V9_STALE=$("$PY3" -c 'import json,sys; v=json.load(sys.stdin); t=v.get("total", v); print(t["stale"])' <<<"$vout")
+  V9_CHECKED=$("$PY3" -c 'import json,sys; v=json.load(sys.stdin); t=v.get("total", v); print(t["checked"])' <<<"$vout")
+}
+case_v9ask() {
+  local flags=() t tpid t2 t2pid tid t2id s sid id b slot slot0 lsn n gen e keys p dl0
+  v9_node 1
+  t=$V9_PORT tpid=$V9_PID
+  v9_node 2
+  t2=$V9_PORT t2pid=$V9_PID
+  CLEANUPS=("kill -CONT $t2pid" "${CLEANUPS[@]}")
+  tid=$(redis-cli -p "$t" cluster myid)
+  t2id=$(redis-cli -p "$t2" cluster myid)
+  until_true 30 v9_knows "$t2" "$tid" || fail "v9: $t2 never learnt of $t"
+  redis-cli -p "$t2" cluster replicate "$tid" >/dev/null || fail "v9: CLUSTER REPLICATE failed"
+  until_true 30 v9_link_up "$t2" || fail "v9: $t2 never replicated $t"
+  until_true 30 rc_ok "$t" || fail "v9: $t never reached cluster_state:ok"
+  # a TRUNCATE writes every bucket's generation copy, an UPDATE the key's fence: the INVAL's
+  # declared keys all exist on the migrating node (only the entry moves): it runs there
+  start_drive "${flags[@]}"
+  lsn=$(commit_lsn "TRUNCATE users")
+  wait_confirmed "$lsn"
+  primary "$DB" -c "INSERT INTO users SELECT i, 'user ' || i FROM generate_series(1, 40) i" >/dev/null
+  slot0=$(rc cluster keyslot "{$NS:0}")
+  for id in $(seq 1 40); do
+    b=$(bucket "$id")
+    [ "$b" != 0 ] && [ "$(rc cluster keyslot "{$NS:$b}")" != "$slot0" ] && break
+  done
+  slot=$(rc cluster keyslot "{$NS:$b}")
+  lsn=$(commit_lsn "UPDATE users SET name = name || '.' WHERE id = $id")
+  wait_confirmed "$lsn"
+  # a daemon without invalidator fills the entry (cachesvc-verify reads it)
+  DCONF=$WORK/d.ini
+  FENCE=on EXTRA_REDIS="namespace = $NS" write_config "$DCONF" replica1
+  sed -i "s|^url = .*|url = redis://127.0.0.1\ncluster = on\nnodes = $RC_NODES|" "$DCONF"
+  user_query iv_user >>"$DCONF"
+  start_daemon "$DCONF"
+  fill iv_user "$id"
+  stop_daemon
+  gen=$(rc get "{$NS:$b}:g:iv_user")
+  e="{$NS:$b}:e:iv_user:${gen:-0}:$id"
+  [ "$(rc exists "$e")" = 1 ] || fail "v9: no entry $e after the fill"
+  s=$(rc_master_of "$slot")
+  sid=$(redis-cli -p "$s" cluster myid)
+  redis-cli -p "$t" cluster setslot "$slot" importing "$sid" >/dev/null
+  redis-cli -p "$s" cluster setslot "$slot" migrating "$tid" >/dev/null
+  redis-cli -p "$s" migrate 127.0.0.1 "$t" "" 0 5000 keys "$e" >/dev/null
+  [ "$(redis-cli -p "$t" wait 1 5000)" = 1 ] || fail "v9: $t2 did not get the migrated entry"
+  [ "$(v9_exists_asking "$t" "$e")" = 1 ] || fail "v9: the entry did not migrate to $t"
+  kill -STOP "$t2pid"
+  redis-cli -p "$t" client kill type replica >/dev/null
+  lsn=$(commit_lsn "UPDATE users SET name = name || 'x' WHERE id = $id")
+  n=$(lsn_num "$lsn")
+  # the INVAL runs where the bucket's epoch copy is (the migrating node) and DELs the
+  # entry inside its body: a key of a migrating slot that the node no longer holds, which
+  # Redis refuses ("non local key"); the commit stays unconfirmed, the DEL is never sent
+  until_true 30 grep -q "non local key" "$WORK/drive.log" || fail "v9ask: the INVAL on the migrating node was not refused: $(tail -5 "$WORK/drive.log")"
+  sleep 2
+  ! confirmed_past "$n" || fail "v9ask: confirmed $(stat confirmed) >= $n while the INVAL was refused"
+  [ "$(v9_exists_asking "$t" "$e")" = 1 ] || fail "v9ask: the entry on $t was deleted: the DEL was sent after all"
+  ok "v9ask: the INVAL on migrating node $s refused (non local key: its entry is on $t), $lsn not confirmed, no DEL ASKed to $t"
+  dl0=$(stat data_loss)
+  kill -9 "$tpid"
+  kill -CONT "$t2pid"
+  until_true 60 v9_takeover "$t2" || fail "v9ask: $t2 was not promoted"
+  # the migration finished on the promoted node: the slot's other keys follow, then SETSLOT NODE
+  redis-cli -p "$t2" cluster setslot "$slot" importing "$sid" >/dev/null
+  [ "$(v9_exists_asking "$t2" "$e")" = 1 ] || fail "v9ask: the promoted $t2 does not hold $e: the test proves nothing"
+  redis-cli -p "$s" cluster setslot "$slot" migrating "$t2id" >/dev/null
+  mapfile -t keys < <(redis-cli -p "$s" cluster getkeysinslot "$slot" 10000 | grep -v '^$')
+  [ ${#keys[@]} = 0 ] || redis-cli -p "$s" migrate 127.0.0.1 "$t2" "" 0 5000 keys "${keys[@]}" >/dev/null
+  for p in "${RC_PORTS[@]}" "$t2"; do redis-cli -p "$p" cluster setslot "$slot" node "$t2id" >/dev/null; done
+  ok "v9ask: $t killed, $t2 promoted holding $e (not invalidated yet), slot $slot finished on $t2"
+  wait_confirmed "$lsn"
+  [ "$(redis-cli -p "$t2" exists "$e")" = 0 ] || fail "v9ask: $e survived on $t2"
+  v9_verify
+  [ "$V9_VRC" = 0 ] && [ "$V9_STALE" = 0 ] || fail "v9ask: cachesvc-verify: exit $V9_VRC, checked $V9_CHECKED, stale $V9_STALE: $(cat "$WORK/verify.err")"
+  ok "v9ask: once the slot is $t2's the INVAL runs there: $e gone, $lsn confirmed (data loss $dl0 -> $(stat data_loss)); cachesvc-verify: $V9_CHECKED checked, 0 stale"
+  stop_drive
+}
+
+# V9 (what remains, "V9b" in CLUSTER.md): the migrating node X, holding no other bucket,
+# deletes the stale entry (the routed DEL of an INVAL ASKed to the importing node Y: C1's
+# configuration); the bucket's copies are on Y and go on there; X fails over to a replica X2
+# that missed the DEL, and the migration is resumed from X2 (its entry MIGRATEd to Y): Y serves
+# the stale entry, and the bucket is whole on Y.
+case_v9repro() {
+  local x xpid x2 x2pid y xid x2id yid id b slot slot0 o oid lsn n gen e keys p
+  v9_node 1
+  x=$V9_PORT xpid=$V9_PID
+  v9_node 2
+  x2=$V9_PORT x2pid=$V9_PID
+  v9_node 3
+  y=$V9_PORT
+  CLEANUPS=("kill -CONT $x2pid" "${CLEANUPS[@]}")
+  xid=$(redis-cli -p "$x" cluster myid)
+  x2id=$(redis-cli -p "$x2" cluster myid)
+  yid=$(redis-cli -p "$y" cluster myid)
+  until_true 30 v9_knows "$x2" "$xid" || fail "v9repro: $x2 never learnt of $x"
+  redis-cli -p "$x2" cluster replicate "$xid" >/dev/null || fail "v9repro: CLUSTER REPLICATE failed"
+  until_true 30 v9_link_up "$x2" || fail "v9repro: $x2 never replicated $x"
+  until_true 30 rc_ok "$y" || fail "v9repro: $y never reached cluster_state:ok"
+  start_drive
+  lsn=$(commit_lsn "TRUNCATE users")
+  wait_confirmed "$lsn"
+  primary "$DB" -c "INSERT INTO users SELECT i, 'user ' || i FROM generate_series(1, 40) i" >/dev/null
+  slot0=$(rc cluster keyslot "{$NS:0}")
+  for id in $(seq 1 40); do
+    b=$(bucket "$id")
+    [ "$b" != 0 ] && [ "$(rc cluster keyslot "{$NS:$b}")" != "$slot0" ] && break
+  done
+  slot=$(rc cluster keyslot "{$NS:$b}")
+  lsn=$(commit_lsn "UPDATE users SET name = name || '.' WHERE id = $id")
+  wait_confirmed "$lsn"
+  # the bucket's slot moved whole to X, which then holds no other bucket
+  o=$(rc_master_of "$slot")
+  oid=$(redis-cli -p "$o" cluster myid)
+  redis-cli -p "$x" cluster setslot "$slot" importing "$oid" >/dev/null
+  redis-cli -p "$o" cluster setslot "$slot" migrating "$xid" >/dev/null
+  mapfile -t keys < <(redis-cli -p "$o" cluster getkeysinslot "$slot" 10000 | grep -v '^$')
+  redis-cli -p "$o" migrate 127.0.0.1 "$x" "" 0 5000 keys "${keys[@]}" >/dev/null
+  for p in "${RC_PORTS[@]}" "$x" "$x2" "$y"; do redis-cli -p "$p" cluster setslot "$slot" node "$xid" >/dev/null; done
+  until_true 60 restamped "$b" "$x" || fail "v9repro: bucket $b not restamped on $x"
+  DCONF=$WORK/d.ini
+  FENCE=on EXTRA_REDIS="namespace = $NS" write_config "$DCONF" replica1
+  sed -i "s|^url = .*|url = redis://127.0.0.1\ncluster = on\nnodes = $RC_NODES|" "$DCONF"
+  user_query iv_user >>"$DCONF"
+  start_daemon "$DCONF"
+  fill iv_user "$id"
+  stop_daemon
+  gen=$(rc get "{$NS:$b}:g:iv_user")
+  e="{$NS:$b}:e:iv_user:${gen:-0}:$id"
+  [ "$(redis-cli -p "$x" exists "$e")" = 1 ] || fail "v9repro: no entry $e on $x after the fill"
+  # C1's configuration: every key of the slot but the entry moved to Y
+  redis-cli -p "$y" cluster setslot "$slot" importing "$xid" >/dev/null
+  redis-cli -p "$x" cluster setslot "$slot" migrating "$yid" >/dev/null
+  mapfile -t keys < <(redis-cli -p "$x" cluster getkeysinslot "$slot" 10000 | grep -v '^$' | grep -vxF "$e")
+  redis-cli -p "$x" migrate 127.0.0.1 "$y" "" 0 5000 keys "${keys[@]}" >/dev/null
+  [ "$(redis-cli -p "$x" cluster countkeysinslot "$slot")" = 1 ] || fail "v9repro: expected only the entry left on $x"
+  [ "$(redis-cli -p "$x" wait 1 5000)" = 1 ] || fail "v9repro: $x2 did not follow the migration"
+  kill -STOP "$x2pid"
+  redis-cli -p "$x" client kill type replica >/dev/null
+  lsn=$(commit_lsn "UPDATE users SET name = name || 'x' WHERE id = $id")
+  wait_confirmed "$lsn"
+  until_true 60 flush_at_least "$(lsnhex "$lsn")" || fail "v9repro: the slot's confirmed_flush_lsn never passed $lsn"
+  [ "$(redis-cli -p "$x" cluster countkeysinslot "$slot")" = 0 ] || fail "v9repro: the routed DEL did not delete $e on $x"
+  ok "v9repro: the INVAL ran on $y (ASK), its routed DEL deleted $e on $x (unreplicated), $lsn confirmed, the slot flushed past it"
+  stop_drive
+  kill -9 "$xpid"
+  kill -CONT "$x2pid"
+  until_true 60 v9_takeover "$x2" || fail "v9repro: $x2 was not promoted"
+  [ "$(redis-cli -p "$x2" exists "$e")" = 1 ] || fail "v9repro: the promoted $x2 does not hold $e: the test proves nothing"
+  # an importing node ignores news of its slot's owner: Y is told to forget the migration,
+  # learns that X2 owns the slot, and imports it again from X2
+  redis-cli -p "$y" cluster setslot "$slot" stable >/dev/null
+  for p in "$x2" "$y"; do until_true 60 rc_ok "$p" || fail "v9repro: $p never reached cluster_state:ok"; done
+  # the migration resumed from the promoted replica (as redis-cli --cluster fix would)
+  redis-cli -p "$y" cluster setslot "$slot" importing "$x2id" >/dev/null
+  redis-cli -p "$x2" cluster setslot "$slot" migrating "$yid" >/dev/null
+  echo "v9repro: MIGRATE from $x2: $(redis-cli -p "$x2" migrate 127.0.0.1 "$y" "" 0 5000 keys "$e")"
+  [ "$(v9_exists_asking "$y" "$e")" = 1 ] || fail "v9repro: $e did not reach $y"
+  for p in "${RC_PORTS[@]}" "$x2" "$y"; do redis-cli -p "$p" cluster setslot "$slot" node "$yid" >/dev/null; done
+  [ "$(redis-cli -p "$y" exists "$e")" = 1 ] || fail "v9repro: $e not on $y once the slot is its own"
+  ok "v9repro: $x killed, $x2 promoted holding $e, the migration resumed from it and finished on $y"
+  start_drive
+  until_true 60 restamped "$b" "$y" || fail "v9repro: bucket $b not stamped on $y"
+  sleep 2
+  grep -a "invalidator:" "$WORK/drive.log" | tail -4
+  v9_verify
+  echo "v9repro: data_loss=$(stat data_loss) entry on $y: $(redis-cli -p "$y" get "$e" | head -c 60) verify: exit $V9_VRC checked $V9_CHECKED stale $V9_STALE"
+  [ "$(stat data_loss)" = 0 ] && [ "$(redis-cli -p "$y" exists "$e")" = 1 ] && [ "$V9_STALE" -ge 1 ] ||
+    fail "v9repro: the stale path was not reproduced"
+  ok "v9repro: REPRODUCED: bucket $b whole on $y (no data loss found), $e stale there; cachesvc-verify: $V9_STALE stale of $V9_CHECKED"
+  stop_drive
+}
+
 case "$PART" in
 basic) case_basic ;;
+v9repro) case_v9repro ;;
+v9ask) case_v9ask ;;
 v2) case_v2 ;;
 v1) case_v1 ;;
 v5) case_v5 ;;
