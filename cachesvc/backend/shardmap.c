@@ -1,0 +1,60 @@
+/* shardmap.c - the shard a request reads (shardmap.h). */
+#include "shardmap.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+
+int cs_shard_of_hash(uint64_t h, int nshards)
+{
+	return (int)(h % (uint64_t)nshards);
+}
+
+int cs_shard_of_int(const cs_config *cfg, int64_t v)
+{
+	int lo = 0, hi = cfg->nshard_ranges - 1;
+	while (lo <= hi) {
+		int mid = lo + (hi - lo) / 2;
+		const cs_shard_range *r = &cfg->shard_ranges[mid];
+		if (v < r->lo)
+			hi = mid - 1;
+		else if (v > r->hi)
+			lo = mid + 1;
+		else
+			return r->shard;
+	}
+	return -1;
+}
+
+int cs_shard_pick(const cs_config *cfg, const cs_query_def *q, const cs_value *in, uint32_t n,
+        char *err, size_t errlen)
+{
+	if (cfg->nshards == 0)
+		return 0;
+	if (q->shard_index >= 0)
+		return q->shard_index;
+	cs_shard_key k;
+	int rc = cs_params_shard_key(q, in, n, &k, err, errlen);
+	if (rc != 0)
+		return rc;
+	if (cfg->shard_map == CS_SHARD_MAP_HASH)
+		return cs_shard_of_hash(k.hash, cfg->nshards);
+	int s = k.integer ? cs_shard_of_int(cfg, k.i) : -1;
+	if (s >= 0)
+		return s;
+	if (errlen > 0) {
+		int ki = q->shard_key_index;
+		if (k.integer && cfg->nshard_ranges > 0)
+			snprintf(err, errlen,
+			        "query %s: parameter %d (%s) = %" PRId64 " is the shard key and "
+			        "lies in no range of [cachesvc] shard_ranges (%" PRId64 "..%" PRId64
+			        "): no shard holds it",
+			        q->name, ki + 1, q->params[ki].name, k.i, cfg->shard_ranges[0].lo,
+			        cfg->shard_ranges[cfg->nshard_ranges - 1].hi);
+		else
+			snprintf(err, errlen,
+			        "query %s: parameter %d (%s) is the shard key and cannot be "
+			        "routed by shard_map = ranges",
+			        q->name, ki + 1, q->params[ki].name);
+	}
+	return -CS_ERR_BAD_PARAMS;
+}

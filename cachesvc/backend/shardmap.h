@@ -1,0 +1,33 @@
+/* shardmap.h - the shard a request reads (backend/SHARDS.md sections 3 and 5).
+ *
+ * A query is pinned ([query] shard = NAME: always that shard) or routes by its shard key
+ * ([query] shard_key = PARAM) through the deployment's map ([cachesvc] shard_map):
+ *   hash    shards[h % nshards], h the FNV-1a-64 of the key's type-family bytes (params.h,
+ *           cs_params_shard_key), shards in the file's section order
+ *   ranges  the shard of the one range lo <= key <= hi ([cachesvc] shard_ranges; checked at
+ *           load to be sorted, contiguous and without overlap); a key below the first or
+ *           above the last range lives on no shard: an error naming the key
+ * Without [shard NAME] sections every request reads the one implicit shard, index 0, and
+ * nothing is parsed. Computed once per request (each MGET item alone). Pure: no I/O, no
+ * allocation. */
+#ifndef CS_SHARDMAP_H
+#define CS_SHARDMAP_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "params.h"
+
+/* shards[h % nshards]: the hash map's pick (nshards > 0). */
+int cs_shard_of_hash(uint64_t h, int nshards);
+
+/* The range holding v: its shard index, or -1 when v is in no range. */
+int cs_shard_of_int(const cs_config *cfg, int64_t v);
+
+/* The shard (index into cfg->shards; 0 without shards) request `in[0..n)` of q reads.
+ * Returns it, or -CS_ERR_BAD_PARAMS with a message in err naming the query and the
+ * parameter: a bad or NULL key (cs_params_shard_key), or a key in no range. */
+int cs_shard_pick(const cs_config *cfg, const cs_query_def *q, const cs_value *in, uint32_t n,
+        char *err, size_t errlen) __attribute__((warn_unused_result));
+
+#endif

@@ -1,0 +1,196 @@
+/* test_shardmap.c - the shard a request reads (backend/shardmap.h, params.h shard keys): the
+ * published hash test vectors (SHARDS.md section 3; computed apart, with Python), routing by
+ * hash and by ranges (edges, a key in no range, a NULL key), pinned queries, and the one
+ * implicit shard of a config without shards. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "shardmap.h"
+
+static cs_value vint(int64_t i)
+{
+	return (cs_value){.type = CS_V_INT, .u.i = i};
+}
+
+static cs_value vstr(const char *s)
+{
+	return (cs_value){.type = CS_V_STR, .u.s = {s, (uint32_t)strlen(s)}};
+}
+
+static cs_value vbin(const char *s, uint32_t n)
+{
+	return (cs_value){.type = CS_V_BIN, .u.s = {s, n}};
+}
+
+/* A query whose one parameter, of type t, is its shard key. */
+static cs_query_def keyed(cs_param_type t)
+{
+	cs_query_def q;
+	memset(&q, 0, sizeof q);
+	snprintf(q.name, sizeof q.name, "q");
+	q.nparams = 1;
+	snprintf(q.params[0].name, sizeof q.params[0].name, "id");
+	q.params[0].type = t;
+	q.shard_key_index = 0;
+	q.shard_index = -1;
+	return q;
+}
+
+static uint64_t hash_of(cs_param_type t, cs_value v)
+{
+	cs_query_def q = keyed(t);
+	cs_shard_key k;
+	char err[256] = "";
+	assert_int_equal(cs_params_shard_key(&q, &v, 1, &k, err, sizeof err), 0);
+	return k.hash;
+}
+
+/* The vectors SHARDS.md publishes: an application's router must give the same numbers. */
+static void hash_vectors(void **state)
+{
+	(void)state;
+	/* FNV-1a-64 itself: the reference vectors of the algorithm */
+	assert_true(cs_fnv1a64(CS_FNV1A64_INIT, "", 0) == UINT64_C(0xcbf29ce484222325));
+	assert_true(cs_fnv1a64(CS_FNV1A64_INIT, "a", 1) == UINT64_C(0xaf63dc4c8601ec8c));
+	/* integers: int64 big-endian, whatever the declared width and the wire form */
+	assert_true(hash_of(CS_PT_INT8, vint(42)) == UINT64_C(0xa8c7de32281a0d97));
+	assert_true(hash_of(CS_PT_INT4, vint(42)) == UINT64_C(0xa8c7de32281a0d97));
+	assert_true(hash_of(CS_PT_INT2, vstr("042")) == UINT64_C(0xa8c7de32281a0d97));
+	assert_true(hash_of(CS_PT_INT8, vint(0)) == UINT64_C(0xa8c7f832281a39c5));
+	assert_true(hash_of(CS_PT_INT8, vint(-1)) == UINT64_C(0x8cf51a8bfca3883d));
+	assert_true(hash_of(CS_PT_INT8, vint(1000000)) == UINT64_C(0x2606cf31ddcedd12));
+	assert_true(hash_of(CS_PT_INT8, vint(INT64_MAX)) == UINT64_C(0x2338a5f81f5ba4bd));
+	/* text: the UTF-8 bytes as sent, not the escaped canonical text */
+	assert_true(hash_of(CS_PT_TEXT, vstr("")) == UINT64_C(0xcbf29ce484222325));
+	assert_true(hash_of(CS_PT_TEXT, vstr("user:42")) == UINT64_C(0x6c151ea4dcd221c2));
+	assert_true(hash_of(CS_PT_TEXT, vstr("Zo\xc3\xab")) == UINT64_C(0x17a3b76d1a6f5cbc));
+	/* uuid: its 16 bytes, from any accepted form */
+	assert_true(hash_of(CS_PT_UUID, vstr("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")) ==
+	            UINT64_C(0x922c7bdf539eeddf));
+	assert_true(hash_of(CS_PT_UUID, vstr("{A0EEBC999C0B4EF8BB6D6BB9BD380A11}")) ==
+	            UINT64_C(0x922c7bdf539eeddf));
+	/* bytea: its bytes, binary or hex */
+	assert_true(hash_of(CS_PT_BYTEA, vbin("\x00\xff", 2)) == UINT64_C(0x0831c907b4ea2b60));
+	assert_true(hash_of(CS_PT_BYTEA, vstr("\\x00FF")) == UINT64_C(0x0831c907b4ea2b60));
+	/* any other type: its canonical text */
+	assert_true(hash_of(CS_PT_BOOL, vstr("true")) == UINT64_C(0xaf63e94c860202a3));
+	assert_true(hash_of(CS_PT_NUMERIC, vstr("012.50")) == UINT64_C(0x1f6438f102d7bd7b));
+	assert_true(hash_of(CS_PT_DATE, vstr("2024-01-31")) == UINT64_C(0x3760157a01d33b1a));
+	/* modulo the shard count, shards in section order */
+	assert_int_equal(cs_shard_of_hash(UINT64_C(0xa8c7de32281a0d97), 2), 1);
+	assert_int_equal(cs_shard_of_hash(UINT64_C(0xa8c7de32281a0d97), 3), 2);
+	assert_int_equal(cs_shard_of_hash(UINT64_C(0x2606cf31ddcedd12), 2), 0);
+}
+
+static cs_shard_def two[2] = {{.name = "s1"}, {.name = "s2"}};
+
+static void route_hash(void **state)
+{
+	(void)state;
+	cs_config cfg;
+	memset(&cfg, 0, sizeof cfg);
+	cfg.nshards = 2;
+	cfg.shards = two;
+	cfg.shard_map = CS_SHARD_MAP_HASH;
+	cs_query_def q = keyed(CS_PT_INT8);
+	char err[256] = "";
+	cs_value v = vint(42);
+	assert_int_equal(cs_shard_pick(&cfg, &q, &v, 1, err, sizeof err), 1);
+	v = vint(1000000);
+	assert_int_equal(cs_shard_pick(&cfg, &q, &v, 1, err, sizeof err), 0);
+	/* a NULL key, a bad key, a wrong count: errors naming query and parameter */
+	v = (cs_value){.type = CS_V_NIL};
+	assert_int_equal(cs_shard_pick(&cfg, &q, &v, 1, err, sizeof err), -CS_ERR_BAD_PARAMS);
+	assert_non_null(strstr(err, "query q: parameter 1 (id) is the shard key and is NULL"));
+	v = vstr("abc");
+	assert_int_equal(cs_shard_pick(&cfg, &q, &v, 1, err, sizeof err), -CS_ERR_BAD_PARAMS);
+	assert_non_null(strstr(err, "(id)"));
+	assert_int_equal(cs_shard_pick(&cfg, &q, &v, 0, err, sizeof err), -CS_ERR_BAD_PARAMS);
+	/* pinned: the key is not even read */
+	cs_query_def p = keyed(CS_PT_INT8);
+	p.shard_key_index = -1;
+	p.shard_index = 1;
+	v = (cs_value){.type = CS_V_NIL};
+	assert_int_equal(cs_shard_pick(&cfg, &p, &v, 1, err, sizeof err), 1);
+	/* the shard key among several parameters */
+	cs_query_def m = keyed(CS_PT_TEXT);
+	m.nparams = 2;
+	snprintf(m.params[1].name, sizeof m.params[1].name, "uid");
+	m.params[1].type = CS_PT_INT4;
+	m.shard_key_index = 1;
+	cs_value two_v[2] = {vstr("whatever"), vint(42)};
+	assert_int_equal(cs_shard_pick(&cfg, &m, two_v, 2, err, sizeof err), 1);
+}
+
+static void route_ranges(void **state)
+{
+	(void)state;
+	cs_shard_range r[3] = {{INT64_MIN, 0, 0}, {1, 1000000, 0}, {1000001, 2000000, 1}};
+	cs_config cfg;
+	memset(&cfg, 0, sizeof cfg);
+	cfg.nshards = 2;
+	cfg.shards = two;
+	cfg.shard_map = CS_SHARD_MAP_RANGES;
+	cfg.shard_ranges = r;
+	cfg.nshard_ranges = 3;
+	assert_int_equal(cs_shard_of_int(&cfg, INT64_MIN), 0);
+	assert_int_equal(cs_shard_of_int(&cfg, 0), 0);
+	assert_int_equal(cs_shard_of_int(&cfg, 1000000), 0);
+	assert_int_equal(cs_shard_of_int(&cfg, 1000001), 1);
+	assert_int_equal(cs_shard_of_int(&cfg, 2000000), 1);
+	assert_int_equal(cs_shard_of_int(&cfg, 2000001), -1);
+	assert_int_equal(cs_shard_of_int(&cfg, INT64_MAX), -1);
+	cs_query_def q = keyed(CS_PT_INT4);
+	char err[256] = "";
+	cs_value v = vint(1000001);
+	assert_int_equal(cs_shard_pick(&cfg, &q, &v, 1, err, sizeof err), 1);
+	v = vstr("1000000");
+	assert_int_equal(cs_shard_pick(&cfg, &q, &v, 1, err, sizeof err), 0);
+	v = vint(2000001);
+	assert_int_equal(cs_shard_pick(&cfg, &q, &v, 1, err, sizeof err), -CS_ERR_BAD_PARAMS);
+	assert_string_equal(err, "query q: parameter 1 (id) = 2000001 is the shard key and lies in "
+	                         "no range of [cachesvc] shard_ranges "
+	                         "(-9223372036854775808..2000000): no shard holds it");
+	/* below the first range */
+	cfg.shard_ranges = r + 1;
+	cfg.nshard_ranges = 2;
+	v = vint(0);
+	assert_int_equal(cs_shard_pick(&cfg, &q, &v, 1, err, sizeof err), -CS_ERR_BAD_PARAMS);
+	assert_non_null(strstr(err, "= 0 is the shard key and lies in no range"));
+	assert_non_null(strstr(err, "(1..2000000)"));
+	/* one range */
+	cfg.shard_ranges = r + 2;
+	cfg.nshard_ranges = 1;
+	assert_int_equal(cs_shard_of_int(&cfg, 1500000), 1);
+	assert_int_equal(cs_shard_of_int(&cfg, 1000000), -1);
+}
+
+static void no_shards(void **state)
+{
+	(void)state;
+	cs_config cfg;
+	memset(&cfg, 0, sizeof cfg);
+	cs_query_def q = keyed(CS_PT_INT8);
+	q.shard_key_index = -1;
+	char err[8] = "";
+	/* the implicit shard: nothing parsed, even a value the type would refuse */
+	cs_value v = vstr("not a number");
+	assert_int_equal(cs_shard_pick(&cfg, &q, &v, 1, err, sizeof err), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(hash_vectors),
+	        cmocka_unit_test(route_hash),
+	        cmocka_unit_test(route_ranges),
+	        cmocka_unit_test(no_shards),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
