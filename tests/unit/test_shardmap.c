@@ -7,11 +7,19 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "shardmap.h"
+
+static char tmpdir[] = "/tmp/test_shardmap.XXXXXX";
+static char ini_path[sizeof(tmpdir) + 32];
+static char err[CS_CONFIG_ERRLEN];
+
+#include "config_load.h"
 
 static cs_value vint(int64_t i)
 {
@@ -46,8 +54,8 @@ static uint64_t hash_of(cs_param_type t, cs_value v)
 {
 	cs_query_def q = keyed(t);
 	cs_shard_key k;
-	char err[256] = "";
-	assert_int_equal(cs_params_shard_key(&q, &v, 1, &k, err, sizeof err), 0);
+	char e[256] = "";
+	assert_int_equal(cs_params_shard_key(&q, &v, 1, &k, e, sizeof e), 0);
 	return k.hash;
 }
 
@@ -99,25 +107,25 @@ static void route_hash(void **state)
 	cfg.shards = two;
 	cfg.shard_map = CS_SHARD_MAP_HASH;
 	cs_query_def q = keyed(CS_PT_INT8);
-	char err[256] = "";
+	char e[256] = "";
 	cs_value v = vint(42);
-	assert_int_equal(cs_shard_pick(&cfg, &q, &v, 1, err, sizeof err), 1);
+	assert_int_equal(cs_shard_pick(&cfg, &q, &v, 1, e, sizeof e), 1);
 	v = vint(1000000);
-	assert_int_equal(cs_shard_pick(&cfg, &q, &v, 1, err, sizeof err), 0);
+	assert_int_equal(cs_shard_pick(&cfg, &q, &v, 1, e, sizeof e), 0);
 	/* a NULL key, a bad key, a wrong count: errors naming query and parameter */
 	v = (cs_value){.type = CS_V_NIL};
-	assert_int_equal(cs_shard_pick(&cfg, &q, &v, 1, err, sizeof err), -CS_ERR_BAD_PARAMS);
-	assert_non_null(strstr(err, "query q: parameter 1 (id) is the shard key and is NULL"));
+	assert_int_equal(cs_shard_pick(&cfg, &q, &v, 1, e, sizeof e), -CS_ERR_BAD_PARAMS);
+	assert_non_null(strstr(e, "query q: parameter 1 (id) is the shard key and is NULL"));
 	v = vstr("abc");
-	assert_int_equal(cs_shard_pick(&cfg, &q, &v, 1, err, sizeof err), -CS_ERR_BAD_PARAMS);
-	assert_non_null(strstr(err, "(id)"));
-	assert_int_equal(cs_shard_pick(&cfg, &q, &v, 0, err, sizeof err), -CS_ERR_BAD_PARAMS);
+	assert_int_equal(cs_shard_pick(&cfg, &q, &v, 1, e, sizeof e), -CS_ERR_BAD_PARAMS);
+	assert_non_null(strstr(e, "(id)"));
+	assert_int_equal(cs_shard_pick(&cfg, &q, &v, 0, e, sizeof e), -CS_ERR_BAD_PARAMS);
 	/* pinned: the key is not even read */
 	cs_query_def p = keyed(CS_PT_INT8);
 	p.shard_key_index = -1;
 	p.shard_index = 1;
 	v = (cs_value){.type = CS_V_NIL};
-	assert_int_equal(cs_shard_pick(&cfg, &p, &v, 1, err, sizeof err), 1);
+	assert_int_equal(cs_shard_pick(&cfg, &p, &v, 1, e, sizeof e), 1);
 	/* the shard key among several parameters */
 	cs_query_def m = keyed(CS_PT_TEXT);
 	m.nparams = 2;
@@ -125,7 +133,7 @@ static void route_hash(void **state)
 	m.params[1].type = CS_PT_INT4;
 	m.shard_key_index = 1;
 	cs_value two_v[2] = {vstr("whatever"), vint(42)};
-	assert_int_equal(cs_shard_pick(&cfg, &m, two_v, 2, err, sizeof err), 1);
+	assert_int_equal(cs_shard_pick(&cfg, &m, two_v, 2, e, sizeof e), 1);
 }
 
 static void route_ranges(void **state)
@@ -147,23 +155,23 @@ static void route_ranges(void **state)
 	assert_int_equal(cs_shard_of_int(&cfg, 2000001), -1);
 	assert_int_equal(cs_shard_of_int(&cfg, INT64_MAX), -1);
 	cs_query_def q = keyed(CS_PT_INT4);
-	char err[256] = "";
+	char e[256] = "";
 	cs_value v = vint(1000001);
-	assert_int_equal(cs_shard_pick(&cfg, &q, &v, 1, err, sizeof err), 1);
+	assert_int_equal(cs_shard_pick(&cfg, &q, &v, 1, e, sizeof e), 1);
 	v = vstr("1000000");
-	assert_int_equal(cs_shard_pick(&cfg, &q, &v, 1, err, sizeof err), 0);
+	assert_int_equal(cs_shard_pick(&cfg, &q, &v, 1, e, sizeof e), 0);
 	v = vint(2000001);
-	assert_int_equal(cs_shard_pick(&cfg, &q, &v, 1, err, sizeof err), -CS_ERR_BAD_PARAMS);
-	assert_string_equal(err, "query q: parameter 1 (id) = 2000001 is the shard key and lies in "
-	                         "no range of [cachesvc] shard_ranges "
-	                         "(-9223372036854775808..2000000): no shard holds it");
+	assert_int_equal(cs_shard_pick(&cfg, &q, &v, 1, e, sizeof e), -CS_ERR_BAD_PARAMS);
+	assert_string_equal(e, "query q: parameter 1 (id) = 2000001 is the shard key and lies in "
+	                       "no range of [cachesvc] shard_ranges "
+	                       "(-9223372036854775808..2000000): no shard holds it");
 	/* below the first range */
 	cfg.shard_ranges = r + 1;
 	cfg.nshard_ranges = 2;
 	v = vint(0);
-	assert_int_equal(cs_shard_pick(&cfg, &q, &v, 1, err, sizeof err), -CS_ERR_BAD_PARAMS);
-	assert_non_null(strstr(err, "= 0 is the shard key and lies in no range"));
-	assert_non_null(strstr(err, "(1..2000000)"));
+	assert_int_equal(cs_shard_pick(&cfg, &q, &v, 1, e, sizeof e), -CS_ERR_BAD_PARAMS);
+	assert_non_null(strstr(e, "= 0 is the shard key and lies in no range"));
+	assert_non_null(strstr(e, "(1..2000000)"));
 	/* one range */
 	cfg.shard_ranges = r + 2;
 	cfg.nshard_ranges = 1;
@@ -178,10 +186,51 @@ static void no_shards(void **state)
 	memset(&cfg, 0, sizeof cfg);
 	cs_query_def q = keyed(CS_PT_INT8);
 	q.shard_key_index = -1;
-	char err[8] = "";
+	char e[8] = "";
 	/* the implicit shard: nothing parsed, even a value the type would refuse */
 	cs_value v = vstr("not a number");
-	assert_int_equal(cs_shard_pick(&cfg, &q, &v, 1, err, sizeof err), 0);
+	assert_int_equal(cs_shard_pick(&cfg, &q, &v, 1, e, sizeof e), 0);
+}
+
+/* The map as config.c loads it: ranges written out of order, the extremes of int8, a shard
+ * reached by two ranges, a pinned query; hash over the file's section order. */
+static void route_loaded(void **state)
+{
+	(void)state;
+	cs_config *cfg = load_ok(
+	        "[cachesvc]\nshard_map = ranges\nshard_ranges = 1000001-9223372036854775807:b, "
+	        "-9223372036854775808-0:b, 1-1000000:a\n"
+	        "[shard a]\nconninfo = host=127.0.0.1 port=5432 dbname=app\n"
+	        "[shard b]\nconninfo = host=127.0.0.1 port=5442 dbname=app\n"
+	        "[query u]\nsql = SELECT $1::int4\nparams = id:int4\nshard_key = id\n"
+	        "[query p]\nsql = SELECT $1::text\nparams = t:text\nshard = a\n");
+	const cs_query_def *u = cs_config_query(cfg, "u", 1), *p = cs_config_query(cfg, "p", 1);
+	char e[256];
+	cs_value v = vint(0);
+	assert_int_equal(cs_shard_pick(cfg, u, &v, 1, e, sizeof e), 1);
+	v = vint(1);
+	assert_int_equal(cs_shard_pick(cfg, u, &v, 1, e, sizeof e), 0);
+	v = vint(1000000);
+	assert_int_equal(cs_shard_pick(cfg, u, &v, 1, e, sizeof e), 0);
+	v = vint(1000001);
+	assert_int_equal(cs_shard_pick(cfg, u, &v, 1, e, sizeof e), 1);
+	v = vint(INT32_MIN);
+	assert_int_equal(cs_shard_pick(cfg, u, &v, 1, e, sizeof e), 1);
+	v = vstr("x");
+	assert_int_equal(cs_shard_pick(cfg, p, &v, 1, e, sizeof e), 0);
+	cs_config_free(cfg);
+	/* hash: shards numbered in section order (42 -> 1 of 2, 1000000 -> 0 of 2) */
+	cfg = load_ok("[cachesvc]\nshard_map = hash\n"
+	              "[shard z]\nconninfo = host=127.0.0.1 port=5432 dbname=app\n"
+	              "[shard a]\nconninfo = host=127.0.0.1 port=5442 dbname=app\n"
+	              "[query u]\nsql = SELECT $1::int8\nparams = id:int8\nshard_key = id\n");
+	u = cs_config_query(cfg, "u", 1);
+	v = vint(42);
+	assert_int_equal(cs_shard_pick(cfg, u, &v, 1, e, sizeof e), 1);
+	assert_string_equal(cfg->shards[1].name, "a");
+	v = vint(1000000);
+	assert_int_equal(cs_shard_pick(cfg, u, &v, 1, e, sizeof e), 0);
+	cs_config_free(cfg);
 }
 
 int main(void)
@@ -191,6 +240,7 @@ int main(void)
 	        cmocka_unit_test(route_hash),
 	        cmocka_unit_test(route_ranges),
 	        cmocka_unit_test(no_shards),
+	        cmocka_unit_test(route_loaded),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
 }
