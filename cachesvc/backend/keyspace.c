@@ -109,6 +109,11 @@ int cs_ks_init_cluster(cs_keyspace *ks, const char *ns)
 
 int cs_ks_init_shard(cs_keyspace *ks, const char *ns, const char *shard, bool cluster)
 {
+	/* refuse, never truncate: two long namespaces cut to one prefix would share their LSNs
+	 * (SHARDS.md section 1); this also keeps '@' out of ns */
+	char why[80];
+	if (!cs_ks_valid_ns(ns, why, sizeof why))
+		return -1;
 	if (shard && *shard) {
 		size_t n = strspn(shard, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 		                         "0123456789_.-");

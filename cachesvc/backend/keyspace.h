@@ -108,8 +108,10 @@ void cs_ks_init(cs_keyspace *ks, const char *ns);
  * replace the bucket's hash tag). */
 int cs_ks_init_cluster(cs_keyspace *ks, const char *ns);
 /* Fills ks for shard `shard` of namespace ns, on a cluster or not: shard NULL or "" is
- * cs_ks_init / cs_ks_init_cluster exactly. Returns 0, or -1 when the shard name is not
- * 1..CS_KS_SHARD_MAX bytes of [A-Za-z0-9_.-] or (cluster) ns holds a brace. */
+ * cs_ks_init / cs_ks_init_cluster exactly. Returns 0, or -1 (ks untouched) when ns is not a
+ * valid namespace (cs_ks_valid_ns: 1..CS_NS_MAX bytes of [A-Za-z0-9_.-{}]; refused, never
+ * truncated), the shard name is not 1..CS_KS_SHARD_MAX bytes of [A-Za-z0-9_.-] or
+ * (cluster) ns holds a brace. */
 int cs_ks_init_shard(cs_keyspace *ks, const char *ns, const char *shard, bool cluster);
 
 /* The bucket of a key: FNV-1a-32 of q, a 0 byte and p, modulo CS_KS_BUCKETS; always 0 on a

@@ -213,15 +213,44 @@ static void shard_names(void **state)
 	assert_true(strlen(want) < CS_NAME_MAX);
 }
 
+/* A namespace that is not one (too long, empty, '@' or ':' in it) is refused, never cut to
+ * fit: two long namespaces truncated to one prefix would share a shard's LSN keys
+ * (SHARDS.md section 1). The keyspace is left as it was. */
+static void shard_bad_namespace(void **state)
+{
+	(void)state;
+	cs_keyspace ks, before;
+	assert_int_equal(cs_ks_init_shard(&ks, "cs", "s1", false), 0);
+	memcpy(&before, &ks, sizeof ks);
+	char ns[CS_KS_NS_MAX + 8];
+	memset(ns, 'n', sizeof ns - 1);
+	ns[sizeof ns - 1] = '\0';
+	/* longer than the buffer: would have been truncated */
+	assert_int_equal(cs_ks_init_shard(&ks, ns, "s1", false), -1);
+	assert_int_equal(cs_ks_init_shard(&ks, ns, NULL, false), -1);
+	/* one byte over CS_NS_MAX; exactly CS_NS_MAX is fine (shard_names) */
+	ns[CS_NS_MAX + 1] = '\0';
+	assert_int_equal(cs_ks_init_shard(&ks, ns, "s1", true), -1);
+	ns[CS_NS_MAX] = '\0';
+	assert_int_equal(cs_ks_init_shard(&ks, ns, "s1", false), 0);
+	memcpy(&ks, &before, sizeof ks);
+	assert_int_equal(cs_ks_init_shard(&ks, "", "s1", false), -1);
+	assert_int_equal(cs_ks_init_shard(&ks, "cs@s1", "s2", false), -1);
+	assert_int_equal(cs_ks_init_shard(&ks, "cs@s1", NULL, false), -1);
+	assert_int_equal(cs_ks_init_shard(&ks, "a:b", "s1", false), -1);
+	assert_memory_equal(&ks, &before, sizeof ks);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(single_names_unchanged),
-		cmocka_unit_test(cluster_names),
-		cmocka_unit_test(cluster_key_shares_tag),
-		cmocka_unit_test(cluster_buckets_spread),
-		cmocka_unit_test(shard_none_is_unsharded),
-		cmocka_unit_test(shard_names),
+	        cmocka_unit_test(single_names_unchanged),
+	        cmocka_unit_test(cluster_names),
+	        cmocka_unit_test(cluster_key_shares_tag),
+	        cmocka_unit_test(cluster_buckets_spread),
+	        cmocka_unit_test(shard_none_is_unsharded),
+	        cmocka_unit_test(shard_names),
+	        cmocka_unit_test(shard_bad_namespace),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
