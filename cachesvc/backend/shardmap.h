@@ -2,8 +2,10 @@
  *
  * A query is pinned ([query] shard = NAME: always that shard) or routes by its shard key
  * ([query] shard_key = PARAM) through the deployment's map ([cachesvc] shard_map):
- *   hash    shards[h % nshards], h the FNV-1a-64 of the key's type-family bytes (params.h,
- *           cs_params_shard_key), shards in the file's section order
+ *   hash    shards[jump(h, nshards)], h the FNV-1a-64 of the key's type-family bytes
+ *           (params.h, cs_params_shard_key), jump Lamping & Veach's jump consistent hash
+ *           (adding a shard moves only 1/(S+1) of the keys, all to the new shard), shards
+ *           in the file's section order
  *   ranges  the shard of the one range lo <= key <= hi ([cachesvc] shard_ranges; checked at
  *           load to be sorted, contiguous and without overlap); a key below the first or
  *           above the last range lives on no shard: an error naming the key
@@ -18,7 +20,11 @@
 #include "config.h"
 #include "params.h"
 
-/* shards[h % nshards]: the hash map's pick (nshards > 0). */
+/* Jump consistent hash (Lamping & Veach 2014): the bucket 0..buckets-1 of key (buckets > 0;
+ * -1 when buckets <= 0). Going from n to n+1 buckets moves a key only to bucket n. */
+int32_t cs_jump_hash(uint64_t key, int32_t buckets);
+
+/* shards[cs_jump_hash(h, nshards)]: the hash map's pick (nshards > 0; -1 otherwise). */
 int cs_shard_of_hash(uint64_t h, int nshards);
 
 /* The range holding v: its shard index, or -1 when v is in no range. */

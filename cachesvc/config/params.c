@@ -1233,8 +1233,13 @@ int cs_params_shard_key(const cs_query_def *q, const cs_value *in, uint32_t n, c
         char *err, size_t errlen)
 {
 	int k = q->shard_key_index;
-	if (k < 0 || k >= q->nparams)
-		return -CS_ERR_BAD_PARAMS; /* the config guarantees a key: not reachable */
+	if (k < 0 || k >= q->nparams) {
+		/* the config guarantees a key: not reachable from a loaded config */
+		if (errlen > 0)
+			snprintf(err, errlen, "query %s: has no shard key ([query] shard_key)",
+			        q->name);
+		return -CS_ERR_BAD_PARAMS;
+	}
 	if (q->nparams > CS_MAX_PARAMS || n != (uint32_t)q->nparams)
 		return bad_count(err, errlen, q, n);
 	const cs_param_def *pd = &q->params[k];
@@ -1283,22 +1288,15 @@ int cs_params_shard_key(const cs_query_def *q, const cs_value *in, uint32_t n, c
 	case CS_PT_UUID: /* its 16 bytes */
 		h = cs_fnv1a64(h, pv.u.uuid, 16);
 		break;
-	default: {
-		/* bool, float, numeric, date, timestamptz: the bytes of the canonical text */
-		char buf[CS_SHARD_KEY_TEXT_MAX + 1];
-		cs_sb w = cs_sb_bounded(buf, CS_SHARD_KEY_TEXT_MAX);
-		emit_canon(&pv, &w);
-		if (w.len > w.cap) {
-			if (errlen > 0)
-				snprintf(err, errlen,
-				        "query %s: parameter %d (%s) is the shard key and its "
-				        "canonical text is longer than %d bytes",
-				        q->name, k + 1, pd->name, CS_SHARD_KEY_TEXT_MAX);
-			return -CS_ERR_BAD_PARAMS;
-		}
-		h = cs_fnv1a64(h, buf, w.len);
-		break;
-	}
+	default:
+		/* bool, float, numeric, date, timestamptz: config load refuses them as a shard
+		 * key (their text forms are not reproducible byte for byte in every language) */
+		if (errlen > 0)
+			snprintf(err, errlen,
+			        "query %s: parameter %d (%s) is the shard key and is %s; a "
+			        "shard key must be int2, int4, int8, text, bytea or uuid",
+			        q->name, k + 1, pd->name, type_name(pd->type));
+		return -CS_ERR_BAD_PARAMS;
 	}
 	out->hash = h;
 	return 0;

@@ -108,18 +108,18 @@ cs_pg_params *cs_params_pg(const cs_query_def *q, const cs_value *in, uint32_t n
 
 /* ---- Shard keys (backend/SHARDS.md section 3; the map itself is backend/shardmap.h) ------
  * The routing value of a query's shard key is FNV-1a-64 (offset basis 0xcbf29ce484222325,
- * prime 0x100000001b3, over bytes, no final mixing) of the key's type-family bytes:
+ * prime 0x100000001b3, over bytes) of the key's type-family bytes:
  *   int2/int4/int8  its value as an int64, 8 bytes big-endian two's complement (so int4 42
  *                   and int8 42 hash alike)
  *   text            its UTF-8 bytes as sent (not the %XX-escaped canonical text)
  *   bytea           its bytes
  *   uuid            its 16 bytes
- *   any other type  the ASCII bytes of its canonical text above ("t", "0.1", "-1234",
- *                   "2024-01-31", timestamptz as decimal microseconds "1700000000000000")
- * A part of the deployment's contract: applications and the other clients reproduce it (the
- * test vectors are in SHARDS.md and tests/unit/test_shardmap.c); never change it.
+ * No other type can be a shard key (config.h cs_shard_family_of; config load refuses bool,
+ * float, numeric, date and timestamptz: their text forms are not reproducible byte for byte
+ * in other languages). shardmap.h maps the hash to a shard (jump consistent hash). A part
+ * of the deployment's contract: applications and the other clients reproduce it (the test
+ * vectors are in SHARDS.md and tests/unit/test_shardmap.c); never change it.
  * cs_fnv1a64 and CS_FNV1A64_INIT are textutil.h's. */
-#define CS_SHARD_KEY_TEXT_MAX 4096 /* canonical text hashed for "any other type" */
 
 typedef struct cs_shard_key {
 	bool integer; /* int2/4/8: i holds the value (shard_map = ranges needs one) */
