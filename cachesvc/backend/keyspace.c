@@ -72,10 +72,15 @@ size_t cs_ks_fixed_in(const cs_keyspace *ks, uint32_t b, cs_ks_fixed which, char
 	return in_bucket(ks, b, buf, cap, fixed_suffix[which]);
 }
 
-static void init(cs_keyspace *ks, const char *ns, bool cluster)
+static void init(cs_keyspace *ks, const char *ns, const char *shard, bool cluster)
 {
 	memset(ks, 0, sizeof *ks);
-	snprintf(ks->ns, sizeof ks->ns, "%s", ns);
+	if (shard && *shard) {
+		snprintf(ks->ns, sizeof ks->ns, "%s@%s", ns, shard);
+		snprintf(ks->shard, sizeof ks->shard, "%s", shard);
+	} else {
+		snprintf(ks->ns, sizeof ks->ns, "%s", ns);
+	}
 	ks->nslen = strlen(ks->ns);
 	ks->cluster = cluster;
 	ks->horizon_len = cs_ks_fixed_in(ks, 0, CS_KS_HORIZON, ks->horizon, sizeof ks->horizon);
@@ -91,14 +96,33 @@ static void init(cs_keyspace *ks, const char *ns, bool cluster)
 
 void cs_ks_init(cs_keyspace *ks, const char *ns)
 {
-	init(ks, ns, false);
+	init(ks, ns, NULL, false);
 }
 
 int cs_ks_init_cluster(cs_keyspace *ks, const char *ns)
 {
 	if (strpbrk(ns, "{}") != NULL)
 		return -1;
-	init(ks, ns, true);
+	init(ks, ns, NULL, true);
+	return 0;
+}
+
+int cs_ks_init_shard(cs_keyspace *ks, const char *ns, const char *shard, bool cluster)
+{
+	/* refuse, never truncate: two long namespaces cut to one prefix would share their LSNs
+	 * (SHARDS.md section 1); this also keeps '@' out of ns */
+	char why[80];
+	if (!cs_ks_valid_ns(ns, why, sizeof why))
+		return -1;
+	if (shard && *shard) {
+		size_t n = strspn(shard, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		                         "0123456789_.-");
+		if (shard[n] != '\0' || n > CS_KS_SHARD_MAX)
+			return -1;
+	}
+	if (cluster && strpbrk(ns, "{}") != NULL)
+		return -1;
+	init(ks, ns, shard, cluster);
 	return 0;
 }
 

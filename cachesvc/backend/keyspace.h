@@ -43,7 +43,14 @@
  * their query and parameters (cs_ks_bucket); the generation, query-level fence, horizon,
  * position, epoch, fmax and evk have one copy per bucket (the *_in builders); bucket 0 holds
  * the canonical copies (what the plain builders and the fixed names give) and the
- * invalidator's marks; the channel stays "<ns>:gen". */
+ * invalidator's marks; the channel stays "<ns>:gen".
+ *
+ * With [shard NAME] sections (cs_ks_init_shard; SHARDS.md section 2) each shard's keyspace is
+ * the one above with "<ns>@<shard>" in place of "<ns>" everywhere (on a cluster the tag is
+ * "{<ns>@<shard>:<b>}", the channel "<ns>@<shard>:gen"): a shard is a namespace of its own
+ * for everything that carries an LSN. ks->ns then holds "<ns>@<shard>". '@' is neither in a
+ * namespace nor in a shard name, so no two prefixes collide; without shards (shard NULL or
+ * "") every name is byte for byte the unsharded one. */
 #ifndef CS_KEYSPACE_H
 #define CS_KEYSPACE_H
 
@@ -55,11 +62,16 @@
 #include "params.h"
 
 #define CS_NS_MAX 32
+/* Longest shard name ([shard NAME]: CS_MAX_NAME) and longest effective namespace,
+ * "<ns>@<shard>" */
+#define CS_KS_SHARD_MAX 64
+#define CS_KS_NS_MAX    (CS_NS_MAX + 1 + CS_KS_SHARD_MAX)
+_Static_assert(CS_KS_SHARD_MAX >= CS_MAX_NAME, "every [shard NAME] fits a keyspace");
 /* Buckets of a cluster namespace: a constant of the layout (processes that disagreed would
  * put a key's fence and its fills in different buckets). */
 #define CS_KS_BUCKETS 256
-/* Longest key prefix: "{<ns>:255}" */
-#define CS_KS_PREFIX_MAX (CS_NS_MAX + 6)
+/* Longest key prefix: "{<ns>@<shard>:255}" */
+#define CS_KS_PREFIX_MAX (CS_KS_NS_MAX + 6)
 /* Longest key: "<prefix>:e:<q>:<g>:<p>" */
 #define CS_KEY_MAX (CS_KS_PREFIX_MAX + 3 + CS_PROTO_MAX_NAME + 1 + 20 + 1 + CS_CANON_MAX + 1)
 /* Longest fixed name (no parameters): "<prefix>:inv:slot:<slot>" and the like */
@@ -75,8 +87,9 @@ typedef enum cs_ks_fixed {
 } cs_ks_fixed;
 
 typedef struct cs_keyspace {
-	char ns[CS_NS_MAX + 1];
+	char ns[CS_KS_NS_MAX + 1]; /* "<ns>", or "<ns>@<shard>" for a shard's keyspace */
 	size_t nslen;
+	char shard[CS_KS_SHARD_MAX + 1]; /* the shard's name; "" without shards */
 	bool cluster;
 	/* fixed names, built once (on a cluster: bucket 0's) */
 	char horizon[CS_NAME_MAX], pos[CS_NAME_MAX], epoch[CS_NAME_MAX], deb[CS_NAME_MAX],
@@ -94,6 +107,12 @@ void cs_ks_init(cs_keyspace *ks, const char *ns);
 /* Fills ks for ns on a Redis Cluster. Returns 0, or -1 when ns holds a brace (it would
  * replace the bucket's hash tag). */
 int cs_ks_init_cluster(cs_keyspace *ks, const char *ns);
+/* Fills ks for shard `shard` of namespace ns, on a cluster or not: shard NULL or "" is
+ * cs_ks_init / cs_ks_init_cluster exactly. Returns 0, or -1 (ks untouched) when ns is not a
+ * valid namespace (cs_ks_valid_ns: 1..CS_NS_MAX bytes of [A-Za-z0-9_.-{}]; refused, never
+ * truncated), the shard name is not 1..CS_KS_SHARD_MAX bytes of [A-Za-z0-9_.-] or
+ * (cluster) ns holds a brace. */
+int cs_ks_init_shard(cs_keyspace *ks, const char *ns, const char *shard, bool cluster);
 
 /* The bucket of a key: FNV-1a-32 of q, a 0 byte and p, modulo CS_KS_BUCKETS; always 0 on a
  * single Redis. */

@@ -1245,6 +1245,14 @@ static bool validate_shard_query(struct loader *ld, cs_config *cfg, cs_query_def
 		return false;
 	}
 	cs_param_type t = q->params[q->shard_key_index].type;
+	if (cs_shard_family_of(t) == CS_SF_NONE) {
+		fail_at(ld, key_line(ld, SEC_QUERY, q->name, "shard_key"),
+		        "[query %s] shard_key: \"%s\" is %s; a shard key must be int2, int4, int8, "
+		        "text, bytea or uuid (the text forms of other types are not reproducible "
+		        "byte for byte by an application's router: SHARDS.md section 3)",
+		        q->name, q->shard_key, cs_param_type_name(t));
+		return false;
+	}
 	if (cfg->shard_map == CS_SHARD_MAP_RANGES && t != CS_PT_INT2 && t != CS_PT_INT4 &&
 	        t != CS_PT_INT8) {
 		fail_at(ld, key_line(ld, SEC_QUERY, q->name, "shard_key"),
@@ -1336,6 +1344,32 @@ static bool validate_shards(struct loader *ld, cs_config *cfg)
 	for (int i = 0; i < cfg->nqueries; i++) {
 		if (!validate_shard_query(ld, cfg, &cfg->queries[i]))
 			return false;
+	}
+	/* One type family for every shard key: int8 42 and text "42" hash apart, so a user id
+	 * keyed as int8 in one query and as text or numeric in another would route to two
+	 * shards (SHARDS.md section 3). */
+	const cs_query_def *first = NULL;
+	for (int i = 0; i < cfg->nqueries; i++) {
+		const cs_query_def *q = &cfg->queries[i];
+		if (q->shard_key_index < 0)
+			continue;
+		if (first == NULL) {
+			first = q;
+			continue;
+		}
+		const cs_param_def *a = &first->params[first->shard_key_index];
+		const cs_param_def *b = &q->params[q->shard_key_index];
+		if (cs_shard_family_of(a->type) != cs_shard_family_of(b->type)) {
+			fail_at(ld, key_line(ld, SEC_QUERY, q->name, "shard_key"),
+			        "[query %s] shard_key: \"%s\" is %s, but [query %s] shard_key "
+			        "\"%s\" is %s: every shard key must be of one type family "
+			        "(here %s), or the same key would route to different shards from "
+			        "different queries",
+			        q->name, b->name, cs_param_type_name(b->type), first->name, a->name,
+			        cs_param_type_name(a->type),
+			        cs_shard_family_name(cs_shard_family_of(a->type)));
+			return false;
+		}
 	}
 	/* With ranges, a shard in no range that no query pins would receive nothing: a typo in
 	 * shard_ranges, most likely. (With hash every shard receives keys.) */

@@ -136,7 +136,7 @@ typedef struct cs_shard_def {
 /* How a shard key picks its shard ([cachesvc] shard_map). */
 typedef enum cs_shard_map {
 	CS_SHARD_MAP_NONE = 0,   /* no [shard NAME] sections: one implicit shard */
-	CS_SHARD_MAP_HASH = 1,   /* a stable hash of the key's canonical encoding modulo nshards */
+	CS_SHARD_MAP_HASH = 1,   /* jump(FNV-1a-64 of the key), SHARDS.md section 3 */
 	CS_SHARD_MAP_RANGES = 2, /* integer key ranges, [cachesvc] shard_ranges */
 } cs_shard_map;
 
@@ -264,6 +264,19 @@ bool cs_config_reloadable(const cs_config *cur, const cs_config *next,
 const cs_query_def *cs_config_query(const cs_config *cfg, const char *name, size_t len);
 
 const char *cs_param_type_name(cs_param_type t);
+/* The shard key's type family (backend/SHARDS.md section 3): the types whose values hash
+ * alike. A shard key must be of one of these (config load refuses any other type), and with
+ * shard_map = hash every keyed query's shard key of the same family. */
+typedef enum cs_shard_family {
+	CS_SF_NONE = 0, /* bool, float4/8, numeric, date, timestamptz: no shard key */
+	CS_SF_INTEGER,  /* int2, int4, int8 */
+	CS_SF_TEXT,
+	CS_SF_BYTEA,
+	CS_SF_UUID,
+} cs_shard_family;
+cs_shard_family cs_shard_family_of(cs_param_type t);
+/* "integer (int2, int4, int8)", "text", "bytea", "uuid"; "none" for CS_SF_NONE. */
+const char *cs_shard_family_name(cs_shard_family f);
 /* The PostgreSQL type OID bound to the prepared statement for `t`. */
 unsigned cs_param_type_oid(cs_param_type t);
 const char *cs_tier_name(cs_tier t);

@@ -82,6 +82,40 @@ const char *cs_param_type_name(cs_param_type t)
 	return (unsigned)t < CS_PT__COUNT ? param_types[t].name : "?";
 }
 
+cs_shard_family cs_shard_family_of(cs_param_type t)
+{
+	switch (t) {
+	case CS_PT_INT2:
+	case CS_PT_INT4:
+	case CS_PT_INT8:
+		return CS_SF_INTEGER;
+	case CS_PT_TEXT:
+		return CS_SF_TEXT;
+	case CS_PT_BYTEA:
+		return CS_SF_BYTEA;
+	case CS_PT_UUID:
+		return CS_SF_UUID;
+	default:
+		return CS_SF_NONE;
+	}
+}
+
+const char *cs_shard_family_name(cs_shard_family f)
+{
+	switch (f) {
+	case CS_SF_INTEGER:
+		return "integer (int2, int4, int8)";
+	case CS_SF_TEXT:
+		return "text";
+	case CS_SF_BYTEA:
+		return "bytea";
+	case CS_SF_UUID:
+		return "uuid";
+	default:
+		return "none";
+	}
+}
+
 unsigned cs_param_type_oid(cs_param_type t)
 {
 	return (unsigned)t < CS_PT__COUNT ? param_types[t].oid : 0;

@@ -1226,3 +1226,78 @@ cs_pg_params *cs_params_pg(
 	p->formats = formats;
 	return p;
 }
+
+/* ---- Shard keys (backend/SHARDS.md section 3) -------------------------------------------- */
+
+int cs_params_shard_key(const cs_query_def *q, const cs_value *in, uint32_t n, cs_shard_key *out,
+        char *err, size_t errlen)
+{
+	int k = q->shard_key_index;
+	if (k < 0 || k >= q->nparams) {
+		/* the config guarantees a key: not reachable from a loaded config */
+		if (errlen > 0)
+			snprintf(err, errlen, "query %s: has no shard key ([query] shard_key)",
+			        q->name);
+		return -CS_ERR_BAD_PARAMS;
+	}
+	if (q->nparams > CS_MAX_PARAMS || n != (uint32_t)q->nparams)
+		return bad_count(err, errlen, q, n);
+	const cs_param_def *pd = &q->params[k];
+	pval pv;
+	enum reason r = parse_wire(pd->type, &in[k], &pv);
+	if (r != R_OK)
+		return bad_value(err, errlen, k, pd, &in[k], r);
+	memset(out, 0, sizeof *out);
+	if (pv.null) {
+		if (errlen > 0)
+			snprintf(err, errlen,
+			        "query %s: parameter %d (%s) is the shard key and is NULL: "
+			        "a NULL key lives on no shard",
+			        q->name, k + 1, pd->name);
+		return -CS_ERR_BAD_PARAMS;
+	}
+	uint64_t h = CS_FNV1A64_INIT;
+	switch (pd->type) {
+	case CS_PT_INT2:
+	case CS_PT_INT4:
+	case CS_PT_INT8: {
+		/* every integer type as its int64 value, big-endian two's complement */
+		uint64_t u = (uint64_t)pv.u.i;
+		uint8_t be[8];
+		for (int i = 0; i < 8; i++)
+			be[i] = (uint8_t)(u >> (56 - 8 * i));
+		out->integer = true;
+		out->i = pv.u.i;
+		h = cs_fnv1a64(h, be, 8);
+		break;
+	}
+	case CS_PT_TEXT: /* its UTF-8 bytes as sent (no escaping) */
+		h = cs_fnv1a64(h, pv.u.bytes.p, pv.u.bytes.len);
+		break;
+	case CS_PT_BYTEA: /* its bytes */
+		if (!pv.u.bytes.hex) {
+			h = cs_fnv1a64(h, pv.u.bytes.p, pv.u.bytes.len);
+			break;
+		}
+		for (size_t i = 0; i + 1 < pv.u.bytes.len; i += 2) {
+			uint8_t b = (uint8_t)(cs_hex_digit(pv.u.bytes.p[i]) << 4 |
+			                      cs_hex_digit(pv.u.bytes.p[i + 1]));
+			h = cs_fnv1a64(h, &b, 1);
+		}
+		break;
+	case CS_PT_UUID: /* its 16 bytes */
+		h = cs_fnv1a64(h, pv.u.uuid, 16);
+		break;
+	default:
+		/* bool, float, numeric, date, timestamptz: config load refuses them as a shard
+		 * key (their text forms are not reproducible byte for byte in every language) */
+		if (errlen > 0)
+			snprintf(err, errlen,
+			        "query %s: parameter %d (%s) is the shard key and is %s; a "
+			        "shard key must be int2, int4, int8, text, bytea or uuid",
+			        q->name, k + 1, pd->name, type_name(pd->type));
+		return -CS_ERR_BAD_PARAMS;
+	}
+	out->hash = h;
+	return 0;
+}

@@ -106,6 +106,34 @@ typedef struct cs_pg_params {
 cs_pg_params *cs_params_pg(const cs_query_def *q, const cs_value *in, uint32_t n, char *err,
 	size_t errlen) __attribute__((warn_unused_result));
 
+/* ---- Shard keys (backend/SHARDS.md section 3; the map itself is backend/shardmap.h) ------
+ * The routing value of a query's shard key is FNV-1a-64 (offset basis 0xcbf29ce484222325,
+ * prime 0x100000001b3, over bytes) of the key's type-family bytes:
+ *   int2/int4/int8  its value as an int64, 8 bytes big-endian two's complement (so int4 42
+ *                   and int8 42 hash alike)
+ *   text            its UTF-8 bytes as sent (not the %XX-escaped canonical text)
+ *   bytea           its bytes
+ *   uuid            its 16 bytes
+ * No other type can be a shard key (config.h cs_shard_family_of; config load refuses bool,
+ * float, numeric, date and timestamptz: their text forms are not reproducible byte for byte
+ * in other languages). shardmap.h maps the hash to a shard (jump consistent hash). A part
+ * of the deployment's contract: applications and the other clients reproduce it (the test
+ * vectors are in SHARDS.md and tests/unit/test_shardmap.c); never change it.
+ * cs_fnv1a64 and CS_FNV1A64_INIT are textutil.h's. */
+
+typedef struct cs_shard_key {
+	bool integer; /* int2/4/8: i holds the value (shard_map = ranges needs one) */
+	int64_t i;
+	uint64_t hash; /* the FNV-1a-64 above */
+} cs_shard_key;
+
+/* Parses q's shard key (q->shard_key_index, which must be set) among in[0..n) and fills out.
+ * Returns 0; -CS_ERR_BAD_PARAMS with a message naming the query and parameter when the count
+ * is wrong, the value does not fit its type (the messages of cs_params_canon), or it is NULL
+ * (a NULL key lives on no shard). No allocation; never blocks. */
+int cs_params_shard_key(const cs_query_def *q, const cs_value *in, uint32_t n, cs_shard_key *out,
+        char *err, size_t errlen) __attribute__((warn_unused_result));
+
 /* cs_hex_digit (textutil.h) is what params.c, encode.c and fence.c read hex digits with. */
 
 /* ---- Date/time text, shared with encode.c ------------------------------------------------ */

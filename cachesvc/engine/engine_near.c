@@ -465,7 +465,7 @@ static int hbk_table(cs_engine *e)
 	memset(t, 0xff, CS_RC_SLOTS * sizeof *t);
 	int left = CS_RC_SLOTS;
 	for (uint32_t k = 0; left > 0 && k < (1u << 24); k++) {
-		char tag[CS_NS_MAX + 16];
+		char tag[CS_KS_NS_MAX + 16];
 		int tl = snprintf(tag, sizeof tag, "%s:n%u", e->ks.ns, k);
 		if (tl <= 0 || (size_t)tl >= sizeof tag)
 			break;

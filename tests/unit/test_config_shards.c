@@ -308,6 +308,63 @@ static void test_refused_queries(void **state)
 	        "cachesvc.ini:11: [query q] shard: set together with shard_key", NULL);
 }
 
+/* A shard key is int2/4/8, text, bytea or uuid: the other types' text forms are not
+ * reproducible byte for byte by an application's router (SHARDS.md section 3). */
+static void test_refused_key_types(void **state)
+{
+	static const char *const bad[] = {
+	        "bool", "float4", "float8", "numeric", "date", "timestamptz"};
+	char text[512], want[128];
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		snprintf(text, sizeof text,
+		        HASH SHARDS
+		        "[query q]\nsql = SELECT $1::%s\nparams = k:%s\nshard_key = k\n",
+		        bad[i], bad[i]);
+		snprintf(want, sizeof want, "cachesvc.ini:10: [query q] shard_key: \"k\" is %s; ",
+		        bad[i]);
+		assert_load_error(text, want,
+		        "a shard key must be int2, int4, int8, text, bytea or uuid", NULL);
+	}
+	/* each accepted family loads */
+	static const char *const good[] = {"int2", "int4", "int8", "text", "bytea", "uuid"};
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		snprintf(text, sizeof text,
+		        HASH SHARDS
+		        "[query q]\nsql = SELECT $1::%s\nparams = k:%s\nshard_key = k\n",
+		        good[i], good[i]);
+		cs_config_free(load_ok(text));
+	}
+}
+
+/* Every query's shard key is of one type family: int8 42 and text "42" hash apart, so a user
+ * id keyed as int8 in one query and as text in another would live on two shards. The
+ * message names both queries and both parameters. */
+static void test_refused_mixed_families(void **state)
+{
+	/* integers of any width agree (int64 big-endian), and a pinned query does not count */
+	cs_config *cfg = load_ok(HASH SHARDS Q_KEYED Q_PINNED
+	        "[query q2]\nsql = SELECT $1::int4\nparams = uid:int4\nshard_key = uid\n"
+	        "[query q3]\nsql = SELECT $1::text\nparams = t:text\nshard = s2\n");
+	cs_config_free(cfg);
+	assert_load_error(HASH SHARDS Q_KEYED
+	        "[query by_name]\nsql = SELECT $1::text\nparams = uid:text\nshard_key = uid\n",
+	        "cachesvc.ini:15: [query by_name] shard_key: \"uid\" is text, but [query "
+	        "user_profile] shard_key \"id\" is int8: every shard key must be of one type "
+	        "family (here integer (int2, int4, int8))",
+	        NULL);
+	/* the first keyed query sets the family, whatever its position */
+	assert_load_error(HASH SHARDS Q_PINNED
+	        "[query a]\nsql = SELECT $1::uuid\nparams = u:uuid\nshard_key = u\n"
+	        "[query b]\nsql = SELECT $1::uuid\nparams = v:uuid\nshard_key = v\n"
+	        "[query c]\nsql = SELECT $1::bytea\nparams = w:bytea\nshard_key = w\n",
+	        "[query c] shard_key: \"w\" is bytea, but [query a] shard_key \"u\" is uuid", NULL);
+	/* text and bytea hash the same bytes, but are two families all the same */
+	assert_load_error(HASH SHARDS
+	        "[query a]\nsql = SELECT $1::text\nparams = u:text\nshard_key = u\n"
+	        "[query b]\nsql = SELECT $1::bytea\nparams = v:bytea\nshard_key = v\n",
+	        "[query b] shard_key: \"v\" is bytea, but [query a] shard_key \"u\" is text", NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -323,6 +380,8 @@ int main(void)
 	        cmocka_unit_test(test_refused_ranges),
 	        cmocka_unit_test(test_refused_replicas),
 	        cmocka_unit_test(test_refused_queries),
+	        cmocka_unit_test(test_refused_key_types),
+	        cmocka_unit_test(test_refused_mixed_families),
 	};
 	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
 }

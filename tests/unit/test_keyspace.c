@@ -137,13 +137,120 @@ static void cluster_buckets_spread(void **state)
 	}
 }
 
+/* Without shards (shard NULL or ""), cs_ks_init_shard is cs_ks_init / cs_ks_init_cluster to
+ * the byte: every fixed name, and the same builders give the same keys (SHARDS.md 2). */
+static void shard_none_is_unsharded(void **state)
+{
+	(void)state;
+	cs_keyspace a, b, c;
+	cs_ks_init(&a, "cs");
+	assert_int_equal(cs_ks_init_shard(&b, "cs", NULL, false), 0);
+	assert_int_equal(cs_ks_init_shard(&c, "cs", "", false), 0);
+	assert_memory_equal(&a, &b, sizeof a);
+	assert_memory_equal(&a, &c, sizeof a);
+	assert_int_equal(cs_ks_init_cluster(&a, "app"), 0);
+	assert_int_equal(cs_ks_init_shard(&b, "app", NULL, true), 0);
+	assert_memory_equal(&a, &b, sizeof a);
+	assert_string_equal(b.shard, "");
+	/* the same refusal as cs_ks_init_cluster */
+	assert_int_equal(cs_ks_init_shard(&b, "{app}", NULL, true), -1);
+}
+
+/* A shard's keyspace: "<ns>@<shard>" in place of "<ns>" in every key and the channel; the
+ * names of two shards, and of a shard and the unsharded deployment, never meet. */
+static void shard_names(void **state)
+{
+	(void)state;
+	cs_keyspace ks;
+	char b[CS_KEY_MAX];
+	assert_int_equal(cs_ks_init_shard(&ks, "cs", "s1", false), 0);
+	assert_string_equal(ks.shard, "s1");
+	EQ(ks.nslen, ks.ns, "cs@s1");
+	EQ(ks.horizon_len, ks.horizon, "cs@s1:horizon");
+	EQ(ks.pos_len, ks.pos, "cs@s1:inv:pos");
+	EQ(ks.epoch_len, ks.epoch, "cs@s1:epoch");
+	EQ(ks.deb_len, ks.deb, "cs@s1:inv:deb");
+	EQ(ks.channel_len, ks.channel, "cs@s1:gen");
+	EQ(ks.timeline_len, ks.timeline, "cs@s1:inv:timeline");
+	EQ(ks.fmax_len, ks.fmax, "cs@s1:fmax");
+	EQ(ks.evk_len, ks.evk, "cs@s1:evk");
+	EQ(cs_ks_entry(&ks, b, sizeof b, "q", 7, "i42", 3), b, "cs@s1:e:q:7:i42");
+	EQ(cs_ks_entry_prefix(&ks, 0, b, sizeof b, "q", 7), b, "cs@s1:e:q:7:");
+	EQ(cs_ks_fence(&ks, b, sizeof b, "q", "i42", 3), b, "cs@s1:f:q:i42");
+	EQ(cs_ks_lease(&ks, b, sizeof b, "q", "i42", 3), b, "cs@s1:l:q:i42");
+	EQ(cs_ks_gen(&ks, b, sizeof b, "q"), b, "cs@s1:g:q");
+	EQ(cs_ks_qfence(&ks, b, sizeof b, "q"), b, "cs@s1:qf:q");
+	EQ(cs_ks_gap(&ks, b, sizeof b, "slot"), b, "cs@s1:inv:gap:slot");
+	EQ(cs_ks_slotmark(&ks, b, sizeof b, "slot"), b, "cs@s1:inv:slot:slot");
+	assert_int_equal(cs_ks_bucket(&ks, "q", "i42", 3), 0);
+	/* on a cluster: the shard is inside the tag; the bucket depends on q and p only */
+	assert_int_equal(cs_ks_init_shard(&ks, "app", "s2", true), 0);
+	assert_int_equal(cs_ks_bucket(&ks, "user_profile", "i42", 3), 165);
+	EQ(cs_ks_entry(&ks, b, sizeof b, "user_profile", 3, "i42", 3), b,
+	        "{app@s2:165}:e:user_profile:3:i42");
+	EQ(cs_ks_fence(&ks, b, sizeof b, "user_profile", "i42", 3), b,
+	        "{app@s2:165}:f:user_profile:i42");
+	EQ(cs_ks_gen_in(&ks, 165, b, sizeof b, "user_profile"), b, "{app@s2:165}:g:user_profile");
+	EQ(cs_ks_fixed_in(&ks, 7, CS_KS_POS, b, sizeof b), b, "{app@s2:7}:inv:pos");
+	EQ(ks.epoch_len, ks.epoch, "{app@s2:0}:epoch");
+	EQ(ks.channel_len, ks.channel, "app@s2:gen");
+	/* bad shard names: '@', ':', braces, empty-ish or too long */
+	assert_int_equal(cs_ks_init_shard(&ks, "cs", "a@b", false), -1);
+	assert_int_equal(cs_ks_init_shard(&ks, "cs", "a:b", false), -1);
+	assert_int_equal(cs_ks_init_shard(&ks, "cs", "{a}", true), -1);
+	char name[CS_KS_SHARD_MAX + 2];
+	memset(name, 's', sizeof name - 1);
+	name[sizeof name - 1] = '\0';
+	assert_int_equal(cs_ks_init_shard(&ks, "cs", name, false), -1);
+	/* the longest namespace, shard and bucket still fit every bound */
+	name[CS_KS_SHARD_MAX] = '\0';
+	char ns[CS_NS_MAX + 1], want[CS_KEY_MAX];
+	memset(ns, 'n', CS_NS_MAX);
+	ns[CS_NS_MAX] = '\0';
+	assert_int_equal(cs_ks_init_shard(&ks, ns, name, true), 0);
+	snprintf(want, sizeof want, "{%s@%s:0}:inv:slot:%s", ns, name, name);
+	EQ(cs_ks_slotmark(&ks, b, sizeof b, name), b, want);
+	assert_true(strlen(want) < CS_NAME_MAX);
+}
+
+/* A namespace that is not one (too long, empty, '@' or ':' in it) is refused, never cut to
+ * fit: two long namespaces truncated to one prefix would share a shard's LSN keys
+ * (SHARDS.md section 1). The keyspace is left as it was. */
+static void shard_bad_namespace(void **state)
+{
+	(void)state;
+	cs_keyspace ks, before;
+	assert_int_equal(cs_ks_init_shard(&ks, "cs", "s1", false), 0);
+	memcpy(&before, &ks, sizeof ks);
+	char ns[CS_KS_NS_MAX + 8];
+	memset(ns, 'n', sizeof ns - 1);
+	ns[sizeof ns - 1] = '\0';
+	/* longer than the buffer: would have been truncated */
+	assert_int_equal(cs_ks_init_shard(&ks, ns, "s1", false), -1);
+	assert_int_equal(cs_ks_init_shard(&ks, ns, NULL, false), -1);
+	/* one byte over CS_NS_MAX; exactly CS_NS_MAX is fine (shard_names) */
+	ns[CS_NS_MAX + 1] = '\0';
+	assert_int_equal(cs_ks_init_shard(&ks, ns, "s1", true), -1);
+	ns[CS_NS_MAX] = '\0';
+	assert_int_equal(cs_ks_init_shard(&ks, ns, "s1", false), 0);
+	memcpy(&ks, &before, sizeof ks);
+	assert_int_equal(cs_ks_init_shard(&ks, "", "s1", false), -1);
+	assert_int_equal(cs_ks_init_shard(&ks, "cs@s1", "s2", false), -1);
+	assert_int_equal(cs_ks_init_shard(&ks, "cs@s1", NULL, false), -1);
+	assert_int_equal(cs_ks_init_shard(&ks, "a:b", "s1", false), -1);
+	assert_memory_equal(&ks, &before, sizeof ks);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(single_names_unchanged),
-		cmocka_unit_test(cluster_names),
-		cmocka_unit_test(cluster_key_shares_tag),
-		cmocka_unit_test(cluster_buckets_spread),
+	        cmocka_unit_test(single_names_unchanged),
+	        cmocka_unit_test(cluster_names),
+	        cmocka_unit_test(cluster_key_shares_tag),
+	        cmocka_unit_test(cluster_buckets_spread),
+	        cmocka_unit_test(shard_none_is_unsharded),
+	        cmocka_unit_test(shard_names),
+	        cmocka_unit_test(shard_bad_namespace),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
