@@ -129,9 +129,9 @@
  *        Redis had processed before the reset; do not reset Redis's statistics under a
  *        busy cachesvc. The cost: while Redis evicts, fills need data at or past the
  *        newest invalidated change, and every status interval the horizon rises to it; no
- *        eviction, no cost but one GET of fmax per fill, and one INFO for a fill whose data
- *        is older than the newest fence (its replica had not replayed the last invalidated
- *        change when read).
+ *        eviction, no cost but fmax read with the fill's other keys (one MGET), and one
+ *        INFO for a fill whose data is older than the newest fence (its replica had not
+ *        replayed the last invalidated change when read).
  *      - allkeys-* (lru, lfu, random): any key may go. An evicted generation makes a new
  *        daemon read generation 0 and serve entries written before a bump; an evicted gap
  *        mark loses a flush; an evicted query-level fence or fmax undoes (e) and the check
@@ -213,25 +213,33 @@
 	"return v\n"
 
 /* The fill (fence.c cases (a)-(j); CLUSTER.md section 4 for the cluster's): the generation,
- * then with fences on the epoch (EPOCH_CHECK: one statement returning -4), the horizon, the
- * query-level fence, the key's fence and, only for data older than every fence ever written
- * (fmax, KEYS[7]: a fence may have been evicted), the eviction state (EV_STATE_KEY8: EV_STATE
- * or EV_STATE_C of KEYS[8], one INFO); the SET when all pass; the caller's miss lease (KEYS[9]) released
- * in the same step, after the SET, which fails first at maxmemory under noeviction (an error
+ * then with fences on the epoch (EPOCH_CHECK: one statement ending in `st = -4 break`, never
+ * a `return`, which would leave the script without the lease DEL and with the wrong reply),
+ * the horizon, the query-level fence, the key's fence and, only for data older than every
+ * fence ever written (fmax, KEYS[7]: a fence may have been evicted), the eviction state
+ * (EV_STATE_KEY8: EV_STATE or EV_STATE_C of KEYS[8], one INFO); the SET when all pass; the
+ * caller's miss lease (KEYS[9]) released in the same step, after the SET, which fails first at maxmemory under noeviction (an error
  * reply: the caller DELs it), so a waiter's MGET sees both or neither. One text for both
  * layouts, so that they cannot drift apart.
- * The six keys the verdict may look at (generation, epoch, horizon, query fence, key fence,
- * fmax) are read by one MGET at the start: the script runs alone, so it sees what six GETs
- * would, at one instant; a key the verdict does not reach is read for nothing. One
- * redis.call instead of up to six (each costs Redis a command lookup, an argv and a reply
- * conversion): the fill is the largest share of Redis's CPU per miss. The keys are
- * namespace-private strings; a key of another type would read as missing here (GET would
- * have failed the fill): only a writer outside cachesvc could make one. The verdict is a
+ * With fences on, the six keys the verdict may look at (generation, epoch, horizon, query
+ * fence, key fence, fmax) are read by one MGET at the start: the script runs alone, so it
+ * sees what six GETs would, at one instant; a key the verdict does not reach is read for
+ * nothing. One redis.call instead of up to six (each costs Redis a command lookup, an argv
+ * and a reply conversion): the fill is the largest share of Redis's CPU per miss. With
+ * fences off only the generation is read (one GET, as before: an MGET of six would cost
+ * that path ~27% more, review 15 F3). The keys are namespace-private strings (the one
+ * non-string key cachesvc writes, the debounce hash, is none of them); a key of another
+ * type would read as missing here where GET failed the fill, so a fence or fmax key of
+ * another type, written by something outside cachesvc, lets a fill through (review 15 F1:
+ * the invalidation script's own read of such a key fails as well). The verdict is a
  * `repeat ... until true` block left by `break` with st set, not a local function: no
  * closure is made per call. Together ~8-12% fewer instructions per fill EVALSHA (bench
  * commit message: callgrind of redis-server). */
 #define FILL_SCRIPT(EPOCH_CHECK, EV_STATE_KEY8)                                                \
-	"local v = redis.call('MGET', KEYS[3], KEYS[6], KEYS[4], KEYS[5], KEYS[2], KEYS[7])\n" \
+	"local v\n"                                                                            \
+	"if ARGV[5] == '1' then\n"                                                             \
+	"  v = redis.call('MGET', KEYS[3], KEYS[6], KEYS[4], KEYS[5], KEYS[2], KEYS[7])\n"     \
+	"else v = { redis.call('GET', KEYS[3]) } end\n"                                        \
 	"local g = v[1] or '0'\n"                                                              \
 	"local st = 1\n"                                                                       \
 	"repeat\n"                                                                             \
