@@ -218,9 +218,9 @@
  * the horizon, the query-level fence, the key's fence and, only for data older than every
  * fence ever written (fmax, KEYS[7]: a fence may have been evicted), the eviction state
  * (EV_STATE_KEY8: EV_STATE or EV_STATE_C of KEYS[8], one INFO); the SET when all pass; the
- * caller's miss lease (KEYS[9]) released in the same step, after the SET, which fails first at maxmemory under noeviction (an error
- * reply: the caller DELs it), so a waiter's MGET sees both or neither. One text for both
- * layouts, so that they cannot drift apart.
+ * caller's miss lease (KEYS[9]) released in the same step, after the SET, which fails first
+ * at maxmemory under noeviction (an error reply: the caller DELs it), so a waiter's MGET sees
+ * both or neither. One text for both layouts, so that they cannot drift apart.
  * With fences on, the six keys the verdict may look at (generation, epoch, horizon, query
  * fence, key fence, fmax) are read by one MGET at the start: the script runs alone, so it
  * sees what six GETs would, at one instant; a key the verdict does not reach is read for
