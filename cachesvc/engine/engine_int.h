@@ -322,6 +322,7 @@ struct cs_engine {
 	uint64_t gens_warned_us;  /* last warning of a failed generations poll */
 	int64_t near_redirect;	  /* the pub/sub connection id it named */
 	uint64_t near_hb_sent_us; /* a heartbeat waits for its echo since; 0: none */
+	uint64_t near_echo_us;	  /* the last echo of this session's heartbeat; 0: none */
 	near_commit near_commits[NEAR_COMMITS];
 	cs_hist near_stale_us;	  /* commit -> near entry dropped */
 	flight *lease_head; /* miss-lease waiters sleeping between two re-reads */

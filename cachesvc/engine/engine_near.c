@@ -30,7 +30,10 @@
  *    come back on the pub/sub connection within NEAR_ECHO_MS, else (a redirect broken any
  *    other way: a half-open socket, CLIENT KILL seen late, CLIENT PAUSE) the near cache is
  *    dropped and the pub/sub connection made again. A near hit may thus be stale for up to
- *    GEN_POLL_MS + NEAR_ECHO_MS when the tracking connection dies silently;
+ *    GEN_POLL_MS + NEAR_ECHO_MS when the tracking connection dies silently. And the
+ *    proof ages: with no echo for GEN_POLL_MS + NEAR_ECHO_MS (heartbeats refused: -OOM,
+ *    -LOADING, -READONLY; or not sent) the near cache is off and flushed, tracking is
+ *    asked again and the next echo turns it on (review 13 L4, as review12 N2 on a cluster);
  *  - SWAPDB sends no tracking message: the epoch check (GEN_POLL_MS) catches it.
  *
  * Staleness: the invalidator (when this process runs it) tells the engine the commit time of
@@ -77,6 +80,7 @@ static void near_off(cs_engine *e, const char *why)
 	near_reclaim_kick(e);
 	e->near_tracked = false;
 	e->near_hb_sent_us = 0;
+	e->near_echo_us = 0;
 }
 
 static size_t hb_key(const cs_engine *e, char *buf, size_t cap)
@@ -91,7 +95,8 @@ static void on_hb_set(cs_redis *rd, redisReply *reply, void *priv)
 	cs_engine *e = priv;
 	if (reply == NULL || reply->type != REDIS_REPLY_ERROR)
 		return; /* no reply: the connection dropped, near_conn_state turned it off */
-	/* the write failed (-OOM under noeviction, an ACL): no echo will come this round */
+	/* the write failed (-OOM under noeviction, -READONLY, an ACL): no echo will come this
+	 * round, and the proof ages out in near_heartbeat unless one comes (review 13 L4) */
 	e->near_hb_sent_us = 0;
 	e->stats.near_hb_failed++;
 	uint64_t now = cs_now_us();
@@ -203,15 +208,27 @@ void near_heartbeat(cs_engine *e)
 		near_track_start(e);
 		return;
 	}
-	if (e->near_hb_sent_us) {
-		if (cs_now_us() - e->near_hb_sent_us > (uint64_t)NEAR_ECHO_MS * 1000u) {
-			e->stats.near_echo_lost++;
-			near_off(e, "no tracking echo from Redis in time");
-			cs_redis_reconnect(e->pubsub, "near cache: no tracking echo");
-		}
+	uint64_t now = cs_now_us();
+	if (e->near_hb_sent_us && now - e->near_hb_sent_us > (uint64_t)NEAR_ECHO_MS * 1000u) {
+		e->stats.near_echo_lost++;
+		near_off(e, "no tracking echo from Redis in time");
+		cs_redis_reconnect(e->pubsub, "near cache: no tracking echo");
 		return;
 	}
-	hb_send(e);
+	/* the proof must be renewed: no echo for a poll and an echo bound, whatever the reason
+	 * (heartbeats refused: -OOM, -LOADING, -READONLY), turns the near cache off, as on a
+	 * cluster (review12 N2, review 13 L4). The pub/sub connection is kept (it did not
+	 * fail): tracking is asked again next tick, under a new heartbeat key, and the first
+	 * echo turns the near cache on again */
+	if (cs_near_on(e->near) &&
+		(e->near_echo_us == 0 ||
+			now - e->near_echo_us > (uint64_t)(GEN_POLL_MS + NEAR_ECHO_MS) * 1000u)) {
+		e->stats.near_echo_lost++;
+		near_off(e, "no heartbeat echo lately (heartbeats refused or unanswered)");
+		return;
+	}
+	if (e->near_hb_sent_us == 0)
+		hb_send(e);
 }
 
 /* ---- Staleness: commit times of the keys this process's invalidator sent ------------- */
@@ -291,6 +308,7 @@ void on_tracking_message(cs_redis *rd, redisReply *reply, void *priv)
 		if ((size_t)k->len == hbl && memcmp(k->str, hb, hbl) == 0) {
 			/* this session's echo: the path is proven */
 			e->near_hb_sent_us = 0;
+			e->near_echo_us = cs_now_us();
 			if (e->near_tracked && !cs_near_on(e->near)) {
 				cs_near_enable(e->near);
 				cs_info("near cache: on (invalidations redirected to client %lld, "

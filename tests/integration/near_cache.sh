@@ -158,6 +158,39 @@ kill -HUP "$DAEMON_PID"
 until_true 15 [ "$(grep -c '^.*reloaded ' "$WORK/cachesvc.log")" -ge 2 ] || fail "no second reload"
 ok "near_cache_size reloads: 8KB evicted down to $b bytes; 0 refused (needs a restart)"
 
+# 4c. The heartbeat refused (review 13 L4): Redis answers the heartbeat's SET with -OOM
+# (maxmemory 1 under noeviction) while both connections stay up, so no echo can come: the
+# proof lapses within GEN_POLL_MS + NEAR_ECHO_MS, the near cache goes off and is flushed
+# (nothing proves invalidations still arrive); once writes are accepted again a new echo
+# turns it back on.
+until_true 10 metric_is cachesvc_near_on 1 || fail "near cache off before the refused heartbeat"
+fill nc_user 8
+cli get nc_user 8 >/dev/null
+until_true 5 metric_ge cachesvc_near_entries 1 || fail "key 8 not held"
+ps0=$(redis-cli -p "$RPORT" client list type pubsub | grep -o '^id=[0-9]*' | sort | tr '\n' ' ')
+f0=$(metric cachesvc_near_flushes_total)
+hf0=$(metric cachesvc_near_heartbeat_failed_total)
+pol=$(redis-cli -p "$RPORT" config get maxmemory-policy | tail -1)
+mm=$(redis-cli -p "$RPORT" config get maxmemory | tail -1)
+redis-cli -p "$RPORT" config set maxmemory-policy noeviction >/dev/null
+redis-cli -p "$RPORT" config set maxmemory 1 >/dev/null
+until_true 10 metric_ge cachesvc_near_heartbeat_failed_total $((hf0 + 1)) ||
+  fail "the heartbeat was not refused (maxmemory 1, noeviction)"
+until_true 15 metric_is cachesvc_near_on 0 ||
+  { redis-cli -p "$RPORT" config set maxmemory "$mm" >/dev/null
+    fail "heartbeats refused for 15 s ($(metric cachesvc_near_heartbeat_failed_total) in all): the near cache stayed on"; }
+metric_ge cachesvc_near_flushes_total $((f0 + 1)) || fail "the near cache went off without a flush"
+[ "$(metric cachesvc_near_entries)" = 0 ] || fail "entries held with the proof lapsed: $(metric cachesvc_near_entries)"
+ps1=$(redis-cli -p "$RPORT" client list type pubsub | grep -o '^id=[0-9]*' | sort | tr '\n' ' ')
+[ "$ps0" = "$ps1" ] || fail "the pub/sub connection changed ($ps0-> $ps1): not the refused heartbeat's doing alone"
+sleep 2
+metric_is cachesvc_near_on 0 || fail "the near cache came back on while heartbeats are still refused"
+redis-cli -p "$RPORT" config set maxmemory "$mm" >/dev/null
+redis-cli -p "$RPORT" config set maxmemory-policy "$pol" >/dev/null
+until_true 15 metric_is cachesvc_near_on 1 || fail "the near cache did not come back once heartbeats were accepted"
+grep -q 'no heartbeat echo lately' "$WORK/cachesvc.log" || fail "no log line for the lapsed proof"
+ok "heartbeat refused (-OOM): proof lapsed, near cache off and flushed, back on after a new echo"
+
 # 5. Redis restarted (data lost): the near cache is flushed, nothing old is served.
 f0=$(metric cachesvc_near_flushes_total)
 redis-cli -p "$RPORT" shutdown nosave >/dev/null 2>&1 || true
