@@ -33,10 +33,6 @@ cleanup_all() {
   [ -n "${CS_KEEP_WORK:-}" ] || rm -rf "$WORK"
 }
 trap cleanup_all EXIT
-# a timeout's SIGTERM (meson test) or ^C runs the cleanup too: the private Redis and
-# PostgreSQL servers a test started daemonize and would outlive it
-trap 'exit 143' TERM
-trap 'exit 130' INT
 
 # A free loopback port of this test's own: claimed with mkdir in the sandbox directory so
 # tests starting side by side never pick the same one, and below the kernel's ephemeral
