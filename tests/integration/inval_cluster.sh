@@ -771,6 +771,23 @@ v9_verify() { # sets V9_VRC V9_STALE V9_CHECKED
   V9_STALE=$("$PY3" -c 'import json,sys; v=json.load(sys.stdin); t=v.get("total", v); print(t["stale"])' <<<"$vout")
   V9_CHECKED=$("$PY3" -c 'import json,sys; v=json.load(sys.stdin); t=v.get("total", v); print(t["checked"])' <<<"$vout")
 }
+# v9_keyed_entry [FLAGS]: the invalidator started (start_drive FLAGS), every bucket's copies
+# written (a TRUNCATE), 40 rows, and one of them (id, its bucket b in slot, not bucket 0's
+# slot0) updated so that its key's fence exists; both commits confirmed
+v9_keyed_entry() {
+  start_drive "$@"
+  lsn=$(commit_lsn "TRUNCATE users")
+  wait_confirmed "$lsn"
+  primary "$DB" -c "INSERT INTO users SELECT i, 'user ' || i FROM generate_series(1, 40) i" >/dev/null
+  slot0=$(rc cluster keyslot "{$NS:0}")
+  for id in $(seq 1 40); do
+    b=$(bucket "$id")
+    [ "$b" != 0 ] && [ "$(rc cluster keyslot "{$NS:$b}")" != "$slot0" ] && break
+  done
+  slot=$(rc cluster keyslot "{$NS:$b}")
+  lsn=$(commit_lsn "UPDATE users SET name = name || '.' WHERE id = $id")
+  wait_confirmed "$lsn"
+}
 case_v9ask() {
   local flags=() t tpid t2 t2pid tid t2id s sid id b slot slot0 lsn n gen e keys p dl0
   v9_node 1
@@ -786,18 +803,7 @@ case_v9ask() {
   until_true 30 rc_ok "$t" || fail "v9: $t never reached cluster_state:ok"
   # a TRUNCATE writes every bucket's generation copy, an UPDATE the key's fence: the INVAL's
   # declared keys all exist on the migrating node (only the entry moves): it runs there
-  start_drive "${flags[@]}"
-  lsn=$(commit_lsn "TRUNCATE users")
-  wait_confirmed "$lsn"
-  primary "$DB" -c "INSERT INTO users SELECT i, 'user ' || i FROM generate_series(1, 40) i" >/dev/null
-  slot0=$(rc cluster keyslot "{$NS:0}")
-  for id in $(seq 1 40); do
-    b=$(bucket "$id")
-    [ "$b" != 0 ] && [ "$(rc cluster keyslot "{$NS:$b}")" != "$slot0" ] && break
-  done
-  slot=$(rc cluster keyslot "{$NS:$b}")
-  lsn=$(commit_lsn "UPDATE users SET name = name || '.' WHERE id = $id")
-  wait_confirmed "$lsn"
+  v9_keyed_entry "${flags[@]}"
   # a daemon without invalidator fills the entry (cachesvc-verify reads it)
   DCONF=$WORK/d.ini
   FENCE=on EXTRA_REDIS="namespace = $NS" write_config "$DCONF" replica1
@@ -869,18 +875,7 @@ case_v9repro() {
   redis-cli -p "$x2" cluster replicate "$xid" >/dev/null || fail "v9repro: CLUSTER REPLICATE failed"
   until_true 30 v9_link_up "$x2" || fail "v9repro: $x2 never replicated $x"
   until_true 30 rc_ok "$y" || fail "v9repro: $y never reached cluster_state:ok"
-  start_drive
-  lsn=$(commit_lsn "TRUNCATE users")
-  wait_confirmed "$lsn"
-  primary "$DB" -c "INSERT INTO users SELECT i, 'user ' || i FROM generate_series(1, 40) i" >/dev/null
-  slot0=$(rc cluster keyslot "{$NS:0}")
-  for id in $(seq 1 40); do
-    b=$(bucket "$id")
-    [ "$b" != 0 ] && [ "$(rc cluster keyslot "{$NS:$b}")" != "$slot0" ] && break
-  done
-  slot=$(rc cluster keyslot "{$NS:$b}")
-  lsn=$(commit_lsn "UPDATE users SET name = name || '.' WHERE id = $id")
-  wait_confirmed "$lsn"
+  v9_keyed_entry
   # the bucket's slot moved whole to X, which then holds no other bucket
   o=$(rc_master_of "$slot")
   oid=$(redis-cli -p "$o" cluster myid)

@@ -170,6 +170,7 @@ until_true 5 metric_ge cachesvc_near_entries 1 || fail "key 8 not held"
 ps0=$(redis-cli -p "$RPORT" client list type pubsub | grep -o '^id=[0-9]*' | sort | tr '\n' ' ')
 f0=$(metric cachesvc_near_flushes_total)
 hf0=$(metric cachesvc_near_heartbeat_failed_total)
+lapsed0=$(grep -c 'no heartbeat echo lately' "$WORK/cachesvc.log" || true)
 pol=$(redis-cli -p "$RPORT" config get maxmemory-policy | tail -1)
 mm=$(redis-cli -p "$RPORT" config get maxmemory | tail -1)
 redis-cli -p "$RPORT" config set maxmemory-policy noeviction >/dev/null
@@ -181,14 +182,17 @@ until_true 15 metric_is cachesvc_near_on 0 ||
     fail "heartbeats refused for 15 s ($(metric cachesvc_near_heartbeat_failed_total) in all): the near cache stayed on"; }
 metric_ge cachesvc_near_flushes_total $((f0 + 1)) || fail "the near cache went off without a flush"
 [ "$(metric cachesvc_near_entries)" = 0 ] || fail "entries held with the proof lapsed: $(metric cachesvc_near_entries)"
-ps1=$(redis-cli -p "$RPORT" client list type pubsub | grep -o '^id=[0-9]*' | sort | tr '\n' ' ')
-[ "$ps0" = "$ps1" ] || fail "the pub/sub connection changed ($ps0-> $ps1): not the refused heartbeat's doing alone"
 sleep 2
 metric_is cachesvc_near_on 0 || fail "the near cache came back on while heartbeats are still refused"
+# (after the 2 s: a reconnect of the pub/sub connection would be deferred ~100 ms past the
+# near cache going off, review 16 R16-3)
+ps1=$(redis-cli -p "$RPORT" client list type pubsub | grep -o '^id=[0-9]*' | sort | tr '\n' ' ')
+[ "$ps0" = "$ps1" ] || fail "the pub/sub connection changed ($ps0-> $ps1): not the refused heartbeat's doing alone"
 redis-cli -p "$RPORT" config set maxmemory "$mm" >/dev/null
 redis-cli -p "$RPORT" config set maxmemory-policy "$pol" >/dev/null
 until_true 15 metric_is cachesvc_near_on 1 || fail "the near cache did not come back once heartbeats were accepted"
-grep -q 'no heartbeat echo lately' "$WORK/cachesvc.log" || fail "no log line for the lapsed proof"
+[ "$(grep -c 'no heartbeat echo lately' "$WORK/cachesvc.log" || true)" -gt "$lapsed0" ] ||
+  fail "no log line for the lapsed proof"
 ok "heartbeat refused (-OOM): proof lapsed, near cache off and flushed, back on after a new echo"
 
 # 5. Redis restarted (data lost): the near cache is flushed, nothing old is served.
