@@ -788,6 +788,19 @@ v9_keyed_entry() {
   lsn=$(commit_lsn "UPDATE users SET name = name || '.' WHERE id = $id")
   wait_confirmed "$lsn"
 }
+# v9_fill_entry: a daemon without invalidator (cluster mode, fences on) fills iv_user $id
+# and stops; sets e, the entry's key in bucket $b
+v9_fill_entry() {
+  DCONF=$WORK/d.ini
+  FENCE=on EXTRA_REDIS="namespace = $NS" write_config "$DCONF" replica1
+  sed -i "s|^url = .*|url = redis://127.0.0.1\ncluster = on\nnodes = $RC_NODES|" "$DCONF"
+  user_query iv_user >>"$DCONF"
+  start_daemon "$DCONF"
+  fill iv_user "$id"
+  stop_daemon
+  gen=$(rc get "{$NS:$b}:g:iv_user")
+  e="{$NS:$b}:e:iv_user:${gen:-0}:$id"
+}
 case_v9ask() {
   local flags=() t tpid t2 t2pid tid t2id s sid id b slot slot0 lsn n gen e keys p dl0
   v9_node 1
@@ -805,15 +818,7 @@ case_v9ask() {
   # declared keys all exist on the migrating node (only the entry moves): it runs there
   v9_keyed_entry "${flags[@]}"
   # a daemon without invalidator fills the entry (cachesvc-verify reads it)
-  DCONF=$WORK/d.ini
-  FENCE=on EXTRA_REDIS="namespace = $NS" write_config "$DCONF" replica1
-  sed -i "s|^url = .*|url = redis://127.0.0.1\ncluster = on\nnodes = $RC_NODES|" "$DCONF"
-  user_query iv_user >>"$DCONF"
-  start_daemon "$DCONF"
-  fill iv_user "$id"
-  stop_daemon
-  gen=$(rc get "{$NS:$b}:g:iv_user")
-  e="{$NS:$b}:e:iv_user:${gen:-0}:$id"
+  v9_fill_entry
   [ "$(rc exists "$e")" = 1 ] || fail "v9: no entry $e after the fill"
   s=$(rc_master_of "$slot")
   sid=$(redis-cli -p "$s" cluster myid)
@@ -885,15 +890,7 @@ case_v9repro() {
   redis-cli -p "$o" migrate 127.0.0.1 "$x" "" 0 5000 keys "${keys[@]}" >/dev/null
   for p in "${RC_PORTS[@]}" "$x" "$x2" "$y"; do redis-cli -p "$p" cluster setslot "$slot" node "$xid" >/dev/null; done
   until_true 60 restamped "$b" "$x" || fail "v9repro: bucket $b not restamped on $x"
-  DCONF=$WORK/d.ini
-  FENCE=on EXTRA_REDIS="namespace = $NS" write_config "$DCONF" replica1
-  sed -i "s|^url = .*|url = redis://127.0.0.1\ncluster = on\nnodes = $RC_NODES|" "$DCONF"
-  user_query iv_user >>"$DCONF"
-  start_daemon "$DCONF"
-  fill iv_user "$id"
-  stop_daemon
-  gen=$(rc get "{$NS:$b}:g:iv_user")
-  e="{$NS:$b}:e:iv_user:${gen:-0}:$id"
+  v9_fill_entry
   [ "$(redis-cli -p "$x" exists "$e")" = 1 ] || fail "v9repro: no entry $e on $x after the fill"
   # C1's configuration: every key of the slot but the entry moved to Y
   redis-cli -p "$y" cluster setslot "$slot" importing "$xid" >/dev/null
