@@ -447,15 +447,26 @@ static uint64_t map_sum(const cs_engine *e)
 
 static bool psn_slot(const cs_engine *e, const psnode *n, uint16_t *slot);
 
-/* On once every master's tracking is proven. */
+/* A master's tracking proof, as good as its age: tracked, proven, and echoed within a poll
+ * and an echo bound. The one rule for turning on, keeping on, and tracking a read (review 17
+ * R17-1/2: a proof checked without its age let a master whose heartbeats stopped, refused or
+ * unsent while it served no slot, have reads stored for up to a tick). */
+static bool psn_fresh(const psnode *n, uint64_t now)
+{
+	return n->tracked && n->proven && n->echo_us != 0 &&
+		now - n->echo_us <= (uint64_t)(GEN_POLL_MS + NEAR_ECHO_MS) * 1000u;
+}
+
+/* On once every master serving slots has a fresh proof. */
 static void cl_maybe_on(cs_engine *e)
 {
 	if (e->near == NULL || e->near_untracked || cs_near_on(e->near) || e->npsn == 0 ||
 		e->npsn != cs_rc_nnodes(e->redis) || !cs_rc_ready(e->redis))
 		return;
 	uint16_t slot;
+	uint64_t now = cs_now_us();
 	for (int i = 0; i < e->npsn; i++)
-		if ((!e->psn[i]->tracked || !e->psn[i]->proven) && psn_slot(e, e->psn[i], &slot))
+		if (!psn_fresh(e->psn[i], now) && psn_slot(e, e->psn[i], &slot))
 			return; /* a master serving no slot holds no entry: its proof is not needed */
 	e->near_map_sum = map_sum(e);
 	cs_near_enable(e->near);
@@ -746,7 +757,7 @@ static bool cl_caching_yes(cs_engine *e, uint16_t slot)
 	for (int i = 0; i < e->npsn && n == NULL && data; i++)
 		if (e->psn[i]->data == data)
 			n = e->psn[i];
-	if (n == NULL || !n->tracked || !n->proven)
+	if (n == NULL || !psn_fresh(n, cs_now_us()))
 		return false;
 	const char *argv[] = { "CLIENT", "CACHING", "yes" };
 	size_t lens[] = { 6, 7, 3 };
@@ -800,8 +811,7 @@ static void cl_heartbeat(cs_engine *e)
 			psnode *n = e->psn[i];
 			if (!psn_slot(e, n, &slot))
 				continue;
-			if (!n->proven || n->echo_us == 0 ||
-				now - n->echo_us > (uint64_t)(GEN_POLL_MS + NEAR_ECHO_MS) * 1000u) {
+			if (!psn_fresh(n, now)) {
 				e->stats.near_echo_lost++;
 				n->echo_lost++;
 				cl_off(e, "a master serving slots has not proven its tracking lately");
