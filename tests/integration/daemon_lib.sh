@@ -338,6 +338,26 @@ private_redis_down() {
   [ -z "$pid" ] || kill -CONT "$pid" 2>/dev/null || true
   timeout 10 redis-cli -p "$1" shutdown nosave >/dev/null 2>&1 || { [ -z "$pid" ] || kill -9 "$pid" 2>/dev/null || true; }
 }
+# use_private_sandbox [SANDBOX OPTIONS...]: a sandbox of this test's own (scripts/sandbox: a
+# primary, replicas, a Redis; about 8 s to start) in place of the shared one, for a test that
+# stops, restarts or reconfigures a server or needs many connections: it then runs beside the
+# others instead of alone. Sets SB (its directory); from here on every helper (primary,
+# replica, make_db, redis, conninfo_of) talks to it. Call it before make_db.
+SANDBOX_SCRIPT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/scripts/sandbox
+runpg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+use_private_sandbox() {
+  local keep=$PORT_LOCKS
+  SB=$(mktemp -d "/tmp/cs-$TEST_NAME-sb.XXXXXX")
+  chmod 755 "$SB" # the servers run as postgres when the test runs as root
+  CLEANUPS+=("\"$SANDBOX_SCRIPT\" stop \"$SB\"; rm -rf \"$SB\"")
+  "$SANDBOX_SCRIPT" start "$SB" "$@" >"$WORK/sandbox.out" 2>&1 ||
+    fail "private sandbox: $(tail -5 "$WORK/sandbox.out")"
+  set -a
+  . "$SB/env.sh"
+  set +a
+  PORT_LOCKS=$keep # ports stay claimed where every test claims them
+}
+
 # use_private_redis [OPTS]: this test's own Redis (private_redis) in place of the sandbox's,
 # for every helper too (redis, write_config's url, the namespace NS of database 0): a test
 # that changes Redis's configuration (maxmemory, policy) or stops it then runs beside the

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # engine_routing.sh - routing by health and lag: a replica stopped -> traffic moves with no
 # client error; lag above the bound -> that replica skipped; all replicas down -> primary
-# fallback or a clear UNAVAILABLE, per config. Stops a sandbox replica: runs alone.
+# fallback or a clear UNAVAILABLE, per config. Stops a replica: on a private sandbox, so it runs
+# beside the others.
 . "$(dirname "$0")/daemon_lib.sh"
+use_private_sandbox --replicas 3 --delay 2s
 
 make_db <<'SQL'
 CREATE TABLE items (id bigint PRIMARY KEY, v text);
@@ -27,12 +29,11 @@ out=$("$BURST" -p "$PORT" -c 4 -n 50 -r ro_item %i)
 [ "$(served_by r1)" -gt 0 ] && [ "$(served_by r2)" -gt 0 ] || fail "load not spread: r1=$(served_by r1) r2=$(served_by r2)"
 ok "both replicas serve: r1=$(served_by r1) r2=$(served_by r2)"
 
-rep1_dir=$CS_SANDBOX_DIR/replica1
+rep1_dir=$SB/replica1
 restart_replica1() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$CS_PG_BIN/pg_ctl" -D "$rep1_dir" -w -l "$CS_SANDBOX_DIR/log/replica1.log" start
   else "$CS_PG_BIN/pg_ctl" -D "$rep1_dir" -w -l "$CS_SANDBOX_DIR/log/replica1.log" start; fi
 }
-CLEANUPS+=("restart_replica1")
 if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$CS_PG_BIN/pg_ctl" -D "$rep1_dir" -m fast -w stop >/dev/null
 else "$CS_PG_BIN/pg_ctl" -D "$rep1_dir" -m fast -w stop >/dev/null; fi
 r2_before=$(served_by r2)

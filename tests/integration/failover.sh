@@ -23,20 +23,8 @@ case $MODE in fast | kill) ;; *) fail "MODE is fast or kill" ;; esac
 PY=/usr/bin/python3
 "$PY" -c 'import msgpack' 2>/dev/null || fail "$PY cannot import msgpack (scripts/lib.sh installs python3-msgpack)"
 VERIFY=$CS_BUILD/cachesvc/cachesvc-verify
-SANDBOX=$(cd "$(dirname "$0")/../.." && pwd)/scripts/sandbox
-runpg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-
-# ---- a private sandbox (the servers run as postgres: a directory it can reach) ---------------
-SB=$(mktemp -d /tmp/cs-failover-sb.XXXXXX)
-chmod 755 "$SB"
-CLEANUPS+=("\"$SANDBOX\" stop \"$SB\"; rm -rf \"$SB\"")
-"$SANDBOX" start "$SB" --replicas 3 >"$WORK/sandbox.out" 2>&1 || fail "private sandbox: $(tail -5 "$WORK/sandbox.out")"
-# from here on every helper (primary, replica, make_db, redis) talks to the private sandbox
-PORT_LOCKS_KEEP=$PORT_LOCKS
-set -a
-. "$SB/env.sh"
-set +a
-PORT_LOCKS=$PORT_LOCKS_KEEP
+# a private sandbox: the primary is stopped, killed and replaced (--delay: none here)
+use_private_sandbox --replicas 3
 P_OLD=$CS_PG_PRIMARY_PORT
 P_R1=$CS_PG_REPLICA1_PORT
 P_R2=$CS_PG_REPLICA2_PORT

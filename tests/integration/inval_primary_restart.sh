@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # inval_primary_restart.sh - the primary restarts: the invalidator reconnects with backoff
 # and resumes from its slot; changes made right after the restart are invalidated. Restarts
-# the sandbox primary: runs alone.
+# the primary: on a private sandbox, so it runs beside the others.
 . "$(dirname "$0")/daemon_lib.sh"
+use_private_sandbox --replicas 1
 
 users_db 20
 FENCE=on

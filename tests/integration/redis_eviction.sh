@@ -7,13 +7,11 @@
 # fill is refused (the evicted_keys counter moved and the data is older than fmax); the
 # negative control (eviction_check = false) stores the stale row, still served after the
 # replica caught up.
-# Changes the sandbox Redis's maxmemory and policy and pauses replica1: runs alone.
+# Changes its Redis's maxmemory and policy and pauses replica1: on a private sandbox, so it
+# runs beside the others.
 . "$(dirname "$0")/daemon_lib.sh"
+use_private_sandbox --replicas 1
 
-OLD_MM=$(redis config get maxmemory | tail -1)
-OLD_POL=$(redis config get maxmemory-policy | tail -1)
-CLEANUPS+=('redis config set maxmemory "$OLD_MM"' 'redis config set maxmemory-policy "$OLD_POL"'
-  'replica 1 postgres -c "SELECT pg_wal_replay_resume()"')
 redis config set maxmemory 0 >/dev/null
 redis config set maxmemory-policy volatile-lru >/dev/null
 

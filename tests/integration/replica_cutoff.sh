@@ -3,8 +3,10 @@
 # from the primary (here: primary_conninfo emptied on replica2, as a partition would leave
 # it) has replayed everything it received, yet it is not current. In a replica-only setup it
 # must become unusable once max_replica_lag passes (misses fail, /healthz 503), and usable
-# again when it streams. Runs alone: it reconfigures a sandbox replica (restored on exit).
+# again when it streams. It reconfigures a replica: on a private sandbox, so it runs beside
+# the others.
 . "$(dirname "$0")/daemon_lib.sh"
+use_private_sandbox --replicas 2
 
 R2=$CS_PG_REPLICA2_PORT
 rep2() { pg "$R2" postgres -c "$1"; }
@@ -14,7 +16,6 @@ restore() {
   rep2 "ALTER SYSTEM SET primary_conninfo = '$(printf "%s" "$ORIG" | sed "s/'/''/g")'" >/dev/null
   rep2 "SELECT pg_reload_conf()" >/dev/null
 }
-CLEANUPS+=("restore")
 
 make_db <<'SQL'
 CREATE TABLE rc_t (id bigint PRIMARY KEY, v text);
