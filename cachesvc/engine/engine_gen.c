@@ -16,15 +16,16 @@ static void on_gens_reply(cs_rc *rc, redisReply *reply, void *priv)
 	cs_engine *e = c->e;
 	qtable *t = c->t;
 	free(c);
-	e->gens_busy = false;
+	e->sh[0].gens_busy = false;
 	if (reply && reply->type == REDIS_REPLY_ARRAY && (int)reply->elements == t->nq + 2 &&
-		reply->element[0]->type == REDIS_REPLY_INTEGER &&
-		reply->element[1]->type == REDIS_REPLY_STRING &&
-		(size_t)reply->element[1]->len < sizeof e->epoch) {
+	        reply->element[0]->type == REDIS_REPLY_INTEGER &&
+	        reply->element[1]->type == REDIS_REPLY_STRING &&
+	        (size_t)reply->element[1]->len < sizeof e->sh[0].epoch) {
 		/* a master found on another run keeps the epoch unknown (engine_cluster_epoch.c) */
 		bool valid = reply->element[0]->integer == 1 && !e->cepoch_lost;
 		const redisReply *ep = reply->element[1];
-		bool changed = (size_t)ep->len != e->epoch_len || memcmp(ep->str, e->epoch, e->epoch_len) != 0;
+		bool changed = (size_t)ep->len != e->sh[0].epoch_len ||
+		               memcmp(ep->str, e->sh[0].epoch, e->sh[0].epoch_len) != 0;
 		if (e->near && !e->near_untracked && (changed || (e->fence_on && !valid))) {
 			/* another Redis run, or data lost, or the invalidator resynchronised */
 			if (cs_near_get_stats(e->near)->entries)
@@ -34,17 +35,18 @@ static void on_gens_reply(cs_rc *rc, redisReply *reply, void *priv)
 		if (e->fence_on && !valid) {
 			/* Redis lost data (or no invalidator has synchronised it yet): neither
 			 * serve nor store until the invalidator has resynchronised. */
-			if (e->epoch_len)
-				cs_warn("redis: the namespace's epoch is gone or from another Redis run (data "
-					"lost?): bypassing the cache until the invalidator resynchronises");
-			e->epoch_len = 0;
-			e->epoch[0] = '\0';
+			if (e->sh[0].epoch_len)
+				cs_warn("redis: the namespace's epoch is gone or from another "
+					"Redis run (data lost?): bypassing the cache until the "
+					"invalidator resynchronises");
+			e->sh[0].epoch_len = 0;
+			e->sh[0].epoch[0] = '\0';
 			e->stats.epoch_invalid++;
 		} else if (t == e->qt) {
 			if (changed) {
-				memcpy(e->epoch, ep->str, (size_t)ep->len);
-				e->epoch[ep->len] = '\0';
-				e->epoch_len = (size_t)ep->len;
+				memcpy(e->sh[0].epoch, ep->str, (size_t)ep->len);
+				e->sh[0].epoch[ep->len] = '\0';
+				e->sh[0].epoch_len = (size_t)ep->len;
 				e->stats.epoch_changes++;
 			}
 			for (int i = 0; i < t->nq; i++) {
@@ -75,7 +77,7 @@ static void on_gens_reply(cs_rc *rc, redisReply *reply, void *priv)
 void load_gens(cs_engine *e)
 {
 	qtable *t = e->qt;
-	if (!cs_rc_slot_ready(e->redis, e->bslot[0]) || e->gens_busy)
+	if (!cs_rc_slot_ready(e->redis, e->sh[0].bslot[0]) || e->sh[0].gens_busy)
 		return; /* GENS runs on bucket 0 alone */
 	size_t n = (size_t)t->nq + 1;
 	const char **argv = calloc(n, sizeof *argv);
@@ -83,18 +85,19 @@ void load_gens(cs_engine *e)
 	char (*keys)[CS_NAME_MAX + CS_MAX_NAME] = calloc(n, sizeof *keys);
 	gensctx *c = malloc(sizeof *c);
 	if (argv && lens && keys && c) {
-		argv[0] = e->ks.epoch;
-		lens[0] = e->ks.epoch_len;
+		argv[0] = e->sh[0].ks.epoch;
+		lens[0] = e->sh[0].ks.epoch_len;
 		for (int i = 0; i < t->nq; i++) {
 			argv[i + 1] = keys[i];
-			lens[i + 1] = cs_ks_gen(&e->ks, keys[i], sizeof keys[i], t->qs[i].def->name);
+			lens[i + 1] = cs_ks_gen(
+			        &e->sh[0].ks, keys[i], sizeof keys[i], t->qs[i].def->name);
 		}
 		*c = (gensctx){ .e = e, .t = t };
 		t->refs++;
 		if (cs_rc_script(e->redis, cs_rc_keyslot(argv[0], lens[0]), CS_SCRIPT_GENS,
 		            on_gens_reply, c, (int)n, (int)n, argv, lens) == 0) {
 			c = NULL;
-			e->gens_busy = true;
+			e->sh[0].gens_busy = true;
 		} else
 			t->refs--;
 	}
@@ -156,8 +159,8 @@ void on_cache_state(cs_redis *rd, bool up, void *priv)
 	}
 	/* The connection dropped: Redis may have restarted from an older state. Use nothing
 	 * of it until the epoch is checked again. */
-	e->epoch_len = 0;
-	e->epoch[0] = '\0';
+	e->sh[0].epoch_len = 0;
+	e->sh[0].epoch[0] = '\0';
 	for (int i = 0; i < e->qt->nq; i++)
 		e->qt->qs[i].gen_known = false;
 }
@@ -166,7 +169,7 @@ void on_gen_timer(evutil_socket_t fd, short what, void *arg)
 {
 	cs_engine *e = arg;
 	for (int i = 0; i < e->qt->nq; i++)
-		if (e->qt->qs[i].pending_bump && cs_rc_slot_ready(e->redis, e->bslot[0]))
+		if (e->qt->qs[i].pending_bump && cs_rc_slot_ready(e->redis, e->sh[0].bslot[0]))
 			bump_generation(e, &e->qt->qs[i]);
 	load_gens(e);
 	cluster_epoch_check(e);
@@ -235,16 +238,16 @@ static void on_cbump(cs_rc *rc, redisReply *reply, void *priv)
 	for (uint32_t b = 1; b < CS_KS_BUCKETS; b++) {
 		char genkey[CS_NAME_MAX + CS_MAX_NAME], qfkey[CS_NAME_MAX + CS_MAX_NAME];
 		char fmax[CS_NAME_MAX], epoch[CS_NAME_MAX];
-		size_t gl = cs_ks_gen_in(&e->ks, b, genkey, sizeof genkey, c->q);
-		size_t ql = cs_ks_qfence_in(&e->ks, b, qfkey, sizeof qfkey, c->q);
-		size_t fl = cs_ks_fixed_in(&e->ks, b, CS_KS_FMAX, fmax, sizeof fmax);
-		size_t el = cs_ks_fixed_in(&e->ks, b, CS_KS_EPOCH, epoch, sizeof epoch);
+		size_t gl = cs_ks_gen_in(&e->sh[0].ks, b, genkey, sizeof genkey, c->q);
+		size_t ql = cs_ks_qfence_in(&e->sh[0].ks, b, qfkey, sizeof qfkey, c->q);
+		size_t fl = cs_ks_fixed_in(&e->sh[0].ks, b, CS_KS_FMAX, fmax, sizeof fmax);
+		size_t el = cs_ks_fixed_in(&e->sh[0].ks, b, CS_KS_EPOCH, epoch, sizeof epoch);
 		const char *argv[] = {genkey, qfkey, fmax, epoch, gs, c->qf, ""};
 		size_t lens[] = {gl, ql, fl, el, (size_t)gn, 16, 0};
 		c->pending++;
 		if (gl == 0 || ql == 0 || fl == 0 || el == 0 ||
-		        cs_rc_script(e->redis, e->bslot[b], CS_SCRIPT_C_GEN_SET, on_cbump_set, c, 4,
-		                7, argv, lens) != 0) {
+		        cs_rc_script(e->redis, e->sh[0].bslot[b], CS_SCRIPT_C_GEN_SET, on_cbump_set,
+		                c, 4, 7, argv, lens) != 0) {
 			c->failed++;
 			c->pending--;
 		}
@@ -261,14 +264,16 @@ int cluster_bump(cs_engine *e, const char *q, const char *lsnhex, cluster_bump_c
 	*c = (cbump){.e = e, .cb = cb, .priv = priv};
 	memcpy(c->q, q, qn + 1);
 	char genkey[CS_NAME_MAX + CS_MAX_NAME], qfkey[CS_NAME_MAX + CS_MAX_NAME];
-	size_t gl = cs_ks_gen(&e->ks, genkey, sizeof genkey, q);
-	size_t ql = cs_ks_qfence(&e->ks, qfkey, sizeof qfkey, q);
+	size_t gl = cs_ks_gen(&e->sh[0].ks, genkey, sizeof genkey, q);
+	size_t ql = cs_ks_qfence(&e->sh[0].ks, qfkey, sizeof qfkey, q);
 	/* no epoch check (ARGV epoch ''), as a single Redis's admin and reload bumps */
-	const char *argv[] = {genkey, qfkey, e->ks.epoch, e->ks.fmax, e->ks.channel, q, lsnhex, ""};
-	size_t lens[] = {gl, ql, e->ks.epoch_len, e->ks.fmax_len, e->ks.channel_len, qn, 16, 0};
+	const char *argv[] = {genkey, qfkey, e->sh[0].ks.epoch, e->sh[0].ks.fmax,
+	        e->sh[0].ks.channel, q, lsnhex, ""};
+	size_t lens[] = {gl, ql, e->sh[0].ks.epoch_len, e->sh[0].ks.fmax_len,
+	        e->sh[0].ks.channel_len, qn, 16, 0};
 	if (gl == 0 || ql == 0 ||
-	        cs_rc_script(e->redis, e->bslot[0], CS_SCRIPT_C_GEN_BUMP, on_cbump, c, 4, 8, argv,
-	                lens) != 0) {
+	        cs_rc_script(e->redis, e->sh[0].bslot[0], CS_SCRIPT_C_GEN_BUMP, on_cbump, c, 4, 8,
+	                argv, lens) != 0) {
 		free(c);
 		return -1;
 	}

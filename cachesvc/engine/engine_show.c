@@ -108,9 +108,10 @@ int cs_engine_show(const cs_engine *e, const char *what, cs_engine_show_cb *cb, 
 		cs_lsn_format(st->confirmed, conf);
 		cs_lsn_format(st->horizon, hor);
 		cs_show_cell behind = SV_NIL("bytes_behind");
-		if (e->primary) {
+		const shard *sh = &e->sh[0]; /* one invalidator, the implicit shard's (step 4) */
+		if (sh->primary) {
 			cs_pgserver_info in;
-			cs_pgserver_info_get(e->primary, &in);
+			cs_pgserver_info_get(sh->primary, &in);
 			if (in.state == CS_SRV_UP && in.lsn != 0 && st->confirmed != 0)
 				behind = SV_INT("bytes_behind",
 					in.lsn > st->confirmed ? in.lsn - st->confirmed : 0);
