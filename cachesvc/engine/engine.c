@@ -294,14 +294,15 @@ static void on_reload_bump(cs_rc *rc, redisReply *reply, void *priv)
 {
 	fillctx *c = priv;
 	if (reply && reply->type == REDIS_REPLY_INTEGER) {
+		qgen *g = &c->qs->sg[c->shard];
 		c->e->stats.gen_bumps++;
-		if ((uint64_t)reply->integer > c->qs->gen)
-			c->qs->gen = (uint64_t)reply->integer;
-		c->qs->gen_known = true;
+		if ((uint64_t)reply->integer > g->gen)
+			g->gen = (uint64_t)reply->integer;
+		g->gen_known = true;
 	} else {
 		cs_warn("query %s changed but its generation could not be bumped; it bypasses the "
 			"cache until it is", c->qs->def->name);
-		c->qs->pending_bump = true;
+		c->qs->sg[c->shard].pending_bump = true;
 	}
 	qtable_unref(c->qt);
 	free(c);
@@ -311,26 +312,28 @@ static void on_reload_bump(cs_rc *rc, redisReply *reply, void *priv)
 static void on_reload_cbump(cs_engine *e, void *priv, int err, const char *msg, uint64_t gen)
 {
 	fillctx *c = priv;
+	qgen *g = &c->qs->sg[c->shard];
 	if (err == 0) {
 		e->stats.gen_bumps++;
-		if (gen > c->qs->gen)
-			c->qs->gen = gen;
-		c->qs->gen_known = true;
+		if (gen > g->gen)
+			g->gen = gen;
+		g->gen_known = true;
 	} else {
 		cs_warn("query %s changed but its generation could not be bumped (%s); it bypasses "
 			"the cache until it is", c->qs->def->name, msg);
-		c->qs->pending_bump = true;
+		g->pending_bump = true;
 	}
 	qtable_unref(c->qt);
 	free(c);
 }
 
-/* INCR the query's generation and announce it: every process stops using old entries.
- * The implicit shard's: a generation per shard (and this bump's fan-out to every shard) is
- * SHARDS.md section 7 step 3b. */
-void bump_generation(cs_engine *e, qstate *qs)
+/* INCR the query's generation in shard shard_ix's keyspace and announce it: every process
+ * stops using the shard's old entries. A query changed or resumed is bumped on every shard
+ * (the callers' loops). */
+void bump_generation(cs_engine *e, qstate *qs, int shard_ix)
 {
-	const shard *sh = &e->sh[0];
+	shard *sh = &e->sh[shard_ix];
+	qgen *g = &qs->sg[shard_ix];
 	/* The query-level fence: the primary's last known position. Data older than it was
 	 * read under the old definition's generation at best; refuse it in the new one. */
 	char genkey[CS_NAME_MAX + CS_MAX_NAME], qfkey[CS_NAME_MAX + CS_MAX_NAME], lsnhex[17];
@@ -343,18 +346,18 @@ void bump_generation(cs_engine *e, qstate *qs)
 	        strlen(qs->def->name), 16, 0};
 	fillctx *c = malloc(sizeof *c);
 	if (c == NULL) {
-		qs->pending_bump = true;
+		g->pending_bump = true;
 		return;
 	}
-	*c = (fillctx){ .e = e, .qt = e->qt, .qs = qs };
+	*c = (fillctx){.e = e, .qt = e->qt, .qs = qs, .shard = shard_ix};
 	e->qt->refs++;
-	qs->pending_bump = false;
-	if (sh->ks.cluster ? cluster_bump(e, qs->def->name, lsnhex, on_reload_cbump, c) != 0
+	g->pending_bump = false;
+	if (sh->ks.cluster ? cluster_bump(e, sh, qs->def->name, lsnhex, on_reload_cbump, c) != 0
 	                   : cs_rc_script(e->redis, cs_rc_keyslot(genkey, gl), CS_SCRIPT_GEN_BUMP,
 	                             on_reload_bump, c, 4, 8, argv, lens) != 0) {
 		qtable_unref(c->qt);
 		free(c);
-		qs->pending_bump = true; /* retried by the generation timer */
+		g->pending_bump = true; /* retried by the generation timer */
 	}
 }
 
@@ -536,9 +539,12 @@ int cs_engine_reload(cs_engine *e, cs_config *cfg, char *err, size_t errlen)
 		keep.def = nd;
 		keep.index = i;
 		t->qs[i] = keep;
-		t->qs[i].pending_bump = !query_same(old->def, nd) || !inval_same(old->def, nd);
-		if (t->qs[i].pending_bump)
-			t->qs[i].gen_known = false;
+		bool changed = !query_same(old->def, nd) || !inval_same(old->def, nd);
+		for (int k = 0; k < e->nsh; k++) {
+			t->qs[i].sg[k].pending_bump = changed;
+			if (changed)
+				t->qs[i].sg[k].gen_known = false;
+		}
 	}
 	qtable *old = e->qt;
 	e->qt = t;
@@ -550,8 +556,9 @@ int cs_engine_reload(cs_engine *e, cs_config *cfg, char *err, size_t errlen)
 	if (e->inv && cs_inv_reload(e->inv, cfg) != 0)
 		cs_warn("reload: the invalidator keeps its old key mapping (out of memory)");
 	for (int i = 0; i < t->nq; i++)
-		if (t->qs[i].pending_bump)
-			bump_generation(e, &t->qs[i]);
+		for (int k = 0; k < e->nsh; k++)
+			if (t->qs[i].sg[k].pending_bump)
+				bump_generation(e, &t->qs[i], k);
 	load_gens(e);
 	return 0;
 }

@@ -207,8 +207,9 @@ static void on_fill_reply(cs_rc *rc, redisReply *reply, void *priv)
 			/* Generations only rise, unless Redis lost them: with fences on the epoch
 			 * check handles that; without, follow Redis down too (a single Redis: on a
 			 * cluster bucket b's copy is not the canonical one, bucket 0's GENS is). */
-			if (f->qt == e->qt && (gen > qs->gen || (!e->fence_on && !sh->ks.cluster)))
-				qs->gen = gen;
+			qgen *qg = &qs->sg[f->shard];
+			if (f->qt == e->qt && (gen > qg->gen || (!e->fence_on && !sh->ks.cluster)))
+				qg->gen = gen;
 		} else if (st == -3) {
 			e->stats.fill_refused_fence++;
 		} else if (st == -4) {
@@ -525,7 +526,8 @@ static void on_lease_poll(cs_rc *rc, redisReply *reply, void *priv)
 	 * the generations are trusted (pub/sub up: a bump would have been heard).
 	 * Otherwise the cache may not answer: the waiter queries (its fill is refused or
 	 * skipped as any would be). */
-	if (f->qt != e->qt || f->qs->gen != f->gen || f->qs->paused || !f->qs->gen_known ||
+	const qgen *qg = &f->qs->sg[f->shard];
+	if (f->qt != e->qt || qg->gen != f->gen || f->qs->paused || !qg->gen_known ||
 	        (e->fence_on && e->sh[f->shard].epoch_len == 0)) {
 		e->lease.gone++;
 		lease_query(f);

@@ -46,18 +46,26 @@
 
 /* ---- Types ------------------------------------------------------------------------------ */
 
+/* A query's generation in one shard's keyspace (SHARDS.md section 2: a gap or bump on one
+ * shard retires that shard's entries only). */
+typedef struct qgen {
+	uint64_t gen;
+	bool gen_known;
+	bool pending_bump; /* a reload or resume changed it and the bump is not in Redis yet */
+} qgen;
+
 typedef struct qstate {
 	const cs_query_def *def;
 	int index;
-	uint64_t gen;
-	bool gen_known;
-	bool pending_bump; /* a reload changed it and the bump is not in Redis yet */
 	bool paused;	   /* ADMIN pause: served from PostgreSQL, nothing read from or stored in
 			    * Redis, until resumed; this process only, kept across reloads */
 	unsigned long long scan_cursor; /* the verifier sampler walks the query's entries */
 	uint16_t scan_slot; /* ... on the node of this slot (a cluster; 0 on one Redis) */
 	uint64_t hits, stale_hits, misses, fills, refresh_early, refresh_expired,
 		refresh_revalidate;
+	/* per shard, sg[k] for e->sh[k] (k < e->nsh): inline, so a reload's copy of the qstate
+	 * carries the generations over, and the hit path reads sg[0] beside the fields above */
+	qgen sg[CS_MAX_SHARDS];
 } qstate;
 
 /* Query definitions of one config generation; in-flight work keeps a reference so a
@@ -357,6 +365,7 @@ typedef struct fillctx {
 	cs_engine *e;
 	qtable *qt;
 	qstate *qs;
+	int shard; /* the bump's shard (e->sh[shard], qs->sg[shard]) */
 } fillctx;
 
 /* A request's parameters, copied out of the frame so they outlive it. */
@@ -413,6 +422,7 @@ void bucket_repair(cs_engine *e, shard *sh, const char *q, uint32_t b);
 
 /* engine_gen.c */
 void load_gens(cs_engine *e);
+void gens_unknown(cs_engine *e);
 void cluster_epoch_check(cs_engine *e); /* engine_cluster_epoch.c */
 void on_gen_message(cs_redis *rd, redisReply *reply, void *priv);
 void on_pubsub_state(cs_redis *rd, bool up, void *priv);
@@ -421,9 +431,10 @@ void on_gen_timer(evutil_socket_t fd, short what, void *arg);
 /* A cluster bump's outcome: err 0 and the new generation (its GEN_SET fan-out answered,
  * failures counted), or -1 and a message (bucket 0's bump failed). */
 typedef void cluster_bump_cb(cs_engine *e, void *priv, int err, const char *msg, uint64_t gen);
-/* C_GEN_BUMP of query q on bucket 0 with query fence lsnhex, then GEN_SET on buckets
- * 1..255. 0 (cb runs once) or -1 (not sent; cb never runs). */
-int cluster_bump(cs_engine *e, const char *q, const char *lsnhex, cluster_bump_cb *cb, void *priv);
+/* C_GEN_BUMP of query q on shard sh's bucket 0 with query fence lsnhex, then GEN_SET on its
+ * buckets 1..255. 0 (cb runs once) or -1 (not sent; cb never runs). */
+int cluster_bump(cs_engine *e, const shard *sh, const char *q, const char *lsnhex,
+        cluster_bump_cb *cb, void *priv);
 
 /* engine_housekeeping.c */
 void on_server_notify(cs_pgserver *s, void *priv);
@@ -452,7 +463,7 @@ int psn_setup(cs_engine *e);
 void psn_on_nodes(cs_rc *rc, void *priv);
 void psn_free_all(cs_engine *e, bool mem);
 void on_tracking_message(cs_redis *rd, redisReply *reply, void *priv);
-void bump_generation(cs_engine *e, qstate *qs);
+void bump_generation(cs_engine *e, qstate *qs, int shard_ix);
 
 #define REPAIRS_MAX 64 /* bucket repairs in flight at most (engine_fill.c) */
 

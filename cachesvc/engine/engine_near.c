@@ -694,8 +694,7 @@ static void on_cl_ps_state(cs_redis *rd, bool up, void *priv)
 	for (int i = 0; i < e->npsn; i++)
 		if (e->psn[i] != n && e->psn[i]->gens_sub)
 			return;
-	for (int i = 0; i < e->qt->nq; i++)
-		e->qt->qs[i].gen_known = false;
+	gens_unknown(e);
 }
 
 /* The generations channel on a master's pub/sub connection: on_gen_message, and whether

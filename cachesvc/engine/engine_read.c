@@ -658,9 +658,21 @@ typedef struct keyed {
 	size_t kl;      /* the prefix (<ns>:e:<query>:<gen>:), 0 when it does not fit */
 	size_t keylen;  /* kl + the canonical parameters when cacheable, else kl */
 	bool cacheable;
+	bool reused;  /* the prefix was the kprefix's (key_make) */
+	uint64_t gen; /* the query's generation in the shard, the one in the key */
 	char err[256];
 	char key[KEY_MAX];
 } keyed;
+
+/* An MGET's last formatted prefix, reused by the next item of the same query, shard and
+ * generation (single Redis). */
+typedef struct kprefix {
+	const qstate *qs; /* NULL: none yet */
+	uint16_t shard;
+	uint64_t gen;
+	const char *p;
+	size_t len;
+} kprefix;
 
 /* key_make on a cluster: the prefix "{<ns>:<b>}:e:<q>:<g>:" depends on the bucket b of the
  * canonical parameters, so they are made first (after room for the longest prefix), then
@@ -676,7 +688,7 @@ static void key_make_cluster(const shard *sh, qstate *qs, const cs_get_req *req,
 	if (k->rc == 0) {
 		uint32_t b = cs_ks_bucket(&sh->ks, q->name, k->key + room, clen);
 		char pre[CS_KS_PREFIX_MAX + 3 + CS_PROTO_MAX_NAME + 1 + 20 + 2];
-		size_t pl = cs_ks_entry_prefix(&sh->ks, b, pre, sizeof pre, q->name, qs->gen);
+		size_t pl = cs_ks_entry_prefix(&sh->ks, b, pre, sizeof pre, q->name, k->gen);
 		if (pl > 0 && pl <= room) {
 			memmove(k->key + pl, k->key + room, clen + 1);
 			memcpy(k->key, pre, pl);
@@ -685,30 +697,34 @@ static void key_make_cluster(const shard *sh, qstate *qs, const cs_get_req *req,
 	}
 	k->cacheable = k->rc == 0 && k->kl > 0;
 	if (k->rc >= 0 && k->kl == 0) { /* not cacheable: the flight key only needs to be unique */
-		k->kl = cs_ks_entry_prefix(&sh->ks, 0, k->key, sizeof k->key, q->name, qs->gen);
+		k->kl = cs_ks_entry_prefix(&sh->ks, 0, k->key, sizeof k->key, q->name, k->gen);
 		k->cacheable = false;
 	}
 	k->keylen = k->cacheable ? k->kl + clen : k->kl;
 }
 
-/* Fills k for req of query qs. The prefix is formatted unless pfx (a previous item's
- * prefix of the same query, generation and shard, pfxlen bytes) is given. */
+/* Fills k for req of query qs: its shard, the query's generation there, the key. The
+ * prefix is formatted unless pfx (an MGET's previous prefix, may be NULL) is of the same
+ * query, shard and generation (k->reused). */
 static inline __attribute__((always_inline)) void key_make(
-        cs_engine *e, qstate *qs, const cs_get_req *req, keyed *k, const char *pfx, size_t pfxlen)
+        cs_engine *e, qstate *qs, const cs_get_req *req, keyed *k, const kprefix *pfx)
 {
 	const cs_query_def *q = qs->def;
 	k->qs = qs;
 	k->shard = 0; /* the implicit shard; SHARDS.md step 3b picks it (cs_shard_pick) */
+	k->gen = qs->sg[k->shard].gen;
+	k->reused = false;
 	const shard *sh = &e->sh[k->shard];
 	if (sh->ks.cluster) {
 		key_make_cluster(sh, qs, req, k);
 		return;
 	}
-	if (pfx) {
-		memcpy(k->key, pfx, pfxlen);
-		k->kl = pfxlen;
+	if (pfx && pfx->qs == qs && pfx->shard == k->shard && pfx->gen == k->gen) {
+		memcpy(k->key, pfx->p, pfx->len);
+		k->kl = pfx->len;
+		k->reused = true;
 	} else {
-		k->kl = cs_ks_entry_prefix(&sh->ks, 0, k->key, sizeof k->key, q->name, qs->gen);
+		k->kl = cs_ks_entry_prefix(&sh->ks, 0, k->key, sizeof k->key, q->name, k->gen);
 	}
 	/* the prefix never takes more than KEY_MAX - (CS_CANON_MAX + 1) bytes: canonical
 	 * parameters have the same room as in a buffer of their own */
@@ -740,7 +756,7 @@ static lookup *lookup_make(cs_engine *e, uint8_t op, const cs_get_req *req, cs_e
 	l->qt = e->qt;
 	e->qt->refs++;
 	l->qs = k->qs;
-	l->gen = k->qs->gen;
+	l->gen = k->gen;
 	l->shard = k->shard;
 	l->canon_off = k->kl;
 	memcpy(l->key, k->key, k->keylen);
@@ -767,7 +783,7 @@ static lookup *lookup_new(cs_engine *e, uint8_t op, const cs_get_req *req, cs_en
 			return NULL;
 		}
 		k = &mine;
-		key_make(e, qs, req, k, NULL, 0);
+		key_make(e, qs, req, k, NULL);
 	}
 	if (k->rc < 0) {
 		reply_error(e, cb, priv, k->rc, "%s", k->err);
@@ -794,10 +810,11 @@ static bool near_fast(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine
 	uint64_t t0 = cs_now_us();
 	qstate *qs = qtable_find(e->qt, req->query, req->query_len);
 	if (qs == NULL || !qs->def->near_cache || qs->def->xfetch_beta > 0 || qs->paused ||
-	        !qs->gen_known || !cs_rc_ready(e->redis))
+	        !cs_rc_ready(e->redis))
 		return false;
-	key_make(e, qs, req, k, NULL, 0);
-	if (!k->cacheable || (e->fence_on && e->sh[k->shard].epoch_len == 0))
+	key_make(e, qs, req, k, NULL);
+	if (!k->cacheable || !qs->sg[k->shard].gen_known ||
+	        (e->fence_on && e->sh[k->shard].epoch_len == 0))
 		return false;
 	size_t vlen = 0;
 	const uint8_t *v = cs_near_get(e->near, k->key, k->keylen, hash_bytes(k->key, k->keylen),
@@ -1110,9 +1127,7 @@ void cs_engine_mget(cs_engine *e, const cs_get_req *reqs, uint32_t n, cs_engine_
 	size_t keys_len = 0, pbytes = 0;
 	uint32_t ns = 0;
 	keyed k;
-	const qstate *pfx_qs = NULL; /* the prefix in keys at pfx_off is this query's */
-	uint64_t pfx_gen = 0;
-	size_t pfx_off = 0, pfx_len = 0;
+	kprefix pfx = {.qs = NULL};          /* the last prefix formatted into keys */
 	bool usable = cs_rc_ready(e->redis); /* and the item's shard's epoch known (below) */
 	bool near = e->near && cs_near_on(e->near);
 	uint64_t start_us = cs_now_us();
@@ -1141,16 +1156,13 @@ void cs_engine_mget(cs_engine *e, const cs_get_req *reqs, uint32_t n, cs_engine_
 				(int)CS_MIN(req->query_len, 64u), req->query);
 			continue;
 		}
-		/* a cluster is one for every shard (e->sh[0]'s flag); SHARDS.md step 3b: the
-		 * prefix is the same only for the same shard too */
-		bool same = qs == pfx_qs && qs->gen == pfx_gen && !e->sh[0].ks.cluster;
-		key_make(e, qs, req, &k, same ? keys + pfx_off : NULL, pfx_len);
+		key_make(e, qs, req, &k, &pfx);
 		if (k.rc < 0) {
 			reply_error(e, cb, privs[i], k.rc, "%s", k.err);
 			continue;
 		}
 		bool plain = k.cacheable && !req->bypass && !req->min_lsn && !qs->paused &&
-		             qs->gen_known && usable &&
+		             qs->sg[k.shard].gen_known && usable &&
 		             !(e->fence_on && e->sh[k.shard].epoch_len == 0);
 		bool watched = false;
 		cs_near_ticket nt = { 0, 0 };
@@ -1187,16 +1199,17 @@ void cs_engine_mget(cs_engine *e, const cs_get_req *reqs, uint32_t n, cs_engine_
 			}
 			continue;
 		}
-		if (!same) {
-			pfx_qs = qs;
-			pfx_gen = qs->gen;
-			pfx_off = keys_len;
-			pfx_len = k.kl;
+		if (!k.reused && !e->sh[k.shard].ks.cluster) {
+			pfx.qs = qs;
+			pfx.shard = k.shard;
+			pfx.gen = k.gen;
+			pfx.p = keys + keys_len;
+			pfx.len = k.kl;
 		}
 		memcpy(keys + keys_len, k.key, k.keylen);
 		send[ns] = (mitem){.priv = privs[i],
 		        .qs = qs,
-		        .gen = qs->gen,
+		        .gen = k.gen,
 		        .shard = k.shard,
 		        .key = keys + keys_len,
 		        .keylen = (uint32_t)k.keylen,
@@ -1377,7 +1390,7 @@ static bool lookup_local(lookup *l)
 		lookup_miss(l, false);
 		return true;
 	}
-	if (!cs_rc_ready(e->redis) || !qs->gen_known ||
+	if (!cs_rc_ready(e->redis) || !qs->sg[l->shard].gen_known ||
 	        (e->fence_on && e->sh[l->shard].epoch_len == 0)) {
 		e->stats.bypass_redis++;
 		lookup_miss(l, false);

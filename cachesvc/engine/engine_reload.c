@@ -218,12 +218,14 @@ bool cs_engine_healthy(const cs_engine *e, char *why, size_t whylen)
 		snprintf(why, whylen, "redis is not connected (serving from PostgreSQL)");
 		return false;
 	}
-	for (int i = 0; i < e->qt->nq; i++) {
-		if (!e->qt->qs[i].gen_known) {
-			snprintf(why, whylen, "loading query generations from redis (bypassing the cache)");
-			return false;
-		}
-	}
+	for (int i = 0; i < e->qt->nq; i++)
+		for (int k = 0; k < e->nsh; k++)
+			if (!e->qt->qs[i].sg[k].gen_known) {
+				snprintf(why, whylen,
+				        "loading query generations from redis (bypassing the "
+				        "cache)");
+				return false;
+			}
 	snprintf(why, whylen, "ok");
 	return true;
 }

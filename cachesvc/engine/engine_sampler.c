@@ -202,7 +202,7 @@ static void on_sample_scan(cs_rc *rc, redisReply *reply, void *priv)
 		char pre[CS_NAME_MAX + CS_MAX_NAME + 24];
 		sm->prefix_len =
 		        cs_ks_entry_prefix(&e->sh[0].ks, key_bucket(&e->sh[0], sm->key, sm->keylen),
-		                pre, sizeof pre, sm->qs->def->name, sm->qs->gen);
+		                pre, sizeof pre, sm->qs->def->name, sm->qs->sg[0].gen);
 	}
 	if (sm->qs->scan_cursor == 0 && e->sh[0].ks.cluster) /* that node done: another one next */
 		sm->qs->scan_slot = e->sh[0].bslot[cs_rand64() % CS_KS_BUCKETS];
@@ -221,16 +221,16 @@ static void on_sample_timer(evutil_socket_t fd, short what, void *arg)
 	if (sm->busy || t->nq == 0 || e->sh[0].primary == NULL || !cs_rc_ready(e->redis))
 		return;
 	qstate *qs = &t->qs[sm->qnext++ % t->nq];
-	if (!qs->gen_known)
+	if (!qs->sg[0].gen_known) /* the implicit shard's entries (a sampler per shard: step 6) */
 		return;
 	char pattern[CS_NAME_MAX + CS_MAX_NAME + 24], cursor[24];
 	int pl;
 	if (e->sh[0].ks.cluster) /* every bucket's entries of the query: "{<ns>:*}:e:<q>:<g>:*" */
 		pl = snprintf(pattern, sizeof pattern - 1, "{%s:*}:e:%s:%llu:", e->sh[0].ks.ns,
-		        qs->def->name, (unsigned long long)qs->gen);
+		        qs->def->name, (unsigned long long)qs->sg[0].gen);
 	else
 		pl = (int)cs_ks_entry_prefix(
-		        &e->sh[0].ks, 0, pattern, sizeof pattern - 1, qs->def->name, qs->gen);
+		        &e->sh[0].ks, 0, pattern, sizeof pattern - 1, qs->def->name, qs->sg[0].gen);
 	if (pl <= 0 || (size_t)pl >= sizeof pattern - 1)
 		return;
 	sm->prefix_len = (size_t)pl;
