@@ -42,22 +42,35 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 	}
 	e->base = base;
 	e->fence_on = cfg->fence;
-	char ns[CS_NS_MAX + 1];
-	cs_config_namespace(cfg, ns);
-	if (!cfg->redis_cluster) {
-		cs_ks_init(&e->ks, ns);
-	} else if (cs_ks_init_cluster(&e->ks, ns) != 0) {
-		snprintf(err, errlen, "[redis] namespace \"%s\" may not hold { or } on a cluster", ns);
+	/* the implicit shard (nshards is 0 here): its keyspace is the unsharded one */
+	e->nsh = 1;
+	e->sh = calloc((size_t)e->nsh, sizeof *e->sh);
+	if (e->sh == NULL) {
+		snprintf(err, errlen, "out of memory");
 		cs_config_free(cfg);
 		free(e);
 		return NULL;
 	}
-	/* every bucket's slot, once: the hit path takes it from here (no CRC16 per hit) */
-	for (uint32_t b = 0; b < CS_KS_BUCKETS; b++) {
-		char pre[CS_KS_PREFIX_MAX + 1];
-		size_t pl = cs_ks_prefix(&e->ks, b, pre, sizeof pre);
-		e->bslot[b] = e->ks.cluster ? cs_rc_keyslot(pre, pl) : 0;
+	char ns[CS_NS_MAX + 1];
+	cs_config_namespace(cfg, ns);
+	shard *sh0 = &e->sh[0];
+	if (!cfg->redis_cluster) {
+		cs_ks_init(&sh0->ks, ns);
+	} else if (cs_ks_init_cluster(&sh0->ks, ns) != 0) {
+		snprintf(err, errlen, "[redis] namespace \"%s\" may not hold { or } on a cluster",
+		        ns);
+		cs_config_free(cfg);
+		free(e->sh);
+		free(e);
+		return NULL;
 	}
+	/* every shard's bucket slots, once: the hit path takes them from here (no CRC16 per hit) */
+	for (int k = 0; k < e->nsh; k++)
+		for (uint32_t b = 0; b < CS_KS_BUCKETS; b++) {
+			char pre[CS_KS_PREFIX_MAX + 1];
+			size_t pl = cs_ks_prefix(&e->sh[k].ks, b, pre, sizeof pre);
+			e->sh[k].bslot[b] = e->sh[k].ks.cluster ? cs_rc_keyslot(pre, pl) : 0;
+		}
 	e->repair_on = cfg->redis_cluster_repair;
 	e->cepoch_on = cfg->redis_cluster_epoch_check;
 	cs_hist_init(&e->stats.hit_us);
@@ -116,8 +129,11 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 			.on_state = on_pubsub_state, .state_priv = e, .resolver = e->resolver,
 			.client_id = cfg->near_cache_size > 0 };
 		e->pubsub = cs_redis_new(base, &po, err, errlen);
-		if (e->pubsub == NULL ||
-			cs_redis_subscribe(e->pubsub, e->ks.channel, on_gen_message, e) != 0) {
+		bool subscribed = e->pubsub != NULL;
+		for (int k = 0; k < e->nsh && subscribed; k++) /* every shard's generations */
+			subscribed = cs_redis_subscribe(e->pubsub, e->sh[k].ks.channel,
+			                     on_gen_message, e) == 0;
+		if (!subscribed) {
 			cs_engine_free(e);
 			return NULL;
 		}
@@ -128,8 +144,8 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 	}
 
 	cs_pgpool_opts po2 = pool_opts(e, cfg);
-	e->servers = calloc((size_t)cfg->nreplicas + 1, sizeof *e->servers);
-	e->srv_id = calloc((size_t)cfg->nreplicas + 1, sizeof *e->srv_id);
+	e->servers = calloc((size_t)cfg->nreplicas + (size_t)e->nsh, sizeof *e->servers);
+	e->srv_id = calloc((size_t)cfg->nreplicas + (size_t)e->nsh, sizeof *e->srv_id);
 	e->retiring = calloc(MAX_SERVERS, sizeof *e->retiring);
 	e->retiring_id = calloc(MAX_SERVERS, sizeof *e->retiring_id);
 	e->retiring_until_us = calloc(MAX_SERVERS, sizeof *e->retiring_until_us);
@@ -145,9 +161,9 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 			r->pool_size, &po2);
 	}
 	if (cfg->primary_conninfo) {
-		e->primary = cs_pgserver_new(base, "primary", cfg->primary_conninfo, true,
-			(1u << CS_TIER_COUNT) - 1, cfg->primary_pool_size, &po2);
-		e->servers[e->nservers++] = e->primary;
+		sh0->primary = cs_pgserver_new(base, "primary", cfg->primary_conninfo, true,
+		        (1u << CS_TIER_COUNT) - 1, cfg->primary_pool_size, &po2);
+		e->servers[e->nservers++] = sh0->primary;
 	}
 	for (int i = 0; i < e->nservers; i++) {
 		e->srv_id[i] = i;
@@ -160,7 +176,7 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 		cs_pgserver_start(e->servers[i]);
 	}
 	if (cfg->inval_enabled) {
-		e->inv = cs_inv_new(base, cfg, e->primary, err, errlen);
+		e->inv = cs_inv_new(base, cfg, sh0->primary, err, errlen);
 		if (e->inv == NULL) {
 			cs_engine_free(e);
 			return NULL;
@@ -170,7 +186,8 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 		cs_engine_free(e);
 		return NULL;
 	}
-	if (cfg->verify_interval_ms > 0 && e->primary && sampler_start(e, cfg->verify_interval_ms) != 0) {
+	if (cfg->verify_interval_ms > 0 && sh0->primary &&
+	        sampler_start(e, cfg->verify_interval_ms) != 0) {
 		snprintf(err, errlen, "out of memory");
 		cs_engine_free(e);
 		return NULL;
@@ -196,7 +213,8 @@ void cs_engine_free(cs_engine *e)
 	for (int i = 0; i < e->nservers; i++)
 		cs_pgserver_free(e->servers[i]);
 	e->nservers = 0;
-	e->primary = NULL;
+	for (int k = 0; k < e->nsh; k++)
+		e->sh[k].primary = NULL;
 	while (e->nretiring > 0)
 		cs_pgserver_free(e->retiring[--e->nretiring]);
 	cs_inv_free(e->inv);
@@ -206,13 +224,14 @@ void cs_engine_free(cs_engine *e)
 	while (e->ryw_head)
 		flight_fail(e->ryw_head, -CS_ERR_SHUTTING_DOWN, "shutting down");
 	lease_fail_all(e); /* miss-lease waiters between two re-reads */
-	while (e->token_head) {
-		lookup *l = e->token_head;
-		e->token_head = l->tnext;
-		e->ntoken--;
-		greq_error(l->r, -CS_ERR_SHUTTING_DOWN, "shutting down");
-		lookup_free(l);
-	}
+	for (int k = 0; k < e->nsh; k++)
+		while (e->sh[k].token_head) {
+			lookup *l = e->sh[k].token_head;
+			e->sh[k].token_head = l->tnext;
+			e->sh[k].ntoken--;
+			greq_error(l->r, -CS_ERR_SHUTTING_DOWN, "shutting down");
+			lookup_free(l);
+		}
 	/* Redis next: its pending callbacks run now (reply NULL) - lookups answer (their
 	 * flights fail: stopping), the sampler ends its sample - so the sampler is stopped
 	 * only after them (it frees what a pending callback would free again). */
@@ -241,6 +260,7 @@ void cs_engine_free(cs_engine *e)
 	free(e->retiring_until_us);
 	cs_buf_free(&e->scratch);
 	qtable_unref(e->qt);
+	free(e->sh);
 	free(e);
 }
 
@@ -274,14 +294,15 @@ static void on_reload_bump(cs_rc *rc, redisReply *reply, void *priv)
 {
 	fillctx *c = priv;
 	if (reply && reply->type == REDIS_REPLY_INTEGER) {
+		qgen *g = &c->qs->sg[c->shard];
 		c->e->stats.gen_bumps++;
-		if ((uint64_t)reply->integer > c->qs->gen)
-			c->qs->gen = (uint64_t)reply->integer;
-		c->qs->gen_known = true;
+		if ((uint64_t)reply->integer > g->gen)
+			g->gen = (uint64_t)reply->integer;
+		g->gen_known = true;
 	} else {
 		cs_warn("query %s changed but its generation could not be bumped; it bypasses the "
 			"cache until it is", c->qs->def->name);
-		c->qs->pending_bump = true;
+		c->qs->sg[c->shard].pending_bump = true;
 	}
 	qtable_unref(c->qt);
 	free(c);
@@ -291,47 +312,52 @@ static void on_reload_bump(cs_rc *rc, redisReply *reply, void *priv)
 static void on_reload_cbump(cs_engine *e, void *priv, int err, const char *msg, uint64_t gen)
 {
 	fillctx *c = priv;
+	qgen *g = &c->qs->sg[c->shard];
 	if (err == 0) {
 		e->stats.gen_bumps++;
-		if (gen > c->qs->gen)
-			c->qs->gen = gen;
-		c->qs->gen_known = true;
+		if (gen > g->gen)
+			g->gen = gen;
+		g->gen_known = true;
 	} else {
 		cs_warn("query %s changed but its generation could not be bumped (%s); it bypasses "
 			"the cache until it is", c->qs->def->name, msg);
-		c->qs->pending_bump = true;
+		g->pending_bump = true;
 	}
 	qtable_unref(c->qt);
 	free(c);
 }
 
-/* INCR the query's generation and announce it: every process stops using old entries. */
-void bump_generation(cs_engine *e, qstate *qs)
+/* INCR the query's generation in shard shard_ix's keyspace and announce it: every process
+ * stops using the shard's old entries. A query changed or resumed is bumped on every shard
+ * (the callers' loops). */
+void bump_generation(cs_engine *e, qstate *qs, int shard_ix)
 {
+	shard *sh = &e->sh[shard_ix];
+	qgen *g = &qs->sg[shard_ix];
 	/* The query-level fence: the primary's last known position. Data older than it was
 	 * read under the old definition's generation at best; refuse it in the new one. */
 	char genkey[CS_NAME_MAX + CS_MAX_NAME], qfkey[CS_NAME_MAX + CS_MAX_NAME], lsnhex[17];
-	size_t gl = cs_ks_gen(&e->ks, genkey, sizeof genkey, qs->def->name);
-	size_t ql = cs_ks_qfence(&e->ks, qfkey, sizeof qfkey, qs->def->name);
-	cs_lsn_hex(e->primary ? cs_pgserver_lsn(e->primary) : 0, lsnhex);
-	const char *argv[] = { genkey, qfkey, e->ks.epoch, e->ks.fmax, e->ks.channel, qs->def->name,
-		lsnhex, "" };
-	size_t lens[] = { gl, ql, e->ks.epoch_len, e->ks.fmax_len, e->ks.channel_len,
-		strlen(qs->def->name), 16, 0 };
+	size_t gl = cs_ks_gen(&sh->ks, genkey, sizeof genkey, qs->def->name);
+	size_t ql = cs_ks_qfence(&sh->ks, qfkey, sizeof qfkey, qs->def->name);
+	cs_lsn_hex(sh->primary ? cs_pgserver_lsn(sh->primary) : 0, lsnhex);
+	const char *argv[] = {genkey, qfkey, sh->ks.epoch, sh->ks.fmax, sh->ks.channel,
+	        qs->def->name, lsnhex, ""};
+	size_t lens[] = {gl, ql, sh->ks.epoch_len, sh->ks.fmax_len, sh->ks.channel_len,
+	        strlen(qs->def->name), 16, 0};
 	fillctx *c = malloc(sizeof *c);
 	if (c == NULL) {
-		qs->pending_bump = true;
+		g->pending_bump = true;
 		return;
 	}
-	*c = (fillctx){ .e = e, .qt = e->qt, .qs = qs };
+	*c = (fillctx){.e = e, .qt = e->qt, .qs = qs, .shard = shard_ix};
 	e->qt->refs++;
-	qs->pending_bump = false;
-	if (e->ks.cluster ? cluster_bump(e, qs->def->name, lsnhex, on_reload_cbump, c) != 0
-			  : cs_rc_script(e->redis, cs_rc_keyslot(genkey, gl), CS_SCRIPT_GEN_BUMP,
-				    on_reload_bump, c, 4, 8, argv, lens) != 0) {
+	g->pending_bump = false;
+	if (sh->ks.cluster ? cluster_bump(e, sh, qs->def->name, lsnhex, on_reload_cbump, c) != 0
+	                   : cs_rc_script(e->redis, cs_rc_keyslot(genkey, gl), CS_SCRIPT_GEN_BUMP,
+	                             on_reload_bump, c, 4, 8, argv, lens) != 0) {
 		qtable_unref(c->qt);
 		free(c);
-		qs->pending_bump = true; /* retried by the generation timer */
+		g->pending_bump = true; /* retried by the generation timer */
 	}
 }
 
@@ -356,7 +382,7 @@ static int free_srv_id(const cs_engine *e, cs_pgserver *const *next, const int *
  * (its conninfo is restart-only). Nothing is changed when memory runs out. */
 static int servers_reload(cs_engine *e, const cs_config *cfg, char *err, size_t errlen)
 {
-	int cap = cfg->nreplicas + 1;
+	int cap = cfg->nreplicas + e->nsh; /* the replicas, then each shard's primary */
 	cs_pgserver **next = calloc((size_t)cap, sizeof *next);
 	int *next_id = calloc((size_t)cap, sizeof *next_id);
 	bool *kept = calloc((size_t)e->nservers + 1, sizeof *kept);
@@ -375,8 +401,9 @@ static int servers_reload(cs_engine *e, const cs_config *cfg, char *err, size_t 
 		const cs_replica_def *r = &cfg->replicas[i];
 		for (int k = 0; k < e->nservers; k++) {
 			cs_pgserver *s = e->servers[k];
-			if (s != e->primary && !kept[k] && strcmp(cs_pgserver_name(s), r->name) == 0 &&
-				cs_pgserver_same(s, r->conninfo, r->tiers, r->pool_size)) {
+			if (!is_primary(e, s) && !kept[k] &&
+			        strcmp(cs_pgserver_name(s), r->name) == 0 &&
+			        cs_pgserver_same(s, r->conninfo, r->tiers, r->pool_size)) {
 				kept[k] = true;
 				next[i] = s;
 				next_id[i] = e->srv_id[k];
@@ -384,12 +411,14 @@ static int servers_reload(cs_engine *e, const cs_config *cfg, char *err, size_t 
 			}
 		}
 	}
-	if (e->primary) {
+	for (int j = 0; j < e->nsh; j++) {
+		if (e->sh[j].primary == NULL)
+			continue;
 		for (int k = 0; k < e->nservers; k++)
-			if (e->servers[k] == e->primary) {
+			if (e->servers[k] == e->sh[j].primary) {
 				kept[k] = true;
-				next[cfg->nreplicas] = e->primary;
-				next_id[cfg->nreplicas] = e->srv_id[k];
+				next[cfg->nreplicas + j] = e->sh[j].primary;
+				next_id[cfg->nreplicas + j] = e->srv_id[k];
 			}
 	}
 	int nretire = 0;
@@ -510,9 +539,12 @@ int cs_engine_reload(cs_engine *e, cs_config *cfg, char *err, size_t errlen)
 		keep.def = nd;
 		keep.index = i;
 		t->qs[i] = keep;
-		t->qs[i].pending_bump = !query_same(old->def, nd) || !inval_same(old->def, nd);
-		if (t->qs[i].pending_bump)
-			t->qs[i].gen_known = false;
+		bool changed = !query_same(old->def, nd) || !inval_same(old->def, nd);
+		for (int k = 0; k < e->nsh; k++) {
+			t->qs[i].sg[k].pending_bump = changed;
+			if (changed)
+				t->qs[i].sg[k].gen_known = false;
+		}
 	}
 	qtable *old = e->qt;
 	e->qt = t;
@@ -524,8 +556,9 @@ int cs_engine_reload(cs_engine *e, cs_config *cfg, char *err, size_t errlen)
 	if (e->inv && cs_inv_reload(e->inv, cfg) != 0)
 		cs_warn("reload: the invalidator keeps its old key mapping (out of memory)");
 	for (int i = 0; i < t->nq; i++)
-		if (t->qs[i].pending_bump)
-			bump_generation(e, &t->qs[i]);
+		for (int k = 0; k < e->nsh; k++)
+			if (t->qs[i].sg[k].pending_bump)
+				bump_generation(e, &t->qs[i], k);
 	load_gens(e);
 	return 0;
 }

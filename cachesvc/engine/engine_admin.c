@@ -22,8 +22,10 @@ int cs_engine_pause(cs_engine *e, const char *name, size_t len, bool pause, bool
 	 * (or by a fill in flight across it) is not served again. Until Redis confirms the
 	 * bump, its requests bypass the cache, as after a reload's change. */
 	if (*changed && !pause) {
-		qs->gen_known = false;
-		bump_generation(e, qs);
+		for (int k = 0; k < e->nsh; k++) {
+			qs->sg[k].gen_known = false;
+			bump_generation(e, qs, k);
+		}
 	}
 	return 0;
 }
@@ -32,6 +34,7 @@ typedef struct invctx {
 	cs_engine *e;
 	qtable *qt;
 	qstate *qs;
+	int shard; /* e->sh[shard], qs->sg[shard] */
 	bool whole;
 	uint64_t n; /* a cluster INVAL: entries its script deleted */
 	cs_engine_inval_cb *cb;
@@ -49,8 +52,8 @@ static void on_inval_reply(cs_rc *rc, redisReply *reply, void *priv)
 		uint64_t n = (uint64_t)reply->integer;
 		if (c->whole) {
 			c->e->stats.gen_bumps++;
-			if (n > c->qs->gen)
-				c->qs->gen = n;
+			if (n > c->qs->sg[c->shard].gen)
+				c->qs->sg[c->shard].gen = n;
 		} else {
 			c->e->stats.invalidations += n;
 		}
@@ -69,8 +72,8 @@ static void on_inval_cbump(cs_engine *e, void *priv, int err, const char *msg, u
 		c->cb(c->priv, -CS_ERR_UNAVAILABLE, msg, 0);
 	} else {
 		e->stats.gen_bumps++;
-		if (gen > c->qs->gen)
-			c->qs->gen = gen;
+		if (gen > c->qs->sg[c->shard].gen)
+			c->qs->sg[c->shard].gen = gen;
 		c->cb(c->priv, 0, NULL, gen);
 	}
 	qtable_unref(c->qt);
@@ -113,8 +116,8 @@ static void on_inval_c(cs_rc *rc, redisReply *reply, void *priv)
 	const redisReply *k = reply->element[1];
 	const char *argv[] = {"DEL", k->str};
 	size_t lens[] = {3, (size_t)k->len};
-	if (cs_rc_cmd(e->redis, key_slot(e, k->str, (size_t)k->len), on_inval_del, c, 2, argv,
-	            lens) != 0)
+	if (cs_rc_cmd(e->redis, key_slot(&e->sh[c->shard], k->str, (size_t)k->len), on_inval_del, c,
+	            2, argv, lens) != 0)
 		on_inval_del(rc, NULL, c);
 }
 
@@ -144,54 +147,57 @@ void cs_engine_invalidate(cs_engine *e, const cs_inval_req *req, cs_engine_inval
 		return;
 	}
 	*c = (invctx){ .e = e, .qt = e->qt, .qs = qs, .whole = !req->has_params, .cb = cb, .priv = priv };
+	/* the implicit shard; step 3b: a key's own shard, a whole query every shard */
+	c->shard = 0;
 	e->qt->refs++;
+	const shard *sh = &e->sh[c->shard];
 	char genkey[CS_NAME_MAX + CS_MAX_NAME], lsnhex[17];
-	size_t gl = cs_ks_gen(&e->ks, genkey, sizeof genkey, q->name);
+	size_t gl = cs_ks_gen(&sh->ks, genkey, sizeof genkey, q->name);
 	/* Fence at the primary's last known LSN: fills of data read before it are refused. */
-	cs_lsn_hex(e->primary ? cs_pgserver_lsn(e->primary) : 0, lsnhex);
+	cs_lsn_hex(sh->primary ? cs_pgserver_lsn(sh->primary) : 0, lsnhex);
 	int rc;
-	if (e->ks.cluster && c->whole) {
-		rc = cluster_bump(e, q->name, lsnhex, on_inval_cbump, c);
-	} else if (e->ks.cluster) {
+	if (sh->ks.cluster && c->whole) {
+		rc = cluster_bump(e, sh, q->name, lsnhex, on_inval_cbump, c);
+	} else if (sh->ks.cluster) {
 		char fence[KEY_MAX], px[24], pre[CS_KS_PREFIX_MAX + 1], fmax[CS_NAME_MAX],
 		        epoch[CS_NAME_MAX];
-		uint32_t b = cs_ks_bucket(&e->ks, q->name, canon, clen);
-		size_t fl = cs_ks_fence(&e->ks, fence, sizeof fence, q->name, canon, clen);
-		size_t bl = cs_ks_gen_in(&e->ks, b, genkey, sizeof genkey, q->name);
-		size_t prl = cs_ks_prefix(&e->ks, b, pre, sizeof pre);
-		size_t ml = cs_ks_fixed_in(&e->ks, b, CS_KS_FMAX, fmax, sizeof fmax);
-		size_t el = cs_ks_fixed_in(&e->ks, b, CS_KS_EPOCH, epoch, sizeof epoch);
+		uint32_t b = cs_ks_bucket(&sh->ks, q->name, canon, clen);
+		size_t fl = cs_ks_fence(&sh->ks, fence, sizeof fence, q->name, canon, clen);
+		size_t bl = cs_ks_gen_in(&sh->ks, b, genkey, sizeof genkey, q->name);
+		size_t prl = cs_ks_prefix(&sh->ks, b, pre, sizeof pre);
+		size_t ml = cs_ks_fixed_in(&sh->ks, b, CS_KS_FMAX, fmax, sizeof fmax);
+		size_t el = cs_ks_fixed_in(&sh->ks, b, CS_KS_EPOCH, epoch, sizeof epoch);
 		int pl = snprintf(px, sizeof px, "%lld", (long long)e->qt->cfg->fence_ttl_ms);
-		const char *sfx = memchr(e->epoch, ':', e->epoch_len);
-		size_t sl = sfx ? e->epoch_len - (size_t)(sfx - e->epoch) : 0;
+		const char *sfx = memchr(sh->epoch, ':', sh->epoch_len);
+		size_t sl = sfx ? sh->epoch_len - (size_t)(sfx - sh->epoch) : 0;
 		/* bucket b's copies; the epoch copy checked by its ":<random>" part */
 		const char *argv[] = {fence, genkey, epoch, fmax, lsnhex, px, pre, sfx ? sfx : "",
 		        q->name, canon};
 		size_t lens[] = {fl, bl, el, ml, 16, (size_t)pl, prl, sl, strlen(q->name), clen};
-		rc = (e->epoch_len == 0 && e->fence_on) || fl == 0 || bl == 0 || prl == 0 ||
+		rc = (sh->epoch_len == 0 && e->fence_on) || fl == 0 || bl == 0 || prl == 0 ||
 		                     ml == 0 || el == 0
 		             ? -1
-		             : cs_rc_script(e->redis, e->bslot[b], CS_SCRIPT_C_INVAL, on_inval_c, c,
-		                       4, 10, argv, lens);
+		             : cs_rc_script(e->redis, sh->bslot[b], CS_SCRIPT_C_INVAL, on_inval_c,
+		                       c, 4, 10, argv, lens);
 	} else if (c->whole) {
 		char qfkey[CS_NAME_MAX + CS_MAX_NAME];
-		size_t ql = cs_ks_qfence(&e->ks, qfkey, sizeof qfkey, q->name);
-		const char *argv[] = { genkey, qfkey, e->ks.epoch, e->ks.fmax, e->ks.channel, q->name,
-			lsnhex, "" };
-		size_t lens[] = { gl, ql, e->ks.epoch_len, e->ks.fmax_len, e->ks.channel_len,
-			strlen(q->name), 16, 0 };
+		size_t ql = cs_ks_qfence(&sh->ks, qfkey, sizeof qfkey, q->name);
+		const char *argv[] = {genkey, qfkey, sh->ks.epoch, sh->ks.fmax, sh->ks.channel,
+		        q->name, lsnhex, ""};
+		size_t lens[] = {gl, ql, sh->ks.epoch_len, sh->ks.fmax_len, sh->ks.channel_len,
+		        strlen(q->name), 16, 0};
 		rc = cs_rc_script(e->redis, cs_rc_keyslot(genkey, gl), CS_SCRIPT_GEN_BUMP,
 		        on_inval_reply, c, 4, 8, argv, lens);
 	} else {
 		char fence[KEY_MAX], px[24];
-		size_t fl = cs_ks_fence(&e->ks, fence, sizeof fence, q->name, canon, clen);
+		size_t fl = cs_ks_fence(&sh->ks, fence, sizeof fence, q->name, canon, clen);
 		int pl = snprintf(px, sizeof px, "%lld", (long long)e->qt->cfg->fence_ttl_ms);
 		/* the epoch guard needs the current epoch: use it as read by this process */
-		const char *argv[] = { fence, genkey, e->ks.epoch, e->ks.fmax, lsnhex, px, e->ks.ns,
-			e->epoch, q->name, canon };
-		size_t lens[] = { fl, gl, e->ks.epoch_len, e->ks.fmax_len, 16, (size_t)pl, e->ks.nslen,
-			e->epoch_len, strlen(q->name), clen };
-		rc = e->epoch_len == 0 && e->fence_on
+		const char *argv[] = {fence, genkey, sh->ks.epoch, sh->ks.fmax, lsnhex, px,
+		        sh->ks.ns, sh->epoch, q->name, canon};
+		size_t lens[] = {fl, gl, sh->ks.epoch_len, sh->ks.fmax_len, 16, (size_t)pl,
+		        sh->ks.nslen, sh->epoch_len, strlen(q->name), clen};
+		rc = sh->epoch_len == 0 && e->fence_on
 		             ? -1
 		             : cs_rc_script(e->redis, cs_rc_keyslot(fence, fl), CS_SCRIPT_INVAL,
 		                       on_inval_reply, c, 4, 10, argv, lens);

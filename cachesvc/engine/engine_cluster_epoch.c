@@ -45,8 +45,8 @@ static void cepoch_done(cepoch_round *r)
 			        "cache until the invalidator resynchronises");
 		e->cepoch_lost = true;
 		e->stats.epoch_invalid++;
-		e->epoch_len = 0;
-		e->epoch[0] = '\0';
+		e->sh[0].epoch_len = 0;
+		e->sh[0].epoch[0] = '\0';
 	} else if (!r->failed && e->cepoch_lost) {
 		/* every copy names its node's run again: the invalidator resynchronised */
 		e->cepoch_lost = false;
@@ -70,10 +70,10 @@ static void on_cepoch_reply(cs_rc *rc, redisReply *reply, void *priv)
 
 void cluster_epoch_check(cs_engine *e)
 {
-	if (!e->ks.cluster || !e->fence_on || !e->cepoch_on || e->cepoch_busy)
+	if (!e->sh[0].ks.cluster || !e->fence_on || !e->cepoch_on || e->cepoch_busy)
 		return;
 	int nn = cs_rc_nnodes(e->redis);
-	int n0 = cs_rc_slot_node(e->redis, e->bslot[0]);
+	int n0 = cs_rc_slot_node(e->redis, e->sh[0].bslot[0]);
 	uint32_t pick[CEPOCH_NODES_MAX];
 	int seen[CEPOCH_NODES_MAX];
 	int np = 0;
@@ -81,9 +81,9 @@ void cluster_epoch_check(cs_engine *e)
 		/* a slot without a ready master is not read from (while any master is not ready
 		 * every read bypasses the cache): its node is checked once it is ready again, at
 		 * most one poll later */
-		if (!cs_rc_slot_ready(e->redis, e->bslot[b]))
+		if (!cs_rc_slot_ready(e->redis, e->sh[0].bslot[b]))
 			continue;
-		int n = cs_rc_slot_node(e->redis, e->bslot[b]);
+		int n = cs_rc_slot_node(e->redis, e->sh[0].bslot[b]);
 		bool dup = n < 0 || n >= nn || n == n0;
 		for (int i = 0; i < np && !dup; i++)
 			dup = seen[i] == n;
@@ -101,10 +101,10 @@ void cluster_epoch_check(cs_engine *e)
 	e->cepoch_busy = true;
 	for (int i = 0; i < np; i++) {
 		char key[CS_NAME_MAX];
-		size_t kl = cs_ks_fixed_in(&e->ks, pick[i], CS_KS_EPOCH, key, sizeof key);
+		size_t kl = cs_ks_fixed_in(&e->sh[0].ks, pick[i], CS_KS_EPOCH, key, sizeof key);
 		const char *argv[] = {key};
 		size_t lens[] = {kl};
-		if (kl > 0 && cs_rc_script(e->redis, e->bslot[pick[i]], CS_SCRIPT_GENS,
+		if (kl > 0 && cs_rc_script(e->redis, e->sh[0].bslot[pick[i]], CS_SCRIPT_GENS,
 		                      on_cepoch_reply, r, 1, 1, argv, lens) == 0)
 			r->pending++;
 		else

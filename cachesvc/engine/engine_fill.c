@@ -89,6 +89,7 @@ static void flight_answer_all(flight *f, uint8_t stored)
 
 typedef struct repairctx {
 	cs_engine *e;
+	shard *sh;
 	uint32_t bucket;
 	char q[];
 } repairctx;
@@ -118,6 +119,7 @@ static void on_repair_read(cs_rc *rc, redisReply *reply, void *priv)
 {
 	repairctx *c = priv;
 	cs_engine *e = c->e;
+	const shard *sh = c->sh;
 	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
 	        reply->element[0]->type != REDIS_REPLY_STRING) {
 		repair_done(c, false, "bucket 0 not read");
@@ -126,10 +128,10 @@ static void on_repair_read(cs_rc *rc, redisReply *reply, void *priv)
 	const redisReply *g = reply->element[0], *qf = reply->element[1];
 	char genkey[CS_NAME_MAX + CS_MAX_NAME], qfkey[CS_NAME_MAX + CS_MAX_NAME];
 	char fmax[CS_NAME_MAX], epoch[CS_NAME_MAX];
-	size_t gl = cs_ks_gen_in(&e->ks, c->bucket, genkey, sizeof genkey, c->q);
-	size_t ql = cs_ks_qfence_in(&e->ks, c->bucket, qfkey, sizeof qfkey, c->q);
-	size_t fl = cs_ks_fixed_in(&e->ks, c->bucket, CS_KS_FMAX, fmax, sizeof fmax);
-	size_t el = cs_ks_fixed_in(&e->ks, c->bucket, CS_KS_EPOCH, epoch, sizeof epoch);
+	size_t gl = cs_ks_gen_in(&sh->ks, c->bucket, genkey, sizeof genkey, c->q);
+	size_t ql = cs_ks_qfence_in(&sh->ks, c->bucket, qfkey, sizeof qfkey, c->q);
+	size_t fl = cs_ks_fixed_in(&sh->ks, c->bucket, CS_KS_FMAX, fmax, sizeof fmax);
+	size_t el = cs_ks_fixed_in(&sh->ks, c->bucket, CS_KS_EPOCH, epoch, sizeof epoch);
 	/* GEN_SET(q, g_0, qf_0): qf_0 read with g_0 is at least the query fence of the bump
 	 * that issued g_0 (fence proof (e')); no query fence yet: 0 */
 	bool hasqf = qf->type == REDIS_REPLY_STRING && qf->len == 16;
@@ -137,14 +139,15 @@ static void on_repair_read(cs_rc *rc, redisReply *reply, void *priv)
 	        genkey, qfkey, fmax, epoch, g->str, hasqf ? qf->str : "0000000000000000", ""};
 	size_t lens[] = {gl, ql, fl, el, (size_t)g->len, 16, 0};
 	if (gl == 0 || ql == 0 || fl == 0 || el == 0 ||
-	        cs_rc_script(e->redis, e->bslot[c->bucket], CS_SCRIPT_C_GEN_SET, on_repair_set, c,
+	        cs_rc_script(e->redis, sh->bslot[c->bucket], CS_SCRIPT_C_GEN_SET, on_repair_set, c,
 	                4, 7, argv, lens) != 0)
 		repair_done(c, false, "not sent");
 }
 
-/* Repairs bucket b of query q: GEN_SET(q, g_0, qf_0) with bucket 0's values. Bounded
- * (REPAIRS_MAX in flight); a repair not made is made by the next refused fill. */
-void bucket_repair(cs_engine *e, const char *q, uint32_t b)
+/* Repairs bucket b of query q in shard sh's keyspace: GEN_SET(q, g_0, qf_0) with the
+ * shard's bucket 0's values. Bounded (REPAIRS_MAX in flight); a repair not made is made by
+ * the next refused fill. */
+void bucket_repair(cs_engine *e, shard *sh, const char *q, uint32_t b)
 {
 	if (b == 0 || e->repairs_inflight >= REPAIRS_MAX) {
 		e->cl.repair_errors++;
@@ -157,16 +160,17 @@ void bucket_repair(cs_engine *e, const char *q, uint32_t b)
 		return;
 	}
 	c->e = e;
+	c->sh = sh;
 	c->bucket = b;
 	memcpy(c->q, q, qn + 1);
 	e->repairs_inflight++;
 	char genkey[CS_NAME_MAX + CS_MAX_NAME], qfkey[CS_NAME_MAX + CS_MAX_NAME];
-	size_t gl = cs_ks_gen(&e->ks, genkey, sizeof genkey, q);
-	size_t ql = cs_ks_qfence(&e->ks, qfkey, sizeof qfkey, q);
+	size_t gl = cs_ks_gen(&sh->ks, genkey, sizeof genkey, q);
+	size_t ql = cs_ks_qfence(&sh->ks, qfkey, sizeof qfkey, q);
 	const char *argv[] = {"MGET", genkey, qfkey};
 	size_t lens[] = {4, gl, ql};
 	if (gl == 0 || ql == 0 ||
-	        cs_rc_cmd(e->redis, e->bslot[0], on_repair_read, c, 3, argv, lens) != 0)
+	        cs_rc_cmd(e->redis, sh->bslot[0], on_repair_read, c, 3, argv, lens) != 0)
 		repair_done(c, false, "not sent");
 }
 
@@ -174,6 +178,7 @@ static void on_fill_reply(cs_rc *rc, redisReply *reply, void *priv)
 {
 	flight *f = priv;
 	cs_engine *e = f->e;
+	shard *sh = &e->sh[f->shard];
 	qstate *qs = f->qs;
 	bool stored = false;
 	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
@@ -190,19 +195,21 @@ static void on_fill_reply(cs_rc *rc, redisReply *reply, void *priv)
 			stored = true;
 			e->stats.fills++;
 			qs->fills++;
-		} else if (st == 0 && e->ks.cluster && gen < f->gen) {
+		} else if (st == 0 && sh->ks.cluster && gen < f->gen) {
 			/* bucket b missed a GEN_SET (a bumper's fan-out cut short): repair it from
 			 * bucket 0 (CLUSTER.md (e')); the daemon keeps its generation */
 			e->stats.fill_refused_gen++;
 			if (e->repair_on)
-				bucket_repair(e, qs->def->name, key_bucket(e, f->key, f->keylen));
+				bucket_repair(
+				        e, sh, qs->def->name, key_bucket(sh, f->key, f->keylen));
 		} else if (st == 0) {
 			e->stats.fill_refused_gen++;
 			/* Generations only rise, unless Redis lost them: with fences on the epoch
 			 * check handles that; without, follow Redis down too (a single Redis: on a
 			 * cluster bucket b's copy is not the canonical one, bucket 0's GENS is). */
-			if (f->qt == e->qt && (gen > qs->gen || (!e->fence_on && !e->ks.cluster)))
-				qs->gen = gen;
+			qgen *qg = &qs->sg[f->shard];
+			if (f->qt == e->qt && (gen > qg->gen || (!e->fence_on && !sh->ks.cluster)))
+				qg->gen = gen;
 		} else if (st == -3) {
 			e->stats.fill_refused_fence++;
 		} else if (st == -4) {
@@ -234,14 +241,15 @@ static void on_fill_reply(cs_rc *rc, redisReply *reply, void *priv)
 static bool fill(flight *f, const uint8_t *value, size_t len, int64_t px, uint64_t lsn)
 {
 	cs_engine *e = f->e;
+	const shard *sh = &e->sh[f->shard];
 	const cs_query_def *q = f->qs->def;
 	char fence[KEY_MAX], genkey[CS_NAME_MAX + CS_MAX_NAME], qfkey[CS_NAME_MAX + CS_MAX_NAME];
 	char lsnhex[17], pxs[24], gens[24];
 	const char *canon = f->key + f->canon_off;
 	size_t canon_len = f->keylen - f->canon_off;
-	size_t fl = cs_ks_fence(&e->ks, fence, sizeof fence, q->name, canon, canon_len);
-	size_t gl = cs_ks_gen(&e->ks, genkey, sizeof genkey, q->name);
-	size_t ql = cs_ks_qfence(&e->ks, qfkey, sizeof qfkey, q->name);
+	size_t fl = cs_ks_fence(&sh->ks, fence, sizeof fence, q->name, canon, canon_len);
+	size_t gl = cs_ks_gen(&sh->ks, genkey, sizeof genkey, q->name);
+	size_t ql = cs_ks_qfence(&sh->ks, qfkey, sizeof qfkey, q->name);
 	cs_lsn_hex(lsn, lsnhex);
 	int pl = snprintf(pxs, sizeof pxs, "%lld", (long long)px);
 	int nl = snprintf(gens, sizeof gens, "%llu", (unsigned long long)f->gen);
@@ -252,36 +260,37 @@ static bool fill(flight *f, const uint8_t *value, size_t len, int64_t px, uint64
 	 * run) */
 	char lease[KEY_MAX];
 	size_t ll = f->leased ? lease_key(f, lease, sizeof lease) : 0;
-	const char *argv[] = { f->key, fence, genkey, e->ks.horizon, qfkey, e->ks.epoch, e->ks.fmax,
-		e->ks.evk, lease, (const char *)value, pxs, lsnhex, gens, e->fence_on ? "1" : "0",
-		qfence_on, e->epoch, evict_on };
-	size_t lens[] = { f->keylen, fl, gl, e->ks.horizon_len, ql, e->ks.epoch_len, e->ks.fmax_len,
-		e->ks.evk_len, ll, len, (size_t)pl, 16, (size_t)nl, 1, 1, e->epoch_len, 1 };
+	const char *argv[] = {f->key, fence, genkey, sh->ks.horizon, qfkey, sh->ks.epoch,
+	        sh->ks.fmax, sh->ks.evk, lease, (const char *)value, pxs, lsnhex, gens,
+	        e->fence_on ? "1" : "0", qfence_on, sh->epoch, evict_on};
+	size_t lens[] = {f->keylen, fl, gl, sh->ks.horizon_len, ql, sh->ks.epoch_len,
+	        sh->ks.fmax_len, sh->ks.evk_len, ll, len, (size_t)pl, 16, (size_t)nl, 1, 1,
+	        sh->epoch_len, 1};
 	int script = CS_SCRIPT_FILL;
 	uint16_t slot = 0;
 	/* a cluster: bucket b's copies of the shared keys (CLUSTER.md section 3), the epoch by
 	 * its ":<random>" part */
 	char bk[4][CS_NAME_MAX];
-	if (e->ks.cluster) {
-		uint32_t b = key_bucket(e, f->key, f->keylen);
-		static const cs_ks_fixed which[4] = { CS_KS_HORIZON, CS_KS_EPOCH, CS_KS_FMAX,
-			CS_KS_EVK };
-		static const int at[4] = { 3, 5, 6, 7 };
+	if (sh->ks.cluster) {
+		uint32_t b = key_bucket(sh, f->key, f->keylen);
+		static const cs_ks_fixed which[4] = {
+		        CS_KS_HORIZON, CS_KS_EPOCH, CS_KS_FMAX, CS_KS_EVK};
+		static const int at[4] = {3, 5, 6, 7};
 		for (int i = 0; i < 4; i++) {
-			lens[at[i]] = cs_ks_fixed_in(&e->ks, b, which[i], bk[i], sizeof bk[i]);
+			lens[at[i]] = cs_ks_fixed_in(&sh->ks, b, which[i], bk[i], sizeof bk[i]);
 			argv[at[i]] = bk[i];
 			if (lens[at[i]] == 0)
 				fl = 0;
 		}
-		gl = cs_ks_gen_in(&e->ks, b, genkey, sizeof genkey, q->name);
-		ql = cs_ks_qfence_in(&e->ks, b, qfkey, sizeof qfkey, q->name);
+		gl = cs_ks_gen_in(&sh->ks, b, genkey, sizeof genkey, q->name);
+		ql = cs_ks_qfence_in(&sh->ks, b, qfkey, sizeof qfkey, q->name);
 		lens[2] = gl;
 		lens[4] = ql;
-		const char *sfx = memchr(e->epoch, ':', e->epoch_len);
+		const char *sfx = memchr(sh->epoch, ':', sh->epoch_len);
 		argv[15] = sfx ? sfx : "";
-		lens[15] = sfx ? e->epoch_len - (size_t)(sfx - e->epoch) : 0;
+		lens[15] = sfx ? sh->epoch_len - (size_t)(sfx - sh->epoch) : 0;
 		script = CS_SCRIPT_C_FILL;
-		slot = e->bslot[b];
+		slot = sh->bslot[b];
 	} else {
 		slot = cs_rc_keyslot(f->key, f->keylen);
 	}
@@ -450,8 +459,8 @@ static bool lease_wanted(const flight *f, const greq *r, int cause)
 
 static size_t lease_key(const flight *f, char *buf, size_t cap)
 {
-	return cs_ks_lease(&f->e->ks, buf, cap, f->qs->def->name, f->key + f->canon_off,
-		f->keylen - f->canon_off);
+	return cs_ks_lease(&f->e->sh[f->shard].ks, buf, cap, f->qs->def->name,
+	        f->key + f->canon_off, f->keylen - f->canon_off);
 }
 
 /* Stops waiting and queries (flight_dispatch: fails at once if the engine stops). */
@@ -517,8 +526,9 @@ static void on_lease_poll(cs_rc *rc, redisReply *reply, void *priv)
 	 * the generations are trusted (pub/sub up: a bump would have been heard).
 	 * Otherwise the cache may not answer: the waiter queries (its fill is refused or
 	 * skipped as any would be). */
-	if (f->qt != e->qt || f->qs->gen != f->gen || f->qs->paused || !f->qs->gen_known ||
-		(e->fence_on && e->epoch_len == 0)) {
+	const qgen *qg = &f->qs->sg[f->shard];
+	if (f->qt != e->qt || qg->gen != f->gen || f->qs->paused || !qg->gen_known ||
+	        (e->fence_on && e->sh[f->shard].epoch_len == 0)) {
 		e->lease.gone++;
 		lease_query(f);
 		return;
@@ -646,9 +656,9 @@ void lease_fail_all(cs_engine *e)
 }
 
 /* Starts (or joins) the flight for key; r may be NULL for a background refresh. */
-void miss(cs_engine *e, qstate *qs, const char *key, size_t keylen, size_t canon_off,
-	uint64_t gen, bool store, greq *r, uint8_t tier, uint64_t min_lsn, const cs_value *params,
-	uint32_t nparams, int cause)
+void miss(cs_engine *e, int shard_ix, qstate *qs, const char *key, size_t keylen, size_t canon_off,
+        uint64_t gen, bool store, greq *r, uint8_t tier, uint64_t min_lsn, const cs_value *params,
+        uint32_t nparams, int cause)
 {
 	uint64_t h = hash_bytes(key, keylen);
 	flight *f = flight_find(e, key, keylen, h, min_lsn, qs->def);
@@ -695,6 +705,7 @@ void miss(cs_engine *e, qstate *qs, const char *key, size_t keylen, size_t canon
 	f->hash = h;
 	f->min_lsn = min_lsn;
 	f->gen = gen;
+	f->shard = (uint16_t)shard_ix;
 	f->tier = tier;
 	f->store = store;
 	f->background = r == NULL;

@@ -6,25 +6,29 @@
 typedef struct gensctx {
 	cs_engine *e;
 	qtable *t;
+	int shard; /* the shard polled (e->sh[shard], qs->sg[shard]) */
 } gensctx;
 
-/* The generations poll: the epoch (is it this Redis run's, and the one we know?) and every
- * query's generation, read in one script. */
+/* A shard's generations poll: its epoch (is it this Redis run's, and the one we know?) and
+ * every query's generation in its keyspace, read in one script. */
 static void on_gens_reply(cs_rc *rc, redisReply *reply, void *priv)
 {
 	gensctx *c = priv;
 	cs_engine *e = c->e;
 	qtable *t = c->t;
+	int k = c->shard;
+	shard *sh = &e->sh[k];
 	free(c);
-	e->gens_busy = false;
+	sh->gens_busy = false;
 	if (reply && reply->type == REDIS_REPLY_ARRAY && (int)reply->elements == t->nq + 2 &&
-		reply->element[0]->type == REDIS_REPLY_INTEGER &&
-		reply->element[1]->type == REDIS_REPLY_STRING &&
-		(size_t)reply->element[1]->len < sizeof e->epoch) {
+	        reply->element[0]->type == REDIS_REPLY_INTEGER &&
+	        reply->element[1]->type == REDIS_REPLY_STRING &&
+	        (size_t)reply->element[1]->len < sizeof sh->epoch) {
 		/* a master found on another run keeps the epoch unknown (engine_cluster_epoch.c) */
 		bool valid = reply->element[0]->integer == 1 && !e->cepoch_lost;
 		const redisReply *ep = reply->element[1];
-		bool changed = (size_t)ep->len != e->epoch_len || memcmp(ep->str, e->epoch, e->epoch_len) != 0;
+		bool changed = (size_t)ep->len != sh->epoch_len ||
+		               memcmp(ep->str, sh->epoch, sh->epoch_len) != 0;
 		if (e->near && !e->near_untracked && (changed || (e->fence_on && !valid))) {
 			/* another Redis run, or data lost, or the invalidator resynchronised */
 			if (cs_near_get_stats(e->near)->entries)
@@ -34,27 +38,29 @@ static void on_gens_reply(cs_rc *rc, redisReply *reply, void *priv)
 		if (e->fence_on && !valid) {
 			/* Redis lost data (or no invalidator has synchronised it yet): neither
 			 * serve nor store until the invalidator has resynchronised. */
-			if (e->epoch_len)
-				cs_warn("redis: the namespace's epoch is gone or from another Redis run (data "
-					"lost?): bypassing the cache until the invalidator resynchronises");
-			e->epoch_len = 0;
-			e->epoch[0] = '\0';
+			if (sh->epoch_len)
+				cs_warn("redis: the namespace's epoch is gone or from another "
+					"Redis run (data lost?): bypassing the cache until the "
+					"invalidator resynchronises");
+			sh->epoch_len = 0;
+			sh->epoch[0] = '\0';
 			e->stats.epoch_invalid++;
 		} else if (t == e->qt) {
 			if (changed) {
-				memcpy(e->epoch, ep->str, (size_t)ep->len);
-				e->epoch[ep->len] = '\0';
-				e->epoch_len = (size_t)ep->len;
+				memcpy(sh->epoch, ep->str, (size_t)ep->len);
+				sh->epoch[ep->len] = '\0';
+				sh->epoch_len = (size_t)ep->len;
 				e->stats.epoch_changes++;
 			}
 			for (int i = 0; i < t->nq; i++) {
 				redisReply *g = reply->element[i + 2];
 				uint64_t gen = g->type == REDIS_REPLY_STRING ? strtoull(g->str, NULL, 10) : 0;
 				/* a new epoch: Redis's generations are the truth, even lower ones */
-				if (!t->qs[i].gen_known || gen > t->qs[i].gen || changed || !e->fence_on)
-					t->qs[i].gen = gen;
-				if (!t->qs[i].pending_bump)
-					t->qs[i].gen_known = true;
+				qgen *qg = &t->qs[i].sg[k];
+				if (!qg->gen_known || gen > qg->gen || changed || !e->fence_on)
+					qg->gen = gen;
+				if (!qg->pending_bump)
+					qg->gen_known = true;
 			}
 		}
 	} else if (reply != NULL) {
@@ -72,10 +78,12 @@ static void on_gens_reply(cs_rc *rc, redisReply *reply, void *priv)
 	qtable_unref(t);
 }
 
-void load_gens(cs_engine *e)
+/* Polls shard k's generations (at most one poll per shard in flight). */
+static void load_shard_gens(cs_engine *e, int k)
 {
 	qtable *t = e->qt;
-	if (!cs_rc_slot_ready(e->redis, e->bslot[0]) || e->gens_busy)
+	shard *sh = &e->sh[k];
+	if (!cs_rc_slot_ready(e->redis, sh->bslot[0]) || sh->gens_busy)
 		return; /* GENS runs on bucket 0 alone */
 	size_t n = (size_t)t->nq + 1;
 	const char **argv = calloc(n, sizeof *argv);
@@ -83,18 +91,19 @@ void load_gens(cs_engine *e)
 	char (*keys)[CS_NAME_MAX + CS_MAX_NAME] = calloc(n, sizeof *keys);
 	gensctx *c = malloc(sizeof *c);
 	if (argv && lens && keys && c) {
-		argv[0] = e->ks.epoch;
-		lens[0] = e->ks.epoch_len;
+		argv[0] = sh->ks.epoch;
+		lens[0] = sh->ks.epoch_len;
 		for (int i = 0; i < t->nq; i++) {
 			argv[i + 1] = keys[i];
-			lens[i + 1] = cs_ks_gen(&e->ks, keys[i], sizeof keys[i], t->qs[i].def->name);
+			lens[i + 1] =
+			        cs_ks_gen(&sh->ks, keys[i], sizeof keys[i], t->qs[i].def->name);
 		}
-		*c = (gensctx){ .e = e, .t = t };
+		*c = (gensctx){.e = e, .t = t, .shard = k};
 		t->refs++;
 		if (cs_rc_script(e->redis, cs_rc_keyslot(argv[0], lens[0]), CS_SCRIPT_GENS,
 		            on_gens_reply, c, (int)n, (int)n, argv, lens) == 0) {
 			c = NULL;
-			e->gens_busy = true;
+			sh->gens_busy = true;
 		} else
 			t->refs--;
 	}
@@ -102,6 +111,37 @@ void load_gens(cs_engine *e)
 	free(keys);
 	free(lens);
 	free(argv);
+}
+
+/* Polls every shard's generations. */
+void load_gens(cs_engine *e)
+{
+	for (int k = 0; k < e->nsh; k++)
+		load_shard_gens(e, k);
+}
+
+/* The shard whose generations channel a pub/sub message came on (ch: the channel name), or
+ * -1 for none. The implicit shard alone: 0 whatever the name (its one channel). */
+static int gen_channel_shard(const cs_engine *e, const redisReply *ch)
+{
+	if (e->nsh == 1)
+		return 0;
+	if (ch->type != REDIS_REPLY_STRING)
+		return -1;
+	for (int k = 0; k < e->nsh; k++)
+		if ((size_t)ch->len == e->sh[k].ks.channel_len &&
+		        memcmp(ch->str, e->sh[k].ks.channel, (size_t)ch->len) == 0)
+			return k;
+	return -1;
+}
+
+/* Stops trusting every generation of every query (requests bypass the cache) until the
+ * next successful poll. */
+void gens_unknown(cs_engine *e)
+{
+	for (int i = 0; i < e->qt->nq; i++)
+		for (int k = 0; k < e->nsh; k++)
+			e->qt->qs[i].sg[k].gen_known = false;
 }
 
 void on_gen_message(cs_redis *rd, redisReply *reply, void *priv)
@@ -126,11 +166,12 @@ void on_gen_message(cs_redis *rd, redisReply *reply, void *priv)
 		load_gens(e); /* "* <epoch>": the invalidator (re)synchronised the namespace */
 		return;
 	}
-	qstate *qs = qtable_find(e->qt, m->str, (size_t)(sp - m->str));
+	int k = gen_channel_shard(e, reply->element[1]);
+	qstate *qs = k < 0 ? NULL : qtable_find(e->qt, m->str, (size_t)(sp - m->str));
 	if (qs) {
 		uint64_t g = strtoull(sp + 1, NULL, 10);
-		if (g > qs->gen)
-			qs->gen = g;
+		if (g > qs->sg[k].gen)
+			qs->sg[k].gen = g;
 	}
 }
 
@@ -141,8 +182,7 @@ void on_pubsub_state(cs_redis *rd, bool up, void *priv)
 	if (!up) {
 		/* A bump published while we were away would be missed: stop trusting our
 		 * generations (requests bypass the cache) until re-subscribed and re-read. */
-		for (int i = 0; i < e->qt->nq; i++)
-			e->qt->qs[i].gen_known = false;
+		gens_unknown(e);
 	}
 }
 
@@ -156,18 +196,21 @@ void on_cache_state(cs_redis *rd, bool up, void *priv)
 	}
 	/* The connection dropped: Redis may have restarted from an older state. Use nothing
 	 * of it until the epoch is checked again. */
-	e->epoch_len = 0;
-	e->epoch[0] = '\0';
-	for (int i = 0; i < e->qt->nq; i++)
-		e->qt->qs[i].gen_known = false;
+	for (int k = 0; k < e->nsh; k++) {
+		e->sh[k].epoch_len = 0;
+		e->sh[k].epoch[0] = '\0';
+	}
+	gens_unknown(e);
 }
 
 void on_gen_timer(evutil_socket_t fd, short what, void *arg)
 {
 	cs_engine *e = arg;
 	for (int i = 0; i < e->qt->nq; i++)
-		if (e->qt->qs[i].pending_bump && cs_rc_slot_ready(e->redis, e->bslot[0]))
-			bump_generation(e, &e->qt->qs[i]);
+		for (int k = 0; k < e->nsh; k++)
+			if (e->qt->qs[i].sg[k].pending_bump &&
+			        cs_rc_slot_ready(e->redis, e->sh[k].bslot[0]))
+				bump_generation(e, &e->qt->qs[i], k);
 	load_gens(e);
 	cluster_epoch_check(e);
 	near_heartbeat(e);
@@ -177,6 +220,7 @@ void on_gen_timer(evutil_socket_t fd, short what, void *arg)
 
 typedef struct cbump {
 	cs_engine *e;
+	const shard *sh; /* the keyspace bumped */
 	cluster_bump_cb *cb;
 	void *priv;
 	uint64_t gen;
@@ -216,6 +260,7 @@ static void on_cbump(cs_rc *rc, redisReply *reply, void *priv)
 {
 	cbump *c = priv;
 	cs_engine *e = c->e;
+	const shard *sh = c->sh;
 	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
 	        reply->element[0]->type != REDIS_REPLY_INTEGER ||
 	        reply->element[1]->type != REDIS_REPLY_STRING || reply->element[1]->len != 16) {
@@ -235,16 +280,16 @@ static void on_cbump(cs_rc *rc, redisReply *reply, void *priv)
 	for (uint32_t b = 1; b < CS_KS_BUCKETS; b++) {
 		char genkey[CS_NAME_MAX + CS_MAX_NAME], qfkey[CS_NAME_MAX + CS_MAX_NAME];
 		char fmax[CS_NAME_MAX], epoch[CS_NAME_MAX];
-		size_t gl = cs_ks_gen_in(&e->ks, b, genkey, sizeof genkey, c->q);
-		size_t ql = cs_ks_qfence_in(&e->ks, b, qfkey, sizeof qfkey, c->q);
-		size_t fl = cs_ks_fixed_in(&e->ks, b, CS_KS_FMAX, fmax, sizeof fmax);
-		size_t el = cs_ks_fixed_in(&e->ks, b, CS_KS_EPOCH, epoch, sizeof epoch);
+		size_t gl = cs_ks_gen_in(&sh->ks, b, genkey, sizeof genkey, c->q);
+		size_t ql = cs_ks_qfence_in(&sh->ks, b, qfkey, sizeof qfkey, c->q);
+		size_t fl = cs_ks_fixed_in(&sh->ks, b, CS_KS_FMAX, fmax, sizeof fmax);
+		size_t el = cs_ks_fixed_in(&sh->ks, b, CS_KS_EPOCH, epoch, sizeof epoch);
 		const char *argv[] = {genkey, qfkey, fmax, epoch, gs, c->qf, ""};
 		size_t lens[] = {gl, ql, fl, el, (size_t)gn, 16, 0};
 		c->pending++;
 		if (gl == 0 || ql == 0 || fl == 0 || el == 0 ||
-		        cs_rc_script(e->redis, e->bslot[b], CS_SCRIPT_C_GEN_SET, on_cbump_set, c, 4,
-		                7, argv, lens) != 0) {
+		        cs_rc_script(e->redis, sh->bslot[b], CS_SCRIPT_C_GEN_SET, on_cbump_set, c,
+		                4, 7, argv, lens) != 0) {
 			c->failed++;
 			c->pending--;
 		}
@@ -252,22 +297,24 @@ static void on_cbump(cs_rc *rc, redisReply *reply, void *priv)
 	cbump_release(c);
 }
 
-int cluster_bump(cs_engine *e, const char *q, const char *lsnhex, cluster_bump_cb *cb, void *priv)
+int cluster_bump(cs_engine *e, const shard *sh, const char *q, const char *lsnhex,
+        cluster_bump_cb *cb, void *priv)
 {
 	size_t qn = strlen(q);
 	cbump *c = calloc(1, sizeof *c + qn + 1);
 	if (c == NULL)
 		return -1;
-	*c = (cbump){.e = e, .cb = cb, .priv = priv};
+	*c = (cbump){.e = e, .sh = sh, .cb = cb, .priv = priv};
 	memcpy(c->q, q, qn + 1);
 	char genkey[CS_NAME_MAX + CS_MAX_NAME], qfkey[CS_NAME_MAX + CS_MAX_NAME];
-	size_t gl = cs_ks_gen(&e->ks, genkey, sizeof genkey, q);
-	size_t ql = cs_ks_qfence(&e->ks, qfkey, sizeof qfkey, q);
+	size_t gl = cs_ks_gen(&sh->ks, genkey, sizeof genkey, q);
+	size_t ql = cs_ks_qfence(&sh->ks, qfkey, sizeof qfkey, q);
 	/* no epoch check (ARGV epoch ''), as a single Redis's admin and reload bumps */
-	const char *argv[] = {genkey, qfkey, e->ks.epoch, e->ks.fmax, e->ks.channel, q, lsnhex, ""};
-	size_t lens[] = {gl, ql, e->ks.epoch_len, e->ks.fmax_len, e->ks.channel_len, qn, 16, 0};
+	const char *argv[] = {
+	        genkey, qfkey, sh->ks.epoch, sh->ks.fmax, sh->ks.channel, q, lsnhex, ""};
+	size_t lens[] = {gl, ql, sh->ks.epoch_len, sh->ks.fmax_len, sh->ks.channel_len, qn, 16, 0};
 	if (gl == 0 || ql == 0 ||
-	        cs_rc_script(e->redis, e->bslot[0], CS_SCRIPT_C_GEN_BUMP, on_cbump, c, 4, 8, argv,
+	        cs_rc_script(e->redis, sh->bslot[0], CS_SCRIPT_C_GEN_BUMP, on_cbump, c, 4, 8, argv,
 	                lens) != 0) {
 		free(c);
 		return -1;

@@ -4,22 +4,23 @@
 
 /* ---- Housekeeping ----------------------------------------------------------------------- */
 
-static void history_add(cs_engine *e, cs_lsn_t lsn)
+static void history_add(shard *sh, cs_lsn_t lsn)
 {
-	if (e->hist_len > 0 && e->hist[(e->hist_head + LSN_HISTORY - 1) % LSN_HISTORY].lsn >= lsn)
+	if (sh->hist_len > 0 &&
+	        sh->hist[(sh->hist_head + LSN_HISTORY - 1) % LSN_HISTORY].lsn >= lsn)
 		return; /* only the first time the primary is seen past a position matters */
-	e->hist[e->hist_head] = (lsn_sample){ .us = cs_now_us(), .lsn = lsn };
-	e->hist_head = (e->hist_head + 1) % LSN_HISTORY;
-	if (e->hist_len < LSN_HISTORY)
-		e->hist_len++;
+	sh->hist[sh->hist_head] = (lsn_sample){.us = cs_now_us(), .lsn = lsn};
+	sh->hist_head = (sh->hist_head + 1) % LSN_HISTORY;
+	if (sh->hist_len < LSN_HISTORY)
+		sh->hist_len++;
 }
 
-/* Milliseconds since the primary first had WAL beyond `replay`; 0 when caught up. */
-static int64_t lag_behind(const cs_engine *e, cs_lsn_t replay)
+/* Milliseconds since shard sh's primary first had WAL beyond `replay`; 0 when caught up. */
+static int64_t lag_behind(const shard *sh, cs_lsn_t replay)
 {
 	uint64_t first = 0;
-	for (int i = 1; i <= e->hist_len; i++) {
-		const lsn_sample *smp = &e->hist[(e->hist_head + LSN_HISTORY - i) % LSN_HISTORY];
+	for (int i = 1; i <= sh->hist_len; i++) {
+		const lsn_sample *smp = &sh->hist[(sh->hist_head + LSN_HISTORY - i) % LSN_HISTORY];
 		if (smp->lsn <= replay)
 			break;
 		first = smp->us;
@@ -29,7 +30,7 @@ static int64_t lag_behind(const cs_engine *e, cs_lsn_t replay)
 
 static void ryw_try_replica(cs_engine *e, flight *f, uint64_t now)
 {
-	if (route_replica(e, f->tier, f->min_lsn, &f->tried))
+	if (route_replica(e, &e->sh[f->shard], f->tier, f->min_lsn, &f->tried))
 		flight_dispatch(f);
 }
 
@@ -39,51 +40,72 @@ static void ryw_expire(cs_engine *e, flight *f, uint64_t now)
 		flight_dispatch(f); /* past the wait: the primary */
 }
 
+/* The shard whose primary s is, or NULL (a replica). */
+static shard *primary_shard(cs_engine *e, const cs_pgserver *s)
+{
+	for (int k = 0; k < e->nsh; k++)
+		if (e->sh[k].primary == s)
+			return &e->sh[k];
+	return NULL;
+}
+
+/* A server's monitor round (or state change). A primary's: its shard's LSN history,
+ * timeline, and its replicas' lag and the primary position they are compared with; the
+ * shard's parked tokens. A replica's: its lag from its shard's history. Then the
+ * read-your-writes waiters, who may be satisfied now. */
 void on_server_notify(cs_pgserver *s, void *priv)
 {
 	cs_engine *e = priv;
-	if (s == e->primary) {
+	shard *sh = primary_shard(e, s);
+	if (sh) {
 		if (cs_pgserver_state_get(s) == CS_SRV_UP)
-			e->primary_rounds++;
+			sh->primary_rounds++;
 		if (cs_pgserver_state_get(s) == CS_SRV_UP)
-			history_add(e, cs_pgserver_lsn(s));
+			history_add(sh, cs_pgserver_lsn(s));
 		cs_lsn_t lsn = cs_pgserver_lsn(s);
 		uint32_t tli = cs_pgserver_timeline(s);
-		if (tli > e->max_tli) {
-			if (e->max_tli) {
+		if (tli > sh->max_tli) {
+			if (sh->max_tli) {
 				/* a failover: positions of the old timeline past the switch point
 				 * never happened on the new one; lag is measured afresh */
-				cs_warn("postgres primary: timeline %u (was %u): a failover", tli, e->max_tli);
-				e->hist_len = 0;
-				history_add(e, lsn);
+				cs_warn("postgres primary: timeline %u (was %u): a failover", tli,
+				        sh->max_tli);
+				sh->hist_len = 0;
+				history_add(sh, lsn);
 			}
-			e->max_tli = tli;
-		} else if (tli && tli < e->max_tli && !e->stale_primary_logged) {
-			cs_error("postgres primary: timeline %u, below the %u seen before: a stale old "
-				 "primary; replicas are still compared with timeline %u, and its answers "
-				 "are never cached", tli, e->max_tli, e->max_tli);
-			e->stale_primary_logged = true;
+			sh->max_tli = tli;
+		} else if (tli && tli < sh->max_tli && !sh->stale_primary_logged) {
+			cs_error("postgres primary: timeline %u, below the %u seen before: a stale "
+			         "old "
+			         "primary; replicas are still compared with timeline %u, and its "
+			         "answers "
+			         "are never cached",
+			        tli, sh->max_tli, sh->max_tli);
+			sh->stale_primary_logged = true;
 		}
 		/* Lag from the primary's LSN history only while the primary answers: when it is
 		 * down, a replica's own estimate (pgpool.c: caught up once it replayed all it
 		 * received) is the best there is; the history would age forever. */
 		bool primary_up = cs_pgserver_state_get(s) == CS_SRV_UP;
 		for (int i = 0; i < e->nservers; i++)
-			if (e->servers[i] != s) {
+			if (e->servers[i] != s && &e->sh[server_shard(e, e->servers[i])] == sh) {
 				cs_pgserver_set_primary_lsn(e->servers[i], lsn);
-				if (e->max_tli) /* never lowered by a stale old primary */
-					cs_pgserver_set_primary_tli(e->servers[i], e->max_tli);
+				if (sh->max_tli) /* never lowered by a stale old primary */
+					cs_pgserver_set_primary_tli(e->servers[i], sh->max_tli);
 				if (primary_up)
 					cs_pgserver_set_lag(e->servers[i],
-						lag_behind(e, cs_pgserver_lsn(e->servers[i])));
+					        lag_behind(sh, cs_pgserver_lsn(e->servers[i])));
 			}
-	} else if (e->primary && e->hist_len > 0 && cs_pgserver_state_get(e->primary) == CS_SRV_UP) {
-		cs_pgserver_set_lag(s, lag_behind(e, cs_pgserver_lsn(s)));
+	} else {
+		const shard *rs = &e->sh[server_shard(e, s)];
+		if (rs->primary && rs->hist_len > 0 &&
+		        cs_pgserver_state_get(rs->primary) == CS_SRV_UP)
+			cs_pgserver_set_lag(s, lag_behind(rs, cs_pgserver_lsn(s)));
 	}
 	/* Read-your-writes waiters: a replica may have replayed their token now. */
 	ryw_walk(e, ryw_try_replica, 0);
-	if (s == e->primary && e->token_head)
-		token_recheck(e, cs_now_us(), false);
+	if (sh && sh->token_head)
+		token_recheck(e, sh, cs_now_us(), false);
 }
 
 /* Frees retired servers that are idle or past their deadline (their running jobs then
@@ -125,10 +147,14 @@ void on_tick(evutil_socket_t fd, short what, void *arg)
 	cs_engine *e = arg;
 	uint64_t now = cs_now_us();
 	ryw_walk(e, ryw_expire, now);
-	if (e->token_head)
-		token_recheck(e, now, true);
+	bool tokens = false;
+	for (int k = 0; k < e->nsh; k++) {
+		if (e->sh[k].token_head)
+			token_recheck(e, &e->sh[k], now, true);
+		tokens = tokens || e->sh[k].token_head;
+	}
 	if (e->nretiring)
 		reap_retiring(e, now);
-	if (e->ryw_head || e->token_head || e->nretiring)
+	if (e->ryw_head || tokens || e->nretiring)
 		tick_arm(e);
 }

@@ -46,18 +46,26 @@
 
 /* ---- Types ------------------------------------------------------------------------------ */
 
+/* A query's generation in one shard's keyspace (SHARDS.md section 2: a gap or bump on one
+ * shard retires that shard's entries only). */
+typedef struct qgen {
+	uint64_t gen;
+	bool gen_known;
+	bool pending_bump; /* a reload or resume changed it and the bump is not in Redis yet */
+} qgen;
+
 typedef struct qstate {
 	const cs_query_def *def;
 	int index;
-	uint64_t gen;
-	bool gen_known;
-	bool pending_bump; /* a reload changed it and the bump is not in Redis yet */
 	bool paused;	   /* ADMIN pause: served from PostgreSQL, nothing read from or stored in
 			    * Redis, until resumed; this process only, kept across reloads */
 	unsigned long long scan_cursor; /* the verifier sampler walks the query's entries */
 	uint16_t scan_slot; /* ... on the node of this slot (a cluster; 0 on one Redis) */
 	uint64_t hits, stale_hits, misses, fills, refresh_early, refresh_expired,
 		refresh_revalidate;
+	/* per shard, sg[k] for e->sh[k] (k < e->nsh): inline, so a reload's copy of the qstate
+	 * carries the generations over, and the hit path reads sg[0] beside the fields above */
+	qgen sg[CS_MAX_SHARDS];
 } qstate;
 
 /* Query definitions of one config generation; in-flight work keeps a reference so a
@@ -114,6 +122,7 @@ struct flight {
 	uint64_t hash;
 	uint64_t min_lsn;
 	uint64_t gen;
+	uint16_t shard; /* e->sh[shard]: the key's shard, its servers and keyspace */
 	uint8_t tier;
 	bool store;	   /* fill Redis with the result */
 	bool background;   /* refresh with nobody waiting */
@@ -160,6 +169,37 @@ typedef struct lsn_sample {
 	uint64_t us;
 	cs_lsn_t lsn;
 } lsn_sample;
+
+/* One PostgreSQL shard (SHARDS.md): what the engine holds once per shard, because a shard
+ * is a namespace of its own for everything that carries an LSN (SHARDS.md section 1: LSNs
+ * of two shards are incomparable). Without [shard NAME] sections there is one, e->sh[0],
+ * the implicit shard: its keyspace is the unsharded one, byte for byte, and its primary is
+ * [primary]. Every use below goes through a shard: a request's (lookup.shard,
+ * flight.shard), a server's, or each in turn. */
+typedef struct shard {
+	cs_keyspace ks; /* "<ns>" (implicit shard) or "<ns>@<shard>" (cs_ks_init_shard) */
+	/* Redis Cluster (ks.cluster; CLUSTER.md): the slot of every bucket's hash tag, so a hit
+	 * finds its slot without a CRC16 (key_slot); all 0 on a single Redis. Per shard:
+	 * {<ns>@<s>:<b>} hashes to other slots than {<ns>:<b>}. */
+	uint16_t bslot[CS_KS_BUCKETS];
+	/* The shard's epoch (keyspace.h) this process has synchronised the shard's generations
+	 * with; "" while unknown or Redis lost data (then, with fences on, the cache is
+	 * bypassed for the shard: nothing is served from it or stored). */
+	char epoch[96];
+	size_t epoch_len;
+	bool gens_busy;       /* a generations poll of the shard is in flight: at most one */
+	cs_pgserver *primary; /* in e->servers too; NULL without one (no [primary]) */
+	/* The primary's LSN over time (lag_behind) and its timeline */
+	lsn_sample hist[LSN_HISTORY];
+	int hist_head, hist_len;
+	uint32_t max_tli; /* the highest primary timeline seen: never lowered */
+	bool stale_primary_logged;
+	/* Requests whose read-your-writes token is beyond the primary's last known position,
+	 * waiting for a fresh one (token_park); bounded by TOKEN_WAIT_MAX. */
+	struct lookup *token_head;
+	int ntoken;
+	uint64_t primary_rounds; /* monitor rounds of the primary that found it up */
+} shard;
 
 /* The verifier sampler (fence.c's claim, checked live): one entry per verify_interval. */
 typedef struct sampler {
@@ -236,8 +276,6 @@ struct cs_engine {
 	struct event_base *base;
 	negbudget neg;
 	sampler smp;
-	lsn_sample hist[LSN_HISTORY];
-	int hist_head, hist_len;
 	qtable *qt;
 	/* The cache connection: every data-path command goes through cs_rc_cmd / cs_rc_script
 	 * with its key's slot (CLUSTER.md section 5 step 3b). Single mode: the slot is ignored
@@ -246,10 +284,7 @@ struct cs_engine {
 	 * ([redis] cluster = on): routed by slot to the masters; the near cache tracks each
 	 * master's connection through that master's pub/sub connection (psn). */
 	cs_rc *redis;
-	/* Redis Cluster (e->ks.cluster; CLUSTER.md): the slot of every bucket's hash tag, so a
-	 * hit finds its slot without a CRC16 (key_slot); all 0 on a single Redis. */
-	uint16_t bslot[CS_KS_BUCKETS];
-	bool repair_on;	   /* a fill refused for a bucket behind repairs it (CLUSTER.md (e')) */
+	bool repair_on; /* a fill refused for a bucket behind repairs it (CLUSTER.md (e')) */
 	uint32_t repairs_inflight; /* bounded by REPAIRS_MAX */
 	struct {
 		uint64_t repairs;	/* buckets repaired: GEN_SET from bucket 0's generation */
@@ -266,15 +301,14 @@ struct cs_engine {
 	bool ps_client_id;	  /* the pub/sub connections learn their CLIENT ID (near on) */
 	bool ps_track;		  /* ... and subscribe to __redis__:invalidate (tracked) */
 	int64_t ps_timeout_ms;
-	uint64_t near_map_sum;	  /* the slot map's owners as last seen (a change flushes) */
-	uint64_t psn_retry_us;	  /* the last retry of a master's missing pub/sub connection */
-	uint32_t *hbk_of_slot;	  /* cluster near: a k whose tag {<ns>:n<k>} hashes to each slot */
-	bool near_resend_check;	  /* cluster_near_resend_check (E1): a resent read is not stored */
-	uint64_t near_resent;	  /* watched reads cs_rc sent again: not stored (E1) */
-	cs_pgserver **servers; /* replicas first, then the primary (if any) */
-	int *srv_id;	       /* servers[i]'s id in tried sets */
+	uint64_t near_map_sum;  /* the slot map's owners as last seen (a change flushes) */
+	uint64_t psn_retry_us;  /* the last retry of a master's missing pub/sub connection */
+	uint32_t *hbk_of_slot;  /* cluster near: a k whose tag {<ns>:n<k>} hashes to each slot */
+	bool near_resend_check; /* cluster_near_resend_check (E1): a resent read is not stored */
+	uint64_t near_resent;   /* watched reads cs_rc sent again: not stored (E1) */
+	cs_pgserver **servers;  /* replicas first, then each shard's primary (if any) */
+	int *srv_id;            /* servers[i]'s id in tried sets */
 	int nservers;
-	cs_pgserver *primary;
 	/* Servers a reload removed or changed: no new work; freed once idle or past their
 	 * deadline (on_tick). */
 	cs_pgserver **retiring;
@@ -292,24 +326,14 @@ struct cs_engine {
 	struct reload_check *rchk; /* a reload whose new SQL is being checked on a server */
 	cs_engine_stats stats;
 	cs_buf scratch;
-	cs_keyspace ks;
-	/* The namespace's epoch (keyspace.h) this process has synchronised its generations
-	 * with; "" while unknown or Redis lost data (then, with fences on, the cache is
-	 * bypassed: nothing is served from it or stored). */
-	char epoch[96];
-	size_t epoch_len;
-	bool gens_busy; /* a generations poll is in flight: at most one */
+	/* The shards (SHARDS.md): nsh >= 1; sh[0] is the implicit shard without [shard]
+	 * sections. Sharded configs are refused until SHARDS.md section 7 step 4: nsh is 1. */
+	shard *sh;
+	int nsh;
 	/* The per-master loss check (engine_cluster_epoch.c, CLUSTER.md C5) */
 	bool cepoch_on;	  /* [redis] cluster_epoch_check */
 	bool cepoch_busy; /* a round is in flight: at most one */
 	bool cepoch_lost; /* a master's epoch copy names another run: the epoch stays unknown */
-	uint32_t max_tli; /* the highest primary timeline seen: never lowered */
-	bool stale_primary_logged;
-	/* Requests whose read-your-writes token is beyond the primary's last known position,
-	 * waiting for a fresh one (token_park); bounded by TOKEN_WAIT_MAX. */
-	struct lookup *token_head;
-	int ntoken;
-	uint64_t primary_rounds; /* monitor rounds of the primary that found it up */
 	/* The near cache (near.h) and its coherence (engine_near.c); near is NULL when off. */
 	cs_near *near;
 	struct event *near_reclaim; /* frees a flushed near cache a budget per loop pass */
@@ -341,6 +365,7 @@ typedef struct fillctx {
 	cs_engine *e;
 	qtable *qt;
 	qstate *qs;
+	int shard; /* the bump's shard (e->sh[shard], qs->sg[shard]) */
 } fillctx;
 
 /* A request's parameters, copied out of the frame so they outlive it. */
@@ -351,6 +376,7 @@ typedef struct lookup {
 	qtable *qt;
 	qstate *qs;
 	uint64_t gen;
+	uint16_t shard; /* e->sh[shard]: the request's shard (key, servers, token) */
 	size_t keylen, canon_off;
 	uint32_t nparams;
 	cs_value params[CS_PROTO_MAX_PARAMS];
@@ -374,27 +400,29 @@ qtable *qtable_new(cs_config *cfg);
 void qtable_unref(qtable *t);
 qstate *qtable_find(qtable *t, const char *name, size_t len);
 void greq_error(greq *r, int err, const char *msg);
-cs_pgserver *route_replica(cs_engine *e, int tier, uint64_t min_lsn, const srvset *tried);
-flight *flight_find(cs_engine *e, const char *key, size_t keylen, uint64_t hash,
-	uint64_t min_lsn, const cs_query_def *def);
+cs_pgserver *route_replica(
+        cs_engine *e, const shard *sh, int tier, uint64_t min_lsn, const srvset *tried);
+flight *flight_find(cs_engine *e, const char *key, size_t keylen, uint64_t hash, uint64_t min_lsn,
+        const cs_query_def *def);
 void ryw_walk(cs_engine *e, void (*fn)(cs_engine *e, flight *f, uint64_t now), uint64_t now);
 void flight_free(flight *f);
 void flight_fail(flight *f, int err, const char *msg);
 void flight_dispatch(flight *f);
 void lookup_free(lookup *l);
-void token_recheck(cs_engine *e, uint64_t now, bool expire_only);
+void token_recheck(cs_engine *e, shard *sh, uint64_t now, bool expire_only);
 
 /* engine_fill.c */
-void flight_job_done(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int err,
-	const char *msg, bool retryable);
-void miss(cs_engine *e, qstate *qs, const char *key, size_t keylen, size_t canon_off,
-	uint64_t gen, bool store, greq *r, uint8_t tier, uint64_t min_lsn, const cs_value *params,
-	uint32_t nparams, int cause);
+void flight_job_done(
+        cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int err, const char *msg, bool retryable);
+void miss(cs_engine *e, int shard_ix, qstate *qs, const char *key, size_t keylen, size_t canon_off,
+        uint64_t gen, bool store, greq *r, uint8_t tier, uint64_t min_lsn, const cs_value *params,
+        uint32_t nparams, int cause);
 void lease_fail_all(cs_engine *e);
-void bucket_repair(cs_engine *e, const char *q, uint32_t b);
+void bucket_repair(cs_engine *e, shard *sh, const char *q, uint32_t b);
 
 /* engine_gen.c */
 void load_gens(cs_engine *e);
+void gens_unknown(cs_engine *e);
 void cluster_epoch_check(cs_engine *e); /* engine_cluster_epoch.c */
 void on_gen_message(cs_redis *rd, redisReply *reply, void *priv);
 void on_pubsub_state(cs_redis *rd, bool up, void *priv);
@@ -403,9 +431,10 @@ void on_gen_timer(evutil_socket_t fd, short what, void *arg);
 /* A cluster bump's outcome: err 0 and the new generation (its GEN_SET fan-out answered,
  * failures counted), or -1 and a message (bucket 0's bump failed). */
 typedef void cluster_bump_cb(cs_engine *e, void *priv, int err, const char *msg, uint64_t gen);
-/* C_GEN_BUMP of query q on bucket 0 with query fence lsnhex, then GEN_SET on buckets
- * 1..255. 0 (cb runs once) or -1 (not sent; cb never runs). */
-int cluster_bump(cs_engine *e, const char *q, const char *lsnhex, cluster_bump_cb *cb, void *priv);
+/* C_GEN_BUMP of query q on shard sh's bucket 0 with query fence lsnhex, then GEN_SET on its
+ * buckets 1..255. 0 (cb runs once) or -1 (not sent; cb never runs). */
+int cluster_bump(cs_engine *e, const shard *sh, const char *q, const char *lsnhex,
+        cluster_bump_cb *cb, void *priv);
 
 /* engine_housekeeping.c */
 void on_server_notify(cs_pgserver *s, void *priv);
@@ -434,26 +463,45 @@ int psn_setup(cs_engine *e);
 void psn_on_nodes(cs_rc *rc, void *priv);
 void psn_free_all(cs_engine *e, bool mem);
 void on_tracking_message(cs_redis *rd, redisReply *reply, void *priv);
-void bump_generation(cs_engine *e, qstate *qs);
+void bump_generation(cs_engine *e, qstate *qs, int shard_ix);
 
 #define REPAIRS_MAX 64 /* bucket repairs in flight at most (engine_fill.c) */
 
-/* The bucket of a key built by the keyspace ("{<ns>:<b>}:..." on a cluster; 0 on a single
- * Redis), read back from its hash tag. */
-static inline uint32_t key_bucket(const cs_engine *e, const char *key, size_t len)
+/* The bucket of a key built by shard sh's keyspace ("{<ns>:<b>}:..." on a cluster, <ns> the
+ * shard's; 0 on a single Redis), read back from its hash tag. */
+static inline uint32_t key_bucket(const shard *sh, const char *key, size_t len)
 {
-	if (!e->ks.cluster || len < e->ks.nslen + 3)
+	if (!sh->ks.cluster || len < sh->ks.nslen + 3)
 		return 0;
 	uint32_t b = 0;
-	for (size_t i = e->ks.nslen + 2; i < len && key[i] >= '0' && key[i] <= '9'; i++)
+	for (size_t i = sh->ks.nslen + 2; i < len && key[i] >= '0' && key[i] <= '9'; i++)
 		b = b * 10 + (uint32_t)(key[i] - '0');
 	return b % CS_KS_BUCKETS;
 }
 
-/* The slot of a key of the keyspace: its bucket's, from the table (no CRC16). */
-static inline uint16_t key_slot(const cs_engine *e, const char *key, size_t len)
+/* The slot of a key of shard sh's keyspace: its bucket's, from the shard's table (no CRC16). */
+static inline uint16_t key_slot(const shard *sh, const char *key, size_t len)
 {
-	return e->ks.cluster ? e->bslot[key_bucket(e, key, len)] : 0;
+	return sh->ks.cluster ? sh->bslot[key_bucket(sh, key, len)] : 0;
+}
+
+/* Whether s is a shard's primary (e->servers holds the replicas, then the primaries). */
+static inline bool is_primary(const cs_engine *e, const cs_pgserver *s)
+{
+	for (int k = 0; k < e->nsh; k++)
+		if (e->sh[k].primary == s)
+			return true;
+	return false;
+}
+
+/* The shard of server s (e->sh[...]): a replica's ([replica] shard =), a primary's own. Until
+ * SHARDS.md section 7 step 3b makes servers per shard, every server is the implicit shard's
+ * (a sharded config never reaches the engine). */
+static inline int server_shard(const cs_engine *e, const cs_pgserver *s)
+{
+	(void)e;
+	(void)s;
+	return 0;
 }
 
 /* The cache connection's one cs_redis (single mode), for what belongs to the connection

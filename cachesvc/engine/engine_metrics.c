@@ -76,8 +76,11 @@ static void near_metrics(const cs_engine *e, cs_metrics *m)
 	C("heartbeat_failed_total", "Tracking heartbeat writes Redis refused (coherence unproven that round)", e->stats.near_hb_failed);
 	C("tracking_refused_total", "CLIENT TRACKING commands Redis refused", e->stats.near_track_refused);
 #undef C
-	if (e->ks.cluster) {
-		cs_m_u64(m, CS_M_COUNTER, "cachesvc_near_resent_total", "Watched reads on a cluster that had to be sent again (MOVED, ASK, TRYAGAIN, LOADING): served, not stored (untracked)", e->near_resent, NULL);
+	if (e->sh[0].ks.cluster) {
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_near_resent_total",
+		        "Watched reads on a cluster that had to be sent again (MOVED, ASK, "
+		        "TRYAGAIN, LOADING): served, not stored (untracked)",
+		        e->near_resent, NULL);
 		for (int i = 0; i < e->npsn; i++) {
 			const psnode *p = e->psn[i];
 			cs_m_u64(m, CS_M_GAUGE, "cachesvc_near_node_proven", "1 while this master's tracking is proven by its heartbeat echo (cluster)", p->tracked && p->proven ? 1 : 0, "node", p->addr, NULL);
@@ -299,7 +302,7 @@ void cs_engine_metrics_add(const cs_engine *e, cs_metrics *m)
 	const cs_redis_stats *rs = &sum;
 	cs_m(m, CS_M_GAUGE, "cachesvc_redis_up", "Redis connection ready", cs_rc_ready(e->redis),
 	        NULL);
-	if (e->ks.cluster) {
+	if (e->sh[0].ks.cluster) {
 		cs_m_u64(m, CS_M_COUNTER, "cachesvc_redis_cluster_repairs_total",
 		        "Buckets whose generation copy was repaired from bucket 0 after a refused "
 		        "fill",

@@ -85,8 +85,8 @@ static void near_off(cs_engine *e, const char *why)
 
 static size_t hb_key(const cs_engine *e, char *buf, size_t cap)
 {
-	int n = snprintf(buf, cap, "%s:nhb:%lld:%llu", e->ks.ns, (long long)e->near_redirect,
-		(unsigned long long)e->near_track_seq);
+	int n = snprintf(buf, cap, "%s:nhb:%lld:%llu", e->sh[0].ks.ns, (long long)e->near_redirect,
+	        (unsigned long long)e->near_track_seq);
 	return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 
@@ -184,7 +184,7 @@ static bool cl_caching_yes(cs_engine *e, uint16_t slot);
 
 bool near_caching_yes(cs_engine *e, uint16_t slot)
 {
-	if (e->ks.cluster)
+	if (e->sh[0].ks.cluster)
 		return cl_caching_yes(e, slot);
 	const char *argv[] = { "CLIENT", "CACHING", "yes" };
 	size_t lens[] = { 6, 7, 3 };
@@ -198,7 +198,7 @@ static void cl_heartbeat(cs_engine *e);
 
 void near_heartbeat(cs_engine *e)
 {
-	if (e->ks.cluster) {
+	if (e->sh[0].ks.cluster) {
 		cl_heartbeat(e);
 		return;
 	}
@@ -254,8 +254,8 @@ static void on_inv_key(void *priv, const char *query, const char *canon, size_t 
  * the time since the commit that invalidated it, when this process's invalidator sent it. */
 static void record_staleness(cs_engine *e, const char *key, size_t len)
 {
-	size_t pre = e->ks.nslen + 3; /* "<ns>:e:" */
-	if (len <= pre || memcmp(key + e->ks.nslen, ":e:", 3) != 0)
+	size_t pre = e->sh[0].ks.nslen + 3; /* "<ns>:e:" */
+	if (len <= pre || memcmp(key + e->sh[0].ks.nslen, ":e:", 3) != 0)
 		return;
 	const char *q = key + pre, *end = key + len;
 	const char *qe = memchr(q, ':', (size_t)(end - q));
@@ -326,7 +326,7 @@ static void cl_conn_state(cs_engine *e, cs_redis *rd, bool up);
 
 void near_conn_state(cs_engine *e, cs_redis *rd, bool pubsub, bool up)
 {
-	if (e->ks.cluster && !pubsub) {
+	if (e->sh[0].ks.cluster && !pubsub) {
 		cl_conn_state(e, rd, up);
 		return;
 	}
@@ -365,13 +365,13 @@ int near_setup(cs_engine *e, const cs_config *cfg, char *err, size_t errlen)
 	}
 	/* on a cluster: the heartbeat keys' table, made now rather than on the loop (review 13
 	 * L3: psn_setup runs before this, with no near cache yet) */
-	if (e->ks.cluster && hbk_table(e) != 0) {
+	if (e->sh[0].ks.cluster && hbk_table(e) != 0) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
 	/* on a cluster every master's pub/sub connection subscribed already (psn_add) */
-	if (!e->ks.cluster &&
-		cs_redis_subscribe(e->pubsub, TRACK_CHANNEL, on_tracking_message, e) != 0) {
+	if (!e->sh[0].ks.cluster &&
+	        cs_redis_subscribe(e->pubsub, TRACK_CHANNEL, on_tracking_message, e) != 0) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
@@ -495,7 +495,7 @@ static int hbk_table(cs_engine *e)
 	int left = CS_RC_SLOTS;
 	for (uint32_t k = 0; left > 0 && k < (1u << 24); k++) {
 		char tag[CS_KS_NS_MAX + 16];
-		int tl = snprintf(tag, sizeof tag, "%s:n%u", e->ks.ns, k);
+		int tl = snprintf(tag, sizeof tag, "%s:n%u", e->sh[0].ks.ns, k);
 		if (tl <= 0 || (size_t)tl >= sizeof tag)
 			break;
 		uint16_t s = cs_rc_keyslot(tag, (size_t)tl);
@@ -530,8 +530,8 @@ static size_t cl_hb_key(cs_engine *e, psnode *n, char *buf, size_t cap)
 	if (hbk_table(e) != 0 || !psn_slot(e, n, &slot) || e->hbk_of_slot[slot] == UINT32_MAX)
 		return 0;
 	n->hbk = e->hbk_of_slot[slot];
-	int kl = snprintf(buf, cap, "{%s:n%u}:nhb:%lld:%llu", e->ks.ns, n->hbk,
-		(long long)n->redirect, (unsigned long long)n->seq);
+	int kl = snprintf(buf, cap, "{%s:n%u}:nhb:%lld:%llu", e->sh[0].ks.ns, n->hbk,
+	        (long long)n->redirect, (unsigned long long)n->seq);
 	return kl > 0 && (size_t)kl < cap ? (size_t)kl : 0;
 }
 
@@ -694,8 +694,7 @@ static void on_cl_ps_state(cs_redis *rd, bool up, void *priv)
 	for (int i = 0; i < e->npsn; i++)
 		if (e->psn[i] != n && e->psn[i]->gens_sub)
 			return;
-	for (int i = 0; i < e->qt->nq; i++)
-		e->qt->qs[i].gen_known = false;
+	gens_unknown(e);
 }
 
 /* The generations channel on a master's pub/sub connection: on_gen_message, and whether
@@ -861,9 +860,10 @@ static psnode *psn_new(cs_engine *e, const char *addr, cs_redis *data)
 		.resolver = e->resolver, .client_id = e->ps_client_id };
 	n->ps = cs_redis_new(e->base, &po, err, sizeof err);
 	explicit_bzero(url, sizeof url); /* held the password */
-	if (n->ps == NULL || cs_redis_subscribe(n->ps, e->ks.channel, on_cl_gen_message, n) != 0 ||
-		(e->ps_track &&
-			cs_redis_subscribe(n->ps, TRACK_CHANNEL, on_cl_tracking_message, n) != 0)) {
+	if (n->ps == NULL ||
+	        cs_redis_subscribe(n->ps, e->sh[0].ks.channel, on_cl_gen_message, n) != 0 ||
+	        (e->ps_track &&
+	                cs_redis_subscribe(n->ps, TRACK_CHANNEL, on_cl_tracking_message, n) != 0)) {
 		cs_error("pub/sub on %s: %s", addr, n->ps ? "out of memory" : err);
 		cs_redis_free(n->ps);
 		free(n);

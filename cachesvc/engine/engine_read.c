@@ -100,9 +100,10 @@ static bool srvset_has(const srvset *s, int i)
 	return i >= 0 && i < MAX_SERVERS && (s->w[i / 64] >> (i % 64) & 1u) != 0;
 }
 
-/* Picks the least-loaded healthy replica serving `tier`, within the lag bounds, that has
- * replayed min_lsn, not yet tried. NULL when none fits. */
-cs_pgserver *route_replica(cs_engine *e, int tier, uint64_t min_lsn, const srvset *tried)
+/* Picks the least-loaded healthy replica of shard sh serving `tier`, within the lag bounds,
+ * that has replayed min_lsn (an LSN of sh's WAL), not yet tried. NULL when none fits. */
+cs_pgserver *route_replica(
+        cs_engine *e, const shard *sh, int tier, uint64_t min_lsn, const srvset *tried)
 {
 	const cs_config *cfg = e->qt->cfg;
 	cs_pgserver *best = NULL;
@@ -110,7 +111,8 @@ cs_pgserver *route_replica(cs_engine *e, int tier, uint64_t min_lsn, const srvse
 	int ties = 0;
 	for (int i = 0; i < e->nservers; i++) {
 		cs_pgserver *s = e->servers[i];
-		if (s == e->primary || srvset_has(tried, e->srv_id[i]))
+		if (s == sh->primary || &e->sh[server_shard(e, s)] != sh ||
+		        srvset_has(tried, e->srv_id[i]))
 			continue;
 		cs_pgserver_info in;
 		cs_pgserver_info_get(s, &in);
@@ -219,10 +221,10 @@ void flight_free(flight *f)
 	if (f->leased) {
 		/* Done refreshing: let the next expiry's refresh (here or elsewhere) take it. */
 		char lease[KEY_MAX];
-		size_t n = cs_ks_lease(&f->e->ks, lease, sizeof lease, f->qs->def->name,
-			f->key + f->canon_off, f->keylen - f->canon_off);
-		const char *argv[] = { "DEL", lease };
-		size_t lens[] = { 3, n };
+		size_t n = cs_ks_lease(&f->e->sh[f->shard].ks, lease, sizeof lease,
+		        f->qs->def->name, f->key + f->canon_off, f->keylen - f->canon_off);
+		const char *argv[] = {"DEL", lease};
+		size_t lens[] = {3, n};
 		uint16_t slot = cs_rc_keyslot(lease, n);
 		if (cs_rc_slot_ready(f->e->redis, slot))
 			(void)!cs_rc_cmd(f->e->redis, slot, NULL, NULL, 2, argv, lens);
@@ -255,13 +257,14 @@ void flight_fail(flight *f, int err, const char *msg)
 void flight_dispatch(flight *f)
 {
 	cs_engine *e = f->e;
+	const shard *sh = &e->sh[f->shard];
 	const cs_config *cfg = f->qt->cfg;
 	if (e->stopping) {
 		flight_fail(f, -CS_ERR_SHUTTING_DOWN, "shutting down");
 		return;
 	}
 	for (;;) {
-		cs_pgserver *s = route_replica(e, f->tier, f->min_lsn, &f->tried);
+		cs_pgserver *s = route_replica(e, sh, f->tier, f->min_lsn, &f->tried);
 		bool to_primary = false;
 		if (s == NULL && f->overloaded) {
 			flight_fail(f, -CS_ERR_OVERLOADED, "every fitting replica's queue is full");
@@ -276,23 +279,30 @@ void flight_dispatch(flight *f)
 				tick_arm(e); /* on_tick ends the wait at its deadline */
 				e->stats.ryw_waits++;
 				for (int i = 0; i < e->nservers; i++)
-					if (e->servers[i] != e->primary)
-						cs_pgserver_fast_monitor(e->servers[i], f->ryw_deadline_us);
+					if (e->servers[i] != sh->primary &&
+					        &e->sh[server_shard(e, e->servers[i])] == sh)
+						cs_pgserver_fast_monitor(
+						        e->servers[i], f->ryw_deadline_us);
 			}
 			return;
 		}
-		if (s == NULL && e->primary && !srvset_has(&f->tried, server_index(e, e->primary)) &&
-			(cfg->primary_fallback || f->min_lsn) &&
-			cs_pgserver_state_get(e->primary) != CS_SRV_DOWN) {
-			s = e->primary;
+		if (s == NULL && sh->primary &&
+		        !srvset_has(&f->tried, server_index(e, sh->primary)) &&
+		        (cfg->primary_fallback || f->min_lsn) &&
+		        cs_pgserver_state_get(sh->primary) != CS_SRV_DOWN) {
+			s = sh->primary;
 			to_primary = true;
 		}
 		if (s == NULL) {
 			const char *why = f->attempts ? "no server left to retry on"
-				: e->primary == NULL ? "no replica fits (health, tier, lag) and no primary is configured"
-				: !(cfg->primary_fallback || f->min_lsn)
-					? "no replica fits (health, tier, lag) and primary_fallback is off"
-					: "no replica fits (health, tier, lag) and the primary is down";
+			                  : sh->primary == NULL
+			                          ? "no replica fits (health, tier, lag) and no "
+			                            "primary is configured"
+			                  : !(cfg->primary_fallback || f->min_lsn)
+			                          ? "no replica fits (health, tier, lag) and "
+			                            "primary_fallback is off"
+			                          : "no replica fits (health, tier, lag) and the "
+			                            "primary is down";
 			flight_fail(f, -CS_ERR_UNAVAILABLE, why);
 			return;
 		}
@@ -388,9 +398,9 @@ static lookup *lookup_clone(const lookup *l, int cause)
 
 static void lookup_miss(lookup *l, bool store)
 {
-	miss(l->e, l->qs, l->key, l->keylen, l->canon_off, l->gen, store, l->r,
-		l->r ? l->r->tier : CS_TIER_BATCH, l->r ? l->r->min_lsn : 0, l->params, l->nparams,
-		l->cause);
+	miss(l->e, l->shard, l->qs, l->key, l->keylen, l->canon_off, l->gen, store, l->r,
+	        l->r ? l->r->tier : CS_TIER_BATCH, l->r ? l->r->min_lsn : 0, l->params, l->nparams,
+	        l->cause);
 	lookup_free(l);
 }
 
@@ -420,8 +430,8 @@ static void refresh_in_background(const lookup *l, int cause)
 	if (flight_find(e, l->key, l->keylen, hash_bytes(l->key, l->keylen), 0, l->qs->def))
 		return; /* already refreshing in this process */
 	char lease[KEY_MAX], px[24];
-	size_t n = cs_ks_lease(&e->ks, lease, sizeof lease, l->qs->def->name, l->key + l->canon_off,
-		l->keylen - l->canon_off);
+	size_t n = cs_ks_lease(&e->sh[l->shard].ks, lease, sizeof lease, l->qs->def->name,
+	        l->key + l->canon_off, l->keylen - l->canon_off);
 	int pl = snprintf(px, sizeof px, "%lld", (long long)e->qt->cfg->request_timeout_ms);
 	const char *argv[] = { "SET", lease, "1", "NX", "PX", px };
 	size_t lens[] = { 3, n, 1, 2, 2, (size_t)pl };
@@ -498,8 +508,9 @@ static bool ryw_cache_ok(cs_engine *e, const lookup *l, const redisReply *reply)
 	uint64_t gen = g->type == REDIS_REPLY_STRING ? strtoull(g->str, NULL, 10) : 0;
 	if (gen != l->gen)
 		return false;
-	if (e->fence_on && (ep->type != REDIS_REPLY_STRING || (size_t)ep->len != e->epoch_len ||
-				   memcmp(ep->str, e->epoch, e->epoch_len) != 0))
+	const shard *sh = &e->sh[l->shard];
+	if (e->fence_on && (ep->type != REDIS_REPLY_STRING || (size_t)ep->len != sh->epoch_len ||
+	                           memcmp(ep->str, sh->epoch, sh->epoch_len) != 0))
 		return false;
 	return true;
 }
@@ -634,7 +645,7 @@ static void on_cache_reply(cs_rc *rc, redisReply *reply, void *priv)
 	lookup_miss(l, true);
 }
 
-static bool token_ahead(const cs_engine *e, uint64_t lsn);
+static bool token_ahead(const shard *sh, uint64_t lsn);
 static void token_park(lookup *l);
 static void lookup_start(lookup *l);
 
@@ -642,18 +653,31 @@ static void lookup_start(lookup *l);
  * miss; the items of an MGET). */
 typedef struct keyed {
 	qstate *qs;
-	int rc;		  /* cs_params_canon's: <0 bad parameters (err), 1 not cacheable */
-	size_t kl;	  /* the prefix (<ns>:e:<query>:<gen>:), 0 when it does not fit */
-	size_t keylen;	  /* kl + the canonical parameters when cacheable, else kl */
+	uint16_t shard; /* e->sh[shard]: the key's shard (0 until SHARDS.md step 3b) */
+	int rc;         /* cs_params_canon's: <0 bad parameters (err), 1 not cacheable */
+	size_t kl;      /* the prefix (<ns>:e:<query>:<gen>:), 0 when it does not fit */
+	size_t keylen;  /* kl + the canonical parameters when cacheable, else kl */
 	bool cacheable;
+	bool reused;  /* the prefix was the kprefix's (key_make) */
+	uint64_t gen; /* the query's generation in the shard, the one in the key */
 	char err[256];
 	char key[KEY_MAX];
 } keyed;
 
+/* An MGET's last formatted prefix, reused by the next item of the same query, shard and
+ * generation (single Redis). */
+typedef struct kprefix {
+	const qstate *qs; /* NULL: none yet */
+	uint16_t shard;
+	uint64_t gen;
+	const char *p;
+	size_t len;
+} kprefix;
+
 /* key_make on a cluster: the prefix "{<ns>:<b>}:e:<q>:<g>:" depends on the bucket b of the
  * canonical parameters, so they are made first (after room for the longest prefix), then
  * moved behind the prefix. */
-static void key_make_cluster(cs_engine *e, qstate *qs, const cs_get_req *req, keyed *k)
+static void key_make_cluster(const shard *sh, qstate *qs, const cs_get_req *req, keyed *k)
 {
 	const cs_query_def *q = qs->def;
 	size_t room = CS_KS_PREFIX_MAX + 3 + strlen(q->name) + 1 + 20 + 1;
@@ -662,9 +686,9 @@ static void key_make_cluster(cs_engine *e, qstate *qs, const cs_get_req *req, ke
 	k->rc = cs_params_canon(q, req->params, req->nparams, k->key + room, sizeof k->key - room,
 		&clen, k->err, sizeof k->err);
 	if (k->rc == 0) {
-		uint32_t b = cs_ks_bucket(&e->ks, q->name, k->key + room, clen);
+		uint32_t b = cs_ks_bucket(&sh->ks, q->name, k->key + room, clen);
 		char pre[CS_KS_PREFIX_MAX + 3 + CS_PROTO_MAX_NAME + 1 + 20 + 2];
-		size_t pl = cs_ks_entry_prefix(&e->ks, b, pre, sizeof pre, q->name, qs->gen);
+		size_t pl = cs_ks_entry_prefix(&sh->ks, b, pre, sizeof pre, q->name, k->gen);
 		if (pl > 0 && pl <= room) {
 			memmove(k->key + pl, k->key + room, clen + 1);
 			memcpy(k->key, pre, pl);
@@ -673,28 +697,34 @@ static void key_make_cluster(cs_engine *e, qstate *qs, const cs_get_req *req, ke
 	}
 	k->cacheable = k->rc == 0 && k->kl > 0;
 	if (k->rc >= 0 && k->kl == 0) { /* not cacheable: the flight key only needs to be unique */
-		k->kl = cs_ks_entry_prefix(&e->ks, 0, k->key, sizeof k->key, q->name, qs->gen);
+		k->kl = cs_ks_entry_prefix(&sh->ks, 0, k->key, sizeof k->key, q->name, k->gen);
 		k->cacheable = false;
 	}
 	k->keylen = k->cacheable ? k->kl + clen : k->kl;
 }
 
-/* Fills k for req of query qs. The prefix is formatted unless pfx (a previous item's
- * prefix of the same query and generation, pfxlen bytes) is given. */
-static inline __attribute__((always_inline)) void key_make(cs_engine *e, qstate *qs,
-	const cs_get_req *req, keyed *k, const char *pfx, size_t pfxlen)
+/* Fills k for req of query qs: its shard, the query's generation there, the key. The
+ * prefix is formatted unless pfx (an MGET's previous prefix, may be NULL) is of the same
+ * query, shard and generation (k->reused). */
+static inline __attribute__((always_inline)) void key_make(
+        cs_engine *e, qstate *qs, const cs_get_req *req, keyed *k, const kprefix *pfx)
 {
 	const cs_query_def *q = qs->def;
 	k->qs = qs;
-	if (e->ks.cluster) {
-		key_make_cluster(e, qs, req, k);
+	k->shard = 0; /* the implicit shard; SHARDS.md step 3b picks it (cs_shard_pick) */
+	k->gen = qs->sg[k->shard].gen;
+	k->reused = false;
+	const shard *sh = &e->sh[k->shard];
+	if (sh->ks.cluster) {
+		key_make_cluster(sh, qs, req, k);
 		return;
 	}
-	if (pfx) {
-		memcpy(k->key, pfx, pfxlen);
-		k->kl = pfxlen;
+	if (pfx && pfx->qs == qs && pfx->shard == k->shard && pfx->gen == k->gen) {
+		memcpy(k->key, pfx->p, pfx->len);
+		k->kl = pfx->len;
+		k->reused = true;
 	} else {
-		k->kl = cs_ks_entry_prefix(&e->ks, 0, k->key, sizeof k->key, q->name, qs->gen);
+		k->kl = cs_ks_entry_prefix(&sh->ks, 0, k->key, sizeof k->key, q->name, k->gen);
 	}
 	/* the prefix never takes more than KEY_MAX - (CS_CANON_MAX + 1) bytes: canonical
 	 * parameters have the same room as in a buffer of their own */
@@ -726,7 +756,8 @@ static lookup *lookup_make(cs_engine *e, uint8_t op, const cs_get_req *req, cs_e
 	l->qt = e->qt;
 	e->qt->refs++;
 	l->qs = k->qs;
-	l->gen = k->qs->gen;
+	l->gen = k->gen;
+	l->shard = k->shard;
 	l->canon_off = k->kl;
 	memcpy(l->key, k->key, k->keylen);
 	l->keylen = k->keylen;
@@ -752,7 +783,7 @@ static lookup *lookup_new(cs_engine *e, uint8_t op, const cs_get_req *req, cs_en
 			return NULL;
 		}
 		k = &mine;
-		key_make(e, qs, req, k, NULL, 0);
+		key_make(e, qs, req, k, NULL);
 	}
 	if (k->rc < 0) {
 		reply_error(e, cb, priv, k->rc, "%s", k->err);
@@ -779,10 +810,11 @@ static bool near_fast(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine
 	uint64_t t0 = cs_now_us();
 	qstate *qs = qtable_find(e->qt, req->query, req->query_len);
 	if (qs == NULL || !qs->def->near_cache || qs->def->xfetch_beta > 0 || qs->paused ||
-	        !qs->gen_known || !cs_rc_ready(e->redis) || (e->fence_on && e->epoch_len == 0))
+	        !cs_rc_ready(e->redis))
 		return false;
-	key_make(e, qs, req, k, NULL, 0);
-	if (!k->cacheable)
+	key_make(e, qs, req, k, NULL);
+	if (!k->cacheable || !qs->sg[k->shard].gen_known ||
+	        (e->fence_on && e->sh[k->shard].epoch_len == 0))
 		return false;
 	size_t vlen = 0;
 	const uint8_t *v = cs_near_get(e->near, k->key, k->keylen, hash_bytes(k->key, k->keylen),
@@ -813,7 +845,7 @@ void cs_engine_get(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine_cb
 	lookup *l = lookup_new(e, op, req, cb, priv, k.qs ? &k : NULL);
 	if (l == NULL)
 		return;
-	if (l->r->min_lsn && token_ahead(e, l->r->min_lsn)) {
+	if (l->r->min_lsn && token_ahead(&e->sh[l->shard], l->r->min_lsn)) {
 		token_park(l);
 		return;
 	}
@@ -836,6 +868,7 @@ typedef struct mitem {
 	void *priv;
 	qstate *qs;
 	uint64_t gen;
+	uint16_t shard;
 	const char *key;
 	cs_value *params;
 	uint32_t keylen, canon_off, nparams, req; /* req: the index in the client's MGET */
@@ -896,6 +929,7 @@ static lookup *mitem_lookup(mbatch *b, const mitem *x)
 	b->qt->refs++;
 	l->qs = x->qs;
 	l->gen = x->gen;
+	l->shard = x->shard;
 	l->canon_off = x->canon_off;
 	memcpy(l->key, x->key, x->keylen);
 	l->keylen = x->keylen;
@@ -1034,7 +1068,9 @@ static void mget_cluster(cs_engine *e, mbatch *b, const char **argv, size_t *len
 	uint64_t ord[CS_PROTO_MAX_MGET];
 	uint32_t n = b->n;
 	for (uint32_t i = 0; i < n; i++)
-		ord[i] = (uint64_t)key_slot(e, b->it[i].key, b->it[i].keylen) << 32 | i;
+		ord[i] = (uint64_t)key_slot(&e->sh[b->it[i].shard], b->it[i].key, b->it[i].keylen)
+		                 << 32 |
+		         i;
 	qsort(ord, n, sizeof ord[0], cmp_u64);
 	b->parts = 1; /* held while sending */
 	const char *pargv[CS_PROTO_MAX_MGET + 1];
@@ -1091,10 +1127,8 @@ void cs_engine_mget(cs_engine *e, const cs_get_req *reqs, uint32_t n, cs_engine_
 	size_t keys_len = 0, pbytes = 0;
 	uint32_t ns = 0;
 	keyed k;
-	const qstate *pfx_qs = NULL; /* the prefix in keys at pfx_off is this query's */
-	uint64_t pfx_gen = 0;
-	size_t pfx_off = 0, pfx_len = 0;
-	bool usable = cs_rc_ready(e->redis) && !(e->fence_on && e->epoch_len == 0);
+	kprefix pfx = {.qs = NULL};          /* the last prefix formatted into keys */
+	bool usable = cs_rc_ready(e->redis); /* and the item's shard's epoch known (below) */
 	bool near = e->near && cs_near_on(e->near);
 	uint64_t start_us = cs_now_us();
 	int64_t now = 0; /* the wall clock for near hits, read at the first */
@@ -1122,14 +1156,14 @@ void cs_engine_mget(cs_engine *e, const cs_get_req *reqs, uint32_t n, cs_engine_
 				(int)CS_MIN(req->query_len, 64u), req->query);
 			continue;
 		}
-		bool same = qs == pfx_qs && qs->gen == pfx_gen && !e->ks.cluster;
-		key_make(e, qs, req, &k, same ? keys + pfx_off : NULL, pfx_len);
+		key_make(e, qs, req, &k, &pfx);
 		if (k.rc < 0) {
 			reply_error(e, cb, privs[i], k.rc, "%s", k.err);
 			continue;
 		}
 		bool plain = k.cacheable && !req->bypass && !req->min_lsn && !qs->paused &&
-			qs->gen_known && usable;
+		             qs->sg[k.shard].gen_known && usable &&
+		             !(e->fence_on && e->sh[k.shard].epoch_len == 0);
 		bool watched = false;
 		cs_near_ticket nt = { 0, 0 };
 		if (plain && near && qs->def->near_cache) {
@@ -1154,7 +1188,7 @@ void cs_engine_mget(cs_engine *e, const cs_get_req *reqs, uint32_t n, cs_engine_
 					cs_near_settle(e->near, k.key, k.keylen,
 						hash_bytes(k.key, k.keylen), &nt, NULL, 0, false);
 				reply_error(e, cb, privs[i], -CS_ERR_INTERNAL, "out of memory");
-			} else if (l->r->min_lsn && token_ahead(e, l->r->min_lsn)) {
+			} else if (l->r->min_lsn && token_ahead(&e->sh[l->shard], l->r->min_lsn)) {
 				token_park(l);
 			} else if (plain) {
 				l->watched = watched;
@@ -1165,18 +1199,25 @@ void cs_engine_mget(cs_engine *e, const cs_get_req *reqs, uint32_t n, cs_engine_
 			}
 			continue;
 		}
-		if (!same) {
-			pfx_qs = qs;
-			pfx_gen = qs->gen;
-			pfx_off = keys_len;
-			pfx_len = k.kl;
+		if (!k.reused && !e->sh[k.shard].ks.cluster) {
+			pfx.qs = qs;
+			pfx.shard = k.shard;
+			pfx.gen = k.gen;
+			pfx.p = keys + keys_len;
+			pfx.len = k.kl;
 		}
 		memcpy(keys + keys_len, k.key, k.keylen);
-		send[ns] = (mitem){ .priv = privs[i], .qs = qs, .gen = qs->gen,
-			.key = keys + keys_len, .keylen = (uint32_t)k.keylen,
-			.canon_off = (uint32_t)k.kl, .req = i,
-			.tier = req->tier < CS_TIER_COUNT ? req->tier : CS_TIER_DEFAULT,
-			.watched = watched, .nt = nt };
+		send[ns] = (mitem){.priv = privs[i],
+		        .qs = qs,
+		        .gen = k.gen,
+		        .shard = k.shard,
+		        .key = keys + keys_len,
+		        .keylen = (uint32_t)k.keylen,
+		        .canon_off = (uint32_t)k.kl,
+		        .req = i,
+		        .tier = req->tier < CS_TIER_COUNT ? req->tier : CS_TIER_DEFAULT,
+		        .watched = watched,
+		        .nt = nt};
 		keys_len += k.keylen;
 		pbytes += pb;
 		ns++;
@@ -1228,7 +1269,7 @@ void cs_engine_mget(cs_engine *e, const cs_get_req *reqs, uint32_t n, cs_engine_
 		lens[i + 1] = x->keylen;
 		watched |= x->watched;
 	}
-	if (e->ks.cluster) {
+	if (e->sh[0].ks.cluster) { /* every shard's keyspace is on the cluster, or none */
 		mget_cluster(e, b, argv, lens);
 		return;
 	}
@@ -1243,13 +1284,14 @@ void cs_engine_mget(cs_engine *e, const cs_get_req *reqs, uint32_t n, cs_engine_
 	mbatch_free(b);
 }
 
-/* The read-your-writes token is beyond the primary's last known position. Without a
- * primary, or while it is not up, nothing is known: the token is used as it is. */
-static bool token_ahead(const cs_engine *e, uint64_t lsn)
+/* The read-your-writes token (an LSN of shard sh's WAL) is beyond sh's primary's last known
+ * position. Without a primary, or while it is not up, nothing is known: the token is used
+ * as it is. */
+static bool token_ahead(const shard *sh, uint64_t lsn)
 {
-	if (e->primary == NULL || cs_pgserver_state_get(e->primary) != CS_SRV_UP)
+	if (sh->primary == NULL || cs_pgserver_state_get(sh->primary) != CS_SRV_UP)
 		return false;
-	cs_lsn_t pos = cs_pgserver_lsn(e->primary);
+	cs_lsn_t pos = cs_pgserver_lsn(sh->primary);
 	return pos != 0 && lsn > pos;
 }
 
@@ -1263,49 +1305,53 @@ static bool token_ahead(const cs_engine *e, uint64_t lsn)
 static void token_park(lookup *l)
 {
 	cs_engine *e = l->e;
-	if (e->ntoken >= TOKEN_WAIT_MAX) {
-		greq_error(l->r, -CS_ERR_OVERLOADED, "too many read-your-writes tokens waiting for the "
-						     "primary's position");
+	shard *sh = &e->sh[l->shard];
+	if (sh->ntoken >= TOKEN_WAIT_MAX) {
+		greq_error(l->r, -CS_ERR_OVERLOADED,
+		        "too many read-your-writes tokens waiting for the "
+		        "primary's position");
 		lookup_free(l);
 		return;
 	}
 	uint64_t now = cs_now_us();
-	l->trounds = e->primary_rounds;
+	l->trounds = sh->primary_rounds;
 	l->tuntil_us = now + (uint64_t)TOKEN_WAIT_MS * 1000u;
-	l->tnext = e->token_head;
-	e->token_head = l;
+	l->tnext = sh->token_head;
+	sh->token_head = l;
 	tick_arm(e);
-	e->ntoken++;
+	sh->ntoken++;
 	e->stats.token_checks++;
-	cs_pgserver_fast_monitor(e->primary, now + 50u * 1000u);
+	cs_pgserver_fast_monitor(sh->primary, now + 50u * 1000u);
 }
 
-/* After a monitor round of the primary (or a change of its state), and on every tick:
- * runs, refuses or keeps each parked request. `expire_only`: only those past their wait
- * run (unchecked). */
-void token_recheck(cs_engine *e, uint64_t now, bool expire_only)
+/* After a monitor round of shard sh's primary (or a change of its state), and on every
+ * tick: runs, refuses or keeps each request parked on sh. `expire_only`: only those past
+ * their wait run (unchecked). */
+void token_recheck(cs_engine *e, shard *sh, uint64_t now, bool expire_only)
 {
-	lookup *l = e->token_head, *keep = NULL;
-	e->token_head = NULL; /* detached: requests run below may park new ones */
+	lookup *l = sh->token_head, *keep = NULL;
+	sh->token_head = NULL; /* detached: requests run below may park new ones */
 	while (l) {
 		lookup *next = l->tnext;
 		uint64_t lsn = l->r->min_lsn;
-		bool ahead = token_ahead(e, lsn);
+		bool ahead = token_ahead(sh, lsn);
 		if (expire_only && now < l->tuntil_us) {
 			l->tnext = keep;
 			keep = l;
 		} else if (!ahead || now >= l->tuntil_us) {
-			e->ntoken--;
+			sh->ntoken--;
 			lookup_start(l); /* caught up, unknown, or no answer in time: as before */
-		} else if (e->primary_rounds >= l->trounds + 2) {
+		} else if (sh->primary_rounds >= l->trounds + 2) {
 			/* a round that began after the request was parked finished: the primary's
 			 * position is fresh, and still behind the token */
 			char msg[200], a[24], b[24];
 			cs_lsn_format(lsn, a);
-			cs_lsn_format(cs_pgserver_lsn(e->primary), b);
-			snprintf(msg, sizeof msg, "read-your-writes LSN %s is beyond the primary's current "
-						  "position %s: not an LSN the primary wrote", a, b);
-			e->ntoken--;
+			cs_lsn_format(cs_pgserver_lsn(sh->primary), b);
+			snprintf(msg, sizeof msg,
+			        "read-your-writes LSN %s is beyond the primary's current "
+			        "position %s: not an LSN the primary wrote",
+			        a, b);
+			sh->ntoken--;
 			e->stats.token_refused++;
 			greq_error(l->r, -CS_ERR_FUTURE_LSN, msg);
 			lookup_free(l);
@@ -1316,7 +1362,7 @@ void token_recheck(cs_engine *e, uint64_t now, bool expire_only)
 		l = next;
 	}
 	/* parked meanwhile (by callbacks of requests run above) go first; order is free */
-	lookup **pp = &e->token_head;
+	lookup **pp = &sh->token_head;
 	while (*pp)
 		pp = &(*pp)->tnext;
 	*pp = keep;
@@ -1344,7 +1390,8 @@ static bool lookup_local(lookup *l)
 		lookup_miss(l, false);
 		return true;
 	}
-	if (!cs_rc_ready(e->redis) || !qs->gen_known || (e->fence_on && e->epoch_len == 0)) {
+	if (!cs_rc_ready(e->redis) || !qs->sg[l->shard].gen_known ||
+	        (e->fence_on && e->sh[l->shard].epoch_len == 0)) {
 		e->stats.bypass_redis++;
 		lookup_miss(l, false);
 		return true;
@@ -1372,24 +1419,25 @@ static void lookup_send_failed(lookup *l)
 static void lookup_send(lookup *l)
 {
 	cs_engine *e = l->e;
+	const shard *sh = &e->sh[l->shard];
 	int sent;
-	if (l->r->min_lsn && e->ks.cluster) {
+	if (l->r->min_lsn && sh->ks.cluster) {
 		/* the entry alone: the position, generation and epoch live in bucket 0, on
 		 * another node, and one MGET cannot read them with the entry atomically. An entry
 		 * older than the token is then a miss (ryw_cache_ok needs the four together). */
-		const char *argv[] = { "GET", l->key };
-		size_t lens[] = { 3, l->keylen };
-		sent = cs_rc_cmd(e->redis, key_slot(e, l->key, l->keylen), on_cache_reply, l, 2, argv,
-			lens);
+		const char *argv[] = {"GET", l->key};
+		size_t lens[] = {3, l->keylen};
+		sent = cs_rc_cmd(e->redis, key_slot(sh, l->key, l->keylen), on_cache_reply, l, 2,
+		        argv, lens);
 	} else if (l->r->min_lsn) {
 		char genkey[CS_NAME_MAX + CS_MAX_NAME];
-		size_t gl = cs_ks_gen(&e->ks, genkey, sizeof genkey, l->qs->def->name);
-		const char *argv[] = { "MGET", l->key, e->ks.pos, genkey, e->ks.epoch };
-		size_t lens[] = { 4, l->keylen, e->ks.pos_len, gl, e->ks.epoch_len };
+		size_t gl = cs_ks_gen(&sh->ks, genkey, sizeof genkey, l->qs->def->name);
+		const char *argv[] = {"MGET", l->key, sh->ks.pos, genkey, sh->ks.epoch};
+		size_t lens[] = {4, l->keylen, sh->ks.pos_len, gl, sh->ks.epoch_len};
 		sent = cs_rc_cmd(e->redis, 0, on_cache_reply, l, 5, argv, lens); /* single Redis */
 	} else {
 		/* the hit path: the bucket's slot from the table, no CRC16 of the key here */
-		uint16_t slot = key_slot(e, l->key, l->keylen);
+		uint16_t slot = key_slot(sh, l->key, l->keylen);
 		if (l->watched && !near_caching_yes(e, slot))
 			near_settle(l, NULL); /* untracked: its reply must not be stored */
 		const char *argv[] = { "GET", l->key };

@@ -78,7 +78,7 @@ static cs_pgserver *rchk_server(cs_engine *e)
 	for (int i = 0; i < e->nservers; i++) {
 		if (cs_pgserver_state_get(e->servers[i]) != CS_SRV_UP)
 			continue;
-		if (e->servers[i] == e->primary)
+		if (is_primary(e, e->servers[i]))
 			primary = e->servers[i];
 		else
 			return e->servers[i];
@@ -180,7 +180,7 @@ bool cs_engine_healthy(const cs_engine *e, char *why, size_t whylen)
 			snprintf(why, whylen, "postgres %s not checked yet", cs_pgserver_name(e->servers[i]));
 			return false;
 		}
-		if (e->servers[i] == e->primary) {
+		if (is_primary(e, e->servers[i])) {
 			primary_up = st == CS_SRV_UP;
 			continue;
 		}
@@ -203,7 +203,10 @@ bool cs_engine_healthy(const cs_engine *e, char *why, size_t whylen)
 			rl += w > 0 ? (size_t)w : 0;
 		}
 	}
-	bool has_replicas = e->nservers > (e->primary ? 1 : 0);
+	int nprimaries = 0;
+	for (int k = 0; k < e->nsh; k++)
+		nprimaries += e->sh[k].primary != NULL;
+	bool has_replicas = e->nservers > nprimaries;
 	if (has_replicas ? !replica_up : !primary_up) {
 		if (has_replicas)
 			snprintf(why, whylen, "no replica is usable: %s", reasons);
@@ -215,12 +218,14 @@ bool cs_engine_healthy(const cs_engine *e, char *why, size_t whylen)
 		snprintf(why, whylen, "redis is not connected (serving from PostgreSQL)");
 		return false;
 	}
-	for (int i = 0; i < e->qt->nq; i++) {
-		if (!e->qt->qs[i].gen_known) {
-			snprintf(why, whylen, "loading query generations from redis (bypassing the cache)");
-			return false;
-		}
-	}
+	for (int i = 0; i < e->qt->nq; i++)
+		for (int k = 0; k < e->nsh; k++)
+			if (!e->qt->qs[i].sg[k].gen_known) {
+				snprintf(why, whylen,
+				        "loading query generations from redis (bypassing the "
+				        "cache)");
+				return false;
+			}
 	snprintf(why, whylen, "ok");
 	return true;
 }

@@ -87,9 +87,9 @@ static void on_sample_pos(cs_rc *rc, redisReply *reply, void *priv)
 static void on_sample_poll(evutil_socket_t fd, short what, void *arg)
 {
 	cs_engine *e = arg;
-	const char *argv[] = { "GET", e->ks.pos };
-	if (cs_rc_cmd(e->redis, cs_rc_keyslot(e->ks.pos, e->ks.pos_len), on_sample_pos, e, 2, argv,
-	            NULL) != 0)
+	const char *argv[] = {"GET", e->sh[0].ks.pos};
+	if (cs_rc_cmd(e->redis, cs_rc_keyslot(e->sh[0].ks.pos, e->sh[0].ks.pos_len), on_sample_pos,
+	            e, 2, argv, NULL) != 0)
 		sample_end(e, CS_VERIFY_INV_BEHIND);
 }
 
@@ -97,9 +97,13 @@ static void on_sample_poll(evutil_socket_t fd, short what, void *arg)
 static void sample_submit(cs_engine *e, cs_pgjob *job, int qindex, const cs_query_def *q,
 	const cs_pg_params *params, cs_pgjob_cb *cb)
 {
-	*job = (cs_pgjob){ .qindex = qindex, .q = q, .params = params,
-		.deadline_us = cs_now_us() + 5000000u, .cb = cb, .priv = e };
-	if (e->primary == NULL || cs_pgserver_submit(e->primary, job) != 0)
+	*job = (cs_pgjob){.qindex = qindex,
+	        .q = q,
+	        .params = params,
+	        .deadline_us = cs_now_us() + 5000000u,
+	        .cb = cb,
+	        .priv = e};
+	if (e->sh[0].primary == NULL || cs_pgserver_submit(e->sh[0].primary, job) != 0)
 		sample_end(e, CS_VERIFY_QUERY);
 }
 
@@ -177,8 +181,8 @@ static void on_sample_scan(cs_rc *rc, redisReply *reply, void *priv)
 	}
 	sm->qs->scan_cursor = strtoull(reply->element[0]->str, NULL, 10);
 	redisReply *keys = reply->element[1];
-	if (sm->qs->scan_cursor == 0 && e->ks.cluster && keys->elements == 0)
-		sm->qs->scan_slot = e->bslot[cs_rand64() % CS_KS_BUCKETS];
+	if (sm->qs->scan_cursor == 0 && e->sh[0].ks.cluster && keys->elements == 0)
+		sm->qs->scan_slot = e->sh[0].bslot[cs_rand64() % CS_KS_BUCKETS];
 	if (keys->elements == 0) {
 		/* nothing in this stretch of the keyspace: not a check */
 		free(sm->entry);
@@ -194,15 +198,16 @@ static void on_sample_scan(cs_rc *rc, redisReply *reply, void *priv)
 	}
 	memcpy(sm->key, k->str, (size_t)k->len);
 	sm->keylen = (size_t)k->len;
-	if (e->ks.cluster) { /* the prefix's length depends on the key's bucket */
+	if (e->sh[0].ks.cluster) { /* the prefix's length depends on the key's bucket */
 		char pre[CS_NAME_MAX + CS_MAX_NAME + 24];
-		sm->prefix_len = cs_ks_entry_prefix(&e->ks, key_bucket(e, sm->key, sm->keylen), pre,
-			sizeof pre, sm->qs->def->name, sm->qs->gen);
+		sm->prefix_len =
+		        cs_ks_entry_prefix(&e->sh[0].ks, key_bucket(&e->sh[0], sm->key, sm->keylen),
+		                pre, sizeof pre, sm->qs->def->name, sm->qs->sg[0].gen);
 	}
-	if (sm->qs->scan_cursor == 0 && e->ks.cluster) /* that node done: another one next */
-		sm->qs->scan_slot = e->bslot[cs_rand64() % CS_KS_BUCKETS];
-	const char *argv[] = { "GET", sm->key };
-	size_t lens[] = { 3, sm->keylen };
+	if (sm->qs->scan_cursor == 0 && e->sh[0].ks.cluster) /* that node done: another one next */
+		sm->qs->scan_slot = e->sh[0].bslot[cs_rand64() % CS_KS_BUCKETS];
+	const char *argv[] = {"GET", sm->key};
+	size_t lens[] = {3, sm->keylen};
 	if (cs_rc_cmd(e->redis, cs_rc_keyslot(sm->key, sm->keylen), on_sample_get, e, 2, argv,
 	            lens) != 0)
 		sample_end(e, CS_VERIFY_GONE);
@@ -213,19 +218,19 @@ static void on_sample_timer(evutil_socket_t fd, short what, void *arg)
 	cs_engine *e = arg;
 	sampler *sm = &e->smp;
 	qtable *t = e->qt;
-	if (sm->busy || t->nq == 0 || e->primary == NULL || !cs_rc_ready(e->redis))
+	if (sm->busy || t->nq == 0 || e->sh[0].primary == NULL || !cs_rc_ready(e->redis))
 		return;
 	qstate *qs = &t->qs[sm->qnext++ % t->nq];
-	if (!qs->gen_known)
+	if (!qs->sg[0].gen_known) /* the implicit shard's entries (a sampler per shard: step 6) */
 		return;
 	char pattern[CS_NAME_MAX + CS_MAX_NAME + 24], cursor[24];
 	int pl;
-	if (e->ks.cluster) /* every bucket's entries of the query: "{<ns>:*}:e:<q>:<g>:*" */
-		pl = snprintf(pattern, sizeof pattern - 1, "{%s:*}:e:%s:%llu:", e->ks.ns,
-			qs->def->name, (unsigned long long)qs->gen);
+	if (e->sh[0].ks.cluster) /* every bucket's entries of the query: "{<ns>:*}:e:<q>:<g>:*" */
+		pl = snprintf(pattern, sizeof pattern - 1, "{%s:*}:e:%s:%llu:", e->sh[0].ks.ns,
+		        qs->def->name, (unsigned long long)qs->sg[0].gen);
 	else
-		pl = (int)cs_ks_entry_prefix(&e->ks, 0, pattern, sizeof pattern - 1, qs->def->name,
-			qs->gen);
+		pl = (int)cs_ks_entry_prefix(
+		        &e->sh[0].ks, 0, pattern, sizeof pattern - 1, qs->def->name, qs->sg[0].gen);
 	if (pl <= 0 || (size_t)pl >= sizeof pattern - 1)
 		return;
 	sm->prefix_len = (size_t)pl;

@@ -58,13 +58,16 @@ int cs_engine_show(const cs_engine *e, const char *what, cs_engine_show_cb *cb, 
 			for (int p = 0; p < d->nparams && off < sizeof params; p++)
 				off += (size_t)snprintf(params + off, sizeof params - off, "%s%s:%s",
 					p ? "," : "", d->params[p].name, cs_param_type_name(d->params[p].type));
-			cs_show_cell c[] = { SV_STR("name", d->name), SV_STR("params", params),
-				SV_INT("ttl_ms", d->ttl_ms),
-				SV_STR("kind", d->kind <= CS_KIND_AGGREGATE ? kinds[d->kind] : "?"),
-				q->gen_known ? SV_INT("generation", q->gen) : SV_NIL("generation"),
-				SV_INT("hits", q->hits), SV_INT("stale_hits", q->stale_hits),
-				SV_INT("misses", q->misses), SV_INT("fills", q->fills),
-				SV_BOOL("pending_bump", q->pending_bump), SV_BOOL("paused", q->paused) };
+			cs_show_cell c[] = {SV_STR("name", d->name), SV_STR("params", params),
+			        SV_INT("ttl_ms", d->ttl_ms),
+			        SV_STR("kind", d->kind <= CS_KIND_AGGREGATE ? kinds[d->kind] : "?"),
+			        /* the implicit shard's (a column per shard: SHARDS.md step 6) */
+			        q->sg[0].gen_known ? SV_INT("generation", q->sg[0].gen)
+			                           : SV_NIL("generation"),
+			        SV_INT("hits", q->hits), SV_INT("stale_hits", q->stale_hits),
+			        SV_INT("misses", q->misses), SV_INT("fills", q->fills),
+			        SV_BOOL("pending_bump", q->sg[0].pending_bump),
+			        SV_BOOL("paused", q->paused)};
 			rc = cb(priv, c, (uint32_t)CS_ARRAY_LEN(c));
 		}
 		return rc;
@@ -108,9 +111,10 @@ int cs_engine_show(const cs_engine *e, const char *what, cs_engine_show_cb *cb, 
 		cs_lsn_format(st->confirmed, conf);
 		cs_lsn_format(st->horizon, hor);
 		cs_show_cell behind = SV_NIL("bytes_behind");
-		if (e->primary) {
+		const shard *sh = &e->sh[0]; /* one invalidator, the implicit shard's (step 4) */
+		if (sh->primary) {
 			cs_pgserver_info in;
-			cs_pgserver_info_get(e->primary, &in);
+			cs_pgserver_info_get(sh->primary, &in);
 			if (in.state == CS_SRV_UP && in.lsn != 0 && st->confirmed != 0)
 				behind = SV_INT("bytes_behind",
 					in.lsn > st->confirmed ? in.lsn - st->confirmed : 0);
