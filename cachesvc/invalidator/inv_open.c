@@ -479,8 +479,10 @@ static void open_reply(octx *c, const redisReply *reply)
 		if (!ok)
 			o->failed = true;
 		for (uint32_t b = 0; ok && b < NB; b++) {
-			if (kind == K_SET && o->v[b].act == 1)
+			if (kind == K_SET && o->v[b].act == 1) {
+				inv->stats.open_marked += !o->m[b].on;
 				o->m[b] = o->v[b].next;
+			}
 			if (kind == K_DEL && o->v[b].act == 2)
 				o->m[b].on = false;
 		}

@@ -835,6 +835,9 @@ void cs_inv_metrics(const cs_inv *inv, cs_metrics *m)
 		        "A bucket's hash slot was being migrated and one of its ends failed over, "
 		        "restarted or changed: the namespace was flushed (review V9b)",
 		        s->open_losses, NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_open_slot_marked_total",
+		        "Buckets marked in Redis as being migrated (their slot seen open)",
+		        s->open_marked, NULL);
 		cs_m_u64(m, CS_M_GAUGE, "cachesvc_invalidator_open_slot_marks",
 		        "Buckets marked as being migrated (their slot seen open)", s->open_marks,
 		        NULL);

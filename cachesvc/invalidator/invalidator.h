@@ -61,6 +61,7 @@ typedef struct cs_inv_stats {
 	/* review V9b: slot migrations (inv_open.c) */
 	uint64_t open_losses;     /* a migrating bucket's endpoint changed: the SYNC flushed */
 	uint64_t open_marks;      /* buckets marked as being migrated now */
+	uint64_t open_marked;     /* marks written (a bucket seen with its slot open) */
 	cs_hist lag_us;		  /* commit timestamp -> Redis acknowledged */
 	cs_hist recv_us;	  /* commit timestamp -> its Commit message decoded here: the
 				   * primary's and the network's share of lag_us */
