@@ -172,14 +172,15 @@ static bool sendc(cs_inv *inv, cs_redis *r, int idx, int kind, int argc, const c
 	        .round = inv->open->round,
 	        .idx = idx,
 	        .kind = kind};
+	inv->open->left++; /* before the send: a reply can never find it uncounted */
 	int rc = r ? cs_redis_cmd(r, on_open_reply, c, argc, argv, lens)
 	           : cs_rc_cmd(inv->rc, inv_bucket_slot(inv, 0), on_open_rc_reply, c, argc, argv,
 	                     lens);
 	if (rc != 0) {
+		inv->open->left--;
 		free(c);
 		return false;
 	}
-	inv->open->left++;
 	return true;
 }
 
@@ -212,11 +213,11 @@ static void read_nodes(cs_inv *inv, int idx, const redisReply *reply)
 		if (!l.myself)
 			continue;
 		memcpy(o->node[idx].id, l.id, sizeof l.id);
-		cs_rc_open_slot os[64];
-		int n = cs_rc_nodes_open_slots(&l, os, 64);
-		if (n > 64)
+		cs_rc_open_slot os[NB];
+		int n = cs_rc_nodes_open_slots(&l, os, NB);
+		if (n > NB)
 			o->failed = true; /* more than we read: no verdict this round */
-		for (int i = 0; i < n && i < 64; i++) {
+		for (int i = 0; i < n && i < NB; i++) {
 			uint16_t s = os[i].slot;
 			if (!(o->bslot[s / 8] & (1u << (s % 8))))
 				continue; /* no bucket's keys there */
@@ -273,7 +274,7 @@ static bool read_marks(struct inv_open *o, const redisReply *reply)
 		const redisReply *f = reply->element[i], *v = reply->element[i + 1];
 		char *end;
 		unsigned long b = f->type == REDIS_REPLY_STRING ? strtoul(f->str, &end, 10) : NB;
-		if (b >= NB)
+		if (b >= NB || end == f->str || *end != '\0')
 			continue; /* not a field this code writes */
 		if (v->type != REDIS_REPLY_STRING || !parse_mark(v->str, (size_t)v->len, &o->m[b]))
 			o->m[b].on = true; /* unreadable: no endpoint matches it, a loss */
