@@ -49,7 +49,9 @@
 #   v9b:   review V9b (CLUSTER.md section 7): a migration resumed from a promoted replica of its
 #          source: bucket b's slot moved whole to a new master X (replica X2); an entry filled;
 #          the slot opened towards a new master Y with every key but the entry moved (C1); the
-#          watch of open slots marks b in bucket 0 (both ends, their run_ids); X2 cut off; an
+#          watch of open slots marks b in bucket 0 (both ends, their run_ids), and a commit
+#          confirmed while the slot is open is not flushed until the mark is written (the
+#          marks made unwritable first, then writable: flushed once marked); X2 cut off; an
 #          UPDATE: INVAL ASKed to Y, its routed DEL deletes the entry on X; confirmed and
 #          flushed past; the invalidator stopped, X killed, X2 promoted holding the entry, the
 #          slot reopened from X2 and finished on Y. Negative control first (--no-v9b): started
@@ -874,7 +876,7 @@ v9b_state() { # the entry's value on Y, as the daemon answers it: "<source> <nam
   echo "$(src iv_user "$id") $(rows iv_user "$id" | sed -n 's/.*"\(user [^"]*\)".*/\1/p')"
 }
 case_v9b() {
-  local x xpid x2 x2pid y xid x2id yid id b slot slot0 o oid lsn n gen e keys p mark dl0 ol0 st
+  local x xpid x2 x2pid y xid x2id yid id id2 b slot slot0 o oid lsn n gen e keys p mark dl0 st
   v9_node 1
   x=$V9_PORT xpid=$V9_PID
   v9_node 2
@@ -901,6 +903,9 @@ case_v9b() {
   until_true 60 restamped "$b" "$x" || fail "v9b: bucket $b not restamped on $x"
   v9_fill_entry
   [ "$(redis-cli -p "$x" exists "$e")" = 1 ] || fail "v9b: no entry $e on $x after the fill"
+  # the ordering: the marks made unwritable (a string: HSET fails WRONGTYPE) before the slot
+  # opens; a commit confirmed while the slot is open and unmarked is not flushed
+  rc set "{$NS:0}:inv:open:$SLOT" blocked >/dev/null
   # C1's configuration: every key of the slot but the entry moved to Y
   redis-cli -p "$y" cluster setslot "$slot" importing "$xid" >/dev/null
   redis-cli -p "$x" cluster setslot "$slot" migrating "$yid" >/dev/null
@@ -908,10 +913,21 @@ case_v9b() {
   redis-cli -p "$x" migrate 127.0.0.1 "$y" "" 0 5000 keys "${keys[@]}" >/dev/null
   [ "$(redis-cli -p "$x" cluster countkeysinslot "$slot")" = 1 ] || fail "v9b: expected only the entry left on $x"
   [ "$(redis-cli -p "$x" wait 1 5000)" = 1 ] || fail "v9b: $x2 did not follow the migration"
-  # the watch marks the bucket in bucket 0, naming both ends and their runs
+  for id2 in $(seq 1 40); do
+    [ "$(rc cluster keyslot "{$NS:$(bucket "$id2")}")" != "$slot" ] && break
+  done
+  lsn=$(commit_lsn "UPDATE users SET name = name || '.' WHERE id = $id2")
+  wait_confirmed "$lsn"
+  sleep 2
+  ! flush_at_least "$(lsnhex "$lsn")" || fail "v9b: $lsn flushed while slot $slot was open and its bucket unmarked"
+  ok "v9b: slot $slot open, its mark unwritable: $lsn confirmed ($(stat confirmed)) but not flushed ($(slot_flush))"
+  # the watch marks the bucket in bucket 0, naming both ends and their runs; then the flush
+  # passes
+  rc del "{$NS:0}:inv:open:$SLOT" >/dev/null
   mark=
   until_true 30 v9b_marked || fail "v9b: bucket $b never marked (mark: '$mark', stats: $(cat "$STATS"))"
-  ok "v9b: slot $slot open from $x to $y: bucket $b marked \"$mark\""
+  until_true 30 flush_at_least "$(lsnhex "$lsn")" || fail "v9b: $lsn never flushed once bucket $b was marked"
+  ok "v9b: slot $slot open from $x to $y: bucket $b marked \"$mark\", then $lsn flushed"
   kill -STOP "$x2pid"
   redis-cli -p "$x" client kill type replica >/dev/null
   lsn=$(commit_lsn "UPDATE users SET name = name || 'x' WHERE id = $id")
