@@ -218,3 +218,10 @@ size_t cs_ks_slotmark(const cs_keyspace *ks, char *buf, size_t cap, const char *
 	char pre[CS_KS_PREFIX_MAX + 1];
 	return cs_ks_prefix(ks, 0, pre, sizeof pre) ? fmt(buf, cap, "%s:inv:slot:%s", pre, slot) : 0;
 }
+
+size_t cs_ks_openmark(const cs_keyspace *ks, char *buf, size_t cap, const char *slot)
+{
+	char pre[CS_KS_PREFIX_MAX + 1];
+	return cs_ks_prefix(ks, 0, pre, sizeof pre) ? fmt(buf, cap, "%s:inv:open:%s", pre, slot)
+	                                            : 0;
+}

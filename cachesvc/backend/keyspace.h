@@ -24,6 +24,9 @@
  *   <ns>:inv:slot:<slot> the slot has streamed before: a missing slot is a loss, not a
  *                        first start
  *   <ns>:inv:deb         hash <q> -> LSN: debounced (min_lifetime) bumps owed
+ *   <ns>:inv:open:<slot> a cluster only (bucket 0): hash <bucket> -> "<source id> <source
+ *                        run_id> <target id> <target run_id>", the buckets whose hash slot
+ *                        the invalidator saw being migrated (CLUSTER.md V9b; inv_open.c)
  *   <ns>:inv:timeline    "<system identifier>:<timeline>" of the newest primary the
  *                        invalidator identified (IDENTIFY_SYSTEM): raised only, per system
  *                        identifier; a server of that system on a lower timeline is an old
@@ -141,5 +144,6 @@ size_t cs_ks_qfence_in(const cs_keyspace *ks, uint32_t b, char *buf, size_t cap,
 size_t cs_ks_fixed_in(const cs_keyspace *ks, uint32_t b, cs_ks_fixed which, char *buf, size_t cap);
 size_t cs_ks_gap(const cs_keyspace *ks, char *buf, size_t cap, const char *slot);
 size_t cs_ks_slotmark(const cs_keyspace *ks, char *buf, size_t cap, const char *slot);
+size_t cs_ks_openmark(const cs_keyspace *ks, char *buf, size_t cap, const char *slot);
 
 #endif

@@ -106,6 +106,36 @@ int cs_rc_parse_redirect(const char *str, size_t len, cs_rc_redirect *out);
  * 0, or -1 (empty host, bad port). */
 int cs_rc_parse_endpoint(const char *s, size_t len, cs_rc_endpoint *out);
 
+/* CLUSTER NODES, as text: one line per node, "<id> <ip:port@cport[,host]> <flags> <master>
+ * <ping-sent> <pong-recv> <config-epoch> <link-state> <slot> ...", where a slot field of the
+ * `myself` line may name a migration in progress: "[<slot>->-<id>]" (migrating to id) or
+ * "[<slot>-<-<id>]" (importing from id). The invalidator reads the open slots of every master
+ * (CLUSTER.md section 7, V9b). */
+#define CS_RC_ID_LEN 40 /* a node id: 40 hex characters */
+
+typedef struct cs_rc_node_line {
+	char id[CS_RC_ID_LEN + 1];
+	bool myself;       /* flags hold "myself" */
+	bool replica;      /* flags hold "slave" (or "replica") */
+	bool failed;       /* flags hold "fail" (agreed by the cluster; not "fail?") */
+	const char *slots; /* the slot fields (into the text parsed) */
+	size_t slots_len;
+} cs_rc_node_line;
+
+/* The next line of a CLUSTER NODES text from *pos (0 at first): 1 with *out filled, 0 at the
+ * end. A line without the 8 leading fields or whose id is not 40 characters is skipped. */
+int cs_rc_nodes_next(const char *text, size_t len, size_t *pos, cs_rc_node_line *out);
+
+typedef struct cs_rc_open_slot {
+	uint16_t slot;
+	bool importing;              /* "[<slot>-<-<id>]"; else migrating, "[<slot>->-<id>]" */
+	char peer[CS_RC_ID_LEN + 1]; /* the node it migrates to or imports from */
+} cs_rc_open_slot;
+
+/* The open slots among a line's slot fields, at most max written to out; returns how many
+ * there are (may exceed max). Malformed brackets are skipped. */
+int cs_rc_nodes_open_slots(const cs_rc_node_line *l, cs_rc_open_slot *out, int max);
+
 /* ---- The client ---------------------------------------------------------------------- */
 
 typedef struct cs_rc cs_rc;

@@ -379,3 +379,93 @@ int cs_rc_map_keep_owners(cs_rc_map *m, const cs_rc_map *prev)
 	}
 	return kept;
 }
+
+/* ---- CLUSTER NODES ---- */
+
+/* The next space-separated field of [*p, end): its start and length; false when none. */
+static bool next_field(const char **p, const char *end, const char **f, size_t *fl)
+{
+	while (*p < end && **p == ' ')
+		(*p)++;
+	if (*p >= end)
+		return false;
+	*f = *p;
+	while (*p < end && **p != ' ')
+		(*p)++;
+	*fl = (size_t)(*p - *f);
+	return true;
+}
+
+/* Does the comma-separated flag list [f, f + fl) hold flag? */
+static bool has_flag(const char *f, size_t fl, const char *flag)
+{
+	size_t n = strlen(flag);
+	for (const char *p = f, *end = f + fl; p < end;) {
+		const char *c = memchr(p, ',', (size_t)(end - p));
+		size_t l = c ? (size_t)(c - p) : (size_t)(end - p);
+		if (l == n && memcmp(p, flag, n) == 0)
+			return true;
+		p += l + 1;
+	}
+	return false;
+}
+
+int cs_rc_nodes_next(const char *text, size_t len, size_t *pos, cs_rc_node_line *out)
+{
+	while (*pos < len) {
+		const char *line = text + *pos, *nl = memchr(line, '\n', len - *pos);
+		const char *end = nl ? nl : text + len;
+		*pos = (size_t)(end - text) + (nl != NULL);
+		if (end > line && end[-1] == '\r')
+			end--;
+		const char *p = line, *f[8];
+		size_t fl[8];
+		int n = 0;
+		while (n < 8 && next_field(&p, end, &f[n], &fl[n]))
+			n++;
+		if (n < 8 || fl[0] != CS_RC_ID_LEN)
+			continue;
+		memcpy(out->id, f[0], CS_RC_ID_LEN);
+		out->id[CS_RC_ID_LEN] = '\0';
+		out->myself = has_flag(f[2], fl[2], "myself");
+		out->replica = has_flag(f[2], fl[2], "slave") || has_flag(f[2], fl[2], "replica");
+		out->failed = has_flag(f[2], fl[2], "fail");
+		out->slots = p;
+		out->slots_len = (size_t)(end - p);
+		return 1;
+	}
+	return 0;
+}
+
+int cs_rc_nodes_open_slots(const cs_rc_node_line *l, cs_rc_open_slot *out, int max)
+{
+	const char *p = l->slots, *end = l->slots + l->slots_len, *f;
+	size_t fl;
+	int n = 0;
+	while (next_field(&p, end, &f, &fl)) {
+		/* "[" digits ("->-" | "-<-") 40 characters "]" */
+		if (fl < 2 || f[0] != '[' || f[fl - 1] != ']')
+			continue;
+		const char *q = f + 1, *qe = f + fl - 1;
+		unsigned slot = 0;
+		int digits = 0;
+		while (q < qe && *q >= '0' && *q <= '9' && digits < 6) {
+			slot = slot * 10 + (unsigned)(*q - '0');
+			q++;
+			digits++;
+		}
+		if (digits == 0 || slot >= CS_RC_SLOTS || qe - q != 3 + CS_RC_ID_LEN)
+			continue;
+		bool imp = memcmp(q, "-<-", 3) == 0;
+		if (!imp && memcmp(q, "->-", 3) != 0)
+			continue;
+		if (n < max) {
+			out[n].slot = (uint16_t)slot;
+			out[n].importing = imp;
+			memcpy(out[n].peer, q + 3, CS_RC_ID_LEN);
+			out[n].peer[CS_RC_ID_LEN] = '\0';
+		}
+		n++;
+	}
+	return n;
+}

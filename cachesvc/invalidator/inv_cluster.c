@@ -565,6 +565,9 @@ static void sync_decide(cs_inv *inv)
 			lost = true;
 		kept = kept || s->st[b] == 1;
 	}
+	/* review V9b: a migrating bucket's endpoint changed (inv_open.c): lost */
+	if (inv_open_loss(inv))
+		lost = true;
 	s->flush = none || lost;
 	s->status = none ? 3 : lost ? 2 : s->gap ? 1 : kept ? 4 : 0;
 	if (s->flush)
@@ -680,6 +683,8 @@ static void on_sync_reply(cs_rc *r, redisReply *reply, void *priv)
 		sync_phase(inv, CS_FINISH, 0, 1);
 		return;
 	case CS_FINISH:
+		if (s->flush)
+			inv_open_flushed(inv); /* the flush retires every mark */
 		snprintf(inv->epoch_sfx, sizeof inv->epoch_sfx, "%s", s->nsfx);
 		inv->epoch_sfx_len = strlen(inv->epoch_sfx);
 		inv_sync_finish(inv, s->status, had == 1, deb);

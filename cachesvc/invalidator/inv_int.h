@@ -97,6 +97,8 @@ struct cs_inv {
 	bool pos_every;		 /* V5: every bucket's position on every advance (test hook) */
 	bool pos_min;		 /* V5: flush <= the lowest position copy (test hook) */
 	bool pos_backoff;	 /* W3: a failed position write backs off (test hook) */
+	bool open_watch;	 /* V9b: watch slot migrations (inv_open.c; test hook) */
+	struct inv_open *open;	 /* V9b: the marks and the round in flight (a cluster) */
 	uint64_t *kb;		 /* the commit's keys sorted by bucket: bucket << 32 | offset */
 	size_t kb_cap;
 	struct inv_csync *csync; /* the cluster resynchronisation in progress */
@@ -323,6 +325,22 @@ void inv_c_publish_horizon(cs_inv *inv, cs_lsn_t horizon);
 /* The resynchronisation (probe every bucket, stamp every bucket, finish on bucket 0). */
 void inv_c_sync(cs_inv *inv, cs_lsn_t lsn);
 void inv_c_sync_free(cs_inv *inv);
+/* ---- Slot migrations (inv_open.c, review V9b) ---- */
+/* Allocates inv->open (a cluster): 0, or -1 on OOM. */
+int inv_open_new(cs_inv *inv);
+void inv_open_free(cs_inv *inv);
+/* The tick: starts a round once per status interval while streaming; drops one past its
+ * timeout. */
+void inv_open_tick(cs_inv *inv);
+/* The position reported to PostgreSQL as flushed never passes this (UINT64_MAX: not
+ * watching). */
+cs_lsn_t inv_open_safe(const cs_inv *inv);
+/* A marked bucket's endpoint changed: the SYNC must flush. */
+bool inv_open_loss(const cs_inv *inv);
+/* A restart: the round in flight is dropped, the marks are read back at the next stream. */
+void inv_open_restart(cs_inv *inv);
+/* A SYNC flushed the namespace: every mark is retired (DELeted before the next round). */
+void inv_open_flushed(cs_inv *inv);
 /* The SYNC is done: bookkeeping shared with the single-Redis path (status as
  * CS_SCRIPT_SYNC's), then START_REPLICATION. */
 void inv_sync_finish(cs_inv *inv, long long status, bool had_mark, const redisReply *deb);

@@ -597,6 +597,10 @@ void inv_send_status(cs_inv *inv, bool reply)
 	 * inv_restart that kept everything (inv:pos >= the slot's confirmed) from a loss by it */
 	cs_lsn_t confirmed = cs_ledger_confirmed(inv->ledger);
 	cs_lsn_t flush = confirmed < inv->pos_sent ? confirmed : inv->pos_sent;
+	/* review V9b: nor past what the last round of open slots vouched for (inv_open.c) */
+	cs_lsn_t open_safe = inv_open_safe(inv);
+	if (open_safe < flush)
+		flush = open_safe;
 	cs_pgo_build_status(msg, inv->received, flush, 0, now, reply);
 	int rc = PQputCopyData(inv->conn, (const char *)msg, (int)sizeof msg);
 	if (rc < 0) {

@@ -240,6 +240,7 @@ void inv_restart(cs_inv *inv, const char *why, bool standby)
 	inv->epoch++; /* late Redis replies for this connection are ignored */
 	cs_ledger_reset(inv->ledger); /* owed bumps are in Redis: the next sync reloads them */
 	inv_rq_clear(inv);            /* review V2: the slot replays their commits */
+	inv_open_restart(inv);        /* review V9b: the marks are read back */
 	inv->paused = false;
 	inv->pos_in_flight = false;
 	inv->posr_in_flight = false;
@@ -461,6 +462,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	        (cs_rc_ready(inv->rc) || inv_rq_on(inv)))
 		publish_horizon(inv);
 	inv_rq_tick(inv);
+	inv_open_tick(inv);
 	inv_publish_pos(inv);
 }
 
@@ -532,6 +534,7 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, struct cs_pgse
 	inv->v1_check = true;
 	inv->pos_min = true;
 	inv->pos_backoff = true;
+	inv->open_watch = true;
 	inv->cmds_limit = CMDS_MAX;
 	inv->rq_max_cmds = RQ_MAX_CMDS;
 	inv->rq_max_bytes = RQ_MAX_BYTES;
@@ -550,6 +553,11 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, struct cs_pgse
 	inv->retry = evtimer_new(base, on_retry, inv);
 	inv->tick = event_new(base, -1, EV_PERSIST, on_tick, inv);
 	inv->ledger = cs_ledger_new(FIFO_MAX, SAMPLES, 0);
+	if (cfg->redis_cluster && inv_open_new(inv) != 0) {
+		snprintf(err, errlen, "out of memory");
+		cs_inv_free(inv);
+		return NULL;
+	}
 	if (!inv->conninfo || !inv->slot || !inv->publication || !inv->map || !inv->retry ||
 		!inv->tick || !inv->ledger || alloc_query_state(inv, cfg->nqueries) != 0) {
 		snprintf(err, errlen, "out of memory");
@@ -622,6 +630,7 @@ void cs_inv_free(cs_inv *inv)
 		event_free(inv->tick);
 	cs_ledger_free(inv->ledger);
 	inv_c_sync_free(inv);
+	inv_open_free(inv);
 	free(inv->cbuf);
 	free(inv->kb);
 	free(inv->qkeys);
@@ -687,6 +696,11 @@ void cs_inv_set_cluster_pos(cs_inv *inv, bool pos_every, bool pos_min)
 {
 	inv->pos_every = pos_every;
 	inv->pos_min = pos_min;
+}
+
+void cs_inv_set_cluster_v9b(cs_inv *inv, bool on)
+{
+	inv->open_watch = on;
 }
 
 void cs_inv_set_pos_backoff(cs_inv *inv, bool on)
@@ -816,6 +830,18 @@ void cs_inv_metrics(const cs_inv *inv, cs_metrics *m)
 	        "Redis commands in flight or owed (a cluster's bound: review V3)",
 	        (double)inv->cmds, NULL);
 	inv_rq_metrics(inv, m);
+	if (inv->ks.cluster) {
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_open_slot_losses_total",
+		        "A bucket's hash slot was being migrated and one of its ends failed over, "
+		        "restarted or changed: the namespace was flushed (review V9b)",
+		        s->open_losses, NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_open_slot_marked_total",
+		        "Buckets marked in Redis as being migrated (their slot seen open)",
+		        s->open_marked, NULL);
+		cs_m_u64(m, CS_M_GAUGE, "cachesvc_invalidator_open_slot_marks",
+		        "Buckets marked as being migrated (their slot seen open)", s->open_marks,
+		        NULL);
+	}
 	cs_m_hist(m, "cachesvc_invalidator_lag_seconds",
 		"Commit on the primary to invalidation acknowledged by Redis", &s->lag_us, NULL);
 	/* the same lag at quantiles of the fine histogram, since the start */

@@ -58,6 +58,10 @@ typedef struct cs_inv_stats {
 	uint64_t rq_retries;      /* commands sent again from a retry queue */
 	uint64_t rq_overflows;    /* a queue full: the stream restarted instead (as before) */
 	uint64_t rq_depth;        /* commands in the retry queues now */
+	/* review V9b: slot migrations (inv_open.c) */
+	uint64_t open_losses;     /* a migrating bucket's endpoint changed: the SYNC flushed */
+	uint64_t open_marks;      /* buckets marked as being migrated now */
+	uint64_t open_marked;     /* marks written (a bucket seen with its slot open) */
 	cs_hist lag_us;		  /* commit timestamp -> Redis acknowledged */
 	cs_hist recv_us;	  /* commit timestamp -> its Commit message decoded here: the
 				   * primary's and the network's share of lag_us */
@@ -110,6 +114,11 @@ void cs_inv_set_cmd_limit(cs_inv *inv, int64_t limit);
  * commands and 32 MB per node); max_cmds 0: no queue, a command a node did not take restarts
  * the stream (the behaviour before V2, a negative control). */
 void cs_inv_set_retry_queue(cs_inv *inv, int64_t max_cmds, int64_t max_bytes);
+
+/* Cluster mode only, a test's negative control (review V9b): off, the invalidator does not
+ * watch slot migrations (no CLUSTER NODES round, no marks, the flushed position not bound
+ * by them). On by default. */
+void cs_inv_set_cluster_v9b(cs_inv *inv, bool on);
 
 const cs_inv_stats *cs_inv_get_stats(const cs_inv *inv);
 void cs_inv_metrics(const cs_inv *inv, cs_metrics *m);

@@ -202,6 +202,13 @@ case_reshard() {
   ok "the daemon followed $moved MOVED (cache client) and $ask ASK (both clients)"
   catch_up reshard
   echo "invalidator data-loss resyncs during the reshard: $(($(data_loss) - dl0)) (bucket 0 moved: C3)"
+  # review V9b: the open slots the invalidator watched were closed cleanly: no loss, every
+  # mark cleared
+  [ "$(metric cachesvc_invalidator_open_slot_losses_total)" = 0 ] ||
+    fail "a clean reshard counted as an open-slot loss: $(grep 'review V9b' "$WORK/cachesvc.log" | head -3)"
+  until_true 30 metric_is cachesvc_invalidator_open_slot_marks 0 ||
+    fail "open-slot marks left after the reshard: $(metric cachesvc_invalidator_open_slot_marks)"
+  ok "open slots watched: $(metric cachesvc_invalidator_open_slot_marked_total) buckets marked while their slot moved, 0 losses, every mark cleared"
 }
 
 case_failover() {

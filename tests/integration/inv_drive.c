@@ -4,7 +4,7 @@
  *
  *   inv_drive run CONFIG SEEDS STATSFILE [--no-c1] [--no-hold] [--no-c2] [--no-v1]
  *                 [--pos-every] [--no-pos-min] [--no-pos-backoff] [--single]
- *                 [--cmd-limit N]
+ *                 [--cmd-limit N] [--no-v9b]
  *       Loads CONFIG (its [redis] url's database gives the namespace), runs the invalidator
  *       on the cluster whose seed nodes are SEEDS ("host:port,..."), and rewrites STATSFILE
  *       every 100 ms with one line of key=value counters (state, confirmed, horizon,
@@ -22,6 +22,7 @@
  *       single-Redis mode (the daemon's mode, for the tests of what both modes share).
  *       --cmd-limit N: reading the stream stops at N Redis commands in flight or owed
  *       (review V3; default 65536); 0: no such bound (a negative control).
+ *       --no-v9b: slot migrations are not watched (review V9b off: a negative control).
  *   inv_drive bucket QUERY CANON
  *       Prints the bucket of a key (CLUSTER.md section 2).
  *   inv_drive slots NS
@@ -52,7 +53,7 @@ static void usage(void)
 	fprintf(stderr,
 	        "usage: inv_drive run CONFIG SEEDS STATSFILE [--no-c1] [--no-hold] [--no-c2]\n"
 	        "                 [--no-v1] [--pos-every] [--no-pos-min] [--no-pos-backoff]\n"
-	        "                 [--single] [--cmd-limit N] [--retry-max N]\n"
+	        "                 [--single] [--cmd-limit N] [--retry-max N] [--no-v9b]\n"
 	        "       inv_drive bucket QUERY CANON\n"
 	        "       inv_drive slots NS\n");
 	exit(2);
@@ -70,10 +71,12 @@ static void on_stats(evutil_socket_t fd, short what, void *arg)
 	        "state=%d confirmed=%" PRIu64 " horizon=%" PRIu64 " data_loss=%" PRIu64
 	        " gap_flushes=%" PRIu64 " redis_failures=%" PRIu64 " keys=%" PRIu64
 	        " reconnects=%" PRIu64 " cmds_max=%" PRIu64 " pauses=%" PRIu64 " rq_queued=%" PRIu64
-	        " rq_retries=%" PRIu64 " rq_overflows=%" PRIu64 " rq_depth=%" PRIu64 "\n",
+	        " rq_retries=%" PRIu64 " rq_overflows=%" PRIu64 " rq_depth=%" PRIu64
+	        " open_losses=%" PRIu64 " open_marks=%" PRIu64 "\n",
 	        (int)s->state, (uint64_t)s->confirmed, (uint64_t)s->horizon, s->redis_data_loss,
 	        s->gap_flushes, s->redis_failures, s->keys, s->reconnects, s->cmds_max, s->pauses,
-	        s->rq_queued, s->rq_retries, s->rq_overflows, s->rq_depth);
+	        s->rq_queued, s->rq_retries, s->rq_overflows, s->rq_depth, s->open_losses,
+	        s->open_marks);
 	fclose(f);
 	rename(tmp, g.stats);
 }
@@ -106,7 +109,7 @@ int main(int argc, char **argv)
 	if (argc < 5 || strcmp(argv[1], "run") != 0)
 		usage();
 	bool c1 = true, hold = true, c2 = true, v1 = true, pos_every = false, pos_min = true;
-	bool pos_backoff = true, single = false;
+	bool pos_backoff = true, single = false, v9b = true;
 	long long cmd_limit = -1, retry_max = -1;
 	for (int i = 5; i < argc; i++) {
 		if (strcmp(argv[i], "--no-c1") == 0)
@@ -123,6 +126,8 @@ int main(int argc, char **argv)
 			pos_min = false;
 		else if (strcmp(argv[i], "--no-pos-backoff") == 0)
 			pos_backoff = false;
+		else if (strcmp(argv[i], "--no-v9b") == 0)
+			v9b = false;
 		else if (strcmp(argv[i], "--single") == 0)
 			single = true;
 		else if (strcmp(argv[i], "--cmd-limit") == 0 && i + 1 < argc)
@@ -162,6 +167,7 @@ int main(int argc, char **argv)
 	cs_inv_set_cluster_v1(g.inv, v1);
 	cs_inv_set_cluster_pos(g.inv, pos_every, pos_min);
 	cs_inv_set_pos_backoff(g.inv, pos_backoff);
+	cs_inv_set_cluster_v9b(g.inv, v9b);
 	if (cmd_limit >= 0)
 		cs_inv_set_cmd_limit(g.inv, cmd_limit);
 	if (retry_max >= 0)

@@ -46,21 +46,27 @@
 #          finds 0 stale. Negative control (--retry-max 0, no queue: the stream restarts as
 #          before V2): the healthy masters' entries are not invalidated within the bound.
 #          And a queue past its bound (--retry-max 1) restarts the stream as before, logged.
-#   v9ask, v9repro: review V9 (CLUSTER.md section 7), NOT registered in meson.build:
-#   v9ask: V9's path as stated: an entry MIGRATEd alone to a 4th, slotless master T whose
-#          replica T2 is then cut off (SIGSTOP, CLIENT KILL TYPE replica), the bucket's copies
+#   v9b:   review V9b (CLUSTER.md section 7): a migration resumed from a promoted replica of its
+#          source: bucket b's slot moved whole to a new master X (replica X2); an entry filled;
+#          the slot opened towards a new master Y with every key but the entry moved (C1); the
+#          watch of open slots marks b in bucket 0 (both ends, their run_ids), and a commit
+#          confirmed while the slot is open is not flushed until the mark is written (the
+#          marks made unwritable first, then writable: flushed once marked); X2 cut off; an
+#          UPDATE: INVAL ASKed to Y, its routed DEL deletes the entry on X; confirmed and
+#          flushed past; the invalidator stopped, X killed, X2 promoted holding the entry, the
+#          slot reopened from X2 and finished on Y. Negative control first (--no-v9b): started
+#          again on that state, the invalidator finds b whole on Y, no data loss: the daemon
+#          serves the stale entry, cachesvc-verify reports it. Then with the watch on: the mark
+#          read back names a source the cluster marks failed: a loss (counted, logged), the
+#          namespace flushed, the daemon answers the new row, cachesvc-verify 0 stale, the
+#          mark retired.
+#   v9ask: review V9's path as stated, NOT registered in meson.build: an entry MIGRATEd alone
+#          to a 4th, slotless master T whose replica T2 is then cut off (SIGSTOP, CLIENT KILL TYPE replica), the bucket's copies
 #          left on the migrating node S; an UPDATE of its row: the INVAL on S is refused (the
 #          entry it DELs inside its body is not local), the commit stays unconfirmed and no
 #          DEL reaches T; T killed -9, T2 promoted (TAKEOVER) holding the entry, the slot
 #          finished on T2: the INVAL runs there, the entry is gone, cachesvc-verify 0 stale.
 #          No negative control: what prevents the path is Redis's own script key check.
-#   v9repro: V9b, reproduces a stale entry (it FAILS only if the stale path was not reached):
-#          bucket b's slot moved whole to a new master X (replica X2); an entry filled; the
-#          slot opened towards a new master Y with every key but the entry moved (C1); X2
-#          cut off; an UPDATE: INVAL ASKed to Y, its routed DEL deletes the entry on X;
-#          confirmed and flushed past; the invalidator stopped, X killed, X2 promoted holding
-#          the entry, the slot reopened from X2 and finished on Y; the invalidator started
-#          again finds b whole on Y, no data loss: the entry is stale on Y (cachesvc-verify).
 #   v3:    review V3: the Redis commands in flight or owed (a bump's GEN_SETs, an INVAL's DELs)
 #          are bounded: 20 TRUNCATEs replayed in one burst with the bound at 300 pause the
 #          stream and never exceed 300 + one commit's 256, every bucket ends at bucket 0's
@@ -859,13 +865,18 @@ case_v9ask() {
   stop_drive
 }
 
-# V9 (what remains, "V9b" in CLUSTER.md): the migrating node X, holding no other bucket,
-# deletes the stale entry (the routed DEL of an INVAL ASKed to the importing node Y: C1's
-# configuration); the bucket's copies are on Y and go on there; X fails over to a replica X2
-# that missed the DEL, and the migration is resumed from X2 (its entry MIGRATEd to Y): Y serves
-# the stale entry, and the bucket is whole on Y.
-case_v9repro() {
-  local x xpid x2 x2pid y xid x2id yid id b slot slot0 o oid lsn n gen e keys p
+# V9b (CLUSTER.md section 7): the migrating node X, holding no other bucket, deletes the
+# stale entry (the routed DEL of an INVAL ASKed to the importing node Y: C1's configuration);
+# the bucket's copies are on Y and go on there; X fails over to a replica X2 that missed the
+# DEL while no invalidator runs, and the migration is resumed from X2 (its entry MIGRATEd to Y):
+# the entry is on Y, and the bucket is whole there. The watch of open slots (inv_open.c) marked
+# the bucket before the failover; the negative control (--no-v9b) and the fix then start on
+# that same state, in that order (the fix flushes).
+v9b_state() { # the entry's value on Y, as the daemon answers it: "<source> <name>"
+  echo "$(src iv_user "$id") $(rows iv_user "$id" | sed -n 's/.*"\(user [^"]*\)".*/\1/p')"
+}
+case_v9b() {
+  local x xpid x2 x2pid y xid x2id yid id id2 b slot slot0 o oid lsn n gen e keys p mark dl0 st
   v9_node 1
   x=$V9_PORT xpid=$V9_PID
   v9_node 2
@@ -876,10 +887,10 @@ case_v9repro() {
   xid=$(redis-cli -p "$x" cluster myid)
   x2id=$(redis-cli -p "$x2" cluster myid)
   yid=$(redis-cli -p "$y" cluster myid)
-  until_true 30 v9_knows "$x2" "$xid" || fail "v9repro: $x2 never learnt of $x"
-  redis-cli -p "$x2" cluster replicate "$xid" >/dev/null || fail "v9repro: CLUSTER REPLICATE failed"
-  until_true 30 v9_link_up "$x2" || fail "v9repro: $x2 never replicated $x"
-  until_true 30 rc_ok "$y" || fail "v9repro: $y never reached cluster_state:ok"
+  until_true 30 v9_knows "$x2" "$xid" || fail "v9b: $x2 never learnt of $x"
+  redis-cli -p "$x2" cluster replicate "$xid" >/dev/null || fail "v9b: CLUSTER REPLICATE failed"
+  until_true 30 v9_link_up "$x2" || fail "v9b: $x2 never replicated $x"
+  until_true 30 rc_ok "$y" || fail "v9b: $y never reached cluster_state:ok"
   v9_keyed_entry
   # the bucket's slot moved whole to X, which then holds no other bucket
   o=$(rc_master_of "$slot")
@@ -889,55 +900,97 @@ case_v9repro() {
   mapfile -t keys < <(redis-cli -p "$o" cluster getkeysinslot "$slot" 10000 | grep -v '^$')
   redis-cli -p "$o" migrate 127.0.0.1 "$x" "" 0 5000 keys "${keys[@]}" >/dev/null
   for p in "${RC_PORTS[@]}" "$x" "$x2" "$y"; do redis-cli -p "$p" cluster setslot "$slot" node "$xid" >/dev/null; done
-  until_true 60 restamped "$b" "$x" || fail "v9repro: bucket $b not restamped on $x"
+  until_true 60 restamped "$b" "$x" || fail "v9b: bucket $b not restamped on $x"
   v9_fill_entry
-  [ "$(redis-cli -p "$x" exists "$e")" = 1 ] || fail "v9repro: no entry $e on $x after the fill"
+  [ "$(redis-cli -p "$x" exists "$e")" = 1 ] || fail "v9b: no entry $e on $x after the fill"
+  # the ordering: the marks made unwritable (a string: HSET fails WRONGTYPE) before the slot
+  # opens; a commit confirmed while the slot is open and unmarked is not flushed
+  rc set "{$NS:0}:inv:open:$SLOT" blocked >/dev/null
   # C1's configuration: every key of the slot but the entry moved to Y
   redis-cli -p "$y" cluster setslot "$slot" importing "$xid" >/dev/null
   redis-cli -p "$x" cluster setslot "$slot" migrating "$yid" >/dev/null
   mapfile -t keys < <(redis-cli -p "$x" cluster getkeysinslot "$slot" 10000 | grep -v '^$' | grep -vxF "$e")
   redis-cli -p "$x" migrate 127.0.0.1 "$y" "" 0 5000 keys "${keys[@]}" >/dev/null
-  [ "$(redis-cli -p "$x" cluster countkeysinslot "$slot")" = 1 ] || fail "v9repro: expected only the entry left on $x"
-  [ "$(redis-cli -p "$x" wait 1 5000)" = 1 ] || fail "v9repro: $x2 did not follow the migration"
+  [ "$(redis-cli -p "$x" cluster countkeysinslot "$slot")" = 1 ] || fail "v9b: expected only the entry left on $x"
+  [ "$(redis-cli -p "$x" wait 1 5000)" = 1 ] || fail "v9b: $x2 did not follow the migration"
+  for id2 in $(seq 1 40); do
+    [ "$(rc cluster keyslot "{$NS:$(bucket "$id2")}")" != "$slot" ] && break
+  done
+  lsn=$(commit_lsn "UPDATE users SET name = name || '.' WHERE id = $id2")
+  wait_confirmed "$lsn"
+  sleep 2
+  ! flush_at_least "$(lsnhex "$lsn")" || fail "v9b: $lsn flushed while slot $slot was open and its bucket unmarked"
+  ok "v9b: slot $slot open, its mark unwritable: $lsn confirmed ($(stat confirmed)) but not flushed ($(slot_flush))"
+  # the watch marks the bucket in bucket 0, naming both ends and their runs; then the flush
+  # passes
+  rc del "{$NS:0}:inv:open:$SLOT" >/dev/null
+  mark=
+  until_true 30 v9b_marked || fail "v9b: bucket $b never marked (mark: '$mark', stats: $(cat "$STATS"))"
+  until_true 30 flush_at_least "$(lsnhex "$lsn")" || fail "v9b: $lsn never flushed once bucket $b was marked"
+  ok "v9b: slot $slot open from $x to $y: bucket $b marked \"$mark\", then $lsn flushed"
   kill -STOP "$x2pid"
   redis-cli -p "$x" client kill type replica >/dev/null
   lsn=$(commit_lsn "UPDATE users SET name = name || 'x' WHERE id = $id")
   wait_confirmed "$lsn"
-  until_true 60 flush_at_least "$(lsnhex "$lsn")" || fail "v9repro: the slot's confirmed_flush_lsn never passed $lsn"
-  [ "$(redis-cli -p "$x" cluster countkeysinslot "$slot")" = 0 ] || fail "v9repro: the routed DEL did not delete $e on $x"
-  ok "v9repro: the INVAL ran on $y (ASK), its routed DEL deleted $e on $x (unreplicated), $lsn confirmed, the slot flushed past it"
+  until_true 60 flush_at_least "$(lsnhex "$lsn")" || fail "v9b: the slot's confirmed_flush_lsn never passed $lsn"
+  [ "$(redis-cli -p "$x" cluster countkeysinslot "$slot")" = 0 ] || fail "v9b: the routed DEL did not delete $e on $x"
+  ok "v9b: the INVAL ran on $y (ASK), its routed DEL deleted $e on $x (unreplicated), $lsn confirmed, the slot flushed past it"
   stop_drive
   kill -9 "$xpid"
   kill -CONT "$x2pid"
-  until_true 60 v9_takeover "$x2" || fail "v9repro: $x2 was not promoted"
-  [ "$(redis-cli -p "$x2" exists "$e")" = 1 ] || fail "v9repro: the promoted $x2 does not hold $e: the test proves nothing"
+  until_true 60 v9_takeover "$x2" || fail "v9b: $x2 was not promoted"
+  [ "$(redis-cli -p "$x2" exists "$e")" = 1 ] || fail "v9b: the promoted $x2 does not hold $e: the test proves nothing"
   # an importing node ignores news of its slot's owner: Y is told to forget the migration,
   # learns that X2 owns the slot, and imports it again from X2
   redis-cli -p "$y" cluster setslot "$slot" stable >/dev/null
-  for p in "$x2" "$y"; do until_true 60 rc_ok "$p" || fail "v9repro: $p never reached cluster_state:ok"; done
+  for p in "$x2" "$y"; do until_true 60 rc_ok "$p" || fail "v9b: $p never reached cluster_state:ok"; done
   # the migration resumed from the promoted replica (as redis-cli --cluster fix would)
   redis-cli -p "$y" cluster setslot "$slot" importing "$x2id" >/dev/null
   redis-cli -p "$x2" cluster setslot "$slot" migrating "$yid" >/dev/null
-  echo "v9repro: MIGRATE from $x2: $(redis-cli -p "$x2" migrate 127.0.0.1 "$y" "" 0 5000 keys "$e")"
-  [ "$(v9_exists_asking "$y" "$e")" = 1 ] || fail "v9repro: $e did not reach $y"
+  redis-cli -p "$x2" migrate 127.0.0.1 "$y" "" 0 5000 keys "$e" >/dev/null
+  [ "$(v9_exists_asking "$y" "$e")" = 1 ] || fail "v9b: $e did not reach $y"
   for p in "${RC_PORTS[@]}" "$x2" "$y"; do redis-cli -p "$p" cluster setslot "$slot" node "$yid" >/dev/null; done
-  [ "$(redis-cli -p "$y" exists "$e")" = 1 ] || fail "v9repro: $e not on $y once the slot is its own"
-  ok "v9repro: $x killed, $x2 promoted holding $e, the migration resumed from it and finished on $y"
-  start_drive
-  until_true 60 restamped "$b" "$y" || fail "v9repro: bucket $b not stamped on $y"
+  [ "$(redis-cli -p "$y" exists "$e")" = 1 ] || fail "v9b: $e not on $y once the slot is its own"
+  ok "v9b: $x killed, $x2 promoted holding $e, the migration resumed from it and finished on $y"
+  # the daemon (no invalidator) that filled it, to read the entry as a client would
+  start_daemon "$DCONF"
+  # negative control: the watch off, the same state: bucket b whole on Y, no loss, stale
+  start_drive --no-v9b
+  until_true 60 restamped "$b" "$y" || fail "v9b: bucket $b not stamped on $y"
   sleep 2
-  grep -a "invalidator:" "$WORK/drive.log" | tail -4
   v9_verify
-  echo "v9repro: data_loss=$(stat data_loss) entry on $y: $(redis-cli -p "$y" get "$e" | head -c 60) verify: exit $V9_VRC checked $V9_CHECKED stale $V9_STALE"
-  [ "$(stat data_loss)" = 0 ] && [ "$(redis-cli -p "$y" exists "$e")" = 1 ] && [ "$V9_STALE" -ge 1 ] ||
-    fail "v9repro: the stale path was not reproduced"
-  ok "v9repro: REPRODUCED: bucket $b whole on $y (no data loss found), $e stale there; cachesvc-verify: $V9_STALE stale of $V9_CHECKED"
+  st=$(v9b_state)
+  [ "$(stat data_loss)" = 0 ] && [ "$(redis-cli -p "$y" exists "$e")" = 1 ] && [ "$V9_STALE" -ge 1 ] &&
+    [[ "$st" == "cache "*"." ]] ||
+    fail "v9b: negative control (--no-v9b): the stale entry was not reproduced (data_loss $(stat data_loss), verify: exit $V9_VRC, $V9_STALE stale of $V9_CHECKED, the daemon answers \"$st\")"
+  ok "v9b: negative control (--no-v9b): bucket $b whole on $y, no data loss found, $e stale: the daemon answers \"$st\", cachesvc-verify $V9_STALE stale of $V9_CHECKED"
   stop_drive
+  # the fix: the mark read back, its source failed: a loss, the namespace flushed
+  [ "$(rc hget "{$NS:0}:inv:open:$SLOT" "$b")" = "$mark" ] || fail "v9b: the mark did not survive: $(rc hget "{$NS:0}:inv:open:$SLOT" "$b")"
+  dl0=0 # a new process
+  start_drive
+  until_true 30 v9b_lost || fail "v9b: no loss found (stats: $(cat "$STATS")): $(tail -5 "$WORK/drive.log")"
+  grep -q "bucket $b's hash slot $slot was being migrated .*review V9b" "$WORK/drive.log" || fail "v9b: the loss was not logged"
+  grep -q "Redis LOST DATA" "$WORK/drive.log" || fail "v9b: the flush was not logged"
+  until_true 30 v9b_fresh || fail "v9b: the daemon still answers \"$(v9b_state)\" for $id"
+  v9_verify
+  [ "$V9_VRC" = 0 ] && [ "$V9_STALE" = 0 ] && [ "$V9_CHECKED" -ge 1 ] || fail "v9b: cachesvc-verify: exit $V9_VRC, checked $V9_CHECKED, stale $V9_STALE: $(cat "$WORK/verify.err")"
+  until_true 30 v9b_unmarked || fail "v9b: the mark was not retired by the flush: $(rc hgetall "{$NS:0}:inv:open:$SLOT")"
+  ok "v9b: the mark found with its source failed: a loss (open_losses $(stat open_losses), data_loss $(stat data_loss)), logged, the namespace flushed; the daemon answers \"$(v9b_state)\"; cachesvc-verify: $V9_CHECKED checked, 0 stale; the mark retired"
+  stop_drive
+  stop_daemon
 }
+v9b_marked() {
+  mark=$(rc hget "{$NS:0}:inv:open:$SLOT" "$b")
+  [[ "$mark" == "$xid $(run_id_of "$x") $yid $(run_id_of "$y")" ]] && [ "$(stat open_marks)" -ge 1 ]
+}
+v9b_lost() { [ "$(stat open_losses)" -ge 1 ] && [ "$(stat data_loss)" -gt "$dl0" ] && drive_streaming; }
+v9b_fresh() { [[ "$(v9b_state)" == *"x" ]]; }
+v9b_unmarked() { [ "$(rc hlen "{$NS:0}:inv:open:$SLOT")" = 0 ] && [ "$(stat open_marks)" = 0 ]; }
 
 case "$PART" in
 basic) case_basic ;;
-v9repro) case_v9repro ;;
+v9b) case_v9b ;;
 v9ask) case_v9ask ;;
 v2) case_v2 ;;
 v1) case_v1 ;;

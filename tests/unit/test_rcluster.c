@@ -392,6 +392,47 @@ static void test_keep_owners(void **state)
 	assert_int_equal(m.owner[7], -1);
 }
 
+/* CLUSTER NODES: lines, flags and the open slots of a line (review V9b). */
+static void test_nodes_open(void **state)
+{
+	(void)state;
+	const char *a = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+	const char *b = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+	char text[2048];
+	snprintf(text, sizeof text,
+	        "%s 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-100 "
+	        "[5->-%s] [77-<-%s] [16384->-%s] [9->-short] 200\r\n"
+	        "%s 127.0.0.1:30002@40002 master,fail - 0 0 2 connected\n"
+	        "garbage line\n"
+	        "cccccccccccccccccccccccccccccccccccccccc 127.0.0.1:30003@40003 slave,fail? %s 0 0 "
+	        "3 connected",
+	        a, b, b, b, b, a);
+	size_t pos = 0, len = strlen(text);
+	cs_rc_node_line l;
+	assert_int_equal(cs_rc_nodes_next(text, len, &pos, &l), 1);
+	assert_string_equal(l.id, a);
+	assert_true(l.myself);
+	assert_false(l.replica);
+	assert_false(l.failed);
+	cs_rc_open_slot o[4];
+	assert_int_equal(cs_rc_nodes_open_slots(&l, o, 4), 2);
+	assert_int_equal(o[0].slot, 5);
+	assert_false(o[0].importing);
+	assert_string_equal(o[0].peer, b);
+	assert_int_equal(o[1].slot, 77);
+	assert_true(o[1].importing);
+	assert_int_equal(cs_rc_nodes_open_slots(&l, o, 1), 2); /* counted past max */
+	assert_int_equal(cs_rc_nodes_next(text, len, &pos, &l), 1);
+	assert_string_equal(l.id, b);
+	assert_false(l.myself);
+	assert_true(l.failed);
+	assert_int_equal(cs_rc_nodes_open_slots(&l, o, 4), 0);
+	assert_int_equal(cs_rc_nodes_next(text, len, &pos, &l), 1); /* the garbage skipped */
+	assert_true(l.replica);
+	assert_false(l.failed); /* "fail?" is a suspicion */
+	assert_int_equal(cs_rc_nodes_next(text, len, &pos, &l), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -401,6 +442,7 @@ int main(void)
 	        cmocka_unit_test(test_map_shards),
 	        cmocka_unit_test(test_map_slots),
 	        cmocka_unit_test(test_keep_owners),
+	        cmocka_unit_test(test_nodes_open),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,573 @@
+/* inv_open.c - the slot migrations the invalidator must see on a Redis Cluster (CLUSTER.md
+ * section 7, review V9b).
+ *
+ * A bucket found whole or kept rests on one node's write stream (the one holding its epoch
+ * and position copies). While the bucket's hash slot is open (MIGRATING on its source,
+ * IMPORTING on its target) its state is the union of two nodes' streams: a DEL that ran on the
+ * source (C1's routed DEL of an INVAL ASKed to the target, or an INVAL's own) can be lost by
+ * the source's failover to a replica that missed it, and a migration resumed from that replica
+ * carries the stale entry to the target, where the bucket looks whole. So:
+ *  (1) once per status interval, each master of the slot map is asked CLUSTER NODES (the open
+ *      slots of its `myself` line, and how every node's line reads) and INFO server (its
+ *      run_id), directly on its connection: each reply bounded by the node timeout, the round
+ *      by OPEN_TIMEOUT_MS, one round at a time;
+ *  (2) every bucket whose slot a round sees open is marked in bucket 0 (<ns>:inv:open:<slot>,
+ *      hash <bucket> -> "<source id> <source run_id> <target id> <target run_id>", "-" for a
+ *      run not known), and the position reported to PostgreSQL as flushed never passes
+ *      inv_open_safe: the confirmed position when the last complete round started, once that
+ *      round's marks are acknowledged;
+ *  (3) while a bucket is marked, an endpoint that changed is a loss: another node id on the
+ *      slot's open line (the slot reopened from or towards another node), another run_id
+ *      (a restart), an endpoint listed as a replica or as failed by any master, or gone from
+ *      every master's list, or not answered for OPEN_UNKNOWN_MS. A loss is logged, counted,
+ *      and restarts the stream; the next SYNC flushes the namespace as for a lost bucket
+ *      ((h'), C3) and the marks are then dropped (the flush retires every entry). The marks
+ *      are read back at every stream start, so a mark found with an endpoint changed (a
+ *      failover while no invalidator ran) is a loss too. A mark is cleared once a complete
+ *      round finds its slot closed and both endpoints on the runs recorded.
+ *
+ * Why the ordering is enough. Take a commit C whose DEL ran on a node while b's slot was open,
+ * and C in the flushed position W: then some complete round R started after C was confirmed
+ * (so after the DEL ran), and W <= safe needed R's marks acknowledged. If b's slot was still
+ * open when R read its endpoints, R (or an earlier round) marked b, and the mark names the
+ * endpoints as they were then: a later failover of either is a loss, found while the
+ * invalidator runs or at its next start (the mark survives a crash: it is acknowledged before
+ * W passes C). A failover before R read the slot shows in R itself: the source's id on the
+ * open line is a node listed failed or as a replica (the V9b path), or the slot is open from
+ * its promoted replica. If C was not flushed when the invalidator stopped, the slot replays C
+ * and its INVAL deletes the entry wherever the bucket then is. Commits confirmed before the
+ * slot opened are covered from the first round that sees it open (the endpoints then are the
+ * ones whose streams hold those DELs).
+ * What it cannot see: a slot opened and closed between two rounds (one status interval) with a
+ * failover of its source inside, and a migration made while no invalidator runs (its DELs are
+ * then from before the slot opened): neither leaves a trace a later round can read. */
+#include "inv_int.h"
+
+#define NB              CS_KS_BUCKETS
+#define OPEN_TIMEOUT_MS 5000 /* a round not answered by then is dropped (its replies ignored) */
+#define OPEN_UNKNOWN_MS 3000 /* an endpoint listed as a live master but not answering: a loss */
+#define RUN_LEN         40   /* run_id: 40 hex characters */
+
+enum { EP_LISTED = 1, EP_FAILED = 2, EP_REPLICA = 4 };
+enum { K_NODES, K_INFO, K_LOAD, K_RESET, K_SET, K_DEL };
+
+typedef struct omark {
+	bool on;
+	char src[CS_RC_ID_LEN + 1], srun[RUN_LEN + 1];
+	char dst[CS_RC_ID_LEN + 1], drun[RUN_LEN + 1];
+	uint64_t unknown_us; /* an endpoint not answering since (0: answered) */
+} omark;
+
+/* One bucket in the round in flight. */
+typedef struct oview {
+	bool open;  /* a master's myself line shows its slot open */
+	bool mixed; /* two different sources or targets on those lines */
+	char src[CS_RC_ID_LEN + 1], dst[CS_RC_ID_LEN + 1];
+	uint8_t fl[2]; /* the mark's source, target: EP_* over every master's list */
+	uint8_t act;   /* after evaluation: 1 write next, 2 clear */
+	omark next;
+} oview;
+
+struct inv_open {
+	omark m[NB]; /* the marks, as acknowledged by Redis */
+	oview v[NB];
+	uint8_t bslot[CS_RC_SLOTS / 8]; /* the slots that hold a bucket */
+	struct {
+		char id[CS_RC_ID_LEN + 1], run[RUN_LEN + 1];
+	} node[CS_RC_MAX_NODES];
+	int nnodes;
+	int views; /* CLUSTER NODES replies read this round */
+	char num[NB][8], val[NB][4 * (CS_RC_ID_LEN + 1) + 4]; /* the writes' arguments */
+	uint64_t round; /* replies of another round are ignored */
+	bool busy;      /* a round or its writes in flight */
+	bool loaded;    /* the marks were read back since the stream started */
+	bool reset;     /* a flush retired every mark: DEL them before anything else */
+	bool loss;      /* the next SYNC flushes */
+	bool incomplete, failed;
+	int left;
+	uint64_t deadline_us, last_us;
+	cs_lsn_t lsn;  /* confirmed when the round started */
+	cs_lsn_t safe; /* the flushed position's bound */
+};
+
+typedef struct octx {
+	cs_inv *inv;
+	uint64_t epoch, round;
+	int idx, kind;
+} octx;
+
+static void on_open_reply(cs_redis *r, redisReply *reply, void *priv);
+static void on_open_rc_reply(cs_rc *r, redisReply *reply, void *priv);
+
+int inv_open_new(cs_inv *inv)
+{
+	struct inv_open *o = calloc(1, sizeof *o);
+	if (o == NULL)
+		return -1;
+	for (uint32_t b = 0; b < NB; b++) {
+		uint16_t s = inv_bucket_slot(inv, b);
+		o->bslot[s / 8] |= (uint8_t)(1u << (s % 8));
+	}
+	inv->open = o;
+	return 0;
+}
+
+void inv_open_free(cs_inv *inv)
+{
+	free(inv->open);
+	inv->open = NULL;
+}
+
+static bool watching(const cs_inv *inv)
+{
+	return inv->ks.cluster && inv->open_watch && inv->open;
+}
+
+cs_lsn_t inv_open_safe(const cs_inv *inv)
+{
+	return watching(inv) ? inv->open->safe : UINT64_MAX;
+}
+
+bool inv_open_loss(const cs_inv *inv)
+{
+	return watching(inv) && inv->open->loss;
+}
+
+static int inv_open_marks(const cs_inv *inv)
+{
+	int n = 0;
+	for (uint32_t b = 0; inv->open && b < NB; b++)
+		n += inv->open->m[b].on;
+	return n;
+}
+
+void inv_open_restart(cs_inv *inv)
+{
+	struct inv_open *o = inv->open;
+	if (o == NULL)
+		return;
+	o->round++;
+	o->busy = o->loaded = false;
+	o->safe = 0; /* a new stream: nothing flushed past its start until a round vouches */
+}
+
+void inv_open_flushed(cs_inv *inv)
+{
+	struct inv_open *o = inv->open;
+	if (o == NULL)
+		return;
+	memset(o->m, 0, sizeof o->m);
+	o->loss = false;
+	o->reset = true;
+}
+
+static bool sendc(cs_inv *inv, cs_redis *r, int idx, int kind, int argc, const char **argv,
+        const size_t *lens)
+{
+	octx *c = malloc(sizeof *c);
+	if (c == NULL)
+		return false;
+	*c = (octx){.inv = inv,
+	        .epoch = inv->epoch,
+	        .round = inv->open->round,
+	        .idx = idx,
+	        .kind = kind};
+	inv->open->left++; /* before the send: a reply can never find it uncounted */
+	int rc = r ? cs_redis_cmd(r, on_open_reply, c, argc, argv, lens)
+	           : cs_rc_cmd(inv->rc, inv_bucket_slot(inv, 0), on_open_rc_reply, c, argc, argv,
+	                     lens);
+	if (rc != 0) {
+		inv->open->left--;
+		free(c);
+		return false;
+	}
+	return true;
+}
+
+/* ---- Reading a round's replies ------------------------------------------------------------ */
+
+static void add_id(oview *v, char *to, const char *id)
+{
+	if (to[0] == '\0')
+		memcpy(to, id, CS_RC_ID_LEN + 1);
+	else if (strcmp(to, id) != 0)
+		v->mixed = true;
+}
+
+static void read_nodes(cs_inv *inv, int idx, const redisReply *reply)
+{
+	struct inv_open *o = inv->open;
+	cs_rc_node_line l;
+	size_t pos = 0;
+	o->views++;
+	while (cs_rc_nodes_next(reply->str, (size_t)reply->len, &pos, &l)) {
+		uint8_t f = EP_LISTED | (l.failed ? EP_FAILED : 0) | (l.replica ? EP_REPLICA : 0);
+		for (uint32_t b = 0; b < NB; b++) {
+			if (!o->m[b].on)
+				continue;
+			if (strcmp(l.id, o->m[b].src) == 0)
+				o->v[b].fl[0] |= f;
+			if (strcmp(l.id, o->m[b].dst) == 0)
+				o->v[b].fl[1] |= f;
+		}
+		if (!l.myself)
+			continue;
+		memcpy(o->node[idx].id, l.id, sizeof l.id);
+		cs_rc_open_slot os[NB];
+		int n = cs_rc_nodes_open_slots(&l, os, NB);
+		if (n > NB)
+			o->failed = true; /* more than we read: no verdict this round */
+		for (int i = 0; i < n && i < NB; i++) {
+			uint16_t s = os[i].slot;
+			if (!(o->bslot[s / 8] & (1u << (s % 8))))
+				continue; /* no bucket's keys there */
+			for (uint32_t b = 0; b < NB; b++) {
+				if (inv_bucket_slot(inv, b) != s)
+					continue;
+				oview *v = &o->v[b];
+				v->open = true;
+				add_id(v, os[i].importing ? v->dst : v->src, l.id);
+				add_id(v, os[i].importing ? v->src : v->dst, os[i].peer);
+			}
+		}
+	}
+}
+
+static void read_info(struct inv_open *o, int idx, const redisReply *reply)
+{
+	const char *p = strstr(reply->str, "run_id:");
+	if (p == NULL || strspn(p + 7, "0123456789abcdef") != RUN_LEN) {
+		o->failed = true;
+		return;
+	}
+	memcpy(o->node[idx].run, p + 7, RUN_LEN);
+	o->node[idx].run[RUN_LEN] = '\0';
+}
+
+/* "<src> <srun> <dst> <drun>" into m; false when malformed. */
+static bool parse_mark(const char *s, size_t n, omark *m)
+{
+	char a[4][64];
+	char buf[256];
+	if (n >= sizeof buf)
+		return false;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	if (sscanf(buf, "%63s %63s %63s %63s", a[0], a[1], a[2], a[3]) != 4 ||
+	        strlen(a[0]) != CS_RC_ID_LEN || strlen(a[2]) != CS_RC_ID_LEN ||
+	        strlen(a[1]) > RUN_LEN || strlen(a[3]) > RUN_LEN)
+		return false;
+	*m = (omark){.on = true};
+	memcpy(m->src, a[0], CS_RC_ID_LEN + 1);
+	memcpy(m->dst, a[2], CS_RC_ID_LEN + 1);
+	snprintf(m->srun, sizeof m->srun, "%s", a[1]);
+	snprintf(m->drun, sizeof m->drun, "%s", a[3]);
+	return true;
+}
+
+static bool read_marks(struct inv_open *o, const redisReply *reply)
+{
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements % 2)
+		return false;
+	memset(o->m, 0, sizeof o->m);
+	for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+		const redisReply *f = reply->element[i], *v = reply->element[i + 1];
+		char *end;
+		unsigned long b = f->type == REDIS_REPLY_STRING ? strtoul(f->str, &end, 10) : NB;
+		if (b >= NB || end == f->str || *end != '\0')
+			continue; /* not a field this code writes */
+		if (v->type != REDIS_REPLY_STRING || !parse_mark(v->str, (size_t)v->len, &o->m[b]))
+			o->m[b].on = true; /* unreadable: no endpoint matches it, a loss */
+	}
+	return true;
+}
+
+/* ---- The verdict -------------------------------------------------------------------------- */
+
+/* The run of node id among the masters that answered; NULL when none is that node. */
+static const char *run_of(const struct inv_open *o, const char *id)
+{
+	for (int i = 0; i < o->nnodes; i++)
+		if (o->node[i].run[0] && strcmp(o->node[i].id, id) == 0)
+			return o->node[i].run;
+	return NULL;
+}
+
+/* Why endpoint e (0 source, 1 target) of b's mark changed, or NULL; *unknown when it did not
+ * answer but is listed as a live master. Gone from every list counts only when every master
+ * answered (complete). */
+static const char *endpoint_changed(
+        struct inv_open *o, uint32_t b, int e, bool complete, bool *unknown)
+{
+	const omark *m = &o->m[b];
+	const char *id = e ? m->dst : m->src, *rec = e ? m->drun : m->srun;
+	uint8_t fl = o->v[b].fl[e];
+	const char *run = run_of(o, id);
+	if (fl & EP_REPLICA)
+		return "is now a replica (failed over)";
+	if (fl & EP_FAILED)
+		return "is marked failed by the cluster";
+	if (!(fl & EP_LISTED) && complete)
+		return "is no longer a node of the cluster";
+	if (run && strcmp(rec, "-") != 0 && strcmp(run, rec) != 0)
+		return "runs another run_id (restarted)";
+	*unknown = *unknown || run == NULL;
+	return NULL;
+}
+
+static void loss(cs_inv *inv, uint32_t b, const char *what)
+{
+	struct inv_open *o = inv->open;
+	const omark *m = &o->m[b];
+	o->loss = true;
+	inv->stats.open_losses++;
+	char why[400];
+	snprintf(why, sizeof why,
+	        "bucket %u's hash slot %u was being migrated (from %.12s to %.12s) and %s: a "
+	        "deletion that ran on one of them may be lost (review V9b): the namespace is "
+	        "flushed",
+	        (unsigned)b, (unsigned)inv_bucket_slot(inv, b), m->on ? m->src : o->v[b].src,
+	        m->on ? m->dst : o->v[b].dst, what);
+	cs_error("invalidator: %s", why);
+	inv_restart(inv, why, false);
+}
+
+static void writes_done(cs_inv *inv)
+{
+	struct inv_open *o = inv->open;
+	o->busy = false;
+	if (!o->incomplete && !o->failed)
+		o->safe = o->lsn;
+}
+
+static void evaluate(cs_inv *inv)
+{
+	struct inv_open *o = inv->open;
+	bool complete = !o->incomplete && !o->failed;
+	uint64_t now = cs_now_us();
+	const char *argv[2 + 2 * NB];
+	size_t lens[2 + 2 * NB];
+	char key[CS_NAME_MAX], (*num)[8] = o->num, (*val)[4 * (CS_RC_ID_LEN + 1) + 4] = o->val;
+	int ns = 2, nd = 2;
+	const char *dargv[2 + NB];
+	size_t dlens[2 + NB];
+	for (uint32_t b = 0; b < NB; b++) {
+		omark *m = &o->m[b];
+		oview *v = &o->v[b];
+		v->act = 0;
+		if (!m->on && !v->open)
+			continue;
+		if (!m->on) {
+			if (v->mixed) {
+				loss(inv, b, "two nodes claim one of its ends");
+				return;
+			}
+			if (v->src[0] == '\0' || v->dst[0] == '\0')
+				continue;
+			const char *sr = run_of(o, v->src), *dr = run_of(o, v->dst);
+			v->next = (omark){.on = true};
+			memcpy(v->next.src, v->src, sizeof v->src);
+			memcpy(v->next.dst, v->dst, sizeof v->dst);
+			snprintf(v->next.srun, sizeof v->next.srun, "%s", sr ? sr : "-");
+			snprintf(v->next.drun, sizeof v->next.drun, "%s", dr ? dr : "-");
+			v->act = 1;
+		} else {
+			if (v->open && (v->mixed || strcmp(v->src, m->src) != 0 ||
+			                       strcmp(v->dst, m->dst) != 0)) {
+				loss(inv, b, "it is now open between other nodes");
+				return;
+			}
+			if (o->views == 0)
+				continue; /* nothing read: no evidence either way */
+			bool unknown = false;
+			const char *why = endpoint_changed(o, b, 0, complete, &unknown);
+			const char *why_dst =
+			        why ? NULL : endpoint_changed(o, b, 1, complete, &unknown);
+			if (why || why_dst) {
+				char w[160];
+				snprintf(w, sizeof w, "its %s %s", why ? "source" : "target",
+				        why ? why : why_dst);
+				loss(inv, b, w);
+				return;
+			}
+			if (!complete)
+				continue;
+			if (!unknown)
+				m->unknown_us = 0;
+			else if (m->unknown_us == 0)
+				m->unknown_us = now;
+			else if (now - m->unknown_us >= OPEN_UNKNOWN_MS * 1000u) {
+				loss(inv, b, "an end of it has not answered for 3 s");
+				return;
+			}
+			if (unknown) {
+				cs_rc_refresh(inv->rc); /* a master the map does not have yet? */
+				continue;
+			}
+			const char *sr = run_of(o, m->src), *dr = run_of(o, m->dst);
+			if (!v->open) {
+				v->act = 2; /* closed, both ends on their recorded runs */
+			} else if (strcmp(m->srun, "-") == 0 || strcmp(m->drun, "-") == 0) {
+				/* an end not reachable when the slot was first seen: its run now */
+				v->next = *m;
+				snprintf(v->next.srun, sizeof v->next.srun, "%s", sr);
+				snprintf(v->next.drun, sizeof v->next.drun, "%s", dr);
+				v->act = 1;
+			}
+		}
+		if (v->act == 1) {
+			snprintf(num[b], sizeof num[b], "%u", (unsigned)b);
+			int vl = snprintf(val[b], sizeof val[b], "%s %s %s %s", v->next.src,
+			        v->next.srun, v->next.dst, v->next.drun);
+			argv[ns] = num[b], lens[ns++] = strlen(num[b]);
+			argv[ns] = val[b], lens[ns++] = (size_t)vl;
+		} else if (v->act == 2) {
+			snprintf(num[b], sizeof num[b], "%u", (unsigned)b);
+			dargv[nd] = num[b], dlens[nd++] = strlen(num[b]);
+		}
+	}
+	size_t kl = cs_ks_openmark(&inv->ks, key, sizeof key, inv->slot);
+	o->left = 0;
+	if (ns > 2) {
+		argv[0] = "HSET", lens[0] = 4, argv[1] = key, lens[1] = kl;
+		if (!sendc(inv, NULL, -1, K_SET, ns, argv, lens))
+			o->failed = true;
+	}
+	if (nd > 2) {
+		dargv[0] = "HDEL", dlens[0] = 4, dargv[1] = key, dlens[1] = kl;
+		if (!sendc(inv, NULL, -1, K_DEL, nd, dargv, dlens))
+			o->failed = true;
+	}
+	if (o->left == 0)
+		writes_done(inv);
+}
+
+/* ---- Replies ------------------------------------------------------------------------------ */
+
+static void open_reply(octx *c, const redisReply *reply)
+{
+	cs_inv *inv = c->inv;
+	struct inv_open *o = inv->open;
+	bool current = c->epoch == inv->epoch && o && c->round == o->round && o->busy;
+	int kind = c->kind, idx = c->idx;
+	free(c);
+	if (!current)
+		return;
+	bool ok = reply && reply->type != REDIS_REPLY_ERROR;
+	bool text = ok && reply->type == REDIS_REPLY_STRING;
+	switch (kind) {
+	case K_NODES:
+		if (text)
+			read_nodes(inv, idx, reply);
+		else
+			o->incomplete = true;
+		break;
+	case K_INFO:
+		if (text)
+			read_info(o, idx, reply);
+		else
+			o->incomplete = true;
+		break;
+	case K_LOAD:
+		o->loaded = ok && read_marks(o, reply);
+		break;
+	case K_RESET:
+		o->reset = !ok;
+		o->loaded = ok;
+		break;
+	case K_SET:
+	case K_DEL:
+		if (!ok)
+			o->failed = true;
+		for (uint32_t b = 0; ok && b < NB; b++) {
+			if (kind == K_SET && o->v[b].act == 1) {
+				inv->stats.open_marked += !o->m[b].on;
+				o->m[b] = o->v[b].next;
+			}
+			if (kind == K_DEL && o->v[b].act == 2)
+				o->m[b].on = false;
+		}
+		break;
+	}
+	if (--o->left > 0)
+		return;
+	if (kind == K_LOAD || kind == K_RESET) {
+		o->busy = false; /* the first poll at the next tick */
+		return;
+	}
+	if (kind == K_NODES || kind == K_INFO)
+		evaluate(inv);
+	else
+		writes_done(inv);
+}
+
+static void on_open_reply(cs_redis *r, redisReply *reply, void *priv)
+{
+	open_reply(priv, reply);
+}
+
+static void on_open_rc_reply(cs_rc *r, redisReply *reply, void *priv)
+{
+	open_reply(priv, reply);
+}
+
+/* ---- Rounds ------------------------------------------------------------------------------- */
+
+static void start_round(cs_inv *inv, uint64_t now)
+{
+	struct inv_open *o = inv->open;
+	o->round++;
+	o->busy = true;
+	o->incomplete = o->failed = false;
+	o->left = o->views = 0;
+	o->deadline_us = now + OPEN_TIMEOUT_MS * 1000u;
+	char key[CS_NAME_MAX];
+	size_t kl = cs_ks_openmark(&inv->ks, key, sizeof key, inv->slot);
+	if (o->reset || !o->loaded) {
+		/* first the marks: DEL them after a flush, else read them back */
+		const char *argv[] = {o->reset ? "DEL" : "HGETALL", key};
+		size_t lens[] = {strlen(argv[0]), kl};
+		if (!sendc(inv, NULL, -1, o->reset ? K_RESET : K_LOAD, 2, argv, lens))
+			o->busy = false;
+		return;
+	}
+	o->last_us = now;
+	o->lsn = cs_ledger_confirmed(inv->ledger);
+	memset(o->v, 0, sizeof o->v);
+	memset(o->node, 0, sizeof o->node);
+	o->nnodes = CS_MIN(cs_rc_nnodes(inv->rc), CS_RC_MAX_NODES);
+	static const char *const nodes[] = {"CLUSTER", "NODES"}, *const info[] = {"INFO", "server"};
+	static const size_t nodes_l[] = {7, 5}, info_l[] = {4, 6};
+	for (int i = 0; i < o->nnodes; i++) {
+		cs_redis *r = cs_rc_node(inv->rc, i);
+		if (r == NULL || !cs_redis_ready(r) ||
+		        !sendc(inv, r, i, K_NODES, 2, (const char **)nodes, nodes_l) ||
+		        !sendc(inv, r, i, K_INFO, 2, (const char **)info, info_l))
+			o->incomplete = true;
+	}
+	if (o->nnodes == 0)
+		o->incomplete = true;
+	if (o->left == 0)
+		evaluate(inv);
+}
+
+void inv_open_tick(cs_inv *inv)
+{
+	if (!watching(inv) || inv->st != ST_STREAMING)
+		return;
+	struct inv_open *o = inv->open;
+	uint64_t now = cs_now_us();
+	inv->stats.open_marks = (uint64_t)inv_open_marks(inv);
+	if (o->busy) {
+		if (now > o->deadline_us) {
+			o->round++; /* its late replies are ignored */
+			o->busy = false;
+			cs_debug("invalidator: the open-slot round was not answered within %d ms",
+			        OPEN_TIMEOUT_MS);
+		}
+		return;
+	}
+	if (o->loaded && !o->reset && now - o->last_us < (uint64_t)inv->status_interval_ms * 1000u)
+		return;
+	start_round(inv, now);
+}
