@@ -1141,7 +1141,8 @@ static void handle_frame(client *c, const cs_frame *f)
 	case CS_OP_REFRESH: {
 		cs_get_req *g = &s->mget_scratch[0];
 		rc = cs_proto_decode_get(f->body, f->body_len, g, err, sizeof err);
-		if (decode_failed(c, f->reqid, rc, err) || shard_token_refused(c, f->reqid, g, 1, false))
+		if (decode_failed(c, f->reqid, rc, err) ||
+			shard_token_refused(c, f->reqid, g, 1, false))
 			return;
 		creq *r = creq_new(c, f->reqid, f->opcode);
 		if (r == NULL) {
