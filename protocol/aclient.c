@@ -211,6 +211,8 @@ static int request_in(cs_aclient *a, const cs_client_request *req, cs_get_req *g
 	g->min_lsn = req->min_lsn;
 	g->bypass = req->bypass;
 	g->nparams = req->nparams;
+	if (!cs_client_shard_in(req, g))
+		return set_err(a, CS_CLIENT_E_ARG, "%s", CS_CLIENT_SHARD_RULE);
 	return params_in(a, req->params, req->nparams, g->params);
 }
 

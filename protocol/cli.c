@@ -78,7 +78,8 @@ static void usage(FILE *f)
 	        "                   beyond +-2^53 are written as strings (exact in every parser)\n"
 	        "  --json-int MODE  string (default) or number: how --json writes such integers\n"
 	        "  --tier T         critical | default | batch\n"
-	        "  --lsn X/Y        read-your-writes: data at least as new as this LSN\n"
+	        "  --lsn TOKEN      read-your-writes: data at least as new as this LSN: X/Y, or\n"
+	        "                   SHARD:X/Y for a shard's (a sharded origin; s1:0/16B3748)\n"
 	        "  --bypass         skip the cache\n"
 	        "  --token TOKEN    HELLO auth token (or set CACHESVC_TOKEN); the admin token for\n"
 	        "                   invalidate, show, pause, resume and reload when one is set\n"
@@ -99,6 +100,7 @@ typedef struct cli {
 	bool json_int_number; /* --json-int number: big integers as bare numbers */
 	int tier;
 	uint64_t lsn;
+	char shard[CS_CLIENT_SHARD_MAX + 1]; /* of the --lsn token; "" = none */
 	bool bypass;
 } cli;
 
@@ -110,7 +112,7 @@ static int exit_for(int code)
 		return EXIT_CONNECT;
 	if (code == CS_CLIENT_E_ARG)
 		return EXIT_USAGE;
-	if (code <= -1 && code >= -10)
+	if (code <= -1 && code >= CS_CLIENT_E_NO_SHARD)
 		return EXIT_SERVER_ERROR;
 	return EXIT_BAD_REPLY;
 }
@@ -438,6 +440,7 @@ static int build_request(
 	req->query = argv[0];
 	req->tier = o->tier;
 	req->min_lsn = o->lsn;
+	req->shard = o->shard;
 	req->bypass = o->bypass;
 	req->params = params;
 	while (n < argc && strcmp(argv[n], "--") != 0) {
@@ -1282,7 +1285,7 @@ int main(int argc, char **argv)
 	        {NULL, 0, NULL, 0},
 	};
 	cs_client_options opt = {0};
-	cli o = {false, false, CS_CLIENT_TIER_DEFAULT, 0, false};
+	cli o = {.tier = CS_CLIENT_TIER_DEFAULT};
 	opt.client_name = "cachesvc-cli";
 	opt.token = getenv("CACHESVC_TOKEN");
 	if (opt.token && opt.token[0] == '\0')
@@ -1369,13 +1372,19 @@ int main(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			break;
-		case 'L':
-			if (cs_client_lsn_parse(optarg, &o.lsn) != 0) {
-				fprintf(stderr, "cachesvc-cli: bad LSN \"%s\" (want X/Y, hex)\n",
+		case 'L': {
+			cs_client_token t;
+			if (cs_client_token_parse(optarg, &t) != 0) {
+				fprintf(stderr,
+				        "cachesvc-cli: bad LSN \"%s\" (want X/Y, hex, or "
+				        "SHARD:X/Y, SHARD 1..64 of A-Z a-z 0-9 _ . -)\n",
 				        optarg);
 				return EXIT_USAGE;
 			}
+			o.lsn = t.lsn;
+			memcpy(o.shard, t.shard, sizeof o.shard);
 			break;
+		}
 		case 'B':
 			o.bypass = true;
 			break;

@@ -28,6 +28,10 @@ _Static_assert((int)CS_CLIENT_V_TS == (int)CS_V_TS && (int)CS_CLIENT_V_NIL == (i
         "value types");
 _Static_assert(CS_CLIENT_E_SHUTTING_DOWN == -CS_ERR_SHUTTING_DOWN, "server codes");
 _Static_assert(CS_CLIENT_E_FUTURE_LSN == -CS_ERR_FUTURE_LSN, "server codes");
+_Static_assert(CS_CLIENT_E_NO_SHARD == -CS_ERR_NO_SHARD && CS_ERR_MAX == 12, "server codes");
+_Static_assert(
+        CS_CLIENT_SHARD_MAX == CS_TOKEN_MAX_SHARD && CS_CLIENT_TOKEN_STRLEN == CS_TOKEN_STRLEN,
+        "token sizes");
 _Static_assert(CS_CLIENT_E_SERVER_PROTOCOL == -CS_ERR_PROTOCOL, "server codes");
 _Static_assert((int)CS_CLIENT_COL_OTHER == (int)CS_COL_OTHER, "column types");
 
@@ -370,6 +374,8 @@ static int request_in(cs_client *c, const cs_client_request *req, cs_get_req *g)
 	g->min_lsn = req->min_lsn;
 	g->bypass = req->bypass;
 	g->nparams = req->nparams;
+	if (!cs_client_shard_in(req, g))
+		return fail(c, CS_CLIENT_E_ARG, "%s", CS_CLIENT_SHARD_RULE);
 	return params_in(c, req->params, req->nparams, g->params);
 }
 
@@ -965,6 +971,33 @@ int cs_client_lsn_parse(const char *s, uint64_t *out)
 char *cs_client_lsn_format(uint64_t lsn, char buf[CS_CLIENT_LSN_STRLEN])
 {
 	return cs_lsn_format(lsn, buf);
+}
+
+int cs_client_token_parse(const char *s, cs_client_token *out)
+{
+	cs_token t;
+	if (out == NULL || !cs_token_parse(s, &t))
+		return CS_CLIENT_E_ARG;
+	memcpy(out->shard, t.shard, sizeof out->shard);
+	out->lsn = t.lsn;
+	return 0;
+}
+
+char *cs_client_token_format(const cs_client_token *t, char buf[CS_CLIENT_TOKEN_STRLEN])
+{
+	cs_token v;
+	memcpy(v.shard, t->shard, sizeof v.shard);
+	v.shard[CS_TOKEN_MAX_SHARD] = '\0';
+	v.lsn = t->lsn;
+	return cs_token_format(&v, buf);
+}
+
+bool cs_client_shard_in(const cs_client_request *req, cs_get_req *g)
+{
+	size_t n = req->shard ? strnlen(req->shard, CS_PROTO_MAX_SHARD + 1) : 0;
+	g->shard = n ? req->shard : NULL;
+	g->shard_len = (uint32_t)n;
+	return n == 0 || (req->min_lsn != 0 && cs_proto_shard_name_ok(req->shard, n));
 }
 
 /* SHOW: pass 1 counts rows and cells, pass 2 copies them into one block. */

@@ -3,6 +3,7 @@
 #ifndef CS_CLIENT_ADDR_H
 #define CS_CLIENT_ADDR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
 
@@ -14,5 +15,14 @@
  * reason in why (the caller reports it as CS_CLIENT_E_ARG). Never blocks. */
 int cs_client_addr(const cs_client_options *o, struct sockaddr_storage *ss, socklen_t *len,
         char *where, size_t wherelen, char *why, size_t whylen);
+
+/* The shard of a request's read-your-writes token (req->shard, NULL or "" for none) into
+ * g->shard/shard_len. Returns false when it breaks CS_CLIENT_SHARD_RULE (then the caller
+ * fails the request with CS_CLIENT_E_ARG, the rule as its message). Shared by client.c and
+ * aclient.c (defined in client.c). */
+struct cs_get_req;
+#define CS_CLIENT_SHARD_RULE                                                                       \
+	"a token's shard is 1..64 bytes of A-Z a-z 0-9 _ . - and needs a nonzero min_lsn"
+bool cs_client_shard_in(const cs_client_request *req, struct cs_get_req *g);
 
 #endif

@@ -43,6 +43,9 @@
 #define CS_PROTO_MAX_PARAMS      16          /* parameters per GET/REFRESH/INVALIDATE */
 #define CS_PROTO_MAX_NAME        64          /* query name and HELLO client name, bytes */
 #define CS_PROTO_MAX_TOKEN       256         /* HELLO auth token, bytes */
+#define CS_PROTO_MAX_SHARD                                                                         \
+	64                                   /* shard name of a read-your-writes token, bytes      \
+	                                      * (the config's shard name limit, CS_MAX_NAME) */
 #define CS_PROTO_MAX_MGET        256         /* items per MGET */
 #define CS_PROTO_MAX_MSG         1024        /* error message in an error reply, bytes */
 
@@ -75,8 +78,9 @@ enum cs_err {
 	CS_ERR_TIMEOUT = 9,        /* the server gave up waiting for the database */
 	CS_ERR_SHUTTING_DOWN = 10, /* draining; reconnect elsewhere */
 	CS_ERR_FUTURE_LSN = 11,    /* read-your-writes LSN beyond the primary's position */
+	CS_ERR_NO_SHARD = 12, /* the request's shard key maps to no shard (a key in no range) */
 };
-#define CS_ERR_MAX 11
+#define CS_ERR_MAX 12
 
 /* Column types of a result. */
 enum cs_coltype {
@@ -112,6 +116,10 @@ const char *cs_op_name(uint8_t op);
 /* True for the request opcodes HELLO..ADMIN. */
 bool cs_op_is_request(uint8_t op);
 
+/* True when s[0..len) is a shard name a token may carry: 1..CS_PROTO_MAX_SHARD bytes of
+ * A-Z a-z 0-9 _ . - (the configuration's rule for [shard NAME]). Pure. */
+bool cs_proto_shard_name_ok(const char *s, size_t len);
+
 /* ---- Values ------------------------------------------------------------------------------ */
 enum { CS_V_NIL, CS_V_BOOL, CS_V_INT, CS_V_FLOAT, CS_V_STR, CS_V_BIN, CS_V_TS };
 
@@ -142,6 +150,11 @@ typedef struct cs_get_req {
 	uint8_t tier;     /* enum cs_tier */
 	uint64_t min_lsn; /* read-your-writes token, 0 = none */
 	bool bypass;      /* skip the cache (read from the database, do not fill) */
+	/* The shard the token's LSN belongs to ("s1" of the token "s1:0/16B3748"), not
+	 * NUL-terminated; NULL (shard_len 0) for a token without a shard. Only with min_lsn != 0;
+	 * 1..CS_PROTO_MAX_SHARD bytes of A-Z a-z 0-9 _ . - (cs_proto_shard_name_ok). */
+	const char *shard;
+	uint32_t shard_len;
 } cs_get_req;
 
 typedef struct cs_hello_req {

@@ -19,12 +19,26 @@ const char *cs_err_name(int code)
 	        [CS_ERR_TIMEOUT] = "timeout",
 	        [CS_ERR_SHUTTING_DOWN] = "shutting_down",
 	        [CS_ERR_FUTURE_LSN] = "future_lsn",
+	        [CS_ERR_NO_SHARD] = "no_shard",
 	};
 	if (code < 0)
 		code = -code;
 	if (code < 1 || code > CS_ERR_MAX)
 		return "unknown_error";
 	return names[code];
+}
+
+bool cs_proto_shard_name_ok(const char *s, size_t len)
+{
+	if (s == NULL || len == 0 || len > CS_PROTO_MAX_SHARD)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		            c == '_' || c == '.' || c == '-'))
+			return false;
+	}
+	return true;
 }
 
 const char *cs_op_name(uint8_t op)

@@ -327,6 +327,10 @@ static int check_get(const cs_get_req *req)
 		return -CS_ERR_BAD_PARAMS;
 	if (req->nparams > CS_PROTO_MAX_PARAMS || req->tier > CS_TIER_BATCH)
 		return -CS_ERR_BAD_PARAMS;
+	/* a shard only with the token's LSN, which the server refuses otherwise */
+	if (req->shard != NULL &&
+	        (req->min_lsn == 0 || !cs_proto_shard_name_ok(req->shard, req->shard_len)))
+		return -CS_ERR_BAD_PARAMS;
 	for (uint32_t i = 0; i < req->nparams; i++)
 		if (!value_ok(&req->params[i]))
 			return -CS_ERR_BAD_PARAMS;
@@ -341,10 +345,12 @@ static void pack_params(msgpack_packer *pk, const cs_value *params, uint32_t n)
 		(void)cs_proto_pack_value(pk, &params[i]);
 }
 
-/* The GET map, omitting optional keys that hold their default. */
+/* The GET map, omitting optional keys that hold their default; keys in the canonical order
+ * q, p, tier, lsn, shard, bypass (conformance/README.md). */
 static void pack_get(msgpack_packer *pk, const cs_get_req *req)
 {
-	uint32_t n = 2 + (req->tier != CS_TIER_DEFAULT) + (req->min_lsn != 0) + req->bypass;
+	uint32_t n = 2 + (req->tier != CS_TIER_DEFAULT) + (req->min_lsn != 0) +
+	             (req->shard != NULL) + req->bypass;
 	(void)msgpack_pack_map(pk, n);
 	(void)pack_cstr(pk, "q");
 	(void)msgpack_pack_str_with_body(pk, req->query, req->query_len);
@@ -356,6 +362,10 @@ static void pack_get(msgpack_packer *pk, const cs_get_req *req)
 	if (req->min_lsn != 0) {
 		(void)pack_cstr(pk, "lsn");
 		(void)msgpack_pack_uint64(pk, req->min_lsn);
+	}
+	if (req->shard != NULL) {
+		(void)pack_cstr(pk, "shard");
+		(void)msgpack_pack_str_with_body(pk, req->shard, req->shard_len);
 	}
 	if (req->bypass) {
 		(void)pack_cstr(pk, "bypass");

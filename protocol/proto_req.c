@@ -163,10 +163,32 @@ static int read_params(mp_reader *r, int depth, cs_value *params, uint32_t *npar
 	return 0;
 }
 
+/* "shard": the shard of the read-your-writes token, a str of 1..CS_PROTO_MAX_SHARD bytes (a
+ * hard limit, as for query names); a name with other bytes than A-Z a-z 0-9 _ . - can name
+ * no shard: bad_params. */
+static int read_shard(mp_reader *r, cs_get_req *out, dctx *d)
+{
+	mp_obj o;
+	int rc = next(r, &o, d);
+	if (rc != 0)
+		return rc;
+	if (o.kind != MP_STR)
+		return hard(d, "\"shard\" must be a string");
+	if (o.len == 0 || o.len > CS_PROTO_MAX_SHARD)
+		return hard(d, "shard name must be 1..%d bytes, got %u", CS_PROTO_MAX_SHARD, o.len);
+	if (!cs_proto_shard_name_ok((const char *)o.data, o.len)) {
+		soft(d, "shard name may only contain A-Z a-z 0-9 _ . -");
+		return 0;
+	}
+	out->shard = (const char *)o.data;
+	out->shard_len = o.len;
+	return 0;
+}
+
 /* A GET/REFRESH map sitting at nesting depth `depth`. */
 static int read_get(mp_reader *r, int depth, cs_get_req *out, dctx *d)
 {
-	static const char *const keys[] = {"q", "p", "tier", "lsn", "bypass", NULL};
+	static const char *const keys[] = {"q", "p", "tier", "lsn", "bypass", "shard", NULL};
 	mp_obj m, v;
 	int rc = next(r, &m, d);
 	if (rc != 0)
@@ -179,6 +201,8 @@ static int read_get(mp_reader *r, int depth, cs_get_req *out, dctx *d)
 	out->tier = CS_TIER_DEFAULT;
 	out->min_lsn = 0;
 	out->bypass = false;
+	out->shard = NULL;
+	out->shard_len = 0;
 	unsigned seen = 0;
 	for (uint32_t i = 0; i < m.len; i++) {
 		int key = next_key(r, keys, &seen, d);
@@ -211,7 +235,7 @@ static int read_get(mp_reader *r, int depth, cs_get_req *out, dctx *d)
 			if (!mp_as_u64(&v, &out->min_lsn))
 				rc = hard(d, "\"lsn\" must be an unsigned integer");
 			break;
-		default:
+		case 4:
 			if ((rc = next(r, &v, d)) != 0)
 				break;
 			if (v.kind != MP_BOOL)
@@ -219,12 +243,21 @@ static int read_get(mp_reader *r, int depth, cs_get_req *out, dctx *d)
 			else
 				out->bypass = v.v.b;
 			break;
+		default:
+			rc = read_shard(r, out, d);
+			break;
 		}
 		if (rc != 0)
 			return rc;
 	}
 	if (out->query == NULL)
 		return hard(d, "missing \"q\"");
+	if (out->shard != NULL && out->min_lsn == 0) {
+		soft(d, "\"shard\" names the shard of a read-your-writes token: it needs a nonzero "
+		        "\"lsn\"");
+		out->shard = NULL;
+		out->shard_len = 0;
+	}
 	return 0;
 }
 

@@ -839,6 +839,32 @@ static bool decode_failed(client *c, uint32_t reqid, int rc, const char *err)
 	return true;
 }
 
+/* Read-your-writes tokens that name a shard ("s1:0/16B3748", the request's "shard";
+ * backend/SHARDS.md section 5) are for sharded configurations, whose LSNs are per shard. This
+ * daemon serves unsharded ones only (main.c refuses [shard NAME] sections), where the
+ * implicit shard has no name: such a token is refused with bad_params, an MGET as a whole,
+ * naming the item, as for any unusable item (PROTOCOL.md 3.4). A bare LSN is unaffected.
+ * Returns true when it answered the request. */
+_Static_assert(CS_PROTO_MAX_SHARD == CS_MAX_NAME, "a token's shard name limit is the config's");
+static bool shard_token_refused(client *c, uint32_t reqid, const cs_get_req *g, uint32_t n,
+	bool is_mget)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		if (g[i].shard == NULL)
+			continue;
+		char item[32] = "", msg[256];
+		if (is_mget)
+			snprintf(item, sizeof item, "item %u: ", i);
+		snprintf(msg, sizeof msg,
+			"%sread-your-writes token names shard \"%.*s\", but shard tokens need "
+			"[shard NAME] sections and this deployment has none: pass the bare LSN",
+			item, (int)g[i].shard_len, g[i].shard);
+		send_error(c, reqid, CS_ERR_BAD_PARAMS, msg);
+		return true;
+	}
+	return false;
+}
+
 static creq *creq_new(client *c, uint32_t reqid, uint8_t op)
 {
 	creq *r = malloc(sizeof *r);
@@ -1115,7 +1141,8 @@ static void handle_frame(client *c, const cs_frame *f)
 	case CS_OP_REFRESH: {
 		cs_get_req *g = &s->mget_scratch[0];
 		rc = cs_proto_decode_get(f->body, f->body_len, g, err, sizeof err);
-		if (decode_failed(c, f->reqid, rc, err))
+		if (decode_failed(c, f->reqid, rc, err) ||
+			shard_token_refused(c, f->reqid, g, 1, false))
 			return;
 		creq *r = creq_new(c, f->reqid, f->opcode);
 		if (r == NULL) {
@@ -1129,7 +1156,8 @@ static void handle_frame(client *c, const cs_frame *f)
 		uint32_t n = 0;
 		rc = cs_proto_decode_mget(f->body, f->body_len, s->mget_scratch, CS_PROTO_MAX_MGET, &n,
 			err, sizeof err);
-		if (decode_failed(c, f->reqid, rc, err))
+		if (decode_failed(c, f->reqid, rc, err) ||
+			shard_token_refused(c, f->reqid, s->mget_scratch, n, true))
 			return;
 		/* one block: the MGET, its items, their slots */
 		mget *m = calloc(1, sizeof *m + n * (sizeof *m->items + sizeof *m->slots));

@@ -35,6 +35,9 @@ int cs_lib_error(cachesvc_error *err, int code, const char *fmt, ...)
 	return code;
 }
 
+_Static_assert(CACHESVC_E_NO_SHARD == -CS_ERR_NO_SHARD && CS_ERR_MAX == 12,
+	"the engine's codes are the wire's");
+
 const char *cachesvc_strerror(int code)
 {
 	switch (code) {

@@ -878,8 +878,8 @@ static int send_ready(worker *w, int64_t *wait)
 		for (uint32_t k = 0; k < sl->req.nparams; k++)
 			params[k] = sl->req.params[k] ? cs_client_text(sl->req.params[k])
 			                              : cs_client_nil();
-		cs_client_request rq = {
-		        sl->req.query, params, sl->req.nparams, CS_CLIENT_TIER_BATCH, 0, false};
+		cs_client_request rq = {sl->req.query, params, sl->req.nparams,
+		        CS_CLIENT_TIER_BATCH, 0, false, NULL};
 		sl->attempts++;
 		int rc = cs_client_send(w->c, &rq, run->o->refresh, &sl->reqid);
 		if (rc == 0) {

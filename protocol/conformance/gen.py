@@ -29,7 +29,7 @@ MAX_REQUEST = 1 << 20
 ERR_NAMES = {
     1: "unknown_query", 2: "bad_params", 3: "overloaded", 4: "unavailable", 5: "too_large",
     6: "auth", 7: "protocol", 8: "internal", 9: "timeout", 10: "shutting_down",
-    11: "future_lsn",
+    11: "future_lsn", 12: "no_shard",
 }
 
 INT64_MIN = -(1 << 63)
@@ -146,6 +146,22 @@ valid("MGET empty", "request", MGET, 17, [])
 valid("MGET three items", "request", MGET, 18,
       [{"q": "user_profile", "p": ["42"]}, {"q": "orders", "p": [1], "tier": 0},
        {"q": "count_users", "lsn": 100, "bypass": True}])
+# Read-your-writes tokens that name their shard ("s1:0/16B3748"): "shard" beside "lsn".
+valid("PROTOCOL.md 3.3: GET with the token s1:0/16B3748", "request", GET, 5,
+      {"q": "user_profile", "p": ["42"], "lsn": 0x16B3748, "shard": "s1"},
+      expect_hex=("00000028 01 03 0000 00000005 84 a171 ac757365725f70726f66696c65 a170 91a23432"
+                  " a36c736e ce016b3748 a57368617264 a27331").replace(" ", ""))
+valid("GET all keys with shard", "request", GET, 23,
+      {"q": "orders", "p": [42, "x"], "tier": 0, "lsn": 0x16B374D848, "shard": "eu-west_2.a",
+       "bypass": True})
+valid("GET shard name 64 bytes (the limit)", "request", GET, 24,
+      {"q": "a", "lsn": 1, "shard": "S" * 64})
+valid("REFRESH token with shard", "request", REFRESH, 25,
+      {"q": "user_profile", "p": [7], "lsn": 0x16B3748, "shard": "s2"})
+valid("MGET items with and without shard", "request", MGET, 26,
+      [{"q": "user_profile", "p": ["42"], "lsn": 0x16B3748, "shard": "s1"},
+       {"q": "user_profile", "p": ["43"], "lsn": 0x16B3748},
+       {"q": "orders", "p": [1], "lsn": (1 << 64) - 1, "shard": "s2"}])
 valid("INVALIDATE one key (with p)", "request", INVALIDATE, 19, {"q": "user_profile", "p": ["42"]})
 valid("INVALIDATE zero-parameter key (p empty)", "request", INVALIDATE, 20,
       {"q": "count_users", "p": []})
@@ -174,6 +190,17 @@ refused("GET timestamp ext of 6 bytes", "request",
 refused("GET timestamp nanoseconds 1000000000", "request",
         frame(GET, 36, get_with_raw_param(b"\xc7\x0c\xff" + struct.pack(">Iq", 1000000000, 0))),
         2, "timestamp nanoseconds above 999999999")
+bad_params("GET shard without lsn", GET, 38, {"q": "a", "shard": "s1"},
+           "a shard names where a token's LSN is: without an lsn it means nothing")
+bad_params("GET shard with lsn 0", GET, 39, {"q": "a", "lsn": 0, "shard": "s1"},
+           "lsn 0 is no token, so a shard beside it means nothing")
+bad_params("GET shard name with a colon", GET, 42, {"q": "a", "lsn": 1, "shard": "s:1"},
+           "shard names are A-Z a-z 0-9 _ . - (a configured shard's rule)")
+bad_params("GET shard name with a space", GET, 43, {"q": "a", "lsn": 1, "shard": "s 1"},
+           "shard names are A-Z a-z 0-9 _ . -")
+bad_params("MGET item 2 has shard without lsn", MGET, 44,
+           [{"q": "a"}, {"q": "b", "lsn": 5, "shard": "s1"}, {"q": "c", "shard": "s1"}],
+           "a well-formed item with an unusable value fails the whole MGET with bad_params")
 bad_params("MGET item 1 has tier 3", MGET, 37, [{"q": "a"}, {"q": "b", "tier": 3}],
            "a well-formed item with an unusable value fails the whole MGET with bad_params")
 
@@ -234,6 +261,19 @@ p_req("GET q is not a str", GET, pack({"q": 1}), "\"q\" must be a str")
 p_req("GET p is not an array", GET, pack({"q": "a", "p": "x"}), "\"p\" must be an array")
 p_req("GET tier is negative", GET, pack({"q": "a", "tier": -1}), "\"tier\" must be a uint")
 p_req("GET lsn is a str", GET, pack({"q": "a", "lsn": "0/1"}), "\"lsn\" must be a uint")
+p_req("GET shard is an int", GET, pack({"q": "a", "lsn": 1, "shard": 1}),
+      "\"shard\" must be a str")
+p_req("GET shard is nil", GET, pack({"q": "a", "lsn": 1, "shard": None}),
+      "\"shard\" must be a str (absent, not nil, when there is none)")
+p_req("GET shard name 0 bytes", GET, pack({"q": "a", "lsn": 1, "shard": ""}),
+      "shard names are 1..64 bytes (section 7)")
+p_req("GET shard name 65 bytes", GET, pack({"q": "a", "lsn": 1, "shard": "S" * 65}),
+      "shard names are 1..64 bytes (section 7)")
+p_req("GET shard is bin", GET, pack({"q": "a", "lsn": 1, "shard": b"s1"}),
+      "\"shard\" must be a str")
+p_req("GET duplicate key shard", GET,
+      hexbytes("84 a1 71 a1 61 a3 6c 73 6e 01 a5 73 68 61 72 64 a2 73 31 a5 73 68 61 72 64 a2 73 32"),
+      "a duplicate key is a protocol error (3)")
 p_req("GET bypass is 1", GET, pack({"q": "a", "bypass": 1}), "\"bypass\" must be a bool")
 p_req("GET body is an array", GET, pack(["a"]), "a GET body must be a map")
 p_req("GET unknown key", GET, pack({"q": "a", "x": 1}), "an unknown key is a protocol error (3)")
@@ -359,6 +399,8 @@ MSGS = {1: 'no query "x"', 2: "parameter 1: \"abc\" is not an int8", 3: "replica
 for code in range(1, 11):
     valid("error reply %d %s" % (code, ERR_NAMES[code]), "reply", ERROR, 100 + code,
           {"code": code, "msg": MSGS[code]})
+valid("error reply 12 no_shard", "reply", ERROR, 114,
+      {"code": 12, "msg": "query \"orders\": shard key user_id = 5000001 is in no range of shard_ranges"})
 valid("error reply protocol with request id 0", "reply", ERROR, 0,
       {"code": 7, "msg": "bad frame header"})
 valid("error reply unknown code 42", "reply", ERROR, 111, {"code": 42, "msg": "from the future"})

@@ -166,6 +166,15 @@ func appendQuery(b []byte, q *Query) ([]byte, error) {
 	if q.MinLSN != 0 {
 		n++
 	}
+	if q.Shard != "" {
+		if err := checkShard(q.Shard); err != nil {
+			return b, argErr("%s", err)
+		}
+		if q.MinLSN == 0 {
+			return b, argErr("a token's shard (%q) needs a nonzero MinLSN", q.Shard)
+		}
+		n++
+	}
 	if q.Bypass {
 		n++
 	}
@@ -181,6 +190,9 @@ func appendQuery(b []byte, q *Query) ([]byte, error) {
 	}
 	if q.MinLSN != 0 {
 		b = appendUint(appendStr(b, "lsn"), uint64(q.MinLSN))
+	}
+	if q.Shard != "" {
+		b = appendStr(appendStr(b, "shard"), q.Shard)
 	}
 	if q.Bypass {
 		b = appendBool(appendStr(b, "bypass"), true)

@@ -342,7 +342,7 @@ func TestMGetItems(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
-	for c := Code(1); c <= 10; c++ {
+	for c := Code(1); c <= 12; c++ {
 		e := &Error{Code: c, Msg: "m"}
 		if !errors.Is(e, &Error{Code: c}) || e.Name() != codeNames[c] || !strings.Contains(e.Error(), codeNames[c]) {
 			t.Errorf("code %d: %v", c, e)
@@ -362,6 +362,59 @@ func TestErrors(t *testing.T) {
 	}
 	if !(&Error{Code: CodeOverloaded}).Temporary() || (&Error{Code: CodeAuth}).Temporary() {
 		t.Error("Temporary")
+	}
+}
+
+func TestToken(t *testing.T) {
+	long := strings.Repeat("S", 64)
+	for s, v := range map[string]Token{"16/B374D848": {"", 0x16B374D848}, "0/0": {"", 0},
+		"s1:0/16B3748": {"s1", 0x16B3748}, "eu-West_2.a:FFFFFFFF/FFFFFFFF": {"eu-West_2.a", math.MaxUint64},
+		long + ":1/2": {long, 1<<32 | 2}} {
+		got, err := ParseToken(s)
+		if err != nil || got != v {
+			t.Errorf("ParseToken(%q) = %v, %v", s, got, err)
+		}
+		if got.String() != s {
+			t.Errorf("%#v.String() = %s", got, got)
+		}
+	}
+	if got, _ := ParseToken("s1:0/16b3748"); got.String() != "s1:0/16B3748" {
+		t.Errorf("lower case: %v", got)
+	}
+	for _, s := range []string{"", ":", ":0/1", "s1:", "s1:x/1", "s1:1/", "s1:1//2", "s1:0/0",
+		"a:b:0/1", "s1:0/1:2", "s1::0/1", "s 1:0/1", "s/1:0/1", "\u00e9:0/1", " s1:0/1", "s1:0/1 ",
+		"s1:123456789/0", "1/2:s1", strings.Repeat("n", 65) + ":1/2"} {
+		if tok, err := ParseToken(s); err == nil {
+			t.Errorf("ParseToken(%q) = %v, want an error", s, tok)
+		}
+	}
+	var tok Token
+	if err := json.Unmarshal([]byte(`"s2:A/B"`), &tok); err != nil || tok != (Token{"s2", 0xA0000000B}) {
+		t.Errorf("UnmarshalText: %v %v", tok, err)
+	}
+	// A token naming its shard sends "shard" after "lsn"; a bare one, the bytes as before.
+	q := Q("user_profile", "42").WithToken(Token{"s1", 0x16B3748})
+	b, err := appendGet(nil, OpGet, 5, &q)
+	want := "000000280103000000000005" + "84a171ac757365725f70726f66696c65a17091a23432" + /* PROTOCOL.md 3.3 */
+		"a36c736ece016b3748a57368617264a27331"
+	if err != nil || fmt.Sprintf("%x", b) != want {
+		t.Errorf("GET with a shard token: %x, %v\n want %s", b, err, want)
+	}
+	bare := Q("user_profile", "42").WithToken(Token{"", 0x16B3748})
+	b1, _ := appendGet(nil, OpGet, 5, &bare)
+	old := Query{Name: "user_profile", Params: []any{"42"}, MinLSN: 0x16B3748}
+	b2, _ := appendGet(nil, OpGet, 5, &old)
+	if !bytes.Equal(b1, b2) || bytes.Contains(b1, []byte("shard")) {
+		t.Errorf("bare token: %x vs %x", b1, b2)
+	}
+	for _, bad := range []Query{{Name: "q", Shard: "s1"}, {Name: "q", MinLSN: 1, Shard: "s:1"},
+		{Name: "q", MinLSN: 1, Shard: strings.Repeat("n", 65)}, {Name: "q", MinLSN: 1, Shard: "s 1"}} {
+		bad := bad
+		if _, err := appendGet(nil, OpGet, 1, &bad); err == nil {
+			t.Errorf("query %+v encoded", bad)
+		} else if e, ok := err.(*Error); !ok || e.Code != CodeBadParams {
+			t.Errorf("query %+v: %v", bad, err)
+		}
 	}
 }
 

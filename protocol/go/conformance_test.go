@@ -677,6 +677,13 @@ func queryFromBody(v any) (Query, bool) {
 			default:
 				return q, false
 			}
+		case "shard": // set as it is: the encoder must refuse what the decoder refuses
+			if q.Shard, ok = e.V.(string); !ok {
+				return q, false
+			}
+			if q.Shard == "" { // "" means no shard in the API: cannot express an empty one
+				return q, false
+			}
 		case "bypass":
 			if q.Bypass, ok = e.V.(bool); !ok {
 				return q, false

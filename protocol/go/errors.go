@@ -22,6 +22,7 @@ const (
 	CodeTimeout      Code = 9  // the server gave up waiting for the database
 	CodeShuttingDown Code = 10 // the server is draining; reconnect
 	CodeFutureLSN    Code = 11 // the read-your-writes LSN is beyond the primary's position
+	CodeNoShard      Code = 12 // the shard key maps to no shard (a sharded origin; not retryable)
 )
 
 var codeNames = [...]string{
@@ -36,9 +37,10 @@ var codeNames = [...]string{
 	CodeTimeout:      "timeout",
 	CodeShuttingDown: "shutting_down",
 	CodeFutureLSN:    "future_lsn",
+	CodeNoShard:      "no_shard",
 }
 
-// Known reports whether c is one of the codes this client knows (1..11).
+// Known reports whether c is one of the codes this client knows (1..12).
 func (c Code) Known() bool { return c >= 1 && int(c) < len(codeNames) }
 
 // Kind is c itself for a known code and CodeInternal for any other.

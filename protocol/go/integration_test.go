@@ -132,6 +132,22 @@ func TestIntegrationTypesAndSources(t *testing.T) {
 	if back, _ := ParseLSN(lsn.String()); back != lsn {
 		t.Errorf("LSN %v does not round-trip", lsn)
 	}
+	// A token naming its shard: this deployment has no [shard NAME] sections, so it is
+	// refused with bad_params; the same token without the shard is answered (control).
+	tok, err := ParseToken("s1:" + lsn.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = cl.Get(ctx, Query{Name: "go_count"}.WithToken(tok))
+	var ce *Error
+	if !errors.As(err, &ce) || ce.Code != CodeBadParams || ce.Local ||
+		!strings.Contains(ce.Msg, "shard tokens need [shard NAME] sections") {
+		t.Errorf("GET with the token %v: %v, want the server's bad_params", tok, err)
+	}
+	tok.Shard = ""
+	if _, err := cl.Get(ctx, Query{Name: "go_count"}.WithToken(tok)); err != nil {
+		t.Errorf("GET with the bare token %v: %v", tok, err)
+	}
 }
 
 func TestIntegrationOpcodes(t *testing.T) {

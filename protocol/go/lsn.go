@@ -46,3 +46,71 @@ func (l *LSN) UnmarshalText(b []byte) error {
 	}
 	return err
 }
+
+// MaxShard is the longest shard name a token may carry (PROTOCOL.md 3.3: the
+// configuration's limit on shard names).
+const MaxShard = 64
+
+// Token is a read-your-writes token: an LSN and, with a sharded origin, the shard whose
+// WAL it is a position in. Its text form is "X/Y" (Shard "") or "SHARD:X/Y"
+// ("s1:0/16B3748"). Use it with Query.WithToken.
+type Token struct {
+	Shard string // "" for a token without a shard
+	LSN   LSN
+}
+
+// String formats t as "X/Y" or "SHARD:X/Y".
+func (t Token) String() string {
+	if t.Shard == "" {
+		return t.LSN.String()
+	}
+	return t.Shard + ":" + t.LSN.String()
+}
+
+// ParseToken parses "X/Y" (as ParseLSN) or "SHARD:X/Y": SHARD 1..64 bytes of
+// A-Z a-z 0-9 _ . - and an LSN other than 0/0 (a shard names where a position is).
+func ParseToken(s string) (Token, error) {
+	shard, rest, ok := strings.Cut(s, ":")
+	if !ok {
+		l, err := ParseLSN(s)
+		return Token{LSN: l}, err
+	}
+	if err := checkShard(shard); err != nil {
+		return Token{}, fmt.Errorf("cachesvc: invalid token %q: %s", s, err)
+	}
+	l, err := ParseLSN(rest)
+	if err != nil {
+		return Token{}, fmt.Errorf("cachesvc: invalid token %q (want X/Y or SHARD:X/Y)", s)
+	}
+	if l == 0 {
+		return Token{}, fmt.Errorf("cachesvc: invalid token %q: a shard's LSN cannot be 0/0", s)
+	}
+	return Token{Shard: shard, LSN: l}, nil
+}
+
+// MarshalText implements encoding.TextMarshaler ("X/Y" or "SHARD:X/Y").
+func (t Token) MarshalText() ([]byte, error) { return []byte(t.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (t *Token) UnmarshalText(b []byte) error {
+	v, err := ParseToken(string(b))
+	if err == nil {
+		*t = v
+	}
+	return err
+}
+
+// checkShard reports whether s can name a shard: 1..MaxShard bytes of A-Z a-z 0-9 _ . -.
+func checkShard(s string) error {
+	if len(s) < 1 || len(s) > MaxShard {
+		return fmt.Errorf("a shard name is 1..%d bytes, got %d", MaxShard, len(s))
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' ||
+			c == '.' || c == '-') {
+			return fmt.Errorf("a shard name may only contain A-Z a-z 0-9 _ . -, not %q", s)
+		}
+	}
+	return nil
+}

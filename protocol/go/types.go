@@ -58,6 +58,16 @@ type Query struct {
 	Tier   Tier
 	MinLSN LSN  // read-your-writes: answer only with data at least this new (0: none)
 	Bypass bool // skip the cache: read the database and do not fill
+	// Shard is the shard MinLSN is a position of, for a token that names its shard
+	// ("s1" of "s1:0/16B3748", see ParseToken and WithToken); "" for a bare token. It needs
+	// MinLSN != 0. An unsharded server refuses a token naming a shard (CodeBadParams).
+	Shard string
+}
+
+// WithToken returns q reading at least as new as the token t (MinLSN and Shard).
+func (q Query) WithToken(t Token) Query {
+	q.MinLSN, q.Shard = t.LSN, t.Shard
+	return q
 }
 
 // Q is shorthand for Query{Name: name, Params: params}.

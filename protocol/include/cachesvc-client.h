@@ -48,14 +48,16 @@ enum cs_client_error {
 	CS_CLIENT_E_SERVER_TIMEOUT = -9,  /* the server timed out waiting for the database */
 	CS_CLIENT_E_SHUTTING_DOWN = -10,  /* server draining: reconnect */
 	CS_CLIENT_E_FUTURE_LSN = -11,     /* read-your-writes LSN beyond the primary's position */
+	CS_CLIENT_E_NO_SHARD = -12,       /* the request's shard key maps to no shard (sharded
+	                                   * deployments: a key in no range); not retryable */
 	/* Detected by the client. */
-	CS_CLIENT_E_IO = -100,       /* socket error (fatal) */
-	CS_CLIENT_E_TIMEOUT = -101,  /* no reply within timeout_ms (fatal) */
-	CS_CLIENT_E_CLOSED = -102,   /* the server closed the connection, or it is dead (fatal) */
-	CS_CLIENT_E_PROTOCOL = -103, /* malformed or unexpected reply (fatal) */
-	CS_CLIENT_E_NOMEM = -104,    /* out of memory */
-	CS_CLIENT_E_ARG = -105,      /* invalid argument or usage; nothing was sent */
-	CS_CLIENT_E_CONNECT = -106,  /* could not connect (address, refused, timed out) */
+	CS_CLIENT_E_IO = -100,         /* socket error (fatal) */
+	CS_CLIENT_E_TIMEOUT = -101,    /* no reply within timeout_ms (fatal) */
+	CS_CLIENT_E_CLOSED = -102,     /* the server closed the connection, or it is dead (fatal) */
+	CS_CLIENT_E_PROTOCOL = -103,   /* malformed or unexpected reply (fatal) */
+	CS_CLIENT_E_NOMEM = -104,      /* out of memory */
+	CS_CLIENT_E_ARG = -105,        /* invalid argument or usage; nothing was sent */
+	CS_CLIENT_E_CONNECT = -106,    /* could not connect (address, refused, timed out) */
 	CS_CLIENT_E_QUEUE_FULL = -107, /* async API: send queue or in-flight table full; nothing
 	                                * was queued (drain replies, then retry) */
 };
@@ -154,6 +156,11 @@ typedef struct cs_client_request {
 	int tier;         /* enum cs_client_tier; use CS_CLIENT_TIER_DEFAULT when unsure */
 	uint64_t min_lsn; /* read-your-writes token (see cs_client_lsn_parse), 0 = none */
 	bool bypass;      /* skip the cache */
+	/* The shard of the token "s1:0/16B3748" (cs_client_token_parse: .shard), NULL or "" for
+	 * a token without one. Only with min_lsn != 0; 1..64 bytes of A-Z a-z 0-9 _ . -. An
+	 * unsharded server refuses a token naming a shard (bad_params). Added after min_lsn and
+	 * bypass: zero-initialise requests ({0} or designated initialisers). */
+	const char *shard;
 } cs_client_request;
 
 /* Connection options. Zeroed fields take the defaults shown. */
@@ -425,6 +432,21 @@ CS_CLIENT_API int cs_aclient_ping(cs_aclient *a, int timeout_ms, cs_aclient_cb *
 CS_CLIENT_API int cs_client_lsn_parse(const char *s, uint64_t *out);
 /* Formats into buf (CS_CLIENT_LSN_STRLEN bytes); returns buf. */
 CS_CLIENT_API char *cs_client_lsn_format(uint64_t lsn, char buf[CS_CLIENT_LSN_STRLEN]);
+
+/* Tokens that name their shard (sharded origins): "s1:0/16B3748", or a bare "X/Y". */
+#define CS_CLIENT_SHARD_MAX    64 /* shard name, bytes */
+#define CS_CLIENT_TOKEN_STRLEN (CS_CLIENT_SHARD_MAX + 1 + CS_CLIENT_LSN_STRLEN)
+typedef struct cs_client_token {
+	char shard[CS_CLIENT_SHARD_MAX + 1]; /* "" = a token without a shard */
+	uint64_t lsn;
+} cs_client_token;
+/* Parses "X/Y" (shard "") or "NAME:X/Y" (NAME 1..64 bytes of A-Z a-z 0-9 _ . -, LSN not
+ * 0/0) into *out; returns 0 or CS_CLIENT_E_ARG (then *out is untouched). Use it as
+ * req.min_lsn = tok.lsn; req.shard = tok.shard. */
+CS_CLIENT_API int cs_client_token_parse(const char *s, cs_client_token *out);
+/* Formats "X/Y" or "NAME:X/Y" into buf (CS_CLIENT_TOKEN_STRLEN bytes); returns buf. */
+CS_CLIENT_API char *cs_client_token_format(
+        const cs_client_token *t, char buf[CS_CLIENT_TOKEN_STRLEN]);
 
 #ifdef __cplusplus
 }

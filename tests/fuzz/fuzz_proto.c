@@ -53,7 +53,13 @@ static int same_get(const cs_get_req *a, const cs_get_req *b)
 {
 	if (a->query_len != b->query_len || memcmp(a->query, b->query, a->query_len) != 0 ||
 	        a->nparams != b->nparams || a->tier != b->tier || a->min_lsn != b->min_lsn ||
-	        a->bypass != b->bypass)
+	        a->bypass != b->bypass || a->shard_len != b->shard_len ||
+	        (a->shard == NULL) != (b->shard == NULL) ||
+	        (a->shard != NULL && memcmp(a->shard, b->shard, a->shard_len) != 0))
+		return 0;
+	/* a decoded shard is always one the encoder accepts: a name, with a token */
+	if (a->shard != NULL &&
+	        (a->min_lsn == 0 || !cs_proto_shard_name_ok(a->shard, a->shard_len)))
 		return 0;
 	for (uint32_t i = 0; i < a->nparams; i++)
 		if (!same_value(&a->params[i], &b->params[i]))

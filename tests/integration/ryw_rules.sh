@@ -144,3 +144,66 @@ not_cache "(e) entry of a generation bumped in Redis, unheard of by the daemon" 
 grep -q "rr_join.*read-your-writes tokens are answered from the database" "$WORK/cachesvc.log" ||
   fail "no startup note that rr_join's tokens go to the database"
 ok "the startup analysis named rr_join as not token-safe"
+
+# (g) tokens that name their shard (issue #18, SHARDS.md 5): this deployment has no
+# [shard NAME] sections, so its one shard has no name and "s1:$token" is refused
+# bad_params with a clear message, in a GET and in an MGET (naming the item); the bare
+# $token, with the same query and key, is answered (the control: only the shard differs).
+shard_refused() { # LABEL OUT
+  echo "$2" | grep -q "bad_params" || fail "$1: not refused with bad_params: $2"
+  echo "$2" | grep -q 'shard tokens need \[shard NAME\] sections' || fail "$1: unclear message: $2"
+}
+rc=0; out_g=$(cli -t 10000 --lsn "s1:$token" get rr_safe 1 2>&1) || rc=$?
+[ "$rc" = 1 ] || fail "(g) shard token: exit status $rc, want 1 (a server error): $out_g"
+shard_refused "(g) GET" "$out_g"
+echo "$out_g" | grep -q 'names shard "s1"' || fail "(g) the message does not name the shard: $out_g"
+rc=0; out_g=$(cli -t 10000 --lsn "s1:$token" mget rr_safe 1 -- rr_other 2 2>&1) || rc=$?
+[ "$rc" = 1 ] || fail "(g) shard token in an MGET: exit status $rc: $out_g"
+shard_refused "(g) MGET" "$out_g"
+echo "$out_g" | grep -q 'item 0: ' || fail "(g) the MGET refusal does not name the item: $out_g"
+out_g=$(cli -t 10000 --json --lsn "$token" get rr_safe 1) || fail "(g) control: the bare token $token was refused: $out_g"
+[ "$(echo "$out_g" | json rows)" = '[[1, 10]]' ] || fail "(g) control: wrong rows: $out_g"
+rc=0; out_g=$(cli --lsn "s1:0/0" get rr_safe 1 2>&1) || rc=$?
+[ "$rc" = 2 ] || fail "(g) a shard token at 0/0 is a usage error, got $rc: $out_g"
+ok "(g) cli: a token naming a shard is refused bad_params (GET, MGET item 0); the bare token is answered"
+
+# ... and through the Python and Node clients, on one connection that stays usable
+PYTHONPATH="$(cd "$(dirname "$0")/../.." && pwd)/protocol/python/src" "$PY3" - "127.0.0.1:$PORT" "$token" <<'PYEOF' || fail "(g) python client"
+import sys
+import cachesvc
+addr, token = sys.argv[1], sys.argv[2]
+with cachesvc.connect(addr, timeout=10) as c:
+    for lsn in ("s1:" + token, cachesvc.Token(cachesvc.parse_lsn(token), "eu-1")):
+        try:
+            c.get("rr_safe", [1], lsn=lsn)
+            sys.exit(f"shard token {lsn} was answered")
+        except cachesvc.BadParamsError as e:
+            assert "shard tokens need [shard NAME] sections" in e.message, e.message
+    r = c.get("rr_safe", [1], lsn=token)  # the same connection, the bare token
+    assert [tuple(x) for x in r.rows] == [(1, 10)], r.rows
+    assert isinstance(cachesvc.parse_token(token), cachesvc.Token)
+print("python: shard tokens refused, the bare token answered on the same connection")
+PYEOF
+NODE_DIR="$(cd "$(dirname "$0")/../.." && pwd)/protocol/node"
+if command -v node >/dev/null && [ -d "$NODE_DIR/node_modules" ]; then
+  node - "$PORT" "$token" "$NODE_DIR" <<'JSEOF' || fail "(g) node client"
+const [port, token, dir] = process.argv.slice(2);
+const { createClient, Codes } = require(dir + '/lib');
+(async () => {
+  const c = createClient({ host: '127.0.0.1', port: Number(port) });
+  try {
+    await c.get('rr_safe', [1], { lsn: 's1:' + token });
+    throw new Error('shard token answered');
+  } catch (e) {
+    if (e.code !== Codes.BAD_PARAMS || !/shard tokens need \[shard NAME\] sections/.test(e.message)) throw e;
+  }
+  const r = await c.get('rr_safe', [1], { lsn: token });
+  if (JSON.stringify(r.rows.map((row) => row.map(Number))) !== '[[1,10]]') throw new Error('rows ' + r.rows);
+  await c.close();
+  console.log('node: shard token refused, the bare token answered on the same connection');
+})().catch((e) => { console.error(e); process.exit(1); });
+JSEOF
+else
+  echo "(g) node client: skipped (no node or no protocol/node/node_modules: client_node installs them)"
+fi
+ok "(g) python and node clients: shard token refused bad_params, bare token answered, connection usable"

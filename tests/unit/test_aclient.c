@@ -278,6 +278,16 @@ static void pipelined_out_of_order(void **state)
 	assert_int_equal(get_key(a, "k2", 0, &g, &id[1]), 0);
 	assert_int_equal(get_key(a, "k3", 0, &g, &id[2]), 0);
 	assert_int_equal(cs_aclient_inflight(a), 3);
+	/* A token's shard that breaks the rule is refused before anything is queued. */
+	cs_client_value v = cs_client_text("k4");
+	cs_client_request bad = { .query = "users", .params = &v, .nparams = 1,
+		.tier = CS_CLIENT_TIER_DEFAULT, .shard = "s1" }; /* no min_lsn */
+	assert_int_equal(cs_aclient_get(a, &bad, 0, on_reply, &g, NULL), CS_CLIENT_E_ARG);
+	bad.min_lsn = 5;
+	bad.shard = "s:1";
+	assert_int_equal(cs_aclient_get(a, &bad, 0, on_reply, &g, NULL), CS_CLIENT_E_ARG);
+	assert_int_equal(cs_aclient_mget(a, &bad, 1, 0, on_reply, &g, NULL), CS_CLIENT_E_ARG);
+	assert_int_equal(cs_aclient_inflight(a), 3);
 	run_until(a, &g, 3);
 	assert_int_equal(cs_aclient_status(a), 1);
 	assert_int_equal(g.calls, 3);

@@ -136,6 +136,11 @@ static int answer_get(cs_buf *out, const cs_frame *f, const cs_get_req *g)
 		        "no query \"%.*s\"", (int)g->query_len, g->query);
 		return 0;
 	}
+	if (query_is(g, "whoshard") && g->shard != NULL) { /* a token's shard reached us */
+		(void)!cs_proto_write_error(out, f->reqid, CS_ERR_BAD_PARAMS, "shard=%.*s lsn=%llx",
+		        (int)g->shard_len, g->shard, (unsigned long long)g->min_lsn);
+		return 0;
+	}
 	if (query_is(g, "proto")) {
 		(void)!cs_proto_write_error(out, f->reqid, CS_ERR_PROTOCOL, "you broke it");
 		return -2;
@@ -412,7 +417,7 @@ static void sync_calls(server *s)
 	assert_int_equal(cs_client_ping(c), 0);
 
 	cs_client_value p[2] = {cs_client_text("42"), cs_client_nil()};
-	cs_client_request req = {"users", p, 2, CS_CLIENT_TIER_DEFAULT, 0, false};
+	cs_client_request req = {"users", p, 2, CS_CLIENT_TIER_DEFAULT, 0, false, NULL};
 	cs_client_result *r;
 	assert_int_equal(cs_client_get(c, &req, &r), 0);
 	check_users(r, "42");
@@ -442,6 +447,58 @@ static void sync_calls(server *s)
 	assert_int_equal(cs_client_result_age_ms(r), 2);
 	assert_int_equal(cs_client_result_stored(r), 0); /* "stored": false */
 	cs_client_result_free(r);
+
+	/* A token naming its shard: "shard" reaches the server beside "lsn"; a bare one has none.
+	 */
+	cs_client_token tok;
+	char tbuf[CS_CLIENT_TOKEN_STRLEN];
+	assert_int_equal(cs_client_token_parse("s1:0/16B3748", &tok), 0);
+	assert_string_equal(tok.shard, "s1");
+	assert_int_equal(tok.lsn, 0x16B3748);
+	assert_string_equal(cs_client_token_format(&tok, tbuf), "s1:0/16B3748");
+	req.query = "whoshard";
+	req.tier = CS_CLIENT_TIER_DEFAULT;
+	req.bypass = false;
+	req.min_lsn = tok.lsn;
+	req.shard = tok.shard;
+	assert_int_equal(cs_client_get(c, &req, &r), CS_CLIENT_E_BAD_PARAMS);
+	assert_non_null(strstr(cs_client_errstr(c), "shard=s1 lsn=16b3748"));
+	assert_int_equal(cs_client_token_parse("16/B374D848", &tok), 0);
+	assert_string_equal(tok.shard, "");
+	assert_string_equal(cs_client_token_format(&tok, tbuf), "16/B374D848");
+	req.min_lsn = tok.lsn;
+	req.shard = tok.shard; /* "" = none */
+	assert_int_equal(cs_client_get(c, &req, &r), 0);
+	cs_client_result_free(r);
+	/* Bad tokens: refused by the parser (out untouched) and, as fields, before sending. */
+	static const char *const bad_tokens[] = {"", ":0/1", "s1:", "s1:0/0", "a:b:0/1", "s 1:0/1",
+	        "s1:x/1",
+	        "s1:0/1:", "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn:0/1",
+	        NULL};
+	for (int i = 0; bad_tokens[i]; i++) {
+		tok.lsn = 99;
+		assert_int_equal(cs_client_token_parse(bad_tokens[i], &tok), CS_CLIENT_E_ARG);
+		assert_int_equal(tok.lsn, 99);
+	}
+	assert_int_equal(cs_client_token_parse(NULL, &tok), CS_CLIENT_E_ARG);
+	static const char *const bad_shards[] = {"s:1", "s 1", "\xc3\xa9",
+	        "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn", NULL};
+	for (int i = 0; bad_shards[i]; i++) {
+		req.min_lsn = 5;
+		req.shard = bad_shards[i];
+		assert_int_equal(cs_client_get(c, &req, &r), CS_CLIENT_E_ARG);
+		assert_null(r);
+	}
+	req.min_lsn = 0;
+	req.shard = "s1"; /* a shard without a token */
+	assert_int_equal(cs_client_get(c, &req, &r), CS_CLIENT_E_ARG);
+	assert_non_null(strstr(cs_client_errstr(c), "nonzero min_lsn"));
+	req.shard = NULL;
+	assert_int_equal(cs_client_get(c, &req, &r), 0); /* still usable */
+	cs_client_result_free(r);
+	req.tier = CS_CLIENT_TIER_BATCH; /* as before the token checks */
+	req.min_lsn = ((uint64_t)1 << 32) | 2;
+	req.bypass = true;
 
 	/* Server errors leave the connection usable. */
 	req.query = "missing";
@@ -544,9 +601,9 @@ static void pipelining_out_of_order(void **state)
 	cs_client *c = connect_to(s, 2000);
 	cs_client_value p[3] = {cs_client_text("x"), cs_client_text("y"), cs_client_text("z")};
 	cs_client_request reqs[3] = {
-	        {"hold", &p[0], 1, 1, 0, false},
-	        {"hold", &p[1], 1, 1, 0, false},
-	        {"release", &p[2], 1, 1, 0, false},
+	        {"hold", &p[0], 1, 1, 0, false, NULL},
+	        {"hold", &p[1], 1, 1, 0, false, NULL},
+	        {"release", &p[2], 1, 1, 0, false, NULL},
 	};
 	/* send/recv: replies arrive newest first. */
 	uint32_t ids[3], got;
@@ -582,7 +639,7 @@ static void pipelining_out_of_order(void **state)
 	cs_client_value bigp = cs_client_text(big);
 	for (int i = 0; i < N; i++) {
 		many[i] = (cs_client_request){
-		        i % 10 == 3 ? "missing" : "users", &bigp, 1, 1, 0, false};
+		        i % 10 == 3 ? "missing" : "users", &bigp, 1, 1, 0, false, NULL};
 	}
 	assert_int_equal(cs_client_pipeline(c, many, N, true, res), 0);
 	for (int i = 0; i < N; i++) {
@@ -604,7 +661,7 @@ static void timeout_is_bounded(void **state)
 {
 	server *s = server_start(false, NULL);
 	cs_client *c = connect_to(s, 300);
-	cs_client_request req = {"slow", NULL, 0, 1, 0, false};
+	cs_client_request req = {"slow", NULL, 0, 1, 0, false, NULL};
 	cs_client_result *r;
 	int64_t t0 = now_ms();
 	assert_int_equal(cs_client_get(c, &req, &r), CS_CLIENT_E_TIMEOUT);
@@ -645,7 +702,7 @@ static void server_closes(void **state)
 {
 	server *s = server_start(false, NULL);
 	cs_client *c = connect_to(s, 2000);
-	cs_client_request req = {"close", NULL, 0, 1, 0, false};
+	cs_client_request req = {"close", NULL, 0, 1, 0, false, NULL};
 	cs_client_result *r;
 	assert_int_equal(cs_client_get(c, &req, &r), CS_CLIENT_E_CLOSED);
 	assert_int_equal(cs_client_get(c, &req, &r), CS_CLIENT_E_CLOSED);
@@ -667,7 +724,7 @@ static void server_closes(void **state)
 
 	/* Pipeline interrupted by a close. */
 	c = connect_to(s, 2000);
-	cs_client_request reqs[2] = {{"users", NULL, 0, 1, 0, false}, req};
+	cs_client_request reqs[2] = {{"users", NULL, 0, 1, 0, false, NULL}, req};
 	reqs[1].query = "close";
 	cs_client_result *out[2];
 	assert_int_equal(cs_client_pipeline(c, reqs, 2, false, out), CS_CLIENT_E_CLOSED);
@@ -722,6 +779,7 @@ static void connect_errors(void **state)
 
 	assert_string_equal(cs_client_strerror(CS_CLIENT_E_TIMEOUT), "timeout");
 	assert_string_equal(cs_client_strerror(CS_CLIENT_E_UNKNOWN_QUERY), "unknown_query");
+	assert_string_equal(cs_client_strerror(CS_CLIENT_E_NO_SHARD), "no_shard");
 	char buf[CS_CLIENT_LSN_STRLEN];
 	assert_string_equal(
 	        cs_client_lsn_format(((uint64_t)0x16 << 32) | 0xB374D848u, buf), "16/B374D848");
@@ -804,6 +862,16 @@ static void cli_binary(void **state)
 	assert_non_null(strstr(out, "\"source\":\"primary\",\"lsn\":\"A/B\",\"age_ms\":2,"
 	                            "\"stale\":false,\"stored\":false,\"columns\":["));
 	assert_non_null(strstr(out, "[2,\"(null)\""));
+	/* --lsn takes a token naming its shard too: "shard" is sent (the fake server refuses
+	 * whoshard only when it gets one); a bad token is a usage error. */
+	const char *shard_tok[] = {"-p", port, "--lsn", "s1:0/16B3748", "get", "whoshard", NULL};
+	assert_int_equal(run_cli(out, sizeof out, shard_tok), 1);
+	const char *bare_tok[] = {"-p", port, "--lsn", "0/16B3748", "get", "whoshard", NULL};
+	assert_int_equal(run_cli(out, sizeof out, bare_tok), 0);
+	const char *bad_tok[] = {"-p", port, "--lsn", "s1:0/0", "get", "whoshard", NULL};
+	assert_int_equal(run_cli(out, sizeof out, bad_tok), 2);
+	const char *bad_tok2[] = {"-p", port, "--lsn", "a:b:0/1", "get", "whoshard", NULL};
+	assert_int_equal(run_cli(out, sizeof out, bad_tok2), 2);
 	const char *get_stored[] = {"-p", port, "--json", "get", "fill", "1", NULL};
 	assert_int_equal(run_cli(out, sizeof out, get_stored), 0);
 	assert_non_null(strstr(out, "{\"source\":\"replica\",\"lsn\":\"16/B374D848\",\"age_ms\":1,"

@@ -132,11 +132,15 @@ static json_t *j_params(const cs_value *p, uint32_t n)
 
 /* ---- Requests ---------------------------------------------------------------------------- */
 
+/* "shard" only when the request has one: it has no default (absent = a token without one). */
 static json_t *j_get(const cs_get_req *g)
 {
-	return json_pack("{s:o,s:o,s:I,s:o,s:b}", "q", j_strn(g->query, g->query_len), "p",
+	json_t *o = json_pack("{s:o,s:o,s:I,s:o,s:b}", "q", j_strn(g->query, g->query_len), "p",
 	        j_params(g->params, g->nparams), "tier", (json_int_t)g->tier, "lsn",
 	        j_u64(g->min_lsn), "bypass", g->bypass);
+	if (o != NULL && g->shard != NULL)
+		json_object_set_new(o, "shard", j_strn(g->shard, g->shard_len));
+	return o;
 }
 
 /* The expected GET map with every optional key set to its default when absent (a decoder

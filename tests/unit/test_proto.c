@@ -114,6 +114,10 @@ static void assert_get_eq(const cs_get_req *a, const cs_get_req *b)
 	assert_int_equal(a->tier, b->tier);
 	assert_int_equal(a->min_lsn, b->min_lsn);
 	assert_int_equal(a->bypass, b->bypass);
+	assert_int_equal(a->shard_len, b->shard_len);
+	assert_int_equal(a->shard == NULL, b->shard == NULL);
+	if (a->shard != NULL)
+		assert_memory_equal(a->shard, b->shard, a->shard_len);
 }
 
 /* A packer over a fresh buffer, for hand-built bodies. */
@@ -179,6 +183,125 @@ static void roundtrip_get_and_refresh(void **state)
 		            (const uint8_t *)back.query < body + len);
 		cs_buf_free(&b);
 	}
+}
+
+/* A token naming its shard: "shard" beside "lsn", borrowed from the body; the encoder refuses
+ * a shard without a nonzero LSN or with a name no shard can have. */
+static void roundtrip_get_shard(void **state)
+{
+	static const char *const names[] = {"s1", "eu-west_2.a",
+	        "SSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSS"};
+	for (int k = 0; k < 3; k++) {
+		cs_buf b;
+		cs_get_req g = sample_get(), back;
+		uint32_t len;
+		g.min_lsn = 0x16B3748;
+		g.shard = names[k];
+		g.shard_len = (uint32_t)strlen(names[k]);
+		g.bypass = k == 1;
+		cs_buf_init(&b, 0);
+		assert_int_equal(cs_proto_write_get(&b, 78, CS_OP_GET, &g), 0);
+		const uint8_t *body = body_of(&b, CS_OP_GET, 78, &len);
+		assert_int_equal(cs_proto_decode_get(body, len, &back, err, sizeof err), 0);
+		assert_get_eq(&g, &back);
+		assert_true((const uint8_t *)back.shard > body &&
+		            (const uint8_t *)back.shard < body + len);
+		cs_buf_free(&b);
+	}
+	/* Refused by the encoder (nothing written). */
+	struct {
+		uint64_t lsn;
+		const char *shard;
+		uint32_t len;
+	} bad[] = {{0, "s1", 2}, {5, "", 0}, {5, "s:1", 3}, {5, "s 1", 3}, {5, names[2], 65},
+	        {5, "\xc3\xa9", 2}};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		cs_buf b;
+		cs_get_req g = sample_get();
+		g.min_lsn = bad[i].lsn;
+		g.shard = bad[i].shard;
+		g.shard_len = bad[i].len;
+		cs_buf_init(&b, 0);
+		assert_int_equal(cs_proto_write_get(&b, 1, CS_OP_GET, &g), -CS_ERR_BAD_PARAMS);
+		assert_int_equal(cs_proto_write_mget(&b, 1, &g, 1), -CS_ERR_BAD_PARAMS);
+		assert_int_equal(b.len, 0);
+		cs_buf_free(&b);
+	}
+	/* Without a shard, the bytes are what they always were (no "shard" key). */
+	cs_buf b;
+	cs_get_req g = sample_get();
+	g.min_lsn = 7;
+	cs_buf_init(&b, 0);
+	assert_int_equal(cs_proto_write_get(&b, 1, CS_OP_GET, &g), 0);
+	assert_null(memmem(b.data, b.len, "shard", 5));
+	cs_buf_free(&b);
+}
+
+/* The decoder's rules for "shard" (PROTOCOL.md 3.3): type and length are hard limits
+ * (protocol), a name no shard can have and a shard without a token are bad_params. */
+static void decode_get_shard(void **state)
+{
+	static const struct {
+		const char *bytes;
+		uint32_t len;
+		int want;
+		const char *msg;
+	} cases[] = {
+	        {"\x83\xa1q\xa1x\xa3lsn\x05\xa5shard\xa2s1", 19, 0, ""},
+	        {"\x83\xa1q\xa1x\xa3lsn\x05\xa5shard\x01", 17, -CS_ERR_PROTOCOL,
+	                "\"shard\" must be a string"},
+	        {"\x83\xa1q\xa1x\xa3lsn\x05\xa5shard\xc0", 17, -CS_ERR_PROTOCOL,
+	                "\"shard\" must be a string"},
+	        {"\x83\xa1q\xa1x\xa3lsn\x05\xa5shard\xa0", 17, -CS_ERR_PROTOCOL,
+	                "shard name must be 1..64 bytes, got 0"},
+	        {"\x83\xa1q\xa1x\xa3lsn\x05\xa5shard\xa3s:1", 20, -CS_ERR_BAD_PARAMS,
+	                "shard name may only contain"},
+	        {"\x82\xa1q\xa1x\xa5shard\xa2s1", 14, -CS_ERR_BAD_PARAMS,
+	                "needs a nonzero \"lsn\""},
+	        {"\x83\xa1q\xa1x\xa3lsn\x00\xa5shard\xa2s1", 19, -CS_ERR_BAD_PARAMS,
+	                "needs a nonzero \"lsn\""},
+	        /* order does not matter: shard before lsn */
+	        {"\x83\xa1q\xa1x\xa5shard\xa2s1\xa3lsn\x05", 19, 0, ""},
+	        /* a hard failure later in the body wins over the soft one */
+	        {"\x83\xa1q\xa1x\xa5shard\xa2s1\xa3lsn\xa1x", 20, -CS_ERR_PROTOCOL,
+	                "\"lsn\" must be"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		cs_get_req g;
+		err[0] = '\0';
+		int rc = cs_proto_decode_get(
+		        (const uint8_t *)cases[i].bytes, cases[i].len, &g, err, sizeof err);
+		if (rc != cases[i].want || strstr(err, cases[i].msg) == NULL)
+			fail_msg("case %zu: rc %d want %d, err \"%s\" want \"%s\"", i, rc,
+			        cases[i].want, err, cases[i].msg);
+		if (rc == 0) {
+			assert_int_equal(g.shard_len, 2);
+			assert_memory_equal(g.shard, "s1", 2);
+			assert_int_equal(g.min_lsn, 5);
+		}
+	}
+	/* 65 bytes: over the limit; 64: the limit. */
+	for (uint32_t n = 64; n <= 65; n++) {
+		uint8_t body[128];
+		uint32_t o = 0;
+		memcpy(body, "\x83\xa1q\xa1x\xa3lsn\x05\xa5shard\xd9", 17);
+		o = 17;
+		body[o++] = (uint8_t)n;
+		memset(body + o, 's', n);
+		o += n;
+		cs_get_req g;
+		int rc = cs_proto_decode_get(body, o, &g, err, sizeof err);
+		assert_int_equal(rc, n == 64 ? 0 : -CS_ERR_PROTOCOL);
+	}
+	/* Absent: NULL. */
+	cs_get_req g;
+	assert_int_equal(
+	        cs_proto_decode_get((const uint8_t *)"\x81\xa1q\xa1x", 5, &g, err, sizeof err), 0);
+	assert_null(g.shard);
+	assert_int_equal(g.shard_len, 0);
+	assert_true(cs_proto_shard_name_ok("a-Z_0.9", 7));
+	assert_false(cs_proto_shard_name_ok("", 0));
+	assert_false(cs_proto_shard_name_ok(NULL, 0));
 }
 
 static void roundtrip_mget(void **state)
@@ -966,7 +1089,7 @@ static void every_error_code(void **state)
 {
 	static const char *names[] = {NULL, "unknown_query", "bad_params", "overloaded",
 	        "unavailable", "too_large", "auth", "protocol", "internal", "timeout",
-	        "shutting_down", "future_lsn"};
+	        "shutting_down", "future_lsn", "no_shard"};
 	cs_buf b;
 	cs_buf_init(&b, 0);
 	for (int code = 1; code <= CS_ERR_MAX; code++) {
@@ -1571,6 +1694,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(roundtrip_get_and_refresh),
+	        cmocka_unit_test(roundtrip_get_shard),
+	        cmocka_unit_test(decode_get_shard),
 	        cmocka_unit_test(roundtrip_mget),
 	        cmocka_unit_test(roundtrip_hello),
 	        cmocka_unit_test(roundtrip_invalidate),

@@ -82,6 +82,8 @@ enum cachesvc_errcode {
 	CACHESVC_E_SHUTTING_DOWN = -10, /* the handle is being closed */
 	CACHESVC_E_FUTURE_LSN = -11,    /* a read-your-writes LSN beyond the primary's current
 	                                 * position: not one it wrote (the request is refused) */
+	CACHESVC_E_NO_SHARD = -12,      /* the shard key maps to no shard (sharded origins, not
+	                                 * yet served: not returned by this release) */
 	/* From the library. */
 	CACHESVC_E_TIMEOUT = -101, /* blocking call: no answer within its timeout_ms */
 	CACHESVC_E_CLOSED = -102,  /* the handle is closing: nothing was started */

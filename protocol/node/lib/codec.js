@@ -5,7 +5,7 @@
 // decoder allocate more than the frame's own size; the decoder's own limits are set too.
 const { Encoder, Decoder, ExtensionCodec, ExtData } = require('@msgpack/msgpack');
 const { CacheError, Codes, serverError, badReply, badArgument } = require('./errors');
-const { Decimal, Timestamp, toLsn } = require('./types');
+const { Decimal, Timestamp, toToken } = require('./types');
 
 const VERSION = 1;
 const HEADER = 12;
@@ -453,8 +453,8 @@ function tierValue(t) {
 }
 
 /**
- * The GET/REFRESH/MGET-item body: {q, p, tier?, lsn?, bypass?}. Defaults are left out.
- * opts: {tier, lsn (bigint | number | "X/Y"), bypass}
+ * The GET/REFRESH/MGET-item body: {q, p, tier?, lsn?, shard?, bypass?}. Defaults are left out.
+ * opts: {tier, lsn (bigint | number | "X/Y" | "SHARD:X/Y" | {shard, lsn}), bypass}
  */
 function getBody(query, p, opts = {}) {
   checkQuery(query);
@@ -464,8 +464,9 @@ function getBody(query, p, opts = {}) {
     if (t !== 1) body.tier = t;
   }
   if (opts.lsn !== undefined && opts.lsn !== null) {
-    const l = toLsn(opts.lsn);
-    if (l !== 0n) body.lsn = wireInt(l);
+    const t = toToken(opts.lsn); // a token naming its shard sends "shard" after "lsn"
+    if (t.lsn !== 0n) body.lsn = wireInt(t.lsn);
+    if (t.shard !== null) body.shard = t.shard;
   }
   if (opts.bypass !== undefined && opts.bypass !== null) {
     if (typeof opts.bypass !== 'boolean') throw badArgument('bypass must be a boolean');

@@ -18,6 +18,7 @@ const SERVER_CODES = Object.freeze({
   TIMEOUT: 9,
   SHUTTING_DOWN: 10,
   FUTURE_LSN: 11,
+  NO_SHARD: 12, // the shard key maps to no shard (a sharded origin); not retryable
 });
 
 const CLIENT_CODES = Object.freeze({
@@ -43,6 +44,7 @@ const NAMES = new Map([
   [9, 'timeout'],
   [10, 'shutting_down'],
   [11, 'future_lsn'],
+  [12, 'no_shard'],
   [100, 'io'],
   [101, 'client_timeout'],
   [102, 'closed'],

@@ -12,6 +12,13 @@ export type Value = null | boolean | number | bigint | string | Buffer | Timesta
 
 export type TierName = 'critical' | 'default' | 'batch';
 export type LsnLike = bigint | number | string;
+/** A read-your-writes token: an LSN and the shard it belongs to (null: a bare "X/Y"). */
+export interface Token {
+  shard: string | null;
+  lsn: bigint;
+}
+/** A request's lsn: an LSN, "SHARD:X/Y" text, or a token object. */
+export type TokenLike = LsnLike | { shard?: string | null; lsn: LsnLike };
 
 export interface ReconnectOptions {
   /** First backoff delay in ms (default 50). */
@@ -67,7 +74,7 @@ export interface GetOptions extends RequestOptions {
   /** 0 critical, 1 default, 2 batch (warm-up). */
   tier?: 0 | 1 | 2 | TierName;
   /** Read-your-writes token: answer with data at least this new (0 = none). */
-  lsn?: LsnLike;
+  lsn?: TokenLike;
   /** Skip the cache: read the database, do not fill. */
   bypass?: boolean;
 }
@@ -76,7 +83,7 @@ export interface MgetItem {
   query: string;
   params?: Param[];
   tier?: 0 | 1 | 2 | TierName;
-  lsn?: LsnLike;
+  lsn?: TokenLike;
   bypass?: boolean;
 }
 
@@ -205,6 +212,7 @@ export const Codes: Readonly<{
   TIMEOUT: 9;
   SHUTTING_DOWN: 10;
   FUTURE_LSN: 11;
+  NO_SHARD: 12;
   IO: 100;
   CLIENT_TIMEOUT: 101;
   CLOSED: 102;
@@ -215,7 +223,7 @@ export const Codes: Readonly<{
 
 export type CodeName =
   | 'unknown_query' | 'bad_params' | 'overloaded' | 'unavailable' | 'too_large' | 'auth' | 'protocol'
-  | 'internal' | 'timeout' | 'shutting_down' | 'future_lsn' | 'io' | 'client_timeout' | 'closed' | 'bad_reply'
+  | 'internal' | 'timeout' | 'shutting_down' | 'future_lsn' | 'no_shard' | 'io' | 'client_timeout' | 'closed' | 'bad_reply'
   | 'bad_argument' | 'connect';
 
 export function codeName(code: number): CodeName;
@@ -262,6 +270,10 @@ export class Timestamp extends Date {
 export function parseLsn(text: string): bigint;
 /** 0x16B374D848n -> "16/B374D848". */
 export function formatLsn(lsn: LsnLike): string;
+/** "s1:0/16B3748" -> {shard: "s1", lsn: 0x16B3748n}; "16/B374D848" -> {shard: null, lsn}. */
+export function parseToken(text: string): Token;
+/** {shard: "s1", lsn: 0x16B3748n} -> "s1:0/16B3748" (shard null: "X/Y"). */
+export function formatToken(t: TokenLike): string;
 /** Delay in ms before reconnect attempt n (1-based). */
 export function backoffDelay(n: number, r: Required<ReconnectOptions>, random?: () => number): number;
 

@@ -2,7 +2,7 @@
 // cachesvc-client: Node.js client for the cachesvc binary protocol (protocol/PROTOCOL.md).
 const { Client, Pool, backoffDelay } = require('./client');
 const { CacheError, Codes, codeName } = require('./errors');
-const { Decimal, Timestamp, parseLsn, formatLsn } = require('./types');
+const { Decimal, Timestamp, parseLsn, formatLsn, parseToken, formatToken } = require('./types');
 const { Result, TYPE_NAMES, TIERS, LIMITS } = require('./codec');
 
 /** A Client (one pipelined connection). */
@@ -42,6 +42,8 @@ module.exports = {
   Result,
   parseLsn,
   formatLsn,
+  parseToken,
+  formatToken,
   backoffDelay,
   Source,
   Tier,

@@ -125,4 +125,49 @@ function toLsn(v) {
   throw badArgument(`LSN must be a bigint, a number or "X/Y" text, not ${typeof v}`);
 }
 
-module.exports = { Decimal, Timestamp, parseLsn, formatLsn, toLsn };
+/** Longest shard name a token may carry (PROTOCOL.md 3.3; the configuration's limit). */
+const MAX_SHARD = 64;
+const SHARD_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+
+function checkShard(shard) {
+  if (typeof shard !== 'string' || !SHARD_RE.test(shard))
+    throw badArgument(`a token's shard is 1..${MAX_SHARD} characters of A-Z a-z 0-9 _ . -: ${JSON.stringify(shard)}`);
+  return shard;
+}
+
+/**
+ * Parses a read-your-writes token: "X/Y" ({shard: null, lsn}) or "SHARD:X/Y" naming the
+ * shard whose WAL the LSN is in ("s1:0/16B3748"; SHARD 1..64 of A-Z a-z 0-9 _ . -, the LSN
+ * not 0/0). Throws a CacheError (bad_argument) for anything else.
+ */
+function parseToken(text) {
+  if (typeof text !== 'string') throw badArgument(`a token is "X/Y" or "SHARD:X/Y" text, not ${typeof text}`);
+  const i = text.indexOf(':');
+  if (i < 0) return { shard: null, lsn: parseLsn(text) };
+  return toToken({ shard: text.slice(0, i), lsn: parseLsn(text.slice(i + 1)) });
+}
+
+/** Formats a token ({shard, lsn}, or an LSN) as "X/Y" or "SHARD:X/Y". */
+function formatToken(t) {
+  const v = toToken(t);
+  return v.shard === null ? formatLsn(v.lsn) : `${v.shard}:${formatLsn(v.lsn)}`;
+}
+
+/**
+ * A request's lsn argument as {shard (string | null), lsn (BigInt)}: a BigInt, a safe
+ * integer, "X/Y" or "SHARD:X/Y" text, or a {shard, lsn} object (shard null/undefined for
+ * none). A shard needs a nonzero LSN.
+ */
+function toToken(v) {
+  if (typeof v === 'string') return parseToken(v);
+  if (v !== null && typeof v === 'object') {
+    const lsn = toLsn(v.lsn);
+    if (v.shard === null || v.shard === undefined) return { shard: null, lsn };
+    checkShard(v.shard);
+    if (lsn === 0n) throw badArgument(`a token naming shard ${JSON.stringify(v.shard)} needs a nonzero LSN`);
+    return { shard: v.shard, lsn };
+  }
+  return { shard: null, lsn: toLsn(v) };
+}
+
+module.exports = { Decimal, Timestamp, parseLsn, formatLsn, toLsn, parseToken, formatToken, toToken };

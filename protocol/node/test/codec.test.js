@@ -4,7 +4,7 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const { ExtData } = require('@msgpack/msgpack');
 const codec = require('../lib/codec');
-const { CacheError, Codes, Decimal, Timestamp, parseLsn, formatLsn, backoffDelay } = require('../lib');
+const { CacheError, Codes, Decimal, Timestamp, parseLsn, formatLsn, parseToken, formatToken, backoffDelay } = require('../lib');
 const { mp, frame, ts96, meta, prng } = require('./helpers');
 
 const decoder = codec.makeDecoder(codec.LIMITS.replyBody);
@@ -335,6 +335,35 @@ test('LSN tokens: parse and format as PostgreSQL prints them', () => {
     const v = (BigInt(Math.floor(r() * 2 ** 32)) << 32n) | BigInt(Math.floor(r() * 2 ** 32));
     assert.equal(parseLsn(formatLsn(v)), v);
   }
+});
+
+test('tokens naming their shard: parse, format, sent as "shard" after "lsn"', () => {
+  const long = 'S'.repeat(64);
+  for (const [text, shard, lsn] of [['16/B374D848', null, 0x16b374d848n], ['0/0', null, 0n],
+    ['s1:0/16B3748', 's1', 0x16b3748n], ['eu-West_2.a:FFFFFFFF/FFFFFFFF', 'eu-West_2.a', 2n ** 64n - 1n],
+    [long + ':1/2', long, (1n << 32n) | 2n]]) {
+    assert.deepEqual(parseToken(text), { shard, lsn }, text);
+    assert.equal(formatToken(parseToken(text)), text);
+  }
+  assert.equal(formatToken({ shard: 's1', lsn: 0x16b3748 }), 's1:0/16B3748');
+  assert.equal(formatToken(5n), '0/5');
+  for (const bad of ['', ':', ':0/1', 's1:', 's1:x/1', 's1:1/', 's1:1//2', 's1:0/0', 'a:b:0/1', 's1:0/1:2',
+    's1::0/1', 's 1:0/1', 's/1:0/1', '\u00e9:0/1', ' s1:0/1', 's1:0/1 ', 's1:123456789/0', '1/2:s1',
+    'n'.repeat(65) + ':1/2', 5, null]) throwsCode(() => parseToken(bad), Codes.BAD_ARGUMENT);
+  for (const bad of [{ shard: '', lsn: 1 }, { shard: 's:1', lsn: 1 }, { shard: 's1', lsn: 0 }, { shard: 5, lsn: 1 },
+    { shard: 'n'.repeat(65), lsn: 1 }]) throwsCode(() => formatToken(bad), Codes.BAD_ARGUMENT);
+  const want = { q: 'q', p: [], lsn: 0x16b3748, shard: 's1' };
+  assert.deepEqual(codec.getBody('q', [], { lsn: 's1:0/16B3748' }), want);
+  assert.deepEqual(codec.getBody('q', [], { lsn: { shard: 's1', lsn: 0x16b3748n } }), want);
+  assert.deepEqual(Object.keys(codec.getBody('q', [], { tier: 0, lsn: 's1:0/1', bypass: true })),
+    ['q', 'p', 'tier', 'lsn', 'shard', 'bypass']);
+  assert.deepEqual(codec.getBody('q', [], { lsn: '0/16B3748' }), { q: 'q', p: [], lsn: 0x16b3748 });
+  assert.deepEqual(codec.getBody('q', [], { lsn: { shard: null, lsn: 5 } }), { q: 'q', p: [], lsn: 5 });
+  assert.deepEqual(codec.encodeFrame(codec.OP.GET, 5, codec.getBody('user_profile', ['42'], { lsn: 's1:0/16B3748' })),
+    Buffer.from('00000028010300000000000584a171ac757365725f70726f66696c65a17091a23432a36c736ece016b3748a57368617264a27331', 'hex'));
+  for (const bad of ['s1:0/0', 'a:b:0/1', { shard: 's1', lsn: 0 }, { shard: 's 1', lsn: 1 }])
+    throwsCode(() => codec.getBody('q', [], { lsn: bad }), Codes.BAD_ARGUMENT);
+  assert.equal(Codes.NO_SHARD, 12);
 });
 
 test('Decimal: exact text, conversions', () => {

@@ -154,6 +154,12 @@ function refusedWith(fn, code, where) {
 
 // ---- requests: rebuild with the client's API ---------------------------------------------
 function getOpts(b) {
+  const lsn = b.lsn === undefined ? 0n : BigInt(fromJson(b.lsn));
+  if (b.shard !== undefined) {
+    // a token naming its shard: the API takes {shard, lsn}, checked when encoding
+    if (typeof b.shard !== 'string') throw new Error('shard not a string');
+    return { tier: b.tier, lsn: { shard: b.shard, lsn }, bypass: b.bypass };
+  }
   return { tier: b.tier, lsn: b.lsn === undefined ? undefined : fromJson(b.lsn), bypass: b.bypass };
 }
 function buildRequest(opcode, b) {
@@ -179,7 +185,10 @@ function buildRequest(opcode, b) {
 }
 // fills the defaults of GET-like maps (README: "a decoder that fills defaults compares ...")
 function withDefaults(opcode, b) {
-  const fill = (m) => ({ q: m.q, p: m.p ?? [], tier: m.tier ?? 1, lsn: m.lsn ?? 0, bypass: m.bypass ?? false });
+  const fill = (m) => ({
+    q: m.q, p: m.p ?? [], tier: m.tier ?? 1, lsn: m.lsn ?? 0, bypass: m.bypass ?? false,
+    ...(m.shard === undefined ? {} : { shard: m.shard }), // no default: compared when present
+  });
   if (opcode === 3 || opcode === 5) return fill(b);
   if (opcode === 4) return b.map(fill);
   if (opcode === 2 || opcode === 7) return null; // nil and {} both mean "no arguments"

@@ -177,6 +177,59 @@ class Lsns(unittest.TestCase):
                 cachesvc.LSN(bad)
 
 
+class Tokens(unittest.TestCase):
+    """Read-your-writes tokens that may name their shard: X/Y or SHARD:X/Y."""
+
+    def test_parse_format(self):
+        for text, shard, n in [("16/B374D848", None, 0x16B374D848), ("0/0", None, 0),
+                               ("s1:0/16B3748", "s1", 0x16B3748),
+                               ("eu-West_2.a:FFFFFFFF/FFFFFFFF", "eu-West_2.a", 2**64 - 1),
+                               ("S" * 64 + ":1/2", "S" * 64, (1 << 32) | 2)]:
+            with self.subTest(text=text):
+                t = cachesvc.parse_token(text)
+                self.assertEqual((t.shard, t.lsn), (shard, n))
+                self.assertIsInstance(t.lsn, cachesvc.LSN)
+                self.assertEqual(str(t), text)
+                self.assertEqual(cachesvc.format_token(t), text)
+                self.assertEqual(cachesvc.parse_token(str(t)), t)
+        self.assertEqual(str(cachesvc.parse_token("s1:0/16b3748")), "s1:0/16B3748")
+        self.assertEqual(cachesvc.Token("1/2", "s1"), cachesvc.Token((1 << 32) | 2, "s1"))
+
+    def test_bad(self):
+        for text in ["", ":", ":0/1", "s1:", "s1:x/1", "s1:1/", "s1:1//2", "s1:0/0", "a:b:0/1",
+                     "s1:0/1:2", "s1::0/1", "s 1:0/1", "s/1:0/1", "\u00e9:0/1", " s1:0/1", "s1:0/1 ",
+                     "s1:123456789/0", "1/2:s1", "n" * 65 + ":1/2"]:
+            with self.subTest(text=text), self.assertRaises(cachesvc.InvalidRequestError):
+                cachesvc.parse_token(text)
+        for bad in [("1/2", ""), ("1/2", "s:1"), ("1/2", "n" * 65), (0, "s1"), ("1/2", 5), (-1, None)]:
+            with self.subTest(bad=bad), self.assertRaises(cachesvc.InvalidRequestError):
+                cachesvc.Token(*bad)
+        with self.assertRaises(cachesvc.InvalidRequestError):
+            cachesvc.parse_token(5)
+
+    def enc(self, req):
+        out = codec.encode_request(req, 1)
+        return msgpack.unpackb(out[12:], raw=False)
+
+    def test_request_sends_shard(self):
+        want = {"q": "q", "lsn": 0x16B3748, "shard": "s1"}
+        self.assertEqual(self.enc(Get("q", lsn="s1:0/16B3748")), want)
+        self.assertEqual(self.enc(Get("q", lsn=cachesvc.parse_token("s1:0/16B3748"))), want)
+        self.assertEqual(self.enc(Get("q", lsn=cachesvc.Token(0x16B3748, "s1"))), want)
+        self.assertEqual(list(self.enc(Get("q", tier=0, lsn="s1:0/1", bypass=True))),
+                         ["q", "tier", "lsn", "shard", "bypass"])  # canonical order
+        # a bare token: no "shard", the bytes as before
+        self.assertEqual(self.enc(Get("q", lsn="0/16B3748")), {"q": "q", "lsn": 0x16B3748})
+        self.assertEqual(self.enc(Get("q", lsn=cachesvc.Token(0x16B3748))), {"q": "q", "lsn": 0x16B3748})
+        self.assertEqual(codec.encode_request(Get("q", lsn="0/5"), 1),
+                         codec.encode_request(Get("q", lsn=5), 1))
+        m = msgpack.unpackb(codec.encode_request(codec.MGet([Get("a", lsn="s2:0/9"), ("b", [1])]), 1)[12:])
+        self.assertEqual(m, [{"q": "a", "lsn": 9, "shard": "s2"}, {"q": "b", "p": [1]}])
+        for bad in ["s1:0/0", "s1:", "a:b:0/1", "n" * 65 + ":0/1"]:
+            with self.subTest(bad=bad), self.assertRaises(cachesvc.InvalidRequestError):
+                codec.encode_request(Get("q", lsn=bad), 1)
+
+
 class Frames(unittest.TestCase):
     def test_split_anywhere(self):
         data = get_reply(1) + error_reply(2, 3) + frame(0x82, 3, None)

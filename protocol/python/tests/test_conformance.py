@@ -184,7 +184,7 @@ class NotExpressible(Exception):
     pass
 
 
-GET_KEYS = ("q", "p", "tier", "lsn", "bypass")
+GET_KEYS = ("q", "p", "tier", "lsn", "shard", "bypass")
 
 
 def build_get(m, cls=codec.Get):
@@ -199,6 +199,11 @@ def build_get(m, cls=codec.Get):
         raise NotExpressible("tier type")
     if type(lsn) is not int or type(bypass) is not bool:
         raise NotExpressible("lsn/bypass type")
+    if "shard" in m:
+        # the API takes a token naming its shard as text: SHARD:X/Y (checked when encoding)
+        if type(m["shard"]) is not str or not 0 <= lsn < 2**64:
+            raise NotExpressible("shard type")
+        lsn = m["shard"] + ":" + codec.format_lsn(lsn)
     return cls(m["q"], m.get("p", []), tier, lsn, bypass)
 
 
@@ -235,6 +240,8 @@ def with_defaults(opcode, body):
     def fill(m):
         out = {"q": m["q"], "p": m.get("p", []), "tier": m.get("tier", 1), "lsn": m.get("lsn", 0),
                "bypass": m.get("bypass", False)}
+        if "shard" in m:  # no default: compared only when present
+            out["shard"] = m["shard"]
         return out
     if opcode in (3, 5):
         return fill(body)

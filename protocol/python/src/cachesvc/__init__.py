@@ -32,8 +32,11 @@ from .codec import (
     Source,
     Stats,
     Tier,
+    Token,
     format_lsn,
+    format_token,
     parse_lsn,
+    parse_token,
 )
 from .errors import *  # noqa: F401,F403  (the exception hierarchy)
 from .errors import __all__ as _errors_all
@@ -46,5 +49,5 @@ __all__ = [
     "Client", "Connection", "Pending", "connect",
     "LSN", "Column", "ColumnType", "Get", "Invalidate", "InvalidateQuery", "Meta", "MGet",
     "Ping", "RawTimestamp", "Refresh", "Result", "ServerInfo", "Show", "Admin", "Source", "Stats", "Tier",
-    "format_lsn", "parse_lsn", "__version__",
+    "Token", "format_lsn", "format_token", "parse_lsn", "parse_token", "__version__",
 ] + list(_errors_all)

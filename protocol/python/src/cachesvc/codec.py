@@ -22,7 +22,7 @@ import re
 import struct
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
+from typing import Any, Callable, NamedTuple, Optional, Sequence, Tuple, Union
 
 import msgpack
 
@@ -164,10 +164,70 @@ def format_lsn(lsn: int) -> str:
     return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
 
 
-def _lsn_token(value: Union[None, int, str]) -> int:
+#: Longest shard name a token may carry (PROTOCOL.md 3.3; the configuration's limit).
+MAX_SHARD = 64
+_SHARD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+
+
+def _check_shard(shard: Any) -> str:
+    if not isinstance(shard, str):
+        raise InvalidRequestError(f"a token's shard is a str, not {type(shard).__name__}")
+    if not 1 <= len(shard) <= MAX_SHARD or not _SHARD_CHARS.issuperset(shard):
+        raise InvalidRequestError(
+            f"a token's shard is 1..{MAX_SHARD} characters of A-Z a-z 0-9 _ . -, not {shard!r}")
+    return shard
+
+
+@dataclass(frozen=True)
+class Token:
+    """A read-your-writes token: an LSN and, with a sharded origin, the shard whose WAL it is
+    a position in (``s1:0/16B3748``; ``shard`` None for a bare ``X/Y``). ``str()`` gives the
+    text form; :func:`parse_token` reads it. A token that names a shard needs a nonzero LSN.
+    Pass it (or its text) as a request's ``lsn``."""
+
+    lsn: LSN
+    shard: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lsn", LSN(self.lsn))
+        if self.shard is not None:
+            _check_shard(self.shard)
+            if self.lsn == 0:
+                raise InvalidRequestError("a token that names a shard needs a nonzero LSN, not 0/0")
+
+    def __str__(self) -> str:
+        return format_token(self)
+
+
+def parse_token(text: str) -> Token:
+    """Parses a read-your-writes token: ``X/Y`` (shard None) or ``SHARD:X/Y``, SHARD 1..64
+    characters of A-Z a-z 0-9 _ . - and the LSN not 0/0. Raises InvalidRequestError on
+    anything else (an empty or too long shard, a bad LSN, a second ``:``)."""
+    if not isinstance(text, str):
+        raise InvalidRequestError(f"a token is 'X/Y' or 'SHARD:X/Y' text, not {type(text).__name__}")
+    shard, sep, rest = text.partition(":")
+    if not sep:
+        return Token(LSN(parse_lsn(text)))
+    return Token(LSN(parse_lsn(rest)), _check_shard(shard))
+
+
+def format_token(token: "Token") -> str:
+    """The text form of a token: ``X/Y`` or ``SHARD:X/Y``."""
+    lsn = format_lsn(token.lsn)
+    return lsn if token.shard is None else f"{token.shard}:{lsn}"
+
+
+def _lsn_token(value: Union[None, int, str, Token]) -> Tuple[int, Optional[str]]:
+    """A request's ``lsn`` (None, an int or LSN, "X/Y" or "SHARD:X/Y" text, or a Token) as
+    (lsn, shard)."""
     if value is None:
-        return 0
-    return int(LSN(value))
+        return 0, None
+    if isinstance(value, Token):
+        return int(value.lsn), value.shard
+    if isinstance(value, str):
+        t = parse_token(value)
+        return int(t.lsn), t.shard
+    return int(LSN(value)), None
 
 
 # ---- requests ------------------------------------------------------------------------------------
@@ -177,13 +237,14 @@ Params = Sequence[Any]
 
 @dataclass(frozen=True)
 class Get:
-    """A GET: query name, parameters ($1..$n, any scalar), tier, read-your-writes LSN
-    token (int or "X/Y"), bypass (read from the database, do not fill)."""
+    """A GET: query name, parameters ($1..$n, any scalar), tier, read-your-writes token
+    (an int or LSN, "X/Y", "SHARD:X/Y" or a Token; one naming a shard sends "shard"), bypass
+    (read from the database, do not fill)."""
 
     query: str
     params: Params = ()
     tier: Optional[int] = None
-    lsn: Union[None, int, str] = None
+    lsn: Union[None, int, str, Token] = None
     bypass: bool = False
     op = Op.GET
 
@@ -344,9 +405,11 @@ def _get_map(g: Any) -> dict:
         if isinstance(tier, bool) or not isinstance(tier, int) or not 0 <= tier <= 2:
             raise InvalidRequestError(f"tier must be 0 (critical), 1 (default) or 2 (batch), not {tier!r}")
         m["tier"] = int(tier)
-    token = _lsn_token(lsn)
+    token, shard = _lsn_token(lsn)
     if token:
         m["lsn"] = token
+    if shard is not None:
+        m["shard"] = shard
     if bypass:
         m["bypass"] = True
     return m

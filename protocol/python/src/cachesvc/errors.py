@@ -17,8 +17,10 @@ there is one, so callers can branch on codes instead of messages::
     │   ├── InternalError           8  internal        (and every code the client does not know)
     │   ├── ServerTimeoutError      9  timeout         (the server gave up on the database)
     │   ├── ShuttingDownError      10  shutting_down   (reconnect)
-    │   └── FutureLsnError         11  future_lsn      (a read-your-writes token beyond the
-    │                                                   primary's position: not retryable)
+    │   ├── FutureLsnError         11  future_lsn      (a read-your-writes token beyond the
+    │   │                                               primary's position: not retryable)
+    │   └── NoShardError           12  no_shard        (a sharded origin: the shard key maps
+    │                                                   to no shard; not retryable)
     ├── ProtocolError               7  protocol: a malformed frame or a broken hard limit; the
     │                                  connection is closed
     ├── InvalidRequestError            a request the client refuses to send (ValueError too)
@@ -48,6 +50,7 @@ __all__ = [
     "ServerTimeoutError",
     "ShuttingDownError",
     "FutureLsnError",
+    "NoShardError",
     "ProtocolError",
     "InvalidRequestError",
     "ClientConnectionError",
@@ -70,6 +73,7 @@ ERROR_NAMES = {
     9: "timeout",
     10: "shutting_down",
     11: "future_lsn",
+    12: "no_shard",
 }
 
 CODE_PROTOCOL = 7
@@ -147,6 +151,13 @@ class FutureLsnError(ServerError):
     code, name = 11, "future_lsn"
 
 
+class NoShardError(ServerError):
+    """The request's shard key maps to no shard (a sharded origin: a key in no range of
+    ``shard_ranges``). Not retryable; the connection stays usable."""
+
+    code, name = 12, "no_shard"
+
+
 class ProtocolError(CachesvcError):
     """A malformed frame or body, or a broken hard limit (PROTOCOL.md section 7), detected
     by the client or reported by the server. The connection is closed."""
@@ -199,6 +210,7 @@ _BY_CODE = {
     9: ServerTimeoutError,
     10: ShuttingDownError,
     11: FutureLsnError,
+    12: NoShardError,
 }
 
 
