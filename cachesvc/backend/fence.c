@@ -218,7 +218,8 @@
  * the horizon, the query-level fence, the key's fence and, only for data older than every
  * fence ever written (fmax, KEYS[7]: a fence may have been evicted), the eviction state
  * (EV_STATE_KEY8: EV_STATE or EV_STATE_C of KEYS[8], one INFO); the SET when all pass; the
- * caller's miss lease (KEYS[9]) released in the same step, after the SET, which fails first
+ * caller's miss lease (the last key: KEYS[9] with fences on, KEYS[3] with fences off, whose
+ * call has no KEYS[4..8]) released in the same step, after the SET, which fails first
  * at maxmemory under noeviction (an error reply: the caller DELs it), so a waiter's MGET sees
  * both or neither. One text for both layouts, so that they cannot drift apart.
  * With fences on, the six keys the verdict may look at (generation, epoch, horizon, query
@@ -234,42 +235,51 @@
  * the invalidation script's own read of such a key fails as well). The verdict is a
  * `repeat ... until true` block left by `break` with st set, not a local function: no
  * closure is made per call. Together ~8-12% fewer instructions per fill EVALSHA (bench
- * commit message: callgrind of redis-server). */
+ * commit message: callgrind of redis-server). The arguments are as few as the checks need
+ * (fence.h): with fences off the script gets the entry, the generation and the lease, with
+ * fences on the two flags go as one mode string compared whole (interned: a pointer
+ * comparison), and whether fences are on is whether KEYS[8] exists; the KEYS are in the
+ * MGET's order. Redis builds KEYS and ARGV as fresh Lua tables per call, one string and one
+ * slot per argument and a rehash at every power of two. */
 #define FILL_SCRIPT(EPOCH_CHECK, EV_STATE_KEY8)                                                \
 	"local v\n"                                                                            \
-	"if ARGV[5] == '1' then\n"                                                             \
-	"  v = redis.call('MGET', KEYS[3], KEYS[6], KEYS[4], KEYS[5], KEYS[2], KEYS[7])\n"     \
-	"else v = { redis.call('GET', KEYS[3]) } end\n"                                        \
+	"local fon = KEYS[8]\n"                                                                \
+	"if fon then\n"                                                                        \
+	"  v = redis.call('MGET', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])\n"     \
+	"else v = { redis.call('GET', KEYS[2]) } end\n"                                        \
 	"local g = v[1] or '0'\n"                                                              \
 	"local st = 1\n"                                                                       \
 	"repeat\n"                                                                             \
-	"  if g ~= ARGV[4] then st = 0 break end\n"                                            \
-	"  if ARGV[5] ~= '1' then st = 1 break end\n"                                          \
+	"  if g ~= ARGV[3] then st = 0 break end\n"                                            \
+	"  if not fon then st = 1 break end\n"                                                 \
 	EPOCH_CHECK                                                                            \
 	"  local h = v[3]\n"                                                                   \
 	"  if not h then st = -1 break end\n"                                                  \
-	"  if ARGV[3] < h then st = -2 break end\n"                                            \
-	"  if ARGV[6] == '1' then\n"                                                           \
+	"  if ARGV[4] < h then st = -2 break end\n"                                            \
+	"  local md = ARGV[6]\n"                                                               \
+	"  if md == 'qe' or md == 'q' then\n"                                                  \
 	"    local qf = v[4]\n"                                                                \
-	"    if qf and ARGV[3] < qf then st = -5 break end\n"                                  \
+	"    if qf and ARGV[4] < qf then st = -5 break end\n"                                  \
 	"  end\n"                                                                              \
 	"  local f = v[5]\n"                                                                   \
-	"  if f and f > ARGV[3] then st = -3 break end\n"                                      \
-	"  if ARGV[8] == '1' then\n"                                                           \
+	"  if f and f > ARGV[4] then st = -3 break end\n"                                      \
+	"  if md == 'qe' or md == 'e' then\n"                                                  \
 	"    local m = v[6]\n"                                                                 \
-	"    if not m or ARGV[3] < m then\n"                                                   \
+	"    if not m or ARGV[4] < m then\n"                                                   \
 	EV_STATE_KEY8                                                                          \
 	"      if not whole then st = -6 break end\n"                                          \
 	"    end\n"                                                                            \
 	"  end\n"                                                                              \
 	"until true\n"                                                                         \
 	"if st == 1 then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end\n"             \
-	"if KEYS[9] then redis.call('DEL', KEYS[9]) end\n"                                     \
+	"local l\n"                                                                            \
+	"if fon then l = KEYS[9] else l = KEYS[3] end\n"                                       \
+	"if l then redis.call('DEL', l) end\n"                                                 \
 	"return {st, g}\n"
 
 const char *const cs_scripts[CS_SCRIPT_COUNT] = {
 	[CS_SCRIPT_FILL] = FILL_SCRIPT(
-		"  if v[2] ~= ARGV[7] then st = -4 break end\n",
+		"  if v[2] ~= ARGV[5] then st = -4 break end\n",
 		EV_STATE("KEYS[8]")),
 	[CS_SCRIPT_INVAL] =
 		ALLOW_OOM
@@ -570,8 +580,8 @@ static const char *const cluster_scripts[CS_SCRIPT_ALL_COUNT - CS_SCRIPT_COUNT] 
 	 * run_id (a bucket that moved is not whole on its new node until its next RAISE). */
 	[CS_SCRIPT_C_FILL - CS_SCRIPT_COUNT] = FILL_SCRIPT(
 		"  local ep = v[2]\n"
-		"  if ARGV[7] == '' or not ep or #ep < #ARGV[7] or "
-		"string.sub(ep, -#ARGV[7]) ~= ARGV[7] then st = -4 break end\n",
+		"  if ARGV[5] == '' or not ep or #ep < #ARGV[5] or "
+		"string.sub(ep, -#ARGV[5]) ~= ARGV[5] then st = -4 break end\n",
 		EV_STATE_C("KEYS[8]")),
 };
 

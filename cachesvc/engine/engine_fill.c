@@ -182,7 +182,7 @@ static void on_fill_reply(cs_rc *rc, redisReply *reply, void *priv)
 	qstate *qs = f->qs;
 	bool stored = false;
 	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
-		reply->element[0]->type != REDIS_REPLY_INTEGER) {
+	        reply->element[0]->type != REDIS_REPLY_INTEGER) {
 		e->stats.fill_errors++;
 		if (reply && reply->type == REDIS_REPLY_ERROR)
 			cs_debug("fill failed: %s", reply->str);
@@ -253,55 +253,95 @@ static bool fill(flight *f, const uint8_t *value, size_t len, int64_t px, uint64
 	cs_lsn_hex(lsn, lsnhex);
 	int pl = snprintf(pxs, sizeof pxs, "%lld", (long long)px);
 	int nl = snprintf(gens, sizeof gens, "%llu", (unsigned long long)f->gen);
-	const char *qfence_on = f->qt->cfg->query_fence ? "1" : "0";
-	const char *evict_on = f->qt->cfg->eviction_check ? "1" : "0";
-	/* the lease this flight holds (a miss's or a refresh's) goes as a ninth key: the
-	 * script releases it, no DEL of its own (flight_free sends one if the script did not
-	 * run) */
+	/* the checks the script makes beyond the generation and the fences (fence.h) */
+	static const char *const modes[4] = {"", "q", "e", "qe"};
+	const char *mode =
+	        modes[(f->qt->cfg->query_fence ? 1 : 0) | (f->qt->cfg->eviction_check ? 2 : 0)];
+	/* the lease this flight holds (a miss's or a refresh's) goes as the last key: the script
+	 * releases it, no DEL of its own (flight_free sends one if the script did not run) */
 	char lease[KEY_MAX];
 	size_t ll = f->leased ? lease_key(f, lease, sizeof lease) : 0;
-	const char *argv[] = {f->key, fence, genkey, sh->ks.horizon, qfkey, sh->ks.epoch,
-	        sh->ks.fmax, sh->ks.evk, lease, (const char *)value, pxs, lsnhex, gens,
-	        e->fence_on ? "1" : "0", qfence_on, sh->epoch, evict_on};
-	size_t lens[] = {f->keylen, fl, gl, sh->ks.horizon_len, ql, sh->ks.epoch_len,
-	        sh->ks.fmax_len, sh->ks.evk_len, ll, len, (size_t)pl, 16, (size_t)nl, 1, 1,
-	        sh->epoch_len, 1};
+	/* KEYS entry, gen[, epoch, horizon, qf, fence, fmax, evk][, lease]; ARGV value, px,
+	 * gen[, lsn, epoch, mode]: with fences off only what the generation check needs (the
+	 * key count tells the script which; fence.h CS_SCRIPT_FILL) */
+	const char *argv[15];
+	size_t lens[15];
+	int nkeys = 0;
+	argv[nkeys] = f->key;
+	lens[nkeys++] = f->keylen;
+	argv[nkeys] = genkey;
+	lens[nkeys++] = gl;
+	char bk[4][CS_NAME_MAX];
 	int script = CS_SCRIPT_FILL;
 	uint16_t slot = 0;
-	/* a cluster: bucket b's copies of the shared keys (CLUSTER.md section 3), the epoch by
-	 * its ":<random>" part */
-	char bk[4][CS_NAME_MAX];
+	const char *ep = sh->epoch;
+	size_t epl = sh->epoch_len;
+	uint32_t b = 0;
 	if (sh->ks.cluster) {
-		uint32_t b = key_bucket(sh, f->key, f->keylen);
-		static const cs_ks_fixed which[4] = {
-		        CS_KS_HORIZON, CS_KS_EPOCH, CS_KS_FMAX, CS_KS_EVK};
-		static const int at[4] = {3, 5, 6, 7};
-		for (int i = 0; i < 4; i++) {
-			lens[at[i]] = cs_ks_fixed_in(&sh->ks, b, which[i], bk[i], sizeof bk[i]);
-			argv[at[i]] = bk[i];
-			if (lens[at[i]] == 0)
-				fl = 0;
-		}
+		/* a cluster: bucket b's copies of the shared keys (CLUSTER.md section 3), the
+		 * epoch by its ":<random>" part */
+		b = key_bucket(sh, f->key, f->keylen);
 		gl = cs_ks_gen_in(&sh->ks, b, genkey, sizeof genkey, q->name);
 		ql = cs_ks_qfence_in(&sh->ks, b, qfkey, sizeof qfkey, q->name);
-		lens[2] = gl;
-		lens[4] = ql;
+		lens[1] = gl;
 		const char *sfx = memchr(sh->epoch, ':', sh->epoch_len);
-		argv[15] = sfx ? sfx : "";
-		lens[15] = sfx ? sh->epoch_len - (size_t)(sfx - sh->epoch) : 0;
+		ep = sfx ? sfx : "";
+		epl = sfx ? sh->epoch_len - (size_t)(sfx - sh->epoch) : 0;
 		script = CS_SCRIPT_C_FILL;
 		slot = sh->bslot[b];
 	} else {
 		slot = cs_rc_keyslot(f->key, f->keylen);
 	}
-	int nkeys = ll ? 9 : 8;
-	if (!ll) { /* no ninth key: ARGV follows the eighth */
-		memmove(&argv[8], &argv[9], 8 * sizeof argv[0]);
-		memmove(&lens[8], &lens[9], 8 * sizeof lens[0]);
+	if (e->fence_on) {
+		static const cs_ks_fixed which[4] = {
+		        CS_KS_EPOCH, CS_KS_HORIZON, CS_KS_FMAX, CS_KS_EVK};
+		const char *fixed[4] = {sh->ks.epoch, sh->ks.horizon, sh->ks.fmax, sh->ks.evk};
+		size_t fixed_len[4] = {
+		        sh->ks.epoch_len, sh->ks.horizon_len, sh->ks.fmax_len, sh->ks.evk_len};
+		if (sh->ks.cluster) {
+			for (int i = 0; i < 4; i++) {
+				fixed_len[i] =
+				        cs_ks_fixed_in(&sh->ks, b, which[i], bk[i], sizeof bk[i]);
+				fixed[i] = bk[i];
+				if (fixed_len[i] == 0)
+					fl = 0;
+			}
+		}
+		for (int i = 0; i < 2; i++) {
+			argv[nkeys] = fixed[i];
+			lens[nkeys++] = fixed_len[i];
+		}
+		argv[nkeys] = qfkey;
+		lens[nkeys++] = ql;
+		argv[nkeys] = fence;
+		lens[nkeys++] = fl;
+		for (int i = 2; i < 4; i++) {
+			argv[nkeys] = fixed[i];
+			lens[nkeys++] = fixed_len[i];
+		}
+	}
+	if (ll) {
+		argv[nkeys] = lease;
+		lens[nkeys++] = ll;
+	}
+	int nargs = nkeys;
+	argv[nargs] = (const char *)value;
+	lens[nargs++] = len;
+	argv[nargs] = pxs;
+	lens[nargs++] = (size_t)pl;
+	argv[nargs] = gens;
+	lens[nargs++] = (size_t)nl;
+	if (e->fence_on) {
+		argv[nargs] = lsnhex;
+		lens[nargs++] = 16;
+		argv[nargs] = ep;
+		lens[nargs++] = epl;
+		argv[nargs] = mode;
+		lens[nargs++] = strlen(mode);
 	}
 	if (fl == 0 || gl == 0 || ql == 0 ||
-	        cs_rc_script(e->redis, slot, script, on_fill_reply, f, nkeys, nkeys + 8, argv,
-	                lens) != 0) {
+	        cs_rc_script(e->redis, slot, script, on_fill_reply, f, nkeys, nargs, argv, lens) !=
+	                0) {
 		e->stats.fill_errors++;
 		return false;
 	}
@@ -309,8 +349,8 @@ static bool fill(flight *f, const uint8_t *value, size_t len, int64_t px, uint64
 }
 
 /* The database answered a flight: encode, answer every waiter, then fill. */
-void flight_job_done(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int err,
-	const char *msg, bool retryable)
+void flight_job_done(
+        cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int err, const char *msg, bool retryable)
 {
 	flight *f = job->priv;
 	cs_engine *e = f->e;
@@ -359,11 +399,11 @@ void flight_job_done(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int err,
 		ttl = (int64_t)((double)ttl * (1.0 + j * cs_rand_unit()));
 	}
 	cs_entry ent = {
-		.flags = negative ? CS_ENTRY_NEGATIVE : 0,
-		.lsn = primary ? 0 : lsn,
-		.filled_ms = now_ms,
-		.expires_ms = now_ms + ttl,
-		.delta_ms = (uint32_t)CS_MIN((now_us - f->start_us) / 1000u, UINT32_MAX),
+	        .flags = negative ? CS_ENTRY_NEGATIVE : 0,
+	        .lsn = primary ? 0 : lsn,
+	        .filled_ms = now_ms,
+	        .expires_ms = now_ms + ttl,
+	        .delta_ms = (uint32_t)CS_MIN((now_us - f->start_us) / 1000u, UINT32_MAX),
 	};
 	cs_entry_write_header(&ent, b->data);
 
@@ -377,7 +417,7 @@ void flight_job_done(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int err,
 	}
 	memcpy(f->result, b->data + CS_ENTRY_HDR, rlen);
 	f->result_len = rlen;
-	f->meta = (cs_meta){ .src = primary ? CS_SRC_PRIMARY : CS_SRC_REPLICA, .lsn = lsn };
+	f->meta = (cs_meta){.src = primary ? CS_SRC_PRIMARY : CS_SRC_REPLICA, .lsn = lsn};
 	f->answered = true;
 
 	bool store = false;
@@ -454,7 +494,7 @@ static bool lease_wanted(const flight *f, const greq *r, int cause)
 {
 	const cs_config *cfg = f->qt->cfg;
 	return cfg->redis_lease_ms > 0 && f->qs->def->lease && f->store && r != NULL &&
-		cause == 0 && r->op == CS_OP_GET && !r->bypass && r->min_lsn == 0 && !f->qs->paused;
+	       cause == 0 && r->op == CS_OP_GET && !r->bypass && r->min_lsn == 0 && !f->qs->paused;
 }
 
 static size_t lease_key(const flight *f, char *buf, size_t cap)
@@ -491,9 +531,9 @@ static void lease_serve(flight *f, const cs_entry *ent, int64_t now_ms)
 	cs_engine *e = f->e;
 	e->lease.served++;
 	cs_meta meta = {
-		.src = CS_SRC_CACHE,
-		.lsn = ent->lsn,
-		.age_ms = now_ms > ent->filled_ms ? (uint64_t)(now_ms - ent->filled_ms) : 0,
+	        .src = CS_SRC_CACHE,
+	        .lsn = ent->lsn,
+	        .age_ms = now_ms > ent->filled_ms ? (uint64_t)(now_ms - ent->filled_ms) : 0,
 	};
 	while (f->waiters) {
 		greq *w = f->waiters;
@@ -537,8 +577,8 @@ static void on_lease_poll(cs_rc *rc, redisReply *reply, void *priv)
 	cs_entry ent;
 	int64_t now_ms = cs_wall_ms();
 	if (val->type == REDIS_REPLY_STRING &&
-		cs_entry_parse((const uint8_t *)val->str, (size_t)val->len, &ent) &&
-		now_ms < ent.expires_ms) {
+	        cs_entry_parse((const uint8_t *)val->str, (size_t)val->len, &ent) &&
+	        now_ms < ent.expires_ms) {
 		lease_serve(f, &ent, now_ms);
 		return;
 	}
@@ -567,8 +607,8 @@ static void on_lease_timer(evutil_socket_t fd, short what, void *arg)
 	lease_unlink(f);
 	char lease[KEY_MAX];
 	size_t n = lease_key(f, lease, sizeof lease);
-	const char *argv[] = { "MGET", f->key, lease };
-	size_t lens[] = { 4, f->keylen, n };
+	const char *argv[] = {"MGET", f->key, lease};
+	size_t lens[] = {4, f->keylen, n};
 	f->lease_state = LEASE_POLLING;
 	if (n == 0 || cs_rc_cmd(e->redis, cs_rc_keyslot(lease, n), on_lease_poll, f, 3, argv,
 	                      lens) != 0) {
@@ -584,10 +624,10 @@ static void lease_sleep(flight *f)
 	uint64_t now = cs_now_us();
 	uint64_t left = f->lease_until_us > now ? f->lease_until_us - now : 0;
 	uint64_t us = CS_MIN((uint64_t)f->lease_delay_ms * 1000u, left);
-	struct timeval tv = { .tv_sec = (time_t)(us / 1000000u),
-		.tv_usec = (suseconds_t)(us % 1000000u) };
+	struct timeval tv = {
+	        .tv_sec = (time_t)(us / 1000000u), .tv_usec = (suseconds_t)(us % 1000000u)};
 	if (evtimer_assign(&f->lease_ev, e->base, on_lease_timer, f) != 0 ||
-		evtimer_add(&f->lease_ev, &tv) != 0) {
+	        evtimer_add(&f->lease_ev, &tv) != 0) {
 		lease_query(f);
 		return;
 	}
@@ -631,8 +671,8 @@ static void lease_take(flight *f)
 	char lease[KEY_MAX], px[24];
 	size_t n = lease_key(f, lease, sizeof lease);
 	int pl = snprintf(px, sizeof px, "%lld", (long long)f->qt->cfg->redis_lease_ms);
-	const char *argv[] = { "SET", lease, "1", "NX", "PX", px };
-	size_t lens[] = { 3, n, 1, 2, 2, (size_t)pl };
+	const char *argv[] = {"SET", lease, "1", "NX", "PX", px};
+	size_t lens[] = {3, n, 1, 2, 2, (size_t)pl};
 	f->lease_state = LEASE_ASKING;
 	uint16_t slot = n ? cs_rc_keyslot(lease, n) : 0;
 	if (n == 0 || !cs_rc_slot_ready(e->redis, slot) ||
@@ -663,16 +703,17 @@ void miss(cs_engine *e, int shard_ix, qstate *qs, const char *key, size_t keylen
 	uint64_t h = hash_bytes(key, keylen);
 	flight *f = flight_find(e, key, keylen, h, min_lsn, qs->def);
 	if (f && (f->answered || f->lease_state != LEASE_NONE) && r &&
-		(r->op == CS_OP_REFRESH || r->bypass))
+	        (r->op == CS_OP_REFRESH || r->bypass))
 		f = NULL; /* REFRESH and bypass want a read made after they were sent, never the
-			   * cache's: a flight of their own (flight_find returns the newest of equal
-			   * keys), not one answered or about to be served from the cache */
+		           * cache's: a flight of their own (flight_find returns the newest of equal
+		           * keys), not one answered or about to be served from the cache */
 	if (f) {
 		if (r == NULL)
 			return;
 		e->stats.coalesced++;
 		if (f->answered && !(f->filling && wants_stored(r))) {
-			/* answered, fill in flight: share the result (src and LSN say what it is) */
+			/* answered, fill in flight: share the result (src and LSN say what it is)
+			 */
 			flight_answer(f, r, CS_STORED_UNSAID);
 			return;
 		}
