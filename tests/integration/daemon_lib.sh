@@ -341,13 +341,17 @@ private_redis_down() {
 # use_private_sandbox [SANDBOX OPTIONS...]: a sandbox of this test's own (scripts/sandbox: a
 # primary, replicas, a Redis; about 8 s to start) in place of the shared one, for a test that
 # stops, restarts or reconfigures a server or needs many connections: it then runs beside the
-# others instead of alone. Sets SB (its directory); from here on every helper (primary,
-# replica, make_db, redis, conninfo_of) talks to it. Call it before make_db.
+# others instead of alone. Sets SB (its directory, inside the shared sandbox's); from here on
+# every helper (primary, replica, make_db, redis, conninfo_of) talks to it. Call it before
+# make_db.
 SANDBOX_SCRIPT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/scripts/sandbox
 runpg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 use_private_sandbox() {
-  local keep=$PORT_LOCKS
-  SB=$(mktemp -d "/tmp/cs-$TEST_NAME-sb.XXXXXX")
+  local keep=$PORT_LOCKS parent=${CS_SANDBOX_DIR:-/tmp}/private
+  # under the shared sandbox's directory: stopping that one stops this one too, should this
+  # test be killed before its cleanup ran (meson's timeout: SIGTERM, SIGKILL 0.5 s later)
+  mkdir -p "$parent" && chmod 755 "$parent" || fail "cannot make $parent"
+  SB=$(mktemp -d "$parent/$TEST_NAME.XXXXXX")
   chmod 755 "$SB" # the servers run as postgres when the test runs as root
   CLEANUPS+=("\"$SANDBOX_SCRIPT\" stop \"$SB\"; rm -rf \"$SB\"")
   "$SANDBOX_SCRIPT" start "$SB" "$@" >"$WORK/sandbox.out" 2>&1 ||

@@ -45,7 +45,6 @@ out=$("$BURST" -p "$PORT" -c 4 -n 50 -r ro_item %i)
 ok "replica1 stopped: all 200 requests answered by replica2, no client error"
 
 restart_replica1 >/dev/null
-CLEANUPS=()
 until_true 30 metric_is 'cachesvc_pg_up{server="r1",role="replica"}' 1 || fail "r1 never came back"
 r1_before=$(served_by r1)
 "$BURST" -p "$PORT" -c 4 -n 50 -r ro_item %i >/dev/null
