@@ -293,6 +293,7 @@ static bool inval_same(const cs_query_def *a, const cs_query_def *b)
 static void on_reload_bump(cs_rc *rc, redisReply *reply, void *priv)
 {
 	fillctx *c = priv;
+	c->qs->sg[c->shard].bump_inflight = false;
 	if (reply && reply->type == REDIS_REPLY_INTEGER) {
 		qgen *g = &c->qs->sg[c->shard];
 		c->e->stats.gen_bumps++;
@@ -313,6 +314,7 @@ static void on_reload_cbump(cs_engine *e, void *priv, int err, const char *msg, 
 {
 	fillctx *c = priv;
 	qgen *g = &c->qs->sg[c->shard];
+	g->bump_inflight = false;
 	if (err == 0) {
 		e->stats.gen_bumps++;
 		if (gen > g->gen)
@@ -352,11 +354,13 @@ void bump_generation(cs_engine *e, qstate *qs, int shard_ix)
 	*c = (fillctx){.e = e, .qt = e->qt, .qs = qs, .shard = shard_ix};
 	e->qt->refs++;
 	g->pending_bump = false;
+	g->bump_inflight = true;
 	if (sh->ks.cluster ? cluster_bump(e, sh, qs->def->name, lsnhex, on_reload_cbump, c) != 0
 	                   : cs_rc_script(e->redis, cs_rc_keyslot(genkey, gl), CS_SCRIPT_GEN_BUMP,
 	                             on_reload_bump, c, 4, 8, argv, lens) != 0) {
 		qtable_unref(c->qt);
 		free(c);
+		g->bump_inflight = false;
 		g->pending_bump = true; /* retried by the generation timer */
 	}
 }
@@ -541,9 +545,15 @@ int cs_engine_reload(cs_engine *e, cs_config *cfg, char *err, size_t errlen)
 		t->qs[i] = keep;
 		bool changed = !query_same(old->def, nd) || !inval_same(old->def, nd);
 		for (int k = 0; k < e->nsh; k++) {
-			t->qs[i].sg[k].pending_bump = changed;
-			if (changed)
-				t->qs[i].sg[k].gen_known = false;
+			/* A bump still owed by an earlier reload or resume (pending, or sent and not
+			 * answered: its callback updates the old table's copy) stays owed: entries of
+			 * the definition before that change must not answer (review 19 R19-1). */
+			qgen *g = &t->qs[i].sg[k];
+			bool owed = changed || g->pending_bump || g->bump_inflight;
+			g->pending_bump = owed;
+			g->bump_inflight = false;
+			if (owed)
+				g->gen_known = false;
 		}
 	}
 	qtable *old = e->qt;

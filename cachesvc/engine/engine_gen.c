@@ -59,7 +59,7 @@ static void on_gens_reply(cs_rc *rc, redisReply *reply, void *priv)
 				qgen *qg = &t->qs[i].sg[k];
 				if (!qg->gen_known || gen > qg->gen || changed || !e->fence_on)
 					qg->gen = gen;
-				if (!qg->pending_bump)
+				if (!qg->pending_bump && !qg->bump_inflight)
 					qg->gen_known = true;
 			}
 		}

@@ -52,6 +52,7 @@ typedef struct qgen {
 	uint64_t gen;
 	bool gen_known;
 	bool pending_bump; /* a reload or resume changed it and the bump is not in Redis yet */
+	bool bump_inflight; /* a bump sent, not answered: owed still, should a reload come */
 } qgen;
 
 typedef struct qstate {
