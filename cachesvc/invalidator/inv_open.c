@@ -44,9 +44,11 @@
 #include "inv_int.h"
 
 #define NB              CS_KS_BUCKETS
-#define OPEN_TIMEOUT_MS 5000 /* a round not answered by then is dropped (its replies ignored) */
-#define OPEN_UNKNOWN_MS 3000 /* an endpoint listed as a live master but not answering: a loss */
-#define RUN_LEN         40   /* run_id: 40 hex characters */
+#define OPEN_TIMEOUT_MS 5000  /* a round not answered by then is dropped (its replies ignored) */
+#define OPEN_UNKNOWN_MS 3000  /* an endpoint listed as a live master but not answering: a loss */
+#define RUN_LEN         40    /* run_id: 40 hex characters */
+#define HOLD_MIN_MS     10000 /* no complete round for max(this, 10 status intervals): a loss */
+#define WARN_EVERY_US   (10 * 1000000ull) /* an incomplete round's warning, at most this often */
 
 enum { EP_LISTED = 1, EP_FAILED = 2, EP_REPLICA = 4 };
 enum { K_NODES, K_INFO, K_LOAD, K_RESET, K_SET, K_DEL };
@@ -88,6 +90,12 @@ struct inv_open {
 	uint64_t deadline_us, last_us;
 	cs_lsn_t lsn;  /* confirmed when the round started */
 	cs_lsn_t safe; /* the flushed position's bound */
+	/* review R18-5: rounds that never complete must not hold the flushed position forever */
+	uint64_t since_us; /* the last complete round, or the stream's start (0: not yet) */
+	cs_lsn_t hold_lsn; /* confirmed when a hold was declared a loss (flushed by the SYNC) */
+	cs_lsn_t floor;    /* confirmed before a flush that retired every entry: safe >= it */
+	char why[256];     /* the first reason the round in flight is incomplete */
+	cs_ratelimit warn;
 };
 
 typedef struct octx {
@@ -148,7 +156,8 @@ void inv_open_restart(cs_inv *inv)
 		return;
 	o->round++;
 	o->busy = o->loaded = false;
-	o->safe = 0; /* a new stream: nothing flushed past its start until a round vouches */
+	o->safe = o->floor; /* a new stream: nothing flushed past its start until a round vouches */
+	o->since_us = 0;    /* the hold is counted from the first tick that streams */
 }
 
 void inv_open_flushed(cs_inv *inv)
@@ -159,6 +168,22 @@ void inv_open_flushed(cs_inv *inv)
 	memset(o->m, 0, sizeof o->m);
 	o->loss = false;
 	o->reset = true;
+	/* every entry older than this flush is retired: what was confirmed before it is safe */
+	o->floor = CS_MAX(o->floor, o->hold_lsn);
+	o->safe = CS_MAX(o->safe, o->floor);
+	o->hold_lsn = 0;
+}
+
+/* Records the first reason the round is incomplete (for the warning). */
+static void note(struct inv_open *o, const cs_redis *r, const char *what, const redisReply *reply)
+{
+	if (o->why[0] != '\0')
+		return;
+	const char *said = reply == NULL                      ? "no reply"
+	                   : reply->type == REDIS_REPLY_ERROR ? reply->str
+	                                                      : "an unexpected reply";
+	snprintf(o->why, sizeof o->why, "%s: %s: %s",
+	        r ? cs_redis_url_masked(r) : "bucket 0's master", what, said);
 }
 
 static bool sendc(cs_inv *inv, cs_redis *r, int idx, int kind, int argc, const char **argv,
@@ -194,7 +219,7 @@ static void add_id(oview *v, char *to, const char *id)
 		v->mixed = true;
 }
 
-static void read_nodes(cs_inv *inv, int idx, const redisReply *reply)
+static void read_nodes(cs_inv *inv, const cs_redis *r, int idx, const redisReply *reply)
 {
 	struct inv_open *o = inv->open;
 	cs_rc_node_line l;
@@ -215,8 +240,12 @@ static void read_nodes(cs_inv *inv, int idx, const redisReply *reply)
 		memcpy(o->node[idx].id, l.id, sizeof l.id);
 		cs_rc_open_slot os[NB];
 		int n = cs_rc_nodes_open_slots(&l, os, NB);
-		if (n > NB)
+		if (n > NB) {
 			o->failed = true; /* more than we read: no verdict this round */
+			if (o->why[0] == '\0')
+				snprintf(o->why, sizeof o->why, "%s: more than %d open slots",
+				        r ? cs_redis_url_masked(r) : "?", NB);
+		}
 		for (int i = 0; i < n && i < NB; i++) {
 			uint16_t s = os[i].slot;
 			if (!(o->bslot[s / 8] & (1u << (s % 8))))
@@ -233,11 +262,12 @@ static void read_nodes(cs_inv *inv, int idx, const redisReply *reply)
 	}
 }
 
-static void read_info(struct inv_open *o, int idx, const redisReply *reply)
+static void read_info(struct inv_open *o, const cs_redis *r, int idx, const redisReply *reply)
 {
 	const char *p = strstr(reply->str, "run_id:");
 	if (p == NULL || strspn(p + 7, "0123456789abcdef") != RUN_LEN) {
 		o->failed = true;
+		note(o, r, "INFO server: no run_id", reply);
 		return;
 	}
 	memcpy(o->node[idx].run, p + 7, RUN_LEN);
@@ -332,12 +362,29 @@ static void loss(cs_inv *inv, uint32_t b, const char *what)
 	inv_restart(inv, why, false);
 }
 
+/* A round that is not complete: counted, and a warning at most every WARN_EVERY_US. */
+static void incomplete(cs_inv *inv)
+{
+	struct inv_open *o = inv->open;
+	uint64_t supp;
+	inv->stats.open_incomplete++;
+	if (!cs_ratelimit_pass(&o->warn, WARN_EVERY_US, &supp))
+		return;
+	cs_warn("invalidator: a round of open slots was incomplete (%s; %llu more since the last "
+	        "warning): the flushed position is held until one completes (review V9b, R18-5)",
+	        o->why[0] ? o->why : "a master not connected", (unsigned long long)supp);
+}
+
 static void writes_done(cs_inv *inv)
 {
 	struct inv_open *o = inv->open;
 	o->busy = false;
-	if (!o->incomplete && !o->failed)
-		o->safe = o->lsn;
+	if (!o->incomplete && !o->failed) {
+		o->safe = CS_MAX(o->safe, o->lsn);
+		o->since_us = cs_now_us();
+	} else {
+		incomplete(inv);
+	}
 }
 
 static void evaluate(cs_inv *inv)
@@ -444,7 +491,7 @@ static void evaluate(cs_inv *inv)
 
 /* ---- Replies ------------------------------------------------------------------------------ */
 
-static void open_reply(octx *c, const redisReply *reply)
+static void open_reply(octx *c, const cs_redis *r, const redisReply *reply)
 {
 	cs_inv *inv = c->inv;
 	struct inv_open *o = inv->open;
@@ -458,15 +505,15 @@ static void open_reply(octx *c, const redisReply *reply)
 	switch (kind) {
 	case K_NODES:
 		if (text)
-			read_nodes(inv, idx, reply);
+			read_nodes(inv, r, idx, reply);
 		else
-			o->incomplete = true;
+			o->incomplete = true, note(o, r, "CLUSTER NODES", reply);
 		break;
 	case K_INFO:
 		if (text)
-			read_info(o, idx, reply);
+			read_info(o, r, idx, reply);
 		else
-			o->incomplete = true;
+			o->incomplete = true, note(o, r, "INFO server", reply);
 		break;
 	case K_LOAD:
 		o->loaded = ok && read_marks(o, reply);
@@ -478,7 +525,7 @@ static void open_reply(octx *c, const redisReply *reply)
 	case K_SET:
 	case K_DEL:
 		if (!ok)
-			o->failed = true;
+			o->failed = true, note(o, NULL, kind == K_SET ? "HSET" : "HDEL", reply);
 		for (uint32_t b = 0; ok && b < NB; b++) {
 			if (kind == K_SET && o->v[b].act == 1) {
 				inv->stats.open_marked += !o->m[b].on;
@@ -503,12 +550,12 @@ static void open_reply(octx *c, const redisReply *reply)
 
 static void on_open_reply(cs_redis *r, redisReply *reply, void *priv)
 {
-	open_reply(priv, reply);
+	open_reply(priv, r, reply);
 }
 
 static void on_open_rc_reply(cs_rc *r, redisReply *reply, void *priv)
 {
-	open_reply(priv, reply);
+	open_reply(priv, NULL, reply);
 }
 
 /* ---- Rounds ------------------------------------------------------------------------------- */
@@ -520,6 +567,7 @@ static void start_round(cs_inv *inv, uint64_t now)
 	o->busy = true;
 	o->incomplete = o->failed = false;
 	o->left = o->views = 0;
+	o->why[0] = '\0';
 	o->deadline_us = now + OPEN_TIMEOUT_MS * 1000u;
 	char key[CS_NAME_MAX];
 	size_t kl = cs_ks_openmark(&inv->ks, key, sizeof key, inv->slot);
@@ -542,11 +590,17 @@ static void start_round(cs_inv *inv, uint64_t now)
 		cs_redis *r = cs_rc_node(inv->rc, i);
 		if (r == NULL || !cs_redis_ready(r) ||
 		        !sendc(inv, r, i, K_NODES, 2, (const char **)nodes, nodes_l) ||
-		        !sendc(inv, r, i, K_INFO, 2, (const char **)info, info_l))
+		        !sendc(inv, r, i, K_INFO, 2, (const char **)info, info_l)) {
 			o->incomplete = true;
+			if (o->why[0] == '\0')
+				snprintf(o->why, sizeof o->why, "%s: not connected",
+				        r ? cs_redis_url_masked(r) : "a master");
+		}
 	}
-	if (o->nnodes == 0)
+	if (o->nnodes == 0) {
 		o->incomplete = true;
+		snprintf(o->why, sizeof o->why, "no master in the slot map");
+	}
 	if (o->left == 0)
 		evaluate(inv);
 }
@@ -558,12 +612,36 @@ void inv_open_tick(cs_inv *inv)
 	struct inv_open *o = inv->open;
 	uint64_t now = cs_now_us();
 	inv->stats.open_marks = (uint64_t)inv_open_marks(inv);
+	if (o->since_us == 0)
+		o->since_us = now;
+	/* review R18-5: no complete round for that long holds the flushed position (WAL retained):
+	 * treated as a loss (the namespace flushed: conservative, never stale), after which what
+	 * was confirmed before the flush is safe */
+	uint64_t hold_ms = CS_MAX((uint64_t)HOLD_MIN_MS, 10u * (uint64_t)inv->status_interval_ms);
+	if (!o->loss && now - o->since_us >= hold_ms * 1000u &&
+	        o->safe < cs_ledger_confirmed(inv->ledger)) {
+		char why[512];
+		o->hold_lsn = cs_ledger_confirmed(inv->ledger);
+		o->loss = true;
+		inv->stats.open_losses++;
+		inv->stats.open_holds++;
+		snprintf(why, sizeof why,
+		        "no complete round of open slots for %llu s (%s): the flushed position was "
+		        "held; treated as a loss (review V9b, R18-5): the namespace is flushed",
+		        (unsigned long long)(hold_ms / 1000),
+		        o->why[0] ? o->why : "a master not connected");
+		cs_error("invalidator: %s", why);
+		inv_restart(inv, why, false);
+		return;
+	}
 	if (o->busy) {
 		if (now > o->deadline_us) {
 			o->round++; /* its late replies are ignored */
 			o->busy = false;
-			cs_debug("invalidator: the open-slot round was not answered within %d ms",
-			        OPEN_TIMEOUT_MS);
+			if (o->why[0] == '\0')
+				snprintf(o->why, sizeof o->why, "not answered within %d ms",
+				        OPEN_TIMEOUT_MS);
+			incomplete(inv);
 		}
 		return;
 	}
