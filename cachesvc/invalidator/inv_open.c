@@ -95,6 +95,9 @@ struct inv_open {
 	cs_lsn_t hold_lsn; /* confirmed when a hold was declared a loss (flushed by the SYNC) */
 	cs_lsn_t floor;    /* confirmed before a flush that retired every entry: safe >= it */
 	char why[256];     /* the first reason the round in flight is incomplete */
+	/* review R18-6: reading back or deleting the marks failed: retried with a backoff */
+	int lfails;
+	uint64_t retry_us;
 	cs_ratelimit warn;
 };
 
@@ -158,6 +161,7 @@ void inv_open_restart(cs_inv *inv)
 	o->busy = o->loaded = false;
 	o->safe = o->floor; /* a new stream: nothing flushed past its start until a round vouches */
 	o->since_us = 0;    /* the hold is counted from the first tick that streams */
+	o->retry_us = 0;
 }
 
 void inv_open_flushed(cs_inv *inv)
@@ -516,11 +520,27 @@ static void open_reply(octx *c, const cs_redis *r, const redisReply *reply)
 			o->incomplete = true, note(o, r, "INFO server", reply);
 		break;
 	case K_LOAD:
-		o->loaded = ok && read_marks(o, reply);
-		break;
 	case K_RESET:
-		o->reset = !ok;
-		o->loaded = ok;
+		if (kind == K_LOAD)
+			o->loaded = ok && read_marks(o, reply);
+		else
+			o->reset = !ok, o->loaded = ok;
+		if (ok && (kind == K_RESET || o->loaded)) {
+			o->lfails = 0;
+			break;
+		}
+		/* review R18-6: retried after a backoff; said once (the hold bound ends it) */
+		o->retry_us = cs_now_us() + (uint64_t)cs_backoff_ms(o->lfails, 100, 5000) * 1000u;
+		if (o->lfails++ == 0)
+			cs_error("invalidator: the marks of open slots could not be %s (%s): "
+			         "retried "
+			         "with a backoff; the flushed position is held meanwhile (review "
+			         "V9b)",
+			        kind == K_LOAD ? "read back" : "deleted",
+			        reply == NULL                      ? "no reply"
+			        : reply->type == REDIS_REPLY_ERROR ? reply->str
+			                                           : "not a hash");
+		inv->stats.open_incomplete++;
 		break;
 	case K_SET:
 	case K_DEL:
@@ -575,8 +595,10 @@ static void start_round(cs_inv *inv, uint64_t now)
 		/* first the marks: DEL them after a flush, else read them back */
 		const char *argv[] = {o->reset ? "DEL" : "HGETALL", key};
 		size_t lens[] = {strlen(argv[0]), kl};
-		if (!sendc(inv, NULL, -1, o->reset ? K_RESET : K_LOAD, 2, argv, lens))
+		if (!sendc(inv, NULL, -1, o->reset ? K_RESET : K_LOAD, 2, argv, lens)) {
 			o->busy = false;
+			o->retry_us = now + (uint64_t)cs_backoff_ms(o->lfails++, 100, 5000) * 1000u;
+		}
 		return;
 	}
 	o->last_us = now;
@@ -646,6 +668,8 @@ void inv_open_tick(cs_inv *inv)
 		return;
 	}
 	if (o->loaded && !o->reset && now - o->last_us < (uint64_t)inv->status_interval_ms * 1000u)
+		return;
+	if ((!o->loaded || o->reset) && now < o->retry_us)
 		return;
 	start_round(inv, now);
 }

@@ -1208,7 +1208,9 @@ case_r18load() {
   if [ $((${c1:-0} - ${c0:-0})) -gt 50 ] && [ "$held" = 1 ]; then
     fail "r18: REPRODUCED: the marks unreadable: $((c1 - c0)) HGETALL in 5 s (no backoff), $lsn confirmed but not flushed ($f)"
   fi
-  ok "r18: no retry storm"
+  [ "$(grep -ac "marks of open slots could not be read back (WRONGTYPE" "$WORK/drive.log")" = 1 ] ||
+    fail "r18: the marks' read error not logged exactly once"
+  ok "r18: no retry storm: $((c1 - c0)) HGETALL in 5 s, the error logged once"
   stop_drive
 }
 
