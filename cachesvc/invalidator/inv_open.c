@@ -98,6 +98,9 @@ struct inv_open {
 	/* review R18-6: reading back or deleting the marks failed: retried with a backoff */
 	int lfails;
 	uint64_t retry_us;
+	/* review R18-1: bucket seen open between two pairs of ends in the last round (the replies
+	 * of one round are read at different times: a loss only when seen in two in a row) */
+	uint8_t mixed[NB];
 	cs_ratelimit warn;
 };
 
@@ -162,6 +165,7 @@ void inv_open_restart(cs_inv *inv)
 	o->safe = o->floor; /* a new stream: nothing flushed past its start until a round vouches */
 	o->since_us = 0;    /* the hold is counted from the first tick that streams */
 	o->retry_us = 0;
+	memset(o->mixed, 0, sizeof o->mixed);
 }
 
 void inv_open_flushed(cs_inv *inv)
@@ -391,6 +395,34 @@ static void writes_done(cs_inv *inv)
 	}
 }
 
+/* v's ends (as the round read them) with their runs into v->next, to be written. */
+static void fresh_mark(struct inv_open *o, oview *v)
+{
+	const char *sr = run_of(o, v->src), *dr = run_of(o, v->dst);
+	v->next = (omark){.on = true};
+	memcpy(v->next.src, v->src, sizeof v->src);
+	memcpy(v->next.dst, v->dst, sizeof v->dst);
+	snprintf(v->next.srun, sizeof v->next.srun, "%s", sr ? sr : "-");
+	snprintf(v->next.drun, sizeof v->next.drun, "%s", dr ? dr : "-");
+	v->act = 1;
+}
+
+/* review R18-1: b's slot seen with two pairs of ends this round: true (a loss) when it was in
+ * the last round too; else the round is not complete (safe does not pass it) and it is read
+ * again. */
+static bool mixed_twice(struct inv_open *o, uint32_t b)
+{
+	if (o->mixed[b])
+		return true;
+	o->mixed[b] = 1;
+	o->failed = true;
+	if (o->why[0] == '\0')
+		snprintf(o->why, sizeof o->why,
+		        "bucket %u's slot seen open between two pairs of nodes: read again",
+		        (unsigned)b);
+	return false;
+}
+
 static void evaluate(cs_inv *inv)
 {
 	struct inv_open *o = inv->open;
@@ -406,27 +438,48 @@ static void evaluate(cs_inv *inv)
 		omark *m = &o->m[b];
 		oview *v = &o->v[b];
 		v->act = 0;
+		if (!v->mixed)
+			o->mixed[b] = 0;
 		if (!m->on && !v->open)
 			continue;
-		if (!m->on) {
-			if (v->mixed) {
-				loss(inv, b, "two nodes claim one of its ends");
+		if (v->mixed) {
+			if (mixed_twice(o, b)) {
+				loss(inv, b,
+				        "two nodes claim one of its ends in two rounds in a row");
 				return;
 			}
+			continue;
+		}
+		if (!m->on) {
 			if (v->src[0] == '\0' || v->dst[0] == '\0')
 				continue;
-			const char *sr = run_of(o, v->src), *dr = run_of(o, v->dst);
-			v->next = (omark){.on = true};
-			memcpy(v->next.src, v->src, sizeof v->src);
-			memcpy(v->next.dst, v->dst, sizeof v->dst);
-			snprintf(v->next.srun, sizeof v->next.srun, "%s", sr ? sr : "-");
-			snprintf(v->next.drun, sizeof v->next.drun, "%s", dr ? dr : "-");
-			v->act = 1;
+			fresh_mark(o, v);
 		} else {
-			if (v->open && (v->mixed || strcmp(v->src, m->src) != 0 ||
-			                       strcmp(v->dst, m->dst) != 0)) {
-				loss(inv, b, "it is now open between other nodes");
-				return;
+			if (v->open &&
+			        (strcmp(v->src, m->src) != 0 || strcmp(v->dst, m->dst) != 0)) {
+				/* review R18-1: reopened between other ends. The old migration
+				 * ended cleanly (nothing of it can be lost any more) when both its
+				 * ends are listed, neither failed nor a replica, on their recorded
+				 * runs, in a complete round: the new ends replace the mark. */
+				if (!complete)
+					continue; /* no verdict: read again */
+				bool unknown = false;
+				const char *w0 = endpoint_changed(o, b, 0, true, &unknown);
+				const char *w1 = endpoint_changed(o, b, 1, true, &unknown);
+				if (w0 || w1 || unknown || strcmp(m->srun, "-") == 0 ||
+				        strcmp(m->drun, "-") == 0) {
+					char w[200];
+					snprintf(w, sizeof w,
+					        "it is now open between other nodes and its %s %s",
+					        w0 ? "source" : "target",
+					        w0   ? w0
+					        : w1 ? w1
+					             : "cannot be vouched for");
+					loss(inv, b, w);
+					return;
+				}
+				fresh_mark(o, v);
+				goto write;
 			}
 			if (o->views == 0)
 				continue; /* nothing read: no evidence either way */
@@ -466,6 +519,7 @@ static void evaluate(cs_inv *inv)
 				v->act = 1;
 			}
 		}
+	write:
 		if (v->act == 1) {
 			snprintf(num[b], sizeof num[b], "%u", (unsigned)b);
 			int vl = snprintf(val[b], sizeof val[b], "%s %s %s %s", v->next.src,
