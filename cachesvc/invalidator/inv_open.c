@@ -101,6 +101,15 @@ struct inv_open {
 	/* review R18-1: bucket seen open between two pairs of ends in the last round (the replies
 	 * of one round are read at different times: a loss only when seen in two in a row) */
 	uint8_t mixed[NB];
+	/* review R18-4: the marks hash's field "lsn": every complete round writes its L there with
+	 * its marks (one HSET) before safe may pass L; a stream start that finds it below the
+	 * slot's confirmed_flush_lsn W found bucket 0 without the writes that vouched for W */
+	cs_lsn_t mlsn; /* the field's value, as acknowledged */
+	cs_lsn_t wlsn; /* the value in the HSET in flight */
+	char lhex[17]; /* its argument */
+	bool rbad;     /* the reset's DEL or HSET failed */
+	bool behind;   /* the marks read back vouch for less than W: a loss */
+	cs_lsn_t behind_lsn;
 	cs_ratelimit warn;
 };
 
@@ -165,6 +174,7 @@ void inv_open_restart(cs_inv *inv)
 	o->safe = o->floor; /* a new stream: nothing flushed past its start until a round vouches */
 	o->since_us = 0;    /* the hold is counted from the first tick that streams */
 	o->retry_us = 0;
+	o->behind = false;
 	memset(o->mixed, 0, sizeof o->mixed);
 }
 
@@ -303,14 +313,21 @@ static bool parse_mark(const char *s, size_t n, omark *m)
 	return true;
 }
 
-static bool read_marks(struct inv_open *o, const redisReply *reply)
+/* The marks into o->m; *lsn the field "lsn" (UINT64_MAX: absent, a hash of an older
+ * version). */
+static bool read_marks(struct inv_open *o, const redisReply *reply, cs_lsn_t *lsn)
 {
+	*lsn = UINT64_MAX;
 	if (reply->type != REDIS_REPLY_ARRAY || reply->elements % 2)
 		return false;
 	memset(o->m, 0, sizeof o->m);
 	for (size_t i = 0; i + 1 < reply->elements; i += 2) {
 		const redisReply *f = reply->element[i], *v = reply->element[i + 1];
 		char *end;
+		if (f->type == REDIS_REPLY_STRING && strcmp(f->str, "lsn") == 0) {
+			*lsn = v->type == REDIS_REPLY_STRING ? strtoull(v->str, &end, 16) : 0;
+			continue;
+		}
 		unsigned long b = f->type == REDIS_REPLY_STRING ? strtoul(f->str, &end, 10) : NB;
 		if (b >= NB || end == f->str || *end != '\0')
 			continue; /* not a field this code writes */
@@ -395,6 +412,26 @@ static void writes_done(cs_inv *inv)
 	}
 }
 
+/* review R18-4: the marks read back vouch for less than the slot's confirmed position W:
+ * bucket 0 lost writes that let W pass (its failover to a replica that had the position copy
+ * but not the marks): a loss. */
+static void marks_behind(cs_inv *inv, cs_lsn_t ml)
+{
+	struct inv_open *o = inv->open;
+	char why[240], mh[17], wh[17];
+	cs_lsn_hex(ml, mh);
+	cs_lsn_hex(inv->slot_confirmed, wh);
+	o->behind = false;
+	o->loss = true;
+	inv->stats.open_losses++;
+	snprintf(why, sizeof why,
+	        "the marks of open slots vouch up to %s but the slot's confirmed position is %s: "
+	        "bucket 0 lost their last writes (review V9b, R18-4): the namespace is flushed",
+	        mh, wh);
+	cs_error("invalidator: %s", why);
+	inv_restart(inv, why, false);
+}
+
 /* v's ends (as the round read them) with their runs into v->next, to be written. */
 static void fresh_mark(struct inv_open *o, oview *v)
 {
@@ -428,8 +465,8 @@ static void evaluate(cs_inv *inv)
 	struct inv_open *o = inv->open;
 	bool complete = !o->incomplete && !o->failed;
 	uint64_t now = cs_now_us();
-	const char *argv[2 + 2 * NB];
-	size_t lens[2 + 2 * NB];
+	const char *argv[4 + 2 * NB];
+	size_t lens[4 + 2 * NB];
 	char key[CS_NAME_MAX], (*num)[8] = o->num, (*val)[4 * (CS_RC_ID_LEN + 1) + 4] = o->val;
 	int ns = 2, nd = 2;
 	const char *dargv[2 + NB];
@@ -533,6 +570,18 @@ static void evaluate(cs_inv *inv)
 	}
 	size_t kl = cs_ks_openmark(&inv->ks, key, sizeof key, inv->slot);
 	o->left = 0;
+	o->wlsn = 0;
+	if (o->behind) {
+		marks_behind(inv, o->behind_lsn);
+		return;
+	}
+	if (complete && o->lsn > o->mlsn) {
+		/* review R18-4: the round's L with its marks, acknowledged before safe passes L */
+		o->wlsn = o->lsn;
+		cs_lsn_hex(o->lsn, o->lhex);
+		argv[ns] = "lsn", lens[ns++] = 3;
+		argv[ns] = o->lhex, lens[ns++] = 16;
+	}
 	if (ns > 2) {
 		argv[0] = "HSET", lens[0] = 4, argv[1] = key, lens[1] = kl;
 		if (!sendc(inv, NULL, -1, K_SET, ns, argv, lens))
@@ -575,10 +624,21 @@ static void open_reply(octx *c, const cs_redis *r, const redisReply *reply)
 		break;
 	case K_LOAD:
 	case K_RESET:
-		if (kind == K_LOAD)
-			o->loaded = ok && read_marks(o, reply);
-		else
-			o->reset = !ok, o->loaded = ok;
+		if (kind == K_LOAD) {
+			cs_lsn_t ml = 0;
+			o->loaded = ok && read_marks(o, reply, &ml);
+			if (o->loaded && ml != UINT64_MAX)
+				o->mlsn = ml;
+			/* a loss at the first round (after the marks' own verdicts) */
+			o->behind = o->loaded && ml != UINT64_MAX && ml < inv->slot_confirmed;
+			o->behind_lsn = ml;
+		} else {
+			o->rbad = o->rbad || !ok;
+		}
+		if (kind == K_RESET && o->left > 1)
+			break; /* the reset's other command */
+		if (kind == K_RESET)
+			o->reset = o->rbad, o->loaded = ok = !o->rbad;
 		if (ok && (kind == K_RESET || o->loaded)) {
 			o->lfails = 0;
 			break;
@@ -600,6 +660,8 @@ static void open_reply(octx *c, const cs_redis *r, const redisReply *reply)
 	case K_DEL:
 		if (!ok)
 			o->failed = true, note(o, NULL, kind == K_SET ? "HSET" : "HDEL", reply);
+		if (ok && kind == K_SET && o->wlsn)
+			o->mlsn = o->wlsn;
 		for (uint32_t b = 0; ok && b < NB; b++) {
 			if (kind == K_SET && o->v[b].act == 1) {
 				inv->stats.open_marked += !o->m[b].on;
@@ -649,7 +711,23 @@ static void start_round(cs_inv *inv, uint64_t now)
 		/* first the marks: DEL them after a flush, else read them back */
 		const char *argv[] = {o->reset ? "DEL" : "HGETALL", key};
 		size_t lens[] = {strlen(argv[0]), kl};
-		if (!sendc(inv, NULL, -1, o->reset ? K_RESET : K_LOAD, 2, argv, lens)) {
+		/* review R18-4: after a flush, the marks vouch for what it retired: the slot's
+		 * confirmed position (and the hold's floor), every entry older than the flush */
+		cs_lsn_t v = CS_MAX(inv->slot_confirmed, o->floor);
+		cs_lsn_hex(v, o->lhex);
+		const char *hargv[] = {"HSET", key, "lsn", o->lhex};
+		size_t hlens[] = {4, kl, 3, 16};
+		o->rbad = false;
+		if (o->reset) {
+			o->mlsn = 0;
+			if (!sendc(inv, NULL, -1, K_RESET, 2, argv, lens) ||
+			        !sendc(inv, NULL, -1, K_RESET, 4, hargv, hlens))
+				o->rbad = true;
+			if (o->left > 0)
+				return;
+			o->busy = false;
+			o->retry_us = now + (uint64_t)cs_backoff_ms(o->lfails++, 100, 5000) * 1000u;
+		} else if (!sendc(inv, NULL, -1, K_LOAD, 2, argv, lens)) {
 			o->busy = false;
 			o->retry_us = now + (uint64_t)cs_backoff_ms(o->lfails++, 100, 5000) * 1000u;
 		}

@@ -986,7 +986,9 @@ v9b_marked() {
 }
 v9b_lost() { [ "$(stat open_losses)" -ge 1 ] && [ "$(stat data_loss)" -gt "$dl0" ] && drive_streaming; }
 v9b_fresh() { [[ "$(v9b_state)" == *"x" ]]; }
-v9b_unmarked() { [ "$(rc hlen "{$NS:0}:inv:open:$SLOT")" = 0 ] && [ "$(stat open_marks)" = 0 ]; }
+# the marks' bucket fields (the hash also holds "lsn", the position they vouch for: R18-4)
+open_fields() { rc hkeys "{$NS:0}:inv:open:$SLOT" | grep -vc '^lsn$' || true; }
+v9b_unmarked() { [ "$(open_fields)" = 0 ] && [ "$(stat open_marks)" = 0 ]; }
 
 # R18-1 (review18.md): a slot moved X -> Y and, before a round saw it closed, opened again
 # Y -> X (no failover, no restart anywhere: nothing can be lost). The control first: the same
@@ -1008,7 +1010,7 @@ r18_keys() { # SLOT FROM_PORT TO_PORT
   [ "${#k[@]}" = 0 ] || redis-cli -p "$2" migrate 127.0.0.1 "$3" "" 0 5000 keys "${k[@]}" >/dev/null
 }
 r18_marked() { [ "$(stat open_marks)" -ge 1 ] && [ -n "$(rc hget "{$NS:0}:inv:open:$SLOT" "$b")" ]; }
-r18_unmarked() { [ "$(stat open_marks)" = 0 ] && [ "$(rc hlen "{$NS:0}:inv:open:$SLOT")" = 0 ]; }
+r18_unmarked() { [ "$(stat open_marks)" = 0 ] && [ "$(open_fields)" = 0 ]; }
 case_r18requeue() {
   local x y xid yid p l0 d0 others
   CONF=$WORK/cs1s.ini
@@ -1100,6 +1102,29 @@ case_r18stall() {
   [ "$(stat open_holds)" = "$h0" ] && [ "$(stat data_loss)" = "$d0" ] ||
     fail "r18: control: a hold or a flush with every round complete"
   ok "r18: control: every master answering: $lsn flushed with no hold and no flush"
+  # R18-4: the marks carry the position they vouch for ("lsn"): a restart finds it >= the
+  # slot's confirmed position (no loss); bucket 0 without the last writes (the field lowered,
+  # as a replica promoted before they reached it would hold it) is a loss
+  local ml
+  ml=$(rc hget "{$NS:0}:inv:open:$SLOT" lsn)
+  [ -n "$ml" ] || fail "r18-4: no lsn field in the marks"
+  stop_drive
+  n0=$(wc -l <"$WORK/drive.log")
+  start_drive
+  lsn=$(commit_lsn "INSERT INTO users VALUES (3, 'c')")
+  wait_confirmed "$lsn"
+  until_true 30 flush_at_least "$(lsnhex "$lsn")" || fail "r18-4: control: $lsn never flushed"
+  [ "$(stat data_loss)" = 0 ] && [ "$(stat open_losses)" = 0 ] ||
+    fail "r18-4: control: a loss at a plain restart: $(tail -n +"$n0" "$WORK/drive.log" | grep -a "review V9b" | tail -1)"
+  ok "r18-4: control: restarted with the marks' lsn $ml: no loss, $lsn flushed"
+  stop_drive
+  rc hset "{$NS:0}:inv:open:$SLOT" lsn 0000000000000001 >/dev/null
+  n0=$(wc -l <"$WORK/drive.log")
+  start_drive
+  until_true 30 eval '[ "$(stat data_loss)" -ge 1 ] && drive_streaming' || fail "r18-4: no loss with the marks behind"
+  r18_log_since "$n0" "bucket 0 lost their last writes (review V9b, R18-4)" || fail "r18-4: the loss reason not logged"
+  until_true 30 eval '[ "$(rc hget "{$NS:0}:inv:open:$SLOT" lsn)" != 0000000000000001 ]' || fail "r18-4: the marks not reset"
+  ok "r18-4: the marks vouching for less than the slot's confirmed position: a loss, logged, the namespace flushed, the marks reset ($(rc hget "{$NS:0}:inv:open:$SLOT" lsn))"
   stop_drive
 }
 
