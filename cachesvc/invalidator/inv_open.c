@@ -32,15 +32,17 @@
  * open when R read its endpoints, R (or an earlier round) marked b, and the mark names the
  * endpoints as they were then: a later failover of either is a loss, found while the
  * invalidator runs or at its next start (the mark survives a crash: it is acknowledged before
- * W passes C). A failover before R read the slot shows in R itself: the source's id on the
- * open line is a node listed failed or as a replica (the V9b path), or the slot is open from
- * its promoted replica. If C was not flushed when the invalidator stopped, the slot replays C
- * and its INVAL deletes the entry wherever the bucket then is. Commits confirmed before the
- * slot opened are covered from the first round that sees it open (the endpoints then are the
- * ones whose streams hold those DELs).
- * What it cannot see: a slot opened and closed between two rounds (one status interval) with a
- * failover of its source inside, and a migration made while no invalidator runs (its DELs are
- * then from before the slot opened): neither leaves a trace a later round can read. */
+ * W passes C). A failover before R read the slot shows in R itself only while the cluster
+ * still lists the old end failed or as a replica (checked at first sight: review R18-3); a
+ * failover and a resumption from the promoted replica completed before R are not seen (see
+ * CLUSTER.md V9b). An end not answered when marked ("-") is adopted only if its uptime covers
+ * the time since that round started (R18-2). If C was not flushed when the invalidator stopped, the
+ * slot replays C and its INVAL deletes the entry wherever the bucket then is. Commits confirmed
+ * before the slot opened are covered from the first round that sees it open (the endpoints then are
+ * the ones whose streams hold those DELs). What it cannot see: a slot opened and closed between two
+ * rounds (one status interval) with a failover of its source inside, and a migration made while no
+ * invalidator runs (its DELs are then from before the slot opened): neither leaves a trace a later
+ * round can read. */
 #include "inv_int.h"
 
 #define NB              CS_KS_BUCKETS
@@ -58,6 +60,7 @@ typedef struct omark {
 	char src[CS_RC_ID_LEN + 1], srun[RUN_LEN + 1];
 	char dst[CS_RC_ID_LEN + 1], drun[RUN_LEN + 1];
 	uint64_t unknown_us; /* an endpoint not answering since (0: answered) */
+	uint64_t seen_us;    /* the round that wrote it with a "-" run started (0: read back) */
 } omark;
 
 /* One bucket in the round in flight. */
@@ -76,7 +79,14 @@ struct inv_open {
 	uint8_t bslot[CS_RC_SLOTS / 8]; /* the slots that hold a bucket */
 	struct {
 		char id[CS_RC_ID_LEN + 1], run[RUN_LEN + 1];
+		uint64_t up_s; /* uptime_in_seconds of the same INFO reply */
 	} node[CS_RC_MAX_NODES];
+	/* review R18-3: every node's flags over every master's list, this round */
+	struct {
+		char id[CS_RC_ID_LEN + 1];
+		uint8_t fl;
+	} seen[2 * CS_RC_MAX_NODES];
+	int nseen;
 	int nnodes;
 	int views; /* CLUSTER NODES replies read this round */
 	char num[NB][8], val[NB][4 * (CS_RC_ID_LEN + 1) + 4]; /* the writes' arguments */
@@ -245,6 +255,15 @@ static void read_nodes(cs_inv *inv, const cs_redis *r, int idx, const redisReply
 	o->views++;
 	while (cs_rc_nodes_next(reply->str, (size_t)reply->len, &pos, &l)) {
 		uint8_t f = EP_LISTED | (l.failed ? EP_FAILED : 0) | (l.replica ? EP_REPLICA : 0);
+		int k = 0;
+		while (k < o->nseen && strcmp(o->seen[k].id, l.id) != 0)
+			k++;
+		if (k < o->nseen)
+			o->seen[k].fl |= f;
+		else if (k < (int)CS_ARRAY_LEN(o->seen))
+			memcpy(o->seen[k].id, l.id, sizeof l.id), o->seen[k].fl = f, o->nseen++;
+		else
+			o->failed = true; /* more nodes than we keep: no verdict */
 		for (uint32_t b = 0; b < NB; b++) {
 			if (!o->m[b].on)
 				continue;
@@ -290,6 +309,8 @@ static void read_info(struct inv_open *o, const cs_redis *r, int idx, const redi
 	}
 	memcpy(o->node[idx].run, p + 7, RUN_LEN);
 	o->node[idx].run[RUN_LEN] = '\0';
+	const char *u = strstr(reply->str, "uptime_in_seconds:");
+	o->node[idx].up_s = u ? strtoull(u + 18, NULL, 10) : 0;
 }
 
 /* "<src> <srun> <dst> <drun>" into m; false when malformed. */
@@ -340,6 +361,24 @@ static bool read_marks(struct inv_open *o, const redisReply *reply, cs_lsn_t *ls
 /* ---- The verdict -------------------------------------------------------------------------- */
 
 /* The run of node id among the masters that answered; NULL when none is that node. */
+/* id's flags over every master's list this round (0: listed by none). */
+static uint8_t flags_of(const struct inv_open *o, const char *id)
+{
+	for (int k = 0; k < o->nseen; k++)
+		if (strcmp(o->seen[k].id, id) == 0)
+			return o->seen[k].fl;
+	return 0;
+}
+
+/* The uptime of node id among the masters that answered (0: unknown). */
+static uint64_t uptime_of(const struct inv_open *o, const char *id)
+{
+	for (int i = 0; i < o->nnodes; i++)
+		if (o->node[i].run[0] && strcmp(o->node[i].id, id) == 0)
+			return o->node[i].up_s;
+	return 0;
+}
+
 static const char *run_of(const struct inv_open *o, const char *id)
 {
 	for (int i = 0; i < o->nnodes; i++)
@@ -441,6 +480,7 @@ static void fresh_mark(struct inv_open *o, oview *v)
 	memcpy(v->next.dst, v->dst, sizeof v->dst);
 	snprintf(v->next.srun, sizeof v->next.srun, "%s", sr ? sr : "-");
 	snprintf(v->next.drun, sizeof v->next.drun, "%s", dr ? dr : "-");
+	v->next.seen_us = o->last_us;
 	v->act = 1;
 }
 
@@ -490,6 +530,19 @@ static void evaluate(cs_inv *inv)
 		if (!m->on) {
 			if (v->src[0] == '\0' || v->dst[0] == '\0')
 				continue;
+			/* review R18-3: an end already failed over or failed at first sight */
+			uint8_t fs = flags_of(o, v->src), fd = flags_of(o, v->dst);
+			if ((fs | fd) & (EP_FAILED | EP_REPLICA)) {
+				char w[160];
+				snprintf(w, sizeof w,
+				        "its %s is listed %s when the slot is first seen open",
+				        (fs & (EP_FAILED | EP_REPLICA)) ? "source" : "target",
+				        ((fs & (EP_FAILED | EP_REPLICA)) ? fs : fd) & EP_REPLICA
+				                ? "as a replica"
+				                : "as failed");
+				loss(inv, b, w);
+				return;
+			}
 			fresh_mark(o, v);
 		} else {
 			if (v->open &&
@@ -549,6 +602,26 @@ static void evaluate(cs_inv *inv)
 			if (!v->open) {
 				v->act = 2; /* closed, both ends on their recorded runs */
 			} else if (strcmp(m->srun, "-") == 0 || strcmp(m->drun, "-") == 0) {
+				/* review R18-2: adopted only when it has run since before the round
+				 * that wrote the mark (a restart in between is the very event) */
+				for (int e = 0; e < 2; e++) {
+					const char *id = e ? m->dst : m->src,
+					           *rec = e ? m->drun : m->srun;
+					uint64_t up = uptime_of(o, id);
+					if (strcmp(rec, "-") != 0)
+						continue;
+					if (m->seen_us == 0 || up == 0 || now < m->seen_us ||
+					        up * 1000000u < now - m->seen_us) {
+						char w[160];
+						snprintf(w, sizeof w,
+						        "its %s, not answered when it was marked, "
+						        "restarted since (or cannot be vouched "
+						        "for)",
+						        e ? "target" : "source");
+						loss(inv, b, w);
+						return;
+					}
+				}
 				/* an end not reachable when the slot was first seen: its run now */
 				v->next = *m;
 				snprintf(v->next.srun, sizeof v->next.srun, "%s", sr);
@@ -737,6 +810,7 @@ static void start_round(cs_inv *inv, uint64_t now)
 	o->lsn = cs_ledger_confirmed(inv->ledger);
 	memset(o->v, 0, sizeof o->v);
 	memset(o->node, 0, sizeof o->node);
+	o->nseen = 0;
 	o->nnodes = CS_MIN(cs_rc_nnodes(inv->rc), CS_RC_MAX_NODES);
 	static const char *const nodes[] = {"CLUSTER", "NODES"}, *const info[] = {"INFO", "server"};
 	static const size_t nodes_l[] = {7, 5}, info_l[] = {4, 6};
