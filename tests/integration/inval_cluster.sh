@@ -970,7 +970,8 @@ case_v9b() {
   dl0=0 # a new process
   start_drive
   until_true 30 v9b_lost || fail "v9b: no loss found (stats: $(cat "$STATS")): $(tail -5 "$WORK/drive.log")"
-  grep -q "bucket $b's hash slot $slot was being migrated .*review V9b" "$WORK/drive.log" || fail "v9b: the loss was not logged"
+  grep -q "bucket $b's hash slot $slot was being migrated (from ${xid:0:12} to ${yid:0:12}) and its source is marked failed by the cluster: .*review V9b" "$WORK/drive.log" ||
+    fail "v9b: the loss was not logged with its reason (the source failed): $(grep -a "review V9b" "$WORK/drive.log" | tail -1)"
   grep -q "Redis LOST DATA" "$WORK/drive.log" || fail "v9b: the flush was not logged"
   until_true 30 v9b_fresh || fail "v9b: the daemon still answers \"$(v9b_state)\" for $id"
   v9_verify
