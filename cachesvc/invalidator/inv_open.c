@@ -32,21 +32,25 @@
  * open when R read its endpoints, R (or an earlier round) marked b, and the mark names the
  * endpoints as they were then: a later failover of either is a loss, found while the
  * invalidator runs or at its next start (the mark survives a crash: it is acknowledged before
- * W passes C). A failover before R read the slot shows in R itself: the source's id on the
- * open line is a node listed failed or as a replica (the V9b path), or the slot is open from
- * its promoted replica. If C was not flushed when the invalidator stopped, the slot replays C
- * and its INVAL deletes the entry wherever the bucket then is. Commits confirmed before the
- * slot opened are covered from the first round that sees it open (the endpoints then are the
- * ones whose streams hold those DELs).
- * What it cannot see: a slot opened and closed between two rounds (one status interval) with a
- * failover of its source inside, and a migration made while no invalidator runs (its DELs are
- * then from before the slot opened): neither leaves a trace a later round can read. */
+ * W passes C). A failover before R read the slot shows in R itself only while the cluster
+ * still lists the old end failed or as a replica (checked at first sight: review R18-3); a
+ * failover and a resumption from the promoted replica completed before R are not seen (see
+ * CLUSTER.md V9b). An end not answered when marked ("-") is adopted only if its uptime covers
+ * the time since that round started (R18-2). If C was not flushed when the invalidator stopped, the
+ * slot replays C and its INVAL deletes the entry wherever the bucket then is. Commits confirmed
+ * before the slot opened are covered from the first round that sees it open (the endpoints then are
+ * the ones whose streams hold those DELs). What it cannot see: a slot opened and closed between two
+ * rounds (one status interval) with a failover of its source inside, and a migration made while no
+ * invalidator runs (its DELs are then from before the slot opened): neither leaves a trace a later
+ * round can read. */
 #include "inv_int.h"
 
 #define NB              CS_KS_BUCKETS
-#define OPEN_TIMEOUT_MS 5000 /* a round not answered by then is dropped (its replies ignored) */
-#define OPEN_UNKNOWN_MS 3000 /* an endpoint listed as a live master but not answering: a loss */
-#define RUN_LEN         40   /* run_id: 40 hex characters */
+#define OPEN_TIMEOUT_MS 5000  /* a round not answered by then is dropped (its replies ignored) */
+#define OPEN_UNKNOWN_MS 3000  /* an endpoint listed as a live master but not answering: a loss */
+#define RUN_LEN         40    /* run_id: 40 hex characters */
+#define HOLD_MIN_MS     10000 /* no complete round for max(this, 10 status intervals): a loss */
+#define WARN_EVERY_US   (10 * 1000000ull) /* an incomplete round's warning, at most this often */
 
 enum { EP_LISTED = 1, EP_FAILED = 2, EP_REPLICA = 4 };
 enum { K_NODES, K_INFO, K_LOAD, K_RESET, K_SET, K_DEL };
@@ -56,6 +60,7 @@ typedef struct omark {
 	char src[CS_RC_ID_LEN + 1], srun[RUN_LEN + 1];
 	char dst[CS_RC_ID_LEN + 1], drun[RUN_LEN + 1];
 	uint64_t unknown_us; /* an endpoint not answering since (0: answered) */
+	uint64_t seen_us;    /* the round that wrote it with a "-" run started (0: read back) */
 } omark;
 
 /* One bucket in the round in flight. */
@@ -74,7 +79,14 @@ struct inv_open {
 	uint8_t bslot[CS_RC_SLOTS / 8]; /* the slots that hold a bucket */
 	struct {
 		char id[CS_RC_ID_LEN + 1], run[RUN_LEN + 1];
+		uint64_t up_s; /* uptime_in_seconds of the same INFO reply */
 	} node[CS_RC_MAX_NODES];
+	/* review R18-3: every node's flags over every master's list, this round */
+	struct {
+		char id[CS_RC_ID_LEN + 1];
+		uint8_t fl;
+	} seen[2 * CS_RC_MAX_NODES];
+	int nseen;
 	int nnodes;
 	int views; /* CLUSTER NODES replies read this round */
 	char num[NB][8], val[NB][4 * (CS_RC_ID_LEN + 1) + 4]; /* the writes' arguments */
@@ -88,6 +100,27 @@ struct inv_open {
 	uint64_t deadline_us, last_us;
 	cs_lsn_t lsn;  /* confirmed when the round started */
 	cs_lsn_t safe; /* the flushed position's bound */
+	/* review R18-5: rounds that never complete must not hold the flushed position forever */
+	uint64_t since_us; /* the last complete round, or the stream's start (0: not yet) */
+	cs_lsn_t hold_lsn; /* confirmed when a hold was declared a loss (flushed by the SYNC) */
+	cs_lsn_t floor;    /* confirmed before a flush that retired every entry: safe >= it */
+	char why[256];     /* the first reason the round in flight is incomplete */
+	/* review R18-6: reading back or deleting the marks failed: retried with a backoff */
+	int lfails;
+	uint64_t retry_us;
+	/* review R18-1: bucket seen open between two pairs of ends in the last round (the replies
+	 * of one round are read at different times: a loss only when seen in two in a row) */
+	uint8_t mixed[NB];
+	/* review R18-4: the marks hash's field "lsn": every complete round writes its L there with
+	 * its marks (one HSET) before safe may pass L; a stream start that finds it below the
+	 * slot's confirmed_flush_lsn W found bucket 0 without the writes that vouched for W */
+	cs_lsn_t mlsn; /* the field's value, as acknowledged */
+	cs_lsn_t wlsn; /* the value in the HSET in flight */
+	char lhex[17]; /* its argument */
+	bool rbad;     /* the reset's DEL or HSET failed */
+	bool behind;   /* the marks read back vouch for less than W: a loss */
+	cs_lsn_t behind_lsn;
+	cs_ratelimit warn;
 };
 
 typedef struct octx {
@@ -148,7 +181,11 @@ void inv_open_restart(cs_inv *inv)
 		return;
 	o->round++;
 	o->busy = o->loaded = false;
-	o->safe = 0; /* a new stream: nothing flushed past its start until a round vouches */
+	o->safe = o->floor; /* a new stream: nothing flushed past its start until a round vouches */
+	o->since_us = 0;    /* the hold is counted from the first tick that streams */
+	o->retry_us = 0;
+	o->behind = false;
+	memset(o->mixed, 0, sizeof o->mixed);
 }
 
 void inv_open_flushed(cs_inv *inv)
@@ -159,6 +196,22 @@ void inv_open_flushed(cs_inv *inv)
 	memset(o->m, 0, sizeof o->m);
 	o->loss = false;
 	o->reset = true;
+	/* every entry older than this flush is retired: what was confirmed before it is safe */
+	o->floor = CS_MAX(o->floor, o->hold_lsn);
+	o->safe = CS_MAX(o->safe, o->floor);
+	o->hold_lsn = 0;
+}
+
+/* Records the first reason the round is incomplete (for the warning). */
+static void note(struct inv_open *o, const cs_redis *r, const char *what, const redisReply *reply)
+{
+	if (o->why[0] != '\0')
+		return;
+	const char *said = reply == NULL                      ? "no reply"
+	                   : reply->type == REDIS_REPLY_ERROR ? reply->str
+	                                                      : "an unexpected reply";
+	snprintf(o->why, sizeof o->why, "%s: %s: %s",
+	        r ? cs_redis_url_masked(r) : "bucket 0's master", what, said);
 }
 
 static bool sendc(cs_inv *inv, cs_redis *r, int idx, int kind, int argc, const char **argv,
@@ -194,7 +247,7 @@ static void add_id(oview *v, char *to, const char *id)
 		v->mixed = true;
 }
 
-static void read_nodes(cs_inv *inv, int idx, const redisReply *reply)
+static void read_nodes(cs_inv *inv, const cs_redis *r, int idx, const redisReply *reply)
 {
 	struct inv_open *o = inv->open;
 	cs_rc_node_line l;
@@ -202,6 +255,15 @@ static void read_nodes(cs_inv *inv, int idx, const redisReply *reply)
 	o->views++;
 	while (cs_rc_nodes_next(reply->str, (size_t)reply->len, &pos, &l)) {
 		uint8_t f = EP_LISTED | (l.failed ? EP_FAILED : 0) | (l.replica ? EP_REPLICA : 0);
+		int k = 0;
+		while (k < o->nseen && strcmp(o->seen[k].id, l.id) != 0)
+			k++;
+		if (k < o->nseen)
+			o->seen[k].fl |= f;
+		else if (k < (int)CS_ARRAY_LEN(o->seen))
+			memcpy(o->seen[k].id, l.id, sizeof l.id), o->seen[k].fl = f, o->nseen++;
+		else
+			o->failed = true; /* more nodes than we keep: no verdict */
 		for (uint32_t b = 0; b < NB; b++) {
 			if (!o->m[b].on)
 				continue;
@@ -215,8 +277,12 @@ static void read_nodes(cs_inv *inv, int idx, const redisReply *reply)
 		memcpy(o->node[idx].id, l.id, sizeof l.id);
 		cs_rc_open_slot os[NB];
 		int n = cs_rc_nodes_open_slots(&l, os, NB);
-		if (n > NB)
+		if (n > NB) {
 			o->failed = true; /* more than we read: no verdict this round */
+			if (o->why[0] == '\0')
+				snprintf(o->why, sizeof o->why, "%s: more than %d open slots",
+				        r ? cs_redis_url_masked(r) : "?", NB);
+		}
 		for (int i = 0; i < n && i < NB; i++) {
 			uint16_t s = os[i].slot;
 			if (!(o->bslot[s / 8] & (1u << (s % 8))))
@@ -233,15 +299,18 @@ static void read_nodes(cs_inv *inv, int idx, const redisReply *reply)
 	}
 }
 
-static void read_info(struct inv_open *o, int idx, const redisReply *reply)
+static void read_info(struct inv_open *o, const cs_redis *r, int idx, const redisReply *reply)
 {
 	const char *p = strstr(reply->str, "run_id:");
 	if (p == NULL || strspn(p + 7, "0123456789abcdef") != RUN_LEN) {
 		o->failed = true;
+		note(o, r, "INFO server: no run_id", reply);
 		return;
 	}
 	memcpy(o->node[idx].run, p + 7, RUN_LEN);
 	o->node[idx].run[RUN_LEN] = '\0';
+	const char *u = strstr(reply->str, "uptime_in_seconds:");
+	o->node[idx].up_s = u ? strtoull(u + 18, NULL, 10) : 0;
 }
 
 /* "<src> <srun> <dst> <drun>" into m; false when malformed. */
@@ -265,14 +334,21 @@ static bool parse_mark(const char *s, size_t n, omark *m)
 	return true;
 }
 
-static bool read_marks(struct inv_open *o, const redisReply *reply)
+/* The marks into o->m; *lsn the field "lsn" (UINT64_MAX: absent, a hash of an older
+ * version). */
+static bool read_marks(struct inv_open *o, const redisReply *reply, cs_lsn_t *lsn)
 {
+	*lsn = UINT64_MAX;
 	if (reply->type != REDIS_REPLY_ARRAY || reply->elements % 2)
 		return false;
 	memset(o->m, 0, sizeof o->m);
 	for (size_t i = 0; i + 1 < reply->elements; i += 2) {
 		const redisReply *f = reply->element[i], *v = reply->element[i + 1];
 		char *end;
+		if (f->type == REDIS_REPLY_STRING && strcmp(f->str, "lsn") == 0) {
+			*lsn = v->type == REDIS_REPLY_STRING ? strtoull(v->str, &end, 16) : 0;
+			continue;
+		}
 		unsigned long b = f->type == REDIS_REPLY_STRING ? strtoul(f->str, &end, 10) : NB;
 		if (b >= NB || end == f->str || *end != '\0')
 			continue; /* not a field this code writes */
@@ -285,6 +361,24 @@ static bool read_marks(struct inv_open *o, const redisReply *reply)
 /* ---- The verdict -------------------------------------------------------------------------- */
 
 /* The run of node id among the masters that answered; NULL when none is that node. */
+/* id's flags over every master's list this round (0: listed by none). */
+static uint8_t flags_of(const struct inv_open *o, const char *id)
+{
+	for (int k = 0; k < o->nseen; k++)
+		if (strcmp(o->seen[k].id, id) == 0)
+			return o->seen[k].fl;
+	return 0;
+}
+
+/* The uptime of node id among the masters that answered (0: unknown). */
+static uint64_t uptime_of(const struct inv_open *o, const char *id)
+{
+	for (int i = 0; i < o->nnodes; i++)
+		if (o->node[i].run[0] && strcmp(o->node[i].id, id) == 0)
+			return o->node[i].up_s;
+	return 0;
+}
+
 static const char *run_of(const struct inv_open *o, const char *id)
 {
 	for (int i = 0; i < o->nnodes; i++)
@@ -332,12 +426,78 @@ static void loss(cs_inv *inv, uint32_t b, const char *what)
 	inv_restart(inv, why, false);
 }
 
+/* A round that is not complete: counted, and a warning at most every WARN_EVERY_US. */
+static void incomplete(cs_inv *inv)
+{
+	struct inv_open *o = inv->open;
+	uint64_t supp;
+	inv->stats.open_incomplete++;
+	if (!cs_ratelimit_pass(&o->warn, WARN_EVERY_US, &supp))
+		return;
+	cs_warn("invalidator: a round of open slots was incomplete (%s; %llu more since the last "
+	        "warning): the flushed position is held until one completes (review V9b, R18-5)",
+	        o->why[0] ? o->why : "a master not connected", (unsigned long long)supp);
+}
+
 static void writes_done(cs_inv *inv)
 {
 	struct inv_open *o = inv->open;
 	o->busy = false;
-	if (!o->incomplete && !o->failed)
-		o->safe = o->lsn;
+	if (!o->incomplete && !o->failed) {
+		o->safe = CS_MAX(o->safe, o->lsn);
+		o->since_us = cs_now_us();
+	} else {
+		incomplete(inv);
+	}
+}
+
+/* review R18-4: the marks read back vouch for less than the slot's confirmed position W:
+ * bucket 0 lost writes that let W pass (its failover to a replica that had the position copy
+ * but not the marks): a loss. */
+static void marks_behind(cs_inv *inv, cs_lsn_t ml)
+{
+	struct inv_open *o = inv->open;
+	char why[240], mh[17], wh[17];
+	cs_lsn_hex(ml, mh);
+	cs_lsn_hex(inv->slot_confirmed, wh);
+	o->behind = false;
+	o->loss = true;
+	inv->stats.open_losses++;
+	snprintf(why, sizeof why,
+	        "the marks of open slots vouch up to %s but the slot's confirmed position is %s: "
+	        "bucket 0 lost their last writes (review V9b, R18-4): the namespace is flushed",
+	        mh, wh);
+	cs_error("invalidator: %s", why);
+	inv_restart(inv, why, false);
+}
+
+/* v's ends (as the round read them) with their runs into v->next, to be written. */
+static void fresh_mark(struct inv_open *o, oview *v)
+{
+	const char *sr = run_of(o, v->src), *dr = run_of(o, v->dst);
+	v->next = (omark){.on = true};
+	memcpy(v->next.src, v->src, sizeof v->src);
+	memcpy(v->next.dst, v->dst, sizeof v->dst);
+	snprintf(v->next.srun, sizeof v->next.srun, "%s", sr ? sr : "-");
+	snprintf(v->next.drun, sizeof v->next.drun, "%s", dr ? dr : "-");
+	v->next.seen_us = o->last_us;
+	v->act = 1;
+}
+
+/* review R18-1: b's slot seen with two pairs of ends this round: true (a loss) when it was in
+ * the last round too; else the round is not complete (safe does not pass it) and it is read
+ * again. */
+static bool mixed_twice(struct inv_open *o, uint32_t b)
+{
+	if (o->mixed[b])
+		return true;
+	o->mixed[b] = 1;
+	o->failed = true;
+	if (o->why[0] == '\0')
+		snprintf(o->why, sizeof o->why,
+		        "bucket %u's slot seen open between two pairs of nodes: read again",
+		        (unsigned)b);
+	return false;
 }
 
 static void evaluate(cs_inv *inv)
@@ -345,8 +505,8 @@ static void evaluate(cs_inv *inv)
 	struct inv_open *o = inv->open;
 	bool complete = !o->incomplete && !o->failed;
 	uint64_t now = cs_now_us();
-	const char *argv[2 + 2 * NB];
-	size_t lens[2 + 2 * NB];
+	const char *argv[4 + 2 * NB];
+	size_t lens[4 + 2 * NB];
 	char key[CS_NAME_MAX], (*num)[8] = o->num, (*val)[4 * (CS_RC_ID_LEN + 1) + 4] = o->val;
 	int ns = 2, nd = 2;
 	const char *dargv[2 + NB];
@@ -355,27 +515,61 @@ static void evaluate(cs_inv *inv)
 		omark *m = &o->m[b];
 		oview *v = &o->v[b];
 		v->act = 0;
+		if (!v->mixed)
+			o->mixed[b] = 0;
 		if (!m->on && !v->open)
 			continue;
-		if (!m->on) {
-			if (v->mixed) {
-				loss(inv, b, "two nodes claim one of its ends");
+		if (v->mixed) {
+			if (mixed_twice(o, b)) {
+				loss(inv, b,
+				        "two nodes claim one of its ends in two rounds in a row");
 				return;
 			}
+			continue;
+		}
+		if (!m->on) {
 			if (v->src[0] == '\0' || v->dst[0] == '\0')
 				continue;
-			const char *sr = run_of(o, v->src), *dr = run_of(o, v->dst);
-			v->next = (omark){.on = true};
-			memcpy(v->next.src, v->src, sizeof v->src);
-			memcpy(v->next.dst, v->dst, sizeof v->dst);
-			snprintf(v->next.srun, sizeof v->next.srun, "%s", sr ? sr : "-");
-			snprintf(v->next.drun, sizeof v->next.drun, "%s", dr ? dr : "-");
-			v->act = 1;
-		} else {
-			if (v->open && (v->mixed || strcmp(v->src, m->src) != 0 ||
-			                       strcmp(v->dst, m->dst) != 0)) {
-				loss(inv, b, "it is now open between other nodes");
+			/* review R18-3: an end already failed over or failed at first sight */
+			uint8_t fs = flags_of(o, v->src), fd = flags_of(o, v->dst);
+			if ((fs | fd) & (EP_FAILED | EP_REPLICA)) {
+				char w[160];
+				snprintf(w, sizeof w,
+				        "its %s is listed %s when the slot is first seen open",
+				        (fs & (EP_FAILED | EP_REPLICA)) ? "source" : "target",
+				        ((fs & (EP_FAILED | EP_REPLICA)) ? fs : fd) & EP_REPLICA
+				                ? "as a replica"
+				                : "as failed");
+				loss(inv, b, w);
 				return;
+			}
+			fresh_mark(o, v);
+		} else {
+			if (v->open &&
+			        (strcmp(v->src, m->src) != 0 || strcmp(v->dst, m->dst) != 0)) {
+				/* review R18-1: reopened between other ends. The old migration
+				 * ended cleanly (nothing of it can be lost any more) when both its
+				 * ends are listed, neither failed nor a replica, on their recorded
+				 * runs, in a complete round: the new ends replace the mark. */
+				if (!complete)
+					continue; /* no verdict: read again */
+				bool unknown = false;
+				const char *w0 = endpoint_changed(o, b, 0, true, &unknown);
+				const char *w1 = endpoint_changed(o, b, 1, true, &unknown);
+				if (w0 || w1 || unknown || strcmp(m->srun, "-") == 0 ||
+				        strcmp(m->drun, "-") == 0) {
+					char w[200];
+					snprintf(w, sizeof w,
+					        "it is now open between other nodes and its %s %s",
+					        w0 ? "source" : "target",
+					        w0   ? w0
+					        : w1 ? w1
+					             : "cannot be vouched for");
+					loss(inv, b, w);
+					return;
+				}
+				fresh_mark(o, v);
+				goto write;
 			}
 			if (o->views == 0)
 				continue; /* nothing read: no evidence either way */
@@ -408,6 +602,26 @@ static void evaluate(cs_inv *inv)
 			if (!v->open) {
 				v->act = 2; /* closed, both ends on their recorded runs */
 			} else if (strcmp(m->srun, "-") == 0 || strcmp(m->drun, "-") == 0) {
+				/* review R18-2: adopted only when it has run since before the round
+				 * that wrote the mark (a restart in between is the very event) */
+				for (int e = 0; e < 2; e++) {
+					const char *id = e ? m->dst : m->src,
+					           *rec = e ? m->drun : m->srun;
+					uint64_t up = uptime_of(o, id);
+					if (strcmp(rec, "-") != 0)
+						continue;
+					if (m->seen_us == 0 || up == 0 || now < m->seen_us ||
+					        up * 1000000u < now - m->seen_us) {
+						char w[160];
+						snprintf(w, sizeof w,
+						        "its %s, not answered when it was marked, "
+						        "restarted since (or cannot be vouched "
+						        "for)",
+						        e ? "target" : "source");
+						loss(inv, b, w);
+						return;
+					}
+				}
 				/* an end not reachable when the slot was first seen: its run now */
 				v->next = *m;
 				snprintf(v->next.srun, sizeof v->next.srun, "%s", sr);
@@ -415,6 +629,7 @@ static void evaluate(cs_inv *inv)
 				v->act = 1;
 			}
 		}
+	write:
 		if (v->act == 1) {
 			snprintf(num[b], sizeof num[b], "%u", (unsigned)b);
 			int vl = snprintf(val[b], sizeof val[b], "%s %s %s %s", v->next.src,
@@ -428,6 +643,18 @@ static void evaluate(cs_inv *inv)
 	}
 	size_t kl = cs_ks_openmark(&inv->ks, key, sizeof key, inv->slot);
 	o->left = 0;
+	o->wlsn = 0;
+	if (o->behind) {
+		marks_behind(inv, o->behind_lsn);
+		return;
+	}
+	if (complete && o->lsn > o->mlsn) {
+		/* review R18-4: the round's L with its marks, acknowledged before safe passes L */
+		o->wlsn = o->lsn;
+		cs_lsn_hex(o->lsn, o->lhex);
+		argv[ns] = "lsn", lens[ns++] = 3;
+		argv[ns] = o->lhex, lens[ns++] = 16;
+	}
 	if (ns > 2) {
 		argv[0] = "HSET", lens[0] = 4, argv[1] = key, lens[1] = kl;
 		if (!sendc(inv, NULL, -1, K_SET, ns, argv, lens))
@@ -444,7 +671,7 @@ static void evaluate(cs_inv *inv)
 
 /* ---- Replies ------------------------------------------------------------------------------ */
 
-static void open_reply(octx *c, const redisReply *reply)
+static void open_reply(octx *c, const cs_redis *r, const redisReply *reply)
 {
 	cs_inv *inv = c->inv;
 	struct inv_open *o = inv->open;
@@ -458,27 +685,56 @@ static void open_reply(octx *c, const redisReply *reply)
 	switch (kind) {
 	case K_NODES:
 		if (text)
-			read_nodes(inv, idx, reply);
+			read_nodes(inv, r, idx, reply);
 		else
-			o->incomplete = true;
+			o->incomplete = true, note(o, r, "CLUSTER NODES", reply);
 		break;
 	case K_INFO:
 		if (text)
-			read_info(o, idx, reply);
+			read_info(o, r, idx, reply);
 		else
-			o->incomplete = true;
+			o->incomplete = true, note(o, r, "INFO server", reply);
 		break;
 	case K_LOAD:
-		o->loaded = ok && read_marks(o, reply);
-		break;
 	case K_RESET:
-		o->reset = !ok;
-		o->loaded = ok;
+		if (kind == K_LOAD) {
+			cs_lsn_t ml = 0;
+			o->loaded = ok && read_marks(o, reply, &ml);
+			if (o->loaded && ml != UINT64_MAX)
+				o->mlsn = ml;
+			/* a loss at the first round (after the marks' own verdicts) */
+			o->behind = o->loaded && ml != UINT64_MAX && ml < inv->slot_confirmed;
+			o->behind_lsn = ml;
+		} else {
+			o->rbad = o->rbad || !ok;
+		}
+		if (kind == K_RESET && o->left > 1)
+			break; /* the reset's other command */
+		if (kind == K_RESET)
+			o->reset = o->rbad, o->loaded = ok = !o->rbad;
+		if (ok && (kind == K_RESET || o->loaded)) {
+			o->lfails = 0;
+			break;
+		}
+		/* review R18-6: retried after a backoff; said once (the hold bound ends it) */
+		o->retry_us = cs_now_us() + (uint64_t)cs_backoff_ms(o->lfails, 100, 5000) * 1000u;
+		if (o->lfails++ == 0)
+			cs_error("invalidator: the marks of open slots could not be %s (%s): "
+			         "retried "
+			         "with a backoff; the flushed position is held meanwhile (review "
+			         "V9b)",
+			        kind == K_LOAD ? "read back" : "deleted",
+			        reply == NULL                      ? "no reply"
+			        : reply->type == REDIS_REPLY_ERROR ? reply->str
+			                                           : "not a hash");
+		inv->stats.open_incomplete++;
 		break;
 	case K_SET:
 	case K_DEL:
 		if (!ok)
-			o->failed = true;
+			o->failed = true, note(o, NULL, kind == K_SET ? "HSET" : "HDEL", reply);
+		if (ok && kind == K_SET && o->wlsn)
+			o->mlsn = o->wlsn;
 		for (uint32_t b = 0; ok && b < NB; b++) {
 			if (kind == K_SET && o->v[b].act == 1) {
 				inv->stats.open_marked += !o->m[b].on;
@@ -503,12 +759,12 @@ static void open_reply(octx *c, const redisReply *reply)
 
 static void on_open_reply(cs_redis *r, redisReply *reply, void *priv)
 {
-	open_reply(priv, reply);
+	open_reply(priv, r, reply);
 }
 
 static void on_open_rc_reply(cs_rc *r, redisReply *reply, void *priv)
 {
-	open_reply(priv, reply);
+	open_reply(priv, NULL, reply);
 }
 
 /* ---- Rounds ------------------------------------------------------------------------------- */
@@ -520,6 +776,7 @@ static void start_round(cs_inv *inv, uint64_t now)
 	o->busy = true;
 	o->incomplete = o->failed = false;
 	o->left = o->views = 0;
+	o->why[0] = '\0';
 	o->deadline_us = now + OPEN_TIMEOUT_MS * 1000u;
 	char key[CS_NAME_MAX];
 	size_t kl = cs_ks_openmark(&inv->ks, key, sizeof key, inv->slot);
@@ -527,14 +784,33 @@ static void start_round(cs_inv *inv, uint64_t now)
 		/* first the marks: DEL them after a flush, else read them back */
 		const char *argv[] = {o->reset ? "DEL" : "HGETALL", key};
 		size_t lens[] = {strlen(argv[0]), kl};
-		if (!sendc(inv, NULL, -1, o->reset ? K_RESET : K_LOAD, 2, argv, lens))
+		/* review R18-4: after a flush, the marks vouch for what it retired: the slot's
+		 * confirmed position (and the hold's floor), every entry older than the flush */
+		cs_lsn_t v = CS_MAX(inv->slot_confirmed, o->floor);
+		cs_lsn_hex(v, o->lhex);
+		const char *hargv[] = {"HSET", key, "lsn", o->lhex};
+		size_t hlens[] = {4, kl, 3, 16};
+		o->rbad = false;
+		if (o->reset) {
+			o->mlsn = 0;
+			if (!sendc(inv, NULL, -1, K_RESET, 2, argv, lens) ||
+			        !sendc(inv, NULL, -1, K_RESET, 4, hargv, hlens))
+				o->rbad = true;
+			if (o->left > 0)
+				return;
 			o->busy = false;
+			o->retry_us = now + (uint64_t)cs_backoff_ms(o->lfails++, 100, 5000) * 1000u;
+		} else if (!sendc(inv, NULL, -1, K_LOAD, 2, argv, lens)) {
+			o->busy = false;
+			o->retry_us = now + (uint64_t)cs_backoff_ms(o->lfails++, 100, 5000) * 1000u;
+		}
 		return;
 	}
 	o->last_us = now;
 	o->lsn = cs_ledger_confirmed(inv->ledger);
 	memset(o->v, 0, sizeof o->v);
 	memset(o->node, 0, sizeof o->node);
+	o->nseen = 0;
 	o->nnodes = CS_MIN(cs_rc_nnodes(inv->rc), CS_RC_MAX_NODES);
 	static const char *const nodes[] = {"CLUSTER", "NODES"}, *const info[] = {"INFO", "server"};
 	static const size_t nodes_l[] = {7, 5}, info_l[] = {4, 6};
@@ -542,11 +818,17 @@ static void start_round(cs_inv *inv, uint64_t now)
 		cs_redis *r = cs_rc_node(inv->rc, i);
 		if (r == NULL || !cs_redis_ready(r) ||
 		        !sendc(inv, r, i, K_NODES, 2, (const char **)nodes, nodes_l) ||
-		        !sendc(inv, r, i, K_INFO, 2, (const char **)info, info_l))
+		        !sendc(inv, r, i, K_INFO, 2, (const char **)info, info_l)) {
 			o->incomplete = true;
+			if (o->why[0] == '\0')
+				snprintf(o->why, sizeof o->why, "%s: not connected",
+				        r ? cs_redis_url_masked(r) : "a master");
+		}
 	}
-	if (o->nnodes == 0)
+	if (o->nnodes == 0) {
 		o->incomplete = true;
+		snprintf(o->why, sizeof o->why, "no master in the slot map");
+	}
 	if (o->left == 0)
 		evaluate(inv);
 }
@@ -558,16 +840,42 @@ void inv_open_tick(cs_inv *inv)
 	struct inv_open *o = inv->open;
 	uint64_t now = cs_now_us();
 	inv->stats.open_marks = (uint64_t)inv_open_marks(inv);
+	if (o->since_us == 0)
+		o->since_us = now;
+	/* review R18-5: no complete round for that long holds the flushed position (WAL retained):
+	 * treated as a loss (the namespace flushed: conservative, never stale), after which what
+	 * was confirmed before the flush is safe */
+	uint64_t hold_ms = CS_MAX((uint64_t)HOLD_MIN_MS, 10u * (uint64_t)inv->status_interval_ms);
+	if (!o->loss && now - o->since_us >= hold_ms * 1000u &&
+	        o->safe < cs_ledger_confirmed(inv->ledger)) {
+		char why[512];
+		o->hold_lsn = cs_ledger_confirmed(inv->ledger);
+		o->loss = true;
+		inv->stats.open_losses++;
+		inv->stats.open_holds++;
+		snprintf(why, sizeof why,
+		        "no complete round of open slots for %llu s (%s): the flushed position was "
+		        "held; treated as a loss (review V9b, R18-5): the namespace is flushed",
+		        (unsigned long long)(hold_ms / 1000),
+		        o->why[0] ? o->why : "a master not connected");
+		cs_error("invalidator: %s", why);
+		inv_restart(inv, why, false);
+		return;
+	}
 	if (o->busy) {
 		if (now > o->deadline_us) {
 			o->round++; /* its late replies are ignored */
 			o->busy = false;
-			cs_debug("invalidator: the open-slot round was not answered within %d ms",
-			        OPEN_TIMEOUT_MS);
+			if (o->why[0] == '\0')
+				snprintf(o->why, sizeof o->why, "not answered within %d ms",
+				        OPEN_TIMEOUT_MS);
+			incomplete(inv);
 		}
 		return;
 	}
 	if (o->loaded && !o->reset && now - o->last_us < (uint64_t)inv->status_interval_ms * 1000u)
+		return;
+	if ((!o->loaded || o->reset) && now < o->retry_us)
 		return;
 	start_round(inv, now);
 }

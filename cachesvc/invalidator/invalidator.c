@@ -841,6 +841,20 @@ void cs_inv_metrics(const cs_inv *inv, cs_metrics *m)
 		cs_m_u64(m, CS_M_GAUGE, "cachesvc_invalidator_open_slot_marks",
 		        "Buckets marked as being migrated (their slot seen open)", s->open_marks,
 		        NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_open_slot_rounds_incomplete_total",
+		        "Rounds of open slots not complete (a master unanswered or refusing CLUSTER "
+		        "NODES / INFO server, a mark not written): the flushed position is held",
+		        s->open_incomplete, NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_open_slot_holds_total",
+		        "No complete round of open slots for max(10 s, 10 status intervals): treated "
+		        "as a loss, the namespace flushed (counted in open_slot_losses_total too)",
+		        s->open_holds, NULL);
+		cs_lsn_t conf = cs_ledger_confirmed(inv->ledger);
+		cs_lsn_t safe = CS_MAX(inv_open_safe(inv), inv->slot_confirmed);
+		cs_m_u64(m, CS_M_GAUGE, "cachesvc_invalidator_open_slot_safe_lag_bytes",
+		        "WAL bytes confirmed but not yet vouched for by a complete round of open "
+		        "slots (the flushed position is held that far behind)",
+		        safe < conf ? conf - safe : 0, NULL);
 	}
 	cs_m_hist(m, "cachesvc_invalidator_lag_seconds",
 		"Commit on the primary to invalidation acknowledged by Redis", &s->lag_us, NULL);

@@ -62,6 +62,8 @@ typedef struct cs_inv_stats {
 	uint64_t open_losses;     /* a migrating bucket's endpoint changed: the SYNC flushed */
 	uint64_t open_marks;      /* buckets marked as being migrated now */
 	uint64_t open_marked;     /* marks written (a bucket seen with its slot open) */
+	uint64_t open_incomplete; /* rounds not complete (a master unanswered, an error) */
+	uint64_t open_holds;      /* no complete round for the hold bound: a loss (R18-5) */
 	cs_hist lag_us;		  /* commit timestamp -> Redis acknowledged */
 	cs_hist recv_us;	  /* commit timestamp -> its Commit message decoded here: the
 				   * primary's and the network's share of lag_us */

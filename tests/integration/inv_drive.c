@@ -72,11 +72,12 @@ static void on_stats(evutil_socket_t fd, short what, void *arg)
 	        " gap_flushes=%" PRIu64 " redis_failures=%" PRIu64 " keys=%" PRIu64
 	        " reconnects=%" PRIu64 " cmds_max=%" PRIu64 " pauses=%" PRIu64 " rq_queued=%" PRIu64
 	        " rq_retries=%" PRIu64 " rq_overflows=%" PRIu64 " rq_depth=%" PRIu64
-	        " open_losses=%" PRIu64 " open_marks=%" PRIu64 "\n",
+	        " open_losses=%" PRIu64 " open_marks=%" PRIu64 " open_marked=%" PRIu64
+	        " open_incomplete=%" PRIu64 " open_holds=%" PRIu64 "\n",
 	        (int)s->state, (uint64_t)s->confirmed, (uint64_t)s->horizon, s->redis_data_loss,
 	        s->gap_flushes, s->redis_failures, s->keys, s->reconnects, s->cmds_max, s->pauses,
 	        s->rq_queued, s->rq_retries, s->rq_overflows, s->rq_depth, s->open_losses,
-	        s->open_marks);
+	        s->open_marks, s->open_marked, s->open_incomplete, s->open_holds);
 	fclose(f);
 	rename(tmp, g.stats);
 }

@@ -970,7 +970,8 @@ case_v9b() {
   dl0=0 # a new process
   start_drive
   until_true 30 v9b_lost || fail "v9b: no loss found (stats: $(cat "$STATS")): $(tail -5 "$WORK/drive.log")"
-  grep -q "bucket $b's hash slot $slot was being migrated .*review V9b" "$WORK/drive.log" || fail "v9b: the loss was not logged"
+  grep -q "bucket $b's hash slot $slot was being migrated (from ${xid:0:12} to ${yid:0:12}) and its source is marked failed by the cluster: .*review V9b" "$WORK/drive.log" ||
+    fail "v9b: the loss was not logged with its reason (the source failed): $(grep -a "review V9b" "$WORK/drive.log" | tail -1)"
   grep -q "Redis LOST DATA" "$WORK/drive.log" || fail "v9b: the flush was not logged"
   until_true 30 v9b_fresh || fail "v9b: the daemon still answers \"$(v9b_state)\" for $id"
   v9_verify
@@ -986,9 +987,309 @@ v9b_marked() {
 }
 v9b_lost() { [ "$(stat open_losses)" -ge 1 ] && [ "$(stat data_loss)" -gt "$dl0" ] && drive_streaming; }
 v9b_fresh() { [[ "$(v9b_state)" == *"x" ]]; }
-v9b_unmarked() { [ "$(rc hlen "{$NS:0}:inv:open:$SLOT")" = 0 ] && [ "$(stat open_marks)" = 0 ]; }
+# the marks' bucket fields (the hash also holds "lsn", the position they vouch for: R18-4)
+open_fields() { rc hkeys "{$NS:0}:inv:open:$SLOT" | grep -vc '^lsn$' || true; }
+v9b_unmarked() { [ "$(open_fields)" = 0 ] && [ "$(stat open_marks)" = 0 ]; }
+
+# R18-1 (review18.md): a slot moved X -> Y and, before a round saw it closed, opened again
+# Y -> X (no failover, no restart anywhere: nothing can be lost). The control first: the same
+# moves with the mark cleared in between: no loss. Then the quick succession: the mark (X, Y)
+# still on meets the slot open (Y, X): "open between other nodes", a loss, the namespace
+# flushed. FAILS when the false loss happens (the finding reproduced).
+r18_move() { # SLOT FROM_PORT FROM_ID TO_PORT TO_ID: open FROM -> TO, move every key
+  redis-cli -p "$4" cluster setslot "$1" importing "$3" >/dev/null
+  redis-cli -p "$2" cluster setslot "$1" migrating "$5" >/dev/null
+}
+r18_finish() { # SLOT TO_ID PORTS...: the slot TO's
+  local s=$1 to=$2 p
+  shift 2
+  for p in "$@"; do redis-cli -p "$p" cluster setslot "$s" node "$to" >/dev/null; done
+}
+r18_keys() { # SLOT FROM_PORT TO_PORT
+  local k
+  mapfile -t k < <(redis-cli -p "$2" cluster getkeysinslot "$1" 10000 | grep -v '^$')
+  [ "${#k[@]}" = 0 ] || redis-cli -p "$2" migrate 127.0.0.1 "$3" "" 0 5000 keys "${k[@]}" >/dev/null
+}
+r18_marked() { [ "$(stat open_marks)" -ge 1 ] && [ -n "$(rc hget "{$NS:0}:inv:open:$SLOT" "$b")" ]; }
+r18_unmarked() { [ "$(stat open_marks)" = 0 ] && [ "$(open_fields)" = 0 ]; }
+case_r18requeue() {
+  local x y xid yid p l0 d0 others
+  CONF=$WORK/cs1s.ini
+  sed 's/^status_interval = .*/status_interval = 1s/' "$WORK/cs.ini" >"$CONF"
+  grep -q '^status_interval = 1s' "$CONF" || fail "r18: no status_interval in $WORK/cs.ini"
+  v9_keyed_entry
+  x=$(rc_master_of "$slot")
+  for p in "${RC_PORTS[@]}"; do [ "$p" != "$x" ] && y=$p && break; done
+  xid=$(redis-cli -p "$x" cluster myid)
+  yid=$(redis-cli -p "$y" cluster myid)
+  # control: X -> Y, marked, finished, the mark cleared; then Y -> X: a new mark, no loss
+  r18_move "$slot" "$x" "$xid" "$y" "$yid"
+  until_true 30 r18_marked || fail "r18: bucket $b never marked"
+  r18_keys "$slot" "$x" "$y"
+  r18_finish "$slot" "$yid" "$y" "$x" "${RC_PORTS[@]}"
+  until_true 30 r18_unmarked || fail "r18: the mark never cleared"
+  r18_move "$slot" "$y" "$yid" "$x" "$xid"
+  until_true 30 r18_marked || fail "r18: bucket $b never marked (back)"
+  r18_keys "$slot" "$y" "$x"
+  r18_finish "$slot" "$xid" "$x" "$y" "${RC_PORTS[@]}"
+  until_true 30 r18_unmarked || fail "r18: the mark never cleared (back)"
+  [ "$(stat open_losses)" = 0 ] || fail "r18: control: a loss with the mark cleared in between"
+  ok "r18: control: slot $slot moved $x -> $y -> $x with the mark cleared in between: 0 losses"
+  # the quick succession: X -> Y finished and at once Y -> X opened
+  until_true 60 drive_streaming || fail "r18: not streaming"
+  l0=$(stat open_losses) d0=$(stat data_loss)
+  r18_move "$slot" "$x" "$xid" "$y" "$yid"
+  until_true 30 r18_marked || fail "r18: bucket $b never marked (2)"
+  local mk0
+  mk0=$(stat open_marked)
+  r18_keys "$slot" "$x" "$y"
+  r18_finish "$slot" "$yid" "$y" "${RC_PORTS[@]}"
+  r18_move "$slot" "$y" "$yid" "$x" "$xid"
+  until_true 30 eval '[[ "$(rc hget "{$NS:0}:inv:open:$SLOT" "$b")" == "$yid $(run_id_of "$y") $xid $(run_id_of "$x")" ]]' ||
+    fail "r18: the mark was not replaced by ($y, $x): '$(rc hget "{$NS:0}:inv:open:$SLOT" "$b")' (open_losses $l0 -> $(stat open_losses)): $(grep -a "review V9b" "$WORK/drive.log" | tail -1)"
+  [ "$(stat open_losses)" = "$l0" ] || until_true 30 data_loss_above "$d0" ||
+    echo "r18: the loss was not followed by a flush within 30 s"
+  echo "r18: open_losses $l0 -> $(stat open_losses), data_loss $d0 -> $(stat data_loss)"
+  # a replacement is not a new mark: open_marked unchanged unless a round cleared it between
+  [ "$(stat open_marked)" = "$mk0" ] ||
+    echo "r18: note: a round saw the slot closed between the moves (open_marked $mk0 -> $(stat open_marked)): the replacement was not exercised this run"
+  grep -a "review V9b" "$WORK/drive.log" | tail -2 || true
+  # leave the slot Y's
+  redis-cli -p "$x" cluster setslot "$slot" stable >/dev/null
+  redis-cli -p "$y" cluster setslot "$slot" stable >/dev/null
+  [ "$(stat open_losses)" = "$l0" ] ||
+    fail "r18: REPRODUCED: slot $slot moved $x -> $y and reopened $y -> $x within a round, no failover: counted as an open-slot loss (open_losses $(stat open_losses), data_loss $d0 -> $(stat data_loss): the namespace flushed)"
+  ok "r18: slot $slot moved $x -> $y and reopened $y -> $x within a round: no loss, the mark replaced by the new ends"
+  stop_drive
+}
+
+# R18-5 (review18.md): one master answers CLUSTER NODES with an error (here an ACL without
+# cluster|nodes; likewise a proxy refusing it, or more than 256 open slots on one master):
+# every round is incomplete. The fix: a warning naming the master and its reply, the rounds
+# counted, and after max(10 s, 10 status intervals) without a complete round a loss (the
+# namespace flushed), after which the flushed position passes what was confirmed. Negative
+# control: the same commit, the same wait, while rounds complete: no hold, no flush.
+r18_log_since() { tail -n +"$1" "$WORK/drive.log" | grep -aq "$2"; }
+case_r18stall() {
+  local lsn p n0 h0 d0 f
+  start_drive
+  lsn=$(commit_lsn "TRUNCATE users")
+  wait_confirmed "$lsn"
+  until_true 30 flush_at_least "$(lsnhex "$lsn")" || fail "r18: never flushed before the ACL"
+  p=${RC_PORTS[2]}
+  CLEANUPS=("redis-cli -p $p acl setuser default +cluster\\|nodes" "${CLEANUPS[@]}")
+  redis-cli -p "$p" acl setuser default -cluster\|nodes >/dev/null
+  n0=$(wc -l <"$WORK/drive.log") h0=$(stat open_holds) d0=$(stat data_loss)
+  lsn=$(commit_lsn "INSERT INTO users VALUES (1, 'a')")
+  wait_confirmed "$lsn"
+  until_true 30 r18_log_since "$n0" "round of open slots was incomplete (.*:$p.*CLUSTER NODES: NOPERM" ||
+    fail "r18: no warning naming $p and its reply: $(tail -n +"$n0" "$WORK/drive.log" | tail -3)"
+  [ "$(stat open_incomplete)" -ge 1 ] || fail "r18: incomplete rounds not counted"
+  ok "r18: $p refusing CLUSTER NODES: warned (\"$(tail -n +"$n0" "$WORK/drive.log" | grep -a "round of open slots was incomplete" | head -1 | cut -c1-160)...\"), $(stat open_incomplete) incomplete rounds counted"
+  until_true 60 flush_at_least "$(lsnhex "$lsn")" ||
+    fail "r18: $p refusing CLUSTER NODES: $lsn confirmed but the flushed position stayed at $(slot_flush)"
+  [ "$(stat open_holds)" -gt "$h0" ] && [ "$(stat data_loss)" -gt "$d0" ] ||
+    fail "r18: flushed past $lsn without a hold (open_holds $(stat open_holds), data_loss $(stat data_loss))"
+  r18_log_since "$n0" "no complete round of open slots for 10 s (.*$p.*): the flushed position was held; treated as a loss" ||
+    fail "r18: the hold was not logged"
+  ok "r18: no complete round for 10 s: a loss (open_holds $(stat open_holds), data_loss $d0 -> $(stat data_loss)), the namespace flushed, then the slot flushed past $lsn ($(slot_flush))"
+  # control: CLUSTER NODES answered again: the flushed position passes a commit, no hold
+  redis-cli -p "$p" acl setuser default +cluster\|nodes >/dev/null
+  until_true 60 drive_streaming || fail "r18: not streaming"
+  h0=$(stat open_holds) d0=$(stat data_loss)
+  lsn=$(commit_lsn "INSERT INTO users VALUES (2, 'b')")
+  wait_confirmed "$lsn"
+  until_true 30 flush_at_least "$(lsnhex "$lsn")" || fail "r18: control: $lsn never flushed"
+  [ "$(stat open_holds)" = "$h0" ] && [ "$(stat data_loss)" = "$d0" ] ||
+    fail "r18: control: a hold or a flush with every round complete"
+  ok "r18: control: every master answering: $lsn flushed with no hold and no flush"
+  # R18-4: the marks carry the position they vouch for ("lsn"): a restart finds it >= the
+  # slot's confirmed position (no loss); bucket 0 without the last writes (the field lowered,
+  # as a replica promoted before they reached it would hold it) is a loss
+  local ml
+  ml=$(rc hget "{$NS:0}:inv:open:$SLOT" lsn)
+  [ -n "$ml" ] || fail "r18-4: no lsn field in the marks"
+  stop_drive
+  n0=$(wc -l <"$WORK/drive.log")
+  start_drive
+  lsn=$(commit_lsn "INSERT INTO users VALUES (3, 'c')")
+  wait_confirmed "$lsn"
+  until_true 30 flush_at_least "$(lsnhex "$lsn")" || fail "r18-4: control: $lsn never flushed"
+  [ "$(stat data_loss)" = 0 ] && [ "$(stat open_losses)" = 0 ] ||
+    fail "r18-4: control: a loss at a plain restart: $(tail -n +"$n0" "$WORK/drive.log" | grep -a "review V9b" | tail -1)"
+  ok "r18-4: control: restarted with the marks' lsn $ml: no loss, $lsn flushed"
+  stop_drive
+  rc hset "{$NS:0}:inv:open:$SLOT" lsn 0000000000000001 >/dev/null
+  n0=$(wc -l <"$WORK/drive.log")
+  start_drive
+  until_true 30 eval '[ "$(stat data_loss)" -ge 1 ] && drive_streaming' || fail "r18-4: no loss with the marks behind"
+  r18_log_since "$n0" "bucket 0 lost their last writes (review V9b, R18-4)" || fail "r18-4: the loss reason not logged"
+  until_true 30 eval '[ "$(rc hget "{$NS:0}:inv:open:$SLOT" lsn)" != 0000000000000001 ]' || fail "r18-4: the marks not reset"
+  ok "r18-4: the marks vouching for less than the slot's confirmed position: a loss, logged, the namespace flushed, the marks reset ($(rc hget "{$NS:0}:inv:open:$SLOT" lsn))"
+  stop_drive
+}
+
+# R18-3 (review18.md): V9b's path with the watch ON, the failover and the resumption before
+# the first round that evaluates the slot. To make that window deterministic the marks are made
+# unwritable (a string, as inval_cluster_v9b does) while the slot opens, so no mark is recorded
+# (in production the window is one status interval from the opening, or longer while rounds
+# time out): the slot opened X -> Y, b restamped on Y, the routed DEL on X, confirmed; X killed,
+# X2 promoted, Y told to import from X2 and X2 to migrate to Y; the marks writable again: the
+# round sees a consistent X2 -> Y, marks it, the flush passes the commit, the migration
+# finishes, the entry is stale on Y. FAILS when the stale entry is served.
+r18_nodes_calls() { redis-cli -p "${RC_PORTS[0]}" info commandstats | sed -n 's/^cmdstat_cluster|nodes:calls=\([0-9]*\),.*/\1/p'; }
+case_r18early() {
+  local x xpid x2 x2pid y xid x2id yid id b slot slot0 o oid lsn gen e keys p mark
+  v9_node 1
+  x=$V9_PORT xpid=$V9_PID
+  v9_node 2
+  x2=$V9_PORT x2pid=$V9_PID
+  v9_node 3
+  y=$V9_PORT
+  CLEANUPS=("kill -CONT $x2pid" "${CLEANUPS[@]}")
+  xid=$(redis-cli -p "$x" cluster myid)
+  x2id=$(redis-cli -p "$x2" cluster myid)
+  yid=$(redis-cli -p "$y" cluster myid)
+  until_true 30 v9_knows "$x2" "$xid" || fail "r18: $x2 never learnt of $x"
+  redis-cli -p "$x2" cluster replicate "$xid" >/dev/null || fail "r18: CLUSTER REPLICATE failed"
+  until_true 30 v9_link_up "$x2" || fail "r18: $x2 never replicated $x"
+  until_true 30 rc_ok "$y" || fail "r18: $y never reached cluster_state:ok"
+  v9_keyed_entry
+  o=$(rc_master_of "$slot")
+  oid=$(redis-cli -p "$o" cluster myid)
+  redis-cli -p "$x" cluster setslot "$slot" importing "$oid" >/dev/null
+  redis-cli -p "$o" cluster setslot "$slot" migrating "$xid" >/dev/null
+  mapfile -t keys < <(redis-cli -p "$o" cluster getkeysinslot "$slot" 10000 | grep -v '^$')
+  redis-cli -p "$o" migrate 127.0.0.1 "$x" "" 0 5000 keys "${keys[@]}" >/dev/null
+  for p in "${RC_PORTS[@]}" "$x" "$x2" "$y"; do redis-cli -p "$p" cluster setslot "$slot" node "$xid" >/dev/null; done
+  until_true 120 restamped "$b" "$x" || fail "r18: bucket $b not restamped on $x"
+  v9_fill_entry
+  [ "$(redis-cli -p "$x" exists "$e")" = 1 ] || fail "r18: no entry $e on $x after the fill"
+  local t0=$SECONDS
+  rc set "{$NS:0}:inv:open:$SLOT" blocked >/dev/null
+  redis-cli -p "$y" cluster setslot "$slot" importing "$xid" >/dev/null
+  redis-cli -p "$x" cluster setslot "$slot" migrating "$yid" >/dev/null
+  mapfile -t keys < <(redis-cli -p "$x" cluster getkeysinslot "$slot" 10000 | grep -v '^$' | grep -vxF "$e")
+  redis-cli -p "$x" migrate 127.0.0.1 "$y" "" 0 5000 keys "${keys[@]}" >/dev/null
+  [ "$(redis-cli -p "$x" wait 1 5000)" = 1 ] || fail "r18: $x2 did not follow the migration"
+  until_true 60 restamped "$b" "$y" || fail "r18: bucket $b not restamped on $y"
+  kill -STOP "$x2pid"
+  redis-cli -p "$x" client kill type replica >/dev/null
+  lsn=$(commit_lsn "UPDATE users SET name = name || 'x' WHERE id = $id")
+  wait_confirmed "$lsn"
+  [ "$(redis-cli -p "$x" cluster countkeysinslot "$slot")" = 0 ] || fail "r18: the routed DEL did not delete $e on $x"
+  kill -9 "$xpid"
+  kill -CONT "$x2pid"
+  # the resumption at once (X2 serving the slot without b's copies would be seen by the
+  # epoch check: the window this finding is about is the watch's own)
+  until_true 30 eval 'redis-cli -p "$x2" cluster failover takeover >/dev/null 2>&1; v9_master "$x2" || { sleep 0.05; v9_master "$x2"; }' || fail "r18: $x2 was not promoted"
+  redis-cli -p "$x2" cluster setslot "$slot" migrating "$yid" >/dev/null
+  redis-cli -p "$y" cluster setslot "$slot" stable >/dev/null
+  redis-cli -p "$y" cluster setslot "$slot" importing "$x2id" >/dev/null
+  [ "$(redis-cli -p "$x2" exists "$e")" = 1 ] || fail "r18: the promoted $x2 does not hold $e"
+  for p in "$x2" "$y"; do until_true 60 rc_ok "$p" || fail "r18: $p never reached cluster_state:ok"; done
+  echo "r18: opened, DEL confirmed, failover, resumed from $x2 in $((SECONDS - t0)) s; open_marks $(stat open_marks); mark now: '$(rc hget "{$NS:0}:inv:open:$SLOT" "$b")'"
+  [ "$(stat data_loss)" = 0 ] || fail "r18: the window was missed: a flush (data_loss $(stat data_loss)) before the resumption was seen"
+  [ "$(stat open_marks)" = 0 ] || fail "r18: marked before the resumption"
+  rc del "{$NS:0}:inv:open:$SLOT" >/dev/null
+  mark=
+  until_true 40 eval '[ -n "$(rc hget "{$NS:0}:inv:open:$SLOT" "$b")" ]' || fail "r18: never marked"
+  mark=$(rc hget "{$NS:0}:inv:open:$SLOT" "$b")
+  echo "r18: mark \"$mark\" (x2 $x2id, y $yid)"
+  until_true 60 flush_at_least "$(lsnhex "$lsn")" || fail "r18: $lsn never flushed"
+  redis-cli -p "$x2" migrate 127.0.0.1 "$y" "" 0 5000 keys "$e" >/dev/null
+  for p in "${RC_PORTS[@]}" "$x2" "$y"; do redis-cli -p "$p" cluster setslot "$slot" node "$yid" >/dev/null; done
+  [ "$(redis-cli -p "$y" exists "$e")" = 1 ] || fail "r18: $e not on $y once the slot is its own"
+  sleep 3
+  start_daemon "$DCONF"
+  v9_verify
+  local st
+  st=$(v9b_state)
+  echo "r18: open_losses $(stat open_losses) data_loss $(stat data_loss) open_marks $(stat open_marks); verify: exit $V9_VRC, $V9_STALE stale of $V9_CHECKED; the daemon answers \"$st\""
+  grep -a "review V9b\|LOST" "$WORK/drive.log" | tail -3
+  [ "$V9_STALE" = 0 ] && [[ "$st" == *"x" ]] ||
+    fail "r18: REPRODUCED: watch on, $lsn flushed, its DEL lost by $x's failover and $e carried from $x2 to $y: stale (the daemon answers \"$st\", cachesvc-verify $V9_STALE stale)"
+  ok "r18: not stale"
+  stop_drive
+  stop_daemon
+}
+
+# R18-9 (review18.md): the marks unreadable at a stream's start (here the key of another type;
+# likewise CLUSTERDOWN on bucket 0's slot): HGETALL is sent again at every 10 ms tick without
+# backoff, no round ever polls, the flushed position never rises. FAILS when that happens.
+r18_hgetall() { redis-cli -p "$1" info commandstats | sed -n 's/^cmdstat_hgetall:calls=\([0-9]*\),.*/\1/p'; }
+case_r18load() {
+  local lsn p c0 c1 f
+  start_drive
+  lsn=$(commit_lsn "TRUNCATE users")
+  wait_confirmed "$lsn"
+  stop_drive
+  rc set "{$NS:0}:inv:open:$SLOT" blocked >/dev/null
+  p=$(rc_master_of "$(rc cluster keyslot "{$NS:0}")")
+  start_drive
+  lsn=$(commit_lsn "INSERT INTO users VALUES (1, 'a')")
+  wait_confirmed "$lsn"
+  c0=$(r18_hgetall "$p")
+  sleep 5
+  c1=$(r18_hgetall "$p")
+  f=$(slot_flush)
+  echo "r18: HGETALL on $p: ${c0:-0} -> ${c1:-0} in 5 s; $lsn confirmed, slot flushed at $f"
+  local held=0
+  flush_at_least "$(lsnhex "$lsn")" || held=1
+  rc del "{$NS:0}:inv:open:$SLOT" >/dev/null
+  if [ $((${c1:-0} - ${c0:-0})) -gt 50 ] && [ "$held" = 1 ]; then
+    fail "r18: REPRODUCED: the marks unreadable: $((c1 - c0)) HGETALL in 5 s (no backoff), $lsn confirmed but not flushed ($f)"
+  fi
+  [ "$(grep -ac "marks of open slots could not be read back (WRONGTYPE" "$WORK/drive.log")" = 1 ] ||
+    fail "r18: the marks' read error not logged exactly once"
+  ok "r18: no retry storm: $((c1 - c0)) HGETALL in 5 s, the error logged once"
+  stop_drive
+}
+
+# R18-1b (review18.md): draining a master (its last slot moved away, as before del-node): Redis
+# 7.0 turns the emptied master into a replica of the node that took its last slot
+# (cluster-allow-replica-migration, on by default) at once; the round that would clear the
+# mark sees its source listed as a replica first: "its source is now a replica", a loss, the
+# namespace flushed, nothing lost. FAILS when that happens.
+case_r18drain() {
+  local x xid o oid id b slot slot0 lsn keys p d0
+  v9_node 1
+  x=$V9_PORT
+  xid=$(redis-cli -p "$x" cluster myid)
+  until_true 30 rc_ok "$x" || fail "r18: $x never reached cluster_state:ok"
+  v9_keyed_entry
+  o=$(rc_master_of "$slot")
+  oid=$(redis-cli -p "$o" cluster myid)
+  # b's slot to the empty master X (its only slot), then the mark cleared
+  r18_move "$slot" "$o" "$oid" "$x" "$xid"
+  until_true 30 r18_marked || fail "r18: bucket $b never marked"
+  r18_keys "$slot" "$o" "$x"
+  r18_finish "$slot" "$xid" "$x" "$o" "${RC_PORTS[@]}"
+  until_true 30 r18_unmarked || fail "r18: the mark never cleared"
+  until_true 60 drive_streaming || fail "r18: not streaming"
+  [ "$(stat open_losses)" = 0 ] || fail "r18: a loss on the way in"
+  d0=$(stat data_loss)
+  ok "r18: slot $slot moved $o -> $x (X's only slot): no loss"
+  # drained: the slot back to O; X, empty, becomes O's replica
+  r18_move "$slot" "$x" "$xid" "$o" "$oid"
+  until_true 30 r18_marked || fail "r18: bucket $b never marked (back)"
+  r18_keys "$slot" "$x" "$o"
+  r18_finish "$slot" "$oid" "$o" "$x" "${RC_PORTS[@]}"
+  sleep 5
+  echo "r18: $x now: $(redis-cli -p "$x" role | head -1); open_losses $(stat open_losses), data_loss $d0 -> $(stat data_loss)"
+  grep -a "review V9b" "$WORK/drive.log" | tail -1
+  [ "$(stat open_losses)" = 0 ] ||
+    fail "r18: REPRODUCED: draining $x (its last slot $slot moved to $o, no failover) counted as an open-slot loss (data_loss $d0 -> $(stat data_loss))"
+  ok "r18: slot $slot moved $x -> $y and reopened $y -> $x within a round: no loss, the mark replaced by the new ends"
+  stop_drive
+}
 
 case "$PART" in
+r18drain) case_r18drain ;;
+r18load) case_r18load ;;
+r18early) case_r18early ;;
+r18stall) case_r18stall ;;
+r18requeue) case_r18requeue ;;
 basic) case_basic ;;
 v9b) case_v9b ;;
 v9ask) case_v9ask ;;
