@@ -118,6 +118,7 @@ typedef struct cs_rc_node_line {
 	bool myself;       /* flags hold "myself" */
 	bool replica;      /* flags hold "slave" (or "replica") */
 	bool failed;       /* flags hold "fail" (agreed by the cluster; not "fail?") */
+	char master[CS_RC_ID_LEN + 1]; /* a replica's master (4th field); "" when "-" */
 	const char *slots; /* the slot fields (into the text parsed) */
 	size_t slots_len;
 } cs_rc_node_line;

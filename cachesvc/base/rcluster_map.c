@@ -430,6 +430,11 @@ int cs_rc_nodes_next(const char *text, size_t len, size_t *pos, cs_rc_node_line 
 		out->myself = has_flag(f[2], fl[2], "myself");
 		out->replica = has_flag(f[2], fl[2], "slave") || has_flag(f[2], fl[2], "replica");
 		out->failed = has_flag(f[2], fl[2], "fail");
+		out->master[0] = '\0';
+		if (fl[3] == CS_RC_ID_LEN) {
+			memcpy(out->master, f[3], CS_RC_ID_LEN);
+			out->master[CS_RC_ID_LEN] = '\0';
+		}
 		out->slots = p;
 		out->slots_len = (size_t)(end - p);
 		return 1;

@@ -52,7 +52,8 @@
 #define HOLD_MIN_MS     10000 /* no complete round for max(this, 10 status intervals): a loss */
 #define WARN_EVERY_US   (10 * 1000000ull) /* an incomplete round's warning, at most this often */
 
-enum { EP_LISTED = 1, EP_FAILED = 2, EP_REPLICA = 4 };
+/* EP_OF_DST / EP_OF_OTHER: a source listed as a replica of its mark's target / of another */
+enum { EP_LISTED = 1, EP_FAILED = 2, EP_REPLICA = 4, EP_OF_DST = 8, EP_OF_OTHER = 16 };
 enum { K_NODES, K_INFO, K_LOAD, K_RESET, K_SET, K_DEL };
 
 typedef struct omark {
@@ -268,7 +269,11 @@ static void read_nodes(cs_inv *inv, const cs_redis *r, int idx, const redisReply
 			if (!o->m[b].on)
 				continue;
 			if (strcmp(l.id, o->m[b].src) == 0)
-				o->v[b].fl[0] |= f;
+				o->v[b].fl[0] |= f |
+				                 (l.replica ? (strcmp(l.master, o->m[b].dst) == 0
+				                                              ? EP_OF_DST
+				                                              : EP_OF_OTHER)
+				                            : 0);
 			if (strcmp(l.id, o->m[b].dst) == 0)
 				o->v[b].fl[1] |= f;
 		}
@@ -397,6 +402,14 @@ static const char *endpoint_changed(
 	const char *id = e ? m->dst : m->src, *rec = e ? m->drun : m->srun;
 	uint8_t fl = o->v[b].fl[e];
 	const char *run = run_of(o, id);
+	/* review R18-1b: a master that gives its last slot away becomes a replica of the node
+	 * that took it (Redis 7.0, cluster-allow-replica-migration): a drained source, not a
+	 * failover, when the slot is closed and every view lists it as a replica of the mark's
+	 * target, not failed. Its keys had all left it by MIGRATE before that close, as the
+	 * recorded run (checked in every round while it was a master) had them. A replica is
+	 * not asked INFO: its run is vouched for by those rounds, not this one. */
+	if (e == 0 && !o->v[b].open && (fl & EP_OF_DST) && !(fl & (EP_OF_OTHER | EP_FAILED)))
+		return NULL;
 	if (fl & EP_REPLICA)
 		return "is now a replica (failed over)";
 	if (fl & EP_FAILED)

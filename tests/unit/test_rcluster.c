@@ -414,6 +414,7 @@ static void test_nodes_open(void **state)
 	assert_true(l.myself);
 	assert_false(l.replica);
 	assert_false(l.failed);
+	assert_string_equal(l.master, ""); /* "-" */
 	cs_rc_open_slot o[4];
 	assert_int_equal(cs_rc_nodes_open_slots(&l, o, 4), 2);
 	assert_int_equal(o[0].slot, 5);
@@ -429,6 +430,7 @@ static void test_nodes_open(void **state)
 	assert_int_equal(cs_rc_nodes_open_slots(&l, o, 4), 0);
 	assert_int_equal(cs_rc_nodes_next(text, len, &pos, &l), 1); /* the garbage skipped */
 	assert_true(l.replica);
+	assert_string_equal(l.master, a); /* its master, for review R18-1b's drain */
 	assert_false(l.failed); /* "fail?" is a suspicion */
 	assert_int_equal(cs_rc_nodes_next(text, len, &pos, &l), 0);
 }
