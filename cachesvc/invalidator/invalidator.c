@@ -703,6 +703,11 @@ void cs_inv_set_cluster_v9b(cs_inv *inv, bool on)
 	inv->open_watch = on;
 }
 
+void cs_inv_set_open_hold_ms(cs_inv *inv, int ms)
+{
+	inv->open_hold_ms = ms > 0 ? ms : 0;
+}
+
 void cs_inv_set_pos_backoff(cs_inv *inv, bool on)
 {
 	inv->pos_backoff = on;
@@ -846,7 +851,7 @@ void cs_inv_metrics(const cs_inv *inv, cs_metrics *m)
 		        "NODES / INFO server, a mark not written): the flushed position is held",
 		        s->open_incomplete, NULL);
 		cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_open_slot_holds_total",
-		        "No complete round of open slots for max(10 s, 10 status intervals): treated "
+		        "No complete round of open slots for max(60 s, 10 status intervals): treated "
 		        "as a loss, the namespace flushed (counted in open_slot_losses_total too)",
 		        s->open_holds, NULL);
 		cs_lsn_t conf = cs_ledger_confirmed(inv->ledger);

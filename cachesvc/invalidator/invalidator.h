@@ -121,6 +121,9 @@ void cs_inv_set_retry_queue(cs_inv *inv, int64_t max_cmds, int64_t max_bytes);
  * watch slot migrations (no CLUSTER NODES round, no marks, the flushed position not bound
  * by them). On by default. */
 void cs_inv_set_cluster_v9b(cs_inv *inv, bool on);
+/* Testing: the watch's hold bound (no complete round of open slots for this long is a loss;
+ * 0: the default, max(60 s, 10 status intervals)). */
+void cs_inv_set_open_hold_ms(cs_inv *inv, int ms);
 
 const cs_inv_stats *cs_inv_get_stats(const cs_inv *inv);
 void cs_inv_metrics(const cs_inv *inv, cs_metrics *m);

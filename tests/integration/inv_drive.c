@@ -4,7 +4,7 @@
  *
  *   inv_drive run CONFIG SEEDS STATSFILE [--no-c1] [--no-hold] [--no-c2] [--no-v1]
  *                 [--pos-every] [--no-pos-min] [--no-pos-backoff] [--single]
- *                 [--cmd-limit N] [--no-v9b]
+ *                 [--cmd-limit N] [--no-v9b] [--open-hold-ms N]
  *       Loads CONFIG (its [redis] url's database gives the namespace), runs the invalidator
  *       on the cluster whose seed nodes are SEEDS ("host:port,..."), and rewrites STATSFILE
  *       every 100 ms with one line of key=value counters (state, confirmed, horizon,
@@ -23,6 +23,7 @@
  *       --cmd-limit N: reading the stream stops at N Redis commands in flight or owed
  *       (review V3; default 65536); 0: no such bound (a negative control).
  *       --no-v9b: slot migrations are not watched (review V9b off: a negative control).
+ *       --open-hold-ms N: the watch's hold bound (R18-5; default max(60 s, 10 intervals)).
  *   inv_drive bucket QUERY CANON
  *       Prints the bucket of a key (CLUSTER.md section 2).
  *   inv_drive slots NS
@@ -111,7 +112,7 @@ int main(int argc, char **argv)
 		usage();
 	bool c1 = true, hold = true, c2 = true, v1 = true, pos_every = false, pos_min = true;
 	bool pos_backoff = true, single = false, v9b = true;
-	long long cmd_limit = -1, retry_max = -1;
+	long long cmd_limit = -1, retry_max = -1, open_hold_ms = 0;
 	for (int i = 5; i < argc; i++) {
 		if (strcmp(argv[i], "--no-c1") == 0)
 			c1 = false;
@@ -133,6 +134,8 @@ int main(int argc, char **argv)
 			single = true;
 		else if (strcmp(argv[i], "--cmd-limit") == 0 && i + 1 < argc)
 			cmd_limit = strtoll(argv[++i], NULL, 10);
+		else if (strcmp(argv[i], "--open-hold-ms") == 0 && i + 1 < argc)
+			open_hold_ms = strtoll(argv[++i], NULL, 10);
 		else if (strcmp(argv[i], "--retry-max") == 0 && i + 1 < argc)
 			retry_max = strtoll(argv[++i], NULL, 10); /* 0: no retry queue (V2) */
 		else
@@ -169,6 +172,7 @@ int main(int argc, char **argv)
 	cs_inv_set_cluster_pos(g.inv, pos_every, pos_min);
 	cs_inv_set_pos_backoff(g.inv, pos_backoff);
 	cs_inv_set_cluster_v9b(g.inv, v9b);
+	cs_inv_set_open_hold_ms(g.inv, (int)(open_hold_ms < 3600000 ? open_hold_ms : 3600000));
 	if (cmd_limit >= 0)
 		cs_inv_set_cmd_limit(g.inv, cmd_limit);
 	if (retry_max >= 0)

@@ -1077,7 +1077,7 @@ case_r18requeue() {
 r18_log_since() { tail -n +"$1" "$WORK/drive.log" | grep -aq "$2"; }
 case_r18stall() {
   local lsn p n0 h0 d0 f
-  start_drive
+  start_drive --open-hold-ms 10000 # the default, 60 s, is for production
   lsn=$(commit_lsn "TRUNCATE users")
   wait_confirmed "$lsn"
   until_true 30 flush_at_least "$(lsnhex "$lsn")" || fail "r18: never flushed before the ACL"
@@ -1283,6 +1283,8 @@ case_r18drain() {
   sleep 5
   echo "r18: $x now: $(redis-cli -p "$x" role | head -1); open_losses $(stat open_losses), data_loss $d0 -> $(stat data_loss)"
   { grep -a "review V9b" "$WORK/drive.log" || true; } | tail -1
+  until_true 30 sh -c "redis-cli -p $x role | head -1 | grep -qx slave" ||
+    fail "r18: $x did not become a replica once drained: the test proves nothing"
   [ "$(stat open_losses)" = 0 ] && [ "$(stat data_loss)" = "$d0" ] ||
     fail "r18: REPRODUCED: draining $x (its last slot $slot moved to $o, no failover) counted as an open-slot loss (data_loss $d0 -> $(stat data_loss))"
   until_true 30 r18_unmarked || fail "r18: the mark was not cleared after the drain"
