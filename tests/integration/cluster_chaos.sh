@@ -101,7 +101,7 @@ load_start() {
     s=1
     while [ ! -e "$WORK/stop" ]; do
       "$CS_PG_BIN/pgbench" -n -h "$CS_PG_SOCKET_DIR" -p "$CS_PG_PRIMARY_PORT" -U postgres \
-        -c 4 -j 2 -T 2 --random-seed="$s" -f "$WORK/update.sql" "$DB" >>"$WORK/pgbench.log" 2>&1 || exit 1
+        -c 4 -j 2 -T 2 -R "$RATE" --random-seed="$s" -f "$WORK/update.sql" "$DB" >>"$WORK/pgbench.log" 2>&1 || exit 1
       s=$((s + 1))
     done
   ) &

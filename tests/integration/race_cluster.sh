@@ -14,7 +14,9 @@
 read_all() { for id in $(seq 1 "$HOT"); do cli get rc_hot "$id" >/dev/null 2>&1 || true; done; }
 
 MODE=${1:-on}
-RACE_CLUSTER=1 race_config "$MODE"
+# every miss reads the late replica: each key read in the last window after its last change
+# is filled from a row 2 s old unless the fence refuses it (one seed finds them unfenced)
+RACE_REPLICAS="replica$CS_PG_DELAYED_REPLICA" RACE_CLUSTER=1 race_config "$MODE"
 grep -q '^cluster = on' "$WORK/cs.ini" || fail "the config is not in cluster mode: $(grep -A4 '^\[redis\]' "$WORK/cs.ini")"
 start_daemon "$WORK/cs.ini"
 until_true 30 streaming || fail "the invalidator never streamed"
