@@ -779,6 +779,12 @@ v9_link_up() { redis-cli -p "$1" info replication | grep -q '^master_link_status
 v9_master() { [ "$(redis-cli -p "$1" role 2>/dev/null | head -1)" = master ]; }
 v9_takeover() { v9_master "$1" || { redis-cli -p "$1" cluster failover takeover >/dev/null 2>&1; sleep 1; v9_master "$1"; }; }
 # EXISTS of KEY on PORT after ASKING (a slot the node imports)
+# v9_owns PORT ID SLOT: PORT's view lists node ID as a master serving SLOT
+v9_owns() {
+  redis-cli -p "$1" cluster nodes | awk -v id="$2" -v s="$3" '$1 == id && $3 ~ /master/ {
+    for (i = 9; i <= NF; i++) { n = split($i, r, "-"); if ($i !~ /^\[/ && s >= r[1] && s <= r[n]) f = 1 } }
+    END { exit !f }'
+}
 v9_exists_asking() { printf 'ASKING\nEXISTS %s\n' "$2" | redis-cli -p "$1" | tail -1; }
 v9_verify() { # sets V9_VRC V9_STALE V9_CHECKED
   local vout
@@ -966,6 +972,11 @@ case_v9b() {
   # an importing node ignores news of its slot's owner: Y is told to forget the migration,
   # learns that X2 owns the slot, and imports it again from X2
   redis-cli -p "$y" cluster setslot "$slot" stable >/dev/null
+  # Y must list X2 as the slot's owner before it imports from X2: while importing, Y ignores
+  # X2's claim of the slot, keeps X (failed) as its owner and its cluster state "fail", and
+  # answers CLUSTERDOWN even for the entry MIGRATEd to it (a CI failure: Y still "ok" from
+  # before X's FAIL reached it)
+  until_true 60 v9_owns "$y" "$x2id" "$slot" || fail "v9b: $y never listed $x2 as the owner of slot $slot$(v9b_views "$y")"
   for p in "$x2" "$y"; do until_true 60 rc_ok "$p" || fail "v9b: $p never reached cluster_state:ok"; done
   # the migration resumed from the promoted replica (as redis-cli --cluster fix would); again
   # until the entry is on Y: Y refuses to import from X2 (and the MIGRATE) until gossip told
