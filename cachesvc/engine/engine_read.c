@@ -111,7 +111,7 @@ cs_pgserver *route_replica(
 	int ties = 0;
 	for (int i = 0; i < e->nservers; i++) {
 		cs_pgserver *s = e->servers[i];
-		if (s == sh->primary || &e->sh[server_shard(e, s)] != sh ||
+		if (s == sh->primary || &e->sh[e->srv_shard[i]] != sh ||
 		        srvset_has(tried, e->srv_id[i]))
 			continue;
 		cs_pgserver_info in;
@@ -280,7 +280,7 @@ void flight_dispatch(flight *f)
 				e->stats.ryw_waits++;
 				for (int i = 0; i < e->nservers; i++)
 					if (e->servers[i] != sh->primary &&
-					        &e->sh[server_shard(e, e->servers[i])] == sh)
+					        &e->sh[e->srv_shard[i]] == sh)
 						cs_pgserver_fast_monitor(
 						        e->servers[i], f->ryw_deadline_us);
 			}
@@ -653,7 +653,7 @@ static void lookup_start(lookup *l);
  * miss; the items of an MGET). */
 typedef struct keyed {
 	qstate *qs;
-	uint16_t shard; /* e->sh[shard]: the key's shard (0 until SHARDS.md step 3b) */
+	uint16_t shard; /* e->sh[shard]: the key's shard (0 until SHARDS.md step 3b (3)) */
 	int rc;         /* cs_params_canon's: <0 bad parameters (err), 1 not cacheable */
 	size_t kl;      /* the prefix (<ns>:e:<query>:<gen>:), 0 when it does not fit */
 	size_t keylen;  /* kl + the canonical parameters when cacheable, else kl */
@@ -711,7 +711,7 @@ static inline __attribute__((always_inline)) void key_make(
 {
 	const cs_query_def *q = qs->def;
 	k->qs = qs;
-	k->shard = 0; /* the implicit shard; SHARDS.md step 3b picks it (cs_shard_pick) */
+	k->shard = 0; /* the implicit shard; SHARDS.md step 3b (3) picks it (cs_shard_pick) */
 	k->gen = qs->sg[k->shard].gen;
 	k->reused = false;
 	const shard *sh = &e->sh[k->shard];
@@ -1306,7 +1306,7 @@ static void token_park(lookup *l)
 {
 	cs_engine *e = l->e;
 	shard *sh = &e->sh[l->shard];
-	if (sh->ntoken >= TOKEN_WAIT_MAX) {
+	if (e->ntoken >= TOKEN_WAIT_MAX) { /* every shard's together (review 19 R19-2) */
 		greq_error(l->r, -CS_ERR_OVERLOADED,
 		        "too many read-your-writes tokens waiting for the "
 		        "primary's position");
@@ -1320,6 +1320,7 @@ static void token_park(lookup *l)
 	sh->token_head = l;
 	tick_arm(e);
 	sh->ntoken++;
+	e->ntoken++;
 	e->stats.token_checks++;
 	cs_pgserver_fast_monitor(sh->primary, now + 50u * 1000u);
 }
@@ -1340,6 +1341,7 @@ void token_recheck(cs_engine *e, shard *sh, uint64_t now, bool expire_only)
 			keep = l;
 		} else if (!ahead || now >= l->tuntil_us) {
 			sh->ntoken--;
+			e->ntoken--;
 			lookup_start(l); /* caught up, unknown, or no answer in time: as before */
 		} else if (sh->primary_rounds >= l->trounds + 2) {
 			/* a round that began after the request was parked finished: the primary's
@@ -1352,6 +1354,7 @@ void token_recheck(cs_engine *e, shard *sh, uint64_t now, bool expire_only)
 			        "position %s: not an LSN the primary wrote",
 			        a, b);
 			sh->ntoken--;
+			e->ntoken--;
 			e->stats.token_refused++;
 			greq_error(l->r, -CS_ERR_FUTURE_LSN, msg);
 			lookup_free(l);
