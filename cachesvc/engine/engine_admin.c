@@ -1,6 +1,8 @@
 /* engine_admin.c - the engine's admin operations: pause/resume of a query, INVALIDATE. */
 #include "engine_int.h"
 
+#include "shardmap.h"
+
 /* ---- Admin INVALIDATE and pause ---------------------------------------------------------- */
 
 /* A paused query's requests bypass the cache (lookup_start), exactly as a request with
@@ -130,7 +132,7 @@ void cs_engine_invalidate(cs_engine *e, const cs_inval_req *req, cs_engine_inval
 		return;
 	}
 	const cs_query_def *q = qs->def;
-	char canon[CS_CANON_MAX + 1], err[256];
+	char canon[CS_CANON_MAX + 1], err[CS_CONFIG_ERRLEN];
 	size_t clen = 0;
 	if (req->has_params) {
 		int rc = cs_params_canon(q, req->params, req->nparams, canon, sizeof canon, &clen, err,
@@ -141,14 +143,34 @@ void cs_engine_invalidate(cs_engine *e, const cs_inval_req *req, cs_engine_inval
 			return;
 		}
 	}
+	/* a key: its own shard's (SHARDS.md section 2); a whole query would bump every shard,
+	 * not built yet on a sharded engine (SHARDS.md section 7 step 3b (2)): refused */
+	int shard_ix = 0;
+	if (e->nsh > 1 && !req->has_params) {
+		e->stats.errors[CS_ERR_BAD_PARAMS]++;
+		cb(priv, -CS_ERR_BAD_PARAMS,
+		        "INVALIDATE of a whole query on a sharded deployment is not built yet: "
+		        "invalidate its keys",
+		        0);
+		return;
+	}
+	if (e->nsh > 1) {
+		shard_ix = cs_shard_pick(e->qt->cfg, q, req->params, req->nparams, err, sizeof err);
+		if (shard_ix < 0 || shard_ix >= e->nsh) {
+			int code =
+			        shard_ix == -CS_ERR_NO_SHARD ? CS_ERR_NO_SHARD : CS_ERR_BAD_PARAMS;
+			e->stats.errors[code]++;
+			cb(priv, -code, shard_ix < 0 ? err : "no such shard", 0);
+			return;
+		}
+	}
 	invctx *c = malloc(sizeof *c);
 	if (c == NULL) {
 		cb(priv, -CS_ERR_INTERNAL, "out of memory", 0);
 		return;
 	}
 	*c = (invctx){ .e = e, .qt = e->qt, .qs = qs, .whole = !req->has_params, .cb = cb, .priv = priv };
-	/* the implicit shard; step 3b: a key's own shard, a whole query every shard */
-	c->shard = 0;
+	c->shard = shard_ix;
 	e->qt->refs++;
 	const shard *sh = &e->sh[c->shard];
 	char genkey[CS_NAME_MAX + CS_MAX_NAME], lsnhex[17];
