@@ -14,7 +14,9 @@
 #   (b) shard_map = hash, the keys of SHARDS.md section 3's vectors (42, 0, -1: s1; 1000000: s2);
 #   (c) tokens: s1:LSN on a key of s1 is served; s2:LSN on it and a bare LSN are bad_params (2);
 #   (d) negative control: shard_drive --force-shard0 pins every query to s1: the check of (a)
-#       must fail (keys of s2 answered with s1's rows).
+#       must fail (keys of s2 answered with s1's rows);
+#   (e) health per shard: healthy ("ok") with both shards' servers up; s2's replica stopped,
+#       the health message (/healthz's) names shard s2 and its replica, and not shard s1.
 set -euo pipefail
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -162,3 +164,17 @@ if msg=$(check "$SB/d.out" 3 $RSPEC); then
 fi
 grep -q "s1-1500-$RUN" "$SB/d.out" || fail "(d) control: key 1500 not answered with s1's row: $(cat "$SB/d.out")"
 ok "(d) control: routed to the wrong shard, the check fails ($msg)"
+
+# ---- (e) health per shard: s2's replica stopped -----------------------------------------------
+"$DRIVE" --health ok "$SB/ranges.ini" t 5 >"$SB/e1.out" 2>"$OUT" || fail "(e) not healthy with every server up: $(cat "$OUT")"
+pid=$(head -1 "$SB/shard2/replica1/postmaster.pid")
+kill -INT "$pid" # fast shutdown
+deadline=$((SECONDS + 30))
+while kill -0 "$pid" 2>/dev/null; do
+  [ $SECONDS -lt $deadline ] || fail "(e) shard2's replica did not stop"
+  sleep 0.2
+done
+"$DRIVE" --health "shard s2: no replica is usable: r2 down" "$SB/ranges.ini" t 5 >"$SB/e2.out" 2>"$OUT" ||
+  fail "(e) s2's replica down: the health message does not name shard s2: $(cat "$OUT")"
+! grep -q 'shard s1' "$SB/e2.out" || fail "(e) shard s1 named though its servers are up: $(cat "$SB/e2.out")"
+ok "(e) health per shard: ok with every server up; $(cat "$SB/e2.out")"

@@ -3,6 +3,7 @@
  * and library mode still refuse [shard NAME] sections, the engine serves them.
  *
  *   shard_drive [--force-shard0] [--mget] [--lsn SHARD] [--rounds N] CONFIG QUERY KEY...
+ *   shard_drive --health TEXT CONFIG QUERY KEY...
  *
  * Waits (at most 30 s) until the engine is healthy (every shard's servers checked, Redis
  * up, generations loaded), then GETs every KEY (an int parameter) one after the other,
@@ -14,6 +15,9 @@
  * --lsn SHARD gives every GET a read-your-writes token of LSN 0/1 and shard SHARD ("" for a
  * bare LSN). --force-shard0 is the negative control: every query is pinned to the first
  * shard before the engine sees the config (cs_shard_pick then routes every key there).
+ * --health TEXT sends nothing: it waits (at most 30 s) until the engine's health message
+ * (cs_engine_healthy, what /healthz says) holds TEXT ("ok": healthy), prints
+ * "health=MESSAGE" and exits 0 (2 when it never did, with the last message).
  * Exit 0 when every request was answered (the script judges the lines), 2 on usage, a config
  * or engine error, or no health in time. */
 #include <event2/event.h>
@@ -39,6 +43,7 @@ static struct {
 	bool mget;
 	const char *query;
 	const char *lsn_shard; /* NULL: no token */
+	const char *health;    /* --health TEXT */
 	struct event *timer;
 	int waited_ms;
 	int privs[MAX_KEYS];
@@ -116,13 +121,21 @@ static void on_wait(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	(void)arg;
 	char why[1024];
-	if (cs_engine_healthy(d.e, why, sizeof why)) {
+	bool healthy = cs_engine_healthy(d.e, why, sizeof why);
+	if (d.health && (strcmp(d.health, "ok") == 0 ? healthy : strstr(why, d.health) != NULL)) {
+		printf("health=%s\n", why);
+		d.round = d.rounds + 1; /* done */
+		event_base_loopexit(d.base, NULL);
+		return;
+	}
+	if (healthy && !d.health) {
 		d.round = 1;
 		request_next();
 		return;
 	}
 	if ((d.waited_ms += 100) >= 30000) {
-		fprintf(stderr, "shard_drive: not healthy in 30 s: %s\n", why);
+		fprintf(stderr, "shard_drive: %s in 30 s: %s\n",
+		        d.health ? "no such health" : "not healthy", why);
 		event_base_loopexit(d.base, NULL);
 		d.round = -1;
 		return;
@@ -134,7 +147,7 @@ static void on_wait(evutil_socket_t fd, short what, void *arg)
 static int usage(void)
 {
 	fprintf(stderr, "usage: shard_drive [--force-shard0] [--mget] [--lsn SHARD] [--rounds N] "
-	                "CONFIG QUERY KEY...\n");
+	                "[--health TEXT] CONFIG QUERY KEY...\n");
 	return 2;
 }
 
@@ -150,6 +163,8 @@ int main(int argc, char **argv)
 			d.mget = true;
 		else if (strcmp(argv[a], "--lsn") == 0 && a + 1 < argc)
 			d.lsn_shard = argv[++a];
+		else if (strcmp(argv[a], "--health") == 0 && a + 1 < argc)
+			d.health = argv[++a];
 		else if (strcmp(argv[a], "--rounds") == 0 && a + 1 < argc)
 			d.rounds = atoi(argv[++a]);
 		else
