@@ -15,6 +15,9 @@
 #   (c) tokens: s1:LSN on a key of s1 is served; s2:LSN on it and a bare LSN are bad_params (2);
 #   (d) negative control: shard_drive --force-shard0 pins every query to s1: the check of (a)
 #       must fail (keys of s2 answered with s1's rows);
+#   (f) admin INVALIDATE of the whole query bumps every shard's generation: after it, keys of
+#       both shards miss (src replica, their own rows again); control: without it, the same
+#       third round is all hits;
 #   (e) health per shard: healthy ("ok") with both shards' servers up; s2's replica stopped,
 #       the health message (/healthz's) names shard s2 and its replica, and not shard s1.
 set -euo pipefail
@@ -164,6 +167,24 @@ if msg=$(check "$SB/d.out" 3 $RSPEC); then
 fi
 grep -q "s1-1500-$RUN" "$SB/d.out" || fail "(d) control: key 1500 not answered with s1's row: $(cat "$SB/d.out")"
 ok "(d) control: routed to the wrong shard, the check fails ($msg)"
+
+# ---- (f) INVALIDATE of the whole query: every shard's keys miss after it ------------------------
+config "es_i_$RUN" "$RANGES" >"$SB/inval.ini"
+"$DRIVE" --invalidate-after 2 --rounds 3 "$SB/inval.ini" t 5 1500 >"$SB/f.out" 2>"$OUT" ||
+  fail "shard_drive --invalidate-after: $(cat "$OUT")"
+grep -qE '^invalidate err=0 n=[1-9]' "$SB/f.out" || fail "(f) INVALIDATE failed: $(cat "$SB/f.out")"
+msg=$(check "$SB/f.out" 2 5:1 1500:2) || fail "(f) before the INVALIDATE: $msg"
+for spec in 5:1 1500:2; do
+  id=${spec%:*} k=${spec#*:}
+  want=$(pg "$(port_of "$k" PRIMARY)" -c "SELECT v FROM t WHERE id = $id")
+  grep -qE "^round=3 key=$id err=0 src=replica result=.*$want" "$SB/f.out" ||
+    fail "(f) key $id (shard s$k) not missed after the INVALIDATE: $(cat "$SB/f.out")"
+done
+# control: the same rounds without the INVALIDATE, in another namespace: round 3 all hits
+config "es_j_$RUN" "$RANGES" >"$SB/inval2.ini"
+"$DRIVE" --rounds 3 "$SB/inval2.ini" t 5 1500 >"$SB/f2.out" 2>"$OUT" || fail "shard_drive: $(cat "$OUT")"
+msg=$(check "$SB/f2.out" 3 5:1 1500:2) || fail "(f) control: round 3 without an INVALIDATE: $msg"
+ok "(f) INVALIDATE of the whole query: keys of both shards missed after it ($(grep '^invalidate' "$SB/f.out")); without it, hits"
 
 # ---- (e) health per shard: s2's replica stopped -----------------------------------------------
 "$DRIVE" --health ok "$SB/ranges.ini" t 5 >"$SB/e1.out" 2>"$OUT" || fail "(e) not healthy with every server up: $(cat "$OUT")"

@@ -4,6 +4,7 @@
  *
  *   shard_drive [--force-shard0] [--mget] [--lsn SHARD] [--rounds N] CONFIG QUERY KEY...
  *   shard_drive --health TEXT CONFIG QUERY KEY...
+ *   shard_drive --invalidate-after R [...] CONFIG QUERY KEY...
  *
  * Waits (at most 30 s) until the engine is healthy (every shard's servers checked, Redis
  * up, generations loaded), then GETs every KEY (an int parameter) one after the other,
@@ -15,6 +16,9 @@
  * --lsn SHARD gives every GET a read-your-writes token of LSN 0/1 and shard SHARD ("" for a
  * bare LSN). --force-shard0 is the negative control: every query is pinned to the first
  * shard before the engine sees the config (cs_shard_pick then routes every key there).
+ * --invalidate-after R: once round R is answered, an admin INVALIDATE of the whole query
+ * (cs_engine_invalidate without parameters), printed as "invalidate err=E n=N", then the
+ * next round.
  * --health TEXT sends nothing: it waits (at most 30 s) until the engine's health message
  * (cs_engine_healthy, what /healthz says) holds TEXT ("ok": healthy), prints
  * "health=MESSAGE" and exits 0 (2 when it never did, with the last message).
@@ -44,6 +48,7 @@ static struct {
 	const char *query;
 	const char *lsn_shard; /* NULL: no token */
 	const char *health;    /* --health TEXT */
+	int inval_after;       /* --invalidate-after R (0: none) */
 	struct event *timer;
 	int waited_ms;
 	int privs[MAX_KEYS];
@@ -87,8 +92,23 @@ static void make_req(cs_get_req *r, int i)
 }
 
 /* The next request: the next key of this round, or the next round, or the end. */
+static void on_invalidated(void *priv, int err, const char *msg, uint64_t n)
+{
+	(void)priv;
+	printf("invalidate err=%d n=%llu %s\n", err < 0 ? -err : err, (unsigned long long)n,
+	        msg ? msg : "");
+	fflush(stdout);
+	d.inval_after = 0;
+	request_next();
+}
+
 static void request_next(void)
 {
+	if (d.next == d.nkeys && d.inval_after == d.round) {
+		cs_inval_req q = {.query = d.query, .query_len = (uint32_t)strlen(d.query)};
+		cs_engine_invalidate(d.e, &q, on_invalidated, NULL);
+		return;
+	}
 	if (d.next == d.nkeys) {
 		d.next = 0;
 		if (++d.round > d.rounds) {
@@ -147,7 +167,7 @@ static void on_wait(evutil_socket_t fd, short what, void *arg)
 static int usage(void)
 {
 	fprintf(stderr, "usage: shard_drive [--force-shard0] [--mget] [--lsn SHARD] [--rounds N] "
-	                "[--health TEXT] CONFIG QUERY KEY...\n");
+	                "[--health TEXT] [--invalidate-after R] CONFIG QUERY KEY...\n");
 	return 2;
 }
 
@@ -163,6 +183,8 @@ int main(int argc, char **argv)
 			d.mget = true;
 		else if (strcmp(argv[a], "--lsn") == 0 && a + 1 < argc)
 			d.lsn_shard = argv[++a];
+		else if (strcmp(argv[a], "--invalidate-after") == 0 && a + 1 < argc)
+			d.inval_after = atoi(argv[++a]);
 		else if (strcmp(argv[a], "--health") == 0 && a + 1 < argc)
 			d.health = argv[++a];
 		else if (strcmp(argv[a], "--rounds") == 0 && a + 1 < argc)
