@@ -80,5 +80,6 @@ int cs_shard_pick(const cs_config *cfg, const cs_query_def *q, const cs_value *i
 			        "routed by shard_map = ranges",
 			        q->name, ki + 1, q->params[ki].name);
 	}
-	return -CS_ERR_BAD_PARAMS;
+	/* a valid key the map sends nowhere: no_shard (SHARDS.md section 5) */
+	return k.integer && cfg->nshard_ranges > 0 ? -CS_ERR_NO_SHARD : -CS_ERR_BAD_PARAMS;
 }

@@ -31,8 +31,9 @@ int cs_shard_of_hash(uint64_t h, int nshards);
 int cs_shard_of_int(const cs_config *cfg, int64_t v);
 
 /* The shard (index into cfg->shards; 0 without shards) request `in[0..n)` of q reads.
- * Returns it, or -CS_ERR_BAD_PARAMS with a message in err naming the query and the
- * parameter: a bad or NULL key (cs_params_shard_key), or a key in no range. */
+ * Returns it, or with a message in err naming the query and the parameter
+ * -CS_ERR_BAD_PARAMS (a bad or NULL key, cs_params_shard_key) or -CS_ERR_NO_SHARD (a key
+ * in no range). */
 int cs_shard_pick(const cs_config *cfg, const cs_query_def *q, const cs_value *in, uint32_t n,
         char *err, size_t errlen) __attribute__((warn_unused_result));
 

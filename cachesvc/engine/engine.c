@@ -30,20 +30,39 @@ static cs_pgpool_opts pool_opts(const cs_engine *e, const cs_config *cfg)
 
 cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, size_t errlen)
 {
-	if (cfg->nshards > 0) { /* the callers refuse it first; this guards a new one */
-		snprintf(err, errlen, "%s", CS_SHARDS_UNSUPPORTED);
+	/* Sharded (SHARDS.md section 7 step 3b): servers and keys per shard. The invalidator
+	 * is one, on the first shard's primary, until step 4, and a Redis Cluster's per-master
+	 * subscriptions and epoch checks know the first shard only until 3b (2): refused. */
+	if (cfg->nshards > CS_MAX_SHARDS) { /* the config refuses it first (review 19 R19-3) */
+		snprintf(err, errlen, "%d [shard NAME] sections: at most %d", cfg->nshards,
+		        CS_MAX_SHARDS);
+		cs_config_free(cfg);
+		return NULL;
+	}
+	if (cfg->nshards > 0 && cfg->inval_enabled) {
+		snprintf(err, errlen,
+		        "[invalidator] enabled: with [shard NAME] sections it must be false (one "
+		        "invalidator per shard is not built yet: SHARDS.md section 7 step 4)");
+		cs_config_free(cfg);
+		return NULL;
+	}
+	if (cfg->nshards > 0 && cfg->redis_cluster) {
+		snprintf(err, errlen,
+		        "[redis] cluster: [shard NAME] sections on a Redis Cluster are not built "
+		        "yet (SHARDS.md section 7 step 3b (2))");
 		cs_config_free(cfg);
 		return NULL;
 	}
 	cs_engine *e = calloc(1, sizeof *e);
 	if (e == NULL) {
 		snprintf(err, errlen, "out of memory");
+		cs_config_free(cfg);
 		return NULL;
 	}
 	e->base = base;
 	e->fence_on = cfg->fence;
-	/* the implicit shard (nshards is 0 here): its keyspace is the unsharded one */
-	e->nsh = 1;
+	/* the implicit shard without [shard] sections: its keyspace is the unsharded one */
+	e->nsh = CS_MAX(cfg->nshards, 1);
 	e->sh = calloc((size_t)e->nsh, sizeof *e->sh);
 	if (e->sh == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -54,7 +73,20 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 	char ns[CS_NS_MAX + 1];
 	cs_config_namespace(cfg, ns);
 	shard *sh0 = &e->sh[0];
-	if (!cfg->redis_cluster) {
+	if (cfg->nshards > 0) {
+		for (int k = 0; k < e->nsh; k++)
+			if (cs_ks_init_shard(&e->sh[k].ks, ns, cfg->shards[k].name,
+			            cfg->redis_cluster) != 0) {
+				snprintf(err, errlen,
+				        "[shard %s]: namespace \"%s\" and the shard name make no "
+				        "keyspace",
+				        cfg->shards[k].name, ns);
+				cs_config_free(cfg);
+				free(e->sh);
+				free(e);
+				return NULL;
+			}
+	} else if (!cfg->redis_cluster) {
 		cs_ks_init(&sh0->ks, ns);
 	} else if (cs_ks_init_cluster(&sh0->ks, ns) != 0) {
 		snprintf(err, errlen, "[redis] namespace \"%s\" may not hold { or } on a cluster",
@@ -146,21 +178,35 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 	cs_pgpool_opts po2 = pool_opts(e, cfg);
 	e->servers = calloc((size_t)cfg->nreplicas + (size_t)e->nsh, sizeof *e->servers);
 	e->srv_id = calloc((size_t)cfg->nreplicas + (size_t)e->nsh, sizeof *e->srv_id);
+	e->srv_shard = calloc((size_t)cfg->nreplicas + (size_t)e->nsh, sizeof *e->srv_shard);
 	e->retiring = calloc(MAX_SERVERS, sizeof *e->retiring);
 	e->retiring_id = calloc(MAX_SERVERS, sizeof *e->retiring_id);
+	e->retiring_shard = calloc(MAX_SERVERS, sizeof *e->retiring_shard);
 	e->retiring_until_us = calloc(MAX_SERVERS, sizeof *e->retiring_until_us);
-	if (e->servers == NULL || e->srv_id == NULL || e->retiring == NULL ||
-		e->retiring_id == NULL || e->retiring_until_us == NULL) {
+	if (e->servers == NULL || e->srv_id == NULL || e->srv_shard == NULL ||
+	        e->retiring == NULL || e->retiring_id == NULL || e->retiring_shard == NULL ||
+	        e->retiring_until_us == NULL) {
 		snprintf(err, errlen, "out of memory");
 		cs_engine_free(e);
 		return NULL;
 	}
 	for (int i = 0; i < cfg->nreplicas; i++) {
 		const cs_replica_def *r = &cfg->replicas[i];
+		e->srv_shard[e->nservers] = CS_MAX(r->shard_index, 0);
 		e->servers[e->nservers++] = cs_pgserver_new(base, r->name, r->conninfo, false, r->tiers,
 			r->pool_size, &po2);
 	}
-	if (cfg->primary_conninfo) {
+	if (cfg->nshards > 0) {
+		/* each shard's primary, "primary@<shard>" (no replica's name holds an @) */
+		for (int k = 0; k < cfg->nshards; k++) {
+			char name[CS_MAX_NAME + 16];
+			snprintf(name, sizeof name, "primary@%s", cfg->shards[k].name);
+			e->sh[k].primary = cs_pgserver_new(base, name, cfg->shards[k].conninfo,
+			        true, (1u << CS_TIER_COUNT) - 1, cfg->shards[k].pool_size, &po2);
+			e->srv_shard[e->nservers] = k;
+			e->servers[e->nservers++] = e->sh[k].primary;
+		}
+	} else if (cfg->primary_conninfo) {
 		sh0->primary = cs_pgserver_new(base, "primary", cfg->primary_conninfo, true,
 		        (1u << CS_TIER_COUNT) - 1, cfg->primary_pool_size, &po2);
 		e->servers[e->nservers++] = sh0->primary;
@@ -229,6 +275,7 @@ void cs_engine_free(cs_engine *e)
 			lookup *l = e->sh[k].token_head;
 			e->sh[k].token_head = l->tnext;
 			e->sh[k].ntoken--;
+			e->ntoken--;
 			greq_error(l->r, -CS_ERR_SHUTTING_DOWN, "shutting down");
 			lookup_free(l);
 		}
@@ -255,8 +302,10 @@ void cs_engine_free(cs_engine *e)
 		event_free(e->gen_timer);
 	free(e->servers);
 	free(e->srv_id);
+	free(e->srv_shard);
 	free(e->retiring);
 	free(e->retiring_id);
+	free(e->retiring_shard);
 	free(e->retiring_until_us);
 	cs_buf_free(&e->scratch);
 	qtable_unref(e->qt);
@@ -389,10 +438,12 @@ static int servers_reload(cs_engine *e, const cs_config *cfg, char *err, size_t 
 	int cap = cfg->nreplicas + e->nsh; /* the replicas, then each shard's primary */
 	cs_pgserver **next = calloc((size_t)cap, sizeof *next);
 	int *next_id = calloc((size_t)cap, sizeof *next_id);
+	int *next_shard = calloc((size_t)cap, sizeof *next_shard);
 	bool *kept = calloc((size_t)e->nservers + 1, sizeof *kept);
-	if (next == NULL || next_id == NULL || kept == NULL) {
+	if (next == NULL || next_id == NULL || next_shard == NULL || kept == NULL) {
 		free(next);
 		free(next_id);
+		free(next_shard);
 		free(kept);
 		snprintf(err, errlen, "out of memory");
 		return -1;
@@ -400,12 +451,14 @@ static int servers_reload(cs_engine *e, const cs_config *cfg, char *err, size_t 
 	cs_pgpool_opts po = pool_opts(e, cfg);
 	int n = 0;
 	bool oom = false;
-	/* first the servers kept, so new ones can take ids nobody holds */
+	/* first the servers kept, so new ones can take ids nobody holds; a replica whose shard
+	 * changed is a new server (its LSNs are another WAL's) */
 	for (int i = 0; i < cfg->nreplicas; i++) {
 		const cs_replica_def *r = &cfg->replicas[i];
+		next_shard[i] = CS_MAX(r->shard_index, 0);
 		for (int k = 0; k < e->nservers; k++) {
 			cs_pgserver *s = e->servers[k];
-			if (!is_primary(e, s) && !kept[k] &&
+			if (!is_primary(e, s) && !kept[k] && e->srv_shard[k] == next_shard[i] &&
 			        strcmp(cs_pgserver_name(s), r->name) == 0 &&
 			        cs_pgserver_same(s, r->conninfo, r->tiers, r->pool_size)) {
 				kept[k] = true;
@@ -423,6 +476,7 @@ static int servers_reload(cs_engine *e, const cs_config *cfg, char *err, size_t 
 				kept[k] = true;
 				next[cfg->nreplicas + j] = e->sh[j].primary;
 				next_id[cfg->nreplicas + j] = e->srv_id[k];
+				next_shard[cfg->nreplicas + j] = j;
 			}
 	}
 	int nretire = 0;
@@ -454,6 +508,7 @@ static int servers_reload(cs_engine *e, const cs_config *cfg, char *err, size_t 
 		}
 		free(next);
 		free(next_id);
+		free(next_shard);
 		free(kept);
 		snprintf(err, errlen, e->nretiring + nretire > MAX_SERVERS
 					      ? "servers removed by earlier reloads are still draining; try again"
@@ -464,14 +519,16 @@ static int servers_reload(cs_engine *e, const cs_config *cfg, char *err, size_t 
 	for (int i = 0; i < cap; i++)
 		if (next[i]) {
 			next[n] = next[i];
+			next_shard[n] = next_shard[i];
 			next_id[n++] = next_id[i];
 		}
 	uint64_t until = cs_now_us() + ((uint64_t)CS_MAX(cfg->request_timeout_ms, 0) + 1000u) * 1000u;
 	cs_pgserver **old = e->servers;
-	int *old_id = e->srv_id;
+	int *old_id = e->srv_id, *old_shard = e->srv_shard;
 	int nold = e->nservers;
 	e->servers = next;
 	e->srv_id = next_id;
+	e->srv_shard = next_shard;
 	e->nservers = n;
 	for (int k = 0; k < nold; k++) {
 		if (kept[k])
@@ -480,6 +537,7 @@ static int servers_reload(cs_engine *e, const cs_config *cfg, char *err, size_t 
 			cs_pgserver_name(old[k]));
 		e->retiring[e->nretiring] = old[k];
 		e->retiring_id[e->nretiring] = old_id[k];
+		e->retiring_shard[e->nretiring] = old_shard[k];
 		e->retiring_until_us[e->nretiring++] = until;
 		tick_arm(e);
 		e->stats.server_reloads++;
@@ -503,6 +561,7 @@ static int servers_reload(cs_engine *e, const cs_config *cfg, char *err, size_t 
 	}
 	free(old);
 	free(old_id);
+	free(old_shard);
 	free(kept);
 	return 0;
 }

@@ -1,6 +1,8 @@
 /* engine_admin.c - the engine's admin operations: pause/resume of a query, INVALIDATE. */
 #include "engine_int.h"
 
+#include "shardmap.h"
+
 /* ---- Admin INVALIDATE and pause ---------------------------------------------------------- */
 
 /* A paused query's requests bypass the cache (lookup_start), exactly as a request with
@@ -121,6 +123,36 @@ static void on_inval_c(cs_rc *rc, redisReply *reply, void *priv)
 		on_inval_del(rc, NULL, c);
 }
 
+/* A whole query's INVALIDATE on a sharded engine: one bump per shard (each shard's
+ * generations are its own, SHARDS.md section 2), answered once all are: the highest new
+ * generation, or the first error. */
+typedef struct invall {
+	cs_engine_inval_cb *cb;
+	void *priv;
+	int pending;
+	int err;
+	char msg[200];
+	uint64_t gen;
+} invall;
+
+static void on_invall_part(void *priv, int err, const char *msg, uint64_t n)
+{
+	invall *a = priv;
+	if (err != 0 && a->err == 0) {
+		a->err = err;
+		snprintf(a->msg, sizeof a->msg, "%s", msg ? msg : "error");
+	}
+	if (err == 0 && n > a->gen)
+		a->gen = n;
+	if (--a->pending > 0)
+		return;
+	a->cb(a->priv, a->err, a->err ? a->msg : NULL, a->err ? 0 : a->gen);
+	free(a);
+}
+
+static void invalidate_shard(cs_engine *e, qstate *qs, int shard_ix, bool whole,
+        const char *canon, size_t clen, cs_engine_inval_cb *cb, void *priv);
+
 void cs_engine_invalidate(cs_engine *e, const cs_inval_req *req, cs_engine_inval_cb *cb, void *priv)
 {
 	qstate *qs = qtable_find(e->qt, req->query, req->query_len);
@@ -130,7 +162,7 @@ void cs_engine_invalidate(cs_engine *e, const cs_inval_req *req, cs_engine_inval
 		return;
 	}
 	const cs_query_def *q = qs->def;
-	char canon[CS_CANON_MAX + 1], err[256];
+	char canon[CS_CANON_MAX + 1], err[CS_CONFIG_ERRLEN];
 	size_t clen = 0;
 	if (req->has_params) {
 		int rc = cs_params_canon(q, req->params, req->nparams, canon, sizeof canon, &clen, err,
@@ -141,14 +173,46 @@ void cs_engine_invalidate(cs_engine *e, const cs_inval_req *req, cs_engine_inval
 			return;
 		}
 	}
+	if (e->nsh > 1 && !req->has_params) { /* every shard's generation */
+		invall *a = calloc(1, sizeof *a);
+		if (a == NULL) {
+			cb(priv, -CS_ERR_INTERNAL, "out of memory", 0);
+			return;
+		}
+		*a = (invall){.cb = cb, .priv = priv, .pending = e->nsh + 1}; /* + a guard */
+		for (int k = 0; k < e->nsh; k++)
+			invalidate_shard(e, qs, k, true, NULL, 0, on_invall_part, a);
+		on_invall_part(a, 0, NULL, 0);
+		return;
+	}
+	/* a key: its own shard's (SHARDS.md section 2) */
+	int shard_ix = 0;
+	if (e->nsh > 1) {
+		shard_ix = cs_shard_pick(e->qt->cfg, q, req->params, req->nparams, err, sizeof err);
+		if (shard_ix < 0 || shard_ix >= e->nsh) {
+			int code =
+			        shard_ix == -CS_ERR_NO_SHARD ? CS_ERR_NO_SHARD : CS_ERR_BAD_PARAMS;
+			e->stats.errors[code]++;
+			cb(priv, -code, shard_ix < 0 ? err : "no such shard", 0);
+			return;
+		}
+	}
+	invalidate_shard(e, qs, shard_ix, !req->has_params, canon, clen, cb, priv);
+}
+
+/* INVALIDATE of query qs on shard shard_ix: the key canon[0..clen), or (whole) every key by a
+ * generation bump. cb runs once. */
+static void invalidate_shard(cs_engine *e, qstate *qs, int shard_ix, bool whole,
+        const char *canon, size_t clen, cs_engine_inval_cb *cb, void *priv)
+{
+	const cs_query_def *q = qs->def;
 	invctx *c = malloc(sizeof *c);
 	if (c == NULL) {
 		cb(priv, -CS_ERR_INTERNAL, "out of memory", 0);
 		return;
 	}
-	*c = (invctx){ .e = e, .qt = e->qt, .qs = qs, .whole = !req->has_params, .cb = cb, .priv = priv };
-	/* the implicit shard; step 3b: a key's own shard, a whole query every shard */
-	c->shard = 0;
+	*c = (invctx){ .e = e, .qt = e->qt, .qs = qs, .whole = whole, .cb = cb, .priv = priv };
+	c->shard = shard_ix;
 	e->qt->refs++;
 	const shard *sh = &e->sh[c->shard];
 	char genkey[CS_NAME_MAX + CS_MAX_NAME], lsnhex[17];

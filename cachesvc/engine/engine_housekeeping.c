@@ -88,7 +88,7 @@ void on_server_notify(cs_pgserver *s, void *priv)
 		 * received) is the best there is; the history would age forever. */
 		bool primary_up = cs_pgserver_state_get(s) == CS_SRV_UP;
 		for (int i = 0; i < e->nservers; i++)
-			if (e->servers[i] != s && &e->sh[server_shard(e, e->servers[i])] == sh) {
+			if (e->servers[i] != s && &e->sh[e->srv_shard[i]] == sh) {
 				cs_pgserver_set_primary_lsn(e->servers[i], lsn);
 				if (sh->max_tli) /* never lowered by a stale old primary */
 					cs_pgserver_set_primary_tli(e->servers[i], sh->max_tli);
@@ -122,6 +122,7 @@ static void reap_retiring(cs_engine *e, uint64_t now)
 		e->nretiring--;
 		e->retiring[i] = e->retiring[e->nretiring];
 		e->retiring_id[i] = e->retiring_id[e->nretiring];
+		e->retiring_shard[i] = e->retiring_shard[e->nretiring];
 		e->retiring_until_us[i] = e->retiring_until_us[e->nretiring];
 		cs_info("postgres %s: %s, freed", cs_pgserver_name(s),
 			cs_pgserver_idle(s) ? "drained" : "still busy at the reload's deadline");

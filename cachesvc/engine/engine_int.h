@@ -34,7 +34,7 @@
 #include "verify.h"
 
 #define TICK_MS		 5	/* housekeeping, while work waits (tick_arm) */
-#define TOKEN_WAIT_MAX	 4096	/* requests whose token waits for a fresh primary position */
+#define TOKEN_WAIT_MAX	 4096	/* tokens waiting for a fresh primary position (all shards) */
 #define TOKEN_WAIT_MS	 1000	/* longest such wait: then the token is used unchecked */
 #define GEN_POLL_MS	 1000	/* generations re-read even when pub/sub is quiet */
 #define MAX_ATTEMPTS	 3	/* a miss tries at most this many servers */
@@ -68,6 +68,8 @@ typedef struct qstate {
 	 * carries the generations over, and the hit path reads sg[0] beside the fields above */
 	qgen sg[CS_MAX_SHARDS];
 } qstate;
+/* SHARDS.md's "1 KiB per query" (review 19 R19-3) */
+_Static_assert(sizeof(qgen) == 16, "qgen grew: qstate holds CS_MAX_SHARDS of them");
 
 /* Query definitions of one config generation; in-flight work keeps a reference so a
  * SIGHUP reload never frees a definition under a running query. */
@@ -86,9 +88,11 @@ typedef struct flight flight;
  * other live or retiring server holds (engine.c servers_reload), so ids stay put across
  * reloads; an id freed by a retired server and reused by a new one makes a flight's set
  * approximate, never out of bounds. Sized for every server a config can have
- * (CS_MAX_REPLICAS + the primary) plus as many retiring after a reload. */
-#define MAX_SERVERS 512
-_Static_assert(MAX_SERVERS >= 2 * (CS_MAX_REPLICAS + 1), "the tried set must hold every server");
+ * (CS_MAX_REPLICAS + a primary per shard) plus as many retiring after a reload. */
+#define MAX_SERVERS 640
+_Static_assert(MAX_SERVERS >= 2 * (CS_MAX_REPLICAS + CS_MAX_SHARDS),
+        "the tried set must hold every server");
+_Static_assert(MAX_SERVERS % 64 == 0, "srvset holds whole words");
 typedef struct srvset {
 	uint64_t w[MAX_SERVERS / 64];
 } srvset;
@@ -309,11 +313,13 @@ struct cs_engine {
 	uint64_t near_resent;   /* watched reads cs_rc sent again: not stored (E1) */
 	cs_pgserver **servers;  /* replicas first, then each shard's primary (if any) */
 	int *srv_id;            /* servers[i]'s id in tried sets */
+	int *srv_shard;         /* servers[i]'s shard (e->sh[...]) */
 	int nservers;
 	/* Servers a reload removed or changed: no new work; freed once idle or past their
 	 * deadline (on_tick). */
 	cs_pgserver **retiring;
 	int *retiring_id;
+	int *retiring_shard;
 	uint64_t *retiring_until_us;
 	int nretiring;
 	cs_inv *inv; /* the invalidator, when this process runs one */
@@ -327,10 +333,12 @@ struct cs_engine {
 	struct reload_check *rchk; /* a reload whose new SQL is being checked on a server */
 	cs_engine_stats stats;
 	cs_buf scratch;
-	/* The shards (SHARDS.md): nsh >= 1; sh[0] is the implicit shard without [shard]
-	 * sections. Sharded configs are refused until SHARDS.md section 7 step 4: nsh is 1. */
+	/* The shards (SHARDS.md): 1 <= nsh <= CS_MAX_SHARDS; sh[0] is the implicit shard
+	 * without [shard] sections, else sh[k] is cfg->shards[k]. The daemon, library mode
+	 * and the verifier refuse sharded configs until SHARDS.md section 7 step 4. */
 	shard *sh;
 	int nsh;
+	int ntoken; /* lookups parked in every shard's token queue: at most TOKEN_WAIT_MAX */
 	/* The per-master loss check (engine_cluster_epoch.c, CLUSTER.md C5) */
 	bool cepoch_on;	  /* [redis] cluster_epoch_check */
 	bool cepoch_busy; /* a round is in flight: at most one */
@@ -495,14 +503,19 @@ static inline bool is_primary(const cs_engine *e, const cs_pgserver *s)
 	return false;
 }
 
-/* The shard of server s (e->sh[...]): a replica's ([replica] shard =), a primary's own. Until
- * SHARDS.md section 7 step 3b makes servers per shard, every server is the implicit shard's
- * (a sharded config never reaches the engine). */
+/* The shard of server s (e->sh[...]), live or retiring: a replica's ([replica] shard =), a
+ * primary's own. Callers that hold the server's index read e->srv_shard[i] instead. */
 static inline int server_shard(const cs_engine *e, const cs_pgserver *s)
 {
-	(void)e;
-	(void)s;
-	return 0;
+	if (e->nsh == 1)
+		return 0;
+	for (int i = 0; i < e->nservers; i++)
+		if (e->servers[i] == s)
+			return e->srv_shard[i];
+	for (int i = 0; i < e->nretiring; i++)
+		if (e->retiring[i] == s)
+			return e->retiring_shard[i];
+	return 0; /* not the engine's: never asked */
 }
 
 /* The cache connection's one cs_redis (single mode), for what belongs to the connection

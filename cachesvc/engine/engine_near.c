@@ -250,12 +250,19 @@ static void on_inv_key(void *priv, const char *query, const char *canon, size_t 
 	c->commit_unix_us = commit_unix_us;
 }
 
-/* A tracking message dropped the held entry `key` ("<ns>:e:<q>:<g>:<p>"): its staleness is
- * the time since the commit that invalidated it, when this process's invalidator sent it. */
+/* A tracking message dropped the held entry `key` ("<ns>:e:<q>:<g>:<p>", <ns> its shard's,
+ * SHARDS.md section 2): its staleness is the time since the commit that invalidated it, when
+ * this process's invalidator sent it. */
 static void record_staleness(cs_engine *e, const char *key, size_t len)
 {
-	size_t pre = e->sh[0].ks.nslen + 3; /* "<ns>:e:" */
-	if (len <= pre || memcmp(key + e->sh[0].ks.nslen, ":e:", 3) != 0)
+	size_t pre = 0;
+	for (int k = 0; k < e->nsh && pre == 0; k++) {
+		const cs_keyspace *ks = &e->sh[k].ks;
+		if (len > ks->nslen + 3 && memcmp(key, ks->ns, ks->nslen) == 0 &&
+		        memcmp(key + ks->nslen, ":e:", 3) == 0)
+			pre = ks->nslen + 3; /* "<ns>:e:" */
+	}
+	if (pre == 0)
 		return;
 	const char *q = key + pre, *end = key + len;
 	const char *qe = memchr(q, ':', (size_t)(end - q));

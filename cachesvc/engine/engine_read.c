@@ -2,6 +2,8 @@
  * (single-flight misses) and cache lookups (engine.c says where the rest lives). */
 #include "engine_int.h"
 
+#include "shardmap.h"
+
 /* ---- Query table ------------------------------------------------------------------------ */
 
 uint64_t hash_bytes(const void *p, size_t n)
@@ -111,7 +113,7 @@ cs_pgserver *route_replica(
 	int ties = 0;
 	for (int i = 0; i < e->nservers; i++) {
 		cs_pgserver *s = e->servers[i];
-		if (s == sh->primary || &e->sh[server_shard(e, s)] != sh ||
+		if (s == sh->primary || &e->sh[e->srv_shard[i]] != sh ||
 		        srvset_has(tried, e->srv_id[i]))
 			continue;
 		cs_pgserver_info in;
@@ -280,7 +282,7 @@ void flight_dispatch(flight *f)
 				e->stats.ryw_waits++;
 				for (int i = 0; i < e->nservers; i++)
 					if (e->servers[i] != sh->primary &&
-					        &e->sh[server_shard(e, e->servers[i])] == sh)
+					        &e->sh[e->srv_shard[i]] == sh)
 						cs_pgserver_fast_monitor(
 						        e->servers[i], f->ryw_deadline_us);
 			}
@@ -653,14 +655,14 @@ static void lookup_start(lookup *l);
  * miss; the items of an MGET). */
 typedef struct keyed {
 	qstate *qs;
-	uint16_t shard; /* e->sh[shard]: the key's shard (0 until SHARDS.md step 3b) */
-	int rc;         /* cs_params_canon's: <0 bad parameters (err), 1 not cacheable */
+	uint16_t shard; /* e->sh[shard]: the key's shard (key_route) */
+	int rc;         /* <0: an error code and err (bad parameters, no shard); 1 not cacheable */
 	size_t kl;      /* the prefix (<ns>:e:<query>:<gen>:), 0 when it does not fit */
 	size_t keylen;  /* kl + the canonical parameters when cacheable, else kl */
 	bool cacheable;
 	bool reused;  /* the prefix was the kprefix's (key_make) */
 	uint64_t gen; /* the query's generation in the shard, the one in the key */
-	char err[256];
+	char err[CS_CONFIG_ERRLEN]; /* a routing message names a query and a parameter */
 	char key[KEY_MAX];
 } keyed;
 
@@ -703,15 +705,59 @@ static void key_make_cluster(const shard *sh, qstate *qs, const cs_get_req *req,
 	k->keylen = k->cacheable ? k->kl + clen : k->kl;
 }
 
+/* A sharded engine's request: its shard (cs_shard_pick: the pinned shard, or the shard key
+ * through the map) into k->shard, and its read-your-writes token checked against it (an
+ * LSN of one shard says nothing of another's WAL: SHARDS.md section 1). 0, or the error
+ * (k->rc, k->err; nothing else of k set). */
+static __attribute__((noinline, cold)) int key_route(
+        cs_engine *e, const cs_query_def *q, const cs_get_req *req, keyed *k)
+{
+	const cs_config *cfg = e->qt->cfg;
+	int s = cs_shard_pick(cfg, q, req->params, req->nparams, k->err, sizeof k->err);
+	if (s < 0 || s >= e->nsh) {
+		if (s >= 0) /* the map names a shard the engine lacks: never from a loaded config */
+			snprintf(k->err, sizeof k->err, "query %s: shard %d of %d", q->name, s,
+			        e->nsh);
+		k->rc = s < 0 ? s : -CS_ERR_INTERNAL;
+		return -1;
+	}
+	k->shard = (uint16_t)s;
+	if (req->min_lsn == 0)
+		return 0;
+	const char *name = cfg->shards[s].name;
+	if (req->shard_len == 0) {
+		snprintf(k->err, sizeof k->err,
+		        "query %s: a read-your-writes token on a sharded deployment names "
+		        "its shard (SHARD:LSN, here %s:...): a bare LSN could be any shard's",
+		        q->name, name);
+		k->rc = -CS_ERR_BAD_PARAMS;
+		return -1;
+	}
+	if (req->shard_len != strlen(name) || memcmp(req->shard, name, req->shard_len) != 0) {
+		snprintf(k->err, sizeof k->err,
+		        "query %s: the read-your-writes token is of shard %.*s, the key is "
+		        "on shard %s: an LSN of one shard says nothing of another's",
+		        q->name, (int)CS_MIN(req->shard_len, 64u), req->shard, name);
+		k->rc = -CS_ERR_BAD_PARAMS;
+		return -1;
+	}
+	return 0;
+}
+
 /* Fills k for req of query qs: its shard, the query's generation there, the key. The
  * prefix is formatted unless pfx (an MGET's previous prefix, may be NULL) is of the same
- * query, shard and generation (k->reused). */
+ * query, shard and generation (k->reused). k->rc < 0: an error (k->err), nothing else. */
 static inline __attribute__((always_inline)) void key_make(
         cs_engine *e, qstate *qs, const cs_get_req *req, keyed *k, const kprefix *pfx)
 {
 	const cs_query_def *q = qs->def;
 	k->qs = qs;
-	k->shard = 0; /* the implicit shard; SHARDS.md step 3b picks it (cs_shard_pick) */
+	k->shard = 0; /* the implicit shard, unless sharded */
+	if (__builtin_expect(e->nsh > 1, 0) && key_route(e, q, req, k) != 0) {
+		k->kl = k->keylen = 0;
+		k->cacheable = k->reused = false;
+		return;
+	}
 	k->gen = qs->sg[k->shard].gen;
 	k->reused = false;
 	const shard *sh = &e->sh[k->shard];
@@ -1306,7 +1352,7 @@ static void token_park(lookup *l)
 {
 	cs_engine *e = l->e;
 	shard *sh = &e->sh[l->shard];
-	if (sh->ntoken >= TOKEN_WAIT_MAX) {
+	if (e->ntoken >= TOKEN_WAIT_MAX) { /* every shard's together (review 19 R19-2) */
 		greq_error(l->r, -CS_ERR_OVERLOADED,
 		        "too many read-your-writes tokens waiting for the "
 		        "primary's position");
@@ -1320,6 +1366,7 @@ static void token_park(lookup *l)
 	sh->token_head = l;
 	tick_arm(e);
 	sh->ntoken++;
+	e->ntoken++;
 	e->stats.token_checks++;
 	cs_pgserver_fast_monitor(sh->primary, now + 50u * 1000u);
 }
@@ -1340,6 +1387,7 @@ void token_recheck(cs_engine *e, shard *sh, uint64_t now, bool expire_only)
 			keep = l;
 		} else if (!ahead || now >= l->tuntil_us) {
 			sh->ntoken--;
+			e->ntoken--;
 			lookup_start(l); /* caught up, unknown, or no answer in time: as before */
 		} else if (sh->primary_rounds >= l->trounds + 2) {
 			/* a round that began after the request was parked finished: the primary's
@@ -1352,6 +1400,7 @@ void token_recheck(cs_engine *e, shard *sh, uint64_t now, bool expire_only)
 			        "position %s: not an LSN the primary wrote",
 			        a, b);
 			sh->ntoken--;
+			e->ntoken--;
 			e->stats.token_refused++;
 			greq_error(l->r, -CS_ERR_FUTURE_LSN, msg);
 			lookup_free(l);

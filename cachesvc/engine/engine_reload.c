@@ -12,6 +12,7 @@ typedef struct rchk_item {
 	cs_query_def def; /* name, "EXPLAIN " + sql, the parameter types */
 	cs_pg_params params; /* def.nparams NULLs */
 	cs_pgjob job;
+	cs_pgserver *srv; /* a server of the shard it is checked for; NULL: none up */
 } rchk_item;
 
 typedef struct reload_check {
@@ -71,12 +72,13 @@ static void on_rchk(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int err, c
 		rchk_finish(rc);
 }
 
-/* The server to check on: an up replica, else the primary if up; NULL when none is. */
-static cs_pgserver *rchk_server(cs_engine *e)
+/* The server of shard k to check on: an up replica, else the primary if up; NULL when none
+ * is. */
+static cs_pgserver *rchk_server(cs_engine *e, int k)
 {
 	cs_pgserver *primary = NULL;
 	for (int i = 0; i < e->nservers; i++) {
-		if (cs_pgserver_state_get(e->servers[i]) != CS_SRV_UP)
+		if (e->srv_shard[i] != k || cs_pgserver_state_get(e->servers[i]) != CS_SRV_UP)
 			continue;
 		if (is_primary(e, e->servers[i]))
 			primary = e->servers[i];
@@ -96,7 +98,8 @@ int cs_engine_reload_checked(cs_engine *e, cs_config *cfg, cs_engine_reload_cb *
 	if (!cs_config_reloadable(e->qt->cfg, cfg, err))
 		return -1;
 	reload_check *rc = calloc(1, sizeof *rc);
-	if (rc == NULL || (rc->items = calloc((size_t)cfg->nqueries + 1, sizeof *rc->items)) == NULL) {
+	if (rc == NULL || (rc->items = calloc((size_t)cfg->nqueries * (size_t)e->nsh + 1,
+	                           sizeof *rc->items)) == NULL) {
 		free(rc);
 		snprintf(err, errlen, "out of memory");
 		return -1;
@@ -105,15 +108,28 @@ int cs_engine_reload_checked(cs_engine *e, cs_config *cfg, cs_engine_reload_cb *
 	rc->cfg = cfg;
 	rc->done = done;
 	rc->priv = priv;
-	cs_pgserver *srv = rchk_server(e);
-	rc->server = srv ? cs_pgserver_name(srv) : "no server";
+	/* each shard's tables are its own: a query is checked on every shard it reads (a
+	 * pinned query on its one shard) */
+	cs_pgserver *srv[CS_MAX_SHARDS];
+	rc->server = "";
+	for (int k = 0; k < e->nsh; k++) {
+		srv[k] = rchk_server(e, k);
+		if (srv[k] == NULL)
+			rc->server = "no server";
+		else if (rc->server[0] == '\0')
+			rc->server = cs_pgserver_name(srv[k]);
+	}
 	/* The queries whose SQL or parameters are new; unchanged ones prepared before. */
-	for (int i = 0; i < cfg->nqueries; i++) {
-		const cs_query_def *nd = &cfg->queries[i];
+	for (int i = 0; i < cfg->nqueries * e->nsh; i++) {
+		const cs_query_def *nd = &cfg->queries[i / e->nsh];
+		int k = i % e->nsh;
+		if (nd->shard_index >= 0 && nd->shard_index != k)
+			continue;
 		qstate *old = qtable_find(e->qt, nd->name, strlen(nd->name));
 		if (old && query_same(old->def, nd))
 			continue;
 		rchk_item *it = &rc->items[rc->n];
+		it->srv = srv[k];
 		/* An option list first: SQL that starts with ANALYZE cannot make it EXPLAIN
 		 * ANALYZE (which executes); it is a syntax error instead. */
 		size_t len = strlen(nd->sql) + 24;
@@ -131,8 +147,7 @@ int cs_engine_reload_checked(cs_engine *e, cs_config *cfg, cs_engine_reload_cb *
 		rc->n++;
 	}
 	e->rchk = rc;
-	if (rc->n == 0 || srv == NULL) { /* nothing new to check, or nowhere to check it */
-		rc->unchecked = srv == NULL ? rc->n : 0;
+	if (rc->n == 0) { /* nothing new to check */
 		rchk_finish(rc);
 		return 0;
 	}
@@ -142,7 +157,7 @@ int cs_engine_reload_checked(cs_engine *e, cs_config *cfg, cs_engine_reload_cb *
 		rchk_item *it = &rc->items[i];
 		it->job = (cs_pgjob){ .qindex = -1, .q = &it->def, .params = &it->params,
 			.deadline_us = deadline, .cb = on_rchk, .priv = it };
-		if (cs_pgserver_submit(srv, &it->job) != 0) {
+		if (it->srv == NULL || cs_pgserver_submit(it->srv, &it->job) != 0) {
 			rc->unchecked++;
 			rc->pending--;
 		}
@@ -167,25 +182,27 @@ void cs_engine_set_fence(cs_engine *e, bool on)
 	e->fence_on = on;
 }
 
-bool cs_engine_healthy(const cs_engine *e, char *why, size_t whylen)
+/* Whether shard k has a usable server: a replica (up, in recovery, on the primary's timeline,
+ * within the lag bounds: what routing asks of it) when it has replicas, else its primary up.
+ * 0 yes, 1 no (why written: the reasons), -1 a server not checked yet (why names it). */
+static int shard_usable(const cs_engine *e, int k, char *why, size_t whylen)
 {
-	/* Every server checked once, and a replica up (the primary when none is configured):
-	 * otherwise startup traffic would land on the primary before the replicas answer. */
-	bool replica_up = false, primary_up = false;
+	bool replica_up = false, primary_up = false, has_replicas = false;
 	char reasons[512] = "";
 	size_t rl = 0;
 	for (int i = 0; i < e->nservers; i++) {
+		if (e->srv_shard[i] != k)
+			continue;
 		cs_pgserver_state st = cs_pgserver_state_get(e->servers[i]);
 		if (st == CS_SRV_UNKNOWN) {
 			snprintf(why, whylen, "postgres %s not checked yet", cs_pgserver_name(e->servers[i]));
-			return false;
+			return -1;
 		}
 		if (is_primary(e, e->servers[i])) {
 			primary_up = st == CS_SRV_UP;
 			continue;
 		}
-		/* usable: up, in recovery, on the primary's timeline, within the lag bounds (what
-		 * routing asks of it: a replica that routing skips serves no miss) */
+		has_replicas = true;
 		cs_pgserver_info in;
 		cs_pgserver_info_get(e->servers[i], &in);
 		const cs_config *cfg = e->qt->cfg;
@@ -203,16 +220,41 @@ bool cs_engine_healthy(const cs_engine *e, char *why, size_t whylen)
 			rl += w > 0 ? (size_t)w : 0;
 		}
 	}
-	int nprimaries = 0;
-	for (int k = 0; k < e->nsh; k++)
-		nprimaries += e->sh[k].primary != NULL;
-	bool has_replicas = e->nservers > nprimaries;
-	if (has_replicas ? !replica_up : !primary_up) {
-		if (has_replicas)
-			snprintf(why, whylen, "no replica is usable: %s", reasons);
-		else
-			snprintf(why, whylen, "the primary is not up");
-		return false;
+	if (has_replicas ? replica_up : primary_up)
+		return 0;
+	if (has_replicas)
+		snprintf(why, whylen, "no replica is usable: %s", reasons);
+	else
+		snprintf(why, whylen, "the primary is not up");
+	return 1;
+}
+
+bool cs_engine_healthy(const cs_engine *e, char *why, size_t whylen)
+{
+	/* Every server checked once, and in every shard a replica up (the primary when the shard
+	 * has none): otherwise startup traffic would land on the primary before the replicas
+	 * answer. Without [shard] sections the one implicit shard, its messages unchanged;
+	 * with them, every shard without a usable server named (SHARDS.md section 5). */
+	if (e->nsh == 1) {
+		if (shard_usable(e, 0, why, whylen) != 0)
+			return false;
+	} else {
+		char one[600];
+		size_t wl = 0;
+		for (int k = 0; k < e->nsh; k++) {
+			int u = shard_usable(e, k, one, sizeof one);
+			if (u < 0) {
+				snprintf(why, whylen, "%s", one);
+				return false;
+			}
+			if (u > 0 && wl < whylen) {
+				int w = snprintf(why + wl, whylen - wl, "%sshard %s: %s",
+				        wl ? "; " : "", e->qt->cfg->shards[k].name, one);
+				wl += w > 0 ? (size_t)w : 0;
+			}
+		}
+		if (wl > 0)
+			return false;
 	}
 	if (!cs_rc_ready(e->redis)) {
 		snprintf(why, whylen, "redis is not connected (serving from PostgreSQL)");

@@ -265,7 +265,7 @@ static void route_ranges(void **state)
 	v = vstr("1000000");
 	assert_int_equal(cs_shard_pick(&cfg, &q, &v, 1, e, sizeof e), 0);
 	v = vint(2000001);
-	assert_int_equal(cs_shard_pick(&cfg, &q, &v, 1, e, sizeof e), -CS_ERR_BAD_PARAMS);
+	assert_int_equal(cs_shard_pick(&cfg, &q, &v, 1, e, sizeof e), -CS_ERR_NO_SHARD);
 	assert_string_equal(e, "query q: parameter 1 (id) = 2000001 is the shard key and lies in "
 	                       "no range of [cachesvc] shard_ranges "
 	                       "(-9223372036854775808..2000000): no shard holds it");
@@ -273,7 +273,7 @@ static void route_ranges(void **state)
 	cfg.shard_ranges = r + 1;
 	cfg.nshard_ranges = 2;
 	v = vint(0);
-	assert_int_equal(cs_shard_pick(&cfg, &q, &v, 1, e, sizeof e), -CS_ERR_BAD_PARAMS);
+	assert_int_equal(cs_shard_pick(&cfg, &q, &v, 1, e, sizeof e), -CS_ERR_NO_SHARD);
 	assert_non_null(strstr(e, "= 0 is the shard key and lies in no range"));
 	assert_non_null(strstr(e, "(1..2000000)"));
 	/* one range */

@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# engine_shards.sh - the engine routes each key to its own shard (issue #18, SHARDS.md section
+# 7 step 3b (1) and (3)), on a private sandbox of two shards (scripts/sandbox --shards 2
+# --replicas 1; the shared sandbox is never touched), fences off and no invalidator (one per
+# shard is step 4), through tests/integration/shard_drive (the daemon still refuses sharded
+# configs).
+#
+# Both primaries hold a row under every id, each with its own value ("s1-<id>-<run>" on s1,
+# "s2-<id>-<run>" on s2): an answer from the wrong shard is seen. Every answer (the miss, the
+# cache hit, an MGET's items) must carry its key's own shard's value, read from that shard's
+# primary, and never the other's:
+#   (a) shard_map = ranges (1-1000:s1, 1001-2000:s2), keys of both shards, GET and MGET; a key
+#       in no range is no_shard (12) in every round;
+#   (b) shard_map = hash, the keys of SHARDS.md section 3's vectors (42, 0, -1: s1; 1000000: s2);
+#   (c) tokens: s1:LSN on a key of s1 is served; s2:LSN on it and a bare LSN are bad_params (2);
+#   (d) negative control: shard_drive --force-shard0 pins every query to s1: the check of (a)
+#       must fail (keys of s2 answered with s1's rows);
+#   (f) admin INVALIDATE of the whole query bumps every shard's generation: after it, keys of
+#       both shards miss (src replica, their own rows again); control: without it, the same
+#       third round is all hits;
+#   (e) health per shard: healthy ("ok") with both shards' servers up; s2's replica stopped,
+#       the health message (/healthz's) names shard s2 and its replica, and not shard s1.
+set -euo pipefail
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+ok() { echo "ok - $*"; }
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+[ -x "$PGBIN/postgres" ] || { echo "SKIP: no PostgreSQL 15 in $PGBIN"; exit 77; }
+command -v redis-server >/dev/null || { echo "SKIP: no redis-server"; exit 77; }
+[ -n "${CS_BUILD:-}" ] || { echo "SKIP: CS_BUILD (the meson build directory) is not set"; exit 77; }
+DRIVE=$CS_BUILD/tests/integration/shard_drive
+[ -x "$DRIVE" ] || fail "no $DRIVE"
+SANDBOX=$(cd "$(dirname "$0")/../.." && pwd)/scripts/sandbox
+
+SB=$(mktemp -d /tmp/cs-eshards-sb.XXXXXX)
+chmod 755 "$SB"
+OUT=$(mktemp /tmp/cs-eshards-out.XXXXXX)
+cleanup() { "$SANDBOX" stop "$SB" >/dev/null 2>&1 || true; rm -rf "$SB" "$OUT"; }
+trap cleanup EXIT
+
+"$SANDBOX" start "$SB" --shards 2 --replicas 1 >"$OUT" 2>&1 ||
+  fail "sandbox start --shards 2: $(tail -5 "$OUT")"
+# shellcheck disable=SC1091
+. "$SB/env.sh"
+
+pg() { # PORT SQL...
+  local port=$1
+  shift
+  "$CS_PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$CS_PG_SOCKET_DIR" -p "$port" -U postgres -d app "$@"
+}
+port_of() { local n=CS_PG_SHARD${1}_${2}_PORT; echo "${!n}"; } # K PRIMARY|REPLICA1
+
+# ---- the rows: every id on both shards, each shard's value its own ----------------------------
+IDS="5 42 0 -1 1000 1001 1500 2000 1000000"
+RUN=$RANDOM$RANDOM
+for k in 1 2; do
+  vals=""
+  for id in $IDS; do vals+="${vals:+,}($id, 's$k-$id-$RUN')"; done
+  pg "$(port_of $k PRIMARY)" -c "CREATE TABLE t (id int8 PRIMARY KEY, v text)" \
+    -c "INSERT INTO t VALUES $vals"
+done
+for k in 1 2; do # the replicas replayed them (a replica answers the misses)
+  deadline=$((SECONDS + 60))
+  until [ "$(pg "$(port_of $k REPLICA1)" -c "SELECT count(*) FROM t" 2>/dev/null || true)" = 9 ]; do
+    [ $SECONDS -lt $deadline ] || fail "shard$k's replica did not replay the rows"
+    sleep 0.2
+  done
+done
+ok "rows planted under the same ids on both shards, each with its own value"
+
+config() { # NAMESPACE MAP-LINES
+  cat <<INI
+[cachesvc]
+listen = 127.0.0.1:1
+admin_listen =
+fence = false
+verify_interval = 0
+$2
+[redis]
+url = $CS_REDIS_URL
+namespace = $1
+[invalidator]
+enabled = false
+[shard s1]
+conninfo = $CS_PG_SHARD1_PRIMARY
+[shard s2]
+conninfo = $CS_PG_SHARD2_PRIMARY
+[replica r1]
+conninfo = $CS_PG_SHARD1_REPLICA1
+shard = s1
+[replica r2]
+conninfo = $CS_PG_SHARD2_REPLICA1
+shard = s2
+[query t]
+sql = SELECT v FROM t WHERE id = \$1
+params = id:int8
+shard_key = id
+ttl = 300s
+INI
+}
+
+# check FILE ROUNDS ID:SHARD...: every round's answer of each id is its shard's row (read from
+# that shard's primary now), never the other shard's; rounds after the first from the cache.
+check() {
+  local file=$1 rounds=$2
+  shift 2
+  local spec id k other want bad line r
+  for spec in "$@"; do
+    id=${spec%:*} k=${spec#*:}
+    other=$((3 - k))
+    want=$(pg "$(port_of "$k" PRIMARY)" -c "SELECT v FROM t WHERE id = $id")
+    bad=$(pg "$(port_of "$other" PRIMARY)" -c "SELECT v FROM t WHERE id = $id")
+    for ((r = 1; r <= rounds; r++)); do
+      line=$(grep -E "^round=$r key=$id " "$file" || true)
+      [ "$(grep -c . <<<"$line")" = 1 ] || { echo "key $id round $r: $(grep -c . <<<"$line") answers"; return 1; }
+      [[ $line == *" err=0 "* ]] || { echo "key $id round $r: $line"; return 1; }
+      [[ $line == *"$want"* ]] || { echo "key $id round $r: not shard s$k's row '$want': $line"; return 1; }
+      [[ $line != *"$bad"* ]] || { echo "key $id round $r: shard s$other's row: $line"; return 1; }
+      if [ "$r" -gt 1 ] && [[ $line != *" src=cache "* ]]; then
+        echo "key $id round $r: not from the cache: $line"
+        return 1
+      fi
+    done
+  done
+}
+
+RANGES='shard_map = ranges
+shard_ranges = 1-1000:s1, 1001-2000:s2'
+RKEYS="5 42 1000 1001 1500 2000 1000000"
+RSPEC="5:1 42:1 1000:1 1001:2 1500:2 2000:2"
+
+# ---- (a) ranges: GETs (miss, hit), then a third round as one MGET ------------------------------
+config "es_r_$RUN" "$RANGES" >"$SB/ranges.ini"
+"$DRIVE" --mget --rounds 3 "$SB/ranges.ini" t $RKEYS >"$SB/a.out" 2>"$OUT" ||
+  fail "shard_drive (ranges): $(cat "$OUT")"
+msg=$(check "$SB/a.out" 3 $RSPEC) || fail "(a) ranges: $msg; output: $(cat "$SB/a.out")"
+for r in 1 2 3; do
+  grep -qE "^round=$r key=1000000 err=12 src=- result=.*no range" "$SB/a.out" ||
+    fail "(a) key 1000000 (in no range), round $r: not no_shard: $(grep 'key=1000000' "$SB/a.out")"
+done
+ok "(a) ranges: GET (miss, hit) and MGET items each answered with their own shard's row; a key in no range is no_shard"
+
+# ---- (b) hash: SHARDS.md section 3's vectors ----------------------------------------------------
+config "es_h_$RUN" "shard_map = hash" >"$SB/hash.ini"
+"$DRIVE" "$SB/hash.ini" t 42 0 -1 1000000 >"$SB/b.out" 2>"$OUT" ||
+  fail "shard_drive (hash): $(cat "$OUT")"
+msg=$(check "$SB/b.out" 2 42:1 0:1 -1:1 1000000:2) || fail "(b) hash: $msg; output: $(cat "$SB/b.out")"
+ok "(b) hash: the published vectors' keys answered from their shards (42, 0, -1: s1; 1000000: s2)"
+
+# ---- (c) tokens: a token of the key's shard is served, another shard's or a bare LSN refused --
+"$DRIVE" --lsn s1 --rounds 1 "$SB/ranges.ini" t 5 >"$SB/c1.out" 2>"$OUT" || fail "shard_drive --lsn s1: $(cat "$OUT")"
+msg=$(check "$SB/c1.out" 1 5:1) || fail "(c) token s1 on a key of s1: $msg"
+"$DRIVE" --lsn s2 --rounds 1 "$SB/ranges.ini" t 5 >"$SB/c2.out" 2>"$OUT" || fail "shard_drive --lsn s2: $(cat "$OUT")"
+grep -qE '^round=1 key=5 err=2 .*token is of shard s2, the key is on shard s1' "$SB/c2.out" ||
+  fail "(c) token s2 on a key of s1 not refused: $(cat "$SB/c2.out")"
+"$DRIVE" --lsn "" --rounds 1 "$SB/ranges.ini" t 1500 >"$SB/c3.out" 2>"$OUT" || fail "shard_drive --lsn '': $(cat "$OUT")"
+grep -qE '^round=1 key=1500 err=2 .*bare LSN' "$SB/c3.out" ||
+  fail "(c) a bare LSN not refused: $(cat "$SB/c3.out")"
+ok "(c) a token of the key's shard is served; another shard's token and a bare LSN are bad_params"
+
+# ---- (d) negative control: every key forced to shard s1 -----------------------------------------
+config "es_n_$RUN" "$RANGES" >"$SB/neg.ini"
+"$DRIVE" --force-shard0 --mget --rounds 3 "$SB/neg.ini" t $RKEYS >"$SB/d.out" 2>"$OUT" ||
+  fail "shard_drive --force-shard0: $(cat "$OUT")"
+if msg=$(check "$SB/d.out" 3 $RSPEC); then
+  fail "(d) control: every key forced to s1 and the check still passed: $(cat "$SB/d.out")"
+fi
+grep -q "s1-1500-$RUN" "$SB/d.out" || fail "(d) control: key 1500 not answered with s1's row: $(cat "$SB/d.out")"
+ok "(d) control: routed to the wrong shard, the check fails ($msg)"
+
+# ---- (f) INVALIDATE of the whole query: every shard's keys miss after it ------------------------
+config "es_i_$RUN" "$RANGES" >"$SB/inval.ini"
+"$DRIVE" --invalidate-after 2 --rounds 3 "$SB/inval.ini" t 5 1500 >"$SB/f.out" 2>"$OUT" ||
+  fail "shard_drive --invalidate-after: $(cat "$OUT")"
+grep -qE '^invalidate err=0 n=[1-9]' "$SB/f.out" || fail "(f) INVALIDATE failed: $(cat "$SB/f.out")"
+msg=$(check "$SB/f.out" 2 5:1 1500:2) || fail "(f) before the INVALIDATE: $msg"
+for spec in 5:1 1500:2; do
+  id=${spec%:*} k=${spec#*:}
+  want=$(pg "$(port_of "$k" PRIMARY)" -c "SELECT v FROM t WHERE id = $id")
+  grep -qE "^round=3 key=$id err=0 src=replica result=.*$want" "$SB/f.out" ||
+    fail "(f) key $id (shard s$k) not missed after the INVALIDATE: $(cat "$SB/f.out")"
+done
+# control: the same rounds without the INVALIDATE, in another namespace: round 3 all hits
+config "es_j_$RUN" "$RANGES" >"$SB/inval2.ini"
+"$DRIVE" --rounds 3 "$SB/inval2.ini" t 5 1500 >"$SB/f2.out" 2>"$OUT" || fail "shard_drive: $(cat "$OUT")"
+msg=$(check "$SB/f2.out" 3 5:1 1500:2) || fail "(f) control: round 3 without an INVALIDATE: $msg"
+ok "(f) INVALIDATE of the whole query: keys of both shards missed after it ($(grep '^invalidate' "$SB/f.out")); without it, hits"
+
+# ---- (e) health per shard: s2's replica stopped -----------------------------------------------
+"$DRIVE" --health ok "$SB/ranges.ini" t 5 >"$SB/e1.out" 2>"$OUT" || fail "(e) not healthy with every server up: $(cat "$OUT")"
+pid=$(head -1 "$SB/shard2/replica1/postmaster.pid")
+kill -INT "$pid" # fast shutdown
+deadline=$((SECONDS + 30))
+while kill -0 "$pid" 2>/dev/null; do
+  [ $SECONDS -lt $deadline ] || fail "(e) shard2's replica did not stop"
+  sleep 0.2
+done
+"$DRIVE" --health "shard s2: no replica is usable: r2 down" "$SB/ranges.ini" t 5 >"$SB/e2.out" 2>"$OUT" ||
+  fail "(e) s2's replica down: the health message does not name shard s2: $(cat "$OUT")"
+! grep -q 'shard s1' "$SB/e2.out" || fail "(e) shard s1 named though its servers are up: $(cat "$SB/e2.out")"
+ok "(e) health per shard: ok with every server up; $(cat "$SB/e2.out")"

@@ -1,0 +1,227 @@
+/* shard_drive.c - drives the engine (cachesvc/engine/engine.h) on a sharded config for
+ * tests/integration/engine_shards.sh (issue #18, SHARDS.md section 7 step 3b): the daemon
+ * and library mode still refuse [shard NAME] sections, the engine serves them.
+ *
+ *   shard_drive [--force-shard0] [--mget] [--lsn SHARD] [--rounds N] CONFIG QUERY KEY...
+ *   shard_drive --health TEXT CONFIG QUERY KEY...
+ *   shard_drive --invalidate-after R [...] CONFIG QUERY KEY...
+ *
+ * Waits (at most 30 s) until the engine is healthy (every shard's servers checked, Redis
+ * up, generations loaded), then GETs every KEY (an int parameter) one after the other,
+ * `rounds` times (default 2: the miss, then the hit); with --mget the last round is one
+ * MGET of every key. Prints one line per answer:
+ *   round=R key=K err=E src=cache|replica|primary|- result=BYTES
+ * E is the error code (0: none, else enum cs_err), BYTES the result with every byte outside
+ * printable ASCII as '.' (the test greps the planted values), or the error message.
+ * --lsn SHARD gives every GET a read-your-writes token of LSN 0/1 and shard SHARD ("" for a
+ * bare LSN). --force-shard0 is the negative control: every query is pinned to the first
+ * shard before the engine sees the config (cs_shard_pick then routes every key there).
+ * --invalidate-after R: once round R is answered, an admin INVALIDATE of the whole query
+ * (cs_engine_invalidate without parameters), printed as "invalidate err=E n=N", then the
+ * next round.
+ * --health TEXT sends nothing: it waits (at most 30 s) until the engine's health message
+ * (cs_engine_healthy, what /healthz says) holds TEXT ("ok": healthy), prints
+ * "health=MESSAGE" and exits 0 (2 when it never did, with the last message).
+ * Exit 0 when every request was answered (the script judges the lines), 2 on usage, a config
+ * or engine error, or no health in time. */
+#include <event2/event.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "engine.h"
+#include "log.h"
+#include "util.h"
+
+#define MAX_KEYS 64
+
+static struct {
+	struct event_base *base;
+	cs_engine *e;
+	int nkeys;
+	int64_t keys[MAX_KEYS];
+	int rounds, round, next, pending;
+	bool mget;
+	const char *query;
+	const char *lsn_shard; /* NULL: no token */
+	const char *health;    /* --health TEXT */
+	int inval_after;       /* --invalidate-after R (0: none) */
+	struct event *timer;
+	int waited_ms;
+	int privs[MAX_KEYS];
+} d;
+
+static void request_next(void);
+
+static void on_answer(void *priv, int err, const char *msg, const cs_meta *meta,
+        const uint8_t *result, size_t len)
+{
+	int i = *(int *)priv;
+	static const char *const src[] = {"cache", "replica", "primary"};
+	printf("round=%d key=%lld err=%d src=%s result=", d.round, (long long)d.keys[i],
+	        err < 0 ? -err : err, err == 0 && meta && meta->src <= 2 ? src[meta->src] : "-");
+	if (err != 0) {
+		printf("%s\n", msg ? msg : "");
+	} else {
+		for (size_t j = 0; j < len; j++)
+			putchar(result[j] >= 0x20 && result[j] < 0x7f ? result[j] : '.');
+		putchar('\n');
+	}
+	fflush(stdout);
+	if (--d.pending == 0)
+		request_next();
+}
+
+static void make_req(cs_get_req *r, int i)
+{
+	memset(r, 0, sizeof *r);
+	r->query = d.query;
+	r->query_len = (uint32_t)strlen(d.query);
+	r->nparams = 1;
+	r->params[0].type = CS_V_INT;
+	r->params[0].u.i = d.keys[i];
+	r->tier = CS_TIER_DEFAULT;
+	if (d.lsn_shard) {
+		r->min_lsn = 1;
+		r->shard = d.lsn_shard[0] ? d.lsn_shard : NULL;
+		r->shard_len = (uint32_t)strlen(d.lsn_shard);
+	}
+}
+
+/* The next request: the next key of this round, or the next round, or the end. */
+static void on_invalidated(void *priv, int err, const char *msg, uint64_t n)
+{
+	(void)priv;
+	printf("invalidate err=%d n=%llu %s\n", err < 0 ? -err : err, (unsigned long long)n,
+	        msg ? msg : "");
+	fflush(stdout);
+	d.inval_after = 0;
+	request_next();
+}
+
+static void request_next(void)
+{
+	if (d.next == d.nkeys && d.inval_after == d.round) {
+		cs_inval_req q = {.query = d.query, .query_len = (uint32_t)strlen(d.query)};
+		cs_engine_invalidate(d.e, &q, on_invalidated, NULL);
+		return;
+	}
+	if (d.next == d.nkeys) {
+		d.next = 0;
+		if (++d.round > d.rounds) {
+			event_base_loopexit(d.base, NULL);
+			return;
+		}
+	}
+	if (d.mget && d.round == d.rounds) {
+		static cs_get_req reqs[MAX_KEYS];
+		void *privs[MAX_KEYS];
+		for (int i = 0; i < d.nkeys; i++) {
+			make_req(&reqs[i], i);
+			privs[i] = &d.privs[i];
+		}
+		d.next = d.nkeys;
+		d.pending = d.nkeys;
+		cs_engine_mget(d.e, reqs, (uint32_t)d.nkeys, on_answer, privs);
+		return;
+	}
+	cs_get_req r;
+	int i = d.next++;
+	make_req(&r, i);
+	d.pending = 1;
+	cs_engine_get(d.e, CS_OP_GET, &r, on_answer, &d.privs[i]);
+}
+
+static void on_wait(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	char why[1024];
+	bool healthy = cs_engine_healthy(d.e, why, sizeof why);
+	if (d.health && (strcmp(d.health, "ok") == 0 ? healthy : strstr(why, d.health) != NULL)) {
+		printf("health=%s\n", why);
+		d.round = d.rounds + 1; /* done */
+		event_base_loopexit(d.base, NULL);
+		return;
+	}
+	if (healthy && !d.health) {
+		d.round = 1;
+		request_next();
+		return;
+	}
+	if ((d.waited_ms += 100) >= 30000) {
+		fprintf(stderr, "shard_drive: %s in 30 s: %s\n",
+		        d.health ? "no such health" : "not healthy", why);
+		event_base_loopexit(d.base, NULL);
+		d.round = -1;
+		return;
+	}
+	struct timeval tv = {0, 100 * 1000};
+	evtimer_add(d.timer, &tv);
+}
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: shard_drive [--force-shard0] [--mget] [--lsn SHARD] [--rounds N] "
+	                "[--health TEXT] [--invalidate-after R] CONFIG QUERY KEY...\n");
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	bool force0 = false;
+	d.rounds = 2;
+	int a = 1;
+	for (; a < argc && strncmp(argv[a], "--", 2) == 0; a++) {
+		if (strcmp(argv[a], "--force-shard0") == 0)
+			force0 = true;
+		else if (strcmp(argv[a], "--mget") == 0)
+			d.mget = true;
+		else if (strcmp(argv[a], "--lsn") == 0 && a + 1 < argc)
+			d.lsn_shard = argv[++a];
+		else if (strcmp(argv[a], "--invalidate-after") == 0 && a + 1 < argc)
+			d.inval_after = atoi(argv[++a]);
+		else if (strcmp(argv[a], "--health") == 0 && a + 1 < argc)
+			d.health = argv[++a];
+		else if (strcmp(argv[a], "--rounds") == 0 && a + 1 < argc)
+			d.rounds = atoi(argv[++a]);
+		else
+			return usage();
+	}
+	if (argc - a < 3 || argc - a - 2 > MAX_KEYS || d.rounds < 1)
+		return usage();
+	char err[CS_CONFIG_ERRLEN];
+	cs_config *cfg = cs_config_load(argv[a], err);
+	if (cfg == NULL) {
+		fprintf(stderr, "shard_drive: %s\n", err);
+		return 2;
+	}
+	d.query = argv[a + 1];
+	for (int i = a + 2; i < argc; i++) {
+		d.privs[d.nkeys] = d.nkeys;
+		d.keys[d.nkeys++] = strtoll(argv[i], NULL, 10);
+	}
+	if (force0) /* the negative control: every key to the first shard */
+		for (int i = 0; i < cfg->nqueries; i++)
+			cfg->queries[i].shard_index = 0;
+	cs_log_set_level(CS_LOG_WARNING);
+	d.base = event_base_new();
+	d.e = cs_engine_new(d.base, cfg, err, sizeof err);
+	if (d.e == NULL) {
+		fprintf(stderr, "shard_drive: %s\n", err);
+		return 2;
+	}
+	d.timer = evtimer_new(d.base, on_wait, NULL);
+	struct timeval tv = {0, 100 * 1000};
+	evtimer_add(d.timer, &tv);
+	event_base_dispatch(d.base);
+	bool done = d.round > d.rounds;
+	event_free(d.timer);
+	cs_engine_free(d.e);
+	event_base_free(d.base);
+	return done ? 0 : 2;
+}
