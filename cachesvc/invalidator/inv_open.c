@@ -44,21 +44,26 @@
  * invalidator runs (its DELs are then from before the slot opened): neither leaves a trace a later
  * round can read. */
 #include "inv_int.h"
+#include "inv_open_util.h"
 
 #define NB              CS_KS_BUCKETS
-#define OPEN_TIMEOUT_MS 5000  /* a round not answered by then is dropped (its replies ignored) */
-#define OPEN_UNKNOWN_MS 3000  /* an endpoint listed as a live master but not answering: a loss */
-#define RUN_LEN         40    /* run_id: 40 hex characters */
-/* no complete round for max(this, 10 status intervals): a loss. Well above Redis's default
- * cluster-node-timeout (15 s) and the failover that follows it: a master down until its
- * replica takes over leaves every round incomplete, and is no loss of this watch's (review 21
- * R21-2: at 10 s every master crash flushed the namespace). Tests lower it (inv_drive). */
-#define HOLD_MIN_MS     60000
-#define WARN_EVERY_US   (10 * 1000000ull) /* an incomplete round's warning, at most this often */
+#define OPEN_TIMEOUT_MS 5000 /* a round not answered by then is dropped (its replies ignored) */
+#define OPEN_UNKNOWN_MS 3000 /* an endpoint listed as a live master but not answering: a loss */
+#define RUN_LEN         40   /* run_id: 40 hex characters */
+/* The hold bound (inv_open_hold_bound_ms): no complete round for max(60 s, 4 x the cluster's
+ * cluster-node-timeout, 10 status intervals) is a loss. Well above the failure handling of
+ * the cluster: a master down until its replica takes over leaves every round incomplete, and
+ * is no loss of this watch's (review 21 R21-2: at 10 s every master crash flushed the
+ * namespace). After each hold that ended in a loss the next bound doubles (up to 16x, or
+ * 30 min), back to the base at the first complete round (review 22 R22-3: a persistent
+ * cause flushed the namespace once per bound forever). Tests set the base (inv_drive). */
+#define WARN_EVERY_US (10 * 1000000ull) /* an incomplete round's warning, at most this often */
 
 /* EP_OF_DST / EP_OF_OTHER: a source listed as a replica of its mark's target / of another */
 enum { EP_LISTED = 1, EP_FAILED = 2, EP_REPLICA = 4, EP_OF_DST = 8, EP_OF_OTHER = 16 };
-enum { K_NODES, K_INFO, K_LOAD, K_RESET, K_SET, K_DEL };
+enum { K_NODES, K_INFO, K_LOAD, K_RESET, K_SET, K_DEL, K_CONFIG };
+/* cluster-node-timeout: to ask at the next round, asked, known, refused (ACL) */
+enum { NT_ASK, NT_ASKED, NT_KNOWN, NT_REFUSED };
 
 typedef struct omark {
 	bool on;
@@ -110,7 +115,13 @@ struct inv_open {
 	uint64_t since_us; /* the last complete round, or the stream's start (0: not yet) */
 	cs_lsn_t hold_lsn; /* confirmed when a hold was declared a loss (flushed by the SYNC) */
 	cs_lsn_t floor;    /* confirmed before a flush that retired every entry: safe >= it */
-	char why[256];     /* the first reason the round in flight is incomplete */
+	/* review 22 R22-3: holds that ended in a loss since the last complete round (the bound
+	 * doubles with each), and the cluster's cluster-node-timeout (CONFIG GET, once a stream) */
+	unsigned backoff;
+	int nt_state;
+	bool nt_said; /* a refusal logged (once) */
+	uint64_t nt_ms;
+	char why[256]; /* the first reason the round in flight is incomplete */
 	/* review R18-6: reading back or deleting the marks failed: retried with a backoff */
 	int lfails;
 	uint64_t retry_us;
@@ -191,6 +202,7 @@ void inv_open_restart(cs_inv *inv)
 	o->since_us = 0;    /* the hold is counted from the first tick that streams */
 	o->retry_us = 0;
 	o->behind = false;
+	o->nt_state = NT_ASK; /* once a stream: CONFIG SET or an ACL may have changed since */
 	memset(o->mixed, 0, sizeof o->mixed);
 }
 
@@ -274,11 +286,11 @@ static void read_nodes(cs_inv *inv, const cs_redis *r, int idx, const redisReply
 			if (!o->m[b].on)
 				continue;
 			if (strcmp(l.id, o->m[b].src) == 0)
-				o->v[b].fl[0] |= f |
-				                 (l.replica ? (strcmp(l.master, o->m[b].dst) == 0
-				                                              ? EP_OF_DST
-				                                              : EP_OF_OTHER)
-				                            : 0);
+				o->v[b].fl[0] |=
+				        f | (l.replica ? (strcmp(l.master, o->m[b].dst) == 0
+				                                         ? EP_OF_DST
+				                                         : EP_OF_OTHER)
+				                       : 0);
 			if (strcmp(l.id, o->m[b].dst) == 0)
 				o->v[b].fl[1] |= f;
 		}
@@ -307,6 +319,37 @@ static void read_nodes(cs_inv *inv, const cs_redis *r, int idx, const redisReply
 			}
 		}
 	}
+}
+
+/* review 22 R22-3: CONFIG GET cluster-node-timeout's reply (no part of the round's verdict). */
+static void read_node_timeout(struct inv_open *o, const cs_redis *r, const redisReply *reply)
+{
+	char *end = NULL;
+	const redisReply *v = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
+	                              ? reply->element[1]
+	                              : NULL;
+	unsigned long long ms = v && v->type == REDIS_REPLY_STRING ? strtoull(v->str, &end, 10) : 0;
+	if (v && v->type == REDIS_REPLY_STRING && end != v->str && *end == '\0') {
+		if (o->nt_state != NT_KNOWN || o->nt_ms != ms)
+			cs_info("invalidator: %s: cluster-node-timeout %llu ms: the hold bound of "
+			        "open "
+			        "slots is at least %llu s (review V9b, R22-3)",
+			        cs_redis_url_masked(r), ms,
+			        (unsigned long long)(inv_open_hold_bound_ms(0, ms, 0, 0) / 1000));
+		o->nt_state = NT_KNOWN, o->nt_ms = ms;
+		return;
+	}
+	if (reply == NULL || reply->type != REDIS_REPLY_ERROR) {
+		o->nt_state = NT_ASK; /* no reply (or not the one expected): asked again */
+		return;
+	}
+	o->nt_state = NT_REFUSED;
+	if (!o->nt_said)
+		cs_warn("invalidator: %s: CONFIG GET cluster-node-timeout refused (%s): the hold "
+		        "bound "
+		        "of open slots stays at max(60 s, 10 status intervals) (review V9b, R22-3)",
+		        cs_redis_url_masked(r), reply->str);
+	o->nt_said = true;
 }
 
 static void read_info(struct inv_open *o, const cs_redis *r, int idx, const redisReply *reply)
@@ -464,6 +507,12 @@ static void writes_done(cs_inv *inv)
 	if (!o->incomplete && !o->failed) {
 		o->safe = CS_MAX(o->safe, o->lsn);
 		o->since_us = cs_now_us();
+		inv->stats.open_rounds++;
+		if (o->backoff)
+			cs_info("invalidator: a round of open slots completed: the hold bound is "
+			        "back "
+			        "to its base (review V9b, R22-3)");
+		o->backoff = 0;
 	} else {
 		incomplete(inv);
 	}
@@ -619,9 +668,10 @@ static void evaluate(cs_inv *inv)
 			const char *sr = run_of(o, m->src), *dr = run_of(o, m->dst);
 			bool dash = strcmp(m->srun, "-") == 0 || strcmp(m->drun, "-") == 0;
 			/* review R18-2: an end not answered when marked is vouched for only when it
-			 * has run since before the round that wrote the mark (a restart in between is
-			 * the very event); whether the slot is still open or closed since (review 21
-			 * R21-4: a short migration is usually closed by the next round) */
+			 * has run since before the round that wrote the mark (a restart in between
+			 * is the very event); whether the slot is still open or closed since
+			 * (review 21 R21-4: a short migration is usually closed by the next round)
+			 */
 			for (int e = 0; dash && e < 2; e++) {
 				const char *id = e ? m->dst : m->src, *rec = e ? m->drun : m->srun;
 				uint64_t up = uptime_of(o, id);
@@ -631,7 +681,8 @@ static void evaluate(cs_inv *inv)
 				        up * 1000000u < now - m->seen_us) {
 					char w[160];
 					snprintf(w, sizeof w,
-					        "its %s, not answered when it was marked, restarted since "
+					        "its %s, not answered when it was marked, "
+					        "restarted since "
 					        "(or cannot be vouched for)",
 					        e ? "target" : "source");
 					loss(inv, b, w);
@@ -748,6 +799,9 @@ static void open_reply(octx *c, const cs_redis *r, const redisReply *reply)
 			                                           : "not a hash");
 		inv->stats.open_incomplete++;
 		break;
+	case K_CONFIG:
+		read_node_timeout(o, r, reply);
+		break;
 	case K_SET:
 	case K_DEL:
 		if (!ok)
@@ -770,7 +824,7 @@ static void open_reply(octx *c, const cs_redis *r, const redisReply *reply)
 		o->busy = false; /* the first poll at the next tick */
 		return;
 	}
-	if (kind == K_NODES || kind == K_INFO)
+	if (kind == K_NODES || kind == K_INFO || kind == K_CONFIG)
 		evaluate(inv);
 	else
 		writes_done(inv);
@@ -842,6 +896,15 @@ static void start_round(cs_inv *inv, uint64_t now)
 			if (o->why[0] == '\0')
 				snprintf(o->why, sizeof o->why, "%s: not connected",
 				        r ? cs_redis_url_masked(r) : "a master");
+			continue;
+		}
+		/* review 22 R22-3: the cluster's node timeout, from the first master that takes it
+		 */
+		if (o->nt_state == NT_ASK) {
+			static const char *const cg[] = {"CONFIG", "GET", "cluster-node-timeout"};
+			static const size_t cg_l[] = {6, 3, 20};
+			if (sendc(inv, r, i, K_CONFIG, 3, (const char **)cg, cg_l))
+				o->nt_state = NT_ASKED;
 		}
 	}
 	if (o->nnodes == 0) {
@@ -864,20 +927,31 @@ void inv_open_tick(cs_inv *inv)
 	/* review R18-5: no complete round for that long holds the flushed position (WAL retained):
 	 * treated as a loss (the namespace flushed: conservative, never stale), after which what
 	 * was confirmed before the flush is safe */
-	uint64_t hold_ms = CS_MAX(inv->open_hold_ms ? (uint64_t)inv->open_hold_ms : HOLD_MIN_MS,
-	        10u * (uint64_t)inv->status_interval_ms);
+	uint64_t hold_ms = inv_open_hold_bound_ms((uint64_t)inv->open_hold_ms,
+	        o->nt_state == NT_KNOWN ? o->nt_ms : 0, (uint64_t)inv->status_interval_ms,
+	        inv->open_hold_fixed ? 0 : o->backoff);
+	inv->stats.open_hold_ms = hold_ms;
 	if (!o->loss && now - o->since_us >= hold_ms * 1000u &&
 	        o->safe < cs_ledger_confirmed(inv->ledger)) {
-		char why[512];
+		char why[640];
 		o->hold_lsn = cs_ledger_confirmed(inv->ledger);
 		o->loss = true;
 		inv->stats.open_losses++;
 		inv->stats.open_holds++;
+		if (!inv->open_hold_fixed && o->backoff < INV_HOLD_BACKOFF_MAX)
+			o->backoff++; /* review 22 R22-3: the next hold is longer (a persistent
+			                 cause) */
+		uint64_t next_ms = inv_open_hold_bound_ms((uint64_t)inv->open_hold_ms,
+		        o->nt_state == NT_KNOWN ? o->nt_ms : 0, (uint64_t)inv->status_interval_ms,
+		        inv->open_hold_fixed ? 0 : o->backoff);
 		snprintf(why, sizeof why,
 		        "no complete round of open slots for %llu s (%s): the flushed position was "
-		        "held; treated as a loss (review V9b, R18-5): the namespace is flushed",
+		        "held; treated as a loss (review V9b, R18-5): the namespace is flushed; "
+		        "the "
+		        "next hold bound is %llu s until a round completes (R22-3)",
 		        (unsigned long long)(hold_ms / 1000),
-		        o->why[0] ? o->why : "a master not connected");
+		        o->why[0] ? o->why : "a master not connected",
+		        (unsigned long long)(next_ms / 1000));
 		cs_error("invalidator: %s", why);
 		inv_restart(inv, why, false);
 		return;
@@ -885,6 +959,8 @@ void inv_open_tick(cs_inv *inv)
 	if (o->busy) {
 		if (now > o->deadline_us) {
 			o->round++; /* its late replies are ignored */
+			if (o->nt_state == NT_ASKED)
+				o->nt_state = NT_ASK;
 			o->busy = false;
 			if (o->why[0] == '\0')
 				snprintf(o->why, sizeof o->why, "not answered within %d ms",

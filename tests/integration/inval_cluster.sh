@@ -1092,7 +1092,30 @@ case_r18requeue() {
 # counted, and after max(10 s, 10 status intervals) without a complete round a loss (the
 # namespace flushed), after which the flushed position passes what was confirmed. Negative
 # control: the same commit, the same wait, while rounds complete: no hold, no flush.
+# R22-3 (review22.md): the cause persisting, each hold doubles the next bound (10 s, then
+# 20 s: the second loss logged with the longer bound, after no complete round in between),
+# back to the base once a round completes (the gauge open_hold_ms). Negative control
+# (--open-hold-fixed, the backoff off): the second hold at 10 s again.
 r18_log_since() { tail -n +"$1" "$WORK/drive.log" | grep -aq "$2"; }
+r18_hold_bounds() { # LINE: the bounds (s) of the holds logged since LINE, in order
+  tail -n +"$1" "$WORK/drive.log" | sed -n 's/.*ERROR invalidator: no complete round of open slots for \([0-9]*\) s .*/\1/p' | tr '\n' ' '
+}
+r18_holds_above() { [ "$(stat open_holds)" -gt "$1" ]; }
+r18_second_hold() { # N0 H0 FLAGS...: with $p refusing, two holds after N0; prints their bounds
+  local n0=$1 h0=$2 lsn
+  shift 2
+  lsn=$(commit_lsn "INSERT INTO users VALUES (10$h0, 'h')")
+  wait_confirmed "$lsn"
+  until_true 90 r18_holds_above "$h0" || fail "r22-3: no first hold $*"
+  until_true 60 drive_streaming || fail "r22-3: not streaming after the first hold $*"
+  local r1
+  r1=$(stat open_rounds)
+  lsn=$(commit_lsn "INSERT INTO users VALUES (20$h0, 'h')")
+  wait_confirmed "$lsn"
+  until_true 120 r18_holds_above "$((h0 + 1))" || fail "r22-3: no second hold $*"
+  [ "$(stat open_rounds)" = "$r1" ] || fail "r22-3: a round completed between the holds $*: the test proves nothing"
+  r18_hold_bounds "$n0"
+}
 case_r18stall() {
   local lsn p n0 h0 d0 f
   start_drive --open-hold-ms 10000 # the default, 60 s, is for production
@@ -1116,6 +1139,20 @@ case_r18stall() {
   r18_log_since "$n0" "no complete round of open slots for 10 s (.*$p.*): the flushed position was held; treated as a loss" ||
     fail "r18: the hold was not logged"
   ok "r18: no complete round for 10 s: a loss (open_holds $(stat open_holds), data_loss $d0 -> $(stat data_loss)), the namespace flushed, then the slot flushed past $lsn ($(slot_flush))"
+  # R22-3: still refused: the next hold waits twice as long, logged with its bound
+  r18_log_since "$n0" "no complete round of open slots for 10 s .*the next hold bound is 20 s until a round completes" ||
+    fail "r22-3: the first hold did not announce a 20 s bound"
+  until_true 30 eval '[ "$(stat open_hold_ms)" = 20000 ]' || fail "r22-3: the bound after one hold is $(stat open_hold_ms) ms, not 20000"
+  local r1 b
+  h0=$(stat open_holds) r1=$(stat open_rounds)
+  lsn=$(commit_lsn "INSERT INTO users VALUES (4, 'd')")
+  wait_confirmed "$lsn"
+  until_true 120 r18_holds_above "$h0" || fail "r22-3: no second hold while $p refuses"
+  [ "$(stat open_rounds)" = "$r1" ] || fail "r22-3: a round completed between the holds: the test proves nothing"
+  b=$(r18_hold_bounds "$n0")
+  [ "$b" = "10 20 " ] || fail "r22-3: the holds' bounds in order: '$b', not '10 20 '"
+  until_true 30 eval '[ "$(stat open_hold_ms)" = 40000 ]' || fail "r22-3: the bound after two holds is $(stat open_hold_ms) ms, not 40000"
+  ok "r22-3: $p still refusing: the second hold after 20 s, not 10 (bounds logged in order: $b; open_holds $(stat open_holds), no round completed in between; the bound now $(stat open_hold_ms) ms)"
   # control: CLUSTER NODES answered again: the flushed position passes a commit, no hold
   redis-cli -p "$p" acl setuser default +cluster\|nodes >/dev/null
   until_true 60 drive_streaming || fail "r18: not streaming"
@@ -1126,6 +1163,22 @@ case_r18stall() {
   [ "$(stat open_holds)" = "$h0" ] && [ "$(stat data_loss)" = "$d0" ] ||
     fail "r18: control: a hold or a flush with every round complete"
   ok "r18: control: every master answering: $lsn flushed with no hold and no flush"
+  until_true 30 eval '[ "$(stat open_hold_ms)" = 10000 ]' || fail "r22-3: the bound not back to its base after a complete round: $(stat open_hold_ms) ms"
+  r18_log_since "$n0" "a round of open slots completed: the hold bound is back to its base" || fail "r22-3: the reset not logged"
+  ok "r22-3: a round completed: the bound back to 10 s"
+  # R22-3's negative control: the backoff off, the second hold comes at the base again
+  stop_drive
+  redis-cli -p "$p" acl setuser default -cluster\|nodes >/dev/null
+  n0=$(wc -l <"$WORK/drive.log")
+  start_drive --open-hold-ms 10000 --open-hold-fixed
+  b=$(r18_second_hold "$n0" 0 "(backoff off)")
+  [ "$b" = "10 10 " ] || fail "r22-3: negative control: the backoff off, the holds' bounds were '$b', not '10 10 '"
+  ok "r22-3: negative control: the backoff off (--open-hold-fixed): holds at $b s"
+  redis-cli -p "$p" acl setuser default +cluster\|nodes >/dev/null
+  until_true 60 drive_streaming || fail "r18: not streaming"
+  lsn=$(commit_lsn "INSERT INTO users VALUES (5, 'e')")
+  wait_confirmed "$lsn"
+  until_true 60 flush_at_least "$(lsnhex "$lsn")" || fail "r22-3: negative control: $lsn never flushed once answered"
   # R18-4: the marks carry the position they vouch for ("lsn"): a restart finds it >= the
   # slot's confirmed position (no loss); bucket 0 without the last writes (the field lowered,
   # as a replica promoted before they reached it would hold it) is a loss
@@ -1133,8 +1186,16 @@ case_r18stall() {
   ml=$(rc hget "{$NS:0}:inv:open:$SLOT" lsn)
   [ -n "$ml" ] || fail "r18-4: no lsn field in the marks"
   stop_drive
+  # R22-3: the base from the cluster's cluster-node-timeout (20 s here: 4 x 20 s = 80 s)
+  for q in "${RC_PORTS[@]}"; do
+    CLEANUPS=("redis-cli -p $q config set cluster-node-timeout $(redis-cli -p "$q" config get cluster-node-timeout | tail -1)" "${CLEANUPS[@]}")
+    redis-cli -p "$q" config set cluster-node-timeout 20000 >/dev/null
+  done
   n0=$(wc -l <"$WORK/drive.log")
   start_drive
+  until_true 30 eval '[ "$(stat open_hold_ms)" = 80000 ]' || fail "r22-3: cluster-node-timeout 20 s: the bound is $(stat open_hold_ms) ms, not 80000"
+  r18_log_since "$n0" "cluster-node-timeout 20000 ms: the hold bound of open slots is at least 80 s" || fail "r22-3: the derived bound not logged"
+  ok "r22-3: cluster-node-timeout 20 s: the hold bound 80 s (4 x), logged"
   lsn=$(commit_lsn "INSERT INTO users VALUES (3, 'c')")
   wait_confirmed "$lsn"
   until_true 30 flush_at_least "$(lsnhex "$lsn")" || fail "r18-4: control: $lsn never flushed"
@@ -1142,6 +1203,21 @@ case_r18stall() {
     fail "r18-4: control: a loss at a plain restart: $(tail -n +"$n0" "$WORK/drive.log" | grep -a "review V9b" | tail -1)"
   ok "r18-4: control: restarted with the marks' lsn $ml: no loss, $lsn flushed"
   stop_drive
+  # R22-3: CONFIG refused (ACL): the 60 s rule, said once
+  for q in "${RC_PORTS[@]}"; do
+    CLEANUPS=("redis-cli -p $q acl setuser default +config\\|get" "${CLEANUPS[@]}")
+    redis-cli -p "$q" acl setuser default -config\|get >/dev/null
+  done
+  n0=$(wc -l <"$WORK/drive.log")
+  start_drive
+  until_true 30 r18_log_since "$n0" "CONFIG GET cluster-node-timeout refused (NOPERM" || fail "r22-3: the refusal not logged"
+  [ "$(stat open_hold_ms)" = 60000 ] || fail "r22-3: CONFIG refused: the bound is $(stat open_hold_ms) ms, not 60000"
+  [ "$(tail -n +"$n0" "$WORK/drive.log" | grep -ac "CONFIG GET cluster-node-timeout refused")" = 1 ] || fail "r22-3: the refusal logged more than once"
+  ok "r22-3: CONFIG GET refused: the bound stays 60 s, said once"
+  stop_drive
+  for q in "${RC_PORTS[@]}"; do
+    redis-cli -p "$q" acl setuser default +config\|get >/dev/null
+  done
   rc hset "{$NS:0}:inv:open:$SLOT" lsn 0000000000000001 >/dev/null
   n0=$(wc -l <"$WORK/drive.log")
   start_drive
