@@ -57,6 +57,7 @@
  * namespace). After each hold that ended in a loss the next bound doubles (up to 16x, or
  * 30 min), back to the base at the first complete round (review 22 R22-3: a persistent
  * cause flushed the namespace once per bound forever). Tests set the base (inv_drive). */
+_Static_assert(CS_RC_ID_LEN == INV_ID_LEN && RUN_LEN == INV_ID_LEN, "a mark's ids and runs");
 #define WARN_EVERY_US (10 * 1000000ull) /* an incomplete round's warning, at most this often */
 
 /* EP_OF_DST / EP_OF_OTHER: a source listed as a replica of its mark's target / of another */
@@ -71,6 +72,7 @@ typedef struct omark {
 	char dst[CS_RC_ID_LEN + 1], drun[RUN_LEN + 1];
 	uint64_t unknown_us; /* an endpoint not answering since (0: answered) */
 	uint64_t seen_us;    /* the round that wrote it with a "-" run started (0: read back) */
+	uint64_t wall_s;     /* the same, wall clock (s), in the mark (R22-1; 0: not recorded) */
 } omark;
 
 /* One bucket in the round in flight. */
@@ -99,18 +101,19 @@ struct inv_open {
 	                              * masters with 2 replicas each failed every round) */
 	int nseen;
 	int nnodes;
-	int views; /* CLUSTER NODES replies read this round */
-	char num[NB][8], val[NB][4 * (CS_RC_ID_LEN + 1) + 4]; /* the writes' arguments */
-	uint64_t round; /* replies of another round are ignored */
-	bool busy;      /* a round or its writes in flight */
-	bool loaded;    /* the marks were read back since the stream started */
-	bool reset;     /* a flush retired every mark: DEL them before anything else */
-	bool loss;      /* the next SYNC flushes */
+	int views;                              /* CLUSTER NODES replies read this round */
+	char num[NB][8], val[NB][INV_MARK_MAX]; /* the writes' arguments */
+	uint64_t round;                         /* replies of another round are ignored */
+	bool busy;                              /* a round or its writes in flight */
+	bool loaded; /* the marks were read back since the stream started */
+	bool reset;  /* a flush retired every mark: DEL them before anything else */
+	bool loss;   /* the next SYNC flushes */
 	bool incomplete, failed;
 	int left;
 	uint64_t deadline_us, last_us;
-	cs_lsn_t lsn;  /* confirmed when the round started */
-	cs_lsn_t safe; /* the flushed position's bound */
+	uint64_t last_wall_s; /* last_us on the wall clock (s): marks carry it (R22-1) */
+	cs_lsn_t lsn;         /* confirmed when the round started */
+	cs_lsn_t safe;        /* the flushed position's bound */
 	/* review R18-5: rounds that never complete must not hold the flushed position forever */
 	uint64_t since_us; /* the last complete round, or the stream's start (0: not yet) */
 	cs_lsn_t hold_lsn; /* confirmed when a hold was declared a loss (flushed by the SYNC) */
@@ -366,24 +369,17 @@ static void read_info(struct inv_open *o, const cs_redis *r, int idx, const redi
 	o->node[idx].up_s = u ? strtoull(u + 18, NULL, 10) : 0;
 }
 
-/* "<src> <srun> <dst> <drun>" into m; false when malformed. */
+/* A mark's value (inv_open_mark_parse) into m; false when malformed. */
 static bool parse_mark(const char *s, size_t n, omark *m)
 {
-	char a[4][64];
-	char buf[256];
-	if (n >= sizeof buf)
+	inv_mark t;
+	if (!inv_open_mark_parse(s, n, &t))
 		return false;
-	memcpy(buf, s, n);
-	buf[n] = '\0';
-	if (sscanf(buf, "%63s %63s %63s %63s", a[0], a[1], a[2], a[3]) != 4 ||
-	        strlen(a[0]) != CS_RC_ID_LEN || strlen(a[2]) != CS_RC_ID_LEN ||
-	        strlen(a[1]) > RUN_LEN || strlen(a[3]) > RUN_LEN)
-		return false;
-	*m = (omark){.on = true};
-	memcpy(m->src, a[0], CS_RC_ID_LEN + 1);
-	memcpy(m->dst, a[2], CS_RC_ID_LEN + 1);
-	snprintf(m->srun, sizeof m->srun, "%s", a[1]);
-	snprintf(m->drun, sizeof m->drun, "%s", a[3]);
+	*m = (omark){.on = true, .wall_s = t.wall_s};
+	memcpy(m->src, t.src, sizeof m->src);
+	memcpy(m->srun, t.srun, sizeof m->srun);
+	memcpy(m->dst, t.dst, sizeof m->dst);
+	memcpy(m->drun, t.drun, sizeof m->drun);
 	return true;
 }
 
@@ -548,6 +544,7 @@ static void fresh_mark(struct inv_open *o, oview *v)
 	snprintf(v->next.srun, sizeof v->next.srun, "%s", sr ? sr : "-");
 	snprintf(v->next.drun, sizeof v->next.drun, "%s", dr ? dr : "-");
 	v->next.seen_us = o->last_us;
+	v->next.wall_s = o->last_wall_s;
 	v->act = 1;
 }
 
@@ -572,9 +569,11 @@ static void evaluate(cs_inv *inv)
 	struct inv_open *o = inv->open;
 	bool complete = !o->incomplete && !o->failed;
 	uint64_t now = cs_now_us();
+	int64_t wall = cs_wall_us();
+	uint64_t wall_now = wall > 0 ? (uint64_t)wall / 1000000u : 0;
 	const char *argv[4 + 2 * NB];
 	size_t lens[4 + 2 * NB];
-	char key[CS_NAME_MAX], (*num)[8] = o->num, (*val)[4 * (CS_RC_ID_LEN + 1) + 4] = o->val;
+	char key[CS_NAME_MAX], (*num)[8] = o->num, (*val)[INV_MARK_MAX] = o->val;
 	int ns = 2, nd = 2;
 	const char *dargv[2 + NB];
 	size_t dlens[2 + NB];
@@ -677,8 +676,9 @@ static void evaluate(cs_inv *inv)
 				uint64_t up = uptime_of(o, id);
 				if (strcmp(rec, "-") != 0)
 					continue;
-				if (m->seen_us == 0 || up == 0 || now < m->seen_us ||
-				        up * 1000000u < now - m->seen_us) {
+				/* review 22 R22-1: a mark read back (seen_us 0) by the wall-clock
+				 * time it carries, as Redis's uptime is wall clock too */
+				if (!inv_open_vouched(up, m->seen_us, now, m->wall_s, wall_now)) {
 					char w[160];
 					snprintf(w, sizeof w,
 					        "its %s, not answered when it was marked, "
@@ -702,8 +702,15 @@ static void evaluate(cs_inv *inv)
 	write:
 		if (v->act == 1) {
 			snprintf(num[b], sizeof num[b], "%u", (unsigned)b);
-			int vl = snprintf(val[b], sizeof val[b], "%s %s %s %s", v->next.src,
-			        v->next.srun, v->next.dst, v->next.drun);
+			inv_mark t = {.wall_s = v->next.wall_s};
+			memcpy(t.src, v->next.src, sizeof t.src);
+			memcpy(t.srun, v->next.srun, sizeof t.srun);
+			memcpy(t.dst, v->next.dst, sizeof t.dst);
+			memcpy(t.drun, v->next.drun, sizeof t.drun);
+			int vl = inv_open_mark_format(val[b], sizeof val[b], &t);
+			if (vl < 0)
+				vl = 0; /* cannot happen (INV_MARK_MAX): an empty value reads as a
+				           loss */
 			argv[ns] = num[b], lens[ns++] = strlen(num[b]);
 			argv[ns] = val[b], lens[ns++] = (size_t)vl;
 		} else if (v->act == 2) {
@@ -880,6 +887,8 @@ static void start_round(cs_inv *inv, uint64_t now)
 		return;
 	}
 	o->last_us = now;
+	int64_t wall = cs_wall_us();
+	o->last_wall_s = wall > 0 ? (uint64_t)wall / 1000000u : 0; /* 0: a "-" is a loss later */
 	o->lsn = cs_ledger_confirmed(inv->ledger);
 	memset(o->v, 0, sizeof o->v);
 	memset(o->node, 0, sizeof o->node);

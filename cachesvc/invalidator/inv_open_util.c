@@ -1,6 +1,9 @@
 /* inv_open_util.c - the pure parts of the open-slot watch (see inv_open_util.h). */
 #include "inv_open_util.h"
 
+#include <stdio.h>
+#include <string.h>
+
 #define DAY_MS (24u * 3600u * 1000u) /* inputs are clamped there: no overflow below */
 
 static uint64_t clamp_day(uint64_t ms)
@@ -19,4 +22,76 @@ uint64_t inv_open_hold_bound_ms(
 	uint64_t bound = base << (backoff < INV_HOLD_BACKOFF_MAX ? backoff : INV_HOLD_BACKOFF_MAX);
 	uint64_t cap = base > INV_HOLD_CAP_MS ? base : INV_HOLD_CAP_MS;
 	return bound < cap ? bound : cap;
+}
+
+static bool hex40(const char *t, size_t n)
+{
+	if (n != INV_ID_LEN)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((t[i] >= '0' && t[i] <= '9') || (t[i] >= 'a' && t[i] <= 'f')))
+			return false;
+	return true;
+}
+
+bool inv_open_mark_parse(const char *s, size_t n, inv_mark *m)
+{
+	const char *tok[6];
+	size_t len[6];
+	int k = 0;
+	size_t i = 0;
+	if (s == NULL || n >= INV_MARK_MAX)
+		return false;
+	while (i <= n) { /* tokens separated by exactly one space, none empty */
+		size_t j = i;
+		while (j < n && s[j] != ' ')
+			j++;
+		if (j == i || k == 6)
+			return false;
+		tok[k] = s + i, len[k++] = j - i;
+		i = j + 1;
+	}
+	if (k != 4 && k != 5)
+		return false;
+	if (!hex40(tok[0], len[0]) || !hex40(tok[2], len[2]))
+		return false;
+	for (int r = 1; r <= 3; r += 2)
+		if (!(len[r] == 1 && tok[r][0] == '-') && !hex40(tok[r], len[r]))
+			return false;
+	uint64_t w = 0;
+	if (k == 5) {
+		if (len[4] > 19)
+			return false;
+		for (size_t d = 0; d < len[4]; d++) {
+			if (tok[4][d] < '0' || tok[4][d] > '9')
+				return false;
+			w = w * 10 + (uint64_t)(tok[4][d] - '0');
+		}
+	}
+	memset(m, 0, sizeof *m);
+	memcpy(m->src, tok[0], len[0]);
+	memcpy(m->srun, tok[1], len[1]);
+	memcpy(m->dst, tok[2], len[2]);
+	memcpy(m->drun, tok[3], len[3]);
+	m->wall_s = w;
+	return true;
+}
+
+int inv_open_mark_format(char *buf, size_t len, const inv_mark *m)
+{
+	int n = snprintf(buf, len, "%s %s %s %s %llu", m->src, m->srun, m->dst, m->drun,
+	        (unsigned long long)m->wall_s);
+	return n < 0 || (size_t)n >= len ? -1 : n;
+}
+
+bool inv_open_vouched(
+        uint64_t up_s, uint64_t seen_us, uint64_t now_us, uint64_t wall_s, uint64_t wall_now_s)
+{
+	if (up_s == 0 || up_s > UINT64_MAX / 1000000u)
+		return false; /* unknown, or not a real uptime */
+	if (seen_us != 0)
+		return now_us >= seen_us && up_s * 1000000u >= now_us - seen_us;
+	if (wall_s == 0 || wall_now_s < wall_s)
+		return false; /* not recorded, or the clock went back: cannot vouch */
+	return up_s >= 2 && up_s - 2 >= wall_now_s - wall_s;
 }

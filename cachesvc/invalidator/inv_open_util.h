@@ -18,4 +18,33 @@
 uint64_t inv_open_hold_bound_ms(
         uint64_t hook_ms, uint64_t node_timeout_ms, uint64_t status_ms, unsigned backoff);
 
+#define INV_ID_LEN   40  /* a node id, a run_id: 40 hex characters */
+#define INV_MARK_MAX 192 /* a mark's value, formatted, with its NUL (4 x 41 + 21 + 1 <= it) */
+
+/* A mark's value (<ns>:inv:open:<slot>, field <bucket>): "<src> <srun> <dst> <drun> <wall_s>",
+ * a run "-" when the end did not answer INFO when marked. wall_s (review 22 R22-1): the marking
+ * round's start, the invalidator's wall clock (s), so an end not answered then can be vouched
+ * for by its uptime after a restart too; 0: not recorded (a mark of an older version: 4 tokens,
+ * a "-" in it stays a loss). */
+typedef struct inv_mark {
+	char src[INV_ID_LEN + 1], srun[INV_ID_LEN + 1];
+	char dst[INV_ID_LEN + 1], drun[INV_ID_LEN + 1];
+	uint64_t wall_s;
+} inv_mark;
+
+/* s[0..n) into *m: false when malformed (ids not 40 hex characters, runs neither "-" nor 40
+ * hex characters, other than 4 or 5 tokens separated by one space, a 5th token not a decimal
+ * number of at most 19 digits). */
+bool inv_open_mark_parse(const char *s, size_t n, inv_mark *m);
+/* *m into buf (INV_MARK_MAX bytes suffice): its length, or -1 when it does not fit. */
+int inv_open_mark_format(char *buf, size_t len, const inv_mark *m);
+
+/* review R18-2 / R22-1: an end that did not answer when marked is vouched for only when its
+ * uptime (up_s, whole seconds; 0: unknown) covers the time since the marking round started:
+ * seen_us/now_us on the monotonic clock when the mark was written by this stream (seen_us 0:
+ * read back), else wall_s/wall_now_s (s) from the mark (wall_s 0: not recorded, not vouched
+ * for). Whole seconds of both clocks: the wall rule asks for 2 s more than the difference. */
+bool inv_open_vouched(
+        uint64_t up_s, uint64_t seen_us, uint64_t now_us, uint64_t wall_s, uint64_t wall_now_s);
+
 #endif

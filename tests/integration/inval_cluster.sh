@@ -1006,7 +1006,8 @@ case_v9b() {
 }
 v9b_marked() {
   mark=$(rc hget "{$NS:0}:inv:open:$SLOT" "$b")
-  [[ "$mark" == "$xid $(run_id_of "$x") $yid $(run_id_of "$y")" ]] && [ "$(stat open_marks)" -ge 1 ]
+  # R22-1: the marking round's wall-clock time (s) as a 5th token
+  [[ "$mark" =~ ^"$xid $(run_id_of "$x") $yid $(run_id_of "$y") "[1-9][0-9]*$ ]] && [ "$(stat open_marks)" -ge 1 ]
 }
 v9b_lost() { [ "$(stat open_losses)" -ge 1 ] && [ "$(stat data_loss)" -gt "$dl0" ] && drive_streaming; }
 v9b_fresh() { [[ "$(v9b_state)" == *"x" ]]; }
@@ -1068,7 +1069,7 @@ case_r18requeue() {
   r18_keys "$slot" "$x" "$y"
   r18_finish "$slot" "$yid" "$y" "${RC_PORTS[@]}"
   r18_move "$slot" "$y" "$yid" "$x" "$xid"
-  until_true 30 eval '[[ "$(rc hget "{$NS:0}:inv:open:$SLOT" "$b")" == "$yid $(run_id_of "$y") $xid $(run_id_of "$x")" ]]' ||
+  until_true 30 eval '[[ "$(rc hget "{$NS:0}:inv:open:$SLOT" "$b")" =~ ^"$yid $(run_id_of "$y") $xid $(run_id_of "$x") "[1-9][0-9]*$ ]]' ||
     fail "r18: the mark was not replaced by ($y, $x): '$(rc hget "{$NS:0}:inv:open:$SLOT" "$b")' (open_losses $l0 -> $(stat open_losses)): $(grep -a "review V9b" "$WORK/drive.log" | tail -1)"
   [ "$(stat open_losses)" = "$l0" ] || until_true 30 data_loss_above "$d0" ||
     echo "r18: the loss was not followed by a flush within 30 s"
@@ -1097,6 +1098,31 @@ case_r18requeue() {
 # back to the base once a round completes (the gauge open_hold_ms). Negative control
 # (--open-hold-fixed, the backoff off): the second hold at 10 s again.
 r18_log_since() { tail -n +"$1" "$WORK/drive.log" | grep -aq "$2"; }
+# R22-1 (review22.md): a mark whose end did not answer INFO when marked ("-") is read back at a
+# stream start (so no in-memory marking time): it carries the marking round's wall-clock time,
+# and is vouched for by the end's uptime. A mark of bucket 7 (its slot closed, its ends two
+# masters) written by hand, the invalidator started: "clear", the mark cleared with no loss
+# (before the fix: every such mark a loss); "loss" (the end restarted since that time, or a
+# 4-token mark of an older version with no time): a loss, logged, the namespace flushed.
+r22_unmarked7() { [ -z "$(rc hget "{$NS:0}:inv:open:$SLOT" 7)" ]; }
+r22_mark() { # EXPECT (clear | loss) LABEL VALUE
+  local n0
+  rc hset "{$NS:0}:inv:open:$SLOT" 7 "$3" >/dev/null
+  n0=$(wc -l <"$WORK/drive.log")
+  start_drive
+  until_true 30 r22_unmarked7 || fail "r22-1: $2: the mark never cleared ('$(rc hget "{$NS:0}:inv:open:$SLOT" 7)')"
+  until_true 30 drive_streaming || fail "r22-1: $2: not streaming"
+  if [ "$1" = clear ]; then
+    [ "$(stat data_loss)" = 0 ] && [ "$(stat open_losses)" = 0 ] ||
+      fail "r22-1: $2: a loss: $(tail -n +"$n0" "$WORK/drive.log" | grep -a "review V9b" | tail -1)"
+    ok "r22-1: $2: mark '$3' read back: vouched for by the uptime, cleared, no loss"
+  else
+    [ "$(stat open_losses)" -ge 1 ] && [ "$(stat data_loss)" -ge 1 ] || fail "r22-1: $2: no loss"
+    r18_log_since "$n0" "not answered when it was marked, restarted since" || fail "r22-1: $2: the reason not logged"
+    ok "r22-1: $2: mark '$3' read back: a loss (open_losses $(stat open_losses), data_loss $(stat data_loss))"
+  fi
+  stop_drive
+}
 r18_hold_bounds() { # LINE: the bounds (s) of the holds logged since LINE, in order
   tail -n +"$1" "$WORK/drive.log" | sed -n 's/.*ERROR invalidator: no complete round of open slots for \([0-9]*\) s .*/\1/p' | tr '\n' ' '
 }
@@ -1226,6 +1252,15 @@ case_r18stall() {
   until_true 30 eval '[ "$(rc hget "{$NS:0}:inv:open:$SLOT" lsn)" != 0000000000000001 ]' || fail "r18-4: the marks not reset"
   ok "r18-4: the marks vouching for less than the slot's confirmed position: a loss, logged, the namespace flushed, the marks reset ($(rc hget "{$NS:0}:inv:open:$SLOT" lsn))"
   stop_drive
+  # R22-1: a "-" mark read back at a stream start, its slot closed
+  local id0 id1 run1 up0 now
+  id0=$(redis-cli -p "${RC_PORTS[0]}" cluster myid) id1=$(redis-cli -p "${RC_PORTS[1]}" cluster myid)
+  run1=$(run_id_of "${RC_PORTS[1]}")
+  up0=$(redis-cli -p "${RC_PORTS[0]}" info server | sed -n 's/^uptime_in_seconds:\([0-9]*\).*/\1/p')
+  now=$(date +%s)
+  r22_mark clear "its source up since before the marking time" "$id0 - $id1 $run1 $((now - 1))"
+  r22_mark loss "its source started after the marking time (restarted since)" "$id0 - $id1 $run1 $((now - up0 - 30))"
+  r22_mark loss "an older version's mark (no time)" "$id0 - $id1 $run1"
 }
 
 # R18-3 (review18.md): V9b's path with the watch ON, the failover and the resumption before

@@ -4,7 +4,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <cmocka.h>
+#include <stdbool.h>
 
 #include "inv_open_util.h"
 
@@ -40,10 +42,111 @@ static void test_hold_bound(void **state)
 		        inv_open_hold_bound_ms(0, 0, 0, b) >= inv_open_hold_bound_ms(0, 0, 0, 0));
 }
 
+#define ID1 "0123456789abcdef0123456789abcdef01234567"
+#define ID2 "fedcba9876543210fedcba9876543210fedcba98"
+#define RN1 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+
+static bool parse(const char *s, inv_mark *m)
+{
+	return inv_open_mark_parse(s, strlen(s), m);
+}
+
+/* review 22 R22-1: the mark's value, old (4 tokens) and new (the marking time) */
+static void test_mark_roundtrip(void **state)
+{
+	(void)state;
+	inv_mark m, r;
+	char buf[INV_MARK_MAX];
+	assert_true(parse(ID1 " - " ID2 " " RN1 " 1764643200", &m));
+	assert_string_equal(m.src, ID1);
+	assert_string_equal(m.srun, "-");
+	assert_string_equal(m.dst, ID2);
+	assert_string_equal(m.drun, RN1);
+	assert_int_equal(m.wall_s, 1764643200);
+	int n = inv_open_mark_format(buf, sizeof buf, &m);
+	assert_int_equal(n, (int)strlen(buf));
+	assert_string_equal(buf, ID1 " - " ID2 " " RN1 " 1764643200");
+	assert_true(inv_open_mark_parse(buf, (size_t)n, &r));
+	assert_memory_equal(&m, &r, sizeof m);
+	/* an older version's mark: 4 tokens, no time (a "-" in it stays a loss) */
+	assert_true(parse(ID1 " " RN1 " " ID2 " -", &m));
+	assert_int_equal(m.wall_s, 0);
+	assert_string_equal(m.drun, "-");
+	/* the longest value fits */
+	inv_mark big = {.wall_s = UINT64_MAX};
+	memcpy(big.src, ID1, 41), memcpy(big.srun, RN1, 41);
+	memcpy(big.dst, ID2, 41), memcpy(big.drun, RN1, 41);
+	assert_true(inv_open_mark_format(buf, sizeof buf, &big) > 0);
+	assert_int_equal(inv_open_mark_format(buf, 10, &big), -1);
+	/* 19 digits parse; 20 do not (no overflow) */
+	assert_true(parse(ID1 " - " ID2 " - 9999999999999999999", &m));
+	assert_int_equal(m.wall_s, 9999999999999999999ull);
+}
+
+static void test_mark_hostile(void **state)
+{
+	(void)state;
+	inv_mark m;
+	static const char *const bad[] = {
+	        "", " ", ID1, ID1 " - " ID2, ID1 " - " ID2 " - 1 2",     /* 6 tokens */
+	        ID1 "  - " ID2 " -",                                     /* two spaces */
+	        " " ID1 " - " ID2 " -",                                  /* leading space */
+	        ID1 " - " ID2 " - ",                                     /* trailing space */
+	        ID1 "\t- " ID2 " -",                                     /* a tab */
+	        "0123456789abcdef0123456789abcdef0123456 - " ID2 " -",   /* 39 */
+	        "0123456789abcdef0123456789abcdef012345678 - " ID2 " -", /* 41 */
+	        "0123456789ABCDEF0123456789abcdef01234567 - " ID2 " -",  /* upper case */
+	        "0123456789abcdeg0123456789abcdef01234567 - " ID2 " -",  /* not hex */
+	        ID1 " -- " ID2 " -", ID1 " abc " ID2 " -",               /* a short run */
+	        ID1 " - " ID2 " - -1",                                   /* a sign */
+	        ID1 " - " ID2 " - +1", ID1 " - " ID2 " - 1x", ID1 " - " ID2 " - 0x10",
+	        ID1 " - " ID2 " - 18446744073709551616",       /* 20 digits */
+	        ID1 " - " ID2 " - 99999999999999999999999999", /* overflow */
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		assert_false(parse(bad[i], &m));
+	/* a NUL inside, a value longer than any mark, NULL */
+	char nul[] = ID1 " - " ID2 " - 12";
+	nul[50] = '\0';
+	assert_false(inv_open_mark_parse(nul, sizeof nul - 1, &m));
+	char lng[400];
+	memset(lng, 'a', sizeof lng);
+	assert_false(inv_open_mark_parse(lng, sizeof lng, &m));
+	assert_false(inv_open_mark_parse(NULL, 0, &m));
+	/* only the first n bytes count */
+	const char *s = ID1 " - " ID2 " - 12 junk";
+	assert_true(inv_open_mark_parse(s, strlen(s) - 5, &m));
+	assert_int_equal(m.wall_s, 12);
+}
+
+/* R18-2 / R22-1: the uptime rule, in memory (monotonic) and read back (the mark's time) */
+static void test_vouched(void **state)
+{
+	(void)state;
+	/* in memory: up 10 s, marked 9.5 s ago: vouched; 10.5 s ago: not */
+	assert_true(inv_open_vouched(10, 1000000, 10500000, 0, 0));
+	assert_false(inv_open_vouched(10, 1000000, 11500000, 0, 0));
+	assert_false(inv_open_vouched(0, 1000000, 1000001, 0, 0));  /* uptime unknown */
+	assert_false(inv_open_vouched(10, 2000000, 1000000, 0, 0)); /* clock before the mark */
+	assert_false(inv_open_vouched(UINT64_MAX, 1, 2, 0, 0));     /* not an uptime */
+	/* read back: the mark's wall time; 2 s of margin for whole seconds */
+	assert_true(inv_open_vouched(100, 0, 0, 1000, 1098));
+	assert_false(inv_open_vouched(100, 0, 0, 1000, 1099));
+	assert_false(inv_open_vouched(5, 0, 0, 1000, 1010));  /* restarted since the mark */
+	assert_false(inv_open_vouched(100, 0, 0, 0, 1010));   /* no time (an older mark) */
+	assert_false(inv_open_vouched(100, 0, 0, 1000, 999)); /* the clock went back */
+	assert_false(inv_open_vouched(1, 0, 0, 1000, 1000));
+	assert_true(inv_open_vouched(2, 0, 0, 1000, 1000));
+	assert_false(inv_open_vouched(0, 0, 0, 1000, 1000));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_hold_bound),
+	        cmocka_unit_test(test_mark_roundtrip),
+	        cmocka_unit_test(test_mark_hostile),
+	        cmocka_unit_test(test_vouched),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
