@@ -93,13 +93,9 @@ struct inv_open {
 		char id[CS_RC_ID_LEN + 1], run[RUN_LEN + 1];
 		uint64_t up_s; /* uptime_in_seconds of the same INFO reply */
 	} node[CS_RC_MAX_NODES];
-	/* review R18-3: every node's flags over every master's list, this round */
-	struct {
-		char id[CS_RC_ID_LEN + 1];
-		uint8_t fl;
-	} seen[8 * CS_RC_MAX_NODES]; /* replicas too (review 21 R21-1: at 2x, a cluster of 86
-	                              * masters with 2 replicas each failed every round) */
-	int nseen;
+	/* review R18-3: every node's flags over every master's list, this round; replicas too
+	 * (review 21 R21-1), hashed and an overflow no failed round (review 22 R22-4) */
+	inv_seen seen;
 	int nnodes;
 	int views;                              /* CLUSTER NODES replies read this round */
 	char num[NB][8], val[NB][INV_MARK_MAX]; /* the writes' arguments */
@@ -276,15 +272,7 @@ static void read_nodes(cs_inv *inv, const cs_redis *r, int idx, const redisReply
 	o->views++;
 	while (cs_rc_nodes_next(reply->str, (size_t)reply->len, &pos, &l)) {
 		uint8_t f = EP_LISTED | (l.failed ? EP_FAILED : 0) | (l.replica ? EP_REPLICA : 0);
-		int k = 0;
-		while (k < o->nseen && strcmp(o->seen[k].id, l.id) != 0)
-			k++;
-		if (k < o->nseen)
-			o->seen[k].fl |= f;
-		else if (k < (int)CS_ARRAY_LEN(o->seen))
-			memcpy(o->seen[k].id, l.id, sizeof l.id), o->seen[k].fl = f, o->nseen++;
-		else
-			o->failed = true; /* more nodes than we keep: no verdict */
+		inv_seen_add(&o->seen, l.id, f);
 		for (uint32_t b = 0; b < NB; b++) {
 			if (!o->m[b].on)
 				continue;
@@ -410,13 +398,11 @@ static bool read_marks(struct inv_open *o, const redisReply *reply, cs_lsn_t *ls
 /* ---- The verdict -------------------------------------------------------------------------- */
 
 /* The run of node id among the masters that answered; NULL when none is that node. */
-/* id's flags over every master's list this round (0: listed by none). */
-static uint8_t flags_of(const struct inv_open *o, const char *id)
+/* id's flags over every master's list this round (0: listed by none; -1: not known, more
+ * than INV_SEEN_MAX nodes listed). */
+static int flags_of(const struct inv_open *o, const char *id)
 {
-	for (int k = 0; k < o->nseen; k++)
-		if (strcmp(o->seen[k].id, id) == 0)
-			return o->seen[k].fl;
-	return 0;
+	return inv_seen_get(&o->seen, id);
 }
 
 /* The uptime of node id among the masters that answered (0: unknown). */
@@ -597,7 +583,19 @@ static void evaluate(cs_inv *inv)
 			if (v->src[0] == '\0' || v->dst[0] == '\0')
 				continue;
 			/* review R18-3: an end already failed over or failed at first sight */
-			uint8_t fs = flags_of(o, v->src), fd = flags_of(o, v->dst);
+			int fs = flags_of(o, v->src), fd = flags_of(o, v->dst);
+			if (fs < 0 || fd < 0) {
+				/* review 22 R22-4: more nodes listed than kept, and this end not
+				 * among them: it cannot be vouched for at first sight */
+				loss(inv, b,
+				        fs < 0 ? "its source's flags are not known when the slot "
+				                 "is "
+				                 "first seen open (more than 1024 nodes listed)"
+				               : "its target's flags are not known when the slot "
+				                 "is "
+				                 "first seen open (more than 1024 nodes listed)");
+				return;
+			}
 			if ((fs | fd) & (EP_FAILED | EP_REPLICA)) {
 				char w[160];
 				snprintf(w, sizeof w,
@@ -892,7 +890,7 @@ static void start_round(cs_inv *inv, uint64_t now)
 	o->lsn = cs_ledger_confirmed(inv->ledger);
 	memset(o->v, 0, sizeof o->v);
 	memset(o->node, 0, sizeof o->node);
-	o->nseen = 0;
+	inv_seen_reset(&o->seen);
 	o->nnodes = CS_MIN(cs_rc_nnodes(inv->rc), CS_RC_MAX_NODES);
 	static const char *const nodes[] = {"CLUSTER", "NODES"}, *const info[] = {"INFO", "server"};
 	static const size_t nodes_l[] = {7, 5}, info_l[] = {4, 6};

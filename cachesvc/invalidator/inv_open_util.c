@@ -95,3 +95,53 @@ bool inv_open_vouched(
 		return false; /* not recorded, or the clock went back: cannot vouch */
 	return up_s >= 2 && up_s - 2 >= wall_now_s - wall_s;
 }
+
+void inv_seen_reset(inv_seen *t)
+{
+	memset(t->slot, 0, sizeof t->slot);
+	t->n = 0;
+	t->overflow = false;
+}
+
+/* FNV-1a over the id's characters, and the slot where it is or would go. */
+static uint32_t seen_find(const inv_seen *t, const char *id, size_t n)
+{
+	uint32_t h = 2166136261u;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (uint8_t)id[i]) * 16777619u;
+	uint32_t s = h & (INV_SEEN_SLOTS - 1);
+	/* at most INV_SEEN_MAX of INV_SEEN_SLOTS used: an empty slot always ends the probe */
+	while (t->slot[s] != 0) {
+		const char *e = t->e[t->slot[s] - 1].id;
+		if (strncmp(e, id, n) == 0 && e[n] == '\0')
+			break;
+		s = (s + 1) & (INV_SEEN_SLOTS - 1);
+	}
+	return s;
+}
+
+void inv_seen_add(inv_seen *t, const char *id, uint8_t fl)
+{
+	size_t n = strnlen(id, INV_ID_LEN);
+	uint32_t s = seen_find(t, id, n);
+	if (t->slot[s] != 0) {
+		t->e[t->slot[s] - 1].fl |= fl;
+		return;
+	}
+	if (t->n >= INV_SEEN_MAX) {
+		t->overflow = true; /* its flags unknown */
+		return;
+	}
+	memcpy(t->e[t->n].id, id, n);
+	t->e[t->n].id[n] = '\0';
+	t->e[t->n].fl = fl;
+	t->slot[s] = (uint16_t)++t->n;
+}
+
+int inv_seen_get(const inv_seen *t, const char *id)
+{
+	uint32_t s = seen_find(t, id, strnlen(id, INV_ID_LEN));
+	if (t->slot[s] != 0)
+		return t->e[t->slot[s] - 1].fl;
+	return t->overflow ? -1 : 0;
+}

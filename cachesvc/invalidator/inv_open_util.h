@@ -47,4 +47,25 @@ int inv_open_mark_format(char *buf, size_t len, const inv_mark *m);
 bool inv_open_vouched(
         uint64_t up_s, uint64_t seen_us, uint64_t now_us, uint64_t wall_s, uint64_t wall_now_s);
 
+/* review R18-3 / R22-4: every node's flags over every master's CLUSTER NODES this round, by
+ * id: open addressing (twice the entries' slots, linear probing). Full, an id is not kept and
+ * the table is marked overflowed: that id's flags are unknown (no failed round). */
+#define INV_SEEN_MAX   1024 /* ids kept (replicas and handshake ghosts too) */
+#define INV_SEEN_SLOTS 2048 /* a power of two */
+typedef struct inv_seen {
+	struct {
+		char id[INV_ID_LEN + 1];
+		uint8_t fl;
+	} e[INV_SEEN_MAX];
+	uint16_t slot[INV_SEEN_SLOTS]; /* an entry's index + 1; 0: empty */
+	int n;
+	bool overflow; /* an id was not kept */
+} inv_seen;
+
+void inv_seen_reset(inv_seen *t);
+/* ORs fl into id's flags (id: at most INV_ID_LEN characters; a longer one is cut). */
+void inv_seen_add(inv_seen *t, const char *id, uint8_t fl);
+/* id's flags: 0 when listed by none, -1 when not known (the table overflowed, id not kept). */
+int inv_seen_get(const inv_seen *t, const char *id);
+
 #endif

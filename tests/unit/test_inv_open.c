@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
 #include <stdbool.h>
@@ -140,6 +141,58 @@ static void test_vouched(void **state)
 	assert_false(inv_open_vouched(0, 0, 0, 1000, 1000));
 }
 
+/* review 22 R22-4: the node-flags table: a hash, more than 1,024 ids no failed round */
+static void seen_id(char *id, unsigned i)
+{
+	/* ids sharing 32 of 40 characters: hashing must not rely on a prefix */
+	snprintf(id, INV_ID_LEN + 1, "00000000000000000000000000000000%08x", i);
+}
+
+static void test_seen(void **state)
+{
+	(void)state;
+	static inv_seen t; /* ~50 KB: not on the stack */
+	char id[INV_ID_LEN + 1];
+	inv_seen_reset(&t);
+	assert_int_equal(inv_seen_get(&t, ID1), 0);
+	inv_seen_add(&t, ID1, 1);
+	inv_seen_add(&t, ID1, 4);
+	assert_int_equal(inv_seen_get(&t, ID1), 5);
+	assert_int_equal(inv_seen_get(&t, ID2), 0);
+	/* 1,500 distinct ids (with ID1 already in): 1,024 kept, the rest unknown */
+	for (unsigned i = 0; i < 1500; i++) {
+		seen_id(id, i);
+		inv_seen_add(&t, id, (uint8_t)(1u << (i % 5)));
+	}
+	assert_int_equal(t.n, INV_SEEN_MAX);
+	assert_true(t.overflow);
+	assert_int_equal(inv_seen_get(&t, ID1), 5);
+	for (unsigned i = 0; i < 1500; i++) {
+		seen_id(id, i);
+		if (i < INV_SEEN_MAX - 1)
+			assert_int_equal(inv_seen_get(&t, id), 1 << (i % 5));
+		else
+			assert_int_equal(inv_seen_get(&t, id), -1);
+	}
+	/* an id kept still takes flags after the overflow; one never seen is unknown now */
+	seen_id(id, 7);
+	inv_seen_add(&t, id, 16);
+	assert_int_equal(inv_seen_get(&t, id), 16 | (1 << 2));
+	assert_int_equal(inv_seen_get(&t, ID2), -1);
+	/* a shorter or longer id is another id (a longer one cut at 40) */
+	assert_int_equal(inv_seen_get(&t, "0000000000000000000000000000000000000007"), 16 | 4);
+	assert_int_equal(inv_seen_get(&t, "000000000000000000000000000000000000000"), -1);
+	assert_int_equal(inv_seen_get(&t, "0000000000000000000000000000000000000007ff"), 16 | 4);
+	/* reset: empty again, no overflow */
+	inv_seen_reset(&t);
+	assert_int_equal(t.n, 0);
+	assert_false(t.overflow);
+	assert_int_equal(inv_seen_get(&t, ID1), 0);
+	inv_seen_add(&t, "", 2);
+	assert_int_equal(inv_seen_get(&t, ""), 2);
+	assert_int_equal(inv_seen_get(&t, ID1), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -147,6 +200,7 @@ int main(void)
 	        cmocka_unit_test(test_mark_roundtrip),
 	        cmocka_unit_test(test_mark_hostile),
 	        cmocka_unit_test(test_vouched),
+	        cmocka_unit_test(test_seen),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
