@@ -1386,7 +1386,7 @@ case_r18load() {
 # mark sees its source listed as a replica first: "its source is now a replica", a loss, the
 # namespace flushed, nothing lost. FAILS when that happens.
 case_r18drain() {
-  local x xid o oid id b slot slot0 lsn keys p d0
+  local x xid o oid id b slot slot0 lsn keys p d0 r0
   v9_node 1
   x=$V9_PORT
   xid=$(redis-cli -p "$x" cluster myid)
@@ -1409,14 +1409,20 @@ case_r18drain() {
   until_true 30 r18_marked || fail "r18: bucket $b never marked (back)"
   r18_keys "$slot" "$x" "$o"
   r18_finish "$slot" "$oid" "$o" "$x" "${RC_PORTS[@]}"
-  sleep 5
-  echo "r18: $x now: $(redis-cli -p "$x" role | head -1); open_losses $(stat open_losses), data_loss $d0 -> $(stat data_loss)"
-  { grep -a "review V9b" "$WORK/drive.log" || true; } | tail -1
   until_true 30 sh -c "redis-cli -p $x role | head -1 | grep -qx slave" ||
     fail "r18: $x did not become a replica once drained: the test proves nothing"
+  # R22-5 (review22.md): the verdict only once a complete round has read X as a replica: two
+  # more complete rounds than when the role was seen (the one in flight may have read before)
+  r0=$(stat open_rounds)
+  until_true 60 eval '[ "$(stat open_rounds)" -ge $((r0 + 2)) ] || [ "$(stat open_losses)" != 0 ]' ||
+    fail "r18: no complete round after the drain (open_rounds $r0 -> $(stat open_rounds)): the test proves nothing"
+  echo "r18: $x now: $(redis-cli -p "$x" role | head -1); open_rounds $r0 -> $(stat open_rounds); open_losses $(stat open_losses), data_loss $d0 -> $(stat data_loss)"
+  { grep -a "review V9b" "$WORK/drive.log" || true; } | tail -1
   [ "$(stat open_losses)" = 0 ] && [ "$(stat data_loss)" = "$d0" ] ||
     fail "r18: REPRODUCED: draining $x (its last slot $slot moved to $o, no failover) counted as an open-slot loss (data_loss $d0 -> $(stat data_loss))"
   until_true 30 r18_unmarked || fail "r18: the mark was not cleared after the drain"
+  [ "$(stat open_losses)" = 0 ] && [ "$(stat data_loss)" = "$d0" ] ||
+    fail "r18: REPRODUCED: a loss while the drained mark cleared (data_loss $d0 -> $(stat data_loss))"
   ok "r18: $x drained (its last slot $slot back to $o, $x now $(redis-cli -p "$x" role | head -1) of it): no loss, the mark cleared"
   stop_drive
 }
