@@ -12,8 +12,9 @@
  *      run_id), directly on its connection: each reply bounded by the node timeout, the round
  *      by OPEN_TIMEOUT_MS, one round at a time;
  *  (2) every bucket whose slot a round sees open is marked in bucket 0 (<ns>:inv:open:<slot>,
- *      hash <bucket> -> "<source id> <source run_id> <target id> <target run_id>", "-" for a
- *      run not known), and the position reported to PostgreSQL as flushed never passes
+ *      hash <bucket> -> "<source id> <source run_id> <target id> <target run_id> <time>", "-"
+ *      for a run not known, the time the marking round's start on the wall clock: R22-1),
+ *      and the position reported to PostgreSQL as flushed never passes
  *      inv_open_safe: the confirmed position when the last complete round started, once that
  *      round's marks are acknowledged;
  *  (3) while a bucket is marked, an endpoint that changed is a loss: another node id on the
@@ -35,8 +36,9 @@
  * W passes C). A failover before R read the slot shows in R itself only while the cluster
  * still lists the old end failed or as a replica (checked at first sight: review R18-3); a
  * failover and a resumption from the promoted replica completed before R are not seen (see
- * CLUSTER.md V9b). An end not answered when marked ("-") is adopted only if its uptime covers
- * the time since that round started (R18-2). If C was not flushed when the invalidator stopped, the
+ * CLUSTER.md V9b). An end not answered when marked ("-") is adopted or cleared only if its
+ * uptime covers the time since that round started (R18-2, R21-4; read back, by the time in the
+ * mark: R22-1). If C was not flushed when the invalidator stopped, the
  * slot replays C and its INVAL deletes the entry wherever the bucket then is. Commits confirmed
  * before the slot opened are covered from the first round that sees it open (the endpoints then are
  * the ones whose streams hold those DELs). What it cannot see: a slot opened and closed between two
