@@ -324,24 +324,25 @@ static void read_node_timeout(struct inv_open *o, const cs_redis *r, const redis
 	unsigned long long ms = v && v->type == REDIS_REPLY_STRING ? strtoull(v->str, &end, 10) : 0;
 	if (v && v->type == REDIS_REPLY_STRING && end != v->str && *end == '\0') {
 		if (o->nt_state != NT_KNOWN || o->nt_ms != ms)
-			cs_info("invalidator: %s: cluster-node-timeout %llu ms: the hold bound of "
-			        "open "
-			        "slots is at least %llu s (review V9b, R22-3)",
+			cs_info("invalidator: %s: cluster-node-timeout %llu ms: the hold bound "
+			        "of open slots is at least %llu s (review V9b, R22-3)",
 			        cs_redis_url_masked(r), ms,
 			        (unsigned long long)(inv_open_hold_bound_ms(0, ms, 0, 0) / 1000));
 		o->nt_state = NT_KNOWN, o->nt_ms = ms;
 		return;
 	}
-	if (reply == NULL || reply->type != REDIS_REPLY_ERROR) {
-		o->nt_state = NT_ASK; /* no reply (or not the one expected): asked again */
+	if (reply == NULL) {
+		o->nt_state = NT_ASK; /* no reply (a connection lost): asked at the next round */
 		return;
 	}
+	/* refused (an ACL, a proxy) or not the reply expected: not asked again this stream */
 	o->nt_state = NT_REFUSED;
 	if (!o->nt_said)
-		cs_warn("invalidator: %s: CONFIG GET cluster-node-timeout refused (%s): the hold "
-		        "bound "
-		        "of open slots stays at max(60 s, 10 status intervals) (review V9b, R22-3)",
-		        cs_redis_url_masked(r), reply->str);
+		cs_warn("invalidator: %s: CONFIG GET cluster-node-timeout refused (%s): the "
+		        "hold bound of open slots stays at max(60 s, 10 status intervals) "
+		        "(review V9b, R22-3)",
+		        cs_redis_url_masked(r),
+		        reply->type == REDIS_REPLY_ERROR ? reply->str : "an unexpected reply");
 	o->nt_said = true;
 }
 
@@ -493,9 +494,8 @@ static void writes_done(cs_inv *inv)
 		o->since_us = cs_now_us();
 		inv->stats.open_rounds++;
 		if (o->backoff)
-			cs_info("invalidator: a round of open slots completed: the hold bound is "
-			        "back "
-			        "to its base (review V9b, R22-3)");
+			cs_info("invalidator: a round of open slots completed: the hold bound "
+			        "is back to its base (review V9b, R22-3)");
 		o->backoff = 0;
 	} else {
 		incomplete(inv);
@@ -590,12 +590,12 @@ static void evaluate(cs_inv *inv)
 				/* review 22 R22-4: more nodes listed than kept, and this end not
 				 * among them: it cannot be vouched for at first sight */
 				loss(inv, b,
-				        fs < 0 ? "its source's flags are not known when the slot "
-				                 "is "
-				                 "first seen open (more than 1024 nodes listed)"
-				               : "its target's flags are not known when the slot "
-				                 "is "
-				                 "first seen open (more than 1024 nodes listed)");
+				        fs < 0 ? "its source's flags are not known when the "
+				                 "slot is first seen open (more than 1024 "
+				                 "nodes listed)"
+				               : "its target's flags are not known when the "
+				                 "slot is first seen open (more than 1024 "
+				                 "nodes listed)");
 				return;
 			}
 			if ((fs | fd) & (EP_FAILED | EP_REPLICA)) {
@@ -682,8 +682,7 @@ static void evaluate(cs_inv *inv)
 					char w[160];
 					snprintf(w, sizeof w,
 					        "its %s, not answered when it was marked, "
-					        "restarted since "
-					        "(or cannot be vouched for)",
+					        "restarted since (or cannot be vouched for)",
 					        e ? "target" : "source");
 					loss(inv, b, w);
 					return;
@@ -955,9 +954,8 @@ void inv_open_tick(cs_inv *inv)
 		        inv->open_hold_fixed ? 0 : o->backoff);
 		snprintf(why, sizeof why,
 		        "no complete round of open slots for %llu s (%s): the flushed position was "
-		        "held; treated as a loss (review V9b, R18-5): the namespace is flushed; "
-		        "the "
-		        "next hold bound is %llu s until a round completes (R22-3)",
+		        "held; treated as a loss (review V9b, R18-5): the namespace is "
+		        "flushed; the next hold bound is %llu s until a round completes (R22-3)",
 		        (unsigned long long)(hold_ms / 1000),
 		        o->why[0] ? o->why : "a master not connected",
 		        (unsigned long long)(next_ms / 1000));
