@@ -98,7 +98,8 @@ struct cs_inv {
 	bool pos_min;		 /* V5: flush <= the lowest position copy (test hook) */
 	bool pos_backoff;	 /* W3: a failed position write backs off (test hook) */
 	bool open_watch;	 /* V9b: watch slot migrations (inv_open.c; test hook) */
-	int open_hold_ms;	 /* its hold bound, 0 the default (test hook) */
+	int open_hold_ms;	 /* its hold bound's base, 0 the default (test hook) */
+	bool open_hold_fixed;	 /* no backoff of the hold bound (R22-3's negative control) */
 	struct inv_open *open;	 /* V9b: the marks and the round in flight (a cluster) */
 	uint64_t *kb;		 /* the commit's keys sorted by bucket: bucket << 32 | offset */
 	size_t kb_cap;

@@ -12,8 +12,9 @@
  *      run_id), directly on its connection: each reply bounded by the node timeout, the round
  *      by OPEN_TIMEOUT_MS, one round at a time;
  *  (2) every bucket whose slot a round sees open is marked in bucket 0 (<ns>:inv:open:<slot>,
- *      hash <bucket> -> "<source id> <source run_id> <target id> <target run_id>", "-" for a
- *      run not known), and the position reported to PostgreSQL as flushed never passes
+ *      hash <bucket> -> "<source id> <source run_id> <target id> <target run_id> <time>", "-"
+ *      for a run not known, the time the marking round's start on the wall clock: R22-1),
+ *      and the position reported to PostgreSQL as flushed never passes
  *      inv_open_safe: the confirmed position when the last complete round started, once that
  *      round's marks are acknowledged;
  *  (3) while a bucket is marked, an endpoint that changed is a loss: another node id on the
@@ -35,8 +36,9 @@
  * W passes C). A failover before R read the slot shows in R itself only while the cluster
  * still lists the old end failed or as a replica (checked at first sight: review R18-3); a
  * failover and a resumption from the promoted replica completed before R are not seen (see
- * CLUSTER.md V9b). An end not answered when marked ("-") is adopted only if its uptime covers
- * the time since that round started (R18-2). If C was not flushed when the invalidator stopped, the
+ * CLUSTER.md V9b). An end not answered when marked ("-") is adopted or cleared only if its
+ * uptime covers the time since that round started (R18-2, R21-4; read back, by the time in the
+ * mark: R22-1). If C was not flushed when the invalidator stopped, the
  * slot replays C and its INVAL deletes the entry wherever the bucket then is. Commits confirmed
  * before the slot opened are covered from the first round that sees it open (the endpoints then are
  * the ones whose streams hold those DELs). What it cannot see: a slot opened and closed between two
@@ -44,21 +46,27 @@
  * invalidator runs (its DELs are then from before the slot opened): neither leaves a trace a later
  * round can read. */
 #include "inv_int.h"
+#include "inv_open_util.h"
 
 #define NB              CS_KS_BUCKETS
-#define OPEN_TIMEOUT_MS 5000  /* a round not answered by then is dropped (its replies ignored) */
-#define OPEN_UNKNOWN_MS 3000  /* an endpoint listed as a live master but not answering: a loss */
-#define RUN_LEN         40    /* run_id: 40 hex characters */
-/* no complete round for max(this, 10 status intervals): a loss. Well above Redis's default
- * cluster-node-timeout (15 s) and the failover that follows it: a master down until its
- * replica takes over leaves every round incomplete, and is no loss of this watch's (review 21
- * R21-2: at 10 s every master crash flushed the namespace). Tests lower it (inv_drive). */
-#define HOLD_MIN_MS     60000
-#define WARN_EVERY_US   (10 * 1000000ull) /* an incomplete round's warning, at most this often */
+#define OPEN_TIMEOUT_MS 5000 /* a round not answered by then is dropped (its replies ignored) */
+#define OPEN_UNKNOWN_MS 3000 /* an endpoint listed as a live master but not answering: a loss */
+#define RUN_LEN         40   /* run_id: 40 hex characters */
+/* The hold bound (inv_open_hold_bound_ms): no complete round for max(60 s, 4 x the cluster's
+ * cluster-node-timeout, 10 status intervals) is a loss. Well above the failure handling of
+ * the cluster: a master down until its replica takes over leaves every round incomplete, and
+ * is no loss of this watch's (review 21 R21-2: at 10 s every master crash flushed the
+ * namespace). After each hold that ended in a loss the next bound doubles (up to 16x, or
+ * 30 min), back to the base at the first complete round (review 22 R22-3: a persistent
+ * cause flushed the namespace once per bound forever). Tests set the base (inv_drive). */
+_Static_assert(CS_RC_ID_LEN == INV_ID_LEN && RUN_LEN == INV_ID_LEN, "a mark's ids and runs");
+#define WARN_EVERY_US (10 * 1000000ull) /* an incomplete round's warning, at most this often */
 
 /* EP_OF_DST / EP_OF_OTHER: a source listed as a replica of its mark's target / of another */
 enum { EP_LISTED = 1, EP_FAILED = 2, EP_REPLICA = 4, EP_OF_DST = 8, EP_OF_OTHER = 16 };
-enum { K_NODES, K_INFO, K_LOAD, K_RESET, K_SET, K_DEL };
+enum { K_NODES, K_INFO, K_LOAD, K_RESET, K_SET, K_DEL, K_CONFIG };
+/* cluster-node-timeout: to ask at the next round, asked, known, refused (ACL) */
+enum { NT_ASK, NT_ASKED, NT_KNOWN, NT_REFUSED };
 
 typedef struct omark {
 	bool on;
@@ -66,6 +74,7 @@ typedef struct omark {
 	char dst[CS_RC_ID_LEN + 1], drun[RUN_LEN + 1];
 	uint64_t unknown_us; /* an endpoint not answering since (0: answered) */
 	uint64_t seen_us;    /* the round that wrote it with a "-" run started (0: read back) */
+	uint64_t wall_s;     /* the same, wall clock (s), in the mark (R22-1; 0: not recorded) */
 } omark;
 
 /* One bucket in the round in flight. */
@@ -86,31 +95,34 @@ struct inv_open {
 		char id[CS_RC_ID_LEN + 1], run[RUN_LEN + 1];
 		uint64_t up_s; /* uptime_in_seconds of the same INFO reply */
 	} node[CS_RC_MAX_NODES];
-	/* review R18-3: every node's flags over every master's list, this round */
-	struct {
-		char id[CS_RC_ID_LEN + 1];
-		uint8_t fl;
-	} seen[8 * CS_RC_MAX_NODES]; /* replicas too (review 21 R21-1: at 2x, a cluster of 86
-	                              * masters with 2 replicas each failed every round) */
-	int nseen;
+	/* review R18-3: every node's flags over every master's list, this round; replicas too
+	 * (review 21 R21-1), hashed and an overflow no failed round (review 22 R22-4) */
+	inv_seen seen;
 	int nnodes;
-	int views; /* CLUSTER NODES replies read this round */
-	char num[NB][8], val[NB][4 * (CS_RC_ID_LEN + 1) + 4]; /* the writes' arguments */
-	uint64_t round; /* replies of another round are ignored */
-	bool busy;      /* a round or its writes in flight */
-	bool loaded;    /* the marks were read back since the stream started */
-	bool reset;     /* a flush retired every mark: DEL them before anything else */
-	bool loss;      /* the next SYNC flushes */
+	int views;                              /* CLUSTER NODES replies read this round */
+	char num[NB][8], val[NB][INV_MARK_MAX]; /* the writes' arguments */
+	uint64_t round;                         /* replies of another round are ignored */
+	bool busy;                              /* a round or its writes in flight */
+	bool loaded; /* the marks were read back since the stream started */
+	bool reset;  /* a flush retired every mark: DEL them before anything else */
+	bool loss;   /* the next SYNC flushes */
 	bool incomplete, failed;
 	int left;
 	uint64_t deadline_us, last_us;
-	cs_lsn_t lsn;  /* confirmed when the round started */
-	cs_lsn_t safe; /* the flushed position's bound */
+	uint64_t last_wall_s; /* last_us on the wall clock (s): marks carry it (R22-1) */
+	cs_lsn_t lsn;         /* confirmed when the round started */
+	cs_lsn_t safe;        /* the flushed position's bound */
 	/* review R18-5: rounds that never complete must not hold the flushed position forever */
 	uint64_t since_us; /* the last complete round, or the stream's start (0: not yet) */
 	cs_lsn_t hold_lsn; /* confirmed when a hold was declared a loss (flushed by the SYNC) */
 	cs_lsn_t floor;    /* confirmed before a flush that retired every entry: safe >= it */
-	char why[256];     /* the first reason the round in flight is incomplete */
+	/* review 22 R22-3: holds that ended in a loss since the last complete round (the bound
+	 * doubles with each), and the cluster's cluster-node-timeout (CONFIG GET, once a stream) */
+	unsigned backoff;
+	int nt_state;
+	bool nt_said; /* a refusal logged (once) */
+	uint64_t nt_ms;
+	char why[256]; /* the first reason the round in flight is incomplete */
 	/* review R18-6: reading back or deleting the marks failed: retried with a backoff */
 	int lfails;
 	uint64_t retry_us;
@@ -191,6 +203,7 @@ void inv_open_restart(cs_inv *inv)
 	o->since_us = 0;    /* the hold is counted from the first tick that streams */
 	o->retry_us = 0;
 	o->behind = false;
+	o->nt_state = NT_ASK; /* once a stream: CONFIG SET or an ACL may have changed since */
 	memset(o->mixed, 0, sizeof o->mixed);
 }
 
@@ -261,24 +274,16 @@ static void read_nodes(cs_inv *inv, const cs_redis *r, int idx, const redisReply
 	o->views++;
 	while (cs_rc_nodes_next(reply->str, (size_t)reply->len, &pos, &l)) {
 		uint8_t f = EP_LISTED | (l.failed ? EP_FAILED : 0) | (l.replica ? EP_REPLICA : 0);
-		int k = 0;
-		while (k < o->nseen && strcmp(o->seen[k].id, l.id) != 0)
-			k++;
-		if (k < o->nseen)
-			o->seen[k].fl |= f;
-		else if (k < (int)CS_ARRAY_LEN(o->seen))
-			memcpy(o->seen[k].id, l.id, sizeof l.id), o->seen[k].fl = f, o->nseen++;
-		else
-			o->failed = true; /* more nodes than we keep: no verdict */
+		inv_seen_add(&o->seen, l.id, f);
 		for (uint32_t b = 0; b < NB; b++) {
 			if (!o->m[b].on)
 				continue;
 			if (strcmp(l.id, o->m[b].src) == 0)
-				o->v[b].fl[0] |= f |
-				                 (l.replica ? (strcmp(l.master, o->m[b].dst) == 0
-				                                              ? EP_OF_DST
-				                                              : EP_OF_OTHER)
-				                            : 0);
+				o->v[b].fl[0] |=
+				        f | (l.replica ? (strcmp(l.master, o->m[b].dst) == 0
+				                                         ? EP_OF_DST
+				                                         : EP_OF_OTHER)
+				                       : 0);
 			if (strcmp(l.id, o->m[b].dst) == 0)
 				o->v[b].fl[1] |= f;
 		}
@@ -309,6 +314,38 @@ static void read_nodes(cs_inv *inv, const cs_redis *r, int idx, const redisReply
 	}
 }
 
+/* review 22 R22-3: CONFIG GET cluster-node-timeout's reply (no part of the round's verdict). */
+static void read_node_timeout(struct inv_open *o, const cs_redis *r, const redisReply *reply)
+{
+	char *end = NULL;
+	const redisReply *v = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
+	                              ? reply->element[1]
+	                              : NULL;
+	unsigned long long ms = v && v->type == REDIS_REPLY_STRING ? strtoull(v->str, &end, 10) : 0;
+	if (v && v->type == REDIS_REPLY_STRING && end != v->str && *end == '\0') {
+		if (o->nt_state != NT_KNOWN || o->nt_ms != ms)
+			cs_info("invalidator: %s: cluster-node-timeout %llu ms: the hold bound "
+			        "of open slots is at least %llu s (review V9b, R22-3)",
+			        cs_redis_url_masked(r), ms,
+			        (unsigned long long)(inv_open_hold_bound_ms(0, ms, 0, 0) / 1000));
+		o->nt_state = NT_KNOWN, o->nt_ms = ms;
+		return;
+	}
+	if (reply == NULL) {
+		o->nt_state = NT_ASK; /* no reply (a connection lost): asked at the next round */
+		return;
+	}
+	/* refused (an ACL, a proxy) or not the reply expected: not asked again this stream */
+	o->nt_state = NT_REFUSED;
+	if (!o->nt_said)
+		cs_warn("invalidator: %s: CONFIG GET cluster-node-timeout refused (%s): the "
+		        "hold bound of open slots stays at max(60 s, 10 status intervals) "
+		        "(review V9b, R22-3)",
+		        cs_redis_url_masked(r),
+		        reply->type == REDIS_REPLY_ERROR ? reply->str : "an unexpected reply");
+	o->nt_said = true;
+}
+
 static void read_info(struct inv_open *o, const cs_redis *r, int idx, const redisReply *reply)
 {
 	const char *p = strstr(reply->str, "run_id:");
@@ -323,24 +360,17 @@ static void read_info(struct inv_open *o, const cs_redis *r, int idx, const redi
 	o->node[idx].up_s = u ? strtoull(u + 18, NULL, 10) : 0;
 }
 
-/* "<src> <srun> <dst> <drun>" into m; false when malformed. */
+/* A mark's value (inv_open_mark_parse) into m; false when malformed. */
 static bool parse_mark(const char *s, size_t n, omark *m)
 {
-	char a[4][64];
-	char buf[256];
-	if (n >= sizeof buf)
+	inv_mark t;
+	if (!inv_open_mark_parse(s, n, &t))
 		return false;
-	memcpy(buf, s, n);
-	buf[n] = '\0';
-	if (sscanf(buf, "%63s %63s %63s %63s", a[0], a[1], a[2], a[3]) != 4 ||
-	        strlen(a[0]) != CS_RC_ID_LEN || strlen(a[2]) != CS_RC_ID_LEN ||
-	        strlen(a[1]) > RUN_LEN || strlen(a[3]) > RUN_LEN)
-		return false;
-	*m = (omark){.on = true};
-	memcpy(m->src, a[0], CS_RC_ID_LEN + 1);
-	memcpy(m->dst, a[2], CS_RC_ID_LEN + 1);
-	snprintf(m->srun, sizeof m->srun, "%s", a[1]);
-	snprintf(m->drun, sizeof m->drun, "%s", a[3]);
+	*m = (omark){.on = true, .wall_s = t.wall_s};
+	memcpy(m->src, t.src, sizeof m->src);
+	memcpy(m->srun, t.srun, sizeof m->srun);
+	memcpy(m->dst, t.dst, sizeof m->dst);
+	memcpy(m->drun, t.drun, sizeof m->drun);
 	return true;
 }
 
@@ -371,13 +401,11 @@ static bool read_marks(struct inv_open *o, const redisReply *reply, cs_lsn_t *ls
 /* ---- The verdict -------------------------------------------------------------------------- */
 
 /* The run of node id among the masters that answered; NULL when none is that node. */
-/* id's flags over every master's list this round (0: listed by none). */
-static uint8_t flags_of(const struct inv_open *o, const char *id)
+/* id's flags over every master's list this round (0: listed by none; -1: not known, more
+ * than INV_SEEN_MAX nodes listed). */
+static int flags_of(const struct inv_open *o, const char *id)
 {
-	for (int k = 0; k < o->nseen; k++)
-		if (strcmp(o->seen[k].id, id) == 0)
-			return o->seen[k].fl;
-	return 0;
+	return inv_seen_get(&o->seen, id);
 }
 
 /* The uptime of node id among the masters that answered (0: unknown). */
@@ -464,6 +492,11 @@ static void writes_done(cs_inv *inv)
 	if (!o->incomplete && !o->failed) {
 		o->safe = CS_MAX(o->safe, o->lsn);
 		o->since_us = cs_now_us();
+		inv->stats.open_rounds++;
+		if (o->backoff)
+			cs_info("invalidator: a round of open slots completed: the hold bound "
+			        "is back to its base (review V9b, R22-3)");
+		o->backoff = 0;
 	} else {
 		incomplete(inv);
 	}
@@ -499,6 +532,7 @@ static void fresh_mark(struct inv_open *o, oview *v)
 	snprintf(v->next.srun, sizeof v->next.srun, "%s", sr ? sr : "-");
 	snprintf(v->next.drun, sizeof v->next.drun, "%s", dr ? dr : "-");
 	v->next.seen_us = o->last_us;
+	v->next.wall_s = o->last_wall_s;
 	v->act = 1;
 }
 
@@ -523,9 +557,11 @@ static void evaluate(cs_inv *inv)
 	struct inv_open *o = inv->open;
 	bool complete = !o->incomplete && !o->failed;
 	uint64_t now = cs_now_us();
+	int64_t wall = cs_wall_us();
+	uint64_t wall_now = wall > 0 ? (uint64_t)wall / 1000000u : 0;
 	const char *argv[4 + 2 * NB];
 	size_t lens[4 + 2 * NB];
-	char key[CS_NAME_MAX], (*num)[8] = o->num, (*val)[4 * (CS_RC_ID_LEN + 1) + 4] = o->val;
+	char key[CS_NAME_MAX], (*num)[8] = o->num, (*val)[INV_MARK_MAX] = o->val;
 	int ns = 2, nd = 2;
 	const char *dargv[2 + NB];
 	size_t dlens[2 + NB];
@@ -549,7 +585,19 @@ static void evaluate(cs_inv *inv)
 			if (v->src[0] == '\0' || v->dst[0] == '\0')
 				continue;
 			/* review R18-3: an end already failed over or failed at first sight */
-			uint8_t fs = flags_of(o, v->src), fd = flags_of(o, v->dst);
+			int fs = flags_of(o, v->src), fd = flags_of(o, v->dst);
+			if (fs < 0 || fd < 0) {
+				/* review 22 R22-4: more nodes listed than kept, and this end not
+				 * among them: it cannot be vouched for at first sight */
+				loss(inv, b,
+				        fs < 0 ? "its source's flags are not known when the "
+				                 "slot is first seen open (more than 1024 "
+				                 "nodes listed)"
+				               : "its target's flags are not known when the "
+				                 "slot is first seen open (more than 1024 "
+				                 "nodes listed)");
+				return;
+			}
 			if ((fs | fd) & (EP_FAILED | EP_REPLICA)) {
 				char w[160];
 				snprintf(w, sizeof w,
@@ -619,20 +667,22 @@ static void evaluate(cs_inv *inv)
 			const char *sr = run_of(o, m->src), *dr = run_of(o, m->dst);
 			bool dash = strcmp(m->srun, "-") == 0 || strcmp(m->drun, "-") == 0;
 			/* review R18-2: an end not answered when marked is vouched for only when it
-			 * has run since before the round that wrote the mark (a restart in between is
-			 * the very event); whether the slot is still open or closed since (review 21
-			 * R21-4: a short migration is usually closed by the next round) */
+			 * has run since before the round that wrote the mark (a restart in between
+			 * is the very event); whether the slot is still open or closed since
+			 * (review 21 R21-4: a short migration is usually closed by the next round)
+			 */
 			for (int e = 0; dash && e < 2; e++) {
 				const char *id = e ? m->dst : m->src, *rec = e ? m->drun : m->srun;
 				uint64_t up = uptime_of(o, id);
 				if (strcmp(rec, "-") != 0)
 					continue;
-				if (m->seen_us == 0 || up == 0 || now < m->seen_us ||
-				        up * 1000000u < now - m->seen_us) {
+				/* review 22 R22-1: a mark read back (seen_us 0) by the wall-clock
+				 * time it carries, as Redis's uptime is wall clock too */
+				if (!inv_open_vouched(up, m->seen_us, now, m->wall_s, wall_now)) {
 					char w[160];
 					snprintf(w, sizeof w,
-					        "its %s, not answered when it was marked, restarted since "
-					        "(or cannot be vouched for)",
+					        "its %s, not answered when it was marked, "
+					        "restarted since (or cannot be vouched for)",
 					        e ? "target" : "source");
 					loss(inv, b, w);
 					return;
@@ -651,8 +701,15 @@ static void evaluate(cs_inv *inv)
 	write:
 		if (v->act == 1) {
 			snprintf(num[b], sizeof num[b], "%u", (unsigned)b);
-			int vl = snprintf(val[b], sizeof val[b], "%s %s %s %s", v->next.src,
-			        v->next.srun, v->next.dst, v->next.drun);
+			inv_mark t = {.wall_s = v->next.wall_s};
+			memcpy(t.src, v->next.src, sizeof t.src);
+			memcpy(t.srun, v->next.srun, sizeof t.srun);
+			memcpy(t.dst, v->next.dst, sizeof t.dst);
+			memcpy(t.drun, v->next.drun, sizeof t.drun);
+			int vl = inv_open_mark_format(val[b], sizeof val[b], &t);
+			if (vl < 0)
+				vl = 0; /* cannot happen (INV_MARK_MAX): an empty value reads as a
+				           loss */
 			argv[ns] = num[b], lens[ns++] = strlen(num[b]);
 			argv[ns] = val[b], lens[ns++] = (size_t)vl;
 		} else if (v->act == 2) {
@@ -748,6 +805,9 @@ static void open_reply(octx *c, const cs_redis *r, const redisReply *reply)
 			                                           : "not a hash");
 		inv->stats.open_incomplete++;
 		break;
+	case K_CONFIG:
+		read_node_timeout(o, r, reply);
+		break;
 	case K_SET:
 	case K_DEL:
 		if (!ok)
@@ -770,7 +830,7 @@ static void open_reply(octx *c, const cs_redis *r, const redisReply *reply)
 		o->busy = false; /* the first poll at the next tick */
 		return;
 	}
-	if (kind == K_NODES || kind == K_INFO)
+	if (kind == K_NODES || kind == K_INFO || kind == K_CONFIG)
 		evaluate(inv);
 	else
 		writes_done(inv);
@@ -826,10 +886,12 @@ static void start_round(cs_inv *inv, uint64_t now)
 		return;
 	}
 	o->last_us = now;
+	int64_t wall = cs_wall_us();
+	o->last_wall_s = wall > 0 ? (uint64_t)wall / 1000000u : 0; /* 0: a "-" is a loss later */
 	o->lsn = cs_ledger_confirmed(inv->ledger);
 	memset(o->v, 0, sizeof o->v);
 	memset(o->node, 0, sizeof o->node);
-	o->nseen = 0;
+	inv_seen_reset(&o->seen);
 	o->nnodes = CS_MIN(cs_rc_nnodes(inv->rc), CS_RC_MAX_NODES);
 	static const char *const nodes[] = {"CLUSTER", "NODES"}, *const info[] = {"INFO", "server"};
 	static const size_t nodes_l[] = {7, 5}, info_l[] = {4, 6};
@@ -842,6 +904,15 @@ static void start_round(cs_inv *inv, uint64_t now)
 			if (o->why[0] == '\0')
 				snprintf(o->why, sizeof o->why, "%s: not connected",
 				        r ? cs_redis_url_masked(r) : "a master");
+			continue;
+		}
+		/* review 22 R22-3: the cluster's node timeout, from the first master that takes it
+		 */
+		if (o->nt_state == NT_ASK) {
+			static const char *const cg[] = {"CONFIG", "GET", "cluster-node-timeout"};
+			static const size_t cg_l[] = {6, 3, 20};
+			if (sendc(inv, r, i, K_CONFIG, 3, (const char **)cg, cg_l))
+				o->nt_state = NT_ASKED;
 		}
 	}
 	if (o->nnodes == 0) {
@@ -864,20 +935,30 @@ void inv_open_tick(cs_inv *inv)
 	/* review R18-5: no complete round for that long holds the flushed position (WAL retained):
 	 * treated as a loss (the namespace flushed: conservative, never stale), after which what
 	 * was confirmed before the flush is safe */
-	uint64_t hold_ms = CS_MAX(inv->open_hold_ms ? (uint64_t)inv->open_hold_ms : HOLD_MIN_MS,
-	        10u * (uint64_t)inv->status_interval_ms);
+	uint64_t hold_ms = inv_open_hold_bound_ms((uint64_t)inv->open_hold_ms,
+	        o->nt_state == NT_KNOWN ? o->nt_ms : 0, (uint64_t)inv->status_interval_ms,
+	        inv->open_hold_fixed ? 0 : o->backoff);
+	inv->stats.open_hold_ms = hold_ms;
 	if (!o->loss && now - o->since_us >= hold_ms * 1000u &&
 	        o->safe < cs_ledger_confirmed(inv->ledger)) {
-		char why[512];
+		char why[640];
 		o->hold_lsn = cs_ledger_confirmed(inv->ledger);
 		o->loss = true;
 		inv->stats.open_losses++;
 		inv->stats.open_holds++;
+		if (!inv->open_hold_fixed && o->backoff < INV_HOLD_BACKOFF_MAX)
+			o->backoff++; /* review 22 R22-3: the next hold is longer (a persistent
+			                 cause) */
+		uint64_t next_ms = inv_open_hold_bound_ms((uint64_t)inv->open_hold_ms,
+		        o->nt_state == NT_KNOWN ? o->nt_ms : 0, (uint64_t)inv->status_interval_ms,
+		        inv->open_hold_fixed ? 0 : o->backoff);
 		snprintf(why, sizeof why,
 		        "no complete round of open slots for %llu s (%s): the flushed position was "
-		        "held; treated as a loss (review V9b, R18-5): the namespace is flushed",
+		        "held; treated as a loss (review V9b, R18-5): the namespace is "
+		        "flushed; the next hold bound is %llu s until a round completes (R22-3)",
 		        (unsigned long long)(hold_ms / 1000),
-		        o->why[0] ? o->why : "a master not connected");
+		        o->why[0] ? o->why : "a master not connected",
+		        (unsigned long long)(next_ms / 1000));
 		cs_error("invalidator: %s", why);
 		inv_restart(inv, why, false);
 		return;
@@ -885,6 +966,8 @@ void inv_open_tick(cs_inv *inv)
 	if (o->busy) {
 		if (now > o->deadline_us) {
 			o->round++; /* its late replies are ignored */
+			if (o->nt_state == NT_ASKED)
+				o->nt_state = NT_ASK;
 			o->busy = false;
 			if (o->why[0] == '\0')
 				snprintf(o->why, sizeof o->why, "not answered within %d ms",

@@ -708,6 +708,11 @@ void cs_inv_set_open_hold_ms(cs_inv *inv, int ms)
 	inv->open_hold_ms = ms > 0 ? ms : 0;
 }
 
+void cs_inv_set_open_hold_fixed(cs_inv *inv, bool fixed)
+{
+	inv->open_hold_fixed = fixed;
+}
+
 void cs_inv_set_pos_backoff(cs_inv *inv, bool on)
 {
 	inv->pos_backoff = on;
@@ -851,9 +856,17 @@ void cs_inv_metrics(const cs_inv *inv, cs_metrics *m)
 		        "NODES / INFO server, a mark not written): the flushed position is held",
 		        s->open_incomplete, NULL);
 		cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_open_slot_holds_total",
-		        "No complete round of open slots for max(60 s, 10 status intervals): treated "
-		        "as a loss, the namespace flushed (counted in open_slot_losses_total too)",
+		        "No complete round of open slots for the hold bound: treated as a loss, the "
+		        "namespace flushed (counted in open_slot_losses_total too)",
 		        s->open_holds, NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_open_slot_rounds_total",
+		        "Rounds of open slots complete (every master answered, the marks written)",
+		        s->open_rounds, NULL);
+		cs_m(m, CS_M_GAUGE, "cachesvc_invalidator_open_slot_hold_bound_seconds",
+		        "The hold bound now: max(60 s, 4 x cluster-node-timeout, 10 status "
+		        "intervals), doubled after each hold up to 16x or 30 min, back at the base "
+		        "once a round completes",
+		        (double)s->open_hold_ms / 1000.0, NULL);
 		cs_lsn_t conf = cs_ledger_confirmed(inv->ledger);
 		cs_lsn_t safe = CS_MAX(inv_open_safe(inv), inv->slot_confirmed);
 		cs_m_u64(m, CS_M_GAUGE, "cachesvc_invalidator_open_slot_safe_lag_bytes",

@@ -64,6 +64,8 @@ typedef struct cs_inv_stats {
 	uint64_t open_marked;     /* marks written (a bucket seen with its slot open) */
 	uint64_t open_incomplete; /* rounds not complete (a master unanswered, an error) */
 	uint64_t open_holds;      /* no complete round for the hold bound: a loss (R18-5) */
+	uint64_t open_rounds;     /* rounds complete (every master answered, marks written) */
+	uint64_t open_hold_ms;    /* the hold bound now (doubles after a hold: R22-3) */
 	cs_hist lag_us;		  /* commit timestamp -> Redis acknowledged */
 	cs_hist recv_us;	  /* commit timestamp -> its Commit message decoded here: the
 				   * primary's and the network's share of lag_us */
@@ -121,9 +123,12 @@ void cs_inv_set_retry_queue(cs_inv *inv, int64_t max_cmds, int64_t max_bytes);
  * watch slot migrations (no CLUSTER NODES round, no marks, the flushed position not bound
  * by them). On by default. */
 void cs_inv_set_cluster_v9b(cs_inv *inv, bool on);
-/* Testing: the watch's hold bound (no complete round of open slots for this long is a loss;
- * 0: the default, max(60 s, 10 status intervals)). */
+/* Testing: the base of the watch's hold bound (no complete round of open slots for this long
+ * is a loss; doubled after each hold, back at a complete round; 0: the default, max(60 s,
+ * 4 x cluster-node-timeout, 10 status intervals)). */
 void cs_inv_set_open_hold_ms(cs_inv *inv, int ms);
+/* Testing, R22-3's negative control: true, the hold bound does not double after a hold. */
+void cs_inv_set_open_hold_fixed(cs_inv *inv, bool fixed);
 
 const cs_inv_stats *cs_inv_get_stats(const cs_inv *inv);
 void cs_inv_metrics(const cs_inv *inv, cs_metrics *m);

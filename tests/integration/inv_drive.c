@@ -4,7 +4,7 @@
  *
  *   inv_drive run CONFIG SEEDS STATSFILE [--no-c1] [--no-hold] [--no-c2] [--no-v1]
  *                 [--pos-every] [--no-pos-min] [--no-pos-backoff] [--single]
- *                 [--cmd-limit N] [--no-v9b] [--open-hold-ms N]
+ *                 [--cmd-limit N] [--no-v9b] [--open-hold-ms N] [--open-hold-fixed]
  *       Loads CONFIG (its [redis] url's database gives the namespace), runs the invalidator
  *       on the cluster whose seed nodes are SEEDS ("host:port,..."), and rewrites STATSFILE
  *       every 100 ms with one line of key=value counters (state, confirmed, horizon,
@@ -23,7 +23,9 @@
  *       --cmd-limit N: reading the stream stops at N Redis commands in flight or owed
  *       (review V3; default 65536); 0: no such bound (a negative control).
  *       --no-v9b: slot migrations are not watched (review V9b off: a negative control).
- *       --open-hold-ms N: the watch's hold bound (R18-5; default max(60 s, 10 intervals)).
+ *       --open-hold-ms N: the base of the watch's hold bound (R18-5; default max(60 s,
+ *       4 x cluster-node-timeout, 10 intervals)); doubled after each hold until a round
+ *       completes (R22-3). --open-hold-fixed: not doubled (R22-3 off: a negative control).
  *   inv_drive bucket QUERY CANON
  *       Prints the bucket of a key (CLUSTER.md section 2).
  *   inv_drive slots NS
@@ -55,6 +57,7 @@ static void usage(void)
 	        "usage: inv_drive run CONFIG SEEDS STATSFILE [--no-c1] [--no-hold] [--no-c2]\n"
 	        "                 [--no-v1] [--pos-every] [--no-pos-min] [--no-pos-backoff]\n"
 	        "                 [--single] [--cmd-limit N] [--retry-max N] [--no-v9b]\n"
+	        "                 [--open-hold-ms MS] [--open-hold-fixed]\n"
 	        "       inv_drive bucket QUERY CANON\n"
 	        "       inv_drive slots NS\n");
 	exit(2);
@@ -74,11 +77,13 @@ static void on_stats(evutil_socket_t fd, short what, void *arg)
 	        " reconnects=%" PRIu64 " cmds_max=%" PRIu64 " pauses=%" PRIu64 " rq_queued=%" PRIu64
 	        " rq_retries=%" PRIu64 " rq_overflows=%" PRIu64 " rq_depth=%" PRIu64
 	        " open_losses=%" PRIu64 " open_marks=%" PRIu64 " open_marked=%" PRIu64
-	        " open_incomplete=%" PRIu64 " open_holds=%" PRIu64 "\n",
+	        " open_incomplete=%" PRIu64 " open_holds=%" PRIu64 " open_rounds=%" PRIu64
+	        " open_hold_ms=%" PRIu64 "\n",
 	        (int)s->state, (uint64_t)s->confirmed, (uint64_t)s->horizon, s->redis_data_loss,
 	        s->gap_flushes, s->redis_failures, s->keys, s->reconnects, s->cmds_max, s->pauses,
 	        s->rq_queued, s->rq_retries, s->rq_overflows, s->rq_depth, s->open_losses,
-	        s->open_marks, s->open_marked, s->open_incomplete, s->open_holds);
+	        s->open_marks, s->open_marked, s->open_incomplete, s->open_holds, s->open_rounds,
+	        s->open_hold_ms);
 	fclose(f);
 	rename(tmp, g.stats);
 }
@@ -111,7 +116,7 @@ int main(int argc, char **argv)
 	if (argc < 5 || strcmp(argv[1], "run") != 0)
 		usage();
 	bool c1 = true, hold = true, c2 = true, v1 = true, pos_every = false, pos_min = true;
-	bool pos_backoff = true, single = false, v9b = true;
+	bool pos_backoff = true, single = false, v9b = true, hold_fixed = false;
 	long long cmd_limit = -1, retry_max = -1, open_hold_ms = 0;
 	for (int i = 5; i < argc; i++) {
 		if (strcmp(argv[i], "--no-c1") == 0)
@@ -128,6 +133,8 @@ int main(int argc, char **argv)
 			pos_min = false;
 		else if (strcmp(argv[i], "--no-pos-backoff") == 0)
 			pos_backoff = false;
+		else if (strcmp(argv[i], "--open-hold-fixed") == 0)
+			hold_fixed = true;
 		else if (strcmp(argv[i], "--no-v9b") == 0)
 			v9b = false;
 		else if (strcmp(argv[i], "--single") == 0)
@@ -173,6 +180,7 @@ int main(int argc, char **argv)
 	cs_inv_set_pos_backoff(g.inv, pos_backoff);
 	cs_inv_set_cluster_v9b(g.inv, v9b);
 	cs_inv_set_open_hold_ms(g.inv, (int)(open_hold_ms < 3600000 ? open_hold_ms : 3600000));
+	cs_inv_set_open_hold_fixed(g.inv, hold_fixed);
 	if (cmd_limit >= 0)
 		cs_inv_set_cmd_limit(g.inv, cmd_limit);
 	if (retry_max >= 0)

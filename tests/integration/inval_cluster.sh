@@ -1017,7 +1017,8 @@ case_v9b() {
 }
 v9b_marked() {
   mark=$(rc hget "{$NS:0}:inv:open:$SLOT" "$b")
-  [[ "$mark" == "$xid $(run_id_of "$x") $yid $(run_id_of "$y")" ]] && [ "$(stat open_marks)" -ge 1 ]
+  # R22-1: the marking round's wall-clock time (s) as a 5th token
+  [[ "$mark" =~ ^"$xid $(run_id_of "$x") $yid $(run_id_of "$y") "[1-9][0-9]*$ ]] && [ "$(stat open_marks)" -ge 1 ]
 }
 v9b_lost() { [ "$(stat open_losses)" -ge 1 ] && [ "$(stat data_loss)" -gt "$dl0" ] && drive_streaming; }
 v9b_fresh() { [[ "$(v9b_state)" == *"x" ]]; }
@@ -1079,7 +1080,7 @@ case_r18requeue() {
   r18_keys "$slot" "$x" "$y"
   r18_finish "$slot" "$yid" "$y" "${RC_PORTS[@]}"
   r18_move "$slot" "$y" "$yid" "$x" "$xid"
-  until_true 30 eval '[[ "$(rc hget "{$NS:0}:inv:open:$SLOT" "$b")" == "$yid $(run_id_of "$y") $xid $(run_id_of "$x")" ]]' ||
+  until_true 30 eval '[[ "$(rc hget "{$NS:0}:inv:open:$SLOT" "$b")" =~ ^"$yid $(run_id_of "$y") $xid $(run_id_of "$x") "[1-9][0-9]*$ ]]' ||
     fail "r18: the mark was not replaced by ($y, $x): '$(rc hget "{$NS:0}:inv:open:$SLOT" "$b")' (open_losses $l0 -> $(stat open_losses)): $(grep -a "review V9b" "$WORK/drive.log" | tail -1)"
   [ "$(stat open_losses)" = "$l0" ] || until_true 30 data_loss_above "$d0" ||
     echo "r18: the loss was not followed by a flush within 30 s"
@@ -1103,7 +1104,55 @@ case_r18requeue() {
 # counted, and after max(10 s, 10 status intervals) without a complete round a loss (the
 # namespace flushed), after which the flushed position passes what was confirmed. Negative
 # control: the same commit, the same wait, while rounds complete: no hold, no flush.
+# R22-3 (review22.md): the cause persisting, each hold doubles the next bound (10 s, then
+# 20 s: the second loss logged with the longer bound, after no complete round in between),
+# back to the base once a round completes (the gauge open_hold_ms). Negative control
+# (--open-hold-fixed, the backoff off): the second hold at 10 s again.
 r18_log_since() { tail -n +"$1" "$WORK/drive.log" | grep -aq "$2"; }
+# R22-1 (review22.md): a mark whose end did not answer INFO when marked ("-") is read back at a
+# stream start (so no in-memory marking time): it carries the marking round's wall-clock time,
+# and is vouched for by the end's uptime. A mark of bucket 7 (its slot closed, its ends two
+# masters) written by hand, the invalidator started: "clear", the mark cleared with no loss
+# (before the fix: every such mark a loss); "loss" (the end restarted since that time, or a
+# 4-token mark of an older version with no time): a loss, logged, the namespace flushed.
+r22_unmarked7() { [ -z "$(rc hget "{$NS:0}:inv:open:$SLOT" 7)" ]; }
+r22_mark() { # EXPECT (clear | loss) LABEL VALUE
+  local n0
+  rc hset "{$NS:0}:inv:open:$SLOT" 7 "$3" >/dev/null
+  n0=$(wc -l <"$WORK/drive.log")
+  start_drive
+  until_true 30 r22_unmarked7 || fail "r22-1: $2: the mark never cleared ('$(rc hget "{$NS:0}:inv:open:$SLOT" 7)')"
+  until_true 30 drive_streaming || fail "r22-1: $2: not streaming"
+  if [ "$1" = clear ]; then
+    [ "$(stat data_loss)" = 0 ] && [ "$(stat open_losses)" = 0 ] ||
+      fail "r22-1: $2: a loss: $(tail -n +"$n0" "$WORK/drive.log" | grep -a "review V9b" | tail -1)"
+    ok "r22-1: $2: mark '$3' read back: vouched for by the uptime, cleared, no loss"
+  else
+    [ "$(stat open_losses)" -ge 1 ] && [ "$(stat data_loss)" -ge 1 ] || fail "r22-1: $2: no loss"
+    r18_log_since "$n0" "not answered when it was marked, restarted since" || fail "r22-1: $2: the reason not logged"
+    ok "r22-1: $2: mark '$3' read back: a loss (open_losses $(stat open_losses), data_loss $(stat data_loss))"
+  fi
+  stop_drive
+}
+r18_hold_bounds() { # LINE: the bounds (s) of the holds logged since LINE, in order
+  tail -n +"$1" "$WORK/drive.log" | sed -n 's/.*ERROR invalidator: no complete round of open slots for \([0-9]*\) s .*/\1/p' | tr '\n' ' '
+}
+r18_holds_above() { [ "$(stat open_holds)" -gt "$1" ]; }
+r18_second_hold() { # N0 H0 FLAGS...: with $p refusing, two holds after N0; prints their bounds
+  local n0=$1 h0=$2 lsn
+  shift 2
+  lsn=$(commit_lsn "INSERT INTO users VALUES (10$h0, 'h')")
+  wait_confirmed "$lsn"
+  until_true 90 r18_holds_above "$h0" || fail "r22-3: no first hold $*"
+  until_true 60 drive_streaming || fail "r22-3: not streaming after the first hold $*"
+  local r1
+  r1=$(stat open_rounds)
+  lsn=$(commit_lsn "INSERT INTO users VALUES (20$h0, 'h')")
+  wait_confirmed "$lsn"
+  until_true 120 r18_holds_above "$((h0 + 1))" || fail "r22-3: no second hold $*"
+  [ "$(stat open_rounds)" = "$r1" ] || fail "r22-3: a round completed between the holds $*: the test proves nothing"
+  r18_hold_bounds "$n0"
+}
 case_r18stall() {
   local lsn p n0 h0 d0 f
   start_drive --open-hold-ms 10000 # the default, 60 s, is for production
@@ -1127,6 +1176,20 @@ case_r18stall() {
   r18_log_since "$n0" "no complete round of open slots for 10 s (.*$p.*): the flushed position was held; treated as a loss" ||
     fail "r18: the hold was not logged"
   ok "r18: no complete round for 10 s: a loss (open_holds $(stat open_holds), data_loss $d0 -> $(stat data_loss)), the namespace flushed, then the slot flushed past $lsn ($(slot_flush))"
+  # R22-3: still refused: the next hold waits twice as long, logged with its bound
+  r18_log_since "$n0" "no complete round of open slots for 10 s .*the next hold bound is 20 s until a round completes" ||
+    fail "r22-3: the first hold did not announce a 20 s bound"
+  until_true 30 eval '[ "$(stat open_hold_ms)" = 20000 ]' || fail "r22-3: the bound after one hold is $(stat open_hold_ms) ms, not 20000"
+  local r1 b
+  h0=$(stat open_holds) r1=$(stat open_rounds)
+  lsn=$(commit_lsn "INSERT INTO users VALUES (4, 'd')")
+  wait_confirmed "$lsn"
+  until_true 120 r18_holds_above "$h0" || fail "r22-3: no second hold while $p refuses"
+  [ "$(stat open_rounds)" = "$r1" ] || fail "r22-3: a round completed between the holds: the test proves nothing"
+  b=$(r18_hold_bounds "$n0")
+  [ "$b" = "10 20 " ] || fail "r22-3: the holds' bounds in order: '$b', not '10 20 '"
+  until_true 30 eval '[ "$(stat open_hold_ms)" = 40000 ]' || fail "r22-3: the bound after two holds is $(stat open_hold_ms) ms, not 40000"
+  ok "r22-3: $p still refusing: the second hold after 20 s, not 10 (bounds logged in order: $b; open_holds $(stat open_holds), no round completed in between; the bound now $(stat open_hold_ms) ms)"
   # control: CLUSTER NODES answered again: the flushed position passes a commit, no hold
   redis-cli -p "$p" acl setuser default +cluster\|nodes >/dev/null
   until_true 60 drive_streaming || fail "r18: not streaming"
@@ -1137,6 +1200,22 @@ case_r18stall() {
   [ "$(stat open_holds)" = "$h0" ] && [ "$(stat data_loss)" = "$d0" ] ||
     fail "r18: control: a hold or a flush with every round complete"
   ok "r18: control: every master answering: $lsn flushed with no hold and no flush"
+  until_true 30 eval '[ "$(stat open_hold_ms)" = 10000 ]' || fail "r22-3: the bound not back to its base after a complete round: $(stat open_hold_ms) ms"
+  r18_log_since "$n0" "a round of open slots completed: the hold bound is back to its base" || fail "r22-3: the reset not logged"
+  ok "r22-3: a round completed: the bound back to 10 s"
+  # R22-3's negative control: the backoff off, the second hold comes at the base again
+  stop_drive
+  redis-cli -p "$p" acl setuser default -cluster\|nodes >/dev/null
+  n0=$(wc -l <"$WORK/drive.log")
+  start_drive --open-hold-ms 10000 --open-hold-fixed
+  b=$(r18_second_hold "$n0" 0 "(backoff off)")
+  [ "$b" = "10 10 " ] || fail "r22-3: negative control: the backoff off, the holds' bounds were '$b', not '10 10 '"
+  ok "r22-3: negative control: the backoff off (--open-hold-fixed): holds at $b s"
+  redis-cli -p "$p" acl setuser default +cluster\|nodes >/dev/null
+  until_true 60 drive_streaming || fail "r18: not streaming"
+  lsn=$(commit_lsn "INSERT INTO users VALUES (5, 'e')")
+  wait_confirmed "$lsn"
+  until_true 60 flush_at_least "$(lsnhex "$lsn")" || fail "r22-3: negative control: $lsn never flushed once answered"
   # R18-4: the marks carry the position they vouch for ("lsn"): a restart finds it >= the
   # slot's confirmed position (no loss); bucket 0 without the last writes (the field lowered,
   # as a replica promoted before they reached it would hold it) is a loss
@@ -1144,8 +1223,16 @@ case_r18stall() {
   ml=$(rc hget "{$NS:0}:inv:open:$SLOT" lsn)
   [ -n "$ml" ] || fail "r18-4: no lsn field in the marks"
   stop_drive
+  # R22-3: the base from the cluster's cluster-node-timeout (20 s here: 4 x 20 s = 80 s)
+  for q in "${RC_PORTS[@]}"; do
+    CLEANUPS=("redis-cli -p $q config set cluster-node-timeout $(redis-cli -p "$q" config get cluster-node-timeout | tail -1)" "${CLEANUPS[@]}")
+    redis-cli -p "$q" config set cluster-node-timeout 20000 >/dev/null
+  done
   n0=$(wc -l <"$WORK/drive.log")
   start_drive
+  until_true 30 eval '[ "$(stat open_hold_ms)" = 80000 ]' || fail "r22-3: cluster-node-timeout 20 s: the bound is $(stat open_hold_ms) ms, not 80000"
+  r18_log_since "$n0" "cluster-node-timeout 20000 ms: the hold bound of open slots is at least 80 s" || fail "r22-3: the derived bound not logged"
+  ok "r22-3: cluster-node-timeout 20 s: the hold bound 80 s (4 x), logged"
   lsn=$(commit_lsn "INSERT INTO users VALUES (3, 'c')")
   wait_confirmed "$lsn"
   until_true 30 flush_at_least "$(lsnhex "$lsn")" || fail "r18-4: control: $lsn never flushed"
@@ -1153,6 +1240,21 @@ case_r18stall() {
     fail "r18-4: control: a loss at a plain restart: $(tail -n +"$n0" "$WORK/drive.log" | grep -a "review V9b" | tail -1)"
   ok "r18-4: control: restarted with the marks' lsn $ml: no loss, $lsn flushed"
   stop_drive
+  # R22-3: CONFIG refused (ACL): the 60 s rule, said once
+  for q in "${RC_PORTS[@]}"; do
+    CLEANUPS=("redis-cli -p $q acl setuser default +config\\|get" "${CLEANUPS[@]}")
+    redis-cli -p "$q" acl setuser default -config\|get >/dev/null
+  done
+  n0=$(wc -l <"$WORK/drive.log")
+  start_drive
+  until_true 30 r18_log_since "$n0" "CONFIG GET cluster-node-timeout refused (NOPERM" || fail "r22-3: the refusal not logged"
+  [ "$(stat open_hold_ms)" = 60000 ] || fail "r22-3: CONFIG refused: the bound is $(stat open_hold_ms) ms, not 60000"
+  [ "$(tail -n +"$n0" "$WORK/drive.log" | grep -ac "CONFIG GET cluster-node-timeout refused")" = 1 ] || fail "r22-3: the refusal logged more than once"
+  ok "r22-3: CONFIG GET refused: the bound stays 60 s, said once"
+  stop_drive
+  for q in "${RC_PORTS[@]}"; do
+    redis-cli -p "$q" acl setuser default +config\|get >/dev/null
+  done
   rc hset "{$NS:0}:inv:open:$SLOT" lsn 0000000000000001 >/dev/null
   n0=$(wc -l <"$WORK/drive.log")
   start_drive
@@ -1161,6 +1263,15 @@ case_r18stall() {
   until_true 30 eval '[ "$(rc hget "{$NS:0}:inv:open:$SLOT" lsn)" != 0000000000000001 ]' || fail "r18-4: the marks not reset"
   ok "r18-4: the marks vouching for less than the slot's confirmed position: a loss, logged, the namespace flushed, the marks reset ($(rc hget "{$NS:0}:inv:open:$SLOT" lsn))"
   stop_drive
+  # R22-1: a "-" mark read back at a stream start, its slot closed
+  local id0 id1 run1 up0 now
+  id0=$(redis-cli -p "${RC_PORTS[0]}" cluster myid) id1=$(redis-cli -p "${RC_PORTS[1]}" cluster myid)
+  run1=$(run_id_of "${RC_PORTS[1]}")
+  up0=$(redis-cli -p "${RC_PORTS[0]}" info server | sed -n 's/^uptime_in_seconds:\([0-9]*\).*/\1/p')
+  now=$(date +%s)
+  r22_mark clear "its source up since before the marking time" "$id0 - $id1 $run1 $((now - 1))"
+  r22_mark loss "its source started after the marking time (restarted since)" "$id0 - $id1 $run1 $((now - up0 - 30))"
+  r22_mark loss "an older version's mark (no time)" "$id0 - $id1 $run1"
 }
 
 # R18-3 (review18.md): V9b's path with the watch ON, the failover and the resumption before
@@ -1286,7 +1397,7 @@ case_r18load() {
 # mark sees its source listed as a replica first: "its source is now a replica", a loss, the
 # namespace flushed, nothing lost. FAILS when that happens.
 case_r18drain() {
-  local x xid o oid id b slot slot0 lsn keys p d0
+  local x xid o oid id b slot slot0 lsn keys p d0 r0
   v9_node 1
   x=$V9_PORT
   xid=$(redis-cli -p "$x" cluster myid)
@@ -1309,14 +1420,20 @@ case_r18drain() {
   until_true 30 r18_marked || fail "r18: bucket $b never marked (back)"
   r18_keys "$slot" "$x" "$o"
   r18_finish "$slot" "$oid" "$o" "$x" "${RC_PORTS[@]}"
-  sleep 5
-  echo "r18: $x now: $(redis-cli -p "$x" role | head -1); open_losses $(stat open_losses), data_loss $d0 -> $(stat data_loss)"
-  { grep -a "review V9b" "$WORK/drive.log" || true; } | tail -1
   until_true 30 sh -c "redis-cli -p $x role | head -1 | grep -qx slave" ||
     fail "r18: $x did not become a replica once drained: the test proves nothing"
+  # R22-5 (review22.md): the verdict only once a complete round has read X as a replica: two
+  # more complete rounds than when the role was seen (the one in flight may have read before)
+  r0=$(stat open_rounds)
+  until_true 60 eval '[ "$(stat open_rounds)" -ge $((r0 + 2)) ] || [ "$(stat open_losses)" != 0 ]' ||
+    fail "r18: no complete round after the drain (open_rounds $r0 -> $(stat open_rounds)): the test proves nothing"
+  echo "r18: $x now: $(redis-cli -p "$x" role | head -1); open_rounds $r0 -> $(stat open_rounds); open_losses $(stat open_losses), data_loss $d0 -> $(stat data_loss)"
+  { grep -a "review V9b" "$WORK/drive.log" || true; } | tail -1
   [ "$(stat open_losses)" = 0 ] && [ "$(stat data_loss)" = "$d0" ] ||
     fail "r18: REPRODUCED: draining $x (its last slot $slot moved to $o, no failover) counted as an open-slot loss (data_loss $d0 -> $(stat data_loss))"
   until_true 30 r18_unmarked || fail "r18: the mark was not cleared after the drain"
+  [ "$(stat open_losses)" = 0 ] && [ "$(stat data_loss)" = "$d0" ] ||
+    fail "r18: REPRODUCED: a loss while the drained mark cleared (data_loss $d0 -> $(stat data_loss))"
   ok "r18: $x drained (its last slot $slot back to $o, $x now $(redis-cli -p "$x" role | head -1) of it): no loss, the mark cleared"
   stop_drive
 }
