@@ -46,6 +46,16 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 		cs_config_free(cfg);
 		return NULL;
 	}
+	if (cfg->nshards > 0 && cfg->fence) {
+		/* fences trust generations only once the epoch exists, which an invalidator
+		 * writes: none runs for a sharded config yet, so the cache would never be used
+		 * (review 23 R23-5) */
+		snprintf(err, errlen,
+		        "[cachesvc] fence: with [shard NAME] sections it must be false until one "
+		        "invalidator per shard is built (SHARDS.md section 7 step 4)");
+		cs_config_free(cfg);
+		return NULL;
+	}
 	if (cfg->nshards > 0 && cfg->redis_cluster) {
 		snprintf(err, errlen,
 		        "[redis] cluster: [shard NAME] sections on a Redis Cluster are not built "
@@ -63,6 +73,9 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 	e->fence_on = cfg->fence;
 	/* the implicit shard without [shard] sections: its keyspace is the unsharded one */
 	e->nsh = CS_MAX(cfg->nshards, 1);
+	/* routed (cs_shard_pick, tokens naming a shard) whenever [shard] sections exist, also
+	 * one: a key outside its ranges is no shard's (review 23 R23-1) */
+	e->sharded = cfg->nshards > 0;
 	e->sh = calloc((size_t)e->nsh, sizeof *e->sh);
 	if (e->sh == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -112,6 +125,7 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 	if (e->qt == NULL) {
 		snprintf(err, errlen, "out of memory");
 		cs_config_free(cfg);
+		free(e->sh);
 		free(e);
 		return NULL;
 	}
@@ -315,7 +329,11 @@ void cs_engine_free(cs_engine *e)
 
 bool query_same(const cs_query_def *a, const cs_query_def *b)
 {
-	if (strcmp(a->sql, b->sql) != 0 || a->nparams != b->nparams)
+	/* its routing too: a query re-pinned or re-keyed by a reload reads other databases, so
+	 * it is checked there and its generations bumped like new SQL (review 23 R23-2; the
+	 * [shard] sections and the map are restart-only) */
+	if (strcmp(a->sql, b->sql) != 0 || a->nparams != b->nparams ||
+	        a->shard_index != b->shard_index || a->shard_key_index != b->shard_key_index)
 		return false;
 	for (int i = 0; i < a->nparams; i++)
 		if (a->params[i].type != b->params[i].type)

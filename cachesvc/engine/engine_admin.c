@@ -173,7 +173,7 @@ void cs_engine_invalidate(cs_engine *e, const cs_inval_req *req, cs_engine_inval
 			return;
 		}
 	}
-	if (e->nsh > 1 && !req->has_params) { /* every shard's generation */
+	if (e->sharded && !req->has_params) { /* every shard's generation */
 		invall *a = calloc(1, sizeof *a);
 		if (a == NULL) {
 			cb(priv, -CS_ERR_INTERNAL, "out of memory", 0);
@@ -187,7 +187,7 @@ void cs_engine_invalidate(cs_engine *e, const cs_inval_req *req, cs_engine_inval
 	}
 	/* a key: its own shard's (SHARDS.md section 2) */
 	int shard_ix = 0;
-	if (e->nsh > 1) {
+	if (e->sharded) {
 		shard_ix = cs_shard_pick(e->qt->cfg, q, req->params, req->nparams, err, sizeof err);
 		if (shard_ix < 0 || shard_ix >= e->nsh) {
 			int code =

@@ -338,6 +338,7 @@ struct cs_engine {
 	 * and the verifier refuse sharded configs until SHARDS.md section 7 step 4. */
 	shard *sh;
 	int nsh;
+	bool sharded; /* [shard] sections exist (even one): every key is routed */
 	int ntoken; /* lookups parked in every shard's token queue: at most TOKEN_WAIT_MAX */
 	/* The per-master loss check (engine_cluster_epoch.c, CLUSTER.md C5) */
 	bool cepoch_on;	  /* [redis] cluster_epoch_check */

@@ -753,7 +753,7 @@ static inline __attribute__((always_inline)) void key_make(
 	const cs_query_def *q = qs->def;
 	k->qs = qs;
 	k->shard = 0; /* the implicit shard, unless sharded */
-	if (__builtin_expect(e->nsh > 1, 0) && key_route(e, q, req, k) != 0) {
+	if (__builtin_expect(e->sharded, 0) && key_route(e, q, req, k) != 0) {
 		k->kl = k->keylen = 0;
 		k->cacheable = k->reused = false;
 		return;

@@ -18,6 +18,8 @@
 #   (f) admin INVALIDATE of the whole query bumps every shard's generation: after it, keys of
 #       both shards miss (src replica, their own rows again); control: without it, the same
 #       third round is all hits;
+#   (g) one [shard] section (review 23 R23-1): still routed: a key in no range is no_shard,
+#       a bare LSN bad_params;
 #   (e) health per shard: healthy ("ok") with both shards' servers up; s2's replica stopped,
 #       the health message (/healthz's) names shard s2 and its replica, and not shard s1.
 set -euo pipefail
@@ -185,6 +187,20 @@ config "es_j_$RUN" "$RANGES" >"$SB/inval2.ini"
 "$DRIVE" --rounds 3 "$SB/inval2.ini" t 5 1500 >"$SB/f2.out" 2>"$OUT" || fail "shard_drive: $(cat "$OUT")"
 msg=$(check "$SB/f2.out" 3 5:1 1500:2) || fail "(f) control: round 3 without an INVALIDATE: $msg"
 ok "(f) INVALIDATE of the whole query: keys of both shards missed after it ($(grep '^invalidate' "$SB/f.out")); without it, hits"
+
+# ---- (g) one [shard] section: its keys still routed (review 23 R23-1) ---------------------------
+config "es_g_$RUN" 'shard_map = ranges
+shard_ranges = 1-1000:s1' | awk '/^\[/ { skip = ($0 == "[shard s2]" || $0 == "[replica r2]") } !skip' >"$SB/one.ini"
+! grep -q 's2' "$SB/one.ini" || fail "(g) the one-shard config names s2: $(cat "$SB/one.ini")"
+"$DRIVE" --rounds 2 "$SB/one.ini" t 5 1500 >"$SB/g.out" 2>"$OUT" || fail "shard_drive (one shard): $(cat "$OUT")"
+msg=$(check "$SB/g.out" 2 5:1) || fail "(g) one shard, key 5: $msg"
+for r in 1 2; do
+  grep -qE "^round=$r key=1500 err=12 src=- result=.*no range" "$SB/g.out" ||
+    fail "(g) one shard, key 1500 (in no range), round $r: not no_shard: $(grep 'key=1500' "$SB/g.out")"
+done
+"$DRIVE" --lsn "" --rounds 1 "$SB/one.ini" t 5 >"$SB/g2.out" 2>"$OUT" || fail "shard_drive --lsn '' (one shard): $(cat "$OUT")"
+grep -qE '^round=1 key=5 err=2 .*bare LSN' "$SB/g2.out" || fail "(g) one shard: a bare LSN not refused: $(cat "$SB/g2.out")"
+ok "(g) one [shard] section: its key answered from it, a key in no range no_shard (never served from s1 nor cached), a bare LSN bad_params"
 
 # ---- (e) health per shard: s2's replica stopped -----------------------------------------------
 "$DRIVE" --health ok "$SB/ranges.ini" t 5 >"$SB/e1.out" 2>"$OUT" || fail "(e) not healthy with every server up: $(cat "$OUT")"
