@@ -374,6 +374,13 @@ static bool parse_mark(const char *s, size_t n, omark *m)
 	return true;
 }
 
+static bool same_mark(const omark *a, const omark *b)
+{
+	return a->wall_s == b->wall_s && strcmp(a->src, b->src) == 0 &&
+	       strcmp(a->srun, b->srun) == 0 && strcmp(a->dst, b->dst) == 0 &&
+	       strcmp(a->drun, b->drun) == 0;
+}
+
 /* The marks into o->m; *lsn the field "lsn" (UINT64_MAX: absent, a hash of an older
  * version). */
 static bool read_marks(struct inv_open *o, const redisReply *reply, cs_lsn_t *lsn)
@@ -381,7 +388,7 @@ static bool read_marks(struct inv_open *o, const redisReply *reply, cs_lsn_t *ls
 	*lsn = UINT64_MAX;
 	if (reply->type != REDIS_REPLY_ARRAY || reply->elements % 2)
 		return false;
-	memset(o->m, 0, sizeof o->m);
+	uint8_t got[NB / 8] = {0};
 	for (size_t i = 0; i + 1 < reply->elements; i += 2) {
 		const redisReply *f = reply->element[i], *v = reply->element[i + 1];
 		char *end;
@@ -392,9 +399,20 @@ static bool read_marks(struct inv_open *o, const redisReply *reply, cs_lsn_t *ls
 		unsigned long b = f->type == REDIS_REPLY_STRING ? strtoul(f->str, &end, 10) : NB;
 		if (b >= NB || end == f->str || *end != '\0')
 			continue; /* not a field this code writes */
-		if (v->type != REDIS_REPLY_STRING || !parse_mark(v->str, (size_t)v->len, &o->m[b]))
-			o->m[b].on = true; /* unreadable: no endpoint matches it, a loss */
+		omark nm = {0};
+		if (v->type != REDIS_REPLY_STRING || !parse_mark(v->str, (size_t)v->len, &nm)) {
+			nm = (omark){.on = true}; /* unreadable: no endpoint matches it, a loss */
+		} else if (o->m[b].on && o->m[b].seen_us != 0 && same_mark(&o->m[b], &nm)) {
+			/* review 24 R24-1: the mark this process wrote (a stream restart): its
+			 * monotonic time still holds, no wall clock needed */
+			nm.seen_us = o->m[b].seen_us;
+		}
+		o->m[b] = nm;
+		got[b / 8] |= (uint8_t)(1u << (b % 8));
 	}
+	for (int b = 0; b < NB; b++)
+		if (!(got[b / 8] & (1u << (b % 8))))
+			o->m[b] = (omark){0};
 	return true;
 }
 

@@ -89,11 +89,16 @@ bool inv_open_vouched(
 {
 	if (up_s == 0 || up_s > UINT64_MAX / 1000000u)
 		return false; /* unknown, or not a real uptime */
+	/* Redis's uptime_in_seconds is the difference of two whole-second clocks: up to 1 s
+	 * more than the real uptime (review 24 R24-2) */
 	if (seen_us != 0)
-		return now_us >= seen_us && up_s * 1000000u >= now_us - seen_us;
+		return now_us >= seen_us && (up_s - 1) * 1000000u >= now_us - seen_us;
 	if (wall_s == 0 || wall_now_s < wall_s)
 		return false; /* not recorded, or the clock went back: cannot vouch */
-	return up_s >= 2 && up_s - 2 >= wall_now_s - wall_s;
+	/* two hosts' wall clocks (the marking invalidator may have been a standby elsewhere,
+	 * Redis's host a third), whole seconds on both sides: INV_WALL_MARGIN_S of error
+	 * tolerated; an end restarted within it of the mark is a loss (review 24 R24-1) */
+	return up_s >= INV_WALL_MARGIN_S && up_s - INV_WALL_MARGIN_S >= wall_now_s - wall_s;
 }
 
 void inv_seen_reset(inv_seen *t)

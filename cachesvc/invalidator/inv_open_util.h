@@ -43,7 +43,10 @@ int inv_open_mark_format(char *buf, size_t len, const inv_mark *m);
  * uptime (up_s, whole seconds; 0: unknown) covers the time since the marking round started:
  * seen_us/now_us on the monotonic clock when the mark was written by this stream (seen_us 0:
  * read back), else wall_s/wall_now_s (s) from the mark (wall_s 0: not recorded, not vouched
- * for). Whole seconds of both clocks: the wall rule asks for 2 s more than the difference. */
+ * for). Redis's uptime may read up to 1 s more than the real one: the monotonic rule asks for
+ * 1 s more (review 24 R24-2); the wall rule compares clocks of up to three hosts and asks for
+ * INV_WALL_MARGIN_S more (review 24 R24-1). */
+#define INV_WALL_MARGIN_S 30
 bool inv_open_vouched(
         uint64_t up_s, uint64_t seen_us, uint64_t now_us, uint64_t wall_s, uint64_t wall_now_s);
 

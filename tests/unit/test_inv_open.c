@@ -124,21 +124,27 @@ static void test_mark_hostile(void **state)
 static void test_vouched(void **state)
 {
 	(void)state;
-	/* in memory: up 10 s, marked 9.5 s ago: vouched; 10.5 s ago: not */
-	assert_true(inv_open_vouched(10, 1000000, 10500000, 0, 0));
+	/* in memory: up 10 s (whole seconds: maybe 9.01 s), marked 8.5 s ago: vouched; 9.5 s
+	 * ago: not (review 24 R24-2: an end restarted 0.5 s after the mark); 10.5 s ago: not */
+	assert_true(inv_open_vouched(10, 1000000, 9500000, 0, 0));
+	assert_false(inv_open_vouched(10, 1000000, 10500000, 0, 0));
 	assert_false(inv_open_vouched(10, 1000000, 11500000, 0, 0));
+	assert_false(inv_open_vouched(1, 1000000, 1000001, 0, 0));
 	assert_false(inv_open_vouched(0, 1000000, 1000001, 0, 0));  /* uptime unknown */
 	assert_false(inv_open_vouched(10, 2000000, 1000000, 0, 0)); /* clock before the mark */
 	assert_false(inv_open_vouched(UINT64_MAX, 1, 2, 0, 0));     /* not an uptime */
-	/* read back: the mark's wall time; 2 s of margin for whole seconds */
-	assert_true(inv_open_vouched(100, 0, 0, 1000, 1098));
-	assert_false(inv_open_vouched(100, 0, 0, 1000, 1099));
+	/* read back: the mark's wall time, INV_WALL_MARGIN_S (30 s) of clock error tolerated */
+	assert_true(inv_open_vouched(100, 0, 0, 1000, 1070));
+	assert_false(inv_open_vouched(100, 0, 0, 1000, 1071));
 	assert_false(inv_open_vouched(5, 0, 0, 1000, 1010));  /* restarted since the mark */
 	assert_false(inv_open_vouched(100, 0, 0, 0, 1010));   /* no time (an older mark) */
 	assert_false(inv_open_vouched(100, 0, 0, 1000, 999)); /* the clock went back */
-	assert_false(inv_open_vouched(1, 0, 0, 1000, 1000));
-	assert_true(inv_open_vouched(2, 0, 0, 1000, 1000));
+	assert_false(inv_open_vouched(29, 0, 0, 1000, 1000));
+	assert_true(inv_open_vouched(30, 0, 0, 1000, 1000));
 	assert_false(inv_open_vouched(0, 0, 0, 1000, 1000));
+	/* review 24 R24-1: marked at 1000 by one host, the end restarted at 1020, read back at
+	 * 1050 by a host whose clock is 25 s behind (1025): up 30 s, not vouched for */
+	assert_false(inv_open_vouched(30, 0, 0, 1000, 1025));
 }
 
 /* review 22 R22-4: the node-flags table: a hash, more than 1,024 ids no failed round */
