@@ -120,9 +120,9 @@ struct inv_open {
 	 * doubles with each), and the cluster's cluster-node-timeout (CONFIG GET, once a stream) */
 	unsigned backoff;
 	int nt_state;
-	bool nt_said; /* a refusal logged (once) */
-	uint64_t nt_ms;
-	char why[256]; /* the first reason the round in flight is incomplete */
+	bool nt_said;   /* a refusal logged (once) */
+	uint64_t nt_ms; /* the last one read (0: never): kept across streams (review 24 R24-3) */
+	char why[256];  /* the first reason the round in flight is incomplete */
 	/* review R18-6: reading back or deleting the marks failed: retried with a backoff */
 	int lfails;
 	uint64_t retry_us;
@@ -323,7 +323,7 @@ static void read_node_timeout(struct inv_open *o, const cs_redis *r, const redis
 	                              : NULL;
 	unsigned long long ms = v && v->type == REDIS_REPLY_STRING ? strtoull(v->str, &end, 10) : 0;
 	if (v && v->type == REDIS_REPLY_STRING && end != v->str && *end == '\0') {
-		if (o->nt_state != NT_KNOWN || o->nt_ms != ms)
+		if (o->nt_ms != ms)
 			cs_info("invalidator: %s: cluster-node-timeout %llu ms: the hold bound "
 			        "of open slots is at least %llu s (review V9b, R22-3)",
 			        cs_redis_url_masked(r), ms,
@@ -333,6 +333,13 @@ static void read_node_timeout(struct inv_open *o, const cs_redis *r, const redis
 	}
 	if (reply == NULL) {
 		o->nt_state = NT_ASK; /* no reply (a connection lost): asked at the next round */
+		return;
+	}
+	if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOPERM", 6) != 0 &&
+	        strstr(reply->str, "unknown command") == NULL) {
+		/* a passing error (LOADING, BUSY, NOAUTH while credentials rotate): asked again
+		 * at the next round, once a status interval (review 24 R24-3) */
+		o->nt_state = NT_ASK;
 		return;
 	}
 	/* refused (an ACL, a proxy) or not the reply expected: not asked again this stream */
@@ -953,9 +960,8 @@ void inv_open_tick(cs_inv *inv)
 	/* review R18-5: no complete round for that long holds the flushed position (WAL retained):
 	 * treated as a loss (the namespace flushed: conservative, never stale), after which what
 	 * was confirmed before the flush is safe */
-	uint64_t hold_ms = inv_open_hold_bound_ms((uint64_t)inv->open_hold_ms,
-	        o->nt_state == NT_KNOWN ? o->nt_ms : 0, (uint64_t)inv->status_interval_ms,
-	        inv->open_hold_fixed ? 0 : o->backoff);
+	uint64_t hold_ms = inv_open_hold_bound_ms((uint64_t)inv->open_hold_ms, o->nt_ms,
+	        (uint64_t)inv->status_interval_ms, inv->open_hold_fixed ? 0 : o->backoff);
 	inv->stats.open_hold_ms = hold_ms;
 	if (!o->loss && now - o->since_us >= hold_ms * 1000u &&
 	        o->safe < cs_ledger_confirmed(inv->ledger)) {
@@ -967,9 +973,8 @@ void inv_open_tick(cs_inv *inv)
 		if (!inv->open_hold_fixed && o->backoff < INV_HOLD_BACKOFF_MAX)
 			o->backoff++; /* review 22 R22-3: the next hold is longer (a persistent
 			                 cause) */
-		uint64_t next_ms = inv_open_hold_bound_ms((uint64_t)inv->open_hold_ms,
-		        o->nt_state == NT_KNOWN ? o->nt_ms : 0, (uint64_t)inv->status_interval_ms,
-		        inv->open_hold_fixed ? 0 : o->backoff);
+		uint64_t next_ms = inv_open_hold_bound_ms((uint64_t)inv->open_hold_ms, o->nt_ms,
+		        (uint64_t)inv->status_interval_ms, inv->open_hold_fixed ? 0 : o->backoff);
 		snprintf(why, sizeof why,
 		        "no complete round of open slots for %llu s (%s): the flushed position was "
 		        "held; treated as a loss (review V9b, R18-5): the namespace is "

@@ -141,6 +141,13 @@ for r in 1 2 3; do
     fail "(a) key 1000000 (in no range), round $r: not no_shard: $(grep 'key=1000000' "$SB/a.out")"
 done
 ok "(a) ranges: GET (miss, hit) and MGET items each answered with their own shard's row; a key in no range is no_shard"
+# each entry in its own shard's namespace (review 23 R23-4: answers alone cannot see a key
+# stored under the other shard's name, which step 4's invalidators would then never delete)
+nkeys() { redis-cli -u "$CS_REDIS_URL" --scan --pattern "$1" | grep -c . || true; }
+n1=$(nkeys "es_r_$RUN@s1:e:*") n2=$(nkeys "es_r_$RUN@s2:e:*")
+[ "$n1" = 3 ] && [ "$n2" = 3 ] ||
+  fail "(a) entries per shard namespace: s1 $n1, s2 $n2, want 3 and 3: $(redis-cli -u "$CS_REDIS_URL" --scan --pattern "es_r_$RUN*")"
+ok "(a) the entries of s1's keys (5 42 1000) under es_r_$RUN@s1, of s2's (1001 1500 2000) under es_r_$RUN@s2"
 
 # ---- (b) hash: SHARDS.md section 3's vectors ----------------------------------------------------
 config "es_h_$RUN" "shard_map = hash" >"$SB/hash.ini"
@@ -159,6 +166,22 @@ grep -qE '^round=1 key=5 err=2 .*token is of shard s2, the key is on shard s1' "
 grep -qE '^round=1 key=1500 err=2 .*bare LSN' "$SB/c3.out" ||
   fail "(c) a bare LSN not refused: $(cat "$SB/c3.out")"
 ok "(c) a token of the key's shard is served; another shard's token and a bare LSN are bad_params"
+# (c2) a token's LSN is compared with its own shard's WAL (review 23 R23-3): s2's WAL made far
+# ahead of s1's, key 1500's row changed on s2 at L: s2:L on key 1500 answers the new row (never
+# (a)'s cached one); s1:L on a key of s1 is future_lsn (s1 never reached L). Compared with
+# the wrong shard's WAL, one of the two fails
+pg "$(port_of 2 PRIMARY)" -c "CREATE TABLE pad AS SELECT i, repeat('w', 200) AS p FROM generate_series(1, 40000) i"
+pg "$(port_of 2 PRIMARY)" -c "UPDATE t SET v = v || '-new' WHERE id = 1500"
+lsn2=$(pg "$(port_of 2 PRIMARY)" -c "SELECT pg_current_wal_lsn()")
+[ "$(pg "$(port_of 1 PRIMARY)" -c "SELECT pg_current_wal_lsn() < '$lsn2'::pg_lsn")" = t ] ||
+  fail "(c2) s1's WAL is not behind s2's $lsn2: the test proves nothing"
+"$DRIVE" --lsn "s2:$lsn2" --rounds 1 "$SB/ranges.ini" t 1500 >"$SB/c4.out" 2>"$OUT" || fail "shard_drive --lsn s2:$lsn2: $(cat "$OUT")"
+grep -qE "^round=1 key=1500 err=0 src=(replica|primary) result=.*s2-1500-$RUN-new" "$SB/c4.out" ||
+  fail "(c2) token s2:$lsn2 on key 1500: not the new row from s2: $(cat "$SB/c4.out")"
+"$DRIVE" --lsn "s1:$lsn2" --rounds 1 "$SB/ranges.ini" t 5 >"$SB/c5.out" 2>"$OUT" || fail "shard_drive --lsn s1:$lsn2: $(cat "$OUT")"
+grep -qE '^round=1 key=5 err=11 ' "$SB/c5.out" ||
+  fail "(c2) token s1:$lsn2 (beyond s1's WAL) on key 5: not future_lsn: $(cat "$SB/c5.out")"
+ok "(c2) s2:$lsn2 on key 1500 read its new row from s2 ($(grep -o 'src=[a-z]*' "$SB/c4.out")); s1:$lsn2 on key 5 future_lsn (s1 behind)"
 
 # ---- (d) negative control: every key forced to shard s1 -----------------------------------------
 config "es_n_$RUN" "$RANGES" >"$SB/neg.ini"
@@ -187,6 +210,15 @@ config "es_j_$RUN" "$RANGES" >"$SB/inval2.ini"
 "$DRIVE" --rounds 3 "$SB/inval2.ini" t 5 1500 >"$SB/f2.out" 2>"$OUT" || fail "shard_drive: $(cat "$OUT")"
 msg=$(check "$SB/f2.out" 3 5:1 1500:2) || fail "(f) control: round 3 without an INVALIDATE: $msg"
 ok "(f) INVALIDATE of the whole query: keys of both shards missed after it ($(grep '^invalidate' "$SB/f.out")); without it, hits"
+# (f2) INVALIDATE of one key deletes it in its own shard (review 23 R23-4): key 1500 (s2) misses
+# after it, key 5 (s1) still hits; in s1's namespace the DEL would leave 1500's entry a hit
+config "es_k_$RUN" "$RANGES" >"$SB/inval3.ini"
+"$DRIVE" --invalidate-key-after 2 --rounds 3 "$SB/inval3.ini" t 1500 5 >"$SB/f3.out" 2>"$OUT" ||
+  fail "shard_drive --invalidate-key-after: $(cat "$OUT")"
+grep -qE '^invalidate err=0 n=1' "$SB/f3.out" || fail "(f2) INVALIDATE of key 1500 failed: $(cat "$SB/f3.out")"
+grep -qE "^round=3 key=1500 err=0 src=replica result=" "$SB/f3.out" || fail "(f2) key 1500 not missed after its INVALIDATE: $(cat "$SB/f3.out")"
+grep -qE "^round=3 key=5 err=0 src=cache result=" "$SB/f3.out" || fail "(f2) key 5 not a hit after key 1500's INVALIDATE: $(cat "$SB/f3.out")"
+ok "(f2) INVALIDATE of key 1500: its entry on s2 deleted (a miss after it), key 5 on s1 still a hit"
 
 # ---- (g) one [shard] section: its keys still routed (review 23 R23-1) ---------------------------
 config "es_g_$RUN" 'shard_map = ranges

@@ -2,7 +2,7 @@
  * tests/integration/engine_shards.sh (issue #18, SHARDS.md section 7 step 3b): the daemon
  * and library mode still refuse [shard NAME] sections, the engine serves them.
  *
- *   shard_drive [--force-shard0] [--mget] [--lsn SHARD] [--rounds N] CONFIG QUERY KEY...
+ *   shard_drive [--force-shard0] [--mget] [--lsn SHARD[:X/Y]] [--rounds N] CONFIG QUERY KEY...
  *   shard_drive --health TEXT CONFIG QUERY KEY...
  *   shard_drive --invalidate-after R [...] CONFIG QUERY KEY...
  *
@@ -14,11 +14,14 @@
  * E is the error code (0: none, else enum cs_err), BYTES the result with every byte outside
  * printable ASCII as '.' (the test greps the planted values), or the error message.
  * --lsn SHARD gives every GET a read-your-writes token of LSN 0/1 and shard SHARD ("" for a
- * bare LSN). --force-shard0 is the negative control: every query is pinned to the first
- * shard before the engine sees the config (cs_shard_pick then routes every key there).
+ * bare LSN); --lsn SHARD:X/Y a token of that LSN (review 23 R23-3: one shard's WAL position
+ * compared with its own shard's only). --force-shard0 is the negative control: every query is
+ * pinned to the first shard before the engine sees the config (cs_shard_pick then routes every key
+ * there).
  * --invalidate-after R: once round R is answered, an admin INVALIDATE of the whole query
  * (cs_engine_invalidate without parameters), printed as "invalidate err=E n=N", then the
- * next round.
+ * next round; --invalidate-key-after R: the same for the first KEY alone (its own shard's
+ * entry, review 23 R23-4).
  * --health TEXT sends nothing: it waits (at most 30 s) until the engine's health message
  * (cs_engine_healthy, what /healthz says) holds TEXT ("ok": healthy), prints
  * "health=MESSAGE" and exits 0 (2 when it never did, with the last message).
@@ -47,6 +50,9 @@ static struct {
 	bool mget;
 	const char *query;
 	const char *lsn_shard; /* NULL: no token */
+	char lsn_name[80];     /* --lsn's shard name */
+	uint64_t lsn;          /* --lsn's LSN (1 when not given) */
+	bool inval_key;        /* --invalidate-key-after: the first key alone */
 	const char *health;    /* --health TEXT */
 	int inval_after;       /* --invalidate-after R (0: none) */
 	struct event *timer;
@@ -85,9 +91,9 @@ static void make_req(cs_get_req *r, int i)
 	r->params[0].u.i = d.keys[i];
 	r->tier = CS_TIER_DEFAULT;
 	if (d.lsn_shard) {
-		r->min_lsn = 1;
-		r->shard = d.lsn_shard[0] ? d.lsn_shard : NULL;
-		r->shard_len = (uint32_t)strlen(d.lsn_shard);
+		r->min_lsn = d.lsn;
+		r->shard = d.lsn_name[0] ? d.lsn_name : NULL;
+		r->shard_len = (uint32_t)strlen(d.lsn_name);
 	}
 }
 
@@ -106,6 +112,12 @@ static void request_next(void)
 {
 	if (d.next == d.nkeys && d.inval_after == d.round) {
 		cs_inval_req q = {.query = d.query, .query_len = (uint32_t)strlen(d.query)};
+		if (d.inval_key) {
+			q.has_params = true;
+			q.nparams = 1;
+			q.params[0].type = CS_V_INT;
+			q.params[0].u.i = d.keys[0];
+		}
 		cs_engine_invalidate(d.e, &q, on_invalidated, NULL);
 		return;
 	}
@@ -166,8 +178,9 @@ static void on_wait(evutil_socket_t fd, short what, void *arg)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: shard_drive [--force-shard0] [--mget] [--lsn SHARD] [--rounds N] "
-	                "[--health TEXT] [--invalidate-after R] CONFIG QUERY KEY...\n");
+	fprintf(stderr, "usage: shard_drive [--force-shard0] [--mget] [--lsn SHARD[:X/Y]] "
+	                "[--rounds N] [--health TEXT] [--invalidate-after R] "
+	                "[--invalidate-key-after R] CONFIG QUERY KEY...\n");
 	return 2;
 }
 
@@ -185,6 +198,8 @@ int main(int argc, char **argv)
 			d.lsn_shard = argv[++a];
 		else if (strcmp(argv[a], "--invalidate-after") == 0 && a + 1 < argc)
 			d.inval_after = atoi(argv[++a]);
+		else if (strcmp(argv[a], "--invalidate-key-after") == 0 && a + 1 < argc)
+			d.inval_after = atoi(argv[++a]), d.inval_key = true;
 		else if (strcmp(argv[a], "--health") == 0 && a + 1 < argc)
 			d.health = argv[++a];
 		else if (strcmp(argv[a], "--rounds") == 0 && a + 1 < argc)
@@ -194,6 +209,16 @@ int main(int argc, char **argv)
 	}
 	if (argc - a < 3 || argc - a - 2 > MAX_KEYS || d.rounds < 1)
 		return usage();
+	if (d.lsn_shard) { /* SHARD or SHARD:X/Y */
+		const char *c = strchr(d.lsn_shard, ':');
+		size_t nl = c ? (size_t)(c - d.lsn_shard) : strlen(d.lsn_shard);
+		unsigned hi, lo;
+		if (nl >= sizeof d.lsn_name ||
+		        (c && (sscanf(c + 1, "%X/%X", &hi, &lo) != 2 || (hi == 0 && lo == 0))))
+			return usage();
+		memcpy(d.lsn_name, d.lsn_shard, nl);
+		d.lsn = c ? (uint64_t)hi << 32 | lo : 1;
+	}
 	char err[CS_CONFIG_ERRLEN];
 	cs_config *cfg = cs_config_load(argv[a], err);
 	if (cfg == NULL) {
