@@ -16,9 +16,9 @@ int cs_engine_pause(cs_engine *e, const char *name, size_t len, bool pause, bool
 	*changed = qs->paused != pause;
 	if (*changed)
 		cs_info("query %s %s by an admin request%s", qs->def->name,
-			pause ? "paused" : "resumed",
-			pause ? ": served from PostgreSQL, nothing cached, until resumed"
-			      : ": a new generation, then served from the cache");
+		        pause ? "paused" : "resumed",
+		        pause ? ": served from PostgreSQL, nothing cached, until resumed"
+		              : ": a new generation, then served from the cache");
 	qs->paused = pause;
 	/* A query is paused because its cache is suspect: what was stored before the pause
 	 * (or by a fill in flight across it) is not served again. Until Redis confirms the
@@ -49,7 +49,9 @@ static void on_inval_reply(cs_rc *rc, redisReply *reply, void *priv)
 	if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
 		c->e->stats.errors[CS_ERR_UNAVAILABLE]++;
 		c->cb(c->priv, -CS_ERR_UNAVAILABLE,
-			reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "redis unavailable", 0);
+		        reply && reply->type == REDIS_REPLY_ERROR ? reply->str
+		                                                  : "redis unavailable",
+		        0);
 	} else {
 		uint64_t n = (uint64_t)reply->integer;
 		if (c->whole) {
@@ -125,22 +127,31 @@ static void on_inval_c(cs_rc *rc, redisReply *reply, void *priv)
 
 /* A whole query's INVALIDATE on a sharded engine: one bump per shard (each shard's
  * generations are its own, SHARDS.md section 2), answered once all are: the highest new
- * generation, or the first error. */
+ * generation, or the first error, naming its shard (review 23 R23-8). */
+struct invall;
+typedef struct invpart {
+	struct invall *a;
+	const char *shard; /* NULL: the guard */
+} invpart;
 typedef struct invall {
 	cs_engine_inval_cb *cb;
 	void *priv;
 	int pending;
 	int err;
-	char msg[200];
+	char msg[300];
 	uint64_t gen;
+	invpart part[CS_MAX_SHARDS + 1];
 } invall;
 
 static void on_invall_part(void *priv, int err, const char *msg, uint64_t n)
 {
-	invall *a = priv;
+	const invpart *p = priv;
+	invall *a = p->a;
 	if (err != 0 && a->err == 0) {
 		a->err = err;
-		snprintf(a->msg, sizeof a->msg, "%s", msg ? msg : "error");
+		snprintf(a->msg, sizeof a->msg,
+		        "shard %s: %s (the generation of the others may have been bumped)",
+		        p->shard ? p->shard : "?", msg ? msg : "error");
 	}
 	if (err == 0 && n > a->gen)
 		a->gen = n;
@@ -150,8 +161,8 @@ static void on_invall_part(void *priv, int err, const char *msg, uint64_t n)
 	free(a);
 }
 
-static void invalidate_shard(cs_engine *e, qstate *qs, int shard_ix, bool whole,
-        const char *canon, size_t clen, cs_engine_inval_cb *cb, void *priv);
+static void invalidate_shard(cs_engine *e, qstate *qs, int shard_ix, bool whole, const char *canon,
+        size_t clen, cs_engine_inval_cb *cb, void *priv);
 
 void cs_engine_invalidate(cs_engine *e, const cs_inval_req *req, cs_engine_inval_cb *cb, void *priv)
 {
@@ -165,11 +176,12 @@ void cs_engine_invalidate(cs_engine *e, const cs_inval_req *req, cs_engine_inval
 	char canon[CS_CANON_MAX + 1], err[CS_CONFIG_ERRLEN];
 	size_t clen = 0;
 	if (req->has_params) {
-		int rc = cs_params_canon(q, req->params, req->nparams, canon, sizeof canon, &clen, err,
-			sizeof err);
+		int rc = cs_params_canon(
+		        q, req->params, req->nparams, canon, sizeof canon, &clen, err, sizeof err);
 		if (rc != 0) {
 			e->stats.errors[CS_ERR_BAD_PARAMS]++;
-			cb(priv, -CS_ERR_BAD_PARAMS, rc < 0 ? err : "parameters too long to be cached", 0);
+			cb(priv, -CS_ERR_BAD_PARAMS,
+			        rc < 0 ? err : "parameters too long to be cached", 0);
 			return;
 		}
 	}
@@ -179,10 +191,13 @@ void cs_engine_invalidate(cs_engine *e, const cs_inval_req *req, cs_engine_inval
 			cb(priv, -CS_ERR_INTERNAL, "out of memory", 0);
 			return;
 		}
-		*a = (invall){.cb = cb, .priv = priv, .pending = e->nsh + 1}; /* + a guard */
+		a->cb = cb, a->priv = priv, a->pending = e->nsh + 1; /* + a guard */
+		for (int k = 0; k <= e->nsh; k++)
+			a->part[k] =
+			        (invpart){.a = a, .shard = k < e->nsh ? e->sh[k].ks.shard : NULL};
 		for (int k = 0; k < e->nsh; k++)
-			invalidate_shard(e, qs, k, true, NULL, 0, on_invall_part, a);
-		on_invall_part(a, 0, NULL, 0);
+			invalidate_shard(e, qs, k, true, NULL, 0, on_invall_part, &a->part[k]);
+		on_invall_part(&a->part[e->nsh], 0, NULL, 0);
 		return;
 	}
 	/* a key: its own shard's (SHARDS.md section 2) */
@@ -202,8 +217,8 @@ void cs_engine_invalidate(cs_engine *e, const cs_inval_req *req, cs_engine_inval
 
 /* INVALIDATE of query qs on shard shard_ix: the key canon[0..clen), or (whole) every key by a
  * generation bump. cb runs once. */
-static void invalidate_shard(cs_engine *e, qstate *qs, int shard_ix, bool whole,
-        const char *canon, size_t clen, cs_engine_inval_cb *cb, void *priv)
+static void invalidate_shard(cs_engine *e, qstate *qs, int shard_ix, bool whole, const char *canon,
+        size_t clen, cs_engine_inval_cb *cb, void *priv)
 {
 	const cs_query_def *q = qs->def;
 	invctx *c = malloc(sizeof *c);
@@ -211,7 +226,7 @@ static void invalidate_shard(cs_engine *e, qstate *qs, int shard_ix, bool whole,
 		cb(priv, -CS_ERR_INTERNAL, "out of memory", 0);
 		return;
 	}
-	*c = (invctx){ .e = e, .qt = e->qt, .qs = qs, .whole = whole, .cb = cb, .priv = priv };
+	*c = (invctx){.e = e, .qt = e->qt, .qs = qs, .whole = whole, .cb = cb, .priv = priv};
 	c->shard = shard_ix;
 	e->qt->refs++;
 	const shard *sh = &e->sh[c->shard];
