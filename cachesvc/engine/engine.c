@@ -32,34 +32,25 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 {
 	/* Sharded (SHARDS.md section 7 step 3b): servers and keys per shard. The invalidator
 	 * is one, on the first shard's primary, until step 4, and a Redis Cluster's per-master
-	 * subscriptions and epoch checks know the first shard only until 3b (2): refused. */
-	if (cfg->nshards > CS_MAX_SHARDS) { /* the config refuses it first (review 19 R19-3) */
-		snprintf(err, errlen, "%d [shard NAME] sections: at most %d", cfg->nshards,
-		        CS_MAX_SHARDS);
-		cs_config_free(cfg);
-		return NULL;
-	}
-	if (cfg->nshards > 0 && cfg->inval_enabled) {
-		snprintf(err, errlen,
-		        "[invalidator] enabled: with [shard NAME] sections it must be false (one "
-		        "invalidator per shard is not built yet: SHARDS.md section 7 step 4)");
-		cs_config_free(cfg);
-		return NULL;
-	}
-	if (cfg->nshards > 0 && cfg->fence) {
-		/* fences trust generations only once the epoch exists, which an invalidator
-		 * writes: none runs for a sharded config yet, so the cache would never be used
-		 * (review 23 R23-5) */
-		snprintf(err, errlen,
-		        "[cachesvc] fence: with [shard NAME] sections it must be false until one "
-		        "invalidator per shard is built (SHARDS.md section 7 step 4)");
-		cs_config_free(cfg);
-		return NULL;
-	}
-	if (cfg->nshards > 0 && cfg->redis_cluster) {
-		snprintf(err, errlen,
-		        "[redis] cluster: [shard NAME] sections on a Redis Cluster are not built "
-		        "yet (SHARDS.md section 7 step 3b (2))");
+	 * subscriptions and epoch checks know the first shard only until 3b (2): refused. With
+	 * no invalidator, no epoch exists and fences would never trust a generation: the cache
+	 * would never be used (review 23 R23-5). */
+	const char *refused = NULL;
+	if (cfg->nshards > 0 && cfg->inval_enabled)
+		refused = "[invalidator] enabled: with [shard NAME] sections it must be false (one "
+		          "invalidator per shard is not built yet: SHARDS.md section 7 step 4)";
+	else if (cfg->nshards > 0 && cfg->fence)
+		refused = "[cachesvc] fence: with [shard NAME] sections it must be false until one "
+		          "invalidator per shard is built (SHARDS.md section 7 step 4)";
+	else if (cfg->nshards > 0 && cfg->redis_cluster)
+		refused = "[redis] cluster: [shard NAME] sections on a Redis Cluster are not built "
+		          "yet (SHARDS.md section 7 step 3b (2))";
+	if (cfg->nshards > CS_MAX_SHARDS || refused) { /* the first: review 19 R19-3 */
+		if (refused)
+			snprintf(err, errlen, "%s", refused);
+		else
+			snprintf(err, errlen, "%d [shard NAME] sections: at most %d", cfg->nshards,
+			        CS_MAX_SHARDS);
 		cs_config_free(cfg);
 		return NULL;
 	}
