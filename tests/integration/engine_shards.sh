@@ -181,6 +181,13 @@ grep -qE "^round=1 key=1500 err=0 src=(replica|primary) result=.*s2-1500-$RUN-ne
 "$DRIVE" --lsn "s1:$lsn2" --rounds 1 "$SB/ranges.ini" t 5 >"$SB/c5.out" 2>"$OUT" || fail "shard_drive --lsn s1:$lsn2: $(cat "$OUT")"
 grep -qE '^round=1 key=5 err=11 ' "$SB/c5.out" ||
   fail "(c2) token s1:$lsn2 (beyond s1's WAL) on key 5: not future_lsn: $(cat "$SB/c5.out")"
+# the later parts read key 1500 from s2's replica: it must have replayed the change (review 25
+# R25-2: the token's read may have been answered by the primary)
+deadline=$((SECONDS + 60))
+until [ "$(pg "$(port_of 2 REPLICA1)" -c "SELECT pg_last_wal_replay_lsn() >= '$lsn2'::pg_lsn" 2>/dev/null || true)" = t ]; do
+  [ $SECONDS -lt $deadline ] || fail "(c2) s2's replica did not replay $lsn2"
+  sleep 0.2
+done
 ok "(c2) s2:$lsn2 on key 1500 read its new row from s2 ($(grep -o 'src=[a-z]*' "$SB/c4.out")); s1:$lsn2 on key 5 future_lsn (s1 behind)"
 
 # ---- (d) negative control: every key forced to shard s1 -----------------------------------------
