@@ -279,7 +279,6 @@ void cs_engine_free(cs_engine *e)
 		while (e->sh[k].token_head) {
 			lookup *l = e->sh[k].token_head;
 			e->sh[k].token_head = l->tnext;
-			e->sh[k].ntoken--;
 			e->ntoken--;
 			greq_error(l->r, -CS_ERR_SHUTTING_DOWN, "shutting down");
 			lookup_free(l);

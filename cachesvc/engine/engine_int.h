@@ -200,9 +200,9 @@ typedef struct shard {
 	uint32_t max_tli; /* the highest primary timeline seen: never lowered */
 	bool stale_primary_logged;
 	/* Requests whose read-your-writes token is beyond the primary's last known position,
-	 * waiting for a fresh one (token_park); bounded by TOKEN_WAIT_MAX. */
+	 * waiting for a fresh one (token_park); every shard's together bounded by TOKEN_WAIT_MAX
+	 * (e->ntoken). */
 	struct lookup *token_head;
-	int ntoken;
 	uint64_t primary_rounds; /* monitor rounds of the primary that found it up */
 } shard;
 

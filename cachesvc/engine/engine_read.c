@@ -1365,7 +1365,6 @@ static void token_park(lookup *l)
 	l->tnext = sh->token_head;
 	sh->token_head = l;
 	tick_arm(e);
-	sh->ntoken++;
 	e->ntoken++;
 	e->stats.token_checks++;
 	cs_pgserver_fast_monitor(sh->primary, now + 50u * 1000u);
@@ -1386,7 +1385,6 @@ void token_recheck(cs_engine *e, shard *sh, uint64_t now, bool expire_only)
 			l->tnext = keep;
 			keep = l;
 		} else if (!ahead || now >= l->tuntil_us) {
-			sh->ntoken--;
 			e->ntoken--;
 			lookup_start(l); /* caught up, unknown, or no answer in time: as before */
 		} else if (sh->primary_rounds >= l->trounds + 2) {
@@ -1399,7 +1397,6 @@ void token_recheck(cs_engine *e, shard *sh, uint64_t now, bool expire_only)
 			        "read-your-writes LSN %s is beyond the primary's current "
 			        "position %s: not an LSN the primary wrote",
 			        a, b);
-			sh->ntoken--;
 			e->ntoken--;
 			e->stats.token_refused++;
 			greq_error(l->r, -CS_ERR_FUTURE_LSN, msg);
