@@ -91,8 +91,21 @@ bool inv_open_vouched(
 		return false; /* unknown, or not a real uptime */
 	/* Redis's uptime_in_seconds is the difference of two whole-second clocks: up to 1 s
 	 * more than the real uptime (review 24 R24-2) */
-	if (seen_us != 0)
-		return now_us >= seen_us && (up_s - 1) * 1000000u >= now_us - seen_us;
+	if (seen_us != 0) {
+		/* written by this process: elapsed on its own clocks. CLOCK_MONOTONIC stops while
+		 * the host is suspended or the VM paused (what breaks a stream, so what an
+		 * inherited mark has been through: review 25 R25-1); this process's wall clock,
+		 * in whole seconds (up to 1 s more), does not. The larger of the two; a wall
+		 * clock that went back is not used. */
+		if (now_us < seen_us)
+			return false;
+		uint64_t el = now_us - seen_us;
+		if (wall_s != 0 && wall_now_s >= wall_s &&
+		        wall_now_s - wall_s < UINT64_MAX / 2000000u &&
+		        (wall_now_s - wall_s + 1) * 1000000u > el)
+			el = (wall_now_s - wall_s + 1) * 1000000u;
+		return (up_s - 1) * 1000000u >= el;
+	}
 	if (wall_s == 0 || wall_now_s < wall_s)
 		return false; /* not recorded, or the clock went back: cannot vouch */
 	/* two hosts' wall clocks (the marking invalidator may have been a standby elsewhere,

@@ -41,9 +41,11 @@ int inv_open_mark_format(char *buf, size_t len, const inv_mark *m);
 
 /* review R18-2 / R22-1: an end that did not answer when marked is vouched for only when its
  * uptime (up_s, whole seconds; 0: unknown) covers the time since the marking round started:
- * seen_us/now_us on the monotonic clock when the mark was written by this stream (seen_us 0:
- * read back), else wall_s/wall_now_s (s) from the mark (wall_s 0: not recorded, not vouched
- * for). Redis's uptime may read up to 1 s more than the real one: the monotonic rule asks for
+ * seen_us/now_us on the monotonic clock when the mark was written by this process (seen_us 0:
+ * read back from another), the elapsed time then the larger of the monotonic one and
+ * wall_now_s - wall_s + 1 (this process's wall clock, which runs through a suspend: review 25
+ * R25-1); else wall_s/wall_now_s (s) from the mark (wall_s 0: not recorded, not vouched
+ * for). Redis's uptime may read up to 1 s more than the real one: the first rule asks for
  * 1 s more (review 24 R24-2); the wall rule compares clocks of up to three hosts and asks for
  * INV_WALL_MARGIN_S more (review 24 R24-1). */
 #define INV_WALL_MARGIN_S 30

@@ -145,6 +145,18 @@ static void test_vouched(void **state)
 	/* review 24 R24-1: marked at 1000 by one host, the end restarted at 1020, read back at
 	 * 1050 by a host whose clock is 25 s behind (1025): up 30 s, not vouched for */
 	assert_false(inv_open_vouched(30, 0, 0, 1000, 1025));
+	/* review 25 R25-1: written by this process at wall 1000; the monotonic clock saw 2 s
+	 * pass, its wall clock 60 s (a suspend, a paused VM): an end up 10 s restarted after
+	 * the mark, not vouched for; up 62 s, vouched (60 + 1 whole-second error + 1) */
+	assert_false(inv_open_vouched(10, 1000000, 3000000, 1000, 1060));
+	assert_false(inv_open_vouched(61, 1000000, 3000000, 1000, 1060));
+	assert_true(inv_open_vouched(62, 1000000, 3000000, 1000, 1060));
+	/* the wall clock went back or was not recorded: the monotonic time alone */
+	assert_true(inv_open_vouched(10, 1000000, 3000000, 1000, 900));
+	assert_true(inv_open_vouched(10, 1000000, 3000000, 0, 1060));
+	/* the wall clock agrees with the monotonic one: the whole-second error only */
+	assert_true(inv_open_vouched(10, 1000000, 9500000, 1000, 1008));
+	assert_false(inv_open_vouched(10, 1000000, 9500000, 1000, 1009));
 }
 
 /* review 22 R22-4: the node-flags table: a hash, more than 1,024 ids no failed round */
