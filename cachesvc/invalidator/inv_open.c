@@ -381,11 +381,20 @@ static bool parse_mark(const char *s, size_t n, omark *m)
 	return true;
 }
 
-static bool same_mark(const omark *a, const omark *b)
+static inv_mark mark_of(const omark *m)
 {
-	return a->wall_s == b->wall_s && strcmp(a->src, b->src) == 0 &&
-	       strcmp(a->srun, b->srun) == 0 && strcmp(a->dst, b->dst) == 0 &&
-	       strcmp(a->drun, b->drun) == 0;
+	inv_mark t = {.wall_s = m->wall_s};
+	memcpy(t.src, m->src, sizeof t.src);
+	memcpy(t.srun, m->srun, sizeof t.srun);
+	memcpy(t.dst, m->dst, sizeof t.dst);
+	memcpy(t.drun, m->drun, sizeof t.drun);
+	return t;
+}
+
+static bool keeps_seen(const omark *held, const omark *rd)
+{
+	inv_mark h = mark_of(held), r = mark_of(rd);
+	return inv_open_keeps_seen(held->on, held->seen_us, &h, &r);
 }
 
 /* The marks into o->m; *lsn the field "lsn" (UINT64_MAX: absent, a hash of an older
@@ -409,9 +418,9 @@ static bool read_marks(struct inv_open *o, const redisReply *reply, cs_lsn_t *ls
 		omark nm = {0};
 		if (v->type != REDIS_REPLY_STRING || !parse_mark(v->str, (size_t)v->len, &nm)) {
 			nm = (omark){.on = true}; /* unreadable: no endpoint matches it, a loss */
-		} else if (o->m[b].on && o->m[b].seen_us != 0 && same_mark(&o->m[b], &nm)) {
+		} else if (keeps_seen(&o->m[b], &nm)) {
 			/* review 24 R24-1: the mark this process wrote (a stream restart): its
-			 * monotonic time still holds, no wall clock needed */
+			 * monotonic time still holds (judged with its own wall clock too: R25-1) */
 			nm.seen_us = o->m[b].seen_us;
 		}
 		o->m[b] = nm;

@@ -84,6 +84,13 @@ int inv_open_mark_format(char *buf, size_t len, const inv_mark *m)
 	return n < 0 || (size_t)n >= len ? -1 : n;
 }
 
+bool inv_open_keeps_seen(bool on, uint64_t seen_us, const inv_mark *held, const inv_mark *rd)
+{
+	return on && seen_us != 0 && held->wall_s == rd->wall_s &&
+	       strcmp(held->src, rd->src) == 0 && strcmp(held->srun, rd->srun) == 0 &&
+	       strcmp(held->dst, rd->dst) == 0 && strcmp(held->drun, rd->drun) == 0;
+}
+
 bool inv_open_vouched(
         uint64_t up_s, uint64_t seen_us, uint64_t now_us, uint64_t wall_s, uint64_t wall_now_s)
 {

@@ -39,6 +39,12 @@ bool inv_open_mark_parse(const char *s, size_t n, inv_mark *m);
 /* *m into buf (INV_MARK_MAX bytes suffice): its length, or -1 when it does not fit. */
 int inv_open_mark_format(char *buf, size_t len, const inv_mark *m);
 
+/* review 24 R24-1: whether a mark read back (rd, at a stream start) keeps the monotonic marking
+ * time of the one this process holds for its bucket (held: `on`, its seen_us): only when held
+ * is on, was written by this process (seen_us != 0) and has the same content (ends, runs and
+ * wall time). Anything else read back is judged by its wall time. */
+bool inv_open_keeps_seen(bool on, uint64_t seen_us, const inv_mark *held, const inv_mark *rd);
+
 /* review R18-2 / R22-1: an end that did not answer when marked is vouched for only when its
  * uptime (up_s, whole seconds; 0: unknown) covers the time since the marking round started:
  * seen_us/now_us on the monotonic clock when the mark was written by this process (seen_us 0:

@@ -159,6 +159,30 @@ static void test_vouched(void **state)
 	assert_false(inv_open_vouched(10, 1000000, 9500000, 1000, 1009));
 }
 
+/* review 25 R25-3: which read-back mark keeps the monotonic time of the one held (R24-1) */
+static void test_keeps_seen(void **state)
+{
+	(void)state;
+	inv_mark h, r;
+	assert_true(parse(ID1 " - " ID2 " " RN1 " 1000", &h));
+	assert_true(parse(ID1 " - " ID2 " " RN1 " 1000", &r));
+	assert_true(inv_open_keeps_seen(true, 5, &h, &r));   /* what it wrote: kept */
+	assert_false(inv_open_keeps_seen(false, 5, &h, &r)); /* held mark cleared */
+	assert_false(inv_open_keeps_seen(true, 0, &h, &r));  /* held mark was read back */
+	const char *other[] = {
+	        ID1 " - " ID2 " " RN1 " 1001",       /* another marking time */
+	        ID2 " - " ID2 " " RN1 " 1000",       /* another source */
+	        ID1 " " RN1 " " ID2 " " RN1 " 1000", /* another source run */
+	        ID1 " - " ID1 " " RN1 " 1000",       /* another target */
+	        ID1 " - " ID2 " - 1000",             /* another target run */
+	        ID1 " - " ID2 " " RN1,               /* no time (an older version) */
+	};
+	for (size_t i = 0; i < sizeof other / sizeof *other; i++) {
+		assert_true(parse(other[i], &r));
+		assert_false(inv_open_keeps_seen(true, 5, &h, &r));
+	}
+}
+
 /* review 22 R22-4: the node-flags table: a hash, more than 1,024 ids no failed round */
 static void seen_id(char *id, unsigned i)
 {
@@ -218,6 +242,7 @@ int main(void)
 	        cmocka_unit_test(test_mark_roundtrip),
 	        cmocka_unit_test(test_mark_hostile),
 	        cmocka_unit_test(test_vouched),
+	        cmocka_unit_test(test_keeps_seen),
 	        cmocka_unit_test(test_seen),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
