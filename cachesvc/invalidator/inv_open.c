@@ -65,6 +65,7 @@ _Static_assert(CS_RC_ID_LEN == INV_ID_LEN && RUN_LEN == INV_ID_LEN, "a mark's id
 /* EP_OF_DST / EP_OF_OTHER: a source listed as a replica of its mark's target / of another */
 enum { EP_LISTED = 1, EP_FAILED = 2, EP_REPLICA = 4, EP_OF_DST = 8, EP_OF_OTHER = 16 };
 enum { K_NODES, K_INFO, K_LOAD, K_RESET, K_SET, K_DEL, K_CONFIG };
+#define NT_PASSING_MAX 10 /* CONFIG GET's passing errors in a row before it counts as refused */
 /* cluster-node-timeout: to ask at the next round, asked, known, refused (ACL) */
 enum { NT_ASK, NT_ASKED, NT_KNOWN, NT_REFUSED };
 
@@ -121,6 +122,7 @@ struct inv_open {
 	unsigned backoff;
 	int nt_state;
 	bool nt_said;   /* a refusal logged (once) */
+	int nt_passing; /* passing errors in a row (review 25 R25-4: bounded, then refused) */
 	uint64_t nt_ms; /* the last one read (0: never): kept across streams (review 24 R24-3) */
 	char why[256];  /* the first reason the round in flight is incomplete */
 	/* review R18-6: reading back or deleting the marks failed: retried with a backoff */
@@ -328,7 +330,7 @@ static void read_node_timeout(struct inv_open *o, const cs_redis *r, const redis
 			        "of open slots is at least %llu s (review V9b, R22-3)",
 			        cs_redis_url_masked(r), ms,
 			        (unsigned long long)(inv_open_hold_bound_ms(0, ms, 0, 0) / 1000));
-		o->nt_state = NT_KNOWN, o->nt_ms = ms;
+		o->nt_state = NT_KNOWN, o->nt_ms = ms, o->nt_passing = 0;
 		return;
 	}
 	if (reply == NULL) {
@@ -336,20 +338,27 @@ static void read_node_timeout(struct inv_open *o, const cs_redis *r, const redis
 		return;
 	}
 	if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOPERM", 6) != 0 &&
-	        strstr(reply->str, "unknown command") == NULL) {
+	        strstr(reply->str, "unknown command") == NULL && ++o->nt_passing < NT_PASSING_MAX) {
 		/* a passing error (LOADING, BUSY, NOAUTH while credentials rotate): asked again
-		 * at the next round, once a status interval (review 24 R24-3) */
+		 * at the next round, once a status interval (review 24 R24-3); the same error
+		 * NT_PASSING_MAX rounds in a row is a refusal worded otherwise (a proxy's "command
+		 * not allowed"): logged, asked again at the next stream (review 25 R25-4) */
 		o->nt_state = NT_ASK;
 		return;
 	}
 	/* refused (an ACL, a proxy) or not the reply expected: not asked again this stream */
 	o->nt_state = NT_REFUSED;
-	if (!o->nt_said)
+	o->nt_passing = 0;
+	if (!o->nt_said) {
+		char was[64] = "max(60 s, 10 status intervals)";
+		if (o->nt_ms)
+			snprintf(was, sizeof was, "that of the last value read, %llu ms",
+			        (unsigned long long)o->nt_ms);
 		cs_warn("invalidator: %s: CONFIG GET cluster-node-timeout refused (%s): the "
-		        "hold bound of open slots stays at max(60 s, 10 status intervals) "
-		        "(review V9b, R22-3)",
+		        "hold bound of open slots stays %s (review V9b, R22-3)",
 		        cs_redis_url_masked(r),
-		        reply->type == REDIS_REPLY_ERROR ? reply->str : "an unexpected reply");
+		        reply->type == REDIS_REPLY_ERROR ? reply->str : "an unexpected reply", was);
+	}
 	o->nt_said = true;
 }
 
