@@ -8,6 +8,7 @@
 # answers applied or refused with the reason; rotating admin_token by reload voids the admin
 # rights of connections that said HELLO before it (the same connection is refused after).
 . "$(dirname "$0")/daemon_lib.sh"
+CLI_LEAKS=1 # the cli's own commands: leak-checked (daemon_lib.sh cli)
 
 make_db <<'SQL'
 CREATE TABLE users (id bigint PRIMARY KEY, name text);

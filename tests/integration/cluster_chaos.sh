@@ -112,7 +112,7 @@ load_start() {
       while [ ! -e "$WORK/stop" ]; do
         for id in $(seq 1 "$HOT" | shuf); do
           [ ! -e "$WORK/stop" ] || break
-          "$BURST" -p "$PORT" -c 2 -n 5 -t 10000 rc_hot "$id" >>"$WORK/reads.$r" 2>>"$WORK/reads.err" ||
+          ASAN_OPTIONS=$NOLEAK_ASAN_OPTIONS "$BURST" -p "$PORT" -c 2 -n 5 -t 10000 rc_hot "$id" >>"$WORK/reads.$r" 2>>"$WORK/reads.err" ||
             echo '{"sent":10,"ok":0,"conn_fail":1}' >>"$WORK/reads.$r"
         done
       done

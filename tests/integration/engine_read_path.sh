@@ -2,6 +2,7 @@
 # engine_read_path.sh - hit, miss and fill through the daemon; the TTL set on fill; MGET,
 # REFRESH, INVALIDATE, STATS; and every error code a client can provoke from outside.
 . "$(dirname "$0")/daemon_lib.sh"
+CLI_LEAKS=1 # the cli's get, mget and --json paths: leak-checked (daemon_lib.sh cli)
 
 make_db <<'SQL'
 CREATE TABLE users (id bigint PRIMARY KEY, name text, score numeric, born date,

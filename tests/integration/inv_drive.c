@@ -95,11 +95,13 @@ static void on_signal(evutil_socket_t fd, short what, void *arg)
 
 int main(int argc, char **argv)
 {
-	if (argc == 4 && strcmp(argv[1], "bucket") == 0) {
+	if (argc >= 4 && strcmp(argv[1], "bucket") == 0) { /* bucket QUERY ID...: one line each */
 		cs_keyspace ks;
 		if (cs_ks_init_cluster(&ks, "x") != 0)
 			return 2;
-		printf("%" PRIu32 "\n", cs_ks_bucket(&ks, argv[2], argv[3], strlen(argv[3])));
+		for (int i = 3; i < argc; i++)
+			printf("%" PRIu32 "\n",
+			        cs_ks_bucket(&ks, argv[2], argv[i], strlen(argv[i])));
 		return 0;
 	}
 	if (argc == 3 && strcmp(argv[1], "slots") == 0) {

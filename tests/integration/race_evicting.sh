@@ -35,7 +35,7 @@ ev=$(( $(evicted) - ev0 ))
 settle
 # The evictor may have taken the race's last entries: read every hot key again now that
 # everything caught up, so the verifier has entries to check beside what survived the race.
-for id in $(seq 1 "$HOT"); do "$BURST" -p "$PORT" -c 1 -n 2 rc_hot "$id" >/dev/null || true; done
+for id in $(seq 1 "$HOT"); do ASAN_OPTIONS=$NOLEAK_ASAN_OPTIONS "$BURST" -p "$PORT" -c 1 -n 2 rc_hot "$id" >/dev/null || true; done
 stale=$(verify_stale)
 checked=$(verified_count)
 [ "$checked" -ge 1 ] || fail "the verifier checked nothing: $(cat "$WORK/verify.json")"

@@ -65,7 +65,7 @@ race_round() {
     (
       while [ $SECONDS -lt $stop ]; do
         for id in $(seq 1 "$HOT" | shuf --random-source=<(yes "$seed$r")); do
-          "$BURST" -p "$PORT" -c 2 -n "${BURST_N:-5}" rc_hot "$id" >/dev/null || exit 1
+          ASAN_OPTIONS=$NOLEAK_ASAN_OPTIONS "$BURST" -p "$PORT" -c 2 -n "${BURST_N:-5}" rc_hot "$id" >/dev/null || exit 1
         done
       done
     ) &

@@ -3,6 +3,7 @@
 # queries, servers, clients, invalidator and config views carry real values; an unknown view
 # is bad_params naming the views; SHOW needs HELLO with the token like every request.
 . "$(dirname "$0")/daemon_lib.sh"
+CLI_LEAKS=1 # the cli's own commands: leak-checked (daemon_lib.sh cli)
 
 make_db <<'SQL'
 CREATE TABLE users (id bigint PRIMARY KEY, name text);

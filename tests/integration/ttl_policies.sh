@@ -134,7 +134,7 @@ until_true 20 fill_ok tp_xfetch 8 || fail "could not cache tp_xfetch 8"
 early0=$(metric 'cachesvc_query_refreshes_total{query="tp_xfetch",cause="early"}')
 exp0=$(metric 'cachesvc_query_refreshes_total{query="tp_xfetch",cause="expired"}')
 end=$((SECONDS + 4))
-while [ $SECONDS -lt $end ]; do "$BURST" -p "$PORT" -c 2 -n 10 tp_xfetch 7 >/dev/null; done
+while [ $SECONDS -lt $end ]; do ASAN_OPTIONS=$NOLEAK_ASAN_OPTIONS "$BURST" -p "$PORT" -c 2 -n 10 tp_xfetch 7 >/dev/null; done
 early=$(( $(metric 'cachesvc_query_refreshes_total{query="tp_xfetch",cause="early"}') - early0 ))
 expired=$(( $(metric 'cachesvc_query_refreshes_total{query="tp_xfetch",cause="expired"}') - exp0 ))
 [ "$early" -ge 1 ] || fail "XFetch: no early refresh under steady load"
