@@ -31,21 +31,22 @@
 #include "textutil.h"
 #include "util.h"
 
-#define FIFO_MAX	   65536  /* commits waiting for Redis; beyond: stop reading */
-#define CMDS_MAX	   65536  /* a cluster: Redis commands in flight or owed; beyond: stop
-				   * reading (review V3) */
-#define BATCH_KEYS	   128	  /* keys per INVAL script call (4 arguments each, see redis.c) */
-#define QUERY_KEYS_MAX	   10000  /* keys of one query in one transaction; beyond: drop the query */
-#define TXN_ARENA_MAX	   (64u << 20)
-#define SAMPLES		   16384  /* horizon ring */
-#define TICK_MS		   10
-#define RETRY_BASE_MS	   200
-#define RETRY_MAX_MS	   5000
+#define FIFO_MAX 65536 /* commits waiting for Redis; beyond: stop reading */
+#define CMDS_MAX                                                                                   \
+	65536                    /* a cluster: Redis commands in flight or owed; beyond: stop      \
+	                          * reading (review V3) */
+#define BATCH_KEYS         128   /* keys per INVAL script call (4 arguments each, see redis.c) */
+#define QUERY_KEYS_MAX     10000 /* keys of one query in one transaction; beyond: drop the query */
+#define TXN_ARENA_MAX      (64u << 20)
+#define SAMPLES            16384 /* horizon ring */
+#define TICK_MS            10
+#define RETRY_BASE_MS      200
+#define RETRY_MAX_MS       5000
 #define STANDBY_RETRY_MS   1000
-#define STABLE_US	   30000000u /* streaming this long resets the reconnect backoff */
-#define STEP_TIMEOUT_MS	   10000  /* the connect, and each setup step */
-#define POS_RETRY_BASE_MS  20	  /* a failed position write: retried after 20 ms, 40 ms, ... */
-#define POS_RETRY_MAX_MS   2000	  /* ... up to 2 s (review W3) */
+#define STABLE_US          30000000u /* streaming this long resets the reconnect backoff */
+#define STEP_TIMEOUT_MS    10000     /* the connect, and each setup step */
+#define POS_RETRY_BASE_MS  20        /* a failed position write: retried after 20 ms, 40 ms, ... */
+#define POS_RETRY_MAX_MS   2000      /* ... up to 2 s (review W3) */
 #define RQ_NODES           (CS_RC_MAX_NODES + 1) /* retry queues: the masters and "none" */
 #define RQ_MAX_CMDS        16384      /* commands queued per node; beyond: restart (review V2) */
 #define RQ_MAX_BYTES       (32 << 20) /* bytes queued per node; beyond: restart */
@@ -56,16 +57,16 @@
 /* Replication connection steps, in order. */
 typedef enum step {
 	ST_NONE = 0,
-	ST_CONNECTING,	/* libpq's connect (pgconn.h; conn still NULL) */
-	ST_IDENTIFY,	/* IDENTIFY_SYSTEM */
-	ST_TIMELINE,	/* Redis: record (sysid, timeline); refuse an old primary that came back */
-	ST_SLOT_QUERY,	/* does the slot exist, is it lost? */
-	ST_SLOT_DROP,	/* DROP_REPLICATION_SLOT of a lost slot */
-	ST_PRE_CREATE,	/* Redis: a gap flush is owed (durably) before the slot is created */
+	ST_CONNECTING,  /* libpq's connect (pgconn.h; conn still NULL) */
+	ST_IDENTIFY,    /* IDENTIFY_SYSTEM */
+	ST_TIMELINE,    /* Redis: record (sysid, timeline); refuse an old primary that came back */
+	ST_SLOT_QUERY,  /* does the slot exist, is it lost? */
+	ST_SLOT_DROP,   /* DROP_REPLICATION_SLOT of a lost slot */
+	ST_PRE_CREATE,  /* Redis: a gap flush is owed (durably) before the slot is created */
 	ST_SLOT_CREATE, /* CREATE_REPLICATION_SLOT */
-	ST_SYNC,	/* Redis: epoch check, gap flush or data-loss resync, owed bumps */
-	ST_START,	/* START_REPLICATION */
-	ST_STREAMING,	/* CopyBoth */
+	ST_SYNC,        /* Redis: epoch check, gap flush or data-loss resync, owed bumps */
+	ST_START,       /* START_REPLICATION */
+	ST_STREAMING,   /* CopyBoth */
 } step;
 
 struct cs_inv {
@@ -74,37 +75,38 @@ struct cs_inv {
 	char *slot, *publication;
 	int64_t fence_ttl_ms, status_interval_ms, horizon_ttl_ms;
 	int64_t receive_timeout_ms; /* 0: off */
-	bool eviction_check;	    /* fence.c (i); off only as a test's negative control */
+	bool eviction_check;        /* fence.c (i); off only as a test's negative control */
 	bool fence_on;
-	bool policy_busy;	    /* an INFO memory in flight */
-	char policy[32];	    /* Redis's maxmemory-policy last seen ("" unknown) */
+	bool policy_busy; /* an INFO memory in flight */
+	char policy[32];  /* Redis's maxmemory-policy last seen ("" unknown) */
 	struct cs_pgserver *primary;
 
 	cs_inv_map *map;
-	cs_rc *rc;		 /* Redis (rcluster.h: one connection, or a cluster's masters) */
+	cs_rc *rc; /* Redis (rcluster.h: one connection, or a cluster's masters) */
 	cs_keyspace ks;
-	char epoch_str[96];	 /* the epoch this leader synchronised with (keyspace.h; on a
-				  * cluster: bucket 0's copy) */
+	char epoch_str[96]; /* the epoch this leader synchronised with (keyspace.h; on a
+	                     * cluster: bucket 0's copy) */
 	size_t epoch_len;
 	/* Redis Cluster (CLUSTER.md; inv_cluster.c): ":<random>", the part of the epoch every
 	 * bucket's copy ends with */
 	char epoch_sfx[24];
 	size_t epoch_sfx_len;
-	bool c1_del;		 /* C1: DEL an INVAL's entry keys again, routed (test hook) */
-	bool c_hold;		 /* I4: hold a commit for its per-bucket INVALs (test hook) */
-	bool v1_check;		 /* V1: a stamp re-checks the probe's verdict (test hook) */
-	bool c2_raise;		 /* C2: raise a kept bucket's horizon and fmax to S (test hook) */
-	bool pos_every;		 /* V5: every bucket's position on every advance (test hook) */
-	bool pos_min;		 /* V5: flush <= the lowest position copy (test hook) */
-	bool pos_backoff;	 /* W3: a failed position write backs off (test hook) */
-	bool open_watch;	 /* V9b: watch slot migrations (inv_open.c; test hook) */
-	int open_hold_ms;	 /* its hold bound's base, 0 the default (test hook) */
-	bool open_hold_fixed;	 /* no backoff of the hold bound (R22-3's negative control) */
-	struct inv_open *open;	 /* V9b: the marks and the round in flight (a cluster) */
-	uint64_t *kb;		 /* the commit's keys sorted by bucket: bucket << 32 | offset */
+	bool c1_del;            /* C1: DEL an INVAL's entry keys again, routed (test hook) */
+	bool c_hold;            /* I4: hold a commit for its per-bucket INVALs (test hook) */
+	bool v1_check;          /* V1: a stamp re-checks the probe's verdict (test hook) */
+	bool c2_raise;          /* C2: raise a kept bucket's horizon and fmax to S (test hook) */
+	bool pos_every;         /* V5: every bucket's position on every advance (test hook) */
+	bool pos_min;           /* V5: flush <= the lowest position copy (test hook) */
+	bool pos_backoff;       /* W3: a failed position write backs off (test hook) */
+	bool open_watch;        /* V9b: watch slot migrations (inv_open.c; test hook) */
+	int open_hold_ms;       /* its hold bound's base, 0 the default (test hook) */
+	bool open_hold_fixed;   /* no backoff of the hold bound (R22-3's negative control) */
+	bool open_hold_nocarry; /* a stream restart restarts the hold's clock (R26-2's control) */
+	struct inv_open *open;  /* V9b: the marks and the round in flight (a cluster) */
+	uint64_t *kb;           /* the commit's keys sorted by bucket: bucket << 32 | offset */
 	size_t kb_cap;
 	struct inv_csync *csync; /* the cluster resynchronisation in progress */
-	struct inv_cbuf *cbuf;	 /* inv_c_send_keys' argument arrays (inv_cluster.c) */
+	struct inv_cbuf *cbuf;   /* inv_c_send_keys' argument arrays (inv_cluster.c) */
 	/* Review V2 (inv_retry.c): commands a node did not take, per node (its "host:port"
 	 * when the failure was seen, "none" for a slot without a master), retried with a
 	 * backoff instead of restarting the stream; their commits stay held in the ledger. */
@@ -116,8 +118,8 @@ struct cs_inv {
 	cs_inv_state state;
 
 	/* replication connection */
-	PGconn *conn;	      /* once connected */
-	cs_pgconn pc;	      /* the host name lookup and the connect (pgconn.h) */
+	PGconn *conn;            /* once connected */
+	cs_pgconn pc;            /* the host name lookup and the connect (pgconn.h) */
 	cs_pgconn_lookup lookup; /* over the engine's resolver */
 	step st;
 	struct event ev;
@@ -128,14 +130,14 @@ struct cs_inv {
 	uint64_t epoch; /* bumped on every restart: late Redis replies are ignored */
 	cs_pgo_decoder *dec;
 	bool slot_missing, slot_lost;
-	bool slot_was_lost; /* this setup found the slot lost (not merely missing) */
-	bool gap_owed;	    /* this setup created the slot: the sync flushes */
+	bool slot_was_lost;      /* this setup found the slot lost (not merely missing) */
+	bool gap_owed;           /* this setup created the slot: the sync flushes */
 	cs_lsn_t slot_confirmed; /* the existing slot's confirmed_flush_lsn */
-	cs_lsn_t xlogpos;	 /* IDENTIFY_SYSTEM's WAL position */
-	char sysid[32];		 /* IDENTIFY_SYSTEM's system identifier */
-	uint32_t tli;		 /* IDENTIFY_SYSTEM's timeline */
-	uint32_t stream_tli;	 /* the timeline of the last stream (0: none yet) */
-	bool stale_server;	 /* this connection's server is on an old timeline: refused */
+	cs_lsn_t xlogpos;        /* IDENTIFY_SYSTEM's WAL position */
+	char sysid[32];          /* IDENTIFY_SYSTEM's system identifier */
+	uint32_t tli;            /* IDENTIFY_SYSTEM's timeline */
+	uint32_t stream_tli;     /* the timeline of the last stream (0: none yet) */
+	bool stale_server;       /* this connection's server is on an old timeline: refused */
 	char stale_recorded[64]; /* the newer "<sysid>:<tli>" recorded in Redis */
 	/* Servers (host:port) refused as stale primaries: left out of a multi-host conninfo
 	 * for a while, so libpq reaches the next host (target_session_attrs alone would pick
@@ -144,15 +146,15 @@ struct cs_inv {
 		char hostport[300];
 		uint64_t until_us;
 	} skip[8];
-	cs_lsn_t consistent;	 /* CREATE_REPLICATION_SLOT's consistent point */
-	cs_lsn_t sync_lsn;	 /* the resynchronisation's fence LSN */
+	cs_lsn_t consistent; /* CREATE_REPLICATION_SLOT's consistent point */
+	cs_lsn_t sync_lsn;   /* the resynchronisation's fence LSN */
 	uint64_t streaming_since_us;
-	uint64_t redis_ok_us;	 /* Redis last acknowledged one of this stream's writes */
-	uint64_t last_recv_us;	 /* the last CopyData from the walsender (receive_timeout) */
-	bool ever_synced;	 /* this process has synchronised with an epoch before */
+	uint64_t redis_ok_us;  /* Redis last acknowledged one of this stream's writes */
+	uint64_t last_recv_us; /* the last CopyData from the walsender (receive_timeout) */
+	bool ever_synced;      /* this process has synchronised with an epoch before */
 	uint64_t last_status_us, last_horizon_us;
 	bool status_pending; /* could not queue a status message: retry */
-	bool paused;	     /* FIFO full (a cluster: or too many commands): not reading */
+	bool paused;         /* FIFO full (a cluster: or too many commands): not reading */
 	bool pause_fifo;     /* the pause was the FIFO's (else the commands', V3) */
 	/* Redis commands sent and not answered, plus those owed by them (a bump's GEN_SET
 	 * fan-out, an INVAL's routed DELs: counted when the bump or INVAL is sent). A cluster
@@ -168,19 +170,19 @@ struct cs_inv {
 	cs_ledger *ledger;
 
 	/* positions */
-	cs_lsn_t received;   /* highest LSN seen in the stream */
-	cs_lsn_t lag_seen;   /* highest commit end LSN whose send and receive lags were
-			      * recorded: a commit the stream delivers again after a restart is
-			      * not sampled twice (its new send time would measure the restart) */
-	bool first_start;    /* this setup created the slot on a first start (not a loss) */
-	cs_lsn_t h_start;    /* the horizon's floor from the last sync (cs_ledger_set_floor) */
-	cs_lsn_t pos_sent;   /* cs:inv:pos last raised to (a cluster: the lowest copy
-			      * acknowledged in every bucket, min(pos0_sent, posr_sent)) */
-	bool pos_in_flight;  /* the cs:inv:pos write (a cluster: bucket 0's copy) */
+	cs_lsn_t received;  /* highest LSN seen in the stream */
+	cs_lsn_t lag_seen;  /* highest commit end LSN whose send and receive lags were
+	                     * recorded: a commit the stream delivers again after a restart is
+	                     * not sampled twice (its new send time would measure the restart) */
+	bool first_start;   /* this setup created the slot on a first start (not a loss) */
+	cs_lsn_t h_start;   /* the horizon's floor from the last sync (cs_ledger_set_floor) */
+	cs_lsn_t pos_sent;  /* cs:inv:pos last raised to (a cluster: the lowest copy
+	                     * acknowledged in every bucket, min(pos0_sent, posr_sent)) */
+	bool pos_in_flight; /* the cs:inv:pos write (a cluster: bucket 0's copy) */
 	/* a cluster (inv_cluster.c, review V5): bucket 0's copy follows every advance, the
 	 * copies of buckets 1..255 once per status interval */
-	cs_lsn_t pos0_sent;  /* bucket 0's copy acknowledged at */
-	cs_lsn_t posr_sent;  /* every copy of buckets 1..255 acknowledged at */
+	cs_lsn_t pos0_sent; /* bucket 0's copy acknowledged at */
+	cs_lsn_t posr_sent; /* every copy of buckets 1..255 acknowledged at */
 	bool posr_in_flight;
 	uint64_t posr_last_us; /* the last fan-out to buckets 1..255 started (0: at once) */
 	/* review W3: after a failed position write (single, or bucket 0) or fan-out (buckets
@@ -196,8 +198,8 @@ struct cs_inv {
 	size_t arena_len, arena_cap;
 	uint32_t *kset; /* open addressing: arena offset + 1 */
 	size_t kset_cap, kset_n;
-	int *qkeys;	 /* keys per query in this transaction */
-	uint8_t *qbump;	 /* bit per cs_inv_reason: whole query to drop */
+	int *qkeys;     /* keys per query in this transaction */
+	uint8_t *qbump; /* bit per cs_inv_reason: whole query to drop */
 	int nq;
 
 	cs_inv_stats stats;
@@ -207,8 +209,8 @@ struct cs_inv {
 	cs_pgjob health_job;
 	bool health_busy;
 	uint64_t last_health_us;
-	char wal_status[16];	 /* reserved / extended / unreserved / lost / "" unknown */
-	int64_t safe_wal_size;	 /* bytes until the slot is lost; -1 unknown or unlimited */
+	char wal_status[16];   /* reserved / extended / unreserved / lost / "" unknown */
+	int64_t safe_wal_size; /* bytes until the slot is lost; -1 unknown or unlimited */
 	cs_query_def health_q;
 	const char *health_vals[1];
 	int health_lens[1], health_fmts[1];
@@ -229,8 +231,8 @@ void inv_txn_reset(cs_inv *inv);
 bool inv_epoch_error(const redisReply *reply);
 /* A script on the node holding bucket b's keys (keyspace.h; 0 on a single Redis). Returns
  * as cs_rc_script. */
-int inv_script(cs_inv *inv, uint32_t b, int script, cs_rc_cb *cb, void *priv, int nkeys,
-	int argc, const char **argv, const size_t *lens) __attribute__((warn_unused_result));
+int inv_script(cs_inv *inv, uint32_t b, int script, cs_rc_cb *cb, void *priv, int nkeys, int argc,
+        const char **argv, const size_t *lens) __attribute__((warn_unused_result));
 void inv_publish_pos(cs_inv *inv);
 /* A position write (or fan-out) ended: ok resets its backoff, a failure sets *retry_us
  * (review W3: every retry a backoff, bounded by POS_RETRY_MAX_MS). */
@@ -239,8 +241,8 @@ void inv_run_debounced(cs_inv *inv);
 void inv_send_status(cs_inv *inv, bool reply);
 void inv_stream_read(cs_inv *inv);
 void inv_send_cmd(cs_inv *inv, step next, const char *sql);
-bool inv_conninfo_without_skipped(cs_inv *inv, char *out_host, char *out_addr, char *out_port,
-	size_t cap);
+bool inv_conninfo_without_skipped(
+        cs_inv *inv, char *out_host, char *out_addr, char *out_port, size_t cap);
 bool inv_setup_result(cs_inv *inv, PGresult *res);
 void inv_setup_next(cs_inv *inv, step done);
 void inv_streaming_begins(cs_inv *inv);
@@ -266,10 +268,10 @@ static inline size_t rec_size(const keyrec *r)
 typedef struct cmdctx {
 	cs_inv *inv;
 	uint64_t epoch;
-	uint64_t seq;	  /* FIFO entry, or UINT64_MAX for none */
-	int query;	  /* generation bumps: which query */
-	int reserve;	  /* commands its success will send, counted in inv->cmds (V3) */
-	bool counted;	  /* sent: 1 + reserve counted in inv->cmds until its reply */
+	uint64_t seq; /* FIFO entry, or UINT64_MAX for none */
+	int query;    /* generation bumps: which query */
+	int reserve;  /* commands its success will send, counted in inv->cmds (V3) */
+	bool counted; /* sent: 1 + reserve counted in inv->cmds until its reply */
 	/* Review V2 (inv_retry.c): the command itself, kept for a retry (inv_cmd_make; argc 0:
 	 * not kept, inv_cmd_new) */
 	bool probe;          /* this send probes its node's retry queue */

@@ -74,8 +74,9 @@ typedef struct omark {
 	char src[CS_RC_ID_LEN + 1], srun[RUN_LEN + 1];
 	char dst[CS_RC_ID_LEN + 1], drun[RUN_LEN + 1];
 	uint64_t unknown_us; /* an endpoint not answering since (0: answered) */
-	uint64_t seen_us;    /* the round that wrote it with a "-" run started (0: read back) */
-	uint64_t wall_s;     /* the same, wall clock (s), in the mark (R22-1; 0: not recorded) */
+	uint64_t seen_us; /* the round that wrote it with a "-" run started, in this process (kept
+	                     across its stream restarts, R24-1; 0: written by another) */
+	uint64_t wall_s;  /* the same, wall clock (s), in the mark (R22-1; 0: not recorded) */
 } omark;
 
 /* One bucket in the round in flight. */
@@ -115,6 +116,7 @@ struct inv_open {
 	cs_lsn_t safe;        /* the flushed position's bound */
 	/* review R18-5: rounds that never complete must not hold the flushed position forever */
 	uint64_t since_us; /* the last complete round, or the stream's start (0: not yet) */
+	uint64_t carry_us; /* R26-2: streaming time without a complete round, earlier streams */
 	cs_lsn_t hold_lsn; /* confirmed when a hold was declared a loss (flushed by the SYNC) */
 	cs_lsn_t floor;    /* confirmed before a flush that retired every entry: safe >= it */
 	/* review 22 R22-3: holds that ended in a loss since the last complete round (the bound
@@ -202,7 +204,12 @@ void inv_open_restart(cs_inv *inv)
 	o->round++;
 	o->busy = o->loaded = false;
 	o->safe = o->floor; /* a new stream: nothing flushed past its start until a round vouches */
-	o->since_us = 0;    /* the hold is counted from the first tick that streams */
+	/* review 26 R26-2: the streaming time without a complete round carries over (not the
+	 * gap between streams): restarts more often than the hold bound no longer hold the
+	 * flushed position (and the WAL) for ever */
+	if (o->since_us != 0 && !inv->open_hold_nocarry)
+		o->carry_us = cs_now_us() - o->since_us;
+	o->since_us = 0; /* the hold is counted from the first tick that streams */
 	o->retry_us = 0;
 	o->behind = false;
 	o->nt_state = NT_ASK; /* once a stream: CONFIG SET or an ACL may have changed since */
@@ -221,6 +228,7 @@ void inv_open_flushed(cs_inv *inv)
 	o->floor = CS_MAX(o->floor, o->hold_lsn);
 	o->safe = CS_MAX(o->safe, o->floor);
 	o->hold_lsn = 0;
+	o->carry_us = o->since_us = 0; /* R26-2: a flush retired everything: counted anew */
 }
 
 /* Records the first reason the round is incomplete (for the warning). */
@@ -535,6 +543,7 @@ static void writes_done(cs_inv *inv)
 	if (!o->incomplete && !o->failed) {
 		o->safe = CS_MAX(o->safe, o->lsn);
 		o->since_us = cs_now_us();
+		o->carry_us = 0;
 		inv->stats.open_rounds++;
 		if (o->backoff)
 			cs_info("invalidator: a round of open slots completed: the hold bound "
@@ -966,6 +975,11 @@ static void start_round(cs_inv *inv, uint64_t now)
 		evaluate(inv);
 }
 
+void cs_inv_set_open_hold_nocarry(cs_inv *inv, bool nocarry)
+{
+	inv->open_hold_nocarry = nocarry;
+}
+
 void inv_open_tick(cs_inv *inv)
 {
 	if (!watching(inv) || inv->st != ST_STREAMING)
@@ -974,7 +988,7 @@ void inv_open_tick(cs_inv *inv)
 	uint64_t now = cs_now_us();
 	inv->stats.open_marks = (uint64_t)inv_open_marks(inv);
 	if (o->since_us == 0)
-		o->since_us = now;
+		o->since_us = now > o->carry_us ? now - o->carry_us : 1;
 	/* review R18-5: no complete round for that long holds the flushed position (WAL retained):
 	 * treated as a loss (the namespace flushed: conservative, never stale), after which what
 	 * was confirmed before the flush is safe */

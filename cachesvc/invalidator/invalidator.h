@@ -129,6 +129,9 @@ void cs_inv_set_cluster_v9b(cs_inv *inv, bool on);
 void cs_inv_set_open_hold_ms(cs_inv *inv, int ms);
 /* Testing, R22-3's negative control: true, the hold bound does not double after a hold. */
 void cs_inv_set_open_hold_fixed(cs_inv *inv, bool fixed);
+/* Testing, review 26 R26-2's negative control: true, a stream restart restarts the hold's
+ * clock (the streaming time without a complete round is not carried over). */
+void cs_inv_set_open_hold_nocarry(cs_inv *inv, bool nocarry);
 
 const cs_inv_stats *cs_inv_get_stats(const cs_inv *inv);
 void cs_inv_metrics(const cs_inv *inv, cs_metrics *m);

@@ -26,6 +26,8 @@
  *       --open-hold-ms N: the base of the watch's hold bound (R18-5; default max(60 s,
  *       4 x cluster-node-timeout, 10 intervals)); doubled after each hold until a round
  *       completes (R22-3). --open-hold-fixed: not doubled (R22-3 off: a negative control).
+ *       --open-hold-nocarry: a stream restart restarts the hold's clock (review 26 R26-2
+ *       off: a negative control).
  *   inv_drive bucket QUERY CANON
  *       Prints the bucket of a key (CLUSTER.md section 2).
  *   inv_drive slots NS
@@ -57,7 +59,7 @@ static void usage(void)
 	        "usage: inv_drive run CONFIG SEEDS STATSFILE [--no-c1] [--no-hold] [--no-c2]\n"
 	        "                 [--no-v1] [--pos-every] [--no-pos-min] [--no-pos-backoff]\n"
 	        "                 [--single] [--cmd-limit N] [--retry-max N] [--no-v9b]\n"
-	        "                 [--open-hold-ms MS] [--open-hold-fixed]\n"
+	        "                 [--open-hold-ms MS] [--open-hold-fixed] [--open-hold-nocarry]\n"
 	        "       inv_drive bucket QUERY CANON\n"
 	        "       inv_drive slots NS\n");
 	exit(2);
@@ -118,7 +120,8 @@ int main(int argc, char **argv)
 	if (argc < 5 || strcmp(argv[1], "run") != 0)
 		usage();
 	bool c1 = true, hold = true, c2 = true, v1 = true, pos_every = false, pos_min = true;
-	bool pos_backoff = true, single = false, v9b = true, hold_fixed = false;
+	bool pos_backoff = true, single = false, v9b = true, hold_fixed = false,
+	     hold_nocarry = false;
 	long long cmd_limit = -1, retry_max = -1, open_hold_ms = 0;
 	for (int i = 5; i < argc; i++) {
 		if (strcmp(argv[i], "--no-c1") == 0)
@@ -137,6 +140,8 @@ int main(int argc, char **argv)
 			pos_backoff = false;
 		else if (strcmp(argv[i], "--open-hold-fixed") == 0)
 			hold_fixed = true;
+		else if (strcmp(argv[i], "--open-hold-nocarry") == 0)
+			hold_nocarry = true;
 		else if (strcmp(argv[i], "--no-v9b") == 0)
 			v9b = false;
 		else if (strcmp(argv[i], "--single") == 0)
@@ -183,6 +188,7 @@ int main(int argc, char **argv)
 	cs_inv_set_cluster_v9b(g.inv, v9b);
 	cs_inv_set_open_hold_ms(g.inv, (int)(open_hold_ms < 3600000 ? open_hold_ms : 3600000));
 	cs_inv_set_open_hold_fixed(g.inv, hold_fixed);
+	cs_inv_set_open_hold_nocarry(g.inv, hold_nocarry);
 	if (cmd_limit >= 0)
 		cs_inv_set_cmd_limit(g.inv, cmd_limit);
 	if (retry_max >= 0)

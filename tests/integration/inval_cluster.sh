@@ -72,6 +72,11 @@
 #          7). r18drain (R18-1b): a new master X takes bucket b's slot as its only slot, then
 #          gives it back; Redis makes the emptied X a replica of the node that took it: a
 #          drain, no loss (before the fix: a loss and a namespace flush), the mark cleared.
+#   r26carry (registered as inval_cluster_holdcarry): review 26 R26-2: a master refusing
+#          CLUSTER NODES and the walsender terminated every 4 s (the hold bound 10 s): the
+#          streaming time without a complete round carries over the restarts, so the hold
+#          fires and the slot is flushed past the commit while the restarts go on; negative
+#          control (--open-hold-nocarry): never flushed in 10 restarts.
 #   v3:    review V3: the Redis commands in flight or owed (a bump's GEN_SETs, an INVAL's DELs)
 #          are bounded: 20 TRUNCATEs replayed in one burst with the bound at 300 pause the
 #          stream and never exceed 300 + one commit's 256, every bucket ends at bucket 0's
@@ -1161,6 +1166,41 @@ r18_second_hold() { # N0 H0 FLAGS...: with $p refusing, two holds after N0; prin
   [ "$(stat open_rounds)" = "$r1" ] || fail "r22-3: a round completed between the holds $*: the test proves nothing"
   r18_hold_bounds "$n0"
 }
+# review 26 R26-2: stream restarts more often than the hold bound (a walsender terminated every
+# 4 s, the bound 10 s) while a master refuses CLUSTER NODES: the streaming time without a
+# complete round carries over across restarts, so the hold still fires and the slot is flushed
+# past the commit while the restarts go on. r26_round FLAGS...: R26_FLUSHED true/false.
+r26_round() {
+  local lsn p i
+  start_drive --open-hold-ms 10000 --open-hold-fixed "$@"
+  lsn=$(commit_lsn "TRUNCATE users")
+  wait_confirmed "$lsn"
+  until_true 30 flush_at_least "$(lsnhex "$lsn")" || fail "r26: never flushed before the ACL"
+  p=${RC_PORTS[2]}
+  redis-cli -p "$p" acl setuser default -cluster\|nodes >/dev/null
+  lsn=$(commit_lsn "INSERT INTO users VALUES (1, 'a')")
+  wait_confirmed "$lsn"
+  R26_FLUSHED=false
+  for i in $(seq 10); do
+    sleep 4
+    if flush_at_least "$(lsnhex "$lsn")"; then R26_FLUSHED=true; break; fi
+    primary postgres -c "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = '$SLOT' AND active_pid IS NOT NULL" >/dev/null
+  done
+  R26_DESC="$i walsenders terminated, open_holds $(stat open_holds), reconnects $(stat reconnects), slot flushed to $(slot_flush), commit $lsn"
+  redis-cli -p "$p" acl setuser default +cluster\|nodes >/dev/null
+  stop_drive
+}
+case_r26carry() {
+  CLEANUPS=("redis-cli -p ${RC_PORTS[2]} acl setuser default +cluster\\|nodes" "${CLEANUPS[@]}")
+  r26_round --open-hold-nocarry
+  [ "$R26_FLUSHED" = false ] ||
+    fail "r26 negative control (--open-hold-nocarry): flushed while the restarts went on ($R26_DESC): the test proves nothing"
+  ok "r26: negative control (the hold's clock restarts with each stream): never held, never flushed ($R26_DESC)"
+  r26_round
+  [ "$R26_FLUSHED" = true ] ||
+    fail "r26: a stream restart every 4 s kept the hold (10 s) from firing: never flushed ($R26_DESC)"
+  ok "r26: the streaming time without a complete round carried over the restarts: held and flushed ($R26_DESC)"
+}
 case_r18stall() {
   local lsn p n0 h0 d0 f
   start_drive --open-hold-ms 10000 # the default, 60 s, is for production
@@ -1451,6 +1491,7 @@ r18drain) case_r18drain ;;
 r18load) case_r18load ;;
 r18early) case_r18early ;;
 r18stall) case_r18stall ;;
+r26carry) case_r26carry ;;
 r18requeue) case_r18requeue ;;
 basic) case_basic ;;
 v9b) case_v9b ;;
