@@ -1202,7 +1202,7 @@ case_r26carry() {
   ok "r26: the streaming time without a complete round carried over the restarts: held and flushed ($R26_DESC)"
 }
 case_r18stall() {
-  local lsn p n0 h0 d0 f
+  local lsn p n0 h0 d0 f r0
   start_drive --open-hold-ms 10000 # the default, 60 s, is for production
   lsn=$(commit_lsn "TRUNCATE users")
   wait_confirmed "$lsn"
@@ -1287,13 +1287,27 @@ case_r18stall() {
   [ "$(stat data_loss)" = 0 ] && [ "$(stat open_losses)" = 0 ] ||
     fail "r18-4: control: a loss at a plain restart: $(tail -n +"$n0" "$WORK/drive.log" | grep -a "review V9b" | tail -1)"
   ok "r18-4: control: restarted with the marks' lsn $ml: no loss, $lsn flushed"
+  # review 24 R24-3 (review 26 R26-1): the value learnt is kept across streams: CONFIG GET
+  # refused from now on and the stream restarted (the walsender terminated) in the same
+  # process: the refusal is logged, the bound stays 80 s (not the 60 s rule)
+  for q in "${RC_PORTS[@]}"; do
+    CLEANUPS=("redis-cli -p $q acl setuser default +config\\|get" "${CLEANUPS[@]}")
+    redis-cli -p "$q" acl setuser default -config\|get >/dev/null
+  done
+  r0=$(stat reconnects)
+  primary postgres -c "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = '$SLOT' AND active_pid IS NOT NULL" >/dev/null
+  until_true 30 eval '[ "$(stat reconnects)" -gt "$r0" ] && drive_streaming' || fail "r24-3: the stream did not restart"
+  until_true 30 r18_log_since "$n0" "CONFIG GET cluster-node-timeout refused (NOPERM.*stays that of the last value read, 20000 ms" ||
+    fail "r24-3: the refusal after a restart not logged with the value kept: $(tail -n +"$n0" "$WORK/drive.log" | grep -a "CONFIG GET" | tail -2)"
+  [ "$(stat open_hold_ms)" = 80000 ] || fail "r24-3: CONFIG refused after a stream restart: the bound is $(stat open_hold_ms) ms, not the 80000 learnt"
+  ok "r24-3: the node timeout learnt is kept across a stream restart: CONFIG GET refused, the bound stays 80 s"
   stop_drive
   # R22-3: CONFIG refused (ACL): the 60 s rule, said once
   for q in "${RC_PORTS[@]}"; do
     CLEANUPS=("redis-cli -p $q acl setuser default +config\\|get" "${CLEANUPS[@]}")
     redis-cli -p "$q" acl setuser default -config\|get >/dev/null
   done
-  n0=$(wc -l <"$WORK/drive.log")
+  n0=$(($(wc -l <"$WORK/drive.log") + 1)) # tail -n +N starts at line N: past the last line
   start_drive
   until_true 30 r18_log_since "$n0" "CONFIG GET cluster-node-timeout refused (NOPERM" || fail "r22-3: the refusal not logged"
   [ "$(stat open_hold_ms)" = 60000 ] || fail "r22-3: CONFIG refused: the bound is $(stat open_hold_ms) ms, not 60000"
