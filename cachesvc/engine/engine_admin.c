@@ -38,6 +38,7 @@ typedef struct invctx {
 	qstate *qs;
 	int shard; /* e->sh[shard], qs->sg[shard] */
 	bool whole;
+	bool quiet; /* a part of a whole-query INVALIDATE: its error counted once, by invall */
 	uint64_t n; /* a cluster INVAL: entries its script deleted */
 	cs_engine_inval_cb *cb;
 	void *priv;
@@ -47,7 +48,8 @@ static void on_inval_reply(cs_rc *rc, redisReply *reply, void *priv)
 {
 	invctx *c = priv;
 	if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
-		c->e->stats.errors[CS_ERR_UNAVAILABLE]++;
+		if (!c->quiet)
+			c->e->stats.errors[CS_ERR_UNAVAILABLE]++;
 		c->cb(c->priv, -CS_ERR_UNAVAILABLE,
 		        reply && reply->type == REDIS_REPLY_ERROR ? reply->str
 		                                                  : "redis unavailable",
@@ -72,7 +74,8 @@ static void on_inval_cbump(cs_engine *e, void *priv, int err, const char *msg, u
 {
 	invctx *c = priv;
 	if (err != 0) {
-		e->stats.errors[CS_ERR_UNAVAILABLE]++;
+		if (!c->quiet)
+			e->stats.errors[CS_ERR_UNAVAILABLE]++;
 		c->cb(c->priv, -CS_ERR_UNAVAILABLE, msg, 0);
 	} else {
 		e->stats.gen_bumps++;
@@ -90,7 +93,8 @@ static void on_inval_del(cs_rc *rc, redisReply *reply, void *priv)
 {
 	invctx *c = priv;
 	if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
-		c->e->stats.errors[CS_ERR_UNAVAILABLE]++;
+		if (!c->quiet)
+			c->e->stats.errors[CS_ERR_UNAVAILABLE]++;
 		c->cb(c->priv, -CS_ERR_UNAVAILABLE,
 		        reply && reply->type == REDIS_REPLY_ERROR ? reply->str
 		                                                  : "redis unavailable",
@@ -134,6 +138,7 @@ typedef struct invpart {
 	const char *shard; /* NULL: the guard */
 } invpart;
 typedef struct invall {
+	cs_engine *e;
 	cs_engine_inval_cb *cb;
 	void *priv;
 	int pending;
@@ -157,12 +162,14 @@ static void on_invall_part(void *priv, int err, const char *msg, uint64_t n)
 		a->gen = n;
 	if (--a->pending > 0)
 		return;
+	if (a->err == -CS_ERR_UNAVAILABLE) /* once per request, not per shard (review 25 R25-6) */
+		a->e->stats.errors[CS_ERR_UNAVAILABLE]++;
 	a->cb(a->priv, a->err, a->err ? a->msg : NULL, a->err ? 0 : a->gen);
 	free(a);
 }
 
-static void invalidate_shard(cs_engine *e, qstate *qs, int shard_ix, bool whole, const char *canon,
-        size_t clen, cs_engine_inval_cb *cb, void *priv);
+static void invalidate_shard(cs_engine *e, qstate *qs, int shard_ix, bool whole, bool quiet,
+        const char *canon, size_t clen, cs_engine_inval_cb *cb, void *priv);
 
 void cs_engine_invalidate(cs_engine *e, const cs_inval_req *req, cs_engine_inval_cb *cb, void *priv)
 {
@@ -191,12 +198,13 @@ void cs_engine_invalidate(cs_engine *e, const cs_inval_req *req, cs_engine_inval
 			cb(priv, -CS_ERR_INTERNAL, "out of memory", 0);
 			return;
 		}
-		a->cb = cb, a->priv = priv, a->pending = e->nsh + 1; /* + a guard */
+		a->e = e, a->cb = cb, a->priv = priv, a->pending = e->nsh + 1; /* + a guard */
 		for (int k = 0; k <= e->nsh; k++)
 			a->part[k] =
 			        (invpart){.a = a, .shard = k < e->nsh ? e->sh[k].ks.shard : NULL};
 		for (int k = 0; k < e->nsh; k++)
-			invalidate_shard(e, qs, k, true, NULL, 0, on_invall_part, &a->part[k]);
+			invalidate_shard(
+			        e, qs, k, true, true, NULL, 0, on_invall_part, &a->part[k]);
 		on_invall_part(&a->part[e->nsh], 0, NULL, 0);
 		return;
 	}
@@ -212,13 +220,13 @@ void cs_engine_invalidate(cs_engine *e, const cs_inval_req *req, cs_engine_inval
 			return;
 		}
 	}
-	invalidate_shard(e, qs, shard_ix, !req->has_params, canon, clen, cb, priv);
+	invalidate_shard(e, qs, shard_ix, !req->has_params, false, canon, clen, cb, priv);
 }
 
 /* INVALIDATE of query qs on shard shard_ix: the key canon[0..clen), or (whole) every key by a
- * generation bump. cb runs once. */
-static void invalidate_shard(cs_engine *e, qstate *qs, int shard_ix, bool whole, const char *canon,
-        size_t clen, cs_engine_inval_cb *cb, void *priv)
+ * generation bump. cb runs once. quiet: its error is not counted (the caller counts it). */
+static void invalidate_shard(cs_engine *e, qstate *qs, int shard_ix, bool whole, bool quiet,
+        const char *canon, size_t clen, cs_engine_inval_cb *cb, void *priv)
 {
 	const cs_query_def *q = qs->def;
 	invctx *c = malloc(sizeof *c);
@@ -226,7 +234,13 @@ static void invalidate_shard(cs_engine *e, qstate *qs, int shard_ix, bool whole,
 		cb(priv, -CS_ERR_INTERNAL, "out of memory", 0);
 		return;
 	}
-	*c = (invctx){.e = e, .qt = e->qt, .qs = qs, .whole = whole, .cb = cb, .priv = priv};
+	*c = (invctx){.e = e,
+	        .qt = e->qt,
+	        .qs = qs,
+	        .whole = whole,
+	        .quiet = quiet,
+	        .cb = cb,
+	        .priv = priv};
 	c->shard = shard_ix;
 	e->qt->refs++;
 	const shard *sh = &e->sh[c->shard];
@@ -284,7 +298,8 @@ static void invalidate_shard(cs_engine *e, qstate *qs, int shard_ix, bool whole,
 	if (rc != 0) {
 		qtable_unref(c->qt);
 		free(c);
-		e->stats.errors[CS_ERR_UNAVAILABLE]++;
+		if (!quiet)
+			e->stats.errors[CS_ERR_UNAVAILABLE]++;
 		cb(priv, -CS_ERR_UNAVAILABLE, "redis unavailable", 0);
 	}
 }
