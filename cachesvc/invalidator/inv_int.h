@@ -53,6 +53,9 @@
 #define RQ_MAX_TOTAL_BYTES (64 << 20) /* bytes queued over every node; beyond: restart */
 #define RQ_RETRY_BASE_MS   50         /* a node's failed retry: the next after 50 ms, 100 ms, ... */
 #define RQ_RETRY_MAX_MS    2000       /* ... up to 2 s (as W3) */
+#define RQ_SLOTS           32 /* slots set apart per node (review G2); beyond: the node waits */
+#define RQ_DRAIN_TICK      64 /* commands a node's retry queue sends per tick (paced drain) */
+#define RQ_DRAIN_WINDOW    256 /* commands of a node's retry queue in flight at most */
 
 /* Replication connection steps, in order. */
 typedef enum step {
@@ -115,6 +118,10 @@ struct cs_inv {
 	int64_t rq_max_cmds;  /* per node; 0: no queue (restart, as before V2) */
 	int64_t rq_max_bytes; /* per node */
 	int64_t rq_bytes;     /* every queue's */
+	bool rq_oldest_only;  /* G2's negative control: a slot's failure stops its whole node
+	                       * (one probe, the oldest command), as before (test hook) */
+	bool v9c_off;         /* V9c's negative control: a script refused "non local key"
+	                       * restarts the stream, as before (test hook) */
 	cs_inv_state state;
 
 	/* replication connection */
@@ -265,6 +272,8 @@ static inline size_t rec_size(const keyrec *r)
 }
 
 /* ---- Redis Cluster (inv_cluster.c) ---- */
+/* How a command was sent from its retry queue (inv_retry.c, review G2). */
+enum { RQ_SENT_NONE, RQ_SENT_NODE, RQ_SENT_SLOT, RQ_SENT_DRAIN };
 typedef struct cmdctx {
 	cs_inv *inv;
 	uint64_t epoch;
@@ -274,8 +283,10 @@ typedef struct cmdctx {
 	bool counted; /* sent: 1 + reserve counted in inv->cmds until its reply */
 	/* Review V2 (inv_retry.c): the command itself, kept for a retry (inv_cmd_make; argc 0:
 	 * not kept, inv_cmd_new) */
-	bool probe;          /* this send probes its node's retry queue */
-	int rq;              /* the retry queue it is in (or probes), -1 none */
+	bool probe;          /* sent from a retry queue (sent_as says how): its reply goes to
+	                      * inv_rq_ok or inv_rq_failed */
+	int sent_as;         /* RQ_SENT_*: a node's probe, a slot's probe, or drained */
+	int rq;              /* the retry queue it is in (or was sent from), -1 none */
 	int owes;            /* the reserve it is sent with, again on every retry */
 	struct cmdctx *next; /* in its retry queue */
 	cs_rc_cb *cb;
@@ -304,9 +315,12 @@ uint16_t inv_bucket_slot(cs_inv *inv, uint32_t b);
 /* inv_on_cmd_reply's failure of a kept command: true when c was queued for a retry (or the
  * queue overflowed: the stream restarted, c freed): the caller forgets c. */
 bool inv_rq_failed(cs_inv *inv, cmdctx *c, const redisReply *reply);
-/* A kept command was acknowledged: a probe's success sends its queue again. */
+/* A kept command was acknowledged: a node's probe puts the node up (its queue drains, paced,
+ * from the next tick), a slot's probe ends the slot's wait. */
 void inv_rq_ok(cs_inv *inv, cmdctx *c);
-/* The tick: each node's queue whose backoff passed sends its oldest command (a probe). */
+/* The tick: a node down whose backoff passed sends its oldest command (its probe); a node up
+ * sends the probes of its waiting slots whose backoff passed, then drains the rest, at most
+ * RQ_DRAIN_TICK commands and RQ_DRAIN_WINDOW in flight. */
 void inv_rq_tick(cs_inv *inv);
 /* Frees every queued command (a restart: the slot replays them). */
 void inv_rq_clear(cs_inv *inv);

@@ -7,27 +7,63 @@
  * so nothing past it is confirmed: I4 holds (CLUSTER.md section 7, V2, for why a late or
  * repeated command is harmless).
  *
- * Per node: one probe at a time. After a node's backoff, the oldest queued command is sent
- * (routed by its slot again: a slot that moved reaches its new master); while it is out,
- * nothing else of the queue is. Acknowledged: the whole queue is sent at once. Failed again:
- * it goes back to the front and the backoff doubles (50 ms up to 2 s). A queue past its bound
+ * Two kinds of failure (review G2). A failure of the node (no reply, CLUSTERDOWN, LOADING,
+ * a send refused at once...) puts the node down: one probe at a time, after its backoff
+ * (50 ms doubling up to 2 s), the oldest queued command, routed by its slot again (a slot
+ * that moved reaches its new master); while it is out nothing else of the queue is sent.
+ * A failure of one slot (TRYAGAIN, ASK, MOVED past the redirects, or a script's "non local
+ * key": the slot is migrating, V9c) is an answer: the node is up, and only that slot's
+ * commands wait apart, probed alone (its oldest) with a backoff of their own, while the rest
+ * of the queue drains. A node that is up drains its queue paced: at most RQ_DRAIN_TICK
+ * commands per tick and RQ_DRAIN_WINDOW in flight (a queue of thousands sent in one go timed
+ * out, requeued and was sent again, in a loop: CLUSTER.md V9c). A queue past its bound
  * (commands or bytes per node, bytes over every node) restarts the stream, as before V2:
  * logged and counted. Errors that no retry can fix (EPOCH: the epoch checks must still find a
- * lost node; a script error) restart as before. */
+ * lost node; a script error other than "non local key") restart as before. */
 #include "inv_int.h"
+
+/* A slot whose commands wait apart from their node's queue (review G2). */
+struct rq_slot {
+	uint16_t slot;
+	bool probing; /* its oldest command is out */
+	int fails;
+	uint64_t next_us;    /* no probe before */
+	cmdctx *head, *tail; /* its commands, oldest first */
+};
 
 struct inv_rq {
 	char node[CS_RC_HOST_MAX + 8]; /* "host:port", or "none" */
-	cmdctx *head, *tail;
-	int64_t n, bytes;
+	cmdctx *head, *tail;           /* commands to drain (oldest first), slots waiting apart
+	                                * not included */
+	int64_t n, bytes;              /* every command queued here, the waiting slots' too */
 	int fails;
 	uint64_t next_us; /* no probe before */
-	bool probing;
+	bool down;        /* the node itself failed a command: one probe at a time */
+	bool probing;     /* the node's probe is out */
+	int out;          /* commands of this queue in flight (probes and drained ones) */
+	int nslots;
+	struct rq_slot slots[RQ_SLOTS];
+};
+
+/* How a command failed (review G2). */
+enum rq_fail {
+	RQ_FAIL_NODE, /* no reply, a node state error, or a send refused at once */
+	RQ_FAIL_SLOT, /* an answer about the command's slot: TRYAGAIN, ASK, MOVED, non local key */
 };
 
 bool inv_rq_on(const cs_inv *inv)
 {
 	return inv->ks.cluster && inv->rq_max_cmds > 0;
+}
+
+void cs_inv_set_retry_per_slot(cs_inv *inv, bool on)
+{
+	inv->rq_oldest_only = !on;
+}
+
+void cs_inv_set_cluster_v9c(cs_inv *inv, bool on)
+{
+	inv->v9c_off = !on;
 }
 
 uint16_t inv_bucket_slot(cs_inv *inv, uint32_t b)
@@ -85,6 +121,50 @@ static int cmd_send(cs_inv *inv, cmdctx *c)
 	        inv->rc, c->slot, c->script, c->cb, c, c->nkeys, c->argc, argv, c->data);
 }
 
+/* ---- lists ----------------------------------------------------------------------------- */
+
+static void lst_push(cmdctx **head, cmdctx **tail, cmdctx *c, bool front)
+{
+	if (front) {
+		c->next = *head;
+		*head = c;
+		if (*tail == NULL)
+			*tail = c;
+	} else {
+		c->next = NULL;
+		if (*tail)
+			(*tail)->next = c;
+		else
+			*head = c;
+		*tail = c;
+	}
+}
+
+static cmdctx *lst_pop(cmdctx **head, cmdctx **tail)
+{
+	cmdctx *c = *head;
+	if (c == NULL)
+		return NULL;
+	*head = c->next;
+	if (*head == NULL)
+		*tail = NULL;
+	c->next = NULL;
+	return c;
+}
+
+static void acct(cs_inv *inv, struct inv_rq *q, const cmdctx *c, int sign)
+{
+	q->n += sign;
+	q->bytes += sign * (int64_t)c->size;
+	inv->rq_bytes += sign * (int64_t)c->size;
+	if (sign > 0)
+		inv->stats.rq_depth++;
+	else
+		inv->stats.rq_depth--;
+}
+
+/* ---- queues and waiting slots ---------------------------------------------------------- */
+
 /* The queue of the node that serves c's slot now ("none": nobody); -1 on OOM. */
 static int rq_of(cs_inv *inv, uint16_t slot)
 {
@@ -98,7 +178,7 @@ static int rq_of(cs_inv *inv, uint16_t slot)
 	for (int i = 0; i < inv->nrq; i++) {
 		if (strcmp(inv->rq[i].node, addr) == 0)
 			return i;
-		if (spare < 0 && inv->rq[i].n == 0 && !inv->rq[i].probing)
+		if (spare < 0 && inv->rq[i].n == 0 && inv->rq[i].out == 0)
 			spare = i;
 	}
 	if (inv->nrq < RQ_NODES)
@@ -106,24 +186,71 @@ static int rq_of(cs_inv *inv, uint16_t slot)
 	else if (spare < 0)
 		spare = RQ_NODES - 1; /* not reached: more addresses than masters, all busy */
 	struct inv_rq *q = &inv->rq[spare];
-	if (q->n == 0 && !q->probing) {
-		*q = (struct inv_rq){.n = 0};
+	if (q->n == 0 && q->out == 0) {
+		memset(q, 0, sizeof *q);
 		snprintf(q->node, sizeof q->node, "%s", addr);
 	}
 	return spare;
 }
 
-static void rq_backoff(struct inv_rq *q)
+static struct rq_slot *slot_find(struct inv_rq *q, uint16_t slot)
 {
-	q->next_us = cs_now_us() +
-	             (uint64_t)cs_backoff_ms(q->fails, RQ_RETRY_BASE_MS, RQ_RETRY_MAX_MS) * 1000u;
-	if (q->fails < 30)
-		q->fails++;
+	for (int k = 0; k < q->nslots; k++)
+		if (q->slots[k].slot == slot)
+			return &q->slots[k];
+	return NULL;
 }
 
-/* Queues c (front: a probe that failed, back where it was taken). 0, or -1: past the bound,
- * c freed and the stream restarted. */
-static int rq_put(cs_inv *inv, cmdctx *c, bool front)
+/* Sets slot apart: its queued commands move from the queue to the slot's own list, keeping
+ * their order. NULL when RQ_SLOTS are apart already (the node then waits as a whole). */
+static struct rq_slot *slot_hold(cs_inv *inv, struct inv_rq *q, uint16_t slot)
+{
+	if (q->nslots >= RQ_SLOTS)
+		return NULL;
+	struct rq_slot *s = &q->slots[q->nslots++];
+	*s = (struct rq_slot){.slot = slot};
+	cmdctx *keep_h = NULL, *keep_t = NULL, *c;
+	while ((c = lst_pop(&q->head, &q->tail)) != NULL) {
+		if (c->slot == slot)
+			lst_push(&s->head, &s->tail, c, false);
+		else
+			lst_push(&keep_h, &keep_t, c, false);
+	}
+	q->head = keep_h;
+	q->tail = keep_t;
+	inv->stats.rq_slot_holds++;
+	cs_info("invalidator: redis node %s answers for slot %u that it cannot take its "
+	        "commands yet (migrating): they wait apart, the node's other commands go on "
+	        "(review G2)",
+	        q->node, (unsigned)slot);
+	return s;
+}
+
+/* The slot answered: its commands go back to the front of the queue and drain with it (any
+ * order of a bucket's commands is harmless, V2). */
+static void slot_release(struct inv_rq *q, struct rq_slot *s)
+{
+	if (s->tail) {
+		s->tail->next = q->head;
+		q->head = s->head;
+		if (q->tail == NULL)
+			q->tail = s->tail;
+	}
+	*s = q->slots[--q->nslots];
+}
+
+static void rq_backoff(int *fails, uint64_t *next_us)
+{
+	*next_us = cs_now_us() +
+	           (uint64_t)cs_backoff_ms(*fails, RQ_RETRY_BASE_MS, RQ_RETRY_MAX_MS) * 1000u;
+	if (*fails < 30)
+		(*fails)++;
+}
+
+/* Queues c, which failed as `how`; `was` is how it had been sent from a queue (RQ_SENT_NONE:
+ * a first send). A probe goes back to the front of its list, any other command to the back.
+ * 0, or -1: past the bound, c freed and the stream restarted. */
+static int rq_put(cs_inv *inv, cmdctx *c, enum rq_fail how, int was)
 {
 	int i = rq_of(inv, c->slot);
 	struct inv_rq *q = i >= 0 ? &inv->rq[i] : NULL;
@@ -142,50 +269,46 @@ static int rq_put(cs_inv *inv, cmdctx *c, bool front)
 		inv_restart(inv, why, false);
 		return -1;
 	}
-	if (q->n == 0 && !q->probing && !front) { /* a probe that failed backed off already */
-		if (q->fails == 0)
-			cs_warn("invalidator: redis node %s did not take an invalidation: retrying "
-			        "it "
-			        "with a backoff; nothing is confirmed past its commit meanwhile",
-			        q->node);
-		rq_backoff(q);
-	}
+	bool probe = was == RQ_SENT_NODE || was == RQ_SENT_SLOT;
 	c->rq = i;
 	c->probe = false;
-	if (front) {
-		c->next = q->head;
-		q->head = c;
-		if (q->tail == NULL)
-			q->tail = c;
-	} else {
-		c->next = NULL;
-		if (q->tail)
-			q->tail->next = c;
-		else
-			q->head = c;
-		q->tail = c;
+	c->sent_as = RQ_SENT_NONE;
+	struct rq_slot *s = slot_find(q, c->slot);
+	bool held_now = false;
+	if (s == NULL && how == RQ_FAIL_SLOT && !inv->rq_oldest_only) {
+		s = slot_hold(inv, q, c->slot);
+		held_now = s != NULL;
 	}
-	q->n++;
-	q->bytes += (int64_t)c->size;
-	inv->rq_bytes += (int64_t)c->size;
-	inv->stats.rq_depth++;
+	if (s)
+		lst_push(&s->head, &s->tail, c, probe);
+	else
+		lst_push(&q->head, &q->tail, c, probe);
+	acct(inv, q, c, 1);
+	if (how == RQ_FAIL_SLOT && s != NULL) {
+		/* an answer about its slot: the node is up; the slot waits alone */
+		if (q->down && q->fails > 0)
+			cs_info("invalidator: redis node %s answers again", q->node);
+		q->down = false;
+		q->fails = 0;
+		q->next_us = 0;
+		if (held_now || probe)
+			rq_backoff(&s->fails, &s->next_us);
+		return 0;
+	}
+	/* the node failed (or, oldest-only probing / every slot apart taken, the slot's failure
+	 * stops the node as before G2) */
+	if (!q->down) {
+		q->down = true;
+		q->probing = false;
+		if (q->fails == 0)
+			cs_warn("invalidator: redis node %s did not take an invalidation: retrying "
+			        "it with a backoff; nothing is confirmed past its commit meanwhile",
+			        q->node);
+		rq_backoff(&q->fails, &q->next_us);
+	} else if (was == RQ_SENT_NODE) {
+		rq_backoff(&q->fails, &q->next_us);
+	}
 	return 0;
-}
-
-static cmdctx *rq_pop(cs_inv *inv, struct inv_rq *q)
-{
-	cmdctx *c = q->head;
-	if (c == NULL)
-		return NULL;
-	q->head = c->next;
-	if (q->head == NULL)
-		q->tail = NULL;
-	c->next = NULL;
-	q->n--;
-	q->bytes -= (int64_t)c->size;
-	inv->rq_bytes -= (int64_t)c->size;
-	inv->stats.rq_depth--;
-	return c;
 }
 
 int inv_cmd_go(cs_inv *inv, cmdctx *c, int owes, const char *why)
@@ -202,74 +325,161 @@ int inv_cmd_go(cs_inv *inv, cmdctx *c, int owes, const char *why)
 		return -1;
 	}
 	inv->stats.rq_queued++;
-	return rq_put(inv, c, false);
+	return rq_put(inv, c, RQ_FAIL_NODE, RQ_SENT_NONE);
 }
 
-/* Failures a later try can fix: no reply (timeout, connection lost, shutdown) or a cluster
- * state error. Not EPOCH (a node that lost data must be found lost: the stream restarts and
- * resynchronises), nor a script or type error (a retry would fail alike). */
-static bool retryable(const redisReply *reply)
+/* Failures a later try can fix: no reply (timeout, connection lost, shutdown), a cluster
+ * state error, or (review V9c) a script that touched a key its node no longer holds ("non
+ * local key": C_INVAL DELs, in its body, an entry that its migrating slot moved ahead of the
+ * bucket's declared keys, or that does not exist). Not EPOCH (a node that lost data must be
+ * found lost: the stream restarts and resynchronises), nor any other script or type error
+ * (a retry would fail alike). *how: the node's failure or the slot's. */
+static bool retryable(const cs_inv *inv, const redisReply *reply, enum rq_fail *how)
 {
+	*how = RQ_FAIL_NODE;
 	if (reply == NULL)
 		return true;
 	if (reply->type != REDIS_REPLY_ERROR || reply->str == NULL)
 		return false;
-	static const char *const words[] = {"CLUSTERDOWN", "TRYAGAIN", "LOADING", "MASTERDOWN",
-	        "MOVED", "ASK", "BUSY", "READONLY", "NOREPLICAS"};
 	size_t n = strcspn(reply->str, " ");
+	static const char *const slot_words[] = {"TRYAGAIN", "ASK", "MOVED"};
+	for (size_t i = 0; i < CS_ARRAY_LEN(slot_words); i++)
+		if (n == strlen(slot_words[i]) && strncmp(reply->str, slot_words[i], n) == 0) {
+			*how = RQ_FAIL_SLOT;
+			return true;
+		}
+	/* The script ran, failed at its first write (the entry DEL comes before any other
+	 * write of C_INVAL) and is harmless run again once the slot's keys have moved (V2).
+	 * Redis 7.0: "Script attempted to access a non local key in a cluster node". */
+	if (!inv->v9c_off && strstr(reply->str, "non local key") != NULL) {
+		*how = RQ_FAIL_SLOT;
+		return true;
+	}
+	static const char *const words[] = {
+	        "CLUSTERDOWN", "LOADING", "MASTERDOWN", "BUSY", "READONLY", "NOREPLICAS"};
 	for (size_t i = 0; i < CS_ARRAY_LEN(words); i++)
 		if (n == strlen(words[i]) && strncmp(reply->str, words[i], n) == 0)
 			return true;
 	return false;
 }
 
+/* c, sent from queue c->rq, got its reply: it is no longer out. */
+static void rq_back(cs_inv *inv, cmdctx *c)
+{
+	struct inv_rq *q = &inv->rq[c->rq];
+	if (q->out > 0)
+		q->out--;
+	if (c->sent_as == RQ_SENT_NODE) {
+		q->probing = false;
+	} else if (c->sent_as == RQ_SENT_SLOT) {
+		struct rq_slot *s = slot_find(q, c->slot);
+		if (s)
+			s->probing = false;
+	}
+}
+
 bool inv_rq_failed(cs_inv *inv, cmdctx *c, const redisReply *reply)
 {
-	if (c->argc == 0 || !inv_rq_on(inv) || !retryable(reply))
+	enum rq_fail how;
+	if (c->argc == 0 || !inv_rq_on(inv) || !retryable(inv, reply, &how))
 		return false;
-	int was = c->probe ? c->rq : -1;
+	int was = RQ_SENT_NONE;
+	if (c->probe && c->rq >= 0 && inv->rq) {
+		was = c->sent_as;
+		rq_back(inv, c);
+	}
 	c->counted = false; /* no longer in flight (inv_on_cmd_reply uncounted it) */
 	c->reserve = 0;
 	inv->stats.rq_queued++;
-	if (was >= 0) {
-		inv->rq[was].probing = false;
-		rq_backoff(&inv->rq[was]);
-	}
-	rq_put(inv, c, was >= 0);
+	rq_put(inv, c, how, was);
 	return true;
 }
 
-/* Sends q's commands: all of them (drain), or the oldest alone (a probe). A send refused at
- * once puts it back and backs off. */
-static void rq_send(cs_inv *inv, int i, bool drain)
+/* Sends c, taken from queue i, as `as`. False: refused at once (c not sent). */
+static bool rq_send_one(cs_inv *inv, int i, cmdctx *c, int as)
+{
+	inv->stats.rq_retries++;
+	c->probe = true;
+	c->rq = i;
+	c->sent_as = as;
+	if (cmd_send(inv, c) != 0) {
+		c->probe = false;
+		c->sent_as = RQ_SENT_NONE;
+		return false;
+	}
+	inv_cmd_sent(inv, c, c->owes);
+	inv->rq[i].out++;
+	return true;
+}
+
+/* Queue i's sends of this tick: the node's probe when it is down; else the probes of its
+ * waiting slots whose backoff passed, then its other commands, paced (review G2, V9c). A send
+ * refused at once goes straight back (its slot's owner may have changed: kept here) and puts
+ * the node down. */
+static void rq_pump(cs_inv *inv, int i, uint64_t now)
 {
 	struct inv_rq *q = &inv->rq[i];
 	uint64_t ep = inv->epoch;
-	while (q->head && !q->probing && ep == inv->epoch) {
-		cmdctx *c = rq_pop(inv, q);
-		inv->stats.rq_retries++;
-		c->probe = !drain;
-		c->rq = i;
-		if (cmd_send(inv, c) != 0) {
-			c->probe = false;
-			/* straight back: its slot's owner may have changed, keep it here */
-			c->next = q->head;
-			q->head = c;
-			if (q->tail == NULL)
-				q->tail = c;
-			q->n++;
-			q->bytes += (int64_t)c->size;
-			inv->rq_bytes += (int64_t)c->size;
-			inv->stats.rq_depth++;
-			rq_backoff(q);
+	if (q->n == 0)
+		return;
+	if (q->down) {
+		if (q->probing || now < q->next_us)
 			return;
+		struct rq_slot *s = NULL;
+		cmdctx *c = lst_pop(&q->head, &q->tail);
+		for (int k = 0; c == NULL && k < q->nslots; k++) {
+			if (!q->slots[k].probing && q->slots[k].head) {
+				s = &q->slots[k];
+				c = lst_pop(&s->head, &s->tail);
+			}
 		}
-		inv_cmd_sent(inv, c, c->owes);
-		if (!drain) {
+		if (c == NULL)
+			return;
+		acct(inv, q, c, -1);
+		if (rq_send_one(inv, i, c, RQ_SENT_NODE)) {
 			q->probing = true;
+		} else {
+			if (s)
+				lst_push(&s->head, &s->tail, c, true);
+			else
+				lst_push(&q->head, &q->tail, c, true);
+			acct(inv, q, c, 1);
+			rq_backoff(&q->fails, &q->next_us);
+		}
+		return;
+	}
+	for (int k = q->nslots - 1; k >= 0; k--) /* a slot emptied by a probe that moved away */
+		if (q->slots[k].head == NULL && !q->slots[k].probing)
+			q->slots[k] = q->slots[--q->nslots];
+	int budget = RQ_DRAIN_TICK;
+	for (int k = 0; k < q->nslots && budget > 0 && ep == inv->epoch; k++) {
+		struct rq_slot *s = &q->slots[k];
+		if (s->probing || s->head == NULL || now < s->next_us || q->out >= RQ_DRAIN_WINDOW)
+			continue;
+		cmdctx *c = lst_pop(&s->head, &s->tail);
+		acct(inv, q, c, -1);
+		budget--;
+		if (rq_send_one(inv, i, c, RQ_SENT_SLOT)) {
+			s->probing = true;
+			continue;
+		}
+		lst_push(&s->head, &s->tail, c, true);
+		acct(inv, q, c, 1);
+		q->down = true;
+		rq_backoff(&q->fails, &q->next_us);
+		return;
+	}
+	while (q->head && budget > 0 && q->out < RQ_DRAIN_WINDOW && ep == inv->epoch) {
+		cmdctx *c = lst_pop(&q->head, &q->tail);
+		acct(inv, q, c, -1);
+		budget--;
+		if (!rq_send_one(inv, i, c, RQ_SENT_DRAIN)) {
+			lst_push(&q->head, &q->tail, c, true);
+			acct(inv, q, c, 1);
+			q->down = true;
+			rq_backoff(&q->fails, &q->next_us);
 			return;
 		}
-		c->rq = -1;
 	}
 }
 
@@ -278,15 +488,25 @@ void inv_rq_ok(cs_inv *inv, cmdctx *c)
 	if (!c->probe || c->rq < 0 || inv->rq == NULL)
 		return;
 	struct inv_rq *q = &inv->rq[c->rq];
+	int as = c->sent_as;
+	rq_back(inv, c);
 	c->probe = false;
-	q->probing = false;
-	q->fails = 0;
-	q->next_us = 0;
-	if (q->head)
-		cs_info("invalidator: redis node %s takes invalidations again: sending its %lld "
-		        "queued commands",
-		        q->node, (long long)q->n);
-	rq_send(inv, c->rq, true);
+	c->sent_as = RQ_SENT_NONE;
+	struct rq_slot *s = slot_find(q, c->slot);
+	if (as == RQ_SENT_NODE) {
+		if (q->head || q->nslots)
+			cs_info("invalidator: redis node %s takes invalidations again: draining "
+			        "its "
+			        "%lld queued commands",
+			        q->node, (long long)q->n);
+		q->down = false;
+		q->fails = 0;
+		q->next_us = 0;
+	}
+	/* its slot answered: the slot's commands drain with the rest (the probe of another
+	 * node's queue, or a drained command of a slot set apart meanwhile, says so too) */
+	if (s && !s->probing && (as == RQ_SENT_NODE || as == RQ_SENT_SLOT))
+		slot_release(q, s);
 }
 
 void inv_rq_tick(cs_inv *inv)
@@ -295,8 +515,7 @@ void inv_rq_tick(cs_inv *inv)
 		return;
 	uint64_t now = cs_now_us(), ep = inv->epoch;
 	for (int i = 0; i < inv->nrq && ep == inv->epoch; i++)
-		if (inv->rq[i].head && !inv->rq[i].probing && now >= inv->rq[i].next_us)
-			rq_send(inv, i, false);
+		rq_pump(inv, i, now);
 }
 
 void inv_rq_clear(cs_inv *inv)
@@ -304,16 +523,23 @@ void inv_rq_clear(cs_inv *inv)
 	for (int i = 0; inv->rq && i < inv->nrq; i++) {
 		struct inv_rq *q = &inv->rq[i];
 		cmdctx *c;
-		while ((c = rq_pop(inv, q)) != NULL)
+		while ((c = lst_pop(&q->head, &q->tail)) != NULL)
 			free(c);
-		q->probing = false; /* a probe in flight belongs to the old stream */
+		for (int k = 0; k < q->nslots; k++)
+			while ((c = lst_pop(&q->slots[k].head, &q->slots[k].tail)) != NULL)
+				free(c);
+		q->nslots = 0;
+		q->n = 0;
+		q->bytes = 0;
+		q->probing = false; /* what is in flight belongs to the old stream */
+		q->down = false;
+		q->out = 0;
 		q->fails = 0;
 		q->next_us = 0;
 	}
 	inv->rq_bytes = 0;
 	inv->stats.rq_depth = 0;
 }
-
 void inv_rq_metrics(const cs_inv *inv, cs_metrics *m)
 {
 	const cs_inv_stats *s = &inv->stats;
@@ -328,6 +554,10 @@ void inv_rq_metrics(const cs_inv *inv, cs_metrics *m)
 	cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_retry_overflows_total",
 	        "A node's retry queue past its bound: the stream restarted instead",
 	        s->rq_overflows, NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_retry_slot_holds_total",
+	        "A slot's queued commands set apart, its node's other commands draining "
+	        "(TRYAGAIN, ASK, MOVED, non local key: review G2)",
+	        s->rq_slot_holds, NULL);
 	cs_m_u64(m, CS_M_GAUGE, "cachesvc_invalidator_retry_queue_commands",
 	        "Commands waiting in the retry queues, every node", s->rq_depth, NULL);
 	for (int i = 0; inv->rq && i < inv->nrq; i++) {

@@ -58,6 +58,8 @@ typedef struct cs_inv_stats {
 	uint64_t rq_retries;      /* commands sent again from a retry queue */
 	uint64_t rq_overflows;    /* a queue full: the stream restarted instead (as before) */
 	uint64_t rq_depth;        /* commands in the retry queues now */
+	uint64_t rq_slot_holds;   /* a slot's commands set apart (its own failure), the rest
+	                           * of its node's queue draining (review G2) */
 	/* review V9b: slot migrations (inv_open.c) */
 	uint64_t open_losses;     /* a migrating bucket's endpoint changed: the SYNC flushed */
 	uint64_t open_marks;      /* buckets marked as being migrated now */
@@ -118,6 +120,15 @@ void cs_inv_set_cmd_limit(cs_inv *inv, int64_t limit);
  * commands and 32 MB per node); max_cmds 0: no queue, a command a node did not take restarts
  * the stream (the behaviour before V2, a negative control). */
 void cs_inv_set_retry_queue(cs_inv *inv, int64_t max_cmds, int64_t max_bytes);
+/* Cluster mode only, test hook (the negative control of review G2): off, a command failing
+ * for its own slot (TRYAGAIN, ASK, MOVED, non local key) stops its node's whole retry queue,
+ * probed by its oldest command alone, as before; on (the default), only that slot's commands
+ * wait, probed apart, and the rest drains. */
+void cs_inv_set_retry_per_slot(cs_inv *inv, bool on);
+/* Cluster mode only, test hook (the negative control of review V9c): off, a script refused
+ * "non local key" (C_INVAL on a migrating node whose entry is not there) restarts the stream,
+ * as before, instead of waiting in its node's retry queue. On by default. */
+void cs_inv_set_cluster_v9c(cs_inv *inv, bool on);
 
 /* Cluster mode only, a test's negative control (review V9b): off, the invalidator does not
  * watch slot migrations (no CLUSTER NODES round, no marks, the flushed position not bound

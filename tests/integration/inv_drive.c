@@ -5,6 +5,7 @@
  *   inv_drive run CONFIG SEEDS STATSFILE [--no-c1] [--no-hold] [--no-c2] [--no-v1]
  *                 [--pos-every] [--no-pos-min] [--no-pos-backoff] [--single]
  *                 [--cmd-limit N] [--no-v9b] [--open-hold-ms N] [--open-hold-fixed]
+ *                 [--oldest-only] [--no-v9c]
  *       Loads CONFIG (its [redis] url's database gives the namespace), runs the invalidator
  *       on the cluster whose seed nodes are SEEDS ("host:port,..."), and rewrites STATSFILE
  *       every 100 ms with one line of key=value counters (state, confirmed, horizon,
@@ -28,6 +29,10 @@
  *       completes (R22-3). --open-hold-fixed: not doubled (R22-3 off: a negative control).
  *       --open-hold-nocarry: a stream restart restarts the hold's clock (review 26 R26-2
  *       off: a negative control).
+ *       --oldest-only: a command failing for its own slot (TRYAGAIN, non local key...)
+ *       stops its node's whole retry queue, probed by its oldest command (review G2 off: a
+ *       negative control). --no-v9c: a script refused "non local key" restarts the stream
+ *       instead of waiting in its node's retry queue (review V9c off: a negative control).
  *   inv_drive bucket QUERY CANON
  *       Prints the bucket of a key (CLUSTER.md section 2).
  *   inv_drive slots NS
@@ -60,6 +65,7 @@ static void usage(void)
 	        "                 [--no-v1] [--pos-every] [--no-pos-min] [--no-pos-backoff]\n"
 	        "                 [--single] [--cmd-limit N] [--retry-max N] [--no-v9b]\n"
 	        "                 [--open-hold-ms MS] [--open-hold-fixed] [--open-hold-nocarry]\n"
+	        "                 [--oldest-only] [--no-v9c]\n"
 	        "       inv_drive bucket QUERY CANON\n"
 	        "       inv_drive slots NS\n");
 	exit(2);
@@ -80,12 +86,12 @@ static void on_stats(evutil_socket_t fd, short what, void *arg)
 	        " rq_retries=%" PRIu64 " rq_overflows=%" PRIu64 " rq_depth=%" PRIu64
 	        " open_losses=%" PRIu64 " open_marks=%" PRIu64 " open_marked=%" PRIu64
 	        " open_incomplete=%" PRIu64 " open_holds=%" PRIu64 " open_rounds=%" PRIu64
-	        " open_hold_ms=%" PRIu64 "\n",
+	        " open_hold_ms=%" PRIu64 " rq_slot_holds=%" PRIu64 "\n",
 	        (int)s->state, (uint64_t)s->confirmed, (uint64_t)s->horizon, s->redis_data_loss,
 	        s->gap_flushes, s->redis_failures, s->keys, s->reconnects, s->cmds_max, s->pauses,
 	        s->rq_queued, s->rq_retries, s->rq_overflows, s->rq_depth, s->open_losses,
 	        s->open_marks, s->open_marked, s->open_incomplete, s->open_holds, s->open_rounds,
-	        s->open_hold_ms);
+	        s->open_hold_ms, s->rq_slot_holds);
 	fclose(f);
 	rename(tmp, g.stats);
 }
@@ -122,6 +128,7 @@ int main(int argc, char **argv)
 	bool c1 = true, hold = true, c2 = true, v1 = true, pos_every = false, pos_min = true;
 	bool pos_backoff = true, single = false, v9b = true, hold_fixed = false,
 	     hold_nocarry = false;
+	bool per_slot = true, v9c = true;
 	long long cmd_limit = -1, retry_max = -1, open_hold_ms = 0;
 	for (int i = 5; i < argc; i++) {
 		if (strcmp(argv[i], "--no-c1") == 0)
@@ -144,6 +151,10 @@ int main(int argc, char **argv)
 			hold_nocarry = true;
 		else if (strcmp(argv[i], "--no-v9b") == 0)
 			v9b = false;
+		else if (strcmp(argv[i], "--oldest-only") == 0)
+			per_slot = false;
+		else if (strcmp(argv[i], "--no-v9c") == 0)
+			v9c = false;
 		else if (strcmp(argv[i], "--single") == 0)
 			single = true;
 		else if (strcmp(argv[i], "--cmd-limit") == 0 && i + 1 < argc)
@@ -189,6 +200,8 @@ int main(int argc, char **argv)
 	cs_inv_set_open_hold_ms(g.inv, (int)(open_hold_ms < 3600000 ? open_hold_ms : 3600000));
 	cs_inv_set_open_hold_fixed(g.inv, hold_fixed);
 	cs_inv_set_open_hold_nocarry(g.inv, hold_nocarry);
+	cs_inv_set_retry_per_slot(g.inv, per_slot);
+	cs_inv_set_cluster_v9c(g.inv, v9c);
 	if (cmd_limit >= 0)
 		cs_inv_set_cmd_limit(g.inv, cmd_limit);
 	if (retry_max >= 0)

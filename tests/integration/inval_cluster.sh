@@ -77,6 +77,16 @@
 #          streaming time without a complete round carries over the restarts, so the hold
 #          fires and the slot is flushed past the commit while the restarts go on; negative
 #          control (--open-hold-nocarry): never flushed in 10 restarts.
+#   g2:    review G2: a command stuck on its migrating slot (TRYAGAIN: the bucket's declared
+#          keys split between S and T) does not hold another slot's command queued on the
+#          same node S (timed out while S was paused): that one drains, the stuck commit stays
+#          held, no stream restart; the slot finished, everything lands. g2neg: its
+#          negative control (--oldest-only, the oldest command alone probes, as before).
+#   v9c:   review V9c: an entry MIGRATEd alone to another master; an UPDATE of its row: the
+#          INVAL on the migrating node is refused ("non local key") and waits in its node's
+#          retry queue (no restart, the commit held); the slot finished: the entry is gone,
+#          confirmed, cachesvc-verify 0 stale. v9cneg: its negative control (--no-v9c: the
+#          refusal restarts the stream, as before).
 #   v3:    review V3: the Redis commands in flight or owed (a bump's GEN_SETs, an INVAL's DELs)
 #          are bounded: 20 TRUNCATEs replayed in one burst with the bound at 300 pause the
 #          stream and never exceed 300 + one commit's 256, every bucket ends at bucket 0's
@@ -1500,8 +1510,155 @@ case_r18drain() {
   stop_drive
 }
 
+# G2 and V9c (CLUSTER.md sections 7 and 9): the retry queue per slot.
+rq_stat_above() { [ "$(stat "$1")" -gt "$2" ]; }
+# g2_pick: two ids A, H whose buckets BA, BH lie on one master S in two slots SA, SH, neither
+# bucket 0's; T another master
+g2_pick() {
+  local id b p slot0
+  owners
+  slot0=$(rc cluster keyslot "{$NS:0}")
+  A= H=
+  for id in $(seq 1 40); do
+    b=$(bucket "$id")
+    [ "$b" != 0 ] && [ "$(rc cluster keyslot "{$NS:$b}")" != "$slot0" ] || continue
+    if [ -z "$A" ]; then
+      A=$id BA=$b S=$(node_port_of_bucket "$b")
+    elif [ "$(node_port_of_bucket "$b")" = "$S" ] && [ "$(rc cluster keyslot "{$NS:$b}")" != "$(rc cluster keyslot "{$NS:$BA}")" ]; then
+      H=$id BH=$b
+      break
+    fi
+  done
+  [ -n "$H" ] || fail "g2: no two ids of 1-40 in two slots of one master"
+  SA=$(rc cluster keyslot "{$NS:$BA}")
+  for p in "${RC_PORTS[@]}"; do [ "$p" != "$S" ] && T=$p && break; done
+}
+entry_of() { local g; g=$(rc get "{$NS:$1}:g:iv_user"); echo "{$NS:$1}:e:iv_user:${g:-0}:$2"; }
+g2_h_gone() { [ "$(redis-cli -p "$S" exists "$EH")" = 0 ]; }
+# G2: slot SA migrating with its bucket's declared keys split between S and T (every key but
+# the epoch copy moved): an INVAL of A's bucket on S answers TRYAGAIN for as long as the slot
+# stays so. Then S is paused (CLIENT PAUSE WRITE, longer than the invalidator's 1 s Redis
+# timeout) while H's row is updated: H's INVAL (another slot, same node) times out and is
+# queued behind A's. Once S answers again, H's INVAL must drain (its entry gone) while A's
+# slot still refuses. Negative control (--oldest-only, the probe of the oldest command alone
+# as before G2): H's entry stays for 20 s. Both end with the slot finished on T: everything
+# lands, confirmed (the bucket then answers EPOCH on T: one restart, a SYNC that finds it kept,
+# as C2's moves).
+case_g2() {
+  local neg=$1 flags=() lsn n r0 q0 h0 keys p s_id t_id epk stop gone=false
+  [ "$neg" = true ] && flags=(--oldest-only)
+  start_drive "${flags[@]}"
+  lsn=$(commit_lsn "TRUNCATE users")
+  wait_confirmed "$lsn"
+  primary "$DB" -c "INSERT INTO users SELECT i, 'user ' || i FROM generate_series(1, 40) i" >/dev/null
+  g2_pick
+  lsn=$(commit_lsn "UPDATE users SET name = name || '.' WHERE id IN ($A, $H)")
+  wait_confirmed "$lsn"
+  EH=$(entry_of "$BH" "$H")
+  rc set "$EH" stale >/dev/null
+  s_id=$(redis-cli -p "$S" cluster myid)
+  t_id=$(redis-cli -p "$T" cluster myid)
+  redis-cli -p "$T" cluster setslot "$SA" importing "$s_id" >/dev/null
+  redis-cli -p "$S" cluster setslot "$SA" migrating "$t_id" >/dev/null
+  epk=$(redis-cli -p "$S" cluster getkeysinslot "$SA" 1000 | grep -v '^$' | grep ':epoch$' | head -1)
+  [ -n "$epk" ] || fail "g2: no epoch copy in slot $SA on $S"
+  mapfile -t keys < <(redis-cli -p "$S" cluster getkeysinslot "$SA" 1000 | grep -v '^$' | grep -vxF "$epk")
+  redis-cli -p "$S" migrate 127.0.0.1 "$T" "" 0 5000 keys "${keys[@]}" >/dev/null
+  r0=$(stat reconnects)
+  q0=$(stat rq_queued)
+  lsn=$(commit_lsn "UPDATE users SET name = name || 'a' WHERE id = $A")
+  n=$(lsn_num "$lsn")
+  until_true 30 rq_stat_above rq_queued "$q0" || fail "g2: A's INVAL (slot $SA, TRYAGAIN) was not queued ($(cat "$STATS")): $(tail -5 "$WORK/drive.log")"
+  q0=$(stat rq_queued)
+  h0=$(stat rq_slot_holds)
+  redis-cli -p "$S" client pause 6000 write >/dev/null
+  lsn=$(commit_lsn "UPDATE users SET name = name || 'h' WHERE id = $H")
+  until_true 5 rq_stat_above rq_queued "$q0" || fail "g2: H's INVAL was not queued while $S was paused ($(cat "$STATS"))"
+  redis-cli -p "$S" client unpause >/dev/null
+  stop=$((SECONDS + 20))
+  while [ $SECONDS -lt $stop ]; do
+    ! confirmed_past "$n" || fail "g2: confirmed $(stat confirmed) >= $n while A's INVAL was refused"
+    if g2_h_gone; then gone=true; break; fi
+    sleep 0.3
+  done
+  [ "$(stat reconnects)" = "$r0" ] || fail "g2: the stream restarted ($r0 -> $(stat reconnects)): $(tail -5 "$WORK/drive.log")"
+  if [ "$neg" = true ]; then
+    [ "$gone" = false ] || fail "g2neg: with oldest-only probing H's entry was invalidated while A's slot refused: the test proves nothing"
+    ok "g2neg: negative control (--oldest-only): A's INVAL (slot $SA, TRYAGAIN) probes $S's queue and holds H's (another slot) for 20 s: $EH stays ($(stat rq_retries) retries)"
+  else
+    [ "$gone" = true ] || fail "g2: H's INVAL (slot of bucket $BH) stayed queued behind A's on $S for 20 s ($(cat "$STATS"))"
+    rq_stat_above rq_slot_holds 0 || fail "g2: no slot set apart ($(cat "$STATS"))"
+    ! confirmed_past "$n" || fail "g2: confirmed past A's held commit"
+    ok "g2: A's INVAL refused on $S (slot $SA migrating, TRYAGAIN) waits apart; H's INVAL on the same node drained: $EH gone, A's commit still held ($(stat rq_slot_holds) slot holds, $(stat rq_retries) retries)"
+  fi
+  mapfile -t keys < <(redis-cli -p "$S" cluster getkeysinslot "$SA" 10000 | grep -v '^$')
+  [ ${#keys[@]} = 0 ] || redis-cli -p "$S" migrate 127.0.0.1 "$T" "" 0 5000 keys "${keys[@]}" >/dev/null
+  for p in "${RC_PORTS[@]}"; do redis-cli -p "$p" cluster setslot "$SA" node "$t_id" >/dev/null; done
+  wait_confirmed "$lsn"
+  until_true 30 g2_h_gone || fail "g2: $EH survived"
+  until_true 30 rq_depth_zero || fail "g2: the retry queue did not drain ($(cat "$STATS"))"
+  # (the slot's bucket on T answers EPOCH, its copy naming S's run: one restart and a SYNC
+  # that finds it kept, C2; not this test's subject)
+  ok "g2: slot $SA finished on $T: every queued command landed, $lsn confirmed"
+  stop_drive
+}
+rq_depth_zero() { [ "$(stat rq_depth)" = 0 ]; }
+
+# V9c: an entry MIGRATEd alone (ahead of its bucket's other keys) to another master T; an
+# UPDATE of its row: the INVAL on the migrating node S is refused ("non local key": it DELs the
+# entry inside its body). It waits in S's retry queue, its slot apart (G2): retried, no stream
+# restart, the commit not confirmed. The slot finished on T: the entry is gone, the commit
+# confirmed (the bucket's copy on T then answers EPOCH: a restart, a SYNC finding it kept, C2),
+# cachesvc-verify 0 stale. Negative control (--no-v9c): the
+# refusal restarts the stream, as before.
+v9c_restarted() { [ "$(stat reconnects)" -gt "$1" ]; }
+case_v9c() {
+  local neg=$1 flags=() id b slot slot0 lsn n gen e keys p from to from_id to_id r0 q0 t0
+  [ "$neg" = true ] && flags=(--no-v9c)
+  v9_keyed_entry "${flags[@]}"
+  v9_fill_entry
+  [ "$(rc exists "$e")" = 1 ] || fail "v9c: entry $e not filled"
+  from=$(rc_master_of "$slot")
+  for p in "${RC_PORTS[@]}"; do [ "$p" != "$from" ] && to=$p && break; done
+  from_id=$(redis-cli -p "$from" cluster myid)
+  to_id=$(redis-cli -p "$to" cluster myid)
+  redis-cli -p "$to" cluster setslot "$slot" importing "$from_id" >/dev/null
+  redis-cli -p "$from" cluster setslot "$slot" migrating "$to_id" >/dev/null
+  redis-cli -p "$from" migrate 127.0.0.1 "$to" "" 0 5000 keys "$e" >/dev/null
+  r0=$(stat reconnects)
+  q0=$(stat rq_queued)
+  lsn=$(commit_lsn "UPDATE users SET name = name || 'x' WHERE id = $id")
+  n=$(lsn_num "$lsn")
+  if [ "$neg" = true ]; then
+    until_true 30 v9c_restarted "$r0" || fail "v9cneg: the refused INVAL did not restart the stream ($(cat "$STATS"))"
+    grep -q "non local key" "$WORK/drive.log" || fail "v9cneg: the stream restarted for another reason: $(tail -5 "$WORK/drive.log")"
+    ok "v9cneg: negative control (--no-v9c): the INVAL refused on $from (non local key) restarts the stream ($r0 -> $(stat reconnects) connections)"
+  else
+    until_true 30 rq_stat_above rq_queued "$q0" || fail "v9c: the refused INVAL was not queued ($(cat "$STATS")): $(tail -5 "$WORK/drive.log")"
+    t0=$(stat rq_retries)
+    until_true 30 rq_stat_above rq_retries "$((t0 + 2))" || fail "v9c: the queued INVAL was not retried ($(cat "$STATS"))"
+    [ "$(stat reconnects)" = "$r0" ] || fail "v9c: the stream restarted ($r0 -> $(stat reconnects)): $(tail -5 "$WORK/drive.log")"
+    ! confirmed_past "$n" || fail "v9c: confirmed $(stat confirmed) >= $n while its INVAL was refused"
+    rq_stat_above rq_slot_holds 0 || fail "v9c: the slot was not set apart ($(cat "$STATS"))"
+    ok "v9c: the INVAL refused on $from (non local key: its entry moved alone to $to) waits in the retry queue ($(stat rq_retries) retries): no restart, $lsn held"
+  fi
+  mapfile -t keys < <(redis-cli -p "$from" cluster getkeysinslot "$slot" 10000 | grep -v '^$')
+  [ ${#keys[@]} = 0 ] || redis-cli -p "$from" migrate 127.0.0.1 "$to" "" 0 5000 keys "${keys[@]}" >/dev/null
+  for p in "${RC_PORTS[@]}"; do redis-cli -p "$p" cluster setslot "$slot" node "$to_id" >/dev/null; done
+  wait_confirmed "$lsn"
+  [ "$(redis-cli -p "$to" exists "$e")" = 0 ] || fail "v9c: $e survived on $to"
+  v9_verify
+  [ "$V9_VRC" = 0 ] && [ "$V9_STALE" = 0 ] || fail "v9c: cachesvc-verify: exit $V9_VRC, stale $V9_STALE: $(cat "$WORK/verify.err")"
+  ok "v9c: slot $slot finished on $to: the INVAL landed there, $e gone, $lsn confirmed; cachesvc-verify: $V9_CHECKED checked, 0 stale"
+  stop_drive
+}
+
 case "$PART" in
 r18drain) case_r18drain ;;
+g2) case_g2 false ;;
+g2neg) case_g2 true ;;
+v9c) case_v9c false ;;
+v9cneg) case_v9c true ;;
 r18load) case_r18load ;;
 r18early) case_r18early ;;
 r18stall) case_r18stall ;;
