@@ -348,9 +348,10 @@ static bool retryable(const cs_inv *inv, const redisReply *reply, enum rq_fail *
 			*how = RQ_FAIL_SLOT;
 			return true;
 		}
-	/* The script ran, failed at its first write (the entry DEL comes before any other
-	 * write of C_INVAL) and is harmless run again once the slot's keys have moved (V2).
-	 * Redis 7.0: "Script attempted to access a non local key in a cluster node". */
+	/* C_INVAL stopped at the first entry its node no longer holds (Redis 7.0: "Script
+	 * attempted to access a non local key in a cluster node"); what it did before (earlier
+	 * entries' DELs, fences raised to a max) is harmless done again (V2). It lands once the
+	 * slot's keys have moved (ASKed) or the slot is finished (review V9c). */
 	if (!inv->v9c_off && strstr(reply->str, "non local key") != NULL) {
 		*how = RQ_FAIL_SLOT;
 		return true;
