@@ -122,6 +122,8 @@ struct cs_inv {
 	                       * (one probe, the oldest command), as before (test hook) */
 	bool v9c_off;         /* V9c's negative control: a script refused "non local key"
 	                       * restarts the stream, as before (test hook) */
+	bool rq_unpaced;      /* the paced drain's negative control: a node back sends its
+	                       * whole queue at once, as before (test hook) */
 	cs_inv_state state;
 
 	/* replication connection */

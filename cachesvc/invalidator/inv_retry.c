@@ -22,6 +22,8 @@
  * lost node; a script error other than "non local key") restart as before. */
 #include "inv_int.h"
 
+#include <limits.h>
+
 /* A slot whose commands wait apart from their node's queue (review G2). */
 struct rq_slot {
 	uint16_t slot;
@@ -64,6 +66,11 @@ void cs_inv_set_retry_per_slot(cs_inv *inv, bool on)
 void cs_inv_set_cluster_v9c(cs_inv *inv, bool on)
 {
 	inv->v9c_off = !on;
+}
+
+void cs_inv_set_retry_paced(cs_inv *inv, bool on)
+{
+	inv->rq_unpaced = !on;
 }
 
 uint16_t inv_bucket_slot(cs_inv *inv, uint32_t b)
@@ -409,7 +416,8 @@ static bool rq_send_one(cs_inv *inv, int i, cmdctx *c, int as)
 		return false;
 	}
 	inv_cmd_sent(inv, c, c->owes);
-	inv->rq[i].out++;
+	if ((uint64_t)++inv->rq[i].out > inv->stats.rq_out_max)
+		inv->stats.rq_out_max = (uint64_t)inv->rq[i].out;
 	return true;
 }
 
@@ -452,10 +460,11 @@ static void rq_pump(cs_inv *inv, int i, uint64_t now)
 	for (int k = q->nslots - 1; k >= 0; k--) /* a slot emptied by a probe that moved away */
 		if (q->slots[k].head == NULL && !q->slots[k].probing)
 			q->slots[k] = q->slots[--q->nslots];
-	int budget = RQ_DRAIN_TICK;
+	int budget = inv->rq_unpaced ? INT_MAX : RQ_DRAIN_TICK;
+	int window = inv->rq_unpaced ? INT_MAX : RQ_DRAIN_WINDOW;
 	for (int k = 0; k < q->nslots && budget > 0 && ep == inv->epoch; k++) {
 		struct rq_slot *s = &q->slots[k];
-		if (s->probing || s->head == NULL || now < s->next_us || q->out >= RQ_DRAIN_WINDOW)
+		if (s->probing || s->head == NULL || now < s->next_us || q->out >= window)
 			continue;
 		cmdctx *c = lst_pop(&s->head, &s->tail);
 		acct(inv, q, c, -1);
@@ -470,7 +479,7 @@ static void rq_pump(cs_inv *inv, int i, uint64_t now)
 		rq_backoff(&q->fails, &q->next_us);
 		return;
 	}
-	while (q->head && budget > 0 && q->out < RQ_DRAIN_WINDOW && ep == inv->epoch) {
+	while (q->head && budget > 0 && q->out < window && ep == inv->epoch) {
 		cmdctx *c = lst_pop(&q->head, &q->tail);
 		acct(inv, q, c, -1);
 		budget--;

@@ -5,7 +5,7 @@
  *   inv_drive run CONFIG SEEDS STATSFILE [--no-c1] [--no-hold] [--no-c2] [--no-v1]
  *                 [--pos-every] [--no-pos-min] [--no-pos-backoff] [--single]
  *                 [--cmd-limit N] [--no-v9b] [--open-hold-ms N] [--open-hold-fixed]
- *                 [--oldest-only] [--no-v9c]
+ *                 [--oldest-only] [--no-v9c] [--unpaced]
  *       Loads CONFIG (its [redis] url's database gives the namespace), runs the invalidator
  *       on the cluster whose seed nodes are SEEDS ("host:port,..."), and rewrites STATSFILE
  *       every 100 ms with one line of key=value counters (state, confirmed, horizon,
@@ -33,6 +33,8 @@
  *       stops its node's whole retry queue, probed by its oldest command (review G2 off: a
  *       negative control). --no-v9c: a script refused "non local key" restarts the stream
  *       instead of waiting in its node's retry queue (review V9c off: a negative control).
+ *       --unpaced: a node that takes commands again is sent its whole retry queue at once
+ *       (the paced drain off: a negative control).
  *   inv_drive bucket QUERY CANON
  *       Prints the bucket of a key (CLUSTER.md section 2).
  *   inv_drive slots NS
@@ -65,7 +67,7 @@ static void usage(void)
 	        "                 [--no-v1] [--pos-every] [--no-pos-min] [--no-pos-backoff]\n"
 	        "                 [--single] [--cmd-limit N] [--retry-max N] [--no-v9b]\n"
 	        "                 [--open-hold-ms MS] [--open-hold-fixed] [--open-hold-nocarry]\n"
-	        "                 [--oldest-only] [--no-v9c]\n"
+	        "                 [--oldest-only] [--no-v9c] [--unpaced]\n"
 	        "       inv_drive bucket QUERY CANON\n"
 	        "       inv_drive slots NS\n");
 	exit(2);
@@ -86,12 +88,12 @@ static void on_stats(evutil_socket_t fd, short what, void *arg)
 	        " rq_retries=%" PRIu64 " rq_overflows=%" PRIu64 " rq_depth=%" PRIu64
 	        " open_losses=%" PRIu64 " open_marks=%" PRIu64 " open_marked=%" PRIu64
 	        " open_incomplete=%" PRIu64 " open_holds=%" PRIu64 " open_rounds=%" PRIu64
-	        " open_hold_ms=%" PRIu64 " rq_slot_holds=%" PRIu64 "\n",
+	        " open_hold_ms=%" PRIu64 " rq_slot_holds=%" PRIu64 " rq_out_max=%" PRIu64 "\n",
 	        (int)s->state, (uint64_t)s->confirmed, (uint64_t)s->horizon, s->redis_data_loss,
 	        s->gap_flushes, s->redis_failures, s->keys, s->reconnects, s->cmds_max, s->pauses,
 	        s->rq_queued, s->rq_retries, s->rq_overflows, s->rq_depth, s->open_losses,
 	        s->open_marks, s->open_marked, s->open_incomplete, s->open_holds, s->open_rounds,
-	        s->open_hold_ms, s->rq_slot_holds);
+	        s->open_hold_ms, s->rq_slot_holds, s->rq_out_max);
 	fclose(f);
 	rename(tmp, g.stats);
 }
@@ -128,7 +130,7 @@ int main(int argc, char **argv)
 	bool c1 = true, hold = true, c2 = true, v1 = true, pos_every = false, pos_min = true;
 	bool pos_backoff = true, single = false, v9b = true, hold_fixed = false,
 	     hold_nocarry = false;
-	bool per_slot = true, v9c = true;
+	bool per_slot = true, v9c = true, paced = true;
 	long long cmd_limit = -1, retry_max = -1, open_hold_ms = 0;
 	for (int i = 5; i < argc; i++) {
 		if (strcmp(argv[i], "--no-c1") == 0)
@@ -155,6 +157,8 @@ int main(int argc, char **argv)
 			per_slot = false;
 		else if (strcmp(argv[i], "--no-v9c") == 0)
 			v9c = false;
+		else if (strcmp(argv[i], "--unpaced") == 0)
+			paced = false;
 		else if (strcmp(argv[i], "--single") == 0)
 			single = true;
 		else if (strcmp(argv[i], "--cmd-limit") == 0 && i + 1 < argc)
@@ -202,6 +206,7 @@ int main(int argc, char **argv)
 	cs_inv_set_open_hold_nocarry(g.inv, hold_nocarry);
 	cs_inv_set_retry_per_slot(g.inv, per_slot);
 	cs_inv_set_cluster_v9c(g.inv, v9c);
+	cs_inv_set_retry_paced(g.inv, paced);
 	if (cmd_limit >= 0)
 		cs_inv_set_cmd_limit(g.inv, cmd_limit);
 	if (retry_max >= 0)

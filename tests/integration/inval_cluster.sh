@@ -87,6 +87,9 @@
 #          retry queue (no restart, the commit held); the slot finished: the entry is gone,
 #          confirmed, cachesvc-verify 0 stale. v9cneg: its negative control (--no-v9c: the
 #          refusal restarts the stream, as before).
+#   pace:  the retry queue's paced drain: a master stopped while 12 TRUNCATEs fan out; resumed,
+#          its queue (over 400 commands) drains with at most 256 in flight. paceneg: its
+#          negative control (--unpaced: the whole queue at once, as before).
 #   v3:    review V3: the Redis commands in flight or owed (a bump's GEN_SETs, an INVAL's DELs)
 #          are bounded: 20 TRUNCATEs replayed in one burst with the bound at 300 pause the
 #          stream and never exceed 300 + one commit's 256, every bucket ends at bucket 0's
@@ -1653,11 +1656,47 @@ case_v9c() {
   stop_drive
 }
 
+# The paced drain: one master P stopped (SIGSTOP; cluster-require-full-coverage no) while 12
+# TRUNCATEs fan their GEN_SETs out to every bucket: hundreds of P's commands queue. P resumed:
+# the queue drains with at most RQ_DRAIN_WINDOW (256) of its commands in flight (rq_out_max),
+# everything confirmed. Negative control (--unpaced: the whole queue at once, as before): more.
+pace_deep() { [ "$(stat rq_depth)" -gt 400 ]; }
+case_pace() {
+  local neg=$1 flags=() p i m0 pid lsn k
+  [ "$neg" = true ] && flags=(--unpaced)
+  owners
+  m0=$(node_port_of_bucket 0)
+  for p in "${RC_PORTS[@]}"; do [ "$p" != "$m0" ] && [ "$p" != "${RC_PORTS[0]}" ] && break; done
+  for i in "${!RC_PORTS[@]}"; do [ "${RC_PORTS[$i]}" = "$p" ] && pid=$(cat "$WORK/rcluster/node$((i + 1))/redis.pid"); done
+  CLEANUPS=("kill -CONT $pid" "${CLEANUPS[@]}")
+  for i in "${RC_PORTS[@]}"; do redis-cli -p "$i" config set cluster-require-full-coverage no >/dev/null; done
+  start_drive "${flags[@]}"
+  lsn=$(commit_lsn "TRUNCATE users")
+  wait_confirmed "$lsn"
+  kill -STOP "$pid"
+  for k in $(seq 1 12); do lsn=$(commit_lsn "TRUNCATE users"); done
+  until_true 60 pace_deep || { kill -CONT "$pid"; fail "pace: fewer than 400 commands queued for the stopped master $p ($(cat "$STATS"))"; }
+  sleep 1 # the 12 commits' fan-outs all sent
+  kill -CONT "$pid"
+  wait_confirmed "$lsn"
+  until_true 60 rq_depth_zero || fail "pace: the retry queue did not drain ($(cat "$STATS"))"
+  if [ "$neg" = true ]; then
+    [ "$(stat rq_out_max)" -gt 256 ] || fail "paceneg: unpaced, at most $(stat rq_out_max) queued commands were in flight: the test proves nothing"
+    ok "paceneg: negative control (--unpaced): master $p back, $(stat rq_out_max) of its queued commands in flight at once"
+  else
+    [ "$(stat rq_out_max)" -le 256 ] || fail "pace: $(stat rq_out_max) queued commands in flight at once (bound 256)"
+    ok "pace: master $p back: its queue (over 400 commands) drained with at most $(stat rq_out_max) in flight (bound 256), $lsn confirmed"
+  fi
+  stop_drive
+}
+
 case "$PART" in
 r18drain) case_r18drain ;;
 g2) case_g2 false ;;
 g2neg) case_g2 true ;;
 v9c) case_v9c false ;;
+pace) case_pace false ;;
+paceneg) case_pace true ;;
 v9cneg) case_v9c true ;;
 r18load) case_r18load ;;
 r18early) case_r18early ;;
