@@ -53,8 +53,8 @@
 #define RQ_MAX_TOTAL_BYTES (64 << 20) /* bytes queued over every node; beyond: restart */
 #define RQ_RETRY_BASE_MS   50         /* a node's failed retry: the next after 50 ms, 100 ms, ... */
 #define RQ_RETRY_MAX_MS    2000       /* ... up to 2 s (as W3) */
-#define RQ_SLOTS           32 /* slots set apart per node (review G2); beyond: the node waits */
-#define RQ_DRAIN_TICK      64 /* commands a node's retry queue sends per tick (paced drain) */
+#define RQ_SLOTS           32  /* slots set apart per node (review G2); beyond: the node waits */
+#define RQ_DRAIN_TICK      64  /* commands a node's retry queue sends per tick (paced drain) */
 #define RQ_DRAIN_WINDOW    256 /* commands of a node's retry queue in flight at most */
 
 /* Replication connection steps, in order. */
