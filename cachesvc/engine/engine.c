@@ -227,7 +227,7 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 		cs_pgserver_start(e->servers[i]);
 	}
 	if (cfg->inval_enabled) {
-		e->inv = cs_inv_new(base, cfg, sh0->primary, err, errlen);
+		e->inv = cs_inv_new(base, cfg, NULL, sh0->primary, err, errlen);
 		if (e->inv == NULL) {
 			cs_engine_free(e);
 			return NULL;

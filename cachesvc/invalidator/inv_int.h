@@ -74,6 +74,8 @@ typedef enum step {
 
 struct cs_inv {
 	struct event_base *base;
+	int shard;                        /* cs_inv_where.shard: -1 without shards */
+	char shard_name[CS_MAX_NAME + 1]; /* "" without shards */
 	char *conninfo;
 	char *slot, *publication;
 	int64_t fence_ttl_ms, status_interval_ms, horizon_ttl_ms;

@@ -493,16 +493,30 @@ static int alloc_query_state(cs_inv *inv, int nq)
 	return 0;
 }
 
-cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, struct cs_pgserver *primary,
-	char *err, size_t errlen)
+cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, const cs_inv_where *where,
+        struct cs_pgserver *primary, char *err, size_t errlen)
 {
-	if (cfg->primary_conninfo == NULL) {
+	int shard = where ? where->shard : -1;
+	if (shard >= cfg->nshards || (shard < 0 && cfg->nshards > 0)) {
+		snprintf(err, errlen, "[invalidator] shard %d of %d [shard NAME] sections", shard,
+		        cfg->nshards);
+		return NULL;
+	}
+	/* shard k: its primary and slot (SHARDS.md section 4); else [primary] */
+	const cs_shard_def *sd = shard >= 0 ? &cfg->shards[shard] : NULL;
+	const char *conninfo = sd ? sd->conninfo : cfg->primary_conninfo;
+	if (where && where->conninfo)
+		conninfo = where->conninfo;
+	const char *slot = sd && sd->slot ? sd->slot : cfg->inval_slot;
+	if (conninfo == NULL) {
 		snprintf(err, errlen, "[invalidator] enabled needs [primary] conninfo");
 		return NULL;
 	}
-	if (!valid_name(cfg->inval_slot, true)) {
-		snprintf(err, errlen, "[invalidator] slot: \"%s\" is not a valid slot name ([a-z0-9_], 1-63)",
-			cfg->inval_slot);
+	if (!valid_name(slot, true)) {
+		snprintf(err, errlen,
+		        "[%s%s] slot: \"%s\" is not a valid slot name ([a-z0-9_], 1-63)",
+		        sd && sd->slot ? "shard " : "invalidator", sd && sd->slot ? sd->name : "",
+		        slot);
 		return NULL;
 	}
 	if (!valid_name(cfg->inval_publication, false)) {
@@ -517,12 +531,23 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, struct cs_pgse
 	}
 	inv->base = base;
 	inv->primary = primary;
+	inv->shard = shard;
+	if (sd)
+		snprintf(inv->shard_name, sizeof inv->shard_name, "%s", sd->name);
 	cs_pgconn_init(&inv->pc, base, on_conn_done, on_conn_addrs, inv);
 	char ns[CS_NS_MAX + 1];
 	cs_config_namespace(cfg, ns);
-	if (!cfg->redis_cluster)
+	if (sd) { /* every key under "<ns>@<shard>" (SHARDS.md section 2) */
+		if (cs_ks_init_shard(&inv->ks, ns, sd->name, cfg->redis_cluster) != 0) {
+			snprintf(err, errlen,
+			        "[shard %s]: namespace \"%s\" and the shard name make no keyspace",
+			        sd->name, ns);
+			free(inv);
+			return NULL;
+		}
+	} else if (!cfg->redis_cluster) {
 		cs_ks_init(&inv->ks, ns);
-	else if (cs_ks_init_cluster(&inv->ks, ns) != 0) {
+	} else if (cs_ks_init_cluster(&inv->ks, ns) != 0) {
 		snprintf(err, errlen, "[redis] namespace \"%s\" may not hold { or } on a cluster",
 			ns);
 		free(inv);
@@ -538,8 +563,8 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, struct cs_pgse
 	inv->cmds_limit = CMDS_MAX;
 	inv->rq_max_cmds = RQ_MAX_CMDS;
 	inv->rq_max_bytes = RQ_MAX_BYTES;
-	inv->conninfo = strdup(cfg->primary_conninfo);
-	inv->slot = strdup(cfg->inval_slot);
+	inv->conninfo = strdup(conninfo);
+	inv->slot = strdup(slot);
 	inv->publication = strdup(cfg->inval_publication);
 	inv->fence_ttl_ms = cfg->fence_ttl_ms;
 	set_status_interval(inv, cfg);
@@ -549,7 +574,7 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, struct cs_pgse
 	cs_hist_init(&inv->stats.lag_us);
 	cs_hist_init(&inv->stats.recv_us);
 	cs_hist_init(&inv->stats.send_us);
-	inv->map = cs_inv_map_new(cfg);
+	inv->map = cs_inv_map_new_shard(cfg, shard);
 	inv->retry = evtimer_new(base, on_retry, inv);
 	inv->tick = event_new(base, -1, EV_PERSIST, on_tick, inv);
 	inv->ledger = cs_ledger_new(FIFO_MAX, SAMPLES, 0);
@@ -644,9 +669,24 @@ void cs_inv_free(cs_inv *inv)
 	free(inv);
 }
 
+int cs_inv_shard(const cs_inv *inv)
+{
+	return inv->shard;
+}
+
+const char *cs_inv_shard_name(const cs_inv *inv)
+{
+	return inv->shard_name;
+}
+
+const char *cs_inv_slot(const cs_inv *inv)
+{
+	return inv->slot;
+}
+
 int cs_inv_reload(cs_inv *inv, const cs_config *cfg)
 {
-	cs_inv_map *m = cs_inv_map_new(cfg);
+	cs_inv_map *m = cs_inv_map_new_shard(cfg, inv->shard);
 	if (m == NULL)
 		return -1;
 	/* Query indexes change: inv_restart the stream so no transaction straddles two maps;

@@ -77,10 +77,28 @@ typedef struct cs_inv_stats {
 				   * both times on the primary's clock */
 } cs_inv_stats;
 
-/* Creates the invalidator and starts connecting. `primary` (may be NULL) is the engine's
- * primary server, used for the primary's LSN (bytes behind). NULL with a message. */
-cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, struct cs_pgserver *primary,
-	char *err, size_t errlen) __attribute__((warn_unused_result));
+/* Which primary an invalidator follows (backend/SHARDS.md section 4). */
+typedef struct cs_inv_where {
+	int shard;            /* index into cfg->shards; -1: no [shard NAME] sections ([primary],
+	                       * the unsharded keyspace: byte for byte as before shards) */
+	const char *conninfo; /* NULL: the shard's primary. A test's negative control only:
+	                       * stream another server's WAL into this shard's keyspace */
+} cs_inv_where;
+
+/* Creates the invalidator and starts connecting. `where` NULL is { -1, NULL }. Shard k's
+ * invalidator streams from [shard k] conninfo with slot [shard k] slot (else [invalidator]
+ * slot), writes every key (entries, fences, generations, horizon, position, epoch, ledger,
+ * timeline and debounce records) under "<ns>@<shard k>" (cs_ks_init_shard) and maps only the
+ * queries that read from shard k (every keyed query, and the queries pinned to k).
+ * `primary` (may be NULL) is the engine's server for that primary, used for the primary's LSN
+ * (bytes behind) and the slot health. NULL with a message. */
+cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, const cs_inv_where *where,
+        struct cs_pgserver *primary, char *err, size_t errlen) __attribute__((warn_unused_result));
+/* The shard it follows (-1: none) and its name ("" without shards). */
+int cs_inv_shard(const cs_inv *inv);
+const char *cs_inv_shard_name(const cs_inv *inv);
+/* Its replication slot. */
+const char *cs_inv_slot(const cs_inv *inv);
 void cs_inv_free(cs_inv *inv);
 
 /* Rebuilds the key mapping from reloaded query definitions. 0, or -1 on OOM (old kept). */

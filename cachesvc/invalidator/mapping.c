@@ -57,6 +57,11 @@ static table *find_table(const cs_inv_map *m, const char *schema, const char *na
 
 cs_inv_map *cs_inv_map_new(const cs_config *cfg)
 {
+	return cs_inv_map_new_shard(cfg, -1);
+}
+
+cs_inv_map *cs_inv_map_new_shard(const cs_config *cfg, int shard)
+{
 	cs_inv_map *m = calloc(1, sizeof *m);
 	if (m == NULL)
 		return NULL;
@@ -68,8 +73,12 @@ cs_inv_map *cs_inv_map_new(const cs_config *cfg)
 		const cs_query_def *q = &cfg->queries[qi];
 		memcpy(m->queries[qi].name, q->name, sizeof q->name);
 		m->queries[qi].min_lifetime_ms = q->min_lifetime_ms;
-		m->queries[qi].depends = q->ninval > 0;
-		for (int ri = 0; ri < q->ninval; ri++) {
+		/* pinned to another shard: that shard's invalidator maps it, not this one */
+		int ninval = shard >= 0 && q->shard_index >= 0 && q->shard_index != shard
+		                     ? 0
+		                     : q->ninval;
+		m->queries[qi].depends = ninval > 0;
+		for (int ri = 0; ri < ninval; ri++) {
 			const cs_inval_rule *ir = &q->inval[ri];
 			table *t = find_table(m, ir->schema, ir->table);
 			if (t == NULL) {

@@ -39,6 +39,11 @@ typedef struct cs_inv_sink {
 
 /* Builds the mapping. NULL on OOM. */
 cs_inv_map *cs_inv_map_new(const cs_config *cfg);
+/* The mapping of shard `shard`'s invalidator (backend/SHARDS.md section 4): a query pinned to
+ * another shard (shard = NAME) has no rules in it (its tables' changes on this shard are not
+ * its data); keyed queries read every shard. shard -1: cs_inv_map_new. Query indexes are the
+ * config's either way. */
+cs_inv_map *cs_inv_map_new_shard(const cs_config *cfg, int shard);
 void cs_inv_map_free(cs_inv_map *m);
 
 int cs_inv_map_nqueries(const cs_inv_map *m);

@@ -189,7 +189,7 @@ int main(int argc, char **argv)
 	g.stats = argv[4];
 	signal(SIGPIPE, SIG_IGN);
 	g.base = event_base_new();
-	g.inv = cs_inv_new(g.base, cfg, NULL, err, sizeof err);
+	g.inv = cs_inv_new(g.base, cfg, NULL, NULL, err, sizeof err);
 	if (g.inv == NULL) {
 		fprintf(stderr, "inv_drive: %s\n", err);
 		return 2;

@@ -427,20 +427,64 @@ static void test_other_table_and_truncate(void **state)
 	cs_pgo_decoder_free(d);
 }
 
+/* SHARDS.md section 4: shard k's invalidator maps the keyed queries and those pinned to k;
+ * a query pinned to another shard has no rules there (its table's changes on k are not its
+ * data). Unsharded (-1): every query, whatever its shard_index says. */
+static void test_shard_map(void **state)
+{
+	(void)state;
+	for (int q = 0; q < 5; q++)
+		queries[q].shard_index = -1; /* keyed (shard_key) */
+	queries[0].shard_index = 1;          /* by_id pinned to the second shard */
+	queries[3].shard_index = 0;          /* all_items pinned to the first */
+	cs_inv_map *m0 = cs_inv_map_new_shard(&cfg, 0), *m1 = cs_inv_map_new_shard(&cfg, 1);
+	cs_inv_map *mu = cs_inv_map_new_shard(&cfg, -1);
+	assert_non_null(m0);
+	assert_non_null(m1);
+	assert_non_null(mu);
+	cs_pgo_datum row[] = {T("42"), T("7"), T("t"), T("hello")};
+	cs_pgo_msg m = insert(&items, row);
+	rec r;
+	run(m0, &m, &r); /* shard 0: by_pair's key and all_items, not by_id's key */
+	assert_int_equal(r.nkeys, 1);
+	assert_true(has_key(&r, 1, "7:t"));
+	assert_false(has_key(&r, 0, "42"));
+	assert_true(has_query(&r, 3, CS_INV_TABLE));
+	assert_false(cs_inv_map_depends(m0, 0));
+	assert_true(cs_inv_map_depends(m0, 3));
+	run(m1, &m, &r); /* shard 1: by_id's and by_pair's keys, not all_items */
+	assert_int_equal(r.nkeys, 2);
+	assert_true(has_key(&r, 0, "42"));
+	assert_true(has_key(&r, 1, "7:t"));
+	assert_int_equal(r.nqueries, 0);
+	assert_true(cs_inv_map_depends(m1, 0));
+	assert_false(cs_inv_map_depends(m1, 3));
+	assert_string_equal(cs_inv_map_query_name(m1, 3), "all_items"); /* indexes kept */
+	run(mu, &m, &r);                                                /* unsharded: all of them */
+	assert_int_equal(r.nkeys, 2);
+	assert_true(has_query(&r, 3, CS_INV_TABLE));
+	cs_inv_map_free(m0);
+	cs_inv_map_free(m1);
+	cs_inv_map_free(mu);
+	for (int q = 0; q < 5; q++)
+		queries[q].shard_index = 0;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_insert_keys),
-		cmocka_unit_test(test_key_matches_read_path),
-		cmocka_unit_test(test_null_key_column),
-		cmocka_unit_test(test_update_key_moves),
-		cmocka_unit_test(test_update_without_old_tuple),
-		cmocka_unit_test(test_old_key_tuple_missing_values),
-		cmocka_unit_test(test_toast_unchanged),
-		cmocka_unit_test(test_big_bytea_key),
-		cmocka_unit_test(test_oversized_drops_query),
-		cmocka_unit_test(test_value_not_of_type),
-		cmocka_unit_test(test_other_table_and_truncate),
+	        cmocka_unit_test(test_insert_keys),
+	        cmocka_unit_test(test_key_matches_read_path),
+	        cmocka_unit_test(test_null_key_column),
+	        cmocka_unit_test(test_update_key_moves),
+	        cmocka_unit_test(test_update_without_old_tuple),
+	        cmocka_unit_test(test_old_key_tuple_missing_values),
+	        cmocka_unit_test(test_toast_unchanged),
+	        cmocka_unit_test(test_big_bytea_key),
+	        cmocka_unit_test(test_oversized_drops_query),
+	        cmocka_unit_test(test_value_not_of_type),
+	        cmocka_unit_test(test_other_table_and_truncate),
+	        cmocka_unit_test(test_shard_map),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
