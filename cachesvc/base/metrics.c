@@ -23,6 +23,7 @@ struct cs_metrics {
 	int n, cap;
 	uint64_t mismatches;
 	bool failed;
+	const char *scope_k, *scope_v; /* cs_metrics_scope: a label before every sample's */
 };
 
 cs_metrics *cs_metrics_new(void)
@@ -82,10 +83,24 @@ static void put_label_value(cs_sb *s, const char *v)
 	}
 }
 
-/* Writes k1="v1",k2="v2" from the NULL-ended pairs in ap; true when there was any. */
-static bool put_labels(cs_sb *s, va_list ap)
+void cs_metrics_scope(cs_metrics *m, const char *key, const char *value)
+{
+	m->scope_k = key;
+	m->scope_v = key ? value : NULL;
+}
+
+/* Writes k1="v1",k2="v2" from m's scope label and the NULL-ended pairs in ap; true when there
+ * was any. */
+static bool put_labels(const cs_metrics *m, cs_sb *s, va_list ap)
 {
 	bool any = false;
+	if (m->scope_k) {
+		cs_sb_str(s, m->scope_k);
+		cs_sb_put(s, "=\"", 2);
+		put_label_value(s, m->scope_v ? m->scope_v : "");
+		cs_sb_put(s, "\"", 1);
+		any = true;
+	}
 	const char *k;
 	while ((k = va_arg(ap, const char *)) != NULL) {
 		const char *v = va_arg(ap, const char *);
@@ -114,10 +129,10 @@ static void put_series(cs_sb *s, const char *name, const char *suffix, const cs_
 		s->failed = true;
 }
 
-static void sample_head(cs_sb *s, const char *name, va_list ap)
+static void sample_head(const cs_metrics *m, cs_sb *s, const char *name, va_list ap)
 {
 	cs_sb l = CS_SB_INIT;
-	(void)put_labels(&l, ap);
+	(void)put_labels(m, &l, ap);
 	put_series(s, name, "", &l);
 	cs_sb_free(&l);
 }
@@ -129,7 +144,7 @@ static family *sample_begin(cs_metrics *m, cs_mtype type, const char *name, cons
 {
 	family *f = family_of(m, type, name, help);
 	if (f != NULL)
-		sample_head(&f->samples, name, ap);
+		sample_head(m, &f->samples, name, ap);
 	return f;
 }
 
@@ -176,7 +191,7 @@ void cs_m_hist(cs_metrics *m, const char *name, const char *help, const cs_hist 
 	cs_sb l = CS_SB_INIT;
 	va_list ap;
 	va_start(ap, h);
-	(void)put_labels(&l, ap);
+	(void)put_labels(m, &l, ap);
 	va_end(ap);
 	size_t need = 8192 + 40 * (l.len + 1);
 	char *buf = malloc(need);
@@ -202,7 +217,7 @@ void cs_m_summary(cs_metrics *m, const char *name, const char *help, double sum,
 	cs_sb l = CS_SB_INIT;
 	va_list ap;
 	va_start(ap, count);
-	(void)put_labels(&l, ap);
+	(void)put_labels(m, &l, ap);
 	va_end(ap);
 	put_series(&f->samples, name, "_sum", &l);
 	cs_sb_printf(&f->samples, " %.17g\n", sum);
@@ -220,7 +235,7 @@ void cs_m_state(cs_metrics *m, const char *name, const char *help, const char *l
 	cs_sb l = CS_SB_INIT;
 	va_list ap;
 	va_start(ap, current);
-	bool any = put_labels(&l, ap);
+	bool any = put_labels(m, &l, ap);
 	va_end(ap);
 	for (int i = 0; states[i]; i++) {
 		cs_sb_str(&f->samples, name);

@@ -29,6 +29,10 @@ void cs_m(cs_metrics *m, cs_mtype type, const char *name, const char *help, doub
 void cs_m_u64(cs_metrics *m, cs_mtype type, const char *name, const char *help, uint64_t v, ...)
 	__attribute__((sentinel));
 
+/* Until called again with key NULL, every sample gets the label key="value" before its own
+ * (a module's samples per instance, e.g. shard="s1"). Both strings must outlive the scope. */
+void cs_metrics_scope(cs_metrics *m, const char *key, const char *value);
+
 /* A histogram of microseconds, exposed in seconds: name_bucket/_sum/_count. */
 void cs_m_hist(cs_metrics *m, const char *name, const char *help, const cs_hist *h, ...)
 	__attribute__((sentinel));

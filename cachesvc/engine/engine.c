@@ -30,19 +30,11 @@ static cs_pgpool_opts pool_opts(const cs_engine *e, const cs_config *cfg)
 
 cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, size_t errlen)
 {
-	/* Sharded (SHARDS.md section 7 step 3b): servers and keys per shard. The invalidator
-	 * is one, on the first shard's primary, until step 4, and a Redis Cluster's per-master
-	 * subscriptions and epoch checks know the first shard only until 3b (2): refused. With
-	 * no invalidator, no epoch exists and fences would never trust a generation: the cache
-	 * would never be used (review 23 R23-5). */
+	/* Sharded (SHARDS.md section 7 steps 3b and 4): servers, keys and an invalidator per
+	 * shard. A Redis Cluster's per-master subscriptions and epoch checks know the first
+	 * shard only until 3b (2): refused. */
 	const char *refused = NULL;
-	if (cfg->nshards > 0 && cfg->inval_enabled)
-		refused = "[invalidator] enabled: with [shard NAME] sections it must be false (one "
-		          "invalidator per shard is not built yet: SHARDS.md section 7 step 4)";
-	else if (cfg->nshards > 0 && cfg->fence)
-		refused = "[cachesvc] fence: with [shard NAME] sections it must be false until one "
-		          "invalidator per shard is built (SHARDS.md section 7 step 4)";
-	else if (cfg->nshards > 0 && cfg->redis_cluster)
+	if (cfg->nshards > 0 && cfg->redis_cluster)
 		refused = "[redis] cluster: [shard NAME] sections on a Redis Cluster are not built "
 		          "yet (SHARDS.md section 7 step 3b (2))";
 	if (cfg->nshards > CS_MAX_SHARDS || refused) { /* the first: review 19 R19-3 */
@@ -226,9 +218,11 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 		cs_pgserver_set_notify(e->servers[i], on_server_notify, e);
 		cs_pgserver_start(e->servers[i]);
 	}
-	if (cfg->inval_enabled) {
-		e->inv = cs_inv_new(base, cfg, NULL, sh0->primary, err, errlen);
-		if (e->inv == NULL) {
+	/* one invalidator per shard (SHARDS.md section 4); unsharded, the one of before */
+	for (int k = 0; cfg->inval_enabled && k < e->nsh; k++) {
+		cs_inv_where w = {.shard = cfg->nshards > 0 ? k : -1};
+		e->sh[k].inv = cs_inv_new(base, cfg, &w, e->sh[k].primary, err, errlen);
+		if (e->sh[k].inv == NULL) {
 			cs_engine_free(e);
 			return NULL;
 		}
@@ -254,6 +248,22 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 	return e;
 }
 
+int cs_engine_test_inv_on_shard0(cs_engine *e, char *err, size_t errlen)
+{
+	const cs_config *cfg = e->qt->cfg;
+	for (int k = 1; k < e->nsh && cfg->nshards > 0; k++) {
+		if (e->sh[k].inv == NULL)
+			continue;
+		cs_inv_free(e->sh[k].inv);
+		cs_inv_where w = {.shard = k, .conninfo = cfg->shards[0].conninfo};
+		e->sh[k].inv = cs_inv_new(e->base, cfg, &w, e->sh[0].primary, err, errlen);
+		if (e->sh[k].inv == NULL)
+			return -1;
+		near_inv_hook(e, e->sh[k].inv);
+	}
+	return 0;
+}
+
 void cs_engine_free(cs_engine *e)
 {
 	if (e == NULL)
@@ -268,8 +278,10 @@ void cs_engine_free(cs_engine *e)
 		e->sh[k].primary = NULL;
 	while (e->nretiring > 0)
 		cs_pgserver_free(e->retiring[--e->nretiring]);
-	cs_inv_free(e->inv);
-	e->inv = NULL;
+	for (int k = 0; k < e->nsh; k++) {
+		cs_inv_free(e->sh[k].inv);
+		e->sh[k].inv = NULL;
+	}
 	/* Flights waiting for read-your-writes never reached a server; requests whose token
 	 * waits for the primary's position, nothing yet. */
 	while (e->ryw_head)
@@ -630,8 +642,11 @@ int cs_engine_reload(cs_engine *e, cs_config *cfg, char *err, size_t errlen)
 		cs_near_set_max(e->near, (size_t)cfg->near_cache_size);
 	for (int i = 0; i < e->nservers; i++)
 		cs_pgserver_reset_statements(e->servers[i]);
-	if (e->inv && cs_inv_reload(e->inv, cfg) != 0)
-		cs_warn("reload: the invalidator keeps its old key mapping (out of memory)");
+	for (int k = 0; k < e->nsh; k++)
+		if (e->sh[k].inv && cs_inv_reload(e->sh[k].inv, cfg) != 0)
+			cs_warn("reload: the invalidator%s%s keeps its old key mapping (out of "
+			        "memory)",
+			        e->sharded ? " of shard " : "", cs_inv_shard_name(e->sh[k].inv));
 	for (int i = 0; i < t->nq; i++)
 		for (int k = 0; k < e->nsh; k++)
 			if (t->qs[i].sg[k].pending_bump)

@@ -113,6 +113,12 @@ void cs_engine_metrics_add(const cs_engine *e, cs_metrics *m);
 /* Fills up to max STATS entries (static names). Returns the count. */
 uint32_t cs_engine_stats_list(const cs_engine *e, cs_stat *out, uint32_t max);
 
+/* Test-only, a negative control of SHARDS.md section 4: every shard's invalidator is made
+ * again on the first shard's primary (each in its own keyspace, with its own slot): the
+ * shards' entries are then invalidated by the first shard's WAL. Call right after
+ * cs_engine_new, before the loop runs. 0, or -1 with a message. */
+int cs_engine_test_inv_on_shard0(cs_engine *e, char *err, size_t errlen);
+
 /* Test-only switch (config "fence = off" does the same for a whole deployment): fills
  * stop checking fences and the horizon. Exists so the race test can prove it can fail. */
 void cs_engine_set_fence(cs_engine *e, bool on);

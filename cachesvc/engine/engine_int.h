@@ -204,6 +204,9 @@ typedef struct shard {
 	 * (e->ntoken). */
 	struct lookup *token_head;
 	uint64_t primary_rounds; /* monitor rounds of the primary that found it up */
+	/* The shard's invalidator, when this process runs them (SHARDS.md section 4: one per
+	 * shard, on its primary, in its keyspace), else NULL. */
+	cs_inv *inv;
 } shard;
 
 /* The verifier sampler (fence.c's claim, checked live): one entry per verify_interval. */
@@ -322,7 +325,6 @@ struct cs_engine {
 	int *retiring_shard;
 	uint64_t *retiring_until_us;
 	int nretiring;
-	cs_inv *inv; /* the invalidator, when this process runs one */
 	cs_resolver *resolver; /* host names, for every connection of the engine (resolve.h) */
 	struct event *tick, *gen_timer;
 	flight *buckets[FLIGHT_BUCKETS];
@@ -463,6 +465,8 @@ bool query_same(const cs_query_def *a, const cs_query_def *b);
 
 /* engine_near.c */
 int near_setup(cs_engine *e, const cs_config *cfg, char *err, size_t errlen);
+/* The near cache's key hook on an invalidator (its staleness samples), when tracked. */
+void near_inv_hook(cs_engine *e, cs_inv *inv);
 void near_flush(cs_engine *e); /* drops every entry; memory freed over later loop passes */
 void near_track_start(cs_engine *e);
 bool near_caching_yes(cs_engine *e, uint16_t slot);

@@ -273,8 +273,15 @@ void cs_engine_metrics_add(const cs_engine *e, cs_metrics *m)
 			"Time queries waited for a pool connection",
 			(double)in.queue_wait_us_sum / 1e6, in.queue_waits, "server", sv, NULL);
 	}
-	if (e->inv)
-		cs_inv_metrics(e->inv, m);
+	/* one invalidator per shard, labelled shard="NAME" only when sharded (SHARDS.md 6) */
+	for (int k = 0; k < e->nsh; k++) {
+		if (e->sh[k].inv == NULL)
+			continue;
+		if (e->sharded)
+			cs_metrics_scope(m, "shard", cs_inv_shard_name(e->sh[k].inv));
+		cs_inv_metrics(e->sh[k].inv, m);
+		cs_metrics_scope(m, NULL, NULL);
+	}
 	cs_resolver_stats ds;
 	cs_resolver_stats_get(e->resolver, &ds);
 	cs_m_u64(m, CS_M_COUNTER, "cachesvc_dns_lookups_total",

@@ -382,9 +382,15 @@ int near_setup(cs_engine *e, const cs_config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	if (e->inv)
-		cs_inv_set_key_hook(e->inv, on_inv_key, e);
+	for (int k = 0; k < e->nsh; k++)
+		near_inv_hook(e, e->sh[k].inv);
 	return 0;
+}
+
+void near_inv_hook(cs_engine *e, cs_inv *inv)
+{
+	if (inv && e->near && !e->near_untracked)
+		cs_inv_set_key_hook(inv, on_inv_key, e);
 }
 
 /* ---- On a cluster (CLUSTER.md section 7, E1 and E2) ------------------------------------

@@ -101,32 +101,44 @@ int cs_engine_show(const cs_engine *e, const char *what, cs_engine_show_cb *cb, 
 	}
 	if (strcmp(what, "invalidator") == 0) {
 		const cs_config *cfg = e->qt->cfg;
-		if (e->inv == NULL) {
+		if (e->sh[0].inv == NULL) { /* all of them or none */
 			cs_show_cell c[] = { SV_BOOL("enabled", false) };
 			return cb(priv, c, 1);
 		}
+		/* one row per shard's invalidator; sharded, a first column names the shard */
 		static const char *const states[] = { "idle", "standby", "setup", "streaming" };
-		const cs_inv_stats *st = cs_inv_get_stats(e->inv);
-		char conf[CS_LSN_STRLEN], hor[CS_LSN_STRLEN];
-		cs_lsn_format(st->confirmed, conf);
-		cs_lsn_format(st->horizon, hor);
-		cs_show_cell behind = SV_NIL("bytes_behind");
-		const shard *sh = &e->sh[0]; /* one invalidator, the implicit shard's (step 4) */
-		if (sh->primary) {
-			cs_pgserver_info in;
-			cs_pgserver_info_get(sh->primary, &in);
-			if (in.state == CS_SRV_UP && in.lsn != 0 && st->confirmed != 0)
-				behind = SV_INT("bytes_behind",
-					in.lsn > st->confirmed ? in.lsn - st->confirmed : 0);
+		for (int k = 0; k < e->nsh && rc == 0; k++) {
+			const shard *sh = &e->sh[k];
+			const cs_inv_stats *st = cs_inv_get_stats(sh->inv);
+			char conf[CS_LSN_STRLEN], hor[CS_LSN_STRLEN];
+			cs_lsn_format(st->confirmed, conf);
+			cs_lsn_format(st->horizon, hor);
+			cs_show_cell behind = SV_NIL("bytes_behind");
+			if (sh->primary) {
+				cs_pgserver_info in;
+				cs_pgserver_info_get(sh->primary, &in);
+				if (in.state == CS_SRV_UP && in.lsn != 0 && st->confirmed != 0)
+					behind = SV_INT("bytes_behind",
+					        in.lsn > st->confirmed ? in.lsn - st->confirmed
+					                               : 0);
+			}
+			const char *slot = e->sharded        ? cs_inv_slot(sh->inv)
+			                   : cfg->inval_slot ? cfg->inval_slot
+			                                     : "";
+			cs_show_cell c[] = {SV_STR("shard", cs_inv_shard_name(sh->inv)),
+			        SV_BOOL("enabled", true),
+			        SV_STR("state",
+			                (unsigned)st->state < 4 ? states[st->state] : "idle"),
+			        SV_STR("slot", slot),
+			        SV_STR("publication",
+			                cfg->inval_publication ? cfg->inval_publication : ""),
+			        SV_STR("confirmed_lsn", conf), SV_STR("horizon_lsn", hor), behind,
+			        SV_BOOL("leader", st->state == CS_INV_STREAMING),
+			        SV_INT("reconnects", st->reconnects)};
+			uint32_t skip = e->sharded ? 0 : 1; /* unsharded: no shard column */
+			rc = cb(priv, c + skip, (uint32_t)CS_ARRAY_LEN(c) - skip);
 		}
-		cs_show_cell c[] = { SV_BOOL("enabled", true),
-			SV_STR("state", (unsigned)st->state < 4 ? states[st->state] : "idle"),
-			SV_STR("slot", cfg->inval_slot ? cfg->inval_slot : ""),
-			SV_STR("publication", cfg->inval_publication ? cfg->inval_publication : ""),
-			SV_STR("confirmed_lsn", conf), SV_STR("horizon_lsn", hor), behind,
-			SV_BOOL("leader", st->state == CS_INV_STREAMING),
-			SV_INT("reconnects", st->reconnects) };
-		return cb(priv, c, (uint32_t)CS_ARRAY_LEN(c));
+		return rc;
 	}
 	if (strcmp(what, "slots") == 0) {
 		struct show_cfg sc = { cb, priv, 0 };

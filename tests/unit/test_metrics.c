@@ -143,6 +143,29 @@ static void summaries(void **state)
 	free(out);
 }
 
+/* cs_metrics_scope: a label before every sample's own, of every kind, until cleared; no scope,
+ * the samples of before (an unsharded /metrics unchanged) */
+static void scoped(void **state)
+{
+	(void)state;
+	cs_metrics *m = cs_metrics_new();
+	const char *const st[] = {"a", "b", NULL};
+	cs_m(m, CS_M_GAUGE, "x_g", "G", 1, NULL);
+	cs_metrics_scope(m, "shard", "s\"1");
+	cs_m(m, CS_M_GAUGE, "x_g", "G", 2, NULL);
+	cs_m_u64(m, CS_M_COUNTER, "x_c_total", "C", 3, "reason", "r", NULL);
+	cs_m_state(m, "x_s", "S", "state", st, "b", NULL);
+	cs_m_summary(m, "x_w_seconds", "W", 1, 1, NULL);
+	cs_metrics_scope(m, NULL, NULL);
+	cs_m(m, CS_M_GAUGE, "x_g", "G", 4, NULL);
+	char *out = finish(m);
+	assert_non_null(strstr(out, "x_g 1\nx_g{shard=\"s\\\"1\"} 2\nx_g 4\n"));
+	assert_non_null(strstr(out, "x_c_total{shard=\"s\\\"1\",reason=\"r\"} 3\n"));
+	assert_non_null(strstr(out, "x_s{shard=\"s\\\"1\",state=\"a\"} 0\n"));
+	assert_non_null(strstr(out, "x_w_seconds_count{shard=\"s\\\"1\"} 1\n"));
+	free(out);
+}
+
 static void empty(void **state)
 {
 	char *out = finish(cs_metrics_new());
@@ -153,13 +176,14 @@ static void empty(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(grouped),
-		cmocka_unit_test(escaping_and_values),
-		cmocka_unit_test(type_mismatch),
-		cmocka_unit_test(states_and_histograms),
-		cmocka_unit_test(process),
-		cmocka_unit_test(summaries),
-		cmocka_unit_test(empty),
+	        cmocka_unit_test(grouped),
+	        cmocka_unit_test(escaping_and_values),
+	        cmocka_unit_test(type_mismatch),
+	        cmocka_unit_test(states_and_histograms),
+	        cmocka_unit_test(process),
+	        cmocka_unit_test(summaries),
+	        cmocka_unit_test(empty),
+	        cmocka_unit_test(scoped),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
