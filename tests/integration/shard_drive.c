@@ -25,14 +25,24 @@
  * --health TEXT sends nothing: it waits (at most 30 s) until the engine's health message
  * (cs_engine_healthy, what /healthz says) holds TEXT ("ok": healthy), prints
  * "health=MESSAGE" and exits 0 (2 when it never did, with the last message).
+ * --stdin (step 4, tests/integration/engine_shards_inval.sh): once healthy, prints "ready" and
+ * reads commands from standard input, one a line, each answered before the next is read:
+ *   get K       one GET of key K, printed as above (round=0)
+ *   metrics P   every line of the engine's /metrics text starting with P, then "end"
+ *   quit        exits 0 (so does the end of the input)
+ * --inv-shard0 is step 4's negative control: every shard's invalidator is made again on the
+ * first shard's primary (cs_engine_test_inv_on_shard0; each in its own keyspace and slot).
  * Exit 0 when every request was answered (the script judges the lines), 2 on usage, a config
  * or engine error, or no health in time. */
+#include <errno.h>
 #include <event2/event.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "engine.h"
@@ -55,12 +65,17 @@ static struct {
 	bool inval_key;        /* --invalidate-key-after: the first key alone */
 	const char *health;    /* --health TEXT */
 	int inval_after;       /* --invalidate-after R (0: none) */
+	bool cmds;             /* --stdin */
+	struct event *in;      /* standard input, while waiting for a command */
+	char line[4096];
+	size_t line_len;
 	struct event *timer;
 	int waited_ms;
 	int privs[MAX_KEYS];
 } d;
 
 static void request_next(void);
+static void cmd_next(void);
 
 static void on_answer(void *priv, int err, const char *msg, const cs_meta *meta,
         const uint8_t *result, size_t len)
@@ -78,7 +93,7 @@ static void on_answer(void *priv, int err, const char *msg, const cs_meta *meta,
 	}
 	fflush(stdout);
 	if (--d.pending == 0)
-		request_next();
+		d.cmds ? cmd_next() : request_next();
 }
 
 static void make_req(cs_get_req *r, int i)
@@ -147,6 +162,73 @@ static void request_next(void)
 	cs_engine_get(d.e, CS_OP_GET, &r, on_answer, &d.privs[i]);
 }
 
+/* --stdin: runs the first complete line of d.line, if any, else waits for more input. */
+static void cmd_next(void)
+{
+	char *nl = memchr(d.line, '\n', d.line_len);
+	if (nl == NULL) {
+		event_add(d.in, NULL);
+		return;
+	}
+	*nl = '\0';
+	char cmd[4096];
+	snprintf(cmd, sizeof cmd, "%s", d.line);
+	size_t used = (size_t)(nl - d.line) + 1;
+	memmove(d.line, nl + 1, d.line_len - used);
+	d.line_len -= used;
+	if (strncmp(cmd, "get ", 4) == 0) {
+		d.keys[0] = strtoll(cmd + 4, NULL, 10);
+		d.round = 0;
+		cs_get_req r;
+		make_req(&r, 0);
+		d.pending = 1;
+		cs_engine_get(d.e, CS_OP_GET, &r, on_answer, &d.privs[0]);
+		return;
+	}
+	if (strncmp(cmd, "metrics ", 8) == 0) {
+		char *text = NULL;
+		long n = cs_engine_metrics(d.e, &text);
+		for (char *p = text, *e; n > 0 && p && *p; p = e + 1) {
+			e = strchr(p, '\n');
+			if (e == NULL)
+				break;
+			if (strncmp(p, cmd + 8, strlen(cmd + 8)) == 0)
+				printf("%.*s\n", (int)(e - p), p);
+		}
+		free(text);
+		printf("end\n");
+		fflush(stdout);
+		cmd_next();
+		return;
+	}
+	if (strcmp(cmd, "quit") != 0) {
+		printf("unknown command: %s\n", cmd);
+		fflush(stdout);
+		cmd_next();
+		return;
+	}
+	d.round = d.rounds + 1; /* done */
+	event_base_loopexit(d.base, NULL);
+}
+
+static void on_stdin(evutil_socket_t fd, short what, void *arg)
+{
+	(void)what;
+	(void)arg;
+	ssize_t n = read(fd, d.line + d.line_len, sizeof d.line - 1 - d.line_len);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+		event_add(d.in, NULL);
+		return;
+	}
+	if (n <= 0 || d.line_len + (size_t)n >= sizeof d.line - 1) {
+		d.round = d.rounds + 1; /* the end of the input (or a line too long): done */
+		event_base_loopexit(d.base, NULL);
+		return;
+	}
+	d.line_len += (size_t)n;
+	cmd_next();
+}
+
 static void on_wait(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
@@ -158,6 +240,12 @@ static void on_wait(evutil_socket_t fd, short what, void *arg)
 		printf("health=%s\n", why);
 		d.round = d.rounds + 1; /* done */
 		event_base_loopexit(d.base, NULL);
+		return;
+	}
+	if (healthy && !d.health && d.cmds) {
+		printf("ready\n");
+		fflush(stdout);
+		cmd_next();
 		return;
 	}
 	if (healthy && !d.health) {
@@ -180,18 +268,23 @@ static int usage(void)
 {
 	fprintf(stderr, "usage: shard_drive [--force-shard0] [--mget] [--lsn SHARD[:X/Y]] "
 	                "[--rounds N] [--health TEXT] [--invalidate-after R] "
-	                "[--invalidate-key-after R] CONFIG QUERY KEY...\n");
+	                "[--invalidate-key-after R] [--stdin] [--inv-shard0] CONFIG QUERY "
+	                "[KEY...]\n");
 	return 2;
 }
 
 int main(int argc, char **argv)
 {
-	bool force0 = false;
+	bool force0 = false, inv0 = false;
 	d.rounds = 2;
 	int a = 1;
 	for (; a < argc && strncmp(argv[a], "--", 2) == 0; a++) {
 		if (strcmp(argv[a], "--force-shard0") == 0)
 			force0 = true;
+		else if (strcmp(argv[a], "--stdin") == 0)
+			d.cmds = true;
+		else if (strcmp(argv[a], "--inv-shard0") == 0)
+			inv0 = true;
 		else if (strcmp(argv[a], "--mget") == 0)
 			d.mget = true;
 		else if (strcmp(argv[a], "--lsn") == 0 && a + 1 < argc)
@@ -207,7 +300,7 @@ int main(int argc, char **argv)
 		else
 			return usage();
 	}
-	if (argc - a < 3 || argc - a - 2 > MAX_KEYS || d.rounds < 1)
+	if (argc - a < (d.cmds ? 2 : 3) || argc - a - 2 > MAX_KEYS || d.rounds < 1)
 		return usage();
 	if (d.lsn_shard) { /* SHARD or SHARD:X/Y */
 		const char *c = strchr(d.lsn_shard, ':');
@@ -240,12 +333,22 @@ int main(int argc, char **argv)
 		fprintf(stderr, "shard_drive: %s\n", err);
 		return 2;
 	}
+	if (inv0 && cs_engine_test_inv_on_shard0(d.e, err, sizeof err) != 0) {
+		fprintf(stderr, "shard_drive: %s\n", err);
+		return 2;
+	}
+	if (d.cmds) {
+		(void)fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
+		d.in = event_new(d.base, 0, EV_READ, on_stdin, NULL);
+	}
 	d.timer = evtimer_new(d.base, on_wait, NULL);
 	struct timeval tv = {0, 100 * 1000};
 	evtimer_add(d.timer, &tv);
 	event_base_dispatch(d.base);
 	bool done = d.round > d.rounds;
 	event_free(d.timer);
+	if (d.in)
+		event_free(d.in);
 	cs_engine_free(d.e);
 	event_base_free(d.base);
 	return done ? 0 : 2;
