@@ -253,9 +253,8 @@ void cs_config_each(const cs_config *cfg,
 bool cs_config_reloadable(const cs_config *cur, const cs_config *next,
 	char errbuf[CS_CONFIG_ERRLEN]);
 
-/* Until the engine routes by shard (issue #18's later steps, backend/SHARDS.md), every
- * consumer that would serve or check a sharded config refuses it with this message; only
- * loading it (cachesvc --check --offline, --show-config) is supported. */
+/* Library mode and the verifier (issue #18's later steps, backend/SHARDS.md) refuse a sharded
+ * config with this message; the daemon and cachesvc --check serve and check it. */
 #define CS_SHARDS_UNSUPPORTED                                                                   \
 	"[shard NAME] sections: several PostgreSQL shards are not yet supported (issue #18, "    \
 	"cachesvc/backend/SHARDS.md); the file itself is valid (cachesvc --check --offline), "   \

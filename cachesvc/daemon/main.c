@@ -399,12 +399,6 @@ int main(int argc, char **argv)
 		cs_config_free(cfg);
 		return 0;
 	}
-	if (cfg->nshards > 0) {
-		fprintf(stderr, "cachesvc: %s: %s\n", d.config_path, CS_SHARDS_UNSUPPORTED);
-		cs_config_free(cfg);
-		return 1;
-	}
-
 	/* Checks against the servers, before the loop runs (they block, with timeouts). */
 	int qrc = cs_check_queries(cfg, err, sizeof err);
 	if (qrc == CS_CHECK_INVALID) {

@@ -849,6 +849,9 @@ _Static_assert(CS_PROTO_MAX_SHARD == CS_MAX_NAME, "a token's shard name limit is
 static bool shard_token_refused(client *c, uint32_t reqid, const cs_get_req *g, uint32_t n,
 	bool is_mget)
 {
+	/* with [shard NAME] sections the engine judges them (a token of the key's shard) */
+	if (cs_engine_config(c->srv->engine)->nshards > 0)
+		return false;
 	for (uint32_t i = 0; i < n; i++) {
 		if (g[i].shard == NULL)
 			continue;

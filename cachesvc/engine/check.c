@@ -50,69 +50,118 @@ static PGconn *connect_blocking(const char *conninfo)
 	return c;
 }
 
-int cs_check_queries(const cs_config *cfg, char *err, size_t errlen)
+/* The primary of shard k ([primary] without [shard NAME] sections). */
+static const char *primary_of(const cs_config *cfg, int k)
 {
-	err[0] = '\0';
-	PGconn *c = NULL;
-	for (int i = 0; i < cfg->nreplicas && c == NULL; i++)
-		c = connect_blocking(cfg->replicas[i].conninfo);
-	if (c == NULL && cfg->primary_conninfo)
-		c = connect_blocking(cfg->primary_conninfo);
-	if (c == NULL) {
-		append(err, errlen, "no server reachable to check the queries against");
-		return CS_CHECK_UNREACHABLE;
-	}
+	return cfg->nshards > 0 ? cfg->shards[k].conninfo : cfg->primary_conninfo;
+}
+
+/* True when query q reads from shard k (a keyed query reads every shard; no shards: all). */
+static bool reads_shard(const cs_query_def *q, int k)
+{
+	return q->shard_index < 0 || q->shard_index == k;
+}
+
+/* Prepares q on c and compares the parameter types: CS_CHECK_OK or CS_CHECK_INVALID (a line
+ * in err). */
+static int check_query(PGconn *c, const cs_query_def *q, char *err, size_t errlen)
+{
 	int rc = CS_CHECK_OK;
-	for (int i = 0; i < cfg->nqueries; i++) {
-		const cs_query_def *q = &cfg->queries[i];
-		/* 1. Let PostgreSQL infer the parameter types, and compare with the declared ones:
-		 *    a declared int4 compared with a bigint column is a silent cast at best. */
-		PGresult *r = PQprepare(c, "", q->sql, 0, NULL);
+	/* 1. Let PostgreSQL infer the parameter types, and compare with the declared ones:
+	 *    a declared int4 compared with a bigint column is a silent cast at best. */
+	PGresult *r = PQprepare(c, "", q->sql, 0, NULL);
+	if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+		PQclear(r);
+		r = PQdescribePrepared(c, "");
 		if (PQresultStatus(r) == PGRES_COMMAND_OK) {
-			PQclear(r);
-			r = PQdescribePrepared(c, "");
-			if (PQresultStatus(r) == PGRES_COMMAND_OK) {
-				if (PQnparams(r) != q->nparams) {
-					append(err, errlen, "[query %s] params: the SQL uses %d parameters, %d declared",
-						q->name, PQnparams(r), q->nparams);
+			if (PQnparams(r) != q->nparams) {
+				append(err, errlen,
+				        "[query %s] params: the SQL uses %d parameters, %d "
+				        "declared",
+				        q->name, PQnparams(r), q->nparams);
+				rc = CS_CHECK_INVALID;
+			}
+			for (int p = 0; p < PQnparams(r) && p < q->nparams; p++) {
+				unsigned want = cs_param_type_oid(q->params[p].type);
+				unsigned got = PQparamtype(r, p);
+				if (got != want && got != 705 /* unknown */ &&
+				        got != 25 /* text literal */) {
+					append(err, errlen,
+					        "[query %s] params: $%d (%s) is declared %s but "
+					        "PostgreSQL "
+					        "infers type oid %u from the SQL",
+					        q->name, p + 1, q->params[p].name,
+					        cs_param_type_name(q->params[p].type), got);
 					rc = CS_CHECK_INVALID;
 				}
-				for (int p = 0; p < PQnparams(r) && p < q->nparams; p++) {
-					unsigned want = cs_param_type_oid(q->params[p].type);
-					unsigned got = PQparamtype(r, p);
-					if (got != want && got != 705 /* unknown */ && got != 25 /* text literal */) {
-						append(err, errlen,
-							"[query %s] params: $%d (%s) is declared %s but PostgreSQL "
-							"infers type oid %u from the SQL",
-							q->name, p + 1, q->params[p].name,
-							cs_param_type_name(q->params[p].type), got);
-						rc = CS_CHECK_INVALID;
-					}
-				}
 			}
-			PQclear(r);
-			r = PQexec(c, "DEALLOCATE ALL");
-			PQclear(r);
-			continue;
-		}
-		/* 2. Inference failed: the declared types must make it prepare. */
-		PQclear(r);
-		Oid types[CS_MAX_PARAMS];
-		for (int p = 0; p < q->nparams; p++)
-			types[p] = cs_param_type_oid(q->params[p].type);
-		r = PQprepare(c, "", q->sql, q->nparams, types);
-		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-			char msg[512];
-			snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
-			cs_chomp(msg);
-			append(err, errlen, "[query %s] sql: does not prepare: %s", q->name, msg);
-			rc = CS_CHECK_INVALID;
 		}
 		PQclear(r);
 		r = PQexec(c, "DEALLOCATE ALL");
 		PQclear(r);
+		return rc;
 	}
-	PQfinish(c);
+	/* 2. Inference failed: the declared types must make it prepare. */
+	PQclear(r);
+	Oid types[CS_MAX_PARAMS];
+	for (int p = 0; p < q->nparams; p++)
+		types[p] = cs_param_type_oid(q->params[p].type);
+	r = PQprepare(c, "", q->sql, q->nparams, types);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		char msg[512];
+		snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
+		cs_chomp(msg);
+		append(err, errlen, "[query %s] sql: does not prepare: %s", q->name, msg);
+		rc = CS_CHECK_INVALID;
+	}
+	PQclear(r);
+	r = PQexec(c, "DEALLOCATE ALL");
+	PQclear(r);
+	return rc;
+}
+
+int cs_check_queries(const cs_config *cfg, char *err, size_t errlen)
+{
+	err[0] = '\0';
+	int rc = CS_CHECK_OK;
+	bool *bad = calloc((size_t)(cfg->nqueries ? cfg->nqueries : 1), sizeof *bad);
+	if (bad == NULL) {
+		append(err, errlen, "out of memory");
+		return CS_CHECK_UNREACHABLE;
+	}
+	/* each shard's servers (SHARDS.md section 7 step 4): a replica of the shard, else its
+	 * primary; the queries that read from it. A query found wrong is reported once. */
+	for (int k = 0; k < (cfg->nshards > 0 ? cfg->nshards : 1); k++) {
+		PGconn *c = NULL;
+		for (int i = 0; i < cfg->nreplicas && c == NULL; i++)
+			if (cfg->nshards == 0 || cfg->replicas[i].shard_index == k)
+				c = connect_blocking(cfg->replicas[i].conninfo);
+		if (c == NULL && primary_of(cfg, k))
+			c = connect_blocking(primary_of(cfg, k));
+		if (c == NULL) {
+			if (cfg->nshards > 0)
+				append(err, errlen,
+				        "[shard %s]: no server reachable to check the queries "
+				        "against",
+				        cfg->shards[k].name);
+			else
+				append(err, errlen,
+				        "no server reachable to check the queries against");
+			if (rc == CS_CHECK_OK)
+				rc = CS_CHECK_UNREACHABLE;
+			continue;
+		}
+		for (int i = 0; i < cfg->nqueries; i++) {
+			if (bad[i] || !reads_shard(&cfg->queries[i], k))
+				continue;
+			if (check_query(c, &cfg->queries[i], err, errlen) != CS_CHECK_OK) {
+				bad[i] = true;
+				rc = CS_CHECK_INVALID;
+			}
+		}
+		PQfinish(c);
+	}
+	free(bad);
 	return rc;
 }
 
@@ -328,6 +377,11 @@ int cs_check_servers(const cs_config *cfg, char *err, size_t errlen)
 	char what[CS_MAX_NAME + 16];
 	if (cfg->primary_conninfo && !server_reachable("[primary]", cfg->primary_conninfo, err, errlen))
 		rc = CS_CHECK_UNREACHABLE;
+	for (int k = 0; k < cfg->nshards; k++) {
+		snprintf(what, sizeof what, "[shard %s]", cfg->shards[k].name);
+		if (!server_reachable(what, cfg->shards[k].conninfo, err, errlen))
+			rc = CS_CHECK_UNREACHABLE;
+	}
 	for (int i = 0; i < cfg->nreplicas; i++) {
 		snprintf(what, sizeof what, "[replica %s]", cfg->replicas[i].name);
 		if (!server_reachable(what, cfg->replicas[i].conninfo, err, errlen))
@@ -437,14 +491,21 @@ static void quote_ident(char *out, size_t len, const char *id)
 	out[j] = '\0';
 }
 
-int cs_check_invalidation(const cs_config *cfg, bool create, char *err, size_t errlen)
+/* The publication on shard k's primary (k 0 without shards) and the invalidate_on tables of
+ * the queries that read from it. */
+static int check_publication(const cs_config *cfg, int k, bool create, char *err, size_t errlen)
 {
-	err[0] = '\0';
-	if (!cfg->inval_enabled)
-		return CS_CHECK_OK;
-	PGconn *c = cfg->primary_conninfo ? connect_blocking(cfg->primary_conninfo) : NULL;
+	PGconn *c = primary_of(cfg, k) ? connect_blocking(primary_of(cfg, k)) : NULL;
 	if (c == NULL) {
-		append(err, errlen, "[invalidator] cannot reach the primary to check the publication");
+		if (cfg->nshards > 0)
+			append(err, errlen,
+			        "[invalidator] cannot reach [shard %s]'s primary to check "
+			        "the publication",
+			        cfg->shards[k].name);
+		else
+			append(err, errlen,
+			        "[invalidator] cannot reach the primary to check the "
+			        "publication");
 		return CS_CHECK_UNREACHABLE;
 	}
 	int rc = CS_CHECK_OK;
@@ -466,8 +527,10 @@ int cs_check_invalidation(const cs_config *cfg, bool create, char *err, size_t e
 		size_t n = (size_t)snprintf(sql, sizeof sql, "CREATE PUBLICATION %s FOR TABLE ", q1);
 		int ntables = 0;
 		for (int i = 0; i < cfg->nqueries; i++) {
-			for (int k = 0; k < cfg->queries[i].ninval; k++) {
-				const cs_inval_rule *ru = &cfg->queries[i].inval[k];
+			for (int j = 0;
+			        reads_shard(&cfg->queries[i], k) && j < cfg->queries[i].ninval;
+			        j++) {
+				const cs_inval_rule *ru = &cfg->queries[i].inval[j];
 				quote_ident(q1, sizeof q1, ru->schema);
 				quote_ident(q2, sizeof q2, ru->table);
 				char one[700];
@@ -484,8 +547,11 @@ int cs_check_invalidation(const cs_config *cfg, bool create, char *err, size_t e
 			return CS_CHECK_INVALID;
 		}
 		if (!create) { /* --check: a gate reports, it changes nothing */
-			printf("%s: would create publication \"%s\" for %d tables (create_publication = "
-			       "true)\n", cfg->path ? cfg->path : "config", pub, ntables);
+			printf("%s: would create publication \"%s\"%s%s for %d tables "
+			       "(create_publication = true)\n",
+			        cfg->path ? cfg->path : "config", pub,
+			        cfg->nshards > 0 ? " on shard " : "",
+			        cfg->nshards > 0 ? cfg->shards[k].name : "", ntables);
 			PQfinish(c);
 			return CS_CHECK_OK; /* the tables' own checks run when it exists */
 		}
@@ -497,14 +563,16 @@ int cs_check_invalidation(const cs_config *cfg, bool create, char *err, size_t e
 			append(err, errlen, "[invalidator] publication: cannot create \"%s\": %s", pub, msg);
 			rc = CS_CHECK_INVALID;
 		} else {
-			cs_info("created publication \"%s\" for %d tables", pub, ntables);
+			cs_info("created publication \"%s\"%s%s for %d tables", pub,
+			        cfg->nshards > 0 ? " on shard " : "",
+			        cfg->nshards > 0 ? cfg->shards[k].name : "", ntables);
 		}
 		PQclear(r);
 	}
 	for (int i = 0; i < cfg->nqueries && rc != CS_CHECK_INVALID; i++) {
 		const cs_query_def *q = &cfg->queries[i];
-		for (int k = 0; k < q->ninval; k++) {
-			const cs_inval_rule *ru = &q->inval[k];
+		for (int j = 0; reads_shard(q, k) && j < q->ninval; j++) {
+			const cs_inval_rule *ru = &q->inval[j];
 			const char *tv[3] = { pub, ru->schema, ru->table };
 			r = PQexecParams(c,
 				"SELECT c.relreplident, "
@@ -582,6 +650,21 @@ int cs_check_invalidation(const cs_config *cfg, bool create, char *err, size_t e
 	return rc;
 }
 
+int cs_check_invalidation(const cs_config *cfg, bool create, char *err, size_t errlen)
+{
+	err[0] = '\0';
+	if (!cfg->inval_enabled)
+		return CS_CHECK_OK;
+	/* one publication per shard's primary (SHARDS.md section 4); the worst verdict */
+	int rc = CS_CHECK_OK;
+	for (int k = 0; k < (cfg->nshards > 0 ? cfg->nshards : 1); k++) {
+		int one = check_publication(cfg, k, create, err, errlen);
+		if (one == CS_CHECK_INVALID || (one == CS_CHECK_UNREACHABLE && rc == CS_CHECK_OK))
+			rc = one;
+	}
+	return rc;
+}
+
 /* Writes sql into out with every $N outside literals, quoted identifiers and comments
  * replaced by (NULL::<declared type>). False when it cannot be done safely (dollar
  * quoting, an unknown parameter, no room). */
@@ -640,13 +723,22 @@ int cs_check_ryw(cs_config *cfg)
 		any = any || cfg->queries[i].ninval > 0;
 	if (!any)
 		return CS_CHECK_OK;
-	c = cfg->primary_conninfo ? connect_blocking(cfg->primary_conninfo) : NULL;
-	if (c == NULL)
-		return CS_CHECK_UNREACHABLE;
+	/* with shards: a pinned query on its shard's primary, a keyed one on the first shard's
+	 * (every shard has the same schema) */
+	int ck = -1;
 	for (int i = 0; i < cfg->nqueries; i++) {
 		cs_query_def *q = &cfg->queries[i];
 		if (q->ninval == 0)
 			continue;
+		int qk = cfg->nshards > 0 && q->shard_index >= 0 ? q->shard_index : 0;
+		if (c == NULL || qk != ck) {
+			if (c)
+				PQfinish(c);
+			ck = qk;
+			c = primary_of(cfg, qk) ? connect_blocking(primary_of(cfg, qk)) : NULL;
+			if (c == NULL)
+				return CS_CHECK_UNREACHABLE;
+		}
 		size_t cap = strlen(q->sql) * 2 + 64 * (size_t)(q->nparams + 1) + 64;
 		char *sql = malloc(cap + 64);
 		if (sql == NULL)

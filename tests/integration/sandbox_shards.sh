@@ -7,9 +7,11 @@
 # sender's port, its system identifier and the rows it replays are its primary's and never
 # the other shard's: each check is also made against the other shard and must fail there);
 # with CS_BUILD (meson), a sharded config for these servers passes `cachesvc --check
-# --offline` and is refused, "not yet supported", by the daemon and by `--check` (issue #18
-# step 1; control: the same file with shard 1 as [primary] passes `--check`); `stop` leaves
-# no server running and no pid file behind.
+# --offline` and `--check` (step 4: the SQL prepared on each shard's servers, the publication
+# checked on each shard's primary: a publication missing on shard 2 only is named), and the
+# daemon serves it with one invalidator per shard (the publication created on each primary;
+# keys of each shard answered with their own shard's row, never the other's; /metrics has one
+# streaming invalidator per shard); `stop` leaves no server running and no pid file behind.
 set -euo pipefail
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -100,19 +102,31 @@ for k in 1 2; do
 done
 ok "each replica streams from, is a copy of, and replays its own primary only"
 
-# ---- the daemon: a sharded config validates offline, and is refused to run (step 1) ----------
+# ---- the daemon: a sharded config validates, checks and is served (steps 1 and 4) ------------
 # (CS_BUILD: meson's daemon_env; without it, e.g. run by hand, this part is skipped)
 if [ -n "${CS_BUILD:-}" ]; then
   CS=$CS_BUILD/cachesvc/cachesvc
+  CLI=$CS_BUILD/protocol/cachesvc-cli
+  free_port() { /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+  PORT=$(free_port) APORT=$(free_port)
+  for k in 1 2; do # id 1002 on both shards, each its own value (the ranges send it to s2)
+    pg "$(port_of $k PRIMARY)" -c "INSERT INTO t VALUES (1002, 'shard${k}-1002-${token[$k]}')"
+  done
   ini=$SB/sharded.ini
   cat >"$ini" <<INI
 [cachesvc]
-listen = 127.0.0.1:1
-admin_listen =
+listen = 127.0.0.1:$PORT
+admin_listen = 127.0.0.1:$APORT
 shard_map = ranges
 shard_ranges = 1-1000:s1, 1001-2000:s2
 [redis]
 url = $CS_REDIS_URL
+namespace = ssh$RANDOM
+[invalidator]
+enabled = true
+slot = cs_smoke
+publication = cs_smoke
+create_publication = true
 [shard s1]
 conninfo = $CS_PG_SHARD1_PRIMARY
 [shard s2]
@@ -127,22 +141,62 @@ shard = s2
 sql = SELECT v FROM t WHERE id = \$1
 params = id:int4
 shard_key = id
+invalidate_on = t(id = \$1)
 INI
   "$CS" -c "$ini" --check --offline >"$OUT" 2>&1 || fail "--check --offline refused the sharded config: $(cat "$OUT")"
   grep -q ': ok (offline' "$OUT" || fail "--check --offline: $(cat "$OUT")"
-  for mode in serve check; do
-    args=(-c "$ini")
-    [ $mode = check ] && args+=(--check)
-    rc=0
-    timeout 30 "$CS" "${args[@]}" >"$OUT" 2>&1 || rc=$?
-    [ $rc = 1 ] || fail "cachesvc ${args[*]} exited $rc on a sharded config, not 1: $(cat "$OUT")"
-    grep -q 'shards are not yet supported' "$OUT" || fail "cachesvc ${args[*]}: $(cat "$OUT")"
+  # --check: the publication is missing on both primaries: named per shard, nothing created
+  timeout 60 "$CS" -c "$ini" --check >"$OUT" 2>&1 || fail "--check of the sharded config: $(cat "$OUT")"
+  [ "$(grep -c 'would create publication "cs_smoke" on shard s[12]' "$OUT")" = 2 ] ||
+    fail "--check: not one publication per shard: $(cat "$OUT")"
+  would=$(grep -o 'would create publication "cs_smoke" on shard s[12]' "$OUT" | tr '\n' ';')
+  # a query whose SQL does not prepare on shard 2 only (its table missing there) is refused
+  pg "$(port_of 1 PRIMARY)" -c "CREATE TABLE only1 (id int PRIMARY KEY, v text)"
+  sed -e 's/FROM t WHERE/FROM only1 WHERE/' -e '/^invalidate_on/d' -e '/^\[invalidator\]/,/^create_publication/d' "$ini" >"$SB/only1.ini"
+  rc=0
+  timeout 60 "$CS" -c "$SB/only1.ini" --check >"$OUT" 2>&1 || rc=$?
+  [ $rc = 1 ] && grep -q 'query t\] sql: does not prepare: .*only1' "$OUT" ||
+    fail "--check: a table missing on shard s2 only not found (exit $rc): $(cat "$OUT")"
+  ok "a sharded config passes --check --offline and --check ($would); SQL not preparing on s2 only is refused"
+  # the daemon serves it
+  "$CS" -c "$ini" >"$SB/daemon.log" 2>&1 &
+  DPID=$!
+  trap 'kill $DPID 2>/dev/null || true; cleanup' EXIT
+  deadline=$((SECONDS + 60))
+  until "$CLI" -p "$PORT" -t 500 ping >/dev/null 2>&1; do
+    kill -0 $DPID 2>/dev/null || fail "cachesvc exited on a sharded config: $(tail -5 "$SB/daemon.log")"
+    [ $SECONDS -lt $deadline ] || fail "cachesvc did not answer in 60 s: $(tail -5 "$SB/daemon.log")"
+    sleep 0.2
   done
-  # control: the same file without its shards (shard 1 as [primary]) passes the same --check
-  sed -e '/^shard/d' -e 's/^\[shard s1\]/[primary]/' -e '/^\[shard s2\]/,+1d' -e '/^\[replica r2\]/,+1d' \
-    "$ini" >"$SB/plain.ini"
-  timeout 60 "$CS" -c "$SB/plain.ini" --check >"$OUT" 2>&1 || fail "control config refused: $(cat "$OUT")"
-  ok "a sharded config passes --check --offline and is refused (not yet supported) to run or --check"
+  for k in 1 2; do
+    [ "$(pg "$(port_of $k PRIMARY)" -c "SELECT count(*) FROM pg_publication WHERE pubname = 'cs_smoke'")" = 1 ] ||
+      fail "the daemon did not create the publication on shard$k's primary"
+  done
+  answer() { # ID WANT: until the daemon answers ID with WANT (60 s)
+    local deadline=$((SECONDS + 60)) out=
+    while [ $SECONDS -lt $deadline ]; do
+      out=$("$CLI" -p "$PORT" --json get t "$1" 2>&1 || true)
+      [[ $out == *"$2"* ]] && { echo "$out"; return 0; }
+      sleep 0.2
+    done
+    echo "key $1: $out"
+    return 1
+  }
+  msg=$(answer 1 "${token[1]}") || fail "daemon: key 1 (s1) not s1's row: $msg"
+  msg=$(answer 1002 "shard2-1002-${token[2]}") || fail "daemon: key 1002 (s2) not s2's row: $msg"
+  [[ $msg != *shard1-1002* ]] || fail "daemon: key 1002 answered with s1's row: $msg"
+  deadline=$((SECONDS + 60))
+  until [ "$(curl -s "http://127.0.0.1:$APORT/metrics" | grep -c '^cachesvc_invalidator_status{shard="s[12]",state="streaming"} 1$')" = 2 ]; do
+    [ $SECONDS -lt $deadline ] || fail "daemon: not one streaming invalidator per shard: $(curl -s "http://127.0.0.1:$APORT/metrics" | grep invalidator_status)"
+    sleep 0.2
+  done
+  kill -TERM $DPID
+  deadline=$((SECONDS + 30))
+  while kill -0 $DPID 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || fail "cachesvc did not exit within 30 s of SIGTERM"
+    sleep 0.1
+  done
+  ok "the daemon serves the sharded config: the publication created on each primary, key 1 answered with s1's row, key 1002 with s2's ($(grep -o '"source":"[a-z]*"' <<<"$msg")), one streaming invalidator per shard"
 fi
 
 # ---- stop cleans up -------------------------------------------------------------------------
