@@ -228,6 +228,10 @@ struct cs_inv {
 	cs_pg_params health_params;
 };
 
+/* A log line's shard: "invalidator: ..." without shards, "invalidator of shard s1: ..." with
+ * them (two arguments for "invalidator%s%s: "). */
+#define INV_LOG_SHARD(inv) ((inv)->shard_name[0] ? " of shard " : ""), (inv)->shard_name
+
 /* A Redis write's context: the invalidator, the stream epoch it belongs to (a reply of an
  * older one is ignored), and the LSN it carries (cs:inv:pos, the horizon). */
 typedef struct posctx {

@@ -77,9 +77,10 @@ static void timeline_done(cs_inv *inv, const redisReply *reply)
 		/* look at its slot first: an old primary still holding it should drop it */
 		inv->stale_server = true;
 	} else if (status == 2) {
-		cs_warn("invalidator: %s:%s has system identifier %s, not the one recorded (%s): "
-			"another database cluster; recorded timeline %u", PQhost(inv->conn),
-			PQport(inv->conn), inv->sysid, inv->stale_recorded, inv->tli);
+		cs_warn("invalidator%s%s: %s:%s has system identifier %s, not the one recorded "
+		        "(%s): another database cluster; recorded timeline %u",
+		        INV_LOG_SHARD(inv), PQhost(inv->conn), PQport(inv->conn), inv->sysid,
+		        inv->stale_recorded, inv->tli);
 	}
 	inv_setup_next(inv, ST_TIMELINE);
 }
@@ -93,15 +94,15 @@ static void stale_refuse(cs_inv *inv)
 	snprintf(host, sizeof host, "%s:%s", PQhost(inv->conn), PQport(inv->conn));
 	inv->stats.stale_primary++;
 	const char *rec_tli = strchr(inv->stale_recorded, ':');
-	cs_error("invalidator: %s is a STALE PRIMARY: system %s on timeline %u, but timeline %s of "
-		 "that system was seen (a failover promoted another server; this one came back "
-		 "without following it): never streaming from it%s", host, inv->sysid, inv->tli,
-		rec_tli ? rec_tli + 1 : "?",
-		inv->slot_missing ? "" : "; it still holds the slot");
+	cs_error("invalidator%s%s: %s is a STALE PRIMARY: system %s on timeline %u, but timeline "
+	         "%s of that system was seen (a failover promoted another server; this one came "
+	         "back without following it): never streaming from it%s",
+	        INV_LOG_SHARD(inv), host, inv->sysid, inv->tli, rec_tli ? rec_tli + 1 : "?",
+	        inv->slot_missing ? "" : "; it still holds the slot");
 	if (!inv->slot_missing)
-		cs_error("invalidator: drop slot \"%s\" on %s after rejoining it as a replica "
-			 "(SELECT pg_drop_replication_slot('%s')): it holds WAL there", inv->slot, host,
-			inv->slot);
+		cs_error("invalidator%s%s: drop slot \"%s\" on %s after rejoining it as a replica "
+		         "(SELECT pg_drop_replication_slot('%s')): it holds WAL there",
+		        INV_LOG_SHARD(inv), inv->slot, host, inv->slot);
 	uint64_t now = cs_now_us();
 	int k = 0;
 	for (int i = 0; i < (int)CS_ARRAY_LEN(inv->skip); i++) {
@@ -300,21 +301,26 @@ void inv_sync_finish(cs_inv *inv, long long status, bool had_mark, const redisRe
 	cs_lsn_format(inv->sync_lsn, a);
 	if (status == 2) {
 		inv->stats.redis_data_loss++;
-		cs_error("invalidator: Redis LOST DATA (the namespace's epoch was written by another "
-			 "Redis run: a inv_restart without the last writes, or a failover): bumped every "
-			 "query's generation with a query-level fence at %s and raised the horizon to "
-			 "it; caching resumes with data at least that new", a);
+		cs_error("invalidator%s%s: Redis LOST DATA (the namespace's epoch was written by "
+		         "another Redis run: a inv_restart without the last writes, or a "
+		         "failover): bumped every query's generation with a query-level fence at "
+		         "%s and raised the horizon to it; caching resumes with data at least that "
+		         "new",
+		        INV_LOG_SHARD(inv), a);
 	} else if (status == 3 && (inv->ever_synced || had_mark)) {
 		inv->stats.redis_data_loss++;
-		cs_error("invalidator: Redis LOST DATA (the namespace's epoch is gone: FLUSHALL/FLUSHDB "
-			 "or a inv_restart without persistence): raised the horizon to %s; caching resumes "
-			 "with data at least that new", a);
+		cs_error("invalidator%s%s: Redis LOST DATA (the namespace's epoch is gone: "
+		         "FLUSHALL/FLUSHDB or a inv_restart without persistence): raised the "
+		         "horizon to %s; caching resumes with data at least that new",
+		        INV_LOG_SHARD(inv), a);
 	} else if (status == 4) {
-		cs_warn("invalidator: Redis restarted or failed over, and kept every invalidation up to "
-			"the slot's confirmed position: nothing lost; new epoch");
+		cs_warn("invalidator%s%s: Redis restarted or failed over, and kept every "
+		        "invalidation up to the slot's confirmed position: nothing lost; new epoch",
+		        INV_LOG_SHARD(inv));
 	} else if (status == 3) {
-		cs_info("invalidator: no cache state in Redis for namespace \"%s\" (first start): "
-			"horizon %s", inv->ks.ns, a);
+		cs_info("invalidator%s%s: no cache state in Redis for namespace \"%s\" (first "
+		        "start): horizon %s",
+		        INV_LOG_SHARD(inv), inv->ks.ns, a);
 	}
 	if (status == 1) {
 		inv->stats.gap_flushes++;
@@ -372,17 +378,19 @@ static void on_setup_reply(cs_rc *r, redisReply *reply, void *priv)
 		bool had = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
 		if (inv->slot_was_lost || had) {
 			inv->stats.slot_lost++;
-			cs_error("invalidator: slot \"%s\" was LOST (%s): changes may have been missed; "
-				 "recreating it and dropping every dependent query's cache entries (generation "
-				 "bump with a query-level fence)", inv->slot,
-				inv->slot_was_lost ? "invalidated, e.g. past max_slot_wal_keep_size"
-						   : "it streamed before and is gone: dropped, or a failover to a "
-						     "server without it");
+			cs_error("invalidator%s%s: slot \"%s\" was LOST (%s): changes may have "
+			         "been missed; recreating it and dropping every dependent query's "
+			         "cache entries (generation bump with a query-level fence)",
+			        INV_LOG_SHARD(inv), inv->slot,
+			        inv->slot_was_lost ? "invalidated, e.g. past max_slot_wal_keep_size"
+			                           : "it streamed before and is gone: dropped, or "
+			                             "a failover to a server without it");
 		} else {
 			inv->stats.slot_created++;
 			inv->first_start = true;
-			cs_info("invalidator: slot \"%s\" does not exist and never streamed for this "
-				"namespace (first start): creating it", inv->slot);
+			cs_info("invalidator%s%s: slot \"%s\" does not exist and never streamed "
+			        "for this namespace (first start): creating it",
+			        INV_LOG_SHARD(inv), inv->slot);
 		}
 		char sql[512];
 		snprintf(sql, sizeof sql,
@@ -542,8 +550,8 @@ void inv_streaming_begins(cs_inv *inv)
 	inv->last_recv_us = inv->streaming_since_us;
 	inv->stream_tli = inv->tli;
 	cs_ledger_set_floor(inv->ledger, inv->h_start);
-	cs_info("invalidator: streaming from slot \"%s\" (publication \"%s\"), horizon %s", inv->slot,
-		inv->publication, cs_lsn_format(inv->h_start, a));
+	cs_info("invalidator%s%s: streaming from slot \"%s\" (publication \"%s\"), horizon %s",
+	        INV_LOG_SHARD(inv), inv->slot, inv->publication, cs_lsn_format(inv->h_start, a));
 	inv->last_horizon_us = 0; /* publish at the next tick */
 	inv_conn_wait(inv, EV_READ);
 	inv_stream_read(inv);

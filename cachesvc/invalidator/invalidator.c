@@ -251,7 +251,7 @@ void inv_restart(cs_inv *inv, const char *why, bool standby)
 	int64_t delay;
 	if (standby) {
 		if (inv->state != CS_INV_STANDBY)
-			cs_info("invalidator: standing by: %s", reason);
+			cs_info("invalidator%s%s: standing by: %s", INV_LOG_SHARD(inv), reason);
 		inv->state = CS_INV_STANDBY;
 		delay = cs_backoff_ms(0, STANDBY_RETRY_MS, STANDBY_RETRY_MS);
 	} else {
@@ -344,13 +344,17 @@ static void on_health(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int err,
 	const char *st = PQgetisnull(res, 0, 0) ? "" : PQgetvalue(res, 0, 0);
 	if (strcmp(st, inv->wal_status) != 0) {
 		if (strcmp(st, "unreserved") == 0)
-			cs_warn("invalidator: slot \"%s\" wal_status is unreserved: it is about to pass "
-				"max_slot_wal_keep_size and be lost (%s bytes left); the invalidator is "
-				"too far behind", inv->slot, PQgetisnull(res, 0, 1) ? "?" : PQgetvalue(res, 0, 1));
+			cs_warn("invalidator%s%s: slot \"%s\" wal_status is unreserved: it is "
+			        "about to pass max_slot_wal_keep_size and be lost (%s bytes left); "
+			        "the invalidator is too far behind",
+			        INV_LOG_SHARD(inv), inv->slot,
+			        PQgetisnull(res, 0, 1) ? "?" : PQgetvalue(res, 0, 1));
 		else if (strcmp(st, "lost") == 0)
-			cs_error("invalidator: slot \"%s\" wal_status is lost", inv->slot);
+			cs_error("invalidator%s%s: slot \"%s\" wal_status is lost",
+			        INV_LOG_SHARD(inv), inv->slot);
 		else if (inv->wal_status[0])
-			cs_info("invalidator: slot \"%s\" wal_status is %s", inv->slot, st);
+			cs_info("invalidator%s%s: slot \"%s\" wal_status is %s", INV_LOG_SHARD(inv),
+			        inv->slot, st);
 		snprintf(inv->wal_status, sizeof inv->wal_status, "%s", st);
 	}
 	inv->safe_wal_size = PQgetisnull(res, 0, 1) ? -1 : strtoll(PQgetvalue(res, 0, 1), NULL, 10);
@@ -380,11 +384,13 @@ static void on_policy(cs_rc *r, redisReply *reply, void *priv)
 	for (size_t i = 0; i < CS_ARRAY_LEN(safe); i++)
 		ok = ok || strcmp(pol, safe[i]) == 0;
 	if (!ok)
-		cs_error("invalidator: Redis maxmemory-policy is now %s: with fence = on it may evict "
-			 "generations and query-level fences, and stale entries may then be served: set "
-			 "volatile-lru or volatile-lfu (fence.c (i))", pol);
+		cs_error("invalidator%s%s: Redis maxmemory-policy is now %s: with fence = on it "
+		         "may evict generations and query-level fences, and stale entries may then "
+		         "be served: set volatile-lru or volatile-lfu (fence.c (i))",
+		        INV_LOG_SHARD(inv), pol);
 	else if (inv->policy[0])
-		cs_info("invalidator: Redis maxmemory-policy is now %s", pol);
+		cs_info("invalidator%s%s: Redis maxmemory-policy is now %s", INV_LOG_SHARD(inv),
+		        pol);
 	snprintf(inv->policy, sizeof inv->policy, "%s", pol);
 }
 

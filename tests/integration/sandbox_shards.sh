@@ -190,13 +190,17 @@ INI
     [ $SECONDS -lt $deadline ] || fail "daemon: not one streaming invalidator per shard: $(curl -s "http://127.0.0.1:$APORT/metrics" | grep invalidator_status)"
     sleep 0.2
   done
+  for k in 1 2; do # each invalidator's log lines name its shard
+    grep -q "invalidator of shard s$k: streaming from slot \"cs_smoke\"" "$SB/daemon.log" ||
+      fail "daemon: no log line of shard s$k's invalidator streaming: $(grep invalidator "$SB/daemon.log")"
+  done
   kill -TERM $DPID
   deadline=$((SECONDS + 30))
   while kill -0 $DPID 2>/dev/null; do
     [ $SECONDS -lt $deadline ] || fail "cachesvc did not exit within 30 s of SIGTERM"
     sleep 0.1
   done
-  ok "the daemon serves the sharded config: the publication created on each primary, key 1 answered with s1's row, key 1002 with s2's ($(grep -o '"source":"[a-z]*"' <<<"$msg")), one streaming invalidator per shard"
+  ok "the daemon serves the sharded config: the publication created on each primary, key 1 answered with s1's row, key 1002 with s2's ($(grep -o '"source":"[a-z]*"' <<<"$msg")), one streaming invalidator per shard, each logging its shard"
 fi
 
 # ---- stop cleans up -------------------------------------------------------------------------
