@@ -336,8 +336,8 @@ struct cs_engine {
 	cs_engine_stats stats;
 	cs_buf scratch;
 	/* The shards (SHARDS.md): 1 <= nsh <= CS_MAX_SHARDS; sh[0] is the implicit shard
-	 * without [shard] sections, else sh[k] is cfg->shards[k]. The daemon, library mode
-	 * and the verifier refuse sharded configs until SHARDS.md section 7 step 4. */
+	 * without [shard] sections, else sh[k] is cfg->shards[k]. The daemon serves sharded
+	 * configs (step 4); library mode and the verifier still refuse them. */
 	shard *sh;
 	int nsh;
 	bool sharded; /* [shard] sections exist (even one): every key is routed */
