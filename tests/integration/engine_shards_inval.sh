@@ -16,7 +16,9 @@
 #   (c) negative control: shard_drive --inv-shard0 makes every shard's invalidator stream s1's
 #       WAL (each in its own keyspace, with its own slot): (a)'s check must fail for both
 #       commits: s1's change of id 1500 deletes s2's entry of it, and s2's change of key 1500
-#       never invalidates it (its old row keeps coming from the cache until the 60 s bound).
+#       never invalidates it (its old row keeps coming from the cache until the 60 s bound);
+#       then, as (b)'s control, s1's primary stopped: s2's invalidator leaves streaming and a
+#       change on s2 is no longer invalidated.
 # No timing is asserted: every wait is bounded (60 s) and only its outcome is checked.
 set -euo pipefail
 
@@ -288,4 +290,21 @@ if msg2=$(half 2); then
 fi
 [[ $msg2 == *"never invalidated"* ]] || fail "(c) control: s2's commit: not the failure sought: $msg2"
 ok "(c) control: with every shard's invalidator on s1's primary, (a)'s check fails for both commits: $(tail -1 <<<"$msg1"); $(tail -1 <<<"$msg2") ($(head -1 <<<"$msg2"))"
+# (b)'s control: s1's primary stopped, s2's invalidator (on it here) must leave streaming and
+# s2's change of key 1500 go uninvalidated: what (b) checks does not hold
+pid=$(head -1 "$SB/shard1/primary/postmaster.pid")
+kill -INT "$pid"
+deadline=$((SECONDS + 30))
+while kill -0 "$pid" 2>/dev/null; do
+  [ $SECONDS -lt $deadline ] || fail "(c) s1's primary did not stop"
+  sleep 0.2
+done
+msg=$(wait_state s2 streaming not) || fail "(c) control: s2's invalidator on s1's primary kept streaming with it down: $msg"
+v=$(cur 2 1500) # (its entry holds an older row: the control's staleness above)
+msg=$(wait_hit 1500 "s2-1500-$RUN") || fail "(c) control: $msg"
+pg "$(port_of 2 PRIMARY)" -c "UPDATE t SET v = v || '-cb' WHERE id = 1500"
+if msg=$(wait_value 1500 "$v-cb"); then
+  fail "(c) control: s2's change invalidated though its invalidator follows the stopped s1"
+fi
+ok "(c) control of (b): s1's primary stopped, s2's invalidator on it left streaming ($(state_of s2)) and s2's change of key 1500 was not invalidated ($msg)"
 stop_drive
