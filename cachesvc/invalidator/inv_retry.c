@@ -29,9 +29,14 @@ struct rq_slot {
 	uint16_t slot;
 	bool probing; /* its oldest command is out */
 	int fails;
-	uint64_t next_us;    /* no probe before */
+	uint64_t next_us; /* no probe before */
+	uint64_t
+	        since_us; /* set apart since (review 27 R27-1: warned about past RQ_SLOT_WARN_MS) */
+	uint64_t warned_us;  /* last warned (0: not yet) */
 	cmdctx *head, *tail; /* its commands, oldest first */
 };
+
+#define RQ_SLOT_WARN_MS 30000 /* a slot apart this long is warned about, then once a minute */
 
 struct inv_rq {
 	char node[CS_RC_HOST_MAX + 8]; /* "host:port", or "none" */
@@ -215,7 +220,7 @@ static struct rq_slot *slot_hold(cs_inv *inv, struct inv_rq *q, uint16_t slot)
 	if (q->nslots >= RQ_SLOTS)
 		return NULL;
 	struct rq_slot *s = &q->slots[q->nslots++];
-	*s = (struct rq_slot){.slot = slot};
+	*s = (struct rq_slot){.slot = slot, .since_us = cs_now_us()};
 	cmdctx *keep_h = NULL, *keep_t = NULL, *c;
 	while ((c = lst_pop(&q->head, &q->tail)) != NULL) {
 		if (c->slot == slot)
@@ -341,7 +346,8 @@ int inv_cmd_go(cs_inv *inv, cmdctx *c, int owes, const char *why)
  * bucket's declared keys, or that does not exist). Not EPOCH (a node that lost data must be
  * found lost: the stream restarts and resynchronises), nor any other script or type error
  * (a retry would fail alike). *how: the node's failure or the slot's. */
-static bool retryable(const cs_inv *inv, const redisReply *reply, enum rq_fail *how)
+static bool retryable(
+        const cs_inv *inv, const cmdctx *c, const redisReply *reply, enum rq_fail *how)
 {
 	*how = RQ_FAIL_NODE;
 	if (reply == NULL)
@@ -358,8 +364,11 @@ static bool retryable(const cs_inv *inv, const redisReply *reply, enum rq_fail *
 	/* C_INVAL stopped at the first entry its node no longer holds (Redis 7.0: "Script
 	 * attempted to access a non local key in a cluster node"); what it did before (earlier
 	 * entries' DELs, fences raised to a max) is harmless done again (V2). It lands once the
-	 * slot's keys have moved (ASKed) or the slot is finished (review V9c). */
-	if (!inv->v9c_off && strstr(reply->str, "non local key") != NULL) {
+	 * slot's keys have moved (ASKed) or the slot is finished (review V9c). Only C_INVAL:
+	 * every other command declares every key it touches, so there it is a bug, which must
+	 * restart the stream loudly, not wait (review 27 R27-1). */
+	if (!inv->v9c_off && c->script == CS_SCRIPT_C_INVAL &&
+	        strstr(reply->str, "non local key") != NULL) {
 		*how = RQ_FAIL_SLOT;
 		return true;
 	}
@@ -389,17 +398,31 @@ static void rq_back(cs_inv *inv, cmdctx *c)
 bool inv_rq_failed(cs_inv *inv, cmdctx *c, const redisReply *reply)
 {
 	enum rq_fail how;
-	if (c->argc == 0 || !inv_rq_on(inv) || !retryable(inv, reply, &how))
+	if (c->argc == 0 || !inv_rq_on(inv) || !retryable(inv, c, reply, &how))
 		return false;
-	int was = RQ_SENT_NONE;
+	int was = RQ_SENT_NONE, from = -1;
+	uint16_t slot = c->slot;
 	if (c->probe && c->rq >= 0 && inv->rq) {
 		was = c->sent_as;
+		from = c->rq;
 		rq_back(inv, c);
 	}
 	c->counted = false; /* no longer in flight (inv_on_cmd_reply uncounted it) */
 	c->reserve = 0;
 	inv->stats.rq_queued++;
-	rq_put(inv, c, how, was);
+	if (rq_put(inv, c, how, was) != 0)
+		return true; /* c freed, the stream restarted */
+	/* review 27 R27-2: the slot moved to another node's queue meanwhile: rq_put backed off
+	 * that queue; the one that sent the probe backs off too, or it would probe again at
+	 * once, every tick, until its commands have moved */
+	if (from >= 0 && from != c->rq) {
+		struct inv_rq *qf = &inv->rq[from];
+		struct rq_slot *sf = slot_find(qf, slot);
+		if (was == RQ_SENT_NODE && qf->down)
+			rq_backoff(&qf->fails, &qf->next_us);
+		else if (was == RQ_SENT_SLOT && sf)
+			rq_backoff(&sf->fails, &sf->next_us);
+	}
 	return true;
 }
 
@@ -519,6 +542,33 @@ void inv_rq_ok(cs_inv *inv, cmdctx *c)
 		slot_release(q, s);
 }
 
+/* review 27 R27-1: a slot that keeps refusing (a reshard abandoned half way leaves it
+ * MIGRATING until `redis-cli --cluster fix`) holds every later commit: warned about once it
+ * has waited RQ_SLOT_WARN_MS, then once a minute; the gauge
+ * cachesvc_invalidator_retry_slot_wait_seconds shows the longest wait. */
+static void rq_warn_slots(cs_inv *inv, uint64_t now)
+{
+	for (int i = 0; i < inv->nrq; i++) {
+		struct inv_rq *q = &inv->rq[i];
+		for (int k = 0; k < q->nslots; k++) {
+			struct rq_slot *s = &q->slots[k];
+			if (now - s->since_us < RQ_SLOT_WARN_MS * 1000u ||
+			        (s->warned_us && now - s->warned_us < 60000000u))
+				continue;
+			s->warned_us = now;
+			cs_warn("invalidator: redis node %s has refused the commands of slot %u "
+			        "for "
+			        "%llu s (TRYAGAIN, ASK or a key not local: a slot migration that "
+			        "does "
+			        "not finish? `redis-cli --cluster check`); nothing is confirmed "
+			        "past "
+			        "their commits meanwhile (review G2, R27-1)",
+			        q->node, (unsigned)s->slot,
+			        (unsigned long long)((now - s->since_us) / 1000000u));
+		}
+	}
+}
+
 void inv_rq_tick(cs_inv *inv)
 {
 	if (inv->rq == NULL || inv->st != ST_STREAMING)
@@ -526,6 +576,8 @@ void inv_rq_tick(cs_inv *inv)
 	uint64_t now = cs_now_us(), ep = inv->epoch;
 	for (int i = 0; i < inv->nrq && ep == inv->epoch; i++)
 		rq_pump(inv, i, now);
+	if (ep == inv->epoch)
+		rq_warn_slots(inv, now);
 }
 
 void inv_rq_clear(cs_inv *inv)
@@ -568,6 +620,15 @@ void inv_rq_metrics(const cs_inv *inv, cs_metrics *m)
 	        "A slot's queued commands set apart, its node's other commands draining "
 	        "(TRYAGAIN, ASK, MOVED, non local key: review G2)",
 	        s->rq_slot_holds, NULL);
+	uint64_t now = cs_now_us(), oldest = 0;
+	for (int i = 0; inv->rq && i < inv->nrq; i++)
+		for (int k = 0; k < inv->rq[i].nslots; k++)
+			if (now - inv->rq[i].slots[k].since_us > oldest)
+				oldest = now - inv->rq[i].slots[k].since_us;
+	cs_m(m, CS_M_GAUGE, "cachesvc_invalidator_retry_slot_wait_seconds",
+	        "How long the slot set apart the longest has refused its commands (0: none); "
+	        "nothing is confirmed past them meanwhile (review G2, R27-1)",
+	        (double)oldest / 1e6, NULL);
 	cs_m_u64(m, CS_M_GAUGE, "cachesvc_invalidator_retry_queue_commands",
 	        "Commands waiting in the retry queues, every node", s->rq_depth, NULL);
 	for (int i = 0; inv->rq && i < inv->nrq; i++) {
