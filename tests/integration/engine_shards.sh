@@ -19,7 +19,7 @@
 #       both shards miss (src replica, their own rows again); control: without it, the same
 #       third round is all hits;
 #   (g) one [shard] section (review 23 R23-1): still routed: a key in no range is no_shard,
-#       a bare LSN bad_params;
+#       a bare LSN bad_params; control: --force-shard0 serves that key from s1;
 #   (e) health per shard: healthy ("ok") with both shards' servers up; s2's replica stopped,
 #       the health message (/healthz's) names shard s2 and its replica, and not shard s1.
 set -euo pipefail
@@ -239,7 +239,12 @@ for r in 1 2; do
 done
 "$DRIVE" --lsn "" --rounds 1 "$SB/one.ini" t 5 >"$SB/g2.out" 2>"$OUT" || fail "shard_drive --lsn '' (one shard): $(cat "$OUT")"
 grep -qE '^round=1 key=5 err=2 .*bare LSN' "$SB/g2.out" || fail "(g) one shard: a bare LSN not refused: $(cat "$SB/g2.out")"
-ok "(g) one [shard] section: its key answered from it, a key in no range no_shard (never served from s1 nor cached), a bare LSN bad_params"
+# (g)'s control (review 26 R26-5): routing off (--force-shard0 pins every query to s1): key
+# 1500 is then served from s1, and the no_shard check above would fail
+"$DRIVE" --force-shard0 --rounds 1 "$SB/one.ini" t 1500 >"$SB/g3.out" 2>"$OUT" || fail "shard_drive --force-shard0 (one shard): $(cat "$OUT")"
+grep -qE '^round=1 key=1500 err=0 ' "$SB/g3.out" ||
+  fail "(g) control (--force-shard0): key 1500 not served from s1: the check proves nothing: $(cat "$SB/g3.out")"
+ok "(g) one [shard] section: its key answered from it, a key in no range no_shard (never served from s1 nor cached; control, routing off: served from s1), a bare LSN bad_params"
 
 # ---- (e) health per shard: s2's replica stopped -----------------------------------------------
 "$DRIVE" --health ok "$SB/ranges.ini" t 5 >"$SB/e1.out" 2>"$OUT" || fail "(e) not healthy with every server up: $(cat "$OUT")"
