@@ -298,7 +298,8 @@ const struct key_def cs_cfg_keys[] = {
                 "connections to the shard's primary"},
         {SEC_SHARD, "slot", KT_STRING, SHD(slot), NULL, NO_KIND_DEF, KF_NULLABLE, 0, 0,
                 cs_cfg_check_slot_name,
-                "logical replication slot on the shard's primary; empty = [invalidator] slot"},
+                "logical replication slot on the shard's primary; empty = <[invalidator] "
+                "slot>_<shard>"},
 };
 
 #define NKEYS (sizeof(cs_cfg_keys) / sizeof(cs_cfg_keys[0]))
@@ -1288,6 +1289,46 @@ static bool validate_shards(struct loader *ld, cs_config *cfg)
 				        "[shard %s] "
 				        "(each shard is its own primary)",
 				        cfg->shards[i].name, cfg->shards[j].name);
+				return false;
+			}
+		}
+	}
+	/* review 28 R28-1: a replication slot's name is unique per PostgreSQL server, not per
+	 * database: two shards on one server (two databases) sharing a slot name would leave one
+	 * invalidator standing by for ever behind the other, its shard never invalidated. A
+	 * shard without its own slot takes "<[invalidator] slot>_<shard>" (lower case, '.' and
+	 * '-' as '_'), and no two shards' slots may have the same name. */
+	for (int i = 0; i < cfg->nshards; i++) {
+		cs_shard_def *sh = &cfg->shards[i];
+		int line = key_line(ld, SEC_SHARD, sh->name, "slot"); /* else the section's */
+		if (sh->slot == NULL) {
+			char d[80];
+			int n = snprintf(d, sizeof d, "%s_%s",
+			        cfg->inval_slot ? cfg->inval_slot : "cachesvc", sh->name);
+			if (n < 0 || n > 63) {
+				fail_at(ld, line,
+				        "[shard %s] slot: needed (\"%s_%s\", the default, is "
+				        "longer than PostgreSQL's 63 bytes)",
+				        sh->name, cfg->inval_slot ? cfg->inval_slot : "cachesvc",
+				        sh->name);
+				return false;
+			}
+			for (char *c = d; *c; c++)
+				*c = *c == '.' || *c == '-' ? '_'
+				                            : (char)tolower((unsigned char)*c);
+			if ((sh->slot = strdup(d)) == NULL) {
+				fail_at(ld, line, "out of memory");
+				return false;
+			}
+		}
+		for (int j = 0; j < i; j++) {
+			if (strcmp(sh->slot, cfg->shards[j].slot) == 0) {
+				fail_at(ld, line,
+				        "[shard %s] slot: \"%s\" is also [shard %s]'s (a slot name "
+				        "is "
+				        "unique per PostgreSQL server, not per database: give "
+				        "each shard its own)",
+				        sh->name, sh->slot, cfg->shards[j].name);
 				return false;
 			}
 		}

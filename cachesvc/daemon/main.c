@@ -76,17 +76,19 @@ static long raise_nofile(void)
 
 /* File descriptors the daemon needs besides client connections, from the config: each
  * PostgreSQL server's pool plus its monitor connection, the two Redis connections (commands
- * and pub/sub), the invalidator's (replication stream, its Redis, one SQL connection, and
- * one spare for a reconnect), the admin endpoint at its cap, and FD_MARGIN. */
+ * and pub/sub), each invalidator's (one per shard: replication stream, its Redis, one SQL
+ * connection, and one spare for a reconnect), the admin endpoint at its cap, and FD_MARGIN. */
 static int fd_reserve(const cs_config *cfg)
 {
 	int n = FD_MARGIN + 2;
 	if (cfg->primary_conninfo)
 		n += cfg->primary_pool_size + 1;
+	for (int i = 0; i < cfg->nshards; i++) /* each shard's primary (review 28 R28-2) */
+		n += cfg->shards[i].pool_size + 1;
 	for (int i = 0; i < cfg->nreplicas; i++)
 		n += cfg->replicas[i].pool_size + 1;
 	if (cfg->inval_enabled)
-		n += 4;
+		n += 4 * (cfg->nshards > 0 ? cfg->nshards : 1); /* one invalidator per shard */
 	if (cfg->admin_listen)
 		n += CS_ADMIN_MAX_CONNS + 1;
 	return n;

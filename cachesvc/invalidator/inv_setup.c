@@ -448,6 +448,19 @@ bool inv_setup_result(cs_inv *inv, PGresult *res)
 			return false;
 		}
 		inv->slot_missing = PQntuples(res) == 0;
+		/* review 28 R28-1: a slot name is per server: a slot of this name in another
+		 * database (another shard's, or another service's) is not ours to stand by for */
+		if (PQntuples(res) == 1 && PQnfields(res) > 2 && !PQgetisnull(res, 0, 2) &&
+			strcmp(PQgetvalue(res, 0, 2), "f") == 0) {
+			char why[300];
+			snprintf(why, sizeof why,
+				"slot \"%s\" belongs to another database of this server (a slot name "
+				"is per server: give each shard its own [shard] slot)",
+				inv->slot);
+			cs_error("invalidator%s%s: %s", INV_LOG_SHARD(inv), why);
+			inv_restart(inv, why, false);
+			return false;
+		}
 		inv->slot_lost = PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) &&
 			strcmp(PQgetvalue(res, 0, 0), "lost") == 0;
 		inv->slot_confirmed = 0;
@@ -503,8 +516,8 @@ void inv_setup_next(cs_inv *inv, step done)
 		return;
 	case ST_TIMELINE: /* also for a stale server: the slot it holds is reported */
 		snprintf(sql, sizeof sql,
-			"SELECT wal_status, confirmed_flush_lsn FROM pg_replication_slots "
-			"WHERE slot_name = '%s'", inv->slot);
+			"SELECT wal_status, confirmed_flush_lsn, database = current_database() "
+			"FROM pg_replication_slots WHERE slot_name = '%s'", inv->slot);
 		inv_send_cmd(inv, ST_SLOT_QUERY, sql);
 		return;
 	case ST_SLOT_QUERY:

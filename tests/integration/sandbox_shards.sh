@@ -158,6 +158,10 @@ INI
   [ $rc = 1 ] && grep -q 'query t\] sql: does not prepare: .*only1' "$OUT" ||
     fail "--check: a table missing on shard s2 only not found (exit $rc): $(cat "$OUT")"
   ok "a sharded config passes --check --offline and --check ($would); SQL not preparing on s2 only is refused"
+  # review 28 R28-1: a slot of s1's default name already in another database of s1's server
+  # (a slot name is per server): s1's invalidator must say so, not stand by or stream it
+  pg "$(port_of 1 PRIMARY)" -c "CREATE DATABASE other"
+  pg "$(port_of 1 PRIMARY)" -d other -c "SELECT 1 FROM pg_create_logical_replication_slot('cs_smoke_s1', 'pgoutput')" >/dev/null
   # the daemon serves it
   "$CS" -c "$ini" >"$SB/daemon.log" 2>&1 &
   DPID=$!
@@ -182,6 +186,15 @@ INI
     echo "key $1: $out"
     return 1
   }
+  deadline=$((SECONDS + 60))
+  until grep -q 'invalidator of shard s1: slot "cs_smoke_s1" belongs to another database' "$SB/daemon.log"; do
+    [ $SECONDS -lt $deadline ] || fail "daemon: s1's invalidator did not name its slot taken in another database: $(grep -a invalidator "$SB/daemon.log" | tail -5)"
+    sleep 0.2
+  done
+  ! curl -s "http://127.0.0.1:$APORT/metrics" | grep -q '^cachesvc_invalidator_status{shard="s1",state="\(streaming\|standby\)"} 1$' ||
+    fail "daemon: s1's invalidator streams or stands by on another database's slot"
+  pg "$(port_of 1 PRIMARY)" -d other -c "SELECT pg_drop_replication_slot('cs_smoke_s1')" >/dev/null
+  ok "daemon: s1's slot name taken in another database of its server: said so (error), not streamed nor stood by for; the slot dropped, it goes on"
   msg=$(answer 1 "${token[1]}") || fail "daemon: key 1 (s1) not s1's row: $msg"
   msg=$(answer 1002 "shard2-1002-${token[2]}") || fail "daemon: key 1002 (s2) not s2's row: $msg"
   [[ $msg != *shard1-1002* ]] || fail "daemon: key 1002 answered with s1's row: $msg"
@@ -191,7 +204,7 @@ INI
     sleep 0.2
   done
   for k in 1 2; do # each invalidator's log lines name its shard
-    grep -q "invalidator of shard s$k: streaming from slot \"cs_smoke\"" "$SB/daemon.log" ||
+    grep -q "invalidator of shard s$k: streaming from slot \"cs_smoke_s$k\"" "$SB/daemon.log" ||
       fail "daemon: no log line of shard s$k's invalidator streaming: $(grep invalidator "$SB/daemon.log")"
   done
   kill -TERM $DPID

@@ -71,7 +71,9 @@ static void test_hash_map(void **state)
 	assert_string_equal(cfg->shards[1].name, "s2");
 	assert_string_equal(cfg->shards[1].conninfo, "host=127.0.0.1 port=5442 dbname=app");
 	assert_int_equal(cfg->shards[0].pool_size, 4);
-	assert_null(cfg->shards[0].slot);
+	/* review 28 R28-1: each shard its own slot by default, "<[invalidator] slot>_<shard>" */
+	assert_string_equal(cfg->shards[0].slot, "cachesvc_s1");
+	assert_string_equal(cfg->shards[1].slot, "cachesvc_s2");
 	assert_null(cfg->primary_conninfo);
 	assert_int_equal(cfg->shard_map, CS_SHARD_MAP_HASH);
 	assert_int_equal(cfg->nshard_ranges, 0);
@@ -103,7 +105,7 @@ static void test_shard_keys_and_invalidator(void **state)
 	                              "[shard b]\nconninfo = postgresql://h2/app\n" Q_KEYED);
 	assert_int_equal(cfg->shards[0].pool_size, 9);
 	assert_string_equal(cfg->shards[0].slot, "cs_a");
-	assert_null(cfg->shards[1].slot);
+	assert_string_equal(cfg->shards[1].slot, "cs_b");
 	assert_true(cfg->inval_enabled);
 	cs_config_free(cfg);
 	/* one database per shard on one server is two shards */
@@ -225,6 +227,14 @@ static void test_refused_sections(void **state)
 	        "cachesvc.ini:3: [shard s1] conninfo: required key missing", NULL);
 	assert_load_error(HASH "[shard s1]\nconninfo = host=x\nslot = Bad-Slot\n",
 	        "cachesvc.ini:5: [shard s1] slot:", NULL);
+	/* review 28 R28-1: two shards' slots of one name (a slot name is per server); a default
+	 * made lower case with '.' and '-' as '_' meeting another shard's */
+	assert_load_error(HASH "[shard a]\nconninfo = host=h dbname=d1\nslot = cs_x\n"
+	                       "[shard b]\nconninfo = host=h dbname=d2\nslot = cs_x\n" Q_KEYED,
+	        "cachesvc.ini:8: [shard b] slot: \"cs_x\" is also [shard a]'s", NULL);
+	assert_load_error(HASH "[shard S-1]\nconninfo = host=h dbname=d1\n"
+	                       "[shard s_1]\nconninfo = host=h dbname=d2\n" Q_KEYED,
+	        "[shard s_1] slot: \"cachesvc_s_1\" is also [shard S-1]'s", NULL);
 	assert_load_error(HASH "[shard s1]\nconninfo = host=x\nsql = SELECT 1\n",
 	        "[shard s1] sql: unknown key here (it belongs in [query NAME])", NULL);
 	assert_load_error(HASH "[shard]\nconninfo = host=x\n", "[shard", "name missing", NULL);
