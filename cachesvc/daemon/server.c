@@ -840,10 +840,10 @@ static bool decode_failed(client *c, uint32_t reqid, int rc, const char *err)
 }
 
 /* Read-your-writes tokens that name a shard ("s1:0/16B3748", the request's "shard";
- * backend/SHARDS.md section 5) are for sharded configurations, whose LSNs are per shard. This
- * daemon serves unsharded ones only (main.c refuses [shard NAME] sections), where the
- * implicit shard has no name: such a token is refused with bad_params, an MGET as a whole,
- * naming the item, as for any unusable item (PROTOCOL.md 3.4). A bare LSN is unaffected.
+ * backend/SHARDS.md section 5) are for sharded configurations, whose LSNs are per shard: there
+ * the engine judges them (a token of the key's shard). Unsharded, the implicit shard has no
+ * name: such a token is refused with bad_params, an MGET as a whole, naming the item, as for
+ * any unusable item (PROTOCOL.md 3.4). A bare LSN is unaffected there.
  * Returns true when it answered the request. */
 _Static_assert(CS_PROTO_MAX_SHARD == CS_MAX_NAME, "a token's shard name limit is the config's");
 static bool shard_token_refused(client *c, uint32_t reqid, const cs_get_req *g, uint32_t n,

@@ -2,8 +2,8 @@
 # engine_shards.sh - the engine routes each key to its own shard (issue #18, SHARDS.md section
 # 7 step 3b (1) and (3)), on a private sandbox of two shards (scripts/sandbox --shards 2
 # --replicas 1; the shared sandbox is never touched), fences off and no invalidator (one per
-# shard: engine_shards_inval.sh), through tests/integration/shard_drive (the daemon still
-# refuses sharded configs).
+# shard: engine_shards_inval.sh), through tests/integration/shard_drive (the engine
+# alone; the daemon on a sharded config: sandbox_shards.sh).
 #
 # Both primaries hold a row under every id, each with its own value ("s1-<id>-<run>" on s1,
 # "s2-<id>-<run>" on s2): an answer from the wrong shard is seen. Every answer (the miss, the

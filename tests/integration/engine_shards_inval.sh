@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # engine_shards_inval.sh - one invalidator per shard (issue #18, SHARDS.md section 7 step 4), on a
 # private sandbox of two shards (scripts/sandbox --shards 2 --replicas 1), the invalidator on and
-# fences on, through tests/integration/shard_drive --stdin (the engine: the daemon still refuses
-# sharded configs). shard_map = ranges: key 5 lives on s1, key 1500 on s2; both primaries hold a
+# fences on, through tests/integration/shard_drive --stdin (the engine alone; the daemon on a
+# sharded config: sandbox_shards.sh). shard_map = ranges: key 5 lives on s1, key 1500 on s2; both primaries hold a
 # row under both ids, each with its own value, so an answer from the wrong shard is seen.
 #   (a) s1's primary commits one transaction changing ids 5 AND 1500 there: key 5 (s1's entry)
 #       is invalidated and re-read with s1's new row; key 1500's entry (s2's, same id) stays a
