@@ -541,8 +541,13 @@ static int check_publication(const cs_config *cfg, int k, bool create, char *err
 					ntables++ ? ", " : "", one);
 			}
 		}
-		if (ntables == 0 || n >= sizeof sql) {
-			append(err, errlen, "[invalidator] publication: no invalidate_on table to publish");
+		if (ntables == 0 || n >= sizeof sql) { /* naming the shard: review 28 R28-3 */
+			append(err, errlen, "[invalidator] publication: %s%s%s",
+			        ntables == 0 ? "no invalidate_on table to publish"
+			                     : "the invalidate_on tables do not fit one CREATE "
+			                       "PUBLICATION (create it by hand)",
+			        cfg->nshards > 0 ? " on shard " : "",
+			        cfg->nshards > 0 ? cfg->shards[k].name : "");
 			PQfinish(c);
 			return CS_CHECK_INVALID;
 		}

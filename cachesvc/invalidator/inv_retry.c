@@ -297,12 +297,15 @@ static int rq_put(cs_inv *inv, cmdctx *c, enum rq_fail how, int was)
 		lst_push(&q->head, &q->tail, c, probe);
 	acct(inv, q, c, 1);
 	if (how == RQ_FAIL_SLOT && s != NULL) {
-		/* an answer about its slot: the node is up; the slot waits alone */
-		if (q->down && q->fails > 0)
-			cs_info("invalidator: redis node %s answers again", q->node);
-		q->down = false;
-		q->fails = 0;
-		q->next_us = 0;
+		/* an answer about its slot: the node is up; the slot waits alone (while the node's
+		 * own probe is out, its reply decides: review 27 R27-3) */
+		if (!q->probing) {
+			if (q->down && q->fails > 0)
+				cs_info("invalidator: redis node %s answers again", q->node);
+			q->down = false;
+			q->fails = 0;
+			q->next_us = 0;
+		}
 		if (held_now || probe)
 			rq_backoff(&s->fails, &s->next_us);
 		return 0;
@@ -452,8 +455,18 @@ static void rq_pump(cs_inv *inv, int i, uint64_t now)
 {
 	struct inv_rq *q = &inv->rq[i];
 	uint64_t ep = inv->epoch;
-	if (q->n == 0)
+	if (q->n == 0) {
+		/* emptied (its commands landed, or moved to another node's queue) with nothing in
+		 * flight: a fresh start, so its next failure is warned about and backed off from
+		 * the base (review 27 R27-4) */
+		if (q->out == 0 && (q->down || q->fails || q->nslots)) {
+			q->down = q->probing = false;
+			q->fails = 0;
+			q->next_us = 0;
+			q->nslots = 0;
+		}
 		return;
+	}
 	if (q->down) {
 		if (q->probing || now < q->next_us)
 			return;

@@ -23,34 +23,9 @@
 #   (e) health per shard: healthy ("ok") with both shards' servers up; s2's replica stopped,
 #       the health message (/healthz's) names shard s2 and its replica, and not shard s1.
 set -euo pipefail
-
-fail() { echo "FAIL: $*" >&2; exit 1; }
-ok() { echo "ok - $*"; }
-PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
-[ -x "$PGBIN/postgres" ] || { echo "SKIP: no PostgreSQL 15 in $PGBIN"; exit 77; }
-command -v redis-server >/dev/null || { echo "SKIP: no redis-server"; exit 77; }
-[ -n "${CS_BUILD:-}" ] || { echo "SKIP: CS_BUILD (the meson build directory) is not set"; exit 77; }
-DRIVE=$CS_BUILD/tests/integration/shard_drive
-[ -x "$DRIVE" ] || fail "no $DRIVE"
-SANDBOX=$(cd "$(dirname "$0")/../.." && pwd)/scripts/sandbox
-
-SB=$(mktemp -d /tmp/cs-eshards-sb.XXXXXX)
-chmod 755 "$SB"
-OUT=$(mktemp /tmp/cs-eshards-out.XXXXXX)
-cleanup() { "$SANDBOX" stop "$SB" >/dev/null 2>&1 || true; rm -rf "$SB" "$OUT"; }
-trap cleanup EXIT
-
-"$SANDBOX" start "$SB" --shards 2 --replicas 1 >"$OUT" 2>&1 ||
-  fail "sandbox start --shards 2: $(tail -5 "$OUT")"
-# shellcheck disable=SC1091
-. "$SB/env.sh"
-
-pg() { # PORT SQL...
-  local port=$1
-  shift
-  "$CS_PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$CS_PG_SOCKET_DIR" -p "$port" -U postgres -d app "$@"
-}
-port_of() { local n=CS_PG_SHARD${1}_${2}_PORT; echo "${!n}"; } # K PRIMARY|REPLICA1
+. "$(dirname "$0")/shard_lib.sh"
+trap shard_cleanup EXIT
+shard_sandbox eshards
 
 # ---- the rows: every id on both shards, each shard's value its own ----------------------------
 IDS="5 42 0 -1 1000 1001 1500 2000 1000000"

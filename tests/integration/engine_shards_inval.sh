@@ -21,20 +21,7 @@
 #       change on s2 is no longer invalidated.
 # No timing is asserted: every wait is bounded (60 s) and only its outcome is checked.
 set -euo pipefail
-
-fail() { echo "FAIL: $*" >&2; exit 1; }
-ok() { echo "ok - $*"; }
-PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
-[ -x "$PGBIN/postgres" ] || { echo "SKIP: no PostgreSQL 15 in $PGBIN"; exit 77; }
-command -v redis-server >/dev/null || { echo "SKIP: no redis-server"; exit 77; }
-[ -n "${CS_BUILD:-}" ] || { echo "SKIP: CS_BUILD (the meson build directory) is not set"; exit 77; }
-DRIVE=$CS_BUILD/tests/integration/shard_drive
-[ -x "$DRIVE" ] || fail "no $DRIVE"
-SANDBOX=$(cd "$(dirname "$0")/../.." && pwd)/scripts/sandbox
-
-SB=$(mktemp -d /tmp/cs-eshinv-sb.XXXXXX)
-chmod 755 "$SB"
-OUT=$(mktemp /tmp/cs-eshinv-out.XXXXXX)
+. "$(dirname "$0")/shard_lib.sh"
 DPID=
 stop_drive() {
   if [ -n "$DPID" ]; then
@@ -47,20 +34,9 @@ stop_drive() {
     DPID=
   fi
 }
-cleanup() { stop_drive; "$SANDBOX" stop "$SB" >/dev/null 2>&1 || true; rm -rf "$SB" "$OUT"; }
+cleanup() { stop_drive; shard_cleanup; }
 trap cleanup EXIT
-
-"$SANDBOX" start "$SB" --shards 2 --replicas 1 >"$OUT" 2>&1 ||
-  fail "sandbox start --shards 2: $(tail -5 "$OUT")"
-# shellcheck disable=SC1091
-. "$SB/env.sh"
-
-pg() { # PORT SQL...
-  local port=$1
-  shift
-  "$CS_PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$CS_PG_SOCKET_DIR" -p "$port" -U postgres -d app "$@"
-}
-port_of() { local n=CS_PG_SHARD${1}_${2}_PORT; echo "${!n}"; } # K PRIMARY|REPLICA1
+shard_sandbox eshinv
 R() { redis-cli -u "$CS_REDIS_URL" "$@"; }
 runpg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 

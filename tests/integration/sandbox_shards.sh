@@ -207,6 +207,18 @@ INI
     grep -q "invalidator of shard s$k: streaming from slot \"cs_smoke_s$k\"" "$SB/daemon.log" ||
       fail "daemon: no log line of shard s$k's invalidator streaming: $(grep invalidator "$SB/daemon.log")"
   done
+  # review 28 R28-6: the daemon hands shard tokens to the engine: s2's own token is answered,
+  # s1's token on s2's key and a bare LSN are refused (bad_params), naming why
+  lsn2=$(pg "$(port_of 2 PRIMARY)" -c "SELECT pg_current_wal_lsn()")
+  out=$("$CLI" -p "$PORT" -t 30000 --json --lsn "s2:$lsn2" get t 1002 2>&1) ||
+    fail "daemon: the token s2:$lsn2 on s2's key refused: $out"
+  [[ $out == *"shard2-1002-${token[2]}"* ]] || fail "daemon: s2:$lsn2 on key 1002 not s2's row: $out"
+  rc=0; out=$("$CLI" -p "$PORT" -t 30000 --lsn "s1:$lsn2" get t 1002 2>&1) || rc=$?
+  [ "$rc" = 1 ] && [[ $out == *"token is of shard s1"* ]] ||
+    fail "daemon: s1's token on s2's key not refused naming the shards (exit $rc): $out"
+  rc=0; out=$("$CLI" -p "$PORT" -t 30000 --lsn "$lsn2" get t 1 2>&1) || rc=$?
+  [ "$rc" = 1 ] && [[ $out == *"bare LSN"* ]] || fail "daemon: a bare LSN not refused (exit $rc): $out"
+  ok "daemon: shard tokens reach the engine: s2:$lsn2 answered on s2's key, s1's refused there, a bare LSN refused"
   kill -TERM $DPID
   deadline=$((SECONDS + 30))
   while kill -0 $DPID 2>/dev/null; do
