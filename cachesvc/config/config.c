@@ -1297,8 +1297,10 @@ static bool validate_shards(struct loader *ld, cs_config *cfg)
 	 * database: two shards on one server (two databases) sharing a slot name would leave one
 	 * invalidator standing by for ever behind the other, its shard never invalidated. A
 	 * shard without its own slot takes "<[invalidator] slot>_<shard>" (lower case, '.' and
-	 * '-' as '_'), and no two shards' slots may have the same name. */
-	for (int i = 0; i < cfg->nshards; i++) {
+	 * '-' as '_'), and no two shards' slots may have the same name (even on two servers: a
+	 * conninfo does not always tell whether two are one). Only with the invalidator on
+	 * (review 29 R29-2). */
+	for (int i = 0; cfg->inval_enabled && i < cfg->nshards; i++) {
 		cs_shard_def *sh = &cfg->shards[i];
 		int line = key_line(ld, SEC_SHARD, sh->name, "slot"); /* else the section's */
 		if (sh->slot == NULL) {

@@ -196,7 +196,7 @@ static int inv_open_marks(const cs_inv *inv)
 	return n;
 }
 
-void inv_open_restart(cs_inv *inv)
+void inv_open_restart(cs_inv *inv, bool standby)
 {
 	struct inv_open *o = inv->open;
 	if (o == NULL)
@@ -209,10 +209,13 @@ void inv_open_restart(cs_inv *inv)
 	 * flushed position (and the WAL) for ever */
 	if (o->since_us != 0 && !inv->open_hold_nocarry)
 		o->carry_us = cs_now_us() - o->since_us;
+	if (standby) /* another process leads: its rounds count, not this one's (review 29 R29-4) */
+		o->carry_us = 0;
 	o->since_us = 0; /* the hold is counted from the first tick that streams */
 	o->retry_us = 0;
 	o->behind = false;
 	o->nt_state = NT_ASK; /* once a stream: CONFIG SET or an ACL may have changed since */
+	o->nt_passing = 0;    /* review 29 R29-7 */
 	memset(o->mixed, 0, sizeof o->mixed);
 }
 

@@ -71,9 +71,7 @@ static void test_hash_map(void **state)
 	assert_string_equal(cfg->shards[1].name, "s2");
 	assert_string_equal(cfg->shards[1].conninfo, "host=127.0.0.1 port=5442 dbname=app");
 	assert_int_equal(cfg->shards[0].pool_size, 4);
-	/* review 28 R28-1: each shard its own slot by default, "<[invalidator] slot>_<shard>" */
-	assert_string_equal(cfg->shards[0].slot, "cachesvc_s1");
-	assert_string_equal(cfg->shards[1].slot, "cachesvc_s2");
+	assert_null(cfg->shards[0].slot); /* no invalidator: no slot */
 	assert_null(cfg->primary_conninfo);
 	assert_int_equal(cfg->shard_map, CS_SHARD_MAP_HASH);
 	assert_int_equal(cfg->nshard_ranges, 0);
@@ -87,6 +85,11 @@ static void test_hash_map(void **state)
 	q = cs_config_query(cfg, "plan", 4);
 	assert_int_equal(q->shard_key_index, -1);
 	assert_int_equal(q->shard_index, 0);
+	cs_config_free(cfg);
+	/* review 28 R28-1: each shard its own slot by default, "<[invalidator] slot>_<shard>" */
+	cfg = load_ok(HASH SHARDS REPLICAS Q_KEYED "[invalidator]\nenabled = on\n");
+	assert_string_equal(cfg->shards[0].slot, "cachesvc_s1");
+	assert_string_equal(cfg->shards[1].slot, "cachesvc_s2");
 	cs_config_free(cfg);
 
 	/* any parameter type routes by hash; the key may be the second parameter */
@@ -230,10 +233,12 @@ static void test_refused_sections(void **state)
 	/* review 28 R28-1: two shards' slots of one name (a slot name is per server); a default
 	 * made lower case with '.' and '-' as '_' meeting another shard's */
 	assert_load_error(HASH "[shard a]\nconninfo = host=h dbname=d1\nslot = cs_x\n"
-	                       "[shard b]\nconninfo = host=h dbname=d2\nslot = cs_x\n" Q_KEYED,
+	                       "[shard b]\nconninfo = host=h dbname=d2\nslot = cs_x\n" Q_KEYED
+	                       "[invalidator]\nenabled = on\n",
 	        "cachesvc.ini:8: [shard b] slot: \"cs_x\" is also [shard a]'s", NULL);
 	assert_load_error(HASH "[shard S-1]\nconninfo = host=h dbname=d1\n"
-	                       "[shard s_1]\nconninfo = host=h dbname=d2\n" Q_KEYED,
+	                       "[shard s_1]\nconninfo = host=h dbname=d2\n" Q_KEYED
+	                       "[invalidator]\nenabled = on\n",
 	        "[shard s_1] slot: \"cachesvc_s_1\" is also [shard S-1]'s", NULL);
 	assert_load_error(HASH "[shard s1]\nconninfo = host=x\nsql = SELECT 1\n",
 	        "[shard s1] sql: unknown key here (it belongs in [query NAME])", NULL);
