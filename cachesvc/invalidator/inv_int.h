@@ -364,7 +364,7 @@ cs_lsn_t inv_open_safe(const cs_inv *inv);
 /* A marked bucket's endpoint changed: the SYNC must flush. */
 bool inv_open_loss(const cs_inv *inv);
 /* A restart: the round in flight is dropped, the marks are read back at the next stream. */
-void inv_open_restart(cs_inv *inv, bool standby);
+void inv_open_restart(cs_inv *inv);
 /* A SYNC flushed the namespace: every mark is retired (DELeted before the next round). */
 void inv_open_flushed(cs_inv *inv);
 /* The SYNC is done: bookkeeping shared with the single-Redis path (status as

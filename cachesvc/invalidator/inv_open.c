@@ -196,7 +196,7 @@ static int inv_open_marks(const cs_inv *inv)
 	return n;
 }
 
-void inv_open_restart(cs_inv *inv, bool standby)
+void inv_open_restart(cs_inv *inv)
 {
 	struct inv_open *o = inv->open;
 	if (o == NULL)
@@ -209,8 +209,9 @@ void inv_open_restart(cs_inv *inv, bool standby)
 	 * flushed position (and the WAL) for ever */
 	if (o->since_us != 0 && !inv->open_hold_nocarry)
 		o->carry_us = cs_now_us() - o->since_us;
-	if (standby) /* another process leads: its rounds count, not this one's (review 29 R29-4) */
-		o->carry_us = 0;
+	/* (kept on a standby restart too: the first "slot active" is usually this process's own
+	 * old walsender, not another leader; review 30 R30-1. An early hold after a takeover
+	 * costs a needless flush, never a stale entry: review 29 R29-4, left) */
 	o->since_us = 0; /* the hold is counted from the first tick that streams */
 	o->retry_us = 0;
 	o->behind = false;

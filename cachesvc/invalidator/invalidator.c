@@ -240,7 +240,7 @@ void inv_restart(cs_inv *inv, const char *why, bool standby)
 	inv->epoch++; /* late Redis replies for this connection are ignored */
 	cs_ledger_reset(inv->ledger); /* owed bumps are in Redis: the next sync reloads them */
 	inv_rq_clear(inv);            /* review V2: the slot replays their commits */
-	inv_open_restart(inv, standby); /* review V9b: the marks are read back */
+	inv_open_restart(inv);        /* review V9b: the marks are read back */
 	inv->paused = false;
 	inv->pos_in_flight = false;
 	inv->posr_in_flight = false;
