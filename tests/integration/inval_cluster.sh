@@ -926,6 +926,16 @@ v9b_resume() { # (case_v9b's locals) the slot opened from X2 to Y, the entry MIG
   V9B_LAST+=" exists on $x2: $(redis-cli -p "$x2" exists "$e" 2>&1), ttl $(redis-cli -p "$x2" pttl "$e" 2>&1)"
   [ "$(v9_exists_asking "$y" "$e")" = 1 ]
 }
+v9b_own_x2() { # (case_v9b's locals) every live master lists X2 as the slot's owner
+  local p r=0
+  for p in "${RC_PORTS[@]}" "$y"; do
+    v9_master "$p" || continue
+    v9_owns "$p" "$x2id" "$slot" && continue
+    redis-cli -p "$p" cluster setslot "$slot" node "$x2id" >/dev/null 2>&1
+    v9_owns "$p" "$x2id" "$slot" || r=1
+  done
+  return $r
+}
 v9b_views() { # PORT...: each node's view of the nodes, for a failure message
   local p
   for p in "$@"; do printf '\n-- cluster nodes seen by %s:\n%s' "$p" "$(redis-cli -p "$p" cluster nodes 2>&1)"; done
@@ -1001,8 +1011,12 @@ case_v9b() {
   # Y must list X2 as the slot's owner before it imports from X2: while importing, Y ignores
   # X2's claim of the slot, keeps X (failed) as its owner and its cluster state "fail", and
   # answers CLUSTERDOWN even for the entry MIGRATEd to it (a CI failure: Y still "ok" from
-  # before X's FAIL reached it)
-  until_true 60 v9_owns "$y" "$x2id" "$slot" || fail "v9b: $y never listed $x2 as the owner of slot $slot$(v9b_views "$y")"
+  # before X's FAIL reached it). Gossip alone may never tell it: X2, resumed just before its
+  # takeover, can take X's own config epoch (Redis bumps its current epoch, which it had not
+  # yet learnt, not the largest epoch it knows), and an equal epoch never wins a slot from a
+  # dead node (a CI failure: X and X2 both at epoch 4). So the slot is assigned to X2 on every
+  # node, as redis-cli --cluster fix would.
+  until_true 60 v9b_own_x2 || fail "v9b: $y never listed $x2 as the owner of slot $slot$(v9b_views "$y")"
   for p in "$x2" "$y"; do until_true 60 rc_ok "$p" || fail "v9b: $p never reached cluster_state:ok"; done
   # the migration resumed from the promoted replica (as redis-cli --cluster fix would); again
   # until the entry is on Y: Y refuses to import from X2 (and the MIGRATE) until gossip told
