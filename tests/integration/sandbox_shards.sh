@@ -150,6 +150,16 @@ INI
   [ "$(grep -c 'would create publication "cs_smoke" on shard s[12]' "$OUT")" = 2 ] ||
     fail "--check: not one publication per shard: $(cat "$OUT")"
   would=$(grep -o 'would create publication "cs_smoke" on shard s[12]' "$OUT" | tr '\n' ';')
+  ! grep -q "read-your-writes tokens are answered from the database" "$OUT" ||
+    fail "--check: t's tokens sent to the database with the same schema on both shards: $(cat "$OUT")"
+  # review 28 R28-8: t gets a child table on s2 only (schema drift): the keyed query's
+  # read-your-writes coverage is judged on every shard it reads, so its tokens go to the
+  # database (judged on s1 alone, as before, they were answered from the cache)
+  pg "$(port_of 2 PRIMARY)" -c "CREATE TABLE t_child () INHERITS (t)"
+  timeout 60 "$CS" -c "$ini" --check >"$OUT" 2>&1 || fail "--check with t_child on s2: $(cat "$OUT")"
+  grep -q "\[query t\] read-your-writes tokens are answered from the database, not the cache: .*children.* (on at least one shard)" "$OUT" ||
+    fail "--check: a child of t on s2 only did not send t's tokens to the database: $(cat "$OUT")"
+  pg "$(port_of 2 PRIMARY)" -c "DROP TABLE t_child"
   # a query whose SQL does not prepare on shard 2 only (its table missing there) is refused
   pg "$(port_of 1 PRIMARY)" -c "CREATE TABLE only1 (id int PRIMARY KEY, v text)"
   sed -e 's/FROM t WHERE/FROM only1 WHERE/' -e '/^invalidate_on/d' -e '/^\[invalidator\]/,/^create_publication/d' "$ini" >"$SB/only1.ini"
@@ -157,7 +167,7 @@ INI
   timeout 60 "$CS" -c "$SB/only1.ini" --check >"$OUT" 2>&1 || rc=$?
   [ $rc = 1 ] && grep -q 'query t\] sql: does not prepare: .*only1' "$OUT" ||
     fail "--check: a table missing on shard s2 only not found (exit $rc): $(cat "$OUT")"
-  ok "a sharded config passes --check --offline and --check ($would); SQL not preparing on s2 only is refused"
+  ok "a sharded config passes --check --offline and --check ($would); SQL not preparing on s2 only is refused; a child of t on s2 only sends t's tokens to the database (R28-8)"
   # review 28 R28-1: a slot of s1's default name already in another database of s1's server
   # (a slot name is per server): s1's invalidator must say so, not stand by or stream it
   pg "$(port_of 1 PRIMARY)" -c "CREATE DATABASE other"
