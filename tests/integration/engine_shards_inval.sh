@@ -212,6 +212,8 @@ gap_count() { metrics 'cachesvc_invalidator_gap_flushes_total{' | grep "shard=\"
 gaps1_before=$(gap_count s1) gaps2_before=$(gap_count s2)
 epoch2=$(R GET "$NS@s2:epoch")
 epoch1=$(R GET "$NS@s1:epoch")
+v5=$(cur 1 5)
+is_hit 5 "$v5" || fail "(b) key 5 not a hit before s1's primary stops"
 pid=$(head -1 "$SB/shard1/primary/postmaster.pid")
 kill -INT "$pid"
 deadline=$((SECONDS + 30))
@@ -232,6 +234,10 @@ ok "(b) s1's primary down: s1's invalidator $(state_of s1), s2's streaming; key 
 # s1 back, its slot dropped while its invalidator waits: s1's invalidator recreates it and flushes s1's keyspace
 runpg "$CS_PG_BIN/pg_ctl" -D "$SB/shard1/primary" -l "$SB/log/s1-primary-again.log" -w -t 60 start >/dev/null ||
   fail "(b) s1's primary did not start"
+# review 28 R28-5: key 5 a hit until the slot is dropped, so that its miss below is the
+# flush's; and s1's generation is the one the flush bumps, s2's untouched
+msg=$(is_hit 5 "$v5") || fail "(b) key 5 not a hit with s1's primary back, before its slot is dropped: $msg"
+gen1=$(R GET "$NS@s1:g:t") gen2=$(R GET "$NS@s2:g:t")
 deadline=$((SECONDS + 60))
 until pg "$(port_of 1 PRIMARY)" -c "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = 'cs_inv_s1' AND active_pid IS NOT NULL" -c "SELECT pg_drop_replication_slot('cs_inv_s1')" >/dev/null 2>&1; do
   [ $SECONDS -lt $deadline ] || fail "(b) could not drop s1's slot"
@@ -243,11 +249,13 @@ gaps=$(gap_count s1) gaps2=$(gap_count s2)
 [ "$gaps2" = "$gaps2_before" ] || fail "(b) s2 counted a gap flush: $gaps2_before -> $gaps2"
 line=$(get 5)
 [[ $line == *" src=cache "* ]] && fail "(b) key 5 still a hit after s1's gap flush: $line"
+[ "${gen1:-0}" -lt "$(R GET "$NS@s1:g:t")" ] || fail "(b) s1's generation not bumped by its gap flush: '$gen1' -> '$(R GET "$NS@s1:g:t")'"
+[ "$gen2" = "$(R GET "$NS@s2:g:t")" ] || fail "(b) s2's generation changed by s1's gap flush: '$gen2' -> '$(R GET "$NS@s2:g:t")'"
 msg=$(is_hit 1500 "s2-1500-$RUN-a2-b") || fail "(b) s2's key 1500 lost to s1's gap flush: $msg"
 [ "$(R GET "$NS@s2:epoch")" = "$epoch2" ] || fail "(b) s2's epoch changed by s1's gap flush"
 pos_after=$(lsn_num "$(R GET "$NS@s2:inv:pos")")
 [ "$pos_after" -ge "$pos_mid" ] || fail "(b) s2's position moved backwards: $pos_mid -> $pos_after"
-ok "(b) s1's slot dropped: s1 flushed (gap flushes s1 $gaps1_before -> $gaps, s2 $gaps2_before -> $gaps2; key 5 missed: $line); key 1500 still a hit, s2's epoch and position kept ($pos_after); s1's epoch ${epoch1:0:12}... -> $(R GET "$NS@s1:epoch" | cut -c1-12)..."
+ok "(b) s1's slot dropped: s1 flushed (gap flushes s1 $gaps1_before -> $gaps, s2 $gaps2_before -> $gaps2; key 5 a hit until then, missed after: $line; s1's generation ${gen1:-0} -> $(R GET "$NS@s1:g:t"), s2's kept at ${gen2:-none}); key 1500 still a hit, s2's epoch and position kept ($pos_after); s1's epoch ${epoch1:0:12}... -> $(R GET "$NS@s1:epoch" | cut -c1-12)..."
 stop_drive
 
 # ---- (c) negative control: every shard's invalidator on s1's primary ----------------------------
