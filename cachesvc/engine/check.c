@@ -541,7 +541,14 @@ static int check_publication(const cs_config *cfg, int k, bool create, char *err
 					ntables++ ? ", " : "", one);
 			}
 		}
-		if (ntables == 0 || n >= sizeof sql) { /* naming the shard: review 28 R28-3 */
+		if (ntables == 0 && cfg->nshards > 0) {
+			/* No query with invalidate_on reads this shard (say all its queries are
+			 * TTL-only, or pinned elsewhere): an empty publication, so that its
+			 * invalidator still streams, keeps the shard's epoch and notices a lost
+			 * slot (review 28 R28-3: this stopped the start). */
+			quote_ident(q1, sizeof q1, pub); /* q1 held the tables' schemas since */
+			n = (size_t)snprintf(sql, sizeof sql, "CREATE PUBLICATION %s", q1);
+		} else if (ntables == 0 || n >= sizeof sql) { /* naming the shard: review 28 R28-3 */
 			append(err, errlen, "[invalidator] publication: %s%s%s",
 			        ntables == 0 ? "no invalidate_on table to publish"
 			                     : "the invalidate_on tables do not fit one CREATE "

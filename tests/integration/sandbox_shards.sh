@@ -236,6 +236,30 @@ INI
     sleep 0.1
   done
   ok "the daemon serves the sharded config: the publication created on each primary, key 1 answered with s1's row, key 1002 with s2's ($(grep -o '"source":"[a-z]*"' <<<"$msg")), one streaming invalidator per shard, each logging its shard"
+  # review 28 R28-3: a shard no query with invalidate_on reads (t pinned to s1): the daemon
+  # starts, creating an empty publication on s2, and s2's invalidator streams it (the start
+  # was refused: "no invalidate_on table to publish on shard s2")
+  sed -e 's/^shard_key = id$/shard = s1/' -e 's/^slot = cs_smoke$/slot = cs_pin/' \
+    -e 's/^publication = cs_smoke$/publication = cs_pin/' "$ini" >"$SB/pinned.ini"
+  "$CS" -c "$SB/pinned.ini" >"$SB/pinned.log" 2>&1 &
+  DPID=$!
+  deadline=$((SECONDS + 60))
+  until [ "$(curl -s "http://127.0.0.1:$APORT/metrics" | grep -c '^cachesvc_invalidator_status{shard="s[12]",state="streaming"} 1$')" = 2 ]; do
+    kill -0 $DPID 2>/dev/null || fail "cachesvc refused a shard without invalidate_on tables: $(tail -3 "$SB/pinned.log")"
+    [ $SECONDS -lt $deadline ] || fail "daemon (t pinned to s1): not one streaming invalidator per shard: $(grep -a invalidator "$SB/pinned.log" | tail -4)"
+    sleep 0.2
+  done
+  grep -q 'created publication "cs_pin" on shard s2 for 0 tables' "$SB/pinned.log" ||
+    fail "daemon (t pinned to s1): no empty publication created on s2: $(grep -a publication "$SB/pinned.log")"
+  [ "$(pg "$(port_of 2 PRIMARY)" -c "SELECT count(*) FROM pg_publication_tables WHERE pubname = 'cs_pin'")" = 0 ] ||
+    fail "daemon (t pinned to s1): s2's publication has tables"
+  kill -TERM $DPID
+  deadline=$((SECONDS + 30))
+  while kill -0 $DPID 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || fail "cachesvc did not exit within 30 s of SIGTERM"
+    sleep 0.1
+  done
+  ok "a shard no invalidate_on query reads: its empty publication created, both invalidators streaming (R28-3)"
 fi
 
 # ---- stop cleans up -------------------------------------------------------------------------
