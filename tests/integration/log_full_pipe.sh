@@ -10,7 +10,8 @@ make_db <<'SQL'
 CREATE TABLE items (id bigint PRIMARY KEY, v text);
 INSERT INTO items VALUES (1, 'one');
 SQL
-EXTRA_SERVICE="log_level = debug"
+EXTRA_SERVICE="log_level = debug
+stats_period = 1h"
 write_config "$WORK/cs.ini"
 cat >>"$WORK/cs.ini" <<'INI'
 
@@ -60,12 +61,19 @@ CAT_PID=$!
 CLEANUPS+=("kill $CAT_PID")
 written() { grep -c 'DEBUG closing client: protocol error' "$WORK/stderr.log" || true; }
 dropped() { sed -n 's/.* WARNING log: \([0-9]*\) lines dropped.*/\1/p' "$WORK/stderr.log" | awk '{s += $1} END {print s + 0}'; }
+# Every garbage line is written or counted: written + dropped >= SENT. The notes count every
+# dropped line, not only these: a line of another kind that came while the queue was full (a
+# WARNING of a server slow on a loaded machine, a stats line) is counted too (a CI run: 1 such
+# line, written + dropped = SENT + 1). So the sum may exceed SENT by those few lines, never
+# fall below it.
+OTHER_MAX=5
 accounted() {
   garbage
   sleep 0.2
-  [ $(($(written) + $(dropped))) -eq "$SENT" ]
+  local sum=$(($(written) + $(dropped)))
+  [ "$sum" -ge "$SENT" ] && [ "$sum" -le $((SENT + OTHER_MAX)) ]
 }
-until_true 20 accounted || fail "lines lost without a count: sent $SENT, written $(written), dropped $(dropped)"
+until_true 20 accounted || fail "lines lost without a count: sent $SENT, written $(written), dropped $(dropped) (at most $OTHER_MAX lines of other kinds may be among the dropped)"
 [ "$(dropped)" -gt 0 ] || fail "nothing dropped: the test did not fill the queue (sent $SENT)"
 ok "every line accounted for: $SENT logged = $(written) written + $(dropped) dropped and counted"
 
