@@ -615,9 +615,15 @@ int cs_engine_reload(cs_engine *e, cs_config *cfg, char *err, size_t errlen)
 		qstate *old = qtable_find(e->qt, nd->name, strlen(nd->name));
 		if (old == NULL)
 			continue;
-		/* read-your-writes coverage was checked at startup for the old definition */
+		/* read-your-writes coverage was checked at startup for the old definition, on the
+		 * shards it read: a query whose SQL, parameters, invalidate_on or routing changed
+		 * has its tokens answered by the database until a restart checks it again (a
+		 * re-pinned query reads another shard's schema; review 25 R25-5) */
 		cfg->queries[i].reads_covered = old->def->reads_covered && query_same(old->def, nd) &&
 			inval_same(old->def, nd);
+		if (old->def->reads_covered && !cfg->queries[i].reads_covered)
+			cs_info("reload: [query %s] changed: its read-your-writes tokens are answered "
+				"from the database until a restart checks it again", nd->name);
 		qstate keep = *old;
 		keep.def = nd;
 		keep.index = i;
