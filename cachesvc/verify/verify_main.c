@@ -35,6 +35,7 @@
 #include "rcluster.h"
 #include "redis_url.h"
 #include "verify.h"
+#include "verify_route.h"
 
 /* Exit statuses. */
 enum {
@@ -81,6 +82,7 @@ typedef struct tally {
 
 typedef struct stale_rec {
 	char *query, *key, *diff;
+	int shard; /* index into cfg->shards; -1 unsharded */
 	uint64_t lsn;
 	int64_t age_ms;
 } stale_rec;
@@ -109,6 +111,13 @@ typedef struct verifier {
 	cs_buf fresh;         /* the primary's result, re-used per entry */
 	uint64_t inv_stalled; /* cs:inv:pos when a wait last timed out (0: none) */
 	bool fatal;           /* a server went away: stop, exit EXIT_UNREACHABLE */
+	/* With [shard NAME] sections (SHARDS.md step 6) the run visits each shard in turn:
+	 * ks, pg and inv_stalled above are then the current shard's, and every entry of
+	 * ks's prefix is checked against that shard's primary. shard is -1 without shards. */
+	int shard;
+	tally shard_total[CS_MAX_SHARDS];
+	uint64_t misrouted[CS_MAX_SHARDS]; /* entries whose key the map routes elsewhere */
+	bool shard_done[CS_MAX_SHARDS];    /* the shard's scan ran to its end */
 	tally total;
 	stale_rec stale[STALE_KEEP];
 	int nstale;
@@ -117,6 +126,7 @@ typedef struct verifier {
 /* One query being verified. */
 typedef struct qrun {
 	const cs_query_def *q;
+	int shard; /* -1 without shards */
 	bool ordered;
 	uint64_t gen;
 	char prefix[CS_NAME_MAX + CS_MAX_NAME + 24]; /* "<ns>:e:<q>:<gen>:" */
@@ -136,7 +146,10 @@ static void usage(FILE *f)
 	        "      --json         print one JSON object instead of text\n"
 	        "  -v, --verbose      report every skipped entry on stderr\n"
 	        "Exit status: 0 nothing stale, 1 stale entries found, 2 usage or config error,\n"
-	        "3 Redis or the primary unreachable, or (a cluster) the slot map changed mid-run.\n");
+	        "3 Redis or the primary unreachable, or (a cluster) the slot map changed mid-run.\n"
+	        "With [shard NAME] sections each shard's entries (keyspace <ns>@NAME) are checked\n"
+	        "against that shard's primary and reported per shard (--json: \"shards\"); an\n"
+	        "entry whose key the map routes to another shard is counted as misrouted.\n");
 }
 
 static void note(const verifier *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -447,7 +460,10 @@ static void record_stale(
 	int64_t age = cs_wall_ms() - e->filled_ms;
 	if (!v->o.json) {
 		char l[CS_LSN_STRLEN];
-		printf("STALE %s lsn %s age %.1fs: %s\n", key, cs_lsn_format(e->lsn, l),
+		/* sharded: "STALE shard s1 <key> ..." (the key's prefix names it too) */
+		printf("STALE %s%s%s%s lsn %s age %.1fs: %s\n", v->shard >= 0 ? "shard " : "",
+		        v->shard >= 0 ? v->cfg->shards[v->shard].name : "",
+		        v->shard >= 0 ? " " : "", key, cs_lsn_format(e->lsn, l),
 		        (double)age / 1000.0, diff);
 		fflush(stdout);
 	}
@@ -459,6 +475,7 @@ static void record_stale(
 	s->diff = strdup(diff);
 	s->lsn = e->lsn;
 	s->age_ms = age;
+	s->shard = v->shard;
 	if (s->query && s->key && s->diff) {
 		v->nstale++;
 	} else {
@@ -543,6 +560,18 @@ static void check_key(verifier *v, qrun *qr, const char *key, size_t keylen)
 	size_t pl = entry_prefix_len(v, qr, key, keylen);
 	if (pl == 0)
 		return; /* not this query's generation (SCAN MATCH already filters) */
+	if (v->shard >= 0) {
+		/* An entry under this shard's prefix was filled from this shard and is
+		 * invalidated by its WAL alone (SHARDS.md section 2): it is checked against this
+		 * shard's primary whatever the map says. One whose key the map sends elsewhere
+		 * (or nowhere) is also counted: no read looks for it here. */
+		int to = cs_verify_key_shard(v->cfg, qr->q, key + pl, keylen - pl, err, sizeof err);
+		if (to == -CS_ERR_NO_SHARD || (to >= 0 && to != v->shard)) {
+			v->misrouted[v->shard]++;
+			note(v, "misrouted %s: the map routes its key to %s%s", key,
+			        to >= 0 ? "shard " : "", to >= 0 ? v->cfg->shards[to].name : err);
+		}
+	}
 	qr->t.checked++;
 	redisReply *r1 = cmd_ok(v, key_cmd(v, key, keylen, "GET %b", key, keylen));
 	if (r1 == NULL)
@@ -769,6 +798,19 @@ static void print_tally_text(const char *label, const tally *t)
 	printf("%s\n", sep[0] == ',' ? ")" : "");
 }
 
+/* A shard's line (sharded only): "shard s1: checked ..., misrouted N" when N > 0. */
+static void print_shard_text(const verifier *v, int s)
+{
+	char label[CS_MAX_NAME + 16];
+	snprintf(label, sizeof label, "shard %s", v->cfg->shards[s].name);
+	print_tally_text(label, &v->shard_total[s]);
+	if (v->misrouted[s] > 0)
+		printf("shard %s: %" PRIu64 " entries misrouted (the map routes their keys to "
+		       "another shard or none: no read finds them here; checked against this "
+		       "shard's primary all the same)\n",
+		        v->cfg->shards[s].name, v->misrouted[s]);
+}
+
 static void json_tally(cs_json *j, const tally *t)
 {
 	cs_json_kv_uint(j, "checked", t->checked);
@@ -792,21 +834,72 @@ static void report_json(const verifier *v, const qrun *runs, int nruns)
 	json_tally(&j, &v->total);
 	cs_json_key(&j, "queries");
 	cs_json_object(&j);
-	for (int i = 0; i < nruns; i++) {
-		cs_json_key(&j, runs[i].q->name);
-		cs_json_object(&j);
-		cs_json_kv_uint(&j, "generation", runs[i].gen);
-		cs_json_kv_bool(&j, "ordered", runs[i].ordered);
-		json_tally(&j, &runs[i].t);
-		cs_json_object_end(&j);
+	if (v->shard < 0) {
+		for (int i = 0; i < nruns; i++) {
+			cs_json_key(&j, runs[i].q->name);
+			cs_json_object(&j);
+			cs_json_kv_uint(&j, "generation", runs[i].gen);
+			cs_json_kv_bool(&j, "ordered", runs[i].ordered);
+			json_tally(&j, &runs[i].t);
+			cs_json_object_end(&j);
+		}
+	} else {
+		/* sharded: each query summed over the shards (a generation is per shard: in
+		 * "shards" below) */
+		for (int i = 0; i < v->cfg->nqueries; i++) {
+			const cs_query_def *q = &v->cfg->queries[i];
+			tally t = {0};
+			bool any = false, ordered = false;
+			for (int r = 0; r < nruns; r++)
+				if (runs[r].q == q) {
+					add_tally(&t, &runs[r].t);
+					ordered = runs[r].ordered;
+					any = true;
+				}
+			if (!any)
+				continue;
+			cs_json_key(&j, q->name);
+			cs_json_object(&j);
+			cs_json_kv_bool(&j, "ordered", ordered);
+			json_tally(&j, &t);
+			cs_json_object_end(&j);
+		}
 	}
 	cs_json_object_end(&j);
+	if (v->shard >= 0) {
+		cs_json_key(&j, "shards");
+		cs_json_object(&j);
+		for (int k = 0; k < v->cfg->nshards; k++) {
+			cs_json_key(&j, v->cfg->shards[k].name);
+			cs_json_object(&j);
+			json_tally(&j, &v->shard_total[k]);
+			cs_json_kv_uint(&j, "misrouted", v->misrouted[k]);
+			cs_json_kv_bool(&j, "complete", v->shard_done[k] && !v->incomplete);
+			cs_json_key(&j, "queries");
+			cs_json_object(&j);
+			for (int r = 0; r < nruns; r++) {
+				if (runs[r].shard != k)
+					continue;
+				cs_json_key(&j, runs[r].q->name);
+				cs_json_object(&j);
+				cs_json_kv_uint(&j, "generation", runs[r].gen);
+				cs_json_kv_bool(&j, "ordered", runs[r].ordered);
+				json_tally(&j, &runs[r].t);
+				cs_json_object_end(&j);
+			}
+			cs_json_object_end(&j);
+			cs_json_object_end(&j);
+		}
+		cs_json_object_end(&j);
+	}
 	cs_json_key(&j, "stale_keys");
 	cs_json_array(&j);
 	for (int i = 0; i < v->nstale; i++) {
 		const stale_rec *st = &v->stale[i];
 		char l[CS_LSN_STRLEN];
 		cs_json_object(&j);
+		if (st->shard >= 0)
+			cs_json_kv_str(&j, "shard", v->cfg->shards[st->shard].name);
 		cs_json_kv_str(&j, "query", st->query);
 		cs_json_kv_str(&j, "key", st->key);
 		cs_json_kv_str(&j, "lsn", cs_lsn_format(st->lsn, l));
@@ -902,16 +995,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "cachesvc-verify: %s\n", errbuf);
 		return EXIT_USAGE;
 	}
-	if (cfg->nshards > 0) {
-		fprintf(stderr, "cachesvc-verify: %s: %s\n", v.o.config, CS_SHARDS_UNSUPPORTED);
-		cs_config_free(cfg);
-		return EXIT_USAGE;
-	}
 	v.cfg = cfg;
+	v.shard = -1;
+	int nsh = cfg->nshards > 0 ? cfg->nshards : 1;
 	char ns[CS_NS_MAX + 1];
 	cs_config_namespace(cfg, ns);
 	v.cluster = cfg->redis_cluster;
-	if (!v.cluster)
+	if (cfg->nshards > 0)
+		; /* each shard's keyspace: in the loop below */
+	else if (!v.cluster)
 		cs_ks_init(&v.ks, ns);
 	else if (cs_ks_init_cluster(&v.ks, ns) != 0) {
 		fprintf(stderr,
@@ -929,13 +1021,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "cachesvc-verify: no [query %s] in %s\n", v.o.query, v.o.config);
 		goto out;
 	}
-	if (cfg->primary_conninfo == NULL ||
+	if ((cfg->nshards == 0 && cfg->primary_conninfo == NULL) ||
 	        (v.cluster ? cfg->redis_nodes == NULL : cfg->redis_url == NULL)) {
-		fprintf(stderr, "cachesvc-verify: %s needs [primary] conninfo and [redis] %s\n",
-		        v.o.config, v.cluster ? "nodes" : "url");
+		fprintf(stderr, "cachesvc-verify: %s needs %s conninfo and [redis] %s\n",
+		        v.o.config, cfg->nshards > 0 ? "[shard NAME]" : "[primary]",
+		        v.cluster ? "nodes" : "url");
 		goto out;
 	}
-	runs = calloc(only ? 1 : (size_t)(cfg->nqueries > 0 ? cfg->nqueries : 1), sizeof *runs);
+	runs = calloc((size_t)nsh * (only ? 1 : (size_t)(cfg->nqueries > 0 ? cfg->nqueries : 1)),
+	        sizeof *runs);
 	if (runs == NULL) {
 		fprintf(stderr, "cachesvc-verify: out of memory\n");
 		goto out;
@@ -952,23 +1046,62 @@ int main(int argc, char **argv)
 	} else if ((v.redis = redis_connect(cfg, NULL, 0)) == NULL) {
 		goto out;
 	}
-	if ((v.pg = pg_connect(cfg->primary_conninfo)) == NULL)
+	if (cfg->nshards == 0 && (v.pg = pg_connect(cfg->primary_conninfo)) == NULL)
 		goto out;
 	srandom((unsigned)(cs_now_us() ^ (uint64_t)getpid()));
 	cs_buf_init(&v.fresh, CS_PROTO_MAX_REPLY_FRAME);
 
-	for (int i = 0; i < cfg->nqueries && !v.fatal; i++) {
-		if (only && only != &cfg->queries[i])
-			continue;
-		qrun *qr = &runs[nruns++];
-		qr->q = &cfg->queries[i];
-		verify_query(&v, qr);
-		add_tally(&v.total, &qr->t);
-		if (!v.o.json) {
-			char label[CS_MAX_NAME + 48];
-			snprintf(label, sizeof label, "query %s (generation %" PRIu64 ")",
-			        qr->q->name, qr->gen);
-			print_tally_text(label, &qr->t);
+	for (int s = 0; s < nsh && !v.fatal; s++) {
+		if (cfg->nshards > 0) {
+			/* shard s: its keyspace "<ns>@<s>" and its primary */
+			const cs_shard_def *sd = &cfg->shards[s];
+			v.shard = s;
+			v.inv_stalled = 0;
+			if (cs_ks_init_shard(&v.ks, ns, sd->name, v.cluster) != 0) {
+				fprintf(stderr,
+				        "cachesvc-verify: shard %s: no keyspace for namespace "
+				        "\"%s\"\n",
+				        sd->name, ns);
+				status = EXIT_USAGE;
+				goto out;
+			}
+			if (v.pg)
+				PQfinish(v.pg);
+			if ((v.pg = pg_connect(sd->conninfo)) == NULL) {
+				fprintf(stderr,
+				        "cachesvc-verify: shard %s: its primary is unreachable\n",
+				        sd->name);
+				v.fatal = true;
+				break;
+			}
+		}
+		for (int i = 0; i < cfg->nqueries && !v.fatal; i++) {
+			const cs_query_def *q = &cfg->queries[i];
+			if (only && only != q)
+				continue;
+			if (v.shard >= 0 && q->shard_index >= 0 && q->shard_index != v.shard)
+				continue; /* pinned to another shard: never filled here */
+			qrun *qr = &runs[nruns++];
+			qr->q = q;
+			qr->shard = v.shard;
+			verify_query(&v, qr);
+			add_tally(&v.total, &qr->t);
+			if (v.shard >= 0)
+				add_tally(&v.shard_total[v.shard], &qr->t);
+			if (!v.o.json) {
+				char label[2 * CS_MAX_NAME + 64];
+				snprintf(label, sizeof label,
+				        "%s%s%squery %s (generation %" PRIu64 ")",
+				        v.shard >= 0 ? "shard " : "",
+				        v.shard >= 0 ? cfg->shards[v.shard].name : "",
+				        v.shard >= 0 ? ": " : "", qr->q->name, qr->gen);
+				print_tally_text(label, &qr->t);
+			}
+		}
+		if (v.shard >= 0) {
+			v.shard_done[s] = !v.fatal;
+			if (!v.o.json)
+				print_shard_text(&v, s);
 		}
 	}
 	if (v.o.json) {
@@ -978,11 +1111,12 @@ int main(int argc, char **argv)
 		if (v.fatal)
 			printf("incomplete: a server went away during the run\n");
 		else if (v.incomplete)
-			printf("incomplete: the cluster's slot map changed during the run (reshard or "
+			printf("incomplete: the cluster's slot map changed during the run (reshard "
+			       "or "
 			       "failover): some entries were not scanned\n");
 	}
 	/* A stale entry is the finding: it outranks a run cut short. */
-	status = v.total.stale > 0                ? EXIT_STALE
+	status = v.total.stale > 0         ? EXIT_STALE
 	         : v.fatal || v.incomplete ? EXIT_UNREACHABLE
 	                                   : EXIT_CLEAN;
 out:
