@@ -216,6 +216,7 @@ typedef struct sampler {
 	int qnext;
 	qtable *qt;
 	qstate *qs;
+	uint16_t shard; /* e->sh[shard]: the sample's shard (engine_sampler.c, round-robin) */
 	char key[KEY_MAX];
 	size_t keylen;
 	size_t prefix_len; /* of key: "<ns>:e:<q>:<gen>:", before the canonical parameters */
