@@ -55,13 +55,19 @@ enum {
 
 /* ---- Options ----------------------------------------------------------------------------- */
 
+/* --conninfo given more than once: the SQL runs on each (a sharded origin: one per shard, as
+ * many as a config's [shard NAME] sections may be). */
+#define WARM_MAX_SOURCES 64
+
 typedef struct warm_opts {
 	cs_client_options client;
 	int inflight, conns;
 	double rate, burst;
 	bool refresh;
-	const char *file;                   /* NULL or "-": stdin */
-	const char *sql, *conninfo, *query; /* --from-sql */
+	const char *file;                       /* NULL or "-": stdin */
+	const char *sql, *query;                /* --from-sql */
+	const char *conninfo[WARM_MAX_SOURCES]; /* --conninfo, repeated: one per shard */
+	int nconninfo;
 	const char *checkpoint;
 	int checkpoint_ms;
 	int retries;
@@ -76,7 +82,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 	        "Usage: cachesvc-warm [OPTIONS] [FILE]\n"
-	        "       cachesvc-warm [OPTIONS] --from-sql SQL --conninfo CONNINFO --query NAME\n"
+	        "       cachesvc-warm [OPTIONS] --from-sql SQL --conninfo CONNINFO... --query "
+	        "NAME\n"
 	        "\n"
 	        "Pre-fills the cache of a running cachesvc daemon before traffic arrives. Every\n"
 	        "request is an ordinary GET (or REFRESH with --refresh) on the batch tier, so the\n"
@@ -96,6 +103,12 @@ static void usage(FILE *f)
 	        "parameters of one request for query NAME (columns as text, NULL as NULL). The\n"
 	        "rows are streamed (single-row mode); give the SQL a stable ORDER BY so that a\n"
 	        "resumed run sees the rows in the same order.\n"
+	        "Sharded origin ([shard NAME] sections): give --conninfo once per shard (a\n"
+	        "replica of it, else its primary); the SQL runs on each in the order given, its\n"
+	        "rows numbered on from the previous one's, and the daemon routes every key to its\n"
+	        "shard. The tool reads no config: which server of a shard takes the batch query\n"
+	        "is the operator's choice, as without shards. A resumed run needs the same\n"
+	        "--conninfo list in the same order.\n"
 	        "\n"
 	        "Options:\n"
 	        "  -h HOST              daemon address (numeric IP), default 127.0.0.1\n"
@@ -113,7 +126,8 @@ static void usage(FILE *f)
 	        "                       \"already cached\")\n"
 	        "  --from-sql SQL       enumerate the keys with SQL (see above)\n"
 	        "  --conninfo CONNINFO  libpq connection string for --from-sql (connect_timeout\n"
-	        "                       defaults to 10 s)\n"
+	        "                       defaults to 10 s); repeat it (up to 64) for a sharded\n"
+	        "                       origin: the SQL runs on each in turn\n"
 	        "  --query NAME         the configured query the rows of --from-sql are for\n"
 	        "  --checkpoint FILE    resumable: progress is saved to FILE (atomically, every\n"
 	        "                       --checkpoint-interval and at exit); a later run with the\n"
@@ -275,7 +289,9 @@ static int parse_opts(int argc, char **argv, warm_opts *o)
 			o->sql = optarg;
 			break;
 		case O_CONNINFO:
-			o->conninfo = optarg;
+			if (o->nconninfo == WARM_MAX_SOURCES)
+				BAD("--conninfo at most %d times", WARM_MAX_SOURCES);
+			o->conninfo[o->nconninfo++] = optarg;
 			break;
 		case O_QUERY:
 			o->query = optarg;
@@ -341,11 +357,11 @@ static int parse_opts(int argc, char **argv, warm_opts *o)
 	if (o->sql != NULL) {
 		if (o->file != NULL)
 			BAD("give FILE or --from-sql, not both");
-		if (o->conninfo == NULL || o->query == NULL)
+		if (o->nconninfo == 0 || o->query == NULL)
 			BAD("--from-sql needs --conninfo and --query");
 		if (!cs_warm_query_name_ok(o->query))
 			BAD("bad --query \"%s\" (1-64 characters of A-Z a-z 0-9 _ . -)", o->query);
-	} else if (o->conninfo != NULL || o->query != NULL) {
+	} else if (o->nconninfo > 0 || o->query != NULL) {
 		BAD("--conninfo and --query go with --from-sql");
 	}
 	if (o->checkpoint != NULL && o->sql == NULL &&
@@ -379,8 +395,10 @@ static void sleep_ns(int64_t ns)
 
 /* The input. Guarded by run.src_lock. */
 typedef struct source {
-	FILE *f;    /* file or stdin; NULL with SQL */
-	PGconn *pg; /* --from-sql */
+	FILE *f;                       /* file or stdin; NULL with SQL */
+	PGconn *pg;                    /* --from-sql: the connection being read, pgs[cur] */
+	PGconn *pgs[WARM_MAX_SOURCES]; /* one per --conninfo, all connected at the start */
+	int npg, cur;
 	const char *query;
 	uint64_t line;  /* the last line (or row) number read */
 	bool exhausted; /* every line has been read */
@@ -514,25 +532,53 @@ static int read_line(source *s, size_t *len, bool *too_long)
 	return any ? 1 : 0;
 }
 
-/* Reads the next row of the SQL into req. Same returns as source_next. */
+/* Sends the SQL on source i (single-row mode). False with the message in why. */
+static bool send_sql(const warm_opts *o, source *s, int i, char *why, size_t whylen)
+{
+	s->cur = i;
+	s->pg = s->pgs[i];
+	if (PQsendQueryParams(s->pg, o->sql, 0, NULL, NULL, NULL, NULL, 0) &&
+	        PQsetSingleRowMode(s->pg))
+		return true;
+	snprintf(why, whylen, "%s", PQerrorMessage(s->pg));
+	size_t n = strlen(why);
+	while (n > 0 && (why[n - 1] == '\n' || why[n - 1] == '\r'))
+		why[--n] = '\0';
+	return false;
+}
+
+/* Reads the next row of the SQL into req: the current source's, then (at its end) the next
+ * source's. Same returns as source_next. */
 static int next_row(
         warm_run *run, source *s, cs_warm_req *req, bool *malformed, char *why, size_t whylen)
 {
-	PGresult *res = PQgetResult(s->pg);
+	PGresult *res;
 	*malformed = false;
-	if (res == NULL)
-		return SRC_END;
-	ExecStatusType st = PQresultStatus(res);
-	if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
-		/* the end of the rows; the NULL result follows */
+	for (;;) {
+		res = PQgetResult(s->pg);
+		ExecStatusType st = res ? PQresultStatus(res) : PGRES_COMMAND_OK;
+		if (res != NULL && st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK)
+			break;
+		/* the end of this source's rows; the NULL result follows */
 		PQclear(res);
-		while ((res = PQgetResult(s->pg)) != NULL)
+		while (res != NULL && (res = PQgetResult(s->pg)) != NULL)
 			PQclear(res);
-		return SRC_END;
+		if (s->cur + 1 >= s->npg)
+			return SRC_END;
+		if (!send_sql(run->o, s, s->cur + 1, why, whylen)) {
+			set_fatal(run, "--from-sql on --conninfo #%d: %s", s->cur + 1, why);
+			return SRC_FATAL;
+		}
 	}
+	ExecStatusType st = PQresultStatus(res);
 	if (st != PGRES_SINGLE_TUPLE) {
-		set_fatal(run, "--from-sql failed after %" PRIu64 " rows: %s", s->line,
-		        PQresultErrorMessage(res));
+		if (s->npg > 1)
+			set_fatal(run,
+			        "--from-sql failed on --conninfo #%d after %" PRIu64 " rows: %s",
+			        s->cur + 1, s->line, PQresultErrorMessage(res));
+		else
+			set_fatal(run, "--from-sql failed after %" PRIu64 " rows: %s", s->line,
+			        PQresultErrorMessage(res));
 		PQclear(res);
 		return SRC_FATAL;
 	}
@@ -1091,23 +1137,37 @@ static int open_input(warm_run *run)
 	const char *mode = o->refresh ? "refresh" : "get";
 	source *s = &run->src;
 	if (o->sql != NULL) {
-		/* connect_timeout first, so a value in the conninfo (expanded later) wins */
-		const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-		const char *vals[] = {"10", "cachesvc-warm", o->conninfo, NULL};
-		s->pg = PQconnectdbParams(keys, vals, 1);
-		if (s->pg == NULL || PQstatus(s->pg) != CONNECTION_OK) {
-			fprintf(stderr, "cachesvc-warm: --conninfo: %s",
-			        s->pg ? PQerrorMessage(s->pg) : "out of memory\n");
-			return -1;
+		/* every source connected before the first row: a wrong --conninfo fails the run
+		 * at once, not after the earlier shards' rows */
+		for (int i = 0; i < o->nconninfo; i++) {
+			/* connect_timeout first, so a value in the conninfo (expanded later) wins
+			 */
+			const char *keys[] = {
+			        "connect_timeout", "application_name", "dbname", NULL};
+			const char *vals[] = {"10", "cachesvc-warm", o->conninfo[i], NULL};
+			PGconn *c = PQconnectdbParams(keys, vals, 1);
+			s->pgs[s->npg++] = c;
+			if (c == NULL || PQstatus(c) != CONNECTION_OK) {
+				char which[32] = "";
+				if (o->nconninfo > 1)
+					snprintf(which, sizeof which, " #%d", i + 1);
+				fprintf(stderr, "cachesvc-warm: --conninfo%s: %s", which,
+				        c ? PQerrorMessage(c) : "out of memory\n");
+				return -1;
+			}
 		}
-		if (!PQsendQueryParams(s->pg, o->sql, 0, NULL, NULL, NULL, NULL, 0) ||
-		        !PQsetSingleRowMode(s->pg)) {
-			fprintf(stderr, "cachesvc-warm: --from-sql: %s", PQerrorMessage(s->pg));
+		char why[512];
+		if (!send_sql(o, s, 0, why, sizeof why)) {
+			fprintf(stderr, "cachesvc-warm: --from-sql: %s\n", why);
 			return -1;
 		}
 		s->query = o->query;
 		char ident[CS_WARM_INPUT_TEXT];
-		snprintf(ident, sizeof ident, "%s\n%s", o->query, o->sql);
+		if (o->nconninfo > 1) /* rows of N sources in turn: another input than one's */
+			snprintf(ident, sizeof ident, "%s\n%s\n%d sources", o->query, o->sql,
+			        o->nconninfo);
+		else
+			snprintf(ident, sizeof ident, "%s\n%s", o->query, o->sql);
 		run->ck.input_id = cs_warm_input_id("sql", ident, 0, mode);
 		snprintf(run->ck.input, sizeof run->ck.input, "sql query %s mode %s: %.300s",
 		        o->query, mode, o->sql);
@@ -1215,8 +1275,10 @@ static warm_run the_run; /* large (the done bitmap): static, not on the stack */
 /* Closes the input. */
 static void close_input(warm_run *run)
 {
-	if (run->src.pg != NULL)
-		PQfinish(run->src.pg);
+	for (int i = 0; i < run->src.npg; i++)
+		if (run->src.pgs[i] != NULL)
+			PQfinish(run->src.pgs[i]);
+	run->src.npg = 0;
 	run->src.pg = NULL;
 	if (run->src.f != NULL && run->src.f != stdin)
 		fclose(run->src.f);
