@@ -21,7 +21,8 @@ shard_sandbox() { # NAME
   SB=$(mktemp -d "/tmp/cs-$1-sb.XXXXXX")
   chmod 755 "$SB"
   OUT=$(mktemp "/tmp/cs-$1-out.XXXXXX")
-  "$SANDBOX" start "$SB" --shards 2 --replicas 1 >"$OUT" 2>&1 ||
+  # shellcheck disable=SC2086 # SHARD_SANDBOX_ARGS: more options (race_shards: --delay 2s)
+  "$SANDBOX" start "$SB" --shards 2 --replicas 1 ${SHARD_SANDBOX_ARGS:-} >"$OUT" 2>&1 ||
     fail "sandbox start --shards 2: $(tail -5 "$OUT")"
   # shellcheck disable=SC1091
   . "$SB/env.sh"
