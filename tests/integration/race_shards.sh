@@ -270,6 +270,15 @@ rc=$(verify)
 [ "$(field shards s1 stale)" = 1 ] && [ "$(field shards s1 misrouted)" = 1 ] && [ "$rc" = 1 ] ||
   fail "a misrouted entry differing from its shard's primary not stale (exit $rc): $(cat "$WORK/verify.json")"
 grep -q '"shard":"s1"' "$WORK/verify.json" || fail "the stale key does not name its shard: $(cat "$WORK/verify.json")"
+# the text report: a line per query and shard, per shard (with its misrouted entries), total
+rc=0
+"$VERIFY" -c "$WORK/cs.ini" --wait 30 >"$WORK/verify.txt" 2>&1 || rc=$?
+for want in "^STALE shard s1 rs$$a@s1:e:rc_hot:[0-9]*:1001 lsn " "^shard s1: query rc_hot (generation [0-9]*): checked " \
+  "^shard s2: query rc_cold (generation [0-9]*): checked " "^shard s1: checked [0-9]*, ok [0-9]*, stale 1," \
+  "^shard s1: 1 entries misrouted " "^shard s2: checked [0-9]*, ok [0-9]*, stale 0," "^total: checked "; do
+  grep -q "$want" "$WORK/verify.txt" || fail "text report (exit $rc) lacks /$want/: $(cat "$WORK/verify.txt")"
+done
+[ "$rc" = 1 ] || fail "text report: exit $rc, not 1"
 redis DEL "$dst" >/dev/null
 stop_daemon
 ok "an entry of s2's key under s1's prefix: misrouted on s1, checked against s1's primary (equal: ok; differing: stale, exit 1)"
