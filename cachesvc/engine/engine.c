@@ -31,18 +31,11 @@ static cs_pgpool_opts pool_opts(const cs_engine *e, const cs_config *cfg)
 cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, size_t errlen)
 {
 	/* Sharded (SHARDS.md section 7 steps 3b and 4): servers, keys and an invalidator per
-	 * shard. A Redis Cluster's per-master subscriptions and epoch checks know the first
-	 * shard only until 3b (2): refused. */
-	const char *refused = NULL;
-	if (cfg->nshards > 0 && cfg->redis_cluster)
-		refused = "[redis] cluster: [shard NAME] sections on a Redis Cluster are not built "
-		          "yet (SHARDS.md section 7 step 3b (2))";
-	if (cfg->nshards > CS_MAX_SHARDS || refused) { /* the first: review 19 R19-3 */
-		if (refused)
-			snprintf(err, errlen, "%s", refused);
-		else
-			snprintf(err, errlen, "%d [shard NAME] sections: at most %d", cfg->nshards,
-			        CS_MAX_SHARDS);
+	 * shard, on one Redis or a Redis Cluster (3b (2): every master's pub/sub subscribes every
+	 * shard's channel, the per-master epoch check reads every shard's copies). */
+	if (cfg->nshards > CS_MAX_SHARDS) { /* review 19 R19-3 */
+		snprintf(err, errlen, "%d [shard NAME] sections: at most %d", cfg->nshards,
+		        CS_MAX_SHARDS);
 		cs_config_free(cfg);
 		return NULL;
 	}

@@ -119,6 +119,12 @@ uint32_t cs_engine_stats_list(const cs_engine *e, cs_stat *out, uint32_t max);
  * cs_engine_new, before the loop runs. 0, or -1 with a message. */
 int cs_engine_test_inv_on_shard0(cs_engine *e, char *err, size_t errlen);
 
+/* Test hook (the negative control of SHARDS.md step 3b (2)): on a Redis Cluster, every
+ * master's pub/sub connection subscribes the first shard's generations channel alone and the
+ * per-master epoch check reads the first shard's copies alone (as before that step). Call
+ * right after cs_engine_new. 0, or -1 when not on a cluster or a connection was not made. */
+int cs_engine_test_cluster_shard0(cs_engine *e);
+
 /* Test-only switch (config "fence = off" does the same for a whole deployment): fills
  * stop checking fences and the horizon. Exists so the race test can prove it can fail. */
 void cs_engine_set_fence(cs_engine *e, bool on);

@@ -19,14 +19,22 @@
  * names its old node too, so a migration bypasses the cache until the invalidator's next
  * RAISE of that bucket restamps it: safe, and short while an invalidator runs.
  *
- * Cost: one script per master (minus one) per poll. `[redis] cluster_epoch_check = off` turns
- * it off: a test's negative control only. */
+ * With shards (SHARDS.md section 2) each shard's keyspace has its own epoch copies, in buckets
+ * {<ns>@<shard>:<b>} that hash to other slots: the check runs per shard (a round each, on the
+ * masters other than that shard's bucket 0's), and a copy found bad keeps that shard's epoch
+ * unknown (a master that lost data lost every shard's copies it held: every shard's round
+ * finds it). The shards' rounds are independent: one shard's lost check is cleared only by
+ * its own round finding every copy restamped by its own invalidator.
+ *
+ * Cost: one script per master (minus one) per shard per poll. `[redis] cluster_epoch_check =
+ * off` turns it off: a test's negative control only. */
 #include "engine_int.h"
 
 #define CEPOCH_NODES_MAX 64 /* masters checked per round (the first 64 in bucket order) */
 
 typedef struct cepoch_round {
 	cs_engine *e;
+	int shard;   /* the shard whose copies are checked */
 	int pending; /* replies owed, plus one while the round is being sent */
 	bool bad;    /* a copy missing or naming another run */
 	bool failed; /* a check not answered: proves nothing either way */
@@ -37,21 +45,26 @@ static void cepoch_done(cepoch_round *r)
 	if (--r->pending > 0)
 		return;
 	cs_engine *e = r->e;
-	e->cepoch_busy = false;
+	shard *sh = &e->sh[r->shard];
+	sh->cepoch_busy = false;
+	const char *of = e->sharded ? " of shard " : "";
+	const char *name = e->sharded ? sh->ks.shard : "";
 	if (r->bad) {
-		if (!e->cepoch_lost)
-			cs_warn("redis cluster: a master's epoch copy is gone or names another "
+		if (!sh->cepoch_lost)
+			cs_warn("redis cluster: a master's epoch copy%s%s is gone or names another "
 			        "Redis run (restarted or failed over: data lost?): bypassing the "
-			        "cache until the invalidator resynchronises");
-		e->cepoch_lost = true;
+			        "cache until the invalidator resynchronises",
+			        of, name);
+		sh->cepoch_lost = true;
 		e->stats.epoch_invalid++;
-		e->sh[0].epoch_len = 0;
-		e->sh[0].epoch[0] = '\0';
-	} else if (!r->failed && e->cepoch_lost) {
+		sh->epoch_len = 0;
+		sh->epoch[0] = '\0';
+	} else if (!r->failed && sh->cepoch_lost) {
 		/* every copy names its node's run again: the invalidator resynchronised */
-		e->cepoch_lost = false;
-		cs_info("redis cluster: every master's epoch copy names its node's run again");
-		load_gens(e);
+		sh->cepoch_lost = false;
+		cs_info("redis cluster: every master's epoch copy%s%s names its node's run again",
+		        of, name);
+		load_shard_gens(e, r->shard);
 	}
 	free(r);
 }
@@ -68,12 +81,14 @@ static void on_cepoch_reply(cs_rc *rc, redisReply *reply, void *priv)
 	cepoch_done(r);
 }
 
-void cluster_epoch_check(cs_engine *e)
+/* A round over shard k's copies: one bucket per master other than bucket 0's. */
+static void cepoch_shard(cs_engine *e, int k)
 {
-	if (!e->sh[0].ks.cluster || !e->fence_on || !e->cepoch_on || e->cepoch_busy)
+	shard *sh = &e->sh[k];
+	if (sh->cepoch_busy)
 		return;
 	int nn = cs_rc_nnodes(e->redis);
-	int n0 = cs_rc_slot_node(e->redis, e->sh[0].bslot[0]);
+	int n0 = cs_rc_slot_node(e->redis, sh->bslot[0]);
 	uint32_t pick[CEPOCH_NODES_MAX];
 	int seen[CEPOCH_NODES_MAX];
 	int np = 0;
@@ -81,9 +96,9 @@ void cluster_epoch_check(cs_engine *e)
 		/* a slot without a ready master is not read from (while any master is not ready
 		 * every read bypasses the cache): its node is checked once it is ready again, at
 		 * most one poll later */
-		if (!cs_rc_slot_ready(e->redis, e->sh[0].bslot[b]))
+		if (!cs_rc_slot_ready(e->redis, sh->bslot[b]))
 			continue;
-		int n = cs_rc_slot_node(e->redis, e->sh[0].bslot[b]);
+		int n = cs_rc_slot_node(e->redis, sh->bslot[b]);
 		bool dup = n < 0 || n >= nn || n == n0;
 		for (int i = 0; i < np && !dup; i++)
 			dup = seen[i] == n;
@@ -97,18 +112,28 @@ void cluster_epoch_check(cs_engine *e)
 	cepoch_round *r = calloc(1, sizeof *r);
 	if (r == NULL)
 		return;
-	*r = (cepoch_round){.e = e, .pending = 1};
-	e->cepoch_busy = true;
+	*r = (cepoch_round){.e = e, .shard = k, .pending = 1};
+	sh->cepoch_busy = true;
 	for (int i = 0; i < np; i++) {
 		char key[CS_NAME_MAX];
-		size_t kl = cs_ks_fixed_in(&e->sh[0].ks, pick[i], CS_KS_EPOCH, key, sizeof key);
+		size_t kl = cs_ks_fixed_in(&sh->ks, pick[i], CS_KS_EPOCH, key, sizeof key);
 		const char *argv[] = {key};
 		size_t lens[] = {kl};
-		if (kl > 0 && cs_rc_script(e->redis, e->sh[0].bslot[pick[i]], CS_SCRIPT_GENS,
+		if (kl > 0 && cs_rc_script(e->redis, sh->bslot[pick[i]], CS_SCRIPT_GENS,
 		                      on_cepoch_reply, r, 1, 1, argv, lens) == 0)
 			r->pending++;
 		else
 			r->failed = true;
 	}
 	cepoch_done(r);
+}
+
+void cluster_epoch_check(cs_engine *e)
+{
+	if (!e->sh[0].ks.cluster || !e->fence_on || !e->cepoch_on)
+		return;
+	/* every shard's copies (the test hook: the first shard's alone, as before) */
+	int nsh = e->cl_shard0_only ? 1 : e->nsh;
+	for (int k = 0; k < nsh; k++)
+		cepoch_shard(e, k);
 }

@@ -214,7 +214,8 @@ static void on_fill_reply(cs_rc *rc, redisReply *reply, void *priv)
 			e->stats.fill_refused_fence++;
 		} else if (st == -4) {
 			e->stats.fill_refused_epoch++;
-			load_gens(e); /* Redis lost data, or was resynchronised: catch up */
+			/* Redis lost data, or the shard was resynchronised: catch up */
+			load_shard_gens(e, f->shard);
 		} else if (st == -5) {
 			e->stats.fill_refused_qfence++;
 		} else if (st == -6) {

@@ -24,8 +24,9 @@ static void on_gens_reply(cs_rc *rc, redisReply *reply, void *priv)
 	        reply->element[0]->type == REDIS_REPLY_INTEGER &&
 	        reply->element[1]->type == REDIS_REPLY_STRING &&
 	        (size_t)reply->element[1]->len < sizeof sh->epoch) {
-		/* a master found on another run keeps the epoch unknown (engine_cluster_epoch.c) */
-		bool valid = reply->element[0]->integer == 1 && !e->cepoch_lost;
+		/* a master found on another run keeps the shard's epoch unknown
+		 * (engine_cluster_epoch.c) */
+		bool valid = reply->element[0]->integer == 1 && !sh->cepoch_lost;
 		const redisReply *ep = reply->element[1];
 		bool changed = (size_t)ep->len != sh->epoch_len ||
 		               memcmp(ep->str, sh->epoch, sh->epoch_len) != 0;
@@ -79,7 +80,7 @@ static void on_gens_reply(cs_rc *rc, redisReply *reply, void *priv)
 }
 
 /* Polls shard k's generations (at most one poll per shard in flight). */
-static void load_shard_gens(cs_engine *e, int k)
+void load_shard_gens(cs_engine *e, int k)
 {
 	qtable *t = e->qt;
 	shard *sh = &e->sh[k];
@@ -122,7 +123,7 @@ void load_gens(cs_engine *e)
 
 /* The shard whose generations channel a pub/sub message came on (ch: the channel name), or
  * -1 for none. The implicit shard alone: 0 whatever the name (its one channel). */
-static int gen_channel_shard(const cs_engine *e, const redisReply *ch)
+int gen_channel_shard(const cs_engine *e, const redisReply *ch)
 {
 	if (e->nsh == 1)
 		return 0;
@@ -139,9 +140,15 @@ static int gen_channel_shard(const cs_engine *e, const redisReply *ch)
  * next successful poll. */
 void gens_unknown(cs_engine *e)
 {
+	for (int k = 0; k < e->nsh; k++)
+		gens_unknown_shard(e, k);
+}
+
+/* The same for shard k alone (its generations channel was not heard meanwhile). */
+void gens_unknown_shard(cs_engine *e, int k)
+{
 	for (int i = 0; i < e->qt->nq; i++)
-		for (int k = 0; k < e->nsh; k++)
-			e->qt->qs[i].sg[k].gen_known = false;
+		e->qt->qs[i].sg[k].gen_known = false;
 }
 
 void on_gen_message(cs_redis *rd, redisReply *reply, void *priv)
@@ -152,8 +159,13 @@ void on_gen_message(cs_redis *rd, redisReply *reply, void *priv)
 	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
 		reply->element[0]->type != REDIS_REPLY_STRING)
 		return;
+	/* the shard of the channel (0 unsharded, whatever the name): what follows concerns its
+	 * keyspace alone (SHARDS.md section 2) */
+	int k = gen_channel_shard(e, reply->element[1]);
 	if (strcmp(reply->element[0]->str, "subscribe") == 0) {
-		load_gens(e); /* (re)subscribed: catch up on what pub/sub may have missed */
+		/* (re)subscribed: catch up on what pub/sub may have missed */
+		if (k >= 0)
+			load_shard_gens(e, k);
 		return;
 	}
 	redisReply *m = reply->element[2];
@@ -163,10 +175,11 @@ void on_gen_message(cs_redis *rd, redisReply *reply, void *priv)
 	if (sp == NULL)
 		return;
 	if (sp == m->str + 1 && m->str[0] == '*') {
-		load_gens(e); /* "* <epoch>": the invalidator (re)synchronised the namespace */
+		/* "* <epoch>": the shard's invalidator (re)synchronised its keyspace */
+		if (k >= 0)
+			load_shard_gens(e, k);
 		return;
 	}
-	int k = gen_channel_shard(e, reply->element[1]);
 	qstate *qs = k < 0 ? NULL : qtable_find(e->qt, m->str, (size_t)(sp - m->str));
 	if (qs) {
 		uint64_t g = strtoull(sp + 1, NULL, 10);

@@ -193,6 +193,9 @@ typedef struct shard {
 	char epoch[96];
 	size_t epoch_len;
 	bool gens_busy;       /* a generations poll of the shard is in flight: at most one */
+	/* The per-master loss check of the shard's epoch copies (engine_cluster_epoch.c) */
+	bool cepoch_busy; /* a round is in flight: at most one per shard */
+	bool cepoch_lost; /* a master's copy names another run: the shard's epoch stays unknown */
 	cs_pgserver *primary; /* in e->servers too; NULL without one (no [primary]) */
 	/* The primary's LSN over time (lag_behind) and its timeline */
 	lsn_sample hist[LSN_HISTORY];
@@ -275,11 +278,12 @@ typedef struct psnode {
 	char hb[CS_NAME_MAX]; /* the heartbeat key in flight (hb_sent_us), its echo's name */
 	size_t hbl;
 	uint64_t echo_us;     /* the last echo (0: none since the last near_off) */
-	bool gens_sub;	      /* the generations channel's subscription confirmed */
+	uint64_t gens_sub;    /* bit k: shard k's generations channel's subscription confirmed */
 	uint64_t echoes;      /* heartbeats echoed (metrics, per node) */
 	uint64_t echo_lost;   /* heartbeats without an echo in time */
 	struct psnode *next_dead;
 } psnode;
+_Static_assert(CS_MAX_SHARDS <= 64, "psnode.gens_sub holds a bit per shard");
 
 struct cs_engine {
 	struct event_base *base;
@@ -343,10 +347,13 @@ struct cs_engine {
 	int nsh;
 	bool sharded; /* [shard] sections exist (even one): every key is routed */
 	int ntoken; /* lookups parked in every shard's token queue: at most TOKEN_WAIT_MAX */
-	/* The per-master loss check (engine_cluster_epoch.c, CLUSTER.md C5) */
-	bool cepoch_on;	  /* [redis] cluster_epoch_check */
-	bool cepoch_busy; /* a round is in flight: at most one */
-	bool cepoch_lost; /* a master's epoch copy names another run: the epoch stays unknown */
+	/* The per-master loss check (engine_cluster_epoch.c, CLUSTER.md C5; per shard: shard's
+	 * cepoch_busy, cepoch_lost) */
+	bool cepoch_on; /* [redis] cluster_epoch_check */
+	/* Test hook (cs_engine_test_cluster_shard0): on a cluster, the masters' pub/sub
+	 * subscribes and the per-master epoch check reads only the first shard's (as before
+	 * SHARDS.md step 3b (2)) */
+	bool cl_shard0_only;
 	/* The near cache (near.h) and its coherence (engine_near.c); near is NULL when off. */
 	cs_near *near;
 	struct event *near_reclaim; /* frees a flushed near cache a budget per loop pass */
@@ -435,7 +442,10 @@ void bucket_repair(cs_engine *e, shard *sh, const char *q, uint32_t b);
 
 /* engine_gen.c */
 void load_gens(cs_engine *e);
+void load_shard_gens(cs_engine *e, int k);
 void gens_unknown(cs_engine *e);
+void gens_unknown_shard(cs_engine *e, int k);
+int gen_channel_shard(const cs_engine *e, const redisReply *ch);
 void cluster_epoch_check(cs_engine *e); /* engine_cluster_epoch.c */
 void on_gen_message(cs_redis *rd, redisReply *reply, void *priv);
 void on_pubsub_state(cs_redis *rd, bool up, void *priv);

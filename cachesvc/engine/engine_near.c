@@ -697,32 +697,39 @@ static void on_cl_ps_state(cs_redis *rd, bool up, void *priv)
 	if (up)
 		return; /* the subscriptions' confirmations follow */
 	n->subscribed = false;
-	n->gens_sub = false;
+	n->gens_sub = 0;
 	n->tracked = false; /* the redirect named that connection: ask again with the next */
 	cl_off(e, "a master's tracking connection was lost");
 	/* as on a single Redis (on_pubsub_state): a bump published meanwhile may be missed
 	 * here; the generations are read again before they are trusted - unless another
 	 * master's subscription stayed up all along: a PUBLISH reaches every node's
-	 * subscribers, so it heard every bump (review12 N5) */
+	 * subscribers, so it heard every bump (review12 N5). Per shard: each shard's channel
+	 * is a subscription of its own (SHARDS.md 3b (2)) */
+	uint64_t others = 0;
 	for (int i = 0; i < e->npsn; i++)
-		if (e->psn[i] != n && e->psn[i]->gens_sub)
-			return;
-	gens_unknown(e);
+		if (e->psn[i] != n)
+			others |= e->psn[i]->gens_sub;
+	for (int k = 0; k < e->nsh; k++)
+		if (!(others & (1ull << k)))
+			gens_unknown_shard(e, k);
 }
 
-/* The generations channel on a master's pub/sub connection: on_gen_message, and whether
- * its subscription is confirmed (on_cl_ps_state). */
+/* A generations channel (each shard's) on a master's pub/sub connection: on_gen_message,
+ * and whether its subscription is confirmed (on_cl_ps_state). */
 static void on_cl_gen_message(cs_redis *rd, redisReply *reply, void *priv)
 {
 	psnode *n = priv;
 	if (n->dead)
 		return;
-	if (reply == NULL)
-		n->gens_sub = false;
-	else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
+	if (reply == NULL) {
+		n->gens_sub = 0;
+	} else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
 		reply->element[0]->type == REDIS_REPLY_STRING &&
-		strcmp(reply->element[0]->str, "subscribe") == 0)
-		n->gens_sub = true;
+		strcmp(reply->element[0]->str, "subscribe") == 0) {
+		int k = gen_channel_shard(n->e, reply->element[1]);
+		if (k >= 0)
+			n->gens_sub |= 1ull << k;
+	}
 	on_gen_message(rd, reply, n->e);
 }
 
@@ -873,8 +880,12 @@ static psnode *psn_new(cs_engine *e, const char *addr, cs_redis *data)
 		.resolver = e->resolver, .client_id = e->ps_client_id };
 	n->ps = cs_redis_new(e->base, &po, err, sizeof err);
 	explicit_bzero(url, sizeof url); /* held the password */
-	if (n->ps == NULL ||
-	        cs_redis_subscribe(n->ps, e->sh[0].ks.channel, on_cl_gen_message, n) != 0 ||
+	/* every shard's generations channel (the test hook: the first shard's alone) */
+	bool subscribed = n->ps != NULL;
+	for (int k = 0; subscribed && k < (e->cl_shard0_only ? 1 : e->nsh); k++)
+		subscribed =
+		        cs_redis_subscribe(n->ps, e->sh[k].ks.channel, on_cl_gen_message, n) == 0;
+	if (!subscribed ||
 	        (e->ps_track &&
 	                cs_redis_subscribe(n->ps, TRACK_CHANNEL, on_cl_tracking_message, n) != 0)) {
 		cs_error("pub/sub on %s: %s", addr, n->ps ? "out of memory" : err);
@@ -939,6 +950,17 @@ int psn_setup(cs_engine *e)
 {
 	psn_on_nodes(e->redis, e);
 	return e->npsn == cs_rc_nnodes(e->redis) ? 0 : -1;
+}
+
+/* Test hook (engine.h): the first shard's generations channel alone on every master, made
+ * again now; cluster_epoch_check then checks the first shard's copies alone. */
+int cs_engine_test_cluster_shard0(cs_engine *e)
+{
+	if (!e->sh[0].ks.cluster)
+		return -1;
+	e->cl_shard0_only = true;
+	psn_free_all(e, false);
+	return psn_setup(e);
 }
 
 /* Engine shutdown: mem = false closes every pub/sub connection (before cs_rc_free, whose
