@@ -30,9 +30,15 @@
  * reads commands from standard input, one a line, each answered before the next is read:
  *   get K       one GET of key K, printed as above (round=0)
  *   metrics P   every line of the engine's /metrics text starting with P, then "end"
+ *   invalidate [K]  an admin INVALIDATE of key K's entry (its shard's), or of the whole query
+ *               (every shard's), printed as "invalidate err=E n=N"
  *   quit        exits 0 (so does the end of the input)
  * --inv-shard0 is step 4's negative control: every shard's invalidator is made again on the
  * first shard's primary (cs_engine_test_inv_on_shard0; each in its own keyspace and slot).
+ * --cluster-shard0 is step 3b (2)'s negative control (tests/integration/engine_shards_cluster.sh):
+ * on a Redis Cluster, every master's pub/sub connection subscribes the first shard's generations
+ * channel alone and the per-master epoch check reads the first shard's copies alone
+ * (cs_engine_test_cluster_shard0).
  * Exit 0 when every request was answered (the script judges the lines), 2 on usage, a config
  * or engine error, or no health in time. */
 #include <errno.h>
@@ -121,7 +127,7 @@ static void on_invalidated(void *priv, int err, const char *msg, uint64_t n)
 	        msg ? msg : "");
 	fflush(stdout);
 	d.inval_after = 0;
-	request_next();
+	d.cmds ? cmd_next() : request_next();
 }
 
 static void request_next(void)
@@ -184,6 +190,17 @@ static void cmd_next(void)
 		make_req(&r, 0);
 		d.pending = 1;
 		cs_engine_get(d.e, CS_OP_GET, &r, on_answer, &d.privs[0]);
+		return;
+	}
+	if (strcmp(cmd, "invalidate") == 0 || strncmp(cmd, "invalidate ", 11) == 0) {
+		cs_inval_req q = {.query = d.query, .query_len = (uint32_t)strlen(d.query)};
+		if (cmd[10] == ' ') {
+			q.has_params = true;
+			q.nparams = 1;
+			q.params[0].type = CS_V_INT;
+			q.params[0].u.i = strtoll(cmd + 11, NULL, 10);
+		}
+		cs_engine_invalidate(d.e, &q, on_invalidated, NULL);
 		return;
 	}
 	if (strncmp(cmd, "metrics ", 8) == 0) {
@@ -269,14 +286,15 @@ static int usage(void)
 {
 	fprintf(stderr, "usage: shard_drive [--force-shard0] [--mget] [--lsn SHARD[:X/Y]] "
 	                "[--rounds N] [--health TEXT] [--invalidate-after R] "
-	                "[--invalidate-key-after R] [--stdin] [--inv-shard0] CONFIG QUERY "
+	                "[--invalidate-key-after R] [--stdin] [--inv-shard0] [--cluster-shard0] "
+	                "CONFIG QUERY "
 	                "[KEY...]\n");
 	return 2;
 }
 
 int main(int argc, char **argv)
 {
-	bool force0 = false, inv0 = false;
+	bool force0 = false, inv0 = false, cl0 = false;
 	d.rounds = 2;
 	int a = 1;
 	for (; a < argc && strncmp(argv[a], "--", 2) == 0; a++) {
@@ -286,6 +304,8 @@ int main(int argc, char **argv)
 			d.cmds = true;
 		else if (strcmp(argv[a], "--inv-shard0") == 0)
 			inv0 = true;
+		else if (strcmp(argv[a], "--cluster-shard0") == 0)
+			cl0 = true;
 		else if (strcmp(argv[a], "--mget") == 0)
 			d.mget = true;
 		else if (strcmp(argv[a], "--lsn") == 0 && a + 1 < argc)
@@ -336,6 +356,10 @@ int main(int argc, char **argv)
 	}
 	if (inv0 && cs_engine_test_inv_on_shard0(d.e, err, sizeof err) != 0) {
 		fprintf(stderr, "shard_drive: %s\n", err);
+		return 2;
+	}
+	if (cl0 && cs_engine_test_cluster_shard0(d.e) != 0) {
+		fprintf(stderr, "shard_drive: --cluster-shard0: not on a cluster, or no pub/sub\n");
 		return 2;
 	}
 	if (d.cmds) {
