@@ -329,8 +329,9 @@ static void read_nodes(cs_inv *inv, const cs_redis *r, int idx, const redisReply
 }
 
 /* review 22 R22-3: CONFIG GET cluster-node-timeout's reply (no part of the round's verdict). */
-static void read_node_timeout(struct inv_open *o, const cs_redis *r, const redisReply *reply)
+static void read_node_timeout(const cs_inv *inv, const cs_redis *r, const redisReply *reply)
 {
+	struct inv_open *o = inv->open;
 	char *end = NULL;
 	const redisReply *v = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
 	                              ? reply->element[1]
@@ -338,9 +339,9 @@ static void read_node_timeout(struct inv_open *o, const cs_redis *r, const redis
 	unsigned long long ms = v && v->type == REDIS_REPLY_STRING ? strtoull(v->str, &end, 10) : 0;
 	if (v && v->type == REDIS_REPLY_STRING && end != v->str && *end == '\0') {
 		if (o->nt_ms != ms)
-			cs_info("invalidator: %s: cluster-node-timeout %llu ms: the hold bound "
+			cs_info("invalidator%s%s: %s: cluster-node-timeout %llu ms: the hold bound "
 			        "of open slots is at least %llu s (review V9b, R22-3)",
-			        cs_redis_url_masked(r), ms,
+			        INV_LOG_SHARD(inv), cs_redis_url_masked(r), ms,
 			        (unsigned long long)(inv_open_hold_bound_ms(0, ms, 0, 0) / 1000));
 		o->nt_state = NT_KNOWN, o->nt_ms = ms, o->nt_passing = 0;
 		return;
@@ -366,9 +367,9 @@ static void read_node_timeout(struct inv_open *o, const cs_redis *r, const redis
 		if (o->nt_ms)
 			snprintf(was, sizeof was, "that of the last value read, %llu ms",
 			        (unsigned long long)o->nt_ms);
-		cs_warn("invalidator: %s: CONFIG GET cluster-node-timeout refused (%s): the "
+		cs_warn("invalidator%s%s: %s: CONFIG GET cluster-node-timeout refused (%s): the "
 		        "hold bound of open slots stays %s (review V9b, R22-3)",
-		        cs_redis_url_masked(r),
+		        INV_LOG_SHARD(inv), cs_redis_url_masked(r),
 		        reply->type == REDIS_REPLY_ERROR ? reply->str : "an unexpected reply", was);
 	}
 	o->nt_said = true;
@@ -523,7 +524,7 @@ static void loss(cs_inv *inv, uint32_t b, const char *what)
 	        "flushed",
 	        (unsigned)b, (unsigned)inv_bucket_slot(inv, b), m->on ? m->src : o->v[b].src,
 	        m->on ? m->dst : o->v[b].dst, what);
-	cs_error("invalidator: %s", why);
+	cs_error("invalidator%s%s: %s", INV_LOG_SHARD(inv), why);
 	inv_restart(inv, why, false);
 }
 
@@ -535,9 +536,11 @@ static void incomplete(cs_inv *inv)
 	inv->stats.open_incomplete++;
 	if (!cs_ratelimit_pass(&o->warn, WARN_EVERY_US, &supp))
 		return;
-	cs_warn("invalidator: a round of open slots was incomplete (%s; %llu more since the last "
+	cs_warn("invalidator%s%s: a round of open slots was incomplete (%s; %llu more since the "
+	        "last "
 	        "warning): the flushed position is held until one completes (review V9b, R18-5)",
-	        o->why[0] ? o->why : "a master not connected", (unsigned long long)supp);
+	        INV_LOG_SHARD(inv), o->why[0] ? o->why : "a master not connected",
+	        (unsigned long long)supp);
 }
 
 static void writes_done(cs_inv *inv)
@@ -550,8 +553,9 @@ static void writes_done(cs_inv *inv)
 		o->carry_us = 0;
 		inv->stats.open_rounds++;
 		if (o->backoff)
-			cs_info("invalidator: a round of open slots completed: the hold bound "
-			        "is back to its base (review V9b, R22-3)");
+			cs_info("invalidator%s%s: a round of open slots completed: the hold bound "
+			        "is back to its base (review V9b, R22-3)",
+			        INV_LOG_SHARD(inv));
 		o->backoff = 0;
 	} else {
 		incomplete(inv);
@@ -574,7 +578,7 @@ static void marks_behind(cs_inv *inv, cs_lsn_t ml)
 	        "the marks of open slots vouch up to %s but the slot's confirmed position is %s: "
 	        "bucket 0 lost their last writes (review V9b, R18-4): the namespace is flushed",
 	        mh, wh);
-	cs_error("invalidator: %s", why);
+	cs_error("invalidator%s%s: %s", INV_LOG_SHARD(inv), why);
 	inv_restart(inv, why, false);
 }
 
@@ -851,18 +855,18 @@ static void open_reply(octx *c, const cs_redis *r, const redisReply *reply)
 		/* review R18-6: retried after a backoff; said once (the hold bound ends it) */
 		o->retry_us = cs_now_us() + (uint64_t)cs_backoff_ms(o->lfails, 100, 5000) * 1000u;
 		if (o->lfails++ == 0)
-			cs_error("invalidator: the marks of open slots could not be %s (%s): "
+			cs_error("invalidator%s%s: the marks of open slots could not be %s (%s): "
 			         "retried "
 			         "with a backoff; the flushed position is held meanwhile (review "
 			         "V9b)",
-			        kind == K_LOAD ? "read back" : "deleted",
+			        INV_LOG_SHARD(inv), kind == K_LOAD ? "read back" : "deleted",
 			        reply == NULL                      ? "no reply"
 			        : reply->type == REDIS_REPLY_ERROR ? reply->str
 			                                           : "not a hash");
 		inv->stats.open_incomplete++;
 		break;
 	case K_CONFIG:
-		read_node_timeout(o, r, reply);
+		read_node_timeout(inv, r, reply);
 		break;
 	case K_SET:
 	case K_DEL:
@@ -1018,7 +1022,7 @@ void inv_open_tick(cs_inv *inv)
 		        (unsigned long long)(hold_ms / 1000),
 		        o->why[0] ? o->why : "a master not connected",
 		        (unsigned long long)(next_ms / 1000));
-		cs_error("invalidator: %s", why);
+		cs_error("invalidator%s%s: %s", INV_LOG_SHARD(inv), why);
 		inv_restart(inv, why, false);
 		return;
 	}

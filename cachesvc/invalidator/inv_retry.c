@@ -231,10 +231,10 @@ static struct rq_slot *slot_hold(cs_inv *inv, struct inv_rq *q, uint16_t slot)
 	q->head = keep_h;
 	q->tail = keep_t;
 	inv->stats.rq_slot_holds++;
-	cs_info("invalidator: redis node %s answers for slot %u that it cannot take its "
+	cs_info("invalidator%s%s: redis node %s answers for slot %u that it cannot take its "
 	        "commands yet (migrating): they wait apart, the node's other commands go on "
 	        "(review G2)",
-	        q->node, (unsigned)slot);
+	        INV_LOG_SHARD(inv), q->node, (unsigned)slot);
 	return s;
 }
 
@@ -301,7 +301,8 @@ static int rq_put(cs_inv *inv, cmdctx *c, enum rq_fail how, int was)
 		 * own probe is out, its reply decides: review 27 R27-3) */
 		if (!q->probing) {
 			if (q->down && q->fails > 0)
-				cs_info("invalidator: redis node %s answers again", q->node);
+				cs_info("invalidator%s%s: redis node %s answers again",
+				        INV_LOG_SHARD(inv), q->node);
 			q->down = false;
 			q->fails = 0;
 			q->next_us = 0;
@@ -316,9 +317,10 @@ static int rq_put(cs_inv *inv, cmdctx *c, enum rq_fail how, int was)
 		q->down = true;
 		q->probing = false;
 		if (q->fails == 0)
-			cs_warn("invalidator: redis node %s did not take an invalidation: retrying "
+			cs_warn("invalidator%s%s: redis node %s did not take an invalidation: "
+			        "retrying "
 			        "it with a backoff; nothing is confirmed past its commit meanwhile",
-			        q->node);
+			        INV_LOG_SHARD(inv), q->node);
 		rq_backoff(&q->fails, &q->next_us);
 	} else if (was == RQ_SENT_NODE) {
 		rq_backoff(&q->fails, &q->next_us);
@@ -541,10 +543,11 @@ void inv_rq_ok(cs_inv *inv, cmdctx *c)
 	struct rq_slot *s = slot_find(q, c->slot);
 	if (as == RQ_SENT_NODE) {
 		if (q->head || q->nslots)
-			cs_info("invalidator: redis node %s takes invalidations again: draining "
+			cs_info("invalidator%s%s: redis node %s takes invalidations again: "
+			        "draining "
 			        "its "
 			        "%lld queued commands",
-			        q->node, (long long)q->n);
+			        INV_LOG_SHARD(inv), q->node, (long long)q->n);
 		q->down = false;
 		q->fails = 0;
 		q->next_us = 0;
@@ -569,14 +572,15 @@ static void rq_warn_slots(cs_inv *inv, uint64_t now)
 			        (s->warned_us && now - s->warned_us < 60000000u))
 				continue;
 			s->warned_us = now;
-			cs_warn("invalidator: redis node %s has refused the commands of slot %u "
+			cs_warn("invalidator%s%s: redis node %s has refused the commands of slot "
+			        "%u "
 			        "for "
 			        "%llu s (TRYAGAIN, ASK or a key not local: a slot migration that "
 			        "does "
 			        "not finish? `redis-cli --cluster check`); nothing is confirmed "
 			        "past "
 			        "their commits meanwhile (review G2, R27-1)",
-			        q->node, (unsigned)s->slot,
+			        INV_LOG_SHARD(inv), q->node, (unsigned)s->slot,
 			        (unsigned long long)((now - s->since_us) / 1000000u));
 		}
 	}
