@@ -19,7 +19,7 @@
 #include "resolve.h"
 #include "util.h"
 
-#define MAX_SUBS     72 /* every shard's generations channel (CS_MAX_SHARDS: 64), tracking */
+#define MAX_SUBS     72   /* every shard's generations channel (CS_MAX_SHARDS: 64), tracking */
 #define BACKOFF_BASE 100  /* ms */
 #define BACKOFF_MAX  5000 /* ms */
 

@@ -724,8 +724,8 @@ static void on_cl_gen_message(cs_redis *rd, redisReply *reply, void *priv)
 	if (reply == NULL) {
 		n->gens_sub = 0;
 	} else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
-		reply->element[0]->type == REDIS_REPLY_STRING &&
-		strcmp(reply->element[0]->str, "subscribe") == 0) {
+	           reply->element[0]->type == REDIS_REPLY_STRING &&
+	           strcmp(reply->element[0]->str, "subscribe") == 0) {
 		int k = gen_channel_shard(n->e, reply->element[1]);
 		if (k >= 0)
 			n->gens_sub |= 1ull << k;
@@ -885,9 +885,8 @@ static psnode *psn_new(cs_engine *e, const char *addr, cs_redis *data)
 	for (int k = 0; subscribed && k < (e->cl_shard0_only ? 1 : e->nsh); k++)
 		subscribed =
 		        cs_redis_subscribe(n->ps, e->sh[k].ks.channel, on_cl_gen_message, n) == 0;
-	if (!subscribed ||
-	        (e->ps_track &&
-	                cs_redis_subscribe(n->ps, TRACK_CHANNEL, on_cl_tracking_message, n) != 0)) {
+	if (!subscribed || (e->ps_track && cs_redis_subscribe(n->ps, TRACK_CHANNEL,
+	                                           on_cl_tracking_message, n) != 0)) {
 		cs_error("pub/sub on %s: %s", addr, n->ps ? "out of memory" : err);
 		cs_redis_free(n->ps);
 		free(n);
