@@ -15,6 +15,24 @@ typedef struct rchk_item {
 	cs_pgserver *srv; /* a server of the shard it is checked for; NULL: none up */
 } rchk_item;
 
+static void rchk_finish(struct reload_check *rc);
+
+/* One shard's publication, asked for when the new config invalidates a table on that shard
+ * that the running one does not (review 31 R31-2): the shard's invalidator streams only what
+ * its publication carries, so a query routed to a shard whose publication lacks its table
+ * (an empty publication made for a shard no invalidate_on query read, or a table added to
+ * invalidate_on) would have its entries invalidated never. Such a reload is refused until
+ * the table is in the publication; a publication that cannot be read refuses it too. */
+typedef struct rchk_pub {
+	struct reload_check *rc;
+	int shard;
+	cs_query_def def; /* the statement */
+	const char *vals[1];
+	int lens[1], fmts[1];
+	cs_pg_params params;
+	cs_pgjob job;
+} rchk_pub;
+
 typedef struct reload_check {
 	cs_engine *e;
 	cs_config *cfg;
@@ -23,6 +41,8 @@ typedef struct reload_check {
 	const char *server;
 	int n, pending, unchecked;
 	rchk_item *items;
+	int npubs;
+	rchk_pub *pubs; /* one per shard that gains an invalidate_on table */
 	const char *nulls[CS_MAX_PARAMS]; /* every parameter NULL: planned, never run */
 	char err[2048];
 } reload_check;
@@ -32,7 +52,102 @@ static void rchk_free(reload_check *rc)
 	for (int i = 0; rc->items && i < rc->n; i++)
 		free(rc->items[i].def.sql);
 	free(rc->items);
+	free(rc->pubs);
 	free(rc);
+}
+
+static bool reads_k(const cs_config *cfg, const cs_query_def *q, int k)
+{
+	return cfg->nshards == 0 || q->shard_index < 0 || q->shard_index == k;
+}
+
+static bool same_table(const cs_inval_rule *a, const cs_inval_rule *b)
+{
+	return strcmp(a->schema, b->schema) == 0 && strcmp(a->table, b->table) == 0;
+}
+
+/* True when cfg has a query reading shard k that invalidates on ru's table (among its first
+ * nq queries, and the first nr rules of query nq when nq < cfg->nqueries). */
+static bool invalidates_on(const cs_config *cfg, int k, const cs_inval_rule *ru, int nq, int nr)
+{
+	for (int i = 0; i <= nq && i < cfg->nqueries; i++) {
+		const cs_query_def *q = &cfg->queries[i];
+		if (!reads_k(cfg, q, k))
+			continue;
+		for (int j = 0; j < (i < nq ? q->ninval : nr); j++)
+			if (same_table(&q->inval[j], ru))
+				return true;
+	}
+	return false;
+}
+
+/* Calls fn for each invalidate_on table of the new config on shard k that the running config
+ * does not invalidate there (each table once, with the first query naming it); stops when fn
+ * returns false. Returns how many it visited. */
+static int new_tables(const cs_config *old, const cs_config *cfg, int k,
+	bool (*fn)(void *, const cs_query_def *, const cs_inval_rule *), void *arg)
+{
+	int n = 0;
+	for (int i = 0; i < cfg->nqueries; i++) {
+		const cs_query_def *q = &cfg->queries[i];
+		if (!reads_k(cfg, q, k))
+			continue;
+		for (int j = 0; j < q->ninval; j++) {
+			const cs_inval_rule *ru = &q->inval[j];
+			if (invalidates_on(old, k, ru, old->nqueries, 0) || invalidates_on(cfg, k, ru, i, j))
+				continue; /* the running config's, or named by an earlier rule */
+			n++;
+			if (fn && !fn(arg, q, ru))
+				return n;
+		}
+	}
+	return n;
+}
+
+typedef struct pub_check {
+	rchk_pub *pub;
+	const PGresult *res;
+} pub_check;
+
+/* One new table: in the publication's rows (schemaname, tablename), else an error. */
+static bool pub_has(void *arg, const cs_query_def *q, const cs_inval_rule *ru)
+{
+	pub_check *pc = arg;
+	reload_check *rc = pc->pub->rc;
+	for (int row = 0; row < PQntuples(pc->res); row++)
+		if (strcmp(PQgetvalue(pc->res, row, 0), ru->schema) == 0 &&
+		        strcmp(PQgetvalue(pc->res, row, 1), ru->table) == 0)
+			return true;
+	const cs_config *cfg = rc->cfg;
+	size_t n = strlen(rc->err);
+	snprintf(rc->err + n, sizeof rc->err - n,
+		"%s[query %s] invalidate_on: table %s.%s is not in publication \"%s\"%s%s, so its "
+		"changes would never invalidate (ALTER PUBLICATION %s ADD TABLE %s.%s; then reload)",
+		n ? "; " : "", q->name, ru->schema, ru->table, cfg->inval_publication,
+		cfg->nshards > 0 ? " on shard " : "", cfg->nshards > 0 ? cfg->shards[pc->pub->shard].name : "",
+		cfg->inval_publication, ru->schema, ru->table);
+	return true;
+}
+
+static void on_rchk_pub(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int err, const char *msg,
+	bool retryable)
+{
+	rchk_pub *pub = job->priv;
+	reload_check *rc = pub->rc;
+	const cs_config *cfg = rc->cfg;
+	if (err != 0) {
+		size_t n = strlen(rc->err);
+		snprintf(rc->err + n, sizeof rc->err - n,
+			"%s[invalidator] publication \"%s\"%s%s not checked (%s): the reload adds "
+			"invalidate_on tables there; reload again once its primary answers",
+			n ? "; " : "", cfg->inval_publication, cfg->nshards > 0 ? " on shard " : "",
+			cfg->nshards > 0 ? cfg->shards[pub->shard].name : "", msg ? msg : "error");
+	} else {
+		pub_check pc = { pub, res };
+		new_tables(rc->e->qt->cfg, cfg, pub->shard, pub_has, &pc);
+	}
+	if (--rc->pending == 0)
+		rchk_finish(rc);
 }
 
 /* Every check answered: swap (cs_engine_reload) or refuse, then tell the caller. */
@@ -108,6 +223,30 @@ int cs_engine_reload_checked(cs_engine *e, cs_config *cfg, cs_engine_reload_cb *
 	rc->cfg = cfg;
 	rc->done = done;
 	rc->priv = priv;
+	/* the shards whose publication must carry a table the running config does not
+	 * invalidate there */
+	if (cfg->inval_enabled && (rc->pubs = calloc((size_t)e->nsh, sizeof *rc->pubs)) == NULL) {
+		rchk_free(rc);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (int k = 0; cfg->inval_enabled && k < e->nsh; k++) {
+		if (new_tables(e->qt->cfg, cfg, k, NULL, NULL) == 0)
+			continue;
+		rchk_pub *pub = &rc->pubs[rc->npubs++];
+		pub->rc = rc;
+		pub->shard = k;
+		pub->def.sql = (char *)"SELECT schemaname::text, tablename::text FROM "
+				       "pg_publication_tables WHERE pubname = $1";
+		snprintf(pub->def.name, sizeof pub->def.name, "publication check");
+		pub->def.nparams = 1;
+		pub->def.params[0].type = CS_PT_TEXT;
+		pub->vals[0] = cfg->inval_publication;
+		pub->lens[0] = (int)strlen(cfg->inval_publication);
+		pub->fmts[0] = 1; /* text parameters travel in binary: no escaping */
+		pub->params = (cs_pg_params){ .n = 1, .values = pub->vals, .lengths = pub->lens,
+			.formats = pub->fmts };
+	}
 	/* each shard's tables are its own: a query is checked on every shard it reads (a
 	 * pinned query on its one shard) */
 	cs_pgserver *srv[CS_MAX_SHARDS];
@@ -147,12 +286,27 @@ int cs_engine_reload_checked(cs_engine *e, cs_config *cfg, cs_engine_reload_cb *
 		rc->n++;
 	}
 	e->rchk = rc;
-	if (rc->n == 0) { /* nothing new to check */
+	if (rc->n == 0 && rc->npubs == 0) { /* nothing new to check */
 		rchk_finish(rc);
 		return 0;
 	}
-	rc->pending = rc->n + 1; /* + a guard while submitting */
+	rc->pending = rc->n + rc->npubs + 1; /* + a guard while submitting */
 	uint64_t deadline = cs_now_us() + (uint64_t)e->qt->cfg->request_timeout_ms * 1000u;
+	for (int i = 0; i < rc->npubs; i++) {
+		rchk_pub *pub = &rc->pubs[i];
+		pub->job = (cs_pgjob){ .qindex = -1, .q = &pub->def, .params = &pub->params,
+			.deadline_us = deadline, .cb = on_rchk_pub, .priv = pub };
+		cs_pgserver *primary = e->sh[pub->shard].primary;
+		if (primary == NULL || cs_pgserver_submit(primary, &pub->job) != 0) {
+			size_t n = strlen(rc->err);
+			snprintf(rc->err + n, sizeof rc->err - n,
+				"%s[invalidator] publication \"%s\"%s%s not checked (its primary is not "
+				"up): the reload adds invalidate_on tables there; reload again once it is",
+				n ? "; " : "", cfg->inval_publication, cfg->nshards > 0 ? " on shard " : "",
+				cfg->nshards > 0 ? cfg->shards[pub->shard].name : "");
+			rc->pending--;
+		}
+	}
 	for (int i = 0; i < rc->n; i++) {
 		rchk_item *it = &rc->items[i];
 		it->job = (cs_pgjob){ .qindex = -1, .q = &it->def, .params = &it->params,

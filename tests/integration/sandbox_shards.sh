@@ -253,13 +253,36 @@ INI
     fail "daemon (t pinned to s1): no empty publication created on s2: $(grep -a publication "$SB/pinned.log")"
   [ "$(pg "$(port_of 2 PRIMARY)" -c "SELECT count(*) FROM pg_publication_tables WHERE pubname = 'cs_pin'")" = 0 ] ||
     fail "daemon (t pinned to s1): s2's publication has tables"
+  # review 31 R31-2: a reload keying t (so s2 reads it too) while s2's publication lacks t is
+  # refused, naming table, publication and shard (applied, s2's entries of t would never be
+  # invalidated); once t is in the publication the same reload is applied
+  reloads() { grep -ac "$1" "$SB/pinned.log" || true; }
+  sed -i '/^\[query t\]/,$ s/^shard = s1$/shard_key = id/' "$SB/pinned.ini"
+  r0=$(reloads 'reload refused')
+  kill -HUP $DPID
+  deadline=$((SECONDS + 30))
+  until [ "$(reloads 'reload refused')" -gt "$r0" ]; do
+    ! grep -q "reloaded $SB/pinned.ini" "$SB/pinned.log" || fail "daemon: the reload keying t applied while s2's publication lacks t"
+    ! grep -q "reload failed" "$SB/pinned.log" || fail "daemon: $(grep -a 'reload failed' "$SB/pinned.log")"
+    [ $SECONDS -lt $deadline ] || fail "daemon: no answer to the reload keying t: $(tail -3 "$SB/pinned.log")"
+    sleep 0.2
+  done
+  grep -a 'reload refused' "$SB/pinned.log" | tail -1 | grep -q 'table public.t is not in publication "cs_pin" on shard s2' ||
+    fail "daemon: the reload refused without naming t, cs_pin and s2: $(grep -a 'reload refused' "$SB/pinned.log" | tail -1)"
+  pg "$(port_of 2 PRIMARY)" -c "ALTER PUBLICATION cs_pin ADD TABLE t"
+  kill -HUP $DPID
+  deadline=$((SECONDS + 30))
+  until grep -q "reloaded $SB/pinned.ini" "$SB/pinned.log"; do
+    [ $SECONDS -lt $deadline ] || fail "daemon: the reload keying t not applied once t is in s2's publication: $(tail -3 "$SB/pinned.log")"
+    sleep 0.2
+  done
   kill -TERM $DPID
   deadline=$((SECONDS + 30))
   while kill -0 $DPID 2>/dev/null; do
     [ $SECONDS -lt $deadline ] || fail "cachesvc did not exit within 30 s of SIGTERM"
     sleep 0.1
   done
-  ok "a shard no invalidate_on query reads: its empty publication created, both invalidators streaming (R28-3)"
+  ok "a shard no invalidate_on query reads: its empty publication created, both invalidators streaming (R28-3); a reload keying t refused while s2's publication lacks t, applied once it has it (R31-2)"
 fi
 
 # ---- stop cleans up -------------------------------------------------------------------------
