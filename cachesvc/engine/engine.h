@@ -42,8 +42,9 @@ typedef struct cs_engine_stats {
 	uint64_t promoted_reads; /* answers from a [replica] out of recovery (LSN 0): primary data */
 	uint64_t server_reloads; /* servers started or retired by reloads */
 	uint64_t ryw_cache, ryw_replica, ryw_primary, ryw_waits;
-	uint64_t token_checks;  /* tokens past the primary's known position: re-checked */
-	uint64_t token_refused; /* ... and refused (FUTURE_LSN): the primary never wrote them */
+	uint64_t token_checks;    /* tokens past the primary's known position: re-checked */
+	uint64_t token_refused;   /* ... and refused (FUTURE_LSN): the primary never wrote them */
+	uint64_t ryw_other_shard; /* tokens of another shard than the key's: its primary read */
 	uint64_t invalidations, gen_bumps;
 	uint64_t near_echo_lost;     /* near cache heartbeats without an echo (engine_near.c) */
 	uint64_t near_hb_failed;     /* ... whose write Redis refused */
@@ -124,6 +125,10 @@ int cs_engine_test_inv_on_shard0(cs_engine *e, char *err, size_t errlen);
  * per-master epoch check reads the first shard's copies alone (as before that step). Call
  * right after cs_engine_new. 0, or -1 when not on a cluster or a connection was not made. */
 int cs_engine_test_cluster_shard0(cs_engine *e);
+/* Test-only, a negative control of SHARDS.md section 5: a read-your-writes token of another
+ * shard than the key's is dropped (the request is read as if it had no token: from the
+ * cache or a replica) instead of being sent to the key's shard's primary. */
+void cs_engine_test_other_shard_plain(cs_engine *e);
 
 /* Test-only switch (config "fence = off" does the same for a whole deployment): fills
  * stop checking fences and the horizon. Exists so the race test can prove it can fail. */

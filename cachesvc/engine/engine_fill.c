@@ -746,6 +746,7 @@ void miss(cs_engine *e, int shard_ix, qstate *qs, const char *key, size_t keylen
 	f->qs = qs;
 	f->hash = h;
 	f->min_lsn = min_lsn;
+	f->primary_only = r && r->primary_only; /* its own flight key: nobody else joins */
 	f->gen = gen;
 	f->shard = (uint16_t)shard_ix;
 	f->tier = tier;

@@ -104,6 +104,9 @@ typedef struct greq {
 	void *priv;
 	uint8_t op, tier;
 	bool bypass;
+	/* a token of another shard than the key's (SHARDS.md section 5): only the key's
+	 * shard's primary answers, never the cache or a replica; min_lsn is then 0 */
+	bool primary_only;
 	uint64_t min_lsn;
 	uint64_t start_us;
 	uint8_t *stale;	   /* an expired entry to serve if the refresh fails (stale-if-error) */
@@ -148,6 +151,7 @@ struct flight {
 	int attempts;
 	srvset tried;	   /* server indices already tried */
 	bool overloaded;   /* an eligible replica refused for a full queue */
+	bool primary_only; /* its request's greq.primary_only: the shard's primary only */
 	uint64_t start_us, deadline_us, ryw_deadline_us;
 	bool in_ryw;
 	flight *rnext; /* read-your-writes wait list */
@@ -346,6 +350,7 @@ struct cs_engine {
 	shard *sh;
 	int nsh;
 	bool sharded; /* [shard] sections exist (even one): every key is routed */
+	bool test_other_plain; /* cs_engine_test_other_shard_plain: the negative control */
 	int ntoken; /* lookups parked in every shard's token queue: at most TOKEN_WAIT_MAX */
 	/* The per-master loss check (engine_cluster_epoch.c, CLUSTER.md C5; per shard: shard's
 	 * cepoch_busy, cepoch_lost) */

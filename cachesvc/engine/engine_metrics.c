@@ -141,6 +141,11 @@ void cs_engine_metrics_add(const cs_engine *e, cs_metrics *m)
 	C("ryw_waits_total", "Read-your-writes requests that waited for a replica", s->ryw_waits);
 	C("ryw_token_checks_total", "Read-your-writes tokens beyond the primary's known position, checked against a fresh one", s->token_checks);
 	C("ryw_token_refused_total", "Read-your-writes tokens refused: beyond the primary's current position (future_lsn)", s->token_refused);
+	if (e->sharded) /* (SHARDS.md section 6: an unsharded /metrics is unchanged) */
+		C("ryw_other_shard_total",
+		        "Read-your-writes tokens of another shard than the key's, read on the "
+		        "key's shard's primary",
+		        s->ryw_other_shard);
 	C("invalidations_total", "Keys deleted by admin INVALIDATE", s->invalidations);
 	C("generation_bumps_total", "Whole-query invalidations", s->gen_bumps);
 	C("refresh_early_total", "Early (XFetch) refreshes", s->refresh_early);

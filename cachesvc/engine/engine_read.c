@@ -266,7 +266,9 @@ void flight_dispatch(flight *f)
 		return;
 	}
 	for (;;) {
-		cs_pgserver *s = route_replica(e, sh, f->tier, f->min_lsn, &f->tried);
+		cs_pgserver *s = f->primary_only
+		                         ? NULL
+		                         : route_replica(e, sh, f->tier, f->min_lsn, &f->tried);
 		bool to_primary = false;
 		if (s == NULL && f->overloaded) {
 			flight_fail(f, -CS_ERR_OVERLOADED, "every fitting replica's queue is full");
@@ -290,21 +292,26 @@ void flight_dispatch(flight *f)
 		}
 		if (s == NULL && sh->primary &&
 		        !srvset_has(&f->tried, server_index(e, sh->primary)) &&
-		        (cfg->primary_fallback || f->min_lsn) &&
+		        (cfg->primary_fallback || f->min_lsn || f->primary_only) &&
 		        cs_pgserver_state_get(sh->primary) != CS_SRV_DOWN) {
 			s = sh->primary;
 			to_primary = true;
 		}
 		if (s == NULL) {
-			const char *why = f->attempts ? "no server left to retry on"
-			                  : sh->primary == NULL
-			                          ? "no replica fits (health, tier, lag) and no "
-			                            "primary is configured"
-			                  : !(cfg->primary_fallback || f->min_lsn)
-			                          ? "no replica fits (health, tier, lag) and "
-			                            "primary_fallback is off"
-			                          : "no replica fits (health, tier, lag) and the "
-			                            "primary is down";
+			const char *why =
+			        f->attempts ? "no server left to retry on"
+			        : f->primary_only
+			                ? "the read-your-writes token is another shard's: "
+			                  "only the key's shard's primary may answer, and "
+			                  "it is down"
+			        : sh->primary == NULL
+			                ? "no replica fits (health, tier, lag) and no "
+			                  "primary is configured"
+			        : !(cfg->primary_fallback || f->min_lsn)
+			                ? "no replica fits (health, tier, lag) and "
+			                  "primary_fallback is off"
+			                : "no replica fits (health, tier, lag) and the "
+			                  "primary is down";
 			flight_fail(f, -CS_ERR_UNAVAILABLE, why);
 			return;
 		}
@@ -661,6 +668,7 @@ typedef struct keyed {
 	size_t keylen;  /* kl + the canonical parameters when cacheable, else kl */
 	bool cacheable;
 	bool reused;  /* the prefix was the kprefix's (key_make) */
+	bool other_shard; /* the token is another shard's: the shard's primary only (key_route) */
 	uint64_t gen; /* the query's generation in the shard, the one in the key */
 	char err[CS_CONFIG_ERRLEN]; /* a routing message names a query and a parameter */
 	char key[KEY_MAX];
@@ -733,15 +741,30 @@ static __attribute__((noinline, cold)) int key_route(
 		k->rc = -CS_ERR_BAD_PARAMS;
 		return -1;
 	}
-	if (req->shard_len != strlen(name) || memcmp(req->shard, name, req->shard_len) != 0) {
-		snprintf(k->err, sizeof k->err,
-		        "query %s: the read-your-writes token is of shard %.*s, the key is "
-		        "on shard %s: an LSN of one shard says nothing of another's",
-		        q->name, (int)CS_MIN(req->shard_len, 64u), req->shard, name);
-		k->rc = -CS_ERR_BAD_PARAMS;
-		return -1;
+	if (req->shard_len == strlen(name) && memcmp(req->shard, name, req->shard_len) == 0)
+		return 0;
+	/* A token of another shard: its LSN says nothing of this shard's WAL (SHARDS.md section
+	 * 1), so no replica's replay LSN and no entry can be judged by it. The key's shard's
+	 * primary is always new enough: the read goes there (section 5). A name no [shard]
+	 * section has is a mistake, not another shard. */
+	for (int i = 0; i < cfg->nshards; i++) {
+		const char *o = cfg->shards[i].name;
+		if (req->shard_len == strlen(o) && memcmp(req->shard, o, req->shard_len) == 0) {
+			k->other_shard = true;
+			return 0;
+		}
 	}
-	return 0;
+	snprintf(k->err, sizeof k->err,
+	        "query %s: the read-your-writes token names shard %.*s, which no [shard] "
+	        "section configures (the key is on shard %s)",
+	        q->name, (int)CS_MIN(req->shard_len, 64u), req->shard, name);
+	k->rc = -CS_ERR_BAD_PARAMS;
+	return -1;
+}
+
+void cs_engine_test_other_shard_plain(cs_engine *e)
+{
+	e->test_other_plain = true;
 }
 
 /* Fills k for req of query qs: its shard, the query's generation there, the key. The
@@ -753,6 +776,7 @@ static inline __attribute__((always_inline)) void key_make(
 	const cs_query_def *q = qs->def;
 	k->qs = qs;
 	k->shard = 0; /* the implicit shard, unless sharded */
+	k->other_shard = false;
 	if (__builtin_expect(e->sharded, 0) && key_route(e, q, req, k) != 0) {
 		k->kl = k->keylen = 0;
 		k->cacheable = k->reused = false;
@@ -811,6 +835,17 @@ static lookup *lookup_make(cs_engine *e, uint8_t op, const cs_get_req *req, cs_e
 		e->stats.not_cached_key++; /* never stored: still a distinct flight key per request */
 	l->op = op;
 	l->cacheable = k->cacheable;
+	if (__builtin_expect(k->other_shard, 0)) {
+		/* another shard's LSN: compared with nothing here (key_route); the read is the
+		 * primary's, never the cache's nor stored (lookup_local: as uncacheable) */
+		r->min_lsn = 0;
+		e->stats.ryw_other_shard++;
+		if (!e->test_other_plain) { /* (the control: a plain read of the cache) */
+			r->primary_only = true;
+			l->cacheable = false;
+			l->keylen = l->canon_off; /* as an uncacheable key's: room for "#%p" */
+		}
+	}
 	return l;
 }
 
@@ -1424,11 +1459,15 @@ static bool lookup_local(lookup *l)
 	qstate *qs = l->qs;
 	bool cacheable = l->cacheable;
 	if (!cacheable || r->bypass || qs->paused) {
-		if (qs->paused)
+		if (r->primary_only)
+			; /* counted as ryw_other_shard (lookup_make) */
+		else if (qs->paused)
 			e->stats.bypass_paused++;
 		else if (r->bypass)
 			e->stats.bypass_requested++;
-		/* Uncacheable requests do not coalesce: give each its own flight key. */
+		/* Uncacheable requests do not coalesce: give each its own flight key. Nor does a
+		 * primary-only read: a flight sent before the request's write was committed
+		 * (or to a replica) must not answer it. */
 		if (!cacheable) {
 			int n = snprintf(l->key + l->keylen, sizeof l->key - l->keylen, "#%p", (void *)r);
 			l->keylen += (size_t)n;

@@ -12,7 +12,10 @@
 #   (a) shard_map = ranges (1-1000:s1, 1001-2000:s2), keys of both shards, GET and MGET; a key
 #       in no range is no_shard (12) in every round;
 #   (b) shard_map = hash, the keys of SHARDS.md section 3's vectors (42, 0, -1: s1; 1000000: s2);
-#   (c) tokens: s1:LSN on a key of s1 is served; s2:LSN on it and a bare LSN are bad_params (2);
+#   (c) tokens: s1:LSN on a key of s1 is served; s2:LSN on it is read on s1's primary, an
+#       unknown shard's token and a bare LSN are bad_params (2); (c3) with s1's replica paused
+#       and the cache old, s2:LSN on a key of s1 gets s1's primary's new row (GET and MGET
+#       item), counted in cachesvc_ryw_other_shard_total; control --other-plain must fail it;
 #   (d) negative control: shard_drive --force-shard0 pins every query to s1: the check of (a)
 #       must fail (keys of s2 answered with s1's rows);
 #   (f) admin INVALIDATE of the whole query bumps every shard's generation: after it, keys of
@@ -135,12 +138,15 @@ ok "(b) hash: the published vectors' keys answered from their shards (42, 0, -1:
 "$DRIVE" --lsn s1 --rounds 1 "$SB/ranges.ini" t 5 >"$SB/c1.out" 2>"$OUT" || fail "shard_drive --lsn s1: $(cat "$OUT")"
 msg=$(check "$SB/c1.out" 1 5:1) || fail "(c) token s1 on a key of s1: $msg"
 "$DRIVE" --lsn s2 --rounds 1 "$SB/ranges.ini" t 5 >"$SB/c2.out" 2>"$OUT" || fail "shard_drive --lsn s2: $(cat "$OUT")"
-grep -qE '^round=1 key=5 err=2 .*token is of shard s2, the key is on shard s1' "$SB/c2.out" ||
-  fail "(c) token s2 on a key of s1 not refused: $(cat "$SB/c2.out")"
+grep -qE "^round=1 key=5 err=0 src=primary result=.*s1-5-$RUN" "$SB/c2.out" ||
+  fail "(c) token s2 on a key of s1 not read on s1's primary: $(cat "$SB/c2.out")"
+"$DRIVE" --lsn s9 --rounds 1 "$SB/ranges.ini" t 5 >"$SB/c2b.out" 2>"$OUT" || fail "shard_drive --lsn s9: $(cat "$OUT")"
+grep -qE '^round=1 key=5 err=2 .*shard s9, which no \[shard\] section' "$SB/c2b.out" ||
+  fail "(c) a token of an unknown shard not refused: $(cat "$SB/c2b.out")"
 "$DRIVE" --lsn "" --rounds 1 "$SB/ranges.ini" t 1500 >"$SB/c3.out" 2>"$OUT" || fail "shard_drive --lsn '': $(cat "$OUT")"
 grep -qE '^round=1 key=1500 err=2 .*bare LSN' "$SB/c3.out" ||
   fail "(c) a bare LSN not refused: $(cat "$SB/c3.out")"
-ok "(c) a token of the key's shard is served; another shard's token and a bare LSN are bad_params"
+ok "(c) a token of the key's shard is served; another shard's is read on the key's shard's primary; an unknown shard's and a bare LSN are bad_params"
 # (c2) a token's LSN is compared with its own shard's WAL (review 23 R23-3): s2's WAL made far
 # ahead of s1's, key 1500's row changed on s2 at L: s2:L on key 1500 answers the new row (never
 # (a)'s cached one); s1:L on a key of s1 is future_lsn (s1 never reached L). Compared with
@@ -163,6 +169,47 @@ until [ "$(pg "$(port_of 2 REPLICA1)" -c "SELECT pg_last_wal_replay_lsn() >= '$l
   [ $SECONDS -lt $deadline ] || fail "(c2) s2's replica did not replay $lsn2"
   sleep 0.2
 done
+# (c3) a token of another shard (SHARDS.md section 5): key 5's row changed on s1's primary while
+# s1's replica has its replay paused, key 5's old row in the cache ((a)): s2:L on key 5 is
+# answered with the new row by s1's primary (src primary), never the cache's or the replica's
+# old row, and counted; as an MGET item beside key 1500 (s2's own token), each judged alone.
+# Control (--other-plain: the token dropped, a plain read): the cache's old row, and in a fresh
+# namespace the paused replica's (or no answer): never s1's primary's new row.
+pg "$(port_of 1 REPLICA1)" -c "SELECT pg_wal_replay_pause()"
+pg "$(port_of 1 PRIMARY)" -c "UPDATE t SET v = v || '-p' WHERE id = 5"
+[ "$(pg "$(port_of 1 REPLICA1)" -c "SELECT v FROM t WHERE id = 5")" = "s1-5-$RUN" ] ||
+  fail "(c3) s1's replica replayed the change though paused: the test proves nothing"
+"$DRIVE" --lsn "s2:$lsn2" --rounds 1 --metrics cachesvc_ryw_other_shard_total "$SB/ranges.ini" t 5 >"$SB/c6.out" 2>"$OUT" ||
+  fail "shard_drive --lsn s2:$lsn2 (key 5): $(cat "$OUT")"
+grep -qE "^round=1 key=5 err=0 src=primary result=.*s1-5-$RUN-p" "$SB/c6.out" ||
+  fail "(c3) token s2:$lsn2 on key 5 (s1): not s1's primary's new row: $(cat "$SB/c6.out")"
+grep -qx 'cachesvc_ryw_other_shard_total 1' "$SB/c6.out" || fail "(c3) not counted: $(cat "$SB/c6.out")"
+"$DRIVE" --lsn "s2:$lsn2" --rounds 1 --mget --metrics cachesvc_ryw_other_shard_total "$SB/ranges.ini" t 5 1500 >"$SB/c7.out" 2>"$OUT" ||
+  fail "shard_drive --mget --lsn s2:$lsn2: $(cat "$OUT")"
+grep -qE "^round=1 key=5 err=0 src=primary result=.*s1-5-$RUN-p" "$SB/c7.out" ||
+  fail "(c3) MGET item key 5 with s2's token: not s1's primary's new row: $(cat "$SB/c7.out")"
+grep -qE "^round=1 key=1500 err=0 src=[a-z]+ result=.*s2-1500-$RUN-new" "$SB/c7.out" ||
+  fail "(c3) MGET item key 1500 with its own shard's token: not s2's new row: $(cat "$SB/c7.out")"
+grep -qx 'cachesvc_ryw_other_shard_total 1' "$SB/c7.out" || fail "(c3) MGET: not counted once (key 5 only): $(cat "$SB/c7.out")"
+"$DRIVE" --other-plain --lsn "s2:$lsn2" --rounds 1 "$SB/ranges.ini" t 5 >"$SB/c8.out" 2>"$OUT" ||
+  fail "shard_drive --other-plain: $(cat "$OUT")"
+! grep -qE "^round=1 key=5 err=0 src=primary result=.*s1-5-$RUN-p" "$SB/c8.out" ||
+  fail "(c3) control (--other-plain): still s1's primary's row: the check proves nothing: $(cat "$SB/c8.out")"
+grep -qE "^round=1 key=5 err=0 src=cache result=.*s1-5-$RUN" "$SB/c8.out" && ! grep -q "s1-5-$RUN-p" "$SB/c8.out" ||
+  fail "(c3) control (--other-plain): not the cache's old row: $(cat "$SB/c8.out")"
+config "es_o_$RUN" "$RANGES" >"$SB/other.ini"
+"$DRIVE" --other-plain --lsn "s2:$lsn2" --rounds 1 "$SB/other.ini" t 5 >"$SB/c9.out" 2>"$OUT" ||
+  fail "shard_drive --other-plain (fresh namespace): $(cat "$OUT")"
+! grep -qE "^round=1 key=5 err=0 src=primary " "$SB/c9.out" ||
+  fail "(c3) control (--other-plain, fresh namespace): read on the primary: $(cat "$SB/c9.out")"
+pg "$(port_of 1 REPLICA1)" -c "SELECT pg_wal_replay_resume()"
+lsn1=$(pg "$(port_of 1 PRIMARY)" -c "SELECT pg_current_wal_lsn()")
+deadline=$((SECONDS + 60))
+until [ "$(pg "$(port_of 1 REPLICA1)" -c "SELECT pg_last_wal_replay_lsn() >= '$lsn1'::pg_lsn" 2>/dev/null || true)" = t ]; do
+  [ $SECONDS -lt $deadline ] || fail "(c3) s1's replica did not replay $lsn1 after the resume"
+  sleep 0.2
+done
+ok "(c3) s2:$lsn2 on key 5 (s1) read on s1's primary (its new row; replica paused, cache old), GET and MGET item, counted; control --other-plain: $(grep -o 'src=[a-z-]*' "$SB/c8.out") / $(grep -o 'src=[a-z-]*' "$SB/c9.out")"
 ok "(c2) s2:$lsn2 on key 1500 read its new row from s2 ($(grep -o 'src=[a-z]*' "$SB/c4.out")); s1:$lsn2 on key 5 future_lsn (s1 behind)"
 
 # ---- (d) negative control: every key forced to shard s1 -----------------------------------------

@@ -33,6 +33,10 @@
  *   invalidate [K]  an admin INVALIDATE of key K's entry (its shard's), or of the whole query
  *               (every shard's), printed as "invalidate err=E n=N"
  *   quit        exits 0 (so does the end of the input)
+ * --other-plain is section 5's negative control (cs_engine_test_other_shard_plain): a token of
+ * another shard than the key's is dropped (a plain read: cache or replica) instead of going
+ * to the key's shard's primary. --metrics P: at the end, every line of the engine's /metrics
+ * text starting with P.
  * --inv-shard0 is step 4's negative control: every shard's invalidator is made again on the
  * first shard's primary (cs_engine_test_inv_on_shard0; each in its own keyspace and slot).
  * --cluster-shard0 is step 3b (2)'s negative control (tests/integration/engine_shards_cluster.sh):
@@ -73,6 +77,7 @@ static struct {
 	const char *health;    /* --health TEXT */
 	int inval_after;       /* --invalidate-after R (0: none) */
 	bool cmds;             /* --stdin */
+	const char *metrics;   /* --metrics P */
 	struct event *in;      /* standard input, while waiting for a command */
 	char line[4096];
 	size_t line_len;
@@ -169,6 +174,22 @@ static void request_next(void)
 	cs_engine_get(d.e, CS_OP_GET, &r, on_answer, &d.privs[i]);
 }
 
+/* Every line of the engine's /metrics text starting with prefix. */
+static void print_metrics(const char *prefix)
+{
+	char *text = NULL;
+	long n = cs_engine_metrics(d.e, &text);
+	for (char *p = text, *e; n > 0 && p && *p; p = e + 1) {
+		e = strchr(p, '\n');
+		if (e == NULL)
+			break;
+		if (strncmp(p, prefix, strlen(prefix)) == 0)
+			printf("%.*s\n", (int)(e - p), p);
+	}
+	free(text);
+	fflush(stdout);
+}
+
 /* --stdin: runs the first complete line of d.line, if any, else waits for more input. */
 static void cmd_next(void)
 {
@@ -204,16 +225,7 @@ static void cmd_next(void)
 		return;
 	}
 	if (strncmp(cmd, "metrics ", 8) == 0) {
-		char *text = NULL;
-		long n = cs_engine_metrics(d.e, &text);
-		for (char *p = text, *e; n > 0 && p && *p; p = e + 1) {
-			e = strchr(p, '\n');
-			if (e == NULL)
-				break;
-			if (strncmp(p, cmd + 8, strlen(cmd + 8)) == 0)
-				printf("%.*s\n", (int)(e - p), p);
-		}
-		free(text);
+		print_metrics(cmd + 8);
 		printf("end\n");
 		fflush(stdout);
 		cmd_next();
@@ -287,14 +299,14 @@ static int usage(void)
 	fprintf(stderr, "usage: shard_drive [--force-shard0] [--mget] [--lsn SHARD[:X/Y]] "
 	                "[--rounds N] [--health TEXT] [--invalidate-after R] "
 	                "[--invalidate-key-after R] [--stdin] [--inv-shard0] [--cluster-shard0] "
-	                "CONFIG QUERY "
+	                "[--other-plain] [--metrics P] CONFIG QUERY "
 	                "[KEY...]\n");
 	return 2;
 }
 
 int main(int argc, char **argv)
 {
-	bool force0 = false, inv0 = false, cl0 = false;
+	bool force0 = false, inv0 = false, cl0 = false, other_plain = false;
 	d.rounds = 2;
 	int a = 1;
 	for (; a < argc && strncmp(argv[a], "--", 2) == 0; a++) {
@@ -306,6 +318,10 @@ int main(int argc, char **argv)
 			inv0 = true;
 		else if (strcmp(argv[a], "--cluster-shard0") == 0)
 			cl0 = true;
+		else if (strcmp(argv[a], "--other-plain") == 0)
+			other_plain = true;
+		else if (strcmp(argv[a], "--metrics") == 0 && a + 1 < argc)
+			d.metrics = argv[++a];
 		else if (strcmp(argv[a], "--mget") == 0)
 			d.mget = true;
 		else if (strcmp(argv[a], "--lsn") == 0 && a + 1 < argc)
@@ -362,6 +378,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "shard_drive: --cluster-shard0: not on a cluster, or no pub/sub\n");
 		return 2;
 	}
+	if (other_plain)
+		cs_engine_test_other_shard_plain(d.e);
 	if (d.cmds) {
 		(void)fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
 		d.in = event_new(d.base, 0, EV_READ, on_stdin, NULL);
@@ -371,6 +389,8 @@ int main(int argc, char **argv)
 	evtimer_add(d.timer, &tv);
 	event_base_dispatch(d.base);
 	bool done = d.round > d.rounds;
+	if (done && d.metrics)
+		print_metrics(d.metrics);
 	event_free(d.timer);
 	if (d.in)
 		event_free(d.in);
