@@ -83,11 +83,6 @@ cs_config *cs_lib_config_load(const char *config_path, const cachesvc_options *o
 		cs_lib_error(err, CACHESVC_E_CONFIG, "%s", cerr);
 		return NULL;
 	}
-	if (cfg->nshards > 0) {
-		cs_lib_error(err, CACHESVC_E_CONFIG, "%s: %s", config_path, CS_SHARDS_UNSUPPORTED);
-		cs_config_free(cfg);
-		return NULL;
-	}
 	cs_log_level lvl;
 	if (cs_log_parse_level(cfg->log_level, &lvl))
 		cs_log_set_level(lvl);
@@ -170,11 +165,15 @@ static int values_view(const cachesvc_value *in, uint32_t n, cs_value *out, uint
 	return 0;
 }
 
-int cs_lib_req_view(const cachesvc_request *in, uint32_t max_frame, cs_get_req *out,
-	uint8_t *op)
+int cs_lib_req_view(const cachesvc_request *in, const char *token_shard, uint32_t max_frame,
+        cs_get_req *out, uint8_t *op)
 {
 	if (in == NULL || in->query == NULL || in->tier < CACHESVC_TIER_CRITICAL ||
 		in->tier > CACHESVC_TIER_BATCH)
+		return CACHESVC_E_ARG;
+	/* a token's shard: the wire's rule (PROTOCOL.md 3.3), and only beside an LSN */
+	size_t slen = token_shard ? strnlen(token_shard, CS_PROTO_MAX_SHARD + 1) : 0;
+	if (slen > 0 && (in->min_lsn == 0 || !cs_proto_shard_name_ok(token_shard, slen)))
 		return CACHESVC_E_ARG;
 	memset(out, 0, sizeof *out);
 	size_t qlen = strlen(in->query);
@@ -189,9 +188,23 @@ int cs_lib_req_view(const cachesvc_request *in, uint32_t max_frame, cs_get_req *
 	out->nparams = in->nparams;
 	out->tier = (uint8_t)in->tier;
 	out->min_lsn = in->min_lsn;
+	out->shard = slen > 0 ? token_shard : NULL;
+	out->shard_len = (uint32_t)slen;
 	out->bypass = in->bypass;
 	*op = in->refresh ? CS_OP_REFRESH : CS_OP_GET;
 	return 0;
+}
+
+bool cs_lib_shard_refused(const cs_get_req *g, bool sharded, char *msg, size_t msglen)
+{
+	/* with [shard NAME] sections the engine judges the token (key_route) */
+	if (sharded || g->shard_len == 0)
+		return false;
+	snprintf(msg, msglen,
+	        "read-your-writes token names shard \"%.*s\", but shard tokens need "
+	        "[shard NAME] sections and this deployment has none: pass the bare LSN",
+	        (int)g->shard_len, g->shard);
+	return true;
 }
 
 int cs_lib_inval_view(const char *query, const cachesvc_value *params, uint32_t nparams,
@@ -352,6 +365,34 @@ char *cachesvc_lsn_format(uint64_t lsn, char buf[CACHESVC_LSN_STRLEN])
 	return cs_lsn_format(lsn, buf);
 }
 
+_Static_assert(CACHESVC_SHARD_MAXLEN == CS_TOKEN_MAX_SHARD &&
+                       CACHESVC_SHARD_MAXLEN == CS_PROTO_MAX_SHARD &&
+                       CACHESVC_TOKEN_STRLEN == CS_TOKEN_STRLEN,
+        "the library's token is the protocol's");
+
+int cachesvc_token_parse(const char *s, cachesvc_token *out)
+{
+	cs_token t;
+	if (s == NULL || out == NULL || !cs_token_parse(s, &t))
+		return CACHESVC_E_ARG;
+	memcpy(out->shard, t.shard, sizeof out->shard);
+	out->lsn = t.lsn;
+	return 0;
+}
+
+char *cachesvc_token_format(const cachesvc_token *t, char buf[CACHESVC_TOKEN_STRLEN])
+{
+	cs_token ct;
+	size_t n = strnlen(t->shard, sizeof t->shard);
+	if (n == sizeof t->shard || (n > 0 && !cs_proto_shard_name_ok(t->shard, n))) {
+		buf[0] = '\0'; /* not a shard name: nothing a parse would give back */
+		return buf;
+	}
+	memcpy(ct.shard, t->shard, n + 1);
+	ct.lsn = t->lsn;
+	return cs_token_format(&ct, buf);
+}
+
 /* ---- Asynchronous handle ----------------------------------------------------------------- */
 
 /* Where a request stands relative to the call that started it. */
@@ -383,6 +424,7 @@ struct cachesvc {
 	struct event *defer_ev; /* delivers the parked answers */
 	areq *deferred, *deferred_tail;
 	uint32_t max_frame;
+	bool sharded; /* the config has [shard NAME] sections: the engine judges shard tokens */
 	int depth;   /* user callbacks of this handle running right now */
 	bool freeing; /* inside cs_engine_free: every error it reports is SHUTTING_DOWN */
 	bool closed; /* cachesvc_close was called: no new requests */
@@ -497,6 +539,7 @@ cachesvc *cachesvc_open(struct event_base *base, const char *config_path,
 	}
 	h->base = base;
 	h->max_frame = cfg->max_frame;
+	h->sharded = cfg->nshards > 0;
 	cs_buf_init(&h->scratch, CS_LIB_MAX_BODY);
 	char eerr[CACHESVC_ERRLEN - 64];
 	h->engine = cs_engine_new(base, cfg, eerr, sizeof eerr); /* owns cfg from here */
@@ -537,23 +580,34 @@ static void areq_started(areq *a)
 		a->state = AREQ_PENDING; /* (a DEFERRED request is alive on the list) */
 }
 
-int cachesvc_get(cachesvc *h, const cachesvc_request *req, cachesvc_get_cb *cb, void *priv)
+int cachesvc_get_token(cachesvc *h, const cachesvc_request *req, const char *token_shard,
+        cachesvc_get_cb *cb, void *priv)
 {
 	int rc = call_check(h, cb != NULL);
 	if (rc != 0)
 		return rc;
 	cs_get_req g;
 	uint8_t op;
-	rc = cs_lib_req_view(req, h->max_frame, &g, &op);
+	rc = cs_lib_req_view(req, token_shard, h->max_frame, &g, &op);
 	if (rc != 0)
 		return rc;
 	areq *a = areq_new(h, priv);
 	if (a == NULL)
 		return CACHESVC_E_NOMEM;
 	a->get_cb = cb;
+	char msg[256];
+	if (cs_lib_shard_refused(&g, h->sharded, msg, sizeof msg)) {
+		park(a, CACHESVC_E_BAD_PARAMS, msg, NULL, 0); /* as the engine's errors: later */
+		return 0;
+	}
 	cs_engine_get(h->engine, op, &g, on_engine_get, a);
 	areq_started(a);
 	return 0;
+}
+
+int cachesvc_get(cachesvc *h, const cachesvc_request *req, cachesvc_get_cb *cb, void *priv)
+{
+	return cachesvc_get_token(h, req, NULL, cb, priv);
 }
 
 static int invalidate(cachesvc *h, const char *query, const cachesvc_value *params,

@@ -32,11 +32,18 @@ int cs_lib_error(cachesvc_error *err, int code, const char *fmt, ...)
 cs_config *cs_lib_config_load(const char *config_path, const cachesvc_options *opt,
 	cachesvc_error *err) __attribute__((warn_unused_result));
 
-/* Checks a public request and fills *out with a view of it (strings borrowed from in) and
- * *op with CS_OP_GET or CS_OP_REFRESH. Returns 0, CACHESVC_E_ARG or CACHESVC_E_TOO_LARGE
+/* Checks a public request and fills *out with a view of it (strings borrowed from in and
+ * token_shard) and *op with CS_OP_GET or CS_OP_REFRESH. token_shard (NULL or "" for none)
+ * is the shard of the read-your-writes token in->min_lsn. Returns 0, CACHESVC_E_ARG (also a
+ * token_shard that is no shard name, or without a min_lsn) or CACHESVC_E_TOO_LARGE
  * (parameter bytes over max_frame, the daemon's request frame limit). Never blocks. */
-int cs_lib_req_view(const cachesvc_request *in, uint32_t max_frame, cs_get_req *out,
-	uint8_t *op) __attribute__((warn_unused_result));
+int cs_lib_req_view(const cachesvc_request *in, const char *token_shard, uint32_t max_frame,
+        cs_get_req *out, uint8_t *op) __attribute__((warn_unused_result));
+
+/* A token naming a shard on a deployment without [shard NAME] sections (sharded false): the
+ * daemon's answer (server.c shard_token_refused), BAD_PARAMS with the message in msg; then
+ * true. With shards the engine judges the token (key_route). Never blocks. */
+bool cs_lib_shard_refused(const cs_get_req *g, bool sharded, char *msg, size_t msglen);
 
 /* The same for an invalidation (has_params false: the whole query). */
 int cs_lib_inval_view(const char *query, const cachesvc_value *params, uint32_t nparams,

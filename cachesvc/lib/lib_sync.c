@@ -69,6 +69,7 @@ typedef struct job {
 	/* Request: written by the caller before queueing, read by the engine thread. */
 	uint8_t op;
 	cs_get_req get;
+	char tshard[CS_PROTO_MAX_SHARD]; /* get.shard's bytes (get.shard_len) */
 	cs_inval_req inval;
 	uint32_t max_stats;
 	/* Answer: written by the engine thread before `done`, read by the caller after. */
@@ -105,6 +106,7 @@ struct cachesvc_sync {
 	/* Constant after open. */
 	int64_t default_timeout_ms;
 	uint32_t max_frame;
+	bool sharded; /* the config has [shard NAME] sections: the engine judges shard tokens */
 };
 
 /* ---- Jobs -------------------------------------------------------------------------------- */
@@ -380,6 +382,7 @@ cachesvc_sync *cachesvc_sync_open(const char *config_path, const cachesvc_option
 	h->queue_max = opt && opt->queue_max ? opt->queue_max : QUEUE_MAX_DEFAULT;
 	h->default_timeout_ms = cfg->request_timeout_ms + 1000;
 	h->max_frame = cfg->max_frame;
+	h->sharded = cfg->nshards > 0;
 
 	h->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	h->base = h->efd >= 0 ? event_base_new() : NULL;
@@ -489,6 +492,12 @@ static int fail_result(cachesvc_result **out, int rc, const char *msg)
 int cachesvc_sync_get(cachesvc_sync *h, const cachesvc_request *req, int timeout_ms,
 	cachesvc_result **out)
 {
+	return cachesvc_sync_get_token(h, req, NULL, timeout_ms, out);
+}
+
+int cachesvc_sync_get_token(cachesvc_sync *h, const cachesvc_request *req, const char *token_shard,
+        int timeout_ms, cachesvc_result **out)
+{
 	if (out == NULL)
 		return CACHESVC_E_ARG;
 	*out = NULL;
@@ -497,15 +506,22 @@ int cachesvc_sync_get(cachesvc_sync *h, const cachesvc_request *req, int timeout
 		return fail_result(out, CACHESVC_E_ARG, "invalid argument");
 	cs_get_req g;
 	uint8_t op;
-	int rc = cs_lib_req_view(req, h->max_frame, &g, &op);
+	int rc = cs_lib_req_view(req, token_shard, h->max_frame, &g, &op);
 	if (rc != 0)
 		return fail_result(out, rc, lib_msg(rc, 0, buf, sizeof buf));
+	char msg[256];
+	if (cs_lib_shard_refused(&g, h->sharded, msg, sizeof msg))
+		return fail_result(out, CACHESVC_E_BAD_PARAMS, msg);
 	job *j = job_new(h, JOB_GET, strs_size(g.query, g.query_len, g.params, g.nparams));
 	if (j == NULL)
 		return fail_result(out, CACHESVC_E_NOMEM, "out of memory");
 	j->op = op;
 	j->get = g;
 	strs_copy(j, &j->get.query, g.query_len, j->get.params, g.nparams);
+	if (g.shard_len > 0) { /* (at most CS_PROTO_MAX_SHARD bytes: cs_lib_req_view) */
+		memcpy(j->tshard, g.shard, g.shard_len);
+		j->get.shard = j->tshard;
+	}
 
 	int64_t tmo = pick_timeout(timeout_ms, h->default_timeout_ms);
 	rc = submit_wait(h, j, tmo);

@@ -12,6 +12,11 @@
  *                                                    (both warm up on query co_warm first)
  *   lib_test near_chain CONFIG QUERY PARAM  callbacks re-issuing near-cache hits for ever:
  *                                           a timer of the application still fires
+ *   lib_test shards CONFIG QUERY TOKEN ROUNDS KEY...  a sharded config (lib_shards.sh):
+ *       waits until healthy, then GETs QUERY(KEY) for every KEY, ROUNDS times, each with the
+ *       read-your-writes token TOKEN ("-": none; "SHARD:X/Y" or "X/Y", cachesvc_token_parse,
+ *       sent with cachesvc_sync_get_token), printing one line per answer:
+ *         round=R key=K err=NAME src=cache|replica|primary|- value=FIRST-COLUMN|message
  *
  * Queries (lib_read_path.sh): lp_user(id) -> id, name; lp_boom(id) divides by zero;
  * lp_slow(secs, n) sleeps. Prints "ok - ..." per check; exits 1 at the first failure. */
@@ -22,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -779,6 +785,48 @@ static void scenario_near_chain(const char *conf, const char *query, const char 
 	event_base_free(a.base);
 }
 
+static void scenario_shards(
+        const char *conf, const char *query, const char *token, int rounds, char **keys, int nkeys)
+{
+	cachesvc_token t = {.shard = "", .lsn = 0};
+	if (strcmp(token, "-") != 0) {
+		CHECK(cachesvc_token_parse(token, &t) == 0, "cachesvc_token_parse(%s) refused",
+		        token);
+		char back[CACHESVC_TOKEN_STRLEN];
+		CHECK(strcasecmp(cachesvc_token_format(&t, back), token) == 0,
+		        "token %s formats back as %s", token, back);
+	}
+	cachesvc_sync *h = open_sync(conf, 0);
+	char why[256];
+	int healthy = 0;
+	for (int i = 0; i < 300 && (healthy = cachesvc_sync_healthy(h, 1000, why, sizeof why)) != 1;
+	        i++)
+		sleep_ms(100);
+	CHECK(healthy == 1, "not healthy in 30 s: %s", why);
+	for (int r = 1; r <= rounds; r++) {
+		for (int i = 0; i < nkeys; i++) {
+			cachesvc_value p = cachesvc_text(keys[i]);
+			cachesvc_request req = {.query = query,
+			        .params = &p,
+			        .nparams = 1,
+			        .tier = CACHESVC_TIER_DEFAULT,
+			        .min_lsn = t.lsn};
+			cachesvc_result *res = NULL;
+			int rc = cachesvc_sync_get_token(h, &req, t.shard, 0, &res);
+			char buf[256];
+			printf("round=%d key=%s err=%s src=%s value=%s\n", r, keys[i],
+			        rc == 0 ? "0" : cachesvc_strerror(rc),
+			        rc == 0 ? src_name(cachesvc_result_source(res)) : "-",
+			        rc == 0 ? (cachesvc_result_nrows(res)
+			                                  ? cell(res, 0, 0, buf, sizeof buf)
+			                                  : "<no row>")
+			                : errmsg(res));
+			cachesvc_result_free(res);
+		}
+	}
+	cachesvc_sync_close(h);
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -801,6 +849,8 @@ int main(int argc, char **argv)
 		scenario_coalesce(conf, atoi(argv[3]), argv[4], argv[5]);
 	else if (strcmp(mode, "near_chain") == 0 && argc == 5)
 		scenario_near_chain(conf, argv[3], argv[4]);
+	else if (strcmp(mode, "shards") == 0 && argc >= 7)
+		scenario_shards(conf, argv[3], argv[4], atoi(argv[5]), argv + 6, argc - 6);
 	else if (strcmp(mode, "coalesce_async") == 0 && argc == 6)
 		scenario_coalesce_async(conf, atoi(argv[3]), argv[4], argv[5]);
 	else

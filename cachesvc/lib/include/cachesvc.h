@@ -69,21 +69,21 @@ extern "C" {
 enum cachesvc_errcode {
 	CACHESVC_OK = 0,
 	/* From the engine: the request failed, the handle stays usable. */
-	CACHESVC_E_UNKNOWN_QUERY = -1, /* no query of that name is configured */
-	CACHESVC_E_BAD_PARAMS = -2,    /* wrong parameter count, type or value */
-	CACHESVC_E_OVERLOADED = -3,    /* a bounded queue is full (a pool's, or the blocking
-	                                * handle's own): back off and retry */
-	CACHESVC_E_UNAVAILABLE = -4,   /* no replica or primary fit to answer */
-	CACHESVC_E_TOO_LARGE = -5,     /* parameters over max_frame, or a result over max_reply */
-	CACHESVC_E_AUTH = -6,          /* (wire only; never returned by the library) */
-	CACHESVC_E_PROTOCOL = -7,      /* (wire only; never returned by the library) */
-	CACHESVC_E_INTERNAL = -8,      /* a database error (the message says which) or a bug */
+	CACHESVC_E_UNKNOWN_QUERY = -1,  /* no query of that name is configured */
+	CACHESVC_E_BAD_PARAMS = -2,     /* wrong parameter count, type or value */
+	CACHESVC_E_OVERLOADED = -3,     /* a bounded queue is full (a pool's, or the blocking
+	                                 * handle's own): back off and retry */
+	CACHESVC_E_UNAVAILABLE = -4,    /* no replica or primary fit to answer */
+	CACHESVC_E_TOO_LARGE = -5,      /* parameters over max_frame, or a result over max_reply */
+	CACHESVC_E_AUTH = -6,           /* (wire only; never returned by the library) */
+	CACHESVC_E_PROTOCOL = -7,       /* (wire only; never returned by the library) */
+	CACHESVC_E_INTERNAL = -8,       /* a database error (the message says which) or a bug */
 	CACHESVC_E_SERVER_TIMEOUT = -9, /* the engine gave up waiting for the database */
 	CACHESVC_E_SHUTTING_DOWN = -10, /* the handle is being closed */
 	CACHESVC_E_FUTURE_LSN = -11,    /* a read-your-writes LSN beyond the primary's current
 	                                 * position: not one it wrote (the request is refused) */
-	CACHESVC_E_NO_SHARD = -12,      /* the shard key maps to no shard (sharded origins, not
-	                                 * yet served: not returned by this release) */
+	CACHESVC_E_NO_SHARD = -12,      /* the shard key maps to no shard (sharded origins: a
+	                                 * key in no range of [cachesvc] shard_ranges) */
 	/* From the library. */
 	CACHESVC_E_TIMEOUT = -101, /* blocking call: no answer within its timeout_ms */
 	CACHESVC_E_CLOSED = -102,  /* the handle is closing: nothing was started */
@@ -412,6 +412,46 @@ CACHESVC_API void cachesvc_sync_close(cachesvc_sync *h);
 CACHESVC_API int cachesvc_lsn_parse(const char *s, uint64_t *out) CACHESVC_MUST_CHECK;
 /* Formats lsn into buf (CACHESVC_LSN_STRLEN bytes). Returns buf. */
 CACHESVC_API char *cachesvc_lsn_format(uint64_t lsn, char buf[CACHESVC_LSN_STRLEN]);
+
+/* ---- Sharded origins ([shard NAME] sections, backend/SHARDS.md) ------------------------- */
+
+/* With [shard NAME] sections every request goes to its key's shard (the query's shard_key
+ * through [cachesvc] shard_map, or its pinned shard): nothing changes in cachesvc_request.
+ * A read-your-writes token is then an LSN of one shard's WAL, "SHARD:X/Y" (what the
+ * application read with SELECT pg_current_wal_lsn() on that shard's primary after its
+ * commit): pass its LSN as min_lsn and its shard to the *_get_token calls below. A bare
+ * LSN (no shard) is BAD_PARAMS on a sharded deployment (it could be any shard's); a token
+ * of another shard than the key's is answered by the key's shard's primary (an LSN of one
+ * shard says nothing of another's WAL). Without [shard] sections a token naming a shard is
+ * BAD_PARAMS. */
+
+#define CACHESVC_SHARD_MAXLEN 64 /* a shard name's bytes (A-Z a-z 0-9 _ . -) */
+/* "NAME:FFFFFFFF/FFFFFFFF" with the longest name, NUL included. */
+#define CACHESVC_TOKEN_STRLEN (CACHESVC_SHARD_MAXLEN + 1 + CACHESVC_LSN_STRLEN)
+
+typedef struct cachesvc_token {
+	char shard[CACHESVC_SHARD_MAXLEN + 1]; /* NUL-terminated; "" = a bare LSN */
+	uint64_t lsn;
+} cachesvc_token;
+
+/* Parses "X/Y" (shard "") or "NAME:X/Y" (NAME 1..64 bytes of A-Z a-z 0-9 _ . -, LSN not
+ * 0/0) into *out. Returns 0, or CACHESVC_E_ARG (then *out is untouched). Never blocks;
+ * thread-safe. */
+CACHESVC_API int cachesvc_token_parse(const char *s, cachesvc_token *out) CACHESVC_MUST_CHECK;
+/* Formats t as "X/Y" or "NAME:X/Y" into buf (CACHESVC_TOKEN_STRLEN bytes); "" when t->shard
+ * is no shard name. Returns buf. Never blocks; thread-safe. */
+CACHESVC_API char *cachesvc_token_format(const cachesvc_token *t, char buf[CACHESVC_TOKEN_STRLEN]);
+
+/* cachesvc_get with a token of shard token_shard (NUL-terminated, borrowed for the call;
+ * NULL or "" = none: then exactly cachesvc_get): req->min_lsn is an LSN of that shard's
+ * WAL. Returns as cachesvc_get; also CACHESVC_E_ARG when token_shard is not a shard name
+ * or req->min_lsn is 0. A token the deployment refuses (see above) is BAD_PARAMS through
+ * cb. */
+CACHESVC_API int cachesvc_get_token(cachesvc *h, const cachesvc_request *req,
+        const char *token_shard, cachesvc_get_cb *cb, void *priv) CACHESVC_MUST_CHECK;
+/* cachesvc_sync_get with a token of shard token_shard, as cachesvc_get_token. */
+CACHESVC_API int cachesvc_sync_get_token(cachesvc_sync *h, const cachesvc_request *req,
+        const char *token_shard, int timeout_ms, cachesvc_result **out) CACHESVC_MUST_CHECK;
 
 #ifdef __cplusplus
 }
