@@ -214,7 +214,18 @@ typedef struct shard {
 	/* The shard's invalidator, when this process runs them (SHARDS.md section 4: one per
 	 * shard, on its primary, in its keyspace), else NULL. */
 	cs_inv *inv;
+	/* Requests per shard (SHARDS.md section 6), counted only when sharded (SHARD_COUNT):
+	 * routed (MGET items each), cache hits, stale hits, misses. */
+	uint64_t requests, hits, stale_hits, misses;
 } shard;
+
+/* Shard k's request counter `field`, only when sharded: the unsharded hit path pays one
+ * compare (e->sharded), and its /metrics has no per-shard series. */
+#define SHARD_COUNT(e, k, field)                                                                   \
+	do {                                                                                       \
+		if (__builtin_expect((e)->sharded, 0))                                             \
+			(e)->sh[(k)].field++;                                                      \
+	} while (0)
 
 /* The verifier sampler (fence.c's claim, checked live): one entry per verify_interval. */
 typedef struct sampler {

@@ -208,10 +208,28 @@ void cs_engine_metrics_add(const cs_engine *e, cs_metrics *m)
 			q->fills, "query", n, NULL);
 	}
 
+	/* requests per shard, and every server's samples labelled with its shard="NAME",
+	 * only when sharded (SHARDS.md section 6: an unsharded /metrics is unchanged) */
+	for (int k = 0; e->sharded && k < e->nsh; k++) {
+		const shard *sh = &e->sh[k];
+		const char *n = sh->ks.shard;
+		static const char rc[] = "Per shard cache outcomes (MGET items each)";
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_shard_requests_total",
+		        "GET/REFRESH requests (MGET items each) routed to the shard", sh->requests,
+		        "shard", n, NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_shard_cache_requests_total", rc, sh->hits,
+		        "shard", n, "outcome", "hit", NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_shard_cache_requests_total", rc, sh->stale_hits,
+		        "shard", n, "outcome", "stale_hit", NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_shard_cache_requests_total", rc, sh->misses,
+		        "shard", n, "outcome", "miss", NULL);
+	}
 	static const char *const srv_states[] = { "unknown", "up", "down", NULL };
 	for (int i = 0; i < e->nservers; i++) {
 		cs_pgserver_info in;
 		cs_pgserver_info_get(e->servers[i], &in);
+		if (e->sharded)
+			cs_metrics_scope(m, "shard", e->sh[e->srv_shard[i]].ks.shard);
 		const char *role = in.primary ? "primary" : "replica";
 		const char *sv = in.name;
 		cs_m(m, CS_M_GAUGE, "cachesvc_pg_up", "Server health (1 up)", in.state == CS_SRV_UP,
@@ -277,6 +295,7 @@ void cs_engine_metrics_add(const cs_engine *e, cs_metrics *m)
 		cs_m_summary(m, "cachesvc_pg_queue_wait_seconds",
 			"Time queries waited for a pool connection",
 			(double)in.queue_wait_us_sum / 1e6, in.queue_waits, "server", sv, NULL);
+		cs_metrics_scope(m, NULL, NULL);
 	}
 	/* one invalidator per shard, labelled shard="NAME" only when sharded (SHARDS.md 6) */
 	for (int k = 0; k < e->nsh; k++) {

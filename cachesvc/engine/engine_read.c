@@ -464,9 +464,11 @@ static void serve_hit(lookup *l, const cs_entry *ent, int64_t now_ms, bool stale
 	if (stale) {
 		e->stats.stale_hits++;
 		l->qs->stale_hits++;
+		SHARD_COUNT(e, l->shard, stale_hits);
 	} else {
 		e->stats.hits++;
 		l->qs->hits++;
+		SHARD_COUNT(e, l->shard, hits);
 	}
 	cs_hist_record(&e->stats.hit_us, cs_now_us() - r->start_us);
 	r->cb(r->priv, 0, NULL, &meta, ent->result, ent->result_len);
@@ -621,12 +623,14 @@ static void on_cache_reply(cs_rc *rc, redisReply *reply, void *priv)
 		!cs_entry_parse((const uint8_t *)val->str, (size_t)val->len, &ent)) {
 		e->stats.misses++;
 		l->qs->misses++;
+		SHARD_COUNT(e, l->shard, misses);
 		lookup_miss(l, true);
 		return;
 	}
 	if (r->min_lsn && ent.lsn < r->min_lsn && !ryw_cache_ok(e, l, reply)) {
 		e->stats.misses++;
 		l->qs->misses++;
+		SHARD_COUNT(e, l->shard, misses);
 		lookup_miss(l, true);
 		return;
 	}
@@ -640,6 +644,7 @@ static void on_cache_reply(cs_rc *rc, redisReply *reply, void *priv)
 	int64_t age = cs_wall_ms() - ent.filled_ms;
 	e->stats.misses++;
 	l->qs->misses++;
+	SHARD_COUNT(e, l->shard, misses);
 	e->stats.refresh_expired++;
 	l->qs->refresh_expired++;
 	if (q->max_stale_ms > 0 && age <= q->max_stale_ms) {
@@ -730,6 +735,7 @@ static __attribute__((noinline, cold)) int key_route(
 		return -1;
 	}
 	k->shard = (uint16_t)s;
+	e->sh[s].requests++; /* (only sharded engines route) */
 	if (req->min_lsn == 0)
 		return 0;
 	const char *name = cfg->shards[s].name;
@@ -909,6 +915,7 @@ static bool near_fast(cs_engine *e, uint8_t op, const cs_get_req *req, cs_engine
 	e->stats.requests++;
 	e->stats.hits++;
 	qs->hits++;
+	SHARD_COUNT(e, k->shard, hits);
 	cs_near_stats_mut(e->near)->hits++;
 	cs_meta meta = { .src = CS_SRC_CACHE, .lsn = ent.lsn,
 		.age_ms = now > ent.filled_ms ? (uint64_t)(now - ent.filled_ms) : 0 };
@@ -1073,6 +1080,7 @@ static void mbatch_item(cs_rc *rc, mbatch *b, mitem *x, redisReply *val, int64_t
 			/* a fresh hit, no early refresh to draw: serve_hit without a lookup */
 			e->stats.hits++;
 			x->qs->hits++;
+			SHARD_COUNT(e, x->shard, hits);
 			cs_meta meta = { .src = CS_SRC_CACHE, .lsn = ent.lsn,
 				.age_ms = now > ent.filled_ms ? (uint64_t)(now - ent.filled_ms) : 0 };
 			cs_hist_record(&e->stats.hit_us, now_us - b->start_us);
@@ -1109,6 +1117,7 @@ static int mget_near(cs_engine *e, const keyed *k, cs_engine_cb *cb, void *priv,
 		e->stats.hits++;
 		qs->hits++;
 		ns->hits++;
+		SHARD_COUNT(e, k->shard, hits);
 		cs_meta meta = { .src = CS_SRC_CACHE, .lsn = ent.lsn,
 			.age_ms = *now > ent.filled_ms ? (uint64_t)(*now - ent.filled_ms) : 0 };
 		cs_hist_record(&e->stats.hit_us, cs_now_us() - start_us);

@@ -81,21 +81,27 @@ int cs_engine_show(const cs_engine *e, const char *what, cs_engine_show_cb *cb, 
 			tiers_text(in.tiers, tiers, sizeof tiers);
 			cs_lsn_format(in.lsn, lsn);
 			bool up = in.state == CS_SRV_UP;
-			cs_show_cell c[] = { SV_STR("name", in.name),
-				SV_STR("role", in.primary ? "primary" : "replica"), SV_STR("tiers", tiers),
-				SV_STR("state", (unsigned)in.state < 3 ? states[in.state] : "unknown"),
-				SV_BOOL("in_recovery", in.in_recovery), SV_BOOL("promoted", in.promoted),
-				/* measured only while up: a down server's old numbers would read as
-				 * "caught up" (PROTOCOL.md 3.8: nil = not known) */
-				up ? SV_INT("lag_ms", in.lag_ms) : SV_NIL("lag_ms"),
-				up ? SV_INT("lag_bytes", in.lag_bytes) : SV_NIL("lag_bytes"),
-				up && in.lsn ? SV_STR("lsn", lsn) : SV_NIL("lsn"),
-				in.tli ? SV_INT("timeline", in.tli) : SV_NIL("timeline"),
-				SV_INT("pool_size", in.pool_size), SV_INT("conns", in.conns),
-				SV_INT("busy", in.busy), SV_INT("queued", in.queued),
-				SV_INT("queries", in.queries), SV_INT("errors", in.errors),
-				SV_INT("conn_errors", in.conn_errors), SV_INT("bans", in.bans) };
-			rc = cb(priv, c, (uint32_t)CS_ARRAY_LEN(c));
+			/* sharded, a first column names the server's shard (SHARDS.md 6) */
+			cs_show_cell c[] = {SV_STR("shard", e->sh[e->srv_shard[i]].ks.shard),
+			        SV_STR("name", in.name),
+			        SV_STR("role", in.primary ? "primary" : "replica"),
+			        SV_STR("tiers", tiers),
+			        SV_STR("state",
+			                (unsigned)in.state < 3 ? states[in.state] : "unknown"),
+			        SV_BOOL("in_recovery", in.in_recovery),
+			        SV_BOOL("promoted", in.promoted),
+			        /* measured only while up: a down server's old numbers would read as
+			         * "caught up" (PROTOCOL.md 3.8: nil = not known) */
+			        up ? SV_INT("lag_ms", in.lag_ms) : SV_NIL("lag_ms"),
+			        up ? SV_INT("lag_bytes", in.lag_bytes) : SV_NIL("lag_bytes"),
+			        up && in.lsn ? SV_STR("lsn", lsn) : SV_NIL("lsn"),
+			        in.tli ? SV_INT("timeline", in.tli) : SV_NIL("timeline"),
+			        SV_INT("pool_size", in.pool_size), SV_INT("conns", in.conns),
+			        SV_INT("busy", in.busy), SV_INT("queued", in.queued),
+			        SV_INT("queries", in.queries), SV_INT("errors", in.errors),
+			        SV_INT("conn_errors", in.conn_errors), SV_INT("bans", in.bans)};
+			uint32_t skip = e->sharded ? 0 : 1; /* unsharded: no shard column */
+			rc = cb(priv, c + skip, (uint32_t)CS_ARRAY_LEN(c) - skip);
 		}
 		return rc;
 	}

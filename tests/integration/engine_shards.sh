@@ -129,10 +129,22 @@ ok "(a) the entries of s1's keys (5 42 1000) under es_r_$RUN@s1, of s2's (1001 1
 
 # ---- (b) hash: SHARDS.md section 3's vectors ----------------------------------------------------
 config "es_h_$RUN" "shard_map = hash" >"$SB/hash.ini"
-"$DRIVE" "$SB/hash.ini" t 42 0 -1 1000000 >"$SB/b.out" 2>"$OUT" ||
+"$DRIVE" --metrics cachesvc_shard_ "$SB/hash.ini" t 42 0 -1 1000000 >"$SB/b.out" 2>"$OUT" ||
   fail "shard_drive (hash): $(cat "$OUT")"
 msg=$(check "$SB/b.out" 2 42:1 0:1 -1:1 1000000:2) || fail "(b) hash: $msg; output: $(cat "$SB/b.out")"
-ok "(b) hash: the published vectors' keys answered from their shards (42, 0, -1: s1; 1000000: s2)"
+# the request counters per shard (SHARDS.md section 6): s1 3 keys x 2 rounds (3 misses, 3 hits),
+# s2 1 key x 2 rounds (1 miss, 1 hit)
+want_m='cachesvc_shard_requests_total{shard="s1"} 6
+cachesvc_shard_requests_total{shard="s2"} 2
+cachesvc_shard_cache_requests_total{shard="s1",outcome="hit"} 3
+cachesvc_shard_cache_requests_total{shard="s1",outcome="stale_hit"} 0
+cachesvc_shard_cache_requests_total{shard="s1",outcome="miss"} 3
+cachesvc_shard_cache_requests_total{shard="s2",outcome="hit"} 1
+cachesvc_shard_cache_requests_total{shard="s2",outcome="stale_hit"} 0
+cachesvc_shard_cache_requests_total{shard="s2",outcome="miss"} 1'
+[ "$(grep '^cachesvc_shard_' "$SB/b.out" | sort)" = "$(sort <<<"$want_m")" ] ||
+  fail "(b) per-shard request counters: $(grep '^cachesvc_shard_' "$SB/b.out")"
+ok "(b) hash: the published vectors' keys answered from their shards (42, 0, -1: s1; 1000000: s2); requests, hits and misses counted per shard"
 
 # ---- (c) tokens: a token of the key's shard is served, another shard's or a bare LSN refused --
 "$DRIVE" --lsn s1 --rounds 1 "$SB/ranges.ini" t 5 >"$SB/c1.out" 2>"$OUT" || fail "shard_drive --lsn s1: $(cat "$OUT")"

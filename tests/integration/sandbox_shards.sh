@@ -223,12 +223,41 @@ INI
   out=$("$CLI" -p "$PORT" -t 30000 --json --lsn "s2:$lsn2" get t 1002 2>&1) ||
     fail "daemon: the token s2:$lsn2 on s2's key refused: $out"
   [[ $out == *"shard2-1002-${token[2]}"* ]] || fail "daemon: s2:$lsn2 on key 1002 not s2's row: $out"
-  rc=0; out=$("$CLI" -p "$PORT" -t 30000 --lsn "s1:$lsn2" get t 1002 2>&1) || rc=$?
-  [ "$rc" = 1 ] && [[ $out == *"token is of shard s1"* ]] ||
-    fail "daemon: s1's token on s2's key not refused naming the shards (exit $rc): $out"
+  # SHARDS.md section 5: s1's token on s2's key is read on s2's primary, and counted
+  out=$("$CLI" -p "$PORT" -t 30000 --json --lsn "s1:$lsn2" get t 1002 2>&1) ||
+    fail "daemon: s1's token on s2's key not answered: $out"
+  [[ $out == *"shard2-1002-${token[2]}"* && $out == *'"source":"primary"'* ]] ||
+    fail "daemon: s1's token on s2's key not s2's primary's row: $out"
   rc=0; out=$("$CLI" -p "$PORT" -t 30000 --lsn "$lsn2" get t 1 2>&1) || rc=$?
   [ "$rc" = 1 ] && [[ $out == *"bare LSN"* ]] || fail "daemon: a bare LSN not refused (exit $rc): $out"
-  ok "daemon: shard tokens reach the engine: s2:$lsn2 answered on s2's key, s1's refused there, a bare LSN refused"
+  ok "daemon: shard tokens reach the engine: s2:$lsn2 answered on s2's key, s1's read there on s2's primary, a bare LSN refused"
+  # SHARDS.md section 6: server, pool and lag metrics labelled with their shard, requests per
+  # shard, the other-shard token counted; SHOW servers has a shard column
+  m=$(curl -s "http://127.0.0.1:$APORT/metrics")
+  for pair in s1:r1 s2:r2 s1:primary@s1 s2:primary@s2; do
+    sh=${pair%%:*} sv=${pair#*:}
+    for f in cachesvc_pg_up cachesvc_pg_lag_seconds cachesvc_pg_pool_size cachesvc_pg_queries_total; do
+      grep -q "^$f{shard=\"$sh\",server=\"$sv\"" <<<"$m" ||
+        fail "daemon /metrics: no $f{shard=\"$sh\",server=\"$sv\",...}: $(grep "^$f" <<<"$m")"
+    done
+  done
+  ! grep -q '^cachesvc_pg_[a-z_]*{server=' <<<"$m" || fail "daemon /metrics: a server sample without its shard: $(grep '^cachesvc_pg_[a-z_]*{server=' <<<"$m" | head -3)"
+  for sh in s1 s2; do
+    n=$(grep "^cachesvc_shard_requests_total{shard=\"$sh\"} " <<<"$m" | awk '{print $2}')
+    [ "${n:-0}" -ge 1 ] || fail "daemon /metrics: no requests counted for shard $sh: $(grep '^cachesvc_shard_' <<<"$m")"
+    grep -q "^cachesvc_shard_cache_requests_total{shard=\"$sh\",outcome=\"hit\"} " <<<"$m" ||
+      fail "daemon /metrics: no cache outcomes of shard $sh: $(grep '^cachesvc_shard_' <<<"$m")"
+  done
+  grep -qx 'cachesvc_ryw_other_shard_total 1' <<<"$m" || fail "daemon /metrics: the other shard's token not counted once: $(grep ryw_other <<<"$m")"
+  if command -v promtool >/dev/null; then
+    out=$(promtool check metrics <<<"$m" 2>&1) && [ -z "$out" ] || fail "promtool check metrics (sharded): $(head -20 <<<"$out")"
+  fi
+  out=$("$CLI" -p "$PORT" --json show servers 2>&1) || fail "show servers: $out"
+  for pair in s1:r1 s2:r2 s1:primary@s1 s2:primary@s2; do
+    grep -q "\"shard\":\"${pair%%:*}\",\"name\":\"${pair#*:}\"" <<<"$out" ||
+      fail "show servers: no row of ${pair#*:} with shard ${pair%%:*}: $out"
+  done
+  ok "daemon: server/pool/lag metrics labelled shard=, requests per shard, other-shard token counted$(command -v promtool >/dev/null && echo ', promtool clean'); SHOW servers names each server's shard"
   kill -TERM $DPID
   deadline=$((SECONDS + 30))
   while kill -0 $DPID 2>/dev/null; do
