@@ -253,8 +253,8 @@ void cs_config_each(const cs_config *cfg,
 bool cs_config_reloadable(const cs_config *cur, const cs_config *next,
 	char errbuf[CS_CONFIG_ERRLEN]);
 
-/* Library mode and the verifier (issue #18's later steps, backend/SHARDS.md) refuse a sharded
- * config with this message; the daemon and cachesvc --check serve and check it. */
+/* The verifier (issue #18's step 6, backend/SHARDS.md) refuses a sharded config with this
+ * message; the daemon, library mode and cachesvc --check serve and check it. */
 #define CS_SHARDS_UNSUPPORTED                                                                   \
 	"[shard NAME] sections: several PostgreSQL shards are not yet supported (issue #18, "    \
 	"cachesvc/backend/SHARDS.md); the file itself is valid (cachesvc --check --offline), "   \

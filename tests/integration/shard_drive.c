@@ -1,7 +1,7 @@
 /* shard_drive.c - drives the engine (cachesvc/engine/engine.h) on a sharded config for
  * tests/integration/engine_shards.sh and engine_shards_inval.sh (issue #18, SHARDS.md section
- * 7 steps 3b and 4): the engine alone, with its test hooks (library mode still refuses
- * [shard NAME] sections; the daemon serves them: sandbox_shards.sh).
+ * 7 steps 3b and 4): the engine alone, with its test hooks (library mode on a sharded config:
+ * lib_shards.sh; the daemon: sandbox_shards.sh).
  *
  *   shard_drive [--force-shard0] [--mget] [--lsn SHARD[:X/Y]] [--rounds N] CONFIG QUERY KEY...
  *   shard_drive --health TEXT CONFIG QUERY KEY...
