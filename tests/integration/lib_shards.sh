@@ -15,7 +15,9 @@
 #       (src primary, the new row), never the cache's old row; an unknown shard's is bad_params;
 #   (d) negative control: the query pinned to s1 (shard = s1, routing off): (a)'s check must
 #       fail (key 1500 answered with s1's row);
-#   (e) a deployment without [shard] sections refuses a token naming a shard (bad_params).
+#   (e) a deployment without [shard] sections refuses a token naming a shard (bad_params, the
+#       asynchronous API through the callback, never inside the call).
+# (c) and (e) also go through the asynchronous API (lib_test shards_async).
 set -euo pipefail
 . "$(dirname "$0")/shard_lib.sh"
 : "${CS_LIB_TEST:?CS_LIB_TEST (the lib_test binary) must be set; meson test sets it}"
@@ -125,6 +127,10 @@ grep -qE "^round=1 key=1500 err=0 src=primary value=s2-1500-$RUN-new$" "$SB/c.ou
 run "$SB/c2.out" "$SB/a.ini" t "s9:$lsn1" 1 1500
 grep -qE '^round=1 key=1500 err=bad_params .*no \[shard\] section' "$SB/c2.out" ||
   fail "(c) a token of an unknown shard not bad_params: $(cat "$SB/c2.out")"
+# the same through the asynchronous API (cachesvc_get_token, callback from our loop)
+"$CS_LIB_TEST" shards_async "$SB/a.ini" t "s1:$lsn1" 1500 >"$SB/c3.out" 2>"$OUT" || fail "lib_test shards_async: $(tail -20 "$OUT")"
+grep -qE "^round=1 key=1500 err=0 src=primary value=s2-1500-$RUN-new$" "$SB/c3.out" ||
+  fail "(c) async: token s1:$lsn1 on key 1500 (s2): not s2's primary's row: $(cat "$SB/c3.out")"
 ok "(c) token s1:$lsn1 on a key of s2 answered by s2's primary (the cache held the old row); a token of an unknown shard bad_params"
 # (b) a token of the key's shard
 run "$SB/b1.out" "$SB/a.ini" t "s2:$lsn2" 1 1500
@@ -151,6 +157,9 @@ printf '[primary]\nconninfo = %s\n' "$CS_PG_SHARD1_PRIMARY" >>"$SB/e.ini"
 run "$SB/e.out" "$SB/e.ini" t "s1:$lsn1" 1 5
 grep -qE '^round=1 key=5 err=bad_params .*shard tokens need \[shard NAME\] sections' "$SB/e.out" ||
   fail "(e) unsharded: a shard token not refused: $(cat "$SB/e.out")"
+"$CS_LIB_TEST" shards_async "$SB/e.ini" t "s1:$lsn1" 5 >"$SB/e3.out" 2>"$OUT" || fail "lib_test shards_async (unsharded): $(tail -20 "$OUT")"
+grep -qE '^round=1 key=5 err=bad_params .*shard tokens need \[shard NAME\] sections' "$SB/e3.out" ||
+  fail "(e) unsharded, async: a shard token not refused through the callback: $(cat "$SB/e3.out")"
 run "$SB/e2.out" "$SB/e.ini" t "$lsn1" 1 5
 grep -qE "^round=1 key=5 err=0 .*value=s1-5-$RUN$" "$SB/e2.out" || fail "(e) unsharded: a bare LSN not served: $(cat "$SB/e2.out")"
-ok "(e) without [shard] sections a shard token is bad_params, a bare LSN served"
+ok "(e) without [shard] sections a shard token is bad_params (blocking, and asynchronous through the callback), a bare LSN served"

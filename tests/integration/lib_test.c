@@ -17,6 +17,8 @@
  *       read-your-writes token TOKEN ("-": none; "SHARD:X/Y" or "X/Y", cachesvc_token_parse,
  *       sent with cachesvc_sync_get_token), printing one line per answer:
  *         round=R key=K err=NAME src=cache|replica|primary|- value=FIRST-COLUMN|message
+ *   lib_test shards_async CONFIG QUERY TOKEN KEY  the same, one GET of KEY through the
+ *       asynchronous API (cachesvc_get_token on our own event_base), printed as round=1
  *
  * Queries (lib_read_path.sh): lp_user(id) -> id, name; lp_boom(id) divides by zero;
  * lp_slow(secs, n) sleeps. Prints "ok - ..." per check; exits 1 at the first failure. */
@@ -827,6 +829,58 @@ static void scenario_shards(
 	cachesvc_sync_close(h);
 }
 
+typedef struct shard_async {
+	struct event_base *base;
+	const char *key;
+	bool in_call, reentered;
+	int answered;
+} shard_async;
+
+static void on_shard_async(void *priv, int err, const char *msg, const cachesvc_result *r)
+{
+	shard_async *sa = priv;
+	sa->reentered |= sa->in_call;
+	sa->answered++;
+	char buf[256];
+	printf("round=1 key=%s err=%s src=%s value=%s\n", sa->key,
+	        err == 0 ? "0" : cachesvc_strerror(err),
+	        err == 0 ? src_name(cachesvc_result_source(r)) : "-",
+	        err == 0 ? (cachesvc_result_nrows(r) ? cell(r, 0, 0, buf, sizeof buf) : "<no row>")
+	                 : msg);
+	event_base_loopbreak(sa->base);
+}
+
+static void scenario_shards_async(
+        const char *conf, const char *query, const char *token, const char *key)
+{
+	signal(SIGPIPE, SIG_IGN);
+	cachesvc_token t = {.shard = "", .lsn = 0};
+	if (strcmp(token, "-") != 0)
+		CHECK(cachesvc_token_parse(token, &t) == 0, "cachesvc_token_parse(%s) refused",
+		        token);
+	shard_async sa = {.base = event_base_new(), .key = key};
+	cachesvc *cs = async_open(sa.base, conf);
+	cachesvc_value p = cachesvc_text(key);
+	cachesvc_request req = {.query = query,
+	        .params = &p,
+	        .nparams = 1,
+	        .tier = CACHESVC_TIER_DEFAULT,
+	        .min_lsn = t.lsn};
+	sa.in_call = true;
+	int rc = cachesvc_get_token(cs, &req, t.shard, on_shard_async, &sa);
+	sa.in_call = false;
+	CHECK(rc == 0, "cachesvc_get_token: %s", cachesvc_strerror(rc));
+	struct event *tm = evtimer_new(sa.base, on_timeout, NULL);
+	struct timeval tv = {10, 0}; /* on_timeout's bound */
+	evtimer_add(tm, &tv);
+	event_base_dispatch(sa.base);
+	event_free(tm);
+	CHECK(sa.answered == 1 && !sa.reentered, "async: %d answers, %s inside the call",
+	        sa.answered, sa.reentered ? "one" : "none");
+	cachesvc_close(cs);
+	event_base_free(sa.base);
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -849,6 +903,8 @@ int main(int argc, char **argv)
 		scenario_coalesce(conf, atoi(argv[3]), argv[4], argv[5]);
 	else if (strcmp(mode, "near_chain") == 0 && argc == 5)
 		scenario_near_chain(conf, argv[3], argv[4]);
+	else if (strcmp(mode, "shards_async") == 0 && argc == 6)
+		scenario_shards_async(conf, argv[3], argv[4], argv[5]);
 	else if (strcmp(mode, "shards") == 0 && argc >= 7)
 		scenario_shards(conf, argv[3], argv[4], atoi(argv[5]), argv + 6, argc - 6);
 	else if (strcmp(mode, "coalesce_async") == 0 && argc == 6)
