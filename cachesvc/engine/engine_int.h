@@ -62,6 +62,7 @@ typedef struct qstate {
 			    * Redis, until resumed; this process only, kept across reloads */
 	unsigned long long scan_cursor; /* the verifier sampler walks the query's entries */
 	uint16_t scan_slot; /* ... on the node of this slot (a cluster; 0 on one Redis) */
+	uint16_t scan_shard; /* ... of this shard's entries: the next shard once a walk ends */
 	uint64_t hits, stale_hits, misses, fills, refresh_early, refresh_expired,
 		refresh_revalidate;
 	/* per shard, sg[k] for e->sh[k] (k < e->nsh): inline, so a reload's copy of the qstate
