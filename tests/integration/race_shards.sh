@@ -204,6 +204,9 @@ for seed in ${FENCED_SEEDS:-11}; do # more: FENCED_SEEDS="11 22 33"
   for k in 1 2; do
     checked=$(field shards s$k checked) stale=$(field shards s$k stale)
     [ "$checked" -ge 1 ] || fail "seed $seed: the verifier checked nothing on s$k: $(cat "$WORK/verify.json")"
+    # entries compared and found current, not only counted (a skipped entry counts as checked:
+    # review 31 R31-5)
+    [ "$(field shards s$k ok)" -ge 1 ] || fail "seed $seed: no entry of s$k compared ok: $(cat "$WORK/verify.json")"
     [ "$stale" = 0 ] || fail "seed $seed: $stale stale entries on s$k survived the race: $(cat "$WORK/verify.json")"
   done
   [ "$rc" = 0 ] || fail "seed $seed: cachesvc-verify exited $rc with 0 stale: $(cat "$WORK/verify.err")"
