@@ -17,6 +17,7 @@
  * run.state_lock (done lines, counters), run.bucket_lock (the token bucket), run.print_lock. */
 #include "cachesvc-client.h"
 #include "json.h"
+#include "textutil.h"
 #include "warm_bucket.h"
 #include "warm_ckpt.h"
 #include "warm_line.h"
@@ -1163,12 +1164,19 @@ static int open_input(warm_run *run)
 		}
 		s->query = o->query;
 		char ident[CS_WARM_INPUT_TEXT];
-		if (o->nconninfo > 1) /* rows of N sources in turn: another input than one's */
-			snprintf(ident, sizeof ident, "%s\n%s\n%d sources", o->query, o->sql,
-			        o->nconninfo);
-		else
-			snprintf(ident, sizeof ident, "%s\n%s", o->query, o->sql);
-		run->ck.input_id = cs_warm_input_id("sql", ident, 0, mode);
+		snprintf(ident, sizeof ident, "%s\n%s", o->query, o->sql);
+		/* rows of N sources in turn: another input than one's, and another for another
+		 * list or order of sources (the ordinal of a row names a place in that sequence):
+		 * the sources' conninfos, hashed in order, take the place of a file's size
+		 * (review 31 R31-3: a count appended to the SQL was cut off with a long SQL, and
+		 * a swapped list resumed at the wrong rows). One source: the id of before. */
+		uint64_t srcs = 0;
+		if (o->nconninfo > 1) {
+			srcs = CS_FNV1A64_INIT;
+			for (int i = 0; i < o->nconninfo; i++)
+				srcs = cs_fnv1a64(srcs, o->conninfo[i], strlen(o->conninfo[i]) + 1);
+		}
+		run->ck.input_id = cs_warm_input_id("sql", ident, srcs, mode);
 		snprintf(run->ck.input, sizeof run->ck.input, "sql query %s mode %s: %.300s",
 		        o->query, mode, o->sql);
 		return 0;
