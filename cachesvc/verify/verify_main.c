@@ -111,6 +111,8 @@ typedef struct verifier {
 	cs_buf fresh;         /* the primary's result, re-used per entry */
 	uint64_t inv_stalled; /* cs:inv:pos when a wait last timed out (0: none) */
 	bool fatal;           /* a server went away: stop, exit EXIT_UNREACHABLE */
+	bool unreached;       /* a shard's primary could not be reached: its entries unchecked,
+			       * the other shards' checked (review 31 R31-4), exit EXIT_UNREACHABLE */
 	/* With [shard NAME] sections (SHARDS.md step 6) the run visits each shard in turn:
 	 * ks, pg and inv_stalled above are then the current shard's, and every entry of
 	 * ks's prefix is checked against that shard's primary. shard is -1 without shards. */
@@ -909,7 +911,7 @@ static void report_json(const verifier *v, const qrun *runs, int nruns)
 	}
 	cs_json_array_end(&j);
 	cs_json_kv_bool(&j, "stale_keys_truncated", v->total.stale > (uint64_t)v->nstale);
-	cs_json_kv_bool(&j, "complete", !v->fatal && !v->incomplete);
+	cs_json_kv_bool(&j, "complete", !v->fatal && !v->incomplete && !v->unreached);
 	cs_json_object_end(&j);
 	if (cs_sb_puts(&s, stdout) != 0)
 		fputs("cachesvc-verify: out of memory writing the report\n", stderr);
@@ -1065,14 +1067,23 @@ int main(int argc, char **argv)
 				status = EXIT_USAGE;
 				goto out;
 			}
+			bool wanted = false; /* a query of the run reads this shard */
+			for (int i = 0; i < cfg->nqueries && !wanted; i++)
+				wanted = (!only || only == &cfg->queries[i]) &&
+				         (cfg->queries[i].shard_index < 0 || cfg->queries[i].shard_index == s);
+			if (!wanted) {
+				v.shard_done[s] = true; /* nothing of the run's there */
+				continue;
+			}
 			if (v.pg)
 				PQfinish(v.pg);
 			if ((v.pg = pg_connect(sd->conninfo)) == NULL) {
 				fprintf(stderr,
-				        "cachesvc-verify: shard %s: its primary is unreachable\n",
+				        "cachesvc-verify: shard %s: its primary is unreachable: its entries "
+				        "are not checked\n",
 				        sd->name);
-				v.fatal = true;
-				break;
+				v.unreached = true;
+				continue;
 			}
 		}
 		for (int i = 0; i < cfg->nqueries && !v.fatal; i++) {
@@ -1110,6 +1121,9 @@ int main(int argc, char **argv)
 		print_tally_text("total", &v.total);
 		if (v.fatal)
 			printf("incomplete: a server went away during the run\n");
+		else if (v.unreached)
+			printf("incomplete: a shard's primary was unreachable: its entries were not "
+			       "checked\n");
 		else if (v.incomplete)
 			printf("incomplete: the cluster's slot map changed during the run (reshard "
 			       "or "
@@ -1117,7 +1131,7 @@ int main(int argc, char **argv)
 	}
 	/* A stale entry is the finding: it outranks a run cut short. */
 	status = v.total.stale > 0         ? EXIT_STALE
-	         : v.fatal || v.incomplete ? EXIT_UNREACHABLE
+	         : v.fatal || v.incomplete || v.unreached ? EXIT_UNREACHABLE
 	                                   : EXIT_CLEAN;
 out:
 	for (int i = 0; i < v.nstale; i++) {
