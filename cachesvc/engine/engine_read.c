@@ -290,7 +290,13 @@ void flight_dispatch(flight *f)
 			}
 			return;
 		}
-		if (s == NULL && sh->primary &&
+		/* another shard's token: the primary alone vouches for it, so never one on a
+		 * timeline below one seen before (an old primary back after a failover, a stale
+		 * conninfo: review 33 R33-1) */
+		bool old_primary = f->primary_only && sh->primary &&
+		                   cs_pgserver_timeline(sh->primary) != 0 &&
+		                   cs_pgserver_timeline(sh->primary) < sh->max_tli;
+		if (s == NULL && sh->primary && !old_primary &&
 		        !srvset_has(&f->tried, server_index(e, sh->primary)) &&
 		        (cfg->primary_fallback || f->min_lsn || f->primary_only) &&
 		        cs_pgserver_state_get(sh->primary) != CS_SRV_DOWN) {
@@ -300,6 +306,11 @@ void flight_dispatch(flight *f)
 		if (s == NULL) {
 			const char *why =
 			        f->attempts ? "no server left to retry on"
+			        : old_primary
+			                ? "the read-your-writes token is another shard's: "
+			                  "only the key's shard's primary may answer, and "
+			                  "it is on a timeline below one seen before (an old "
+			                  "primary)"
 			        : f->primary_only
 			                ? "the read-your-writes token is another shard's: "
 			                  "only the key's shard's primary may answer, and "

@@ -81,9 +81,9 @@ int cs_engine_show(const cs_engine *e, const char *what, cs_engine_show_cb *cb, 
 			tiers_text(in.tiers, tiers, sizeof tiers);
 			cs_lsn_format(in.lsn, lsn);
 			bool up = in.state == CS_SRV_UP;
-			/* sharded, a first column names the server's shard (SHARDS.md 6) */
-			cs_show_cell c[] = {SV_STR("shard", e->sh[e->srv_shard[i]].ks.shard),
-			        SV_STR("name", in.name),
+			/* sharded, a last column names the server's shard (SHARDS.md 6; PROTOCOL.md
+			 * 3.8: new columns at the end, review 33 R33-3) */
+			cs_show_cell c[] = {SV_STR("name", in.name),
 			        SV_STR("role", in.primary ? "primary" : "replica"),
 			        SV_STR("tiers", tiers),
 			        SV_STR("state",
@@ -99,9 +99,10 @@ int cs_engine_show(const cs_engine *e, const char *what, cs_engine_show_cb *cb, 
 			        SV_INT("pool_size", in.pool_size), SV_INT("conns", in.conns),
 			        SV_INT("busy", in.busy), SV_INT("queued", in.queued),
 			        SV_INT("queries", in.queries), SV_INT("errors", in.errors),
-			        SV_INT("conn_errors", in.conn_errors), SV_INT("bans", in.bans)};
+			        SV_INT("conn_errors", in.conn_errors), SV_INT("bans", in.bans),
+			        SV_STR("shard", e->sh[e->srv_shard[i]].ks.shard)};
 			uint32_t skip = e->sharded ? 0 : 1; /* unsharded: no shard column */
-			rc = cb(priv, c + skip, (uint32_t)CS_ARRAY_LEN(c) - skip);
+			rc = cb(priv, c, (uint32_t)CS_ARRAY_LEN(c) - skip);
 		}
 		return rc;
 	}
@@ -111,7 +112,7 @@ int cs_engine_show(const cs_engine *e, const char *what, cs_engine_show_cb *cb, 
 			cs_show_cell c[] = { SV_BOOL("enabled", false) };
 			return cb(priv, c, 1);
 		}
-		/* one row per shard's invalidator; sharded, a first column names the shard */
+		/* one row per shard's invalidator; sharded, a last column names the shard */
 		static const char *const states[] = { "idle", "standby", "setup", "streaming" };
 		for (int k = 0; k < e->nsh && rc == 0; k++) {
 			const shard *sh = &e->sh[k];
@@ -131,8 +132,7 @@ int cs_engine_show(const cs_engine *e, const char *what, cs_engine_show_cb *cb, 
 			const char *slot = e->sharded        ? cs_inv_slot(sh->inv)
 			                   : cfg->inval_slot ? cfg->inval_slot
 			                                     : "";
-			cs_show_cell c[] = {SV_STR("shard", cs_inv_shard_name(sh->inv)),
-			        SV_BOOL("enabled", true),
+			cs_show_cell c[] = {SV_BOOL("enabled", true),
 			        SV_STR("state",
 			                (unsigned)st->state < 4 ? states[st->state] : "idle"),
 			        SV_STR("slot", slot),
@@ -140,9 +140,10 @@ int cs_engine_show(const cs_engine *e, const char *what, cs_engine_show_cb *cb, 
 			                cfg->inval_publication ? cfg->inval_publication : ""),
 			        SV_STR("confirmed_lsn", conf), SV_STR("horizon_lsn", hor), behind,
 			        SV_BOOL("leader", st->state == CS_INV_STREAMING),
-			        SV_INT("reconnects", st->reconnects)};
+			        SV_INT("reconnects", st->reconnects),
+			        SV_STR("shard", cs_inv_shard_name(sh->inv))};
 			uint32_t skip = e->sharded ? 0 : 1; /* unsharded: no shard column */
-			rc = cb(priv, c + skip, (uint32_t)CS_ARRAY_LEN(c) - skip);
+			rc = cb(priv, c, (uint32_t)CS_ARRAY_LEN(c) - skip);
 		}
 		return rc;
 	}

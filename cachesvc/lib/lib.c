@@ -383,6 +383,12 @@ int cachesvc_token_parse(const char *s, cachesvc_token *out)
 char *cachesvc_token_format(const cachesvc_token *t, char buf[CACHESVC_TOKEN_STRLEN])
 {
 	cs_token ct;
+	if (buf == NULL)
+		return NULL;
+	if (t == NULL) { /* as _parse refuses NULL (review 33 R33-6) */
+		buf[0] = '\0';
+		return buf;
+	}
 	size_t n = strnlen(t->shard, sizeof t->shard);
 	if (n == sizeof t->shard || (n > 0 && !cs_proto_shard_name_ok(t->shard, n))) {
 		buf[0] = '\0'; /* not a shard name: nothing a parse would give back */

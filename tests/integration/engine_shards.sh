@@ -187,29 +187,33 @@ done
 # old row, and counted; as an MGET item beside key 1500 (s2's own token), each judged alone.
 # Control (--other-plain: the token dropped, a plain read): the cache's old row, and in a fresh
 # namespace the paused replica's (or no answer): never s1's primary's new row.
+# No primary fallback and no lag bound (review 33 R33-4): the paused replica stays a fit
+# server, so only the other-shard rule can send the read to the primary (with the defaults, a
+# replica 5 s behind sent a broken build's replica read to the primary too)
+sed '/^\[cachesvc\]/a primary_fallback = false\nmax_replica_lag = 1h' "$SB/ranges.ini" >"$SB/c3.ini"
 pg "$(port_of 1 REPLICA1)" -c "SELECT pg_wal_replay_pause()"
 pg "$(port_of 1 PRIMARY)" -c "UPDATE t SET v = v || '-p' WHERE id = 5"
 [ "$(pg "$(port_of 1 REPLICA1)" -c "SELECT v FROM t WHERE id = 5")" = "s1-5-$RUN" ] ||
   fail "(c3) s1's replica replayed the change though paused: the test proves nothing"
-"$DRIVE" --lsn "s2:$lsn2" --rounds 1 --metrics cachesvc_ryw_other_shard_total "$SB/ranges.ini" t 5 >"$SB/c6.out" 2>"$OUT" ||
+"$DRIVE" --lsn "s2:$lsn2" --rounds 1 --metrics cachesvc_ryw_other_shard_total "$SB/c3.ini" t 5 >"$SB/c6.out" 2>"$OUT" ||
   fail "shard_drive --lsn s2:$lsn2 (key 5): $(cat "$OUT")"
 grep -qE "^round=1 key=5 err=0 src=primary result=.*s1-5-$RUN-p" "$SB/c6.out" ||
   fail "(c3) token s2:$lsn2 on key 5 (s1): not s1's primary's new row: $(cat "$SB/c6.out")"
 grep -qx 'cachesvc_ryw_other_shard_total 1' "$SB/c6.out" || fail "(c3) not counted: $(cat "$SB/c6.out")"
-"$DRIVE" --lsn "s2:$lsn2" --rounds 1 --mget --metrics cachesvc_ryw_other_shard_total "$SB/ranges.ini" t 5 1500 >"$SB/c7.out" 2>"$OUT" ||
+"$DRIVE" --lsn "s2:$lsn2" --rounds 1 --mget --metrics cachesvc_ryw_other_shard_total "$SB/c3.ini" t 5 1500 >"$SB/c7.out" 2>"$OUT" ||
   fail "shard_drive --mget --lsn s2:$lsn2: $(cat "$OUT")"
 grep -qE "^round=1 key=5 err=0 src=primary result=.*s1-5-$RUN-p" "$SB/c7.out" ||
   fail "(c3) MGET item key 5 with s2's token: not s1's primary's new row: $(cat "$SB/c7.out")"
 grep -qE "^round=1 key=1500 err=0 src=[a-z]+ result=.*s2-1500-$RUN-new" "$SB/c7.out" ||
   fail "(c3) MGET item key 1500 with its own shard's token: not s2's new row: $(cat "$SB/c7.out")"
 grep -qx 'cachesvc_ryw_other_shard_total 1' "$SB/c7.out" || fail "(c3) MGET: not counted once (key 5 only): $(cat "$SB/c7.out")"
-"$DRIVE" --other-plain --lsn "s2:$lsn2" --rounds 1 "$SB/ranges.ini" t 5 >"$SB/c8.out" 2>"$OUT" ||
+"$DRIVE" --other-plain --lsn "s2:$lsn2" --rounds 1 "$SB/c3.ini" t 5 >"$SB/c8.out" 2>"$OUT" ||
   fail "shard_drive --other-plain: $(cat "$OUT")"
 ! grep -qE "^round=1 key=5 err=0 src=primary result=.*s1-5-$RUN-p" "$SB/c8.out" ||
   fail "(c3) control (--other-plain): still s1's primary's row: the check proves nothing: $(cat "$SB/c8.out")"
 grep -qE "^round=1 key=5 err=0 src=cache result=.*s1-5-$RUN" "$SB/c8.out" && ! grep -q "s1-5-$RUN-p" "$SB/c8.out" ||
   fail "(c3) control (--other-plain): not the cache's old row: $(cat "$SB/c8.out")"
-config "es_o_$RUN" "$RANGES" >"$SB/other.ini"
+config "es_o_$RUN" "$RANGES" | sed '/^\[cachesvc\]/a primary_fallback = false\nmax_replica_lag = 1h' >"$SB/other.ini"
 "$DRIVE" --other-plain --lsn "s2:$lsn2" --rounds 1 "$SB/other.ini" t 5 >"$SB/c9.out" 2>"$OUT" ||
   fail "shard_drive --other-plain (fresh namespace): $(cat "$OUT")"
 ! grep -qE "^round=1 key=5 err=0 src=primary " "$SB/c9.out" ||

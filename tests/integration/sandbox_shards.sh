@@ -254,7 +254,7 @@ INI
   fi
   out=$("$CLI" -p "$PORT" --json show servers 2>&1) || fail "show servers: $out"
   for pair in s1:r1 s2:r2 s1:primary@s1 s2:primary@s2; do
-    grep -q "\"shard\":\"${pair%%:*}\",\"name\":\"${pair#*:}\"" <<<"$out" ||
+    grep -q "{\"name\":\"${pair#*:}\",[^}]*\"shard\":\"${pair%%:*}\"}" <<<"$out" ||
       fail "show servers: no row of ${pair#*:} with shard ${pair%%:*}: $out"
   done
   ok "daemon: server/pool/lag metrics labelled shard=, requests per shard, other-shard token counted$(command -v promtool >/dev/null && echo ', promtool clean'); SHOW servers names each server's shard"

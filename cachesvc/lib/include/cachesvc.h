@@ -439,7 +439,7 @@ typedef struct cachesvc_token {
  * thread-safe. */
 CACHESVC_API int cachesvc_token_parse(const char *s, cachesvc_token *out) CACHESVC_MUST_CHECK;
 /* Formats t as "X/Y" or "NAME:X/Y" into buf (CACHESVC_TOKEN_STRLEN bytes); "" when t->shard
- * is no shard name. Returns buf. Never blocks; thread-safe. */
+ * is no shard name or t is NULL. Returns buf (NULL when buf is). Never blocks; thread-safe. */
 CACHESVC_API char *cachesvc_token_format(const cachesvc_token *t, char buf[CACHESVC_TOKEN_STRLEN]);
 
 /* cachesvc_get with a token of shard token_shard (NUL-terminated, borrowed for the call;
