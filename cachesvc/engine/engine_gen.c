@@ -6,7 +6,8 @@
 typedef struct gensctx {
 	cs_engine *e;
 	qtable *t;
-	int shard; /* the shard polled (e->sh[shard], qs->sg[shard]) */
+	int shard;    /* the shard polled (e->sh[shard], qs->sg[shard]) */
+	uint32_t seq; /* sh->gens_seq when sent */
 } gensctx;
 
 /* A shard's generations poll: its epoch (is it this Redis run's, and the one we know?) and
@@ -18,8 +19,23 @@ static void on_gens_reply(cs_rc *rc, redisReply *reply, void *priv)
 	qtable *t = c->t;
 	int k = c->shard;
 	shard *sh = &e->sh[k];
+	bool outdated = c->seq != sh->gens_seq;
 	free(c);
 	sh->gens_busy = false;
+	if (outdated || sh->gens_again) {
+		/* Sent before the shard's generations stopped being trusted (its channel was
+		 * not heard for a while: a bump may have come after this read), or another poll
+		 * was wanted meanwhile (a resubscription, the invalidator's "*" message): the
+		 * answer may predate what that poll must see. Poll again; an outdated answer
+		 * must not make the generations trusted (review 32 R32-3). */
+		sh->gens_again = false;
+		if (outdated) {
+			qtable_unref(t);
+			load_shard_gens(e, k);
+			return;
+		}
+		load_shard_gens(e, k); /* and this answer is applied below: it is not outdated */
+	}
 	if (reply && reply->type == REDIS_REPLY_ARRAY && (int)reply->elements == t->nq + 2 &&
 	        reply->element[0]->type == REDIS_REPLY_INTEGER &&
 	        reply->element[1]->type == REDIS_REPLY_STRING &&
@@ -84,7 +100,11 @@ void load_shard_gens(cs_engine *e, int k)
 {
 	qtable *t = e->qt;
 	shard *sh = &e->sh[k];
-	if (!cs_rc_slot_ready(e->redis, sh->bslot[0]) || sh->gens_busy)
+	if (sh->gens_busy) {
+		sh->gens_again = true; /* once the one in flight answers */
+		return;
+	}
+	if (!cs_rc_slot_ready(e->redis, sh->bslot[0]))
 		return; /* GENS runs on bucket 0 alone */
 	size_t n = (size_t)t->nq + 1;
 	const char **argv = calloc(n, sizeof *argv);
@@ -99,7 +119,7 @@ void load_shard_gens(cs_engine *e, int k)
 			lens[i + 1] =
 			        cs_ks_gen(&sh->ks, keys[i], sizeof keys[i], t->qs[i].def->name);
 		}
-		*c = (gensctx){.e = e, .t = t, .shard = k};
+		*c = (gensctx){.e = e, .t = t, .shard = k, .seq = sh->gens_seq};
 		t->refs++;
 		if (cs_rc_script(e->redis, cs_rc_keyslot(argv[0], lens[0]), CS_SCRIPT_GENS,
 		            on_gens_reply, c, (int)n, (int)n, argv, lens) == 0) {
@@ -147,6 +167,7 @@ void gens_unknown(cs_engine *e)
 /* The same for shard k alone (its generations channel was not heard meanwhile). */
 void gens_unknown_shard(cs_engine *e, int k)
 {
+	e->sh[k].gens_seq++;
 	for (int i = 0; i < e->qt->nq; i++)
 		e->qt->qs[i].sg[k].gen_known = false;
 }

@@ -198,6 +198,9 @@ typedef struct shard {
 	char epoch[96];
 	size_t epoch_len;
 	bool gens_busy;       /* a generations poll of the shard is in flight: at most one */
+	bool gens_again;      /* a poll was wanted while one was in flight: another after it */
+	uint32_t gens_seq;    /* bumped when its generations stop being trusted: a poll sent
+			       * before then proves nothing after (review 32 R32-3) */
 	/* The per-master loss check of the shard's epoch copies (engine_cluster_epoch.c) */
 	bool cepoch_busy; /* a round is in flight: at most one per shard */
 	bool cepoch_lost; /* a master's copy names another run: the shard's epoch stays unknown */
