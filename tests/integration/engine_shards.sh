@@ -61,16 +61,7 @@ url = $CS_REDIS_URL
 namespace = $1
 [invalidator]
 enabled = false
-[shard s1]
-conninfo = $CS_PG_SHARD1_PRIMARY
-[shard s2]
-conninfo = $CS_PG_SHARD2_PRIMARY
-[replica r1]
-conninfo = $CS_PG_SHARD1_REPLICA1
-shard = s1
-[replica r2]
-conninfo = $CS_PG_SHARD2_REPLICA1
-shard = s2
+$(shard_sections)
 [query t]
 sql = SELECT v FROM t WHERE id = \$1
 params = id:int8

@@ -70,18 +70,7 @@ namespace = $1
 enabled = true
 slot = cs_inv
 publication = cs_pub
-[shard s1]
-conninfo = $CS_PG_SHARD1_PRIMARY
-slot = cs_inv_s1
-[shard s2]
-conninfo = $CS_PG_SHARD2_PRIMARY
-slot = cs_inv_s2
-[replica r1]
-conninfo = $CS_PG_SHARD1_REPLICA1
-shard = s1
-[replica r2]
-conninfo = $CS_PG_SHARD2_REPLICA1
-shard = s2
+$(shard_sections cs_inv)
 [query t]
 sql = SELECT v FROM t WHERE id = \$1
 params = id:int8

@@ -89,16 +89,7 @@ enabled = true
 slot = cs_race
 publication = cs_race
 create_publication = true
-[shard s1]
-conninfo = $CS_PG_SHARD1_PRIMARY
-[shard s2]
-conninfo = $CS_PG_SHARD2_PRIMARY
-[replica r1]
-conninfo = $CS_PG_SHARD1_REPLICA1
-shard = s1
-[replica r2]
-conninfo = $CS_PG_SHARD2_REPLICA1
-shard = s2
+$(shard_sections)
 [query rc_hot]
 sql = SELECT id, v FROM hot WHERE id = \$1
 params = id:int8

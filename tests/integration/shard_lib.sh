@@ -38,6 +38,21 @@ pg() { # PORT SQL...
   "$CS_PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$CS_PG_SOCKET_DIR" -p "$port" -U postgres -d app "$@"
 }
 port_of() { local n=CS_PG_SHARD${1}_${2}_PORT; echo "${!n}"; } # K PRIMARY|REPLICA1
+# shard_sections [SLOT]: the config sections of the private sandbox's servers, [shard s1] and
+# [shard s2] (with SLOT, each shard's slot SLOT_s1, SLOT_s2) and [replica r1]/[replica r2] of
+# their shards
+shard_sections() {
+  local k v
+  for k in 1 2; do
+    v=CS_PG_SHARD${k}_PRIMARY
+    printf '[shard s%s]\nconninfo = %s\n' "$k" "${!v}"
+    [ -z "${1:-}" ] || printf 'slot = %s_s%s\n' "$1" "$k"
+  done
+  for k in 1 2; do
+    v=CS_PG_SHARD${k}_REPLICA1
+    printf '[replica r%s]\nconninfo = %s\nshard = s%s\n' "$k" "${!v}" "$k"
+  done
+}
 
 # shard_redis_cluster MASTERS: a private Redis Cluster of MASTERS masters, no replica, no
 # persistence (engine_shards_cluster.sh), data in $SB/rc<i>, on free ports (claimed with mkdir
