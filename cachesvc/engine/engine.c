@@ -403,7 +403,8 @@ void bump_generation(cs_engine *e, qstate *qs, int shard_ix)
 	char genkey[CS_NAME_MAX + CS_MAX_NAME], qfkey[CS_NAME_MAX + CS_MAX_NAME], lsnhex[17];
 	size_t gl = cs_ks_gen(&sh->ks, genkey, sizeof genkey, qs->def->name);
 	size_t ql = cs_ks_qfence(&sh->ks, qfkey, sizeof qfkey, qs->def->name);
-	cs_lsn_hex(sh->primary ? cs_pgserver_lsn(sh->primary) : 0, lsnhex);
+	cs_lsn_t fence = sh->primary ? cs_pgserver_lsn(sh->primary) : 0;
+	cs_lsn_hex(fence > sh->bump_floor ? fence : sh->bump_floor, lsnhex);
 	const char *argv[] = {genkey, qfkey, sh->ks.epoch, sh->ks.fmax, sh->ks.channel,
 	        qs->def->name, lsnhex, ""};
 	size_t lens[] = {gl, ql, sh->ks.epoch_len, sh->ks.fmax_len, sh->ks.channel_len,
@@ -606,8 +607,18 @@ int cs_engine_reload(cs_engine *e, cs_config *cfg, char *err, size_t errlen)
 	for (int i = 0; i < t->nq; i++) {
 		const cs_query_def *nd = t->qs[i].def;
 		qstate *old = qtable_find(e->qt, nd->name, strlen(nd->name));
-		if (old == NULL)
+		if (old == NULL) {
+			/* A new query with invalidate_on: the invalidator did not map it before
+			 * this reload, so no change committed before it fenced its keys (and a
+			 * table just added to the publication had its earlier changes never
+			 * streamed): a bump with a query-level fence at the primary's position
+			 * refuses fills of data older than that (review 34 R34-1). */
+			for (int k = 0; nd->ninval > 0 && k < e->nsh; k++) {
+				t->qs[i].sg[k].pending_bump = true;
+				t->qs[i].sg[k].gen_known = false;
+			}
 			continue;
+		}
 		/* read-your-writes coverage was checked at startup for the old definition, on the
 		 * shards it read: a query whose SQL, parameters, invalidate_on or routing changed
 		 * has its tokens answered by the database until a restart checks it again (a

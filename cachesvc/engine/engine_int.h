@@ -199,6 +199,8 @@ typedef struct shard {
 	size_t epoch_len;
 	bool gens_busy;       /* a generations poll of the shard is in flight: at most one */
 	bool gens_again;      /* a poll was wanted while one was in flight: another after it */
+	cs_lsn_t bump_floor;  /* the least query-level fence of a bump: a primary position a
+			       * checked reload read (review 34 R34-1) */
 	uint32_t gens_seq;    /* bumped when its generations stop being trusted: a poll sent
 			       * before then proves nothing after (review 32 R32-3) */
 	/* The per-master loss check of the shard's epoch copies (engine_cluster_epoch.c) */

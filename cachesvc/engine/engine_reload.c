@@ -145,6 +145,11 @@ static void on_rchk_pub(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int er
 	} else {
 		pub_check pc = { pub, res };
 		new_tables(rc->e->qt->cfg, cfg, pub->shard, pub_has, &pc);
+		/* the primary's position when it answered: past the ALTER PUBLICATION that put
+		 * a table there; the bumps of this reload fence at least there (R34-1) */
+		shard *sh = &rc->e->sh[pub->shard];
+		if (lsn > sh->bump_floor)
+			sh->bump_floor = lsn;
 	}
 	if (--rc->pending == 0)
 		rchk_finish(rc);
