@@ -581,6 +581,21 @@ static int check_publication(const cs_config *cfg, int k, bool create, char *err
 		}
 		PQclear(r);
 	}
+	/* every kind of change published: a publication without updates, deletes or truncates
+	 * lists its tables all the same (review 34 R34-2) */
+	if (rc != CS_CHECK_INVALID) {
+		r = PQexecParams(c, "SELECT pubinsert AND pubupdate AND pubdelete AND pubtruncate "
+			"FROM pg_publication WHERE pubname = $1", 1, NULL, pv, NULL, NULL, 0);
+		if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+		        PQgetvalue(r, 0, 0)[0] != 't') {
+			append(err, errlen, "[invalidator] publication \"%s\"%s%s does not publish every "
+				"change; fix: ALTER PUBLICATION %s SET (publish = 'insert, update, delete, "
+				"truncate');", pub, cfg->nshards > 0 ? " on shard " : "",
+				cfg->nshards > 0 ? cfg->shards[k].name : "", pub);
+			rc = CS_CHECK_INVALID;
+		}
+		PQclear(r);
+	}
 	for (int i = 0; i < cfg->nqueries && rc != CS_CHECK_INVALID; i++) {
 		const cs_query_def *q = &cfg->queries[i];
 		for (int j = 0; reads_shard(q, k) && j < q->ninval; j++) {
@@ -589,7 +604,9 @@ static int check_publication(const cs_config *cfg, int k, bool create, char *err
 			r = PQexecParams(c,
 				"SELECT c.relreplident, "
 				" EXISTS (SELECT 1 FROM pg_publication_tables p WHERE p.pubname = $1 "
-				"   AND p.schemaname = $2 AND p.tablename = $3) "
+				"   AND p.schemaname = $2 AND p.tablename = $3), "
+				" EXISTS (SELECT 1 FROM pg_publication_tables p WHERE p.pubname = $1 "
+				"   AND p.schemaname = $2 AND p.tablename = $3 AND p.rowfilter IS NOT NULL) "
 				"FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
 				"WHERE n.nspname = $2 AND c.relname = $3",
 				3, NULL, tv, NULL, NULL, 0);
@@ -602,7 +619,15 @@ static int check_publication(const cs_config *cfg, int k, bool create, char *err
 			}
 			char ident = PQgetvalue(r, 0, 0)[0];
 			bool published = PQgetvalue(r, 0, 1)[0] == 't';
+			bool filtered = PQgetvalue(r, 0, 2)[0] == 't';
 			PQclear(r);
+			if (filtered) { /* changes of rows outside the filter never streamed: R34-2 */
+				append(err, errlen, "[query %s] invalidate_on: table %s.%s is published by \"%s\" "
+					"with a row filter, so changes outside it would never invalidate; fix: "
+					"ALTER PUBLICATION %s SET TABLE ... without a WHERE for %s.%s;", q->name,
+					ru->schema, ru->table, pub, pub, ru->schema, ru->table);
+				rc = CS_CHECK_INVALID;
+			}
 			if (!published) {
 				append(err, errlen, "[query %s] invalidate_on: table %s.%s is not in publication \"%s\"; "
 					"fix: ALTER PUBLICATION %s ADD TABLE %s.%s;", q->name, ru->schema, ru->table,

@@ -121,8 +121,9 @@ static bool pub_has(void *arg, const cs_query_def *q, const cs_inval_rule *ru)
 	const cs_config *cfg = rc->cfg;
 	size_t n = strlen(rc->err);
 	snprintf(rc->err + n, sizeof rc->err - n,
-		"%s[query %s] invalidate_on: table %s.%s is not in publication \"%s\"%s%s, so its "
-		"changes would never invalidate (ALTER PUBLICATION %s ADD TABLE %s.%s; then reload)",
+		"%s[query %s] invalidate_on: table %s.%s is not in publication \"%s\"%s%s with every "
+		"change published (no row filter; insert, update, delete, truncate), so its changes "
+		"would never invalidate (ALTER PUBLICATION %s ADD TABLE %s.%s; then reload)",
 		n ? "; " : "", q->name, ru->schema, ru->table, cfg->inval_publication,
 		cfg->nshards > 0 ? " on shard " : "", cfg->nshards > 0 ? cfg->shards[pc->pub->shard].name : "",
 		cfg->inval_publication, ru->schema, ru->table);
@@ -241,8 +242,13 @@ int cs_engine_reload_checked(cs_engine *e, cs_config *cfg, cs_engine_reload_cb *
 		rchk_pub *pub = &rc->pubs[rc->npubs++];
 		pub->rc = rc;
 		pub->shard = k;
-		pub->def.sql = (char *)"SELECT schemaname::text, tablename::text FROM "
-				       "pg_publication_tables WHERE pubname = $1";
+		/* the tables whose every change is published: no row filter, and the
+		 * publication publishes inserts, updates, deletes and truncates (review 34
+		 * R34-2: either lists a table whose changes it does not all carry) */
+		pub->def.sql = (char *)"SELECT t.schemaname::text, t.tablename::text FROM "
+				       "pg_publication_tables t JOIN pg_publication p ON p.pubname = "
+				       "t.pubname WHERE t.pubname = $1 AND t.rowfilter IS NULL AND "
+				       "p.pubinsert AND p.pubupdate AND p.pubdelete AND p.pubtruncate";
 		snprintf(pub->def.name, sizeof pub->def.name, "publication check");
 		pub->def.nparams = 1;
 		pub->def.params[0].type = CS_PT_TEXT;
