@@ -60,9 +60,11 @@ typedef struct qstate {
 	int index;
 	bool paused;	   /* ADMIN pause: served from PostgreSQL, nothing read from or stored in
 			    * Redis, until resumed; this process only, kept across reloads */
-	unsigned long long scan_cursor; /* the verifier sampler walks the query's entries */
-	uint16_t scan_slot; /* ... on the node of this slot (a cluster; 0 on one Redis) */
-	uint16_t scan_shard; /* ... of this shard's entries: the next shard once a walk ends */
+	/* the verifier sampler walks the query's entries of each shard k with its own cursor
+	 * (review 31 R31-1, review 34 R34-3), on the node of scan_slot[k] (a cluster; 0 on
+	 * one Redis) */
+	unsigned long long scan_cursor[CS_MAX_SHARDS];
+	uint16_t scan_slot[CS_MAX_SHARDS];
 	uint64_t hits, stale_hits, misses, fills, refresh_early, refresh_expired,
 		refresh_revalidate;
 	/* per shard, sg[k] for e->sh[k] (k < e->nsh): inline, so a reload's copy of the qstate

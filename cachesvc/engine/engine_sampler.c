@@ -20,12 +20,12 @@
  * With [shard NAME] sections each sample is one shard's (sm->shard): its entries (the
  * pattern of its keyspace "<ns>@<shard>"), its primary (steps 2) and its invalidator's
  * position (step 3): an LSN of one shard says nothing of another's WAL (SHARDS.md section
- * 1). The ticks go round the queries; a query's samples walk one shard's entries
- * (qs->scan_shard) with its one SCAN cursor, and move to the next shard when that walk ends
- * (cursor 0), so every shard's entries are all reachable: with the shards taking turns on one
- * cursor, each shard sampled only the stretches of the walk that fell on its turns, the same
- * stretches every walk when the walk's length was a multiple of the shard count (review 31
- * R31-1). A query pinned to a shard walks that shard's only. The counters
+ * 1). The ticks go round the queries of shard 0, then of shard 1, ...; each (query, shard)
+ * walks its entries with a SCAN cursor of its own (qs->scan_cursor[k]): with one cursor per
+ * query taking turns, each shard sampled only the stretches of the walk that fell on its
+ * turns, the same ones every walk when its length was a multiple of the shard count (review
+ * 31 R31-1), and walking one shard to its end before the next took weeks on a large Redis
+ * (review 34 R34-3). A shard whose generation is unknown skips its turn only. The counters
  * (cachesvc_verify_*) stay one series summed over the shards (their names and labels are
  * unchanged unsharded, and a stale entry's log line names its key, whose prefix names the
  * shard); cachesvc-verify reports per shard. */
@@ -189,17 +189,6 @@ static void on_sample_get(cs_rc *rc, redisReply *reply, void *priv)
 	sample_submit(e, &sm->job, sm->qs->index, q, sm->pgp, on_sample_query);
 }
 
-/* A walk of shard k's entries of qs ended: the next walk is the next shard's (a query pinned
- * to a shard: its own), on a cluster on the node of a random bucket of that shard (each walk
- * SCANs one node). */
-static void walk_next(cs_engine *e, qstate *qs, int k)
-{
-	int next = e->nsh > 1 && qs->def->shard_index < 0 ? (k + 1) % e->nsh : k;
-	qs->scan_shard = (uint16_t)next;
-	if (e->sh[next].ks.cluster)
-		qs->scan_slot = e->sh[next].bslot[cs_rand64() % CS_KS_BUCKETS];
-}
-
 static void on_sample_scan(cs_rc *rc, redisReply *reply, void *priv)
 {
 	cs_engine *e = priv;
@@ -211,10 +200,11 @@ static void on_sample_scan(cs_rc *rc, redisReply *reply, void *priv)
 		return;
 	}
 	const shard *sh = &e->sh[sm->shard];
-	sm->qs->scan_cursor = strtoull(reply->element[0]->str, NULL, 10);
+	unsigned long long *cursor = &sm->qs->scan_cursor[sm->shard];
+	*cursor = strtoull(reply->element[0]->str, NULL, 10);
 	redisReply *keys = reply->element[1];
-	if (sm->qs->scan_cursor == 0) /* this shard's walk done: the next shard's next */
-		walk_next(e, sm->qs, sm->shard);
+	if (*cursor == 0 && sh->ks.cluster) /* that node done: another one next */
+		sm->qs->scan_slot[sm->shard] = sh->bslot[cs_rand64() % CS_KS_BUCKETS];
 	if (keys->elements == 0) {
 		/* nothing in this stretch of the keyspace: not a check */
 		free(sm->entry);
@@ -249,22 +239,17 @@ static void on_sample_timer(evutil_socket_t fd, short what, void *arg)
 	qtable *t = e->qt;
 	if (sm->busy || t->nq == 0 || !cs_rc_ready(e->redis))
 		return;
-	/* the ticks go round the queries; each walks its scan_shard's entries (unsharded:
+	/* ticks 0..nq-1 sample shard 0's queries, the next nq shard 1's, ... (unsharded:
 	 * always shard 0, as before) */
 	unsigned tick = (unsigned)sm->qnext;
 	sm->qnext = sm->qnext == INT_MAX ? 0 : sm->qnext + 1; /* never negative, never overflows */
+	int k = e->nsh > 1 ? (int)((tick / (unsigned)t->nq) % (unsigned)e->nsh) : 0;
 	qstate *qs = &t->qs[tick % (unsigned)t->nq];
-	int k = 0;
-	if (e->nsh > 1) {
-		if (qs->def->shard_index >= 0 && qs->scan_shard != qs->def->shard_index) {
-			qs->scan_shard = (uint16_t)qs->def->shard_index; /* pinned (or re-pinned) */
-			qs->scan_cursor = 0;
-		}
-		k = qs->scan_shard < e->nsh ? qs->scan_shard : 0;
-	}
 	const shard *sh = &e->sh[k];
 	if (sh->primary == NULL || !qs->sg[k].gen_known)
 		return;
+	if (e->nsh > 1 && qs->def->shard_index >= 0 && qs->def->shard_index != k)
+		return; /* pinned to another shard: nothing of it under this prefix */
 	char pattern[CS_NAME_MAX + CS_MAX_NAME + 24], cursor[24];
 	int pl;
 	if (sh->ks.cluster) /* every bucket's entries of the query: "{<ns>:*}:e:<q>:<g>:*" */
@@ -278,7 +263,7 @@ static void on_sample_timer(evutil_socket_t fd, short what, void *arg)
 	sm->prefix_len = (size_t)pl;
 	pattern[pl++] = '*';
 	pattern[pl] = '\0';
-	int cl = snprintf(cursor, sizeof cursor, "%llu", qs->scan_cursor);
+	int cl = snprintf(cursor, sizeof cursor, "%llu", qs->scan_cursor[k]);
 	const char *argv[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "50"};
 	size_t lens[] = {4, (size_t)cl, 5, (size_t)pl, 5, 2};
 	sm->busy = true;
@@ -288,7 +273,7 @@ static void on_sample_timer(evutil_socket_t fd, short what, void *arg)
 	sm->shard = (uint16_t)k;
 	/* a SCAN walks one node: on a cluster the node of the query's scan_slot, which moves
 	 * to a random bucket's node each time a walk ends (cursor 0) */
-	if (cs_rc_cmd(e->redis, qs->scan_slot, on_sample_scan, e, 6, argv, lens) != 0) {
+	if (cs_rc_cmd(e->redis, qs->scan_slot[k], on_sample_scan, e, 6, argv, lens) != 0) {
 		qtable_unref(sm->qt);
 		sm->qt = NULL;
 		sm->busy = false;
