@@ -652,6 +652,15 @@ int cs_engine_reload(cs_engine *e, cs_config *cfg, char *err, size_t errlen)
 		cs_near_set_max(e->near, (size_t)cfg->near_cache_size);
 	for (int i = 0; i < e->nservers; i++)
 		cs_pgserver_reset_statements(e->servers[i]);
+	/* The bumps below fence at least where this process's invalidator got with the old
+	 * mapping: a change it decoded or confirmed before the swap fenced no key of a new or
+	 * changed definition and is not decoded again (review 35 R35-1: the monitor's last
+	 * primary position alone let a fill of data older than such a change through). */
+	for (int k = 0; k < e->nsh; k++) {
+		cs_lsn_t upto = e->sh[k].inv ? cs_inv_mapped_upto(e->sh[k].inv) : 0;
+		if (upto > e->sh[k].bump_floor)
+			e->sh[k].bump_floor = upto;
+	}
 	for (int k = 0; k < e->nsh; k++)
 		if (e->sh[k].inv && cs_inv_reload(e->sh[k].inv, cfg) != 0)
 			cs_warn("reload: the invalidator%s%s keeps its old key mapping (out of "

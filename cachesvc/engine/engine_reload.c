@@ -146,11 +146,20 @@ static void on_rchk_pub(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int er
 	} else {
 		pub_check pc = { pub, res };
 		new_tables(rc->e->qt->cfg, cfg, pub->shard, pub_has, &pc);
-		/* the primary's position when it answered: past the ALTER PUBLICATION that put
-		 * a table there; the bumps of this reload fence at least there (R34-1) */
+		/* the primary's insert position as the statement ran (review 35 R35-2: the
+		 * position read before it, a write pointer, may precede an ALTER PUBLICATION
+		 * committed meanwhile or not yet flushed): past the ALTER that put a table
+		 * there, as the statement saw it; the bumps of this reload fence at least there
+		 * (R34-1) */
 		shard *sh = &rc->e->sh[pub->shard];
-		if (lsn > sh->bump_floor)
-			sh->bump_floor = lsn;
+		cs_lsn_t at = lsn;
+		if (PQntuples(res) > 0 && PQnfields(res) > 2) {
+			cs_lsn_t ins = 0;
+			if (cs_lsn_parse(PQgetvalue(res, 0, 2), &ins) && ins > at)
+				at = ins;
+		}
+		if (at > sh->bump_floor)
+			sh->bump_floor = at;
 	}
 	if (--rc->pending == 0)
 		rchk_finish(rc);
@@ -245,7 +254,8 @@ int cs_engine_reload_checked(cs_engine *e, cs_config *cfg, cs_engine_reload_cb *
 		/* the tables whose every change is published: no row filter, and the
 		 * publication publishes inserts, updates, deletes and truncates (review 34
 		 * R34-2: either lists a table whose changes it does not all carry) */
-		pub->def.sql = (char *)"SELECT t.schemaname::text, t.tablename::text FROM "
+		pub->def.sql = (char *)"SELECT t.schemaname::text, t.tablename::text, "
+				       "pg_current_wal_insert_lsn()::text FROM "
 				       "pg_publication_tables t JOIN pg_publication p ON p.pubname = "
 				       "t.pubname WHERE t.pubname = $1 AND t.rowfilter IS NULL AND "
 				       "p.pubinsert AND p.pubupdate AND p.pubdelete AND p.pubtruncate";

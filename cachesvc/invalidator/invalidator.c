@@ -690,6 +690,11 @@ const char *cs_inv_slot(const cs_inv *inv)
 	return inv->slot;
 }
 
+cs_lsn_t cs_inv_mapped_upto(const cs_inv *inv)
+{
+	return inv->received > inv->stats.confirmed ? inv->received : inv->stats.confirmed;
+}
+
 int cs_inv_reload(cs_inv *inv, const cs_config *cfg)
 {
 	cs_inv_map *m = cs_inv_map_new_shard(cfg, inv->shard);

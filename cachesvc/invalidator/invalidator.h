@@ -101,6 +101,11 @@ const char *cs_inv_shard_name(const cs_inv *inv);
 const char *cs_inv_slot(const cs_inv *inv);
 void cs_inv_free(cs_inv *inv);
 
+/* The highest LSN this invalidator decoded or confirmed with its current query mapping:
+ * changes up to it were mapped with the definitions in force (a reload's new mapping
+ * decodes only what comes after, from the slot's confirmed position on). 0 before any. */
+cs_lsn_t cs_inv_mapped_upto(const cs_inv *inv);
+
 /* Rebuilds the key mapping from reloaded query definitions. 0, or -1 on OOM (old kept). */
 int cs_inv_reload(cs_inv *inv, const cs_config *cfg);
 
