@@ -253,13 +253,6 @@ void cs_config_each(const cs_config *cfg,
 bool cs_config_reloadable(const cs_config *cur, const cs_config *next,
 	char errbuf[CS_CONFIG_ERRLEN]);
 
-/* The verifier (issue #18's step 6, backend/SHARDS.md) refuses a sharded config with this
- * message; the daemon, library mode and cachesvc --check serve and check it. */
-#define CS_SHARDS_UNSUPPORTED                                                                   \
-	"[shard NAME] sections: several PostgreSQL shards are not yet supported (issue #18, "    \
-	"cachesvc/backend/SHARDS.md); the file itself is valid (cachesvc --check --offline), "   \
-	"but this version cannot serve or check it against the servers"
-
 const cs_query_def *cs_config_query(const cs_config *cfg, const char *name, size_t len);
 
 const char *cs_param_type_name(cs_param_type t);
