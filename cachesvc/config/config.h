@@ -212,6 +212,7 @@ typedef struct cs_config {
 	char *inval_slot;
 	char *inval_publication;
 	bool inval_create_publication;
+	bool inval_ddl_triggers; /* install the DDL event triggers (engine/check.c) */
 	int64_t fence_ttl_ms;
 	int64_t status_interval_ms;
 	int64_t receive_timeout_ms; /* 0: off */

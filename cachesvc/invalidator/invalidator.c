@@ -21,6 +21,9 @@
  * drives it with the stream, Redis's replies and the clocks. */
 #include "inv_int.h"
 
+_Static_assert(sizeof(((cs_inv_stats *)0)->query_bumps) / sizeof(uint64_t) == CS_INV_REASONS,
+        "a counter per cs_inv_reason");
+
 static void conn_event(evutil_socket_t fd, short what, void *arg);
 
 /* ---- Small helpers ---------------------------------------------------------------------- */
@@ -838,8 +841,9 @@ void cs_inv_metrics(const cs_inv *inv, cs_metrics *m)
 		s->rows, NULL);
 	cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_keys_total", "Cache keys invalidated",
 		s->keys, NULL);
-	static const char *const reasons[] = { "truncate", "table", "unknown_key" };
-	for (int i = 0; i < 3; i++)
+	static const char *const reasons[CS_INV_REASONS] = { "truncate", "table", "unknown_key",
+		"ddl" };
+	for (int i = 0; i < CS_INV_REASONS; i++)
 		cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_query_drops_total",
 			"Whole-query invalidations (generation bumps), by reason",
 			s->query_bumps[i],

@@ -40,7 +40,7 @@ typedef struct cs_inv_stats {
 	uint64_t transactions;	  /* commits decoded */
 	uint64_t rows;		  /* row changes decoded */
 	uint64_t keys;		  /* keys invalidated (sent to Redis) */
-	uint64_t query_bumps[3];  /* whole-query invalidations by cs_inv_reason */
+	uint64_t query_bumps[4]; /* whole-query invalidations by cs_inv_reason (CS_INV_REASONS) */
 	uint64_t debounced;	  /* whole-table invalidations absorbed by min_lifetime */
 	uint64_t reconnects;	  /* replication connections (re)started */
 	uint64_t slot_lost;	  /* slots found lost (invalidated) and recreated: a loud event */
