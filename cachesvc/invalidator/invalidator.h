@@ -137,6 +137,10 @@ void cs_inv_set_cluster_pos(cs_inv *inv, bool pos_every, bool pos_min);
  * the next 10 ms tick instead of after an exponential backoff (20 ms up to 2 s). On by
  * default. */
 void cs_inv_set_pos_backoff(cs_inv *inv, bool on);
+/* Test hook: the tick runs every 10 ms whatever there is to watch, as before issue 16 (a
+ * negative control of tests/integration/idle_wakeups.sh). Off by default: the tick is armed
+ * for the next deadline there is. */
+void cs_inv_set_tick_polled(cs_inv *inv, bool on);
 /* Cluster mode only, test hook: reading the stream stops at `limit` Redis commands in flight
  * or owed (review V3; default 65536); 0: no such bound (a negative control). */
 void cs_inv_set_cmd_limit(cs_inv *inv, int64_t limit);
