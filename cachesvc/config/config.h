@@ -279,4 +279,10 @@ bool cs_tier_parse(const char *s, cs_tier *out);
  * "cs<db>" otherwise. */
 void cs_config_namespace(const cs_config *cfg, char out[33]);
 
+/* The fingerprint of what a query's cached values depend on: its SQL, parameter types,
+ * routing (the pinned shard's name, the shard key) and invalidate_on, as 16 hex digits
+ * (FNV-1a-64). Two processes agree on it exactly when their definitions would answer
+ * alike. */
+void cs_query_fingerprint(const cs_query_def *d, const cs_config *cfg, char out[17]);
+
 #endif

@@ -508,11 +508,6 @@ void sampler_stop(cs_engine *e);
 
 /* engine.c */
 bool query_same(const cs_query_def *a, const cs_query_def *b);
-/* The fingerprint of what a query's cached values depend on: its SQL, parameter types,
- * routing (the pinned shard's name, the shard key) and invalidate_on, as 16 hex digits
- * (FNV-1a-64). Two processes agree on it exactly when their definitions would answer
- * alike. */
-void query_fingerprint(const cs_query_def *d, const cs_config *cfg, char out[17]);
 
 /* engine_near.c */
 int near_setup(cs_engine *e, const cs_config *cfg, char *err, size_t errlen);

@@ -92,6 +92,14 @@ cache_src 2 || fail "(b) B stopped serving its entry: $(cli --json get qa 2)"
 rows qa 2 | grep -q 'other-2' || fail "(b) B: $(rows qa 2)"
 ok "(b) two definitions at once: the later one (B) owns the query; A answers its own SQL from the database, never B's entries"
 
+# the verifier with A's config: B's entries are not A's definition's, so not compared
+rc=0
+out=$("$CS_BUILD/cachesvc/cachesvc-verify" -c "$WORK/a.ini" --json 2>"$WORK/verify.err") || rc=$?
+[ $rc = 0 ] || fail "(b) cachesvc-verify with A's config: exit $rc: $out $(cat "$WORK/verify.err")"
+grep -q 'query qa: Redis records another definition' "$WORK/verify.err" ||
+  fail "(b) cachesvc-verify compared B's entries with A's SQL: $out $(cat "$WORK/verify.err")"
+ok "(b) cachesvc-verify with the old SQL's config skips the query (another definition's entries)"
+
 l=$(drive "$WORK/a.ini" 2 --no-definitions)
 [[ $l == *"src=cache"*"other-2"* ]] || fail "(b) control: with the record off, an old-SQL process was expected to serve B's entry: $l"
 ok "(b) control: with the record off a process of the old SQL serves the new SQL's entry ($l)"
