@@ -58,8 +58,8 @@ static void on_inval_reply(cs_rc *rc, redisReply *reply, void *priv)
 		uint64_t n = (uint64_t)reply->integer;
 		if (c->whole) {
 			c->e->stats.gen_bumps++;
-			if (n > c->qs->sg[c->shard].gen)
-				c->qs->sg[c->shard].gen = n;
+			if (c->qt == c->e->qt) /* the poll pairs it with its definition (R36-3) */
+				gen_heard(c->e, c->qs, c->shard, n);
 		} else {
 			c->e->stats.invalidations += n;
 		}
@@ -79,8 +79,8 @@ static void on_inval_cbump(cs_engine *e, void *priv, int err, const char *msg, u
 		c->cb(c->priv, -CS_ERR_UNAVAILABLE, msg, 0);
 	} else {
 		e->stats.gen_bumps++;
-		if (gen > c->qs->sg[c->shard].gen)
-			c->qs->sg[c->shard].gen = gen;
+		if (c->qt == e->qt)
+			gen_heard(e, c->qs, c->shard, gen);
 		c->cb(c->priv, 0, NULL, gen);
 	}
 	qtable_unref(c->qt);

@@ -204,12 +204,12 @@ static void on_fill_reply(cs_rc *rc, redisReply *reply, void *priv)
 				        e, sh, qs->def->name, key_bucket(sh, f->key, f->keylen));
 		} else if (st == 0) {
 			e->stats.fill_refused_gen++;
-			/* Generations only rise, unless Redis lost them: with fences on the epoch
-			 * check handles that; without, follow Redis down too (a single Redis: on a
-			 * cluster bucket b's copy is not the canonical one, bucket 0's GENS is). */
-			qgen *qg = &qs->sg[f->shard];
-			if (f->qt == e->qt && (gen > qg->gen || (!e->fence_on && !sh->ks.cluster)))
-				qg->gen = gen;
+			/* Another generation in Redis: a bump this process has not heard of yet,
+			 * perhaps another process's definition (review 36 R36-13: adopting the
+			 * number here filled that definition's generation with this one's rows).
+			 * Only a poll, which reads the generation with the definition, decides. */
+			if (f->qt == e->qt && gen != qs->sg[f->shard].gen)
+				gen_heard(e, qs, f->shard, gen);
 		} else if (st == -3) {
 			e->stats.fill_refused_fence++;
 		} else if (st == -4) {

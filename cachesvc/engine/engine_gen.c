@@ -266,17 +266,30 @@ void on_gen_message(cs_redis *rd, redisReply *reply, void *priv)
 		char *end;
 		uint64_t g = strtoull(sp + 1, &end, 10);
 		qgen *qg = &qs->sg[k];
-		if (g > qg->gen) {
+		size_t rest = (size_t)(m->str + m->len - end);
+		if (rest > 0 && !e->test_no_defs &&
+		        (rest != 17 || *end != ' ' || memcmp(end + 1, qs->fp, 16) != 0)) {
+			/* another definition (or a form not understood), whatever its number: the
+			 * poll decides */
+			gen_heard(e, qs, k, g);
+		} else if (g > qg->gen) {
 			qg->gen = g;
 			e->sh[k].gen_msgs++;
-			size_t rest = (size_t)(m->str + m->len - end);
-			if (rest > 0 && !e->test_no_defs && (rest != 17 || *end != ' ' || memcmp(end + 1, qs->fp, 16) != 0)) {
-				/* another definition (or a form not understood): the poll decides */
-				qg->gen_known = false;
-				load_shard_gens(e, k);
-			}
 		}
 	}
+}
+
+/* A generation of qs on shard k learnt otherwise than from a poll (a refused fill, an
+ * admin bump's reply, a message of another definition): it may answer another process's
+ * definition, so none is used until a poll reads it with the definition Redis records. */
+void gen_heard(cs_engine *e, qstate *qs, int k, uint64_t gen)
+{
+	qgen *qg = &qs->sg[k];
+	if (gen > qg->gen)
+		qg->gen = gen;
+	qg->gen_known = false;
+	e->sh[k].gen_msgs++;
+	load_shard_gens(e, k);
 }
 
 void on_pubsub_state(cs_redis *rd, bool up, void *priv)

@@ -478,6 +478,7 @@ void bucket_repair(cs_engine *e, shard *sh, const char *q, uint32_t b);
 /* engine_gen.c */
 void load_gens(cs_engine *e);
 void load_shard_gens(cs_engine *e, int k);
+void gen_heard(cs_engine *e, qstate *qs, int k, uint64_t gen);
 void gens_unknown(cs_engine *e);
 void gens_unknown_shard(cs_engine *e, int k);
 int gen_channel_shard(const cs_engine *e, const redisReply *ch);

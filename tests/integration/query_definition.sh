@@ -105,3 +105,35 @@ l=$(drive "$WORK/a.ini" 2 --no-definitions)
 ok "(b) control: with the record off a process of the old SQL serves the new SQL's entry ($l)"
 stop_daemon "$A_PID"
 stop_daemon
+
+# ---- (c) the hard path: A refreshes all the time while B starts (review 36 R36-13: a fill
+# refused for B's newer generation made A adopt it, and A then filled B's generation with A's
+# rows until its next poll). Every entry of the generation Redis pairs with B's definition
+# must hold B's SQL.
+PORT=$A_PORT APORT=$A_APORT SOCK=$WORK/cs.sock
+write_config "$WORK/base.ini" replica1
+qa_conf "$WORK/a.ini" a_name
+start_daemon "$WORK/a.ini" A3
+A_PID=$DAEMON_PID
+until_true 15 cache_src 3 || fill qa 3
+( while :; do ASAN_OPTIONS=$NOLEAK_ASAN_OPTIONS "$BURST" -p "$A_PORT" -c 4 -n 400 -r qa %i >/dev/null 2>&1; done ) &
+LOAD=$!
+CLEANUPS+=("kill $LOAD")
+sleep 2
+PORT=$B_PORT APORT=$B_APORT SOCK=$WORK/b.sock
+start_daemon "$WORK/b2.ini" B3
+for k in 1 2 3 4 5 6 7 8; do fill qa "$k"; done
+sleep 2
+kill $LOAD
+wait $LOAD 2>/dev/null || true
+g=$(redis get "$NS:g:qa")
+n=0 bad=0
+for k in $(redis --scan --pattern "$NS:e:qa:$g:*"); do
+  n=$((n + 1))
+  redis get "$k" | grep -aq 'name-' && bad=$((bad + 1))
+done
+[ "$n" -ge 8 ] || fail "(c) only $n entries in B's generation $g"
+[ "$bad" = 0 ] || fail "(c) $bad of $n entries of B's generation $g hold A's SQL's rows"
+ok "(c) A refreshing under load while B started: $n entries of B's generation, none with A's rows"
+stop_daemon
+stop_daemon "$A_PID"
