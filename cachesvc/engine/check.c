@@ -1,5 +1,6 @@
 /* check.c - startup validation against the servers (blocking; before the event loop). */
 #include "check.h"
+#include "mapping.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -687,61 +688,84 @@ static int check_publication(const cs_config *cfg, int k, bool create, char *err
 	return rc;
 }
 
-/* The event triggers that put every DDL command into the replication stream as a
- * transactional logical message (invalidator/mapping.h CS_DDL_PREFIX): data a DDL command
- * rewrites is never decoded as row changes. Versioned by the comment on ddl_end(): a start
- * finding both triggers enabled under this version changes nothing. Installed in one
- * transaction that first drops the triggers, so installing fires none of them (DDL on event
- * triggers fires no event trigger). */
-#define DDL_VERSION "cachesvc ddl triggers 1"
+/* The event triggers that put every DDL command into the replication stream as a row of
+ * cachesvc.ddl_event (invalidator/mapping.h CS_DDL_TABLE), in the command's transaction:
+ * data a DDL command rewrites is never decoded as row changes. The functions are SECURITY
+ * DEFINER (owned by the installing superuser, search_path pinned): any role's DDL runs
+ * them, and only they may write the table, so no other role can drop queries (review 37
+ * R37-1, R37-3). A changed table is recorded with every table it is a partition or child of;
+ * a dropped table (its parents are gone from the catalogs by then), a view, a function, a
+ * type... as "*"; temporary objects and GRANT, REVOKE, COMMENT not at all; a materialized
+ * view by its name (REFRESH: no query can invalidate on one, so nothing drops; R37-4).
+ * Versioned by the comment on ddl_end(): a start finding both triggers enabled under this
+ * version changes nothing. Installed in one transaction (an advisory lock, bounded waits)
+ * that first drops the triggers, so installing fires none of them. */
+#define DDL_VERSION "cachesvc ddl triggers 2"
 static const char ddl_install_sql[] =
 	"BEGIN;\n"
+	"SET LOCAL client_min_messages = warning;\n"
+	"SET LOCAL lock_timeout = '10s';\n"
+	"SET LOCAL statement_timeout = '30s';\n"
+	"SELECT pg_advisory_xact_lock(hashtext('" DDL_VERSION "'));\n"
 	"DROP EVENT TRIGGER IF EXISTS cachesvc_ddl_end;\n"
 	"DROP EVENT TRIGGER IF EXISTS cachesvc_ddl_drop;\n"
 	"CREATE SCHEMA IF NOT EXISTS cachesvc;\n"
-	/* kind: pg_event_trigger_ddl_commands().object_type or dropped_objects()'s; a table's
-	 * schema and name, else NULL */
-	"CREATE OR REPLACE FUNCTION cachesvc.ddl_note(kind text, nsp text, rel text) RETURNS void\n"
-	"LANGUAGE plpgsql AS $f$\n"
+	"REVOKE ALL ON SCHEMA cachesvc FROM PUBLIC;\n"
+	"CREATE TABLE IF NOT EXISTS cachesvc.ddl_event (id bigserial PRIMARY KEY,\n"
+	"  at timestamptz NOT NULL DEFAULT now(), nsp text NOT NULL, rel text NOT NULL);\n"
+	"REVOKE ALL ON cachesvc.ddl_event FROM PUBLIC;\n"
+	"DROP FUNCTION IF EXISTS cachesvc.ddl_note(text, text, text);\n"
+	/* kind: the object's type; a table's schema, name and oid (a dropped one: no oid) */
+	"CREATE OR REPLACE FUNCTION cachesvc.ddl_note(kind text, nsp text, rel text, relid oid)\n"
+	"RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp\n"
+	"AS $f$\n"
 	"BEGIN\n"
 	"  IF kind IN ('index', 'sequence', 'trigger', 'event trigger', 'statistics object',\n"
 	"              'publication', 'publication relation', 'publication namespace',\n"
-	"              'subscription') OR nsp LIKE 'pg\\_temp\\_%' THEN\n"
+	"              'subscription') OR nsp LIKE 'pg\\_temp%' THEN\n"
 	"    RETURN;\n"
 	"  END IF;\n"
-	"  IF kind IN ('table', 'table column', 'foreign table') AND nsp IS NOT NULL\n"
-	"     AND rel IS NOT NULL THEN\n"
-	"    PERFORM pg_logical_emit_message(true, '" "cachesvc.ddl" "',\n"
-	"                                    octet_length(nsp) || ':' || nsp || rel);\n"
+	"  IF kind IN ('table', 'table column', 'foreign table', 'materialized view')\n"
+	"     AND relid IS NOT NULL AND nsp IS NOT NULL AND rel IS NOT NULL THEN\n"
+	"    INSERT INTO cachesvc.ddl_event (nsp, rel) VALUES (nsp, rel);\n"
+	"    INSERT INTO cachesvc.ddl_event (nsp, rel)\n"
+	"      WITH RECURSIVE up(oid) AS (\n"
+	"        SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = relid\n"
+	"        UNION SELECT i.inhparent FROM pg_inherits i JOIN up ON i.inhrelid = up.oid)\n"
+	"      SELECT n.nspname, c.relname FROM up JOIN pg_class c ON c.oid = up.oid\n"
+	"      JOIN pg_namespace n ON n.oid = c.relnamespace;\n"
 	"  ELSE\n"
-	"    PERFORM pg_logical_emit_message(true, '" "cachesvc.ddl" "', '*');\n"
+	"    INSERT INTO cachesvc.ddl_event (nsp, rel) VALUES ('*', '*');\n"
 	"  END IF;\n"
+	"  DELETE FROM cachesvc.ddl_event WHERE at < now() - interval '1 day';\n"
 	"END\n"
 	"$f$;\n"
+	"REVOKE ALL ON FUNCTION cachesvc.ddl_note(text, text, text, oid) FROM PUBLIC;\n"
 	"CREATE OR REPLACE FUNCTION cachesvc.ddl_end() RETURNS event_trigger\n"
-	"LANGUAGE plpgsql AS $f$\n"
+	"LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$\n"
 	"DECLARE r record;\n"
 	"BEGIN\n"
-	"  FOR r IN SELECT d.object_type, n.nspname::text AS nsp, c.relname::text AS rel\n"
+	"  FOR r IN SELECT d.object_type, n.nspname::text AS nsp, c.relname::text AS rel,\n"
+	"                  c.oid AS relid\n"
 	"           FROM pg_event_trigger_ddl_commands() d\n"
 	"           LEFT JOIN pg_class c ON d.classid = 'pg_class'::regclass AND c.oid = d.objid\n"
 	"           LEFT JOIN pg_namespace n ON n.oid = c.relnamespace\n"
 	"           WHERE d.command_tag NOT IN ('GRANT', 'REVOKE', 'COMMENT',\n"
 	"                                       'ALTER DEFAULT PRIVILEGES', 'SECURITY LABEL') LOOP\n"
-	"    PERFORM cachesvc.ddl_note(r.object_type, r.nsp, r.rel);\n"
+	"    PERFORM cachesvc.ddl_note(r.object_type, r.nsp, r.rel, r.relid);\n"
 	"  END LOOP;\n"
 	"END\n"
 	"$f$;\n"
 	"CREATE OR REPLACE FUNCTION cachesvc.ddl_drop() RETURNS event_trigger\n"
-	"LANGUAGE plpgsql AS $f$\n"
+	"LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$\n"
 	"DECLARE r record;\n"
 	"BEGIN\n"
 	/* the objects a DROP named (a table's columns come with its ALTER TABLE, reported by
-	 * ddl_end) */
+	 * ddl_end); a dropped table as "*" (relid NULL): whose partition or child it was is gone */
 	"  FOR r IN SELECT object_type, schema_name, object_name\n"
 	"           FROM pg_event_trigger_dropped_objects()\n"
 	"           WHERE original AND object_type <> 'table column' LOOP\n"
-	"    PERFORM cachesvc.ddl_note(r.object_type, r.schema_name, r.object_name);\n"
+	"    PERFORM cachesvc.ddl_note(r.object_type, r.schema_name, r.object_name, NULL);\n"
 	"  END LOOP;\n"
 	"END\n"
 	"$f$;\n"
@@ -752,15 +776,16 @@ static const char ddl_install_sql[] =
 	"  EXECUTE FUNCTION cachesvc.ddl_drop();\n"
 	"COMMIT;\n";
 
-/* Installs (create) or checks the DDL event triggers on shard k's primary. Not installable
- * (not a superuser, a read-only primary...) is a warning, not a refusal: the service runs,
- * and such DDL is the operator's to follow with an admin INVALIDATE. */
-static void check_ddl_triggers(const cs_config *cfg, int k, bool create)
+/* Installs (create) or checks the DDL event triggers on shard k's primary; true when they
+ * are in place afterwards. Not installable (not a superuser, a read-only primary...) is a
+ * warning, not a refusal: the service runs, and such DDL is the operator's to follow with an
+ * admin INVALIDATE. */
+static bool check_ddl_triggers(const cs_config *cfg, int k, bool create)
 {
 	const char *where = cfg->nshards > 0 ? cfg->shards[k].name : NULL;
 	PGconn *c = primary_of(cfg, k) ? connect_blocking(primary_of(cfg, k)) : NULL;
 	if (c == NULL)
-		return; /* check_publication said so */
+		return false; /* check_publication says so */
 	PGresult *r = PQexec(c,
 		"SELECT (SELECT count(*) FROM pg_event_trigger WHERE evtname IN "
 		"('cachesvc_ddl_end', 'cachesvc_ddl_drop') AND evtenabled <> 'D') = 2 AND "
@@ -770,34 +795,81 @@ static void check_ddl_triggers(const cs_config *cfg, int k, bool create)
 	bool installed = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
 	                 PQgetvalue(r, 0, 0)[0] == 't';
 	PQclear(r);
-	if (installed) {
+	if (installed || !create) {
+		if (!installed)
+			printf("%s: would install the DDL event triggers%s%s (ddl_triggers = true; "
+			       "needs a superuser)\n", cfg->path ? cfg->path : "config",
+			        where ? " on shard " : "", where ? where : "");
 		PQfinish(c);
-		return;
-	}
-	if (!create) {
-		printf("%s: would install the DDL event triggers%s%s (ddl_triggers = true; needs a "
-		       "superuser)\n", cfg->path ? cfg->path : "config", where ? " on shard " : "",
-		        where ? where : "");
-		PQfinish(c);
-		return;
+		return installed;
 	}
 	r = PQexec(c, ddl_install_sql);
-	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+	installed = PQresultStatus(r) == PGRES_COMMAND_OK;
+	if (!installed) {
 		char msg[400];
 		snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
 		cs_chomp(msg);
-		cs_warn("[invalidator] ddl_triggers: cannot install the DDL event triggers%s%s (%s): "
-		        "data a DDL command rewrites (ALTER COLUMN ... TYPE ... USING, a table dropped "
-		        "and created again) stays cached until its TTL; install them as a superuser "
-		        "(start once with such a role) or INVALIDATE the queries by hand after DDL",
-		        where ? " on shard " : "", where ? where : "", msg);
 		PQclear(r);
 		r = PQexec(c, "ROLLBACK");
+		PQclear(r);
+		/* another start may have installed them meanwhile (it held the lock) */
+		r = PQexec(c, "SELECT obj_description('cachesvc.ddl_end()'::regprocedure, 'pg_proc') "
+			"= '" DDL_VERSION "'");
+		installed = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+		            PQgetvalue(r, 0, 0)[0] == 't';
+		if (!installed)
+			cs_warn("[invalidator] ddl_triggers: cannot install the DDL event triggers%s%s "
+			        "(%s): data a DDL command rewrites (ALTER COLUMN ... TYPE ... USING, a "
+			        "table dropped and created again) stays cached until its TTL; install "
+			        "them as a superuser (start once with such a role) or INVALIDATE the "
+			        "queries by hand after DDL",
+			        where ? " on shard " : "", where ? where : "", msg);
 	} else {
 		cs_info("installed the DDL event triggers%s%s", where ? " on shard " : "",
 		        where ? where : "");
 	}
 	PQclear(r);
+	PQfinish(c);
+	return installed;
+}
+
+/* The triggers' table in shard k's publication: added when missing (create_publication),
+ * else a warning: the DDL rows would never be streamed. */
+static void ddl_table_published(const cs_config *cfg, int k, bool create)
+{
+	const char *where = cfg->nshards > 0 ? cfg->shards[k].name : NULL;
+	PGconn *c = primary_of(cfg, k) ? connect_blocking(primary_of(cfg, k)) : NULL;
+	if (c == NULL)
+		return;
+	const char *pv[1] = {cfg->inval_publication};
+	PGresult *r = PQexecParams(c, "SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND "
+		"schemaname = '" CS_DDL_SCHEMA "' AND tablename = '" CS_DDL_TABLE "'", 1, NULL, pv,
+		NULL, NULL, 0);
+	bool published = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+	PQclear(r);
+	if (!published && create && cfg->inval_create_publication) {
+		char sql[400], q1[300];
+		quote_ident(q1, sizeof q1, cfg->inval_publication);
+		snprintf(sql, sizeof sql, "ALTER PUBLICATION %s ADD TABLE " CS_DDL_SCHEMA "." CS_DDL_TABLE,
+		        q1);
+		r = PQexec(c, sql);
+		published = PQresultStatus(r) == PGRES_COMMAND_OK;
+		if (!published) {
+			char msg[400];
+			snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
+			cs_chomp(msg);
+			cs_warn("[invalidator] ddl_triggers: cannot add " CS_DDL_SCHEMA "." CS_DDL_TABLE
+			        " to publication \"%s\"%s%s (%s): DDL commands are not followed",
+			        cfg->inval_publication, where ? " on shard " : "", where ? where : "", msg);
+		}
+		PQclear(r);
+	} else if (!published) {
+		cs_warn("[invalidator] ddl_triggers: " CS_DDL_SCHEMA "." CS_DDL_TABLE " is not in "
+		        "publication \"%s\"%s%s: DDL commands are not followed; fix: ALTER "
+		        "PUBLICATION %s ADD TABLE " CS_DDL_SCHEMA "." CS_DDL_TABLE ";",
+		        cfg->inval_publication, where ? " on shard " : "", where ? where : "",
+		        cfg->inval_publication);
+	}
 	PQfinish(c);
 }
 
@@ -810,8 +882,8 @@ int cs_check_invalidation(const cs_config *cfg, bool create, char *err, size_t e
 	int rc = CS_CHECK_OK;
 	for (int k = 0; k < (cfg->nshards > 0 ? cfg->nshards : 1); k++) {
 		int one = check_publication(cfg, k, create, err, errlen);
-		if (one == CS_CHECK_OK && cfg->inval_ddl_triggers)
-			check_ddl_triggers(cfg, k, create);
+		if (one == CS_CHECK_OK && cfg->inval_ddl_triggers && check_ddl_triggers(cfg, k, create))
+			ddl_table_published(cfg, k, create);
 		if (one == CS_CHECK_INVALID || (one == CS_CHECK_UNREACHABLE && rc == CS_CHECK_OK))
 			rc = one;
 	}

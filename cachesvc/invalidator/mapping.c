@@ -309,26 +309,26 @@ static int all_queries(const cs_inv_map *m, cs_inv_reason why, const cs_inv_sink
 	return n;
 }
 
-/* A CS_DDL_PREFIX message: "*", or "<n>:<schema><table>". Anything else under the prefix
- * drops every query: it is ours, and a DDL command we cannot name is the worst case. */
-static int ddl_message(const cs_inv_map *m, const cs_pgo_message *g, const cs_inv_sink *sink)
+/* A row inserted into CS_DDL_SCHEMA.CS_DDL_TABLE by the DDL event triggers: its nsp and rel
+ * columns name a table whose queries go, or are "*": every query that depends on the
+ * stream. A row that cannot be read (columns missing, not text) drops every such query: it
+ * is ours, and a DDL command we cannot name is the worst case. */
+static int ddl_row(const cs_inv_map *m, const cs_pgo_relation *rel, const cs_pgo_tuple *tup,
+        const cs_inv_sink *sink)
 {
-	if (!(g->flags & CS_PGO_MESSAGE_TRANSACTIONAL) || strcmp(g->prefix, CS_DDL_PREFIX) != 0)
-		return 0; /* not ours; ours are transactional: their commit is the DDL's */
-	const char *c = (const char *)g->content;
-	size_t len = g->len, nl = 0, i = 0;
-	while (i < len && i < 4 && c[i] >= '0' && c[i] <= '9')
-		nl = nl * 10 + (size_t)(c[i++] - '0');
-	char schema[DDL_IDENT_MAX + 1], name[DDL_IDENT_MAX + 1];
-	if (i == 0 || i >= len || c[i] != ':' || nl == 0 || nl > DDL_IDENT_MAX ||
-	        len - i - 1 <= nl || len - i - 1 - nl > DDL_IDENT_MAX)
+	int cn = cs_pgo_relation_column(rel, "nsp"), cr = cs_pgo_relation_column(rel, "rel");
+	if (cn < 0 || cr < 0 || cn >= tup->ncols || cr >= tup->ncols ||
+	        tup->cols[cn].kind != 't' || tup->cols[cr].kind != 't' ||
+	        tup->cols[cn].len > DDL_IDENT_MAX || tup->cols[cr].len > DDL_IDENT_MAX)
 		return all_queries(m, CS_INV_DDL, sink);
-	memcpy(schema, c + i + 1, nl);
-	schema[nl] = '\0';
-	memcpy(name, c + i + 1 + nl, len - i - 1 - nl);
-	name[len - i - 1 - nl] = '\0';
-	if (strlen(schema) != nl || strlen(name) != len - i - 1 - nl)
-		return all_queries(m, CS_INV_DDL, sink); /* a NUL inside */
+	char schema[DDL_IDENT_MAX + 1], name[DDL_IDENT_MAX + 1];
+	memcpy(schema, tup->cols[cn].data, tup->cols[cn].len);
+	schema[tup->cols[cn].len] = '\0';
+	memcpy(name, tup->cols[cr].data, tup->cols[cr].len);
+	name[tup->cols[cr].len] = '\0';
+	if (strcmp(schema, "*") == 0 || strlen(schema) != tup->cols[cn].len ||
+	        strlen(name) != tup->cols[cr].len)
+		return all_queries(m, CS_INV_DDL, sink);
 	const table *t = find_table(m, schema, name);
 	int n = 0;
 	for (const rule *r = t ? t->rules : NULL; r; r = r->next, n++)
@@ -350,8 +350,6 @@ int cs_inv_map_change(const cs_inv_map *m, const cs_pgo_decoder *d, const cs_pgo
 	case 'D':
 		rel = msg->delete.rel;
 		break;
-	case 'M':
-		return ddl_message(m, &msg->message, sink);
 	case 'T': {
 		int n = 0;
 		for (uint32_t i = 0; i < msg->truncate.nrels; i++) {
@@ -372,6 +370,9 @@ int cs_inv_map_change(const cs_inv_map *m, const cs_pgo_decoder *d, const cs_pgo
 	default:
 		return 0;
 	}
+	if (msg->type == 'I' && strcmp(rel->nspname, CS_DDL_SCHEMA) == 0 &&
+	        strcmp(rel->relname, CS_DDL_TABLE) == 0)
+		return ddl_row(m, rel, &msg->insert.newtup, sink);
 	const table *t = find_table(m, rel->nspname[0] ? rel->nspname : "pg_catalog", rel->relname);
 	int n = 0;
 	for (const rule *r = t ? t->rules : NULL; r; r = r->next)

@@ -11,7 +11,10 @@
 #  (3) ALTER COLUMN ... TYPE ... USING on users: u answers the rewritten row, counted under
 #      query_drops_total{reason="ddl"};
 #  (4) CREATE FUNCTION (not a table: "*"): every query with invalidate_on is dropped;
-#  (5) a DROP TABLE of the table and a CREATE again with other rows: the new rows.
+#  (5) a DROP TABLE of the table and a CREATE again with other rows: the new rows;
+#  (6) another role's DDL works with the triggers in place; it cannot drop queries (review 37);
+#  (7) REFRESH MATERIALIZED VIEW, a temporary view's DROP: nothing dropped;
+#  (8) a partition's DDL, and its DROP, drop the parent's query.
 # Negative control: ddl_triggers = false and the triggers dropped: the same ALTER leaves the old
 # row cached after the invalidator passed it.
 . "$(dirname "$0")/daemon_lib.sh"
@@ -63,6 +66,53 @@ settled
 r=$(cli --json get u 2) || fail "(5) get: $r"
 grep -q '"again 2"' <<<"$r" || fail "(5) a table dropped and created again: $r"
 ok "(5) DROP TABLE and CREATE again: the new table's row"
+
+# (6) review 37 R37-1/R37-3: a role that is not a superuser runs DDL with the triggers in
+# place (they are SECURITY DEFINER), and can neither write their table nor drop queries with
+# a logical message of the old prefix
+ROLE=r_${TEST_NAME}_$$
+primary "$DB" -c "CREATE ROLE $ROLE LOGIN; GRANT CREATE, USAGE ON SCHEMA public TO $ROLE" >/dev/null
+CLEANUPS+=("primary $DB -c 'DROP OWNED BY $ROLE; DROP ROLE $ROLE'")
+as_role() { "$CS_PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$CS_PG_SOCKET_DIR" -p "$CS_PG_PRIMARY_PORT" -U "$ROLE" -d "$DB" "$@"; }
+as_role -c "CREATE TABLE mine (x int); ALTER TABLE mine ADD COLUMN y int; CREATE TEMP TABLE tt (x int); CREATE FUNCTION mine_f() RETURNS int LANGUAGE sql AS 'SELECT 1'; DROP TABLE mine" >/dev/null 2>"$WORK/role.err" ||
+  fail "(6) DDL by a role that is not a superuser failed with the triggers in place: $(cat "$WORK/role.err")"
+fill u 2
+d2=$(drops)
+as_role -c "INSERT INTO cachesvc.ddl_event (nsp, rel) VALUES ('*', '*')" >/dev/null 2>&1 &&
+  fail "(6) a role that is not a superuser wrote the triggers' table"
+as_role -c "SELECT pg_logical_emit_message(true, 'cachesvc.ddl', '*')" >/dev/null 2>&1 || true
+settled
+[ "$(drops)" = "$d2" ] || fail "(6) another role dropped queries: $d2 -> $(drops)"
+[ "$(src u 2)" = cache ] || fail "(6) u 2 no longer cached after another role's attempts"
+ok "(6) DDL by another role works with the triggers in place; it can neither write their table nor drop queries"
+
+# (7) R37-4/R37-5: REFRESH MATERIALIZED VIEW and a temporary view's DROP drop nothing
+primary "$DB" -c "CREATE MATERIALIZED VIEW mv AS SELECT count(*) AS n FROM users" >/dev/null
+settled
+fill u 2
+d3=$(drops)
+primary "$DB" -c "REFRESH MATERIALIZED VIEW mv" >/dev/null
+primary "$DB" -c "CREATE TEMP VIEW tv AS SELECT 1 AS one; DROP VIEW tv" >/dev/null
+settled
+[ "$(drops)" = "$d3" ] || fail "(7) REFRESH MATERIALIZED VIEW or a temporary view dropped queries: $d3 -> $(drops)"
+[ "$(src u 2)" = cache ] || fail "(7) u 2 no longer cached"
+ok "(7) REFRESH MATERIALIZED VIEW and a temporary view's DROP drop nothing"
+stop_daemon
+
+# (8) R37-2: a partition dropped: the rows it held leave the parent's query
+primary "$DB" -c "CREATE TABLE pt (id bigint PRIMARY KEY, v text) PARTITION BY RANGE (id); CREATE TABLE pt1 PARTITION OF pt FOR VALUES FROM (0) TO (10); CREATE TABLE pt2 PARTITION OF pt FOR VALUES FROM (10) TO (20); INSERT INTO pt VALUES (2, 'two'), (12, 'twelve'); ALTER PUBLICATION cs_pub ADD TABLE pt; ALTER PUBLICATION cs_pub SET (publish_via_partition_root = true)" >/dev/null
+printf '\n[query qp]\nsql = SELECT id, v FROM pt WHERE id = $1\nparams = id:int8\ninvalidate_on = pt(id = $1)\n' >>"$WORK/cs.ini"
+start_streaming "$WORK/cs.ini" d2b
+fill qp 2
+fill qp 12
+primary "$DB" -c "ALTER TABLE pt2 SET (fillfactor = 90)" >/dev/null # a partition's own DDL
+settled
+[ "$(src qp 12)" = cache ] && fail "(8) a partition's DDL left its parent's query cached"
+primary "$DB" -c "DROP TABLE pt1" >/dev/null
+settled
+r=$(cli --json get qp 2) || fail "(8) get: $r"
+grep -q '"two"' <<<"$r" && fail "(8) a row of a dropped partition still answered: $r"
+ok "(8) a partition's DDL and its DROP drop the parent's query: the dropped rows are gone"
 stop_daemon
 
 # ---- negative control: the triggers off ----

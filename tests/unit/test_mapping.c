@@ -427,52 +427,74 @@ static void test_other_table_and_truncate(void **state)
 	cs_pgo_decoder_free(d);
 }
 
-/* A DDL event trigger's message (CS_DDL_PREFIX): a named table drops its queries, "*" and
- * anything unreadable under the prefix every query that depends on the stream; other
- * prefixes and non-transactional messages nothing. */
-static cs_pgo_msg ddl_msg(const char *prefix, const char *content, size_t len, bool txn)
+/* A row of the DDL event triggers' table (CS_DDL_SCHEMA.CS_DDL_TABLE): a named table drops
+ * its queries; "*" and anything unreadable every query that depends on the stream; an
+ * UPDATE or DELETE of it (the triggers' cleanup) nothing. */
+static cs_pgo_column ddl_cols[] = {
+	{ .name = "id", .type_oid = 20, .key = true },
+	{ .name = "at", .type_oid = 1184 },
+	{ .name = "nsp", .type_oid = 25 },
+	{ .name = "rel", .type_oid = 25 },
+};
+static cs_pgo_relation ddl = { .oid = 103, .nspname = CS_DDL_SCHEMA, .relname = CS_DDL_TABLE,
+	.replident = 'd', .ncols = 4, .cols = ddl_cols };
+
+static cs_pgo_msg ddl_row(const char *nsp, const char *rel, cs_pgo_datum *cols)
 {
-	cs_pgo_msg m = { .type = 'M' };
-	m.message.flags = txn ? CS_PGO_MESSAGE_TRANSACTIONAL : 0;
-	m.message.prefix = prefix;
-	m.message.content = (const uint8_t *)content;
-	m.message.len = (uint32_t)len;
-	return m;
+	cols[0] = T("1");
+	cols[1] = T("2026-12-02 12:00:00+00");
+	cols[2] = nsp ? T(nsp) : NUL;
+	cols[3] = rel ? T(rel) : NUL;
+	return insert(&ddl, cols);
 }
 
-static void test_ddl_message(void **state)
+static void test_ddl_rows(void **state)
 {
 	(void)state;
 	rec r;
-	cs_pgo_msg m = ddl_msg(CS_DDL_PREFIX, "6:publicitems", 13, true);
+	cs_pgo_datum c[4];
+	cs_pgo_msg m = ddl_row("public", "items", c);
 	assert_int_equal(run(map, &m, &r), 3); /* by_id, by_pair and all_items read items */
 	assert_int_equal(r.nkeys, 0);
 	assert_true(has_query(&r, 0, CS_INV_DDL) && has_query(&r, 1, CS_INV_DDL) &&
 	            has_query(&r, 3, CS_INV_DDL));
-	assert_false(has_query(&r, 2, CS_INV_DDL) || has_query(&r, 4, CS_INV_DDL));
-	m = ddl_msg(CS_DDL_PREFIX, "6:publicblobs", 13, true);
+	m = ddl_row("public", "blobs", c);
 	run(map, &m, &r);
 	assert_true(r.nqueries == 1 && has_query(&r, 2, CS_INV_DDL));
-	m = ddl_msg(CS_DDL_PREFIX, "6:publicother", 13, true); /* no query reads it */
+	m = ddl_row("public", "other", c); /* no query reads it */
 	assert_int_equal(run(map, &m, &r), 0);
-	m = ddl_msg(CS_DDL_PREFIX, "5:publicitems", 13, true); /* "publi"."citems" */
+	m = ddl_row("other", "items", c); /* another schema */
 	assert_int_equal(run(map, &m, &r), 0);
-	static const char *const bad[] = { "*", "", "x", "6:", "6:public", "0:items", "99:ab",
-		"6:publ", "12345:public" };
+	/* "*", NULLs, a value longer than any name, a NUL inside: every dependent query */
+	static const char long_name[] = "a123456789b123456789c123456789d123456789e123456789f123456789g123";
+	const char *bad[][2] = { { "*", "*" }, { NULL, "items" }, { "public", NULL },
+		{ long_name, "items" } };
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-		m = ddl_msg(CS_DDL_PREFIX, bad[i], strlen(bad[i]), true);
+		m = ddl_row(bad[i][0], bad[i][1], c);
 		run(map, &m, &r);
 		for (int q = 0; q < 4; q++)
 			assert_true(has_query(&r, q, CS_INV_DDL));
 		assert_false(has_query(&r, 4, CS_INV_DDL)); /* depends on nothing */
 	}
-	m = ddl_msg(CS_DDL_PREFIX, "6:pub\0icitems", 13, true); /* a NUL inside: all */
+	m = ddl_row("public", "items", c);
+	c[3] = (cs_pgo_datum){ .kind = 't', .data = (const uint8_t *)"ite\0ms", .len = 6 };
 	run(map, &m, &r);
 	assert_int_equal(r.nqueries, 4);
-	m = ddl_msg("other.prefix", "*", 1, true);
-	assert_int_equal(run(map, &m, &r), 0);
-	m = ddl_msg(CS_DDL_PREFIX, "*", 1, false); /* ours are transactional */
-	assert_int_equal(run(map, &m, &r), 0);
+	m = ddl_row("public", "items", c);
+	c[2] = (cs_pgo_datum){ .kind = 'b', .data = (const uint8_t *)"public", .len = 6 };
+	run(map, &m, &r);
+	assert_int_equal(r.nqueries, 4); /* binary: unreadable */
+	/* the triggers' own cleanup (DELETE) and an UPDATE: nothing */
+	m = ddl_row("*", "*", c);
+	cs_pgo_msg d = delete(&ddl, 'K', c);
+	assert_int_equal(run(map, &d, &r), 0);
+	cs_pgo_msg u = update(&ddl, 0, NULL, c);
+	assert_int_equal(run(map, &u, &r), 0);
+	/* a table of that name in another schema is an ordinary table */
+	static cs_pgo_relation fake = { .oid = 104, .nspname = "public", .relname = CS_DDL_TABLE,
+		.replident = 'd', .ncols = 4, .cols = ddl_cols };
+	cs_pgo_msg f = insert(&fake, c);
+	assert_int_equal(run(map, &f, &r), 0);
 }
 
 /* SHARDS.md section 4: shard k's invalidator maps the keyed queries and those pinned to k;
@@ -532,7 +554,7 @@ int main(void)
 	        cmocka_unit_test(test_oversized_drops_query),
 	        cmocka_unit_test(test_value_not_of_type),
 	        cmocka_unit_test(test_other_table_and_truncate),
-	        cmocka_unit_test(test_ddl_message),
+	        cmocka_unit_test(test_ddl_rows),
 	        cmocka_unit_test(test_shard_map),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
