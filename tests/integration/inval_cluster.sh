@@ -434,8 +434,14 @@ v1_run() {
   gen=$(rc get "{$NS:$b}:g:iv_user")
   e="{$NS:$b}:e:iv_user:${gen:-0}:$id"
   rc set "$e" stale >/dev/null
-  wait_confirmed "$(commit_lsn "UPDATE users SET name = name || '!' WHERE id = $id")"
+  local l
+  l=$(commit_lsn "UPDATE users SET name = name || '!' WHERE id = $id")
+  wait_confirmed "$l"
   [ "$(rc exists "$e")" = 0 ] || fail "v1 ($mode): the UPDATE did not delete $e"
+  # and confirmed to PostgreSQL too: the restart below must not replay the UPDATE (its
+  # replay would delete the entry the failover brings back, whatever the re-check does)
+  v1_flushed() { [ "$(primary postgres -c "SELECT confirmed_flush_lsn >= '$l' FROM pg_replication_slots WHERE slot_name = '$SLOT'")" = t ]; }
+  until_true 30 v1_flushed || fail "v1 ($mode): the slot's confirmed_flush_lsn never reached $l"
   stop_drive
   cat >"$WORK/v1-manip.sh" <<EOM
 redis-cli -p $rp cluster failover takeover >/dev/null

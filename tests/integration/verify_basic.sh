@@ -93,8 +93,8 @@ ok "a write left unseen by the cache: exactly $NS:e:vb_user:${GU:-0}:3 reported 
 rc=0
 text=$("$VERIFY" -c "$WORK/cs.ini") || rc=$?
 [ $rc -eq 1 ] || fail "text mode: exit $rc"
-echo "$text" | grep -q "^STALE $NS:e:vb_user:${GU:-0}:3 lsn [0-9A-F]*/[0-9A-F]* age " || fail "text: $text"
-echo "$text" | grep -q '^total: checked 10, ok 9, stale 1, skipped 0$' || fail "text total: $text"
+grep -q "^STALE $NS:e:vb_user:${GU:-0}:3 lsn [0-9A-F]*/[0-9A-F]* age " <<<"$text" || fail "text: $text"
+grep -q '^total: checked 10, ok 9, stale 1, skipped 0$' <<<"$text" || fail "text total: $text"
 ok "text report names the key, its LSN and age"
 
 # --- sampling -------------------------------------------------------------------------------------
