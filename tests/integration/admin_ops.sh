@@ -109,8 +109,9 @@ ok "reload over the protocol: applied, 2 queries; au_user still paused (no fill,
 # ---- resume: the cache serves again, with the current row ---------------------------------
 row=$(adm --json resume au_user)
 [ "$(field paused <<<"$row")" = false ] && [ "$(field changed <<<"$row")" = true ] || fail "resume reply: $row"
-CACHESVC_TOKEN=sesame cli get au_user 1 >/dev/null
-[ "$(CACHESVC_TOKEN=sesame src au_user 1)" = cache ] || fail "resumed au_user 1 not from the cache"
+# (the resume's bump must land before a fill is stored: a GET racing it is served, not stored)
+resumed_hit() { CACHESVC_TOKEN=sesame cli get au_user 1 >/dev/null && [ "$(CACHESVC_TOKEN=sesame src au_user 1)" = cache ]; }
+until_true 10 resumed_hit || fail "resumed au_user 1 not from the cache"
 CACHESVC_TOKEN=sesame cli --json get au_user 1 | grep -q renamed || fail "resumed au_user 1 is stale: $(data --json get au_user 1)"
 # au_user 5 was cached before the pause: resume's new generation does not serve it again
 [ "$(src au_user 5)" != cache ] || fail "resume served an entry stored before the pause"
