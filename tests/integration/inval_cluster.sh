@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# inval_cluster.sh PART - the invalidator on a Redis Cluster (CLUSTER.md, build order step 4),
-# run alone by inv_drive against the sandbox primary and a private cluster (3 masters).
+# inval_cluster.sh PART [PART...] - the invalidator on a Redis Cluster (CLUSTER.md, build order
+# step 4), run alone by inv_drive against the sandbox primary and a private cluster (3 masters);
+# several PARTs run one after the other on that one cluster (the dispatch at the end).
 #   basic: (a) every bucket synchronised: epoch copies "<run_id of its node>:<random>" with one
 #          random part, fmax, horizon and position copies; evk names its node (C4);
 #          (b) UPDATEs delete entries in their own buckets, on every master, raise the fences
@@ -82,6 +83,7 @@
 #          same node S (timed out while S was paused): that one drains, the stuck commit stays
 #          held, no stream restart; the slot finished, everything lands. g2neg: its
 #          negative control (--oldest-only, the oldest command alone probes, as before).
+#          (registered together as inval_cluster_g2: g2, then g2neg on the same cluster)
 #   v9c:   review V9c: an entry MIGRATEd alone to another master; an UPDATE of its row: the
 #          INVAL on the migrating node is refused ("non local key") and waits in its node's
 #          retry queue (no restart, the commit held); the slot finished: the entry is gone,
@@ -1710,30 +1712,54 @@ case_pace() {
   stop_drive
 }
 
-case "$PART" in
-r18drain) case_r18drain ;;
-g2) case_g2 false ;;
-g2neg) case_g2 true ;;
-v9c) case_v9c false ;;
-pace) case_pace false ;;
-paceneg) case_pace true ;;
-v9cneg) case_v9c true ;;
-r18load) case_r18load ;;
-r18early) case_r18early ;;
-r18stall) case_r18stall ;;
-r26carry) case_r26carry ;;
-r18requeue) case_r18requeue ;;
-basic) case_basic ;;
-v9b) case_v9b ;;
-v9ask) case_v9ask ;;
-v2) case_v2 ;;
-v1) case_v1 ;;
-v5) case_v5 ;;
-w3) case_w3 ;;
-v3) case_v3 ;;
-c2) case_c2 ;;
-i4neg) case_i4neg ;;
-c1) case_c1 ;;
-c3) case_c3 ;;
-*) fail "unknown part $PART" ;;
-esac
+# Several parts may share one cluster (inval_cluster.sh PART PART...: meson.build's merged
+# pairs, a guarantee and its negative control, each of which would otherwise pay a cluster start
+# and the setup above): run in order, each after the cluster is settled again (every node up,
+# cluster_state:ok everywhere, no node flagged fail or pfail), the previous part's invalidator
+# log set aside (drive.PART.log: v9cneg greps drive.log for its own refusal). Each part starts
+# and stops its own invalidator (its stats file new) and rewrites the rows it uses.
+cluster_settled() {
+  local p flags
+  for p in "${RC_PORTS[@]}"; do
+    rc_ok "$p" || return 1
+    flags=$(redis-cli -p "$p" cluster nodes | awk '{ print $3 }')
+    [ -n "$flags" ] && [[ $flags != *fail* ]] || return 1
+  done
+}
+prev=
+for PART in "${@:-basic}"; do
+  if [ -n "$prev" ]; then
+    [ -z "$DPID" ] || fail "part $PART: part $prev left its invalidator running"
+    until_true 60 cluster_settled || fail "part $PART: the cluster did not settle after part $prev"
+    [ ! -e "$WORK/drive.log" ] || mv "$WORK/drive.log" "$WORK/drive.$prev.log"
+    echo "---- part $PART (same cluster)"
+  fi
+  prev=$PART
+  case "$PART" in
+  r18drain) case_r18drain ;;
+  g2) case_g2 false ;;
+  g2neg) case_g2 true ;;
+  v9c) case_v9c false ;;
+  pace) case_pace false ;;
+  paceneg) case_pace true ;;
+  v9cneg) case_v9c true ;;
+  r18load) case_r18load ;;
+  r18early) case_r18early ;;
+  r18stall) case_r18stall ;;
+  r26carry) case_r26carry ;;
+  r18requeue) case_r18requeue ;;
+  basic) case_basic ;;
+  v9b) case_v9b ;;
+  v9ask) case_v9ask ;;
+  v2) case_v2 ;;
+  v1) case_v1 ;;
+  v5) case_v5 ;;
+  w3) case_w3 ;;
+  v3) case_v3 ;;
+  c2) case_c2 ;;
+  i4neg) case_i4neg ;;
+  c1) case_c1 ;;
+  c3) case_c3 ;;
+  *) fail "unknown part $PART" ;;
+  esac
+done
