@@ -88,7 +88,7 @@
 #          INVAL on the migrating node is refused ("non local key") and waits in its node's
 #          retry queue (no restart, the commit held); the slot finished: the entry is gone,
 #          confirmed, cachesvc-verify 0 stale. v9cneg: its negative control (--no-v9c: the
-#          refusal restarts the stream, as before).
+#          refusal restarts the stream, as before). (registered together as inval_cluster_v9c)
 #   pace:  the retry queue's paced drain: a master stopped while 12 TRUNCATEs fan out; resumed,
 #          its queue (over 400 commands) drains with at most 256 in flight. paceneg: its
 #          negative control (--unpaced: the whole queue at once, as before).
