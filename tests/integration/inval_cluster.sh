@@ -91,7 +91,8 @@
 #          refusal restarts the stream, as before). (registered together as inval_cluster_v9c)
 #   pace:  the retry queue's paced drain: a master stopped while 12 TRUNCATEs fan out; resumed,
 #          its queue (over 400 commands) drains with at most 256 in flight. paceneg: its
-#          negative control (--unpaced: the whole queue at once, as before).
+#          negative control (--unpaced: the whole queue at once, as before). (registered
+#          together as inval_cluster_pace)
 #   v3:    review V3: the Redis commands in flight or owed (a bump's GEN_SETs, an INVAL's DELs)
 #          are bounded: 20 TRUNCATEs replayed in one burst with the bound at 300 pause the
 #          stream and never exceed 300 + one commit's 256, every bucket ends at bucket 0's
