@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# cluster_read.sh PART - the daemon's read path on a Redis Cluster (CLUSTER.md step 3b), on a
-# private 3-master cluster, the daemon with its invalidator ([redis] cluster = on).
+# cluster_read.sh PART [PART...] - the daemon's read path on a Redis Cluster (CLUSTER.md step
+# 3b), on a private 3-master cluster, the daemon with its invalidator ([redis] cluster = on);
+# several PARTs run one after the other on that one cluster (the dispatch at the end).
 #   read:   misses then hits; every filled entry is in its bucket's slot ({<ns>:<b>} tag) on the
 #           master CLUSTER SLOTS names for that slot; an MGET of keys on the 3 masters answers
 #           every item, in order, from the cache; an admin INVALIDATE of one key; the verifier
@@ -16,6 +17,7 @@
 #           is refused, the daemon repairs the bucket from bucket 0 and the next fill stores.
 #           Negative control: cluster_repair = off: the bucket keeps refusing fills.
 #           Also: a reload that changes the query bumps it on bucket 0 and every bucket follows.
+#           (registered together as cluster_repair: repair, then repairneg on the same cluster)
 #   down:   the master of a cached key's bucket stops answering (SIGSTOP): every key is still
 #           answered (from PostgreSQL), none hangs; once it is back every key caches again. No
 #           negative control (the bypass has no switch): the guarantee is "no hang, no error".
@@ -366,12 +368,36 @@ case_policy() {
   ok "(e) nodes naming a plain Redis: $n line(s) in 3 s, saying to set cluster = off"
 }
 
-case "$PART" in
-  down) case_down ;;
-  policy) case_policy ;;
-  read) case_read ;;
-  inval) case_inval ;;
-  repair) case_repair true ;;
-  repairneg) case_repair false ;;
-  *) fail "unknown part $PART" ;;
-esac
+# Several parts may share one cluster (cluster_read.sh PART PART...: meson.build's merged pair,
+# repair and its negative control, which would otherwise pay a cluster start and the setup
+# above each): run in order, the previous part's daemon stopped and the cluster settled again
+# (cluster_state:ok on every node, none flagged fail) before the next. Each part writes its own
+# config and starts its own daemon (its metrics new) and its own fills.
+cluster_settled() {
+  local p flags
+  for p in "${RC_PORTS[@]}"; do
+    rc_ok "$p" || return 1
+    flags=$(redis-cli -p "$p" cluster nodes | awk '{ print $3 }')
+    [ -n "$flags" ] && [[ $flags != *fail* ]] || return 1
+  done
+}
+prev=
+for PART in "${@:-read}"; do
+  if [ -n "$prev" ]; then
+    for pid in "${DAEMON_PIDS[@]}"; do
+      ! kill -0 "$pid" 2>/dev/null || stop_daemon "$pid" || fail "part $PART: part $prev's daemon $pid exited with an error"
+    done
+    until_true 60 cluster_settled || fail "part $PART: the cluster did not settle after part $prev"
+    echo "---- part $PART (same cluster)"
+  fi
+  prev=$PART
+  case "$PART" in
+    down) case_down ;;
+    policy) case_policy ;;
+    read) case_read ;;
+    inval) case_inval ;;
+    repair) case_repair true ;;
+    repairneg) case_repair false ;;
+    *) fail "unknown part $PART" ;;
+  esac
+done
