@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# cluster_near.sh PART - the near cache on a Redis Cluster (CLUSTER.md section 7, E1 and E2),
-# on a private 3-master cluster, the daemon with its invalidator ([redis] cluster = on).
+# cluster_near.sh PART [PART...] - the near cache on a Redis Cluster (CLUSTER.md section 7, E1
+# and E2), on a private 3-master cluster, the daemon with its invalidator ([redis] cluster = on);
+# several PARTs (not gens: its cluster has replicas) run one after the other on that cluster.
 #   basic:  the near cache comes on only once every master's tracking is proven (a heartbeat
 #           echo per master); hot keys on the 3 masters are served from the near cache; an
 #           UPDATE of all of them drops every held entry through its own master's tracking
@@ -15,6 +16,7 @@
 #           nothing stale behind. Negative control e1neg (cluster_near_resend_check = off):
 #           the near cache stores the redirected reply and still answers it from memory after
 #           the key was deleted in Redis: an entry no invalidation will ever drop.
+#           (registered together as cluster_near_e1: e1, then e1neg on the same cluster)
 #   gens:   (3 masters with a replica each, nodes naming a replica first) every master has a
 #           subscriber of the generations channel; with the first seed shut down, a
 #           generation message PUBLISHed on a master reaches the daemon (review R6): the
@@ -240,10 +242,47 @@ case_gens() {
   ok "a generation published on master $p reached the daemon while the first seed ($rep, a replica) was down"
 }
 
-case $PART in
-  basic) case_basic ;;
-  e1) case_e1 ;;
-  e1neg) case_e1 neg ;;
-  gens) case_gens ;;
-  *) fail "unknown part $PART" ;;
-esac
+# Several parts may share one cluster (cluster_near.sh PART PART...: meson.build's merged pair,
+# e1 and its negative control, which would otherwise pay a cluster start and the setup above
+# each): run in order; before the next, the previous part's daemon stopped, the cluster settled
+# again (cluster_state:ok on every node, none flagged fail) and every cached entry of cu deleted
+# on every master, so that the part starts with nothing cached, as on a cluster of its own
+# (its daemon new: near cache and metrics empty).
+cluster_settled() {
+  local p flags
+  for p in "${RC_PORTS[@]}"; do
+    rc_ok "$p" || return 1
+    flags=$(redis-cli -p "$p" cluster nodes | awk '{ print $3 }')
+    [ -n "$flags" ] && [[ $flags != *fail* ]] || return 1
+  done
+}
+drop_entries() {
+  local p k
+  for p in "${RC_PORTS[@]}"; do
+    [ "$(redis-cli -p "$p" role | head -1)" = master ] || continue
+    redis-cli -p "$p" --scan --pattern "{$NS:*}:e:cu:*" | while read -r k; do
+      redis-cli -p "$p" del "$k" >/dev/null
+    done
+    [ -z "$(redis-cli -p "$p" --scan --pattern "{$NS:*}:e:cu:*")" ] || fail "entries of cu left on $p"
+  done
+}
+prev=
+for PART in "${@:-basic}"; do
+  if [ -n "$prev" ]; then
+    [ "$PART" != gens ] || fail "part gens needs a cluster of its own (replicas)"
+    for pid in "${DAEMON_PIDS[@]}"; do
+      ! kill -0 "$pid" 2>/dev/null || stop_daemon "$pid" || fail "part $PART: part $prev's daemon $pid exited with an error"
+    done
+    until_true 60 cluster_settled || fail "part $PART: the cluster did not settle after part $prev"
+    drop_entries
+    echo "---- part $PART (same cluster)"
+  fi
+  prev=$PART
+  case $PART in
+    basic) case_basic ;;
+    e1) case_e1 ;;
+    e1neg) case_e1 neg ;;
+    gens) case_gens ;;
+    *) fail "unknown part $PART" ;;
+  esac
+done
