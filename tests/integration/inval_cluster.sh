@@ -15,7 +15,8 @@
 #          entry migrates. With the routed DEL off (--no-c1) the entry survives (the race is
 #          real: negative control); with it on, it is gone.
 #   i4neg: (d)'s negative control: commits not held for their per-bucket INVALs are confirmed
-#          while the paused master has not acknowledged.
+#          while the paused master has not acknowledged. (registered together with basic as
+#          inval_cluster: basic, then i4neg on the same cluster)
 #   c2:    migrations: a bucket moved whole is kept (no flush) with fmax and horizon raised to S;
 #          one moved without fmax is lost; bucket 0 moved is lost (C3).
 #   c3:    GEN_SET refuses a generation number issued again with a lower query fence (C3).
@@ -1717,8 +1718,9 @@ case_pace() {
 # pairs, a guarantee and its negative control, each of which would otherwise pay a cluster start
 # and the setup above): run in order, each after the cluster is settled again (every node up,
 # cluster_state:ok everywhere, no node flagged fail or pfail), the previous part's invalidator
-# log set aside (drive.PART.log: v9cneg greps drive.log for its own refusal). Each part starts
-# and stops its own invalidator (its stats file new) and rewrites the rows it uses.
+# stopped (basic leaves it running) and its log set aside (drive.PART.log: v9cneg greps
+# drive.log for its own refusal). Each part starts its own invalidator (its stats file new) and
+# rewrites the rows it uses.
 cluster_settled() {
   local p flags
   for p in "${RC_PORTS[@]}"; do
@@ -1730,7 +1732,7 @@ cluster_settled() {
 prev=
 for PART in "${@:-basic}"; do
   if [ -n "$prev" ]; then
-    [ -z "$DPID" ] || fail "part $PART: part $prev left its invalidator running"
+    [ -z "$DPID" ] || stop_drive
     until_true 60 cluster_settled || fail "part $PART: the cluster did not settle after part $prev"
     [ ! -e "$WORK/drive.log" ] || mv "$WORK/drive.log" "$WORK/drive.$prev.log"
     echo "---- part $PART (same cluster)"
