@@ -263,7 +263,8 @@ drop_entries() {
     redis-cli -p "$p" --scan --pattern "{$NS:*}:e:cu:*" | while read -r k; do
       redis-cli -p "$p" del "$k" >/dev/null
     done
-    [ -z "$(redis-cli -p "$p" --scan --pattern "{$NS:*}:e:cu:*")" ] || fail "entries of cu left on $p"
+    [ -z "$(redis-cli -p "$p" --scan --pattern "{$NS:*}:e:cu:*")" ] ||
+      fail "entries of cu left on $p"
   done
 }
 prev=
@@ -271,7 +272,8 @@ for PART in "${@:-basic}"; do
   if [ -n "$prev" ]; then
     [ "$PART" != gens ] || fail "part gens needs a cluster of its own (replicas)"
     for pid in "${DAEMON_PIDS[@]}"; do
-      ! kill -0 "$pid" 2>/dev/null || stop_daemon "$pid" || fail "part $PART: part $prev's daemon $pid exited with an error"
+      ! kill -0 "$pid" 2>/dev/null || stop_daemon "$pid" ||
+        fail "part $PART: part $prev's daemon $pid exited with an error"
     done
     until_true 60 cluster_settled || fail "part $PART: the cluster did not settle after part $prev"
     drop_entries

@@ -385,7 +385,8 @@ prev=
 for PART in "${@:-read}"; do
   if [ -n "$prev" ]; then
     for pid in "${DAEMON_PIDS[@]}"; do
-      ! kill -0 "$pid" 2>/dev/null || stop_daemon "$pid" || fail "part $PART: part $prev's daemon $pid exited with an error"
+      ! kill -0 "$pid" 2>/dev/null || stop_daemon "$pid" ||
+        fail "part $PART: part $prev's daemon $pid exited with an error"
     done
     until_true 60 cluster_settled || fail "part $PART: the cluster did not settle after part $prev"
     echo "---- part $PART (same cluster)"

@@ -117,7 +117,9 @@ wait_replicas() { # waits for every replica to replay the primary's current posi
 # then on they wait for it as for every replica. (In a file: conninfo_of runs in $(...).)
 DELAYED_OWED=$WORK/delayed-replica.owed
 DELAYED_USED=$WORK/delayed-replica.used
-is_delayed_replica() { [ "${CS_PG_DELAYED_REPLICA:-0}" != 0 ] && [ "$1" = "$CS_PG_DELAYED_REPLICA" ]; }
+is_delayed_replica() { # N
+  [ "${CS_PG_DELAYED_REPLICA:-0}" != 0 ] && [ "$1" = "$CS_PG_DELAYED_REPLICA" ]
+}
 replicas_replay() { # LSN
   local i
   for i in $(seq 1 "$CS_PG_REPLICAS"); do
