@@ -202,6 +202,8 @@ typedef struct cs_config {
 	bool redis_cluster_repair;        /* a negative control's switch (CONFIG.md) */
 	bool redis_cluster_near_resend_check; /* E1's negative control's switch (CONFIG.md) */
 	bool redis_cluster_epoch_check;   /* a negative control's switch (CONFIG.md) */
+	int64_t redis_cluster_refresh_ms; /* the periodic slot map refresh */
+	bool redis_cluster_near_refresh;  /* N3's negative control's switch (CONFIG.md) */
 
 	/* [primary] */
 	char *primary_conninfo;

@@ -341,6 +341,7 @@ struct cs_engine {
 	uint64_t psn_retry_us;  /* the last retry of a master's missing pub/sub connection */
 	uint32_t *hbk_of_slot;  /* cluster near: a k whose tag {<ns>:n<k>} hashes to each slot */
 	bool near_resend_check; /* cluster_near_resend_check (E1): a resent read is not stored */
+	bool near_map_refresh;  /* cluster_near_refresh (N3): the slot map asked every heartbeat */
 	uint64_t near_resent;   /* watched reads cs_rc sent again: not stored (E1) */
 	cs_pgserver **servers;  /* replicas first, then each shard's primary (if any) */
 	int *srv_id;            /* servers[i]'s id in tried sets */

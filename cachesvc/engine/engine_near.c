@@ -370,6 +370,7 @@ int near_setup(cs_engine *e, const cs_config *cfg, char *err, size_t errlen)
 		cs_near_enable(e->near);
 		return 0;
 	}
+	e->near_map_refresh = cfg->redis_cluster_near_refresh;
 	/* on a cluster: the heartbeat keys' table, made now rather than on the loop (review 13
 	 * L3: psn_setup runs before this, with no near cache yet) */
 	if (e->sh[0].ks.cluster && hbk_table(e) != 0) {
@@ -854,6 +855,13 @@ static void cl_heartbeat(cs_engine *e)
 		}
 	}
 	cl_maybe_on(e);
+	/* review12 N3: the flush of a changed slot map (above) comes with the map; while the
+	 * near cache is on, the map is asked again on every heartbeat (one CLUSTER SHARDS to one
+	 * node, rate-limited by cs_rc) rather than only on a MOVED or the periodic refresh
+	 * (cluster_refresh_interval, 10 s): entries read from a slot's old owner are flushed
+	 * within two heartbeats of a move that sent no invalidation */
+	if (e->near_map_refresh && cs_near_on(e->near))
+		cs_rc_refresh(e->redis);
 }
 
 /* A pub/sub connection to master `addr` whose data connection is `data`. */

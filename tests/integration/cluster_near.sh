@@ -20,6 +20,9 @@
 #           generation message PUBLISHed on a master reaches the daemon (review R6): the
 #           bumped query's cached entry is no longer served. Negative control by hand: an
 #           older build (pub/sub on the first seed only) with CS_GENS_ONLY_BUMP=1 fails it.
+#   n3:     (review12 N3) with the periodic slot map refresh at 600 s, a keyless slot handed to
+#           another master (no MOVED) flushes the near cache within 10 s: the heartbeat asks
+#           the map every second. Negative control n3neg (cluster_near_refresh = off): no flush.
 . "$(dirname "$0")/daemon_lib.sh"
 
 PART=${1:-basic}
@@ -240,10 +243,53 @@ case_gens() {
   ok "a generation published on master $p reached the daemon while the first seed ($rep, a replica) was down"
 }
 
+# n3 [neg]: review12 N3. The periodic slot map refresh set to 10 min (cluster_refresh_interval):
+# a keyless slot inside a master's range (no heartbeat, bucket or entry key in it: nothing
+# read from it, so no MOVED) handed to another master: the near cache's heartbeat asks the
+# map again every second, so the near cache is flushed (the slot map changed) within 10 s.
+# n3neg (cluster_near_refresh = off): not flushed in those 10 s (the map waits for a MOVED or
+# the periodic refresh).
+case_n3() {
+  local neg=${1:-} slot owner to toid p f0 stop flushed=false
+  near_config "$WORK/cs.ini"
+  sed -i "s|^cluster = on|&\ncluster_refresh_interval = 600s|" "$WORK/cs.ini"
+  [ "$neg" != neg ] || sed -i "s|^cluster = on|&\ncluster_near_refresh = false|" "$WORK/cs.ini"
+  start_streaming "$WORK/cs.ini"
+  near_on || fail "the near cache never came on: $(grep -i near "$WORK/cachesvc.log" | tail -5)"
+  hold 1 2 3
+  for slot in $(seq 100 16383); do
+    owner=$(port_of_slot "$slot")
+    [ -n "$owner" ] && [ "$(port_of_slot $((slot - 1)))" = "$owner" ] &&
+      [ "$(port_of_slot $((slot + 1)))" = "$owner" ] &&
+      [ "$(redis-cli -p "$owner" cluster countkeysinslot "$slot")" = 0 ] && break
+  done
+  for to in "${RC_PORTS[@]}"; do [ "$to" != "$owner" ] && break; done
+  toid=$(redis-cli -p "$to" cluster myid)
+  metric_is cachesvc_near_on 1 || near_on 10 || fail "the near cache went off before the move"
+  f0=$(metric cachesvc_near_flushes_total)
+  for p in "${RC_PORTS[@]}"; do redis-cli -p "$p" cluster setslot "$slot" node "$toid" >/dev/null; done
+  stop=$((SECONDS + 10))
+  while [ $SECONDS -lt $stop ]; do
+    if metric_ge cachesvc_near_flushes_total $((f0 + 1)); then flushed=true; break; fi
+    sleep 0.3
+  done
+  if [ "$neg" = neg ]; then
+    [ "$flushed" = false ] || fail "n3neg: flushed without the heartbeat's map refresh: the test proves nothing ($(grep 'near cache' "$WORK/cachesvc.log" | tail -2))"
+    ok "n3neg: negative control (cluster_near_refresh = off): slot $slot handed from $owner to $to, the near cache not flushed in 10 s"
+  else
+    [ "$flushed" = true ] || fail "n3: slot $slot moved from $owner to $to: the near cache was not flushed within 10 s (periodic refresh 600 s)"
+    grep -q 'near cache: flushed (the slot map changed)' "$WORK/cachesvc.log" ||
+      fail "n3: the flush was not the slot map's: $(grep 'near cache' "$WORK/cachesvc.log" | tail -3)"
+    ok "n3: slot $slot handed from $owner to $to with no MOVED and the periodic refresh at 600 s: the near cache flushed (the slot map changed) within 10 s"
+  fi
+}
+
 case $PART in
   basic) case_basic ;;
   e1) case_e1 ;;
   e1neg) case_e1 neg ;;
   gens) case_gens ;;
+  n3) case_n3 ;;
+  n3neg) case_n3 neg ;;
   *) fail "unknown part $PART" ;;
 esac
