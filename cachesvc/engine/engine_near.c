@@ -459,7 +459,7 @@ static uint64_t map_sum(const cs_engine *e)
 	return h;
 }
 
-static bool psn_slot(const cs_engine *e, const psnode *n, uint16_t *slot);
+static bool psn_slot(cs_engine *e, const psnode *n, uint16_t *slot);
 
 /* A master's tracking proof, as good as its age: tracked, proven, and echoed within a poll
  * and an echo bound. The one rule for turning on, keeping on, and tracking a read (review 17
@@ -522,22 +522,38 @@ static int hbk_table(cs_engine *e)
 	return 0;
 }
 
-/* Whether master n serves a slot now, and one of them (its first). */
-static bool psn_slot(const cs_engine *e, const psnode *n, uint16_t *slot)
+/* Whether master n serves a slot now, and one of them: its highest (review 13 L2: the
+ * lowest, used before, is the first a reshard moves (redis-cli takes a source's slots in
+ * ascending order), so a draining master's heartbeat was refused (ASK, then MOVED) slot after
+ * slot and the near cache stayed off for the whole drain; its highest moves last). Each
+ * node's highest slot comes from one pass over the slot table per map version (review 13
+ * L6: a scan per master, several times per tick). */
+static bool psn_slot(cs_engine *e, const psnode *n, uint16_t *slot)
 {
 	int idx = psn_index(e, n);
-	if (idx < 0)
+	if (idx < 0 || idx >= CS_RC_MAX_NODES)
 		return false;
-	for (int s = 0; s < CS_RC_SLOTS; s++)
-		if (cs_rc_slot_node(e->redis, (uint16_t)s) == idx) {
-			*slot = (uint16_t)s;
-			return true;
+	uint64_t ver = cs_rc_map_version(e->redis) + 1;
+	int nn = cs_rc_nnodes(e->redis);
+	if (e->psn_top_ver != ver || e->psn_top_nodes != nn) {
+		for (int i = 0; i < CS_RC_MAX_NODES; i++)
+			e->psn_top[i] = -1;
+		for (int s = 0; s < CS_RC_SLOTS; s++) {
+			int o = cs_rc_slot_node(e->redis, (uint16_t)s);
+			if (o >= 0 && o < CS_RC_MAX_NODES)
+				e->psn_top[o] = s;
 		}
-	return false;
+		e->psn_top_ver = ver;
+		e->psn_top_nodes = nn;
+	}
+	if (e->psn_top[idx] < 0)
+		return false;
+	*slot = (uint16_t)e->psn_top[idx];
+	return true;
 }
 
 /* This session's heartbeat key of master n: "{<ns>:n<k>}:nhb:<id>:<seq>", k the table's for
- * the first slot n serves. 0 when n serves no slot (it holds no entry: nothing to prove). */
+ * the highest slot n serves. 0 when n serves no slot (it holds no entry: nothing to prove). */
 static size_t cl_hb_key(cs_engine *e, psnode *n, char *buf, size_t cap)
 {
 	uint16_t slot;

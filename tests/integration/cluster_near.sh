@@ -23,6 +23,9 @@
 #   n3:     (review12 N3) with the periodic slot map refresh at 600 s, a keyless slot handed to
 #           another master (no MOVED) flushes the near cache within 10 s: the heartbeat asks
 #           the map every second. Negative control n3neg (cluster_near_refresh = off): no flush.
+#   l2:     (review 13 L2) a master's lowest slot migrating (its keys moved to the target): the
+#           near cache stays on (heartbeats in each master's highest slot). Negative control
+#           by hand: the build before the fix goes off (heartbeats refused with ASK).
 . "$(dirname "$0")/daemon_lib.sh"
 
 PART=${1:-basic}
@@ -284,6 +287,52 @@ case_n3() {
   fi
 }
 
+# l2: review 13 L2. A master's lowest slot put MIGRATING to another master with its keys
+# moved (the first step of a reshard: redis-cli moves a source's slots in ascending order):
+# the near cache stays on for 15 s (every master's heartbeat in a slot it keeps: its highest).
+# Negative control by hand: the build before the fix (heartbeat in the lowest slot), e.g.
+# CS_BUILD=/work/main/build-lay cluster_near.sh l2: that master's heartbeats answer ASK, the
+# near cache goes off.
+l2_keys_only_hb() { # PORT SLOT: the slot holds no key but heartbeat keys
+  ! redis-cli -p "$1" cluster getkeysinslot "$2" 100 | grep -v '^$' | grep -qv ':nhb:'
+}
+case_l2() {
+  local a="" lo b bid aid p keys e0 stop off=false
+  near_config "$WORK/cs.ini"
+  start_streaming "$WORK/cs.ini"
+  near_on || fail "the near cache never came on: $(grep -i near "$WORK/cachesvc.log" | tail -5)"
+  hold 1 2 3
+  # a master whose lowest slot holds no key of the cache's own (buckets, entries)
+  while read -r start _ _ port _; do
+    if l2_keys_only_hb "$port" "$start"; then a=$port lo=$start; break; fi
+  done < <(redis-cli -p "${RC_PORTS[0]}" cluster slots | paste - - - - - - | sort -n)
+  [ -n "$a" ] || fail "l2: every master's lowest slot holds cache keys"
+  for b in "${RC_PORTS[@]}"; do [ "$b" != "$a" ] && break; done
+  aid=$(redis-cli -p "$a" cluster myid)
+  bid=$(redis-cli -p "$b" cluster myid)
+  redis-cli -p "$b" cluster setslot "$lo" importing "$aid" >/dev/null
+  redis-cli -p "$a" cluster setslot "$lo" migrating "$bid" >/dev/null
+  mapfile -t keys < <(redis-cli -p "$a" cluster getkeysinslot "$lo" 100 | grep -v '^$')
+  [ ${#keys[@]} = 0 ] || redis-cli -p "$a" migrate 127.0.0.1 "$b" "" 0 5000 keys "${keys[@]}" >/dev/null
+  e0=$(metric cachesvc_near_echo_lost_total)
+  stop=$((SECONDS + 15))
+  while [ $SECONDS -lt $stop ]; do
+    metric_is cachesvc_near_on 1 || { off=true; break; }
+    sleep 0.5
+  done
+  [ "$off" = false ] || fail "l2: the near cache went off while master $a's lowest slot $lo migrates (${#keys[@]} keys moved): $(grep 'near cache' "$WORK/cachesvc.log" | tail -3)"
+  [ "$(metric cachesvc_near_echo_lost_total)" = "$e0" ] || fail "l2: echoes lost while slot $lo migrates"
+  hold 4
+  ok "l2: master $a's lowest slot $lo migrating to $b (${#keys[@]} keys moved): the near cache stayed on for 15 s, hits go on"
+  # the slot finished on b: the map changes (flushed, stays on)
+  mapfile -t keys < <(redis-cli -p "$a" cluster getkeysinslot "$lo" 100 | grep -v '^$')
+  [ ${#keys[@]} = 0 ] || redis-cli -p "$a" migrate 127.0.0.1 "$b" "" 0 5000 keys "${keys[@]}" >/dev/null
+  for p in "${RC_PORTS[@]}"; do redis-cli -p "$p" cluster setslot "$lo" node "$bid" >/dev/null; done
+  near_on 20 || fail "l2: the near cache did not stay or come back on once slot $lo moved"
+  hold 5
+  ok "l2: slot $lo finished on $b: the near cache on, hits go on"
+}
+
 case $PART in
   basic) case_basic ;;
   e1) case_e1 ;;
@@ -291,5 +340,6 @@ case $PART in
   gens) case_gens ;;
   n3) case_n3 ;;
   n3neg) case_n3 neg ;;
+  l2) case_l2 ;;
   *) fail "unknown part $PART" ;;
 esac
