@@ -339,6 +339,7 @@ struct cs_engine {
 	int64_t ps_timeout_ms;
 	uint64_t near_map_sum;  /* the slot map's owners as last seen (a change flushes) */
 	uint64_t psn_retry_us;  /* the last retry of a master's missing pub/sub connection */
+	uint64_t psn_warned_us; /* the last error about one that could not be made */
 	uint32_t *hbk_of_slot;  /* cluster near: a k whose tag {<ns>:n<k>} hashes to each slot */
 	/* cluster near: each node index's highest slot (-1: none), for the map version
 	 * psn_top_ver + 1 (0: not made) and psn_top_nodes nodes (review 13 L2, L6) */

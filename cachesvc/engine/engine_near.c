@@ -377,7 +377,7 @@ int near_setup(cs_engine *e, const cs_config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	/* on a cluster every master's pub/sub connection subscribed already (psn_add) */
+	/* on a cluster every master's pub/sub connection subscribed already (psn_new) */
 	if (!e->sh[0].ks.cluster &&
 	        cs_redis_subscribe(e->pubsub, TRACK_CHANNEL, on_tracking_message, e) != 0) {
 		snprintf(err, errlen, "out of memory");
@@ -880,12 +880,41 @@ static void cl_heartbeat(cs_engine *e)
 		cs_rc_refresh(e->redis);
 }
 
+/* Test hook (engine.h cs_engine_test_psn_fail): pub/sub connections still to fail. */
+static int psn_fail_left;
+
+void cs_engine_test_psn_fail(int n)
+{
+	psn_fail_left = n;
+}
+
+/* psn_new's error: at most one line a minute (a master that cannot have one is tried again
+ * every 5 s: cl_heartbeat). */
+static void psn_error(cs_engine *e, const char *addr, const char *why)
+{
+	uint64_t now = cs_now_us();
+	if (e->psn_warned_us && now - e->psn_warned_us < NEAR_WARN_US)
+		return;
+	e->psn_warned_us = now;
+	cs_error("pub/sub on %s: %s (tried again every 5 s; meanwhile bumps come through the "
+	         "other masters' subscriptions or the 1 s generations poll, and the near cache "
+	         "stays off)",
+	        addr, why);
+}
+
 /* A pub/sub connection to master `addr` whose data connection is `data`. */
 static psnode *psn_new(cs_engine *e, const char *addr, cs_redis *data)
 {
-	psnode *n = calloc(1, sizeof *n);
-	if (n == NULL)
+	if (psn_fail_left > 0) {
+		psn_fail_left--;
+		psn_error(e, addr, "failed by the test hook");
 		return NULL;
+	}
+	psnode *n = calloc(1, sizeof *n);
+	if (n == NULL) {
+		psn_error(e, addr, "out of memory");
+		return NULL;
+	}
 	n->e = e;
 	n->data = data;
 	snprintf(n->addr, sizeof n->addr, "%s", addr);
@@ -894,7 +923,7 @@ static psnode *psn_new(cs_engine *e, const char *addr, cs_redis *data)
 	if (cs_rc_parse_endpoint(addr, strlen(addr), &ep) != 0 ||
 		cs_rc_node_url(e->redis, ep.host, ep.port, url, sizeof url) != 0) {
 		explicit_bzero(url, sizeof url);
-		cs_error("pub/sub on %s: no usable URL", addr);
+		psn_error(e, addr, "no usable URL");
 		free(n);
 		return NULL;
 	}
@@ -911,7 +940,7 @@ static psnode *psn_new(cs_engine *e, const char *addr, cs_redis *data)
 		        cs_redis_subscribe(n->ps, e->sh[k].ks.channel, on_cl_gen_message, n) == 0;
 	if (!subscribed || (e->ps_track && cs_redis_subscribe(n->ps, TRACK_CHANNEL,
 	                                           on_cl_tracking_message, n) != 0)) {
-		cs_error("pub/sub on %s: %s", addr, n->ps ? "out of memory" : err);
+		psn_error(e, addr, n->ps ? "out of memory" : err);
 		cs_redis_free(n->ps);
 		free(n);
 		return NULL;
@@ -953,7 +982,7 @@ void psn_on_nodes(cs_rc *rc, void *priv)
 			n = psn_new(e, addr, data);
 			changed = true;
 			if (n == NULL)
-				continue; /* near stays off (npsn != nnodes) till a change */
+				continue; /* near stays off (npsn != nnodes): tried again in 5 s */
 		}
 		next[nn++] = n;
 	}
@@ -968,11 +997,19 @@ void psn_on_nodes(cs_rc *rc, void *priv)
 		cl_off(e, "the cluster's masters changed");
 }
 
-/* Cluster mode, at creation: a pub/sub connection per seed (cs_rc's first node set). */
+/* Cluster mode, at creation: a pub/sub connection per seed (cs_rc's first node set). One that
+ * could not be made is not fatal (review 13 L7): it is tried again every 5 s (cl_heartbeat,
+ * N4), as after any later change of the masters; meanwhile a bump reaches this process through
+ * any other master's subscription (a PUBLISH reaches every node's subscribers) or the 1 s
+ * generations poll, and the near cache stays off (npsn != the masters). Always 0. */
 int psn_setup(cs_engine *e)
 {
 	psn_on_nodes(e->redis, e);
-	return e->npsn == cs_rc_nnodes(e->redis) ? 0 : -1;
+	if (e->npsn != cs_rc_nnodes(e->redis))
+		cs_warn("pub/sub: %d of %d masters connected at start; the others are tried again "
+		        "every 5 s",
+		        e->npsn, cs_rc_nnodes(e->redis));
+	return 0;
 }
 
 /* Test hook (engine.h): the first shard's generations channel alone on every master, made
