@@ -209,6 +209,10 @@ const struct key_def cs_cfg_keys[] = {
                 NO_KIND_DEF, 0, 0, 0, NULL,
                 "cluster: while the near cache is on, the slot map is asked again on every "
                 "heartbeat (1 s); off only as a test's negative control"},
+        {SEC_REDIS, "cluster_near_untracked_node", KT_STRING,
+                CFG(redis_cluster_near_untracked_node), NULL, NO_KIND_DEF, KF_NULLABLE, 0, 0, NULL,
+                "cluster: host:port of a master whose reads the near cache stores untracked; "
+                "only as a test's negative control"},
         {SEC_REDIS, "cluster_epoch_check", KT_BOOL, CFG(redis_cluster_epoch_check), "true",
                 NO_KIND_DEF, 0, 0, 0, NULL,
                 "cluster: every poll checks each master's epoch copy names its run (a restart or "

@@ -348,6 +348,7 @@ struct cs_engine {
 	int psn_top_nodes;
 	bool near_resend_check; /* cluster_near_resend_check (E1): a resent read is not stored */
 	bool near_map_refresh;  /* cluster_near_refresh (N3): the slot map asked every heartbeat */
+	char near_untracked_node[CS_RC_HOST_MAX + 8]; /* N6's negative control: "" none */
 	uint64_t near_resent;   /* watched reads cs_rc sent again: not stored (E1) */
 	cs_pgserver **servers;  /* replicas first, then each shard's primary (if any) */
 	int *srv_id;            /* servers[i]'s id in tried sets */

@@ -371,6 +371,14 @@ int near_setup(cs_engine *e, const cs_config *cfg, char *err, size_t errlen)
 		return 0;
 	}
 	e->near_map_refresh = cfg->redis_cluster_near_refresh;
+	if (e->sh[0].ks.cluster && cfg->redis_cluster_near_untracked_node &&
+	        cfg->redis_cluster_near_untracked_node[0]) {
+		snprintf(e->near_untracked_node, sizeof e->near_untracked_node, "%s",
+		        cfg->redis_cluster_near_untracked_node);
+		cs_warn("near cache: cluster_near_untracked_node = %s: its reads are stored "
+		        "untracked, NOT kept coherent (a test's negative control)",
+		        e->near_untracked_node);
+	}
 	/* on a cluster: the heartbeat keys' table, made now rather than on the loop (review 13
 	 * L3: psn_setup runs before this, with no near cache yet) */
 	if (e->sh[0].ks.cluster && hbk_table(e) != 0) {
@@ -795,6 +803,10 @@ static bool cl_caching_yes(cs_engine *e, uint16_t slot)
 			n = e->psn[i];
 	if (n == NULL || !psn_fresh(n, cs_now_us()))
 		return false;
+	/* review12 N6's negative control: this master's tracking is proven (its heartbeats are
+	 * tracked) but its reads are stored untracked: no invalidation will drop them */
+	if (e->near_untracked_node[0] && strcmp(n->addr, e->near_untracked_node) == 0)
+		return true;
 	const char *argv[] = { "CLIENT", "CACHING", "yes" };
 	size_t lens[] = { 6, 7, 3 };
 	return cs_rc_cmd(e->redis, slot, on_cl_caching, e, 3, argv, lens) == 0;

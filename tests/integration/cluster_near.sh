@@ -28,6 +28,9 @@
 #           by hand: the build before the fix goes off (heartbeats refused with ASK).
 #   l7:     (review 13 L7) the engine alone (shard_drive) with one master's pub/sub connection
 #           failing at start: it starts, retries it, every master subscribes, near cache on.
+#   n6:     (review12 N6) an UPDATE of 12 held keys on the 3 masters: every key answers its new
+#           row. Negative control n6neg (cluster_near_untracked_node: one master's reads stored
+#           untracked while its heartbeats prove it): that master's keys answer stale.
 . "$(dirname "$0")/daemon_lib.sh"
 
 PART=${1:-basic}
@@ -370,6 +373,47 @@ case_l7() {
   ok "l7: one master's pub/sub connection failed at start: the engine started, the master was tried again, every master subscribed and the near cache came on"
 }
 
+# n6 [neg]: review12 N6. 12 keys on the 3 masters held near; an UPDATE of all of them: every
+# held entry is dropped by its own master's tracking message and the daemon answers the new
+# rows. n6neg (cluster_near_untracked_node = one master: its heartbeats tracked, so the near
+# cache comes on, but its reads stored untracked): that master's keys keep answering their old
+# rows from the near cache after the UPDATE was invalidated, the other masters' do not - the
+# per-master check above is what finds one master's tracking missing.
+case_n6() {
+  local neg=${1:-} id p m ports=() lsn d0 stale=() fresh=()
+  near_config "$WORK/cs.ini"
+  m=${RC_MASTERS%%,*}
+  [ "$neg" != neg ] || sed -i "s|^cluster = on|&\ncluster_near_untracked_node = $m|" "$WORK/cs.ini"
+  start_streaming "$WORK/cs.ini"
+  near_on || fail "the near cache never came on: $(grep -i near "$WORK/cachesvc.log" | tail -5)"
+  for id in $(seq 1 12); do
+    p=$(port_of_slot "$(rc cluster keyslot "$(entry_key "$id")")")
+    ports+=("$p")
+  done
+  [ "$(printf '%s\n' "${ports[@]}" | sort -u | wc -l)" = 3 ] || fail "keys 1-12 are not spread over the 3 masters: ${ports[*]}"
+  hold $(seq 1 12)
+  d0=$(metric cachesvc_near_dropped_total)
+  lsn=$(commit_lsn "UPDATE users SET name = 'n6 ' || id WHERE id <= 12")
+  wait_invalidated "$lsn"
+  wait_replicas
+  # the tracked masters' drops (all 12 without the control) before the rows are read
+  local want=0
+  for p in "${ports[@]}"; do [ "$neg" = neg ] && [ "$p" = "${m##*:}" ] || want=$((want + 1)); done
+  until_true 10 metric_ge cachesvc_near_dropped_total $((d0 + want)) ||
+    fail "n6: $(( $(metric cachesvc_near_dropped_total) - d0 )) of $want held entries of tracked masters dropped"
+  for id in $(seq 1 12); do
+    case $(rows cu "$id") in *"n6 $id"*) fresh+=("$id") ;; *) stale+=("$id:${ports[$((id - 1))]}") ;; esac
+  done
+  if [ "$neg" = neg ]; then
+    [ ${#stale[@]} -gt 0 ] || fail "n6neg: every key answered its new row with master $m untracked: the test proves nothing"
+    for p in "${stale[@]}"; do [ "${p#*:}" = "${m##*:}" ] || fail "n6neg: key ${p%%:*} of master ${p#*:} (tracked) answered stale"; done
+    ok "n6neg: negative control (cluster_near_untracked_node = $m): ${#stale[@]} keys of that master answered stale from the near cache after the UPDATE (${stale[*]}), the other masters' ${#fresh[@]} fresh"
+  else
+    [ ${#stale[@]} = 0 ] || fail "n6: keys answered stale after the UPDATE: ${stale[*]}"
+    ok "n6: an UPDATE of 12 held keys on the 3 masters: every key answered its new row"
+  fi
+}
+
 case $PART in
   basic) case_basic ;;
   e1) case_e1 ;;
@@ -379,5 +423,7 @@ case $PART in
   n3neg) case_n3 neg ;;
   l2) case_l2 ;;
   l7) case_l7 ;;
+  n6) case_n6 ;;
+  n6neg) case_n6 neg ;;
   *) fail "unknown part $PART" ;;
 esac
