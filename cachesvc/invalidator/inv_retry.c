@@ -25,9 +25,10 @@
  * node back from an old snapshot (a restart from RDB or AOF everysec: the epoch copies it
  * loaded carry the resync's suffix but its former run_id) would take its queue and release
  * the holds before the next RAISE (a status interval) found the loss. So a node that was down
- * is first sent a RAISE with the run_id check (C_RAISE of the oldest command's bucket's
- * position copy to 0: it never lowers a copy), and only once that passed its oldest command;
- * an EPOCH answer restarts the stream (the SYNC finds the node's buckets foreign). */
+ * is first sent a RAISE with the run_id check (C_RAISE of the position copy of a bucket on
+ * that node to 0: it never lowers a copy), and only once that passed its oldest command; every
+ * later failure of the node asks for the check again; an EPOCH answer restarts the stream (the
+ * SYNC finds the node's buckets foreign). */
 #include "inv_int.h"
 
 #include <limits.h>
@@ -56,6 +57,8 @@ struct inv_rq {
 	bool down;        /* the node itself failed a command: one probe at a time */
 	bool probing;     /* the node's probe (or its run_id check) is out */
 	bool rid_check;   /* went down: a RAISE with the run_id check before its next probe (G5) */
+	uint32_t rid_from; /* the bucket the check's search starts at (moves past one whose slot
+	                    * answered TRYAGAIN, ASK or MOVED: migrating) */
 	int out;          /* commands of this queue in flight (probes and drained ones) */
 	int nslots;
 	struct rq_slot slots[RQ_SLOTS];
@@ -326,10 +329,11 @@ static int rq_put(cs_inv *inv, cmdctx *c, enum rq_fail how, int was)
 		return 0;
 	}
 	/* the node failed (or, oldest-only probing / every slot apart taken, the slot's failure
-	 * stops the node as before G2) */
+	 * stops the node as before G2); whatever passed the run_id check before may have
+	 * restarted since: checked again before its next probe (G5) */
+	q->rid_check = true;
 	if (!q->down) {
 		q->down = true;
-		q->rid_check = true;
 		q->probing = false;
 		if (q->fails == 0)
 			cs_warn("invalidator%s%s: redis node %s did not take an invalidation: "
@@ -470,7 +474,15 @@ struct rid_ctx {
 	cs_inv *inv;
 	uint64_t epoch;
 	int rq;
+	uint32_t b;
 };
+
+static bool slot_error(const redisReply *reply)
+{
+	return reply && reply->type == REDIS_REPLY_ERROR && reply->str &&
+	       (strncmp(reply->str, "TRYAGAIN", 8) == 0 || strncmp(reply->str, "ASK ", 4) == 0 ||
+	               strncmp(reply->str, "MOVED ", 6) == 0);
+}
 
 static void on_rid_reply(cs_rc *r, redisReply *reply, void *priv)
 {
@@ -478,6 +490,7 @@ static void on_rid_reply(cs_rc *r, redisReply *reply, void *priv)
 	struct rid_ctx *x = priv;
 	cs_inv *inv = x->inv;
 	int i = x->rq;
+	uint32_t b = x->b;
 	bool current = x->epoch == inv->epoch && inv->rq != NULL;
 	free(x);
 	if (!current)
@@ -501,20 +514,38 @@ static void on_rid_reply(cs_rc *r, redisReply *reply, void *priv)
 		q->next_us = 0; /* its probe at the next tick */
 		return;
 	}
+	if (slot_error(reply)) {
+		/* an answer about that bucket's slot (migrating, its keys split): the check goes to
+		 * the node's next bucket (as G2 does not let one slot hold a node), after the
+		 * node's backoff all the same */
+		q->rid_from = (b + 1) % CS_KS_BUCKETS;
+	}
 	rq_backoff(&q->fails, &q->next_us);
 }
 
-/* The bucket whose keys are in slot (the queued command's), or -1. */
-static int64_t bucket_of_slot(cs_inv *inv, uint16_t slot)
+/* A bucket on the node that serves slot (the queued command's), from bucket `from` on, none
+ * of whose slot is set apart in q (migrating, G2): -1 when there is none (the slot has no
+ * node, or the node serves no other bucket), then slot's own bucket. */
+static int64_t rid_bucket(cs_inv *inv, struct inv_rq *q, uint16_t slot, uint32_t from)
 {
-	for (uint32_t b = 0; b < CS_KS_BUCKETS; b++)
-		if (inv_bucket_slot(inv, b) == slot)
-			return b;
-	return -1;
+	int node = cs_rc_slot_node(inv->rc, slot);
+	int64_t own = -1;
+	for (uint32_t k = 0; k < CS_KS_BUCKETS; k++) {
+		uint32_t b = (from + k) % CS_KS_BUCKETS;
+		uint16_t s = inv_bucket_slot(inv, b);
+		if (s == slot && own < 0)
+			own = b;
+		if (node < 0 || cs_rc_slot_node(inv->rc, s) != node || slot_find(q, s) != NULL)
+			continue;
+		return b;
+	}
+	return own;
 }
 
 /* Queue i's node was down and its backoff passed: a C_RAISE with the run_id check (fence.c
- * (h)) to the node of its oldest command's bucket, raising that bucket's position copy to 0
+ * (h)) to a bucket on the node of its oldest command's slot (any bucket of that node: its
+ * epoch copies all name its run_id; one whose slot is not set apart, and past one that
+ * answered for its slot alone), raising that bucket's position copy to 0
  * (a RAISE never lowers a copy: nothing changes but a missing copy written as 0, which no
  * SYNC counts as kept). It counts as the node's probe: nothing else of the queue is sent
  * until it answered. */
@@ -524,7 +555,7 @@ static void rq_rid_send(cs_inv *inv, int i)
 	const cmdctx *c = q->head;
 	for (int k = 0; c == NULL && k < q->nslots; k++)
 		c = q->slots[k].head;
-	int64_t b = c ? bucket_of_slot(inv, c->slot) : -1;
+	int64_t b = c ? rid_bucket(inv, q, c->slot, q->rid_from) : -1;
 	if (b < 0) {
 		q->rid_check = false; /* not a bucket's command: nothing to check it against */
 		return;
@@ -534,7 +565,7 @@ static void rq_rid_send(cs_inv *inv, int i)
 		rq_backoff(&q->fails, &q->next_us);
 		return;
 	}
-	*x = (struct rid_ctx){.inv = inv, .epoch = inv->epoch, .rq = i};
+	*x = (struct rid_ctx){.inv = inv, .epoch = inv->epoch, .rq = i, .b = (uint32_t)b};
 	char key[CS_NAME_MAX], ep[CS_NAME_MAX];
 	const char *argv[6];
 	size_t lens[6];

@@ -91,6 +91,9 @@
 #          started again from its dump): its first retry is a RAISE with the run_id check,
 #          which restarts the stream before the queued commit is confirmed; the entry the
 #          snapshot brought back is gone by then. g5neg: its negative control (--no-g5).
+#   g5g2:  G5's check with G2's stuck slot: the node's oldest queued command in a slot whose
+#          keys are split (TRYAGAIN): the check goes to another bucket of the node, the other
+#          slot's command drains.
 #   pace:  the retry queue's paced drain: a master stopped while 12 TRUNCATEs fan out; resumed,
 #          its queue (over 400 commands) drains with at most 256 in flight. paceneg: its
 #          negative control (--unpaced: the whole queue at once, as before).
@@ -1664,6 +1667,63 @@ g5_restart() { # PORT: starts the node again as private_redis_cluster did, from 
   until_true 30 redis_port_pong "$1" || fail "g5: $1 did not start again"
   until_true 30 rc_ok "$1" || fail "g5: $1 never reached cluster_state:ok again"
 }
+# g5g2: G5's check with G2's stuck slot. Slot SA of master S migrating with its bucket's keys
+# split between S and T (every key but the epoch copy moved: a script naming two of its keys
+# answers TRYAGAIN), then S stopped (SIGSTOP) while A (bucket in SA) and H (another slot of S)
+# are updated: both INVALs time out, A's first in S's queue, the node down. S resumed (the
+# same run): its run_id check must not be sent to A's bucket for ever (TRYAGAIN: the check
+# moves to another bucket of S), so H's INVAL lands within 20 s while A's commit stays held,
+# no stream restart. Negative control by hand: the check always to the oldest command's own
+# bucket (rid_bucket returning `own`): H's entry stays.
+case_g5g2() {
+  local lsn n r0 q0 keys p s_id t_id epk pid i stop gone=false
+  start_drive
+  lsn=$(commit_lsn "TRUNCATE users")
+  wait_confirmed "$lsn"
+  primary "$DB" -c "INSERT INTO users SELECT i, 'user ' || i FROM generate_series(1, 40) i" >/dev/null
+  g2_pick
+  lsn=$(commit_lsn "UPDATE users SET name = name || '.' WHERE id IN ($A, $H)")
+  wait_confirmed "$lsn"
+  EH=$(entry_of "$BH" "$H")
+  rc set "$EH" stale >/dev/null
+  s_id=$(redis-cli -p "$S" cluster myid)
+  t_id=$(redis-cli -p "$T" cluster myid)
+  redis-cli -p "$T" cluster setslot "$SA" importing "$s_id" >/dev/null
+  redis-cli -p "$S" cluster setslot "$SA" migrating "$t_id" >/dev/null
+  epk=$(redis-cli -p "$S" cluster getkeysinslot "$SA" 1000 | grep -v '^$' | grep ':epoch$' | head -1)
+  [ -n "$epk" ] || fail "g5g2: no epoch copy in slot $SA on $S"
+  mapfile -t keys < <(redis-cli -p "$S" cluster getkeysinslot "$SA" 1000 | grep -v '^$' | grep -vxF "$epk")
+  redis-cli -p "$S" migrate 127.0.0.1 "$T" "" 0 5000 keys "${keys[@]}" >/dev/null
+  for i in "${!RC_PORTS[@]}"; do [ "${RC_PORTS[$i]}" = "$S" ] && pid=$(cat "$WORK/rcluster/node$((i + 1))/redis.pid"); done
+  CLEANUPS=("kill -CONT $pid" "${CLEANUPS[@]}")
+  r0=$(stat reconnects)
+  q0=$(stat rq_queued)
+  kill -STOP "$pid"
+  lsn=$(commit_lsn "UPDATE users SET name = name || 'a' WHERE id = $A")
+  n=$(lsn_num "$lsn")
+  until_true 30 rq_stat_above rq_queued "$q0" || { kill -CONT "$pid"; fail "g5g2: A's INVAL was not queued while $S was stopped"; }
+  q0=$(stat rq_queued)
+  lsn=$(commit_lsn "UPDATE users SET name = name || 'h' WHERE id = $H")
+  until_true 30 rq_stat_above rq_queued "$q0" || { kill -CONT "$pid"; fail "g5g2: H's INVAL was not queued while $S was stopped"; }
+  kill -CONT "$pid"
+  stop=$((SECONDS + 20))
+  while [ $SECONDS -lt $stop ]; do
+    ! confirmed_past "$n" || fail "g5g2: confirmed $(stat confirmed) >= $n while A's INVAL was refused"
+    if g2_h_gone; then gone=true; break; fi
+    sleep 0.3
+  done
+  [ "$(stat reconnects)" = "$r0" ] || fail "g5g2: the stream restarted ($r0 -> $(stat reconnects)): $(tail -5 "$WORK/drive.log")"
+  [ "$gone" = true ] || fail "g5g2: H's INVAL stayed queued behind the run_id check on $S for 20 s ($(cat "$STATS"))"
+  rq_stat_above rq_rid_checks 0 || fail "g5g2: no run_id check counted ($(cat "$STATS"))"
+  ok "g5g2: $S back from a stop with A's slot $SA split: the run_id check passed on another bucket of $S, H's INVAL drained ($EH gone), A's commit held, no restart ($(stat rq_rid_checks) checks)"
+  mapfile -t keys < <(redis-cli -p "$S" cluster getkeysinslot "$SA" 10000 | grep -v '^$')
+  [ ${#keys[@]} = 0 ] || redis-cli -p "$S" migrate 127.0.0.1 "$T" "" 0 5000 keys "${keys[@]}" >/dev/null
+  for p in "${RC_PORTS[@]}"; do redis-cli -p "$p" cluster setslot "$SA" node "$t_id" >/dev/null; done
+  wait_confirmed "$lsn"
+  until_true 30 rq_depth_zero || fail "g5g2: the retry queue did not drain ($(cat "$STATS"))"
+  ok "g5g2: slot $SA finished on $T: every queued command landed"
+  stop_drive
+}
 case_g5() {
   local neg=$1 flags=() lsn n r0 q0 rid0 ek restarted gone
   [ "$neg" = true ] && flags=(--no-g5)
@@ -1796,6 +1856,7 @@ g2) case_g2 false ;;
 g2neg) case_g2 true ;;
 g5) case_g5 false ;;
 g5neg) case_g5 true ;;
+g5g2) case_g5g2 ;;
 v9c) case_v9c false ;;
 pace) case_pace false ;;
 paceneg) case_pace true ;;
