@@ -304,6 +304,15 @@ int cs_ledger_next_due(const cs_ledger *l, int from, uint64_t now_us, cs_lsn_t *
 	return -1;
 }
 
+uint64_t cs_ledger_next_due_at(const cs_ledger *l)
+{
+	uint64_t at = 0;
+	for (int q = 0; q < l->nq; q++)
+		if (l->deb[q].due_us != 0 && (at == 0 || l->deb[q].due_us < at))
+			at = l->deb[q].due_us;
+	return at;
+}
+
 void cs_ledger_due_sent(cs_ledger *l, int q, uint64_t now_us)
 {
 	debounce *d = deb_get(l, q);

@@ -144,6 +144,10 @@ void cs_ledger_owe(cs_ledger *l, int q, cs_lsn_t lsn, uint64_t now_us);
  * in *lsn; -1 when none. Reports the same query again until cs_ledger_due_sent. */
 int cs_ledger_next_due(const cs_ledger *l, int from, uint64_t now_us, cs_lsn_t *lsn);
 
+/* When the first deferred bump is due (the earliest of every query's), 0 when none is
+ * scheduled: the invalidator's timer is armed for it (issue 16), not polled. */
+uint64_t cs_ledger_next_due_at(const cs_ledger *l);
+
 /* q's deferred bump was sent at now_us: nothing is owed, its window restarts. */
 void cs_ledger_due_sent(cs_ledger *l, int q, uint64_t now_us);
 

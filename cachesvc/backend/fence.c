@@ -49,6 +49,19 @@
  *      max_replica_lag) would otherwise store pre-change data until TTL. The query-level
  *      fence has no TTL: it only rises, and data at or past it includes every change the
  *      bump stood for. Debounced bumps (min_lifetime) carry the highest LSN they fold.
+ *  (e2) Definitions. A generation's entries answer one definition of the query (SQL,
+ *      parameter types, routing, invalidate_on): <ns>:qd:<q> records its fingerprint, written
+ *      by CS_SCRIPT_DEF_BUMP in the same script as the INCR, so no generation is ever paired
+ *      with another definition than the one whose process made it. A process uses a
+ *      generation only when bucket 0's poll read it together with its own fingerprint (or
+ *      its own DEF_BUMP returned it, or a message "<q> <g>" raised it while the recorded
+ *      definition was its own: a DEF_BUMP's message carries its fingerprint, and the
+ *      messages of one Redis arrive in order); any other message makes it poll, and a poll
+ *      answer older than a message heard since is read again. A start or reload finding no
+ *      fingerprint, or another one, bumps with its own at a query-level fence B = the
+ *      primary's position read by this process (it waits until it has one): every change
+ *      that no invalidation mapped to the new definition (decoded before it was mapped,
+ *      or on a table not yet published) is at or below B, so (e) refuses fills older.
  *  (f) The horizon's start. A leader starts streaming at the slot's confirmed position W:
  *      every commit after W is replayed and its fences rewritten. A fence an earlier leader
  *      wrote for X > W may have expired; a fill with W <= R < X passing meanwhile is older
@@ -399,6 +412,16 @@ const char *const cs_scripts[CS_SCRIPT_COUNT] = {
 		"local had = redis.call('EXISTS', KEYS[4])\n"
 		"redis.call('SET', KEYS[4], '1')\n"
 		"return {status, e, had, redis.call('HGETALL', KEYS[5])}\n",
+	[CS_SCRIPT_DEF_BUMP] =
+		ALLOW_OOM
+		EPOCH_GUARD("KEYS[3]", "ARGV[4]")
+		"redis.call('SET', KEYS[5], ARGV[5])\n"
+		"local g = redis.call('INCR', KEYS[1])\n"
+		"local f = redis.call('GET', KEYS[2])\n"
+		"if not f or f < ARGV[3] then redis.call('SET', KEYS[2], ARGV[3]) end\n"
+		FMAX_RAISE("KEYS[4]", "ARGV[3]")
+		"redis.call('PUBLISH', ARGV[1], ARGV[2] .. ' ' .. g .. ' ' .. ARGV[5])\n"
+		"return g\n",
 	[CS_SCRIPT_GENS] =
 		RUN_ID
 		"local e = redis.call('GET', KEYS[1])\n"
@@ -583,6 +606,16 @@ static const char *const cluster_scripts[CS_SCRIPT_ALL_COUNT - CS_SCRIPT_COUNT] 
 		"  if ARGV[5] == '' or not ep or #ep < #ARGV[5] or "
 		"string.sub(ep, -#ARGV[5]) ~= ARGV[5] then st = -4 break end\n",
 		EV_STATE_C("KEYS[8]")),
+	[CS_SCRIPT_C_DEF_BUMP - CS_SCRIPT_COUNT] =
+		ALLOW_OOM
+		EPOCH_GUARD("KEYS[3]", "ARGV[4]")
+		"redis.call('SET', KEYS[5], ARGV[5])\n"
+		"local g = redis.call('INCR', KEYS[1])\n"
+		"local f = redis.call('GET', KEYS[2])\n"
+		"if not f or f < ARGV[3] then f = ARGV[3]; redis.call('SET', KEYS[2], f) end\n"
+		FMAX_RAISE("KEYS[4]", "ARGV[3]")
+		"redis.call('PUBLISH', ARGV[1], ARGV[2] .. ' ' .. g .. ' ' .. ARGV[5])\n"
+		"return {g, f}\n",
 };
 
 const char *const *cs_scripts_cluster(void)

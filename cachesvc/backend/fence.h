@@ -80,6 +80,13 @@ enum cs_script {
 	 * primary: nothing written), 1 recorded (same or raised), 2 another system replaced,
 	 * the value recorded before ('' none)} */
 	CS_SCRIPT_TIMELINE,
+	/* KEYS gen, qfence, epoch, fmax, qdef; ARGV channel, query, lsn, epoch ('' = no check),
+	 * fingerprint: as CS_SCRIPT_GEN_BUMP (no debounce hash), and records the fingerprint as
+	 * the definition the new generation answers, in the same step (keyspace.h <ns>:qd:<q>):
+	 * a process of another definition never sees the new generation as its own. A start or
+	 * reload's bump of a new or changed definition; publishes "<q> <g> <fingerprint>".
+ * -> the new generation */
+	CS_SCRIPT_DEF_BUMP,
 	CS_SCRIPT_COUNT
 };
 
@@ -139,6 +146,11 @@ enum cs_script_cluster {
 	 * the caller's generation means the bucket missed a GEN_SET (the caller repairs it:
 	 * CLUSTER.md (e')). */
 	CS_SCRIPT_C_FILL,
+	/* KEYS gen, qfence, epoch, fmax, qdef (bucket 0); ARGV channel, query, lsn, epoch,
+	 * fingerprint -> {new generation, query fence after the bump}: CS_SCRIPT_DEF_BUMP for
+	 * the GEN_SET fan-out (the fingerprint has bucket 0's copy alone: a process adopts a
+	 * generation only from bucket 0's poll or its own bump). */
+	CS_SCRIPT_C_DEF_BUMP,
 	CS_SCRIPT_ALL_COUNT
 };
 

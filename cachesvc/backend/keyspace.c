@@ -207,6 +207,12 @@ size_t cs_ks_qfence(const cs_keyspace *ks, char *buf, size_t cap, const char *q)
 	return cs_ks_qfence_in(ks, 0, buf, cap, q);
 }
 
+size_t cs_ks_qdef(const cs_keyspace *ks, char *buf, size_t cap, const char *q)
+{
+	char pre[CS_KS_PREFIX_MAX + 1];
+	return cs_ks_prefix(ks, 0, pre, sizeof pre) ? fmt(buf, cap, "%s:qd:%s", pre, q) : 0;
+}
+
 size_t cs_ks_gap(const cs_keyspace *ks, char *buf, size_t cap, const char *slot)
 {
 	char pre[CS_KS_PREFIX_MAX + 1];

@@ -9,6 +9,12 @@
  *   <ns>:g:<q>           generation: INCR'd to drop every entry of a query in O(1)
  *   <ns>:qf:<q>          query-level fence: the LSN of the query's last generation bump
  *                        (16 hex, no TTL); fills of data older than it are refused
+ *   <ns>:qd:<q>          the definition the query's current generation answers: 16 hex of
+ *                        the fingerprint of its SQL, parameter types, routing and
+ *                        invalidate_on (engine.c query_fingerprint; no TTL). Written with
+ *                        the generation bump a start or reload of a new or changed
+ *                        definition makes; a process whose own fingerprint differs uses no
+ *                        entry of the query (another process's definition owns it)
  *   <ns>:l:<q>:<p>       lease: one query of a missing or expired entry across all processes
  *                        (misses wait for the holder's fill; refreshes skip)
  *   <ns>:nhb:<id>        the near cache's tracking heartbeat of the process whose pub/sub
@@ -36,7 +42,8 @@
  *   <ns>:evk             "<evicted_keys>:<total_commands_processed>" of Redis's INFO stats
  *                        when the fence state was last known whole (fence.c (i)): a fill
  *                        that sees another evicted_keys needs data at or past fmax
- *   channel <ns>:gen     "<q> <g>" on every generation bump; "* <epoch>" on a new epoch
+ *   channel <ns>:gen     "<q> <g>" on every generation bump ("<q> <g> <fingerprint>" when the
+ *                        bump records a definition: DEF_BUMP); "* <epoch>" on a new epoch
  *
  * The scripts and the proof that no stale entry survives are in fence.c.
  *
@@ -139,6 +146,8 @@ size_t cs_ks_lease(const cs_keyspace *ks, char *buf, size_t cap, const char *q, 
 size_t cs_ks_gen(const cs_keyspace *ks, char *buf, size_t cap, const char *q);
 size_t cs_ks_qfence(const cs_keyspace *ks, char *buf, size_t cap, const char *q);
 size_t cs_ks_gen_in(const cs_keyspace *ks, uint32_t b, char *buf, size_t cap, const char *q);
+/* <ns>:qd:<q> (bucket 0's on a cluster: beside the canonical generation) */
+size_t cs_ks_qdef(const cs_keyspace *ks, char *buf, size_t cap, const char *q);
 size_t cs_ks_qfence_in(const cs_keyspace *ks, uint32_t b, char *buf, size_t cap, const char *q);
 /* Bucket b's copy of a per-bucket name (bucket 0: the fixed name in ks). */
 size_t cs_ks_fixed_in(const cs_keyspace *ks, uint32_t b, cs_ks_fixed which, char *buf, size_t cap);

@@ -82,7 +82,8 @@ struct cs_redis {
 	conn_state state;
 	int attempt; /* consecutive failed connects, for backoff */
 	uint64_t connect_deadline_us;
-	struct event *timer;	 /* periodic: command and connect deadlines */
+	struct event *timer;	 /* one-shot: the next command or connect deadline (timer_at) */
+	uint64_t timer_at_us;	 /* when it is armed for, 0 not armed */
 	struct event *reconnect; /* one-shot backoff */
 	bool reload_scripts;	 /* NOSCRIPT seen: reload in the background */
 
@@ -99,6 +100,28 @@ struct cs_redis {
 static void start_connect(cs_redis *r);
 static void handshake_next(cs_redis *r);
 
+/* Issue 16: the deadline timer is armed for the deadline there is to watch, not run on a
+ * period (timeout / 10, 5-100 ms: 10-200 wake-ups a second per connection, idle or not).
+ * Arms it for at (cs_now_us clock; at or before now: at once) unless it is armed earlier: a
+ * timer that fires finds the deadline it was armed for gone (the command answered) and
+ * arms itself for the next one there is (timer_rearm). */
+static void timer_at(cs_redis *r, uint64_t at)
+{
+	if (r->timer == NULL || (r->timer_at_us != 0 && r->timer_at_us <= at))
+		return;
+	uint64_t now = cs_now_us(), d = at > now ? at - now : 0;
+	struct timeval tv = { .tv_sec = (time_t)(d / 1000000u), .tv_usec = (suseconds_t)(d % 1000000u) };
+	if (event_add(r->timer, &tv) == 0)
+		r->timer_at_us = at ? at : 1;
+}
+
+/* Something for the timer to do at once (a failed handshake step, a drop asked for, a
+ * script reload): it runs outside hiredis's callbacks. */
+static void timer_now(cs_redis *r)
+{
+	timer_at(r, cs_now_us());
+}
+
 /* ---- In-flight list ------------------------------------------------------------------ */
 
 static pcmd *rcmd_new(cs_redis *r, cs_redis_cb *cb, void *priv)
@@ -110,6 +133,7 @@ static pcmd *rcmd_new(cs_redis *r, cs_redis_cb *cb, void *priv)
 	c->cb = cb;
 	c->priv = priv;
 	c->deadline_us = cs_now_us() + (uint64_t)r->timeout_ms * 1000u;
+	timer_at(r, c->deadline_us + 1); /* checked as now > deadline */
 	c->prev = r->head.prev;
 	c->next = &r->head;
 	r->head.prev->next = c;
@@ -137,6 +161,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 	if (rep != NULL && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
 		r->stats.noscript++;
 		r->reload_scripts = true;
+		timer_now(r);
 	}
 	if (c->persistent) {
 		if (c->cb)
@@ -164,6 +189,8 @@ static void set_state(cs_redis *r, conn_state st)
 	r->state = st;
 	if (st == RS_READY) {
 		r->attempt = 0;
+		if (r->reload_scripts)
+			timer_now(r);
 		r->stats.connects++;
 		cs_info("redis %s: ready (%s)", r->name, r->url_masked);
 		for (int i = 0; i < r->nsubs; i++) {
@@ -225,6 +252,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
 	r->client_id = 0;
 	r->hs_failed = false;
 	r->connect_deadline_us = cs_now_us() + (uint64_t)r->timeout_ms * 1000u * 2;
+	timer_at(r, r->connect_deadline_us + 1);
 	handshake_next(r);
 }
 
@@ -306,6 +334,7 @@ static void connect_addr(cs_redis *r, const char *addr)
 	r->ac = ac;
 	r->state = RS_CONNECTING;
 	r->connect_deadline_us = cs_now_us() + (uint64_t)r->timeout_ms * 1000u;
+	timer_at(r, r->connect_deadline_us + 1);
 }
 
 /* Handshake: AUTH, SELECT, SCRIPT LOAD of every script, then CLIENT ID when asked, one
@@ -320,12 +349,14 @@ static void on_handshake_reply(cs_redis *r, redisReply *reply, void *priv)
 		cs_error("redis %s: handshake step %d failed: %s", r->name, step, reply->str);
 		/* We are inside a hiredis callback: let the timer drop the connection. */
 		r->hs_failed = true;
+		timer_now(r);
 		return;
 	}
 	if (step == 2 + r->nscripts) {
 		if (reply->type != REDIS_REPLY_INTEGER || reply->integer <= 0) {
 			cs_error("redis %s: CLIENT ID gave no id", r->name);
 			r->hs_failed = true;
+			timer_now(r);
 			return;
 		}
 		r->client_id = reply->integer;
@@ -334,6 +365,7 @@ static void on_handshake_reply(cs_redis *r, redisReply *reply, void *priv)
 		if (reply->type != REDIS_REPLY_STRING || reply->len != 40) {
 			cs_error("redis %s: SCRIPT LOAD gave no SHA1", r->name);
 			r->hs_failed = true;
+			timer_now(r);
 			return;
 		}
 		memcpy(r->shas[i], reply->str, 40);
@@ -385,17 +417,44 @@ static void handshake_next(cs_redis *r)
 				set_state(r, RS_READY);
 			return;
 		}
-		if (rc != 0)
+		if (rc != 0) {
 			r->hs_failed = true;
+			timer_now(r);
+		}
 		return;
 	}
 }
 
 /* ---- Periodic deadlines -------------------------------------------------------------- */
 
+/* The next deadline to watch, armed (nothing: not armed; whatever sets one arms it). */
+static void timer_rearm(cs_redis *r)
+{
+	uint64_t now = cs_now_us();
+	if ((r->ac != NULL && (r->hs_failed || r->drop_why != NULL)) ||
+	        (r->state == RS_READY && r->reload_scripts))
+		timer_at(r, now);
+	if (r->state == RS_CONNECTING || r->state == RS_HANDSHAKE)
+		timer_at(r, r->connect_deadline_us + 1);
+	pcmd *oldest = r->head.next;
+	while (oldest != &r->head && oldest->deadline_us == 0)
+		oldest = oldest->next;
+	if (oldest != &r->head)
+		timer_at(r, oldest->deadline_us + 1);
+}
+
+static void timer_check(cs_redis *r);
+
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	cs_redis *r = arg;
+	r->timer_at_us = 0;
+	timer_check(r);
+	timer_rearm(r);
+}
+
+static void timer_check(cs_redis *r)
+{
 	uint64_t now = cs_now_us();
 	if (r->ac != NULL && r->hs_failed) {
 		drop_connection(r, "handshake failed");
@@ -509,11 +568,9 @@ cs_redis *cs_redis_new(struct event_base *base, const cs_redis_opts *o, char *er
 		for (int i = 0; i < o->nscripts; i++)
 			r->scripts[i] = strdup(o->scripts[i]);
 	}
-	r->timer = event_new(base, -1, EV_PERSIST, on_timer, r);
+	r->timer = evtimer_new(base, on_timer, r);
 	r->reconnect = evtimer_new(base, on_reconnect_timer, r);
-	int64_t period = CS_MAX(5, CS_MIN(100, r->timeout_ms / 10));
-	struct timeval tv = cs_tv_ms(period);
-	if (r->timer == NULL || r->reconnect == NULL || event_add(r->timer, &tv) != 0) {
+	if (r->timer == NULL || r->reconnect == NULL) {
 		snprintf(err, errlen, "out of memory");
 		cs_redis_free(r);
 		return NULL;
@@ -695,6 +752,7 @@ const cs_redis_stats *cs_redis_get_stats(const cs_redis *r)
 void cs_redis_reconnect(cs_redis *r, const char *why)
 {
 	r->drop_why = why;
+	timer_now(r);
 }
 
 int64_t cs_redis_client_id(const cs_redis *r)

@@ -3,6 +3,7 @@
  * lines to sections and keys, values in table order, defaults, cross-key checks) and the
  * reload check; config_int.h lists the files that hold the rest. */
 #include "config.h"
+#include "textutil.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -293,6 +294,9 @@ const struct key_def cs_cfg_keys[] = {
         {SEC_INVALIDATOR, "create_publication", KT_BOOL, CFG(inval_create_publication), "true",
                 NO_KIND_DEF, 0, 0, 0, NULL,
                 "create the publication for the invalidate_on tables when missing"},
+        {SEC_INVALIDATOR, "ddl_triggers", KT_BOOL, CFG(inval_ddl_triggers), "true",
+                NO_KIND_DEF, 0, 0, 0, NULL,
+                "install event triggers that send every DDL command into the stream"},
         {SEC_INVALIDATOR, "fence_ttl", KT_DURATION, CFG(fence_ttl_ms), "60s", NO_KIND_DEF, 0,
                 SEC_MS, DAY_MS, NULL, "lifetime of a per-key invalidation fence"},
         {SEC_INVALIDATOR, "status_interval", KT_DURATION, CFG(status_interval_ms), "1s",
@@ -1672,4 +1676,49 @@ bool cs_config_reloadable(
 	 * pool_size): the engine keeps the pools of unchanged ones and drains the others
 	 * (engine.c servers_reload). [primary] stays restart-only (checked above). */
 	return true;
+}
+
+/* FNV-1a-64 of a length, then the bytes: no two field sequences hash the same input */
+static uint64_t fp_field(uint64_t h, const void *p, size_t n)
+{
+	uint64_t len = n;
+	h = cs_fnv1a64(h, &len, sizeof len);
+	return cs_fnv1a64(h, p, n);
+}
+
+static uint64_t fp_str(uint64_t h, const char *s)
+{
+	return fp_field(h, s ? s : "", s ? strlen(s) : 0);
+}
+
+void cs_query_fingerprint(const cs_query_def *d, const cs_config *cfg, char out[17])
+{
+	/* what query_same and inval_same compare, with the pinned shard by name (an index
+	 * into the [shard] sections is not stable across restarts) */
+	uint64_t h = fp_str(CS_FNV1A64_INIT, "cachesvc query definition 1");
+	h = fp_str(h, d->sql);
+	int32_t v[2] = {d->nparams, d->shard_key_index};
+	h = fp_field(h, v, sizeof v);
+	for (int i = 0; i < d->nparams; i++) {
+		int32_t t = (int32_t)d->params[i].type;
+		h = fp_field(h, &t, sizeof t);
+	}
+	h = fp_str(h, d->shard_index >= 0 && d->shard_index < cfg->nshards
+	                      ? cfg->shards[d->shard_index].name
+	                      : "");
+	int32_t ni = d->ninval;
+	h = fp_field(h, &ni, sizeof ni);
+	for (int i = 0; i < d->ninval; i++) {
+		const cs_inval_rule *r = &d->inval[i];
+		h = fp_str(h, r->schema);
+		h = fp_str(h, r->table);
+		int32_t nc = r->ncols;
+		h = fp_field(h, &nc, sizeof nc);
+		for (int k = 0; k < r->ncols; k++) {
+			int32_t pi = r->param_index[k];
+			h = fp_str(h, r->cols[k]);
+			h = fp_field(h, &pi, sizeof pi);
+		}
+	}
+	snprintf(out, 17, "%016llx", (unsigned long long)h);
 }

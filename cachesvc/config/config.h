@@ -215,6 +215,7 @@ typedef struct cs_config {
 	char *inval_slot;
 	char *inval_publication;
 	bool inval_create_publication;
+	bool inval_ddl_triggers; /* install the DDL event triggers (engine/check.c) */
 	int64_t fence_ttl_ms;
 	int64_t status_interval_ms;
 	int64_t receive_timeout_ms; /* 0: off */
@@ -280,5 +281,11 @@ bool cs_tier_parse(const char *s, cs_tier *out);
 /* The Redis namespace in force (keyspace.h): [redis] namespace, or "cs" for db 0 and
  * "cs<db>" otherwise. */
 void cs_config_namespace(const cs_config *cfg, char out[33]);
+
+/* The fingerprint of what a query's cached values depend on: its SQL, parameter types,
+ * routing (the pinned shard's name, the shard key) and invalidate_on, as 16 hex digits
+ * (FNV-1a-64). Two processes agree on it exactly when their definitions would answer
+ * alike. */
+void cs_query_fingerprint(const cs_query_def *d, const cs_config *cfg, char out[17]);
 
 #endif

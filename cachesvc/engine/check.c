@@ -687,6 +687,120 @@ static int check_publication(const cs_config *cfg, int k, bool create, char *err
 	return rc;
 }
 
+/* The event triggers that put every DDL command into the replication stream as a
+ * transactional logical message (invalidator/mapping.h CS_DDL_PREFIX): data a DDL command
+ * rewrites is never decoded as row changes. Versioned by the comment on ddl_end(): a start
+ * finding both triggers enabled under this version changes nothing. Installed in one
+ * transaction that first drops the triggers, so installing fires none of them (DDL on event
+ * triggers fires no event trigger). */
+#define DDL_VERSION "cachesvc ddl triggers 1"
+static const char ddl_install_sql[] =
+	"BEGIN;\n"
+	"DROP EVENT TRIGGER IF EXISTS cachesvc_ddl_end;\n"
+	"DROP EVENT TRIGGER IF EXISTS cachesvc_ddl_drop;\n"
+	"CREATE SCHEMA IF NOT EXISTS cachesvc;\n"
+	/* kind: pg_event_trigger_ddl_commands().object_type or dropped_objects()'s; a table's
+	 * schema and name, else NULL */
+	"CREATE OR REPLACE FUNCTION cachesvc.ddl_note(kind text, nsp text, rel text) RETURNS void\n"
+	"LANGUAGE plpgsql AS $f$\n"
+	"BEGIN\n"
+	"  IF kind IN ('index', 'sequence', 'trigger', 'event trigger', 'statistics object',\n"
+	"              'publication', 'publication relation', 'publication namespace',\n"
+	"              'subscription') OR nsp LIKE 'pg\\_temp\\_%' THEN\n"
+	"    RETURN;\n"
+	"  END IF;\n"
+	"  IF kind IN ('table', 'table column', 'foreign table') AND nsp IS NOT NULL\n"
+	"     AND rel IS NOT NULL THEN\n"
+	"    PERFORM pg_logical_emit_message(true, '" "cachesvc.ddl" "',\n"
+	"                                    octet_length(nsp) || ':' || nsp || rel);\n"
+	"  ELSE\n"
+	"    PERFORM pg_logical_emit_message(true, '" "cachesvc.ddl" "', '*');\n"
+	"  END IF;\n"
+	"END\n"
+	"$f$;\n"
+	"CREATE OR REPLACE FUNCTION cachesvc.ddl_end() RETURNS event_trigger\n"
+	"LANGUAGE plpgsql AS $f$\n"
+	"DECLARE r record;\n"
+	"BEGIN\n"
+	"  FOR r IN SELECT d.object_type, n.nspname::text AS nsp, c.relname::text AS rel\n"
+	"           FROM pg_event_trigger_ddl_commands() d\n"
+	"           LEFT JOIN pg_class c ON d.classid = 'pg_class'::regclass AND c.oid = d.objid\n"
+	"           LEFT JOIN pg_namespace n ON n.oid = c.relnamespace\n"
+	"           WHERE d.command_tag NOT IN ('GRANT', 'REVOKE', 'COMMENT',\n"
+	"                                       'ALTER DEFAULT PRIVILEGES', 'SECURITY LABEL') LOOP\n"
+	"    PERFORM cachesvc.ddl_note(r.object_type, r.nsp, r.rel);\n"
+	"  END LOOP;\n"
+	"END\n"
+	"$f$;\n"
+	"CREATE OR REPLACE FUNCTION cachesvc.ddl_drop() RETURNS event_trigger\n"
+	"LANGUAGE plpgsql AS $f$\n"
+	"DECLARE r record;\n"
+	"BEGIN\n"
+	/* the objects a DROP named (a table's columns come with its ALTER TABLE, reported by
+	 * ddl_end) */
+	"  FOR r IN SELECT object_type, schema_name, object_name\n"
+	"           FROM pg_event_trigger_dropped_objects()\n"
+	"           WHERE original AND object_type <> 'table column' LOOP\n"
+	"    PERFORM cachesvc.ddl_note(r.object_type, r.schema_name, r.object_name);\n"
+	"  END LOOP;\n"
+	"END\n"
+	"$f$;\n"
+	"COMMENT ON FUNCTION cachesvc.ddl_end() IS '" DDL_VERSION "';\n"
+	"CREATE EVENT TRIGGER cachesvc_ddl_end ON ddl_command_end\n"
+	"  EXECUTE FUNCTION cachesvc.ddl_end();\n"
+	"CREATE EVENT TRIGGER cachesvc_ddl_drop ON sql_drop\n"
+	"  EXECUTE FUNCTION cachesvc.ddl_drop();\n"
+	"COMMIT;\n";
+
+/* Installs (create) or checks the DDL event triggers on shard k's primary. Not installable
+ * (not a superuser, a read-only primary...) is a warning, not a refusal: the service runs,
+ * and such DDL is the operator's to follow with an admin INVALIDATE. */
+static void check_ddl_triggers(const cs_config *cfg, int k, bool create)
+{
+	const char *where = cfg->nshards > 0 ? cfg->shards[k].name : NULL;
+	PGconn *c = primary_of(cfg, k) ? connect_blocking(primary_of(cfg, k)) : NULL;
+	if (c == NULL)
+		return; /* check_publication said so */
+	PGresult *r = PQexec(c,
+		"SELECT (SELECT count(*) FROM pg_event_trigger WHERE evtname IN "
+		"('cachesvc_ddl_end', 'cachesvc_ddl_drop') AND evtenabled <> 'D') = 2 AND "
+		"coalesce((SELECT obj_description(p.oid, 'pg_proc') FROM pg_proc p "
+		"JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'cachesvc' AND "
+		"p.proname = 'ddl_end'), '') = '" DDL_VERSION "'");
+	bool installed = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+	                 PQgetvalue(r, 0, 0)[0] == 't';
+	PQclear(r);
+	if (installed) {
+		PQfinish(c);
+		return;
+	}
+	if (!create) {
+		printf("%s: would install the DDL event triggers%s%s (ddl_triggers = true; needs a "
+		       "superuser)\n", cfg->path ? cfg->path : "config", where ? " on shard " : "",
+		        where ? where : "");
+		PQfinish(c);
+		return;
+	}
+	r = PQexec(c, ddl_install_sql);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		char msg[400];
+		snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
+		cs_chomp(msg);
+		cs_warn("[invalidator] ddl_triggers: cannot install the DDL event triggers%s%s (%s): "
+		        "data a DDL command rewrites (ALTER COLUMN ... TYPE ... USING, a table dropped "
+		        "and created again) stays cached until its TTL; install them as a superuser "
+		        "(start once with such a role) or INVALIDATE the queries by hand after DDL",
+		        where ? " on shard " : "", where ? where : "", msg);
+		PQclear(r);
+		r = PQexec(c, "ROLLBACK");
+	} else {
+		cs_info("installed the DDL event triggers%s%s", where ? " on shard " : "",
+		        where ? where : "");
+	}
+	PQclear(r);
+	PQfinish(c);
+}
+
 int cs_check_invalidation(const cs_config *cfg, bool create, char *err, size_t errlen)
 {
 	err[0] = '\0';
@@ -696,6 +810,8 @@ int cs_check_invalidation(const cs_config *cfg, bool create, char *err, size_t e
 	int rc = CS_CHECK_OK;
 	for (int k = 0; k < (cfg->nshards > 0 ? cfg->nshards : 1); k++) {
 		int one = check_publication(cfg, k, create, err, errlen);
+		if (one == CS_CHECK_OK && cfg->inval_ddl_triggers)
+			check_ddl_triggers(cfg, k, create);
 		if (one == CS_CHECK_INVALID || (one == CS_CHECK_UNREACHABLE && rc == CS_CHECK_OK))
 			rc = one;
 	}

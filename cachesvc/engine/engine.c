@@ -353,16 +353,33 @@ static bool inval_same(const cs_query_def *a, const cs_query_def *b)
 	return true;
 }
 
+/* A definition bump answered with generation gen: this process's definition is the one
+ * Redis records for it. A later bump heard meanwhile (its message came first) may be
+ * another process's definition: the poll decides then. */
+static void def_bumped(cs_engine *e, qgen *g, int shard_ix, uint64_t gen)
+{
+	e->stats.gen_bumps++;
+	e->stats.def_bumps++;
+	g->def_claim = false;
+	g->def_foreign = false;
+	if (gen >= g->gen) {
+		g->gen = gen;
+		g->gen_known = true;
+	} else {
+		g->gen_known = false;
+		load_shard_gens(e, shard_ix);
+	}
+}
+
 static void on_reload_bump(cs_rc *rc, redisReply *reply, void *priv)
 {
 	fillctx *c = priv;
 	c->qs->sg[c->shard].bump_inflight = false;
 	if (reply && reply->type == REDIS_REPLY_INTEGER) {
-		qgen *g = &c->qs->sg[c->shard];
-		c->e->stats.gen_bumps++;
-		if ((uint64_t)reply->integer > g->gen)
-			g->gen = (uint64_t)reply->integer;
-		g->gen_known = true;
+		if (c->qt == c->e->qt)
+			def_bumped(c->e, &c->qs->sg[c->shard], c->shard, (uint64_t)reply->integer);
+		else
+			c->e->stats.gen_bumps++;
 	} else {
 		cs_warn("query %s changed but its generation could not be bumped; it bypasses the "
 			"cache until it is", c->qs->def->name);
@@ -379,10 +396,10 @@ static void on_reload_cbump(cs_engine *e, void *priv, int err, const char *msg, 
 	qgen *g = &c->qs->sg[c->shard];
 	g->bump_inflight = false;
 	if (err == 0) {
-		e->stats.gen_bumps++;
-		if (gen > g->gen)
-			g->gen = gen;
-		g->gen_known = true;
+		if (c->qt == e->qt)
+			def_bumped(e, g, c->shard, gen);
+		else
+			e->stats.gen_bumps++;
 	} else {
 		cs_warn("query %s changed but its generation could not be bumped (%s); it bypasses "
 			"the cache until it is", c->qs->def->name, msg);
@@ -392,24 +409,39 @@ static void on_reload_cbump(cs_engine *e, void *priv, int err, const char *msg, 
 	free(c);
 }
 
-/* INCR the query's generation in shard shard_ix's keyspace and announce it: every process
- * stops using the shard's old entries. A query changed or resumed is bumped on every shard
- * (the callers' loops). */
+/* INCR the query's generation in shard shard_ix's keyspace, record this process's
+ * definition as the one it answers (DEF_BUMP) and announce it: every process stops using
+ * the shard's old entries, and a process of another definition uses none of the new ones.
+ * A query new, changed, resumed, or found under another definition (or none) in Redis at
+ * a start or reload is bumped on every shard (the callers' loops). */
 void bump_generation(cs_engine *e, qstate *qs, int shard_ix)
 {
 	shard *sh = &e->sh[shard_ix];
 	qgen *g = &qs->sg[shard_ix];
-	/* The query-level fence: the primary's last known position. Data older than it was
-	 * read under the old definition's generation at best; refuse it in the new one. */
-	char genkey[CS_NAME_MAX + CS_MAX_NAME], qfkey[CS_NAME_MAX + CS_MAX_NAME], lsnhex[17];
+	/* The query-level fence: the primary's last known position (and the reload's floor).
+	 * Data older than it was read under an older definition at best, or its changes were
+	 * decoded before this definition was mapped, or were never streamed (a table just
+	 * added to the publication: reviews 34 R34-1, 35 R35-1, R35-3): refuse it in the new
+	 * generation. Until the position is known the bump waits (the generation timer
+	 * retries it); the query bypasses the cache meanwhile. */
+	cs_lsn_t fence = sh->primary ? cs_pgserver_lsn(sh->primary) : 0;
+	if (fence < sh->bump_floor)
+		fence = sh->bump_floor;
+	if (fence == 0 && sh->primary && e->fence_on) {
+		g->pending_bump = true;
+		g->gen_known = false;
+		return;
+	}
+	char genkey[CS_NAME_MAX + CS_MAX_NAME], qfkey[CS_NAME_MAX + CS_MAX_NAME],
+	        qdkey[CS_NAME_MAX + CS_MAX_NAME], lsnhex[17];
 	size_t gl = cs_ks_gen(&sh->ks, genkey, sizeof genkey, qs->def->name);
 	size_t ql = cs_ks_qfence(&sh->ks, qfkey, sizeof qfkey, qs->def->name);
-	cs_lsn_t fence = sh->primary ? cs_pgserver_lsn(sh->primary) : 0;
-	cs_lsn_hex(fence > sh->bump_floor ? fence : sh->bump_floor, lsnhex);
-	const char *argv[] = {genkey, qfkey, sh->ks.epoch, sh->ks.fmax, sh->ks.channel,
-	        qs->def->name, lsnhex, ""};
-	size_t lens[] = {gl, ql, sh->ks.epoch_len, sh->ks.fmax_len, sh->ks.channel_len,
-	        strlen(qs->def->name), 16, 0};
+	size_t dl = cs_ks_qdef(&sh->ks, qdkey, sizeof qdkey, qs->def->name);
+	cs_lsn_hex(fence, lsnhex);
+	const char *argv[] = {genkey, qfkey, sh->ks.epoch, sh->ks.fmax, qdkey, sh->ks.channel,
+	        qs->def->name, lsnhex, "", qs->fp};
+	size_t lens[] = {gl, ql, sh->ks.epoch_len, sh->ks.fmax_len, dl, sh->ks.channel_len,
+	        strlen(qs->def->name), 16, 0, 16};
 	fillctx *c = malloc(sizeof *c);
 	if (c == NULL) {
 		g->pending_bump = true;
@@ -419,9 +451,12 @@ void bump_generation(cs_engine *e, qstate *qs, int shard_ix)
 	e->qt->refs++;
 	g->pending_bump = false;
 	g->bump_inflight = true;
-	if (sh->ks.cluster ? cluster_bump(e, sh, qs->def->name, lsnhex, on_reload_cbump, c) != 0
-	                   : cs_rc_script(e->redis, cs_rc_keyslot(genkey, gl), CS_SCRIPT_GEN_BUMP,
-	                             on_reload_bump, c, 4, 8, argv, lens) != 0) {
+	if (gl == 0 || ql == 0 || dl == 0 ||
+	        (sh->ks.cluster
+	                        ? cluster_bump(e, sh, qs->def->name, lsnhex, qs->fp, on_reload_cbump,
+	                                  c) != 0
+	                        : cs_rc_script(e->redis, cs_rc_keyslot(genkey, gl), CS_SCRIPT_DEF_BUMP,
+	                                  on_reload_bump, c, 5, 10, argv, lens) != 0)) {
 		qtable_unref(c->qt);
 		free(c);
 		g->bump_inflight = false;
@@ -632,6 +667,11 @@ int cs_engine_reload(cs_engine *e, cs_config *cfg, char *err, size_t errlen)
 		qstate keep = *old;
 		keep.def = nd;
 		keep.index = i;
+		memcpy(keep.fp, t->qs[i].fp, sizeof keep.fp);
+		/* the reload's definition takes over a query Redis records under another one
+		 * (a rolling deploy's other version): checked by the next poll */
+		for (int k = 0; k < e->nsh; k++)
+			keep.sg[k].def_claim = true;
 		t->qs[i] = keep;
 		bool changed = !query_same(old->def, nd) || !inval_same(old->def, nd);
 		for (int k = 0; k < e->nsh; k++) {

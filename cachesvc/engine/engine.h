@@ -46,6 +46,8 @@ typedef struct cs_engine_stats {
 	uint64_t token_refused;   /* ... and refused (FUTURE_LSN): the primary never wrote them */
 	uint64_t ryw_other_shard; /* tokens of another shard than the key's: its primary read */
 	uint64_t invalidations, gen_bumps;
+	uint64_t def_bumps;   /* bumps recording this process's definition (start, reload) */
+	uint64_t def_foreign; /* polls that found another process's definition in Redis */
 	uint64_t near_echo_lost;     /* near cache heartbeats without an echo (engine_near.c) */
 	uint64_t near_hb_failed;     /* ... whose write Redis refused */
 	uint64_t near_track_refused; /* CLIENT TRACKING refused */
@@ -133,6 +135,12 @@ void cs_engine_test_psn_fail(int n);
  * shard than the key's is dropped (the request is read as if it had no token: from the
  * cache or a replica) instead of being sent to the key's shard's primary. */
 void cs_engine_test_other_shard_plain(cs_engine *e);
+
+/* Test-only, the negative control of the query definitions (keyspace.h <ns>:qd:<q>): Redis's
+ * record of a query's definition is neither read nor written; a generation found in Redis is
+ * used whatever definition filled it, and nothing is bumped at a start (as before the record
+ * existed). Call right after cs_engine_new. */
+void cs_engine_test_no_definitions(cs_engine *e);
 
 /* Test-only switch (config "fence = off" does the same for a whole deployment): fills
  * stop checking fences and the horizon. Exists so the race test can prove it can fail. */

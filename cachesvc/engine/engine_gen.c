@@ -8,7 +8,51 @@ typedef struct gensctx {
 	qtable *t;
 	int shard;    /* the shard polled (e->sh[shard], qs->sg[shard]) */
 	uint32_t seq; /* sh->gens_seq when sent */
+	uint32_t msgs; /* sh->gen_msgs when sent */
 } gensctx;
+
+/* The poll's answer for query qs of shard k: its generation in Redis and the definition
+ * Redis records for it (keyspace.h <ns>:qd:<q>). A generation is used only under this
+ * process's definition: another one's entries answer other SQL. None recorded (a query new
+ * to this Redis, or written by a version without definitions, or data lost), or another one
+ * at a start or reload (def_claim): this process's definition takes over with a bump.
+ * Another one afterwards: another process started or reloaded with it (a rolling deploy);
+ * the query bypasses the cache here. */
+static void gens_apply_def(cs_engine *e, qstate *qs, int k, const redisReply *d)
+{
+	qgen *qg = &qs->sg[k];
+	bool mine = e->test_no_defs ||
+	            (d->type == REDIS_REPLY_STRING && d->len == 16 && memcmp(d->str, qs->fp, 16) == 0);
+	if (mine) {
+		qg->def_claim = false;
+		qg->def_foreign = false;
+		if (!qg->pending_bump && !qg->bump_inflight)
+			qg->gen_known = true;
+		return;
+	}
+	qg->gen_known = false;
+	if (qg->pending_bump || qg->bump_inflight)
+		return; /* its answer decides */
+	bool none = d->type != REDIS_REPLY_STRING || d->len != 16;
+	if (none || qg->def_claim) {
+		if (qg->def_foreign || !none)
+			cs_info("query %s%s%s: redis holds %s definition; this one takes over (a new "
+				"generation)", qs->def->name, e->sharded ? " on shard " : "",
+				e->sharded ? e->qt->cfg->shards[k].name : "", none ? "no" : "another process's");
+		bump_generation(e, qs, k);
+		return;
+	}
+	e->stats.def_foreign++;
+	qg->def_foreign = true;
+	uint64_t now = cs_now_us();
+	if (now - e->def_warned_us > 60u * 1000u * 1000u) {
+		e->def_warned_us = now;
+		cs_warn("query %s%s%s: another process started or reloaded with another definition "
+			"of it (a rolling deploy?): this process bypasses the cache for it until "
+			"restarted or reloaded", qs->def->name, e->sharded ? " on shard " : "",
+			e->sharded ? e->qt->cfg->shards[k].name : "");
+	}
+}
 
 /* A shard's generations poll: its epoch (is it this Redis run's, and the one we know?) and
  * every query's generation in its keyspace, read in one script. */
@@ -20,6 +64,7 @@ static void on_gens_reply(cs_rc *rc, redisReply *reply, void *priv)
 	int k = c->shard;
 	shard *sh = &e->sh[k];
 	bool outdated = c->seq != sh->gens_seq;
+	bool heard = c->msgs != sh->gen_msgs;
 	free(c);
 	sh->gens_busy = false;
 	if (outdated || sh->gens_again) {
@@ -36,7 +81,7 @@ static void on_gens_reply(cs_rc *rc, redisReply *reply, void *priv)
 		}
 		load_shard_gens(e, k); /* and this answer is applied below: it is not outdated */
 	}
-	if (reply && reply->type == REDIS_REPLY_ARRAY && (int)reply->elements == t->nq + 2 &&
+	if (reply && reply->type == REDIS_REPLY_ARRAY && (int)reply->elements == 2 * t->nq + 2 &&
 	        reply->element[0]->type == REDIS_REPLY_INTEGER &&
 	        reply->element[1]->type == REDIS_REPLY_STRING &&
 	        (size_t)reply->element[1]->len < sizeof sh->epoch) {
@@ -69,16 +114,25 @@ static void on_gens_reply(cs_rc *rc, redisReply *reply, void *priv)
 				sh->epoch_len = (size_t)ep->len;
 				e->stats.epoch_changes++;
 			}
+			bool again = false;
 			for (int i = 0; i < t->nq; i++) {
 				redisReply *g = reply->element[i + 2];
 				uint64_t gen = g->type == REDIS_REPLY_STRING ? strtoull(g->str, NULL, 10) : 0;
-				/* a new epoch: Redis's generations are the truth, even lower ones */
 				qgen *qg = &t->qs[i].sg[k];
+				if (heard && !changed && e->fence_on && gen < qg->gen) {
+					/* read before a bump this process heard of since: its definition
+					 * may not be the one read here */
+					qg->gen_known = false;
+					again = true;
+					continue;
+				}
+				/* a new epoch: Redis's generations are the truth, even lower ones */
 				if (!qg->gen_known || gen > qg->gen || changed || !e->fence_on)
 					qg->gen = gen;
-				if (!qg->pending_bump && !qg->bump_inflight)
-					qg->gen_known = true;
+				gens_apply_def(e, &t->qs[i], k, reply->element[i + 2 + t->nq]);
 			}
+			if (again)
+				load_shard_gens(e, k);
 		}
 	} else if (reply != NULL) {
 		/* refused (CROSSSLOT: a cluster used as one Redis, NOSCRIPT, an ACL, OOM...) or
@@ -106,7 +160,7 @@ void load_shard_gens(cs_engine *e, int k)
 	}
 	if (!cs_rc_slot_ready(e->redis, sh->bslot[0]))
 		return; /* GENS runs on bucket 0 alone */
-	size_t n = (size_t)t->nq + 1;
+	size_t n = 2 * (size_t)t->nq + 1; /* the epoch, each generation, each definition */
 	const char **argv = calloc(n, sizeof *argv);
 	size_t *lens = calloc(n, sizeof *lens);
 	char (*keys)[CS_NAME_MAX + CS_MAX_NAME] = calloc(n, sizeof *keys);
@@ -115,11 +169,15 @@ void load_shard_gens(cs_engine *e, int k)
 		argv[0] = sh->ks.epoch;
 		lens[0] = sh->ks.epoch_len;
 		for (int i = 0; i < t->nq; i++) {
+			const char *q = t->qs[i].def->name;
 			argv[i + 1] = keys[i];
-			lens[i + 1] =
-			        cs_ks_gen(&sh->ks, keys[i], sizeof keys[i], t->qs[i].def->name);
+			lens[i + 1] = cs_ks_gen(&sh->ks, keys[i], sizeof keys[i], q);
+			argv[i + 1 + t->nq] = keys[i + t->nq];
+			lens[i + 1 + t->nq] =
+			        cs_ks_qdef(&sh->ks, keys[i + t->nq], sizeof keys[i], q);
 		}
-		*c = (gensctx){.e = e, .t = t, .shard = k, .seq = sh->gens_seq};
+		*c = (gensctx){
+		        .e = e, .t = t, .shard = k, .seq = sh->gens_seq, .msgs = sh->gen_msgs};
 		t->refs++;
 		if (cs_rc_script(e->redis, cs_rc_keyslot(argv[0], lens[0]), CS_SCRIPT_GENS,
 		            on_gens_reply, c, (int)n, (int)n, argv, lens) == 0) {
@@ -203,9 +261,21 @@ void on_gen_message(cs_redis *rd, redisReply *reply, void *priv)
 	}
 	qstate *qs = k < 0 ? NULL : qtable_find(e->qt, m->str, (size_t)(sp - m->str));
 	if (qs) {
-		uint64_t g = strtoull(sp + 1, NULL, 10);
-		if (g > qs->sg[k].gen)
-			qs->sg[k].gen = g;
+		/* "<q> <g>" (the invalidator's and admin bumps: the definition unchanged) or
+		 * "<q> <g> <fingerprint>" (DEF_BUMP: a start or reload recorded its definition) */
+		char *end;
+		uint64_t g = strtoull(sp + 1, &end, 10);
+		qgen *qg = &qs->sg[k];
+		if (g > qg->gen) {
+			qg->gen = g;
+			e->sh[k].gen_msgs++;
+			size_t rest = (size_t)(m->str + m->len - end);
+			if (rest > 0 && !e->test_no_defs && (rest != 17 || *end != ' ' || memcmp(end + 1, qs->fp, 16) != 0)) {
+				/* another definition (or a form not understood): the poll decides */
+				qg->gen_known = false;
+				load_shard_gens(e, k);
+			}
+		}
 	}
 }
 
@@ -248,6 +318,11 @@ void on_gen_timer(evutil_socket_t fd, short what, void *arg)
 	load_gens(e);
 	cluster_epoch_check(e);
 	near_heartbeat(e);
+}
+
+void cs_engine_test_no_definitions(cs_engine *e)
+{
+	e->test_no_defs = true;
 }
 
 /* ---- Bumps on a cluster (CLUSTER.md section 3, (e')) ------------------------------------- */
@@ -332,7 +407,7 @@ static void on_cbump(cs_rc *rc, redisReply *reply, void *priv)
 }
 
 int cluster_bump(cs_engine *e, const shard *sh, const char *q, const char *lsnhex,
-        cluster_bump_cb *cb, void *priv)
+        const char *fp, cluster_bump_cb *cb, void *priv)
 {
 	size_t qn = strlen(q);
 	cbump *c = calloc(1, sizeof *c + qn + 1);
@@ -343,13 +418,21 @@ int cluster_bump(cs_engine *e, const shard *sh, const char *q, const char *lsnhe
 	char genkey[CS_NAME_MAX + CS_MAX_NAME], qfkey[CS_NAME_MAX + CS_MAX_NAME];
 	size_t gl = cs_ks_gen(&sh->ks, genkey, sizeof genkey, q);
 	size_t ql = cs_ks_qfence(&sh->ks, qfkey, sizeof qfkey, q);
-	/* no epoch check (ARGV epoch ''), as a single Redis's admin and reload bumps */
-	const char *argv[] = {
-	        genkey, qfkey, sh->ks.epoch, sh->ks.fmax, sh->ks.channel, q, lsnhex, ""};
-	size_t lens[] = {gl, ql, sh->ks.epoch_len, sh->ks.fmax_len, sh->ks.channel_len, qn, 16, 0};
-	if (gl == 0 || ql == 0 ||
-	        cs_rc_script(e->redis, sh->bslot[0], CS_SCRIPT_C_GEN_BUMP, on_cbump, c, 4, 8, argv,
-	                lens) != 0) {
+	/* no epoch check (ARGV epoch ''), as a single Redis's admin and reload bumps; with a
+	 * fingerprint, the definition is recorded with the bump (C_DEF_BUMP) */
+	char qdkey[CS_NAME_MAX + CS_MAX_NAME];
+	size_t dl = fp ? cs_ks_qdef(&sh->ks, qdkey, sizeof qdkey, q) : 1;
+	const char *argv[] = {genkey, qfkey, sh->ks.epoch, sh->ks.fmax, qdkey, sh->ks.channel, q,
+	        lsnhex, "", fp ? fp : ""};
+	size_t lens[] = {gl, ql, sh->ks.epoch_len, sh->ks.fmax_len, dl, sh->ks.channel_len, qn, 16,
+	        0, 16};
+	if (!fp) { /* GEN_BUMP's layout: the same without the definition key and fingerprint */
+		memmove(&argv[4], &argv[5], 4 * sizeof argv[0]);
+		memmove(&lens[4], &lens[5], 4 * sizeof lens[0]);
+	}
+	if (gl == 0 || ql == 0 || dl == 0 ||
+	        cs_rc_script(e->redis, sh->bslot[0], fp ? CS_SCRIPT_C_DEF_BUMP : CS_SCRIPT_C_GEN_BUMP,
+	                on_cbump, c, fp ? 5 : 4, fp ? 10 : 8, argv, lens) != 0) {
 		free(c);
 		return -1;
 	}

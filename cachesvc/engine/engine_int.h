@@ -53,11 +53,18 @@ typedef struct qgen {
 	bool gen_known;
 	bool pending_bump; /* a reload or resume changed it and the bump is not in Redis yet */
 	bool bump_inflight; /* a bump sent, not answered: owed still, should a reload come */
+	/* Redis's record of the definition the generation answers (keyspace.h <ns>:qd:<q>)
+	 * is not this process's: since the start or the reload that made this table, a
+	 * mismatch is taken over with a bump (def_claim); after that, another process's
+	 * definition owns the query and this one bypasses the cache for it (def_foreign) */
+	bool def_claim;
+	bool def_foreign;
 } qgen;
 
 typedef struct qstate {
 	const cs_query_def *def;
 	int index;
+	char fp[17];	   /* query_fingerprint of def: 16 hex digits */
 	bool paused;	   /* ADMIN pause: served from PostgreSQL, nothing read from or stored in
 			    * Redis, until resumed; this process only, kept across reloads */
 	/* the verifier sampler walks the query's entries of each shard k with its own cursor
@@ -203,6 +210,8 @@ typedef struct shard {
 	bool gens_again;      /* a poll was wanted while one was in flight: another after it */
 	cs_lsn_t bump_floor;  /* the least query-level fence of a bump: a primary position a
 			       * checked reload read (review 34 R34-1) */
+	uint32_t gen_msgs;    /* generation messages of the shard heard that raised one: a
+	                       * poll answer older than one of them is read again */
 	uint32_t gens_seq;    /* bumped when its generations stop being trusted: a poll sent
 			       * before then proves nothing after (review 32 R32-3) */
 	/* The per-master loss check of the shard's epoch copies (engine_cluster_epoch.c) */
@@ -396,6 +405,8 @@ struct cs_engine {
 	uint64_t near_track_seq;  /* tracking sessions: names the heartbeat key */
 	uint64_t near_warned_us;  /* last rate-limited warning */
 	uint64_t gens_warned_us;  /* last warning of a failed generations poll */
+	uint64_t def_warned_us;   /* last warning of a query under another definition */
+	bool test_no_defs;        /* cs_engine_test_no_definitions: the negative control */
 	int64_t near_redirect;	  /* the pub/sub connection id it named */
 	uint64_t near_hb_sent_us; /* a heartbeat waits for its echo since; 0: none */
 	uint64_t near_echo_us;	  /* the last echo of this session's heartbeat; 0: none */
@@ -489,7 +500,7 @@ typedef void cluster_bump_cb(cs_engine *e, void *priv, int err, const char *msg,
 /* C_GEN_BUMP of query q on shard sh's bucket 0 with query fence lsnhex, then GEN_SET on its
  * buckets 1..255. 0 (cb runs once) or -1 (not sent; cb never runs). */
 int cluster_bump(cs_engine *e, const shard *sh, const char *q, const char *lsnhex,
-        cluster_bump_cb *cb, void *priv);
+        const char *fp, cluster_bump_cb *cb, void *priv);
 
 /* engine_housekeeping.c */
 void on_server_notify(cs_pgserver *s, void *priv);

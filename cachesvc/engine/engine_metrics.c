@@ -148,6 +148,18 @@ void cs_engine_metrics_add(const cs_engine *e, cs_metrics *m)
 		        s->ryw_other_shard);
 	C("invalidations_total", "Keys deleted by admin INVALIDATE", s->invalidations);
 	C("generation_bumps_total", "Whole-query invalidations", s->gen_bumps);
+	C("definition_bumps_total", "Generation bumps that recorded this process's query definition in Redis (a query new, changed, or under another definition at a start or reload)", s->def_bumps);
+	C("definition_foreign_total", "Generations polls that found a query under another process's definition in Redis (that query bypasses the cache here)", s->def_foreign);
+	{
+		uint64_t n = 0;
+		for (int i = 0; i < e->qt->nq; i++)
+			for (int k = 0; k < e->nsh; k++)
+				n += e->qt->qs[i].sg[k].def_foreign;
+		cs_m_u64(m, CS_M_GAUGE, "cachesvc_queries_foreign_definition",
+		        "Queries (per shard) whose Redis generation answers another process's "
+		        "definition: bypassing the cache here",
+		        n, NULL);
+	}
 	C("refresh_early_total", "Early (XFetch) refreshes", s->refresh_early);
 	C("refresh_expired_total", "Refreshes of expired entries", s->refresh_expired);
 	C("refresh_revalidate_total", "Stale-while-revalidate refreshes", s->refresh_revalidate);

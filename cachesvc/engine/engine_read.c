@@ -34,6 +34,9 @@ qtable *qtable_new(cs_config *cfg)
 		qstate *q = &t->qs[i];
 		q->def = &cfg->queries[i];
 		q->index = i;
+		cs_query_fingerprint(q->def, cfg, q->fp);
+		for (int k = 0; k < CS_MAX_SHARDS; k++)
+			q->sg[k].def_claim = true; /* a start or reload: its definition takes over */
 		const char *name = q->def->name;
 		size_t s = hash_bytes(name, strlen(name)) & (size_t)(t->nslots - 1);
 		while (t->slots[s])

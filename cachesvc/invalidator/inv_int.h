@@ -140,6 +140,10 @@ struct cs_inv {
 	uint64_t step_deadline_us;
 	int attempt;
 	struct event *retry, *tick;
+	/* issue 16: the tick is one-shot, armed for the next deadline there is (inv_tick_rearm),
+	 * not run every TICK_MS; it polls every TICK_MS only while work is outstanding */
+	uint64_t tick_at_us; /* when it is armed for, 0 not armed */
+	bool tick_polled;    /* every TICK_MS, as before issue 16 (a test's negative control) */
 	uint64_t epoch; /* bumped on every restart: late Redis replies are ignored */
 	cs_pgo_decoder *dec;
 	bool slot_missing, slot_lost;
@@ -243,6 +247,14 @@ typedef struct posctx {
 } posctx;
 
 void inv_conn_wait(cs_inv *inv, short what);
+/* Arms the tick for the next deadline there is (issue 16): every TICK_MS while work is
+ * outstanding (commands in flight, held commits, a position or status message owed, a pause,
+ * Redis not ready, a cluster), else the earliest of the step deadline, the next status
+ * message and horizon, the receive timeout, a debounced bump, the slot health check. Called
+ * after anything that may start work or move a deadline earlier. */
+void inv_tick_rearm(cs_inv *inv);
+/* A setup step starts: its deadline is STEP_TIMEOUT_MS from now (the tick is armed for it). */
+void inv_step_deadline(cs_inv *inv);
 void inv_restart(cs_inv *inv, const char *why, bool standby);
 void inv_txn_reset(cs_inv *inv);
 bool inv_epoch_error(const redisReply *reply);

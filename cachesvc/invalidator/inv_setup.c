@@ -9,7 +9,7 @@
 void inv_send_cmd(cs_inv *inv, step next, const char *sql)
 {
 	inv->st = next;
-	inv->step_deadline_us = cs_now_us() + (uint64_t)STEP_TIMEOUT_MS * 1000u;
+	inv_step_deadline(inv);
 	if (!PQsendQuery(inv->conn, sql)) {
 		inv_restart(inv, PQerrorMessage(inv->conn), false);
 		return;
@@ -36,7 +36,7 @@ static void redis_step(cs_inv *inv, step st, int script, int nkeys, int argc, co
 	const size_t *lens)
 {
 	inv->st = st;
-	inv->step_deadline_us = cs_now_us() + (uint64_t)STEP_TIMEOUT_MS * 1000u;
+	inv_step_deadline(inv);
 	setupctx *c = malloc(sizeof *c);
 	if (c == NULL) {
 		inv_restart(inv, "out of memory", false);
@@ -214,7 +214,7 @@ static void sync_state(cs_inv *inv)
 	inv->sync_lsn = lsn;
 	if (inv->ks.cluster) {
 		inv->st = ST_SYNC;
-		inv->step_deadline_us = cs_now_us() + (uint64_t)STEP_TIMEOUT_MS * 1000u;
+		inv_step_deadline(inv);
 		inv_c_sync(inv, lsn);
 		return;
 	}
@@ -568,4 +568,5 @@ void inv_streaming_begins(cs_inv *inv)
 	inv->last_horizon_us = 0; /* publish at the next tick */
 	inv_conn_wait(inv, EV_READ);
 	inv_stream_read(inv);
+	inv_tick_rearm(inv);
 }

@@ -334,7 +334,7 @@ static void commit_txn(cs_inv *inv, cs_lsn_t end_lsn)
 		uint8_t b = inv->qbump[q];
 		if (!b)
 			continue;
-		for (int reason = 0; reason < 3; reason++)
+		for (int reason = 0; reason < CS_INV_REASONS; reason++)
 			if (b & (1u << reason))
 				inv->stats.query_bumps[reason]++;
 		bool table_only = b == (1u << CS_INV_TABLE);
@@ -533,6 +533,9 @@ static void handle_xlogdata(cs_inv *inv, const cs_pgo_xlogdata *w)
 		inv->stats.rows++;
 		cs_inv_map_change(inv->map, inv->dec, &m, &sink);
 		break;
+	case 'M': /* a DDL command's (CS_DDL_PREFIX), inside its transaction */
+		cs_inv_map_change(inv->map, inv->dec, &m, &sink);
+		break;
 	case 'C': {
 		inv->txn_commit_unix_us = cs_pgo_time_to_unix_us(m.commit.commit_ts);
 		if (m.commit.end_lsn > inv->lag_seen) {
@@ -556,7 +559,7 @@ static void handle_xlogdata(cs_inv *inv, const cs_pgo_xlogdata *w)
 		inv_restart(inv, "streamed transaction message without streaming requested", false);
 		break;
 	default:
-		break; /* R (cached by the decoder), Y, O, M: nothing to invalidate */
+		break; /* R (cached by the decoder), Y, O: nothing to invalidate */
 	}
 }
 

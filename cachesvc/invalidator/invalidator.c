@@ -21,6 +21,9 @@
  * drives it with the stream, Redis's replies and the clocks. */
 #include "inv_int.h"
 
+_Static_assert(sizeof(((cs_inv_stats *)0)->query_bumps) / sizeof(uint64_t) == CS_INV_REASONS,
+        "a counter per cs_inv_reason");
+
 static void conn_event(evutil_socket_t fd, short what, void *arg);
 
 /* ---- Small helpers ---------------------------------------------------------------------- */
@@ -84,6 +87,7 @@ static void conn_event(evutil_socket_t fd, short what, void *arg)
 			inv_conn_wait(inv, frc == 1 || inv->status_pending ? EV_READ | EV_WRITE : EV_READ);
 		if (inv->status_pending && inv->conn)
 			inv_send_status(inv, false);
+		inv_tick_rearm(inv); /* what was read may have started work */
 		return;
 	}
 	/* setup: collect the command's results */
@@ -337,6 +341,7 @@ static void on_health(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int err,
 {
 	cs_inv *inv = job->priv;
 	inv->health_busy = false;
+	inv_tick_rearm(inv); /* the next check, HEALTH_EVERY_US after this one started */
 	if (err != 0 || res == NULL || PQntuples(res) != 1) {
 		cs_debug("invalidator: slot health check: %s", err ? msg : "no such slot");
 		return; /* primary busy or down; the stream itself says more */
@@ -426,10 +431,8 @@ static uint64_t receive_timeout_us(const cs_inv *inv)
 	return (uint64_t)CS_MAX(inv->receive_timeout_ms, 3 * inv->status_interval_ms) * 1000u;
 }
 
-static void on_tick(evutil_socket_t fd, short what, void *arg)
+static void tick_work(cs_inv *inv, uint64_t now)
 {
-	cs_inv *inv = arg;
-	uint64_t now = cs_now_us();
 	if (inv->conn && inv->st != ST_STREAMING && now > inv->step_deadline_us) {
 		inv_restart(inv, "replication setup timed out", false);
 		return;
@@ -470,6 +473,75 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	inv_rq_tick(inv);
 	inv_open_tick(inv);
 	inv_publish_pos(inv);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	cs_inv *inv = arg;
+	inv->tick_at_us = 0;
+	tick_work(inv, cs_now_us());
+	inv_tick_rearm(inv);
+}
+
+/* at: the earliest of at and d (0: none) */
+static uint64_t earliest(uint64_t at, uint64_t d)
+{
+	return d != 0 && (at == 0 || d < at) ? d : at;
+}
+
+/* When the tick must run next (0: no deadline to watch). A deadline already passed whose work
+ * could not be done (Redis busy or down) is retried TICK_MS later, as before. */
+static uint64_t next_tick_us(cs_inv *inv, uint64_t now)
+{
+	uint64_t soon = now + (uint64_t)TICK_MS * 1000u;
+	if (inv->tick_polled)
+		return soon;
+	uint64_t at = 0;
+	if (inv->primary != NULL && !inv->health_busy)
+		at = inv->last_health_us + HEALTH_EVERY_US;
+	if (inv->conn && inv->st != ST_STREAMING)
+		at = earliest(at, inv->step_deadline_us + 1);
+	if (inv->st != ST_STREAMING)
+		return at;
+	/* work outstanding: the tick's calls are retried every TICK_MS (inv_publish_pos, the
+	 * pause, a status message PostgreSQL's socket did not take, a cluster's retry queues
+	 * and slot watch: they poll) */
+	if (inv->ks.cluster || inv->paused || inv->status_pending || inv->cmds != 0 ||
+	        inv->pos_in_flight || cs_ledger_in_flight(inv->ledger) != 0 ||
+	        cs_ledger_confirmed(inv->ledger) > inv->pos_sent || !cs_rc_ready(inv->rc))
+		return soon;
+	uint64_t interval = (uint64_t)inv->status_interval_ms * 1000u;
+	at = earliest(at, inv->last_status_us + interval);
+	at = earliest(at, inv->last_horizon_us + interval);
+	uint64_t rto = receive_timeout_us(inv);
+	if (rto)
+		at = earliest(at, inv->last_recv_us + rto);
+	at = earliest(at, cs_ledger_next_due_at(inv->ledger));
+	if (inv->attempt && inv->streaming_since_us + STABLE_US > now)
+		at = earliest(at, inv->streaming_since_us + STABLE_US);
+	return at;
+}
+
+void inv_tick_rearm(cs_inv *inv)
+{
+	uint64_t now = cs_now_us();
+	uint64_t at = next_tick_us(inv, now);
+	if (at == 0)
+		return; /* nothing to watch: whatever starts work re-arms it */
+	if (at <= now)
+		at = now + (uint64_t)TICK_MS * 1000u;
+	if (inv->tick_at_us != 0 && inv->tick_at_us <= at)
+		return; /* armed earlier: it computes the next deadline then */
+	uint64_t d = at - now;
+	struct timeval tv = { .tv_sec = (time_t)(d / 1000000u), .tv_usec = (suseconds_t)(d % 1000000u) };
+	if (event_add(inv->tick, &tv) == 0)
+		inv->tick_at_us = at;
+}
+
+void inv_step_deadline(cs_inv *inv)
+{
+	inv->step_deadline_us = cs_now_us() + (uint64_t)STEP_TIMEOUT_MS * 1000u;
+	inv_tick_rearm(inv);
 }
 
 /* ---- Public API ------------------------------------------------------------------------- */
@@ -582,7 +654,7 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, const cs_inv_w
 	cs_hist_init(&inv->stats.send_us);
 	inv->map = cs_inv_map_new_shard(cfg, shard);
 	inv->retry = evtimer_new(base, on_retry, inv);
-	inv->tick = event_new(base, -1, EV_PERSIST, on_tick, inv);
+	inv->tick = evtimer_new(base, on_tick, inv);
 	inv->ledger = cs_ledger_new(FIFO_MAX, SAMPLES, 0);
 	if (cfg->redis_cluster && inv_open_new(inv) != 0) {
 		snprintf(err, errlen, "out of memory");
@@ -632,9 +704,8 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, const cs_inv_w
 	inv->health_params = (cs_pg_params){ .n = 1, .values = inv->health_vals,
 		.lengths = inv->health_lens, .formats = inv->health_fmts };
 	inv->safe_wal_size = -1;
-	struct timeval tv = cs_tv_ms(TICK_MS);
-	event_add(inv->tick, &tv);
 	connect_start(inv);
+	inv_tick_rearm(inv); /* the first slot health check */
 	return inv;
 }
 
@@ -764,6 +835,12 @@ void cs_inv_set_open_hold_fixed(cs_inv *inv, bool fixed)
 	inv->open_hold_fixed = fixed;
 }
 
+void cs_inv_set_tick_polled(cs_inv *inv, bool on)
+{
+	inv->tick_polled = on;
+	inv_tick_rearm(inv);
+}
+
 void cs_inv_set_pos_backoff(cs_inv *inv, bool on)
 {
 	inv->pos_backoff = on;
@@ -838,8 +915,9 @@ void cs_inv_metrics(const cs_inv *inv, cs_metrics *m)
 		s->rows, NULL);
 	cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_keys_total", "Cache keys invalidated",
 		s->keys, NULL);
-	static const char *const reasons[] = { "truncate", "table", "unknown_key" };
-	for (int i = 0; i < 3; i++)
+	static const char *const reasons[CS_INV_REASONS] = { "truncate", "table", "unknown_key",
+		"ddl" };
+	for (int i = 0; i < CS_INV_REASONS; i++)
 		cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_query_drops_total",
 			"Whole-query invalidations (generation bumps), by reason",
 			s->query_bumps[i],

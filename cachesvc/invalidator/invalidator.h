@@ -40,7 +40,7 @@ typedef struct cs_inv_stats {
 	uint64_t transactions;	  /* commits decoded */
 	uint64_t rows;		  /* row changes decoded */
 	uint64_t keys;		  /* keys invalidated (sent to Redis) */
-	uint64_t query_bumps[3];  /* whole-query invalidations by cs_inv_reason */
+	uint64_t query_bumps[4]; /* whole-query invalidations by cs_inv_reason (CS_INV_REASONS) */
 	uint64_t debounced;	  /* whole-table invalidations absorbed by min_lifetime */
 	uint64_t reconnects;	  /* replication connections (re)started */
 	uint64_t slot_lost;	  /* slots found lost (invalidated) and recreated: a loud event */
@@ -138,6 +138,10 @@ void cs_inv_set_cluster_pos(cs_inv *inv, bool pos_every, bool pos_min);
  * the next 10 ms tick instead of after an exponential backoff (20 ms up to 2 s). On by
  * default. */
 void cs_inv_set_pos_backoff(cs_inv *inv, bool on);
+/* Test hook: the tick runs every 10 ms whatever there is to watch, as before issue 16 (a
+ * negative control of tests/integration/idle_wakeups.sh). Off by default: the tick is armed
+ * for the next deadline there is. */
+void cs_inv_set_tick_polled(cs_inv *inv, bool on);
 /* Cluster mode only, test hook: reading the stream stops at `limit` Redis commands in flight
  * or owed (review V3; default 65536); 0: no such bound (a negative control). */
 void cs_inv_set_cmd_limit(cs_inv *inv, int64_t limit);

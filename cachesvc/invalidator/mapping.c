@@ -295,6 +295,47 @@ static int change_rule(const rule *r, const cs_pgo_msg *msg, const cs_inv_sink *
 	}
 }
 
+#define DDL_IDENT_MAX 63 /* NAMEDATALEN - 1: the longest schema or table name */
+
+/* Every query that depends on the stream. */
+static int all_queries(const cs_inv_map *m, cs_inv_reason why, const cs_inv_sink *sink)
+{
+	int n = 0;
+	for (int q = 0; q < m->nqueries; q++)
+		if (m->queries[q].depends) {
+			sink->query(sink->priv, q, why);
+			n++;
+		}
+	return n;
+}
+
+/* A CS_DDL_PREFIX message: "*", or "<n>:<schema><table>". Anything else under the prefix
+ * drops every query: it is ours, and a DDL command we cannot name is the worst case. */
+static int ddl_message(const cs_inv_map *m, const cs_pgo_message *g, const cs_inv_sink *sink)
+{
+	if (!(g->flags & CS_PGO_MESSAGE_TRANSACTIONAL) || strcmp(g->prefix, CS_DDL_PREFIX) != 0)
+		return 0; /* not ours; ours are transactional: their commit is the DDL's */
+	const char *c = (const char *)g->content;
+	size_t len = g->len, nl = 0, i = 0;
+	while (i < len && i < 4 && c[i] >= '0' && c[i] <= '9')
+		nl = nl * 10 + (size_t)(c[i++] - '0');
+	char schema[DDL_IDENT_MAX + 1], name[DDL_IDENT_MAX + 1];
+	if (i == 0 || i >= len || c[i] != ':' || nl == 0 || nl > DDL_IDENT_MAX ||
+	        len - i - 1 <= nl || len - i - 1 - nl > DDL_IDENT_MAX)
+		return all_queries(m, CS_INV_DDL, sink);
+	memcpy(schema, c + i + 1, nl);
+	schema[nl] = '\0';
+	memcpy(name, c + i + 1 + nl, len - i - 1 - nl);
+	name[len - i - 1 - nl] = '\0';
+	if (strlen(schema) != nl || strlen(name) != len - i - 1 - nl)
+		return all_queries(m, CS_INV_DDL, sink); /* a NUL inside */
+	const table *t = find_table(m, schema, name);
+	int n = 0;
+	for (const rule *r = t ? t->rules : NULL; r; r = r->next, n++)
+		sink->query(sink->priv, r->query, CS_INV_DDL);
+	return n;
+}
+
 int cs_inv_map_change(const cs_inv_map *m, const cs_pgo_decoder *d, const cs_pgo_msg *msg,
 	const cs_inv_sink *sink)
 {
@@ -309,6 +350,8 @@ int cs_inv_map_change(const cs_inv_map *m, const cs_pgo_decoder *d, const cs_pgo
 	case 'D':
 		rel = msg->delete.rel;
 		break;
+	case 'M':
+		return ddl_message(m, &msg->message, sink);
 	case 'T': {
 		int n = 0;
 		for (uint32_t i = 0; i < msg->truncate.nrels; i++) {

@@ -29,7 +29,18 @@ typedef enum cs_inv_reason {
 	CS_INV_TRUNCATE = 0, /* TRUNCATE of a table it depends on */
 	CS_INV_TABLE,	     /* whole-table rule: any change (debounced by min_lifetime) */
 	CS_INV_UNKNOWN_KEY,  /* a key cannot be built from the row (see above) */
+	CS_INV_DDL,	     /* a DDL command on a table it depends on, or on anything but a
+			      * table (CS_DDL_PREFIX messages) */
 } cs_inv_reason;
+#define CS_INV_REASONS 4
+
+/* The prefix of the transactional logical messages (pg_logical_emit_message) the event
+ * triggers cachesvc installs on a primary send for every DDL command (engine/check.c
+ * check_ddl_triggers). Content "*": anything but a table changed (a type, a function, a
+ * view...: every query that depends on the stream is dropped); "<n>:<schema><table>": that
+ * table, whose schema name is n bytes long. Data a DDL command rewrites (ALTER COLUMN ...
+ * TYPE ... USING) is never decoded as row changes: this is the only signal of it. */
+#define CS_DDL_PREFIX "cachesvc.ddl"
 
 typedef struct cs_inv_sink {
 	void (*key)(void *priv, int query, const char *canon, size_t len);
@@ -55,8 +66,10 @@ bool cs_inv_map_depends(const cs_inv_map *m, int query);
 /* True when some query depends on schema.table. */
 bool cs_inv_map_has_table(const cs_inv_map *m, const char *schema, const char *name);
 
-/* Reports the keys/queries affected by an 'I', 'U', 'D' or 'T' message decoded by d
- * (other types: nothing). Returns the number of sink calls made. */
+/* Reports the keys/queries affected by an 'I', 'U', 'D' or 'T' message decoded by d, or a
+ * transactional 'M' message of prefix CS_DDL_PREFIX (every query on its table, or every
+ * query that depends on the stream; other types and prefixes: nothing). Returns the number
+ * of sink calls made. */
 int cs_inv_map_change(const cs_inv_map *m, const cs_pgo_decoder *d, const cs_pgo_msg *msg,
 	const cs_inv_sink *sink);
 

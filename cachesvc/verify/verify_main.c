@@ -677,9 +677,29 @@ static bool read_gen(verifier *v, const cs_query_def *q, uint64_t *gen)
 	return true;
 }
 
+/* Whether Redis records this config's definition of the query (keyspace.h <ns>:qd:<q>):
+ * entries of another definition answer another SQL, and comparing them with this one's
+ * would report them stale; none recorded: the daemons bump it before using any entry. */
+static bool definition_ours(verifier *v, const cs_query_def *q)
+{
+	char k[CS_NAME_MAX + CS_MAX_NAME], fp[17];
+	size_t kl = cs_ks_qdef(&v->ks, k, sizeof k, q->name);
+	redisReply *r = cmd_ok(v, key_cmd(v, k, kl, "GET %b", k, kl));
+	if (r == NULL)
+		return false;
+	cs_query_fingerprint(q, v->cfg, fp);
+	bool ours = r->type == REDIS_REPLY_STRING && r->len == 16 && memcmp(r->str, fp, 16) == 0;
+	if (!ours)
+		fprintf(stderr, "cachesvc-verify: query %s: Redis records %s definition of it: its "
+		        "entries are not this config's, not checked\n", q->name,
+		        r->type == REDIS_REPLY_STRING ? "another" : "no");
+	freeReplyObject(r);
+	return ours;
+}
+
 static void verify_query(verifier *v, qrun *qr)
 {
-	if (!read_gen(v, qr->q, &qr->gen))
+	if (!read_gen(v, qr->q, &qr->gen) || !definition_ours(v, qr->q))
 		return;
 	qr->ordered = cs_verify_sql_ordered(qr->q->sql);
 	qr->prefix_len =

@@ -12,11 +12,20 @@
 # (~340 a second here). Last, a deadline after an idle period: a query on a frozen backend is
 # timed out by the daemon (with only the job's own arming of the sweep removed, checked by
 # hand, the client gives up after 20 s instead).
+# Then the invalidator (issue 16, problem 1): its 10 ms tick and its Redis connection's
+# timeout timer (timeout / 10) woke a daemon running it ~110 times a second, idle or not. Now
+# both are armed for the deadlines there are (a command's timeout, the next status message and
+# horizon at status_interval, a debounced bump, a backoff, the slot health check): a daemon
+# streaming with status_interval 10 s and health_interval 10 s, idle, wakes fewer than 20 times
+# a second, and a change after the idle period is still invalidated. The same bound on the
+# invalidator alone (inv_drive --single): negative control, its tick polled every 10 ms again
+# (--tick-polled, as before) exceeds it.
 . "$(dirname "$0")/daemon_lib.sh"
 
 make_db <<'SQL'
 CREATE TABLE tw (id bigint PRIMARY KEY, v text NOT NULL);
 INSERT INTO tw VALUES (1, 'one');
+CREATE PUBLICATION cs_pub FOR TABLE tw;
 SQL
 write_config "$WORK/cs.ini" replica1 replica2
 cat >>"$WORK/cs.ini" <<'INI'
@@ -73,3 +82,62 @@ kill -CONT "$BPID"
 [ "$rc" != 4 ] || fail "after an idle period the daemon never timed the frozen query out: the client gave up (exit 4): $out"
 echo "$out" | grep -qi timeout || fail "after an idle period, a frozen query: want the server's timeout error, got (exit $rc): $out"
 ok "after an idle period, a query on a frozen backend is timed out by the daemon: $(echo "$out" | head -1)"
+
+# The invalidator, idle (issue 16, problem 1).
+stop_daemon
+write_config "$WORK/inv.ini" replica1
+sed -i 's/^health_interval = .*/health_interval = 10s/' "$WORK/inv.ini"
+cat >>"$WORK/inv.ini" <<'INI'
+
+[query wq]
+sql = SELECT id, v FROM tw WHERE id = $1
+params = id:int8
+ttl = 10m
+invalidate_on = tw(id = $1)
+INI
+invalidator_section | sed 's/^status_interval = .*/status_interval = 10s/' >>"$WORK/inv.ini"
+start_daemon "$WORK/inv.ini" inv
+until_true 30 streaming || fail "the invalidator never streamed"
+[ "$(src wq 1)" = replica ] || fail "the miss was not answered by a replica"
+until_true 10 eval '[ "$(src wq 1)" = cache ]' || fail "the entry was not served from the cache"
+sleep 2 # settled: the stream's first status message, horizon and position are out
+a=$(switches)
+sleep 3
+b=$(switches)
+rate=$(((b - a) / 3))
+[ "$rate" -lt 20 ] || fail "an idle daemon running the invalidator woke up $rate times a second (bound 20)"
+ok "an idle daemon running the invalidator (status_interval 10 s): $rate wake-ups a second"
+lsn=$(commit_lsn "UPDATE tw SET v = 'uno' WHERE id = 1")
+wait_invalidated "$lsn"
+until_true 10 eval '[ "$(cli get wq 1 2>/dev/null | grep -c uno)" = 1 ]' ||
+  fail "after the idle period, the change was not invalidated: $(cli get wq 1 2>&1)"
+ok "after the idle period, a change is invalidated (confirmed past $lsn, the new row served)"
+stop_daemon
+
+# The invalidator alone (no engine), idle: the bound holds; its tick polled every 10 ms as
+# before (--tick-polled): the bound fails (negative control).
+DRIVE=$CS_BUILD/tests/integration/inv_drive
+[ -x "$DRIVE" ] || fail "no $DRIVE"
+STATS=$WORK/inv.stats
+drive_state() { { tr " " "\n" <"$STATS"; } 2>/dev/null | sed -n "s/^state=//p"; }
+drive_rate() { # FLAGS...: the idle invalidator's wake-ups a second
+  rm -f "$STATS"
+  "$DRIVE" run "$WORK/inv.ini" "127.0.0.1:$CS_REDIS_PORT" "$STATS" --single --stats-ms 1000 "$@" \
+    >>"$WORK/drive.log" 2>&1 &
+  local pid=$! a b
+  CLEANUPS+=("kill $pid")
+  until_true 60 eval '[ "$(drive_state)" = 3 ]' || { tail -20 "$WORK/drive.log" >&2; fail "inv_drive never streamed"; }
+  sleep 2
+  a=$(awk '/^voluntary_ctxt_switches/ { n += $2 } END { print n + 0 }' /proc/"$pid"/task/*/status)
+  sleep 3
+  b=$(awk '/^voluntary_ctxt_switches/ { n += $2 } END { print n + 0 }' /proc/"$pid"/task/*/status)
+  kill "$pid"
+  wait "$pid" 2>/dev/null || true
+  echo $(((b - a) / 3))
+}
+rate=$(drive_rate)
+[ "$rate" -lt 20 ] || fail "the idle invalidator alone woke up $rate times a second (bound 20)"
+ok "the idle invalidator alone: $rate wake-ups a second"
+rate=$(drive_rate --tick-polled)
+[ "$rate" -ge 20 ] || fail "negative control: with the tick polled every 10 ms the idle invalidator woke up only $rate times a second: the count does not see it"
+ok "negative control: the tick polled every 10 ms (as before): $rate wake-ups a second, over the bound"

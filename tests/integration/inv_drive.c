@@ -5,7 +5,7 @@
  *   inv_drive run CONFIG SEEDS STATSFILE [--no-c1] [--no-hold] [--no-c2] [--no-v1]
  *                 [--pos-every] [--no-pos-min] [--no-pos-backoff] [--single]
  *                 [--cmd-limit N] [--no-v9b] [--open-hold-ms N] [--open-hold-fixed]
- *                 [--oldest-only] [--no-v9c] [--unpaced]
+ *                 [--oldest-only] [--no-v9c] [--unpaced] [--tick-polled] [--stats-ms N]
  *       Loads CONFIG (its [redis] url's database gives the namespace), runs the invalidator
  *       on the cluster whose seed nodes are SEEDS ("host:port,..."), and rewrites STATSFILE
  *       every 100 ms with one line of key=value counters (state, confirmed, horizon,
@@ -34,7 +34,10 @@
  *       negative control). --no-v9c: a script refused "non local key" restarts the stream
  *       instead of waiting in its node's retry queue (review V9c off: a negative control).
  *       --unpaced: a node that takes commands again is sent its whole retry queue at once
- *       (the paced drain off: a negative control).
+ *       (the paced drain off: a negative control). --tick-polled: the invalidator's tick
+ *       runs every 10 ms whatever there is to watch (issue 16's deadline-armed tick off: a
+ *       negative control of idle_wakeups.sh). --stats-ms N: STATSFILE every N ms (default
+ *       100).
  *   inv_drive bucket QUERY CANON
  *       Prints the bucket of a key (CLUSTER.md section 2).
  *   inv_drive slots NS
@@ -67,7 +70,8 @@ static void usage(void)
 	        "                 [--no-v1] [--pos-every] [--no-pos-min] [--no-pos-backoff]\n"
 	        "                 [--single] [--cmd-limit N] [--retry-max N] [--no-v9b]\n"
 	        "                 [--open-hold-ms MS] [--open-hold-fixed] [--open-hold-nocarry]\n"
-	        "                 [--oldest-only] [--no-v9c] [--unpaced] [--no-g5]\n"
+	        "                 [--oldest-only] [--no-v9c] [--unpaced] [--tick-polled]\n"
+	        "                 [--stats-ms N] [--no-g5]\n"
 	        "       inv_drive bucket QUERY CANON\n"
 	        "       inv_drive slots NS\n");
 	exit(2);
@@ -131,8 +135,8 @@ int main(int argc, char **argv)
 	bool c1 = true, hold = true, c2 = true, v1 = true, pos_every = false, pos_min = true;
 	bool pos_backoff = true, single = false, v9b = true, hold_fixed = false,
 	     hold_nocarry = false;
-	bool per_slot = true, v9c = true, paced = true, rid_check = true;
-	long long cmd_limit = -1, retry_max = -1, open_hold_ms = 0;
+	bool per_slot = true, v9c = true, paced = true, tick_polled = false, rid_check = true;
+	long long cmd_limit = -1, retry_max = -1, open_hold_ms = 0, stats_ms = 100;
 	for (int i = 5; i < argc; i++) {
 		if (strcmp(argv[i], "--no-c1") == 0)
 			c1 = false;
@@ -164,6 +168,10 @@ int main(int argc, char **argv)
 			rid_check = false;
 		else if (strcmp(argv[i], "--single") == 0)
 			single = true;
+		else if (strcmp(argv[i], "--tick-polled") == 0)
+			tick_polled = true;
+		else if (strcmp(argv[i], "--stats-ms") == 0 && i + 1 < argc)
+			stats_ms = strtoll(argv[++i], NULL, 10);
 		else if (strcmp(argv[i], "--cmd-limit") == 0 && i + 1 < argc)
 			cmd_limit = strtoll(argv[++i], NULL, 10);
 		else if (strcmp(argv[i], "--open-hold-ms") == 0 && i + 1 < argc)
@@ -210,13 +218,16 @@ int main(int argc, char **argv)
 	cs_inv_set_retry_per_slot(g.inv, per_slot);
 	cs_inv_set_cluster_v9c(g.inv, v9c);
 	cs_inv_set_retry_paced(g.inv, paced);
+	cs_inv_set_tick_polled(g.inv, tick_polled);
 	cs_inv_set_retry_rid_check(g.inv, rid_check);
 	if (cmd_limit >= 0)
 		cs_inv_set_cmd_limit(g.inv, cmd_limit);
 	if (retry_max >= 0)
 		cs_inv_set_retry_queue(g.inv, retry_max, 0);
 	struct event *tick = event_new(g.base, -1, EV_PERSIST, on_stats, NULL);
-	struct timeval tv = {0, 100000};
+	if (stats_ms < 1 || stats_ms > 3600000)
+		usage();
+	struct timeval tv = { (time_t)(stats_ms / 1000), (suseconds_t)(stats_ms % 1000 * 1000) };
 	event_add(tick, &tv);
 	struct event *sterm = evsignal_new(g.base, SIGTERM, on_signal, NULL);
 	struct event *sint = evsignal_new(g.base, SIGINT, on_signal, NULL);

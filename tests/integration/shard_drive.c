@@ -37,6 +37,9 @@
  * another shard than the key's is dropped (a plain read: cache or replica) instead of going
  * to the key's shard's primary. --metrics P: at the end, every line of the engine's /metrics
  * text starting with P.
+ * --no-definitions is the negative control of the query definitions recorded in Redis
+ * (cs_engine_test_no_definitions; tests/integration/query_definition.sh): a generation is
+ * used whatever definition filled it; it works on an unsharded config too.
  * --inv-shard0 is step 4's negative control: every shard's invalidator is made again on the
  * first shard's primary (cs_engine_test_inv_on_shard0; each in its own keyspace and slot).
  * --cluster-shard0 is step 3b (2)'s negative control (tests/integration/engine_shards_cluster.sh):
@@ -301,14 +304,15 @@ static int usage(void)
 	fprintf(stderr, "usage: shard_drive [--force-shard0] [--mget] [--lsn SHARD[:X/Y]] "
 	                "[--rounds N] [--health TEXT] [--invalidate-after R] "
 	                "[--invalidate-key-after R] [--stdin] [--inv-shard0] [--cluster-shard0] "
-	                "[--other-plain] [--metrics P] [--psn-fail N] CONFIG QUERY "
+	                "[--other-plain] [--no-definitions] [--metrics P] [--psn-fail N] "
+	                "CONFIG QUERY "
 	                "[KEY...]\n");
 	return 2;
 }
 
 int main(int argc, char **argv)
 {
-	bool force0 = false, inv0 = false, cl0 = false, other_plain = false;
+	bool force0 = false, inv0 = false, cl0 = false, other_plain = false, no_defs = false;
 	d.rounds = 2;
 	int a = 1;
 	for (; a < argc && strncmp(argv[a], "--", 2) == 0; a++) {
@@ -324,6 +328,8 @@ int main(int argc, char **argv)
 			cs_engine_test_psn_fail(atoi(argv[++a]));
 		else if (strcmp(argv[a], "--other-plain") == 0)
 			other_plain = true;
+		else if (strcmp(argv[a], "--no-definitions") == 0)
+			no_defs = true;
 		else if (strcmp(argv[a], "--metrics") == 0 && a + 1 < argc)
 			d.metrics = argv[++a];
 		else if (strcmp(argv[a], "--mget") == 0)
@@ -382,6 +388,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "shard_drive: --cluster-shard0: not on a cluster, or no pub/sub\n");
 		return 2;
 	}
+	if (no_defs)
+		cs_engine_test_no_definitions(d.e);
 	if (other_plain)
 		cs_engine_test_other_shard_plain(d.e);
 	if (d.cmds) {

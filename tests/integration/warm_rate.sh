@@ -14,7 +14,12 @@ start_daemon "$WORK/cs.ini"
 seq 1 $N | sed 's/^/w_item /' >"$WORK/keys.txt"
 
 for spec in "-c 1" "-c 64 --connections 8" "-c 256 --burst 50"; do
+  b0=$(metric cachesvc_definition_bumps_total)
   redis flushdb >/dev/null
+  # the flush took the query's definition record with it: the daemon records it again with a
+  # bump (within its 1 s generations poll); fills racing that bump would be refused
+  until_true 10 metric_ge cachesvc_definition_bumps_total $((b0 + 1)) ||
+    fail "the daemon never recorded its definition again after FLUSHDB"
   t0=$(date +%s.%N)
   # shellcheck disable=SC2086
   "$WARM" -p "$PORT" $spec --rate $RATE --json --quiet "$WORK/keys.txt" >"$WORK/r.json" ||

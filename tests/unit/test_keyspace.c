@@ -37,6 +37,7 @@ static void single_names_unchanged(void **state)
 	EQ(cs_ks_lease(&ks, b, sizeof b, "q", "i42", 3), b, "cs:l:q:i42");
 	EQ(cs_ks_gen(&ks, b, sizeof b, "q"), b, "cs:g:q");
 	EQ(cs_ks_qfence(&ks, b, sizeof b, "q"), b, "cs:qf:q");
+	EQ(cs_ks_qdef(&ks, b, sizeof b, "q"), b, "cs:qd:q");
 	EQ(cs_ks_gap(&ks, b, sizeof b, "s1"), b, "cs:inv:gap:s1");
 	EQ(cs_ks_slotmark(&ks, b, sizeof b, "s1"), b, "cs:inv:slot:s1");
 	EQ(cs_ks_entry_prefix(&ks, 0, b, sizeof b, "q", 7), b, "cs:e:q:7:");
@@ -78,6 +79,7 @@ static void cluster_names(void **state)
 	/* bucket 0 is canonical: the plain builders and the fixed names */
 	EQ(cs_ks_gen(&ks, b, sizeof b, "q"), b, "{app:0}:g:q");
 	EQ(cs_ks_qfence(&ks, b, sizeof b, "q"), b, "{app:0}:qf:q");
+	EQ(cs_ks_qdef(&ks, b, sizeof b, "q"), b, "{app:0}:qd:q");
 	EQ(ks.horizon_len, ks.horizon, "{app:0}:horizon");
 	EQ(ks.epoch_len, ks.epoch, "{app:0}:epoch");
 	EQ(ks.deb_len, ks.deb, "{app:0}:inv:deb");
@@ -180,6 +182,7 @@ static void shard_names(void **state)
 	EQ(cs_ks_lease(&ks, b, sizeof b, "q", "i42", 3), b, "cs@s1:l:q:i42");
 	EQ(cs_ks_gen(&ks, b, sizeof b, "q"), b, "cs@s1:g:q");
 	EQ(cs_ks_qfence(&ks, b, sizeof b, "q"), b, "cs@s1:qf:q");
+	EQ(cs_ks_qdef(&ks, b, sizeof b, "q"), b, "cs@s1:qd:q");
 	EQ(cs_ks_gap(&ks, b, sizeof b, "slot"), b, "cs@s1:inv:gap:slot");
 	EQ(cs_ks_slotmark(&ks, b, sizeof b, "slot"), b, "cs@s1:inv:slot:slot");
 	assert_int_equal(cs_ks_bucket(&ks, "q", "i42", 3), 0);

@@ -676,6 +676,19 @@ static void debounce_independent(void **state)
 	cs_ledger *l = new_ledger(4, 4, 3);
 	uint64_t due = 0, t = T0;
 	cs_lsn_t lsn = 0;
+	assert_int_equal(cs_ledger_next_due_at(l), 0); /* none scheduled */
+	cs_ledger_bump_sent(l, 1, t);
+	assert_true(cs_ledger_debounce(l, 1, t + SEC, LIFE, 100, &due));
+	/* the invalidator's timer is armed for the earliest deferred bump (issue 16) */
+	assert_int_equal(cs_ledger_next_due_at(l), t + LIFE);
+	cs_ledger_bump_sent(l, 0, t + SEC / 2);
+	assert_true(cs_ledger_debounce(l, 0, t + SEC, LIFE, 100, &due));
+	assert_int_equal(cs_ledger_next_due_at(l), t + LIFE); /* not query 0's, later */
+	cs_ledger_due_sent(l, 1, t + LIFE);
+	assert_int_equal(cs_ledger_next_due_at(l), t + SEC / 2 + LIFE);
+	cs_ledger_due_sent(l, 0, t + SEC / 2 + LIFE);
+	assert_int_equal(cs_ledger_next_due_at(l), 0);
+	t += 10 * SEC;
 	cs_ledger_bump_sent(l, 1, t);
 	assert_true(cs_ledger_debounce(l, 1, t + SEC, LIFE, 100, &due));
 	assert_false(cs_ledger_debounce(l, 0, t + SEC, LIFE, 100, &due));

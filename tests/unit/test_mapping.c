@@ -427,6 +427,54 @@ static void test_other_table_and_truncate(void **state)
 	cs_pgo_decoder_free(d);
 }
 
+/* A DDL event trigger's message (CS_DDL_PREFIX): a named table drops its queries, "*" and
+ * anything unreadable under the prefix every query that depends on the stream; other
+ * prefixes and non-transactional messages nothing. */
+static cs_pgo_msg ddl_msg(const char *prefix, const char *content, size_t len, bool txn)
+{
+	cs_pgo_msg m = { .type = 'M' };
+	m.message.flags = txn ? CS_PGO_MESSAGE_TRANSACTIONAL : 0;
+	m.message.prefix = prefix;
+	m.message.content = (const uint8_t *)content;
+	m.message.len = (uint32_t)len;
+	return m;
+}
+
+static void test_ddl_message(void **state)
+{
+	(void)state;
+	rec r;
+	cs_pgo_msg m = ddl_msg(CS_DDL_PREFIX, "6:publicitems", 13, true);
+	assert_int_equal(run(map, &m, &r), 3); /* by_id, by_pair and all_items read items */
+	assert_int_equal(r.nkeys, 0);
+	assert_true(has_query(&r, 0, CS_INV_DDL) && has_query(&r, 1, CS_INV_DDL) &&
+	            has_query(&r, 3, CS_INV_DDL));
+	assert_false(has_query(&r, 2, CS_INV_DDL) || has_query(&r, 4, CS_INV_DDL));
+	m = ddl_msg(CS_DDL_PREFIX, "6:publicblobs", 13, true);
+	run(map, &m, &r);
+	assert_true(r.nqueries == 1 && has_query(&r, 2, CS_INV_DDL));
+	m = ddl_msg(CS_DDL_PREFIX, "6:publicother", 13, true); /* no query reads it */
+	assert_int_equal(run(map, &m, &r), 0);
+	m = ddl_msg(CS_DDL_PREFIX, "5:publicitems", 13, true); /* "publi"."citems" */
+	assert_int_equal(run(map, &m, &r), 0);
+	static const char *const bad[] = { "*", "", "x", "6:", "6:public", "0:items", "99:ab",
+		"6:publ", "12345:public" };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		m = ddl_msg(CS_DDL_PREFIX, bad[i], strlen(bad[i]), true);
+		run(map, &m, &r);
+		for (int q = 0; q < 4; q++)
+			assert_true(has_query(&r, q, CS_INV_DDL));
+		assert_false(has_query(&r, 4, CS_INV_DDL)); /* depends on nothing */
+	}
+	m = ddl_msg(CS_DDL_PREFIX, "6:pub\0icitems", 13, true); /* a NUL inside: all */
+	run(map, &m, &r);
+	assert_int_equal(r.nqueries, 4);
+	m = ddl_msg("other.prefix", "*", 1, true);
+	assert_int_equal(run(map, &m, &r), 0);
+	m = ddl_msg(CS_DDL_PREFIX, "*", 1, false); /* ours are transactional */
+	assert_int_equal(run(map, &m, &r), 0);
+}
+
 /* SHARDS.md section 4: shard k's invalidator maps the keyed queries and those pinned to k;
  * a query pinned to another shard has no rules there (its table's changes on k are not its
  * data). Unsharded (-1): every query, whatever its shard_index says. */
@@ -484,6 +532,7 @@ int main(void)
 	        cmocka_unit_test(test_oversized_drops_query),
 	        cmocka_unit_test(test_value_not_of_type),
 	        cmocka_unit_test(test_other_table_and_truncate),
+	        cmocka_unit_test(test_ddl_message),
 	        cmocka_unit_test(test_shard_map),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
