@@ -31,6 +31,8 @@
 #   n6:     (review12 N6) an UPDATE of 12 held keys on the 3 masters: every key answers its new
 #           row. Negative control n6neg (cluster_near_untracked_node: one master's reads stored
 #           untracked while its heartbeats prove it): that master's keys answer stale.
+#   n2:     (review12 N2) one master refusing its heartbeats (-OOM, connections up): the near
+#           cache goes off and stays off while it refuses, back on once it takes writes.
 . "$(dirname "$0")/daemon_lib.sh"
 
 PART=${1:-basic}
@@ -414,6 +416,38 @@ case_n6() {
   fi
 }
 
+# n2: review12 N2 (review 13 L5: untested). One master refuses every heartbeat with an error
+# while both its connections stay up (CONFIG SET maxmemory 1 under noeviction: the heartbeat's
+# SET answers -OOM): its proof ages out, so the near cache goes off and stays off while it
+# refuses; maxmemory restored, it comes back on. Negative control by hand: cl_heartbeat
+# without the age check of a proven master (the rule before N2): the near cache stays on.
+case_n2() {
+  local m lost0 stop off=true
+  near_config "$WORK/cs.ini"
+  start_streaming "$WORK/cs.ini"
+  near_on || fail "the near cache never came on: $(grep -i near "$WORK/cachesvc.log" | tail -5)"
+  hold 1 2 3
+  m=${RC_MASTERS%%,*}
+  m=${m##*:}
+  [ "$(redis-cli -p "$m" config get maxmemory-policy | tail -1)" = noeviction ] || fail "n2: master $m is not noeviction"
+  lost0=$(metric cachesvc_near_echo_lost_total)
+  CLEANUPS+=("redis-cli -p $m config set maxmemory 0")
+  redis-cli -p "$m" config set maxmemory 1 >/dev/null
+  until_true 20 metric_is cachesvc_near_on 0 || fail "n2: master $m refused every heartbeat (-OOM) for 20 s and the near cache stayed on"
+  metric_ge cachesvc_near_echo_lost_total $((lost0 + 1)) || fail "n2: off, but no lost echo counted"
+  stop=$((SECONDS + 8))
+  while [ $SECONDS -lt $stop ]; do
+    metric_is cachesvc_near_on 0 || { off=false; break; }
+    sleep 0.5
+  done
+  [ "$off" = true ] || fail "n2: the near cache came back on while master $m still refused its heartbeats"
+  ok "n2: master $m refusing its heartbeats (-OOM): the near cache off, and off for 8 s more while it refuses"
+  redis-cli -p "$m" config set maxmemory 0 >/dev/null
+  near_on 30 || fail "n2: the near cache did not come back on once $m took writes again"
+  hold 4
+  ok "n2: maxmemory restored on $m: the near cache back on, hits resume"
+}
+
 case $PART in
   basic) case_basic ;;
   e1) case_e1 ;;
@@ -425,5 +459,6 @@ case $PART in
   l7) case_l7 ;;
   n6) case_n6 ;;
   n6neg) case_n6 neg ;;
+  n2) case_n2 ;;
   *) fail "unknown part $PART" ;;
 esac
