@@ -80,6 +80,7 @@ struct cs_rc {
 	rc_node *nodes[CS_RC_MAX_NODES];
 	int nnodes;
 	int16_t owner[CS_RC_SLOTS]; /* index into nodes, -1: none */
+	uint64_t map_version;       /* changes whenever owner[] or the node order may have */
 	int covered;
 	rc_node *dead; /* graveyard */
 
@@ -407,6 +408,7 @@ static void node_reply(cs_redis *r, redisReply *reply, void *priv)
 				if (rc->owner[rd.slot] < 0)
 					rc->stats.slots_covered = (uint64_t)++rc->covered;
 				rc->owner[rd.slot] = (int16_t)t;
+				rc->map_version++;
 			}
 		}
 		if (c->redirects >= rc->max_redirects || cs_now_us() >= c->deadline_us) {
@@ -484,6 +486,7 @@ static void apply_map(cs_rc *rc, const cs_rc_map *m)
 	}
 	memcpy(rc->nodes, keep, (size_t)k * sizeof keep[0]);
 	rc->nnodes = k;
+	rc->map_version++;
 	int covered = 0;
 	for (int s = 0; s < CS_RC_SLOTS; s++) {
 		int16_t o = m->owner[s];
@@ -912,6 +915,11 @@ const char *cs_rc_node_addr(const cs_rc *rc, int i)
 int cs_rc_slot_node(const cs_rc *rc, uint16_t slot)
 {
 	return rc->cluster ? rc->owner[slot & (CS_RC_SLOTS - 1)] : 0;
+}
+
+uint64_t cs_rc_map_version(const cs_rc *rc)
+{
+	return rc->map_version;
 }
 
 void cs_rc_get_node_stats(const cs_rc *rc, int i, cs_rc_node_stats *out)

@@ -230,6 +230,9 @@ cs_redis *cs_rc_node(cs_rc *rc, int i);
 const char *cs_rc_node_addr(const cs_rc *rc, int i);
 /* The node that serves `slot` now, or -1 (single: 0). */
 int cs_rc_slot_node(const cs_rc *rc, uint16_t slot);
+/* A number that changes whenever the slot map (cs_rc_slot_node's answers, or the nodes'
+ * indices) may have: a caller's table made from the map is current while it is unchanged. */
+uint64_t cs_rc_map_version(const cs_rc *rc);
 void cs_rc_get_node_stats(const cs_rc *rc, int i, cs_rc_node_stats *out);
 const cs_rc_stats *cs_rc_get_stats(const cs_rc *rc);
 

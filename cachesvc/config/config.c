@@ -202,6 +202,18 @@ const struct key_def cs_cfg_keys[] = {
                 "cluster: a near-cache read that had to be sent again (MOVED, ASK, TRYAGAIN, "
                 "LOADING) is not stored, as Redis did not track it; off only as a test's "
                 "negative control"},
+        {SEC_REDIS, "cluster_refresh_interval", KT_DURATION, CFG(redis_cluster_refresh_ms), "10s",
+                NO_KIND_DEF, 0, 100, HOUR_MS, NULL,
+                "cluster: the slot map is asked again this often (besides on MOVED and on a "
+                "node's connection going down or up)"},
+        {SEC_REDIS, "cluster_near_refresh", KT_BOOL, CFG(redis_cluster_near_refresh), "true",
+                NO_KIND_DEF, 0, 0, 0, NULL,
+                "cluster: while the near cache is on, the slot map is asked again on every "
+                "heartbeat (1 s); off only as a test's negative control"},
+        {SEC_REDIS, "cluster_near_untracked_node", KT_STRING,
+                CFG(redis_cluster_near_untracked_node), NULL, NO_KIND_DEF, KF_NULLABLE, 0, 0, NULL,
+                "cluster: host:port of a master whose reads the near cache stores untracked; "
+                "only as a test's negative control"},
         {SEC_REDIS, "cluster_epoch_check", KT_BOOL, CFG(redis_cluster_epoch_check), "true",
                 NO_KIND_DEF, 0, 0, 0, NULL,
                 "cluster: every poll checks each master's epoch copy names its run (a restart or "

@@ -202,6 +202,9 @@ typedef struct cs_config {
 	bool redis_cluster_repair;        /* a negative control's switch (CONFIG.md) */
 	bool redis_cluster_near_resend_check; /* E1's negative control's switch (CONFIG.md) */
 	bool redis_cluster_epoch_check;   /* a negative control's switch (CONFIG.md) */
+	int64_t redis_cluster_refresh_ms; /* the periodic slot map refresh */
+	bool redis_cluster_near_refresh;  /* N3's negative control's switch (CONFIG.md) */
+	char *redis_cluster_near_untracked_node; /* N6's negative control (CONFIG.md); NULL */
 
 	/* [primary] */
 	char *primary_conninfo;

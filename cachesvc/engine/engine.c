@@ -124,6 +124,7 @@ cs_engine *cs_engine_new(struct event_base *base, cs_config *cfg, char *err, siz
 		rco.node.nscripts = CS_SCRIPT_ALL_COUNT;
 		rco.cluster = true;
 		rco.max_redirects = 5;
+		rco.refresh_ms = cfg->redis_cluster_refresh_ms;
 		seedbuf = strdup(cfg->redis_nodes ? cfg->redis_nodes : "");
 		rco.nseeds = seedbuf ? cs_split_list(seedbuf, seeds, CS_RC_MAX_NODES) : 0;
 		rco.seeds = (const char *const *)seeds;

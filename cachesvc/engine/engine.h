@@ -125,8 +125,12 @@ int cs_engine_test_inv_on_shard0(cs_engine *e, char *err, size_t errlen);
 /* Test hook (the negative control of SHARDS.md step 3b (2)): on a Redis Cluster, every
  * master's pub/sub connection subscribes the first shard's generations channel alone and the
  * per-master epoch check reads the first shard's copies alone (as before that step). Call
- * right after cs_engine_new. 0, or -1 when not on a cluster or a connection was not made. */
+ * right after cs_engine_new. 0, or -1 when not on a cluster. */
 int cs_engine_test_cluster_shard0(cs_engine *e);
+/* Test hook (review 13 L7), process-wide: the next n pub/sub connections to a cluster's masters
+ * fail to be made, as on out of memory (each logged; such a master is tried again every 5 s).
+ * Call before cs_engine_new to fail them at start. */
+void cs_engine_test_psn_fail(int n);
 /* Test-only, a negative control of SHARDS.md section 5: a read-your-writes token of another
  * shard than the key's is dropped (the request is read as if it had no token: from the
  * cache or a replica) instead of being sent to the key's shard's primary. */

@@ -348,8 +348,16 @@ struct cs_engine {
 	int64_t ps_timeout_ms;
 	uint64_t near_map_sum;  /* the slot map's owners as last seen (a change flushes) */
 	uint64_t psn_retry_us;  /* the last retry of a master's missing pub/sub connection */
+	uint64_t psn_warned_us; /* the last error about one that could not be made */
 	uint32_t *hbk_of_slot;  /* cluster near: a k whose tag {<ns>:n<k>} hashes to each slot */
+	/* cluster near: each node index's highest slot (-1: none), for the map version
+	 * psn_top_ver + 1 (0: not made) and psn_top_nodes nodes (review 13 L2, L6) */
+	int32_t psn_top[CS_RC_MAX_NODES];
+	uint64_t psn_top_ver;
+	int psn_top_nodes;
 	bool near_resend_check; /* cluster_near_resend_check (E1): a resent read is not stored */
+	bool near_map_refresh;  /* cluster_near_refresh (N3): the slot map asked every heartbeat */
+	char near_untracked_node[CS_RC_HOST_MAX + 8]; /* N6's negative control: "" none */
 	uint64_t near_resent;   /* watched reads cs_rc sent again: not stored (E1) */
 	cs_pgserver **servers;  /* replicas first, then each shard's primary (if any) */
 	int *srv_id;            /* servers[i]'s id in tried sets */

@@ -370,13 +370,22 @@ int near_setup(cs_engine *e, const cs_config *cfg, char *err, size_t errlen)
 		cs_near_enable(e->near);
 		return 0;
 	}
+	e->near_map_refresh = cfg->redis_cluster_near_refresh;
+	if (e->sh[0].ks.cluster && cfg->redis_cluster_near_untracked_node &&
+	        cfg->redis_cluster_near_untracked_node[0]) {
+		snprintf(e->near_untracked_node, sizeof e->near_untracked_node, "%s",
+		        cfg->redis_cluster_near_untracked_node);
+		cs_warn("near cache: cluster_near_untracked_node = %s: its reads are stored "
+		        "untracked, NOT kept coherent (a test's negative control)",
+		        e->near_untracked_node);
+	}
 	/* on a cluster: the heartbeat keys' table, made now rather than on the loop (review 13
 	 * L3: psn_setup runs before this, with no near cache yet) */
 	if (e->sh[0].ks.cluster && hbk_table(e) != 0) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	/* on a cluster every master's pub/sub connection subscribed already (psn_add) */
+	/* on a cluster every master's pub/sub connection subscribed already (psn_new) */
 	if (!e->sh[0].ks.cluster &&
 	        cs_redis_subscribe(e->pubsub, TRACK_CHANNEL, on_tracking_message, e) != 0) {
 		snprintf(err, errlen, "out of memory");
@@ -458,7 +467,7 @@ static uint64_t map_sum(const cs_engine *e)
 	return h;
 }
 
-static bool psn_slot(const cs_engine *e, const psnode *n, uint16_t *slot);
+static bool psn_slot(cs_engine *e, const psnode *n, uint16_t *slot);
 
 /* A master's tracking proof, as good as its age: tracked, proven, and echoed within a poll
  * and an echo bound. The one rule for turning on, keeping on, and tracking a read (review 17
@@ -521,22 +530,38 @@ static int hbk_table(cs_engine *e)
 	return 0;
 }
 
-/* Whether master n serves a slot now, and one of them (its first). */
-static bool psn_slot(const cs_engine *e, const psnode *n, uint16_t *slot)
+/* Whether master n serves a slot now, and one of them: its highest (review 13 L2: the
+ * lowest, used before, is the first a reshard moves (redis-cli takes a source's slots in
+ * ascending order), so a draining master's heartbeat was refused (ASK, then MOVED) slot after
+ * slot and the near cache stayed off for the whole drain; its highest moves last). Each
+ * node's highest slot comes from one pass over the slot table per map version (review 13
+ * L6: a scan per master, several times per tick). */
+static bool psn_slot(cs_engine *e, const psnode *n, uint16_t *slot)
 {
 	int idx = psn_index(e, n);
-	if (idx < 0)
+	if (idx < 0 || idx >= CS_RC_MAX_NODES)
 		return false;
-	for (int s = 0; s < CS_RC_SLOTS; s++)
-		if (cs_rc_slot_node(e->redis, (uint16_t)s) == idx) {
-			*slot = (uint16_t)s;
-			return true;
+	uint64_t ver = cs_rc_map_version(e->redis) + 1;
+	int nn = cs_rc_nnodes(e->redis);
+	if (e->psn_top_ver != ver || e->psn_top_nodes != nn) {
+		for (int i = 0; i < CS_RC_MAX_NODES; i++)
+			e->psn_top[i] = -1;
+		for (int s = 0; s < CS_RC_SLOTS; s++) {
+			int o = cs_rc_slot_node(e->redis, (uint16_t)s);
+			if (o >= 0 && o < CS_RC_MAX_NODES)
+				e->psn_top[o] = s;
 		}
-	return false;
+		e->psn_top_ver = ver;
+		e->psn_top_nodes = nn;
+	}
+	if (e->psn_top[idx] < 0)
+		return false;
+	*slot = (uint16_t)e->psn_top[idx];
+	return true;
 }
 
 /* This session's heartbeat key of master n: "{<ns>:n<k>}:nhb:<id>:<seq>", k the table's for
- * the first slot n serves. 0 when n serves no slot (it holds no entry: nothing to prove). */
+ * the highest slot n serves. 0 when n serves no slot (it holds no entry: nothing to prove). */
 static size_t cl_hb_key(cs_engine *e, psnode *n, char *buf, size_t cap)
 {
 	uint16_t slot;
@@ -778,6 +803,10 @@ static bool cl_caching_yes(cs_engine *e, uint16_t slot)
 			n = e->psn[i];
 	if (n == NULL || !psn_fresh(n, cs_now_us()))
 		return false;
+	/* review12 N6's negative control: this master's tracking is proven (its heartbeats are
+	 * tracked) but its reads are stored untracked: no invalidation will drop them */
+	if (e->near_untracked_node[0] && strcmp(n->addr, e->near_untracked_node) == 0)
+		return true;
 	const char *argv[] = { "CLIENT", "CACHING", "yes" };
 	size_t lens[] = { 6, 7, 3 };
 	return cs_rc_cmd(e->redis, slot, on_cl_caching, e, 3, argv, lens) == 0;
@@ -854,14 +883,50 @@ static void cl_heartbeat(cs_engine *e)
 		}
 	}
 	cl_maybe_on(e);
+	/* review12 N3: the flush of a changed slot map (above) comes with the map; while the
+	 * near cache is on, the map is asked again on every heartbeat (one CLUSTER SHARDS to one
+	 * node, rate-limited by cs_rc) rather than only on a MOVED or the periodic refresh
+	 * (cluster_refresh_interval, 10 s): entries read from a slot's old owner are flushed
+	 * within two heartbeats of a move that sent no invalidation */
+	if (e->near_map_refresh && cs_near_on(e->near))
+		cs_rc_refresh(e->redis);
+}
+
+/* Test hook (engine.h cs_engine_test_psn_fail): pub/sub connections still to fail. */
+static int psn_fail_left;
+
+void cs_engine_test_psn_fail(int n)
+{
+	psn_fail_left = n;
+}
+
+/* psn_new's error: at most one line a minute (a master that cannot have one is tried again
+ * every 5 s: cl_heartbeat). */
+static void psn_error(cs_engine *e, const char *addr, const char *why)
+{
+	uint64_t now = cs_now_us();
+	if (e->psn_warned_us && now - e->psn_warned_us < NEAR_WARN_US)
+		return;
+	e->psn_warned_us = now;
+	cs_error("pub/sub on %s: %s (tried again every 5 s; meanwhile bumps come through the "
+	         "other masters' subscriptions or the 1 s generations poll, and the near cache "
+	         "stays off)",
+	        addr, why);
 }
 
 /* A pub/sub connection to master `addr` whose data connection is `data`. */
 static psnode *psn_new(cs_engine *e, const char *addr, cs_redis *data)
 {
-	psnode *n = calloc(1, sizeof *n);
-	if (n == NULL)
+	if (psn_fail_left > 0) {
+		psn_fail_left--;
+		psn_error(e, addr, "failed by the test hook");
 		return NULL;
+	}
+	psnode *n = calloc(1, sizeof *n);
+	if (n == NULL) {
+		psn_error(e, addr, "out of memory");
+		return NULL;
+	}
 	n->e = e;
 	n->data = data;
 	snprintf(n->addr, sizeof n->addr, "%s", addr);
@@ -870,7 +935,7 @@ static psnode *psn_new(cs_engine *e, const char *addr, cs_redis *data)
 	if (cs_rc_parse_endpoint(addr, strlen(addr), &ep) != 0 ||
 		cs_rc_node_url(e->redis, ep.host, ep.port, url, sizeof url) != 0) {
 		explicit_bzero(url, sizeof url);
-		cs_error("pub/sub on %s: no usable URL", addr);
+		psn_error(e, addr, "no usable URL");
 		free(n);
 		return NULL;
 	}
@@ -887,7 +952,7 @@ static psnode *psn_new(cs_engine *e, const char *addr, cs_redis *data)
 		        cs_redis_subscribe(n->ps, e->sh[k].ks.channel, on_cl_gen_message, n) == 0;
 	if (!subscribed || (e->ps_track && cs_redis_subscribe(n->ps, TRACK_CHANNEL,
 	                                           on_cl_tracking_message, n) != 0)) {
-		cs_error("pub/sub on %s: %s", addr, n->ps ? "out of memory" : err);
+		psn_error(e, addr, n->ps ? "out of memory" : err);
 		cs_redis_free(n->ps);
 		free(n);
 		return NULL;
@@ -929,7 +994,7 @@ void psn_on_nodes(cs_rc *rc, void *priv)
 			n = psn_new(e, addr, data);
 			changed = true;
 			if (n == NULL)
-				continue; /* near stays off (npsn != nnodes) till a change */
+				continue; /* near stays off (npsn != nnodes): tried again in 5 s */
 		}
 		next[nn++] = n;
 	}
@@ -944,11 +1009,19 @@ void psn_on_nodes(cs_rc *rc, void *priv)
 		cl_off(e, "the cluster's masters changed");
 }
 
-/* Cluster mode, at creation: a pub/sub connection per seed (cs_rc's first node set). */
+/* Cluster mode, at creation: a pub/sub connection per seed (cs_rc's first node set). One that
+ * could not be made is not fatal (review 13 L7): it is tried again every 5 s (cl_heartbeat,
+ * N4), as after any later change of the masters; meanwhile a bump reaches this process through
+ * any other master's subscription (a PUBLISH reaches every node's subscribers) or the 1 s
+ * generations poll, and the near cache stays off (npsn != the masters). Always 0. */
 int psn_setup(cs_engine *e)
 {
 	psn_on_nodes(e->redis, e);
-	return e->npsn == cs_rc_nnodes(e->redis) ? 0 : -1;
+	if (e->npsn != cs_rc_nnodes(e->redis))
+		cs_warn("pub/sub: %d of %d masters connected at start; the others are tried again "
+		        "every 5 s",
+		        e->npsn, cs_rc_nnodes(e->redis));
+	return 0;
 }
 
 /* Test hook (engine.h): the first shard's generations channel alone on every master, made

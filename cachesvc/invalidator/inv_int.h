@@ -126,6 +126,8 @@ struct cs_inv {
 	                       * restarts the stream, as before (test hook) */
 	bool rq_unpaced;      /* the paced drain's negative control: a node back sends its
 	                       * whole queue at once, as before (test hook) */
+	bool rq_no_rid;       /* G5's negative control: a down node's first retry is its oldest
+	                       * command, with no run_id check first, as before (test hook) */
 	cs_inv_state state;
 
 	/* replication connection */

@@ -19,7 +19,16 @@
  * out, requeued and was sent again, in a loop: CLUSTER.md V9c). A queue past its bound
  * (commands or bytes per node, bytes over every node) restarts the stream, as before V2:
  * logged and counted. Errors that no retry can fix (EPOCH: the epoch checks must still find a
- * lost node; a script error other than "non local key") restart as before. */
+ * lost node; a script error other than "non local key") restart as before.
+ *
+ * Review G5: a retried command checks its bucket's epoch suffix, not its node's run_id, so a
+ * node back from an old snapshot (a restart from RDB or AOF everysec: the epoch copies it
+ * loaded carry the resync's suffix but its former run_id) would take its queue and release
+ * the holds before the next RAISE (a status interval) found the loss. So a node that was down
+ * is first sent a RAISE with the run_id check (C_RAISE of the position copy of a bucket on
+ * that node to 0: it never lowers a copy), and only once that passed its oldest command; every
+ * later failure of the node asks for the check again; an EPOCH answer restarts the stream (the
+ * SYNC finds the node's buckets foreign). */
 #include "inv_int.h"
 
 #include <limits.h>
@@ -46,7 +55,10 @@ struct inv_rq {
 	int fails;
 	uint64_t next_us; /* no probe before */
 	bool down;        /* the node itself failed a command: one probe at a time */
-	bool probing;     /* the node's probe is out */
+	bool probing;     /* the node's probe (or its run_id check) is out */
+	bool rid_check;   /* went down: a RAISE with the run_id check before its next probe (G5) */
+	uint32_t rid_from; /* the bucket the check's search starts at (moves past one whose slot
+	                    * answered TRYAGAIN, ASK or MOVED: migrating) */
 	int out;          /* commands of this queue in flight (probes and drained ones) */
 	int nslots;
 	struct rq_slot slots[RQ_SLOTS];
@@ -76,6 +88,11 @@ void cs_inv_set_cluster_v9c(cs_inv *inv, bool on)
 void cs_inv_set_retry_paced(cs_inv *inv, bool on)
 {
 	inv->rq_unpaced = !on;
+}
+
+void cs_inv_set_retry_rid_check(cs_inv *inv, bool on)
+{
+	inv->rq_no_rid = !on;
 }
 
 uint16_t inv_bucket_slot(cs_inv *inv, uint32_t b)
@@ -312,7 +329,9 @@ static int rq_put(cs_inv *inv, cmdctx *c, enum rq_fail how, int was)
 		return 0;
 	}
 	/* the node failed (or, oldest-only probing / every slot apart taken, the slot's failure
-	 * stops the node as before G2) */
+	 * stops the node as before G2); whatever passed the run_id check before may have
+	 * restarted since: checked again before its next probe (G5) */
+	q->rid_check = true;
 	if (!q->down) {
 		q->down = true;
 		q->probing = false;
@@ -449,6 +468,124 @@ static bool rq_send_one(cs_inv *inv, int i, cmdctx *c, int as)
 	return true;
 }
 
+/* ---- the run_id check of a node back (review G5) ------------------------------------------ */
+
+struct rid_ctx {
+	cs_inv *inv;
+	uint64_t epoch;
+	int rq;
+	uint32_t b;
+};
+
+static bool slot_error(const redisReply *reply)
+{
+	return reply && reply->type == REDIS_REPLY_ERROR && reply->str &&
+	       (strncmp(reply->str, "TRYAGAIN", 8) == 0 || strncmp(reply->str, "ASK ", 4) == 0 ||
+	               strncmp(reply->str, "MOVED ", 6) == 0);
+}
+
+static void on_rid_reply(cs_rc *r, redisReply *reply, void *priv)
+{
+	(void)r;
+	struct rid_ctx *x = priv;
+	cs_inv *inv = x->inv;
+	int i = x->rq;
+	uint32_t b = x->b;
+	bool current = x->epoch == inv->epoch && inv->rq != NULL;
+	free(x);
+	if (!current)
+		return; /* the queues were cleared by a restart */
+	struct inv_rq *q = &inv->rq[i];
+	if (q->out > 0)
+		q->out--;
+	q->probing = false;
+	if (inv_epoch_error(reply)) {
+		char why[300];
+		snprintf(why, sizeof why,
+		        "redis node %s, back, failed the run_id check before its retry queue "
+		        "(review G5): %s",
+		        q->node, reply->str);
+		inv->stats.redis_failures++;
+		inv_restart(inv, why, false);
+		return;
+	}
+	if (reply != NULL && reply->type == REDIS_REPLY_STRING) {
+		q->rid_check = false;
+		q->next_us = 0; /* its probe at the next tick */
+		return;
+	}
+	if (slot_error(reply)) {
+		/* an answer about that bucket's slot (migrating, its keys split): the check goes to
+		 * the node's next bucket (as G2 does not let one slot hold a node), after the
+		 * node's backoff all the same */
+		q->rid_from = (b + 1) % CS_KS_BUCKETS;
+	}
+	rq_backoff(&q->fails, &q->next_us);
+}
+
+/* A bucket on the node that serves slot (the queued command's), from bucket `from` on, none
+ * of whose slot is set apart in q (migrating, G2): -1 when there is none (the slot has no
+ * node, or the node serves no other bucket), then slot's own bucket. */
+static int64_t rid_bucket(cs_inv *inv, struct inv_rq *q, uint16_t slot, uint32_t from)
+{
+	int node = cs_rc_slot_node(inv->rc, slot);
+	int64_t own = -1;
+	for (uint32_t k = 0; k < CS_KS_BUCKETS; k++) {
+		uint32_t b = (from + k) % CS_KS_BUCKETS;
+		uint16_t s = inv_bucket_slot(inv, b);
+		if (s == slot && own < 0)
+			own = b;
+		if (node < 0 || cs_rc_slot_node(inv->rc, s) != node || slot_find(q, s) != NULL)
+			continue;
+		return b;
+	}
+	return own;
+}
+
+/* Queue i's node was down and its backoff passed: a C_RAISE with the run_id check (fence.c
+ * (h)) to a bucket on the node of its oldest command's slot (any bucket of that node: its
+ * epoch copies all name its run_id; one whose slot is not set apart, and past one that
+ * answered for its slot alone), raising that bucket's position copy to 0
+ * (a RAISE never lowers a copy: nothing changes but a missing copy written as 0, which no
+ * SYNC counts as kept). It counts as the node's probe: nothing else of the queue is sent
+ * until it answered. */
+static void rq_rid_send(cs_inv *inv, int i)
+{
+	struct inv_rq *q = &inv->rq[i];
+	const cmdctx *c = q->head;
+	for (int k = 0; c == NULL && k < q->nslots; k++)
+		c = q->slots[k].head;
+	int64_t b = c ? rid_bucket(inv, q, c->slot, q->rid_from) : -1;
+	if (b < 0) {
+		q->rid_check = false; /* not a bucket's command: nothing to check it against */
+		return;
+	}
+	struct rid_ctx *x = malloc(sizeof *x);
+	if (x == NULL) {
+		rq_backoff(&q->fails, &q->next_us);
+		return;
+	}
+	*x = (struct rid_ctx){.inv = inv, .epoch = inv->epoch, .rq = i, .b = (uint32_t)b};
+	char key[CS_NAME_MAX], ep[CS_NAME_MAX];
+	const char *argv[6];
+	size_t lens[6];
+	argv[0] = key, lens[0] = cs_ks_fixed_in(&inv->ks, (uint32_t)b, CS_KS_POS, key, sizeof key);
+	argv[1] = ep, lens[1] = cs_ks_fixed_in(&inv->ks, (uint32_t)b, CS_KS_EPOCH, ep, sizeof ep);
+	argv[2] = "0000000000000000", lens[2] = 16;
+	argv[3] = "0", lens[3] = 1; /* no PX */
+	argv[4] = inv->epoch_sfx, lens[4] = inv->epoch_sfx_len;
+	argv[5] = "1", lens[5] = 1; /* the run_id check */
+	inv->stats.rq_rid_checks++;
+	if (inv_script(inv, (uint32_t)b, CS_SCRIPT_C_RAISE, on_rid_reply, x, 2, 6, argv, lens) !=
+	        0) {
+		free(x);
+		rq_backoff(&q->fails, &q->next_us);
+		return;
+	}
+	q->probing = true;
+	q->out++;
+}
+
 /* Queue i's sends of this tick: the node's probe when it is down; else the probes of its
  * waiting slots whose backoff passed, then its other commands, paced (review G2, V9c). A send
  * refused at once goes straight back (its slot's owner may have changed: kept here) and puts
@@ -462,7 +599,7 @@ static void rq_pump(cs_inv *inv, int i, uint64_t now)
 		 * flight: a fresh start, so its next failure is warned about and backed off from
 		 * the base (review 27 R27-4) */
 		if (q->out == 0 && (q->down || q->fails || q->nslots)) {
-			q->down = q->probing = false;
+			q->down = q->probing = q->rid_check = false;
 			q->fails = 0;
 			q->next_us = 0;
 			q->nslots = 0;
@@ -472,6 +609,10 @@ static void rq_pump(cs_inv *inv, int i, uint64_t now)
 	if (q->down) {
 		if (q->probing || now < q->next_us)
 			return;
+		if (q->rid_check && !inv->rq_no_rid) {
+			rq_rid_send(inv, i);
+			return;
+		}
 		struct rq_slot *s = NULL;
 		cmdctx *c = lst_pop(&q->head, &q->tail);
 		for (int k = 0; c == NULL && k < q->nslots; k++) {
@@ -513,7 +654,7 @@ static void rq_pump(cs_inv *inv, int i, uint64_t now)
 		}
 		lst_push(&s->head, &s->tail, c, true);
 		acct(inv, q, c, 1);
-		q->down = true;
+		q->down = q->rid_check = true;
 		rq_backoff(&q->fails, &q->next_us);
 		return;
 	}
@@ -524,7 +665,7 @@ static void rq_pump(cs_inv *inv, int i, uint64_t now)
 		if (!rq_send_one(inv, i, c, RQ_SENT_DRAIN)) {
 			lst_push(&q->head, &q->tail, c, true);
 			acct(inv, q, c, 1);
-			q->down = true;
+			q->down = q->rid_check = true;
 			rq_backoff(&q->fails, &q->next_us);
 			return;
 		}
@@ -612,6 +753,7 @@ void inv_rq_clear(cs_inv *inv)
 		q->bytes = 0;
 		q->probing = false; /* what is in flight belongs to the old stream */
 		q->down = false;
+		q->rid_check = false;
 		q->out = 0;
 		q->fails = 0;
 		q->next_us = 0;
@@ -633,6 +775,10 @@ void inv_rq_metrics(const cs_inv *inv, cs_metrics *m)
 	cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_retry_overflows_total",
 	        "A node's retry queue past its bound: the stream restarted instead",
 	        s->rq_overflows, NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_retry_rid_checks_total",
+	        "RAISEs with the run_id check sent to a node that was down before its queued "
+	        "commands (review G5)",
+	        s->rq_rid_checks, NULL);
 	cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_retry_slot_holds_total",
 	        "A slot's queued commands set apart, its node's other commands draining "
 	        "(TRYAGAIN, ASK, MOVED, non local key: review G2)",

@@ -61,6 +61,7 @@ typedef struct cs_inv_stats {
 	uint64_t rq_slot_holds;   /* a slot's commands set apart (its own failure), the rest
 	                           * of its node's queue draining (review G2) */
 	uint64_t rq_out_max;      /* most commands of one retry queue in flight at once */
+	uint64_t rq_rid_checks;   /* run_id checks sent before a down node's first retry (G5) */
 	/* review V9b: slot migrations (inv_open.c) */
 	uint64_t open_losses;     /* a migrating bucket's endpoint changed: the SYNC flushed */
 	uint64_t open_marks;      /* buckets marked as being migrated now */
@@ -161,6 +162,10 @@ void cs_inv_set_cluster_v9c(cs_inv *inv, bool on);
  * takes commands again is sent its whole retry queue at once, as before; on (the default), at
  * most 64 per 10 ms tick and 256 in flight. */
 void cs_inv_set_retry_paced(cs_inv *inv, bool on);
+/* Cluster mode only, test hook (the negative control of review G5): off, a node that was down
+ * is sent its oldest queued command at once, as before, with no run_id check first. On by
+ * default. */
+void cs_inv_set_retry_rid_check(cs_inv *inv, bool on);
 
 /* Cluster mode only, a test's negative control (review V9b): off, the invalidator does not
  * watch slot migrations (no CLUSTER NODES round, no marks, the flushed position not bound

@@ -22,6 +22,19 @@
 #           generation message PUBLISHed on a master reaches the daemon (review R6): the
 #           bumped query's cached entry is no longer served. Negative control by hand: an
 #           older build (pub/sub on the first seed only) with CS_GENS_ONLY_BUMP=1 fails it.
+#   n3:     (review12 N3) with the periodic slot map refresh at 600 s, a keyless slot handed to
+#           another master (no MOVED) flushes the near cache within 10 s: the heartbeat asks
+#           the map every second. Negative control n3neg (cluster_near_refresh = off): no flush.
+#   l2:     (review 13 L2) a master's lowest slot migrating (its keys moved to the target): the
+#           near cache stays on (heartbeats in each master's highest slot). Negative control
+#           by hand: the build before the fix goes off (heartbeats refused with ASK).
+#   l7:     (review 13 L7) the engine alone (shard_drive) with one master's pub/sub connection
+#           failing at start: it starts, retries it, every master subscribes, near cache on.
+#   n6:     (review12 N6) an UPDATE of 12 held keys on the 3 masters: every key answers its new
+#           row. Negative control n6neg (cluster_near_untracked_node: one master's reads stored
+#           untracked while its heartbeats prove it): that master's keys answer stale.
+#   n2:     (review12 N2) one master refusing its heartbeats (-OOM, connections up): the near
+#           cache goes off and stays off while it refuses, back on once it takes writes.
 . "$(dirname "$0")/daemon_lib.sh"
 
 PART=${1:-basic}
@@ -242,6 +255,201 @@ case_gens() {
   ok "a generation published on master $p reached the daemon while the first seed ($rep, a replica) was down"
 }
 
+# n3 [neg]: review12 N3. The periodic slot map refresh set to 10 min (cluster_refresh_interval):
+# a keyless slot inside a master's range (no heartbeat, bucket or entry key in it: nothing
+# read from it, so no MOVED) handed to another master: the near cache's heartbeat asks the
+# map again every second, so the near cache is flushed (the slot map changed) within 10 s.
+# n3neg (cluster_near_refresh = off): not flushed in those 10 s (the map waits for a MOVED or
+# the periodic refresh).
+case_n3() {
+  local neg=${1:-} slot owner to toid p f0 stop flushed=false
+  near_config "$WORK/cs.ini"
+  sed -i "s|^cluster = on|&\ncluster_refresh_interval = 600s|" "$WORK/cs.ini"
+  [ "$neg" != neg ] || sed -i "s|^cluster = on|&\ncluster_near_refresh = false|" "$WORK/cs.ini"
+  start_streaming "$WORK/cs.ini"
+  near_on || fail "the near cache never came on: $(grep -i near "$WORK/cachesvc.log" | tail -5)"
+  hold 1 2 3
+  for slot in $(seq 100 16383); do
+    owner=$(port_of_slot "$slot")
+    [ -n "$owner" ] && [ "$(port_of_slot $((slot - 1)))" = "$owner" ] &&
+      [ "$(port_of_slot $((slot + 1)))" = "$owner" ] &&
+      [ "$(redis-cli -p "$owner" cluster countkeysinslot "$slot")" = 0 ] && break
+  done
+  for to in "${RC_PORTS[@]}"; do [ "$to" != "$owner" ] && break; done
+  toid=$(redis-cli -p "$to" cluster myid)
+  metric_is cachesvc_near_on 1 || near_on 10 || fail "the near cache went off before the move"
+  f0=$(metric cachesvc_near_flushes_total)
+  for p in "${RC_PORTS[@]}"; do redis-cli -p "$p" cluster setslot "$slot" node "$toid" >/dev/null; done
+  stop=$((SECONDS + 10))
+  while [ $SECONDS -lt $stop ]; do
+    if metric_ge cachesvc_near_flushes_total $((f0 + 1)); then flushed=true; break; fi
+    sleep 0.3
+  done
+  if [ "$neg" = neg ]; then
+    [ "$flushed" = false ] || fail "n3neg: flushed without the heartbeat's map refresh: the test proves nothing ($(grep 'near cache' "$WORK/cachesvc.log" | tail -2))"
+    ok "n3neg: negative control (cluster_near_refresh = off): slot $slot handed from $owner to $to, the near cache not flushed in 10 s"
+  else
+    [ "$flushed" = true ] || fail "n3: slot $slot moved from $owner to $to: the near cache was not flushed within 10 s (periodic refresh 600 s)"
+    grep -q 'near cache: flushed (the slot map changed)' "$WORK/cachesvc.log" ||
+      fail "n3: the flush was not the slot map's: $(grep 'near cache' "$WORK/cachesvc.log" | tail -3)"
+    ok "n3: slot $slot handed from $owner to $to with no MOVED and the periodic refresh at 600 s: the near cache flushed (the slot map changed) within 10 s"
+  fi
+}
+
+# l2: review 13 L2. A master's lowest slot put MIGRATING to another master with its keys
+# moved (the first step of a reshard: redis-cli moves a source's slots in ascending order):
+# the near cache stays on for 15 s (every master's heartbeat in a slot it keeps: its highest).
+# Negative control by hand: the build before the fix (heartbeat in the lowest slot), e.g.
+# CS_BUILD=/work/main/build-lay cluster_near.sh l2: that master's heartbeats answer ASK, the
+# near cache goes off.
+l2_keys_only_hb() { # PORT SLOT: the slot holds no key but heartbeat keys
+  ! redis-cli -p "$1" cluster getkeysinslot "$2" 100 | grep -v '^$' | grep -qv ':nhb:'
+}
+case_l2() {
+  local a="" lo b bid aid p keys e0 stop off=false
+  near_config "$WORK/cs.ini"
+  start_streaming "$WORK/cs.ini"
+  near_on || fail "the near cache never came on: $(grep -i near "$WORK/cachesvc.log" | tail -5)"
+  hold 1 2 3
+  # a master whose lowest slot holds no key of the cache's own (buckets, entries)
+  while read -r start _ _ port _; do
+    if l2_keys_only_hb "$port" "$start"; then a=$port lo=$start; break; fi
+  done < <(redis-cli -p "${RC_PORTS[0]}" cluster slots | paste - - - - - - | sort -n)
+  [ -n "$a" ] || fail "l2: every master's lowest slot holds cache keys"
+  for b in "${RC_PORTS[@]}"; do [ "$b" != "$a" ] && break; done
+  aid=$(redis-cli -p "$a" cluster myid)
+  bid=$(redis-cli -p "$b" cluster myid)
+  redis-cli -p "$b" cluster setslot "$lo" importing "$aid" >/dev/null
+  redis-cli -p "$a" cluster setslot "$lo" migrating "$bid" >/dev/null
+  mapfile -t keys < <(redis-cli -p "$a" cluster getkeysinslot "$lo" 100 | grep -v '^$')
+  [ ${#keys[@]} = 0 ] || redis-cli -p "$a" migrate 127.0.0.1 "$b" "" 0 5000 keys "${keys[@]}" >/dev/null
+  e0=$(metric cachesvc_near_echo_lost_total)
+  stop=$((SECONDS + 15))
+  while [ $SECONDS -lt $stop ]; do
+    metric_is cachesvc_near_on 1 || { off=true; break; }
+    sleep 0.5
+  done
+  [ "$off" = false ] || fail "l2: the near cache went off while master $a's lowest slot $lo migrates (${#keys[@]} keys moved): $(grep 'near cache' "$WORK/cachesvc.log" | tail -3)"
+  [ "$(metric cachesvc_near_echo_lost_total)" = "$e0" ] || fail "l2: echoes lost while slot $lo migrates"
+  hold 4
+  ok "l2: master $a's lowest slot $lo migrating to $b (${#keys[@]} keys moved): the near cache stayed on for 15 s, hits go on"
+  # the slot finished on b: the map changes (flushed, stays on)
+  mapfile -t keys < <(redis-cli -p "$a" cluster getkeysinslot "$lo" 100 | grep -v '^$')
+  [ ${#keys[@]} = 0 ] || redis-cli -p "$a" migrate 127.0.0.1 "$b" "" 0 5000 keys "${keys[@]}" >/dev/null
+  for p in "${RC_PORTS[@]}"; do redis-cli -p "$p" cluster setslot "$lo" node "$bid" >/dev/null; done
+  near_on 20 || fail "l2: the near cache did not stay or come back on once slot $lo moved"
+  hold 5
+  ok "l2: slot $lo finished on $b: the near cache on, hits go on"
+}
+
+# l7: review 13 L7. The engine alone (shard_drive --stdin) with its first master's pub/sub
+# connection failing at start (--psn-fail 1, as on out of memory): it starts (before the fix:
+# "[redis] nodes: no pub/sub connections made", exit 2), the failure is logged, the master is
+# tried again (every 5 s) until every master has its subscriber of the generations channel,
+# and the near cache comes on (every master's tracking proven). Negative control by hand: the
+# fatal psn_setup (return -1 when a connection is missing) fails the first check.
+l7_subscribed() {
+  local p
+  for p in ${RC_MASTERS//,/ }; do
+    [ "$(redis-cli -p "${p##*:}" pubsub numsub "$NS:gen" | tail -1)" -ge 1 ] || return 1
+  done
+}
+l7_near_on() {
+  local l on=""
+  echo "metrics cachesvc_near_on" >&"${L7[1]}"
+  while read -r -t 10 l <&"${L7[0]}"; do
+    [ "$l" = end ] && break
+    case $l in "cachesvc_near_on "*) on=${l#* } ;; esac
+  done
+  [ "$on" = 1 ]
+}
+case_l7() {
+  local line=""
+  near_config "$WORK/cs.ini"
+  coproc L7 { exec "$CS_BUILD/tests/integration/shard_drive" --psn-fail 1 --stdin "$WORK/cs.ini" cu 2>"$WORK/drive.log"; }
+  CLEANUPS+=("kill $L7_PID")
+  read -r -t 60 line <&"${L7[0]}" || true
+  [ "$line" = ready ] || fail "l7: the engine did not start with one pub/sub connection failed (got '$line'): $(tail -3 "$WORK/drive.log")"
+  grep -q 'pub/sub on .*failed by the test hook' "$WORK/drive.log" || fail "l7: no pub/sub connection failed: $(grep -i pub/sub "$WORK/drive.log" | tail -3)"
+  until_true 30 l7_subscribed || fail "l7: a master never got its generations subscriber: $(for p in ${RC_MASTERS//,/ }; do redis-cli -p "${p##*:}" pubsub numsub "$NS:gen" | tail -1; done | paste -sd' ')"
+  until_true 30 l7_near_on || fail "l7: the near cache never came on: $(grep 'near cache' "$WORK/drive.log" | tail -3)"
+  echo quit >&"${L7[1]}"
+  ok "l7: one master's pub/sub connection failed at start: the engine started, the master was tried again, every master subscribed and the near cache came on"
+}
+
+# n6 [neg]: review12 N6. 12 keys on the 3 masters held near; an UPDATE of all of them: every
+# held entry is dropped by its own master's tracking message and the daemon answers the new
+# rows. n6neg (cluster_near_untracked_node = one master: its heartbeats tracked, so the near
+# cache comes on, but its reads stored untracked): that master's keys keep answering their old
+# rows from the near cache after the UPDATE was invalidated, the other masters' do not - the
+# per-master check above is what finds one master's tracking missing.
+case_n6() {
+  local neg=${1:-} id p m ports=() lsn d0 stale=() fresh=()
+  near_config "$WORK/cs.ini"
+  m=${RC_MASTERS%%,*}
+  [ "$neg" != neg ] || sed -i "s|^cluster = on|&\ncluster_near_untracked_node = $m|" "$WORK/cs.ini"
+  start_streaming "$WORK/cs.ini"
+  near_on || fail "the near cache never came on: $(grep -i near "$WORK/cachesvc.log" | tail -5)"
+  for id in $(seq 1 12); do
+    p=$(port_of_slot "$(rc cluster keyslot "$(entry_key "$id")")")
+    ports+=("$p")
+  done
+  [ "$(printf '%s\n' "${ports[@]}" | sort -u | wc -l)" = 3 ] || fail "keys 1-12 are not spread over the 3 masters: ${ports[*]}"
+  hold $(seq 1 12)
+  d0=$(metric cachesvc_near_dropped_total)
+  lsn=$(commit_lsn "UPDATE users SET name = 'n6 ' || id WHERE id <= 12")
+  wait_invalidated "$lsn"
+  wait_replicas
+  # the tracked masters' drops (all 12 without the control) before the rows are read
+  local want=0
+  for p in "${ports[@]}"; do [ "$neg" = neg ] && [ "$p" = "${m##*:}" ] || want=$((want + 1)); done
+  until_true 10 metric_ge cachesvc_near_dropped_total $((d0 + want)) ||
+    fail "n6: $(( $(metric cachesvc_near_dropped_total) - d0 )) of $want held entries of tracked masters dropped"
+  for id in $(seq 1 12); do
+    case $(rows cu "$id") in *"n6 $id"*) fresh+=("$id") ;; *) stale+=("$id:${ports[$((id - 1))]}") ;; esac
+  done
+  if [ "$neg" = neg ]; then
+    [ ${#stale[@]} -gt 0 ] || fail "n6neg: every key answered its new row with master $m untracked: the test proves nothing"
+    for p in "${stale[@]}"; do [ "${p#*:}" = "${m##*:}" ] || fail "n6neg: key ${p%%:*} of master ${p#*:} (tracked) answered stale"; done
+    ok "n6neg: negative control (cluster_near_untracked_node = $m): ${#stale[@]} keys of that master answered stale from the near cache after the UPDATE (${stale[*]}), the other masters' ${#fresh[@]} fresh"
+  else
+    [ ${#stale[@]} = 0 ] || fail "n6: keys answered stale after the UPDATE: ${stale[*]}"
+    ok "n6: an UPDATE of 12 held keys on the 3 masters: every key answered its new row"
+  fi
+}
+
+# n2: review12 N2 (review 13 L5: untested). One master refuses every heartbeat with an error
+# while both its connections stay up (CONFIG SET maxmemory 1 under noeviction: the heartbeat's
+# SET answers -OOM): its proof ages out, so the near cache goes off and stays off while it
+# refuses; maxmemory restored, it comes back on. Negative control by hand: cl_heartbeat
+# without the age check of a proven master (the rule before N2): the near cache stays on.
+case_n2() {
+  local m lost0 stop off=true
+  near_config "$WORK/cs.ini"
+  start_streaming "$WORK/cs.ini"
+  near_on || fail "the near cache never came on: $(grep -i near "$WORK/cachesvc.log" | tail -5)"
+  hold 1 2 3
+  m=${RC_MASTERS%%,*}
+  m=${m##*:}
+  [ "$(redis-cli -p "$m" config get maxmemory-policy | tail -1)" = noeviction ] || fail "n2: master $m is not noeviction"
+  lost0=$(metric cachesvc_near_echo_lost_total)
+  CLEANUPS+=("redis-cli -p $m config set maxmemory 0")
+  redis-cli -p "$m" config set maxmemory 1 >/dev/null
+  until_true 20 metric_is cachesvc_near_on 0 || fail "n2: master $m refused every heartbeat (-OOM) for 20 s and the near cache stayed on"
+  metric_ge cachesvc_near_echo_lost_total $((lost0 + 1)) || fail "n2: off, but no lost echo counted"
+  stop=$((SECONDS + 8))
+  while [ $SECONDS -lt $stop ]; do
+    metric_is cachesvc_near_on 0 || { off=false; break; }
+    sleep 0.5
+  done
+  [ "$off" = true ] || fail "n2: the near cache came back on while master $m still refused its heartbeats"
+  ok "n2: master $m refusing its heartbeats (-OOM): the near cache off, and off for 8 s more while it refuses"
+  redis-cli -p "$m" config set maxmemory 0 >/dev/null
+  near_on 30 || fail "n2: the near cache did not come back on once $m took writes again"
+  hold 4
+  ok "n2: maxmemory restored on $m: the near cache back on, hits resume"
+}
+
 # Several parts may share one cluster (cluster_near.sh PART PART...: meson.build's merged pair,
 # e1 and its negative control, which would otherwise pay a cluster start and the setup above
 # each): run in order; before the next, the previous part's daemon stopped, the cluster settled
@@ -285,6 +493,13 @@ for PART in "${@:-basic}"; do
     e1) case_e1 ;;
     e1neg) case_e1 neg ;;
     gens) case_gens ;;
+    n3) case_n3 ;;
+    n3neg) case_n3 neg ;;
+    l2) case_l2 ;;
+    l7) case_l7 ;;
+    n6) case_n6 ;;
+    n6neg) case_n6 neg ;;
+    n2) case_n2 ;;
     *) fail "unknown part $PART" ;;
   esac
 done

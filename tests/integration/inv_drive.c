@@ -71,7 +71,7 @@ static void usage(void)
 	        "                 [--single] [--cmd-limit N] [--retry-max N] [--no-v9b]\n"
 	        "                 [--open-hold-ms MS] [--open-hold-fixed] [--open-hold-nocarry]\n"
 	        "                 [--oldest-only] [--no-v9c] [--unpaced] [--tick-polled]\n"
-	        "                 [--stats-ms N]\n"
+	        "                 [--stats-ms N] [--no-g5]\n"
 	        "       inv_drive bucket QUERY CANON\n"
 	        "       inv_drive slots NS\n");
 	exit(2);
@@ -92,12 +92,13 @@ static void on_stats(evutil_socket_t fd, short what, void *arg)
 	        " rq_retries=%" PRIu64 " rq_overflows=%" PRIu64 " rq_depth=%" PRIu64
 	        " open_losses=%" PRIu64 " open_marks=%" PRIu64 " open_marked=%" PRIu64
 	        " open_incomplete=%" PRIu64 " open_holds=%" PRIu64 " open_rounds=%" PRIu64
-	        " open_hold_ms=%" PRIu64 " rq_slot_holds=%" PRIu64 " rq_out_max=%" PRIu64 "\n",
+	        " open_hold_ms=%" PRIu64 " rq_slot_holds=%" PRIu64 " rq_out_max=%" PRIu64
+	        " rq_rid_checks=%" PRIu64 "\n",
 	        (int)s->state, (uint64_t)s->confirmed, (uint64_t)s->horizon, s->redis_data_loss,
 	        s->gap_flushes, s->redis_failures, s->keys, s->reconnects, s->cmds_max, s->pauses,
 	        s->rq_queued, s->rq_retries, s->rq_overflows, s->rq_depth, s->open_losses,
 	        s->open_marks, s->open_marked, s->open_incomplete, s->open_holds, s->open_rounds,
-	        s->open_hold_ms, s->rq_slot_holds, s->rq_out_max);
+	        s->open_hold_ms, s->rq_slot_holds, s->rq_out_max, s->rq_rid_checks);
 	fclose(f);
 	rename(tmp, g.stats);
 }
@@ -134,7 +135,7 @@ int main(int argc, char **argv)
 	bool c1 = true, hold = true, c2 = true, v1 = true, pos_every = false, pos_min = true;
 	bool pos_backoff = true, single = false, v9b = true, hold_fixed = false,
 	     hold_nocarry = false;
-	bool per_slot = true, v9c = true, paced = true, tick_polled = false;
+	bool per_slot = true, v9c = true, paced = true, tick_polled = false, rid_check = true;
 	long long cmd_limit = -1, retry_max = -1, open_hold_ms = 0, stats_ms = 100;
 	for (int i = 5; i < argc; i++) {
 		if (strcmp(argv[i], "--no-c1") == 0)
@@ -163,6 +164,8 @@ int main(int argc, char **argv)
 			v9c = false;
 		else if (strcmp(argv[i], "--unpaced") == 0)
 			paced = false;
+		else if (strcmp(argv[i], "--no-g5") == 0)
+			rid_check = false;
 		else if (strcmp(argv[i], "--single") == 0)
 			single = true;
 		else if (strcmp(argv[i], "--tick-polled") == 0)
@@ -216,6 +219,7 @@ int main(int argc, char **argv)
 	cs_inv_set_cluster_v9c(g.inv, v9c);
 	cs_inv_set_retry_paced(g.inv, paced);
 	cs_inv_set_tick_polled(g.inv, tick_polled);
+	cs_inv_set_retry_rid_check(g.inv, rid_check);
 	if (cmd_limit >= 0)
 		cs_inv_set_cmd_limit(g.inv, cmd_limit);
 	if (retry_max >= 0)

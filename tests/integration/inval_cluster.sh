@@ -90,6 +90,14 @@
 #          retry queue (no restart, the commit held); the slot finished: the entry is gone,
 #          confirmed, cachesvc-verify 0 stale. v9cneg: its negative control (--no-v9c: the
 #          refusal restarts the stream, as before). (registered together as inval_cluster_v9c)
+#   g5:    review G5: a master back from an old snapshot (SAVE, shut down with an INVAL queued,
+#          started again from its dump): its first retry is a RAISE with the run_id check,
+#          which restarts the stream before the queued commit is confirmed; the entry the
+#          snapshot brought back is gone by then. g5neg: its negative control (--no-g5).
+#          (registered together as inval_cluster_g5)
+#   g5g2:  G5's check with G2's stuck slot: the node's oldest queued command in a slot whose
+#          keys are split (TRYAGAIN): the check goes to another bucket of the node, the other
+#          slot's command drains.
 #   pace:  the retry queue's paced drain: a master stopped while 12 TRUNCATEs fan out; resumed,
 #          its queue (over 400 commands) drains with at most 256 in flight. paceneg: its
 #          negative control (--unpaced: the whole queue at once, as before). (registered
@@ -1631,6 +1639,145 @@ case_g2() {
 }
 rq_depth_zero() { [ "$(stat rq_depth)" = 0 ]; }
 
+# G5: a node back from an old snapshot. Two ids K, L whose buckets lie on master S (not bucket
+# 0's). An entry of K written, S snapshotted (SAVE), K updated: its INVAL (DEL of the entry)
+# acknowledged by S, confirmed, but not in the snapshot. S shut down; L updated: its INVAL
+# waits in S's retry queue. S restarted from the snapshot (a new run_id; K's entry back, its
+# buckets' epoch copies carrying the resync's suffix and the former run_id). The status
+# interval is 20 s, so the periodic RAISE is not what finds it: when L's commit is confirmed,
+# the stream must have restarted (the first retry to S is a RAISE with the run_id check:
+# EPOCH) and K's entry must be gone (the SYNC's verdict: replayed or flushed). g5neg (--no-g5,
+# S's oldest queued command first, as before): L's INVAL drains on the old snapshot, L's
+# commit is confirmed with no restart and K's stale entry still there.
+g5_pick() {
+  local id b slot0
+  owners
+  slot0=$(rc cluster keyslot "{$NS:0}")
+  K= L= S=
+  for id in $(seq 1 40); do
+    b=$(bucket "$id")
+    [ "$b" != 0 ] && [ "$(rc cluster keyslot "{$NS:$b}")" != "$slot0" ] || continue
+    [ "$(node_port_of_bucket "$b")" != "$(node_port_of_bucket 0)" ] || continue
+    if [ -z "$K" ]; then
+      K=$id BK=$b S=$(node_port_of_bucket "$b")
+    elif [ "$(node_port_of_bucket "$b")" = "$S" ]; then
+      L=$id BL=$b
+      break
+    fi
+  done
+  [ -n "$L" ] || fail "g5: no two ids on one master other than bucket 0's"
+}
+g5_restart() { # PORT: starts the node again as private_redis_cluster did, from its dump.rdb
+  local i d
+  for i in "${!RC_PORTS[@]}"; do [ "${RC_PORTS[$i]}" = "$1" ] && break; done
+  d=$WORK/rcluster/node$((i + 1))
+  redis-server --port "$1" --bind 127.0.0.1 --save '' --appendonly no --cluster-enabled yes \
+    --cluster-port "$G5_BUS" --cluster-config-file "$d/nodes.conf" \
+    --cluster-node-timeout "${CS_RC_NODE_TIMEOUT:-1000}" --daemonize yes \
+    --pidfile "$d/redis.pid" --logfile "$WORK/rcluster$((i + 1))-g5.log" --dir "$d" >/dev/null
+  until_true 30 redis_port_pong "$1" || fail "g5: $1 did not start again"
+  until_true 30 rc_ok "$1" || fail "g5: $1 never reached cluster_state:ok again"
+}
+# g5g2: G5's check with G2's stuck slot. Slot SA of master S migrating with its bucket's keys
+# split between S and T (every key but the epoch copy moved: a script naming two of its keys
+# answers TRYAGAIN), then S stopped (SIGSTOP) while A (bucket in SA) and H (another slot of S)
+# are updated: both INVALs time out, A's first in S's queue, the node down. S resumed (the
+# same run): its run_id check must not be sent to A's bucket for ever (TRYAGAIN: the check
+# moves to another bucket of S), so H's INVAL lands within 20 s while A's commit stays held,
+# no stream restart. Negative control by hand: the check always to the oldest command's own
+# bucket (rid_bucket returning `own`): H's entry stays.
+case_g5g2() {
+  local lsn n r0 q0 keys p s_id t_id epk pid i stop gone=false
+  start_drive
+  lsn=$(commit_lsn "TRUNCATE users")
+  wait_confirmed "$lsn"
+  primary "$DB" -c "INSERT INTO users SELECT i, 'user ' || i FROM generate_series(1, 40) i" >/dev/null
+  g2_pick
+  lsn=$(commit_lsn "UPDATE users SET name = name || '.' WHERE id IN ($A, $H)")
+  wait_confirmed "$lsn"
+  EH=$(entry_of "$BH" "$H")
+  rc set "$EH" stale >/dev/null
+  s_id=$(redis-cli -p "$S" cluster myid)
+  t_id=$(redis-cli -p "$T" cluster myid)
+  redis-cli -p "$T" cluster setslot "$SA" importing "$s_id" >/dev/null
+  redis-cli -p "$S" cluster setslot "$SA" migrating "$t_id" >/dev/null
+  epk=$(redis-cli -p "$S" cluster getkeysinslot "$SA" 1000 | grep -v '^$' | grep ':epoch$' | head -1)
+  [ -n "$epk" ] || fail "g5g2: no epoch copy in slot $SA on $S"
+  mapfile -t keys < <(redis-cli -p "$S" cluster getkeysinslot "$SA" 1000 | grep -v '^$' | grep -vxF "$epk")
+  redis-cli -p "$S" migrate 127.0.0.1 "$T" "" 0 5000 keys "${keys[@]}" >/dev/null
+  for i in "${!RC_PORTS[@]}"; do [ "${RC_PORTS[$i]}" = "$S" ] && pid=$(cat "$WORK/rcluster/node$((i + 1))/redis.pid"); done
+  CLEANUPS=("kill -CONT $pid" "${CLEANUPS[@]}")
+  r0=$(stat reconnects)
+  q0=$(stat rq_queued)
+  kill -STOP "$pid"
+  lsn=$(commit_lsn "UPDATE users SET name = name || 'a' WHERE id = $A")
+  n=$(lsn_num "$lsn")
+  until_true 30 rq_stat_above rq_queued "$q0" || { kill -CONT "$pid"; fail "g5g2: A's INVAL was not queued while $S was stopped"; }
+  q0=$(stat rq_queued)
+  lsn=$(commit_lsn "UPDATE users SET name = name || 'h' WHERE id = $H")
+  until_true 30 rq_stat_above rq_queued "$q0" || { kill -CONT "$pid"; fail "g5g2: H's INVAL was not queued while $S was stopped"; }
+  kill -CONT "$pid"
+  stop=$((SECONDS + 20))
+  while [ $SECONDS -lt $stop ]; do
+    ! confirmed_past "$n" || fail "g5g2: confirmed $(stat confirmed) >= $n while A's INVAL was refused"
+    if g2_h_gone; then gone=true; break; fi
+    sleep 0.3
+  done
+  [ "$(stat reconnects)" = "$r0" ] || fail "g5g2: the stream restarted ($r0 -> $(stat reconnects)): $(tail -5 "$WORK/drive.log")"
+  [ "$gone" = true ] || fail "g5g2: H's INVAL stayed queued behind the run_id check on $S for 20 s ($(cat "$STATS"))"
+  rq_stat_above rq_rid_checks 0 || fail "g5g2: no run_id check counted ($(cat "$STATS"))"
+  ok "g5g2: $S back from a stop with A's slot $SA split: the run_id check passed on another bucket of $S, H's INVAL drained ($EH gone), A's commit held, no restart ($(stat rq_rid_checks) checks)"
+  mapfile -t keys < <(redis-cli -p "$S" cluster getkeysinslot "$SA" 10000 | grep -v '^$')
+  [ ${#keys[@]} = 0 ] || redis-cli -p "$S" migrate 127.0.0.1 "$T" "" 0 5000 keys "${keys[@]}" >/dev/null
+  for p in "${RC_PORTS[@]}"; do redis-cli -p "$p" cluster setslot "$SA" node "$t_id" >/dev/null; done
+  wait_confirmed "$lsn"
+  until_true 30 rq_depth_zero || fail "g5g2: the retry queue did not drain ($(cat "$STATS"))"
+  ok "g5g2: slot $SA finished on $T: every queued command landed"
+  stop_drive
+}
+case_g5() {
+  local neg=$1 flags=() lsn n r0 q0 rid0 ek restarted gone
+  [ "$neg" = true ] && flags=(--no-g5)
+  sed 's/^status_interval = .*/status_interval = 20s/' "$WORK/cs.ini" >"$WORK/cs-g5.ini"
+  CONF=$WORK/cs-g5.ini start_drive "${flags[@]}"
+  g5_pick
+  G5_BUS=$(redis-cli -p "$S" config get cluster-port | tail -1)
+  ek=$(entry_of "$BK" "$K")
+  rc set "$ek" stale >/dev/null
+  rid0=$(run_id_of "$S")
+  [ "$(redis-cli -p "$S" save)" = OK ] || fail "g5: SAVE on $S failed"
+  lsn=$(commit_lsn "UPDATE users SET name = name || 'k' WHERE id = $K")
+  wait_confirmed "$lsn"
+  [ "$(redis-cli -p "$S" exists "$ek")" = 0 ] || fail "g5: K's entry $ek survived its INVAL"
+  r0=$(stat reconnects)
+  q0=$(stat rq_queued)
+  redis-cli -p "$S" shutdown nosave >/dev/null 2>&1
+  lsn=$(commit_lsn "UPDATE users SET name = name || 'l' WHERE id = $L")
+  n=$(lsn_num "$lsn")
+  until_true 30 rq_stat_above rq_queued "$q0" || fail "g5: L's INVAL was not queued while $S was down ($(cat "$STATS"))"
+  ! confirmed_past "$n" || fail "g5: L's commit confirmed while $S was down"
+  g5_restart "$S"
+  [ "$(run_id_of "$S")" != "$rid0" ] || fail "g5: $S kept its run_id"
+  # (with the check on, the SYNC may have replayed K's commit already: asserted in g5neg)
+  [ "$neg" != true ] || [ "$(redis-cli -p "$S" exists "$ek")" = 1 ] || fail "g5neg: K's entry is not back with the snapshot: the test proves nothing"
+  until_true 60 confirmed_past "$n" || fail "g5: L's commit never confirmed ($(cat "$STATS")): $(tail -5 "$WORK/drive.log")"
+  restarted=false gone=false
+  [ "$(stat reconnects)" -gt "$r0" ] && restarted=true
+  [ "$(redis-cli -p "$S" exists "$(entry_of "$BK" "$K")")" = 0 ] && gone=true
+  if [ "$neg" = true ]; then
+    [ "$restarted" = false ] || fail "g5neg: the stream restarted before L's commit was confirmed without the check: the test proves nothing ($(grep -c 'restart' "$WORK/drive.log") log lines)"
+    [ "$gone" = false ] || fail "g5neg: K's stale entry was gone without the check: the test proves nothing"
+    ok "g5neg: negative control (--no-g5): $S back from its snapshot took its retry queue, L's commit confirmed with no restart, K's stale entry $ek still there"
+  else
+    [ "$restarted" = true ] || fail "g5: L's commit confirmed on $S back from an old snapshot before any restart ($(cat "$STATS"))"
+    grep -q 'failed the run_id check before its retry queue' "$WORK/drive.log" || fail "g5: the restart was not the retry's run_id check: $(grep -i epoch "$WORK/drive.log" | tail -3)"
+    rq_stat_above rq_rid_checks 0 || fail "g5: no run_id check counted ($(cat "$STATS"))"
+    [ "$gone" = true ] || fail "g5: K's stale entry $ek still there once L's commit was confirmed"
+    ok "g5: $S back from an old snapshot: its first retry, a RAISE with the run_id check, answered EPOCH, the stream restarted before L's commit was confirmed, K's stale entry gone ($(stat rq_rid_checks) checks)"
+  fi
+  stop_drive
+}
+
 # V9c: an entry MIGRATEd alone (ahead of its bucket's other keys) to another master T; an
 # UPDATE of its row: the INVAL on the migrating node S is refused ("non local key": it DELs the
 # entry inside its body). It waits in S's retry queue, its slot apart (G2): retried, no stream
@@ -1742,6 +1889,9 @@ for PART in "${@:-basic}"; do
   r18drain) case_r18drain ;;
   g2) case_g2 false ;;
   g2neg) case_g2 true ;;
+  g5) case_g5 false ;;
+  g5neg) case_g5 true ;;
+  g5g2) case_g5g2 ;;
   v9c) case_v9c false ;;
   pace) case_pace false ;;
   paceneg) case_pace true ;;

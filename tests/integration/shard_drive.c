@@ -46,6 +46,8 @@
  * on a Redis Cluster, every master's pub/sub connection subscribes the first shard's generations
  * channel alone and the per-master epoch check reads the first shard's copies alone
  * (cs_engine_test_cluster_shard0).
+ * --psn-fail N (review 13 L7, tests/integration/cluster_near.sh l7): the first N pub/sub
+ * connections to the cluster's masters fail to be made (cs_engine_test_psn_fail).
  * Exit 0 when every request was answered (the script judges the lines), 2 on usage, a config
  * or engine error, or no health in time. */
 #include <errno.h>
@@ -302,7 +304,8 @@ static int usage(void)
 	fprintf(stderr, "usage: shard_drive [--force-shard0] [--mget] [--lsn SHARD[:X/Y]] "
 	                "[--rounds N] [--health TEXT] [--invalidate-after R] "
 	                "[--invalidate-key-after R] [--stdin] [--inv-shard0] [--cluster-shard0] "
-	                "[--other-plain] [--no-definitions] [--metrics P] CONFIG QUERY "
+	                "[--other-plain] [--no-definitions] [--metrics P] [--psn-fail N] "
+	                "CONFIG QUERY "
 	                "[KEY...]\n");
 	return 2;
 }
@@ -321,6 +324,8 @@ int main(int argc, char **argv)
 			inv0 = true;
 		else if (strcmp(argv[a], "--cluster-shard0") == 0)
 			cl0 = true;
+		else if (strcmp(argv[a], "--psn-fail") == 0 && a + 1 < argc)
+			cs_engine_test_psn_fail(atoi(argv[++a]));
 		else if (strcmp(argv[a], "--other-plain") == 0)
 			other_plain = true;
 		else if (strcmp(argv[a], "--no-definitions") == 0)
