@@ -456,14 +456,6 @@ case_n2() {
 # again (cluster_state:ok on every node, none flagged fail) and every cached entry of cu deleted
 # on every master, so that the part starts with nothing cached, as on a cluster of its own
 # (its daemon new: near cache and metrics empty).
-cluster_settled() {
-  local p flags
-  for p in "${RC_PORTS[@]}"; do
-    rc_ok "$p" || return 1
-    flags=$(redis-cli -p "$p" cluster nodes | awk '{ print $3 }')
-    [ -n "$flags" ] && [[ $flags != *fail* ]] || return 1
-  done
-}
 drop_entries() {
   local p k
   for p in "${RC_PORTS[@]}"; do

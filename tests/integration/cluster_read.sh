@@ -373,14 +373,6 @@ case_policy() {
 # above each): run in order, the previous part's daemon stopped and the cluster settled again
 # (cluster_state:ok on every node, none flagged fail) before the next. Each part writes its own
 # config and starts its own daemon (its metrics new) and its own fills.
-cluster_settled() {
-  local p flags
-  for p in "${RC_PORTS[@]}"; do
-    rc_ok "$p" || return 1
-    flags=$(redis-cli -p "$p" cluster nodes | awk '{ print $3 }')
-    [ -n "$flags" ] && [[ $flags != *fail* ]] || return 1
-  done
-}
 prev=
 for PART in "${@:-read}"; do
   if [ -n "$prev" ]; then

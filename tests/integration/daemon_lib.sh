@@ -453,6 +453,17 @@ for c in sys.argv[2].encode() + b"\0" + sys.argv[1].encode():
     h = ((h ^ c) * 16777619) & 0xffffffff
 print(h % 256)' "$1" "${2:-cu}"
 }
+# cluster_settled: every node of the private cluster (RC_PORTS) says cluster_state:ok and none
+# is flagged fail or pfail (the tests that run several parts on one cluster wait for it
+# between parts)
+cluster_settled() {
+  local p flags
+  for p in "${RC_PORTS[@]}"; do
+    rc_ok "$p" || return 1
+    flags=$(redis-cli -p "$p" cluster nodes | awk '{ print $3 }')
+    [ -n "$flags" ] && [[ $flags != *fail* ]] || return 1
+  done
+}
 # port_of_slot SLOT: the port of the master of SLOT in the private cluster (RC_PORTS)
 port_of_slot() {
   redis-cli -p "${RC_PORTS[0]}" cluster slots | paste - - - - - - |

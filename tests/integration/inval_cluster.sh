@@ -1579,10 +1579,11 @@ g2_h_gone() { [ "$(redis-cli -p "$S" exists "$EH")" = 0 ]; }
 # as before G2): H's entry stays for 20 s. Both end with the slot finished on T: everything
 # lands, confirmed (the bucket then answers EPOCH on T: one restart, a SYNC that finds it kept,
 # as C2's moves).
-case_g2() {
-  local neg=$1 flags=() lsn n r0 q0 h0 keys p s_id t_id epk stop gone=false
-  [ "$neg" = true ] && flags=(--oldest-only)
-  start_drive "${flags[@]}"
+# g2_split_slot PART (after start_drive): rows 1-40 written again, g2_pick's A and H updated
+# and confirmed, H's entry EH planted stale, then slot SA migrating from S to T with every key
+# of it but the epoch copy moved: an INVAL of A's bucket answers TRYAGAIN (G2's stuck slot)
+g2_split_slot() {
+  local lsn s_id epk keys # (t_id: the caller's, set here)
   lsn=$(commit_lsn "TRUNCATE users")
   wait_confirmed "$lsn"
   primary "$DB" -c "INSERT INTO users SELECT i, 'user ' || i FROM generate_series(1, 40) i" >/dev/null
@@ -1596,9 +1597,16 @@ case_g2() {
   redis-cli -p "$T" cluster setslot "$SA" importing "$s_id" >/dev/null
   redis-cli -p "$S" cluster setslot "$SA" migrating "$t_id" >/dev/null
   epk=$(redis-cli -p "$S" cluster getkeysinslot "$SA" 1000 | grep -v '^$' | grep ':epoch$' | head -1)
-  [ -n "$epk" ] || fail "g2: no epoch copy in slot $SA on $S"
+  [ -n "$epk" ] || fail "$1: no epoch copy in slot $SA on $S"
   mapfile -t keys < <(redis-cli -p "$S" cluster getkeysinslot "$SA" 1000 | grep -v '^$' | grep -vxF "$epk")
   redis-cli -p "$S" migrate 127.0.0.1 "$T" "" 0 5000 keys "${keys[@]}" >/dev/null
+}
+
+case_g2() {
+  local neg=$1 flags=() lsn n r0 q0 h0 keys p s_id t_id epk stop gone=false
+  [ "$neg" = true ] && flags=(--oldest-only)
+  start_drive "${flags[@]}"
+  g2_split_slot g2
   r0=$(stat reconnects)
   q0=$(stat rq_queued)
   lsn=$(commit_lsn "UPDATE users SET name = name || 'a' WHERE id = $A")
@@ -1689,22 +1697,7 @@ g5_restart() { # PORT: starts the node again as private_redis_cluster did, from 
 case_g5g2() {
   local lsn n r0 q0 keys p s_id t_id epk pid i stop gone=false
   start_drive
-  lsn=$(commit_lsn "TRUNCATE users")
-  wait_confirmed "$lsn"
-  primary "$DB" -c "INSERT INTO users SELECT i, 'user ' || i FROM generate_series(1, 40) i" >/dev/null
-  g2_pick
-  lsn=$(commit_lsn "UPDATE users SET name = name || '.' WHERE id IN ($A, $H)")
-  wait_confirmed "$lsn"
-  EH=$(entry_of "$BH" "$H")
-  rc set "$EH" stale >/dev/null
-  s_id=$(redis-cli -p "$S" cluster myid)
-  t_id=$(redis-cli -p "$T" cluster myid)
-  redis-cli -p "$T" cluster setslot "$SA" importing "$s_id" >/dev/null
-  redis-cli -p "$S" cluster setslot "$SA" migrating "$t_id" >/dev/null
-  epk=$(redis-cli -p "$S" cluster getkeysinslot "$SA" 1000 | grep -v '^$' | grep ':epoch$' | head -1)
-  [ -n "$epk" ] || fail "g5g2: no epoch copy in slot $SA on $S"
-  mapfile -t keys < <(redis-cli -p "$S" cluster getkeysinslot "$SA" 1000 | grep -v '^$' | grep -vxF "$epk")
-  redis-cli -p "$S" migrate 127.0.0.1 "$T" "" 0 5000 keys "${keys[@]}" >/dev/null
+  g2_split_slot g5g2
   for i in "${!RC_PORTS[@]}"; do [ "${RC_PORTS[$i]}" = "$S" ] && pid=$(cat "$WORK/rcluster/node$((i + 1))/redis.pid"); done
   CLEANUPS=("kill -CONT $pid" "${CLEANUPS[@]}")
   r0=$(stat reconnects)
@@ -1868,14 +1861,6 @@ case_pace() {
 # stopped (basic leaves it running) and its log set aside (drive.PART.log: v9cneg greps
 # drive.log for its own refusal). Each part starts its own invalidator (its stats file new) and
 # rewrites the rows it uses.
-cluster_settled() {
-  local p flags
-  for p in "${RC_PORTS[@]}"; do
-    rc_ok "$p" || return 1
-    flags=$(redis-cli -p "$p" cluster nodes | awk '{ print $3 }')
-    [ -n "$flags" ] && [[ $flags != *fail* ]] || return 1
-  done
-}
 prev=
 for PART in "${@:-basic}"; do
   if [ -n "$prev" ]; then
