@@ -1771,6 +1771,103 @@ case_g5() {
   stop_drive
 }
 
+# r39 (review 39 R39-1, a reproduction, not a guarantee): a fresh command's TRYAGAIN from a
+# node whose run_id check is owed ends the node's down state (rq_put's RQ_FAIL_SLOT branch) and
+# its queue drains with no check. S (not bucket 0's master) holds A (slot SA, split as in g2),
+# K and L. K's entry planted, SA split, S saved, K updated (DEL acknowledged), S shut down, L
+# updated (queued, check owed), S started again from its dump and paused for writes at once
+# (the check, a write script, is postponed and times out: backoff, not probing; a TRYAGAIN is
+# answered before a pause). A updated until the node is said to answer again, S unpaused: with
+# the hole, L's commit is confirmed with no restart and K's stale entry is still on S.
+case_g5b() {
+  local id b s slot0 lsn n r0 q0 rid0 ek keys s_id t_id epk i d line0 tries flipped=false
+  sed 's/^status_interval = .*/status_interval = 20s/' "$WORK/cs.ini" >"$WORK/cs-g5.ini"
+  CONF=$WORK/cs-g5.ini start_drive
+  lsn=$(commit_lsn "TRUNCATE users")
+  wait_confirmed "$lsn"
+  primary "$DB" -c "INSERT INTO users SELECT i, 'user ' || i FROM generate_series(1, 40) i" >/dev/null
+  owners
+  slot0=$(rc cluster keyslot "{$NS:0}")
+  S= A= K= L=
+  local seen=" "
+  for id in $(seq 1 40); do
+    b=$(bucket "$id")
+    [ "$b" != 0 ] || continue
+    s=$(rc cluster keyslot "{$NS:$b}")
+    [ "$s" != "$slot0" ] && [ "$(node_port_of_bucket "$b")" != "$(node_port_of_bucket 0)" ] || continue
+    [ -z "$S" ] && S=$(node_port_of_bucket "$b")
+    [ "$(node_port_of_bucket "$b")" = "$S" ] || continue
+    [[ $seen != *" $s "* ]] || continue
+    seen+="$s "
+    if [ -z "$A" ]; then A=$id BA=$b SA=$s
+    elif [ -z "$K" ]; then K=$id BK=$b
+    else L=$id BL=$b; break; fi
+  done
+  [ -n "$L" ] || fail "g5b: no three ids in three slots of one master"
+  for i in "${RC_PORTS[@]}"; do [ "$i" != "$S" ] && T=$i && break; done
+  echo "g5b: S=$S T=$T A=$A/$BA/$SA K=$K/$BK L=$L/$BL"
+  ek=$(entry_of "$BK" "$K")
+  rc set "$ek" stale >/dev/null
+  s_id=$(redis-cli -p "$S" cluster myid)
+  t_id=$(redis-cli -p "$T" cluster myid)
+  redis-cli -p "$T" cluster setslot "$SA" importing "$s_id" >/dev/null
+  redis-cli -p "$S" cluster setslot "$SA" migrating "$t_id" >/dev/null
+  epk=$(redis-cli -p "$S" cluster getkeysinslot "$SA" 1000 | grep -v '^$' | grep ':epoch$' | head -1)
+  [ -n "$epk" ] || fail "g5b: no epoch copy in slot $SA on $S"
+  mapfile -t keys < <(redis-cli -p "$S" cluster getkeysinslot "$SA" 1000 | grep -v '^$' | grep -vxF "$epk")
+  redis-cli -p "$S" migrate 127.0.0.1 "$T" "" 0 5000 keys "${keys[@]}" >/dev/null
+  G5_BUS=$(redis-cli -p "$S" config get cluster-port | tail -1)
+  rid0=$(run_id_of "$S")
+  echo "g5b: before SAVE exists($ek)=$(redis-cli -p "$S" exists "$ek") dir=$(redis-cli -p "$S" config get dir | tail -1) d=$WORK/rcluster"
+  [ "$(redis-cli -p "$S" save)" = OK ] || fail "g5b: SAVE on $S failed"
+  lsn=$(commit_lsn "UPDATE users SET name = name || 'k' WHERE id = $K")
+  wait_confirmed "$lsn"
+  [ "$(redis-cli -p "$S" exists "$ek")" = 0 ] || fail "g5b: K's entry $ek survived its INVAL"
+  r0=$(stat reconnects)
+  q0=$(stat rq_queued)
+  redis-cli -p "$S" shutdown nosave >/dev/null 2>&1
+  lsn=$(commit_lsn "UPDATE users SET name = name || 'l' WHERE id = $L")
+  n=$(lsn_num "$lsn")
+  until_true 30 rq_stat_above rq_queued "$q0" || fail "g5b: L's INVAL was not queued"
+  for i in "${!RC_PORTS[@]}"; do [ "${RC_PORTS[$i]}" = "$S" ] && break; done
+  d=$WORK/rcluster/node$((i + 1))
+  redis-server --port "$S" --bind 127.0.0.1 --save '' --appendonly no --cluster-enabled yes \
+    --cluster-port "$G5_BUS" --cluster-config-file "$d/nodes.conf" \
+    --cluster-node-timeout "${CS_RC_NODE_TIMEOUT:-1000}" --daemonize yes \
+    --pidfile "$d/redis.pid" --logfile "$WORK/rcluster$((i + 1))-g5b.log" --dir "$d" >/dev/null
+  CLEANUPS=("redis-cli -p $S client unpause" "${CLEANUPS[@]}")
+  for i in $(seq 1 500); do
+    [ "$(redis-cli -p "$S" client pause 60000 write 2>/dev/null)" = OK ] && break
+    sleep 0.01
+  done
+  echo "g5b: paused after $i tries; dbsize $(redis-cli -p "$S" dbsize) exists $(redis-cli -p "$S" exists "$ek"); $(grep -a 'run_id check\|restart' "$WORK/drive.log" | tail -3)"
+  [ "$(run_id_of "$S")" != "$rid0" ] || fail "g5b: $S kept its run_id"
+  until_true 30 rc_ok "$S" || fail "g5b: $S never ok"
+  [ "$(redis-cli -p "$S" exists "$ek")" = 1 ] || fail "g5b: K's entry not back with the snapshot"
+  [ "$(stat reconnects)" = "$r0" ] || fail "g5b: the stream restarted before the pause (the check won): $(grep -a 'run_id check' "$WORK/drive.log" | tail -2)"
+  sleep 4
+  line0=$(wc -l <"$WORK/drive.log")
+  for tries in $(seq 1 12); do
+    commit_lsn "UPDATE users SET name = name || 'a' WHERE id = $A" >/dev/null
+    for i in $(seq 1 30); do
+      if tail -n +"$line0" "$WORK/drive.log" | grep -aq "redis node 127.0.0.1:$S answers again"; then flipped=true; break; fi
+      sleep 0.05
+    done
+    [ "$flipped" = true ] && break
+    [ "$(stat reconnects)" = "$r0" ] || break
+  done
+  redis-cli -p "$S" client unpause >/dev/null
+  echo "g5b: flipped=$flipped after $tries A updates; checks $(stat rq_rid_checks), reconnects $r0 -> $(stat reconnects)"
+  tail -n +"$line0" "$WORK/drive.log" | grep -a "$S" | tail -8
+  until_true 60 confirmed_past "$n" || fail "g5b: L's commit never confirmed ($(cat "$STATS"))"
+  echo "g5b: L confirmed; reconnects $r0 -> $(stat reconnects); K's entry on S exists=$(redis-cli -p "$S" exists "$ek")"
+  if [ "$(stat reconnects)" = "$r0" ] && [ "$(redis-cli -p "$S" exists "$ek")" = 1 ]; then
+    fail "g5b: REPRODUCED: $S back from an old snapshot took its retry queue after a TRYAGAIN, L's commit confirmed with no restart, K's stale entry $ek still there"
+  fi
+  ok "g5b: not reproduced (flipped=$flipped)"
+  stop_drive
+}
+
 # V9c: an entry MIGRATEd alone (ahead of its bucket's other keys) to another master T; an
 # UPDATE of its row: the INVAL on the migrating node S is refused ("non local key": it DELs the
 # entry inside its body). It waits in S's retry queue, its slot apart (G2): retried, no stream
@@ -1877,6 +1974,7 @@ for PART in "${@:-basic}"; do
   g5) case_g5 false ;;
   g5neg) case_g5 true ;;
   g5g2) case_g5g2 ;;
+  g5b) case_g5b ;;
   v9c) case_v9c false ;;
   pace) case_pace false ;;
   paceneg) case_pace true ;;
