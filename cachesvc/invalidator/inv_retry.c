@@ -315,8 +315,10 @@ static int rq_put(cs_inv *inv, cmdctx *c, enum rq_fail how, int was)
 	acct(inv, q, c, 1);
 	if (how == RQ_FAIL_SLOT && s != NULL) {
 		/* an answer about its slot: the node is up; the slot waits alone (while the node's
-		 * own probe is out, its reply decides: review 27 R27-3) */
-		if (!q->probing) {
+		 * own probe is out, its reply decides: review 27 R27-3; nor while its run_id check
+		 * is owed: an answer says the node is up, not that it is the run that took the
+		 * queue, review 39 R39-1) */
+		if (!q->probing && !(q->rid_check && !inv->rq_no_rid)) {
 			if (q->down && q->fails > 0)
 				cs_info("invalidator%s%s: redis node %s answers again",
 				        INV_LOG_SHARD(inv), q->node);
