@@ -1771,14 +1771,14 @@ case_g5() {
   stop_drive
 }
 
-# r39 (review 39 R39-1, a reproduction, not a guarantee): a fresh command's TRYAGAIN from a
-# node whose run_id check is owed ends the node's down state (rq_put's RQ_FAIL_SLOT branch) and
-# its queue drains with no check. S (not bucket 0's master) holds A (slot SA, split as in g2),
+# g5b (review 39 R39-1): a fresh command's TRYAGAIN from a node whose run_id check is owed
+# must not end the node's down state (before the fix, rq_put's RQ_FAIL_SLOT branch did, and the
+# queue drained with no check: L confirmed, no restart, K's stale entry there). S (not bucket 0's master) holds A (slot SA, split as in g2),
 # K and L. K's entry planted, SA split, S saved, K updated (DEL acknowledged), S shut down, L
 # updated (queued, check owed), S started again from its dump and paused for writes at once
 # (the check, a write script, is postponed and times out: backoff, not probing; a TRYAGAIN is
-# answered before a pause). A updated until the node is said to answer again, S unpaused: with
-# the hole, L's commit is confirmed with no restart and K's stale entry is still on S.
+# answered before a pause). A updated 12 times: S must never be said to answer again; S
+# unpaused: the check answers EPOCH and the stream restarts; the slot finished, L lands.
 case_g5b() {
   local id b s slot0 lsn n r0 q0 rid0 ek keys s_id t_id epk i d line0 tries flipped=false
   sed 's/^status_interval = .*/status_interval = 20s/' "$WORK/cs.ini" >"$WORK/cs-g5.ini"
@@ -1818,7 +1818,6 @@ case_g5b() {
   redis-cli -p "$S" migrate 127.0.0.1 "$T" "" 0 5000 keys "${keys[@]}" >/dev/null
   G5_BUS=$(redis-cli -p "$S" config get cluster-port | tail -1)
   rid0=$(run_id_of "$S")
-  echo "g5b: before SAVE exists($ek)=$(redis-cli -p "$S" exists "$ek") dir=$(redis-cli -p "$S" config get dir | tail -1) d=$WORK/rcluster"
   [ "$(redis-cli -p "$S" save)" = OK ] || fail "g5b: SAVE on $S failed"
   lsn=$(commit_lsn "UPDATE users SET name = name || 'k' WHERE id = $K")
   wait_confirmed "$lsn"
@@ -1840,7 +1839,6 @@ case_g5b() {
     [ "$(redis-cli -p "$S" client pause 60000 write 2>/dev/null)" = OK ] && break
     sleep 0.01
   done
-  echo "g5b: paused after $i tries; dbsize $(redis-cli -p "$S" dbsize) exists $(redis-cli -p "$S" exists "$ek"); $(grep -a 'run_id check\|restart' "$WORK/drive.log" | tail -3)"
   [ "$(run_id_of "$S")" != "$rid0" ] || fail "g5b: $S kept its run_id"
   until_true 30 rc_ok "$S" || fail "g5b: $S never ok"
   [ "$(redis-cli -p "$S" exists "$ek")" = 1 ] || fail "g5b: K's entry not back with the snapshot"
@@ -1857,14 +1855,20 @@ case_g5b() {
     [ "$(stat reconnects)" = "$r0" ] || break
   done
   redis-cli -p "$S" client unpause >/dev/null
-  echo "g5b: flipped=$flipped after $tries A updates; checks $(stat rq_rid_checks), reconnects $r0 -> $(stat reconnects)"
-  tail -n +"$line0" "$WORK/drive.log" | grep -a "$S" | tail -8
-  until_true 60 confirmed_past "$n" || fail "g5b: L's commit never confirmed ($(cat "$STATS"))"
-  echo "g5b: L confirmed; reconnects $r0 -> $(stat reconnects); K's entry on S exists=$(redis-cli -p "$S" exists "$ek")"
-  if [ "$(stat reconnects)" = "$r0" ] && [ "$(redis-cli -p "$S" exists "$ek")" = 1 ]; then
-    fail "g5b: REPRODUCED: $S back from an old snapshot took its retry queue after a TRYAGAIN, L's commit confirmed with no restart, K's stale entry $ek still there"
-  fi
-  ok "g5b: not reproduced (flipped=$flipped)"
+  [ "$flipped" = false ] || fail "g5b: $S, back from an old snapshot with its run_id check owed, was taken as up on a TRYAGAIN of slot $SA (its queue then drains unchecked: review 39 R39-1)"
+  # the check goes out once S takes writes: EPOCH, the stream restarts before L's commit
+  until_true 30 grep -aq 'failed the run_id check before its retry queue' "$WORK/drive.log" ||
+    fail "g5b: no run_id check failed on $S ($(cat "$STATS"))"
+  [ "$(redis-cli -p "$S" exists "$ek")" = 0 ] || ! confirmed_past "$n" ||
+    fail "g5b: L's commit confirmed on $S back from an old snapshot with K's stale entry there"
+  ok "g5b: $S back from an old snapshot, slot $SA split: $tries TRYAGAINs did not end its down state, its run_id check answered EPOCH and the stream restarted"
+  # the slot finished on T (the SYNC cannot stamp a split bucket): L lands, K's entry gone
+  mapfile -t keys < <(redis-cli -p "$S" cluster getkeysinslot "$SA" 10000 | grep -v '^$')
+  [ ${#keys[@]} = 0 ] || redis-cli -p "$S" migrate 127.0.0.1 "$T" "" 0 5000 keys "${keys[@]}" >/dev/null
+  for i in "${RC_PORTS[@]}"; do redis-cli -p "$i" cluster setslot "$SA" node "$t_id" >/dev/null; done
+  until_true 90 confirmed_past "$n" || fail "g5b: L's commit never confirmed ($(cat "$STATS"))"
+  [ "$(redis-cli -p "$S" exists "$ek")" = 0 ] || fail "g5b: K's stale entry $ek still on $S once L's commit was confirmed"
+  ok "g5b: slot $SA finished: L's commit confirmed after the resynchronisation, K's stale entry gone"
   stop_drive
 }
 
