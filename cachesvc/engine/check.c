@@ -700,7 +700,7 @@ static int check_publication(const cs_config *cfg, int k, bool create, char *err
  * Versioned by the comment on ddl_end(): a start finding both triggers enabled under this
  * version changes nothing. Installed in one transaction (an advisory lock, bounded waits)
  * that first drops the triggers, so installing fires none of them. */
-#define DDL_VERSION "cachesvc ddl triggers 2"
+#define DDL_VERSION "cachesvc ddl triggers 3"
 static const char ddl_install_sql[] =
 	"BEGIN;\n"
 	"SET LOCAL client_min_messages = warning;\n"
@@ -719,25 +719,30 @@ static const char ddl_install_sql[] =
 	"CREATE OR REPLACE FUNCTION cachesvc.ddl_note(kind text, nsp text, rel text, relid oid)\n"
 	"RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp\n"
 	"AS $f$\n"
+	"DECLARE ids bigint[];\n"
 	"BEGIN\n"
 	"  IF kind IN ('index', 'sequence', 'trigger', 'event trigger', 'statistics object',\n"
 	"              'publication', 'publication relation', 'publication namespace',\n"
-	"              'subscription') OR nsp LIKE 'pg\\_temp%' THEN\n"
+	"              'subscription') OR nsp LIKE 'pg\\_temp%' OR nsp LIKE 'pg\\_toast\\_temp%' THEN\n"
 	"    RETURN;\n"
 	"  END IF;\n"
 	"  IF kind IN ('table', 'table column', 'foreign table', 'materialized view')\n"
 	"     AND relid IS NOT NULL AND nsp IS NOT NULL AND rel IS NOT NULL THEN\n"
-	"    INSERT INTO cachesvc.ddl_event (nsp, rel) VALUES (nsp, rel);\n"
-	"    INSERT INTO cachesvc.ddl_event (nsp, rel)\n"
-	"      WITH RECURSIVE up(oid) AS (\n"
+	"    WITH RECURSIVE up(oid) AS (\n"
 	"        SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = relid\n"
-	"        UNION SELECT i.inhparent FROM pg_inherits i JOIN up ON i.inhrelid = up.oid)\n"
-	"      SELECT n.nspname, c.relname FROM up JOIN pg_class c ON c.oid = up.oid\n"
-	"      JOIN pg_namespace n ON n.oid = c.relnamespace;\n"
+	"        UNION SELECT i.inhparent FROM pg_inherits i JOIN up ON i.inhrelid = up.oid),\n"
+	"      ins AS (INSERT INTO cachesvc.ddl_event (nsp, rel)\n"
+	"        SELECT nsp, rel UNION ALL\n"
+	"        SELECT n.nspname, c.relname FROM up JOIN pg_class c ON c.oid = up.oid\n"
+	"        JOIN pg_namespace n ON n.oid = c.relnamespace RETURNING id)\n"
+	"    SELECT array_agg(id) INTO ids FROM ins;\n"
 	"  ELSE\n"
-	"    INSERT INTO cachesvc.ddl_event (nsp, rel) VALUES ('*', '*');\n"
+	"    WITH ins AS (INSERT INTO cachesvc.ddl_event (nsp, rel) VALUES ('*', '*') RETURNING id)\n"
+	"    SELECT array_agg(id) INTO ids FROM ins;\n"
 	"  END IF;\n"
-	"  DELETE FROM cachesvc.ddl_event WHERE at < now() - interval '1 day';\n"
+	/* the rows did their work in the WAL: gone again in the same transaction, so the
+	 * table stays empty and no DDL waits on another's rows (review 38 R38-2, R38-4) */
+	"  DELETE FROM cachesvc.ddl_event WHERE id = ANY (ids);\n"
 	"END\n"
 	"$f$;\n"
 	"REVOKE ALL ON FUNCTION cachesvc.ddl_note(text, text, text, oid) FROM PUBLIC;\n"
@@ -745,8 +750,8 @@ static const char ddl_install_sql[] =
 	"LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$\n"
 	"DECLARE r record;\n"
 	"BEGIN\n"
-	"  FOR r IN SELECT d.object_type, n.nspname::text AS nsp, c.relname::text AS rel,\n"
-	"                  c.oid AS relid\n"
+	"  FOR r IN SELECT d.object_type, coalesce(n.nspname::text, d.schema_name) AS nsp,\n"
+	"                  c.relname::text AS rel, c.oid AS relid\n"
 	"           FROM pg_event_trigger_ddl_commands() d\n"
 	"           LEFT JOIN pg_class c ON d.classid = 'pg_class'::regclass AND c.oid = d.objid\n"
 	"           LEFT JOIN pg_namespace n ON n.oid = c.relnamespace\n"
@@ -774,6 +779,9 @@ static const char ddl_install_sql[] =
 	"  EXECUTE FUNCTION cachesvc.ddl_end();\n"
 	"CREATE EVENT TRIGGER cachesvc_ddl_drop ON sql_drop\n"
 	"  EXECUTE FUNCTION cachesvc.ddl_drop();\n"
+	/* also under session_replication_role = replica (review 38 R38-6) */
+	"ALTER EVENT TRIGGER cachesvc_ddl_end ENABLE ALWAYS;\n"
+	"ALTER EVENT TRIGGER cachesvc_ddl_drop ENABLE ALWAYS;\n"
 	"COMMIT;\n";
 
 /* Installs (create) or checks the DDL event triggers on shard k's primary; true when they

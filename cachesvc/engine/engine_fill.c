@@ -205,11 +205,11 @@ static void on_fill_reply(cs_rc *rc, redisReply *reply, void *priv)
 		} else if (st == 0) {
 			e->stats.fill_refused_gen++;
 			/* Another generation in Redis: a bump this process has not heard of yet,
-			 * perhaps another process's definition (review 36 R36-13: adopting the
-			 * number here filled that definition's generation with this one's rows).
-			 * Only a poll, which reads the generation with the definition, decides. */
-			if (f->qt == e->qt && gen != qs->sg[f->shard].gen)
-				gen_heard(e, qs, f->shard, gen);
+			 * perhaps another process's definition. The number is not adopted (review
+			 * 36 R36-13: that filled the other definition's generation with this one's
+			 * rows) and no poll is asked for (review 38 R38-3: a poll per refused fill
+			 * under bumps): the bump's message, ordered, or the 1 s poll brings it with
+			 * its definition. */
 		} else if (st == -3) {
 			e->stats.fill_refused_fence++;
 		} else if (st == -4) {

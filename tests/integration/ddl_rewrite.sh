@@ -76,15 +76,20 @@ CLEANUPS+=("primary $DB -c 'DROP OWNED BY $ROLE; DROP ROLE $ROLE'")
 as_role() { "$CS_PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$CS_PG_SOCKET_DIR" -p "$CS_PG_PRIMARY_PORT" -U "$ROLE" -d "$DB" "$@"; }
 as_role -c "CREATE TABLE mine (x int); ALTER TABLE mine ADD COLUMN y int; CREATE TEMP TABLE tt (x int); CREATE FUNCTION mine_f() RETURNS int LANGUAGE sql AS 'SELECT 1'; DROP TABLE mine" >/dev/null 2>"$WORK/role.err" ||
   fail "(6) DDL by a role that is not a superuser failed with the triggers in place: $(cat "$WORK/role.err")"
+settled # (the role's DROP TABLE and CREATE FUNCTION dropped every query: "*")
 fill u 2
 d2=$(drops)
 as_role -c "INSERT INTO cachesvc.ddl_event (nsp, rel) VALUES ('*', '*')" >/dev/null 2>&1 &&
   fail "(6) a role that is not a superuser wrote the triggers' table"
 as_role -c "SELECT pg_logical_emit_message(true, 'cachesvc.ddl', '*')" >/dev/null 2>&1 || true
+# temporary objects of every kind (review 38 R38-1: a temporary function, domain or view wrote "*")
+as_role -c "CREATE FUNCTION pg_temp.tf() RETURNS int LANGUAGE sql AS 'SELECT 1'; CREATE DOMAIN pg_temp.td AS int; CREATE TEMP TABLE tt2 (x int); CREATE TEMP VIEW tv2 AS SELECT x FROM tt2; DROP VIEW tv2" >/dev/null 2>"$WORK/role.err" ||
+  fail "(6) temporary objects: $(cat "$WORK/role.err")"
 settled
 [ "$(drops)" = "$d2" ] || fail "(6) another role dropped queries: $d2 -> $(drops)"
 [ "$(src u 2)" = cache ] || fail "(6) u 2 no longer cached after another role's attempts"
-ok "(6) DDL by another role works with the triggers in place; it can neither write their table nor drop queries"
+[ "$(primary "$DB" -c "SELECT count(*) FROM cachesvc.ddl_event")" = 0 ] || fail "(6) rows left in cachesvc.ddl_event (each DDL deletes its own)"
+ok "(6) DDL by another role works with the triggers in place; it can neither write their table nor drop queries (nor through temporary objects); the table stays empty"
 
 # (7) R37-4/R37-5: REFRESH MATERIALIZED VIEW and a temporary view's DROP drop nothing
 primary "$DB" -c "CREATE MATERIALIZED VIEW mv AS SELECT count(*) AS n FROM users" >/dev/null
