@@ -157,6 +157,11 @@ print(s, a, e, c)')
 catch_up() {
   until_true 60 all_ok || fail "$1: the cluster is not ok"
   settle
+  # and the daemon caught up too: every generation read with its definition (a master that
+  # lost bucket 0's keys lost the query's definition record with them: the daemon records it
+  # again with a bump, and reads before that bump landed are served, not stored)
+  daemon_healthy() { [ "$(http_status /healthz)" = 200 ]; }
+  until_true 30 daemon_healthy || fail "$1: the daemon is not healthy after the catch-up: $(curl -s "http://127.0.0.1:$APORT/healthz")"
   read_all
   read_all
   local stale checked
