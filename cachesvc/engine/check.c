@@ -700,7 +700,7 @@ static int check_publication(const cs_config *cfg, int k, bool create, char *err
  * Versioned by the comment on ddl_end(): a start finding both triggers enabled under this
  * version changes nothing. Installed in one transaction (an advisory lock, bounded waits)
  * that first drops the triggers, so installing fires none of them. */
-#define DDL_VERSION "cachesvc ddl triggers 3"
+#define DDL_VERSION "cachesvc ddl triggers 4"
 static const char ddl_install_sql[] =
 	"BEGIN;\n"
 	"SET LOCAL client_min_messages = warning;\n"
@@ -714,6 +714,7 @@ static const char ddl_install_sql[] =
 	"CREATE TABLE IF NOT EXISTS cachesvc.ddl_event (id bigserial PRIMARY KEY,\n"
 	"  at timestamptz NOT NULL DEFAULT now(), nsp text NOT NULL, rel text NOT NULL);\n"
 	"REVOKE ALL ON cachesvc.ddl_event FROM PUBLIC;\n"
+	"DELETE FROM cachesvc.ddl_event;\n" /* rows an older version left (review 40 R40-5) */
 	"DROP FUNCTION IF EXISTS cachesvc.ddl_note(text, text, text);\n"
 	/* kind: the object's type; a table's schema, name and oid (a dropped one: no oid) */
 	"CREATE OR REPLACE FUNCTION cachesvc.ddl_note(kind text, nsp text, rel text, relid oid)\n"
@@ -726,8 +727,8 @@ static const char ddl_install_sql[] =
 	"              'subscription') OR nsp LIKE 'pg\\_temp%' OR nsp LIKE 'pg\\_toast\\_temp%' THEN\n"
 	"    RETURN;\n"
 	"  END IF;\n"
-	"  IF kind IN ('table', 'table column', 'foreign table', 'materialized view')\n"
-	"     AND relid IS NOT NULL AND nsp IS NOT NULL AND rel IS NOT NULL THEN\n"
+	"  IF kind IN ('table', 'table column', 'foreign table', 'materialized view', 'rule',\n"
+	"              'policy') AND nsp IS NOT NULL AND rel IS NOT NULL THEN\n"
 	"    WITH RECURSIVE up(oid) AS (\n"
 	"        SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = relid\n"
 	"        UNION SELECT i.inhparent FROM pg_inherits i JOIN up ON i.inhrelid = up.oid),\n"
@@ -750,10 +751,14 @@ static const char ddl_install_sql[] =
 	"LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$\n"
 	"DECLARE r record;\n"
 	"BEGIN\n"
+	/* a table's own row, or the table of a rule or policy (review 40 R40-1) */
 	"  FOR r IN SELECT d.object_type, coalesce(n.nspname::text, d.schema_name) AS nsp,\n"
 	"                  c.relname::text AS rel, c.oid AS relid\n"
 	"           FROM pg_event_trigger_ddl_commands() d\n"
-	"           LEFT JOIN pg_class c ON d.classid = 'pg_class'::regclass AND c.oid = d.objid\n"
+	"           LEFT JOIN pg_rewrite w ON d.classid = 'pg_rewrite'::regclass AND w.oid = d.objid\n"
+	"           LEFT JOIN pg_policy y ON d.classid = 'pg_policy'::regclass AND y.oid = d.objid\n"
+	"           LEFT JOIN pg_class c ON c.oid = CASE WHEN d.classid = 'pg_class'::regclass\n"
+	"                THEN d.objid ELSE coalesce(w.ev_class, y.polrelid) END\n"
 	"           LEFT JOIN pg_namespace n ON n.oid = c.relnamespace\n"
 	"           WHERE d.command_tag NOT IN ('GRANT', 'REVOKE', 'COMMENT',\n"
 	"                                       'ALTER DEFAULT PRIVILEGES', 'SECURITY LABEL') LOOP\n"
@@ -767,10 +772,14 @@ static const char ddl_install_sql[] =
 	"BEGIN\n"
 	/* the objects a DROP named (a table's columns come with its ALTER TABLE, reported by
 	 * ddl_end); a dropped table as "*" (relid NULL): whose partition or child it was is gone */
-	"  FOR r IN SELECT object_type, schema_name, object_name\n"
+	"  FOR r IN SELECT CASE WHEN object_type IN ('table', 'foreign table', 'materialized view')\n"
+	"                  THEN 'dropped ' || object_type ELSE object_type END AS kind,\n"
+	"                  coalesce(address_names[1], schema_name) AS nsp,\n"
+	"                  CASE WHEN object_type IN ('rule', 'policy') THEN address_names[2]\n"
+	"                  ELSE object_name END AS rel\n"
 	"           FROM pg_event_trigger_dropped_objects()\n"
 	"           WHERE original AND object_type <> 'table column' LOOP\n"
-	"    PERFORM cachesvc.ddl_note(r.object_type, r.schema_name, r.object_name, NULL);\n"
+	"    PERFORM cachesvc.ddl_note(r.kind, r.nsp, r.rel, NULL);\n"
 	"  END LOOP;\n"
 	"END\n"
 	"$f$;\n"

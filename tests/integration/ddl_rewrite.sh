@@ -83,7 +83,7 @@ as_role -c "INSERT INTO cachesvc.ddl_event (nsp, rel) VALUES ('*', '*')" >/dev/n
   fail "(6) a role that is not a superuser wrote the triggers' table"
 as_role -c "SELECT pg_logical_emit_message(true, 'cachesvc.ddl', '*')" >/dev/null 2>&1 || true
 # temporary objects of every kind (review 38 R38-1: a temporary function, domain or view wrote "*")
-as_role -c "CREATE FUNCTION pg_temp.tf() RETURNS int LANGUAGE sql AS 'SELECT 1'; CREATE DOMAIN pg_temp.td AS int; CREATE TEMP TABLE tt2 (x int); CREATE TEMP VIEW tv2 AS SELECT x FROM tt2; DROP VIEW tv2" >/dev/null 2>"$WORK/role.err" ||
+as_role -c "CREATE FUNCTION pg_temp.tf() RETURNS int LANGUAGE sql AS 'SELECT 1'; CREATE DOMAIN pg_temp.td AS int; CREATE TEMP TABLE tt2 (x int); CREATE TEMP VIEW tv2 AS SELECT x FROM tt2; DROP VIEW tv2; CREATE RULE r2 AS ON INSERT TO tt2 DO INSTEAD NOTHING; DROP RULE r2 ON tt2; CREATE POLICY p2 ON tt2 USING (true); ALTER POLICY p2 ON tt2 USING (false); DROP POLICY p2 ON tt2" >/dev/null 2>"$WORK/role.err" ||
   fail "(6) temporary objects: $(cat "$WORK/role.err")"
 settled
 [ "$(drops)" = "$d2" ] || fail "(6) another role dropped queries: $d2 -> $(drops)"

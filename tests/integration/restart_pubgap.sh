@@ -35,10 +35,14 @@ WRITER=$!
 CLEANUPS+=("kill $WRITER" "replica 1 $DB -c 'SELECT pg_wal_replay_resume()'")
 sleep 2
 kill $WRITER
-wait_replicas
 wait_invalidated "$(primary "$DB" -c 'SELECT pg_current_wal_lsn()')"
+stop_daemon # the slot's position stays where it is now (W): no invalidator runs
+slot_w() { primary postgres -c "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '$SLOT'"; }
+W=$(slot_w)
+until_true 60 replica_caught_up 1 "$W" || fail "replica 1 did not replay the slot's position $W"
 replica 1 "$DB" -c "SELECT pg_wal_replay_pause()" >/dev/null
-stop_daemon # nothing committed since the replica's position: the slot is confirmed at or before it
+until_true 10 eval '[ "$(replica 1 postgres -c "SELECT pg_is_wal_replay_paused()")" = t ]' || fail "replica 1 did not pause"
+P=$(replica 1 postgres -c "SELECT pg_last_wal_replay_lsn()") # >= W
 primary "$DB" -c "UPDATE b SET v = 'new' WHERE id = 1; UPDATE c SET v = 'new' WHERE id = 1" >/dev/null
 primary "$DB" -c "ALTER PUBLICATION cs_pub ADD TABLE b, c" >/dev/null
 primary "$DB" -c "UPDATE b SET v = 'new' WHERE id = 2; UPDATE c SET v = 'new' WHERE id = 2" >/dev/null
@@ -82,6 +86,11 @@ wait "$DPID" 2>/dev/null || true
 exec 7>&- 8<&-
 ok "control: with the record off, the new query stored key 1's pre-ALTER row ($stored)"
 
+# the path only the query-level fence guards: the slot still at or before the paused replica, so
+# the restarted invalidator's horizon (its start position) refuses nothing read there
+[ "$(primary postgres -c "SELECT '$(slot_w)'::pg_lsn <= '$P'::pg_lsn")" = t ] ||
+  fail "setup: the slot moved past the paused replica ($(slot_w) > $P): the control ran so long that its invalidator answered a keepalive"
+
 # ---- positive: a restart with query qb ----
 { cat "$WORK/base.ini"; user_query u
   printf '\n[query qb]\nsql = SELECT id, v FROM b WHERE id = $1\nparams = id:int8\ninvalidate_on = b(id = $1)\n'
@@ -91,6 +100,8 @@ for k in 1 2; do
   for _ in 1 2 3 4 5 6; do cli --json get qb "$k" >/dev/null 2>&1; sleep 0.3; done
 done
 metric_ge cachesvc_definition_bumps_total 1 || fail "qb was not bumped at the start: $(metric cachesvc_definition_bumps_total)"
+metric_ge cachesvc_fill_refused_query_fence_total 1 ||
+  fail "no fill refused by the query-level fence (refused by the horizon: $(metric cachesvc_fill_refused_horizon_total)): the test did not take its path"
 stop_daemon
 
 kill $WRITER

@@ -12,6 +12,8 @@ write_config "$WORK/cs.ini" replica1
 item_query >>"$WORK/cs.ini"
 start_daemon "$WORK/cs.ini"
 seq 1 $N | sed 's/^/w_item /' >"$WORK/keys.txt"
+# its start's own definition bump done (else it could count as the first flush's below)
+until_true 15 eval '[ "$(http_status /healthz)" = 200 ]' || fail "the daemon never became healthy"
 
 for spec in "-c 1" "-c 64 --connections 8" "-c 256 --burst 50"; do
   b0=$(metric cachesvc_definition_bumps_total)
