@@ -102,6 +102,15 @@ void on_server_notify(cs_pgserver *s, void *priv)
 		        cs_pgserver_state_get(rs->primary) == CS_SRV_UP)
 			cs_pgserver_set_lag(s, lag_behind(rs, cs_pgserver_lsn(s)));
 	}
+	/* Bumps that waited for the primary's position (a start's or reload's definition
+	 * bump: bump_generation) go at once, not at the next generations timer: until then
+	 * their queries bypass the cache. */
+	if (sh && cs_pgserver_lsn(s) > 0 && cs_rc_slot_ready(e->redis, sh->bslot[0])) {
+		int k = (int)(sh - e->sh);
+		for (int i = 0; i < e->qt->nq; i++)
+			if (e->qt->qs[i].sg[k].pending_bump && !e->qt->qs[i].sg[k].bump_inflight)
+				bump_generation(e, &e->qt->qs[i], k);
+	}
 	/* Read-your-writes waiters: a replica may have replayed their token now. */
 	ryw_walk(e, ryw_try_replica, 0);
 	if (sh && sh->token_head)
