@@ -72,8 +72,17 @@ near_round() { # TRACKING SEED -> sets n stale hits dropped discarded
   start_daemon "$WORK/cs.ini"
   until_true 30 streaming || fail "the invalidator never streamed"
   until_true 20 metric_is cachesvc_near_on 1 || fail "the near cache never came on"
-  n=$(race_round 6 "$seed")
-  settle
+  # the race, again (another seed) while it gave the near cache fewer than 20 hits: on a
+  # loaded machine readers through the late replica are refused nearly every fill (a CI run
+  # saw 0 near hits in one race); more racing can only show more staleness, never hide it
+  local rh0 r
+  rh0=$(metric cachesvc_near_hits_total)
+  for r in 1 2 3; do
+    n=$(race_round 6 "$((seed + r - 1))")
+    settle
+    [ "$tracking" = false ] || [ $(($(metric cachesvc_near_hits_total) - rh0)) -ge 20 ] && break
+    echo "the race gave $(($(metric cachesvc_near_hits_total) - rh0)) near hits: racing again"
+  done
   # Every key held near now (read until a near hit each), then one more commit changes
   # every row: only the tracking messages can drop what is held.
   # (a flush meanwhile - a Redis command timed out on a loaded machine - empties it: read
