@@ -119,9 +119,11 @@ static void on_gens_reply(cs_rc *rc, redisReply *reply, void *priv)
 				redisReply *g = reply->element[i + 2];
 				uint64_t gen = g->type == REDIS_REPLY_STRING ? strtoull(g->str, NULL, 10) : 0;
 				qgen *qg = &t->qs[i].sg[k];
-				if (heard && !changed && e->fence_on && gen < qg->gen) {
+				if (heard && !changed && gen < qg->gen) {
 					/* read before a bump this process heard of since: its definition
-					 * may not be the one read here */
+					 * may not be the one read here (with fences off too: applied, it
+					 * set the generation back under the process's own bump, and every
+					 * fill was refused until the next poll: review 38 R38-5) */
 					qg->gen_known = false;
 					again = true;
 					continue;
