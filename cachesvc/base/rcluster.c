@@ -32,6 +32,7 @@ typedef struct rc_node {
 	int port;
 	char addr[CS_RC_HOST_MAX + 8]; /* "host:port" */
 	cs_rc_node_stats st;
+	int nslots;             /* slots it owns in owner[] (0: a master of no slot) */
 	uint64_t free_after_us; /* graveyard: free at the latest then */
 	struct rc_node *next_dead;
 } rc_node;
@@ -405,9 +406,13 @@ static void node_reply(cs_redis *r, redisReply *reply, void *priv)
 			request_refresh(rc);
 			t = node_find_or_add(rc, rd.host, rd.port);
 			if (t >= 0) {
-				if (rc->owner[rd.slot] < 0)
+				int o = rc->owner[rd.slot];
+				if (o < 0)
 					rc->stats.slots_covered = (uint64_t)++rc->covered;
+				else
+					rc->nodes[o]->nslots--;
 				rc->owner[rd.slot] = (int16_t)t;
+				rc->nodes[t]->nslots++;
 				rc->map_version++;
 			}
 		}
@@ -488,10 +493,15 @@ static void apply_map(cs_rc *rc, const cs_rc_map *m)
 	rc->nnodes = k;
 	rc->map_version++;
 	int covered = 0;
+	for (int i = 0; i < k; i++)
+		rc->nodes[i]->nslots = 0;
 	for (int s = 0; s < CS_RC_SLOTS; s++) {
 		int16_t o = m->owner[s];
 		rc->owner[s] = o < 0 ? -1 : to_new[o];
-		covered += rc->owner[s] >= 0;
+		if (rc->owner[s] >= 0) {
+			covered++;
+			rc->nodes[rc->owner[s]]->nslots++;
+		}
 	}
 	if (covered != rc->covered)
 		cs_info("redis cluster %s: %d of %d slots served", rc->name, covered, CS_RC_SLOTS);
@@ -828,8 +838,11 @@ bool cs_rc_ready(const cs_rc *rc)
 		return cs_redis_ready(rc->single);
 	if (rc->covered < CS_RC_SLOTS || rc->nnodes == 0)
 		return false;
+	/* A master of no slot holds no key read or written here: a failed master left in the
+	 * map after its replica took over (health "online" while only suspected: PFAIL) must
+	 * not make every read bypass the cache until the cluster forgets it. */
 	for (int i = 0; i < rc->nnodes; i++)
-		if (!cs_redis_ready(rc->nodes[i]->r))
+		if (rc->nodes[i]->nslots > 0 && !cs_redis_ready(rc->nodes[i]->r))
 			return false;
 	return true;
 }

@@ -21,6 +21,10 @@
 #   down:   the master of a cached key's bucket stops answering (SIGSTOP): every key is still
 #           answered (from PostgreSQL), none hangs; once it is back every key caches again. No
 #           negative control (the bypass has no switch): the guarantee is "no hang, no error".
+#   slotless: a master of no slot (one the cluster keeps listing after its replica took over,
+#           only suspected failed) is killed: every key still a hit (a CI failure: every read
+#           bypassed the cache until the cluster flagged it failed). Negative control: the same
+#           with the killed master owning one (empty) slot: every read bypasses.
 . "$(dirname "$0")/daemon_lib.sh"
 
 PART=${1:-read}
@@ -302,6 +306,94 @@ case_down() {
   ok "(d) the master back: every key cached again"
 }
 
+# slotless: an extra master joins the cluster (its own shard); KEEP the slot it is given
+# (none: ""), the daemon's map lists it, it is killed -9 while the cluster only suspects it
+# (cluster-node-timeout raised to 60 s on every node: no FAIL flag, CLUSTER SHARDS keeps it
+# "online"), and the daemon's connection to it fails; sets SL_SRC: the sources of cu 1-9
+slotless_kill() {
+  local slot=$1 p bus d pid q i
+  p=$(free_port)
+  bus=$(free_port)
+  d=$WORK/rcluster/extra$p
+  mkdir -p "$d"
+  redis-server --port "$p" --bind 127.0.0.1 --save '' --appendonly no --cluster-enabled yes \
+    --cluster-port "$bus" --cluster-config-file "$d/nodes.conf" --cluster-node-timeout 60000 \
+    --daemonize yes --pidfile "$d/redis.pid" --logfile "$d/redis.log" --dir "$d" >/dev/null
+  CLEANUPS+=("redis-cli -p $p shutdown nosave")
+  until_true 10 redis_port_pong "$p" || fail "(f) the extra node did not start"
+  redis-cli -p "${RC_PORTS[0]}" cluster meet 127.0.0.1 "$p" "$bus" >/dev/null
+  until_true 30 eval '[ "$(redis-cli -p "${RC_PORTS[0]}" cluster nodes | grep -c ":$p@")" = 1 ] && rc_ok "$p"' ||
+    fail "(f) $p never joined the cluster"
+  local id
+  id=$(redis-cli -p "$p" cluster myid)
+  for q in "${RC_PORTS[@]}"; do
+    until_true 30 eval "redis-cli -p $q cluster nodes | grep -q '^$id '" || fail "(f) $q never learnt of $p"
+  done
+  if [ -n "$slot" ]; then
+    [ "$(rc cluster countkeysinslot "$slot")" = 0 ] || fail "(f) slot $slot is not empty"
+    for q in "${RC_PORTS[@]}" "$p"; do redis-cli -p "$q" cluster setslot "$slot" node "$id" >/dev/null; done
+    until_true 30 eval '[ "$(port_of_slot "$slot")" = "$p" ]' || fail "(f) slot $slot never moved to $p"
+  fi
+  until_true 30 grep -q "redis cluster cache: node 127.0.0.1:$p joined the map" "$WORK/cachesvc.log" ||
+    fail "(f) the daemon's map never listed $p"
+  pid=$(cat "$d/redis.pid")
+  kill -9 "$pid"
+  until_true 30 grep -q "redis cache 127.0.0.1:$p: connect failed" "$WORK/cachesvc.log" ||
+    fail "(f) the daemon never lost $p"
+  # the cluster still lists it as a master, its health "online" (suspected at most)
+  redis-cli -p "${RC_PORTS[0]}" cluster nodes | grep ":$p@" | grep -q master ||
+    fail "(f) the cluster no longer lists $p as a master"
+  ! redis-cli -p "${RC_PORTS[0]}" cluster nodes | grep ":$p@" | grep -q 'master,fail ' ||
+    fail "(f) $p already flagged failed: the case is not the one under test"
+  SL_PORT=$p SL_ID=$id
+}
+sl_sources() { # sets SL_SRC: the sources of cu 1-9, as "cache x9" or "cache x3, replica x6"
+  SL_SRC=$(for i in $(seq 1 9); do src cu "$i"; done | sort | uniq -c | awk '{ printf "%s%s x%s", (NR > 1 ? ", " : ""), $2, $1 }')
+}
+sl_all() { sl_sources; [ "$SL_SRC" = "$1 x9" ]; }
+slotless_forget() { # the killed extra node forgotten (its slot, if any, back to OWNER first)
+  local q
+  if [ -n "${1:-}" ]; then
+    for q in "${RC_PORTS[@]}"; do redis-cli -p "$q" cluster setslot "$1" node "$2" >/dev/null; done
+  fi
+  for q in "${RC_PORTS[@]}"; do redis-cli -p "$q" cluster forget "$SL_ID" >/dev/null; done
+}
+case_slotless() {
+  local q t0 slot owner ownerid
+  t0=$(redis-cli -p "${RC_PORTS[0]}" config get cluster-node-timeout | tail -1)
+  for q in "${RC_PORTS[@]}"; do
+    redis-cli -p "$q" config set cluster-node-timeout 60000 >/dev/null
+    CLEANUPS=("redis-cli -p $q config set cluster-node-timeout $t0" "${CLEANUPS[@]}")
+  done
+  cluster_config "$WORK/cs.ini"
+  start_streaming "$WORK/cs.ini"
+  for id in $(seq 1 9); do fill cu "$id"; done
+  slotless_kill ""
+  # (a lost connection stops the use of the generations until the next poll, 1 s)
+  until_true 15 sl_all cache || fail "(f) a killed master of no slot: cu 1-9 answered from $SL_SRC, not all from the cache"
+  sleep 2 # the daemon retries the dead node meanwhile (with backoff): still every read a hit
+  sl_all cache || fail "(f) a killed master of no slot: then cu 1-9 answered from $SL_SRC"
+  ok "(f) a master of no slot killed (the cluster lists it, not failed): cu 1-9 all from the cache"
+  slotless_forget
+  # negative control: the same with the killed master owning one slot (no key of the test's
+  # in it): every read bypasses, as while any slot's master is not ready
+  local used
+  used=$(for b in $(seq 0 255); do echo "CLUSTER KEYSLOT {$NS:$b}"; done | redis-cli -p "${RC_PORTS[0]}" | sort -un)
+  for slot in $(seq 0 16383); do
+    grep -qx "$slot" <<<"$used" && continue
+    [ "$(rc cluster countkeysinslot "$slot")" = 0 ] && break
+  done
+  owner=$(port_of_slot "$slot")
+  ownerid=$(redis-cli -p "$owner" cluster myid)
+  for id in $(seq 1 9); do fill cu "$id"; done
+  slotless_kill "$slot"
+  sleep 3 # 3 generations polls
+  sl_sources
+  [ "$SL_SRC" = "replica x9" ] || fail "(f) negative control: a killed master of slot $slot: cu 1-9 answered from $SL_SRC, not all bypassed"
+  ok "(f) negative control: the killed master owning slot $slot (empty): cu 1-9 all bypass the cache"
+  slotless_forget "$slot" "$ownerid"
+}
+
 # policy: the startup check of maxmemory-policy (fence.c (i)) asks every node of the cluster,
 # replicas' policy matters too (a promoted replica keeps its own); --check reaches every node.
 case_policy() {
@@ -386,6 +478,7 @@ for PART in "${@:-read}"; do
   prev=$PART
   case "$PART" in
     down) case_down ;;
+    slotless) case_slotless ;;
     policy) case_policy ;;
     read) case_read ;;
     inval) case_inval ;;
