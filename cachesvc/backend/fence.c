@@ -290,6 +290,21 @@
 	"if l then redis.call('DEL', l) end\n"                                                 \
 	"return {st, g}\n"
 
+/* A definition bump that covers the leader's mapping record ARGV[6] in hash KEYS[6]
+ * (fence.h CS_SCRIPT_DEF_BUMP): skipped, `skip` returned, when another process covered that
+ * record already under this definition. */
+#define QMAP_COVER(skip)                                                                         \
+	"local cov = ARGV[6] or ''\n"                                                            \
+	"if cov ~= '' then\n"                                                                     \
+	"  if redis.call('HGET', KEYS[6], ARGV[2] .. '/c') == cov and\n"                          \
+	"      redis.call('GET', KEYS[5]) == ARGV[5] and redis.call('EXISTS', KEYS[2]) == 1 then\n" \
+	"    " skip "\n"                                                                           \
+	"  end\n"                                                                                  \
+	"  if redis.call('HGET', KEYS[6], ARGV[2]) == cov then\n"                                   \
+	"    redis.call('HSET', KEYS[6], ARGV[2] .. '/c', cov)\n"                                  \
+	"  end\n"                                                                                  \
+	"end\n"
+
 const char *const cs_scripts[CS_SCRIPT_COUNT] = {
 	[CS_SCRIPT_FILL] = FILL_SCRIPT(
 		"  if v[2] ~= ARGV[5] then st = -4 break end\n",
@@ -415,6 +430,7 @@ const char *const cs_scripts[CS_SCRIPT_COUNT] = {
 	[CS_SCRIPT_DEF_BUMP] =
 		ALLOW_OOM
 		EPOCH_GUARD("KEYS[3]", "ARGV[4]")
+		QMAP_COVER("return tonumber(redis.call('GET', KEYS[1]) or '0')")
 		"redis.call('SET', KEYS[5], ARGV[5])\n"
 		"local g = redis.call('INCR', KEYS[1])\n"
 		"local f = redis.call('GET', KEYS[2])\n"
@@ -427,8 +443,40 @@ const char *const cs_scripts[CS_SCRIPT_COUNT] = {
 		"local e = redis.call('GET', KEYS[1])\n"
 		"local r = {0, ''}\n"
 		"if e and string.sub(e, 1, #rid + 1) == rid .. ':' then r = {1, e} end\n"
-		"for i = 2, #KEYS do r[#r + 1] = redis.call('GET', KEYS[i]) or '0' end\n"
+		"local n = #KEYS\n"
+		"if ARGV[1] == 'm' then n = n - 1 end\n"
+		"for i = 2, n do r[#r + 1] = redis.call('GET', KEYS[i]) or '0' end\n"
+		"if ARGV[1] == 'm' then\n"
+		"  local h = KEYS[#KEYS]\n"
+		"  r[#r + 1] = redis.call('HGET', h, '@') or '0'\n"
+		"  for i = 2, #ARGV do\n"
+		"    r[#r + 1] = redis.call('HGET', h, ARGV[i]) or '0'\n"
+		"    r[#r + 1] = redis.call('HGET', h, ARGV[i] .. '/c') or '0'\n"
+		"  end\n"
+		"end\n"
 		"return r\n",
+	[CS_SCRIPT_MAP_RECORD] =
+		ALLOW_OOM
+		"local keep, n = {}, 0\n"
+		"for i = 3, #ARGV, 2 do\n"
+		"  keep[ARGV[i]] = true\n"
+		"  local cur = redis.call('HGET', KEYS[1], ARGV[i])\n"
+		"  if not cur or string.sub(cur, 1, #ARGV[i + 1] + 1) ~= ARGV[i + 1] .. ' ' then\n"
+		"    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1] .. ' ' .. ARGV[2])\n"
+		"    n = n + 1\n"
+		"  end\n"
+		"end\n"
+		"for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do\n"
+		"  local q = f\n"
+		"  if string.sub(f, -2) == '/c' then q = string.sub(f, 1, -3) end\n"
+		"  if q ~= '@' and not keep[q] then\n"
+		"    redis.call('HDEL', KEYS[1], f)\n"
+		"    if q == f then n = n + 1 end\n"
+		"  end\n"
+		"end\n"
+		"redis.call('HSET', KEYS[1], '@', '1')\n"
+		"if n > 0 then redis.call('PUBLISH', ARGV[1], '* qmap') end\n"
+		"return n\n",
 };
 
 /* ---- Cluster scripts (CLUSTER.md) ------------------------------------------------------ */
@@ -609,6 +657,8 @@ static const char *const cluster_scripts[CS_SCRIPT_ALL_COUNT - CS_SCRIPT_COUNT] 
 	[CS_SCRIPT_C_DEF_BUMP - CS_SCRIPT_COUNT] =
 		ALLOW_OOM
 		EPOCH_GUARD("KEYS[3]", "ARGV[4]")
+		QMAP_COVER("return {tonumber(redis.call('GET', KEYS[1]) or '0'), "
+		           "redis.call('GET', KEYS[2])}")
 		"redis.call('SET', KEYS[5], ARGV[5])\n"
 		"local g = redis.call('INCR', KEYS[1])\n"
 		"local f = redis.call('GET', KEYS[2])\n"

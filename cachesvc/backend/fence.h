@@ -71,8 +71,10 @@ enum cs_script {
 	 *     horizon raised, 4 restarted without loss), epoch, slot mark existed, HGETALL of
 	 *     the debounce hash} */
 	CS_SCRIPT_SYNC,
-	/* KEYS epoch, gen_1, ..., gen_n -> {1 when the epoch is this Redis run's, epoch (''
-	 * when not), gen_1, ..., gen_n} */
+	/* KEYS epoch, k_2, ..., k_m[, qmap]; ARGV ["m", q_1, ..., q_n] ("m": the last key is
+	 * qmap) -> {1 when the epoch is this Redis run's, epoch ('' when not), the value of each
+	 * k_i ('0' none), then with "m": qmap's "@", and for each q_i qmap's <q_i> and <q_i>/c
+	 * ('0' none)} */
 	CS_SCRIPT_GENS,
 	/* KEYS timeline, position; ARGV system identifier, timeline: the primary the
 	 * invalidator connected to. Raises the recorded "<sysid>:<tli>" (replaces it for another
@@ -85,8 +87,19 @@ enum cs_script {
 	 * the definition the new generation answers, in the same step (keyspace.h <ns>:qd:<q>):
 	 * a process of another definition never sees the new generation as its own. A start or
 	 * reload's bump of a new or changed definition; publishes "<q> <g> <fingerprint>".
+	 * With KEYS qmap and ARGV cover (the leader's record of the query's mapping, review 36
+	 * R36-1): the bump covers that record (qmap <q>/c := cover, when <q> still holds it);
+	 * when the record is covered already and qdef holds the fingerprint, nothing is
+	 * written (another process covered it) and the current generation is returned.
  * -> the new generation */
 	CS_SCRIPT_DEF_BUMP,
+	/* KEYS qmap; ARGV channel, lsn, q_1, map fingerprint_1, ..., q_n, map fingerprint_n: the leader's
+	 * query mappings at a stream start (review 36 R36-1, R36-2). A query whose record holds
+	 * another fingerprint (or none) gets "<fingerprint> <lsn>" (a process covers it with a
+	 * bump before using the query); one with the same keeps its record (its mapping went
+	 * on unchanged); the records of queries not listed are deleted. Sets "@". Publishes
+	 * "* qmap" when it wrote or deleted any (every process polls at once). -> how many */
+	CS_SCRIPT_MAP_RECORD,
 	CS_SCRIPT_COUNT
 };
 
@@ -149,7 +162,8 @@ enum cs_script_cluster {
 	/* KEYS gen, qfence, epoch, fmax, qdef (bucket 0); ARGV channel, query, lsn, epoch,
 	 * fingerprint -> {new generation, query fence after the bump}: CS_SCRIPT_DEF_BUMP for
 	 * the GEN_SET fan-out (the fingerprint has bucket 0's copy alone: a process adopts a
-	 * generation only from bucket 0's poll or its own bump). */
+	 * generation only from bucket 0's poll or its own bump). With KEYS qmap and ARGV cover:
+	 * as CS_SCRIPT_DEF_BUMP's (a covered record: {current generation, its query fence}). */
 	CS_SCRIPT_C_DEF_BUMP,
 	CS_SCRIPT_ALL_COUNT
 };

@@ -90,6 +90,7 @@ static void init(cs_keyspace *ks, const char *ns, const char *shard, bool cluste
 	ks->evk_len = cs_ks_fixed_in(ks, 0, CS_KS_EVK, ks->evk, sizeof ks->evk);
 	ks->deb_len = in_bucket(ks, 0, ks->deb, sizeof ks->deb, "inv:deb");
 	ks->timeline_len = in_bucket(ks, 0, ks->timeline, sizeof ks->timeline, "inv:timeline");
+	ks->qmap_len = in_bucket(ks, 0, ks->qmap, sizeof ks->qmap, "inv:qmap");
 	/* PUBLISH reaches every node's subscribers: the channel needs no tag */
 	ks->channel_len = fmt(ks->channel, sizeof ks->channel, "%s:gen", ks->ns);
 }

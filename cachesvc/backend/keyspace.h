@@ -104,7 +104,13 @@ typedef struct cs_keyspace {
 	/* fixed names, built once (on a cluster: bucket 0's) */
 	char horizon[CS_NAME_MAX], pos[CS_NAME_MAX], epoch[CS_NAME_MAX], deb[CS_NAME_MAX],
 		channel[CS_NAME_MAX], timeline[CS_NAME_MAX], fmax[CS_NAME_MAX], evk[CS_NAME_MAX];
-	size_t horizon_len, pos_len, epoch_len, deb_len, channel_len, timeline_len, fmax_len, evk_len;
+	/* <prefix>:inv:qmap, a hash: the query mappings the leader decodes with (review 36
+	 * R36-1): field <q> -> "<map fingerprint> <lsn>" for each query it maps (lsn: where its
+	 * stream started with that mapping), <q>/c -> the record a generation bump covered
+	 * (fence.h CS_SCRIPT_DEF_BUMP), "@" -> "1" once any leader recorded its mapping */
+	char qmap[CS_NAME_MAX];
+	size_t horizon_len, pos_len, epoch_len, deb_len, channel_len, timeline_len, fmax_len, evk_len,
+		qmap_len;
 } cs_keyspace;
 
 /* The default namespace for Redis database db: "cs" for 0, "cs<db>" otherwise. */

@@ -1691,12 +1691,9 @@ static uint64_t fp_str(uint64_t h, const char *s)
 	return fp_field(h, s ? s : "", s ? strlen(s) : 0);
 }
 
-void cs_query_fingerprint(const cs_query_def *d, const cs_config *cfg, char out[17])
+/* Everything but the SQL, from h on (both fingerprints below). */
+static uint64_t fp_routing_and_rules(uint64_t h, const cs_query_def *d, const cs_config *cfg)
 {
-	/* what query_same and inval_same compare, with the pinned shard by name (an index
-	 * into the [shard] sections is not stable across restarts) */
-	uint64_t h = fp_str(CS_FNV1A64_INIT, "cachesvc query definition 1");
-	h = fp_str(h, d->sql);
 	int32_t v[2] = {d->nparams, d->shard_key_index};
 	h = fp_field(h, v, sizeof v);
 	for (int i = 0; i < d->nparams; i++) {
@@ -1720,5 +1717,22 @@ void cs_query_fingerprint(const cs_query_def *d, const cs_config *cfg, char out[
 			h = fp_field(h, &pi, sizeof pi);
 		}
 	}
+	return h;
+}
+
+void cs_query_fingerprint(const cs_query_def *d, const cs_config *cfg, char out[17])
+{
+	/* what query_same and inval_same compare, with the pinned shard by name (an index
+	 * into the [shard] sections is not stable across restarts) */
+	uint64_t h = fp_str(CS_FNV1A64_INIT, "cachesvc query definition 1");
+	h = fp_str(h, d->sql);
+	h = fp_routing_and_rules(h, d, cfg);
+	snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+void cs_query_map_fingerprint(const cs_query_def *d, const cs_config *cfg, char out[17])
+{
+	uint64_t h = fp_str(CS_FNV1A64_INIT, "cachesvc query mapping 1");
+	h = fp_routing_and_rules(h, d, cfg);
 	snprintf(out, 17, "%016llx", (unsigned long long)h);
 }

@@ -287,5 +287,10 @@ void cs_config_namespace(const cs_config *cfg, char out[33]);
  * (FNV-1a-64). Two processes agree on it exactly when their definitions would answer
  * alike. */
 void cs_query_fingerprint(const cs_query_def *d, const cs_config *cfg, char out[17]);
+/* The fingerprint of what the invalidator's key mapping of a query depends on: the same
+ * without the SQL (parameter types, routing, invalidate_on). The leader records it for
+ * every query it maps (keyspace.h <ns>:inv:qmap); a process uses a query's entries only
+ * while the leader maps its definition (review 36 R36-1). */
+void cs_query_map_fingerprint(const cs_query_def *d, const cs_config *cfg, char out[17]);
 
 #endif

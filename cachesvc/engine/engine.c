@@ -356,13 +356,20 @@ static bool inval_same(const cs_query_def *a, const cs_query_def *b)
 /* A definition bump answered with generation gen: this process's definition is the one
  * Redis records for it. A later bump heard meanwhile (its message came first) may be
  * another process's definition: the poll decides then. */
-static void def_bumped(cs_engine *e, qgen *g, int shard_ix, uint64_t gen)
+static void def_bumped(cs_engine *e, qstate *qs, int shard_ix, uint64_t gen)
 {
+	qgen *g = &qs->sg[shard_ix];
 	e->stats.gen_bumps++;
 	e->stats.def_bumps++;
 	g->def_claim = false;
 	g->def_foreign = false;
-	if (gen >= g->gen) {
+	if (gen >= g->gen && map_applies(e, qs, shard_ix)) {
+		/* whether the leader maps this definition (and the bump covered its record):
+		 * the poll reads it (review 36 R36-1) */
+		g->gen = gen;
+		g->gen_known = false;
+		load_shard_gens(e, shard_ix);
+	} else if (gen >= g->gen) {
 		g->gen = gen;
 		g->gen_known = true;
 	} else {
@@ -377,7 +384,7 @@ static void on_reload_bump(cs_rc *rc, redisReply *reply, void *priv)
 	c->qs->sg[c->shard].bump_inflight = false;
 	if (reply && reply->type == REDIS_REPLY_INTEGER) {
 		if (c->qt == c->e->qt)
-			def_bumped(c->e, &c->qs->sg[c->shard], c->shard, (uint64_t)reply->integer);
+			def_bumped(c->e, c->qs, c->shard, (uint64_t)reply->integer);
 		else
 			c->e->stats.gen_bumps++;
 	} else {
@@ -397,7 +404,7 @@ static void on_reload_cbump(cs_engine *e, void *priv, int err, const char *msg, 
 	g->bump_inflight = false;
 	if (err == 0) {
 		if (c->qt == e->qt)
-			def_bumped(e, g, c->shard, gen);
+			def_bumped(e, c->qs, c->shard, gen);
 		else
 			e->stats.gen_bumps++;
 	} else {
@@ -415,6 +422,11 @@ static void on_reload_cbump(cs_engine *e, void *priv, int err, const char *msg, 
  * A query new, changed, resumed, or found under another definition (or none) in Redis at
  * a start or reload is bumped on every shard (the callers' loops). */
 void bump_generation(cs_engine *e, qstate *qs, int shard_ix)
+{
+	bump_generation_cover(e, qs, shard_ix, NULL);
+}
+
+void bump_generation_cover(cs_engine *e, qstate *qs, int shard_ix, const char *cover)
 {
 	shard *sh = &e->sh[shard_ix];
 	qgen *g = &qs->sg[shard_ix];
@@ -438,10 +450,10 @@ void bump_generation(cs_engine *e, qstate *qs, int shard_ix)
 	size_t ql = cs_ks_qfence(&sh->ks, qfkey, sizeof qfkey, qs->def->name);
 	size_t dl = cs_ks_qdef(&sh->ks, qdkey, sizeof qdkey, qs->def->name);
 	cs_lsn_hex(fence, lsnhex);
-	const char *argv[] = {genkey, qfkey, sh->ks.epoch, sh->ks.fmax, qdkey, sh->ks.channel,
-	        qs->def->name, lsnhex, "", qs->fp};
-	size_t lens[] = {gl, ql, sh->ks.epoch_len, sh->ks.fmax_len, dl, sh->ks.channel_len,
-	        strlen(qs->def->name), 16, 0, 16};
+	const char *argv[] = {genkey, qfkey, sh->ks.epoch, sh->ks.fmax, qdkey, sh->ks.qmap,
+	        sh->ks.channel, qs->def->name, lsnhex, "", qs->fp, cover ? cover : ""};
+	size_t lens[] = {gl, ql, sh->ks.epoch_len, sh->ks.fmax_len, dl, sh->ks.qmap_len,
+	        sh->ks.channel_len, strlen(qs->def->name), 16, 0, 16, cover ? strlen(cover) : 0};
 	fillctx *c = malloc(sizeof *c);
 	if (c == NULL) {
 		g->pending_bump = true;
@@ -453,10 +465,10 @@ void bump_generation(cs_engine *e, qstate *qs, int shard_ix)
 	g->bump_inflight = true;
 	if (gl == 0 || ql == 0 || dl == 0 ||
 	        (sh->ks.cluster
-	                        ? cluster_bump(e, sh, qs->def->name, lsnhex, qs->fp, on_reload_cbump,
-	                                  c) != 0
+	                        ? cluster_bump(e, sh, qs->def->name, lsnhex, qs->fp, cover,
+	                                  on_reload_cbump, c) != 0
 	                        : cs_rc_script(e->redis, cs_rc_keyslot(genkey, gl), CS_SCRIPT_DEF_BUMP,
-	                                  on_reload_bump, c, 5, 10, argv, lens) != 0)) {
+	                                  on_reload_bump, c, 6, 12, argv, lens) != 0)) {
 		qtable_unref(c->qt);
 		free(c);
 		g->bump_inflight = false;

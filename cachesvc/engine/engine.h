@@ -48,6 +48,9 @@ typedef struct cs_engine_stats {
 	uint64_t invalidations, gen_bumps;
 	uint64_t def_bumps;   /* bumps recording this process's definition (start, reload) */
 	uint64_t def_foreign; /* polls that found another process's definition in Redis */
+	uint64_t unmapped;    /* polls that found the leader mapping another definition (or
+	                       * none) of a query: it bypassed the cache (review 36 R36-1) */
+	uint64_t map_covers;  /* bumps that covered a leader's new mapping record */
 	uint64_t near_echo_lost;     /* near cache heartbeats without an echo (engine_near.c) */
 	uint64_t near_hb_failed;     /* ... whose write Redis refused */
 	uint64_t near_track_refused; /* CLIENT TRACKING refused */
@@ -141,6 +144,9 @@ void cs_engine_test_other_shard_plain(cs_engine *e);
  * used whatever definition filled it, and nothing is bumped at a start (as before the record
  * existed). Call right after cs_engine_new. */
 void cs_engine_test_no_definitions(cs_engine *e);
+/* Test hook, a negative control: the leader's record of its query mappings is ignored (a
+ * query is used whatever the leader maps, as before review 36 R36-1). */
+void cs_engine_test_no_query_map(cs_engine *e);
 
 /* Test-only switch (config "fence = off" does the same for a whole deployment): fills
  * stop checking fences and the horizon. Exists so the race test can prove it can fail. */

@@ -250,7 +250,7 @@ static void invalidate_shard(cs_engine *e, qstate *qs, int shard_ix, bool whole,
 	cs_lsn_hex(sh->primary ? cs_pgserver_lsn(sh->primary) : 0, lsnhex);
 	int rc;
 	if (sh->ks.cluster && c->whole) {
-		rc = cluster_bump(e, sh, q->name, lsnhex, NULL, on_inval_cbump, c);
+		rc = cluster_bump(e, sh, q->name, lsnhex, NULL, NULL, on_inval_cbump, c);
 	} else if (sh->ks.cluster) {
 		char fence[KEY_MAX], px[24], pre[CS_KS_PREFIX_MAX + 1], fmax[CS_NAME_MAX],
 		        epoch[CS_NAME_MAX];

@@ -11,6 +11,94 @@ typedef struct gensctx {
 	uint32_t msgs; /* sh->gen_msgs when sent */
 } gensctx;
 
+/* Does shard k's leader map query qs at all (its invalidator maps the queries pinned to k and
+ * every query not pinned, each with invalidate_on rules: mapping.c)? A query without rules
+ * depends on no stream: the record does not concern it. */
+static bool map_concerns(const cs_engine *e, const qstate *qs, int k)
+{
+	return qs->def->ninval > 0 &&
+	       !(e->sharded && qs->def->shard_index >= 0 && qs->def->shard_index != k);
+}
+
+/* The leader's record of its mapping of qs on shard k (rec: "<map fingerprint> <lsn>", '0'
+ * none) and the record a bump covered (cov). Review 36 R36-1: the leader decodes the stream
+ * with its own config; a query it maps otherwise (or not at all) is not invalidated by what
+ * it decodes, so this process bypasses the cache for it (false). Once it maps this
+ * definition, from its stream's start lsn on, entries filled before may miss changes it
+ * never decoded for this definition (or decoded while it did not map the query: R36-2): one
+ * bump with its query-level fence at lsn or later covers the record, once for every process
+ * (fence.h CS_SCRIPT_DEF_BUMP); the query is usable after that bump. True: usable as far as
+ * the mapping goes. */
+bool map_applies(const cs_engine *e, const qstate *qs, int k)
+{
+	return !e->test_no_qmap && e->fence_on && e->sh[k].qmap_on && map_concerns(e, qs, k);
+}
+
+/* The record rec is this definition's and no bump covered it yet: true, with the record in
+ * cover and the shard's bump floor raised to its lsn. */
+static bool map_uncovered(cs_engine *e, const qstate *qs, int k, const redisReply *rec,
+        const redisReply *cov, char cover[34])
+{
+	if (!map_applies(e, qs, k) || rec->type != REDIS_REPLY_STRING || rec->len != 33 ||
+	        rec->str[16] != ' ' || memcmp(rec->str, qs->mfp, 16) != 0)
+		return false;
+	if (cov->type == REDIS_REPLY_STRING && cov->len == rec->len &&
+	        memcmp(cov->str, rec->str, (size_t)rec->len) == 0)
+		return false;
+	char hex[17];
+	memcpy(hex, rec->str + 17, 16);
+	hex[16] = '\0';
+	char *end;
+	cs_lsn_t at = (cs_lsn_t)strtoull(hex, &end, 16);
+	if (*end != '\0')
+		return false; /* not a record of ours after all: treated as another's below */
+	if (at > e->sh[k].bump_floor)
+		e->sh[k].bump_floor = at;
+	memcpy(cover, rec->str, 33);
+	cover[33] = '\0';
+	return true;
+}
+
+static bool gens_apply_map(cs_engine *e, qstate *qs, int k, const redisReply *rec,
+        const redisReply *cov)
+{
+	qgen *qg = &qs->sg[k];
+	if (!map_applies(e, qs, k))
+		return true;
+	bool ours = rec->type == REDIS_REPLY_STRING && rec->len == 33 && rec->str[16] == ' ' &&
+	            memcmp(rec->str, qs->mfp, 16) == 0 &&
+	            strspn(rec->str + 17, "0123456789ABCDEFabcdef") >= 16;
+	if (!ours) {
+		qg->unmapped = true;
+		qg->gen_known = false;
+		e->stats.unmapped++;
+		uint64_t now = cs_now_us();
+		if (now - e->map_warned_us > 60u * 1000u * 1000u) {
+			e->map_warned_us = now;
+			cs_warn("query %s%s%s: the invalidator's leader maps %s definition of it: its "
+				"changes would not be invalidated, so this process bypasses the cache "
+				"for it until the leader maps this one (restart or reload the leader "
+				"with it)", qs->def->name, e->sharded ? " on shard " : "",
+				e->sharded ? e->qt->cfg->shards[k].name : "",
+				rec->type == REDIS_REPLY_STRING && rec->len == 33 ? "another" : "no");
+		}
+		return false;
+	}
+	char cover[34];
+	if (!map_uncovered(e, qs, k, rec, cov, cover))
+		return true;
+	/* a new record: covered by a bump fenced at its lsn or later */
+	qg->gen_known = false;
+	if (qg->pending_bump || qg->bump_inflight)
+		return false; /* the next poll looks again */
+	e->stats.map_covers++;
+	cs_info("query %s%s%s: the invalidator's leader maps it from %s on: a new generation "
+		"fenced there", qs->def->name, e->sharded ? " on shard " : "",
+		e->sharded ? e->qt->cfg->shards[k].name : "", cover + 17);
+	bump_generation_cover(e, qs, k, cover);
+	return false;
+}
+
 /* The poll's answer for query qs of shard k: its generation in Redis and the definition
  * Redis records for it (keyspace.h <ns>:qd:<q>). A generation is used only under this
  * process's definition: another one's entries answer other SQL. None recorded (a query new
@@ -18,14 +106,18 @@ typedef struct gensctx {
  * at a start or reload (def_claim): this process's definition takes over with a bump.
  * Another one afterwards: another process started or reloaded with it (a rolling deploy);
  * the query bypasses the cache here. */
-static void gens_apply_def(cs_engine *e, qstate *qs, int k, const redisReply *d)
+static void gens_apply_def(cs_engine *e, qstate *qs, int k, const redisReply *d,
+        const redisReply *rec, const redisReply *cov)
 {
 	qgen *qg = &qs->sg[k];
 	bool mine = e->test_no_defs ||
 	            (d->type == REDIS_REPLY_STRING && d->len == 16 && memcmp(d->str, qs->fp, 16) == 0);
+	qg->unmapped = false;
 	if (mine) {
 		qg->def_claim = false;
 		qg->def_foreign = false;
+		if (!gens_apply_map(e, qs, k, rec, cov))
+			return;
 		if (!qg->pending_bump && !qg->bump_inflight)
 			qg->gen_known = true;
 		return;
@@ -39,7 +131,9 @@ static void gens_apply_def(cs_engine *e, qstate *qs, int k, const redisReply *d)
 			cs_info("query %s%s%s: redis holds %s definition; this one takes over (a new "
 				"generation)", qs->def->name, e->sharded ? " on shard " : "",
 				e->sharded ? e->qt->cfg->shards[k].name : "", none ? "no" : "another process's");
-		bump_generation(e, qs, k);
+		char cover[34];
+		bump_generation_cover(e, qs, k,
+		        map_uncovered(e, qs, k, rec, cov, cover) ? cover : NULL);
 		return;
 	}
 	e->stats.def_foreign++;
@@ -81,7 +175,7 @@ static void on_gens_reply(cs_rc *rc, redisReply *reply, void *priv)
 		}
 		load_shard_gens(e, k); /* and this answer is applied below: it is not outdated */
 	}
-	if (reply && reply->type == REDIS_REPLY_ARRAY && (int)reply->elements == 2 * t->nq + 2 &&
+	if (reply && reply->type == REDIS_REPLY_ARRAY && (int)reply->elements == 4 * t->nq + 3 &&
 	        reply->element[0]->type == REDIS_REPLY_INTEGER &&
 	        reply->element[1]->type == REDIS_REPLY_STRING &&
 	        (size_t)reply->element[1]->len < sizeof sh->epoch) {
@@ -115,6 +209,9 @@ static void on_gens_reply(cs_rc *rc, redisReply *reply, void *priv)
 				e->stats.epoch_changes++;
 			}
 			bool again = false;
+			/* "@": a leader recorded the query mappings it decodes with (R36-1) */
+			const redisReply *at = reply->element[2 * t->nq + 2];
+			sh->qmap_on = at->type == REDIS_REPLY_STRING && at->len == 1 && at->str[0] == '1';
 			for (int i = 0; i < t->nq; i++) {
 				redisReply *g = reply->element[i + 2];
 				uint64_t gen = g->type == REDIS_REPLY_STRING ? strtoull(g->str, NULL, 10) : 0;
@@ -131,7 +228,9 @@ static void on_gens_reply(cs_rc *rc, redisReply *reply, void *priv)
 				/* a new epoch: Redis's generations are the truth, even lower ones */
 				if (!qg->gen_known || gen > qg->gen || changed || !e->fence_on)
 					qg->gen = gen;
-				gens_apply_def(e, &t->qs[i], k, reply->element[i + 2 + t->nq]);
+				redisReply **m = reply->element + 2 * t->nq + 3;
+				gens_apply_def(e, &t->qs[i], k, reply->element[i + 2 + t->nq],
+				        m[2 * i], m[2 * i + 1]);
 			}
 			if (again)
 				load_shard_gens(e, k);
@@ -162,9 +261,11 @@ void load_shard_gens(cs_engine *e, int k)
 	}
 	if (!cs_rc_slot_ready(e->redis, sh->bslot[0]))
 		return; /* GENS runs on bucket 0 alone */
-	size_t n = 2 * (size_t)t->nq + 1; /* the epoch, each generation, each definition */
-	const char **argv = calloc(n, sizeof *argv);
-	size_t *lens = calloc(n, sizeof *lens);
+	/* the epoch, each generation, each definition, the leader's mapping record; then each
+	 * query's name (its fields in the record) */
+	size_t n = 2 * (size_t)t->nq + 2, argc = n + 1 + (size_t)t->nq;
+	const char **argv = calloc(argc, sizeof *argv);
+	size_t *lens = calloc(argc, sizeof *lens);
 	char (*keys)[CS_NAME_MAX + CS_MAX_NAME] = calloc(n, sizeof *keys);
 	gensctx *c = malloc(sizeof *c);
 	if (argv && lens && keys && c) {
@@ -177,12 +278,18 @@ void load_shard_gens(cs_engine *e, int k)
 			argv[i + 1 + t->nq] = keys[i + t->nq];
 			lens[i + 1 + t->nq] =
 			        cs_ks_qdef(&sh->ks, keys[i + t->nq], sizeof keys[i], q);
+			argv[n + 1 + i] = q;
+			lens[n + 1 + i] = strlen(q);
 		}
+		argv[n - 1] = sh->ks.qmap;
+		lens[n - 1] = sh->ks.qmap_len;
+		argv[n] = "m";
+		lens[n] = 1;
 		*c = (gensctx){
 		        .e = e, .t = t, .shard = k, .seq = sh->gens_seq, .msgs = sh->gen_msgs};
 		t->refs++;
 		if (cs_rc_script(e->redis, cs_rc_keyslot(argv[0], lens[0]), CS_SCRIPT_GENS,
-		            on_gens_reply, c, (int)n, (int)n, argv, lens) == 0) {
+		            on_gens_reply, c, (int)n, (int)argc, argv, lens) == 0) {
 			c = NULL;
 			sh->gens_busy = true;
 		} else
@@ -256,7 +363,8 @@ void on_gen_message(cs_redis *rd, redisReply *reply, void *priv)
 	if (sp == NULL)
 		return;
 	if (sp == m->str + 1 && m->str[0] == '*') {
-		/* "* <epoch>": the shard's invalidator (re)synchronised its keyspace */
+		/* "* <epoch>": the shard's invalidator (re)synchronised its keyspace; "* qmap":
+		 * its leader recorded new query mappings (review 36 R36-1) */
 		if (k >= 0)
 			load_shard_gens(e, k);
 		return;
@@ -338,6 +446,11 @@ void on_gen_timer(evutil_socket_t fd, short what, void *arg)
 void cs_engine_test_no_definitions(cs_engine *e)
 {
 	e->test_no_defs = true;
+}
+
+void cs_engine_test_no_query_map(cs_engine *e)
+{
+	e->test_no_qmap = true;
 }
 
 /* ---- Bumps on a cluster (CLUSTER.md section 3, (e')) ------------------------------------- */
@@ -422,7 +535,7 @@ static void on_cbump(cs_rc *rc, redisReply *reply, void *priv)
 }
 
 int cluster_bump(cs_engine *e, const shard *sh, const char *q, const char *lsnhex,
-        const char *fp, cluster_bump_cb *cb, void *priv)
+        const char *fp, const char *cover, cluster_bump_cb *cb, void *priv)
 {
 	size_t qn = strlen(q);
 	cbump *c = calloc(1, sizeof *c + qn + 1);
@@ -437,17 +550,17 @@ int cluster_bump(cs_engine *e, const shard *sh, const char *q, const char *lsnhe
 	 * fingerprint, the definition is recorded with the bump (C_DEF_BUMP) */
 	char qdkey[CS_NAME_MAX + CS_MAX_NAME];
 	size_t dl = fp ? cs_ks_qdef(&sh->ks, qdkey, sizeof qdkey, q) : 1;
-	const char *argv[] = {genkey, qfkey, sh->ks.epoch, sh->ks.fmax, qdkey, sh->ks.channel, q,
-	        lsnhex, "", fp ? fp : ""};
-	size_t lens[] = {gl, ql, sh->ks.epoch_len, sh->ks.fmax_len, dl, sh->ks.channel_len, qn, 16,
-	        0, 16};
-	if (!fp) { /* GEN_BUMP's layout: the same without the definition key and fingerprint */
-		memmove(&argv[4], &argv[5], 4 * sizeof argv[0]);
-		memmove(&lens[4], &lens[5], 4 * sizeof lens[0]);
+	const char *argv[] = {genkey, qfkey, sh->ks.epoch, sh->ks.fmax, qdkey, sh->ks.qmap,
+	        sh->ks.channel, q, lsnhex, "", fp ? fp : "", cover ? cover : ""};
+	size_t lens[] = {gl, ql, sh->ks.epoch_len, sh->ks.fmax_len, dl, sh->ks.qmap_len,
+	        sh->ks.channel_len, qn, 16, 0, 16, cover ? strlen(cover) : 0};
+	if (!fp) { /* GEN_BUMP's layout: without the definition key, qmap, fingerprint, cover */
+		memmove(&argv[4], &argv[6], 4 * sizeof argv[0]);
+		memmove(&lens[4], &lens[6], 4 * sizeof lens[0]);
 	}
 	if (gl == 0 || ql == 0 || dl == 0 ||
 	        cs_rc_script(e->redis, sh->bslot[0], fp ? CS_SCRIPT_C_DEF_BUMP : CS_SCRIPT_C_GEN_BUMP,
-	                on_cbump, c, fp ? 5 : 4, fp ? 10 : 8, argv, lens) != 0) {
+	                on_cbump, c, fp ? 6 : 4, fp ? 12 : 8, argv, lens) != 0) {
 		free(c);
 		return -1;
 	}

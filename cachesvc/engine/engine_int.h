@@ -59,12 +59,17 @@ typedef struct qgen {
 	 * definition owns the query and this one bypasses the cache for it (def_foreign) */
 	bool def_claim;
 	bool def_foreign;
+	/* the leader's record of its mapping of the query (keyspace.h <ns>:inv:qmap) is not
+	 * this definition's: the stream's changes are not decoded into its keys, so the query
+	 * bypasses the cache here until it is (review 36 R36-1); set by each poll */
+	bool unmapped;
 } qgen;
 
 typedef struct qstate {
 	const cs_query_def *def;
 	int index;
 	char fp[17];	   /* query_fingerprint of def: 16 hex digits */
+	char mfp[17];	   /* query_map_fingerprint of def: what the leader must map */
 	bool paused;	   /* ADMIN pause: served from PostgreSQL, nothing read from or stored in
 			    * Redis, until resumed; this process only, kept across reloads */
 	/* the verifier sampler walks the query's entries of each shard k with its own cursor
@@ -209,7 +214,9 @@ typedef struct shard {
 	bool gens_busy;       /* a generations poll of the shard is in flight: at most one */
 	bool gens_again;      /* a poll was wanted while one was in flight: another after it */
 	cs_lsn_t bump_floor;  /* the least query-level fence of a bump: a primary position a
-			       * checked reload read (review 34 R34-1) */
+			       * checked reload read (review 34 R34-1), a leader's mapping
+			       * record's start (review 36 R36-1) */
+	bool qmap_on;         /* the last poll found a leader's mapping record ("@") */
 	uint32_t gen_msgs;    /* generation messages of the shard heard that raised one: a
 	                       * poll answer older than one of them is read again */
 	uint32_t gens_seq;    /* bumped when its generations stop being trusted: a poll sent
@@ -407,6 +414,8 @@ struct cs_engine {
 	uint64_t gens_warned_us;  /* last warning of a failed generations poll */
 	uint64_t def_warned_us;   /* last warning of a query under another definition */
 	bool test_no_defs;        /* cs_engine_test_no_definitions: the negative control */
+	bool test_no_qmap;        /* cs_engine_test_no_query_map: the negative control */
+	uint64_t map_warned_us;   /* last warning of a query the leader does not map */
 	int64_t near_redirect;	  /* the pub/sub connection id it named */
 	uint64_t near_hb_sent_us; /* a heartbeat waits for its echo since; 0: none */
 	uint64_t near_echo_us;	  /* the last echo of this session's heartbeat; 0: none */
@@ -501,7 +510,7 @@ typedef void cluster_bump_cb(cs_engine *e, void *priv, int err, const char *msg,
 /* C_GEN_BUMP of query q on shard sh's bucket 0 with query fence lsnhex, then GEN_SET on its
  * buckets 1..255. 0 (cb runs once) or -1 (not sent; cb never runs). */
 int cluster_bump(cs_engine *e, const shard *sh, const char *q, const char *lsnhex,
-        const char *fp, cluster_bump_cb *cb, void *priv);
+        const char *fp, const char *cover, cluster_bump_cb *cb, void *priv);
 
 /* engine_housekeeping.c */
 void on_server_notify(cs_pgserver *s, void *priv);
@@ -533,6 +542,11 @@ void psn_on_nodes(cs_rc *rc, void *priv);
 void psn_free_all(cs_engine *e, bool mem);
 void on_tracking_message(cs_redis *rd, redisReply *reply, void *priv);
 void bump_generation(cs_engine *e, qstate *qs, int shard_ix);
+/* The leader's mapping record decides whether qs is usable on shard k (engine_gen.c). */
+bool map_applies(const cs_engine *e, const qstate *qs, int k);
+/* The same, covering the leader's mapping record `cover` ("<map fingerprint> <lsn>": fence.h
+ * CS_SCRIPT_DEF_BUMP); NULL: none. */
+void bump_generation_cover(cs_engine *e, qstate *qs, int shard_ix, const char *cover);
 
 #define REPAIRS_MAX 64 /* bucket repairs in flight at most (engine_fill.c) */
 

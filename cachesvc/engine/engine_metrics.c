@@ -150,6 +150,18 @@ void cs_engine_metrics_add(const cs_engine *e, cs_metrics *m)
 	C("generation_bumps_total", "Whole-query invalidations", s->gen_bumps);
 	C("definition_bumps_total", "Generation bumps that recorded this process's query definition in Redis (a query new, changed, or under another definition at a start or reload)", s->def_bumps);
 	C("definition_foreign_total", "Generations polls that found a query under another process's definition in Redis (that query bypasses the cache here)", s->def_foreign);
+	C("query_unmapped_total", "Generations polls that found the invalidator's leader mapping another definition of a query, or none (that query bypasses the cache here until it maps this one)", s->unmapped);
+	C("query_map_covers_total", "Generation bumps that covered a leader's new record of its mapping of a query (entries of the query filled before it maps this definition retired)", s->map_covers);
+	{
+		uint64_t n = 0;
+		for (int i = 0; i < e->qt->nq; i++)
+			for (int k = 0; k < e->nsh; k++)
+				n += e->qt->qs[i].sg[k].unmapped;
+		cs_m_u64(m, CS_M_GAUGE, "cachesvc_queries_unmapped",
+		        "Queries (per shard) the invalidator's leader does not map with this "
+		        "definition: bypassing the cache here",
+		        n, NULL);
+	}
 	{
 		uint64_t n = 0;
 		for (int i = 0; i < e->qt->nq; i++)

@@ -35,6 +35,7 @@ qtable *qtable_new(cs_config *cfg)
 		q->def = &cfg->queries[i];
 		q->index = i;
 		cs_query_fingerprint(q->def, cfg, q->fp);
+		cs_query_map_fingerprint(q->def, cfg, q->mfp);
 		for (int k = 0; k < CS_MAX_SHARDS; k++)
 			q->sg[k].def_claim = true; /* a start or reload: its definition takes over */
 		const char *name = q->def->name;

@@ -437,7 +437,8 @@ bool cs_engine_healthy(const cs_engine *e, char *why, size_t whylen)
 	}
 	for (int i = 0; i < e->qt->nq; i++)
 		for (int k = 0; k < e->nsh; k++)
-			if (!e->qt->qs[i].sg[k].gen_known && !e->qt->qs[i].sg[k].def_foreign) {
+			if (!e->qt->qs[i].sg[k].gen_known && !e->qt->qs[i].sg[k].def_foreign &&
+			        !e->qt->qs[i].sg[k].unmapped) {
 				/* (a query another process's definition owns is served from
 				 * PostgreSQL for good here: not a start still loading, R36-11) */
 				snprintf(why, whylen,

@@ -217,6 +217,7 @@ struct cs_inv {
 	size_t kset_cap, kset_n;
 	int *qkeys;     /* keys per query in this transaction */
 	uint8_t *qbump; /* bit per cs_inv_reason: whole query to drop */
+	char (*mfp)[17]; /* each query's cs_query_map_fingerprint (recorded: R36-1) */
 	int nq;
 
 	cs_inv_stats stats;

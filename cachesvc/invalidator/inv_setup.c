@@ -553,6 +553,66 @@ void inv_setup_next(cs_inv *inv, step done)
 	}
 }
 
+static void on_map_record(cs_rc *r, redisReply *reply, void *priv)
+{
+	cmdctx *c = priv;
+	cs_inv *inv = c->inv;
+	if (c->epoch == inv->epoch && reply && reply->type == REDIS_REPLY_INTEGER &&
+	        reply->integer > 0)
+		cs_info("invalidator%s%s: recorded its mapping of %lld quer%s (review 36 R36-1: "
+			"processes cover a new record with a generation bump before using it)",
+			INV_LOG_SHARD(inv), reply->integer, reply->integer == 1 ? "y" : "ies");
+	inv_on_cmd_reply(r, reply, priv); /* a failure restarts the stream */
+}
+
+/* Review 36 R36-1, R36-2: records, at the stream's start, the mapping it decodes with from
+ * h_start on (keyspace.h <ns>:inv:qmap): a process uses a query only while the leader maps
+ * its definition, and covers a new record with a bump fenced at h_start or later. */
+static void record_mapping(cs_inv *inv)
+{
+	int n = 0;
+	for (int q = 0; q < inv->nq; q++)
+		n += cs_inv_map_depends(inv->map, q);
+	size_t argc = 3 + 2 * (size_t)n;
+	const char **argv = calloc(argc, sizeof *argv);
+	size_t *lens = calloc(argc, sizeof *lens);
+	cmdctx *c = inv_cmd_new(inv, UINT64_MAX);
+	char hex[17];
+	cs_lsn_hex(inv->h_start, hex);
+	if (argv && lens && c) {
+		argv[0] = inv->ks.qmap;
+		lens[0] = inv->ks.qmap_len;
+		argv[1] = inv->ks.channel;
+		lens[1] = inv->ks.channel_len;
+		argv[2] = hex;
+		lens[2] = 16;
+		size_t a = 3;
+		for (int q = 0; q < inv->nq; q++) {
+			if (!cs_inv_map_depends(inv->map, q))
+				continue;
+			argv[a] = cs_inv_map_query_name(inv->map, q);
+			lens[a] = strlen(argv[a]);
+			argv[a + 1] = inv->mfp[q];
+			lens[a + 1] = 16;
+			a += 2;
+		}
+		if (inv_script(inv, 0, CS_SCRIPT_MAP_RECORD, on_map_record, c, 1, (int)argc, argv,
+		            lens) == 0) {
+			inv_cmd_sent(inv, c, 0);
+			c = NULL;
+		}
+	}
+	if (c != NULL || argv == NULL || lens == NULL) {
+		free(c);
+		free(argv);
+		free(lens);
+		inv_restart(inv, "the query mapping record could not be sent", false);
+		return;
+	}
+	free(argv);
+	free(lens);
+}
+
 void inv_streaming_begins(cs_inv *inv)
 {
 	char a[CS_LSN_STRLEN];
@@ -566,6 +626,9 @@ void inv_streaming_begins(cs_inv *inv)
 	cs_info("invalidator%s%s: streaming from slot \"%s\" (publication \"%s\"), horizon %s",
 	        INV_LOG_SHARD(inv), inv->slot, inv->publication, cs_lsn_format(inv->h_start, a));
 	inv->last_horizon_us = 0; /* publish at the next tick */
+	record_mapping(inv);
+	if (inv->st != ST_STREAMING)
+		return; /* restarted: it could not be sent */
 	inv_conn_wait(inv, EV_READ);
 	inv_stream_read(inv);
 	inv_tick_rearm(inv);

@@ -554,19 +554,26 @@ static void set_status_interval(cs_inv *inv, const cs_config *cfg)
 	inv->horizon_ttl_ms = CS_MIN(inv->fence_ttl_ms / 2, CS_MAX(10 * inv->status_interval_ms, 5000));
 }
 
-static int alloc_query_state(cs_inv *inv, int nq)
+static int alloc_query_state(cs_inv *inv, const cs_config *cfg)
 {
+	int nq = cfg->nqueries;
 	int *qkeys = calloc((size_t)(nq ? nq : 1), sizeof *qkeys);
 	uint8_t *qbump = calloc((size_t)(nq ? nq : 1), 1);
-	if (!qkeys || !qbump || cs_ledger_set_queries(inv->ledger, nq) != 0) {
+	char (*mfp)[17] = calloc((size_t)(nq ? nq : 1), sizeof *mfp);
+	if (!qkeys || !qbump || !mfp || cs_ledger_set_queries(inv->ledger, nq) != 0) {
 		free(qkeys);
 		free(qbump);
+		free(mfp);
 		return -1;
 	}
+	for (int q = 0; q < nq; q++)
+		cs_query_map_fingerprint(&cfg->queries[q], cfg, mfp[q]);
 	free(inv->qkeys);
 	free(inv->qbump);
+	free(inv->mfp);
 	inv->qkeys = qkeys;
 	inv->qbump = qbump;
+	inv->mfp = mfp;
 	inv->nq = nq;
 	return 0;
 }
@@ -662,7 +669,7 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, const cs_inv_w
 		return NULL;
 	}
 	if (!inv->conninfo || !inv->slot || !inv->publication || !inv->map || !inv->retry ||
-		!inv->tick || !inv->ledger || alloc_query_state(inv, cfg->nqueries) != 0) {
+		!inv->tick || !inv->ledger || alloc_query_state(inv, cfg) != 0) {
 		snprintf(err, errlen, "out of memory");
 		cs_inv_free(inv);
 		return NULL;
@@ -737,6 +744,7 @@ void cs_inv_free(cs_inv *inv)
 	free(inv->kb);
 	free(inv->qkeys);
 	free(inv->qbump);
+	free(inv->mfp);
 	free(inv->kset);
 	free(inv->arena);
 	cs_inv_map_free(inv->map);
@@ -780,7 +788,7 @@ int cs_inv_reload(cs_inv *inv, const cs_config *cfg)
 	 * (inv_streaming_begins), not one new interval after the last publication. */
 	set_status_interval(inv, cfg);
 	inv->attempt = 0;
-	if (alloc_query_state(inv, cfg->nqueries) != 0) {
+	if (alloc_query_state(inv, cfg) != 0) {
 		cs_inv_map_free(m);
 		return -1;
 	}

@@ -344,10 +344,39 @@ inval_config() {
   user_query "$q" >>"$f"
   invalidator_section >>"$f"
 }
-# start_streaming CONF [NAME]: start_daemon, then waits (30 s) until its invalidator streams.
+# start_streaming CONF [NAME]: start_daemon, then waits (30 s) until its invalidator streams
+# and, with fences on, until the mapping it recorded is covered (review 36 R36-1: a process
+# covers a new record of the leader's with a generation bump, which retires what was filled
+# before; once per query at a first start).
 start_streaming() {
   start_daemon "$@"
   until_true 30 streaming || fail "${2:-cachesvc}: the invalidator never streamed"
+  if grep -q '^fence = on' "$1"; then
+    until_true 30 qmap_covered "$1" || fail "${2:-cachesvc}: the leader's query mappings were never covered: $(qmap_cmd "$1" hgetall)"
+  fi
+}
+# qmap_cmd CONF CMD...: CMD on the leader's mapping record of CONF's namespace (a cluster's:
+# bucket 0's, through the private cluster's first node)
+qmap_cmd() {
+  local conf=$1 ns
+  shift
+  ns=$(sed -n 's/^namespace = //p' "$conf" | tail -1)
+  ns=${ns:-$NS}
+  if grep -q '^cluster = on' "$conf"; then
+    redis-cli -c -p "${RC_PORTS[0]}" "$1" "{$ns:0}:inv:qmap" "${@:2}"
+  else
+    redis "$1" "$ns:inv:qmap" "${@:2}"
+  fi
+}
+# qmap_covered CONF: the record exists and each query's record is covered ("<q>/c" = "<q>")
+qmap_covered() {
+  local f v
+  [ "$(qmap_cmd "$1" hget @)" = 1 ] || return 1
+  for f in $(qmap_cmd "$1" hkeys); do
+    case "$f" in @ | */c) continue ;; esac
+    v=$(qmap_cmd "$1" hget "$f")
+    [ "$(qmap_cmd "$1" hget "$f/c")" = "$v" ] || return 1
+  done
 }
 # filled_now QUERY PARAM...: one GET, then true when the next GET of that key is a hit.
 filled_now() { cli get "$@" >/dev/null 2>&1 && [ "$(src "$@")" = cache ]; }

@@ -14,7 +14,7 @@
 # query-level fence, none stored; once the replica replayed everything and an invalidator
 # passed it, both keys answer the new row. Negative control after it: the engine alone
 # (shard_drive --no-definitions: the record neither read nor written, so nothing bumped at its
-# start; no invalidator of its own, so Redis's horizon is still D2's start, at or before the
+# start; --no-query-map: the leader's record of its mappings ignored too; no invalidator of its own, so Redis's horizon is still D2's start, at or before the
 # replica), query qc on c, reads c's keys while paused: key 1's pre-ALTER row is stored, and
 # it still holds it at the end.
 . "$(dirname "$0")/daemon_lib.sh"
@@ -78,7 +78,7 @@ stop_daemon
 { cat "$WORK/base.ini"; user_query u
   printf '\n[query qc]\nsql = SELECT id, v FROM c WHERE id = $1\nparams = id:int8\ninvalidate_on = c(id = $1)\n'
   } >"$WORK/c.ini" # no invalidator: d2 streamed and stopped, its horizon (its start) stays
-coproc DRV { "$DRIVE" --stdin --no-definitions "$WORK/c.ini" qc 2>"$WORK/drive.err"; }
+coproc DRV { "$DRIVE" --stdin --no-definitions --no-query-map "$WORK/c.ini" qc 2>"$WORK/drive.err"; }
 DPID=$DRV_PID
 CLEANUPS+=("kill -9 $DPID")
 exec 7>&"${DRV[1]}" 8<&"${DRV[0]}"

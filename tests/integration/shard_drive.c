@@ -40,6 +40,9 @@
  * --no-definitions is the negative control of the query definitions recorded in Redis
  * (cs_engine_test_no_definitions; tests/integration/query_definition.sh): a generation is
  * used whatever definition filled it; it works on an unsharded config too.
+ * --no-query-map is the negative control of the leader's mapping record (review 36 R36-1,
+ * cs_engine_test_no_query_map; tests/integration/query_mapping.sh): a query is used whatever
+ * the invalidator's leader maps.
  * --inv-shard0 is step 4's negative control: every shard's invalidator is made again on the
  * first shard's primary (cs_engine_test_inv_on_shard0; each in its own keyspace and slot).
  * --cluster-shard0 is step 3b (2)'s negative control (tests/integration/engine_shards_cluster.sh):
@@ -304,7 +307,7 @@ static int usage(void)
 	fprintf(stderr, "usage: shard_drive [--force-shard0] [--mget] [--lsn SHARD[:X/Y]] "
 	                "[--rounds N] [--health TEXT] [--invalidate-after R] "
 	                "[--invalidate-key-after R] [--stdin] [--inv-shard0] [--cluster-shard0] "
-	                "[--other-plain] [--no-definitions] [--metrics P] [--psn-fail N] "
+	                "[--other-plain] [--no-definitions] [--no-query-map] [--metrics P] [--psn-fail N] "
 	                "CONFIG QUERY "
 	                "[KEY...]\n");
 	return 2;
@@ -312,7 +315,8 @@ static int usage(void)
 
 int main(int argc, char **argv)
 {
-	bool force0 = false, inv0 = false, cl0 = false, other_plain = false, no_defs = false;
+	bool force0 = false, inv0 = false, cl0 = false, other_plain = false, no_defs = false,
+	     no_qmap = false;
 	d.rounds = 2;
 	int a = 1;
 	for (; a < argc && strncmp(argv[a], "--", 2) == 0; a++) {
@@ -330,6 +334,8 @@ int main(int argc, char **argv)
 			other_plain = true;
 		else if (strcmp(argv[a], "--no-definitions") == 0)
 			no_defs = true;
+		else if (strcmp(argv[a], "--no-query-map") == 0)
+			no_qmap = true;
 		else if (strcmp(argv[a], "--metrics") == 0 && a + 1 < argc)
 			d.metrics = argv[++a];
 		else if (strcmp(argv[a], "--mget") == 0)
@@ -388,6 +394,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "shard_drive: --cluster-shard0: not on a cluster, or no pub/sub\n");
 		return 2;
 	}
+	if (no_qmap)
+		cs_engine_test_no_query_map(d.e);
 	if (no_defs)
 		cs_engine_test_no_definitions(d.e);
 	if (other_plain)
