@@ -697,9 +697,43 @@ static bool definition_ours(verifier *v, const cs_query_def *q)
 	return ours;
 }
 
+/* Whether the invalidator's leader maps this config's definition of the query, and a bump
+ * covered its record (keyspace.h <ns>:inv:qmap, review 36 R36-1): otherwise no process uses
+ * the query's entries (their changes are not invalidated, or not yet fenced), so they are not
+ * reported stale. No record at all ("@" unset): no leader of this version ran, not checked. */
+static bool mapping_ours(verifier *v, const cs_query_def *q)
+{
+	if (q->ninval == 0 || (v->shard >= 0 && q->shard_index >= 0 && q->shard_index != v->shard))
+		return true;
+	const char *k = v->ks.qmap;
+	size_t kl = v->ks.qmap_len;
+	redisReply *r = cmd_ok(v, key_cmd(v, k, kl, "HMGET %b @ %s %s/c", k, kl, q->name, q->name));
+	if (r == NULL)
+		return false;
+	char mfp[17];
+	cs_query_map_fingerprint(q, v->cfg, mfp);
+	bool ours = true;
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+	        r->element[0]->type == REDIS_REPLY_STRING) {
+		const redisReply *rec = r->element[1], *cov = r->element[2];
+		ours = rec->type == REDIS_REPLY_STRING && rec->len == 33 &&
+		       memcmp(rec->str, mfp, 16) == 0 && cov->type == REDIS_REPLY_STRING &&
+		       cov->len == rec->len && memcmp(cov->str, rec->str, 33) == 0;
+		if (!ours)
+			fprintf(stderr, "cachesvc-verify: query %s: the invalidator's leader %s: its "
+			        "entries are used by no process, not checked\n", q->name,
+			        rec->type != REDIS_REPLY_STRING ? "maps no definition of it"
+			        : memcmp(rec->str, mfp, 16) != 0 ? "maps another definition of it"
+			                                         : "maps it, not covered by a bump yet");
+	}
+	freeReplyObject(r);
+	return ours;
+}
+
 static void verify_query(verifier *v, qrun *qr)
 {
-	if (!read_gen(v, qr->q, &qr->gen) || !definition_ours(v, qr->q))
+	if (!read_gen(v, qr->q, &qr->gen) || !definition_ours(v, qr->q) ||
+	        !mapping_ours(v, qr->q))
 		return;
 	qr->ordered = cs_verify_sql_ordered(qr->q->sql);
 	qr->prefix_len =

@@ -125,6 +125,10 @@ until_true 20 metric_is cachesvc_queries_unmapped 1 || fail "(c) B did not see q
 [ -z "$(redis hget "$NS:inv:qmap" qi)" ] || fail "(c) the record of qi survived its removal: $(redis hgetall "$NS:inv:qmap")"
 update_item 2 c-new
 never_cached qi 2 || fail "(c) B served qi 2 from the cache while the leader does not map qi"
+rc=0
+out=$("$CS_BUILD/cachesvc/cachesvc-verify" -c "$WORK/b.ini" --json 2>"$WORK/verify.err") || rc=$?
+[ $rc = 0 ] && grep -q "query qi: the invalidator's leader maps no definition of it" "$WORK/verify.err" ||
+  fail "(c) cachesvc-verify reported the entries no process uses (exit $rc): $out $(cat "$WORK/verify.err")"
 l=$(drive 2 --no-query-map)
 [[ $l == *"src=cache"*"v2" ]] || fail "(c) control: with the record ignored the entry from before the removal was expected (stale): $l"
 as_l
@@ -137,6 +141,7 @@ r=$(cli --json get qi 2)
 grep -q '"c-new"' <<<"$r" || fail "(c) qi added again: B served the entry from before its removal: $r"
 fill qi 2
 rows qi 2 | grep -q c-new || fail "(c) B's new entry of qi 2: $(rows qi 2)"
+ok "(c) cachesvc-verify skips qi while the leader does not map it (its stale entry is used by no process)"
 ok "(c) qi removed from the leader and added again: its entry from before the removal (stale: $l with the record ignored) is not served; B caches the new row"
 stop_daemon "$B_PID"
 as_l
