@@ -680,12 +680,15 @@ int cs_engine_reload(cs_engine *e, cs_config *cfg, char *err, size_t errlen)
 		keep.def = nd;
 		keep.index = i;
 		memcpy(keep.fp, t->qs[i].fp, sizeof keep.fp);
-		/* the reload's definition takes over a query Redis records under another one
-		 * (a rolling deploy's other version): checked by the next poll */
-		for (int k = 0; k < e->nsh; k++)
-			keep.sg[k].def_claim = true;
 		t->qs[i] = keep;
 		bool changed = !query_same(old->def, nd) || !inval_same(old->def, nd);
+		/* a reload that changed the definition takes over a query Redis records under
+		 * another one (a rolling deploy's other version): checked by the next poll. An
+		 * unchanged one claims nothing: a HUP of every process in turn (logrotate,
+		 * config management) made the ownership of a query alternate between the two
+		 * versions, each flip dropping its whole cache (review 36 R36-5) */
+		for (int k = 0; changed && k < e->nsh; k++)
+			t->qs[i].sg[k].def_claim = true;
 		for (int k = 0; k < e->nsh; k++) {
 			/* A bump still owed by an earlier reload or resume (pending, or sent and not
 			 * answered: its callback updates the old table's copy) stays owed: entries of

@@ -25,6 +25,10 @@ int cs_engine_pause(cs_engine *e, const char *name, size_t len, bool pause, bool
 	 * bump, its requests bypass the cache, as after a reload's change. */
 	if (*changed && !pause) {
 		for (int k = 0; k < e->nsh; k++) {
+			/* a query another process's definition owns stays theirs: a resume is no
+			 * takeover (review 36 R36-5); it bypasses the cache here as before */
+			if (qs->sg[k].def_foreign)
+				continue;
 			qs->sg[k].gen_known = false;
 			bump_generation(e, qs, k);
 		}

@@ -143,7 +143,7 @@ static void gens_apply_def(cs_engine *e, qstate *qs, int k, const redisReply *d,
 		e->def_warned_us = now;
 		cs_warn("query %s%s%s: another process started or reloaded with another definition "
 			"of it (a rolling deploy?): this process bypasses the cache for it until "
-			"restarted or reloaded", qs->def->name, e->sharded ? " on shard " : "",
+			"restarted (or reloaded with a changed definition)", qs->def->name, e->sharded ? " on shard " : "",
 			e->sharded ? e->qt->cfg->shards[k].name : "");
 	}
 }

@@ -100,6 +100,18 @@ grep -q 'query qa: Redis records another definition' "$WORK/verify.err" ||
   fail "(b) cachesvc-verify compared B's entries with A's SQL: $out $(cat "$WORK/verify.err")"
 ok "(b) cachesvc-verify with the old SQL's config skips the query (another definition's entries)"
 
+# review 36 R36-5: a SIGHUP of A with its config unchanged takes nothing over (each flip
+# dropped the query's whole cache: logrotate or config management HUP every process)
+kill -HUP "$A_PID"
+until_true 15 grep -q 'reloaded ' "$WORK/A.log" || fail "(b) A did not reload: $(tail -3 "$WORK/A.log")"
+sleep 2 # two polls
+PORT=$A_PORT APORT=$A_APORT
+metric_is cachesvc_queries_foreign_definition 1 || fail "(b) A's unchanged reload took qa back: foreign gauge $(metric cachesvc_queries_foreign_definition)"
+PORT=$B_PORT APORT=$B_APORT
+metric_is cachesvc_queries_foreign_definition 0 || fail "(b) B lost qa to A's unchanged reload"
+cache_src 2 || fail "(b) B no longer serves its entry after A's unchanged reload: $(cli --json get qa 2)"
+ok "(b) A reloaded with its config unchanged: B keeps qa (its entry served), A stays on the database"
+
 l=$(drive "$WORK/a.ini" 2 --no-definitions)
 [[ $l == *"src=cache"*"other-2"* ]] || fail "(b) control: with the record off, an old-SQL process was expected to serve B's entry: $l"
 ok "(b) control: with the record off a process of the old SQL serves the new SQL's entry ($l)"
