@@ -700,11 +700,13 @@ static bool definition_ours(verifier *v, const cs_query_def *q)
 /* Whether the invalidator's leader maps this config's definition of the query, and a bump
  * covered its record (keyspace.h <ns>:inv:qmap, review 36 R36-1): otherwise no process uses
  * the query's entries (their changes are not invalidated, or not yet fenced), so they are not
- * reported stale. No record at all ("@" unset): no leader of this version ran, not checked. */
+ * reported stale. No record at all ("@" unset: no leader of this version ran): checked.
+ * A config with fences off checks every query, as its processes use every one. */
 static bool mapping_ours(verifier *v, const cs_query_def *q)
 {
-	if (q->ninval == 0 || (v->shard >= 0 && q->shard_index >= 0 && q->shard_index != v->shard))
-		return true;
+	if (!v->cfg->fence || q->ninval == 0 ||
+	        (v->shard >= 0 && q->shard_index >= 0 && q->shard_index != v->shard))
+		return true; /* (with fences off the processes use it whatever the leader maps) */
 	const char *k = v->ks.qmap;
 	size_t kl = v->ks.qmap_len;
 	redisReply *r = cmd_ok(v, key_cmd(v, k, kl, "HMGET %b @ %s %s/c", k, kl, q->name, q->name));
