@@ -153,24 +153,20 @@ void cs_engine_metrics_add(const cs_engine *e, cs_metrics *m)
 	C("query_unmapped_total", "Generations polls that found the invalidator's leader mapping another definition of a query, or none (that query bypasses the cache here until it maps this one)", s->unmapped);
 	C("query_map_covers_total", "Generation bumps that covered a leader's new record of its mapping of a query (entries of the query filled before it maps this definition retired)", s->map_covers);
 	{
-		uint64_t n = 0;
+		uint64_t unmapped = 0, foreign = 0;
 		for (int i = 0; i < e->qt->nq; i++)
-			for (int k = 0; k < e->nsh; k++)
-				n += e->qt->qs[i].sg[k].unmapped;
+			for (int k = 0; k < e->nsh; k++) {
+				unmapped += e->qt->qs[i].sg[k].unmapped;
+				foreign += e->qt->qs[i].sg[k].def_foreign;
+			}
 		cs_m_u64(m, CS_M_GAUGE, "cachesvc_queries_unmapped",
 		        "Queries (per shard) the invalidator's leader does not map with this "
 		        "definition: bypassing the cache here",
-		        n, NULL);
-	}
-	{
-		uint64_t n = 0;
-		for (int i = 0; i < e->qt->nq; i++)
-			for (int k = 0; k < e->nsh; k++)
-				n += e->qt->qs[i].sg[k].def_foreign;
+		        unmapped, NULL);
 		cs_m_u64(m, CS_M_GAUGE, "cachesvc_queries_foreign_definition",
 		        "Queries (per shard) whose Redis generation answers another process's "
 		        "definition: bypassing the cache here",
-		        n, NULL);
+		        foreign, NULL);
 	}
 	C("refresh_early_total", "Early (XFetch) refreshes", s->refresh_early);
 	C("refresh_expired_total", "Refreshes of expired entries", s->refresh_expired);
