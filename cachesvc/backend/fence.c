@@ -295,12 +295,12 @@
  * record already under this definition. */
 #define QMAP_COVER(skip)                                                                         \
 	"local cov = ARGV[6] or ''\n"                                                            \
-	"if cov ~= '' then\n"                                                                     \
+	"if cov ~= '' and redis.call('TYPE', KEYS[6]).ok == 'hash' then\n"                       \
 	"  if redis.call('HGET', KEYS[6], ARGV[2] .. '/c') == cov and\n"                          \
 	"      redis.call('GET', KEYS[5]) == ARGV[5] and redis.call('EXISTS', KEYS[2]) == 1 then\n" \
 	"    " skip "\n"                                                                           \
 	"  end\n"                                                                                  \
-	"  if redis.call('HGET', KEYS[6], ARGV[2]) == cov then\n"                                   \
+	"  if redis.call('HGET', KEYS[6], ARGV[2]) == cov and string.sub(cov, 18) <= ARGV[3] then\n" \
 	"    redis.call('HSET', KEYS[6], ARGV[2] .. '/c', cov)\n"                                  \
 	"  end\n"                                                                                  \
 	"end\n"
@@ -448,20 +448,25 @@ const char *const cs_scripts[CS_SCRIPT_COUNT] = {
 		"for i = 2, n do r[#r + 1] = redis.call('GET', KEYS[i]) or '0' end\n"
 		"if ARGV[1] == 'm' then\n"
 		"  local h = KEYS[#KEYS]\n"
-		"  r[#r + 1] = redis.call('HGET', h, '@') or '0'\n"
+		"  local ok = redis.call('TYPE', h).ok == 'hash'\n"
+		"  r[#r + 1] = ok and redis.call('HGET', h, '@') or '0'\n"
 		"  for i = 2, #ARGV do\n"
-		"    r[#r + 1] = redis.call('HGET', h, ARGV[i]) or '0'\n"
-		"    r[#r + 1] = redis.call('HGET', h, ARGV[i] .. '/c') or '0'\n"
+		"    r[#r + 1] = ok and redis.call('HGET', h, ARGV[i]) or '0'\n"
+		"    r[#r + 1] = ok and redis.call('HGET', h, ARGV[i] .. '/c') or '0'\n"
 		"  end\n"
 		"end\n"
 		"return r\n",
 	[CS_SCRIPT_MAP_RECORD] =
 		ALLOW_OOM
 		"local keep, n = {}, 0\n"
+		"local t = redis.call('TYPE', KEYS[1]).ok\n"
+		"if t ~= 'hash' and t ~= 'none' then redis.call('DEL', KEYS[1]) end\n"
 		"for i = 3, #ARGV, 2 do\n"
 		"  keep[ARGV[i]] = true\n"
 		"  local cur = redis.call('HGET', KEYS[1], ARGV[i])\n"
-		"  if not cur or string.sub(cur, 1, #ARGV[i + 1] + 1) ~= ARGV[i + 1] .. ' ' then\n"
+		"  if not cur or #cur ~= #ARGV[i + 1] + 17 or\n"
+		"      string.sub(cur, 1, #ARGV[i + 1] + 1) ~= ARGV[i + 1] .. ' ' or\n"
+		"      not string.match(string.sub(cur, #ARGV[i + 1] + 2), '^%x+$') then\n"
 		"    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1] .. ' ' .. ARGV[2])\n"
 		"    n = n + 1\n"
 		"  end\n"
@@ -658,7 +663,7 @@ static const char *const cluster_scripts[CS_SCRIPT_ALL_COUNT - CS_SCRIPT_COUNT] 
 		ALLOW_OOM
 		EPOCH_GUARD("KEYS[3]", "ARGV[4]")
 		QMAP_COVER("return {tonumber(redis.call('GET', KEYS[1]) or '0'), "
-		           "redis.call('GET', KEYS[2])}")
+		           "redis.call('GET', KEYS[2]), 1}")
 		"redis.call('SET', KEYS[5], ARGV[5])\n"
 		"local g = redis.call('INCR', KEYS[1])\n"
 		"local f = redis.call('GET', KEYS[2])\n"

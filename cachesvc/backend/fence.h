@@ -74,7 +74,7 @@ enum cs_script {
 	/* KEYS epoch, k_2, ..., k_m[, qmap]; ARGV ["m", q_1, ..., q_n] ("m": the last key is
 	 * qmap) -> {1 when the epoch is this Redis run's, epoch ('' when not), the value of each
 	 * k_i ('0' none), then with "m": qmap's "@", and for each q_i qmap's <q_i> and <q_i>/c
-	 * ('0' none)} */
+	 * ('0' none, or qmap not a hash)} */
 	CS_SCRIPT_GENS,
 	/* KEYS timeline, position; ARGV system identifier, timeline: the primary the
 	 * invalidator connected to. Raises the recorded "<sysid>:<tli>" (replaces it for another
@@ -88,17 +88,20 @@ enum cs_script {
 	 * a process of another definition never sees the new generation as its own. A start or
 	 * reload's bump of a new or changed definition; publishes "<q> <g> <fingerprint>".
 	 * With KEYS qmap and ARGV cover (the leader's record of the query's mapping, review 36
-	 * R36-1): the bump covers that record (qmap <q>/c := cover, when <q> still holds it);
-	 * when the record is covered already and qdef holds the fingerprint, nothing is
-	 * written (another process covered it) and the current generation is returned.
+	 * R36-1): the bump covers that record (qmap <q>/c := cover, when <q> still holds it and
+	 * lsn is at or past the record's); when the record is covered already and qdef holds
+	 * the fingerprint, nothing is written (another process covered it) and the current
+	 * generation is returned. A qmap of another type than a hash: no cover, a plain bump.
  * -> the new generation */
 	CS_SCRIPT_DEF_BUMP,
-	/* KEYS qmap; ARGV channel, lsn, q_1, map fingerprint_1, ..., q_n, map fingerprint_n: the leader's
-	 * query mappings at a stream start (review 36 R36-1, R36-2). A query whose record holds
-	 * another fingerprint (or none) gets "<fingerprint> <lsn>" (a process covers it with a
-	 * bump before using the query); one with the same keeps its record (its mapping went
-	 * on unchanged); the records of queries not listed are deleted. Sets "@". Publishes
-	 * "* qmap" when it wrote or deleted any (every process polls at once). -> how many */
+	/* KEYS qmap; ARGV channel, lsn, q_1, map fingerprint_1, ..., q_n, map fingerprint_n:
+	 * the leader's query mappings at a stream start (review 36 R36-1, R36-2). A query whose
+	 * record holds another fingerprint (or none, or anything but "<fingerprint> <hex
+	 * digits>": review 41 R41-3; a qmap of another type is deleted first) gets
+	 * "<fingerprint> <lsn>" (a process covers it with a bump before using the query); one
+	 * with the same keeps its record (its mapping went on unchanged); the records of
+	 * queries not listed are deleted. Sets "@". Publishes "* qmap" when it wrote or deleted
+	 * any (every process polls at once). -> how many */
 	CS_SCRIPT_MAP_RECORD,
 	CS_SCRIPT_COUNT
 };
@@ -163,7 +166,8 @@ enum cs_script_cluster {
 	 * fingerprint -> {new generation, query fence after the bump}: CS_SCRIPT_DEF_BUMP for
 	 * the GEN_SET fan-out (the fingerprint has bucket 0's copy alone: a process adopts a
 	 * generation only from bucket 0's poll or its own bump). With KEYS qmap and ARGV cover:
-	 * as CS_SCRIPT_DEF_BUMP's (a covered record: {current generation, its query fence}). */
+	 * as CS_SCRIPT_DEF_BUMP's (a record covered already: {current generation, its query
+	 * fence, 1}, and no GEN_SET fan-out follows). */
 	CS_SCRIPT_C_DEF_BUMP,
 	CS_SCRIPT_ALL_COUNT
 };

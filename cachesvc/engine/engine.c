@@ -444,6 +444,11 @@ void bump_generation_cover(cs_engine *e, qstate *qs, int shard_ix, const char *c
 		g->gen_known = false;
 		return;
 	}
+	/* a cover's record: its stream's start is this bump's least fence (its own only: a
+	 * shared floor would let later bumps skip the wait for the primary: review 41 R41-2) */
+	cs_lsn_t at;
+	if (cover && cs_lsn_unhex(cover + 17, 16, &at) && at > fence)
+		fence = at;
 	char genkey[CS_NAME_MAX + CS_MAX_NAME], qfkey[CS_NAME_MAX + CS_MAX_NAME],
 	        qdkey[CS_NAME_MAX + CS_MAX_NAME], lsnhex[17];
 	size_t gl = cs_ks_gen(&sh->ks, genkey, sizeof genkey, qs->def->name);
@@ -680,6 +685,9 @@ int cs_engine_reload(cs_engine *e, cs_config *cfg, char *err, size_t errlen)
 		keep.def = nd;
 		keep.index = i;
 		memcpy(keep.fp, t->qs[i].fp, sizeof keep.fp);
+		/* and what the leader must map: a reload that changed invalidate_on compared the
+		 * leader's record with the old one (review 41 R41-1) */
+		memcpy(keep.mfp, t->qs[i].mfp, sizeof keep.mfp);
 		t->qs[i] = keep;
 		bool changed = !query_same(old->def, nd) || !inval_same(old->def, nd);
 		/* a reload that changed the definition takes over a query Redis records under

@@ -31,29 +31,28 @@ static bool map_concerns(const cs_engine *e, const qstate *qs, int k)
  * the mapping goes. */
 bool map_applies(const cs_engine *e, const qstate *qs, int k)
 {
-	return !e->test_no_qmap && e->fence_on && e->sh[k].qmap_on && map_concerns(e, qs, k);
+	return !e->test_no_qmap && e->fence_on && e->sh[k].qmap_seen && map_concerns(e, qs, k);
+}
+
+/* rec is a record of this definition: "<its map fingerprint> <16 hex digits>", nothing else
+ * (a malformed lsn must never become a fence: review 41 R41-3) */
+static bool map_ours(const qstate *qs, const redisReply *rec)
+{
+	cs_lsn_t at;
+	return rec->type == REDIS_REPLY_STRING && rec->len == 33 && rec->str[16] == ' ' &&
+	       memcmp(rec->str, qs->mfp, 16) == 0 && cs_lsn_unhex(rec->str + 17, 16, &at);
 }
 
 /* The record rec is this definition's and no bump covered it yet: true, with the record in
- * cover and the shard's bump floor raised to its lsn. */
+ * cover (its lsn the bump's least fence: bump_generation_cover). */
 static bool map_uncovered(cs_engine *e, const qstate *qs, int k, const redisReply *rec,
         const redisReply *cov, char cover[34])
 {
-	if (!map_applies(e, qs, k) || rec->type != REDIS_REPLY_STRING || rec->len != 33 ||
-	        rec->str[16] != ' ' || memcmp(rec->str, qs->mfp, 16) != 0)
+	if (!map_applies(e, qs, k) || !map_ours(qs, rec))
 		return false;
 	if (cov->type == REDIS_REPLY_STRING && cov->len == rec->len &&
 	        memcmp(cov->str, rec->str, (size_t)rec->len) == 0)
 		return false;
-	char hex[17];
-	memcpy(hex, rec->str + 17, 16);
-	hex[16] = '\0';
-	char *end;
-	cs_lsn_t at = (cs_lsn_t)strtoull(hex, &end, 16);
-	if (*end != '\0')
-		return false; /* not a record of ours after all: treated as another's below */
-	if (at > e->sh[k].bump_floor)
-		e->sh[k].bump_floor = at;
 	memcpy(cover, rec->str, 33);
 	cover[33] = '\0';
 	return true;
@@ -65,9 +64,7 @@ static bool gens_apply_map(cs_engine *e, qstate *qs, int k, const redisReply *re
 	qgen *qg = &qs->sg[k];
 	if (!map_applies(e, qs, k))
 		return true;
-	bool ours = rec->type == REDIS_REPLY_STRING && rec->len == 33 && rec->str[16] == ' ' &&
-	            memcmp(rec->str, qs->mfp, 16) == 0 &&
-	            strspn(rec->str + 17, "0123456789ABCDEFabcdef") >= 16;
+	bool ours = map_ours(qs, rec);
 	if (!ours) {
 		qg->unmapped = true;
 		qg->gen_known = false;
@@ -209,9 +206,12 @@ static void on_gens_reply(cs_rc *rc, redisReply *reply, void *priv)
 				e->stats.epoch_changes++;
 			}
 			bool again = false;
-			/* "@": a leader recorded the query mappings it decodes with (R36-1) */
+			/* "@": a leader recorded the query mappings it decodes with (R36-1). Once
+			 * seen, its absence (Redis lost data, the key deleted) is no leader's word:
+			 * every concerned query waits for the record (review 41 R41-6) */
 			const redisReply *at = reply->element[2 * t->nq + 2];
-			sh->qmap_on = at->type == REDIS_REPLY_STRING && at->len == 1 && at->str[0] == '1';
+			if (at->type == REDIS_REPLY_STRING && at->len == 1 && at->str[0] == '1')
+				sh->qmap_seen = true;
 			for (int i = 0; i < t->nq; i++) {
 				redisReply *g = reply->element[i + 2];
 				uint64_t gen = g->type == REDIS_REPLY_STRING ? strtoull(g->str, NULL, 10) : 0;
@@ -492,13 +492,17 @@ static void on_cbump_set(cs_rc *rc, redisReply *reply, void *priv)
 	cbump_release(c);
 }
 
-/* C_GEN_BUMP answered {G, qf_0}: GEN_SET(q, G, qf_0) on every other bucket. */
+/* C_GEN_BUMP answered {G, qf_0}: GEN_SET(q, G, qf_0) on every other bucket. {G, qf_0, 1}: a
+ * cover another process made already (fence.h CS_SCRIPT_C_DEF_BUMP): nothing was bumped,
+ * so nothing to copy (255 scripts per process and query at each new record: review 41
+ * R41-5). */
 static void on_cbump(cs_rc *rc, redisReply *reply, void *priv)
 {
 	cbump *c = priv;
 	cs_engine *e = c->e;
 	const shard *sh = c->sh;
-	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
+	        (reply->elements != 2 && reply->elements != 3) ||
 	        reply->element[0]->type != REDIS_REPLY_INTEGER ||
 	        reply->element[1]->type != REDIS_REPLY_STRING || reply->element[1]->len != 16) {
 		c->cb(e, c->priv, -1,
@@ -511,9 +515,13 @@ static void on_cbump(cs_rc *rc, redisReply *reply, void *priv)
 	c->gen = (uint64_t)reply->element[0]->integer;
 	memcpy(c->qf, reply->element[1]->str, 16);
 	c->qf[16] = '\0';
+	c->pending = 1;
+	if (reply->elements == 3) {
+		cbump_release(c);
+		return;
+	}
 	char gs[24];
 	int gn = snprintf(gs, sizeof gs, "%llu", (unsigned long long)c->gen);
-	c->pending = 1;
 	for (uint32_t b = 1; b < CS_KS_BUCKETS; b++) {
 		char genkey[CS_NAME_MAX + CS_MAX_NAME], qfkey[CS_NAME_MAX + CS_MAX_NAME];
 		char fmax[CS_NAME_MAX], epoch[CS_NAME_MAX];

@@ -216,7 +216,8 @@ typedef struct shard {
 	cs_lsn_t bump_floor;  /* the least query-level fence of a bump: a primary position a
 			       * checked reload read (review 34 R34-1), a leader's mapping
 			       * record's start (review 36 R36-1) */
-	bool qmap_on;         /* the last poll found a leader's mapping record ("@") */
+	bool qmap_seen;       /* a poll found a leader's mapping record ("@"): from then on
+	                       * the record decides (engine_gen.c map_applies) */
 	uint32_t gen_msgs;    /* generation messages of the shard heard that raised one: a
 	                       * poll answer older than one of them is read again */
 	uint32_t gens_seq;    /* bumped when its generations stop being trusted: a poll sent

@@ -553,16 +553,25 @@ void inv_setup_next(cs_inv *inv, step done)
 	}
 }
 
+/* The record acknowledged: the stream is read from now on. Nothing it carries is decoded,
+ * invalidated or confirmed before Redis holds the mapping it is decoded with (review 41
+ * R41-8: a query the leader stopped mapping was still recorded as mapped while the changes
+ * decoded without it were confirmed). */
 static void on_map_record(cs_rc *r, redisReply *reply, void *priv)
 {
 	cmdctx *c = priv;
 	cs_inv *inv = c->inv;
-	if (c->epoch == inv->epoch && reply && reply->type == REDIS_REPLY_INTEGER &&
-	        reply->integer > 0)
+	bool go = c->epoch == inv->epoch && reply && reply->type != REDIS_REPLY_ERROR;
+	if (go && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0)
 		cs_info("invalidator%s%s: recorded its mapping of %lld quer%s (review 36 R36-1: "
 			"processes cover a new record with a generation bump before using it)",
 			INV_LOG_SHARD(inv), reply->integer, reply->integer == 1 ? "y" : "ies");
 	inv_on_cmd_reply(r, reply, priv); /* a failure restarts the stream */
+	if (go && inv->st == ST_STREAMING) {
+		inv_conn_wait(inv, EV_READ);
+		inv_stream_read(inv);
+		inv_tick_rearm(inv);
+	}
 }
 
 /* Review 36 R36-1, R36-2: records, at the stream's start, the mapping it decodes with from
@@ -626,10 +635,6 @@ void inv_streaming_begins(cs_inv *inv)
 	cs_info("invalidator%s%s: streaming from slot \"%s\" (publication \"%s\"), horizon %s",
 	        INV_LOG_SHARD(inv), inv->slot, inv->publication, cs_lsn_format(inv->h_start, a));
 	inv->last_horizon_us = 0; /* publish at the next tick */
-	record_mapping(inv);
-	if (inv->st != ST_STREAMING)
-		return; /* restarted: it could not be sent */
-	inv_conn_wait(inv, EV_READ);
-	inv_stream_read(inv);
+	record_mapping(inv); /* reading starts once it is acknowledged (on_map_record) */
 	inv_tick_rearm(inv);
 }

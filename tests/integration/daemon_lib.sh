@@ -355,18 +355,30 @@ start_streaming() {
     until_true 30 qmap_covered "$1" || fail "${2:-cachesvc}: the leader's query mappings were never covered: $(qmap_cmd "$1" hgetall)"
   fi
 }
-# qmap_cmd CONF CMD...: CMD on the leader's mapping record of CONF's namespace (a cluster's:
-# bucket 0's, through the private cluster's first node)
+# qmap_cmd CONF CMD...: CMD on the leader's mapping record of CONF's namespace, on CONF's Redis
+# ([redis] url; a cluster's: bucket 0's, through the private cluster's first node)
 qmap_cmd() {
-  local conf=$1 ns
+  local conf=$1 ns url hp db
   shift
-  ns=$(sed -n 's/^namespace = //p' "$conf" | tail -1)
-  ns=${ns:-$NS}
   if grep -q '^cluster = on' "$conf"; then
-    redis-cli -c -p "${RC_PORTS[0]}" "$1" "{$ns:0}:inv:qmap" "${@:2}"
-  else
-    redis "$1" "$ns:inv:qmap" "${@:2}"
+    ns=$(sed -n 's/^namespace = //p' "$conf" | tail -1)
+    redis-cli -c -p "${RC_PORTS[0]}" "$1" "{${ns:-cs}:0}:inv:qmap" "${@:2}"
+    return
   fi
+  local auth=()
+  url=$(sed -n 's|^url = redis://||p' "$conf" | tail -1)
+  hp=${url%%/*}
+  db=${url#*/}
+  [ "$db" != "$url" ] && [ -n "$db" ] || db=0
+  if [[ $hp == *@* ]]; then # [user]:password@host:port
+    local cred=${hp%@*}
+    hp=${hp##*@}
+    [ -z "${cred%%:*}" ] || auth+=(--user "${cred%%:*}")
+    auth+=(-a "${cred#*:}" --no-auth-warning)
+  fi
+  ns=$(sed -n 's/^namespace = //p' "$conf" | tail -1)
+  [ -n "$ns" ] || { [ "$db" = 0 ] && ns=cs || ns=cs$db; }
+  redis-cli -h "${hp%:*}" -p "${hp##*:}" "${auth[@]}" -n "$db" "$1" "$ns:inv:qmap" "${@:2}"
 }
 # qmap_covered CONF: the record exists and each query's record is covered ("<q>/c" = "<q>")
 qmap_covered() {
