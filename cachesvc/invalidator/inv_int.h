@@ -218,6 +218,8 @@ struct cs_inv {
 	int *qkeys;     /* keys per query in this transaction */
 	uint8_t *qbump; /* bit per cs_inv_reason: whole query to drop */
 	char (*mfp)[17]; /* each query's cs_query_map_fingerprint (recorded: R36-1) */
+	bool map_pending;         /* the stream's start record not acknowledged yet: not read */
+	uint64_t remap_warned_us; /* last re-assertion failure said */
 	int nq;
 
 	cs_inv_stats stats;
@@ -276,6 +278,7 @@ bool inv_conninfo_without_skipped(
 bool inv_setup_result(cs_inv *inv, PGresult *res);
 void inv_setup_next(cs_inv *inv, step done);
 void inv_streaming_begins(cs_inv *inv);
+void inv_map_reassert(cs_inv *inv);
 
 /* A key of the transaction being decoded, in inv->arena (8-byte aligned records). */
 typedef struct keyrec {

@@ -568,16 +568,44 @@ static void on_map_record(cs_rc *r, redisReply *reply, void *priv)
 			INV_LOG_SHARD(inv), reply->integer, reply->integer == 1 ? "y" : "ies");
 	inv_on_cmd_reply(r, reply, priv); /* a failure restarts the stream */
 	if (go && inv->st == ST_STREAMING) {
+		inv->map_pending = false;
 		inv_conn_wait(inv, EV_READ);
 		inv_stream_read(inv);
 		inv_tick_rearm(inv);
 	}
 }
 
+/* A re-assertion of the record answered: nothing waits on it; a failure is said at most once
+ * a minute (the next status interval sends it again). */
+typedef struct remap {
+	cs_inv *inv;
+	uint64_t epoch;
+} remap;
+
+static void on_map_again(cs_rc *r, redisReply *reply, void *priv)
+{
+	remap *m = priv;
+	cs_inv *inv = m->inv;
+	bool current = m->epoch == inv->epoch;
+	free(m);
+	if (!current || (reply && reply->type != REDIS_REPLY_ERROR))
+		return;
+	uint64_t now = cs_now_us();
+	if (now - inv->remap_warned_us > 60u * 1000u * 1000u) {
+		inv->remap_warned_us = now;
+		cs_info("invalidator%s%s: the query mapping record could not be re-asserted (%s): "
+			"sent again in a status interval", INV_LOG_SHARD(inv),
+			reply ? reply->str : "redis unavailable");
+	}
+}
+
 /* Review 36 R36-1, R36-2: records, at the stream's start, the mapping it decodes with from
  * h_start on (keyspace.h <ns>:inv:qmap): a process uses a query only while the leader maps
- * its definition, and covers a new record with a bump fenced at h_start or later. */
-static void record_mapping(cs_inv *inv)
+ * its definition, and covers a new record with a bump fenced at h_start or later. again:
+ * the same once per status interval while streaming (review 41 R41-4: a record a deposed
+ * leader's late write, a key deleted by hand or an older leader left is put right; an
+ * unchanged record writes nothing); its failure restarts nothing. */
+static void record_mapping(cs_inv *inv, bool again)
 {
 	int n = 0;
 	for (int q = 0; q < inv->nq; q++)
@@ -585,10 +613,10 @@ static void record_mapping(cs_inv *inv)
 	size_t argc = 3 + 2 * (size_t)n;
 	const char **argv = calloc(argc, sizeof *argv);
 	size_t *lens = calloc(argc, sizeof *lens);
-	cmdctx *c = inv_cmd_new(inv, UINT64_MAX);
 	char hex[17];
 	cs_lsn_hex(inv->h_start, hex);
-	if (argv && lens && c) {
+	int sent = -1;
+	if (argv && lens) {
 		argv[0] = inv->ks.qmap;
 		lens[0] = inv->ks.qmap_len;
 		argv[1] = inv->ks.channel;
@@ -605,21 +633,39 @@ static void record_mapping(cs_inv *inv)
 			lens[a + 1] = 16;
 			a += 2;
 		}
-		if (inv_script(inv, 0, CS_SCRIPT_MAP_RECORD, on_map_record, c, 1, (int)argc, argv,
-		            lens) == 0) {
-			inv_cmd_sent(inv, c, 0);
-			c = NULL;
+		if (again) {
+			remap *m = malloc(sizeof *m);
+			if (m) {
+				*m = (remap){.inv = inv, .epoch = inv->epoch};
+				sent = inv_script(inv, 0, CS_SCRIPT_MAP_RECORD, on_map_again, m, 1,
+				        (int)argc, argv, lens);
+				if (sent != 0)
+					free(m);
+			}
+		} else {
+			cmdctx *c = inv_cmd_new(inv, UINT64_MAX);
+			if (c) {
+				sent = inv_script(inv, 0, CS_SCRIPT_MAP_RECORD, on_map_record, c, 1,
+				        (int)argc, argv, lens);
+				if (sent == 0)
+					inv_cmd_sent(inv, c, 0);
+				else
+					free(c);
+			}
 		}
-	}
-	if (c != NULL || argv == NULL || lens == NULL) {
-		free(c);
-		free(argv);
-		free(lens);
-		inv_restart(inv, "the query mapping record could not be sent", false);
-		return;
 	}
 	free(argv);
 	free(lens);
+	if (sent != 0 && !again)
+		inv_restart(inv, "the query mapping record could not be sent", false);
+}
+
+/* Once per status interval (the horizon's publication), while streaming: record_mapping's
+ * re-assertion, once the start's record was acknowledged. */
+void inv_map_reassert(cs_inv *inv)
+{
+	if (inv->st == ST_STREAMING && !inv->map_pending)
+		record_mapping(inv, true);
 }
 
 void inv_streaming_begins(cs_inv *inv)
@@ -635,6 +681,7 @@ void inv_streaming_begins(cs_inv *inv)
 	cs_info("invalidator%s%s: streaming from slot \"%s\" (publication \"%s\"), horizon %s",
 	        INV_LOG_SHARD(inv), inv->slot, inv->publication, cs_lsn_format(inv->h_start, a));
 	inv->last_horizon_us = 0; /* publish at the next tick */
-	record_mapping(inv); /* reading starts once it is acknowledged (on_map_record) */
+	inv->map_pending = true;
+	record_mapping(inv, false); /* reading starts once it is acknowledged (on_map_record) */
 	inv_tick_rearm(inv);
 }

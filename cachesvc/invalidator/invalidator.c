@@ -296,6 +296,7 @@ static void on_horizon_reply(cs_rc *r, redisReply *reply, void *priv)
 
 static void publish_horizon(cs_inv *inv)
 {
+	inv_map_reassert(inv); /* review 41 R41-4 */
 	uint64_t now = cs_now_us();
 	/* every fence sent at or before now + V - F may be gone within V */
 	cs_lsn_t horizon = cs_ledger_horizon(inv->ledger, now, (uint64_t)inv->fence_ttl_ms * 1000u,

@@ -18,7 +18,8 @@
 #      B bypasses qi (it compared the record with its old definition and kept serving); L
 #      reloaded with the same change: both L's own engine and B cache qi again.
 #  (e) review 41 R41-3: a malformed record ("<fp> -000000000000001", whose lsn strtoull read as
-#      2^64-1) makes qi bypass, raises no fence; the leader's next start rewrites it.
+#      2^64-1) makes qi bypass, raises no fence; the leader's next start rewrites it. The
+#      record deleted by hand: the streaming leader writes it again (R41-4).
 # Negative controls (tests/integration/shard_drive --no-query-map, the engine alone with B's
 # config, cs_engine_test_no_query_map: the record ignored): in (a) and (c) the stale row is
 # served from the cache.
@@ -207,6 +208,12 @@ as_b
 until_true 20 metric_is cachesvc_queries_unmapped 0 || fail "(e) B still bypasses qi after the record was rewritten"
 fill qi 3
 ok "(e) a malformed record: qi bypassed, no bump, query fence $qf kept; the leader's start rewrote it and B caches qi"
+# R41-4: the record deleted by hand: the leader re-asserts it within a status interval
+qm del >/dev/null
+until_true 15 eval '[ -n "$(qm hget qi)" ]' || fail "(e) the leader never re-asserted its record after it was deleted"
+until_true 20 metric_is cachesvc_queries_unmapped 0 || fail "(e) B bypasses qi after the record was re-asserted"
+fill qi 4
+ok "(e) the record deleted: the leader re-asserted it, B caches qi again"
 stop_daemon "$B_PID"
 as_l
 stop_daemon "$L_PID"
