@@ -62,6 +62,20 @@
  *      primary's position read by this process (it waits until it has one): every change
  *      that no invalidation mapped to the new definition (decoded before it was mapped,
  *      or on a table not yet published) is at or below B, so (e) refuses fills older.
+ *  (e3) The leader's mapping (review 36 R36-1). Invalidations exist only for what the
+ *      leader maps, with its own config. At each stream start, from W (f) on, it records
+ *      per query the fingerprint of its mapping (parameter types, routing, invalidate_on)
+ *      and W (<ns>:inv:qmap, CS_SCRIPT_MAP_RECORD; the queries it does not map deleted),
+ *      and decodes nothing before Redis acknowledged it. A process uses a query (fences on)
+ *      only when the record names its own mapping and a bump covered the record: that
+ *      bump (DEF_BUMP with the record, the cover marked in the same script, and only for a
+ *      fence at or past the record's W) retires every entry filled before and fences the
+ *      new generation at B >= W. A change C that no invalidation mapped to this definition
+ *      was decoded by an earlier leader (or by this one with another mapping), so X(C) <=
+ *      W <= B, and (e) refuses any fill older than it; every change after W is decoded with
+ *      this mapping, so (a)-(d) hold for it. A record that changes (another mapping, the
+ *      query removed and added again: R36-2) is a new record: covered again. While the
+ *      record is not this definition's, the process reads and stores nothing of the query.
  *  (f) The horizon's start. A leader starts streaming at the slot's confirmed position W:
  *      every commit after W is replayed and its fences rewritten. A fence an earlier leader
  *      wrote for X > W may have expired; a fill with W <= R < X passing meanwhile is older
