@@ -442,6 +442,14 @@ void bump_generation_cover(cs_engine *e, qstate *qs, int shard_ix, const char *c
 	if (fence == 0 && sh->primary && e->fence_on) {
 		g->pending_bump = true;
 		g->gen_known = false;
+		uint64_t now = cs_now_us();
+		if (now - e->bump_wait_warned_us > 60u * 1000u * 1000u) { /* review 36 R36-7 */
+			e->bump_wait_warned_us = now;
+			cs_warn("query %s%s%s: its generation bump waits for the primary's position "
+				"(not known yet: is the primary reachable?); the query bypasses the "
+				"cache meanwhile", qs->def->name, e->sharded ? " on shard " : "",
+				e->sharded ? e->qt->cfg->shards[shard_ix].name : "");
+		}
 		return;
 	}
 	/* a cover's record: its stream's start is this bump's least fence (its own only: a

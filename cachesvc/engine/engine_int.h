@@ -417,6 +417,7 @@ struct cs_engine {
 	bool test_no_defs;        /* cs_engine_test_no_definitions: the negative control */
 	bool test_no_qmap;        /* cs_engine_test_no_query_map: the negative control */
 	uint64_t map_warned_us;   /* last warning of a query the leader does not map */
+	uint64_t bump_wait_warned_us; /* last warning of a bump waiting for the primary */
 	int64_t near_redirect;	  /* the pub/sub connection id it named */
 	uint64_t near_hb_sent_us; /* a heartbeat waits for its echo since; 0: none */
 	uint64_t near_echo_us;	  /* the last echo of this session's heartbeat; 0: none */

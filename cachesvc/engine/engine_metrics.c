@@ -153,12 +153,17 @@ void cs_engine_metrics_add(const cs_engine *e, cs_metrics *m)
 	C("query_unmapped_total", "Generations polls that found the invalidator's leader mapping another definition of a query, or none (that query bypasses the cache here until it maps this one)", s->unmapped);
 	C("query_map_covers_total", "Generation bumps that covered a leader's new record of its mapping of a query (entries of the query filled before it maps this definition retired)", s->map_covers);
 	{
-		uint64_t unmapped = 0, foreign = 0;
+		uint64_t unmapped = 0, foreign = 0, pending = 0;
 		for (int i = 0; i < e->qt->nq; i++)
 			for (int k = 0; k < e->nsh; k++) {
 				unmapped += e->qt->qs[i].sg[k].unmapped;
 				foreign += e->qt->qs[i].sg[k].def_foreign;
+				pending += e->qt->qs[i].sg[k].pending_bump;
 			}
+		cs_m_u64(m, CS_M_GAUGE, "cachesvc_generation_bumps_pending",
+		        "Generation bumps (per query and shard) not sent yet (Redis not ready, or "
+		        "waiting for the primary's position): those queries bypass the cache",
+		        pending, NULL);
 		cs_m_u64(m, CS_M_GAUGE, "cachesvc_queries_unmapped",
 		        "Queries (per shard) the invalidator's leader does not map with this "
 		        "definition: bypassing the cache here",

@@ -20,6 +20,8 @@
 #  (e) review 41 R41-3: a malformed record ("<fp> -000000000000001", whose lsn strtoull read as
 #      2^64-1) makes qi bypass, raises no fence; the leader's next start rewrites it. The
 #      record deleted by hand: the streaming leader writes it again (R41-4).
+#  (f) review 36 R36-7: a process whose primary is unreachable cannot bump a query new to
+#      Redis (its fence is the primary's position): it says so (log, gauge).
 # Negative controls (tests/integration/shard_drive --no-query-map, the engine alone with B's
 # config, cs_engine_test_no_query_map: the record ignored): in (a) and (c) the stale row is
 # served from the cache.
@@ -214,6 +216,21 @@ until_true 15 eval '[ -n "$(qm hget qi)" ]' || fail "(e) the leader never re-ass
 until_true 20 metric_is cachesvc_queries_unmapped 0 || fail "(e) B bypasses qi after the record was re-asserted"
 fill qi 4
 ok "(e) the record deleted: the leader re-asserted it, B caches qi again"
+
+# ---- (f) R36-7: a bump waiting for the primary's position ----
 stop_daemon "$B_PID"
 as_l
 stop_daemon "$L_PID"
+PORT=$(free_port) APORT=$(free_port) SOCK=$WORK/f.sock
+FENCE=on EXTRA_REDIS="namespace = $NS" write_config "$WORK/f.ini" replica1
+DEAD=$(free_port)
+awk -v dead="host=127.0.0.1 port=$DEAD user=postgres dbname=$DB connect_timeout=1" '
+  /^\[/ { sec = $0 } sec == "[primary]" && /^conninfo = / { print "conninfo = " dead; next } { print }' \
+  "$WORK/f.ini" >"$WORK/f2.ini"
+{ cat "$WORK/f2.ini"; printf '\n[query qn]\nsql = SELECT id, v FROM items WHERE id = $1\nparams = id:int8\ninvalidate_on = items(id = $1)\n'; } >"$WORK/f.ini"
+to_cluster "$WORK/f.ini"
+start_daemon "$WORK/f.ini" F
+until_true 30 metric_ge cachesvc_generation_bumps_pending 1 || fail "(f) no pending bump counted: $(metric cachesvc_generation_bumps_pending) $(tail -3 "$WORK/F.log")"
+until_true 10 grep -q "query qn: its generation bump waits for the primary's position" "$WORK/F.log" || fail "(f) the waiting bump was not logged: $(grep -a qn "$WORK/F.log" | tail -3)"
+ok "(f) the primary unreachable: qn's bump waits, logged, cachesvc_generation_bumps_pending $(metric cachesvc_generation_bumps_pending)"
+stop_daemon
