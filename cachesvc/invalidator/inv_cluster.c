@@ -295,7 +295,7 @@ static void fan_done(fanctx *f)
 	fankind kind = f->kind;
 	if (current && kind == FAN_HORIZON && !failed) {
 		inv->stats.horizon = f->lsn;
-		inv->redis_ok_us = cs_now_us();
+		inv_redis_ok(inv);
 	}
 	if (current && kind == FAN_POS0) {
 		inv->pos_in_flight = false;

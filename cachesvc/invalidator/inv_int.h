@@ -256,6 +256,9 @@ void inv_tick_rearm(cs_inv *inv);
 /* A setup step starts: its deadline is STEP_TIMEOUT_MS from now (the tick is armed for it). */
 void inv_step_deadline(cs_inv *inv);
 void inv_restart(cs_inv *inv, const char *why, bool standby);
+/* Redis acknowledged one of this stream's writes (redis_ok_us); streaming for STABLE_US, the
+ * reconnect backoff resets (attempt 0). */
+void inv_redis_ok(cs_inv *inv);
 void inv_txn_reset(cs_inv *inv);
 bool inv_epoch_error(const redisReply *reply);
 /* A script on the node holding bucket b's keys (keyspace.h; 0 on a single Redis). Returns

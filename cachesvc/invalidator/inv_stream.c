@@ -269,7 +269,7 @@ void inv_on_cmd_reply(cs_rc *r, redisReply *reply, void *priv)
 				inv_rq_ok(inv, c); /* its node takes commands again: the rest of its
 				                    * queue goes now */
 			if (c->seq != UINT64_MAX && c->epoch == inv->epoch) {
-				inv->redis_ok_us = cs_now_us();
+				inv_redis_ok(inv);
 				cs_ledger_release(inv->ledger, c->seq);
 				advance(inv);
 			}

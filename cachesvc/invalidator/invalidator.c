@@ -277,6 +277,16 @@ void inv_restart(cs_inv *inv, const char *why, bool standby)
 
 /* ---- Periodic work ---------------------------------------------------------------------- */
 
+void inv_redis_ok(cs_inv *inv)
+{
+	uint64_t now = cs_now_us();
+	inv->redis_ok_us = now;
+	/* review 37 R37-9: here, not only in the tick: an idle stream's tick runs once per status
+	 * interval, when the last acknowledgement (the horizon's) is an interval old */
+	if (inv->attempt && inv->st == ST_STREAMING && now - inv->streaming_since_us >= STABLE_US)
+		inv->attempt = 0;
+}
+
 static void on_horizon_reply(cs_rc *r, redisReply *reply, void *priv)
 {
 	posctx *c = priv;
@@ -288,7 +298,7 @@ static void on_horizon_reply(cs_rc *r, redisReply *reply, void *priv)
 		return;
 	if (reply && reply->type == REDIS_REPLY_STRING && cs_lsn_unhex(reply->str, (size_t)reply->len, &h)) {
 		inv->stats.horizon = h;
-		inv->redis_ok_us = cs_now_us();
+		inv_redis_ok(inv);
 	}
 	else if (inv_epoch_error(reply))
 		inv_restart(inv, reply->str, false);
