@@ -514,12 +514,20 @@ static uint64_t next_tick_us(cs_inv *inv, uint64_t now)
 	if (inv->st != ST_STREAMING)
 		return at;
 	/* work outstanding: the tick's calls are retried every TICK_MS (inv_publish_pos, the
-	 * pause, a status message PostgreSQL's socket did not take, a cluster's retry queues
-	 * and slot watch: they poll) */
-	if (inv->ks.cluster || inv->paused || inv->status_pending || inv->cmds != 0 ||
-	        inv->pos_in_flight || cs_ledger_in_flight(inv->ledger) != 0 ||
-	        cs_ledger_confirmed(inv->ledger) > inv->pos_sent || !cs_rc_ready(inv->rc))
+	 * pause, a status message PostgreSQL's socket did not take, Redis not ready: they
+	 * poll) */
+	if (inv->paused || inv->status_pending || inv->cmds != 0 || inv->pos_in_flight ||
+	        cs_ledger_in_flight(inv->ledger) != 0 || !cs_rc_ready(inv->rc) ||
+	        (!inv->ks.cluster && cs_ledger_confirmed(inv->ledger) > inv->pos_sent))
 		return soon;
+	/* a cluster: the position copies (bucket 0's at once, the others' once per status
+	 * interval, each after its backoff), the retry queues (a backoff, a drain), the watch
+	 * of open slots (a round per status interval, its timeout, the hold bound) */
+	if (inv->ks.cluster) {
+		at = earliest(at, inv_c_pos_next_us(inv, now));
+		at = earliest(at, inv_rq_next_us(inv, now));
+		at = earliest(at, inv_open_next_us(inv, now));
+	}
 	uint64_t interval = (uint64_t)inv->status_interval_ms * 1000u;
 	at = earliest(at, inv->last_status_us + interval);
 	at = earliest(at, inv->last_horizon_us + interval);
