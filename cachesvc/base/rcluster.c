@@ -124,7 +124,8 @@ static void tick_at(cs_rc *rc, uint64_t at)
 	if (rc->tick == NULL || rc->freeing || (rc->tick_at_us != 0 && rc->tick_at_us <= at))
 		return;
 	uint64_t now = cs_now_us(), d = at > now ? at - now : 0;
-	struct timeval tv = {.tv_sec = (time_t)(d / 1000000u), .tv_usec = (suseconds_t)(d % 1000000u)};
+	struct timeval tv = {.tv_sec = (time_t)(d / 1000000u),
+	        .tv_usec = (suseconds_t)(d % 1000000u)};
 	if (event_add(rc->tick, &tv) == 0)
 		rc->tick_at_us = at ? at : 1;
 	else

@@ -1016,7 +1016,7 @@ uint64_t inv_open_next_us(const cs_inv *inv, uint64_t now)
 	else if (o->loaded && !o->reset)
 		next = o->last_us + (uint64_t)inv->status_interval_ms * 1000u; /* the next round */
 	else
-		next = CS_MAX(o->retry_us, now); /* the marks read back or deleted, after a backoff */
+		next = CS_MAX(o->retry_us, now); /* the marks read back or deleted, backed off */
 	return at == 0 || next < at ? next : at;
 }
 

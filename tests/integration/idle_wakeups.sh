@@ -142,11 +142,14 @@ drive_start() { # SEEDS FLAGS...: inv_drive on SEEDS, streaming (DRIVE_PID)
   until_true 60 eval '[ "$(drive_state)" = 3 ]' || { tail -20 "$WORK/drive.log" >&2; fail "inv_drive never streamed"; }
   sleep 2
 }
+drive_switches() {
+  awk '/^voluntary_ctxt_switches/ { n += $2 } END { print n + 0 }' /proc/"$DRIVE_PID"/task/*/status
+}
 drive_wakeups() { # the running inv_drive's wake-ups a second, over 3 s
   local a b
-  a=$(awk '/^voluntary_ctxt_switches/ { n += $2 } END { print n + 0 }' /proc/"$DRIVE_PID"/task/*/status)
+  a=$(drive_switches)
   sleep 3
-  b=$(awk '/^voluntary_ctxt_switches/ { n += $2 } END { print n + 0 }' /proc/"$DRIVE_PID"/task/*/status)
+  b=$(drive_switches)
   echo $(((b - a) / 3))
 }
 drive_stop() {
@@ -177,17 +180,23 @@ ok "negative control: the tick polled every 10 ms (as before): $rate wake-ups a 
 private_redis_cluster 3 0
 drive_start "$RC_NODES"
 rate=$(drive_wakeups)
-[ "$rate" -lt 20 ] || fail "the idle invalidator on a cluster woke up $rate times a second (bound 20)"
+[ "$rate" -lt 20 ] ||
+  fail "the idle invalidator on a cluster woke up $rate times a second (bound 20)"
 ok "the idle invalidator on a 3-master cluster: $rate wake-ups a second"
 flushed_past() { # LSN: the slot's confirmed_flush_lsn is at or past it
-  [ "$(primary postgres -c "SELECT confirmed_flush_lsn >= '$1' FROM pg_replication_slots WHERE slot_name = '$SLOT'")" = t ]
+  [ "$(primary postgres -c "SELECT confirmed_flush_lsn >= '$1' FROM pg_replication_slots
+    WHERE slot_name = '$SLOT'")" = t ]
 }
 lsn=$(commit_lsn "UPDATE tw SET v = 'dos' WHERE id = 1")
 until_true 90 flushed_past "$lsn" ||
-  fail "after the idle period on a cluster, the slot's flushed position never passed the change at $lsn: $(cat "$STATS")"
+  fail "after the idle period on a cluster, the slot's flushed position never passed the" \
+    "change at $lsn: $(cat "$STATS")"
 grep -q "redis_failures=0 " "$STATS" || fail "inv_drive counted Redis failures: $(cat "$STATS")"
-ok "after the idle period on a cluster, a change is acknowledged by the cluster and flushed past ($lsn)"
+ok "after the idle period on a cluster, a change is acknowledged by the cluster and flushed" \
+  "past ($lsn)"
 drive_stop
 rate=$(drive_rate "$RC_NODES" --tick-polled)
-[ "$rate" -ge 20 ] || fail "negative control: with the tick polled every 10 ms the idle invalidator on a cluster woke up only $rate times a second: the count does not see it"
-ok "negative control on a cluster: the tick polled every 10 ms (as before): $rate wake-ups a second, over the bound"
+[ "$rate" -ge 20 ] || fail "negative control: with the tick polled every 10 ms the idle" \
+  "invalidator on a cluster woke up only $rate times a second: the count does not see it"
+ok "negative control on a cluster: the tick polled every 10 ms (as before): $rate wake-ups a" \
+  "second, over the bound"
