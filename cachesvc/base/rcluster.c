@@ -13,7 +13,7 @@
 #include "redis_url.h"
 #include "util.h"
 
-#define TICK_MS            50   /* graveyard, refresh scheduling */
+#define TICK_MS            50   /* the graveyard's poll while it holds a node */
 #define REFRESH_GAP_MS     100  /* at most one slot map refresh per gap */
 #define SEEDS_AFTER_MS     1000 /* no node ready that long: connect to the seeds again */
 #define RETRY_BASE_MS      10   /* TRYAGAIN / CLUSTERDOWN backoff */
@@ -85,7 +85,12 @@ struct cs_rc {
 	int covered;
 	rc_node *dead; /* graveyard */
 
+	/* issue 16: one-shot, armed for the next deadline there is (tick_rearm): the periodic
+	 * refresh, a refresh asked for (at most one per REFRESH_GAP_MS), the graveyard polled
+	 * every TICK_MS while it holds a node; not run every TICK_MS (20 wake-ups a second per
+	 * cluster client, idle or not) */
 	struct event *tick;
+	uint64_t tick_at_us; /* when it is armed for, 0 not armed */
 	bool want_refresh;
 	int kept_slots; /* slots the last map left unowned and kept_owners kept */
 	bool refresh_inflight;
@@ -110,12 +115,44 @@ static void single_reply(cs_redis *r, redisReply *reply, cs_redis_fn fn, void *p
 		cb(cs_redis_owner(r), reply, priv);
 }
 
+/* ---- The tick ---- */
+
+/* Arms the tick for at (cs_now_us clock; at or before now: at once) unless it is armed
+ * earlier: a tick that fires computes the next deadline there is (tick_rearm). */
+static void tick_at(cs_rc *rc, uint64_t at)
+{
+	if (rc->tick == NULL || rc->freeing || (rc->tick_at_us != 0 && rc->tick_at_us <= at))
+		return;
+	uint64_t now = cs_now_us(), d = at > now ? at - now : 0;
+	struct timeval tv = {.tv_sec = (time_t)(d / 1000000u),
+	        .tv_usec = (suseconds_t)(d % 1000000u)};
+	if (event_add(rc->tick, &tv) == 0)
+		rc->tick_at_us = at ? at : 1;
+	else
+		cs_error("redis cluster %s: cannot arm the slot map timer", rc->name);
+}
+
+/* The next deadline: the periodic refresh; a refresh asked for and none in flight (its
+ * reply re-arms), not before the gap since the last one; the graveyard, polled while it
+ * holds a node (a node is freed once nothing is in flight on it: no event says when). */
+static void tick_rearm(cs_rc *rc)
+{
+	tick_at(rc, rc->next_periodic_us);
+	if (rc->want_refresh && !rc->refresh_inflight)
+		tick_at(rc, rc->next_refresh_us);
+	if (rc->dead)
+		tick_at(rc, cs_now_us() + TICK_MS * 1000u);
+}
+
 /* ---- Nodes ---- */
 
 static void request_refresh(cs_rc *rc)
 {
-	if (!rc->freeing)
-		rc->want_refresh = true;
+	if (rc->freeing)
+		return;
+	rc->want_refresh = true;
+	if (!rc->refresh_inflight)
+		tick_at(rc, rc->next_refresh_us);
 }
 
 static void node_state(cs_redis *r, bool up, void *priv)
@@ -198,6 +235,7 @@ static void node_bury(cs_rc *rc, rc_node *n)
 	                   (uint64_t)(rc->tmpl.timeout_ms > 0 ? rc->tmpl.timeout_ms : 1000) * 2000u;
 	n->next_dead = rc->dead;
 	rc->dead = n;
+	tick_at(rc, cs_now_us() + TICK_MS * 1000u);
 }
 
 static void node_free(rc_node *n)
@@ -550,6 +588,10 @@ static void refresh_reply(cs_redis *r, redisReply *reply, void *priv)
 	rc->refresh_inflight = false;
 	if (rc->freeing)
 		return;
+	/* a refresh asked for while this one was in flight: due now (request_refresh did not
+	 * arm the tick for it); one asked for below arms it itself */
+	if (rc->want_refresh)
+		tick_at(rc, rc->next_refresh_us);
 	if (reply == NULL) {
 		rc->stats.refresh_errors++;
 		request_refresh(rc);
@@ -653,6 +695,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	cs_rc *rc = arg;
+	rc->tick_at_us = 0;
 	uint64_t now = cs_now_us();
 	for (rc_node **pp = &rc->dead; *pp != NULL;) {
 		rc_node *n = *pp;
@@ -669,6 +712,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	}
 	if (rc->want_refresh && !rc->refresh_inflight && now >= rc->next_refresh_us)
 		start_refresh(rc, now);
+	tick_rearm(rc);
 }
 
 /* ---- Public API ---- */
@@ -773,9 +817,8 @@ cs_rc *cs_rc_new(struct event_base *base, const cs_rc_opts *o, char *err, size_t
 	rc->tmpl.scripts = (const char *const *)rc->scripts;
 	rc->tmpl.name = rc->name;
 	rc->tmpl.url = NULL;
-	rc->tick = event_new(base, -1, EV_PERSIST, on_tick, rc);
-	struct timeval tv = cs_tv_ms(TICK_MS);
-	if (rc->tick == NULL || event_add(rc->tick, &tv) != 0)
+	rc->tick = evtimer_new(base, on_tick, rc);
+	if (rc->tick == NULL)
 		goto oom;
 	rc->want_refresh = true;
 	rc->next_periodic_us = cs_now_us() + (uint64_t)rc->refresh_ms * 1000u;
@@ -790,6 +833,7 @@ cs_rc *cs_rc_new(struct event_base *base, const cs_rc_opts *o, char *err, size_t
 		}
 		rc->nodes[rc->nnodes++] = n;
 	}
+	tick_rearm(rc); /* the first refresh (retried every REFRESH_GAP_MS until a node is ready) */
 	return rc;
 oom:
 	snprintf(err, errlen, "out of memory");

@@ -228,6 +228,7 @@ static void drop_connection(cs_redis *r, const char *why)
 	redisAsyncContext *ac = r->ac;
 	r->ac = NULL;
 	r->hs_failed = false; /* the next connection's handshake has not failed */
+	r->drop_why = NULL;   /* review 37 R37-10: nor is the next one to be dropped */
 	ac->data = NULL; /* our disconnect callback must not touch r */
 	set_state(r, RS_IDLE);
 	redisAsyncFree(ac); /* runs every pending on_reply with NULL */

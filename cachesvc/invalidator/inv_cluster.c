@@ -295,7 +295,7 @@ static void fan_done(fanctx *f)
 	fankind kind = f->kind;
 	if (current && kind == FAN_HORIZON && !failed) {
 		inv->stats.horizon = f->lsn;
-		inv->redis_ok_us = cs_now_us();
+		inv_redis_ok(inv);
 	}
 	if (current && kind == FAN_POS0) {
 		inv->pos_in_flight = false;
@@ -317,6 +317,10 @@ static void fan_done(fanctx *f)
 	 * 10 ms tick without the backoff: review W3) */
 	if (current && kind == FAN_POS0 && !failed && inv->st == ST_STREAMING)
 		inv_publish_pos(inv);
+	/* issue 16: the tick is armed for the next write's deadline (a backoff, the next
+	 * fan-out), not polled */
+	if (current && kind != FAN_HORIZON)
+		inv_tick_rearm(inv);
 }
 
 static void on_fan_reply(cs_rc *r, redisReply *reply, void *priv)
@@ -392,6 +396,22 @@ void inv_c_publish_pos(cs_inv *inv, cs_lsn_t confirmed)
 	if (inv->st == ST_STREAMING && !inv->pos_in_flight && confirmed > inv->pos0_sent &&
 	        now >= inv->pos_retry_us)
 		fan_out(inv, confirmed, FAN_POS0, 0, 1);
+}
+
+uint64_t inv_c_pos_next_us(const cs_inv *inv, uint64_t now)
+{
+	cs_lsn_t confirmed = cs_ledger_confirmed(inv->ledger);
+	uint64_t at = 0, interval = (uint64_t)inv->status_interval_ms * 1000u;
+	if (!inv->posr_in_flight && confirmed > inv->posr_sent) {
+		at = CS_MAX(inv->posr_retry_us, now);
+		if (!inv->pos_every && inv->posr_last_us != 0)
+			at = CS_MAX(at, inv->posr_last_us + interval);
+	}
+	if (!inv->pos_in_flight && confirmed > inv->pos0_sent) {
+		uint64_t t = CS_MAX(inv->pos_retry_us, now);
+		at = at == 0 || t < at ? t : at;
+	}
+	return at;
 }
 
 void inv_c_publish_horizon(cs_inv *inv, cs_lsn_t horizon)

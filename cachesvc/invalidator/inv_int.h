@@ -252,13 +252,18 @@ typedef struct posctx {
 void inv_conn_wait(cs_inv *inv, short what);
 /* Arms the tick for the next deadline there is (issue 16): every TICK_MS while work is
  * outstanding (commands in flight, held commits, a position or status message owed, a pause,
- * Redis not ready, a cluster), else the earliest of the step deadline, the next status
- * message and horizon, the receive timeout, a debounced bump, the slot health check. Called
- * after anything that may start work or move a deadline earlier. */
+ * Redis not ready), else the earliest of the step deadline, the next status message and
+ * horizon, the receive timeout, a debounced bump, the slot health check, and on a cluster
+ * the position copies, the retry queues and the watch of open slots (inv_c_pos_next_us,
+ * inv_rq_next_us, inv_open_next_us). Called after anything that may start work or move a
+ * deadline earlier. */
 void inv_tick_rearm(cs_inv *inv);
 /* A setup step starts: its deadline is STEP_TIMEOUT_MS from now (the tick is armed for it). */
 void inv_step_deadline(cs_inv *inv);
 void inv_restart(cs_inv *inv, const char *why, bool standby);
+/* Redis acknowledged one of this stream's writes (redis_ok_us); streaming for STABLE_US, the
+ * reconnect backoff resets (attempt 0). */
+void inv_redis_ok(cs_inv *inv);
 void inv_txn_reset(cs_inv *inv);
 bool inv_epoch_error(const redisReply *reply);
 /* A script on the node holding bucket b's keys (keyspace.h; 0 on a single Redis). Returns
@@ -348,6 +353,10 @@ void inv_rq_ok(cs_inv *inv, cmdctx *c);
  * sends the probes of its waiting slots whose backoff passed, then drains the rest, at most
  * RQ_DRAIN_TICK commands and RQ_DRAIN_WINDOW in flight. */
 void inv_rq_tick(cs_inv *inv);
+/* When inv_rq_tick has work next (issue 16: the tick is armed for it): now while a queue
+ * drains or has bookkeeping to do, a down node's or a waiting slot's backoff, a waiting slot's
+ * warning; 0 none. A probe or a full window waits for its reply, which re-arms the tick. */
+uint64_t inv_rq_next_us(const cs_inv *inv, uint64_t now);
 /* Frees every queued command (a restart: the slot replays them). */
 void inv_rq_clear(cs_inv *inv);
 /* True when failed commands are queued for a retry (a cluster, queue not off). */
@@ -365,6 +374,10 @@ bool inv_c_send_keys(cs_inv *inv, uint64_t seq, cs_lsn_t end_lsn, bool *sent);
 int inv_c_send_bump(cs_inv *inv, int q, uint64_t seq, cs_lsn_t lsn, bool debounced);
 /* The position: bucket 0's copy now, the other buckets' once per status interval (V5). */
 void inv_c_publish_pos(cs_inv *inv, cs_lsn_t confirmed);
+/* When inv_c_publish_pos has a write to start (issue 16: the tick is armed for it): bucket 0's
+ * copy behind (now, or after its backoff), the other buckets' behind (once per status
+ * interval, after their backoff); 0 none. One in flight: its end re-arms the tick. */
+uint64_t inv_c_pos_next_us(const cs_inv *inv, uint64_t now);
 void inv_c_publish_horizon(cs_inv *inv, cs_lsn_t horizon);
 /* The resynchronisation (probe every bucket, stamp every bucket, finish on bucket 0). */
 void inv_c_sync(cs_inv *inv, cs_lsn_t lsn);
@@ -376,6 +389,10 @@ void inv_open_free(cs_inv *inv);
 /* The tick: starts a round once per status interval while streaming; drops one past its
  * timeout. */
 void inv_open_tick(cs_inv *inv);
+/* When inv_open_tick has work next (issue 16: the tick is armed for it): the next round (one
+ * per status interval), the round in flight's timeout, the marks' read-back after its
+ * backoff, the hold bound; 0 none (not watching, not streaming). */
+uint64_t inv_open_next_us(const cs_inv *inv, uint64_t now);
 /* The position reported to PostgreSQL as flushed never passes this (UINT64_MAX: not
  * watching). */
 cs_lsn_t inv_open_safe(const cs_inv *inv);

@@ -813,6 +813,7 @@ static void open_reply(octx *c, const cs_redis *r, const redisReply *reply)
 	struct inv_open *o = inv->open;
 	bool current = c->epoch == inv->epoch && o && c->round == o->round && o->busy;
 	int kind = c->kind, idx = c->idx;
+	uint64_t c_epoch = c->epoch;
 	free(c);
 	if (!current)
 		return;
@@ -886,14 +887,16 @@ static void open_reply(octx *c, const cs_redis *r, const redisReply *reply)
 	}
 	if (--o->left > 0)
 		return;
-	if (kind == K_LOAD || kind == K_RESET) {
+	if (kind == K_LOAD || kind == K_RESET)
 		o->busy = false; /* the first poll at the next tick */
-		return;
-	}
-	if (kind == K_NODES || kind == K_INFO || kind == K_CONFIG)
+	else if (kind == K_NODES || kind == K_INFO || kind == K_CONFIG)
 		evaluate(inv);
 	else
 		writes_done(inv);
+	/* issue 16: the tick is armed for the watch's next deadline (the first round after the
+	 * marks, the next round, a backoff), not polled */
+	if (c_epoch == inv->epoch)
+		inv_tick_rearm(inv);
 }
 
 static void on_open_reply(cs_redis *r, redisReply *reply, void *priv)
@@ -988,6 +991,35 @@ void cs_inv_set_open_hold_nocarry(cs_inv *inv, bool nocarry)
 	inv->open_hold_nocarry = nocarry;
 }
 
+/* The hold bound now (ms). */
+static uint64_t hold_bound_ms(const cs_inv *inv)
+{
+	const struct inv_open *o = inv->open;
+	return inv_open_hold_bound_ms((uint64_t)inv->open_hold_ms, o->nt_ms,
+	        (uint64_t)inv->status_interval_ms, inv->open_hold_fixed ? 0 : o->backoff);
+}
+
+uint64_t inv_open_next_us(const cs_inv *inv, uint64_t now)
+{
+	if (!watching(inv) || inv->st != ST_STREAMING)
+		return 0;
+	const struct inv_open *o = inv->open;
+	if (o->since_us == 0)
+		return now; /* the hold's clock starts at the first tick that streams */
+	uint64_t at = 0;
+	/* the hold bound; a position confirmed later re-arms the tick (work in flight) */
+	if (!o->loss && o->safe < cs_ledger_confirmed(inv->ledger))
+		at = o->since_us + hold_bound_ms(inv) * 1000u;
+	uint64_t next;
+	if (o->busy)
+		next = o->deadline_us + 1; /* dropped past its timeout (its last reply re-arms) */
+	else if (o->loaded && !o->reset)
+		next = o->last_us + (uint64_t)inv->status_interval_ms * 1000u; /* the next round */
+	else
+		next = CS_MAX(o->retry_us, now); /* the marks read back or deleted, backed off */
+	return at == 0 || next < at ? next : at;
+}
+
 void inv_open_tick(cs_inv *inv)
 {
 	if (!watching(inv) || inv->st != ST_STREAMING)
@@ -1000,8 +1032,7 @@ void inv_open_tick(cs_inv *inv)
 	/* review R18-5: no complete round for that long holds the flushed position (WAL retained):
 	 * treated as a loss (the namespace flushed: conservative, never stale), after which what
 	 * was confirmed before the flush is safe */
-	uint64_t hold_ms = inv_open_hold_bound_ms((uint64_t)inv->open_hold_ms, o->nt_ms,
-	        (uint64_t)inv->status_interval_ms, inv->open_hold_fixed ? 0 : o->backoff);
+	uint64_t hold_ms = hold_bound_ms(inv);
 	inv->stats.open_hold_ms = hold_ms;
 	if (!o->loss && now - o->since_us >= hold_ms * 1000u &&
 	        o->safe < cs_ledger_confirmed(inv->ledger)) {
@@ -1013,8 +1044,7 @@ void inv_open_tick(cs_inv *inv)
 		if (!inv->open_hold_fixed && o->backoff < INV_HOLD_BACKOFF_MAX)
 			o->backoff++; /* review 22 R22-3: the next hold is longer (a persistent
 			                 cause) */
-		uint64_t next_ms = inv_open_hold_bound_ms((uint64_t)inv->open_hold_ms, o->nt_ms,
-		        (uint64_t)inv->status_interval_ms, inv->open_hold_fixed ? 0 : o->backoff);
+		uint64_t next_ms = hold_bound_ms(inv);
 		snprintf(why, sizeof why,
 		        "no complete round of open slots for %llu s (%s): the flushed position was "
 		        "held; treated as a loss (review V9b, R18-5): the namespace is "

@@ -328,6 +328,7 @@ static int rq_put(cs_inv *inv, cmdctx *c, enum rq_fail how, int was)
 		}
 		if (held_now || probe)
 			rq_backoff(&s->fails, &s->next_us);
+		inv_tick_rearm(inv); /* its retry's deadline (issue 16) */
 		return 0;
 	}
 	/* the node failed (or, oldest-only probing / every slot apart taken, the slot's failure
@@ -346,6 +347,7 @@ static int rq_put(cs_inv *inv, cmdctx *c, enum rq_fail how, int was)
 	} else if (was == RQ_SENT_NODE) {
 		rq_backoff(&q->fails, &q->next_us);
 	}
+	inv_tick_rearm(inv); /* its retry's deadline (issue 16) */
 	return 0;
 }
 
@@ -514,15 +516,16 @@ static void on_rid_reply(cs_rc *r, redisReply *reply, void *priv)
 	if (reply != NULL && reply->type == REDIS_REPLY_STRING) {
 		q->rid_check = false;
 		q->next_us = 0; /* its probe at the next tick */
-		return;
+	} else {
+		if (slot_error(reply)) {
+			/* an answer about that bucket's slot (migrating, its keys split): the check
+			 * goes to the node's next bucket (as G2 does not let one slot hold a node),
+			 * after the node's backoff all the same */
+			q->rid_from = (b + 1) % CS_KS_BUCKETS;
+		}
+		rq_backoff(&q->fails, &q->next_us);
 	}
-	if (slot_error(reply)) {
-		/* an answer about that bucket's slot (migrating, its keys split): the check goes to
-		 * the node's next bucket (as G2 does not let one slot hold a node), after the
-		 * node's backoff all the same */
-		q->rid_from = (b + 1) % CS_KS_BUCKETS;
-	}
-	rq_backoff(&q->fails, &q->next_us);
+	inv_tick_rearm(inv); /* the probe's deadline (issue 16: the tick is not polled) */
 }
 
 /* A bucket on the node that serves slot (the queued command's), from bucket `from` on, none
@@ -738,6 +741,50 @@ void inv_rq_tick(cs_inv *inv)
 		rq_pump(inv, i, now);
 	if (ep == inv->epoch)
 		rq_warn_slots(inv, now);
+}
+
+static uint64_t earliest(uint64_t at, uint64_t d)
+{
+	return d != 0 && (at == 0 || d < at) ? d : at;
+}
+
+uint64_t inv_rq_next_us(const cs_inv *inv, uint64_t now)
+{
+	if (inv->rq == NULL || inv->st != ST_STREAMING)
+		return 0;
+	uint64_t at = 0;
+	int window = inv->rq_unpaced ? INT_MAX : RQ_DRAIN_WINDOW;
+	for (int i = 0; i < inv->nrq; i++) {
+		const struct inv_rq *q = &inv->rq[i];
+		if (q->n == 0) {
+			/* rq_pump's fresh start of a queue emptied, nothing in flight */
+			if (q->out == 0 && (q->down || q->fails || q->nslots))
+				at = earliest(at, now);
+			continue;
+		}
+		if (q->down) {
+			/* its probe (or run_id check) after the backoff; while one is out, its
+			 * reply re-arms the tick */
+			if (!q->probing)
+				at = earliest(at, CS_MAX(q->next_us, now));
+			continue;
+		}
+		/* up: drained every tick while the window has room (a reply makes room and
+		 * re-arms); each waiting slot's probe after its own backoff */
+		if (q->head && q->out < window)
+			at = earliest(at, now);
+		for (int k = 0; k < q->nslots; k++) {
+			const struct rq_slot *s = &q->slots[k];
+			if (s->head == NULL && !s->probing)
+				at = earliest(at, now); /* emptied: dropped at the next tick */
+			else if (s->head && !s->probing && q->out < window)
+				at = earliest(at, CS_MAX(s->next_us, now));
+			/* rq_warn_slots */
+			at = earliest(at, s->warned_us ? s->warned_us + 60000000u
+			                               : s->since_us + RQ_SLOT_WARN_MS * 1000u);
+		}
+	}
+	return at;
 }
 
 void inv_rq_clear(cs_inv *inv)

@@ -257,8 +257,10 @@ void inv_on_cmd_reply(cs_rc *r, redisReply *reply, void *priv)
 		if (!ok && inv_rq_failed(inv, c, reply)) {
 			/* review V2: queued for a retry, its commit still held (or the queue was
 			 * full: c freed, the stream restarted) */
-			if (ep == inv->epoch)
+			if (ep == inv->epoch) {
 				inv_pause_update(inv);
+				inv_tick_rearm(inv); /* its retry's deadline (issue 16) */
+			}
 			return;
 		}
 		if (!ok) {
@@ -269,13 +271,17 @@ void inv_on_cmd_reply(cs_rc *r, redisReply *reply, void *priv)
 				inv_rq_ok(inv, c); /* its node takes commands again: the rest of its
 				                    * queue goes now */
 			if (c->seq != UINT64_MAX && c->epoch == inv->epoch) {
-				inv->redis_ok_us = cs_now_us();
+				inv_redis_ok(inv);
 				cs_ledger_release(inv->ledger, c->seq);
 				advance(inv);
 			}
 		}
-		if (c->epoch == inv->epoch)
+		if (c->epoch == inv->epoch) {
 			inv_pause_update(inv);
+			/* a retry queue's probe answered, room in its drain window (issue 16: the
+			 * tick is armed for deadlines, not polled, on a cluster too) */
+			inv_tick_rearm(inv);
+		}
 	}
 	free(c);
 }

@@ -277,6 +277,16 @@ void inv_restart(cs_inv *inv, const char *why, bool standby)
 
 /* ---- Periodic work ---------------------------------------------------------------------- */
 
+void inv_redis_ok(cs_inv *inv)
+{
+	uint64_t now = cs_now_us();
+	inv->redis_ok_us = now;
+	/* review 37 R37-9: here, not only in the tick: an idle stream's tick runs once per status
+	 * interval, when the last acknowledgement (the horizon's) is an interval old */
+	if (inv->attempt && inv->st == ST_STREAMING && now - inv->streaming_since_us >= STABLE_US)
+		inv->attempt = 0;
+}
+
 static void on_horizon_reply(cs_rc *r, redisReply *reply, void *priv)
 {
 	posctx *c = priv;
@@ -288,7 +298,7 @@ static void on_horizon_reply(cs_rc *r, redisReply *reply, void *priv)
 		return;
 	if (reply && reply->type == REDIS_REPLY_STRING && cs_lsn_unhex(reply->str, (size_t)reply->len, &h)) {
 		inv->stats.horizon = h;
-		inv->redis_ok_us = cs_now_us();
+		inv_redis_ok(inv);
 	}
 	else if (inv_epoch_error(reply))
 		inv_restart(inv, reply->str, false);
@@ -505,12 +515,20 @@ static uint64_t next_tick_us(cs_inv *inv, uint64_t now)
 	if (inv->st != ST_STREAMING)
 		return at;
 	/* work outstanding: the tick's calls are retried every TICK_MS (inv_publish_pos, the
-	 * pause, a status message PostgreSQL's socket did not take, a cluster's retry queues
-	 * and slot watch: they poll) */
-	if (inv->ks.cluster || inv->paused || inv->status_pending || inv->cmds != 0 ||
-	        inv->pos_in_flight || cs_ledger_in_flight(inv->ledger) != 0 ||
-	        cs_ledger_confirmed(inv->ledger) > inv->pos_sent || !cs_rc_ready(inv->rc))
+	 * pause, a status message PostgreSQL's socket did not take, Redis not ready: they
+	 * poll) */
+	if (inv->paused || inv->status_pending || inv->cmds != 0 || inv->pos_in_flight ||
+	        cs_ledger_in_flight(inv->ledger) != 0 || !cs_rc_ready(inv->rc) ||
+	        (!inv->ks.cluster && cs_ledger_confirmed(inv->ledger) > inv->pos_sent))
 		return soon;
+	/* a cluster: the position copies (bucket 0's at once, the others' once per status
+	 * interval, each after its backoff), the retry queues (a backoff, a drain), the watch
+	 * of open slots (a round per status interval, its timeout, the hold bound) */
+	if (inv->ks.cluster) {
+		at = earliest(at, inv_c_pos_next_us(inv, now));
+		at = earliest(at, inv_rq_next_us(inv, now));
+		at = earliest(at, inv_open_next_us(inv, now));
+	}
 	uint64_t interval = (uint64_t)inv->status_interval_ms * 1000u;
 	at = earliest(at, inv->last_status_us + interval);
 	at = earliest(at, inv->last_horizon_us + interval);

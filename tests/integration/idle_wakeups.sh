@@ -20,6 +20,10 @@
 # a second, and a change after the idle period is still invalidated. The same bound on the
 # invalidator alone (inv_drive --single): negative control, its tick polled every 10 ms again
 # (--tick-polled, as before) exceeds it.
+# Last, the invalidator alone on a private 3-master Redis Cluster (issue 16: its tick polled
+# every 10 ms there, the cluster client's slot map tick every 50 ms): the same bound, idle, then
+# a change still acknowledged and flushed past after the idle period (the position copies and
+# the watch of open slots, driven by the armed tick); negative control --tick-polled again.
 . "$(dirname "$0")/daemon_lib.sh"
 
 make_db <<'SQL'
@@ -128,24 +132,71 @@ DRIVE=$CS_BUILD/tests/integration/inv_drive
 [ -x "$DRIVE" ] || fail "no $DRIVE"
 STATS=$WORK/inv.stats
 drive_state() { { tr " " "\n" <"$STATS"; } 2>/dev/null | sed -n "s/^state=//p"; }
-drive_rate() { # FLAGS...: the idle invalidator's wake-ups a second
+drive_start() { # SEEDS FLAGS...: inv_drive on SEEDS, streaming (DRIVE_PID)
+  local seeds=$1
+  shift
   rm -f "$STATS"
-  "$DRIVE" run "$WORK/inv.ini" "127.0.0.1:$CS_REDIS_PORT" "$STATS" --single --stats-ms 1000 "$@" \
-    >>"$WORK/drive.log" 2>&1 &
-  local pid=$! a b
-  CLEANUPS+=("kill $pid")
+  "$DRIVE" run "$WORK/inv.ini" "$seeds" "$STATS" --stats-ms 1000 "$@" >>"$WORK/drive.log" 2>&1 &
+  DRIVE_PID=$!
+  CLEANUPS+=("kill $DRIVE_PID")
   until_true 60 eval '[ "$(drive_state)" = 3 ]' || { tail -20 "$WORK/drive.log" >&2; fail "inv_drive never streamed"; }
   sleep 2
-  a=$(awk '/^voluntary_ctxt_switches/ { n += $2 } END { print n + 0 }' /proc/"$pid"/task/*/status)
+}
+drive_switches() {
+  awk '/^voluntary_ctxt_switches/ { n += $2 } END { print n + 0 }' /proc/"$DRIVE_PID"/task/*/status
+}
+drive_wakeups() { # the running inv_drive's wake-ups a second, over 3 s
+  local a b
+  a=$(drive_switches)
   sleep 3
-  b=$(awk '/^voluntary_ctxt_switches/ { n += $2 } END { print n + 0 }' /proc/"$pid"/task/*/status)
-  kill "$pid"
-  wait "$pid" 2>/dev/null || true
+  b=$(drive_switches)
   echo $(((b - a) / 3))
 }
-rate=$(drive_rate)
+drive_stop() {
+  kill "$DRIVE_PID"
+  wait "$DRIVE_PID" 2>/dev/null || true
+}
+drive_rate() { # SEEDS FLAGS...: the idle invalidator's wake-ups a second
+  drive_start "$@" >&2
+  drive_wakeups
+  drive_stop
+}
+rate=$(drive_rate "127.0.0.1:$CS_REDIS_PORT" --single)
 [ "$rate" -lt 20 ] || fail "the idle invalidator alone woke up $rate times a second (bound 20)"
 ok "the idle invalidator alone: $rate wake-ups a second"
-rate=$(drive_rate --tick-polled)
+rate=$(drive_rate "127.0.0.1:$CS_REDIS_PORT" --single --tick-polled)
 [ "$rate" -ge 20 ] || fail "negative control: with the tick polled every 10 ms the idle invalidator woke up only $rate times a second: the count does not see it"
 ok "negative control: the tick polled every 10 ms (as before): $rate wake-ups a second, over the bound"
+
+# The invalidator on a Redis Cluster (issue 16): its tick was polled every 10 ms whatever there
+# was to watch (the position copies, the retry queues, the watch of open slots: CLUSTER.md V5,
+# V2, V9b), and the cluster client's slot map tick ran every 50 ms; both are now armed for the
+# deadlines there are. The invalidator alone on a private 3-master cluster, streaming with
+# status_interval 10 s, idle: the same bound. Then what those deadlines drive still runs after
+# the idle period: a change is invalidated and the flushed position PostgreSQL holds for the
+# slot passes it (it waits for every bucket's position copy, written once per status
+# interval, and for a complete round of the open-slot watch that started after the change).
+# Negative control: the tick polled every 10 ms again (--tick-polled) exceeds the bound.
+private_redis_cluster 3 0
+drive_start "$RC_NODES"
+rate=$(drive_wakeups)
+[ "$rate" -lt 20 ] ||
+  fail "the idle invalidator on a cluster woke up $rate times a second (bound 20)"
+ok "the idle invalidator on a 3-master cluster: $rate wake-ups a second"
+flushed_past() { # LSN: the slot's confirmed_flush_lsn is at or past it
+  [ "$(primary postgres -c "SELECT confirmed_flush_lsn >= '$1' FROM pg_replication_slots
+    WHERE slot_name = '$SLOT'")" = t ]
+}
+lsn=$(commit_lsn "UPDATE tw SET v = 'dos' WHERE id = 1")
+until_true 90 flushed_past "$lsn" ||
+  fail "after the idle period on a cluster, the slot's flushed position never passed the" \
+    "change at $lsn: $(cat "$STATS")"
+grep -q "redis_failures=0 " "$STATS" || fail "inv_drive counted Redis failures: $(cat "$STATS")"
+ok "after the idle period on a cluster, a change is acknowledged by the cluster and flushed" \
+  "past ($lsn)"
+drive_stop
+rate=$(drive_rate "$RC_NODES" --tick-polled)
+[ "$rate" -ge 20 ] || fail "negative control: with the tick polled every 10 ms the idle" \
+  "invalidator on a cluster woke up only $rate times a second: the count does not see it"
+ok "negative control on a cluster: the tick polled every 10 ms (as before): $rate wake-ups a" \
+  "second, over the bound"
