@@ -697,10 +697,25 @@ static int check_publication(const cs_config *cfg, int k, bool create, char *err
  * a dropped table (its parents are gone from the catalogs by then), a view, a function, a
  * type... as "*"; temporary objects and GRANT, REVOKE, COMMENT not at all; a materialized
  * view by its name (REFRESH: no query can invalidate on one, so nothing drops; R37-4).
+ * A renamed or moved table (RENAME TO, SET SCHEMA) is recorded by its old name too (review 37
+ * R37-6: ddl_command_end sees only the new one, and the queries on the old name kept serving
+ * rows of a table that name no longer had). Table cachesvc.ddl_rel maps every table, foreign
+ * table and materialized view's oid to its name (seeded here, kept by the triggers: updated
+ * at each command on the relation, deleted at its drop, a renamed schema's rows renamed);
+ * ddl_end looks the relation up by its oid before it updates the row, and a name that
+ * differs is the old one. A relation it does not know (created while the triggers were
+ * off) is "*" at any command but its creation. Not chosen: at ddl_command_start a plpgsql
+ * trigger knows the command tag only, not the target (the statement's text is no answer:
+ * dynamic SQL, several statements in one string); "*" for every command that can rename is
+ * "*" for every ALTER TABLE (the same tag as ADD COLUMN, and pg_ddl_command cannot be read
+ * in SQL), dropping every query at any ALTER TABLE. A renamed schema, a renamed view or
+ * function are "*" (anything but a table). A renamed column names its table (the query's
+ * SQL then fails rather than its entries being served).
  * Versioned by the comment on ddl_end(): a start finding both triggers enabled under this
- * version changes nothing. Installed in one transaction (an advisory lock, bounded waits)
- * that first drops the triggers, so installing fires none of them. */
-#define DDL_VERSION "cachesvc ddl triggers 4"
+ * version changes nothing; another version (4: no ddl_rel) is replaced, ddl_rel seeded
+ * afresh. Installed in one transaction (an advisory lock, bounded waits) that first drops
+ * the triggers, so installing fires none of them. */
+#define DDL_VERSION "cachesvc ddl triggers 5"
 static const char ddl_install_sql[] =
 	"BEGIN;\n"
 	"SET LOCAL client_min_messages = warning;\n"
@@ -715,6 +730,16 @@ static const char ddl_install_sql[] =
 	"  at timestamptz NOT NULL DEFAULT now(), nsp text NOT NULL, rel text NOT NULL);\n"
 	"REVOKE ALL ON cachesvc.ddl_event FROM PUBLIC;\n"
 	"DELETE FROM cachesvc.ddl_event;\n" /* rows an older version left (review 40 R40-5) */
+	/* relations by oid, for the old name of a renamed one: seeded afresh (a rename while
+	 * the triggers were off is not followed), concurrent DDL's rows kept by ON CONFLICT */
+	"CREATE TABLE IF NOT EXISTS cachesvc.ddl_rel (relid oid PRIMARY KEY, nsp text NOT NULL,\n"
+	"  rel text NOT NULL);\n"
+	"REVOKE ALL ON cachesvc.ddl_rel FROM PUBLIC;\n"
+	"DELETE FROM cachesvc.ddl_rel;\n"
+	"INSERT INTO cachesvc.ddl_rel SELECT c.oid, n.nspname, c.relname FROM pg_class c\n"
+	"  JOIN pg_namespace n ON n.oid = c.relnamespace\n"
+	"  WHERE c.relkind IN ('r', 'p', 'f', 'm') AND c.relpersistence <> 't'\n"
+	"  ON CONFLICT (relid) DO UPDATE SET nsp = excluded.nsp, rel = excluded.rel;\n"
 	"DROP FUNCTION IF EXISTS cachesvc.ddl_note(text, text, text);\n"
 	/* kind: the object's type; a table's schema, name and oid (a dropped one: no oid) */
 	"CREATE OR REPLACE FUNCTION cachesvc.ddl_note(kind text, nsp text, rel text, relid oid)\n"
@@ -749,11 +774,14 @@ static const char ddl_install_sql[] =
 	"REVOKE ALL ON FUNCTION cachesvc.ddl_note(text, text, text, oid) FROM PUBLIC;\n"
 	"CREATE OR REPLACE FUNCTION cachesvc.ddl_end() RETURNS event_trigger\n"
 	"LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$\n"
-	"DECLARE r record;\n"
+	"DECLARE r record; o record; known boolean;\n"
 	"BEGIN\n"
 	/* a table's own row, or the table of a rule or policy (review 40 R40-1) */
-	"  FOR r IN SELECT d.object_type, coalesce(n.nspname::text, d.schema_name) AS nsp,\n"
-	"                  c.relname::text AS rel, c.oid AS relid\n"
+	"  FOR r IN SELECT d.object_type, d.command_tag, d.objid,\n"
+	"                  coalesce(n.nspname::text, d.schema_name) AS nsp,\n"
+	"                  c.relname::text AS rel, c.oid AS relid,\n"
+	"                  d.classid = 'pg_class'::regclass AND c.relkind IN ('r', 'p', 'f', 'm')\n"
+	"                  AND c.relpersistence <> 't' AS mapped\n"
 	"           FROM pg_event_trigger_ddl_commands() d\n"
 	"           LEFT JOIN pg_rewrite w ON d.classid = 'pg_rewrite'::regclass AND w.oid = d.objid\n"
 	"           LEFT JOIN pg_policy y ON d.classid = 'pg_policy'::regclass AND y.oid = d.objid\n"
@@ -763,6 +791,26 @@ static const char ddl_install_sql[] =
 	"           WHERE d.command_tag NOT IN ('GRANT', 'REVOKE', 'COMMENT',\n"
 	"                                       'ALTER DEFAULT PRIVILEGES', 'SECURITY LABEL') LOOP\n"
 	"    PERFORM cachesvc.ddl_note(r.object_type, r.nsp, r.rel, r.relid);\n"
+	/* a relation's old name (RENAME TO, SET SCHEMA), looked up before it is updated; one
+	 * not known is "*", unless this command creates it */
+	"    IF r.mapped THEN\n"
+	"      SELECT m.nsp, m.rel INTO o FROM cachesvc.ddl_rel m WHERE m.relid = r.relid;\n"
+	"      known := FOUND;\n"
+	"      IF NOT known AND NOT (r.command_tag LIKE 'CREATE %'\n"
+	"                            OR r.command_tag IN ('SELECT INTO', 'IMPORT FOREIGN SCHEMA')) THEN\n"
+	"        PERFORM cachesvc.ddl_note('relation of unknown name', NULL, NULL, NULL);\n"
+	"      ELSIF known AND (o.nsp <> r.nsp OR o.rel <> r.rel) THEN\n"
+	"        PERFORM cachesvc.ddl_note(r.object_type, o.nsp, o.rel, NULL);\n"
+	"      END IF;\n"
+	"      IF NOT known OR o.nsp <> r.nsp OR o.rel <> r.rel THEN\n"
+	"        INSERT INTO cachesvc.ddl_rel VALUES (r.relid, r.nsp, r.rel) ON CONFLICT (relid)\n"
+	"          DO UPDATE SET nsp = excluded.nsp, rel = excluded.rel;\n"
+	"      END IF;\n"
+	"    ELSIF r.object_type = 'schema' THEN\n" /* ALTER SCHEMA RENAME: "*" noted above */
+	"      UPDATE cachesvc.ddl_rel m SET nsp = s.nspname FROM pg_class c\n"
+	"        JOIN pg_namespace s ON s.oid = c.relnamespace\n"
+	"        WHERE c.oid = m.relid AND c.relnamespace = r.objid AND m.nsp <> s.nspname;\n"
+	"    END IF;\n"
 	"  END LOOP;\n"
 	"END\n"
 	"$f$;\n"
@@ -781,6 +829,10 @@ static const char ddl_install_sql[] =
 	"           WHERE original AND object_type <> 'table column' LOOP\n"
 	"    PERFORM cachesvc.ddl_note(r.kind, r.nsp, r.rel, NULL);\n"
 	"  END LOOP;\n"
+	/* every dropped relation (cascades too; a dropped column is not its table's drop) */
+	"  DELETE FROM cachesvc.ddl_rel WHERE relid IN (SELECT objid\n"
+	"    FROM pg_event_trigger_dropped_objects()\n"
+	"    WHERE classid = 'pg_class'::regclass AND objsubid = 0);\n"
 	"END\n"
 	"$f$;\n"
 	"COMMENT ON FUNCTION cachesvc.ddl_end() IS '" DDL_VERSION "';\n"

@@ -14,9 +14,18 @@
 #  (5) a DROP TABLE of the table and a CREATE again with other rows: the new rows;
 #  (6) another role's DDL works with the triggers in place; it cannot drop queries (review 37);
 #  (7) REFRESH MATERIALIZED VIEW, a temporary view's DROP: nothing dropped;
-#  (8) a partition's DDL, and its DROP, drop the parent's query.
-# Negative control: ddl_triggers = false and the triggers dropped: the same ALTER leaves the old
-# row cached after the invalidator passed it.
+#  (8) a partition's DDL, and its DROP, drop the parent's query;
+#  (9) review 37 R37-6: ALTER TABLE users RENAME TO: u's entries are dropped at the rename (u
+#      is not served from the cache while no table is named users), and another table renamed
+#      to users answers its own rows; a renamed column drops u too (its SQL then fails);
+# (10) ALTER TABLE users SET SCHEMA: u's entries dropped, and again when it moves back;
+# (11) ALTER SCHEMA s_a RENAME: the query on s_a.t_s is dropped; the triggers' map of
+#      relations follows the schema's new name;
+# (12) an upgrade from version 4 (and a row it left: R40-5) installs version 5 at the start.
+# Negative controls: (v4) the triggers in place, their map of relations told the new name before
+# the rename (what version 4 knew: the new name only): the rename leaves u cached;
+# ddl_triggers = false and the triggers dropped: the same ALTER as (3) and a rename leave the old
+# row cached after the invalidator passed them.
 . "$(dirname "$0")/daemon_lib.sh"
 
 users_db 3 "CREATE TABLE other (id bigint PRIMARY KEY, v text);"
@@ -120,6 +129,93 @@ grep -q '"two"' <<<"$r" && fail "(8) a row of a dropped partition still answered
 ok "(8) a partition's DDL and its DROP drop the parent's query: the dropped rows are gone"
 stop_daemon
 
+# (9) R37-6: a table renamed away: its queries dropped at the rename; another renamed to its name
+primary "$DB" -c "CREATE TABLE users_b (id bigint PRIMARY KEY, name text); INSERT INTO users_b VALUES (2, 'bee 2'); ALTER PUBLICATION cs_pub ADD TABLE users_b; CREATE SCHEMA s_a; CREATE TABLE s_a.t_s (id bigint PRIMARY KEY, v text); INSERT INTO s_a.t_s VALUES (1, 'ess 1'); ALTER PUBLICATION cs_pub ADD TABLE s_a.t_s" >/dev/null
+printf '\n[query qs]\nsql = SELECT id, v FROM s_a.t_s WHERE id = $1\nparams = id:int8\ninvalidate_on = s_a.t_s(id = $1)\n' >>"$WORK/cs.ini"
+start_streaming "$WORK/cs.ini" d4
+not_cached() { # QUERY PARAM: the key's answer does not come from the cache (an error is fine)
+  local r
+  r=$(cli --json get "$@" 2>&1) || true
+  ! grep -q '"source":"cache"' <<<"$r"
+}
+fill u 2
+d4=$(drops)
+primary "$DB" -c "ALTER TABLE users RENAME TO users_a" >/dev/null
+settled
+not_cached u 2 || fail "(9) u 2 still served from the cache after its table was renamed away: $(cli --json get u 2)"
+awk -v a="$(drops)" -v b="$d4" 'BEGIN { exit !(a > b) }' || fail "(9) the rename was not counted as a ddl drop: $(drops)"
+primary "$DB" -c "ALTER TABLE users_b RENAME TO users" >/dev/null
+settled
+r=$(cli --json get u 2) || fail "(9) get: $r"
+grep -q '"bee 2"' <<<"$r" || fail "(9) after another table was renamed to users: $r"
+fill u 2
+primary "$DB" -c "ALTER TABLE users RENAME COLUMN name TO nm" >/dev/null
+settled
+not_cached u 2 || fail "(9) u 2 still served from the cache after its column was renamed"
+primary "$DB" -c "ALTER TABLE users RENAME COLUMN nm TO name" >/dev/null
+ok "(9) RENAME TO: the query on the old name dropped at the rename, the table renamed to it answers; RENAME COLUMN drops it too"
+
+# (10) SET SCHEMA: away and back
+settled
+fill u 2
+primary "$DB" -c "CREATE SCHEMA s_x; ALTER TABLE users SET SCHEMA s_x" >/dev/null
+settled
+not_cached u 2 || fail "(10) u 2 still served from the cache after its table moved to another schema"
+primary "$DB" -c "ALTER TABLE s_x.users SET SCHEMA public" >/dev/null
+settled
+r=$(cli --json get u 2) || fail "(10) get: $r"
+grep -q '"bee 2"' <<<"$r" || fail "(10) after the table moved back: $r"
+ok "(10) SET SCHEMA: the query on the old schema's table dropped"
+
+# (11) ALTER SCHEMA RENAME: every table of the schema changes its name
+fill qs 1
+primary "$DB" -c "ALTER SCHEMA s_a RENAME TO s_b" >/dev/null
+settled
+not_cached qs 1 || fail "(11) qs 1 still served from the cache after its schema was renamed"
+[ "$(primary "$DB" -c "SELECT nsp FROM cachesvc.ddl_rel WHERE relid = 's_b.t_s'::regclass")" = s_b ] ||
+  fail "(11) the triggers' map of relations did not follow the renamed schema"
+primary "$DB" -c "ALTER SCHEMA s_b RENAME TO s_a" >/dev/null
+settled
+r=$(cli --json get qs 1) || fail "(11) get: $r"
+grep -q '"ess 1"' <<<"$r" || fail "(11) after the schema was renamed back: $r"
+ok "(11) ALTER SCHEMA RENAME: the query on its table dropped"
+
+# (12) an upgrade from version 4 (ddl_v4.sql: no map of relations), with a row it left behind
+# (review 40 R40-5) and a rename while it was in place: the start installs version 5, deletes
+# the row, seeds the map with the current names; a rename is followed
+stop_daemon
+primary "$DB" -f "$(dirname "$0")/ddl_v4.sql" >/dev/null
+primary "$DB" -c "DROP TABLE cachesvc.ddl_rel; INSERT INTO cachesvc.ddl_event (nsp, rel) VALUES ('*', '*'); ALTER TABLE users_a RENAME TO users_old" >/dev/null
+[ "$(primary "$DB" -c "SELECT obj_description('cachesvc.ddl_end()'::regprocedure, 'pg_proc')")" = "cachesvc ddl triggers 4" ] ||
+  fail "(12) version 4 not in place"
+start_streaming "$WORK/cs.ini" d5
+grep -q 'installed the DDL event triggers' "$WORK/d5.log" || fail "(12) version 4 was not replaced at the start"
+[ "$(primary "$DB" -c "SELECT obj_description('cachesvc.ddl_end()'::regprocedure, 'pg_proc')")" = "cachesvc ddl triggers 5" ] ||
+  fail "(12) not version 5 after the start"
+[ "$(primary "$DB" -c "SELECT count(*) FROM cachesvc.ddl_event")" = 0 ] || fail "(12) the row version 4 left is still there"
+[ "$(primary "$DB" -c "SELECT rel FROM cachesvc.ddl_rel WHERE relid = 'public.users_old'::regclass")" = users_old ] ||
+  fail "(12) the map of relations was not seeded with the current names"
+settled
+fill u 2
+primary "$DB" -c "ALTER TABLE users RENAME TO users_e" >/dev/null
+settled
+not_cached u 2 || fail "(12) after the upgrade, u 2 still served from the cache after its table was renamed away"
+primary "$DB" -c "ALTER TABLE users_e RENAME TO users" >/dev/null
+ok "(12) an upgrade from version 4: replaced, its row deleted, the map seeded; a rename followed"
+
+# ---- negative control (v4): the map told the new name before the rename (the new name only) ----
+fill u 2
+primary "$DB" -c "UPDATE cachesvc.ddl_rel SET rel = 'users_c' WHERE relid = 'public.users'::regclass" >/dev/null
+primary "$DB" -c "ALTER TABLE users RENAME TO users_c" >/dev/null
+settled
+sleep 1
+r=$(cli --json get u 2) || fail "control (v4): get: $r"
+grep -q '"source":"cache"' <<<"$r" || fail "control (v4): with the new name only, u 2 was expected to stay cached: $r"
+primary "$DB" -c "ALTER TABLE users_c RENAME TO users" >/dev/null
+settled
+ok "control (v4): a rename recorded by its new name only leaves the query on the old name cached ($r)"
+stop_daemon
+
 # ---- negative control: the triggers off ----
 primary "$DB" -c "DROP EVENT TRIGGER cachesvc_ddl_end; DROP EVENT TRIGGER cachesvc_ddl_drop" >/dev/null
 sed -i 's/^\[invalidator\]$/[invalidator]\nddl_triggers = false/' "$WORK/cs.ini"
@@ -130,7 +226,12 @@ primary "$DB" -c "ALTER TABLE users ALTER COLUMN name TYPE text USING upper(name
 settled
 sleep 1
 r=$(cli --json get u 2) || fail "control: get: $r"
-grep -q '"again 2"' <<<"$r" || fail "control: without the triggers the old row was expected to stay cached: $r"
+grep -q '"bee 2"' <<<"$r" || fail "control: without the triggers the old row was expected to stay cached: $r"
 grep -q '"source":"cache"' <<<"$r" || fail "control: not from the cache: $r"
-ok "control: without the triggers the rewritten row stays cached with its old value ($r)"
+primary "$DB" -c "ALTER TABLE users RENAME TO users_d" >/dev/null
+settled
+sleep 1
+r2=$(cli --json get u 2) || fail "control: get after the rename: $r2"
+grep -q '"source":"cache"' <<<"$r2" || fail "control: without the triggers u 2 was expected to stay cached after its table was renamed away: $r2"
+ok "control: without the triggers the rewritten row stays cached with its old value ($r), and after the rename ($r2)"
 stop_daemon
