@@ -700,17 +700,19 @@ static int check_publication(const cs_config *cfg, int k, bool create, char *err
  * A renamed or moved table (RENAME TO, SET SCHEMA) is recorded by its old name too (review 37
  * R37-6: ddl_command_end sees only the new one, and the queries on the old name kept serving
  * rows of a table that name no longer had). Table cachesvc.ddl_rel maps every table, foreign
- * table and materialized view's oid to its name (seeded here, kept by the triggers: updated
- * at each command on the relation, deleted at its drop, a renamed schema's rows renamed);
- * ddl_end looks the relation up by its oid before it updates the row, and a name that
- * differs is the old one. A relation it does not know (created while the triggers were
- * off) is "*" at any command but its creation. Not chosen: at ddl_command_start a plpgsql
- * trigger knows the command tag only, not the target (the statement's text is no answer:
- * dynamic SQL, several statements in one string); "*" for every command that can rename is
- * "*" for every ALTER TABLE (the same tag as ADD COLUMN, and pg_ddl_command cannot be read
- * in SQL), dropping every query at any ALTER TABLE. A renamed schema, a renamed view or
- * function are "*" (anything but a table). A renamed column names its table (the query's
- * SQL then fails rather than its entries being served).
+ * table and materialized view's oid to its schema's oid and its name (seeded here, kept by
+ * the triggers: written at its creation and at a command that renames or moves it, deleted
+ * at its drop); ddl_end looks the relation up by its oid before it updates the row, and a name
+ * that differs is the old one (its schema named as it is called now). The schema by oid: a
+ * renamed schema writes no row (it is "*"), so it cannot deadlock with the renames of its
+ * tables. A relation it does not know (created while the triggers were off) is "*" at any
+ * command but its creation. Not chosen: at ddl_command_start a plpgsql trigger knows the
+ * command tag only, not the target (the statement's text is no answer: dynamic SQL, several
+ * statements in one string); "*" for every command that can rename is "*" for every ALTER
+ * TABLE (the same tag as ADD COLUMN, and pg_ddl_command cannot be read in SQL), dropping
+ * every query at any ALTER TABLE. A renamed schema, a renamed view or function are "*"
+ * (anything but a table). A renamed column names its table (the query's SQL then fails
+ * rather than its entries being served).
  * Versioned by the comment on ddl_end(): a start finding both triggers enabled under this
  * version changes nothing; another version (4: no ddl_rel) is replaced, ddl_rel seeded
  * afresh. Installed in one transaction (an advisory lock, bounded waits) that first drops
@@ -730,16 +732,14 @@ static const char ddl_install_sql[] =
 	"  at timestamptz NOT NULL DEFAULT now(), nsp text NOT NULL, rel text NOT NULL);\n"
 	"REVOKE ALL ON cachesvc.ddl_event FROM PUBLIC;\n"
 	"DELETE FROM cachesvc.ddl_event;\n" /* rows an older version left (review 40 R40-5) */
-	/* relations by oid, for the old name of a renamed one: seeded afresh (a rename while
-	 * the triggers were off is not followed), concurrent DDL's rows kept by ON CONFLICT */
-	"CREATE TABLE IF NOT EXISTS cachesvc.ddl_rel (relid oid PRIMARY KEY, nsp text NOT NULL,\n"
+	/* relations by oid, for the old name of a renamed one: created and seeded afresh (a
+	 * rename while the triggers were off is not followed) */
+	"DROP TABLE IF EXISTS cachesvc.ddl_rel;\n"
+	"CREATE TABLE cachesvc.ddl_rel (relid oid PRIMARY KEY, nspid oid NOT NULL,\n"
 	"  rel text NOT NULL);\n"
 	"REVOKE ALL ON cachesvc.ddl_rel FROM PUBLIC;\n"
-	"DELETE FROM cachesvc.ddl_rel;\n"
-	"INSERT INTO cachesvc.ddl_rel SELECT c.oid, n.nspname, c.relname FROM pg_class c\n"
-	"  JOIN pg_namespace n ON n.oid = c.relnamespace\n"
-	"  WHERE c.relkind IN ('r', 'p', 'f', 'm') AND c.relpersistence <> 't'\n"
-	"  ON CONFLICT (relid) DO UPDATE SET nsp = excluded.nsp, rel = excluded.rel;\n"
+	"INSERT INTO cachesvc.ddl_rel SELECT oid, relnamespace, relname FROM pg_class\n"
+	"  WHERE relkind IN ('r', 'p', 'f', 'm') AND relpersistence <> 't';\n"
 	"DROP FUNCTION IF EXISTS cachesvc.ddl_note(text, text, text);\n"
 	/* kind: the object's type; a table's schema, name and oid (a dropped one: no oid) */
 	"CREATE OR REPLACE FUNCTION cachesvc.ddl_note(kind text, nsp text, rel text, relid oid)\n"
@@ -779,7 +779,7 @@ static const char ddl_install_sql[] =
 	/* a table's own row, or the table of a rule or policy (review 40 R40-1) */
 	"  FOR r IN SELECT d.object_type, d.command_tag, d.objid,\n"
 	"                  coalesce(n.nspname::text, d.schema_name) AS nsp,\n"
-	"                  c.relname::text AS rel, c.oid AS relid,\n"
+	"                  c.relname::text AS rel, c.oid AS relid, c.relnamespace AS nspid,\n"
 	"                  d.classid = 'pg_class'::regclass AND c.relkind IN ('r', 'p', 'f', 'm')\n"
 	"                  AND c.relpersistence <> 't' AS mapped\n"
 	"           FROM pg_event_trigger_ddl_commands() d\n"
@@ -794,22 +794,19 @@ static const char ddl_install_sql[] =
 	/* a relation's old name (RENAME TO, SET SCHEMA), looked up before it is updated; one
 	 * not known is "*", unless this command creates it */
 	"    IF r.mapped THEN\n"
-	"      SELECT m.nsp, m.rel INTO o FROM cachesvc.ddl_rel m WHERE m.relid = r.relid;\n"
+	"      SELECT m.nspid, n.nspname::text AS nsp, m.rel INTO o FROM cachesvc.ddl_rel m\n"
+	"        LEFT JOIN pg_namespace n ON n.oid = m.nspid WHERE m.relid = r.relid;\n"
 	"      known := FOUND;\n"
 	"      IF NOT known AND NOT (r.command_tag LIKE 'CREATE %'\n"
 	"                            OR r.command_tag IN ('SELECT INTO', 'IMPORT FOREIGN SCHEMA')) THEN\n"
 	"        PERFORM cachesvc.ddl_note('relation of unknown name', NULL, NULL, NULL);\n"
-	"      ELSIF known AND (o.nsp <> r.nsp OR o.rel <> r.rel) THEN\n"
-	"        PERFORM cachesvc.ddl_note(r.object_type, o.nsp, o.rel, NULL);\n"
+	"      ELSIF known AND (o.nspid <> r.nspid OR o.rel <> r.rel) THEN\n"
+	"        PERFORM cachesvc.ddl_note(r.object_type, o.nsp, o.rel, NULL);\n" /* no nsp: "*" */
 	"      END IF;\n"
-	"      IF NOT known OR o.nsp <> r.nsp OR o.rel <> r.rel THEN\n"
-	"        INSERT INTO cachesvc.ddl_rel VALUES (r.relid, r.nsp, r.rel) ON CONFLICT (relid)\n"
-	"          DO UPDATE SET nsp = excluded.nsp, rel = excluded.rel;\n"
+	"      IF NOT known OR o.nspid <> r.nspid OR o.rel <> r.rel THEN\n"
+	"        INSERT INTO cachesvc.ddl_rel VALUES (r.relid, r.nspid, r.rel) ON CONFLICT (relid)\n"
+	"          DO UPDATE SET nspid = excluded.nspid, rel = excluded.rel;\n"
 	"      END IF;\n"
-	"    ELSIF r.object_type = 'schema' THEN\n" /* ALTER SCHEMA RENAME: "*" noted above */
-	"      UPDATE cachesvc.ddl_rel m SET nsp = s.nspname FROM pg_class c\n"
-	"        JOIN pg_namespace s ON s.oid = c.relnamespace\n"
-	"        WHERE c.oid = m.relid AND c.relnamespace = r.objid AND m.nsp <> s.nspname;\n"
 	"    END IF;\n"
 	"  END LOOP;\n"
 	"END\n"
