@@ -714,8 +714,8 @@ static int check_publication(const cs_config *cfg, int k, bool create, char *err
  * (anything but a table). A renamed column names its table (the query's SQL then fails
  * rather than its entries being served).
  * Versioned by the comment on ddl_end(): a start finding both triggers enabled under this
- * version changes nothing; another version (4: no ddl_rel) is replaced, ddl_rel seeded
- * afresh. Installed in one transaction (an advisory lock, bounded waits) that first drops
+ * version, and ddl_rel agreeing with pg_class, changes nothing; another version (4: no
+ * ddl_rel) is replaced, ddl_rel seeded afresh. Installed in one transaction (an advisory lock, bounded waits) that first drops
  * the triggers, so installing fires none of them. */
 #define DDL_VERSION "cachesvc ddl triggers 5"
 static const char ddl_install_sql[] =
@@ -861,6 +861,19 @@ static bool check_ddl_triggers(const cs_config *cfg, int k, bool create)
 	bool installed = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
 	                 PQgetvalue(r, 0, 0)[0] == 't';
 	PQclear(r);
+	if (installed) {
+		/* the map of relations agrees with the catalogs both ways, or it is installed afresh
+		 * (a restored dump brings another database's oids: a rename would name a wrong old
+		 * name). Not readable (the start is not a superuser's): left as it is */
+		r = PQexec(c, "SELECT NOT EXISTS (SELECT FROM cachesvc.ddl_rel m FULL JOIN (SELECT oid, "
+			"relnamespace, relname FROM pg_class WHERE relkind IN ('r', 'p', 'f', 'm') AND "
+			"relpersistence <> 't') c ON c.oid = m.relid WHERE m.relid IS NULL OR c.oid IS "
+			"NULL OR m.nspid <> c.relnamespace OR m.rel <> c.relname)");
+		if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+		        PQgetvalue(r, 0, 0)[0] == 'f')
+			installed = false;
+		PQclear(r);
+	}
 	if (installed || !create) {
 		if (!installed)
 			printf("%s: would install the DDL event triggers%s%s (ddl_triggers = true; "

@@ -21,7 +21,9 @@
 # (10) ALTER TABLE users SET SCHEMA: u's entries dropped, and again when it moves back;
 # (11) ALTER SCHEMA s_a RENAME: the query on s_a.t_s is dropped; the table renamed after its
 #      schema was renamed (and back): dropped again;
-# (12) an upgrade from version 4 (and a row it left: R40-5) installs version 5 at the start.
+# (12) an upgrade from version 4 (and a row it left: R40-5) installs version 5 at the start;
+# (13) the triggers' map of relations disagreeing with the catalogs (a restored dump) is seeded
+#      afresh at the start.
 # Negative controls: (v4) the triggers in place, their map of relations told the new name before
 # the rename (what version 4 knew: the new name only): the rename leaves u cached;
 # ddl_triggers = false and the triggers dropped: the same ALTER as (3) and a rename leave the old
@@ -205,6 +207,25 @@ settled
 not_cached u 2 || fail "(12) after the upgrade, u 2 still served from the cache after its table was renamed away"
 primary "$DB" -c "ALTER TABLE users_e RENAME TO users" >/dev/null
 ok "(12) an upgrade from version 4: replaced, its row deleted, the map seeded; a rename followed"
+
+# (13) a map of relations that disagrees with the catalogs (a restored dump: another database's
+# oids) is seeded afresh at the start: two tables' names swapped in it, then a rename followed
+stop_daemon
+primary "$DB" -c "UPDATE cachesvc.ddl_rel SET rel = CASE rel WHEN 'users' THEN 'users_old' ELSE 'users' END WHERE relid IN ('public.users'::regclass, 'public.users_old'::regclass)" >/dev/null
+start_streaming "$WORK/cs.ini" d6
+grep -q 'installed the DDL event triggers' "$WORK/d6.log" || fail "(13) a map that disagrees with the catalogs was left as it was"
+[ "$(primary "$DB" -c "SELECT rel FROM cachesvc.ddl_rel WHERE relid = 'public.users'::regclass")" = users ] ||
+  fail "(13) the map of relations was not seeded afresh"
+settled
+fill u 2
+primary "$DB" -c "ALTER TABLE users RENAME TO users_f" >/dev/null
+settled
+not_cached u 2 || fail "(13) u 2 still served from the cache after its table was renamed away"
+primary "$DB" -c "ALTER TABLE users_f RENAME TO users" >/dev/null
+stop_daemon
+start_streaming "$WORK/cs.ini" d7
+grep -q 'installed the DDL event triggers' "$WORK/d7.log" && fail "(13) a map that agrees with the catalogs was seeded again"
+ok "(13) a map of relations that disagrees with the catalogs is seeded afresh at the start (one that agrees is left)"
 
 # ---- negative control (v4): the map told the new name before the rename (the new name only) ----
 fill u 2
