@@ -714,9 +714,11 @@ static int check_publication(const cs_config *cfg, int k, bool create, char *err
  * (anything but a table). A renamed column names its table (the query's SQL then fails
  * rather than its entries being served).
  * Versioned by the comment on ddl_end(): a start finding both triggers enabled under this
- * version, and ddl_rel agreeing with pg_class, changes nothing; another version (4: no
- * ddl_rel) is replaced, ddl_rel seeded afresh. Installed in one transaction (an advisory lock, bounded waits) that first drops
- * the triggers, so installing fires none of them. */
+ * version, and every table in ddl_rel under its name, changes nothing; one finding a table
+ * missing or misnamed there repairs the map in place (ddl_rel_repair_sql: never a DROP,
+ * review 42 R42-1); another version (4: no ddl_rel) is replaced, ddl_rel created afresh.
+ * Installed in one transaction (an advisory lock, bounded waits) that first drops the
+ * triggers, so installing fires none of them. */
 #define DDL_VERSION "cachesvc ddl triggers 5"
 /* cachesvc.ddl_rel made to agree with pg_class in place, writing only the rows that differ:
  * deletes the rows of relations gone or no longer a table (or temporary), inserts or updates
@@ -778,6 +780,13 @@ static const char ddl_install_sql[] =
 	"  THEN DROP TABLE IF EXISTS cachesvc.ddl_rel;\n"
 	"  END IF;\n"
 	"END $d$;\n"
+	/* Logged, not UNLOGGED (review 42 R42-4). Unlogged, a FOR ALL TABLES publication would
+	 * not carry it to native subscribers; but it would be empty after a crash and on a
+	 * promoted standby (and a replica made by pg_basebackup), where a running cachesvc does
+	 * not start again: every table unknown, the first DDL of each "*" (every query dropped)
+	 * until a start repairs the map. And ddl_event must stay logged (its rows are the
+	 * stream), so FOR ALL TABLES carries schema cachesvc anyway: CONFIG.md tells operators
+	 * to leave it out of such publications. */
 	"CREATE TABLE IF NOT EXISTS cachesvc.ddl_rel (relid oid PRIMARY KEY, nspid oid NOT NULL,\n"
 	"  rel text NOT NULL);\n"
 	"REVOKE ALL ON cachesvc.ddl_rel FROM PUBLIC;\n"

@@ -33,7 +33,8 @@
 # (17) R42-3: ALTER EXTENSION SET SCHEMA: the map follows the extension's tables (control: the
 #      row left under the old schema leaves the query cached at a rename).
 # Negative controls: (v4) the triggers in place, their map of relations told the new name before
-# the rename (what version 4 knew: the new name only): the rename leaves u cached;
+# the rename (what version 4 knew: the new name only): the rename leaves u cached (it is (13)'s
+# control too: a map that disagrees with the catalogs and is not repaired, the check off);
 # ddl_triggers = false and the triggers dropped: the same ALTER as (3) and a rename leave the old
 # row cached after the invalidator passed them.
 . "$(dirname "$0")/daemon_lib.sh"
