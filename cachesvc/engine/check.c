@@ -925,6 +925,8 @@ static bool check_ddl_triggers(const cs_config *cfg, int k, bool create)
 	PGconn *c = primary_of(cfg, k) ? connect_blocking(primary_of(cfg, k)) : NULL;
 	if (c == NULL)
 		return false; /* check_publication says so */
+	/* the map's check reads all of pg_class: bounded like the rest (R42-5) */
+	PQclear(PQexec(c, "SET statement_timeout = '30s'"));
 	/* in place under this version; and whether this role may read and write the map (a start
 	 * that is not a superuser's cannot: review 42 R42-5) */
 	PGresult *r = PQexec(c,
