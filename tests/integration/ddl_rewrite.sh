@@ -31,7 +31,9 @@
 # (16) R42-3: a table turned into a view (CREATE RULE "_RETURN") leaves the map, and a row left
 #      for a view repairs nothing at the start;
 # (17) R42-3: ALTER EXTENSION SET SCHEMA: the map follows the extension's tables (control: the
-#      row left under the old schema leaves the query cached at a rename).
+#      row left under the old schema leaves the query cached at a rename);
+# (18) R42-5: --check as a role that is not a superuser says it cannot check the map; with a
+#      map that disagrees it would repair it (not install the triggers).
 # Negative controls: (v4) the triggers in place, their map of relations told the new name before
 # the rename (what version 4 knew: the new name only): the rename leaves u cached (it is (13)'s
 # control too: a map that disagrees with the catalogs and is not repaired, the check off);
@@ -323,6 +325,25 @@ start_streaming "$WORK/cs.ini" d11
 grep -q 'installed the DDL event triggers\|repaired the DDL' "$WORK/d11.log" && fail "(16) a row left for a view made the start repair the map"
 as_role -c "DROP VIEW cv" >/dev/null
 ok "(16) a table turned into a view leaves the map; a row left for a view repairs nothing at the start"
+
+# (18) review 42 R42-5: --check as a role that is not a superuser says the map cannot be
+# checked (no permission error left in the server's log only); as a superuser, a map that
+# disagrees is "would repair the map", not "would install the triggers"
+primary "$DB" -c "GRANT SELECT ON ALL TABLES IN SCHEMA public, s_a TO $ROLE; GRANT USAGE ON SCHEMA s_a TO $ROLE" >/dev/null
+sed "s/user=postgres/user=$ROLE/" "$WORK/cs.ini" >"$WORK/cs_role.ini"
+out=$(timeout 60 "$CACHESVC" -c "$WORK/cs_role.ini" --check 2>&1) || true
+grep -q "cannot check the DDL event triggers' map of relations as role $ROLE (needs a superuser)" <<<"$out" ||
+  fail "(18) --check as a role that is not a superuser: $out"
+grep -q 'would install' <<<"$out" && fail "(18) --check as a role that is not a superuser would install the triggers (they are in place): $out"
+bad_map
+out=$(timeout 60 "$CACHESVC" -c "$WORK/cs.ini" --check 2>&1) || true
+grep -q "would repair the DDL event triggers' map of relations" <<<"$out" || fail "(18) --check with a map that disagrees: $out"
+grep -q 'would install' <<<"$out" && fail "(18) --check with a map that disagrees would install the triggers: $out"
+map_agrees && fail "(18) --check repaired the map"
+stop_daemon
+start_streaming "$WORK/cs.ini" d11b
+grep -q 'repaired the DDL event triggers. map of relations' "$WORK/d11b.log" || fail "(18) the start after --check did not repair the map"
+ok "(18) --check: a role that is not a superuser cannot check the map (said so); a map that disagrees: would repair it"
 
 # (17) review 42 R42-3: ALTER EXTENSION ... SET SCHEMA moves the extension's tables: their rows
 # follow, so a later rename drops the query on the moved name. Control: the row left under
