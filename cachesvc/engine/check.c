@@ -697,10 +697,61 @@ static int check_publication(const cs_config *cfg, int k, bool create, char *err
  * a dropped table (its parents are gone from the catalogs by then), a view, a function, a
  * type... as "*"; temporary objects and GRANT, REVOKE, COMMENT not at all; a materialized
  * view by its name (REFRESH: no query can invalidate on one, so nothing drops; R37-4).
+ * A renamed or moved table (RENAME TO, SET SCHEMA) is recorded by its old name too (review 37
+ * R37-6: ddl_command_end sees only the new one, and the queries on the old name kept serving
+ * rows of a table that name no longer had). Table cachesvc.ddl_rel maps every table, foreign
+ * table and materialized view's oid to its schema's oid and its name (seeded here, kept by
+ * the triggers: written at its creation and at a command that renames or moves it, deleted
+ * at its drop); ddl_end looks the relation up by its oid before it updates the row, and a name
+ * that differs is the old one (its schema named as it is called now). The schema by oid: a
+ * renamed schema writes no row (it is "*"), so it cannot deadlock with the renames of its
+ * tables. A relation it does not know (created while the triggers were off) is "*" at any
+ * command but its creation. Not chosen: at ddl_command_start a plpgsql trigger knows the
+ * command tag only, not the target (the statement's text is no answer: dynamic SQL, several
+ * statements in one string); "*" for every command that can rename is "*" for every ALTER
+ * TABLE (the same tag as ADD COLUMN, and pg_ddl_command cannot be read in SQL), dropping
+ * every query at any ALTER TABLE. A renamed schema, a renamed view or function are "*"
+ * (anything but a table). A renamed column names its table (the query's SQL then fails
+ * rather than its entries being served).
  * Versioned by the comment on ddl_end(): a start finding both triggers enabled under this
- * version changes nothing. Installed in one transaction (an advisory lock, bounded waits)
- * that first drops the triggers, so installing fires none of them. */
-#define DDL_VERSION "cachesvc ddl triggers 4"
+ * version, and every table in ddl_rel under its name, changes nothing; one finding a table
+ * missing or misnamed there repairs the map in place (ddl_rel_repair_sql: never a DROP,
+ * review 42 R42-1); another version (4: no ddl_rel) is replaced, ddl_rel created afresh.
+ * Installed in one transaction (an advisory lock, bounded waits) that first drops the
+ * triggers, so installing fires none of them. */
+#define DDL_VERSION "cachesvc ddl triggers 5"
+/* cachesvc.ddl_rel made to agree with pg_class in place, writing only the rows that differ:
+ * deletes the rows of relations gone or no longer a table (or temporary), inserts or updates
+ * the missing and wrong ones. Only the rows it writes are locked (ON CONFLICT DO UPDATE
+ * would lock every conflicting row, hence the filter), no table lock stronger than a DDL
+ * command's own (review 42 R42-1). */
+#define DDL_REL_SYNC \
+	"DELETE FROM cachesvc.ddl_rel m WHERE NOT EXISTS (SELECT FROM pg_class c\n" \
+	"  WHERE c.oid = m.relid AND c.relkind IN ('r', 'p', 'f', 'm') AND c.relpersistence <> 't');\n" \
+	"INSERT INTO cachesvc.ddl_rel SELECT c.oid, c.relnamespace, c.relname FROM pg_class c\n" \
+	"  LEFT JOIN cachesvc.ddl_rel m ON m.relid = c.oid\n" \
+	"  WHERE c.relkind IN ('r', 'p', 'f', 'm') AND c.relpersistence <> 't'\n" \
+	"    AND (m.relid IS NULL OR m.nspid <> c.relnamespace OR m.rel <> c.relname)\n" \
+	"  ON CONFLICT (relid) DO UPDATE SET nspid = excluded.nspid, rel = excluded.rel;\n"
+/* The map repaired on its own (the triggers in place, the map disagreeing): a short
+ * lock_timeout, the triggers left alone. */
+static const char ddl_rel_repair_sql[] =
+	"BEGIN;\n"
+	"SET LOCAL client_min_messages = warning;\n"
+	"SET LOCAL lock_timeout = '2s';\n"
+	"SET LOCAL statement_timeout = '30s';\n"
+	"SELECT pg_advisory_xact_lock(hashtext('" DDL_VERSION "'));\n"
+	DDL_REL_SYNC
+	"COMMIT;\n";
+/* True when every table, foreign table and materialized view has its row in the map, with
+ * its schema and name. Rows of relations that are gone or no longer tables are left out:
+ * they cannot make a rename record a wrong old name (a new relation's creation updates the
+ * row of its oid), and any table owner can leave one (CREATE RULE "_RETURN" turns a table
+ * into a view: review 42 R42-3), so they must not make a start repair anything. */
+#define DDL_REL_AGREES \
+	"NOT EXISTS (SELECT FROM pg_class c LEFT JOIN cachesvc.ddl_rel m ON m.relid = c.oid " \
+	"WHERE c.relkind IN ('r', 'p', 'f', 'm') AND c.relpersistence <> 't' AND (m.relid IS " \
+	"NULL OR m.nspid <> c.relnamespace OR m.rel <> c.relname))"
 static const char ddl_install_sql[] =
 	"BEGIN;\n"
 	"SET LOCAL client_min_messages = warning;\n"
@@ -715,6 +766,31 @@ static const char ddl_install_sql[] =
 	"  at timestamptz NOT NULL DEFAULT now(), nsp text NOT NULL, rel text NOT NULL);\n"
 	"REVOKE ALL ON cachesvc.ddl_event FROM PUBLIC;\n"
 	"DELETE FROM cachesvc.ddl_event;\n" /* rows an older version left (review 40 R40-5) */
+	/* relations by oid, for the old name of a renamed one (a rename while the triggers were
+	 * off is not followed). Dropped and created afresh only over version 4 or older (whose
+	 * functions never read it: nothing waits on it); over this version (the triggers
+	 * disabled or dropped) kept and synced in place: a DROP TABLE's AccessExclusiveLock
+	 * would queue behind any open DDL transaction (each reads the map) and every later DDL
+	 * behind it (review 42 R42-1). */
+	"SET LOCAL lock_timeout = '2s';\n"
+	"DO $d$ BEGIN\n"
+	"  IF coalesce((SELECT obj_description(p.oid, 'pg_proc') FROM pg_proc p\n"
+	"      JOIN pg_namespace n ON n.oid = p.pronamespace\n"
+	"      WHERE n.nspname = 'cachesvc' AND p.proname = 'ddl_end'), '') <> '" DDL_VERSION "'\n"
+	"  THEN DROP TABLE IF EXISTS cachesvc.ddl_rel;\n"
+	"  END IF;\n"
+	"END $d$;\n"
+	/* Logged, not UNLOGGED (review 42 R42-4). Unlogged, a FOR ALL TABLES publication would
+	 * not carry it to native subscribers; but it would be empty after a crash and on a
+	 * promoted standby (and a replica made by pg_basebackup), where a running cachesvc does
+	 * not start again: every table unknown, the first DDL of each "*" (every query dropped)
+	 * until a start repairs the map. And ddl_event must stay logged (its rows are the
+	 * stream), so FOR ALL TABLES carries schema cachesvc anyway: CONFIG.md tells operators
+	 * to leave it out of such publications. */
+	"CREATE TABLE IF NOT EXISTS cachesvc.ddl_rel (relid oid PRIMARY KEY, nspid oid NOT NULL,\n"
+	"  rel text NOT NULL);\n"
+	"REVOKE ALL ON cachesvc.ddl_rel FROM PUBLIC;\n"
+	DDL_REL_SYNC
 	"DROP FUNCTION IF EXISTS cachesvc.ddl_note(text, text, text);\n"
 	/* kind: the object's type; a table's schema, name and oid (a dropped one: no oid) */
 	"CREATE OR REPLACE FUNCTION cachesvc.ddl_note(kind text, nsp text, rel text, relid oid)\n"
@@ -749,11 +825,16 @@ static const char ddl_install_sql[] =
 	"REVOKE ALL ON FUNCTION cachesvc.ddl_note(text, text, text, oid) FROM PUBLIC;\n"
 	"CREATE OR REPLACE FUNCTION cachesvc.ddl_end() RETURNS event_trigger\n"
 	"LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$\n"
-	"DECLARE r record;\n"
+	"DECLARE r record; o record; known boolean;\n"
 	"BEGIN\n"
 	/* a table's own row, or the table of a rule or policy (review 40 R40-1) */
-	"  FOR r IN SELECT d.object_type, coalesce(n.nspname::text, d.schema_name) AS nsp,\n"
-	"                  c.relname::text AS rel, c.oid AS relid\n"
+	"  FOR r IN SELECT d.object_type, d.command_tag, d.objid,\n"
+	"                  coalesce(n.nspname::text, d.schema_name) AS nsp,\n"
+	"                  c.relname::text AS rel, c.oid AS relid, c.relnamespace AS nspid,\n"
+	"                  d.classid = 'pg_class'::regclass AND c.relkind IN ('r', 'p', 'f', 'm')\n"
+	"                  AND c.relpersistence <> 't' AS mapped,\n"
+	"                  c.relkind NOT IN ('r', 'p', 'f', 'm') AND c.relpersistence <> 't'\n"
+	"                  AS not_table\n"
 	"           FROM pg_event_trigger_ddl_commands() d\n"
 	"           LEFT JOIN pg_rewrite w ON d.classid = 'pg_rewrite'::regclass AND w.oid = d.objid\n"
 	"           LEFT JOIN pg_policy y ON d.classid = 'pg_policy'::regclass AND y.oid = d.objid\n"
@@ -763,6 +844,42 @@ static const char ddl_install_sql[] =
 	"           WHERE d.command_tag NOT IN ('GRANT', 'REVOKE', 'COMMENT',\n"
 	"                                       'ALTER DEFAULT PRIVILEGES', 'SECURITY LABEL') LOOP\n"
 	"    PERFORM cachesvc.ddl_note(r.object_type, r.nsp, r.rel, r.relid);\n"
+	/* a relation's old name (RENAME TO, SET SCHEMA), looked up before it is updated; one
+	 * not known is "*", unless this command creates it */
+	"    IF r.mapped THEN\n"
+	"      SELECT m.nspid, n.nspname::text AS nsp, m.rel INTO o FROM cachesvc.ddl_rel m\n"
+	"        LEFT JOIN pg_namespace n ON n.oid = m.nspid WHERE m.relid = r.relid;\n"
+	"      known := FOUND;\n"
+	"      IF NOT known AND NOT (r.command_tag LIKE 'CREATE %'\n"
+	"                            OR r.command_tag IN ('SELECT INTO', 'IMPORT FOREIGN SCHEMA')) THEN\n"
+	"        PERFORM cachesvc.ddl_note('relation of unknown name', NULL, NULL, NULL);\n"
+	"      ELSIF known AND (o.nspid <> r.nspid OR o.rel <> r.rel) THEN\n"
+	"        PERFORM cachesvc.ddl_note(r.object_type, o.nsp, o.rel, NULL);\n" /* no nsp: "*" */
+	"      END IF;\n"
+	"      IF NOT known OR o.nspid <> r.nspid OR o.rel <> r.rel THEN\n"
+	"        INSERT INTO cachesvc.ddl_rel VALUES (r.relid, r.nspid, r.rel) ON CONFLICT (relid)\n"
+	"          DO UPDATE SET nspid = excluded.nspid, rel = excluded.rel;\n"
+	"      END IF;\n"
+	"    END IF;\n"
+	/* a table turned into a view (CREATE RULE \"_RETURN\": reported as the rule, c is the
+	 * relation) leaves the map (review 42 R42-3) */
+	"    IF r.not_table AND EXISTS (SELECT FROM cachesvc.ddl_rel WHERE relid = r.relid) THEN\n"
+	"      DELETE FROM cachesvc.ddl_rel WHERE relid = r.relid;\n"
+	"    END IF;\n"
+	/* ALTER EXTENSION (SET SCHEMA moves its tables; reported as the extension only, so
+	 * every query is dropped already: "*"): its member tables' rows follow, or their next
+	 * rename would be recorded under a wrong old name (review 42 R42-3) */
+	"    IF r.object_type = 'extension' THEN\n"
+	"      INSERT INTO cachesvc.ddl_rel SELECT c.oid, c.relnamespace, c.relname\n"
+	"        FROM pg_depend d JOIN pg_class c ON c.oid = d.objid\n"
+	"        LEFT JOIN cachesvc.ddl_rel m ON m.relid = c.oid\n"
+	"        WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0\n"
+	"          AND d.refclassid = 'pg_extension'::regclass AND d.refobjid = r.objid\n"
+	"          AND d.deptype = 'e' AND c.relkind IN ('r', 'p', 'f', 'm')\n"
+	"          AND c.relpersistence <> 't'\n"
+	"          AND (m.relid IS NULL OR m.nspid <> c.relnamespace OR m.rel <> c.relname)\n"
+	"        ON CONFLICT (relid) DO UPDATE SET nspid = excluded.nspid, rel = excluded.rel;\n"
+	"    END IF;\n"
 	"  END LOOP;\n"
 	"END\n"
 	"$f$;\n"
@@ -781,6 +898,10 @@ static const char ddl_install_sql[] =
 	"           WHERE original AND object_type <> 'table column' LOOP\n"
 	"    PERFORM cachesvc.ddl_note(r.kind, r.nsp, r.rel, NULL);\n"
 	"  END LOOP;\n"
+	/* every dropped relation (cascades too; a dropped column is not its table's drop) */
+	"  DELETE FROM cachesvc.ddl_rel WHERE relid IN (SELECT objid\n"
+	"    FROM pg_event_trigger_dropped_objects()\n"
+	"    WHERE classid = 'pg_class'::regclass AND objsubid = 0);\n"
 	"END\n"
 	"$f$;\n"
 	"COMMENT ON FUNCTION cachesvc.ddl_end() IS '" DDL_VERSION "';\n"
@@ -800,25 +921,96 @@ static const char ddl_install_sql[] =
 static bool check_ddl_triggers(const cs_config *cfg, int k, bool create)
 {
 	const char *where = cfg->nshards > 0 ? cfg->shards[k].name : NULL;
+	const char *on = where ? " on shard " : "", *shard = where ? where : "";
 	PGconn *c = primary_of(cfg, k) ? connect_blocking(primary_of(cfg, k)) : NULL;
 	if (c == NULL)
 		return false; /* check_publication says so */
+	/* the map's check reads all of pg_class: bounded like the rest (R42-5) */
+	PQclear(PQexec(c, "SET statement_timeout = '30s'"));
+	/* in place under this version; and whether this role may read and write the map (a start
+	 * that is not a superuser's cannot: review 42 R42-5) */
 	PGresult *r = PQexec(c,
 		"SELECT (SELECT count(*) FROM pg_event_trigger WHERE evtname IN "
 		"('cachesvc_ddl_end', 'cachesvc_ddl_drop') AND evtenabled <> 'D') = 2 AND "
 		"coalesce((SELECT obj_description(p.oid, 'pg_proc') FROM pg_proc p "
 		"JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'cachesvc' AND "
-		"p.proname = 'ddl_end'), '') = '" DDL_VERSION "'");
-	bool installed = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
-	                 PQgetvalue(r, 0, 0)[0] == 't';
+		"p.proname = 'ddl_end'), '') = '" DDL_VERSION "', "
+		"coalesce((SELECT has_schema_privilege(n.oid, 'USAGE') AND "
+		"has_table_privilege(c.oid, 'SELECT') AND has_table_privilege(c.oid, 'INSERT') AND "
+		"has_table_privilege(c.oid, 'UPDATE') AND has_table_privilege(c.oid, 'DELETE') "
+		"FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+		"WHERE n.nspname = 'cachesvc' AND c.relname = 'ddl_rel'), false), current_user, "
+		"NOT EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+		"WHERE n.nspname = 'cachesvc' AND c.relname = 'ddl_rel')");
+	bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+	/* no map (dropped by hand): installed afresh */
+	bool installed = ok && PQgetvalue(r, 0, 0)[0] == 't' && PQgetvalue(r, 0, 3)[0] != 't';
+	bool may_map = ok && PQgetvalue(r, 0, 1)[0] == 't';
+	char role[128];
+	snprintf(role, sizeof role, "%s", ok ? PQgetvalue(r, 0, 2) : "?");
 	PQclear(r);
-	if (installed || !create) {
-		if (!installed)
-			printf("%s: would install the DDL event triggers%s%s (ddl_triggers = true; "
-			       "needs a superuser)\n", cfg->path ? cfg->path : "config",
-			        where ? " on shard " : "", where ? where : "");
+	if (installed && !may_map) {
+		/* in place, but the map cannot be checked: said once per start and primary, rather
+		 * than a permission error in the server's log only */
+		if (create)
+			cs_warn("[invalidator] ddl_triggers: the DDL event triggers are in place%s%s, but "
+			        "role %s cannot check or repair their map of relations (cachesvc.ddl_rel; "
+			        "needs a superuser): if it disagrees with the catalogs (a restored dump, "
+			        "DDL while the triggers were off), a rename is recorded under a wrong old "
+			        "name until a superuser's start repairs it", on, shard, role);
+		else
+			printf("%s: cannot check the DDL event triggers' map of relations%s%s as role %s "
+			       "(needs a superuser)\n", cfg->path ? cfg->path : "config", on, shard, role);
 		PQfinish(c);
-		return installed;
+		return true;
+	}
+	if (installed) {
+		/* the map has every table under its current name, or it is repaired in place (a
+		 * restored dump brings another database's oids: a rename would name a wrong old
+		 * name) */
+		r = PQexec(c, "SELECT " DDL_REL_AGREES);
+		bool agrees = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+		              PQgetvalue(r, 0, 0)[0] == 't';
+		char msg[400];
+		snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
+		cs_chomp(msg);
+		PQclear(r);
+		if (!agrees && !create) {
+			printf("%s: would repair the DDL event triggers' map of relations%s%s "
+			       "(cachesvc.ddl_rel disagrees with the catalogs; needs a superuser)\n",
+			       cfg->path ? cfg->path : "config", on, shard);
+		} else if (!agrees) {
+			r = PQexec(c, ddl_rel_repair_sql);
+			bool repaired = PQresultStatus(r) == PGRES_COMMAND_OK;
+			if (repaired) {
+				cs_info("repaired the DDL event triggers' map of relations%s%s", on, shard);
+			} else {
+				snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
+				cs_chomp(msg);
+				PQclear(r);
+				r = PQexec(c, "ROLLBACK");
+				PQclear(r);
+				/* another start may have repaired it meanwhile (it held the lock) */
+				r = PQexec(c, "SELECT " DDL_REL_AGREES);
+				repaired = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+				           PQgetvalue(r, 0, 0)[0] == 't';
+			}
+			if (!repaired)
+				cs_warn("[invalidator] ddl_triggers: the DDL event triggers' map of relations "
+				        "(cachesvc.ddl_rel)%s%s disagrees with the catalogs and could not be "
+				        "repaired (%s): a rename of a table it names wrongly is recorded under "
+				        "a wrong old name (the queries on the real one stay cached) until a "
+				        "start repairs it", on, shard, msg);
+			PQclear(r);
+		}
+		PQfinish(c);
+		return true;
+	}
+	if (!create) {
+		printf("%s: would install the DDL event triggers%s%s (ddl_triggers = true; "
+		       "needs a superuser)\n", cfg->path ? cfg->path : "config", on, shard);
+		PQfinish(c);
+		return false;
 	}
 	r = PQexec(c, ddl_install_sql);
 	installed = PQresultStatus(r) == PGRES_COMMAND_OK;
@@ -829,9 +1021,14 @@ static bool check_ddl_triggers(const cs_config *cfg, int k, bool create)
 		PQclear(r);
 		r = PQexec(c, "ROLLBACK");
 		PQclear(r);
-		/* another start may have installed them meanwhile (it held the lock) */
-		r = PQexec(c, "SELECT obj_description('cachesvc.ddl_end()'::regprocedure, 'pg_proc') "
-			"= '" DDL_VERSION "'");
+		/* another start may have installed them meanwhile (it held the lock): in place,
+		 * enabled, under this version */
+		r = PQexec(c,
+			"SELECT (SELECT count(*) FROM pg_event_trigger WHERE evtname IN "
+			"('cachesvc_ddl_end', 'cachesvc_ddl_drop') AND evtenabled <> 'D') = 2 AND "
+			"coalesce((SELECT obj_description(p.oid, 'pg_proc') FROM pg_proc p "
+			"JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'cachesvc' AND "
+			"p.proname = 'ddl_end'), '') = '" DDL_VERSION "'");
 		installed = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
 		            PQgetvalue(r, 0, 0)[0] == 't';
 		if (!installed)
@@ -839,11 +1036,14 @@ static bool check_ddl_triggers(const cs_config *cfg, int k, bool create)
 			        "(%s): data a DDL command rewrites (ALTER COLUMN ... TYPE ... USING, a "
 			        "table dropped and created again) stays cached until its TTL; install "
 			        "them as a superuser (start once with such a role) or INVALIDATE the "
-			        "queries by hand after DDL",
-			        where ? " on shard " : "", where ? where : "", msg);
+			        "queries by hand after DDL", on, shard, msg);
+		else
+			cs_warn("[invalidator] ddl_triggers: installing the DDL event triggers%s%s failed "
+			        "(%s), but they are in place under this version (another start installed "
+			        "them): their map of relations is checked again at the next start", on,
+			        shard, msg);
 	} else {
-		cs_info("installed the DDL event triggers%s%s", where ? " on shard " : "",
-		        where ? where : "");
+		cs_info("installed the DDL event triggers%s%s", on, shard);
 	}
 	PQclear(r);
 	PQfinish(c);
