@@ -722,10 +722,14 @@ static int check_publication(const cs_config *cfg, int k, bool create, char *err
 #define DDL_VERSION "cachesvc ddl triggers 5"
 /* cachesvc.ddl_rel made to agree with pg_class in place, writing only the rows that differ:
  * deletes the rows of relations gone or no longer a table (or temporary), inserts or updates
- * the missing and wrong ones. Only the rows it writes are locked (ON CONFLICT DO UPDATE
- * would lock every conflicting row, hence the filter), no table lock stronger than a DDL
- * command's own (review 42 R42-1). */
+ * the missing and wrong ones. First the table in SHARE ROW EXCLUSIVE mode, NOWAIT: it fails
+ * at once while any open transaction wrote the map (a DDL command in progress), never
+ * queues (no DROP-like stall: review 42 R42-1), and no DDL writes the map while it runs:
+ * row by row, it deadlocked with an open migration's next DDL, which PostgreSQL then
+ * cancelled (review 44 R44-1), and it overwrote a concurrent rename's newer row with the
+ * name read before it (R44-2). A DDL command meanwhile waits for it (seconds at most). */
 #define DDL_REL_SYNC \
+	"LOCK TABLE cachesvc.ddl_rel IN SHARE ROW EXCLUSIVE MODE NOWAIT;\n" \
 	"DELETE FROM cachesvc.ddl_rel m WHERE NOT EXISTS (SELECT FROM pg_class c\n" \
 	"  WHERE c.oid = m.relid AND c.relkind IN ('r', 'p', 'f', 'm') AND c.relpersistence <> 't');\n" \
 	"INSERT INTO cachesvc.ddl_rel SELECT c.oid, c.relnamespace, c.relname FROM pg_class c\n" \
