@@ -27,6 +27,8 @@
 # (14) review 42 R42-1/R42-2: that repair while another session holds an open DDL transaction
 #      (it waits on nothing); one that cannot get its lock is a warning (control: a DROP TABLE
 #      of the map makes a third session's CREATE TABLE wait);
+#      (14b) R44-1: one that wrote the map (a rename): the repair refused at once, the
+#      migration commits (no deadlock), the next start repairs;
 # (15) a rename by a role that is not a superuser;
 # (16) R42-3: a table turned into a view (CREATE RULE "_RETURN") leaves the map, and a row left
 #      for a view repairs nothing at the start;
@@ -297,6 +299,30 @@ grep -q 'lock timeout' "$WORK/o14c.err" || fail "control (14): not a lock timeou
 end_session s_drop
 end_session s_ddl
 ok "(14) the map repaired in place while a DDL transaction was open (it did not wait for it); a repair that failed is a warning; control: a DROP TABLE of the map made another session's CREATE TABLE wait ($(cat "$WORK/o14c.err"))"
+# (14b) review 44 R44-1, R44-2: a DDL transaction still open that wrote the map (a rename): the
+# repair fails at once (it takes the map NOWAIT: it used to lock the rows it rewrote and wait
+# for the rename's, and the migration's next DDL on a rewritten row then deadlocked and was
+# cancelled), the migration goes on and commits, and the next start repairs.
+stop_daemon
+bad_map
+session s_gate "SELECT pg_advisory_lock(4242); SELECT pg_sleep(300)"
+until_true 20 session_sleeping s_gate || fail "(14b) the gate session never got to its sleep"
+session s_mig "BEGIN; ALTER TABLE other RENAME TO other14; SELECT pg_advisory_lock(4242); ALTER TABLE users ADD COLUMN z14 int; ALTER TABLE other14 RENAME TO other; COMMIT"
+mig_waits() { [ "$(primary postgres -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 's_mig' AND wait_event = 'advisory'")" = 1 ]; }
+until_true 20 mig_waits || fail "(14b) the migration never waited at its gate: $(cat "$WORK/s_mig.out")"
+start_streaming "$WORK/cs.ini" d14b
+grep -q 'WARNING.*map of relations.*could not be repaired' "$WORK/d14b.log" ||
+  fail "(14b) the repair with a rename's transaction open was not refused at once with a warning: $(grep -a 'map of relations' "$WORK/d14b.log")"
+end_session s_gate
+until_true 30 session_gone s_mig || fail "(14b) the migration did not finish: $(cat "$WORK/s_mig.out")"
+! grep -qi 'deadlock\|ERROR' "$WORK/s_mig.out" || fail "(14b) the migration failed: $(cat "$WORK/s_mig.out")"
+[ "$(primary "$DB" -c "SELECT count(*) FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'z14'")" = 1 ] ||
+  fail "(14b) the migration's change is not there: $(cat "$WORK/s_mig.out")"
+primary "$DB" -c "ALTER TABLE users DROP COLUMN z14" >/dev/null
+stop_daemon
+start_streaming "$WORK/cs.ini" d14c
+map_agrees || fail "(14b) the next start did not repair the map"
+ok "(14b) a rename's transaction open: the repair refused at once (a warning), the migration committed, the next start repaired the map"
 
 # (15) a rename by a role that is not a superuser (the map written through the SECURITY
 # DEFINER functions): u's entries dropped
