@@ -356,6 +356,7 @@ ok "(16) a table turned into a view leaves the map; a row left for a view repair
 # checked (no permission error left in the server's log only); as a superuser, a map that
 # disagrees is "would repair the map", not "would install the triggers"
 primary "$DB" -c "GRANT SELECT ON ALL TABLES IN SCHEMA public, s_a TO $ROLE; GRANT USAGE ON SCHEMA s_a TO $ROLE" >/dev/null
+wait_replicas # --check prepares the queries on the replica too (a CI run: the GRANT not replayed yet)
 sed "s/user=postgres/user=$ROLE/" "$WORK/cs.ini" >"$WORK/cs_role.ini"
 out=$(timeout 60 "$CACHESVC" -c "$WORK/cs_role.ini" --check 2>&1) || true
 grep -q "cannot check the DDL event triggers' map of relations as role $ROLE (needs a superuser)" <<<"$out" ||
