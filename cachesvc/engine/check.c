@@ -922,6 +922,30 @@ static const char ddl_install_sql[] =
  * are in place afterwards. Not installable (not a superuser, a read-only primary...) is a
  * warning, not a refusal: the service runs, and such DDL is the operator's to follow with an
  * admin INVALIDATE. */
+
+/* Runs sql (a transaction of its own); on failure, its error in msg, a ROLLBACK, and then
+ * recheck (a one-boolean SELECT): whether what sql would do is there anyway (another start
+ * did it meanwhile: it held the advisory lock). True when sql succeeded or recheck holds;
+ * *ran tells which. */
+static bool exec_or_recheck(PGconn *c, const char *sql, const char *recheck, bool *ran, char *msg,
+        size_t msglen)
+{
+	PGresult *r = PQexec(c, sql);
+	*ran = PQresultStatus(r) == PGRES_COMMAND_OK;
+	if (*ran) {
+		PQclear(r);
+		return true;
+	}
+	snprintf(msg, msglen, "%s", PQresultErrorMessage(r));
+	cs_chomp(msg);
+	PQclear(r);
+	PQclear(PQexec(c, "ROLLBACK"));
+	r = PQexec(c, recheck);
+	bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+	          PQgetvalue(r, 0, 0)[0] == 't';
+	PQclear(r);
+	return ok;
+}
 static bool check_ddl_triggers(const cs_config *cfg, int k, bool create)
 {
 	const char *where = cfg->nshards > 0 ? cfg->shards[k].name : NULL;
@@ -984,28 +1008,16 @@ static bool check_ddl_triggers(const cs_config *cfg, int k, bool create)
 			       "(cachesvc.ddl_rel disagrees with the catalogs; needs a superuser)\n",
 			       cfg->path ? cfg->path : "config", on, shard);
 		} else if (!agrees) {
-			r = PQexec(c, ddl_rel_repair_sql);
-			bool repaired = PQresultStatus(r) == PGRES_COMMAND_OK;
-			if (repaired) {
-				cs_info("repaired the DDL event triggers' map of relations%s%s", on, shard);
-			} else {
-				snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
-				cs_chomp(msg);
-				PQclear(r);
-				r = PQexec(c, "ROLLBACK");
-				PQclear(r);
-				/* another start may have repaired it meanwhile (it held the lock) */
-				r = PQexec(c, "SELECT " DDL_REL_AGREES);
-				repaired = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
-				           PQgetvalue(r, 0, 0)[0] == 't';
-			}
-			if (!repaired)
+			bool ran;
+			if (!exec_or_recheck(c, ddl_rel_repair_sql, "SELECT " DDL_REL_AGREES, &ran, msg,
+			            sizeof msg))
 				cs_warn("[invalidator] ddl_triggers: the DDL event triggers' map of relations "
 				        "(cachesvc.ddl_rel)%s%s disagrees with the catalogs and could not be "
 				        "repaired (%s): a rename of a table it names wrongly is recorded under "
 				        "a wrong old name (the queries on the real one stay cached) until a "
 				        "start repairs it", on, shard, msg);
-			PQclear(r);
+			else if (ran)
+				cs_info("repaired the DDL event triggers' map of relations%s%s", on, shard);
 		}
 		PQfinish(c);
 		return true;
@@ -1016,40 +1028,31 @@ static bool check_ddl_triggers(const cs_config *cfg, int k, bool create)
 		PQfinish(c);
 		return false;
 	}
-	r = PQexec(c, ddl_install_sql);
-	installed = PQresultStatus(r) == PGRES_COMMAND_OK;
+	char msg[400];
+	bool ran;
+	installed = exec_or_recheck(c, ddl_install_sql,
+		"SELECT (SELECT count(*) FROM pg_event_trigger WHERE evtname IN "
+		"('cachesvc_ddl_end', 'cachesvc_ddl_drop') AND evtenabled <> 'D') = 2 AND "
+		"coalesce((SELECT obj_description(p.oid, 'pg_proc') FROM pg_proc p "
+		"JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'cachesvc' AND "
+		"p.proname = 'ddl_end'), '') = '" DDL_VERSION "'",
+		&ran, msg, sizeof msg);
+	/* (the recheck: another start installed them meanwhile: in place, enabled, under this
+	 * version) */
 	if (!installed) {
-		char msg[400];
-		snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
-		cs_chomp(msg);
-		PQclear(r);
-		r = PQexec(c, "ROLLBACK");
-		PQclear(r);
-		/* another start may have installed them meanwhile (it held the lock): in place,
-		 * enabled, under this version */
-		r = PQexec(c,
-			"SELECT (SELECT count(*) FROM pg_event_trigger WHERE evtname IN "
-			"('cachesvc_ddl_end', 'cachesvc_ddl_drop') AND evtenabled <> 'D') = 2 AND "
-			"coalesce((SELECT obj_description(p.oid, 'pg_proc') FROM pg_proc p "
-			"JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'cachesvc' AND "
-			"p.proname = 'ddl_end'), '') = '" DDL_VERSION "'");
-		installed = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
-		            PQgetvalue(r, 0, 0)[0] == 't';
-		if (!installed)
-			cs_warn("[invalidator] ddl_triggers: cannot install the DDL event triggers%s%s "
-			        "(%s): data a DDL command rewrites (ALTER COLUMN ... TYPE ... USING, a "
-			        "table dropped and created again) stays cached until its TTL; install "
-			        "them as a superuser (start once with such a role) or INVALIDATE the "
-			        "queries by hand after DDL", on, shard, msg);
-		else
-			cs_warn("[invalidator] ddl_triggers: installing the DDL event triggers%s%s failed "
-			        "(%s), but they are in place under this version (another start installed "
-			        "them): their map of relations is checked again at the next start", on,
-			        shard, msg);
+		cs_warn("[invalidator] ddl_triggers: cannot install the DDL event triggers%s%s "
+		        "(%s): data a DDL command rewrites (ALTER COLUMN ... TYPE ... USING, a "
+		        "table dropped and created again) stays cached until its TTL; install "
+		        "them as a superuser (start once with such a role) or INVALIDATE the "
+		        "queries by hand after DDL", on, shard, msg);
+	} else if (!ran) {
+		cs_warn("[invalidator] ddl_triggers: installing the DDL event triggers%s%s failed "
+		        "(%s), but they are in place under this version (another start installed "
+		        "them): their map of relations is checked again at the next start", on,
+		        shard, msg);
 	} else {
 		cs_info("installed the DDL event triggers%s%s", on, shard);
 	}
-	PQclear(r);
 	PQfinish(c);
 	return installed;
 }
