@@ -524,7 +524,7 @@ static uint64_t next_tick_us(cs_inv *inv, uint64_t now)
 	/* a cluster: the position copies (bucket 0's at once, the others' once per status
 	 * interval, each after its backoff), the retry queues (a backoff, a drain), the watch
 	 * of open slots (a round per status interval, its timeout, the hold bound) */
-	if (inv->ks.cluster) {
+	if (inv->ks.cluster && inv->c_deadlines) {
 		at = earliest(at, inv_c_pos_next_us(inv, now));
 		at = earliest(at, inv_rq_next_us(inv, now));
 		at = earliest(at, inv_open_next_us(inv, now));
@@ -664,6 +664,7 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, const cs_inv_w
 	inv->pos_min = true;
 	inv->pos_backoff = true;
 	inv->open_watch = true;
+	inv->c_deadlines = true;
 	inv->cmds_limit = CMDS_MAX;
 	inv->rq_max_cmds = RQ_MAX_CMDS;
 	inv->rq_max_bytes = RQ_MAX_BYTES;
@@ -865,6 +866,12 @@ void cs_inv_set_open_hold_fixed(cs_inv *inv, bool fixed)
 void cs_inv_set_tick_polled(cs_inv *inv, bool on)
 {
 	inv->tick_polled = on;
+	inv_tick_rearm(inv);
+}
+
+void cs_inv_set_cluster_deadlines(cs_inv *inv, bool on)
+{
+	inv->c_deadlines = on;
 	inv_tick_rearm(inv);
 }
 
