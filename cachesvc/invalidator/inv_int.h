@@ -144,6 +144,7 @@ struct cs_inv {
 	 * not run every TICK_MS; it polls every TICK_MS only while work is outstanding */
 	uint64_t tick_at_us; /* when it is armed for, 0 not armed */
 	bool tick_polled;    /* every TICK_MS, as before issue 16 (a test's negative control) */
+	bool c_deadlines;    /* a cluster's own deadlines arm the tick (off: a test's control) */
 	uint64_t epoch; /* bumped on every restart: late Redis replies are ignored */
 	cs_pgo_decoder *dec;
 	bool slot_missing, slot_lost;

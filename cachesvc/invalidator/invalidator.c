@@ -528,7 +528,7 @@ static uint64_t next_tick_us(cs_inv *inv, uint64_t now)
 	 * or a master is not ready, the poll above runs instead, as on one Redis: a master
 	 * down or hung costs about 150 wake-ups a second (review 43 R43-2), its retries still
 	 * backed off */
-	if (inv->ks.cluster) {
+	if (inv->ks.cluster && inv->c_deadlines) {
 		at = earliest(at, inv_c_pos_next_us(inv, now));
 		at = earliest(at, inv_rq_next_us(inv, now));
 		at = earliest(at, inv_open_next_us(inv, now));
@@ -668,6 +668,7 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, const cs_inv_w
 	inv->pos_min = true;
 	inv->pos_backoff = true;
 	inv->open_watch = true;
+	inv->c_deadlines = true;
 	inv->cmds_limit = CMDS_MAX;
 	inv->rq_max_cmds = RQ_MAX_CMDS;
 	inv->rq_max_bytes = RQ_MAX_BYTES;
@@ -869,6 +870,12 @@ void cs_inv_set_open_hold_fixed(cs_inv *inv, bool fixed)
 void cs_inv_set_tick_polled(cs_inv *inv, bool on)
 {
 	inv->tick_polled = on;
+	inv_tick_rearm(inv);
+}
+
+void cs_inv_set_cluster_deadlines(cs_inv *inv, bool on)
+{
+	inv->c_deadlines = on;
 	inv_tick_rearm(inv);
 }
 

@@ -142,6 +142,11 @@ void cs_inv_set_pos_backoff(cs_inv *inv, bool on);
  * negative control of tests/integration/idle_wakeups.sh). Off by default: the tick is armed
  * for the next deadline there is. */
 void cs_inv_set_tick_polled(cs_inv *inv, bool on);
+/* Cluster mode only, test hook: the tick is armed for the cluster's own deadlines (the position
+ * copies' backoffs, the retry queues, the watch of open slots); on by default. Off: only the
+ * status interval (and the other non-cluster deadlines) drive that work (review 43 R43-1, a
+ * negative control of tests/integration/cluster_deadlines.sh). */
+void cs_inv_set_cluster_deadlines(cs_inv *inv, bool on);
 /* Cluster mode only, test hook: reading the stream stops at `limit` Redis commands in flight
  * or owed (review V3; default 65536); 0: no such bound (a negative control). */
 void cs_inv_set_cmd_limit(cs_inv *inv, int64_t limit);

@@ -36,7 +36,10 @@
  *       --unpaced: a node that takes commands again is sent its whole retry queue at once
  *       (the paced drain off: a negative control). --tick-polled: the invalidator's tick
  *       runs every 10 ms whatever there is to watch (issue 16's deadline-armed tick off: a
- *       negative control of idle_wakeups.sh). --stats-ms N: STATSFILE every N ms (default
+ *       negative control of idle_wakeups.sh). --no-cluster-deadlines: the tick is not armed
+ *       for the cluster's own deadlines (position copies' backoffs, retry queues, watch of
+ *       open slots): only the status interval drives that work (a negative control of
+ *       cluster_deadlines.sh, review 43 R43-1). --stats-ms N: STATSFILE every N ms (default
  *       100).
  *   inv_drive bucket QUERY CANON
  *       Prints the bucket of a key (CLUSTER.md section 2).
@@ -71,7 +74,7 @@ static void usage(void)
 	        "                 [--single] [--cmd-limit N] [--retry-max N] [--no-v9b]\n"
 	        "                 [--open-hold-ms MS] [--open-hold-fixed] [--open-hold-nocarry]\n"
 	        "                 [--oldest-only] [--no-v9c] [--unpaced] [--tick-polled]\n"
-	        "                 [--stats-ms N] [--no-g5]\n"
+	        "                 [--stats-ms N] [--no-g5] [--no-cluster-deadlines]\n"
 	        "       inv_drive bucket QUERY CANON\n"
 	        "       inv_drive slots NS\n");
 	exit(2);
@@ -136,6 +139,7 @@ int main(int argc, char **argv)
 	bool pos_backoff = true, single = false, v9b = true, hold_fixed = false,
 	     hold_nocarry = false;
 	bool per_slot = true, v9c = true, paced = true, tick_polled = false, rid_check = true;
+	bool c_deadlines = true;
 	long long cmd_limit = -1, retry_max = -1, open_hold_ms = 0, stats_ms = 100;
 	for (int i = 5; i < argc; i++) {
 		if (strcmp(argv[i], "--no-c1") == 0)
@@ -170,6 +174,8 @@ int main(int argc, char **argv)
 			single = true;
 		else if (strcmp(argv[i], "--tick-polled") == 0)
 			tick_polled = true;
+		else if (strcmp(argv[i], "--no-cluster-deadlines") == 0)
+			c_deadlines = false;
 		else if (strcmp(argv[i], "--stats-ms") == 0 && i + 1 < argc)
 			stats_ms = strtoll(argv[++i], NULL, 10);
 		else if (strcmp(argv[i], "--cmd-limit") == 0 && i + 1 < argc)
@@ -219,6 +225,7 @@ int main(int argc, char **argv)
 	cs_inv_set_cluster_v9c(g.inv, v9c);
 	cs_inv_set_retry_paced(g.inv, paced);
 	cs_inv_set_tick_polled(g.inv, tick_polled);
+	cs_inv_set_cluster_deadlines(g.inv, c_deadlines);
 	cs_inv_set_retry_rid_check(g.inv, rid_check);
 	if (cmd_limit >= 0)
 		cs_inv_set_cmd_limit(g.inv, cmd_limit);

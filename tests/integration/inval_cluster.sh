@@ -38,6 +38,12 @@
 #          unwritable (a hash), the failed GETs of its node over T seconds stay within 10 + T;
 #          on the cluster (bucket 0's copy) and in single-Redis mode (inv_drive --single on a
 #          private Redis: the daemon's path). Negative control (--no-pos-backoff): over it.
+#   dl:    review 43 R43-1: on a cluster the tick is armed for the cluster's own deadlines:
+#          at status_interval 60 s, bucket 0's position write that failed (the copy a hash) is
+#          retried after its backoff once the copy is writable: it reaches the commit's LSN
+#          within 10 s. dlneg: its negative control (--no-cluster-deadlines: the retry waits
+#          for the next interval's tick, ~60 s after the start). (registered together as
+#          inval_cluster_deadlines: dlneg, then dl on the same cluster)
 #   v2:    review V2: one master stopped (SIGSTOP; cluster-require-full-coverage no, so the
 #          others serve) while commits touch buckets on every master. Entries (filled by a
 #          daemon without invalidator) on the healthy masters are invalidated within a bound,
@@ -112,6 +118,9 @@ PART=${1:-basic}
 DRIVE=$CS_BUILD/tests/integration/inv_drive
 [ -x "$DRIVE" ] || fail "no $DRIVE"
 
+# dl and dlneg: a keepalive that moves the stream's position publishes it directly, so other
+# tests' WAL on the shared primary would drive the work they watch: a primary of their own
+case " $* " in *" dl "* | *" dlneg "*) use_private_sandbox --replicas 1 ;; esac
 users_db 40 "CREATE PUBLICATION cs_pub FOR TABLE users;"
 FENCE=on
 inval_config "$WORK/cs.ini" iv_user
@@ -640,6 +649,84 @@ case_w3() {
     [ "$W3_N" -ge 1 ] && [ "$W3_N" -le "$W3_BOUND" ] || fail "w3 ($mode): the failed position write was not retried with a backoff ($W3_DESC)"
     ok "w3: a failed position write retried with an exponential backoff ($mode): $W3_DESC"
   done
+}
+
+# Review 43 R43-1: the tick armed for the cluster's own deadlines, here bucket 0's position copy
+# retried after its backoff. status_interval 60 s; the copy made unwritable (a hash) before a
+# commit, so its write fails; once it has failed, and the standby snapshot PostgreSQL logs after
+# the commit (bgwriter, within 15 s) has moved the stream's position (a keepalive past the
+# confirmed position publishes it directly, here still onto the hash), and past the stream's
+# STABLE_US deadline (30 s after the start: its tick publishes too), the copy is made writable
+# again (DEL) 32 s after the start: it must reach the commit's LSN within DL_BOUND s (the
+# backoff is at most 2 s), far below the interval. Without the deadlines
+# (--no-cluster-deadlines) the retry waits for the next tick the stream's own deadlines arm (the
+# horizon's, ~60 s after the start). A round is inconclusive (run again, at most 3 times) if
+# the stream's position moved in the window anyway or the window reached past 54 s after the
+# start (PostgreSQL's own WAL: the parts run on a primary of their own, see the setup).
+DL_BOUND=10
+dl_at() { # PORT KEY HEX: the copy at HEX or past (16 upper-case hex digits: a string compare)
+  local v
+  v=$(redis-cli -p "$1" get "$2" 2>/dev/null)
+  [[ $v =~ ^[0-9A-F]{16}$ ]] && [[ ! $v < $3 ]]
+}
+dl_failed() { # PORT: a failed GET there (the position script's, on the hash)
+  local n
+  n=$(redis-cli -p "$1" info commandstats | tr -d '\r' | sed -n 's/^cmdstat_get:.*failed_calls=\([0-9]*\).*/\1/p')
+  [ "${n:-0}" -ge 1 ]
+}
+now_ms() { date +%s%3N; }
+dl_round() { # FLAGS...: sets DL_RES (reached | missed | inconclusive) and DL_DESC
+  local port key t0 lsn hex c0 c1 w0 w1 v
+  sed 's/^status_interval = .*/status_interval = 60s/' "$WORK/cs.ini" >"$WORK/cs-dl.ini"
+  grep -q '^status_interval = 60s' "$WORK/cs-dl.ini" || fail "dl: no status_interval in $WORK/cs.ini"
+  CONF=$WORK/cs-dl.ini start_drive "$@"
+  t0=$(now_ms)
+  owners
+  port=$(node_port_of_bucket 0)
+  key="{$NS:0}:inv:pos"
+  until_true 20 key_exists "$port" "$key" || fail "dl: no position copy $key"
+  redis-cli -p "$port" config resetstat >/dev/null
+  v=$(redis-cli -p "$port" eval "local v = redis.call('GET', KEYS[1]); redis.call('DEL', KEYS[1]); redis.call('HSET', KEYS[1], 'was', v); return v" 1 "$key")
+  [[ $v =~ ^[0-9A-F]{16}$ ]] || fail "dl: $key was \"$v\""
+  lsn=$(commit_lsn "UPDATE users SET name = name || '~' WHERE id = 7")
+  hex=$(lsnhex "$lsn")
+  wait_confirmed "$lsn"
+  until_true 20 dl_failed "$port" || fail "dl: the write of $key on the hash never failed"
+  # the standby snapshot after the commit (if none in 25 s: the round may be inconclusive)
+  until_true 25 confirmed_past $(($(lsn_num "$lsn") + 1)) || true
+  v=$((t0 + 32000 - $(now_ms)))
+  [ "$v" -le 0 ] || sleep "$((v / 1000)).$(printf %03d $((v % 1000)))"
+  c0=$(stat confirmed)
+  redis-cli -p "$port" del "$key" >/dev/null
+  w0=$(now_ms)
+  if until_true "$DL_BOUND" dl_at "$port" "$key" "$hex"; then DL_RES=reached; else DL_RES=missed; fi
+  w1=$(now_ms)
+  c1=$(stat confirmed)
+  DL_DESC="$key $DL_RES $hex in $(((w1 - w0) / 1000)).$(((w1 - w0) % 1000 / 100)) s after writable (bound $DL_BOUND s), window $(((w0 - t0) / 1000))..$(((w1 - t0) / 1000)) s after the start"
+  if [ "$DL_RES" = missed ]; then
+    # the work is only delayed: the horizon's tick (~60 s after the start) writes it
+    until_true 90 dl_at "$port" "$key" "$hex" || fail "dl: $key never reached $hex ($DL_DESC)"
+    DL_DESC="$DL_DESC; reached $(( ($(now_ms) - t0) / 1000 )) s after the start (position $c0 -> $(stat confirmed))"
+  elif [ "$c1" != "$c0" ] || [ $((w1 - t0)) -gt 54000 ]; then
+    DL_RES=inconclusive
+    DL_DESC="$DL_DESC (position $c0 -> $c1)"
+  fi
+  stop_drive
+}
+case_dl() { # NEG (true: the negative control, --no-cluster-deadlines)
+  local neg=$1 i
+  for i in 1 2 3; do
+    if $neg; then dl_round --no-cluster-deadlines; else dl_round; fi
+    [ "$DL_RES" = inconclusive ] || break
+    echo "# dl: round $i inconclusive: $DL_DESC"
+  done
+  if $neg; then
+    [ "$DL_RES" = missed ] || fail "dl negative control: without the cluster's deadlines, still $DL_DESC: the test proves nothing"
+    ok "dl: negative control (--no-cluster-deadlines): $DL_DESC"
+  else
+    [ "$DL_RES" = reached ] || fail "dl: bucket 0's position copy was not retried after its backoff: $DL_DESC"
+    ok "dl: bucket 0's failed position write retried at its deadline: $DL_DESC"
+  fi
 }
 
 # V3: the Redis commands in flight are bounded. The driver stopped, 20 TRUNCATEs committed
@@ -1995,6 +2082,8 @@ for PART in "${@:-basic}"; do
   v1) case_v1 ;;
   v5) case_v5 ;;
   w3) case_w3 ;;
+  dl) case_dl false ;;
+  dlneg) case_dl true ;;
   v3) case_v3 ;;
   c2) case_c2 ;;
   i4neg) case_i4neg ;;
