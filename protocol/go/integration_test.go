@@ -234,8 +234,19 @@ func TestIntegrationPipelinedOutOfOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Get(ctx, Q("go_types", 7)); err != nil { // cached now
-		t.Fatal(err)
+	// cached first: a miss is answered before its fill is stored (a CI run read the key again
+	// before the fill landed), so until a read of it is a hit
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		r, err := c.Get(ctx, Q("go_types", 7))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Meta.Source == SourceCache {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("go_types 7 never cached: %v", r)
+		}
 	}
 	tok := fmt.Sprintf("tok-%d-%d", os.Getpid(), rand.Int63())
 	slow := c.GetAsync(ctx, Q("go_wait", tok)) // a miss that waits for the flag below

@@ -197,7 +197,11 @@ def test_every_opcode():
 
 def test_pipelining_out_of_order():
     with conn(timeout=20) as c:
-        c.get("py_item", [4])  # cached
+        # cached first: a miss is answered before its fill is stored, so until a read is a hit
+        deadline = time.monotonic() + 20
+        while c.get("py_item", [4]).meta.source != Source.CACHE:
+            check(time.monotonic() < deadline, "py_item 4 never cached")
+            time.sleep(0.05)
         slow = c.send(cachesvc.Get("py_slow", [2.0, 1]))  # a miss that takes 2 s
         hit = c.send(cachesvc.Get("py_item", [4]))
         first = next(c.as_completed([slow, hit]))
