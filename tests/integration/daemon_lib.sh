@@ -200,11 +200,16 @@ start_daemon() {
   local conf=$1 name=${2:-cachesvc}
   "$CACHESVC" -c "$conf" >"$WORK/$name.log" 2>&1 &
   DAEMON_PID=$!
+  DAEMON_LOG=$WORK/$name.log
   DAEMON_PIDS+=("$DAEMON_PID")
   until_true 30 daemon_answers || { cat "$WORK/$name.log" >&2; fail "cachesvc did not come up"; }
 }
 daemon_answers() {
-  kill -0 "$DAEMON_PID" 2>/dev/null || fail "cachesvc exited: $(tail -5 "$WORK"/*.log)"
+  if ! kill -0 "$DAEMON_PID" 2>/dev/null; then
+    local rc=0
+    wait "$DAEMON_PID" 2>/dev/null || rc=$?
+    fail "cachesvc exited (status $rc) before it answered: $(tail -n 30 "${DAEMON_LOG:-/dev/null}")"
+  fi
   cli -t 500 ping >/dev/null 2>&1
 }
 # stop_daemon [PID]: SIGTERM, then waits (bounded) for the exit; returns its status.

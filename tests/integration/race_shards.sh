@@ -153,7 +153,7 @@ race_round() {
     ) &
     r+=($!)
   done
-  for p in "${w[@]}"; do wait "$p" || fail "pgbench failed: $(tail -3 "$WORK"/pgbench*."$seed".log)"; done
+  for p in "${w[@]}"; do wait "$p" || fail "pgbench failed: $(tail -q -n 3 "$WORK"/pgbench*."$seed".log)"; done
   for p in "${r[@]}"; do wait "$p" || fail "a reader failed"; done
 }
 
