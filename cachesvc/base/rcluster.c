@@ -969,6 +969,13 @@ const char *cs_rc_node_addr(const cs_rc *rc, int i)
 	return i >= 0 && i < rc->nnodes ? rc->nodes[i]->addr : NULL;
 }
 
+int cs_rc_node_slots(const cs_rc *rc, int i)
+{
+	if (!rc->cluster)
+		return i == 0 ? CS_RC_SLOTS : 0;
+	return i >= 0 && i < rc->nnodes ? rc->nodes[i]->nslots : 0;
+}
+
 int cs_rc_slot_node(const cs_rc *rc, uint16_t slot)
 {
 	return rc->cluster ? rc->owner[slot & (CS_RC_SLOTS - 1)] : 0;

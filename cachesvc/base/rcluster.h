@@ -228,6 +228,9 @@ int cs_rc_nnodes(const cs_rc *rc);
 cs_redis *cs_rc_node(cs_rc *rc, int i);
 /* "host:port" of node i (owned by rc; valid as the node). */
 const char *cs_rc_node_addr(const cs_rc *rc, int i);
+/* How many slots node i serves in the map now (single: all of them; 0: a master of no slot,
+ * such as a failed master the cluster still lists after its replica took over). */
+int cs_rc_node_slots(const cs_rc *rc, int i);
 /* The node that serves `slot` now, or -1 (single: 0). */
 int cs_rc_slot_node(const cs_rc *rc, uint16_t slot);
 /* A number that changes whenever the slot map (cs_rc_slot_node's answers, or the nodes'

@@ -373,7 +373,16 @@ case_slotless() {
   until_true 15 sl_all cache || fail "(f) a killed master of no slot: cu 1-9 answered from $SL_SRC, not all from the cache"
   sleep 2 # the daemon retries the dead node meanwhile (with backoff): still every read a hit
   sl_all cache || fail "(f) a killed master of no slot: then cu 1-9 answered from $SL_SRC"
-  ok "(f) a master of no slot killed (the cluster lists it, not failed): cu 1-9 all from the cache"
+  # review 45 R45-1: nor does it hold the invalidator's watch of open slots: its rounds
+  # (one per status interval, 100 ms) complete without it (they were all incomplete, the
+  # flushed position held, and the namespace flushed at every hold bound)
+  local r0 i0
+  r0=$(metric cachesvc_invalidator_open_slot_rounds_total)
+  i0=$(metric cachesvc_invalidator_open_slot_rounds_incomplete_total)
+  until_true 20 metric_ge cachesvc_invalidator_open_slot_rounds_total $((r0 + 5)) ||
+    fail "(f) a killed master of no slot: the rounds of open slots no longer complete ($r0 -> $(metric cachesvc_invalidator_open_slot_rounds_total); incomplete $i0 -> $(metric cachesvc_invalidator_open_slot_rounds_incomplete_total))"
+  [ "$(metric cachesvc_invalidator_open_slot_holds_total)" = 0 ] || fail "(f) a killed master of no slot: a hold was declared a loss"
+  ok "(f) a master of no slot killed (the cluster lists it, not failed): cu 1-9 all from the cache, the open-slot rounds complete"
   slotless_forget
   # negative control: the same with the killed master owning one slot (no key of the test's
   # in it): every read bypasses, as while any slot's master is not ready
@@ -390,6 +399,13 @@ case_slotless() {
   sleep 3 # 3 generations polls
   sl_sources
   [ "$SL_SRC" = "replica x9" ] || fail "(f) negative control: a killed master of slot $slot: cu 1-9 answered from $SL_SRC, not all bypassed"
+  # and its rounds of open slots stay incomplete (the measure of R45-1's part can fail)
+  r0=$(metric cachesvc_invalidator_open_slot_rounds_total)
+  i0=$(metric cachesvc_invalidator_open_slot_rounds_incomplete_total)
+  until_true 20 metric_ge cachesvc_invalidator_open_slot_rounds_incomplete_total $((i0 + 5)) ||
+    fail "(f) negative control: a killed master of slot $slot: the rounds of open slots are not incomplete"
+  [ "$(metric cachesvc_invalidator_open_slot_rounds_total)" -le $((r0 + 1)) ] ||
+    fail "(f) negative control: a killed master of slot $slot: rounds of open slots completed ($r0 -> $(metric cachesvc_invalidator_open_slot_rounds_total))"
   ok "(f) negative control: the killed master owning slot $slot (empty): cu 1-9 all bypass the cache"
   slotless_forget "$slot" "$ownerid"
 }
