@@ -14,22 +14,33 @@ int cs_engine_pause(cs_engine *e, const char *name, size_t len, bool pause, bool
 	if (qs == NULL)
 		return -1;
 	*changed = qs->paused != pause;
+	bool foreign = false;
+	for (int k = 0; k < e->nsh; k++)
+		foreign = foreign || qs->sg[k].def_foreign;
 	if (*changed)
 		cs_info("query %s %s by an admin request%s", qs->def->name,
 		        pause ? "paused" : "resumed",
-		        pause ? ": served from PostgreSQL, nothing cached, until resumed"
-		              : ": a new generation, then served from the cache");
+		        pause     ? ": served from PostgreSQL, nothing cached, until resumed"
+		        : foreign ? ": another process's definition of it owns its cache in Redis, "
+		                    "so it still bypasses the cache here (review 45 R45-3)"
+		                  : ": a new generation, then served from the cache");
 	qs->paused = pause;
+	for (int k = 0; pause && k < e->nsh; k++)
+		qs->sg[k].resume_owed = false;
 	/* A query is paused because its cache is suspect: what was stored before the pause
 	 * (or by a fill in flight across it) is not served again. Until Redis confirms the
 	 * bump, its requests bypass the cache, as after a reload's change. */
 	if (*changed && !pause) {
 		for (int k = 0; k < e->nsh; k++) {
-			/* a query another process's definition owns stays theirs: a resume is no
-			 * takeover (review 36 R36-5); it bypasses the cache here as before */
-			if (qs->sg[k].def_foreign)
-				continue;
 			qs->sg[k].gen_known = false;
+			/* a query another process's definition owns stays theirs: a resume is no
+			 * takeover (review 36 R36-5); it bypasses the cache here as before. That
+			 * flag is as old as the last poll: should the next find the definition
+			 * this one's, the bump is made then (R45-3), before any hit. */
+			if (qs->sg[k].def_foreign) {
+				qs->sg[k].resume_owed = true;
+				continue;
+			}
 			bump_generation(e, qs, k);
 		}
 	}

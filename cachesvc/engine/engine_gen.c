@@ -113,6 +113,14 @@ static void gens_apply_def(cs_engine *e, qstate *qs, int k, const redisReply *d,
 	if (mine) {
 		qg->def_claim = false;
 		qg->def_foreign = false;
+		if (qg->resume_owed && !qs->paused) {
+			/* resumed while another definition seemed to own it (R45-3): the resume's
+			 * bump, now that it is this one's (the map's cover waits for the next poll) */
+			qg->resume_owed = false;
+			qg->gen_known = false;
+			bump_generation(e, qs, k);
+			return;
+		}
 		if (!gens_apply_map(e, qs, k, rec, cov))
 			return;
 		if (!qg->pending_bump && !qg->bump_inflight)

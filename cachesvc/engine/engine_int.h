@@ -59,6 +59,10 @@ typedef struct qgen {
 	 * definition owns the query and this one bypasses the cache for it (def_foreign) */
 	bool def_claim;
 	bool def_foreign;
+	/* resumed while def_foreign: if a poll finds the query's definition this one's after
+	 * all (the flag lags Redis by a poll), it is bumped before the cache is used, as a
+	 * resume of a query it owns (review 45 R45-3) */
+	bool resume_owed;
 	/* the leader's record of its mapping of the query (keyspace.h <ns>:inv:qmap) is not
 	 * this definition's: the stream's changes are not decoded into its keys, so the query
 	 * bypasses the cache here until it is (review 36 R36-1); set by each poll */

@@ -111,6 +111,20 @@ PORT=$B_PORT APORT=$B_APORT
 metric_is cachesvc_queries_foreign_definition 0 || fail "(b) B lost qa to A's unchanged reload"
 cache_src 2 || fail "(b) B no longer serves its entry after A's unchanged reload: $(cli --json get qa 2)"
 ok "(b) A reloaded with its config unchanged: B keeps qa (its entry served), A stays on the database"
+# review 45 R45-3: a pause and resume of qa on A takes nothing over either, and A says so (it
+# said "a new generation, then served from the cache")
+PORT=$A_PORT APORT=$A_APORT
+g0=$(redis get "$NS:g:qa")
+cli pause qa >/dev/null || fail "(b) pause on A"
+cli resume qa >/dev/null || fail "(b) resume on A"
+grep -q "query qa resumed by an admin request: another process's definition of it owns its cache" "$WORK/A.log" ||
+  fail "(b) A's resume of a query another definition owns did not say it still bypasses: $(grep -a 'resumed by' "$WORK/A.log")"
+sleep 2 # two polls
+[ "$(redis get "$NS:g:qa")" = "$g0" ] || fail "(b) A's resume bumped qa ($g0 -> $(redis get "$NS:g:qa"))"
+metric_is cachesvc_queries_foreign_definition 1 || fail "(b) A's resume took qa back: foreign gauge $(metric cachesvc_queries_foreign_definition)"
+PORT=$B_PORT APORT=$B_APORT
+cache_src 2 || fail "(b) B no longer serves its entry after A's pause and resume: $(cli --json get qa 2)"
+ok "(b) A paused and resumed qa: no bump, B keeps it, A says it still bypasses the cache"
 
 l=$(drive "$WORK/a.ini" 2 --no-definitions)
 [[ $l == *"src=cache"*"other-2"* ]] || fail "(b) control: with the record off, an old-SQL process was expected to serve B's entry: $l"
