@@ -59,6 +59,8 @@ static void usage(FILE *f)
 	        "  pause QUERY                      admin: serve QUERY from PostgreSQL, caching\n"
 	        "                                   nothing, until resume (this server only)\n"
 	        "  resume QUERY                     admin: serve QUERY from the cache again\n"
+	        "  claim QUERY                      admin: this server's definition of QUERY takes\n"
+	        "                                   its cache over from another's (a new generation)\n"
 	        "  reload                           admin: reload the config file (checked as on\n"
 	        "                                   SIGHUP); exit status 1 when refused\n"
 	        "\n"
@@ -82,7 +84,8 @@ static void usage(FILE *f)
 	        "                   SHARD:X/Y for a shard's (a sharded origin; s1:0/16B3748)\n"
 	        "  --bypass         skip the cache\n"
 	        "  --token TOKEN    HELLO auth token (or set CACHESVC_TOKEN); the admin token for\n"
-	        "                   invalidate, show, pause, resume and reload when one is set\n"
+	        "                   invalidate, show, pause, resume, claim and reload when one\n"
+	        "                   is set\n"
 	        "  -r, --repeat N   run COMMAND N times (-1: until interrupted)\n"
 	        "  -i, --interval S seconds between repeats (decimals allowed), default 0\n"
 	        "  --latency        measure round trips (PING) until interrupted or --repeat N\n"
@@ -640,14 +643,14 @@ static int cmd_show(cs_client *c, const cli *o, int argc, char **argv)
 	return print_rows(o, rows, n);
 }
 
-/* pause QUERY, resume QUERY, reload: one row saying what happened. A refused reload
+/* pause QUERY, resume QUERY, claim QUERY, reload: one row saying what happened. A refused reload
  * exits EXIT_SERVER_ERROR. */
 static int cmd_admin(cs_client *c, const cli *o, const char *op, int argc, char **argv)
 {
 	bool reload = strcmp(op, "reload") == 0;
 	if (argc != (reload ? 0 : 1)) {
 		fprintf(stderr, "cachesvc-cli: usage: %s\n", reload ? "reload" : op[0] == 'p' ?
-			"pause QUERY" : "resume QUERY");
+			"pause QUERY" : op[0] == 'c' ? "claim QUERY" : "resume QUERY");
 		return EXIT_USAGE;
 	}
 	cs_client_row *rows;
@@ -903,7 +906,7 @@ static int parse_url(char *url, cs_client_options *opt)
 
 static const char *const commands[] = {
         "get", "refresh", "mget", "invalidate", "stats", "ping", "show", "pause", "resume",
-        "reload", NULL};
+        "reload", "claim", NULL};
 
 static volatile sig_atomic_t interrupted;
 

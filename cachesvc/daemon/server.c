@@ -1019,9 +1019,10 @@ static void handle_admin(client *c, const cs_frame *f)
 	bool pause = a.op_len == 5 && memcmp(a.op, "pause", 5) == 0;
 	bool resume = a.op_len == 6 && memcmp(a.op, "resume", 6) == 0;
 	bool reload = a.op_len == 6 && memcmp(a.op, "reload", 6) == 0;
-	if (!pause && !resume && !reload) {
+	bool claim = a.op_len == 5 && memcmp(a.op, "claim", 5) == 0;
+	if (!pause && !resume && !reload && !claim) {
 		snprintf(err, sizeof err, "unknown admin operation \"%.*s\" (operations: pause, "
-			"resume, reload)", (int)CS_MIN(a.op_len, 32u), a.op);
+			"resume, claim, reload)", (int)CS_MIN(a.op_len, 32u), a.op);
 		send_error(c, f->reqid, CS_ERR_BAD_PARAMS, err);
 		return;
 	}
@@ -1048,10 +1049,24 @@ static void handle_admin(client *c, const cs_frame *f)
 	}
 	if (a.query == NULL) {
 		send_error(c, f->reqid, CS_ERR_BAD_PARAMS, pause ? "pause needs \"q\", the query's name"
+			: claim ? "claim needs \"q\", the query's name"
 			: "resume needs \"q\", the query's name");
 		return;
 	}
 	bool changed = false;
+	if (claim) {
+		if (cs_engine_claim(s->engine, a.query, a.query_len, &changed) != 0) {
+			snprintf(err, sizeof err, "unknown query \"%.*s\"", (int)a.query_len, a.query);
+			send_error(c, f->reqid, CS_ERR_UNKNOWN_QUERY, err);
+			return;
+		}
+		cs_show_cell cells[] = {
+			{ "query", { .type = CS_V_STR, .u.s = { a.query, a.query_len } } },
+			{ "claimed", { .type = CS_V_BOOL, .u.b = changed } },
+		};
+		admin_reply(c, f->reqid, cells, 2);
+		return;
+	}
 	if (cs_engine_pause(s->engine, a.query, a.query_len, pause, &changed) != 0) {
 		snprintf(err, sizeof err, "unknown query \"%.*s\"", (int)a.query_len, a.query);
 		send_error(c, f->reqid, CS_ERR_UNKNOWN_QUERY, err);

@@ -158,6 +158,11 @@ void cs_engine_set_fence(cs_engine *e, bool on);
 /* ADMIN pause/resume of one query (this process; kept across reloads by name). *changed
  * says whether the state changed. -1 for an unknown query. */
 int cs_engine_pause(cs_engine *e, const char *name, size_t len, bool pause, bool *changed);
+/* ADMIN claim: where another process's definition of the query owns its cache in Redis
+ * (this process bypasses the cache for it), this process's definition takes it over at the
+ * next generations poll, with a new generation, as at a start. *changed: it was another's on
+ * some shard. -1 for an unknown query. */
+int cs_engine_claim(cs_engine *e, const char *name, size_t len, bool *changed);
 
 typedef int cs_engine_show_cb(void *priv, const cs_show_cell *cells, uint32_t n);
 int cs_engine_show(const cs_engine *e, const char *what, cs_engine_show_cb *cb, void *priv);

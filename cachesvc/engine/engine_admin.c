@@ -47,6 +47,33 @@ int cs_engine_pause(cs_engine *e, const char *name, size_t len, bool pause, bool
 	return 0;
 }
 
+/* Review 45 R45-2: a definition that owns a query in Redis keeps it until another process
+ * starts or reloads with a changed one (R36-5: an unchanged reload or a resume takes nothing
+ * over). When the processes of the owning definition are gone (a canary stopped, a blue/green
+ * switch rolled back), the others bypass the cache for the query for good: claim is the lever.
+ * The takeover is a start's (def_claim): the next poll bumps the generation under this
+ * definition, so nothing another definition stored is served here, and processes running
+ * another one bypass the cache for it from then on. */
+int cs_engine_claim(cs_engine *e, const char *name, size_t len, bool *changed)
+{
+	qstate *qs = qtable_find(e->qt, name, len);
+	if (qs == NULL)
+		return -1;
+	*changed = false;
+	for (int k = 0; k < e->nsh; k++) {
+		if (!qs->sg[k].def_foreign)
+			continue;
+		*changed = true;
+		qs->sg[k].def_claim = true;
+		qs->sg[k].gen_known = false;
+	}
+	if (*changed)
+		cs_info("query %s claimed by an admin request: this process's definition of it takes "
+		        "its cache over at the next poll (a new generation); processes running "
+		        "another definition of it bypass the cache for it from then on", qs->def->name);
+	return 0;
+}
+
 typedef struct invctx {
 	cs_engine *e;
 	qtable *qt;

@@ -129,8 +129,23 @@ ok "(b) A paused and resumed qa: no bump, B keeps it, A says it still bypasses t
 l=$(drive "$WORK/a.ini" 2 --no-definitions)
 [[ $l == *"src=cache"*"other-2"* ]] || fail "(b) control: with the record off, an old-SQL process was expected to serve B's entry: $l"
 ok "(b) control: with the record off a process of the old SQL serves the new SQL's entry ($l)"
-stop_daemon "$A_PID"
+# review 45 R45-2: B (the owner) gone, as a canary stopped: A still bypasses the cache for qa
+# (neither a reload nor a resume takes it over, above) until an admin claims it there
 stop_daemon
+PORT=$A_PORT APORT=$A_APORT
+sleep 1.5 # a poll
+metric_is cachesvc_queries_foreign_definition 1 || fail "(b) A took qa over when B stopped: gauge $(metric cachesvc_queries_foreign_definition)"
+r=$(cli --json claim qa) || fail "(b) claim on A: $r"
+grep -q '"claimed":true' <<<"$r" || fail "(b) claim reply: $r"
+until_true 10 metric_is cachesvc_queries_foreign_definition 0 || fail "(b) A's claim did not take qa over: gauge $(metric cachesvc_queries_foreign_definition)"
+grep -q 'query qa claimed by an admin request' "$WORK/A.log" || fail "(b) A's claim not logged"
+fill qa 2
+rows qa 2 | grep -q 'name-2' || fail "(b) A's claimed qa answers: $(rows qa 2)"
+cache_src 2 || fail "(b) A does not serve qa from the cache after its claim: $(cli --json get qa 2)"
+r=$(cli --json claim qa) || fail "(b) a second claim: $r"
+grep -q '"claimed":false' <<<"$r" || fail "(b) a claim of a query A owns changed something: $r"
+ok "(b) the owner gone, A claimed qa: its own rows from the cache again (a second claim changes nothing)"
+stop_daemon "$A_PID"
 
 # ---- (c) the hard path: A refreshes all the time while B starts (review 36 R36-13: a fill
 # refused for B's newer generation made A adopt it, and A then filled B's generation with A's
