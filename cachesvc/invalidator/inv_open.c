@@ -102,6 +102,7 @@ struct inv_open {
 	inv_seen seen;
 	int nnodes;
 	int views;                              /* CLUSTER NODES replies read this round */
+	int skipped; /* masters of no slot not connected, not asked this round (R45-1) */
 	char num[NB][8], val[NB][INV_MARK_MAX]; /* the writes' arguments */
 	uint64_t round;                         /* replies of another round are ignored */
 	bool busy;                              /* a round or its writes in flight */
@@ -612,9 +613,38 @@ static bool mixed_twice(struct inv_open *o, uint32_t b)
 	return false;
 }
 
+/* Review 46 R46-1: a slot seen open, or marked, with an end that did not answer, while a master
+ * of no slot was not asked (R45-1): that end is likely the master not asked (a new node this
+ * process cannot log in to, a reshard towards it stuck). The round is not complete then, so
+ * the flushed position is held under the hold bound and its backoff, as before R45-1; as
+ * complete, its end "not answered for 3 s" was a loss, the namespace flushed every few
+ * seconds until the slot was closed. */
+static bool open_towards_skipped(struct inv_open *o)
+{
+	if (o->skipped == 0)
+		return false;
+	for (uint32_t b = 0; b < NB; b++) {
+		const omark *m = &o->m[b];
+		const oview *v = &o->v[b];
+		if (m->on && ((m->src[0] && run_of(o, m->src) == NULL) ||
+		                     (m->dst[0] && run_of(o, m->dst) == NULL)))
+			return true;
+		if (v->open && ((v->src[0] && run_of(o, v->src) == NULL) ||
+		                       (v->dst[0] && run_of(o, v->dst) == NULL)))
+			return true;
+	}
+	return false;
+}
+
 static void evaluate(cs_inv *inv)
 {
 	struct inv_open *o = inv->open;
+	if (!o->incomplete && !o->failed && open_towards_skipped(o)) {
+		o->incomplete = true;
+		snprintf(o->why, sizeof o->why,
+		        "a slot is open (or marked) towards a node that did not answer, while a "
+		        "master of no slot could not be reached");
+	}
 	bool complete = !o->incomplete && !o->failed;
 	uint64_t now = cs_now_us();
 	int64_t wall = cs_wall_us();
@@ -917,7 +947,7 @@ static void start_round(cs_inv *inv, uint64_t now)
 	o->round++;
 	o->busy = true;
 	o->incomplete = o->failed = false;
-	o->left = o->views = 0;
+	o->left = o->views = o->skipped = 0;
 	o->why[0] = '\0';
 	o->deadline_us = now + OPEN_TIMEOUT_MS * 1000u;
 	char key[CS_NAME_MAX];
@@ -968,8 +998,10 @@ static void start_round(cs_inv *inv, uint64_t now)
 		 * every round incomplete, the flushed position held and, at the hold bound, the
 		 * namespace flushed, again at every bound, while the cache was otherwise in use
 		 * (cs_rc_ready already does without it). */
-		if (r != NULL && !cs_redis_ready(r) && cs_rc_node_slots(inv->rc, i) == 0)
+		if (r != NULL && !cs_redis_ready(r) && cs_rc_node_slots(inv->rc, i) == 0) {
+			o->skipped++;
 			continue;
+		}
 		if (r == NULL || !cs_redis_ready(r) ||
 		        !sendc(inv, r, i, K_NODES, 2, (const char **)nodes, nodes_l) ||
 		        !sendc(inv, r, i, K_INFO, 2, (const char **)info, info_l)) {
