@@ -60,7 +60,7 @@ enum cs_op {
 	CS_OP_INVALIDATE = 6, /* admin: drop one key or a whole query */
 	CS_OP_STATS = 7,      /* counters */
 	CS_OP_SHOW = 8,       /* admin views: rows of {column: value} (PROTOCOL.md 3.8) */
-	CS_OP_ADMIN = 9,      /* admin operations: pause/resume a query, reload (3.9) */
+	CS_OP_ADMIN = 9,      /* admin operations: pause/resume/claim a query, reload (3.9) */
 	CS_OP_REPLY_FLAG = 0x80,
 	CS_OP_ERROR = 0xFF,
 };
@@ -173,8 +173,8 @@ typedef struct cs_inval_req {
 	cs_value params[CS_PROTO_MAX_PARAMS];
 } cs_inval_req;
 
-/* ADMIN request: an operation ("pause", "resume", "reload") and, for the first two, a
- * query name. Strings borrowed from the body, not NUL-terminated; query NULL when absent. */
+/* ADMIN request: an operation ("pause", "resume", "claim", "reload") and, for all but
+ * reload, a query name. Strings borrowed from the body, not NUL-terminated; query NULL when absent. */
 typedef struct cs_admin_req {
 	const char *op;
 	uint32_t op_len;

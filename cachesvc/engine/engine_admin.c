@@ -14,16 +14,20 @@ int cs_engine_pause(cs_engine *e, const char *name, size_t len, bool pause, bool
 	if (qs == NULL)
 		return -1;
 	*changed = qs->paused != pause;
-	bool foreign = false;
+	int foreign = 0;
 	for (int k = 0; k < e->nsh; k++)
-		foreign = foreign || qs->sg[k].def_foreign;
-	if (*changed)
+		foreign += qs->sg[k].def_foreign;
+	if (*changed && (pause || foreign == 0))
 		cs_info("query %s %s by an admin request%s", qs->def->name,
 		        pause ? "paused" : "resumed",
-		        pause     ? ": served from PostgreSQL, nothing cached, until resumed"
-		        : foreign ? ": another process's definition of it owns its cache in Redis, "
-		                    "so it still bypasses the cache here (review 45 R45-3)"
-		                  : ": a new generation, then served from the cache");
+		        pause ? ": served from PostgreSQL, nothing cached, until resumed"
+		              : ": a new generation, then served from the cache");
+	else if (*changed)
+		cs_info("query %s resumed by an admin request: another process's definition of it owns "
+		        "its cache in Redis%s, so it still bypasses the cache there (review 45 R45-3; "
+		        "claim takes it back)%s", qs->def->name,
+		        foreign < e->nsh ? " on some shards" : "",
+		        foreign < e->nsh ? "; the other shards get a new generation" : "");
 	qs->paused = pause;
 	for (int k = 0; pause && k < e->nsh; k++)
 		qs->sg[k].resume_owed = false;

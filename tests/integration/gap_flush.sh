@@ -135,7 +135,7 @@ HOLDER=$!
 holding() { [ "$(primary postgres -c "SELECT count(*) FROM pg_stat_activity WHERE datname = '$DB' AND backend_xid IS NOT NULL AND query LIKE 'DO %'")" = 1 ]; }
 until_true 10 holding || fail "the open transaction did not start"
 "$CACHESVC" -c "$WORK/cs.ini" >"$WORK/create.log" 2>&1 &
-DAEMON_PID=$!
+DAEMON_PID=$! DAEMON_LOG=$WORK/create.log
 DAEMON_PIDS+=("$DAEMON_PID")
 CLEANUPS+=('primary "$DB" -c "INSERT INTO release VALUES (1)"')
 until_true 10 slot_exists || fail "the invalidator did not start creating its slot"

@@ -57,7 +57,7 @@ write_config "$WORK/down.ini" down1
 sed -i "s/^conninfo = host=127.0.0.1 port=$CS_PG_PRIMARY_PORT /conninfo = host=127.0.0.1 port=$DOWNPORT connect_timeout=1 /" "$WORK/down.ini"
 echo "$QUERY" >>"$WORK/down.ini"
 "$CACHESVC" -c "$WORK/down.ini" >"$WORK/down.log" 2>&1 &
-DAEMON_PID=$!
+DAEMON_PID=$! DAEMON_LOG=$WORK/down.log
 DAEMON_PIDS+=("$DAEMON_PID")
 until_true 30 daemon_answers || fail "daemon did not come up"
 until_true 10 eval '[ "$(metric "cachesvc_pg_up{server=\"primary\",role=\"primary\"}")" = 0 ] && [ "$(http_status /healthz)" = 503 ]' ||

@@ -304,8 +304,8 @@ class Show:
 
 @dataclass(frozen=True)
 class Admin:
-    """ADMIN (PROTOCOL.md 3.9): ``action`` "pause" or "resume" with a query name, or
-    "reload" with none. The reply is its one row, a dict (e.g. {"query": ..., "paused":
+    """ADMIN (PROTOCOL.md 3.9): ``action`` "pause", "resume" or "claim" with a query name,
+    or "reload" with none. The reply is its one row, a dict (e.g. {"query": ..., "paused":
     True, "changed": True}, or {"reload": "applied", "queries": 3})."""
 
     action: str
