@@ -247,6 +247,17 @@ func (c *Conn) Resume(ctx context.Context, query string) (map[string]any, error)
 	return c.adminAsync(ctx, "resume", query).Wait()
 }
 
+// Claim makes this server's definition of query own its cache again where another server's
+// definition took it over (a rolling deploy whose other side is gone: neither a reload
+// with the definition unchanged nor Resume takes it back), with a new generation:
+// {"query", "claimed": bool (another definition owned it)}.
+func (c *Conn) Claim(ctx context.Context, query string) (map[string]any, error) {
+	if query == "" {
+		return nil, argErr("Claim needs a query name")
+	}
+	return c.adminAsync(ctx, "claim", query).Wait()
+}
+
 // Reload reloads the server's configuration file, checked as on SIGHUP, and returns when
 // the reload has ended: {"reload": "applied", "queries": n} or {"reload": "refused",
 // "error": why} (a refusal is a reply, not an error). Without a deadline in ctx it waits

@@ -346,6 +346,11 @@ func (cl *Client) Resume(ctx context.Context, query string) (map[string]any, err
 	return cl.admin(ctx, "resume", query)
 }
 
+// Claim takes a query's cache back from another server's definition (see Conn.Claim).
+func (cl *Client) Claim(ctx context.Context, query string) (map[string]any, error) {
+	return cl.admin(ctx, "claim", query)
+}
+
 // Reload reloads the server's configuration, answered when the reload has ended (see
 // Conn.Reload; the same default wait).
 func (cl *Client) Reload(ctx context.Context) (map[string]any, error) {

@@ -603,6 +603,13 @@ func TestIntegrationAdmin(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// claim of a query no other definition owns: nothing to take over
+	if row, err := c.Claim(ctx, "user_orders"); err != nil || row["claimed"] != false || row["query"] != "user_orders" {
+		t.Fatalf("claim: %v %v", row, err)
+	}
+	if _, err := c.Claim(ctx, "nosuch"); !errors.Is(err, ErrUnknownQuery) {
+		t.Fatalf("claim of an unknown query: %v", err)
+	}
 	if _, err := c.Pause(ctx, "nosuch"); !errors.Is(err, ErrUnknownQuery) {
 		t.Errorf("pause nosuch: %v", err)
 	}

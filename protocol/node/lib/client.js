@@ -187,6 +187,13 @@ class Client {
     return this._call(OP.ADMIN, () => codec.adminBody('resume', requireQuery(query)), codec.decodeAdmin, opts.timeout);
   }
 
+  /** ADMIN claim: where another server's definition of query owns its cache (a rolling
+   * deploy whose other side is gone), this server's takes it over with a new generation.
+   * Resolves {query, claimed} (claimed: another definition owned it). */
+  claim(query, opts = {}) {
+    return this._call(OP.ADMIN, () => codec.adminBody('claim', requireQuery(query)), codec.decodeAdmin, opts.timeout);
+  }
+
   /**
    * ADMIN reload: the server reloads its config file (checked as on SIGHUP); resolves when
    * the reload has ended: {reload: 'applied', queries} or {reload: 'refused', error} (a
@@ -357,6 +364,9 @@ class Pool {
   resume(q, o) {
     return this.pick().resume(q, o);
   }
+  claim(q, o) {
+    return this.pick().claim(q, o);
+  }
   reload(o) {
     return this.pick().reload(o);
   }
@@ -365,7 +375,7 @@ class Pool {
   }
 }
 
-// pause/resume take a query name (adminBody would send none for undefined).
+// pause/resume/claim take a query name (adminBody would send none for undefined).
 function requireQuery(query) {
   if (query === undefined || query === null) throw badArgument('a query name is required');
   return query;

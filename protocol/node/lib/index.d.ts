@@ -140,6 +140,12 @@ export interface PauseResult extends Row {
   /** Whether the call changed the state. */
   changed: boolean;
 }
+/** The ADMIN claim reply row. */
+export interface ClaimResult extends Row {
+  query: string;
+  /** Whether another server's definition owned the query (now taken over). */
+  claimed: boolean;
+}
 /** The ADMIN reload reply row: applied (with the query count) or refused (with why). */
 export interface ReloadResult extends Row {
   reload: 'applied' | 'refused';
@@ -167,6 +173,8 @@ export class Client {
   pause(query: string, opts?: RequestOptions): Promise<PauseResult>;
   /** ADMIN resume: the cache serves the query again. */
   resume(query: string, opts?: RequestOptions): Promise<PauseResult>;
+  /** ADMIN claim: this server's definition of the query takes its cache over from another's. */
+  claim(query: string, opts?: RequestOptions): Promise<ClaimResult>;
   /** ADMIN reload, resolved when it has ended (default timeout: max(timeout, 30 s)). */
   reload(opts?: RequestOptions): Promise<ReloadResult>;
   close(): Promise<void>;
@@ -192,6 +200,8 @@ export class Pool {
   pause(query: string, opts?: RequestOptions): Promise<PauseResult>;
   /** ADMIN resume: the cache serves the query again. */
   resume(query: string, opts?: RequestOptions): Promise<PauseResult>;
+  /** ADMIN claim: this server's definition of the query takes its cache over from another's. */
+  claim(query: string, opts?: RequestOptions): Promise<ClaimResult>;
   /** ADMIN reload, resolved when it has ended (default timeout: max(timeout, 30 s)). */
   reload(opts?: RequestOptions): Promise<ReloadResult>;
   close(): Promise<void>;

@@ -346,6 +346,9 @@ test('admin: show queries counts, unknown view, pause/resume, reload, admin_toke
       await new Promise((r) => setTimeout(r, 100));
     }
     await rejectsWith(a.pause('nosuch'), Codes.UNKNOWN_QUERY);
+    // claim of a query no other definition owns: nothing to take over
+    assert.deepEqual(await a.claim('nc_name'), { query: 'nc_name', claimed: false });
+    await rejectsWith(a.claim('nosuch'), Codes.UNKNOWN_QUERY);
 
     // admin_token set by a reload of the rewritten config
     const withAdmin = orig.replace('\nauth_token = sesame\n', `\nauth_token = sesame\nadmin_token = ${ADMIN}\n`);

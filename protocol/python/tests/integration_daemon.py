@@ -390,6 +390,9 @@ def test_admin():
         check(c.pause("user_profile")["changed"] is False, "a second pause changed state")
         row = c.resume("user_profile")
         check(row == {"query": "user_profile", "paused": False, "changed": True}, f"resume reply {row}")
+        # claim of a query no other definition owns: nothing to take over
+        row = c.claim("user_profile")
+        check(row == {"query": "user_profile", "claimed": False}, f"claim reply {row}")
         # resume starts a new generation: the entry from before the pause is not served;
         # once the bump is confirmed a miss fills and the cache answers again
         r = c.get("user_profile", [40])

@@ -338,6 +338,10 @@ class AsyncConnection:
         """ADMIN resume (see cachesvc.Connection.resume)."""
         return await self.execute(Admin("resume", query))
 
+    async def claim(self, query: str) -> dict:
+        """ADMIN claim (see cachesvc.Connection.claim)."""
+        return await self.execute(Admin("claim", query))
+
     async def reload(self, *, timeout: Optional[float] = None) -> dict:
         """ADMIN reload, answered when the reload has ended (see
         cachesvc.Connection.reload; the same default timeout)."""
@@ -521,6 +525,9 @@ class Client:
 
     async def resume(self, query: str) -> dict:
         return await self._run(Admin("resume", query))
+
+    async def claim(self, query: str) -> dict:
+        return await self._run(Admin("claim", query))
 
     async def reload(self, *, timeout: Optional[float] = None) -> dict:
         return await self._run(Admin("reload"), _reload_timeout(timeout, self._kwargs.get("timeout", 5.0)))

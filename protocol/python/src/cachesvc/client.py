@@ -396,6 +396,12 @@ class Connection:
         """Serves ``query`` from the cache again: {"query", "paused": False, "changed"}."""
         return self.execute(Admin("resume", query))
 
+    def claim(self, query: str) -> dict:
+        """Makes this server's definition of ``query`` own its cache again where another
+        server's definition took it over (a rolling deploy whose other side is gone), with
+        a new generation: {"query", "claimed": bool (another definition owned it)}."""
+        return self.execute(Admin("claim", query))
+
     def reload(self, *, timeout: Optional[float] = None) -> dict:
         """Reloads the server's configuration file, checked as on SIGHUP, and returns when
         the reload has ended: {"reload": "applied", "queries": n} or {"reload":
@@ -692,6 +698,10 @@ class Client:
     def resume(self, query: str) -> dict:
         """Serves a paused query from the cache again (see Connection.resume)."""
         return self.execute(Admin("resume", query))
+
+    def claim(self, query: str) -> dict:
+        """Takes a query's cache back from another definition (see Connection.claim)."""
+        return self.execute(Admin("claim", query))
 
     def reload(self, *, timeout: Optional[float] = None) -> dict:
         """Reloads the server's configuration (see Connection.reload)."""
