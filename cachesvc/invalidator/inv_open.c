@@ -619,6 +619,19 @@ static bool mixed_twice(struct inv_open *o, uint32_t b)
  * the flushed position is held under the hold bound and its backoff, as before R45-1; as
  * complete, its end "not answered for 3 s" was a loss, the namespace flushed every few
  * seconds until the slot was closed. */
+/* An end that did not answer and may be a master skipped this round: one the masters list as
+ * a master, not failed (the skipped one is in the map: CLUSTER SHARDS lists it online), or
+ * whose flags are not known. A replica (a source drained to its last slot, review R18-1b), a
+ * failed node or one no master lists any more cannot be: their verdicts (a mark cleared, a
+ * loss) must not wait for the hold bound (review 47 R47-1, R47-2). */
+static bool maybe_skipped(const struct inv_open *o, const char *id)
+{
+	if (id[0] == '\0' || run_of(o, id) != NULL)
+		return false;
+	int fl = flags_of(o, id);
+	return fl < 0 || ((fl & EP_LISTED) && !(fl & (EP_FAILED | EP_REPLICA)));
+}
+
 static bool open_towards_skipped(struct inv_open *o)
 {
 	if (o->skipped == 0)
@@ -626,11 +639,9 @@ static bool open_towards_skipped(struct inv_open *o)
 	for (uint32_t b = 0; b < NB; b++) {
 		const omark *m = &o->m[b];
 		const oview *v = &o->v[b];
-		if (m->on && ((m->src[0] && run_of(o, m->src) == NULL) ||
-		                     (m->dst[0] && run_of(o, m->dst) == NULL)))
+		if (m->on && (maybe_skipped(o, m->src) || maybe_skipped(o, m->dst)))
 			return true;
-		if (v->open && ((v->src[0] && run_of(o, v->src) == NULL) ||
-		                       (v->dst[0] && run_of(o, v->dst) == NULL)))
+		if (v->open && (maybe_skipped(o, v->src) || maybe_skipped(o, v->dst)))
 			return true;
 	}
 	return false;
