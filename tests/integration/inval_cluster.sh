@@ -1691,7 +1691,7 @@ g2_split_slot() {
 }
 
 case_g2() {
-  local neg=$1 flags=() lsn n r0 q0 h0 keys p s_id t_id epk stop gone=false
+  local neg=$1 flags=() lsn n r0 q0 h0 keys p s_id t_id epk stop gone=false again=false
   [ "$neg" = true ] && flags=(--oldest-only)
   start_drive "${flags[@]}"
   g2_split_slot g2
@@ -1712,8 +1712,17 @@ case_g2() {
     if g2_h_gone; then gone=true; break; fi
     sleep 0.3
   done
-  [ "$(stat reconnects)" = "$r0" ] || fail "g2: the stream restarted ($r0 -> $(stat reconnects)): $(tail -5 "$WORK/drive.log")"
-  if [ "$neg" = true ]; then
+  if [ "$neg" = true ] && [ "$gone" = true ] && [ "$(stat reconnects)" != "$r0" ] && [ "${2:-1}" = 1 ]; then
+    # the stream restarted inside the window (a loaded machine: a SYNC re-sends H's INVAL on
+    # its own): the case did not hold, not the control; run once more after the slot is done
+    echo "g2neg: the stream restarted inside the window ($r0 -> $(stat reconnects)): the case did not hold, once more"
+    again=true
+  else
+    [ "$(stat reconnects)" = "$r0" ] || fail "g2: the stream restarted ($r0 -> $(stat reconnects)): $(tail -5 "$WORK/drive.log")"
+  fi
+  if [ "$again" = true ]; then
+    :
+  elif [ "$neg" = true ]; then
     [ "$gone" = false ] || fail "g2neg: with oldest-only probing H's entry was invalidated while A's slot refused: the test proves nothing"
     ok "g2neg: negative control (--oldest-only): A's INVAL (slot $SA, TRYAGAIN) probes $S's queue and holds H's (another slot) for 20 s: $EH stays ($(stat rq_retries) retries)"
   else
@@ -1732,6 +1741,7 @@ case_g2() {
   # that finds it kept, C2; not this test's subject)
   ok "g2: slot $SA finished on $T: every queued command landed, $lsn confirmed"
   stop_drive
+  if [ "$again" = true ]; then case_g2 true 2; fi
 }
 rq_depth_zero() { [ "$(stat rq_depth)" = 0 ]; }
 
