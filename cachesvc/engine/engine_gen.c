@@ -136,6 +136,9 @@ static void gens_apply_def(cs_engine *e, qstate *qs, int k, const redisReply *d,
 			cs_info("query %s%s%s: redis holds %s definition; this one takes over (a new "
 				"generation)", qs->def->name, e->sharded ? " on shard " : "",
 				e->sharded ? e->qt->cfg->shards[k].name : "", none ? "no" : "another process's");
+		/* this bump, later than any resume, is the one a resume owed (review 46: the
+		 * owed one after it only dropped what was filled since) */
+		qg->resume_owed = false;
 		char cover[34];
 		bump_generation_cover(e, qs, k,
 		        map_uncovered(e, qs, k, rec, cov, cover) ? cover : NULL);
