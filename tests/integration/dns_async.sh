@@ -72,7 +72,7 @@ INI
 invalidator_section >>"$WORK/cs.ini"
 
 "${NSWRAP[@]}" "$CACHESVC" -c "$WORK/cs.ini" >"$WORK/cachesvc.log" 2>&1 &
-DAEMON_PID=$!
+DAEMON_PID=$! DAEMON_LOG=$WORK/cachesvc.log
 DAEMON_PIDS+=("$DAEMON_PID")
 until_true 30 daemon_answers || fail "cachesvc did not come up"
 until_true 10 eval '[ "$(src dn_row 1)" = replica ]' || fail "no read through r1 (localhost): $(cli get dn_row 1 2>&1)"

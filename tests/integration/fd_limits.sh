@@ -16,7 +16,7 @@ write_config "$WORK/cs.ini"
 
 bash -c 'ulimit -Sn 64 && ulimit -Hn 128 && exec "$0" -c "$1"' "$CACHESVC" "$WORK/cs.ini" \
   >"$WORK/cachesvc.log" 2>&1 &
-DAEMON_PID=$!
+DAEMON_PID=$! DAEMON_LOG=$WORK/cachesvc.log
 DAEMON_PIDS+=("$DAEMON_PID")
 until_true 30 daemon_answers || fail "cachesvc did not come up under ulimit -n 128"
 

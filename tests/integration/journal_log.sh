@@ -15,7 +15,7 @@ run() { # NAME [EXTRA LINE]: starts and stops a daemon logging to $WORK/NAME.log
   sed "s|^\[cachesvc\]$|[cachesvc]\n${2:-}|" "$WORK/cs.ini" >"$WORK/$name.ini"
   : >"$log"
   JOURNAL_STREAM="$(stat -c '%d:%i' "$log")" "$CACHESVC" -c "$WORK/$name.ini" 2>>"$log" &
-  DAEMON_PID=$!
+  DAEMON_PID=$! DAEMON_LOG=$log
   DAEMON_PIDS+=("$DAEMON_PID")
   until_true 30 daemon_answers || fail "$name: cachesvc did not come up: $(cat "$log")"
   stop_daemon || fail "$name: no clean exit"
@@ -33,7 +33,7 @@ ok "log_format = text keeps the plain format"
 # A redirected stderr (not the journal's stream, though JOURNAL_STREAM is inherited).
 sed "s|^\[cachesvc\]$|[cachesvc]|" "$WORK/cs.ini" >"$WORK/child.ini"
 JOURNAL_STREAM="1:1" "$CACHESVC" -c "$WORK/child.ini" 2>"$WORK/child.log" &
-DAEMON_PID=$!
+DAEMON_PID=$! DAEMON_LOG=$WORK/child.log
 DAEMON_PIDS+=("$DAEMON_PID")
 until_true 30 daemon_answers || fail "child: cachesvc did not come up"
 stop_daemon || fail "child: no clean exit"
