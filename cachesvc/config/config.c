@@ -305,6 +305,11 @@ const struct key_def cs_cfg_keys[] = {
         {SEC_INVALIDATOR, "receive_timeout", KT_DURATION, CFG(receive_timeout_ms), "30s",
                 NO_KIND_DEF, KF_RELOAD, 0, HOUR_MS, NULL,
                 "restart the replication stream when nothing arrives for this long (0 = never)"},
+        {SEC_INVALIDATOR, "start_position_check", KT_BOOL, CFG(inval_start_check), "true",
+                NO_KIND_DEF, 0, 0, 0, NULL,
+                "read the slot's confirmed position again once the stream holds the slot (an "
+                "earlier leader may have confirmed more while handing over); off only as a "
+                "test's negative control"},
 
         /* [shard NAME] (SHARDS.md); not reloadable */
         {SEC_SHARD, "conninfo", KT_STRING, SHD(conninfo), NULL, NO_KIND_DEF,

@@ -219,6 +219,7 @@ typedef struct cs_config {
 	int64_t fence_ttl_ms;
 	int64_t status_interval_ms;
 	int64_t receive_timeout_ms; /* 0: off */
+	bool inval_start_check;     /* the slot's position read again once streaming (R41-2) */
 
 	int nreplicas;
 	cs_replica_def *replicas;

@@ -220,6 +220,12 @@ struct cs_inv {
 	uint8_t *qbump; /* bit per cs_inv_reason: whole query to drop */
 	char (*mfp)[17]; /* each query's cs_query_map_fingerprint (recorded: R36-1) */
 	bool map_pending;         /* the stream's start record not acknowledged yet: not read */
+	/* Review 41 R41-2's residue: the slot's confirmed position is read again once this
+	 * stream holds the slot (inv_setup.c start_read); the record waits for it, and no
+	 * status message says a flushed position meanwhile */
+	bool start_check;        /* [invalidator] start_position_check */
+	bool start_read_pending; /* the read is out */
+	cs_query_def start_q;
 	uint64_t remap_warned_us; /* last re-assertion failure said */
 	int nq;
 

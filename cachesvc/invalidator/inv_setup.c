@@ -668,6 +668,101 @@ void inv_map_reassert(cs_inv *inv)
 		record_mapping(inv, true);
 }
 
+/* Review 41 R41-2's residue. The slot's position was read (ST_SLOT_QUERY) before
+ * START_REPLICATION, with the Redis synchronisation between: a leader handing over in that
+ * window confirms more, then lets the slot go, and this stream starts where it stopped, past
+ * the position read. A mapping record or horizon floor at the position read would then claim
+ * for this stream changes the earlier leader decoded (with its own mapping): (e3) needs every
+ * change decoded by another mapping at or below the record's W. So once the stream holds the
+ * slot (nobody else can move it, and this stream says no flushed position until the answer),
+ * the position is read again through the primary's pool, and the record and the floor start
+ * at the higher of the two. A read that fails restarts the stream (with its backoff). */
+typedef struct startread {
+	cs_pgjob job;
+	cs_inv *inv;
+	uint64_t epoch;
+	char pid[16];
+	const char *vals[2];
+	int lens[2], fmts[2];
+	cs_pg_params params;
+} startread;
+
+static void on_start_read(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int err,
+	const char *msg, bool retryable)
+{
+	(void)lsn, (void)retryable;
+	startread *s = job->priv;
+	cs_inv *inv = s->inv;
+	bool current = s->epoch == inv->epoch && inv->st == ST_STREAMING;
+	free(s);
+	if (!current)
+		return; /* the stream restarted meanwhile: its next start reads again */
+	inv->start_read_pending = false;
+	char why[300];
+	cs_lsn_t w = 0;
+	if (err != 0) {
+		snprintf(why, sizeof why, "the slot's position could not be read once the stream "
+		         "started: %s", msg ? msg : "failed");
+		inv_restart(inv, why, false);
+		return;
+	}
+	if (res == NULL || PQntuples(res) != 1 || PQnfields(res) != 2 || PQgetisnull(res, 0, 0) ||
+	        !cs_lsn_parse(PQgetvalue(res, 0, 0), &w) || PQgetisnull(res, 0, 1) ||
+	        strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
+		snprintf(why, sizeof why, "slot \"%s\" is not held by this stream on the server the "
+		         "primary's pool reaches (missing, or held by another connection)", inv->slot);
+		inv_restart(inv, why, false);
+		return;
+	}
+	if (w > inv->h_start) {
+		char a[CS_LSN_STRLEN], b[CS_LSN_STRLEN];
+		cs_info("invalidator%s%s: slot \"%s\" was confirmed to %s before this stream held it "
+		        "(%s when read: an earlier leader confirmed more as it handed over): the "
+		        "mapping record and the horizon start there",
+		        INV_LOG_SHARD(inv), inv->slot, cs_lsn_format(w, a),
+		        cs_lsn_format(inv->h_start, b));
+		inv->h_start = w;
+		cs_ledger_set_floor(inv->ledger, w);
+	}
+	record_mapping(inv, false); /* reading starts once it is acknowledged (on_map_record) */
+	inv_tick_rearm(inv);
+}
+
+/* Sends start_read's query; false when there is none to wait for (the check off, or no
+ * primary pool: inv_drive), true when the record waits for its answer or the stream was
+ * restarted. */
+static bool start_read(cs_inv *inv)
+{
+	if (!inv->start_check || inv->primary == NULL || inv->conn == NULL)
+		return false;
+	startread *s = calloc(1, sizeof *s);
+	if (s == NULL) {
+		inv_restart(inv, "out of memory", false);
+		return true;
+	}
+	s->inv = inv;
+	s->epoch = inv->epoch;
+	snprintf(s->pid, sizeof s->pid, "%d", PQbackendPID(inv->conn));
+	s->vals[0] = inv->slot;
+	s->lens[0] = (int)strlen(inv->slot);
+	s->vals[1] = s->pid;
+	s->lens[1] = (int)strlen(s->pid);
+	s->fmts[0] = s->fmts[1] = 1; /* text parameters travel in binary: no escaping */
+	s->params = (cs_pg_params){ .n = 2, .values = s->vals, .lengths = s->lens,
+		.formats = s->fmts };
+	s->job = (cs_pgjob){ .qindex = -1, .q = &inv->start_q, .params = &s->params,
+		.deadline_us = cs_now_us() + (uint64_t)STEP_TIMEOUT_MS * 1000u,
+		.cb = on_start_read, .priv = s };
+	inv->start_read_pending = true;
+	if (cs_pgserver_submit(inv->primary, &s->job) != 0) {
+		free(s);
+		inv->start_read_pending = false;
+		inv_restart(inv, "the slot's position could not be read once the stream started: "
+		            "the primary's pool took no job (down or overloaded)", false);
+	}
+	return true;
+}
+
 void inv_streaming_begins(cs_inv *inv)
 {
 	char a[CS_LSN_STRLEN];
@@ -682,6 +777,7 @@ void inv_streaming_begins(cs_inv *inv)
 	        INV_LOG_SHARD(inv), inv->slot, inv->publication, cs_lsn_format(inv->h_start, a));
 	inv->last_horizon_us = 0; /* publish at the next tick */
 	inv->map_pending = true;
-	record_mapping(inv, false); /* reading starts once it is acknowledged (on_map_record) */
+	if (!start_read(inv))
+		record_mapping(inv, false); /* reading starts once it is acknowledged */
 	inv_tick_rearm(inv);
 }

@@ -249,6 +249,7 @@ void inv_restart(cs_inv *inv, const char *why, bool standby)
 	inv->pos_in_flight = false;
 	inv->posr_in_flight = false;
 	inv->status_pending = false;
+	inv->start_read_pending = false; /* its answer, of an older epoch, is ignored */
 	inv_txn_reset(inv);
 	inv->epoch_str[0] = '\0';
 	inv->epoch_len = 0;
@@ -678,6 +679,7 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, const cs_inv_w
 	inv->fence_ttl_ms = cfg->fence_ttl_ms;
 	set_status_interval(inv, cfg);
 	inv->receive_timeout_ms = cfg->receive_timeout_ms;
+	inv->start_check = cfg->inval_start_check;
 	inv->eviction_check = cfg->eviction_check;
 	inv->fence_on = cfg->fence;
 	cs_hist_init(&inv->stats.lag_us);
@@ -735,6 +737,14 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, const cs_inv_w
 	inv->health_params = (cs_pg_params){ .n = 1, .values = inv->health_vals,
 		.lengths = inv->health_lens, .formats = inv->health_fmts };
 	inv->safe_wal_size = -1;
+	/* The slot's position once the stream holds it (inv_setup.c start_read): $2 is the
+	 * walsender's PID, so a slot held by another connection (or a pool on another server)
+	 * is told apart. */
+	inv->start_q.sql = (char *)"SELECT confirmed_flush_lsn, active_pid::text = $2 "
+				   "FROM pg_replication_slots WHERE slot_name = $1";
+	inv->start_q.nparams = 2;
+	inv->start_q.params[0].type = CS_PT_TEXT;
+	inv->start_q.params[1].type = CS_PT_TEXT;
 	connect_start(inv);
 	inv_tick_rearm(inv); /* the first slot health check */
 	return inv;
