@@ -80,11 +80,11 @@
  *      every commit after W is replayed and its fences rewritten. A fence an earlier leader
  *      wrote for X > W may have expired; a fill with W <= R < X passing meanwhile is older
  *      than X, whose replayed invalidation then deletes it (case (c)). So H_start = W is
- *      enough, and replicas that caught up fill at once after a restart. W is the slot's
- *      position once this stream holds it: the one read before START_REPLICATION may be
- *      lower (an earlier leader confirms more, then lets the slot go, in between: review 41
- *      R41-2), so it is read again through the primary's pool once the stream started, and
- *      (e3)'s record and H_start wait for it (inv_setup.c start_read).
+ *      enough, and replicas that caught up fill at once after a restart. W must be the
+ *      position the stream really starts at: the one read before START_REPLICATION is lower
+ *      when an earlier leader confirmed more in between and then let the slot go (review 41
+ *      R41-2), so once the stream holds the slot it is read again, and a higher one sets
+ *      everything up again from there (inv_setup.c start_read).
  *  (g) Gaps. A slot that is created (first start, dropped, lost, a failover to a server
  *      without it) sees no change committed before its consistent point C: nothing ever
  *      fences those. Before CREATE_REPLICATION_SLOT the leader records a gap flush as owed

@@ -264,7 +264,9 @@ void cs_engine_free(cs_engine *e)
 		return;
 	e->stopping = true;
 	/* Servers first: their jobs fail, which answers every waiting request (and the
-	 * invalidator's slot-health job, so the invalidator goes after them). */
+	 * invalidator's slot-health job and start read, so the invalidator goes after them). */
+	for (int k = 0; k < e->nsh; k++)
+		cs_inv_stopping(e->sh[k].inv);
 	for (int i = 0; i < e->nservers; i++)
 		cs_pgserver_free(e->servers[i]);
 	e->nservers = 0;

@@ -225,6 +225,8 @@ struct cs_inv {
 	 * status message says a flushed position meanwhile */
 	bool start_check;        /* [invalidator] start_position_check */
 	bool start_read_pending; /* the read is out */
+	bool slot_free_at_read;  /* ST_SLOT_QUERY found it held by nobody (or this setup made it) */
+	bool stopping;           /* cs_inv_stopping: the engine frees its servers (review 48 R48-4) */
 	cs_query_def start_q;
 	uint64_t remap_warned_us; /* last re-assertion failure said */
 	int nq;

@@ -466,6 +466,9 @@ bool inv_setup_result(cs_inv *inv, PGresult *res)
 		inv->slot_confirmed = 0;
 		if (PQntuples(res) == 1 && PQnfields(res) > 1 && !PQgetisnull(res, 0, 1))
 			(void)cs_lsn_parse(PQgetvalue(res, 0, 1), &inv->slot_confirmed);
+		/* held by nobody when read (start_read): a handover cannot move it before START */
+		inv->slot_free_at_read = PQntuples(res) == 1 && PQnfields(res) > 3 &&
+		        !PQgetisnull(res, 0, 3) && strcmp(PQgetvalue(res, 0, 3), "f") == 0;
 		return true;
 	case ST_SLOT_DROP:
 		if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
@@ -516,8 +519,8 @@ void inv_setup_next(cs_inv *inv, step done)
 		return;
 	case ST_TIMELINE: /* also for a stale server: the slot it holds is reported */
 		snprintf(sql, sizeof sql,
-			"SELECT wal_status, confirmed_flush_lsn, database = current_database() "
-			"FROM pg_replication_slots WHERE slot_name = '%s'", inv->slot);
+			"SELECT wal_status, confirmed_flush_lsn, database = current_database(), "
+			"active FROM pg_replication_slots WHERE slot_name = '%s'", inv->slot);
 		inv_send_cmd(inv, ST_SLOT_QUERY, sql);
 		return;
 	case ST_SLOT_QUERY:
@@ -545,6 +548,7 @@ void inv_setup_next(cs_inv *inv, step done)
 		inv->slot_missing = false;
 		inv->slot_was_lost = false;
 		inv->slot_confirmed = 0;
+		inv->slot_free_at_read = true; /* made by this connection: nobody held it */
 		inv->gap_owed = true;
 		sync_state(inv);
 		return;
@@ -668,15 +672,20 @@ void inv_map_reassert(cs_inv *inv)
 		record_mapping(inv, true);
 }
 
-/* Review 41 R41-2's residue. The slot's position was read (ST_SLOT_QUERY) before
- * START_REPLICATION, with the Redis synchronisation between: a leader handing over in that
- * window confirms more, then lets the slot go, and this stream starts where it stopped, past
- * the position read. A mapping record or horizon floor at the position read would then claim
- * for this stream changes the earlier leader decoded (with its own mapping): (e3) needs every
- * change decoded by another mapping at or below the record's W. So once the stream holds the
- * slot (nobody else can move it, and this stream says no flushed position until the answer),
- * the position is read again through the primary's pool, and the record and the floor start
- * at the higher of the two. A read that fails restarts the stream (with its backoff). */
+/* Review 41 R41-2's residue, and review 48. The slot's position W0 was read (ST_SLOT_QUERY)
+ * before START_REPLICATION, with the Redis synchronisation between: a leader handing over in
+ * that window confirms more, then lets the slot go, and this stream starts at W1 > W0. Every
+ * conclusion of the setup rests on W0: the synchronisation's "Redis kept everything up to the
+ * slot's position" (status 4; on a cluster its probe and stamp), the bumps it found owed in
+ * <ns>:inv:deb (the leader may have recorded more, for changes this stream never sees: R48-1),
+ * the ledger's start, the horizon's floor and (e3)'s mapping record. So once the stream holds
+ * the slot (nobody else can move it, and no status message says a flushed position until the
+ * answer), the position is read again through the primary's pool: above the one the setup
+ * used, the stream restarts and sets up again from the slot's real position (a slot nobody
+ * holds stays put: this converges). A read that cannot be made (the pool down or full, a
+ * stale server in front of it: review 48 R48-3) stands the setup when the slot was free when
+ * read (only a whole leader's start, stream and stop inside the window could move it, not a
+ * handover) and restarts it otherwise. */
 typedef struct startread {
 	cs_pgjob job;
 	cs_inv *inv;
@@ -693,44 +702,48 @@ static void on_start_read(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int 
 	(void)lsn, (void)retryable;
 	startread *s = job->priv;
 	cs_inv *inv = s->inv;
-	bool current = s->epoch == inv->epoch && inv->st == ST_STREAMING;
+	bool current = s->epoch == inv->epoch && inv->st == ST_STREAMING && !inv->stopping;
 	free(s);
 	if (!current)
-		return; /* the stream restarted meanwhile: its next start reads again */
+		return; /* the stream restarted meanwhile (its next start reads again), or stops */
 	inv->start_read_pending = false;
-	char why[300];
+	char why[400], a[CS_LSN_STRLEN], b[CS_LSN_STRLEN];
+	cs_lsn_t used = inv->slot_confirmed ? inv->slot_confirmed : inv->consistent;
 	cs_lsn_t w = 0;
-	if (err != 0) {
-		snprintf(why, sizeof why, "the slot's position could not be read once the stream "
-		         "started: %s", msg ? msg : "failed");
+	bool held = err == 0 && res != NULL && PQntuples(res) == 1 && PQnfields(res) == 2 &&
+	            !PQgetisnull(res, 0, 0) && cs_lsn_parse(PQgetvalue(res, 0, 0), &w) &&
+	            !PQgetisnull(res, 0, 1) && strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+	if (held && w > used) {
+		inv->stats.start_moved++;
+		snprintf(why, sizeof why, "slot \"%s\" was confirmed to %s before this stream held it "
+		         "(%s when read: an earlier leader confirmed more as it handed over): setting up "
+		         "again from there (review 41 R41-2)", inv->slot, cs_lsn_format(w, a),
+		         cs_lsn_format(used, b));
 		inv_restart(inv, why, false);
 		return;
 	}
-	if (res == NULL || PQntuples(res) != 1 || PQnfields(res) != 2 || PQgetisnull(res, 0, 0) ||
-	        !cs_lsn_parse(PQgetvalue(res, 0, 0), &w) || PQgetisnull(res, 0, 1) ||
-	        strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
-		snprintf(why, sizeof why, "slot \"%s\" is not held by this stream on the server the "
-		         "primary's pool reaches (missing, or held by another connection)", inv->slot);
-		inv_restart(inv, why, false);
-		return;
-	}
-	if (w > inv->h_start) {
-		char a[CS_LSN_STRLEN], b[CS_LSN_STRLEN];
-		cs_info("invalidator%s%s: slot \"%s\" was confirmed to %s before this stream held it "
-		        "(%s when read: an earlier leader confirmed more as it handed over): the "
-		        "mapping record and the horizon start there",
-		        INV_LOG_SHARD(inv), inv->slot, cs_lsn_format(w, a),
-		        cs_lsn_format(inv->h_start, b));
-		inv->h_start = w;
-		cs_ledger_set_floor(inv->ledger, w);
+	if (!held) {
+		if (err != 0)
+			snprintf(why, sizeof why, "the slot's position could not be read again once the "
+			         "stream started: %s", msg ? msg : "failed");
+		else
+			snprintf(why, sizeof why, "slot \"%s\" is not held by this stream on the server "
+			         "the primary's pool reaches (missing, or held by another connection)",
+			         inv->slot);
+		if (!inv->slot_free_at_read) {
+			inv_restart(inv, why, false);
+			return;
+		}
+		cs_info("invalidator%s%s: %s; the slot was free when read, so the position read "
+		        "stands", INV_LOG_SHARD(inv), why);
 	}
 	record_mapping(inv, false); /* reading starts once it is acknowledged (on_map_record) */
 	inv_tick_rearm(inv);
 }
 
-/* Sends start_read's query; false when there is none to wait for (the check off, or no
- * primary pool: inv_drive), true when the record waits for its answer or the stream was
- * restarted. */
+/* Sends start_read's query; false when there is none to wait for (the check off, no
+ * primary pool: inv_drive, or a pool that takes no job while the slot was free when read),
+ * true when the record waits for its answer or the stream was restarted. */
 static bool start_read(cs_inv *inv)
 {
 	if (!inv->start_check || inv->primary == NULL || inv->conn == NULL)
@@ -753,14 +766,20 @@ static bool start_read(cs_inv *inv)
 	s->job = (cs_pgjob){ .qindex = -1, .q = &inv->start_q, .params = &s->params,
 		.deadline_us = cs_now_us() + (uint64_t)STEP_TIMEOUT_MS * 1000u,
 		.cb = on_start_read, .priv = s };
-	inv->start_read_pending = true;
-	if (cs_pgserver_submit(inv->primary, &s->job) != 0) {
-		free(s);
-		inv->start_read_pending = false;
-		inv_restart(inv, "the slot's position could not be read once the stream started: "
-		            "the primary's pool took no job (down or overloaded)", false);
+	if (cs_pgserver_submit(inv->primary, &s->job) == 0) {
+		inv->start_read_pending = true;
+		return true;
 	}
-	return true;
+	free(s);
+	const char *why = "the slot's position could not be read again once the stream started: "
+	                  "the primary's pool took no job (down or overloaded)";
+	if (!inv->slot_free_at_read) {
+		inv_restart(inv, why, false);
+		return true;
+	}
+	cs_info("invalidator%s%s: %s; the slot was free when read, so the position read stands",
+	        INV_LOG_SHARD(inv), why);
+	return false;
 }
 
 void inv_streaming_begins(cs_inv *inv)

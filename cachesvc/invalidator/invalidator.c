@@ -750,6 +750,12 @@ cs_inv *cs_inv_new(struct event_base *base, const cs_config *cfg, const cs_inv_w
 	return inv;
 }
 
+void cs_inv_stopping(cs_inv *inv)
+{
+	if (inv)
+		inv->stopping = true;
+}
+
 void cs_inv_free(cs_inv *inv)
 {
 	if (inv == NULL)
@@ -991,6 +997,9 @@ void cs_inv_metrics(const cs_inv *inv, cs_metrics *m)
 		NULL);
 	cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_gap_flushes_total",
 		"Gap flushes (new or lost slot, or owed by a crash)", s->gap_flushes, NULL);
+	cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_start_moved_total",
+		"Streams set up again: the slot moved between its read and START_REPLICATION "
+		"(a leader handing over)", s->start_moved, NULL);
 	cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_stale_primary_total",
 		"Connections refused: an old primary (lower timeline) came back", s->stale_primary,
 		NULL);

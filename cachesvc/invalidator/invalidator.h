@@ -49,6 +49,8 @@ typedef struct cs_inv_stats {
 	uint64_t receive_timeouts; /* streams restarted: nothing received for receive_timeout */
 	uint64_t redis_data_loss; /* Redis lost data (flush, restart, failover): resynchronised */
 	uint64_t gap_flushes;	  /* gap flushes performed (new or lost slot, or owed by a crash) */
+	uint64_t start_moved;	  /* streams set up again: the slot moved between its read and
+				   * START_REPLICATION (a leader handing over; review 41 R41-2) */
 	uint64_t stale_primary;	  /* connections refused: a server on a timeline older than the
 				   * newest recorded for its system (an old primary came back) */
 	uint64_t cmds_max;	  /* Redis commands in flight or owed, at most (review V3) */
@@ -101,6 +103,9 @@ const char *cs_inv_shard_name(const cs_inv *inv);
 /* Its replication slot. */
 const char *cs_inv_slot(const cs_inv *inv);
 void cs_inv_free(cs_inv *inv);
+/* The engine is about to free its servers (their jobs fail): a failure of the invalidator's
+ * own job then is the shutdown's, not news (no restart, no warning). */
+void cs_inv_stopping(cs_inv *inv);
 
 /* The highest LSN this invalidator decoded or confirmed with its current query mapping:
  * changes up to it were mapped with the definitions in force (a reload's new mapping

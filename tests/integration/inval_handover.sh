@@ -1,19 +1,30 @@
 #!/usr/bin/env bash
-# inval_handover.sh - review 41 R41-2's residue: a standby reads the slot's confirmed position
-# W0, then (its Redis synchronisation between) sends START_REPLICATION; a leader that confirms
-# more in that window and then lets the slot go makes the standby's stream start at W1 > W0.
-# The mapping record the new leader writes (<ns>:inv:qmap, "<fingerprint> <W>") must not
-# claim changes the earlier leader decoded with its own mapping: W >= W1 (fence.c (e3)). The
-# window is opened on purpose: a proxy in front of the primary holds the standby's
-# START_REPLICATION while the leader commits, confirms and stops.
-# Control: [invalidator] start_position_check = off (the slot is not read again once the
-# stream holds it): the record says W0 < W1.
+# inval_handover.sh [PART...] - review 41 R41-2's residue and review 48: a standby reads the
+# slot's confirmed position W0, then (its Redis synchronisation between) sends
+# START_REPLICATION; a leader that confirms more in that window and then lets the slot go makes
+# the standby's stream start at W1 > W0. Everything the standby's setup concluded rests on W0;
+# once its stream holds the slot it reads the position again and, finding W1, sets up again
+# from there. The window is opened on purpose: a proxy in front of the primary holds the
+# standby's START_REPLICATION while the leader commits, confirms and stops.
+#   map:    the mapping record the new leader writes (<ns>:inv:qmap "<fingerprint> <W>") must
+#           not claim changes the earlier leader decoded with its own mapping: W >= W1
+#           (fence.c (e3)).
+#   mapneg: control, [invalidator] start_position_check = off: the record says W0 < W1.
+#   deb:    a whole-table bump the leader debounced (min_lifetime) and recorded as owed in
+#           <ns>:inv:deb inside the window, after the standby's synchronisation read it (review
+#           48 R48-1, the reviewer's reproduction): the new leader performs it.
+#   debneg: its control (start_position_check = off: the bump is never performed, the stale
+#           entry stays served).
 . "$(dirname "$0")/daemon_lib.sh"
 
 users_db 20
 FENCE=on
 slot_pos() { primary postgres -c "SELECT confirmed_flush_lsn - '0/0' FROM pg_replication_slots WHERE slot_name = '$SLOT'"; }
 confirmed_past() { [ "$(slot_pos)" -ge "$1" ]; }
+agg_query() { printf '\n[query ho_all]\nsql = SELECT id, name FROM users WHERE id = $1\nparams = id:int8\nkind = aggregate\nttl = 1h\nmin_lifetime = 6s\ninvalidate_on = users\n'; }
+gen() { local g; g=$(redis get "$NS:g:ho_all"); echo "${g:-0}"; }
+gen_ge() { [ "$(gen)" -ge "$1" ]; }
+deb_owed() { [ -n "$(redis hget "$NS:inv:deb" ho_all)" ]; }
 
 PPORT=$(free_port)
 /usr/bin/python3 "$(dirname "$0")/hold_proxy.py" "$PPORT" "$CS_PG_PRIMARY_PORT" START_REPLICATION \
@@ -23,22 +34,23 @@ CLEANUPS+=("kill $PROXY")
 proxy_up() { (exec 3<>"/dev/tcp/127.0.0.1/$PPORT") 2>/dev/null; }
 until_true 10 proxy_up || fail "the proxy did not start"
 
-# round NAME CHECK: A (direct) leads and maps ho_user; B (through the proxy, also mapping
-# ho_new, which A does not) stands by; B's START is held while A commits a change, confirms
-# it and stops; then B takes over. Sets W0 (the slot before the change), W1 (after A stopped),
-# W (B's record of ho_new) and HSTART (the horizon B logged when its stream began).
-round() {
-  local name=$1 check=$2
+# handover NAME CHECK MODE: A (direct) leads; B (through the proxy; start_position_check =
+# CHECK) stands by; B's START is held while `window_MODE` runs (A commits, confirms), A stops,
+# then B's START goes through and B takes over. Sets W0 (the slot when B's START was held),
+# W1 (after A stopped), PA (A's port), B_LOG.
+handover() {
+  local name=$1 check=$2 mode=$3 pid_a
   PORT=$(free_port) APORT=$(free_port) SOCK=$WORK/a$name.sock
   inval_config "$WORK/a$name.ini" ho_user
+  [ "$mode" = deb ] && agg_query >>"$WORK/a$name.ini"
   start_streaming "$WORK/a$name.ini" "a$name"
-  local pid_a=$DAEMON_PID
+  pid_a=$DAEMON_PID PA=$PORT
   PORT=$(free_port) APORT=$(free_port) SOCK=$WORK/b$name.sock
   inval_config "$WORK/b$name.ini" ho_user
   echo "start_position_check = $check" >>"$WORK/b$name.ini"
-  user_query ho_new >>"$WORK/b$name.ini"
+  if [ "$mode" = deb ]; then agg_query; else user_query ho_new; fi >>"$WORK/b$name.ini"
   sed -i "s/^conninfo = host=127.0.0.1 port=$CS_PG_PRIMARY_PORT /conninfo = host=127.0.0.1 port=$PPORT /" "$WORK/b$name.ini"
-  grep -q "port=$PPORT " "$WORK/b$name.ini" || fail "b's primary is not the proxy"
+  grep -q "port=$PPORT " "$WORK/b$name.ini" || fail "b$name's primary is not the proxy"
   start_daemon "$WORK/b$name.ini" "b$name"
   B_PID=$DAEMON_PID B_LOG=$DAEMON_LOG
   until_true 30 metric_is cachesvc_invalidator_state 1 || fail "b$name is not standing by: state $(metric cachesvc_invalidator_state)"
@@ -46,40 +58,92 @@ round() {
   rm -f "$WORK/held"
   kill -USR1 "$PROXY"
   until_true 20 test -e "$WORK/held" || fail "b$name's START_REPLICATION never came through the proxy"
-  # B read the slot before its held START: at or below W0
-  W0=$(slot_pos)
-  local lsn
-  lsn=$(lsn_num "$(commit_lsn "UPDATE users SET name = 'moved $name' WHERE id = 3")")
-  until_true 20 confirmed_past "$lsn" || fail "a$name never confirmed $lsn (slot at $(slot_pos))"
+  W0=$(slot_pos) # B read the slot before its held START: at or below W0
+  "window_$mode"
   stop_daemon "$pid_a" || fail "a$name did not stop cleanly"
   W1=$(slot_pos)
   [ "$W1" -gt "$W0" ] || fail "the slot did not move while b$name's START was held ($W0, $W1)"
   kill -USR2 "$PROXY"
   until_true 30 streaming || fail "b$name never took over (state $(metric cachesvc_invalidator_state)): $(tail -n 20 "$B_LOG")"
-  until_true 20 qmap_has_new || fail "b$name recorded no mapping of ho_new: $(qmap_cmd "$WORK/b$name.ini" hgetall)"
-  local rec hex
-  rec=$(qmap_cmd "$WORK/b$name.ini" hget ho_new)
-  hex=${rec#* }
-  W=$((16#$hex))
-  hex=$(sed -n 's/.*streaming from slot .*horizon \([0-9A-F]*\/[0-9A-F]*\).*/\1/p' "$B_LOG" | tail -1)
-  [ -n "$hex" ] || fail "b$name logged no stream start"
-  HSTART=$(lsn_num "$hex")
+}
+# the first stream start B logged: its horizon is the position its setup read (W0's side)
+first_start() {
+  local hex
+  hex=$(sed -n 's/.*streaming from slot .*horizon \([0-9A-F]*\/[0-9A-F]*\).*/\1/p' "$B_LOG" | head -1)
+  [ -n "$hex" ] || fail "no stream start logged"
+  lsn_num "$hex"
+}
+
+window_map() {
+  local lsn
+  lsn=$(lsn_num "$(commit_lsn "UPDATE users SET name = 'moved' WHERE id = 3")")
+  until_true 20 confirmed_past "$lsn" || fail "a never confirmed $lsn (slot at $(slot_pos))"
+}
+qmap_has_new() { [ -n "$(qmap_cmd "$B_CONF" hget ho_new)" ]; }
+# record_w: B's record of ho_new ("<fingerprint> <hex>") as a number
+record_w() {
+  local rec
+  B_CONF=$1
+  until_true 20 qmap_has_new || fail "no mapping of ho_new recorded: $(qmap_cmd "$B_CONF" hgetall)"
+  rec=$(qmap_cmd "$B_CONF" hget ho_new)
+  echo $((16#${rec#* }))
+}
+
+window_deb() {
+  local lsn
+  G0=$(gen)
+  primary "$DB" -c "UPDATE users SET name = 'c1' WHERE id = 3" >/dev/null
+  until_true 10 gen_ge $((G0 + 1)) || fail "deb: change 1 did not bump at once"
+  fill_a() { PORT=$PA cli get ho_all 4 >/dev/null 2>&1 && cached ho_all 4; }
+  until_true 20 fill_a || fail "deb: could not cache ho_all 4 through a"
+  lsn=$(lsn_num "$(commit_lsn "UPDATE users SET name = 'c2' WHERE id = 4")")
+  until_true 10 deb_owed || fail "deb: change 2 was not debounced"
+  until_true 20 confirmed_past "$lsn" || fail "deb: a never confirmed $lsn"
+  G1=$(gen)
+}
+
+part_map() {
+  local w h
+  handover 1 on map
+  h=$(first_start)
+  [ "$h" -lt "$W1" ] || fail "map: the window was not opened: b1's first stream began at $h, the slot was at $W1"
+  ok "map: b1 read the slot at $h, a1 confirmed up to $W1 before b1's START went through"
+  grep -q "was confirmed to .* before this stream held it .* setting up again" "$B_LOG" ||
+    fail "map: b1 did not set up again: $(grep -a 'streaming from' "$B_LOG")"
+  metric_ge cachesvc_invalidator_start_moved_total 1 || fail "map: not counted"
+  w=$(record_w "$WORK/b1.ini")
+  [ "$w" -ge "$W1" ] || fail "map: b1's mapping record claims from $w, below $W1: changes a1 decoded with its mapping"
+  ok "map: b1 set up again from the slot's real position: its mapping record starts at $w >= $W1"
+  stop_daemon "$B_PID" || fail "b1 did not stop cleanly"
+}
+part_mapneg() {
+  local w h
+  handover 2 off map
+  h=$(first_start)
+  [ "$h" -lt "$W1" ] || fail "mapneg: the window was not opened ($h, $W1)"
+  w=$(record_w "$WORK/b2.ini")
+  [ "$w" -lt "$W1" ] || fail "mapneg: with start_position_check off, b2's record was expected below $W1 (got $w)"
+  ok "mapneg: control (start_position_check = off): b2's record claims from $w < $W1"
+  stop_daemon "$B_PID" || fail "b2 did not stop cleanly"
+}
+deb_case() {
+  local name=$1 check=$2 r
+  handover "$name" "$check" deb
+  ok "deb: a$name bumped change 1 ($G0 -> $G1), debounced change 2 (owed in inv:deb), confirmed it and stopped inside b$name's window"
+  if until_true 25 gen_ge $((G1 + 1)); then
+    [ "$check" = on ] || fail "debneg: b$name performed the owed bump with start_position_check off: the control proves nothing"
+    r=$(cli --json get ho_all 4)
+    grep -q '"c2"' <<<"$r" || fail "deb: after the bump ho_all 4 answers $r"
+    ok "deb: b$name performed the owed bump (generation $(gen)): ho_all 4 answers c2"
+  else
+    [ "$check" = off ] || fail "deb: b$name never performed a$name's owed bump: generation $(gen), inv:deb $(redis hget "$NS:inv:deb" ho_all), ho_all 4 answers $(cli --json get ho_all 4)"
+    ok "debneg: control (start_position_check = off): the owed bump is never performed ($(cli --json get ho_all 4))"
+  fi
   stop_daemon "$B_PID" || fail "b$name did not stop cleanly"
 }
-qmap_has_new() { [ -n "$(qmap_cmd "$WORK/b$name.ini" hget ho_new)" ]; }
+part_deb() { deb_case 3 on; }
+part_debneg() { deb_case 4 off; }
 
-round 1 on
-[ "$HSTART" -lt "$W1" ] ||
-  fail "the window was not opened: b1's stream began at horizon $HSTART, the slot was at $W1"
-ok "b1 read the slot at $HSTART, a1 confirmed up to $W1 before b1's START went through"
-[ "$W" -ge "$W1" ] ||
-  fail "b1's mapping record claims from $W, below $W1: changes a1 decoded with its mapping"
-grep -q "was confirmed to .* before this stream held it" "$B_LOG" || fail "b1 did not say it raised its start"
-ok "b1's mapping record starts at $W >= $W1 (the slot read again once the stream held it)"
-
-# Control: the position is not read again: the record keeps the position read before START.
-round 2 off
-[ "$HSTART" -lt "$W1" ] || fail "control: the window was not opened ($HSTART, $W1)"
-[ "$W" -lt "$W1" ] ||
-  fail "control: with start_position_check off, b2's record was expected below $W1 (got $W)"
-ok "control (start_position_check = off): b2's record claims from $W < $W1"
+for p in "${@:-map mapneg deb debneg}"; do
+  for q in $p; do "part_$q"; done
+done
