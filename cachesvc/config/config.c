@@ -307,9 +307,9 @@ const struct key_def cs_cfg_keys[] = {
                 "restart the replication stream when nothing arrives for this long (0 = never)"},
         {SEC_INVALIDATOR, "start_position_check", KT_BOOL, CFG(inval_start_check), "true",
                 NO_KIND_DEF, 0, 0, 0, NULL,
-                "read the slot's confirmed position again once the stream holds the slot (an "
-                "earlier leader may have confirmed more while handing over); off only as a "
-                "test's negative control"},
+                "synchronise with Redis once the stream holds the slot, from its position read "
+                "again then (an earlier leader may have confirmed more while handing over); off "
+                "(synchronise before START_REPLICATION) only as a test's negative control"},
 
         /* [shard NAME] (SHARDS.md); not reloadable */
         {SEC_SHARD, "conninfo", KT_STRING, SHD(conninfo), NULL, NO_KIND_DEF,

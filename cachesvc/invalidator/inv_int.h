@@ -67,8 +67,9 @@ typedef enum step {
 	ST_SLOT_DROP,   /* DROP_REPLICATION_SLOT of a lost slot */
 	ST_PRE_CREATE,  /* Redis: a gap flush is owed (durably) before the slot is created */
 	ST_SLOT_CREATE, /* CREATE_REPLICATION_SLOT */
-	ST_SYNC,        /* Redis: epoch check, gap flush or data-loss resync, owed bumps */
 	ST_START,       /* START_REPLICATION */
+	ST_HELD,        /* the stream holds the slot: its position read again (the pool) */
+	ST_SYNC,        /* Redis: epoch check, gap flush or data-loss resync, owed bumps */
 	ST_STREAMING,   /* CopyBoth */
 } step;
 
@@ -220,11 +221,10 @@ struct cs_inv {
 	uint8_t *qbump; /* bit per cs_inv_reason: whole query to drop */
 	char (*mfp)[17]; /* each query's cs_query_map_fingerprint (recorded: R36-1) */
 	bool map_pending;         /* the stream's start record not acknowledged yet: not read */
-	/* Review 41 R41-2's residue: the slot's confirmed position is read again once this
-	 * stream holds the slot (inv_setup.c start_read); the record waits for it, and no
-	 * status message says a flushed position meanwhile */
+	/* Review 41 R41-2's residue, reviews 48-49: the slot's confirmed position is read again
+	 * once this stream holds the slot (inv_setup.c start_read), before the Redis
+	 * synchronisation, which then rests on the position the stream really starts at */
 	bool start_check;        /* [invalidator] start_position_check */
-	bool start_read_pending; /* the read is out */
 	bool slot_free_at_read;  /* ST_SLOT_QUERY found it held by nobody (or this setup made it) */
 	bool stopping;           /* cs_inv_stopping: the engine frees its servers (review 48 R48-4) */
 	cs_query_def start_q;
@@ -291,6 +291,9 @@ bool inv_conninfo_without_skipped(
         cs_inv *inv, char *out_host, char *out_addr, char *out_port, size_t cap);
 bool inv_setup_result(cs_inv *inv, PGresult *res);
 void inv_setup_next(cs_inv *inv, step done);
+/* START_REPLICATION answered: the slot's position read again, then the synchronisation, then
+ * inv_streaming_begins (inv_setup.c) */
+void inv_stream_held(cs_inv *inv);
 void inv_streaming_begins(cs_inv *inv);
 void inv_map_reassert(cs_inv *inv);
 

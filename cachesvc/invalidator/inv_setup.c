@@ -193,8 +193,12 @@ static void pre_create(cs_inv *inv)
 	redis_step(inv, ST_PRE_CREATE, CS_SCRIPT_PRE_CREATE, 2, 2, argv, lens);
 }
 
-/* Before streaming: check the epoch (Redis lost data?), perform an owed gap flush, learn the
- * owed debounced bumps (CS_SCRIPT_SYNC). */
+/* Once the stream holds the slot and its position is known (start_read), before reading
+ * it: check the epoch (Redis lost data?), perform an owed gap flush, learn the owed
+ * debounced bumps (CS_SCRIPT_SYNC). Nobody can move the slot meanwhile, so every verdict
+ * rests on the position the stream starts at (review 49 R49-1: run before START, a verdict
+ * at an older position, and the epoch it wrote, hid a loss from every later check; and a
+ * standby's sync, every second, ran against the leader's Redis state). */
 static void sync_state(cs_inv *inv)
 {
 	cs_lsn_t lsn = inv->xlogpos;
@@ -358,7 +362,10 @@ void inv_sync_finish(cs_inv *inv, long long status, bool had_mark, const redisRe
 	 * this stream has not had acknowledged itself. */
 	cs_ledger_start_at(inv->ledger, inv->slot_confirmed ? inv->slot_confirmed : inv->consistent);
 	inv->stats.confirmed = cs_ledger_confirmed(inv->ledger);
-	start_replication(inv);
+	if (inv->start_check)
+		inv_streaming_begins(inv);
+	else
+		start_replication(inv);
 }
 
 static void on_setup_reply(cs_rc *r, redisReply *reply, void *priv)
@@ -533,7 +540,10 @@ void inv_setup_next(cs_inv *inv, step done)
 		} else if (inv->slot_missing) {
 			pre_create(inv);
 		} else if (done == ST_SLOT_QUERY) {
-			sync_state(inv);
+			if (inv->start_check)
+				start_replication(inv);
+			else
+				sync_state(inv); /* the order before review 49: a test's control */
 		} else {
 			inv_restart(inv, "START_REPLICATION failed", false);
 		}
@@ -550,7 +560,10 @@ void inv_setup_next(cs_inv *inv, step done)
 		inv->slot_confirmed = 0;
 		inv->slot_free_at_read = true; /* made by this connection: nobody held it */
 		inv->gap_owed = true;
-		sync_state(inv);
+		if (inv->start_check)
+			start_replication(inv);
+		else
+			sync_state(inv);
 		return;
 	default:
 		return;
@@ -672,20 +685,18 @@ void inv_map_reassert(cs_inv *inv)
 		record_mapping(inv, true);
 }
 
-/* Review 41 R41-2's residue, and review 48. The slot's position W0 was read (ST_SLOT_QUERY)
- * before START_REPLICATION, with the Redis synchronisation between: a leader handing over in
- * that window confirms more, then lets the slot go, and this stream starts at W1 > W0. Every
- * conclusion of the setup rests on W0: the synchronisation's "Redis kept everything up to the
- * slot's position" (status 4; on a cluster its probe and stamp), the bumps it found owed in
- * <ns>:inv:deb (the leader may have recorded more, for changes this stream never sees: R48-1),
- * the ledger's start, the horizon's floor and (e3)'s mapping record. So once the stream holds
- * the slot (nobody else can move it, and no status message says a flushed position until the
- * answer), the position is read again through the primary's pool: above the one the setup
- * used, the stream restarts and sets up again from the slot's real position (a slot nobody
- * holds stays put: this converges). A read that cannot be made (the pool down or full, a
- * stale server in front of it: review 48 R48-3) stands the setup when the slot was free when
- * read (only a whole leader's start, stream and stop inside the window could move it, not a
- * handover) and restarts it otherwise. */
+/* Review 41 R41-2's residue, reviews 48 and 49. The slot's position W0 is read
+ * (ST_SLOT_QUERY) before START_REPLICATION: a leader handing over in between confirms more,
+ * then lets the slot go, and the stream starts at W1 > W0. Everything set up from the
+ * position must rest on W1: the Redis synchronisation's verdicts (Redis kept everything up to
+ * it: status 4; on a cluster the probe and stamp), the owed bumps it reads from
+ * <ns>:inv:deb (the leader may have recorded more for changes this stream never sees:
+ * R48-1), the ledger's start, the horizon's floor and (e3)'s mapping record. So the
+ * synchronisation runs once the stream holds the slot (nobody else can move it then), after
+ * the position was read again through the primary's pool. A read that cannot be made (the
+ * pool down or full, a stale server in front of it: R48-3) leaves W0 when the slot was held by
+ * nobody when read (only a whole other leader's start, stream and stop inside this setup
+ * could have moved it, not a handover) and restarts the stream otherwise. */
 typedef struct startread {
 	cs_pgjob job;
 	cs_inv *inv;
@@ -702,11 +713,10 @@ static void on_start_read(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int 
 	(void)lsn, (void)retryable;
 	startread *s = job->priv;
 	cs_inv *inv = s->inv;
-	bool current = s->epoch == inv->epoch && inv->st == ST_STREAMING && !inv->stopping;
+	bool current = s->epoch == inv->epoch && inv->st == ST_HELD && !inv->stopping;
 	free(s);
 	if (!current)
 		return; /* the stream restarted meanwhile (its next start reads again), or stops */
-	inv->start_read_pending = false;
 	char why[400], a[CS_LSN_STRLEN], b[CS_LSN_STRLEN];
 	cs_lsn_t used = inv->slot_confirmed ? inv->slot_confirmed : inv->consistent;
 	cs_lsn_t w = 0;
@@ -715,17 +725,15 @@ static void on_start_read(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int 
 	            !PQgetisnull(res, 0, 1) && strcmp(PQgetvalue(res, 0, 1), "t") == 0;
 	if (held && w > used) {
 		inv->stats.start_moved++;
-		snprintf(why, sizeof why, "slot \"%s\" was confirmed to %s before this stream held it "
-		         "(%s when read: an earlier leader confirmed more as it handed over): setting up "
-		         "again from there (review 41 R41-2)", inv->slot, cs_lsn_format(w, a),
-		         cs_lsn_format(used, b));
-		inv_restart(inv, why, false);
-		return;
-	}
-	if (!held) {
+		cs_info("invalidator%s%s: slot \"%s\" was confirmed to %s before this stream held it "
+		        "(%s when read: an earlier leader confirmed more as it handed over): "
+		        "synchronising from there (review 41 R41-2)", INV_LOG_SHARD(inv), inv->slot,
+		        cs_lsn_format(w, a), cs_lsn_format(used, b));
+		inv->slot_confirmed = w;
+	} else if (!held) {
 		if (err != 0)
 			snprintf(why, sizeof why, "the slot's position could not be read again once the "
-			         "stream started: %s", msg ? msg : "failed");
+			         "stream held it: %s", msg ? msg : "failed");
 		else
 			snprintf(why, sizeof why, "slot \"%s\" is not held by this stream on the server "
 			         "the primary's pool reaches (missing, or held by another connection)",
@@ -737,16 +745,15 @@ static void on_start_read(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int 
 		cs_info("invalidator%s%s: %s; the slot was free when read, so the position read "
 		        "stands", INV_LOG_SHARD(inv), why);
 	}
-	record_mapping(inv, false); /* reading starts once it is acknowledged (on_map_record) */
-	inv_tick_rearm(inv);
+	sync_state(inv);
 }
 
-/* Sends start_read's query; false when there is none to wait for (the check off, no
- * primary pool: inv_drive, or a pool that takes no job while the slot was free when read),
- * true when the record waits for its answer or the stream was restarted. */
+/* Sends start_read's query; false when there is none to wait for (no primary pool:
+ * inv_drive, or a pool that takes no job while the slot was free when read),
+ * true when the synchronisation waits for its answer or the stream was restarted. */
 static bool start_read(cs_inv *inv)
 {
-	if (!inv->start_check || inv->primary == NULL || inv->conn == NULL)
+	if (inv->primary == NULL || inv->conn == NULL)
 		return false;
 	startread *s = calloc(1, sizeof *s);
 	if (s == NULL) {
@@ -766,12 +773,10 @@ static bool start_read(cs_inv *inv)
 	s->job = (cs_pgjob){ .qindex = -1, .q = &inv->start_q, .params = &s->params,
 		.deadline_us = cs_now_us() + (uint64_t)STEP_TIMEOUT_MS * 1000u,
 		.cb = on_start_read, .priv = s };
-	if (cs_pgserver_submit(inv->primary, &s->job) == 0) {
-		inv->start_read_pending = true;
+	if (cs_pgserver_submit(inv->primary, &s->job) == 0)
 		return true;
-	}
 	free(s);
-	const char *why = "the slot's position could not be read again once the stream started: "
+	const char *why = "the slot's position could not be read again once the stream held it: "
 	                  "the primary's pool took no job (down or overloaded)";
 	if (!inv->slot_free_at_read) {
 		inv_restart(inv, why, false);
@@ -780,6 +785,20 @@ static bool start_read(cs_inv *inv)
 	cs_info("invalidator%s%s: %s; the slot was free when read, so the position read stands",
 	        INV_LOG_SHARD(inv), why);
 	return false;
+}
+
+/* START_REPLICATION answered CopyBoth: the stream holds the slot. Nothing is read from it
+ * until the synchronisation and the mapping record are done (inv_streaming_begins). */
+void inv_stream_held(cs_inv *inv)
+{
+	if (!inv->start_check) { /* synchronised before START: a test's control */
+		inv_streaming_begins(inv);
+		return;
+	}
+	inv->st = ST_HELD;
+	inv_step_deadline(inv);
+	if (!start_read(inv))
+		sync_state(inv);
 }
 
 void inv_streaming_begins(cs_inv *inv)
@@ -796,7 +815,6 @@ void inv_streaming_begins(cs_inv *inv)
 	        INV_LOG_SHARD(inv), inv->slot, inv->publication, cs_lsn_format(inv->h_start, a));
 	inv->last_horizon_us = 0; /* publish at the next tick */
 	inv->map_pending = true;
-	if (!start_read(inv))
-		record_mapping(inv, false); /* reading starts once it is acknowledged */
+	record_mapping(inv, false); /* reading starts once it is acknowledged (on_map_record) */
 	inv_tick_rearm(inv);
 }

@@ -607,11 +607,6 @@ void inv_send_status(cs_inv *inv, bool reply)
 	cs_lsn_t open_safe = inv_open_safe(inv);
 	if (open_safe < flush)
 		flush = open_safe;
-	/* R41-2: while the slot's position is read again (inv_setup.c start_read), none: the
-	 * walsender would set the slot's confirmed position to it, lower than what the read
-	 * must see (PostgreSQL 15 lets a reply move it back); 0 is "no position" to it */
-	if (inv->start_read_pending)
-		flush = 0;
 	cs_pgo_build_status(msg, inv->received, flush, 0, now, reply);
 	int rc = PQputCopyData(inv->conn, (const char *)msg, (int)sizeof msg);
 	if (rc < 0) {

@@ -70,8 +70,9 @@ static void conn_event(evutil_socket_t fd, short what, void *arg)
 		inv->ev_added = false;
 	if (inv->conn == NULL)
 		return;
-	if (inv->st == ST_PRE_CREATE || inv->st == ST_SYNC || inv->st == ST_TIMELINE)
-		return; /* waiting for Redis (the step deadline bounds it) */
+	if (inv->st == ST_PRE_CREATE || inv->st == ST_SYNC || inv->st == ST_TIMELINE ||
+	        inv->st == ST_HELD)
+		return; /* waiting for Redis or the pool (the step deadline bounds it) */
 	if ((what & EV_READ) && !PQconsumeInput(inv->conn)) {
 		inv_restart(inv, PQerrorMessage(inv->conn), false);
 		return;
@@ -99,7 +100,7 @@ static void conn_event(evutil_socket_t fd, short what, void *arg)
 		}
 		if (inv->st == ST_START && PQresultStatus(res) == PGRES_COPY_BOTH) {
 			PQclear(res);
-			inv_streaming_begins(inv);
+			inv_stream_held(inv);
 			return;
 		}
 		bool go_on = inv_setup_result(inv, res);
@@ -249,7 +250,6 @@ void inv_restart(cs_inv *inv, const char *why, bool standby)
 	inv->pos_in_flight = false;
 	inv->posr_in_flight = false;
 	inv->status_pending = false;
-	inv->start_read_pending = false; /* its answer, of an older epoch, is ignored */
 	inv_txn_reset(inv);
 	inv->epoch_str[0] = '\0';
 	inv->epoch_len = 0;

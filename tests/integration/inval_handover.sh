@@ -5,7 +5,8 @@
 # the standby's stream start at W1 > W0. Everything the standby's setup concluded rests on W0;
 # once its stream holds the slot it reads the position again and, finding W1, sets up again
 # from there. The window is opened on purpose: a proxy in front of the primary holds the
-# standby's START_REPLICATION while the leader commits, confirms and stops.
+# standby's START_REPLICATION (or the answer to its slot query) while the leader commits,
+# confirms and stops.
 #   map:    the mapping record the new leader writes (<ns>:inv:qmap "<fingerprint> <W>") must
 #           not claim changes the earlier leader decoded with its own mapping: W >= W1
 #           (fence.c (e3)).
@@ -15,6 +16,12 @@
 #           48 R48-1, the reviewer's reproduction): the new leader performs it.
 #   debneg: its control (start_position_check = off: the bump is never performed, the stale
 #           entry stays served).
+#   loss:   Redis restarts from a file that lost the leader's last writes (the entry it
+#           deleted is back, its fence gone, inv:pos back at or above W0, another run): the new
+#           leader's synchronisation must find the loss, as it runs at W1 (review 49 R49-1, the
+#           reviewer's reproduction, here with the START held): the entry is not served.
+#   lossneg: its control (start_position_check = off: the synchronisation checks against W0,
+#           says nothing was lost, and the stale entry is served).
 . "$(dirname "$0")/daemon_lib.sh"
 
 users_db 20
@@ -27,7 +34,7 @@ gen_ge() { [ "$(gen)" -ge "$1" ]; }
 deb_owed() { [ -n "$(redis hget "$NS:inv:deb" ho_all)" ]; }
 
 PPORT=$(free_port)
-/usr/bin/python3 "$(dirname "$0")/hold_proxy.py" "$PPORT" "$CS_PG_PRIMARY_PORT" START_REPLICATION \
+/usr/bin/python3 "$(dirname "$0")/hold_proxy.py" "$PPORT" "$CS_PG_PRIMARY_PORT" "$WORK/arm" \
   "$WORK/held" >"$WORK/proxy.log" 2>&1 &
 PROXY=$!
 CLEANUPS+=("kill $PROXY")
@@ -48,7 +55,7 @@ handover() {
   PORT=$(free_port) APORT=$(free_port) SOCK=$WORK/b$name.sock
   inval_config "$WORK/b$name.ini" ho_user
   echo "start_position_check = $check" >>"$WORK/b$name.ini"
-  if [ "$mode" = deb ]; then agg_query; else user_query ho_new; fi >>"$WORK/b$name.ini"
+  case $mode in deb) agg_query ;; map) user_query ho_new ;; esac >>"$WORK/b$name.ini"
   sed -i "s/^conninfo = host=127.0.0.1 port=$CS_PG_PRIMARY_PORT /conninfo = host=127.0.0.1 port=$PPORT /" "$WORK/b$name.ini"
   grep -q "port=$PPORT " "$WORK/b$name.ini" || fail "b$name's primary is not the proxy"
   start_daemon "$WORK/b$name.ini" "b$name"
@@ -56,17 +63,32 @@ handover() {
   until_true 30 metric_is cachesvc_invalidator_state 1 || fail "b$name is not standing by: state $(metric cachesvc_invalidator_state)"
 
   rm -f "$WORK/held"
+  # the loss case holds the answer to B's slot query (before its synchronisation in either
+  # order); the others B's START_REPLICATION
+  if [ "$mode" = loss ]; then
+    echo "reply database = current_database(), active" >"$WORK/arm"
+  else
+    echo "request START_REPLICATION" >"$WORK/arm"
+  fi
   kill -USR1 "$PROXY"
-  until_true 20 test -e "$WORK/held" || fail "b$name's START_REPLICATION never came through the proxy"
+  until_true 20 test -e "$WORK/held" || fail "b$name's setup never came through the proxy"
   W0=$(slot_pos) # B read the slot before its held START: at or below W0
   "window_$mode"
   stop_daemon "$pid_a" || fail "a$name did not stop cleanly"
   W1=$(slot_pos)
   [ "$W1" -gt "$W0" ] || fail "the slot did not move while b$name's START was held ($W0, $W1)"
+  if declare -F "after_$mode" >/dev/null; then "after_$mode"; fi
   kill -USR2 "$PROXY"
   until_true 30 streaming || fail "b$name never took over (state $(metric cachesvc_invalidator_state)): $(tail -n 20 "$B_LOG")"
 }
-# the first stream start B logged: its horizon is the position its setup read (W0's side)
+# the position B's setup read before its START (the log line of a slot that moved)
+read_before() {
+  local hex
+  hex=$(sed -n 's/.*was confirmed to .* before this stream held it (\([0-9A-F]*\/[0-9A-F]*\) when read.*/\1/p' "$B_LOG" | head -1)
+  [ -n "$hex" ] || fail "b did not say its slot moved: $(grep -a 'streaming from' "$B_LOG")"
+  lsn_num "$hex"
+}
+# the first stream start B logged: its horizon is the position its setup used
 first_start() {
   local hex
   hex=$(sed -n 's/.*streaming from slot .*horizon \([0-9A-F]*\/[0-9A-F]*\).*/\1/p' "$B_LOG" | head -1)
@@ -92,11 +114,11 @@ record_w() {
 window_deb() {
   local lsn
   G0=$(gen)
-  primary "$DB" -c "UPDATE users SET name = 'c1' WHERE id = 3" >/dev/null
+  primary "$DB" -c "UPDATE users SET name = 'c1-$name' WHERE id = 3" >/dev/null
   until_true 10 gen_ge $((G0 + 1)) || fail "deb: change 1 did not bump at once"
   fill_a() { PORT=$PA cli get ho_all 4 >/dev/null 2>&1 && cached ho_all 4; }
   until_true 20 fill_a || fail "deb: could not cache ho_all 4 through a"
-  lsn=$(lsn_num "$(commit_lsn "UPDATE users SET name = 'c2' WHERE id = 4")")
+  lsn=$(lsn_num "$(commit_lsn "UPDATE users SET name = 'c2-$name' WHERE id = 4")")
   until_true 10 deb_owed || fail "deb: change 2 was not debounced"
   until_true 20 confirmed_past "$lsn" || fail "deb: a never confirmed $lsn"
   G1=$(gen)
@@ -105,15 +127,14 @@ window_deb() {
 part_map() {
   local w h
   handover 1 on map
-  h=$(first_start)
-  [ "$h" -lt "$W1" ] || fail "map: the window was not opened: b1's first stream began at $h, the slot was at $W1"
+  h=$(read_before)
+  [ "$h" -lt "$W1" ] || fail "map: the window was not opened: b1 read the slot at $h, it was at $W1"
   ok "map: b1 read the slot at $h, a1 confirmed up to $W1 before b1's START went through"
-  grep -q "was confirmed to .* before this stream held it .* setting up again" "$B_LOG" ||
-    fail "map: b1 did not set up again: $(grep -a 'streaming from' "$B_LOG")"
   metric_ge cachesvc_invalidator_start_moved_total 1 || fail "map: not counted"
+  [ "$(first_start)" -ge "$W1" ] || fail "map: b1's stream began at horizon $(first_start), below $W1"
   w=$(record_w "$WORK/b1.ini")
   [ "$w" -ge "$W1" ] || fail "map: b1's mapping record claims from $w, below $W1: changes a1 decoded with its mapping"
-  ok "map: b1 set up again from the slot's real position: its mapping record starts at $w >= $W1"
+  ok "map: b1 synchronised from the slot's real position: its horizon and mapping record start at $w >= $W1"
   stop_daemon "$B_PID" || fail "b1 did not stop cleanly"
 }
 part_mapneg() {
@@ -133,17 +154,58 @@ deb_case() {
   if until_true 25 gen_ge $((G1 + 1)); then
     [ "$check" = on ] || fail "debneg: b$name performed the owed bump with start_position_check off: the control proves nothing"
     r=$(cli --json get ho_all 4)
-    grep -q '"c2"' <<<"$r" || fail "deb: after the bump ho_all 4 answers $r"
-    ok "deb: b$name performed the owed bump (generation $(gen)): ho_all 4 answers c2"
+    grep -q "\"c2-$name\"" <<<"$r" || fail "deb: after the bump ho_all 4 answers $r"
+    ok "deb: b$name performed the owed bump (generation $(gen)): ho_all 4 answers c2-$name"
   else
     [ "$check" = off ] || fail "deb: b$name never performed a$name's owed bump: generation $(gen), inv:deb $(redis hget "$NS:inv:deb" ho_all), ho_all 4 answers $(cli --json get ho_all 4)"
-    ok "debneg: control (start_position_check = off): the owed bump is never performed ($(cli --json get ho_all 4))"
+    r=$(cli --json get ho_all 4)
+    grep -q "\"c2-$name\"" <<<"$r" && fail "debneg: ho_all 4 answers the new row ($r): the control proves nothing"
+    ok "debneg: control (start_position_check = off): the owed bump is never performed, the old row served ($r)"
   fi
   stop_daemon "$B_PID" || fail "b$name did not stop cleanly"
 }
 part_deb() { deb_case 3 on; }
 part_debneg() { deb_case 4 off; }
 
-for p in "${@:-map mapneg deb debneg}"; do
+window_loss() {
+  local lsn
+  PORT=$PA fill ho_user 3
+  K=$(redis keys "$NS:e:ho_user:*:*" | head -1)
+  [ -n "$K" ] || fail "loss: no entry of ho_user 3"
+  redis copy "$K" "$NS:bak" replace >/dev/null
+  P0=$(redis get "$NS:inv:pos")
+  lsn=$(lsn_num "$(commit_lsn "UPDATE users SET name = 'moved-$name' WHERE id = 3")")
+  until_true 20 confirmed_past "$lsn" || fail "loss: a never confirmed $lsn"
+}
+# Redis back from a file without the last second: another run, inv:pos back to P0 (>= W0),
+# the entry a deleted for the update back, its fence gone
+after_loss() {
+  redis set "$NS:epoch" "0000000000000000000000000000000000000000:00" >/dev/null
+  redis set "$NS:inv:pos" "$P0" >/dev/null
+  redis copy "$NS:bak" "$K" replace >/dev/null
+  redis del "$NS:f:ho_user:${K#"$NS:e:ho_user:"*:}" >/dev/null
+}
+loss_case() {
+  local name=$1 check=$2 r
+  redis del "$NS:bak" >/dev/null
+  for k in $(redis keys "$NS:e:ho_user:*"); do redis del "$k" >/dev/null; done
+  handover "$name" "$check" loss
+  sleep 1 # a generations poll
+  r=$(cli --json get ho_user 3)
+  if [ "$check" = on ]; then
+    grep -q "\"moved-$name\"" <<<"$r" || fail "loss: b$name serves $r after Redis lost a$name's last writes (the entry it deleted is back)"
+    grep -q "Redis LOST DATA" "$B_LOG" || fail "loss: b$name did not say Redis lost data"
+    ok "loss: Redis lost a$name's last writes inside b$name's window: b$name's synchronisation at $W1 found it, ho_user 3 answers moved-$name"
+  else
+    grep -q '"source":"cache"' <<<"$r" && ! grep -q "\"moved-$name\"" <<<"$r" ||
+      fail "lossneg: with start_position_check off, b$name was expected to serve the stale entry: $r"
+    ok "lossneg: control (start_position_check = off): the synchronisation at $W0 kept the stale entry: $r"
+  fi
+  stop_daemon "$B_PID" || fail "b$name did not stop cleanly"
+}
+part_loss() { loss_case 5 on; }
+part_lossneg() { loss_case 6 off; }
+
+for p in "${@:-map mapneg deb debneg loss lossneg}"; do
   for q in $p; do "part_$q"; done
 done
