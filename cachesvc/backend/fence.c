@@ -83,8 +83,9 @@
  *      enough, and replicas that caught up fill at once after a restart. W must be the
  *      position the stream really starts at: the one read before START_REPLICATION is lower
  *      when an earlier leader confirmed more in between and then let the slot go (review 41
- *      R41-2), so once the stream holds the slot it is read again, and a higher one sets
- *      everything up again from there (inv_setup.c start_read).
+ *      R41-2). So the SYNC (the epoch check, (g), (h), the owed bumps) runs only once the
+ *      stream holds the slot, which nobody else can move then, after its position was read
+ *      again (inv_setup.c start_read; reviews 48, 49).
  *  (g) Gaps. A slot that is created (first start, dropped, lost, a failover to a server
  *      without it) sees no change committed before its consistent point C: nothing ever
  *      fences those. Before CREATE_REPLICATION_SLOT the leader records a gap flush as owed

@@ -415,7 +415,8 @@ void inv_open_restart(cs_inv *inv);
 /* A SYNC flushed the namespace: every mark is retired (DELeted before the next round). */
 void inv_open_flushed(cs_inv *inv);
 /* The SYNC is done: bookkeeping shared with the single-Redis path (status as
- * CS_SCRIPT_SYNC's), then START_REPLICATION. */
+ * CS_SCRIPT_SYNC's), then the stream begins (it holds the slot already: inv_stream_held; with
+ * start_position_check off, START_REPLICATION). */
 void inv_sync_finish(cs_inv *inv, long long status, bool had_mark, const redisReply *deb);
 
 #endif
