@@ -512,6 +512,21 @@ static const char *endpoint_changed(
 	return NULL;
 }
 
+/* Review 50 R50-1: the flush a loss owes is the next SYNC's, which runs once
+ * START_REPLICATION holds the slot: a process that then loses the slot to another would owe it
+ * in memory only (o->loss), and the other would stream without it. So the loss is recorded in
+ * Redis first: bucket 0's epoch copy deleted, which any SYNC, whoever leads, finds lost and
+ * flushes the namespace for (CLUSTER.md (h')); daemons bypass the cache until then. The DEL
+ * goes before the next setup's probe on bucket 0's connection; if it fails, o->loss still
+ * flushes at this process's next SYNC, as before. */
+static void loss_record(cs_inv *inv)
+{
+	char key[CS_NAME_MAX];
+	const char *argv[2] = {"DEL", key};
+	size_t lens[2] = {3, cs_ks_fixed_in(&inv->ks, 0, CS_KS_EPOCH, key, sizeof key)};
+	(void)!cs_rc_cmd(inv->rc, inv_bucket_slot(inv, 0), NULL, NULL, 2, argv, lens);
+}
+
 static void loss(cs_inv *inv, uint32_t b, const char *what)
 {
 	struct inv_open *o = inv->open;
@@ -526,6 +541,7 @@ static void loss(cs_inv *inv, uint32_t b, const char *what)
 	        (unsigned)b, (unsigned)inv_bucket_slot(inv, b), m->on ? m->src : o->v[b].src,
 	        m->on ? m->dst : o->v[b].dst, what);
 	cs_error("invalidator%s%s: %s", INV_LOG_SHARD(inv), why);
+	loss_record(inv);
 	inv_restart(inv, why, false);
 }
 
@@ -580,6 +596,7 @@ static void marks_behind(cs_inv *inv, cs_lsn_t ml)
 	        "bucket 0 lost their last writes (review V9b, R18-4): the namespace is flushed",
 	        mh, wh);
 	cs_error("invalidator%s%s: %s", INV_LOG_SHARD(inv), why);
+	loss_record(inv);
 	inv_restart(inv, why, false);
 }
 
@@ -1106,6 +1123,7 @@ void inv_open_tick(cs_inv *inv)
 		        o->why[0] ? o->why : "a master not connected",
 		        (unsigned long long)(next_ms / 1000));
 		cs_error("invalidator%s%s: %s", INV_LOG_SHARD(inv), why);
+		loss_record(inv);
 		inv_restart(inv, why, false);
 		return;
 	}

@@ -1,7 +1,8 @@
 /* inv_setup.c - the invalidator's setup steps, in order (enum step in inv_int.h):
- * IDENTIFY_SYSTEM, the timeline record, the slot (query, drop a lost one, create), the
- * Redis synchronisation (epoch, gap flush or data-loss resync, owed bumps) and
- * START_REPLICATION (see invalidator.c). */
+ * IDENTIFY_SYSTEM, the timeline record, the slot (query, drop a lost one, create),
+ * START_REPLICATION, the slot's position read again once the stream holds it, then the Redis
+ * synchronisation (epoch, gap flush or data-loss resync, owed bumps) and the stream's start
+ * (see invalidator.c; reviews 48-50: start_read). */
 #include "inv_int.h"
 
 /* ---- Setup steps ------------------------------------------------------------------------ */

@@ -250,6 +250,11 @@ void inv_restart(cs_inv *inv, const char *why, bool standby)
 	inv->pos_in_flight = false;
 	inv->posr_in_flight = false;
 	inv->status_pending = false;
+	/* review 50 R50-2: a gap flush owed by a slot this process created is recorded in Redis
+	 * (the gap key, before CREATE): whoever synchronises next performs it, not this process
+	 * again when it leads later (a needless flush of every dependent query) */
+	inv->gap_owed = false;
+	inv->first_start = false;
 	inv_txn_reset(inv);
 	inv->epoch_str[0] = '\0';
 	inv->epoch_len = 0;
@@ -998,8 +1003,8 @@ void cs_inv_metrics(const cs_inv *inv, cs_metrics *m)
 	cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_gap_flushes_total",
 		"Gap flushes (new or lost slot, or owed by a crash)", s->gap_flushes, NULL);
 	cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_start_moved_total",
-		"Streams set up again: the slot moved between its read and START_REPLICATION "
-		"(a leader handing over)", s->start_moved, NULL);
+		"Stream starts whose slot had moved between its read and START_REPLICATION (a "
+		"leader handing over): synchronised from the position read again", s->start_moved, NULL);
 	cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_stale_primary_total",
 		"Connections refused: an old primary (lower timeline) came back", s->stale_primary,
 		NULL);

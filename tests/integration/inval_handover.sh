@@ -22,6 +22,10 @@
 #           reviewer's reproduction, here with the START held): the entry is not served.
 #   lossneg: its control (start_position_check = off: the synchronisation checks against W0,
 #           says nothing was lost, and the stale entry is served).
+#   gap:    review 50 R50-2 (the reviewer's reproduction): A creates the slot, its START is
+#           held, B takes the slot and performs the gap flush; when A leads later it does not
+#           flush again (its gap_owed went with its restart; the gap key is what Redis owes).
+#           Its control was run by hand: without the fix, A's takeover bumps again.
 . "$(dirname "$0")/daemon_lib.sh"
 
 users_db 20
@@ -206,6 +210,39 @@ loss_case() {
 part_loss() { loss_case 5 on; }
 part_lossneg() { loss_case 6 off; }
 
-for p in "${@:-map mapneg deb debneg loss lossneg}"; do
+part_gap() {
+  local pid_a pa aa g0 slot_was=$SLOT
+  SLOT=${SLOT}_gap
+  CLEANUPS+=("SLOT=$SLOT drop_slot")
+  PORT=$(free_port) APORT=$(free_port) SOCK=$WORK/a7.sock
+  inval_config "$WORK/a7.ini" ho_user
+  sed -i "s/^conninfo = host=127.0.0.1 port=$CS_PG_PRIMARY_PORT /conninfo = host=127.0.0.1 port=$PPORT /" "$WORK/a7.ini"
+  rm -f "$WORK/held"
+  echo "request START_REPLICATION" >"$WORK/arm"
+  kill -USR1 "$PROXY"
+  start_daemon "$WORK/a7.ini" a7
+  pid_a=$DAEMON_PID pa=$PORT aa=$APORT
+  until_true 20 test -e "$WORK/held" || fail "gap: a7's START never came through the proxy"
+  grep -q "creating it" "$WORK/a7.log" || fail "gap: a7 did not create the slot: $(grep -a invalidator "$WORK/a7.log" | tail -3)"
+  PORT=$(free_port) APORT=$(free_port) SOCK=$WORK/b7.sock
+  inval_config "$WORK/b7.ini" ho_user
+  start_streaming "$WORK/b7.ini" b7
+  B_PID=$DAEMON_PID
+  grep -q "gap flushed" "$WORK/b7.log" || fail "gap: b7 took the new slot without the gap flush"
+  kill -USR2 "$PROXY"
+  PORT=$pa APORT=$aa
+  until_true 30 metric_is cachesvc_invalidator_state 1 || fail "gap: a7 is not standing by: $(tail -n 5 "$WORK/a7.log")"
+  g0=$(redis get "$NS:g:ho_user")
+  stop_daemon "$B_PID" || fail "b7 did not stop cleanly"
+  until_true 30 streaming || fail "gap: a7 never took over: $(tail -n 20 "$WORK/a7.log")"
+  sleep 1 # a generations poll
+  [ "$(redis get "$NS:g:ho_user")" = "$g0" ] ||
+    fail "gap: a7 flushed again when it took over ($g0 -> $(redis get "$NS:g:ho_user")): $(grep -a 'gap flushed' "$WORK/a7.log")"
+  ok "gap: a7 created the slot, b7 took it and flushed; a7 leading later flushed nothing again (generation $g0)"
+  stop_daemon "$pid_a" || fail "a7 did not stop cleanly"
+  SLOT=$slot_was
+}
+
+for p in "${@:-map mapneg deb debneg loss lossneg gap}"; do
   for q in $p; do "part_$q"; done
 done
