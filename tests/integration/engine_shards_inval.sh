@@ -203,6 +203,17 @@ epoch2=$(R GET "$NS@s2:epoch")
 epoch1=$(R GET "$NS@s1:epoch")
 v5=$(cur 1 5)
 is_hit 5 "$v5" || fail "(b) key 5 not a hit before s1's primary stops"
+# s1's stream restarts at its slot's position: a commit past it ((a)'s update of key 5, when
+# the flushed position still trailed it) is decoded again once the primary is back and
+# deletes key 5's entry again, a miss the check below would take for the flush's (a CI run).
+# So s1's slot is first flushed past everything s1 committed.
+s1_lsn=$(pg "$(port_of 1 PRIMARY)" -c "SELECT pg_current_wal_lsn()")
+s1_flushed() { [ "$(pg "$(port_of 1 PRIMARY)" -c "SELECT confirmed_flush_lsn >= '$s1_lsn'::pg_lsn FROM pg_replication_slots WHERE slot_name = 'cs_inv_s1'")" = t ]; }
+deadline=$((SECONDS + 30))
+until s1_flushed; do
+  [ $SECONDS -lt $deadline ] || fail "(b) s1's slot was never flushed past $s1_lsn"
+  sleep 0.2
+done
 pid=$(head -1 "$SB/shard1/primary/postmaster.pid")
 kill -INT "$pid"
 deadline=$((SECONDS + 30))
