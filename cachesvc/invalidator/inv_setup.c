@@ -698,6 +698,19 @@ void inv_map_reassert(cs_inv *inv)
  * pool down or full, a stale server in front of it: R48-3) leaves W0 when the slot was held by
  * nobody when read (only a whole other leader's start, stream and stop inside this setup
  * could have moved it, not a handover) and restarts the stream otherwise. */
+/* The read could not be made (why): true when the position read before START stands (the
+ * slot was held by nobody then), else the stream restarts and false. */
+static bool read_failed_stands(cs_inv *inv, const char *why)
+{
+	if (!inv->slot_free_at_read) {
+		inv_restart(inv, why, false);
+		return false;
+	}
+	cs_info("invalidator%s%s: %s; the slot was free when read, so the position read stands",
+	        INV_LOG_SHARD(inv), why);
+	return true;
+}
+
 typedef struct startread {
 	cs_pgjob job;
 	cs_inv *inv;
@@ -739,12 +752,8 @@ static void on_start_read(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int 
 			snprintf(why, sizeof why, "slot \"%s\" is not held by this stream on the server "
 			         "the primary's pool reaches (missing, or held by another connection)",
 			         inv->slot);
-		if (!inv->slot_free_at_read) {
-			inv_restart(inv, why, false);
+		if (!read_failed_stands(inv, why))
 			return;
-		}
-		cs_info("invalidator%s%s: %s; the slot was free when read, so the position read "
-		        "stands", INV_LOG_SHARD(inv), why);
 	}
 	sync_state(inv);
 }
@@ -777,15 +786,9 @@ static bool start_read(cs_inv *inv)
 	if (cs_pgserver_submit(inv->primary, &s->job) == 0)
 		return true;
 	free(s);
-	const char *why = "the slot's position could not be read again once the stream held it: "
-	                  "the primary's pool took no job (down or overloaded)";
-	if (!inv->slot_free_at_read) {
-		inv_restart(inv, why, false);
-		return true;
-	}
-	cs_info("invalidator%s%s: %s; the slot was free when read, so the position read stands",
-	        INV_LOG_SHARD(inv), why);
-	return false;
+	return !read_failed_stands(inv, "the slot's position could not be read again once the "
+	                                "stream held it: the primary's pool took no job (down or "
+	                                "overloaded)");
 }
 
 /* START_REPLICATION answered CopyBoth: the stream holds the slot. Nothing is read from it
