@@ -108,6 +108,8 @@ struct cs_inv {
 	int open_hold_ms;       /* its hold bound's base, 0 the default (test hook) */
 	bool open_hold_fixed;   /* no backoff of the hold bound (R22-3's negative control) */
 	bool open_hold_nocarry; /* a stream restart restarts the hold's clock (R26-2's control) */
+	bool loss_record_nowait; /* a loss restarts before its record is acknowledged (R51-1's
+	                          * control) */
 	struct inv_open *open;  /* V9b: the marks and the round in flight (a cluster) */
 	uint64_t *kb;           /* the commit's keys sorted by bucket: bucket << 32 | offset */
 	size_t kb_cap;
@@ -414,6 +416,12 @@ bool inv_open_loss(const cs_inv *inv);
 void inv_open_restart(cs_inv *inv);
 /* A SYNC flushed the namespace: every mark is retired (DELeted before the next round). */
 void inv_open_flushed(cs_inv *inv);
+/* Review 51 R51-1: a loss's record in bucket 0 (its DEL) sent again after its backoff, in any
+ * state (a restart meanwhile does not end it); when that is due (0: none). */
+void inv_open_rec_tick(cs_inv *inv, uint64_t now);
+uint64_t inv_open_rec_next_us(const cs_inv *inv);
+/* Shutting down: a record still owed is given up (logged); late replies are ignored. */
+void inv_open_abandon(cs_inv *inv);
 /* The SYNC is done: bookkeeping shared with the single-Redis path (status as
  * CS_SCRIPT_SYNC's), then the stream begins (it holds the slot already: inv_stream_held; with
  * start_position_check off, START_REPLICATION). */

@@ -144,7 +144,16 @@ struct inv_open {
 	bool behind;   /* the marks read back vouch for less than W: a loss */
 	cs_lsn_t behind_lsn;
 	cs_ratelimit warn;
+	/* review 51 R51-1: a loss is recorded in bucket 0 (loss_restart) before the stream lets
+	 * the slot go: REC_SENT its DEL in flight, REC_WAIT sent again at rec_retry_us */
+	int rec;
+	uint64_t rec_gen; /* replies to an earlier DEL are ignored */
+	uint64_t rec_retry_us;
+	int rec_fails;
+	char rec_why[640]; /* the restart's reason, once recorded */
 };
+
+enum { REC_NONE, REC_SENT, REC_WAIT };
 
 typedef struct octx {
 	cs_inv *inv;
@@ -228,6 +237,8 @@ void inv_open_flushed(cs_inv *inv)
 		return;
 	memset(o->m, 0, sizeof o->m);
 	o->loss = false;
+	o->rec = REC_NONE; /* the flush the record owed is done (a DEL in flight is ignored) */
+	o->rec_gen++;
 	o->reset = true;
 	/* every entry older than this flush is retired: what was confirmed before it is safe */
 	o->floor = CS_MAX(o->floor, o->hold_lsn);
@@ -516,15 +527,125 @@ static const char *endpoint_changed(
  * START_REPLICATION holds the slot: a process that then loses the slot to another would owe it
  * in memory only (o->loss), and the other would stream without it. So the loss is recorded in
  * Redis first: bucket 0's epoch copy deleted, which any SYNC, whoever leads, finds lost and
- * flushes the namespace for (CLUSTER.md (h')); daemons bypass the cache until then. The DEL
- * goes before the next setup's probe on bucket 0's connection; if it fails, o->loss still
- * flushes at this process's next SYNC, as before. */
-static void loss_record(cs_inv *inv)
+ * flushes the namespace for (CLUSTER.md (h')); daemons bypass the cache until then.
+ *
+ * Review 51 R51-1: and the slot is let go only once Redis acknowledged that DEL. Until then
+ * the stream goes on (its invalidations still land) with its flushed position held where the
+ * last complete round left it (no round runs meanwhile), and the DEL is sent again with a
+ * backoff (100 ms doubling to 5 s). A restart that comes meanwhile for another reason (the
+ * connection to PostgreSQL lost) does not stop the retries: they go on until the DEL is
+ * acknowledged or a SYNC of this process flushed (inv_open_flushed). A shutdown before then
+ * is logged. `loss_record_nowait` (tests only) restores the DEL sent without waiting: the
+ * negative control. */
+typedef struct rctx {
+	cs_inv *inv;
+	uint64_t gen, epoch;
+} rctx;
+
+static void on_loss_recorded(cs_rc *r, redisReply *reply, void *priv);
+
+static void rec_failed(cs_inv *inv, const redisReply *reply)
 {
+	struct inv_open *o = inv->open;
+	o->rec = REC_WAIT;
+	inv->stats.open_record_retries++;
+	uint64_t ms = (uint64_t)cs_backoff_ms(o->rec_fails++, 100, 5000);
+	o->rec_retry_us = cs_now_us() + ms * 1000u;
+	if (o->rec_fails == 1)
+		cs_warn("invalidator%s%s: the loss could not be recorded in bucket 0 (DEL of its "
+		        "epoch copy: %s): the slot is kept, its flushed position held, until it is "
+		        "(retried with a backoff; review 51 R51-1)",
+		        INV_LOG_SHARD(inv),
+		        reply == NULL                      ? "no reply"
+		        : reply->type == REDIS_REPLY_ERROR ? reply->str
+		                                           : "an unexpected reply");
+}
+
+static void loss_send(cs_inv *inv)
+{
+	struct inv_open *o = inv->open;
 	char key[CS_NAME_MAX];
 	const char *argv[2] = {"DEL", key};
 	size_t lens[2] = {3, cs_ks_fixed_in(&inv->ks, 0, CS_KS_EPOCH, key, sizeof key)};
-	(void)!cs_rc_cmd(inv->rc, inv_bucket_slot(inv, 0), NULL, NULL, 2, argv, lens);
+	o->rec = REC_SENT;
+	o->rec_gen++;
+	rctx *c = malloc(sizeof *c);
+	if (c != NULL)
+		*c = (rctx){.inv = inv, .gen = o->rec_gen, .epoch = inv->epoch};
+	if (c == NULL || cs_rc_cmd(inv->rc, inv_bucket_slot(inv, 0), on_loss_recorded, c, 2, argv,
+	                         lens) != 0) {
+		free(c);
+		rec_failed(inv, NULL);
+	}
+}
+
+static void on_loss_recorded(cs_rc *r, redisReply *reply, void *priv)
+{
+	(void)r;
+	rctx *c = priv;
+	cs_inv *inv = c->inv;
+	uint64_t gen = c->gen, epoch = c->epoch;
+	free(c);
+	struct inv_open *o = inv->open;
+	if (o == NULL || o->rec != REC_SENT || o->rec_gen != gen)
+		return; /* flushed meanwhile, or shutting down (inv_open_abandon) */
+	if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+		rec_failed(inv, reply);
+		inv_tick_rearm(inv); /* the retry's deadline */
+		return;
+	}
+	o->rec = REC_NONE;
+	if (o->rec_fails > 0)
+		cs_info("invalidator%s%s: the loss is recorded in bucket 0 after %d failed tries",
+		        INV_LOG_SHARD(inv), o->rec_fails);
+	o->rec_fails = 0;
+	if (epoch == inv->epoch && inv->st == ST_STREAMING) {
+		char why[sizeof o->rec_why];
+		memcpy(why, o->rec_why, sizeof why);
+		inv_restart(inv, why, false);
+	}
+}
+
+/* A loss found while streaming (o->loss set, logged): recorded in Redis, then the restart. */
+static void loss_restart(cs_inv *inv, const char *why)
+{
+	struct inv_open *o = inv->open;
+	if (inv->loss_record_nowait) {
+		char key[CS_NAME_MAX];
+		const char *argv[2] = {"DEL", key};
+		size_t lens[2] = {3, cs_ks_fixed_in(&inv->ks, 0, CS_KS_EPOCH, key, sizeof key)};
+		(void)!cs_rc_cmd(inv->rc, inv_bucket_slot(inv, 0), NULL, NULL, 2, argv, lens);
+		inv_restart(inv, why, false);
+		return;
+	}
+	snprintf(o->rec_why, sizeof o->rec_why, "%s", why);
+	o->round++; /* the round in flight: its late replies are ignored */
+	o->busy = false;
+	o->rec_fails = 0;
+	loss_send(inv);
+}
+
+uint64_t inv_open_rec_next_us(const cs_inv *inv)
+{
+	return inv->open && inv->open->rec == REC_WAIT ? inv->open->rec_retry_us : 0;
+}
+
+void inv_open_rec_tick(cs_inv *inv, uint64_t now)
+{
+	struct inv_open *o = inv->open;
+	if (o != NULL && o->rec == REC_WAIT && now >= o->rec_retry_us)
+		loss_send(inv);
+}
+
+void inv_open_abandon(cs_inv *inv)
+{
+	struct inv_open *o = inv->open;
+	if (o == NULL || o->rec == REC_NONE)
+		return;
+	o->rec = REC_NONE;
+	cs_warn("invalidator%s%s: stopping with a loss not recorded in bucket 0 (review 51 "
+	        "R51-1): whoever streams next flushes only if it finds the loss itself",
+	        INV_LOG_SHARD(inv));
 }
 
 static void loss(cs_inv *inv, uint32_t b, const char *what)
@@ -541,8 +662,7 @@ static void loss(cs_inv *inv, uint32_t b, const char *what)
 	        (unsigned)b, (unsigned)inv_bucket_slot(inv, b), m->on ? m->src : o->v[b].src,
 	        m->on ? m->dst : o->v[b].dst, what);
 	cs_error("invalidator%s%s: %s", INV_LOG_SHARD(inv), why);
-	loss_record(inv);
-	inv_restart(inv, why, false);
+	loss_restart(inv, why);
 }
 
 /* A round that is not complete: counted, and a warning at most every WARN_EVERY_US. */
@@ -596,8 +716,7 @@ static void marks_behind(cs_inv *inv, cs_lsn_t ml)
 	        "bucket 0 lost their last writes (review V9b, R18-4): the namespace is flushed",
 	        mh, wh);
 	cs_error("invalidator%s%s: %s", INV_LOG_SHARD(inv), why);
-	loss_record(inv);
-	inv_restart(inv, why, false);
+	loss_restart(inv, why);
 }
 
 /* v's ends (as the round read them) with their runs into v->next, to be written. */
@@ -1071,8 +1190,8 @@ static uint64_t hold_bound_ms(const cs_inv *inv)
 
 uint64_t inv_open_next_us(const cs_inv *inv, uint64_t now)
 {
-	if (!watching(inv) || inv->st != ST_STREAMING)
-		return 0;
+	if (!watching(inv) || inv->st != ST_STREAMING || inv->open->rec != REC_NONE)
+		return 0; /* R51-1: the record's retry is inv_open_rec_next_us */
 	const struct inv_open *o = inv->open;
 	if (o->since_us == 0)
 		return now; /* the hold's clock starts at the first tick that streams */
@@ -1092,8 +1211,8 @@ uint64_t inv_open_next_us(const cs_inv *inv, uint64_t now)
 
 void inv_open_tick(cs_inv *inv)
 {
-	if (!watching(inv) || inv->st != ST_STREAMING)
-		return;
+	if (!watching(inv) || inv->st != ST_STREAMING || inv->open->rec != REC_NONE)
+		return; /* R51-1: a loss being recorded: no round until the restart */
 	struct inv_open *o = inv->open;
 	uint64_t now = cs_now_us();
 	inv->stats.open_marks = (uint64_t)inv_open_marks(inv);
@@ -1123,8 +1242,7 @@ void inv_open_tick(cs_inv *inv)
 		        o->why[0] ? o->why : "a master not connected",
 		        (unsigned long long)(next_ms / 1000));
 		cs_error("invalidator%s%s: %s", INV_LOG_SHARD(inv), why);
-		loss_record(inv);
-		inv_restart(inv, why, false);
+		loss_restart(inv, why);
 		return;
 	}
 	if (o->busy) {

@@ -455,6 +455,7 @@ static void tick_work(cs_inv *inv, uint64_t now)
 		return;
 	}
 	check_slot_health(inv);
+	inv_open_rec_tick(inv, now); /* review 51 R51-1: in any state */
 	if (inv->st != ST_STREAMING)
 		return;
 	/* The backoff resets after a healthy stretch only: streaming for STABLE_US with Redis
@@ -518,6 +519,7 @@ static uint64_t next_tick_us(cs_inv *inv, uint64_t now)
 		at = inv->last_health_us + HEALTH_EVERY_US;
 	if (inv->conn && inv->st != ST_STREAMING)
 		at = earliest(at, inv->step_deadline_us + 1);
+	at = earliest(at, inv_open_rec_next_us(inv)); /* review 51 R51-1: in any state */
 	if (inv->st != ST_STREAMING)
 		return at;
 	/* work outstanding: the tick's calls are retried every TICK_MS (inv_publish_pos, the
@@ -774,6 +776,7 @@ void cs_inv_free(cs_inv *inv)
 	inv->epoch++;
 	/* The engine frees its servers (answering our slot-health job) before us. */
 	inv->primary = NULL;
+	inv_open_abandon(inv); /* before the callbacks below: a record's failure is not retried */
 	cs_rc_free(inv->rc); /* pending callbacks see a stale epoch */
 	inv_rq_clear(inv);
 	free(inv->rq);
@@ -881,6 +884,11 @@ void cs_inv_set_cluster_v9b(cs_inv *inv, bool on)
 void cs_inv_set_open_hold_ms(cs_inv *inv, int ms)
 {
 	inv->open_hold_ms = ms > 0 ? ms : 0;
+}
+
+void cs_inv_set_loss_record_nowait(cs_inv *inv, bool nowait)
+{
+	inv->loss_record_nowait = nowait;
 }
 
 void cs_inv_set_open_hold_fixed(cs_inv *inv, bool fixed)
@@ -1050,6 +1058,10 @@ void cs_inv_metrics(const cs_inv *inv, cs_metrics *m)
 		        "No complete round of open slots for the hold bound: treated as a loss, the "
 		        "namespace flushed (counted in open_slot_losses_total too)",
 		        s->open_holds, NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_open_slot_record_retries_total",
+		        "A loss's record in bucket 0 (the DEL of its epoch copy, acknowledged before "
+		        "the slot is let go) failed and was sent again",
+		        s->open_record_retries, NULL);
 		cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_open_slot_rounds_total",
 		        "Rounds of open slots complete (every master answered, the marks written)",
 		        s->open_rounds, NULL);

@@ -80,6 +80,10 @@
 #          7). r18drain (R18-1b): a new master X takes bucket b's slot as its only slot, then
 #          gives it back; Redis makes the emptied X a replica of the node that took it: a
 #          drain, no loss (before the fix: a loss and a namespace flush), the mark cleared.
+#   r51:   review 51 R51-1: a loss (a hold) is recorded in bucket 0 before the slot is let go:
+#          bucket 0's master refusing DEL, the slot stays with its walsender, retried; allowed,
+#          recorded, restarted, flushed. r51neg: its negative control (--loss-record-nowait).
+#          (registered together as inval_cluster_r51)
 #   r26carry (registered as inval_cluster_holdcarry): review 26 R26-2: a master refusing
 #          CLUSTER NODES and the walsender terminated every 4 s (the hold bound 10 s): the
 #          streaming time without a complete round carries over the restarts, so the hold
@@ -1333,6 +1337,66 @@ case_r26carry() {
     fail "r26: a stream restart every 4 s kept the hold (10 s) from firing: never flushed ($R26_DESC)"
   ok "r26: the streaming time without a complete round carried over the restarts: held and flushed ($R26_DESC)"
 }
+# R51-1 (review 51): a loss the watch of open slots found is recorded in bucket 0 (its epoch
+# copy deleted) before the stream lets the slot go, so that whoever streams next flushes. A hold
+# (one master refusing CLUSTER NODES, the bound 10 s) is the loss; bucket 0's master refuses
+# DEL (an ACL): the record fails and is sent again with a backoff, and the slot stays held by
+# the same walsender meanwhile, its epoch copy in place; DEL allowed again: recorded, the copy
+# gone, then the restart (a new walsender) and its SYNC's flush. r51neg: its negative control
+# (--loss-record-nowait: the DEL sent and the slot let go at once): a new walsender while the
+# record is still refused.
+slot_pid() { primary postgres -c "SELECT coalesce(active_pid, 0) FROM pg_replication_slots WHERE slot_name = '$SLOT'"; }
+case_r51() { # NEG
+  local neg=$1 p m0 lsn pid0 n0 h0 d0 r0 id t
+  if $neg; then start_drive --open-hold-ms 10000 --loss-record-nowait; else start_drive --open-hold-ms 10000; fi
+  lsn=$(commit_lsn "INSERT INTO users VALUES (1, 'a') ON CONFLICT (id) DO UPDATE SET name = 'a'")
+  wait_confirmed "$lsn"
+  until_true 30 flush_at_least "$(lsnhex "$lsn")" || fail "r51: never flushed before the ACLs"
+  owners
+  m0=$(node_port_of_bucket 0)
+  for p in "${RC_PORTS[@]}"; do [ "$p" != "$m0" ] && break; done
+  for id in $(seq 2 40); do [ "$(node_port_of_bucket "$(bucket "$id")")" != "$m0" ] && break; done
+  [ -n "$(rc get "{$NS:0}:epoch")" ] || fail "r51: bucket 0 has no epoch copy to begin with"
+  pid0=$(slot_pid)
+  [ "$pid0" != 0 ] || fail "r51: the slot is not active"
+  CLEANUPS=("redis-cli -p $p acl setuser default +cluster\\|nodes" "redis-cli -p $m0 acl setuser default +del" "${CLEANUPS[@]}")
+  n0=$(wc -l <"$WORK/drive.log") h0=$(stat open_holds) d0=$(stat data_loss) r0=$(stat open_record_retries)
+  redis-cli -p "$m0" acl setuser default -del >/dev/null
+  redis-cli -p "$p" acl setuser default -cluster\|nodes >/dev/null
+  lsn=$(commit_lsn "INSERT INTO users VALUES ($id, 'b') ON CONFLICT (id) DO UPDATE SET name = 'b'")
+  wait_confirmed "$lsn"
+  until_true 60 eval '[ "$(stat open_holds)" -gt "$h0" ]' || fail "r51: no hold while $p refuses CLUSTER NODES"
+  if $neg; then
+    until_true 15 eval '[ "$(slot_pid)" != "$pid0" ]' ||
+      fail "r51neg: the record not waited for, yet the slot stayed with walsender $pid0"
+    [ -n "$(rc get "{$NS:0}:epoch")" ] || fail "r51neg: the epoch copy is gone: the record was not refused"
+    ok "r51neg: control: not waiting for the record, the slot let go (walsender $pid0 -> $(slot_pid)) while bucket 0 still refused the DEL (its epoch copy in place): a standby taking it now would stream without the flush"
+    redis-cli -p "$m0" acl setuser default +del >/dev/null
+    redis-cli -p "$p" acl setuser default +cluster\|nodes >/dev/null
+    until_true 60 drive_streaming || fail "r51neg: not streaming again"
+    return
+  fi
+  until_true 20 eval '[ "$(stat open_record_retries)" -ge $((r0 + 3)) ]' ||
+    fail "r51: the record not sent again ($(stat open_record_retries) retries)"
+  r18_log_since "$n0" "the loss could not be recorded in bucket 0 (DEL of its epoch copy: NOPERM" ||
+    fail "r51: the failed record was not logged: $(tail -n +"$n0" "$WORK/drive.log" | tail -3)"
+  t=$((SECONDS + 6))
+  while [ $SECONDS -lt $t ]; do
+    [ "$(slot_pid)" = "$pid0" ] || fail "r51: the slot was let go (walsender $pid0 -> $(slot_pid)) with the loss not recorded"
+    sleep 0.5
+  done
+  [ -n "$(rc get "{$NS:0}:epoch")" ] || fail "r51: the epoch copy is gone while DEL was refused"
+  ok "r51: the loss's record refused ($(stat open_record_retries) tries, logged): the slot kept by walsender $pid0 for 6 s more"
+  redis-cli -p "$m0" acl setuser default +del >/dev/null
+  until_true 20 eval '[ "$(slot_pid)" != "$pid0" ]' || fail "r51: recorded, yet no restart"
+  r18_log_since "$n0" "the loss is recorded in bucket 0 after" || fail "r51: the record's success not logged"
+  redis-cli -p "$p" acl setuser default +cluster\|nodes >/dev/null
+  until_true 60 drive_streaming || fail "r51: not streaming after the record"
+  until_true 30 eval '[ "$(stat data_loss)" -gt "$d0" ]' || fail "r51: the SYNC after the record did not flush (data_loss $(stat data_loss))"
+  [ -n "$(rc get "{$NS:0}:epoch")" ] || fail "r51: no epoch copy after the SYNC"
+  ok "r51: DEL allowed again: the loss recorded, then the restart (walsender $(slot_pid)) and its SYNC's flush (data_loss $d0 -> $(stat data_loss))"
+}
+
 case_r18stall() {
   local lsn p n0 h0 d0 f r0
   start_drive --open-hold-ms 10000 # the default, 60 s, is for production
@@ -2093,6 +2157,8 @@ for PART in "${@:-basic}"; do
   r18load) case_r18load ;;
   r18early) case_r18early ;;
   r18stall) case_r18stall ;;
+  r51) case_r51 false ;;
+  r51neg) case_r51 true ;;
   r26carry) case_r26carry ;;
   r18requeue) case_r18requeue ;;
   basic) case_basic ;;
