@@ -595,6 +595,11 @@ static void on_loss_recorded(cs_rc *r, redisReply *reply, void *priv)
 		return;
 	}
 	o->rec = REC_NONE;
+	/* review 51 R51-2: the flush is owed by Redis now (bucket 0 found lost by whichever SYNC
+	 * runs next), no longer by this process: one that performed it meanwhile (the slot's next
+	 * holder) re-stamped bucket 0, and this process's own SYNC, when it leads later, need not
+	 * flush a second time */
+	o->loss = false;
 	if (o->rec_fails > 0)
 		cs_info("invalidator%s%s: the loss is recorded in bucket 0 after %d failed tries",
 		        INV_LOG_SHARD(inv), o->rec_fails);
