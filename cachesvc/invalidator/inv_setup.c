@@ -744,6 +744,14 @@ static void on_start_read(cs_pgjob *job, const PGresult *res, cs_lsn_t lsn, int 
 		        "synchronising from there (review 41 R41-2)", INV_LOG_SHARD(inv), inv->slot,
 		        cs_lsn_format(w, a), cs_lsn_format(used, b));
 		inv->slot_confirmed = w;
+	} else if (held && w < used) {
+		/* cannot happen while this connection holds the slot (review 52: only a primary
+		 * crash moves it back, which ends the connection): said, and set up again */
+		snprintf(why, sizeof why, "slot \"%s\" reads %s once held, below the %s read before "
+		         "START_REPLICATION", inv->slot, cs_lsn_format(w, a), cs_lsn_format(used, b));
+		cs_warn("invalidator%s%s: %s", INV_LOG_SHARD(inv), why);
+		inv_restart(inv, why, false);
+		return;
 	} else if (!held) {
 		if (err != 0)
 			snprintf(why, sizeof why, "the slot's position could not be read again once the "
@@ -781,7 +789,10 @@ static bool start_read(cs_inv *inv)
 	s->params = (cs_pg_params){ .n = 2, .values = s->vals, .lengths = s->lens,
 		.formats = s->fmts };
 	s->job = (cs_pgjob){ .qindex = -1, .q = &inv->start_q, .params = &s->params,
-		.deadline_us = cs_now_us() + (uint64_t)STEP_TIMEOUT_MS * 1000u,
+		/* review 52 R52-1: half the step's time, so that a read the pool fails at its
+		 * deadline reaches read_failed_stands before the step deadline restarts the stream
+		 * (and the stream sits silent in CopyBoth for less: R50-4) */
+		.deadline_us = cs_now_us() + (uint64_t)STEP_TIMEOUT_MS * 500u,
 		.cb = on_start_read, .priv = s };
 	if (cs_pgserver_submit(inv->primary, &s->job) == 0)
 		return true;

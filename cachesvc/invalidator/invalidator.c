@@ -451,7 +451,14 @@ static uint64_t receive_timeout_us(const cs_inv *inv)
 static void tick_work(cs_inv *inv, uint64_t now)
 {
 	if (inv->conn && inv->st != ST_STREAMING && now > inv->step_deadline_us) {
-		inv_restart(inv, "replication setup timed out", false);
+		static const char *const names[] = {"none", "connect", "IDENTIFY_SYSTEM",
+		        "timeline record", "slot query", "slot drop", "gap record", "slot create",
+		        "START_REPLICATION", "position read again", "Redis synchronisation",
+		        "streaming"};
+		_Static_assert(sizeof names / sizeof names[0] == ST_STREAMING + 1, "a name a step");
+		char why[96];
+		snprintf(why, sizeof why, "replication setup timed out (step: %s)", names[inv->st]);
+		inv_restart(inv, why, false);
 		return;
 	}
 	check_slot_health(inv);

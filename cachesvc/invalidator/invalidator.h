@@ -49,8 +49,9 @@ typedef struct cs_inv_stats {
 	uint64_t receive_timeouts; /* streams restarted: nothing received for receive_timeout */
 	uint64_t redis_data_loss; /* Redis lost data (flush, restart, failover): resynchronised */
 	uint64_t gap_flushes;	  /* gap flushes performed (new or lost slot, or owed by a crash) */
-	uint64_t start_moved;	  /* streams set up again: the slot moved between its read and
-				   * START_REPLICATION (a leader handing over; review 41 R41-2) */
+	uint64_t start_moved;	  /* streams synchronised from the position read again: the slot
+				   * moved between its read and START_REPLICATION (a leader handing
+				   * over; review 41 R41-2) */
 	uint64_t stale_primary;	  /* connections refused: a server on a timeline older than the
 				   * newest recorded for its system (an old primary came back) */
 	uint64_t cmds_max;	  /* Redis commands in flight or owed, at most (review V3) */

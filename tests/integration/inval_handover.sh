@@ -26,6 +26,11 @@
 #           held, B takes the slot and performs the gap flush; when A leads later it does not
 #           flush again (its gap_owed went with its restart; the gap key is what Redis owes).
 #           Its control was run by hand: without the fix, A's takeover bumps again.
+#   readhang: review 52 R52-1: the position's read once the stream holds the slot hangs (the
+#           pool's query held by the proxy) while the slot was free when first read: the pool
+#           fails it at half the step's time, the position read before START stands, and the
+#           stream goes on without a restart. Its control was run by hand: with the read's
+#           deadline at the step's, the step deadline restarted the stream first.
 . "$(dirname "$0")/daemon_lib.sh"
 
 users_db 20
@@ -243,6 +248,28 @@ part_gap() {
   SLOT=$slot_was
 }
 
-for p in "${@:-map mapneg deb debneg loss lossneg gap}"; do
+part_readhang() {
+  local pid
+  PORT=$(free_port) APORT=$(free_port) SOCK=$WORK/rh.sock
+  inval_config "$WORK/rh.ini" ho_user
+  sed -i "s/^conninfo = host=127.0.0.1 port=$CS_PG_PRIMARY_PORT /conninfo = host=127.0.0.1 port=$PPORT /" "$WORK/rh.ini"
+  grep -q "port=$PPORT " "$WORK/rh.ini" || fail "readhang: the primary is not the proxy"
+  rm -f "$WORK/held"
+  echo "request active_pid::text" >"$WORK/arm"
+  kill -USR1 "$PROXY"
+  start_daemon "$WORK/rh.ini" rh
+  pid=$DAEMON_PID
+  until_true 20 test -e "$WORK/held" || fail "readhang: the position's read never came through the proxy: $(grep -a invalidator "$WORK/rh.log" | tail -3)"
+  until_true 15 grep -q "the slot was free when read, so the position read stands" "$WORK/rh.log" ||
+    fail "readhang: the failed read did not let the position stand: $(grep -a invalidator "$WORK/rh.log" | tail -4)"
+  until_true 20 streaming || fail "readhang: not streaming: $(grep -a invalidator "$WORK/rh.log" | tail -4)"
+  kill -USR2 "$PROXY"
+  ! grep -q "replication setup timed out" "$WORK/rh.log" ||
+    fail "readhang: the stream restarted at the step deadline: $(grep -a 'timed out' "$WORK/rh.log")"
+  ok "readhang: the read held, failed by the pool at its deadline: the position read before START stood and the stream began without a restart"
+  stop_daemon "$pid" || fail "rh did not stop cleanly"
+}
+
+for p in "${@:-map mapneg deb debneg loss lossneg gap readhang}"; do
   for q in $p; do "part_$q"; done
 done
