@@ -110,6 +110,8 @@ struct cs_inv {
 	bool open_hold_nocarry; /* a stream restart restarts the hold's clock (R26-2's control) */
 	bool loss_record_nowait; /* a loss restarts before its record is acknowledged (R51-1's
 	                          * control) */
+	int rec_hold_ms;         /* the stream kept for a loss's record at most, 0 the default
+	                          * (5 s; test hook) */
 	struct inv_open *open;  /* V9b: the marks and the round in flight (a cluster) */
 	uint64_t *kb;           /* the commit's keys sorted by bucket: bucket << 32 | offset */
 	size_t kb_cap;

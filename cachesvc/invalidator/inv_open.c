@@ -150,7 +150,9 @@ struct inv_open {
 	uint64_t rec_gen; /* replies to an earlier DEL are ignored */
 	uint64_t rec_retry_us;
 	int rec_fails;
-	char rec_why[640]; /* the restart's reason, once recorded */
+	bool rec_hold;        /* the stream is kept for it (review 53: at most rec_hold_ms) */
+	uint64_t rec_since_us; /* the loss was found */
+	char rec_why[640];    /* the restart's reason, once recorded */
 };
 
 enum { REC_NONE, REC_SENT, REC_WAIT };
@@ -213,6 +215,7 @@ void inv_open_restart(cs_inv *inv)
 		return;
 	o->round++;
 	o->busy = o->loaded = false;
+	o->rec_hold = false; /* review 53 F1: a restart for another reason ends the wait */
 	o->safe = o->floor; /* a new stream: nothing flushed past its start until a round vouches */
 	/* review 26 R26-2: the streaming time without a complete round carries over (not the
 	 * gap between streams): restarts more often than the hold bound no longer hold the
@@ -239,6 +242,7 @@ void inv_open_flushed(cs_inv *inv)
 	o->loss = false;
 	o->rec = REC_NONE; /* the flush the record owed is done (a DEL in flight is ignored) */
 	o->rec_gen++;
+	o->rec_hold = false;
 	o->reset = true;
 	/* every entry older than this flush is retired: what was confirmed before it is safe */
 	o->floor = CS_MAX(o->floor, o->hold_lsn);
@@ -529,14 +533,23 @@ static const char *endpoint_changed(
  * Redis first: bucket 0's epoch copy deleted, which any SYNC, whoever leads, finds lost and
  * flushes the namespace for (CLUSTER.md (h')); daemons bypass the cache until then.
  *
- * Review 51 R51-1: and the slot is let go only once Redis acknowledged that DEL. Until then
- * the stream goes on (its invalidations still land) with its flushed position held where the
- * last complete round left it (no round runs meanwhile), and the DEL is sent again with a
- * backoff (100 ms doubling to 5 s). A restart that comes meanwhile for another reason (the
- * connection to PostgreSQL lost) does not stop the retries: they go on until the DEL is
- * acknowledged or a SYNC of this process flushed (inv_open_flushed). A shutdown before then
- * is logged. `loss_record_nowait` (tests only) restores the DEL sent without waiting: the
- * negative control. */
+ * Review 51 R51-1: and the slot is let go once Redis acknowledged that DEL, so that a standby
+ * taking it cannot stream without the flush. Until then the stream goes on (its invalidations
+ * still land) with its flushed position held where the last complete round left it (no round
+ * runs meanwhile), and the DEL is sent again with a backoff (100 ms doubling to 5 s). That
+ * wait is bounded (review 53 F2, F3): past rec_hold_ms (5 s by default) the stream restarts
+ * anyway, as before R51-1, the loss still owed in memory (o->loss: this process's next SYNC
+ * flushes, and only a standby taking the slot in between streams without the flush, as
+ * before), so that a DEL refused for good (an ACL, a proxy, a fault of this connection only)
+ * neither holds the flush back nor keeps the loss in this process's memory only for long. The
+ * retries go on in every state but the SYNC (review 53 F4: a DEL landing after its stamp
+ * costs a second flush) until the DEL is acknowledged or a SYNC of this process flushed
+ * (inv_open_flushed); a restart for another reason meanwhile (a reload, the connection to
+ * PostgreSQL lost) is that same fallback (review 53 F1). A shutdown with the record owed
+ * is logged as an error: the loss is then forgotten unless the next holder finds it itself
+ * (a mark read back), as when a process stopped between a loss and its SYNC before.
+ * `loss_record_nowait` (tests only) restores the DEL sent without waiting: the negative
+ * control. */
 typedef struct rctx {
 	cs_inv *inv;
 	uint64_t gen, epoch;
@@ -544,21 +557,43 @@ typedef struct rctx {
 
 static void on_loss_recorded(cs_rc *r, redisReply *reply, void *priv);
 
+#define REC_HOLD_MS 5000 /* the stream kept for a loss's record at most this long */
+static uint64_t rec_hold_ms(const cs_inv *inv)
+{
+	return inv->rec_hold_ms > 0 ? (uint64_t)inv->rec_hold_ms : REC_HOLD_MS;
+}
+
 static void rec_failed(cs_inv *inv, const redisReply *reply)
 {
 	struct inv_open *o = inv->open;
 	o->rec = REC_WAIT;
 	inv->stats.open_record_retries++;
 	uint64_t ms = (uint64_t)cs_backoff_ms(o->rec_fails++, 100, 5000);
-	o->rec_retry_us = cs_now_us() + ms * 1000u;
+	uint64_t now = cs_now_us();
+	o->rec_retry_us = now + ms * 1000u;
 	if (o->rec_fails == 1)
 		cs_warn("invalidator%s%s: the loss could not be recorded in bucket 0 (DEL of its "
-		        "epoch copy: %s): the slot is kept, its flushed position held, until it is "
-		        "(retried with a backoff; review 51 R51-1)",
+		        "epoch copy: %s): the slot is kept, its flushed position held, for up to %d "
+		        "ms while it is retried with a backoff (review 51 R51-1)",
 		        INV_LOG_SHARD(inv),
 		        reply == NULL                      ? "no reply"
 		        : reply->type == REDIS_REPLY_ERROR ? reply->str
-		                                           : "an unexpected reply");
+		                                           : "an unexpected reply",
+		        (int)rec_hold_ms(inv));
+	if (o->rec_hold && now - o->rec_since_us >= (uint64_t)rec_hold_ms(inv) * 1000u) {
+		o->rec_hold = false;
+		inv->stats.open_record_fallbacks++;
+		cs_error("invalidator%s%s: the loss is still not recorded in bucket 0 after %d ms: "
+		         "restarting anyway, this process flushing at its next synchronisation (the "
+		         "record is still retried; a standby taking the slot meanwhile would stream "
+		         "without the flush, review 53)",
+		         INV_LOG_SHARD(inv), (int)rec_hold_ms(inv));
+		if (inv->st == ST_STREAMING) {
+			char why[sizeof o->rec_why];
+			memcpy(why, o->rec_why, sizeof why);
+			inv_restart(inv, why, false);
+		}
+	}
 }
 
 static void loss_send(cs_inv *inv)
@@ -604,7 +639,9 @@ static void on_loss_recorded(cs_rc *r, redisReply *reply, void *priv)
 		cs_info("invalidator%s%s: the loss is recorded in bucket 0 after %d failed tries",
 		        INV_LOG_SHARD(inv), o->rec_fails);
 	o->rec_fails = 0;
-	if (epoch == inv->epoch && inv->st == ST_STREAMING) {
+	bool hold = o->rec_hold;
+	o->rec_hold = false;
+	if (hold && epoch == inv->epoch && inv->st == ST_STREAMING) {
 		char why[sizeof o->rec_why];
 		memcpy(why, o->rec_why, sizeof why);
 		inv_restart(inv, why, false);
@@ -627,6 +664,8 @@ static void loss_restart(cs_inv *inv, const char *why)
 	o->round++; /* the round in flight: its late replies are ignored */
 	o->busy = false;
 	o->rec_fails = 0;
+	o->rec_hold = true;
+	o->rec_since_us = cs_now_us();
 	loss_send(inv);
 }
 
@@ -638,7 +677,8 @@ uint64_t inv_open_rec_next_us(const cs_inv *inv)
 void inv_open_rec_tick(cs_inv *inv, uint64_t now)
 {
 	struct inv_open *o = inv->open;
-	if (o != NULL && o->rec == REC_WAIT && now >= o->rec_retry_us)
+	/* review 53 F4: not inside this process's SYNC, which flushes (o->loss) and ends it */
+	if (o != NULL && o->rec == REC_WAIT && now >= o->rec_retry_us && inv->st != ST_SYNC)
 		loss_send(inv);
 }
 
@@ -648,9 +688,10 @@ void inv_open_abandon(cs_inv *inv)
 	if (o == NULL || o->rec == REC_NONE)
 		return;
 	o->rec = REC_NONE;
-	cs_warn("invalidator%s%s: stopping with a loss not recorded in bucket 0 (review 51 "
-	        "R51-1): whoever streams next flushes only if it finds the loss itself",
-	        INV_LOG_SHARD(inv));
+	o->rec_hold = false;
+	cs_error("invalidator%s%s: stopping with a loss not recorded in bucket 0 (review 51 "
+	         "R51-1): whoever streams next flushes only if it finds the loss itself",
+	         INV_LOG_SHARD(inv));
 }
 
 static void loss(cs_inv *inv, uint32_t b, const char *what)
@@ -1195,7 +1236,7 @@ static uint64_t hold_bound_ms(const cs_inv *inv)
 
 uint64_t inv_open_next_us(const cs_inv *inv, uint64_t now)
 {
-	if (!watching(inv) || inv->st != ST_STREAMING || inv->open->rec != REC_NONE)
+	if (!watching(inv) || inv->st != ST_STREAMING || inv->open->rec_hold)
 		return 0; /* R51-1: the record's retry is inv_open_rec_next_us */
 	const struct inv_open *o = inv->open;
 	if (o->since_us == 0)
@@ -1216,7 +1257,7 @@ uint64_t inv_open_next_us(const cs_inv *inv, uint64_t now)
 
 void inv_open_tick(cs_inv *inv)
 {
-	if (!watching(inv) || inv->st != ST_STREAMING || inv->open->rec != REC_NONE)
+	if (!watching(inv) || inv->st != ST_STREAMING || inv->open->rec_hold)
 		return; /* R51-1: a loss being recorded: no round until the restart */
 	struct inv_open *o = inv->open;
 	uint64_t now = cs_now_us();

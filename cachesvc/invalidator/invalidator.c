@@ -893,6 +893,11 @@ void cs_inv_set_open_hold_ms(cs_inv *inv, int ms)
 	inv->open_hold_ms = ms > 0 ? ms : 0;
 }
 
+void cs_inv_set_record_hold_ms(cs_inv *inv, int ms)
+{
+	inv->rec_hold_ms = ms > 0 ? ms : 0;
+}
+
 void cs_inv_set_loss_record_nowait(cs_inv *inv, bool nowait)
 {
 	inv->loss_record_nowait = nowait;
@@ -1069,6 +1074,10 @@ void cs_inv_metrics(const cs_inv *inv, cs_metrics *m)
 		        "A loss's record in bucket 0 (the DEL of its epoch copy, acknowledged before "
 		        "the slot is let go) failed and was sent again",
 		        s->open_record_retries, NULL);
+		cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_open_slot_record_fallbacks_total",
+		        "A loss's record in bucket 0 not acknowledged within 5 s: the stream restarted "
+		        "anyway, this process flushing at its next synchronisation",
+		        s->open_record_fallbacks, NULL);
 		cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_open_slot_rounds_total",
 		        "Rounds of open slots complete (every master answered, the marks written)",
 		        s->open_rounds, NULL);

@@ -74,6 +74,7 @@ typedef struct cs_inv_stats {
 	uint64_t open_rounds;     /* rounds complete (every master answered, marks written) */
 	uint64_t open_hold_ms;    /* the hold bound now (doubles after a hold: R22-3) */
 	uint64_t open_record_retries; /* a loss's record in bucket 0 failed, sent again (R51-1) */
+	uint64_t open_record_fallbacks; /* not recorded within the bound: restarted anyway */
 	cs_hist lag_us;		  /* commit timestamp -> Redis acknowledged */
 	cs_hist recv_us;	  /* commit timestamp -> its Commit message decoded here: the
 				   * primary's and the network's share of lag_us */
@@ -195,6 +196,8 @@ void cs_inv_set_open_hold_nocarry(cs_inv *inv, bool nocarry);
 /* Testing, review 51 R51-1's negative control: true, a loss the watch of open slots found
  * restarts the stream (letting the slot go) without waiting for its record in bucket 0. */
 void cs_inv_set_loss_record_nowait(cs_inv *inv, bool nowait);
+/* Testing: the longest the stream is kept while a loss's record is refused (default 5 s). */
+void cs_inv_set_record_hold_ms(cs_inv *inv, int ms);
 
 const cs_inv_stats *cs_inv_get_stats(const cs_inv *inv);
 void cs_inv_metrics(const cs_inv *inv, cs_metrics *m);

@@ -30,6 +30,7 @@
  *       --open-hold-nocarry: a stream restart restarts the hold's clock (review 26 R26-2
  *       off: a negative control). --loss-record-nowait: a loss restarts the stream without
  *       waiting for its record in bucket 0 (review 51 R51-1 off: a negative control).
+ *       --record-hold-ms N: the longest the stream is kept for that record (default 5 s).
  *       --oldest-only: a command failing for its own slot (TRYAGAIN, non local key...)
  *       stops its node's whole retry queue, probed by its oldest command (review G2 off: a
  *       negative control). --no-v9c: a script refused "non local key" restarts the stream
@@ -74,7 +75,7 @@ static void usage(void)
 	        "                 [--no-v1] [--pos-every] [--no-pos-min] [--no-pos-backoff]\n"
 	        "                 [--single] [--cmd-limit N] [--retry-max N] [--no-v9b]\n"
 	        "                 [--open-hold-ms MS] [--open-hold-fixed] [--open-hold-nocarry]\n"
-	        "                 [--loss-record-nowait]\n"
+	        "                 [--loss-record-nowait] [--record-hold-ms MS]\n"
 	        "                 [--oldest-only] [--no-v9c] [--unpaced] [--tick-polled]\n"
 	        "                 [--stats-ms N] [--no-g5] [--no-cluster-deadlines]\n"
 	        "       inv_drive bucket QUERY CANON\n"
@@ -98,13 +99,14 @@ static void on_stats(evutil_socket_t fd, short what, void *arg)
 	        " open_losses=%" PRIu64 " open_marks=%" PRIu64 " open_marked=%" PRIu64
 	        " open_incomplete=%" PRIu64 " open_holds=%" PRIu64 " open_rounds=%" PRIu64
 	        " open_hold_ms=%" PRIu64 " rq_slot_holds=%" PRIu64 " rq_out_max=%" PRIu64
-	        " rq_rid_checks=%" PRIu64 " open_record_retries=%" PRIu64 "\n",
+	        " rq_rid_checks=%" PRIu64 " open_record_retries=%" PRIu64
+	        " open_record_fallbacks=%" PRIu64 "\n",
 	        (int)s->state, (uint64_t)s->confirmed, (uint64_t)s->horizon, s->redis_data_loss,
 	        s->gap_flushes, s->redis_failures, s->keys, s->reconnects, s->cmds_max, s->pauses,
 	        s->rq_queued, s->rq_retries, s->rq_overflows, s->rq_depth, s->open_losses,
 	        s->open_marks, s->open_marked, s->open_incomplete, s->open_holds, s->open_rounds,
 	        s->open_hold_ms, s->rq_slot_holds, s->rq_out_max, s->rq_rid_checks,
-	        s->open_record_retries);
+	        s->open_record_retries, s->open_record_fallbacks);
 	fclose(f);
 	rename(tmp, g.stats);
 }
@@ -143,7 +145,8 @@ int main(int argc, char **argv)
 	     hold_nocarry = false, rec_nowait = false;
 	bool per_slot = true, v9c = true, paced = true, tick_polled = false, rid_check = true;
 	bool c_deadlines = true;
-	long long cmd_limit = -1, retry_max = -1, open_hold_ms = 0, stats_ms = 100;
+	long long cmd_limit = -1, retry_max = -1, open_hold_ms = 0, stats_ms = 100,
+	          rec_hold_ms = 0;
 	for (int i = 5; i < argc; i++) {
 		if (strcmp(argv[i], "--no-c1") == 0)
 			c1 = false;
@@ -187,6 +190,8 @@ int main(int argc, char **argv)
 			cmd_limit = strtoll(argv[++i], NULL, 10);
 		else if (strcmp(argv[i], "--open-hold-ms") == 0 && i + 1 < argc)
 			open_hold_ms = strtoll(argv[++i], NULL, 10);
+		else if (strcmp(argv[i], "--record-hold-ms") == 0 && i + 1 < argc)
+			rec_hold_ms = strtoll(argv[++i], NULL, 10);
 		else if (strcmp(argv[i], "--retry-max") == 0 && i + 1 < argc)
 			retry_max = strtoll(argv[++i], NULL, 10); /* 0: no retry queue (V2) */
 		else
@@ -227,6 +232,7 @@ int main(int argc, char **argv)
 	cs_inv_set_open_hold_fixed(g.inv, hold_fixed);
 	cs_inv_set_open_hold_nocarry(g.inv, hold_nocarry);
 	cs_inv_set_loss_record_nowait(g.inv, rec_nowait);
+	cs_inv_set_record_hold_ms(g.inv, (int)(rec_hold_ms > 0 && rec_hold_ms < 3600000 ? rec_hold_ms : 0));
 	cs_inv_set_retry_per_slot(g.inv, per_slot);
 	cs_inv_set_cluster_v9c(g.inv, v9c);
 	cs_inv_set_retry_paced(g.inv, paced);

@@ -83,6 +83,8 @@
 #   r51:   review 51 R51-1: a loss (a hold) is recorded in bucket 0 before the slot is let go:
 #          bucket 0's master refusing DEL, the slot stays with its walsender, retried; allowed,
 #          recorded, restarted, flushed. r51neg: its negative control (--loss-record-nowait).
+#          r51fb: the DEL refused past the wait's bound: the stream restarts anyway, and its
+#          own SYNC flushes once DEL is allowed (review 53).
 #          (registered together as inval_cluster_r51)
 #   r26carry (registered as inval_cluster_holdcarry): review 26 R26-2: a master refusing
 #          CLUSTER NODES and the walsender terminated every 4 s (the hold bound 10 s): the
@@ -1342,13 +1344,19 @@ case_r26carry() {
 # (one master refusing CLUSTER NODES, the bound 10 s) is the loss; bucket 0's master refuses
 # DEL (an ACL): the record fails and is sent again with a backoff, and the slot stays held by
 # the same walsender meanwhile, its epoch copy in place; DEL allowed again: recorded, the copy
-# gone, then the restart (a new walsender) and its SYNC's flush. r51neg: its negative control
-# (--loss-record-nowait: the DEL sent and the slot let go at once): a new walsender while the
-# record is still refused.
+# gone, then the restart (a new walsender) and its SYNC's flush (the wait's bound raised to 15 s
+# for this). r51neg: its negative control (--loss-record-nowait: the DEL sent and the slot let
+# go at once): a new walsender while the record is still refused. r51fb: review 53 F2/F3: the
+# DEL refused past the wait's bound (5 s): the stream restarts anyway, the loss owed in memory;
+# DEL allowed again (the SYNC's scripts need it too), this process's own SYNC flushes.
 slot_pid() { primary postgres -c "SELECT coalesce(active_pid, 0) FROM pg_replication_slots WHERE slot_name = '$SLOT'"; }
-case_r51() { # NEG
-  local neg=$1 p m0 lsn pid0 n0 h0 d0 r0 id t
-  if $neg; then start_drive --open-hold-ms 10000 --loss-record-nowait; else start_drive --open-hold-ms 10000; fi
+case_r51() { # MODE: fix, neg, fb
+  local mode=$1 p m0 lsn pid0 n0 h0 d0 r0 id t
+  case $mode in
+  neg) start_drive --open-hold-ms 10000 --loss-record-nowait ;;
+  fb) start_drive --open-hold-ms 10000 ;;
+  *) start_drive --open-hold-ms 10000 --record-hold-ms 15000 ;;
+  esac
   lsn=$(commit_lsn "INSERT INTO users VALUES (1, 'a') ON CONFLICT (id) DO UPDATE SET name = 'a'")
   wait_confirmed "$lsn"
   until_true 30 flush_at_least "$(lsnhex "$lsn")" || fail "r51: never flushed before the ACLs"
@@ -1366,7 +1374,24 @@ case_r51() { # NEG
   lsn=$(commit_lsn "INSERT INTO users VALUES ($id, 'b') ON CONFLICT (id) DO UPDATE SET name = 'b'")
   wait_confirmed "$lsn"
   until_true 60 eval '[ "$(stat open_holds)" -gt "$h0" ]' || fail "r51: no hold while $p refuses CLUSTER NODES"
-  if $neg; then
+  if [ "$mode" = fb ]; then
+    until_true 30 eval '[ "$(stat open_record_fallbacks)" -ge 1 ]' ||
+      fail "r51fb: the record refused, yet no restart past the wait's bound ($(stat open_record_retries) retries)"
+    r18_log_since "$n0" "the loss is still not recorded in bucket 0 after 5000 ms: restarting anyway" ||
+      fail "r51fb: the fallback not logged"
+    until_true 10 eval '[ "$(slot_pid)" != "$pid0" ]' || fail "r51fb: past the bound, the slot still with walsender $pid0"
+    [ "$(stat data_loss)" = "$d0" ] || fail "r51fb: a flush while DEL was refused (the SYNC's scripts need it too)"
+    ok "r51fb: the DEL refused past the wait's bound (5 s): the stream restarted anyway (walsender $pid0 -> $(slot_pid)), the loss owed in memory"
+    # the SYNC's scripts need DEL too: allowed again, this process's SYNC flushes
+    redis-cli -p "$m0" acl setuser default +del >/dev/null
+    until_true 30 eval '[ "$(stat data_loss)" -gt "$d0" ]' ||
+      fail "r51fb: DEL allowed again, this process's SYNC did not flush (data_loss $(stat data_loss))"
+    until_true 60 drive_streaming || fail "r51fb: not streaming after the flush"
+    ok "r51fb: DEL allowed again: this process's own SYNC flushed (data_loss $d0 -> $(stat data_loss))"
+    redis-cli -p "$p" acl setuser default +cluster\|nodes >/dev/null
+    return
+  fi
+  if [ "$mode" = neg ]; then
     until_true 15 eval '[ "$(slot_pid)" != "$pid0" ]' ||
       fail "r51neg: the record not waited for, yet the slot stayed with walsender $pid0"
     [ -n "$(rc get "{$NS:0}:epoch")" ] || fail "r51neg: the epoch copy is gone: the record was not refused"
@@ -2157,8 +2182,9 @@ for PART in "${@:-basic}"; do
   r18load) case_r18load ;;
   r18early) case_r18early ;;
   r18stall) case_r18stall ;;
-  r51) case_r51 false ;;
-  r51neg) case_r51 true ;;
+  r51) case_r51 fix ;;
+  r51neg) case_r51 neg ;;
+  r51fb) case_r51 fb ;;
   r26carry) case_r26carry ;;
   r18requeue) case_r18requeue ;;
   basic) case_basic ;;
