@@ -7,7 +7,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CS_PACKAGES=(gcc meson ninja-build pkg-config libhiredis-dev libpq-dev libevent-dev
   libmsgpack-dev libcmocka-dev libjansson-dev postgresql-15 postgresql-client-15
   redis-server redis-tools python3 python3-msgpack golang-go libedit-dev
-  libsystemd-dev systemd groff-base prometheus gdb)
+  libsystemd-dev systemd groff-base prometheus gdb iproute2)
 
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi

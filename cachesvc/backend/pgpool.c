@@ -974,6 +974,19 @@ static void monitor_round(cs_pgserver *s)
 	sweep_at(s, m->deadline_us);
 }
 
+/* True when a failed result means the session itself ended, not that the statement failed:
+ * terminated by the server (SQLSTATE 57P01-57P05: pg_terminate_backend, a shutdown, a
+ * crash restart, the database dropped, idle_session_timeout), a connection exception
+ * (class 08), or libpq lost the connection (its own error, no SQLSTATE). 57014 (the
+ * statement timed out or was canceled) is not one: the session lives on. */
+static bool session_lost(PGconn *conn, const PGresult *res)
+{
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	if (state != NULL)
+		return strncmp(state, "57P", 3) == 0 || strncmp(state, "08", 2) == 0;
+	return PQstatus(conn) == CONNECTION_BAD;
+}
+
 static void monitor_results(pgconn *m)
 {
 	cs_pgserver *s = m->srv;
@@ -1036,6 +1049,18 @@ static void monitor_results(pgconn *m)
 			else
 				s->lag_ms = replay_age < 0 ? 0 : replay_age;
 			server_up(s);
+		} else if (session_lost(m->conn, res)) {
+			/* The health check's session was terminated under it (pg_terminate_backend,
+			 * a restart's shutdown) or lost: the connection broke, as when it breaks
+			 * idle; the check says nothing of the server. Counted as a break and
+			 * reconnected at once (conn_broken); a server that refuses the reconnect is
+			 * banned by the connect failure. A server_down here spent a whole ban on a
+			 * termination of every session: the monitor's query was in flight when it
+			 * came, and the 4 pooled queries it also terminated were failed, not run
+			 * again (pg_conn_errors, a CI run under load: 7 of 8 unavailable). */
+			conn_broken(m, -CS_ERR_UNAVAILABLE, PQresultErrorMessage(res));
+			PQclear(res); /* a PGresult outlives its PGconn */
+			return;
 		} else {
 			char msg[256];
 			cs_pgconn_msg(msg, sizeof msg, PQresultErrorMessage(res));

@@ -2,7 +2,8 @@
 # pg_conn_errors.sh - an error on one pooled connection is not a server failure: connections
 # closed by idle_session_timeout while idle, or terminated in the middle of a query (what a
 # replica restart or a recovery conflict does to them), are reopened and their requests run
-# again; the replica is never banned and no request fails.
+# again; the replica is never banned and no request fails. A health check whose session is
+# terminated while it runs is such a broken connection too, not a failed check.
 . "$(dirname "$0")/daemon_lib.sh"
 
 make_db <<'SQL'
@@ -19,22 +20,24 @@ wait_replicas
 # 4 queued requests wait for the 4 running ones, their termination (after a poll that took over
 # a second under load), their re-run (1.5 s) and then run (1.5 s): at queue_timeout 3 s a CI
 # run answered 3 of them "unavailable". A request fails only past these, never by a break.
+# Debug: pgpool's "connection lost" lines in the log tail a failure prints.
 EXTRA_SERVICE="primary_fallback = off
-queue_timeout = 12s"
+queue_timeout = 12s
+log_level = debug"
 EXTRA_REPLICA="pool_size = 4"
 REQUEST_TIMEOUT=15s
 write_config "$WORK/cs.ini"
 cat >>"$WORK/cs.ini" <<'INI'
 
 [query ce_slow]
-sql = SELECT v, pg_sleep($2) IS NULL AS slept FROM ce_t WHERE id = $1
+sql = SELECT v, pg_sleep($2) IS NULL AS slept FROM ce_t WHERE id = $1::int8 + 1
 params = id:int8, secs:float8
 ttl = 1m
 INI
 start_daemon "$WORK/cs.ini"
 
 bans() { metric 'cachesvc_pg_bans_total{server="r1"}'; }
-burst() { # SECS: 8 REFRESHes (each runs the query) over the pool's 4 connections
+burst() { # SECS: 8 REFRESHes (each runs the query, sleeping: cs_burst's ids 0..7 are rows 1..8)
   "$BURST" -p "$PORT" -c 8 -n 1 -t 20000 -r ce_slow %i "$1"
 }
 check_all_ok() { # TALLY WHAT
@@ -60,6 +63,43 @@ ok "3 rounds of idle connections closed by the replica: all 24 requests ok, no b
 # (which also ends the run of breaks).
 primary postgres -c "ALTER DATABASE $DB RESET idle_session_timeout"
 wait_replicas
+
+# The monitor's health check terminated while it runs (its backend stopped with the query
+# unread, terminated, continued: the FATAL is the query's result): the session broke, the
+# server is fine; no ban, the monitor reconnects. A CI run under load: the termination below
+# found the monitor's check in flight, that FATAL was taken for a failed check and banned r1,
+# and the 4 terminated queries were failed instead of run again (7 of 8 unavailable).
+# This also gives the monitor a session without idle_session_timeout: the one it opened at
+# the start can idle out when a loaded machine delays a round past 700 ms, a break (and a
+# reconnect that the termination below could hit while it connects) at a random time.
+mon_pid() { replica 1 postgres -c "SELECT pid FROM pg_stat_activity WHERE datname = '$DB' AND application_name = 'cachesvc-monitor'"; }
+query_unread() { # PID PORT: the monitor's next query sits unread in its stopped backend's socket
+  local q
+  q=$(ss -Htn state established "( sport = :$CS_PG_REPLICA1_PORT and dport = :$2 )" | awk '{print $1}')
+  [ -n "$q" ] && [ "$q" -gt 0 ]
+}
+one_monitor() { mpid=$(mon_pid); [ -n "$mpid" ] && [ "$(echo "$mpid" | wc -l)" = 1 ]; }
+new_monitor() { local p; p=$(mon_pid); [ -n "$p" ] && [ "$p" != "$1" ]; }
+stopped=
+for try in 1 2 3; do
+  until_true 10 one_monitor || fail "want one monitor session on replica1, got: $mpid"
+  mport=$(replica 1 postgres -c "SELECT client_port FROM pg_stat_activity WHERE pid = $mpid")
+  CLEANUPS+=("kill -CONT $mpid")
+  kill -STOP "$mpid"
+  # a round is sent within 200 ms; stopped in the middle of one, the backend holds no query
+  # unread (the monitor sends the next only after its results): continue, try again
+  if until_true 3 query_unread "$mpid" "$mport"; then
+    stopped=1
+    replica 1 postgres -c "SELECT pg_terminate_backend($mpid)" >/dev/null
+  fi
+  kill -CONT "$mpid"
+  [ -z "$stopped" ] || break
+  sleep 0.3
+done
+[ -n "$stopped" ] || fail "the monitor's query never waited in its stopped backend"
+until_true 10 new_monitor "$mpid" || fail "the monitor did not reconnect after its session was terminated mid-check"
+[ "$(bans)" = 0 ] || fail "r1 was banned $(bans) times when its monitor's health check was terminated mid-query"
+ok "the monitor's health check terminated mid-query: a broken connection, reconnected, no ban"
 sleep 1.2
 out=$(burst 0.05)
 check_all_ok "$out" "fresh sessions without idle_session_timeout"
