@@ -583,8 +583,8 @@ static void rec_failed(cs_inv *inv, const redisReply *reply)
 	if (o->rec_hold && now - o->rec_since_us >= (uint64_t)rec_hold_ms(inv) * 1000u) {
 		o->rec_hold = false;
 		inv->stats.open_record_fallbacks++;
-		cs_error("invalidator%s%s: the loss is still not recorded in bucket 0 after %d ms: "
-		         "restarting anyway, this process flushing at its next synchronisation (the "
+		cs_error("invalidator%s%s: the loss is still not recorded in bucket 0, %d ms or more "
+		         "after it was found (checked at each failed try): restarting anyway, this process flushing at its next synchronisation (the "
 		         "record is still retried; a standby taking the slot meanwhile would stream "
 		         "without the flush, review 53)",
 		         INV_LOG_SHARD(inv), (int)rec_hold_ms(inv));

@@ -526,7 +526,10 @@ static uint64_t next_tick_us(cs_inv *inv, uint64_t now)
 		at = inv->last_health_us + HEALTH_EVERY_US;
 	if (inv->conn && inv->st != ST_STREAMING)
 		at = earliest(at, inv->step_deadline_us + 1);
-	at = earliest(at, inv_open_rec_next_us(inv)); /* review 51 R51-1: in any state */
+	/* review 51 R51-1: in any state but the SYNC, where it is not sent (review 54 F2: a
+	 * deadline past while it runs polled the tick every TICK_MS) */
+	if (inv->st != ST_SYNC)
+		at = earliest(at, inv_open_rec_next_us(inv));
 	if (inv->st != ST_STREAMING)
 		return at;
 	/* work outstanding: the tick's calls are retried every TICK_MS (inv_publish_pos, the
@@ -1075,8 +1078,9 @@ void cs_inv_metrics(const cs_inv *inv, cs_metrics *m)
 		        "the slot is let go) failed and was sent again",
 		        s->open_record_retries, NULL);
 		cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_open_slot_record_fallbacks_total",
-		        "A loss's record in bucket 0 not acknowledged within 5 s: the stream restarted "
-		        "anyway, this process flushing at its next synchronisation",
+		        "A loss's record in bucket 0 not acknowledged 5 s after the loss (checked at "
+		        "each failed try, so 5-10 s): the stream restarted anyway, this process "
+		        "flushing at its next synchronisation",
 		        s->open_record_fallbacks, NULL);
 		cs_m_u64(m, CS_M_COUNTER, "cachesvc_invalidator_open_slot_rounds_total",
 		        "Rounds of open slots complete (every master answered, the marks written)",
