@@ -126,6 +126,9 @@ struct cs_pgserver {
 	cs_pgserver_state state;
 	int fail_attempt;
 	int breaks;	       /* connections broken since the last success (see conn_broken) */
+	uint64_t mon_break_us; /* the monitor's session last broke (review 55 F1) */
+	int mon_rebreaks;      /* ... again soon after the one before, in a row */
+	int64_t mon_backoff_ms; /* the delay of the last reconnect after such a break */
 	uint64_t banned_until_us;
 	bool in_recovery;
 	bool promoted;	       /* a replica whose monitor saw it out of recovery */
@@ -502,9 +505,23 @@ static void conn_broken(pgconn *c, int err, const char *why)
 		return;
 	}
 	if (c->monitor) {
+		/* At once, unless its last session broke too, within two health intervals of its
+		 * reconnect: then after a backoff (100 ms doubling to 5 s). A server that ends
+		 * every session soon after it goes idle is never banned (each round between
+		 * succeeds), and was reconnected to some 16 times a second (review 55 F1). */
+		uint64_t now_us = cs_now_us();
+		int64_t ms = 0;
+		uint64_t soon = (2u * (uint64_t)s->opts.health_interval_ms +
+					(uint64_t)s->mon_backoff_ms) * 1000u;
+		if (s->mon_break_us != 0 && now_us - s->mon_break_us < soon)
+			ms = cs_backoff_ms(s->mon_rebreaks < 16 ? s->mon_rebreaks++ : 16, 100, 5000);
+		else
+			s->mon_rebreaks = 0;
+		s->mon_break_us = now_us;
+		s->mon_backoff_ms = ms;
 		evtimer_del(s->mon_timer);
-		struct timeval now = { 0, 0 };
-		evtimer_add(s->mon_timer, &now);
+		struct timeval tv = cs_tv_ms(ms);
+		evtimer_add(s->mon_timer, &tv);
 	} else if (s->qhead) {
 		dispatch(s);
 	}
