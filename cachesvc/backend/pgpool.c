@@ -127,8 +127,7 @@ struct cs_pgserver {
 	int fail_attempt;
 	int breaks;	       /* connections broken since the last success (see conn_broken) */
 	uint64_t mon_break_us; /* the monitor's session last broke (review 55 F1) */
-	int mon_rebreaks;      /* ... again soon after the one before, in a row */
-	int64_t mon_backoff_ms; /* the delay of the last reconnect after such a break */
+	bool mon_round_ok;     /* a round succeeded on the monitor's current session */
 	uint64_t banned_until_us;
 	bool in_recovery;
 	bool promoted;	       /* a replica whose monitor saw it out of recovery */
@@ -500,28 +499,35 @@ static void conn_broken(pgconn *c, int err, const char *why)
 	}
 	if (s->breaks > s->pool_size + 1) {
 		server_down(s, msg);
-		if (c->monitor)
+		if (c->monitor) {
+			s->mon_round_ok = false;
 			schedule_monitor(s);
+		}
 		return;
 	}
 	if (c->monitor) {
-		/* At once, unless its last session broke too, within two health intervals of its
-		 * reconnect: then after a backoff (100 ms doubling to 5 s). A server that ends
-		 * every session soon after it goes idle is never banned (each round between
-		 * succeeds), and was reconnected to some 16 times a second (review 55 F1). */
+		/* At once, unless the session answered a round and then broke again within three
+		 * health intervals of the last break: then at the next round's time, as after any
+		 * round (schedule_monitor). A server that ends every session soon after it goes
+		 * idle is never banned (each round between succeeds) and was reconnected to some
+		 * 16 times a second (review 55 F1); waiting the health interval keeps the rounds
+		 * (and the primary's LSN samples that replica lag is measured against) at their
+		 * pace, where a longer backoff thinned them (review 56 F2), and a session that
+		 * never answered a round still reconnects at once, so a server failing every
+		 * session is banned after pool_size + 2 breaks as before (review 56 F1). */
 		uint64_t now_us = cs_now_us();
-		int64_t ms = 0;
-		uint64_t soon = (2u * (uint64_t)s->opts.health_interval_ms +
-					(uint64_t)s->mon_backoff_ms) * 1000u;
-		if (s->mon_break_us != 0 && now_us - s->mon_break_us < soon)
-			ms = cs_backoff_ms(s->mon_rebreaks < 16 ? s->mon_rebreaks++ : 16, 100, 5000);
-		else
-			s->mon_rebreaks = 0;
+		bool again = s->mon_round_ok && s->mon_break_us != 0 &&
+			     now_us - s->mon_break_us <
+				     3u * (uint64_t)s->opts.health_interval_ms * 1000u;
 		s->mon_break_us = now_us;
-		s->mon_backoff_ms = ms;
+		s->mon_round_ok = false;
+		if (again) {
+			schedule_monitor(s);
+			return;
+		}
 		evtimer_del(s->mon_timer);
-		struct timeval tv = cs_tv_ms(ms);
-		evtimer_add(s->mon_timer, &tv);
+		struct timeval now = { 0, 0 };
+		evtimer_add(s->mon_timer, &now);
 	} else if (s->qhead) {
 		dispatch(s);
 	}
@@ -1065,6 +1071,7 @@ static void monitor_results(pgconn *m)
 				s->lag_ms = 0;
 			else
 				s->lag_ms = replay_age < 0 ? 0 : replay_age;
+			s->mon_round_ok = true;
 			server_up(s);
 		} else if (session_lost(m->conn, res)) {
 			/* The health check's session was terminated under it (pg_terminate_backend,

@@ -128,6 +128,7 @@ struct inv_open {
 	int nt_passing; /* passing errors in a row (review 25 R25-4: bounded, then refused) */
 	uint64_t nt_ms; /* the last one read (0: never): kept across streams (review 24 R24-3) */
 	char why[256];  /* the first reason the round in flight is incomplete */
+	char last_why[256]; /* the same of the last round that ended incomplete */
 	/* review R18-6: reading back or deleting the marks failed: retried with a backoff */
 	int lfails;
 	uint64_t retry_us;
@@ -717,6 +718,8 @@ static void incomplete(cs_inv *inv)
 	struct inv_open *o = inv->open;
 	uint64_t supp;
 	inv->stats.open_incomplete++;
+	if (o->why[0] != '\0')
+		memcpy(o->last_why, o->why, sizeof o->last_why);
 	if (!cs_ratelimit_pass(&o->warn, WARN_EVERY_US, &supp))
 		return;
 	cs_warn("invalidator%s%s: a round of open slots was incomplete (%s; %llu more since the "
@@ -732,6 +735,7 @@ static void writes_done(cs_inv *inv)
 	o->busy = false;
 	if (!o->incomplete && !o->failed) {
 		o->safe = CS_MAX(o->safe, o->lsn);
+		o->last_why[0] = '\0';
 		o->since_us = cs_now_us();
 		o->carry_us = 0;
 		inv->stats.open_rounds++;
@@ -1285,7 +1289,11 @@ void inv_open_tick(cs_inv *inv)
 		        "held; treated as a loss (review V9b, R18-5): the namespace is "
 		        "flushed; the next hold bound is %llu s until a round completes (R22-3)",
 		        (unsigned long long)(hold_ms / 1000),
-		        o->why[0] ? o->why : "a master not connected",
+		        /* the last round ended, not the one in flight (its reason may not be in
+		         * yet: a CI run named no master) */
+		        o->last_why[0] ? o->last_why
+		        : o->why[0]    ? o->why
+		                       : "a master not connected",
 		        (unsigned long long)(next_ms / 1000));
 		cs_error("invalidator%s%s: %s", INV_LOG_SHARD(inv), why);
 		loss_restart(inv, why);
