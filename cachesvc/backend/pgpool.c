@@ -507,24 +507,23 @@ static void conn_broken(pgconn *c, int err, const char *why)
 	}
 	if (c->monitor) {
 		/* At once, unless the session answered a round and then broke again within three
-		 * health intervals of the last break: then at the next round's time, as after any
-		 * round (schedule_monitor). A server that ends every session soon after it goes
-		 * idle is never banned (each round between succeeds) and was reconnected to some
-		 * 16 times a second (review 55 F1); waiting the health interval keeps the rounds
-		 * (and the primary's LSN samples that replica lag is measured against) at their
-		 * pace, where a longer backoff thinned them (review 56 F2), and a session that
-		 * never answered a round still reconnects at once, so a server failing every
-		 * session is banned after pool_size + 2 breaks as before (review 56 F1). */
+		 * health intervals of the last break while the next round is already armed: then
+		 * that round reconnects, at its time. A server that ends every session soon after
+		 * it goes idle is never banned (each round between succeeds) and was reconnected to
+		 * some 16 times a second (review 55 F1); leaving the armed round alone keeps the
+		 * rounds (and the primary's LSN samples that replica lag is measured against) at
+		 * their pace, where a backoff thinned them (review 56 F2) and re-arming one
+		 * interval from the break stretched them (review 57 R1); a session that never
+		 * answered a round still reconnects at once, so a server failing every session is
+		 * banned after pool_size + 2 breaks as before (review 56 F1). */
 		uint64_t now_us = cs_now_us();
 		bool again = s->mon_round_ok && s->mon_break_us != 0 &&
 			     now_us - s->mon_break_us <
 				     3u * (uint64_t)s->opts.health_interval_ms * 1000u;
 		s->mon_break_us = now_us;
 		s->mon_round_ok = false;
-		if (again) {
-			schedule_monitor(s);
+		if (again && evtimer_pending(s->mon_timer, NULL))
 			return;
-		}
 		evtimer_del(s->mon_timer);
 		struct timeval now = { 0, 0 };
 		evtimer_add(s->mon_timer, &now);
@@ -981,6 +980,7 @@ static void monitor_round(cs_pgserver *s)
 {
 	pgconn *m = &s->mon;
 	if (m->state == PC_EMPTY) {
+		s->mon_round_ok = false; /* a new session: none answered yet (review 57 R3) */
 		(void)conn_start(m); /* on failure: server banned, timer rescheduled below */
 		if (m->state == PC_EMPTY)
 			schedule_monitor(s);
@@ -1440,7 +1440,10 @@ void cs_pgserver_fast_monitor(cs_pgserver *s, uint64_t until_us)
 	if (until_us <= s->fast_until_us)
 		return;
 	s->fast_until_us = until_us;
-	if (s->mon.state == PC_IDLE && s->state != CS_SRV_DOWN && !s->retired) {
+	/* idle, or with no session while its next round waits (a session broken after a round:
+	 * conn_broken; review 57 R2): the round now */
+	if ((s->mon.state == PC_IDLE || s->mon.state == PC_EMPTY) && s->state != CS_SRV_DOWN &&
+		!s->retired) {
 		evtimer_del(s->mon_timer);
 		monitor_round(s);
 	}

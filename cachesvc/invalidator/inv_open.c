@@ -240,6 +240,7 @@ void inv_open_flushed(cs_inv *inv)
 	if (o == NULL)
 		return;
 	memset(o->m, 0, sizeof o->m);
+	o->last_why[0] = '\0'; /* the hold is counted anew (review 57 R5) */
 	o->loss = false;
 	o->rec = REC_NONE; /* the flush the record owed is done (a DEL in flight is ignored) */
 	o->rec_gen++;
