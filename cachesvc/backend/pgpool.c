@@ -471,7 +471,8 @@ static void job_requeue(cs_pgserver *s, cs_pgjob *job)
  * the server's: it is closed and counted; its job runs again once on another connection of
  * this server (a new one is opened; a server that refuses it is then banned by the connect
  * failure), else fails retryable so the engine tries another server; the monitor reconnects
- * at once. Only when more connections break in a row than the server has (pool + monitor),
+ * at once (or with its next round, when that session had answered one and broke soon after
+ * the last break: below). Only when more connections break in a row than the server has (pool + monitor),
  * with no query succeeding in between, is the server itself failing: banned. */
 static void conn_broken(pgconn *c, int err, const char *why)
 {
@@ -1441,9 +1442,11 @@ void cs_pgserver_fast_monitor(cs_pgserver *s, uint64_t until_us)
 		return;
 	s->fast_until_us = until_us;
 	/* idle, or with no session while its next round waits (a session broken after a round:
-	 * conn_broken; review 57 R2): the round now */
-	if ((s->mon.state == PC_IDLE || s->mon.state == PC_EMPTY) && s->state != CS_SRV_DOWN &&
-		!s->retired) {
+	 * conn_broken; review 57 R2): the round now. Not a server not started yet (no round
+	 * armed: review 58 N1) */
+	if ((s->mon.state == PC_IDLE ||
+		    (s->mon.state == PC_EMPTY && evtimer_pending(s->mon_timer, NULL))) &&
+		s->state != CS_SRV_DOWN && !s->retired) {
 		evtimer_del(s->mon_timer);
 		monitor_round(s);
 	}
