@@ -40,7 +40,10 @@ params = id:int8
 ttl = 10m
 INI
 start_daemon "$WORK/cs.ini"
-until_true 20 metric_is 'cachesvc_pg_up{server="r2"}' 1 || true # settled: every server checked once
+# settled: every server checked once (each gauge carries server and role labels)
+for s in primary,primary r1,replica r2,replica; do
+  until_true 20 metric_is "cachesvc_pg_up{server=\"${s%,*}\",role=\"${s#*,}\"}" 1 || fail "server ${s%,*} never up"
+done
 sleep 1
 switches() { cat /proc/"$DAEMON_PID"/task/*/status | awk '/^voluntary_ctxt_switches/ { n += $2 } END { print n + 0 }'; }
 a=$(switches)
