@@ -231,14 +231,18 @@ stop_daemon() {
 # reads after another) spent a third of some tests' CPU on it, so they run with
 # NOLEAK_ASAN_OPTIONS; the daemons, drivers and tools run once keep leak checks.
 NOLEAK_ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
-# cli ARGS: cachesvc-cli on this test's daemon, without leak checks (above) except in the tests
-# of the cli's own commands (admin_ops, show_views, engine_read_path), which set CLI_LEAKS=1;
-# "$CLI" run directly keeps them everywhere.
+# cli ARGS: cachesvc-cli on this test's daemon. In a sanitized build, the copy built without
+# sanitizers (protocol/meson.build cachesvc-cli-plain: a third of the CPU per run), except in
+# the tests of the cli's own commands (admin_ops, show_views, engine_read_path), which set
+# CLI_LEAKS=1 and run the instrumented one with leak checks; "$CLI" run directly keeps them
+# everywhere.
+CLI_PLAIN=$CS_BUILD/protocol/cachesvc-cli-plain
+[ -x "$CLI_PLAIN" ] || CLI_PLAIN=$CLI
 cli() {
   if [ -n "${CLI_LEAKS:-}" ]; then
     "$CLI" -p "$PORT" "$@"
   else
-    ASAN_OPTIONS=$NOLEAK_ASAN_OPTIONS "$CLI" -p "$PORT" "$@"
+    ASAN_OPTIONS=$NOLEAK_ASAN_OPTIONS "$CLI_PLAIN" -p "$PORT" "$@"
   fi
 }
 # json FIELD < one JSON object: prints a top-level field (python3 is a meson dependency).
