@@ -248,13 +248,15 @@ cli() {
 # json FIELD < one JSON object: prints a top-level field (python3 is a meson dependency).
 json() { "$PY3" -c 'import json,sys; v=json.load(sys.stdin); print(json.dumps(v.get(sys.argv[1])) if not isinstance(v.get(sys.argv[1]), str) else v[sys.argv[1]])' "$1"; }
 
-# http PATH: GET from the admin endpoint; prints the body, fails on no answer.
-http() {
+# http_response PATH: the admin endpoint's whole answer (status line, headers, body); http PATH:
+# its body. Both fail on no answer.
+http_response() {
   exec 3<>"/dev/tcp/127.0.0.1/$APORT" || fail "admin endpoint not reachable"
   printf 'GET %s HTTP/1.0\r\nHost: x\r\n\r\n' "$1" >&3
-  cat <&3 | sed '1,/^\r$/d'
+  cat <&3
   exec 3<&-
 }
+http() { http_response "$1" | sed '1,/^\r$/d'; }
 http_status() {
   exec 3<>"/dev/tcp/127.0.0.1/$APORT" || fail "admin endpoint not reachable"
   printf 'GET %s HTTP/1.0\r\nHost: x\r\n\r\n' "$1" >&3

@@ -85,10 +85,7 @@ max_replica_lag = 500ms"
   # reads
   lagging_and_503() {
     ! cli --bypass get qp_row 8 >/dev/null 2>&1 || return 1
-    exec 3<>"/dev/tcp/127.0.0.1/$APORT" || return 1
-    printf 'GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n' >&3
-    H=$(cat <&3 | tr -d '\r')
-    exec 3<&-
+    H=$(http_response /healthz | tr -d '\r')
     [ "$(echo "$H" | head -1 | awk '{print $2}')" = 503 ]
   }
   until_true 8 lagging_and_503 || fail "the delayed replica lags ($(metric 'cachesvc_pg_lag_seconds{server="r1"}') s, max 0.5 s), misses fail, but /healthz says $(http_status /healthz): $(http /healthz)"
