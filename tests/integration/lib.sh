@@ -46,12 +46,15 @@ nap() {
 # curl, redis-cli), and on the CI machine (2 paravirtualised cores) process start-up was most
 # of the suite's CPU (perf of a suite run: bash, the cli, psql and redis-cli about 40% of the
 # samples), so long waits polled 10 times a second slowed every test running beside them.
+# UNTIL_POLL=SECS before the call: that interval throughout, for a condition that holds only
+# for moments.
 until_true() {
   local deadline=$((SECONDS + $1)) start=$SECONDS
   shift
   until "$@"; do
     [ $SECONDS -lt "$deadline" ] || return 1
-    if [ $((SECONDS - start)) -lt 2 ]; then nap 0.1; else nap 0.25; fi
+    if [ -n "${UNTIL_POLL:-}" ]; then nap "$UNTIL_POLL"
+    elif [ $((SECONDS - start)) -lt 2 ]; then nap 0.1; else nap 0.25; fi
   done
 }
 
